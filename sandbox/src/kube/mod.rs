@@ -1,0 +1,1 @@
+//! The Kubernetes API emulator (see ../shared/design/KUBE-EMULATOR.md).

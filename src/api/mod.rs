@@ -1,0 +1,1 @@
+//! CRD types: `Connection`, `Provider`, `ClusterProvider` (group `connection-operator.dev`).

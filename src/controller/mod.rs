@@ -1,0 +1,1 @@
+//! The reconcile loop, status building, error policy and finalizer handling.

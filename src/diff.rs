@@ -1,0 +1,1 @@
+//! Ownership-aware plan: (spec, managed keys, upstream) -> minimal provider calls. Pure.

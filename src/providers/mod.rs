@@ -1,0 +1,1 @@
+//! Clients for the four providers behind one trait, sharing one HTTP layer.
