@@ -1,6 +1,43 @@
 //! The `connection-sandbox` command line (see ../shared/design/INTERFACES.md).
+//! Each subcommand binds its address, prints one line `listening on http://ADDR` once ready,
+//! and serves until SIGINT/SIGTERM.
 
-fn main() {
-    eprintln!("connection-sandbox: no subcommands yet");
-    std::process::exit(2);
+use std::{net::SocketAddr, path::PathBuf};
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "connection-sandbox", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the Kubernetes API emulator and write a kubeconfig for it.
+    Kube {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        addr: SocketAddr,
+        /// Where to write a kubeconfig (with a bearer token) pointing at the emulator.
+        #[arg(long)]
+        kubeconfig: PathBuf,
+    },
+    /// Serve the four provider emulators under /nango, /mielto, /arena and /datagrid/v1.
+    Providers {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        addr: SocketAddr,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Kube { addr, kubeconfig } => connection_sandbox::kube::run(addr, &kubeconfig).await,
+        Command::Providers { addr } => connection_sandbox::providers::run(addr).await,
+    }
 }
