@@ -2,6 +2,7 @@
 
 pub mod crd;
 pub mod field_error;
+pub mod patch;
 
 use std::{net::SocketAddr, path::Path};
 

@@ -39,6 +39,11 @@ impl CompiledVersion {
         Ok(Self { schema })
     }
 
+    /// The version's `openAPIV3Schema` (the patch engine reads list types from it).
+    pub fn schema(&self) -> &Value {
+        &self.schema
+    }
+
     pub fn admit(
         &self,
         obj: &mut Value,
