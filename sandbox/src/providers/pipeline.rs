@@ -81,7 +81,7 @@ async fn respond<P: Provider>(mounted: &Mounted<P>, mut parts: Parts, body: Byte
         (limit.limit > 0).then(|| controls.limiter.hit(&bucket, limit, unix_now()))
     });
     if let Some(decision) = decision.filter(|d| !d.allowed) {
-        let mut response = provider.rate_limited(&parts, &decision);
+        let mut response = provider.rate_limited(&parts, &decision, &caller);
         provider.rate_limit_headers(&decision, &caller, response.headers_mut());
         return Outcome::Respond(response);
     }

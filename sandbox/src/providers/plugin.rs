@@ -51,7 +51,7 @@ pub trait Provider: Send + Sync + 'static {
     fn rate_limit_headers(&self, decision: &Decision, caller: &Caller, headers: &mut HeaderMap);
 
     /// The provider's 429 answer (body and any headers other than `rate_limit_headers`).
-    fn rate_limited(&self, request: &Parts, decision: &Decision) -> Response;
+    fn rate_limited(&self, request: &Parts, decision: &Decision, caller: &Caller) -> Response;
 
     /// Body of an injected fault with `status` when the fault gives no raw `body`.
     fn fault_body(&self, status: StatusCode) -> Value {

@@ -60,6 +60,8 @@ pub struct Decision {
     pub reset_at: f64,
     /// Milliseconds until a request can be accepted again (0 when `remaining > 0`).
     pub ms_before_next: u64,
+    /// The effective window length in seconds (Are.na reports it as `X-RateLimit-Window`).
+    pub window_seconds: f64,
 }
 
 #[derive(Default)]
@@ -95,6 +97,7 @@ impl Limiter {
                     remaining: limit.limit.saturating_sub(*consumed),
                     reset_at,
                     ms_before_next: millis(reset_at - now),
+                    window_seconds: window,
                 }
             }
             State::Sliding { accepted } => {
@@ -114,6 +117,7 @@ impl Limiter {
                     remaining,
                     reset_at,
                     ms_before_next: if remaining == 0 { millis(reset_at - now) } else { 0 },
+                    window_seconds: window,
                 }
             }
         }
