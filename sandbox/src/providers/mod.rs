@@ -58,9 +58,6 @@ mod rate_limit;
 mod server;
 pub mod tokens;
 
-pub mod arena;
-pub mod mielto;
-
 use std::net::SocketAddr;
 
 use axum::{Json, Router, http::StatusCode};
