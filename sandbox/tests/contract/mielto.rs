@@ -123,3 +123,48 @@ async fn not_found_conforms() {
     put.assert_conforms(404);
     assert_eq!(put.body, json!({"detail": "Connection not found"}));
 }
+
+/// `X-Workspace-Id` is a documented optional header; a connection of another workspace is
+/// as invisible as a missing one (REFERENCE.md §2 [D], 404 documented without a schema).
+#[tokio::test]
+async fn workspace_header_scopes_connections() {
+    let contract = Contract::start(Provider::Mielto).await;
+    let state = json!({"label": "Ops", "status": "active", "config": {}, "integration": "github", "workspace_id": "ws-ops"});
+    contract.seed("conn-gh", state).await;
+    let path = "/api/v1/connections/conn-gh";
+
+    let own = contract.forwarded(&Call::get(path).bearer(TOKEN).header("x-workspace-id", "ws-ops")).await;
+    own.assert_conforms(200);
+    assert_eq!(own.body["workspace_id"], "ws-ops");
+
+    let other = Call::get(path).bearer(TOKEN).header("x-workspace-id", "ws-sales");
+    let other = contract.forwarded(&other).await;
+    other.assert_conforms(404);
+    assert_eq!(other.body, json!({"detail": "Connection not found"}));
+}
+
+/// Mielto documents no 401, 403 or 429 on these operations (REFERENCE.md §2: the SDK maps
+/// those statuses, their bodies are undocumented). Prism relays them with the status warning
+/// only; the bodies are FastAPI's `{"detail": "<text>"}`, the shape of the SDK's ErrorResponse.
+#[tokio::test]
+async fn auth_and_rate_limit_errors_are_undocumented_statuses() {
+    let contract = with_connection().await;
+    contract.set_tokens(&[TOKEN], &["mielto-read-only"]).await;
+
+    let stranger = contract.forwarded(&Call::get(PATH).bearer("not-a-key")).await;
+    stranger.assert_undocumented_status(401);
+    assert!(stranger.body["detail"].is_string(), "{}", stranger.text);
+
+    contract.forwarded(&Call::get(PATH).bearer("mielto-read-only")).await.assert_conforms(200);
+    let write = Call::put(PATH, json!({"label": "x"})).bearer("mielto-read-only");
+    let forbidden = contract.forwarded(&write).await;
+    forbidden.assert_undocumented_status(403);
+    assert!(forbidden.body["detail"].is_string(), "{}", forbidden.text);
+
+    contract.set_rate_limit(1, 60.0).await;
+    contract.forwarded(&Call::get(PATH).bearer(TOKEN)).await.assert_conforms(200);
+    let limited = contract.forwarded(&Call::get(PATH).bearer(TOKEN)).await;
+    limited.assert_undocumented_status(429);
+    assert!(limited.body["detail"].is_string(), "{}", limited.text);
+    assert!(limited.header("retry-after").is_some(), "429 without Retry-After: {:?}", limited.headers);
+}
