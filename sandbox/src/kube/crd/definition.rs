@@ -364,3 +364,124 @@ fn validate_structural(s: &Value, lvl: Level, path: &str, errs: &mut Vec<FieldEr
         validate_structural(items, Level::Item, &child("items"), errs);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn crd() -> Value {
+        json!({
+            "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": "widgets.example.com"},
+            "spec": {
+                "group": "example.com", "scope": "Namespaced",
+                "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "listKind": "WidgetList"},
+                "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": {
+                    "type": "object", "properties": {"spec": {"type": "object", "properties": {"size": {"type": "integer"}}}}
+                }}}]
+            }
+        })
+    }
+
+    fn errors(crd: &Value, old: Option<&Value>) -> Vec<String> {
+        validate_crd(crd, old).err().unwrap_or_default().iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn accepts_a_valid_crd() {
+        assert!(errors(&crd(), None).is_empty());
+    }
+
+    #[test]
+    fn names_group_and_scope() {
+        let mut c = crd();
+        c["metadata"]["name"] = json!("widgets.other.com");
+        c["spec"]["scope"] = json!("Global");
+        c["spec"]["names"]["plural"] = json!("Widgets");
+        c["spec"]["names"]["shortNames"] = json!(["w_1"]);
+        let e = errors(&c, None);
+        assert_eq!(e[0], r#"metadata.name: Invalid value: "widgets.other.com": must be spec.names.plural+"."+spec.group"#);
+        assert_eq!(e[1], r#"spec.scope: Unsupported value: "Global": supported values: "Cluster", "Namespaced""#);
+        assert!(e[2].starts_with(r#"spec.names.plural: Invalid value: "Widgets": a DNS-1035 label must consist of lower case alphanumeric characters or '-'"#), "{}", e[2]);
+        assert!(e[3].starts_with(r#"spec.names.shortNames[0]: Invalid value: "w_1""#));
+        let mut dotless = crd();
+        dotless["spec"]["group"] = json!("example");
+        dotless["metadata"]["name"] = json!("widgets.example");
+        assert_eq!(errors(&dotless, None), vec![r#"spec.group: Invalid value: "example": should be a domain with at least one dot"#]);
+    }
+
+    #[test]
+    fn exactly_one_storage_version_and_unique_names() {
+        let mut c = crd();
+        let v = c["spec"]["versions"][0].clone();
+        c["spec"]["versions"] = json!([v.clone(), v]);
+        let e = errors(&c, None);
+        assert!(e[0].starts_with("spec.versions: Invalid value: "), "{e:?}");
+        assert!(e[0].ends_with("must have exactly one version marked as storage version"));
+        assert_eq!(e[1], r#"spec.versions[1].name: Duplicate value: "v1""#);
+    }
+
+    #[test]
+    fn structural_schema_violations() {
+        let mut c = crd();
+        c["spec"]["versions"][0]["schema"]["openAPIV3Schema"] = json!({
+            "type": "object",
+            "properties": {
+                "metadata": {"type": "object", "properties": {"labels": {"type": "object"}}},
+                "spec": {"properties": {"list": {"type": "array"}, "tags": {"type": "array", "uniqueItems": true, "items": {"type": "string"}}}},
+                "status": {"type": "object", "properties": {"a": {"type": "string"}}, "additionalProperties": {"type": "string"}}
+            }
+        });
+        assert_eq!(
+            errors(&c, None),
+            vec![
+                "spec.versions[0].schema.openAPIV3Schema.properties[metadata].properties[labels]: Forbidden: must not be specified",
+                "spec.versions[0].schema.openAPIV3Schema.properties[spec].type: Required value: must not be empty for specified object fields",
+                "spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[list].items: Required value: must be specified",
+                "spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[tags].uniqueItems: Forbidden: uniqueItems cannot be set to true since the runtime complexity becomes quadratic",
+                "spec.versions[0].schema.openAPIV3Schema.properties[status].additionalProperties: Forbidden: additionalProperties and properties are mutual exclusive",
+            ]
+        );
+        let mut no_schema = crd();
+        no_schema["spec"]["versions"][0].as_object_mut().expect("object").remove("schema");
+        assert_eq!(errors(&no_schema, None), vec!["spec.versions[0].schema.openAPIV3Schema: Required value: schemas are required"]);
+    }
+
+    #[test]
+    fn invalid_cel_is_refused() {
+        let mut c = crd();
+        c["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["x-kubernetes-validations"] = json!([{"rule": "self.size >"}]);
+        let e = errors(&c, None);
+        assert_eq!(e.len(), 1);
+        assert!(e[0].starts_with("spec.versions[0].schema.openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule: Invalid value: apiextensions.ValidationRule{Rule:\"self.size >\""), "{}", e[0]);
+    }
+
+    #[test]
+    fn immutable_scope_and_group_and_stored_versions_on_update() {
+        let mut old = crd();
+        old["status"] = json!({"storedVersions": ["v1"]});
+        let mut c = crd();
+        c["spec"]["scope"] = json!("Cluster");
+        c["spec"]["versions"][0]["name"] = json!("v2");
+        assert_eq!(
+            errors(&c, Some(&old)),
+            vec![
+                r#"spec.scope: Invalid value: "Cluster": field is immutable"#,
+                r#"status.storedVersions[0]: Invalid value: "v1": must appear in spec.versions"#,
+            ]
+        );
+    }
+
+    #[test]
+    fn printer_columns() {
+        let mut c = crd();
+        c["spec"]["versions"][0]["additionalPrinterColumns"] = json!([{"name": "X", "type": "list", "jsonPath": ""}]);
+        assert_eq!(
+            errors(&c, None),
+            vec![
+                r#"spec.versions[0].additionalPrinterColumns[0].type: Unsupported value: "list": supported values: "integer", "number", "string", "boolean", "date""#,
+                "spec.versions[0].additionalPrinterColumns[0].jsonPath: Required value",
+            ]
+        );
+    }
+}
