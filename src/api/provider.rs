@@ -251,7 +251,7 @@ pub struct RateLimitStatus {
 /// Where a provider account's token lives.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CredentialsLocation {
-    pub namespace: Option<String>,
+    pub namespace: String,
     pub name: String,
     pub key: String,
 }
@@ -298,12 +298,11 @@ impl ProviderConfig {
     }
 }
 
-impl From<&ProviderSpec> for ProviderConfig {
-    /// The Secret of a namespaced Provider is in the Provider's namespace (`None` here; the
-    /// caller knows it).
-    fn from(s: &ProviderSpec) -> Self {
+impl ProviderConfig {
+    /// The settings of a namespaced Provider; its Secret lives in its own namespace.
+    pub fn from_provider(s: &ProviderSpec, namespace: &str) -> Self {
         let credentials = CredentialsLocation {
-            namespace: None,
+            namespace: namespace.to_string(),
             name: s.credentials_ref.name.clone(),
             key: s.credentials_ref.key.clone(),
         };
@@ -317,12 +316,11 @@ impl From<&ProviderSpec> for ProviderConfig {
             s.timeout_seconds,
         )
     }
-}
 
-impl From<&ClusterProviderSpec> for ProviderConfig {
-    fn from(s: &ClusterProviderSpec) -> Self {
+    /// The settings of a ClusterProvider; its Secret's namespace is in the reference.
+    pub fn from_cluster_provider(s: &ClusterProviderSpec) -> Self {
         let credentials = CredentialsLocation {
-            namespace: Some(s.credentials_ref.namespace.clone()),
+            namespace: s.credentials_ref.namespace.clone(),
             name: s.credentials_ref.name.clone(),
             key: s.credentials_ref.key.clone(),
         };
@@ -334,6 +332,22 @@ impl From<&ClusterProviderSpec> for ProviderConfig {
             &s.teamspace_id,
             s.rate_limit,
             s.timeout_seconds,
+        )
+    }
+
+    /// Identity of the upstream account for pacing: every Connection using the same
+    /// endpoint, token and scope shares one budget (Datagrid's is per teamspace).
+    pub fn account_key(&self) -> String {
+        let c = &self.credentials;
+        format!(
+            "{}|{}|{}/{}/{}|{}|{}",
+            self.type_.as_str(),
+            self.base_url,
+            c.namespace,
+            c.name,
+            c.key,
+            self.workspace_id.as_deref().unwrap_or(""),
+            self.teamspace_id.as_deref().unwrap_or("")
         )
     }
 }
