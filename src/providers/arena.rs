@@ -78,15 +78,16 @@ impl Dialect for ArenaDialect {
             .map(str::to_string)
     }
 
-    /// The 429 body's `error.retry_after` (seconds), else `X-RateLimit-Reset`, else
-    /// `Retry-After` (REFERENCE.md §3 and "Cross-provider notes").
+    /// The 429 body's `error.retry_after` (seconds), `X-RateLimit-Reset` and `Retry-After`
+    /// (REFERENCE.md §3 and "Cross-provider notes"): the latest of those present, so none of
+    /// them is undercut.
     fn retry_at(&self, headers: &HeaderMap, body: &Value, now: SystemTime) -> Option<SystemTime> {
-        body.pointer("/error/retry_after")
+        let from_body = body
+            .pointer("/error/retry_after")
             .and_then(Value::as_f64)
-            .filter(|s| s.is_finite() && *s > 0.0)
-            .map(|s| now + Duration::from_secs_f64(s.min(86_400.0)))
-            .or_else(|| rate_limit_reset(headers, now).filter(|t| *t > now))
-            .or_else(|| retry_after(headers, now))
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(|s| now + Duration::from_secs_f64(s.min(86_400.0)));
+        [from_body, rate_limit_reset(headers, now), retry_after(headers, now)].into_iter().flatten().max()
     }
 
     fn default_window(&self) -> Option<Duration> {

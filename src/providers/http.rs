@@ -161,7 +161,11 @@ impl Http {
             limit: header_u64(headers, "x-ratelimit-limit"),
             remaining: header_u64(headers, "x-ratelimit-remaining"),
             reset: header_u64(headers, "x-ratelimit-reset"),
-            window: header_u64(headers, "x-ratelimit-window").map(Duration::from_secs).or(self.dialect.default_window()),
+            window: header_str(headers, "x-ratelimit-window")
+                .and_then(|w| w.parse::<f64>().ok())
+                .filter(|w| w.is_finite() && *w > 0.0)
+                .map(Duration::from_secs_f64)
+                .or(self.dialect.default_window()),
         }
     }
 }
