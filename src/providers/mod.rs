@@ -1,1 +1,122 @@
-//! Clients for the four providers behind one trait, sharing one HTTP layer.
+//! Clients for the four providers behind one trait, sharing one HTTP layer (`http`):
+//! bearer authentication, timeouts, pacing per account, the account-wide block after a 429
+//! and error classification (`error`). Each provider module knows its paths, bodies and
+//! error shapes (REFERENCE.md §1-4) and turns reads into the plan engine's [`Upstream`].
+
+mod arena;
+mod datagrid;
+mod error;
+mod http;
+mod mielto;
+mod nango;
+pub mod pacing;
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+
+pub use error::ProviderError;
+pub use pacing::{AccountPacer, Pacers, RateLimitSnapshot};
+
+use crate::api::{ConnectionSpec, ProviderConfig, ProviderType};
+use crate::diff::{Upstream, Write};
+
+/// An API token read from a Secret. It is never printed: `Debug` is redacted and there is no
+/// `Display`, so it cannot reach a log line, an error or a status by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl Token {
+    pub fn new(token: impl Into<String>) -> Self {
+        Token(token.into())
+    }
+
+    /// The token from Secret data bytes: surrounding whitespace (a trailing newline from
+    /// `kubectl create secret --from-file`) is not part of it.
+    pub fn from_secret_bytes(bytes: &[u8]) -> Option<Self> {
+        let text = std::str::from_utf8(bytes).ok()?.trim();
+        (!text.is_empty()).then(|| Token(text.to_string()))
+    }
+
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
+/// Which upstream connection a call is about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub connection_id: String,
+    /// Nango's integration id (`provider_config_key`), needed by every Nango call.
+    pub provider_config_key: Option<String>,
+}
+
+impl Target {
+    pub fn for_connection(spec: &ConnectionSpec) -> Self {
+        Target {
+            connection_id: spec.connection_id.clone(),
+            provider_config_key: spec.nango.as_ref().map(|n| n.provider_config_key.clone()),
+        }
+    }
+}
+
+/// One provider account's API, as the controller uses it.
+pub trait ProviderClient: Send + Sync + std::fmt::Debug {
+    /// Read the connection's current state (`GET`), normalised for planning.
+    fn read<'a>(&'a self, target: &'a Target) -> BoxFuture<'a, Result<Upstream, ProviderError>>;
+    /// Apply one planned write.
+    fn write<'a>(&'a self, target: &'a Target, write: &'a Write) -> BoxFuture<'a, Result<(), ProviderError>>;
+}
+
+/// Build the client for a provider account. `http` is shared by all clients (connection
+/// pooling); `pacer` is the account's (from [`Pacers::get`] with
+/// [`ProviderConfig::account_key`]).
+pub fn client(
+    config: &ProviderConfig,
+    token: Token,
+    http: reqwest::Client,
+    pacer: Arc<AccountPacer>,
+) -> Result<Arc<dyn ProviderClient>, ProviderError> {
+    Ok(match config.type_ {
+        ProviderType::Nango => Arc::new(nango::Nango::new(config, token, http, pacer)?),
+        ProviderType::Mielto => Arc::new(mielto::Mielto::new(config, token, http, pacer)?),
+        ProviderType::Arena => Arc::new(arena::Arena::new(config, token, http, pacer)?),
+        ProviderType::Datagrid => Arc::new(datagrid::Datagrid::new(config, token, http, pacer)?),
+    })
+}
+
+/// A write the client cannot send: the controller planned against another provider.
+fn unsupported(provider: &str, write: &Write) -> ProviderError {
+    let kind = match write {
+        Write::NangoPatch { .. } | Write::NangoReplace { .. } => "nango",
+        Write::ArenaPut { .. } => "arena",
+        Write::MieltoPut { .. } => "mielto",
+        Write::DatagridPatch { .. } => "datagrid",
+    };
+    ProviderError::Terminal { status: 0, message: format!("a {kind} write cannot be sent to {provider}") }
+}
+
+/// A 2xx body that lacks what the provider documents.
+fn unexpected(what: &str) -> ProviderError {
+    ProviderError::Retryable { status: None, message: format!("unexpected response: {what}") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_redacted_and_trimmed() {
+        let token = Token::from_secret_bytes(b"abc123\n").unwrap();
+        assert_eq!(token.expose(), "abc123");
+        assert_eq!(format!("{token:?}"), "Token(<redacted>)");
+        assert!(Token::from_secret_bytes(b"  \n").is_none());
+        assert!(Token::from_secret_bytes(&[0xff, 0xfe]).is_none());
+    }
+}

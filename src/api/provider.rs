@@ -1,0 +1,353 @@
+//! The `Provider` (namespaced) and `ClusterProvider` (cluster-scoped) custom resources: one
+//! upstream account at an integration provider (DESIGN.md "API", "Provider / ClusterProvider").
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+use super::schema;
+
+/// Plain `http://` is only accepted for loopback hosts (the sandbox, a local proxy) unless
+/// the Provider says `insecure: true`: credentials must not cross a network in clear text.
+const BASE_URL_RULE: &str = r#"!has(self.baseUrl) || self.baseUrl.startsWith('https://') || self.baseUrl.matches('^http://(localhost|127\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}|\\[::1\\])(:[0-9]{1,5})?(/.*)?$') || (has(self.insecure) && self.insecure && self.baseUrl.startsWith('http://'))"#;
+const BASE_URL_MESSAGE: &str = "baseUrl must use https:// (plain http:// only for loopback hosts, or with insecure: true)";
+const WORKSPACE_RULE: &str = "!has(self.workspaceId) || self.type == 'mielto'";
+const TEAMSPACE_RULE: &str = "!has(self.teamspaceId) || self.type == 'datagrid'";
+
+/// An upstream account at an integration provider, usable by Connections in its namespace.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "connection-operator.dev",
+    version = "v1alpha1",
+    kind = "Provider",
+    namespaced,
+    status = "ProviderStatus",
+    category = "connection-operator",
+    doc = "An upstream account at an integration provider, usable by Connections in the same namespace.",
+    printcolumn(name = "Type", type_ = "string", json_path = ".spec.type", description = "Provider type"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status", description = "Credentials resolvable and last authentication succeeded"),
+    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[x_kube(
+    validation = Rule::new(BASE_URL_RULE).message(BASE_URL_MESSAGE).field_path(".baseUrl"),
+    validation = Rule::new(WORKSPACE_RULE).message("workspaceId applies only to type mielto").field_path(".workspaceId"),
+    validation = Rule::new(TEAMSPACE_RULE).message("teamspaceId applies only to type datagrid").field_path(".teamspaceId")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderSpec {
+    /// Which provider API this account belongs to. Immutable.
+    #[serde(rename = "type")]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("type is immutable"))]
+    pub type_: ProviderType,
+    /// API base URL; defaults to the provider's public endpoint. Plain `http://` only for
+    /// loopback hosts unless `insecure` is true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048), pattern(r"^https?://[^\s]+$"))]
+    pub base_url: Option<String>,
+    /// Allow a plain `http://` baseUrl to a non-loopback host.
+    #[serde(default)]
+    pub insecure: bool,
+    /// The Secret key (in the Provider's namespace) holding the API token.
+    pub credentials_ref: SecretKeyRef,
+    /// Mielto only: sent as `X-Workspace-Id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    pub workspace_id: Option<String>,
+    /// Datagrid only: sent as `Datagrid-Teamspace`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    pub teamspace_id: Option<String>,
+    /// Client-side pacing; defaults to the provider's documented limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimitSpec>,
+    /// Timeout of one upstream request, in seconds.
+    #[serde(default = "default_timeout_seconds")]
+    #[schemars(range(min = 1, max = 300))]
+    pub timeout_seconds: u32,
+}
+
+/// An upstream account at an integration provider, usable by Connections in any namespace.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "connection-operator.dev",
+    version = "v1alpha1",
+    kind = "ClusterProvider",
+    status = "ProviderStatus",
+    category = "connection-operator",
+    doc = "An upstream account at an integration provider, usable by Connections in every namespace.",
+    printcolumn(name = "Type", type_ = "string", json_path = ".spec.type", description = "Provider type"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status", description = "Credentials resolvable and last authentication succeeded"),
+    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[x_kube(
+    validation = Rule::new(BASE_URL_RULE).message(BASE_URL_MESSAGE).field_path(".baseUrl"),
+    validation = Rule::new(WORKSPACE_RULE).message("workspaceId applies only to type mielto").field_path(".workspaceId"),
+    validation = Rule::new(TEAMSPACE_RULE).message("teamspaceId applies only to type datagrid").field_path(".teamspaceId")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterProviderSpec {
+    /// Which provider API this account belongs to. Immutable.
+    #[serde(rename = "type")]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("type is immutable"))]
+    pub type_: ProviderType,
+    /// API base URL; defaults to the provider's public endpoint. Plain `http://` only for
+    /// loopback hosts unless `insecure` is true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048), pattern(r"^https?://[^\s]+$"))]
+    pub base_url: Option<String>,
+    /// Allow a plain `http://` baseUrl to a non-loopback host.
+    #[serde(default)]
+    pub insecure: bool,
+    /// The Secret key (namespace included) holding the API token.
+    pub credentials_ref: NamespacedSecretKeyRef,
+    /// Mielto only: sent as `X-Workspace-Id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    pub workspace_id: Option<String>,
+    /// Datagrid only: sent as `Datagrid-Teamspace`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    pub teamspace_id: Option<String>,
+    /// Client-side pacing; defaults to the provider's documented limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimitSpec>,
+    /// Timeout of one upstream request, in seconds.
+    #[serde(default = "default_timeout_seconds")]
+    #[schemars(range(min = 1, max = 300))]
+    pub timeout_seconds: u32,
+}
+
+fn default_timeout_seconds() -> u32 {
+    30
+}
+
+/// The four supported provider APIs.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderType {
+    Nango,
+    Mielto,
+    Arena,
+    Datagrid,
+}
+
+impl ProviderType {
+    /// The wire value, also the name of the Connection's provider block.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderType::Nango => "nango",
+            ProviderType::Mielto => "mielto",
+            ProviderType::Arena => "arena",
+            ProviderType::Datagrid => "datagrid",
+        }
+    }
+
+    /// The public API endpoint used when `baseUrl` is not set (REFERENCE.md, base of each
+    /// section; Mielto's API lives under `/api/v1` below it, Datagrid's base includes `/v1`).
+    pub fn default_base_url(self) -> &'static str {
+        match self {
+            ProviderType::Nango => "https://api.nango.dev",
+            ProviderType::Mielto => "https://api.mielto.com",
+            ProviderType::Arena => "https://api.are.na",
+            ProviderType::Datagrid => "https://api.datagrid.com/v1",
+        }
+    }
+
+    /// The documented default request budget per minute (REFERENCE.md "Rate limits"):
+    /// Nango 200/min (free and self-hosted), Are.na 30/min (guest tier, the safe floor),
+    /// Datagrid 200/min per path and method, Mielto undocumented (60/min, conservative).
+    pub fn default_requests_per_minute(self) -> u32 {
+        match self {
+            ProviderType::Nango => 200,
+            ProviderType::Mielto => 60,
+            ProviderType::Arena => 30,
+            ProviderType::Datagrid => 200,
+        }
+    }
+}
+
+/// A key of a Secret in the Provider's own namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key within the Secret's data.
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+/// A key of a Secret in a named namespace (ClusterProvider).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct NamespacedSecretKeyRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Namespace of the Secret.
+    #[schemars(length(min = 1, max = 63))]
+    pub namespace: String,
+    /// Key within the Secret's data.
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+/// Client-side pacing of one provider account.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimitSpec {
+    /// Sustained request rate.
+    #[schemars(range(min = 1, max = 100000))]
+    pub requests_per_minute: u32,
+    /// Requests that may be sent at once before pacing starts.
+    #[serde(default = "default_burst")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub burst: u32,
+}
+
+fn default_burst() -> u32 {
+    10
+}
+
+/// Observed state of a Provider or ClusterProvider.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderStatus {
+    /// The `metadata.generation` the status was computed for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`: credentials resolvable; last authentication outcome.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "schema::conditions")]
+    pub conditions: Vec<Condition>,
+    /// Rate-limit state last seen upstream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimitStatus>,
+}
+
+/// Rate-limit state last reported by the provider.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimitStatus {
+    /// `X-RateLimit-Limit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+    /// `X-RateLimit-Remaining`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remaining: Option<u64>,
+    /// `X-RateLimit-Reset`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reset_at: Option<Time>,
+    /// No request is sent to this account before this time (after a 429).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocked_until: Option<Time>,
+}
+
+/// Where a provider account's token lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CredentialsLocation {
+    pub namespace: String,
+    pub name: String,
+    pub key: String,
+}
+
+/// The settings of a Provider or ClusterProvider in one shape, for the controller and the
+/// provider clients.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProviderConfig {
+    pub type_: ProviderType,
+    pub base_url: String,
+    pub credentials: CredentialsLocation,
+    pub workspace_id: Option<String>,
+    pub teamspace_id: Option<String>,
+    pub rate_limit: RateLimitSpec,
+    pub timeout: Duration,
+}
+
+impl ProviderConfig {
+    fn build(
+        type_: ProviderType,
+        base_url: &Option<String>,
+        credentials: CredentialsLocation,
+        workspace_id: &Option<String>,
+        teamspace_id: &Option<String>,
+        rate_limit: Option<RateLimitSpec>,
+        timeout_seconds: u32,
+    ) -> Self {
+        ProviderConfig {
+            type_,
+            base_url: base_url
+                .clone()
+                .unwrap_or_else(|| type_.default_base_url().to_string())
+                .trim_end_matches('/')
+                .to_string(),
+            credentials,
+            workspace_id: workspace_id.clone(),
+            teamspace_id: teamspace_id.clone(),
+            rate_limit: rate_limit.unwrap_or(RateLimitSpec {
+                requests_per_minute: type_.default_requests_per_minute(),
+                burst: default_burst(),
+            }),
+            timeout: Duration::from_secs(u64::from(timeout_seconds.max(1))),
+        }
+    }
+}
+
+impl ProviderConfig {
+    /// The settings of a namespaced Provider; its Secret lives in its own namespace.
+    pub fn from_provider(s: &ProviderSpec, namespace: &str) -> Self {
+        let credentials = CredentialsLocation {
+            namespace: namespace.to_string(),
+            name: s.credentials_ref.name.clone(),
+            key: s.credentials_ref.key.clone(),
+        };
+        ProviderConfig::build(
+            s.type_,
+            &s.base_url,
+            credentials,
+            &s.workspace_id,
+            &s.teamspace_id,
+            s.rate_limit,
+            s.timeout_seconds,
+        )
+    }
+
+    /// The settings of a ClusterProvider; its Secret's namespace is in the reference.
+    pub fn from_cluster_provider(s: &ClusterProviderSpec) -> Self {
+        let credentials = CredentialsLocation {
+            namespace: s.credentials_ref.namespace.clone(),
+            name: s.credentials_ref.name.clone(),
+            key: s.credentials_ref.key.clone(),
+        };
+        ProviderConfig::build(
+            s.type_,
+            &s.base_url,
+            credentials,
+            &s.workspace_id,
+            &s.teamspace_id,
+            s.rate_limit,
+            s.timeout_seconds,
+        )
+    }
+
+    /// Identity of the upstream account for pacing: every Connection using the same
+    /// endpoint, token and scope shares one budget (Datagrid's is per teamspace).
+    pub fn account_key(&self) -> String {
+        let c = &self.credentials;
+        format!(
+            "{}|{}|{}/{}/{}|{}|{}",
+            self.type_.as_str(),
+            self.base_url,
+            c.namespace,
+            c.name,
+            c.key,
+            self.workspace_id.as_deref().unwrap_or(""),
+            self.teamspace_id.as_deref().unwrap_or("")
+        )
+    }
+}

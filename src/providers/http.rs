@@ -1,0 +1,268 @@
+//! The HTTP layer shared by the four provider clients: bearer authentication, timeouts,
+//! pacing and the account-wide block after a 429, rate-limit header parsing and error
+//! classification. Each provider supplies a [`Dialect`] for what differs: where its error
+//! message is and how its 429 says when to come back.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use http::{HeaderMap, HeaderName, HeaderValue, Method, header};
+use rand::Rng;
+use serde_json::Value;
+
+use super::Token;
+use super::error::{ProviderError, classify, truncate};
+use super::pacing::{AccountPacer, Admission, RateLimitHeaders};
+
+/// Per-provider parsing rules.
+pub(crate) trait Dialect: Send + Sync {
+    /// Provider name for logs.
+    fn name(&self) -> &'static str;
+    /// The human message of an error body, if it has one.
+    fn error_message(&self, status: u16, body: &Value) -> Option<String>;
+    /// When a 429 says to come back, from its headers and body.
+    fn retry_at(&self, headers: &HeaderMap, body: &Value, now: SystemTime) -> Option<SystemTime>;
+    /// The length of the rate-limit window when the response does not say.
+    fn default_window(&self) -> Option<Duration>;
+}
+
+/// Fallback block after a 429 that names no retry time: one documented window.
+const DEFAULT_BLOCK: Duration = Duration::from_secs(60);
+/// Up to this much jitter is added to a block, so that many controllers (or requeued
+/// Connections) do not all return at the same instant (DESIGN.md "Error policy").
+const MAX_BLOCK_JITTER_MS: u64 = 250;
+
+/// One request to send.
+pub(crate) struct Call<'a> {
+    pub method: Method,
+    /// Pacing bucket: `""` for providers limited per account; Datagrid passes method and
+    /// templated path, as its limits are per path and method (REFERENCE.md §4).
+    pub bucket: &'a str,
+    /// Path segments below the base URL, each percent-encoded on its own (ids may hold `/`).
+    pub segments: &'a [&'a str],
+    pub query: &'a [(&'a str, &'a str)],
+    pub body: Option<Value>,
+}
+
+/// An authenticated, paced HTTP client for one provider account.
+pub(crate) struct Http {
+    client: reqwest::Client,
+    base: url::Url,
+    token: Token,
+    timeout: Duration,
+    pacer: Arc<AccountPacer>,
+    headers: HeaderMap,
+    dialect: Box<dyn Dialect>,
+}
+
+impl std::fmt::Debug for Http {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Hand-written so the token can never reach a log line through `{:?}`.
+        f.debug_struct("Http").field("provider", &self.dialect.name()).field("base", &self.base.as_str()).finish_non_exhaustive()
+    }
+}
+
+impl Http {
+    pub(crate) fn new(
+        client: reqwest::Client,
+        base: &str,
+        token: Token,
+        timeout: Duration,
+        pacer: Arc<AccountPacer>,
+        dialect: Box<dyn Dialect>,
+    ) -> Result<Self, ProviderError> {
+        let base = url::Url::parse(base).map_err(|e| ProviderError::Terminal {
+            status: 0,
+            message: format!("invalid baseUrl: {e}"),
+        })?;
+        if base.cannot_be_a_base() {
+            return Err(ProviderError::Terminal { status: 0, message: "invalid baseUrl: not a base URL".into() });
+        }
+        Ok(Http { client, base, token, timeout, pacer, headers: HeaderMap::new(), dialect })
+    }
+
+    /// Add a header sent with every request (`X-Workspace-Id`, `Datagrid-Teamspace`).
+    pub(crate) fn with_header(mut self, name: &'static str, value: &str) -> Result<Self, ProviderError> {
+        let value = HeaderValue::from_str(value).map_err(|_| ProviderError::Terminal {
+            status: 0,
+            message: format!("{name} holds characters not allowed in a header"),
+        })?;
+        self.headers.insert(HeaderName::from_static(name), value);
+        Ok(self)
+    }
+
+    fn url(&self, call: &Call<'_>) -> url::Url {
+        let mut url = self.base.clone();
+        {
+            let mut path = url.path_segments_mut().expect("checked in new: a base URL");
+            path.pop_if_empty();
+            for segment in call.segments {
+                path.push(segment);
+            }
+        }
+        if !call.query.is_empty() {
+            url.query_pairs_mut().extend_pairs(call.query);
+        }
+        url
+    }
+
+    /// Send `call` and return the JSON body of a 2xx answer (`null` when empty).
+    pub(crate) async fn send(&self, call: Call<'_>) -> Result<Value, ProviderError> {
+        match self.pacer.admit(call.bucket, Instant::now(), SystemTime::now()) {
+            Admission::RateLimited(retry_at) => return Err(ProviderError::RateLimited { retry_at }),
+            Admission::After(wait) if !wait.is_zero() => tokio::time::sleep(wait).await,
+            Admission::After(_) => {}
+        }
+
+        let url = self.url(&call);
+        let mut request = self
+            .client
+            .request(call.method.clone(), url.clone())
+            .timeout(self.timeout)
+            .headers(self.headers.clone())
+            .header(header::ACCEPT, "application/json")
+            .header(header::AUTHORIZATION, format!("Bearer {}", self.token.expose()));
+        if let Some(body) = &call.body {
+            request = request.header(header::CONTENT_TYPE, "application/json").body(body.to_string());
+        }
+
+        let response = request.send().await.map_err(|e| network_error(&e))?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        self.pacer.observe(call.bucket, self.rate_limit_headers(&headers), Instant::now(), SystemTime::now());
+        let bytes = response.bytes().await.map_err(|e| network_error(&e))?;
+        let body: Value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
+        tracing::debug!(provider = self.dialect.name(), method = %call.method, path = url.path(), status, "provider request");
+
+        if (200..300).contains(&status) {
+            if !bytes.is_empty() && body.is_null() {
+                return Err(ProviderError::Retryable { status: Some(status), message: "the provider answered with a body that is not JSON".into() });
+            }
+            return Ok(body);
+        }
+        if status == 429 {
+            let now = SystemTime::now();
+            let retry_at = self.dialect.retry_at(&headers, &body, now).filter(|t| *t > now).unwrap_or(now + DEFAULT_BLOCK);
+            let retry_at = retry_at + Duration::from_millis(rand::rng().random_range(0..=MAX_BLOCK_JITTER_MS));
+            self.pacer.block_until(retry_at);
+            tracing::info!(provider = self.dialect.name(), retry_at = %httpdate::fmt_http_date(retry_at), "rate limited; account blocked");
+            return Err(ProviderError::RateLimited { retry_at });
+        }
+        let message = self
+            .dialect
+            .error_message(status, &body)
+            .map(|m| truncate(&m))
+            .unwrap_or_else(|| format!("HTTP {status}"));
+        Err(classify(status, message))
+    }
+
+    fn rate_limit_headers(&self, headers: &HeaderMap) -> RateLimitHeaders {
+        RateLimitHeaders {
+            limit: header_u64(headers, "x-ratelimit-limit"),
+            remaining: header_u64(headers, "x-ratelimit-remaining"),
+            reset: header_u64(headers, "x-ratelimit-reset"),
+            window: header_str(headers, "x-ratelimit-window")
+                .and_then(|w| w.parse::<f64>().ok())
+                .filter(|w| w.is_finite() && *w > 0.0)
+                .map(Duration::from_secs_f64)
+                .or(self.dialect.default_window()),
+        }
+    }
+}
+
+/// Connection failures and timeouts are transient. The message names the kind of failure
+/// only: reqwest's own text would carry the URL and changing details.
+fn network_error(e: &reqwest::Error) -> ProviderError {
+    let message = if e.is_timeout() {
+        "the request timed out"
+    } else if e.is_connect() {
+        "cannot connect to the provider"
+    } else {
+        "the connection to the provider failed"
+    };
+    ProviderError::Retryable { status: None, message: message.into() }
+}
+
+pub(crate) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim)
+}
+
+fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
+    header_str(headers, name).and_then(|v| v.parse().ok())
+}
+
+/// `Retry-After`: delay-seconds (fractions tolerated) or an HTTP date (RFC 9110 §10.2.3).
+/// `None` when absent or unparsable; `Some(now)` for `0`.
+pub(crate) fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<SystemTime> {
+    let value = header_str(headers, "retry-after")?;
+    if let Ok(seconds) = value.parse::<f64>() {
+        return (seconds.is_finite() && seconds >= 0.0).then(|| now + Duration::from_secs_f64(seconds.min(86_400.0)));
+    }
+    httpdate::parse_http_date(value).ok()
+}
+
+/// `retry-after-ms` (Stainless SDKs, REFERENCE.md §4).
+pub(crate) fn retry_after_ms(headers: &HeaderMap, now: SystemTime) -> Option<SystemTime> {
+    let ms: f64 = header_str(headers, "retry-after-ms")?.parse().ok()?;
+    (ms.is_finite() && ms >= 0.0).then(|| now + Duration::from_secs_f64((ms / 1000.0).min(86_400.0)))
+}
+
+/// `X-RateLimit-Reset`, documented as unix seconds; a small number is read as a delay in
+/// seconds, so a provider that sends a delta cannot make us hammer it.
+pub(crate) fn rate_limit_reset(headers: &HeaderMap, now: SystemTime) -> Option<SystemTime> {
+    let value = header_u64(headers, "x-ratelimit-reset")?;
+    Some(if value < 1_000_000_000 {
+        now + Duration::from_secs(value)
+    } else {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(value)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        pairs.iter().map(|(k, v)| (HeaderName::from_static(k), HeaderValue::from_str(v).unwrap())).collect()
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(retry_after(&headers(&[("retry-after", "7")]), now), Some(now + Duration::from_secs(7)));
+        assert_eq!(retry_after(&headers(&[("retry-after", "0")]), now), Some(now));
+        let date = httpdate::fmt_http_date(now + Duration::from_secs(90));
+        assert_eq!(retry_after(&headers(&[("retry-after", &date)]), now), Some(now + Duration::from_secs(90)));
+        assert_eq!(retry_after(&headers(&[("retry-after", "soon")]), now), None);
+        assert_eq!(retry_after(&headers(&[("retry-after", "-1")]), now), None);
+        assert_eq!(retry_after(&headers(&[]), now), None);
+        assert_eq!(retry_after_ms(&headers(&[("retry-after-ms", "1500")]), now), Some(now + Duration::from_millis(1500)));
+    }
+
+    #[test]
+    fn reset_is_unix_seconds_or_a_small_delay() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(
+            rate_limit_reset(&headers(&[("x-ratelimit-reset", "1700000042")]), now),
+            Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_042))
+        );
+        assert_eq!(rate_limit_reset(&headers(&[("x-ratelimit-reset", "42")]), now), Some(now + Duration::from_secs(42)));
+    }
+
+    #[test]
+    fn debug_never_shows_the_token() {
+        let pacer = Arc::new(AccountPacer::new(crate::api::RateLimitSpec { requests_per_minute: 60, burst: 1 }));
+        let http = Http::new(
+            reqwest::Client::new(),
+            "http://127.0.0.1:1/nango",
+            Token::new("s3cr3t-token"),
+            Duration::from_secs(1),
+            pacer,
+            Box::new(super::super::nango::NangoDialect),
+        )
+        .unwrap();
+        let shown = format!("{http:?}");
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert!(shown.contains("nango"));
+    }
+}

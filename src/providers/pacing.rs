@@ -1,0 +1,279 @@
+//! Client-side pacing of one provider account (DESIGN.md "Client-side pacing", "Error
+//! policy"): token buckets seeded from `spec.rateLimit` or the documented default, tightened
+//! by the `X-RateLimit-*` headers the provider returns, and an account-wide block after a
+//! 429 during which no request is sent at all.
+//!
+//! The decisions are pure functions of the times passed in, so they are tested without
+//! sleeping; the HTTP layer passes the real clock.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::api::RateLimitSpec;
+
+/// Longest a request waits for a pacing token. A longer wait is reported as rate limited
+/// instead, so a reconcile never sleeps long and one busy account cannot starve the
+/// others (DESIGN.md "Error policy").
+pub const MAX_PACING_WAIT: Duration = Duration::from_secs(2);
+
+/// The rate-limit headers of one response.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RateLimitHeaders {
+    /// `X-RateLimit-Limit`.
+    pub limit: Option<u64>,
+    /// `X-RateLimit-Remaining`.
+    pub remaining: Option<u64>,
+    /// `X-RateLimit-Reset` (unix seconds).
+    pub reset: Option<u64>,
+    /// Length of the provider's window (`X-RateLimit-Window`, else the documented one).
+    pub window: Option<Duration>,
+}
+
+/// What the account last reported, for `Provider.status.rateLimit`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RateLimitSnapshot {
+    pub limit: Option<u64>,
+    pub remaining: Option<u64>,
+    pub reset_at: Option<SystemTime>,
+    pub blocked_until: Option<SystemTime>,
+}
+
+/// The pacing decision for one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Send after waiting this long (zero: now). The token is already taken.
+    After(Duration),
+    /// Do not send; the account or bucket is unavailable until then.
+    RateLimited(SystemTime),
+}
+
+#[derive(Debug)]
+struct TokenBucket {
+    capacity: f64,
+    tokens: f64,
+    per_second: f64,
+    updated: Instant,
+    /// Set when the provider said no request of this bucket may succeed before then
+    /// (`Remaining: 0`).
+    not_before: Option<SystemTime>,
+}
+
+impl TokenBucket {
+    fn new(spec: RateLimitSpec, now: Instant) -> Self {
+        let capacity = f64::from(spec.burst.max(1));
+        TokenBucket {
+            capacity,
+            tokens: capacity,
+            per_second: f64::from(spec.requests_per_minute.max(1)) / 60.0,
+            updated: now,
+            not_before: None,
+        }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.per_second).min(self.capacity);
+        self.updated = now;
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    buckets: HashMap<String, TokenBucket>,
+    blocked_until: Option<SystemTime>,
+    last: RateLimitSnapshot,
+}
+
+/// Pacing state of one provider account, shared by every client of that account.
+#[derive(Debug)]
+pub struct AccountPacer {
+    spec: RateLimitSpec,
+    state: Mutex<State>,
+}
+
+impl AccountPacer {
+    pub fn new(spec: RateLimitSpec) -> Self {
+        AccountPacer { spec, state: Mutex::new(State::default()) }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves consistent numbers behind; keep going.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Take a token from `bucket` (Datagrid: one per path and method; others: one per
+    /// account), or say why not.
+    pub fn admit(&self, bucket: &str, now: Instant, wall: SystemTime) -> Admission {
+        let mut state = self.lock();
+        if let Some(until) = state.blocked_until.filter(|until| *until > wall) {
+            return Admission::RateLimited(until);
+        }
+        let spec = self.spec;
+        let bucket = state.buckets.entry(bucket.to_string()).or_insert_with(|| TokenBucket::new(spec, now));
+        if let Some(until) = bucket.not_before {
+            if until > wall {
+                return Admission::RateLimited(until);
+            }
+            bucket.not_before = None;
+        }
+        bucket.refill(now);
+        let wait = if bucket.tokens >= 1.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64((1.0 - bucket.tokens) / bucket.per_second)
+        };
+        if wait > MAX_PACING_WAIT {
+            return Admission::RateLimited(wall + wait);
+        }
+        // Reserve now (possibly going negative) so concurrent callers queue behind it.
+        bucket.tokens -= 1.0;
+        Admission::After(wait)
+    }
+
+    /// Tighten the bucket from the headers of a response: never more tokens than the
+    /// provider says remain, never a faster rate than its limit, and no request before the
+    /// reset once nothing remains.
+    pub fn observe(&self, bucket: &str, headers: RateLimitHeaders, now: Instant, wall: SystemTime) {
+        let mut state = self.lock();
+        let spec = self.spec;
+        let reset_at = headers.reset.map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s));
+        let b = state.buckets.entry(bucket.to_string()).or_insert_with(|| TokenBucket::new(spec, now));
+        b.refill(now);
+        if let (Some(limit), Some(window)) = (headers.limit, headers.window)
+            && limit > 0
+            && !window.is_zero()
+        {
+            b.per_second = b.per_second.min(limit as f64 / window.as_secs_f64());
+            b.capacity = b.capacity.min(limit as f64);
+        }
+        if let Some(remaining) = headers.remaining {
+            b.tokens = b.tokens.min(remaining as f64);
+            if remaining == 0 {
+                b.not_before = reset_at.filter(|r| *r > wall);
+            }
+        }
+        state.last.limit = headers.limit.or(state.last.limit);
+        state.last.remaining = headers.remaining;
+        state.last.reset_at = reset_at.or(state.last.reset_at);
+    }
+
+    /// Block the whole account until `until` (after a 429): every request fails fast with
+    /// `RateLimited` before then. A later block never shortens an earlier one.
+    pub fn block_until(&self, until: SystemTime) {
+        let mut state = self.lock();
+        state.blocked_until = Some(state.blocked_until.map_or(until, |b| b.max(until)));
+        state.last.blocked_until = state.blocked_until;
+    }
+
+    /// The account's rate-limit state for status.
+    pub fn snapshot(&self) -> RateLimitSnapshot {
+        self.lock().last
+    }
+}
+
+/// One pacer per provider account, so that every Connection of an account shares it.
+#[derive(Debug, Default)]
+pub struct Pacers {
+    accounts: Mutex<HashMap<String, Arc<AccountPacer>>>,
+}
+
+impl Pacers {
+    /// The pacer of the account named `key` (see `ProviderConfig::account_key`); a changed
+    /// `spec.rateLimit` starts a fresh pacer, keeping a running block.
+    pub fn get(&self, key: &str, spec: RateLimitSpec) -> Arc<AccountPacer> {
+        let mut accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(existing) = accounts.get(key)
+            && existing.spec == spec
+        {
+            return existing.clone();
+        }
+        let fresh = Arc::new(AccountPacer::new(spec));
+        if let Some(until) = accounts.get(key).and_then(|old| old.lock().blocked_until) {
+            fresh.block_until(until);
+        }
+        accounts.insert(key.to_string(), fresh.clone());
+        fresh
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(rpm: u32, burst: u32) -> RateLimitSpec {
+        RateLimitSpec { requests_per_minute: rpm, burst }
+    }
+
+    #[test]
+    fn burst_then_paced_then_rate_limited_beyond_the_max_wait() {
+        let pacer = AccountPacer::new(spec(60, 2));
+        let (t0, w0) = (Instant::now(), SystemTime::UNIX_EPOCH + Duration::from_secs(1_000));
+        assert_eq!(pacer.admit("", t0, w0), Admission::After(Duration::ZERO));
+        assert_eq!(pacer.admit("", t0, w0), Admission::After(Duration::ZERO));
+        assert_eq!(pacer.admit("", t0, w0), Admission::After(Duration::from_secs(1)));
+        assert_eq!(pacer.admit("", t0, w0), Admission::After(Duration::from_secs(2)));
+        // The fifth would wait 3s > MAX_PACING_WAIT: refused, and no token taken.
+        assert_eq!(pacer.admit("", t0, w0), Admission::RateLimited(w0 + Duration::from_secs(3)));
+        assert_eq!(pacer.admit("", t0 + Duration::from_secs(1), w0), Admission::After(Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn buckets_are_independent() {
+        let pacer = AccountPacer::new(spec(60, 1));
+        let (t0, w0) = (Instant::now(), SystemTime::UNIX_EPOCH);
+        assert_eq!(pacer.admit("GET /connections/{id}", t0, w0), Admission::After(Duration::ZERO));
+        assert_eq!(pacer.admit("PATCH /connections/{id}", t0, w0), Admission::After(Duration::ZERO));
+    }
+
+    #[test]
+    fn a_block_refuses_every_bucket_until_it_ends_and_never_shrinks() {
+        let pacer = AccountPacer::new(spec(600, 10));
+        let (t0, w0) = (Instant::now(), SystemTime::UNIX_EPOCH + Duration::from_secs(100));
+        let until = w0 + Duration::from_secs(30);
+        pacer.block_until(until);
+        pacer.block_until(w0 + Duration::from_secs(5));
+        assert_eq!(pacer.admit("a", t0, w0), Admission::RateLimited(until));
+        assert_eq!(pacer.admit("b", t0, w0 + Duration::from_secs(29)), Admission::RateLimited(until));
+        assert_eq!(pacer.admit("a", t0, until), Admission::After(Duration::ZERO));
+        assert_eq!(pacer.snapshot().blocked_until, Some(until));
+    }
+
+    #[test]
+    fn headers_tighten_the_bucket() {
+        let pacer = AccountPacer::new(spec(6000, 100));
+        let (t0, w0) = (Instant::now(), SystemTime::UNIX_EPOCH + Duration::from_secs(100));
+        let headers = RateLimitHeaders { limit: Some(60), remaining: Some(1), reset: Some(160), window: Some(Duration::from_secs(60)) };
+        pacer.observe("", headers, t0, w0);
+        assert_eq!(pacer.admit("", t0, w0), Admission::After(Duration::ZERO));
+        // Now 0 tokens at 1/s (the provider's 60/min, not our 6000/min).
+        assert_eq!(pacer.admit("", t0, w0), Admission::After(Duration::from_secs(1)));
+        let snapshot = pacer.snapshot();
+        assert_eq!((snapshot.limit, snapshot.remaining), (Some(60), Some(1)));
+        assert_eq!(snapshot.reset_at, Some(SystemTime::UNIX_EPOCH + Duration::from_secs(160)));
+    }
+
+    #[test]
+    fn nothing_remaining_means_no_request_before_the_reset() {
+        let pacer = AccountPacer::new(spec(600, 10));
+        let (t0, w0) = (Instant::now(), SystemTime::UNIX_EPOCH + Duration::from_secs(100));
+        let headers = RateLimitHeaders { limit: None, remaining: Some(0), reset: Some(130), window: None };
+        pacer.observe("PATCH", headers, t0, w0);
+        let reset = SystemTime::UNIX_EPOCH + Duration::from_secs(130);
+        assert_eq!(pacer.admit("PATCH", t0, w0), Admission::RateLimited(reset));
+        assert_eq!(pacer.admit("GET", t0, w0), Admission::After(Duration::ZERO), "only that bucket");
+        assert!(matches!(pacer.admit("PATCH", t0 + Duration::from_secs(30), reset), Admission::After(_)));
+    }
+
+    #[test]
+    fn registry_shares_per_account_and_keeps_blocks_across_spec_changes() {
+        let pacers = Pacers::default();
+        let a = pacers.get("nango/x", spec(60, 1));
+        assert!(Arc::ptr_eq(&a, &pacers.get("nango/x", spec(60, 1))));
+        assert!(!Arc::ptr_eq(&a, &pacers.get("nango/y", spec(60, 1))));
+        let until = SystemTime::UNIX_EPOCH + Duration::from_secs(500);
+        a.block_until(until);
+        let b = pacers.get("nango/x", spec(120, 5));
+        assert_eq!(b.admit("", Instant::now(), SystemTime::UNIX_EPOCH), Admission::RateLimited(until));
+    }
+}

@@ -1,0 +1,306 @@
+//! Provider clients against the provider emulators (`connection-sandbox`) over real HTTP on
+//! loopback: reads and planned writes change upstream exactly as the plan says, errors are
+//! classified, and rate limits are honoured, counted in the sandbox's request journal.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use connection_operator::api::{ConnectionSpec, ProviderConfig, ProviderSpec};
+use connection_operator::diff::{self, Plan, Write};
+use connection_operator::providers::{self, Pacers, ProviderClient, ProviderError, Target, Token};
+use connection_sandbox::providers::ProviderSandbox;
+use serde_json::{Value, json};
+
+const TOKEN: &str = "operator-test-token";
+
+struct Sandbox {
+    sandbox: ProviderSandbox,
+    admin: reqwest::Client,
+    http: reqwest::Client,
+    pacers: Pacers,
+}
+
+impl Sandbox {
+    async fn start() -> Self {
+        let sandbox = ProviderSandbox::start("127.0.0.1:0".parse().unwrap()).await.expect("start the provider sandbox");
+        Sandbox { sandbox, admin: reqwest::Client::new(), http: reqwest::Client::new(), pacers: Pacers::default() }
+    }
+
+    fn config(&self, provider: &str, extra: Value) -> ProviderConfig {
+        let mut spec = json!({
+            "type": provider,
+            "baseUrl": self.sandbox.base_url(provider),
+            "credentialsRef": {"name": format!("{provider}-credentials"), "key": "token"},
+            "timeoutSeconds": 5,
+        });
+        spec.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        let spec: ProviderSpec = serde_json::from_value(spec).unwrap();
+        ProviderConfig::from_provider(&spec, "tenants")
+    }
+
+    fn client_for(&self, config: &ProviderConfig, token: &str) -> Arc<dyn ProviderClient> {
+        let pacer = self.pacers.get(&config.account_key(), config.rate_limit);
+        providers::client(config, Token::new(token), self.http.clone(), pacer).unwrap()
+    }
+
+    fn client(&self, provider: &str) -> Arc<dyn ProviderClient> {
+        self.client_for(&self.config(provider, json!({})), TOKEN)
+    }
+
+    fn admin_url(&self, provider: &str, path: &str) -> String {
+        format!("{}/_sandbox/{path}", self.sandbox.base_url(provider))
+    }
+
+    async fn admin_put(&self, provider: &str, path: &str, body: Value) {
+        let r = self.admin.put(self.admin_url(provider, path)).json(&body).send().await.unwrap();
+        assert!(r.status().is_success(), "admin PUT {path}: {} {}", r.status(), r.text().await.unwrap());
+    }
+
+    async fn seed(&self, provider: &str, id: &str, state: Value) {
+        self.admin_put(provider, &format!("connections/{id}"), state).await;
+    }
+
+    async fn raw(&self, provider: &str, id: &str) -> Value {
+        self.admin.get(self.admin_url(provider, &format!("connections/{id}"))).send().await.unwrap().json().await.unwrap()
+    }
+
+    /// The API requests the emulator received, oldest first.
+    async fn journal(&self, provider: &str) -> Vec<Value> {
+        let journal: Value = self.admin.get(self.admin_url(provider, "requests")).send().await.unwrap().json().await.unwrap();
+        journal.as_array().unwrap().clone()
+    }
+
+    async fn clear_journal(&self, provider: &str) {
+        self.admin.delete(self.admin_url(provider, "requests")).send().await.unwrap();
+    }
+}
+
+fn spec(value: Value) -> ConnectionSpec {
+    serde_json::from_value(value).unwrap()
+}
+
+/// One reconcile pass of the Manage policy: read, plan, write when needed.
+async fn sync(client: &dyn ProviderClient, spec: &ConnectionSpec, managed: &[String]) -> Result<Plan, ProviderError> {
+    let target = Target::for_connection(spec);
+    let upstream = client.read(&target).await?;
+    let plan = diff::plan(spec.block().unwrap(), managed, &upstream).unwrap();
+    if let Some(write) = &plan.write {
+        client.write(&target, write).await?;
+    }
+    Ok(plan)
+}
+
+fn methods(journal: &[Value]) -> Vec<String> {
+    journal.iter().map(|e| format!("{} {} {}", e["method"].as_str().unwrap(), e["path"].as_str().unwrap(), e["status"])).collect()
+}
+
+fn keys(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+#[tokio::test]
+async fn arena_sync_puts_changed_keys_and_null_for_removed_ones_keeping_foreign_keys() {
+    let s = Sandbox::start().await;
+    s.seed("arena", "98765", json!({"metadata": {"reviewed": false, "old": "x", "theirs": 1}})).await;
+    let spec = spec(json!({"providerRef": {"name": "arena"}, "connectionId": "98765",
+                           "arena": {"metadata": {"reviewed": true, "score": 0.95}}}));
+    let client = s.client("arena");
+
+    let plan = sync(client.as_ref(), &spec, &keys(&["old", "reviewed"])).await.unwrap();
+    assert_eq!(plan.managed_keys, keys(&["reviewed", "score"]));
+    let journal = s.journal("arena").await;
+    assert_eq!(methods(&journal), ["GET /v3/connections/98765 200", "PUT /v3/connections/98765 200"]);
+    assert_eq!(journal[1]["body"], json!({"metadata": {"reviewed": true, "score": 0.95, "old": null}}));
+    assert_eq!(s.raw("arena", "98765").await["metadata"], json!({"reviewed": true, "score": 0.95, "theirs": 1}));
+
+    // Steady state: one read, no write.
+    s.clear_journal("arena").await;
+    let again = sync(client.as_ref(), &spec, &plan.managed_keys).await.unwrap();
+    assert!(again.in_sync(), "{again:?}");
+    assert_eq!(methods(&s.journal("arena").await), ["GET /v3/connections/98765 200"]);
+}
+
+#[tokio::test]
+async fn mielto_sync_puts_changed_fields_and_the_whole_config() {
+    let s = Sandbox::start().await;
+    s.seed("mielto", "c1", json!({"label": "Acme", "status": "inactive", "config": {"channel": "#old", "old": 1, "theirs": 2}})).await;
+    let spec = spec(json!({"providerRef": {"name": "mielto"}, "connectionId": "c1",
+                           "mielto": {"label": "Acme", "status": "active", "config": {"channel": "#ops"}}}));
+    let client = s.client("mielto");
+
+    let plan = sync(client.as_ref(), &spec, &keys(&["config.old"])).await.unwrap();
+    let journal = s.journal("mielto").await;
+    assert_eq!(methods(&journal), ["GET /api/v1/connections/c1 200", "PUT /api/v1/connections/c1 200"]);
+    // label is unchanged, so not sent; config goes whole, foreign key included.
+    assert_eq!(journal[1]["body"], json!({"status": "active", "config": {"channel": "#ops", "theirs": 2}}));
+    let raw = s.raw("mielto", "c1").await;
+    assert_eq!((raw["label"].clone(), raw["status"].clone()), (json!("Acme"), json!("active")));
+    assert_eq!(raw["config"], json!({"channel": "#ops", "theirs": 2}));
+
+    s.clear_journal("mielto").await;
+    assert!(sync(client.as_ref(), &spec, &plan.managed_keys).await.unwrap().in_sync());
+    assert_eq!(methods(&s.journal("mielto").await), ["GET /api/v1/connections/c1 200"]);
+}
+
+#[tokio::test]
+async fn mielto_workspace_header_selects_the_workspace() {
+    let s = Sandbox::start().await;
+    s.seed("mielto", "away", json!({"label": "Away", "status": "active", "config": {}, "workspace_id": "ws_other"})).await;
+    let target = Target { connection_id: "away".into(), provider_config_key: None };
+    let plain = s.client("mielto");
+    assert!(matches!(plain.read(&target).await, Err(ProviderError::NotFound { .. })));
+    let scoped = s.client_for(&s.config("mielto", json!({"workspaceId": "ws_other"})), TOKEN);
+    let upstream = scoped.read(&target).await.unwrap();
+    assert_eq!(upstream, diff::Upstream::mielto(Some("Away"), Some("active"), Some(&json!({}))));
+}
+
+#[tokio::test]
+async fn errors_are_classified_with_the_provider_message() {
+    let s = Sandbox::start().await;
+    s.seed("arena", "1", json!({"metadata": {}})).await;
+    s.seed("mielto", "c", json!({"label": "L", "status": "active", "config": {}})).await;
+    let arena = s.client("arena");
+    let mielto = s.client("mielto");
+    let t = |id: &str| Target { connection_id: id.into(), provider_config_key: None };
+
+    // Missing connection.
+    assert!(matches!(arena.read(&t("424242")).await, Err(ProviderError::NotFound { .. })));
+    match mielto.read(&t("nope")).await {
+        Err(ProviderError::NotFound { message }) => assert_eq!(message, "Connection not found"),
+        other => panic!("{other:?}"),
+    }
+
+    // Validation failures are terminal and carry the provider's words.
+    let too_long = Write::MieltoPut { label: Some("x".repeat(256)), status: None, config: None };
+    match mielto.write(&t("c"), &too_long).await {
+        Err(ProviderError::Terminal { status: 422, message }) => assert!(message.contains("label"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+    let bad_key = Write::ArenaPut { metadata: json!({"bad-key": 1}).as_object().unwrap().clone() };
+    match arena.write(&t("1"), &bad_key).await {
+        Err(ProviderError::Terminal { status, message }) => assert!((400..500).contains(&status) && !message.is_empty()),
+        other => panic!("{other:?}"),
+    }
+
+    // A server error is retryable.
+    s.admin_put("arena", "faults", json!({"method": "GET", "path": "/v3/connections/*", "status": 503, "count": 1})).await;
+    assert!(matches!(arena.read(&t("1")).await, Err(ProviderError::Retryable { status: Some(503), .. })));
+    assert!(arena.read(&t("1")).await.is_ok(), "the fault was used up");
+
+    // Refused credentials; the token never shows in the error.
+    s.admin_put("mielto", "tokens", json!({"tokens": ["the-right-one"]})).await;
+    let err = mielto.read(&t("c")).await.unwrap_err();
+    assert!(matches!(err, ProviderError::Unauthorized { status: 401 | 403, .. }), "{err:?}");
+    assert!(!format!("{err} {err:?}").contains(TOKEN));
+    let good = s.client_for(&s.config("mielto", json!({})), "the-right-one");
+    assert!(good.read(&t("c")).await.is_ok());
+}
+
+#[tokio::test]
+async fn network_failures_and_timeouts_are_retryable() {
+    let s = Sandbox::start().await;
+    s.seed("arena", "1", json!({"metadata": {}})).await;
+    let t = Target { connection_id: "1".into(), provider_config_key: None };
+    let client = s.client_for(&s.config("arena", json!({"timeoutSeconds": 1})), TOKEN);
+
+    s.admin_put("arena", "faults", json!({"method": "GET", "path": "/v3/connections/*", "reset": true, "count": 1})).await;
+    assert!(matches!(client.read(&t).await, Err(ProviderError::Retryable { status: None, .. })));
+
+    s.admin_put("arena", "faults", json!({"method": "GET", "path": "/v3/connections/*", "latencyMs": 3000, "count": 1})).await;
+    match client.read(&t).await {
+        Err(ProviderError::Retryable { status: None, message }) => assert_eq!(message, "the request timed out"),
+        other => panic!("{other:?}"),
+    }
+
+    // Nobody listening.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed = listener.local_addr().unwrap();
+    drop(listener);
+    let mut config = s.config("arena", json!({}));
+    config.base_url = format!("http://{closed}/arena");
+    let nowhere = s.client_for(&config, TOKEN);
+    assert!(matches!(nowhere.read(&t).await, Err(ProviderError::Retryable { status: None, .. })));
+}
+
+#[tokio::test]
+async fn after_a_429_the_account_sends_nothing_until_the_retry_time() {
+    let s = Sandbox::start().await;
+    for id in ["1", "2"] {
+        s.seed("arena", id, json!({"metadata": {}})).await;
+    }
+    s.admin_put("arena", "rate-limit", json!({"limit": 1, "windowSeconds": 60})).await;
+    let client = s.client("arena");
+    let t = |id: &str| Target { connection_id: id.into(), provider_config_key: None };
+
+    assert!(client.read(&t("1")).await.is_ok());
+    let before = SystemTime::now();
+    let retry_at = match client.read(&t("1")).await {
+        Err(ProviderError::RateLimited { retry_at }) => retry_at,
+        other => panic!("{other:?}"),
+    };
+    let journal = s.journal("arena").await;
+    assert_eq!(methods(&journal), ["GET /v3/connections/1 200", "GET /v3/connections/1 429"]);
+    assert!(retry_at >= before + Duration::from_secs(1), "Retry-After is at least 1s here");
+
+    // Another Connection of the same account: refused at once, no request sent.
+    let same_account = s.client("arena");
+    match same_account.read(&t("2")).await {
+        Err(ProviderError::RateLimited { retry_at: again }) => assert_eq!(again, retry_at),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(s.journal("arena").await.len(), 2, "a blocked account sends no request");
+
+    // Another account (other token) is not blocked by it.
+    let other_account = s.client_for(&s.config("arena", json!({"credentialsRef": {"name": "other", "key": "token"}})), "another-token");
+    assert!(other_account.read(&t("2")).await.is_ok());
+    assert_eq!(s.journal("arena").await.len(), 3);
+}
+
+#[tokio::test]
+async fn an_injected_429_retry_after_is_honoured_in_seconds_and_as_http_date() {
+    let s = Sandbox::start().await;
+    s.seed("mielto", "c", json!({"label": "L", "status": "active", "config": {}})).await;
+    let t = Target { connection_id: "c".into(), provider_config_key: None };
+
+    let client = s.client("mielto");
+    s.admin_put("mielto", "faults", json!({"method": "GET", "path": "/api/v1/connections/*", "status": 429, "retryAfter": 120, "count": 1})).await;
+    let before = SystemTime::now();
+    let retry_at = match client.read(&t).await {
+        Err(ProviderError::RateLimited { retry_at }) => retry_at,
+        other => panic!("{other:?}"),
+    };
+    assert!(retry_at >= before + Duration::from_secs(120), "not before Retry-After");
+    assert!(retry_at <= SystemTime::now() + Duration::from_secs(121), "Retry-After plus a small jitter");
+    assert!(matches!(client.read(&t).await, Err(ProviderError::RateLimited { .. })));
+    assert_eq!(s.journal("mielto").await.len(), 1, "no request while blocked");
+
+    // An HTTP date, on a fresh account.
+    let date = SystemTime::now() + Duration::from_secs(300);
+    let other = s.client_for(&s.config("mielto", json!({"credentialsRef": {"name": "b", "key": "token"}})), "b");
+    s.admin_put("mielto", "faults", json!({"method": "GET", "path": "/api/v1/connections/*", "status": 429, "retryAfter": httpdate::fmt_http_date(date), "count": 1})).await;
+    match other.read(&t).await {
+        Err(ProviderError::RateLimited { retry_at }) => {
+            // HTTP dates have whole seconds.
+            assert!(retry_at + Duration::from_secs(1) >= date, "{retry_at:?} {date:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn requests_are_paced_by_the_configured_rate() {
+    let s = Sandbox::start().await;
+    s.seed("arena", "1", json!({"metadata": {}})).await;
+    // 120/min with a burst of 1: one request every 500 ms after the first.
+    let client = s.client_for(&s.config("arena", json!({"rateLimit": {"requestsPerMinute": 120, "burst": 1}})), TOKEN);
+    let t = Target { connection_id: "1".into(), provider_config_key: None };
+    for _ in 0..3 {
+        client.read(&t).await.unwrap();
+    }
+    let at: Vec<f64> = s.journal("arena").await.iter().map(|e| e["at"].as_f64().unwrap()).collect();
+    assert_eq!(at.len(), 3);
+    for pair in at.windows(2) {
+        // Lower bound only: the pacing sleep guarantees it, whatever the machine's speed.
+        assert!(pair[1] - pair[0] >= 0.45, "requests {:.3}s apart", pair[1] - pair[0]);
+    }
+}
