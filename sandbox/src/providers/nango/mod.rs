@@ -276,6 +276,7 @@ fn write_metadata(nango: &Nango, raw_query: Option<&str>, headers: &HeaderMap, b
 /// The body as Express's `json()` parser leaves it: without a `Content-Type` (or empty) it
 /// is `{}`; in strict mode only an object or array parses. How Nango answers malformed JSON
 /// is not documented; we answer 400 `invalid_body` with a message (see the final report).
+#[allow(clippy::result_large_err, reason = "an axum Response is the natural rejection of an HTTP check, built at most once per request")]
 fn json_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, Response> {
     if !headers.contains_key(header::CONTENT_TYPE) || body.iter().all(u8::is_ascii_whitespace) {
         return Ok(json!({}));
