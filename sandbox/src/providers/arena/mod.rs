@@ -153,11 +153,28 @@ fn self_href(headers: &HeaderMap, original: &Uri, nested: &Uri, id: i64) -> Stri
     format!("http://{host}{prefix}/v3/connections/{id}")
 }
 
-/// Resolves the `{id}` segment: 400 when it is not an integer, 404 when no such connection.
-fn lookup(arena: &Arena, raw: &str) -> Result<(i64, Connection), Response> {
-    let id = parse_id(raw).map_err(|()| error(StatusCode::BAD_REQUEST, &errors::invalid_id(raw)))?;
+/// Why an `{id}` segment does not resolve to a stored connection.
+enum Unresolved {
+    /// Not an integer: 400 (parameter validation).
+    BadId,
+    /// No such connection: 404.
+    NotFound,
+}
+
+impl Unresolved {
+    fn respond(self, raw: &str) -> Response {
+        match self {
+            Unresolved::BadId => error(StatusCode::BAD_REQUEST, &errors::invalid_id(raw)),
+            Unresolved::NotFound => error(StatusCode::NOT_FOUND, &errors::not_found()),
+        }
+    }
+}
+
+/// Resolves the `{id}` segment to a stored connection.
+fn lookup(arena: &Arena, raw: &str) -> Result<(i64, Connection), Unresolved> {
+    let id = parse_id(raw).map_err(|()| Unresolved::BadId)?;
     id.and_then(|id| arena.lock().get(&id).cloned().map(|c| (id, c)))
-        .ok_or_else(|| error(StatusCode::NOT_FOUND, &errors::not_found()))
+        .ok_or(Unresolved::NotFound)
 }
 
 async fn get_connection(
@@ -178,7 +195,7 @@ async fn get_connection(
     };
     let (id, connection) = match lookup(&arena, &raw_id) {
         Ok(found) => found,
-        Err(response) => return response,
+        Err(unresolved) => return unresolved.respond(&raw_id),
     };
     let body = connection.to_response(&self_href(&headers, &original, &uri, id), can_remove);
     ok(&body, caller.credential.is_some(), &headers, true)
@@ -207,13 +224,15 @@ async fn put_connection(
         Auth::Token { read_only: true } => return error(StatusCode::FORBIDDEN, &errors::forbidden()),
         Auth::Token { read_only: false } => {}
     }
-    let (id, _) = match lookup(&arena, &raw_id) {
-        Ok(found) => found,
-        Err(response) => return response,
+    let id = match parse_id(&raw_id) {
+        Ok(Some(id)) => id,
+        Ok(None) => return Unresolved::NotFound.respond(&raw_id),
+        Err(()) => return Unresolved::BadId.respond(&raw_id),
     };
+    // Validate and apply under one lock, so a rejected PUT leaves nothing behind.
     let mut connections = arena.lock();
     let Some(connection) = connections.get_mut(&id) else {
-        return error(StatusCode::NOT_FOUND, &errors::not_found());
+        return Unresolved::NotFound.respond(&raw_id);
     };
     if let Some(patch) = patch {
         match metadata::merge(connection.metadata.as_ref(), &patch) {
