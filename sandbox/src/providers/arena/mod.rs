@@ -19,6 +19,17 @@
 //! Caching (documented): a 200 carries a weak `ETag` and `Cache-Control` (`private,
 //! no-cache` when authenticated, `max-age=300, public` otherwise); a GET whose
 //! `If-None-Match` matches answers 304 without a body (and still counts toward the limit).
+//! Error answers carry `Cache-Control: no-cache` and no `ETag`.
+//!
+//! Choices where the docs are silent (REFERENCE.md §3 marks them [I]):
+//! - Every token is a `free`-tier account (120/min, one fixed window per token); anonymous
+//!   callers share one `guest` window (30/min). An admin override sets the limit and window
+//!   of both. `Retry-After` and `retry_after` are the whole seconds until the window resets
+//!   (at least 1); `X-RateLimit-Reset` is that instant in unix seconds, rounded up.
+//! - A token the server does not accept is a 401 even on GET, where auth is optional: a
+//!   client with a wrong token should find out, not silently read as a guest.
+//! - Metadata never set reads `null`; after a PUT that deletes every key it reads `{}`.
+//! - Seeded connections are connected by a fixed sandbox user unless the seed names one.
 
 pub mod errors;
 pub mod metadata;
@@ -89,7 +100,11 @@ fn auth(headers: &HeaderMap, caller: &Caller) -> Auth {
 }
 
 fn json_response(status: StatusCode, body: &Value) -> Response {
-    let mut response = (status, body.to_string()).into_response();
+    json_text_response(status, body.to_string())
+}
+
+fn json_text_response(status: StatusCode, text: String) -> Response {
+    let mut response = (status, text).into_response();
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
@@ -133,7 +148,7 @@ fn ok(body: &Value, authenticated: bool, request_headers: &HeaderMap, conditiona
             .body(Body::empty())
             .unwrap_or_default()
     } else {
-        json_response(StatusCode::OK, body)
+        json_text_response(StatusCode::OK, text)
     };
     let headers = response.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&etag) {
