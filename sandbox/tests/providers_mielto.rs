@@ -347,6 +347,36 @@ async fn bearer_or_api_key_is_required() {
 }
 
 #[tokio::test]
+async fn checks_run_in_fastapi_order() {
+    let m = Mielto::start().await;
+    m.seed("c", standard_seed()).await;
+    m.admin_put("tokens", json!({"tokens": [TOKEN], "readOnly": ["viewer"]})).await;
+    let url = m.url("/api/v1/connections/c");
+    let anonymous_put = |body: &'static str| {
+        m.http.put(&url).header("content-type", "application/json").body(body).send()
+    };
+
+    // 1. The route: unknown paths are 404 before any authentication.
+    let r = m.http.get(m.url("/api/v1/elsewhere")).send().await.unwrap();
+    assert_eq!(body(r).await, (StatusCode::NOT_FOUND, json!({"detail": "Not Found"})));
+    // 2. JSON decoding happens before the dependencies: 422 even without credentials.
+    let (status, err) = body(anonymous_put("{oops").await.unwrap()).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(err["detail"][0]["type"], "json_invalid");
+    // 3. Authentication comes before schema validation...
+    let r = anonymous_put(r#"{"status": "paused"}"#).await.unwrap();
+    assert_eq!(body(r).await, (StatusCode::UNAUTHORIZED, json!({"detail": "Not authenticated"})));
+    let r = m.http.put(&url).bearer_auth("viewer").json(&json!({"status": "paused"})).send().await.unwrap();
+    assert_eq!(body(r).await, (StatusCode::FORBIDDEN, json!({"detail": "Not enough permissions"})));
+    // 4. ...which comes before the lookup.
+    let r = m.put("missing", json!({"status": "paused"})).await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let r = m.http.get(m.url("/api/v1/connections/missing?include_credentials=x")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(m.raw("c").await["status"], "active");
+}
+
+#[tokio::test]
 async fn read_only_credentials_can_read_but_not_write() {
     let m = Mielto::start().await;
     m.seed("c", standard_seed()).await;

@@ -9,7 +9,8 @@
 //! - a body whose `Content-Type` is present but not `application/json` / `*+json` is not
 //!   parsed: the raw text reaches pydantic and fails `model_attributes_type`;
 //! - undecodable JSON is `json_invalid` with `loc: ["body", <char offset>]`, raised before
-//!   any dependency (so even before authentication);
+//!   any dependency, so even before authentication ([`decode_body`]); the schema is checked
+//!   after the dependencies ([`validate_update`]);
 //! - unknown keys are ignored (pydantic's default `extra="ignore"`).
 
 use serde_json::{Map, Value, json};
@@ -72,25 +73,49 @@ fn is_json_content_type(content_type: Option<&str>) -> bool {
     }
 }
 
-/// Parses and validates a PUT body. `content_type` is the raw header value, if any.
+/// The body as FastAPI hands it to pydantic.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RawBody {
+    /// No body, or the JSON literal `null`.
+    Missing,
+    /// A body sent with a non-JSON `Content-Type`: not decoded.
+    Undecoded(String),
+    Json(Value),
+}
+
+/// The first step of FastAPI's request handling, before any dependency runs (so before
+/// authentication): decoding a JSON body. Its only failure is `json_invalid`.
+pub fn decode_body(body: &[u8], content_type: Option<&str>) -> Result<RawBody, ValidationFailure> {
+    if body.is_empty() {
+        return Ok(RawBody::Missing);
+    }
+    if !is_json_content_type(content_type) {
+        return Ok(RawBody::Undecoded(String::from_utf8_lossy(body).into_owned()));
+    }
+    match serde_json::from_slice(body).map_err(|e| json_invalid(body, &e))? {
+        Value::Null => Ok(RawBody::Missing),
+        value => Ok(RawBody::Json(value)),
+    }
+}
+
+/// Validates a decoded body against `ConnectionUpdate` (after the dependencies ran).
+pub fn validate_update(raw: RawBody) -> Result<ConnectionUpdate, ValidationFailure> {
+    match raw {
+        RawBody::Missing => Err(missing_body()),
+        // The undecoded body reaches pydantic as bytes; FastAPI's encoder shows it as text.
+        RawBody::Undecoded(text) => Err(ValidationFailure(vec![not_an_object(json!(text))])),
+        RawBody::Json(Value::Object(fields)) => validate_fields(&fields),
+        RawBody::Json(other) => Err(ValidationFailure(vec![not_an_object(other)])),
+    }
+}
+
+/// Both steps at once.
+#[cfg(test)]
 pub fn parse_update(
     body: &[u8],
     content_type: Option<&str>,
 ) -> Result<ConnectionUpdate, ValidationFailure> {
-    if body.is_empty() {
-        return Err(missing_body());
-    }
-    if !is_json_content_type(content_type) {
-        // The undecoded body reaches pydantic as bytes; FastAPI's encoder shows it as text.
-        let input = json!(String::from_utf8_lossy(body));
-        return Err(ValidationFailure(vec![not_an_object(input)]));
-    }
-    let value: Value = serde_json::from_slice(body).map_err(|e| json_invalid(body, &e))?;
-    match value {
-        Value::Null => Err(missing_body()),
-        Value::Object(fields) => validate_fields(&fields),
-        other => Err(ValidationFailure(vec![not_an_object(other)])),
-    }
+    validate_update(decode_body(body, content_type)?)
 }
 
 fn missing_body() -> ValidationFailure {
