@@ -114,12 +114,15 @@ fn authorize(headers: &HeaderMap, caller: &Caller, write: bool) -> Option<Respon
     match (credential(headers), &caller.credential) {
         (Ok(None), _) => {
             let mut response = detail(StatusCode::UNAUTHORIZED, "Not authenticated");
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             Some(response)
         }
-        (Err(()), _) | (Ok(Some(_)), None) => {
-            Some(detail(StatusCode::UNAUTHORIZED, "Invalid authentication credentials"))
-        }
+        (Err(()), _) | (Ok(Some(_)), None) => Some(detail(
+            StatusCode::UNAUTHORIZED,
+            "Invalid authentication credentials",
+        )),
         (Ok(Some(_)), Some(_)) if write && caller.read_only => {
             Some(detail(StatusCode::FORBIDDEN, "Not enough permissions"))
         }
@@ -162,7 +165,9 @@ async fn put_connection(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
     let raw = match decode_body(&body, content_type) {
         Ok(raw) => raw,
         Err(failure) => return unprocessable(&failure),
@@ -213,8 +218,14 @@ impl Provider for Mielto {
             return Ok(Caller::default());
         };
         Ok(match tokens.check(Some(&presented), write) {
-            Access::Granted { read_only } => Caller { credential: Some(presented), read_only },
-            Access::ReadOnlyWrite => Caller { credential: Some(presented), read_only: true },
+            Access::Granted { read_only } => Caller {
+                credential: Some(presented),
+                read_only,
+            },
+            Access::ReadOnlyWrite => Caller {
+                credential: Some(presented),
+                read_only: true,
+            },
             Access::Missing | Access::Unknown => Caller::default(),
         })
     }
@@ -224,17 +235,23 @@ impl Provider for Mielto {
         Some(Bucket {
             key: caller.credential.clone().unwrap_or_default(),
             kind: WindowKind::Fixed,
-            default: RateLimit { limit: 0, window_seconds: 60.0 },
+            default: RateLimit {
+                limit: 0,
+                window_seconds: 60.0,
+            },
         })
     }
 
     /// Mielto documents no rate-limit headers.
-    fn rate_limit_headers(&self, _decision: &Decision, _caller: &Caller, _headers: &mut HeaderMap) {}
+    fn rate_limit_headers(&self, _decision: &Decision, _caller: &Caller, _headers: &mut HeaderMap) {
+    }
 
     fn rate_limited(&self, _request: &Parts, decision: &Decision, _caller: &Caller) -> Response {
         let mut response = detail(StatusCode::TOO_MANY_REQUESTS, "Rate limit exceeded");
         let seconds = decision.ms_before_next.div_ceil(1000).max(1);
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         response
     }
 

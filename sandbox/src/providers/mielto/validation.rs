@@ -66,7 +66,12 @@ fn item(kind: &str, loc: Vec<Value>, msg: &str, input: Value, ctx: Option<Value>
 /// type `application` with subtype `json` or `*+json` (parameters such as `charset` ignored).
 fn is_json_content_type(content_type: Option<&str>) -> bool {
     let Some(ct) = content_type else { return true };
-    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     match essence.split_once('/') {
         Some(("application", sub)) => sub == "json" || sub.ends_with("+json"),
         _ => false,
@@ -90,7 +95,9 @@ pub fn decode_body(body: &[u8], content_type: Option<&str>) -> Result<RawBody, V
         return Ok(RawBody::Missing);
     }
     if !is_json_content_type(content_type) {
-        return Ok(RawBody::Undecoded(String::from_utf8_lossy(body).into_owned()));
+        return Ok(RawBody::Undecoded(
+            String::from_utf8_lossy(body).into_owned(),
+        ));
     }
     match serde_json::from_slice(body).map_err(|e| json_invalid(body, &e))? {
         Value::Null => Ok(RawBody::Missing),
@@ -306,7 +313,9 @@ mod tests {
         .unwrap();
         assert_eq!(u.label, Field::Set(Some("Acme".into())));
         assert_eq!(u.status, Field::Set(Some(ConnectionStatus::Inactive)));
-        let Field::Set(Some(cfg)) = u.config else { panic!("config") };
+        let Field::Set(Some(cfg)) = u.config else {
+            panic!("config")
+        };
         assert_eq!(Value::Object(cfg), json!({"a":{"b":1}}));
     }
 
@@ -315,7 +324,10 @@ mod tests {
         let ok = "é".repeat(255);
         assert!(parse_update(json!({ "label": ok }).to_string().as_bytes(), None).is_ok());
         let long = "a".repeat(256);
-        let d = detail(parse_update(json!({ "label": long }).to_string().as_bytes(), None));
+        let d = detail(parse_update(
+            json!({ "label": long }).to_string().as_bytes(),
+            None,
+        ));
         assert_eq!(d[0]["type"], "string_too_long");
         assert_eq!(d[0]["loc"], json!(["body", "label"]));
         assert_eq!(d[0]["msg"], "String should have at most 255 characters");
@@ -343,13 +355,22 @@ mod tests {
     #[test]
     fn body_shapes_that_are_not_objects() {
         assert_eq!(detail(parse_update(b"", None))[0]["type"], "missing");
-        assert_eq!(detail(parse_update(b"null", None))[0]["loc"], json!(["body"]));
+        assert_eq!(
+            detail(parse_update(b"null", None))[0]["loc"],
+            json!(["body"])
+        );
         let d = detail(parse_update(b"[1,2]", None));
         assert_eq!(d[0]["type"], "model_attributes_type");
         let d = detail(parse_update(br#"{"label":"x"}"#, Some("text/plain")));
         assert_eq!(d[0]["type"], "model_attributes_type");
         assert_eq!(d[0]["input"], r#"{"label":"x"}"#);
-        assert!(parse_update(br#"{}"#, Some("application/merge-patch+json; charset=utf-8")).is_ok());
+        assert!(
+            parse_update(
+                br#"{}"#,
+                Some("application/merge-patch+json; charset=utf-8")
+            )
+            .is_ok()
+        );
     }
 
     #[test]
@@ -370,7 +391,9 @@ mod tests {
     fn bool_query_accepts_pydantic_spellings() {
         assert!(parse_bool_query("include_credentials", "YES").unwrap());
         assert!(!parse_bool_query("include_credentials", "0").unwrap());
-        let d = parse_bool_query("include_credentials", "maybe").unwrap_err().0;
+        let d = parse_bool_query("include_credentials", "maybe")
+            .unwrap_err()
+            .0;
         assert_eq!(d[0]["loc"], json!(["query", "include_credentials"]));
         assert_eq!(d[0]["type"], "bool_parsing");
     }
