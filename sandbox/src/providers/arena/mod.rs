@@ -31,9 +31,9 @@
 //! - Metadata never set reads `null`; after a PUT that deletes every key it reads `{}`.
 //! - Seeded connections are connected by a fixed sandbox user unless the seed names one.
 
-pub mod errors;
-pub mod metadata;
-pub mod model;
+mod errors;
+mod metadata;
+mod model;
 
 use std::{
     collections::HashMap,

@@ -22,8 +22,8 @@
 //! - Unknown routes answer FastAPI's 404 `{"detail":"Not Found"}`, other methods on a known
 //!   route 405 `{"detail":"Method Not Allowed"}`.
 
-pub mod model;
-pub mod validation;
+mod model;
+mod validation;
 
 use std::{
     collections::HashMap,
