@@ -291,6 +291,45 @@ mod tests {
         assert!(merge(Some(&stored), &obj(json!({"more": 1}))).is_ok());
     }
 
+    /// Randomised check of the merge laws over many generated (stored, patch) pairs: null
+    /// deletes, other values win, untouched keys stay, and merging twice changes nothing.
+    #[test]
+    fn merge_laws_hold_for_generated_inputs() {
+        use rand::{Rng, SeedableRng, rngs::StdRng};
+        let mut rng = StdRng::seed_from_u64(0x0a7e4a);
+        let keys = ["a", "b", "c", "d", "e", "f"];
+        let value = |rng: &mut StdRng, allow_null: bool| match rng
+            .random_range(0..if allow_null { 5 } else { 4 })
+        {
+            0 => json!(rng.random_range(-5..5)),
+            1 => json!(rng.random_bool(0.5)),
+            2 => json!(format!("s{}", rng.random_range(0..3))),
+            3 => json!(0.5),
+            _ => Value::Null,
+        };
+        for _ in 0..2000 {
+            let mut stored = Map::new();
+            let mut patch = Map::new();
+            for k in keys {
+                if rng.random_bool(0.5) {
+                    stored.insert(k.to_string(), value(&mut rng, false));
+                }
+                if rng.random_bool(0.5) {
+                    patch.insert(k.to_string(), value(&mut rng, true));
+                }
+            }
+            let merged = merge(Some(&stored), &patch).unwrap();
+            for k in keys {
+                match patch.get(k) {
+                    Some(Value::Null) => assert!(!merged.contains_key(k)),
+                    Some(v) => assert_eq!(merged.get(k), Some(v)),
+                    None => assert_eq!(merged.get(k), stored.get(k)),
+                }
+            }
+            assert_eq!(merge(Some(&merged), &patch).unwrap(), merged);
+        }
+    }
+
     #[test]
     fn stored_metadata_validation() {
         assert!(validate_stored(&obj(json!({"a": 1, "b": "x"}))).is_ok());
