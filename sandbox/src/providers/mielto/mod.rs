@@ -23,6 +23,7 @@
 //!   route 405 `{"detail":"Method Not Allowed"}`.
 
 mod model;
+mod python_json;
 mod validation;
 
 use std::{
@@ -44,7 +45,7 @@ use serde_json::{Value, json};
 
 use self::{
     model::{Connection, DEFAULT_WORKSPACE},
-    validation::{ValidationFailure, decode_body, parse_bool_query, validate_update},
+    validation::{DecodeError, ValidationFailure, decode_body, parse_bool_query, validate_update},
 };
 use super::{
     plugin::{Caller, Provider, mount},
@@ -170,7 +171,13 @@ async fn put_connection(
         .and_then(|v| v.to_str().ok());
     let raw = match decode_body(&body, content_type) {
         Ok(raw) => raw,
-        Err(failure) => return unprocessable(&failure),
+        Err(DecodeError::Invalid(failure)) => return unprocessable(&failure),
+        Err(DecodeError::Unparseable) => {
+            return detail(
+                StatusCode::BAD_REQUEST,
+                "There was an error parsing the body",
+            );
+        }
     };
     if let Some(refused) = authorize(&headers, &caller, true) {
         return refused;

@@ -15,7 +15,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::model::ConnectionStatus;
+use super::{model::ConnectionStatus, python_json};
 
 /// The `ConnectionUpdate` schema's `label` bound (`maxLength: 255`).
 pub const LABEL_MAX_CHARS: usize = 255;
@@ -88,9 +88,19 @@ pub enum RawBody {
     Json(Value),
 }
 
+/// Why a body could not be decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DecodeError {
+    /// 422 `json_invalid`.
+    Invalid(ValidationFailure),
+    /// Not UTF-8: Python's decoding fails with something other than `JSONDecodeError`, which
+    /// FastAPI answers with 400 `{"detail":"There was an error parsing the body"}`.
+    Unparseable,
+}
+
 /// The first step of FastAPI's request handling, before any dependency runs (so before
-/// authentication): decoding a JSON body. Its only failure is `json_invalid`.
-pub fn decode_body(body: &[u8], content_type: Option<&str>) -> Result<RawBody, ValidationFailure> {
+/// authentication): decoding a JSON body like `json.loads(bytes)`.
+pub fn decode_body(body: &[u8], content_type: Option<&str>) -> Result<RawBody, DecodeError> {
     if body.is_empty() {
         return Ok(RawBody::Missing);
     }
@@ -99,9 +109,13 @@ pub fn decode_body(body: &[u8], content_type: Option<&str>) -> Result<RawBody, V
             String::from_utf8_lossy(body).into_owned(),
         ));
     }
-    match serde_json::from_slice(body).map_err(|e| json_invalid(body, &e))? {
-        Value::Null => Ok(RawBody::Missing),
-        value => Ok(RawBody::Json(value)),
+    // `json.loads` on bytes decodes UTF-8 and drops a byte-order mark.
+    let text = std::str::from_utf8(body).map_err(|_| DecodeError::Unparseable)?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    match serde_json::from_str(text) {
+        Ok(Value::Null) => Ok(RawBody::Missing),
+        Ok(value) => Ok(RawBody::Json(value)),
+        Err(e) => Err(DecodeError::Invalid(json_invalid(text, &e))),
     }
 }
 
@@ -122,7 +136,11 @@ pub fn parse_update(
     body: &[u8],
     content_type: Option<&str>,
 ) -> Result<ConnectionUpdate, ValidationFailure> {
-    validate_update(decode_body(body, content_type)?)
+    match decode_body(body, content_type) {
+        Ok(raw) => validate_update(raw),
+        Err(DecodeError::Invalid(failure)) => Err(failure),
+        Err(DecodeError::Unparseable) => panic!("test body is not UTF-8"),
+    }
 }
 
 fn missing_body() -> ValidationFailure {
@@ -145,32 +163,16 @@ fn not_an_object(input: Value) -> Value {
     )
 }
 
-/// FastAPI's `json_invalid` item. `ctx.error` is the message Python's `json` module would
-/// give; serde_json's error classes are mapped onto the closest Python message, and the
-/// position is converted to a character offset (Python's `JSONDecodeError.pos`).
-fn json_invalid(body: &[u8], err: &serde_json::Error) -> ValidationFailure {
-    let text = String::from_utf8_lossy(body);
-    let pos = if err.is_eof() {
-        text.chars().count()
-    } else {
-        char_offset(&text, err.line(), err.column())
-    };
-    let raw = err.to_string();
-    let python_msg = if err.is_eof() {
-        "Expecting value"
-    } else if raw.starts_with("trailing characters") {
-        "Extra data"
-    } else if raw.starts_with("key must be a string") {
-        "Expecting property name enclosed in double quotes"
-    } else if raw.starts_with("expected `:`") {
-        "Expecting ':' delimiter"
-    } else if raw.starts_with("expected `,` or `}`") || raw.starts_with("expected `,` or `]`") {
-        "Expecting ',' delimiter"
-    } else if raw.starts_with("control character") {
-        "Invalid control character at"
-    } else {
-        "Expecting value"
-    };
+/// FastAPI's `json_invalid` item, with Python's `JSONDecodeError` position and message.
+fn json_invalid(text: &str, serde_error: &serde_json::Error) -> ValidationFailure {
+    // serde_json rejects a few documents Python accepts (NaN, Infinity, numbers beyond f64);
+    // those are reported at serde_json's position as "Expecting value".
+    let (pos, python_msg) = python_json::decode_error(text).unwrap_or_else(|| {
+        (
+            char_offset(text, serde_error.line(), serde_error.column()),
+            "Expecting value",
+        )
+    });
     ValidationFailure(vec![item(
         "json_invalid",
         vec![json!("body"), json!(pos)],
@@ -382,9 +384,22 @@ mod tests {
         assert_eq!(d[0]["ctx"], json!({"error": "Expecting value"}));
         let d = detail(parse_update(br#"{"label": "x""#, None));
         assert_eq!(d[0]["loc"], json!(["body", 13]));
+        assert_eq!(d[0]["ctx"], json!({"error": "Expecting ',' delimiter"}));
+        // Python accepts NaN, serde_json does not: reported where serde_json stopped.
+        let d = detail(parse_update(br#"{"label": NaN}"#, None));
+        assert_eq!(d[0]["type"], "json_invalid");
         let d = detail(parse_update(b"{}x", None));
         assert_eq!(d[0]["ctx"]["error"], "Extra data");
         assert_eq!(d[0]["loc"], json!(["body", 2]));
+    }
+
+    #[test]
+    fn byte_order_mark_is_dropped_and_non_utf8_is_unparseable() {
+        assert!(parse_update("\u{feff}{\"label\":\"x\"}".as_bytes(), None).is_ok());
+        assert_eq!(
+            decode_body(b"{\"label\":\"\xff\"}", None),
+            Err(DecodeError::Unparseable)
+        );
     }
 
     #[test]
