@@ -306,9 +306,16 @@ async fn malformed_missing_and_non_object_bodies_are_422() {
     assert_eq!(err["detail"][0]["input"], r#"{"label":"x"}"#);
 
     // Python's decoder positions and messages.
-    let (_, err) = body(m.put_raw("c", "{\"label\": \"x\"", Some("application/json")).await).await;
+    let (_, err) = body(
+        m.put_raw("c", "{\"label\": \"x\"", Some("application/json"))
+            .await,
+    )
+    .await;
     assert_eq!(err["detail"][0]["loc"], json!(["body", 13]));
-    assert_eq!(err["detail"][0]["ctx"], json!({"error": "Expecting ',' delimiter"}));
+    assert_eq!(
+        err["detail"][0]["ctx"],
+        json!({"error": "Expecting ',' delimiter"})
+    );
 
     // A body that is not UTF-8 fails before JSON decoding: FastAPI's generic 400.
     let r = m
@@ -322,7 +329,10 @@ async fn malformed_missing_and_non_object_bodies_are_422() {
         .unwrap();
     assert_eq!(
         body(r).await,
-        (StatusCode::BAD_REQUEST, json!({"detail": "There was an error parsing the body"}))
+        (
+            StatusCode::BAD_REQUEST,
+            json!({"detail": "There was an error parsing the body"})
+        )
     );
     assert_eq!(m.raw("c").await, before);
 
