@@ -35,7 +35,12 @@ mod process;
 #[path = "contract/schema.rs"]
 mod schema;
 
+// self_check pending
+
 #[path = "contract/arena.rs"]
 mod arena;
+// datagrid pending
 #[path = "contract/mielto.rs"]
 mod mielto;
+#[path = "contract/nango.rs"]
+mod nango;
