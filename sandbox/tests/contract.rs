@@ -35,11 +35,13 @@ mod process;
 #[path = "contract/schema.rs"]
 mod schema;
 
-// self_check pending
+#[path = "contract/self_check.rs"]
+mod self_check;
 
 #[path = "contract/arena.rs"]
 mod arena;
-// datagrid pending
+#[path = "contract/datagrid.rs"]
+mod datagrid;
 #[path = "contract/mielto.rs"]
 mod mielto;
 #[path = "contract/nango.rs"]
