@@ -271,3 +271,32 @@ fn assert_only_extra_fields_outside_std_error(doc: &crate::schema::Document, bod
     }
     doc.assert_conforms("StdError", &trimmed);
 }
+
+/// 403 `forbidden` (REFERENCE.md §1 [C] scope.middleware.ts, getConnection.ts): a key
+/// without `connections:update` writing, and `force_refresh`/`refresh_token` asked of a key
+/// without `connections:read_credentials`. No operation lists 403; the body is StdError.
+#[tokio::test]
+async fn missing_scopes_are_undocumented_403s_in_std_error() {
+    let contract = with_connections(&[("acme", json!({"plan": "pro"}))]).await;
+    let doc = &contract.document;
+    let read_only = "7c9e6679-7425-40de-944b-e07fc1f90ae7";
+    contract.set_tokens(&[TOKEN], &[read_only]).await;
+
+    let body = json!({"connection_id": "acme", "provider_config_key": KEY, "metadata": {"plan": "free"}});
+    let write = Call::patch("/connections/metadata", body).bearer(read_only);
+    let forbidden = contract.forwarded(&write).await;
+    forbidden.assert_undocumented_status(403);
+    assert_eq!(forbidden.body["error"]["code"], "forbidden");
+    doc.assert_conforms("StdError", &forbidden.body);
+
+    for flag in ["force_refresh", "refresh_token"] {
+        let refresh = contract.forwarded(&get("acme", &format!("&{flag}=true"))).await;
+        refresh.assert_undocumented_status(403);
+        assert_eq!(refresh.body["error"]["code"], "forbidden");
+        doc.assert_conforms("StdError", &refresh.body);
+    }
+
+    let read = contract.forwarded(&get("acme", "")).await;
+    read.assert_conforms(200);
+    assert_eq!(read.body["metadata"], json!({"plan": "pro"}), "the refused write changed nothing");
+}
