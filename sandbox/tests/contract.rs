@@ -35,7 +35,14 @@ mod process;
 #[path = "contract/schema.rs"]
 mod schema;
 
+#[path = "contract/self_check.rs"]
+mod self_check;
+
 #[path = "contract/arena.rs"]
 mod arena;
+#[path = "contract/datagrid.rs"]
+mod datagrid;
 #[path = "contract/mielto.rs"]
 mod mielto;
+#[path = "contract/nango.rs"]
+mod nango;

@@ -98,6 +98,12 @@ async fn document_invalid_requests_are_rejected_by_prism_and_emulator() {
     let direct = contract.rejected_by_both(&no_body, &[], 400).await;
     doc.assert_conforms("Error", &direct.body);
 
+    // Only application/json is documented (Prism: a 415 inside its 422); the emulator finds
+    // no JSON body and answers the same 400 "body is required".
+    let text = Call::new(Method::PUT, PATH).raw_body("text/plain", r#"{"metadata":{"b":1}}"#).bearer(TOKEN);
+    let direct = contract.rejected_by_both(&text, &[], 400).await;
+    doc.assert_conforms("Error", &direct.body);
+
     let read = contract.forwarded(&Call::get(PATH)).await;
     read.assert_conforms(200);
     assert_eq!(read.body["metadata"], json!({"status": "draft", "score": 0.5}));

@@ -84,6 +84,7 @@ pub struct Reply {
 /// `application/problem+json` bodies it generates instead of forwarding or relaying.
 pub const PRISM_INVALID_REQUEST: &str = "https://stoplight.io/prism/errors#UNPROCESSABLE_ENTITY";
 pub const PRISM_UNAUTHORIZED: &str = "https://stoplight.io/prism/errors#UNAUTHORIZED";
+pub const PRISM_VIOLATIONS: &str = "https://stoplight.io/prism/errors#VIOLATIONS";
 
 /// The warning Prism attaches when the upstream answered with a status the operation does
 /// not document; the body is then not checked against anything.
@@ -181,6 +182,11 @@ impl Reply {
     pub fn assert_status(&self, status: u16) -> &Reply {
         assert_eq!(self.status, status, "{}: unexpected status; body: {}", self.what, self.text);
         self
+    }
+
+    /// Prism replaced the emulator's answer because it violates the document (`--errors`).
+    pub fn is_prism_violations(&self) -> bool {
+        self.status == 500 && self.body["type"] == PRISM_VIOLATIONS
     }
 
     fn is_prism_problem(&self) -> bool {

@@ -27,6 +27,12 @@ pub fn prism_bin() -> PathBuf {
     prism
 }
 
+/// `scripts/contract/until-stdin-closes`, which ends a child when the test process goes away
+/// (see `process::Logged`).
+pub fn stdin_guard() -> PathBuf {
+    workspace_root().join("scripts/contract/until-stdin-closes")
+}
+
 /// The official document `file` (e.g. `nango.yaml`) from `shared/providers/openapi/`.
 ///
 /// The documents live beside the repository (`<root>/../shared/providers/openapi`, the path the

@@ -55,6 +55,11 @@ async fn explicit_nulls_still_answer_a_valid_connection_read() {
     let nulls = json!({"label": null, "config": null, "status": null});
     let put = contract.forwarded(&Call::put(PATH, nulls).bearer(TOKEN)).await;
     put.assert_conforms(200);
+    // The emulator's choice: a nullable column (label) takes the null, the others keep
+    // their value.
+    assert_eq!(put.body["label"], serde_json::Value::Null);
+    assert_eq!(put.body["status"], "active");
+    assert_eq!(put.body["config"], json!({"channel": "#help", "threads": true}));
     contract.forwarded(&Call::get(PATH).bearer(TOKEN)).await.assert_conforms(200);
 }
 
@@ -80,6 +85,12 @@ async fn document_invalid_requests_are_rejected_by_prism_and_emulator() {
     // The request body is required; Prism's violation carries no location.
     let no_body = Call::new(Method::PUT, PATH).bearer(TOKEN);
     let direct = contract.rejected_by_both(&no_body, &[], 422).await;
+    doc.assert_conforms("HTTPValidationError", &direct.body);
+
+    // Only application/json is documented: Prism reports a 415 inside its 422; FastAPI does
+    // not parse another media type and fails the body model with 422.
+    let text = Call::new(Method::PUT, PATH).raw_body("text/plain", r#"{"label":"b"}"#).bearer(TOKEN);
+    let direct = contract.rejected_by_both(&text, &[], 422).await;
     doc.assert_conforms("HTTPValidationError", &direct.body);
 
     // None of them changed anything.
