@@ -24,7 +24,7 @@ use super::resources::{Registry, ResourceType};
 use super::rest::{self, Cluster, Outcome, PatchRequest, PatchType, Selectors, WriteOptions};
 use super::store::Store;
 use super::watch::{self, Start, TableMode, WatchRequest};
-use super::{authz, discovery, openapi_docs};
+use super::{authz, discovery, openapi_docs, protobuf};
 
 /// Tunables of the emulator (tests shorten the bookmark interval).
 #[derive(Clone, Debug)]
@@ -167,7 +167,14 @@ impl Ctx {
     }
 
     fn json_body(&self) -> Result<Value, ApiError> {
-        let yaml = self.header(header::CONTENT_TYPE).starts_with("application/yaml");
+        let content_type = self.header(header::CONTENT_TYPE);
+        if content_type.starts_with("application/vnd.kubernetes.protobuf") {
+            return protobuf::decode(&self.body).map_err(|e| match e {
+                protobuf::ProtoError::Unsupported(_) => ApiError::UnsupportedMediaType(e.to_string()),
+                _ => ApiError::BadRequest(e.to_string()),
+            });
+        }
+        let yaml = content_type.starts_with("application/yaml");
         if yaml {
             return serde_yaml::from_slice(&self.body).map_err(|e| ApiError::BadRequest(format!("error decoding YAML: {e}")));
         }
