@@ -10,12 +10,15 @@
 //!   when `old` is given). Mutates `obj`. Ok = warnings for the `Warning` header.
 //! - `openapi::group_version_document`, `table::*`: OpenAPI v3 and Table rendering.
 
+mod builtin_columns;
 mod cel;
 mod defaults;
 mod definition;
 mod formats;
+mod jsonpath;
 mod prune;
 mod schema;
+pub mod table;
 mod validate;
 
 use serde_json::Value;
@@ -173,45 +176,6 @@ pub mod openapi {
     pub fn group_version_document(group: &str, version: &str, resources: &[ResourceDoc]) -> Value {
         let _ = (group, version, resources);
         serde_json::json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.33.0"}, "paths": {}, "components": {"schemas": {}}})
-    }
-}
-
-pub mod table {
-    //! `meta.k8s.io/v1` Table rendering for `Accept: application/json;as=Table;v=v1;g=meta.k8s.io`.
-    use serde_json::Value;
-
-    #[derive(Clone, Debug)]
-    pub struct Column {
-        pub name: String,
-        pub type_: String,
-        pub format: String,
-        pub description: String,
-        pub priority: i64,
-        /// JSONPath into the object, e.g. `.spec.connectionId`; empty for built-in computed columns.
-        pub json_path: String,
-    }
-
-    /// Whether rows carry the object (`includeObject=Object`), only its metadata
-    /// (`Metadata`, the default: a PartialObjectMetadata) or nothing (`None`).
-    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-    pub enum IncludeObject {
-        None,
-        #[default]
-        Metadata,
-        Object,
-    }
-
-    /// Columns from a CRD version's `additionalPrinterColumns` (NAME first; AGE when the CRD
-    /// declares none), or the default columns of a built-in kind.
-    pub fn columns_for(crd: Option<&Value>, version: &str, kind: &str) -> Vec<Column> {
-        let _ = (crd, version, kind);
-        Vec::new()
-    }
-
-    /// A Table for `objects`; the caller fills `metadata.resourceVersion`/`continue`.
-    pub fn render(columns: &[Column], objects: &[Value], include: IncludeObject, now: chrono::DateTime<chrono::Utc>) -> Value {
-        let _ = (columns, objects, include, now);
-        serde_json::json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {}, "columnDefinitions": [], "rows": []})
     }
 }
 
