@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::api_error::ApiError;
-use super::crd::FieldValidation;
+use super::crd::{AdmitError, FieldValidation};
 use super::field_error::FieldError;
 use super::lifecycle;
 use super::object_meta::{self, finalizers, meta_mut, meta_str, now_rfc3339};
@@ -201,7 +201,11 @@ fn admit(rt: &ResourceType, obj: &mut Value, old: Option<&Value>, opts: &WriteOp
         crds::admit(obj, old)?;
     }
     match &rt.custom {
-        Some(custom) => custom.compiled.admit(obj, old, opts.field_validation).map_err(invalid),
+        Some(custom) => custom.compiled.admit_object(obj, old, opts.field_validation).map_err(|e| match e {
+            AdmitError::Invalid(causes) => invalid(causes),
+            // The strict decoder refuses the body before validation: 400, not 422.
+            AdmitError::StrictDecoding { message, .. } => ApiError::BadRequest(message),
+        }),
         None => Ok(Vec::new()),
     }
 }
