@@ -657,9 +657,6 @@ pub fn patch(c: &mut Cluster, rt: &Arc<ResourceType>, path: &ResourcePath, req: 
     };
     match req.patch_type {
         PatchType::Apply => {
-            if opts.field_manager.is_empty() {
-                return Err(ApiError::BadRequest("PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch".into()));
-            }
             // The body is YAML (kubectl) or JSON (kube-rs); JSON is YAML.
             let mut applied: Value = serde_yaml::from_slice(req.body).map_err(|e| ApiError::BadRequest(format!("error decoding YAML: {e}")))?;
             check_type(rt, &mut applied)?;
