@@ -221,7 +221,8 @@ pub fn server_side_apply(
     entries[own].api_version = api_version;
 
     let merged = typed::merge(&live_value, applied, &node);
-    let merged = prune(&merged, &entries, &last_set, &node);
+    let mut merged = prune(&merged, &entries, &last_set, &node);
+    keep_identity(&mut merged, &live_value);
 
     let raw = typed::compare(&live_value, &merged, &node);
     let cmp = Comparison {
@@ -255,6 +256,42 @@ pub fn server_side_apply(
     }
     managed_fields::encode_into(&mut out, entries);
     Ok(out)
+}
+
+/// Puts back `apiVersion`, `kind` and the system metadata if the prune took them: it can
+/// when a configuration without `metadata` follows one with labels (kube-apiserver's
+/// configurations always carry `metadata.name`, so there the object keeps its metadata).
+fn keep_identity(merged: &mut Value, live: &Value) {
+    const SYSTEM_METADATA: &[&str] = &[
+        "name",
+        "namespace",
+        "uid",
+        "resourceVersion",
+        "generation",
+        "creationTimestamp",
+        "deletionTimestamp",
+    ];
+    let (Some(out), Some(live)) = (merged.as_object_mut(), live.as_object()) else {
+        return;
+    };
+    for field in ["apiVersion", "kind"] {
+        if let (false, Some(v)) = (out.contains_key(field), live.get(field)) {
+            out.insert(field.into(), v.clone());
+        }
+    }
+    let Some(live_meta) = live.get("metadata").and_then(Value::as_object) else {
+        return;
+    };
+    let meta = out
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if let Some(meta) = meta.as_object_mut() {
+        for field in SYSTEM_METADATA {
+            if let (false, Some(v)) = (meta.contains_key(*field), live_meta.get(*field)) {
+                meta.insert((*field).into(), v.clone());
+            }
+        }
+    }
 }
 
 /// Removes from `merged` the fields the applier owned before (`last_set`) and owns no longer,
@@ -764,6 +801,21 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "Apply failed with 1 conflict: conflict with \"helm\": .spec.template.spec.containers[name=\"app\"].image"
+        );
+    }
+
+    #[test]
+    fn dropping_metadata_from_the_configuration_keeps_the_object_identity() {
+        let mut cfg = obj(json!({"x": "1"}));
+        cfg["metadata"]["labels"] = json!({"a": "b"});
+        let live = stored(apply(None, &cfg, "op", false, T1).unwrap());
+        let bare = json!({"apiVersion": "example.io/v1", "kind": "Widget", "spec": {"x": "1"}});
+        let out = apply(Some(&live), &bare, "op", false, T2).unwrap();
+        assert_eq!(out["metadata"]["name"], "w");
+        assert_eq!(out["metadata"]["uid"], "u-1");
+        assert!(
+            out["metadata"].get("labels").is_none(),
+            "the label the applier stopped applying goes"
         );
     }
 
