@@ -447,14 +447,15 @@ fn evaluate_rule(
             "rule did not evaluate to a bool",
         )),
         Err(e) => {
+            // `ruleErrorString`: the rule's message when it has one, else the rule text.
+            let shown_rule = rule.message.as_deref().unwrap_or(&rule.rule);
             let text = e.to_string();
             let detail = if matches!(e, cel::ExecutionError::NoSuchOverload) {
                 format!(
-                    "'{text}': call arguments did not match a supported operator, function or macro signature for rule: {}",
-                    rule.rule
+                    "'{text}': call arguments did not match a supported operator, function or macro signature for rule: {shown_rule}"
                 )
             } else {
-                format!("{} evaluating rule: {}", lower_first(&text), rule.rule)
+                format!("{} evaluating rule: {shown_rule}", lower_first(&text))
             };
             errs.push(FieldError::invalid(shown_path(path), &type_value, &detail));
         }
@@ -760,6 +761,13 @@ mod tests {
                 r#"<nil>: Invalid value: "object": name must start with conn-"#,
                 r#"spec: Invalid value: "object": no such key: missing evaluating rule: self.missing == 1"#,
             ]
+        );
+        let with_message = with_spec(json!({"type": "object", "x-kubernetes-validations": [
+            {"rule": "self.organization == oldSelf.organization", "message": "spec.organization is immutable"}
+        ]}));
+        assert_eq!(
+            run(&with_message, &json!({"spec": {}}), Some(&json!({"spec": {}}))),
+            vec![r#"spec: Invalid value: "object": no such key: organization evaluating rule: spec.organization is immutable"#]
         );
     }
 
