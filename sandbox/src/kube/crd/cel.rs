@@ -298,23 +298,38 @@ fn compile_rule(
     })
 }
 
+/// Results of evaluating the rules of one object.
+#[derive(Debug, Default)]
+pub(super) struct Outcome {
+    pub(super) errors: Vec<FieldError>,
+    /// Failures ratcheted into warnings (see [`Outcome::report`]).
+    pub(super) warnings: Vec<String>,
+}
+
+impl Outcome {
+    /// With CRD validation ratcheting (GA in 1.33), a failing rule that does not use
+    /// `oldSelf` on a value left unchanged by the update becomes a warning, not an error.
+    fn report(&mut self, ratchet: bool, e: FieldError) {
+        if ratchet {
+            self.warnings.push(e.to_string());
+        } else {
+            self.errors.push(e);
+        }
+    }
+}
+
 /// Evaluate every rule against `obj` (and `old` on update).
-pub(super) fn evaluate(
-    rules: &Rules,
-    root: &Value,
-    obj: &Value,
-    old: Option<&Value>,
-) -> Vec<FieldError> {
-    let mut errs = Vec::new();
+pub(super) fn evaluate(rules: &Rules, root: &Value, obj: &Value, old: Option<&Value>) -> Outcome {
+    let mut out = Outcome::default();
     if rules.0.is_empty() {
-        return errs;
+        return out;
     }
     let mut base = cel::Context::default();
     base.register_all();
     let obj = restrict_root_metadata(obj);
     let old = old.map(restrict_root_metadata);
-    walk(&base, &rules.0, root, &obj, old.as_ref(), "", &mut errs);
-    errs
+    walk(&base, &rules.0, root, &obj, old.as_ref(), "", &mut out);
+    out
 }
 
 /// CEL at the root sees only `metadata.name` and `metadata.generateName`.
@@ -333,7 +348,7 @@ fn walk(
     v: &Value,
     old: Option<&Value>,
     path: &str,
-    errs: &mut Vec<FieldError>,
+    out: &mut Outcome,
 ) {
     if v.is_null() {
         return;
@@ -341,8 +356,15 @@ fn walk(
     if !node.rules.is_empty() {
         let this = to_cel(v, Some(s));
         let before = old.map(|o| to_cel(o, Some(s)));
+        let unchanged = old == Some(v);
         for rule in &node.rules {
-            evaluate_rule(base, rule, s, &this, before.as_ref(), path, errs);
+            let ctx = RuleCtx {
+                base,
+                s,
+                path,
+                ratchet: unchanged && !rule.uses_old_self,
+            };
+            evaluate_rule(&ctx, rule, &this, before.as_ref(), out);
         }
     }
     match v {
@@ -351,12 +373,12 @@ fn walk(
                 let old_child = old.and_then(|o| o.get(k));
                 if let Some(cn) = node.properties.get(k) {
                     if let Some(cs) = schema::property(s, k) {
-                        walk(base, cn, cs, child, old_child, &schema::join(path, k), errs);
+                        walk(base, cn, cs, child, old_child, &schema::join(path, k), out);
                     }
                 } else if let (Some(cn), None) = (&node.additional, schema::property(s, k))
                     && let Some(cs) = s.get("additionalProperties")
                 {
-                    walk(base, cn, cs, child, old_child, &schema::key(path, k), errs);
+                    walk(base, cn, cs, child, old_child, &schema::key(path, k), out);
                 }
             }
         }
@@ -365,8 +387,9 @@ fn walk(
                 let list_type = schema::list_type(s);
                 let old_items = old.and_then(Value::as_array);
                 for (i, item) in items.iter().enumerate() {
-                    let old_item = old_items.and_then(|olds| correlate(&list_type, item, olds));
-                    walk(base, cn, is, item, old_item, &schema::index(path, i), errs);
+                    let old_item =
+                        old_items.and_then(|olds| schema::correlate(&list_type, item, olds));
+                    walk(base, cn, is, item, old_item, &schema::index(path, i), out);
                 }
             }
         }
@@ -374,27 +397,22 @@ fn walk(
     }
 }
 
-/// The old counterpart of a list item: by key for `map` lists, by value for `set` lists,
-/// none for atomic lists (their items cannot be correlated).
-fn correlate<'a>(list_type: &ListType, item: &Value, olds: &'a [Value]) -> Option<&'a Value> {
-    match list_type {
-        ListType::Atomic => None,
-        ListType::Set => olds.iter().find(|o| *o == item),
-        ListType::Map(keys) => olds
-            .iter()
-            .find(|o| keys.iter().all(|k| o.get(k) == item.get(k))),
-    }
+/// Where a rule is evaluated.
+struct RuleCtx<'a, 'c> {
+    base: &'a cel::Context<'c>,
+    s: &'a Value,
+    path: &'a str,
+    ratchet: bool,
 }
 
 fn evaluate_rule(
-    base: &cel::Context<'_>,
+    at: &RuleCtx<'_, '_>,
     rule: &Rule,
-    s: &Value,
     this: &cel::Value,
     old: Option<&cel::Value>,
-    path: &str,
-    errs: &mut Vec<FieldError>,
+    out: &mut Outcome,
 ) {
+    let (base, s, path) = (at.base, at.s, at.path);
     // Transition rules run only when there is a comparable old value, unless
     // `optionalOldSelf` asks for them on create too (then `oldSelf` is a CEL optional).
     if rule.uses_old_self && old.is_none() && !rule.optional_old_self {
@@ -434,18 +452,24 @@ fn evaluate_rule(
                 Some(fp) if !fp.is_empty() => schema::join(path, fp),
                 _ => shown_path(path),
             };
-            errs.push(match rule.reason.as_deref() {
-                Some("FieldValueForbidden") => FieldError::forbidden(err_path, &message),
-                Some("FieldValueRequired") => FieldError::required(err_path, &message),
-                Some("FieldValueDuplicate") => FieldError::duplicate(err_path, &type_value),
-                _ => FieldError::invalid(err_path, &type_value, &message),
-            });
+            out.report(
+                at.ratchet,
+                match rule.reason.as_deref() {
+                    Some("FieldValueForbidden") => FieldError::forbidden(err_path, &message),
+                    Some("FieldValueRequired") => FieldError::required(err_path, &message),
+                    Some("FieldValueDuplicate") => FieldError::duplicate(err_path, &type_value),
+                    _ => FieldError::invalid(err_path, &type_value, &message),
+                },
+            );
         }
-        Ok(_) => errs.push(FieldError::invalid(
-            shown_path(path),
-            &type_value,
-            "rule did not evaluate to a bool",
-        )),
+        Ok(_) => out.report(
+            at.ratchet,
+            FieldError::invalid(
+                shown_path(path),
+                &type_value,
+                "rule did not evaluate to a bool",
+            ),
+        ),
         Err(e) => {
             // `ruleErrorString`: the rule's message when it has one, else the rule text.
             let shown_rule = rule.message.as_deref().unwrap_or(&rule.rule);
@@ -457,7 +481,10 @@ fn evaluate_rule(
             } else {
                 format!("{} evaluating rule: {shown_rule}", lower_first(&text))
             };
-            errs.push(FieldError::invalid(shown_path(path), &type_value, &detail));
+            out.report(
+                at.ratchet,
+                FieldError::invalid(shown_path(path), &type_value, &detail),
+            );
         }
     }
 }
@@ -630,6 +657,7 @@ mod tests {
         let (rules, errs) = compile(root, "spec.versions[0].schema.openAPIV3Schema");
         assert!(errs.is_empty(), "{errs:?}");
         evaluate(&rules, root, obj, old)
+            .errors
             .iter()
             .map(ToString::to_string)
             .collect()
@@ -766,8 +794,14 @@ mod tests {
             {"rule": "self.organization == oldSelf.organization", "message": "spec.organization is immutable"}
         ]}));
         assert_eq!(
-            run(&with_message, &json!({"spec": {}}), Some(&json!({"spec": {}}))),
-            vec![r#"spec: Invalid value: "object": no such key: organization evaluating rule: spec.organization is immutable"#]
+            run(
+                &with_message,
+                &json!({"spec": {}}),
+                Some(&json!({"spec": {}}))
+            ),
+            vec![
+                r#"spec: Invalid value: "object": no such key: organization evaluating rule: spec.organization is immutable"#
+            ]
         );
     }
 

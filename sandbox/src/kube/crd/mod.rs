@@ -167,7 +167,7 @@ impl CompiledVersion {
         defaults::apply(obj, &self.schema);
         prune::prune_non_nullable_nulls(obj, &self.schema);
 
-        let mut errs = validate::validate_object(&self.schema, obj);
+        let mut errs = validate::validate_object(&self.schema, obj, old);
         validate::validate_list_types(&self.schema, obj, "", &mut errs);
         // A type error means CEL would see values of the wrong type: the server skips the
         // rules and says so (apiextensions `hasBlockingErr`).
@@ -178,7 +178,9 @@ impl CompiledVersion {
                 message: "Invalid value: \"null\": some validation rules were not checked because the object was invalid; correct the existing errors to complete validation".into(),
             });
         } else {
-            errs.extend(cel::evaluate(&self.rules, &self.schema, obj, old));
+            let outcome = cel::evaluate(&self.rules, &self.schema, obj, old);
+            errs.extend(outcome.errors);
+            warnings.extend(outcome.warnings);
         }
         if errs.is_empty() {
             Ok(warnings)

@@ -87,6 +87,23 @@ pub(super) fn list_type(schema: &Value) -> ListType {
     }
 }
 
+/// The old counterpart of a list item, as the apiserver correlates them for transition
+/// rules and ratcheting: by key for `map` lists, by value for `set` lists, none for atomic
+/// lists.
+pub(super) fn correlate<'a>(
+    list_type: &ListType,
+    item: &Value,
+    olds: &'a [Value],
+) -> Option<&'a Value> {
+    match list_type {
+        ListType::Atomic => None,
+        ListType::Set => olds.iter().find(|o| *o == item),
+        ListType::Map(keys) => olds
+            .iter()
+            .find(|o| keys.iter().all(|k| o.get(k) == item.get(k))),
+    }
+}
+
 /// The JSON type name kube-openapi reports for a value (`integer` for whole numbers, the
 /// way the apiserver's unstructured decoder yields int64 for them).
 pub(super) fn json_type_name(v: &Value) -> &'static str {

@@ -237,3 +237,47 @@ fn status_preserves_unknown_fields() {
         .expect("admitted");
     assert_eq!(o["status"]["provider"], "mielto");
 }
+
+#[test]
+fn updates_ratchet_unchanged_invalid_values() {
+    let v = compiled();
+    // Stored before the schema was tightened: a retired enum value and two provider blocks.
+    let old = obj(
+        json!({"connectionId": "c", "deletionPolicy": "Keep", "arena": {"channel": "x"}, "mielto": {}}),
+    );
+    let mut update = old.clone();
+    update["metadata"]["labels"] = json!({"team": "a"});
+    let warnings = v
+        .admit_object(&mut update, Some(&old), FieldValidation::Strict)
+        .expect("unchanged invalid values are ratcheted");
+    assert_eq!(
+        warnings,
+        vec![
+            r#"spec: Invalid value: "object": exactly one provider block (nango, mielto, arena, datagrid) must be set"#
+        ]
+    );
+    // Touching spec re-evaluates the spec rule; the untouched enum value stays ratcheted.
+    let mut touched = old.clone();
+    touched["spec"]["arena"]["channel"] = json!("y");
+    assert_eq!(
+        invalid(v.admit_object(&mut touched, Some(&old), FieldValidation::Strict)),
+        vec![
+            r#"spec: Invalid value: "object": exactly one provider block (nango, mielto, arena, datagrid) must be set"#
+        ]
+    );
+    let mut worse = old.clone();
+    worse["spec"]["deletionPolicy"] = json!("Never");
+    assert_eq!(
+        invalid(v.admit_object(&mut worse, Some(&old), FieldValidation::Strict)),
+        vec![
+            r#"spec.deletionPolicy: Unsupported value: "Never": supported values: "Delete", "Orphan""#,
+            r#"spec: Invalid value: "object": exactly one provider block (nango, mielto, arena, datagrid) must be set"#,
+        ]
+    );
+    // The same object is refused on create.
+    let mut fresh = old.clone();
+    assert_eq!(
+        invalid(v.admit_object(&mut fresh, None, FieldValidation::Strict)).len(),
+        2
+    );
+}

@@ -19,16 +19,25 @@ use crate::kube::field_error::FieldError;
 /// Validate a whole custom object. At the root, `apiVersion`/`kind` are not checked
 /// against the schema and of `metadata` only `name`/`generateName` are, because those are
 /// the only metadata constraints a CRD schema may express.
-pub(super) fn validate_object(root: &Value, obj: &Value) -> Vec<FieldError> {
+///
+/// On update (`old` given) this ratchets like kube-apiserver 1.33 (CRDValidationRatcheting,
+/// GA): a value equal to its correlated old value is not validated again, so an update
+/// never fails on data it did not change.
+pub(super) fn validate_object(root: &Value, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let Value::Object(map) = obj else {
-        validate(root, obj, "", &mut errs);
+        validate(root, obj, old, "", &mut errs);
         return errs;
     };
-    let mut restricted = map.clone();
-    restricted.remove("apiVersion");
-    restricted.remove("kind");
-    restricted.remove("metadata");
+    let strip = |m: &serde_json::Map<String, Value>| {
+        let mut m = m.clone();
+        m.remove("apiVersion");
+        m.remove("kind");
+        m.remove("metadata");
+        Value::Object(m)
+    };
+    let restricted = strip(map);
+    let old_restricted = old.and_then(Value::as_object).map(strip);
     let mut root_schema = root.clone();
     if let Some(Value::Object(props)) = root_schema.get_mut("properties") {
         props.remove("apiVersion");
@@ -38,13 +47,22 @@ pub(super) fn validate_object(root: &Value, obj: &Value) -> Vec<FieldError> {
     if let Some(Value::Array(req)) = root_schema.get_mut("required") {
         req.retain(|r| !matches!(r.as_str(), Some("apiVersion" | "kind" | "metadata")));
     }
-    validate(&root_schema, &Value::Object(restricted), "", &mut errs);
+    validate(
+        &root_schema,
+        &restricted,
+        old_restricted.as_ref(),
+        "",
+        &mut errs,
+    );
     if let (Some(meta_schema), Some(meta)) =
         (schema::property(root, "metadata"), map.get("metadata"))
     {
         for field in ["name", "generateName"] {
             if let (Some(s), Some(v)) = (schema::property(meta_schema, field), meta.get(field)) {
-                validate(s, v, &format!("metadata.{field}"), &mut errs);
+                let old_v = old
+                    .and_then(|o| o.get("metadata"))
+                    .and_then(|m| m.get(field));
+                validate(s, v, old_v, &format!("metadata.{field}"), &mut errs);
             }
         }
     }
@@ -69,7 +87,10 @@ fn num(v: f64) -> String {
     }
 }
 
-fn validate(s: &Value, v: &Value, path: &str, errs: &mut Vec<FieldError>) {
+fn validate(s: &Value, v: &Value, old: Option<&Value>, path: &str, errs: &mut Vec<FieldError>) {
+    if old == Some(v) {
+        return;
+    }
     if v.is_null() {
         let t = schema::type_of(s);
         if !schema::nullable(s) && !t.is_empty() {
@@ -88,11 +109,11 @@ fn validate(s: &Value, v: &Value, path: &str, errs: &mut Vec<FieldError>) {
     match v {
         Value::String(text) => string_checks(s, text, v, path, errs),
         Value::Number(n) => number_checks(s, n.as_f64().unwrap_or(f64::NAN), v, path, errs),
-        Value::Array(items) => array_checks(s, items, path, errs),
-        Value::Object(map) => object_checks(s, map, path, errs),
+        Value::Array(items) => array_checks(s, items, old, path, errs),
+        Value::Object(map) => object_checks(s, map, old, path, errs),
         _ => {}
     }
-    composition_checks(s, v, path, errs);
+    composition_checks(s, v, old, path, errs);
 }
 
 fn type_error(path: &str, expected: &str, actual: &str) -> FieldError {
@@ -240,7 +261,13 @@ fn number_checks(s: &Value, n: f64, v: &Value, path: &str, errs: &mut Vec<FieldE
     }
 }
 
-fn array_checks(s: &Value, items: &[Value], path: &str, errs: &mut Vec<FieldError>) {
+fn array_checks(
+    s: &Value,
+    items: &[Value],
+    old: Option<&Value>,
+    path: &str,
+    errs: &mut Vec<FieldError>,
+) {
     let len = items.len();
     if let Some(max) = limit(s, "maxItems")
         && len as u64 > max
@@ -270,8 +297,11 @@ fn array_checks(s: &Value, items: &[Value], path: &str, errs: &mut Vec<FieldErro
         ));
     }
     if let Some(item_schema) = schema::items(s) {
+        let list_type = schema::list_type(s);
+        let olds = old.and_then(Value::as_array);
         for (i, item) in items.iter().enumerate() {
-            validate(item_schema, item, &schema::index(path, i), errs);
+            let old_item = olds.and_then(|o| schema::correlate(&list_type, item, o));
+            validate(item_schema, item, old_item, &schema::index(path, i), errs);
         }
     }
 }
@@ -279,6 +309,7 @@ fn array_checks(s: &Value, items: &[Value], path: &str, errs: &mut Vec<FieldErro
 fn object_checks(
     s: &Value,
     map: &serde_json::Map<String, Value>,
+    old: Option<&Value>,
     path: &str,
     errs: &mut Vec<FieldError>,
 ) {
@@ -305,19 +336,26 @@ fn object_checks(
         ));
     }
     for (k, child) in map {
+        let old_child = old.and_then(|o| o.get(k));
         if let Some(prop) = schema::property(s, k) {
-            validate(prop, child, &schema::join(path, k), errs);
+            validate(prop, child, old_child, &schema::join(path, k), errs);
         } else if let Some(extra) = schema::additional_properties(s).filter(|e| !e.is_null()) {
-            validate(extra, child, &schema::join(path, k), errs);
+            validate(extra, child, old_child, &schema::join(path, k), errs);
         }
     }
 }
 
 /// allOf/anyOf/oneOf/not, which structural schemas allow for value validations only.
-fn composition_checks(s: &Value, v: &Value, path: &str, errs: &mut Vec<FieldError>) {
+fn composition_checks(
+    s: &Value,
+    v: &Value,
+    old: Option<&Value>,
+    path: &str,
+    errs: &mut Vec<FieldError>,
+) {
     let branch_errors = |b: &Value| {
         let mut e = Vec::new();
-        validate(b, v, path, &mut e);
+        validate(b, v, old, path, &mut e);
         e
     };
     let shown = if path.is_empty() {
@@ -451,6 +489,7 @@ mod tests {
         msgs(&validate_object(
             &spec_schema(props),
             &json!({"apiVersion": "a/v1", "kind": "K", "metadata": {"name": "n"}, "spec": spec}),
+            None,
         ))
     }
 
@@ -461,6 +500,7 @@ mod tests {
                 json!({"x": {"type": "integer"}, "n": {"type": "number"}, "o": {"type": "object"}}),
             ),
             &json!({"spec": {"x": "string", "n": 3, "o": []}}),
+            None,
         );
         assert_eq!(
             msgs(&errs),
@@ -570,6 +610,7 @@ mod tests {
         let errs = msgs(&validate_object(
             &s,
             &json!({"apiVersion": "a/v1", "kind": "K", "metadata": {"name": "toolong", "labels": {"a": "b"}}}),
+            None,
         ));
         assert_eq!(
             errs,
