@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 use serde_json::{Value, json};
 
-use super::{cel, schema};
+use super::{cel, prune, schema, validate};
 use crate::kube::field_error::FieldError;
 
 const DNS1035_FMT: &str = "[a-z]([-a-z0-9]*[a-z0-9])?";
@@ -322,6 +322,28 @@ fn validate_printer_columns(v: &Value, path: &str, errs: &mut Vec<FieldError>) {
     }
 }
 
+/// A `default` must be pruned (no undeclared fields) and valid against its own schema,
+/// since the server stores it into objects as is.
+fn validate_default(s: &Value, default: &Value, lvl: Level, path: &str, errs: &mut Vec<FieldError>) {
+    if lvl == Level::Root {
+        errs.push(FieldError::forbidden(path, "must not be set at the root"));
+        return;
+    }
+    let mut pruned_copy = default.clone();
+    let pruned = prune::prune_value(&mut pruned_copy, s);
+    if !pruned.is_empty() {
+        errs.push(FieldError::invalid(
+            path,
+            default,
+            &format!("must not have unknown fields: {}", pruned.join(", ")),
+        ));
+    }
+    for mut e in validate::validate_value(s, default) {
+        e.field = if e.field.is_empty() { path.to_owned() } else { format!("{path}.{}", e.field) };
+        errs.push(e);
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Level {
     Root,
@@ -471,6 +493,9 @@ fn validate_structural(s: &Value, lvl: Level, path: &str, errs: &mut Vec<FieldEr
                 ));
             }
         }
+    }
+    if let Some(default) = s.get("default") {
+        validate_default(s, default, lvl, &child("default"), errs);
     }
     if let Some(pattern) = s.get("pattern").and_then(Value::as_str)
         && Regex::new(pattern).is_err()
@@ -630,6 +655,25 @@ mod tests {
         assert_eq!(
             errors(&no_schema, None),
             vec!["spec.versions[0].schema.openAPIV3Schema: Required value: schemas are required"]
+        );
+    }
+
+    #[test]
+    fn defaults_must_validate_and_be_pruned() {
+        let mut c = crd();
+        c["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"] = json!({
+            "size": {"type": "integer", "default": "big"},
+            "mode": {"type": "string", "enum": ["a", "b"], "default": "c"},
+            "policy": {"type": "object", "properties": {"x": {"type": "integer"}}, "default": {"x": 1, "y": 2}},
+            "ok": {"type": "integer", "minimum": 1, "default": 1}
+        });
+        assert_eq!(
+            errors(&c, None),
+            vec![
+                r#"spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[size].default: Invalid value: "string": must be of type integer: "string""#,
+                r#"spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[mode].default: Unsupported value: "c": supported values: "a", "b""#,
+                r#"spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[policy].default: Invalid value: map[string]interface {}{"x":1, "y":2}: must not have unknown fields: y"#,
+            ]
         );
     }
 

@@ -19,6 +19,15 @@ pub(super) fn prune_object(obj: &mut Value, root: &Value) -> Vec<String> {
     pruned
 }
 
+/// Prune a value below the resource root (e.g. a schema `default`), returning the pruned
+/// paths relative to it.
+pub(super) fn prune_value(value: &mut Value, schema: &Value) -> Vec<String> {
+    let mut pruned = Vec::new();
+    prune(value, Some(schema), "", false, &mut pruned);
+    pruned.sort();
+    pruned
+}
+
 fn prune(
     value: &mut Value,
     schema: Option<&Value>,

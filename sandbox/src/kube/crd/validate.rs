@@ -69,6 +69,14 @@ pub(super) fn validate_object(root: &Value, obj: &Value, old: Option<&Value>) ->
     errs
 }
 
+/// Validate a value against a schema node with paths relative to it (used for schema
+/// `default`s at CRD admission).
+pub(super) fn validate_value(s: &Value, v: &Value) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    validate(s, v, None, "", &mut errs);
+    errs
+}
+
 /// kube-openapi's subject of a message: the path, or nothing at the root.
 fn subject(path: &str) -> String {
     if path.is_empty() {
