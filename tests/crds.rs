@@ -210,3 +210,38 @@ fn provider_rules() {
     let errors = cel_errors("providers", &retyped, Some(&spec(json!({}))));
     assert!(errors.iter().any(|e| e.contains("type is immutable")), "{errors:?}");
 }
+
+#[test]
+fn examples_are_admitted_and_deserialize() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut seen = std::collections::BTreeMap::<String, usize>::new();
+    for file in ["secrets.yaml", "providers.yaml", "connections.yaml"] {
+        let text = std::fs::read_to_string(root.join(file)).unwrap();
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let object = serde_json::to_value(serde_yaml::Value::deserialize(doc).unwrap()).unwrap();
+            let kind = object["kind"].as_str().unwrap().to_string();
+            let plural = match kind.as_str() {
+                "Connection" => "connections",
+                "Provider" => "providers",
+                "ClusterProvider" => "clusterproviders",
+                _ => {
+                    *seen.entry(kind).or_default() += 1;
+                    continue;
+                }
+            };
+            assert_eq!(cel_errors(plural, &object, None), Vec::<String>::new(), "{file}: {object}");
+            match plural {
+                "connections" => {
+                    let c: connection_operator::api::Connection = serde_json::from_value(object.clone()).unwrap();
+                    assert!(c.spec.block().is_some(), "{file}: one provider block");
+                }
+                "providers" => drop(serde_json::from_value::<connection_operator::api::Provider>(object.clone()).unwrap()),
+                _ => drop(serde_json::from_value::<connection_operator::api::ClusterProvider>(object.clone()).unwrap()),
+            }
+            *seen.entry(kind).or_default() += 1;
+        }
+    }
+    assert_eq!(seen.get("Connection"), Some(&4), "one Connection per provider: {seen:?}");
+    assert_eq!(seen.get("Secret"), Some(&4));
+    assert_eq!(seen.get("Provider").copied().unwrap_or(0) + seen.get("ClusterProvider").copied().unwrap_or(0), 4);
+}
