@@ -1,49 +1,43 @@
 //! The Are.na v3 emulator over HTTP (REFERENCE.md §3, `openapi/arena.json`): every test
 //! starts the provider sandbox on a free loopback port and talks to it with reqwest.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+mod providers_support;
 
-use connection_sandbox::providers::ProviderSandbox;
-use reqwest::{Client, RequestBuilder, Response, StatusCode};
+use std::ops::Deref;
+
+use providers_support::{Env, header};
+use reqwest::{RequestBuilder, Response, StatusCode};
 use serde_json::{Map, Value, json};
 
 const TOKEN: &str = "arena-test-token";
 
-struct Arena {
-    _sandbox: ProviderSandbox,
-    base: String,
-    http: Client,
+/// The shared fixture plus Are.na's API calls.
+struct Arena(Env);
+
+impl Deref for Arena {
+    type Target = Env;
+    fn deref(&self) -> &Env {
+        &self.0
+    }
 }
 
 impl Arena {
     async fn start() -> Self {
-        let sandbox = ProviderSandbox::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
-        let base = sandbox.base_url("arena");
-        Arena { _sandbox: sandbox, base, http: Client::new() }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
+        Arena(Env::start("arena").await)
     }
 
     fn conn(&self, id: &str) -> String {
         self.url(&format!("/v3/connections/{id}"))
     }
 
+    /// Seeds and returns the stored state.
     async fn seed(&self, id: &str, state: Value) -> Value {
-        let r = self.admin_put(&format!("connections/{id}"), state).await;
-        assert_eq!(r.status(), StatusCode::OK, "seeding {id}");
-        r.json().await.unwrap()
+        self.0.seed(id, state).await;
+        self.stored(id).await
     }
 
     async fn raw(&self, id: &str) -> Value {
-        let r = self.http.get(self.url(&format!("/_sandbox/connections/{id}"))).send().await.unwrap();
-        assert_eq!(r.status(), StatusCode::OK);
-        r.json().await.unwrap()
-    }
-
-    async fn admin_put(&self, path: &str, body: Value) -> Response {
-        self.http.put(self.url(&format!("/_sandbox/{path}"))).json(&body).send().await.unwrap()
+        self.stored(id).await
     }
 
     fn put(&self, id: &str) -> RequestBuilder {
@@ -66,10 +60,6 @@ async fn body(r: Response) -> (StatusCode, Value) {
 
 fn envelope(code: u16, error: &str, message: &str) -> Value {
     json!({"error": error, "code": code, "details": {"message": message}})
-}
-
-fn header(r: &Response, name: &str) -> Option<String> {
-    r.headers().get(name).map(|v| v.to_str().unwrap().to_string())
 }
 
 #[tokio::test]
@@ -116,7 +106,7 @@ async fn get_works_without_authentication_as_guest() {
 async fn rate_limit_headers_are_on_every_response_and_never_remaining() {
     let a = Arena::start().await;
     a.seed("1", json!({})).await;
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let now = providers_support::unix_now().floor() as u64;
     let guest = a.http.get(a.conn("1")).send().await.unwrap();
     let free = a.get("1").await;
     let not_found = a.get("2").await;

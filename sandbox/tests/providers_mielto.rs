@@ -1,43 +1,39 @@
 //! The Mielto emulator over HTTP (REFERENCE.md §2, `openapi/mielto.yaml`): every test starts
 //! the provider sandbox on a free loopback port and talks to it with reqwest.
 
-use connection_sandbox::providers::ProviderSandbox;
-use reqwest::{Client, Response, StatusCode};
+mod providers_support;
+
+use std::ops::Deref;
+
+use providers_support::Env;
+use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "mielto-test-key";
 
-struct Mielto {
-    _sandbox: ProviderSandbox,
-    base: String,
-    http: Client,
+/// The shared fixture plus Mielto's API calls.
+struct Mielto(Env);
+
+impl Deref for Mielto {
+    type Target = Env;
+    fn deref(&self) -> &Env {
+        &self.0
+    }
 }
 
 impl Mielto {
     async fn start() -> Self {
-        let sandbox = ProviderSandbox::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
-        let base = sandbox.base_url("mielto");
-        Mielto { _sandbox: sandbox, base, http: Client::new() }
+        Mielto(Env::start("mielto").await)
     }
 
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
+    /// Seeds and returns the stored state.
     async fn seed(&self, id: &str, state: Value) -> Value {
-        let r = self.http.put(self.url(&format!("/_sandbox/connections/{id}"))).json(&state).send().await.unwrap();
-        assert_eq!(r.status(), StatusCode::OK, "seeding {id}");
-        r.json().await.unwrap()
+        self.0.seed(id, state).await;
+        self.stored(id).await
     }
 
     async fn raw(&self, id: &str) -> Value {
-        let r = self.http.get(self.url(&format!("/_sandbox/connections/{id}"))).send().await.unwrap();
-        assert_eq!(r.status(), StatusCode::OK);
-        r.json().await.unwrap()
-    }
-
-    async fn admin_put(&self, path: &str, body: Value) -> Response {
-        self.http.put(self.url(&format!("/_sandbox/{path}"))).json(&body).send().await.unwrap()
+        self.stored(id).await
     }
 
     async fn get(&self, id: &str) -> Response {

@@ -30,7 +30,7 @@
 //!    axum strips the prefix of nested routers);
 //! 2. applies the first matching queued fault (latency, then reset / injected status with
 //!    `Retry-After` and either the raw fault `body` or [`Provider::fault_body`]);
-//! 3. calls [`Provider::authenticate`] with the accepted-token configuration ([`Tokens`]:
+//! 3. calls [`Provider::screen`] (default: nothing), then [`Provider::authenticate`] with the accepted-token configuration ([`Tokens`]:
 //!    `tokens.check(credential, is_write)`, [`tokens::bearer`] parses `Authorization`);
 //!    the provider answers 401/403 in its own error shape;
 //! 4. counts the request in the [`Bucket`] given by [`Provider::bucket`] (fixed or sliding

@@ -71,6 +71,9 @@ async fn respond<P: Provider>(mounted: &Mounted<P>, mut parts: Parts, body: Byte
             return Outcome::Respond(fault_response(provider, &fault, status));
         }
     }
+    if let Some(response) = provider.screen(&parts) {
+        return Outcome::Respond(response);
+    }
     let caller = match provider.authenticate(&parts, &controls.tokens) {
         Ok(caller) => caller,
         Err(response) => return Outcome::Respond(response),

@@ -30,13 +30,19 @@ pub struct Caller {
 
 /// One provider emulator. Every method except `routes` and the seeding trio is called by
 /// the common pipeline for each API request, in this order: a queued fault may answer
-/// first; then `authenticate`; then `bucket` (and `rate_limited` when over the limit); then
+/// first; then `screen` and `authenticate`; then `bucket` (and `rate_limited` when over the limit); then
 /// the route handler; `rate_limit_headers` decorates whatever answer comes out.
 pub trait Provider: Send + Sync + 'static {
     /// The API routes, with paths relative to the provider prefix (`/connections/{id}`).
     /// Called once by `mount`. Handlers should parse bodies themselves (take `Bytes`) so
     /// that validation errors have the provider's own shape.
     fn routes(self: Arc<Self>) -> Router;
+
+    /// Checks that the real service makes before authentication (e.g. Nango's 415 for a
+    /// non-JSON `Content-Type`). `Some` answers the request right away, unlimited.
+    fn screen(&self, _request: &Parts) -> Option<Response> {
+        None
+    }
 
     /// Establish the caller, or answer with the provider's own 401/403. `tokens.check`
     /// classifies the presented credential (any is accepted unless tokens are configured).

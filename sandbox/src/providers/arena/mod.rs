@@ -19,6 +19,17 @@
 //! Caching (documented): a 200 carries a weak `ETag` and `Cache-Control` (`private,
 //! no-cache` when authenticated, `max-age=300, public` otherwise); a GET whose
 //! `If-None-Match` matches answers 304 without a body (and still counts toward the limit).
+//! Error answers carry `Cache-Control: no-cache` and no `ETag`.
+//!
+//! Choices where the docs are silent (REFERENCE.md §3 marks them [I]):
+//! - Every token is a `free`-tier account (120/min, one fixed window per token); anonymous
+//!   callers share one `guest` window (30/min). An admin override sets the limit and window
+//!   of both. `Retry-After` and `retry_after` are the whole seconds until the window resets
+//!   (at least 1); `X-RateLimit-Reset` is that instant in unix seconds, rounded up.
+//! - A token the server does not accept is a 401 even on GET, where auth is optional: a
+//!   client with a wrong token should find out, not silently read as a guest.
+//! - Metadata never set reads `null`; after a PUT that deletes every key it reads `{}`.
+//! - Seeded connections are connected by a fixed sandbox user unless the seed names one.
 
 pub mod errors;
 pub mod metadata;
@@ -89,7 +100,11 @@ fn auth(headers: &HeaderMap, caller: &Caller) -> Auth {
 }
 
 fn json_response(status: StatusCode, body: &Value) -> Response {
-    let mut response = (status, body.to_string()).into_response();
+    json_text_response(status, body.to_string())
+}
+
+fn json_text_response(status: StatusCode, text: String) -> Response {
+    let mut response = (status, text).into_response();
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
@@ -133,7 +148,7 @@ fn ok(body: &Value, authenticated: bool, request_headers: &HeaderMap, conditiona
             .body(Body::empty())
             .unwrap_or_default()
     } else {
-        json_response(StatusCode::OK, body)
+        json_text_response(StatusCode::OK, text)
     };
     let headers = response.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&etag) {
@@ -153,11 +168,28 @@ fn self_href(headers: &HeaderMap, original: &Uri, nested: &Uri, id: i64) -> Stri
     format!("http://{host}{prefix}/v3/connections/{id}")
 }
 
-/// Resolves the `{id}` segment: 400 when it is not an integer, 404 when no such connection.
-fn lookup(arena: &Arena, raw: &str) -> Result<(i64, Connection), Response> {
-    let id = parse_id(raw).map_err(|()| error(StatusCode::BAD_REQUEST, &errors::invalid_id(raw)))?;
+/// Why an `{id}` segment does not resolve to a stored connection.
+enum Unresolved {
+    /// Not an integer: 400 (parameter validation).
+    BadId,
+    /// No such connection: 404.
+    NotFound,
+}
+
+impl Unresolved {
+    fn respond(self, raw: &str) -> Response {
+        match self {
+            Unresolved::BadId => error(StatusCode::BAD_REQUEST, &errors::invalid_id(raw)),
+            Unresolved::NotFound => error(StatusCode::NOT_FOUND, &errors::not_found()),
+        }
+    }
+}
+
+/// Resolves the `{id}` segment to a stored connection.
+fn lookup(arena: &Arena, raw: &str) -> Result<(i64, Connection), Unresolved> {
+    let id = parse_id(raw).map_err(|()| Unresolved::BadId)?;
     id.and_then(|id| arena.lock().get(&id).cloned().map(|c| (id, c)))
-        .ok_or_else(|| error(StatusCode::NOT_FOUND, &errors::not_found()))
+        .ok_or(Unresolved::NotFound)
 }
 
 async fn get_connection(
@@ -178,7 +210,7 @@ async fn get_connection(
     };
     let (id, connection) = match lookup(&arena, &raw_id) {
         Ok(found) => found,
-        Err(response) => return response,
+        Err(unresolved) => return unresolved.respond(&raw_id),
     };
     let body = connection.to_response(&self_href(&headers, &original, &uri, id), can_remove);
     ok(&body, caller.credential.is_some(), &headers, true)
@@ -207,13 +239,15 @@ async fn put_connection(
         Auth::Token { read_only: true } => return error(StatusCode::FORBIDDEN, &errors::forbidden()),
         Auth::Token { read_only: false } => {}
     }
-    let (id, _) = match lookup(&arena, &raw_id) {
-        Ok(found) => found,
-        Err(response) => return response,
+    let id = match parse_id(&raw_id) {
+        Ok(Some(id)) => id,
+        Ok(None) => return Unresolved::NotFound.respond(&raw_id),
+        Err(()) => return Unresolved::BadId.respond(&raw_id),
     };
+    // Validate and apply under one lock, so a rejected PUT leaves nothing behind.
     let mut connections = arena.lock();
     let Some(connection) = connections.get_mut(&id) else {
-        return error(StatusCode::NOT_FOUND, &errors::not_found());
+        return Unresolved::NotFound.respond(&raw_id);
     };
     if let Some(patch) = patch {
         match metadata::merge(connection.metadata.as_ref(), &patch) {

@@ -222,10 +222,10 @@ impl Provider for Mielto {
         let mut connection = Connection::from_seed(id, &state, now).map_err(|e| e.to_string())?;
         let mut connections = self.lock();
         // Re-seeding keeps the original creation time unless the seed names one.
-        if let Some(old) = connections.get(id) {
-            if state.get("created_at").is_none() {
-                connection.created_at = old.created_at;
-            }
+        if let Some(old) = connections.get(id)
+            && state.get("created_at").is_none()
+        {
+            connection.created_at = old.created_at;
         }
         let read = connection.to_read();
         connections.insert(id.to_string(), connection);

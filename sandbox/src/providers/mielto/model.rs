@@ -125,10 +125,10 @@ impl Connection {
             }
         };
 
-        if let Some(seed_id) = obj.get("id") {
-            if seed_id.as_str() != Some(id) {
-                return Err(SeedError::IdMismatch(seed_id.to_string()));
-            }
+        if let Some(seed_id) = obj.get("id")
+            && seed_id.as_str() != Some(id)
+        {
+            return Err(SeedError::IdMismatch(seed_id.to_string()));
         }
         let label = nullable_string("label")?;
         if label.as_ref().is_some_and(|l| l.chars().count() > LABEL_MAX_CHARS) {

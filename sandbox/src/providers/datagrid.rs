@@ -1,8 +1,0 @@
-//! Placeholder: the Datagrid emulator is being built;
-//! file entirely. Until then the prefix serves nothing (404).
-
-use axum::Router;
-
-pub fn router() -> Router {
-    Router::new()
-}
