@@ -210,3 +210,179 @@ fn provider_rules() {
     let errors = cel_errors("providers", &retyped, Some(&spec(json!({}))));
     assert!(errors.iter().any(|e| e.contains("type is immutable")), "{errors:?}");
 }
+
+#[test]
+fn examples_are_admitted_and_deserialize() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut seen = std::collections::BTreeMap::<String, usize>::new();
+    for file in ["secrets.yaml", "providers.yaml", "connections.yaml"] {
+        let text = std::fs::read_to_string(root.join(file)).unwrap();
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let object = serde_json::to_value(serde_yaml::Value::deserialize(doc).unwrap()).unwrap();
+            let kind = object["kind"].as_str().unwrap().to_string();
+            let plural = match kind.as_str() {
+                "Connection" => "connections",
+                "Provider" => "providers",
+                "ClusterProvider" => "clusterproviders",
+                _ => {
+                    *seen.entry(kind).or_default() += 1;
+                    continue;
+                }
+            };
+            assert_eq!(cel_errors(plural, &object, None), Vec::<String>::new(), "{file}: {object}");
+            match plural {
+                "connections" => {
+                    let c: connection_operator::api::Connection = serde_json::from_value(object.clone()).unwrap();
+                    assert!(c.spec.block().is_some(), "{file}: one provider block");
+                }
+                "providers" => drop(serde_json::from_value::<connection_operator::api::Provider>(object.clone()).unwrap()),
+                _ => drop(serde_json::from_value::<connection_operator::api::ClusterProvider>(object.clone()).unwrap()),
+            }
+            *seen.entry(kind).or_default() += 1;
+        }
+    }
+    assert_eq!(seen.get("Connection"), Some(&4), "one Connection per provider: {seen:?}");
+    assert_eq!(seen.get("Secret"), Some(&4));
+    assert_eq!(seen.get("Provider").copied().unwrap_or(0) + seen.get("ClusterProvider").copied().unwrap_or(0), 4);
+}
+
+// ---- the CRDs in the Kubernetes API emulator, driven by the real kubectl ----------------
+
+struct Cluster {
+    _sandbox: connection_sandbox::kube::KubeSandbox,
+    _dir: tempfile::TempDir,
+    kubeconfig: std::path::PathBuf,
+}
+
+struct Output {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+impl Cluster {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        let sandbox = connection_sandbox::kube::KubeSandbox::start("127.0.0.1:0".parse().unwrap(), &kubeconfig).expect("start the kube emulator");
+        Cluster { _sandbox: sandbox, _dir: dir, kubeconfig }
+    }
+
+    fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        use std::io::Write as _;
+        let mut child = Command::new("/usr/bin/kubectl")
+            .args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run kubectl");
+        let mut pipe = child.stdin.take().unwrap();
+        pipe.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+        drop(pipe);
+        let out = child.wait_with_output().unwrap();
+        Output { ok: out.status.success(), stdout: String::from_utf8_lossy(&out.stdout).into(), stderr: String::from_utf8_lossy(&out.stderr).into() }
+    }
+
+    fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.kubectl(args, stdin);
+        assert!(out.ok, "kubectl {args:?} failed: {}", out.stderr);
+        out.stdout
+    }
+
+    /// Apply a manifest that must be refused; returns kubectl's error text.
+    fn refused(&self, manifest: &str) -> String {
+        self.refused_by("apply", manifest)
+    }
+
+    /// `kubectl <verb> -f -` of a manifest that must be refused.
+    fn refused_by(&self, verb: &str, manifest: &str) -> String {
+        let out = self.kubectl(&[verb, "-f", "-"], Some(manifest));
+        assert!(!out.ok, "accepted: {manifest}\n{}", out.stdout);
+        out.stderr
+    }
+
+    /// Install the CRDs and wait (polling, generous bound) until they are served.
+    fn with_crds() -> Self {
+        let cluster = Cluster::start();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        cluster.ok(&["apply", "-f", root.join(CRD_FILE).to_str().unwrap()], None);
+        for _ in 0..200 {
+            if ["connections", "providers", "clusterproviders"].iter().all(|r| cluster.kubectl(&["get", r, "-A"], None).ok) {
+                return cluster;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("the CRDs were never served");
+    }
+}
+
+#[test]
+fn kubectl_applies_the_crds_and_the_examples() {
+    let cluster = Cluster::with_crds();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    cluster.ok(&["create", "namespace", "tenants"], None);
+    cluster.ok(&["create", "namespace", "platform"], None);
+    for file in ["secrets.yaml", "providers.yaml", "connections.yaml"] {
+        cluster.ok(&["apply", "-f", root.join(file).to_str().unwrap()], None);
+    }
+    let table = cluster.ok(&["get", "conn", "-n", "tenants"], None);
+    let header: Vec<&str> = table.lines().next().unwrap().split("  ").map(str::trim).filter(|s| !s.is_empty()).collect();
+    assert_eq!(header, ["NAME", "PROVIDER", "CONNECTION", "READY", "REASON", "LAST SYNC", "AGE"], "{table}");
+    assert!(table.contains("acme-salesforce") && table.contains("acme-salesforce-1"), "{table}");
+    assert_eq!(table.lines().count(), 5, "{table}");
+    // Defaults are applied by the server.
+    let json: Value = serde_json::from_str(&cluster.ok(&["get", "conn", "acme-drive", "-n", "tenants", "-o", "json"], None)).unwrap();
+    assert_eq!(json["spec"]["managementPolicy"], "Manage");
+    assert_eq!(json["spec"]["deletionPolicy"], "Orphan");
+    assert_eq!(json["spec"]["providerRef"]["kind"], "ClusterProvider");
+    let names = cluster.ok(&["get", "connection-operator", "-A", "-o", "name"], None);
+    assert!(names.contains("clusterprovider.connection-operator.dev/datagrid"), "{names}");
+    assert!(names.contains("connection.connection-operator.dev/acme-drive"), "{names}");
+}
+
+#[test]
+fn kubectl_apply_rejects_invalid_connections_with_clear_messages() {
+    let cluster = Cluster::with_crds();
+    cluster.ok(&["create", "namespace", "t"], None);
+    let conn = |spec: &str| format!("apiVersion: connection-operator.dev/v1alpha1\nkind: Connection\nmetadata: {{name: c, namespace: t}}\nspec: {spec}\n");
+
+    let two = cluster.refused(&conn("{providerRef: {name: p}, connectionId: '1', datagrid: {name: x}, arena: {metadata: {}}}"));
+    assert!(two.contains("exactly one provider block"), "{two}");
+    let key = cluster.refused(&conn("{providerRef: {name: p}, connectionId: '1', arena: {metadata: {bad-key: 1}}}"));
+    assert!(key.contains("Are.na metadata keys must match"), "{key}");
+    let nested = cluster.refused(&conn("{providerRef: {name: p}, connectionId: '1', arena: {metadata: {k: {a: 1}}}}"));
+    assert!(nested.contains("spec.arena.metadata.k"), "{nested}");
+    let id = cluster.refused(&conn("{providerRef: {name: p}, connectionId: abc, arena: {metadata: {}}}"));
+    assert!(id.contains("decimal integer"), "{id}");
+    let status = cluster.refused(&conn("{providerRef: {name: p}, connectionId: c, mielto: {status: paused}}"));
+    assert!(status.contains("spec.mielto.status"), "{status}");
+    let drift = cluster.refused(&conn("{providerRef: {name: p}, connectionId: c, datagrid: {name: x}, driftInterval: 5s}"));
+    assert!(drift.contains("driftInterval must be at least 30s"), "{drift}");
+
+    // Immutable fields, checked on update (`replace` sends the whole object as a PUT).
+    cluster.ok(&["apply", "-f", "-"], Some(&conn("{providerRef: {name: p}, connectionId: c1, datagrid: {name: x}}")));
+    cluster.ok(&["replace", "-f", "-"], Some(&conn("{providerRef: {name: p}, connectionId: c1, datagrid: {name: renamed}}")));
+    let moved = cluster.refused_by("replace", &conn("{providerRef: {name: p}, connectionId: c2, datagrid: {name: x}}"));
+    assert!(moved.contains("connectionId is immutable"), "{moved}");
+    let other = cluster.refused_by("replace", &conn("{providerRef: {name: q}, connectionId: c1, datagrid: {name: x}}"));
+    assert!(other.contains("providerRef is immutable"), "{other}");
+
+    let provider = |spec: &str| format!("apiVersion: connection-operator.dev/v1alpha1\nkind: Provider\nmetadata: {{name: p, namespace: t}}\nspec: {spec}\n");
+    let http = cluster.refused(&provider("{type: nango, baseUrl: 'http://nango.example', credentialsRef: {name: s, key: token}}"));
+    assert!(http.contains("baseUrl must use https://"), "{http}");
+    cluster.ok(&["apply", "-f", "-"], Some(&provider("{type: nango, baseUrl: 'http://127.0.0.1:8090/nango', credentialsRef: {name: s, key: token}}")));
+    let retyped = cluster.refused_by("replace", &provider("{type: arena, credentialsRef: {name: s, key: token}}"));
+    assert!(retyped.contains("type is immutable"), "{retyped}");
+}
+
+#[test]
+fn kubectl_explain_shows_the_field_docs() {
+    let cluster = Cluster::with_crds();
+    let out = cluster.kubectl(&["explain", "connection.spec.arena"], None);
+    assert!(out.ok, "{}", out.stderr);
+    assert!(out.stdout.contains("Are.na connection metadata"), "{}", out.stdout);
+    let out = cluster.ok(&["explain", "connection.spec.managementPolicy"], None);
+    assert!(out.contains("Observe"), "{out}");
+}

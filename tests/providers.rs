@@ -304,3 +304,136 @@ async fn requests_are_paced_by_the_configured_rate() {
         assert!(pair[1] - pair[0] >= 0.45, "requests {:.3}s apart", pair[1] - pair[0]);
     }
 }
+
+#[tokio::test]
+async fn nango_sync_patches_changed_keys_and_replaces_to_remove_one() {
+    let s = Sandbox::start().await;
+    s.seed("nango", "acme-1", json!({"provider_config_key": "salesforce", "metadata": {"region": "us", "old": 1, "subscription": "s-1"}})).await;
+    let spec = spec(json!({"providerRef": {"name": "nango"}, "connectionId": "acme-1",
+                           "nango": {"providerConfigKey": "salesforce", "metadata": {"region": "eu", "mapping": {"a": 1}}}}));
+    let client = s.client("nango");
+
+    // Nothing owned yet: a PATCH of the changed keys only.
+    let plan = sync(client.as_ref(), &spec, &[]).await.unwrap();
+    let journal = s.journal("nango").await;
+    assert_eq!(methods(&journal), ["GET /connections/acme-1 200", "PATCH /connections/metadata 200"]);
+    assert_eq!(journal[0]["query"], "provider_config_key=salesforce");
+    assert_eq!(
+        journal[1]["body"],
+        json!({"connection_id": "acme-1", "provider_config_key": "salesforce", "metadata": {"region": "eu", "mapping": {"a": 1}}})
+    );
+    // Shallow merge: changed keys replaced, the rest untouched (maps compare regardless of order).
+    assert_eq!(s.raw("nango", "acme-1").await["metadata"], json!({"region": "eu", "old": 1, "subscription": "s-1", "mapping": {"a": 1}}));
+
+    // It owned `old` and no longer declares it: a POST replace without it, foreign key kept.
+    s.clear_journal("nango").await;
+    let mut owned = plan.managed_keys.clone();
+    owned.push("old".into());
+    sync(client.as_ref(), &spec, &owned).await.unwrap();
+    let journal = s.journal("nango").await;
+    assert_eq!(methods(&journal), ["GET /connections/acme-1 200", "POST /connections/metadata 201"]);
+    assert_eq!(s.raw("nango", "acme-1").await["metadata"], json!({"region": "eu", "subscription": "s-1", "mapping": {"a": 1}}));
+
+    s.clear_journal("nango").await;
+    assert!(sync(client.as_ref(), &spec, &plan.managed_keys).await.unwrap().in_sync());
+    assert_eq!(s.journal("nango").await.len(), 1);
+}
+
+#[tokio::test]
+async fn nango_never_set_metadata_equals_empty_and_unknown_connection_is_not_found() {
+    let s = Sandbox::start().await;
+    s.seed("nango", "fresh", json!({"provider_config_key": "hubspot"})).await;
+    assert_eq!(s.raw("nango", "fresh").await["metadata"], Value::Null);
+    let client = s.client("nango");
+    let empty = spec(json!({"providerRef": {"name": "nango"}, "connectionId": "fresh", "nango": {"providerConfigKey": "hubspot"}}));
+    assert!(sync(client.as_ref(), &empty, &[]).await.unwrap().in_sync());
+    let missing = Target { connection_id: "nope".into(), provider_config_key: Some("hubspot".into()) };
+    assert!(matches!(client.read(&missing).await, Err(ProviderError::NotFound { .. })));
+    let write = Write::NangoPatch { metadata: json!({"a": 1}).as_object().unwrap().clone() };
+    match client.write(&missing, &write).await {
+        Err(ProviderError::NotFound { message }) => assert!(message.starts_with("unknown_connection"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn nango_remaining_zero_holds_requests_until_the_reset_and_retry_after_zero_blocks_briefly() {
+    let s = Sandbox::start().await;
+    s.seed("nango", "a", json!({"provider_config_key": "k"})).await;
+    let target = Target { connection_id: "a".into(), provider_config_key: Some("k".into()) };
+
+    // Limit 1 per 60 s: the first answer says Remaining 0, so the second read is not sent.
+    s.admin_put("nango", "rate-limit", json!({"limit": 1, "windowSeconds": 60})).await;
+    let client = s.client("nango");
+    client.read(&target).await.unwrap();
+    assert!(matches!(client.read(&target).await, Err(ProviderError::RateLimited { .. })));
+    assert_eq!(s.journal("nango").await.len(), 1, "held back by X-RateLimit-Remaining: 0");
+
+    // Half-second window, consumed by someone else with the same key: Nango answers 429 with
+    // Retry-After 0: the block follows X-RateLimit-Reset (at least a second), not a default minute.
+    s.admin_put("nango", "rate-limit", json!({"limit": 1, "windowSeconds": 0.5})).await;
+    let other = s.client_for(&s.config("nango", json!({"credentialsRef": {"name": "o", "key": "token"}})), "shared-key");
+    let url = format!("{}/connections/a?provider_config_key=k", s.sandbox.base_url("nango"));
+    let mut saw_zero = false;
+    for _ in 0..20 {
+        s.clear_journal("nango").await;
+        let consumed = s.admin.get(&url).bearer_auth("shared-key").send().await.unwrap();
+        if consumed.status() != 200 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
+        let before = SystemTime::now();
+        match other.read(&target).await {
+            Err(ProviderError::RateLimited { retry_at }) => {
+                let status = s.journal("nango").await.last().map(|e| e["status"].clone());
+                if status == Some(json!(429)) {
+                    assert!(retry_at > before);
+                    assert!(retry_at <= SystemTime::now() + Duration::from_secs(3), "not the 60 s default");
+                    saw_zero = true;
+                    break;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => panic!("{e:?}"),
+        }
+        // Our own pacer may hold the request; wait for the block to pass and try again.
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+    }
+    assert!(saw_zero, "never saw a 429 with Retry-After 0");
+}
+
+#[tokio::test]
+async fn datagrid_sync_patches_the_name_and_paces_each_route_separately() {
+    let s = Sandbox::start().await;
+    s.seed("datagrid", "conn_1", json!({"name": "Old", "teamspace_id": "ts_a"})).await;
+    let spec = spec(json!({"providerRef": {"name": "datagrid", "kind": "ClusterProvider"}, "connectionId": "conn_1",
+                           "datagrid": {"name": "Acme Drive"}}));
+    let client = s.client("datagrid");
+    sync(client.as_ref(), &spec, &[]).await.unwrap();
+    let journal = s.journal("datagrid").await;
+    assert_eq!(methods(&journal), ["GET /connections/conn_1 200", "PATCH /connections/conn_1 200"]);
+    assert_eq!(journal[1]["body"], json!({"name": "Acme Drive"}));
+    assert_eq!(s.raw("datagrid", "conn_1").await["name"], "Acme Drive");
+
+    // One request per route and method per minute: a second GET is held back (Remaining 0),
+    // while the PATCH route still has its own budget.
+    s.clear_journal("datagrid").await;
+    s.admin_put("datagrid", "rate-limit", json!({"limit": 1, "windowSeconds": 60})).await;
+    let fresh = s.client_for(&s.config("datagrid", json!({"credentialsRef": {"name": "d2", "key": "token"}})), "d2");
+    let target = Target::for_connection(&spec);
+    fresh.read(&target).await.unwrap();
+    assert!(matches!(fresh.read(&target).await, Err(ProviderError::RateLimited { .. })));
+    fresh.write(&target, &Write::DatagridPatch { name: "Renamed".into() }).await.unwrap();
+    assert_eq!(methods(&s.journal("datagrid").await), ["GET /connections/conn_1 200", "PATCH /connections/conn_1 200"]);
+}
+
+#[tokio::test]
+async fn datagrid_teamspace_header_scopes_reads() {
+    let s = Sandbox::start().await;
+    s.seed("datagrid", "conn_a", json!({"name": "A", "teamspace_id": "ts_a"})).await;
+    s.seed("datagrid", "conn_b", json!({"name": "B", "teamspace_id": "ts_b"})).await;
+    let scoped = s.client_for(&s.config("datagrid", json!({"teamspaceId": "ts_a"})), TOKEN);
+    let t = |id: &str| Target { connection_id: id.into(), provider_config_key: None };
+    assert_eq!(scoped.read(&t("conn_a")).await.unwrap(), diff::Upstream::datagrid("A"));
+    assert!(matches!(scoped.read(&t("conn_b")).await, Err(ProviderError::NotFound { .. })));
+}

@@ -1,6 +1,9 @@
 //! The `Connection` custom resource: the settings one customer's connection should carry
 //! at one provider (DESIGN.md "API", "Connection").
 
+// kube-derive's repeated `printcolumn(type_ = ...)` trips this lint; the attributes are distinct.
+#![allow(clippy::duplicated_attributes)]
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;

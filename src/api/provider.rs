@@ -1,6 +1,9 @@
 //! The `Provider` (namespaced) and `ClusterProvider` (cluster-scoped) custom resources: one
 //! upstream account at an integration provider (DESIGN.md "API", "Provider / ClusterProvider").
 
+// kube-derive's repeated `printcolumn(type_ = ...)` trips this lint; the attributes are distinct.
+#![allow(clippy::duplicated_attributes)]
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;

@@ -28,6 +28,8 @@ pub(crate) trait Dialect: Send + Sync {
 
 /// Fallback block after a 429 that names no retry time: one documented window.
 const DEFAULT_BLOCK: Duration = Duration::from_secs(60);
+/// Shortest block after a 429, whatever the hints say.
+const MIN_BLOCK: Duration = Duration::from_secs(1);
 /// Up to this much jitter is added to a block, so that many controllers (or requeued
 /// Connections) do not all return at the same instant (DESIGN.md "Error policy").
 const MAX_BLOCK_JITTER_MS: u64 = 250;
@@ -142,7 +144,12 @@ impl Http {
         }
         if status == 429 {
             let now = SystemTime::now();
-            let retry_at = self.dialect.retry_at(&headers, &body, now).filter(|t| *t > now).unwrap_or(now + DEFAULT_BLOCK);
+            // A hint of "now" (Nango's floored `Retry-After: 0` with a reset in the current
+            // second) still blocks briefly; no hint at all blocks for a whole window.
+            let retry_at = match self.dialect.retry_at(&headers, &body, now) {
+                Some(at) => at.max(now + MIN_BLOCK),
+                None => now + DEFAULT_BLOCK,
+            };
             let retry_at = retry_at + Duration::from_millis(rand::rng().random_range(0..=MAX_BLOCK_JITTER_MS));
             self.pacer.block_until(retry_at);
             tracing::info!(provider = self.dialect.name(), retry_at = %httpdate::fmt_http_date(retry_at), "rate limited; account blocked");

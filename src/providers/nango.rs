@@ -104,7 +104,7 @@ impl Dialect for NangoDialect {
     fn retry_at(&self, headers: &HeaderMap, _: &Value, now: SystemTime) -> Option<SystemTime> {
         match retry_after(headers, now) {
             Some(at) if at > now => Some(at),
-            _ => rate_limit_reset(headers, now),
+            zero_or_none => rate_limit_reset(headers, now).or(zero_or_none),
         }
     }
 
