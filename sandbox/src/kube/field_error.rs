@@ -28,12 +28,40 @@ impl fmt::Display for FieldError {
     }
 }
 
-/// How apimachinery prints a bad value: strings quoted, everything else as JSON.
+/// How apimachinery (`field.Error.ErrorBody`) prints a bad value: strings with `%q`,
+/// numbers and booleans with `%v`, `null` for nil, and anything else (maps, slices of the
+/// unstructured object) with Go's `%#v`.
 pub fn render_value(v: &Value) -> String {
     match v {
+        Value::Null => "null".to_owned(),
         Value::String(s) => format!("{s:?}"),
-        other => other.to_string(),
+        Value::Bool(_) | Value::Number(_) => v.to_string(),
+        Value::Array(_) | Value::Object(_) => go_sharp_v(v),
     }
+}
+
+/// Go's `%#v` of an unstructured JSON value (`[]interface {}{"a", 1}`,
+/// `map[string]interface {}{"k":"v"}`, map keys sorted as `fmt` sorts them).
+pub fn go_sharp_v(v: &Value) -> String {
+    match v {
+        Value::Null => "interface {}(nil)".to_owned(),
+        Value::String(s) => format!("{s:?}"),
+        Value::Bool(_) | Value::Number(_) => v.to_string(),
+        Value::Array(items) => {
+            let inner: Vec<String> = items.iter().map(go_sharp_v).collect();
+            format!("[]interface {{}}{{{}}}", inner.join(", "))
+        }
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            let inner: Vec<String> = keys.iter().map(|k| format!("{k:?}:{}", go_sharp_v(&map[k.as_str()]))).collect();
+            format!("map[string]interface {{}}{{{}}}", inner.join(", "))
+        }
+    }
+}
+
+fn plural(n: usize, one: &'static str, many: &'static str) -> &'static str {
+    if n == 1 { one } else { many }
 }
 
 fn with_detail(head: String, detail: &str) -> String {
@@ -59,8 +87,16 @@ impl FieldError {
             message: with_detail(format!("Invalid value: {}", render_value(value)), detail),
         }
     }
+    /// `field.NotSupported`: every supported value is `strconv.Quote(fmt.Sprint(v))`, so
+    /// numbers are quoted too (`supported values: "1", "2"`).
     pub fn not_supported(field: impl Into<String>, value: &Value, allowed: &[Value]) -> Self {
-        let allowed: Vec<String> = allowed.iter().map(render_value).collect();
+        let allowed: Vec<String> = allowed
+            .iter()
+            .map(|v| match v {
+                Value::String(s) => format!("{s:?}"),
+                other => format!("{:?}", other.to_string()),
+            })
+            .collect();
         Self {
             reason: "FieldValueNotSupported",
             field: field.into(),
@@ -68,13 +104,13 @@ impl FieldError {
         }
     }
     pub fn too_long(field: impl Into<String>, max: usize) -> Self {
-        Self { reason: "FieldValueTooLong", field: field.into(), message: format!("Too long: may not be more than {max} bytes") }
+        Self { reason: "FieldValueTooLong", field: field.into(), message: format!("Too long: may not be more than {max} {}", plural(max, "byte", "bytes")) }
     }
     pub fn too_many(field: impl Into<String>, actual: usize, max: usize) -> Self {
         Self {
             reason: "FieldValueTooMany",
             field: field.into(),
-            message: format!("Too many: {actual}: must have at most {max} items"),
+            message: format!("Too many: {actual}: must have at most {max} {}", plural(max, "item", "items")),
         }
     }
     pub fn forbidden(field: impl Into<String>, detail: &str) -> Self {

@@ -10,9 +10,19 @@
 //!   when `old` is given). Mutates `obj`. Ok = warnings for the `Warning` header.
 //! - `openapi::group_version_document`, `table::*`: OpenAPI v3 and Table rendering.
 
+mod cel;
+mod defaults;
+mod definition;
+mod formats;
+mod prune;
+mod schema;
+mod validate;
+
 use serde_json::Value;
 
 use super::field_error::FieldError;
+
+pub use definition::validate_crd;
 
 /// The `fieldValidation` query parameter. kube-apiserver's default when absent is `Warn`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -23,20 +33,55 @@ pub enum FieldValidation {
     Ignore,
 }
 
+/// Why a custom object was refused by [`CompiledVersion::admit_object`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AdmitError {
+    /// 422 `Invalid`: one cause per field error.
+    #[error("invalid object: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))]
+    Invalid(Vec<FieldError>),
+    /// 400 `BadRequest` (`fieldValidation=Strict` and undeclared fields). `message` is the
+    /// whole Status message, e.g. `Widget in version "v1" cannot be handled as a Widget:
+    /// strict decoding error: unknown field "spec.colour"`; the decoder refuses the body
+    /// before any validation runs.
+    #[error("{message}")]
+    StrictDecoding { message: String, unknown_fields: Vec<String> },
+}
+
+/// `FieldError::reason` used by [`CompiledVersion::admit`] for a strict decoding failure
+/// (the whole message in `message`, empty `field`): the store must answer 400 BadRequest
+/// with that message, not 422.
+pub const STRICT_DECODING_REASON: &str = "StrictDecoding";
+
 /// One served version of an established CRD, compiled for admission.
 #[derive(Clone, Debug)]
 pub struct CompiledVersion {
     schema: Value,
+    kind: String,
+    version: String,
+    rules: cel::Rules,
 }
 
 impl CompiledVersion {
     pub fn compile(crd: &Value, version: &str) -> Result<Self, Vec<FieldError>> {
-        let schema = crd["spec"]["versions"]
-            .as_array()
-            .and_then(|vs| vs.iter().find(|v| v["name"] == version))
-            .map(|v| v["schema"]["openAPIV3Schema"].clone())
-            .unwrap_or(Value::Null);
-        Ok(Self { schema })
+        let versions = crd["spec"]["versions"].as_array();
+        let Some((i, v)) = versions.and_then(|vs| vs.iter().enumerate().find(|(_, v)| v["name"] == version)) else {
+            return Err(vec![FieldError::not_supported(
+                "spec.versions",
+                &Value::String(version.to_owned()),
+                &versions.map(|vs| vs.iter().map(|v| v["name"].clone()).collect::<Vec<_>>()).unwrap_or_default(),
+            )]);
+        };
+        let schema = v["schema"]["openAPIV3Schema"].clone();
+        let (rules, errs) = cel::compile(&schema, &format!("spec.versions[{i}].schema.openAPIV3Schema"));
+        if !errs.is_empty() {
+            return Err(errs);
+        }
+        Ok(Self {
+            schema,
+            kind: crd["spec"]["names"]["kind"].as_str().unwrap_or_default().to_owned(),
+            version: version.to_owned(),
+            rules,
+        })
     }
 
     /// The version's `openAPIV3Schema` (the patch engine reads list types from it).
@@ -44,20 +89,66 @@ impl CompiledVersion {
         &self.schema
     }
 
+    /// [`Self::admit_object`] with the strict-decoding failure folded into a single
+    /// `FieldError` whose reason is [`STRICT_DECODING_REASON`].
     pub fn admit(
         &self,
         obj: &mut Value,
         old: Option<&Value>,
         validation: FieldValidation,
     ) -> Result<Vec<String>, Vec<FieldError>> {
-        let _ = (&self.schema, obj, old, validation);
-        Ok(Vec::new())
+        self.admit_object(obj, old, validation).map_err(|e| match e {
+            AdmitError::Invalid(errs) => errs,
+            AdmitError::StrictDecoding { message, .. } => {
+                vec![FieldError { reason: STRICT_DECODING_REASON, field: String::new(), message }]
+            }
+        })
     }
-}
 
-pub fn validate_crd(crd: &Value, old: Option<&Value>) -> Result<(), Vec<FieldError>> {
-    let _ = (crd, old);
-    Ok(())
+    /// What kube-apiserver does to a custom object on create/update, in its order: prune
+    /// undeclared fields (decoder; Strict refuses them, Warn reports them), apply defaults,
+    /// drop non-nullable nulls, validate against the schema and the list-type invariants,
+    /// then the CEL rules (transition rules only when `old` is given). Mutates `obj`.
+    /// Ok carries the warnings for the `Warning` header.
+    pub fn admit_object(&self, obj: &mut Value, old: Option<&Value>, validation: FieldValidation) -> Result<Vec<String>, AdmitError> {
+        let unknown = prune::prune_object(obj, &self.schema);
+        let mut warnings = Vec::new();
+        if !unknown.is_empty() {
+            match validation {
+                FieldValidation::Strict => {
+                    let listed: Vec<String> = unknown.iter().map(|p| format!("unknown field {p:?}")).collect();
+                    return Err(AdmitError::StrictDecoding {
+                        message: format!(
+                            "{kind} in version {version:?} cannot be handled as a {kind}: strict decoding error: {}",
+                            listed.join(", "),
+                            kind = self.kind,
+                            version = self.version,
+                        ),
+                        unknown_fields: unknown,
+                    });
+                }
+                FieldValidation::Warn => warnings.extend(unknown.iter().map(|p| format!("unknown field {p:?}"))),
+                FieldValidation::Ignore => {}
+            }
+        }
+        defaults::apply(obj, &self.schema);
+        prune::prune_non_nullable_nulls(obj, &self.schema);
+
+        let mut errs = validate::validate_object(&self.schema, obj);
+        validate::validate_list_types(&self.schema, obj, "", &mut errs);
+        // A type error means CEL would see values of the wrong type: the server skips the
+        // rules and says so (apiextensions `hasBlockingErr`).
+        if errs.iter().any(|e| e.reason == "FieldValueTypeInvalid") {
+            errs.push(FieldError {
+                reason: "FieldValueInvalid",
+                field: "<nil>".into(),
+                message: "Invalid value: \"null\": some validation rules were not checked because the object was invalid; correct the existing errors to complete validation".into(),
+            });
+        } else {
+            errs.extend(cel::evaluate(&self.rules, &self.schema, obj, old));
+        }
+        if errs.is_empty() { Ok(warnings) } else { Err(AdmitError::Invalid(errs)) }
+    }
 }
 
 pub mod openapi {
@@ -123,3 +214,6 @@ pub mod table {
         serde_json::json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {}, "columnDefinitions": [], "rows": []})
     }
 }
+
+#[cfg(test)]
+mod tests;
