@@ -10,12 +10,17 @@
 //!   when `old` is given). Mutates `obj`. Ok = warnings for the `Warning` header.
 //! - `openapi::group_version_document`, `table::*`: OpenAPI v3 and Table rendering.
 
+mod builtin_columns;
+mod builtin_schemas;
 mod cel;
 mod defaults;
 mod definition;
 mod formats;
+mod jsonpath;
+pub mod openapi;
 mod prune;
 mod schema;
+pub mod table;
 mod validate;
 
 use serde_json::Value;
@@ -148,70 +153,6 @@ impl CompiledVersion {
             errs.extend(cel::evaluate(&self.rules, &self.schema, obj, old));
         }
         if errs.is_empty() { Ok(warnings) } else { Err(AdmitError::Invalid(errs)) }
-    }
-}
-
-pub mod openapi {
-    //! OpenAPI v3 documents for `/openapi/v3/apis/{g}/{v}` and `/openapi/v3/api/v1`.
-    use serde_json::Value;
-
-    /// One resource kind served under a group/version.
-    #[derive(Clone, Debug)]
-    pub struct ResourceDoc {
-        pub group: String,
-        pub version: String,
-        pub kind: String,
-        pub plural: String,
-        pub namespaced: bool,
-        /// The CRD version's `openAPIV3Schema`; `None` for a built-in kind (the engine
-        /// supplies its schema).
-        pub schema: Option<Value>,
-        pub status_subresource: bool,
-    }
-
-    /// The whole OpenAPI v3 document of one group/version (`group` is "" for core).
-    pub fn group_version_document(group: &str, version: &str, resources: &[ResourceDoc]) -> Value {
-        let _ = (group, version, resources);
-        serde_json::json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.33.0"}, "paths": {}, "components": {"schemas": {}}})
-    }
-}
-
-pub mod table {
-    //! `meta.k8s.io/v1` Table rendering for `Accept: application/json;as=Table;v=v1;g=meta.k8s.io`.
-    use serde_json::Value;
-
-    #[derive(Clone, Debug)]
-    pub struct Column {
-        pub name: String,
-        pub type_: String,
-        pub format: String,
-        pub description: String,
-        pub priority: i64,
-        /// JSONPath into the object, e.g. `.spec.connectionId`; empty for built-in computed columns.
-        pub json_path: String,
-    }
-
-    /// Whether rows carry the object (`includeObject=Object`), only its metadata
-    /// (`Metadata`, the default: a PartialObjectMetadata) or nothing (`None`).
-    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-    pub enum IncludeObject {
-        None,
-        #[default]
-        Metadata,
-        Object,
-    }
-
-    /// Columns from a CRD version's `additionalPrinterColumns` (NAME first; AGE when the CRD
-    /// declares none), or the default columns of a built-in kind.
-    pub fn columns_for(crd: Option<&Value>, version: &str, kind: &str) -> Vec<Column> {
-        let _ = (crd, version, kind);
-        Vec::new()
-    }
-
-    /// A Table for `objects`; the caller fills `metadata.resourceVersion`/`continue`.
-    pub fn render(columns: &[Column], objects: &[Value], include: IncludeObject, now: chrono::DateTime<chrono::Utc>) -> Value {
-        let _ = (columns, objects, include, now);
-        serde_json::json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {}, "columnDefinitions": [], "rows": []})
     }
 }
 
