@@ -174,7 +174,8 @@ impl Contract {
         self.admin(Method::PUT, "/_sandbox/tokens", Some(body)).await;
     }
 
-    /// Allow `limit` requests per window of `window_seconds` (0 disables the limit).
+    /// Allow `limit` requests per window of `window_seconds` (0 disables the limit); the
+    /// override also starts every bucket afresh, so the next `limit` requests pass.
     pub async fn set_rate_limit(&self, limit: u32, window_seconds: f64) {
         let body = serde_json::json!({ "limit": limit, "windowSeconds": window_seconds });
         self.admin(Method::PUT, "/_sandbox/rate-limit", Some(body)).await;

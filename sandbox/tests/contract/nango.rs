@@ -48,6 +48,26 @@ async fn reads_conform_to_connection_full_and_the_list_schema() {
     let list = contract.forwarded(&Call::get("/connections?connectionId=acme").bearer(TOKEN)).await;
     list.assert_conforms(200);
     assert_eq!(list.body["connections"][0]["connection_id"], "acme");
+
+    // Tags, provider and connection_config in both shapes; the list filters by tag
+    // (`tags[k]=v`, a deepObject Prism validates against Tags) and by a partial id.
+    let tagged = json!({
+        "provider_config_key": KEY,
+        "provider": "github",
+        "tags": {"env": "prod", "team": "core"},
+        "connection_config": {"subdomain": "acme"},
+        "metadata": {"region": "eu"},
+    });
+    contract.seed("tagged", tagged).await;
+    let read = contract.forwarded(&get("tagged", "")).await;
+    read.assert_conforms(200);
+    assert_eq!(read.body["tags"], json!({"env": "prod", "team": "core"}));
+    for query in ["tags[env]=prod", "search=tagg", "limit=1"] {
+        let list = contract.forwarded(&Call::get(format!("/connections?{query}")).bearer(TOKEN)).await;
+        list.assert_conforms(200);
+        let ids: Vec<&Value> = list.body["connections"].as_array().expect("connections").iter().map(|c| &c["connection_id"]).collect();
+        assert_eq!(ids.len(), 1, "{query}: {ids:?}");
+    }
 }
 
 /// Disagreement: `ConnectionFull.metadata` is `type: object` in the document, but the server
