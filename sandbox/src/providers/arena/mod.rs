@@ -19,10 +19,21 @@
 //! Caching (documented): a 200 carries a weak `ETag` and `Cache-Control` (`private,
 //! no-cache` when authenticated, `max-age=300, public` otherwise); a GET whose
 //! `If-None-Match` matches answers 304 without a body (and still counts toward the limit).
+//! Error answers carry `Cache-Control: no-cache` and no `ETag`.
+//!
+//! Choices where the docs are silent (REFERENCE.md §3 marks them [I]):
+//! - Every token is a `free`-tier account (120/min, one fixed window per token); anonymous
+//!   callers share one `guest` window (30/min). An admin override sets the limit and window
+//!   of both. `Retry-After` and `retry_after` are the whole seconds until the window resets
+//!   (at least 1); `X-RateLimit-Reset` is that instant in unix seconds, rounded up.
+//! - A token the server does not accept is a 401 even on GET, where auth is optional: a
+//!   client with a wrong token should find out, not silently read as a guest.
+//! - Metadata never set reads `null`; after a PUT that deletes every key it reads `{}`.
+//! - Seeded connections are connected by a fixed sandbox user unless the seed names one.
 
-pub mod errors;
-pub mod metadata;
-pub mod model;
+mod errors;
+mod metadata;
+mod model;
 
 use std::{
     collections::HashMap,
@@ -75,46 +86,67 @@ enum Auth {
     Guest,
     /// A bearer token was sent but is not accepted.
     Invalid,
-    Token { read_only: bool },
+    Token {
+        read_only: bool,
+    },
 }
 
 /// `authenticate` never rejects (see the module docs); a presented token that did not become
 /// the caller's credential was refused.
 fn auth(headers: &HeaderMap, caller: &Caller) -> Auth {
-    match (&caller.credential, headers.contains_key(header::AUTHORIZATION)) {
-        (Some(_), _) => Auth::Token { read_only: caller.read_only },
+    match (
+        &caller.credential,
+        headers.contains_key(header::AUTHORIZATION),
+    ) {
+        (Some(_), _) => Auth::Token {
+            read_only: caller.read_only,
+        },
         (None, true) => Auth::Invalid,
         (None, false) => Auth::Guest,
     }
 }
 
 fn json_response(status: StatusCode, body: &Value) -> Response {
-    let mut response = (status, body.to_string()).into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+    json_text_response(status, body.to_string())
+}
+
+fn json_text_response(status: StatusCode, text: String) -> Response {
+    let mut response = (status, text).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
     response
 }
 
 fn error(status: StatusCode, body: &Value) -> Response {
     let mut response = json_response(status, body);
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
 }
 
 fn rejection(r: Rejection) -> Response {
     match r {
-        Rejection::BadRequest { message, errors } => {
-            error(StatusCode::BAD_REQUEST, &errors::envelope(400, &message, &errors))
-        }
-        Rejection::Unprocessable { message, errors } => {
-            error(StatusCode::UNPROCESSABLE_ENTITY, &errors::envelope(422, &message, &errors))
-        }
+        Rejection::BadRequest { message, errors } => error(
+            StatusCode::BAD_REQUEST,
+            &errors::envelope(400, &message, &errors),
+        ),
+        Rejection::Unprocessable { message, errors } => error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &errors::envelope(422, &message, &errors),
+        ),
     }
 }
 
 /// A 200 with the documented caching headers, or a 304 for a matching `If-None-Match`.
-fn ok(body: &Value, authenticated: bool, request_headers: &HeaderMap, conditional: bool) -> Response {
+fn ok(
+    body: &Value,
+    authenticated: bool,
+    request_headers: &HeaderMap,
+    conditional: bool,
+) -> Response {
     let text = body.to_string();
     let mut hasher = DefaultHasher::new();
     text.hash(&mut hasher);
@@ -133,13 +165,17 @@ fn ok(body: &Value, authenticated: bool, request_headers: &HeaderMap, conditiona
             .body(Body::empty())
             .unwrap_or_default()
     } else {
-        json_response(StatusCode::OK, body)
+        json_text_response(StatusCode::OK, text)
     };
     let headers = response.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&etag) {
         headers.insert(header::ETAG, v);
     }
-    let cache = if authenticated { "private, no-cache" } else { "max-age=300, public" };
+    let cache = if authenticated {
+        "private, no-cache"
+    } else {
+        "max-age=300, public"
+    };
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     response
 }
@@ -148,16 +184,36 @@ fn ok(body: &Value, authenticated: bool, request_headers: &HeaderMap, conditiona
 /// real API answers `https://api.are.na/v3/connections/{id}`; here the base URL is
 /// `http://HOST/arena`).
 fn self_href(headers: &HeaderMap, original: &Uri, nested: &Uri, id: i64) -> String {
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("localhost");
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("localhost");
     let prefix = original.path().strip_suffix(nested.path()).unwrap_or("");
     format!("http://{host}{prefix}/v3/connections/{id}")
 }
 
-/// Resolves the `{id}` segment: 400 when it is not an integer, 404 when no such connection.
-fn lookup(arena: &Arena, raw: &str) -> Result<(i64, Connection), Response> {
-    let id = parse_id(raw).map_err(|()| error(StatusCode::BAD_REQUEST, &errors::invalid_id(raw)))?;
+/// Why an `{id}` segment does not resolve to a stored connection.
+enum Unresolved {
+    /// Not an integer: 400 (parameter validation).
+    BadId,
+    /// No such connection: 404.
+    NotFound,
+}
+
+impl Unresolved {
+    fn respond(self, raw: &str) -> Response {
+        match self {
+            Unresolved::BadId => error(StatusCode::BAD_REQUEST, &errors::invalid_id(raw)),
+            Unresolved::NotFound => error(StatusCode::NOT_FOUND, &errors::not_found()),
+        }
+    }
+}
+
+/// Resolves the `{id}` segment to a stored connection.
+fn lookup(arena: &Arena, raw: &str) -> Result<(i64, Connection), Unresolved> {
+    let id = parse_id(raw).map_err(|()| Unresolved::BadId)?;
     id.and_then(|id| arena.lock().get(&id).cloned().map(|c| (id, c)))
-        .ok_or_else(|| error(StatusCode::NOT_FOUND, &errors::not_found()))
+        .ok_or(Unresolved::NotFound)
 }
 
 async fn get_connection(
@@ -178,7 +234,7 @@ async fn get_connection(
     };
     let (id, connection) = match lookup(&arena, &raw_id) {
         Ok(found) => found,
-        Err(response) => return response,
+        Err(unresolved) => return unresolved.respond(&raw_id),
     };
     let body = connection.to_response(&self_href(&headers, &original, &uri, id), can_remove);
     ok(&body, caller.credential.is_some(), &headers, true)
@@ -196,7 +252,9 @@ async fn put_connection(
     if parse_id(&raw_id).is_err() {
         return error(StatusCode::BAD_REQUEST, &errors::invalid_id(&raw_id));
     }
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
     let patch = match metadata::parse_put_body(&body, content_type) {
         Ok(patch) => patch,
         Err(r) => return rejection(r),
@@ -204,16 +262,20 @@ async fn put_connection(
     match auth(&headers, &caller) {
         Auth::Guest => return error(StatusCode::UNAUTHORIZED, &errors::unauthorized(false)),
         Auth::Invalid => return error(StatusCode::UNAUTHORIZED, &errors::unauthorized(true)),
-        Auth::Token { read_only: true } => return error(StatusCode::FORBIDDEN, &errors::forbidden()),
+        Auth::Token { read_only: true } => {
+            return error(StatusCode::FORBIDDEN, &errors::forbidden());
+        }
         Auth::Token { read_only: false } => {}
     }
-    let (id, _) = match lookup(&arena, &raw_id) {
-        Ok(found) => found,
-        Err(response) => return response,
+    let id = match parse_id(&raw_id) {
+        Ok(Some(id)) => id,
+        Ok(None) => return Unresolved::NotFound.respond(&raw_id),
+        Err(()) => return Unresolved::BadId.respond(&raw_id),
     };
+    // Validate and apply under one lock, so a rejected PUT leaves nothing behind.
     let mut connections = arena.lock();
     let Some(connection) = connections.get_mut(&id) else {
-        return error(StatusCode::NOT_FOUND, &errors::not_found());
+        return Unresolved::NotFound.respond(&raw_id);
     };
     if let Some(patch) = patch {
         match metadata::merge(connection.metadata.as_ref(), &patch) {
@@ -242,7 +304,11 @@ async fn method_not_allowed() -> Response {
 /// The tier of a request: `free` for a presented bearer token (the sandbox's accounts are
 /// free accounts), `guest` otherwise.
 fn tier_of(caller: &Caller) -> Tier {
-    if caller.credential.is_some() { Tier::Free } else { Tier::Guest }
+    if caller.credential.is_some() {
+        Tier::Free
+    } else {
+        Tier::Guest
+    }
 }
 
 fn seconds_header(seconds: f64) -> HeaderValue {
@@ -256,7 +322,10 @@ fn seconds_header(seconds: f64) -> HeaderValue {
 impl Provider for Arena {
     fn routes(self: Arc<Self>) -> Router {
         Router::new()
-            .route("/v3/connections/{id}", get(get_connection).put(put_connection))
+            .route(
+                "/v3/connections/{id}",
+                get(get_connection).put(put_connection),
+            )
             .method_not_allowed_fallback(method_not_allowed)
             .fallback(route_not_found)
             .with_state(self)
@@ -271,10 +340,14 @@ impl Provider for Arena {
             Bearer::Missing | Bearer::Malformed => None,
         };
         Ok(match tokens.check(token, write) {
-            Access::Granted { read_only } => {
-                Caller { credential: token.map(str::to_string), read_only }
-            }
-            Access::ReadOnlyWrite => Caller { credential: token.map(str::to_string), read_only: true },
+            Access::Granted { read_only } => Caller {
+                credential: token.map(str::to_string),
+                read_only,
+            },
+            Access::ReadOnlyWrite => Caller {
+                credential: token.map(str::to_string),
+                read_only: true,
+            },
             Access::Missing | Access::Unknown => Caller::default(),
         })
     }
@@ -285,7 +358,10 @@ impl Provider for Arena {
     fn bucket(&self, _request: &Parts, caller: &Caller) -> Option<Bucket> {
         let tier = tier_of(caller);
         Some(Bucket {
-            key: caller.credential.as_ref().map_or_else(|| "guest".to_string(), |t| format!("token:{t}")),
+            key: caller
+                .credential
+                .as_ref()
+                .map_or_else(|| "guest".to_string(), |t| format!("token:{t}")),
             kind: WindowKind::Fixed,
             default: RateLimit::per_minute(tier.per_minute()),
         })
@@ -295,9 +371,18 @@ impl Provider for Arena {
     /// `X-RateLimit-Remaining`, which Are.na does not document.
     fn rate_limit_headers(&self, decision: &Decision, caller: &Caller, headers: &mut HeaderMap) {
         headers.insert("x-ratelimit-limit", HeaderValue::from(decision.limit));
-        headers.insert("x-ratelimit-tier", HeaderValue::from_static(tier_of(caller).name()));
-        headers.insert("x-ratelimit-window", seconds_header(decision.window_seconds));
-        headers.insert("x-ratelimit-reset", HeaderValue::from(decision.reset_at.ceil() as u64));
+        headers.insert(
+            "x-ratelimit-tier",
+            HeaderValue::from_static(tier_of(caller).name()),
+        );
+        headers.insert(
+            "x-ratelimit-window",
+            seconds_header(decision.window_seconds),
+        );
+        headers.insert(
+            "x-ratelimit-reset",
+            HeaderValue::from(decision.reset_at.ceil() as u64),
+        );
     }
 
     /// The distinct `RateLimitError` body with `Retry-After` (whole seconds, at least 1).
@@ -306,13 +391,19 @@ impl Provider for Arena {
         let retry_after = decision.ms_before_next.div_ceil(1000).max(1);
         let body = errors::rate_limited(tier, decision.limit, decision.window_seconds, retry_after);
         let mut response = json_response(StatusCode::TOO_MANY_REQUESTS, &body);
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
         response
     }
 
     /// The generic envelope with the status's reason phrase.
     fn fault_body(&self, status: StatusCode) -> Value {
-        errors::envelope(status.as_u16(), status.canonical_reason().unwrap_or("Error"), &[])
+        errors::envelope(
+            status.as_u16(),
+            status.canonical_reason().unwrap_or("Error"),
+            &[],
+        )
     }
 
     fn seed(&self, id: &str, state: Value) -> Result<Value, String> {
@@ -320,7 +411,8 @@ impl Provider for Arena {
             Ok(Some(id)) => id,
             _ => return Err(format!("Are.na connection ids are integers, got {id:?}")),
         };
-        let connection = Connection::from_seed(id, &state, Utc::now()).map_err(|e| e.to_string())?;
+        let connection =
+            Connection::from_seed(id, &state, Utc::now()).map_err(|e| e.to_string())?;
         let raw = connection.to_raw();
         self.lock().insert(id, connection);
         Ok(raw)
@@ -332,6 +424,9 @@ impl Provider for Arena {
     }
 
     fn unseed(&self, id: &str) -> bool {
-        parse_id(id).ok().flatten().is_some_and(|id| self.lock().remove(&id).is_some())
+        parse_id(id)
+            .ok()
+            .flatten()
+            .is_some_and(|id| self.lock().remove(&id).is_some())
     }
 }
