@@ -35,9 +35,12 @@
 //!   (`nango::stricter_server_rules_reach_the_emulator_and_conform`).
 //! - Mielto accepts `X-API-Key`, which the document's bearer-only DualAuthScheme omits, so
 //!   Prism refuses it (`mielto::api_key_header_is_accepted_...`); 401/403/429 undocumented.
+//!   FastAPI's lax booleans (`1`, `yes`, `off`...) pass the server but not Prism
+//!   (`mielto::pydantic_booleans_beyond_true_and_false_are_refused_only_by_prism`).
 //! - Are.na: integer ids in the document vs "ID or slug" in the rendered docs (integers);
 //!   304 from `If-None-Match` is in the docs' prose but not the document; key pattern,
-//!   50 keys on the merged result and 32 KB are beyond the schema (422).
+//!   50 keys on the merged result and 32 KB are beyond the schema (422). The GET lists no
+//!   400 though the server validates it; Prism lets `5.0` and `1e3` pass as integer ids.
 //! - Datagrid: `valid`/`value` are nullable in the SDK, not in the document (omitted when
 //!   unknown); the list endpoint is not in the document; 400/401/415 are undocumented.
 //! - No document needed a derived copy: Prism ignores `servers` (Datagrid's `/v1`) and keeps

@@ -179,3 +179,17 @@ async fn auth_and_rate_limit_errors_are_undocumented_statuses() {
     assert!(limited.body["detail"].is_string(), "{}", limited.text);
     assert!(limited.header("retry-after").is_some(), "429 without Retry-After: {:?}", limited.headers);
 }
+
+/// Prism reads the document's `boolean` query parameter as exactly `true` or `false`;
+/// FastAPI (pydantic's lax mode) also takes `1`, `yes`, `on`, `0`, `off` and any case. The
+/// emulator follows FastAPI, so these requests are valid for the server and refused by Prism
+/// (REFERENCE.md §2 does not list them; this is the framework's documented behaviour [I]).
+#[tokio::test]
+async fn pydantic_booleans_beyond_true_and_false_are_refused_only_by_prism() {
+    let contract = with_connection().await;
+    for value in ["1", "yes", "on", "TRUE", "0", "off", "False"] {
+        let call = Call::get(format!("{PATH}?include_credentials={value}")).bearer(TOKEN);
+        contract.stopped_by_prism(&call).await.assert_prism_rejected(&["query", "include_credentials"]);
+        contract.direct(&call).await.assert_status(200);
+    }
+}

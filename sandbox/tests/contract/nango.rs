@@ -320,3 +320,24 @@ async fn missing_scopes_are_undocumented_403s_in_std_error() {
     read.assert_conforms(200);
     assert_eq!(read.body["metadata"], json!({"plan": "pro"}), "the refused write changed nothing");
 }
+
+/// Connection ids may hold the punctuation Nango's id pattern allows (REFERENCE.md §1
+/// `^[a-zA-Z0-9,.;:=+~[\]|@${}"'\\/_ -]+$`), percent-encoded in the path; Prism must
+/// forward them unchanged and the emulator find the connection.
+#[tokio::test]
+async fn ids_with_allowed_punctuation_pass_through_prism() {
+    let ids = ["user@example.com", "org/team", "a b", "x|y", "{tenant}", "it's"];
+    let seeds: Vec<(&str, Value)> = ids.iter().map(|id| (*id, json!({"n": 1}))).collect();
+    let contract = with_connections(&seeds).await;
+    for id in ids {
+        let encoded: String = url::form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>().replace('+', "%20");
+        let read = contract.via_prism(&get(&encoded, "")).await;
+        read.assert_conforms(200);
+        assert_eq!(read.body["connection_id"], id);
+
+        let body = json!({"connection_id": id, "provider_config_key": KEY, "metadata": {"n": 2}});
+        let patched = contract.forwarded(&write(reqwest::Method::PATCH, "/connections/metadata", body.clone())).await;
+        patched.assert_conforms(200);
+        assert_eq!(patched.body, body);
+    }
+}
