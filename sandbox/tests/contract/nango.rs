@@ -119,6 +119,15 @@ async fn metadata_writes_conform_and_echo_the_request() {
     let read = contract.forwarded(&get("beta", "")).await;
     read.assert_conforms(200);
     assert_eq!(read.body["metadata"], json!({"plan": "team"}));
+
+    // An empty id array passes validation and updates nothing (REFERENCE.md §1 [C]).
+    let nobody = json!({"connection_id": [], "provider_config_key": KEY, "metadata": {"plan": "gone"}});
+    let patched = contract.forwarded(&write(Method::PATCH, "/connections/metadata", nobody.clone())).await;
+    patched.assert_conforms(200);
+    assert_eq!(patched.body, nobody);
+    contract.forwarded(&write(Method::POST, "/connections/metadata", nobody)).await.assert_conforms(201);
+    let read = contract.forwarded(&get("beta", "")).await;
+    assert_eq!(read.body["metadata"], json!({"plan": "team"}));
 }
 
 #[tokio::test]
