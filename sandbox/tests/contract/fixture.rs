@@ -58,9 +58,22 @@ pub struct Contract {
     prism_base: String,
     // Dropped in this order: Prism is killed before the emulator stops, and its log folder
     // goes last.
-    _prism: Logged,
+    prism: Logged,
     _emulator: ProviderSandbox,
     _logs: tempfile::TempDir,
+}
+
+/// When a test fails, show what Prism logged (requests, forwards, violations; Prism does not
+/// log headers, so no token appears) next to the assertion message.
+impl Drop for Contract {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = self.prism.log_text();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            eprintln!("--- last lines of the Prism log ---\n{}", tail.join("\n"));
+        }
+    }
 }
 
 impl Contract {
@@ -103,7 +116,7 @@ impl Contract {
             http,
             direct_base,
             prism_base,
-            _prism: prism,
+            prism,
             _emulator: emulator,
             _logs: logs,
         }
