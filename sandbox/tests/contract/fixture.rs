@@ -1,11 +1,12 @@
 //! The contract fixture: the provider emulators (served in-process on a real socket by
-//! `ProviderSandbox`) with Prism in proxy mode in front of one of them, configured with that provider's
-//! official document, plus the emulator's admin API.
+//! `ProviderSandbox`) with Prism in proxy mode in front of one of them, configured with that
+//! provider's official document, plus the emulator's admin API.
 //!
 //! Each test starts its own fixture. nextest (the runner of `scripts/test`) runs every test
 //! in its own process, so a process-wide `OnceCell` would not share a Prism between tests
 //! anyway; owning the fixture also keeps tests from seeing each other's admin settings
-//! (tokens, rate limits) and lets `kill_on_drop` end Prism when the test ends.
+//! (tokens, rate limits), and Prism ends with its test (see `process::Logged`). The price is
+//! one Prism start (about 1-3 s, more under load) per test.
 
 use std::ffi::OsStr;
 
