@@ -17,17 +17,25 @@ async fn with_connection(id: &str) -> Contract {
 async fn get_and_patch_conform_to_connection() {
     let contract = with_connection("conn_contract").await;
 
-    let read = contract.forwarded(&Call::get("/connections/conn_contract").bearer(TOKEN)).await;
+    let read = contract
+        .forwarded(&Call::get("/connections/conn_contract").bearer(TOKEN))
+        .await;
     read.assert_conforms(200);
     assert_eq!(read.body["name"], "Team drive");
 
-    let renamed = Call::patch("/connections/conn_contract", json!({"name": "Shared drive"})).bearer(TOKEN);
+    let renamed = Call::patch(
+        "/connections/conn_contract",
+        json!({"name": "Shared drive"}),
+    )
+    .bearer(TOKEN);
     let patched = contract.forwarded(&renamed).await;
     patched.assert_conforms(200);
     assert_eq!(patched.body["name"], "Shared drive");
 
     // The rename is what a later read sees.
-    let again = contract.forwarded(&Call::get("/connections/conn_contract").bearer(TOKEN)).await;
+    let again = contract
+        .forwarded(&Call::get("/connections/conn_contract").bearer(TOKEN))
+        .await;
     again.assert_conforms(200);
     assert_eq!(again.body["name"], "Shared drive");
 }
@@ -42,11 +50,15 @@ async fn document_invalid_patches_are_rejected_by_prism_and_emulator() {
     contract.rejected_by_both(&no_name, &["body"], 400).await;
 
     let numeric_name = Call::patch(path, json!({"name": 7})).bearer(TOKEN);
-    contract.rejected_by_both(&numeric_name, &["body", "name"], 400).await;
+    contract
+        .rejected_by_both(&numeric_name, &["body", "name"], 400)
+        .await;
 
     // The document only lists application/json; Prism reports a 415 inside its 422 (with
     // no location), the emulator answers 415 itself.
-    let text = Call::new(reqwest::Method::PATCH, path).raw_body("text/plain", "name=x").bearer(TOKEN);
+    let text = Call::new(reqwest::Method::PATCH, path)
+        .raw_body("text/plain", "name=x")
+        .bearer(TOKEN);
     contract.rejected_by_both(&text, &[], 415).await;
 
     // A failed write changes nothing.
@@ -59,7 +71,10 @@ async fn document_invalid_patches_are_rejected_by_prism_and_emulator() {
 async fn missing_credentials_are_rejected_by_prism_and_emulator() {
     let contract = with_connection("conn_contract").await;
     let anonymous = Call::get("/connections/conn_contract");
-    contract.stopped_by_prism(&anonymous).await.assert_prism_unauthorized();
+    contract
+        .stopped_by_prism(&anonymous)
+        .await
+        .assert_prism_unauthorized();
     contract.direct(&anonymous).await.assert_status(401);
 }
 
@@ -69,10 +84,16 @@ async fn not_found_and_rate_limit_conform() {
 
     // 404 is documented without a body schema, so Prism accepts any body; a connection of
     // another teamspace gets the same 404 as a missing one (REFERENCE.md §4).
-    let missing = contract.forwarded(&Call::get("/connections/conn_missing").bearer(TOKEN)).await;
+    let missing = contract
+        .forwarded(&Call::get("/connections/conn_missing").bearer(TOKEN))
+        .await;
     missing.assert_conforms(404);
-    let rename_missing = Call::patch("/connections/conn_missing", json!({"name": "x"})).bearer(TOKEN);
-    contract.forwarded(&rename_missing).await.assert_conforms(404);
+    let rename_missing =
+        Call::patch("/connections/conn_missing", json!({"name": "x"})).bearer(TOKEN);
+    contract
+        .forwarded(&rename_missing)
+        .await
+        .assert_conforms(404);
 
     // 429 is documented with `RateLimitError`, and Prism checks the emulator's body against it.
     contract.set_rate_limit(1, 60.0).await;
@@ -81,7 +102,11 @@ async fn not_found_and_rate_limit_conform() {
     let limited = contract.forwarded(&read).await;
     limited.assert_conforms(429);
     assert_eq!(limited.body["error"], "rate_limit_exceeded");
-    assert!(limited.header("retry-after").is_some(), "429 without Retry-After: {:?}", limited.headers);
+    assert!(
+        limited.header("retry-after").is_some(),
+        "429 without Retry-After: {:?}",
+        limited.headers
+    );
 }
 
 #[tokio::test]
@@ -90,7 +115,10 @@ async fn wrong_token_is_an_undocumented_401() {
     contract.set_tokens(&[TOKEN], &[]).await;
     // The document lists no 401; REFERENCE.md §4 leaves its body undocumented [I].
     let stranger = Call::get("/connections/conn_contract").bearer("someone-else");
-    contract.forwarded(&stranger).await.assert_undocumented_status(401);
+    contract
+        .forwarded(&stranger)
+        .await
+        .assert_undocumented_status(401);
 }
 
 /// Choices where Datagrid documents nothing (REFERENCE.md §4 [I]): the document allows any
@@ -112,7 +140,11 @@ async fn extra_keys_are_ignored_and_a_blank_name_is_an_undocumented_400() {
     let rejected = contract.forwarded(&blank).await;
     rejected.assert_undocumented_status(400);
     assert_eq!(rejected.body["status_code"], 400);
-    assert!(rejected.body["message"].is_string() && rejected.body["retryable"].is_boolean(), "{}", rejected.text);
+    assert!(
+        rejected.body["message"].is_string() && rejected.body["retryable"].is_boolean(),
+        "{}",
+        rejected.text
+    );
 }
 
 /// Disagreement: the SDK types `valid` as `bool|null` and `value` as `str|null`
@@ -121,16 +153,37 @@ async fn extra_keys_are_ignored_and_a_blank_name_is_an_undocumented_400() {
 #[tokio::test]
 async fn unknown_valid_and_value_are_omitted_not_null() {
     let contract = Contract::start(Provider::Datagrid).await;
-    contract.seed("conn_known", json!({"name": "Known", "valid": true, "value": "acct-42"})).await;
-    contract.seed("conn_unknown", json!({"name": "Unknown", "valid": null, "value": null})).await;
+    contract
+        .seed(
+            "conn_known",
+            json!({"name": "Known", "valid": true, "value": "acct-42"}),
+        )
+        .await;
+    contract
+        .seed(
+            "conn_unknown",
+            json!({"name": "Unknown", "valid": null, "value": null}),
+        )
+        .await;
 
-    let known = contract.forwarded(&Call::get("/connections/conn_known").bearer(TOKEN)).await;
+    let known = contract
+        .forwarded(&Call::get("/connections/conn_known").bearer(TOKEN))
+        .await;
     known.assert_conforms(200);
-    assert_eq!((&known.body["valid"], &known.body["value"]), (&json!(true), &json!("acct-42")));
+    assert_eq!(
+        (&known.body["valid"], &known.body["value"]),
+        (&json!(true), &json!("acct-42"))
+    );
 
-    let unknown = contract.forwarded(&Call::get("/connections/conn_unknown").bearer(TOKEN)).await;
+    let unknown = contract
+        .forwarded(&Call::get("/connections/conn_unknown").bearer(TOKEN))
+        .await;
     unknown.assert_conforms(200);
-    assert!(unknown.body.get("valid").is_none() && unknown.body.get("value").is_none(), "{}", unknown.text);
+    assert!(
+        unknown.body.get("valid").is_none() && unknown.body.get("value").is_none(),
+        "{}",
+        unknown.text
+    );
 }
 
 /// `Datagrid-Teamspace` scopes what a key sees; a connection of another teamspace gets the
@@ -138,13 +191,24 @@ async fn unknown_valid_and_value_are_omitted_not_null() {
 #[tokio::test]
 async fn other_teamspace_gets_the_documented_404() {
     let contract = Contract::start(Provider::Datagrid).await;
-    contract.seed("conn_ts", json!({"name": "Scoped", "teamspace_id": "ts_alpha"})).await;
+    contract
+        .seed(
+            "conn_ts",
+            json!({"name": "Scoped", "teamspace_id": "ts_alpha"}),
+        )
+        .await;
 
-    let own = Call::get("/connections/conn_ts").bearer(TOKEN).header("datagrid-teamspace", "ts_alpha");
+    let own = Call::get("/connections/conn_ts")
+        .bearer(TOKEN)
+        .header("datagrid-teamspace", "ts_alpha");
     contract.forwarded(&own).await.assert_conforms(200);
-    let other = Call::get("/connections/conn_ts").bearer(TOKEN).header("datagrid-teamspace", "ts_beta");
+    let other = Call::get("/connections/conn_ts")
+        .bearer(TOKEN)
+        .header("datagrid-teamspace", "ts_beta");
     contract.forwarded(&other).await.assert_conforms(404);
-    let rename = Call::patch("/connections/conn_ts", json!({"name": "x"})).bearer(TOKEN).header("datagrid-teamspace", "ts_beta");
+    let rename = Call::patch("/connections/conn_ts", json!({"name": "x"}))
+        .bearer(TOKEN)
+        .header("datagrid-teamspace", "ts_beta");
     contract.forwarded(&rename).await.assert_conforms(404);
 }
 
@@ -154,8 +218,16 @@ async fn other_teamspace_gets_the_documented_404() {
 #[tokio::test]
 async fn the_list_is_not_in_the_document() {
     let contract = with_connection("conn_contract").await;
-    let list = contract.stopped_by_prism(&Call::get("/connections?limit=5").bearer(TOKEN)).await;
+    let list = contract
+        .stopped_by_prism(&Call::get("/connections?limit=5").bearer(TOKEN))
+        .await;
     assert_eq!(list.status, 404, "{}", list.text);
-    assert_eq!(list.body["type"], "https://stoplight.io/prism/errors#NO_PATH_MATCHED_ERROR");
-    contract.direct(&Call::get("/connections?limit=5").bearer(TOKEN)).await.assert_status(200);
+    assert_eq!(
+        list.body["type"],
+        "https://stoplight.io/prism/errors#NO_PATH_MATCHED_ERROR"
+    );
+    contract
+        .direct(&Call::get("/connections?limit=5").bearer(TOKEN))
+        .await
+        .assert_status(200);
 }

@@ -15,7 +15,12 @@ pub struct Call {
 
 impl Call {
     pub fn new(method: Method, path: impl Into<String>) -> Call {
-        Call { method, path: path.into(), headers: Vec::new(), body: None }
+        Call {
+            method,
+            path: path.into(),
+            headers: Vec::new(),
+            body: None,
+        }
     }
     pub fn get(path: impl Into<String>) -> Call {
         Call::new(Method::GET, path)
@@ -54,7 +59,9 @@ impl Call {
             request = request.header(name, value);
         }
         if let Some((content_type, body)) = &self.body {
-            request = request.header("content-type", content_type).body(body.clone());
+            request = request
+                .header("content-type", content_type)
+                .body(body.clone());
         }
         let response = request
             .send()
@@ -65,7 +72,13 @@ impl Call {
         let bytes = response.bytes().await.expect("read response body");
         let text = String::from_utf8_lossy(&bytes).into_owned();
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Reply { status, headers, body, text, what: format!("{} {url}", self.method) }
+        Reply {
+            status,
+            headers,
+            body,
+            text,
+            what: format!("{} {url}", self.method),
+        }
     }
 }
 
@@ -133,7 +146,9 @@ impl Reply {
         let violations = self.violations();
         let only_status_warning = violations.len() == 1
             && violations[0]["severity"] == "Warning"
-            && violations[0]["message"].as_str().is_some_and(|m| m.contains(UNDOCUMENTED_STATUS));
+            && violations[0]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(UNDOCUMENTED_STATUS));
         assert!(
             self.status == status && only_status_warning && !self.is_prism_problem(),
             "{}: expected an undocumented {status} relayed with only the status warning, got {} \
@@ -180,7 +195,11 @@ impl Reply {
 
     /// The emulator answered `status` (used for direct calls, which Prism never sees).
     pub fn assert_status(&self, status: u16) -> &Reply {
-        assert_eq!(self.status, status, "{}: unexpected status; body: {}", self.what, self.text);
+        assert_eq!(
+            self.status, status,
+            "{}: unexpected status; body: {}",
+            self.what, self.text
+        );
         self
     }
 
@@ -190,6 +209,8 @@ impl Reply {
     }
 
     fn is_prism_problem(&self) -> bool {
-        self.body["type"].as_str().is_some_and(|t| t.starts_with("https://stoplight.io/prism/"))
+        self.body["type"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("https://stoplight.io/prism/"))
     }
 }

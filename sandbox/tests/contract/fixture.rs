@@ -1,11 +1,12 @@
 //! The contract fixture: the provider emulators (served in-process on a real socket by
-//! `ProviderSandbox`) with Prism in proxy mode in front of one of them, configured with that provider's
-//! official document, plus the emulator's admin API.
+//! `ProviderSandbox`) with Prism in proxy mode in front of one of them, configured with that
+//! provider's official document, plus the emulator's admin API.
 //!
 //! Each test starts its own fixture. nextest (the runner of `scripts/test`) runs every test
 //! in its own process, so a process-wide `OnceCell` would not share a Prism between tests
 //! anyway; owning the fixture also keeps tests from seeing each other's admin settings
-//! (tokens, rate limits) and lets `kill_on_drop` end Prism when the test ends.
+//! (tokens, rate limits), and Prism ends with its test (see `process::Logged`). The price is
+//! one Prism start (about 1-3 s, more under load) per test.
 
 use std::ffi::OsStr;
 
@@ -58,16 +59,32 @@ pub struct Contract {
     prism_base: String,
     // Dropped in this order: Prism is killed before the emulator stops, and its log folder
     // goes last.
-    _prism: Logged,
+    prism: Logged,
     _emulator: ProviderSandbox,
     _logs: tempfile::TempDir,
+}
+
+/// When a test fails, show what Prism logged (requests, forwards, violations; Prism does not
+/// log headers, so no token appears) next to the assertion message.
+impl Drop for Contract {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = self.prism.log_text();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            eprintln!("--- last lines of the Prism log ---\n{}", tail.join("\n"));
+        }
+    }
 }
 
 impl Contract {
     pub async fn start(provider: Provider) -> Contract {
         let logs = tempfile::tempdir().expect("temp dir for child logs");
         // Loopback only: never route these requests through a proxy from the environment.
-        let http = reqwest::Client::builder().no_proxy().build().expect("http client");
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("http client");
 
         let emulator = ProviderSandbox::start(([127, 0, 0, 1], 0).into())
             .await
@@ -100,7 +117,7 @@ impl Contract {
             http,
             direct_base,
             prism_base,
-            _prism: prism,
+            prism,
             _emulator: emulator,
             _logs: logs,
         }
@@ -123,7 +140,8 @@ impl Contract {
         self.clear_journal().await;
         let reply = self.via_prism(call).await;
         let journal = self.journal().await;
-        let relayed = reply.is_prism_violations() || journal.first().is_some_and(|e| e["status"] == reply.status);
+        let relayed = reply.is_prism_violations()
+            || journal.first().is_some_and(|e| e["status"] == reply.status);
         assert!(
             journal.len() == 1
                 && journal[0]["method"] == call.method.as_str()
@@ -156,8 +174,15 @@ impl Contract {
     /// A request the official document makes invalid: Prism refuses it at `location`
     /// without forwarding it, and the emulator, sent the same request directly, rejects it
     /// with `emulator_status`. Returns the emulator's answer for further checks.
-    pub async fn rejected_by_both(&self, call: &Call, location: &[&str], emulator_status: u16) -> Reply {
-        self.stopped_by_prism(call).await.assert_prism_rejected(location);
+    pub async fn rejected_by_both(
+        &self,
+        call: &Call,
+        location: &[&str],
+        emulator_status: u16,
+    ) -> Reply {
+        self.stopped_by_prism(call)
+            .await
+            .assert_prism_rejected(location);
         let direct = self.direct(call).await;
         direct.assert_status(emulator_status);
         direct
@@ -165,25 +190,34 @@ impl Contract {
 
     /// Seed a connection's raw state (INTERFACES.md: `PUT /_sandbox/connections/{id}`).
     pub async fn seed(&self, id: &str, state: Value) {
-        self.admin(Method::PUT, &format!("/_sandbox/connections/{id}"), Some(state)).await;
+        self.admin(
+            Method::PUT,
+            &format!("/_sandbox/connections/{id}"),
+            Some(state),
+        )
+        .await;
     }
 
     /// Only these bearer tokens are accepted; `read_only` ones may read but not write.
     pub async fn set_tokens(&self, tokens: &[&str], read_only: &[&str]) {
         let body = serde_json::json!({ "tokens": tokens, "readOnly": read_only });
-        self.admin(Method::PUT, "/_sandbox/tokens", Some(body)).await;
+        self.admin(Method::PUT, "/_sandbox/tokens", Some(body))
+            .await;
     }
 
-    /// Allow `limit` requests per window of `window_seconds` (0 disables the limit).
+    /// Allow `limit` requests per window of `window_seconds` (0 disables the limit); the
+    /// override also starts every bucket afresh, so the next `limit` requests pass.
     pub async fn set_rate_limit(&self, limit: u32, window_seconds: f64) {
         let body = serde_json::json!({ "limit": limit, "windowSeconds": window_seconds });
-        self.admin(Method::PUT, "/_sandbox/rate-limit", Some(body)).await;
+        self.admin(Method::PUT, "/_sandbox/rate-limit", Some(body))
+            .await;
     }
 
     /// Queue a fault (INTERFACES.md `PUT /_sandbox/faults`): the emulator answers the next
     /// matching request with it instead of running the handler.
     pub async fn inject_fault(&self, fault: Value) {
-        self.admin(Method::PUT, "/_sandbox/faults", Some(fault)).await;
+        self.admin(Method::PUT, "/_sandbox/faults", Some(fault))
+            .await;
     }
 
     pub async fn journal(&self) -> Vec<Value> {

@@ -55,6 +55,10 @@ pub fn official_document(file: &str) -> PathBuf {
             }),
     };
     let document = dir.join(file);
-    assert!(document.is_file(), "official document {} is missing", document.display());
+    assert!(
+        document.is_file(),
+        "official document {} is missing",
+        document.display()
+    );
     document
 }

@@ -15,8 +15,8 @@ impl Document {
     pub fn load(path: &Path) -> Document {
         let text = std::fs::read_to_string(path)
             .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-        let root = serde_yaml::from_str(&text)
-            .unwrap_or_else(|e| panic!("parse {}: {e}", path.display()));
+        let root =
+            serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("parse {}: {e}", path.display()));
         Document { root }
     }
 
@@ -35,12 +35,18 @@ impl Document {
         });
         let validator = jsonschema::draft202012::new(&schema)
             .unwrap_or_else(|e| panic!("schema {name} does not compile: {e}"));
-        validator.iter_errors(body).map(|e| format!("{}: {e}", e.instance_path())).collect()
+        validator
+            .iter_errors(body)
+            .map(|e| format!("{}: {e}", e.instance_path()))
+            .collect()
     }
 
     /// Assert that `body` conforms to `#/components/schemas/<name>`.
     pub fn assert_conforms(&self, name: &str, body: &Value) {
         let errors = self.errors_against(name, body);
-        assert!(errors.is_empty(), "{body} does not conform to {name}: {errors:?}");
+        assert!(
+            errors.is_empty(),
+            "{body} does not conform to {name}: {errors:?}"
+        );
     }
 }
