@@ -667,3 +667,17 @@ async fn create_on_update_and_delete_collection_follow_the_kind() {
     assert_eq!(r.status, 409);
     assert!(r.body["message"].as_str().unwrap().contains("Precondition failed: UID in precondition: nope"));
 }
+
+#[tokio::test]
+async fn metadata_only_reads_and_watches() {
+    let api = start();
+    api.post("/api/v1/namespaces/default/secrets", json!({"metadata": {"name": "m"}, "stringData": {"k": "secret"}})).await;
+    let list = api.get_as("/api/v1/namespaces/default/secrets", "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1").await;
+    assert_eq!(list.body["kind"], "PartialObjectMetadataList");
+    assert_eq!(list.body["items"][0]["metadata"]["name"], "m");
+    assert!(list.body["items"][0].get("data").is_none());
+    let mut w = api.watch_as("/api/v1/namespaces/default/secrets?watch=true", "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1").await;
+    let ev = w.next().await.unwrap();
+    assert_eq!(ev["object"]["kind"], "PartialObjectMetadata");
+    assert!(ev["object"].get("data").is_none());
+}
