@@ -610,7 +610,7 @@ async fn tables_and_openapi_for_custom_resources() {
     let etag = doc.headers["etag"].to_str().unwrap().to_string();
     assert!(url.ends_with(etag.trim_matches('"')));
     assert_eq!(doc.headers["cache-control"], "public, immutable");
-    assert!(doc.body["components"]["schemas"].as_object().unwrap().len() > 0);
+    assert!(!doc.body["components"]["schemas"].as_object().unwrap().is_empty());
     assert_eq!(api.get("/openapi/v3/apis/nope/v1").await.status, 404);
 }
 

@@ -49,6 +49,9 @@ pub struct TooOld {
     pub oldest: u64,
 }
 
+/// Retained events to replay, and the subscription for what follows them.
+pub type Replay = (Vec<Arc<StoredEvent>>, broadcast::Receiver<Arc<StoredEvent>>);
+
 pub struct Store {
     rv: u64,
     objects: BTreeMap<Key, Value>,
@@ -131,7 +134,7 @@ impl Store {
 
     /// Subscribe to live events and collect the retained ones after `since`, atomically
     /// (the caller holds the lock around the store, so nothing falls in between).
-    pub fn watch_from(&self, since: u64) -> Result<(Vec<Arc<StoredEvent>>, broadcast::Receiver<Arc<StoredEvent>>), TooOld> {
+    pub fn watch_from(&self, since: u64) -> Result<Replay, TooOld> {
         if since < self.oldest_rv {
             return Err(TooOld { requested: since, oldest: self.oldest_rv });
         }
