@@ -643,8 +643,12 @@ pub fn patch(c: &mut Cluster, rt: &Arc<ResourceType>, path: &ResourcePath, req: 
             // The body is YAML (kubectl) or JSON (kube-rs); JSON is YAML.
             let mut applied: Value = serde_yaml::from_slice(req.body).map_err(|e| ApiError::BadRequest(format!("error decoding YAML: {e}")))?;
             check_type(rt, &mut applied)?;
-            check_name(&applied, name)?;
             check_body_namespace(rt, &mut applied, path.namespace.as_deref())?;
+            // kube-apiserver checks the name of the merged result, so a configuration without
+            // metadata.name is fine for an existing object (controller-rs' status apply).
+            if old.is_none() || meta_str(&applied, "name").is_some_and(|n| !n.is_empty()) {
+                check_name(&applied, name)?;
+            }
             match old {
                 None => {
                     check_namespace(c, rt, path.namespace.as_deref(), true, name)?;

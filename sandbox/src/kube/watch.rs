@@ -123,7 +123,7 @@ pub fn start(shared: Arc<Shared>, w: WatchRequest) -> mpsc::Receiver<Line> {
     let cancel = shared.watch_cancel.lock().map(|t| t.clone()).unwrap_or_else(|p| p.into_inner().clone());
     let bookmark_every = shared.options.bookmark_interval;
     let setup = {
-        let c = shared.lock();
+        let mut c = shared.lock();
         let rv = c.store.current_rv();
         match w.start {
             Start::After(since) => c.store.watch_from(since).map(|(replay, sub)| (Vec::new(), replay, sub, rv)),
