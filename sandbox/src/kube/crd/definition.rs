@@ -324,7 +324,13 @@ fn validate_printer_columns(v: &Value, path: &str, errs: &mut Vec<FieldError>) {
 
 /// A `default` must be pruned (no undeclared fields) and valid against its own schema,
 /// since the server stores it into objects as is.
-fn validate_default(s: &Value, default: &Value, lvl: Level, path: &str, errs: &mut Vec<FieldError>) {
+fn validate_default(
+    s: &Value,
+    default: &Value,
+    lvl: Level,
+    path: &str,
+    errs: &mut Vec<FieldError>,
+) {
     if lvl == Level::Root {
         errs.push(FieldError::forbidden(path, "must not be set at the root"));
         return;
@@ -339,7 +345,11 @@ fn validate_default(s: &Value, default: &Value, lvl: Level, path: &str, errs: &m
         ));
     }
     for mut e in validate::validate_value(s, default) {
-        e.field = if e.field.is_empty() { path.to_owned() } else { format!("{path}.{}", e.field) };
+        e.field = if e.field.is_empty() {
+            path.to_owned()
+        } else {
+            format!("{path}.{}", e.field)
+        };
         errs.push(e);
     }
 }
