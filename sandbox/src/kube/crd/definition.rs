@@ -92,6 +92,13 @@ pub fn validate_crd(crd: &Value, old: Option<&Value>) -> Result<(), Vec<FieldErr
         )),
         None => errs.push(FieldError::required("spec.scope", "")),
     }
+    if crd.pointer("/spec/preserveUnknownFields") == Some(&Value::Bool(true)) {
+        errs.push(FieldError::invalid(
+            "spec.preserveUnknownFields",
+            &json!(true),
+            "cannot set to true, set x-kubernetes-preserve-unknown-fields to true in spec.versions[*].schema instead",
+        ));
+    }
     validate_names(crd, &mut errs);
     validate_versions(crd, &mut errs);
 
