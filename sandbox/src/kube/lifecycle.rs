@@ -1,0 +1,110 @@
+//! Deletion and what the controller-manager would do after it: objects with finalizers get
+//! a deletionTimestamp and stay until their last finalizer is removed; a deleted namespace
+//! turns Terminating, has its contents deleted and disappears once empty (namespace
+//! controller); a deleted CRD has its objects deleted first (apiextensions
+//! `customresourcecleanup` finalizer). Done synchronously within the write that triggers it.
+
+use serde_json::{Value, json};
+
+use super::crds::{self, CLEANUP_FINALIZER};
+use super::object_meta::{finalizers, meta_mut, now_rfc3339};
+use super::rest::Cluster;
+use super::store::Key;
+
+pub enum Deleted {
+    /// Removed from storage (DELETED event sent); its last state.
+    Gone(Value),
+    /// Still present with a deletionTimestamp, waiting for finalizers.
+    Pending(Value),
+}
+
+fn is_namespace(k: &Key) -> bool {
+    k.group.is_empty() && k.plural == "namespaces"
+}
+
+fn is_crd(k: &Key) -> bool {
+    k.group == "apiextensions.k8s.io" && k.plural == "customresourcedefinitions"
+}
+
+/// Delete the object at `key` (which must exist).
+pub fn delete_key(c: &mut Cluster, key: &Key) -> Deleted {
+    let Some(mut obj) = c.store.get(key).cloned() else {
+        return Deleted::Gone(Value::Null);
+    };
+    let special = is_namespace(key) || is_crd(key);
+    if !special && finalizers(&obj).is_empty() {
+        return Deleted::Gone(c.store.remove(key, obj));
+    }
+    if obj["metadata"]["deletionTimestamp"].is_null() {
+        let m = meta_mut(&mut obj);
+        m.insert("deletionTimestamp".into(), json!(now_rfc3339()));
+        m.insert("deletionGracePeriodSeconds".into(), json!(0));
+        if is_namespace(key) {
+            obj["status"] = json!({"phase": "Terminating"});
+        }
+        obj = c.store.put(key.clone(), obj);
+        if is_namespace(key) {
+            for k in c.store.keys_in_namespace(&key.name) {
+                delete_key(c, &k);
+            }
+        }
+        if is_crd(key) {
+            let (g, p) = crds::storage_of(&obj);
+            let keys: Vec<Key> = c.store.list(&g, &p, None).map(|(k, _)| k.clone()).collect();
+            for k in keys {
+                delete_key(c, &k);
+            }
+        }
+        settle(c);
+    }
+    match c.store.get(key) {
+        Some(o) => Deleted::Pending(o.clone()),
+        None => Deleted::Gone(obj),
+    }
+}
+
+/// Finish terminating namespaces and CRDs whose contents are gone.
+pub fn settle(c: &mut Cluster) {
+    loop {
+        let mut progressed = false;
+        let terminating: Vec<(Key, Value)> = c
+            .store
+            .list("", "namespaces", None)
+            .chain(c.store.list("apiextensions.k8s.io", "customresourcedefinitions", None))
+            .filter(|(_, o)| !o["metadata"]["deletionTimestamp"].is_null())
+            .map(|(k, o)| (k.clone(), o.clone()))
+            .collect();
+        for (key, mut obj) in terminating {
+            let empty = if is_namespace(&key) {
+                c.store.keys_in_namespace(&key.name).is_empty()
+            } else {
+                let (g, p) = crds::storage_of(&obj);
+                c.store.list(&g, &p, None).next().is_none()
+            };
+            if !empty {
+                continue;
+            }
+            // Drop the system finalizer the respective controller owns.
+            let before = obj.clone();
+            if is_namespace(&key) {
+                obj["spec"]["finalizers"] = json!([]);
+            } else {
+                let rest: Vec<Value> = finalizers(&obj).into_iter().filter(|f| f != CLEANUP_FINALIZER).map(Value::String).collect();
+                meta_mut(&mut obj).insert("finalizers".into(), Value::Array(rest));
+            }
+            super::object_meta::drop_empty_meta(&mut obj);
+            if finalizers(&obj).is_empty() {
+                if is_crd(&key) {
+                    crds::unregister(&mut c.registry, &obj);
+                }
+                c.store.remove(&key, obj);
+                progressed = true;
+            } else if obj != before {
+                c.store.put(key, obj);
+            }
+        }
+        if !progressed {
+            break;
+        }
+    }
+}

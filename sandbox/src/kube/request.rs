@@ -1,0 +1,208 @@
+//! What a request addresses and asks for: the resource path (kube-apiserver's
+//! `RequestInfoFactory`), query options and content negotiation.
+
+use std::collections::HashMap;
+
+use super::api_error::ApiError;
+use super::crd::FieldValidation;
+use super::crd::table::IncludeObject;
+
+/// `/api/v1/...` or `/apis/{group}/{version}/...` split into its parts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResourcePath {
+    pub group: String,
+    pub version: String,
+    pub namespace: Option<String>,
+    pub plural: String,
+    pub name: Option<String>,
+    pub subresource: Option<String>,
+}
+
+/// Subresources of a namespace object, which must not be read as `namespaces/{ns}/{resource}`.
+const NAMESPACE_SUBRESOURCES: &[&str] = &["status", "finalize"];
+
+impl ResourcePath {
+    /// None for paths that are not resource paths (discovery documents are matched before).
+    pub fn parse(path: &str) -> Option<Self> {
+        let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let (group, version, rest) = match segs.as_slice() {
+            ["api", version, rest @ ..] => (String::new(), version.to_string(), rest),
+            ["apis", group, version, rest @ ..] => (group.to_string(), version.to_string(), rest),
+            _ => return None,
+        };
+        let mut parts: Vec<String> = rest.iter().map(|s| percent_decode(s)).collect();
+        if parts.is_empty() || parts.iter().any(String::is_empty) {
+            return None;
+        }
+        let mut namespace = None;
+        if parts[0] == "namespaces" && parts.len() > 2 && !NAMESPACE_SUBRESOURCES.contains(&parts[2].as_str()) {
+            namespace = Some(parts[1].clone());
+            parts.drain(..2);
+        }
+        if parts.len() > 3 {
+            return None;
+        }
+        Some(Self {
+            group,
+            version,
+            namespace,
+            plural: parts[0].clone(),
+            name: parts.get(1).cloned(),
+            subresource: parts.get(2).cloned(),
+        })
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| s.to_string())
+}
+
+/// Query parameters of a request (first value wins, like `url.Values.Get`).
+#[derive(Clone, Debug, Default)]
+pub struct Query(HashMap<String, String>);
+
+impl Query {
+    pub fn parse(raw: Option<&str>) -> Self {
+        let mut map = HashMap::new();
+        for (k, v) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+            map.entry(k.into_owned()).or_insert_with(|| v.into_owned());
+        }
+        Self(map)
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    pub fn flag(&self, key: &str) -> bool {
+        matches!(self.get(key), Some("true" | "1"))
+    }
+
+    pub fn dry_run(&self) -> Result<bool, ApiError> {
+        match self.get("dryRun") {
+            None | Some("") => Ok(false),
+            Some("All") => Ok(true),
+            Some(other) => Err(ApiError::BadRequest(format!(
+                "Invalid dry run value: dryRun: Unsupported value: \"{other}\": supported values: \"All\""
+            ))),
+        }
+    }
+
+    pub fn field_validation(&self) -> Result<FieldValidation, ApiError> {
+        match self.get("fieldValidation") {
+            None | Some("") | Some("Warn") => Ok(FieldValidation::Warn),
+            Some("Strict") => Ok(FieldValidation::Strict),
+            Some("Ignore") => Ok(FieldValidation::Ignore),
+            Some(other) => Err(ApiError::BadRequest(format!(
+                "fieldValidation: Unsupported value: \"{other}\": supported values: \"Ignore\", \"Strict\", \"Warn\""
+            ))),
+        }
+    }
+
+    pub fn include_object(&self) -> Result<IncludeObject, ApiError> {
+        match self.get("includeObject") {
+            None | Some("") | Some("Metadata") => Ok(IncludeObject::Metadata),
+            Some("None") => Ok(IncludeObject::None),
+            Some("Object") => Ok(IncludeObject::Object),
+            Some(other) => Err(ApiError::BadRequest(format!(
+                "includeObject: Unsupported value: \"{other}\": supported values: \"Metadata\", \"None\", \"Object\""
+            ))),
+        }
+    }
+
+    pub fn u64(&self, key: &str) -> Result<Option<u64>, ApiError> {
+        match self.get(key) {
+            None | Some("") => Ok(None),
+            Some(v) => v
+                .parse()
+                .map(Some)
+                .map_err(|_| ApiError::BadRequest(format!("invalid value for {key}: {v:?}"))),
+        }
+    }
+}
+
+/// The response representation a client asked for in `Accept`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Representation {
+    Plain,
+    /// `application/json;as=Table;v=v1;g=meta.k8s.io`
+    Table,
+    /// `as=PartialObjectMetadata[List]` (metadata-only informers).
+    PartialMetadata,
+}
+
+pub fn representation(accept: &str) -> Representation {
+    for alt in accept.split(',') {
+        let params: Vec<&str> = alt.split(';').map(str::trim).collect();
+        let has = |p: &str| params.contains(&p);
+        if has("g=meta.k8s.io") && has("as=Table") {
+            return Representation::Table;
+        }
+        if has("g=meta.k8s.io") && (has("as=PartialObjectMetadata") || has("as=PartialObjectMetadataList")) {
+            return Representation::PartialMetadata;
+        }
+        // The first acceptable plain alternative wins over later ones.
+        if params[0] == "application/json" && params.len() == 1 || params[0] == "*/*" {
+            return Representation::Plain;
+        }
+    }
+    Representation::Plain
+}
+
+/// Which aggregated discovery version the client accepts, if any (v2 preferred; kubectl
+/// 1.27-1.29 only know v2beta1).
+pub fn aggregated_discovery(accept: &str) -> Option<&'static str> {
+    let wants = |v: &str| {
+        accept.split(',').any(|alt| {
+            let p: Vec<&str> = alt.split(';').map(str::trim).collect();
+            p.contains(&"g=apidiscovery.k8s.io") && p.contains(&"as=APIGroupDiscoveryList") && p.contains(&v)
+        })
+    };
+    if wants("v=v2") {
+        Some("v2")
+    } else if wants("v=v2beta1") {
+        Some("v2beta1")
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_resource_paths() {
+        let p = ResourcePath::parse("/api/v1/namespaces/a/secrets/s").unwrap();
+        assert_eq!((p.namespace.as_deref(), p.plural.as_str(), p.name.as_deref()), (Some("a"), "secrets", Some("s")));
+        let ns = ResourcePath::parse("/api/v1/namespaces/a").unwrap();
+        assert_eq!((ns.plural.as_str(), ns.name.as_deref(), ns.namespace), ("namespaces", Some("a"), None));
+        let st = ResourcePath::parse("/api/v1/namespaces/a/status").unwrap();
+        assert_eq!(st.subresource.as_deref(), Some("status"));
+        let cr = ResourcePath::parse("/apis/g.dev/v1/namespaces/n/things/x/status").unwrap();
+        assert_eq!((cr.group.as_str(), cr.subresource.as_deref()), ("g.dev", Some("status")));
+        assert_eq!(ResourcePath::parse("/apis/g.dev/v1/things").unwrap().namespace, None);
+        assert!(ResourcePath::parse("/apis/g.dev").is_none());
+    }
+
+    #[test]
+    fn negotiates_tables_and_discovery() {
+        assert_eq!(
+            representation("application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"),
+            Representation::Table
+        );
+        assert_eq!(representation("application/json"), Representation::Plain);
+        assert_eq!(
+            aggregated_discovery("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"),
+            Some("v2")
+        );
+        assert_eq!(
+            aggregated_discovery("application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json"),
+            Some("v2beta1")
+        );
+        assert_eq!(aggregated_discovery("application/json"), None);
+    }
+}

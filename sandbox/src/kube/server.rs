@@ -1,0 +1,544 @@
+//! The HTTP edge: routes every request (discovery, OpenAPI, resources, watches, the
+//! `/_sandbox/` admin API), negotiates representations and renders results and errors.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde_json::{Value, json};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+
+use super::api_error::{ApiError, GroupKind};
+use super::crd::table;
+use super::faults::{Fault, Faults};
+use super::field_error::FieldError;
+use super::request::{self, Query, Representation, ResourcePath};
+use super::resources::{Registry, ResourceType};
+use super::rest::{self, Cluster, Outcome, PatchRequest, PatchType, Selectors, WriteOptions};
+use super::store::Store;
+use super::watch::{self, Start, TableMode, WatchRequest};
+use super::{authz, discovery, openapi_docs, protobuf};
+
+/// Tunables of the emulator (tests shorten the bookmark interval).
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// How often watches with `allowWatchBookmarks=true` get a BOOKMARK.
+    pub bookmark_interval: Duration,
+    /// How many events the watch history keeps; older resourceVersions get 410.
+    pub history_limit: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        // kube-apiserver sends bookmarks about once a minute; a shorter period keeps tests
+        // and the demo responsive without changing what clients see.
+        Self { bookmark_interval: Duration::from_secs(5), history_limit: 10_000 }
+    }
+}
+
+pub struct Shared {
+    cluster: Mutex<Cluster>,
+    pub watch_cancel: Mutex<CancellationToken>,
+    faults: Faults,
+    pub options: Options,
+    addr: SocketAddr,
+}
+
+impl Shared {
+    pub fn new(addr: SocketAddr, options: Options) -> Self {
+        let mut cluster = Cluster { store: Store::new(options.history_limit), registry: Registry::default() };
+        seed_namespaces(&mut cluster);
+        Self { cluster: Mutex::new(cluster), watch_cancel: Mutex::new(CancellationToken::new()), faults: Faults::default(), options, addr }
+    }
+
+    /// The cluster state. A panic while holding the lock leaves consistent data behind (each
+    /// write is one store call), so a poisoned lock is recovered rather than propagated.
+    pub fn lock(&self) -> MutexGuard<'_, Cluster> {
+        self.cluster.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The namespaces every cluster starts with.
+fn seed_namespaces(c: &mut Cluster) {
+    let ns_type = c.registry.namespace_type();
+    let opts = WriteOptions { dry_run: false, field_manager: "kube-apiserver".into(), field_validation: Default::default() };
+    for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+        if let Err(e) = rest::create(c, &ns_type, None, obj, &opts) {
+            tracing::error!(error = %e, "seeding namespace {name}");
+        }
+    }
+}
+
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new().fallback(handle).with_state(shared)
+}
+
+const JSON: &str = "application/json";
+const TABLE_CONTENT_TYPE: &str = "application/json;as=Table;v=v1;g=meta.k8s.io";
+const MAX_BODY: usize = 16 * 1024 * 1024;
+
+fn json_response(code: u16, body: &Value, content_type: &str) -> Response {
+    let mut resp = Response::new(Body::from(body.to_string()));
+    *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_str(content_type).unwrap_or(HeaderValue::from_static(JSON)));
+    resp
+}
+
+fn error_response(e: &ApiError) -> Response {
+    json_response(e.code(), &e.status(), JSON)
+}
+
+async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_string();
+    let method = parts.method.clone();
+    tracing::debug!(%method, %path, query = parts.uri.query().unwrap_or(""), "request");
+    if let Some(admin) = path.strip_prefix("/_sandbox/") {
+        let body = axum::body::to_bytes(body, MAX_BODY).await.unwrap_or_default();
+        return admin_api(&shared, &method, admin, &body);
+    }
+    if let Some(fault) = shared.faults.take(method.as_str(), &path) {
+        if let Some(ms) = fault.latency_ms {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        if let Some(code) = fault.status {
+            let mut resp = error_response(&ApiError::Injected(code));
+            if let Some(ra) = fault.retry_after_header().and_then(|v| HeaderValue::from_str(&v).ok()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, ra);
+            }
+            return resp;
+        }
+    }
+    let body = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => return error_response(&ApiError::BadRequest("request body too large or unreadable".into())),
+    };
+    let ctx = Ctx { query: Query::parse(parts.uri.query()), headers: parts.headers, method, path, body };
+    match dispatch(&shared, &ctx) {
+        Ok(resp) => resp,
+        Err(e) => error_response(&e),
+    }
+}
+
+struct Ctx {
+    method: Method,
+    path: String,
+    query: Query,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Ctx {
+    fn header(&self, name: header::HeaderName) -> &str {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+    }
+
+    fn bearer_token(&self) -> Option<&str> {
+        self.header(header::AUTHORIZATION).strip_prefix("Bearer ").map(str::trim)
+    }
+
+    /// The field manager of a write: `?fieldManager=`, else the user agent's product name,
+    /// as kube-apiserver derives it (`prefixFromUserAgent`).
+    fn write_options(&self, apply: bool) -> Result<WriteOptions, ApiError> {
+        let explicit = self.query.get("fieldManager").unwrap_or("").to_string();
+        if explicit.len() > 128 {
+            return Err(ApiError::invalid(
+                GroupKind { group: "meta.k8s.io".into(), kind: "PatchOptions".into() },
+                "",
+                vec![FieldError::too_long("fieldManager", 128)],
+            ));
+        }
+        let field_manager = if explicit.is_empty() && !apply {
+            let ua = self.header(header::USER_AGENT);
+            let prefix = ua.split('/').next().unwrap_or("").chars().take(128).collect::<String>();
+            if prefix.is_empty() { "unknown".to_string() } else { prefix }
+        } else {
+            explicit
+        };
+        Ok(WriteOptions { dry_run: self.query.dry_run()?, field_manager, field_validation: self.query.field_validation()? })
+    }
+
+    fn json_body(&self) -> Result<Value, ApiError> {
+        let content_type = self.header(header::CONTENT_TYPE);
+        if content_type.starts_with("application/vnd.kubernetes.protobuf") {
+            return protobuf::decode(&self.body).map_err(|e| match e {
+                protobuf::ProtoError::Unsupported(_) => ApiError::UnsupportedMediaType(e.to_string()),
+                _ => ApiError::BadRequest(e.to_string()),
+            });
+        }
+        let yaml = content_type.starts_with("application/yaml");
+        if yaml {
+            return serde_yaml::from_slice(&self.body).map_err(|e| ApiError::BadRequest(format!("error decoding YAML: {e}")));
+        }
+        serde_json::from_slice(&self.body).map_err(|e| ApiError::BadRequest(format!("couldn't get version/kind; json parse error: {e}")))
+    }
+}
+
+fn dispatch(shared: &Arc<Shared>, ctx: &Ctx) -> Result<Response, ApiError> {
+    let accept = ctx.header(header::ACCEPT).to_string();
+    let segs: Vec<&str> = ctx.path.trim_matches('/').split('/').collect();
+    let get = ctx.method == Method::GET;
+    match segs.as_slice() {
+        ["version"] if get => return Ok(json_response(200, &version(), JSON)),
+        ["healthz" | "readyz" | "livez"] if get => {
+            return Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "ok").into_response());
+        }
+        ["api"] if get => {
+            let c = shared.lock();
+            return Ok(match request::aggregated_discovery(&accept) {
+                Some(v) => json_response(200, &discovery::aggregated(&c.registry, true, v), &discovery::aggregated_content_type(v)),
+                None => json_response(200, &discovery::api_versions(&shared.addr.to_string()), JSON),
+            });
+        }
+        ["apis"] if get => {
+            let c = shared.lock();
+            return Ok(match request::aggregated_discovery(&accept) {
+                Some(v) => json_response(200, &discovery::aggregated(&c.registry, false, v), &discovery::aggregated_content_type(v)),
+                None => json_response(200, &discovery::group_list(&c.registry), JSON),
+            });
+        }
+        ["apis", g] if get => {
+            let c = shared.lock();
+            return discovery::group(&c.registry, g).map(|d| json_response(200, &d, JSON)).ok_or(ApiError::NoSuchPath);
+        }
+        ["api", v] if get => {
+            let c = shared.lock();
+            return discovery::resource_list(&c.registry, "", v).map(|d| json_response(200, &d, JSON)).ok_or(ApiError::NoSuchPath);
+        }
+        ["apis", g, v] if get => {
+            let c = shared.lock();
+            return discovery::resource_list(&c.registry, g, v).map(|d| json_response(200, &d, JSON)).ok_or(ApiError::NoSuchPath);
+        }
+        ["openapi", "v3"] if get => {
+            let c = shared.lock();
+            return Ok(json_response(200, &openapi_docs::index(&c.registry), JSON));
+        }
+        ["openapi", "v3", ..] if get => return openapi_document(shared, ctx),
+        _ => {}
+    }
+    let Some(rp) = ResourcePath::parse(&ctx.path) else { return Err(ApiError::NoSuchPath) };
+    let rt = {
+        let c = shared.lock();
+        c.registry.find(&rp.group, &rp.version, &rp.plural).ok_or(ApiError::NoSuchPath)?
+    };
+    if rp.namespace.is_some() && !rt.namespaced {
+        return Err(ApiError::NoSuchPath);
+    }
+    match rp.subresource.as_deref() {
+        None => {}
+        Some("status") if rt.status_subresource => {}
+        Some(_) => return Err(ApiError::NoSuchPath),
+    }
+    authz::authorize(ctx.bearer_token(), &authz::Attributes { verb: verb(ctx, &rp), resource: &rt, namespace: rp.namespace.as_deref() })?;
+    resource(shared, ctx, &rt, &rp, &accept)
+}
+
+/// The Kubernetes verb of a request (RBAC vocabulary).
+fn verb(ctx: &Ctx, rp: &ResourcePath) -> &'static str {
+    match (&ctx.method, rp.name.is_some()) {
+        (&Method::GET, true) => "get",
+        (&Method::GET, false) if ctx.query.flag("watch") => "watch",
+        (&Method::GET, false) => "list",
+        (&Method::POST, _) => "create",
+        (&Method::PUT, _) => "update",
+        (&Method::PATCH, _) => "patch",
+        (&Method::DELETE, true) => "delete",
+        (&Method::DELETE, false) => "deletecollection",
+        _ => "unknown",
+    }
+}
+
+fn version() -> Value {
+    json!({
+        "major": "1",
+        "minor": "33",
+        "gitVersion": "v1.33.1",
+        "gitCommit": "8adc0f041b8e7ad1d30e29cc59c6ae7a15e19828",
+        "gitTreeState": "clean",
+        "buildDate": "2025-05-15T08:19:08Z",
+        "goVersion": "go1.24.2",
+        "compiler": "gc",
+        "platform": "linux/amd64",
+        "emulationMajor": "1",
+        "emulationMinor": "33",
+        "minCompatibilityMajor": "1",
+        "minCompatibilityMinor": "32"
+    })
+}
+
+fn outcome_response(o: Outcome) -> Response {
+    let mut resp = json_response(o.code, &o.body, JSON);
+    for w in o.warnings {
+        // RFC 7234 warning with code 299 and agent "-", as kube-apiserver sends them.
+        let text = format!("299 - {:?}", w);
+        if let Ok(v) = HeaderValue::from_str(&text) {
+            resp.headers_mut().append(header::WARNING, v);
+        }
+    }
+    resp
+}
+
+fn resource(shared: &Arc<Shared>, ctx: &Ctx, rt: &Arc<ResourceType>, rp: &ResourcePath, accept: &str) -> Result<Response, ApiError> {
+    let repr = request::representation(accept);
+    let ns = rp.namespace.as_deref();
+    match (&ctx.method, &rp.name) {
+        (&Method::GET, Some(_)) => {
+            let obj = rest::get(&shared.lock(), rt, rp)?;
+            render_read(rt, repr, &ctx.query, vec![obj], None, true)
+        }
+        (&Method::GET, None) if ctx.query.flag("watch") => start_watch(shared, ctx, rt, ns, repr),
+        (&Method::GET, None) => {
+            check_list_options(&ctx.query)?;
+            let page = {
+                // Listing in a missing namespace is an empty list, like kube-apiserver.
+                rest::list(&shared.lock(), rt, ns, &ctx.query)?
+            };
+            match repr {
+                Representation::Plain => Ok(json_response(200, &rest::list_body(rt, page), JSON)),
+                _ => {
+                    let meta = (page.resource_version.clone(), page.continue_token.clone());
+                    render_read(rt, repr, &ctx.query, page.items, Some(meta), false)
+                }
+            }
+        }
+        (&Method::POST, None) => {
+            let opts = ctx.write_options(false)?;
+            let body = ctx.json_body()?;
+            let out = rest::create(&mut shared.lock(), rt, ns, body, &opts)?;
+            Ok(outcome_response(out))
+        }
+        (&Method::PUT, Some(_)) => {
+            let opts = ctx.write_options(false)?;
+            let body = ctx.json_body()?;
+            let out = rest::update(&mut shared.lock(), rt, rp, body, &opts)?;
+            Ok(outcome_response(out))
+        }
+        (&Method::PATCH, Some(_)) => {
+            let patch_type = PatchType::from_content_type(ctx.header(header::CONTENT_TYPE), rt.is_custom())?;
+            let opts = ctx.write_options(patch_type == PatchType::Apply)?;
+            let force = ctx.query.flag("force");
+            // apimachinery ValidatePatchOptions, checked before the object is looked up: 422.
+            let patch_options_invalid = |e: FieldError| {
+                ApiError::invalid(GroupKind { group: "meta.k8s.io".into(), kind: "PatchOptions".into() }, "", vec![e])
+            };
+            if ctx.query.get("force").is_some() && patch_type != PatchType::Apply {
+                return Err(patch_options_invalid(FieldError::forbidden("force", "may not be specified for non-apply patch")));
+            }
+            if patch_type == PatchType::Apply && opts.field_manager.is_empty() {
+                return Err(patch_options_invalid(FieldError::required("fieldManager", "is required for apply patch")));
+            }
+            let req = PatchRequest { patch_type, body: &ctx.body, force };
+            let out = rest::patch(&mut shared.lock(), rt, rp, req, &opts)?;
+            Ok(outcome_response(out))
+        }
+        (&Method::DELETE, Some(_)) => {
+            let mut opts = if ctx.body.iter().all(u8::is_ascii_whitespace) { json!({}) } else { ctx.json_body()? };
+            if let Some(p) = ctx.query.get("propagationPolicy") {
+                opts["propagationPolicy"] = json!(p);
+            }
+            let dry_run = ctx.query.dry_run()? || opts["dryRun"].as_array().is_some_and(|a| a.iter().any(|v| v == "All"));
+            let out = rest::delete(&mut shared.lock(), rt, rp, &opts, dry_run)?;
+            Ok(outcome_response(out))
+        }
+        (&Method::DELETE, None) => {
+            let dry_run = ctx.query.dry_run()?;
+            let list = rest::delete_collection(&mut shared.lock(), rt, ns, &ctx.query, dry_run)?;
+            Ok(json_response(200, &list, JSON))
+        }
+        _ => Err(ApiError::MethodNotAllowed),
+    }
+}
+
+fn list_options_invalid(causes: Vec<FieldError>) -> ApiError {
+    ApiError::invalid(GroupKind { group: "meta.k8s.io".into(), kind: "ListOptions".into() }, "", causes)
+}
+
+/// apimachinery `ValidateListOptions` for plain lists.
+fn check_list_options(q: &Query) -> Result<(), ApiError> {
+    if q.get("sendInitialEvents").is_some() {
+        return Err(list_options_invalid(vec![FieldError::forbidden("sendInitialEvents", "sendInitialEvents is forbidden for list")]));
+    }
+    match q.get("resourceVersionMatch") {
+        None | Some("") | Some("NotOlderThan") | Some("Exact") => Ok(()),
+        Some(other) => Err(list_options_invalid(vec![FieldError::not_supported(
+            "resourceVersionMatch",
+            &json!(other),
+            &[json!("Exact"), json!("NotOlderThan"), json!("")],
+        )])),
+    }
+}
+
+/// A read answered as the plain object, a Table or PartialObjectMetadata.
+fn render_read(rt: &ResourceType, repr: Representation, q: &Query, items: Vec<Value>, list_meta: Option<(String, Option<String>)>, single: bool) -> Result<Response, ApiError> {
+    match repr {
+        Representation::Plain => Ok(json_response(200, &items.into_iter().next().unwrap_or(Value::Null), JSON)),
+        Representation::Table => {
+            let crd = rt.custom.as_ref().map(|c| &c.crd);
+            let columns = table::columns_for(crd, &rt.version, &rt.kind);
+            let mut t = table::render(&columns, &items, q.include_object()?, chrono::Utc::now());
+            match list_meta {
+                Some((rv, cont)) => {
+                    t["metadata"]["resourceVersion"] = json!(rv);
+                    if let Some(c) = cont {
+                        t["metadata"]["continue"] = json!(c);
+                    }
+                }
+                None if single => {
+                    t["metadata"]["resourceVersion"] = items.first().map(|o| o["metadata"]["resourceVersion"].clone()).unwrap_or(Value::Null);
+                }
+                None => {}
+            }
+            Ok(json_response(200, &t, TABLE_CONTENT_TYPE))
+        }
+        Representation::PartialMetadata => {
+            let partial = |o: &Value| json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"]});
+            if single {
+                let obj = items.first().map(partial).unwrap_or(Value::Null);
+                return Ok(json_response(200, &obj, "application/json;as=PartialObjectMetadata;v=v1;g=meta.k8s.io"));
+            }
+            let (rv, cont) = list_meta.unwrap_or_default();
+            let mut meta = json!({"resourceVersion": rv});
+            if let Some(c) = cont {
+                meta["continue"] = json!(c);
+            }
+            let list = json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "items": items.iter().map(partial).collect::<Vec<_>>()});
+            Ok(json_response(200, &list, "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io"))
+        }
+    }
+}
+
+fn start_watch(shared: &Arc<Shared>, ctx: &Ctx, rt: &Arc<ResourceType>, ns: Option<&str>, repr: Representation) -> Result<Response, ApiError> {
+    let q = &ctx.query;
+    let send_initial = match q.get("sendInitialEvents") {
+        None | Some("") => None,
+        Some("true") => Some(true),
+        Some("false") => Some(false),
+        Some(other) => return Err(ApiError::BadRequest(format!("invalid value for sendInitialEvents: {other:?}"))),
+    };
+    let rv_match = q.get("resourceVersionMatch").filter(|s| !s.is_empty());
+    let bookmarks = q.flag("allowWatchBookmarks");
+    // apimachinery ValidateListOptions for watches (the WatchList feature).
+    let mut causes = Vec::new();
+    match send_initial {
+        Some(_) => {
+            if rv_match != Some("NotOlderThan") {
+                causes.push(FieldError::forbidden("resourceVersionMatch", "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan"));
+            }
+            if send_initial == Some(true) && !bookmarks {
+                causes.push(FieldError::forbidden("allowWatchBookmarks", "sendInitialEvents requires setting allowWatchBookmarks to true"));
+            }
+        }
+        None if rv_match.is_some() => {
+            causes.push(FieldError::forbidden("resourceVersionMatch", "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided"));
+        }
+        None => {}
+    }
+    if !causes.is_empty() {
+        return Err(list_options_invalid(causes));
+    }
+    let rv = match q.get("resourceVersion").filter(|s| !s.is_empty() && *s != "0") {
+        None => None,
+        Some(s) => Some(s.parse::<u64>().map_err(|_| ApiError::BadRequest(format!("invalid resource version: {s:?}")))?),
+    };
+    let start = match (send_initial, rv) {
+        (Some(true), _) => Start::Initial { end_bookmark: true },
+        (_, Some(n)) => Start::After(n),
+        (Some(false), None) => Start::After(shared.lock().store.current_rv()),
+        (None, None) => Start::Initial { end_bookmark: false },
+    };
+    let timeout = Duration::from_secs(q.u64("timeoutSeconds")?.unwrap_or(1800));
+    let table = match repr {
+        Representation::Table => {
+            let crd = rt.custom.as_ref().map(|c| &c.crd);
+            Some(TableMode { columns: table::columns_for(crd, &rt.version, &rt.kind), include: q.include_object()? })
+        }
+        _ => None,
+    };
+    let w = WatchRequest {
+        rt: rt.clone(),
+        metadata_only: repr == Representation::PartialMetadata,
+        namespace: ns.map(str::to_string),
+        selectors: Selectors::parse(rt, q)?,
+        start,
+        bookmarks,
+        timeout,
+        table,
+    };
+    let rx = watch::start(shared.clone(), w);
+    let content_type = if repr == Representation::Table { TABLE_CONTENT_TYPE } else { JSON };
+    let mut resp = Response::new(Body::from_stream(ReceiverStream::new(rx)));
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+    Ok(resp)
+}
+
+fn openapi_document(shared: &Arc<Shared>, ctx: &Ctx) -> Result<Response, ApiError> {
+    let rest_path = ctx.path.trim_start_matches("/openapi/v3/");
+    let (g, v) = openapi_docs::parse_path(rest_path).ok_or(ApiError::NoSuchPath)?;
+    let doc = {
+        let c = shared.lock();
+        openapi_docs::document(&c.registry, &g, &v).ok_or(ApiError::NoSuchPath)?
+    };
+    let hash = openapi_docs::hash(&doc);
+    let etag = format!("\"{hash}\"");
+    if ctx.header(header::IF_NONE_MATCH) == etag {
+        let mut resp = StatusCode::NOT_MODIFIED.into_response();
+        resp.headers_mut().insert(header::ETAG, HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"\"")));
+        return Ok(resp);
+    }
+    let mut resp = json_response(200, &doc, JSON);
+    resp.headers_mut().insert(header::ETAG, HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"\"")));
+    // A request carrying the current hash may be cached forever (kube-openapi handler3).
+    let cache = if ctx.query.get("hash") == Some(hash.as_str()) { "public, immutable" } else { "no-cache, private" };
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    Ok(resp)
+}
+
+/// `/_sandbox/` admin API (never under a Kubernetes path).
+fn admin_api(shared: &Arc<Shared>, method: &Method, path: &str, body: &[u8]) -> Response {
+    let ok = |v: Value| json_response(200, &v, JSON);
+    let bad = |msg: String| json_response(400, &json!({"error": msg}), JSON);
+    match (method, path.trim_end_matches('/')) {
+        (&Method::POST, "watches/drop") => {
+            watch::drop_all(&shared.watch_cancel);
+            ok(json!({"dropped": true}))
+        }
+        (&Method::POST, "watches/expire") => {
+            let mut c = shared.lock();
+            c.store.compact();
+            ok(json!({"expiredBefore": c.store.current_rv().to_string()}))
+        }
+        (&Method::GET, "faults") => ok(shared.faults.snapshot()),
+        (&Method::DELETE, "faults") => {
+            shared.faults.clear();
+            ok(json!({}))
+        }
+        (&Method::PUT, "faults") => {
+            let parsed: Result<Vec<Fault>, String> = match serde_json::from_slice::<Value>(body) {
+                Ok(Value::Array(items)) => items.into_iter().map(|i| serde_json::from_value(i).map_err(|e| e.to_string())).collect(),
+                Ok(one) => serde_json::from_value(one).map(|f| vec![f]).map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            let faults = match parsed {
+                Ok(f) => f,
+                Err(e) => return bad(e),
+            };
+            if let Some(e) = faults.iter().find_map(|f| f.validate().err()) {
+                return bad(e.to_string());
+            }
+            for f in faults {
+                shared.faults.push(f);
+            }
+            ok(shared.faults.snapshot())
+        }
+        _ => json_response(404, &json!({"error": format!("no admin endpoint {method} /_sandbox/{path}")}), JSON),
+    }
+}
