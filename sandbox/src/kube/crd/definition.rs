@@ -286,15 +286,16 @@ fn validate_printer_columns(v: &Value, path: &str, errs: &mut Vec<FieldError>) {
     let Some(cols) = v["additionalPrinterColumns"].as_array() else {
         return;
     };
-    const TYPES: &[&str] = &["integer", "number", "string", "boolean", "date"];
+    // Sorted, as `sets.String.List()` lists them in the server's message.
+    const TYPES: &[&str] = &["boolean", "date", "integer", "number", "string"];
     const FORMATS: &[&str] = &[
-        "int32",
-        "int64",
-        "float",
-        "double",
         "byte",
         "date",
         "date-time",
+        "double",
+        "float",
+        "int32",
+        "int64",
         "password",
     ];
     for (i, c) in cols.iter().enumerate() {
@@ -323,8 +324,14 @@ fn validate_printer_columns(v: &Value, path: &str, errs: &mut Vec<FieldError>) {
                 &FORMATS.iter().map(|t| json!(t)).collect::<Vec<_>>(),
             ));
         }
-        if c["jsonPath"].as_str().unwrap_or("").is_empty() {
-            errs.push(FieldError::required(format!("{cp}.jsonPath"), ""));
+        match c["jsonPath"].as_str().unwrap_or("") {
+            "" => errs.push(FieldError::required(format!("{cp}.jsonPath"), "")),
+            p if !p.starts_with('.') => errs.push(FieldError::invalid(
+                format!("{cp}.jsonPath"),
+                &json!(p),
+                "must be a simple json path starting with .",
+            )),
+            _ => {}
         }
     }
 }
@@ -728,7 +735,7 @@ mod tests {
         assert_eq!(
             errors(&c, None),
             vec![
-                r#"spec.versions[0].additionalPrinterColumns[0].type: Unsupported value: "list": supported values: "integer", "number", "string", "boolean", "date""#,
+                r#"spec.versions[0].additionalPrinterColumns[0].type: Unsupported value: "list": supported values: "boolean", "date", "integer", "number", "string""#,
                 "spec.versions[0].additionalPrinterColumns[0].jsonPath: Required value",
             ]
         );
