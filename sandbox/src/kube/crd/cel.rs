@@ -22,9 +22,9 @@ use crate::kube::field_error::FieldError;
 /// One compiled rule of a schema node.
 struct Rule {
     rule: String,
-    program: cel::Program,
+    program: Program,
     message: Option<String>,
-    message_program: Option<cel::Program>,
+    message_program: Option<Program>,
     reason: Option<String>,
     field_path: Option<String>,
     optional_old_self: bool,
@@ -49,7 +49,75 @@ impl Node {
     }
 }
 
-/// Compiled rules of a whole `openAPIV3Schema`. Shared because `cel::Program` is not `Clone`.
+/// A parsed CEL expression. Parsed with optional syntax (`self.?field`, `.orValue()`)
+/// enabled, which Kubernetes' CEL environment has allowed since 1.29; `cel::Program`'s own
+/// constructor does not enable it.
+struct Program(cel::parser::Expression);
+
+impl Program {
+    fn compile(source: &str) -> Result<Self, cel::ParseErrors> {
+        cel::parser::Parser::new()
+            .enable_optional_syntax(true)
+            .parse(&optional_select_as_index(source))
+            .map(Program)
+    }
+
+    fn execute(&self, ctx: &cel::Context<'_>) -> cel::ResolveResult {
+        cel::Value::resolve(&self.0, ctx)
+    }
+
+    fn references(&self) -> cel::parser::ExpressionReferences<'_> {
+        self.0.references()
+    }
+}
+
+/// Rewrite `x.?field` as the equivalent `x[?'field']`: the `cel` crate (0.13) evaluates an
+/// optional select on a map without the key as an error instead of `optional.none()`,
+/// while its optional index behaves as CEL specifies. String literals are left alone.
+fn optional_select_as_index(source: &str) -> String {
+    let chars: Vec<char> = source.chars().collect();
+    let mut out = String::with_capacity(source.len());
+    let mut quote: Option<char> = None;
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        match quote {
+            Some(q) => {
+                out.push(c);
+                if c == '\\' && i + 1 < chars.len() {
+                    out.push(chars[i + 1]);
+                    i += 1;
+                } else if c == q {
+                    quote = None;
+                }
+            }
+            None if c == '\'' || c == '"' => {
+                quote = Some(c);
+                out.push(c);
+            }
+            None if c == '.' && chars.get(i + 1) == Some(&'?') => {
+                let start = i + 2;
+                let mut end = start;
+                while end < chars.len() && (chars[end].is_ascii_alphanumeric() || chars[end] == '_')
+                {
+                    end += 1;
+                }
+                if end > start {
+                    let field: String = chars[start..end].iter().collect();
+                    out.push_str(&format!("[?'{field}']"));
+                    i = end;
+                    continue;
+                }
+                out.push(c);
+            }
+            None => out.push(c),
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Compiled rules of a whole `openAPIV3Schema`. Shared because parsed expressions are not `Clone`.
 #[derive(Clone, Default)]
 pub(super) struct Rules(Arc<Node>);
 
@@ -151,7 +219,7 @@ fn rule_go_repr(raw: &Value) -> String {
 }
 
 /// Variables a CRD rule may reference (comprehension variables aside).
-fn check_references(program: &cel::Program, allowed_extra: &[String]) -> Option<String> {
+fn check_references(program: &Program, allowed_extra: &[String]) -> Option<String> {
     let refs = program.references();
     refs.variables()
         .into_iter()
@@ -216,7 +284,7 @@ fn compile_rule(
             &allowed,
         ));
     }
-    let program = match cel::Program::compile(text) {
+    let program = match Program::compile(text) {
         Ok(p) => p,
         Err(e) => {
             errs.push(FieldError::invalid(
@@ -259,7 +327,7 @@ fn compile_rule(
         return None;
     }
     let message_program = match raw.get("messageExpression").and_then(Value::as_str) {
-        Some(expr) => match cel::Program::compile(expr) {
+        Some(expr) => match Program::compile(expr) {
             Ok(p) => Some(p),
             Err(e) => {
                 errs.push(FieldError::invalid(
@@ -853,6 +921,34 @@ mod tests {
             errs[3]
                 .message
                 .contains("oldSelf cannot be used on the uncorrelatable portion of the schema")
+        );
+    }
+
+    #[test]
+    fn optional_select_rewrite_skips_strings() {
+        assert_eq!(
+            optional_select_as_index("self.?a.orValue('x.?y')"),
+            "self[?'a'].orValue('x.?y')"
+        );
+        assert_eq!(
+            optional_select_as_index("self.?a.?b_1.hasValue()"),
+            "self[?'a'][?'b_1'].hasValue()"
+        );
+    }
+
+    #[test]
+    fn optional_field_syntax_is_supported() {
+        let s = with_spec(json!({"type": "object", "x-kubernetes-validations": [
+            {"rule": "self.?limit.orValue(10) <= 100", "message": "limit too high"}
+        ], "properties": {"limit": {"type": "integer"}}}));
+        assert_eq!(run(&s, &json!({"spec": {}}), None), Vec::<String>::new());
+        assert_eq!(
+            run(&s, &json!({"spec": {"limit": 5}}), None),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            run(&s, &json!({"spec": {"limit": 500}}), None),
+            vec![r#"spec: Invalid value: "object": limit too high"#]
         );
     }
 
