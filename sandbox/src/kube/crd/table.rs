@@ -6,8 +6,8 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-pub use super::builtin_columns::Computed;
 use super::builtin_columns;
+pub use super::builtin_columns::Computed;
 use super::jsonpath;
 
 #[derive(Clone, Debug)]
