@@ -4,6 +4,7 @@
 
 use serde_json::{Map, Value};
 
+use super::builtin;
 use super::fieldset::{FieldSet, path_string};
 use super::managed_fields::{self, Entry};
 use super::schema::Node;
@@ -119,9 +120,11 @@ pub fn record_update(
     if old.is_some() && entries.is_empty() {
         return;
     }
-    let old_value = old
-        .map(without_managed_fields)
-        .unwrap_or_else(|| Value::Object(Map::new()));
+    let old_value = match (old, schema) {
+        (Some(o), _) => without_managed_fields(o),
+        (None, None) => builtin::zero_object(text(new, "kind")),
+        (None, Some(_)) => Value::Object(Map::new()),
+    };
     let node = Node::root(schema, text(new, "kind"));
     update_entries(
         &mut entries,
@@ -183,9 +186,13 @@ pub fn server_side_apply(
     let mut entries = original_entries.clone();
     if live.is_some() && entries.is_empty() {
         // Whoever wrote the object before it was tracked owns what is there now.
+        let zero = match schema {
+            Some(_) => Value::Object(Map::new()),
+            None => builtin::zero_object(kind),
+        };
         update_entries(
             &mut entries,
-            &Value::Object(Map::new()),
+            &zero,
             &live_value,
             &node,
             BEFORE_FIRST_APPLY,
@@ -816,6 +823,28 @@ mod tests {
         assert!(
             out["metadata"].get("labels").is_none(),
             "the label the applier stopped applying goes"
+        );
+    }
+
+    #[test]
+    fn builtin_creates_do_not_own_zero_structs() {
+        let mut dep = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d", "labels": {"app": "d"}},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "d"}},
+                     "template": {"metadata": {"labels": {"app": "d"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}});
+        record_update(None, &mut dep, "kubectl-create", None, None, T1);
+        assert_eq!(
+            entries(&dep)[0]["fieldsV1"],
+            json!({
+                "f:metadata": {"f:labels": {".": {}, "f:app": {}}},
+                "f:spec": {
+                    "f:replicas": {},
+                    "f:selector": {},
+                    "f:template": {
+                        "f:metadata": {"f:labels": {".": {}, "f:app": {}}},
+                        "f:spec": {"f:containers": {"k:{\"name\":\"c\"}": {".": {}, "f:image": {}, "f:name": {}}}}
+                    }
+                }
+            })
         );
     }
 
