@@ -560,7 +560,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             format!(
-                "Apply failed with 2 conflicts: conflicts with \"kubectl-create\" using example.io/v1 at {T1}:\n- .spec.x\nconflicts with \"kubectl-patch\" using example.io/v1 at {T2}:\n- .spec.replicas"
+                "Apply failed with 2 conflicts: conflicts with \"kubectl-create\" using example.io/v1:\n- .spec.x\nconflicts with \"kubectl-patch\" using example.io/v1:\n- .spec.replicas"
             )
         );
         // Applying the values already there conflicts with nobody.

@@ -87,7 +87,7 @@ pub struct Conflict {
     /// The field path as kube-apiserver prints it, e.g. `.spec.replicas`,
     /// `.status.conditions[type="Ready"].status`.
     pub field: String,
-    /// The Status cause message, e.g. `conflict with "kubectl-patch" using v1 at <time>`.
+    /// The Status cause message, e.g. `conflict with "kubectl-client-side-apply" using apps/v1`.
     pub cause: String,
 }
 
