@@ -15,6 +15,49 @@ use super::{Conflict, Operation, PatchError};
 /// first applied to (kube-apiserver's `before-first-apply`).
 const BEFORE_FIRST_APPLY: &str = "before-first-apply";
 
+/// Beyond this many `Update` entries, the oldest are merged into `ancient-changes`
+/// (kube-apiserver's `DefaultMaxUpdateManagers`, `capManagersManager`).
+const MAX_UPDATE_MANAGERS: usize = 10;
+const ANCIENT_CHANGES: &str = "ancient-changes";
+
+/// Merges the oldest `Update` entries into a per-apiVersion `ancient-changes` entry until at
+/// most `MAX_UPDATE_MANAGERS` remain; the bucket takes the time of the newest merged entry.
+fn cap_update_managers(entries: &mut Vec<Entry>) {
+    let updaters = |entries: &[Entry]| {
+        entries
+            .iter()
+            .filter(|e| e.operation == Operation::Update)
+            .count()
+    };
+    while updaters(entries) > MAX_UPDATE_MANAGERS {
+        let oldest = entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.operation == Operation::Update && e.manager != ANCIENT_CHANGES)
+            .min_by(|(_, a), (_, b)| a.time.cmp(&b.time).then_with(|| a.manager.cmp(&b.manager)))
+            .map(|(i, _)| i);
+        let Some(i) = oldest else { return };
+        let merged = entries.remove(i);
+        match entries.iter_mut().find(|e| {
+            e.is(
+                ANCIENT_CHANGES,
+                Operation::Update,
+                &merged.api_version,
+                merged.subresource.as_deref(),
+            )
+        }) {
+            Some(bucket) => {
+                bucket.set = bucket.set.union(&merged.set);
+                bucket.time = merged.time;
+            }
+            None => entries.push(Entry {
+                manager: ANCIENT_CHANGES.to_owned(),
+                ..merged
+            }),
+        }
+    }
+}
+
 fn text<'v>(obj: &'v Value, field: &str) -> &'v str {
     obj.get(field).and_then(Value::as_str).unwrap_or_default()
 }
@@ -135,6 +178,7 @@ pub fn record_update(
         subresource,
         now,
     );
+    cap_update_managers(&mut entries);
     managed_fields::encode_into(new, entries);
 }
 
@@ -845,6 +889,48 @@ mod tests {
                     }
                 }
             })
+        );
+    }
+
+    #[test]
+    fn more_than_ten_updaters_fold_into_ancient_changes() {
+        let s = schema();
+        let mut live = obj(json!({}));
+        record_update(
+            None,
+            &mut live,
+            "creator",
+            None,
+            Some(&s),
+            "2026-11-22T00:00:00Z",
+        );
+        for i in 0..11 {
+            let mut next = live.clone();
+            next["spec"][format!("f{i}")] = json!(i);
+            record_update(
+                Some(&live),
+                &mut next,
+                &format!("m{i:02}"),
+                None,
+                Some(&s),
+                &format!("2026-11-22T00:00:{:02}Z", i + 1),
+            );
+            live = next;
+        }
+        let es = entries(&live);
+        let managers: Vec<&str> = es.iter().map(|e| e["manager"].as_str().unwrap()).collect();
+        assert_eq!(es.len(), 10, "{managers:?}");
+        // The bucket counts as an updater: "creator", "m00" and "m01" were folded into it.
+        let bucket = es.iter().find(|e| e["manager"] == ANCIENT_CHANGES).unwrap();
+        assert_eq!(
+            bucket["fieldsV1"],
+            json!({"f:spec": {".": {}, "f:f0": {}, "f:f1": {}}})
+        );
+        assert_eq!(bucket["time"], "2026-11-22T00:00:02Z");
+        assert!(
+            !managers
+                .iter()
+                .any(|m| ["creator", "m00", "m01"].contains(m))
         );
     }
 

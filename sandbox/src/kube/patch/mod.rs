@@ -33,13 +33,19 @@
 //! - `before-first-apply`: applying to an object without managed fields first gives its
 //!   current fields to that manager; updates to such an object stay untracked;
 //! - managed fields sent with an update replace the stored ones; `[]` or `[{}]` clears them;
-//!   an applied configuration must not carry them.
+//!   an applied configuration must not carry them;
+//! - more than 10 `Update` entries: the oldest fold into `ancient-changes`;
+//! - a create of a built-in kind is compared with the kind's zero value (`builtin.rs`), so
+//!   `f:spec` carries no `"."` where kube-apiserver's doesn't.
 //!
 //! Not emulated: version conversion of field sets (every apiVersion of a kind is treated as
-//! the same schema), the cap of 10 `Update` entries (`ancient-changes`), unions/discriminators,
-//! `x-kubernetes-embedded-resource` metadata typing, the `last-applied-configuration`
-//! annotation upgrade path of kubectl, and validation of the applied configuration against
-//! the schema (the store's CRD engine validates the result).
+//! the same schema), unions/discriminators, `x-kubernetes-embedded-resource` metadata
+//! typing, kube-apiserver's server-side handling of kubectl's
+//! `last-applied-configuration` annotation (`lastAppliedManager`/`lastAppliedUpdater`;
+//! kubectl's own client-side upgrade of managed fields works, it is a JSON patch), and
+//! validation of the applied configuration against the schema (the store's CRD engine
+//! validates the result). Like structured-merge-diff, nobody owns an empty list or map in an
+//! applied configuration, and nulls are merged as nulls (the CRD engine prunes them).
 
 mod apply;
 mod builtin;
