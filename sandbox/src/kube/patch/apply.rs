@@ -290,6 +290,8 @@ pub fn server_side_apply(
     if merged != live_value {
         entries[own].time = Some(now.to_owned());
     }
+    // After the ownership bookkeeping, as kube-apiserver's outermost `lastAppliedUpdater`.
+    sync_last_applied(&mut merged, applied, manager);
     entries[own].set = managed_fields::strip_meta(&entries[own].set);
     entries.retain(|e| !e.set.is_empty());
 
@@ -307,6 +309,55 @@ pub fn server_side_apply(
     }
     managed_fields::encode_into(&mut out, entries);
     Ok(out)
+}
+
+/// kubectl's client-side apply annotation.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// A server-side apply by `kubectl` rewrites an existing client-side apply annotation to the
+/// applied configuration, so a later client-side apply diffs against what was last applied
+/// (`lastAppliedUpdater`; other managers opt out). The value is Go's `json.Marshal` of the
+/// configuration without the annotation: compact, object keys sorted.
+fn sync_last_applied(merged: &mut Value, applied: &Value, manager: &str) {
+    if manager != "kubectl" {
+        return;
+    }
+    let Some(annotations) = merged
+        .get_mut("metadata")
+        .and_then(|m| m.get_mut("annotations"))
+        .and_then(Value::as_object_mut)
+        .filter(|a| a.contains_key(LAST_APPLIED))
+    else {
+        return;
+    };
+    let mut config = applied.clone();
+    if let Some(own) = config
+        .get_mut("metadata")
+        .and_then(|m| m.get_mut("annotations"))
+        .and_then(Value::as_object_mut)
+    {
+        own.shift_remove(LAST_APPLIED);
+    }
+    annotations.insert(
+        LAST_APPLIED.into(),
+        Value::String(sorted_keys(&config).to_string()),
+    );
+}
+
+fn sorted_keys(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            Value::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), sorted_keys(&map[k])))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.iter().map(sorted_keys).collect()),
+        other => other.clone(),
+    }
 }
 
 /// Puts back `apiVersion`, `kind` and the system metadata if the prune took them: it can
@@ -931,6 +982,56 @@ mod tests {
             !managers
                 .iter()
                 .any(|m| ["creator", "m00", "m01"].contains(m))
+        );
+    }
+
+    #[test]
+    fn kubectl_server_side_apply_rewrites_the_client_side_annotation() {
+        let mut live = obj(json!({"x": "1"}));
+        live["metadata"]["annotations"] = json!({LAST_APPLIED: "{\"old\":true}", "other": "kept"});
+        record_update(
+            None,
+            &mut live,
+            "kubectl-client-side-apply",
+            None,
+            Some(&schema()),
+            T1,
+        );
+        let live = stored(live);
+        let cfg = obj(json!({"x": "1", "y": "2"}));
+        let out = server_side_apply(
+            Some(&live),
+            &cfg,
+            "kubectl",
+            None,
+            true,
+            Some(&schema()),
+            T2,
+        )
+        .unwrap();
+        assert_eq!(
+            out["metadata"]["annotations"][LAST_APPLIED],
+            r#"{"apiVersion":"example.io/v1","kind":"Widget","metadata":{"name":"w","namespace":"ns"},"spec":{"x":"1","y":"2"}}"#
+        );
+        assert_eq!(out["metadata"]["annotations"]["other"], "kept");
+        // Stable from then on: re-applying is a no-op.
+        let again = server_side_apply(
+            Some(&out),
+            &cfg,
+            "kubectl",
+            None,
+            false,
+            Some(&schema()),
+            T3,
+        )
+        .unwrap();
+        assert_eq!(again, out);
+        // Other managers leave it alone.
+        let other =
+            server_side_apply(Some(&live), &cfg, "helm", None, true, Some(&schema()), T2).unwrap();
+        assert_eq!(
+            other["metadata"]["annotations"][LAST_APPLIED],
+            "{\"old\":true}"
         );
     }
 
