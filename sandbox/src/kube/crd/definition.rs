@@ -92,6 +92,13 @@ pub fn validate_crd(crd: &Value, old: Option<&Value>) -> Result<(), Vec<FieldErr
         )),
         None => errs.push(FieldError::required("spec.scope", "")),
     }
+    if crd.pointer("/spec/preserveUnknownFields") == Some(&Value::Bool(true)) {
+        errs.push(FieldError::invalid(
+            "spec.preserveUnknownFields",
+            &json!(true),
+            "cannot set to true, set x-kubernetes-preserve-unknown-fields to true in spec.versions[*].schema instead",
+        ));
+    }
     validate_names(crd, &mut errs);
     validate_versions(crd, &mut errs);
 
@@ -279,15 +286,16 @@ fn validate_printer_columns(v: &Value, path: &str, errs: &mut Vec<FieldError>) {
     let Some(cols) = v["additionalPrinterColumns"].as_array() else {
         return;
     };
-    const TYPES: &[&str] = &["integer", "number", "string", "boolean", "date"];
+    // Sorted, as `sets.String.List()` lists them in the server's message.
+    const TYPES: &[&str] = &["boolean", "date", "integer", "number", "string"];
     const FORMATS: &[&str] = &[
-        "int32",
-        "int64",
-        "float",
-        "double",
         "byte",
         "date",
         "date-time",
+        "double",
+        "float",
+        "int32",
+        "int64",
         "password",
     ];
     for (i, c) in cols.iter().enumerate() {
@@ -316,15 +324,102 @@ fn validate_printer_columns(v: &Value, path: &str, errs: &mut Vec<FieldError>) {
                 &FORMATS.iter().map(|t| json!(t)).collect::<Vec<_>>(),
             ));
         }
-        if c["jsonPath"].as_str().unwrap_or("").is_empty() {
-            errs.push(FieldError::required(format!("{cp}.jsonPath"), ""));
+        match c["jsonPath"].as_str().unwrap_or("") {
+            "" => errs.push(FieldError::required(format!("{cp}.jsonPath"), "")),
+            p if !p.starts_with('.') => errs.push(FieldError::invalid(
+                format!("{cp}.jsonPath"),
+                &json!(p),
+                "must be a simple json path starting with .",
+            )),
+            _ => {}
         }
+    }
+}
+
+/// Inside allOf/anyOf/oneOf/not only value validations are allowed; everything that shapes
+/// the structure or the defaulting is refused (apiextensions `validateNestedValueValidation`).
+fn validate_nested_value_validation(s: &Value, path: &str, errs: &mut Vec<FieldError>) {
+    const FORBIDDEN: &[(&str, &str)] = &[
+        ("type", "must be empty to be structural"),
+        ("additionalProperties", "must be undefined to be structural"),
+        ("default", "must be undefined to be structural"),
+        ("title", "must be empty to be structural"),
+        ("description", "must be empty to be structural"),
+        ("nullable", "must be false to be structural"),
+        (
+            "x-kubernetes-preserve-unknown-fields",
+            "must be undefined to be structural",
+        ),
+        (
+            "x-kubernetes-embedded-resource",
+            "must be false to be structural",
+        ),
+        (
+            "x-kubernetes-int-or-string",
+            "must be false to be structural",
+        ),
+        (
+            "x-kubernetes-list-map-keys",
+            "must be empty to be structural",
+        ),
+        (
+            "x-kubernetes-list-type",
+            "must be undefined to be structural",
+        ),
+        (
+            "x-kubernetes-map-type",
+            "must be undefined to be structural",
+        ),
+        ("x-kubernetes-validations", "must be empty to be structural"),
+    ];
+    for (key, detail) in FORBIDDEN {
+        let set = match s.get(*key) {
+            None | Some(Value::Null) | Some(Value::Bool(false)) => false,
+            Some(Value::String(x)) => !x.is_empty(),
+            Some(Value::Array(x)) => !x.is_empty(),
+            Some(_) => true,
+        };
+        if set {
+            errs.push(FieldError::forbidden(schema::join(path, key), detail));
+        }
+    }
+    if let Some(props) = schema::properties(s) {
+        for (k, p) in props {
+            validate_nested_value_validation(
+                p,
+                &schema::key(&schema::join(path, "properties"), k),
+                errs,
+            );
+        }
+    }
+    if let Some(items) = schema::items(s) {
+        validate_nested_value_validation(items, &schema::join(path, "items"), errs);
+    }
+    for keyword in ["allOf", "anyOf", "oneOf"] {
+        if let Some(branches) = s.get(keyword).and_then(Value::as_array) {
+            for (i, b) in branches.iter().enumerate() {
+                validate_nested_value_validation(
+                    b,
+                    &schema::index(&schema::join(path, keyword), i),
+                    errs,
+                );
+            }
+        }
+    }
+    if let Some(not) = s.get("not") {
+        validate_nested_value_validation(not, &schema::join(path, "not"), errs);
     }
 }
 
 /// A `default` must be pruned (no undeclared fields) and valid against its own schema,
 /// since the server stores it into objects as is.
-fn validate_default(s: &Value, default: &Value, lvl: Level, path: &str, errs: &mut Vec<FieldError>) {
+fn validate_default(
+    s: &Value,
+    default: &Value,
+    lvl: Level,
+    path: &str,
+    errs: &mut Vec<FieldError>,
+) {
     if lvl == Level::Root {
         errs.push(FieldError::forbidden(path, "must not be set at the root"));
         return;
@@ -339,7 +434,11 @@ fn validate_default(s: &Value, default: &Value, lvl: Level, path: &str, errs: &m
         ));
     }
     for mut e in validate::validate_value(s, default) {
-        e.field = if e.field.is_empty() { path.to_owned() } else { format!("{path}.{}", e.field) };
+        e.field = if e.field.is_empty() {
+            path.to_owned()
+        } else {
+            format!("{path}.{}", e.field)
+        };
         errs.push(e);
     }
 }
@@ -496,6 +595,16 @@ fn validate_structural(s: &Value, lvl: Level, path: &str, errs: &mut Vec<FieldEr
     }
     if let Some(default) = s.get("default") {
         validate_default(s, default, lvl, &child("default"), errs);
+    }
+    for keyword in ["allOf", "anyOf", "oneOf"] {
+        if let Some(branches) = s.get(keyword).and_then(Value::as_array) {
+            for (i, b) in branches.iter().enumerate() {
+                validate_nested_value_validation(b, &schema::index(&child(keyword), i), errs);
+            }
+        }
+    }
+    if let Some(not) = s.get("not") {
+        validate_nested_value_validation(not, &child("not"), errs);
     }
     if let Some(pattern) = s.get("pattern").and_then(Value::as_str)
         && Regex::new(pattern).is_err()
@@ -678,6 +787,24 @@ mod tests {
     }
 
     #[test]
+    fn compositions_hold_value_validations_only() {
+        let mut c = crd();
+        c["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"] = json!({
+            "ip": {"type": "string", "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]},
+            "n": {"type": "number", "not": {"x-kubernetes-validations": [{"rule": "true"}]},
+                  "allOf": [{"default": 42, "properties": {"f": {"type": "number"}}}]}
+        });
+        assert_eq!(
+            errors(&c, None),
+            vec![
+                "spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[n].allOf[0].default: Forbidden: must be undefined to be structural",
+                "spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[n].allOf[0].properties[f].type: Forbidden: must be empty to be structural",
+                "spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[n].not.x-kubernetes-validations: Forbidden: must be empty to be structural",
+            ]
+        );
+    }
+
+    #[test]
     fn invalid_cel_is_refused() {
         let mut c = crd();
         c["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["x-kubernetes-validations"] =
@@ -711,7 +838,7 @@ mod tests {
         assert_eq!(
             errors(&c, None),
             vec![
-                r#"spec.versions[0].additionalPrinterColumns[0].type: Unsupported value: "list": supported values: "integer", "number", "string", "boolean", "date""#,
+                r#"spec.versions[0].additionalPrinterColumns[0].type: Unsupported value: "list": supported values: "boolean", "date", "integer", "number", "string""#,
                 "spec.versions[0].additionalPrinterColumns[0].jsonPath: Required value",
             ]
         );
