@@ -596,10 +596,38 @@ fn validate_structural(s: &Value, lvl: Level, path: &str, errs: &mut Vec<FieldEr
     if let Some(default) = s.get("default") {
         validate_default(s, default, lvl, &child("default"), errs);
     }
+    // The two int-or-string exceptions: `anyOf: [{type: integer}, {type: string}]` (as
+    // controller-gen writes it), directly or as the first `allOf` entry.
+    let int_or_string_any_of = |v: Option<&Value>| {
+        schema::int_or_string(s)
+            && v.and_then(Value::as_array).is_some_and(|a| {
+                a.len() == 2
+                    && a[0] == json!({"type": "integer"})
+                    && a[1] == json!({"type": "string"})
+            })
+    };
+    let skip_any_of = int_or_string_any_of(s.get("anyOf"));
+    let skip_first_all_of_any_of = s
+        .get("allOf")
+        .and_then(Value::as_array)
+        .and_then(|a| a.first())
+        .is_some_and(|first| int_or_string_any_of(first.get("anyOf")));
     for keyword in ["allOf", "anyOf", "oneOf"] {
+        if keyword == "anyOf" && skip_any_of {
+            continue;
+        }
         if let Some(branches) = s.get(keyword).and_then(Value::as_array) {
             for (i, b) in branches.iter().enumerate() {
-                validate_nested_value_validation(b, &schema::index(&child(keyword), i), errs);
+                let branch_path = schema::index(&child(keyword), i);
+                if keyword == "allOf" && i == 0 && skip_first_all_of_any_of {
+                    let mut rest = b.clone();
+                    if let Some(m) = rest.as_object_mut() {
+                        m.remove("anyOf");
+                    }
+                    validate_nested_value_validation(&rest, &branch_path, errs);
+                    continue;
+                }
+                validate_nested_value_validation(b, &branch_path, errs);
             }
         }
     }
@@ -790,6 +818,7 @@ mod tests {
     fn compositions_hold_value_validations_only() {
         let mut c = crd();
         c["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"] = json!({
+            "port": {"x-kubernetes-int-or-string": true, "anyOf": [{"type": "integer"}, {"type": "string"}]},
             "ip": {"type": "string", "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]},
             "n": {"type": "number", "not": {"x-kubernetes-validations": [{"rule": "true"}]},
                   "allOf": [{"default": 42, "properties": {"f": {"type": "number"}}}]}
