@@ -656,24 +656,22 @@ fn validate_structural(s: &Value, lvl: Level, path: &str, errs: &mut Vec<FieldEr
             }
         }
         if let Some(meta) = schema::property(s, "metadata") {
-            let mp = schema::key(&child("properties"), "metadata");
-            if schema::type_of(meta) != "object" {
-                errs.push(FieldError::invalid(
-                    format!("{mp}.type"),
-                    &json!(schema::type_of(meta)),
-                    "must be object",
+            // apiextensions `validateStructuralMetadataInvariants`: besides its type and
+            // documentation, the root `metadata` may only constrain `name`/`generateName`.
+            let constrains_more = meta.as_object().is_some_and(|m| {
+                m.iter().any(|(k, v)| match k.as_str() {
+                    "type" | "description" | "title" => false,
+                    "properties" => v
+                        .as_object()
+                        .is_some_and(|p| p.keys().any(|k| k != "name" && k != "generateName")),
+                    _ => true,
+                })
+            });
+            if constrains_more {
+                errs.push(FieldError::forbidden(
+                    schema::key(&child("properties"), "metadata"),
+                    "must not specify anything other than name and generateName, but metadata is implicitly specified",
                 ));
-            }
-            if let Some(props) = schema::properties(meta) {
-                for k in props
-                    .keys()
-                    .filter(|k| *k != "name" && *k != "generateName")
-                {
-                    errs.push(FieldError::forbidden(
-                        schema::key(&format!("{mp}.properties"), k),
-                        "must not be specified",
-                    ));
-                }
             }
         }
     }
@@ -777,7 +775,7 @@ mod tests {
         assert_eq!(
             errors(&c, None),
             vec![
-                "spec.versions[0].schema.openAPIV3Schema.properties[metadata].properties[labels]: Forbidden: must not be specified",
+                "spec.versions[0].schema.openAPIV3Schema.properties[metadata]: Forbidden: must not specify anything other than name and generateName, but metadata is implicitly specified",
                 "spec.versions[0].schema.openAPIV3Schema.properties[spec].type: Required value: must not be empty for specified object fields",
                 "spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[list].items: Required value: must be specified",
                 "spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[tags].uniqueItems: Forbidden: uniqueItems cannot be set to true since the runtime complexity becomes quadratic",
