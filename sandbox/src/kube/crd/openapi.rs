@@ -239,12 +239,18 @@ fn add_paths(
         json!({"200": {"description": "OK", "content": json_content(schema)}, "201": {"description": "Created", "content": json_content(schema)}})
     };
     let body = |schema: &str| json!({"content": {"*/*": {"schema": schema_ref(schema)}}, "required": true});
-    let patch_body = json!({"content": {
+    let mut patch_types = json!({
         "application/apply-patch+yaml": {"schema": schema_ref(names.patch)},
         "application/json-patch+json": {"schema": schema_ref(names.patch)},
-        "application/merge-patch+json": {"schema": schema_ref(names.patch)},
-        "application/strategic-merge-patch+json": {"schema": schema_ref(names.patch)}
-    }, "required": true});
+        "application/merge-patch+json": {"schema": schema_ref(names.patch)}
+    });
+    // Custom resources do not accept strategic merge patches (415), and their OpenAPI does
+    // not list the type (apiextensions-apiserver's openapi builder). kubectl's client-side
+    // apply reads this list to choose between a strategic and a JSON merge patch.
+    if r.schema.is_none() {
+        patch_types["application/strategic-merge-patch+json"] = json!({"schema": schema_ref(names.patch)});
+    }
+    let patch_body = json!({"content": patch_types, "required": true});
     let list_params = vec![
         query("labelSelector", "A selector to restrict the list of returned objects by their labels. Defaults to everything.", "string"),
         query("fieldSelector", "A selector to restrict the list of returned objects by their fields. Defaults to everything.", "string"),
