@@ -21,6 +21,7 @@ mod lifecycle;
 mod object_meta;
 mod openapi_docs;
 pub mod patch;
+mod protobuf;
 mod request;
 mod resources;
 mod rest;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::api_error::ApiError;
-use super::crd::FieldValidation;
+use super::crd::{AdmitError, FieldValidation};
 use super::field_error::FieldError;
 use super::lifecycle;
 use super::object_meta::{self, finalizers, meta_mut, meta_str, now_rfc3339};
@@ -201,7 +201,11 @@ fn admit(rt: &ResourceType, obj: &mut Value, old: Option<&Value>, opts: &WriteOp
         crds::admit(obj, old)?;
     }
     match &rt.custom {
-        Some(custom) => custom.compiled.admit(obj, old, opts.field_validation).map_err(invalid),
+        Some(custom) => custom.compiled.admit_object(obj, old, opts.field_validation).map_err(|e| match e {
+            AdmitError::Invalid(causes) => invalid(causes),
+            // The strict decoder refuses the body before validation: 400, not 422.
+            AdmitError::StrictDecoding { message, .. } => ApiError::BadRequest(message),
+        }),
         None => Ok(Vec::new()),
     }
 }
@@ -606,32 +610,19 @@ impl PatchType {
     }
 }
 
-fn patch_error(rt: &ResourceType, name: &str, e: PatchError) -> ApiError {
+fn patch_error(e: PatchError) -> ApiError {
+    let message = e.to_string();
     match e {
         PatchError::BadRequest(m) => ApiError::BadRequest(m),
-        PatchError::Invalid(m) => ApiError::Unprocessable(m),
+        PatchError::Invalid(detail) => ApiError::Unprocessable { message: patch::JSON_PATCH_REJECTED_MESSAGE.to_string(), detail },
         PatchError::Conflict(conflicts) => {
-            let causes: Vec<Value> = conflicts
+            // The Display of the error is structured-merge-diff's message; each conflict is a
+            // `FieldManagerConflict` cause.
+            let causes = conflicts
                 .iter()
-                .map(|c| json!({"reason": "FieldManagerConflict", "message": format!("conflict with {:?}", c.manager), "field": c.field}))
+                .map(|c| json!({"reason": patch::CONFLICT_CAUSE_TYPE, "message": c.cause, "field": c.field}))
                 .collect();
-            // structured-merge-diff's message (fieldmanager `NewConflictError`).
-            let message = if let [one] = conflicts.as_slice() {
-                format!("Apply failed with 1 conflict: conflict with {:?}: {}", one.manager, one.field)
-            } else {
-                let mut managers: Vec<&str> = conflicts.iter().map(|c| c.manager.as_str()).collect();
-                managers.sort();
-                managers.dedup();
-                let mut parts = Vec::new();
-                for m in managers {
-                    parts.push(format!("conflicts with {m:?}"));
-                    for c in conflicts.iter().filter(|c| c.manager == m) {
-                        parts.push(format!("- {}", c.field));
-                    }
-                }
-                format!("Apply failed with {} conflicts: {}", conflicts.len(), parts.join("\n"))
-            };
-            ApiError::ApplyConflict { resource: rt.group_resource(), name: name.to_string(), message, causes }
+            ApiError::ApplyConflict { message, causes }
         }
     }
 }
@@ -653,9 +644,6 @@ pub fn patch(c: &mut Cluster, rt: &Arc<ResourceType>, path: &ResourcePath, req: 
     };
     match req.patch_type {
         PatchType::Apply => {
-            if opts.field_manager.is_empty() {
-                return Err(ApiError::BadRequest("PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch".into()));
-            }
             // The body is YAML (kubectl) or JSON (kube-rs); JSON is YAML.
             let mut applied: Value = serde_yaml::from_slice(req.body).map_err(|e| ApiError::BadRequest(format!("error decoding YAML: {e}")))?;
             check_type(rt, &mut applied)?;
@@ -668,7 +656,7 @@ pub fn patch(c: &mut Cluster, rt: &Arc<ResourceType>, path: &ResourcePath, req: 
                         return Err(not_found(rt, name));
                     }
                     let mut new = patch::server_side_apply(None, &applied, &opts.field_manager, None, req.force, rt.schema(), &now)
-                        .map_err(|e| patch_error(rt, name, e))?;
+                        .map_err(patch_error)?;
                     check_type(rt, &mut new)?;
                     prepare_create(rt, &mut new);
                     init_meta(rt, &mut new);
@@ -679,7 +667,7 @@ pub fn patch(c: &mut Cluster, rt: &Arc<ResourceType>, path: &ResourcePath, req: 
                 }
                 Some(old) => {
                     let new = patch::server_side_apply(Some(&old), &applied, &opts.field_manager, sub, req.force, rt.schema(), &now)
-                        .map_err(|e| patch_error(rt, name, e))?;
+                        .map_err(patch_error)?;
                     update_existing(c, rt, key, old, new, sub, opts, UpdateKind::Apply)
                 }
             }
@@ -693,7 +681,7 @@ pub fn patch(c: &mut Cluster, rt: &Arc<ResourceType>, path: &ResourcePath, req: 
                 PatchType::Merge => patch::merge_patch(&old, &doc),
                 _ => patch::strategic_merge_patch(&old, &doc, &rt.kind),
             }
-            .map_err(|e| patch_error(rt, name, e))?;
+            .map_err(patch_error)?;
             update_existing(c, rt, key, old, new, sub, opts, UpdateKind::Patch)
         }
     }

@@ -39,6 +39,8 @@ pub struct TableMode {
 
 pub struct WatchRequest {
     pub rt: Arc<ResourceType>,
+    /// Objects as `meta.k8s.io/v1` PartialObjectMetadata (kube-rs `metadata_watcher`).
+    pub metadata_only: bool,
     pub namespace: Option<String>,
     pub selectors: Selectors,
     pub start: Start,
@@ -58,11 +60,15 @@ fn line(kind: &str, object: Value) -> Bytes {
 struct Renderer {
     rt: Arc<ResourceType>,
     table: Option<TableMode>,
+    metadata_only: bool,
     first: bool,
 }
 
 impl Renderer {
     fn render(&mut self, obj: Value) -> Value {
+        if self.metadata_only {
+            return json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"]});
+        }
         let Some(t) = &self.table else { return obj };
         let rv = obj["metadata"]["resourceVersion"].clone();
         let mut out = table::render(&t.columns, std::slice::from_ref(&obj), t.include, chrono::Utc::now());
@@ -146,7 +152,7 @@ pub fn start(shared: Arc<Shared>, w: WatchRequest) -> mpsc::Receiver<Line> {
             }
         };
         let end_bookmark = matches!(w.start, Start::Initial { end_bookmark: true });
-        let mut r = Renderer { rt: w.rt.clone(), table: None, first: true };
+        let mut r = Renderer { rt: w.rt.clone(), table: None, metadata_only: w.metadata_only, first: true };
         let table = w.table.as_ref().map(|t| TableMode { columns: t.columns.clone(), include: t.include });
         r.table = table;
         let mut last_rv = start_rv;

@@ -42,7 +42,10 @@ pub(super) struct Node {
 
 impl Node {
     fn is_empty(&self) -> bool {
-        self.rules.is_empty() && self.properties.is_empty() && self.additional.is_none() && self.items.is_none()
+        self.rules.is_empty()
+            && self.properties.is_empty()
+            && self.additional.is_none()
+            && self.items.is_none()
     }
 }
 
@@ -56,7 +59,12 @@ impl std::fmt::Debug for Rules {
     }
 }
 
-const REASONS: &[&str] = &["FieldValueInvalid", "FieldValueForbidden", "FieldValueRequired", "FieldValueDuplicate"];
+const REASONS: &[&str] = &[
+    "FieldValueInvalid",
+    "FieldValueForbidden",
+    "FieldValueRequired",
+    "FieldValueDuplicate",
+];
 
 /// Compile every rule of `root`. Problems are reported against `schema_path` (e.g.
 /// `spec.versions[0].schema.openAPIV3Schema`) as `validate_crd` must report them.
@@ -66,7 +74,12 @@ pub(super) fn compile(root: &Value, schema_path: &str) -> (Rules, Vec<FieldError
     (Rules(Arc::new(node)), errs)
 }
 
-fn compile_node(s: &Value, path: &str, uncorrelatable: Option<&str>, errs: &mut Vec<FieldError>) -> Node {
+fn compile_node(
+    s: &Value,
+    path: &str,
+    uncorrelatable: Option<&str>,
+    errs: &mut Vec<FieldError>,
+) -> Node {
     let mut node = Node::default();
     if let Some(rules) = s.get("x-kubernetes-validations").and_then(Value::as_array) {
         let vpath = schema::join(path, "x-kubernetes-validations");
@@ -78,14 +91,24 @@ fn compile_node(s: &Value, path: &str, uncorrelatable: Option<&str>, errs: &mut 
     }
     if let Some(props) = schema::properties(s) {
         for (k, ps) in props {
-            let child = compile_node(ps, &schema::key(&schema::join(path, "properties"), k), uncorrelatable, errs);
+            let child = compile_node(
+                ps,
+                &schema::key(&schema::join(path, "properties"), k),
+                uncorrelatable,
+                errs,
+            );
             if !child.is_empty() {
                 node.properties.insert(k.clone(), child);
             }
         }
     }
     if let Some(extra) = s.get("additionalProperties").filter(|a| a.is_object()) {
-        let child = compile_node(extra, &schema::join(path, "additionalProperties"), uncorrelatable, errs);
+        let child = compile_node(
+            extra,
+            &schema::join(path, "additionalProperties"),
+            uncorrelatable,
+            errs,
+        );
         if !child.is_empty() {
             node.additional = Some(Box::new(child));
         }
@@ -141,33 +164,57 @@ fn check_references(program: &cel::Program, allowed_extra: &[String]) -> Option<
 /// references include them.
 fn comprehension_vars(expr: &str) -> Vec<String> {
     static RE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
-        regex::Regex::new(r"\.(?:all|exists|exists_one|existsOne|map|filter)\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*,")
-            .expect("static regex")
+        regex::Regex::new(
+            r"\.(?:all|exists|exists_one|existsOne|map|filter)\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*,",
+        )
+        .expect("static regex")
     });
     RE.captures_iter(expr).map(|c| c[1].to_owned()).collect()
 }
 
-fn compile_rule(raw: &Value, path: &str, uncorrelatable: Option<&str>, errs: &mut Vec<FieldError>) -> Option<Rule> {
+fn compile_rule(
+    raw: &Value,
+    path: &str,
+    uncorrelatable: Option<&str>,
+    errs: &mut Vec<FieldError>,
+) -> Option<Rule> {
     let text = raw.get("rule").and_then(Value::as_str).unwrap_or("");
     let rule_path = schema::join(path, "rule");
     if text.trim().is_empty() {
         errs.push(FieldError::required(rule_path, "rule is not specified"));
         return None;
     }
-    let message = raw.get("message").and_then(Value::as_str).map(str::to_owned);
+    let message = raw
+        .get("message")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     if let Some(m) = &message {
         if m.contains('\n') {
-            errs.push(FieldError::invalid(schema::join(path, "message"), &Value::String(m.clone()), "message must not contain line breaks"));
+            errs.push(FieldError::invalid(
+                schema::join(path, "message"),
+                &Value::String(m.clone()),
+                "message must not contain line breaks",
+            ));
         }
     } else if text.contains('\n') {
-        errs.push(FieldError::required(schema::join(path, "message"), "message must be specified if rule contains line breaks"));
+        errs.push(FieldError::required(
+            schema::join(path, "message"),
+            "message must be specified if rule contains line breaks",
+        ));
     }
     let reason = raw.get("reason").and_then(Value::as_str).map(str::to_owned);
     if let Some(r) = &reason
         && !REASONS.contains(&r.as_str())
     {
-        let allowed: Vec<Value> = REASONS.iter().map(|r| Value::String((*r).to_owned())).collect();
-        errs.push(FieldError::not_supported(schema::join(path, "reason"), &Value::String(r.clone()), &allowed));
+        let allowed: Vec<Value> = REASONS
+            .iter()
+            .map(|r| Value::String((*r).to_owned()))
+            .collect();
+        errs.push(FieldError::not_supported(
+            schema::join(path, "reason"),
+            &Value::String(r.clone()),
+            &allowed,
+        ));
     }
     let program = match cel::Program::compile(text) {
         Ok(p) => p,
@@ -179,7 +226,11 @@ fn compile_rule(raw: &Value, path: &str, uncorrelatable: Option<&str>, errs: &mu
             ));
             // Replace the quoted "" value by the rule's Go representation, as the server shows it.
             if let Some(last) = errs.last_mut() {
-                last.message = last.message.replacen("Invalid value: \"\"", &format!("Invalid value: {}", rule_go_repr(raw)), 1);
+                last.message = last.message.replacen(
+                    "Invalid value: \"\"",
+                    &format!("Invalid value: {}", rule_go_repr(raw)),
+                    1,
+                );
             }
             return None;
         }
@@ -201,7 +252,9 @@ fn compile_rule(raw: &Value, path: &str, uncorrelatable: Option<&str>, errs: &mu
         errs.push(FieldError::invalid(
             rule_path,
             &Value::String(text.to_owned()),
-            &format!("oldSelf cannot be used on the uncorrelatable portion of the schema within {u}"),
+            &format!(
+                "oldSelf cannot be used on the uncorrelatable portion of the schema within {u}"
+            ),
         ));
         return None;
     }
@@ -219,7 +272,10 @@ fn compile_rule(raw: &Value, path: &str, uncorrelatable: Option<&str>, errs: &mu
         },
         None => None,
     };
-    let optional_old_self = raw.get("optionalOldSelf").and_then(Value::as_bool).unwrap_or(false);
+    let optional_old_self = raw
+        .get("optionalOldSelf")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     if optional_old_self && !uses_old_self {
         errs.push(FieldError::invalid(
             schema::join(path, "optionalOldSelf"),
@@ -233,24 +289,47 @@ fn compile_rule(raw: &Value, path: &str, uncorrelatable: Option<&str>, errs: &mu
         message: message.map(|m| m.trim().to_owned()),
         message_program,
         reason,
-        field_path: raw.get("fieldPath").and_then(Value::as_str).map(|p| p.trim_start_matches('.').to_owned()),
+        field_path: raw
+            .get("fieldPath")
+            .and_then(Value::as_str)
+            .map(|p| p.trim_start_matches('.').to_owned()),
         optional_old_self,
         uses_old_self,
     })
 }
 
+/// Results of evaluating the rules of one object.
+#[derive(Debug, Default)]
+pub(super) struct Outcome {
+    pub(super) errors: Vec<FieldError>,
+    /// Failures ratcheted into warnings (see [`Outcome::report`]).
+    pub(super) warnings: Vec<String>,
+}
+
+impl Outcome {
+    /// With CRD validation ratcheting (GA in 1.33), a failing rule that does not use
+    /// `oldSelf` on a value left unchanged by the update becomes a warning, not an error.
+    fn report(&mut self, ratchet: bool, e: FieldError) {
+        if ratchet {
+            self.warnings.push(e.to_string());
+        } else {
+            self.errors.push(e);
+        }
+    }
+}
+
 /// Evaluate every rule against `obj` (and `old` on update).
-pub(super) fn evaluate(rules: &Rules, root: &Value, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
-    let mut errs = Vec::new();
+pub(super) fn evaluate(rules: &Rules, root: &Value, obj: &Value, old: Option<&Value>) -> Outcome {
+    let mut out = Outcome::default();
     if rules.0.is_empty() {
-        return errs;
+        return out;
     }
     let mut base = cel::Context::default();
     base.register_all();
     let obj = restrict_root_metadata(obj);
     let old = old.map(restrict_root_metadata);
-    walk(&base, &rules.0, root, &obj, old.as_ref(), "", &mut errs);
-    errs
+    walk(&base, &rules.0, root, &obj, old.as_ref(), "", &mut out);
+    out
 }
 
 /// CEL at the root sees only `metadata.name` and `metadata.generateName`.
@@ -262,15 +341,30 @@ fn restrict_root_metadata(obj: &Value) -> Value {
     obj
 }
 
-fn walk(base: &cel::Context<'_>, node: &Node, s: &Value, v: &Value, old: Option<&Value>, path: &str, errs: &mut Vec<FieldError>) {
+fn walk(
+    base: &cel::Context<'_>,
+    node: &Node,
+    s: &Value,
+    v: &Value,
+    old: Option<&Value>,
+    path: &str,
+    out: &mut Outcome,
+) {
     if v.is_null() {
         return;
     }
     if !node.rules.is_empty() {
         let this = to_cel(v, Some(s));
         let before = old.map(|o| to_cel(o, Some(s)));
+        let unchanged = old == Some(v);
         for rule in &node.rules {
-            evaluate_rule(base, rule, s, &this, before.as_ref(), path, errs);
+            let ctx = RuleCtx {
+                base,
+                s,
+                path,
+                ratchet: unchanged && !rule.uses_old_self,
+            };
+            evaluate_rule(&ctx, rule, &this, before.as_ref(), out);
         }
     }
     match v {
@@ -279,12 +373,12 @@ fn walk(base: &cel::Context<'_>, node: &Node, s: &Value, v: &Value, old: Option<
                 let old_child = old.and_then(|o| o.get(k));
                 if let Some(cn) = node.properties.get(k) {
                     if let Some(cs) = schema::property(s, k) {
-                        walk(base, cn, cs, child, old_child, &schema::join(path, k), errs);
+                        walk(base, cn, cs, child, old_child, &schema::join(path, k), out);
                     }
                 } else if let (Some(cn), None) = (&node.additional, schema::property(s, k))
                     && let Some(cs) = s.get("additionalProperties")
                 {
-                    walk(base, cn, cs, child, old_child, &schema::key(path, k), errs);
+                    walk(base, cn, cs, child, old_child, &schema::key(path, k), out);
                 }
             }
         }
@@ -293,8 +387,9 @@ fn walk(base: &cel::Context<'_>, node: &Node, s: &Value, v: &Value, old: Option<
                 let list_type = schema::list_type(s);
                 let old_items = old.and_then(Value::as_array);
                 for (i, item) in items.iter().enumerate() {
-                    let old_item = old_items.and_then(|olds| correlate(&list_type, item, olds));
-                    walk(base, cn, is, item, old_item, &schema::index(path, i), errs);
+                    let old_item =
+                        old_items.and_then(|olds| schema::correlate(&list_type, item, olds));
+                    walk(base, cn, is, item, old_item, &schema::index(path, i), out);
                 }
             }
         }
@@ -302,25 +397,22 @@ fn walk(base: &cel::Context<'_>, node: &Node, s: &Value, v: &Value, old: Option<
     }
 }
 
-/// The old counterpart of a list item: by key for `map` lists, by value for `set` lists,
-/// none for atomic lists (their items cannot be correlated).
-fn correlate<'a>(list_type: &ListType, item: &Value, olds: &'a [Value]) -> Option<&'a Value> {
-    match list_type {
-        ListType::Atomic => None,
-        ListType::Set => olds.iter().find(|o| *o == item),
-        ListType::Map(keys) => olds.iter().find(|o| keys.iter().all(|k| o.get(k) == item.get(k))),
-    }
+/// Where a rule is evaluated.
+struct RuleCtx<'a, 'c> {
+    base: &'a cel::Context<'c>,
+    s: &'a Value,
+    path: &'a str,
+    ratchet: bool,
 }
 
 fn evaluate_rule(
-    base: &cel::Context<'_>,
+    at: &RuleCtx<'_, '_>,
     rule: &Rule,
-    s: &Value,
     this: &cel::Value,
     old: Option<&cel::Value>,
-    path: &str,
-    errs: &mut Vec<FieldError>,
+    out: &mut Outcome,
 ) {
+    let (base, s, path) = (at.base, at.s, at.path);
     // Transition rules run only when there is a comparable old value, unless
     // `optionalOldSelf` asks for them on create too (then `oldSelf` is a CEL optional).
     if rule.uses_old_self && old.is_none() && !rule.optional_old_self {
@@ -338,7 +430,11 @@ fn evaluate_rule(
         ctx.add_variable_from_value("oldSelf", o.clone());
     }
     let type_value = Value::String(schema::type_of(s).to_owned());
-    let default_message = || rule.message.clone().unwrap_or_else(|| format!("failed rule: {}", rule.rule));
+    let default_message = || {
+        rule.message
+            .clone()
+            .unwrap_or_else(|| format!("failed rule: {}", rule.rule))
+    };
     match rule.program.execute(&ctx) {
         Ok(cel::Value::Bool(true)) => {}
         Ok(cel::Value::Bool(false)) => {
@@ -346,7 +442,9 @@ fn evaluate_rule(
                 .message_program
                 .as_ref()
                 .and_then(|p| match p.execute(&ctx) {
-                    Ok(cel::Value::String(m)) if !m.trim().is_empty() && !m.contains('\n') => Some(m.trim().to_owned()),
+                    Ok(cel::Value::String(m)) if !m.trim().is_empty() && !m.contains('\n') => {
+                        Some(m.trim().to_owned())
+                    }
                     _ => None,
                 })
                 .unwrap_or_else(default_message);
@@ -354,32 +452,50 @@ fn evaluate_rule(
                 Some(fp) if !fp.is_empty() => schema::join(path, fp),
                 _ => shown_path(path),
             };
-            errs.push(match rule.reason.as_deref() {
-                Some("FieldValueForbidden") => FieldError::forbidden(err_path, &message),
-                Some("FieldValueRequired") => FieldError::required(err_path, &message),
-                Some("FieldValueDuplicate") => FieldError::duplicate(err_path, &type_value),
-                _ => FieldError::invalid(err_path, &type_value, &message),
-            });
+            out.report(
+                at.ratchet,
+                match rule.reason.as_deref() {
+                    Some("FieldValueForbidden") => FieldError::forbidden(err_path, &message),
+                    Some("FieldValueRequired") => FieldError::required(err_path, &message),
+                    Some("FieldValueDuplicate") => FieldError::duplicate(err_path, &type_value),
+                    _ => FieldError::invalid(err_path, &type_value, &message),
+                },
+            );
         }
-        Ok(_) => errs.push(FieldError::invalid(shown_path(path), &type_value, "rule did not evaluate to a bool")),
+        Ok(_) => out.report(
+            at.ratchet,
+            FieldError::invalid(
+                shown_path(path),
+                &type_value,
+                "rule did not evaluate to a bool",
+            ),
+        ),
         Err(e) => {
+            // `ruleErrorString`: the rule's message when it has one, else the rule text.
+            let shown_rule = rule.message.as_deref().unwrap_or(&rule.rule);
             let text = e.to_string();
             let detail = if matches!(e, cel::ExecutionError::NoSuchOverload) {
                 format!(
-                    "'{text}': call arguments did not match a supported operator, function or macro signature for rule: {}",
-                    rule.rule
+                    "'{text}': call arguments did not match a supported operator, function or macro signature for rule: {shown_rule}"
                 )
             } else {
-                format!("{} evaluating rule: {}", lower_first(&text), rule.rule)
+                format!("{} evaluating rule: {shown_rule}", lower_first(&text))
             };
-            errs.push(FieldError::invalid(shown_path(path), &type_value, &detail));
+            out.report(
+                at.ratchet,
+                FieldError::invalid(shown_path(path), &type_value, &detail),
+            );
         }
     }
 }
 
 /// apimachinery prints the root (a nil `field.Path`) as `<nil>`.
 fn shown_path(path: &str) -> String {
-    if path.is_empty() { "<nil>".to_owned() } else { path.to_owned() }
+    if path.is_empty() {
+        "<nil>".to_owned()
+    } else {
+        path.to_owned()
+    }
 }
 
 /// cel-go's runtime errors start lower-case (`no such key: foo`).
@@ -392,8 +508,27 @@ fn lower_first(s: &str) -> String {
 }
 
 const CEL_RESERVED: &[&str] = &[
-    "true", "false", "null", "in", "as", "break", "const", "continue", "else", "for", "function", "if", "import",
-    "let", "loop", "package", "namespace", "return", "var", "void", "while",
+    "true",
+    "false",
+    "null",
+    "in",
+    "as",
+    "break",
+    "const",
+    "continue",
+    "else",
+    "for",
+    "function",
+    "if",
+    "import",
+    "let",
+    "loop",
+    "package",
+    "namespace",
+    "return",
+    "var",
+    "void",
+    "while",
 ];
 
 /// Kubernetes' property-name escaping for CEL (apiserver `cel/model.Escape`): keywords
@@ -458,7 +593,9 @@ fn to_cel(v: &Value, s: Option<&Value>) -> cel::Value {
             cel::Value::List(Arc::new(items.iter().map(|i| to_cel(i, is)).collect()))
         }
         Value::Object(map) => {
-            let is_map = s.is_some_and(|s| schema::additional_properties(s).is_some() && schema::properties(s).is_none());
+            let is_map = s.is_some_and(|s| {
+                schema::additional_properties(s).is_some() && schema::properties(s).is_none()
+            });
             let mut out = std::collections::HashMap::with_capacity(map.len());
             for (k, child) in map {
                 let cs = s.and_then(|s| schema::child(s, k)).filter(|c| !c.is_null());
@@ -484,13 +621,17 @@ fn parse_go_duration(s: &str) -> Option<chrono::Duration> {
     }
     let mut nanos: f64 = 0.0;
     while !rest.is_empty() {
-        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
         if num_len == 0 {
             return None;
         }
         let n: f64 = rest[..num_len].parse().ok()?;
         rest = &rest[num_len..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let scale = match &rest[..unit_len] {
             "ns" => 1.0,
             "us" | "µs" => 1e3,
@@ -515,7 +656,11 @@ mod tests {
     fn run(root: &Value, obj: &Value, old: Option<&Value>) -> Vec<String> {
         let (rules, errs) = compile(root, "spec.versions[0].schema.openAPIV3Schema");
         assert!(errs.is_empty(), "{errs:?}");
-        evaluate(&rules, root, obj, old).iter().map(ToString::to_string).collect()
+        evaluate(&rules, root, obj, old)
+            .errors
+            .iter()
+            .map(ToString::to_string)
+            .collect()
     }
 
     fn with_spec(spec: Value) -> Value {
@@ -557,7 +702,10 @@ mod tests {
         }}}));
         let new = json!({"spec": {"connectionId": "b"}});
         assert!(run(&s, &new, None).is_empty());
-        assert!(run(&s, &new, Some(&json!({"spec": {}}))).is_empty(), "no old value: not a transition");
+        assert!(
+            run(&s, &new, Some(&json!({"spec": {}}))).is_empty(),
+            "no old value: not a transition"
+        );
         assert!(run(&s, &new, Some(&json!({"spec": {"connectionId": "b"}}))).is_empty());
         assert_eq!(
             run(&s, &new, Some(&json!({"spec": {"connectionId": "a"}}))),
@@ -576,7 +724,9 @@ mod tests {
         assert!(run(&s, &json!({"spec": {"metadata": {"ok_key_1": "v"}}}), None).is_empty());
         assert_eq!(
             run(&s, &json!({"spec": {"metadata": {"bad-key": "v"}}}), None),
-            vec![r#"spec.metadata: Invalid value: "object": failed rule: self.all(k, k.matches('^[A-Za-z0-9_]{1,40}$'))"#]
+            vec![
+                r#"spec.metadata: Invalid value: "object": failed rule: self.all(k, k.matches('^[A-Za-z0-9_]{1,40}$'))"#
+            ]
         );
     }
 
@@ -593,17 +743,32 @@ mod tests {
         }));
         assert_eq!(
             run(&s, &json!({"spec": {"min": 200, "max": 150}}), None),
-            vec![r#"spec: Invalid value: "object": min 200 exceeds max 150"#, "spec.max: Forbidden: too big"]
+            vec![
+                r#"spec: Invalid value: "object": min 200 exceeds max 150"#,
+                "spec.max: Forbidden: too big"
+            ]
         );
-        assert_eq!(run(&s, &json!({"spec": {"min": 1, "max": 42}}), None), vec![r#"spec: Invalid value: "object": not the answer"#]);
+        assert_eq!(
+            run(&s, &json!({"spec": {"min": 1, "max": 42}}), None),
+            vec![r#"spec: Invalid value: "object": not the answer"#]
+        );
     }
 
     #[test]
     fn optional_old_self_sees_none_on_create() {
-        let s = with_spec(json!({"type": "object", "properties": {"x": {"type": "string",
-            "x-kubernetes-validations": [{"rule": "!oldSelf.hasValue() || oldSelf.value() == self", "optionalOldSelf": true, "message": "immutable"}]}}}));
+        let s = with_spec(
+            json!({"type": "object", "properties": {"x": {"type": "string",
+            "x-kubernetes-validations": [{"rule": "!oldSelf.hasValue() || oldSelf.value() == self", "optionalOldSelf": true, "message": "immutable"}]}}}),
+        );
         assert!(run(&s, &json!({"spec": {"x": "a"}}), None).is_empty());
-        assert_eq!(run(&s, &json!({"spec": {"x": "a"}}), Some(&json!({"spec": {"x": "b"}}))), vec![r#"spec.x: Invalid value: "string": immutable"#]);
+        assert_eq!(
+            run(
+                &s,
+                &json!({"spec": {"x": "a"}}),
+                Some(&json!({"spec": {"x": "b"}}))
+            ),
+            vec![r#"spec.x: Invalid value: "string": immutable"#]
+        );
     }
 
     #[test]
@@ -615,10 +780,27 @@ mod tests {
             ],
             "properties": {"spec": {"type": "object", "x-kubernetes-validations": [{"rule": "self.missing == 1"}]}}});
         assert_eq!(
-            run(&s, &json!({"metadata": {"name": "x", "labels": {"a": "b"}}, "spec": {}}), None),
+            run(
+                &s,
+                &json!({"metadata": {"name": "x", "labels": {"a": "b"}}, "spec": {}}),
+                None
+            ),
             vec![
                 r#"<nil>: Invalid value: "object": name must start with conn-"#,
                 r#"spec: Invalid value: "object": no such key: missing evaluating rule: self.missing == 1"#,
+            ]
+        );
+        let with_message = with_spec(json!({"type": "object", "x-kubernetes-validations": [
+            {"rule": "self.organization == oldSelf.organization", "message": "spec.organization is immutable"}
+        ]}));
+        assert_eq!(
+            run(
+                &with_message,
+                &json!({"spec": {}}),
+                Some(&json!({"spec": {}}))
+            ),
+            vec![
+                r#"spec: Invalid value: "object": no such key: organization evaluating rule: spec.organization is immutable"#
             ]
         );
     }
@@ -632,7 +814,10 @@ mod tests {
         }}));
         let old = json!({"spec": {"keyed": [{"name": "a", "v": 5}, {"name": "b", "v": 1}]}});
         let new = json!({"spec": {"keyed": [{"name": "b", "v": 2}, {"name": "a", "v": 4}]}});
-        assert_eq!(run(&s, &new, Some(&old)), vec![r#"spec.keyed[1].v: Invalid value: "integer": may not decrease"#]);
+        assert_eq!(
+            run(&s, &new, Some(&old)),
+            vec![r#"spec.keyed[1].v: Invalid value: "integer": may not decrease"#]
+        );
     }
 
     #[test]
@@ -655,10 +840,20 @@ mod tests {
                 "spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[list].items.x-kubernetes-validations[0].rule",
             ]
         );
-        assert!(errs[0].message.starts_with("Invalid value: apiextensions.ValidationRule{Rule:\"self.a ==\""), "{}", errs[0].message);
+        assert!(
+            errs[0]
+                .message
+                .starts_with("Invalid value: apiextensions.ValidationRule{Rule:\"self.a ==\""),
+            "{}",
+            errs[0].message
+        );
         assert!(errs[0].message.contains("compilation failed"));
         assert!(errs[1].message.contains("undeclared reference to 'foo'"));
-        assert!(errs[3].message.contains("oldSelf cannot be used on the uncorrelatable portion of the schema"));
+        assert!(
+            errs[3]
+                .message
+                .contains("oldSelf cannot be used on the uncorrelatable portion of the schema")
+        );
     }
 
     #[test]
@@ -667,8 +862,10 @@ mod tests {
         assert_eq!(escape("a_b"), "a_b");
         assert_eq!(escape("a__b"), "a__underscores__b");
         assert_eq!(escape("x-y.z/w"), "x__dash__y__dot__z__slash__w");
-        let s = with_spec(json!({"type": "object", "x-kubernetes-validations": [{"rule": "self.__namespace__ == 'n' && self.x__dash__y == 1"}],
-            "properties": {"namespace": {"type": "string"}, "x-y": {"type": "integer"}}}));
+        let s = with_spec(
+            json!({"type": "object", "x-kubernetes-validations": [{"rule": "self.__namespace__ == 'n' && self.x__dash__y == 1"}],
+            "properties": {"namespace": {"type": "string"}, "x-y": {"type": "integer"}}}),
+        );
         assert!(run(&s, &json!({"spec": {"namespace": "n", "x-y": 1}}), None).is_empty());
     }
 
@@ -678,10 +875,24 @@ mod tests {
             {"rule": "self.until > timestamp('2020-01-01T00:00:00Z')", "message": "too old"},
             {"rule": "self.every < duration('2h')", "message": "too long"}
         ], "properties": {"until": {"type": "string", "format": "date-time"}, "every": {"type": "string", "format": "duration"}}}));
-        assert!(run(&s, &json!({"spec": {"until": "2024-01-01T00:00:00Z", "every": "90m"}}), None).is_empty());
+        assert!(
+            run(
+                &s,
+                &json!({"spec": {"until": "2024-01-01T00:00:00Z", "every": "90m"}}),
+                None
+            )
+            .is_empty()
+        );
         assert_eq!(
-            run(&s, &json!({"spec": {"until": "2019-01-01T00:00:00Z", "every": "3h"}}), None),
-            vec![r#"spec: Invalid value: "object": too old"#, r#"spec: Invalid value: "object": too long"#]
+            run(
+                &s,
+                &json!({"spec": {"until": "2019-01-01T00:00:00Z", "every": "3h"}}),
+                None
+            ),
+            vec![
+                r#"spec: Invalid value: "object": too old"#,
+                r#"spec: Invalid value: "object": too long"#
+            ]
         );
     }
 }
