@@ -4,6 +4,7 @@
 
 use serde_json::{Map, Value};
 
+use super::builtin;
 use super::fieldset::{FieldSet, path_string};
 use super::managed_fields::{self, Entry};
 use super::schema::Node;
@@ -119,9 +120,11 @@ pub fn record_update(
     if old.is_some() && entries.is_empty() {
         return;
     }
-    let old_value = old
-        .map(without_managed_fields)
-        .unwrap_or_else(|| Value::Object(Map::new()));
+    let old_value = match (old, schema) {
+        (Some(o), _) => without_managed_fields(o),
+        (None, None) => builtin::zero_object(text(new, "kind")),
+        (None, Some(_)) => Value::Object(Map::new()),
+    };
     let node = Node::root(schema, text(new, "kind"));
     update_entries(
         &mut entries,
@@ -183,9 +186,13 @@ pub fn server_side_apply(
     let mut entries = original_entries.clone();
     if live.is_some() && entries.is_empty() {
         // Whoever wrote the object before it was tracked owns what is there now.
+        let zero = match schema {
+            Some(_) => Value::Object(Map::new()),
+            None => builtin::zero_object(kind),
+        };
         update_entries(
             &mut entries,
-            &Value::Object(Map::new()),
+            &zero,
             &live_value,
             &node,
             BEFORE_FIRST_APPLY,
@@ -820,6 +827,28 @@ mod tests {
     }
 
     #[test]
+    fn builtin_creates_do_not_own_zero_structs() {
+        let mut dep = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d", "labels": {"app": "d"}},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "d"}},
+                     "template": {"metadata": {"labels": {"app": "d"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}});
+        record_update(None, &mut dep, "kubectl-create", None, None, T1);
+        assert_eq!(
+            entries(&dep)[0]["fieldsV1"],
+            json!({
+                "f:metadata": {"f:labels": {".": {}, "f:app": {}}},
+                "f:spec": {
+                    "f:replicas": {},
+                    "f:selector": {},
+                    "f:template": {
+                        "f:metadata": {"f:labels": {".": {}, "f:app": {}}},
+                        "f:spec": {"f:containers": {"k:{\"name\":\"c\"}": {".": {}, "f:image": {}, "f:name": {}}}}
+                    }
+                }
+            })
+        );
+    }
+
+    #[test]
     fn finalizers_are_a_set() {
         let mut cfg = obj(json!({}));
         cfg["metadata"]["finalizers"] = json!(["a.io/x"]);
@@ -848,5 +877,142 @@ mod tests {
                 "failed to create typed patch object: .status.conditions: duplicate entries for key [type=\"A\"]".into()
             ))
         );
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+    use crate::kube::patch::fieldset::FieldSet;
+
+    const T1: &str = "2026-11-22T01:00:00Z";
+    const T2: &str = "2026-11-22T02:00:00Z";
+    const T3: &str = "2026-11-22T03:00:00Z";
+
+    /// A CRD whose spec is untyped: maps merge key by key, lists are atomic.
+    fn schema() -> Value {
+        json!({"type": "object", "properties": {
+            "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
+        }})
+    }
+
+    /// Non-empty nested objects over a small key alphabet, so configurations overlap.
+    fn spec_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            (0..3i64).prop_map(Value::from),
+            "[xy]{1,2}".prop_map(Value::from),
+            proptest::collection::vec(0..3i64, 0..3).prop_map(|v| json!(v)),
+        ];
+        leaf.prop_recursive(3, 24, 3, |inner| {
+            proptest::collection::btree_map("[abc]", inner, 1..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect()))
+        })
+    }
+
+    fn spec_object() -> impl Strategy<Value = Value> {
+        proptest::collection::btree_map("[abcd]", spec_value(), 1..4)
+            .prop_map(|m| Value::Object(m.into_iter().collect()))
+    }
+
+    fn cfg(spec: &Value) -> Value {
+        json!({"apiVersion": "example.io/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": spec})
+    }
+
+    fn apply(
+        live: Option<&Value>,
+        spec: &Value,
+        manager: &str,
+        now: &str,
+    ) -> Result<Value, PatchError> {
+        let s = schema();
+        server_side_apply(live, &cfg(spec), manager, None, false, Some(&s), now)
+    }
+
+    fn stored(mut o: Value) -> Value {
+        o["metadata"]["uid"] = json!("u-1");
+        o
+    }
+
+    fn keyed_schema() -> Value {
+        json!({"type": "object", "properties": {"spec": {"type": "object", "properties": {
+            "tags": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}},
+            "items": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"],
+                      "items": {"type": "object", "properties": {"name": {"type": "string"}, "v": {"type": "integer"}}}}
+        }}}})
+    }
+
+    /// A spec with a set and a list-map, unique keys, in any order. Lists are non-empty:
+    /// structured-merge-diff owns nothing in an empty list, so a configuration that empties
+    /// a list prunes the whole (then unowned) spec, as on a real cluster.
+    fn keyed_spec() -> impl Strategy<Value = Value> {
+        let names = proptest::sample::subsequence(vec!["p", "q", "r", "s"], 1..4).prop_shuffle();
+        let tags = proptest::sample::subsequence(vec!["t1", "t2", "t3"], 1..3).prop_shuffle();
+        (names, proptest::collection::vec(0..3i64, 4), tags).prop_map(|(names, vs, tags)| {
+            let items: Vec<Value> = names
+                .iter()
+                .zip(vs)
+                .map(|(n, v)| json!({"name": n, "v": v}))
+                .collect();
+            json!({"items": items, "tags": tags})
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn reapplying_is_a_no_op(spec in spec_object()) {
+            let live = stored(apply(None, &spec, "op", T1).unwrap());
+            prop_assert_eq!(apply(Some(&live), &spec, "op", T2).unwrap(), live);
+        }
+
+        #[test]
+        fn the_last_configuration_of_a_sole_applier_is_the_spec(first in spec_object(), second in spec_object()) {
+            let live = stored(apply(None, &first, "op", T1).unwrap());
+            let out = apply(Some(&live), &second, "op", T2).unwrap();
+            prop_assert_eq!(&out["spec"], &second);
+        }
+
+        #[test]
+        fn appliers_of_disjoint_fields_never_conflict_and_withdraw_cleanly(a in spec_value(), b in spec_value()) {
+            let live = stored(apply(None, &json!({"a": a.clone()}), "one", T1).unwrap());
+            let both = apply(Some(&live), &json!({"b": b.clone()}), "two", T2).unwrap();
+            prop_assert_eq!(&both["spec"], &json!({"a": a, "b": b.clone()}));
+            let only_two = apply(Some(&both), &json!({}), "one", T3).unwrap();
+            prop_assert_eq!(&only_two["spec"], &json!({"b": b}));
+        }
+
+        #[test]
+        fn keyed_lists_end_as_the_sole_applier_last_applied_them(first in keyed_spec(), second in keyed_spec()) {
+            let s = keyed_schema();
+            let live = stored(server_side_apply(None, &cfg(&first), "op", None, false, Some(&s), T1).unwrap());
+            let out = server_side_apply(Some(&live), &cfg(&second), "op", None, false, Some(&s), T2).unwrap();
+            let again = server_side_apply(Some(&out), &cfg(&second), "op", None, false, Some(&s), T3).unwrap();
+            prop_assert_eq!(&out["spec"], &second);
+            prop_assert_eq!(&again, &out);
+        }
+
+        #[test]
+        fn fields_v1_round_trips(spec in spec_object()) {
+            let s = schema();
+            let node = Node::root(Some(&s), "Widget");
+            let set = typed::to_field_set(&cfg(&spec), &node);
+            prop_assert_eq!(FieldSet::from_fields_v1(&set.to_fields_v1()).unwrap(), set);
+        }
+
+        #[test]
+        fn an_update_owns_exactly_what_it_changed(before in spec_object(), after in spec_object()) {
+            let s = schema();
+            let mut created = cfg(&before);
+            record_update(None, &mut created, "creator", None, Some(&s), T1);
+            let mut updated = cfg(&after);
+            updated["metadata"]["managedFields"] = created["metadata"]["managedFields"].clone();
+            record_update(Some(&created), &mut updated, "editor", None, Some(&s), T2);
+            // Whoever owns a field, re-applying the object's own values never conflicts,
+            // and applying it by the editor changes nothing it does not already own.
+            let reapplied = apply(Some(&updated), &after, "editor", T3).unwrap();
+            prop_assert_eq!(&reapplied["spec"], &after);
+        }
     }
 }
