@@ -54,6 +54,15 @@ fn client_side_apply_creates_with_defaults_and_reapply_is_idempotent() {
     assert_eq!(obj["metadata"]["resourceVersion"], rv);
     assert_eq!(obj["metadata"]["generation"], 1);
 
+    // A server-side dry run validates and answers, but stores nothing.
+    let dry = emu.apply(&widget("csa", "w1", "  size: medium\n"), &["--dry-run=server"]);
+    assert!(dry.ok().contains("(server dry run)"), "{dry:?}");
+    let obj = widget_json(&emu, "csa", "w1");
+    assert_eq!(obj["spec"]["size"], "small");
+    assert_eq!(obj["metadata"]["resourceVersion"], rv);
+    let dry_bad = emu.apply(&widget("csa", "w1", "  size: huge\n"), &["--dry-run=server"]);
+    assert!(dry_bad.fails().contains("Unsupported value: \"huge\""), "{dry_bad:?}");
+
     // A changed manifest is patched in and bumps the generation.
     let changed = emu.apply(&widget("csa", "w1", "  size: large\n  replicas: 3\n"), &[]);
     assert!(changed.ok().contains("widget.example.com/w1 configured"), "{changed:?}");
@@ -179,6 +188,10 @@ fn get_lists_across_namespaces_with_selectors_tables_and_formats() {
     assert_eq!(names("tier"), ["alpha", "beta", "gamma"]);
     assert!(names("!tier").is_empty());
 
+    // Paged lists (limit + continue): kubectl fetches one object per request here.
+    let chunked = emu.kubectl(&["get", "widgets", "-A", "--chunk-size=1", "-o", "name"]).ok().to_string();
+    assert_eq!(chunked.lines().count(), 3, "{chunked}");
+
     // -o json of a list and -o yaml of one object.
     let list = emu.kubectl(&["get", "widgets", "-n", "get-a", "-o", "json"]).json();
     assert_eq!(list["items"].as_array().map(Vec::len), Some(2), "{list}");
@@ -264,6 +277,13 @@ fn status_patch_satisfies_wait_and_leaves_spec_and_generation() {
     // Table output shows the status printer column.
     let table = emu.kubectl(&["get", "widget", "w1", "-n", "status"]).ok().to_string();
     assert!(table.lines().nth(1).is_some_and(|l| l.contains("Running")), "{table}");
+
+    // Custom resources take no strategic merge patch, as on kube-apiserver.
+    let smp = emu.kubectl(&["patch", "widget", "w1", "-n", "status", "--type=strategic", "-p", r#"{"spec":{"size":"large"}}"#]);
+    let err = smp.fails();
+    // kubectl rewords the 415 UnsupportedMediaType Status, keeping the server's message.
+    assert!(err.contains("application/strategic-merge-patch+json is not supported"), "{err}");
+    assert!(err.contains("accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"), "{err}");
 
     // Status is validated too.
     let bad = emu.kubectl(&["patch", "widget", "w1", "-n", "status", "--subresource=status", "--type=merge", "-p", r#"{"status":{"conditions":[{"type":"Ready","status":"Maybe"}]}}"#]);
@@ -443,4 +463,27 @@ fn unknown_fields_are_rejected_under_strict_and_pruned_otherwise() {
     ignore.ok();
     assert!(!ignore.stderr.contains("unknown field"), "{ignore:?}");
     assert!(widget_json(&emu, "strict", "w2")["spec"].get("extra").is_none());
+}
+
+#[test]
+fn deleting_a_namespace_deletes_its_objects() {
+    let emu = setup("doomed");
+    emu.namespace("kept");
+    emu.apply(&widget("doomed", "w1", "  size: small\n"), &[]).ok();
+    emu.apply(&widget("kept", "w2", "  size: small\n"), &[]).ok();
+    emu.kubectl(&["create", "configmap", "settings", "-n", "doomed", "--from-literal=a=b"]).ok();
+
+    let out = emu.kubectl(&["delete", "namespace", "doomed"]);
+    assert!(out.ok().contains("namespace \"doomed\" deleted"), "{out:?}");
+    eventually("the namespace to be gone", || {
+        let get = emu.kubectl(&["get", "namespace", "doomed"]);
+        (!get.status.success() && get.stderr.contains("not found")).then_some(())
+    });
+    let left = emu.kubectl(&["get", "widgets,configmaps", "-n", "doomed", "-o", "name"]);
+    assert_eq!(left.ok().trim(), "", "{left:?}");
+    // Other namespaces are untouched.
+    assert_eq!(widget_json(&emu, "kept", "w2")["spec"]["size"], "small");
+    // Nothing can be created in a deleted namespace.
+    let late = emu.apply(&widget("doomed", "w3", "  size: small\n"), &[]);
+    assert!(late.fails().contains("namespaces \"doomed\" not found"), "{late:?}");
 }
