@@ -16,15 +16,27 @@ use serde_json::Value;
 const NS: &str = "helm-test";
 const RELEASE: &str = "demo";
 
+/// How Helm writes objects: client-side (create, then three-way strategic/merge patches) or
+/// server-side apply (Helm 4, field manager "helm").
+#[derive(Clone, Copy, PartialEq)]
+enum ApplyMethod {
+    ClientSide,
+    ServerSide,
+}
+
 /// Run one Helm action through the Python driver; returns its JSON result.
 #[track_caller]
-fn helm(emu: &Emulator, action: &str, values: Option<&str>) -> Value {
+fn helm(emu: &Emulator, method: ApplyMethod, action: &str, values: Option<&str>) -> Value {
     let python = tools_dir().join("venv/bin/python");
     assert!(python.is_file(), "{} missing: run scripts/bootstrap first", python.display());
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/helm/helm_drive.py");
     let chart = fixture("chart");
     let mut cmd = Command::new(python);
-    cmd.arg(script).arg(emu.kubeconfig()).args([NS, action, RELEASE]).arg(chart);
+    cmd.arg(script);
+    if method == ApplyMethod::ServerSide {
+        cmd.arg("--server-side");
+    }
+    cmd.arg(emu.kubeconfig()).args([NS, action, RELEASE]).arg(chart);
     if let Some(v) = values {
         cmd.arg(v);
     }
@@ -63,13 +75,36 @@ fn release_secrets(emu: &Emulator) -> Vec<(String, String)> {
     v
 }
 
+/// The `operation` of the managedFields entry that owns the release ConfigMap's
+/// `data.greeting` (Helm's own entry; the SDK names the manager after the process).
+fn greeting_owner_operation(emu: &Emulator) -> String {
+    let cm = emu
+        .kubectl(&["get", "configmap", &format!("{RELEASE}-config"), "-n", NS, "-o", "json", "--show-managed-fields"])
+        .json();
+    let owners: Vec<&Value> = cm["metadata"]["managedFields"]
+        .as_array()
+        .map(|mf| mf.iter().filter(|m| m["fieldsV1"]["f:data"]["f:greeting"].is_object()).collect())
+        .unwrap_or_default();
+    assert_eq!(owners.len(), 1, "exactly one manager must own data.greeting: {cm}");
+    owners[0]["operation"].as_str().unwrap_or_default().to_string()
+}
+
 #[test]
 fn helm_installs_upgrades_and_uninstalls_the_test_chart() {
+    exercise_chart(ApplyMethod::ClientSide);
+}
+
+#[test]
+fn helm_server_side_apply_installs_upgrades_and_uninstalls_the_test_chart() {
+    exercise_chart(ApplyMethod::ServerSide);
+}
+
+fn exercise_chart(method: ApplyMethod) {
     let emu = Emulator::start();
     emu.namespace(NS);
 
     // Install: every object of the chart, plus the CRD from crds/ and a release Secret.
-    let installed = helm(&emu, "install", None);
+    let installed = helm(&emu, method, "install", None);
     assert_eq!(installed["version"], 1, "{installed}");
     for kind in ["deployment", "serviceaccount", "service", "role", "rolebinding", "gadget"] {
         let obj = get_json(&emu, &[kind, RELEASE, "-n", NS]);
@@ -92,12 +127,15 @@ fn helm_installs_upgrades_and_uninstalls_the_test_chart() {
     let gadget = get_json(&emu, &["gadget", RELEASE, "-n", NS]);
     assert_eq!(gadget["spec"]["size"], "small");
     assert_eq!(release_secrets(&emu), [(format!("sh.helm.release.v1.{RELEASE}.v1"), "deployed".to_string())]);
-    let status = helm(&emu, "status", None);
+    let status = helm(&emu, method, "status", None);
     assert_eq!(status["info"]["status"], "deployed", "{status}");
+    // Client-side Helm creates and patches (operation Update); server-side Helm applies.
+    let operation = if method == ApplyMethod::ServerSide { "Apply" } else { "Update" };
+    assert_eq!(greeting_owner_operation(&emu), operation);
 
     // Upgrade with changed values: the objects change, revision 2 is deployed and revision 1
     // is kept as superseded.
-    let upgraded = helm(&emu, "upgrade", Some(r#"{"greeting": "bonjour", "replicas": 3, "gadgetSize": "large"}"#));
+    let upgraded = helm(&emu, method, "upgrade", Some(r#"{"greeting": "bonjour", "replicas": 3, "gadgetSize": "large"}"#));
     assert_eq!(upgraded["version"], 2, "{upgraded}");
     let cm = get_json(&emu, &["configmap", &format!("{RELEASE}-config"), "-n", NS]);
     assert_eq!(cm["data"]["greeting"], "bonjour");
@@ -110,12 +148,13 @@ fn helm_installs_upgrades_and_uninstalls_the_test_chart() {
             (format!("sh.helm.release.v1.{RELEASE}.v2"), "deployed".to_string()),
         ]
     );
-    let history = helm(&emu, "history", None);
+    assert_eq!(greeting_owner_operation(&emu), operation);
+    let history = helm(&emu, method, "history", None);
     assert_eq!(history.as_array().map(Vec::len), Some(2), "{history}");
 
     // Uninstall: the chart's objects and the release Secrets are gone; the CRD stays (Helm
     // never deletes what it installed from crds/).
-    helm(&emu, "uninstall", None);
+    helm(&emu, method, "uninstall", None);
     for kind in ["deployment", "serviceaccount", "service", "role", "rolebinding", "configmap"] {
         let list = get_json(&emu, &[kind, "-n", NS, "-l", &format!("app.kubernetes.io/instance={RELEASE}")]);
         assert_eq!(list["items"].as_array().map(Vec::len), Some(0), "{kind} left behind: {list}");
