@@ -12,9 +12,10 @@ use std::{
     time::Duration,
 };
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::{
     api::{
+        coordination::v1::{Lease, LeaseSpec},
         core::v1::{Event as CoreEvent, Namespace},
         events::v1::Event as EventsV1Event,
     },
@@ -22,12 +23,13 @@ use k8s_openapi::{
 };
 use kube::{
     Api, Client, Config, CustomResource, Resource, ResourceExt,
-    api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams},
+    api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams, WatchEvent, WatchParams},
     config::{KubeConfigOptions, Kubeconfig},
     runtime::{
         Controller,
         controller::{self, Action},
         events::{Event as RecorderEvent, EventType, Recorder, Reporter},
+        finalizer::{Event as FinalizerEvent, finalizer},
         reflector::ObjectRef,
         wait::{await_condition, conditions},
         watcher,
@@ -139,6 +141,8 @@ where
 enum ReconcileError {
     #[error(transparent)]
     Kube(#[from] kube::Error),
+    #[error(transparent)]
+    Finalizer(#[from] Box<kube::runtime::finalizer::Error<kube::Error>>),
 }
 
 /// What the test controller's reconcile saw: (name, spec.size) per call.
@@ -257,17 +261,15 @@ async fn watcher_recovers(ns: &str, wc: watcher::Config) {
     api.delete("before-drop", &DeleteParams::default()).await.expect("delete");
     journal_has(&journal, "a delete after the watches were dropped", "Delete", "before-drop").await;
 
-    // Expired resourceVersions: the resumed watch gets an in-stream 410 Gone, after which
-    // the watcher must re-list (a new Init ... InitDone) and keep going.
-    let inits_before = journal.lock().unwrap().iter().filter(|(k, _)| *k == "Init").count();
-    // A write the watcher does not see (another namespace) moves the global
-    // resourceVersion past the watcher's, so its resume point is older than the compaction.
-    h.widgets("default").create(&PostParams::default(), &widget("elsewhere", "small")).await.expect("create");
+    // `expire` compacts the history and arms a one-shot 410 for the next watch resuming
+    // from a version issued before it, so the resumed watch fails with an in-stream 410
+    // Expired and the watcher must re-list (a new Init ... InitDone), then keep watching.
+    let done_before = journal.lock().unwrap().iter().filter(|(k, _)| *k == "InitDone").count();
     h.admin_post("/_sandbox/watches/expire").await;
     h.admin_post("/_sandbox/watches/drop").await;
-    eventually("a re-list after 410 Gone", || {
-        let inits = journal.lock().unwrap().iter().filter(|(k, _)| *k == "Init").count();
-        async move { (inits > inits_before).then_some(()) }
+    eventually("a complete re-list after 410 Gone", || {
+        let done = journal.lock().unwrap().iter().filter(|(k, _)| *k == "InitDone").count();
+        async move { (done > done_before).then_some(()) }
     })
     .await;
     api.create(&PostParams::default(), &widget("after-expire", "small")).await.expect("create");
@@ -278,6 +280,9 @@ async fn watcher_recovers(ns: &str, wc: watcher::Config) {
         j[last_init..].iter().filter(|(k, _)| *k == "InitApply").map(|(_, n)| n.clone()).collect()
     };
     assert_eq!(relisted, ["after-drop"], "the re-list must carry exactly the live objects");
+    let j = journal.lock().unwrap().clone();
+    let last_init = j.iter().rposition(|(k, _)| *k == "Init").expect("an Init");
+    assert_eq!(j[last_init - 1].0, "Error", "the re-list must follow the 410 error: {j:?}");
     task.abort();
 }
 
@@ -289,6 +294,120 @@ async fn paged_watcher_recovers_after_dropped_watches_and_410() {
 #[tokio::test]
 async fn streaming_watcher_recovers_after_dropped_watches_and_410() {
     watcher_recovers("recover-streaming", watcher::Config::default().streaming_lists()).await;
+}
+
+const FINALIZER: &str = "example.com/cleanup";
+
+#[tokio::test]
+async fn finalizer_helper_adds_and_removes_its_finalizer() {
+    let ns = "finalizer";
+    let h = Harness::start(ns).await;
+    let api = h.widgets(ns);
+    let cleanups: Arc<Mutex<Vec<String>>> = Arc::default();
+    let ctx = Arc::new((api.clone(), cleanups.clone()));
+    let run = tokio::spawn(
+        Controller::new(api.clone(), watcher::Config::default())
+            .with_config(controller::Config::default().concurrency(2))
+            .run(
+                |obj: Arc<Widget>, ctx: Arc<(Api<Widget>, Arc<Mutex<Vec<String>>>)>| async move {
+                    let (api, cleanups) = &*ctx;
+                    finalizer(api, FINALIZER, obj, |ev| async move {
+                        if let FinalizerEvent::Cleanup(w) = ev {
+                            cleanups.lock().unwrap().push(w.name_any());
+                        }
+                        Ok::<_, kube::Error>(Action::await_change())
+                    })
+                    .await
+                    .map_err(|e| ReconcileError::Finalizer(Box::new(e)))
+                },
+                |_, _, _| Action::requeue(Duration::from_secs(1)),
+                ctx,
+            )
+            .for_each(|_| async {}),
+    );
+
+    api.create(&PostParams::default(), &widget("w1", "small")).await.expect("create");
+    eventually("the finalizer to be added", || {
+        let api = api.clone();
+        async move {
+            let w = api.get("w1").await.ok()?;
+            w.finalizers().iter().any(|f| f == FINALIZER).then_some(())
+        }
+    })
+    .await;
+
+    api.delete("w1", &DeleteParams::default()).await.expect("delete");
+    eventually("the finalizer to be removed and the widget gone", || {
+        let api = api.clone();
+        async move { matches!(api.get_opt("w1").await, Ok(None)).then_some(()) }
+    })
+    .await;
+    assert_eq!(*cleanups.lock().unwrap(), ["w1"], "cleanup must run exactly once");
+    run.abort();
+}
+
+#[tokio::test]
+async fn status_apply_keeps_generation_and_unchanged_apply_is_a_no_op() {
+    let ns = "status-apply";
+    let h = Harness::start(ns).await;
+    let api = h.widgets(ns);
+    let created = api.create(&PostParams::default(), &widget("w1", "small")).await.expect("create");
+    assert_eq!(created.metadata.generation, Some(1));
+    let rv0 = created.resource_version().expect("resourceVersion");
+
+    let mut events = api
+        .watch(&WatchParams::default().fields("metadata.name=w1"), &rv0)
+        .await
+        .expect("watch")
+        .boxed();
+
+    let status = json!({
+        "apiVersion": "example.com/v1",
+        "kind": "Widget",
+        "status": {"phase": "Running"},
+    });
+    let pp = PatchParams::apply("widget-tester");
+    let applied = api.patch_status("w1", &pp, &Patch::Apply(&status)).await.expect("status apply");
+    assert_eq!(applied.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Running"));
+    assert_eq!(applied.metadata.generation, Some(1), "a status write must not bump generation");
+    let rv1 = applied.resource_version().expect("resourceVersion");
+    assert_ne!(rv1, rv0);
+    let entry = applied
+        .metadata
+        .managed_fields
+        .as_ref()
+        .and_then(|mf| mf.iter().find(|m| m.manager.as_deref() == Some("widget-tester")))
+        .cloned()
+        .expect("managedFields entry of widget-tester");
+    assert_eq!(entry.operation.as_deref(), Some("Apply"));
+    assert_eq!(entry.subresource.as_deref(), Some("status"));
+
+    // The same apply again changes nothing: same resourceVersion, and no watch event.
+    let again = api.patch_status("w1", &pp, &Patch::Apply(&status)).await.expect("status apply");
+    assert_eq!(again.resource_version().as_deref(), Some(rv1.as_str()));
+    assert_eq!(again.metadata.generation, Some(1));
+
+    // A marker write after the no-op: the watch must show the first apply, then the marker,
+    // and nothing in between.
+    api.patch("w1", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"marker": "1"}}})))
+        .await
+        .expect("marker patch");
+    let mut seen = Vec::new();
+    while let Some(ev) = within(events.try_next()).await.expect("watch stream") {
+        match ev {
+            WatchEvent::Modified(w) => {
+                let marker = w.labels().contains_key("marker");
+                seen.push(w.resource_version().unwrap_or_default());
+                if marker {
+                    break;
+                }
+            }
+            WatchEvent::Bookmark(_) => {}
+            other => panic!("unexpected watch event {other:?}"),
+        }
+    }
+    assert_eq!(seen.len(), 2, "expected the status apply and the marker only, got {seen:?}");
+    assert_eq!(seen[0], rv1);
 }
 
 #[tokio::test]
@@ -340,4 +459,40 @@ async fn recorder_events_are_visible_as_core_and_events_k8s_io() {
     // deprecatedCount (pkg/apis/events/v1 conversion), which the Recorder never sets.
     assert_eq!(core.series.as_ref().and_then(|s| s.count), Some(2), "{core:?}");
     assert_eq!(core.count, None);
+}
+
+#[tokio::test]
+async fn leases_can_be_created_updated_and_managed() {
+    let ns = "leases";
+    let h = Harness::start(ns).await;
+    let leases: Api<Lease> = Api::namespaced(h.client.clone(), ns);
+
+    // Plain create and optimistic-concurrency update.
+    let lease = Lease {
+        metadata: ObjectMeta { name: Some("plain".into()), ..Default::default() },
+        spec: Some(LeaseSpec { holder_identity: Some("a".into()), lease_duration_seconds: Some(15), ..Default::default() }),
+    };
+    let mut created = leases.create(&PostParams::default(), &lease).await.expect("create lease");
+    created.spec.as_mut().expect("spec").holder_identity = Some("b".into());
+    let updated = leases.replace("plain", &PostParams::default(), &created).await.expect("replace lease");
+    assert_eq!(updated.spec.and_then(|s| s.holder_identity).as_deref(), Some("b"));
+    // Replacing with the now stale resourceVersion is a conflict.
+    let stale = leases.replace("plain", &PostParams::default(), &created).await;
+    assert!(matches!(stale, Err(kube::Error::Api(ref s)) if s.code == 409), "{stale:?}");
+
+    // kube-lease-manager (server-side apply on the Lease) acquires and releases it.
+    let manager = kube_lease_manager::LeaseManagerBuilder::new(h.client.clone(), "leader")
+        .with_namespace(ns)
+        .with_identity("replica-1")
+        .with_duration(5)
+        .with_grace(2)
+        .build()
+        .await
+        .expect("lease manager");
+    assert!(within(manager.changed()).await.expect("lock"), "the free lease must be acquired");
+    let held = leases.get("leader").await.expect("lease");
+    assert_eq!(held.spec.as_ref().and_then(|s| s.holder_identity.as_deref()), Some("replica-1"));
+    manager.release().await.expect("release");
+    let released = leases.get("leader").await.expect("lease");
+    assert_eq!(released.spec.as_ref().and_then(|s| s.holder_identity.as_deref()), None);
 }
