@@ -76,6 +76,13 @@ fn checked_in_crds_match_the_crd_command() {
 
 use serde::Deserialize;
 
+#[test]
+fn version_prints_the_package_version() {
+    let output = Command::new(env!("CARGO_BIN_EXE_connection-operator")).arg("version").output().unwrap();
+    assert!(output.status.success());
+    assert_eq!(String::from_utf8(output.stdout).unwrap(), format!("connection-operator {}\n", env!("CARGO_PKG_VERSION")));
+}
+
 /// Kubernetes "structural schema" rules: every node states a `type` unless it preserves
 /// unknown fields or is int-or-string, and `anyOf`/`oneOf`/`allOf`/`not` carry no `type`.
 fn assert_structural(path: &str, node: &Value) {

@@ -27,6 +27,20 @@ pub enum ProviderError {
     Unauthorized { status: u16, message: String },
 }
 
+impl ProviderError {
+    /// The `Ready` condition reason for this failure (DESIGN.md "Reconcile semantics").
+    pub fn reason(&self) -> crate::api::conditions::Reason {
+        use crate::api::conditions::Reason;
+        match self {
+            ProviderError::Terminal { .. } => Reason::InvalidSpec,
+            ProviderError::Retryable { .. } => Reason::UpstreamUnavailable,
+            ProviderError::RateLimited { .. } => Reason::RateLimited,
+            ProviderError::NotFound { .. } => Reason::UpstreamNotFound,
+            ProviderError::Unauthorized { .. } => Reason::Unauthorized,
+        }
+    }
+}
+
 /// Longest provider message kept, so a verbose body cannot bloat status and events.
 const MAX_MESSAGE: usize = 300;
 
@@ -68,6 +82,16 @@ mod tests {
         for s in [400, 415, 422, 424] {
             assert!(matches!(classify(s, "m".into()), ProviderError::Terminal { .. }), "{s}");
         }
+    }
+
+    #[test]
+    fn classes_map_to_ready_reasons() {
+        use crate::api::conditions::Reason;
+        assert_eq!(classify(422, "m".into()).reason(), Reason::InvalidSpec);
+        assert_eq!(classify(503, "m".into()).reason(), Reason::UpstreamUnavailable);
+        assert_eq!(classify(404, "m".into()).reason(), Reason::UpstreamNotFound);
+        assert_eq!(classify(403, "m".into()).reason(), Reason::Unauthorized);
+        assert_eq!(ProviderError::RateLimited { retry_at: SystemTime::UNIX_EPOCH }.reason(), Reason::RateLimited);
     }
 
     #[test]

@@ -39,6 +39,23 @@ pub struct RateLimitSnapshot {
     pub blocked_until: Option<SystemTime>,
 }
 
+impl RateLimitSnapshot {
+    /// The snapshot as `Provider.status.rateLimit` (None when nothing was seen yet).
+    pub fn to_status(&self) -> Option<crate::api::RateLimitStatus> {
+        let time = |t: SystemTime| {
+            let since = t.duration_since(SystemTime::UNIX_EPOCH).ok()?;
+            let ts = k8s_openapi::jiff::Timestamp::from_second(i64::try_from(since.as_secs()).ok()?).ok()?;
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(ts))
+        };
+        (*self != RateLimitSnapshot::default()).then(|| crate::api::RateLimitStatus {
+            limit: self.limit,
+            remaining: self.remaining,
+            reset_at: self.reset_at.and_then(time),
+            blocked_until: self.blocked_until.and_then(time),
+        })
+    }
+}
+
 /// The pacing decision for one request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Admission {
@@ -263,6 +280,21 @@ mod tests {
         assert_eq!(pacer.admit("PATCH", t0, w0), Admission::RateLimited(reset));
         assert_eq!(pacer.admit("GET", t0, w0), Admission::After(Duration::ZERO), "only that bucket");
         assert!(matches!(pacer.admit("PATCH", t0 + Duration::from_secs(30), reset), Admission::After(_)));
+    }
+
+    #[test]
+    fn snapshot_becomes_status_with_whole_second_times() {
+        assert_eq!(RateLimitSnapshot::default().to_status(), None);
+        let snapshot = RateLimitSnapshot {
+            limit: Some(200),
+            remaining: Some(3),
+            reset_at: Some(SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_900)),
+            blocked_until: None,
+        };
+        let status = snapshot.to_status().unwrap();
+        assert_eq!((status.limit, status.remaining), (Some(200), Some(3)));
+        assert_eq!(status.reset_at.unwrap().0.as_second(), 1_700_000_000);
+        assert_eq!(status.blocked_until, None);
     }
 
     #[test]
