@@ -437,3 +437,15 @@ async fn datagrid_teamspace_header_scopes_reads() {
     assert_eq!(scoped.read(&t("conn_a")).await.unwrap(), diff::Upstream::datagrid("A"));
     assert!(matches!(scoped.read(&t("conn_b")).await, Err(ProviderError::NotFound { .. })));
 }
+
+#[tokio::test]
+async fn connection_ids_are_sent_as_one_encoded_path_segment() {
+    let s = Sandbox::start().await;
+    let id = "acme/eu 1";
+    s.seed("nango", id, json!({"provider_config_key": "k", "metadata": {"a": 1}})).await;
+    let client = s.client("nango");
+    let target = Target { connection_id: id.into(), provider_config_key: Some("k".into()) };
+    assert_eq!(client.read(&target).await.unwrap(), diff::Upstream::nango(Some(&json!({"a": 1}))));
+    let journal = s.journal("nango").await;
+    assert_eq!(journal[0]["path"], "/connections/acme%2Feu%201");
+}

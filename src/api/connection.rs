@@ -32,7 +32,6 @@ pub type JsonObject = Map<String, Value>;
     status = "ConnectionStatus",
     shortname = "conn",
     category = "connection-operator",
-    category = "all",
     doc = "A connection at a SaaS integration provider (Nango, Mielto, Are.na, Datagrid) whose settings the operator keeps in sync.",
     printcolumn(name = "Provider", type_ = "string", json_path = ".spec.providerRef.name", description = "The Provider or ClusterProvider holding the upstream account"),
     printcolumn(name = "Connection", type_ = "string", json_path = ".spec.connectionId", description = "The upstream connection id"),
