@@ -9,8 +9,8 @@ use std::time::SystemTime;
 /// A failed provider call.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProviderError {
-    /// The request cannot succeed as is (400/422 validation, an unexpected answer): do not
-    /// retry until something changes.
+    /// The request cannot succeed as is (400/422 validation, a bad `baseUrl`): do not retry
+    /// until something changes. `status` is 0 when the request could not even be built.
     #[error("the provider rejected the request ({status}): {message}")]
     Terminal { status: u16, message: String },
     /// Worth retrying with backoff: 5xx, 408, 409, timeouts, connection errors.
@@ -22,7 +22,8 @@ pub enum ProviderError {
     /// The connection does not exist upstream (or is not visible to this token).
     #[error("the connection was not found upstream: {message}")]
     NotFound { message: String },
-    /// The token was refused (401) or lacks permission (403).
+    /// The token was refused (401) or lacks permission (403); `status` 0: the token cannot
+    /// even be sent.
     #[error("the provider refused the credentials ({status}): {message}")]
     Unauthorized { status: u16, message: String },
 }

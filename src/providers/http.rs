@@ -123,7 +123,7 @@ impl Http {
             .timeout(self.timeout)
             .headers(self.headers.clone())
             .header(header::ACCEPT, "application/json")
-            .header(header::AUTHORIZATION, format!("Bearer {}", self.token.expose()));
+            .header(header::AUTHORIZATION, self.authorization()?);
         if let Some(body) = &call.body {
             request = request.header(header::CONTENT_TYPE, "application/json").body(body.to_string());
         }
@@ -163,11 +163,21 @@ impl Http {
         Err(classify(status, message))
     }
 
+    /// `Bearer <token>`, marked sensitive so that HTTP-level tracing never prints it.
+    fn authorization(&self) -> Result<HeaderValue, ProviderError> {
+        let mut value = HeaderValue::from_str(&format!("Bearer {}", self.token.expose())).map_err(|_| ProviderError::Unauthorized {
+            status: 0,
+            message: "the token holds characters not allowed in an HTTP header".into(),
+        })?;
+        value.set_sensitive(true);
+        Ok(value)
+    }
+
     fn rate_limit_headers(&self, headers: &HeaderMap) -> RateLimitHeaders {
         RateLimitHeaders {
             limit: header_u64(headers, "x-ratelimit-limit"),
             remaining: header_u64(headers, "x-ratelimit-remaining"),
-            reset: header_u64(headers, "x-ratelimit-reset"),
+            reset: rate_limit_reset(headers, SystemTime::now()),
             window: header_str(headers, "x-ratelimit-window")
                 .and_then(|w| w.parse::<f64>().ok())
                 .filter(|w| w.is_finite() && *w > 0.0)
@@ -254,6 +264,18 @@ mod tests {
             Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_042))
         );
         assert_eq!(rate_limit_reset(&headers(&[("x-ratelimit-reset", "42")]), now), Some(now + Duration::from_secs(42)));
+    }
+
+    #[test]
+    fn authorization_is_sensitive_and_a_bad_token_is_not_echoed() {
+        let pacer = || Arc::new(AccountPacer::new(crate::api::RateLimitSpec { requests_per_minute: 60, burst: 1 }));
+        let http = |token: &str| {
+            Http::new(reqwest::Client::new(), "http://127.0.0.1:1/x", Token::new(token), Duration::from_secs(1), pacer(), Box::new(super::super::nango::NangoDialect)).unwrap()
+        };
+        assert!(http("good").authorization().unwrap().is_sensitive());
+        let err = http("line1\nsecret-part").authorization().unwrap_err();
+        assert!(matches!(err, ProviderError::Unauthorized { status: 0, .. }));
+        assert!(!format!("{err:?}").contains("secret-part"));
     }
 
     #[test]
