@@ -326,7 +326,7 @@ fn object_or_empty(value: Option<&Value>) -> JsonObject {
 
 /// JSON equality where numbers compare by value (`1 == 1.0`) and object key order does not
 /// matter.
-pub fn json_eq(a: &Value, b: &Value) -> bool {
+fn json_eq(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64(), x.as_u64(), y.as_u64()) {
             (Some(x), Some(y), _, _) => x == y,
