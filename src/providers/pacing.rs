@@ -308,4 +308,39 @@ mod tests {
         let b = pacers.get("nango/x", spec(120, 5));
         assert_eq!(b.admit("", Instant::now(), SystemTime::UNIX_EPOCH), Admission::RateLimited(until));
     }
+
+    proptest::proptest! {
+        /// Whatever the arrival pattern, the send times the bucket hands out never exceed
+        /// its budget: at most `burst + rate * t` requests by time `t`, and no wait beyond
+        /// MAX_PACING_WAIT.
+        #[test]
+        fn sends_stay_within_the_budget(
+            rpm in 1u32..600,
+            burst in 1u32..20,
+            gaps_ms in proptest::collection::vec(0u64..3000, 1..60),
+        ) {
+            let pacer = AccountPacer::new(spec(rpm, burst));
+            let start = Instant::now();
+            let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+            let mut at = Duration::ZERO;
+            let mut sends = Vec::new();
+            for gap in gaps_ms {
+                at += Duration::from_millis(gap);
+                match pacer.admit("", start + at, wall + at) {
+                    Admission::After(wait) => {
+                        proptest::prop_assert!(wait <= MAX_PACING_WAIT);
+                        sends.push(at + wait);
+                    }
+                    Admission::RateLimited(until) => proptest::prop_assert!(until > wall + at),
+                }
+            }
+            sends.sort();
+            let rate = f64::from(rpm) / 60.0;
+            for (i, t) in sends.iter().enumerate() {
+                // i + 1 requests sent by time t.
+                let budget = f64::from(burst) + rate * t.as_secs_f64() + 1e-6;
+                proptest::prop_assert!((i + 1) as f64 <= budget, "{} sends by {:?}, budget {}", i + 1, t, budget);
+            }
+        }
+    }
 }
