@@ -98,7 +98,8 @@ pub struct Plan {
     /// Keys that differ upstream (changed or to be removed), sorted.
     pub drift: Vec<String>,
     /// The keys the resource owns once `write` is applied, sorted: what goes to
-    /// `status.managedKeys`.
+    /// `status.managedKeys` after a successful write (or when in sync). In Observe mode
+    /// nothing is written, so the recorded keys stay as they are.
     pub managed_keys: Vec<String>,
 }
 
