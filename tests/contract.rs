@@ -25,7 +25,9 @@ fn workspace_root() -> PathBuf {
 
 /// Prism from `scripts/bootstrap` (`CONNECTION_OPERATOR_TOOLS`, else `<root>/.tools`).
 fn prism_bin() -> PathBuf {
-    let tools = std::env::var_os("CONNECTION_OPERATOR_TOOLS").map(PathBuf::from).unwrap_or_else(|| workspace_root().join(".tools"));
+    let tools = std::env::var_os("CONNECTION_OPERATOR_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join(".tools"));
     let prism = tools.join("node/node_modules/.bin/prism");
     assert!(prism.exists(), "Prism is not installed at {}: run scripts/bootstrap", prism.display());
     prism
@@ -86,13 +88,15 @@ impl Contract {
 
     /// A client whose baseUrl is Prism.
     fn client(&self, extra: Value) -> Arc<dyn ProviderClient> {
-        let mut spec = json!({"type": self.provider, "baseUrl": self.prism_base, "credentialsRef": {"name": "s", "key": "token"}});
+        let mut spec =
+            json!({"type": self.provider, "baseUrl": self.prism_base, "credentialsRef": {"name": "s", "key": "token"}});
         spec.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
         let spec: ProviderSpec = serde_json::from_value(spec).unwrap();
         let config = ProviderConfig::from_provider(&spec, "tenants");
         let pacer = Pacers::default().get(&config.account_key(), config.rate_limit);
         // A Nango secret key looks like a UUIDv4 (REFERENCE.md §1 `invalid_secret_key_format`).
-        providers::client(&config, Token::new("7f4c2a4e-9b1d-4c3e-8f6a-2d5b9e0c1a37"), reqwest::Client::new(), pacer).unwrap()
+        providers::client(&config, Token::new("7f4c2a4e-9b1d-4c3e-8f6a-2d5b9e0c1a37"), reqwest::Client::new(), pacer)
+            .unwrap()
     }
 
     fn admin_url(&self, path: &str) -> String {
@@ -158,7 +162,10 @@ async fn nango_reads_patches_and_replaces_within_the_official_contract() {
             "POST /connections/metadata 201"
         ]
     );
-    assert_eq!(c.raw("acme-1").await["metadata"], json!({"subscription": "s-1", "region": "eu", "mapping": {"a": [1, 2]}}));
+    assert_eq!(
+        c.raw("acme-1").await["metadata"],
+        json!({"subscription": "s-1", "region": "eu", "mapping": {"a": [1, 2]}})
+    );
 }
 
 #[tokio::test]
@@ -191,14 +198,22 @@ async fn datagrid_reads_and_renames_within_the_official_contract() {
     let c = Contract::start("datagrid", "datagrid.yaml").await;
     c.seed("conn_1", json!({"name": "Old", "teamspace_id": "ts_a"})).await;
     let client = c.client(json!({"teamspaceId": "ts_a"}));
-    let spec = spec(json!({"providerRef": {"name": "d"}, "connectionId": "conn_1", "datagrid": {"name": "Acme Drive"}}));
+    let spec =
+        spec(json!({"providerRef": {"name": "d"}, "connectionId": "conn_1", "datagrid": {"name": "Acme Drive"}}));
     sync(client.as_ref(), &spec, &[]).await;
     assert_eq!(c.journal().await, ["GET /connections/conn_1 200", "PATCH /connections/conn_1 200"]);
     assert_eq!(c.raw("conn_1").await["name"], "Acme Drive");
     // Self-check: Prism does police requests. A body without the required `name` is refused
     // by Prism itself (422) and never reaches the emulator.
     let before = c.journal().await.len();
-    let refused = c.admin.patch(format!("{}/connections/conn_1", c.prism_base)).bearer_auth("k").json(&json!({})).send().await.unwrap();
+    let refused = c
+        .admin
+        .patch(format!("{}/connections/conn_1", c.prism_base))
+        .bearer_auth("k")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(refused.status(), 422);
     assert_eq!(c.journal().await.len(), before, "Prism forwarded a request that violates the document");
 }

@@ -33,11 +33,36 @@ pub type JsonObject = Map<String, Value>;
     shortname = "conn",
     category = "connection-operator",
     doc = "A connection at a SaaS integration provider (Nango, Mielto, Are.na, Datagrid) whose settings the operator keeps in sync.",
-    printcolumn(name = "Provider", type_ = "string", json_path = ".spec.providerRef.name", description = "The Provider or ClusterProvider holding the upstream account"),
-    printcolumn(name = "Connection", type_ = "string", json_path = ".spec.connectionId", description = "The upstream connection id"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status", description = "Whether upstream matches the spec"),
-    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason", description = "Why the connection is or is not ready"),
-    printcolumn(name = "Last Sync", type_ = "date", json_path = ".status.lastSyncTime", description = "Last time upstream was changed or found changed"),
+    printcolumn(
+        name = "Provider",
+        type_ = "string",
+        json_path = ".spec.providerRef.name",
+        description = "The Provider or ClusterProvider holding the upstream account"
+    ),
+    printcolumn(
+        name = "Connection",
+        type_ = "string",
+        json_path = ".spec.connectionId",
+        description = "The upstream connection id"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        description = "Whether upstream matches the spec"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason",
+        description = "Why the connection is or is not ready"
+    ),
+    printcolumn(
+        name = "Last Sync",
+        type_ = "date",
+        json_path = ".status.lastSyncTime",
+        description = "Last time upstream was changed or found changed"
+    ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[x_kube(

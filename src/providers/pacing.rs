@@ -260,7 +260,12 @@ mod tests {
     fn headers_tighten_the_bucket() {
         let pacer = AccountPacer::new(spec(6000, 100));
         let (t0, w0) = (Instant::now(), SystemTime::UNIX_EPOCH + Duration::from_secs(100));
-        let headers = RateLimitHeaders { limit: Some(60), remaining: Some(1), reset: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(160)), window: Some(Duration::from_secs(60)) };
+        let headers = RateLimitHeaders {
+            limit: Some(60),
+            remaining: Some(1),
+            reset: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(160)),
+            window: Some(Duration::from_secs(60)),
+        };
         pacer.observe("", headers, t0, w0);
         assert_eq!(pacer.admit("", t0, w0), Admission::After(Duration::ZERO));
         // Now 0 tokens at 1/s (the provider's 60/min, not our 6000/min).
@@ -274,7 +279,12 @@ mod tests {
     fn nothing_remaining_means_no_request_before_the_reset() {
         let pacer = AccountPacer::new(spec(600, 10));
         let (t0, w0) = (Instant::now(), SystemTime::UNIX_EPOCH + Duration::from_secs(100));
-        let headers = RateLimitHeaders { limit: None, remaining: Some(0), reset: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(130)), window: None };
+        let headers = RateLimitHeaders {
+            limit: None,
+            remaining: Some(0),
+            reset: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(130)),
+            window: None,
+        };
         pacer.observe("PATCH", headers, t0, w0);
         let reset = SystemTime::UNIX_EPOCH + Duration::from_secs(130);
         assert_eq!(pacer.admit("PATCH", t0, w0), Admission::RateLimited(reset));
