@@ -176,6 +176,13 @@ fn invalid_connections_are_rejected_with_clear_messages() {
         let errors = cel_errors("connections", &object, None);
         assert!(errors.iter().any(|e| e.contains(expected)), "{object}: expected {expected:?}, got {errors:?}");
     }
+    let nango_id = |id: &str| {
+        connection(json!({"providerRef": {"name": "p"}, "connectionId": id, "nango": {"providerConfigKey": "k"}}))
+    };
+    let errors = cel_errors("connections", &nango_id("acme#1"), None);
+    assert!(errors.iter().any(|e| e.contains("Nango connectionId may only hold")), "{errors:?}");
+    let odd_but_valid = r#"a,.;:=+~[b]|@${c} "d" 'e' \f/g_h-1"#;
+    assert_eq!(cel_errors("connections", &nango_id(odd_but_valid), None), Vec::<String>::new());
     let non_numeric =
         connection(json!({"providerRef": {"name": "p"}, "connectionId": "abc", "arena": {"metadata": {}}}));
     let errors = cel_errors("connections", &non_numeric, None);
