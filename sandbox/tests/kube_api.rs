@@ -384,6 +384,14 @@ async fn watch_replays_streams_and_expires() {
     assert_eq!(ev["object"]["reason"], "Expired");
     assert!(old.next().await.is_none());
 
+    // Expiry is also one-shot for a watch resuming from the current version.
+    let now = api.get("/api/v1/namespaces/default/configmaps").await.body["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    api.call(Method::POST, "/_sandbox/watches/expire", "application/json", Some("{}".into()), None).await;
+    let mut current = api.watch(&format!("/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={now}")).await;
+    assert_eq!(current.next().await.unwrap()["object"]["code"], 410);
+    let mut resumed = api.watch(&format!("/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={now}&timeoutSeconds=1")).await;
+    assert!(resumed.next().await.is_none(), "a second watch resumes normally");
+
     // Dropping watches ends open streams.
     let drop = api.call(Method::POST, "/_sandbox/watches/drop", "application/json", Some("{}".into()), None).await;
     assert_eq!(drop.status, 200);
@@ -470,4 +478,233 @@ async fn faults_fail_matching_requests_then_clear() {
     assert_eq!(api.get("/version").await.status, 200);
     let invalid = api.call(Method::PUT, "/_sandbox/faults", "application/json", Some(json!({"path": "x", "status": 500}).to_string()), None).await;
     assert_eq!(invalid.status, 400);
+}
+
+fn gizmo_crd() -> Value {
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "gizmos.test.dev"},
+        "spec": {
+            "group": "test.dev", "scope": "Namespaced",
+            "names": {"plural": "gizmos", "singular": "gizmo", "kind": "Gizmo", "shortNames": ["gz"], "categories": ["all"]},
+            "versions": [{
+                "name": "v1", "served": true, "storage": true,
+                "subresources": {"status": {}},
+                "additionalPrinterColumns": [{"name": "Size", "type": "integer", "jsonPath": ".spec.size"}],
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": {"type": "object", "required": ["size"], "properties": {
+                        "size": {"type": "integer", "minimum": 1, "description": "How big."},
+                        "colour": {"type": "string", "default": "blue"}
+                    }},
+                    "status": {"type": "object", "properties": {"phase": {"type": "string"}}}
+                }}}
+            }]
+        }
+    })
+}
+
+fn gizmo(name: &str, size: i64) -> Value {
+    json!({"apiVersion": "test.dev/v1", "kind": "Gizmo", "metadata": {"name": name}, "spec": {"size": size}})
+}
+
+const GIZMOS: &str = "/apis/test.dev/v1/namespaces/default/gizmos";
+
+async fn with_gizmos() -> Api {
+    let api = start();
+    let crd = api.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", gizmo_crd()).await;
+    assert_eq!(crd.status, 201, "{}", crd.body);
+    let conditions = crd.body["status"]["conditions"].as_array().unwrap();
+    assert!(conditions.iter().any(|c| c["type"] == "Established" && c["status"] == "True"));
+    assert_eq!(crd.body["status"]["acceptedNames"]["kind"], "Gizmo");
+    api
+}
+
+#[tokio::test]
+async fn crds_are_served_once_established() {
+    let api = with_gizmos().await;
+    let list = api.get("/apis/test.dev/v1").await.body;
+    let res = &list["resources"].as_array().unwrap();
+    assert!(res.iter().any(|r| r["name"] == "gizmos" && r["shortNames"] == json!(["gz"]) && r["categories"] == json!(["all"])));
+    assert!(res.iter().any(|r| r["name"] == "gizmos/status"));
+    let agg = api.get_as("/apis", "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList").await.body;
+    assert!(agg["items"].as_array().unwrap().iter().any(|g| g["metadata"]["name"] == "test.dev"));
+
+    let created = api.post(GIZMOS, gizmo("g1", 2)).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(created.body["spec"]["colour"], "blue", "defaulted");
+    assert_eq!(created.body["metadata"]["generation"], 1);
+
+    let invalid = api.post(GIZMOS, gizmo("g2", 0)).await;
+    assert_eq!(invalid.status, 422, "{}", invalid.body);
+    assert_eq!(invalid.body["reason"], "Invalid");
+    assert!(invalid.body["message"].as_str().unwrap().starts_with("Gizmo.test.dev \"g2\" is invalid: spec.size"), "{}", invalid.body);
+    assert_eq!(invalid.body["details"]["causes"][0]["field"], "spec.size");
+
+    let no_kind = api.post(GIZMOS, json!({"metadata": {"name": "x"}, "spec": {"size": 1}})).await;
+    assert_eq!(no_kind.status, 400);
+
+    // Custom resources need metadata.resourceVersion on PUT and are never created by PUT.
+    let mut unconditional = created.body.clone();
+    unconditional["metadata"].as_object_mut().unwrap().remove("resourceVersion");
+    let r = api.put(&format!("{GIZMOS}/g1"), unconditional).await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body["message"].as_str().unwrap().contains("metadata.resourceVersion: Invalid value: 0x0: must be specified for an update"));
+    let r = api.put(&format!("{GIZMOS}/nope"), gizmo("nope", 1)).await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.body["message"], "gizmos.test.dev \"nope\" not found");
+}
+
+#[tokio::test]
+async fn status_subresource_and_generation() {
+    let api = with_gizmos().await;
+    let mut obj = gizmo("s", 1);
+    obj["status"] = json!({"phase": "Ignored"});
+    let created = api.post(GIZMOS, obj).await.body;
+    assert!(created.get("status").is_none(), "status is dropped on create: {created}");
+
+    // Status through /status: generation unchanged, spec changes ignored.
+    let st = api
+        .patch(&format!("{GIZMOS}/s/status"), "application/merge-patch+json", json!({"spec": {"size": 9}, "status": {"phase": "Ready"}}))
+        .await;
+    assert_eq!(st.status, 200, "{}", st.body);
+    assert_eq!(st.body["status"]["phase"], "Ready");
+    assert_eq!(st.body["spec"]["size"], 1);
+    assert_eq!(st.body["metadata"]["generation"], 1);
+
+    // Main resource: status ignored, spec change bumps generation.
+    let main = api
+        .patch(&format!("{GIZMOS}/s"), "application/merge-patch+json", json!({"spec": {"size": 3}, "status": {"phase": "Hacked"}}))
+        .await;
+    assert_eq!(main.body["status"]["phase"], "Ready");
+    assert_eq!(main.body["metadata"]["generation"], 2);
+    // Metadata-only change: no generation bump.
+    let labels = api.patch(&format!("{GIZMOS}/s"), "application/merge-patch+json", json!({"metadata": {"labels": {"a": "b"}}})).await;
+    assert_eq!(labels.body["metadata"]["generation"], 2);
+
+    // Status apply without metadata (controller-rs style): accepted, no generation bump, and
+    // an unchanged re-apply is a no-op (same resourceVersion, no event).
+    let apply_url = format!("{GIZMOS}/s/status?fieldManager=ctl&force=true");
+    let status_cfg = json!({"apiVersion": "test.dev/v1", "kind": "Gizmo", "status": {"phase": "Applied"}});
+    let applied = api.patch(&apply_url, "application/apply-patch+yaml", status_cfg.clone()).await;
+    assert_eq!(applied.status, 200, "{}", applied.body);
+    assert_eq!(applied.body["status"]["phase"], "Applied");
+    assert_eq!(applied.body["metadata"]["generation"], 2);
+    let rv = applied.body["metadata"]["resourceVersion"].clone();
+    let mut w = api.watch(&format!("{GIZMOS}?watch=true&resourceVersion={}", rv.as_str().unwrap())).await;
+    let again = api.patch(&apply_url, "application/apply-patch+yaml", status_cfg).await;
+    assert_eq!(again.body["metadata"]["resourceVersion"], rv);
+    api.post(GIZMOS, gizmo("marker", 1)).await;
+    assert_eq!(w.next_change().await.unwrap()["object"]["metadata"]["name"], "marker", "no event for the no-op apply");
+    let wrong = api
+        .patch(&apply_url, "application/apply-patch+yaml", json!({"apiVersion": "test.dev/v1", "kind": "Gizmo", "metadata": {"name": "other"}}))
+        .await;
+    assert_eq!(wrong.status, 400);
+
+    let smp = api.patch(&format!("{GIZMOS}/s"), "application/strategic-merge-patch+json", json!({"spec": {"size": 4}})).await;
+    assert_eq!(smp.status, 415);
+    assert_eq!(smp.body["reason"], "UnsupportedMediaType");
+
+    let no_manager = api.patch(&format!("{GIZMOS}/s"), "application/apply-patch+yaml", gizmo("s", 5)).await;
+    assert_eq!(no_manager.status, 422);
+    assert_eq!(no_manager.body["message"], "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch");
+
+    // dryRun=All answers with the result and stores nothing.
+    let dry = api.patch(&format!("{GIZMOS}/s?dryRun=All"), "application/merge-patch+json", json!({"spec": {"size": 7}})).await;
+    assert_eq!(dry.body["spec"]["size"], 7);
+    assert_eq!(api.get(&format!("{GIZMOS}/s")).await.body["spec"]["size"], 3);
+    let dry_create = api.call(Method::POST, &format!("{GIZMOS}?dryRun=All"), "application/json", Some(gizmo("ghost", 1).to_string()), None).await;
+    assert_eq!(dry_create.status, 201);
+    assert_eq!(api.get(&format!("{GIZMOS}/ghost")).await.status, 404);
+}
+
+#[tokio::test]
+async fn tables_and_openapi_for_custom_resources() {
+    let api = with_gizmos().await;
+    api.post(GIZMOS, gizmo("t1", 5)).await;
+    let table = api.get_as(GIZMOS, "application/json;as=Table;v=v1;g=meta.k8s.io,application/json").await;
+    assert_eq!(table.headers["content-type"], "application/json;as=Table;v=v1;g=meta.k8s.io");
+    assert_eq!(table.body["kind"], "Table");
+    let cols: Vec<&str> = table.body["columnDefinitions"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert!(cols.contains(&"Size"), "{cols:?}");
+    assert_eq!(table.body["rows"][0]["object"]["metadata"]["name"], "t1");
+    assert!(table.body["metadata"]["resourceVersion"].is_string());
+
+    let index = api.get("/openapi/v3").await.body;
+    let url = index["paths"]["apis/test.dev/v1"]["serverRelativeURL"].as_str().unwrap().to_string();
+    assert!(url.contains("?hash="));
+    let doc = api.get(&url).await;
+    assert_eq!(doc.status, 200);
+    let etag = doc.headers["etag"].to_str().unwrap().to_string();
+    assert!(url.ends_with(etag.trim_matches('"')));
+    assert_eq!(doc.headers["cache-control"], "public, immutable");
+    assert!(!doc.body["components"]["schemas"].as_object().unwrap().is_empty());
+    assert_eq!(api.get("/openapi/v3/apis/nope/v1").await.status, 404);
+}
+
+#[tokio::test]
+async fn deleting_a_crd_deletes_its_objects_and_stops_serving() {
+    let api = with_gizmos().await;
+    api.post(GIZMOS, gizmo("d1", 1)).await;
+    let created = api.post(GIZMOS, gizmo("d2", 1)).await;
+    let rv = created.body["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    let mut w = api.watch(&format!("{GIZMOS}?watch=true&resourceVersion={rv}")).await;
+    let del = api.delete("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/gizmos.test.dev").await;
+    assert_eq!(del.status, 200, "{}", del.body);
+    let mut deleted = Vec::new();
+    for _ in 0..2 {
+        let ev = w.next_change().await.unwrap();
+        assert_eq!(ev["type"], "DELETED");
+        deleted.push(ev["object"]["metadata"]["name"].as_str().unwrap().to_string());
+    }
+    deleted.sort();
+    assert_eq!(deleted, ["d1", "d2"]);
+    assert_eq!(api.get("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/gizmos.test.dev").await.status, 404);
+    assert_eq!(api.get(GIZMOS).await.status, 404);
+    assert_eq!(api.get("/apis/test.dev/v1").await.status, 404);
+}
+
+#[tokio::test]
+async fn create_on_update_and_delete_collection_follow_the_kind() {
+    let api = start();
+    // Leases may be created by PUT; ConfigMaps may not.
+    let lease = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "l"}, "spec": {"holderIdentity": "a"}});
+    let r = api.put("/apis/coordination.k8s.io/v1/namespaces/default/leases/l", lease).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = api.put("/api/v1/namespaces/default/configmaps/c", cm("c", json!({}))).await;
+    assert_eq!(r.status, 404);
+    let mismatch = api.put("/api/v1/namespaces/default/configmaps/other", cm("c", json!({}))).await;
+    assert_eq!(mismatch.status, 400);
+    assert_eq!(mismatch.body["message"], "the name of the object (c) does not match the name on the URL (other)");
+
+    for name in ["x1", "x2", "y1"] {
+        let mut obj = cm(name, json!({}));
+        obj["metadata"]["labels"] = json!({"group": &name[..1]});
+        api.post("/api/v1/namespaces/default/configmaps", obj).await;
+    }
+    let r = api.call(Method::DELETE, "/api/v1/namespaces/default/configmaps?labelSelector=group%3Dx", "", None, None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 2);
+    let left = api.get("/api/v1/namespaces/default/configmaps").await.body;
+    assert_eq!(left["items"].as_array().unwrap().len(), 1);
+
+    // Preconditions on delete.
+    let r = api
+        .call(Method::DELETE, "/api/v1/namespaces/default/configmaps/y1", "application/json", Some(json!({"preconditions": {"uid": "nope"}}).to_string()), None)
+        .await;
+    assert_eq!(r.status, 409);
+    assert!(r.body["message"].as_str().unwrap().contains("Precondition failed: UID in precondition: nope"));
+}
+
+#[tokio::test]
+async fn metadata_only_reads_and_watches() {
+    let api = start();
+    api.post("/api/v1/namespaces/default/secrets", json!({"metadata": {"name": "m"}, "stringData": {"k": "secret"}})).await;
+    let list = api.get_as("/api/v1/namespaces/default/secrets", "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1").await;
+    assert_eq!(list.body["kind"], "PartialObjectMetadataList");
+    assert_eq!(list.body["items"][0]["metadata"]["name"], "m");
+    assert!(list.body["items"][0].get("data").is_none());
+    let mut w = api.watch_as("/api/v1/namespaces/default/secrets?watch=true", "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1").await;
+    let ev = w.next().await.unwrap();
+    assert_eq!(ev["object"]["kind"], "PartialObjectMetadata");
+    assert!(ev["object"].get("data").is_none());
 }

@@ -52,14 +52,15 @@ pub enum ApiError {
     Conflict { resource: GroupResource, name: String, detail: String },
     /// Server-side apply conflicts carry their own message and causes.
     #[error("{message}")]
-    ApplyConflict { resource: GroupResource, name: String, message: String, causes: Vec<Value> },
+    ApplyConflict { message: String, causes: Vec<Value> },
     #[error("{}", invalid_message(.kind, .name, .causes))]
     Invalid { kind: GroupKind, name: String, causes: Vec<FieldError> },
     #[error("{0}")]
     BadRequest(String),
-    /// 422 without field causes (e.g. a JSON patch `test` that failed).
-    #[error("{0}")]
-    Unprocessable(String),
+    /// 422 from a patch that could not be applied (`NewGenericServerResponse`): a fixed
+    /// message with the reason in `details.causes`.
+    #[error("{message}")]
+    Unprocessable { message: String, detail: String },
     #[error("{message}")]
     Forbidden { resource: GroupResource, name: String, message: String },
     #[error("the server does not allow this method on the requested resource")]
@@ -89,7 +90,7 @@ impl ApiError {
         match self {
             Self::NotFound { .. } | Self::NoSuchPath => 404,
             Self::AlreadyExists { .. } | Self::Conflict { .. } | Self::ApplyConflict { .. } => 409,
-            Self::Invalid { .. } | Self::Unprocessable(_) => 422,
+            Self::Invalid { .. } | Self::Unprocessable { .. } => 422,
             Self::BadRequest(_) => 400,
             Self::Forbidden { .. } => 403,
             Self::MethodNotAllowed => 405,
@@ -104,7 +105,7 @@ impl ApiError {
             Self::NotFound { .. } | Self::NoSuchPath => "NotFound",
             Self::AlreadyExists { .. } => "AlreadyExists",
             Self::Conflict { .. } | Self::ApplyConflict { .. } => "Conflict",
-            Self::Invalid { .. } | Self::Unprocessable(_) => "Invalid",
+            Self::Invalid { .. } | Self::Unprocessable { .. } => "Invalid",
             Self::BadRequest(_) => "BadRequest",
             Self::Forbidden { .. } => "Forbidden",
             Self::MethodNotAllowed => "MethodNotAllowed",
@@ -127,11 +128,8 @@ impl ApiError {
             | Self::AlreadyExists { resource, name }
             | Self::Conflict { resource, name, .. }
             | Self::Forbidden { resource, name, .. } => Some(named(resource, name)),
-            Self::ApplyConflict { resource, name, causes, .. } => {
-                let mut d = named(resource, name);
-                d["causes"] = Value::Array(causes.clone());
-                Some(d)
-            }
+            // apimachinery `NewApplyConflict`: only the causes, no name or kind.
+            Self::ApplyConflict { causes, .. } => Some(json!({"causes": causes})),
             Self::Invalid { kind, name, causes } => {
                 let mut d = json!({"name": name, "kind": kind.kind});
                 if !kind.group.is_empty() {
@@ -143,6 +141,7 @@ impl ApiError {
                     .collect();
                 Some(d)
             }
+            Self::Unprocessable { detail, .. } => Some(json!({"causes": [{"message": detail}]})),
             _ => None,
         }
     }

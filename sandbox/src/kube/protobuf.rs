@@ -110,12 +110,22 @@ const SERVICE_ACCOUNT: &[Field] = &[
     Field(4, "automountServiceAccountToken", Kind::Bool),
 ];
 
+/// meta/v1 DeleteOptions (Helm deletes its release Secrets with a typed client).
+const DELETE_OPTIONS: &[Field] = &[
+    Field(1, "gracePeriodSeconds", Kind::Int),
+    Field(2, "preconditions", Kind::Msg(&[Field(1, "uid", Kind::Str), Field(2, "resourceVersion", Kind::Str)])),
+    Field(3, "orphanDependents", Kind::Bool),
+    Field(4, "propagationPolicy", Kind::Str),
+    Field(5, "dryRun", Kind::RepeatedStr),
+];
+
 fn schema_for(api_version: &str, kind: &str) -> Option<&'static [Field]> {
     match (api_version, kind) {
         ("v1", "Namespace") => Some(NAMESPACE),
         ("v1", "ConfigMap") => Some(CONFIG_MAP),
         ("v1", "Secret") => Some(SECRET),
         ("v1", "ServiceAccount") => Some(SERVICE_ACCOUNT),
+        ("v1" | "meta.k8s.io/v1", "DeleteOptions") => Some(DELETE_OPTIONS),
         _ => None,
     }
 }
@@ -322,6 +332,22 @@ mod tests {
         assert_eq!(v["kind"], "Namespace");
         assert_eq!(v["apiVersion"], "v1");
         assert_eq!(v["metadata"]["name"], "foo");
+    }
+
+    #[test]
+    fn decodes_delete_options_with_preconditions() {
+        let mut body = b"k8s\0".to_vec();
+        let tm = [&[0x0a, 2][..], b"v1", &[0x12, 13], b"DeleteOptions"].concat();
+        let pre = [&[0x0a, 3][..], b"abc"].concat();
+        let raw = [&[0x12, pre.len() as u8][..], &pre, &[0x22, 10], b"Background", &[0x2a, 3], b"All"].concat();
+        body.extend([0x0a, tm.len() as u8]);
+        body.extend(tm);
+        body.extend([0x12, raw.len() as u8]);
+        body.extend(raw);
+        let v = decode(&body).unwrap();
+        assert_eq!(v["preconditions"]["uid"], "abc");
+        assert_eq!(v["propagationPolicy"], "Background");
+        assert_eq!(v["dryRun"], json!(["All"]));
     }
 
     #[test]

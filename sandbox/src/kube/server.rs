@@ -325,12 +325,15 @@ fn resource(shared: &Arc<Shared>, ctx: &Ctx, rt: &Arc<ResourceType>, rp: &Resour
             let patch_type = PatchType::from_content_type(ctx.header(header::CONTENT_TYPE), rt.is_custom())?;
             let opts = ctx.write_options(patch_type == PatchType::Apply)?;
             let force = ctx.query.flag("force");
-            if force && patch_type != PatchType::Apply {
-                return Err(ApiError::invalid(
-                    GroupKind { group: "meta.k8s.io".into(), kind: "PatchOptions".into() },
-                    "",
-                    vec![FieldError::forbidden("force", "may not be specified for non-apply patch")],
-                ));
+            // apimachinery ValidatePatchOptions, checked before the object is looked up: 422.
+            let patch_options_invalid = |e: FieldError| {
+                ApiError::invalid(GroupKind { group: "meta.k8s.io".into(), kind: "PatchOptions".into() }, "", vec![e])
+            };
+            if ctx.query.get("force").is_some() && patch_type != PatchType::Apply {
+                return Err(patch_options_invalid(FieldError::forbidden("force", "may not be specified for non-apply patch")));
+            }
+            if patch_type == PatchType::Apply && opts.field_manager.is_empty() {
+                return Err(patch_options_invalid(FieldError::required("fieldManager", "is required for apply patch")));
             }
             let req = PatchRequest { patch_type, body: &ctx.body, force };
             let out = rest::patch(&mut shared.lock(), rt, rp, req, &opts)?;
@@ -461,6 +464,7 @@ fn start_watch(shared: &Arc<Shared>, ctx: &Ctx, rt: &Arc<ResourceType>, ns: Opti
     };
     let w = WatchRequest {
         rt: rt.clone(),
+        metadata_only: repr == Representation::PartialMetadata,
         namespace: ns.map(str::to_string),
         selectors: Selectors::parse(rt, q)?,
         start,

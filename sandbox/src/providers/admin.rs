@@ -45,6 +45,7 @@ fn bad_request(message: impl std::fmt::Display) -> Response {
     (StatusCode::BAD_REQUEST, Json(json!({ "message": message.to_string() }))).into_response()
 }
 
+#[allow(clippy::result_large_err, reason = "an axum Response is the natural rejection of an HTTP check, built at most once per request")]
 fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, Response> {
     serde_json::from_slice(body).map_err(|e| bad_request(format!("invalid admin request body: {e}")))
 }

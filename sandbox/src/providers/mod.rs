@@ -47,7 +47,7 @@
 
 mod admin;
 mod datagrid;
-mod faults;
+pub mod faults;
 mod journal;
 mod mielto;
 mod nango;

@@ -46,6 +46,7 @@ pub trait Provider: Send + Sync + 'static {
 
     /// Establish the caller, or answer with the provider's own 401/403. `tokens.check`
     /// classifies the presented credential (any is accepted unless tokens are configured).
+    #[allow(clippy::result_large_err, reason = "an axum Response is the natural rejection of an HTTP check, built at most once per request")]
     fn authenticate(&self, request: &Parts, tokens: &Tokens) -> Result<Caller, Response>;
 
     /// The rate-limit bucket this request counts in, with the provider's default limit,

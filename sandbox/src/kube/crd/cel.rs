@@ -22,9 +22,9 @@ use crate::kube::field_error::FieldError;
 /// One compiled rule of a schema node.
 struct Rule {
     rule: String,
-    program: cel::Program,
+    program: Program,
     message: Option<String>,
-    message_program: Option<cel::Program>,
+    message_program: Option<Program>,
     reason: Option<String>,
     field_path: Option<String>,
     optional_old_self: bool,
@@ -42,11 +42,82 @@ pub(super) struct Node {
 
 impl Node {
     fn is_empty(&self) -> bool {
-        self.rules.is_empty() && self.properties.is_empty() && self.additional.is_none() && self.items.is_none()
+        self.rules.is_empty()
+            && self.properties.is_empty()
+            && self.additional.is_none()
+            && self.items.is_none()
     }
 }
 
-/// Compiled rules of a whole `openAPIV3Schema`. Shared because `cel::Program` is not `Clone`.
+/// A parsed CEL expression. Parsed with optional syntax (`self.?field`, `.orValue()`)
+/// enabled, which Kubernetes' CEL environment has allowed since 1.29; `cel::Program`'s own
+/// constructor does not enable it.
+struct Program(cel::parser::Expression);
+
+impl Program {
+    fn compile(source: &str) -> Result<Self, cel::ParseErrors> {
+        cel::parser::Parser::new()
+            .enable_optional_syntax(true)
+            .parse(&optional_select_as_index(source))
+            .map(Program)
+    }
+
+    fn execute(&self, ctx: &cel::Context<'_>) -> cel::ResolveResult {
+        cel::Value::resolve(&self.0, ctx)
+    }
+
+    fn references(&self) -> cel::parser::ExpressionReferences<'_> {
+        self.0.references()
+    }
+}
+
+/// Rewrite `x.?field` as the equivalent `x[?'field']`: the `cel` crate (0.13) evaluates an
+/// optional select on a map without the key as an error instead of `optional.none()`,
+/// while its optional index behaves as CEL specifies. String literals are left alone.
+fn optional_select_as_index(source: &str) -> String {
+    let chars: Vec<char> = source.chars().collect();
+    let mut out = String::with_capacity(source.len());
+    let mut quote: Option<char> = None;
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        match quote {
+            Some(q) => {
+                out.push(c);
+                if c == '\\' && i + 1 < chars.len() {
+                    out.push(chars[i + 1]);
+                    i += 1;
+                } else if c == q {
+                    quote = None;
+                }
+            }
+            None if c == '\'' || c == '"' => {
+                quote = Some(c);
+                out.push(c);
+            }
+            None if c == '.' && chars.get(i + 1) == Some(&'?') => {
+                let start = i + 2;
+                let mut end = start;
+                while end < chars.len() && (chars[end].is_ascii_alphanumeric() || chars[end] == '_')
+                {
+                    end += 1;
+                }
+                if end > start {
+                    let field: String = chars[start..end].iter().collect();
+                    out.push_str(&format!("[?'{field}']"));
+                    i = end;
+                    continue;
+                }
+                out.push(c);
+            }
+            None => out.push(c),
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Compiled rules of a whole `openAPIV3Schema`. Shared because parsed expressions are not `Clone`.
 #[derive(Clone, Default)]
 pub(super) struct Rules(Arc<Node>);
 
@@ -56,7 +127,13 @@ impl std::fmt::Debug for Rules {
     }
 }
 
-const REASONS: &[&str] = &["FieldValueInvalid", "FieldValueForbidden", "FieldValueRequired", "FieldValueDuplicate"];
+/// Sorted, as the server lists them (`supportedValidationReason.List()`).
+const REASONS: &[&str] = &[
+    "FieldValueDuplicate",
+    "FieldValueForbidden",
+    "FieldValueInvalid",
+    "FieldValueRequired",
+];
 
 /// Compile every rule of `root`. Problems are reported against `schema_path` (e.g.
 /// `spec.versions[0].schema.openAPIV3Schema`) as `validate_crd` must report them.
@@ -66,26 +143,43 @@ pub(super) fn compile(root: &Value, schema_path: &str) -> (Rules, Vec<FieldError
     (Rules(Arc::new(node)), errs)
 }
 
-fn compile_node(s: &Value, path: &str, uncorrelatable: Option<&str>, errs: &mut Vec<FieldError>) -> Node {
+fn compile_node(
+    s: &Value,
+    path: &str,
+    uncorrelatable: Option<&str>,
+    errs: &mut Vec<FieldError>,
+) -> Node {
     let mut node = Node::default();
     if let Some(rules) = s.get("x-kubernetes-validations").and_then(Value::as_array) {
         let vpath = schema::join(path, "x-kubernetes-validations");
         for (i, raw) in rules.iter().enumerate() {
-            if let Some(rule) = compile_rule(raw, &schema::index(&vpath, i), uncorrelatable, errs) {
+            if let Some(rule) =
+                compile_rule(raw, s, &schema::index(&vpath, i), uncorrelatable, errs)
+            {
                 node.rules.push(rule);
             }
         }
     }
     if let Some(props) = schema::properties(s) {
         for (k, ps) in props {
-            let child = compile_node(ps, &schema::key(&schema::join(path, "properties"), k), uncorrelatable, errs);
+            let child = compile_node(
+                ps,
+                &schema::key(&schema::join(path, "properties"), k),
+                uncorrelatable,
+                errs,
+            );
             if !child.is_empty() {
                 node.properties.insert(k.clone(), child);
             }
         }
     }
     if let Some(extra) = s.get("additionalProperties").filter(|a| a.is_object()) {
-        let child = compile_node(extra, &schema::join(path, "additionalProperties"), uncorrelatable, errs);
+        let child = compile_node(
+            extra,
+            &schema::join(path, "additionalProperties"),
+            uncorrelatable,
+            errs,
+        );
         if !child.is_empty() {
             node.additional = Some(Box::new(child));
         }
@@ -128,7 +222,7 @@ fn rule_go_repr(raw: &Value) -> String {
 }
 
 /// Variables a CRD rule may reference (comprehension variables aside).
-fn check_references(program: &cel::Program, allowed_extra: &[String]) -> Option<String> {
+fn check_references(program: &Program, allowed_extra: &[String]) -> Option<String> {
     let refs = program.references();
     refs.variables()
         .into_iter()
@@ -141,85 +235,164 @@ fn check_references(program: &cel::Program, allowed_extra: &[String]) -> Option<
 /// references include them.
 fn comprehension_vars(expr: &str) -> Vec<String> {
     static RE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
-        regex::Regex::new(r"\.(?:all|exists|exists_one|existsOne|map|filter)\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*,")
-            .expect("static regex")
+        regex::Regex::new(
+            r"\.(?:all|exists|exists_one|existsOne|map|filter)\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*,",
+        )
+        .expect("static regex")
     });
     RE.captures_iter(expr).map(|c| c[1].to_owned()).collect()
 }
 
-fn compile_rule(raw: &Value, path: &str, uncorrelatable: Option<&str>, errs: &mut Vec<FieldError>) -> Option<Rule> {
+fn compile_rule(
+    raw: &Value,
+    node_schema: &Value,
+    path: &str,
+    uncorrelatable: Option<&str>,
+    errs: &mut Vec<FieldError>,
+) -> Option<Rule> {
     let text = raw.get("rule").and_then(Value::as_str).unwrap_or("");
     let rule_path = schema::join(path, "rule");
+    let str_of = |k: &str| raw.get(k).and_then(Value::as_str);
+    let before = errs.len();
+    // The order and wording of these checks follow apiextensions' validateSchema.
+    let message = str_of("message");
+    let trimmed_message = message.map(str::trim).unwrap_or("");
     if text.trim().is_empty() {
-        errs.push(FieldError::required(rule_path, "rule is not specified"));
-        return None;
+        errs.push(FieldError::required(
+            rule_path.clone(),
+            "rule is not specified",
+        ));
+    } else if let Some(m) = message.filter(|m| !m.is_empty() && m.trim().is_empty()) {
+        errs.push(FieldError::invalid(
+            schema::join(path, "message"),
+            &json_str(m),
+            "message must be non-empty if specified",
+        ));
+    } else if let Some(m) = message.filter(|m| m.len() > 2048) {
+        let head: String = m.chars().take(10).collect();
+        errs.push(FieldError::invalid(
+            schema::join(path, "message"),
+            &json_str(&format!("{head}...")),
+            "message must have a maximum length of 2048 characters",
+        ));
+    } else if has_newlines(trimmed_message) {
+        errs.push(FieldError::invalid(
+            schema::join(path, "message"),
+            &json_str(message.unwrap_or("")),
+            "message must not contain line breaks",
+        ));
+    } else if has_newlines(text.trim()) && trimmed_message.is_empty() {
+        errs.push(FieldError::required(
+            schema::join(path, "message"),
+            "message must be specified if rule contains line breaks",
+        ));
     }
-    let message = raw.get("message").and_then(Value::as_str).map(str::to_owned);
-    if let Some(m) = &message {
-        if m.contains('\n') {
-            errs.push(FieldError::invalid(schema::join(path, "message"), &Value::String(m.clone()), "message must not contain line breaks"));
-        }
-    } else if text.contains('\n') {
-        errs.push(FieldError::required(schema::join(path, "message"), "message must be specified if rule contains line breaks"));
+    let message_expression = str_of("messageExpression");
+    if let Some(me) = message_expression.filter(|me| !me.is_empty() && me.trim().is_empty()) {
+        let _ = me;
+        errs.push(FieldError::required(
+            schema::join(path, "messageExpression"),
+            "messageExpression must be non-empty if specified",
+        ));
     }
-    let reason = raw.get("reason").and_then(Value::as_str).map(str::to_owned);
+    let reason = str_of("reason").map(str::to_owned);
     if let Some(r) = &reason
         && !REASONS.contains(&r.as_str())
     {
-        let allowed: Vec<Value> = REASONS.iter().map(|r| Value::String((*r).to_owned())).collect();
-        errs.push(FieldError::not_supported(schema::join(path, "reason"), &Value::String(r.clone()), &allowed));
+        let allowed: Vec<Value> = REASONS.iter().map(|r| json_str(r)).collect();
+        errs.push(FieldError::not_supported(
+            schema::join(path, "reason"),
+            &json_str(r),
+            &allowed,
+        ));
     }
-    let program = match cel::Program::compile(text) {
+    let mut field_path = None;
+    if let Some(fp) = str_of("fieldPath").filter(|fp| !fp.is_empty()) {
+        let fp_path = schema::join(path, "fieldPath");
+        if fp.trim().is_empty() {
+            errs.push(FieldError::invalid(
+                fp_path.clone(),
+                &json_str(fp),
+                "fieldPath must be non-empty if specified",
+            ));
+        }
+        if has_newlines(fp) {
+            errs.push(FieldError::invalid(
+                fp_path.clone(),
+                &json_str(fp),
+                "fieldPath must not contain line breaks",
+            ));
+        }
+        match valid_field_path(fp, node_schema) {
+            Ok(normalized) => field_path = Some(normalized),
+            Err(e) => errs.push(FieldError::invalid(
+                fp_path,
+                &json_str(fp),
+                &format!("fieldPath must be a valid path: {e}"),
+            )),
+        }
+    }
+    if errs.len() > before {
+        // The server compiles the rules only once the rest of the rule is valid.
+        return None;
+    }
+
+    let compile_error = |what: &str, e: &dyn std::fmt::Display| FieldError {
+        reason: "FieldValueInvalid",
+        field: schema::join(path, what),
+        // The cel crate reports parse errors in cel-go's form (`ERROR: <input>:1:10: Syntax
+        // error: ...` with the caret snippet).
+        message: format!(
+            "Invalid value: {}: {}compilation failed: {e}",
+            rule_go_repr(raw),
+            if what == "rule" {
+                ""
+            } else {
+                "messageExpression "
+            }
+        ),
+    };
+    let program = match Program::compile(text) {
         Ok(p) => p,
         Err(e) => {
-            errs.push(FieldError::invalid(
-                rule_path,
-                &Value::String(String::new()),
-                &format!("compilation failed: ERROR: <input>: {e}"),
-            ));
-            // Replace the quoted "" value by the rule's Go representation, as the server shows it.
-            if let Some(last) = errs.last_mut() {
-                last.message = last.message.replacen("Invalid value: \"\"", &format!("Invalid value: {}", rule_go_repr(raw)), 1);
-            }
+            errs.push(compile_error("rule", &e));
             return None;
         }
     };
     let vars = comprehension_vars(text);
     if let Some(undeclared) = check_references(&program, &vars) {
-        errs.push(FieldError {
-            reason: "FieldValueInvalid",
-            field: rule_path.clone(),
-            message: format!(
-                "Invalid value: {}: compilation failed: ERROR: <input>: undeclared reference to '{undeclared}' (in container '')",
-                rule_go_repr(raw)
-            ),
-        });
+        let column = text.find(undeclared.as_str()).map_or(1, |i| i + 1);
+        errs.push(compile_error(
+            "rule",
+            &format!("ERROR: <input>:1:{column}: undeclared reference to '{undeclared}' (in container '')"),
+        ));
         return None;
     }
     let uses_old_self = program.references().has_variable("oldSelf");
     if uses_old_self && let Some(u) = uncorrelatable {
         errs.push(FieldError::invalid(
             rule_path,
-            &Value::String(text.to_owned()),
-            &format!("oldSelf cannot be used on the uncorrelatable portion of the schema within {u}"),
+            &json_str(text),
+            &format!(
+                "oldSelf cannot be used on the uncorrelatable portion of the schema within {u}"
+            ),
         ));
         return None;
     }
-    let message_program = match raw.get("messageExpression").and_then(Value::as_str) {
-        Some(expr) => match cel::Program::compile(expr) {
+    let message_program = match message_expression.filter(|me| !me.trim().is_empty()) {
+        Some(expr) => match Program::compile(expr) {
             Ok(p) => Some(p),
             Err(e) => {
-                errs.push(FieldError::invalid(
-                    schema::join(path, "messageExpression"),
-                    &Value::String(expr.to_owned()),
-                    &format!("messageExpression compilation failed: ERROR: <input>: {e}"),
-                ));
+                errs.push(compile_error("messageExpression", &e));
                 return None;
             }
         },
         None => None,
     };
-    let optional_old_self = raw.get("optionalOldSelf").and_then(Value::as_bool).unwrap_or(false);
+    let optional_old_self = raw
+        .get("optionalOldSelf")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     if optional_old_self && !uses_old_self {
         errs.push(FieldError::invalid(
             schema::join(path, "optionalOldSelf"),
@@ -230,27 +403,131 @@ fn compile_rule(raw: &Value, path: &str, uncorrelatable: Option<&str>, errs: &mu
     Some(Rule {
         rule: text.trim().to_owned(),
         program,
-        message: message.map(|m| m.trim().to_owned()),
+        message: message
+            .map(|m| m.trim().to_owned())
+            .filter(|m| !m.is_empty()),
         message_program,
         reason,
-        field_path: raw.get("fieldPath").and_then(Value::as_str).map(|p| p.trim_start_matches('.').to_owned()),
+        field_path,
         optional_old_self,
         uses_old_self,
     })
 }
 
+fn json_str(s: &str) -> Value {
+    Value::String(s.to_owned())
+}
+
+/// CEL's grammar counts `\n` and `\r` as line breaks.
+fn has_newlines(s: &str) -> bool {
+    s.contains(['\n', '\r'])
+}
+
+/// apiextensions `cel.ValidFieldPath`: a relative JSON path (`.a.b`, `.m['k.x']`) that must
+/// name declared properties (or keys of a map); returns it the way `field.Path` prints it
+/// (`a.b`, `m[k.x]`), which is where the server reports the rule's failure.
+fn valid_field_path(fp: &str, root: &Value) -> Result<String, String> {
+    // Tokens: the delimiters '.', '[' and ']' alone, everything between them as one token.
+    let mut tokens: Vec<String> = Vec::new();
+    let mut cur = String::new();
+    let mut in_quote = false;
+    for c in fp.chars() {
+        if in_quote {
+            cur.push(c);
+            if c == '\'' {
+                in_quote = false;
+            }
+            continue;
+        }
+        match c {
+            '.' | '[' | ']' => {
+                if !cur.is_empty() {
+                    tokens.push(std::mem::take(&mut cur));
+                }
+                tokens.push(c.to_string());
+            }
+            '\'' => {
+                in_quote = true;
+                cur.push(c);
+            }
+            _ => cur.push(c),
+        }
+    }
+    if !cur.is_empty() {
+        tokens.push(cur);
+    }
+    let mut schema_node = root;
+    let mut out = String::new();
+    let step = |name: &str, node: &mut &Value, out: &mut String| -> Result<(), String> {
+        if schema::properties(node).is_some() {
+            let next = schema::property(node, name).ok_or("does not refer to a valid field")?;
+            *out = schema::join(out, name);
+            *node = next;
+        } else if let Some(extra) = node.get("additionalProperties").filter(|a| a.is_object()) {
+            *out = schema::key(out, name);
+            *node = extra;
+        } else {
+            return Err("does not refer to a valid field".into());
+        }
+        Ok(())
+    };
+    let mut it = tokens.iter();
+    while let Some(tok) = it.next() {
+        match tok.as_str() {
+            "[" => {
+                let t = it.next().ok_or("unexpected end of JSON path")?;
+                if t.len() < 2 || !t.starts_with('\'') || !t.ends_with('\'') {
+                    return Err(format!("expected single quoted string but got {t}"));
+                }
+                step(&t[1..t.len() - 1], &mut schema_node, &mut out)?;
+                match it.next() {
+                    None => return Err("unexpected end of JSON path".into()),
+                    Some(t) if t != "]" => return Err(format!("expected ] but got {t}")),
+                    Some(_) => {}
+                }
+            }
+            "." => {
+                let t = it.next().ok_or("unexpected end of JSON path")?;
+                step(t, &mut schema_node, &mut out)?;
+            }
+            other => return Err(format!("expected [ or . but got: {other}")),
+        }
+    }
+    Ok(out)
+}
+
+/// Results of evaluating the rules of one object.
+#[derive(Debug, Default)]
+pub(super) struct Outcome {
+    pub(super) errors: Vec<FieldError>,
+    /// Failures ratcheted into warnings (see [`Outcome::report`]).
+    pub(super) warnings: Vec<String>,
+}
+
+impl Outcome {
+    /// With CRD validation ratcheting (GA in 1.33), a failing rule that does not use
+    /// `oldSelf` on a value left unchanged by the update becomes a warning, not an error.
+    fn report(&mut self, ratchet: bool, e: FieldError) {
+        if ratchet {
+            self.warnings.push(e.to_string());
+        } else {
+            self.errors.push(e);
+        }
+    }
+}
+
 /// Evaluate every rule against `obj` (and `old` on update).
-pub(super) fn evaluate(rules: &Rules, root: &Value, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
-    let mut errs = Vec::new();
+pub(super) fn evaluate(rules: &Rules, root: &Value, obj: &Value, old: Option<&Value>) -> Outcome {
+    let mut out = Outcome::default();
     if rules.0.is_empty() {
-        return errs;
+        return out;
     }
     let mut base = cel::Context::default();
     base.register_all();
     let obj = restrict_root_metadata(obj);
     let old = old.map(restrict_root_metadata);
-    walk(&base, &rules.0, root, &obj, old.as_ref(), "", &mut errs);
-    errs
+    walk(&base, &rules.0, root, &obj, old.as_ref(), "", &mut out);
+    out
 }
 
 /// CEL at the root sees only `metadata.name` and `metadata.generateName`.
@@ -262,15 +539,30 @@ fn restrict_root_metadata(obj: &Value) -> Value {
     obj
 }
 
-fn walk(base: &cel::Context<'_>, node: &Node, s: &Value, v: &Value, old: Option<&Value>, path: &str, errs: &mut Vec<FieldError>) {
+fn walk(
+    base: &cel::Context<'_>,
+    node: &Node,
+    s: &Value,
+    v: &Value,
+    old: Option<&Value>,
+    path: &str,
+    out: &mut Outcome,
+) {
     if v.is_null() {
         return;
     }
     if !node.rules.is_empty() {
         let this = to_cel(v, Some(s));
         let before = old.map(|o| to_cel(o, Some(s)));
+        let unchanged = old == Some(v);
         for rule in &node.rules {
-            evaluate_rule(base, rule, s, &this, before.as_ref(), path, errs);
+            let ctx = RuleCtx {
+                base,
+                s,
+                path,
+                ratchet: unchanged && !rule.uses_old_self,
+            };
+            evaluate_rule(&ctx, rule, &this, before.as_ref(), out);
         }
     }
     match v {
@@ -279,12 +571,12 @@ fn walk(base: &cel::Context<'_>, node: &Node, s: &Value, v: &Value, old: Option<
                 let old_child = old.and_then(|o| o.get(k));
                 if let Some(cn) = node.properties.get(k) {
                     if let Some(cs) = schema::property(s, k) {
-                        walk(base, cn, cs, child, old_child, &schema::join(path, k), errs);
+                        walk(base, cn, cs, child, old_child, &schema::join(path, k), out);
                     }
                 } else if let (Some(cn), None) = (&node.additional, schema::property(s, k))
                     && let Some(cs) = s.get("additionalProperties")
                 {
-                    walk(base, cn, cs, child, old_child, &schema::key(path, k), errs);
+                    walk(base, cn, cs, child, old_child, &schema::key(path, k), out);
                 }
             }
         }
@@ -293,8 +585,9 @@ fn walk(base: &cel::Context<'_>, node: &Node, s: &Value, v: &Value, old: Option<
                 let list_type = schema::list_type(s);
                 let old_items = old.and_then(Value::as_array);
                 for (i, item) in items.iter().enumerate() {
-                    let old_item = old_items.and_then(|olds| correlate(&list_type, item, olds));
-                    walk(base, cn, is, item, old_item, &schema::index(path, i), errs);
+                    let old_item =
+                        old_items.and_then(|olds| schema::correlate(&list_type, item, olds));
+                    walk(base, cn, is, item, old_item, &schema::index(path, i), out);
                 }
             }
         }
@@ -302,25 +595,22 @@ fn walk(base: &cel::Context<'_>, node: &Node, s: &Value, v: &Value, old: Option<
     }
 }
 
-/// The old counterpart of a list item: by key for `map` lists, by value for `set` lists,
-/// none for atomic lists (their items cannot be correlated).
-fn correlate<'a>(list_type: &ListType, item: &Value, olds: &'a [Value]) -> Option<&'a Value> {
-    match list_type {
-        ListType::Atomic => None,
-        ListType::Set => olds.iter().find(|o| *o == item),
-        ListType::Map(keys) => olds.iter().find(|o| keys.iter().all(|k| o.get(k) == item.get(k))),
-    }
+/// Where a rule is evaluated.
+struct RuleCtx<'a, 'c> {
+    base: &'a cel::Context<'c>,
+    s: &'a Value,
+    path: &'a str,
+    ratchet: bool,
 }
 
 fn evaluate_rule(
-    base: &cel::Context<'_>,
+    at: &RuleCtx<'_, '_>,
     rule: &Rule,
-    s: &Value,
     this: &cel::Value,
     old: Option<&cel::Value>,
-    path: &str,
-    errs: &mut Vec<FieldError>,
+    out: &mut Outcome,
 ) {
+    let (base, s, path) = (at.base, at.s, at.path);
     // Transition rules run only when there is a comparable old value, unless
     // `optionalOldSelf` asks for them on create too (then `oldSelf` is a CEL optional).
     if rule.uses_old_self && old.is_none() && !rule.optional_old_self {
@@ -338,7 +628,11 @@ fn evaluate_rule(
         ctx.add_variable_from_value("oldSelf", o.clone());
     }
     let type_value = Value::String(schema::type_of(s).to_owned());
-    let default_message = || rule.message.clone().unwrap_or_else(|| format!("failed rule: {}", rule.rule));
+    let default_message = || {
+        rule.message
+            .clone()
+            .unwrap_or_else(|| format!("failed rule: {}", rule.rule))
+    };
     match rule.program.execute(&ctx) {
         Ok(cel::Value::Bool(true)) => {}
         Ok(cel::Value::Bool(false)) => {
@@ -346,7 +640,9 @@ fn evaluate_rule(
                 .message_program
                 .as_ref()
                 .and_then(|p| match p.execute(&ctx) {
-                    Ok(cel::Value::String(m)) if !m.trim().is_empty() && !m.contains('\n') => Some(m.trim().to_owned()),
+                    Ok(cel::Value::String(m)) if !m.trim().is_empty() && !m.contains('\n') => {
+                        Some(m.trim().to_owned())
+                    }
                     _ => None,
                 })
                 .unwrap_or_else(default_message);
@@ -354,32 +650,50 @@ fn evaluate_rule(
                 Some(fp) if !fp.is_empty() => schema::join(path, fp),
                 _ => shown_path(path),
             };
-            errs.push(match rule.reason.as_deref() {
-                Some("FieldValueForbidden") => FieldError::forbidden(err_path, &message),
-                Some("FieldValueRequired") => FieldError::required(err_path, &message),
-                Some("FieldValueDuplicate") => FieldError::duplicate(err_path, &type_value),
-                _ => FieldError::invalid(err_path, &type_value, &message),
-            });
+            out.report(
+                at.ratchet,
+                match rule.reason.as_deref() {
+                    Some("FieldValueForbidden") => FieldError::forbidden(err_path, &message),
+                    Some("FieldValueRequired") => FieldError::required(err_path, &message),
+                    Some("FieldValueDuplicate") => FieldError::duplicate(err_path, &type_value),
+                    _ => FieldError::invalid(err_path, &type_value, &message),
+                },
+            );
         }
-        Ok(_) => errs.push(FieldError::invalid(shown_path(path), &type_value, "rule did not evaluate to a bool")),
+        Ok(_) => out.report(
+            at.ratchet,
+            FieldError::invalid(
+                shown_path(path),
+                &type_value,
+                "rule did not evaluate to a bool",
+            ),
+        ),
         Err(e) => {
+            // `ruleErrorString`: the rule's message when it has one, else the rule text.
+            let shown_rule = rule.message.as_deref().unwrap_or(&rule.rule);
             let text = e.to_string();
             let detail = if matches!(e, cel::ExecutionError::NoSuchOverload) {
                 format!(
-                    "'{text}': call arguments did not match a supported operator, function or macro signature for rule: {}",
-                    rule.rule
+                    "'{text}': call arguments did not match a supported operator, function or macro signature for rule: {shown_rule}"
                 )
             } else {
-                format!("{} evaluating rule: {}", lower_first(&text), rule.rule)
+                format!("{} evaluating rule: {shown_rule}", lower_first(&text))
             };
-            errs.push(FieldError::invalid(shown_path(path), &type_value, &detail));
+            out.report(
+                at.ratchet,
+                FieldError::invalid(shown_path(path), &type_value, &detail),
+            );
         }
     }
 }
 
 /// apimachinery prints the root (a nil `field.Path`) as `<nil>`.
 fn shown_path(path: &str) -> String {
-    if path.is_empty() { "<nil>".to_owned() } else { path.to_owned() }
+    if path.is_empty() {
+        "<nil>".to_owned()
+    } else {
+        path.to_owned()
+    }
 }
 
 /// cel-go's runtime errors start lower-case (`no such key: foo`).
@@ -392,8 +706,27 @@ fn lower_first(s: &str) -> String {
 }
 
 const CEL_RESERVED: &[&str] = &[
-    "true", "false", "null", "in", "as", "break", "const", "continue", "else", "for", "function", "if", "import",
-    "let", "loop", "package", "namespace", "return", "var", "void", "while",
+    "true",
+    "false",
+    "null",
+    "in",
+    "as",
+    "break",
+    "const",
+    "continue",
+    "else",
+    "for",
+    "function",
+    "if",
+    "import",
+    "let",
+    "loop",
+    "package",
+    "namespace",
+    "return",
+    "var",
+    "void",
+    "while",
 ];
 
 /// Kubernetes' property-name escaping for CEL (apiserver `cel/model.Escape`): keywords
@@ -458,7 +791,9 @@ fn to_cel(v: &Value, s: Option<&Value>) -> cel::Value {
             cel::Value::List(Arc::new(items.iter().map(|i| to_cel(i, is)).collect()))
         }
         Value::Object(map) => {
-            let is_map = s.is_some_and(|s| schema::additional_properties(s).is_some() && schema::properties(s).is_none());
+            let is_map = s.is_some_and(|s| {
+                schema::additional_properties(s).is_some() && schema::properties(s).is_none()
+            });
             let mut out = std::collections::HashMap::with_capacity(map.len());
             for (k, child) in map {
                 let cs = s.and_then(|s| schema::child(s, k)).filter(|c| !c.is_null());
@@ -484,13 +819,17 @@ fn parse_go_duration(s: &str) -> Option<chrono::Duration> {
     }
     let mut nanos: f64 = 0.0;
     while !rest.is_empty() {
-        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
         if num_len == 0 {
             return None;
         }
         let n: f64 = rest[..num_len].parse().ok()?;
         rest = &rest[num_len..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let scale = match &rest[..unit_len] {
             "ns" => 1.0,
             "us" | "µs" => 1e3,
@@ -515,7 +854,11 @@ mod tests {
     fn run(root: &Value, obj: &Value, old: Option<&Value>) -> Vec<String> {
         let (rules, errs) = compile(root, "spec.versions[0].schema.openAPIV3Schema");
         assert!(errs.is_empty(), "{errs:?}");
-        evaluate(&rules, root, obj, old).iter().map(ToString::to_string).collect()
+        evaluate(&rules, root, obj, old)
+            .errors
+            .iter()
+            .map(ToString::to_string)
+            .collect()
     }
 
     fn with_spec(spec: Value) -> Value {
@@ -557,7 +900,10 @@ mod tests {
         }}}));
         let new = json!({"spec": {"connectionId": "b"}});
         assert!(run(&s, &new, None).is_empty());
-        assert!(run(&s, &new, Some(&json!({"spec": {}}))).is_empty(), "no old value: not a transition");
+        assert!(
+            run(&s, &new, Some(&json!({"spec": {}}))).is_empty(),
+            "no old value: not a transition"
+        );
         assert!(run(&s, &new, Some(&json!({"spec": {"connectionId": "b"}}))).is_empty());
         assert_eq!(
             run(&s, &new, Some(&json!({"spec": {"connectionId": "a"}}))),
@@ -576,7 +922,9 @@ mod tests {
         assert!(run(&s, &json!({"spec": {"metadata": {"ok_key_1": "v"}}}), None).is_empty());
         assert_eq!(
             run(&s, &json!({"spec": {"metadata": {"bad-key": "v"}}}), None),
-            vec![r#"spec.metadata: Invalid value: "object": failed rule: self.all(k, k.matches('^[A-Za-z0-9_]{1,40}$'))"#]
+            vec![
+                r#"spec.metadata: Invalid value: "object": failed rule: self.all(k, k.matches('^[A-Za-z0-9_]{1,40}$'))"#
+            ]
         );
     }
 
@@ -593,17 +941,32 @@ mod tests {
         }));
         assert_eq!(
             run(&s, &json!({"spec": {"min": 200, "max": 150}}), None),
-            vec![r#"spec: Invalid value: "object": min 200 exceeds max 150"#, "spec.max: Forbidden: too big"]
+            vec![
+                r#"spec: Invalid value: "object": min 200 exceeds max 150"#,
+                "spec.max: Forbidden: too big"
+            ]
         );
-        assert_eq!(run(&s, &json!({"spec": {"min": 1, "max": 42}}), None), vec![r#"spec: Invalid value: "object": not the answer"#]);
+        assert_eq!(
+            run(&s, &json!({"spec": {"min": 1, "max": 42}}), None),
+            vec![r#"spec: Invalid value: "object": not the answer"#]
+        );
     }
 
     #[test]
     fn optional_old_self_sees_none_on_create() {
-        let s = with_spec(json!({"type": "object", "properties": {"x": {"type": "string",
-            "x-kubernetes-validations": [{"rule": "!oldSelf.hasValue() || oldSelf.value() == self", "optionalOldSelf": true, "message": "immutable"}]}}}));
+        let s = with_spec(
+            json!({"type": "object", "properties": {"x": {"type": "string",
+            "x-kubernetes-validations": [{"rule": "!oldSelf.hasValue() || oldSelf.value() == self", "optionalOldSelf": true, "message": "immutable"}]}}}),
+        );
         assert!(run(&s, &json!({"spec": {"x": "a"}}), None).is_empty());
-        assert_eq!(run(&s, &json!({"spec": {"x": "a"}}), Some(&json!({"spec": {"x": "b"}}))), vec![r#"spec.x: Invalid value: "string": immutable"#]);
+        assert_eq!(
+            run(
+                &s,
+                &json!({"spec": {"x": "a"}}),
+                Some(&json!({"spec": {"x": "b"}}))
+            ),
+            vec![r#"spec.x: Invalid value: "string": immutable"#]
+        );
     }
 
     #[test]
@@ -615,10 +978,27 @@ mod tests {
             ],
             "properties": {"spec": {"type": "object", "x-kubernetes-validations": [{"rule": "self.missing == 1"}]}}});
         assert_eq!(
-            run(&s, &json!({"metadata": {"name": "x", "labels": {"a": "b"}}, "spec": {}}), None),
+            run(
+                &s,
+                &json!({"metadata": {"name": "x", "labels": {"a": "b"}}, "spec": {}}),
+                None
+            ),
             vec![
                 r#"<nil>: Invalid value: "object": name must start with conn-"#,
                 r#"spec: Invalid value: "object": no such key: missing evaluating rule: self.missing == 1"#,
+            ]
+        );
+        let with_message = with_spec(json!({"type": "object", "x-kubernetes-validations": [
+            {"rule": "self.organization == oldSelf.organization", "message": "spec.organization is immutable"}
+        ]}));
+        assert_eq!(
+            run(
+                &with_message,
+                &json!({"spec": {}}),
+                Some(&json!({"spec": {}}))
+            ),
+            vec![
+                r#"spec: Invalid value: "object": no such key: organization evaluating rule: spec.organization is immutable"#
             ]
         );
     }
@@ -632,7 +1012,10 @@ mod tests {
         }}));
         let old = json!({"spec": {"keyed": [{"name": "a", "v": 5}, {"name": "b", "v": 1}]}});
         let new = json!({"spec": {"keyed": [{"name": "b", "v": 2}, {"name": "a", "v": 4}]}});
-        assert_eq!(run(&s, &new, Some(&old)), vec![r#"spec.keyed[1].v: Invalid value: "integer": may not decrease"#]);
+        assert_eq!(
+            run(&s, &new, Some(&old)),
+            vec![r#"spec.keyed[1].v: Invalid value: "integer": may not decrease"#]
+        );
     }
 
     #[test]
@@ -655,10 +1038,139 @@ mod tests {
                 "spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[list].items.x-kubernetes-validations[0].rule",
             ]
         );
-        assert!(errs[0].message.starts_with("Invalid value: apiextensions.ValidationRule{Rule:\"self.a ==\""), "{}", errs[0].message);
+        assert!(
+            errs[0]
+                .message
+                .starts_with("Invalid value: apiextensions.ValidationRule{Rule:\"self.a ==\""),
+            "{}",
+            errs[0].message
+        );
         assert!(errs[0].message.contains("compilation failed"));
         assert!(errs[1].message.contains("undeclared reference to 'foo'"));
-        assert!(errs[3].message.contains("oldSelf cannot be used on the uncorrelatable portion of the schema"));
+        assert!(
+            errs[3]
+                .message
+                .contains("oldSelf cannot be used on the uncorrelatable portion of the schema")
+        );
+    }
+
+    #[test]
+    fn optional_select_rewrite_skips_strings() {
+        assert_eq!(
+            optional_select_as_index("self.?a.orValue('x.?y')"),
+            "self[?'a'].orValue('x.?y')"
+        );
+        assert_eq!(
+            optional_select_as_index("self.?a.?b_1.hasValue()"),
+            "self[?'a'][?'b_1'].hasValue()"
+        );
+    }
+
+    #[test]
+    fn optional_field_syntax_is_supported() {
+        let s = with_spec(json!({"type": "object", "x-kubernetes-validations": [
+            {"rule": "self.?limit.orValue(10) <= 100", "message": "limit too high"}
+        ], "properties": {"limit": {"type": "integer"}}}));
+        assert_eq!(run(&s, &json!({"spec": {}}), None), Vec::<String>::new());
+        assert_eq!(
+            run(&s, &json!({"spec": {"limit": 5}}), None),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            run(&s, &json!({"spec": {"limit": 500}}), None),
+            vec![r#"spec: Invalid value: "object": limit too high"#]
+        );
+    }
+
+    #[test]
+    fn rule_definitions_are_checked_like_the_server() {
+        let s = with_spec(json!({"type": "object", "x-kubernetes-validations": [
+            {"rule": "self.a > 0", "message": " "},
+            {"rule": "self.a > 0", "message": "x".repeat(2049)},
+            {"rule": "self.a > 0", "message": "two\nlines"},
+            {"rule": "self.a \n > 0"},
+            {"rule": "self.a > 0", "messageExpression": " "},
+            {"rule": "self.a > 0", "fieldPath": ".b"},
+            {"rule": "self.a > 0", "fieldPath": ".list[0]"},
+            {"rule": "self.a > 0", "fieldPath": "."},
+            {"rule": "self.a > 0", "fieldPath": "a"},
+            {"rule": "self.a > 0", "messageExpression": "'x' +"}
+        ], "properties": {"a": {"type": "integer"}, "list": {"type": "array", "items": {"type": "string"}}}}));
+        let (_, errs) = compile(&s, "o");
+        let shown: Vec<String> = errs.iter().map(ToString::to_string).collect();
+        let v = "o.properties[spec].x-kubernetes-validations";
+        assert_eq!(
+            shown[0],
+            format!(
+                r#"{v}[0].message: Invalid value: " ": message must be non-empty if specified"#
+            )
+        );
+        assert_eq!(
+            shown[1],
+            format!(
+                r#"{v}[1].message: Invalid value: "xxxxxxxxxx...": message must have a maximum length of 2048 characters"#
+            )
+        );
+        assert_eq!(
+            shown[2],
+            format!(
+                r#"{v}[2].message: Invalid value: "two\nlines": message must not contain line breaks"#
+            )
+        );
+        assert_eq!(
+            shown[3],
+            format!(
+                "{v}[3].message: Required value: message must be specified if rule contains line breaks"
+            )
+        );
+        assert_eq!(
+            shown[4],
+            format!(
+                "{v}[4].messageExpression: Required value: messageExpression must be non-empty if specified"
+            )
+        );
+        assert_eq!(
+            shown[5],
+            format!(
+                r#"{v}[5].fieldPath: Invalid value: ".b": fieldPath must be a valid path: does not refer to a valid field"#
+            )
+        );
+        assert_eq!(
+            shown[6],
+            format!(
+                r#"{v}[6].fieldPath: Invalid value: ".list[0]": fieldPath must be a valid path: expected single quoted string but got 0"#
+            )
+        );
+        assert_eq!(
+            shown[7],
+            format!(
+                r#"{v}[7].fieldPath: Invalid value: ".": fieldPath must be a valid path: unexpected end of JSON path"#
+            )
+        );
+        assert_eq!(
+            shown[8],
+            format!(
+                r#"{v}[8].fieldPath: Invalid value: "a": fieldPath must be a valid path: expected [ or . but got: a"#
+            )
+        );
+        assert!(shown[9].starts_with(&format!("{v}[9].messageExpression: Invalid value: apiextensions.ValidationRule{{Rule:\"self.a > 0\"")), "{}", shown[9]);
+        assert!(
+            shown[9].contains("messageExpression compilation failed: ERROR: <input>"),
+            "{}",
+            shown[9]
+        );
+        assert_eq!(shown.len(), 10);
+    }
+
+    #[test]
+    fn field_path_with_map_key_is_reported_where_the_server_reports_it() {
+        let s = with_spec(json!({"type": "object", "x-kubernetes-validations": [
+            {"rule": "!('bad' in self.labels)", "fieldPath": ".labels['bad']", "message": "no bad label"}
+        ], "properties": {"labels": {"type": "object", "additionalProperties": {"type": "string"}}}}));
+        assert_eq!(
+            run(&s, &json!({"spec": {"labels": {"bad": "x"}}}), None),
+            vec![r#"spec.labels[bad]: Invalid value: "object": no bad label"#]
+        );
     }
 
     #[test]
@@ -667,8 +1179,10 @@ mod tests {
         assert_eq!(escape("a_b"), "a_b");
         assert_eq!(escape("a__b"), "a__underscores__b");
         assert_eq!(escape("x-y.z/w"), "x__dash__y__dot__z__slash__w");
-        let s = with_spec(json!({"type": "object", "x-kubernetes-validations": [{"rule": "self.__namespace__ == 'n' && self.x__dash__y == 1"}],
-            "properties": {"namespace": {"type": "string"}, "x-y": {"type": "integer"}}}));
+        let s = with_spec(
+            json!({"type": "object", "x-kubernetes-validations": [{"rule": "self.__namespace__ == 'n' && self.x__dash__y == 1"}],
+            "properties": {"namespace": {"type": "string"}, "x-y": {"type": "integer"}}}),
+        );
         assert!(run(&s, &json!({"spec": {"namespace": "n", "x-y": 1}}), None).is_empty());
     }
 
@@ -678,10 +1192,24 @@ mod tests {
             {"rule": "self.until > timestamp('2020-01-01T00:00:00Z')", "message": "too old"},
             {"rule": "self.every < duration('2h')", "message": "too long"}
         ], "properties": {"until": {"type": "string", "format": "date-time"}, "every": {"type": "string", "format": "duration"}}}));
-        assert!(run(&s, &json!({"spec": {"until": "2024-01-01T00:00:00Z", "every": "90m"}}), None).is_empty());
+        assert!(
+            run(
+                &s,
+                &json!({"spec": {"until": "2024-01-01T00:00:00Z", "every": "90m"}}),
+                None
+            )
+            .is_empty()
+        );
         assert_eq!(
-            run(&s, &json!({"spec": {"until": "2019-01-01T00:00:00Z", "every": "3h"}}), None),
-            vec![r#"spec: Invalid value: "object": too old"#, r#"spec: Invalid value: "object": too long"#]
+            run(
+                &s,
+                &json!({"spec": {"until": "2019-01-01T00:00:00Z", "every": "3h"}}),
+                None
+            ),
+            vec![
+                r#"spec: Invalid value: "object": too old"#,
+                r#"spec: Invalid value: "object": too long"#
+            ]
         );
     }
 }

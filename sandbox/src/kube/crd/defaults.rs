@@ -13,7 +13,9 @@ pub(super) fn apply(value: &mut Value, schema: &Value) {
         Value::Object(map) => {
             if let Some(props) = schema::properties(schema) {
                 for (k, prop) in props {
-                    let Some(default) = prop.get("default") else { continue };
+                    let Some(default) = prop.get("default") else {
+                        continue;
+                    };
                     let missing = match map.get(k) {
                         None => true,
                         Some(Value::Null) => !schema::nullable(prop),
@@ -29,7 +31,10 @@ pub(super) fn apply(value: &mut Value, schema: &Value) {
                 if let Some(prop) = schema::property(schema, k) {
                     apply(v, prop);
                 } else if let Some(extra) = extra {
-                    if v.is_null() && !schema::nullable(extra) && let Some(d) = extra.get("default") {
+                    if v.is_null()
+                        && !schema::nullable(extra)
+                        && let Some(d) = extra.get("default")
+                    {
                         *v = d.clone();
                     } else {
                         apply(v, extra);
@@ -38,9 +43,14 @@ pub(super) fn apply(value: &mut Value, schema: &Value) {
             }
         }
         Value::Array(items) => {
-            let Some(item_schema) = schema::items(schema) else { return };
+            let Some(item_schema) = schema::items(schema) else {
+                return;
+            };
             for item in items.iter_mut() {
-                if item.is_null() && !schema::nullable(item_schema) && let Some(d) = item_schema.get("default") {
+                if item.is_null()
+                    && !schema::nullable(item_schema)
+                    && let Some(d) = item_schema.get("default")
+                {
                     *item = d.clone();
                 } else {
                     apply(item, item_schema);

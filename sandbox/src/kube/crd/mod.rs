@@ -49,7 +49,10 @@ pub enum AdmitError {
     /// strict decoding error: unknown field "spec.colour"`; the decoder refuses the body
     /// before any validation runs.
     #[error("{message}")]
-    StrictDecoding { message: String, unknown_fields: Vec<String> },
+    StrictDecoding {
+        message: String,
+        unknown_fields: Vec<String>,
+    },
 }
 
 /// `FieldError::reason` used by [`CompiledVersion::admit`] for a strict decoding failure
@@ -69,21 +72,31 @@ pub struct CompiledVersion {
 impl CompiledVersion {
     pub fn compile(crd: &Value, version: &str) -> Result<Self, Vec<FieldError>> {
         let versions = crd["spec"]["versions"].as_array();
-        let Some((i, v)) = versions.and_then(|vs| vs.iter().enumerate().find(|(_, v)| v["name"] == version)) else {
+        let Some((i, v)) =
+            versions.and_then(|vs| vs.iter().enumerate().find(|(_, v)| v["name"] == version))
+        else {
             return Err(vec![FieldError::not_supported(
                 "spec.versions",
                 &Value::String(version.to_owned()),
-                &versions.map(|vs| vs.iter().map(|v| v["name"].clone()).collect::<Vec<_>>()).unwrap_or_default(),
+                &versions
+                    .map(|vs| vs.iter().map(|v| v["name"].clone()).collect::<Vec<_>>())
+                    .unwrap_or_default(),
             )]);
         };
         let schema = v["schema"]["openAPIV3Schema"].clone();
-        let (rules, errs) = cel::compile(&schema, &format!("spec.versions[{i}].schema.openAPIV3Schema"));
+        let (rules, errs) = cel::compile(
+            &schema,
+            &format!("spec.versions[{i}].schema.openAPIV3Schema"),
+        );
         if !errs.is_empty() {
             return Err(errs);
         }
         Ok(Self {
             schema,
-            kind: crd["spec"]["names"]["kind"].as_str().unwrap_or_default().to_owned(),
+            kind: crd["spec"]["names"]["kind"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
             version: version.to_owned(),
             rules,
         })
@@ -102,12 +115,17 @@ impl CompiledVersion {
         old: Option<&Value>,
         validation: FieldValidation,
     ) -> Result<Vec<String>, Vec<FieldError>> {
-        self.admit_object(obj, old, validation).map_err(|e| match e {
-            AdmitError::Invalid(errs) => errs,
-            AdmitError::StrictDecoding { message, .. } => {
-                vec![FieldError { reason: STRICT_DECODING_REASON, field: String::new(), message }]
-            }
-        })
+        self.admit_object(obj, old, validation)
+            .map_err(|e| match e {
+                AdmitError::Invalid(errs) => errs,
+                AdmitError::StrictDecoding { message, .. } => {
+                    vec![FieldError {
+                        reason: STRICT_DECODING_REASON,
+                        field: String::new(),
+                        message,
+                    }]
+                }
+            })
     }
 
     /// What kube-apiserver does to a custom object on create/update, in its order: prune
@@ -115,13 +133,21 @@ impl CompiledVersion {
     /// drop non-nullable nulls, validate against the schema and the list-type invariants,
     /// then the CEL rules (transition rules only when `old` is given). Mutates `obj`.
     /// Ok carries the warnings for the `Warning` header.
-    pub fn admit_object(&self, obj: &mut Value, old: Option<&Value>, validation: FieldValidation) -> Result<Vec<String>, AdmitError> {
+    pub fn admit_object(
+        &self,
+        obj: &mut Value,
+        old: Option<&Value>,
+        validation: FieldValidation,
+    ) -> Result<Vec<String>, AdmitError> {
         let unknown = prune::prune_object(obj, &self.schema);
         let mut warnings = Vec::new();
         if !unknown.is_empty() {
             match validation {
                 FieldValidation::Strict => {
-                    let listed: Vec<String> = unknown.iter().map(|p| format!("unknown field {p:?}")).collect();
+                    let listed: Vec<String> = unknown
+                        .iter()
+                        .map(|p| format!("unknown field {p:?}"))
+                        .collect();
                     return Err(AdmitError::StrictDecoding {
                         message: format!(
                             "{kind} in version {version:?} cannot be handled as a {kind}: strict decoding error: {}",
@@ -132,27 +158,43 @@ impl CompiledVersion {
                         unknown_fields: unknown,
                     });
                 }
-                FieldValidation::Warn => warnings.extend(unknown.iter().map(|p| format!("unknown field {p:?}"))),
+                FieldValidation::Warn => {
+                    warnings.extend(unknown.iter().map(|p| format!("unknown field {p:?}")))
+                }
                 FieldValidation::Ignore => {}
             }
         }
         defaults::apply(obj, &self.schema);
         prune::prune_non_nullable_nulls(obj, &self.schema);
 
-        let mut errs = validate::validate_object(&self.schema, obj);
+        let mut errs = validate::validate_object(&self.schema, obj, old);
         validate::validate_list_types(&self.schema, obj, "", &mut errs);
-        // A type error means CEL would see values of the wrong type: the server skips the
-        // rules and says so (apiextensions `hasBlockingErr`).
-        if errs.iter().any(|e| e.reason == "FieldValueTypeInvalid") {
+        // Errors that could make CEL see values it was not written for (wrong type, missing
+        // required field, unsupported enum value, bounds that size the rules' cost) stop the
+        // server from running the rules, and it says so (apiextensions `hasBlockingErr`).
+        const BLOCKING: &[&str] = &[
+            "FieldValueNotSupported",
+            "FieldValueRequired",
+            "FieldValueTooLong",
+            "FieldValueTooMany",
+            "FieldValueTypeInvalid",
+        ];
+        if errs.iter().any(|e| BLOCKING.contains(&e.reason)) {
             errs.push(FieldError {
                 reason: "FieldValueInvalid",
                 field: "<nil>".into(),
                 message: "Invalid value: \"null\": some validation rules were not checked because the object was invalid; correct the existing errors to complete validation".into(),
             });
         } else {
-            errs.extend(cel::evaluate(&self.rules, &self.schema, obj, old));
+            let outcome = cel::evaluate(&self.rules, &self.schema, obj, old);
+            errs.extend(outcome.errors);
+            warnings.extend(outcome.warnings);
         }
-        if errs.is_empty() { Ok(warnings) } else { Err(AdmitError::Invalid(errs)) }
+        if errs.is_empty() {
+            Ok(warnings)
+        } else {
+            Err(AdmitError::Invalid(errs))
+        }
     }
 }
 

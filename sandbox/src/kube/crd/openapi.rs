@@ -62,7 +62,9 @@ fn camel(s: &str) -> String {
         .filter(|p| !p.is_empty())
         .map(|p| {
             let mut c = p.chars();
-            c.next().map(|f| f.to_uppercase().chain(c).collect::<String>()).unwrap_or_default()
+            c.next()
+                .map(|f| f.to_uppercase().chain(c).collect::<String>())
+                .unwrap_or_default()
         })
         .collect()
 }
@@ -79,7 +81,11 @@ pub fn group_version_document(group: &str, version: &str, resources: &[ResourceD
     let mut own: Map<String, Value> = Map::new();
     let mut builtin_kinds: Vec<(String, Value)> = Vec::new();
     let mut paths: Map<String, Value> = Map::new();
-    let names = Names { status: &status, patch: &patch, delete_options: &delete_options };
+    let names = Names {
+        status: &status,
+        patch: &patch,
+        delete_options: &delete_options,
+    };
 
     for r in resources {
         let kind_name = match &r.schema {
@@ -88,17 +94,21 @@ pub fn group_version_document(group: &str, version: &str, resources: &[ResourceD
                 own.insert(name.clone(), custom_kind_schema(s, r, &object_meta));
                 name
             }
-            None => match builtin_schemas::register(&r.group, &r.version, &r.kind, &mut generator) {
-                Some(name) => {
-                    builtin_kinds.push((name.clone(), gvk(&r.group, &r.version, &r.kind)));
-                    name
+            None => {
+                match builtin_schemas::register(&r.group, &r.version, &r.kind, &mut generator) {
+                    Some(name) => {
+                        builtin_kinds.push((name.clone(), gvk(&r.group, &r.version, &r.kind)));
+                        name
+                    }
+                    None => continue,
                 }
-                None => continue,
-            },
+            }
         };
         let list_name = format!("{kind_name}List");
         own.insert(list_name.clone(), list_schema(r, &kind_name, &list_meta));
-        add_paths(&mut paths, group, version, r, &kind_name, &list_name, &names);
+        add_paths(
+            &mut paths, group, version, r, &kind_name, &list_name, &names,
+        );
     }
 
     let mut schemas = generator.take_definitions(true);
@@ -132,11 +142,23 @@ fn custom_kind_schema(user: &Value, r: &ResourceDoc, object_meta: &str) -> Value
     s.entry("type").or_insert(json!("object"));
     let props = s.entry("properties").or_insert_with(|| json!({}));
     if let Value::Object(props) = props {
-        props.insert("apiVersion".into(), json!({"type": "string", "description": API_VERSION_DESCRIPTION}));
-        props.insert("kind".into(), json!({"type": "string", "description": KIND_DESCRIPTION}));
-        props.insert("metadata".into(), wrapped_ref(object_meta, METADATA_DESCRIPTION));
+        props.insert(
+            "apiVersion".into(),
+            json!({"type": "string", "description": API_VERSION_DESCRIPTION}),
+        );
+        props.insert(
+            "kind".into(),
+            json!({"type": "string", "description": KIND_DESCRIPTION}),
+        );
+        props.insert(
+            "metadata".into(),
+            wrapped_ref(object_meta, METADATA_DESCRIPTION),
+        );
     }
-    s.insert("x-kubernetes-group-version-kind".into(), json!([gvk(&r.group, &r.version, &r.kind)]));
+    s.insert(
+        "x-kubernetes-group-version-kind".into(),
+        json!([gvk(&r.group, &r.version, &r.kind)]),
+    );
     Value::Object(s)
 }
 
@@ -175,9 +197,21 @@ fn path_param(name: &str, description: &str) -> Value {
 
 fn write_params(with_force: bool) -> Vec<Value> {
     let mut ps = vec![
-        query("dryRun", "When present, indicates that modifications should not be persisted. An invalid or unrecognized dryRun directive will result in an error response and no further processing of the request. Valid values are: - All: all dry run stages will be processed", "string"),
-        query("fieldManager", "fieldManager is a name associated with the actor or entity that is making these changes. The value must be less than or 128 characters long, and only contain printable characters, as defined by https://golang.org/pkg/unicode/#IsPrint.", "string"),
-        query("fieldValidation", "fieldValidation instructs the server on how to handle objects in the request (POST/PUT/PATCH) containing unknown or duplicate fields. Valid values are: - Ignore: This will ignore any unknown fields that are silently dropped from the object, and will ignore all but the last duplicate field that the decoder encounters. This is the default behavior prior to v1.23. - Warn: This will send a warning via the standard warning response header for each unknown field that is dropped from the object, and for each duplicate field that is encountered. The request will still succeed if there are no other errors, and will only persist the last of any duplicate fields. This is the default in v1.23+ - Strict: This will fail the request with a BadRequest error if any unknown fields would be dropped from the object, or if any duplicate fields are present. The error returned from the server will contain all unknown and duplicate fields encountered.", "string"),
+        query(
+            "dryRun",
+            "When present, indicates that modifications should not be persisted. An invalid or unrecognized dryRun directive will result in an error response and no further processing of the request. Valid values are: - All: all dry run stages will be processed",
+            "string",
+        ),
+        query(
+            "fieldManager",
+            "fieldManager is a name associated with the actor or entity that is making these changes. The value must be less than or 128 characters long, and only contain printable characters, as defined by https://golang.org/pkg/unicode/#IsPrint.",
+            "string",
+        ),
+        query(
+            "fieldValidation",
+            "fieldValidation instructs the server on how to handle objects in the request (POST/PUT/PATCH) containing unknown or duplicate fields. Valid values are: - Ignore: This will ignore any unknown fields that are silently dropped from the object, and will ignore all but the last duplicate field that the decoder encounters. This is the default behavior prior to v1.23. - Warn: This will send a warning via the standard warning response header for each unknown field that is dropped from the object, and for each duplicate field that is encountered. The request will still succeed if there are no other errors, and will only persist the last of any duplicate fields. This is the default in v1.23+ - Strict: This will fail the request with a BadRequest error if any unknown fields would be dropped from the object, or if any duplicate fields are present. The error returned from the server will contain all unknown and duplicate fields encountered.",
+            "string",
+        ),
     ];
     if with_force {
         ps.push(query("force", "Force is going to \"force\" Apply requests. It means user will re-acquire conflicting fields owned by other people. Force flag must be unset for non-apply patch requests.", "boolean"));
@@ -194,20 +228,33 @@ fn json_content(schema_name: &str) -> Value {
     })
 }
 
-fn op(verb: &str, action: &str, id: &str, description: &str, gvk_v: &Value, params: Vec<Value>, responses: Value, body: Option<Value>) -> Value {
-    let mut o = json!({
-        "tags": [],
-        "description": description,
-        "operationId": format!("{verb}{id}"),
-        "parameters": params,
-        "responses": responses,
-        "x-kubernetes-action": action,
-        "x-kubernetes-group-version-kind": gvk_v,
-    });
-    if let Some(b) = body {
-        o["requestBody"] = b;
+/// One operation; `verb` + `id` make the operationId (`patchCoreV1NamespacedSecret`).
+struct Op<'a> {
+    verb: &'a str,
+    action: &'a str,
+    id: &'a str,
+    description: String,
+    params: Vec<Value>,
+    responses: Value,
+    body: Option<Value>,
+}
+
+impl Op<'_> {
+    fn build(self, gvk_v: &Value) -> Value {
+        let mut o = json!({
+            "tags": [],
+            "description": self.description,
+            "operationId": format!("{}{}", self.verb, self.id),
+            "parameters": self.params,
+            "responses": self.responses,
+            "x-kubernetes-action": self.action,
+            "x-kubernetes-group-version-kind": gvk_v,
+        });
+        if let Some(b) = self.body {
+            o["requestBody"] = b;
+        }
+        o
     }
-    o
 }
 
 fn add_paths(
@@ -219,8 +266,16 @@ fn add_paths(
     list_name: &str,
     names: &Names<'_>,
 ) {
-    let root = if group.is_empty() { format!("/api/{version}") } else { format!("/apis/{group}/{version}") };
-    let gv_camel = if group.is_empty() { format!("Core{}", camel(version)) } else { format!("{}{}", camel(group), camel(version)) };
+    let root = if group.is_empty() {
+        format!("/api/{version}")
+    } else {
+        format!("/apis/{group}/{version}")
+    };
+    let gv_camel = if group.is_empty() {
+        format!("Core{}", camel(version))
+    } else {
+        format!("{}{}", camel(group), camel(version))
+    };
     let scoped = if r.namespaced { "Namespaced" } else { "" };
     let id = format!("{gv_camel}{scoped}{}", r.kind);
     let gvk_v = gvk(&r.group, &r.version, &r.kind);
@@ -230,53 +285,216 @@ fn add_paths(
         format!("{root}/{}", r.plural)
     };
     let item = format!("{collection}/{{name}}");
-    let mut common = vec![query("pretty", "If 'true', then the output is pretty printed. Defaults to 'false' unless the user-agent indicates a browser or command-line HTTP client (curl and wget).", "string")];
+    let mut common = vec![query(
+        "pretty",
+        "If 'true', then the output is pretty printed. Defaults to 'false' unless the user-agent indicates a browser or command-line HTTP client (curl and wget).",
+        "string",
+    )];
     if r.namespaced {
-        common.insert(0, path_param("namespace", "object name and auth scope, such as for teams and projects"));
+        common.insert(
+            0,
+            path_param(
+                "namespace",
+                "object name and auth scope, such as for teams and projects",
+            ),
+        );
     }
     let ok = |schema: &str| json!({"200": {"description": "OK", "content": json_content(schema)}});
-    let ok_created = |schema: &str| {
-        json!({"200": {"description": "OK", "content": json_content(schema)}, "201": {"description": "Created", "content": json_content(schema)}})
-    };
+    let ok_created = |schema: &str| json!({"200": {"description": "OK", "content": json_content(schema)}, "201": {"description": "Created", "content": json_content(schema)}});
     let body = |schema: &str| json!({"content": {"*/*": {"schema": schema_ref(schema)}}, "required": true});
-    let patch_body = json!({"content": {
+    let mut patch_types = json!({
         "application/apply-patch+yaml": {"schema": schema_ref(names.patch)},
         "application/json-patch+json": {"schema": schema_ref(names.patch)},
         "application/merge-patch+json": {"schema": schema_ref(names.patch)},
-        "application/strategic-merge-patch+json": {"schema": schema_ref(names.patch)}
-    }, "required": true});
+    });
+    // Custom resources do not support strategic merge patch, and kubectl picks SMP for
+    // `apply` whenever the document offers it, so only built-in kinds list it (as
+    // apiextensions' OpenAPI builder does).
+    if r.schema.is_none() {
+        patch_types["application/strategic-merge-patch+json"] =
+            json!({"schema": schema_ref(names.patch)});
+    }
+    let patch_body = json!({"content": patch_types, "required": true});
     let list_params = vec![
-        query("labelSelector", "A selector to restrict the list of returned objects by their labels. Defaults to everything.", "string"),
-        query("fieldSelector", "A selector to restrict the list of returned objects by their fields. Defaults to everything.", "string"),
-        query("limit", "limit is a maximum number of responses to return for a list call.", "integer"),
-        query("continue", "The continue option should be set when retrieving more results from the server.", "string"),
-        query("resourceVersion", "resourceVersion sets a constraint on what resource versions a request may be served from.", "string"),
-        query("watch", "Watch for changes to the described resources and return them as a stream of add, update, and remove notifications.", "boolean"),
+        query(
+            "labelSelector",
+            "A selector to restrict the list of returned objects by their labels. Defaults to everything.",
+            "string",
+        ),
+        query(
+            "fieldSelector",
+            "A selector to restrict the list of returned objects by their fields. Defaults to everything.",
+            "string",
+        ),
+        query(
+            "limit",
+            "limit is a maximum number of responses to return for a list call.",
+            "integer",
+        ),
+        query(
+            "continue",
+            "The continue option should be set when retrieving more results from the server.",
+            "string",
+        ),
+        query(
+            "resourceVersion",
+            "resourceVersion sets a constraint on what resource versions a request may be served from.",
+            "string",
+        ),
+        query(
+            "watch",
+            "Watch for changes to the described resources and return them as a stream of add, update, and remove notifications.",
+            "boolean",
+        ),
     ];
 
     let mut coll = Map::new();
-    coll.insert("get".into(), op("list", "list", &id, &format!("list or watch objects of kind {}", r.kind), &gvk_v, list_params.clone(), ok(list_name), None));
-    coll.insert("post".into(), op("create", "post", &id, &format!("create a {}", r.kind), &gvk_v, write_params(false), ok_created(kind_name), Some(body(kind_name))));
-    coll.insert("delete".into(), op("deletecollection", "deletecollection", &id, &format!("delete collection of {}", r.kind), &gvk_v, list_params.clone(), ok(names.status), Some(body(names.delete_options))));
+    coll.insert(
+        "get".into(),
+        Op {
+            verb: "list",
+            action: "list",
+            id: &id,
+            description: format!("list or watch objects of kind {}", r.kind),
+            params: list_params.clone(),
+            responses: ok(list_name),
+            body: None,
+        }
+        .build(&gvk_v),
+    );
+    coll.insert(
+        "post".into(),
+        Op {
+            verb: "create",
+            action: "post",
+            id: &id,
+            description: format!("create a {}", r.kind),
+            params: write_params(false),
+            responses: ok_created(kind_name),
+            body: Some(body(kind_name)),
+        }
+        .build(&gvk_v),
+    );
+    coll.insert(
+        "delete".into(),
+        Op {
+            verb: "deletecollection",
+            action: "deletecollection",
+            id: &id,
+            description: format!("delete collection of {}", r.kind),
+            params: list_params.clone(),
+            responses: ok(names.status),
+            body: Some(body(names.delete_options)),
+        }
+        .build(&gvk_v),
+    );
     coll.insert("parameters".into(), Value::Array(common.clone()));
     paths.insert(collection.clone(), Value::Object(coll));
 
     let mut item_params = vec![path_param("name", &format!("name of the {}", r.kind))];
     item_params.extend(common.clone());
     let mut one = Map::new();
-    one.insert("get".into(), op("read", "get", &id, &format!("read the specified {}", r.kind), &gvk_v, vec![], ok(kind_name), None));
-    one.insert("put".into(), op("replace", "put", &id, &format!("replace the specified {}", r.kind), &gvk_v, write_params(false), ok_created(kind_name), Some(body(kind_name))));
-    one.insert("patch".into(), op("patch", "patch", &id, &format!("partially update the specified {}", r.kind), &gvk_v, write_params(true), ok_created(kind_name), Some(patch_body.clone())));
-    one.insert("delete".into(), op("delete", "delete", &id, &format!("delete a {}", r.kind), &gvk_v, vec![query("dryRun", "When present, indicates that modifications should not be persisted.", "string")], ok(names.status), Some(body(names.delete_options))));
+    one.insert(
+        "get".into(),
+        Op {
+            verb: "read",
+            action: "get",
+            id: &id,
+            description: format!("read the specified {}", r.kind),
+            params: vec![],
+            responses: ok(kind_name),
+            body: None,
+        }
+        .build(&gvk_v),
+    );
+    one.insert(
+        "put".into(),
+        Op {
+            verb: "replace",
+            action: "put",
+            id: &id,
+            description: format!("replace the specified {}", r.kind),
+            params: write_params(false),
+            responses: ok_created(kind_name),
+            body: Some(body(kind_name)),
+        }
+        .build(&gvk_v),
+    );
+    one.insert(
+        "patch".into(),
+        Op {
+            verb: "patch",
+            action: "patch",
+            id: &id,
+            description: format!("partially update the specified {}", r.kind),
+            params: write_params(true),
+            responses: ok_created(kind_name),
+            body: Some(patch_body.clone()),
+        }
+        .build(&gvk_v),
+    );
+    one.insert(
+        "delete".into(),
+        Op {
+            verb: "delete",
+            action: "delete",
+            id: &id,
+            description: format!("delete a {}", r.kind),
+            params: vec![query(
+                "dryRun",
+                "When present, indicates that modifications should not be persisted.",
+                "string",
+            )],
+            responses: ok(names.status),
+            body: Some(body(names.delete_options)),
+        }
+        .build(&gvk_v),
+    );
     one.insert("parameters".into(), Value::Array(item_params.clone()));
     paths.insert(item.clone(), Value::Object(one));
 
     if r.status_subresource {
         let sid = format!("{id}Status");
         let mut st = Map::new();
-        st.insert("get".into(), op("read", "get", &sid, &format!("read status of the specified {}", r.kind), &gvk_v, vec![], ok(kind_name), None));
-        st.insert("put".into(), op("replace", "put", &sid, &format!("replace status of the specified {}", r.kind), &gvk_v, write_params(false), ok_created(kind_name), Some(body(kind_name))));
-        st.insert("patch".into(), op("patch", "patch", &sid, &format!("partially update status of the specified {}", r.kind), &gvk_v, write_params(true), ok_created(kind_name), Some(patch_body)));
+        st.insert(
+            "get".into(),
+            Op {
+                verb: "read",
+                action: "get",
+                id: &sid,
+                description: format!("read status of the specified {}", r.kind),
+                params: vec![],
+                responses: ok(kind_name),
+                body: None,
+            }
+            .build(&gvk_v),
+        );
+        st.insert(
+            "put".into(),
+            Op {
+                verb: "replace",
+                action: "put",
+                id: &sid,
+                description: format!("replace status of the specified {}", r.kind),
+                params: write_params(false),
+                responses: ok_created(kind_name),
+                body: Some(body(kind_name)),
+            }
+            .build(&gvk_v),
+        );
+        st.insert(
+            "patch".into(),
+            Op {
+                verb: "patch",
+                action: "patch",
+                id: &sid,
+                description: format!("partially update status of the specified {}", r.kind),
+                params: write_params(true),
+                responses: ok_created(kind_name),
+                body: Some(patch_body),
+            }
+            .build(&gvk_v),
+        );
         st.insert("parameters".into(), Value::Array(item_params));
         paths.insert(format!("{item}/status"), Value::Object(st));
     }
@@ -284,7 +502,16 @@ fn add_paths(
         let mut all = Map::new();
         all.insert(
             "get".into(),
-            op("list", "list", &format!("{gv_camel}{}ForAllNamespaces", r.kind), &format!("list or watch objects of kind {}", r.kind), &gvk_v, list_params, ok(list_name), None),
+            Op {
+                verb: "list",
+                action: "list",
+                id: &format!("{gv_camel}{}ForAllNamespaces", r.kind),
+                description: format!("list or watch objects of kind {}", r.kind),
+                params: list_params,
+                responses: ok(list_name),
+                body: None,
+            }
+            .build(&gvk_v),
         );
         all.insert("parameters".into(), Value::Array(vec![common[1].clone()]));
         paths.insert(format!("{root}/{}", r.plural), Value::Object(all));
@@ -318,13 +545,31 @@ mod tests {
     fn custom_kind_document_serves_kubectl_apply_and_explain() {
         let doc = group_version_document("connection-operator.dev", "v1alpha1", &[connection()]);
         let schema = &doc["components"]["schemas"]["dev.connection-operator.v1alpha1.Connection"];
-        assert_eq!(schema["x-kubernetes-group-version-kind"], json!([{"group": "connection-operator.dev", "version": "v1alpha1", "kind": "Connection"}]));
-        assert_eq!(schema["description"], "A connection at a SaaS integration provider.");
-        assert_eq!(schema["properties"]["spec"]["description"], "Desired connection.");
-        let meta_ref = schema["properties"]["metadata"]["allOf"][0]["$ref"].as_str().expect("metadata ref");
-        assert_eq!(meta_ref, "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta");
+        assert_eq!(
+            schema["x-kubernetes-group-version-kind"],
+            json!([{"group": "connection-operator.dev", "version": "v1alpha1", "kind": "Connection"}])
+        );
+        assert_eq!(
+            schema["description"],
+            "A connection at a SaaS integration provider."
+        );
+        assert_eq!(
+            schema["properties"]["spec"]["description"],
+            "Desired connection."
+        );
+        let meta_ref = schema["properties"]["metadata"]["allOf"][0]["$ref"]
+            .as_str()
+            .expect("metadata ref");
+        assert_eq!(
+            meta_ref,
+            "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+        );
         let meta = resolve(&doc, meta_ref);
-        assert!(meta["properties"]["labels"]["description"].as_str().is_some_and(|d| d.starts_with("Map of string keys")));
+        assert!(
+            meta["properties"]["labels"]["description"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("Map of string keys"))
+        );
         // Every $ref in the document resolves.
         let text = doc.to_string();
         for part in text.split("\"$ref\":\"").skip(1) {
@@ -334,12 +579,38 @@ mod tests {
 
         let item = &doc["paths"]["/apis/connection-operator.dev/v1alpha1/namespaces/{namespace}/connections/{name}"];
         let patch = &item["patch"];
-        assert_eq!(patch["x-kubernetes-group-version-kind"], json!({"group": "connection-operator.dev", "version": "v1alpha1", "kind": "Connection"}));
-        assert!(patch["parameters"].as_array().expect("params").iter().any(|p| p["name"] == "fieldValidation" && p["in"] == "query"));
-        assert!(doc["paths"]["/apis/connection-operator.dev/v1alpha1/namespaces/{namespace}/connections/{name}/status"]["patch"].is_object());
-        assert!(doc["paths"]["/apis/connection-operator.dev/v1alpha1/connections"]["get"].is_object());
         assert_eq!(
-            doc["components"]["schemas"]["dev.connection-operator.v1alpha1.ConnectionList"]["x-kubernetes-group-version-kind"][0]["kind"],
+            patch["x-kubernetes-group-version-kind"],
+            json!({"group": "connection-operator.dev", "version": "v1alpha1", "kind": "Connection"})
+        );
+        assert!(
+            patch["parameters"]
+                .as_array()
+                .expect("params")
+                .iter()
+                .any(|p| p["name"] == "fieldValidation" && p["in"] == "query")
+        );
+        let patch_types: Vec<&String> = patch["requestBody"]["content"]
+            .as_object()
+            .expect("content")
+            .keys()
+            .collect();
+        assert_eq!(
+            patch_types,
+            vec![
+                "application/apply-patch+yaml",
+                "application/json-patch+json",
+                "application/merge-patch+json"
+            ],
+            "no strategic merge patch for custom resources"
+        );
+        assert!(doc["paths"]["/apis/connection-operator.dev/v1alpha1/namespaces/{namespace}/connections/{name}/status"]["patch"].is_object());
+        assert!(
+            doc["paths"]["/apis/connection-operator.dev/v1alpha1/connections"]["get"].is_object()
+        );
+        assert_eq!(
+            doc["components"]["schemas"]["dev.connection-operator.v1alpha1.ConnectionList"]["x-kubernetes-group-version-kind"]
+                [0]["kind"],
             "ConnectionList"
         );
     }
@@ -355,18 +626,41 @@ mod tests {
             schema: None,
             status_subresource: false,
         };
-        let ns = ResourceDoc { kind: "Namespace".into(), plural: "namespaces".into(), namespaced: false, status_subresource: true, ..secret.clone() };
+        let ns = ResourceDoc {
+            kind: "Namespace".into(),
+            plural: "namespaces".into(),
+            namespaced: false,
+            status_subresource: true,
+            ..secret.clone()
+        };
         let doc = group_version_document("", "v1", &[secret, ns]);
         let s = &doc["components"]["schemas"]["io.k8s.api.core.v1.Secret"];
-        assert_eq!(s["x-kubernetes-group-version-kind"], json!([{"group": "", "version": "v1", "kind": "Secret"}]));
-        assert_eq!(s["properties"]["data"]["additionalProperties"]["format"], "byte");
-        assert!(s["properties"]["metadata"]["allOf"][0]["$ref"].as_str().is_some_and(|r| r.ends_with("meta.v1.ObjectMeta")));
-        assert!(doc["paths"]["/api/v1/namespaces/{namespace}/secrets/{name}"]["patch"]["parameters"]
-            .as_array()
-            .expect("params")
-            .iter()
-            .any(|p| p["name"] == "fieldValidation"));
+        assert_eq!(
+            s["x-kubernetes-group-version-kind"],
+            json!([{"group": "", "version": "v1", "kind": "Secret"}])
+        );
+        assert_eq!(
+            s["properties"]["data"]["additionalProperties"]["format"],
+            "byte"
+        );
+        assert!(
+            s["properties"]["metadata"]["allOf"][0]["$ref"]
+                .as_str()
+                .is_some_and(|r| r.ends_with("meta.v1.ObjectMeta"))
+        );
+        assert!(
+            doc["paths"]["/api/v1/namespaces/{namespace}/secrets/{name}"]["patch"]["parameters"]
+                .as_array()
+                .expect("params")
+                .iter()
+                .any(|p| p["name"] == "fieldValidation")
+        );
         assert!(doc["paths"]["/api/v1/namespaces/{name}/status"]["patch"].is_object());
+        assert!(
+            doc["paths"]["/api/v1/namespaces/{namespace}/secrets/{name}"]["patch"]["requestBody"]["content"]
+                ["application/strategic-merge-patch+json"]
+                .is_object()
+        );
         assert!(doc["components"]["schemas"]["io.k8s.api.core.v1.NamespaceSpec"].is_object());
     }
 }

@@ -100,7 +100,9 @@ fn the_connection_crd_itself_is_accepted() {
 #[test]
 fn valid_object_is_defaulted() {
     let mut o = obj(json!({"connectionId": "c", "datagrid": {}}));
-    let warnings = compiled().admit_object(&mut o, None, FieldValidation::Strict).expect("admitted");
+    let warnings = compiled()
+        .admit_object(&mut o, None, FieldValidation::Strict)
+        .expect("admitted");
     assert!(warnings.is_empty());
     assert_eq!(o["spec"]["deletionPolicy"], "Delete");
     assert_eq!(o["spec"]["datagrid"]["retries"], 3);
@@ -109,11 +111,16 @@ fn valid_object_is_defaulted() {
 #[test]
 fn unknown_fields_by_field_validation_mode() {
     let v = compiled();
-    let base = obj(json!({"connectionId": "c", "nango": {"integrationId": "gh", "colour": "red"}, "zzz": 1}));
+    let base = obj(
+        json!({"connectionId": "c", "nango": {"integrationId": "gh", "colour": "red"}, "zzz": 1}),
+    );
 
     let mut o = base.clone();
     match v.admit_object(&mut o, None, FieldValidation::Strict) {
-        Err(AdmitError::StrictDecoding { message, unknown_fields }) => {
+        Err(AdmitError::StrictDecoding {
+            message,
+            unknown_fields,
+        }) => {
             assert_eq!(
                 message,
                 r#"Connection in version "v1alpha1" cannot be handled as a Connection: strict decoding error: unknown field "spec.nango.colour", unknown field "spec.zzz""#
@@ -129,12 +136,24 @@ fn unknown_fields_by_field_validation_mode() {
     assert_eq!(errs[0].reason, STRICT_DECODING_REASON);
 
     let mut o = base.clone();
-    let warnings = v.admit_object(&mut o, None, FieldValidation::Warn).expect("admitted");
-    assert_eq!(warnings, vec![r#"unknown field "spec.nango.colour""#, r#"unknown field "spec.zzz""#]);
+    let warnings = v
+        .admit_object(&mut o, None, FieldValidation::Warn)
+        .expect("admitted");
+    assert_eq!(
+        warnings,
+        vec![
+            r#"unknown field "spec.nango.colour""#,
+            r#"unknown field "spec.zzz""#
+        ]
+    );
     assert!(o["spec"].get("zzz").is_none());
 
     let mut o = base;
-    assert_eq!(v.admit_object(&mut o, None, FieldValidation::Ignore).expect("admitted"), Vec::<String>::new());
+    assert_eq!(
+        v.admit_object(&mut o, None, FieldValidation::Ignore)
+            .expect("admitted"),
+        Vec::<String>::new()
+    );
     assert!(o["spec"]["nango"].get("colour").is_none());
 }
 
@@ -144,22 +163,36 @@ fn project_rules_evaluate() {
     let mut two = obj(json!({"connectionId": "c", "nango": {"integrationId": "gh"}, "mielto": {}}));
     assert_eq!(
         invalid(v.admit_object(&mut two, None, FieldValidation::Strict)),
-        vec![r#"spec: Invalid value: "object": exactly one provider block (nango, mielto, arena, datagrid) must be set"#]
+        vec![
+            r#"spec: Invalid value: "object": exactly one provider block (nango, mielto, arena, datagrid) must be set"#
+        ]
     );
 
-    let meta: serde_json::Map<String, Value> = (0..51).map(|i| (format!("k{i}"), json!("v"))).collect();
+    let meta: serde_json::Map<String, Value> =
+        (0..51).map(|i| (format!("k{i}"), json!("v"))).collect();
     let mut big = obj(json!({"connectionId": "c", "arena": {"metadata": meta}}));
     assert_eq!(
         invalid(v.admit_object(&mut big, None, FieldValidation::Strict)),
-        vec!["spec.arena.metadata: Too many: 51: must have at most 50 items"]
+        vec![
+            "spec.arena.metadata: Too many: 51: must have at most 50 items",
+            r#"<nil>: Invalid value: "null": some validation rules were not checked because the object was invalid; correct the existing errors to complete validation"#,
+        ]
     );
 
-    let mut bad_key = obj(json!({"connectionId": "c", "arena": {"metadata": {"bad key": "x".repeat(2001)}}}));
+    let mut long_value =
+        obj(json!({"connectionId": "c", "arena": {"metadata": {"key": "x".repeat(2001)}}}));
+    assert_eq!(
+        invalid(v.admit_object(&mut long_value, None, FieldValidation::Strict)),
+        vec![
+            "spec.arena.metadata.key: Too long: may not be more than 2000 bytes",
+            r#"<nil>: Invalid value: "null": some validation rules were not checked because the object was invalid; correct the existing errors to complete validation"#,
+        ]
+    );
+    let mut bad_key = obj(json!({"connectionId": "c", "arena": {"metadata": {"bad key": "v"}}}));
     assert_eq!(
         invalid(v.admit_object(&mut bad_key, None, FieldValidation::Strict)),
         vec![
-            "spec.arena.metadata.bad key: Too long: may not be more than 2000 bytes",
-            r#"spec.arena.metadata: Invalid value: "object": metadata keys must match ^[A-Za-z0-9_]{1,40}$"#,
+            r#"spec.arena.metadata: Invalid value: "object": metadata keys must match ^[A-Za-z0-9_]{1,40}$"#
         ]
     );
 
@@ -170,19 +203,33 @@ fn project_rules_evaluate() {
         vec![r#"spec.connectionId: Invalid value: "string": connectionId is immutable"#]
     );
     let mut same = old.clone();
-    assert!(v.admit_object(&mut same, Some(&old), FieldValidation::Strict).is_ok());
+    assert!(
+        v.admit_object(&mut same, Some(&old), FieldValidation::Strict)
+            .is_ok()
+    );
 }
 
 #[test]
-fn schema_errors_and_type_errors_block_cel() {
+fn blocking_schema_errors_skip_cel() {
     let v = compiled();
-    let mut o = obj(json!({"connectionId": "", "nango": {}, "deletionPolicy": "Keep"}));
+    let mut o =
+        obj(json!({"connectionId": "", "nango": {}, "mielto": {}, "deletionPolicy": "Keep"}));
     assert_eq!(
         invalid(v.admit_object(&mut o, None, FieldValidation::Strict)),
         vec![
             r#"spec.connectionId: Invalid value: "": spec.connectionId in body should be at least 1 chars long"#,
             "spec.nango.integrationId: Required value",
             r#"spec.deletionPolicy: Unsupported value: "Keep": supported values: "Delete", "Orphan""#,
+            r#"<nil>: Invalid value: "null": some validation rules were not checked because the object was invalid; correct the existing errors to complete validation"#,
+        ]
+    );
+    // A plain `Invalid value` (minLength) does not block the rules.
+    let mut o = obj(json!({"connectionId": "", "nango": {"integrationId": "gh"}, "mielto": {}}));
+    assert_eq!(
+        invalid(v.admit_object(&mut o, None, FieldValidation::Strict)),
+        vec![
+            r#"spec.connectionId: Invalid value: "": spec.connectionId in body should be at least 1 chars long"#,
+            r#"spec: Invalid value: "object": exactly one provider block (nango, mielto, arena, datagrid) must be set"#,
         ]
     );
     let mut o = obj(json!({"connectionId": 7, "nango": {"integrationId": "gh"}, "mielto": {}}));
@@ -195,14 +242,66 @@ fn schema_errors_and_type_errors_block_cel() {
         ]
     );
     let mut missing = json!({"apiVersion": "connection-operator.dev/v1alpha1", "kind": "Connection", "metadata": {"name": "x"}});
-    assert_eq!(invalid(v.admit_object(&mut missing, None, FieldValidation::Strict)), vec!["spec: Required value"]);
+    assert_eq!(
+        invalid(v.admit_object(&mut missing, None, FieldValidation::Strict)),
+        vec![
+            "spec: Required value",
+            r#"<nil>: Invalid value: "null": some validation rules were not checked because the object was invalid; correct the existing errors to complete validation"#
+        ]
+    );
 }
 
 #[test]
 fn status_preserves_unknown_fields() {
     let v = compiled();
     let mut o = obj(json!({"connectionId": "c", "mielto": {}}));
-    o["status"] = json!({"provider": "mielto", "conditions": [{"type": "Ready", "status": "True"}]});
-    v.admit_object(&mut o, None, FieldValidation::Strict).expect("admitted");
+    o["status"] =
+        json!({"provider": "mielto", "conditions": [{"type": "Ready", "status": "True"}]});
+    v.admit_object(&mut o, None, FieldValidation::Strict)
+        .expect("admitted");
     assert_eq!(o["status"]["provider"], "mielto");
+}
+
+#[test]
+fn updates_ratchet_unchanged_invalid_values() {
+    let v = compiled();
+    // Stored before the schema was tightened: a retired enum value and two provider blocks.
+    let old = obj(
+        json!({"connectionId": "c", "deletionPolicy": "Keep", "arena": {"channel": "x"}, "mielto": {}}),
+    );
+    let mut update = old.clone();
+    update["metadata"]["labels"] = json!({"team": "a"});
+    let warnings = v
+        .admit_object(&mut update, Some(&old), FieldValidation::Strict)
+        .expect("unchanged invalid values are ratcheted");
+    assert_eq!(
+        warnings,
+        vec![
+            r#"spec: Invalid value: "object": exactly one provider block (nango, mielto, arena, datagrid) must be set"#
+        ]
+    );
+    // Touching spec re-evaluates the spec rule; the untouched enum value stays ratcheted.
+    let mut touched = old.clone();
+    touched["spec"]["arena"]["channel"] = json!("y");
+    assert_eq!(
+        invalid(v.admit_object(&mut touched, Some(&old), FieldValidation::Strict)),
+        vec![
+            r#"spec: Invalid value: "object": exactly one provider block (nango, mielto, arena, datagrid) must be set"#
+        ]
+    );
+    let mut worse = old.clone();
+    worse["spec"]["deletionPolicy"] = json!("Never");
+    assert_eq!(
+        invalid(v.admit_object(&mut worse, Some(&old), FieldValidation::Strict)),
+        vec![
+            r#"spec.deletionPolicy: Unsupported value: "Never": supported values: "Delete", "Orphan""#,
+            r#"<nil>: Invalid value: "null": some validation rules were not checked because the object was invalid; correct the existing errors to complete validation"#,
+        ]
+    );
+    // The same object is refused on create.
+    let mut fresh = old.clone();
+    assert_eq!(
+        invalid(v.admit_object(&mut fresh, None, FieldValidation::Strict)).len(),
+        2
+    );
 }

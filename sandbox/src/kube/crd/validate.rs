@@ -19,16 +19,25 @@ use crate::kube::field_error::FieldError;
 /// Validate a whole custom object. At the root, `apiVersion`/`kind` are not checked
 /// against the schema and of `metadata` only `name`/`generateName` are, because those are
 /// the only metadata constraints a CRD schema may express.
-pub(super) fn validate_object(root: &Value, obj: &Value) -> Vec<FieldError> {
+///
+/// On update (`old` given) this ratchets like kube-apiserver 1.33 (CRDValidationRatcheting,
+/// GA): a value equal to its correlated old value is not validated again, so an update
+/// never fails on data it did not change.
+pub(super) fn validate_object(root: &Value, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let Value::Object(map) = obj else {
-        validate(root, obj, "", &mut errs);
+        validate(root, obj, old, "", &mut errs);
         return errs;
     };
-    let mut restricted = map.clone();
-    restricted.remove("apiVersion");
-    restricted.remove("kind");
-    restricted.remove("metadata");
+    let strip = |m: &serde_json::Map<String, Value>| {
+        let mut m = m.clone();
+        m.remove("apiVersion");
+        m.remove("kind");
+        m.remove("metadata");
+        Value::Object(m)
+    };
+    let restricted = strip(map);
+    let old_restricted = old.and_then(Value::as_object).map(strip);
     let mut root_schema = root.clone();
     if let Some(Value::Object(props)) = root_schema.get_mut("properties") {
         props.remove("apiVersion");
@@ -38,28 +47,58 @@ pub(super) fn validate_object(root: &Value, obj: &Value) -> Vec<FieldError> {
     if let Some(Value::Array(req)) = root_schema.get_mut("required") {
         req.retain(|r| !matches!(r.as_str(), Some("apiVersion" | "kind" | "metadata")));
     }
-    validate(&root_schema, &Value::Object(restricted), "", &mut errs);
-    if let (Some(meta_schema), Some(meta)) = (schema::property(root, "metadata"), map.get("metadata")) {
+    validate(
+        &root_schema,
+        &restricted,
+        old_restricted.as_ref(),
+        "",
+        &mut errs,
+    );
+    if let (Some(meta_schema), Some(meta)) =
+        (schema::property(root, "metadata"), map.get("metadata"))
+    {
         for field in ["name", "generateName"] {
             if let (Some(s), Some(v)) = (schema::property(meta_schema, field), meta.get(field)) {
-                validate(s, v, &format!("metadata.{field}"), &mut errs);
+                let old_v = old
+                    .and_then(|o| o.get("metadata"))
+                    .and_then(|m| m.get(field));
+                validate(s, v, old_v, &format!("metadata.{field}"), &mut errs);
             }
         }
     }
     errs
 }
 
+/// Validate a value against a schema node with paths relative to it (used for schema
+/// `default`s at CRD admission).
+pub(super) fn validate_value(s: &Value, v: &Value) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    validate(s, v, None, "", &mut errs);
+    errs
+}
+
 /// kube-openapi's subject of a message: the path, or nothing at the root.
 fn subject(path: &str) -> String {
-    if path.is_empty() { String::new() } else { format!("{path} in body ") }
+    if path.is_empty() {
+        String::new()
+    } else {
+        format!("{path} in body ")
+    }
 }
 
 /// Go's `%v` of a float64 bound (`1`, `1.5`).
 fn num(v: f64) -> String {
-    if v.fract() == 0.0 && v.abs() < 1e21 { format!("{v:.0}") } else { format!("{v}") }
+    if v.fract() == 0.0 && v.abs() < 1e21 {
+        format!("{v:.0}")
+    } else {
+        format!("{v}")
+    }
 }
 
-fn validate(s: &Value, v: &Value, path: &str, errs: &mut Vec<FieldError>) {
+fn validate(s: &Value, v: &Value, old: Option<&Value>, path: &str, errs: &mut Vec<FieldError>) {
+    if old == Some(v) {
+        return;
+    }
     if v.is_null() {
         let t = schema::type_of(s);
         if !schema::nullable(s) && !t.is_empty() {
@@ -78,11 +117,11 @@ fn validate(s: &Value, v: &Value, path: &str, errs: &mut Vec<FieldError>) {
     match v {
         Value::String(text) => string_checks(s, text, v, path, errs),
         Value::Number(n) => number_checks(s, n.as_f64().unwrap_or(f64::NAN), v, path, errs),
-        Value::Array(items) => array_checks(s, items, path, errs),
-        Value::Object(map) => object_checks(s, map, path, errs),
+        Value::Array(items) => array_checks(s, items, old, path, errs),
+        Value::Object(map) => object_checks(s, map, old, path, errs),
         _ => {}
     }
-    composition_checks(s, v, path, errs);
+    composition_checks(s, v, old, path, errs);
 }
 
 fn type_error(path: &str, expected: &str, actual: &str) -> FieldError {
@@ -118,9 +157,13 @@ fn type_ok(s: &Value, v: &Value, path: &str, errs: &mut Vec<FieldError>) -> bool
 fn json_eq(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| json_eq(p, q)),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| json_eq(p, q))
+        }
         (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, p)| y.get(k).is_some_and(|q| json_eq(p, q)))
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, p)| y.get(k).is_some_and(|q| json_eq(p, q)))
         }
         _ => a == b,
     }
@@ -142,20 +185,32 @@ fn string_checks(s: &Value, text: &str, v: &Value, path: &str, errs: &mut Vec<Fi
     if let Some(min) = limit(s, "minLength")
         && chars < min
     {
-        errs.push(FieldError::invalid(path, v, &format!("{}should be at least {min} chars long", subject(path))));
+        errs.push(FieldError::invalid(
+            path,
+            v,
+            &format!("{}should be at least {min} chars long", subject(path)),
+        ));
     }
     if let Some(pattern) = s.get("pattern").and_then(Value::as_str) {
         // An uncompilable pattern is refused at CRD admission; never here.
         if let Ok(re) = Regex::new(pattern)
             && !re.is_match(text)
         {
-            errs.push(FieldError::invalid(path, v, &format!("{}should match '{pattern}'", subject(path))));
+            errs.push(FieldError::invalid(
+                path,
+                v,
+                &format!("{}should match '{pattern}'", subject(path)),
+            ));
         }
     }
     if let Some(format) = s.get("format").and_then(Value::as_str)
         && formats::check(format, text) == Some(false)
     {
-        errs.push(FieldError::invalid(path, v, &format!("{}must be of type {format}: {text:?}", subject(path))));
+        errs.push(FieldError::invalid(
+            path,
+            v,
+            &format!("{}must be of type {format}: {text:?}", subject(path)),
+        ));
     }
 }
 
@@ -164,37 +219,63 @@ fn number_checks(s: &Value, n: f64, v: &Value, path: &str, errs: &mut Vec<FieldE
         && m > 0.0
         && (n / m).fract() != 0.0
     {
-        errs.push(FieldError::invalid(path, v, &format!("{}should be a multiple of {}", subject(path), num(m))));
+        errs.push(FieldError::invalid(
+            path,
+            v,
+            &format!("{}should be a multiple of {}", subject(path), num(m)),
+        ));
     }
     if let Some(max) = s.get("maximum").and_then(Value::as_f64) {
         if schema::flag(s, "exclusiveMaximum") {
             if n >= max {
-                errs.push(FieldError::invalid(path, v, &format!("{}should be less than {}", subject(path), num(max))));
+                errs.push(FieldError::invalid(
+                    path,
+                    v,
+                    &format!("{}should be less than {}", subject(path), num(max)),
+                ));
             }
         } else if n > max {
             errs.push(FieldError::invalid(
                 path,
                 v,
-                &format!("{}should be less than or equal to {}", subject(path), num(max)),
+                &format!(
+                    "{}should be less than or equal to {}",
+                    subject(path),
+                    num(max)
+                ),
             ));
         }
     }
     if let Some(min) = s.get("minimum").and_then(Value::as_f64) {
         if schema::flag(s, "exclusiveMinimum") {
             if n <= min {
-                errs.push(FieldError::invalid(path, v, &format!("{}should be greater than {}", subject(path), num(min))));
+                errs.push(FieldError::invalid(
+                    path,
+                    v,
+                    &format!("{}should be greater than {}", subject(path), num(min)),
+                ));
             }
         } else if n < min {
             errs.push(FieldError::invalid(
                 path,
                 v,
-                &format!("{}should be greater than or equal to {}", subject(path), num(min)),
+                &format!(
+                    "{}should be greater than or equal to {}",
+                    subject(path),
+                    num(min)
+                ),
             ));
         }
     }
 }
 
-fn array_checks(s: &Value, items: &[Value], path: &str, errs: &mut Vec<FieldError>) {
+fn array_checks(
+    s: &Value,
+    items: &[Value],
+    old: Option<&Value>,
+    path: &str,
+    errs: &mut Vec<FieldError>,
+) {
     let len = items.len();
     if let Some(max) = limit(s, "maxItems")
         && len as u64 > max
@@ -204,26 +285,51 @@ fn array_checks(s: &Value, items: &[Value], path: &str, errs: &mut Vec<FieldErro
     if let Some(min) = limit(s, "minItems")
         && (len as u64) < min
     {
-        errs.push(FieldError::invalid(path, &json!(len), &format!("{}should have at least {min} items", subject(path))));
+        errs.push(FieldError::invalid(
+            path,
+            &json!(len),
+            &format!("{}should have at least {min} items", subject(path)),
+        ));
     }
-    if schema::flag(s, "uniqueItems") && items.iter().enumerate().any(|(i, a)| items[..i].iter().any(|b| json_eq(a, b))) {
+    if schema::flag(s, "uniqueItems")
+        && items
+            .iter()
+            .enumerate()
+            .any(|(i, a)| items[..i].iter().any(|b| json_eq(a, b)))
+    {
         // kube-openapi's DuplicateItems error carries no value, rendered as "".
-        errs.push(FieldError::invalid(path, &json!(""), &format!("{}shouldn't contain duplicates", subject(path))));
+        errs.push(FieldError::invalid(
+            path,
+            &json!(""),
+            &format!("{}shouldn't contain duplicates", subject(path)),
+        ));
     }
     if let Some(item_schema) = schema::items(s) {
+        let list_type = schema::list_type(s);
+        let olds = old.and_then(Value::as_array);
         for (i, item) in items.iter().enumerate() {
-            validate(item_schema, item, &schema::index(path, i), errs);
+            let old_item = olds.and_then(|o| schema::correlate(&list_type, item, o));
+            validate(item_schema, item, old_item, &schema::index(path, i), errs);
         }
     }
 }
 
-fn object_checks(s: &Value, map: &serde_json::Map<String, Value>, path: &str, errs: &mut Vec<FieldError>) {
+fn object_checks(
+    s: &Value,
+    map: &serde_json::Map<String, Value>,
+    old: Option<&Value>,
+    path: &str,
+    errs: &mut Vec<FieldError>,
+) {
     if let Some(required) = s.get("required").and_then(Value::as_array) {
         for r in required.iter().filter_map(Value::as_str) {
             if !map.contains_key(r) {
                 errs.push(FieldError::required(schema::join(path, r), ""));
             }
         }
+    }
+    if schema::embedded_resource(s) {
+        embedded_type_meta(map, path, errs);
     }
     let len = map.len();
     if let Some(max) = limit(s, "maxProperties")
@@ -234,25 +340,60 @@ fn object_checks(s: &Value, map: &serde_json::Map<String, Value>, path: &str, er
     if let Some(min) = limit(s, "minProperties")
         && (len as u64) < min
     {
-        errs.push(FieldError::invalid(path, &json!(len), &format!("{}should have at least {min} properties", subject(path))));
+        errs.push(FieldError::invalid(
+            path,
+            &json!(len),
+            &format!("{}should have at least {min} properties", subject(path)),
+        ));
     }
     for (k, child) in map {
+        let old_child = old.and_then(|o| o.get(k));
         if let Some(prop) = schema::property(s, k) {
-            validate(prop, child, &schema::join(path, k), errs);
+            validate(prop, child, old_child, &schema::join(path, k), errs);
         } else if let Some(extra) = schema::additional_properties(s).filter(|e| !e.is_null()) {
-            validate(extra, child, &schema::join(path, k), errs);
+            validate(extra, child, old_child, &schema::join(path, k), errs);
+        }
+    }
+}
+
+/// An `x-kubernetes-embedded-resource` object must carry its own `apiVersion` and `kind`
+/// (apiextensions `objectmeta.validateEmbeddedResource`).
+fn embedded_type_meta(
+    map: &serde_json::Map<String, Value>,
+    path: &str,
+    errs: &mut Vec<FieldError>,
+) {
+    for field in ["apiVersion", "kind"] {
+        let p = schema::join(path, field);
+        match map.get(field) {
+            None => errs.push(FieldError::required(p, "must not be empty")),
+            Some(Value::String(v)) if v.is_empty() => {
+                errs.push(FieldError::invalid(p, &json!(""), "must not be empty"))
+            }
+            Some(Value::String(_)) => {}
+            Some(other) => errs.push(FieldError::invalid(p, other, "must be a string")),
         }
     }
 }
 
 /// allOf/anyOf/oneOf/not, which structural schemas allow for value validations only.
-fn composition_checks(s: &Value, v: &Value, path: &str, errs: &mut Vec<FieldError>) {
+fn composition_checks(
+    s: &Value,
+    v: &Value,
+    old: Option<&Value>,
+    path: &str,
+    errs: &mut Vec<FieldError>,
+) {
     let branch_errors = |b: &Value| {
         let mut e = Vec::new();
-        validate(b, v, path, &mut e);
+        validate(b, v, old, path, &mut e);
         e
     };
-    let shown = if path.is_empty() { "<nil>".to_owned() } else { path.to_owned() };
+    let shown = if path.is_empty() {
+        "<nil>".to_owned()
+    } else {
+        path.to_owned()
+    };
     if let Some(all) = s.get("allOf").and_then(Value::as_array) {
         for b in all {
             errs.extend(branch_errors(b));
@@ -261,7 +402,11 @@ fn composition_checks(s: &Value, v: &Value, path: &str, errs: &mut Vec<FieldErro
     if let Some(any) = s.get("anyOf").and_then(Value::as_array) {
         let results: Vec<Vec<FieldError>> = any.iter().map(branch_errors).collect();
         if !results.is_empty() && results.iter().all(|r| !r.is_empty()) {
-            errs.push(FieldError::invalid(path, &json!(""), &format!("{shown:?} must validate at least one schema (anyOf)")));
+            errs.push(FieldError::invalid(
+                path,
+                &json!(""),
+                &format!("{shown:?} must validate at least one schema (anyOf)"),
+            ));
             errs.extend(results.into_iter().flatten());
         }
     }
@@ -278,7 +423,11 @@ fn composition_checks(s: &Value, v: &Value, path: &str, errs: &mut Vec<FieldErro
     if let Some(not) = s.get("not")
         && branch_errors(not).is_empty()
     {
-        errs.push(FieldError::invalid(path, &json!(""), &format!("{shown:?} must not validate the schema (not)")));
+        errs.push(FieldError::invalid(
+            path,
+            &json!(""),
+            &format!("{shown:?} must not validate the schema (not)"),
+        ));
     }
 }
 
@@ -314,7 +463,10 @@ pub(super) fn validate_list_types(s: &Value, v: &Value, path: &str, errs: &mut V
                         for k in &keys {
                             // A missing key takes its schema default, as the apiserver does.
                             let val = obj.get(k).cloned().or_else(|| {
-                                item_schema.and_then(|is| schema::property(is, k)).and_then(|p| p.get("default")).cloned()
+                                item_schema
+                                    .and_then(|is| schema::property(is, k))
+                                    .and_then(|p| p.get("default"))
+                                    .cloned()
                             });
                             if let Some(val) = val {
                                 key_value.insert(k.clone(), val);
@@ -365,14 +517,21 @@ mod tests {
     }
 
     fn check(props: Value, spec: Value) -> Vec<String> {
-        msgs(&validate_object(&spec_schema(props), &json!({"apiVersion": "a/v1", "kind": "K", "metadata": {"name": "n"}, "spec": spec})))
+        msgs(&validate_object(
+            &spec_schema(props),
+            &json!({"apiVersion": "a/v1", "kind": "K", "metadata": {"name": "n"}, "spec": spec}),
+            None,
+        ))
     }
 
     #[test]
     fn type_errors_use_kube_openapi_wording_and_reason() {
         let errs = validate_object(
-            &spec_schema(json!({"x": {"type": "integer"}, "n": {"type": "number"}, "o": {"type": "object"}})),
+            &spec_schema(
+                json!({"x": {"type": "integer"}, "n": {"type": "number"}, "o": {"type": "object"}}),
+            ),
             &json!({"spec": {"x": "string", "n": 3, "o": []}}),
+            None,
         );
         assert_eq!(
             msgs(&errs),
@@ -384,7 +543,9 @@ mod tests {
         assert!(errs.iter().all(|e| e.reason == "FieldValueTypeInvalid"));
         assert_eq!(
             check(json!({"x": {"type": "integer"}}), json!({"x": 1.5})),
-            vec![r#"spec.x: Invalid value: "number": spec.x in body must be of type integer: "number""#]
+            vec![
+                r#"spec.x: Invalid value: "number": spec.x in body must be of type integer: "number""#
+            ]
         );
     }
 
@@ -399,7 +560,10 @@ mod tests {
             "short": {"type": "string", "minLength": 2}
         });
         assert_eq!(
-            check(props, json!({"req": {}, "mode": "x", "lvl": 3, "key": "A1", "long": "abcd", "short": "é"})),
+            check(
+                props,
+                json!({"req": {}, "mode": "x", "lvl": 3, "key": "A1", "long": "abcd", "short": "é"})
+            ),
             vec![
                 "spec.req.a: Required value",
                 r#"spec.mode: Unsupported value: "x": supported values: "Auto", "Manual""#,
@@ -422,7 +586,10 @@ mod tests {
             "empty": {"type": "object", "minProperties": 1}
         });
         assert_eq!(
-            check(props, json!({"min": 0, "max": 2.5, "tags": ["a", "a", "b"], "few": [], "meta": {"a": "x", "b": 1}, "empty": {}})),
+            check(
+                props,
+                json!({"min": 0, "max": 2.5, "tags": ["a", "a", "b"], "few": [], "meta": {"a": "x", "b": 1}, "empty": {}})
+            ),
             vec![
                 "spec.min: Invalid value: 0: spec.min in body should be greater than or equal to 1",
                 "spec.max: Invalid value: 2.5: spec.max in body should be less than 2.5",
@@ -446,14 +613,23 @@ mod tests {
             "n": {"type": "integer", "format": "int32"}
         });
         assert_eq!(
-            check(props.clone(), json!({"opt": null, "req": null, "port": true, "when": "soon", "n": 1})),
+            check(
+                props.clone(),
+                json!({"opt": null, "req": null, "port": true, "when": "soon", "n": 1})
+            ),
             vec![
                 r#"spec.req: Invalid value: "null": spec.req in body must be of type string: "null""#,
                 r#"spec.port: Invalid value: "boolean": spec.port in body must be of type integer,string: "boolean""#,
                 r#"spec.when: Invalid value: "soon": spec.when in body must be of type date-time: "soon""#,
             ]
         );
-        assert!(check(props, json!({"port": "http", "when": "2024-01-01T00:00:00Z"})).is_empty());
+        assert!(
+            check(
+                props,
+                json!({"port": "http", "when": "2024-01-01T00:00:00Z"})
+            )
+            .is_empty()
+        );
     }
 
     #[test]
@@ -462,8 +638,18 @@ mod tests {
             "metadata": {"type": "object", "properties": {"name": {"type": "string", "maxLength": 5}}},
             "spec": {"type": "object"}
         }, "required": ["spec"]});
-        let errs = msgs(&validate_object(&s, &json!({"apiVersion": "a/v1", "kind": "K", "metadata": {"name": "toolong", "labels": {"a": "b"}}})));
-        assert_eq!(errs, vec!["spec: Required value", "metadata.name: Too long: may not be more than 5 bytes"]);
+        let errs = msgs(&validate_object(
+            &s,
+            &json!({"apiVersion": "a/v1", "kind": "K", "metadata": {"name": "toolong", "labels": {"a": "b"}}}),
+            None,
+        ));
+        assert_eq!(
+            errs,
+            vec![
+                "spec: Required value",
+                "metadata.name: Too long: may not be more than 5 bytes"
+            ]
+        );
     }
 
     #[test]
@@ -474,7 +660,12 @@ mod tests {
                       "items": {"type": "object", "properties": {"type": {"type": "string"}}}}
         }});
         let mut errs = Vec::new();
-        validate_list_types(&s, &json!({"set": ["a", "b", "a"], "conds": [{"type": "Ready"}, {"type": "Ready", "status": "x"}]}), "status", &mut errs);
+        validate_list_types(
+            &s,
+            &json!({"set": ["a", "b", "a"], "conds": [{"type": "Ready"}, {"type": "Ready", "status": "x"}]}),
+            "status",
+            &mut errs,
+        );
         assert_eq!(
             msgs(&errs),
             vec![
@@ -486,11 +677,33 @@ mod tests {
     }
 
     #[test]
+    fn embedded_resources_need_type_meta() {
+        let props = json!({"template": {"type": "object", "x-kubernetes-embedded-resource": true, "x-kubernetes-preserve-unknown-fields": true}});
+        assert_eq!(
+            check(props.clone(), json!({"template": {"kind": ""}})),
+            vec![
+                "spec.template.apiVersion: Required value: must not be empty",
+                r#"spec.template.kind: Invalid value: "": must not be empty"#,
+            ]
+        );
+        assert!(
+            check(
+                props,
+                json!({"template": {"apiVersion": "v1", "kind": "Pod"}})
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
     fn any_of_and_one_of() {
-        let props = json!({"x": {"type": "object", "oneOf": [{"required": ["a"]}, {"required": ["b"]}]}});
+        let props =
+            json!({"x": {"type": "object", "oneOf": [{"required": ["a"]}, {"required": ["b"]}]}});
         assert_eq!(
             check(props.clone(), json!({"x": {"a": 1, "b": 2}})),
-            vec![r#"spec.x: Invalid value: "": "spec.x" must validate one and only one schema (oneOf)"#]
+            vec![
+                r#"spec.x: Invalid value: "": "spec.x" must validate one and only one schema (oneOf)"#
+            ]
         );
         assert!(check(props, json!({"x": {"a": 1}})).is_empty());
     }

@@ -57,7 +57,11 @@ pub fn unauthorized(token_presented: bool) -> Value {
 
 /// 403 for a write with a read-scoped token: the documented `ForbiddenResponse` example.
 pub fn forbidden() -> Value {
-    envelope(403, "You do not have permission to access this resource.", &[])
+    envelope(
+        403,
+        "You do not have permission to access this resource.",
+        &[],
+    )
 }
 
 /// 404 for an unknown connection id: the message of the documented generic example.
@@ -89,7 +93,11 @@ fn window_words(window_seconds: f64) -> String {
 /// retry_after, suggestions`) plus the documented optional ones.
 pub fn rate_limited(tier: Tier, limit: u32, window_seconds: f64, retry_after: u64) -> Value {
     let t = tier.name();
-    let per = if window_seconds == 60.0 { "per minute".to_string() } else { format!("per {}", window_words(window_seconds)) };
+    let per = if window_seconds == 60.0 {
+        "per minute".to_string()
+    } else {
+        format!("per {}", window_words(window_seconds))
+    };
     let (current, recommended, suggestions) = match tier {
         Tier::Guest => (
             "Guest (30 req/min)",
@@ -151,7 +159,10 @@ mod tests {
             envelope(400, "body is required", &[]),
             json!({"error": "Bad Request", "code": 400, "details": {"message": "body is required"}})
         );
-        assert_eq!(envelope(422, "m", &["e".into()])["details"]["errors"], json!(["e"]));
+        assert_eq!(
+            envelope(422, "m", &["e".into()])["details"]["errors"],
+            json!(["e"])
+        );
         assert_eq!(not_found()["error"], "Not Found");
     }
 
@@ -159,7 +170,14 @@ mod tests {
     fn rate_limit_body_has_every_required_field() {
         let b = rate_limited(Tier::Guest, 30, 60.0, 12);
         let e = &b["error"];
-        for k in ["type", "message", "tier", "limit", "retry_after", "suggestions"] {
+        for k in [
+            "type",
+            "message",
+            "tier",
+            "limit",
+            "retry_after",
+            "suggestions",
+        ] {
             assert!(e.get(k).is_some(), "{k}");
         }
         assert_eq!(

@@ -26,20 +26,34 @@ const MAX_KEY_CHARS: usize = 40;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Rejection {
     /// 400 with `details.message` and optional `details.errors`.
-    BadRequest { message: String, errors: Vec<String> },
+    BadRequest {
+        message: String,
+        errors: Vec<String>,
+    },
     /// 422 with `details.message` and `details.errors`.
-    Unprocessable { message: String, errors: Vec<String> },
+    Unprocessable {
+        message: String,
+        errors: Vec<String>,
+    },
 }
 
 fn bad_request(message: &str, errors: Vec<String>) -> Rejection {
-    Rejection::BadRequest { message: message.to_string(), errors }
+    Rejection::BadRequest {
+        message: message.to_string(),
+        errors,
+    }
 }
 
 /// Whether the `Content-Type` is JSON; Rails only parses JSON bodies into params, so any
 /// other body looks absent to the API.
 fn is_json_content_type(content_type: Option<&str>) -> bool {
     content_type.is_none_or(|ct| {
-        let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let essence = ct
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         essence == "application/json" || essence.ends_with("+json")
     })
 }
@@ -57,7 +71,10 @@ pub fn parse_put_body(
     let value: Value = serde_json::from_slice(body)
         .map_err(|_| bad_request("body is not valid JSON", Vec::new()))?;
     let Value::Object(mut top) = value else {
-        return Err(bad_request("Invalid request body", vec!["body must be an object".into()]));
+        return Err(bad_request(
+            "Invalid request body",
+            vec!["body must be an object".into()],
+        ));
     };
     // Unknown top-level keys are ignored: the request schema does not forbid them.
     let metadata = match top.remove("metadata") {
@@ -138,7 +155,10 @@ pub fn merge(
     if errors.is_empty() {
         Ok(merged)
     } else {
-        Err(Rejection::Unprocessable { message: "Metadata is invalid".into(), errors })
+        Err(Rejection::Unprocessable {
+            message: "Metadata is invalid".into(),
+            errors,
+        })
     }
 }
 
@@ -186,7 +206,11 @@ mod tests {
 
     #[test]
     fn missing_or_non_json_body_is_body_is_required() {
-        for (body, ct) in [(&b""[..], None), (b"  \n", None), (br#"{"metadata":{}}"#, Some("text/plain"))] {
+        for (body, ct) in [
+            (&b""[..], None),
+            (b"  \n", None),
+            (br#"{"metadata":{}}"#, Some("text/plain")),
+        ] {
             let r = parse_put_body(body, ct).unwrap_err();
             assert_eq!(r, bad_request("body is required", vec![]));
         }
@@ -202,13 +226,16 @@ mod tests {
             json!({"metadata": {"a": [1]}}),
             json!({"metadata": {"a": "x".repeat(2001)}}),
         ] {
-            let r = parse_put_body(body.to_string().as_bytes(), Some("application/json"))
-                .unwrap_err();
+            let r =
+                parse_put_body(body.to_string().as_bytes(), Some("application/json")).unwrap_err();
             assert_eq!(status(&r), 400, "{body}");
         }
         let many: Map<String, Value> = (0..51).map(|i| (format!("k{i}"), Value::Null)).collect();
         let body = json!({ "metadata": many }).to_string();
-        assert_eq!(status(&parse_put_body(body.as_bytes(), None).unwrap_err()), 400);
+        assert_eq!(
+            status(&parse_put_body(body.as_bytes(), None).unwrap_err()),
+            400
+        );
         assert!(parse_put_body(b"{not json", None).is_err());
     }
 
@@ -228,7 +255,10 @@ mod tests {
         let stored = obj(json!({"a": 1, "b": "x", "c": true}));
         let patch = obj(json!({"b": "y", "c": null, "d": 0.5, "zz": null}));
         let merged = merge(Some(&stored), &patch).unwrap();
-        assert_eq!(Value::Object(merged.clone()), json!({"a": 1, "b": "y", "d": 0.5}));
+        assert_eq!(
+            Value::Object(merged.clone()),
+            json!({"a": 1, "b": "y", "d": 0.5})
+        );
         let keys: Vec<_> = merged.keys().cloned().collect();
         assert_eq!(keys, ["a", "b", "d"]);
     }
@@ -253,11 +283,51 @@ mod tests {
 
     #[test]
     fn total_size_is_limited() {
-        let stored: Map<String, Value> =
-            (0..16).map(|i| (format!("k{i}"), json!("x".repeat(2000)))).collect();
+        let stored: Map<String, Value> = (0..16)
+            .map(|i| (format!("k{i}"), json!("x".repeat(2000))))
+            .collect();
         let r = merge(Some(&stored), &obj(json!({"more": "y".repeat(2000)}))).unwrap_err();
         assert_eq!(status(&r), 422);
         assert!(merge(Some(&stored), &obj(json!({"more": 1}))).is_ok());
+    }
+
+    /// Randomised check of the merge laws over many generated (stored, patch) pairs: null
+    /// deletes, other values win, untouched keys stay, and merging twice changes nothing.
+    #[test]
+    fn merge_laws_hold_for_generated_inputs() {
+        use rand::{Rng, SeedableRng, rngs::StdRng};
+        let mut rng = StdRng::seed_from_u64(0x0a7e4a);
+        let keys = ["a", "b", "c", "d", "e", "f"];
+        let value = |rng: &mut StdRng, allow_null: bool| match rng
+            .random_range(0..if allow_null { 5 } else { 4 })
+        {
+            0 => json!(rng.random_range(-5..5)),
+            1 => json!(rng.random_bool(0.5)),
+            2 => json!(format!("s{}", rng.random_range(0..3))),
+            3 => json!(0.5),
+            _ => Value::Null,
+        };
+        for _ in 0..2000 {
+            let mut stored = Map::new();
+            let mut patch = Map::new();
+            for k in keys {
+                if rng.random_bool(0.5) {
+                    stored.insert(k.to_string(), value(&mut rng, false));
+                }
+                if rng.random_bool(0.5) {
+                    patch.insert(k.to_string(), value(&mut rng, true));
+                }
+            }
+            let merged = merge(Some(&stored), &patch).unwrap();
+            for k in keys {
+                match patch.get(k) {
+                    Some(Value::Null) => assert!(!merged.contains_key(k)),
+                    Some(v) => assert_eq!(merged.get(k), Some(v)),
+                    None => assert_eq!(merged.get(k), stored.get(k)),
+                }
+            }
+            assert_eq!(merge(Some(&merged), &patch).unwrap(), merged);
+        }
     }
 
     #[test]

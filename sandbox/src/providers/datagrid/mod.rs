@@ -5,6 +5,18 @@
 //! Datagrid documents only its 404 description and the 429 `RateLimitError` body. For the
 //! other errors we reuse the `RateLimitError` envelope (`status_code`, `error`, `message`,
 //! `retryable`), which REFERENCE.md §4 marks as the likely shape [I].
+//!
+//! Other choices where Datagrid documents nothing:
+//! - `Datagrid-Teamspace` is honoured for every key (the real server ignores it for
+//!   org-scoped keys); without it a request sees every teamspace and counts in the
+//!   `teamspace_default` rate-limit bucket.
+//! - PATCH: non-JSON `Content-Type` 415; no object, no string `name` or a blank `name` 400;
+//!   extra keys ignored; `updated_at` moves only when the name changes.
+//! - List: creation order; a bad `limit`, both cursors, or an unknown cursor 400; unknown
+//!   query parameters ignored.
+//! - `X-RateLimit-Reset` and `Retry-After` are rounded up to whole seconds, so waiting
+//!   that long always frees a slot.
+//! - Unknown `valid`/`value` are omitted rather than `null` (datagrid.yaml: non-nullable).
 
 mod store;
 

@@ -3,10 +3,12 @@
 //!
 //! Mielto is a FastAPI app, so every error body is FastAPI's: `{"detail": "<text>"}` for
 //! HTTP errors and `{"detail": [{"type","loc","msg","input","ctx"?}]}` for 422 validation
-//! errors (see `validation`). Checks run in FastAPI's order: authentication (a security
-//! dependency: 401, and 403 for a read-only credential on a write), then request
-//! validation (422, query and body), then the handler (404 for an unknown connection or one
-//! of another workspace).
+//! errors (see `validation`). Checks run in FastAPI's order (`fastapi.routing`): the route
+//! (404/405, before anything else), decoding the JSON body (422 `json_invalid`, before any
+//! dependency), the security dependency (401, and 403 for a read-only credential on a
+//! write), request validation (422, query and body), then the handler (404 for an unknown
+//! connection or one of another workspace). Authentication therefore happens in the
+//! handlers, and `Provider::authenticate` only identifies the caller.
 //!
 //! Choices where the docs are silent:
 //! - 401 `{"detail":"Not authenticated"}` without `Authorization: Bearer` or `X-API-Key`
@@ -20,8 +22,9 @@
 //! - Unknown routes answer FastAPI's 404 `{"detail":"Not Found"}`, other methods on a known
 //!   route 405 `{"detail":"Method Not Allowed"}`.
 
-pub mod model;
-pub mod validation;
+mod model;
+mod python_json;
+mod validation;
 
 use std::{
     collections::HashMap,
@@ -29,7 +32,7 @@ use std::{
 };
 
 use axum::{
-    Json, Router,
+    Extension, Json, Router,
     body::Bytes,
     extract::{Path, RawQuery, State},
     http::request::Parts,
@@ -42,7 +45,7 @@ use serde_json::{Value, json};
 
 use self::{
     model::{Connection, DEFAULT_WORKSPACE},
-    validation::{ValidationFailure, parse_bool_query, parse_update},
+    validation::{DecodeError, ValidationFailure, decode_body, parse_bool_query, validate_update},
 };
 use super::{
     plugin::{Caller, Provider, mount},
@@ -106,12 +109,38 @@ impl Mielto {
     }
 }
 
+/// The `DualAuthScheme` dependency: `None` when the caller may go on, else its 401/403.
+/// `authenticate` left the caller anonymous when the presented credential was refused.
+fn authorize(headers: &HeaderMap, caller: &Caller, write: bool) -> Option<Response> {
+    match (credential(headers), &caller.credential) {
+        (Ok(None), _) => {
+            let mut response = detail(StatusCode::UNAUTHORIZED, "Not authenticated");
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            Some(response)
+        }
+        (Err(()), _) | (Ok(Some(_)), None) => Some(detail(
+            StatusCode::UNAUTHORIZED,
+            "Invalid authentication credentials",
+        )),
+        (Ok(Some(_)), Some(_)) if write && caller.read_only => {
+            Some(detail(StatusCode::FORBIDDEN, "Not enough permissions"))
+        }
+        (Ok(Some(_)), Some(_)) => None,
+    }
+}
+
 async fn get_connection(
     State(mielto): State<Arc<Mielto>>,
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
 ) -> Response {
+    if let Some(refused) = authorize(&headers, &caller, false) {
+        return refused;
+    }
     // Starlette keeps the last value of a repeated query parameter.
     let query = query.unwrap_or_default();
     let flag = url::form_urlencoded::parse(query.as_bytes())
@@ -133,11 +162,27 @@ async fn get_connection(
 async fn put_connection(
     State(mielto): State<Arc<Mielto>>,
     Path(id): Path<String>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    let update = match parse_update(&body, content_type) {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let raw = match decode_body(&body, content_type) {
+        Ok(raw) => raw,
+        Err(DecodeError::Invalid(failure)) => return unprocessable(&failure),
+        Err(DecodeError::Unparseable) => {
+            return detail(
+                StatusCode::BAD_REQUEST,
+                "There was an error parsing the body",
+            );
+        }
+    };
+    if let Some(refused) = authorize(&headers, &caller, true) {
+        return refused;
+    }
+    let update = match validate_update(raw) {
         Ok(update) => update,
         Err(failure) => return unprocessable(&failure),
     };
@@ -172,25 +217,24 @@ impl Provider for Mielto {
             .with_state(self)
     }
 
+    /// Identifies the caller without rejecting anyone (see the module docs): a refused
+    /// credential leaves the caller anonymous, and the handler's `authorize` answers.
     fn authenticate(&self, request: &Parts, tokens: &Tokens) -> Result<Caller, Response> {
         let write = !matches!(request.method, Method::GET | Method::HEAD);
-        let presented = credential(&request.headers).map_err(|()| {
-            detail(StatusCode::UNAUTHORIZED, "Invalid authentication credentials")
-        })?;
-        match tokens.check(presented.as_deref(), write) {
-            Access::Missing => {
-                let mut response = detail(StatusCode::UNAUTHORIZED, "Not authenticated");
-                response
-                    .headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-                Err(response)
-            }
-            Access::Unknown => {
-                Err(detail(StatusCode::UNAUTHORIZED, "Invalid authentication credentials"))
-            }
-            Access::ReadOnlyWrite => Err(detail(StatusCode::FORBIDDEN, "Not enough permissions")),
-            Access::Granted { read_only } => Ok(Caller { credential: presented, read_only }),
-        }
+        let Ok(Some(presented)) = credential(&request.headers) else {
+            return Ok(Caller::default());
+        };
+        Ok(match tokens.check(Some(&presented), write) {
+            Access::Granted { read_only } => Caller {
+                credential: Some(presented),
+                read_only,
+            },
+            Access::ReadOnlyWrite => Caller {
+                credential: Some(presented),
+                read_only: true,
+            },
+            Access::Missing | Access::Unknown => Caller::default(),
+        })
     }
 
     /// One fixed window per credential, disabled (limit 0) unless a test configures one.
@@ -198,17 +242,23 @@ impl Provider for Mielto {
         Some(Bucket {
             key: caller.credential.clone().unwrap_or_default(),
             kind: WindowKind::Fixed,
-            default: RateLimit { limit: 0, window_seconds: 60.0 },
+            default: RateLimit {
+                limit: 0,
+                window_seconds: 60.0,
+            },
         })
     }
 
     /// Mielto documents no rate-limit headers.
-    fn rate_limit_headers(&self, _decision: &Decision, _caller: &Caller, _headers: &mut HeaderMap) {}
+    fn rate_limit_headers(&self, _decision: &Decision, _caller: &Caller, _headers: &mut HeaderMap) {
+    }
 
     fn rate_limited(&self, _request: &Parts, decision: &Decision, _caller: &Caller) -> Response {
         let mut response = detail(StatusCode::TOO_MANY_REQUESTS, "Rate limit exceeded");
         let seconds = decision.ms_before_next.div_ceil(1000).max(1);
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         response
     }
 

@@ -36,7 +36,11 @@ impl ConnectionStatus {
     }
 
     pub fn as_str(self) -> &'static str {
-        Self::ALL.iter().find(|(v, _)| *v == self).map(|(_, n)| *n).unwrap_or("active")
+        Self::ALL
+            .iter()
+            .find(|(v, _)| *v == self)
+            .map(|(_, n)| *n)
+            .unwrap_or("active")
     }
 
     /// pydantic v2's rendering of an enum's choices: `'a', 'b' or 'c'`.
@@ -48,7 +52,15 @@ impl ConnectionStatus {
 }
 
 /// `IntegrationType` enum of `mielto.yaml`.
-const INTEGRATION_TYPES: [&str; 7] = ["connectors", "mcp", "tool", "model", "custom", "storage", "api"];
+const INTEGRATION_TYPES: [&str; 7] = [
+    "connectors",
+    "mcp",
+    "tool",
+    "model",
+    "custom",
+    "storage",
+    "api",
+];
 
 /// One connection as the emulator stores it: every `ConnectionRead` property.
 #[derive(Debug, Clone, PartialEq)]
@@ -95,8 +107,18 @@ impl Connection {
     pub fn from_seed(id: &str, seed: &Value, now: DateTime<Utc>) -> Result<Self, SeedError> {
         let obj = seed.as_object().ok_or(SeedError::NotAnObject)?;
         const KNOWN: [&str; 12] = [
-            "id", "workspace_id", "label", "integration", "integration_type", "config",
-            "credential_id", "user_id", "created_by", "status", "created_at", "updated_at",
+            "id",
+            "workspace_id",
+            "label",
+            "integration",
+            "integration_type",
+            "config",
+            "credential_id",
+            "user_id",
+            "created_by",
+            "status",
+            "created_at",
+            "updated_at",
         ];
         if let Some(k) = obj.keys().find(|k| !KNOWN.contains(&k.as_str())) {
             return Err(SeedError::UnknownField(k.clone()));
@@ -105,14 +127,20 @@ impl Connection {
             match obj.get(field) {
                 None => Ok(default.to_string()),
                 Some(Value::String(s)) => Ok(s.clone()),
-                Some(_) => Err(SeedError::Invalid { field, expected: "a string" }),
+                Some(_) => Err(SeedError::Invalid {
+                    field,
+                    expected: "a string",
+                }),
             }
         };
         let nullable_string = |field: &'static str| -> Result<Option<String>, SeedError> {
             match obj.get(field) {
                 None | Some(Value::Null) => Ok(None),
                 Some(Value::String(s)) => Ok(Some(s.clone())),
-                Some(_) => Err(SeedError::Invalid { field, expected: "a string or null" }),
+                Some(_) => Err(SeedError::Invalid {
+                    field,
+                    expected: "a string or null",
+                }),
             }
         };
         let time = |field: &'static str| -> Result<DateTime<Utc>, SeedError> {
@@ -120,8 +148,14 @@ impl Connection {
                 None => Ok(now),
                 Some(Value::String(s)) => DateTime::parse_from_rfc3339(s)
                     .map(|t| t.with_timezone(&Utc))
-                    .map_err(|_| SeedError::Invalid { field, expected: "an RFC 3339 date-time" }),
-                Some(_) => Err(SeedError::Invalid { field, expected: "an RFC 3339 date-time" }),
+                    .map_err(|_| SeedError::Invalid {
+                        field,
+                        expected: "an RFC 3339 date-time",
+                    }),
+                Some(_) => Err(SeedError::Invalid {
+                    field,
+                    expected: "an RFC 3339 date-time",
+                }),
             }
         };
 
@@ -131,8 +165,14 @@ impl Connection {
             return Err(SeedError::IdMismatch(seed_id.to_string()));
         }
         let label = nullable_string("label")?;
-        if label.as_ref().is_some_and(|l| l.chars().count() > LABEL_MAX_CHARS) {
-            return Err(SeedError::Invalid { field: "label", expected: "at most 255 characters" });
+        if label
+            .as_ref()
+            .is_some_and(|l| l.chars().count() > LABEL_MAX_CHARS)
+        {
+            return Err(SeedError::Invalid {
+                field: "label",
+                expected: "at most 255 characters",
+            });
         }
         let integration_type = string("integration_type", "connectors")?;
         if !INTEGRATION_TYPES.contains(&integration_type.as_str()) {
@@ -143,15 +183,23 @@ impl Connection {
         }
         let status = match obj.get("status") {
             None => ConnectionStatus::Active,
-            Some(v) => v.as_str().and_then(ConnectionStatus::parse).ok_or(SeedError::Invalid {
-                field: "status",
-                expected: "one of active, inactive, testing, error, expired",
-            })?,
+            Some(v) => v
+                .as_str()
+                .and_then(ConnectionStatus::parse)
+                .ok_or(SeedError::Invalid {
+                    field: "status",
+                    expected: "one of active, inactive, testing, error, expired",
+                })?,
         };
         let config = match obj.get("config") {
             None => Map::new(),
             Some(Value::Object(m)) => m.clone(),
-            Some(_) => return Err(SeedError::Invalid { field: "config", expected: "an object" }),
+            Some(_) => {
+                return Err(SeedError::Invalid {
+                    field: "config",
+                    expected: "an object",
+                });
+            }
         };
         Ok(Connection {
             id: id.to_string(),
@@ -229,12 +277,20 @@ mod tests {
 
     #[test]
     fn seed_fills_every_required_read_field() {
-        let c = Connection::from_seed("c1", &json!({"label": "L"}), t("2026-01-01T00:00:00Z"))
-            .unwrap();
+        let c =
+            Connection::from_seed("c1", &json!({"label": "L"}), t("2026-01-01T00:00:00Z")).unwrap();
         let read = c.to_read();
         for f in [
-            "integration", "integration_type", "id", "credential_id", "user_id", "workspace_id",
-            "created_by", "status", "created_at", "updated_at",
+            "integration",
+            "integration_type",
+            "id",
+            "credential_id",
+            "user_id",
+            "workspace_id",
+            "created_by",
+            "status",
+            "created_at",
+            "updated_at",
         ] {
             assert!(read.get(f).is_some(), "missing {f}");
         }

@@ -9,12 +9,13 @@
 //! - a body whose `Content-Type` is present but not `application/json` / `*+json` is not
 //!   parsed: the raw text reaches pydantic and fails `model_attributes_type`;
 //! - undecodable JSON is `json_invalid` with `loc: ["body", <char offset>]`, raised before
-//!   any dependency (so even before authentication);
+//!   any dependency, so even before authentication ([`decode_body`]); the schema is checked
+//!   after the dependencies ([`validate_update`]);
 //! - unknown keys are ignored (pydantic's default `extra="ignore"`).
 
 use serde_json::{Map, Value, json};
 
-use super::model::ConnectionStatus;
+use super::{model::ConnectionStatus, python_json};
 
 /// The `ConnectionUpdate` schema's `label` bound (`maxLength: 255`).
 pub const LABEL_MAX_CHARS: usize = 255;
@@ -65,31 +66,80 @@ fn item(kind: &str, loc: Vec<Value>, msg: &str, input: Value, ctx: Option<Value>
 /// type `application` with subtype `json` or `*+json` (parameters such as `charset` ignored).
 fn is_json_content_type(content_type: Option<&str>) -> bool {
     let Some(ct) = content_type else { return true };
-    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     match essence.split_once('/') {
         Some(("application", sub)) => sub == "json" || sub.ends_with("+json"),
         _ => false,
     }
 }
 
-/// Parses and validates a PUT body. `content_type` is the raw header value, if any.
+/// The body as FastAPI hands it to pydantic.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RawBody {
+    /// No body, or the JSON literal `null`.
+    Missing,
+    /// A body sent with a non-JSON `Content-Type`: not decoded.
+    Undecoded(String),
+    Json(Value),
+}
+
+/// Why a body could not be decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DecodeError {
+    /// 422 `json_invalid`.
+    Invalid(ValidationFailure),
+    /// Not UTF-8: Python's decoding fails with something other than `JSONDecodeError`, which
+    /// FastAPI answers with 400 `{"detail":"There was an error parsing the body"}`.
+    Unparseable,
+}
+
+/// The first step of FastAPI's request handling, before any dependency runs (so before
+/// authentication): decoding a JSON body like `json.loads(bytes)`.
+pub fn decode_body(body: &[u8], content_type: Option<&str>) -> Result<RawBody, DecodeError> {
+    if body.is_empty() {
+        return Ok(RawBody::Missing);
+    }
+    if !is_json_content_type(content_type) {
+        return Ok(RawBody::Undecoded(
+            String::from_utf8_lossy(body).into_owned(),
+        ));
+    }
+    // `json.loads` on bytes decodes UTF-8 and drops a byte-order mark.
+    let text = std::str::from_utf8(body).map_err(|_| DecodeError::Unparseable)?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    match serde_json::from_str(text) {
+        Ok(Value::Null) => Ok(RawBody::Missing),
+        Ok(value) => Ok(RawBody::Json(value)),
+        Err(e) => Err(DecodeError::Invalid(json_invalid(text, &e))),
+    }
+}
+
+/// Validates a decoded body against `ConnectionUpdate` (after the dependencies ran).
+pub fn validate_update(raw: RawBody) -> Result<ConnectionUpdate, ValidationFailure> {
+    match raw {
+        RawBody::Missing => Err(missing_body()),
+        // The undecoded body reaches pydantic as bytes; FastAPI's encoder shows it as text.
+        RawBody::Undecoded(text) => Err(ValidationFailure(vec![not_an_object(json!(text))])),
+        RawBody::Json(Value::Object(fields)) => validate_fields(&fields),
+        RawBody::Json(other) => Err(ValidationFailure(vec![not_an_object(other)])),
+    }
+}
+
+/// Both steps at once.
+#[cfg(test)]
 pub fn parse_update(
     body: &[u8],
     content_type: Option<&str>,
 ) -> Result<ConnectionUpdate, ValidationFailure> {
-    if body.is_empty() {
-        return Err(missing_body());
-    }
-    if !is_json_content_type(content_type) {
-        // The undecoded body reaches pydantic as bytes; FastAPI's encoder shows it as text.
-        let input = json!(String::from_utf8_lossy(body));
-        return Err(ValidationFailure(vec![not_an_object(input)]));
-    }
-    let value: Value = serde_json::from_slice(body).map_err(|e| json_invalid(body, &e))?;
-    match value {
-        Value::Null => Err(missing_body()),
-        Value::Object(fields) => validate_fields(&fields),
-        other => Err(ValidationFailure(vec![not_an_object(other)])),
+    match decode_body(body, content_type) {
+        Ok(raw) => validate_update(raw),
+        Err(DecodeError::Invalid(failure)) => Err(failure),
+        Err(DecodeError::Unparseable) => panic!("test body is not UTF-8"),
     }
 }
 
@@ -113,32 +163,16 @@ fn not_an_object(input: Value) -> Value {
     )
 }
 
-/// FastAPI's `json_invalid` item. `ctx.error` is the message Python's `json` module would
-/// give; serde_json's error classes are mapped onto the closest Python message, and the
-/// position is converted to a character offset (Python's `JSONDecodeError.pos`).
-fn json_invalid(body: &[u8], err: &serde_json::Error) -> ValidationFailure {
-    let text = String::from_utf8_lossy(body);
-    let pos = if err.is_eof() {
-        text.chars().count()
-    } else {
-        char_offset(&text, err.line(), err.column())
-    };
-    let raw = err.to_string();
-    let python_msg = if err.is_eof() {
-        "Expecting value"
-    } else if raw.starts_with("trailing characters") {
-        "Extra data"
-    } else if raw.starts_with("key must be a string") {
-        "Expecting property name enclosed in double quotes"
-    } else if raw.starts_with("expected `:`") {
-        "Expecting ':' delimiter"
-    } else if raw.starts_with("expected `,` or `}`") || raw.starts_with("expected `,` or `]`") {
-        "Expecting ',' delimiter"
-    } else if raw.starts_with("control character") {
-        "Invalid control character at"
-    } else {
-        "Expecting value"
-    };
+/// FastAPI's `json_invalid` item, with Python's `JSONDecodeError` position and message.
+fn json_invalid(text: &str, serde_error: &serde_json::Error) -> ValidationFailure {
+    // serde_json rejects a few documents Python accepts (NaN, Infinity, numbers beyond f64);
+    // those are reported at serde_json's position as "Expecting value".
+    let (pos, python_msg) = python_json::decode_error(text).unwrap_or_else(|| {
+        (
+            char_offset(text, serde_error.line(), serde_error.column()),
+            "Expecting value",
+        )
+    });
     ValidationFailure(vec![item(
         "json_invalid",
         vec![json!("body"), json!(pos)],
@@ -281,7 +315,9 @@ mod tests {
         .unwrap();
         assert_eq!(u.label, Field::Set(Some("Acme".into())));
         assert_eq!(u.status, Field::Set(Some(ConnectionStatus::Inactive)));
-        let Field::Set(Some(cfg)) = u.config else { panic!("config") };
+        let Field::Set(Some(cfg)) = u.config else {
+            panic!("config")
+        };
         assert_eq!(Value::Object(cfg), json!({"a":{"b":1}}));
     }
 
@@ -290,7 +326,10 @@ mod tests {
         let ok = "é".repeat(255);
         assert!(parse_update(json!({ "label": ok }).to_string().as_bytes(), None).is_ok());
         let long = "a".repeat(256);
-        let d = detail(parse_update(json!({ "label": long }).to_string().as_bytes(), None));
+        let d = detail(parse_update(
+            json!({ "label": long }).to_string().as_bytes(),
+            None,
+        ));
         assert_eq!(d[0]["type"], "string_too_long");
         assert_eq!(d[0]["loc"], json!(["body", "label"]));
         assert_eq!(d[0]["msg"], "String should have at most 255 characters");
@@ -318,13 +357,22 @@ mod tests {
     #[test]
     fn body_shapes_that_are_not_objects() {
         assert_eq!(detail(parse_update(b"", None))[0]["type"], "missing");
-        assert_eq!(detail(parse_update(b"null", None))[0]["loc"], json!(["body"]));
+        assert_eq!(
+            detail(parse_update(b"null", None))[0]["loc"],
+            json!(["body"])
+        );
         let d = detail(parse_update(b"[1,2]", None));
         assert_eq!(d[0]["type"], "model_attributes_type");
         let d = detail(parse_update(br#"{"label":"x"}"#, Some("text/plain")));
         assert_eq!(d[0]["type"], "model_attributes_type");
         assert_eq!(d[0]["input"], r#"{"label":"x"}"#);
-        assert!(parse_update(br#"{}"#, Some("application/merge-patch+json; charset=utf-8")).is_ok());
+        assert!(
+            parse_update(
+                br#"{}"#,
+                Some("application/merge-patch+json; charset=utf-8")
+            )
+            .is_ok()
+        );
     }
 
     #[test]
@@ -336,16 +384,31 @@ mod tests {
         assert_eq!(d[0]["ctx"], json!({"error": "Expecting value"}));
         let d = detail(parse_update(br#"{"label": "x""#, None));
         assert_eq!(d[0]["loc"], json!(["body", 13]));
+        assert_eq!(d[0]["ctx"], json!({"error": "Expecting ',' delimiter"}));
+        // Python accepts NaN, serde_json does not: reported where serde_json stopped.
+        let d = detail(parse_update(br#"{"label": NaN}"#, None));
+        assert_eq!(d[0]["type"], "json_invalid");
         let d = detail(parse_update(b"{}x", None));
         assert_eq!(d[0]["ctx"]["error"], "Extra data");
         assert_eq!(d[0]["loc"], json!(["body", 2]));
     }
 
     #[test]
+    fn byte_order_mark_is_dropped_and_non_utf8_is_unparseable() {
+        assert!(parse_update("\u{feff}{\"label\":\"x\"}".as_bytes(), None).is_ok());
+        assert_eq!(
+            decode_body(b"{\"label\":\"\xff\"}", None),
+            Err(DecodeError::Unparseable)
+        );
+    }
+
+    #[test]
     fn bool_query_accepts_pydantic_spellings() {
         assert!(parse_bool_query("include_credentials", "YES").unwrap());
         assert!(!parse_bool_query("include_credentials", "0").unwrap());
-        let d = parse_bool_query("include_credentials", "maybe").unwrap_err().0;
+        let d = parse_bool_query("include_credentials", "maybe")
+            .unwrap_err()
+            .0;
         assert_eq!(d[0]["loc"], json!(["query", "include_credentials"]));
         assert_eq!(d[0]["type"], "bool_parsing");
     }

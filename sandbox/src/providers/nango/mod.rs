@@ -1,6 +1,22 @@
 //! The Nango emulator (REFERENCE.md §1, official `nango.yaml`): reading one connection, the
 //! connection list, and the metadata merge (PATCH) and replace (POST), with Nango's strict
 //! validation, its `{"error":{...}}` envelope, and its per-account fixed-window limit.
+//!
+//! Choices where the sources leave the behaviour open:
+//! - Validation messages are zod v3's (the `invalid_string`/"Invalid" of Nango's own
+//!   integration test); clients should rely on `code` and `path`, not the wording.
+//! - Malformed JSON with a JSON `Content-Type`: 400 `invalid_body` with a message.
+//! - The secret key may be any bearer token (the real server wants a UUIDv4), so tests can
+//!   use readable tokens; `PUT /_sandbox/tokens` narrows it.
+//! - 401/415 answers carry no `X-RateLimit-*`: the limiter runs after authentication,
+//!   keyed by account (ratelimit.middleware.ts), and the JSON check before it.
+//! - One connection per `connection_id`; the known integrations are the
+//!   `provider_config_key`s of the stored connections.
+//! - `force_refresh=true` (or the other refresh flags) is 403 `forbidden`: the emulated
+//!   key has `connections:read`, not `read_credentials`, so `credentials` is always `{}`.
+//! - List: creation order; without `limit` every row; `page` counts pages of `limit` from 0.
+//! - A PATCH on never-set metadata stores `{...null, ...body}`, so `{}` afterwards reads `{}`.
+//! - Unknown routes and methods: 404 `not_found` (Express has no 405).
 
 mod store;
 mod validate;
@@ -276,6 +292,7 @@ fn write_metadata(nango: &Nango, raw_query: Option<&str>, headers: &HeaderMap, b
 /// The body as Express's `json()` parser leaves it: without a `Content-Type` (or empty) it
 /// is `{}`; in strict mode only an object or array parses. How Nango answers malformed JSON
 /// is not documented; we answer 400 `invalid_body` with a message (see the final report).
+#[allow(clippy::result_large_err, reason = "an axum Response is the natural rejection of an HTTP check, built at most once per request")]
 fn json_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, Response> {
     if !headers.contains_key(header::CONTENT_TYPE) || body.iter().all(u8::is_ascii_whitespace) {
         return Ok(json!({}));

@@ -1,7 +1,7 @@
 //! Nango's connection state and the read shapes built from it (REFERENCE.md §1). Pure: the
 //! handlers call these under one lock, so a failed write changes nothing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{Map, Value, json};
 
@@ -40,6 +40,9 @@ pub enum WriteMode {
 pub struct Store {
     next_id: u64,
     connections: BTreeMap<String, Connection>,
+    /// Connections per `provider_config_key`, so the integration check on every GET does
+    /// not scan all connections (the scale benchmark stores thousands).
+    integrations: HashMap<String, usize>,
 }
 
 const SEED_KEYS: [&str; 6] =
@@ -109,7 +112,10 @@ impl Store {
             last_fetched_at: now.to_owned(),
         };
         let raw = raw(&connection);
-        self.connections.insert(connection_id.to_owned(), connection);
+        *self.integrations.entry(connection.provider_config_key.clone()).or_default() += 1;
+        if let Some(replaced) = self.connections.insert(connection_id.to_owned(), connection) {
+            self.forget_integration(&replaced.provider_config_key);
+        }
         Ok(raw)
     }
 
@@ -118,12 +124,27 @@ impl Store {
     }
 
     pub fn remove(&mut self, connection_id: &str) -> bool {
-        self.connections.remove(connection_id).is_some()
+        match self.connections.remove(connection_id) {
+            Some(removed) => {
+                self.forget_integration(&removed.provider_config_key);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn forget_integration(&mut self, provider_config_key: &str) {
+        if let Some(count) = self.integrations.get_mut(provider_config_key) {
+            *count -= 1;
+            if *count == 0 {
+                self.integrations.remove(provider_config_key);
+            }
+        }
     }
 
     /// Whether an integration with this key exists: here, whether any connection uses it.
     pub fn knows_integration(&self, provider_config_key: &str) -> bool {
-        self.connections.values().any(|c| c.provider_config_key == provider_config_key)
+        self.integrations.contains_key(provider_config_key)
     }
 
     /// `GET /connections/{id}`: the `ConnectionFull` shape, marking the fetch time.
@@ -287,5 +308,19 @@ mod tests {
         assert_eq!(store.fetch("a", "k", "t2").unwrap()["id"], json!(1));
         assert_eq!(store.raw("a").unwrap()["tags"], json!({"env": "x"}));
         assert!(store.fetch("a", "other", "t2").is_none());
+    }
+
+    #[test]
+    fn integrations_exist_while_a_connection_uses_them() {
+        let mut store = Store::default();
+        store.seed("a", &json!({"provider_config_key": "k1"}), "t").unwrap();
+        store.seed("b", &json!({"provider_config_key": "k1"}), "t").unwrap();
+        assert!(store.knows_integration("k1"));
+        store.seed("a", &json!({"provider_config_key": "k2"}), "t").unwrap();
+        assert!(store.knows_integration("k1") && store.knows_integration("k2"));
+        store.remove("b");
+        assert!(!store.knows_integration("k1"));
+        store.remove("a");
+        assert!(!store.knows_integration("k2"));
     }
 }

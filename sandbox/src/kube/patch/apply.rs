@@ -1,0 +1,852 @@
+//! Server-side apply and ownership bookkeeping for other writes, after structured-merge-diff's
+//! `merge.Updater` (`Apply`, `Update`, `prune`) and kube-apiserver's field manager chain
+//! (`managedFieldsUpdater`, `skipNonAppliedManager`, `stripMetaManager`).
+
+use serde_json::{Map, Value};
+
+use super::fieldset::{FieldSet, path_string};
+use super::managed_fields::{self, Entry};
+use super::schema::Node;
+use super::typed::{self, Comparison};
+use super::{Conflict, Operation, PatchError};
+
+/// Manager that takes over the fields of an object that had no managed fields when it is
+/// first applied to (kube-apiserver's `before-first-apply`).
+const BEFORE_FIRST_APPLY: &str = "before-first-apply";
+
+fn text<'v>(obj: &'v Value, field: &str) -> &'v str {
+    obj.get(field).and_then(Value::as_str).unwrap_or_default()
+}
+
+fn without_managed_fields(obj: &Value) -> Value {
+    let mut out = obj.clone();
+    managed_fields::strip(&mut out);
+    out
+}
+
+/// Ownership changes of one write of `changed`/`removed` fields: every other entry loses
+/// them. Returns, per entry index, the fields it loses that were `changed` (the conflicts).
+fn take_from_others(
+    entries: &mut [Entry],
+    own: Option<usize>,
+    cmp: &Comparison,
+) -> Vec<(usize, FieldSet)> {
+    let changed = cmp.changed();
+    let mut lost = Vec::new();
+    for (i, entry) in entries.iter_mut().enumerate() {
+        if Some(i) == own {
+            continue;
+        }
+        let conflicting = entry.set.intersection(&changed);
+        entry.set = entry.set.difference(&changed).difference(&cmp.removed);
+        if !conflicting.is_empty() {
+            lost.push((i, conflicting));
+        }
+    }
+    lost
+}
+
+/// Records an `Update` by `manager`: what changed from `old` to `new` becomes its, and no
+/// longer anyone else's; fields removed are no longer anyone's.
+fn update_entries(
+    entries: &mut Vec<Entry>,
+    old: &Value,
+    new: &Value,
+    node: &Node<'_>,
+    manager: &str,
+    subresource: Option<&str>,
+    now: &str,
+) {
+    let api_version = text(new, "apiVersion").to_owned();
+    let raw = typed::compare(old, new, node);
+    let cmp = Comparison {
+        added: managed_fields::filter(&raw.added, subresource),
+        modified: managed_fields::filter(&raw.modified, subresource),
+        removed: managed_fields::filter(&raw.removed, subresource),
+    };
+    take_from_others(entries, None, &cmp);
+    let changed = cmp.changed();
+    // The timestamp moves only when this write took fields (`managedFieldsUpdater`).
+    if !changed.is_empty() {
+        match entries
+            .iter_mut()
+            .find(|e| e.is(manager, Operation::Update, &api_version, subresource))
+        {
+            Some(entry) => {
+                entry.set = entry.set.union(&changed);
+                entry.time = Some(now.to_owned());
+            }
+            None => entries.push(Entry {
+                manager: manager.to_owned(),
+                operation: Operation::Update,
+                api_version,
+                time: Some(now.to_owned()),
+                subresource: subresource.map(str::to_owned),
+                set: changed,
+            }),
+        }
+    }
+    entries.retain(|e| !e.set.is_empty());
+}
+
+pub fn record_update(
+    old: Option<&Value>,
+    new: &mut Value,
+    manager: &str,
+    subresource: Option<&str>,
+    schema: Option<&Value>,
+    now: &str,
+) {
+    if managed_fields::is_reset(new) {
+        managed_fields::strip(new);
+        return;
+    }
+    // Managed fields sent with the write replace the stored ones (that is how a client
+    // edits them), except through a subresource or when they do not decode.
+    let sent = if subresource.is_none() {
+        managed_fields::decode(new).ok()
+    } else {
+        None
+    };
+    let mut entries = match sent {
+        Some(entries) if !entries.is_empty() => entries,
+        _ => old
+            .map(|o| managed_fields::decode(o).unwrap_or_default())
+            .unwrap_or_default(),
+    };
+    managed_fields::strip(new);
+    // An existing object without managed fields stays untracked (`skipNonAppliedManager`).
+    if old.is_some() && entries.is_empty() {
+        return;
+    }
+    let old_value = old
+        .map(without_managed_fields)
+        .unwrap_or_else(|| Value::Object(Map::new()));
+    let node = Node::root(schema, text(new, "kind"));
+    update_entries(
+        &mut entries,
+        &old_value,
+        new,
+        &node,
+        manager,
+        subresource,
+        now,
+    );
+    managed_fields::encode_into(new, entries);
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn server_side_apply(
+    live: Option<&Value>,
+    applied: &Value,
+    manager: &str,
+    subresource: Option<&str>,
+    force: bool,
+    schema: Option<&Value>,
+    now: &str,
+) -> Result<Value, PatchError> {
+    if !applied.is_object() {
+        return Err(PatchError::BadRequest(
+            "the applied configuration must be a JSON object".into(),
+        ));
+    }
+    if manager.is_empty() {
+        // kube-apiserver: "PATCH with apply requires fieldManager" (the store normally checks).
+        return Err(PatchError::BadRequest(
+            "fieldManager is required for apply requests".into(),
+        ));
+    }
+    if managed_fields::raw(applied).is_some_and(|m| !m.is_null()) {
+        return Err(PatchError::BadRequest(
+            "metadata.managedFields must be nil".into(),
+        ));
+    }
+    let kind = if text(applied, "kind").is_empty() {
+        live.map(|l| text(l, "kind")).unwrap_or_default()
+    } else {
+        text(applied, "kind")
+    };
+    let node = Node::root(schema, kind);
+    if let Some(dup) = typed::find_duplicate(applied, &node) {
+        return Err(PatchError::BadRequest(format!(
+            "failed to create typed patch object: {dup}"
+        )));
+    }
+
+    let live_value = live
+        .map(without_managed_fields)
+        .unwrap_or_else(|| Value::Object(Map::new()));
+    let original_entries = match live {
+        Some(l) => managed_fields::decode(l).unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let mut entries = original_entries.clone();
+    if live.is_some() && entries.is_empty() {
+        // Whoever wrote the object before it was tracked owns what is there now.
+        update_entries(
+            &mut entries,
+            &Value::Object(Map::new()),
+            &live_value,
+            &node,
+            BEFORE_FIRST_APPLY,
+            None,
+            now,
+        );
+    }
+
+    let api_version = text(applied, "apiVersion").to_owned();
+    // The applier's set keeps `metadata.name` & co. until after the prune, so that the
+    // metadata they live in counts as owned (kube-apiserver strips them on the way out).
+    let config_set =
+        managed_fields::ignore_reset_fields(&typed::to_field_set(applied, &node), subresource);
+    let own = match entries
+        .iter()
+        .position(|e| e.is(manager, Operation::Apply, &api_version, subresource))
+    {
+        Some(i) => i,
+        None => {
+            entries.push(Entry {
+                manager: manager.to_owned(),
+                operation: Operation::Apply,
+                api_version: api_version.clone(),
+                // Timestamped below only if the apply changes the object (as kube-apiserver).
+                time: None,
+                subresource: subresource.map(str::to_owned),
+                set: FieldSet::default(),
+            });
+            entries.len() - 1
+        }
+    };
+    let last_set = std::mem::replace(&mut entries[own].set, config_set);
+    entries[own].api_version = api_version;
+
+    let merged = typed::merge(&live_value, applied, &node);
+    let mut merged = prune(&merged, &entries, &last_set, &node);
+    keep_identity(&mut merged, &live_value);
+
+    let raw = typed::compare(&live_value, &merged, &node);
+    let cmp = Comparison {
+        added: managed_fields::filter(&raw.added, subresource),
+        modified: managed_fields::filter(&raw.modified, subresource),
+        removed: managed_fields::filter(&raw.removed, subresource),
+    };
+    let before = entries.clone();
+    let lost = take_from_others(&mut entries, Some(own), &cmp);
+    if !force && !lost.is_empty() {
+        return Err(PatchError::Conflict(conflicts(&before, &lost)));
+    }
+    // An apply that changes the object bumps its entry's time; one that does not leaves it.
+    if merged != live_value {
+        entries[own].time = Some(now.to_owned());
+    }
+    entries[own].set = managed_fields::strip_meta(&entries[own].set);
+    entries.retain(|e| !e.set.is_empty());
+
+    if let Some(l) = live
+        && merged == live_value
+        && entries == original_entries
+    {
+        return Ok(l.clone());
+    }
+    let mut out = merged;
+    if out.get("metadata").is_none()
+        && let Some(obj) = out.as_object_mut()
+    {
+        obj.insert("metadata".into(), Value::Object(Map::new()));
+    }
+    managed_fields::encode_into(&mut out, entries);
+    Ok(out)
+}
+
+/// Puts back `apiVersion`, `kind` and the system metadata if the prune took them: it can
+/// when a configuration without `metadata` follows one with labels (kube-apiserver's
+/// configurations always carry `metadata.name`, so there the object keeps its metadata).
+fn keep_identity(merged: &mut Value, live: &Value) {
+    const SYSTEM_METADATA: &[&str] = &[
+        "name",
+        "namespace",
+        "uid",
+        "resourceVersion",
+        "generation",
+        "creationTimestamp",
+        "deletionTimestamp",
+    ];
+    let (Some(out), Some(live)) = (merged.as_object_mut(), live.as_object()) else {
+        return;
+    };
+    for field in ["apiVersion", "kind"] {
+        if let (false, Some(v)) = (out.contains_key(field), live.get(field)) {
+            out.insert(field.into(), v.clone());
+        }
+    }
+    let Some(live_meta) = live.get("metadata").and_then(Value::as_object) else {
+        return;
+    };
+    let meta = out
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if let Some(meta) = meta.as_object_mut() {
+        for field in SYSTEM_METADATA {
+            if let (false, Some(v)) = (meta.contains_key(*field), live_meta.get(*field)) {
+                meta.insert((*field).into(), v.clone());
+            }
+        }
+    }
+}
+
+/// Removes from `merged` the fields the applier owned before (`last_set`) and owns no longer,
+/// unless another manager owns them (structured-merge-diff `Updater.prune`,
+/// `addBackOwnedItems`, `addBackDanglingItems`).
+fn prune(merged: &Value, entries: &[Entry], last_set: &FieldSet, node: &Node<'_>) -> Value {
+    if last_set.is_empty() {
+        return merged.clone();
+    }
+    let named = |set: &FieldSet| typed::ensure_named_fields_are_members(set, node);
+    let last = named(last_set);
+    let managed = named(
+        &entries
+            .iter()
+            .fold(FieldSet::default(), |acc, e| acc.union(&e.set)),
+    );
+    let merged_set = named(&typed::to_field_set(merged, node));
+
+    let pruned = typed::remove_items(merged, &last, node);
+    let pruned_set = named(&typed::to_field_set(&pruned, node));
+    let owned_back = typed::remove_items(
+        merged,
+        &merged_set.difference(&pruned_set.union(&managed)),
+        node,
+    );
+    let owned_back_set = named(&typed::to_field_set(&owned_back, node));
+    typed::remove_items(
+        merged,
+        &merged_set.difference(&owned_back_set).intersection(&last),
+        node,
+    )
+}
+
+fn conflicts(entries: &[Entry], lost: &[(usize, FieldSet)]) -> Vec<Conflict> {
+    let mut out: Vec<Conflict> = lost
+        .iter()
+        .flat_map(|(i, set)| {
+            let entry = &entries[*i];
+            set.paths().into_iter().map(move |p| Conflict {
+                manager: entry.manager.clone(),
+                field: path_string(&p),
+                cause: format!("conflict with {}", entry.describe()),
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.cause.cmp(&b.cause));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const T1: &str = "2026-11-22T01:00:00Z";
+    const T2: &str = "2026-11-22T02:00:00Z";
+    const T3: &str = "2026-11-22T03:00:00Z";
+
+    fn schema() -> Value {
+        json!({
+            "type": "object",
+            "properties": {
+                "apiVersion": {"type": "string"}, "kind": {"type": "string"}, "metadata": {"type": "object"},
+                "spec": {"type": "object", "properties": {
+                    "x": {"type": "string"}, "y": {"type": "string"}, "replicas": {"type": "integer"},
+                    "tags": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}},
+                    "args": {"type": "array", "items": {"type": "string"}},
+                    "nested": {"type": "object", "properties": {"a": {"type": "string"}, "b": {"type": "string"}}}
+                }},
+                "status": {"type": "object", "properties": {
+                    "phase": {"type": "string"},
+                    "conditions": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"],
+                                   "items": {"type": "object", "properties": {"type": {"type": "string"}, "status": {"type": "string"}}}}
+                }}
+            }
+        })
+    }
+
+    fn obj(spec: Value) -> Value {
+        json!({"apiVersion": "example.io/v1", "kind": "Widget", "metadata": {"name": "w", "namespace": "ns"}, "spec": spec})
+    }
+
+    fn apply(
+        live: Option<&Value>,
+        cfg: &Value,
+        manager: &str,
+        force: bool,
+        now: &str,
+    ) -> Result<Value, PatchError> {
+        let s = schema();
+        server_side_apply(live, cfg, manager, None, force, Some(&s), now)
+    }
+
+    fn entries(obj: &Value) -> Vec<Value> {
+        obj["metadata"]["managedFields"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Simulates the store's uid/resourceVersion stamping on create.
+    fn stored(mut o: Value) -> Value {
+        o["metadata"]["uid"] = json!("u-1");
+        o["metadata"]["resourceVersion"] = json!("1");
+        o
+    }
+
+    #[test]
+    fn apply_creates_with_an_apply_entry() {
+        let cfg = obj(json!({"x": "1", "tags": ["a"]}));
+        let out = apply(None, &cfg, "op", false, T1).unwrap();
+        assert_eq!(out["spec"], json!({"x": "1", "tags": ["a"]}));
+        assert_eq!(
+            entries(&out),
+            vec![json!({
+                "manager": "op", "operation": "Apply", "apiVersion": "example.io/v1", "time": T1,
+                "fieldsType": "FieldsV1",
+                "fieldsV1": {"f:spec": {"f:tags": {"v:\"a\"": {}}, "f:x": {}}}
+            })]
+        );
+    }
+
+    #[test]
+    fn reapplying_the_same_configuration_is_a_no_op() {
+        let cfg = obj(json!({"x": "1", "tags": ["a", "b"]}));
+        let live = stored(apply(None, &cfg, "op", false, T1).unwrap());
+        let again = apply(Some(&live), &cfg, "op", false, T2).unwrap();
+        assert_eq!(again, live);
+    }
+
+    #[test]
+    fn fields_no_longer_applied_are_removed_unless_owned_elsewhere() {
+        let live = stored(
+            apply(
+                None,
+                &obj(json!({"x": "1", "y": "2", "nested": {"a": "1"}})),
+                "op",
+                false,
+                T1,
+            )
+            .unwrap(),
+        );
+        let out = apply(Some(&live), &obj(json!({"x": "1"})), "op", false, T2).unwrap();
+        assert_eq!(
+            out["spec"],
+            json!({"x": "1"}),
+            "y and the whole nested struct go"
+        );
+        assert_eq!(out["metadata"]["uid"], "u-1", "untracked metadata stays");
+        assert_eq!(entries(&out)[0]["time"], T2);
+
+        // Another applier sharing y keeps it alive.
+        let shared = apply(Some(&live), &obj(json!({"y": "2"})), "other", false, T2).unwrap();
+        let out = apply(Some(&shared), &obj(json!({"x": "1"})), "op", false, T3).unwrap();
+        assert_eq!(out["spec"], json!({"x": "1", "y": "2"}));
+    }
+
+    #[test]
+    fn conflicting_value_is_409_and_force_moves_ownership() {
+        let live = stored(
+            apply(
+                None,
+                &obj(json!({"x": "1", "replicas": 1})),
+                "op",
+                false,
+                T1,
+            )
+            .unwrap(),
+        );
+        let err = apply(Some(&live), &obj(json!({"replicas": 3})), "hpa", false, T2).unwrap_err();
+        let PatchError::Conflict(conflicts) = &err else {
+            panic!("want a conflict, got {err:?}")
+        };
+        assert_eq!(
+            conflicts,
+            &vec![Conflict {
+                manager: "op".into(),
+                field: ".spec.replicas".into(),
+                cause: "conflict with \"op\"".into()
+            }]
+        );
+        assert_eq!(
+            err.to_string(),
+            "Apply failed with 1 conflict: conflict with \"op\": .spec.replicas"
+        );
+
+        let forced = apply(Some(&live), &obj(json!({"replicas": 3})), "hpa", true, T2).unwrap();
+        assert_eq!(forced["spec"]["replicas"], 3);
+        let es = entries(&forced);
+        let op = es.iter().find(|e| e["manager"] == "op").unwrap();
+        let hpa = es.iter().find(|e| e["manager"] == "hpa").unwrap();
+        assert_eq!(op["fieldsV1"], json!({"f:spec": {"f:x": {}}}));
+        assert_eq!(hpa["fieldsV1"], json!({"f:spec": {"f:replicas": {}}}));
+
+        // Now "op" re-applying its old config conflicts with hpa instead.
+        let err = apply(
+            Some(&forced),
+            &obj(json!({"x": "1", "replicas": 1})),
+            "op",
+            false,
+            T3,
+        )
+        .unwrap_err();
+        assert!(matches!(err, PatchError::Conflict(c) if c[0].manager == "hpa"));
+    }
+
+    #[test]
+    fn same_value_is_shared_without_conflict() {
+        let live = stored(apply(None, &obj(json!({"x": "1"})), "op", false, T1).unwrap());
+        let out = apply(Some(&live), &obj(json!({"x": "1"})), "other", false, T2).unwrap();
+        assert_eq!(out["spec"], live["spec"]);
+        let es = entries(&out);
+        assert_eq!(es.len(), 2);
+        assert!(
+            es.iter()
+                .all(|e| e["fieldsV1"] == json!({"f:spec": {"f:x": {}}}))
+        );
+        // The object did not change, so the new entry carries no time (as kube-apiserver).
+        assert!(
+            es.iter()
+                .find(|e| e["manager"] == "other")
+                .unwrap()
+                .get("time")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn apply_conflicts_with_fields_last_set_by_an_update() {
+        let mut created = obj(json!({"x": "1"}));
+        record_update(
+            None,
+            &mut created,
+            "kubectl-create",
+            None,
+            Some(&schema()),
+            T1,
+        );
+        let created = stored(created);
+        let mut patched = created.clone();
+        patched["spec"]["replicas"] = json!(5);
+        record_update(
+            Some(&created),
+            &mut patched,
+            "kubectl-patch",
+            None,
+            Some(&schema()),
+            T2,
+        );
+        let err = apply(
+            Some(&patched),
+            &obj(json!({"x": "2", "replicas": 2})),
+            "op",
+            false,
+            T3,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "Apply failed with 2 conflicts: conflicts with \"kubectl-create\" using example.io/v1 at {T1}:\n- .spec.x\nconflicts with \"kubectl-patch\" using example.io/v1 at {T2}:\n- .spec.replicas"
+            )
+        );
+        // Applying the values already there conflicts with nobody.
+        assert!(
+            apply(
+                Some(&patched),
+                &obj(json!({"x": "1", "replicas": 5})),
+                "op",
+                false,
+                T3
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn record_update_moves_changed_fields_and_drops_removed_ones() {
+        let s = schema();
+        let mut created = obj(json!({"x": "1", "y": "2"}));
+        created["metadata"]["labels"] = json!({"app": "w"});
+        record_update(None, &mut created, "kubectl-create", None, Some(&s), T1);
+        assert_eq!(
+            entries(&created),
+            vec![json!({
+                "manager": "kubectl-create", "operation": "Update", "apiVersion": "example.io/v1", "time": T1,
+                "fieldsType": "FieldsV1",
+                "fieldsV1": {"f:metadata": {"f:labels": {".": {}, "f:app": {}}}, "f:spec": {".": {}, "f:x": {}, "f:y": {}}}
+            })]
+        );
+        let created = stored(created);
+        let mut edited = created.clone();
+        edited["spec"] = json!({"x": "9"});
+        record_update(
+            Some(&created),
+            &mut edited,
+            "kubectl-edit",
+            None,
+            Some(&s),
+            T2,
+        );
+        let es = entries(&edited);
+        assert_eq!(es[0]["manager"], "kubectl-create");
+        assert_eq!(
+            es[0]["fieldsV1"],
+            json!({"f:metadata": {"f:labels": {".": {}, "f:app": {}}}, "f:spec": {}})
+        );
+        assert_eq!(es[1]["manager"], "kubectl-edit");
+        assert_eq!(es[1]["fieldsV1"], json!({"f:spec": {"f:x": {}}}));
+
+        // A write that changes nothing keeps managed fields (and their times) as they were.
+        let mut same = edited.clone();
+        record_update(Some(&edited), &mut same, "kubectl-edit", None, Some(&s), T3);
+        assert_eq!(same, edited);
+    }
+
+    #[test]
+    fn status_writes_are_recorded_under_the_status_subresource() {
+        let s = schema();
+        let live = stored(apply(None, &obj(json!({"x": "1"})), "op", false, T1).unwrap());
+        let status_cfg = json!({"apiVersion": "example.io/v1", "kind": "Widget", "metadata": {"name": "w", "namespace": "ns"},
+                                "status": {"conditions": [{"type": "Ready", "status": "True"}]}});
+        let out = server_side_apply(
+            Some(&live),
+            &status_cfg,
+            "op",
+            Some("status"),
+            false,
+            Some(&s),
+            T2,
+        )
+        .unwrap();
+        let es = entries(&out);
+        assert_eq!(
+            es.len(),
+            2,
+            "one entry per (manager, operation, subresource): {es:?}"
+        );
+        let status_entry = es.iter().find(|e| e.get("subresource").is_some()).unwrap();
+        assert_eq!(status_entry["subresource"], "status");
+        assert_eq!(
+            status_entry["fieldsV1"],
+            json!({"f:status": {"f:conditions": {"k:{\"type\":\"Ready\"}": {".": {}, "f:status": {}, "f:type": {}}}}})
+        );
+        // Re-applying unchanged status is a no-op.
+        let again = server_side_apply(
+            Some(&out),
+            &status_cfg,
+            "op",
+            Some("status"),
+            false,
+            Some(&s),
+            T3,
+        )
+        .unwrap();
+        assert_eq!(again, out);
+        // A main-resource apply never owns status.
+        let with_status = obj(json!({"x": "1"}));
+        let mut with_status = with_status;
+        with_status["status"] = json!({"phase": "x"});
+        let main = apply(Some(&out), &with_status, "op", false, T3).unwrap();
+        let main_entry = entries(&main)
+            .into_iter()
+            .find(|e| e.get("subresource").is_none())
+            .unwrap();
+        assert_eq!(main_entry["fieldsV1"], json!({"f:spec": {"f:x": {}}}));
+    }
+
+    #[test]
+    fn conditions_merge_by_type_and_prune_per_manager() {
+        let s = schema();
+        let base = stored(obj(json!({})));
+        let cfg = |conds: Value| json!({"apiVersion": "example.io/v1", "kind": "Widget", "metadata": {"name": "w"}, "status": {"conditions": conds}});
+        let a = server_side_apply(
+            Some(&base),
+            &cfg(json!([{"type": "A", "status": "True"}])),
+            "ctl-a",
+            Some("status"),
+            false,
+            Some(&s),
+            T1,
+        )
+        .unwrap();
+        let b = server_side_apply(
+            Some(&a),
+            &cfg(json!([{"type": "B", "status": "False"}])),
+            "ctl-b",
+            Some("status"),
+            false,
+            Some(&s),
+            T2,
+        )
+        .unwrap();
+        assert_eq!(
+            b["status"]["conditions"],
+            json!([{"type": "A", "status": "True"}, {"type": "B", "status": "False"}])
+        );
+        let a2 = server_side_apply(
+            Some(&b),
+            &cfg(json!([])),
+            "ctl-a",
+            Some("status"),
+            false,
+            Some(&s),
+            T3,
+        )
+        .unwrap();
+        assert_eq!(
+            a2["status"]["conditions"],
+            json!([{"type": "B", "status": "False"}])
+        );
+    }
+
+    #[test]
+    fn before_first_apply_takes_untracked_fields() {
+        let untracked = stored(obj(json!({"x": "1"})));
+        let out = apply(Some(&untracked), &obj(json!({"x": "2"})), "op", false, T1).unwrap_err();
+        assert!(matches!(out, PatchError::Conflict(c) if c[0].manager == BEFORE_FIRST_APPLY));
+        let out = apply(Some(&untracked), &obj(json!({"y": "2"})), "op", false, T1).unwrap();
+        let managers: Vec<Value> = entries(&out).iter().map(|e| e["manager"].clone()).collect();
+        assert_eq!(managers, vec![json!("op"), json!(BEFORE_FIRST_APPLY)]);
+
+        // Updates to an untracked existing object stay untracked.
+        let mut new = untracked.clone();
+        new["spec"]["x"] = json!("3");
+        record_update(
+            Some(&untracked),
+            &mut new,
+            "kubectl-edit",
+            None,
+            Some(&schema()),
+            T1,
+        );
+        assert!(new["metadata"].get("managedFields").is_none());
+    }
+
+    #[test]
+    fn managed_fields_can_be_cleared_and_not_applied() {
+        let live = stored(apply(None, &obj(json!({"x": "1"})), "op", false, T1).unwrap());
+        let mut new = live.clone();
+        new["metadata"]["managedFields"] = json!([{}]);
+        record_update(
+            Some(&live),
+            &mut new,
+            "kubectl-edit",
+            None,
+            Some(&schema()),
+            T2,
+        );
+        assert!(new["metadata"].get("managedFields").is_none());
+
+        let mut cfg = obj(json!({"x": "1"}));
+        cfg["metadata"]["managedFields"] = json!([]);
+        assert_eq!(
+            apply(Some(&live), &cfg, "op", false, T2),
+            Err(PatchError::BadRequest(
+                "metadata.managedFields must be nil".into()
+            ))
+        );
+    }
+
+    #[test]
+    fn builtin_deployment_containers_merge_by_name() {
+        let dep = |containers: Value| {
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+                   "spec": {"template": {"spec": {"containers": containers}}}})
+        };
+        let live = server_side_apply(
+            None,
+            &dep(json!([{"name": "app", "image": "a:1"}])),
+            "helm",
+            None,
+            false,
+            None,
+            T1,
+        )
+        .unwrap();
+        let live = stored(live);
+        let out = server_side_apply(
+            Some(&live),
+            &dep(json!([{"name": "side", "image": "s:1"}])),
+            "injector",
+            None,
+            false,
+            None,
+            T2,
+        )
+        .unwrap();
+        let names: Vec<&str> = out["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["app", "side"]);
+        let err = server_side_apply(
+            Some(&out),
+            &dep(json!([{"name": "app", "image": "a:2"}])),
+            "injector",
+            None,
+            false,
+            None,
+            T3,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Apply failed with 1 conflict: conflict with \"helm\": .spec.template.spec.containers[name=\"app\"].image"
+        );
+    }
+
+    #[test]
+    fn dropping_metadata_from_the_configuration_keeps_the_object_identity() {
+        let mut cfg = obj(json!({"x": "1"}));
+        cfg["metadata"]["labels"] = json!({"a": "b"});
+        let live = stored(apply(None, &cfg, "op", false, T1).unwrap());
+        let bare = json!({"apiVersion": "example.io/v1", "kind": "Widget", "spec": {"x": "1"}});
+        let out = apply(Some(&live), &bare, "op", false, T2).unwrap();
+        assert_eq!(out["metadata"]["name"], "w");
+        assert_eq!(out["metadata"]["uid"], "u-1");
+        assert!(
+            out["metadata"].get("labels").is_none(),
+            "the label the applier stopped applying goes"
+        );
+    }
+
+    #[test]
+    fn finalizers_are_a_set() {
+        let mut cfg = obj(json!({}));
+        cfg["metadata"]["finalizers"] = json!(["a.io/x"]);
+        let out = apply(None, &cfg, "op", false, T1).unwrap();
+        assert_eq!(
+            entries(&out)[0]["fieldsV1"],
+            json!({"f:metadata": {"f:finalizers": {"v:\"a.io/x\"": {}}}})
+        );
+    }
+
+    #[test]
+    fn malformed_configurations_are_bad_requests() {
+        assert!(matches!(
+            apply(None, &json!([]), "op", false, T1),
+            Err(PatchError::BadRequest(_))
+        ));
+        assert!(matches!(
+            apply(None, &obj(json!({})), "", false, T1),
+            Err(PatchError::BadRequest(_))
+        ));
+        let mut dup = obj(json!({}));
+        dup["status"] = json!({"conditions": [{"type": "A"}, {"type": "A"}]});
+        assert_eq!(
+            apply(None, &dup, "op", false, T1),
+            Err(PatchError::BadRequest(
+                "failed to create typed patch object: .status.conditions: duplicate entries for key [type=\"A\"]".into()
+            ))
+        );
+    }
+}
