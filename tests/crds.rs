@@ -400,16 +400,16 @@ fn kubectl_apply_rejects_invalid_connections_with_clear_messages() {
         cluster.refused(&conn("{providerRef: {name: p}, connectionId: c, datagrid: {name: x}, driftInterval: 5s}"));
     assert!(drift.contains("driftInterval must be at least 30s"), "{drift}");
 
-    // Immutable fields, checked on update (`replace` sends the whole object as a PUT).
+    // Immutable fields, checked on update: `kubectl apply` (a merge patch for custom
+    // resources) and `kubectl replace` (a PUT of the whole object) both hit the rules.
     cluster.ok(&["apply", "-f", "-"], Some(&conn("{providerRef: {name: p}, connectionId: c1, datagrid: {name: x}}")));
-    cluster.ok(
-        &["replace", "-f", "-"],
-        Some(&conn("{providerRef: {name: p}, connectionId: c1, datagrid: {name: renamed}}")),
-    );
-    let moved = cluster.refused_by("replace", &conn("{providerRef: {name: p}, connectionId: c2, datagrid: {name: x}}"));
-    assert!(moved.contains("connectionId is immutable"), "{moved}");
-    let other = cluster.refused_by("replace", &conn("{providerRef: {name: q}, connectionId: c1, datagrid: {name: x}}"));
-    assert!(other.contains("providerRef is immutable"), "{other}");
+    cluster.ok(&["apply", "-f", "-"], Some(&conn("{providerRef: {name: p}, connectionId: c1, datagrid: {name: renamed}}")));
+    for verb in ["apply", "replace"] {
+        let moved = cluster.refused_by(verb, &conn("{providerRef: {name: p}, connectionId: c2, datagrid: {name: x}}"));
+        assert!(moved.contains("connectionId is immutable"), "{verb}: {moved}");
+        let other = cluster.refused_by(verb, &conn("{providerRef: {name: q}, connectionId: c1, datagrid: {name: x}}"));
+        assert!(other.contains("providerRef is immutable"), "{verb}: {other}");
+    }
 
     let provider = |spec: &str| {
         format!(
@@ -423,7 +423,7 @@ fn kubectl_apply_rejects_invalid_connections_with_clear_messages() {
         &["apply", "-f", "-"],
         Some(&provider("{type: nango, baseUrl: 'http://127.0.0.1:8090/nango', credentialsRef: {name: s, key: token}}")),
     );
-    let retyped = cluster.refused_by("replace", &provider("{type: arena, credentialsRef: {name: s, key: token}}"));
+    let retyped = cluster.refused(&provider("{type: arena, credentialsRef: {name: s, key: token}}"));
     assert!(retyped.contains("type is immutable"), "{retyped}");
 }
 
