@@ -403,7 +403,10 @@ fn kubectl_apply_rejects_invalid_connections_with_clear_messages() {
     // Immutable fields, checked on update: `kubectl apply` (a merge patch for custom
     // resources) and `kubectl replace` (a PUT of the whole object) both hit the rules.
     cluster.ok(&["apply", "-f", "-"], Some(&conn("{providerRef: {name: p}, connectionId: c1, datagrid: {name: x}}")));
-    cluster.ok(&["apply", "-f", "-"], Some(&conn("{providerRef: {name: p}, connectionId: c1, datagrid: {name: renamed}}")));
+    cluster.ok(
+        &["apply", "-f", "-"],
+        Some(&conn("{providerRef: {name: p}, connectionId: c1, datagrid: {name: renamed}}")),
+    );
     for verb in ["apply", "replace"] {
         let moved = cluster.refused_by(verb, &conn("{providerRef: {name: p}, connectionId: c2, datagrid: {name: x}}"));
         assert!(moved.contains("connectionId is immutable"), "{verb}: {moved}");
@@ -435,4 +438,55 @@ fn kubectl_explain_shows_the_field_docs() {
     assert!(out.stdout.contains("Are.na connection metadata"), "{}", out.stdout);
     let out = cluster.ok(&["explain", "connection.spec.managementPolicy"], None);
     assert!(out.contains("Observe"), "{out}");
+}
+
+/// The status write path the controller will use: server-side apply of the status
+/// subresource with field manager `connection-operator`, through kube-rs. Conditions are a
+/// list-map keyed by `type`, so another manager's condition survives, and an unchanged apply
+/// is a no-op (no new resourceVersion, hence no self-triggered reconcile).
+#[test]
+fn status_conditions_merge_per_type_under_server_side_apply() {
+    use connection_operator::api::{Connection, ConnectionStatus, conditions};
+    use kube::api::{Api, Patch, PatchParams};
+
+    let cluster = Cluster::with_crds();
+    cluster.ok(&["create", "namespace", "t"], None);
+    cluster.ok(
+        &["apply", "-f", "-"],
+        Some("apiVersion: connection-operator.dev/v1alpha1\nkind: Connection\nmetadata: {name: c, namespace: t}\nspec: {providerRef: {name: p}, connectionId: c1, datagrid: {name: x}}\n"),
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let kubeconfig = kube::config::Kubeconfig::read_from(&cluster.kubeconfig).unwrap();
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.unwrap();
+        let client = kube::Client::try_from(config).unwrap();
+        let api: Api<Connection> = Api::namespaced(client, "t");
+
+        let now = k8s_openapi::jiff::Timestamp::from_second(1_700_000_000).unwrap();
+        let mut status = ConnectionStatus { observed_generation: Some(1), managed_keys: vec!["name".into()], ..Default::default() };
+        conditions::set_condition(&mut status.conditions, conditions::READY, true, conditions::Reason::InSync, "", Some(1), now);
+        let ours = json!({"apiVersion": "connection-operator.dev/v1alpha1", "kind": "Connection", "status": status});
+        let params = PatchParams::apply("connection-operator").force();
+        let first = api.patch_status("c", &params, &Patch::Apply(&ours)).await.expect("status apply");
+
+        let theirs = json!({"apiVersion": "connection-operator.dev/v1alpha1", "kind": "Connection", "status": {"conditions": [
+            {"type": "Audited", "status": "True", "reason": "Checked", "message": "", "lastTransitionTime": "2023-11-14T22:13:20Z"}
+        ]}});
+        api.patch_status("c", &PatchParams::apply("auditor"), &Patch::Apply(&theirs)).await.expect("other manager");
+
+        let got = api.get_status("c").await.unwrap();
+        let status = got.status.unwrap();
+        let types: Vec<&str> = status.conditions.iter().map(|c| c.type_.as_str()).collect();
+        assert_eq!(types.len(), 2, "{types:?}");
+        assert!(types.contains(&"Ready") && types.contains(&"Audited"), "{types:?}");
+        assert_eq!(status.managed_keys, ["name"]);
+        assert_eq!(conditions::find(&status.conditions, conditions::READY).unwrap().reason, "InSync");
+
+        // The same apply again changes nothing.
+        let before = api.get_status("c").await.unwrap().metadata.resource_version;
+        api.patch_status("c", &params, &Patch::Apply(&ours)).await.unwrap();
+        let after = api.get_status("c").await.unwrap().metadata.resource_version;
+        assert_eq!(before, after, "an unchanged status apply must not write");
+        assert_ne!(first.metadata.resource_version, None);
+    });
 }
