@@ -43,6 +43,8 @@
 //!   400 though the server validates it; Prism lets `5.0` and `1e3` pass as integer ids.
 //! - Datagrid: `valid`/`value` are nullable in the SDK, not in the document (omitted when
 //!   unknown); the list endpoint is not in the document; 400/401/415 are undocumented.
+//! - Prism 5.16's proxy never answers a request whose body is not valid JSON (it hangs), so
+//!   malformed bodies are left to the emulators' own tests.
 //! - No document needed a derived copy: Prism ignores `servers` (Datagrid's `/v1`) and keeps
 //!   the upstream URL's path prefix.
 //!

@@ -95,9 +95,10 @@ pub struct Reply {
 
 /// Prism's own error types (`https://stoplight.io/prism/errors#<TYPE>`), set on the
 /// `application/problem+json` bodies it generates instead of forwarding or relaying.
-pub const PRISM_INVALID_REQUEST: &str = "https://stoplight.io/prism/errors#UNPROCESSABLE_ENTITY";
-pub const PRISM_UNAUTHORIZED: &str = "https://stoplight.io/prism/errors#UNAUTHORIZED";
-pub const PRISM_VIOLATIONS: &str = "https://stoplight.io/prism/errors#VIOLATIONS";
+const PRISM_INVALID_REQUEST: &str = "https://stoplight.io/prism/errors#UNPROCESSABLE_ENTITY";
+const PRISM_UNAUTHORIZED: &str = "https://stoplight.io/prism/errors#UNAUTHORIZED";
+const PRISM_VIOLATIONS: &str = "https://stoplight.io/prism/errors#VIOLATIONS";
+const PRISM_NO_PATH_MATCHED: &str = "https://stoplight.io/prism/errors#NO_PATH_MATCHED_ERROR";
 
 /// The warning Prism attaches when the upstream answered with a status the operation does
 /// not document; the body is then not checked against anything.
@@ -186,6 +187,18 @@ impl Reply {
         assert!(
             self.status == 401 && self.body["type"] == PRISM_UNAUTHORIZED,
             "{}: expected Prism's own 401, got {}: {}",
+            self.what,
+            self.status,
+            self.text
+        );
+        self
+    }
+
+    /// Prism found no operation of the document for the request (its own 404).
+    pub fn assert_prism_no_route(&self) -> &Reply {
+        assert!(
+            self.status == 404 && self.body["type"] == PRISM_NO_PATH_MATCHED,
+            "{}: expected Prism's own 404 for a path outside the document, got {}: {}",
             self.what,
             self.status,
             self.text

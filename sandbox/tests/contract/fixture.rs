@@ -81,8 +81,11 @@ impl Contract {
     pub async fn start(provider: Provider) -> Contract {
         let logs = tempfile::tempdir().expect("temp dir for child logs");
         // Loopback only: never route these requests through a proxy from the environment.
+        // The generous bound turns a request Prism never answers (it leaves a body that is not
+        // valid JSON hanging) into a failure that names the request, not a stuck test.
         let http = reqwest::Client::builder()
             .no_proxy()
+            .timeout(std::time::Duration::from_secs(120))
             .build()
             .expect("http client");
 
