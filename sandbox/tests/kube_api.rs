@@ -725,3 +725,21 @@ async fn built_in_kinds_prune_or_refuse_unknown_fields() {
     assert_eq!(bad_type.status, 400);
     assert!(bad_type.body["message"].as_str().unwrap().starts_with("ConfigMap in version \"v1\" cannot be handled as a ConfigMap:"));
 }
+
+#[tokio::test]
+async fn immutable_data_and_malformed_patches_are_refused() {
+    let api = start();
+    let mut obj = cm("frozen", json!({"a": "b"}));
+    obj["immutable"] = json!(true);
+    api.post("/api/v1/namespaces/default/configmaps", obj).await;
+    let change = api.patch("/api/v1/namespaces/default/configmaps/frozen", "application/merge-patch+json", json!({"data": {"a": "c"}})).await;
+    assert_eq!(change.status, 422);
+    assert!(change.body["message"].as_str().unwrap().contains("data: Forbidden: field is immutable when `immutable` is set"), "{}", change.body);
+    let labels = api.patch("/api/v1/namespaces/default/configmaps/frozen", "application/merge-patch+json", json!({"metadata": {"labels": {"x": "y"}}})).await;
+    assert_eq!(labels.status, 200, "metadata stays writable");
+    let root = api
+        .patch("/api/v1/namespaces/default/configmaps/frozen", "application/json-patch+json", json!([{"op": "replace", "path": "", "value": [1]}]))
+        .await;
+    assert!(root.status == 400 || root.status == 422, "{} {}", root.status, root.body);
+    assert_eq!(api.get("/api/v1/namespaces/default/configmaps/frozen").await.body["data"]["a"], "b");
+}

@@ -195,6 +195,11 @@ fn admit(rt: &ResourceType, obj: &mut Value, old: Option<&Value>, opts: &WriteOp
             errs.extend(secret_data::validate_update(old, obj));
         }
     }
+    if rt.storage_group.is_empty() && (rt.storage_plural == "secrets" || rt.storage_plural == "configmaps") {
+        if let Some(old) = old {
+            errs.extend(secret_data::validate_immutable(old, obj));
+        }
+    }
     if !errs.is_empty() {
         return Err(invalid(errs));
     }
@@ -422,6 +427,10 @@ struct Change<'a> {
 fn update_existing(c: &mut Cluster, rt: &ResourceType, change: Change<'_>, opts: &WriteOptions) -> Result<Outcome, ApiError> {
     let Change { key, old, mut new, subresource, kind } = change;
     let name = key.name.clone();
+    if !new.is_object() {
+        // e.g. a JSON patch replacing the whole document with an array.
+        return Err(ApiError::BadRequest("the object provided is not a JSON object".into()));
+    }
     match meta_str(&new, "resourceVersion").filter(|v| !v.is_empty()) {
         Some(rv) if Some(rv) != meta_str(&old, "resourceVersion") => return Err(conflict(rt, &name, OPTIMISTIC_LOCK_MSG)),
         Some(_) => {}
