@@ -743,3 +743,22 @@ async fn immutable_data_and_malformed_patches_are_refused() {
     assert!(root.status == 400 || root.status == 422, "{} {}", root.status, root.body);
     assert_eq!(api.get("/api/v1/namespaces/default/configmaps/frozen").await.body["data"]["a"], "b");
 }
+
+#[tokio::test]
+async fn services_get_defaults_and_keep_their_cluster_ip() {
+    let api = start();
+    let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}, "spec": {"ports": [{"port": 80}]}});
+    let created = api.post("/api/v1/namespaces/default/services", svc.clone()).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let ip = created.body["spec"]["clusterIP"].as_str().unwrap().to_string();
+    assert!(ip.starts_with("10.96."), "{ip}");
+    assert_eq!(created.body["spec"]["ports"][0]["targetPort"], 80);
+    let mut replaced = svc;
+    replaced["metadata"]["resourceVersion"] = created.body["metadata"]["resourceVersion"].clone();
+    replaced["spec"]["ports"][0]["port"] = json!(81);
+    let updated = api.put("/api/v1/namespaces/default/services/web", replaced).await;
+    assert_eq!(updated.status, 200, "{}", updated.body);
+    assert_eq!(updated.body["spec"]["clusterIP"], ip.as_str());
+    let other = api.post("/api/v1/namespaces/default/services", json!({"metadata": {"name": "api"}, "spec": {"ports": [{"port": 1}]}})).await;
+    assert_ne!(other.body["spec"]["clusterIP"], ip.as_str());
+}
