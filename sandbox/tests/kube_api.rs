@@ -762,3 +762,28 @@ async fn services_get_defaults_and_keep_their_cluster_ip() {
     let other = api.post("/api/v1/namespaces/default/services", json!({"metadata": {"name": "api"}, "spec": {"ports": [{"port": 1}]}})).await;
     assert_ne!(other.body["spec"]["clusterIP"], ip.as_str());
 }
+
+#[tokio::test]
+async fn table_watches_and_watches_of_one_object() {
+    let api = start();
+    api.post("/api/v1/namespaces/default/configmaps", cm("t1", json!({}))).await;
+    api.post("/api/v1/namespaces/default/configmaps", cm("t2", json!({}))).await;
+    let mut w = api
+        .watch_as("/api/v1/namespaces/default/configmaps?watch=true&includeObject=Object", "application/json;as=Table;v=v1;g=meta.k8s.io,application/json")
+        .await;
+    let first = w.next().await.unwrap();
+    assert_eq!(first["object"]["kind"], "Table");
+    assert!(!first["object"]["columnDefinitions"].as_array().unwrap().is_empty());
+    assert_eq!(first["object"]["rows"][0]["object"]["metadata"]["name"], "t1");
+    let second = w.next().await.unwrap();
+    assert!(second["object"]["columnDefinitions"].as_array().unwrap().is_empty(), "columns only in the first event");
+    assert_eq!(second["object"]["rows"][0]["object"]["metadata"]["name"], "t2");
+
+    let mut one = api.watch("/api/v1/namespaces/default/configmaps/t2?watch=true").await;
+    let ev = one.next().await.unwrap();
+    assert_eq!(ev["object"]["metadata"]["name"], "t2");
+    api.patch("/api/v1/namespaces/default/configmaps/t1", "application/merge-patch+json", json!({"data": {"x": "1"}})).await;
+    api.patch("/api/v1/namespaces/default/configmaps/t2", "application/merge-patch+json", json!({"data": {"x": "2"}})).await;
+    let ev = one.next().await.unwrap();
+    assert_eq!((ev["type"].as_str(), ev["object"]["metadata"]["name"].as_str()), (Some("MODIFIED"), Some("t2")));
+}
