@@ -163,6 +163,16 @@ pub fn server_side_apply(
     apply::server_side_apply(live, applied, manager, subresource, force, schema, now)
 }
 
+/// The OpenAPI extensions (`x-kubernetes-list-type`, `x-kubernetes-list-map-keys`,
+/// `x-kubernetes-patch-strategy`, `x-kubernetes-patch-merge-key`, `x-kubernetes-map-type`)
+/// of the field at `path` of built-in `kind`, for the OpenAPI documents: `path` is dotted
+/// from the object root with `[]` for list items, e.g. `spec.template.spec.containers[].env`.
+/// Empty for fields without any. They come from the tables the patch engines use, so what
+/// kubectl reads matches what the server does.
+pub fn builtin_field_extensions(kind: &str, path: &str) -> serde_json::Map<String, Value> {
+    builtin::openapi_extensions(kind, path)
+}
+
 /// Record in `new.metadata.managedFields` that `manager` set the fields that differ between
 /// `old` and `new` with a non-apply write (create, update, merge/JSON/strategic patch).
 /// `old` is None for a create.
