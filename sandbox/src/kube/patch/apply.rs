@@ -5,7 +5,7 @@
 use serde_json::{Map, Value};
 
 use super::builtin;
-use super::fieldset::{FieldSet, path_string};
+use super::fieldset::{FieldSet, path_string, same_value};
 use super::managed_fields::{self, Entry};
 use super::schema::Node;
 use super::typed::{self, Comparison};
@@ -284,6 +284,10 @@ pub fn server_side_apply(
     let merged = typed::merge(&live_value, applied, &node);
     let mut merged = prune(&merged, &entries, &last_set, &node);
     keep_identity(&mut merged, &live_value);
+    if same_value(&merged, &live_value) {
+        // Equal as structured-merge-diff compares (`2` is `2.0`): nothing changes.
+        merged = live_value.clone();
+    }
 
     let raw = typed::compare(&live_value, &merged, &node);
     let cmp = Comparison {
@@ -1042,6 +1046,26 @@ mod tests {
         assert_eq!(
             other["metadata"]["annotations"][LAST_APPLIED],
             "{\"old\":true}"
+        );
+    }
+
+    #[test]
+    fn numerically_equal_values_change_nothing() {
+        let live = stored(apply(None, &obj(json!({"replicas": 2})), "op", false, T1).unwrap());
+        assert_eq!(
+            apply(Some(&live), &obj(json!({"replicas": 2.0})), "op", false, T2).unwrap(),
+            live
+        );
+        assert_eq!(
+            apply(
+                Some(&live),
+                &obj(json!({"replicas": 2.0})),
+                "other",
+                false,
+                T2
+            )
+            .map(|_| ()),
+            Ok(())
         );
     }
 
