@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 
 use super::builtin;
 use super::fieldset::{FieldSet, path_string, same_value};
+use super::last_applied;
 use super::managed_fields::{self, Entry};
 use super::schema::Node;
 use super::typed::{self, Comparison};
@@ -14,49 +15,6 @@ use super::{Conflict, Operation, PatchError};
 /// Manager that takes over the fields of an object that had no managed fields when it is
 /// first applied to (kube-apiserver's `before-first-apply`).
 const BEFORE_FIRST_APPLY: &str = "before-first-apply";
-
-/// Beyond this many `Update` entries, the oldest are merged into `ancient-changes`
-/// (kube-apiserver's `DefaultMaxUpdateManagers`, `capManagersManager`).
-const MAX_UPDATE_MANAGERS: usize = 10;
-const ANCIENT_CHANGES: &str = "ancient-changes";
-
-/// Merges the oldest `Update` entries into a per-apiVersion `ancient-changes` entry until at
-/// most `MAX_UPDATE_MANAGERS` remain; the bucket takes the time of the newest merged entry.
-fn cap_update_managers(entries: &mut Vec<Entry>) {
-    let updaters = |entries: &[Entry]| {
-        entries
-            .iter()
-            .filter(|e| e.operation == Operation::Update)
-            .count()
-    };
-    while updaters(entries) > MAX_UPDATE_MANAGERS {
-        let oldest = entries
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| e.operation == Operation::Update && e.manager != ANCIENT_CHANGES)
-            .min_by(|(_, a), (_, b)| a.time.cmp(&b.time).then_with(|| a.manager.cmp(&b.manager)))
-            .map(|(i, _)| i);
-        let Some(i) = oldest else { return };
-        let merged = entries.remove(i);
-        match entries.iter_mut().find(|e| {
-            e.is(
-                ANCIENT_CHANGES,
-                Operation::Update,
-                &merged.api_version,
-                merged.subresource.as_deref(),
-            )
-        }) {
-            Some(bucket) => {
-                bucket.set = bucket.set.union(&merged.set);
-                bucket.time = merged.time;
-            }
-            None => entries.push(Entry {
-                manager: ANCIENT_CHANGES.to_owned(),
-                ..merged
-            }),
-        }
-    }
-}
 
 fn text<'v>(obj: &'v Value, field: &str) -> &'v str {
     obj.get(field).and_then(Value::as_str).unwrap_or_default()
@@ -178,7 +136,7 @@ pub fn record_update(
         subresource,
         now,
     );
-    cap_update_managers(&mut entries);
+    managed_fields::cap_update_managers(&mut entries);
     managed_fields::encode_into(new, entries);
 }
 
@@ -305,7 +263,7 @@ pub fn server_side_apply(
         entries[own].time = Some(now.to_owned());
     }
     // After the ownership bookkeeping, as kube-apiserver's outermost `lastAppliedUpdater`.
-    sync_last_applied(&mut merged, applied, manager);
+    last_applied::sync(&mut merged, applied, manager);
     entries[own].set = managed_fields::strip_meta(&entries[own].set);
     entries.retain(|e| !e.set.is_empty());
 
@@ -323,55 +281,6 @@ pub fn server_side_apply(
     }
     managed_fields::encode_into(&mut out, entries);
     Ok(out)
-}
-
-/// kubectl's client-side apply annotation.
-const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
-
-/// A server-side apply by `kubectl` rewrites an existing client-side apply annotation to the
-/// applied configuration, so a later client-side apply diffs against what was last applied
-/// (`lastAppliedUpdater`; other managers opt out). The value is Go's `json.Marshal` of the
-/// configuration without the annotation: compact, object keys sorted.
-fn sync_last_applied(merged: &mut Value, applied: &Value, manager: &str) {
-    if manager != "kubectl" {
-        return;
-    }
-    let Some(annotations) = merged
-        .get_mut("metadata")
-        .and_then(|m| m.get_mut("annotations"))
-        .and_then(Value::as_object_mut)
-        .filter(|a| a.contains_key(LAST_APPLIED))
-    else {
-        return;
-    };
-    let mut config = applied.clone();
-    if let Some(own) = config
-        .get_mut("metadata")
-        .and_then(|m| m.get_mut("annotations"))
-        .and_then(Value::as_object_mut)
-    {
-        own.shift_remove(LAST_APPLIED);
-    }
-    annotations.insert(
-        LAST_APPLIED.into(),
-        Value::String(sorted_keys(&config).to_string()),
-    );
-}
-
-fn sorted_keys(value: &Value) -> Value {
-    match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            Value::Object(
-                keys.into_iter()
-                    .map(|k| (k.clone(), sorted_keys(&map[k])))
-                    .collect(),
-            )
-        }
-        Value::Array(items) => Value::Array(items.iter().map(sorted_keys).collect()),
-        other => other.clone(),
-    }
 }
 
 /// Puts back `apiVersion`, `kind` and the system metadata if the prune took them: it can
@@ -986,7 +895,10 @@ mod tests {
         let managers: Vec<&str> = es.iter().map(|e| e["manager"].as_str().unwrap()).collect();
         assert_eq!(es.len(), 10, "{managers:?}");
         // The bucket counts as an updater: "creator", "m00" and "m01" were folded into it.
-        let bucket = es.iter().find(|e| e["manager"] == ANCIENT_CHANGES).unwrap();
+        let bucket = es
+            .iter()
+            .find(|e| e["manager"] == "ancient-changes")
+            .unwrap();
         assert_eq!(
             bucket["fieldsV1"],
             json!({"f:spec": {".": {}, "f:f0": {}, "f:f1": {}}})
@@ -1002,7 +914,8 @@ mod tests {
     #[test]
     fn kubectl_server_side_apply_rewrites_the_client_side_annotation() {
         let mut live = obj(json!({"x": "1"}));
-        live["metadata"]["annotations"] = json!({LAST_APPLIED: "{\"old\":true}", "other": "kept"});
+        live["metadata"]["annotations"] =
+            json!({last_applied::ANNOTATION: "{\"old\":true}", "other": "kept"});
         record_update(
             None,
             &mut live,
@@ -1024,7 +937,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            out["metadata"]["annotations"][LAST_APPLIED],
+            out["metadata"]["annotations"][last_applied::ANNOTATION],
             r#"{"apiVersion":"example.io/v1","kind":"Widget","metadata":{"name":"w","namespace":"ns"},"spec":{"x":"1","y":"2"}}"#
         );
         assert_eq!(out["metadata"]["annotations"]["other"], "kept");
@@ -1044,7 +957,7 @@ mod tests {
         let other =
             server_side_apply(Some(&live), &cfg, "helm", None, true, Some(&schema()), T2).unwrap();
         assert_eq!(
-            other["metadata"]["annotations"][LAST_APPLIED],
+            other["metadata"]["annotations"][last_applied::ANNOTATION],
             "{\"old\":true}"
         );
     }
