@@ -983,6 +983,83 @@ mod tests {
     }
 
     #[test]
+    fn controller_status_applies_stay_no_ops_across_other_writes() {
+        // The operator's loop: a finalizer JSON patch, then the same status apply each
+        // reconcile; only the first status apply may write.
+        let s = schema();
+        let mut created = obj(json!({"x": "1"}));
+        record_update(
+            None,
+            &mut created,
+            "kubectl-client-side-apply",
+            None,
+            Some(&s),
+            T1,
+        );
+        let created = stored(created);
+        let mut with_finalizer = crate::kube::patch::json_patch(
+            &created,
+            &json!([{"op": "test", "path": "/metadata/finalizers", "value": null},
+                    {"op": "add", "path": "/metadata/finalizers", "value": ["example.io/cleanup"]}]),
+        )
+        .unwrap();
+        record_update(
+            Some(&created),
+            &mut with_finalizer,
+            "operator",
+            None,
+            Some(&s),
+            T1,
+        );
+        let status = json!({"apiVersion": "example.io/v1", "kind": "Widget",
+            "status": {"phase": "Ready", "conditions": [{"type": "Ready", "status": "True"}]}});
+        let first = server_side_apply(
+            Some(&with_finalizer),
+            &status,
+            "operator",
+            Some("status"),
+            true,
+            Some(&s),
+            T2,
+        )
+        .unwrap();
+        assert_ne!(first, with_finalizer);
+        assert_eq!(
+            first["metadata"]["finalizers"],
+            json!(["example.io/cleanup"])
+        );
+        let second = server_side_apply(
+            Some(&first),
+            &status,
+            "operator",
+            Some("status"),
+            true,
+            Some(&s),
+            T3,
+        )
+        .unwrap();
+        assert_eq!(second, first);
+        let managers: Vec<(String, String)> = entries(&first)
+            .iter()
+            .map(|e| {
+                (
+                    e["manager"].as_str().unwrap().to_owned(),
+                    e["operation"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            managers,
+            [
+                ("operator", "Apply"),
+                ("kubectl-client-side-apply", "Update"),
+                ("operator", "Update")
+            ]
+            .map(|(m, o)| (m.to_owned(), o.to_owned()))
+        );
+    }
+
+    #[test]
     fn finalizers_are_a_set() {
         let mut cfg = obj(json!({}));
         cfg["metadata"]["finalizers"] = json!(["a.io/x"]);
