@@ -384,6 +384,14 @@ async fn watch_replays_streams_and_expires() {
     assert_eq!(ev["object"]["reason"], "Expired");
     assert!(old.next().await.is_none());
 
+    // Expiry is also one-shot for a watch resuming from the current version.
+    let now = api.get("/api/v1/namespaces/default/configmaps").await.body["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    api.call(Method::POST, "/_sandbox/watches/expire", "application/json", Some("{}".into()), None).await;
+    let mut current = api.watch(&format!("/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={now}")).await;
+    assert_eq!(current.next().await.unwrap()["object"]["code"], 410);
+    let mut resumed = api.watch(&format!("/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={now}&timeoutSeconds=1")).await;
+    assert!(resumed.next().await.is_none(), "a second watch resumes normally");
+
     // Dropping watches ends open streams.
     let drop = api.call(Method::POST, "/_sandbox/watches/drop", "application/json", Some("{}".into()), None).await;
     assert_eq!(drop.status, 200);
@@ -573,6 +581,25 @@ async fn status_subresource_and_generation() {
     let labels = api.patch(&format!("{GIZMOS}/s"), "application/merge-patch+json", json!({"metadata": {"labels": {"a": "b"}}})).await;
     assert_eq!(labels.body["metadata"]["generation"], 2);
 
+    // Status apply without metadata (controller-rs style): accepted, no generation bump, and
+    // an unchanged re-apply is a no-op (same resourceVersion, no event).
+    let apply_url = format!("{GIZMOS}/s/status?fieldManager=ctl&force=true");
+    let status_cfg = json!({"apiVersion": "test.dev/v1", "kind": "Gizmo", "status": {"phase": "Applied"}});
+    let applied = api.patch(&apply_url, "application/apply-patch+yaml", status_cfg.clone()).await;
+    assert_eq!(applied.status, 200, "{}", applied.body);
+    assert_eq!(applied.body["status"]["phase"], "Applied");
+    assert_eq!(applied.body["metadata"]["generation"], 2);
+    let rv = applied.body["metadata"]["resourceVersion"].clone();
+    let mut w = api.watch(&format!("{GIZMOS}?watch=true&resourceVersion={}", rv.as_str().unwrap())).await;
+    let again = api.patch(&apply_url, "application/apply-patch+yaml", status_cfg).await;
+    assert_eq!(again.body["metadata"]["resourceVersion"], rv);
+    api.post(GIZMOS, gizmo("marker", 1)).await;
+    assert_eq!(w.next_change().await.unwrap()["object"]["metadata"]["name"], "marker", "no event for the no-op apply");
+    let wrong = api
+        .patch(&apply_url, "application/apply-patch+yaml", json!({"apiVersion": "test.dev/v1", "kind": "Gizmo", "metadata": {"name": "other"}}))
+        .await;
+    assert_eq!(wrong.status, 400);
+
     let smp = api.patch(&format!("{GIZMOS}/s"), "application/strategic-merge-patch+json", json!({"spec": {"size": 4}})).await;
     assert_eq!(smp.status, 415);
     assert_eq!(smp.body["reason"], "UnsupportedMediaType");
@@ -610,7 +637,7 @@ async fn tables_and_openapi_for_custom_resources() {
     let etag = doc.headers["etag"].to_str().unwrap().to_string();
     assert!(url.ends_with(etag.trim_matches('"')));
     assert_eq!(doc.headers["cache-control"], "public, immutable");
-    assert!(doc.body["components"]["schemas"].as_object().unwrap().len() > 0);
+    assert!(!doc.body["components"]["schemas"].as_object().unwrap().is_empty());
     assert_eq!(api.get("/openapi/v3/apis/nope/v1").await.status, 404);
 }
 
@@ -680,4 +707,21 @@ async fn metadata_only_reads_and_watches() {
     let ev = w.next().await.unwrap();
     assert_eq!(ev["object"]["kind"], "PartialObjectMetadata");
     assert!(ev["object"].get("data").is_none());
+}
+
+#[tokio::test]
+async fn built_in_kinds_prune_or_refuse_unknown_fields() {
+    let api = start();
+    let mut obj = cm("u", json!({"a": "b"}));
+    obj["spec"] = json!({"oops": 1});
+    let strict = api.call(Method::POST, "/api/v1/namespaces/default/configmaps?fieldValidation=Strict", "application/json", Some(obj.to_string()), None).await;
+    assert_eq!(strict.status, 400);
+    assert_eq!(strict.body["message"], "ConfigMap in version \"v1\" cannot be handled as a ConfigMap: strict decoding error: unknown field \"spec\"");
+    let warned = api.post("/api/v1/namespaces/default/configmaps", obj).await;
+    assert_eq!(warned.status, 201);
+    assert_eq!(warned.headers["warning"], "299 - \"unknown field \\\"spec\\\"\"");
+    assert!(warned.body.get("spec").is_none());
+    let bad_type = api.post("/api/v1/namespaces/default/configmaps", json!({"metadata": {"name": "t"}, "data": {"a": 1}})).await;
+    assert_eq!(bad_type.status, 400);
+    assert!(bad_type.body["message"].as_str().unwrap().starts_with("ConfigMap in version \"v1\" cannot be handled as a ConfigMap:"));
 }

@@ -75,11 +75,10 @@ impl Renderer {
         out["metadata"]["resourceVersion"] = rv;
         // Only the first event of a Table watch carries the column definitions, so that
         // `kubectl get -w` prints its header once.
-        if !self.first {
-            if let Some(m) = out.as_object_mut() {
+        if !self.first
+            && let Some(m) = out.as_object_mut() {
                 m.insert("columnDefinitions".into(), Value::Array(Vec::new()));
             }
-        }
         self.first = false;
         out
     }
@@ -99,11 +98,10 @@ fn translate(w: &WatchRequest, ev: &StoredEvent) -> Option<(&'static str, Value)
     if ev.key.group != rt.storage_group || ev.key.plural != rt.storage_plural {
         return None;
     }
-    if let Some(ns) = &w.namespace {
-        if rt.namespaced && &ev.key.namespace != ns {
+    if let Some(ns) = &w.namespace
+        && rt.namespaced && &ev.key.namespace != ns {
             return None;
         }
-    }
     let new = to_view(rt, &ev.object);
     let now_in = w.selectors.matches(&new);
     let was_in = ev.previous.as_ref().is_some_and(|p| w.selectors.matches(&to_view(rt, p)));
@@ -125,7 +123,7 @@ pub fn start(shared: Arc<Shared>, w: WatchRequest) -> mpsc::Receiver<Line> {
     let cancel = shared.watch_cancel.lock().map(|t| t.clone()).unwrap_or_else(|p| p.into_inner().clone());
     let bookmark_every = shared.options.bookmark_interval;
     let setup = {
-        let c = shared.lock();
+        let mut c = shared.lock();
         let rv = c.store.current_rv();
         match w.start {
             Start::After(since) => c.store.watch_from(since).map(|(replay, sub)| (Vec::new(), replay, sub, rv)),
@@ -166,11 +164,10 @@ pub fn start(shared: Arc<Shared>, w: WatchRequest) -> mpsc::Receiver<Line> {
         }
         for ev in replay {
             last_rv = ev.rv;
-            if let Some((kind, obj)) = translate(&w, &ev) {
-                if tx.send(Ok(line(kind, r.render(obj)))).await.is_err() {
+            if let Some((kind, obj)) = translate(&w, &ev)
+                && tx.send(Ok(line(kind, r.render(obj)))).await.is_err() {
                     return;
                 }
-            }
         }
         let deadline = tokio::time::sleep(w.timeout);
         tokio::pin!(deadline);
@@ -187,11 +184,10 @@ pub fn start(shared: Arc<Shared>, w: WatchRequest) -> mpsc::Receiver<Line> {
                             continue;
                         }
                         last_rv = ev.rv;
-                        if let Some((kind, obj)) = translate(&w, &ev) {
-                            if tx.send(Ok(line(kind, r.render(obj)))).await.is_err() {
+                        if let Some((kind, obj)) = translate(&w, &ev)
+                            && tx.send(Ok(line(kind, r.render(obj)))).await.is_err() {
                                 break;
                             }
-                        }
                     }
                     // A watcher too slow for the broadcast buffer is closed, like the watch
                     // cache terminates slow watchers; the client resumes from its last version.

@@ -4,6 +4,7 @@
 
 use serde_json::{Map, Value};
 
+use super::builtin;
 use super::fieldset::{FieldSet, path_string};
 use super::managed_fields::{self, Entry};
 use super::schema::Node;
@@ -13,6 +14,49 @@ use super::{Conflict, Operation, PatchError};
 /// Manager that takes over the fields of an object that had no managed fields when it is
 /// first applied to (kube-apiserver's `before-first-apply`).
 const BEFORE_FIRST_APPLY: &str = "before-first-apply";
+
+/// Beyond this many `Update` entries, the oldest are merged into `ancient-changes`
+/// (kube-apiserver's `DefaultMaxUpdateManagers`, `capManagersManager`).
+const MAX_UPDATE_MANAGERS: usize = 10;
+const ANCIENT_CHANGES: &str = "ancient-changes";
+
+/// Merges the oldest `Update` entries into a per-apiVersion `ancient-changes` entry until at
+/// most `MAX_UPDATE_MANAGERS` remain; the bucket takes the time of the newest merged entry.
+fn cap_update_managers(entries: &mut Vec<Entry>) {
+    let updaters = |entries: &[Entry]| {
+        entries
+            .iter()
+            .filter(|e| e.operation == Operation::Update)
+            .count()
+    };
+    while updaters(entries) > MAX_UPDATE_MANAGERS {
+        let oldest = entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.operation == Operation::Update && e.manager != ANCIENT_CHANGES)
+            .min_by(|(_, a), (_, b)| a.time.cmp(&b.time).then_with(|| a.manager.cmp(&b.manager)))
+            .map(|(i, _)| i);
+        let Some(i) = oldest else { return };
+        let merged = entries.remove(i);
+        match entries.iter_mut().find(|e| {
+            e.is(
+                ANCIENT_CHANGES,
+                Operation::Update,
+                &merged.api_version,
+                merged.subresource.as_deref(),
+            )
+        }) {
+            Some(bucket) => {
+                bucket.set = bucket.set.union(&merged.set);
+                bucket.time = merged.time;
+            }
+            None => entries.push(Entry {
+                manager: ANCIENT_CHANGES.to_owned(),
+                ..merged
+            }),
+        }
+    }
+}
 
 fn text<'v>(obj: &'v Value, field: &str) -> &'v str {
     obj.get(field).and_then(Value::as_str).unwrap_or_default()
@@ -119,9 +163,11 @@ pub fn record_update(
     if old.is_some() && entries.is_empty() {
         return;
     }
-    let old_value = old
-        .map(without_managed_fields)
-        .unwrap_or_else(|| Value::Object(Map::new()));
+    let old_value = match (old, schema) {
+        (Some(o), _) => without_managed_fields(o),
+        (None, None) => builtin::zero_object(text(new, "kind")),
+        (None, Some(_)) => Value::Object(Map::new()),
+    };
     let node = Node::root(schema, text(new, "kind"));
     update_entries(
         &mut entries,
@@ -132,6 +178,7 @@ pub fn record_update(
         subresource,
         now,
     );
+    cap_update_managers(&mut entries);
     managed_fields::encode_into(new, entries);
 }
 
@@ -183,9 +230,13 @@ pub fn server_side_apply(
     let mut entries = original_entries.clone();
     if live.is_some() && entries.is_empty() {
         // Whoever wrote the object before it was tracked owns what is there now.
+        let zero = match schema {
+            Some(_) => Value::Object(Map::new()),
+            None => builtin::zero_object(kind),
+        };
         update_entries(
             &mut entries,
-            &Value::Object(Map::new()),
+            &zero,
             &live_value,
             &node,
             BEFORE_FIRST_APPLY,
@@ -239,6 +290,8 @@ pub fn server_side_apply(
     if merged != live_value {
         entries[own].time = Some(now.to_owned());
     }
+    // After the ownership bookkeeping, as kube-apiserver's outermost `lastAppliedUpdater`.
+    sync_last_applied(&mut merged, applied, manager);
     entries[own].set = managed_fields::strip_meta(&entries[own].set);
     entries.retain(|e| !e.set.is_empty());
 
@@ -256,6 +309,55 @@ pub fn server_side_apply(
     }
     managed_fields::encode_into(&mut out, entries);
     Ok(out)
+}
+
+/// kubectl's client-side apply annotation.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// A server-side apply by `kubectl` rewrites an existing client-side apply annotation to the
+/// applied configuration, so a later client-side apply diffs against what was last applied
+/// (`lastAppliedUpdater`; other managers opt out). The value is Go's `json.Marshal` of the
+/// configuration without the annotation: compact, object keys sorted.
+fn sync_last_applied(merged: &mut Value, applied: &Value, manager: &str) {
+    if manager != "kubectl" {
+        return;
+    }
+    let Some(annotations) = merged
+        .get_mut("metadata")
+        .and_then(|m| m.get_mut("annotations"))
+        .and_then(Value::as_object_mut)
+        .filter(|a| a.contains_key(LAST_APPLIED))
+    else {
+        return;
+    };
+    let mut config = applied.clone();
+    if let Some(own) = config
+        .get_mut("metadata")
+        .and_then(|m| m.get_mut("annotations"))
+        .and_then(Value::as_object_mut)
+    {
+        own.shift_remove(LAST_APPLIED);
+    }
+    annotations.insert(
+        LAST_APPLIED.into(),
+        Value::String(sorted_keys(&config).to_string()),
+    );
+}
+
+fn sorted_keys(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            Value::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), sorted_keys(&map[k])))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.iter().map(sorted_keys).collect()),
+        other => other.clone(),
+    }
 }
 
 /// Puts back `apiVersion`, `kind` and the system metadata if the prune took them: it can
@@ -553,7 +655,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             format!(
-                "Apply failed with 2 conflicts: conflicts with \"kubectl-create\" using example.io/v1 at {T1}:\n- .spec.x\nconflicts with \"kubectl-patch\" using example.io/v1 at {T2}:\n- .spec.replicas"
+                "Apply failed with 2 conflicts: conflicts with \"kubectl-create\" using example.io/v1:\n- .spec.x\nconflicts with \"kubectl-patch\" using example.io/v1:\n- .spec.replicas"
             )
         );
         // Applying the values already there conflicts with nobody.
@@ -820,6 +922,120 @@ mod tests {
     }
 
     #[test]
+    fn builtin_creates_do_not_own_zero_structs() {
+        let mut dep = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d", "labels": {"app": "d"}},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "d"}},
+                     "template": {"metadata": {"labels": {"app": "d"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}});
+        record_update(None, &mut dep, "kubectl-create", None, None, T1);
+        assert_eq!(
+            entries(&dep)[0]["fieldsV1"],
+            json!({
+                "f:metadata": {"f:labels": {".": {}, "f:app": {}}},
+                "f:spec": {
+                    "f:replicas": {},
+                    "f:selector": {},
+                    "f:template": {
+                        "f:metadata": {"f:labels": {".": {}, "f:app": {}}},
+                        "f:spec": {"f:containers": {"k:{\"name\":\"c\"}": {".": {}, "f:image": {}, "f:name": {}}}}
+                    }
+                }
+            })
+        );
+    }
+
+    #[test]
+    fn more_than_ten_updaters_fold_into_ancient_changes() {
+        let s = schema();
+        let mut live = obj(json!({}));
+        record_update(
+            None,
+            &mut live,
+            "creator",
+            None,
+            Some(&s),
+            "2026-11-22T00:00:00Z",
+        );
+        for i in 0..11 {
+            let mut next = live.clone();
+            next["spec"][format!("f{i}")] = json!(i);
+            record_update(
+                Some(&live),
+                &mut next,
+                &format!("m{i:02}"),
+                None,
+                Some(&s),
+                &format!("2026-11-22T00:00:{:02}Z", i + 1),
+            );
+            live = next;
+        }
+        let es = entries(&live);
+        let managers: Vec<&str> = es.iter().map(|e| e["manager"].as_str().unwrap()).collect();
+        assert_eq!(es.len(), 10, "{managers:?}");
+        // The bucket counts as an updater: "creator", "m00" and "m01" were folded into it.
+        let bucket = es.iter().find(|e| e["manager"] == ANCIENT_CHANGES).unwrap();
+        assert_eq!(
+            bucket["fieldsV1"],
+            json!({"f:spec": {".": {}, "f:f0": {}, "f:f1": {}}})
+        );
+        assert_eq!(bucket["time"], "2026-11-22T00:00:02Z");
+        assert!(
+            !managers
+                .iter()
+                .any(|m| ["creator", "m00", "m01"].contains(m))
+        );
+    }
+
+    #[test]
+    fn kubectl_server_side_apply_rewrites_the_client_side_annotation() {
+        let mut live = obj(json!({"x": "1"}));
+        live["metadata"]["annotations"] = json!({LAST_APPLIED: "{\"old\":true}", "other": "kept"});
+        record_update(
+            None,
+            &mut live,
+            "kubectl-client-side-apply",
+            None,
+            Some(&schema()),
+            T1,
+        );
+        let live = stored(live);
+        let cfg = obj(json!({"x": "1", "y": "2"}));
+        let out = server_side_apply(
+            Some(&live),
+            &cfg,
+            "kubectl",
+            None,
+            true,
+            Some(&schema()),
+            T2,
+        )
+        .unwrap();
+        assert_eq!(
+            out["metadata"]["annotations"][LAST_APPLIED],
+            r#"{"apiVersion":"example.io/v1","kind":"Widget","metadata":{"name":"w","namespace":"ns"},"spec":{"x":"1","y":"2"}}"#
+        );
+        assert_eq!(out["metadata"]["annotations"]["other"], "kept");
+        // Stable from then on: re-applying is a no-op.
+        let again = server_side_apply(
+            Some(&out),
+            &cfg,
+            "kubectl",
+            None,
+            false,
+            Some(&schema()),
+            T3,
+        )
+        .unwrap();
+        assert_eq!(again, out);
+        // Other managers leave it alone.
+        let other =
+            server_side_apply(Some(&live), &cfg, "helm", None, true, Some(&schema()), T2).unwrap();
+        assert_eq!(
+            other["metadata"]["annotations"][LAST_APPLIED],
+            "{\"old\":true}"
+        );
+    }
+
+    #[test]
     fn finalizers_are_a_set() {
         let mut cfg = obj(json!({}));
         cfg["metadata"]["finalizers"] = json!(["a.io/x"]);
@@ -848,5 +1064,142 @@ mod tests {
                 "failed to create typed patch object: .status.conditions: duplicate entries for key [type=\"A\"]".into()
             ))
         );
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+    use crate::kube::patch::fieldset::FieldSet;
+
+    const T1: &str = "2026-11-22T01:00:00Z";
+    const T2: &str = "2026-11-22T02:00:00Z";
+    const T3: &str = "2026-11-22T03:00:00Z";
+
+    /// A CRD whose spec is untyped: maps merge key by key, lists are atomic.
+    fn schema() -> Value {
+        json!({"type": "object", "properties": {
+            "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
+        }})
+    }
+
+    /// Non-empty nested objects over a small key alphabet, so configurations overlap.
+    fn spec_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            (0..3i64).prop_map(Value::from),
+            "[xy]{1,2}".prop_map(Value::from),
+            proptest::collection::vec(0..3i64, 0..3).prop_map(|v| json!(v)),
+        ];
+        leaf.prop_recursive(3, 24, 3, |inner| {
+            proptest::collection::btree_map("[abc]", inner, 1..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect()))
+        })
+    }
+
+    fn spec_object() -> impl Strategy<Value = Value> {
+        proptest::collection::btree_map("[abcd]", spec_value(), 1..4)
+            .prop_map(|m| Value::Object(m.into_iter().collect()))
+    }
+
+    fn cfg(spec: &Value) -> Value {
+        json!({"apiVersion": "example.io/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": spec})
+    }
+
+    fn apply(
+        live: Option<&Value>,
+        spec: &Value,
+        manager: &str,
+        now: &str,
+    ) -> Result<Value, PatchError> {
+        let s = schema();
+        server_side_apply(live, &cfg(spec), manager, None, false, Some(&s), now)
+    }
+
+    fn stored(mut o: Value) -> Value {
+        o["metadata"]["uid"] = json!("u-1");
+        o
+    }
+
+    fn keyed_schema() -> Value {
+        json!({"type": "object", "properties": {"spec": {"type": "object", "properties": {
+            "tags": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}},
+            "items": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"],
+                      "items": {"type": "object", "properties": {"name": {"type": "string"}, "v": {"type": "integer"}}}}
+        }}}})
+    }
+
+    /// A spec with a set and a list-map, unique keys, in any order. Lists are non-empty:
+    /// structured-merge-diff owns nothing in an empty list, so a configuration that empties
+    /// a list prunes the whole (then unowned) spec, as on a real cluster.
+    fn keyed_spec() -> impl Strategy<Value = Value> {
+        let names = proptest::sample::subsequence(vec!["p", "q", "r", "s"], 1..4).prop_shuffle();
+        let tags = proptest::sample::subsequence(vec!["t1", "t2", "t3"], 1..3).prop_shuffle();
+        (names, proptest::collection::vec(0..3i64, 4), tags).prop_map(|(names, vs, tags)| {
+            let items: Vec<Value> = names
+                .iter()
+                .zip(vs)
+                .map(|(n, v)| json!({"name": n, "v": v}))
+                .collect();
+            json!({"items": items, "tags": tags})
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn reapplying_is_a_no_op(spec in spec_object()) {
+            let live = stored(apply(None, &spec, "op", T1).unwrap());
+            prop_assert_eq!(apply(Some(&live), &spec, "op", T2).unwrap(), live);
+        }
+
+        #[test]
+        fn the_last_configuration_of_a_sole_applier_is_the_spec(first in spec_object(), second in spec_object()) {
+            let live = stored(apply(None, &first, "op", T1).unwrap());
+            let out = apply(Some(&live), &second, "op", T2).unwrap();
+            prop_assert_eq!(&out["spec"], &second);
+        }
+
+        #[test]
+        fn appliers_of_disjoint_fields_never_conflict_and_withdraw_cleanly(a in spec_value(), b in spec_value()) {
+            let live = stored(apply(None, &json!({"a": a.clone()}), "one", T1).unwrap());
+            let both = apply(Some(&live), &json!({"b": b.clone()}), "two", T2).unwrap();
+            prop_assert_eq!(&both["spec"], &json!({"a": a, "b": b.clone()}));
+            let only_two = apply(Some(&both), &json!({}), "one", T3).unwrap();
+            prop_assert_eq!(&only_two["spec"], &json!({"b": b}));
+        }
+
+        #[test]
+        fn keyed_lists_end_as_the_sole_applier_last_applied_them(first in keyed_spec(), second in keyed_spec()) {
+            let s = keyed_schema();
+            let live = stored(server_side_apply(None, &cfg(&first), "op", None, false, Some(&s), T1).unwrap());
+            let out = server_side_apply(Some(&live), &cfg(&second), "op", None, false, Some(&s), T2).unwrap();
+            let again = server_side_apply(Some(&out), &cfg(&second), "op", None, false, Some(&s), T3).unwrap();
+            prop_assert_eq!(&out["spec"], &second);
+            prop_assert_eq!(&again, &out);
+        }
+
+        #[test]
+        fn fields_v1_round_trips(spec in spec_object()) {
+            let s = schema();
+            let node = Node::root(Some(&s), "Widget");
+            let set = typed::to_field_set(&cfg(&spec), &node);
+            prop_assert_eq!(FieldSet::from_fields_v1(&set.to_fields_v1()).unwrap(), set);
+        }
+
+        #[test]
+        fn an_update_owns_exactly_what_it_changed(before in spec_object(), after in spec_object()) {
+            let s = schema();
+            let mut created = cfg(&before);
+            record_update(None, &mut created, "creator", None, Some(&s), T1);
+            let mut updated = cfg(&after);
+            updated["metadata"]["managedFields"] = created["metadata"]["managedFields"].clone();
+            record_update(Some(&created), &mut updated, "editor", None, Some(&s), T2);
+            // Whoever owns a field, re-applying the object's own values never conflicts,
+            // and applying it by the editor changes nothing it does not already own.
+            let reapplied = apply(Some(&updated), &after, "editor", T3).unwrap();
+            prop_assert_eq!(&reapplied["spec"], &after);
+        }
     }
 }

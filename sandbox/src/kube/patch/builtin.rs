@@ -8,6 +8,8 @@
 //! spec wherever it is embedded. Anything not listed is a granular struct, and an unlisted
 //! list is atomic (the structured-merge-diff default for lists without `+listType`).
 
+use serde_json::{Value, json};
+
 /// How server-side apply treats a list.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ListType {
@@ -133,6 +135,27 @@ pub fn is_go_map(kind: &str, path: &str) -> bool {
 pub fn is_atomic_map(kind: &str, path: &str) -> bool {
     // metav1.LabelSelector is `+structType=atomic`; a Service selector is a plain map.
     ends_with_segment(path, "selector") && !(kind == "Service" && path == "spec.selector")
+}
+
+/// The JSON of a zero Go value of `kind`, minus what is stripped from managed fields: the
+/// "before" of a create. Non-pointer struct fields exist (empty) in it, so a create owns
+/// their contents but not the structs themselves (no `"."` entry for `f:spec`), exactly as
+/// kube-apiserver, which compares against `New()`. Custom resources start from `{}`.
+pub fn zero_object(kind: &str) -> Value {
+    match kind {
+        // `containers` has no omitempty: a zero PodSpec carries `"containers": null`.
+        "Deployment" => json!({
+            "spec": {"template": {"metadata": {}, "spec": {"containers": null}}, "strategy": {}},
+            "status": {}
+        }),
+        "Service" => json!({"spec": {}, "status": {"loadBalancer": {}}}),
+        "Namespace" | "PodDisruptionBudget" => json!({"spec": {}, "status": {}}),
+        "Lease" => json!({"spec": {}}),
+        "CustomResourceDefinition" => {
+            json!({"spec": {"names": {}}, "status": {"acceptedNames": {}}})
+        }
+        _ => json!({}),
+    }
 }
 
 #[cfg(test)]

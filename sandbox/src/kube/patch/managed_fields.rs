@@ -33,7 +33,8 @@ impl Entry {
             && (operation == Operation::Apply || self.api_version == api_version)
     }
 
-    /// How kube-apiserver names a manager in conflict messages (`printManager`).
+    /// How kube-apiserver names a manager in conflict messages (`printManager` of the
+    /// manager identifier, which never carries the time: `BuildManagerIdentifier`).
     pub fn describe(&self) -> String {
         let mut out = format!("{:?}", self.manager);
         if let Some(sub) = &self.subresource {
@@ -41,9 +42,6 @@ impl Entry {
         }
         if self.operation == Operation::Update {
             out.push_str(&format!(" using {}", self.api_version));
-            if let Some(time) = &self.time {
-                out.push_str(&format!(" at {time}"));
-            }
         }
         out
     }
@@ -269,10 +267,7 @@ mod tests {
     #[test]
     fn describes_managers_like_conflict_messages() {
         let mut e = entry("kubectl-patch", Operation::Update, "2026-11-22T02:00:00Z");
-        assert_eq!(
-            e.describe(),
-            r#""kubectl-patch" using v1 at 2026-11-22T02:00:00Z"#
-        );
+        assert_eq!(e.describe(), r#""kubectl-patch" using v1"#);
         e.operation = Operation::Apply;
         e.subresource = Some("status".into());
         assert_eq!(e.describe(), r#""kubectl-patch" with subresource "status""#);

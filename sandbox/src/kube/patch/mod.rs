@@ -33,13 +33,22 @@
 //! - `before-first-apply`: applying to an object without managed fields first gives its
 //!   current fields to that manager; updates to such an object stay untracked;
 //! - managed fields sent with an update replace the stored ones; `[]` or `[{}]` clears them;
-//!   an applied configuration must not carry them.
+//!   an applied configuration must not carry them;
+//! - more than 10 `Update` entries: the oldest fold into `ancient-changes`;
+//! - a server-side apply by `kubectl` rewrites an existing `last-applied-configuration`
+//!   annotation (`lastAppliedUpdater`);
+//! - a create of a built-in kind is compared with the kind's zero value (`builtin.rs`), so
+//!   `f:spec` carries no `"."` where kube-apiserver's doesn't.
 //!
 //! Not emulated: version conversion of field sets (every apiVersion of a kind is treated as
-//! the same schema), the cap of 10 `Update` entries (`ancient-changes`), unions/discriminators,
-//! `x-kubernetes-embedded-resource` metadata typing, the `last-applied-configuration`
-//! annotation upgrade path of kubectl, and validation of the applied configuration against
-//! the schema (the store's CRD engine validates the result).
+//! the same schema), unions/discriminators, `x-kubernetes-embedded-resource` metadata
+//! typing, kube-apiserver's `lastAppliedManager` (conflicts with
+//! `kubectl-client-side-apply` forgiven when the annotation matches; current kubectl upgrades
+//! the managed fields itself with a JSON patch before its first server-side apply, which
+//! works here), and
+//! validation of the applied configuration against the schema (the store's CRD engine
+//! validates the result). Like structured-merge-diff, nobody owns an empty list or map in an
+//! applied configuration, and nulls are merged as nulls (the CRD engine prunes them).
 
 mod apply;
 mod builtin;
@@ -87,7 +96,7 @@ pub struct Conflict {
     /// The field path as kube-apiserver prints it, e.g. `.spec.replicas`,
     /// `.status.conditions[type="Ready"].status`.
     pub field: String,
-    /// The Status cause message, e.g. `conflict with "kubectl-patch" using v1 at <time>`.
+    /// The Status cause message, e.g. `conflict with "kubectl-client-side-apply" using apps/v1`.
     pub cause: String,
 }
 

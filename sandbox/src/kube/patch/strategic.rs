@@ -30,10 +30,7 @@ pub fn strategic_merge_patch(live: &Value, patch: &Value, kind: &str) -> Result<
         )));
     };
     let ctx = Ctx { kind };
-    match ctx.merge_map(original.clone(), patch, "")? {
-        Some(out) => Ok(Value::Object(out)),
-        None => Ok(Value::Object(Map::new())),
-    }
+    Ok(Value::Object(ctx.merge_map(original.clone(), patch, "")?))
 }
 
 struct Ctx<'k> {
@@ -75,24 +72,83 @@ fn string_list(value: &Value, directive: &str) -> Result<Vec<Value>, PatchError>
         .ok_or_else(|| bad(format!("invalid patch: {directive} must be a list")))
 }
 
+/// How an item is identified in a list: its merge key's value, or itself for scalars.
+fn identity<'v>(item: &'v Value, key: Option<&str>) -> Option<&'v Value> {
+    match key {
+        Some(k) => item.get(k),
+        None => Some(item),
+    }
+}
+
+fn index_in(list: &[Value], item: &Value, key: Option<&str>) -> Option<usize> {
+    let id = identity(item, key)?;
+    list.iter().position(|v| identity(v, key) == Some(id))
+}
+
+/// The order strategic merge patch gives a merged list (`normalizeElementOrder`): items
+/// named by `patch_order` in that order, the others in their `server_order` order, the two
+/// interleaved by their live positions (`mergeSortedSlice`).
+fn normalize_order(
+    merged: Vec<Value>,
+    patch_order: &[Value],
+    server_order: &[Value],
+    key: Option<&str>,
+) -> Vec<Value> {
+    let (mut from_patch, mut server_only): (Vec<Value>, Vec<Value>) = merged
+        .into_iter()
+        .partition(|item| index_in(patch_order, item, key).is_some());
+    from_patch.sort_by_key(|item| index_in(patch_order, item, key));
+    server_only.sort_by_key(|item| index_in(server_order, item, key));
+    let mut out = Vec::with_capacity(from_patch.len() + server_only.len());
+    let (mut left, mut right) = (
+        server_only.into_iter().peekable(),
+        from_patch.into_iter().peekable(),
+    );
+    loop {
+        let take_left = match (left.peek(), right.peek()) {
+            (None, None) => break,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (Some(l), Some(r)) => {
+                match (
+                    index_in(server_order, l, key),
+                    index_in(server_order, r, key),
+                ) {
+                    (Some(li), Some(ri)) => li < ri,
+                    _ => false,
+                }
+            }
+        };
+        out.extend(if take_left { left.next() } else { right.next() });
+    }
+    out
+}
+
 impl Ctx<'_> {
-    /// Merges `patch` into `original`; None when the patch deletes the map (`$patch: delete`).
+    /// Merges `patch` into `original` (`mergeMap`).
     fn merge_map(
         &self,
         mut original: Map<String, Value>,
         patch: &Map<String, Value>,
         path: &str,
-    ) -> Result<Option<Map<String, Value>>, PatchError> {
-        match patch.get(PATCH).map(|v| v.as_str()) {
-            None | Some(Some("merge")) => {}
-            Some(Some("replace")) => {
-                return match clean(&Value::Object(patch.clone())) {
-                    Value::Object(map) => Ok(Some(map)),
+    ) -> Result<Map<String, Value>, PatchError> {
+        if let Some(directive) = patch.get(PATCH) {
+            // A map-level directive replaces the merge; `delete` leaves an empty map
+            // (`handleDirectiveInMergeMap`), only list items are removed by it.
+            return match directive.as_str() {
+                Some("replace") => match clean(&Value::Object(patch.clone())) {
+                    Value::Object(map) => Ok(map),
                     _ => unreachable!("clean keeps objects"),
-                };
-            }
-            Some(Some("delete")) => return Ok(None),
-            Some(other) => return Err(bad(format!("Unknown patch type: {}", other.unwrap_or("")))),
+                },
+                Some("delete") => Ok(Map::new()),
+                _ => Err(bad(format!(
+                    "unknown patch type: {} in map: {}",
+                    directive
+                        .as_str()
+                        .map_or_else(|| directive.to_string(), str::to_owned),
+                    Value::Object(patch.clone())
+                ))),
+            };
         }
         if let Some(retain) = patch.get(RETAIN_KEYS) {
             // `retainKeys` strategy (e.g. a Deployment's `spec.strategy`, pod volumes): fields
@@ -117,152 +173,163 @@ impl Ctx<'_> {
             }
             original.retain(|k, _| keep.contains(&k.as_str()));
         }
+        // `$setElementOrder/<list>` is merged first, together with its list
+        // (`mergePatchIntoOriginal`); that list is then done.
+        let mut done: Vec<&str> = Vec::new();
+        for (key, value) in patch {
+            let Some(list) = key.strip_prefix(SET_ELEMENT_ORDER) else {
+                continue;
+            };
+            let order = string_list(value, SET_ELEMENT_ORDER)?;
+            let list_path = child_path(path, list);
+            let merge_key = match builtin::patch_strategy(self.kind, &list_path) {
+                PatchStrategy::MergeByKey(k) => Some(k),
+                _ => None,
+            };
+            let live = match original.get(list) {
+                Some(Value::Array(items)) => Some(items.clone()),
+                _ => None,
+            };
+            let merged = match (live.clone(), patch.get(list)) {
+                (Some(items), None) => items,
+                (None, Some(Value::Array(p))) => p.iter().map(clean).collect(),
+                (Some(items), Some(Value::Array(p))) => self.merge_list(items, p, &list_path)?,
+                (None, None) => continue,
+                (_, Some(other)) => {
+                    return Err(bad(format!(
+                        "invalid patch: {list} must be a list, got {other}"
+                    )));
+                }
+            };
+            let ordered = normalize_order(
+                merged,
+                &order,
+                live.as_deref().unwrap_or_default(),
+                merge_key,
+            );
+            original.insert(list.to_owned(), Value::Array(ordered));
+            done.push(list);
+        }
         for (key, value) in patch {
             if let Some(list) = key.strip_prefix(DELETE_FROM_PRIMITIVE_LIST) {
                 let doomed = string_list(value, DELETE_FROM_PRIMITIVE_LIST)?;
                 if let Some(Value::Array(items)) = original.get_mut(list) {
                     items.retain(|item| !doomed.contains(item));
                 }
-            }
-        }
-        for (key, value) in patch {
-            if key.starts_with('$') {
                 continue;
             }
-            let field_path = child_path(path, key);
+            if key.starts_with('$') || done.contains(&key.as_str()) {
+                continue;
+            }
             if value.is_null() {
                 original.shift_remove(key);
                 continue;
             }
+            let field_path = child_path(path, key);
             let merged = match (original.shift_remove(key), value) {
                 (Some(Value::Object(live)), Value::Object(p)) => {
-                    self.merge_map(live, p, &field_path)?.map(Value::Object)
+                    Value::Object(self.merge_map(live, p, &field_path)?)
                 }
                 (Some(Value::Array(live)), Value::Array(p)) => {
-                    Some(Value::Array(self.merge_list(live, p, &field_path)?))
+                    Value::Array(self.merge_list(live, p, &field_path)?)
                 }
-                (None, Value::Object(p))
-                    if p.get(PATCH).and_then(Value::as_str) == Some("delete") =>
-                {
-                    None
-                }
-                (None, Value::Array(p)) => {
-                    Some(Value::Array(self.merge_list(Vec::new(), p, &field_path)?))
-                }
-                _ => Some(clean(value)),
+                _ => clean(value),
             };
-            if let Some(merged) = merged {
-                original.insert(key.clone(), merged);
-            }
+            original.insert(key.clone(), merged);
         }
-        for (key, value) in patch {
-            if let Some(list) = key.strip_prefix(SET_ELEMENT_ORDER) {
-                let order = string_list(value, SET_ELEMENT_ORDER)?;
-                let strategy = builtin::patch_strategy(self.kind, &child_path(path, list));
-                if let Some(Value::Array(items)) = original.get_mut(list) {
-                    reorder(items, &order, &strategy);
-                }
-            }
-        }
-        Ok(Some(original))
+        Ok(original)
     }
 
+    /// Merges a list by its patch strategy (`mergeSliceHandler`, `mergeSlice`).
     fn merge_list(
         &self,
-        mut live: Vec<Value>,
+        live: Vec<Value>,
         patch: &[Value],
         path: &str,
     ) -> Result<Vec<Value>, PatchError> {
+        if live.is_empty() && patch.is_empty() {
+            return Ok(live);
+        }
         match builtin::patch_strategy(self.kind, path) {
             PatchStrategy::Replace => Ok(patch.iter().map(clean).collect()),
             PatchStrategy::MergePrimitives => {
+                let mut merged = live.clone();
                 for item in patch {
-                    if !live.contains(item) {
-                        live.push(item.clone());
+                    if !merged.contains(item) {
+                        merged.push(item.clone());
                     }
                 }
-                Ok(live)
+                Ok(normalize_order(merged, patch, &live, None))
             }
             PatchStrategy::MergeByKey(key) => {
-                if patch
-                    .iter()
-                    .any(|p| p.get(PATCH).and_then(Value::as_str) == Some("replace"))
-                {
-                    return Ok(patch
-                        .iter()
-                        .filter(|p| p.get(PATCH).is_none())
-                        .map(clean)
-                        .collect());
-                }
-                let item_path = format!("{path}[]");
+                let mut live = live;
+                let mut plain: Vec<&Map<String, Value>> = Vec::new();
+                let mut replace = false;
                 for item in patch {
                     let Value::Object(p) = item else {
                         return Err(bad(format!(
-                            "invalid patch: items of {path} must be objects with the merge key {key:?}"
+                            "invalid patch: items of {path} must be objects, got {item}"
                         )));
                     };
-                    let Some(id) = p.get(key) else {
-                        return Err(bad(format!(
-                            "map: {p:?} does not contain declared merge key: {key}"
-                        )));
-                    };
-                    let pos = live.iter().position(|l| l.get(key) == Some(id));
-                    if p.get(PATCH).and_then(Value::as_str) == Some("delete") {
-                        live.retain(|l| l.get(key) != Some(id));
-                        continue;
+                    match p.get(PATCH).map(|d| d.as_str()) {
+                        None => plain.push(p),
+                        Some(Some("delete")) => {
+                            let id = p.get(key).ok_or_else(|| no_merge_key(p, key))?;
+                            live.retain(|l| l.get(key) != Some(id));
+                        }
+                        Some(Some("replace")) => replace = true,
+                        Some(Some("merge")) => {
+                            return Err(bad("merging lists cannot yet be specified in the patch"));
+                        }
+                        Some(_) => {
+                            return Err(bad(format!(
+                                "unknown patch type: {} in map: {item}",
+                                p[PATCH]
+                            )));
+                        }
                     }
-                    match pos {
+                }
+                if replace {
+                    return Ok(plain
+                        .into_iter()
+                        .map(|p| clean(&Value::Object(p.clone())))
+                        .collect());
+                }
+                let server_order = live.clone();
+                let item_path = format!("{path}[]");
+                for p in &plain {
+                    let id = p.get(key).ok_or_else(|| no_merge_key(p, key))?;
+                    match live.iter().position(|l| l.get(key) == Some(id)) {
                         Some(i) => {
-                            let current = std::mem::take(&mut live[i]);
-                            let base = match current {
+                            let base = match std::mem::take(&mut live[i]) {
                                 Value::Object(m) => m,
                                 _ => Map::new(),
                             };
-                            match self.merge_map(base, p, &item_path)? {
-                                Some(m) => live[i] = Value::Object(m),
-                                None => {
-                                    live.remove(i);
-                                }
-                            }
+                            live[i] = Value::Object(self.merge_map(base, p, &item_path)?);
                         }
-                        None => live.push(clean(item)),
+                        None => live.push(clean(&Value::Object((*p).clone()))),
                     }
                 }
-                Ok(live)
+                let patch_order: Vec<Value> = plain
+                    .into_iter()
+                    .map(|p| Value::Object(p.clone()))
+                    .collect();
+                Ok(normalize_order(
+                    live,
+                    &patch_order,
+                    &server_order,
+                    Some(key),
+                ))
             }
         }
     }
 }
 
-/// Applies `$setElementOrder`: the listed items take the listed order; items the patch did
-/// not list (present only on the server) keep their place relative to the others.
-fn reorder(items: &mut Vec<Value>, order: &[Value], strategy: &PatchStrategy) {
-    let id = |v: &Value| -> Value {
-        match strategy {
-            PatchStrategy::MergeByKey(key) => v.get(*key).cloned().unwrap_or(Value::Null),
-            _ => v.clone(),
-        }
-    };
-    let order_ids: Vec<Value> = order.iter().map(id).collect();
-    let rank = |v: &Value| order_ids.iter().position(|o| *o == id(v));
-    let mut listed: Vec<Value> = items
-        .iter()
-        .filter(|v| rank(v).is_some())
-        .cloned()
-        .collect();
-    listed.sort_by_key(|v| rank(v));
-    let mut listed = listed.into_iter();
-    let reordered: Vec<Value> = items
-        .iter()
-        .map(|v| {
-            if rank(v).is_some() {
-                listed.next().expect("as many listed as slots")
-            } else {
-                v.clone()
-            }
-        })
-        .collect();
-    *items = reordered;
+fn no_merge_key(item: &Map<String, Value>, key: &str) -> PatchError {
+    bad(format!(
+        "map: {} does not contain declared merge key: {key}",
+        Value::Object(item.clone())
+    ))
 }
 
 #[cfg(test)]
@@ -336,16 +403,19 @@ mod tests {
     fn map_directives() {
         let out = patch(json!({"metadata": {"labels": {"$patch": "replace", "b": "2"}}}));
         assert_eq!(out["metadata"]["labels"], json!({"b": "2"}));
+        // A map-level delete leaves an empty map (only list items disappear).
         let out = patch(json!({"spec": {"strategy": {"$patch": "delete"}}}));
-        assert!(out["spec"].get("strategy").is_none());
+        assert_eq!(out["spec"]["strategy"], json!({}));
         let err = strategic_merge_patch(
             &deployment(),
-            &json!({"spec": {"$patch": "nope"}}),
+            &json!({"spec": {"$patch": "merge"}}),
             "Deployment",
         );
         assert_eq!(
             err,
-            Err(PatchError::BadRequest("Unknown patch type: nope".into()))
+            Err(PatchError::BadRequest(
+                r#"unknown patch type: merge in map: {"$patch":"merge"}"#.into()
+            ))
         );
     }
 
@@ -383,10 +453,50 @@ mod tests {
                 .is_none()
         );
 
+        // The patch's order wins for the items it names.
         let out = patch(json!({"metadata": {"finalizers": ["y", "x"]}}));
-        assert_eq!(out["metadata"]["finalizers"], json!(["x", "y"]));
+        assert_eq!(out["metadata"]["finalizers"], json!(["y", "x"]));
+        let out = patch(json!({"metadata": {"finalizers": ["z"]}}));
+        // A new item comes before server-only ones (mergeSortedSlice takes the patch side
+        // when either item is missing from the live list).
+        assert_eq!(out["metadata"]["finalizers"], json!(["z", "x"]));
         let out = patch(json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["x"]}}));
         assert_eq!(out["metadata"]["finalizers"], json!([]));
+    }
+
+    #[test]
+    fn new_items_take_their_place_in_the_patch_order() {
+        // Live [app, sidecar]; the patch names [new, app]: kube's mergeSortedSlice gives
+        // [new, app, sidecar].
+        let out = patch(json!({"spec": {"template": {"spec": {"containers": [
+            {"name": "new", "image": "n"}, {"name": "app", "image": "app:3"}
+        ]}}}}));
+        let names: Vec<&str> = out["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["new", "app", "sidecar"]);
+    }
+
+    #[test]
+    fn kubectl_three_way_patch_with_deletions_and_order() {
+        // What kubectl apply sends after removing env B and adding D before A.
+        let out = patch(json!({"spec": {"template": {"spec": {
+            "$setElementOrder/containers": [{"name": "app"}, {"name": "sidecar"}],
+            "containers": [{
+                "name": "app",
+                "$setElementOrder/env": [{"name": "D"}, {"name": "A"}],
+                "env": [{"name": "D", "value": "4"}, {"name": "B", "$patch": "delete"}]
+            }]
+        }}}}));
+        let app = &out["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(
+            app["env"],
+            json!([{"name": "D", "value": "4"}, {"name": "A", "value": "1"}])
+        );
+        assert!(app.get("$setElementOrder/env").is_none());
     }
 
     #[test]

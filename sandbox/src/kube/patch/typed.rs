@@ -160,9 +160,18 @@ fn compare_at(
     path: &mut Path,
     out: &mut Comparison,
 ) {
-    let present = rhs.or(lhs).expect("compare needs at least one side");
+    // A null takes the form of the other side (structured-merge-diff: "nil is a wildcard"),
+    // but unlike an absent field it does not make the whole map or list added or removed.
+    let present = match (lhs, rhs) {
+        (_, Some(r)) if !r.is_null() => r,
+        (Some(l), _) => l,
+        (None, Some(r)) => r,
+        (None, None) => unreachable!("compare needs at least one side"),
+    };
     let kinds_match = match (lhs, rhs) {
-        (Some(l), Some(r)) => std::mem::discriminant(l) == std::mem::discriminant(r),
+        (Some(l), Some(r)) => {
+            l.is_null() || r.is_null() || std::mem::discriminant(l) == std::mem::discriminant(r)
+        }
         _ => true,
     };
     // Empty containers on both sides are compared as leaves, which keeps the empty/null
