@@ -1,0 +1,498 @@
+//! kube-rs tier: kube 5 (client and runtime) against the Kubernetes emulator over HTTP,
+//! exercising what an operator relies on: `Controller` + `watcher` (paged and streaming
+//! initial lists), recovery after dropped watches and after 410 Gone, the finalizer helper,
+//! status server-side apply, `Recorder` events and Leases. Each test starts its own emulator
+//! process and installs the Widget test CRD (`fixtures/widget-crd.yaml`) through kube-rs.
+
+#[path = "kube_support/mod.rs"]
+mod kube_support;
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::{
+    api::{
+        coordination::v1::{Lease, LeaseSpec},
+        core::v1::{Event as CoreEvent, Namespace},
+        events::v1::Event as EventsV1Event,
+    },
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+};
+use kube::{
+    Api, Client, Config, CustomResource, Resource, ResourceExt,
+    api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams, WatchEvent, WatchParams},
+    config::{KubeConfigOptions, Kubeconfig},
+    runtime::{
+        Controller,
+        controller::{self, Action},
+        events::{Event as RecorderEvent, EventType, Recorder, Reporter},
+        finalizer::{Event as FinalizerEvent, finalizer},
+        reflector::ObjectRef,
+        wait::{await_condition, conditions},
+        watcher,
+    },
+};
+use kube_support::{Emulator, GENEROUS};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+/// The Widget test CRD as a typed kube-rs resource. The schema lives in the fixture (the CRD
+/// is installed from it), so the derive does not generate one.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "example.com",
+    version = "v1",
+    kind = "Widget",
+    namespaced,
+    status = "WidgetStatus",
+    schema = "disabled"
+)]
+struct WidgetSpec {
+    size: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    replicas: Option<i64>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+struct WidgetStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    phase: Option<String>,
+}
+
+/// A running emulator with a kube-rs client for it.
+struct Harness {
+    emu: Emulator,
+    client: Client,
+    http: reqwest::Client,
+}
+
+impl Harness {
+    /// Start an emulator, connect kube-rs through the kubeconfig it wrote, install the Widget
+    /// CRD (waiting for Established) and create namespace `ns`.
+    async fn start(ns: &str) -> Self {
+        let emu = Emulator::start();
+        let kubeconfig = Kubeconfig::read_from(emu.kubeconfig()).expect("read kubeconfig");
+        let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .expect("kubeconfig to kube::Config");
+        let client = Client::try_from(config).expect("kube client");
+
+        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+        let yaml = std::fs::read_to_string(kube_support::fixture("widget-crd.yaml")).expect("fixture");
+        let crd: CustomResourceDefinition = serde_yaml::from_str(&yaml).expect("CRD fixture");
+        crds.create(&PostParams::default(), &crd).await.expect("create CRD");
+        within(await_condition(crds, "widgets.example.com", conditions::is_crd_established()))
+            .await
+            .expect("CRD established");
+
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        let namespace = Namespace { metadata: ObjectMeta { name: Some(ns.into()), ..Default::default() }, ..Default::default() };
+        namespaces.create(&PostParams::default(), &namespace).await.expect("create namespace");
+        Self { emu, client, http: reqwest::Client::new() }
+    }
+
+    fn widgets(&self, ns: &str) -> Api<Widget> {
+        Api::namespaced(self.client.clone(), ns)
+    }
+
+    /// POST to an admin endpoint under `/_sandbox/` (fault injection).
+    async fn admin_post(&self, path: &str) {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.emu.base_url()))
+            .send()
+            .await
+            .expect("admin request");
+        assert!(resp.status().is_success(), "POST {path}: {}", resp.status());
+    }
+}
+
+fn widget(name: &str, size: &str) -> Widget {
+    let mut w = Widget::new(name, WidgetSpec { size: size.into(), replicas: None });
+    w.metadata.labels = Some([("app".to_string(), "kube-rs-tier".to_string())].into());
+    w
+}
+
+/// Bound any wait on the emulator by [`GENEROUS`], failing the test instead of hanging.
+async fn within<F: std::future::Future>(fut: F) -> F::Output {
+    tokio::time::timeout(GENEROUS, fut).await.expect("timed out waiting on the emulator")
+}
+
+/// Poll `probe` every 100 ms until it returns `Some`, for at most [`GENEROUS`].
+async fn eventually<T, Fut>(what: &str, mut probe: impl FnMut() -> Fut) -> T
+where
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let poll = async {
+        loop {
+            if let Some(v) = probe().await {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(GENEROUS, poll).await.unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ReconcileError {
+    #[error(transparent)]
+    Kube(#[from] kube::Error),
+    #[error(transparent)]
+    Finalizer(#[from] Box<kube::runtime::finalizer::Error<kube::Error>>),
+}
+
+/// What the test controller's reconcile saw: (name, spec.size) per call.
+type Seen = Arc<Mutex<Vec<(String, String)>>>;
+
+/// Run a Controller over Widgets in `ns` with watcher config `wc`, and check that it sees a
+/// create, an update and a delete.
+async fn controller_sees_lifecycle(ns: &str, wc: watcher::Config) {
+    let h = Harness::start(ns).await;
+    let api = h.widgets(ns);
+    let seen: Seen = Arc::default();
+    let controller = Controller::new(api.clone(), wc).with_config(controller::Config::default().concurrency(2));
+    let store = controller.store();
+    let run = tokio::spawn(
+        controller
+            .run(
+                |obj: Arc<Widget>, seen: Arc<Seen>| async move {
+                    seen.lock().unwrap().push((obj.name_any(), obj.spec.size.clone()));
+                    Ok::<_, ReconcileError>(Action::await_change())
+                },
+                |_, _, _| Action::requeue(Duration::from_secs(1)),
+                Arc::new(seen.clone()),
+            )
+            .for_each(|_| async {}),
+    );
+    let saw = |size: &'static str| {
+        let seen = seen.clone();
+        move || {
+            let hit = seen.lock().unwrap().iter().any(|(n, s)| n == "w1" && s == size);
+            async move { hit.then_some(()) }
+        }
+    };
+
+    api.create(&PostParams::default(), &widget("w1", "small")).await.expect("create");
+    eventually("reconcile of the created widget", saw("small")).await;
+
+    api.patch("w1", &PatchParams::default(), &Patch::Merge(json!({"spec": {"size": "large"}})))
+        .await
+        .expect("patch");
+    eventually("reconcile of the updated widget", saw("large")).await;
+
+    api.delete("w1", &DeleteParams::default()).await.expect("delete");
+    let key = ObjectRef::<Widget>::new("w1").within(ns);
+    eventually("the controller's store to drop the deleted widget", || {
+        let gone = store.get(&key).is_none();
+        async move { gone.then_some(()) }
+    })
+    .await;
+    run.abort();
+}
+
+#[tokio::test]
+async fn controller_with_paged_lists_sees_create_update_delete() {
+    controller_sees_lifecycle("paged", watcher::Config::default()).await;
+}
+
+#[tokio::test]
+async fn controller_with_streaming_lists_sees_create_update_delete() {
+    controller_sees_lifecycle("streaming", watcher::Config::default().streaming_lists()).await;
+}
+
+/// Events a raw `watcher` stream delivered, as (kind, name) with kind one of
+/// `Init`, `InitApply`, `InitDone`, `Apply`, `Delete`.
+type Journal = Arc<Mutex<Vec<(&'static str, String)>>>;
+
+fn spawn_journal(api: Api<Widget>, wc: watcher::Config) -> (Journal, tokio::task::JoinHandle<()>) {
+    let journal: Journal = Arc::default();
+    let sink = journal.clone();
+    let task = tokio::spawn(async move {
+        let mut stream = watcher(api, wc).boxed();
+        while let Some(ev) = stream.next().await {
+            let entry = match ev {
+                Ok(watcher::Event::Init) => ("Init", String::new()),
+                Ok(watcher::Event::InitApply(o)) => ("InitApply", o.name_any()),
+                Ok(watcher::Event::InitDone) => ("InitDone", String::new()),
+                Ok(watcher::Event::Apply(o)) => ("Apply", o.name_any()),
+                Ok(watcher::Event::Delete(o)) => ("Delete", o.name_any()),
+                // Errors are what recovery is about; the watcher retries after them, and
+                // the journal shows whether it recovered. Back off a little so a broken
+                // emulator does not spin a core.
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    ("Error", String::new())
+                }
+            };
+            sink.lock().unwrap().push(entry);
+        }
+    });
+    (journal, task)
+}
+
+async fn journal_has(journal: &Journal, what: &str, kind: &'static str, name: &str) -> usize {
+    let journal = journal.clone();
+    let name = name.to_string();
+    eventually(what, || {
+        let pos = journal.lock().unwrap().iter().position(|(k, n)| *k == kind && *n == name);
+        async move { pos }
+    })
+    .await
+}
+
+async fn watcher_recovers(ns: &str, wc: watcher::Config) {
+    let h = Harness::start(ns).await;
+    let api = h.widgets(ns);
+    let (journal, task) = spawn_journal(api.clone(), wc);
+    journal_has(&journal, "the initial list", "InitDone", "").await;
+
+    api.create(&PostParams::default(), &widget("before-drop", "small")).await.expect("create");
+    journal_has(&journal, "the first create", "Apply", "before-drop").await;
+
+    // The emulator ends every open watch; the watcher resumes from its last resourceVersion
+    // and misses nothing written afterwards.
+    h.admin_post("/_sandbox/watches/drop").await;
+    api.create(&PostParams::default(), &widget("after-drop", "small")).await.expect("create");
+    journal_has(&journal, "a create after the watches were dropped", "Apply", "after-drop").await;
+    api.delete("before-drop", &DeleteParams::default()).await.expect("delete");
+    journal_has(&journal, "a delete after the watches were dropped", "Delete", "before-drop").await;
+
+    // `expire` compacts the history and arms a one-shot 410 for the next watch resuming
+    // from a version issued before it, so the resumed watch fails with an in-stream 410
+    // Expired and the watcher must re-list (a new Init ... InitDone), then keep watching.
+    let done_before = journal.lock().unwrap().iter().filter(|(k, _)| *k == "InitDone").count();
+    h.admin_post("/_sandbox/watches/expire").await;
+    h.admin_post("/_sandbox/watches/drop").await;
+    eventually("a complete re-list after 410 Gone", || {
+        let done = journal.lock().unwrap().iter().filter(|(k, _)| *k == "InitDone").count();
+        async move { (done > done_before).then_some(()) }
+    })
+    .await;
+    api.create(&PostParams::default(), &widget("after-expire", "small")).await.expect("create");
+    journal_has(&journal, "a create after the re-list", "Apply", "after-expire").await;
+    let relisted: Vec<_> = {
+        let j = journal.lock().unwrap();
+        let last_init = j.iter().rposition(|(k, _)| *k == "Init").expect("an Init");
+        j[last_init..].iter().filter(|(k, _)| *k == "InitApply").map(|(_, n)| n.clone()).collect()
+    };
+    assert_eq!(relisted, ["after-drop"], "the re-list must carry exactly the live objects");
+    let j = journal.lock().unwrap().clone();
+    let last_init = j.iter().rposition(|(k, _)| *k == "Init").expect("an Init");
+    assert_eq!(j[last_init - 1].0, "Error", "the re-list must follow the 410 error: {j:?}");
+    task.abort();
+}
+
+#[tokio::test]
+async fn paged_watcher_recovers_after_dropped_watches_and_410() {
+    watcher_recovers("recover-paged", watcher::Config::default()).await;
+}
+
+#[tokio::test]
+async fn streaming_watcher_recovers_after_dropped_watches_and_410() {
+    watcher_recovers("recover-streaming", watcher::Config::default().streaming_lists()).await;
+}
+
+const FINALIZER: &str = "example.com/cleanup";
+
+#[tokio::test]
+async fn finalizer_helper_adds_and_removes_its_finalizer() {
+    let ns = "finalizer";
+    let h = Harness::start(ns).await;
+    let api = h.widgets(ns);
+    let cleanups: Arc<Mutex<Vec<String>>> = Arc::default();
+    let ctx = Arc::new((api.clone(), cleanups.clone()));
+    let run = tokio::spawn(
+        Controller::new(api.clone(), watcher::Config::default())
+            .with_config(controller::Config::default().concurrency(2))
+            .run(
+                |obj: Arc<Widget>, ctx: Arc<(Api<Widget>, Arc<Mutex<Vec<String>>>)>| async move {
+                    let (api, cleanups) = &*ctx;
+                    finalizer(api, FINALIZER, obj, |ev| async move {
+                        if let FinalizerEvent::Cleanup(w) = ev {
+                            cleanups.lock().unwrap().push(w.name_any());
+                        }
+                        Ok::<_, kube::Error>(Action::await_change())
+                    })
+                    .await
+                    .map_err(|e| ReconcileError::Finalizer(Box::new(e)))
+                },
+                |_, _, _| Action::requeue(Duration::from_secs(1)),
+                ctx,
+            )
+            .for_each(|_| async {}),
+    );
+
+    api.create(&PostParams::default(), &widget("w1", "small")).await.expect("create");
+    eventually("the finalizer to be added", || {
+        let api = api.clone();
+        async move {
+            let w = api.get("w1").await.ok()?;
+            w.finalizers().iter().any(|f| f == FINALIZER).then_some(())
+        }
+    })
+    .await;
+
+    api.delete("w1", &DeleteParams::default()).await.expect("delete");
+    eventually("the finalizer to be removed and the widget gone", || {
+        let api = api.clone();
+        async move { matches!(api.get_opt("w1").await, Ok(None)).then_some(()) }
+    })
+    .await;
+    assert_eq!(*cleanups.lock().unwrap(), ["w1"], "cleanup must run exactly once");
+    run.abort();
+}
+
+#[tokio::test]
+async fn status_apply_keeps_generation_and_unchanged_apply_is_a_no_op() {
+    let ns = "status-apply";
+    let h = Harness::start(ns).await;
+    let api = h.widgets(ns);
+    let created = api.create(&PostParams::default(), &widget("w1", "small")).await.expect("create");
+    assert_eq!(created.metadata.generation, Some(1));
+    let rv0 = created.resource_version().expect("resourceVersion");
+
+    let mut events = api
+        .watch(&WatchParams::default().fields("metadata.name=w1"), &rv0)
+        .await
+        .expect("watch")
+        .boxed();
+
+    let status = json!({
+        "apiVersion": "example.com/v1",
+        "kind": "Widget",
+        "status": {"phase": "Running"},
+    });
+    let pp = PatchParams::apply("widget-tester");
+    let applied = api.patch_status("w1", &pp, &Patch::Apply(&status)).await.expect("status apply");
+    assert_eq!(applied.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Running"));
+    assert_eq!(applied.metadata.generation, Some(1), "a status write must not bump generation");
+    let rv1 = applied.resource_version().expect("resourceVersion");
+    assert_ne!(rv1, rv0);
+    let entry = applied
+        .metadata
+        .managed_fields
+        .as_ref()
+        .and_then(|mf| mf.iter().find(|m| m.manager.as_deref() == Some("widget-tester")))
+        .cloned()
+        .expect("managedFields entry of widget-tester");
+    assert_eq!(entry.operation.as_deref(), Some("Apply"));
+    assert_eq!(entry.subresource.as_deref(), Some("status"));
+
+    // The same apply again changes nothing: same resourceVersion, and no watch event.
+    let again = api.patch_status("w1", &pp, &Patch::Apply(&status)).await.expect("status apply");
+    assert_eq!(again.resource_version().as_deref(), Some(rv1.as_str()));
+    assert_eq!(again.metadata.generation, Some(1));
+
+    // A marker write after the no-op: the watch must show the first apply, then the marker,
+    // and nothing in between.
+    api.patch("w1", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"marker": "1"}}})))
+        .await
+        .expect("marker patch");
+    let mut seen = Vec::new();
+    while let Some(ev) = within(events.try_next()).await.expect("watch stream") {
+        match ev {
+            WatchEvent::Modified(w) => {
+                let marker = w.labels().contains_key("marker");
+                seen.push(w.resource_version().unwrap_or_default());
+                if marker {
+                    break;
+                }
+            }
+            WatchEvent::Bookmark(_) => {}
+            other => panic!("unexpected watch event {other:?}"),
+        }
+    }
+    assert_eq!(seen.len(), 2, "expected the status apply and the marker only, got {seen:?}");
+    assert_eq!(seen[0], rv1);
+}
+
+#[tokio::test]
+async fn recorder_events_are_visible_as_core_and_events_k8s_io() {
+    let ns = "events";
+    let h = Harness::start(ns).await;
+    let api = h.widgets(ns);
+    let w = api.create(&PostParams::default(), &widget("w1", "small")).await.expect("create");
+    let recorder = Recorder::new(
+        h.client.clone(),
+        Reporter { controller: "widget-controller".into(), instance: Some("widget-controller-0".into()) },
+    );
+    let ev = RecorderEvent {
+        type_: EventType::Normal,
+        reason: "Reconciled".into(),
+        note: Some("widget is in shape".into()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    let reference = w.object_ref(&());
+    recorder.publish(&ev, &reference).await.expect("publish");
+    // A repeat of the same event becomes a series on the same object (the Recorder patches it).
+    recorder.publish(&ev, &reference).await.expect("publish again");
+
+    let new_api: Api<EventsV1Event> = Api::namespaced(h.client.clone(), ns);
+    let list = new_api.list(&Default::default()).await.expect("list events.k8s.io");
+    let mine: Vec<_> = list.items.iter().filter(|e| e.reason.as_deref() == Some("Reconciled")).collect();
+    assert_eq!(mine.len(), 1, "{:?}", list.items);
+    let e = mine[0];
+    assert_eq!(e.note.as_deref(), Some("widget is in shape"));
+    assert_eq!(e.reporting_controller.as_deref(), Some("widget-controller"));
+    assert_eq!(e.regarding.as_ref().and_then(|r| r.name.as_deref()), Some("w1"));
+    assert_eq!(e.series.as_ref().map(|s| s.count), Some(2), "{e:?}");
+
+    let core_api: Api<CoreEvent> = Api::namespaced(h.client.clone(), ns);
+    let list = core_api.list(&Default::default()).await.expect("list core/v1 events");
+    let core = list
+        .items
+        .iter()
+        .find(|e| e.reason.as_deref() == Some("Reconciled"))
+        .unwrap_or_else(|| panic!("no core/v1 view of the event: {:?}", list.items));
+    assert_eq!(core.metadata.name, e.metadata.name);
+    assert_eq!(core.message.as_deref(), Some("widget is in shape"));
+    assert_eq!(core.involved_object.name.as_deref(), Some("w1"));
+    assert_eq!(core.involved_object.kind.as_deref(), Some("Widget"));
+    assert_eq!(core.type_.as_deref(), Some("Normal"));
+    assert_eq!(core.reporting_component.as_deref(), Some("widget-controller"));
+    // The series is the same object in both views; core/v1 `count` is the separate
+    // deprecatedCount (pkg/apis/events/v1 conversion), which the Recorder never sets.
+    assert_eq!(core.series.as_ref().and_then(|s| s.count), Some(2), "{core:?}");
+    assert_eq!(core.count, None);
+}
+
+#[tokio::test]
+async fn leases_can_be_created_updated_and_managed() {
+    let ns = "leases";
+    let h = Harness::start(ns).await;
+    let leases: Api<Lease> = Api::namespaced(h.client.clone(), ns);
+
+    // Plain create and optimistic-concurrency update.
+    let lease = Lease {
+        metadata: ObjectMeta { name: Some("plain".into()), ..Default::default() },
+        spec: Some(LeaseSpec { holder_identity: Some("a".into()), lease_duration_seconds: Some(15), ..Default::default() }),
+    };
+    let mut created = leases.create(&PostParams::default(), &lease).await.expect("create lease");
+    created.spec.as_mut().expect("spec").holder_identity = Some("b".into());
+    let updated = leases.replace("plain", &PostParams::default(), &created).await.expect("replace lease");
+    assert_eq!(updated.spec.and_then(|s| s.holder_identity).as_deref(), Some("b"));
+    // Replacing with the now stale resourceVersion is a conflict.
+    let stale = leases.replace("plain", &PostParams::default(), &created).await;
+    assert!(matches!(stale, Err(kube::Error::Api(ref s)) if s.code == 409), "{stale:?}");
+
+    // kube-lease-manager (server-side apply on the Lease) acquires and releases it.
+    let manager = kube_lease_manager::LeaseManagerBuilder::new(h.client.clone(), "leader")
+        .with_namespace(ns)
+        .with_identity("replica-1")
+        .with_duration(5)
+        .with_grace(2)
+        .build()
+        .await
+        .expect("lease manager");
+    assert!(within(manager.changed()).await.expect("lock"), "the free lease must be acquired");
+    let held = leases.get("leader").await.expect("lease");
+    assert_eq!(held.spec.as_ref().and_then(|s| s.holder_identity.as_deref()), Some("replica-1"));
+    manager.release().await.expect("release");
+    let released = leases.get("leader").await.expect("lease");
+    assert_eq!(released.spec.as_ref().and_then(|s| s.holder_identity.as_deref()), None);
+}
