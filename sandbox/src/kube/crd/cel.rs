@@ -534,9 +534,7 @@ fn check_select_chain(
             continue;
         }
         at_root = false;
-        let Some(props) = schema::properties(s) else {
-            return None;
-        };
+        let props = schema::properties(s)?;
         if schema::preserve_unknown(s)
             || schema::additional_properties(s).is_some()
             || schema::int_or_string(s)
