@@ -298,6 +298,9 @@ async fn streaming_watcher_recovers_after_dropped_watches_and_410() {
 
 const FINALIZER: &str = "example.com/cleanup";
 
+/// Context of the finalizer test's controller: the Widget API and the names cleaned up.
+type FinalizerCtx = (Api<Widget>, Arc<Mutex<Vec<String>>>);
+
 #[tokio::test]
 async fn finalizer_helper_adds_and_removes_its_finalizer() {
     let ns = "finalizer";
@@ -309,7 +312,7 @@ async fn finalizer_helper_adds_and_removes_its_finalizer() {
         Controller::new(api.clone(), watcher::Config::default())
             .with_config(controller::Config::default().concurrency(2))
             .run(
-                |obj: Arc<Widget>, ctx: Arc<(Api<Widget>, Arc<Mutex<Vec<String>>>)>| async move {
+                |obj: Arc<Widget>, ctx: Arc<FinalizerCtx>| async move {
                     let (api, cleanups) = &*ctx;
                     finalizer(api, FINALIZER, obj, |ev| async move {
                         if let FinalizerEvent::Cleanup(w) = ev {
