@@ -708,3 +708,20 @@ async fn metadata_only_reads_and_watches() {
     assert_eq!(ev["object"]["kind"], "PartialObjectMetadata");
     assert!(ev["object"].get("data").is_none());
 }
+
+#[tokio::test]
+async fn built_in_kinds_prune_or_refuse_unknown_fields() {
+    let api = start();
+    let mut obj = cm("u", json!({"a": "b"}));
+    obj["spec"] = json!({"oops": 1});
+    let strict = api.call(Method::POST, "/api/v1/namespaces/default/configmaps?fieldValidation=Strict", "application/json", Some(obj.to_string()), None).await;
+    assert_eq!(strict.status, 400);
+    assert_eq!(strict.body["message"], "ConfigMap in version \"v1\" cannot be handled as a ConfigMap: strict decoding error: unknown field \"spec\"");
+    let warned = api.post("/api/v1/namespaces/default/configmaps", obj).await;
+    assert_eq!(warned.status, 201);
+    assert_eq!(warned.headers["warning"], "299 - \"unknown field \\\"spec\\\"\"");
+    assert!(warned.body.get("spec").is_none());
+    let bad_type = api.post("/api/v1/namespaces/default/configmaps", json!({"metadata": {"name": "t"}, "data": {"a": 1}})).await;
+    assert_eq!(bad_type.status, 400);
+    assert!(bad_type.body["message"].as_str().unwrap().starts_with("ConfigMap in version \"v1\" cannot be handled as a ConfigMap:"));
+}

@@ -10,6 +10,7 @@
 
 mod api_error;
 mod authz;
+mod builtin_decode;
 pub mod crd;
 mod crds;
 mod discovery;

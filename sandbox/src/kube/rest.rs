@@ -17,7 +17,7 @@ use super::request::{Query, ResourcePath};
 use super::resources::{Registry, ResourceType, View};
 use super::selectors::{FieldSelector, LabelSelector};
 use super::store::{Key, Store};
-use super::{crds, event_views, secret_data};
+use super::{builtin_decode, crds, event_views, secret_data};
 
 /// Everything the API server holds: the objects and the resource types being served.
 pub struct Cluster {
@@ -168,6 +168,8 @@ fn check_body_namespace(rt: &ResourceType, obj: &mut Value, namespace: Option<&s
 /// Admission shared by create and update: metadata, per-kind strategies and, for custom
 /// resources, the CRD schema (defaulting, pruning, validation, CEL).
 fn admit(rt: &ResourceType, obj: &mut Value, old: Option<&Value>, opts: &WriteOptions) -> Result<Vec<String>, ApiError> {
+    // Built-in kinds are decoded into their types first (unknown fields, wrong types).
+    let mut warnings = if rt.is_custom() { Vec::new() } else { builtin_decode::decode(rt, obj, opts.field_validation)? };
     let name = meta_str(obj, "name").unwrap_or("").to_string();
     let invalid = |causes: Vec<FieldError>| ApiError::invalid(rt.group_kind(), &name, causes);
     let mut errs = if old.is_none() {
@@ -199,14 +201,14 @@ fn admit(rt: &ResourceType, obj: &mut Value, old: Option<&Value>, opts: &WriteOp
     if rt.group == "apiextensions.k8s.io" && rt.plural == "customresourcedefinitions" {
         crds::admit(obj, old)?;
     }
-    match &rt.custom {
-        Some(custom) => custom.compiled.admit_object(obj, old, opts.field_validation).map_err(|e| match e {
+    if let Some(custom) = &rt.custom {
+        warnings = custom.compiled.admit_object(obj, old, opts.field_validation).map_err(|e| match e {
             AdmitError::Invalid(causes) => invalid(causes),
             // The strict decoder refuses the body before validation: 400, not 422.
             AdmitError::StrictDecoding { message, .. } => ApiError::BadRequest(message),
-        }),
-        None => Ok(Vec::new()),
+        })?;
     }
+    Ok(warnings)
 }
 
 pub fn get(c: &Cluster, rt: &ResourceType, path: &ResourcePath) -> Result<Value, ApiError> {

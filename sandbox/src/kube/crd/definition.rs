@@ -336,6 +336,81 @@ fn validate_printer_columns(v: &Value, path: &str, errs: &mut Vec<FieldError>) {
     }
 }
 
+/// Inside allOf/anyOf/oneOf/not only value validations are allowed; everything that shapes
+/// the structure or the defaulting is refused (apiextensions `validateNestedValueValidation`).
+fn validate_nested_value_validation(s: &Value, path: &str, errs: &mut Vec<FieldError>) {
+    const FORBIDDEN: &[(&str, &str)] = &[
+        ("type", "must be empty to be structural"),
+        ("additionalProperties", "must be undefined to be structural"),
+        ("default", "must be undefined to be structural"),
+        ("title", "must be empty to be structural"),
+        ("description", "must be empty to be structural"),
+        ("nullable", "must be false to be structural"),
+        (
+            "x-kubernetes-preserve-unknown-fields",
+            "must be undefined to be structural",
+        ),
+        (
+            "x-kubernetes-embedded-resource",
+            "must be false to be structural",
+        ),
+        (
+            "x-kubernetes-int-or-string",
+            "must be false to be structural",
+        ),
+        (
+            "x-kubernetes-list-map-keys",
+            "must be empty to be structural",
+        ),
+        (
+            "x-kubernetes-list-type",
+            "must be undefined to be structural",
+        ),
+        (
+            "x-kubernetes-map-type",
+            "must be undefined to be structural",
+        ),
+        ("x-kubernetes-validations", "must be empty to be structural"),
+    ];
+    for (key, detail) in FORBIDDEN {
+        let set = match s.get(*key) {
+            None | Some(Value::Null) | Some(Value::Bool(false)) => false,
+            Some(Value::String(x)) => !x.is_empty(),
+            Some(Value::Array(x)) => !x.is_empty(),
+            Some(_) => true,
+        };
+        if set {
+            errs.push(FieldError::forbidden(schema::join(path, key), detail));
+        }
+    }
+    if let Some(props) = schema::properties(s) {
+        for (k, p) in props {
+            validate_nested_value_validation(
+                p,
+                &schema::key(&schema::join(path, "properties"), k),
+                errs,
+            );
+        }
+    }
+    if let Some(items) = schema::items(s) {
+        validate_nested_value_validation(items, &schema::join(path, "items"), errs);
+    }
+    for keyword in ["allOf", "anyOf", "oneOf"] {
+        if let Some(branches) = s.get(keyword).and_then(Value::as_array) {
+            for (i, b) in branches.iter().enumerate() {
+                validate_nested_value_validation(
+                    b,
+                    &schema::index(&schema::join(path, keyword), i),
+                    errs,
+                );
+            }
+        }
+    }
+    if let Some(not) = s.get("not") {
+        validate_nested_value_validation(not, &schema::join(path, "not"), errs);
+    }
+}
+
 /// A `default` must be pruned (no undeclared fields) and valid against its own schema,
 /// since the server stores it into objects as is.
 fn validate_default(
@@ -521,6 +596,16 @@ fn validate_structural(s: &Value, lvl: Level, path: &str, errs: &mut Vec<FieldEr
     if let Some(default) = s.get("default") {
         validate_default(s, default, lvl, &child("default"), errs);
     }
+    for keyword in ["allOf", "anyOf", "oneOf"] {
+        if let Some(branches) = s.get(keyword).and_then(Value::as_array) {
+            for (i, b) in branches.iter().enumerate() {
+                validate_nested_value_validation(b, &schema::index(&child(keyword), i), errs);
+            }
+        }
+    }
+    if let Some(not) = s.get("not") {
+        validate_nested_value_validation(not, &child("not"), errs);
+    }
     if let Some(pattern) = s.get("pattern").and_then(Value::as_str)
         && Regex::new(pattern).is_err()
     {
@@ -697,6 +782,24 @@ mod tests {
                 r#"spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[size].default: Invalid value: "string": must be of type integer: "string""#,
                 r#"spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[mode].default: Unsupported value: "c": supported values: "a", "b""#,
                 r#"spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[policy].default: Invalid value: map[string]interface {}{"x":1, "y":2}: must not have unknown fields: y"#,
+            ]
+        );
+    }
+
+    #[test]
+    fn compositions_hold_value_validations_only() {
+        let mut c = crd();
+        c["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"] = json!({
+            "ip": {"type": "string", "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]},
+            "n": {"type": "number", "not": {"x-kubernetes-validations": [{"rule": "true"}]},
+                  "allOf": [{"default": 42, "properties": {"f": {"type": "number"}}}]}
+        });
+        assert_eq!(
+            errors(&c, None),
+            vec![
+                "spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[n].allOf[0].default: Forbidden: must be undefined to be structural",
+                "spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[n].allOf[0].properties[f].type: Forbidden: must be empty to be structural",
+                "spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[n].not.x-kubernetes-validations: Forbidden: must be empty to be structural",
             ]
         );
     }

@@ -6,21 +6,95 @@
 //! `k:<json object of key fields>` (list-map item), `v:<json value>` (set item), `i:<index>`;
 //! a node that is both a member and has children carries a `".": {}` entry.
 
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde_json::{Map, Value};
 
+/// A JSON value ordered as structured-merge-diff orders values (`value.Compare`): numbers
+/// (numerically) < strings < booleans < lists < maps < null.
+#[derive(Clone, Debug)]
+pub struct KeyValue(pub Value);
+
+fn rank(v: &Value) -> u8 {
+    match v {
+        Value::Number(_) => 0,
+        Value::String(_) => 1,
+        Value::Bool(_) => 2,
+        Value::Array(_) => 3,
+        Value::Object(_) => 4,
+        Value::Null => 5,
+    }
+}
+
+fn compare_values(a: &Value, b: &Value) -> Ordering {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64()) {
+            (Some(i), Some(j)) => i.cmp(&j),
+            _ => {
+                let (f, g) = (
+                    x.as_f64().unwrap_or(f64::NAN),
+                    y.as_f64().unwrap_or(f64::NAN),
+                );
+                f.partial_cmp(&g).unwrap_or(Ordering::Equal)
+            }
+        },
+        (Value::String(x), Value::String(y)) => x.cmp(y),
+        (Value::Bool(x), Value::Bool(y)) => x.cmp(y),
+        (Value::Array(x), Value::Array(y)) => x
+            .iter()
+            .zip(y)
+            .map(|(i, j)| compare_values(i, j))
+            .find(|o| o.is_ne())
+            .unwrap_or_else(|| x.len().cmp(&y.len())),
+        (Value::Object(x), Value::Object(y)) => {
+            let mut xs: Vec<(&String, &Value)> = x.iter().collect();
+            let mut ys: Vec<(&String, &Value)> = y.iter().collect();
+            xs.sort_by(|p, q| p.0.cmp(q.0));
+            ys.sort_by(|p, q| p.0.cmp(q.0));
+            xs.iter()
+                .zip(&ys)
+                .map(|((k, v), (l, w))| k.cmp(l).then_with(|| compare_values(v, w)))
+                .find(|o| o.is_ne())
+                .unwrap_or_else(|| xs.len().cmp(&ys.len()))
+        }
+        _ => rank(a).cmp(&rank(b)),
+    }
+}
+
+impl PartialEq for KeyValue {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for KeyValue {}
+impl PartialOrd for KeyValue {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for KeyValue {
+    fn cmp(&self, other: &Self) -> Ordering {
+        compare_values(&self.0, &other.0)
+    }
+}
+impl fmt::Display for KeyValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
 /// One step of a field path. The derived order (fields, then keys, then values, then
 /// indices) is the order structured-merge-diff serializes sets in.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum PathElement {
     /// A map or struct field name.
     Field(String),
-    /// A list-map item, identified by its key fields (sorted by name) and their JSON values.
-    Key(Vec<(String, String)>),
-    /// A set item, as its JSON text.
-    Value(String),
+    /// A list-map item, identified by its key fields (sorted by name) and their values.
+    Key(Vec<(String, KeyValue)>),
+    /// A set item.
+    Value(KeyValue),
     /// A positional list item (only for lists that are neither maps nor sets).
     Index(usize),
 }
@@ -35,20 +109,20 @@ impl PathElement {
     /// service ports declares (structured-merge-diff uses schema defaults for key fields).
     pub fn key_of(item: &Value, keys: &[String]) -> Option<Self> {
         let obj = item.as_object()?;
-        let mut fields: Vec<(String, String)> = keys
+        let mut fields: Vec<(String, KeyValue)> = keys
             .iter()
             .filter_map(|k| match obj.get(k) {
-                Some(v) => Some((k.clone(), v.to_string())),
-                None if k == "protocol" => Some((k.clone(), "\"TCP\"".to_owned())),
+                Some(v) => Some((k.clone(), KeyValue(v.clone()))),
+                None if k == "protocol" => Some((k.clone(), KeyValue(Value::from("TCP")))),
                 None => None,
             })
             .collect();
-        fields.sort();
+        fields.sort_by(|a, b| a.0.cmp(&b.0));
         Some(Self::Key(fields))
     }
 
     pub fn value_of(item: &Value) -> Self {
-        Self::Value(item.to_string())
+        Self::Value(KeyValue(item.clone()))
     }
 
     /// The `fieldsV1` key for this element.
@@ -76,17 +150,15 @@ impl PathElement {
             "k" => {
                 let parsed: Map<String, Value> = serde_json::from_str(rest)
                     .map_err(|e| format!("invalid key path element {key:?}: {e}"))?;
-                let mut fields: Vec<(String, String)> = parsed
-                    .into_iter()
-                    .map(|(k, v)| (k, v.to_string()))
-                    .collect();
-                fields.sort();
+                let mut fields: Vec<(String, KeyValue)> =
+                    parsed.into_iter().map(|(k, v)| (k, KeyValue(v))).collect();
+                fields.sort_by(|a, b| a.0.cmp(&b.0));
                 Ok(Self::Key(fields))
             }
             "v" => {
                 let parsed: Value = serde_json::from_str(rest)
                     .map_err(|e| format!("invalid value path element {key:?}: {e}"))?;
-                Ok(Self::Value(parsed.to_string()))
+                Ok(Self::Value(KeyValue(parsed)))
             }
             "i" => rest
                 .parse()
@@ -350,6 +422,22 @@ mod tests {
             r#"{"f:metadata":{"f:labels":{".":{},"f:a":{},"f:b":{}}},"f:spec":{"f:ports":{"k:{\"port\":80,\"protocol\":\"TCP\"}":{".":{},"f:port":{},"f:protocol":{}}}}}"#
         );
         assert_eq!(FieldSet::from_fields_v1(&set.to_fields_v1()).unwrap(), set);
+    }
+
+    #[test]
+    fn keys_sort_by_value_like_structured_merge_diff() {
+        let port = |p: i64| PathElement::key_of(&json!({"port": p}), &["port".into()]).unwrap();
+        let mut set = FieldSet::default();
+        set.insert(&[f("ports"), port(443)]);
+        set.insert(&[f("ports"), port(80)]);
+        let text = serde_json::to_string(&set.to_fields_v1()).unwrap();
+        assert_eq!(
+            text,
+            r#"{"f:ports":{"k:{\"port\":80}":{},"k:{\"port\":443}":{}}}"#
+        );
+        // Numbers before strings, then booleans.
+        assert!(PathElement::value_of(&json!(10)) < PathElement::value_of(&json!("1")));
+        assert!(PathElement::value_of(&json!("z")) < PathElement::value_of(&json!(false)));
     }
 
     #[test]
