@@ -53,3 +53,256 @@ pub(super) fn register(
     };
     Some(name)
 }
+
+/// Patch and list metadata that kube-apiserver publishes on built-in fields (from the
+/// `patchStrategy`/`patchMergeKey`/`+listType`/`+listMapKey` tags of k8s.io/api 1.33) but that
+/// k8s-openapi's schemars output leaves out. kubectl's client-side `apply` builds its strategic
+/// merge patch from these (`$setElementOrder`, `$patch: delete`, `$retainKeys`); without them
+/// it would treat keyed lists as atomic.
+const PATCH_METADATA: &[FieldPatchMeta] = &[
+    FieldPatchMeta(
+        "io.k8s.api.core.v1.PodSpec",
+        "containers",
+        Some("merge"),
+        Some("name"),
+        ListMeta::Map(&["name"]),
+    ),
+    FieldPatchMeta(
+        "io.k8s.api.core.v1.PodSpec",
+        "initContainers",
+        Some("merge"),
+        Some("name"),
+        ListMeta::Map(&["name"]),
+    ),
+    FieldPatchMeta(
+        "io.k8s.api.core.v1.PodSpec",
+        "ephemeralContainers",
+        Some("merge"),
+        Some("name"),
+        ListMeta::Map(&["name"]),
+    ),
+    FieldPatchMeta(
+        "io.k8s.api.core.v1.PodSpec",
+        "volumes",
+        Some("merge,retainKeys"),
+        Some("name"),
+        ListMeta::Map(&["name"]),
+    ),
+    FieldPatchMeta(
+        "io.k8s.api.core.v1.PodSpec",
+        "imagePullSecrets",
+        Some("merge"),
+        Some("name"),
+        ListMeta::None,
+    ),
+    FieldPatchMeta(
+        "io.k8s.api.core.v1.PodSpec",
+        "hostAliases",
+        Some("merge"),
+        Some("ip"),
+        ListMeta::Map(&["ip"]),
+    ),
+    FieldPatchMeta(
+        "io.k8s.api.core.v1.PodSpec",
+        "topologySpreadConstraints",
+        Some("merge"),
+        Some("topologyKey"),
+        ListMeta::Map(&["topologyKey", "whenUnsatisfiable"]),
+    ),
+    FieldPatchMeta(
+        "io.k8s.api.core.v1.PodSpec",
+        "tolerations",
+        None,
+        None,
+        ListMeta::Atomic,
+    ),
+    FieldPatchMeta(
+        "io.k8s.api.core.v1.PodSpec",
+        "schedulingGates",
+        Some("merge"),
+        Some("name"),
+        ListMeta::Map(&["name"]),
+    ),
+    FieldPatchMeta(
+        "io.k8s.api.core.v1.PodSpec",
+        "resourceClaims",
+        Some("merge,retainKeys"),
+        Some("name"),
+        ListMeta::Map(&["name"]),
+    ),
+    FieldPatchMeta(
+        "io.k8s.api.core.v1.Container",
+        "ports",
+        Some("merge"),
+        Some("containerPort"),
+        ListMeta::Map(&["containerPort", "protocol"]),
+    ),
+    FieldPatchMeta(
+        "io.k8s.api.core.v1.Container",
+        "env",
+        Some("merge"),
+        Some("name"),
+        ListMeta::Map(&["name"]),
+    ),
+    FieldPatchMeta(
+        "io.k8s.api.core.v1.Container",
+        "volumeMounts",
+        Some("merge"),
+        Some("mountPath"),
+        ListMeta::Map(&["mountPath"]),
+    ),
+    FieldPatchMeta(
+        "io.k8s.api.core.v1.Container",
+        "volumeDevices",
+        Some("merge"),
+        Some("devicePath"),
+        ListMeta::Map(&["devicePath"]),
+    ),
+    FieldPatchMeta(
+        "io.k8s.api.core.v1.Container",
+        "resizePolicy",
+        None,
+        None,
+        ListMeta::Atomic,
+    ),
+    FieldPatchMeta(
+        "io.k8s.api.core.v1.EphemeralContainer",
+        "ports",
+        None,
+        None,
+        ListMeta::Map(&["containerPort", "protocol"]),
+    ),
+    FieldPatchMeta(
+        "io.k8s.api.core.v1.EphemeralContainer",
+        "env",
+        Some("merge"),
+        Some("name"),
+        ListMeta::Map(&["name"]),
+    ),
+    FieldPatchMeta(
+        "io.k8s.api.core.v1.EphemeralContainer",
+        "volumeMounts",
+        Some("merge"),
+        Some("mountPath"),
+        ListMeta::Map(&["mountPath"]),
+    ),
+    FieldPatchMeta(
+        "io.k8s.api.core.v1.EphemeralContainer",
+        "volumeDevices",
+        Some("merge"),
+        Some("devicePath"),
+        ListMeta::Map(&["devicePath"]),
+    ),
+    FieldPatchMeta(
+        "io.k8s.api.core.v1.ServiceSpec",
+        "ports",
+        Some("merge"),
+        Some("port"),
+        ListMeta::Map(&["port", "protocol"]),
+    ),
+    FieldPatchMeta(
+        "io.k8s.api.core.v1.ServiceStatus",
+        "conditions",
+        Some("merge"),
+        Some("type"),
+        ListMeta::Map(&["type"]),
+    ),
+    FieldPatchMeta(
+        "io.k8s.api.core.v1.NamespaceStatus",
+        "conditions",
+        Some("merge"),
+        Some("type"),
+        ListMeta::Map(&["type"]),
+    ),
+    FieldPatchMeta(
+        "io.k8s.api.apps.v1.DeploymentSpec",
+        "strategy",
+        Some("retainKeys"),
+        None,
+        ListMeta::None,
+    ),
+    FieldPatchMeta(
+        "io.k8s.api.apps.v1.DeploymentStatus",
+        "conditions",
+        Some("merge"),
+        Some("type"),
+        ListMeta::Map(&["type"]),
+    ),
+    FieldPatchMeta(
+        "io.k8s.api.policy.v1.PodDisruptionBudgetStatus",
+        "conditions",
+        Some("merge"),
+        Some("type"),
+        ListMeta::Map(&["type"]),
+    ),
+    FieldPatchMeta(
+        "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinitionStatus",
+        "conditions",
+        None,
+        None,
+        ListMeta::Map(&["type"]),
+    ),
+    FieldPatchMeta(
+        "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta",
+        "finalizers",
+        Some("merge"),
+        None,
+        ListMeta::Set,
+    ),
+    FieldPatchMeta(
+        "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta",
+        "ownerReferences",
+        Some("merge"),
+        Some("uid"),
+        ListMeta::Map(&["uid"]),
+    ),
+];
+
+/// (definition, property, patch strategy, merge key, list type)
+struct FieldPatchMeta(
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    Option<&'static str>,
+    ListMeta,
+);
+
+#[derive(Clone, Copy)]
+enum ListMeta {
+    None,
+    Atomic,
+    Set,
+    Map(&'static [&'static str]),
+}
+
+/// Add [`PATCH_METADATA`] to the generated definitions that are present.
+pub(super) fn annotate(schemas: &mut serde_json::Map<String, serde_json::Value>) {
+    use serde_json::{Value, json};
+    for FieldPatchMeta(def, prop, strategy, key, list) in PATCH_METADATA {
+        let Some(Value::Object(p)) = schemas
+            .get_mut(*def)
+            .and_then(|d| d.pointer_mut(&format!("/properties/{prop}")))
+        else {
+            continue;
+        };
+        if let Some(s) = strategy {
+            p.insert("x-kubernetes-patch-strategy".into(), json!(s));
+        }
+        if let Some(k) = key {
+            p.insert("x-kubernetes-patch-merge-key".into(), json!(k));
+        }
+        match list {
+            ListMeta::None => {}
+            ListMeta::Atomic => {
+                p.insert("x-kubernetes-list-type".into(), json!("atomic"));
+            }
+            ListMeta::Set => {
+                p.insert("x-kubernetes-list-type".into(), json!("set"));
+            }
+            ListMeta::Map(keys) => {
+                p.insert("x-kubernetes-list-type".into(), json!("map"));
+                p.insert("x-kubernetes-list-map-keys".into(), json!(keys));
+            }
+        }
+    }
+}

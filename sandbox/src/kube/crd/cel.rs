@@ -62,8 +62,18 @@ impl Program {
             .map(Program)
     }
 
+    /// Evaluate. Both the rule and the values come from clients, so a panic inside the
+    /// interpreter is turned into an evaluation error instead of taking the request down.
     fn execute(&self, ctx: &cel::Context<'_>) -> cel::ResolveResult {
-        cel::Value::resolve(&self.0, ctx)
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            cel::Value::resolve(&self.0, ctx)
+        }))
+        .unwrap_or_else(|_| {
+            Err(cel::ExecutionError::function_error(
+                "cel",
+                "internal error while evaluating",
+            ))
+        })
     }
 
     fn references(&self) -> cel::parser::ExpressionReferences<'_> {

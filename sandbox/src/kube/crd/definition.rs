@@ -596,10 +596,38 @@ fn validate_structural(s: &Value, lvl: Level, path: &str, errs: &mut Vec<FieldEr
     if let Some(default) = s.get("default") {
         validate_default(s, default, lvl, &child("default"), errs);
     }
+    // The two int-or-string exceptions: `anyOf: [{type: integer}, {type: string}]` (as
+    // controller-gen writes it), directly or as the first `allOf` entry.
+    let int_or_string_any_of = |v: Option<&Value>| {
+        schema::int_or_string(s)
+            && v.and_then(Value::as_array).is_some_and(|a| {
+                a.len() == 2
+                    && a[0] == json!({"type": "integer"})
+                    && a[1] == json!({"type": "string"})
+            })
+    };
+    let skip_any_of = int_or_string_any_of(s.get("anyOf"));
+    let skip_first_all_of_any_of = s
+        .get("allOf")
+        .and_then(Value::as_array)
+        .and_then(|a| a.first())
+        .is_some_and(|first| int_or_string_any_of(first.get("anyOf")));
     for keyword in ["allOf", "anyOf", "oneOf"] {
+        if keyword == "anyOf" && skip_any_of {
+            continue;
+        }
         if let Some(branches) = s.get(keyword).and_then(Value::as_array) {
             for (i, b) in branches.iter().enumerate() {
-                validate_nested_value_validation(b, &schema::index(&child(keyword), i), errs);
+                let branch_path = schema::index(&child(keyword), i);
+                if keyword == "allOf" && i == 0 && skip_first_all_of_any_of {
+                    let mut rest = b.clone();
+                    if let Some(m) = rest.as_object_mut() {
+                        m.remove("anyOf");
+                    }
+                    validate_nested_value_validation(&rest, &branch_path, errs);
+                    continue;
+                }
+                validate_nested_value_validation(b, &branch_path, errs);
             }
         }
     }
@@ -628,24 +656,22 @@ fn validate_structural(s: &Value, lvl: Level, path: &str, errs: &mut Vec<FieldEr
             }
         }
         if let Some(meta) = schema::property(s, "metadata") {
-            let mp = schema::key(&child("properties"), "metadata");
-            if schema::type_of(meta) != "object" {
-                errs.push(FieldError::invalid(
-                    format!("{mp}.type"),
-                    &json!(schema::type_of(meta)),
-                    "must be object",
+            // apiextensions `validateStructuralMetadataInvariants`: besides its type and
+            // documentation, the root `metadata` may only constrain `name`/`generateName`.
+            let constrains_more = meta.as_object().is_some_and(|m| {
+                m.iter().any(|(k, v)| match k.as_str() {
+                    "type" | "description" | "title" => false,
+                    "properties" => v
+                        .as_object()
+                        .is_some_and(|p| p.keys().any(|k| k != "name" && k != "generateName")),
+                    _ => true,
+                })
+            });
+            if constrains_more {
+                errs.push(FieldError::forbidden(
+                    schema::key(&child("properties"), "metadata"),
+                    "must not specify anything other than name and generateName, but metadata is implicitly specified",
                 ));
-            }
-            if let Some(props) = schema::properties(meta) {
-                for k in props
-                    .keys()
-                    .filter(|k| *k != "name" && *k != "generateName")
-                {
-                    errs.push(FieldError::forbidden(
-                        schema::key(&format!("{mp}.properties"), k),
-                        "must not be specified",
-                    ));
-                }
             }
         }
     }
@@ -749,7 +775,7 @@ mod tests {
         assert_eq!(
             errors(&c, None),
             vec![
-                "spec.versions[0].schema.openAPIV3Schema.properties[metadata].properties[labels]: Forbidden: must not be specified",
+                "spec.versions[0].schema.openAPIV3Schema.properties[metadata]: Forbidden: must not specify anything other than name and generateName, but metadata is implicitly specified",
                 "spec.versions[0].schema.openAPIV3Schema.properties[spec].type: Required value: must not be empty for specified object fields",
                 "spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[list].items: Required value: must be specified",
                 "spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[tags].uniqueItems: Forbidden: uniqueItems cannot be set to true since the runtime complexity becomes quadratic",
@@ -790,6 +816,7 @@ mod tests {
     fn compositions_hold_value_validations_only() {
         let mut c = crd();
         c["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"] = json!({
+            "port": {"x-kubernetes-int-or-string": true, "anyOf": [{"type": "integer"}, {"type": "string"}]},
             "ip": {"type": "string", "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]},
             "n": {"type": "number", "not": {"x-kubernetes-validations": [{"rule": "true"}]},
                   "allOf": [{"default": 42, "properties": {"f": {"type": "number"}}}]}

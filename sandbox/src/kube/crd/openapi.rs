@@ -112,6 +112,7 @@ pub fn group_version_document(group: &str, version: &str, resources: &[ResourceD
     }
 
     let mut schemas = generator.take_definitions(true);
+    builtin_schemas::annotate(&mut schemas);
     for (name, gvk) in builtin_kinds {
         if let Some(Value::Object(s)) = schemas.get_mut(&name) {
             s.insert("x-kubernetes-group-version-kind".into(), json!([gvk]));
@@ -662,5 +663,44 @@ mod tests {
                 .is_object()
         );
         assert!(doc["components"]["schemas"]["io.k8s.api.core.v1.NamespaceSpec"].is_object());
+        let finalizers = &doc["components"]["schemas"]["io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"]
+            ["properties"]["finalizers"];
+        assert_eq!(finalizers["x-kubernetes-patch-strategy"], "merge");
+        assert_eq!(finalizers["x-kubernetes-list-type"], "set");
+    }
+
+    #[test]
+    fn builtin_lists_carry_patch_strategies_for_kubectl_apply() {
+        let dep = ResourceDoc {
+            group: "apps".into(),
+            version: "v1".into(),
+            kind: "Deployment".into(),
+            plural: "deployments".into(),
+            namespaced: true,
+            schema: None,
+            status_subresource: true,
+        };
+        let doc = group_version_document("apps", "v1", &[dep]);
+        let schemas = &doc["components"]["schemas"];
+        let containers = &schemas["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"];
+        assert_eq!(containers["x-kubernetes-patch-strategy"], "merge");
+        assert_eq!(containers["x-kubernetes-patch-merge-key"], "name");
+        assert_eq!(containers["x-kubernetes-list-map-keys"], json!(["name"]));
+        assert_eq!(
+            schemas["io.k8s.api.core.v1.PodSpec"]["properties"]["volumes"]["x-kubernetes-patch-strategy"],
+            "merge,retainKeys"
+        );
+        assert_eq!(
+            schemas["io.k8s.api.core.v1.Container"]["properties"]["env"]["x-kubernetes-patch-merge-key"],
+            "name"
+        );
+        assert_eq!(
+            schemas["io.k8s.api.core.v1.Container"]["properties"]["ports"]["x-kubernetes-list-map-keys"],
+            json!(["containerPort", "protocol"])
+        );
+        assert_eq!(
+            schemas["io.k8s.api.apps.v1.DeploymentSpec"]["properties"]["strategy"]["x-kubernetes-patch-strategy"],
+            "retainKeys"
+        );
     }
 }
