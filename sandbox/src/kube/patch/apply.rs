@@ -214,9 +214,19 @@ pub fn server_side_apply(
         text(applied, "kind")
     };
     let node = Node::root(schema, kind);
-    if let Some(dup) = typed::find_duplicate(applied, &node) {
+    if let Some(why) = typed::config_error(applied, &node) {
+        // kube-apiserver: `failed to create typed patch object (<ns>/<name>; <gvk>): <why>`.
+        let api_version = text(applied, "apiVersion");
+        let gv = if api_version.contains('/') {
+            api_version.to_owned()
+        } else {
+            format!("/{api_version}")
+        };
+        let meta = applied.get("metadata").unwrap_or(&Value::Null);
         return Err(PatchError::BadRequest(format!(
-            "failed to create typed patch object: {dup}"
+            "failed to create typed patch object ({}/{}; {gv}, Kind={kind}): {why}",
+            text(meta, "namespace"),
+            text(meta, "name"),
         )));
     }
 
@@ -1061,7 +1071,7 @@ mod tests {
         assert_eq!(
             apply(None, &dup, "op", false, T1),
             Err(PatchError::BadRequest(
-                "failed to create typed patch object: .status.conditions: duplicate entries for key [type=\"A\"]".into()
+                "failed to create typed patch object (ns/w; example.io/v1, Kind=Widget): .status.conditions: duplicate entries for key [type=\"A\"]".into()
             ))
         );
     }

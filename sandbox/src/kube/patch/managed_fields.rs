@@ -175,24 +175,24 @@ fn stripped_paths() -> FieldSet {
 }
 
 /// Drops what a write through `subresource` does not own (the strategies' reset fields, which
-/// structured-merge-diff ignores): a write to the main resource never owns `status`, a write
-/// to `/status` only owns `status` and `metadata`.
+/// structured-merge-diff ignores): a write to `/status` only owns `status` and `metadata`;
+/// any other write (the main resource, a namespace's `/finalize`) never owns `status`.
 pub fn ignore_reset_fields(set: &FieldSet, subresource: Option<&str>) -> FieldSet {
     let mut ignored = FieldSet::default();
-    match subresource {
-        None => ignored.insert(&[PathElement::field("status")]),
-        Some(_) => {
-            for (pe, _) in set.children() {
-                if !matches!(pe, PathElement::Field(f) if f == "status" || f == "metadata") {
-                    ignored.insert(std::slice::from_ref(pe));
-                }
-            }
-            for path in set.paths().into_iter().filter(|p| p.len() == 1) {
-                if !matches!(&path[0], PathElement::Field(f) if f == "status" || f == "metadata") {
-                    ignored.insert(&path);
-                }
-            }
+    if subresource == Some("status") {
+        let foreign = |pe: &PathElement| !matches!(pe, PathElement::Field(f) if f == "status" || f == "metadata");
+        for (pe, _) in set.children().filter(|(pe, _)| foreign(pe)) {
+            ignored.insert(std::slice::from_ref(pe));
         }
+        for path in set
+            .paths()
+            .into_iter()
+            .filter(|p| p.len() == 1 && foreign(&p[0]))
+        {
+            ignored.insert(&path);
+        }
+    } else {
+        ignored.insert(&[PathElement::field("status")]);
     }
     set.recursive_difference(&ignored)
 }
