@@ -127,6 +127,16 @@ fn server_side_apply_conflicts_with_another_manager_unless_forced() {
         .cloned()
         .unwrap_or_else(|| panic!("no entry for manager kubectl: {obj}"));
     assert!(kubectl_entry["fieldsV1"]["f:spec"].get("f:size").is_none(), "{kubectl_entry}");
+
+    // A field last written by `kubectl patch` (an Update by manager kubectl-patch) belongs to
+    // that manager, so re-applying the old value conflicts with it.
+    emu.kubectl(&["patch", "widget", "w1", "-n", "ssa", "--type=merge", "-p", r#"{"spec":{"replicas":7}}"#])
+        .ok();
+    let reapply = emu.apply(&widget("ssa", "w1", "  replicas: 2\n"), &["--server-side"]);
+    let err = reapply.fails();
+    assert!(err.contains("conflict with \"kubectl-patch\""), "{err}");
+    assert!(err.contains(".spec.replicas"), "{err}");
+    assert_eq!(widget_json(&emu, "ssa", "w1")["spec"]["replicas"], 7);
 }
 
 #[test]

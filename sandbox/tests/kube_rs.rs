@@ -462,6 +462,14 @@ async fn recorder_events_are_visible_as_core_and_events_k8s_io() {
     // deprecatedCount (pkg/apis/events/v1 conversion), which the Recorder never sets.
     assert_eq!(core.series.as_ref().and_then(|s| s.count), Some(2), "{core:?}");
     assert_eq!(core.count, None);
+
+    // `kubectl get events` (core/v1, as a Table) lists what the Recorder wrote.
+    let table = h.emu.kubectl(&["get", "events", "-n", ns]).ok().to_string();
+    let row = table
+        .lines()
+        .find(|l| l.contains("Reconciled"))
+        .unwrap_or_else(|| panic!("no Reconciled event in kubectl get events:\n{table}"));
+    assert!(row.contains("Normal") && row.contains("widget/w1") && row.contains("widget is in shape"), "{row}");
 }
 
 #[tokio::test]
