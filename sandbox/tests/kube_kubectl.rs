@@ -497,3 +497,35 @@ fn deleting_a_namespace_deletes_its_objects() {
     let late = emu.apply(&widget("doomed", "w3", "  size: small\n"), &[]);
     assert!(late.fails().contains("namespaces \"doomed\" not found"), "{late:?}");
 }
+
+/// A CRD named `bads.example.com` whose `spec` property schema is `spec_schema` (YAML
+/// indented for its place).
+fn bad_crd(spec_schema: &str) -> String {
+    format!(
+        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: bads.example.com\nspec:\n  group: example.com\n  scope: Namespaced\n  names:\n    plural: bads\n    singular: bad\n    kind: Bad\n  versions:\n    - name: v1\n      served: true\n      storage: true\n      schema:\n        openAPIV3Schema:\n          type: object\n          properties:\n            spec:\n{spec_schema}"
+    )
+}
+
+#[test]
+fn invalid_crds_are_rejected_naming_the_field() {
+    let emu = Emulator::start();
+    // Not structural: an object property without a type.
+    let untyped = emu.apply(&bad_crd("              properties:\n                size:\n                  type: string\n"), &[]);
+    let err = untyped.fails();
+    assert!(err.contains("CustomResourceDefinition \"bads.example.com\" is invalid"), "{err}");
+    assert!(err.contains("spec.versions[0].schema.openAPIV3Schema.properties[spec].type: Required value"), "{err}");
+
+    // A CEL rule that does not compile.
+    let cel = emu.apply(
+        &bad_crd("              type: object\n              x-kubernetes-validations:\n                - rule: self.nonsense(\n"),
+        &[],
+    );
+    let err = cel.fails();
+    assert!(err.contains("spec.versions[0].schema.openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule"), "{err}");
+    assert!(err.contains("compilation failed"), "{err}");
+
+    // Neither was stored, and a valid CRD still goes through.
+    let get = emu.kubectl(&["get", "crd", "bads.example.com"]);
+    assert!(get.fails().contains("not found"), "{get:?}");
+    emu.apply(&bad_crd("              type: object\n"), &[]).ok();
+}
