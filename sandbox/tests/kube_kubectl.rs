@@ -247,6 +247,18 @@ fn explain_prints_field_descriptions_from_the_schema() {
     assert!(out.contains("-required-"), "{out}");
     let field = emu.kubectl(&["explain", "widget.spec.size"]).ok().to_string();
     assert!(field.contains("How big the widget is"), "{field}");
+    // Discovery lists the resource with its short name; the CRD itself prints as a Table.
+    let resources = emu.kubectl(&["api-resources", "--api-group=example.com"]).ok().to_string();
+    let row: Vec<&str> = resources
+        .lines()
+        .find(|l| l.starts_with("widgets"))
+        .unwrap_or_else(|| panic!("{resources}"))
+        .split_whitespace()
+        .collect();
+    assert_eq!(row, ["widgets", "wdg", "example.com/v1", "true", "Widget"], "{resources}");
+    let crds = emu.kubectl(&["get", "crd", "widgets.example.com"]).ok().to_string();
+    assert!(crds.lines().next().is_some_and(|h| h.split_whitespace().eq(["NAME", "CREATED", "AT"])), "{crds}");
+
     let top = emu.kubectl(&["explain", "wdg"]).ok().to_string();
     assert!(top.contains("KIND:") && top.contains("Widget"), "{top}");
     assert!(top.contains("A Widget is the test object"), "{top}");
@@ -314,9 +326,15 @@ fn delete_waits_for_finalizers_to_be_released() {
     assert!(obj["metadata"]["deletionTimestamp"].is_string(), "{obj}");
     assert_eq!(obj["metadata"]["finalizers"][0], "example.com/hold");
 
-    // Releasing the finalizer lets the deletion complete.
+    // Releasing the finalizer lets the deletion complete; a waiting kubectl sees it.
+    let mut waiting = emu.kubectl_stream(&["wait", "--for=delete", "widget/held", "-n", "fin", "--timeout=120s"]);
     emu.kubectl(&["patch", "widget", "held", "-n", "fin", "--type=json", "-p", r#"[{"op":"remove","path":"/metadata/finalizers"}]"#])
         .ok();
+    // kubectl prints "condition met" when it saw the deletion happen, and nothing (exit 0)
+    // when the object was already gone by the time it looked.
+    let (status, lines) = waiting.finish();
+    assert!(status.success(), "kubectl wait --for=delete failed: {lines:?}");
+    assert!(lines.is_empty() || lines == ["widget.example.com/held condition met"], "{lines:?}");
     eventually("the widget to be gone", || {
         let get = emu.kubectl(&["get", "widget", "held", "-n", "fin"]);
         (!get.status.success() && get.stderr.contains("not found")).then_some(())
