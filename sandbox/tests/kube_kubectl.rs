@@ -127,6 +127,16 @@ fn server_side_apply_conflicts_with_another_manager_unless_forced() {
         .cloned()
         .unwrap_or_else(|| panic!("no entry for manager kubectl: {obj}"));
     assert!(kubectl_entry["fieldsV1"]["f:spec"].get("f:size").is_none(), "{kubectl_entry}");
+
+    // A field last written by `kubectl patch` (an Update by manager kubectl-patch) belongs to
+    // that manager, so re-applying the old value conflicts with it.
+    emu.kubectl(&["patch", "widget", "w1", "-n", "ssa", "--type=merge", "-p", r#"{"spec":{"replicas":7}}"#])
+        .ok();
+    let reapply = emu.apply(&widget("ssa", "w1", "  replicas: 2\n"), &["--server-side"]);
+    let err = reapply.fails();
+    assert!(err.contains("conflict with \"kubectl-patch\""), "{err}");
+    assert!(err.contains(".spec.replicas"), "{err}");
+    assert_eq!(widget_json(&emu, "ssa", "w1")["spec"]["replicas"], 7);
 }
 
 #[test]
@@ -237,6 +247,18 @@ fn explain_prints_field_descriptions_from_the_schema() {
     assert!(out.contains("-required-"), "{out}");
     let field = emu.kubectl(&["explain", "widget.spec.size"]).ok().to_string();
     assert!(field.contains("How big the widget is"), "{field}");
+    // Discovery lists the resource with its short name; the CRD itself prints as a Table.
+    let resources = emu.kubectl(&["api-resources", "--api-group=example.com"]).ok().to_string();
+    let row: Vec<&str> = resources
+        .lines()
+        .find(|l| l.starts_with("widgets"))
+        .unwrap_or_else(|| panic!("{resources}"))
+        .split_whitespace()
+        .collect();
+    assert_eq!(row, ["widgets", "wdg", "example.com/v1", "true", "Widget"], "{resources}");
+    let crds = emu.kubectl(&["get", "crd", "widgets.example.com"]).ok().to_string();
+    assert!(crds.lines().next().is_some_and(|h| h.split_whitespace().eq(["NAME", "CREATED", "AT"])), "{crds}");
+
     let top = emu.kubectl(&["explain", "wdg"]).ok().to_string();
     assert!(top.contains("KIND:") && top.contains("Widget"), "{top}");
     assert!(top.contains("A Widget is the test object"), "{top}");
@@ -304,9 +326,15 @@ fn delete_waits_for_finalizers_to_be_released() {
     assert!(obj["metadata"]["deletionTimestamp"].is_string(), "{obj}");
     assert_eq!(obj["metadata"]["finalizers"][0], "example.com/hold");
 
-    // Releasing the finalizer lets the deletion complete.
+    // Releasing the finalizer lets the deletion complete; a waiting kubectl sees it.
+    let mut waiting = emu.kubectl_stream(&["wait", "--for=delete", "widget/held", "-n", "fin", "--timeout=120s"]);
     emu.kubectl(&["patch", "widget", "held", "-n", "fin", "--type=json", "-p", r#"[{"op":"remove","path":"/metadata/finalizers"}]"#])
         .ok();
+    // kubectl prints "condition met" when it saw the deletion happen, and nothing (exit 0)
+    // when the object was already gone by the time it looked.
+    let (status, lines) = waiting.finish();
+    assert!(status.success(), "kubectl wait --for=delete failed: {lines:?}");
+    assert!(lines.is_empty() || lines == ["widget.example.com/held condition met"], "{lines:?}");
     eventually("the widget to be gone", || {
         let get = emu.kubectl(&["get", "widget", "held", "-n", "fin"]);
         (!get.status.success() && get.stderr.contains("not found")).then_some(())
@@ -486,4 +514,36 @@ fn deleting_a_namespace_deletes_its_objects() {
     // Nothing can be created in a deleted namespace.
     let late = emu.apply(&widget("doomed", "w3", "  size: small\n"), &[]);
     assert!(late.fails().contains("namespaces \"doomed\" not found"), "{late:?}");
+}
+
+/// A CRD named `bads.example.com` whose `spec` property schema is `spec_schema` (YAML
+/// indented for its place).
+fn bad_crd(spec_schema: &str) -> String {
+    format!(
+        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: bads.example.com\nspec:\n  group: example.com\n  scope: Namespaced\n  names:\n    plural: bads\n    singular: bad\n    kind: Bad\n  versions:\n    - name: v1\n      served: true\n      storage: true\n      schema:\n        openAPIV3Schema:\n          type: object\n          properties:\n            spec:\n{spec_schema}"
+    )
+}
+
+#[test]
+fn invalid_crds_are_rejected_naming_the_field() {
+    let emu = Emulator::start();
+    // Not structural: an object property without a type.
+    let untyped = emu.apply(&bad_crd("              properties:\n                size:\n                  type: string\n"), &[]);
+    let err = untyped.fails();
+    assert!(err.contains("CustomResourceDefinition \"bads.example.com\" is invalid"), "{err}");
+    assert!(err.contains("spec.versions[0].schema.openAPIV3Schema.properties[spec].type: Required value"), "{err}");
+
+    // A CEL rule that does not compile.
+    let cel = emu.apply(
+        &bad_crd("              type: object\n              x-kubernetes-validations:\n                - rule: self.nonsense(\n"),
+        &[],
+    );
+    let err = cel.fails();
+    assert!(err.contains("spec.versions[0].schema.openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule"), "{err}");
+    assert!(err.contains("compilation failed"), "{err}");
+
+    // Neither was stored, and a valid CRD still goes through.
+    let get = emu.kubectl(&["get", "crd", "bads.example.com"]);
+    assert!(get.fails().contains("not found"), "{get:?}");
+    emu.apply(&bad_crd("              type: object\n"), &[]).ok();
 }

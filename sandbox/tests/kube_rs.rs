@@ -298,6 +298,9 @@ async fn streaming_watcher_recovers_after_dropped_watches_and_410() {
 
 const FINALIZER: &str = "example.com/cleanup";
 
+/// Context of the finalizer test's controller: the Widget API and the names cleaned up.
+type FinalizerCtx = (Api<Widget>, Arc<Mutex<Vec<String>>>);
+
 #[tokio::test]
 async fn finalizer_helper_adds_and_removes_its_finalizer() {
     let ns = "finalizer";
@@ -309,7 +312,7 @@ async fn finalizer_helper_adds_and_removes_its_finalizer() {
         Controller::new(api.clone(), watcher::Config::default())
             .with_config(controller::Config::default().concurrency(2))
             .run(
-                |obj: Arc<Widget>, ctx: Arc<(Api<Widget>, Arc<Mutex<Vec<String>>>)>| async move {
+                |obj: Arc<Widget>, ctx: Arc<FinalizerCtx>| async move {
                     let (api, cleanups) = &*ctx;
                     finalizer(api, FINALIZER, obj, |ev| async move {
                         if let FinalizerEvent::Cleanup(w) = ev {
@@ -459,6 +462,14 @@ async fn recorder_events_are_visible_as_core_and_events_k8s_io() {
     // deprecatedCount (pkg/apis/events/v1 conversion), which the Recorder never sets.
     assert_eq!(core.series.as_ref().and_then(|s| s.count), Some(2), "{core:?}");
     assert_eq!(core.count, None);
+
+    // `kubectl get events` (core/v1, as a Table) lists what the Recorder wrote.
+    let table = h.emu.kubectl(&["get", "events", "-n", ns]).ok().to_string();
+    let row = table
+        .lines()
+        .find(|l| l.contains("Reconciled"))
+        .unwrap_or_else(|| panic!("no Reconciled event in kubectl get events:\n{table}"));
+    assert!(row.contains("Normal") && row.contains("widget/w1") && row.contains("widget is in shape"), "{row}");
 }
 
 #[tokio::test]

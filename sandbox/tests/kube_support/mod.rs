@@ -282,6 +282,26 @@ impl Stream {
         }
     }
 
+    /// Wait (at most [`GENEROUS`]) for kubectl to exit by itself; returns its exit status and
+    /// the stdout lines not read yet.
+    #[track_caller]
+    pub fn finish(&mut self) -> (ExitStatus, Vec<String>) {
+        let deadline = std::time::Instant::now() + GENEROUS;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("poll kubectl") {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let stderr = self.stop();
+                panic!("kubectl did not exit within {GENEROUS:?}; stderr: {stderr}");
+            }
+            thread::sleep(Duration::from_millis(100));
+        };
+        // The reader thread ends at EOF, which follows the exit.
+        let lines = self.lines.iter().collect();
+        (status, lines)
+    }
+
     /// Kill kubectl; returns what it printed on stderr.
     pub fn stop(&mut self) -> String {
         let _ = self.child.kill();
