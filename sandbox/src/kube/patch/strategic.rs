@@ -143,35 +143,29 @@ impl Ctx<'_> {
                 Some("delete") => Ok(Map::new()),
                 _ => Err(bad(format!(
                     "unknown patch type: {} in map: {}",
-                    directive
-                        .as_str()
-                        .map_or_else(|| directive.to_string(), str::to_owned),
-                    Value::Object(patch.clone())
+                    go_format(directive),
+                    go_format(&Value::Object(patch.clone()))
                 ))),
             };
         }
         if let Some(retain) = patch.get(RETAIN_KEYS) {
             // `retainKeys` strategy (e.g. a Deployment's `spec.strategy`, pod volumes): fields
-            // not listed are cleared, and the patch may only set listed fields.
-            let keep: Vec<&str> = retain
+            // not listed are cleared, and the patch may only set listed fields
+            // (`applyRetainKeysDirective`; nulls may name others, they clear them anyway).
+            const BAD_RETAIN_KEYS: &str = "invalid patch format of retainKeys";
+            let keep: Vec<&Value> = retain
                 .as_array()
-                .ok_or_else(|| bad("invalid patch: $retainKeys must be a list of strings"))?
+                .ok_or_else(|| bad(BAD_RETAIN_KEYS))?
                 .iter()
-                .map(|k| {
-                    k.as_str()
-                        .ok_or_else(|| bad("invalid patch: $retainKeys must be a list of strings"))
-                })
-                .collect::<Result<_, _>>()?;
-            // Nulls may name other fields: they clear them anyway.
-            let mut set_keys = patch
+                .collect();
+            let listed = |k: &str| keep.iter().any(|v| v.as_str() == Some(k));
+            if patch
                 .iter()
-                .filter(|(k, v)| !k.starts_with('$') && !v.is_null());
-            if let Some((extra, _)) = set_keys.find(|(k, _)| !keep.contains(&k.as_str())) {
-                return Err(PatchError::Invalid(format!(
-                    "The patch content doesn't match retainKeys list: field {extra:?} is not in $retainKeys"
-                )));
+                .any(|(k, v)| !k.starts_with('$') && !v.is_null() && !listed(k))
+            {
+                return Err(bad(BAD_RETAIN_KEYS));
             }
-            original.retain(|k, _| keep.contains(&k.as_str()));
+            original.retain(|k, _| listed(k));
         }
         // `$setElementOrder/<list>` is merged first, together with its list
         // (`mergePatchIntoOriginal`); that list is then done.
@@ -283,8 +277,9 @@ impl Ctx<'_> {
                         }
                         Some(_) => {
                             return Err(bad(format!(
-                                "unknown patch type: {} in map: {item}",
-                                p[PATCH]
+                                "unknown patch type: {} in map: {}",
+                                go_format(&p[PATCH]),
+                                go_format(item)
                             )));
                         }
                     }
@@ -328,8 +323,31 @@ impl Ctx<'_> {
 fn no_merge_key(item: &Map<String, Value>, key: &str) -> PatchError {
     bad(format!(
         "map: {} does not contain declared merge key: {key}",
-        Value::Object(item.clone())
+        go_format(&Value::Object(item.clone()))
     ))
+}
+
+/// A decoded JSON value as Go's `%v` prints it, as strategicpatch's error messages do:
+/// `map[image:x name:y]` (keys sorted), `[a b]`, `<nil>`.
+fn go_format(value: &Value) -> String {
+    match value {
+        Value::Null => "<nil>".into(),
+        Value::String(s) => s.clone(),
+        Value::Array(items) => format!(
+            "[{}]",
+            items.iter().map(go_format).collect::<Vec<_>>().join(" ")
+        ),
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            let parts: Vec<String> = keys
+                .into_iter()
+                .map(|k| format!("{k}:{}", go_format(&map[k])))
+                .collect();
+            format!("map[{}]", parts.join(" "))
+        }
+        other => other.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -414,7 +432,7 @@ mod tests {
         assert_eq!(
             err,
             Err(PatchError::BadRequest(
-                r#"unknown patch type: merge in map: {"$patch":"merge"}"#.into()
+                "unknown patch type: merge in map: map[$patch:merge]".into()
             ))
         );
     }
@@ -431,7 +449,12 @@ mod tests {
             &json!({"spec": {"strategy": {"$retainKeys": ["type"], "other": 1}}}),
             "Deployment",
         );
-        assert!(matches!(err, Err(PatchError::Invalid(_))));
+        assert_eq!(
+            err,
+            Err(PatchError::BadRequest(
+                "invalid patch format of retainKeys".into()
+            ))
+        );
     }
 
     #[test]
@@ -515,7 +538,13 @@ mod tests {
             strategic_merge_patch(&deployment(), &json!([1]), "Deployment"),
             Err(PatchError::BadRequest(_))
         ));
-        let no_key = json!({"spec": {"template": {"spec": {"containers": [{"image": "x"}]}}}});
+        let no_key = json!({"spec": {"template": {"spec": {"containers": [{"image": "x", "args": ["a", "b"]}]}}}});
+        assert_eq!(
+            strategic_merge_patch(&deployment(), &no_key, "Deployment"),
+            Err(PatchError::BadRequest(
+                "map: map[args:[a b] image:x] does not contain declared merge key: name".into()
+            ))
+        );
         assert!(matches!(
             strategic_merge_patch(&deployment(), &no_key, "Deployment"),
             Err(PatchError::BadRequest(_))

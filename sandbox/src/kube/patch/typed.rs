@@ -5,7 +5,7 @@
 use serde_json::{Map, Value};
 
 use super::builtin::ListType;
-use super::fieldset::{FieldSet, Path, PathElement};
+use super::fieldset::{FieldSet, Path, PathElement, same_value};
 use super::schema::Node;
 
 /// The path element of item `index` of a list of type `list_type`.
@@ -25,17 +25,18 @@ fn elements(list_type: &ListType, items: &[Value]) -> Vec<PathElement> {
         .collect()
 }
 
-/// A list-map or set with two items under the same key; structured-merge-diff refuses such
-/// an applied configuration.
-pub fn find_duplicate(value: &Value, node: &Node<'_>) -> Option<String> {
-    find_duplicate_at(value, node, &mut Vec::new())
+/// Why an applied configuration cannot be typed (structured-merge-diff refuses it before
+/// merging): a list-map item that is not an object or lacks a key field, or two items of a
+/// list-map or set under the same key.
+pub fn config_error(value: &Value, node: &Node<'_>) -> Option<String> {
+    config_error_at(value, node, &mut Vec::new())
 }
 
-fn find_duplicate_at(value: &Value, node: &Node<'_>, path: &mut Path) -> Option<String> {
+fn config_error_at(value: &Value, node: &Node<'_>, path: &mut Path) -> Option<String> {
     match value {
         Value::Object(map) if !node.is_atomic_map() => map.iter().find_map(|(key, child)| {
             path.push(PathElement::field(key));
-            let found = find_duplicate_at(child, &node.field(key).0, path);
+            let found = config_error_at(child, &node.field(key).0, path);
             path.pop();
             found
         }),
@@ -44,19 +45,35 @@ fn find_duplicate_at(value: &Value, node: &Node<'_>, path: &mut Path) -> Option<
             if list_type == ListType::Atomic {
                 return None;
             }
+            let at = super::fieldset::path_string(path);
+            if let ListType::Map(keys) = &list_type {
+                for (i, item) in items.iter().enumerate() {
+                    let Some(obj) = item.as_object() else {
+                        return Some(format!(
+                            "{at}: element {i}: associative list with keys has an element that is not a map type"
+                        ));
+                    };
+                    // A missing `protocol` has a schema default (see `PathElement::key_of`).
+                    if let Some(k) = keys
+                        .iter()
+                        .find(|k| !obj.contains_key(*k) && *k != "protocol")
+                    {
+                        return Some(format!(
+                            "{at}: element {i}: associative list with keys has an element that omits key field {k:?} (and doesn't have default value)"
+                        ));
+                    }
+                }
+            }
             let pes = elements(&list_type, items);
             for (i, pe) in pes.iter().enumerate() {
                 if pes[..i].contains(pe) {
-                    return Some(format!(
-                        "{}: duplicate entries for key {pe}",
-                        super::fieldset::path_string(path)
-                    ));
+                    return Some(format!("{at}: duplicate entries for key {pe}"));
                 }
             }
             let item_node = node.item();
             items.iter().zip(pes).find_map(|(item, pe)| {
                 path.push(pe);
-                let found = find_duplicate_at(item, &item_node, path);
+                let found = config_error_at(item, &item_node, path);
                 path.pop();
                 found
             })
@@ -148,7 +165,7 @@ fn compare_leaf(lhs: Option<&Value>, rhs: Option<&Value>, path: &Path, out: &mut
     match (lhs, rhs) {
         (None, Some(_)) => out.added.insert(path),
         (Some(_), None) => out.removed.insert(path),
-        (Some(l), Some(r)) if l != r => out.modified.insert(path),
+        (Some(l), Some(r)) if !same_value(l, r) => out.modified.insert(path),
         _ => {}
     }
 }
@@ -540,9 +557,25 @@ mod tests {
         let node = Node::root(Some(&schema), "Thing");
         let cfg = json!({"spec": {"items": [{"name": "a"}, {"name": "a"}]}});
         assert_eq!(
-            find_duplicate(&cfg, &node).unwrap(),
+            config_error(&cfg, &node).unwrap(),
             r#".spec.items: duplicate entries for key [name="a"]"#
         );
-        assert!(find_duplicate(&json!({"spec": {"args": ["a", "a"]}}), &node).is_none());
+        assert!(config_error(&json!({"spec": {"args": ["a", "a"]}}), &node).is_none());
+        assert_eq!(
+            config_error(&json!({"spec": {"items": ["a"]}}), &node).unwrap(),
+            ".spec.items: element 0: associative list with keys has an element that is not a map type"
+        );
+        assert_eq!(
+            config_error(&json!({"spec": {"items": [{"v": "1"}]}}), &node).unwrap(),
+            r#".spec.items: element 0: associative list with keys has an element that omits key field "name" (and doesn't have default value)"#
+        );
+        let ports = Node::Builtin(
+            "Deployment".into(),
+            "spec.template.spec.containers[]".into(),
+        );
+        assert!(
+            config_error(&json!({"ports": [{"containerPort": 80}]}), &ports).is_none(),
+            "protocol defaults"
+        );
     }
 }
