@@ -152,14 +152,15 @@ fn test(doc: &mut Value, path: &str, expected: &Value) -> Result<(), PatchError>
         )));
     };
     let actual = match container {
-        Value::Object(map) => map.get(&key),
-        Value::Array(items) => array_index(&key, items.len(), false)
-            .ok()
-            .and_then(|i| items.get(i)),
-        _ => None,
+        // The library treats a missing member and a JSON null alike: both equal null.
+        Value::Object(map) => map.get(&key).unwrap_or(&Value::Null),
+        // A list index out of range is an error though, whatever the tested value.
+        Value::Array(items) => match array_index(&key, items.len(), false) {
+            Ok(i) => &items[i],
+            Err(e) => return Err(invalid(format!("error in test for path: '{path}': {e}"))),
+        },
+        _ => unreachable!("parent() only returns containers"),
     };
-    // The library treats a missing member and a JSON null alike: both equal a null value.
-    let actual = actual.unwrap_or(&Value::Null);
     if actual == expected {
         Ok(())
     } else {
@@ -412,6 +413,10 @@ mod tests {
                 "Unexpected kind: frobnicate",
             ),
             (json!([{"path": "/a"}]), "Unexpected kind: unknown"),
+            (
+                json!([{"op": "test", "path": "/l/3", "value": null}]),
+                "error in test for path: '/l/3': Unable to access invalid index: 3: invalid index referenced",
+            ),
             (
                 json!([{"op": "add", "value": 1}]),
                 "operation missing path field",

@@ -208,6 +208,49 @@ pub fn filter(set: &FieldSet, subresource: Option<&str>) -> FieldSet {
     strip_meta(&ignore_reset_fields(set, subresource))
 }
 
+/// Beyond this many `Update` entries, the oldest are merged into `ancient-changes`
+/// (kube-apiserver's `DefaultMaxUpdateManagers`, `capManagersManager`).
+const MAX_UPDATE_MANAGERS: usize = 10;
+const ANCIENT_CHANGES: &str = "ancient-changes";
+
+/// Merges the oldest `Update` entries into a per-apiVersion `ancient-changes` entry until at
+/// most `MAX_UPDATE_MANAGERS` remain; the bucket takes the time of the newest merged entry.
+pub fn cap_update_managers(entries: &mut Vec<Entry>) {
+    let updaters = |entries: &[Entry]| {
+        entries
+            .iter()
+            .filter(|e| e.operation == Operation::Update)
+            .count()
+    };
+    while updaters(entries) > MAX_UPDATE_MANAGERS {
+        let oldest = entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.operation == Operation::Update && e.manager != ANCIENT_CHANGES)
+            .min_by(|(_, a), (_, b)| a.time.cmp(&b.time).then_with(|| a.manager.cmp(&b.manager)))
+            .map(|(i, _)| i);
+        let Some(i) = oldest else { return };
+        let merged = entries.remove(i);
+        match entries.iter_mut().find(|e| {
+            e.is(
+                ANCIENT_CHANGES,
+                Operation::Update,
+                &merged.api_version,
+                merged.subresource.as_deref(),
+            )
+        }) {
+            Some(bucket) => {
+                bucket.set = bucket.set.union(&merged.set);
+                bucket.time = merged.time;
+            }
+            None => entries.push(Entry {
+                manager: ANCIENT_CHANGES.to_owned(),
+                ..merged
+            }),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -62,6 +62,7 @@ mod apply;
 mod builtin;
 mod fieldset;
 mod json_patch;
+mod last_applied;
 mod managed_fields;
 mod merge;
 mod schema;
