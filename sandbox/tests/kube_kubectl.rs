@@ -165,6 +165,11 @@ fn get_lists_across_namespaces_with_selectors_tables_and_formats() {
     // Phase is empty (no status yet), so the row is NAME SIZE REPLICAS AGE.
     assert_eq!(&alpha[..3], ["alpha", "small", "2"], "{table}");
     assert!(!table.contains("gamma"), "{table}");
+    // Priority columns only appear in the wide output.
+    let wide = emu.kubectl(&["get", "widget", "alpha", "-n", "get-a", "-o", "wide"]).ok().to_string();
+    let header: Vec<&str> = wide.lines().next().expect("header").split_whitespace().collect();
+    assert_eq!(header, ["NAME", "SIZE", "REPLICAS", "PHASE", "AGE", "COLOR"], "{wide}");
+    assert!(wide.lines().nth(1).is_some_and(|l| l.trim_end().ends_with("blue")), "{wide}");
 
     // -A adds the NAMESPACE column and sees every namespace.
     let all = emu.kubectl(&["get", "widgets", "-A"]).ok().to_string();
@@ -634,4 +639,26 @@ spec:
     let deploy = emu.kubectl(&["get", "deployment", "web", "-n", &ns, "-o", "json"]).json();
     assert_eq!(deploy["spec"]["replicas"], 2);
     assert_eq!(deploy["spec"]["template"]["spec"]["containers"][0]["image"], "registry.example.com/web:1");
+}
+
+#[test]
+fn edit_changes_the_object_and_owns_what_it_changed() {
+    let emu = setup("edit");
+    emu.apply(&widget("edit", "w1", "  size: small\n"), &["--server-side"]).ok();
+    // kubectl runs $EDITOR (through a shell when it has arguments) on a temporary file.
+    let out = emu
+        .kubectl_cmd(&["edit", "widget", "w1", "-n", "edit"])
+        .env("EDITOR", "sed -i -e 's/size: small/size: large/'")
+        .output()
+        .expect("run kubectl edit");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("widget.example.com/w1 edited"), "{stdout}");
+    let obj = widget_json(&emu, "edit", "w1");
+    assert_eq!(obj["spec"]["size"], "large");
+    assert_eq!(obj["metadata"]["generation"], 2);
+    // The edited field now belongs to kubectl-edit, so re-applying the old value conflicts.
+    let reapply = emu.apply(&widget("edit", "w1", "  size: small\n"), &["--server-side"]);
+    let err = reapply.fails();
+    assert!(err.contains("conflict with \"kubectl-edit\"") && err.contains(".spec.size"), "{err}");
 }
