@@ -165,6 +165,11 @@ fn get_lists_across_namespaces_with_selectors_tables_and_formats() {
     // Phase is empty (no status yet), so the row is NAME SIZE REPLICAS AGE.
     assert_eq!(&alpha[..3], ["alpha", "small", "2"], "{table}");
     assert!(!table.contains("gamma"), "{table}");
+    // Priority columns only appear in the wide output.
+    let wide = emu.kubectl(&["get", "widget", "alpha", "-n", "get-a", "-o", "wide"]).ok().to_string();
+    let header: Vec<&str> = wide.lines().next().expect("header").split_whitespace().collect();
+    assert_eq!(header, ["NAME", "SIZE", "REPLICAS", "PHASE", "AGE", "COLOR"], "{wide}");
+    assert!(wide.lines().nth(1).is_some_and(|l| l.trim_end().ends_with("blue")), "{wide}");
 
     // -A adds the NAMESPACE column and sees every namespace.
     let all = emu.kubectl(&["get", "widgets", "-A"]).ok().to_string();
@@ -546,4 +551,114 @@ fn invalid_crds_are_rejected_naming_the_field() {
     let get = emu.kubectl(&["get", "crd", "bads.example.com"]);
     assert!(get.fails().contains("not found"), "{get:?}");
     emu.apply(&bad_crd("              type: object\n"), &[]).ok();
+}
+
+#[test]
+fn built_in_kinds_are_created_by_kubectl_and_print_the_server_columns() {
+    let emu = Emulator::start();
+    let ns = emu.namespace("builtins");
+    // kubectl's generators send protobuf (decoded by the emulator for these kinds)...
+    emu.kubectl(&["create", "configmap", "settings", "--from-literal=a=1", "--from-literal=b=2", "-n", &ns]).ok();
+    emu.kubectl(&["create", "serviceaccount", "robot", "-n", &ns]).ok();
+    // ...while apply sends JSON through kubectl's dynamic client.
+    let manifests = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: builtins, labels: {app: web}}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      serviceAccountName: robot
+      containers:
+        - name: web
+          image: registry.example.com/web:1
+          ports: [{containerPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: builtins}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: 8080}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: reader, namespace: builtins}
+rules:
+  - {apiGroups: [""], resources: [configmaps], verbs: [get, list]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: reader, namespace: builtins}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: reader}
+subjects:
+  - {kind: ServiceAccount, name: robot, namespace: builtins}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: web, namespace: builtins}
+spec:
+  minAvailable: 1
+  selector: {matchLabels: {app: web}}
+"#;
+    let applied = emu.apply(manifests, &[]);
+    assert_eq!(applied.ok().lines().count(), 5, "{applied:?}");
+    // Re-applying is a no-op for every kind.
+    let again = emu.apply(manifests, &[]);
+    assert!(again.ok().lines().all(|l| l.ends_with(" unchanged")), "{again:?}");
+
+    // (kind, name, header, leading cells of the row) as kube-apiserver 1.33 prints them.
+    let tables: [(&str, &str, &[&str], &[&str]); 7] = [
+        ("deployment", "web", &["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"], &["web", "0/2", "0", "0"]),
+        ("configmap", "settings", &["NAME", "DATA", "AGE"], &["settings", "2"]),
+        ("serviceaccount", "robot", &["NAME", "SECRETS", "AGE"], &["robot", "0"]),
+        ("service", "web", &["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"], &["web", "ClusterIP"]),
+        ("role", "reader", &["NAME", "CREATED", "AT"], &["reader"]),
+        ("rolebinding", "reader", &["NAME", "ROLE", "AGE"], &["reader", "Role/reader"]),
+        ("poddisruptionbudget", "web", &["NAME", "MIN", "AVAILABLE", "MAX", "UNAVAILABLE", "ALLOWED", "DISRUPTIONS", "AGE"], &["web", "1", "N/A", "0"]),
+    ];
+    let mut failures = Vec::new();
+    for (kind, name, header, cells) in tables {
+        let out = emu.kubectl(&["get", kind, name, "-n", &ns]).ok().to_string();
+        let mut lines = out.lines();
+        let got_header: Vec<&str> = lines.next().unwrap_or_default().split_whitespace().collect();
+        let got_row: Vec<&str> = lines.next().unwrap_or_default().split_whitespace().collect();
+        if got_header != header || !got_row.starts_with(cells) {
+            failures.push(format!("{kind}:\n{out}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    // The objects carry what kubectl built.
+    let svc = emu.kubectl(&["get", "service", "web", "-n", &ns, "-o", "json"]).json();
+    assert_eq!(svc["spec"]["ports"][0]["port"], 80);
+    assert!(svc["spec"]["clusterIP"].as_str().is_some_and(|ip| !ip.is_empty()), "{svc}");
+    let deploy = emu.kubectl(&["get", "deployment", "web", "-n", &ns, "-o", "json"]).json();
+    assert_eq!(deploy["spec"]["replicas"], 2);
+    assert_eq!(deploy["spec"]["template"]["spec"]["containers"][0]["image"], "registry.example.com/web:1");
+}
+
+#[test]
+fn edit_changes_the_object_and_owns_what_it_changed() {
+    let emu = setup("edit");
+    emu.apply(&widget("edit", "w1", "  size: small\n"), &["--server-side"]).ok();
+    // kubectl runs $EDITOR (through a shell when it has arguments) on a temporary file.
+    let out = emu
+        .kubectl_cmd(&["edit", "widget", "w1", "-n", "edit"])
+        .env("EDITOR", "sed -i -e 's/size: small/size: large/'")
+        .output()
+        .expect("run kubectl edit");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("widget.example.com/w1 edited"), "{stdout}");
+    let obj = widget_json(&emu, "edit", "w1");
+    assert_eq!(obj["spec"]["size"], "large");
+    assert_eq!(obj["metadata"]["generation"], 2);
+    // The edited field now belongs to kubectl-edit, so re-applying the old value conflicts.
+    let reapply = emu.apply(&widget("edit", "w1", "  size: small\n"), &["--server-side"]);
+    let err = reapply.fails();
+    assert!(err.contains("conflict with \"kubectl-edit\"") && err.contains(".spec.size"), "{err}");
 }

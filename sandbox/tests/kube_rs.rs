@@ -98,6 +98,18 @@ impl Harness {
         Api::namespaced(self.client.clone(), ns)
     }
 
+    /// PUT a fault (`/_sandbox/faults`, INTERFACES.md) for the next matching requests.
+    async fn inject_fault(&self, fault: serde_json::Value) {
+        let resp = self
+            .http
+            .put(format!("{}/_sandbox/faults", self.emu.base_url()))
+            .json(&fault)
+            .send()
+            .await
+            .expect("admin request");
+        assert!(resp.status().is_success(), "PUT /_sandbox/faults: {}", resp.status());
+    }
+
     /// POST to an admin endpoint under `/_sandbox/` (fault injection).
     async fn admin_post(&self, path: &str) {
         let resp = self
@@ -346,6 +358,55 @@ async fn finalizer_helper_adds_and_removes_its_finalizer() {
     })
     .await;
     assert_eq!(*cleanups.lock().unwrap(), ["w1"], "cleanup must run exactly once");
+    run.abort();
+}
+
+#[tokio::test]
+async fn controller_retries_through_injected_api_failures() {
+    let ns = "faults";
+    let h = Harness::start(ns).await;
+    let api = h.widgets(ns);
+    // The next two PATCHes of any Widget in the namespace fail with 500.
+    h.inject_fault(json!({
+        "method": "PATCH",
+        "path": format!("/apis/example.com/v1/namespaces/{ns}/widgets/*"),
+        "status": 500,
+        "count": 2,
+    }))
+    .await;
+    let failures: Arc<Mutex<Vec<String>>> = Arc::default();
+    let ctx = Arc::new((api.clone(), Arc::default()));
+    let seen_failures = failures.clone();
+    let run = tokio::spawn(
+        Controller::new(api.clone(), watcher::Config::default())
+            .with_config(controller::Config::default().concurrency(2))
+            .run(
+                |obj: Arc<Widget>, ctx: Arc<FinalizerCtx>| async move {
+                    finalizer(&ctx.0, FINALIZER, obj, |_| async { Ok::<_, kube::Error>(Action::await_change()) })
+                        .await
+                        .map_err(|e| ReconcileError::Finalizer(Box::new(e)))
+                },
+                move |_, err, _| {
+                    seen_failures.lock().unwrap().push(err.to_string());
+                    Action::requeue(Duration::from_millis(100))
+                },
+                ctx,
+            )
+            .for_each(|_| async {}),
+    );
+
+    api.create(&PostParams::default(), &widget("w1", "small")).await.expect("create");
+    eventually("the finalizer to be added despite the failures", || {
+        let api = api.clone();
+        async move {
+            let w = api.get("w1").await.ok()?;
+            w.finalizers().iter().any(|f| f == FINALIZER).then_some(())
+        }
+    })
+    .await;
+    let failures = failures.lock().unwrap().clone();
+    assert_eq!(failures.len(), 2, "each injected failure reaches error_policy once: {failures:?}");
+    assert!(failures.iter().all(|f| f.contains("500")), "{failures:?}");
     run.abort();
 }
 
