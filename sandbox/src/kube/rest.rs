@@ -175,7 +175,9 @@ fn admit(rt: &ResourceType, obj: &mut Value, old: Option<&Value>, opts: &WriteOp
     let mut errs = if old.is_none() {
         object_meta::validate_create_meta(obj, rt.name_rule)
     } else {
-        object_meta::validate_labels(&obj["metadata"]["labels"])
+        let mut e = object_meta::validate_labels(&obj["metadata"]["labels"]);
+        e.extend(object_meta::validate_annotations(&obj["metadata"]["annotations"]));
+        e
     };
     if let Some(old) = old
         && !old["metadata"]["deletionTimestamp"].is_null() {
@@ -397,6 +399,9 @@ pub fn create(c: &mut Cluster, rt: &Arc<ResourceType>, namespace: Option<&str>, 
     object_meta::drop_empty_meta(&mut obj);
     patch::record_update(None, &mut obj, &opts.field_manager, None, rt.schema(), &now_rfc3339());
     let body = if opts.dry_run { obj } else { store_put(c, rt, key, &obj) };
+    if !opts.dry_run && rt.group.is_empty() && rt.plural == "namespaces" {
+        lifecycle::namespace_created(c, &name);
+    }
     Ok(Outcome { code: 201, body, warnings })
 }
 
