@@ -662,3 +662,32 @@ fn edit_changes_the_object_and_owns_what_it_changed() {
     let err = reapply.fails();
     assert!(err.contains("conflict with \"kubectl-edit\"") && err.contains(".spec.size"), "{err}");
 }
+
+#[test]
+fn bearer_tokens_and_secret_data_never_reach_the_emulator_log() {
+    // The most verbose log the emulator can write.
+    let emu = Emulator::start_with_env(&[("RUST_LOG", "trace")]);
+    emu.namespace("vault");
+    let secret_value = "s3cr3t-v4lue";
+    emu.kubectl(&["create", "secret", "generic", "creds", "-n", "vault", &format!("--from-literal=password={secret_value}")])
+        .ok();
+    emu.kubectl(&["get", "secret", "creds", "-n", "vault", "-o", "json"]).json();
+    emu.kubectl(&["patch", "secret", "creds", "-n", "vault", "--type=merge", "-p", r#"{"stringData":{"password":"an0ther-s3cret"}}"#])
+        .ok();
+    let kubeconfig: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(emu.kubeconfig()).expect("kubeconfig")).expect("kubeconfig yaml");
+    let token = kubeconfig["users"][0]["user"]["token"].as_str().expect("bearer token in kubeconfig").to_string();
+    assert!(token.len() >= 16, "the kubeconfig token is too short to be a credential: {token:?}");
+
+    let log = emu.log();
+    // The log does describe these requests, so the checks below are not vacuous.
+    assert!(log.contains("secrets"), "the emulator logged nothing about the requests:\n{log}");
+    for (what, needle) in [
+        ("the bearer token", token.as_str()),
+        ("secret data", secret_value),
+        ("secret data (base64)", "czNjcjN0LXY0bHVl"),
+        ("patched secret data", "an0ther-s3cret"),
+    ] {
+        assert!(!log.contains(needle), "{what} appears in the emulator log");
+    }
+}
