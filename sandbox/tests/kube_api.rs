@@ -124,6 +124,11 @@ impl WatchReader {
     }
 }
 
+/// An emulator whose periodic bookmarks never come during a test.
+async fn api_with_slow_bookmarks() -> Api {
+    start_with(Options { bookmark_interval: Duration::from_secs(3600), ..Options::default() })
+}
+
 fn cm(name: &str, data: Value) -> Value {
     json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data})
 }
@@ -335,6 +340,8 @@ async fn namespace_deletion_terminates_and_removes_contents() {
     held["metadata"]["finalizers"] = json!(["example.com/hold"]);
     api.post("/api/v1/namespaces/doomed/configmaps", held).await;
     api.post("/api/v1/namespaces/doomed/configmaps", cm("free", json!({}))).await;
+    let sa = api.get("/api/v1/namespaces/doomed/serviceaccounts/default").await;
+    assert_eq!(sa.status, 200, "every namespace gets a default ServiceAccount");
     let del = api.delete("/api/v1/namespaces/doomed").await;
     assert_eq!(del.status, 200);
     assert_eq!(del.body["status"]["phase"], "Terminating");
@@ -438,6 +445,14 @@ async fn streaming_list_and_bookmarks() {
     let mut short = api.watch("/api/v1/namespaces/default/configmaps?watch=true&timeoutSeconds=1").await;
     assert_eq!(short.next().await.unwrap()["type"], "ADDED");
     assert!(short.next().await.is_none());
+    // With bookmarks, a last BOOKMARK precedes the close.
+    let slow = api_with_slow_bookmarks().await;
+    let mut last = slow.watch("/api/v1/namespaces/default/configmaps?watch=true&timeoutSeconds=1&allowWatchBookmarks=true").await;
+    let mut kinds = Vec::new();
+    while let Some(ev) = last.next().await {
+        kinds.push(ev["type"].as_str().unwrap().to_string());
+    }
+    assert_eq!(kinds.last().map(String::as_str), Some("BOOKMARK"), "{kinds:?}");
 }
 
 #[tokio::test]

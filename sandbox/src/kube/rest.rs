@@ -397,6 +397,9 @@ pub fn create(c: &mut Cluster, rt: &Arc<ResourceType>, namespace: Option<&str>, 
     object_meta::drop_empty_meta(&mut obj);
     patch::record_update(None, &mut obj, &opts.field_manager, None, rt.schema(), &now_rfc3339());
     let body = if opts.dry_run { obj } else { store_put(c, rt, key, &obj) };
+    if !opts.dry_run && rt.group.is_empty() && rt.plural == "namespaces" {
+        lifecycle::namespace_created(c, &name);
+    }
     Ok(Outcome { code: 201, body, warnings })
 }
 
