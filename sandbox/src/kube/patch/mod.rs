@@ -38,17 +38,14 @@
 //!   an applied configuration must not carry them;
 //! - more than 10 `Update` entries: the oldest fold into `ancient-changes`;
 //! - a server-side apply by `kubectl` rewrites an existing `last-applied-configuration`
-//!   annotation (`lastAppliedUpdater`);
+//!   annotation (`lastAppliedUpdater`) and may take, without `force`, the fields that
+//!   annotation still describes (`lastAppliedManager`);
 //! - a create of a built-in kind is compared with the kind's zero value (`builtin.rs`), so
 //!   `f:spec` carries no `"."` where kube-apiserver's doesn't.
 //!
 //! Not emulated: version conversion of field sets (every apiVersion of a kind is treated as
 //! the same schema), unions/discriminators, `x-kubernetes-embedded-resource` metadata
-//! typing, kube-apiserver's `lastAppliedManager` (conflicts with
-//! `kubectl-client-side-apply` forgiven when the annotation matches; current kubectl upgrades
-//! the managed fields itself with a JSON patch before its first server-side apply, which
-//! works here), and
-//! validation of the applied configuration against the schema (the store's CRD engine
+//! typing, and validation of the applied configuration against the schema (the store's CRD engine
 //! validates the result). Like structured-merge-diff, nobody owns an empty list or map in an
 //! applied configuration, and nulls are merged as nulls (the CRD engine prunes them).
 //!
