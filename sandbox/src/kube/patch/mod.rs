@@ -83,8 +83,9 @@ pub enum PatchError {
     /// 400 BadRequest: the patch document itself is malformed.
     #[error("{0}")]
     BadRequest(String),
-    /// 422 Invalid: e.g. a failed JSON-patch `test`, a path that does not exist. For JSON
-    /// patches see `JSON_PATCH_REJECTED_MESSAGE`.
+    /// 422 Invalid: a JSON patch operation that does not apply (a failed `test`, a missing
+    /// path); only `json_patch` returns it. The Status message is
+    /// `JSON_PATCH_REJECTED_MESSAGE`, this text its cause.
     #[error("{0}")]
     Invalid(String),
     /// 409 Conflict: server-side apply touched fields owned by other managers (no force).
