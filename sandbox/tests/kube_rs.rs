@@ -363,6 +363,55 @@ async fn watches_follow_label_and_field_selectors() {
     }
 }
 
+#[tokio::test]
+async fn writes_honour_generate_name_dry_run_and_preconditions() {
+    let ns = "writes";
+    let h = Harness::start(ns).await;
+    let api = h.widgets(ns);
+
+    // generateName: the server completes the name.
+    let mut w = Widget::new("", WidgetSpec { size: "small".into(), replicas: None });
+    w.metadata.name = None;
+    w.metadata.generate_name = Some("gen-".into());
+    let created = api.create(&PostParams::default(), &w).await.expect("create with generateName");
+    let name = created.name_any();
+    assert!(name.starts_with("gen-") && name.len() > "gen-".len(), "{name}");
+
+    // dryRun=All: validated and answered (with defaults), never stored.
+    let dry = PostParams { dry_run: true, ..Default::default() };
+    let answered = api.create(&dry, &widget("dry", "large")).await.expect("dry-run create");
+    assert_eq!(answered.spec.replicas, Some(1), "defaults apply to a dry run too");
+    assert!(api.get_opt("dry").await.expect("get").is_none(), "a dry-run create was stored");
+    let invalid = api.create(&dry, &widget("dry", "huge")).await;
+    assert!(matches!(invalid, Err(kube::Error::Api(ref s)) if s.code == 422), "{invalid:?}");
+
+    // Optimistic concurrency on the status subresource: a stale resourceVersion is a 409.
+    let mut stale = created.clone();
+    let missing = api.patch("gen-missing", &PatchParams::default(), &Patch::Merge(json!({}))).await;
+    assert!(matches!(missing, Err(kube::Error::Api(ref s)) if s.code == 404), "{missing:?}");
+    api.patch(&name, &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 3}})))
+        .await
+        .expect("patch");
+    stale.status = Some(WidgetStatus { phase: Some("Running".into()) });
+    let conflict = api.replace_status(&name, &PostParams::default(), &stale).await;
+    assert!(matches!(conflict, Err(kube::Error::Api(ref s)) if s.code == 409), "{conflict:?}");
+
+    // Delete preconditions: a wrong uid is a 409 and the object stays.
+    let wrong = DeleteParams {
+        preconditions: Some(kube::api::Preconditions { uid: Some("not-the-uid".into()), resource_version: None }),
+        ..Default::default()
+    };
+    let refused = api.delete(&name, &wrong).await;
+    assert!(matches!(refused, Err(kube::Error::Api(ref s)) if s.code == 409), "{refused:?}");
+    assert!(api.get_opt(&name).await.expect("get").is_some());
+    let right = DeleteParams {
+        preconditions: Some(kube::api::Preconditions { uid: created.uid(), resource_version: None }),
+        ..Default::default()
+    };
+    api.delete(&name, &right).await.expect("delete with the right uid");
+    assert!(api.get_opt(&name).await.expect("get").is_none());
+}
+
 const FINALIZER: &str = "example.com/cleanup";
 
 /// Context of the finalizer test's controller: the Widget API and the names cleaned up.
