@@ -439,7 +439,8 @@ fn invalid_objects_are_rejected_naming_the_field_or_rule() {
         Invalid { what: "maximum", spec: "  size: small\n  replicas: 11\n", expect: &["spec.replicas", "less than or equal to 10"] },
         Invalid { what: "minimum", spec: "  size: small\n  replicas: -1\n", expect: &["spec.replicas", "greater than or equal to 0"] },
         Invalid { what: "required", spec: "  replicas: 2\n", expect: &["spec.size", "Required value"] },
-        Invalid { what: "CEL rule", spec: "  size: small\n  replicas: 2\n  minReplicas: 5\n", expect: &["spec", "minReplicas must not exceed replicas"] },
+        Invalid { what: "CEL rule", spec: "  size: small\n  replicas: 2\n  minReplicas: 5\n", expect: &["spec: Invalid value: \"object\": minReplicas must not exceed replicas"] },
+        Invalid { what: "CEL messageExpression and reason", spec: "  size: small\n  tags: {Bad: one, ok: two}\n", expect: &["spec.tags: Forbidden: tag keys must be lower-case letters; 2 keys given"] },
     ];
     let mut failures = Vec::new();
     for (i, case) in cases.iter().enumerate() {
@@ -690,4 +691,24 @@ fn bearer_tokens_and_secret_data_never_reach_the_emulator_log() {
     ] {
         assert!(!log.contains(needle), "{what} appears in the emulator log");
     }
+}
+
+#[test]
+fn deleting_the_crd_deletes_its_objects() {
+    let emu = setup("crd-gone");
+    emu.apply(&widget("crd-gone", "w1", "  size: small\n"), &[]).ok();
+    let out = emu.kubectl(&["delete", "crd", "widgets.example.com"]);
+    assert!(out.ok().contains("\"widgets.example.com\" deleted"), "{out:?}");
+    // The group/version leaves discovery and its resource path answers 404 (kubectl still
+    // knows the type from its discovery cache, so it asks and reports the 404).
+    eventually("the widgets resource to disappear", || {
+        let raw = emu.kubectl(&["get", "--raw", "/apis/example.com/v1"]);
+        (!raw.status.success() && raw.stderr.contains("NotFound")).then_some(())
+    });
+    let get = emu.kubectl(&["get", "widgets", "-n", "crd-gone"]);
+    assert!(get.fails().contains("the server could not find the requested resource"), "{get:?}");
+    // Re-creating the CRD does not bring the old objects back.
+    emu.install_widget_crd();
+    let left = emu.kubectl(&["get", "widgets", "-n", "crd-gone", "-o", "name"]);
+    assert_eq!(left.ok().trim(), "", "{left:?}");
 }
