@@ -210,6 +210,12 @@ async fn create_get_list_and_errors_like_kube_apiserver() {
     assert_eq!(bad_name.status, 422);
     assert!(bad_name.body["message"].as_str().unwrap().starts_with("ConfigMap \"Bad_Name\" is invalid: metadata.name: Invalid value: \"Bad_Name\""));
 
+    let mut bad_label = cm("labelled", json!({}));
+    bad_label["metadata"]["labels"] = json!({"bad key": "v"});
+    let r = api.post("/api/v1/namespaces/default/configmaps", bad_label).await;
+    assert_eq!(r.status, 422);
+    assert!(r.body["message"].as_str().unwrap().starts_with("ConfigMap \"labelled\" is invalid: metadata.labels: Invalid value: \"bad key\": name part must consist of"), "{}", r.body);
+
     let generated = api
         .post("/api/v1/namespaces/default/configmaps", json!({"metadata": {"generateName": "gen-"}, "data": {}}))
         .await;

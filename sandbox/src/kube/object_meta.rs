@@ -70,15 +70,61 @@ pub fn validate_create_meta(obj: &Value, rule: NameRule) -> Vec<FieldError> {
         }
     }
     errs.extend(validate_labels(&obj["metadata"]["labels"]));
+    errs.extend(validate_annotations(&obj["metadata"]["annotations"]));
     errs
 }
 
-/// Label values: at most 63 characters, alphanumerics with `-_.` inside
-/// (apimachinery `IsValidLabelValue`).
+const QUALIFIED_NAME_MSG: &str = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
+
+/// apimachinery `IsQualifiedName`: an optional DNS-subdomain prefix and `/`, then a name of
+/// at most 63 characters. Used for label and annotation keys.
+fn qualified_name_errors(key: &str) -> Vec<String> {
+    let (prefix, name) = match key.rsplit_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, key),
+    };
+    let mut out = Vec::new();
+    if let Some(p) = prefix {
+        if p.is_empty() {
+            out.push("prefix part must be non-empty".to_string());
+        } else if !is_dns_subdomain(p) {
+            out.push(format!("prefix part {DNS1123_SUBDOMAIN_MSG}"));
+        }
+    }
+    if name.is_empty() {
+        out.push("name part must be non-empty".to_string());
+    } else {
+        if name.len() > 63 {
+            out.push("name part must be no more than 63 characters".to_string());
+        }
+        let b = name.as_bytes();
+        let ok = b.iter().all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(c))
+            && b[0].is_ascii_alphanumeric()
+            && b[b.len() - 1].is_ascii_alphanumeric();
+        if !ok {
+            out.push(QUALIFIED_NAME_MSG.to_string());
+        }
+    }
+    out
+}
+
+/// Annotation keys are qualified names (values are free text).
+pub fn validate_annotations(annotations: &Value) -> Vec<FieldError> {
+    let Some(map) = annotations.as_object() else { return Vec::new() };
+    map.keys()
+        .flat_map(|k| qualified_name_errors(k).into_iter().map(move |m| FieldError::invalid("metadata.annotations", &json!(k), &m)))
+        .collect()
+}
+
+/// Label keys are qualified names; values at most 63 characters, alphanumerics with `-_.`
+/// inside (apimachinery `IsValidLabelValue`).
 pub fn validate_labels(labels: &Value) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let Some(map) = labels.as_object() else { return errs };
     for (k, v) in map {
+        for m in qualified_name_errors(k) {
+            errs.push(FieldError::invalid("metadata.labels", &json!(k), &m));
+        }
         let Some(s) = v.as_str() else {
             errs.push(FieldError::type_invalid(format!("metadata.labels.{k}"), v, "must be a string"));
             continue;
@@ -199,5 +245,14 @@ mod tests {
     fn bad_label_values_are_invalid() {
         assert!(validate_labels(&json!({"a": "ok-1"})).is_empty());
         assert_eq!(validate_labels(&json!({"a": "-bad"})).len(), 1);
+    }
+
+    #[test]
+    fn keys_are_qualified_names() {
+        assert!(validate_labels(&json!({"app.kubernetes.io/name": "x", "a_b.c": ""})).is_empty());
+        assert_eq!(validate_labels(&json!({"bad key": "x"})).len(), 1);
+        assert_eq!(validate_labels(&json!({"Bad.Prefix/x": "x"})).len(), 1);
+        assert_eq!(validate_annotations(&json!({"/x": "anything"})).len(), 1);
+        assert!(validate_annotations(&json!({"kubectl.kubernetes.io/last-applied-configuration": "{}"})).is_empty());
     }
 }

@@ -175,7 +175,9 @@ fn admit(rt: &ResourceType, obj: &mut Value, old: Option<&Value>, opts: &WriteOp
     let mut errs = if old.is_none() {
         object_meta::validate_create_meta(obj, rt.name_rule)
     } else {
-        object_meta::validate_labels(&obj["metadata"]["labels"])
+        let mut e = object_meta::validate_labels(&obj["metadata"]["labels"]);
+        e.extend(object_meta::validate_annotations(&obj["metadata"]["annotations"]));
+        e
     };
     if let Some(old) = old
         && !old["metadata"]["deletionTimestamp"].is_null() {
