@@ -497,6 +497,16 @@ fn unknown_fields_are_rejected_under_strict_and_pruned_otherwise() {
     ignore.ok();
     assert!(!ignore.stderr.contains("unknown field"), "{ignore:?}");
     assert!(widget_json(&emu, "strict", "w2")["spec"].get("extra").is_none());
+
+    // Built-in kinds are decoded strictly too.
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\n  namespace: strict\ndata:\n  a: b\nbogus: 1\n";
+    let err = emu.apply(cm, &[]);
+    let err = err.fails();
+    assert!(err.contains("ConfigMap in version \"v1\" cannot be handled as a ConfigMap"), "{err}");
+    assert!(err.contains("unknown field \"bogus\""), "{err}");
+    let wrong_type = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\n  namespace: strict\ndata:\n  a: [1]\n";
+    let err = emu.apply(wrong_type, &[]);
+    assert!(err.fails().contains("cannot be handled as a ConfigMap"), "{err:?}");
 }
 
 #[test]
