@@ -459,6 +459,19 @@ fn invalid_objects_are_rejected_naming_the_field_or_rule() {
             failures.push(format!("{}: the rejected object was stored", case.what));
         }
     }
+    // Metadata is validated like any object's: the name and label keys.
+    let bad_meta = [
+        ("name", "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: Bad_Name\n  namespace: invalid\nspec:\n  size: small\n", &["metadata.name: Invalid value: \"Bad_Name\"", "RFC 1123"][..]),
+        ("label key", "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: labelled\n  namespace: invalid\n  labels:\n    \"bad key\": x\nspec:\n  size: small\n", &["metadata.labels: Invalid value: \"bad key\""][..]),
+    ];
+    for (what, doc, expect) in bad_meta {
+        let run = emu.apply(doc, &[]);
+        if run.status.success() {
+            failures.push(format!("{what}: accepted: {}", run.stdout));
+        } else if let Some(missing) = expect.iter().find(|e| !run.stderr.contains(**e)) {
+            failures.push(format!("{what}: stderr lacks {missing:?}: {}", run.stderr));
+        }
+    }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
