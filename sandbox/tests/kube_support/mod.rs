@@ -77,11 +77,12 @@ impl Emulator {
         let mut lines = BufReader::new(stdout);
         let mut first = String::new();
         lines.read_line(&mut first).expect("read emulator stdout");
-        let addr = first
-            .trim()
-            .strip_prefix("listening on http://")
-            .unwrap_or_else(|| panic!("unexpected first line from the emulator: {first:?}"))
-            .to_string();
+        let Some(addr) = first.trim().strip_prefix("listening on http://").map(str::to_string) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            let log = std::fs::read_to_string(dir.path().join("emulator.log")).unwrap_or_default();
+            panic!("unexpected first line from the emulator: {first:?}\n--- emulator log ---\n{log}");
+        };
         // Keep draining stdout so the emulator never blocks on a full pipe.
         thread::spawn(move || std::io::copy(&mut lines, &mut std::io::sink()));
         assert!(kubeconfig.is_file(), "the emulator did not write {}", kubeconfig.display());
