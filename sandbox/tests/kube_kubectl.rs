@@ -439,7 +439,8 @@ fn invalid_objects_are_rejected_naming_the_field_or_rule() {
         Invalid { what: "maximum", spec: "  size: small\n  replicas: 11\n", expect: &["spec.replicas", "less than or equal to 10"] },
         Invalid { what: "minimum", spec: "  size: small\n  replicas: -1\n", expect: &["spec.replicas", "greater than or equal to 0"] },
         Invalid { what: "required", spec: "  replicas: 2\n", expect: &["spec.size", "Required value"] },
-        Invalid { what: "CEL rule", spec: "  size: small\n  replicas: 2\n  minReplicas: 5\n", expect: &["spec", "minReplicas must not exceed replicas"] },
+        Invalid { what: "CEL rule", spec: "  size: small\n  replicas: 2\n  minReplicas: 5\n", expect: &["spec: Invalid value: \"object\": minReplicas must not exceed replicas"] },
+        Invalid { what: "CEL messageExpression and reason", spec: "  size: small\n  tags: {Bad: one, ok: two}\n", expect: &["spec.tags: Forbidden: tag keys must be lower-case letters; 2 keys given"] },
     ];
     let mut failures = Vec::new();
     for (i, case) in cases.iter().enumerate() {
@@ -456,6 +457,19 @@ fn invalid_objects_are_rejected_naming_the_field_or_rule() {
         let get = emu.kubectl(&["get", "widget", &name, "-n", "invalid"]);
         if get.status.success() {
             failures.push(format!("{}: the rejected object was stored", case.what));
+        }
+    }
+    // Metadata is validated like any object's: the name and label keys.
+    let bad_meta = [
+        ("name", "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: Bad_Name\n  namespace: invalid\nspec:\n  size: small\n", &["metadata.name: Invalid value: \"Bad_Name\"", "RFC 1123"][..]),
+        ("label key", "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: labelled\n  namespace: invalid\n  labels:\n    \"bad key\": x\nspec:\n  size: small\n", &["metadata.labels: Invalid value: \"bad key\""][..]),
+    ];
+    for (what, doc, expect) in bad_meta {
+        let run = emu.apply(doc, &[]);
+        if run.status.success() {
+            failures.push(format!("{what}: accepted: {}", run.stdout));
+        } else if let Some(missing) = expect.iter().find(|e| !run.stderr.contains(**e)) {
+            failures.push(format!("{what}: stderr lacks {missing:?}: {}", run.stderr));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -496,6 +510,16 @@ fn unknown_fields_are_rejected_under_strict_and_pruned_otherwise() {
     ignore.ok();
     assert!(!ignore.stderr.contains("unknown field"), "{ignore:?}");
     assert!(widget_json(&emu, "strict", "w2")["spec"].get("extra").is_none());
+
+    // Built-in kinds are decoded strictly too.
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\n  namespace: strict\ndata:\n  a: b\nbogus: 1\n";
+    let err = emu.apply(cm, &[]);
+    let err = err.fails();
+    assert!(err.contains("ConfigMap in version \"v1\" cannot be handled as a ConfigMap"), "{err}");
+    assert!(err.contains("unknown field \"bogus\""), "{err}");
+    let wrong_type = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\n  namespace: strict\ndata:\n  a: [1]\n";
+    let err = emu.apply(wrong_type, &[]);
+    assert!(err.fails().contains("cannot be handled as a ConfigMap"), "{err:?}");
 }
 
 #[test]
@@ -661,4 +685,53 @@ fn edit_changes_the_object_and_owns_what_it_changed() {
     let reapply = emu.apply(&widget("edit", "w1", "  size: small\n"), &["--server-side"]);
     let err = reapply.fails();
     assert!(err.contains("conflict with \"kubectl-edit\"") && err.contains(".spec.size"), "{err}");
+}
+
+#[test]
+fn bearer_tokens_and_secret_data_never_reach_the_emulator_log() {
+    // The most verbose log the emulator can write.
+    let emu = Emulator::start_with_env(&[("RUST_LOG", "trace")]);
+    emu.namespace("vault");
+    let secret_value = "s3cr3t-v4lue";
+    emu.kubectl(&["create", "secret", "generic", "creds", "-n", "vault", &format!("--from-literal=password={secret_value}")])
+        .ok();
+    emu.kubectl(&["get", "secret", "creds", "-n", "vault", "-o", "json"]).json();
+    emu.kubectl(&["patch", "secret", "creds", "-n", "vault", "--type=merge", "-p", r#"{"stringData":{"password":"an0ther-s3cret"}}"#])
+        .ok();
+    let kubeconfig: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(emu.kubeconfig()).expect("kubeconfig")).expect("kubeconfig yaml");
+    let token = kubeconfig["users"][0]["user"]["token"].as_str().expect("bearer token in kubeconfig").to_string();
+    assert!(token.len() >= 16, "the kubeconfig token is too short to be a credential: {token:?}");
+
+    let log = emu.log();
+    // The log does describe these requests, so the checks below are not vacuous.
+    assert!(log.contains("secrets"), "the emulator logged nothing about the requests:\n{log}");
+    for (what, needle) in [
+        ("the bearer token", token.as_str()),
+        ("secret data", secret_value),
+        ("secret data (base64)", "czNjcjN0LXY0bHVl"),
+        ("patched secret data", "an0ther-s3cret"),
+    ] {
+        assert!(!log.contains(needle), "{what} appears in the emulator log");
+    }
+}
+
+#[test]
+fn deleting_the_crd_deletes_its_objects() {
+    let emu = setup("crd-gone");
+    emu.apply(&widget("crd-gone", "w1", "  size: small\n"), &[]).ok();
+    let out = emu.kubectl(&["delete", "crd", "widgets.example.com"]);
+    assert!(out.ok().contains("\"widgets.example.com\" deleted"), "{out:?}");
+    // The group/version leaves discovery and its resource path answers 404 (kubectl still
+    // knows the type from its discovery cache, so it asks and reports the 404).
+    eventually("the widgets resource to disappear", || {
+        let raw = emu.kubectl(&["get", "--raw", "/apis/example.com/v1"]);
+        (!raw.status.success() && raw.stderr.contains("NotFound")).then_some(())
+    });
+    let get = emu.kubectl(&["get", "widgets", "-n", "crd-gone"]);
+    assert!(get.fails().contains("the server could not find the requested resource"), "{get:?}");
+    // Re-creating the CRD does not bring the old objects back.
+    emu.install_widget_crd();
+    let left = emu.kubectl(&["get", "widgets", "-n", "crd-gone", "-o", "name"]);
+    assert_eq!(left.ok().trim(), "", "{left:?}");
 }

@@ -55,25 +55,34 @@ impl Emulator {
     /// Start `connection-sandbox kube --addr 127.0.0.1:0 --kubeconfig FILE` and wait for its
     /// `listening on http://ADDR` line (printed after the kubeconfig is written).
     pub fn start() -> Self {
+        Self::start_with_env(&[])
+    }
+
+    /// [`Emulator::start`] with extra environment variables (e.g. `RUST_LOG`). The emulator's
+    /// log (stderr) goes to a file, printed when the test fails ([`Emulator::log`]).
+    pub fn start_with_env(env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let kubeconfig = dir.path().join("kubeconfig");
+        let log = std::fs::File::create(dir.path().join("emulator.log")).expect("log file");
         let mut child = Command::new(env!("CARGO_BIN_EXE_connection-sandbox"))
             .args(["kube", "--addr", "127.0.0.1:0", "--kubeconfig"])
             .arg(&kubeconfig)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(log)
             .spawn()
             .expect("spawn connection-sandbox kube");
         let stdout = child.stdout.take().expect("piped stdout");
         let mut lines = BufReader::new(stdout);
         let mut first = String::new();
         lines.read_line(&mut first).expect("read emulator stdout");
-        let addr = first
-            .trim()
-            .strip_prefix("listening on http://")
-            .unwrap_or_else(|| panic!("unexpected first line from the emulator: {first:?}"))
-            .to_string();
+        let Some(addr) = first.trim().strip_prefix("listening on http://").map(str::to_string) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            let log = std::fs::read_to_string(dir.path().join("emulator.log")).unwrap_or_default();
+            panic!("unexpected first line from the emulator: {first:?}\n--- emulator log ---\n{log}");
+        };
         // Keep draining stdout so the emulator never blocks on a full pipe.
         thread::spawn(move || std::io::copy(&mut lines, &mut std::io::sink()));
         assert!(kubeconfig.is_file(), "the emulator did not write {}", kubeconfig.display());
@@ -91,6 +100,11 @@ impl Emulator {
 
     pub fn kubeconfig(&self) -> PathBuf {
         self.dir.path().join("kubeconfig")
+    }
+
+    /// Everything the emulator logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("emulator.log")).unwrap_or_default()
     }
 
     /// A scratch directory that lives as long as the emulator.
@@ -190,6 +204,9 @@ impl Drop for Emulator {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if thread::panicking() {
+            eprintln!("--- emulator log ---\n{}", self.log());
+        }
     }
 }
 
