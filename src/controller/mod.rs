@@ -46,6 +46,23 @@ impl Default for RunConfig {
     }
 }
 
+/// Wait until `store` has its first full list; false when its writer is gone.
+///
+/// `Store::wait_until_ready` wakes only the last of several concurrent waiters (it sits on
+/// a oneshot receiver), and the controller itself waits on the Connection store, so the
+/// wait is re-polled periodically instead of relying on a wake-up.
+async fn synced<K: kube::Resource + Clone + 'static>(store: &kube::runtime::reflector::Store<K>) -> bool
+where
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    loop {
+        match tokio::time::timeout(std::time::Duration::from_millis(250), store.wait_until_ready()).await {
+            Ok(result) => return result.is_ok(),
+            Err(_elapsed) => continue,
+        }
+    }
+}
+
 /// Run the controller until `shutdown` completes. `readiness` turns ready once the
 /// Connection, Provider and ClusterProvider caches have synced.
 pub async fn run(client: Client, config: RunConfig, metrics: Arc<Metrics>, readiness: Readiness, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
@@ -53,10 +70,9 @@ pub async fn run(client: Client, config: RunConfig, metrics: Arc<Metrics>, readi
     let (connections, providers, cluster_providers) = (t.connection_store.clone(), t.provider_store.clone(), t.cluster_provider_store.clone());
     tokio::spawn(async move {
         // `wait_until_ready` fails only when the writer is dropped (shutdown).
-        if connections.wait_until_ready().await.is_ok()
-            && providers.wait_until_ready().await.is_ok()
-            && cluster_providers.wait_until_ready().await.is_ok()
-        {
+        let synced = synced(&connections).await && synced(&providers).await && synced(&cluster_providers).await;
+        if synced {
+            tracing::info!("caches synced; ready");
             readiness.set_ready();
         }
     });
