@@ -98,7 +98,8 @@ pub struct Plan {
     /// Keys that differ upstream (changed or to be removed), sorted.
     pub drift: Vec<String>,
     /// The keys the resource owns once `write` is applied, sorted: what goes to
-    /// `status.managedKeys`.
+    /// `status.managedKeys` after a successful write (or when in sync). In Observe mode
+    /// nothing is written, so the recorded keys stay as they are.
     pub managed_keys: Vec<String>,
 }
 
@@ -139,7 +140,8 @@ pub fn plan(desired: ProviderBlock<'_>, managed: &[String], upstream: &Upstream)
         (ProviderBlock::Arena(spec), Upstream::Arena { metadata }) => {
             // A null would delete the key on every write, never converging; admission
             // rejects it, and a value that slipped through is treated as undeclared.
-            let want: JsonObject = spec.metadata.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), v.clone())).collect();
+            let want: JsonObject =
+                spec.metadata.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), v.clone())).collect();
             Ok(plan_arena(&want, &managed, metadata))
         }
         (ProviderBlock::Mielto(spec), Upstream::Mielto { label, status, config }) => {
@@ -170,25 +172,17 @@ pub fn plan(desired: ProviderBlock<'_>, managed: &[String], upstream: &Upstream)
 pub fn plan_removal(managed: &[String], upstream: &Upstream) -> Removal {
     let managed: BTreeSet<&str> = managed.iter().map(String::as_str).collect();
     match upstream {
-        Upstream::Nango { metadata } => Removal {
-            write: plan_nango(&Map::new(), &managed, metadata).write,
-            orphaned: vec![],
-        },
-        Upstream::Arena { metadata } => Removal {
-            write: plan_arena(&Map::new(), &managed, metadata).write,
-            orphaned: vec![],
-        },
+        Upstream::Nango { metadata } => {
+            Removal { write: plan_nango(&Map::new(), &managed, metadata).write, orphaned: vec![] }
+        }
+        Upstream::Arena { metadata } => {
+            Removal { write: plan_arena(&Map::new(), &managed, metadata).write, orphaned: vec![] }
+        }
         Upstream::Mielto { label, status, config } => {
             let want = MieltoWant { label: None, status: None, config: None };
-            let orphaned = ["label", "status"]
-                .into_iter()
-                .filter(|k| managed.contains(k))
-                .map(str::to_string)
-                .collect();
-            Removal {
-                write: plan_mielto(&want, &managed, label.as_deref(), status.as_deref(), config).write,
-                orphaned,
-            }
+            let orphaned =
+                ["label", "status"].into_iter().filter(|k| managed.contains(k)).map(str::to_string).collect();
+            Removal { write: plan_mielto(&want, &managed, label.as_deref(), status.as_deref(), config).write, orphaned }
         }
         Upstream::Datagrid { .. } => Removal {
             write: None,
@@ -209,9 +203,7 @@ fn key_changes<'a>(
         .filter(|(k, v)| !upstream.get(k.as_str()).is_some_and(|u| json_eq(u, v)))
         .map(|(k, _)| k.as_str())
         .collect();
-    let removed = owned_before
-        .filter(|k| !want.contains_key(*k) && upstream.contains_key(*k))
-        .collect();
+    let removed = owned_before.filter(|k| !want.contains_key(*k) && upstream.contains_key(*k)).collect();
     (changed, removed)
 }
 
@@ -281,16 +273,13 @@ fn plan_mielto(
         full
     });
 
-    let mut drift: Vec<String> = sorted_union(&changed, &removed)
-        .into_iter()
-        .map(|k| format!("{MIELTO_CONFIG_PREFIX}{k}"))
-        .collect();
+    let mut drift: Vec<String> =
+        sorted_union(&changed, &removed).into_iter().map(|k| format!("{MIELTO_CONFIG_PREFIX}{k}")).collect();
     drift.extend(new_label.map(|_| "label".to_string()));
     drift.extend(new_status.map(|_| "status".to_string()));
     drift.sort();
 
-    let mut managed_keys: Vec<String> =
-        want_config.keys().map(|k| format!("{MIELTO_CONFIG_PREFIX}{k}")).collect();
+    let mut managed_keys: Vec<String> = want_config.keys().map(|k| format!("{MIELTO_CONFIG_PREFIX}{k}")).collect();
     managed_keys.extend(want.label.map(|_| "label".to_string()));
     managed_keys.extend(want.status.map(|_| "status".to_string()));
     managed_keys.sort();
@@ -326,7 +315,7 @@ fn object_or_empty(value: Option<&Value>) -> JsonObject {
 
 /// JSON equality where numbers compare by value (`1 == 1.0`) and object key order does not
 /// matter.
-pub fn json_eq(a: &Value, b: &Value) -> bool {
+fn json_eq(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64(), x.as_u64(), y.as_u64()) {
             (Some(x), Some(y), _, _) => x == y,
@@ -368,7 +357,9 @@ mod tests {
                 metadata.extend(patch.clone());
                 Upstream::Nango { metadata }
             }
-            (Upstream::Nango { .. }, Write::NangoReplace { metadata }) => Upstream::Nango { metadata: metadata.clone() },
+            (Upstream::Nango { .. }, Write::NangoReplace { metadata }) => {
+                Upstream::Nango { metadata: metadata.clone() }
+            }
             (Upstream::Arena { mut metadata }, Write::ArenaPut { metadata: body }) => {
                 for (k, v) in body {
                     if v.is_null() {
@@ -379,11 +370,13 @@ mod tests {
                 }
                 Upstream::Arena { metadata }
             }
-            (Upstream::Mielto { label, status, config }, Write::MieltoPut { label: l, status: s, config: c }) => Upstream::Mielto {
-                label: l.clone().or(label),
-                status: s.clone().or(status),
-                config: c.clone().unwrap_or(config),
-            },
+            (Upstream::Mielto { label, status, config }, Write::MieltoPut { label: l, status: s, config: c }) => {
+                Upstream::Mielto {
+                    label: l.clone().or(label),
+                    status: s.clone().or(status),
+                    config: c.clone().unwrap_or(config),
+                }
+            }
             (Upstream::Datagrid { .. }, Write::DatagridPatch { name }) => Upstream::Datagrid { name: name.clone() },
             (u, w) => panic!("write {w:?} does not fit {u:?}"),
         }
@@ -395,7 +388,12 @@ mod tests {
         let p = plan(ProviderBlock::Nango(&spec), &[], &Upstream::nango(Some(&Value::Null))).unwrap();
         assert_eq!(p, Plan::default());
         let spec = nango(json!({"a": 1}));
-        let p = plan(ProviderBlock::Nango(&spec), &keys(&["a"]), &Upstream::nango(Some(&json!({"a": 1.0, "webhook": "x"})))).unwrap();
+        let p = plan(
+            ProviderBlock::Nango(&spec),
+            &keys(&["a"]),
+            &Upstream::nango(Some(&json!({"a": 1.0, "webhook": "x"}))),
+        )
+        .unwrap();
         assert!(p.in_sync(), "1 == 1.0 and a foreign key is not drift: {p:?}");
         assert_eq!(p.managed_keys, keys(&["a"]));
     }
@@ -415,7 +413,10 @@ mod tests {
         let spec = nango(json!({"region": "eu"}));
         let up = Upstream::nango(Some(&json!({"region": "us", "old": 1, "subscription": "s-1"})));
         let p = plan(ProviderBlock::Nango(&spec), &keys(&["region", "old"]), &up).unwrap();
-        assert_eq!(p.write, Some(Write::NangoReplace { metadata: obj(json!({"region": "eu", "subscription": "s-1"})) }));
+        assert_eq!(
+            p.write,
+            Some(Write::NangoReplace { metadata: obj(json!({"region": "eu", "subscription": "s-1"})) })
+        );
         assert_eq!(p.drift, keys(&["old", "region"]));
         assert_eq!(p.managed_keys, keys(&["region"]));
     }
@@ -452,11 +453,16 @@ mod tests {
             status: Some(MieltoStatus::Active),
             config: Some(obj(json!({"channel": "#ops"}))),
         };
-        let up = Upstream::mielto(Some("Acme"), Some("inactive"), Some(&json!({"channel": "#old", "old": 1, "theirs": 2})));
+        let up =
+            Upstream::mielto(Some("Acme"), Some("inactive"), Some(&json!({"channel": "#old", "old": 1, "theirs": 2})));
         let p = plan(ProviderBlock::Mielto(&spec), &keys(&["config.old", "label"]), &up).unwrap();
         assert_eq!(
             p.write,
-            Some(Write::MieltoPut { label: None, status: Some("active".into()), config: Some(obj(json!({"channel": "#ops", "theirs": 2}))) })
+            Some(Write::MieltoPut {
+                label: None,
+                status: Some("active".into()),
+                config: Some(obj(json!({"channel": "#ops", "theirs": 2})))
+            })
         );
         assert_eq!(p.drift, keys(&["config.channel", "config.old", "status"]));
         assert_eq!(p.managed_keys, keys(&["config.channel", "label", "status"]));
@@ -483,12 +489,21 @@ mod tests {
     #[test]
     fn removal_plans_keep_foreign_keys_and_orphan_unremovable_fields() {
         let up = Upstream::nango(Some(&json!({"a": 1, "theirs": 2})));
-        assert_eq!(plan_removal(&keys(&["a"]), &up).write, Some(Write::NangoReplace { metadata: obj(json!({"theirs": 2})) }));
+        assert_eq!(
+            plan_removal(&keys(&["a"]), &up).write,
+            Some(Write::NangoReplace { metadata: obj(json!({"theirs": 2})) })
+        );
         let up = Upstream::arena(Some(&json!({"a": 1, "theirs": 2})));
-        assert_eq!(plan_removal(&keys(&["a", "gone"]), &up).write, Some(Write::ArenaPut { metadata: obj(json!({"a": null})) }));
+        assert_eq!(
+            plan_removal(&keys(&["a", "gone"]), &up).write,
+            Some(Write::ArenaPut { metadata: obj(json!({"a": null})) })
+        );
         let up = Upstream::mielto(Some("L"), Some("active"), Some(&json!({"a": 1, "theirs": 2})));
         let r = plan_removal(&keys(&["config.a", "label", "status"]), &up);
-        assert_eq!(r.write, Some(Write::MieltoPut { label: None, status: None, config: Some(obj(json!({"theirs": 2}))) }));
+        assert_eq!(
+            r.write,
+            Some(Write::MieltoPut { label: None, status: None, config: Some(obj(json!({"theirs": 2}))) })
+        );
         assert_eq!(r.orphaned, keys(&["label", "status"]));
         let r = plan_removal(&keys(&["name"]), &Upstream::datagrid("x"));
         assert_eq!(r, Removal { write: None, orphaned: keys(&["name"]) });
@@ -588,10 +603,12 @@ mod tests {
 
     fn case() -> impl Strategy<Value = Case> {
         prop_oneof![
-            (prop::option::of(map_of(any_json())), key_list(), prop::option::of(map_of(any_json()))).prop_map(|(want, managed, up)| {
-                let spec = NangoSpec { provider_config_key: "k".into(), metadata: want };
-                Case::Nango(spec, managed, Upstream::nango(up.map(Value::Object).as_ref()))
-            }),
+            (prop::option::of(map_of(any_json())), key_list(), prop::option::of(map_of(any_json()))).prop_map(
+                |(want, managed, up)| {
+                    let spec = NangoSpec { provider_config_key: "k".into(), metadata: want };
+                    Case::Nango(spec, managed, Upstream::nango(up.map(Value::Object).as_ref()))
+                }
+            ),
             (map_of(scalar()), key_list(), map_of(scalar())).prop_map(|(want, managed, up)| {
                 Case::Arena(ArenaSpec { metadata: want }, managed, Upstream::arena(Some(&Value::Object(up))))
             }),
@@ -604,9 +621,14 @@ mod tests {
             )
                 .prop_map(|(label, status, config, managed, (ul, us, uc))| {
                     let spec = MieltoSpec { label, status, config };
-                    Case::Mielto(spec, managed, Upstream::mielto(ul.as_deref(), us.as_deref(), Some(&Value::Object(uc))))
+                    Case::Mielto(
+                        spec,
+                        managed,
+                        Upstream::mielto(ul.as_deref(), us.as_deref(), Some(&Value::Object(uc))),
+                    )
                 }),
-            ("[AB]", "[AB]").prop_map(|(want, up)| Case::Datagrid(DatagridSpec { name: want }, Upstream::datagrid(&up))),
+            ("[AB]", "[AB]")
+                .prop_map(|(want, up)| Case::Datagrid(DatagridSpec { name: want }, Upstream::datagrid(&up))),
         ]
     }
 

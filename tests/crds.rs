@@ -26,14 +26,10 @@ fn crd_schema(plural: &str) -> Value {
 /// followed by the CEL rules (checked by `kube-cel`).
 fn cel_errors(plural: &str, object: &Value, old: Option<&Value>) -> Vec<String> {
     let schema = crd_schema(plural);
-    let validator = jsonschema::options()
-        .with_draft(jsonschema::Draft::Draft4)
-        .build(&schema)
-        .expect("the CRD schema compiles");
-    let mut errors: Vec<String> = validator
-        .iter_errors(object)
-        .map(|e| format!("{}: {e}", e.instance_path()))
-        .collect();
+    let validator =
+        jsonschema::options().with_draft(jsonschema::Draft::Draft4).build(&schema).expect("the CRD schema compiles");
+    let mut errors: Vec<String> =
+        validator.iter_errors(object).map(|e| format!("{}: {e}", e.instance_path())).collect();
     if let Err(cel) = kube_cel::validate(&schema, object, old) {
         errors.extend(cel.iter().map(|e| e.to_string()));
     }
@@ -60,21 +56,32 @@ fn checked_in_crds_match_the_crd_command() {
     assert!(output.status.success(), "crd command failed: {}", String::from_utf8_lossy(&output.stderr));
     let printed = String::from_utf8(output.stdout).unwrap();
     let checked_in = std::fs::read_to_string(root.join(CRD_FILE)).unwrap_or_default();
-    assert!(
-        printed == checked_in,
-        "{CRD_FILE} is stale: regenerate with `cargo run -- crd > {CRD_FILE}`"
-    );
+    assert!(printed == checked_in, "{CRD_FILE} is stale: regenerate with `cargo run -- crd > {CRD_FILE}`");
     let docs: Vec<Value> = serde_yaml::Deserializer::from_str(&printed)
         .map(|d| serde_json::to_value(serde_yaml::Value::deserialize(d).unwrap()).unwrap())
         .collect();
     let names: Vec<&str> = docs.iter().map(|d| d["metadata"]["name"].as_str().unwrap()).collect();
     assert_eq!(
         names,
-        ["connections.connection-operator.dev", "providers.connection-operator.dev", "clusterproviders.connection-operator.dev"]
+        [
+            "connections.connection-operator.dev",
+            "providers.connection-operator.dev",
+            "clusterproviders.connection-operator.dev"
+        ]
     );
 }
 
 use serde::Deserialize;
+
+#[test]
+fn version_prints_the_package_version() {
+    let output = Command::new(env!("CARGO_BIN_EXE_connection-operator")).arg("version").output().unwrap();
+    assert!(output.status.success());
+    assert_eq!(
+        String::from_utf8(output.stdout).unwrap(),
+        format!("connection-operator {}\n", env!("CARGO_PKG_VERSION"))
+    );
+}
 
 /// Kubernetes "structural schema" rules: every node states a `type` unless it preserves
 /// unknown fields or is int-or-string, and `anyOf`/`oneOf`/`allOf`/`not` carry no `type`.
@@ -112,7 +119,8 @@ fn schemas_are_structural_with_conditions_as_list_map() {
     assert_eq!(crd.spec.names.short_names, Some(vec!["conn".to_string()]));
     let version = &crd.spec.versions[0];
     assert!(version.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some());
-    let columns: Vec<_> = version.additional_printer_columns.as_ref().unwrap().iter().map(|c| c.name.to_uppercase()).collect();
+    let columns: Vec<_> =
+        version.additional_printer_columns.as_ref().unwrap().iter().map(|c| c.name.to_uppercase()).collect();
     assert_eq!(columns, ["PROVIDER", "CONNECTION", "READY", "REASON", "LAST SYNC", "AGE"]);
 }
 
@@ -151,7 +159,12 @@ fn invalid_connections_are_rejected_with_clear_messages() {
         (with(json!({"arena": {"metadata": {"k": [1]}}})), "/spec/arena/metadata/k"),
         (with(json!({"arena": {"metadata": {"k": []}}})), "/spec/arena/metadata/k"),
         (with(json!({"arena": {"metadata": {"k": "x".repeat(2001)}}})), "/spec/arena/metadata/k"),
-        (with(json!({"arena": {"metadata": (0..51).map(|i| (format!("k{i}"), json!(i))).collect::<serde_json::Map<_, _>>()}})), "/spec/arena/metadata"),
+        (
+            with(
+                json!({"arena": {"metadata": (0..51).map(|i| (format!("k{i}"), json!(i))).collect::<serde_json::Map<_, _>>()}}),
+            ),
+            "/spec/arena/metadata",
+        ),
         (with(json!({"mielto": {"label": "x".repeat(256)}})), "/spec/mielto/label"),
         (with(json!({"mielto": {"status": "paused"}})), "/spec/mielto/status"),
         (with(json!({"nango": {"providerConfigKey": "bad/key"}})), "/spec/nango/providerConfigKey"),
@@ -163,7 +176,15 @@ fn invalid_connections_are_rejected_with_clear_messages() {
         let errors = cel_errors("connections", &object, None);
         assert!(errors.iter().any(|e| e.contains(expected)), "{object}: expected {expected:?}, got {errors:?}");
     }
-    let non_numeric = connection(json!({"providerRef": {"name": "p"}, "connectionId": "abc", "arena": {"metadata": {}}}));
+    let nango_id = |id: &str| {
+        connection(json!({"providerRef": {"name": "p"}, "connectionId": id, "nango": {"providerConfigKey": "k"}}))
+    };
+    let errors = cel_errors("connections", &nango_id("acme#1"), None);
+    assert!(errors.iter().any(|e| e.contains("Nango connectionId may only hold")), "{errors:?}");
+    let odd_but_valid = r#"a,.;:=+~[b]|@${c} "d" 'e' \f/g_h-1"#;
+    assert_eq!(cel_errors("connections", &nango_id(odd_but_valid), None), Vec::<String>::new());
+    let non_numeric =
+        connection(json!({"providerRef": {"name": "p"}, "connectionId": "abc", "arena": {"metadata": {}}}));
     let errors = cel_errors("connections", &non_numeric, None);
     assert!(errors.iter().any(|e| e.contains("decimal integer")), "{errors:?}");
 }
@@ -235,7 +256,9 @@ fn examples_are_admitted_and_deserialize() {
                     let c: connection_operator::api::Connection = serde_json::from_value(object.clone()).unwrap();
                     assert!(c.spec.block().is_some(), "{file}: one provider block");
                 }
-                "providers" => drop(serde_json::from_value::<connection_operator::api::Provider>(object.clone()).unwrap()),
+                "providers" => {
+                    drop(serde_json::from_value::<connection_operator::api::Provider>(object.clone()).unwrap())
+                }
                 _ => drop(serde_json::from_value::<connection_operator::api::ClusterProvider>(object.clone()).unwrap()),
             }
             *seen.entry(kind).or_default() += 1;
@@ -264,7 +287,8 @@ impl Cluster {
     fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("kubeconfig");
-        let sandbox = connection_sandbox::kube::KubeSandbox::start("127.0.0.1:0".parse().unwrap(), &kubeconfig).expect("start the kube emulator");
+        let sandbox = connection_sandbox::kube::KubeSandbox::start("127.0.0.1:0".parse().unwrap(), &kubeconfig)
+            .expect("start the kube emulator");
         Cluster { _sandbox: sandbox, _dir: dir, kubeconfig }
     }
 
@@ -282,7 +306,11 @@ impl Cluster {
         pipe.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
         drop(pipe);
         let out = child.wait_with_output().unwrap();
-        Output { ok: out.status.success(), stdout: String::from_utf8_lossy(&out.stdout).into(), stderr: String::from_utf8_lossy(&out.stderr).into() }
+        Output {
+            ok: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into(),
+            stderr: String::from_utf8_lossy(&out.stderr).into(),
+        }
     }
 
     fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
@@ -309,7 +337,10 @@ impl Cluster {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         cluster.ok(&["apply", "-f", root.join(CRD_FILE).to_str().unwrap()], None);
         for _ in 0..200 {
-            if ["connections", "providers", "clusterproviders"].iter().all(|r| cluster.kubectl(&["get", r, "-A"], None).ok) {
+            if ["connections", "providers", "clusterproviders"]
+                .iter()
+                .all(|r| cluster.kubectl(&["get", r, "-A"], None).ok)
+            {
                 return cluster;
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
@@ -328,12 +359,14 @@ fn kubectl_applies_the_crds_and_the_examples() {
         cluster.ok(&["apply", "-f", root.join(file).to_str().unwrap()], None);
     }
     let table = cluster.ok(&["get", "conn", "-n", "tenants"], None);
-    let header: Vec<&str> = table.lines().next().unwrap().split("  ").map(str::trim).filter(|s| !s.is_empty()).collect();
+    let header: Vec<&str> =
+        table.lines().next().unwrap().split("  ").map(str::trim).filter(|s| !s.is_empty()).collect();
     assert_eq!(header, ["NAME", "PROVIDER", "CONNECTION", "READY", "REASON", "LAST SYNC", "AGE"], "{table}");
     assert!(table.contains("acme-salesforce") && table.contains("acme-salesforce-1"), "{table}");
     assert_eq!(table.lines().count(), 5, "{table}");
     // Defaults are applied by the server.
-    let json: Value = serde_json::from_str(&cluster.ok(&["get", "conn", "acme-drive", "-n", "tenants", "-o", "json"], None)).unwrap();
+    let json: Value =
+        serde_json::from_str(&cluster.ok(&["get", "conn", "acme-drive", "-n", "tenants", "-o", "json"], None)).unwrap();
     assert_eq!(json["spec"]["managementPolicy"], "Manage");
     assert_eq!(json["spec"]["deletionPolicy"], "Orphan");
     assert_eq!(json["spec"]["providerRef"]["kind"], "ClusterProvider");
@@ -346,9 +379,14 @@ fn kubectl_applies_the_crds_and_the_examples() {
 fn kubectl_apply_rejects_invalid_connections_with_clear_messages() {
     let cluster = Cluster::with_crds();
     cluster.ok(&["create", "namespace", "t"], None);
-    let conn = |spec: &str| format!("apiVersion: connection-operator.dev/v1alpha1\nkind: Connection\nmetadata: {{name: c, namespace: t}}\nspec: {spec}\n");
+    let conn = |spec: &str| {
+        format!(
+            "apiVersion: connection-operator.dev/v1alpha1\nkind: Connection\nmetadata: {{name: c, namespace: t}}\nspec: {spec}\n"
+        )
+    };
 
-    let two = cluster.refused(&conn("{providerRef: {name: p}, connectionId: '1', datagrid: {name: x}, arena: {metadata: {}}}"));
+    let two = cluster
+        .refused(&conn("{providerRef: {name: p}, connectionId: '1', datagrid: {name: x}, arena: {metadata: {}}}"));
     assert!(two.contains("exactly one provider block"), "{two}");
     let key = cluster.refused(&conn("{providerRef: {name: p}, connectionId: '1', arena: {metadata: {bad-key: 1}}}"));
     assert!(key.contains("Are.na metadata keys must match"), "{key}");
@@ -358,22 +396,37 @@ fn kubectl_apply_rejects_invalid_connections_with_clear_messages() {
     assert!(id.contains("decimal integer"), "{id}");
     let status = cluster.refused(&conn("{providerRef: {name: p}, connectionId: c, mielto: {status: paused}}"));
     assert!(status.contains("spec.mielto.status"), "{status}");
-    let drift = cluster.refused(&conn("{providerRef: {name: p}, connectionId: c, datagrid: {name: x}, driftInterval: 5s}"));
+    let drift =
+        cluster.refused(&conn("{providerRef: {name: p}, connectionId: c, datagrid: {name: x}, driftInterval: 5s}"));
     assert!(drift.contains("driftInterval must be at least 30s"), "{drift}");
 
-    // Immutable fields, checked on update (`replace` sends the whole object as a PUT).
+    // Immutable fields, checked on update: `kubectl apply` (a merge patch for custom
+    // resources) and `kubectl replace` (a PUT of the whole object) both hit the rules.
     cluster.ok(&["apply", "-f", "-"], Some(&conn("{providerRef: {name: p}, connectionId: c1, datagrid: {name: x}}")));
-    cluster.ok(&["replace", "-f", "-"], Some(&conn("{providerRef: {name: p}, connectionId: c1, datagrid: {name: renamed}}")));
-    let moved = cluster.refused_by("replace", &conn("{providerRef: {name: p}, connectionId: c2, datagrid: {name: x}}"));
-    assert!(moved.contains("connectionId is immutable"), "{moved}");
-    let other = cluster.refused_by("replace", &conn("{providerRef: {name: q}, connectionId: c1, datagrid: {name: x}}"));
-    assert!(other.contains("providerRef is immutable"), "{other}");
+    cluster.ok(
+        &["apply", "-f", "-"],
+        Some(&conn("{providerRef: {name: p}, connectionId: c1, datagrid: {name: renamed}}")),
+    );
+    for verb in ["apply", "replace"] {
+        let moved = cluster.refused_by(verb, &conn("{providerRef: {name: p}, connectionId: c2, datagrid: {name: x}}"));
+        assert!(moved.contains("connectionId is immutable"), "{verb}: {moved}");
+        let other = cluster.refused_by(verb, &conn("{providerRef: {name: q}, connectionId: c1, datagrid: {name: x}}"));
+        assert!(other.contains("providerRef is immutable"), "{verb}: {other}");
+    }
 
-    let provider = |spec: &str| format!("apiVersion: connection-operator.dev/v1alpha1\nkind: Provider\nmetadata: {{name: p, namespace: t}}\nspec: {spec}\n");
-    let http = cluster.refused(&provider("{type: nango, baseUrl: 'http://nango.example', credentialsRef: {name: s, key: token}}"));
+    let provider = |spec: &str| {
+        format!(
+            "apiVersion: connection-operator.dev/v1alpha1\nkind: Provider\nmetadata: {{name: p, namespace: t}}\nspec: {spec}\n"
+        )
+    };
+    let http = cluster
+        .refused(&provider("{type: nango, baseUrl: 'http://nango.example', credentialsRef: {name: s, key: token}}"));
     assert!(http.contains("baseUrl must use https://"), "{http}");
-    cluster.ok(&["apply", "-f", "-"], Some(&provider("{type: nango, baseUrl: 'http://127.0.0.1:8090/nango', credentialsRef: {name: s, key: token}}")));
-    let retyped = cluster.refused_by("replace", &provider("{type: arena, credentialsRef: {name: s, key: token}}"));
+    cluster.ok(
+        &["apply", "-f", "-"],
+        Some(&provider("{type: nango, baseUrl: 'http://127.0.0.1:8090/nango', credentialsRef: {name: s, key: token}}")),
+    );
+    let retyped = cluster.refused(&provider("{type: arena, credentialsRef: {name: s, key: token}}"));
     assert!(retyped.contains("type is immutable"), "{retyped}");
 }
 
@@ -385,4 +438,55 @@ fn kubectl_explain_shows_the_field_docs() {
     assert!(out.stdout.contains("Are.na connection metadata"), "{}", out.stdout);
     let out = cluster.ok(&["explain", "connection.spec.managementPolicy"], None);
     assert!(out.contains("Observe"), "{out}");
+}
+
+/// The status write path the controller will use: server-side apply of the status
+/// subresource with field manager `connection-operator`, through kube-rs. Conditions are a
+/// list-map keyed by `type`, so another manager's condition survives, and an unchanged apply
+/// is a no-op (no new resourceVersion, hence no self-triggered reconcile).
+#[test]
+fn status_conditions_merge_per_type_under_server_side_apply() {
+    use connection_operator::api::{Connection, ConnectionStatus, conditions};
+    use kube::api::{Api, Patch, PatchParams};
+
+    let cluster = Cluster::with_crds();
+    cluster.ok(&["create", "namespace", "t"], None);
+    cluster.ok(
+        &["apply", "-f", "-"],
+        Some("apiVersion: connection-operator.dev/v1alpha1\nkind: Connection\nmetadata: {name: c, namespace: t}\nspec: {providerRef: {name: p}, connectionId: c1, datagrid: {name: x}}\n"),
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let kubeconfig = kube::config::Kubeconfig::read_from(&cluster.kubeconfig).unwrap();
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.unwrap();
+        let client = kube::Client::try_from(config).unwrap();
+        let api: Api<Connection> = Api::namespaced(client, "t");
+
+        let now = k8s_openapi::jiff::Timestamp::from_second(1_700_000_000).unwrap();
+        let mut status = ConnectionStatus { observed_generation: Some(1), managed_keys: vec!["name".into()], ..Default::default() };
+        conditions::set_condition(&mut status.conditions, conditions::READY, true, conditions::Reason::InSync, "", Some(1), now);
+        let ours = json!({"apiVersion": "connection-operator.dev/v1alpha1", "kind": "Connection", "status": status});
+        let params = PatchParams::apply("connection-operator").force();
+        let first = api.patch_status("c", &params, &Patch::Apply(&ours)).await.expect("status apply");
+
+        let theirs = json!({"apiVersion": "connection-operator.dev/v1alpha1", "kind": "Connection", "status": {"conditions": [
+            {"type": "Audited", "status": "True", "reason": "Checked", "message": "", "lastTransitionTime": "2023-11-14T22:13:20Z"}
+        ]}});
+        api.patch_status("c", &PatchParams::apply("auditor"), &Patch::Apply(&theirs)).await.expect("other manager");
+
+        let got = api.get_status("c").await.unwrap();
+        let status = got.status.unwrap();
+        let types: Vec<&str> = status.conditions.iter().map(|c| c.type_.as_str()).collect();
+        assert_eq!(types.len(), 2, "{types:?}");
+        assert!(types.contains(&"Ready") && types.contains(&"Audited"), "{types:?}");
+        assert_eq!(status.managed_keys, ["name"]);
+        assert_eq!(conditions::find(&status.conditions, conditions::READY).unwrap().reason, "InSync");
+
+        // The same apply again changes nothing.
+        let before = api.get_status("c").await.unwrap().metadata.resource_version;
+        api.patch_status("c", &params, &Patch::Apply(&ours)).await.unwrap();
+        let after = api.get_status("c").await.unwrap().metadata.resource_version;
+        assert_eq!(before, after, "an unchanged status apply must not write");
+        assert_ne!(first.metadata.resource_version, None);
+    });
 }

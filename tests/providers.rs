@@ -61,12 +61,20 @@ impl Sandbox {
     }
 
     async fn raw(&self, provider: &str, id: &str) -> Value {
-        self.admin.get(self.admin_url(provider, &format!("connections/{id}"))).send().await.unwrap().json().await.unwrap()
+        self.admin
+            .get(self.admin_url(provider, &format!("connections/{id}")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     /// The API requests the emulator received, oldest first.
     async fn journal(&self, provider: &str) -> Vec<Value> {
-        let journal: Value = self.admin.get(self.admin_url(provider, "requests")).send().await.unwrap().json().await.unwrap();
+        let journal: Value =
+            self.admin.get(self.admin_url(provider, "requests")).send().await.unwrap().json().await.unwrap();
         journal.as_array().unwrap().clone()
     }
 
@@ -91,7 +99,10 @@ async fn sync(client: &dyn ProviderClient, spec: &ConnectionSpec, managed: &[Str
 }
 
 fn methods(journal: &[Value]) -> Vec<String> {
-    journal.iter().map(|e| format!("{} {} {}", e["method"].as_str().unwrap(), e["path"].as_str().unwrap(), e["status"])).collect()
+    journal
+        .iter()
+        .map(|e| format!("{} {} {}", e["method"].as_str().unwrap(), e["path"].as_str().unwrap(), e["status"]))
+        .collect()
 }
 
 fn keys(list: &[&str]) -> Vec<String> {
@@ -123,7 +134,12 @@ async fn arena_sync_puts_changed_keys_and_null_for_removed_ones_keeping_foreign_
 #[tokio::test]
 async fn mielto_sync_puts_changed_fields_and_the_whole_config() {
     let s = Sandbox::start().await;
-    s.seed("mielto", "c1", json!({"label": "Acme", "status": "inactive", "config": {"channel": "#old", "old": 1, "theirs": 2}})).await;
+    s.seed(
+        "mielto",
+        "c1",
+        json!({"label": "Acme", "status": "inactive", "config": {"channel": "#old", "old": 1, "theirs": 2}}),
+    )
+    .await;
     let spec = spec(json!({"providerRef": {"name": "mielto"}, "connectionId": "c1",
                            "mielto": {"label": "Acme", "status": "active", "config": {"channel": "#ops"}}}));
     let client = s.client("mielto");
@@ -145,7 +161,8 @@ async fn mielto_sync_puts_changed_fields_and_the_whole_config() {
 #[tokio::test]
 async fn mielto_workspace_header_selects_the_workspace() {
     let s = Sandbox::start().await;
-    s.seed("mielto", "away", json!({"label": "Away", "status": "active", "config": {}, "workspace_id": "ws_other"})).await;
+    s.seed("mielto", "away", json!({"label": "Away", "status": "active", "config": {}, "workspace_id": "ws_other"}))
+        .await;
     let target = Target { connection_id: "away".into(), provider_config_key: None };
     let plain = s.client("mielto");
     assert!(matches!(plain.read(&target).await, Err(ProviderError::NotFound { .. })));
@@ -178,12 +195,15 @@ async fn errors_are_classified_with_the_provider_message() {
     }
     let bad_key = Write::ArenaPut { metadata: json!({"bad-key": 1}).as_object().unwrap().clone() };
     match arena.write(&t("1"), &bad_key).await {
-        Err(ProviderError::Terminal { status, message }) => assert!((400..500).contains(&status) && !message.is_empty()),
+        Err(ProviderError::Terminal { status, message }) => {
+            assert!((400..500).contains(&status) && !message.is_empty())
+        }
         other => panic!("{other:?}"),
     }
 
     // A server error is retryable.
-    s.admin_put("arena", "faults", json!({"method": "GET", "path": "/v3/connections/*", "status": 503, "count": 1})).await;
+    s.admin_put("arena", "faults", json!({"method": "GET", "path": "/v3/connections/*", "status": 503, "count": 1}))
+        .await;
     assert!(matches!(arena.read(&t("1")).await, Err(ProviderError::Retryable { status: Some(503), .. })));
     assert!(arena.read(&t("1")).await.is_ok(), "the fault was used up");
 
@@ -203,10 +223,16 @@ async fn network_failures_and_timeouts_are_retryable() {
     let t = Target { connection_id: "1".into(), provider_config_key: None };
     let client = s.client_for(&s.config("arena", json!({"timeoutSeconds": 1})), TOKEN);
 
-    s.admin_put("arena", "faults", json!({"method": "GET", "path": "/v3/connections/*", "reset": true, "count": 1})).await;
+    s.admin_put("arena", "faults", json!({"method": "GET", "path": "/v3/connections/*", "reset": true, "count": 1}))
+        .await;
     assert!(matches!(client.read(&t).await, Err(ProviderError::Retryable { status: None, .. })));
 
-    s.admin_put("arena", "faults", json!({"method": "GET", "path": "/v3/connections/*", "latencyMs": 3000, "count": 1})).await;
+    s.admin_put(
+        "arena",
+        "faults",
+        json!({"method": "GET", "path": "/v3/connections/*", "latencyMs": 3000, "count": 1}),
+    )
+    .await;
     match client.read(&t).await {
         Err(ProviderError::Retryable { status: None, message }) => assert_eq!(message, "the request timed out"),
         other => panic!("{other:?}"),
@@ -251,7 +277,8 @@ async fn after_a_429_the_account_sends_nothing_until_the_retry_time() {
     assert_eq!(s.journal("arena").await.len(), 2, "a blocked account sends no request");
 
     // Another account (other token) is not blocked by it.
-    let other_account = s.client_for(&s.config("arena", json!({"credentialsRef": {"name": "other", "key": "token"}})), "another-token");
+    let other_account =
+        s.client_for(&s.config("arena", json!({"credentialsRef": {"name": "other", "key": "token"}})), "another-token");
     assert!(other_account.read(&t("2")).await.is_ok());
     assert_eq!(s.journal("arena").await.len(), 3);
 }
@@ -263,7 +290,12 @@ async fn an_injected_429_retry_after_is_honoured_in_seconds_and_as_http_date() {
     let t = Target { connection_id: "c".into(), provider_config_key: None };
 
     let client = s.client("mielto");
-    s.admin_put("mielto", "faults", json!({"method": "GET", "path": "/api/v1/connections/*", "status": 429, "retryAfter": 120, "count": 1})).await;
+    s.admin_put(
+        "mielto",
+        "faults",
+        json!({"method": "GET", "path": "/api/v1/connections/*", "status": 429, "retryAfter": 120, "count": 1}),
+    )
+    .await;
     let before = SystemTime::now();
     let retry_at = match client.read(&t).await {
         Err(ProviderError::RateLimited { retry_at }) => retry_at,
@@ -308,7 +340,12 @@ async fn requests_are_paced_by_the_configured_rate() {
 #[tokio::test]
 async fn nango_sync_patches_changed_keys_and_replaces_to_remove_one() {
     let s = Sandbox::start().await;
-    s.seed("nango", "acme-1", json!({"provider_config_key": "salesforce", "metadata": {"region": "us", "old": 1, "subscription": "s-1"}})).await;
+    s.seed(
+        "nango",
+        "acme-1",
+        json!({"provider_config_key": "salesforce", "metadata": {"region": "us", "old": 1, "subscription": "s-1"}}),
+    )
+    .await;
     let spec = spec(json!({"providerRef": {"name": "nango"}, "connectionId": "acme-1",
                            "nango": {"providerConfigKey": "salesforce", "metadata": {"region": "eu", "mapping": {"a": 1}}}}));
     let client = s.client("nango");
@@ -323,7 +360,10 @@ async fn nango_sync_patches_changed_keys_and_replaces_to_remove_one() {
         json!({"connection_id": "acme-1", "provider_config_key": "salesforce", "metadata": {"region": "eu", "mapping": {"a": 1}}})
     );
     // Shallow merge: changed keys replaced, the rest untouched (maps compare regardless of order).
-    assert_eq!(s.raw("nango", "acme-1").await["metadata"], json!({"region": "eu", "old": 1, "subscription": "s-1", "mapping": {"a": 1}}));
+    assert_eq!(
+        s.raw("nango", "acme-1").await["metadata"],
+        json!({"region": "eu", "old": 1, "subscription": "s-1", "mapping": {"a": 1}})
+    );
 
     // It owned `old` and no longer declares it: a POST replace without it, foreign key kept.
     s.clear_journal("nango").await;
@@ -332,7 +372,10 @@ async fn nango_sync_patches_changed_keys_and_replaces_to_remove_one() {
     sync(client.as_ref(), &spec, &owned).await.unwrap();
     let journal = s.journal("nango").await;
     assert_eq!(methods(&journal), ["GET /connections/acme-1 200", "POST /connections/metadata 201"]);
-    assert_eq!(s.raw("nango", "acme-1").await["metadata"], json!({"region": "eu", "subscription": "s-1", "mapping": {"a": 1}}));
+    assert_eq!(
+        s.raw("nango", "acme-1").await["metadata"],
+        json!({"region": "eu", "subscription": "s-1", "mapping": {"a": 1}})
+    );
 
     s.clear_journal("nango").await;
     assert!(sync(client.as_ref(), &spec, &plan.managed_keys).await.unwrap().in_sync());
@@ -345,7 +388,9 @@ async fn nango_never_set_metadata_equals_empty_and_unknown_connection_is_not_fou
     s.seed("nango", "fresh", json!({"provider_config_key": "hubspot"})).await;
     assert_eq!(s.raw("nango", "fresh").await["metadata"], Value::Null);
     let client = s.client("nango");
-    let empty = spec(json!({"providerRef": {"name": "nango"}, "connectionId": "fresh", "nango": {"providerConfigKey": "hubspot"}}));
+    let empty = spec(
+        json!({"providerRef": {"name": "nango"}, "connectionId": "fresh", "nango": {"providerConfigKey": "hubspot"}}),
+    );
     assert!(sync(client.as_ref(), &empty, &[]).await.unwrap().in_sync());
     let missing = Target { connection_id: "nope".into(), provider_config_key: Some("hubspot".into()) };
     assert!(matches!(client.read(&missing).await, Err(ProviderError::NotFound { .. })));
@@ -372,7 +417,8 @@ async fn nango_remaining_zero_holds_requests_until_the_reset_and_retry_after_zer
     // Half-second window, consumed by someone else with the same key: Nango answers 429 with
     // Retry-After 0: the block follows X-RateLimit-Reset (at least a second), not a default minute.
     s.admin_put("nango", "rate-limit", json!({"limit": 1, "windowSeconds": 0.5})).await;
-    let other = s.client_for(&s.config("nango", json!({"credentialsRef": {"name": "o", "key": "token"}})), "shared-key");
+    let other =
+        s.client_for(&s.config("nango", json!({"credentialsRef": {"name": "o", "key": "token"}})), "shared-key");
     let url = format!("{}/connections/a?provider_config_key=k", s.sandbox.base_url("nango"));
     let mut saw_zero = false;
     for _ in 0..20 {
@@ -436,4 +482,16 @@ async fn datagrid_teamspace_header_scopes_reads() {
     let t = |id: &str| Target { connection_id: id.into(), provider_config_key: None };
     assert_eq!(scoped.read(&t("conn_a")).await.unwrap(), diff::Upstream::datagrid("A"));
     assert!(matches!(scoped.read(&t("conn_b")).await, Err(ProviderError::NotFound { .. })));
+}
+
+#[tokio::test]
+async fn connection_ids_are_sent_as_one_encoded_path_segment() {
+    let s = Sandbox::start().await;
+    let id = "acme/eu 1";
+    s.seed("nango", id, json!({"provider_config_key": "k", "metadata": {"a": 1}})).await;
+    let client = s.client("nango");
+    let target = Target { connection_id: id.into(), provider_config_key: Some("k".into()) };
+    assert_eq!(client.read(&target).await.unwrap(), diff::Upstream::nango(Some(&json!({"a": 1}))));
+    let journal = s.journal("nango").await;
+    assert_eq!(journal[0]["path"], "/connections/acme%2Feu%201");
 }

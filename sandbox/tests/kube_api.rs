@@ -384,6 +384,14 @@ async fn watch_replays_streams_and_expires() {
     assert_eq!(ev["object"]["reason"], "Expired");
     assert!(old.next().await.is_none());
 
+    // Expiry is also one-shot for a watch resuming from the current version.
+    let now = api.get("/api/v1/namespaces/default/configmaps").await.body["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    api.call(Method::POST, "/_sandbox/watches/expire", "application/json", Some("{}".into()), None).await;
+    let mut current = api.watch(&format!("/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={now}")).await;
+    assert_eq!(current.next().await.unwrap()["object"]["code"], 410);
+    let mut resumed = api.watch(&format!("/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={now}&timeoutSeconds=1")).await;
+    assert!(resumed.next().await.is_none(), "a second watch resumes normally");
+
     // Dropping watches ends open streams.
     let drop = api.call(Method::POST, "/_sandbox/watches/drop", "application/json", Some("{}".into()), None).await;
     assert_eq!(drop.status, 200);
@@ -573,6 +581,25 @@ async fn status_subresource_and_generation() {
     let labels = api.patch(&format!("{GIZMOS}/s"), "application/merge-patch+json", json!({"metadata": {"labels": {"a": "b"}}})).await;
     assert_eq!(labels.body["metadata"]["generation"], 2);
 
+    // Status apply without metadata (controller-rs style): accepted, no generation bump, and
+    // an unchanged re-apply is a no-op (same resourceVersion, no event).
+    let apply_url = format!("{GIZMOS}/s/status?fieldManager=ctl&force=true");
+    let status_cfg = json!({"apiVersion": "test.dev/v1", "kind": "Gizmo", "status": {"phase": "Applied"}});
+    let applied = api.patch(&apply_url, "application/apply-patch+yaml", status_cfg.clone()).await;
+    assert_eq!(applied.status, 200, "{}", applied.body);
+    assert_eq!(applied.body["status"]["phase"], "Applied");
+    assert_eq!(applied.body["metadata"]["generation"], 2);
+    let rv = applied.body["metadata"]["resourceVersion"].clone();
+    let mut w = api.watch(&format!("{GIZMOS}?watch=true&resourceVersion={}", rv.as_str().unwrap())).await;
+    let again = api.patch(&apply_url, "application/apply-patch+yaml", status_cfg).await;
+    assert_eq!(again.body["metadata"]["resourceVersion"], rv);
+    api.post(GIZMOS, gizmo("marker", 1)).await;
+    assert_eq!(w.next_change().await.unwrap()["object"]["metadata"]["name"], "marker", "no event for the no-op apply");
+    let wrong = api
+        .patch(&apply_url, "application/apply-patch+yaml", json!({"apiVersion": "test.dev/v1", "kind": "Gizmo", "metadata": {"name": "other"}}))
+        .await;
+    assert_eq!(wrong.status, 400);
+
     let smp = api.patch(&format!("{GIZMOS}/s"), "application/strategic-merge-patch+json", json!({"spec": {"size": 4}})).await;
     assert_eq!(smp.status, 415);
     assert_eq!(smp.body["reason"], "UnsupportedMediaType");
@@ -610,7 +637,7 @@ async fn tables_and_openapi_for_custom_resources() {
     let etag = doc.headers["etag"].to_str().unwrap().to_string();
     assert!(url.ends_with(etag.trim_matches('"')));
     assert_eq!(doc.headers["cache-control"], "public, immutable");
-    assert!(doc.body["components"]["schemas"].as_object().unwrap().len() > 0);
+    assert!(!doc.body["components"]["schemas"].as_object().unwrap().is_empty());
     assert_eq!(api.get("/openapi/v3/apis/nope/v1").await.status, 404);
 }
 
@@ -666,4 +693,18 @@ async fn create_on_update_and_delete_collection_follow_the_kind() {
         .await;
     assert_eq!(r.status, 409);
     assert!(r.body["message"].as_str().unwrap().contains("Precondition failed: UID in precondition: nope"));
+}
+
+#[tokio::test]
+async fn metadata_only_reads_and_watches() {
+    let api = start();
+    api.post("/api/v1/namespaces/default/secrets", json!({"metadata": {"name": "m"}, "stringData": {"k": "secret"}})).await;
+    let list = api.get_as("/api/v1/namespaces/default/secrets", "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1").await;
+    assert_eq!(list.body["kind"], "PartialObjectMetadataList");
+    assert_eq!(list.body["items"][0]["metadata"]["name"], "m");
+    assert!(list.body["items"][0].get("data").is_none());
+    let mut w = api.watch_as("/api/v1/namespaces/default/secrets?watch=true", "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1").await;
+    let ev = w.next().await.unwrap();
+    assert_eq!(ev["object"]["kind"], "PartialObjectMetadata");
+    assert!(ev["object"].get("data").is_none());
 }

@@ -16,6 +16,12 @@ use super::schema;
 /// Free-form JSON object as stored by the providers.
 pub type JsonObject = Map<String, Value>;
 
+/// Nango validates `connection_id` with `^[a-zA-Z0-9,.;:=+~[\]|@${}"'\\/_ -]+$` (REFERENCE.md §1,
+/// helpers/validation.ts); checking it at admission gives a clear `kubectl apply` error
+/// instead of an upstream 400. In the CEL string, `\\` is one regex backslash and `\'` a quote.
+const NANGO_CONNECTION_ID_RULE: &str =
+    r#"!has(self.nango) || self.connectionId.matches('^[a-zA-Z0-9,.;:=+~\\[\\]|@${}"\'\\\\/_ -]+$')"#;
+
 /// Desired state of one connection at an integration provider.
 ///
 /// A Connection names its upstream account (`providerRef`), the upstream connection
@@ -32,18 +38,45 @@ pub type JsonObject = Map<String, Value>;
     status = "ConnectionStatus",
     shortname = "conn",
     category = "connection-operator",
-    category = "all",
     doc = "A connection at a SaaS integration provider (Nango, Mielto, Are.na, Datagrid) whose settings the operator keeps in sync.",
-    printcolumn(name = "Provider", type_ = "string", json_path = ".spec.providerRef.name", description = "The Provider or ClusterProvider holding the upstream account"),
-    printcolumn(name = "Connection", type_ = "string", json_path = ".spec.connectionId", description = "The upstream connection id"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status", description = "Whether upstream matches the spec"),
-    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason", description = "Why the connection is or is not ready"),
-    printcolumn(name = "Last Sync", type_ = "date", json_path = ".status.lastSyncTime", description = "Last time upstream was changed or found changed"),
+    printcolumn(
+        name = "Provider",
+        type_ = "string",
+        json_path = ".spec.providerRef.name",
+        description = "The Provider or ClusterProvider holding the upstream account"
+    ),
+    printcolumn(
+        name = "Connection",
+        type_ = "string",
+        json_path = ".spec.connectionId",
+        description = "The upstream connection id"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        description = "Whether upstream matches the spec"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason",
+        description = "Why the connection is or is not ready"
+    ),
+    printcolumn(
+        name = "Last Sync",
+        type_ = "date",
+        json_path = ".status.lastSyncTime",
+        description = "Last time upstream was changed or found changed"
+    ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[x_kube(
     validation = Rule::new("(has(self.nango) ? 1 : 0) + (has(self.mielto) ? 1 : 0) + (has(self.arena) ? 1 : 0) + (has(self.datagrid) ? 1 : 0) == 1")
         .message("exactly one provider block (nango, mielto, arena or datagrid) must be set"),
+    validation = Rule::new(NANGO_CONNECTION_ID_RULE)
+        .message("a Nango connectionId may only hold letters, digits, spaces and ,.;:=+~[]|@${}\"'\\/_-")
+        .field_path(".connectionId"),
     validation = Rule::new("!has(self.arena) || self.connectionId.matches('^[0-9]{1,18}$')")
         .message("an Are.na connectionId must be a decimal integer")
         .field_path(".connectionId")

@@ -15,7 +15,8 @@ use super::schema;
 /// Plain `http://` is only accepted for loopback hosts (the sandbox, a local proxy) unless
 /// the Provider says `insecure: true`: credentials must not cross a network in clear text.
 const BASE_URL_RULE: &str = r#"!has(self.baseUrl) || self.baseUrl.startsWith('https://') || self.baseUrl.matches('^http://(localhost|127\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}|\\[::1\\])(:[0-9]{1,5})?(/.*)?$') || (has(self.insecure) && self.insecure && self.baseUrl.startsWith('http://'))"#;
-const BASE_URL_MESSAGE: &str = "baseUrl must use https:// (plain http:// only for loopback hosts, or with insecure: true)";
+const BASE_URL_MESSAGE: &str =
+    "baseUrl must use https:// (plain http:// only for loopback hosts, or with insecure: true)";
 const WORKSPACE_RULE: &str = "!has(self.workspaceId) || self.type == 'mielto'";
 const TEAMSPACE_RULE: &str = "!has(self.teamspaceId) || self.type == 'datagrid'";
 
@@ -30,7 +31,12 @@ const TEAMSPACE_RULE: &str = "!has(self.teamspaceId) || self.type == 'datagrid'"
     category = "connection-operator",
     doc = "An upstream account at an integration provider, usable by Connections in the same namespace.",
     printcolumn(name = "Type", type_ = "string", json_path = ".spec.type", description = "Provider type"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status", description = "Credentials resolvable and last authentication succeeded"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        description = "Credentials resolvable and last authentication succeeded"
+    ),
     printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
@@ -82,7 +88,12 @@ pub struct ProviderSpec {
     category = "connection-operator",
     doc = "An upstream account at an integration provider, usable by Connections in every namespace.",
     printcolumn(name = "Type", type_ = "string", json_path = ".spec.type", description = "Provider type"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status", description = "Credentials resolvable and last authentication succeeded"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        description = "Credentials resolvable and last authentication succeeded"
+    ),
     printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]

@@ -19,7 +19,12 @@ pub(super) struct Arena {
 }
 
 impl Arena {
-    pub(super) fn new(config: &ProviderConfig, token: Token, client: reqwest::Client, pacer: Arc<AccountPacer>) -> Result<Self, ProviderError> {
+    pub(super) fn new(
+        config: &ProviderConfig,
+        token: Token,
+        client: reqwest::Client,
+        pacer: Arc<AccountPacer>,
+    ) -> Result<Self, ProviderError> {
         Ok(Arena { http: Http::new(client, &config.base_url, token, config.timeout, pacer, Box::new(ArenaDialect))? })
     }
 }
@@ -29,7 +34,13 @@ impl ProviderClient for Arena {
         Box::pin(async move {
             let body = self
                 .http
-                .send(Call { method: Method::GET, bucket: "", segments: &["v3", "connections", &target.connection_id], query: &[], body: None })
+                .send(Call {
+                    method: Method::GET,
+                    bucket: "",
+                    segments: &["v3", "connections", &target.connection_id],
+                    query: &[],
+                    body: None,
+                })
                 .await?;
             if !body.is_object() {
                 return Err(unexpected("the connection is not a JSON object"));
@@ -110,7 +121,10 @@ mod tests {
     #[test]
     fn generic_errors_use_details_message() {
         let body = json!({"error": "Forbidden", "code": 403, "details": {"message": "You do not have permission to access this resource."}});
-        assert_eq!(ArenaDialect.error_message(403, &body).unwrap(), "You do not have permission to access this resource.");
+        assert_eq!(
+            ArenaDialect.error_message(403, &body).unwrap(),
+            "You do not have permission to access this resource."
+        );
         assert_eq!(ArenaDialect.error_message(404, &json!({"error": "Not Found", "code": 404})).unwrap(), "Not Found");
     }
 }

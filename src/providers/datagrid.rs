@@ -24,7 +24,12 @@ pub(super) struct Datagrid {
 }
 
 impl Datagrid {
-    pub(super) fn new(config: &ProviderConfig, token: Token, client: reqwest::Client, pacer: Arc<AccountPacer>) -> Result<Self, ProviderError> {
+    pub(super) fn new(
+        config: &ProviderConfig,
+        token: Token,
+        client: reqwest::Client,
+        pacer: Arc<AccountPacer>,
+    ) -> Result<Self, ProviderError> {
         let mut http = Http::new(client, &config.base_url, token, config.timeout, pacer, Box::new(DatagridDialect))?;
         if let Some(teamspace) = &config.teamspace_id {
             http = http.with_header("datagrid-teamspace", teamspace)?;
@@ -38,9 +43,16 @@ impl ProviderClient for Datagrid {
         Box::pin(async move {
             let body = self
                 .http
-                .send(Call { method: Method::GET, bucket: READ_BUCKET, segments: &["connections", &target.connection_id], query: &[], body: None })
+                .send(Call {
+                    method: Method::GET,
+                    bucket: READ_BUCKET,
+                    segments: &["connections", &target.connection_id],
+                    query: &[],
+                    body: None,
+                })
                 .await?;
-            let name = body.get("name").and_then(Value::as_str).ok_or_else(|| unexpected("the connection has no name"))?;
+            let name =
+                body.get("name").and_then(Value::as_str).ok_or_else(|| unexpected("the connection has no name"))?;
             Ok(Upstream::datagrid(name))
         })
     }
@@ -74,7 +86,11 @@ impl Dialect for DatagridDialect {
     }
 
     fn error_message(&self, _: u16, body: &Value) -> Option<String> {
-        body.get("message").or_else(|| body.get("error")).or_else(|| body.get("detail")).and_then(Value::as_str).map(str::to_string)
+        body.get("message")
+            .or_else(|| body.get("error"))
+            .or_else(|| body.get("detail"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
     }
 
     /// `retry-after-ms`, then `Retry-After`, then `X-RateLimit-Reset` (Stainless order).

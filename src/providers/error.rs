@@ -9,8 +9,8 @@ use std::time::SystemTime;
 /// A failed provider call.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProviderError {
-    /// The request cannot succeed as is (400/422 validation, an unexpected answer): do not
-    /// retry until something changes.
+    /// The request cannot succeed as is (400/422 validation, a bad `baseUrl`): do not retry
+    /// until something changes. `status` is 0 when the request could not even be built.
     #[error("the provider rejected the request ({status}): {message}")]
     Terminal { status: u16, message: String },
     /// Worth retrying with backoff: 5xx, 408, 409, timeouts, connection errors.
@@ -22,9 +22,24 @@ pub enum ProviderError {
     /// The connection does not exist upstream (or is not visible to this token).
     #[error("the connection was not found upstream: {message}")]
     NotFound { message: String },
-    /// The token was refused (401) or lacks permission (403).
+    /// The token was refused (401) or lacks permission (403); `status` 0: the token cannot
+    /// even be sent.
     #[error("the provider refused the credentials ({status}): {message}")]
     Unauthorized { status: u16, message: String },
+}
+
+impl ProviderError {
+    /// The `Ready` condition reason for this failure (DESIGN.md "Reconcile semantics").
+    pub fn reason(&self) -> crate::api::conditions::Reason {
+        use crate::api::conditions::Reason;
+        match self {
+            ProviderError::Terminal { .. } => Reason::InvalidSpec,
+            ProviderError::Retryable { .. } => Reason::UpstreamUnavailable,
+            ProviderError::RateLimited { .. } => Reason::RateLimited,
+            ProviderError::NotFound { .. } => Reason::UpstreamNotFound,
+            ProviderError::Unauthorized { .. } => Reason::Unauthorized,
+        }
+    }
 }
 
 /// Longest provider message kept, so a verbose body cannot bloat status and events.
@@ -68,6 +83,16 @@ mod tests {
         for s in [400, 415, 422, 424] {
             assert!(matches!(classify(s, "m".into()), ProviderError::Terminal { .. }), "{s}");
         }
+    }
+
+    #[test]
+    fn classes_map_to_ready_reasons() {
+        use crate::api::conditions::Reason;
+        assert_eq!(classify(422, "m".into()).reason(), Reason::InvalidSpec);
+        assert_eq!(classify(503, "m".into()).reason(), Reason::UpstreamUnavailable);
+        assert_eq!(classify(404, "m".into()).reason(), Reason::UpstreamNotFound);
+        assert_eq!(classify(403, "m".into()).reason(), Reason::Unauthorized);
+        assert_eq!(ProviderError::RateLimited { retry_at: SystemTime::UNIX_EPOCH }.reason(), Reason::RateLimited);
     }
 
     #[test]

@@ -60,7 +60,10 @@ pub(crate) struct Http {
 impl std::fmt::Debug for Http {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Hand-written so the token can never reach a log line through `{:?}`.
-        f.debug_struct("Http").field("provider", &self.dialect.name()).field("base", &self.base.as_str()).finish_non_exhaustive()
+        f.debug_struct("Http")
+            .field("provider", &self.dialect.name())
+            .field("base", &self.base.as_str())
+            .finish_non_exhaustive()
     }
 }
 
@@ -73,10 +76,8 @@ impl Http {
         pacer: Arc<AccountPacer>,
         dialect: Box<dyn Dialect>,
     ) -> Result<Self, ProviderError> {
-        let base = url::Url::parse(base).map_err(|e| ProviderError::Terminal {
-            status: 0,
-            message: format!("invalid baseUrl: {e}"),
-        })?;
+        let base = url::Url::parse(base)
+            .map_err(|e| ProviderError::Terminal { status: 0, message: format!("invalid baseUrl: {e}") })?;
         if base.cannot_be_a_base() {
             return Err(ProviderError::Terminal { status: 0, message: "invalid baseUrl: not a base URL".into() });
         }
@@ -123,7 +124,7 @@ impl Http {
             .timeout(self.timeout)
             .headers(self.headers.clone())
             .header(header::ACCEPT, "application/json")
-            .header(header::AUTHORIZATION, format!("Bearer {}", self.token.expose()));
+            .header(header::AUTHORIZATION, self.authorization()?);
         if let Some(body) = &call.body {
             request = request.header(header::CONTENT_TYPE, "application/json").body(body.to_string());
         }
@@ -133,12 +134,16 @@ impl Http {
         let headers = response.headers().clone();
         self.pacer.observe(call.bucket, self.rate_limit_headers(&headers), Instant::now(), SystemTime::now());
         let bytes = response.bytes().await.map_err(|e| network_error(&e))?;
-        let body: Value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
+        let body: Value =
+            if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
         tracing::debug!(provider = self.dialect.name(), method = %call.method, path = url.path(), status, "provider request");
 
         if (200..300).contains(&status) {
             if !bytes.is_empty() && body.is_null() {
-                return Err(ProviderError::Retryable { status: Some(status), message: "the provider answered with a body that is not JSON".into() });
+                return Err(ProviderError::Retryable {
+                    status: Some(status),
+                    message: "the provider answered with a body that is not JSON".into(),
+                });
             }
             return Ok(body);
         }
@@ -155,19 +160,28 @@ impl Http {
             tracing::info!(provider = self.dialect.name(), retry_at = %httpdate::fmt_http_date(retry_at), "rate limited; account blocked");
             return Err(ProviderError::RateLimited { retry_at });
         }
-        let message = self
-            .dialect
-            .error_message(status, &body)
-            .map(|m| truncate(&m))
-            .unwrap_or_else(|| format!("HTTP {status}"));
+        let message =
+            self.dialect.error_message(status, &body).map(|m| truncate(&m)).unwrap_or_else(|| format!("HTTP {status}"));
         Err(classify(status, message))
+    }
+
+    /// `Bearer <token>`, marked sensitive so that HTTP-level tracing never prints it.
+    fn authorization(&self) -> Result<HeaderValue, ProviderError> {
+        let mut value = HeaderValue::from_str(&format!("Bearer {}", self.token.expose())).map_err(|_| {
+            ProviderError::Unauthorized {
+                status: 0,
+                message: "the token holds characters not allowed in an HTTP header".into(),
+            }
+        })?;
+        value.set_sensitive(true);
+        Ok(value)
     }
 
     fn rate_limit_headers(&self, headers: &HeaderMap) -> RateLimitHeaders {
         RateLimitHeaders {
             limit: header_u64(headers, "x-ratelimit-limit"),
             remaining: header_u64(headers, "x-ratelimit-remaining"),
-            reset: header_u64(headers, "x-ratelimit-reset"),
+            reset: rate_limit_reset(headers, SystemTime::now()),
             window: header_str(headers, "x-ratelimit-window")
                 .and_then(|w| w.parse::<f64>().ok())
                 .filter(|w| w.is_finite() && *w > 0.0)
@@ -243,7 +257,10 @@ mod tests {
         assert_eq!(retry_after(&headers(&[("retry-after", "soon")]), now), None);
         assert_eq!(retry_after(&headers(&[("retry-after", "-1")]), now), None);
         assert_eq!(retry_after(&headers(&[]), now), None);
-        assert_eq!(retry_after_ms(&headers(&[("retry-after-ms", "1500")]), now), Some(now + Duration::from_millis(1500)));
+        assert_eq!(
+            retry_after_ms(&headers(&[("retry-after-ms", "1500")]), now),
+            Some(now + Duration::from_millis(1500))
+        );
     }
 
     #[test]
@@ -253,7 +270,30 @@ mod tests {
             rate_limit_reset(&headers(&[("x-ratelimit-reset", "1700000042")]), now),
             Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_042))
         );
-        assert_eq!(rate_limit_reset(&headers(&[("x-ratelimit-reset", "42")]), now), Some(now + Duration::from_secs(42)));
+        assert_eq!(
+            rate_limit_reset(&headers(&[("x-ratelimit-reset", "42")]), now),
+            Some(now + Duration::from_secs(42))
+        );
+    }
+
+    #[test]
+    fn authorization_is_sensitive_and_a_bad_token_is_not_echoed() {
+        let pacer = || Arc::new(AccountPacer::new(crate::api::RateLimitSpec { requests_per_minute: 60, burst: 1 }));
+        let http = |token: &str| {
+            Http::new(
+                reqwest::Client::new(),
+                "http://127.0.0.1:1/x",
+                Token::new(token),
+                Duration::from_secs(1),
+                pacer(),
+                Box::new(super::super::nango::NangoDialect),
+            )
+            .unwrap()
+        };
+        assert!(http("good").authorization().unwrap().is_sensitive());
+        let err = http("line1\nsecret-part").authorization().unwrap_err();
+        assert!(matches!(err, ProviderError::Unauthorized { status: 0, .. }));
+        assert!(!format!("{err:?}").contains("secret-part"));
     }
 
     #[test]

@@ -20,7 +20,12 @@ pub(super) struct Mielto {
 }
 
 impl Mielto {
-    pub(super) fn new(config: &ProviderConfig, token: Token, client: reqwest::Client, pacer: Arc<AccountPacer>) -> Result<Self, ProviderError> {
+    pub(super) fn new(
+        config: &ProviderConfig,
+        token: Token,
+        client: reqwest::Client,
+        pacer: Arc<AccountPacer>,
+    ) -> Result<Self, ProviderError> {
         let mut http = Http::new(client, &config.base_url, token, config.timeout, pacer, Box::new(MieltoDialect))?;
         if let Some(workspace) = &config.workspace_id {
             http = http.with_header("x-workspace-id", workspace)?;
@@ -101,7 +106,12 @@ impl Dialect for MieltoDialect {
                         let loc = item
                             .get("loc")
                             .and_then(Value::as_array)
-                            .map(|l| l.iter().map(|p| p.as_str().map_or_else(|| p.to_string(), str::to_string)).collect::<Vec<_>>().join("."))
+                            .map(|l| {
+                                l.iter()
+                                    .map(|p| p.as_str().map_or_else(|| p.to_string(), str::to_string))
+                                    .collect::<Vec<_>>()
+                                    .join(".")
+                            })
                             .unwrap_or_default();
                         let msg = item.get("msg").and_then(Value::as_str).unwrap_or("invalid");
                         if loc.is_empty() { msg.to_string() } else { format!("{loc}: {msg}") }
@@ -131,9 +141,15 @@ mod tests {
 
     #[test]
     fn fastapi_details_become_messages() {
-        assert_eq!(MieltoDialect.error_message(404, &json!({"detail": "Connection not found"})).unwrap(), "Connection not found");
+        assert_eq!(
+            MieltoDialect.error_message(404, &json!({"detail": "Connection not found"})).unwrap(),
+            "Connection not found"
+        );
         let body = json!({"detail": [{"loc": ["body", "label"], "msg": "String should have at most 255 characters", "type": "string_too_long"}]});
-        assert_eq!(MieltoDialect.error_message(422, &body).unwrap(), "body.label: String should have at most 255 characters");
+        assert_eq!(
+            MieltoDialect.error_message(422, &body).unwrap(),
+            "body.label: String should have at most 255 characters"
+        );
         let body = json!({"detail": {"message": "Connection validation failed", "errors": []}});
         assert_eq!(MieltoDialect.error_message(400, &body).unwrap(), "Connection validation failed");
     }

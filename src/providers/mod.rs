@@ -9,7 +9,7 @@ mod error;
 mod http;
 mod mielto;
 mod nango;
-pub mod pacing;
+mod pacing;
 
 use std::sync::Arc;
 

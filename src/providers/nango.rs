@@ -19,7 +19,12 @@ pub(super) struct Nango {
 }
 
 impl Nango {
-    pub(super) fn new(config: &ProviderConfig, token: Token, client: reqwest::Client, pacer: Arc<AccountPacer>) -> Result<Self, ProviderError> {
+    pub(super) fn new(
+        config: &ProviderConfig,
+        token: Token,
+        client: reqwest::Client,
+        pacer: Arc<AccountPacer>,
+    ) -> Result<Self, ProviderError> {
         Ok(Nango { http: Http::new(client, &config.base_url, token, config.timeout, pacer, Box::new(NangoDialect))? })
     }
 }
@@ -130,8 +135,12 @@ mod tests {
 
     #[test]
     fn error_messages_use_code_and_message_but_only_code_for_5xx() {
-        let body = json!({"error": {"code": "unknown_connection", "message": "Connection with connection id X not found"}});
-        assert_eq!(NangoDialect.error_message(404, &body).unwrap(), "unknown_connection: Connection with connection id X not found");
+        let body =
+            json!({"error": {"code": "unknown_connection", "message": "Connection with connection id X not found"}});
+        assert_eq!(
+            NangoDialect.error_message(404, &body).unwrap(),
+            "unknown_connection: Connection with connection id X not found"
+        );
         let body = json!({"error": {"code": "generic_error_support", "message": "contact support with this unique id: \"6c1f\"", "payload": "6c1f"}});
         assert_eq!(NangoDialect.error_message(500, &body).unwrap(), "generic_error_support");
     }

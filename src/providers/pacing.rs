@@ -24,8 +24,8 @@ pub struct RateLimitHeaders {
     pub limit: Option<u64>,
     /// `X-RateLimit-Remaining`.
     pub remaining: Option<u64>,
-    /// `X-RateLimit-Reset` (unix seconds).
-    pub reset: Option<u64>,
+    /// `X-RateLimit-Reset`, as a time.
+    pub reset: Option<SystemTime>,
     /// Length of the provider's window (`X-RateLimit-Window`, else the documented one).
     pub window: Option<Duration>,
 }
@@ -37,6 +37,23 @@ pub struct RateLimitSnapshot {
     pub remaining: Option<u64>,
     pub reset_at: Option<SystemTime>,
     pub blocked_until: Option<SystemTime>,
+}
+
+impl RateLimitSnapshot {
+    /// The snapshot as `Provider.status.rateLimit` (None when nothing was seen yet).
+    pub fn to_status(&self) -> Option<crate::api::RateLimitStatus> {
+        let time = |t: SystemTime| {
+            let since = t.duration_since(SystemTime::UNIX_EPOCH).ok()?;
+            let ts = k8s_openapi::jiff::Timestamp::from_second(i64::try_from(since.as_secs()).ok()?).ok()?;
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(ts))
+        };
+        (*self != RateLimitSnapshot::default()).then(|| crate::api::RateLimitStatus {
+            limit: self.limit,
+            remaining: self.remaining,
+            reset_at: self.reset_at.and_then(time),
+            blocked_until: self.blocked_until.and_then(time),
+        })
+    }
 }
 
 /// The pacing decision for one request.
@@ -137,7 +154,7 @@ impl AccountPacer {
     pub fn observe(&self, bucket: &str, headers: RateLimitHeaders, now: Instant, wall: SystemTime) {
         let mut state = self.lock();
         let spec = self.spec;
-        let reset_at = headers.reset.map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s));
+        let reset_at = headers.reset;
         let b = state.buckets.entry(bucket.to_string()).or_insert_with(|| TokenBucket::new(spec, now));
         b.refill(now);
         if let (Some(limit), Some(window)) = (headers.limit, headers.window)
@@ -243,7 +260,12 @@ mod tests {
     fn headers_tighten_the_bucket() {
         let pacer = AccountPacer::new(spec(6000, 100));
         let (t0, w0) = (Instant::now(), SystemTime::UNIX_EPOCH + Duration::from_secs(100));
-        let headers = RateLimitHeaders { limit: Some(60), remaining: Some(1), reset: Some(160), window: Some(Duration::from_secs(60)) };
+        let headers = RateLimitHeaders {
+            limit: Some(60),
+            remaining: Some(1),
+            reset: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(160)),
+            window: Some(Duration::from_secs(60)),
+        };
         pacer.observe("", headers, t0, w0);
         assert_eq!(pacer.admit("", t0, w0), Admission::After(Duration::ZERO));
         // Now 0 tokens at 1/s (the provider's 60/min, not our 6000/min).
@@ -257,12 +279,32 @@ mod tests {
     fn nothing_remaining_means_no_request_before_the_reset() {
         let pacer = AccountPacer::new(spec(600, 10));
         let (t0, w0) = (Instant::now(), SystemTime::UNIX_EPOCH + Duration::from_secs(100));
-        let headers = RateLimitHeaders { limit: None, remaining: Some(0), reset: Some(130), window: None };
+        let headers = RateLimitHeaders {
+            limit: None,
+            remaining: Some(0),
+            reset: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(130)),
+            window: None,
+        };
         pacer.observe("PATCH", headers, t0, w0);
         let reset = SystemTime::UNIX_EPOCH + Duration::from_secs(130);
         assert_eq!(pacer.admit("PATCH", t0, w0), Admission::RateLimited(reset));
         assert_eq!(pacer.admit("GET", t0, w0), Admission::After(Duration::ZERO), "only that bucket");
         assert!(matches!(pacer.admit("PATCH", t0 + Duration::from_secs(30), reset), Admission::After(_)));
+    }
+
+    #[test]
+    fn snapshot_becomes_status_with_whole_second_times() {
+        assert_eq!(RateLimitSnapshot::default().to_status(), None);
+        let snapshot = RateLimitSnapshot {
+            limit: Some(200),
+            remaining: Some(3),
+            reset_at: Some(SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_900)),
+            blocked_until: None,
+        };
+        let status = snapshot.to_status().unwrap();
+        assert_eq!((status.limit, status.remaining), (Some(200), Some(3)));
+        assert_eq!(status.reset_at.unwrap().0.as_second(), 1_700_000_000);
+        assert_eq!(status.blocked_until, None);
     }
 
     #[test]
@@ -275,5 +317,40 @@ mod tests {
         a.block_until(until);
         let b = pacers.get("nango/x", spec(120, 5));
         assert_eq!(b.admit("", Instant::now(), SystemTime::UNIX_EPOCH), Admission::RateLimited(until));
+    }
+
+    proptest::proptest! {
+        /// Whatever the arrival pattern, the send times the bucket hands out never exceed
+        /// its budget: at most `burst + rate * t` requests by time `t`, and no wait beyond
+        /// MAX_PACING_WAIT.
+        #[test]
+        fn sends_stay_within_the_budget(
+            rpm in 1u32..600,
+            burst in 1u32..20,
+            gaps_ms in proptest::collection::vec(0u64..3000, 1..60),
+        ) {
+            let pacer = AccountPacer::new(spec(rpm, burst));
+            let start = Instant::now();
+            let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+            let mut at = Duration::ZERO;
+            let mut sends = Vec::new();
+            for gap in gaps_ms {
+                at += Duration::from_millis(gap);
+                match pacer.admit("", start + at, wall + at) {
+                    Admission::After(wait) => {
+                        proptest::prop_assert!(wait <= MAX_PACING_WAIT);
+                        sends.push(at + wait);
+                    }
+                    Admission::RateLimited(until) => proptest::prop_assert!(until > wall + at),
+                }
+            }
+            sends.sort();
+            let rate = f64::from(rpm) / 60.0;
+            for (i, t) in sends.iter().enumerate() {
+                // i + 1 requests sent by time t.
+                let budget = f64::from(burst) + rate * t.as_secs_f64() + 1e-6;
+                proptest::prop_assert!((i + 1) as f64 <= budget, "{} sends by {:?}, budget {}", i + 1, t, budget);
+            }
+        }
     }
 }

@@ -86,11 +86,10 @@ pub fn set_status(crd_obj: &mut Value, old: Option<&Value>) {
     let mut stored: Vec<Value> = old
         .and_then(|o| o["status"]["storedVersions"].as_array().cloned())
         .unwrap_or_default();
-    if let Some(v) = storage_version(crd_obj) {
-        if !stored.iter().any(|s| s == &json!(v)) {
+    if let Some(v) = storage_version(crd_obj)
+        && !stored.iter().any(|s| s == &json!(v)) {
             stored.push(json!(v));
         }
-    }
     crd_obj["status"] = json!({
         "conditions": [
             {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "message": "no conflicts found", "lastTransitionTime": since("NamesAccepted")},

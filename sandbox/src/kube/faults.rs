@@ -47,11 +47,10 @@ pub enum FaultError {
 
 impl Fault {
     pub fn validate(&self) -> Result<(), FaultError> {
-        if let Some(s) = self.status {
-            if !(100..=599).contains(&s) {
+        if let Some(s) = self.status
+            && !(100..=599).contains(&s) {
                 return Err(FaultError::BadStatus(s));
             }
-        }
         if self.count == Some(0) {
             return Err(FaultError::ZeroCount);
         }

@@ -86,7 +86,7 @@ pub fn validate_labels(labels: &Value) -> Vec<FieldError> {
         let ok_chars = s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
         let ok_ends = s.is_empty() || (s.as_bytes()[0].is_ascii_alphanumeric() && s.as_bytes()[s.len() - 1].is_ascii_alphanumeric());
         if s.len() > 63 {
-            errs.push(FieldError::invalid(format!("metadata.labels"), v, "must be no more than 63 characters"));
+            errs.push(FieldError::invalid("metadata.labels".to_string(), v, "must be no more than 63 characters"));
         }
         if !ok_chars || !ok_ends {
             errs.push(FieldError::invalid(

@@ -175,8 +175,8 @@ fn admit(rt: &ResourceType, obj: &mut Value, old: Option<&Value>, opts: &WriteOp
     } else {
         object_meta::validate_labels(&obj["metadata"]["labels"])
     };
-    if let Some(old) = old {
-        if !old["metadata"]["deletionTimestamp"].is_null() {
+    if let Some(old) = old
+        && !old["metadata"]["deletionTimestamp"].is_null() {
             let before = finalizers(old);
             let added: Vec<String> = finalizers(obj).into_iter().filter(|f| !before.contains(f)).collect();
             if !added.is_empty() {
@@ -187,7 +187,6 @@ fn admit(rt: &ResourceType, obj: &mut Value, old: Option<&Value>, opts: &WriteOp
                 ));
             }
         }
-    }
     if rt.storage_group.is_empty() && rt.storage_plural == "secrets" {
         errs.extend(secret_data::prepare(obj));
         if let Some(old) = old {
@@ -287,11 +286,10 @@ pub fn list(c: &Cluster, rt: &ResourceType, namespace: Option<&str>, q: &Query) 
     let mut continue_token = None;
     let mut remaining = 0u64;
     for (key, obj) in c.store.list(&rt.storage_group, &rt.storage_plural, scope) {
-        if let Some((ns, name)) = &after {
-            if (key.namespace.as_str(), key.name.as_str()) <= (ns.as_str(), name.as_str()) {
+        if let Some((ns, name)) = &after
+            && (key.namespace.as_str(), key.name.as_str()) <= (ns.as_str(), name.as_str()) {
                 continue;
             }
-        }
         let view = to_view(rt, obj);
         if !sel.matches(&view) {
             continue;
@@ -348,11 +346,10 @@ fn init_meta(rt: &ResourceType, obj: &mut Value) {
 /// `PrepareForCreate` of the strategies: status is not settable on create where a status
 /// subresource exists; namespaces start Active with the `kubernetes` finalizer.
 fn prepare_create(rt: &ResourceType, obj: &mut Value) {
-    if rt.status_subresource {
-        if let Some(m) = obj.as_object_mut() {
+    if rt.status_subresource
+        && let Some(m) = obj.as_object_mut() {
             m.remove("status");
         }
-    }
     if rt.group.is_empty() && rt.plural == "namespaces" {
         obj["spec"] = json!({"finalizers": ["kubernetes"]});
         obj["status"] = json!({"phase": "Active"});
@@ -372,12 +369,11 @@ pub fn create(c: &mut Cluster, rt: &Arc<ResourceType>, namespace: Option<&str>, 
         return Err(ApiError::BadRequest("resourceVersion should not be set on objects to be created".into()));
     }
     let mut name = meta_str(&obj, "name").unwrap_or("").to_string();
-    if name.is_empty() {
-        if let Some(prefix) = meta_str(&obj, "generateName").filter(|p| !p.is_empty()) {
+    if name.is_empty()
+        && let Some(prefix) = meta_str(&obj, "generateName").filter(|p| !p.is_empty()) {
             name = object_meta::generate_name(prefix);
             meta_mut(&mut obj).insert("name".into(), json!(name));
         }
-    }
     check_body_namespace(rt, &mut obj, namespace)?;
     check_namespace(c, rt, namespace, true, &name)?;
     prepare_create(rt, &mut obj);
@@ -412,16 +408,17 @@ enum UpdateKind {
 }
 
 /// The common tail of PUT and PATCH on an existing object (generic registry `Update`).
-fn update_existing(
-    c: &mut Cluster,
-    rt: &ResourceType,
+/// An update about to be made: where, from what, to what, through which subresource.
+struct Change<'a> {
     key: Key,
     old: Value,
-    mut new: Value,
-    subresource: Option<&str>,
-    opts: &WriteOptions,
+    new: Value,
+    subresource: Option<&'a str>,
     kind: UpdateKind,
-) -> Result<Outcome, ApiError> {
+}
+
+fn update_existing(c: &mut Cluster, rt: &ResourceType, change: Change<'_>, opts: &WriteOptions) -> Result<Outcome, ApiError> {
+    let Change { key, old, mut new, subresource, kind } = change;
     let name = key.name.clone();
     match meta_str(&new, "resourceVersion").filter(|v| !v.is_empty()) {
         Some(rv) if Some(rv) != meta_str(&old, "resourceVersion") => return Err(conflict(rt, &name, OPTIMISTIC_LOCK_MSG)),
@@ -488,11 +485,10 @@ fn update_existing(
                 None => m.remove(f),
             };
         }
-        if !m.contains_key("managedFields") {
-            if let Some(mf) = om.get("managedFields") {
+        if !m.contains_key("managedFields")
+            && let Some(mf) = om.get("managedFields") {
                 m.insert("managedFields".into(), mf.clone());
             }
-        }
         m.insert("resourceVersion".into(), om["resourceVersion"].clone());
     }
     if rt.group.is_empty() && rt.plural == "namespaces" {
@@ -562,7 +558,7 @@ pub fn update(c: &mut Cluster, rt: &Arc<ResourceType>, path: &ResourcePath, mut 
     match c.store.get(&key) {
         Some(old) => {
             let old = to_view(rt, old);
-            update_existing(c, rt, key, old, obj, path.subresource.as_deref(), opts, UpdateKind::Put)
+            update_existing(c, rt, Change { key, old, new: obj, subresource: path.subresource.as_deref(), kind: UpdateKind::Put }, opts)
         }
         None if rt.allow_create_on_update && path.subresource.is_none() => {
             if meta_str(&obj, "resourceVersion").is_some_and(|v| !v.is_empty()) {
@@ -647,8 +643,12 @@ pub fn patch(c: &mut Cluster, rt: &Arc<ResourceType>, path: &ResourcePath, req: 
             // The body is YAML (kubectl) or JSON (kube-rs); JSON is YAML.
             let mut applied: Value = serde_yaml::from_slice(req.body).map_err(|e| ApiError::BadRequest(format!("error decoding YAML: {e}")))?;
             check_type(rt, &mut applied)?;
-            check_name(&applied, name)?;
             check_body_namespace(rt, &mut applied, path.namespace.as_deref())?;
+            // kube-apiserver checks the name of the merged result, so a configuration without
+            // metadata.name is fine for an existing object (controller-rs' status apply).
+            if old.is_none() || meta_str(&applied, "name").is_some_and(|n| !n.is_empty()) {
+                check_name(&applied, name)?;
+            }
             match old {
                 None => {
                     check_namespace(c, rt, path.namespace.as_deref(), true, name)?;
@@ -668,7 +668,7 @@ pub fn patch(c: &mut Cluster, rt: &Arc<ResourceType>, path: &ResourcePath, req: 
                 Some(old) => {
                     let new = patch::server_side_apply(Some(&old), &applied, &opts.field_manager, sub, req.force, rt.schema(), &now)
                         .map_err(patch_error)?;
-                    update_existing(c, rt, key, old, new, sub, opts, UpdateKind::Apply)
+                    update_existing(c, rt, Change { key, old, new, subresource: sub, kind: UpdateKind::Apply }, opts)
                 }
             }
         }
@@ -682,7 +682,7 @@ pub fn patch(c: &mut Cluster, rt: &Arc<ResourceType>, path: &ResourcePath, req: 
                 _ => patch::strategic_merge_patch(&old, &doc, &rt.kind),
             }
             .map_err(patch_error)?;
-            update_existing(c, rt, key, old, new, sub, opts, UpdateKind::Patch)
+            update_existing(c, rt, Change { key, old, new, subresource: sub, kind: UpdateKind::Patch }, opts)
         }
     }
 }
@@ -729,15 +729,14 @@ fn deleted_body(rt: &ResourceType, gone: &Value) -> Value {
 pub fn delete(c: &mut Cluster, rt: &Arc<ResourceType>, path: &ResourcePath, delete_options: &Value, dry_run: bool) -> Result<Outcome, ApiError> {
     let name = path.name.as_deref().unwrap_or("");
     check_namespace(c, rt, path.namespace.as_deref(), false, name)?;
-    if let Some(p) = delete_options["propagationPolicy"].as_str() {
-        if !["Orphan", "Background", "Foreground"].contains(&p) {
+    if let Some(p) = delete_options["propagationPolicy"].as_str()
+        && !["Orphan", "Background", "Foreground"].contains(&p) {
             return Err(ApiError::invalid(
                 super::api_error::GroupKind { group: "meta.k8s.io".into(), kind: "DeleteOptions".into() },
                 "",
                 vec![FieldError::not_supported("propagationPolicy", &json!(p), &[json!("Foreground"), json!("Background"), json!("Orphan"), json!("nil")])],
             ));
         }
-    }
     let key = key_for(rt, path.namespace.as_deref(), name);
     let live = c.store.get(&key).map(|o| to_view(rt, o)).ok_or_else(|| not_found(rt, name))?;
     check_preconditions(rt, name, &live, delete_options)?;

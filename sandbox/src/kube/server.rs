@@ -474,6 +474,7 @@ fn start_watch(shared: &Arc<Shared>, ctx: &Ctx, rt: &Arc<ResourceType>, ns: Opti
     };
     let w = WatchRequest {
         rt: rt.clone(),
+        metadata_only: repr == Representation::PartialMetadata,
         namespace: ns.map(str::to_string),
         selectors: Selectors::parse(rt, q)?,
         start,

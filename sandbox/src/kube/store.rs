@@ -49,6 +49,9 @@ pub struct TooOld {
     pub oldest: u64,
 }
 
+/// Retained events to replay, and the subscription for what follows them.
+pub type Replay = (Vec<Arc<StoredEvent>>, broadcast::Receiver<Arc<StoredEvent>>);
+
 pub struct Store {
     rv: u64,
     objects: BTreeMap<Key, Value>,
@@ -56,13 +59,16 @@ pub struct Store {
     history_limit: usize,
     /// Events after this revision are retained; watching from an older one gets 410.
     oldest_rv: u64,
+    /// Set by `/_sandbox/watches/expire`: the next watch resuming from this revision or an
+    /// older one gets 410 even when nothing was written since (so tests are deterministic).
+    expire_next: Option<u64>,
     tx: broadcast::Sender<Arc<StoredEvent>>,
 }
 
 impl Store {
     pub fn new(history_limit: usize) -> Self {
         let (tx, _) = broadcast::channel(4096);
-        Self { rv: 0, objects: BTreeMap::new(), history: VecDeque::new(), history_limit, oldest_rv: 0, tx }
+        Self { rv: 0, objects: BTreeMap::new(), history: VecDeque::new(), history_limit, oldest_rv: 0, expire_next: None, tx }
     }
 
     pub fn current_rv(&self) -> u64 {
@@ -131,9 +137,13 @@ impl Store {
 
     /// Subscribe to live events and collect the retained ones after `since`, atomically
     /// (the caller holds the lock around the store, so nothing falls in between).
-    pub fn watch_from(&self, since: u64) -> Result<(Vec<Arc<StoredEvent>>, broadcast::Receiver<Arc<StoredEvent>>), TooOld> {
+    pub fn watch_from(&mut self, since: u64) -> Result<Replay, TooOld> {
         if since < self.oldest_rv {
             return Err(TooOld { requested: since, oldest: self.oldest_rv });
+        }
+        if let Some(limit) = self.expire_next.filter(|limit| since <= *limit) {
+            self.expire_next = None;
+            return Err(TooOld { requested: since, oldest: limit + 1 });
         }
         let replay = self.history.iter().filter(|e| e.rv > since).cloned().collect();
         Ok((replay, self.tx.subscribe()))
@@ -144,9 +154,11 @@ impl Store {
     }
 
     /// Forget the history, as a compaction does: any watch from an older revision sees 410.
+    /// Also arms a one-shot 410 for the next watch from the current revision.
     pub fn compact(&mut self) {
         self.history.clear();
         self.oldest_rv = self.rv;
+        self.expire_next = Some(self.rv);
     }
 }
 
@@ -181,6 +193,8 @@ mod tests {
         assert_eq!(s.watch_from(3).unwrap().0.len(), 2);
         s.compact();
         assert!(s.watch_from(4).is_err());
+        // One watch from the current revision sees 410 once, then resuming works.
+        assert!(s.watch_from(5).is_err());
         assert!(s.watch_from(5).unwrap().0.is_empty());
     }
 

@@ -39,6 +39,8 @@ pub struct TableMode {
 
 pub struct WatchRequest {
     pub rt: Arc<ResourceType>,
+    /// Objects as `meta.k8s.io/v1` PartialObjectMetadata (kube-rs `metadata_watcher`).
+    pub metadata_only: bool,
     pub namespace: Option<String>,
     pub selectors: Selectors,
     pub start: Start,
@@ -58,22 +60,25 @@ fn line(kind: &str, object: Value) -> Bytes {
 struct Renderer {
     rt: Arc<ResourceType>,
     table: Option<TableMode>,
+    metadata_only: bool,
     first: bool,
 }
 
 impl Renderer {
     fn render(&mut self, obj: Value) -> Value {
+        if self.metadata_only {
+            return json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"]});
+        }
         let Some(t) = &self.table else { return obj };
         let rv = obj["metadata"]["resourceVersion"].clone();
         let mut out = table::render(&t.columns, std::slice::from_ref(&obj), t.include, chrono::Utc::now());
         out["metadata"]["resourceVersion"] = rv;
         // Only the first event of a Table watch carries the column definitions, so that
         // `kubectl get -w` prints its header once.
-        if !self.first {
-            if let Some(m) = out.as_object_mut() {
+        if !self.first
+            && let Some(m) = out.as_object_mut() {
                 m.insert("columnDefinitions".into(), Value::Array(Vec::new()));
             }
-        }
         self.first = false;
         out
     }
@@ -93,11 +98,10 @@ fn translate(w: &WatchRequest, ev: &StoredEvent) -> Option<(&'static str, Value)
     if ev.key.group != rt.storage_group || ev.key.plural != rt.storage_plural {
         return None;
     }
-    if let Some(ns) = &w.namespace {
-        if rt.namespaced && &ev.key.namespace != ns {
+    if let Some(ns) = &w.namespace
+        && rt.namespaced && &ev.key.namespace != ns {
             return None;
         }
-    }
     let new = to_view(rt, &ev.object);
     let now_in = w.selectors.matches(&new);
     let was_in = ev.previous.as_ref().is_some_and(|p| w.selectors.matches(&to_view(rt, p)));
@@ -119,7 +123,7 @@ pub fn start(shared: Arc<Shared>, w: WatchRequest) -> mpsc::Receiver<Line> {
     let cancel = shared.watch_cancel.lock().map(|t| t.clone()).unwrap_or_else(|p| p.into_inner().clone());
     let bookmark_every = shared.options.bookmark_interval;
     let setup = {
-        let c = shared.lock();
+        let mut c = shared.lock();
         let rv = c.store.current_rv();
         match w.start {
             Start::After(since) => c.store.watch_from(since).map(|(replay, sub)| (Vec::new(), replay, sub, rv)),
@@ -146,7 +150,7 @@ pub fn start(shared: Arc<Shared>, w: WatchRequest) -> mpsc::Receiver<Line> {
             }
         };
         let end_bookmark = matches!(w.start, Start::Initial { end_bookmark: true });
-        let mut r = Renderer { rt: w.rt.clone(), table: None, first: true };
+        let mut r = Renderer { rt: w.rt.clone(), table: None, metadata_only: w.metadata_only, first: true };
         let table = w.table.as_ref().map(|t| TableMode { columns: t.columns.clone(), include: t.include });
         r.table = table;
         let mut last_rv = start_rv;
@@ -160,11 +164,10 @@ pub fn start(shared: Arc<Shared>, w: WatchRequest) -> mpsc::Receiver<Line> {
         }
         for ev in replay {
             last_rv = ev.rv;
-            if let Some((kind, obj)) = translate(&w, &ev) {
-                if tx.send(Ok(line(kind, r.render(obj)))).await.is_err() {
+            if let Some((kind, obj)) = translate(&w, &ev)
+                && tx.send(Ok(line(kind, r.render(obj)))).await.is_err() {
                     return;
                 }
-            }
         }
         let deadline = tokio::time::sleep(w.timeout);
         tokio::pin!(deadline);
@@ -181,11 +184,10 @@ pub fn start(shared: Arc<Shared>, w: WatchRequest) -> mpsc::Receiver<Line> {
                             continue;
                         }
                         last_rv = ev.rv;
-                        if let Some((kind, obj)) = translate(&w, &ev) {
-                            if tx.send(Ok(line(kind, r.render(obj)))).await.is_err() {
+                        if let Some((kind, obj)) = translate(&w, &ev)
+                            && tx.send(Ok(line(kind, r.render(obj)))).await.is_err() {
                                 break;
                             }
-                        }
                     }
                     // A watcher too slow for the broadcast buffer is closed, like the watch
                     // cache terminates slow watchers; the client resumes from its last version.

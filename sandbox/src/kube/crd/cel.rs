@@ -22,9 +22,9 @@ use crate::kube::field_error::FieldError;
 /// One compiled rule of a schema node.
 struct Rule {
     rule: String,
-    program: cel::Program,
+    program: Program,
     message: Option<String>,
-    message_program: Option<cel::Program>,
+    message_program: Option<Program>,
     reason: Option<String>,
     field_path: Option<String>,
     optional_old_self: bool,
@@ -49,7 +49,75 @@ impl Node {
     }
 }
 
-/// Compiled rules of a whole `openAPIV3Schema`. Shared because `cel::Program` is not `Clone`.
+/// A parsed CEL expression. Parsed with optional syntax (`self.?field`, `.orValue()`)
+/// enabled, which Kubernetes' CEL environment has allowed since 1.29; `cel::Program`'s own
+/// constructor does not enable it.
+struct Program(cel::parser::Expression);
+
+impl Program {
+    fn compile(source: &str) -> Result<Self, cel::ParseErrors> {
+        cel::parser::Parser::new()
+            .enable_optional_syntax(true)
+            .parse(&optional_select_as_index(source))
+            .map(Program)
+    }
+
+    fn execute(&self, ctx: &cel::Context<'_>) -> cel::ResolveResult {
+        cel::Value::resolve(&self.0, ctx)
+    }
+
+    fn references(&self) -> cel::parser::ExpressionReferences<'_> {
+        self.0.references()
+    }
+}
+
+/// Rewrite `x.?field` as the equivalent `x[?'field']`: the `cel` crate (0.13) evaluates an
+/// optional select on a map without the key as an error instead of `optional.none()`,
+/// while its optional index behaves as CEL specifies. String literals are left alone.
+fn optional_select_as_index(source: &str) -> String {
+    let chars: Vec<char> = source.chars().collect();
+    let mut out = String::with_capacity(source.len());
+    let mut quote: Option<char> = None;
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        match quote {
+            Some(q) => {
+                out.push(c);
+                if c == '\\' && i + 1 < chars.len() {
+                    out.push(chars[i + 1]);
+                    i += 1;
+                } else if c == q {
+                    quote = None;
+                }
+            }
+            None if c == '\'' || c == '"' => {
+                quote = Some(c);
+                out.push(c);
+            }
+            None if c == '.' && chars.get(i + 1) == Some(&'?') => {
+                let start = i + 2;
+                let mut end = start;
+                while end < chars.len() && (chars[end].is_ascii_alphanumeric() || chars[end] == '_')
+                {
+                    end += 1;
+                }
+                if end > start {
+                    let field: String = chars[start..end].iter().collect();
+                    out.push_str(&format!("[?'{field}']"));
+                    i = end;
+                    continue;
+                }
+                out.push(c);
+            }
+            None => out.push(c),
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Compiled rules of a whole `openAPIV3Schema`. Shared because parsed expressions are not `Clone`.
 #[derive(Clone, Default)]
 pub(super) struct Rules(Arc<Node>);
 
@@ -59,11 +127,12 @@ impl std::fmt::Debug for Rules {
     }
 }
 
+/// Sorted, as the server lists them (`supportedValidationReason.List()`).
 const REASONS: &[&str] = &[
-    "FieldValueInvalid",
-    "FieldValueForbidden",
-    "FieldValueRequired",
     "FieldValueDuplicate",
+    "FieldValueForbidden",
+    "FieldValueInvalid",
+    "FieldValueRequired",
 ];
 
 /// Compile every rule of `root`. Problems are reported against `schema_path` (e.g.
@@ -84,7 +153,9 @@ fn compile_node(
     if let Some(rules) = s.get("x-kubernetes-validations").and_then(Value::as_array) {
         let vpath = schema::join(path, "x-kubernetes-validations");
         for (i, raw) in rules.iter().enumerate() {
-            if let Some(rule) = compile_rule(raw, &schema::index(&vpath, i), uncorrelatable, errs) {
+            if let Some(rule) =
+                compile_rule(raw, s, &schema::index(&vpath, i), uncorrelatable, errs)
+            {
                 node.rules.push(rule);
             }
         }
@@ -151,7 +222,7 @@ fn rule_go_repr(raw: &Value) -> String {
 }
 
 /// Variables a CRD rule may reference (comprehension variables aside).
-fn check_references(program: &cel::Program, allowed_extra: &[String]) -> Option<String> {
+fn check_references(program: &Program, allowed_extra: &[String]) -> Option<String> {
     let refs = program.references();
     refs.variables()
         .into_iter()
@@ -174,99 +245,145 @@ fn comprehension_vars(expr: &str) -> Vec<String> {
 
 fn compile_rule(
     raw: &Value,
+    node_schema: &Value,
     path: &str,
     uncorrelatable: Option<&str>,
     errs: &mut Vec<FieldError>,
 ) -> Option<Rule> {
     let text = raw.get("rule").and_then(Value::as_str).unwrap_or("");
     let rule_path = schema::join(path, "rule");
+    let str_of = |k: &str| raw.get(k).and_then(Value::as_str);
+    let before = errs.len();
+    // The order and wording of these checks follow apiextensions' validateSchema.
+    let message = str_of("message");
+    let trimmed_message = message.map(str::trim).unwrap_or("");
     if text.trim().is_empty() {
-        errs.push(FieldError::required(rule_path, "rule is not specified"));
-        return None;
-    }
-    let message = raw
-        .get("message")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    if let Some(m) = &message {
-        if m.contains('\n') {
-            errs.push(FieldError::invalid(
-                schema::join(path, "message"),
-                &Value::String(m.clone()),
-                "message must not contain line breaks",
-            ));
-        }
-    } else if text.contains('\n') {
+        errs.push(FieldError::required(
+            rule_path.clone(),
+            "rule is not specified",
+        ));
+    } else if let Some(m) = message.filter(|m| !m.is_empty() && m.trim().is_empty()) {
+        errs.push(FieldError::invalid(
+            schema::join(path, "message"),
+            &json_str(m),
+            "message must be non-empty if specified",
+        ));
+    } else if let Some(m) = message.filter(|m| m.len() > 2048) {
+        let head: String = m.chars().take(10).collect();
+        errs.push(FieldError::invalid(
+            schema::join(path, "message"),
+            &json_str(&format!("{head}...")),
+            "message must have a maximum length of 2048 characters",
+        ));
+    } else if has_newlines(trimmed_message) {
+        errs.push(FieldError::invalid(
+            schema::join(path, "message"),
+            &json_str(message.unwrap_or("")),
+            "message must not contain line breaks",
+        ));
+    } else if has_newlines(text.trim()) && trimmed_message.is_empty() {
         errs.push(FieldError::required(
             schema::join(path, "message"),
             "message must be specified if rule contains line breaks",
         ));
     }
-    let reason = raw.get("reason").and_then(Value::as_str).map(str::to_owned);
+    let message_expression = str_of("messageExpression");
+    if let Some(me) = message_expression.filter(|me| !me.is_empty() && me.trim().is_empty()) {
+        let _ = me;
+        errs.push(FieldError::required(
+            schema::join(path, "messageExpression"),
+            "messageExpression must be non-empty if specified",
+        ));
+    }
+    let reason = str_of("reason").map(str::to_owned);
     if let Some(r) = &reason
         && !REASONS.contains(&r.as_str())
     {
-        let allowed: Vec<Value> = REASONS
-            .iter()
-            .map(|r| Value::String((*r).to_owned()))
-            .collect();
+        let allowed: Vec<Value> = REASONS.iter().map(|r| json_str(r)).collect();
         errs.push(FieldError::not_supported(
             schema::join(path, "reason"),
-            &Value::String(r.clone()),
+            &json_str(r),
             &allowed,
         ));
     }
-    let program = match cel::Program::compile(text) {
+    let mut field_path = None;
+    if let Some(fp) = str_of("fieldPath").filter(|fp| !fp.is_empty()) {
+        let fp_path = schema::join(path, "fieldPath");
+        if fp.trim().is_empty() {
+            errs.push(FieldError::invalid(
+                fp_path.clone(),
+                &json_str(fp),
+                "fieldPath must be non-empty if specified",
+            ));
+        }
+        if has_newlines(fp) {
+            errs.push(FieldError::invalid(
+                fp_path.clone(),
+                &json_str(fp),
+                "fieldPath must not contain line breaks",
+            ));
+        }
+        match valid_field_path(fp, node_schema) {
+            Ok(normalized) => field_path = Some(normalized),
+            Err(e) => errs.push(FieldError::invalid(
+                fp_path,
+                &json_str(fp),
+                &format!("fieldPath must be a valid path: {e}"),
+            )),
+        }
+    }
+    if errs.len() > before {
+        // The server compiles the rules only once the rest of the rule is valid.
+        return None;
+    }
+
+    let compile_error = |what: &str, e: &dyn std::fmt::Display| FieldError {
+        reason: "FieldValueInvalid",
+        field: schema::join(path, what),
+        // The cel crate reports parse errors in cel-go's form (`ERROR: <input>:1:10: Syntax
+        // error: ...` with the caret snippet).
+        message: format!(
+            "Invalid value: {}: {}compilation failed: {e}",
+            rule_go_repr(raw),
+            if what == "rule" {
+                ""
+            } else {
+                "messageExpression "
+            }
+        ),
+    };
+    let program = match Program::compile(text) {
         Ok(p) => p,
         Err(e) => {
-            errs.push(FieldError::invalid(
-                rule_path,
-                &Value::String(String::new()),
-                &format!("compilation failed: ERROR: <input>: {e}"),
-            ));
-            // Replace the quoted "" value by the rule's Go representation, as the server shows it.
-            if let Some(last) = errs.last_mut() {
-                last.message = last.message.replacen(
-                    "Invalid value: \"\"",
-                    &format!("Invalid value: {}", rule_go_repr(raw)),
-                    1,
-                );
-            }
+            errs.push(compile_error("rule", &e));
             return None;
         }
     };
     let vars = comprehension_vars(text);
     if let Some(undeclared) = check_references(&program, &vars) {
-        errs.push(FieldError {
-            reason: "FieldValueInvalid",
-            field: rule_path.clone(),
-            message: format!(
-                "Invalid value: {}: compilation failed: ERROR: <input>: undeclared reference to '{undeclared}' (in container '')",
-                rule_go_repr(raw)
-            ),
-        });
+        let column = text.find(undeclared.as_str()).map_or(1, |i| i + 1);
+        errs.push(compile_error(
+            "rule",
+            &format!("ERROR: <input>:1:{column}: undeclared reference to '{undeclared}' (in container '')"),
+        ));
         return None;
     }
     let uses_old_self = program.references().has_variable("oldSelf");
     if uses_old_self && let Some(u) = uncorrelatable {
         errs.push(FieldError::invalid(
             rule_path,
-            &Value::String(text.to_owned()),
+            &json_str(text),
             &format!(
                 "oldSelf cannot be used on the uncorrelatable portion of the schema within {u}"
             ),
         ));
         return None;
     }
-    let message_program = match raw.get("messageExpression").and_then(Value::as_str) {
-        Some(expr) => match cel::Program::compile(expr) {
+    let message_program = match message_expression.filter(|me| !me.trim().is_empty()) {
+        Some(expr) => match Program::compile(expr) {
             Ok(p) => Some(p),
             Err(e) => {
-                errs.push(FieldError::invalid(
-                    schema::join(path, "messageExpression"),
-                    &Value::String(expr.to_owned()),
-                    &format!("messageExpression compilation failed: ERROR: <input>: {e}"),
-                ));
+                errs.push(compile_error("messageExpression", &e));
                 return None;
             }
         },
@@ -286,16 +403,97 @@ fn compile_rule(
     Some(Rule {
         rule: text.trim().to_owned(),
         program,
-        message: message.map(|m| m.trim().to_owned()),
+        message: message
+            .map(|m| m.trim().to_owned())
+            .filter(|m| !m.is_empty()),
         message_program,
         reason,
-        field_path: raw
-            .get("fieldPath")
-            .and_then(Value::as_str)
-            .map(|p| p.trim_start_matches('.').to_owned()),
+        field_path,
         optional_old_self,
         uses_old_self,
     })
+}
+
+fn json_str(s: &str) -> Value {
+    Value::String(s.to_owned())
+}
+
+/// CEL's grammar counts `\n` and `\r` as line breaks.
+fn has_newlines(s: &str) -> bool {
+    s.contains(['\n', '\r'])
+}
+
+/// apiextensions `cel.ValidFieldPath`: a relative JSON path (`.a.b`, `.m['k.x']`) that must
+/// name declared properties (or keys of a map); returns it the way `field.Path` prints it
+/// (`a.b`, `m[k.x]`), which is where the server reports the rule's failure.
+fn valid_field_path(fp: &str, root: &Value) -> Result<String, String> {
+    // Tokens: the delimiters '.', '[' and ']' alone, everything between them as one token.
+    let mut tokens: Vec<String> = Vec::new();
+    let mut cur = String::new();
+    let mut in_quote = false;
+    for c in fp.chars() {
+        if in_quote {
+            cur.push(c);
+            if c == '\'' {
+                in_quote = false;
+            }
+            continue;
+        }
+        match c {
+            '.' | '[' | ']' => {
+                if !cur.is_empty() {
+                    tokens.push(std::mem::take(&mut cur));
+                }
+                tokens.push(c.to_string());
+            }
+            '\'' => {
+                in_quote = true;
+                cur.push(c);
+            }
+            _ => cur.push(c),
+        }
+    }
+    if !cur.is_empty() {
+        tokens.push(cur);
+    }
+    let mut schema_node = root;
+    let mut out = String::new();
+    let step = |name: &str, node: &mut &Value, out: &mut String| -> Result<(), String> {
+        if schema::properties(node).is_some() {
+            let next = schema::property(node, name).ok_or("does not refer to a valid field")?;
+            *out = schema::join(out, name);
+            *node = next;
+        } else if let Some(extra) = node.get("additionalProperties").filter(|a| a.is_object()) {
+            *out = schema::key(out, name);
+            *node = extra;
+        } else {
+            return Err("does not refer to a valid field".into());
+        }
+        Ok(())
+    };
+    let mut it = tokens.iter();
+    while let Some(tok) = it.next() {
+        match tok.as_str() {
+            "[" => {
+                let t = it.next().ok_or("unexpected end of JSON path")?;
+                if t.len() < 2 || !t.starts_with('\'') || !t.ends_with('\'') {
+                    return Err(format!("expected single quoted string but got {t}"));
+                }
+                step(&t[1..t.len() - 1], &mut schema_node, &mut out)?;
+                match it.next() {
+                    None => return Err("unexpected end of JSON path".into()),
+                    Some(t) if t != "]" => return Err(format!("expected ] but got {t}")),
+                    Some(_) => {}
+                }
+            }
+            "." => {
+                let t = it.next().ok_or("unexpected end of JSON path")?;
+                step(t, &mut schema_node, &mut out)?;
+            }
+            other => return Err(format!("expected [ or . but got: {other}")),
+        }
+    }
+    Ok(out)
 }
 
 /// Results of evaluating the rules of one object.
@@ -853,6 +1051,125 @@ mod tests {
             errs[3]
                 .message
                 .contains("oldSelf cannot be used on the uncorrelatable portion of the schema")
+        );
+    }
+
+    #[test]
+    fn optional_select_rewrite_skips_strings() {
+        assert_eq!(
+            optional_select_as_index("self.?a.orValue('x.?y')"),
+            "self[?'a'].orValue('x.?y')"
+        );
+        assert_eq!(
+            optional_select_as_index("self.?a.?b_1.hasValue()"),
+            "self[?'a'][?'b_1'].hasValue()"
+        );
+    }
+
+    #[test]
+    fn optional_field_syntax_is_supported() {
+        let s = with_spec(json!({"type": "object", "x-kubernetes-validations": [
+            {"rule": "self.?limit.orValue(10) <= 100", "message": "limit too high"}
+        ], "properties": {"limit": {"type": "integer"}}}));
+        assert_eq!(run(&s, &json!({"spec": {}}), None), Vec::<String>::new());
+        assert_eq!(
+            run(&s, &json!({"spec": {"limit": 5}}), None),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            run(&s, &json!({"spec": {"limit": 500}}), None),
+            vec![r#"spec: Invalid value: "object": limit too high"#]
+        );
+    }
+
+    #[test]
+    fn rule_definitions_are_checked_like_the_server() {
+        let s = with_spec(json!({"type": "object", "x-kubernetes-validations": [
+            {"rule": "self.a > 0", "message": " "},
+            {"rule": "self.a > 0", "message": "x".repeat(2049)},
+            {"rule": "self.a > 0", "message": "two\nlines"},
+            {"rule": "self.a \n > 0"},
+            {"rule": "self.a > 0", "messageExpression": " "},
+            {"rule": "self.a > 0", "fieldPath": ".b"},
+            {"rule": "self.a > 0", "fieldPath": ".list[0]"},
+            {"rule": "self.a > 0", "fieldPath": "."},
+            {"rule": "self.a > 0", "fieldPath": "a"},
+            {"rule": "self.a > 0", "messageExpression": "'x' +"}
+        ], "properties": {"a": {"type": "integer"}, "list": {"type": "array", "items": {"type": "string"}}}}));
+        let (_, errs) = compile(&s, "o");
+        let shown: Vec<String> = errs.iter().map(ToString::to_string).collect();
+        let v = "o.properties[spec].x-kubernetes-validations";
+        assert_eq!(
+            shown[0],
+            format!(
+                r#"{v}[0].message: Invalid value: " ": message must be non-empty if specified"#
+            )
+        );
+        assert_eq!(
+            shown[1],
+            format!(
+                r#"{v}[1].message: Invalid value: "xxxxxxxxxx...": message must have a maximum length of 2048 characters"#
+            )
+        );
+        assert_eq!(
+            shown[2],
+            format!(
+                r#"{v}[2].message: Invalid value: "two\nlines": message must not contain line breaks"#
+            )
+        );
+        assert_eq!(
+            shown[3],
+            format!(
+                "{v}[3].message: Required value: message must be specified if rule contains line breaks"
+            )
+        );
+        assert_eq!(
+            shown[4],
+            format!(
+                "{v}[4].messageExpression: Required value: messageExpression must be non-empty if specified"
+            )
+        );
+        assert_eq!(
+            shown[5],
+            format!(
+                r#"{v}[5].fieldPath: Invalid value: ".b": fieldPath must be a valid path: does not refer to a valid field"#
+            )
+        );
+        assert_eq!(
+            shown[6],
+            format!(
+                r#"{v}[6].fieldPath: Invalid value: ".list[0]": fieldPath must be a valid path: expected single quoted string but got 0"#
+            )
+        );
+        assert_eq!(
+            shown[7],
+            format!(
+                r#"{v}[7].fieldPath: Invalid value: ".": fieldPath must be a valid path: unexpected end of JSON path"#
+            )
+        );
+        assert_eq!(
+            shown[8],
+            format!(
+                r#"{v}[8].fieldPath: Invalid value: "a": fieldPath must be a valid path: expected [ or . but got: a"#
+            )
+        );
+        assert!(shown[9].starts_with(&format!("{v}[9].messageExpression: Invalid value: apiextensions.ValidationRule{{Rule:\"self.a > 0\"")), "{}", shown[9]);
+        assert!(
+            shown[9].contains("messageExpression compilation failed: ERROR: <input>"),
+            "{}",
+            shown[9]
+        );
+        assert_eq!(shown.len(), 10);
+    }
+
+    #[test]
+    fn field_path_with_map_key_is_reported_where_the_server_reports_it() {
+        let s = with_spec(json!({"type": "object", "x-kubernetes-validations": [
+            {"rule": "!('bad' in self.labels)", "fieldPath": ".labels['bad']", "message": "no bad label"}
+        ], "properties": {"labels": {"type": "object", "additionalProperties": {"type": "string"}}}}));
+        assert_eq!(
+            run(&s, &json!({"spec": {"labels": {"bad": "x"}}}), None),
+            vec![r#"spec.labels[bad]: Invalid value: "object": no bad label"#]
         );
     }
 

@@ -92,6 +92,13 @@ pub fn validate_crd(crd: &Value, old: Option<&Value>) -> Result<(), Vec<FieldErr
         )),
         None => errs.push(FieldError::required("spec.scope", "")),
     }
+    if crd.pointer("/spec/preserveUnknownFields") == Some(&Value::Bool(true)) {
+        errs.push(FieldError::invalid(
+            "spec.preserveUnknownFields",
+            &json!(true),
+            "cannot set to true, set x-kubernetes-preserve-unknown-fields to true in spec.versions[*].schema instead",
+        ));
+    }
     validate_names(crd, &mut errs);
     validate_versions(crd, &mut errs);
 
@@ -279,15 +286,16 @@ fn validate_printer_columns(v: &Value, path: &str, errs: &mut Vec<FieldError>) {
     let Some(cols) = v["additionalPrinterColumns"].as_array() else {
         return;
     };
-    const TYPES: &[&str] = &["integer", "number", "string", "boolean", "date"];
+    // Sorted, as `sets.String.List()` lists them in the server's message.
+    const TYPES: &[&str] = &["boolean", "date", "integer", "number", "string"];
     const FORMATS: &[&str] = &[
-        "int32",
-        "int64",
-        "float",
-        "double",
         "byte",
         "date",
         "date-time",
+        "double",
+        "float",
+        "int32",
+        "int64",
         "password",
     ];
     for (i, c) in cols.iter().enumerate() {
@@ -316,15 +324,27 @@ fn validate_printer_columns(v: &Value, path: &str, errs: &mut Vec<FieldError>) {
                 &FORMATS.iter().map(|t| json!(t)).collect::<Vec<_>>(),
             ));
         }
-        if c["jsonPath"].as_str().unwrap_or("").is_empty() {
-            errs.push(FieldError::required(format!("{cp}.jsonPath"), ""));
+        match c["jsonPath"].as_str().unwrap_or("") {
+            "" => errs.push(FieldError::required(format!("{cp}.jsonPath"), "")),
+            p if !p.starts_with('.') => errs.push(FieldError::invalid(
+                format!("{cp}.jsonPath"),
+                &json!(p),
+                "must be a simple json path starting with .",
+            )),
+            _ => {}
         }
     }
 }
 
 /// A `default` must be pruned (no undeclared fields) and valid against its own schema,
 /// since the server stores it into objects as is.
-fn validate_default(s: &Value, default: &Value, lvl: Level, path: &str, errs: &mut Vec<FieldError>) {
+fn validate_default(
+    s: &Value,
+    default: &Value,
+    lvl: Level,
+    path: &str,
+    errs: &mut Vec<FieldError>,
+) {
     if lvl == Level::Root {
         errs.push(FieldError::forbidden(path, "must not be set at the root"));
         return;
@@ -339,7 +359,11 @@ fn validate_default(s: &Value, default: &Value, lvl: Level, path: &str, errs: &m
         ));
     }
     for mut e in validate::validate_value(s, default) {
-        e.field = if e.field.is_empty() { path.to_owned() } else { format!("{path}.{}", e.field) };
+        e.field = if e.field.is_empty() {
+            path.to_owned()
+        } else {
+            format!("{path}.{}", e.field)
+        };
         errs.push(e);
     }
 }
@@ -711,7 +735,7 @@ mod tests {
         assert_eq!(
             errors(&c, None),
             vec![
-                r#"spec.versions[0].additionalPrinterColumns[0].type: Unsupported value: "list": supported values: "integer", "number", "string", "boolean", "date""#,
+                r#"spec.versions[0].additionalPrinterColumns[0].type: Unsupported value: "list": supported values: "boolean", "date", "integer", "number", "string""#,
                 "spec.versions[0].additionalPrinterColumns[0].jsonPath: Required value",
             ]
         );

@@ -169,9 +169,17 @@ impl CompiledVersion {
 
         let mut errs = validate::validate_object(&self.schema, obj, old);
         validate::validate_list_types(&self.schema, obj, "", &mut errs);
-        // A type error means CEL would see values of the wrong type: the server skips the
-        // rules and says so (apiextensions `hasBlockingErr`).
-        if errs.iter().any(|e| e.reason == "FieldValueTypeInvalid") {
+        // Errors that could make CEL see values it was not written for (wrong type, missing
+        // required field, unsupported enum value, bounds that size the rules' cost) stop the
+        // server from running the rules, and it says so (apiextensions `hasBlockingErr`).
+        const BLOCKING: &[&str] = &[
+            "FieldValueNotSupported",
+            "FieldValueRequired",
+            "FieldValueTooLong",
+            "FieldValueTooMany",
+            "FieldValueTypeInvalid",
+        ];
+        if errs.iter().any(|e| BLOCKING.contains(&e.reason)) {
             errs.push(FieldError {
                 reason: "FieldValueInvalid",
                 field: "<nil>".into(),

@@ -302,12 +302,19 @@ fn add_paths(
     let ok = |schema: &str| json!({"200": {"description": "OK", "content": json_content(schema)}});
     let ok_created = |schema: &str| json!({"200": {"description": "OK", "content": json_content(schema)}, "201": {"description": "Created", "content": json_content(schema)}});
     let body = |schema: &str| json!({"content": {"*/*": {"schema": schema_ref(schema)}}, "required": true});
-    let patch_body = json!({"content": {
+    let mut patch_types = json!({
         "application/apply-patch+yaml": {"schema": schema_ref(names.patch)},
         "application/json-patch+json": {"schema": schema_ref(names.patch)},
         "application/merge-patch+json": {"schema": schema_ref(names.patch)},
-        "application/strategic-merge-patch+json": {"schema": schema_ref(names.patch)}
-    }, "required": true});
+    });
+    // Custom resources do not support strategic merge patch, and kubectl picks SMP for
+    // `apply` whenever the document offers it, so only built-in kinds list it (as
+    // apiextensions' OpenAPI builder does).
+    if r.schema.is_none() {
+        patch_types["application/strategic-merge-patch+json"] =
+            json!({"schema": schema_ref(names.patch)});
+    }
+    let patch_body = json!({"content": patch_types, "required": true});
     let list_params = vec![
         query(
             "labelSelector",
@@ -583,6 +590,20 @@ mod tests {
                 .iter()
                 .any(|p| p["name"] == "fieldValidation" && p["in"] == "query")
         );
+        let patch_types: Vec<&String> = patch["requestBody"]["content"]
+            .as_object()
+            .expect("content")
+            .keys()
+            .collect();
+        assert_eq!(
+            patch_types,
+            vec![
+                "application/apply-patch+yaml",
+                "application/json-patch+json",
+                "application/merge-patch+json"
+            ],
+            "no strategic merge patch for custom resources"
+        );
         assert!(doc["paths"]["/apis/connection-operator.dev/v1alpha1/namespaces/{namespace}/connections/{name}/status"]["patch"].is_object());
         assert!(
             doc["paths"]["/apis/connection-operator.dev/v1alpha1/connections"]["get"].is_object()
@@ -635,6 +656,11 @@ mod tests {
                 .any(|p| p["name"] == "fieldValidation")
         );
         assert!(doc["paths"]["/api/v1/namespaces/{name}/status"]["patch"].is_object());
+        assert!(
+            doc["paths"]["/api/v1/namespaces/{namespace}/secrets/{name}"]["patch"]["requestBody"]["content"]
+                ["application/strategic-merge-patch+json"]
+                .is_object()
+        );
         assert!(doc["components"]["schemas"]["io.k8s.api.core.v1.NamespaceSpec"].is_object());
     }
 }

@@ -6,7 +6,8 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use super::builtin_columns::{self, Computed};
+use super::builtin_columns;
+pub use super::builtin_columns::Computed;
 use super::jsonpath;
 
 #[derive(Clone, Debug)]
@@ -200,7 +201,7 @@ pub(super) fn go_print(v: &Value) -> String {
 }
 
 /// apimachinery `util/duration.HumanDuration`, the age format of `kubectl get`.
-pub fn human_duration(d: chrono::Duration) -> String {
+pub(super) fn human_duration(d: chrono::Duration) -> String {
     let seconds = d.num_seconds();
     if seconds < -1 {
         return "<invalid>".to_owned();

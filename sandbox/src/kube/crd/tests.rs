@@ -173,16 +173,26 @@ fn project_rules_evaluate() {
     let mut big = obj(json!({"connectionId": "c", "arena": {"metadata": meta}}));
     assert_eq!(
         invalid(v.admit_object(&mut big, None, FieldValidation::Strict)),
-        vec!["spec.arena.metadata: Too many: 51: must have at most 50 items"]
+        vec![
+            "spec.arena.metadata: Too many: 51: must have at most 50 items",
+            r#"<nil>: Invalid value: "null": some validation rules were not checked because the object was invalid; correct the existing errors to complete validation"#,
+        ]
     );
 
-    let mut bad_key =
-        obj(json!({"connectionId": "c", "arena": {"metadata": {"bad key": "x".repeat(2001)}}}));
+    let mut long_value =
+        obj(json!({"connectionId": "c", "arena": {"metadata": {"key": "x".repeat(2001)}}}));
+    assert_eq!(
+        invalid(v.admit_object(&mut long_value, None, FieldValidation::Strict)),
+        vec![
+            "spec.arena.metadata.key: Too long: may not be more than 2000 bytes",
+            r#"<nil>: Invalid value: "null": some validation rules were not checked because the object was invalid; correct the existing errors to complete validation"#,
+        ]
+    );
+    let mut bad_key = obj(json!({"connectionId": "c", "arena": {"metadata": {"bad key": "v"}}}));
     assert_eq!(
         invalid(v.admit_object(&mut bad_key, None, FieldValidation::Strict)),
         vec![
-            "spec.arena.metadata.bad key: Too long: may not be more than 2000 bytes",
-            r#"spec.arena.metadata: Invalid value: "object": metadata keys must match ^[A-Za-z0-9_]{1,40}$"#,
+            r#"spec.arena.metadata: Invalid value: "object": metadata keys must match ^[A-Za-z0-9_]{1,40}$"#
         ]
     );
 
@@ -200,15 +210,26 @@ fn project_rules_evaluate() {
 }
 
 #[test]
-fn schema_errors_and_type_errors_block_cel() {
+fn blocking_schema_errors_skip_cel() {
     let v = compiled();
-    let mut o = obj(json!({"connectionId": "", "nango": {}, "deletionPolicy": "Keep"}));
+    let mut o =
+        obj(json!({"connectionId": "", "nango": {}, "mielto": {}, "deletionPolicy": "Keep"}));
     assert_eq!(
         invalid(v.admit_object(&mut o, None, FieldValidation::Strict)),
         vec![
             r#"spec.connectionId: Invalid value: "": spec.connectionId in body should be at least 1 chars long"#,
             "spec.nango.integrationId: Required value",
             r#"spec.deletionPolicy: Unsupported value: "Keep": supported values: "Delete", "Orphan""#,
+            r#"<nil>: Invalid value: "null": some validation rules were not checked because the object was invalid; correct the existing errors to complete validation"#,
+        ]
+    );
+    // A plain `Invalid value` (minLength) does not block the rules.
+    let mut o = obj(json!({"connectionId": "", "nango": {"integrationId": "gh"}, "mielto": {}}));
+    assert_eq!(
+        invalid(v.admit_object(&mut o, None, FieldValidation::Strict)),
+        vec![
+            r#"spec.connectionId: Invalid value: "": spec.connectionId in body should be at least 1 chars long"#,
+            r#"spec: Invalid value: "object": exactly one provider block (nango, mielto, arena, datagrid) must be set"#,
         ]
     );
     let mut o = obj(json!({"connectionId": 7, "nango": {"integrationId": "gh"}, "mielto": {}}));
@@ -223,7 +244,10 @@ fn schema_errors_and_type_errors_block_cel() {
     let mut missing = json!({"apiVersion": "connection-operator.dev/v1alpha1", "kind": "Connection", "metadata": {"name": "x"}});
     assert_eq!(
         invalid(v.admit_object(&mut missing, None, FieldValidation::Strict)),
-        vec!["spec: Required value"]
+        vec![
+            "spec: Required value",
+            r#"<nil>: Invalid value: "null": some validation rules were not checked because the object was invalid; correct the existing errors to complete validation"#
+        ]
     );
 }
 
@@ -271,7 +295,7 @@ fn updates_ratchet_unchanged_invalid_values() {
         invalid(v.admit_object(&mut worse, Some(&old), FieldValidation::Strict)),
         vec![
             r#"spec.deletionPolicy: Unsupported value: "Never": supported values: "Delete", "Orphan""#,
-            r#"spec: Invalid value: "object": exactly one provider block (nango, mielto, arena, datagrid) must be set"#,
+            r#"<nil>: Invalid value: "null": some validation rules were not checked because the object was invalid; correct the existing errors to complete validation"#,
         ]
     );
     // The same object is refused on create.

@@ -328,6 +328,9 @@ fn object_checks(
             }
         }
     }
+    if schema::embedded_resource(s) {
+        embedded_type_meta(map, path, errs);
+    }
     let len = map.len();
     if let Some(max) = limit(s, "maxProperties")
         && len as u64 > max
@@ -349,6 +352,26 @@ fn object_checks(
             validate(prop, child, old_child, &schema::join(path, k), errs);
         } else if let Some(extra) = schema::additional_properties(s).filter(|e| !e.is_null()) {
             validate(extra, child, old_child, &schema::join(path, k), errs);
+        }
+    }
+}
+
+/// An `x-kubernetes-embedded-resource` object must carry its own `apiVersion` and `kind`
+/// (apiextensions `objectmeta.validateEmbeddedResource`).
+fn embedded_type_meta(
+    map: &serde_json::Map<String, Value>,
+    path: &str,
+    errs: &mut Vec<FieldError>,
+) {
+    for field in ["apiVersion", "kind"] {
+        let p = schema::join(path, field);
+        match map.get(field) {
+            None => errs.push(FieldError::required(p, "must not be empty")),
+            Some(Value::String(v)) if v.is_empty() => {
+                errs.push(FieldError::invalid(p, &json!(""), "must not be empty"))
+            }
+            Some(Value::String(_)) => {}
+            Some(other) => errs.push(FieldError::invalid(p, other, "must be a string")),
         }
     }
 }
@@ -651,6 +674,25 @@ mod tests {
             ]
         );
         assert!(errs.iter().all(|e| e.reason == "FieldValueDuplicate"));
+    }
+
+    #[test]
+    fn embedded_resources_need_type_meta() {
+        let props = json!({"template": {"type": "object", "x-kubernetes-embedded-resource": true, "x-kubernetes-preserve-unknown-fields": true}});
+        assert_eq!(
+            check(props.clone(), json!({"template": {"kind": ""}})),
+            vec![
+                "spec.template.apiVersion: Required value: must not be empty",
+                r#"spec.template.kind: Invalid value: "": must not be empty"#,
+            ]
+        );
+        assert!(
+            check(
+                props,
+                json!({"template": {"apiVersion": "v1", "kind": "Pod"}})
+            )
+            .is_empty()
+        );
     }
 
     #[test]
