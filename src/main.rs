@@ -47,6 +47,10 @@ struct RunArgs {
     /// assumed until leader election is implemented).
     #[arg(long)]
     leader_election: bool,
+    /// Test and benchmark only: replace every Connection's driftInterval (whose admitted
+    /// minimum is 30s) with this many seconds.
+    #[arg(long, hide = true)]
+    drift_interval_override_seconds: Option<f64>,
 }
 
 fn main() -> ExitCode {
@@ -98,7 +102,11 @@ async fn serve(args: RunArgs) -> anyhow::Result<()> {
     if args.leader_election {
         tracing::warn!("--leader-election is accepted but not implemented yet: run a single replica");
     }
-    let config = RunConfig { namespace: args.namespace, concurrency: args.concurrency, ..RunConfig::default() };
+    let mut config = RunConfig { namespace: args.namespace, concurrency: args.concurrency, ..RunConfig::default() };
+    config.timing.drift_interval_override = args
+        .drift_interval_override_seconds
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map(std::time::Duration::from_secs_f64);
     tracing::info!(namespace = config.namespace.as_deref().unwrap_or("<all>"), concurrency = config.concurrency, "starting the controller");
     controller::run(client, config, metrics, readiness, shutdown_signal()).await;
     Ok(())

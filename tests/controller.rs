@@ -693,6 +693,11 @@ async fn suspend_and_provider_problems_make_no_upstream_call() {
     let not_ready = env.ready_reason("not-ready", "ProviderNotReady").await;
     assert!(condition(&not_ready, "Ready").message.contains("later-credentials"));
     env.ready_reason("via-cluster", "InSync").await;
+    eventually("the ClusterProvider reports Ready", || async {
+        let p = cluster.get("shared-arena").await.ok()?;
+        p.status?.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True").then_some(())
+    })
+    .await;
     assert_eq!(env.upstream("arena", "13").await["metadata"], json!({"z": 1}));
     assert!(env.journal("nango").await.is_empty(), "no upstream call for any of them");
 
@@ -706,4 +711,31 @@ async fn suspend_and_provider_problems_make_no_upstream_call() {
     env.connections().patch("suspended", &PatchParams::default(), &Patch::Merge(patch)).await.unwrap();
     env.ready_reason("suspended", "InSync").await;
     assert_eq!(env.upstream("nango", "s").await["metadata"], json!({"a": 1, "b": 2}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_keys_conflict_and_the_newer_connection_writes_nothing() {
+    let env = Env::start().await;
+    env.seed("nango", "shared", json!({"provider_config_key": "x", "metadata": {}})).await;
+    env.apply("first", spec("nango", "shared", json!({"providerConfigKey": "x", "metadata": {"a": 1, "b": 1}}))).await;
+    env.ready_reason("first", "InSync").await;
+    // creationTimestamp has second precision; make sure the second one is strictly newer.
+    eventually("a new second", || async {
+        let first = env.get("first").await?.metadata.creation_timestamp?.0.as_second();
+        let now = k8s_openapi::jiff::Timestamp::now().as_second();
+        (now > first).then_some(())
+    })
+    .await;
+    env.clear_journal("nango").await;
+    env.apply("second", spec("nango", "shared", json!({"providerConfigKey": "x", "metadata": {"b": 2, "c": 2}}))).await;
+    env.apply("third", spec("nango", "shared", json!({"providerConfigKey": "x", "metadata": {"z": 3}}))).await;
+    let second = env.ready_reason("second", "Conflict").await;
+    assert_eq!(condition(&second, "Ready").message, "key(s) b already owned by Connection tenants/first");
+    env.ready_reason("third", "InSync").await;
+    assert_eq!(env.upstream("nango", "shared").await["metadata"], json!({"a": 1, "b": 1, "z": 3}), "the newer one wrote nothing");
+
+    // When the older one goes away, the newer one takes the key.
+    env.connections().delete("first", &DeleteParams::default()).await.unwrap();
+    env.ready_reason("second", "InSync").await;
+    assert_eq!(env.upstream("nango", "shared").await["metadata"], json!({"a": 1, "b": 2, "c": 2, "z": 3}));
 }

@@ -8,6 +8,7 @@
 //! - `finalizer`, `events`, `context`.
 
 mod backoff;
+mod conflict;
 mod context;
 mod events;
 mod finalizer;
@@ -77,12 +78,14 @@ pub async fn run(client: Client, config: RunConfig, metrics: Arc<Metrics>, readi
         }
     });
 
-    let context = Arc::new(context::Context::new(client, metrics, config.timing));
     let store = t.connection_store.clone();
+    let context = Arc::new(context::Context::new(client, metrics, config.timing, store.clone()));
+    let by_sibling = store.clone();
     let (by_provider, by_cluster_provider) = (store.clone(), store.clone());
     let (secret_connections, secret_providers, secret_cluster_providers) = (store.clone(), t.provider_store.clone(), t.cluster_provider_store.clone());
     Controller::for_stream(t.connections, t.connection_store)
         .with_config(kube::runtime::controller::Config::default().concurrency(config.concurrency))
+        .watches_stream(t.connection_changes, move |c| conflict::siblings(&by_sibling, &c))
         .watches_stream(t.providers, move |p| triggers::for_provider(&by_provider, &p))
         .watches_stream(t.cluster_providers, move |p| triggers::for_cluster_provider(&by_cluster_provider, &p))
         .watches_stream(t.secrets, move |s| triggers::for_secret(&secret_connections, &secret_providers, &secret_cluster_providers, &s))
