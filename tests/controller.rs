@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use connection_operator::admin::Readiness;
-use connection_operator::controller::{self, BackoffPolicy, FINALIZER, RECONCILE_REQUESTED_AT, RunConfig, Timing};
+use connection_operator::controller::{self, BackoffPolicy, FINALIZER, LeaseSettings, RECONCILE_REQUESTED_AT, RunConfig, Timing};
 use connection_operator::metrics::Metrics;
 use connection_operator::api::{ClusterProvider, Connection, Provider};
 use connection_operator::admin;
@@ -92,6 +92,10 @@ impl Env {
     /// Start both emulators, install the CRDs, create namespace `tenants` with a Secret and
     /// a Provider per provider type (named after the type), and run the controller.
     async fn start_with(timing: Timing) -> Self {
+        Self::start_inner(Some(timing)).await
+    }
+
+    async fn start_inner(timing: Option<Timing>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let kube = KubeSandbox::start("127.0.0.1:0".parse().unwrap(), &dir.path().join("kubeconfig")).unwrap();
         let kubeconfig = Kubeconfig::read_from(kube.kubeconfig()).unwrap();
@@ -123,9 +127,15 @@ impl Env {
         namespaces.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": NS}})).unwrap()).await.unwrap();
 
         let metrics = Arc::new(Metrics::new());
-        let config = RunConfig { namespace: None, concurrency: 8, timing };
         let readiness = Readiness::default();
-        let controller = tokio::spawn(controller::run(client.clone(), config, metrics.clone(), readiness.clone(), std::future::pending()));
+        let controller = match timing {
+            Some(timing) => {
+                let config = RunConfig { namespace: None, concurrency: 8, timing };
+                tokio::spawn(controller::run(client.clone(), config, metrics.clone(), readiness.clone(), std::future::pending()))
+            }
+            // The test runs its own controllers.
+            None => tokio::spawn(async {}),
+        };
         let env = Env { _dir: dir, kube, providers, client, admin: reqwest::Client::new(), metrics, readiness, controller };
         for p in PROVIDERS {
             env.secret(&format!("{p}-credentials"), TOKEN).await;
@@ -738,4 +748,40 @@ async fn overlapping_keys_conflict_and_the_newer_connection_writes_nothing() {
     env.connections().delete("first", &DeleteParams::default()).await.unwrap();
     env.ready_reason("second", "InSync").await;
     assert_eq!(env.upstream("nango", "shared").await["metadata"], json!({"a": 1, "b": 2, "c": 2, "z": 3}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_lease_holder_reconciles_and_a_standby_takes_over() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let env = Env::start_inner(None).await;
+    let leases: Api<Lease> = Api::namespaced(env.client.clone(), NS);
+    let holder = || async { leases.get_opt("connection-operator").await.ok()??.spec?.holder_identity };
+    let replica = |identity: &str, metrics: Arc<Metrics>| {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let lease = LeaseSettings { duration: 3, grace: 1, ..LeaseSettings::new(NS, identity) };
+        let config = RunConfig { namespace: None, concurrency: 4, timing: fast_timing() };
+        let task = tokio::spawn(controller::run_when_leading(env.client.clone(), config, lease, metrics, Readiness::default(), async move {
+            let _ = stopped.await;
+        }));
+        (stop, task)
+    };
+    let (metrics_a, metrics_b) = (Arc::new(Metrics::new()), Arc::new(Metrics::new()));
+    let (stop_a, task_a) = replica("replica-a", metrics_a.clone());
+    eventually("replica-a holds the Lease", || async { (holder().await.as_deref() == Some("replica-a")).then_some(()) }).await;
+    let (_stop_b, _task_b) = replica("replica-b", metrics_b.clone());
+
+    env.seed("arena", "20", json!({"metadata": {}})).await;
+    env.apply("one", spec("arena", "20", json!({"metadata": {"k": 1}}))).await;
+    env.ready_reason("one", "InSync").await;
+    assert!(metrics_a.encode().contains("connection_operator_reconcile_total{"), "the leader reconciled");
+    assert!(!metrics_b.encode().contains("connection_operator_reconcile_total{"), "the standby did not");
+
+    // The leader stops (and releases the Lease); the standby takes over.
+    stop_a.send(()).unwrap();
+    assert!(!task_a.await.unwrap().unwrap(), "stopped by shutdown, not by losing the Lease");
+    eventually("replica-b holds the Lease", || async { (holder().await.as_deref() == Some("replica-b")).then_some(()) }).await;
+    env.seed("arena", "21", json!({"metadata": {}})).await;
+    env.apply("two", spec("arena", "21", json!({"metadata": {"k": 2}}))).await;
+    env.ready_reason("two", "InSync").await;
+    assert!(metrics_b.encode().contains("connection_operator_reconcile_total{"), "the new leader reconciled");
 }

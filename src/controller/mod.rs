@@ -12,6 +12,7 @@ mod conflict;
 mod context;
 mod events;
 mod finalizer;
+mod leader;
 mod reconcile;
 mod status;
 mod triggers;
@@ -26,6 +27,7 @@ use kube::runtime::Controller;
 pub use backoff::BackoffPolicy;
 pub use context::{FIELD_MANAGER, Timing};
 pub use finalizer::FINALIZER;
+pub use leader::{LeaseSettings, run_when_leading};
 pub use reconcile::RECONCILE_REQUESTED_AT;
 
 use crate::admin::Readiness;
