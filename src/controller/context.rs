@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::Store;
 
 use super::backoff::{BackoffPolicy, Backoffs};
+use crate::api::Connection;
 use crate::metrics::Metrics;
 use crate::providers::Pacers;
 
@@ -51,10 +53,12 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
     pub timing: Timing,
+    /// The controller's cache of Connections, for ownership conflicts between them.
+    pub connections: Store<Connection>,
 }
 
 impl Context {
-    pub fn new(client: Client, metrics: Arc<Metrics>, timing: Timing) -> Self {
+    pub fn new(client: Client, metrics: Arc<Metrics>, timing: Timing, connections: Store<Connection>) -> Self {
         let reporter = Reporter { controller: FIELD_MANAGER.to_string(), instance: std::env::var("POD_NAME").ok() };
         Context {
             recorder: Recorder::new(client.clone(), reporter),
@@ -64,6 +68,7 @@ impl Context {
             backoffs: Backoffs::new(timing.backoff),
             metrics,
             timing,
+            connections,
         }
     }
 }

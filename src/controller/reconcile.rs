@@ -19,6 +19,7 @@ use kube::{Api, Resource, ResourceExt};
 use rand::Rng;
 use serde_json::json;
 
+use super::conflict;
 use super::context::{Context, FIELD_MANAGER};
 use super::events::{self, CLEANUP_SKIPPED, DRIFT_CORRECTED, ORPHANED};
 use super::finalizer;
@@ -133,6 +134,23 @@ async fn reconcile_connection(conn: &Connection, ctx: &Context, namespace: &str,
         managed_keys,
         requested_at: requested_at.clone(),
     };
+
+    // Ownership: an older Connection of the same upstream connection keeps its keys; this
+    // one writes nothing while they overlap. Observe never writes, so it never conflicts.
+    if conn.spec.management_policy == ManagementPolicy::Manage {
+        let others: Vec<Arc<Connection>> = ctx
+            .connections
+            .state()
+            .into_iter()
+            .filter(|o| o.spec.management_policy == ManagementPolicy::Manage)
+            .collect();
+        if let Some(message) = conflict::conflict(conn, &others) {
+            let outcome = Outcome::Failed { reason: Reason::Conflict, message, retry_at: None };
+            write_status(conn, ctx, &api, observation(outcome.clone(), None)).await?;
+            ctx.backoffs.reset(key);
+            return Ok((outcome, Action::requeue(ctx.timing.terminal_requeue)));
+        }
+    }
 
     // Step 1: dereference.
     let resolved = match dereference(conn, ctx, namespace).await? {

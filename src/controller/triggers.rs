@@ -31,8 +31,11 @@ fn connection_trigger(conn: &Connection) -> Option<u64> {
 }
 
 /// The watch streams and the caches they fill.
-pub struct Triggers<C, P, CP, S> {
+pub struct Triggers<C, CC, P, CP, S> {
     pub connections: C,
+    /// Every change of any Connection (deletions included), to re-reconcile the other
+    /// Connections of the same upstream connection (ownership conflicts).
+    pub connection_changes: CC,
     pub connection_store: Store<Connection>,
     pub providers: P,
     pub provider_store: Store<Provider>,
@@ -49,6 +52,7 @@ pub fn streams(
     namespace: Option<&str>,
 ) -> Triggers<
     impl Stream<Item = Result<Connection, watcher::Error>> + Send + 'static,
+    impl Stream<Item = Result<Connection, watcher::Error>> + Send + 'static,
     impl Stream<Item = Result<Provider, watcher::Error>> + Send + 'static,
     impl Stream<Item = Result<ClusterProvider, watcher::Error>> + Send + 'static,
     impl Stream<Item = Result<PartialObjectMeta<Secret>, watcher::Error>> + Send + 'static,
@@ -61,6 +65,7 @@ pub fn streams(
     let cluster_providers_api: Api<ClusterProvider> = Api::all(client.clone());
     let wc = watcher::Config::default();
 
+    let connection_changes = watcher(connections_api.clone(), wc.clone()).default_backoff().touched_objects();
     let (connection_store, writer) = reflector::store();
     let connections = reflector::reflector(writer, watcher(connections_api, wc.clone()))
         .default_backoff()
@@ -81,7 +86,7 @@ pub fn streams(
         .applied_objects()
         .predicate_filter(predicates::resource_version, Default::default())
         .boxed();
-    Triggers { connections, connection_store, providers, provider_store, cluster_providers, cluster_provider_store, secrets }
+    Triggers { connections, connection_changes, connection_store, providers, provider_store, cluster_providers, cluster_provider_store, secrets }
 }
 
 /// Connections referencing the Provider `provider`.

@@ -67,9 +67,9 @@ impl Shared {
         self.cluster.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn record(&self, method: &Method, path: &str, query: &str) {
+    fn record(&self, method: &Method, path: &str, query: &str, user_agent: &str) {
         let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
-        let entry = json!({"method": method.as_str(), "path": path, "query": query, "at": (at * 1000.0).round() / 1000.0});
+        let entry = json!({"method": method.as_str(), "path": path, "query": query, "userAgent": user_agent, "at": (at * 1000.0).round() / 1000.0});
         self.requests.lock().unwrap_or_else(|p| p.into_inner()).push(entry);
     }
 }
@@ -114,7 +114,8 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         let body = axum::body::to_bytes(body, MAX_BODY).await.unwrap_or_default();
         return admin_api(&shared, &method, admin, &body);
     }
-    shared.record(&method, &path, parts.uri.query().unwrap_or(""));
+    let user_agent = parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    shared.record(&method, &path, parts.uri.query().unwrap_or(""), user_agent);
     if let Some(fault) = shared.faults.take(method.as_str(), &path) {
         if let Some(ms) = fault.latency_ms {
             tokio::time::sleep(Duration::from_millis(ms)).await;
