@@ -71,19 +71,18 @@ pub async fn run(options: DemoOptions, shutdown: impl Future<Output = ()>) -> Re
         Some(path) => path.clone(),
         None => build_operator(&options.repo_root).await?,
     };
-    stack.start_operator(&binary, &[])?;
-    let log = stack.operator_log().map(|p| p.display().to_string()).unwrap_or_default();
+    let log = stack.start_operator(&binary, &[])?.display().to_string();
     println!("operator                 {} (log: {log})", binary.display());
     println!();
 
-    let result = watch(&mut stack, &options, &log, shutdown).await;
+    let result = watch(&stack, &options, &log, shutdown).await;
     // A clean stop either way: SIGTERM, then SIGKILL if it lingers; the emulators stop when
     // `stack` is dropped.
     stack.stop_operator(Duration::from_secs(10)).await?;
     result
 }
 
-async fn watch(stack: &mut Stack, options: &DemoOptions, log: &str, shutdown: impl Future<Output = ()>) -> Result<Ended, DemoError> {
+async fn watch(stack: &Stack, options: &DemoOptions, log: &str, shutdown: impl Future<Output = ()>) -> Result<Ended, DemoError> {
     let api: Api<Connection> = Api::all(stack.client().await?);
     let mut table = LiveTable::default();
     let deadline = tokio::time::Instant::now() + options.timeout;

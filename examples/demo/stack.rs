@@ -85,7 +85,8 @@ pub struct Stack {
     pub providers: ProviderSandbox,
     pub options: StackOptions,
     http: reqwest::Client,
-    operator: Option<Operator>,
+    // Behind a lock so that status reads and waits can check it through `&Stack`.
+    operator: std::sync::Mutex<Option<Operator>>,
     /// How many operators were started, to name their log files.
     started: usize,
 }
@@ -107,7 +108,7 @@ impl Stack {
         let providers = ProviderSandbox::start(options.providers_addr)
             .await
             .map_err(|e| StackError::Start { what: "provider sandboxes", source: e.into() })?;
-        Ok(Stack { kube, providers, options, http: reqwest::Client::new(), operator: None, started: 0 })
+        Ok(Stack { kube, providers, options, http: reqwest::Client::new(), operator: std::sync::Mutex::new(None), started: 0 })
     }
 
     pub fn kubeconfig(&self) -> &Path {
@@ -298,7 +299,7 @@ impl Stack {
 
     /// Start `connection-operator run` against the emulator, logging (text) to
     /// `<workdir>/operator-<n>.log`. `extra` adds flags (e.g. `--concurrency 8`).
-    pub fn start_operator(&mut self, binary: &Path, extra: &[&str]) -> Result<&Operator, StackError> {
+    pub fn start_operator(&mut self, binary: &Path, extra: &[&str]) -> Result<PathBuf, StackError> {
         self.started += 1;
         let log = self.options.workdir.join(format!("operator-{}.log", self.started));
         let file = std::fs::File::create(&log).map_err(|source| StackError::File { path: log.clone(), source })?;
@@ -314,22 +315,31 @@ impl Stack {
             .kill_on_drop(true)
             .spawn()
             .map_err(|source| StackError::Spawn { program: binary.display().to_string(), source })?;
-        self.operator = Some(Operator { child, log });
-        Ok(self.operator.as_ref().expect("just set"))
+        *self.lock_operator() = Some(Operator { child, log: log.clone() });
+        Ok(log)
+    }
+
+    fn lock_operator(&self) -> std::sync::MutexGuard<'_, Option<Operator>> {
+        // Only this module touches it, never panicking while holding it.
+        self.operator.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn take_operator(&self) -> Option<Operator> {
+        self.lock_operator().take()
     }
 
     /// SIGKILL the operator (no chance to clean up, like an OOM kill or a node loss) and
     /// reap it.
-    pub async fn kill_operator(&mut self) -> Result<(), StackError> {
-        if let Some(mut op) = self.operator.take() {
+    pub async fn kill_operator(&self) -> Result<(), StackError> {
+        if let Some(mut op) = self.take_operator() {
             op.child.kill().await.map_err(|source| StackError::Spawn { program: "kill".into(), source })?;
         }
         Ok(())
     }
 
     /// SIGTERM the operator and wait up to `grace` for it to exit, then SIGKILL.
-    pub async fn stop_operator(&mut self, grace: Duration) -> Result<(), StackError> {
-        if let Some(mut op) = self.operator.take() {
+    pub async fn stop_operator(&self, grace: Duration) -> Result<(), StackError> {
+        if let Some(mut op) = self.take_operator() {
             if let Some(pid) = op.child.id() {
                 // tokio only sends SIGKILL; `kill -TERM <pid of our own child>` asks for a clean stop.
                 let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status().await;
@@ -342,12 +352,12 @@ impl Stack {
     }
 
     /// Whether the operator has exited (crashed) since it was started.
-    pub fn operator_exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.operator.as_mut().and_then(|op| op.child.try_wait().ok().flatten())
+    pub fn operator_exited(&self) -> Option<std::process::ExitStatus> {
+        self.lock_operator().as_mut().and_then(|op| op.child.try_wait().ok().flatten())
     }
 
-    pub fn operator_log(&self) -> Option<&Path> {
-        self.operator.as_ref().map(|op| op.log.as_path())
+    pub fn operator_log(&self) -> Option<PathBuf> {
+        self.lock_operator().as_ref().map(|op| op.log.clone())
     }
 
     /// A kube-rs client for the emulator, for reading state (tests and the demo's table
