@@ -139,7 +139,7 @@ async fn demo_exits_when_every_example_is_ready() {
         kube_addr: "127.0.0.1:0".parse().unwrap(),
         exit_when_ready: true,
         timeout: GENEROUS,
-        operator_bin: Some(OPERATOR.into()),
+        operator_bin: Some(operator()),
         workdir: dir.path().to_path_buf(),
         repo_root: stack::repo_root(),
     };

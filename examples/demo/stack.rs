@@ -383,13 +383,16 @@ pub fn example_upstreams() -> Vec<(&'static str, &'static str, Value)> {
         (
             "mielto",
             "conn_acme_slack",
-            json!({"label": "Slack (imported)", "status": "inactive", "config": {"channel": "#general", "installedBy": "U024BE7LH"}}),
+            // In the workspace `examples/providers.yaml` names (`workspaceId: ws_acme`).
+            json!({"label": "Slack (imported)", "status": "inactive", "workspace_id": "ws_acme",
+                   "config": {"channel": "#general", "installedBy": "U024BE7LH"}}),
         ),
         (
             "arena",
             "98765",
             json!({"metadata": {"reviewed": true, "score": 0.95, "reviewer": "ops_team", "importedFrom": "csv"}}),
         ),
-        ("datagrid", "conn_01HACME", json!({"name": "Google Drive"})),
+        // In the teamspace the ClusterProvider names (`teamspaceId: ts_acme`).
+        ("datagrid", "conn_01HACME", json!({"name": "Google Drive", "teamspace_id": "ts_acme"})),
     ]
 }

@@ -17,8 +17,11 @@ use serde_json::Value;
 
 use crate::stack::{Stack, StackOptions};
 
-/// The operator under test.
-pub const OPERATOR: &str = env!("CARGO_BIN_EXE_connection-operator");
+/// The operator under test: this package's binary, or `E2E_OPERATOR_BIN` (e.g. a release
+/// build, or a build of another branch when checking the harness).
+pub fn operator() -> std::path::PathBuf {
+    std::env::var_os("E2E_OPERATOR_BIN").map(Into::into).unwrap_or_else(|| env!("CARGO_BIN_EXE_connection-operator").into())
+}
 
 /// The bound of every wait: generous, because the machine is shared; a wait ends as soon as
 /// its condition holds, so the bound costs nothing when things work.
@@ -46,7 +49,7 @@ impl World {
     }
 
     pub fn start_operator(&mut self) {
-        self.stack.start_operator(std::path::Path::new(OPERATOR), &["--concurrency", "16"]).expect("start the operator");
+        self.stack.start_operator(&operator(), &["--concurrency", "16"]).expect("start the operator");
     }
 
     /// `kubectl apply -f -` with `yaml`.
