@@ -227,21 +227,26 @@ async fn dropped_and_expired_watches_still_reconcile() {
     assert_wave_applied_once(&world, "watch", N, "v2").await;
 }
 
-/// 30% of Kubernetes API requests fail with 500 while a wave of changes is applied: the
-/// operator does not crash, every change reaches upstream once, and status converges once
-/// the API recovers.
+/// 30% of Kubernetes API requests fail with 500 while the operator works through a wave of
+/// changes: it does not crash, every change reaches upstream once, and status converges
+/// once the API recovers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kube_api_failing_30_percent_then_converges() {
     const N: usize = 20;
     let world = datagrid_world("flaky", N).await;
+    // Upstream writes take a moment, so the operator is still mid-wave (and all its status
+    // writes are still to come) when the API starts failing.
+    world.stack.provider_faults("datagrid", &json!({"method": "PATCH", "path": "/connections/*", "latencyMs": 300, "count": 1000})).await.unwrap();
+    world.apply(&datagrid_wave("flaky", N, "v2")).await;
+    // Every path, so watches, status writes, Events and Secret reads all fail at random.
+    // (kubectl itself, with its dozens of discovery and OpenAPI requests per apply, could
+    // not get a change through 30% failures, so the change is applied just before.)
     world
         .stack
         .kube_admin(reqwest::Method::PUT, "/_sandbox/faults", Some(&json!({"path": "*", "status": 500, "probability": 0.3})))
         .await
         .expect("kube fault");
-    world.apply_retrying(&datagrid_wave("flaky", N, "v2")).await;
-    // The faults stay on until every change has reached upstream: the operator did all of
-    // its work against a failing API.
+    // The faults stay on until every change has reached upstream.
     world
         .eventually("every change to reach upstream under API faults", || async {
             let mut done = 0;
@@ -254,10 +259,20 @@ async fn kube_api_failing_30_percent_then_converges() {
             (done == N).then_some(())
         })
         .await;
+    // The operator did meet the faults (the emulator's 500 Status says "injected fault"),
+    // and survived them.
+    world
+        .eventually("the operator to have met an injected 500", || async {
+            let log = std::fs::read_to_string(world.stack.operator_log()?).ok()?;
+            log.contains("injected fault").then_some(())
+        })
+        .await;
+    let not_ready_under_faults = world.connections_retrying(NS).await.iter().filter(|c| !is_ready_current(c)).count();
     world.assert_operator_alive();
     world.stack.kube_admin(reqwest::Method::DELETE, "/_sandbox/faults", None).await.expect("clear kube faults");
     world.wait_all_ready(NS, N).await;
     assert_wave_applied_once(&world, "flaky", N, "v2").await;
+    eprintln!("{not_ready_under_faults} of {N} Connections had not reported the change when the API recovered");
 }
 
 // ---------------------------------------------------------------------------------------

@@ -77,6 +77,17 @@ impl World {
         api.list(&ListParams::default()).await.expect("list Connections").items
     }
 
+    /// [`World::connections`], retried while the API fails on purpose.
+    pub async fn connections_retrying(&self, namespace: &str) -> Vec<Connection> {
+        let api: Api<Connection> = Api::namespaced(self.client.clone(), namespace);
+        for _ in 0..100 {
+            if let Ok(list) = api.list(&ListParams::default()).await {
+                return list.items;
+            }
+        }
+        panic!("listing Connections failed 100 times in a row");
+    }
+
     pub async fn connection(&self, namespace: &str, name: &str) -> Connection {
         let api: Api<Connection> = Api::namespaced(self.client.clone(), namespace);
         api.get(name).await.unwrap_or_else(|e| panic!("get Connection {namespace}/{name}: {e}"))
