@@ -1,0 +1,398 @@
+//! The whole system on loopback: the Kubernetes API emulator and the provider sandboxes
+//! (in-process, from `connection-sandbox`), the real `/usr/bin/kubectl` pointed at the
+//! emulator, and the `connection-operator` binary as a child process.
+//!
+//! Shared by the demo (`examples/demo.rs`) and the end-to-end tests (`tests/e2e.rs`
+//! includes this file), so the tests exercise exactly what a newcomer runs.
+//!
+//! The emulators are started in-process because they are test fixtures, while the operator
+//! runs as its own process: that is the artefact users deploy, and killing it with SIGKILL
+//! must leave the emulators' state intact, as a real cluster's would.
+#![allow(dead_code, reason = "the demo and the tests each use part of the stack")]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use connection_sandbox::kube::KubeSandbox;
+use connection_sandbox::providers::ProviderSandbox;
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+use tokio::process::{Child, Command};
+
+/// The real kubectl (a dispatcher that runs the kubectl matching the server's minor).
+pub const KUBECTL: &str = "/usr/bin/kubectl";
+
+/// The base URL host and port written in `examples/providers.yaml`; the demo serves the
+/// provider sandboxes there by default, so `kubectl apply -f examples/` works unchanged.
+pub const EXAMPLES_PROVIDERS_URL: &str = "http://127.0.0.1:8090";
+
+/// The namespaces the example manifests live in.
+pub const EXAMPLE_NAMESPACES: [&str; 2] = ["tenants", "platform"];
+
+/// The four provider types, in the order the demo lists them.
+pub const PROVIDERS: [&str; 4] = ["nango", "mielto", "arena", "datagrid"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StackError {
+    #[error("cannot start the {what}: {source}")]
+    Start { what: &'static str, source: anyhow::Error },
+    #[error("cannot run {program}: {source}")]
+    Spawn { program: String, source: std::io::Error },
+    #[error("`kubectl {args}` failed ({status}): {stderr}")]
+    Kubectl { args: String, status: std::process::ExitStatus, stderr: String },
+    #[error("sandbox admin request {method} {url} failed: {detail}")]
+    Admin { method: &'static str, url: String, detail: String },
+    #[error("{path}: {source}")]
+    File { path: PathBuf, source: std::io::Error },
+    #[error("kube client: {0}")]
+    Client(String),
+}
+
+/// Where things are and how the stack binds.
+#[derive(Clone, Debug)]
+pub struct StackOptions {
+    /// Provider sandboxes' address (port 0: any free port; the example manifests are then
+    /// applied with their baseUrl rewritten to it).
+    pub providers_addr: SocketAddr,
+    pub kube_addr: SocketAddr,
+    /// Holds the kubeconfig, the operator log and rewritten manifests.
+    pub workdir: PathBuf,
+    /// The repository root (holds `crds/` and `examples/`).
+    pub repo_root: PathBuf,
+}
+
+impl StackOptions {
+    /// Free ports everywhere: what tests use, so they can run in parallel.
+    pub fn ephemeral(workdir: &Path) -> Self {
+        StackOptions {
+            providers_addr: "127.0.0.1:0".parse().expect("literal address"),
+            kube_addr: "127.0.0.1:0".parse().expect("literal address"),
+            workdir: workdir.to_path_buf(),
+            repo_root: repo_root(),
+        }
+    }
+}
+
+/// The workspace root, where `crds/` and `examples/` live.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub struct Stack {
+    pub kube: KubeSandbox,
+    pub providers: ProviderSandbox,
+    pub options: StackOptions,
+    http: reqwest::Client,
+    // Behind a lock so that status reads and waits can check it through `&Stack`.
+    operator: std::sync::Mutex<Option<Operator>>,
+    /// How many operators were started, to name their log files.
+    started: usize,
+}
+
+/// A running `connection-operator run`, its output going to a log file.
+pub struct Operator {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Stack {
+    /// Start both emulators. Must run inside a multi-threaded tokio runtime (the provider
+    /// sandboxes are served by it; the Kubernetes emulator brings its own thread).
+    pub async fn start(options: StackOptions) -> Result<Stack, StackError> {
+        std::fs::create_dir_all(&options.workdir).map_err(|source| StackError::File { path: options.workdir.clone(), source })?;
+        let kubeconfig = options.workdir.join("kubeconfig");
+        let kube = KubeSandbox::start(options.kube_addr, &kubeconfig)
+            .map_err(|source| StackError::Start { what: "Kubernetes API emulator", source })?;
+        let providers = ProviderSandbox::start(options.providers_addr)
+            .await
+            .map_err(|e| StackError::Start { what: "provider sandboxes", source: e.into() })?;
+        Ok(Stack { kube, providers, options, http: reqwest::Client::new(), operator: std::sync::Mutex::new(None), started: 0 })
+    }
+
+    pub fn kubeconfig(&self) -> &Path {
+        self.kube.kubeconfig()
+    }
+
+    /// `http://ADDR` of the provider sandboxes (each provider under its prefix).
+    pub fn providers_url(&self) -> String {
+        format!("http://{}", self.providers.addr())
+    }
+
+    pub fn base_url(&self, provider: &str) -> String {
+        self.providers.base_url(provider)
+    }
+
+    /// Run kubectl against the emulator; its stdout on success.
+    pub async fn kubectl(&self, args: &[&str]) -> Result<String, StackError> {
+        self.kubectl_with_stdin(args, None).await
+    }
+
+    /// Run kubectl with `input` on its stdin (for `apply -f -`).
+    pub async fn kubectl_with_stdin(&self, args: &[&str], input: Option<&str>) -> Result<String, StackError> {
+        let mut command = Command::new(KUBECTL);
+        command
+            .arg("--kubeconfig")
+            .arg(self.kubeconfig())
+            .args(args)
+            .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command.spawn().map_err(|source| StackError::Spawn { program: KUBECTL.into(), source })?;
+        if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
+            stdin.write_all(text.as_bytes()).await.map_err(|source| StackError::Spawn { program: KUBECTL.into(), source })?;
+            // Dropping stdin closes it, so kubectl sees the end of the manifest.
+        }
+        let output = child.wait_with_output().await.map_err(|source| StackError::Spawn { program: KUBECTL.into(), source })?;
+        if output.status.success() {
+            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        } else {
+            Err(StackError::Kubectl {
+                args: args.join(" "),
+                status: output.status,
+                stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+            })
+        }
+    }
+
+    /// `kubectl apply -f crds/`, then wait until the CRDs are established.
+    pub async fn install_crds(&self) -> Result<(), StackError> {
+        let crds = self.options.repo_root.join("crds");
+        self.kubectl(&["apply", "-f", &crds.to_string_lossy()]).await?;
+        self.kubectl(&["wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"]).await?;
+        Ok(())
+    }
+
+    pub async fn create_namespaces(&self, names: &[&str]) -> Result<(), StackError> {
+        for name in names {
+            // `create namespace` fails when it exists; apply is idempotent.
+            let manifest = format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n");
+            self.kubectl_with_stdin(&["apply", "-f", "-"], Some(&manifest)).await?;
+        }
+        Ok(())
+    }
+
+    /// The example manifests as `kubectl apply -f` should see them: `examples/` itself when
+    /// the provider sandboxes listen where the manifests point, else a copy under the
+    /// workdir with `baseUrl` pointed at the sandboxes' actual port.
+    pub fn examples_dir(&self) -> Result<PathBuf, StackError> {
+        let examples = self.options.repo_root.join("examples");
+        let actual = self.providers_url();
+        if actual == EXAMPLES_PROVIDERS_URL {
+            return Ok(examples);
+        }
+        let copy = self.options.workdir.join("examples");
+        std::fs::create_dir_all(&copy).map_err(|source| StackError::File { path: copy.clone(), source })?;
+        let entries = std::fs::read_dir(&examples).map_err(|source| StackError::File { path: examples.clone(), source })?;
+        for entry in entries {
+            let path = entry.map_err(|source| StackError::File { path: examples.clone(), source })?.path();
+            if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+                let text = std::fs::read_to_string(&path).map_err(|source| StackError::File { path: path.clone(), source })?;
+                let target = copy.join(path.file_name().expect("a file from read_dir has a name"));
+                std::fs::write(&target, text.replace(EXAMPLES_PROVIDERS_URL, &actual))
+                    .map_err(|source| StackError::File { path: target, source })?;
+            }
+        }
+        Ok(copy)
+    }
+
+    /// `kubectl apply -f examples/` (see [`Stack::examples_dir`]).
+    pub async fn apply_examples(&self) -> Result<String, StackError> {
+        let dir = self.examples_dir()?;
+        self.kubectl(&["apply", "-f", &dir.to_string_lossy()]).await
+    }
+
+    /// Everything up to (not including) the operator: CRDs, namespaces, the upstream
+    /// connections the examples refer to, and the example manifests.
+    pub async fn prepare_examples(&self) -> Result<(), StackError> {
+        self.install_crds().await?;
+        self.create_namespaces(&EXAMPLE_NAMESPACES).await?;
+        self.seed_example_upstreams().await?;
+        self.apply_examples().await?;
+        Ok(())
+    }
+
+    /// Seed the upstream connections `examples/connections.yaml` refers to. Each carries a
+    /// key no Connection declares (written by "the customer's application"), which the
+    /// operator must leave alone. The Are.na one (Observe mode) already matches its spec,
+    /// so it is Ready without any write; the others differ and get corrected.
+    pub async fn seed_example_upstreams(&self) -> Result<(), StackError> {
+        for (provider, id, state) in example_upstreams() {
+            self.seed(provider, id, &state).await?;
+        }
+        Ok(())
+    }
+
+    // ---- provider sandbox admin API (INTERFACES.md) ----
+
+    /// `PUT <base>/_sandbox/connections/{id}` with the provider's raw read shape.
+    pub async fn seed(&self, provider: &str, id: &str, state: &Value) -> Result<Value, StackError> {
+        self.admin(reqwest::Method::PUT, &format!("{}/_sandbox/connections/{id}", self.base_url(provider)), Some(state)).await
+    }
+
+    /// The raw stored upstream state of a connection.
+    pub async fn upstream(&self, provider: &str, id: &str) -> Result<Value, StackError> {
+        self.admin(reqwest::Method::GET, &format!("{}/_sandbox/connections/{id}", self.base_url(provider)), None).await
+    }
+
+    /// The journal of API requests a provider received, oldest first.
+    pub async fn journal(&self, provider: &str) -> Result<Vec<Value>, StackError> {
+        let url = format!("{}/_sandbox/requests", self.base_url(provider));
+        match self.admin(reqwest::Method::GET, &url, None).await? {
+            Value::Array(entries) => Ok(entries),
+            other => Err(StackError::Admin { method: "GET", url, detail: format!("expected an array, got {other}") }),
+        }
+    }
+
+    pub async fn clear_journal(&self, provider: &str) -> Result<(), StackError> {
+        self.admin(reqwest::Method::DELETE, &format!("{}/_sandbox/requests", self.base_url(provider)), None).await.map(drop)
+    }
+
+    /// Queue faults (`PUT <base>/_sandbox/faults`, an object or an array).
+    pub async fn provider_faults(&self, provider: &str, faults: &Value) -> Result<(), StackError> {
+        self.admin(reqwest::Method::PUT, &format!("{}/_sandbox/faults", self.base_url(provider)), Some(faults)).await.map(drop)
+    }
+
+    pub async fn clear_provider_faults(&self, provider: &str) -> Result<(), StackError> {
+        self.admin(reqwest::Method::DELETE, &format!("{}/_sandbox/faults", self.base_url(provider)), None).await.map(drop)
+    }
+
+    /// `PUT <base>/_sandbox/rate-limit` `{"limit": N, "windowSeconds": S}`.
+    pub async fn provider_rate_limit(&self, provider: &str, limit: u32, window_seconds: f64) -> Result<(), StackError> {
+        let body = json!({"limit": limit, "windowSeconds": window_seconds});
+        self.admin(reqwest::Method::PUT, &format!("{}/_sandbox/rate-limit", self.base_url(provider)), Some(&body)).await.map(drop)
+    }
+
+    /// A request to the Kubernetes emulator's admin API (`/_sandbox/...`).
+    pub async fn kube_admin(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> Result<Value, StackError> {
+        self.admin(method, &format!("{}{path}", self.kube.url()), body).await
+    }
+
+    async fn admin(&self, method: reqwest::Method, url: &str, body: Option<&Value>) -> Result<Value, StackError> {
+        let name: &'static str = match method.as_str() {
+            "GET" => "GET",
+            "PUT" => "PUT",
+            "POST" => "POST",
+            "DELETE" => "DELETE",
+            _ => "request",
+        };
+        let fail = |detail: String| StackError::Admin { method: name, url: url.to_string(), detail };
+        let mut request = self.http.request(method, url);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(|e| fail(e.to_string()))?;
+        let status = response.status();
+        let text = response.text().await.map_err(|e| fail(e.to_string()))?;
+        if !status.is_success() {
+            return Err(fail(format!("{status}: {text}")));
+        }
+        if text.trim().is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_str(&text).map_err(|e| fail(format!("not JSON ({e}): {text}")))
+    }
+
+    // ---- the operator process ----
+
+    /// Start `connection-operator run` against the emulator, logging (text) to
+    /// `<workdir>/operator-<n>.log`. `extra` adds flags (e.g. `--concurrency 8`).
+    pub fn start_operator(&mut self, binary: &Path, extra: &[&str]) -> Result<PathBuf, StackError> {
+        self.started += 1;
+        let log = self.options.workdir.join(format!("operator-{}.log", self.started));
+        let file = std::fs::File::create(&log).map_err(|source| StackError::File { path: log.clone(), source })?;
+        let err = file.try_clone().map_err(|source| StackError::File { path: log.clone(), source })?;
+        let child = Command::new(binary)
+            .args(["run", "--metrics-addr", "127.0.0.1:0", "--log-format", "text"])
+            .args(extra)
+            .env("KUBECONFIG", self.kubeconfig())
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(file))
+            .stderr(Stdio::from(err))
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|source| StackError::Spawn { program: binary.display().to_string(), source })?;
+        *self.lock_operator() = Some(Operator { child, log: log.clone() });
+        Ok(log)
+    }
+
+    fn lock_operator(&self) -> std::sync::MutexGuard<'_, Option<Operator>> {
+        // Only this module touches it, never panicking while holding it.
+        self.operator.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn take_operator(&self) -> Option<Operator> {
+        self.lock_operator().take()
+    }
+
+    /// SIGKILL the operator (no chance to clean up, like an OOM kill or a node loss) and
+    /// reap it.
+    pub async fn kill_operator(&self) -> Result<(), StackError> {
+        if let Some(mut op) = self.take_operator() {
+            op.child.kill().await.map_err(|source| StackError::Spawn { program: "kill".into(), source })?;
+        }
+        Ok(())
+    }
+
+    /// SIGTERM the operator and wait up to `grace` for it to exit, then SIGKILL.
+    pub async fn stop_operator(&self, grace: Duration) -> Result<(), StackError> {
+        if let Some(mut op) = self.take_operator() {
+            if let Some(pid) = op.child.id() {
+                // tokio only sends SIGKILL; `kill -TERM <pid of our own child>` asks for a clean stop.
+                let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status().await;
+            }
+            if tokio::time::timeout(grace, op.child.wait()).await.is_err() {
+                op.child.kill().await.map_err(|source| StackError::Spawn { program: "kill".into(), source })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the operator has exited (crashed) since it was started.
+    pub fn operator_exited(&self) -> Option<std::process::ExitStatus> {
+        self.lock_operator().as_mut().and_then(|op| op.child.try_wait().ok().flatten())
+    }
+
+    pub fn operator_log(&self) -> Option<PathBuf> {
+        self.lock_operator().as_ref().map(|op| op.log.clone())
+    }
+
+    /// A kube-rs client for the emulator, for reading state (tests and the demo's table
+    /// watch); every change goes through kubectl.
+    pub async fn client(&self) -> Result<kube::Client, StackError> {
+        let kubeconfig = kube::config::Kubeconfig::read_from(self.kubeconfig()).map_err(|e| StackError::Client(e.to_string()))?;
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .map_err(|e| StackError::Client(e.to_string()))?;
+        kube::Client::try_from(config).map_err(|e| StackError::Client(e.to_string()))
+    }
+}
+
+/// The upstream connections `examples/connections.yaml` refers to, as (provider, id, raw
+/// state in the provider's read shape).
+pub fn example_upstreams() -> Vec<(&'static str, &'static str, Value)> {
+    vec![
+        (
+            "nango",
+            "acme-salesforce-1",
+            json!({"provider_config_key": "salesforce", "metadata": {"accountRegion": "us", "webhookSubscriptionId": "whsub_123"}}),
+        ),
+        (
+            "mielto",
+            "conn_acme_slack",
+            // In the workspace `examples/providers.yaml` names (`workspaceId: ws_acme`).
+            json!({"label": "Slack (imported)", "status": "inactive", "workspace_id": "ws_acme",
+                   "config": {"channel": "#general", "installedBy": "U024BE7LH"}}),
+        ),
+        (
+            "arena",
+            "98765",
+            json!({"metadata": {"reviewed": true, "score": 0.95, "reviewer": "ops_team", "importedFrom": "csv"}}),
+        ),
+        // In the teamspace the ClusterProvider names (`teamspaceId: ts_acme`).
+        ("datagrid", "conn_01HACME", json!({"name": "Google Drive", "teamspace_id": "ts_acme"})),
+    ]
+}

@@ -1,0 +1,215 @@
+//! Harness of the end-to-end tier: each test starts its own stack (the Kubernetes API
+//! emulator and the provider sandboxes on 127.0.0.1 port 0, see `examples/demo/stack.rs`),
+//! runs the compiled `connection-operator` binary as a child process, and creates or changes
+//! Connections only with the real kubectl. Reads (status polls) use kube-rs, which changes
+//! nothing; upstream state and request counts come from the sandboxes' admin API.
+#![allow(dead_code, reason = "each test uses part of the harness")]
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use connection_operator::api::Connection;
+use connection_operator::api::conditions::READY;
+use kube::api::ListParams;
+use kube::{Api, ResourceExt};
+use serde_json::Value;
+
+use crate::stack::{Stack, StackOptions};
+
+/// The operator under test: this package's binary, or `E2E_OPERATOR_BIN` (e.g. a release
+/// build, or a build of another branch when checking the harness).
+pub fn operator() -> std::path::PathBuf {
+    std::env::var_os("E2E_OPERATOR_BIN").map(Into::into).unwrap_or_else(|| env!("CARGO_BIN_EXE_connection-operator").into())
+}
+
+/// The bound of every wait: generous, because the machine is shared; a wait ends as soon as
+/// its condition holds, so the bound costs nothing when things work.
+pub const GENEROUS: Duration = Duration::from_secs(180);
+
+/// Poll interval of waits.
+const POLL: Duration = Duration::from_millis(250);
+
+pub struct World {
+    pub stack: Stack,
+    pub client: kube::Client,
+    // Kept for its Drop: removes the kubeconfig, rewritten manifests and operator logs.
+    _dir: tempfile::TempDir,
+}
+
+impl World {
+    /// A fresh stack with the CRDs installed and the namespaces created; no operator yet.
+    pub async fn start(namespaces: &[&str]) -> World {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let stack = Stack::start(StackOptions::ephemeral(dir.path())).await.expect("start the stack");
+        stack.install_crds().await.expect("kubectl apply -f crds/");
+        stack.create_namespaces(namespaces).await.expect("namespaces");
+        let client = stack.client().await.expect("kube client");
+        World { stack, client, _dir: dir }
+    }
+
+    pub fn start_operator(&mut self) {
+        self.stack.start_operator(&operator(), &["--concurrency", "16"]).expect("start the operator");
+    }
+
+    /// `kubectl apply -f -` with `yaml`.
+    pub async fn apply(&self, yaml: &str) -> String {
+        self.stack.kubectl_with_stdin(&["apply", "-f", "-"], Some(yaml)).await.expect("kubectl apply")
+    }
+
+    /// `kubectl apply -f -`, retried while the Kubernetes API is failing on purpose.
+    pub async fn apply_retrying(&self, yaml: &str) {
+        for attempt in 1..=30 {
+            match self.stack.kubectl_with_stdin(&["apply", "-f", "-"], Some(yaml)).await {
+                Ok(_) => return,
+                Err(e) if attempt < 30 => eprintln!("kubectl apply attempt {attempt} failed (expected under faults): {e}"),
+                Err(e) => panic!("kubectl apply kept failing: {e}"),
+            }
+        }
+    }
+
+    pub async fn kubectl(&self, args: &[&str]) -> String {
+        self.stack.kubectl(args).await.unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    pub async fn connections(&self, namespace: &str) -> Vec<Connection> {
+        let api: Api<Connection> = Api::namespaced(self.client.clone(), namespace);
+        api.list(&ListParams::default()).await.expect("list Connections").items
+    }
+
+    /// [`World::connections`], retried while the API fails on purpose.
+    pub async fn connections_retrying(&self, namespace: &str) -> Vec<Connection> {
+        let api: Api<Connection> = Api::namespaced(self.client.clone(), namespace);
+        for _ in 0..100 {
+            if let Ok(list) = api.list(&ListParams::default()).await {
+                return list.items;
+            }
+        }
+        panic!("listing Connections failed 100 times in a row");
+    }
+
+    pub async fn connection(&self, namespace: &str, name: &str) -> Connection {
+        let api: Api<Connection> = Api::namespaced(self.client.clone(), namespace);
+        api.get(name).await.unwrap_or_else(|e| panic!("get Connection {namespace}/{name}: {e}"))
+    }
+
+    /// Wait until every Connection of `namespace` (at least `count`) is Ready=True for its
+    /// current generation. Fails early if the operator process died.
+    pub async fn wait_all_ready(&self, namespace: &str, count: usize) -> Vec<Connection> {
+        let deadline = tokio::time::Instant::now() + GENEROUS;
+        loop {
+            self.assert_operator_alive();
+            let list = self.connections(namespace).await;
+            let not_ready: Vec<String> =
+                list.iter().filter(|c| !is_ready_current(c)).map(|c| format!("{} {:?}", c.name_any(), ready(c))).collect();
+            if list.len() >= count && not_ready.is_empty() {
+                return list;
+            }
+            let last = format!("{} of {count} listed; not ready: {}", list.len(), not_ready.iter().take(5).cloned().collect::<Vec<_>>().join("; "));
+            if tokio::time::Instant::now() >= deadline {
+                panic!("Connections in {namespace} not all Ready within {GENEROUS:?}: {last}\n{}", self.operator_log_tail());
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Poll `check` until it returns Some, failing with `what` after [`GENEROUS`].
+    pub async fn eventually<T, F, Fut>(&self, what: &str, mut check: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Option<T>>,
+    {
+        let deadline = tokio::time::Instant::now() + GENEROUS;
+        loop {
+            self.assert_operator_alive();
+            if let Some(value) = check().await {
+                return value;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                panic!("timed out waiting for {what}\n{}", self.operator_log_tail());
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    pub fn assert_operator_alive(&self) {
+        if let Some(status) = self.stack.operator_exited() {
+            panic!("the operator exited: {status}\n{}", self.operator_log_tail());
+        }
+    }
+
+    pub fn operator_log_tail(&self) -> String {
+        let Some(path) = self.stack.operator_log() else { return String::from("(no operator running)") };
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+        format!("--- operator log tail ({}) ---\n{tail}", path.display())
+    }
+
+    /// The provider's API journal (not admin requests).
+    pub async fn journal(&self, provider: &str) -> Vec<Value> {
+        self.stack.journal(provider).await.expect("journal")
+    }
+
+    pub async fn upstream(&self, provider: &str, id: &str) -> Value {
+        self.stack.upstream(provider, id).await.unwrap_or_else(|e| panic!("upstream {provider} {id}: {e}"))
+    }
+
+    pub async fn seed(&self, provider: &str, id: &str, state: Value) {
+        self.stack.seed(provider, id, &state).await.unwrap_or_else(|e| panic!("seed {provider} {id}: {e}"));
+    }
+
+    /// A Provider in `namespace` named like its type, pointing at the sandbox, with a
+    /// Secret, pacing generous enough not to matter unless `rate_limit` says otherwise.
+    pub async fn apply_provider(&self, namespace: &str, provider: &str, extra_spec: &str) {
+        self.apply(&provider_yaml(namespace, provider, &self.stack.base_url(provider), extra_spec)).await;
+    }
+}
+
+pub fn provider_yaml(namespace: &str, provider: &str, base_url: &str, extra_spec: &str) -> String {
+    let extra = if extra_spec.is_empty() { String::new() } else { format!("\n  {extra_spec}") };
+    format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: {provider}-credentials, namespace: {namespace}}}\nstringData: {{token: t0k3n-{provider}}}\n---\n\
+         apiVersion: connection-operator.dev/v1alpha1\nkind: Provider\nmetadata: {{name: {provider}, namespace: {namespace}}}\nspec:\n  type: {provider}\n  baseUrl: {base_url}\n  credentialsRef: {{name: {provider}-credentials, key: token}}{extra}\n"
+    )
+}
+
+/// A Connection manifest; `block` is the provider block's YAML flow mapping, e.g.
+/// `{name: Acme}` for Datagrid.
+pub fn connection_yaml(namespace: &str, name: &str, provider: &str, id: &str, block: &str, extra_spec: &str) -> String {
+    let extra = if extra_spec.is_empty() { String::new() } else { format!("\n  {extra_spec}") };
+    format!(
+        "apiVersion: connection-operator.dev/v1alpha1\nkind: Connection\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec:\n  providerRef: {{name: {provider}}}\n  connectionId: \"{id}\"\n  {provider}: {block}{extra}\n"
+    )
+}
+
+/// Join manifests into one multi-document YAML.
+pub fn documents(docs: impl IntoIterator<Item = String>) -> String {
+    docs.into_iter().collect::<Vec<_>>().join("---\n")
+}
+
+/// The Ready condition as (status, reason, message).
+pub fn ready(conn: &Connection) -> Option<(String, String, String)> {
+    let c = conn.status.as_ref()?.conditions.iter().find(|c| c.type_ == READY)?;
+    Some((c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+/// Ready=True and the status describes the current generation.
+pub fn is_ready_current(conn: &Connection) -> bool {
+    let current = conn.status.as_ref().and_then(|s| s.observed_generation) == conn.metadata.generation;
+    current && ready(conn).is_some_and(|(status, _, _)| status == "True")
+}
+
+/// Journal entries whose method is not GET (the writes), grouped by path + body id.
+pub fn writes(journal: &[Value]) -> Vec<&Value> {
+    journal.iter().filter(|e| e["method"] != "GET").collect()
+}
+
+/// Count journal entries by answered status (`null` → 0: reset or in flight).
+pub fn by_status(journal: &[Value]) -> BTreeMap<u64, usize> {
+    let mut counts = BTreeMap::new();
+    for e in journal {
+        *counts.entry(e["status"].as_u64().unwrap_or(0)).or_insert(0) += 1;
+    }
+    counts
+}
