@@ -6,11 +6,15 @@
 //! a bearer token for a ServiceAccount. With enforcement on:
 //! - the admin token (the one in the emulator's kubeconfig) is always allowed, as a
 //!   `system:masters` member is;
+//! - a request with no credentials at all is allowed too: the emulator serves plain HTTP on
+//!   loopback, which is kube-apiserver's former insecure port (`--insecure-port`, no
+//!   authentication or authorization), and client-go (kubectl, Helm) sends no bearer token
+//!   over plain HTTP, so the admin's kubectl arrives without one;
 //! - a minted token authenticates as `system:serviceaccount:ns:name` (groups
 //!   `system:serviceaccounts`, `system:serviceaccounts:ns`, `system:authenticated`) while its
 //!   ServiceAccount exists, and each request is checked against the stored Roles,
 //!   ClusterRoles, RoleBindings and ClusterRoleBindings;
-//! - any other token, or none, is 401 Unauthorized (authentication fails before RBAC).
+//! - any other token is 401 Unauthorized (authentication fails before RBAC).
 //!
 //! The decision is a pure function of the request attributes and a [`Policy`] snapshot, so it
 //! is unit-tested without a server. Tokens are never logged.
@@ -226,7 +230,7 @@ impl Rbac {
 
     fn identify(&self, token: Option<&str>) -> Option<Identity> {
         let s = self.state();
-        let token = token?;
+        let Some(token) = token else { return Some(Identity::Admin) };
         if s.admin_token.as_deref() == Some(token) {
             return Some(Identity::Admin);
         }
