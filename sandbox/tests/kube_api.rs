@@ -124,6 +124,11 @@ impl WatchReader {
     }
 }
 
+/// An emulator whose periodic bookmarks never come during a test.
+async fn api_with_slow_bookmarks() -> Api {
+    start_with(Options { bookmark_interval: Duration::from_secs(3600), ..Options::default() })
+}
+
 fn cm(name: &str, data: Value) -> Value {
     json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data})
 }
@@ -335,6 +340,8 @@ async fn namespace_deletion_terminates_and_removes_contents() {
     held["metadata"]["finalizers"] = json!(["example.com/hold"]);
     api.post("/api/v1/namespaces/doomed/configmaps", held).await;
     api.post("/api/v1/namespaces/doomed/configmaps", cm("free", json!({}))).await;
+    let sa = api.get("/api/v1/namespaces/doomed/serviceaccounts/default").await;
+    assert_eq!(sa.status, 200, "every namespace gets a default ServiceAccount");
     let del = api.delete("/api/v1/namespaces/doomed").await;
     assert_eq!(del.status, 200);
     assert_eq!(del.body["status"]["phase"], "Terminating");
@@ -438,6 +445,14 @@ async fn streaming_list_and_bookmarks() {
     let mut short = api.watch("/api/v1/namespaces/default/configmaps?watch=true&timeoutSeconds=1").await;
     assert_eq!(short.next().await.unwrap()["type"], "ADDED");
     assert!(short.next().await.is_none());
+    // With bookmarks, a last BOOKMARK precedes the close.
+    let slow = api_with_slow_bookmarks().await;
+    let mut last = slow.watch("/api/v1/namespaces/default/configmaps?watch=true&timeoutSeconds=1&allowWatchBookmarks=true").await;
+    let mut kinds = Vec::new();
+    while let Some(ev) = last.next().await {
+        kinds.push(ev["type"].as_str().unwrap().to_string());
+    }
+    assert_eq!(kinds.last().map(String::as_str), Some("BOOKMARK"), "{kinds:?}");
 }
 
 #[tokio::test]
@@ -724,4 +739,66 @@ async fn built_in_kinds_prune_or_refuse_unknown_fields() {
     let bad_type = api.post("/api/v1/namespaces/default/configmaps", json!({"metadata": {"name": "t"}, "data": {"a": 1}})).await;
     assert_eq!(bad_type.status, 400);
     assert!(bad_type.body["message"].as_str().unwrap().starts_with("ConfigMap in version \"v1\" cannot be handled as a ConfigMap:"));
+}
+
+#[tokio::test]
+async fn immutable_data_and_malformed_patches_are_refused() {
+    let api = start();
+    let mut obj = cm("frozen", json!({"a": "b"}));
+    obj["immutable"] = json!(true);
+    api.post("/api/v1/namespaces/default/configmaps", obj).await;
+    let change = api.patch("/api/v1/namespaces/default/configmaps/frozen", "application/merge-patch+json", json!({"data": {"a": "c"}})).await;
+    assert_eq!(change.status, 422);
+    assert!(change.body["message"].as_str().unwrap().contains("data: Forbidden: field is immutable when `immutable` is set"), "{}", change.body);
+    let labels = api.patch("/api/v1/namespaces/default/configmaps/frozen", "application/merge-patch+json", json!({"metadata": {"labels": {"x": "y"}}})).await;
+    assert_eq!(labels.status, 200, "metadata stays writable");
+    let root = api
+        .patch("/api/v1/namespaces/default/configmaps/frozen", "application/json-patch+json", json!([{"op": "replace", "path": "", "value": [1]}]))
+        .await;
+    assert!(root.status == 400 || root.status == 422, "{} {}", root.status, root.body);
+    assert_eq!(api.get("/api/v1/namespaces/default/configmaps/frozen").await.body["data"]["a"], "b");
+}
+
+#[tokio::test]
+async fn services_get_defaults_and_keep_their_cluster_ip() {
+    let api = start();
+    let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}, "spec": {"ports": [{"port": 80}]}});
+    let created = api.post("/api/v1/namespaces/default/services", svc.clone()).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let ip = created.body["spec"]["clusterIP"].as_str().unwrap().to_string();
+    assert!(ip.starts_with("10.96."), "{ip}");
+    assert_eq!(created.body["spec"]["ports"][0]["targetPort"], 80);
+    let mut replaced = svc;
+    replaced["metadata"]["resourceVersion"] = created.body["metadata"]["resourceVersion"].clone();
+    replaced["spec"]["ports"][0]["port"] = json!(81);
+    let updated = api.put("/api/v1/namespaces/default/services/web", replaced).await;
+    assert_eq!(updated.status, 200, "{}", updated.body);
+    assert_eq!(updated.body["spec"]["clusterIP"], ip.as_str());
+    let other = api.post("/api/v1/namespaces/default/services", json!({"metadata": {"name": "api"}, "spec": {"ports": [{"port": 1}]}})).await;
+    assert_ne!(other.body["spec"]["clusterIP"], ip.as_str());
+}
+
+#[tokio::test]
+async fn table_watches_and_watches_of_one_object() {
+    let api = start();
+    api.post("/api/v1/namespaces/default/configmaps", cm("t1", json!({}))).await;
+    api.post("/api/v1/namespaces/default/configmaps", cm("t2", json!({}))).await;
+    let mut w = api
+        .watch_as("/api/v1/namespaces/default/configmaps?watch=true&includeObject=Object", "application/json;as=Table;v=v1;g=meta.k8s.io,application/json")
+        .await;
+    let first = w.next().await.unwrap();
+    assert_eq!(first["object"]["kind"], "Table");
+    assert!(!first["object"]["columnDefinitions"].as_array().unwrap().is_empty());
+    assert_eq!(first["object"]["rows"][0]["object"]["metadata"]["name"], "t1");
+    let second = w.next().await.unwrap();
+    assert!(second["object"]["columnDefinitions"].as_array().unwrap().is_empty(), "columns only in the first event");
+    assert_eq!(second["object"]["rows"][0]["object"]["metadata"]["name"], "t2");
+
+    let mut one = api.watch("/api/v1/namespaces/default/configmaps/t2?watch=true").await;
+    let ev = one.next().await.unwrap();
+    assert_eq!(ev["object"]["metadata"]["name"], "t2");
+    api.patch("/api/v1/namespaces/default/configmaps/t1", "application/merge-patch+json", json!({"data": {"x": "1"}})).await;
+    api.patch("/api/v1/namespaces/default/configmaps/t2", "application/merge-patch+json", json!({"data": {"x": "2"}})).await;
+    let ev = one.next().await.unwrap();
+    assert_eq!((ev["type"].as_str(), ev["object"]["metadata"]["name"].as_str()), (Some("MODIFIED"), Some("t2")));
 }

@@ -3,6 +3,7 @@
 //! turns Terminating, has its contents deleted and disappears once empty (namespace
 //! controller); a deleted CRD has its objects deleted first (apiextensions
 //! `customresourcecleanup` finalizer). Done synchronously within the write that triggers it.
+//! Likewise the ServiceAccount controller's `default` account in every new namespace.
 
 use serde_json::{Value, json};
 
@@ -24,6 +25,20 @@ fn is_namespace(k: &Key) -> bool {
 
 fn is_crd(k: &Key) -> bool {
     k.group == "apiextensions.k8s.io" && k.plural == "customresourcedefinitions"
+}
+
+/// What the ServiceAccount controller does for a new namespace: create its `default`
+/// ServiceAccount.
+pub fn namespace_created(c: &mut Cluster, namespace: &str) {
+    let key = Key { group: String::new(), plural: "serviceaccounts".into(), namespace: namespace.into(), name: "default".into() };
+    if c.store.get(&key).is_some() {
+        return;
+    }
+    let sa = json!({
+        "apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": {"name": "default", "namespace": namespace, "uid": uuid::Uuid::new_v4().to_string(), "creationTimestamp": now_rfc3339()}
+    });
+    c.store.put(key, sa);
 }
 
 /// Delete the object at `key` (which must exist).

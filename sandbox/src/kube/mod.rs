@@ -30,6 +30,7 @@ mod rest;
 mod secret_data;
 mod selectors;
 mod server;
+mod service_defaults;
 mod store;
 mod watch;
 

@@ -73,6 +73,19 @@ impl Query {
         Self(map)
     }
 
+    /// This query with `metadata.name=NAME` added to its field selector (a watch addressed to
+    /// one object's URL is a watch of its collection selected by name).
+    pub fn with_name_selector(&self, name: &str) -> Self {
+        let mut map = self.0.clone();
+        let term = format!("metadata.name={name}");
+        let sel = match map.get("fieldSelector").filter(|s| !s.is_empty()) {
+            Some(existing) => format!("{existing},{term}"),
+            None => term,
+        };
+        map.insert("fieldSelector".into(), sel);
+        Self(map)
+    }
+
     pub fn get(&self, key: &str) -> Option<&str> {
         self.0.get(key).map(String::as_str)
     }

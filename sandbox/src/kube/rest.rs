@@ -17,7 +17,7 @@ use super::request::{Query, ResourcePath};
 use super::resources::{Registry, ResourceType, View};
 use super::selectors::{FieldSelector, LabelSelector};
 use super::store::{Key, Store};
-use super::{builtin_decode, crds, event_views, secret_data};
+use super::{builtin_decode, crds, event_views, secret_data, service_defaults};
 
 /// Everything the API server holds: the objects and the resource types being served.
 pub struct Cluster {
@@ -167,7 +167,7 @@ fn check_body_namespace(rt: &ResourceType, obj: &mut Value, namespace: Option<&s
 
 /// Admission shared by create and update: metadata, per-kind strategies and, for custom
 /// resources, the CRD schema (defaulting, pruning, validation, CEL).
-fn admit(rt: &ResourceType, obj: &mut Value, old: Option<&Value>, opts: &WriteOptions) -> Result<Vec<String>, ApiError> {
+fn admit(rt: &ResourceType, obj: &mut Value, old: Option<&Value>, opts: &WriteOptions, revision: u64) -> Result<Vec<String>, ApiError> {
     // Built-in kinds are decoded into their types first (unknown fields, wrong types).
     let mut warnings = if rt.is_custom() { Vec::new() } else { builtin_decode::decode(rt, obj, opts.field_validation)? };
     let name = meta_str(obj, "name").unwrap_or("").to_string();
@@ -193,6 +193,15 @@ fn admit(rt: &ResourceType, obj: &mut Value, old: Option<&Value>, opts: &WriteOp
         errs.extend(secret_data::prepare(obj));
         if let Some(old) = old {
             errs.extend(secret_data::validate_update(old, obj));
+        }
+    }
+    if rt.storage_group.is_empty() && rt.storage_plural == "services" {
+        // Addresses are numbered by the global revision: unique per create, no allocator state.
+        service_defaults::default_service(obj, old, || service_defaults::cluster_ip(revision));
+    }
+    if rt.storage_group.is_empty() && (rt.storage_plural == "secrets" || rt.storage_plural == "configmaps") {
+        if let Some(old) = old {
+            errs.extend(secret_data::validate_immutable(old, obj));
         }
     }
     if !errs.is_empty() {
@@ -380,7 +389,7 @@ pub fn create(c: &mut Cluster, rt: &Arc<ResourceType>, namespace: Option<&str>, 
     check_namespace(c, rt, namespace, true, &name)?;
     prepare_create(rt, &mut obj);
     init_meta(rt, &mut obj);
-    let warnings = admit(rt, &mut obj, None, opts)?;
+    let warnings = admit(rt, &mut obj, None, opts, c.store.current_rv())?;
     let key = key_for(rt, namespace, &name);
     if c.store.get(&key).is_some() {
         return Err(ApiError::AlreadyExists { resource: rt.group_resource(), name });
@@ -388,6 +397,9 @@ pub fn create(c: &mut Cluster, rt: &Arc<ResourceType>, namespace: Option<&str>, 
     object_meta::drop_empty_meta(&mut obj);
     patch::record_update(None, &mut obj, &opts.field_manager, None, rt.schema(), &now_rfc3339());
     let body = if opts.dry_run { obj } else { store_put(c, rt, key, &obj) };
+    if !opts.dry_run && rt.group.is_empty() && rt.plural == "namespaces" {
+        lifecycle::namespace_created(c, &name);
+    }
     Ok(Outcome { code: 201, body, warnings })
 }
 
@@ -422,6 +434,10 @@ struct Change<'a> {
 fn update_existing(c: &mut Cluster, rt: &ResourceType, change: Change<'_>, opts: &WriteOptions) -> Result<Outcome, ApiError> {
     let Change { key, old, mut new, subresource, kind } = change;
     let name = key.name.clone();
+    if !new.is_object() {
+        // e.g. a JSON patch replacing the whole document with an array.
+        return Err(ApiError::BadRequest("the object provided is not a JSON object".into()));
+    }
     match meta_str(&new, "resourceVersion").filter(|v| !v.is_empty()) {
         Some(rv) if Some(rv) != meta_str(&old, "resourceVersion") => return Err(conflict(rt, &name, OPTIMISTIC_LOCK_MSG)),
         Some(_) => {}
@@ -500,7 +516,7 @@ fn update_existing(c: &mut Cluster, rt: &ResourceType, change: Change<'_>, opts:
     if rt.group == "apiextensions.k8s.io" && rt.plural == "customresourcedefinitions" {
         crds::set_status(&mut new, Some(&old));
     }
-    let warnings = admit(rt, &mut new, Some(&old), opts)?;
+    let warnings = admit(rt, &mut new, Some(&old), opts, c.store.current_rv())?;
     object_meta::drop_empty_meta(&mut new);
     if rt.tracks_generation {
         let changed = if rt.status_subresource {
@@ -662,7 +678,7 @@ pub fn patch(c: &mut Cluster, rt: &Arc<ResourceType>, path: &ResourcePath, req: 
                     check_type(rt, &mut new)?;
                     prepare_create(rt, &mut new);
                     init_meta(rt, &mut new);
-                    let warnings = admit(rt, &mut new, None, opts)?;
+                    let warnings = admit(rt, &mut new, None, opts, c.store.current_rv())?;
                     object_meta::drop_empty_meta(&mut new);
                     let body = if opts.dry_run { new } else { store_put(c, rt, key, &new) };
                     Ok(Outcome { code: 201, body, warnings })

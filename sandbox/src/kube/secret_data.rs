@@ -1,6 +1,6 @@
 //! Secret write rules of the core/v1 Secret strategy: `stringData` is a write-only
 //! convenience merged into `data` (base64) and never stored; `type` defaults to `Opaque`
-//! and is immutable.
+//! and is immutable. Shared with ConfigMaps: `immutable: true` freezes the data.
 
 use base64::Engine;
 use serde_json::{Value, json};
@@ -44,6 +44,24 @@ pub fn validate_update(old: &Value, new: &Value) -> Vec<FieldError> {
     }
 }
 
+/// `immutable: true` Secrets and ConfigMaps (core/v1 `ValidateSecretUpdate` /
+/// `ValidateConfigMapUpdate`): the data may not change and the flag may not be unset.
+pub fn validate_immutable(old: &Value, new: &Value) -> Vec<FieldError> {
+    if old["immutable"] != json!(true) {
+        return Vec::new();
+    }
+    let mut errs = Vec::new();
+    if new["immutable"] != json!(true) {
+        errs.push(FieldError::forbidden("immutable", "field is immutable when `immutable` is set"));
+    }
+    for field in ["data", "binaryData"] {
+        if old[field] != new[field] {
+            errs.push(FieldError::forbidden(field, "field is immutable when `immutable` is set"));
+        }
+    }
+    errs
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,6 +71,15 @@ mod tests {
         let mut s = json!({"data": {"a": "eA=="}, "stringData": {"b": "hi", "a": "y"}});
         assert!(prepare(&mut s).is_empty());
         assert_eq!(s, json!({"data": {"a": "eQ==", "b": "aGk="}, "type": "Opaque"}));
+    }
+
+    #[test]
+    fn immutable_freezes_data() {
+        let old = json!({"immutable": true, "data": {"a": "b"}});
+        assert!(validate_immutable(&old, &old).is_empty());
+        assert_eq!(validate_immutable(&old, &json!({"immutable": true, "data": {"a": "c"}})).len(), 1);
+        assert_eq!(validate_immutable(&old, &json!({"data": {"a": "b"}})).len(), 1);
+        assert!(validate_immutable(&json!({"data": {}}), &json!({"data": {"x": "y"}})).is_empty());
     }
 
     #[test]

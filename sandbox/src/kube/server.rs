@@ -302,11 +302,14 @@ fn resource(shared: &Arc<Shared>, ctx: &Ctx, rt: &Arc<ResourceType>, rp: &Resour
     let repr = request::representation(accept);
     let ns = rp.namespace.as_deref();
     match (&ctx.method, &rp.name) {
+        (&Method::GET, Some(name)) if ctx.query.flag("watch") && rp.subresource.is_none() => {
+            start_watch(shared, &ctx.query.with_name_selector(name), rt, ns, repr)
+        }
         (&Method::GET, Some(_)) => {
             let obj = rest::get(&shared.lock(), rt, rp)?;
             render_read(rt, repr, &ctx.query, vec![obj], None, true)
         }
-        (&Method::GET, None) if ctx.query.flag("watch") => start_watch(shared, ctx, rt, ns, repr),
+        (&Method::GET, None) if ctx.query.flag("watch") => start_watch(shared, &ctx.query, rt, ns, repr),
         (&Method::GET, None) => {
             check_list_options(&ctx.query)?;
             let page = {
@@ -427,8 +430,7 @@ fn render_read(rt: &ResourceType, repr: Representation, q: &Query, items: Vec<Va
     }
 }
 
-fn start_watch(shared: &Arc<Shared>, ctx: &Ctx, rt: &Arc<ResourceType>, ns: Option<&str>, repr: Representation) -> Result<Response, ApiError> {
-    let q = &ctx.query;
+fn start_watch(shared: &Arc<Shared>, q: &Query, rt: &Arc<ResourceType>, ns: Option<&str>, repr: Representation) -> Result<Response, ApiError> {
     let send_initial = match q.get("sendInitialEvents") {
         None | Some("") => None,
         Some("true") => Some(true),

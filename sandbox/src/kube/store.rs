@@ -139,6 +139,8 @@ impl Store {
     /// (the caller holds the lock around the store, so nothing falls in between).
     pub fn watch_from(&mut self, since: u64) -> Result<Replay, TooOld> {
         if since < self.oldest_rv {
+            // This watch is the one the armed expiry was meant for; the next resumes normally.
+            self.expire_next = None;
             return Err(TooOld { requested: since, oldest: self.oldest_rv });
         }
         if let Some(limit) = self.expire_next.filter(|limit| since <= *limit) {
@@ -192,9 +194,12 @@ mod tests {
         assert!(s.watch_from(1).is_err());
         assert_eq!(s.watch_from(3).unwrap().0.len(), 2);
         s.compact();
-        assert!(s.watch_from(4).is_err());
         // One watch from the current revision sees 410 once, then resuming works.
         assert!(s.watch_from(5).is_err());
+        assert!(s.watch_from(5).unwrap().0.is_empty());
+        // A watch from before the compaction consumes the one-shot too.
+        s.compact();
+        assert!(s.watch_from(4).is_err());
         assert!(s.watch_from(5).unwrap().0.is_empty());
     }
 

@@ -175,7 +175,15 @@ pub fn start(shared: Arc<Shared>, w: WatchRequest) -> mpsc::Receiver<Line> {
         tick.tick().await;
         loop {
             tokio::select! {
-                _ = &mut deadline => break,
+                _ = &mut deadline => {
+                    // kube-apiserver sends a last bookmark before closing a watch at its
+                    // timeout (KEP-956), so the client resumes from the newest version.
+                    if w.bookmarks {
+                        let rv = bookmark_rv(&shared, &sub, last_rv);
+                        let _ = tx.send(Ok(line("BOOKMARK", r.bookmark(rv, false)))).await;
+                    }
+                    break;
+                }
                 _ = cancel.cancelled() => break,
                 _ = tx.closed() => break,
                 got = sub.recv() => match got {
@@ -194,12 +202,7 @@ pub fn start(shared: Arc<Shared>, w: WatchRequest) -> mpsc::Receiver<Line> {
                     Err(broadcast::error::RecvError::Lagged(_)) | Err(broadcast::error::RecvError::Closed) => break,
                 },
                 _ = tick.tick(), if w.bookmarks => {
-                    // Only claim the store's revision when no event is queued for us, so a
-                    // client resuming from the bookmark cannot skip an undelivered event.
-                    let rv = {
-                        let c = shared.lock();
-                        if sub.is_empty() { c.store.current_rv().max(last_rv) } else { last_rv }
-                    };
+                    let rv = bookmark_rv(&shared, &sub, last_rv);
                     last_rv = rv;
                     if tx.send(Ok(line("BOOKMARK", r.bookmark(rv, false)))).await.is_err() {
                         break;
@@ -209,6 +212,13 @@ pub fn start(shared: Arc<Shared>, w: WatchRequest) -> mpsc::Receiver<Line> {
         }
     });
     rx
+}
+
+/// The revision a bookmark may claim: the store's, but only when no event is queued for this
+/// watch, so a client resuming from the bookmark cannot skip an undelivered event.
+fn bookmark_rv(shared: &Shared, sub: &broadcast::Receiver<Arc<StoredEvent>>, last_rv: u64) -> u64 {
+    let c = shared.lock();
+    if sub.is_empty() { c.store.current_rv().max(last_rv) } else { last_rv }
 }
 
 /// Cancel every open watch and install a fresh token for the next ones.

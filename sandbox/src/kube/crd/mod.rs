@@ -9,6 +9,15 @@
 //!   handling of unknown fields), structural validation and CEL rules (transition rules only
 //!   when `old` is given). Mutates `obj`. Ok = warnings for the `Warning` header.
 //! - `openapi::group_version_document`, `table::*`: OpenAPI v3 and Table rendering.
+//!
+//! Rooms: `schema` (accessors and path notations), `prune`, `defaults`, `validate`
+//! (+ `formats`), `cel` (x-kubernetes-validations), `definition` (CRD admission),
+//! `openapi` (+ `builtin_schemas` from k8s-openapi), `table` (+ `builtin_columns`,
+//! `jsonpath`). Admission follows kube-apiserver 1.33's order: decode/prune → default →
+//! schema validation → list-type invariants → CEL (skipped after blocking errors), with
+//! validation ratcheting on update. Known gaps: no CEL cost estimation (the real server
+//! refuses over-budget rules at CRD admission and aborts over-budget evaluations); CEL is
+//! parsed, not type-checked, so type errors surface at evaluation rather than admission.
 
 mod builtin_columns;
 mod builtin_schemas;

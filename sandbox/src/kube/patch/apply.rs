@@ -5,7 +5,8 @@
 use serde_json::{Map, Value};
 
 use super::builtin;
-use super::fieldset::{FieldSet, path_string};
+use super::fieldset::{FieldSet, path_string, same_value};
+use super::last_applied;
 use super::managed_fields::{self, Entry};
 use super::schema::Node;
 use super::typed::{self, Comparison};
@@ -14,49 +15,6 @@ use super::{Conflict, Operation, PatchError};
 /// Manager that takes over the fields of an object that had no managed fields when it is
 /// first applied to (kube-apiserver's `before-first-apply`).
 const BEFORE_FIRST_APPLY: &str = "before-first-apply";
-
-/// Beyond this many `Update` entries, the oldest are merged into `ancient-changes`
-/// (kube-apiserver's `DefaultMaxUpdateManagers`, `capManagersManager`).
-const MAX_UPDATE_MANAGERS: usize = 10;
-const ANCIENT_CHANGES: &str = "ancient-changes";
-
-/// Merges the oldest `Update` entries into a per-apiVersion `ancient-changes` entry until at
-/// most `MAX_UPDATE_MANAGERS` remain; the bucket takes the time of the newest merged entry.
-fn cap_update_managers(entries: &mut Vec<Entry>) {
-    let updaters = |entries: &[Entry]| {
-        entries
-            .iter()
-            .filter(|e| e.operation == Operation::Update)
-            .count()
-    };
-    while updaters(entries) > MAX_UPDATE_MANAGERS {
-        let oldest = entries
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| e.operation == Operation::Update && e.manager != ANCIENT_CHANGES)
-            .min_by(|(_, a), (_, b)| a.time.cmp(&b.time).then_with(|| a.manager.cmp(&b.manager)))
-            .map(|(i, _)| i);
-        let Some(i) = oldest else { return };
-        let merged = entries.remove(i);
-        match entries.iter_mut().find(|e| {
-            e.is(
-                ANCIENT_CHANGES,
-                Operation::Update,
-                &merged.api_version,
-                merged.subresource.as_deref(),
-            )
-        }) {
-            Some(bucket) => {
-                bucket.set = bucket.set.union(&merged.set);
-                bucket.time = merged.time;
-            }
-            None => entries.push(Entry {
-                manager: ANCIENT_CHANGES.to_owned(),
-                ..merged
-            }),
-        }
-    }
-}
 
 fn text<'v>(obj: &'v Value, field: &str) -> &'v str {
     obj.get(field).and_then(Value::as_str).unwrap_or_default()
@@ -178,7 +136,7 @@ pub fn record_update(
         subresource,
         now,
     );
-    cap_update_managers(&mut entries);
+    managed_fields::cap_update_managers(&mut entries);
     managed_fields::encode_into(new, entries);
 }
 
@@ -284,6 +242,10 @@ pub fn server_side_apply(
     let merged = typed::merge(&live_value, applied, &node);
     let mut merged = prune(&merged, &entries, &last_set, &node);
     keep_identity(&mut merged, &live_value);
+    if same_value(&merged, &live_value) {
+        // Equal as structured-merge-diff compares (`2` is `2.0`): nothing changes.
+        merged = live_value.clone();
+    }
 
     let raw = typed::compare(&live_value, &merged, &node);
     let cmp = Comparison {
@@ -301,7 +263,7 @@ pub fn server_side_apply(
         entries[own].time = Some(now.to_owned());
     }
     // After the ownership bookkeeping, as kube-apiserver's outermost `lastAppliedUpdater`.
-    sync_last_applied(&mut merged, applied, manager);
+    last_applied::sync(&mut merged, applied, manager);
     entries[own].set = managed_fields::strip_meta(&entries[own].set);
     entries.retain(|e| !e.set.is_empty());
 
@@ -319,55 +281,6 @@ pub fn server_side_apply(
     }
     managed_fields::encode_into(&mut out, entries);
     Ok(out)
-}
-
-/// kubectl's client-side apply annotation.
-const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
-
-/// A server-side apply by `kubectl` rewrites an existing client-side apply annotation to the
-/// applied configuration, so a later client-side apply diffs against what was last applied
-/// (`lastAppliedUpdater`; other managers opt out). The value is Go's `json.Marshal` of the
-/// configuration without the annotation: compact, object keys sorted.
-fn sync_last_applied(merged: &mut Value, applied: &Value, manager: &str) {
-    if manager != "kubectl" {
-        return;
-    }
-    let Some(annotations) = merged
-        .get_mut("metadata")
-        .and_then(|m| m.get_mut("annotations"))
-        .and_then(Value::as_object_mut)
-        .filter(|a| a.contains_key(LAST_APPLIED))
-    else {
-        return;
-    };
-    let mut config = applied.clone();
-    if let Some(own) = config
-        .get_mut("metadata")
-        .and_then(|m| m.get_mut("annotations"))
-        .and_then(Value::as_object_mut)
-    {
-        own.shift_remove(LAST_APPLIED);
-    }
-    annotations.insert(
-        LAST_APPLIED.into(),
-        Value::String(sorted_keys(&config).to_string()),
-    );
-}
-
-fn sorted_keys(value: &Value) -> Value {
-    match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            Value::Object(
-                keys.into_iter()
-                    .map(|k| (k.clone(), sorted_keys(&map[k])))
-                    .collect(),
-            )
-        }
-        Value::Array(items) => Value::Array(items.iter().map(sorted_keys).collect()),
-        other => other.clone(),
-    }
 }
 
 /// Puts back `apiVersion`, `kind` and the system metadata if the prune took them: it can
@@ -982,7 +895,10 @@ mod tests {
         let managers: Vec<&str> = es.iter().map(|e| e["manager"].as_str().unwrap()).collect();
         assert_eq!(es.len(), 10, "{managers:?}");
         // The bucket counts as an updater: "creator", "m00" and "m01" were folded into it.
-        let bucket = es.iter().find(|e| e["manager"] == ANCIENT_CHANGES).unwrap();
+        let bucket = es
+            .iter()
+            .find(|e| e["manager"] == "ancient-changes")
+            .unwrap();
         assert_eq!(
             bucket["fieldsV1"],
             json!({"f:spec": {".": {}, "f:f0": {}, "f:f1": {}}})
@@ -998,7 +914,8 @@ mod tests {
     #[test]
     fn kubectl_server_side_apply_rewrites_the_client_side_annotation() {
         let mut live = obj(json!({"x": "1"}));
-        live["metadata"]["annotations"] = json!({LAST_APPLIED: "{\"old\":true}", "other": "kept"});
+        live["metadata"]["annotations"] =
+            json!({last_applied::ANNOTATION: "{\"old\":true}", "other": "kept"});
         record_update(
             None,
             &mut live,
@@ -1020,7 +937,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            out["metadata"]["annotations"][LAST_APPLIED],
+            out["metadata"]["annotations"][last_applied::ANNOTATION],
             r#"{"apiVersion":"example.io/v1","kind":"Widget","metadata":{"name":"w","namespace":"ns"},"spec":{"x":"1","y":"2"}}"#
         );
         assert_eq!(out["metadata"]["annotations"]["other"], "kept");
@@ -1040,8 +957,105 @@ mod tests {
         let other =
             server_side_apply(Some(&live), &cfg, "helm", None, true, Some(&schema()), T2).unwrap();
         assert_eq!(
-            other["metadata"]["annotations"][LAST_APPLIED],
+            other["metadata"]["annotations"][last_applied::ANNOTATION],
             "{\"old\":true}"
+        );
+    }
+
+    #[test]
+    fn numerically_equal_values_change_nothing() {
+        let live = stored(apply(None, &obj(json!({"replicas": 2})), "op", false, T1).unwrap());
+        assert_eq!(
+            apply(Some(&live), &obj(json!({"replicas": 2.0})), "op", false, T2).unwrap(),
+            live
+        );
+        assert_eq!(
+            apply(
+                Some(&live),
+                &obj(json!({"replicas": 2.0})),
+                "other",
+                false,
+                T2
+            )
+            .map(|_| ()),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn controller_status_applies_stay_no_ops_across_other_writes() {
+        // The operator's loop: a finalizer JSON patch, then the same status apply each
+        // reconcile; only the first status apply may write.
+        let s = schema();
+        let mut created = obj(json!({"x": "1"}));
+        record_update(
+            None,
+            &mut created,
+            "kubectl-client-side-apply",
+            None,
+            Some(&s),
+            T1,
+        );
+        let created = stored(created);
+        let mut with_finalizer = crate::kube::patch::json_patch(
+            &created,
+            &json!([{"op": "test", "path": "/metadata/finalizers", "value": null},
+                    {"op": "add", "path": "/metadata/finalizers", "value": ["example.io/cleanup"]}]),
+        )
+        .unwrap();
+        record_update(
+            Some(&created),
+            &mut with_finalizer,
+            "operator",
+            None,
+            Some(&s),
+            T1,
+        );
+        let status = json!({"apiVersion": "example.io/v1", "kind": "Widget",
+            "status": {"phase": "Ready", "conditions": [{"type": "Ready", "status": "True"}]}});
+        let first = server_side_apply(
+            Some(&with_finalizer),
+            &status,
+            "operator",
+            Some("status"),
+            true,
+            Some(&s),
+            T2,
+        )
+        .unwrap();
+        assert_ne!(first, with_finalizer);
+        assert_eq!(
+            first["metadata"]["finalizers"],
+            json!(["example.io/cleanup"])
+        );
+        let second = server_side_apply(
+            Some(&first),
+            &status,
+            "operator",
+            Some("status"),
+            true,
+            Some(&s),
+            T3,
+        )
+        .unwrap();
+        assert_eq!(second, first);
+        let managers: Vec<(String, String)> = entries(&first)
+            .iter()
+            .map(|e| {
+                (
+                    e["manager"].as_str().unwrap().to_owned(),
+                    e["operation"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            managers,
+            [
+                ("operator", "Apply"),
+                ("kubectl-client-side-apply", "Update"),
+                ("operator", "Update")
+            ]
+            .map(|(m, o)| (m.to_owned(), o.to_owned()))
         );
     }
 

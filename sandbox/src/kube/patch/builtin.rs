@@ -8,7 +8,7 @@
 //! spec wherever it is embedded. Anything not listed is a granular struct, and an unlisted
 //! list is atomic (the structured-merge-diff default for lists without `+listType`).
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 /// How server-side apply treats a list.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -137,6 +137,48 @@ pub fn is_atomic_map(kind: &str, path: &str) -> bool {
     ends_with_segment(path, "selector") && !(kind == "Service" && path == "spec.selector")
 }
 
+/// Fields with the `retainKeys` patch strategy (the Go tag `patchStrategy:"retainKeys"`).
+fn retains_keys(path: &str) -> bool {
+    ends_with_segment(path, "spec.strategy") || ends_with_segment(path, "spec.volumes")
+}
+
+/// The OpenAPI extensions kube-apiserver publishes for the field at `path` of `kind`
+/// (`x-kubernetes-list-type`, `x-kubernetes-list-map-keys`, `x-kubernetes-patch-strategy`,
+/// `x-kubernetes-patch-merge-key`, `x-kubernetes-map-type`), from the same tables the patch
+/// engines use. kubectl's client-side apply reads the patch ones to build its patches.
+pub fn openapi_extensions(kind: &str, path: &str) -> Map<String, Value> {
+    let mut ext = Map::new();
+    match list_type(kind, path) {
+        ListType::Atomic => {}
+        ListType::Set => {
+            ext.insert("x-kubernetes-list-type".into(), json!("set"));
+        }
+        ListType::Map(keys) => {
+            ext.insert("x-kubernetes-list-type".into(), json!("map"));
+            ext.insert("x-kubernetes-list-map-keys".into(), json!(keys));
+        }
+    }
+    let retain = retains_keys(path);
+    match patch_strategy(kind, path) {
+        PatchStrategy::Replace if retain => {
+            ext.insert("x-kubernetes-patch-strategy".into(), json!("retainKeys"));
+        }
+        PatchStrategy::Replace => {}
+        PatchStrategy::MergePrimitives => {
+            ext.insert("x-kubernetes-patch-strategy".into(), json!("merge"));
+        }
+        PatchStrategy::MergeByKey(key) => {
+            let strategy = if retain { "merge,retainKeys" } else { "merge" };
+            ext.insert("x-kubernetes-patch-strategy".into(), json!(strategy));
+            ext.insert("x-kubernetes-patch-merge-key".into(), json!(key));
+        }
+    }
+    if is_atomic_map(kind, path) {
+        ext.insert("x-kubernetes-map-type".into(), json!("atomic"));
+    }
+    ext
+}
+
 /// The JSON of a zero Go value of `kind`, minus what is stripped from managed fields: the
 /// "before" of a create. Non-pointer struct fields exist (empty) in it, so a create owns
 /// their contents but not the structs themselves (no `"."` entry for `f:spec`), exactly as
@@ -198,6 +240,39 @@ mod tests {
             patch_strategy("ConfigMap", "metadata.finalizers"),
             PatchStrategy::MergePrimitives
         );
+    }
+
+    #[test]
+    fn openapi_extensions_match_kube_apiserver() {
+        assert_eq!(
+            Value::Object(openapi_extensions(
+                "Deployment",
+                "spec.template.spec.containers"
+            )),
+            json!({"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"],
+                   "x-kubernetes-patch-strategy": "merge", "x-kubernetes-patch-merge-key": "name"})
+        );
+        assert_eq!(
+            Value::Object(openapi_extensions(
+                "Deployment",
+                "spec.template.spec.volumes"
+            )),
+            json!({"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"],
+                   "x-kubernetes-patch-strategy": "merge,retainKeys", "x-kubernetes-patch-merge-key": "name"})
+        );
+        assert_eq!(
+            Value::Object(openapi_extensions("Deployment", "spec.strategy")),
+            json!({"x-kubernetes-patch-strategy": "retainKeys"})
+        );
+        assert_eq!(
+            Value::Object(openapi_extensions("Secret", "metadata.finalizers")),
+            json!({"x-kubernetes-list-type": "set", "x-kubernetes-patch-strategy": "merge"})
+        );
+        assert_eq!(
+            Value::Object(openapi_extensions("Deployment", "spec.selector")),
+            json!({"x-kubernetes-map-type": "atomic"})
+        );
+        assert!(openapi_extensions("Role", "rules").is_empty());
     }
 
     #[test]

@@ -63,6 +63,12 @@ fn compare_values(a: &Value, b: &Value) -> Ordering {
     }
 }
 
+/// Deep equality as structured-merge-diff's `value.Equals`: numbers compare numerically
+/// (`2` equals `2.0`), object keys in any order.
+pub fn same_value(a: &Value, b: &Value) -> bool {
+    compare_values(a, b) == Ordering::Equal
+}
+
 impl PartialEq for KeyValue {
     fn eq(&self, other: &Self) -> bool {
         self.cmp(other) == Ordering::Equal
@@ -438,6 +444,17 @@ mod tests {
         // Numbers before strings, then booleans.
         assert!(PathElement::value_of(&json!(10)) < PathElement::value_of(&json!("1")));
         assert!(PathElement::value_of(&json!("z")) < PathElement::value_of(&json!(false)));
+    }
+
+    #[test]
+    fn values_compare_numerically_and_structurally() {
+        assert!(same_value(
+            &json!({"a": [1, {"b": 2.0}]}),
+            &json!({"a": [1.0, {"b": 2}]})
+        ));
+        assert!(!same_value(&json!({"a": 1}), &json!({"a": 1, "b": null})));
+        assert!(!same_value(&json!([1, 2]), &json!([2, 1])));
+        assert!(!same_value(&json!("1"), &json!(1)));
     }
 
     #[test]

@@ -152,14 +152,15 @@ fn test(doc: &mut Value, path: &str, expected: &Value) -> Result<(), PatchError>
         )));
     };
     let actual = match container {
-        Value::Object(map) => map.get(&key),
-        Value::Array(items) => array_index(&key, items.len(), false)
-            .ok()
-            .and_then(|i| items.get(i)),
-        _ => None,
+        // The library treats a missing member and a JSON null alike: both equal null.
+        Value::Object(map) => map.get(&key).unwrap_or(&Value::Null),
+        // A list index out of range is an error though, whatever the tested value.
+        Value::Array(items) => match array_index(&key, items.len(), false) {
+            Ok(i) => &items[i],
+            Err(e) => return Err(invalid(format!("error in test for path: '{path}': {e}"))),
+        },
+        _ => unreachable!("parent() only returns containers"),
     };
-    // The library treats a missing member and a JSON null alike: both equal a null value.
-    let actual = actual.unwrap_or(&Value::Null);
     if actual == expected {
         Ok(())
     } else {
@@ -413,6 +414,10 @@ mod tests {
             ),
             (json!([{"path": "/a"}]), "Unexpected kind: unknown"),
             (
+                json!([{"op": "test", "path": "/l/3", "value": null}]),
+                "error in test for path: '/l/3': Unable to access invalid index: 3: invalid index referenced",
+            ),
+            (
                 json!([{"op": "add", "value": 1}]),
                 "operation missing path field",
             ),
@@ -467,5 +472,67 @@ mod tests {
             .is_err()
         );
         assert!(run(json!({"a": 0}), json!([{"op": "test", "path": "/a"}])).is_err());
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+
+    fn doc() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            (0..100i64).prop_map(Value::from),
+            "[a-z~/]{0,3}".prop_map(Value::from)
+        ];
+        leaf.prop_recursive(3, 20, 3, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+                proptest::collection::btree_map("[a-z~/]{1,2}", inner, 0..3)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn escape(token: &str) -> String {
+        token.replace('~', "~0").replace('/', "~1")
+    }
+
+    proptest! {
+        #[test]
+        fn add_then_remove_restores_the_document(
+            mut fields in proptest::collection::btree_map("[a-z]{1,2}", doc(), 0..4),
+            key in "[a-z~/]{1,3}",
+            value in doc(),
+        ) {
+            fields.remove(&key);
+            let original = Value::Object(fields.into_iter().collect());
+            let path = format!("/{}", escape(&key));
+            let patch = json!([
+                {"op": "test", "path": path, "value": null},
+                {"op": "add", "path": path, "value": value},
+                {"op": "test", "path": path, "value": value},
+                {"op": "remove", "path": path}
+            ]);
+            prop_assert_eq!(json_patch(&original, &patch).unwrap(), original);
+        }
+
+        #[test]
+        fn copy_then_test_sees_the_same_value(
+            fields in proptest::collection::btree_map("[a-z]{1,2}", doc(), 1..4),
+        ) {
+            let (key, value) = fields.iter().next().map(|(k, v)| (k.clone(), v.clone())).unwrap();
+            let original = Value::Object(fields.into_iter().collect());
+            let patch = json!([
+                {"op": "copy", "from": format!("/{key}"), "path": "/copied~1here"},
+                {"op": "test", "path": "/copied~1here", "value": value}
+            ]);
+            let out = json_patch(&original, &patch).unwrap();
+            prop_assert_eq!(&out["copied/here"], &value);
+        }
     }
 }

@@ -175,24 +175,24 @@ fn stripped_paths() -> FieldSet {
 }
 
 /// Drops what a write through `subresource` does not own (the strategies' reset fields, which
-/// structured-merge-diff ignores): a write to the main resource never owns `status`, a write
-/// to `/status` only owns `status` and `metadata`.
+/// structured-merge-diff ignores): a write to `/status` only owns `status` and `metadata`;
+/// any other write (the main resource, a namespace's `/finalize`) never owns `status`.
 pub fn ignore_reset_fields(set: &FieldSet, subresource: Option<&str>) -> FieldSet {
     let mut ignored = FieldSet::default();
-    match subresource {
-        None => ignored.insert(&[PathElement::field("status")]),
-        Some(_) => {
-            for (pe, _) in set.children() {
-                if !matches!(pe, PathElement::Field(f) if f == "status" || f == "metadata") {
-                    ignored.insert(std::slice::from_ref(pe));
-                }
-            }
-            for path in set.paths().into_iter().filter(|p| p.len() == 1) {
-                if !matches!(&path[0], PathElement::Field(f) if f == "status" || f == "metadata") {
-                    ignored.insert(&path);
-                }
-            }
+    if subresource == Some("status") {
+        let foreign = |pe: &PathElement| !matches!(pe, PathElement::Field(f) if f == "status" || f == "metadata");
+        for (pe, _) in set.children().filter(|(pe, _)| foreign(pe)) {
+            ignored.insert(std::slice::from_ref(pe));
         }
+        for path in set
+            .paths()
+            .into_iter()
+            .filter(|p| p.len() == 1 && foreign(&p[0]))
+        {
+            ignored.insert(&path);
+        }
+    } else {
+        ignored.insert(&[PathElement::field("status")]);
     }
     set.recursive_difference(&ignored)
 }
@@ -206,6 +206,49 @@ pub fn strip_meta(set: &FieldSet) -> FieldSet {
 /// Both filters: what a write through `subresource` records.
 pub fn filter(set: &FieldSet, subresource: Option<&str>) -> FieldSet {
     strip_meta(&ignore_reset_fields(set, subresource))
+}
+
+/// Beyond this many `Update` entries, the oldest are merged into `ancient-changes`
+/// (kube-apiserver's `DefaultMaxUpdateManagers`, `capManagersManager`).
+const MAX_UPDATE_MANAGERS: usize = 10;
+const ANCIENT_CHANGES: &str = "ancient-changes";
+
+/// Merges the oldest `Update` entries into a per-apiVersion `ancient-changes` entry until at
+/// most `MAX_UPDATE_MANAGERS` remain; the bucket takes the time of the newest merged entry.
+pub fn cap_update_managers(entries: &mut Vec<Entry>) {
+    let updaters = |entries: &[Entry]| {
+        entries
+            .iter()
+            .filter(|e| e.operation == Operation::Update)
+            .count()
+    };
+    while updaters(entries) > MAX_UPDATE_MANAGERS {
+        let oldest = entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.operation == Operation::Update && e.manager != ANCIENT_CHANGES)
+            .min_by(|(_, a), (_, b)| a.time.cmp(&b.time).then_with(|| a.manager.cmp(&b.manager)))
+            .map(|(i, _)| i);
+        let Some(i) = oldest else { return };
+        let merged = entries.remove(i);
+        match entries.iter_mut().find(|e| {
+            e.is(
+                ANCIENT_CHANGES,
+                Operation::Update,
+                &merged.api_version,
+                merged.subresource.as_deref(),
+            )
+        }) {
+            Some(bucket) => {
+                bucket.set = bucket.set.union(&merged.set);
+                bucket.time = merged.time;
+            }
+            None => entries.push(Entry {
+                manager: ANCIENT_CHANGES.to_owned(),
+                ..merged
+            }),
+        }
+    }
 }
 
 #[cfg(test)]

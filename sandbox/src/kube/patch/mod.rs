@@ -28,8 +28,10 @@
 //!   on equal values, `Update` entries for every other write (one per manager, operation,
 //!   apiVersion and subresource; appliers regardless of apiVersion), entries sorted as
 //!   kube-apiserver sorts them, timestamps moved only when the write changes something;
-//! - reset fields: a main-resource write never owns `status`, a `/status` write owns only
-//!   `status` and `metadata`; `apiVersion`, `kind`, `metadata.name` & co. are never recorded;
+//! - reset fields: a `/status` write owns only `status` and `metadata`, any other write never
+//!   owns `status` (also for a custom resource without a status subresource, whose status
+//!   kube-apiserver would track: the store knows, these functions don't); `apiVersion`,
+//!   `kind`, `metadata.name` & co. are never recorded;
 //! - `before-first-apply`: applying to an object without managed fields first gives its
 //!   current fields to that manager; updates to such an object stay untracked;
 //! - managed fields sent with an update replace the stored ones; `[]` or `[{}]` clears them;
@@ -49,11 +51,18 @@
 //! validation of the applied configuration against the schema (the store's CRD engine
 //! validates the result). Like structured-merge-diff, nobody owns an empty list or map in an
 //! applied configuration, and nulls are merged as nulls (the CRD engine prunes them).
+//!
+//! # Strategic merge patch
+//! apimachinery's `strategicpatch` for the merge keys in `builtin.rs`, including its list
+//! ordering (`normalizeElementOrder`) and error texts. Values the patch adds where the live
+//! object has nothing are stored without nulls and directives, which is what the Go-struct
+//! round trip of a built-in object leaves of them.
 
 mod apply;
 mod builtin;
 mod fieldset;
 mod json_patch;
+mod last_applied;
 mod managed_fields;
 mod merge;
 mod schema;
@@ -161,6 +170,16 @@ pub fn server_side_apply(
     now: &str,
 ) -> Result<Value, PatchError> {
     apply::server_side_apply(live, applied, manager, subresource, force, schema, now)
+}
+
+/// The OpenAPI extensions (`x-kubernetes-list-type`, `x-kubernetes-list-map-keys`,
+/// `x-kubernetes-patch-strategy`, `x-kubernetes-patch-merge-key`, `x-kubernetes-map-type`)
+/// of the field at `path` of built-in `kind`, for the OpenAPI documents: `path` is dotted
+/// from the object root with `[]` for list items, e.g. `spec.template.spec.containers[].env`.
+/// Empty for fields without any. They come from the tables the patch engines use, so what
+/// kubectl reads matches what the server does.
+pub fn builtin_field_extensions(kind: &str, path: &str) -> serde_json::Map<String, Value> {
+    builtin::openapi_extensions(kind, path)
 }
 
 /// Record in `new.metadata.managedFields` that `manager` set the fields that differ between

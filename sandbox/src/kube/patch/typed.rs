@@ -5,7 +5,7 @@
 use serde_json::{Map, Value};
 
 use super::builtin::ListType;
-use super::fieldset::{FieldSet, Path, PathElement};
+use super::fieldset::{FieldSet, Path, PathElement, same_value};
 use super::schema::Node;
 
 /// The path element of item `index` of a list of type `list_type`.
@@ -165,7 +165,7 @@ fn compare_leaf(lhs: Option<&Value>, rhs: Option<&Value>, path: &Path, out: &mut
     match (lhs, rhs) {
         (None, Some(_)) => out.added.insert(path),
         (Some(_), None) => out.removed.insert(path),
-        (Some(l), Some(r)) if l != r => out.modified.insert(path),
+        (Some(l), Some(r)) if !same_value(l, r) => out.modified.insert(path),
         _ => {}
     }
 }
