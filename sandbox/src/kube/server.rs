@@ -256,8 +256,9 @@ fn dispatch(shared: &Arc<Shared>, ctx: &Ctx) -> Result<Response, ApiError> {
 /// The Kubernetes verb of a request (RBAC vocabulary).
 fn verb(ctx: &Ctx, rp: &ResourcePath) -> &'static str {
     match (&ctx.method, rp.name.is_some()) {
+        // `GET .../name?watch=true` is a watch too (apiserver RequestInfoFactory).
+        (&Method::GET, _) if ctx.query.flag("watch") => "watch",
         (&Method::GET, true) => "get",
-        (&Method::GET, false) if ctx.query.flag("watch") => "watch",
         (&Method::GET, false) => "list",
         (&Method::POST, _) => "create",
         (&Method::PUT, _) => "update",
