@@ -65,6 +65,9 @@ pub enum ApiError {
     Forbidden { resource: GroupResource, name: String, message: String },
     #[error("the server does not allow this method on the requested resource")]
     MethodNotAllowed,
+    /// Authentication failed (no or unknown bearer token while RBAC is enforced).
+    #[error("Unauthorized")]
+    Unauthorized,
     #[error("{0}")]
     UnsupportedMediaType(String),
     /// The requested resourceVersion is older than the retained history.
@@ -93,6 +96,7 @@ impl ApiError {
             Self::Invalid { .. } | Self::Unprocessable { .. } => 422,
             Self::BadRequest(_) => 400,
             Self::Forbidden { .. } => 403,
+            Self::Unauthorized => 401,
             Self::MethodNotAllowed => 405,
             Self::UnsupportedMediaType(_) => 415,
             Self::Expired(_) => 410,
@@ -108,6 +112,7 @@ impl ApiError {
             Self::Invalid { .. } | Self::Unprocessable { .. } => "Invalid",
             Self::BadRequest(_) => "BadRequest",
             Self::Forbidden { .. } => "Forbidden",
+            Self::Unauthorized => "Unauthorized",
             Self::MethodNotAllowed => "MethodNotAllowed",
             Self::UnsupportedMediaType(_) => "UnsupportedMediaType",
             Self::Expired(_) => "Expired",
@@ -117,7 +122,8 @@ impl ApiError {
 
     fn details(&self) -> Option<Value> {
         let named = |r: &GroupResource, name: &str| {
-            let mut d = json!({"name": name, "kind": r.resource});
+            // `StatusDetails.name` is omitempty: a forbidden list names no object.
+            let mut d = if name.is_empty() { json!({"kind": r.resource}) } else { json!({"name": name, "kind": r.resource}) };
             if !r.group.is_empty() {
                 d["group"] = json!(r.group);
             }

@@ -23,6 +23,7 @@ mod object_meta;
 mod openapi_docs;
 pub mod patch;
 mod protobuf;
+mod rbac;
 mod request;
 mod resources;
 mod rest;
@@ -46,8 +47,10 @@ pub use server::Options;
 pub async fn run(addr: SocketAddr, kubeconfig: &Path) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
     let addr = listener.local_addr()?;
-    kubeconfig::write(kubeconfig, addr, &kubeconfig::new_token()).with_context(|| format!("writing {}", kubeconfig.display()))?;
+    let token = kubeconfig::new_token();
+    kubeconfig::write(kubeconfig, addr, &token).with_context(|| format!("writing {}", kubeconfig.display()))?;
     let shared = Arc::new(server::Shared::new(addr, Options::default()));
+    shared.rbac.set_admin_token(&token);
     println!("listening on http://{addr}");
     use std::io::Write;
     std::io::stdout().flush()?;
@@ -101,6 +104,7 @@ impl KubeSandbox {
         let token = kubeconfig::new_token();
         kubeconfig::write(kubeconfig, addr, &token).with_context(|| format!("writing {}", kubeconfig.display()))?;
         let shared = Arc::new(server::Shared::new(addr, options));
+        shared.rbac.set_admin_token(&token);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
         let thread = std::thread::Builder::new().name(format!("kube-sandbox-{}", addr.port())).spawn(move || {

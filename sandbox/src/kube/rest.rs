@@ -664,6 +664,13 @@ pub fn patch(c: &mut Cluster, rt: &Arc<ResourceType>, path: &ResourcePath, req: 
             let mut applied: Value = serde_yaml::from_slice(req.body).map_err(|e| ApiError::BadRequest(format!("error decoding YAML: {e}")))?;
             check_type(rt, &mut applied)?;
             check_body_namespace(rt, &mut applied, path.namespace.as_deref())?;
+            // A configuration without metadata (kube-rs status applies send only apiVersion,
+            // kind and status) gets an empty one, as namespaced ones get theirs from
+            // check_body_namespace; without it a cluster-scoped apply lost the live
+            // resourceVersion and failed as an unconditional update.
+            if !applied["metadata"].is_object() {
+                meta_mut(&mut applied);
+            }
             // kube-apiserver checks the name of the merged result, so a configuration without
             // metadata.name is fine for an existing object (controller-rs' status apply).
             if old.is_none() || meta_str(&applied, "name").is_some_and(|n| !n.is_empty()) {

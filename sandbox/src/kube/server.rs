@@ -24,7 +24,7 @@ use super::resources::{Registry, ResourceType};
 use super::rest::{self, Cluster, Outcome, PatchRequest, PatchType, Selectors, WriteOptions};
 use super::store::Store;
 use super::watch::{self, Start, TableMode, WatchRequest};
-use super::{authz, discovery, openapi_docs, protobuf};
+use super::{authz, discovery, kubeconfig, openapi_docs, protobuf, rbac};
 
 /// Tunables of the emulator (tests shorten the bookmark interval).
 #[derive(Clone, Debug)]
@@ -50,6 +50,8 @@ pub struct Shared {
     /// Journal of the Kubernetes API requests received (admin ones excluded), so tests can
     /// count what a client did, e.g. that a steady-state reconcile writes nothing.
     requests: Mutex<Vec<Value>>,
+    /// RBAC enforcement switch and minted ServiceAccount tokens.
+    pub rbac: rbac::Rbac,
     pub options: Options,
     addr: SocketAddr,
 }
@@ -58,7 +60,15 @@ impl Shared {
     pub fn new(addr: SocketAddr, options: Options) -> Self {
         let mut cluster = Cluster { store: Store::new(options.history_limit), registry: Registry::default() };
         seed_namespaces(&mut cluster);
-        Self { cluster: Mutex::new(cluster), watch_cancel: Mutex::new(CancellationToken::new()), faults: Faults::default(), requests: Mutex::new(Vec::new()), options, addr }
+        Self {
+            cluster: Mutex::new(cluster),
+            watch_cancel: Mutex::new(CancellationToken::new()),
+            faults: Faults::default(),
+            requests: Mutex::new(Vec::new()),
+            rbac: rbac::Rbac::default(),
+            options,
+            addr,
+        }
     }
 
     /// The cluster state. A panic while holding the lock leaves consistent data behind (each
@@ -248,15 +258,26 @@ fn dispatch(shared: &Arc<Shared>, ctx: &Ctx) -> Result<Response, ApiError> {
         Some("status") if rt.status_subresource => {}
         Some(_) => return Err(ApiError::NoSuchPath),
     }
-    authz::authorize(ctx.bearer_token(), &authz::Attributes { verb: verb(ctx, &rp), resource: &rt, namespace: rp.namespace.as_deref() })?;
+    {
+        let attrs = authz::Attributes {
+            verb: verb(ctx, &rp),
+            resource: &rt,
+            subresource: rp.subresource.as_deref(),
+            namespace: rp.namespace.as_deref(),
+            name: rp.name.as_deref(),
+        };
+        let c = shared.lock();
+        authz::authorize(&shared.rbac, &c.store, ctx.bearer_token(), &attrs)?;
+    }
     resource(shared, ctx, &rt, &rp, &accept)
 }
 
 /// The Kubernetes verb of a request (RBAC vocabulary).
 fn verb(ctx: &Ctx, rp: &ResourcePath) -> &'static str {
     match (&ctx.method, rp.name.is_some()) {
+        // `GET .../name?watch=true` is a watch too (apiserver RequestInfoFactory).
+        (&Method::GET, _) if ctx.query.flag("watch") => "watch",
         (&Method::GET, true) => "get",
-        (&Method::GET, false) if ctx.query.flag("watch") => "watch",
         (&Method::GET, false) => "list",
         (&Method::POST, _) => "create",
         (&Method::PUT, _) => "update",
@@ -535,6 +556,25 @@ fn admin_api(shared: &Arc<Shared>, method: &Method, path: &str, body: &[u8]) -> 
             ok(json!({}))
         }
         (&Method::GET, "faults") => ok(shared.faults.snapshot()),
+        (&Method::GET, "rbac") => ok(json!({"enforce": shared.rbac.enforcing()})),
+        (&Method::PUT, "rbac") => match serde_json::from_slice::<Value>(body).ok().and_then(|v| v["enforce"].as_bool()) {
+            Some(enforce) => {
+                shared.rbac.set_enforce(enforce);
+                ok(json!({"enforce": enforce}))
+            }
+            None => bad("expected {\"enforce\": true|false}".into()),
+        },
+        (&Method::POST, "tokens") => {
+            let requested = serde_json::from_slice::<Value>(body).ok().and_then(|v| v["serviceAccount"].as_str().map(str::to_string));
+            match requested.as_deref().and_then(rbac::parse_service_account) {
+                Some((ns, name)) => {
+                    let token = shared.rbac.mint(ns, name);
+                    let kubeconfig = kubeconfig::render(shared.addr, &token);
+                    ok(json!({"token": token, "user": format!("system:serviceaccount:{ns}:{name}"), "kubeconfig": kubeconfig}))
+                }
+                None => bad("expected {\"serviceAccount\": \"namespace/name\"}".into()),
+            }
+        }
         (&Method::DELETE, "faults") => {
             shared.faults.clear();
             ok(json!({}))
