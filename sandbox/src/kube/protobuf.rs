@@ -154,6 +154,46 @@ const SERVICE_SPEC: &[Field] = &[
 
 const SERVICE: &[Field] = &[Field(1, "metadata", Kind::Msg(OBJECT_META)), Field(2, "spec", Kind::Msg(SERVICE_SPEC))];
 
+const LABEL_SELECTOR: &[Field] = &[
+    Field(1, "matchLabels", Kind::StrMap),
+    Field(
+        2,
+        "matchExpressions",
+        Kind::RepeatedMsg(&[Field(1, "key", Kind::Str), Field(2, "operator", Kind::Str), Field(3, "values", Kind::RepeatedStr)]),
+    ),
+];
+
+/// The Container fields `kubectl create deployment` can fill in (`--image`, `--port`,
+/// `-- command`).
+const CONTAINER: &[Field] = &[
+    Field(1, "name", Kind::Str),
+    Field(2, "image", Kind::Str),
+    Field(3, "command", Kind::RepeatedStr),
+    Field(4, "args", Kind::RepeatedStr),
+    Field(5, "workingDir", Kind::Str),
+    Field(
+        6,
+        "ports",
+        Kind::RepeatedMsg(&[Field(1, "name", Kind::Str), Field(2, "hostPort", Kind::Int), Field(3, "containerPort", Kind::Int), Field(4, "protocol", Kind::Str)]),
+    ),
+    Field(7, "env", Kind::RepeatedMsg(&[Field(1, "name", Kind::Str), Field(2, "value", Kind::Str)])),
+    Field(14, "imagePullPolicy", Kind::Str),
+];
+
+const POD_SPEC: &[Field] = &[
+    Field(2, "containers", Kind::RepeatedMsg(CONTAINER)),
+    Field(3, "restartPolicy", Kind::Str),
+    Field(8, "serviceAccountName", Kind::Str),
+];
+
+const DEPLOYMENT_SPEC: &[Field] = &[
+    Field(1, "replicas", Kind::Int),
+    Field(2, "selector", Kind::Msg(LABEL_SELECTOR)),
+    Field(3, "template", Kind::Msg(&[Field(1, "metadata", Kind::Msg(OBJECT_META)), Field(2, "spec", Kind::Msg(POD_SPEC))])),
+];
+
+const DEPLOYMENT: &[Field] = &[Field(1, "metadata", Kind::Msg(OBJECT_META)), Field(2, "spec", Kind::Msg(DEPLOYMENT_SPEC))];
+
 /// meta/v1 DeleteOptions (Helm deletes its release Secrets with a typed client).
 const DELETE_OPTIONS: &[Field] = &[
     Field(1, "gracePeriodSeconds", Kind::Int),
@@ -170,6 +210,7 @@ fn schema_for(api_version: &str, kind: &str) -> Option<&'static [Field]> {
         ("v1", "Secret") => Some(SECRET),
         ("v1", "ServiceAccount") => Some(SERVICE_ACCOUNT),
         ("v1", "Service") => Some(SERVICE),
+        ("apps/v1", "Deployment") => Some(DEPLOYMENT),
         ("rbac.authorization.k8s.io/v1", "Role" | "ClusterRole") => Some(ROLE),
         ("rbac.authorization.k8s.io/v1", "RoleBinding" | "ClusterRoleBinding") => Some(ROLE_BINDING),
         ("v1" | "meta.k8s.io/v1", "DeleteOptions") => Some(DELETE_OPTIONS),
@@ -417,6 +458,23 @@ mod tests {
     }
 
     #[test]
+    fn decodes_kubectl_create_deployment() {
+        let entry = [ld(1, b"app"), ld(2, b"web")].concat();
+        let labels = ld(11, &entry);
+        let container = [ld(1, b"nginx"), ld(2, b"nginx"), ld(3, b"/bin/sh"), ld(6, &[3 << 3, 0x90, 0x3f])].concat();
+        let template = [ld(1, &labels), ld(2, &ld(2, &container))].concat();
+        let spec = [vec![1 << 3, 1], ld(2, &ld(1, &entry)), ld(3, &template)].concat();
+        let raw = [ld(1, &[ld(1, b"web"), labels.clone()].concat()), ld(2, &spec)].concat();
+        let v = decode(&envelope("apps/v1", "Deployment", &raw)).unwrap();
+        assert_eq!(v["spec"]["replicas"], 1);
+        assert_eq!(v["spec"]["selector"]["matchLabels"], json!({"app": "web"}));
+        assert_eq!(
+            v["spec"]["template"]["spec"]["containers"],
+            json!([{"name": "nginx", "image": "nginx", "command": ["/bin/sh"], "ports": [{"containerPort": 8080}]}])
+        );
+    }
+
+    #[test]
     fn decodes_role_bindings() {
         let subject = [ld(1, b"ServiceAccount"), ld(3, b"default"), ld(4, b"ns")].concat();
         let role_ref = [ld(1, b"rbac.authorization.k8s.io"), ld(2, b"Role"), ld(3, b"r")].concat();
@@ -446,9 +504,9 @@ mod tests {
     fn rejects_unknown_kinds_and_garbage() {
         assert!(matches!(decode(b"{}"), Err(ProtoError::NoEnvelope)));
         assert!(matches!(decode(b"k8s\0\x0a\xff"), Err(ProtoError::Malformed)));
-        // TypeMeta apps/v1 Deployment.
+        // TypeMeta batch/v1 Job.
         let mut body = b"k8s\0".to_vec();
-        let tm = [&[0x0a, 7][..], b"apps/v1", &[0x12, 10], b"Deployment"].concat();
+        let tm = [&[0x0a, 8][..], b"batch/v1", &[0x12, 3], b"Job"].concat();
         body.extend([0x0a, tm.len() as u8]);
         body.extend(tm);
         assert!(matches!(decode(&body), Err(ProtoError::Unsupported(_))));
