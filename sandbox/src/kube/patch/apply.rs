@@ -256,7 +256,27 @@ pub fn server_side_apply(
     let before = entries.clone();
     let lost = take_from_others(&mut entries, Some(own), &cmp);
     if !force && !lost.is_empty() {
-        return Err(PatchError::Conflict(conflicts(&before, &lost)));
+        // kubectl's first server-side apply over a client-side-applied object may take the
+        // fields its last-applied annotation still describes (`lastAppliedManager`).
+        let allowed = match manager {
+            "kubectl" => last_applied::allowed_conflicts(&live_value, &node),
+            _ => None,
+        };
+        let remaining: Vec<(usize, FieldSet)> = lost
+            .iter()
+            .map(|(i, set)| {
+                (
+                    *i,
+                    allowed
+                        .as_ref()
+                        .map_or_else(|| set.clone(), |a| set.difference(a)),
+                )
+            })
+            .filter(|(_, set)| !set.is_empty())
+            .collect();
+        if !remaining.is_empty() {
+            return Err(PatchError::Conflict(conflicts(&before, &remaining)));
+        }
     }
     // An apply that changes the object bumps its entry's time; one that does not leaves it.
     if merged != live_value {
@@ -1056,6 +1076,77 @@ mod tests {
                 ("operator", "Update")
             ]
             .map(|(m, o)| (m.to_owned(), o.to_owned()))
+        );
+    }
+
+    #[test]
+    fn kubectl_may_take_over_what_its_last_applied_annotation_describes() {
+        let s = schema();
+        // `kubectl apply` (client-side) wrote x and y and recorded them in the annotation;
+        // then someone patched y.
+        let mut live = obj(json!({"x": "1", "y": "2"}));
+        live["metadata"]["annotations"] = json!({
+            last_applied::ANNOTATION: r#"{"apiVersion":"example.io/v1","kind":"Widget","metadata":{"name":"w","namespace":"ns"},"spec":{"x":"1","y":"2"}}"#
+        });
+        record_update(
+            None,
+            &mut live,
+            "kubectl-client-side-apply",
+            None,
+            Some(&s),
+            T1,
+        );
+        let live = stored(live);
+        let mut patched = live.clone();
+        patched["spec"]["y"] = json!("9");
+        record_update(
+            Some(&live),
+            &mut patched,
+            "kubectl-patch",
+            None,
+            Some(&s),
+            T2,
+        );
+
+        // x still matches the annotation: kubectl takes it without --force-conflicts.
+        let out = server_side_apply(
+            Some(&live),
+            &obj(json!({"x": "5"})),
+            "kubectl",
+            None,
+            false,
+            Some(&s),
+            T2,
+        )
+        .unwrap();
+        assert_eq!(out["spec"]["x"], "5");
+        // y no longer matches it: a conflict, with kubectl-patch only.
+        let err = server_side_apply(
+            Some(&patched),
+            &obj(json!({"x": "5", "y": "3"})),
+            "kubectl",
+            None,
+            false,
+            Some(&s),
+            T3,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Apply failed with 1 conflict: conflict with \"kubectl-patch\" using example.io/v1: .spec.y"
+        );
+        // Another manager gets no such allowance.
+        assert!(
+            server_side_apply(
+                Some(&live),
+                &obj(json!({"x": "5"})),
+                "helm",
+                None,
+                false,
+                Some(&s),
+                T2
+            )
+            .is_err()
         );
     }
 

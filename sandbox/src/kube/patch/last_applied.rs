@@ -3,6 +3,10 @@
 
 use serde_json::Value;
 
+use super::fieldset::FieldSet;
+use super::schema::Node;
+use super::typed;
+
 /// kubectl's client-side apply annotation.
 pub const ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
@@ -50,4 +54,23 @@ fn sorted_keys(value: &Value) -> Value {
         Value::Array(items) => Value::Array(items.iter().map(sorted_keys).collect()),
         other => other.clone(),
     }
+}
+
+/// The fields a `kubectl` server-side apply may take from other managers without `force`:
+/// those of the live object's last-applied annotation that still have the annotated value
+/// (`lastAppliedManager.allowedConflictsFromLastApplied`). None without a usable annotation.
+pub fn allowed_conflicts(live: &Value, node: &Node<'_>) -> Option<FieldSet> {
+    let text = live
+        .get("metadata")?
+        .get("annotations")?
+        .get(ANNOTATION)?
+        .as_str()?;
+    let last: Value = serde_json::from_str(text).ok().filter(Value::is_object)?;
+    let cmp = typed::compare(&last, live, node);
+    Some(
+        typed::to_field_set(&last, node)
+            .difference(&cmp.modified)
+            .difference(&cmp.added)
+            .difference(&cmp.removed),
+    )
 }

@@ -20,7 +20,7 @@ pub fn merge_patch(live: &Value, patch: &Value) -> Result<Value, PatchError> {
 
 fn apply(target: &mut Value, patch: &Value) {
     let Value::Object(patch_map) = patch else {
-        *target = patch.clone();
+        *target = without_nulls(patch);
         return;
     };
     if !target.is_object() {
@@ -31,10 +31,26 @@ fn apply(target: &mut Value, patch: &Value) {
     };
     for (key, value) in patch_map {
         if value.is_null() {
-            target_map.remove(key);
+            target_map.shift_remove(key);
         } else {
             apply(target_map.entry(key.clone()).or_insert(Value::Null), value);
         }
+    }
+}
+
+/// A value the patch puts in place, without the nulls of the objects it contains, lists
+/// included: evanphx/json-patch v4 prunes them (`pruneNulls`, `pruneAryNulls`) where RFC 7386
+/// would keep a list verbatim. Null items of a list stay.
+fn without_nulls(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), without_nulls(v)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(without_nulls).collect()),
+        other => other.clone(),
     }
 }
 
@@ -94,6 +110,20 @@ mod tests {
         assert_eq!(out, json!({"metadata": {"name": "x", "finalizers": []}}));
         let out = merge_patch(&live, &json!({"metadata": {"finalizers": null}})).unwrap();
         assert_eq!(out, json!({"metadata": {"name": "x"}}));
+    }
+
+    #[test]
+    fn nulls_inside_patched_lists_are_pruned_like_kube_apiserver() {
+        let out =
+            merge_patch(&json!({"a": 1}), &json!({"l": [{"b": null, "c": 1}, null]})).unwrap();
+        assert_eq!(out, json!({"a": 1, "l": [{"c": 1}, null]}));
+    }
+
+    #[test]
+    fn deleting_keeps_the_order_of_the_other_fields() {
+        let out = merge_patch(&json!({"a": 1, "b": 2, "c": 3}), &json!({"a": null})).unwrap();
+        let keys: Vec<&String> = out.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["b", "c"]);
     }
 
     #[test]

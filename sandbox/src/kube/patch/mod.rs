@@ -38,17 +38,14 @@
 //!   an applied configuration must not carry them;
 //! - more than 10 `Update` entries: the oldest fold into `ancient-changes`;
 //! - a server-side apply by `kubectl` rewrites an existing `last-applied-configuration`
-//!   annotation (`lastAppliedUpdater`);
+//!   annotation (`lastAppliedUpdater`) and may take, without `force`, the fields that
+//!   annotation still describes (`lastAppliedManager`);
 //! - a create of a built-in kind is compared with the kind's zero value (`builtin.rs`), so
 //!   `f:spec` carries no `"."` where kube-apiserver's doesn't.
 //!
 //! Not emulated: version conversion of field sets (every apiVersion of a kind is treated as
 //! the same schema), unions/discriminators, `x-kubernetes-embedded-resource` metadata
-//! typing, kube-apiserver's `lastAppliedManager` (conflicts with
-//! `kubectl-client-side-apply` forgiven when the annotation matches; current kubectl upgrades
-//! the managed fields itself with a JSON patch before its first server-side apply, which
-//! works here), and
-//! validation of the applied configuration against the schema (the store's CRD engine
+//! typing, and validation of the applied configuration against the schema (the store's CRD engine
 //! validates the result). Like structured-merge-diff, nobody owns an empty list or map in an
 //! applied configuration, and nulls are merged as nulls (the CRD engine prunes them).
 //!
@@ -86,8 +83,9 @@ pub enum PatchError {
     /// 400 BadRequest: the patch document itself is malformed.
     #[error("{0}")]
     BadRequest(String),
-    /// 422 Invalid: e.g. a failed JSON-patch `test`, a path that does not exist. For JSON
-    /// patches see `JSON_PATCH_REJECTED_MESSAGE`.
+    /// 422 Invalid: a JSON patch operation that does not apply (a failed `test`, a missing
+    /// path); only `json_patch` returns it. The Status message is
+    /// `JSON_PATCH_REJECTED_MESSAGE`, this text its cause.
     #[error("{0}")]
     Invalid(String),
     /// 409 Conflict: server-side apply touched fields owned by other managers (no force).
