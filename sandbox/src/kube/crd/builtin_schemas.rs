@@ -6,6 +6,7 @@
 use k8s_openapi::api;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
 use k8s_openapi::schemars::{JsonSchema, SchemaGenerator};
+use serde_json::{Map, Value};
 
 fn name_of<T: JsonSchema>(generator: &mut SchemaGenerator) -> String {
     // Registers T (and everything it references) in the generator's definitions.
@@ -54,255 +55,89 @@ pub(super) fn register(
     Some(name)
 }
 
-/// Patch and list metadata that kube-apiserver publishes on built-in fields (from the
-/// `patchStrategy`/`patchMergeKey`/`+listType`/`+listMapKey` tags of k8s.io/api 1.33) but that
-/// k8s-openapi's schemars output leaves out. kubectl's client-side `apply` builds its strategic
-/// merge patch from these (`$setElementOrder`, `$patch: delete`, `$retainKeys`); without them
-/// it would treat keyed lists as atomic.
-const PATCH_METADATA: &[FieldPatchMeta] = &[
-    FieldPatchMeta(
-        "io.k8s.api.core.v1.PodSpec",
-        "containers",
-        Some("merge"),
-        Some("name"),
-        ListMeta::Map(&["name"]),
-    ),
-    FieldPatchMeta(
-        "io.k8s.api.core.v1.PodSpec",
-        "initContainers",
-        Some("merge"),
-        Some("name"),
-        ListMeta::Map(&["name"]),
-    ),
-    FieldPatchMeta(
-        "io.k8s.api.core.v1.PodSpec",
-        "ephemeralContainers",
-        Some("merge"),
-        Some("name"),
-        ListMeta::Map(&["name"]),
-    ),
-    FieldPatchMeta(
-        "io.k8s.api.core.v1.PodSpec",
-        "volumes",
-        Some("merge,retainKeys"),
-        Some("name"),
-        ListMeta::Map(&["name"]),
-    ),
-    FieldPatchMeta(
-        "io.k8s.api.core.v1.PodSpec",
-        "imagePullSecrets",
-        Some("merge"),
-        Some("name"),
-        ListMeta::None,
-    ),
-    FieldPatchMeta(
-        "io.k8s.api.core.v1.PodSpec",
-        "hostAliases",
-        Some("merge"),
-        Some("ip"),
-        ListMeta::Map(&["ip"]),
-    ),
-    FieldPatchMeta(
-        "io.k8s.api.core.v1.PodSpec",
-        "topologySpreadConstraints",
-        Some("merge"),
-        Some("topologyKey"),
-        ListMeta::Map(&["topologyKey", "whenUnsatisfiable"]),
-    ),
-    FieldPatchMeta(
-        "io.k8s.api.core.v1.PodSpec",
-        "tolerations",
-        None,
-        None,
-        ListMeta::Atomic,
-    ),
-    FieldPatchMeta(
-        "io.k8s.api.core.v1.PodSpec",
-        "schedulingGates",
-        Some("merge"),
-        Some("name"),
-        ListMeta::Map(&["name"]),
-    ),
-    FieldPatchMeta(
-        "io.k8s.api.core.v1.PodSpec",
-        "resourceClaims",
-        Some("merge,retainKeys"),
-        Some("name"),
-        ListMeta::Map(&["name"]),
-    ),
-    FieldPatchMeta(
-        "io.k8s.api.core.v1.Container",
-        "ports",
-        Some("merge"),
-        Some("containerPort"),
-        ListMeta::Map(&["containerPort", "protocol"]),
-    ),
-    FieldPatchMeta(
-        "io.k8s.api.core.v1.Container",
-        "env",
-        Some("merge"),
-        Some("name"),
-        ListMeta::Map(&["name"]),
-    ),
-    FieldPatchMeta(
-        "io.k8s.api.core.v1.Container",
-        "volumeMounts",
-        Some("merge"),
-        Some("mountPath"),
-        ListMeta::Map(&["mountPath"]),
-    ),
-    FieldPatchMeta(
-        "io.k8s.api.core.v1.Container",
-        "volumeDevices",
-        Some("merge"),
-        Some("devicePath"),
-        ListMeta::Map(&["devicePath"]),
-    ),
-    FieldPatchMeta(
-        "io.k8s.api.core.v1.Container",
-        "resizePolicy",
-        None,
-        None,
-        ListMeta::Atomic,
-    ),
-    FieldPatchMeta(
-        "io.k8s.api.core.v1.EphemeralContainer",
-        "ports",
-        None,
-        None,
-        ListMeta::Map(&["containerPort", "protocol"]),
-    ),
-    FieldPatchMeta(
-        "io.k8s.api.core.v1.EphemeralContainer",
-        "env",
-        Some("merge"),
-        Some("name"),
-        ListMeta::Map(&["name"]),
-    ),
-    FieldPatchMeta(
-        "io.k8s.api.core.v1.EphemeralContainer",
-        "volumeMounts",
-        Some("merge"),
-        Some("mountPath"),
-        ListMeta::Map(&["mountPath"]),
-    ),
-    FieldPatchMeta(
-        "io.k8s.api.core.v1.EphemeralContainer",
-        "volumeDevices",
-        Some("merge"),
-        Some("devicePath"),
-        ListMeta::Map(&["devicePath"]),
-    ),
-    FieldPatchMeta(
-        "io.k8s.api.core.v1.ServiceSpec",
-        "ports",
-        Some("merge"),
-        Some("port"),
-        ListMeta::Map(&["port", "protocol"]),
-    ),
-    FieldPatchMeta(
-        "io.k8s.api.core.v1.ServiceStatus",
-        "conditions",
-        Some("merge"),
-        Some("type"),
-        ListMeta::Map(&["type"]),
-    ),
-    FieldPatchMeta(
-        "io.k8s.api.core.v1.NamespaceStatus",
-        "conditions",
-        Some("merge"),
-        Some("type"),
-        ListMeta::Map(&["type"]),
-    ),
-    FieldPatchMeta(
-        "io.k8s.api.apps.v1.DeploymentSpec",
-        "strategy",
-        Some("retainKeys"),
-        None,
-        ListMeta::None,
-    ),
-    FieldPatchMeta(
-        "io.k8s.api.apps.v1.DeploymentStatus",
-        "conditions",
-        Some("merge"),
-        Some("type"),
-        ListMeta::Map(&["type"]),
-    ),
-    FieldPatchMeta(
-        "io.k8s.api.policy.v1.PodDisruptionBudgetStatus",
-        "conditions",
-        Some("merge"),
-        Some("type"),
-        ListMeta::Map(&["type"]),
-    ),
-    FieldPatchMeta(
-        "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinitionStatus",
-        "conditions",
-        None,
-        None,
-        ListMeta::Map(&["type"]),
-    ),
-    FieldPatchMeta(
-        "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta",
-        "finalizers",
-        Some("merge"),
-        None,
-        ListMeta::Set,
-    ),
-    FieldPatchMeta(
-        "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta",
-        "ownerReferences",
-        Some("merge"),
-        Some("uid"),
-        ListMeta::Map(&["uid"]),
-    ),
-];
-
-/// (definition, property, patch strategy, merge key, list type)
-struct FieldPatchMeta(
-    &'static str,
-    &'static str,
-    Option<&'static str>,
-    Option<&'static str>,
-    ListMeta,
-);
-
-#[derive(Clone, Copy)]
-enum ListMeta {
-    None,
-    Atomic,
-    Set,
-    Map(&'static [&'static str]),
+/// Add the patch and list metadata kube-apiserver publishes on built-in fields
+/// (`x-kubernetes-patch-strategy`, `x-kubernetes-patch-merge-key`, `x-kubernetes-list-type`,
+/// `x-kubernetes-list-map-keys`, `x-kubernetes-map-type`), which k8s-openapi's schemars output
+/// leaves out. kubectl's client-side `apply` builds its strategic merge patch from them
+/// (`$setElementOrder`, `$patch: delete`, `$retainKeys`); without them it would treat keyed
+/// lists as atomic. The values come from the patch engines' own table
+/// (`patch::builtin_field_extensions`), so what kubectl reads is what the server does.
+///
+/// Walks `kind`'s schema from its definition `root` through `$ref`s, building the dotted paths
+/// (`spec.template.spec.containers[].env`) that table is keyed by. Definitions are shared
+/// (one `PodSpec` for every kind), so extensions are only ever added.
+pub(super) fn annotate(kind: &str, root: &str, schemas: &mut Map<String, Value>) {
+    let mut stack = vec![root.to_owned()];
+    annotate_definition(kind, root, "", schemas, &mut stack);
 }
 
-/// Add [`PATCH_METADATA`] to the generated definitions that are present.
-pub(super) fn annotate(schemas: &mut serde_json::Map<String, serde_json::Value>) {
-    use serde_json::{Value, json};
-    for FieldPatchMeta(def, prop, strategy, key, list) in PATCH_METADATA {
-        let Some(Value::Object(p)) = schemas
-            .get_mut(*def)
-            .and_then(|d| d.pointer_mut(&format!("/properties/{prop}")))
-        else {
-            continue;
+/// Deep enough for a pod template's containers' fields; recursive definitions (the CRD's
+/// JSONSchemaProps) stop at the first repetition on the current path anyway.
+const MAX_DEPTH: usize = 16;
+
+fn annotate_definition(
+    kind: &str,
+    def: &str,
+    path: &str,
+    schemas: &mut Map<String, Value>,
+    stack: &mut Vec<String>,
+) {
+    let props: Vec<(String, Value)> = match schemas
+        .get(def)
+        .and_then(|d| d.get("properties"))
+        .and_then(Value::as_object)
+    {
+        Some(p) => p.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        None => return,
+    };
+    for (prop, prop_schema) in props {
+        let field_path = if path.is_empty() {
+            prop.clone()
+        } else {
+            format!("{path}.{prop}")
         };
-        if let Some(s) = strategy {
-            p.insert("x-kubernetes-patch-strategy".into(), json!(s));
+        let ext = crate::kube::patch::builtin_field_extensions(kind, &field_path);
+        if !ext.is_empty()
+            && let Some(Value::Object(target)) = schemas
+                .get_mut(def)
+                .and_then(|d| d.pointer_mut(&format!("/properties/{}", escape_pointer(&prop))))
+        {
+            for (k, v) in ext {
+                target.entry(k).or_insert(v);
+            }
         }
-        if let Some(k) = key {
-            p.insert("x-kubernetes-patch-merge-key".into(), json!(k));
-        }
-        match list {
-            ListMeta::None => {}
-            ListMeta::Atomic => {
-                p.insert("x-kubernetes-list-type".into(), json!("atomic"));
-            }
-            ListMeta::Set => {
-                p.insert("x-kubernetes-list-type".into(), json!("set"));
-            }
-            ListMeta::Map(keys) => {
-                p.insert("x-kubernetes-list-type".into(), json!("map"));
-                p.insert("x-kubernetes-list-map-keys".into(), json!(keys));
-            }
+        let (child, child_path) = match ref_name(&prop_schema) {
+            Some(r) => (Some(r), field_path),
+            None => (
+                prop_schema.get("items").and_then(ref_name),
+                format!("{field_path}[]"),
+            ),
+        };
+        if let Some(child) = child
+            && stack.len() < MAX_DEPTH
+            && !stack.contains(&child)
+        {
+            stack.push(child.clone());
+            annotate_definition(kind, &child, &child_path, schemas, stack);
+            stack.pop();
         }
     }
+}
+
+/// The component a schema refers to, directly or through kube-openapi's `allOf` wrapper.
+fn ref_name(s: &Value) -> Option<String> {
+    let r = s.get("$ref").or_else(|| {
+        s.get("allOf")
+            .and_then(Value::as_array)
+            .and_then(|a| a.first())
+            .and_then(|f| f.get("$ref"))
+    })?;
+    r.as_str()?
+        .strip_prefix("#/components/schemas/")
+        .map(str::to_owned)
+}
+
+/// RFC 6901 escaping of one JSON pointer segment.
+fn escape_pointer(segment: &str) -> String {
+    segment.replace('~', "~0").replace('/', "~1")
 }

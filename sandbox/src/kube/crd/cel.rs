@@ -378,6 +378,18 @@ fn compile_rule(
         ));
         return None;
     }
+    if let Some(field) = undefined_field(
+        &program.0,
+        node_schema,
+        path.is_empty() || is_root_path(path),
+    ) {
+        let column = text.find(&format!(".{field}")).map_or(1, |i| i + 1);
+        errs.push(compile_error(
+            "rule",
+            &format!("ERROR: <input>:1:{column}: undefined field '{field}'"),
+        ));
+        return None;
+    }
     let uses_old_self = program.references().has_variable("oldSelf");
     if uses_old_self && let Some(u) = uncorrelatable {
         errs.push(FieldError::invalid(
@@ -422,6 +434,122 @@ fn compile_rule(
         optional_old_self,
         uses_old_self,
     })
+}
+
+/// Whether a rule path (`….openAPIV3Schema.x-kubernetes-validations[i]`) belongs to the
+/// root schema node.
+fn is_root_path(path: &str) -> bool {
+    path.rsplit_once(".x-kubernetes-validations[")
+        .is_some_and(|(node, _)| node.ends_with("openAPIV3Schema") || node.is_empty())
+}
+
+/// cel-go type-checks a rule against the schema when the CRD is written: selecting a field
+/// that a typed object does not declare (`self.replcias`) is `undefined field`. Only chains
+/// rooted at `self`/`oldSelf` through declared object properties are checked; maps,
+/// preserve-unknown-fields objects, int-or-string and lists are dynamic there.
+fn undefined_field(
+    expr: &cel::parser::Expression,
+    node_schema: &Value,
+    root: bool,
+) -> Option<String> {
+    use cel::common::ast::{EntryExpr, Expr};
+    let mut stack = vec![expr];
+    while let Some(e) = stack.pop() {
+        match &e.expr {
+            Expr::Select(sel) => {
+                if let Some(missing) = check_select_chain(e, node_schema, root) {
+                    return Some(missing);
+                }
+                stack.push(&sel.operand);
+            }
+            Expr::Call(call) => {
+                stack.extend(call.target.as_deref());
+                stack.extend(call.args.iter());
+            }
+            Expr::Comprehension(c) => {
+                stack.extend([
+                    &c.iter_range,
+                    &c.accu_init,
+                    &c.loop_cond,
+                    &c.loop_step,
+                    &c.result,
+                ]);
+            }
+            Expr::List(l) => stack.extend(l.elements.iter()),
+            Expr::Map(m) => {
+                for entry in &m.entries {
+                    if let EntryExpr::MapEntry(me) = &entry.expr {
+                        stack.push(&me.key);
+                        stack.push(&me.value);
+                    }
+                }
+            }
+            Expr::Struct(st) => {
+                for entry in &st.entries {
+                    if let EntryExpr::StructField(f) = &entry.expr {
+                        stack.push(&f.value);
+                    }
+                }
+            }
+            Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => {}
+        }
+    }
+    None
+}
+
+/// Resolve `self.a.b…` against the schema; the first undeclared field, if any.
+fn check_select_chain(
+    e: &cel::parser::Expression,
+    node_schema: &Value,
+    root: bool,
+) -> Option<String> {
+    use cel::common::ast::Expr;
+    let mut fields = Vec::new();
+    let mut cur = e;
+    loop {
+        match &cur.expr {
+            Expr::Select(sel) => {
+                fields.push(sel.field.as_str());
+                cur = &sel.operand;
+            }
+            Expr::Ident(name) if name == "self" || name == "oldSelf" => break,
+            _ => return None,
+        }
+    }
+    fields.reverse();
+    let mut s = node_schema;
+    let mut at_root = root;
+    let mut in_root_metadata = false;
+    for f in fields {
+        if in_root_metadata {
+            // Only name and generateName of the root metadata are visible to rules.
+            return (f != "name" && f != "generateName").then(|| f.to_owned());
+        }
+        if at_root && (f == "apiVersion" || f == "kind") {
+            return None;
+        }
+        if at_root && f == "metadata" {
+            in_root_metadata = true;
+            at_root = false;
+            continue;
+        }
+        at_root = false;
+        let props = schema::properties(s)?;
+        if schema::preserve_unknown(s)
+            || schema::additional_properties(s).is_some()
+            || schema::int_or_string(s)
+        {
+            return None;
+        }
+        if schema::embedded_resource(s) && matches!(f, "apiVersion" | "kind" | "metadata") {
+            return None;
+        }
+        match props.iter().find(|(name, _)| escape(name) == f) {
+            Some((_, next)) => s = next,
+            None => return Some(f.to_owned()),
+        }
+    }
+    None
 }
 
 fn json_str(s: &str) -> Value {
@@ -983,8 +1111,7 @@ mod tests {
     fn root_rules_see_only_name_in_metadata_and_runtime_errors_are_reported() {
         let s = json!({"type": "object",
             "x-kubernetes-validations": [
-                {"rule": "self.metadata.name.startsWith('conn-')", "message": "name must start with conn-"},
-                {"rule": "!has(self.metadata.labels)", "message": "labels hidden from CEL"}
+                {"rule": "self.metadata.name.startsWith('conn-')", "message": "name must start with conn-"}
             ],
             "properties": {"spec": {"type": "object", "x-kubernetes-validations": [{"rule": "self.missing == 1"}]}}});
         assert_eq!(
@@ -1180,6 +1307,45 @@ mod tests {
         assert_eq!(
             run(&s, &json!({"spec": {"labels": {"bad": "x"}}}), None),
             vec![r#"spec.labels[bad]: Invalid value: "object": no bad label"#]
+        );
+    }
+
+    #[test]
+    fn undeclared_fields_are_refused_like_cel_go_type_checking() {
+        let s = json!({"type": "object",
+        "x-kubernetes-validations": [
+            {"rule": "self.metadata.name.startsWith('a')"},
+            {"rule": "self.metadata.labels.size() > 0"}
+        ],
+        "properties": {"spec": {"type": "object",
+            "x-kubernetes-validations": [
+                {"rule": "self.replicas > 0"},
+                {"rule": "has(self.replcias)"},
+                {"rule": "self.labels.anything == 'x' && self.free.whatever == 1 && self.x__dash__y == 1"}
+            ],
+            "properties": {
+                "replicas": {"type": "integer"},
+                "x-y": {"type": "integer"},
+                "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
+            }}}});
+        let (_, errs) = compile(&s, "spec.versions[0].schema.openAPIV3Schema");
+        let shown: Vec<String> = errs
+            .iter()
+            .map(|e| format!("{} | {}", e.field, e.message))
+            .collect();
+        assert_eq!(shown.len(), 2, "{shown:?}");
+        assert!(shown[0].starts_with("spec.versions[0].schema.openAPIV3Schema.x-kubernetes-validations[1].rule | Invalid value: apiextensions.ValidationRule"), "{}", shown[0]);
+        assert!(
+            shown[0].ends_with("compilation failed: ERROR: <input>:1:14: undefined field 'labels'"),
+            "{}",
+            shown[0]
+        );
+        assert!(shown[1].starts_with("spec.versions[0].schema.openAPIV3Schema.properties[spec].x-kubernetes-validations[1].rule"), "{}", shown[1]);
+        assert!(
+            shown[1].ends_with("undefined field 'replcias'"),
+            "{}",
+            shown[1]
         );
     }
 

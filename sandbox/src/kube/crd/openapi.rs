@@ -112,7 +112,11 @@ pub fn group_version_document(group: &str, version: &str, resources: &[ResourceD
     }
 
     let mut schemas = generator.take_definitions(true);
-    builtin_schemas::annotate(&mut schemas);
+    for (name, gvk) in &builtin_kinds {
+        if let Some(kind) = gvk["kind"].as_str() {
+            builtin_schemas::annotate(kind, name, &mut schemas);
+        }
+    }
     for (name, gvk) in builtin_kinds {
         if let Some(Value::Object(s)) = schemas.get_mut(&name) {
             s.insert("x-kubernetes-group-version-kind".into(), json!([gvk]));
