@@ -5,7 +5,8 @@
 //! Layout: `server` (HTTP edge) → `rest` (verbs) → `store` (revisions, history);
 //! `lifecycle` (finalizers, namespace and CRD termination), `crds` (CRD status and
 //! registration), `resources` (served types), `discovery`, `openapi_docs`, `watch`,
-//! `selectors`, `object_meta`, `secret_data`, `event_views`, `faults`, `kubeconfig`.
+//! `selectors`, `object_meta`, `secret_data`, `event_views`, `kubeconfig`; fault injection
+//! is the sandbox-wide `crate::faults`.
 //! `crd/` (schema engine) and `patch/` (patch engines) are pure libraries called by `rest`.
 
 mod api_error;
@@ -15,7 +16,6 @@ pub mod crd;
 mod crds;
 mod discovery;
 mod event_views;
-mod faults;
 pub mod field_error;
 mod kubeconfig;
 mod lifecycle;
