@@ -57,6 +57,14 @@ fn get_json(emu: &Emulator, args: &[&str]) -> Value {
     emu.kubectl(&full).json()
 }
 
+/// Names of the first container's env variables, in order.
+fn env_names(deploy: &Value) -> Vec<String> {
+    deploy["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .map(|env| env.iter().filter_map(|e| e["name"].as_str().map(String::from)).collect())
+        .unwrap_or_default()
+}
+
 /// Helm's release Secrets of RELEASE, as (name, status label), sorted by name.
 fn release_secrets(emu: &Emulator) -> Vec<(String, String)> {
     let list = get_json(emu, &["secrets", "-n", NS, "-l", &format!("owner=helm,name={RELEASE}")]);
@@ -120,6 +128,8 @@ fn exercise_chart(method: ApplyMethod) {
     let deploy = get_json(&emu, &["deployment", RELEASE, "-n", NS]);
     assert_eq!(deploy["spec"]["replicas"], 1);
     assert_eq!(deploy["spec"]["template"]["spec"]["containers"][0]["name"], "app");
+    assert_eq!(env_names(&deploy), ["DEBUG", "GREETING"]);
+    get_json(&emu, &["configmap", &format!("{RELEASE}-optional"), "-n", NS]);
     let svc = get_json(&emu, &["service", RELEASE, "-n", NS]);
     assert_eq!(svc["spec"]["ports"][0]["port"], 80);
     let crd = get_json(&emu, &["crd", "gadgets.example.com"]);
@@ -135,11 +145,22 @@ fn exercise_chart(method: ApplyMethod) {
 
     // Upgrade with changed values: the objects change, revision 2 is deployed and revision 1
     // is kept as superseded.
-    let upgraded = helm(&emu, method, "upgrade", Some(r#"{"greeting": "bonjour", "replicas": 3, "gadgetSize": "large"}"#));
+    // The upgrade also turns off the optional ConfigMap (Helm deletes it) and the DEBUG
+    // variable (a list item Helm's patch or apply must remove).
+    let upgraded = helm(
+        &emu,
+        method,
+        "upgrade",
+        Some(r#"{"greeting": "bonjour", "replicas": 3, "gadgetSize": "large", "optional": false, "debug": false}"#),
+    );
     assert_eq!(upgraded["version"], 2, "{upgraded}");
     let cm = get_json(&emu, &["configmap", &format!("{RELEASE}-config"), "-n", NS]);
     assert_eq!(cm["data"]["greeting"], "bonjour");
-    assert_eq!(get_json(&emu, &["deployment", RELEASE, "-n", NS])["spec"]["replicas"], 3);
+    let deploy = get_json(&emu, &["deployment", RELEASE, "-n", NS]);
+    assert_eq!(deploy["spec"]["replicas"], 3);
+    assert_eq!(env_names(&deploy), ["GREETING"], "{deploy}");
+    let optional = emu.kubectl(&["get", "configmap", &format!("{RELEASE}-optional"), "-n", NS]);
+    assert!(optional.fails().contains("not found"), "{optional:?}");
     assert_eq!(get_json(&emu, &["gadget", RELEASE, "-n", NS])["spec"]["size"], "large");
     assert_eq!(
         release_secrets(&emu),

@@ -127,6 +127,16 @@ fn server_side_apply_conflicts_with_another_manager_unless_forced() {
         .cloned()
         .unwrap_or_else(|| panic!("no entry for manager kubectl: {obj}"));
     assert!(kubectl_entry["fieldsV1"]["f:spec"].get("f:size").is_none(), "{kubectl_entry}");
+
+    // A field last written by `kubectl patch` (an Update by manager kubectl-patch) belongs to
+    // that manager, so re-applying the old value conflicts with it.
+    emu.kubectl(&["patch", "widget", "w1", "-n", "ssa", "--type=merge", "-p", r#"{"spec":{"replicas":7}}"#])
+        .ok();
+    let reapply = emu.apply(&widget("ssa", "w1", "  replicas: 2\n"), &["--server-side"]);
+    let err = reapply.fails();
+    assert!(err.contains("conflict with \"kubectl-patch\""), "{err}");
+    assert!(err.contains(".spec.replicas"), "{err}");
+    assert_eq!(widget_json(&emu, "ssa", "w1")["spec"]["replicas"], 7);
 }
 
 #[test]
@@ -155,6 +165,11 @@ fn get_lists_across_namespaces_with_selectors_tables_and_formats() {
     // Phase is empty (no status yet), so the row is NAME SIZE REPLICAS AGE.
     assert_eq!(&alpha[..3], ["alpha", "small", "2"], "{table}");
     assert!(!table.contains("gamma"), "{table}");
+    // Priority columns only appear in the wide output.
+    let wide = emu.kubectl(&["get", "widget", "alpha", "-n", "get-a", "-o", "wide"]).ok().to_string();
+    let header: Vec<&str> = wide.lines().next().expect("header").split_whitespace().collect();
+    assert_eq!(header, ["NAME", "SIZE", "REPLICAS", "PHASE", "AGE", "COLOR"], "{wide}");
+    assert!(wide.lines().nth(1).is_some_and(|l| l.trim_end().ends_with("blue")), "{wide}");
 
     // -A adds the NAMESPACE column and sees every namespace.
     let all = emu.kubectl(&["get", "widgets", "-A"]).ok().to_string();
@@ -237,6 +252,18 @@ fn explain_prints_field_descriptions_from_the_schema() {
     assert!(out.contains("-required-"), "{out}");
     let field = emu.kubectl(&["explain", "widget.spec.size"]).ok().to_string();
     assert!(field.contains("How big the widget is"), "{field}");
+    // Discovery lists the resource with its short name; the CRD itself prints as a Table.
+    let resources = emu.kubectl(&["api-resources", "--api-group=example.com"]).ok().to_string();
+    let row: Vec<&str> = resources
+        .lines()
+        .find(|l| l.starts_with("widgets"))
+        .unwrap_or_else(|| panic!("{resources}"))
+        .split_whitespace()
+        .collect();
+    assert_eq!(row, ["widgets", "wdg", "example.com/v1", "true", "Widget"], "{resources}");
+    let crds = emu.kubectl(&["get", "crd", "widgets.example.com"]).ok().to_string();
+    assert!(crds.lines().next().is_some_and(|h| h.split_whitespace().eq(["NAME", "CREATED", "AT"])), "{crds}");
+
     let top = emu.kubectl(&["explain", "wdg"]).ok().to_string();
     assert!(top.contains("KIND:") && top.contains("Widget"), "{top}");
     assert!(top.contains("A Widget is the test object"), "{top}");
@@ -304,9 +331,15 @@ fn delete_waits_for_finalizers_to_be_released() {
     assert!(obj["metadata"]["deletionTimestamp"].is_string(), "{obj}");
     assert_eq!(obj["metadata"]["finalizers"][0], "example.com/hold");
 
-    // Releasing the finalizer lets the deletion complete.
+    // Releasing the finalizer lets the deletion complete; a waiting kubectl sees it.
+    let mut waiting = emu.kubectl_stream(&["wait", "--for=delete", "widget/held", "-n", "fin", "--timeout=120s"]);
     emu.kubectl(&["patch", "widget", "held", "-n", "fin", "--type=json", "-p", r#"[{"op":"remove","path":"/metadata/finalizers"}]"#])
         .ok();
+    // kubectl prints "condition met" when it saw the deletion happen, and nothing (exit 0)
+    // when the object was already gone by the time it looked.
+    let (status, lines) = waiting.finish();
+    assert!(status.success(), "kubectl wait --for=delete failed: {lines:?}");
+    assert!(lines.is_empty() || lines == ["widget.example.com/held condition met"], "{lines:?}");
     eventually("the widget to be gone", || {
         let get = emu.kubectl(&["get", "widget", "held", "-n", "fin"]);
         (!get.status.success() && get.stderr.contains("not found")).then_some(())
@@ -406,7 +439,8 @@ fn invalid_objects_are_rejected_naming_the_field_or_rule() {
         Invalid { what: "maximum", spec: "  size: small\n  replicas: 11\n", expect: &["spec.replicas", "less than or equal to 10"] },
         Invalid { what: "minimum", spec: "  size: small\n  replicas: -1\n", expect: &["spec.replicas", "greater than or equal to 0"] },
         Invalid { what: "required", spec: "  replicas: 2\n", expect: &["spec.size", "Required value"] },
-        Invalid { what: "CEL rule", spec: "  size: small\n  replicas: 2\n  minReplicas: 5\n", expect: &["spec", "minReplicas must not exceed replicas"] },
+        Invalid { what: "CEL rule", spec: "  size: small\n  replicas: 2\n  minReplicas: 5\n", expect: &["spec: Invalid value: \"object\": minReplicas must not exceed replicas"] },
+        Invalid { what: "CEL messageExpression and reason", spec: "  size: small\n  tags: {Bad: one, ok: two}\n", expect: &["spec.tags: Forbidden: tag keys must be lower-case letters; 2 keys given"] },
     ];
     let mut failures = Vec::new();
     for (i, case) in cases.iter().enumerate() {
@@ -423,6 +457,19 @@ fn invalid_objects_are_rejected_naming_the_field_or_rule() {
         let get = emu.kubectl(&["get", "widget", &name, "-n", "invalid"]);
         if get.status.success() {
             failures.push(format!("{}: the rejected object was stored", case.what));
+        }
+    }
+    // Metadata is validated like any object's: the name and label keys.
+    let bad_meta = [
+        ("name", "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: Bad_Name\n  namespace: invalid\nspec:\n  size: small\n", &["metadata.name: Invalid value: \"Bad_Name\"", "RFC 1123"][..]),
+        ("label key", "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: labelled\n  namespace: invalid\n  labels:\n    \"bad key\": x\nspec:\n  size: small\n", &["metadata.labels: Invalid value: \"bad key\""][..]),
+    ];
+    for (what, doc, expect) in bad_meta {
+        let run = emu.apply(doc, &[]);
+        if run.status.success() {
+            failures.push(format!("{what}: accepted: {}", run.stdout));
+        } else if let Some(missing) = expect.iter().find(|e| !run.stderr.contains(**e)) {
+            failures.push(format!("{what}: stderr lacks {missing:?}: {}", run.stderr));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -463,6 +510,16 @@ fn unknown_fields_are_rejected_under_strict_and_pruned_otherwise() {
     ignore.ok();
     assert!(!ignore.stderr.contains("unknown field"), "{ignore:?}");
     assert!(widget_json(&emu, "strict", "w2")["spec"].get("extra").is_none());
+
+    // Built-in kinds are decoded strictly too.
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\n  namespace: strict\ndata:\n  a: b\nbogus: 1\n";
+    let err = emu.apply(cm, &[]);
+    let err = err.fails();
+    assert!(err.contains("ConfigMap in version \"v1\" cannot be handled as a ConfigMap"), "{err}");
+    assert!(err.contains("unknown field \"bogus\""), "{err}");
+    let wrong_type = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\n  namespace: strict\ndata:\n  a: [1]\n";
+    let err = emu.apply(wrong_type, &[]);
+    assert!(err.fails().contains("cannot be handled as a ConfigMap"), "{err:?}");
 }
 
 #[test]
@@ -486,4 +543,195 @@ fn deleting_a_namespace_deletes_its_objects() {
     // Nothing can be created in a deleted namespace.
     let late = emu.apply(&widget("doomed", "w3", "  size: small\n"), &[]);
     assert!(late.fails().contains("namespaces \"doomed\" not found"), "{late:?}");
+}
+
+/// A CRD named `bads.example.com` whose `spec` property schema is `spec_schema` (YAML
+/// indented for its place).
+fn bad_crd(spec_schema: &str) -> String {
+    format!(
+        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: bads.example.com\nspec:\n  group: example.com\n  scope: Namespaced\n  names:\n    plural: bads\n    singular: bad\n    kind: Bad\n  versions:\n    - name: v1\n      served: true\n      storage: true\n      schema:\n        openAPIV3Schema:\n          type: object\n          properties:\n            spec:\n{spec_schema}"
+    )
+}
+
+#[test]
+fn invalid_crds_are_rejected_naming_the_field() {
+    let emu = Emulator::start();
+    // Not structural: an object property without a type.
+    let untyped = emu.apply(&bad_crd("              properties:\n                size:\n                  type: string\n"), &[]);
+    let err = untyped.fails();
+    assert!(err.contains("CustomResourceDefinition \"bads.example.com\" is invalid"), "{err}");
+    assert!(err.contains("spec.versions[0].schema.openAPIV3Schema.properties[spec].type: Required value"), "{err}");
+
+    // A CEL rule that does not compile.
+    let cel = emu.apply(
+        &bad_crd("              type: object\n              x-kubernetes-validations:\n                - rule: self.nonsense(\n"),
+        &[],
+    );
+    let err = cel.fails();
+    assert!(err.contains("spec.versions[0].schema.openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule"), "{err}");
+    assert!(err.contains("compilation failed"), "{err}");
+
+    // Neither was stored, and a valid CRD still goes through.
+    let get = emu.kubectl(&["get", "crd", "bads.example.com"]);
+    assert!(get.fails().contains("not found"), "{get:?}");
+    emu.apply(&bad_crd("              type: object\n"), &[]).ok();
+}
+
+#[test]
+fn built_in_kinds_are_created_by_kubectl_and_print_the_server_columns() {
+    let emu = Emulator::start();
+    let ns = emu.namespace("builtins");
+    // kubectl's generators send protobuf (decoded by the emulator for these kinds)...
+    emu.kubectl(&["create", "configmap", "settings", "--from-literal=a=1", "--from-literal=b=2", "-n", &ns]).ok();
+    emu.kubectl(&["create", "serviceaccount", "robot", "-n", &ns]).ok();
+    // ...while apply sends JSON through kubectl's dynamic client.
+    let manifests = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: builtins, labels: {app: web}}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      serviceAccountName: robot
+      containers:
+        - name: web
+          image: registry.example.com/web:1
+          ports: [{containerPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: builtins}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: 8080}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: reader, namespace: builtins}
+rules:
+  - {apiGroups: [""], resources: [configmaps], verbs: [get, list]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: reader, namespace: builtins}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: reader}
+subjects:
+  - {kind: ServiceAccount, name: robot, namespace: builtins}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: web, namespace: builtins}
+spec:
+  minAvailable: 1
+  selector: {matchLabels: {app: web}}
+"#;
+    let applied = emu.apply(manifests, &[]);
+    assert_eq!(applied.ok().lines().count(), 5, "{applied:?}");
+    // Re-applying is a no-op for every kind.
+    let again = emu.apply(manifests, &[]);
+    assert!(again.ok().lines().all(|l| l.ends_with(" unchanged")), "{again:?}");
+
+    // (kind, name, header, leading cells of the row) as kube-apiserver 1.33 prints them.
+    let tables: [(&str, &str, &[&str], &[&str]); 7] = [
+        ("deployment", "web", &["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"], &["web", "0/2", "0", "0"]),
+        ("configmap", "settings", &["NAME", "DATA", "AGE"], &["settings", "2"]),
+        ("serviceaccount", "robot", &["NAME", "SECRETS", "AGE"], &["robot", "0"]),
+        ("service", "web", &["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"], &["web", "ClusterIP"]),
+        ("role", "reader", &["NAME", "CREATED", "AT"], &["reader"]),
+        ("rolebinding", "reader", &["NAME", "ROLE", "AGE"], &["reader", "Role/reader"]),
+        ("poddisruptionbudget", "web", &["NAME", "MIN", "AVAILABLE", "MAX", "UNAVAILABLE", "ALLOWED", "DISRUPTIONS", "AGE"], &["web", "1", "N/A", "0"]),
+    ];
+    let mut failures = Vec::new();
+    for (kind, name, header, cells) in tables {
+        let out = emu.kubectl(&["get", kind, name, "-n", &ns]).ok().to_string();
+        let mut lines = out.lines();
+        let got_header: Vec<&str> = lines.next().unwrap_or_default().split_whitespace().collect();
+        let got_row: Vec<&str> = lines.next().unwrap_or_default().split_whitespace().collect();
+        if got_header != header || !got_row.starts_with(cells) {
+            failures.push(format!("{kind}:\n{out}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    // The objects carry what kubectl built.
+    let svc = emu.kubectl(&["get", "service", "web", "-n", &ns, "-o", "json"]).json();
+    assert_eq!(svc["spec"]["ports"][0]["port"], 80);
+    assert!(svc["spec"]["clusterIP"].as_str().is_some_and(|ip| !ip.is_empty()), "{svc}");
+    let deploy = emu.kubectl(&["get", "deployment", "web", "-n", &ns, "-o", "json"]).json();
+    assert_eq!(deploy["spec"]["replicas"], 2);
+    assert_eq!(deploy["spec"]["template"]["spec"]["containers"][0]["image"], "registry.example.com/web:1");
+}
+
+#[test]
+fn edit_changes_the_object_and_owns_what_it_changed() {
+    let emu = setup("edit");
+    emu.apply(&widget("edit", "w1", "  size: small\n"), &["--server-side"]).ok();
+    // kubectl runs $EDITOR (through a shell when it has arguments) on a temporary file.
+    let out = emu
+        .kubectl_cmd(&["edit", "widget", "w1", "-n", "edit"])
+        .env("EDITOR", "sed -i -e 's/size: small/size: large/'")
+        .output()
+        .expect("run kubectl edit");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("widget.example.com/w1 edited"), "{stdout}");
+    let obj = widget_json(&emu, "edit", "w1");
+    assert_eq!(obj["spec"]["size"], "large");
+    assert_eq!(obj["metadata"]["generation"], 2);
+    // The edited field now belongs to kubectl-edit, so re-applying the old value conflicts.
+    let reapply = emu.apply(&widget("edit", "w1", "  size: small\n"), &["--server-side"]);
+    let err = reapply.fails();
+    assert!(err.contains("conflict with \"kubectl-edit\"") && err.contains(".spec.size"), "{err}");
+}
+
+#[test]
+fn bearer_tokens_and_secret_data_never_reach_the_emulator_log() {
+    // The most verbose log the emulator can write.
+    let emu = Emulator::start_with_env(&[("RUST_LOG", "trace")]);
+    emu.namespace("vault");
+    let secret_value = "s3cr3t-v4lue";
+    emu.kubectl(&["create", "secret", "generic", "creds", "-n", "vault", &format!("--from-literal=password={secret_value}")])
+        .ok();
+    emu.kubectl(&["get", "secret", "creds", "-n", "vault", "-o", "json"]).json();
+    emu.kubectl(&["patch", "secret", "creds", "-n", "vault", "--type=merge", "-p", r#"{"stringData":{"password":"an0ther-s3cret"}}"#])
+        .ok();
+    let kubeconfig: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(emu.kubeconfig()).expect("kubeconfig")).expect("kubeconfig yaml");
+    let token = kubeconfig["users"][0]["user"]["token"].as_str().expect("bearer token in kubeconfig").to_string();
+    assert!(token.len() >= 16, "the kubeconfig token is too short to be a credential: {token:?}");
+
+    let log = emu.log();
+    // The log does describe these requests, so the checks below are not vacuous.
+    assert!(log.contains("secrets"), "the emulator logged nothing about the requests:\n{log}");
+    for (what, needle) in [
+        ("the bearer token", token.as_str()),
+        ("secret data", secret_value),
+        ("secret data (base64)", "czNjcjN0LXY0bHVl"),
+        ("patched secret data", "an0ther-s3cret"),
+    ] {
+        assert!(!log.contains(needle), "{what} appears in the emulator log");
+    }
+}
+
+#[test]
+fn deleting_the_crd_deletes_its_objects() {
+    let emu = setup("crd-gone");
+    emu.apply(&widget("crd-gone", "w1", "  size: small\n"), &[]).ok();
+    let out = emu.kubectl(&["delete", "crd", "widgets.example.com"]);
+    assert!(out.ok().contains("\"widgets.example.com\" deleted"), "{out:?}");
+    // The group/version leaves discovery and its resource path answers 404 (kubectl still
+    // knows the type from its discovery cache, so it asks and reports the 404).
+    eventually("the widgets resource to disappear", || {
+        let raw = emu.kubectl(&["get", "--raw", "/apis/example.com/v1"]);
+        (!raw.status.success() && raw.stderr.contains("NotFound")).then_some(())
+    });
+    let get = emu.kubectl(&["get", "widgets", "-n", "crd-gone"]);
+    assert!(get.fails().contains("the server could not find the requested resource"), "{get:?}");
+    // Re-creating the CRD does not bring the old objects back.
+    emu.install_widget_crd();
+    let left = emu.kubectl(&["get", "widgets", "-n", "crd-gone", "-o", "name"]);
+    assert_eq!(left.ok().trim(), "", "{left:?}");
 }

@@ -23,7 +23,7 @@ use k8s_openapi::{
 };
 use kube::{
     Api, Client, Config, CustomResource, Resource, ResourceExt,
-    api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams, WatchEvent, WatchParams},
+    api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams, WatchEvent, WatchParams},
     config::{KubeConfigOptions, Kubeconfig},
     runtime::{
         Controller,
@@ -96,6 +96,18 @@ impl Harness {
 
     fn widgets(&self, ns: &str) -> Api<Widget> {
         Api::namespaced(self.client.clone(), ns)
+    }
+
+    /// PUT a fault (`/_sandbox/faults`, INTERFACES.md) for the next matching requests.
+    async fn inject_fault(&self, fault: serde_json::Value) {
+        let resp = self
+            .http
+            .put(format!("{}/_sandbox/faults", self.emu.base_url()))
+            .json(&fault)
+            .send()
+            .await
+            .expect("admin request");
+        assert!(resp.status().is_success(), "PUT /_sandbox/faults: {}", resp.status());
     }
 
     /// POST to an admin endpoint under `/_sandbox/` (fault injection).
@@ -296,7 +308,114 @@ async fn streaming_watcher_recovers_after_dropped_watches_and_410() {
     watcher_recovers("recover-streaming", watcher::Config::default().streaming_lists()).await;
 }
 
+#[tokio::test]
+async fn watches_follow_label_and_field_selectors() {
+    let ns = "selectors";
+    let h = Harness::start(ns).await;
+    let api = h.widgets(ns);
+    let (journal, task) = spawn_journal(api.clone(), watcher::Config::default().labels("tier=gold"));
+    journal_has(&journal, "the initial list", "InitDone", "").await;
+
+    let mut gold = widget("w1", "small");
+    gold.labels_mut().insert("tier".into(), "gold".into());
+    api.create(&PostParams::default(), &gold).await.expect("create");
+    api.create(&PostParams::default(), &widget("plain", "small")).await.expect("create");
+    journal_has(&journal, "the labelled widget", "Apply", "w1").await;
+
+    // Leaving the selection is a deletion for this watch; coming back is an addition.
+    let relabel = |tier: &str| Patch::Merge(json!({"metadata": {"labels": {"tier": tier}}}));
+    api.patch("w1", &PatchParams::default(), &relabel("silver")).await.expect("patch");
+    journal_has(&journal, "w1 leaving the selection", "Delete", "w1").await;
+    api.patch("w1", &PatchParams::default(), &relabel("gold")).await.expect("patch");
+    let w1_events = || -> Vec<&'static str> {
+        journal.lock().unwrap().iter().filter(|(_, n)| n == "w1").map(|(k, _)| *k).collect()
+    };
+    eventually("w1 coming back", || {
+        let events = w1_events();
+        async move { (events.len() >= 3).then_some(()) }
+    })
+    .await;
+    assert_eq!(w1_events(), ["Apply", "Delete", "Apply"]);
+    let j = journal.lock().unwrap().clone();
+    assert!(j.iter().all(|(_, n)| n != "plain"), "an unselected widget reached the watch: {j:?}");
+    task.abort();
+
+    // Field selectors: metadata.name selects; other fields are refused like kube-apiserver.
+    let named = api.list(&ListParams::default().fields("metadata.name=plain")).await.expect("list");
+    assert_eq!(named.items.iter().map(|w| w.name_any()).collect::<Vec<_>>(), ["plain"]);
+    let refused = api.list(&ListParams::default().fields("spec.size=small")).await;
+    match refused {
+        Err(kube::Error::Api(s)) => {
+            assert_eq!(s.code, 400, "{s:?}");
+            assert!(s.message.contains("spec.size"), "{s:?}");
+        }
+        other => panic!("an unsupported field selector must be a 400: {other:?}"),
+    }
+
+    // timeoutSeconds ends a watch cleanly (the stream simply finishes).
+    let rv = api.list(&ListParams::default()).await.expect("list").metadata.resource_version.expect("rv");
+    let mut short = api.watch(&WatchParams::default().timeout(1), &rv).await.expect("watch").boxed();
+    while let Some(ev) = within(short.next()).await {
+        match ev.expect("watch event") {
+            WatchEvent::Bookmark(_) => {}
+            other => panic!("nothing was written, yet the watch sent {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn writes_honour_generate_name_dry_run_and_preconditions() {
+    let ns = "writes";
+    let h = Harness::start(ns).await;
+    let api = h.widgets(ns);
+
+    // generateName: the server completes the name.
+    let mut w = Widget::new("", WidgetSpec { size: "small".into(), replicas: None });
+    w.metadata.name = None;
+    w.metadata.generate_name = Some("gen-".into());
+    let created = api.create(&PostParams::default(), &w).await.expect("create with generateName");
+    let name = created.name_any();
+    assert!(name.starts_with("gen-") && name.len() > "gen-".len(), "{name}");
+
+    // dryRun=All: validated and answered (with defaults), never stored.
+    let dry = PostParams { dry_run: true, ..Default::default() };
+    let answered = api.create(&dry, &widget("dry", "large")).await.expect("dry-run create");
+    assert_eq!(answered.spec.replicas, Some(1), "defaults apply to a dry run too");
+    assert!(api.get_opt("dry").await.expect("get").is_none(), "a dry-run create was stored");
+    let invalid = api.create(&dry, &widget("dry", "huge")).await;
+    assert!(matches!(invalid, Err(kube::Error::Api(ref s)) if s.code == 422), "{invalid:?}");
+
+    // Optimistic concurrency on the status subresource: a stale resourceVersion is a 409.
+    let mut stale = created.clone();
+    let missing = api.patch("gen-missing", &PatchParams::default(), &Patch::Merge(json!({}))).await;
+    assert!(matches!(missing, Err(kube::Error::Api(ref s)) if s.code == 404), "{missing:?}");
+    api.patch(&name, &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 3}})))
+        .await
+        .expect("patch");
+    stale.status = Some(WidgetStatus { phase: Some("Running".into()) });
+    let conflict = api.replace_status(&name, &PostParams::default(), &stale).await;
+    assert!(matches!(conflict, Err(kube::Error::Api(ref s)) if s.code == 409), "{conflict:?}");
+
+    // Delete preconditions: a wrong uid is a 409 and the object stays.
+    let wrong = DeleteParams {
+        preconditions: Some(kube::api::Preconditions { uid: Some("not-the-uid".into()), resource_version: None }),
+        ..Default::default()
+    };
+    let refused = api.delete(&name, &wrong).await;
+    assert!(matches!(refused, Err(kube::Error::Api(ref s)) if s.code == 409), "{refused:?}");
+    assert!(api.get_opt(&name).await.expect("get").is_some());
+    let right = DeleteParams {
+        preconditions: Some(kube::api::Preconditions { uid: created.uid(), resource_version: None }),
+        ..Default::default()
+    };
+    api.delete(&name, &right).await.expect("delete with the right uid");
+    assert!(api.get_opt(&name).await.expect("get").is_none());
+}
+
 const FINALIZER: &str = "example.com/cleanup";
+
+/// Context of the finalizer test's controller: the Widget API and the names cleaned up.
+type FinalizerCtx = (Api<Widget>, Arc<Mutex<Vec<String>>>);
 
 #[tokio::test]
 async fn finalizer_helper_adds_and_removes_its_finalizer() {
@@ -309,7 +428,7 @@ async fn finalizer_helper_adds_and_removes_its_finalizer() {
         Controller::new(api.clone(), watcher::Config::default())
             .with_config(controller::Config::default().concurrency(2))
             .run(
-                |obj: Arc<Widget>, ctx: Arc<(Api<Widget>, Arc<Mutex<Vec<String>>>)>| async move {
+                |obj: Arc<Widget>, ctx: Arc<FinalizerCtx>| async move {
                     let (api, cleanups) = &*ctx;
                     finalizer(api, FINALIZER, obj, |ev| async move {
                         if let FinalizerEvent::Cleanup(w) = ev {
@@ -343,6 +462,55 @@ async fn finalizer_helper_adds_and_removes_its_finalizer() {
     })
     .await;
     assert_eq!(*cleanups.lock().unwrap(), ["w1"], "cleanup must run exactly once");
+    run.abort();
+}
+
+#[tokio::test]
+async fn controller_retries_through_injected_api_failures() {
+    let ns = "faults";
+    let h = Harness::start(ns).await;
+    let api = h.widgets(ns);
+    // The next two PATCHes of any Widget in the namespace fail with 500.
+    h.inject_fault(json!({
+        "method": "PATCH",
+        "path": format!("/apis/example.com/v1/namespaces/{ns}/widgets/*"),
+        "status": 500,
+        "count": 2,
+    }))
+    .await;
+    let failures: Arc<Mutex<Vec<String>>> = Arc::default();
+    let ctx = Arc::new((api.clone(), Arc::default()));
+    let seen_failures = failures.clone();
+    let run = tokio::spawn(
+        Controller::new(api.clone(), watcher::Config::default())
+            .with_config(controller::Config::default().concurrency(2))
+            .run(
+                |obj: Arc<Widget>, ctx: Arc<FinalizerCtx>| async move {
+                    finalizer(&ctx.0, FINALIZER, obj, |_| async { Ok::<_, kube::Error>(Action::await_change()) })
+                        .await
+                        .map_err(|e| ReconcileError::Finalizer(Box::new(e)))
+                },
+                move |_, err, _| {
+                    seen_failures.lock().unwrap().push(err.to_string());
+                    Action::requeue(Duration::from_millis(100))
+                },
+                ctx,
+            )
+            .for_each(|_| async {}),
+    );
+
+    api.create(&PostParams::default(), &widget("w1", "small")).await.expect("create");
+    eventually("the finalizer to be added despite the failures", || {
+        let api = api.clone();
+        async move {
+            let w = api.get("w1").await.ok()?;
+            w.finalizers().iter().any(|f| f == FINALIZER).then_some(())
+        }
+    })
+    .await;
+    let failures = failures.lock().unwrap().clone();
+    assert_eq!(failures.len(), 2, "each injected failure reaches error_policy once: {failures:?}");
+    assert!(failures.iter().all(|f| f.contains("500")), "{failures:?}");
     run.abort();
 }
 
@@ -459,6 +627,14 @@ async fn recorder_events_are_visible_as_core_and_events_k8s_io() {
     // deprecatedCount (pkg/apis/events/v1 conversion), which the Recorder never sets.
     assert_eq!(core.series.as_ref().and_then(|s| s.count), Some(2), "{core:?}");
     assert_eq!(core.count, None);
+
+    // `kubectl get events` (core/v1, as a Table) lists what the Recorder wrote.
+    let table = h.emu.kubectl(&["get", "events", "-n", ns]).ok().to_string();
+    let row = table
+        .lines()
+        .find(|l| l.contains("Reconciled"))
+        .unwrap_or_else(|| panic!("no Reconciled event in kubectl get events:\n{table}"));
+    assert!(row.contains("Normal") && row.contains("widget/w1") && row.contains("widget is in shape"), "{row}");
 }
 
 #[tokio::test]

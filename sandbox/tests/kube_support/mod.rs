@@ -55,27 +55,43 @@ impl Emulator {
     /// Start `connection-sandbox kube --addr 127.0.0.1:0 --kubeconfig FILE` and wait for its
     /// `listening on http://ADDR` line (printed after the kubeconfig is written).
     pub fn start() -> Self {
+        Self::start_with_env(&[])
+    }
+
+    /// [`Emulator::start`] with extra environment variables (e.g. `RUST_LOG`). The emulator's
+    /// log (stderr) goes to a file, printed when the test fails ([`Emulator::log`]).
+    pub fn start_with_env(env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let kubeconfig = dir.path().join("kubeconfig");
+        let log = std::fs::File::create(dir.path().join("emulator.log")).expect("log file");
         let mut child = Command::new(env!("CARGO_BIN_EXE_connection-sandbox"))
             .args(["kube", "--addr", "127.0.0.1:0", "--kubeconfig"])
             .arg(&kubeconfig)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(log)
             .spawn()
             .expect("spawn connection-sandbox kube");
         let stdout = child.stdout.take().expect("piped stdout");
-        let mut lines = BufReader::new(stdout);
-        let mut first = String::new();
-        lines.read_line(&mut first).expect("read emulator stdout");
-        let addr = first
-            .trim()
-            .strip_prefix("listening on http://")
-            .unwrap_or_else(|| panic!("unexpected first line from the emulator: {first:?}"))
-            .to_string();
-        // Keep draining stdout so the emulator never blocks on a full pipe.
-        thread::spawn(move || std::io::copy(&mut lines, &mut std::io::sink()));
+        // Read the first line on a thread, so an emulator that never gets ready fails the
+        // test after GENEROUS instead of hanging it; the thread then keeps draining stdout
+        // so the emulator never blocks on a full pipe.
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            let mut lines = BufReader::new(stdout);
+            let mut first = String::new();
+            let _ = lines.read_line(&mut first);
+            let _ = tx.send(first);
+            let _ = std::io::copy(&mut lines, &mut std::io::sink());
+        });
+        let first = rx.recv_timeout(GENEROUS).unwrap_or_default();
+        let Some(addr) = first.trim().strip_prefix("listening on http://").map(str::to_string) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            let log = std::fs::read_to_string(dir.path().join("emulator.log")).unwrap_or_default();
+            panic!("unexpected first line from the emulator: {first:?}\n--- emulator log ---\n{log}");
+        };
         assert!(kubeconfig.is_file(), "the emulator did not write {}", kubeconfig.display());
         Self { child, dir, addr }
     }
@@ -91,6 +107,11 @@ impl Emulator {
 
     pub fn kubeconfig(&self) -> PathBuf {
         self.dir.path().join("kubeconfig")
+    }
+
+    /// Everything the emulator logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("emulator.log")).unwrap_or_default()
     }
 
     /// A scratch directory that lives as long as the emulator.
@@ -190,6 +211,9 @@ impl Drop for Emulator {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if thread::panicking() {
+            eprintln!("--- emulator log ---\n{}", self.log());
+        }
     }
 }
 
@@ -280,6 +304,26 @@ impl Stream {
                 return seen;
             }
         }
+    }
+
+    /// Wait (at most [`GENEROUS`]) for kubectl to exit by itself; returns its exit status and
+    /// the stdout lines not read yet.
+    #[track_caller]
+    pub fn finish(&mut self) -> (ExitStatus, Vec<String>) {
+        let deadline = std::time::Instant::now() + GENEROUS;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("poll kubectl") {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let stderr = self.stop();
+                panic!("kubectl did not exit within {GENEROUS:?}; stderr: {stderr}");
+            }
+            thread::sleep(Duration::from_millis(100));
+        };
+        // The reader thread ends at EOF, which follows the exit.
+        let lines = self.lines.iter().collect();
+        (status, lines)
     }
 
     /// Kill kubectl; returns what it printed on stderr.
