@@ -3,5 +3,6 @@
 //! provider is reachable from the machines this project is built on, so these emulators
 //! are the truth the operator is tested against: they must be as strict as the real thing.
 
+pub mod faults;
 pub mod kube;
 pub mod providers;

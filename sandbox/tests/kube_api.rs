@@ -499,6 +499,11 @@ async fn faults_fail_matching_requests_then_clear() {
     assert_eq!(api.get("/version").await.status, 200);
     let invalid = api.call(Method::PUT, "/_sandbox/faults", "application/json", Some(json!({"path": "x", "status": 500}).to_string()), None).await;
     assert_eq!(invalid.status, 400);
+    let reset = api.call(Method::PUT, "/_sandbox/faults", "application/json", Some(json!({"path": "*", "reset": true}).to_string()), None).await;
+    assert_eq!(reset.status, 400, "connection resets are a provider-emulator feature");
+    api.call(Method::PUT, "/_sandbox/faults", "application/json", Some(json!({"path": "/version", "status": 502, "body": "not json"}).to_string()), None).await;
+    let raw = api.get("/version").await;
+    assert_eq!((raw.status.as_u16(), raw.body.as_str()), (502, Some("not json")));
 }
 
 fn gizmo_crd() -> Value {

@@ -2,10 +2,13 @@
 //! REST, watch, discovery and OpenAPI surface over an in-memory store, strict where the
 //! real server is strict.
 //!
-//! Layout: `server` (HTTP edge) → `rest` (verbs) → `store` (revisions, history);
-//! `lifecycle` (finalizers, namespace and CRD termination), `crds` (CRD status and
-//! registration), `resources` (served types), `discovery`, `openapi_docs`, `watch`,
-//! `selectors`, `object_meta`, `secret_data`, `event_views`, `faults`, `kubeconfig`.
+//! Layout: `server` (HTTP edge, admin API) → `rest` (verbs) → `store` (revisions, history);
+//! `lifecycle` (finalizers, namespace and CRD termination, default ServiceAccount), `crds`
+//! (CRD status and registration), `resources` (served types), `discovery`, `openapi_docs`,
+//! `watch`, `selectors`, `request` (paths, query, content negotiation), `protobuf` (bodies
+//! kubectl and Helm send as protobuf), `builtin_decode` (typed decoding of built-in kinds),
+//! `object_meta`, `secret_data`, `service_defaults`, `event_views`, `authz` (seam for RBAC),
+//! `kubeconfig`, `api_error`. Fault injection is the sandbox-wide `crate::faults`.
 //! `crd/` (schema engine) and `patch/` (patch engines) are pure libraries called by `rest`.
 
 mod api_error;
@@ -15,7 +18,6 @@ pub mod crd;
 mod crds;
 mod discovery;
 mod event_views;
-mod faults;
 pub mod field_error;
 mod kubeconfig;
 mod lifecycle;

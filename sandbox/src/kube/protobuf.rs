@@ -31,6 +31,8 @@ enum Kind {
     RepeatedMsg(&'static [Field]),
     /// `FieldsV1` (raw JSON bytes in field 1).
     FieldsV1,
+    /// `IntOrString` {type = 1, intVal = 2, strVal = 3}: a JSON number or string.
+    IntOrString,
 }
 
 #[derive(Clone, Copy)]
@@ -110,6 +112,88 @@ const SERVICE_ACCOUNT: &[Field] = &[
     Field(4, "automountServiceAccountToken", Kind::Bool),
 ];
 
+const POLICY_RULE: &[Field] = &[
+    Field(1, "verbs", Kind::RepeatedStr),
+    Field(2, "apiGroups", Kind::RepeatedStr),
+    Field(3, "resources", Kind::RepeatedStr),
+    Field(4, "resourceNames", Kind::RepeatedStr),
+    Field(5, "nonResourceURLs", Kind::RepeatedStr),
+];
+
+const ROLE: &[Field] = &[Field(1, "metadata", Kind::Msg(OBJECT_META)), Field(2, "rules", Kind::RepeatedMsg(POLICY_RULE))];
+
+const ROLE_BINDING: &[Field] = &[
+    Field(1, "metadata", Kind::Msg(OBJECT_META)),
+    Field(
+        2,
+        "subjects",
+        Kind::RepeatedMsg(&[Field(1, "kind", Kind::Str), Field(2, "apiGroup", Kind::Str), Field(3, "name", Kind::Str), Field(4, "namespace", Kind::Str)]),
+    ),
+    Field(3, "roleRef", Kind::Msg(&[Field(1, "apiGroup", Kind::Str), Field(2, "kind", Kind::Str), Field(3, "name", Kind::Str)])),
+];
+
+const SERVICE_PORT: &[Field] = &[
+    Field(1, "name", Kind::Str),
+    Field(2, "protocol", Kind::Str),
+    Field(3, "port", Kind::Int),
+    Field(4, "targetPort", Kind::IntOrString),
+    Field(5, "nodePort", Kind::Int),
+    Field(6, "appProtocol", Kind::Str),
+];
+
+/// The ServiceSpec fields `kubectl create service` fills in.
+const SERVICE_SPEC: &[Field] = &[
+    Field(1, "ports", Kind::RepeatedMsg(SERVICE_PORT)),
+    Field(2, "selector", Kind::StrMap),
+    Field(3, "clusterIP", Kind::Str),
+    Field(4, "type", Kind::Str),
+    Field(5, "externalIPs", Kind::RepeatedStr),
+    Field(7, "sessionAffinity", Kind::Str),
+    Field(10, "externalName", Kind::Str),
+];
+
+const SERVICE: &[Field] = &[Field(1, "metadata", Kind::Msg(OBJECT_META)), Field(2, "spec", Kind::Msg(SERVICE_SPEC))];
+
+const LABEL_SELECTOR: &[Field] = &[
+    Field(1, "matchLabels", Kind::StrMap),
+    Field(
+        2,
+        "matchExpressions",
+        Kind::RepeatedMsg(&[Field(1, "key", Kind::Str), Field(2, "operator", Kind::Str), Field(3, "values", Kind::RepeatedStr)]),
+    ),
+];
+
+/// The Container fields `kubectl create deployment` can fill in (`--image`, `--port`,
+/// `-- command`).
+const CONTAINER: &[Field] = &[
+    Field(1, "name", Kind::Str),
+    Field(2, "image", Kind::Str),
+    Field(3, "command", Kind::RepeatedStr),
+    Field(4, "args", Kind::RepeatedStr),
+    Field(5, "workingDir", Kind::Str),
+    Field(
+        6,
+        "ports",
+        Kind::RepeatedMsg(&[Field(1, "name", Kind::Str), Field(2, "hostPort", Kind::Int), Field(3, "containerPort", Kind::Int), Field(4, "protocol", Kind::Str)]),
+    ),
+    Field(7, "env", Kind::RepeatedMsg(&[Field(1, "name", Kind::Str), Field(2, "value", Kind::Str)])),
+    Field(14, "imagePullPolicy", Kind::Str),
+];
+
+const POD_SPEC: &[Field] = &[
+    Field(2, "containers", Kind::RepeatedMsg(CONTAINER)),
+    Field(3, "restartPolicy", Kind::Str),
+    Field(8, "serviceAccountName", Kind::Str),
+];
+
+const DEPLOYMENT_SPEC: &[Field] = &[
+    Field(1, "replicas", Kind::Int),
+    Field(2, "selector", Kind::Msg(LABEL_SELECTOR)),
+    Field(3, "template", Kind::Msg(&[Field(1, "metadata", Kind::Msg(OBJECT_META)), Field(2, "spec", Kind::Msg(POD_SPEC))])),
+];
+
+const DEPLOYMENT: &[Field] = &[Field(1, "metadata", Kind::Msg(OBJECT_META)), Field(2, "spec", Kind::Msg(DEPLOYMENT_SPEC))];
+
 /// meta/v1 DeleteOptions (Helm deletes its release Secrets with a typed client).
 const DELETE_OPTIONS: &[Field] = &[
     Field(1, "gracePeriodSeconds", Kind::Int),
@@ -125,6 +209,10 @@ fn schema_for(api_version: &str, kind: &str) -> Option<&'static [Field]> {
         ("v1", "ConfigMap") => Some(CONFIG_MAP),
         ("v1", "Secret") => Some(SECRET),
         ("v1", "ServiceAccount") => Some(SERVICE_ACCOUNT),
+        ("v1", "Service") => Some(SERVICE),
+        ("apps/v1", "Deployment") => Some(DEPLOYMENT),
+        ("rbac.authorization.k8s.io/v1", "Role" | "ClusterRole") => Some(ROLE),
+        ("rbac.authorization.k8s.io/v1", "RoleBinding" | "ClusterRoleBinding") => Some(ROLE_BINDING),
         ("v1" | "meta.k8s.io/v1", "DeleteOptions") => Some(DELETE_OPTIONS),
         _ => None,
     }
@@ -279,6 +367,19 @@ fn message(b: &[u8], schema: &[Field]) -> Result<Map<String, Value>, ProtoError>
                     a.push(item);
                 }
             }
+            (Kind::IntOrString, Wire::Bytes(x)) => {
+                let (mut is_str, mut int_val, mut str_val) = (false, 0i64, String::new());
+                let mut ir = Reader { buf: x, pos: 0 };
+                while !ir.done() {
+                    match ir.field()? {
+                        (1, Wire::Varint(t)) => is_str = t == 1,
+                        (2, Wire::Varint(v)) => int_val = v as i64,
+                        (3, Wire::Bytes(v)) => str_val = string(v)?,
+                        _ => {}
+                    }
+                }
+                out.insert(name, if is_str { json!(str_val) } else { json!(int_val) });
+            }
             (Kind::FieldsV1, Wire::Bytes(x)) => {
                 let mut fr = Reader { buf: x, pos: 0 };
                 while !fr.done() {
@@ -334,6 +435,55 @@ mod tests {
         assert_eq!(v["metadata"]["name"], "foo");
     }
 
+    /// Length-delimited field `num` holding `payload`.
+    fn ld(num: u8, payload: &[u8]) -> Vec<u8> {
+        [&[num << 3 | 2, payload.len() as u8][..], payload].concat()
+    }
+
+    fn envelope(api_version: &str, kind: &str, raw: &[u8]) -> Vec<u8> {
+        let tm = [ld(1, api_version.as_bytes()), ld(2, kind.as_bytes())].concat();
+        [b"k8s\0".to_vec(), ld(1, &tm), ld(2, raw)].concat()
+    }
+
+    #[test]
+    fn decodes_services_with_int_or_string_ports() {
+        // targetPort as a string (type = 1) and as a number (type = 0).
+        let named = [ld(1, b"http"), vec![3 << 3, 80], ld(4, &[&[1 << 3, 1][..], &ld(3, b"web")].concat())].concat();
+        let numbered = [vec![3 << 3, 81], ld(4, &[1 << 3, 0, 2 << 3, 90])].concat();
+        let spec = [ld(1, &named), ld(1, &numbered), ld(4, b"ClusterIP")].concat();
+        let raw = [ld(1, &ld(1, b"svc")), ld(2, &spec)].concat();
+        let v = decode(&envelope("v1", "Service", &raw)).unwrap();
+        assert_eq!(v["spec"]["ports"], json!([{"name": "http", "port": 80, "targetPort": "web"}, {"port": 81, "targetPort": 90}]));
+        assert_eq!(v["spec"]["type"], "ClusterIP");
+    }
+
+    #[test]
+    fn decodes_kubectl_create_deployment() {
+        let entry = [ld(1, b"app"), ld(2, b"web")].concat();
+        let labels = ld(11, &entry);
+        let container = [ld(1, b"nginx"), ld(2, b"nginx"), ld(3, b"/bin/sh"), ld(6, &[3 << 3, 0x90, 0x3f])].concat();
+        let template = [ld(1, &labels), ld(2, &ld(2, &container))].concat();
+        let spec = [vec![1 << 3, 1], ld(2, &ld(1, &entry)), ld(3, &template)].concat();
+        let raw = [ld(1, &[ld(1, b"web"), labels.clone()].concat()), ld(2, &spec)].concat();
+        let v = decode(&envelope("apps/v1", "Deployment", &raw)).unwrap();
+        assert_eq!(v["spec"]["replicas"], 1);
+        assert_eq!(v["spec"]["selector"]["matchLabels"], json!({"app": "web"}));
+        assert_eq!(
+            v["spec"]["template"]["spec"]["containers"],
+            json!([{"name": "nginx", "image": "nginx", "command": ["/bin/sh"], "ports": [{"containerPort": 8080}]}])
+        );
+    }
+
+    #[test]
+    fn decodes_role_bindings() {
+        let subject = [ld(1, b"ServiceAccount"), ld(3, b"default"), ld(4, b"ns")].concat();
+        let role_ref = [ld(1, b"rbac.authorization.k8s.io"), ld(2, b"Role"), ld(3, b"r")].concat();
+        let raw = [ld(1, &ld(1, b"rb")), ld(2, &subject), ld(3, &role_ref)].concat();
+        let v = decode(&envelope("rbac.authorization.k8s.io/v1", "RoleBinding", &raw)).unwrap();
+        assert_eq!(v["subjects"], json!([{"kind": "ServiceAccount", "name": "default", "namespace": "ns"}]));
+        assert_eq!(v["roleRef"]["name"], "r");
+    }
+
     #[test]
     fn decodes_delete_options_with_preconditions() {
         let mut body = b"k8s\0".to_vec();
@@ -354,9 +504,9 @@ mod tests {
     fn rejects_unknown_kinds_and_garbage() {
         assert!(matches!(decode(b"{}"), Err(ProtoError::NoEnvelope)));
         assert!(matches!(decode(b"k8s\0\x0a\xff"), Err(ProtoError::Malformed)));
-        // TypeMeta apps/v1 Deployment.
+        // TypeMeta batch/v1 Job.
         let mut body = b"k8s\0".to_vec();
-        let tm = [&[0x0a, 7][..], b"apps/v1", &[0x12, 10], b"Deployment"].concat();
+        let tm = [&[0x0a, 8][..], b"batch/v1", &[0x12, 3], b"Job"].concat();
         body.extend([0x0a, tm.len() as u8]);
         body.extend(tm);
         assert!(matches!(decode(&body), Err(ProtoError::Unsupported(_))));

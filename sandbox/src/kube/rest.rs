@@ -201,10 +201,8 @@ fn admit(rt: &ResourceType, obj: &mut Value, old: Option<&Value>, opts: &WriteOp
         // Addresses are numbered by the global revision: unique per create, no allocator state.
         service_defaults::default_service(obj, old, || service_defaults::cluster_ip(revision));
     }
-    if rt.storage_group.is_empty() && (rt.storage_plural == "secrets" || rt.storage_plural == "configmaps") {
-        if let Some(old) = old {
-            errs.extend(secret_data::validate_immutable(old, obj));
-        }
+    if let Some(old) = old.filter(|_| rt.storage_group.is_empty() && ["secrets", "configmaps"].contains(&rt.storage_plural.as_str())) {
+        errs.extend(secret_data::validate_immutable(old, obj));
     }
     if !errs.is_empty() {
         return Err(invalid(errs));

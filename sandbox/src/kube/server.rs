@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::api_error::{ApiError, GroupKind};
 use super::crd::table;
-use super::faults::{Fault, Faults};
+use crate::faults::{Fault, Faults};
 use super::field_error::FieldError;
 use super::request::{self, Query, Representation, ResourcePath};
 use super::resources::{Registry, ResourceType};
@@ -131,7 +131,10 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
             tokio::time::sleep(Duration::from_millis(ms)).await;
         }
         if let Some(code) = fault.status {
-            let mut resp = error_response(&ApiError::Injected(code));
+            let mut resp = match &fault.body {
+                Some(raw) => json_response(code, &Value::Null, JSON).map(|_| Body::from(raw.clone())),
+                None => error_response(&ApiError::Injected(code)),
+            };
             if let Some(ra) = fault.retry_after_header().and_then(|v| HeaderValue::from_str(&v).ok()) {
                 resp.headers_mut().insert(header::RETRY_AFTER, ra);
             }
@@ -591,6 +594,10 @@ fn admin_api(shared: &Arc<Shared>, method: &Method, path: &str, body: &[u8]) -> 
             };
             if let Some(e) = faults.iter().find_map(|f| f.validate().err()) {
                 return bad(e.to_string());
+            }
+            // The kube server answers through axum and cannot cut a connection mid-request.
+            if faults.iter().any(|f| f.reset) {
+                return bad("reset is not supported by the Kubernetes emulator".into());
             }
             for f in faults {
                 shared.faults.push(f);

@@ -74,17 +74,24 @@ impl Emulator {
             .spawn()
             .expect("spawn connection-sandbox kube");
         let stdout = child.stdout.take().expect("piped stdout");
-        let mut lines = BufReader::new(stdout);
-        let mut first = String::new();
-        lines.read_line(&mut first).expect("read emulator stdout");
+        // Read the first line on a thread, so an emulator that never gets ready fails the
+        // test after GENEROUS instead of hanging it; the thread then keeps draining stdout
+        // so the emulator never blocks on a full pipe.
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            let mut lines = BufReader::new(stdout);
+            let mut first = String::new();
+            let _ = lines.read_line(&mut first);
+            let _ = tx.send(first);
+            let _ = std::io::copy(&mut lines, &mut std::io::sink());
+        });
+        let first = rx.recv_timeout(GENEROUS).unwrap_or_default();
         let Some(addr) = first.trim().strip_prefix("listening on http://").map(str::to_string) else {
             let _ = child.kill();
             let _ = child.wait();
             let log = std::fs::read_to_string(dir.path().join("emulator.log")).unwrap_or_default();
             panic!("unexpected first line from the emulator: {first:?}\n--- emulator log ---\n{log}");
         };
-        // Keep draining stdout so the emulator never blocks on a full pipe.
-        thread::spawn(move || std::io::copy(&mut lines, &mut std::io::sink()));
         assert!(kubeconfig.is_file(), "the emulator did not write {}", kubeconfig.display());
         Self { child, dir, addr }
     }
