@@ -716,11 +716,18 @@ async fn suspend_and_provider_problems_make_no_upstream_call() {
     let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "later-credentials"}, "stringData": {"token": TOKEN}});
     secrets.patch("later-credentials", &PatchParams::apply("test"), &Patch::Apply(secret)).await.unwrap();
     env.ready_reason("not-ready", "InSync").await;
+    // Deleting the Provider is noticed at once (not at the next drift check).
+    api.delete("later", &DeleteParams::default()).await.unwrap();
+    env.ready_reason("not-ready", "ProviderNotFound").await;
     // Unsuspending syncs.
     let patch = json!({"spec": {"suspend": false}});
     env.connections().patch("suspended", &PatchParams::default(), &Patch::Merge(patch)).await.unwrap();
     env.ready_reason("suspended", "InSync").await;
     assert_eq!(env.upstream("nango", "s").await["metadata"], json!({"a": 1, "b": 2}));
+    // A spec change of a Provider makes its Connections read upstream again.
+    let before = env.journal("nango").await.len();
+    api.patch("nango", &PatchParams::default(), &Patch::Merge(json!({"spec": {"timeoutSeconds": 7}}))).await.unwrap();
+    eventually("a read after the spec change", || async { (env.journal("nango").await.len() > before).then_some(()) }).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,6 +7,7 @@
 //! Secrets are watched with a metadata-only watch: the controller never holds the data of
 //! Secrets it does not use, and reads the one it uses with a GET during the reconcile.
 
+use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 
@@ -72,21 +73,43 @@ pub fn streams(
         .applied_objects()
         .predicate_filter(connection_trigger, Default::default());
     let (provider_store, writer) = reflector::store();
-    let providers = reflector::reflector(writer, watcher(providers_api, wc.clone()))
-        .default_backoff()
-        .applied_objects()
-        .predicate_filter(predicates::generation, Default::default());
+    let providers = spec_changes(reflector::reflector(writer, watcher(providers_api, wc.clone())).default_backoff());
     let (cluster_provider_store, writer) = reflector::store();
-    let cluster_providers = reflector::reflector(writer, watcher(cluster_providers_api, wc.clone()))
-        .default_backoff()
-        .applied_objects()
-        .predicate_filter(predicates::generation, Default::default());
+    let cluster_providers = spec_changes(reflector::reflector(writer, watcher(cluster_providers_api, wc.clone())).default_backoff());
     let secrets = watcher(secrets_api, wc)
         .default_backoff()
         .applied_objects()
         .predicate_filter(predicates::resource_version, Default::default())
         .boxed();
     Triggers { connections, connection_changes, connection_store, providers, provider_store, cluster_providers, cluster_provider_store, secrets }
+}
+
+/// The objects of a watch whose spec changed (new generation) or that were deleted. Status
+/// writes (the operator's own Provider status updates) are skipped, so they do not make every
+/// Connection of the account read upstream again; a deleted Provider is passed on so its
+/// Connections report `ProviderNotFound` at once (kube-runtime's predicate filter would drop
+/// the deletion, whose generation is unchanged).
+fn spec_changes<K>(events: impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: kube::Resource + Send + 'static,
+{
+    let mut seen: HashMap<String, Option<i64>> = HashMap::new();
+    events.flat_map(move |event| {
+        let out: Vec<Result<K, watcher::Error>> = match event {
+            Err(e) => vec![Err(e)],
+            Ok(watcher::Event::Apply(obj) | watcher::Event::InitApply(obj)) => {
+                let uid = obj.meta().uid.clone().unwrap_or_default();
+                let generation = obj.meta().generation;
+                if seen.insert(uid, generation) == Some(generation) { vec![] } else { vec![Ok(obj)] }
+            }
+            Ok(watcher::Event::Delete(obj)) => {
+                seen.remove(obj.meta().uid.as_deref().unwrap_or_default());
+                vec![Ok(obj)]
+            }
+            Ok(watcher::Event::Init | watcher::Event::InitDone) => vec![],
+        };
+        futures::stream::iter(out)
+    })
 }
 
 /// Connections referencing the Provider `provider`.
