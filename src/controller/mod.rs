@@ -81,7 +81,7 @@ pub async fn run(client: Client, config: RunConfig, metrics: Arc<Metrics>, readi
     });
 
     let store = t.connection_store.clone();
-    let context = Arc::new(context::Context::new(client, metrics, config.timing, store.clone()));
+    let context = Arc::new(context::Context::new(client, metrics, config.timing, store.clone(), config.concurrency));
     let by_sibling = store.clone();
     let (by_provider, by_cluster_provider) = (store.clone(), store.clone());
     let (secret_connections, secret_providers, secret_cluster_providers) = (store.clone(), t.provider_store.clone(), t.cluster_provider_store.clone());

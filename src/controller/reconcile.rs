@@ -86,6 +86,7 @@ pub async fn reconcile(conn: Arc<Connection>, ctx: Arc<Context>) -> Result<Actio
     let key = format!("{namespace}/{}", conn.name_any());
     let result = reconcile_connection(&conn, &ctx, &namespace, &key).await;
     let label = match &result {
+        Ok((Outcome::Deferred, _)) => "deferred",
         Ok((outcome, _)) => match outcome.reason() {
             Reason::InSync => "ok",
             other => other.as_str(),
@@ -170,6 +171,9 @@ async fn reconcile_connection(conn: &Connection, ctx: &Context, namespace: &str,
         write_status(conn, ctx, &api, observation(outcome.clone(), None)).await?;
         return Ok((outcome, Action::await_change()));
     }
+    let Some(_slot) = ctx.account_slot(&resolved.config.account_key()) else {
+        return Ok((Outcome::Deferred, deferred()));
+    };
     let provider_name = resolved.config.type_.as_str();
     let target = Target::for_connection(&conn.spec);
     let managed = conn.status.as_ref().map(|s| s.managed_keys.clone()).unwrap_or_default();
@@ -275,6 +279,9 @@ async fn delete(conn: &Connection, ctx: &Context, api: &Api<Connection>, namespa
         write_status(conn, ctx, api, deletion_observation(conn, Outcome::Suspended)).await?;
         return Ok((Outcome::Suspended, Action::await_change()));
     }
+    let Some(_slot) = ctx.account_slot(&resolved.config.account_key()) else {
+        return Ok((Outcome::Deferred, deferred()));
+    };
     let target = Target::for_connection(&conn.spec);
     let managed = conn.status.as_ref().map(|s| s.managed_keys.clone()).unwrap_or_default();
     let removed = async {
@@ -327,6 +334,7 @@ fn requeue(conn: &Connection, ctx: &Context, key: &str, outcome: &Outcome) -> Ac
             Action::requeue(interval + Duration::from_millis(rand::rng().random_range(0..=jitter_ms)))
         }
         Outcome::Suspended | Outcome::Deleting => Action::await_change(),
+        Outcome::Deferred => deferred(),
         Outcome::Failed { reason: Reason::RateLimited, retry_at, .. } => {
             // Requeue at retryAt (the pacer added jitter to it); never sleep in a worker.
             let wait = retry_at.and_then(|at| at.duration_since(SystemTime::now()).ok()).unwrap_or_default();
@@ -339,6 +347,12 @@ fn requeue(conn: &Connection, ctx: &Context, key: &str, outcome: &Outcome) -> Ac
             Action::requeue(ctx.timing.terminal_requeue)
         }
     }
+}
+
+/// The requeue of a reconcile deferred because its provider account is busy: soon, with
+/// jitter so that the deferred ones do not all come back at once.
+fn deferred() -> Action {
+    Action::requeue(Duration::from_millis(rand::rng().random_range(500..=1500)))
 }
 
 /// Step 1: the Provider (or ClusterProvider), its type against the Connection's block,

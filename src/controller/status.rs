@@ -35,6 +35,9 @@ pub enum Outcome {
     Deleting,
     /// A failure with its Ready reason and a stable message; `retry_at` when rate limited.
     Failed { reason: Reason, message: String, retry_at: Option<SystemTime> },
+    /// Not attempted: the provider account's reconcile slots were all busy. Status is not
+    /// touched; the Connection is requeued shortly.
+    Deferred,
 }
 
 impl Outcome {
@@ -59,6 +62,8 @@ impl Outcome {
             Outcome::Suspended => Reason::Suspended,
             Outcome::Deleting => Reason::Deleting,
             Outcome::Failed { reason, .. } => *reason,
+            // Never written to status (see `Deferred`); the closest reason for logs.
+            Outcome::Deferred => Reason::RateLimited,
         }
     }
 }
@@ -87,6 +92,7 @@ pub fn connection_status(previous: Option<&ConnectionStatus>, observation: &Obse
         Outcome::InSync { .. } => (true, "upstream matches the spec".to_string()),
         Outcome::Drift { keys } => (false, format!("{} key(s) differ upstream: {}", keys.len(), keys.join(", "))),
         Outcome::Suspended => (false, "reconciliation is suspended (spec.suspend)".to_string()),
+        Outcome::Deferred => (false, "waiting for a free slot of the provider account".to_string()),
         Outcome::Deleting => (false, "removing the managed keys upstream before deletion".to_string()),
         Outcome::Failed { message, .. } => (false, message.clone()),
     };
@@ -94,7 +100,7 @@ pub fn connection_status(previous: Option<&ConnectionStatus>, observation: &Obse
     // did; a suspended Connection made no attempt).
     let (synced, synced_message) = match outcome {
         Outcome::InSync { .. } | Outcome::Drift { .. } => (true, "the last reconcile succeeded".to_string()),
-        Outcome::Suspended | Outcome::Deleting => (false, ready_message.clone()),
+        Outcome::Suspended | Outcome::Deleting | Outcome::Deferred => (false, ready_message.clone()),
         Outcome::Failed { message, .. } => (false, message.clone()),
     };
     let retry_at = match outcome {
