@@ -92,10 +92,10 @@ impl Env {
     /// Start both emulators, install the CRDs, create namespace `tenants` with a Secret and
     /// a Provider per provider type (named after the type), and run the controller.
     async fn start_with(timing: Timing) -> Self {
-        Self::start_inner(Some(timing)).await
+        Self::start_inner(Some(timing), 8).await
     }
 
-    async fn start_inner(timing: Option<Timing>) -> Self {
+    async fn start_inner(timing: Option<Timing>, concurrency: u16) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let kube = KubeSandbox::start("127.0.0.1:0".parse().unwrap(), &dir.path().join("kubeconfig")).unwrap();
         let kubeconfig = Kubeconfig::read_from(kube.kubeconfig()).unwrap();
@@ -130,7 +130,7 @@ impl Env {
         let readiness = Readiness::default();
         let controller = match timing {
             Some(timing) => {
-                let config = RunConfig { namespace: None, concurrency: 8, timing };
+                let config = RunConfig { namespace: None, concurrency, timing };
                 tokio::spawn(controller::run(client.clone(), config, metrics.clone(), readiness.clone(), std::future::pending()))
             }
             // The test runs its own controllers.
@@ -760,7 +760,7 @@ async fn overlapping_keys_conflict_and_the_newer_connection_writes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_lease_holder_reconciles_and_a_standby_takes_over() {
     use k8s_openapi::api::coordination::v1::Lease;
-    let env = Env::start_inner(None).await;
+    let env = Env::start_inner(None, 8).await;
     let leases: Api<Lease> = Api::namespaced(env.client.clone(), NS);
     let holder = || async { leases.get_opt("connection-operator").await.ok()??.spec?.holder_identity };
     let replica = |identity: &str, metrics: Arc<Metrics>| {
@@ -791,4 +791,27 @@ async fn only_the_lease_holder_reconciles_and_a_standby_takes_over() {
     env.apply("two", spec("arena", "21", json!({"metadata": {"k": 2}}))).await;
     env.ready_reason("two", "InSync").await;
     assert!(metrics_b.encode().contains("connection_operator_reconcile_total{"), "the new leader reconciled");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_provider_account_cannot_take_every_worker() {
+    // Two workers: one provider account may hold only one of them.
+    let env = Env::start_inner(Some(fast_timing()), 2).await;
+    for id in ["s1", "s2", "s3", "s4"] {
+        env.seed("nango", id, json!({"provider_config_key": "x", "metadata": {}})).await;
+    }
+    env.seed("arena", "30", json!({"metadata": {}})).await;
+    // Every Nango answer takes 3 s (a provider at its limit, or a pacing wait).
+    env.admin_put("nango", "faults", json!({"path": "*", "latencyMs": 3000, "count": 1000})).await;
+    for id in ["s1", "s2", "s3", "s4"] {
+        env.apply(id, spec("nango", id, json!({"providerConfigKey": "x", "metadata": {"k": 1}}))).await;
+    }
+    eventually("a Nango request under way", || async { (!env.journal("nango").await.is_empty()).then_some(()) }).await;
+    env.apply("fast", spec("arena", "30", json!({"metadata": {"k": 1}}))).await;
+    env.ready_reason("fast", "InSync").await;
+    // Had the Nango Connections held both workers, the Are.na one would have waited for a
+    // whole Nango reconcile (a read and a write): at least three Nango requests by then.
+    let nango = env.journal("nango").await;
+    assert!(nango.len() <= 2, "the Are.na Connection waited behind Nango: {nango:?}");
+    assert!(env.metrics.encode().contains("connection_operator_reconcile_total{result=\"deferred\"}"));
 }
