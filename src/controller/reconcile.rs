@@ -139,17 +139,24 @@ async fn reconcile_connection(conn: &Connection, ctx: &Context, namespace: &str,
     // Ownership: an older Connection of the same upstream connection keeps its keys; this
     // one writes nothing while they overlap. Observe never writes, so it never conflicts.
     if conn.spec.management_policy == ManagementPolicy::Manage {
-        let others: Vec<Arc<Connection>> = ctx
+        let mut others: Vec<Arc<Connection>> = ctx
             .connections
             .state()
             .into_iter()
             .filter(|o| o.spec.management_policy == ManagementPolicy::Manage)
             .collect();
-        if let Some(message) = conflict::conflict(conn, &others) {
-            let outcome = Outcome::Failed { reason: Reason::Conflict, message, retry_at: None };
-            write_status(conn, ctx, &api, observation(outcome.clone(), None)).await?;
-            ctx.backoffs.reset(key);
-            return Ok((outcome, Action::requeue(ctx.timing.terminal_requeue)));
+        while let Some((owner, keys)) = conflict::older_owner(conn, &others) {
+            // The cache may still hold an owner that was just deleted (its deletion is what
+            // brought us here): confirm with a fresh read before reporting a conflict.
+            let owner_api: Api<Connection> = Api::namespaced(ctx.client.clone(), &owner.namespace().unwrap_or_default());
+            let live = owner_api.get_opt(&owner.name_any()).await?;
+            if live.is_some_and(|l| l.metadata.uid == owner.metadata.uid) {
+                let outcome = Outcome::Failed { reason: Reason::Conflict, message: conflict::message(&owner, &keys), retry_at: None };
+                write_status(conn, ctx, &api, observation(outcome.clone(), None)).await?;
+                ctx.backoffs.reset(key);
+                return Ok((outcome, Action::requeue(ctx.timing.terminal_requeue)));
+            }
+            others.retain(|o| o.metadata.uid != owner.metadata.uid);
         }
     }
 
