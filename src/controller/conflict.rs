@@ -19,7 +19,11 @@ fn claimed_keys(conn: &Connection) -> BTreeSet<String> {
         Some(ProviderBlock::Nango(n)) => n.metadata.iter().flat_map(|m| m.keys().cloned()).collect(),
         Some(ProviderBlock::Arena(a)) => a.metadata.keys().cloned().collect(),
         Some(ProviderBlock::Mielto(m)) => {
-            let mut keys: BTreeSet<String> = m.config.iter().flat_map(|c| c.keys().map(|k| format!("config.{k}"))).collect();
+            let mut keys: BTreeSet<String> = m
+                .config
+                .iter()
+                .flat_map(|c| c.keys().map(|k| format!("config.{k}")))
+                .collect();
             if m.label.is_some() {
                 keys.insert("label".into());
             }
@@ -55,8 +59,10 @@ fn age(conn: &Connection) -> (Option<i64>, String, String) {
 /// keys.
 pub fn older_owner(conn: &Connection, others: &[Arc<Connection>]) -> Option<(Arc<Connection>, Vec<String>)> {
     let mine = claimed_keys(conn);
-    let mut older: Vec<&Arc<Connection>> =
-        others.iter().filter(|o| o.metadata.uid != conn.metadata.uid && same_target(conn, o) && age(o) < age(conn)).collect();
+    let mut older: Vec<&Arc<Connection>> = others
+        .iter()
+        .filter(|o| o.metadata.uid != conn.metadata.uid && same_target(conn, o) && age(o) < age(conn))
+        .collect();
     older.sort_by_key(|o| age(o));
     older.into_iter().find_map(|o| {
         let contested: Vec<String> = mine.intersection(&claimed_keys(o)).cloned().collect();
@@ -66,7 +72,12 @@ pub fn older_owner(conn: &Connection, others: &[Arc<Connection>]) -> Option<(Arc
 
 /// The `Conflict` message for `owner` holding `keys`.
 pub fn message(owner: &Connection, keys: &[String]) -> String {
-    format!("key(s) {} already owned by Connection {}/{}", keys.join(", "), owner.namespace().unwrap_or_default(), owner.name_any())
+    format!(
+        "key(s) {} already owned by Connection {}/{}",
+        keys.join(", "),
+        owner.namespace().unwrap_or_default(),
+        owner.name_any()
+    )
 }
 
 /// Connections sharing `conn`'s upstream connection (but not `conn`), to re-reconcile when
@@ -103,11 +114,23 @@ mod tests {
         let new = conn("new", "2026-01-02T00:00:00Z", spec(json!({"b": 2, "c": 1})));
         let disjoint = conn("disjoint", "2026-01-03T00:00:00Z", spec(json!({"z": 1})));
         let all = vec![old.clone(), new.clone(), disjoint.clone()];
-        let conflict = |c: &Connection, all: &[Arc<Connection>]| older_owner(c, all).map(|(o, keys)| message(&o, &keys));
-        assert_eq!(conflict(&new, &all).unwrap(), "key(s) b already owned by Connection t/old");
+        let conflict =
+            |c: &Connection, all: &[Arc<Connection>]| older_owner(c, all).map(|(o, keys)| message(&o, &keys));
+        assert_eq!(
+            conflict(&new, &all).unwrap(),
+            "key(s) b already owned by Connection t/old"
+        );
         assert_eq!(conflict(&old, &all), None, "the older keeps its keys");
         assert_eq!(conflict(&disjoint, &all), None, "disjoint keys coexist");
-        let elsewhere = conn("elsewhere", "2026-01-03T00:00:00Z", json!({"providerRef": {"name": "p"}, "connectionId": "other", "nango": {"providerConfigKey": "k", "metadata": {"a": 1}}}));
-        assert_eq!(conflict(&elsewhere, &[old, elsewhere.clone()]), None, "another upstream connection");
+        let elsewhere = conn(
+            "elsewhere",
+            "2026-01-03T00:00:00Z",
+            json!({"providerRef": {"name": "p"}, "connectionId": "other", "nango": {"providerConfigKey": "k", "metadata": {"a": 1}}}),
+        );
+        assert_eq!(
+            conflict(&elsewhere, &[old, elsewhere.clone()]),
+            None,
+            "another upstream connection"
+        );
     }
 }

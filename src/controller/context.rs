@@ -64,8 +64,17 @@ pub struct Context {
 impl Context {
     /// `concurrency` is the controller's worker count; one provider account may use at most
     /// half of them.
-    pub fn new(client: Client, metrics: Arc<Metrics>, timing: Timing, connections: Store<Connection>, concurrency: u16) -> Self {
-        let reporter = Reporter { controller: FIELD_MANAGER.to_string(), instance: std::env::var("POD_NAME").ok() };
+    pub fn new(
+        client: Client,
+        metrics: Arc<Metrics>,
+        timing: Timing,
+        connections: Store<Connection>,
+        concurrency: u16,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.to_string(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
         Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
@@ -90,7 +99,10 @@ impl Context {
     pub fn account_slot(&self, account: &str) -> Option<tokio::sync::OwnedSemaphorePermit> {
         let semaphore = {
             let mut slots = self.account_slots.lock().unwrap_or_else(|e| e.into_inner());
-            slots.entry(account.to_string()).or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(self.per_account))).clone()
+            slots
+                .entry(account.to_string())
+                .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(self.per_account)))
+                .clone()
         };
         semaphore.try_acquire_owned().ok()
     }
