@@ -194,6 +194,9 @@ struct State {
     admin_token: Option<String>,
     /// Minted token → ServiceAccount. A BTreeMap keeps snapshots ordered.
     tokens: BTreeMap<String, ServiceAccountUser>,
+    /// Every request refused with 403, oldest first (kube-apiserver's audit log would show
+    /// them), so a test can assert that a client ran without a single denial.
+    denials: Vec<Value>,
 }
 
 /// Outcome of authenticating a bearer token.
@@ -218,6 +221,12 @@ impl Rbac {
 
     pub fn enforcing(&self) -> bool {
         self.state().enforce
+    }
+
+    /// `{"enforce": bool, "denials": [{"user", "verb", "resource", "namespace", "name"}]}`.
+    pub fn snapshot(&self) -> Value {
+        let s = self.state();
+        serde_json::json!({"enforce": s.enforce, "denials": s.denials})
     }
 
     /// Mint a token for `namespace/name`; the ServiceAccount need not exist yet (it must
@@ -262,6 +271,14 @@ impl Rbac {
             Ok(())
         } else {
             tracing::debug!(user = %user.username(), verb = req.verb, resource = req.resource, "rbac: forbidden");
+            let resource = match req.subresource {
+                Some(sub) => format!("{}/{sub}", req.resource),
+                None => req.resource.to_string(),
+            };
+            self.state().denials.push(serde_json::json!({
+                "user": user.username(), "verb": req.verb, "group": req.group, "resource": resource,
+                "namespace": req.namespace, "name": req.name,
+            }));
             Err(forbidden(&user, req))
         }
     }

@@ -532,7 +532,7 @@ fn admin_api(shared: &Arc<Shared>, method: &Method, path: &str, body: &[u8]) -> 
             ok(json!({"expiredBefore": c.store.current_rv().to_string()}))
         }
         (&Method::GET, "faults") => ok(shared.faults.snapshot()),
-        (&Method::GET, "rbac") => ok(json!({"enforce": shared.rbac.enforcing()})),
+        (&Method::GET, "rbac") => ok(shared.rbac.snapshot()),
         (&Method::PUT, "rbac") => match serde_json::from_slice::<Value>(body).ok().and_then(|v| v["enforce"].as_bool()) {
             Some(enforce) => {
                 shared.rbac.set_enforce(enforce);
