@@ -15,6 +15,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::Arc;
 use std::time::Duration;
 
 use connection_sandbox::kube::KubeSandbox;
@@ -457,6 +458,15 @@ subjects: [{kind: ServiceAccount, name: op, namespace: ops}]
     let denied = Api::<DynamicObject>::namespaced_with(client.clone(), "t", &ar).delete("x", &Default::default()).await.expect_err("delete is not granted");
     assert!(denied.to_string().contains("cannot delete resource \"connections\" in API group \"connection-operator.dev\" in the namespace \"t\""), "{denied}");
 
+    // Every denial is on record, in order.
+    let (_, snapshot) = admin(&cluster, reqwest::Method::GET, "rbac", Value::Null).await;
+    let denials = snapshot["denials"].as_array().expect("denials");
+    assert_eq!(
+        denials[0],
+        json!({"user": "system:serviceaccount:ops:op", "verb": "list", "group": "connection-operator.dev", "resource": "connections", "namespace": null, "name": null})
+    );
+    assert_eq!(denials.last().expect("a denial")["verb"], "delete");
+
     // Deleting the ServiceAccount invalidates its token.
     cluster.kubectl_ok(&["delete", "serviceaccount", "op", "-n", "ops"]);
     assert_eq!(get_with(&cluster, Some(&token), "/apis/connection-operator.dev/v1alpha1/namespaces/t/connections").await.0, 401);
@@ -532,7 +542,6 @@ async fn operator_calls(client: &Client, scope: Scope, leader_election: bool) ->
     check("list secret metadata", secrets_watch.list_metadata(&lp).await.map(drop));
     check("watch secret metadata", secrets_watch.watch_metadata(&wp, "0").await.map(drop));
     // Reconcile: dereference the provider and read its credentials.
-    check("get connection", conns.get("acme-salesforce").await.map(drop));
     check("get provider", provs.get("nango").await.map(drop));
     check("get clusterprovider", cps.get("datagrid").await.map(drop));
     check("get secret", secrets.get("nango-credentials").await.map(drop));
@@ -805,4 +814,110 @@ fn install_doc_embeds_the_health_check_verbatim() {
     let doc = std::fs::read_to_string(root().join("docs/install.md")).expect("docs/install.md");
     let indented: String = script.lines().map(|l| if l.is_empty() { "\n".to_string() } else { format!("    {l}\n") }).collect();
     assert!(doc.contains(&indented), "docs/install.md must embed docs/argocd-health.lua (indented 4 spaces) in its argocd-cm example");
+}
+
+// ---------------------------------------------------------------------------------------
+// The operator itself, authenticated as the chart's ServiceAccount.
+
+/// Create `obj` (JSON) as the admin.
+fn create_as_admin(cluster: &Cluster, obj: Value) {
+    let out = cluster.kubectl_stdin(&["create", "-f", "-"], Some(&obj.to_string()));
+    assert!(out.status.success(), "create {obj}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Install the chart for `scope`, start the provider emulators with one upstream connection
+/// per provider, and run `controller::run` with the ServiceAccount's token: every Connection
+/// (three through namespaced Providers, one through a ClusterProvider whose Secret lives
+/// elsewhere, one with deletionPolicy Delete that is then deleted) reaches its end state and
+/// the emulator refused nothing.
+async fn operator_runs_without_a_denial(scope: Scope) {
+    use connection_operator::admin::Readiness;
+    use connection_operator::controller::{self, RunConfig};
+    use connection_operator::metrics::Metrics;
+    use connection_sandbox::providers::ProviderSandbox;
+
+    let cluster = Cluster::start();
+    for ns in [RELEASE_NS, TENANTS, PLATFORM] {
+        cluster.namespace(ns);
+    }
+    let (values, namespace) = match scope {
+        Scope::AllNamespaces => (json!({}), None),
+        Scope::Namespace(ns) => (json!({"operator": {"watchNamespaces": [ns]}, "rbac": {"secretNamespaces": [PLATFORM]}}), Some(ns.to_string())),
+    };
+    cluster.helm_ok("install", Some(values));
+
+    let providers = ProviderSandbox::start("127.0.0.1:0".parse().unwrap()).await.expect("provider emulators");
+    let http = reqwest::Client::new();
+    for (p, id, state) in [
+        ("nango", "acme", json!({"provider_config_key": "salesforce", "metadata": {"theirs": "webhook-1"}})),
+        ("mielto", "acme", json!({"label": "Old", "status": "inactive", "config": {"theirs": 7}})),
+        ("arena", "4242", json!({"metadata": {"theirs": true}})),
+        ("datagrid", "acme", json!({"name": "Old name"})),
+    ] {
+        let r = http.put(format!("{}/_sandbox/connections/{id}", providers.base_url(p))).json(&state).send().await.expect("seed");
+        assert!(r.status().is_success(), "seed {p}: {}", r.status());
+    }
+    for (ns, name) in [(TENANTS, "nango-credentials"), (TENANTS, "mielto-credentials"), (TENANTS, "arena-credentials"), (PLATFORM, "datagrid-credentials")] {
+        create_as_admin(&cluster, json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": ns}, "stringData": {"token": "tok-chart-rbac"}}));
+    }
+    for p in ["nango", "mielto", "arena"] {
+        create_as_admin(&cluster, json!({"apiVersion": "connection-operator.dev/v1alpha1", "kind": "Provider", "metadata": {"name": p, "namespace": TENANTS},
+            "spec": {"type": p, "baseUrl": providers.base_url(p), "credentialsRef": {"name": format!("{p}-credentials"), "key": "token"}, "timeoutSeconds": 5}}));
+    }
+    create_as_admin(&cluster, json!({"apiVersion": "connection-operator.dev/v1alpha1", "kind": "ClusterProvider", "metadata": {"name": "datagrid"},
+        "spec": {"type": "datagrid", "baseUrl": providers.base_url("datagrid"), "credentialsRef": {"name": "datagrid-credentials", "namespace": PLATFORM, "key": "token"}, "timeoutSeconds": 5}}));
+    let connection = |name: &str, spec: Value| json!({"apiVersion": "connection-operator.dev/v1alpha1", "kind": "Connection", "metadata": {"name": name, "namespace": TENANTS}, "spec": spec});
+    create_as_admin(&cluster, connection("n", json!({"providerRef": {"name": "nango"}, "connectionId": "acme", "nango": {"providerConfigKey": "salesforce", "metadata": {"region": "eu"}}})));
+    create_as_admin(&cluster, connection("m", json!({"providerRef": {"name": "mielto"}, "connectionId": "acme", "mielto": {"label": "Acme", "status": "active", "config": {"channel": "#a"}}, "deletionPolicy": "Delete"})));
+    create_as_admin(&cluster, connection("a", json!({"providerRef": {"name": "arena"}, "connectionId": "4242", "arena": {"metadata": {"reviewed": true}}})));
+    create_as_admin(&cluster, connection("d", json!({"providerRef": {"kind": "ClusterProvider", "name": "datagrid"}, "connectionId": "acme", "datagrid": {"name": "Acme Drive"}})));
+
+    let client = service_account_client(&cluster).await;
+    let config = RunConfig { namespace, concurrency: 4, ..RunConfig::default() };
+    let operator = tokio::spawn(controller::run(client, config, Arc::new(Metrics::new()), Readiness::default(), std::future::pending()));
+
+    let in_sync = |name: &str| {
+        let c = cluster.get_json(&["connection", name, "-n", TENANTS]);
+        let ready = c["status"]["conditions"].as_array().into_iter().flatten().find(|x| x["type"] == "Ready").cloned();
+        ready.is_some_and(|r| r["status"] == "True" && r["reason"] == "InSync" && r["observedGeneration"] == c["metadata"]["generation"])
+    };
+    for name in ["n", "m", "a", "d"] {
+        poll(&format!("Connection {name} Ready=True InSync"), || in_sync(name)).await;
+    }
+    let upstream: Value = http.get(format!("{}/_sandbox/connections/acme", providers.base_url("nango"))).send().await.unwrap().json().await.unwrap();
+    assert_eq!(upstream["metadata"], json!({"theirs": "webhook-1", "region": "eu"}));
+    let m = cluster.get_json(&["connection", "m", "-n", TENANTS]);
+    assert_eq!(m["metadata"]["finalizers"], json!(["connection-operator.dev/cleanup"]), "the operator added its finalizer");
+    // Deleting with deletionPolicy Delete: cleanup upstream, then the finalizer is released.
+    cluster.kubectl_ok(&["delete", "connection", "m", "-n", TENANTS, "--wait=false"]);
+    poll("Connection m deleted", || !cluster.kubectl(&["get", "connection", "m", "-n", TENANTS]).status.success()).await;
+    let mielto: Value = http.get(format!("{}/_sandbox/connections/acme", providers.base_url("mielto"))).send().await.unwrap().json().await.unwrap();
+    assert_eq!(mielto["config"], json!({"theirs": 7}), "the owned key was removed upstream");
+    // Events were published by the ServiceAccount.
+    let events = cluster.get_json(&["events.v1.events.k8s.io", "-n", TENANTS]);
+    assert!(events["items"].as_array().is_some_and(|e| !e.is_empty()), "no Events: {events}");
+
+    operator.abort();
+    let (_, snapshot) = admin(&cluster, reqwest::Method::GET, "rbac", Value::Null).await;
+    assert_eq!(snapshot["enforce"], true);
+    assert_eq!(snapshot["denials"], json!([]), "the operator was refused something");
+}
+
+/// Poll `probe` every 200 ms for at most a generous minute and a half.
+async fn poll(what: &str, mut probe: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    while !probe() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_as_the_chart_service_account_reconciles_cluster_wide_without_a_denial() {
+    operator_runs_without_a_denial(Scope::AllNamespaces).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_as_the_chart_service_account_reconciles_one_namespace_without_a_denial() {
+    operator_runs_without_a_denial(Scope::Namespace(TENANTS)).await;
 }
