@@ -649,8 +649,29 @@ fn release_roles(cluster: &Cluster, scope: Scope) -> Vec<(Vec<String>, Value)> {
         .collect()
 }
 
+/// A kube-rs client with the admin's kubeconfig (fast enough to rewrite roles in a loop).
+async fn admin_client(cluster: &Cluster) -> Client {
+    let kc = Kubeconfig::read_from(cluster.kubeconfig()).expect("admin kubeconfig");
+    Client::try_from(Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.expect("config")).expect("client")
+}
+
+/// Replace a Role or ClusterRole (given as JSON, without resourceVersion) as the admin.
+async fn replace_role(admin: &Client, role: &Value) {
+    let kind = role["kind"].as_str().expect("kind");
+    let gvk = GroupVersionKind::gvk("rbac.authorization.k8s.io", "v1", kind);
+    let name = role["metadata"]["name"].as_str().expect("name");
+    let api: Api<DynamicObject> = match role["metadata"]["namespace"].as_str() {
+        Some(ns) => Api::namespaced_with(admin.clone(), ns, &ApiResource::from_gvk_with_plural(&gvk, "roles")),
+        None => Api::all_with(admin.clone(), &ApiResource::from_gvk_with_plural(&gvk, "clusterroles")),
+    };
+    let obj: DynamicObject = serde_json::from_value(role.clone()).expect("role decodes");
+    api.replace(name, &Default::default(), &obj).await.unwrap_or_else(|e| panic!("replace {name}: {e}"));
+}
+
 /// Without one verb of one rule, some operator call must fail with 403.
 async fn assert_every_verb_is_needed(cluster: &Cluster, client: &Client, scope: Scope) {
+    let admin = admin_client(cluster).await;
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(admin.clone(), RELEASE_NS);
     for (_, mut role) in release_roles(cluster, scope) {
         // Replaced unconditionally: the role changes on every round.
         role["metadata"].as_object_mut().expect("metadata").remove("resourceVersion");
@@ -666,17 +687,17 @@ async fn assert_every_verb_is_needed(cluster: &Cluster, client: &Client, scope: 
                     new_rules[i]["verbs"] = json!(remaining);
                 }
                 reduced["rules"] = json!(new_rules);
-                let out = cluster.kubectl_stdin(&["replace", "-f", "-"], Some(&reduced.to_string()));
-                assert!(out.status.success(), "replace: {}", String::from_utf8_lossy(&out.stderr));
+                replace_role(&admin, &reduced).await;
                 // A first start: the operator creates its Lease when there is none.
-                cluster.kubectl_ok(&["delete", "lease", "connection-operator", "-n", RELEASE_NS, "--ignore-not-found"]);
+                if let Err(e) = leases.delete("connection-operator", &Default::default()).await {
+                    assert!(matches!(&e, kube::Error::Api(s) if s.code == 404), "delete the Lease: {e}");
+                }
                 let failures = operator_calls(client, scope, true).await;
                 let what = format!("{verb} on {} in {}", rule["resources"], role["metadata"]["name"]);
                 assert!(!failures.is_empty(), "the operator needs {what}, yet every call succeeded without it");
                 assert!(failures.iter().all(|f| f.forbidden), "only 403s expected without {what}:\n{}", describe(&failures));
                 // Put the role back as the chart rendered it.
-                let out = cluster.kubectl_stdin(&["replace", "-f", "-"], Some(&role.to_string()));
-                assert!(out.status.success(), "restore: {}", String::from_utf8_lossy(&out.stderr));
+                replace_role(&admin, &role).await;
             }
         }
     }
