@@ -15,6 +15,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::Arc;
 use std::time::Duration;
 
 use connection_sandbox::kube::KubeSandbox;
@@ -457,6 +458,19 @@ subjects: [{kind: ServiceAccount, name: op, namespace: ops}]
     let denied = Api::<DynamicObject>::namespaced_with(client.clone(), "t", &ar).delete("x", &Default::default()).await.expect_err("delete is not granted");
     assert!(denied.to_string().contains("cannot delete resource \"connections\" in API group \"connection-operator.dev\" in the namespace \"t\""), "{denied}");
 
+    // Every denial is on record, in order.
+    let (_, snapshot) = admin(&cluster, reqwest::Method::GET, "rbac", Value::Null).await;
+    let denials = snapshot["denials"].as_array().expect("denials");
+    assert_eq!(
+        denials[0],
+        json!({"user": "system:serviceaccount:ops:op", "verb": "list", "group": "connection-operator.dev", "resource": "connections", "namespace": null, "name": null})
+    );
+    assert_eq!(denials.last().expect("a denial")["verb"], "delete");
+    assert_eq!(
+        snapshot["allowed"],
+        json!([{"user": "system:serviceaccount:ops:op", "verb": "list", "group": "connection-operator.dev", "resource": "connections"}])
+    );
+
     // Deleting the ServiceAccount invalidates its token.
     cluster.kubectl_ok(&["delete", "serviceaccount", "op", "-n", "ops"]);
     assert_eq!(get_with(&cluster, Some(&token), "/apis/connection-operator.dev/v1alpha1/namespaces/t/connections").await.0, 401);
@@ -532,7 +546,6 @@ async fn operator_calls(client: &Client, scope: Scope, leader_election: bool) ->
     check("list secret metadata", secrets_watch.list_metadata(&lp).await.map(drop));
     check("watch secret metadata", secrets_watch.watch_metadata(&wp, "0").await.map(drop));
     // Reconcile: dereference the provider and read its credentials.
-    check("get connection", conns.get("acme-salesforce").await.map(drop));
     check("get provider", provs.get("nango").await.map(drop));
     check("get clusterprovider", cps.get("datagrid").await.map(drop));
     check("get secret", secrets.get("nango-credentials").await.map(drop));
@@ -611,7 +624,13 @@ fn calls(failures: &[Failure]) -> Vec<&str> {
 
 /// The role objects of the release, as (kubectl args, object).
 fn release_roles(cluster: &Cluster, scope: Scope) -> Vec<(Vec<String>, Value)> {
-    let mut targets: Vec<Vec<String>> = vec![vec!["role".into(), format!("{FULLNAME}-leader-election"), "-n".into(), RELEASE_NS.into()]];
+    let mut targets: Vec<Vec<String>> = Vec::new();
+    // The Lease Role exists only with leader election.
+    let lease_role = format!("{FULLNAME}-leader-election");
+    let found = cluster.kubectl(&["get", "role", &lease_role, "-n", RELEASE_NS, "--ignore-not-found", "-o", "name"]);
+    if !found.stdout.is_empty() {
+        targets.push(vec!["role".into(), lease_role, "-n".into(), RELEASE_NS.into()]);
+    }
     match scope {
         Scope::AllNamespaces => targets.push(vec!["clusterrole".into(), FULLNAME.into()]),
         Scope::Namespace(ns) => {
@@ -630,8 +649,29 @@ fn release_roles(cluster: &Cluster, scope: Scope) -> Vec<(Vec<String>, Value)> {
         .collect()
 }
 
+/// A kube-rs client with the admin's kubeconfig (fast enough to rewrite roles in a loop).
+async fn admin_client(cluster: &Cluster) -> Client {
+    let kc = Kubeconfig::read_from(cluster.kubeconfig()).expect("admin kubeconfig");
+    Client::try_from(Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.expect("config")).expect("client")
+}
+
+/// Replace a Role or ClusterRole (given as JSON, without resourceVersion) as the admin.
+async fn replace_role(admin: &Client, role: &Value) {
+    let kind = role["kind"].as_str().expect("kind");
+    let gvk = GroupVersionKind::gvk("rbac.authorization.k8s.io", "v1", kind);
+    let name = role["metadata"]["name"].as_str().expect("name");
+    let api: Api<DynamicObject> = match role["metadata"]["namespace"].as_str() {
+        Some(ns) => Api::namespaced_with(admin.clone(), ns, &ApiResource::from_gvk_with_plural(&gvk, "roles")),
+        None => Api::all_with(admin.clone(), &ApiResource::from_gvk_with_plural(&gvk, "clusterroles")),
+    };
+    let obj: DynamicObject = serde_json::from_value(role.clone()).expect("role decodes");
+    api.replace(name, &Default::default(), &obj).await.unwrap_or_else(|e| panic!("replace {name}: {e}"));
+}
+
 /// Without one verb of one rule, some operator call must fail with 403.
 async fn assert_every_verb_is_needed(cluster: &Cluster, client: &Client, scope: Scope) {
+    let admin = admin_client(cluster).await;
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(admin.clone(), RELEASE_NS);
     for (_, mut role) in release_roles(cluster, scope) {
         // Replaced unconditionally: the role changes on every round.
         role["metadata"].as_object_mut().expect("metadata").remove("resourceVersion");
@@ -647,17 +687,17 @@ async fn assert_every_verb_is_needed(cluster: &Cluster, client: &Client, scope: 
                     new_rules[i]["verbs"] = json!(remaining);
                 }
                 reduced["rules"] = json!(new_rules);
-                let out = cluster.kubectl_stdin(&["replace", "-f", "-"], Some(&reduced.to_string()));
-                assert!(out.status.success(), "replace: {}", String::from_utf8_lossy(&out.stderr));
+                replace_role(&admin, &reduced).await;
                 // A first start: the operator creates its Lease when there is none.
-                cluster.kubectl_ok(&["delete", "lease", "connection-operator", "-n", RELEASE_NS, "--ignore-not-found"]);
+                if let Err(e) = leases.delete("connection-operator", &Default::default()).await {
+                    assert!(matches!(&e, kube::Error::Api(s) if s.code == 404), "delete the Lease: {e}");
+                }
                 let failures = operator_calls(client, scope, true).await;
                 let what = format!("{verb} on {} in {}", rule["resources"], role["metadata"]["name"]);
                 assert!(!failures.is_empty(), "the operator needs {what}, yet every call succeeded without it");
                 assert!(failures.iter().all(|f| f.forbidden), "only 403s expected without {what}:\n{}", describe(&failures));
                 // Put the role back as the chart rendered it.
-                let out = cluster.kubectl_stdin(&["replace", "-f", "-"], Some(&role.to_string()));
-                assert!(out.status.success(), "restore: {}", String::from_utf8_lossy(&out.stderr));
+                replace_role(&admin, &role).await;
             }
         }
     }
@@ -805,4 +845,135 @@ fn install_doc_embeds_the_health_check_verbatim() {
     let doc = std::fs::read_to_string(root().join("docs/install.md")).expect("docs/install.md");
     let indented: String = script.lines().map(|l| if l.is_empty() { "\n".to_string() } else { format!("    {l}\n") }).collect();
     assert!(doc.contains(&indented), "docs/install.md must embed docs/argocd-health.lua (indented 4 spaces) in its argocd-cm example");
+}
+
+// ---------------------------------------------------------------------------------------
+// The operator itself, authenticated as the chart's ServiceAccount.
+
+/// Create `obj` (JSON) as the admin.
+fn create_as_admin(cluster: &Cluster, obj: Value) {
+    let out = cluster.kubectl_stdin(&["create", "-f", "-"], Some(&obj.to_string()));
+    assert!(out.status.success(), "create {obj}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Install the chart for `scope`, start the provider emulators with one upstream connection
+/// per provider, and run `controller::run` with the ServiceAccount's token: every Connection
+/// (three through namespaced Providers, one through a ClusterProvider whose Secret lives
+/// elsewhere, one with deletionPolicy Delete that is then deleted) reaches its end state and
+/// the emulator refused nothing.
+async fn operator_runs_without_a_denial(scope: Scope) {
+    use connection_operator::admin::Readiness;
+    use connection_operator::controller::{self, RunConfig};
+    use connection_operator::metrics::Metrics;
+    use connection_sandbox::providers::ProviderSandbox;
+
+    let cluster = Cluster::start();
+    for ns in [RELEASE_NS, TENANTS, PLATFORM] {
+        cluster.namespace(ns);
+    }
+    let (values, namespace) = match scope {
+        Scope::AllNamespaces => (json!({}), None),
+        Scope::Namespace(ns) => (json!({"operator": {"watchNamespaces": [ns]}, "rbac": {"secretNamespaces": [PLATFORM]}}), Some(ns.to_string())),
+    };
+    cluster.helm_ok("install", Some(values));
+
+    let providers = ProviderSandbox::start("127.0.0.1:0".parse().unwrap()).await.expect("provider emulators");
+    let http = reqwest::Client::new();
+    for (p, id, state) in [
+        ("nango", "acme", json!({"provider_config_key": "salesforce", "metadata": {"theirs": "webhook-1"}})),
+        ("mielto", "acme", json!({"label": "Old", "status": "inactive", "config": {"theirs": 7}})),
+        ("arena", "4242", json!({"metadata": {"theirs": true}})),
+        ("datagrid", "acme", json!({"name": "Old name"})),
+    ] {
+        let r = http.put(format!("{}/_sandbox/connections/{id}", providers.base_url(p))).json(&state).send().await.expect("seed");
+        assert!(r.status().is_success(), "seed {p}: {}", r.status());
+    }
+    for (ns, name) in [(TENANTS, "nango-credentials"), (TENANTS, "mielto-credentials"), (TENANTS, "arena-credentials"), (PLATFORM, "datagrid-credentials")] {
+        create_as_admin(&cluster, json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": ns}, "stringData": {"token": "tok-chart-rbac"}}));
+    }
+    for p in ["nango", "mielto", "arena"] {
+        create_as_admin(&cluster, json!({"apiVersion": "connection-operator.dev/v1alpha1", "kind": "Provider", "metadata": {"name": p, "namespace": TENANTS},
+            "spec": {"type": p, "baseUrl": providers.base_url(p), "credentialsRef": {"name": format!("{p}-credentials"), "key": "token"}, "timeoutSeconds": 5}}));
+    }
+    create_as_admin(&cluster, json!({"apiVersion": "connection-operator.dev/v1alpha1", "kind": "ClusterProvider", "metadata": {"name": "datagrid"},
+        "spec": {"type": "datagrid", "baseUrl": providers.base_url("datagrid"), "credentialsRef": {"name": "datagrid-credentials", "namespace": PLATFORM, "key": "token"}, "timeoutSeconds": 5}}));
+    let connection = |name: &str, spec: Value| json!({"apiVersion": "connection-operator.dev/v1alpha1", "kind": "Connection", "metadata": {"name": name, "namespace": TENANTS}, "spec": spec});
+    create_as_admin(&cluster, connection("n", json!({"providerRef": {"name": "nango"}, "connectionId": "acme", "nango": {"providerConfigKey": "salesforce", "metadata": {"region": "eu"}}})));
+    create_as_admin(&cluster, connection("m", json!({"providerRef": {"name": "mielto"}, "connectionId": "acme", "mielto": {"label": "Acme", "status": "active", "config": {"channel": "#a"}}, "deletionPolicy": "Delete"})));
+    create_as_admin(&cluster, connection("a", json!({"providerRef": {"name": "arena"}, "connectionId": "4242", "arena": {"metadata": {"reviewed": true}}})));
+    create_as_admin(&cluster, connection("d", json!({"providerRef": {"kind": "ClusterProvider", "name": "datagrid"}, "connectionId": "acme", "datagrid": {"name": "Acme Drive"}})));
+
+    let client = service_account_client(&cluster).await;
+    let config = RunConfig { namespace, concurrency: 4, ..RunConfig::default() };
+    let operator = tokio::spawn(controller::run(client, config, Arc::new(Metrics::new()), Readiness::default(), std::future::pending()));
+
+    let in_sync = |name: &str| {
+        let c = cluster.get_json(&["connection", name, "-n", TENANTS]);
+        let ready = c["status"]["conditions"].as_array().into_iter().flatten().find(|x| x["type"] == "Ready").cloned();
+        ready.is_some_and(|r| r["status"] == "True" && r["reason"] == "InSync" && r["observedGeneration"] == c["metadata"]["generation"])
+    };
+    for name in ["n", "m", "a", "d"] {
+        poll(&format!("Connection {name} Ready=True InSync"), || in_sync(name)).await;
+    }
+    let upstream: Value = http.get(format!("{}/_sandbox/connections/acme", providers.base_url("nango"))).send().await.unwrap().json().await.unwrap();
+    assert_eq!(upstream["metadata"], json!({"theirs": "webhook-1", "region": "eu"}));
+    let m = cluster.get_json(&["connection", "m", "-n", TENANTS]);
+    assert_eq!(m["metadata"]["finalizers"], json!(["connection-operator.dev/cleanup"]), "the operator added its finalizer");
+    // Deleting with deletionPolicy Delete: cleanup upstream, then the finalizer is released.
+    cluster.kubectl_ok(&["delete", "connection", "m", "-n", TENANTS, "--wait=false"]);
+    poll("Connection m deleted", || !cluster.kubectl(&["get", "connection", "m", "-n", TENANTS]).status.success()).await;
+    let mielto: Value = http.get(format!("{}/_sandbox/connections/acme", providers.base_url("mielto"))).send().await.unwrap().json().await.unwrap();
+    assert_eq!(mielto["config"], json!({"theirs": 7}), "the owned key was removed upstream");
+    // Events were published by the ServiceAccount.
+    let events = cluster.get_json(&["events.v1.events.k8s.io", "-n", TENANTS]);
+    assert!(events["items"].as_array().is_some_and(|e| !e.is_empty()), "no Events: {events}");
+
+    operator.abort();
+    let (_, snapshot) = admin(&cluster, reqwest::Method::GET, "rbac", Value::Null).await;
+    assert_eq!(snapshot["enforce"], true);
+    assert_eq!(snapshot["denials"], json!([]), "the operator was refused something");
+
+    // And the other way round: the operator used every (verb, resource) the chart grants,
+    // except the Event patch, which kube-runtime's Recorder sends only when the same Event
+    // repeats within minutes (checked with the Recorder itself by the verb-by-verb tests).
+    let used: Vec<(String, String, String)> = snapshot["allowed"]
+        .as_array()
+        .expect("allowed")
+        .iter()
+        .map(|a| (a["verb"].as_str().unwrap().to_string(), a["group"].as_str().unwrap().to_string(), a["resource"].as_str().unwrap().to_string()))
+        .collect();
+    for (_, role) in release_roles(&cluster, scope) {
+        for rule in role["rules"].as_array().expect("rules") {
+            for group in rule["apiGroups"].as_array().unwrap() {
+                for resource in rule["resources"].as_array().unwrap() {
+                    for verb in rule["verbs"].as_array().unwrap() {
+                        let grant = (verb.as_str().unwrap().to_string(), group.as_str().unwrap().to_string(), resource.as_str().unwrap().to_string());
+                        if grant.0 == "patch" && grant.2 == "events" {
+                            continue;
+                        }
+                        assert!(used.contains(&grant), "the chart grants {grant:?} in {}, which the operator never used: {used:?}", role["metadata"]["name"]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Poll `probe` every 200 ms for at most a generous minute and a half.
+async fn poll(what: &str, mut probe: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    while !probe() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_as_the_chart_service_account_reconciles_cluster_wide_without_a_denial() {
+    operator_runs_without_a_denial(Scope::AllNamespaces).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_as_the_chart_service_account_reconciles_one_namespace_without_a_denial() {
+    operator_runs_without_a_denial(Scope::Namespace(TENANTS)).await;
 }

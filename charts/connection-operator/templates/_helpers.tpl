@@ -44,8 +44,8 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{/*
 The rules for Connections, Providers, their Secrets and Events, in every namespace the
 operator watches. Exactly the calls the controller makes, nothing more:
-- connections: list/watch (the controller's watcher), get (re-read before a finalizer
-  change), patch (add/remove the cleanup finalizer with a merge patch);
+- connections: list/watch (the controller's watcher and reflector: reconciles read the
+  cache, never GET), patch (add/remove the cleanup finalizer with a merge patch);
 - connections/status and providers/status: patch (server-side apply of status);
 - providers: get/list/watch (dereference and the Provider watch);
 - secrets: get (credentials, read on reconcile), list/watch (metadata-only watch for
@@ -55,7 +55,7 @@ operator watches. Exactly the calls the controller makes, nothing more:
 {{- define "connection-operator.namespacedRules" -}}
 - apiGroups: ["connection-operator.dev"]
   resources: ["connections"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["list", "watch", "patch"]
 - apiGroups: ["connection-operator.dev"]
   resources: ["connections/status"]
   verbs: ["patch"]

@@ -194,6 +194,12 @@ struct State {
     admin_token: Option<String>,
     /// Minted token → ServiceAccount. A BTreeMap keeps snapshots ordered.
     tokens: BTreeMap<String, ServiceAccountUser>,
+    /// Every request refused with 403, oldest first (kube-apiserver's audit log would show
+    /// them), so a test can assert that a client ran without a single denial.
+    denials: Vec<Value>,
+    /// What ServiceAccounts were allowed to do: (user, verb, group, resource) without
+    /// namespaces or names, so a test can check that every granted rule was used.
+    allowed: std::collections::BTreeSet<(String, String, String, String)>,
 }
 
 /// Outcome of authenticating a bearer token.
@@ -218,6 +224,18 @@ impl Rbac {
 
     pub fn enforcing(&self) -> bool {
         self.state().enforce
+    }
+
+    /// `{"enforce": bool, "denials": [{"user", "verb", "group", "resource", "namespace",
+    /// "name"}], "allowed": [{"user", "verb", "group", "resource"}]}`.
+    pub fn snapshot(&self) -> Value {
+        let s = self.state();
+        let allowed: Vec<Value> = s
+            .allowed
+            .iter()
+            .map(|(user, verb, group, resource)| serde_json::json!({"user": user, "verb": verb, "group": group, "resource": resource}))
+            .collect();
+        serde_json::json!({"enforce": s.enforce, "denials": s.denials, "allowed": allowed})
     }
 
     /// Mint a token for `namespace/name`; the ServiceAccount need not exist yet (it must
@@ -258,10 +276,19 @@ impl Rbac {
         if store.get(&sa_key).is_none() {
             return Err(ApiError::Unauthorized);
         }
+        let resource = match req.subresource {
+            Some(sub) => format!("{}/{sub}", req.resource),
+            None => req.resource.to_string(),
+        };
         if Policy::from_store(store, req.namespace).allows(&user, req) {
+            self.state().allowed.insert((user.username(), req.verb.to_string(), req.group.to_string(), resource));
             Ok(())
         } else {
             tracing::debug!(user = %user.username(), verb = req.verb, resource = req.resource, "rbac: forbidden");
+            self.state().denials.push(serde_json::json!({
+                "user": user.username(), "verb": req.verb, "group": req.group, "resource": resource,
+                "namespace": req.namespace, "name": req.name,
+            }));
             Err(forbidden(&user, req))
         }
     }

@@ -47,11 +47,11 @@ pub struct Shared {
     cluster: Mutex<Cluster>,
     pub watch_cancel: Mutex<CancellationToken>,
     faults: Faults,
+    /// RBAC enforcement switch and minted ServiceAccount tokens.
+    pub rbac: rbac::Rbac,
     /// Journal of the Kubernetes API requests received (admin ones excluded), so tests can
     /// count what a client did, e.g. that a steady-state reconcile writes nothing.
     requests: Mutex<Vec<Value>>,
-    /// RBAC enforcement switch and minted ServiceAccount tokens.
-    pub rbac: rbac::Rbac,
     pub options: Options,
     addr: SocketAddr,
 }
@@ -64,8 +64,8 @@ impl Shared {
             cluster: Mutex::new(cluster),
             watch_cancel: Mutex::new(CancellationToken::new()),
             faults: Faults::default(),
-            requests: Mutex::new(Vec::new()),
             rbac: rbac::Rbac::default(),
+            requests: Mutex::new(Vec::new()),
             options,
             addr,
         }
@@ -559,7 +559,7 @@ fn admin_api(shared: &Arc<Shared>, method: &Method, path: &str, body: &[u8]) -> 
             ok(json!({}))
         }
         (&Method::GET, "faults") => ok(shared.faults.snapshot()),
-        (&Method::GET, "rbac") => ok(json!({"enforce": shared.rbac.enforcing()})),
+        (&Method::GET, "rbac") => ok(shared.rbac.snapshot()),
         (&Method::PUT, "rbac") => match serde_json::from_slice::<Value>(body).ok().and_then(|v| v["enforce"].as_bool()) {
             Some(enforce) => {
                 shared.rbac.set_enforce(enforce);
