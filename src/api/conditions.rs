@@ -32,6 +32,8 @@ pub enum Reason {
     RateLimited,
     UpstreamUnavailable,
     Deleting,
+    /// An older Connection of the same upstream connection already owns a declared key.
+    Conflict,
 }
 
 impl Reason {
@@ -50,6 +52,7 @@ impl Reason {
             Reason::RateLimited => "RateLimited",
             Reason::UpstreamUnavailable => "UpstreamUnavailable",
             Reason::Deleting => "Deleting",
+            Reason::Conflict => "Conflict",
         }
     }
 }

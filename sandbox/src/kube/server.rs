@@ -47,6 +47,9 @@ pub struct Shared {
     cluster: Mutex<Cluster>,
     pub watch_cancel: Mutex<CancellationToken>,
     faults: Faults,
+    /// Journal of the Kubernetes API requests received (admin ones excluded), so tests can
+    /// count what a client did, e.g. that a steady-state reconcile writes nothing.
+    requests: Mutex<Vec<Value>>,
     pub options: Options,
     addr: SocketAddr,
 }
@@ -55,13 +58,19 @@ impl Shared {
     pub fn new(addr: SocketAddr, options: Options) -> Self {
         let mut cluster = Cluster { store: Store::new(options.history_limit), registry: Registry::default() };
         seed_namespaces(&mut cluster);
-        Self { cluster: Mutex::new(cluster), watch_cancel: Mutex::new(CancellationToken::new()), faults: Faults::default(), options, addr }
+        Self { cluster: Mutex::new(cluster), watch_cancel: Mutex::new(CancellationToken::new()), faults: Faults::default(), requests: Mutex::new(Vec::new()), options, addr }
     }
 
     /// The cluster state. A panic while holding the lock leaves consistent data behind (each
     /// write is one store call), so a poisoned lock is recovered rather than propagated.
     pub fn lock(&self) -> MutexGuard<'_, Cluster> {
         self.cluster.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn record(&self, method: &Method, path: &str, query: &str, user_agent: &str) {
+        let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+        let entry = json!({"method": method.as_str(), "path": path, "query": query, "userAgent": user_agent, "at": (at * 1000.0).round() / 1000.0});
+        self.requests.lock().unwrap_or_else(|p| p.into_inner()).push(entry);
     }
 }
 
@@ -105,6 +114,8 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         let body = axum::body::to_bytes(body, MAX_BODY).await.unwrap_or_default();
         return admin_api(&shared, &method, admin, &body);
     }
+    let user_agent = parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    shared.record(&method, &path, parts.uri.query().unwrap_or(""), user_agent);
     if let Some(fault) = shared.faults.take(method.as_str(), &path) {
         if let Some(ms) = fault.latency_ms {
             tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -515,6 +526,11 @@ fn admin_api(shared: &Arc<Shared>, method: &Method, path: &str, body: &[u8]) -> 
             let mut c = shared.lock();
             c.store.compact();
             ok(json!({"expiredBefore": c.store.current_rv().to_string()}))
+        }
+        (&Method::GET, "requests") => ok(Value::Array(shared.requests.lock().unwrap_or_else(|p| p.into_inner()).clone())),
+        (&Method::DELETE, "requests") => {
+            shared.requests.lock().unwrap_or_else(|p| p.into_inner()).clear();
+            ok(json!({}))
         }
         (&Method::GET, "faults") => ok(shared.faults.snapshot()),
         (&Method::DELETE, "faults") => {

@@ -1,0 +1,74 @@
+//! What every reconcile shares: the Kubernetes client, one HTTP client for all providers
+//! (connection pooling), the pacers (one per provider account, so that every Connection of
+//! an account shares its budget and its 429 block), the per-object backoff, metrics and
+//! the Event recorder.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::Client;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::Store;
+
+use super::backoff::{BackoffPolicy, Backoffs};
+use crate::api::Connection;
+use crate::metrics::Metrics;
+use crate::providers::Pacers;
+
+/// The field manager of every write the operator makes (DESIGN.md "Reconcile semantics").
+pub const FIELD_MANAGER: &str = "connection-operator";
+
+/// Time constants of the error policy and the drift timer. Production uses
+/// [`Timing::default`] (DESIGN.md "Error policy"); tests shorten them through the library
+/// API (there is no command-line flag for them) so that they assert on counts and states
+/// without waiting minutes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timing {
+    /// Backoff after retryable failures: 1 s doubling to 5 min.
+    pub backoff: BackoffPolicy,
+    /// Safety requeue after a terminal failure (nothing is retried before the Connection,
+    /// its Provider or its Secret changes, or this elapses): 30 min.
+    pub terminal_requeue: Duration,
+    /// Test-only: replaces every Connection's `spec.driftInterval` (whose admitted minimum,
+    /// 30 s, is too long for a test). `None` in production.
+    pub drift_interval_override: Option<Duration>,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            backoff: BackoffPolicy::default(),
+            terminal_requeue: Duration::from_secs(30 * 60),
+            drift_interval_override: None,
+        }
+    }
+}
+
+/// Shared state of the reconciles.
+pub struct Context {
+    pub client: Client,
+    pub http: reqwest::Client,
+    pub pacers: Pacers,
+    pub backoffs: Backoffs,
+    pub metrics: Arc<Metrics>,
+    pub recorder: Recorder,
+    pub timing: Timing,
+    /// The controller's cache of Connections, for ownership conflicts between them.
+    pub connections: Store<Connection>,
+}
+
+impl Context {
+    pub fn new(client: Client, metrics: Arc<Metrics>, timing: Timing, connections: Store<Connection>) -> Self {
+        let reporter = Reporter { controller: FIELD_MANAGER.to_string(), instance: std::env::var("POD_NAME").ok() };
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            http: reqwest::Client::new(),
+            pacers: Pacers::default(),
+            backoffs: Backoffs::new(timing.backoff),
+            metrics,
+            timing,
+            connections,
+        }
+    }
+}

@@ -1,0 +1,524 @@
+//! One reconcile of a Connection, in named steps (Stackable style): `dereference` (Provider
+//! and credentials) → `read` (upstream GET) → `plan` (ownership-aware diff) → `write` (the
+//! minimum, Manage only) → `status` (built deterministically, written only when changed).
+//! Deletion runs `dereference` → `read` → `plan_removal` → `write` → release the finalizer.
+//!
+//! Every provider failure is classified once (`ProviderError`) and mapped here to a Ready
+//! reason and a requeue (DESIGN.md "Error policy"); a reconcile never sleeps waiting for a
+//! rate-limited provider, it returns and requeues at `retryAt`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::{Api, Resource, ResourceExt};
+use rand::Rng;
+use serde_json::json;
+
+use super::conflict;
+use super::context::{Context, FIELD_MANAGER};
+use super::events::{self, CLEANUP_SKIPPED, DRIFT_CORRECTED, ORPHANED};
+use super::finalizer;
+use super::status::{self, Observation, Outcome, ProviderHealth};
+use crate::api::conditions::{self, READY, Reason};
+use crate::api::{ClusterProvider, Connection, DeletionPolicy, ManagementPolicy, Provider, ProviderConfig, ProviderKind, ProviderStatus};
+use crate::diff::{self, Upstream, Write};
+use crate::providers::{self, ProviderClient, ProviderError, Target, Token};
+
+/// Annotation that requests a reconcile now; its value is echoed in
+/// `status.lastHandledReconcileAt` (the Flux convention).
+pub const RECONCILE_REQUESTED_AT: &str = "connection-operator.dev/reconcile-requested-at";
+
+/// A failure of the reconcile itself (not of the provider): retried with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("the Connection has no namespace")]
+    NoNamespace,
+}
+
+/// The Provider or ClusterProvider a Connection resolved to.
+enum ProviderObject {
+    Namespaced(Provider),
+    Cluster(ClusterProvider),
+}
+
+impl ProviderObject {
+    fn status(&self) -> Option<&ProviderStatus> {
+        match self {
+            ProviderObject::Namespaced(p) => p.status.as_ref(),
+            ProviderObject::Cluster(p) => p.status.as_ref(),
+        }
+    }
+
+    fn generation(&self) -> Option<i64> {
+        match self {
+            ProviderObject::Namespaced(p) => p.meta().generation,
+            ProviderObject::Cluster(p) => p.meta().generation,
+        }
+    }
+}
+
+/// A resolved provider account, ready to be called.
+struct Resolved {
+    provider: ProviderObject,
+    config: ProviderConfig,
+    client: Arc<dyn ProviderClient>,
+}
+
+/// Why `dereference` stopped: a Ready reason with its message, and what to tell the
+/// Provider about its credentials.
+struct Unresolved {
+    reason: Reason,
+    message: String,
+    provider: Option<(ProviderObject, ProviderHealth)>,
+}
+
+/// Entry point called by kube-runtime.
+pub async fn reconcile(conn: Arc<Connection>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let namespace = conn.namespace().ok_or(Error::NoNamespace)?;
+    let key = format!("{namespace}/{}", conn.name_any());
+    let result = reconcile_connection(&conn, &ctx, &namespace, &key).await;
+    let label = match &result {
+        Ok((outcome, _)) => match outcome.reason() {
+            Reason::InSync => "ok",
+            other => other.as_str(),
+        },
+        Err(_) => "error",
+    };
+    ctx.metrics.reconciled(label, started.elapsed());
+    result.map(|(_, action)| action)
+}
+
+/// kube-runtime calls this when `reconcile` returned an error (a Kubernetes API failure):
+/// per-object exponential backoff, kept by us since this hook never sees successes.
+pub fn error_policy(conn: Arc<Connection>, error: &Error, ctx: Arc<Context>) -> Action {
+    let key = format!("{}/{}", conn.namespace().unwrap_or_default(), conn.name_any());
+    let delay = ctx.backoffs.next(&key);
+    tracing::warn!(connection = %key, error = %error, retry_in_ms = delay.as_millis() as u64, "reconcile failed");
+    Action::requeue(delay)
+}
+
+async fn reconcile_connection(conn: &Connection, ctx: &Context, namespace: &str, key: &str) -> Result<(Outcome, Action), Error> {
+    let api: Api<Connection> = Api::namespaced(ctx.client.clone(), namespace);
+    let deleting = conn.meta().deletion_timestamp.is_some();
+    let policy = conn.spec.deletion_policy;
+
+    if deleting {
+        if !finalizer::has_finalizer(conn) {
+            return Ok((Outcome::Deleting, Action::await_change()));
+        }
+        if policy == DeletionPolicy::Orphan {
+            // Switching to Orphan while deleting releases the Connection (DESIGN.md "Deletion").
+            finalizer::remove(&api, conn).await?;
+            ctx.backoffs.reset(key);
+            return Ok((Outcome::Deleting, Action::await_change()));
+        }
+        return delete(conn, ctx, &api, namespace, key).await;
+    }
+    match policy {
+        DeletionPolicy::Delete => finalizer::add(&api, conn).await?,
+        DeletionPolicy::Orphan => finalizer::remove(&api, conn).await?,
+    }
+
+    let requested_at = conn.annotations().get(RECONCILE_REQUESTED_AT).cloned();
+    let observation = |outcome: Outcome, managed_keys: Option<Vec<String>>| Observation {
+        generation: conn.meta().generation,
+        outcome,
+        managed_keys,
+        requested_at: requested_at.clone(),
+    };
+
+    // Ownership: an older Connection of the same upstream connection keeps its keys; this
+    // one writes nothing while they overlap. Observe never writes, so it never conflicts.
+    if conn.spec.management_policy == ManagementPolicy::Manage {
+        let others: Vec<Arc<Connection>> = ctx
+            .connections
+            .state()
+            .into_iter()
+            .filter(|o| o.spec.management_policy == ManagementPolicy::Manage)
+            .collect();
+        if let Some(message) = conflict::conflict(conn, &others) {
+            let outcome = Outcome::Failed { reason: Reason::Conflict, message, retry_at: None };
+            write_status(conn, ctx, &api, observation(outcome.clone(), None)).await?;
+            ctx.backoffs.reset(key);
+            return Ok((outcome, Action::requeue(ctx.timing.terminal_requeue)));
+        }
+    }
+
+    // Step 1: dereference.
+    let resolved = match dereference(conn, ctx, namespace).await? {
+        Ok(resolved) => resolved,
+        Err(unresolved) => {
+            if let Some((provider, health)) = &unresolved.provider {
+                update_provider_status(ctx, provider, health, None).await;
+            }
+            let outcome = Outcome::Failed { reason: unresolved.reason, message: unresolved.message, retry_at: None };
+            write_status(conn, ctx, &api, observation(outcome.clone(), None)).await?;
+            ctx.backoffs.reset(key);
+            return Ok((outcome, Action::requeue(ctx.timing.terminal_requeue)));
+        }
+    };
+    if conn.spec.suspend {
+        let outcome = Outcome::Suspended;
+        write_status(conn, ctx, &api, observation(outcome.clone(), None)).await?;
+        return Ok((outcome, Action::await_change()));
+    }
+    let provider_name = resolved.config.type_.as_str();
+    let target = Target::for_connection(&conn.spec);
+    let managed = conn.status.as_ref().map(|s| s.managed_keys.clone()).unwrap_or_default();
+
+    // Steps 2-4: read, plan, write.
+    let result = sync(conn, ctx, &resolved, &target, &managed).await;
+    let (outcome, managed_keys) = match result {
+        Ok((outcome, managed_keys)) => (outcome, managed_keys),
+        Err(e) => {
+            if let ProviderError::RateLimited { .. } = e {
+                ctx.metrics.rate_limited(provider_name);
+            }
+            (Outcome::from_provider_error(&e), None)
+        }
+    };
+    if outcome == (Outcome::InSync { wrote: true }) {
+        ctx.metrics.drift_corrected(provider_name);
+    }
+
+    // Step 5: status.
+    let health = match &outcome {
+        Outcome::Failed { reason: Reason::Unauthorized, message, .. } => Some(ProviderHealth::Unauthorized(message.clone())),
+        Outcome::Failed { reason: Reason::RateLimited, .. } => None,
+        _ => Some(ProviderHealth::Ready),
+    };
+    let pacer = ctx.pacers.get(&resolved.config.account_key(), resolved.config.rate_limit);
+    if let Some(health) = health {
+        update_provider_status(ctx, &resolved.provider, &health, Some(pacer.snapshot())).await;
+    } else {
+        // A new block is worth recording even without a fresh authentication outcome.
+        let health = match status_ready(resolved.provider.status()) {
+            Some(false) => None,
+            _ => Some(ProviderHealth::Ready),
+        };
+        if let Some(health) = health {
+            update_provider_status(ctx, &resolved.provider, &health, Some(pacer.snapshot())).await;
+        }
+    }
+    if outcome == (Outcome::InSync { wrote: true }) {
+        let reference = conn.object_ref(&());
+        events::publish(&ctx.recorder, &reference, EventType::Normal, DRIFT_CORRECTED, "Write", "upstream was updated to match the spec".into()).await;
+    }
+    write_status(conn, ctx, &api, observation(outcome.clone(), managed_keys)).await?;
+
+    let action = requeue(conn, ctx, key, &outcome);
+    Ok((outcome, action))
+}
+
+/// Read upstream, plan, and (Manage) write the minimum. Returns the outcome and the keys
+/// owned afterwards (`None`: unchanged).
+async fn sync(
+    conn: &Connection,
+    ctx: &Context,
+    resolved: &Resolved,
+    target: &Target,
+    managed: &[String],
+) -> Result<(Outcome, Option<Vec<String>>), ProviderError> {
+    let upstream = read(ctx, resolved, target).await?;
+    let Some(block) = conn.spec.block() else {
+        return Ok((mismatch("exactly one provider block (nango, mielto, arena or datagrid) must be set"), None));
+    };
+    let plan = match diff::plan(block, managed, &upstream) {
+        Ok(plan) => plan,
+        Err(e) => return Ok((mismatch(&e.to_string()), None)),
+    };
+    match (conn.spec.management_policy, plan.write) {
+        (_, None) => Ok((Outcome::InSync { wrote: false }, Some(plan.managed_keys))),
+        // Observe reads and reports; it never writes and takes no new ownership.
+        (ManagementPolicy::Observe, Some(_)) => Ok((Outcome::Drift { keys: plan.drift }, None)),
+        (ManagementPolicy::Manage, Some(write)) => {
+            send(ctx, resolved, target, &write).await?;
+            Ok((Outcome::InSync { wrote: true }, Some(plan.managed_keys)))
+        }
+    }
+}
+
+fn mismatch(message: &str) -> Outcome {
+    Outcome::Failed { reason: Reason::ProviderMismatch, message: message.to_string(), retry_at: None }
+}
+
+/// Deletion with `deletionPolicy: Delete`: remove the managed keys upstream (a 404 means
+/// there is nothing left to remove), report fields the provider cannot remove, then
+/// release the finalizer.
+async fn delete(conn: &Connection, ctx: &Context, api: &Api<Connection>, namespace: &str, key: &str) -> Result<(Outcome, Action), Error> {
+    let reference = conn.object_ref(&());
+    let resolved = match dereference(conn, ctx, namespace).await? {
+        Ok(resolved) => resolved,
+        Err(unresolved) if unresolved.reason == Reason::ProviderNotFound => {
+            // Without its Provider nothing can be cleaned (e.g. the whole namespace is
+            // being deleted); holding the Connection forever would block that deletion.
+            let note = format!("{}; the managed keys are left upstream", unresolved.message);
+            events::publish(&ctx.recorder, &reference, EventType::Warning, CLEANUP_SKIPPED, "Delete", note).await;
+            finalizer::remove(api, conn).await?;
+            return Ok((Outcome::Deleting, Action::await_change()));
+        }
+        Err(unresolved) => {
+            let outcome = Outcome::Failed { reason: unresolved.reason, message: unresolved.message, retry_at: None };
+            return finish_failed_deletion(conn, ctx, api, key, outcome).await;
+        }
+    };
+    if conn.spec.suspend {
+        // No upstream call at all while suspended; unsuspend or switch to Orphan to go on.
+        write_status(conn, ctx, api, deletion_observation(conn, Outcome::Suspended)).await?;
+        return Ok((Outcome::Suspended, Action::await_change()));
+    }
+    let target = Target::for_connection(&conn.spec);
+    let managed = conn.status.as_ref().map(|s| s.managed_keys.clone()).unwrap_or_default();
+    let removed = async {
+        let upstream = read(ctx, &resolved, &target).await?;
+        let removal = diff::plan_removal(&managed, &upstream);
+        if let Some(write) = &removal.write {
+            send(ctx, &resolved, &target, write).await?;
+        }
+        Ok::<_, ProviderError>(removal.orphaned)
+    }
+    .await;
+    match removed {
+        Ok(orphaned) => {
+            if !orphaned.is_empty() {
+                let note = format!("the provider cannot remove {}; left upstream", orphaned.join(", "));
+                events::publish(&ctx.recorder, &reference, EventType::Normal, ORPHANED, "Delete", note).await;
+            }
+        }
+        Err(ProviderError::NotFound { .. }) => {}
+        Err(e) => return finish_failed_deletion(conn, ctx, api, key, Outcome::from_provider_error(&e)).await,
+    }
+    finalizer::remove(api, conn).await?;
+    ctx.backoffs.reset(key);
+    Ok((Outcome::Deleting, Action::await_change()))
+}
+
+async fn finish_failed_deletion(conn: &Connection, ctx: &Context, api: &Api<Connection>, key: &str, outcome: Outcome) -> Result<(Outcome, Action), Error> {
+    write_status(conn, ctx, api, deletion_observation(conn, outcome.clone())).await?;
+    let action = requeue(conn, ctx, key, &outcome);
+    Ok((outcome, action))
+}
+
+fn deletion_observation(conn: &Connection, outcome: Outcome) -> Observation {
+    Observation {
+        generation: conn.meta().generation,
+        outcome,
+        managed_keys: None,
+        requested_at: conn.annotations().get(RECONCILE_REQUESTED_AT).cloned(),
+    }
+}
+
+/// When to look again (DESIGN.md "Error policy"), and the per-object backoff bookkeeping.
+fn requeue(conn: &Connection, ctx: &Context, key: &str, outcome: &Outcome) -> Action {
+    match outcome {
+        Outcome::InSync { .. } | Outcome::Drift { .. } => {
+            ctx.backoffs.reset(key);
+            let interval = ctx.timing.drift_interval_override.unwrap_or_else(|| conn.spec.drift_interval());
+            // Up to 10% jitter spreads the drift checks of Connections created together.
+            let jitter_ms = (interval.as_millis() as u64 / 10).max(1);
+            Action::requeue(interval + Duration::from_millis(rand::rng().random_range(0..=jitter_ms)))
+        }
+        Outcome::Suspended | Outcome::Deleting => Action::await_change(),
+        Outcome::Failed { reason: Reason::RateLimited, retry_at, .. } => {
+            // Requeue at retryAt (the pacer added jitter to it); never sleep in a worker.
+            let wait = retry_at.and_then(|at| at.duration_since(SystemTime::now()).ok()).unwrap_or_default();
+            Action::requeue(wait.max(Duration::from_millis(100)))
+        }
+        Outcome::Failed { reason: Reason::UpstreamUnavailable, .. } => Action::requeue(ctx.backoffs.next(key)),
+        Outcome::Failed { .. } => {
+            // Terminal: no retry loop; the watches bring it back when something changes.
+            ctx.backoffs.reset(key);
+            Action::requeue(ctx.timing.terminal_requeue)
+        }
+    }
+}
+
+/// Step 1: the Provider (or ClusterProvider), its type against the Connection's block,
+/// and the token from the referenced Secret (read on every reconcile, so a rotated
+/// credential is used at once; only this one Secret is read).
+async fn dereference(conn: &Connection, ctx: &Context, namespace: &str) -> Result<Result<Resolved, Unresolved>, Error> {
+    let reference = &conn.spec.provider_ref;
+    let (provider, config) = match reference.kind {
+        ProviderKind::Provider => {
+            let api: Api<Provider> = Api::namespaced(ctx.client.clone(), namespace);
+            match api.get_opt(&reference.name).await? {
+                Some(p) => {
+                    let config = ProviderConfig::from_provider(&p.spec, namespace);
+                    (ProviderObject::Namespaced(p), config)
+                }
+                None => return Ok(Err(not_found(format!("Provider {namespace}/{} not found", reference.name)))),
+            }
+        }
+        ProviderKind::ClusterProvider => {
+            let api: Api<ClusterProvider> = Api::all(ctx.client.clone());
+            match api.get_opt(&reference.name).await? {
+                Some(p) => {
+                    let config = ProviderConfig::from_cluster_provider(&p.spec);
+                    (ProviderObject::Cluster(p), config)
+                }
+                None => return Ok(Err(not_found(format!("ClusterProvider {} not found", reference.name)))),
+            }
+        }
+    };
+    if let Some(block) = conn.spec.block()
+        && block.provider_type() != config.type_
+    {
+        return Ok(Err(Unresolved {
+            reason: Reason::ProviderMismatch,
+            message: format!(
+                "the Connection has a {} block but {:?} {} is of type {}",
+                block.provider_type().as_str(),
+                reference.kind,
+                reference.name,
+                config.type_.as_str()
+            ),
+            provider: None,
+        }));
+    }
+    let token = match read_token(ctx, &config).await? {
+        Ok(token) => token,
+        Err(message) => {
+            let health = ProviderHealth::CredentialsMissing(message.clone());
+            return Ok(Err(Unresolved { reason: Reason::ProviderNotReady, message, provider: Some((provider, health)) }));
+        }
+    };
+    let pacer = ctx.pacers.get(&config.account_key(), config.rate_limit);
+    match providers::client(&config, token, ctx.http.clone(), pacer) {
+        Ok(client) => Ok(Ok(Resolved { provider, config, client })),
+        Err(e) => {
+            let message = format!("the provider cannot be used: {e}");
+            let health = ProviderHealth::CredentialsMissing(message.clone());
+            Ok(Err(Unresolved { reason: Reason::ProviderNotReady, message, provider: Some((provider, health)) }))
+        }
+    }
+}
+
+fn not_found(message: String) -> Unresolved {
+    Unresolved { reason: Reason::ProviderNotFound, message, provider: None }
+}
+
+/// The token, or a message (naming the Secret and key, never the value) saying why not.
+async fn read_token(ctx: &Context, config: &ProviderConfig) -> Result<Result<Token, String>, Error> {
+    let location = &config.credentials;
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &location.namespace);
+    let secret = match api.get_opt(&location.name).await {
+        Ok(Some(secret)) => secret,
+        Ok(None) => return Ok(Err(format!("Secret {}/{} not found", location.namespace, location.name))),
+        Err(kube::Error::Api(status)) if status.code == 403 => {
+            return Ok(Err(format!("Secret {}/{} cannot be read (forbidden)", location.namespace, location.name)));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let bytes = secret.data.as_ref().and_then(|d| d.get(&location.key));
+    match bytes.and_then(|b| Token::from_secret_bytes(&b.0)) {
+        Some(token) => Ok(Ok(token)),
+        None if bytes.is_none() => Ok(Err(format!("Secret {}/{} has no key {}", location.namespace, location.name, location.key))),
+        None => Ok(Err(format!("Secret {}/{} key {} is empty or not UTF-8", location.namespace, location.name, location.key))),
+    }
+}
+
+/// Step 2: read upstream, counted in the metrics.
+async fn read(ctx: &Context, resolved: &Resolved, target: &Target) -> Result<Upstream, ProviderError> {
+    let started = Instant::now();
+    let blocked_before = is_blocked(ctx, &resolved.config);
+    let result = resolved.client.read(target).await;
+    record(ctx, resolved, "GET", result.as_ref().err(), blocked_before, started);
+    result
+}
+
+/// Step 4: one write, counted in the metrics.
+async fn send(ctx: &Context, resolved: &Resolved, target: &Target, write: &Write) -> Result<(), ProviderError> {
+    let method = match write {
+        Write::NangoPatch { .. } | Write::DatagridPatch { .. } => "PATCH",
+        Write::NangoReplace { .. } => "POST",
+        Write::ArenaPut { .. } | Write::MieltoPut { .. } => "PUT",
+    };
+    let started = Instant::now();
+    let blocked_before = is_blocked(ctx, &resolved.config);
+    let result = resolved.client.write(target, write).await;
+    record(ctx, resolved, method, result.as_ref().err(), blocked_before, started);
+    result
+}
+
+fn is_blocked(ctx: &Context, config: &ProviderConfig) -> bool {
+    let pacer = ctx.pacers.get(&config.account_key(), config.rate_limit);
+    pacer.snapshot().blocked_until.is_some_and(|until| until > SystemTime::now())
+}
+
+fn record(ctx: &Context, resolved: &Resolved, method: &str, error: Option<&ProviderError>, blocked_before: bool, started: Instant) {
+    let code = match error {
+        None => "2xx".to_string(),
+        // Refused by our own pacer: nothing was sent.
+        Some(ProviderError::RateLimited { .. }) if blocked_before => return,
+        Some(ProviderError::RateLimited { .. }) => "429".to_string(),
+        Some(ProviderError::Terminal { status, .. }) | Some(ProviderError::Unauthorized { status, .. }) => status.to_string(),
+        Some(ProviderError::NotFound { .. }) => "404".to_string(),
+        Some(ProviderError::Retryable { status: Some(status), .. }) => status.to_string(),
+        Some(ProviderError::Retryable { status: None, .. }) => "error".to_string(),
+    };
+    ctx.metrics.upstream_request(resolved.config.type_.as_str(), method, &code, started.elapsed());
+}
+
+/// Build the status, publish an Event on a Ready transition, and server-side apply the
+/// status only when it changed.
+async fn write_status(conn: &Connection, ctx: &Context, api: &Api<Connection>, observation: Observation) -> Result<(), Error> {
+    let current = conn.status.as_ref();
+    let wanted = status::connection_status(current, &observation, Timestamp::now());
+    if !status::connection_status_changed(current, &wanted) {
+        return Ok(());
+    }
+    let before = current.and_then(|s| conditions::find(&s.conditions, READY)).map(|c| (c.status.clone(), c.reason.clone()));
+    let after = conditions::find(&wanted.conditions, READY).map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()));
+    let body = json!({
+        "apiVersion": "connection-operator.dev/v1alpha1",
+        "kind": "Connection",
+        "metadata": {"name": conn.name_any()},
+        "status": wanted,
+    });
+    api.patch_status(&conn.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(body)).await?;
+    if let Some((status, reason, message)) = after
+        && before.as_ref() != Some(&(status.clone(), reason.clone()))
+    {
+        let kind = events::event_type(observation.outcome.reason());
+        events::publish(&ctx.recorder, &conn.object_ref(&()), kind, &reason, "Reconcile", message).await;
+    }
+    Ok(())
+}
+
+fn status_ready(status: Option<&ProviderStatus>) -> Option<bool> {
+    status.and_then(|s| conditions::find(&s.conditions, READY)).map(|c| c.status == "True")
+}
+
+/// Server-side apply the Provider's status when it changed. Failures are logged only: the
+/// Connection's own status is what this reconcile is about.
+async fn update_provider_status(ctx: &Context, provider: &ProviderObject, health: &ProviderHealth, snapshot: Option<providers::RateLimitSnapshot>) {
+    let current = provider.status();
+    let wanted = status::provider_status(current, provider.generation(), health, snapshot, Timestamp::now());
+    if !status::provider_status_changed(current, &wanted) {
+        return;
+    }
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let result = match provider {
+        ProviderObject::Namespaced(p) => {
+            let api: Api<Provider> = Api::namespaced(ctx.client.clone(), &p.namespace().unwrap_or_default());
+            let body = json!({"apiVersion": "connection-operator.dev/v1alpha1", "kind": "Provider", "metadata": {"name": p.name_any()}, "status": wanted});
+            api.patch_status(&p.name_any(), &params, &Patch::Apply(body)).await.map(drop)
+        }
+        ProviderObject::Cluster(p) => {
+            let api: Api<ClusterProvider> = Api::all(ctx.client.clone());
+            let body = json!({"apiVersion": "connection-operator.dev/v1alpha1", "kind": "ClusterProvider", "metadata": {"name": p.name_any()}, "status": wanted});
+            api.patch_status(&p.name_any(), &params, &Patch::Apply(body)).await.map(drop)
+        }
+    };
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "cannot update the Provider status");
+    }
+}

@@ -1,0 +1,136 @@
+//! What makes a Connection reconcile (DESIGN.md "Triggers"): its own changes (generation,
+//! deletion, the `reconcile-requested-at` annotation; not its status, so writing status
+//! does not trigger another upstream read), changes of the Provider or ClusterProvider it
+//! references (spec only), changes of the Secret those reference (credential rotation
+//! without restart), and the drift timer (the requeue after each reconcile).
+//!
+//! Secrets are watched with a metadata-only watch: the controller never holds the data of
+//! Secrets it does not use, and reads the one it uses with a GET during the reconcile.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::Secret;
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, predicates, watcher};
+use kube::{Api, Client, ResourceExt};
+
+use super::reconcile::RECONCILE_REQUESTED_AT;
+use crate::api::{ClusterProvider, Connection, Provider, ProviderKind};
+
+/// The hash of what makes a Connection worth reconciling when it changes.
+fn connection_trigger(conn: &Connection) -> Option<u64> {
+    let mut h = DefaultHasher::new();
+    conn.metadata.generation.hash(&mut h);
+    conn.metadata.deletion_timestamp.as_ref().map(|t| t.0.as_second()).hash(&mut h);
+    conn.annotations().get(RECONCILE_REQUESTED_AT).hash(&mut h);
+    conn.metadata.uid.hash(&mut h);
+    Some(h.finish())
+}
+
+/// The watch streams and the caches they fill.
+pub struct Triggers<C, CC, P, CP, S> {
+    pub connections: C,
+    /// Every change of any Connection (deletions included), to re-reconcile the other
+    /// Connections of the same upstream connection (ownership conflicts).
+    pub connection_changes: CC,
+    pub connection_store: Store<Connection>,
+    pub providers: P,
+    pub provider_store: Store<Provider>,
+    pub cluster_providers: CP,
+    pub cluster_provider_store: Store<ClusterProvider>,
+    pub secrets: S,
+}
+
+/// Build the watch streams, scoped to `namespace` when given (ClusterProviders are
+/// cluster-scoped and always watched cluster-wide).
+#[allow(clippy::type_complexity)]
+pub fn streams(
+    client: &Client,
+    namespace: Option<&str>,
+) -> Triggers<
+    impl Stream<Item = Result<Connection, watcher::Error>> + Send + 'static,
+    impl Stream<Item = Result<Connection, watcher::Error>> + Send + 'static,
+    impl Stream<Item = Result<Provider, watcher::Error>> + Send + 'static,
+    impl Stream<Item = Result<ClusterProvider, watcher::Error>> + Send + 'static,
+    impl Stream<Item = Result<PartialObjectMeta<Secret>, watcher::Error>> + Send + 'static,
+> {
+    // `Api<PartialObjectMeta<_>>` makes metadata-only list and watch requests.
+    let (connections_api, providers_api, secrets_api): (Api<Connection>, Api<Provider>, Api<PartialObjectMeta<Secret>>) = match namespace {
+        Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
+        None => (Api::all(client.clone()), Api::all(client.clone()), Api::all(client.clone())),
+    };
+    let cluster_providers_api: Api<ClusterProvider> = Api::all(client.clone());
+    let wc = watcher::Config::default();
+
+    let connection_changes = watcher(connections_api.clone(), wc.clone()).default_backoff().touched_objects();
+    let (connection_store, writer) = reflector::store();
+    let connections = reflector::reflector(writer, watcher(connections_api, wc.clone()))
+        .default_backoff()
+        .applied_objects()
+        .predicate_filter(connection_trigger, Default::default());
+    let (provider_store, writer) = reflector::store();
+    let providers = reflector::reflector(writer, watcher(providers_api, wc.clone()))
+        .default_backoff()
+        .applied_objects()
+        .predicate_filter(predicates::generation, Default::default());
+    let (cluster_provider_store, writer) = reflector::store();
+    let cluster_providers = reflector::reflector(writer, watcher(cluster_providers_api, wc.clone()))
+        .default_backoff()
+        .applied_objects()
+        .predicate_filter(predicates::generation, Default::default());
+    let secrets = watcher(secrets_api, wc)
+        .default_backoff()
+        .applied_objects()
+        .predicate_filter(predicates::resource_version, Default::default())
+        .boxed();
+    Triggers { connections, connection_changes, connection_store, providers, provider_store, cluster_providers, cluster_provider_store, secrets }
+}
+
+/// Connections referencing the Provider `provider`.
+pub fn for_provider(connections: &Store<Connection>, provider: &Provider) -> Vec<ObjectRef<Connection>> {
+    let namespace = provider.namespace();
+    let name = provider.name_any();
+    connections
+        .state()
+        .iter()
+        .filter(|c| c.namespace() == namespace && c.spec.provider_ref.kind == ProviderKind::Provider && c.spec.provider_ref.name == name)
+        .map(|c| ObjectRef::from_obj(c.as_ref()))
+        .collect()
+}
+
+/// Connections referencing the ClusterProvider `provider`.
+pub fn for_cluster_provider(connections: &Store<Connection>, provider: &ClusterProvider) -> Vec<ObjectRef<Connection>> {
+    let name = provider.name_any();
+    connections
+        .state()
+        .iter()
+        .filter(|c| c.spec.provider_ref.kind == ProviderKind::ClusterProvider && c.spec.provider_ref.name == name)
+        .map(|c| ObjectRef::from_obj(c.as_ref()))
+        .collect()
+}
+
+/// Connections whose Provider or ClusterProvider takes its token from `secret`.
+pub fn for_secret(
+    connections: &Store<Connection>,
+    providers: &Store<Provider>,
+    cluster_providers: &Store<ClusterProvider>,
+    secret: &PartialObjectMeta<Secret>,
+) -> Vec<ObjectRef<Connection>> {
+    let namespace = secret.namespace();
+    let name = secret.name_any();
+    let mut refs = Vec::new();
+    for p in providers.state().iter().filter(|p| p.namespace() == namespace && p.spec.credentials_ref.name == name) {
+        refs.extend(for_provider(connections, p));
+    }
+    for p in cluster_providers
+        .state()
+        .iter()
+        .filter(|p| Some(&p.spec.credentials_ref.namespace) == namespace.as_ref() && p.spec.credentials_ref.name == name)
+    {
+        refs.extend(for_cluster_provider(connections, p));
+    }
+    refs
+}
