@@ -188,16 +188,23 @@ async fn demo_times_out_when_not_ready() {
 async fn sigkill_mid_wave_of_200_changes_then_restart() {
     const N: usize = 200;
     let mut world = datagrid_world("wave", N).await;
-    // Slow every write a little so the kill lands mid-wave whatever the machine's speed.
-    world.stack.provider_faults("datagrid", &json!({"method": "PATCH", "path": "/connections/*", "latencyMs": 300, "count": 1000})).await.unwrap();
-    world.apply(&datagrid_wave("wave", N, "v2")).await;
-    let seen = world
-        .eventually("the wave to be under way", || async {
-            let applied = world.journal("datagrid").await.iter().filter(|e| e["method"] == "PATCH").count();
-            (applied >= 20).then_some(applied)
-        })
-        .await;
-    world.stack.kill_operator().await.expect("SIGKILL");
+    // Slow every write (1 s each, 16 at a time) so the kill lands mid-wave whatever the
+    // machine's speed.
+    world.stack.provider_faults("datagrid", &json!({"method": "PATCH", "path": "/connections/*", "latencyMs": 1000, "count": 1000})).await.unwrap();
+    // The wave is applied by kubectl while the operator already works on its first changes;
+    // the kill comes as soon as 20 writes have been sent.
+    let wave = datagrid_wave("wave", N, "v2");
+    let (applied, seen) = tokio::join!(world.apply(&wave), async {
+        let seen = world
+            .eventually("the wave to be under way", || async {
+                let sent = world.journal("datagrid").await.iter().filter(|e| e["method"] == "PATCH").count();
+                (sent >= 20).then_some(sent)
+            })
+            .await;
+        world.stack.kill_operator().await.expect("SIGKILL");
+        seen
+    });
+    assert_eq!(applied.matches("configured").count(), N, "{applied}");
     let at_kill = world.journal("datagrid").await.iter().filter(|e| e["method"] == "PATCH").count();
     assert!(at_kill < N, "the kill must land mid-wave: {at_kill} of {N} writes already sent (first seen {seen})");
     world.stack.clear_provider_faults("datagrid").await.unwrap();
@@ -410,6 +417,7 @@ async fn rate_limit_storm_across_500_connections_of_one_account() {
         .eventually("the other providers' Connections to be Ready", || async {
             let list = world.connections(NS).await;
             let calm: Vec<_> = list.iter().filter(|c| kube::ResourceExt::name_any(*c).starts_with("calm-")).collect();
+            eprintln!("calm: {:?}", calm.iter().map(|c| (kube::ResourceExt::name_any(*c), ready(c))).collect::<Vec<_>>());
             (calm.len() == 10 && calm.iter().all(|c| is_ready_current(c))).then_some(())
         })
         .await;
@@ -451,20 +459,21 @@ async fn external_writer_keys_survive_a_wave_of_changes() {
     world.apply(&wave("v1")).await;
     world.wait_all_ready(NS, N).await;
 
-    // The external writer: rounds of PUTs of a fresh foreign key to every connection, until
-    // the operator has finished the wave, plus one more round.
+    // The external writer: rounds of PUTs to every connection, each setting one of ten
+    // foreign keys (Are.na allows 50 keys) to the round number, until the operator has
+    // finished the wave, plus one more round. Its last value of each key must survive.
     let base = world.stack.base_url("arena");
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = {
         let stop = stop.clone();
         tokio::spawn(async move {
             let http = reqwest::Client::new();
-            let mut written: BTreeMap<String, Vec<String>> = BTreeMap::new();
-            let mut round = 0;
+            let mut last_written: BTreeMap<(usize, String), u64> = BTreeMap::new();
+            let mut round: u64 = 0;
             loop {
                 let last = stop.load(std::sync::atomic::Ordering::SeqCst);
                 for i in 0..N {
-                    let key = format!("app_{round}");
+                    let key = format!("app_{}", round % 10);
                     let response = http
                         .put(format!("{base}/v3/connections/{}", 5000 + i))
                         .bearer_auth("customer-app-token")
@@ -472,12 +481,13 @@ async fn external_writer_keys_survive_a_wave_of_changes() {
                         .send()
                         .await
                         .expect("external write");
-                    assert!(response.status().is_success(), "external write refused: {}", response.status());
-                    written.entry(format!("{}", 5000 + i)).or_default().push(key);
+                    let status = response.status();
+                    assert!(status.is_success(), "external write refused: {status}: {}", response.text().await.unwrap_or_default());
+                    last_written.insert((i, key), round);
                 }
                 round += 1;
                 if last {
-                    return written;
+                    return (round, last_written);
                 }
             }
         })
@@ -485,12 +495,13 @@ async fn external_writer_keys_survive_a_wave_of_changes() {
     world.apply(&wave("v2")).await;
     world.wait_all_ready(NS, N).await;
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let written = writer.await.expect("writer");
+    let (rounds, last_written) = writer.await.expect("writer");
+    assert!(rounds >= 2, "the writer must have overlapped the wave ({rounds} rounds)");
     for i in 0..N {
         let metadata = world.upstream("arena", &id(i)).await["metadata"].clone();
         assert_eq!(metadata["owned"], "v2", "{metadata}");
-        for key in &written[&id(i)] {
-            assert!(metadata.get(key).is_some(), "{}: the external write {key} was lost: {metadata}", id(i));
+        for ((_, key), value) in last_written.range((i, String::new())..(i + 1, String::new())) {
+            assert_eq!(metadata[key.as_str()], json!(value), "{}: the external write {key}={value} was lost: {metadata}", id(i));
         }
     }
 }
