@@ -368,15 +368,19 @@ fn fixed_windows(arrivals: &[f64], window: f64) -> usize {
 }
 
 /// A 429 storm across 500 Connections of one Nango account whose real limit is far below
-/// what the Provider declares: the operator paces itself (at most one 429 per limiter
-/// window in total), every Connection converges, and Connections of other providers
-/// converge while the Nango account is still working through its backlog.
+/// what the Provider declares (Nango's documented fixed 60 s window, REFERENCE.md §1, with
+/// a 350-request limit): the operator is blocked rather than hammering (at most one 429 per
+/// limiter window in total), Connections of other providers applied during the storm
+/// converge while the Nango account is still blocked, and every Nango Connection converges
+/// with exactly one write where one is needed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limit_storm_across_500_connections_of_one_account() {
     const N: usize = 500;
-    const LIMIT: u32 = 100;
-    const WINDOW: f64 = 5.0;
-    let mut world = World::start(&[NS]).await;
+    /// Connections whose upstream differs and needs a write (the others only a read).
+    const CHANGED: usize = 100;
+    const LIMIT: u32 = 350;
+    const WINDOW: f64 = 60.0;
+    let world = World::start(&[NS]).await;
     world.stack.provider_rate_limit("nango", LIMIT, WINDOW).await.unwrap();
     world.stack.provider_rate_limit("datagrid", 0, 60.0).await.unwrap();
     world.stack.provider_rate_limit("arena", 0, 60.0).await.unwrap();
@@ -387,12 +391,14 @@ async fn rate_limit_storm_across_500_connections_of_one_account() {
     world.apply_provider(NS, "arena", "").await;
     for i in 0..N {
         let k = runtime_test_name(i);
-        world.seed("nango", &format!("storm-{k}"), json!({"provider_config_key": "salesforce", "metadata": {"tier": "free"}})).await;
+        let tier = if i % (N / CHANGED) == 0 { "free" } else { "pro" };
+        world.seed("nango", &format!("storm-{k}"), json!({"provider_config_key": "salesforce", "metadata": {"tier": tier}})).await;
     }
     for i in 0..5 {
         world.seed("datagrid", &format!("conn_calm_{i}"), json!({"name": "old"})).await;
         world.seed("arena", &format!("{}", 1000 + i), json!({"metadata": {"seen": false}})).await;
     }
+    let mut world = world;
     world.start_operator();
     world
         .apply(&documents((0..N).map(|i| {
@@ -417,15 +423,17 @@ async fn rate_limit_storm_across_500_connections_of_one_account() {
         .eventually("the other providers' Connections to be Ready", || async {
             let list = world.connections(NS).await;
             let calm: Vec<_> = list.iter().filter(|c| kube::ResourceExt::name_any(*c).starts_with("calm-")).collect();
-            eprintln!("calm: {:?}", calm.iter().map(|c| (kube::ResourceExt::name_any(*c), ready(c))).collect::<Vec<_>>());
             (calm.len() == 10 && calm.iter().all(|c| is_ready_current(c))).then_some(())
         })
         .await;
     let storm_ready = world.connections(NS).await.iter().filter(|c| kube::ResourceExt::name_any(*c).starts_with("storm-") && is_ready_current(c)).count();
     assert!(storm_ready < N, "the other providers converged only after the Nango storm ({storm_ready} of {N} Ready)");
+    // Meanwhile the blocked Nango Connections say so.
+    let limited = world.connections(NS).await.iter().filter(|c| ready(c).is_some_and(|(_, reason, _)| reason == "RateLimited")).count();
+    assert!(limited > 0, "no Connection reports RateLimited during the storm");
 
     world.wait_all_ready(NS, N + 10).await;
-    for i in (0..N).step_by(50) {
+    for i in (0..N).step_by(25) {
         let k = runtime_test_name(i);
         assert_eq!(world.upstream("nango", &format!("storm-{k}")).await["metadata"], json!({"tier": "pro"}));
     }
@@ -434,10 +442,11 @@ async fn rate_limit_storm_across_500_connections_of_one_account() {
     let windows = fixed_windows(&arrivals, WINDOW);
     let too_many = journal.iter().filter(|e| e["status"] == 429).count();
     let counts = by_status(&journal);
+    assert!(too_many >= 1, "the storm must have hit the limit: {counts:?}");
     assert!(too_many <= windows, "{too_many} 429s over {windows} limiter windows (by status: {counts:?})");
-    // Every Connection was read and written once: the storm cost no duplicate work.
+    // Exactly one write per Connection that needed one: the storm cost no duplicate work.
     let patches = journal.iter().filter(|e| e["method"] == "PATCH" && e["status"] == 200).count();
-    assert_eq!(patches, N, "by status: {counts:?}");
+    assert_eq!(patches, CHANGED, "by status: {counts:?}");
 }
 
 /// The customer's application keeps writing keys no Connection declares (through Are.na's
