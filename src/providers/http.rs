@@ -111,11 +111,18 @@ impl Http {
 
     /// Send `call` and return the JSON body of a 2xx answer (`null` when empty).
     pub(crate) async fn send(&self, call: Call<'_>) -> Result<Value, ProviderError> {
-        match self.pacer.admit(call.bucket, Instant::now(), SystemTime::now()) {
+        // Once admitted, whatever happens to the request (answer, error, cancellation while
+        // waiting or sending), it stops counting as in flight when this guard drops.
+        let _in_flight = match self.pacer.admit(call.bucket, Instant::now(), SystemTime::now()) {
             Admission::RateLimited(retry_at) => return Err(ProviderError::RateLimited { retry_at }),
-            Admission::After(wait) if !wait.is_zero() => tokio::time::sleep(wait).await,
-            Admission::After(_) => {}
-        }
+            Admission::After(wait) => {
+                let guard = InFlight { pacer: &self.pacer, bucket: call.bucket };
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
+                }
+                guard
+            }
+        };
 
         let url = self.url(&call);
         let mut request = self
@@ -311,5 +318,17 @@ mod tests {
         let shown = format!("{http:?}");
         assert!(!shown.contains("s3cr3t"), "{shown}");
         assert!(shown.contains("nango"));
+    }
+}
+
+/// Marks a request admitted by the pacer as finished when dropped.
+struct InFlight<'a> {
+    pacer: &'a AccountPacer,
+    bucket: &'a str,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.pacer.finished(self.bucket);
     }
 }

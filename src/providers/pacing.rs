@@ -74,6 +74,9 @@ struct TokenBucket {
     /// Set when the provider said no request of this bucket may succeed before then
     /// (`Remaining: 0`).
     not_before: Option<SystemTime>,
+    /// Requests admitted and not yet finished. A response's `X-RateLimit-Remaining` does
+    /// not know about them, yet each will consume one of those remaining requests.
+    in_flight: u32,
 }
 
 impl TokenBucket {
@@ -85,6 +88,7 @@ impl TokenBucket {
             per_second: f64::from(spec.requests_per_minute.max(1)) / 60.0,
             updated: now,
             not_before: None,
+            in_flight: 0,
         }
     }
 
@@ -145,6 +149,7 @@ impl AccountPacer {
         }
         // Reserve now (possibly going negative) so concurrent callers queue behind it.
         bucket.tokens -= 1.0;
+        bucket.in_flight += 1;
         Admission::After(wait)
     }
 
@@ -165,7 +170,11 @@ impl AccountPacer {
             b.capacity = b.capacity.min(limit as f64);
         }
         if let Some(remaining) = headers.remaining {
-            b.tokens = b.tokens.min(remaining as f64);
+            // The other requests still in flight were admitted against an older count: they
+            // will use up part of what remains (otherwise a burst of concurrent requests
+            // overshoots the limit by the concurrency and collects that many 429s).
+            let others = b.in_flight.saturating_sub(1);
+            b.tokens = b.tokens.min(remaining as f64 - f64::from(others));
             if remaining == 0 {
                 b.not_before = reset_at.filter(|r| *r > wall);
             }
@@ -173,6 +182,14 @@ impl AccountPacer {
         state.last.limit = headers.limit.or(state.last.limit);
         state.last.remaining = headers.remaining;
         state.last.reset_at = reset_at.or(state.last.reset_at);
+    }
+
+    /// A request admitted by [`AccountPacer::admit`] has finished (answered, failed or
+    /// cancelled); call it after [`AccountPacer::observe`] of its answer.
+    pub fn finished(&self, bucket: &str) {
+        if let Some(b) = self.lock().buckets.get_mut(bucket) {
+            b.in_flight = b.in_flight.saturating_sub(1);
+        }
     }
 
     /// Block the whole account until `until` (after a 429): every request fails fast with
@@ -352,5 +369,29 @@ mod tests {
                 proptest::prop_assert!((i + 1) as f64 <= budget, "{} sends by {:?}, budget {}", i + 1, t, budget);
             }
         }
+    }
+
+    #[test]
+    fn requests_in_flight_count_against_the_remaining_header() {
+        let (t0, w0) = (Instant::now(), SystemTime::now());
+        let pacer = AccountPacer::new(RateLimitSpec { requests_per_minute: 60, burst: 100 });
+        for _ in 0..10 {
+            assert_eq!(pacer.admit("", t0, w0), Admission::After(Duration::ZERO));
+        }
+        // The first answer says 5 remain, but 9 other requests are still in flight: nothing
+        // more may be sent until answers or the refill say otherwise.
+        let headers = RateLimitHeaders { limit: Some(100), remaining: Some(5), reset: None, window: None };
+        pacer.observe("", headers, t0, w0);
+        pacer.finished("");
+        assert!(matches!(pacer.admit("", t0, w0), Admission::RateLimited(_)));
+        // Finished requests stop counting: with nothing in flight, a later answer with 5
+        // remaining does not lower the bucket further, and the refill (1/s) covers the
+        // deficit of 4 five seconds later.
+        for _ in 0..9 {
+            pacer.finished("");
+        }
+        pacer.observe("", RateLimitHeaders { remaining: Some(5), ..headers }, t0, w0);
+        let later = t0 + Duration::from_secs(5);
+        assert_eq!(pacer.admit("", later, w0), Admission::After(Duration::ZERO));
     }
 }
