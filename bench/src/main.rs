@@ -1,0 +1,182 @@
+//! `bench`: the scale benchmark of issue 7.
+//!
+//! `cargo run --release -p bench -- --connections N --out FILE` starts the Kubernetes and
+//! provider emulators in-process, builds and runs the operator binary as a separate process,
+//! drives N Connections through an initial wave, a steady state of several drift intervals
+//! and a change wave, then a separate rate-limited run, and writes the JSON report to FILE
+//! (and the same as a Markdown table next to it, FILE with extension `.md`, and on stdout).
+
+mod cluster;
+mod fleet;
+mod journal;
+mod operator;
+mod readiness;
+mod report;
+mod scenario;
+mod upstream;
+
+use std::{path::PathBuf, process::Command, time::Duration};
+
+use anyhow::Context;
+use clap::Parser;
+
+use crate::{
+    fleet::Kind,
+    report::{Config, Report},
+    scenario::{RateLimitSettings, Settings},
+};
+
+#[derive(Parser, Debug)]
+#[command(name = "bench", about = "Scale benchmark of connection-operator against the emulators")]
+struct Cli {
+    /// How many Connections the main run manages.
+    #[arg(long, default_value_t = 1000)]
+    connections: usize,
+    /// Where to write the JSON report (the Markdown table goes next to it, as `.md`).
+    #[arg(long)]
+    out: PathBuf,
+    /// Providers the Connections are spread over, round-robin.
+    #[arg(long, value_delimiter = ',', default_value = "nango,mielto,arena,datagrid")]
+    providers: Vec<String>,
+    /// Latency every upstream request gets before it is answered.
+    #[arg(long, default_value_t = 20)]
+    latency_ms: u64,
+    /// The operator's `--concurrency`.
+    #[arg(long, default_value_t = 16)]
+    concurrency: u16,
+    /// `spec.driftInterval` of every Connection (the CRD admits 30 s at least).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(30..))]
+    drift_interval_seconds: u64,
+    /// Pass the operator's hidden `--drift-interval-override-seconds` (benchmark/test knob)
+    /// so the steady state can span several drift intervals quickly.
+    #[arg(long)]
+    drift_interval_override_seconds: Option<f64>,
+    /// How many drift intervals the steady state lasts.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    steady_intervals: u32,
+    /// Share of the Connections whose spec changes in the change wave, in percent.
+    #[arg(long, default_value_t = 10.0)]
+    change_percent: f64,
+    /// Provider of the rate-limited run, or `none` to skip it.
+    #[arg(long, default_value = "nango")]
+    rate_limited_provider: String,
+    /// Connections of the rate-limited run.
+    #[arg(long, default_value_t = 100)]
+    rate_limited_connections: usize,
+    /// Requests the rate-limited provider allows per window.
+    #[arg(long, default_value_t = 50)]
+    rate_limit: u32,
+    /// The rate-limited provider's window, in seconds.
+    #[arg(long, default_value_t = 5.0)]
+    rate_window_seconds: f64,
+    /// Bound on each wait for convergence (a failure bound, not a measurement).
+    #[arg(long, default_value_t = 900)]
+    timeout_seconds: u64,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let kinds = cli
+        .providers
+        .iter()
+        .map(|p| Kind::parse(p).with_context(|| format!("unknown provider {p:?}: expected nango, mielto, arena or datagrid")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    anyhow::ensure!(!kinds.is_empty(), "--providers names no provider");
+    anyhow::ensure!(cli.connections > 0, "--connections must be at least 1");
+    anyhow::ensure!(cli.change_percent > 0.0 && cli.change_percent <= 100.0, "--change-percent must be in (0, 100]");
+    let rate_limited = match cli.rate_limited_provider.as_str() {
+        "none" => None,
+        name => Some(RateLimitSettings {
+            kind: Kind::parse(name).with_context(|| format!("unknown --rate-limited-provider {name:?}"))?,
+            connections: cli.rate_limited_connections.max(1),
+            limit: cli.rate_limit.max(1),
+            window_seconds: cli.rate_window_seconds,
+        }),
+    };
+    let operator_log = std::env::temp_dir().join(format!("connection-operator-bench-{}.log", std::process::id()));
+    let settings = Settings {
+        connections: cli.connections,
+        kinds,
+        latency_ms: cli.latency_ms,
+        concurrency: cli.concurrency,
+        drift_interval_seconds: cli.drift_interval_seconds,
+        drift_override_seconds: cli.drift_interval_override_seconds,
+        steady_intervals: cli.steady_intervals,
+        change_fraction: cli.change_percent / 100.0,
+        timeout: Duration::from_secs(cli.timeout_seconds),
+        operator_log,
+    };
+    let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    eprintln!("bench: building the operator");
+    let binary = operator::build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let (main, rate_limited) = runtime.block_on(async {
+        let main = scenario::main_run(&binary, &settings).await?;
+        let rate_limited = match &rate_limited {
+            Some(r) => Some(scenario::rate_limited_run(&binary, &settings, r).await?),
+            None => None,
+        };
+        anyhow::Ok((main, rate_limited))
+    })
+    .with_context(|| format!("benchmark failed; the operator's log is {}", settings.operator_log.display()))?;
+
+    let report = build_report(&settings, started_at, &main, rate_limited);
+    let json = serde_json::to_string_pretty(&report)?;
+    std::fs::write(&cli.out, json + "\n").with_context(|| format!("writing {}", cli.out.display()))?;
+    let markdown = report.markdown();
+    std::fs::write(cli.out.with_extension("md"), &markdown)?;
+    println!("{markdown}");
+    eprintln!("bench: report written to {}; operator log {}", cli.out.display(), settings.operator_log.display());
+    Ok(())
+}
+
+fn build_report(s: &Settings, started_at: String, main: &scenario::MainRun, rate_limited: Option<report::RateLimited>) -> Report {
+    let n = s.connections as f64;
+    let reads: u64 = main.initial.values().map(|t| t.reads).sum();
+    let writes: u64 = main.initial.values().map(|t| t.writes).sum();
+    let calls = 2 * s.connections as u64;
+    let (commit, dirty) = commit();
+    let mut report = Report {
+        commit,
+        dirty,
+        started_at,
+        cpus: std::thread::available_parallelism().map_or(1, usize::from),
+        connections: s.connections as u64,
+        providers: main.counts.iter().map(|(k, v)| (k.name().to_owned(), *v)).collect(),
+        config: Config {
+            upstream_latency_ms: s.latency_ms,
+            operator_concurrency: s.concurrency,
+            drift_interval_seconds: s.effective_drift_seconds(),
+            steady_intervals: s.steady_intervals,
+            change_fraction: s.change_fraction,
+            upstream_rate_limits: "lifted in the main run (sandbox limit 0, Provider rateLimit 100000/min)",
+            profile: if cfg!(debug_assertions) { "debug" } else { "release" },
+        },
+        converge_seconds: main.converge_seconds,
+        floor_seconds: report::floor_seconds(calls, 2, s.latency_ms as f64 / 1000.0, u64::from(s.concurrency), None),
+        floor_formula: report::FLOOR_FORMULA,
+        upstream_reads_per_connection: reads as f64 / n,
+        upstream_writes_per_connection: writes as f64 / n,
+        kube_requests_per_connection: main.initial_kube.map(|k| k.requests as f64 / n),
+        initial_by_provider: scenario::initial_by_provider(main),
+        steady: main.steady.clone(),
+        change_wave: main.change_wave.clone(),
+        rate_limited,
+        peak_rss_mb: main.usage.peak_rss_mb,
+        cpu_seconds: main.usage.cpu_seconds,
+        targets: Vec::new(),
+    };
+    report.judge();
+    report
+}
+
+/// The workspace's commit and whether the tree differs from it.
+fn commit() -> (String, bool) {
+    let workspace = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let git = |args: &[&str]| {
+        Command::new("git").arg("-C").arg(workspace).args(args).output().ok().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    let commit = git(&["rev-parse", "HEAD"]).filter(|c| !c.is_empty()).unwrap_or_else(|| "unknown".into());
+    let dirty = git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    (commit, dirty)
+}

@@ -1,0 +1,260 @@
+//! The benchmark report (issue 7's fields), the floor it is judged against, the targets,
+//! and the Markdown rendering. Pure.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// The fewest seconds `calls` upstream requests can take: each costs `latency` seconds and
+/// at most `concurrency` are in flight; every Connection needs a read then a write in
+/// sequence (`chain` calls); and with a limit of `limit` requests per `window` seconds
+/// (fixed window starting at the first request), `calls` need `ceil(calls/limit)` windows,
+/// the last of which starts `(windows - 1) * window` seconds after the first.
+pub fn floor_seconds(calls: u64, chain: u64, latency: f64, concurrency: u64, limit: Option<(u64, f64)>) -> f64 {
+    let pipelined = calls as f64 * latency / concurrency.max(1) as f64;
+    let sequential = chain as f64 * latency;
+    let paced = limit.map_or(0.0, |(limit, window)| rate_bound_seconds(calls, limit, window));
+    pipelined.max(sequential).max(paced)
+}
+
+/// `(ceil(calls/limit) - 1) * window`: the start of the window in which the last call fits.
+pub fn rate_bound_seconds(calls: u64, limit: u64, window: f64) -> f64 {
+    if limit == 0 || calls == 0 {
+        return 0.0;
+    }
+    (calls.div_ceil(limit) - 1) as f64 * window
+}
+
+pub const FLOOR_FORMULA: &str = "max(calls * latency / concurrency, 2 * latency, (ceil(calls / limit) - 1) * window) \
+with calls = 1 read + 1 write per Connection (every seeded connection differs from its spec)";
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Config {
+    pub upstream_latency_ms: u64,
+    pub operator_concurrency: u16,
+    pub drift_interval_seconds: f64,
+    pub steady_intervals: u32,
+    pub change_fraction: f64,
+    pub upstream_rate_limits: &'static str,
+    pub profile: &'static str,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ProviderCounts {
+    pub connections: u64,
+    pub reads: u64,
+    pub writes: u64,
+    pub http_429: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Steady {
+    pub seconds: f64,
+    pub intervals: f64,
+    pub upstream_reads_per_connection_per_interval: f64,
+    pub upstream_writes: u64,
+    pub kube_writes: Option<u64>,
+    pub kube_requests: Option<u64>,
+    /// Per provider: reads per Connection per drift interval.
+    pub reads_per_connection_per_interval_by_provider: BTreeMap<String, f64>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ChangeWave {
+    pub changed: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    pub writes_per_changed_connection: f64,
+    pub upstream_reads: u64,
+    pub converge_seconds: f64,
+    /// Changed Connections for which no successful upstream write after the apply was seen.
+    pub without_write: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RateLimited {
+    pub provider: String,
+    pub connections: u64,
+    pub limit: u32,
+    pub window_seconds: f64,
+    pub upstream_requests: u64,
+    pub ideal_seconds: f64,
+    pub achieved_seconds: f64,
+    pub http_429: u64,
+    pub windows: f64,
+    pub http_429_per_window: f64,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Report {
+    pub commit: String,
+    pub dirty: bool,
+    pub started_at: String,
+    pub cpus: usize,
+    pub connections: u64,
+    pub providers: BTreeMap<String, u64>,
+    pub config: Config,
+    pub converge_seconds: f64,
+    pub floor_seconds: f64,
+    pub floor_formula: &'static str,
+    pub upstream_reads_per_connection: f64,
+    pub upstream_writes_per_connection: f64,
+    /// `None` when the Kubernetes emulator's journal cannot attribute requests.
+    pub kube_requests_per_connection: Option<f64>,
+    pub initial_by_provider: BTreeMap<String, ProviderCounts>,
+    pub steady: Steady,
+    pub change_wave: ChangeWave,
+    pub rate_limited: Option<RateLimited>,
+    pub peak_rss_mb: f64,
+    pub cpu_seconds: f64,
+    pub targets: Vec<Target>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Target {
+    pub name: &'static str,
+    pub target: String,
+    pub value: String,
+    pub met: Option<bool>,
+}
+
+fn target(name: &'static str, target: String, value: f64, met: bool) -> Target {
+    Target { name, target, value: format!("{value:.3}"), met: Some(met) }
+}
+
+impl Report {
+    /// Issue 7's targets, judged on this report. A value the run could not measure is
+    /// listed with `met: null`.
+    pub fn judge(&mut self) {
+        let mut t = vec![
+            target("converge_vs_floor", format!("<= 2 x floor ({:.1} s)", 2.0 * self.floor_seconds), self.converge_seconds, self.converge_seconds <= 2.0 * self.floor_seconds),
+            target("converge_seconds", "<= 60 s".into(), self.converge_seconds, self.converge_seconds <= 60.0),
+            target("upstream_writes_per_connection", "<= 1.05".into(), self.upstream_writes_per_connection, self.upstream_writes_per_connection <= 1.05),
+            target("upstream_reads_per_connection", "<= 1.1".into(), self.upstream_reads_per_connection, self.upstream_reads_per_connection <= 1.1),
+        ];
+        t.push(match self.kube_requests_per_connection {
+            Some(v) => target("kube_requests_per_connection", "<= 3".into(), v, v <= 3.0),
+            None => Target { name: "kube_requests_per_connection", target: "<= 3".into(), value: "unmeasured".into(), met: None },
+        });
+        let s = &self.steady;
+        t.push(target("steady_upstream_writes", "0".into(), s.upstream_writes as f64, s.upstream_writes == 0));
+        t.push(match s.kube_writes {
+            Some(w) => target("steady_kube_writes", "0".into(), w as f64, w == 0),
+            None => Target { name: "steady_kube_writes", target: "0".into(), value: "unmeasured".into(), met: None },
+        });
+        t.push(target(
+            "steady_reads_per_connection_per_interval",
+            "<= 1".into(),
+            s.upstream_reads_per_connection_per_interval,
+            s.upstream_reads_per_connection_per_interval <= 1.0,
+        ));
+        for provider in ["nango", "datagrid"] {
+            if let Some(&v) = s.reads_per_connection_per_interval_by_provider.get(provider) {
+                let name = if provider == "nango" { "steady_nango_reads_per_connection_per_interval" } else { "steady_datagrid_reads_per_connection_per_interval" };
+                t.push(target(name, "<= 0.05 (list-based observation)".into(), v, v <= 0.05));
+            }
+        }
+        t.push(target("change_wave_p99_ms", "<= 1000".into(), self.change_wave.p99_ms, self.change_wave.p99_ms <= 1000.0));
+        if let Some(r) = &self.rate_limited {
+            t.push(target("rate_limited_achieved_vs_ideal", format!("<= 1.1 x ideal ({:.1} s)", 1.1 * r.ideal_seconds), r.achieved_seconds, r.achieved_seconds <= 1.1 * r.ideal_seconds));
+            t.push(target("rate_limited_429_per_window", "<= 1".into(), r.http_429_per_window, r.http_429_per_window <= 1.0));
+        }
+        t.push(target("peak_rss_mb", "<= 150 (at 10,000)".into(), self.peak_rss_mb, self.peak_rss_mb <= 150.0));
+        self.targets = t;
+    }
+
+    /// The report as a Markdown table (metric | value), then the targets.
+    pub fn markdown(&self) -> String {
+        let mut rows: Vec<(String, String)> = vec![
+            ("commit".into(), format!("{}{}", self.commit, if self.dirty { " (dirty)" } else { "" })),
+            ("started_at".into(), self.started_at.clone()),
+            ("cpus".into(), self.cpus.to_string()),
+            ("connections".into(), self.connections.to_string()),
+            ("providers".into(), self.providers.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", ")),
+            ("upstream latency / concurrency".into(), format!("{} ms / {}", self.config.upstream_latency_ms, self.config.operator_concurrency)),
+            ("converge_seconds".into(), format!("{:.2}", self.converge_seconds)),
+            ("floor_seconds".into(), format!("{:.2}", self.floor_seconds)),
+            ("upstream_reads_per_connection".into(), format!("{:.3}", self.upstream_reads_per_connection)),
+            ("upstream_writes_per_connection".into(), format!("{:.3}", self.upstream_writes_per_connection)),
+            ("kube_requests_per_connection".into(), self.kube_requests_per_connection.map_or("unmeasured".into(), |v| format!("{v:.3}"))),
+            ("steady.seconds / intervals".into(), format!("{:.1} / {:.2}", self.steady.seconds, self.steady.intervals)),
+            ("steady.upstream_reads_per_connection_per_interval".into(), format!("{:.3}", self.steady.upstream_reads_per_connection_per_interval)),
+            ("steady.upstream_writes".into(), self.steady.upstream_writes.to_string()),
+            ("steady.kube_writes".into(), self.steady.kube_writes.map_or("unmeasured".into(), |v| v.to_string())),
+        ];
+        for (provider, v) in &self.steady.reads_per_connection_per_interval_by_provider {
+            rows.push((format!("steady.{provider}.reads_per_connection_per_interval"), format!("{v:.3}")));
+        }
+        let c = &self.change_wave;
+        rows.extend([
+            ("change_wave.changed".into(), c.changed.to_string()),
+            ("change_wave.p50_ms / p99_ms / max_ms".into(), format!("{:.0} / {:.0} / {:.0}", c.p50_ms, c.p99_ms, c.max_ms)),
+            ("change_wave.writes_per_changed_connection".into(), format!("{:.3}", c.writes_per_changed_connection)),
+        ]);
+        if let Some(r) = &self.rate_limited {
+            rows.extend([
+                ("rate_limited.setup".into(), format!("{}: {} Connections, {} requests / {} s", r.provider, r.connections, r.limit, r.window_seconds)),
+                ("rate_limited.ideal_seconds / achieved_seconds".into(), format!("{:.2} / {:.2}", r.ideal_seconds, r.achieved_seconds)),
+                ("rate_limited.http_429 (per window)".into(), format!("{} ({:.2})", r.http_429, r.http_429_per_window)),
+            ]);
+        }
+        rows.extend([
+            ("peak_rss_mb".into(), format!("{:.1}", self.peak_rss_mb)),
+            ("cpu_seconds".into(), format!("{:.2}", self.cpu_seconds)),
+        ]);
+        let mut out = String::from("| metric | value |\n|---|---|\n");
+        for (k, v) in rows {
+            out.push_str(&format!("| {k} | {v} |\n"));
+        }
+        out.push_str("\n| target | goal | value | met |\n|---|---|---|---|\n");
+        for t in &self.targets {
+            let met = match t.met {
+                Some(true) => "yes",
+                Some(false) => "NO",
+                None => "n/a",
+            };
+            out.push_str(&format!("| {} | {} | {} | {met} |\n", t.name, t.target, t.value));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floor_is_the_tightest_bound() {
+        // 10,000 Connections x 2 calls at 20 ms over 16 in flight: 25 s.
+        assert!((floor_seconds(20_000, 2, 0.020, 16, None) - 25.0).abs() < 1e-9);
+        // Two calls alone still take two round trips.
+        assert!((floor_seconds(2, 2, 0.020, 16, None) - 0.040).abs() < 1e-9);
+        // 200 calls at 50 per 5 s: windows start at 0, 5, 10, 15.
+        assert_eq!(floor_seconds(200, 2, 0.020, 16, Some((50, 5.0))), 15.0);
+    }
+
+    #[test]
+    fn rate_bound_counts_whole_windows() {
+        assert_eq!(rate_bound_seconds(50, 50, 5.0), 0.0);
+        assert_eq!(rate_bound_seconds(51, 50, 5.0), 5.0);
+        assert_eq!(rate_bound_seconds(0, 50, 5.0), 0.0);
+        assert_eq!(rate_bound_seconds(10, 0, 5.0), 0.0);
+    }
+
+    #[test]
+    fn judging_marks_missed_and_unmeasured_targets() {
+        let mut r = Report { converge_seconds: 70.0, floor_seconds: 25.0, upstream_reads_per_connection: 1.0, upstream_writes_per_connection: 1.0, ..Report::default() };
+        r.steady.reads_per_connection_per_interval_by_provider.insert("nango".into(), 1.0);
+        r.judge();
+        let met = |name: &str| r.targets.iter().find(|t| t.name == name).unwrap().met;
+        assert_eq!(met("converge_vs_floor"), Some(false));
+        assert_eq!(met("converge_seconds"), Some(false));
+        assert_eq!(met("upstream_writes_per_connection"), Some(true));
+        assert_eq!(met("kube_requests_per_connection"), None);
+        assert_eq!(met("steady_nango_reads_per_connection_per_interval"), Some(false));
+        let md = r.markdown();
+        assert!(md.contains("| converge_seconds | 70.00 |"));
+        assert!(md.contains("| converge_seconds | <= 60 s | 70.000 | NO |"));
+    }
+}
