@@ -860,10 +860,11 @@ fn create_as_admin(cluster: &Cluster, obj: Value) {
 /// per provider, and run `controller::run` with the ServiceAccount's token: every Connection
 /// (three through namespaced Providers, one through a ClusterProvider whose Secret lives
 /// elsewhere, one with deletionPolicy Delete that is then deleted) reaches its end state and
-/// the emulator refused nothing.
+/// the emulator refused nothing. Cluster-wide, the operator also runs with leader election
+/// (`run_when_leading`, as `--leader-election` does), so the Lease Role is exercised too.
 async fn operator_runs_without_a_denial(scope: Scope) {
     use connection_operator::admin::Readiness;
-    use connection_operator::controller::{self, RunConfig};
+    use connection_operator::controller::{self, LeaseSettings, RunConfig};
     use connection_operator::metrics::Metrics;
     use connection_sandbox::providers::ProviderSandbox;
 
@@ -872,7 +873,7 @@ async fn operator_runs_without_a_denial(scope: Scope) {
         cluster.namespace(ns);
     }
     let (values, namespace) = match scope {
-        Scope::AllNamespaces => (json!({}), None),
+        Scope::AllNamespaces => (json!({"leaderElection": {"enabled": true}}), None),
         Scope::Namespace(ns) => (json!({"operator": {"watchNamespaces": [ns]}, "rbac": {"secretNamespaces": [PLATFORM]}}), Some(ns.to_string())),
     };
     cluster.helm_ok("install", Some(values));
@@ -905,7 +906,18 @@ async fn operator_runs_without_a_denial(scope: Scope) {
 
     let client = service_account_client(&cluster).await;
     let config = RunConfig { namespace, concurrency: 4, ..RunConfig::default() };
-    let operator = tokio::spawn(controller::run(client, config, Arc::new(Metrics::new()), Readiness::default(), std::future::pending()));
+    let (metrics, readiness) = (Arc::new(Metrics::new()), Readiness::default());
+    let operator = match scope {
+        Scope::AllNamespaces => {
+            let lease = LeaseSettings::new(RELEASE_NS, "connection-operator-0");
+            tokio::spawn(async move {
+                if let Err(e) = controller::run_when_leading(client, config, lease, metrics, readiness, std::future::pending()).await {
+                    panic!("leader election failed: {e}");
+                }
+            })
+        }
+        Scope::Namespace(_) => tokio::spawn(controller::run(client, config, metrics, readiness, std::future::pending())),
+    };
 
     let in_sync = |name: &str| {
         let c = cluster.get_json(&["connection", name, "-n", TENANTS]);
@@ -928,6 +940,11 @@ async fn operator_runs_without_a_denial(scope: Scope) {
     let events = cluster.get_json(&["events.v1.events.k8s.io", "-n", TENANTS]);
     assert!(events["items"].as_array().is_some_and(|e| !e.is_empty()), "no Events: {events}");
 
+    if let Scope::AllNamespaces = scope {
+        let lease = cluster.get_json(&["lease", "connection-operator", "-n", RELEASE_NS]);
+        assert_eq!(lease["spec"]["holderIdentity"], "connection-operator-0", "{lease}");
+    }
+    assert!(!operator.is_finished(), "the operator stopped early");
     operator.abort();
     let (_, snapshot) = admin(&cluster, reqwest::Method::GET, "rbac", Value::Null).await;
     assert_eq!(snapshot["enforce"], true);

@@ -43,14 +43,14 @@ pub struct Request<'a> {
 
 /// An authenticated ServiceAccount (`user.Info`).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ServiceAccountUser {
-    pub namespace: String,
-    pub name: String,
+struct ServiceAccountUser {
+    namespace: String,
+    name: String,
 }
 
 impl ServiceAccountUser {
     /// `serviceaccount.MakeUsername`.
-    pub fn username(&self) -> String {
+    fn username(&self) -> String {
         format!("system:serviceaccount:{}:{}", self.namespace, self.name)
     }
 
@@ -62,11 +62,11 @@ impl ServiceAccountUser {
 
 /// The RBAC objects a decision reads: bindings by namespace, roles by (namespace, name).
 #[derive(Default, Debug)]
-pub struct Policy {
-    pub cluster_role_bindings: Vec<Value>,
-    pub role_bindings: Vec<Value>,
-    pub cluster_roles: HashMap<String, Value>,
-    pub roles: HashMap<(String, String), Value>,
+struct Policy {
+    cluster_role_bindings: Vec<Value>,
+    role_bindings: Vec<Value>,
+    cluster_roles: HashMap<String, Value>,
+    roles: HashMap<(String, String), Value>,
 }
 
 impl Policy {
@@ -87,7 +87,7 @@ impl Policy {
 
     /// Whether some rule bound to `user` allows `req` (`RBACAuthorizer.Authorize`: cluster
     /// role bindings first, then the role bindings of the request's namespace).
-    pub fn allows(&self, user: &ServiceAccountUser, req: &Request<'_>) -> bool {
+    fn allows(&self, user: &ServiceAccountUser, req: &Request<'_>) -> bool {
         let cluster = self
             .cluster_role_bindings
             .iter()
@@ -150,7 +150,7 @@ fn strings(v: &Value) -> impl Iterator<Item = &str> {
 /// `RuleAllows` for a resource request: verb, API group, resource (with `*/subresource` and
 /// `resource/subresource` forms) and resourceNames must all match. A rule with
 /// resourceNames never matches a request without a name (create, list, watch).
-pub fn rule_allows(rule: &Value, req: &Request<'_>) -> bool {
+fn rule_allows(rule: &Value, req: &Request<'_>) -> bool {
     let verb_ok = strings(&rule["verbs"]).any(|v| v == "*" || v == req.verb);
     let group_ok = strings(&rule["apiGroups"]).any(|g| g == "*" || g == req.group);
     let combined = match req.subresource {
@@ -166,7 +166,7 @@ pub fn rule_allows(rule: &Value, req: &Request<'_>) -> bool {
 }
 
 /// `responsewriters.forbiddenMessage` wrapped in `apierrors.NewForbidden`.
-pub fn forbidden(user: &ServiceAccountUser, req: &Request<'_>) -> ApiError {
+fn forbidden(user: &ServiceAccountUser, req: &Request<'_>) -> ApiError {
     let resource = match req.subresource {
         Some(sub) => format!("{}/{sub}", req.resource),
         None => req.resource.to_string(),
