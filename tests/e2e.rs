@@ -443,7 +443,9 @@ async fn rate_limit_storm_across_500_connections_of_one_account() {
     let too_many = journal.iter().filter(|e| e["status"] == 429).count();
     let counts = by_status(&journal);
     assert!(too_many >= 1, "the storm must have hit the limit: {counts:?}");
-    assert!(too_many <= windows, "{too_many} 429s over {windows} limiter windows (by status: {counts:?})");
+    let first = arrivals.first().copied().unwrap_or_default();
+    let times: Vec<String> = journal.iter().filter(|e| e["status"] == 429).map(|e| format!("+{:.3}s", e["at"].as_f64().unwrap_or_default() - first)).collect();
+    assert!(too_many <= windows, "{too_many} 429s over {windows} limiter windows (by status: {counts:?}; 429s at {times:?} after the first request)");
     // Exactly one write per Connection that needed one: the storm cost no duplicate work.
     let patches = journal.iter().filter(|e| e["method"] == "PATCH" && e["status"] == 200).count();
     assert_eq!(patches, CHANGED, "by status: {counts:?}");
