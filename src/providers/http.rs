@@ -119,6 +119,10 @@ impl Http {
                 let guard = InFlight { pacer: &self.pacer, bucket: call.bucket };
                 if !wait.is_zero() {
                     tokio::time::sleep(wait).await;
+                    // A 429 seen by another request while this one waited blocks it too.
+                    if let Some(retry_at) = self.pacer.blocked(call.bucket, SystemTime::now()) {
+                        return Err(ProviderError::RateLimited { retry_at });
+                    }
                 }
                 guard
             }

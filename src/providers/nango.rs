@@ -107,16 +107,23 @@ impl Dialect for NangoDialect {
     /// `Retry-After` is `floor(msBeforeNext/1000)` and can be `0`: then (and when it is
     /// missing) the window's `X-RateLimit-Reset` says when to come back (REFERENCE.md §1).
     fn retry_at(&self, headers: &HeaderMap, _: &Value, now: SystemTime) -> Option<SystemTime> {
-        match retry_after(headers, now) {
+        let hint = match retry_after(headers, now) {
             Some(at) if at > now => Some(at),
             zero_or_none => rate_limit_reset(headers, now).or(zero_or_none),
-        }
+        };
+        // Both hints are floored to whole seconds (REFERENCE.md §1: `Retry-After` =
+        // floor(msBeforeNext/1000), `X-RateLimit-Reset` in unix seconds), so the window can
+        // reset up to a second later: retrying at the hint itself collects more 429s.
+        hint.map(|at| at + NANGO_HINT_ROUNDING)
     }
 
     fn default_window(&self) -> Option<Duration> {
         Some(Duration::from_secs(60))
     }
 }
+
+/// What Nango's whole-second rate-limit hints may be short of the real reset.
+const NANGO_HINT_ROUNDING: Duration = Duration::from_secs(1);
 
 #[cfg(test)]
 mod tests {
@@ -130,7 +137,7 @@ mod tests {
             .into_iter()
             .map(|(k, v)| (HeaderName::from_static(k), HeaderValue::from_static(v)))
             .collect();
-        assert_eq!(NangoDialect.retry_at(&headers, &Value::Null, now), Some(now + Duration::from_secs(30)));
+        assert_eq!(NangoDialect.retry_at(&headers, &Value::Null, now), Some(now + Duration::from_secs(31)));
     }
 
     #[test]

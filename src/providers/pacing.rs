@@ -17,6 +17,9 @@ use crate::api::RateLimitSpec;
 /// others (DESIGN.md "Error policy").
 pub const MAX_PACING_WAIT: Duration = Duration::from_secs(2);
 
+/// Resolution of `X-RateLimit-Reset` (unix seconds).
+const RESET_RESOLUTION: Duration = Duration::from_secs(1);
+
 /// The rate-limit headers of one response.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RateLimitHeaders {
@@ -176,12 +179,24 @@ impl AccountPacer {
             let others = b.in_flight.saturating_sub(1);
             b.tokens = b.tokens.min(remaining as f64 - f64::from(others));
             if remaining == 0 {
-                b.not_before = reset_at.filter(|r| *r > wall);
+                // `X-RateLimit-Reset` has whole-second resolution and Nango floors it
+                // (REFERENCE.md §1), so the window may reset up to a second after it.
+                b.not_before = reset_at.map(|r| r + RESET_RESOLUTION).filter(|r| *r > wall);
             }
         }
         state.last.limit = headers.limit.or(state.last.limit);
         state.last.remaining = headers.remaining;
         state.last.reset_at = reset_at.or(state.last.reset_at);
+    }
+
+    /// Whether the account or `bucket` is blocked at `wall` (until when): checked again by a
+    /// request that waited for its token, since a 429 or `Remaining: 0` may have come in
+    /// meanwhile.
+    pub fn blocked(&self, bucket: &str, wall: SystemTime) -> Option<SystemTime> {
+        let state = self.lock();
+        let account = state.blocked_until.filter(|until| *until > wall);
+        let own = state.buckets.get(bucket).and_then(|b| b.not_before).filter(|until| *until > wall);
+        account.max(own)
     }
 
     /// A request admitted by [`AccountPacer::admit`] has finished (answered, failed or
@@ -303,7 +318,8 @@ mod tests {
             window: None,
         };
         pacer.observe("PATCH", headers, t0, w0);
-        let reset = SystemTime::UNIX_EPOCH + Duration::from_secs(130);
+        // The header's whole second may be floored: the bucket waits one more second.
+        let reset = SystemTime::UNIX_EPOCH + Duration::from_secs(131);
         assert_eq!(pacer.admit("PATCH", t0, w0), Admission::RateLimited(reset));
         assert_eq!(pacer.admit("GET", t0, w0), Admission::After(Duration::ZERO), "only that bucket");
         assert!(matches!(pacer.admit("PATCH", t0 + Duration::from_secs(30), reset), Admission::After(_)));
@@ -393,5 +409,9 @@ mod tests {
         pacer.observe("", RateLimitHeaders { remaining: Some(5), ..headers }, t0, w0);
         let later = t0 + Duration::from_secs(5);
         assert_eq!(pacer.admit("", later, w0), Admission::After(Duration::ZERO));
+        assert_eq!(pacer.blocked("", w0), None);
+        pacer.block_until(w0 + Duration::from_secs(30));
+        assert_eq!(pacer.blocked("", w0), Some(w0 + Duration::from_secs(30)));
+        assert_eq!(pacer.blocked("", w0 + Duration::from_secs(30)), None);
     }
 }
