@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use connection_operator::admin::{self, Readiness};
-use connection_operator::controller::{self, RunConfig};
+use connection_operator::controller::{self, LeaseSettings, RunConfig};
 use connection_operator::metrics::Metrics;
 use connection_operator::telemetry::{self, LogFormat};
 
@@ -43,8 +43,9 @@ struct RunArgs {
     /// Log line format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
-    /// Run the controller only while holding the Lease (accepted; a single replica is
-    /// assumed until leader election is implemented).
+    /// Run the controller only while holding the Lease `connection-operator` (in
+    /// POD_NAMESPACE, else --namespace, else `default`); identity POD_NAME, else the host
+    /// name with a random suffix.
     #[arg(long)]
     leader_election: bool,
     /// Test and benchmark only: replace every Connection's driftInterval (whose admitted
@@ -99,16 +100,44 @@ async fn serve(args: RunArgs) -> anyhow::Result<()> {
     let listener = admin::bind(args.metrics_addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "serving /metrics, /healthz, /readyz");
     tokio::spawn(admin::serve(listener, metrics.clone(), readiness.clone()));
-    if args.leader_election {
-        tracing::warn!("--leader-election is accepted but not implemented yet: run a single replica");
-    }
-    let mut config = RunConfig { namespace: args.namespace, concurrency: args.concurrency, ..RunConfig::default() };
+    let mut config = RunConfig {
+        namespace: args.namespace,
+        concurrency: args.concurrency,
+        ..RunConfig::default()
+    };
     config.timing.drift_interval_override = args
         .drift_interval_override_seconds
         .filter(|s| s.is_finite() && *s > 0.0)
         .map(std::time::Duration::from_secs_f64);
-    tracing::info!(namespace = config.namespace.as_deref().unwrap_or("<all>"), concurrency = config.concurrency, "starting the controller");
-    controller::run(client, config, metrics, readiness, shutdown_signal()).await;
+    tracing::info!(
+        namespace = config.namespace.as_deref().unwrap_or("<all>"),
+        concurrency = config.concurrency,
+        "starting the controller"
+    );
+    if !args.leader_election {
+        controller::run(client, config, metrics, readiness, shutdown_signal()).await;
+        return Ok(());
+    }
+    let namespace = std::env::var("POD_NAMESPACE")
+        .ok()
+        .or_else(|| config.namespace.clone())
+        .unwrap_or_else(|| "default".into());
+    let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "connection-operator".into());
+        format!("{host}-{:08x}", rand::random::<u32>())
+    });
+    let lost = controller::run_when_leading(
+        client,
+        config,
+        LeaseSettings::new(namespace, identity),
+        metrics,
+        readiness,
+        shutdown_signal(),
+    )
+    .await?;
+    if lost {
+        anyhow::bail!("lost the leader Lease");
+    }
     Ok(())
 }
 
