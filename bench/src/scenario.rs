@@ -110,7 +110,19 @@ impl Environment {
         let wanted: Vec<(&str, i64)> = applied.iter().map(|(name, (_, g))| (name.as_str(), *g)).collect();
         let done = || self.tracker.lock().unwrap_or_else(|p| p.into_inner()).count_converged(wanted.iter().copied());
         let result = cluster::poll(bound, "every Connection to be Ready", || std::future::ready(done() == wanted.len())).await;
-        result.with_context(|| format!("{} of {} Connections Ready", done(), wanted.len()))
+        if result.is_ok() {
+            return Ok(());
+        }
+        // Name one laggard and its status, so a failed run says why.
+        let laggard = {
+            let tracker = self.tracker.lock().unwrap_or_else(|p| p.into_inner());
+            wanted.iter().find(|(name, g)| !tracker.converged(name, *g)).map(|(name, _)| name.to_string())
+        };
+        let status = match &laggard {
+            Some(name) => self.cluster.get(&format!("{}/{name}", connections_path())).await.map(|c| c["status"].to_string()).unwrap_or_default(),
+            None => String::new(),
+        };
+        result.with_context(|| format!("{} of {} Connections Ready; {} has status {status}", done(), wanted.len(), laggard.unwrap_or_default()))
     }
 
     async fn traffic(&self, kinds: &[Kind]) -> anyhow::Result<(BTreeMap<Kind, Traffic>, BTreeMap<Kind, Vec<journal::Upstream>>)> {
@@ -260,11 +272,11 @@ pub struct RateLimitSettings {
 
 /// `connections` Connections of one provider whose upstream allows `limit` requests per
 /// `window_seconds`; the Provider declares the same budget (`requestsPerMinute` scaled from
-/// the window), as a user would copy it from the provider's docs.
+/// the window, and `burst` = the whole window's allowance, which a fixed window grants at once).
 pub async fn rate_limited_run(binary: &Path, s: &Settings, r: &RateLimitSettings) -> anyhow::Result<RateLimited> {
     let members = fleet::members(r.connections, &[r.kind]);
     let per_minute = (f64::from(r.limit) * 60.0 / r.window_seconds).floor().max(1.0) as u32;
-    let budget = Budget { requests_per_minute: per_minute, burst: (r.limit / 10).max(1) };
+    let budget = Budget { requests_per_minute: per_minute, burst: r.limit.clamp(1, 10_000) };
     let env = Environment::start(binary, &[r.kind], s.latency_ms, Some((r.limit, r.window_seconds)), budget).await?;
     env.upstreams.seed(&members).await?;
     env.clear_journals().await?;
