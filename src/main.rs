@@ -100,22 +100,41 @@ async fn serve(args: RunArgs) -> anyhow::Result<()> {
     let listener = admin::bind(args.metrics_addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "serving /metrics, /healthz, /readyz");
     tokio::spawn(admin::serve(listener, metrics.clone(), readiness.clone()));
-    let mut config = RunConfig { namespace: args.namespace, concurrency: args.concurrency, ..RunConfig::default() };
+    let mut config = RunConfig {
+        namespace: args.namespace,
+        concurrency: args.concurrency,
+        ..RunConfig::default()
+    };
     config.timing.drift_interval_override = args
         .drift_interval_override_seconds
         .filter(|s| s.is_finite() && *s > 0.0)
         .map(std::time::Duration::from_secs_f64);
-    tracing::info!(namespace = config.namespace.as_deref().unwrap_or("<all>"), concurrency = config.concurrency, "starting the controller");
+    tracing::info!(
+        namespace = config.namespace.as_deref().unwrap_or("<all>"),
+        concurrency = config.concurrency,
+        "starting the controller"
+    );
     if !args.leader_election {
         controller::run(client, config, metrics, readiness, shutdown_signal()).await;
         return Ok(());
     }
-    let namespace = std::env::var("POD_NAMESPACE").ok().or_else(|| config.namespace.clone()).unwrap_or_else(|| "default".into());
+    let namespace = std::env::var("POD_NAMESPACE")
+        .ok()
+        .or_else(|| config.namespace.clone())
+        .unwrap_or_else(|| "default".into());
     let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "connection-operator".into());
         format!("{host}-{:08x}", rand::random::<u32>())
     });
-    let lost = controller::run_when_leading(client, config, LeaseSettings::new(namespace, identity), metrics, readiness, shutdown_signal()).await?;
+    let lost = controller::run_when_leading(
+        client,
+        config,
+        LeaseSettings::new(namespace, identity),
+        metrics,
+        readiness,
+        shutdown_signal(),
+    )
+    .await?;
     if lost {
         anyhow::bail!("lost the leader Lease");
     }

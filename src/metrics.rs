@@ -59,37 +59,86 @@ impl Metrics {
         let reconciles = Family::<ResultLabels, Counter>::default();
         let reconcile_duration = duration_histogram();
         let upstream_requests = Family::<RequestLabels, Counter>::default();
-        let upstream_duration = Family::<ProviderLabels, Histogram>::new_with_constructor(duration_histogram as fn() -> Histogram);
+        let upstream_duration =
+            Family::<ProviderLabels, Histogram>::new_with_constructor(duration_histogram as fn() -> Histogram);
         let rate_limited = Family::<ProviderLabels, Counter>::default();
         let drift_corrections = Family::<ProviderLabels, Counter>::default();
         registry.register("reconcile", "Reconciles of Connections by result", reconciles.clone());
-        registry.register("reconcile_duration_seconds", "Duration of one reconcile", reconcile_duration.clone());
-        registry.register("upstream_requests", "Requests sent to providers", upstream_requests.clone());
-        registry.register("upstream_request_duration_seconds", "Duration of one provider request", upstream_duration.clone());
-        registry.register("rate_limited", "Reconciles that found the provider account rate limited", rate_limited.clone());
-        registry.register("drift_corrections", "Writes that brought upstream back in line with the spec", drift_corrections.clone());
-        Metrics { registry, reconciles, reconcile_duration, upstream_requests, upstream_duration, rate_limited, drift_corrections }
+        registry.register(
+            "reconcile_duration_seconds",
+            "Duration of one reconcile",
+            reconcile_duration.clone(),
+        );
+        registry.register(
+            "upstream_requests",
+            "Requests sent to providers",
+            upstream_requests.clone(),
+        );
+        registry.register(
+            "upstream_request_duration_seconds",
+            "Duration of one provider request",
+            upstream_duration.clone(),
+        );
+        registry.register(
+            "rate_limited",
+            "Reconciles that found the provider account rate limited",
+            rate_limited.clone(),
+        );
+        registry.register(
+            "drift_corrections",
+            "Writes that brought upstream back in line with the spec",
+            drift_corrections.clone(),
+        );
+        Metrics {
+            registry,
+            reconciles,
+            reconcile_duration,
+            upstream_requests,
+            upstream_duration,
+            rate_limited,
+            drift_corrections,
+        }
     }
 
     /// One finished reconcile (`result`: `ok` or a Ready reason such as `RateLimited`).
     pub fn reconciled(&self, result: &str, took: Duration) {
-        self.reconciles.get_or_create(&ResultLabels { result: result.to_string() }).inc();
+        self.reconciles
+            .get_or_create(&ResultLabels {
+                result: result.to_string(),
+            })
+            .inc();
         self.reconcile_duration.observe(took.as_secs_f64());
     }
 
     /// One provider request; `code` is the HTTP status, or `error` when none came back.
     pub fn upstream_request(&self, provider: &str, method: &str, code: &str, took: Duration) {
-        let labels = RequestLabels { provider: provider.to_string(), method: method.to_string(), code: code.to_string() };
+        let labels = RequestLabels {
+            provider: provider.to_string(),
+            method: method.to_string(),
+            code: code.to_string(),
+        };
         self.upstream_requests.get_or_create(&labels).inc();
-        self.upstream_duration.get_or_create(&ProviderLabels { provider: provider.to_string() }).observe(took.as_secs_f64());
+        self.upstream_duration
+            .get_or_create(&ProviderLabels {
+                provider: provider.to_string(),
+            })
+            .observe(took.as_secs_f64());
     }
 
     pub fn rate_limited(&self, provider: &str) {
-        self.rate_limited.get_or_create(&ProviderLabels { provider: provider.to_string() }).inc();
+        self.rate_limited
+            .get_or_create(&ProviderLabels {
+                provider: provider.to_string(),
+            })
+            .inc();
     }
 
     pub fn drift_corrected(&self, provider: &str) {
-        self.drift_corrections.get_or_create(&ProviderLabels { provider: provider.to_string() }).inc();
+        self.drift_corrections
+            .get_or_create(&ProviderLabels {
+                provider: provider.to_string(),
+            })
+            .inc();
     }
 
     /// The OpenMetrics text exposition.

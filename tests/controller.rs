@@ -7,11 +7,13 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use connection_operator::admin::Readiness;
-use connection_operator::controller::{self, BackoffPolicy, FINALIZER, LeaseSettings, RECONCILE_REQUESTED_AT, RunConfig, Timing};
-use connection_operator::metrics::Metrics;
-use connection_operator::api::{ClusterProvider, Connection, Provider};
 use connection_operator::admin;
+use connection_operator::admin::Readiness;
+use connection_operator::api::{ClusterProvider, Connection, Provider};
+use connection_operator::controller::{
+    self, BackoffPolicy, FINALIZER, LeaseSettings, RECONCILE_REQUESTED_AT, RunConfig, Timing,
+};
+use connection_operator::metrics::Metrics;
 use connection_sandbox::kube::KubeSandbox;
 use connection_sandbox::providers::ProviderSandbox;
 use k8s_openapi::api::core::v1::{Event as CoreEvent, Namespace, Secret};
@@ -77,7 +79,10 @@ impl Drop for Env {
 
 fn fast_timing() -> Timing {
     Timing {
-        backoff: BackoffPolicy { base: Duration::from_millis(100), max: Duration::from_secs(2) },
+        backoff: BackoffPolicy {
+            base: Duration::from_millis(100),
+            max: Duration::from_secs(2),
+        },
         // Long enough that a terminal failure is never retried during a test.
         terminal_requeue: Duration::from_secs(3600),
         drift_interval_override: None,
@@ -92,14 +97,16 @@ impl Env {
     /// Start both emulators, install the CRDs, create namespace `tenants` with a Secret and
     /// a Provider per provider type (named after the type), and run the controller.
     async fn start_with(timing: Timing) -> Self {
-        Self::start_inner(Some(timing)).await
+        Self::start_inner(Some(timing), 8).await
     }
 
-    async fn start_inner(timing: Option<Timing>) -> Self {
+    async fn start_inner(timing: Option<Timing>, concurrency: u16) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let kube = KubeSandbox::start("127.0.0.1:0".parse().unwrap(), &dir.path().join("kubeconfig")).unwrap();
         let kubeconfig = Kubeconfig::read_from(kube.kubeconfig()).unwrap();
-        let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.unwrap();
+        let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .unwrap();
         let client = Client::try_from(config).unwrap();
         let providers = ProviderSandbox::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
 
@@ -114,7 +121,11 @@ impl Env {
             async move {
                 for name in &names {
                     let crd = crds.get(name).await.ok()?;
-                    let established = crd.status?.conditions?.iter().any(|c| c.type_ == "Established" && c.status == "True");
+                    let established = crd
+                        .status?
+                        .conditions?
+                        .iter()
+                        .any(|c| c.type_ == "Established" && c.status == "True");
                     if !established {
                         return None;
                     }
@@ -124,19 +135,44 @@ impl Env {
         })
         .await;
         let namespaces: Api<Namespace> = Api::all(client.clone());
-        namespaces.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": NS}})).unwrap()).await.unwrap();
+        namespaces
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": NS}})).unwrap(),
+            )
+            .await
+            .unwrap();
 
         let metrics = Arc::new(Metrics::new());
         let readiness = Readiness::default();
         let controller = match timing {
             Some(timing) => {
-                let config = RunConfig { namespace: None, concurrency: 8, timing };
-                tokio::spawn(controller::run(client.clone(), config, metrics.clone(), readiness.clone(), std::future::pending()))
+                let config = RunConfig {
+                    namespace: None,
+                    concurrency,
+                    timing,
+                };
+                tokio::spawn(controller::run(
+                    client.clone(),
+                    config,
+                    metrics.clone(),
+                    readiness.clone(),
+                    std::future::pending(),
+                ))
             }
             // The test runs its own controllers.
             None => tokio::spawn(async {}),
         };
-        let env = Env { _dir: dir, kube, providers, client, admin: reqwest::Client::new(), metrics, readiness, controller };
+        let env = Env {
+            _dir: dir,
+            kube,
+            providers,
+            client,
+            admin: reqwest::Client::new(),
+            metrics,
+            readiness,
+            controller,
+        };
         for p in PROVIDERS {
             env.secret(&format!("{p}-credentials"), TOKEN).await;
             env.provider(p, p).await;
@@ -150,8 +186,11 @@ impl Env {
 
     async fn secret(&self, name: &str, token: &str) {
         let api: Api<Secret> = Api::namespaced(self.client.clone(), NS);
-        let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": {"token": token}});
-        api.patch(name, &PatchParams::apply("test").force(), &Patch::Apply(secret)).await.unwrap();
+        let secret =
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": {"token": token}});
+        api.patch(name, &PatchParams::apply("test").force(), &Patch::Apply(secret))
+            .await
+            .unwrap();
     }
 
     async fn provider(&self, name: &str, type_: &str) {
@@ -161,18 +200,26 @@ impl Env {
             "metadata": {"name": name},
             "spec": {"type": type_, "baseUrl": self.providers.base_url(type_), "credentialsRef": {"name": format!("{type_}-credentials"), "key": "token"}, "timeoutSeconds": 5},
         });
-        api.patch(name, &PatchParams::apply("test").force(), &Patch::Apply(provider)).await.unwrap();
+        api.patch(name, &PatchParams::apply("test").force(), &Patch::Apply(provider))
+            .await
+            .unwrap();
     }
 
     /// Create or update a Connection from its spec (server-side apply as a user would).
     async fn apply(&self, name: &str, spec: Value) {
         let conn = json!({"apiVersion": "connection-operator.dev/v1alpha1", "kind": "Connection", "metadata": {"name": name}, "spec": spec});
-        self.connections().patch(name, &PatchParams::apply("test").force(), &Patch::Apply(conn)).await.unwrap();
+        self.connections()
+            .patch(name, &PatchParams::apply("test").force(), &Patch::Apply(conn))
+            .await
+            .unwrap();
     }
 
     async fn annotate_reconcile(&self, name: &str, value: &str) {
         let patch = json!({"metadata": {"annotations": {RECONCILE_REQUESTED_AT: value}}});
-        self.connections().patch(name, &PatchParams::default(), &Patch::Merge(patch)).await.unwrap();
+        self.connections()
+            .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .unwrap();
     }
 
     async fn get(&self, name: &str) -> Option<Connection> {
@@ -184,13 +231,16 @@ impl Env {
     async fn ready_reason(&self, name: &str, reason: &str) -> Connection {
         let last = Mutex::new(None);
         let what = format!("{name} Ready reason {reason}");
-        let found = tokio::time::timeout(GENEROUS, eventually(&what, || async {
-            let c = self.get(name).await?;
-            *last.lock().unwrap() = c.status.clone();
-            let status = c.status.as_ref()?;
-            let ready = status.conditions.iter().find(|c| c.type_ == "Ready")?;
-            (ready.reason == reason && ready.observed_generation == c.metadata.generation).then_some(c)
-        }))
+        let found = tokio::time::timeout(
+            GENEROUS,
+            eventually(&what, || async {
+                let c = self.get(name).await?;
+                *last.lock().unwrap() = c.status.clone();
+                let status = c.status.as_ref()?;
+                let ready = status.conditions.iter().find(|c| c.type_ == "Ready")?;
+                (ready.reason == reason && ready.observed_generation == c.metadata.generation).then_some(c)
+            }),
+        )
         .await;
         found.unwrap_or_else(|_| panic!("timed out waiting for {what}; last status {:?}", last.lock().unwrap()))
     }
@@ -200,7 +250,13 @@ impl Env {
     }
 
     async fn admin_put(&self, provider: &str, path: &str, body: Value) {
-        let r = self.admin.put(self.admin_url(provider, path)).json(&body).send().await.unwrap();
+        let r = self
+            .admin
+            .put(self.admin_url(provider, path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         assert!(r.status().is_success(), "admin PUT {path}: {}", r.status());
     }
 
@@ -209,27 +265,58 @@ impl Env {
     }
 
     async fn upstream(&self, provider: &str, id: &str) -> Value {
-        self.admin.get(self.admin_url(provider, &format!("connections/{id}"))).send().await.unwrap().json().await.unwrap()
+        self.admin
+            .get(self.admin_url(provider, &format!("connections/{id}")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     /// The provider's request journal, oldest first.
     async fn journal(&self, provider: &str) -> Vec<Value> {
-        let v: Value = self.admin.get(self.admin_url(provider, "requests")).send().await.unwrap().json().await.unwrap();
+        let v: Value = self
+            .admin
+            .get(self.admin_url(provider, "requests"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         v.as_array().unwrap().clone()
     }
 
     async fn clear_journal(&self, provider: &str) {
-        self.admin.delete(self.admin_url(provider, "requests")).send().await.unwrap();
+        self.admin
+            .delete(self.admin_url(provider, "requests"))
+            .send()
+            .await
+            .unwrap();
     }
 
     /// The Kubernetes emulator's request journal.
     async fn kube_journal(&self) -> Vec<Value> {
-        let v: Value = self.admin.get(format!("{}/_sandbox/requests", self.kube.url())).send().await.unwrap().json().await.unwrap();
+        let v: Value = self
+            .admin
+            .get(format!("{}/_sandbox/requests", self.kube.url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         v.as_array().unwrap().clone()
     }
 
     async fn clear_kube_journal(&self) {
-        self.admin.delete(format!("{}/_sandbox/requests", self.kube.url())).send().await.unwrap();
+        self.admin
+            .delete(format!("{}/_sandbox/requests", self.kube.url()))
+            .send()
+            .await
+            .unwrap();
     }
 
     /// Events about the Connection `name`, as (reason, note).
@@ -261,7 +348,13 @@ where
 }
 
 fn condition<'a>(c: &'a Connection, type_: &str) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
-    c.status.as_ref().unwrap().conditions.iter().find(|x| x.type_ == type_).unwrap_or_else(|| panic!("no {type_} condition"))
+    c.status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .iter()
+        .find(|x| x.type_ == type_)
+        .unwrap_or_else(|| panic!("no {type_} condition"))
 }
 
 /// Requests in a journal that are not reads.
@@ -279,15 +372,46 @@ fn spec(p: &str, id: &str, block: Value) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_change_and_remove_keys_for_every_provider_keeping_foreign_keys() {
     let env = Env::start().await;
-    env.seed("nango", "acme", json!({"provider_config_key": "salesforce", "metadata": {"theirs": "webhook-1"}})).await;
-    env.seed("mielto", "acme", json!({"label": "Old", "status": "inactive", "config": {"theirs": 7}})).await;
+    env.seed(
+        "nango",
+        "acme",
+        json!({"provider_config_key": "salesforce", "metadata": {"theirs": "webhook-1"}}),
+    )
+    .await;
+    env.seed(
+        "mielto",
+        "acme",
+        json!({"label": "Old", "status": "inactive", "config": {"theirs": 7}}),
+    )
+    .await;
     env.seed("arena", "4242", json!({"metadata": {"theirs": true}})).await;
     env.seed("datagrid", "acme", json!({"name": "Old name"})).await;
 
-    env.apply("n", spec("nango", "acme", json!({"providerConfigKey": "salesforce", "metadata": {"region": "eu", "tier": 2}}))).await;
-    env.apply("m", spec("mielto", "acme", json!({"label": "Acme", "status": "active", "config": {"channel": "#a", "depth": 1}}))).await;
-    env.apply("a", spec("arena", "4242", json!({"metadata": {"reviewed": true, "score": 0.5}}))).await;
-    env.apply("d", spec("datagrid", "acme", json!({"name": "Acme Drive"}))).await;
+    env.apply(
+        "n",
+        spec(
+            "nango",
+            "acme",
+            json!({"providerConfigKey": "salesforce", "metadata": {"region": "eu", "tier": 2}}),
+        ),
+    )
+    .await;
+    env.apply(
+        "m",
+        spec(
+            "mielto",
+            "acme",
+            json!({"label": "Acme", "status": "active", "config": {"channel": "#a", "depth": 1}}),
+        ),
+    )
+    .await;
+    env.apply(
+        "a",
+        spec("arena", "4242", json!({"metadata": {"reviewed": true, "score": 0.5}})),
+    )
+    .await;
+    env.apply("d", spec("datagrid", "acme", json!({"name": "Acme Drive"})))
+        .await;
     for name in ["n", "m", "a", "d"] {
         let c = env.ready_reason(name, "InSync").await;
         assert_eq!(condition(&c, "Ready").status, "True");
@@ -295,28 +419,61 @@ async fn create_change_and_remove_keys_for_every_provider_keeping_foreign_keys()
         assert_eq!(condition(&c, "RateLimited").status, "False");
         assert!(c.status.as_ref().unwrap().last_sync_time.is_some());
     }
-    assert_eq!(env.upstream("nango", "acme").await["metadata"], json!({"theirs": "webhook-1", "region": "eu", "tier": 2}));
+    assert_eq!(
+        env.upstream("nango", "acme").await["metadata"],
+        json!({"theirs": "webhook-1", "region": "eu", "tier": 2})
+    );
     let m = env.upstream("mielto", "acme").await;
-    assert_eq!((m["label"].clone(), m["status"].clone()), (json!("Acme"), json!("active")));
+    assert_eq!(
+        (m["label"].clone(), m["status"].clone()),
+        (json!("Acme"), json!("active"))
+    );
     assert_eq!(m["config"], json!({"theirs": 7, "channel": "#a", "depth": 1}));
-    assert_eq!(env.upstream("arena", "4242").await["metadata"], json!({"theirs": true, "reviewed": true, "score": 0.5}));
+    assert_eq!(
+        env.upstream("arena", "4242").await["metadata"],
+        json!({"theirs": true, "reviewed": true, "score": 0.5})
+    );
     assert_eq!(env.upstream("datagrid", "acme").await["name"], json!("Acme Drive"));
     let n = env.get("n").await.unwrap();
     assert_eq!(n.status.unwrap().managed_keys, ["region", "tier"]);
 
     // A spec change propagates; a key removed from the spec is removed upstream.
-    env.apply("n", spec("nango", "acme", json!({"providerConfigKey": "salesforce", "metadata": {"region": "us"}}))).await;
-    env.apply("m", spec("mielto", "acme", json!({"label": "Acme 2", "status": "active", "config": {"channel": "#b"}}))).await;
-    env.apply("a", spec("arena", "4242", json!({"metadata": {"reviewed": false}}))).await;
-    env.apply("d", spec("datagrid", "acme", json!({"name": "Acme Drive 2"}))).await;
+    env.apply(
+        "n",
+        spec(
+            "nango",
+            "acme",
+            json!({"providerConfigKey": "salesforce", "metadata": {"region": "us"}}),
+        ),
+    )
+    .await;
+    env.apply(
+        "m",
+        spec(
+            "mielto",
+            "acme",
+            json!({"label": "Acme 2", "status": "active", "config": {"channel": "#b"}}),
+        ),
+    )
+    .await;
+    env.apply("a", spec("arena", "4242", json!({"metadata": {"reviewed": false}})))
+        .await;
+    env.apply("d", spec("datagrid", "acme", json!({"name": "Acme Drive 2"})))
+        .await;
     for name in ["n", "m", "a", "d"] {
         env.ready_reason(name, "InSync").await;
     }
-    assert_eq!(env.upstream("nango", "acme").await["metadata"], json!({"theirs": "webhook-1", "region": "us"}));
+    assert_eq!(
+        env.upstream("nango", "acme").await["metadata"],
+        json!({"theirs": "webhook-1", "region": "us"})
+    );
     let m = env.upstream("mielto", "acme").await;
     assert_eq!(m["label"], json!("Acme 2"));
     assert_eq!(m["config"], json!({"theirs": 7, "channel": "#b"}));
-    assert_eq!(env.upstream("arena", "4242").await["metadata"], json!({"theirs": true, "reviewed": false}));
+    assert_eq!(
+        env.upstream("arena", "4242").await["metadata"],
+        json!({"theirs": true, "reviewed": false})
+    );
     assert_eq!(env.upstream("datagrid", "acme").await["name"], json!("Acme Drive 2"));
     assert_eq!(env.get("n").await.unwrap().status.unwrap().managed_keys, ["region"]);
     assert_eq!(env.get("a").await.unwrap().status.unwrap().managed_keys, ["reviewed"]);
@@ -329,10 +486,29 @@ async fn create_change_and_remove_keys_for_every_provider_keeping_foreign_keys()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drift_is_corrected_in_manage_and_only_reported_in_observe() {
     let env = Env::start().await;
-    env.seed("nango", "drift", json!({"provider_config_key": "hubspot", "metadata": {}})).await;
-    env.seed("arena", "77", json!({"metadata": {"x": "y", "theirs": 1}})).await;
-    env.seed("mielto", "obs", json!({"label": "L", "status": "active", "config": {"k": 1}})).await;
-    env.apply("manage", spec("nango", "drift", json!({"providerConfigKey": "hubspot", "metadata": {"a": 1}}))).await;
+    env.seed(
+        "nango",
+        "drift",
+        json!({"provider_config_key": "hubspot", "metadata": {}}),
+    )
+    .await;
+    env.seed("arena", "77", json!({"metadata": {"x": "y", "theirs": 1}}))
+        .await;
+    env.seed(
+        "mielto",
+        "obs",
+        json!({"label": "L", "status": "active", "config": {"k": 1}}),
+    )
+    .await;
+    env.apply(
+        "manage",
+        spec(
+            "nango",
+            "drift",
+            json!({"providerConfigKey": "hubspot", "metadata": {"a": 1}}),
+        ),
+    )
+    .await;
     let mut observe = spec("arena", "77", json!({"metadata": {"x": "y"}}));
     observe["managementPolicy"] = json!("Observe");
     env.apply("observe", observe).await;
@@ -348,8 +524,14 @@ async fn drift_is_corrected_in_manage_and_only_reported_in_observe() {
     assert!(writes(&env.journal("mielto").await).is_empty());
 
     // Someone changes upstream; a requested reconcile notices.
-    env.seed("nango", "drift", json!({"provider_config_key": "hubspot", "metadata": {"a": 2, "theirs": true}})).await;
-    env.seed("arena", "77", json!({"metadata": {"x": "z", "theirs": 1}})).await;
+    env.seed(
+        "nango",
+        "drift",
+        json!({"provider_config_key": "hubspot", "metadata": {"a": 2, "theirs": true}}),
+    )
+    .await;
+    env.seed("arena", "77", json!({"metadata": {"x": "z", "theirs": 1}}))
+        .await;
     env.clear_journal("arena").await;
     env.annotate_reconcile("manage", "2026-01-01T00:00:00Z").await;
     env.annotate_reconcile("observe", "2026-01-01T00:00:00Z").await;
@@ -366,28 +548,64 @@ async fn drift_is_corrected_in_manage_and_only_reported_in_observe() {
     };
     let manage = handled("manage").await;
     assert_eq!(condition(&manage, "Ready").reason, "InSync");
-    assert_eq!(env.upstream("nango", "drift").await["metadata"], json!({"a": 1, "theirs": true}), "corrected, foreign key kept");
+    assert_eq!(
+        env.upstream("nango", "drift").await["metadata"],
+        json!({"a": 1, "theirs": true}),
+        "corrected, foreign key kept"
+    );
     let observe = handled("observe").await;
     assert_eq!(condition(&observe, "Ready").reason, "DriftDetected");
     assert_eq!(condition(&observe, "Ready").status, "False");
     assert_eq!(observe.status.as_ref().unwrap().drift, ["x"]);
-    assert_eq!(env.upstream("arena", "77").await["metadata"], json!({"x": "z", "theirs": 1}), "Observe writes nothing");
+    assert_eq!(
+        env.upstream("arena", "77").await["metadata"],
+        json!({"x": "z", "theirs": 1}),
+        "Observe writes nothing"
+    );
     let arena = env.journal("arena").await;
     assert!(writes(&arena).is_empty(), "{arena:?}");
-    assert!(env.events("observe").await.iter().any(|(reason, _)| reason == "DriftDetected"));
+    assert!(
+        env.events("observe")
+            .await
+            .iter()
+            .any(|(reason, _)| reason == "DriftDetected")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_sync_drift_checks_read_once_and_write_nothing() {
-    let timing = Timing { drift_interval_override: Some(Duration::from_millis(1500)), ..fast_timing() };
+    let timing = Timing {
+        drift_interval_override: Some(Duration::from_millis(1500)),
+        ..fast_timing()
+    };
     let env = Env::start_with(timing).await;
-    env.seed("nango", "s", json!({"provider_config_key": "github", "metadata": {"k": "v"}})).await;
-    env.seed("mielto", "s", json!({"label": "L", "status": "active", "config": {"k": "v"}})).await;
+    env.seed(
+        "nango",
+        "s",
+        json!({"provider_config_key": "github", "metadata": {"k": "v"}}),
+    )
+    .await;
+    env.seed(
+        "mielto",
+        "s",
+        json!({"label": "L", "status": "active", "config": {"k": "v"}}),
+    )
+    .await;
     env.seed("arena", "1", json!({"metadata": {"k": "v"}})).await;
     env.seed("datagrid", "s", json!({"name": "N"})).await;
-    env.apply("n", spec("nango", "s", json!({"providerConfigKey": "github", "metadata": {"k": "v"}}))).await;
-    env.apply("m", spec("mielto", "s", json!({"label": "L", "config": {"k": "v"}}))).await;
-    env.apply("a", spec("arena", "1", json!({"metadata": {"k": "v"}}))).await;
+    env.apply(
+        "n",
+        spec(
+            "nango",
+            "s",
+            json!({"providerConfigKey": "github", "metadata": {"k": "v"}}),
+        ),
+    )
+    .await;
+    env.apply("m", spec("mielto", "s", json!({"label": "L", "config": {"k": "v"}})))
+        .await;
+    env.apply("a", spec("arena", "1", json!({"metadata": {"k": "v"}})))
+        .await;
     env.apply("d", spec("datagrid", "s", json!({"name": "N"}))).await;
     for name in ["n", "m", "a", "d"] {
         env.ready_reason(name, "InSync").await;
@@ -426,13 +644,23 @@ async fn in_sync_drift_checks_read_once_and_write_nothing() {
     let kube = env.kube_journal().await;
     for (p, journal) in journals {
         let second_at = journal[1]["at"].as_f64().unwrap();
-        let first_check: Vec<&Value> = journal.iter().filter(|r| r["at"].as_f64().unwrap() < second_at).collect();
-        assert_eq!(first_check.len(), 1, "{p}: one upstream read per drift check: {journal:?}");
+        let first_check: Vec<&Value> = journal
+            .iter()
+            .filter(|r| r["at"].as_f64().unwrap() < second_at)
+            .collect();
+        assert_eq!(
+            first_check.len(),
+            1,
+            "{p}: one upstream read per drift check: {journal:?}"
+        );
         assert_eq!(first_check[0]["method"], "GET", "{p}");
         assert!(writes(&journal).is_empty(), "{p}: no upstream write: {journal:?}");
     }
     let kube_writes: Vec<&Value> = kube.iter().filter(|r| r["method"] != "GET").collect();
-    assert!(kube_writes.is_empty(), "no Kubernetes write in steady state: {kube_writes:?}");
+    assert!(
+        kube_writes.is_empty(),
+        "no Kubernetes write in steady state: {kube_writes:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -441,10 +669,20 @@ async fn upstream_errors_map_to_reasons_without_retry_loops_and_credentials_rota
     let env = Env::start().await;
 
     // 404: the connection does not exist upstream (Nango: in an existing integration).
-    env.seed("nango", "known", json!({"provider_config_key": "x", "metadata": {}})).await;
-    env.apply("n404", spec("nango", "ghost", json!({"providerConfigKey": "x", "metadata": {"a": 1}}))).await;
+    env.seed("nango", "known", json!({"provider_config_key": "x", "metadata": {}}))
+        .await;
+    env.apply(
+        "n404",
+        spec(
+            "nango",
+            "ghost",
+            json!({"providerConfigKey": "x", "metadata": {"a": 1}}),
+        ),
+    )
+    .await;
     env.apply("m404", spec("mielto", "ghost", json!({"label": "L"}))).await;
-    env.apply("a404", spec("arena", "999", json!({"metadata": {"a": 1}}))).await;
+    env.apply("a404", spec("arena", "999", json!({"metadata": {"a": 1}})))
+        .await;
     env.apply("d404", spec("datagrid", "ghost", json!({"name": "N"}))).await;
     for name in ["n404", "m404", "a404", "d404"] {
         env.ready_reason(name, "UpstreamNotFound").await;
@@ -452,22 +690,70 @@ async fn upstream_errors_map_to_reasons_without_retry_loops_and_credentials_rota
 
     // 400/422: the provider rejects the write with its own message.
     let rejections = [
-        ("nango", "PATCH", "/connections/metadata", 400, r#"{"error":{"code":"invalid_body","message":"region is not allowed"}}"#, "invalid_body: region is not allowed"),
-        ("mielto", "PUT", "/api/v1/connections/*", 422, r#"{"detail":"label is reserved"}"#, "label is reserved"),
-        ("arena", "PUT", "/v3/connections/*", 422, r#"{"error":"Unprocessable","details":{"message":"score is out of range"}}"#, "score is out of range"),
-        ("datagrid", "PATCH", "/connections/*", 422, r#"{"message":"name is taken"}"#, "name is taken"),
+        (
+            "nango",
+            "PATCH",
+            "/connections/metadata",
+            400,
+            r#"{"error":{"code":"invalid_body","message":"region is not allowed"}}"#,
+            "invalid_body: region is not allowed",
+        ),
+        (
+            "mielto",
+            "PUT",
+            "/api/v1/connections/*",
+            422,
+            r#"{"detail":"label is reserved"}"#,
+            "label is reserved",
+        ),
+        (
+            "arena",
+            "PUT",
+            "/v3/connections/*",
+            422,
+            r#"{"error":"Unprocessable","details":{"message":"score is out of range"}}"#,
+            "score is out of range",
+        ),
+        (
+            "datagrid",
+            "PATCH",
+            "/connections/*",
+            422,
+            r#"{"message":"name is taken"}"#,
+            "name is taken",
+        ),
     ];
-    env.seed("nango", "bad", json!({"provider_config_key": "x", "metadata": {}})).await;
-    env.seed("mielto", "bad", json!({"label": "Old", "status": "active", "config": {}})).await;
+    env.seed("nango", "bad", json!({"provider_config_key": "x", "metadata": {}}))
+        .await;
+    env.seed(
+        "mielto",
+        "bad",
+        json!({"label": "Old", "status": "active", "config": {}}),
+    )
+    .await;
     env.seed("arena", "5", json!({"metadata": {}})).await;
     env.seed("datagrid", "bad", json!({"name": "Old"})).await;
     for (p, method, path, status, body, _) in rejections {
-        env.admin_put(p, "faults", json!({"method": method, "path": path, "status": status, "body": body, "count": 1000})).await;
+        env.admin_put(
+            p,
+            "faults",
+            json!({"method": method, "path": path, "status": status, "body": body, "count": 1000}),
+        )
+        .await;
         env.clear_journal(p).await;
     }
-    env.apply("n422", spec("nango", "bad", json!({"providerConfigKey": "x", "metadata": {"region": "eu"}}))).await;
+    env.apply(
+        "n422",
+        spec(
+            "nango",
+            "bad",
+            json!({"providerConfigKey": "x", "metadata": {"region": "eu"}}),
+        ),
+    )
+    .await;
     env.apply("m422", spec("mielto", "bad", json!({"label": "New"}))).await;
-    env.apply("a422", spec("arena", "5", json!({"metadata": {"score": 2}}))).await;
+    env.apply("a422", spec("arena", "5", json!({"metadata": {"score": 2}})))
+        .await;
     env.apply("d422", spec("datagrid", "bad", json!({"name": "New"}))).await;
     let mut counts = Vec::new();
     for ((p, _, _, _, _, message), name) in rejections.iter().zip(["n422", "m422", "a422", "d422"]) {
@@ -483,16 +769,28 @@ async fn upstream_errors_map_to_reasons_without_retry_loops_and_credentials_rota
     }
 
     // 401/403: the provider stops accepting the token...
-    env.seed("nango", "auth", json!({"provider_config_key": "x", "metadata": {}})).await;
-    env.seed("mielto", "auth", json!({"label": "L", "status": "active", "config": {}})).await;
+    env.seed("nango", "auth", json!({"provider_config_key": "x", "metadata": {}}))
+        .await;
+    env.seed(
+        "mielto",
+        "auth",
+        json!({"label": "L", "status": "active", "config": {}}),
+    )
+    .await;
     env.seed("arena", "6", json!({"metadata": {}})).await;
     env.seed("datagrid", "auth", json!({"name": "N"})).await;
     for p in PROVIDERS {
-        env.admin_put(p, "tokens", json!({"tokens": ["tok-rotated-credential-b81d"]})).await;
+        env.admin_put(p, "tokens", json!({"tokens": ["tok-rotated-credential-b81d"]}))
+            .await;
     }
-    env.apply("n401", spec("nango", "auth", json!({"providerConfigKey": "x", "metadata": {"a": 1}}))).await;
+    env.apply(
+        "n401",
+        spec("nango", "auth", json!({"providerConfigKey": "x", "metadata": {"a": 1}})),
+    )
+    .await;
     env.apply("m401", spec("mielto", "auth", json!({"label": "M"}))).await;
-    env.apply("a401", spec("arena", "6", json!({"metadata": {"a": 1}}))).await;
+    env.apply("a401", spec("arena", "6", json!({"metadata": {"a": 1}})))
+        .await;
     env.apply("d401", spec("datagrid", "auth", json!({"name": "D"}))).await;
     for name in ["n401", "m401", "a401", "d401"] {
         env.ready_reason(name, "Unauthorized").await;
@@ -500,13 +798,18 @@ async fn upstream_errors_map_to_reasons_without_retry_loops_and_credentials_rota
     let providers: Api<Provider> = Api::namespaced(env.client.clone(), NS);
     eventually("the Provider reports Unauthorized", || async {
         let p = providers.get("nango").await.ok()?;
-        p.status?.conditions.iter().any(|c| c.type_ == "Ready" && c.reason == "Unauthorized").then_some(())
+        p.status?
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.reason == "Unauthorized")
+            .then_some(())
     })
     .await;
 
     // ...and the rotated credential in the Secret is picked up without a restart.
     for p in PROVIDERS {
-        env.secret(&format!("{p}-credentials"), "tok-rotated-credential-b81d").await;
+        env.secret(&format!("{p}-credentials"), "tok-rotated-credential-b81d")
+            .await;
     }
     for name in ["n401", "m401", "a401", "d401"] {
         env.ready_reason(name, "InSync").await;
@@ -518,7 +821,10 @@ async fn upstream_errors_map_to_reasons_without_retry_loops_and_credentials_rota
     // rotation reconciled them once more, as a Secret change should, and then they passed).
     for (p, before) in counts {
         let after = env.journal(p).await;
-        let rejected = after.iter().filter(|r| r["status"] == 400 || r["status"] == 422).count();
+        let rejected = after
+            .iter()
+            .filter(|r| r["status"] == 400 || r["status"] == 422)
+            .count();
         assert_eq!(rejected, 1, "{p}: {before} requests then {}: {after:?}", after.len());
     }
     for name in ["n422", "m422", "a422", "d422"] {
@@ -531,13 +837,22 @@ async fn upstream_errors_map_to_reasons_without_retry_loops_and_credentials_rota
     for secret in [TOKEN, "tok-rotated-credential-b81d"] {
         assert!(!text.contains(secret), "a credential reached the log");
         let all = env.connections().list(&Default::default()).await.unwrap();
-        assert!(!serde_json::to_string(&all).unwrap().contains(secret), "a credential reached a status");
+        assert!(
+            !serde_json::to_string(&all).unwrap().contains(secret),
+            "a credential reached a status"
+        );
         let events: Api<CoreEvent> = Api::namespaced(env.client.clone(), NS);
         let events = events.list(&Default::default()).await.unwrap();
         assert!(!events.items.is_empty());
-        assert!(!serde_json::to_string(&events).unwrap().contains(secret), "a credential reached an Event");
+        assert!(
+            !serde_json::to_string(&events).unwrap().contains(secret),
+            "a credential reached an Event"
+        );
         let providers = providers.list(&Default::default()).await.unwrap();
-        assert!(!serde_json::to_string(&providers).unwrap().contains(secret), "a credential reached a Provider status");
+        assert!(
+            !serde_json::to_string(&providers).unwrap().contains(secret),
+            "a credential reached a Provider status"
+        );
     }
 }
 
@@ -550,15 +865,45 @@ async fn server_errors_back_off_then_recover_and_metrics_and_readiness_are_serve
 
     env.seed("arena", "8", json!({"metadata": {}})).await;
     env.seed("datagrid", "flaky", json!({"name": "Old"})).await;
-    env.admin_put("arena", "faults", json!({"method": "GET", "path": "/v3/connections/*", "status": 503, "count": 3})).await;
-    env.admin_put("datagrid", "faults", json!({"method": "PATCH", "path": "/connections/*", "status": 502, "count": 2})).await;
-    env.apply("a", spec("arena", "8", json!({"metadata": {"ok": true}}))).await;
+    env.admin_put(
+        "arena",
+        "faults",
+        json!({"method": "GET", "path": "/v3/connections/*", "status": 503, "count": 3}),
+    )
+    .await;
+    env.admin_put(
+        "datagrid",
+        "faults",
+        json!({"method": "PATCH", "path": "/connections/*", "status": 502, "count": 2}),
+    )
+    .await;
+    env.apply("a", spec("arena", "8", json!({"metadata": {"ok": true}})))
+        .await;
     env.apply("d", spec("datagrid", "flaky", json!({"name": "New"}))).await;
     env.ready_reason("a", "InSync").await;
     env.ready_reason("d", "InSync").await;
-    let statuses: Vec<Value> = env.journal("arena").await.iter().map(|r| json!([r["method"], r["status"]])).collect();
-    assert_eq!(statuses, [json!(["GET", 503]), json!(["GET", 503]), json!(["GET", 503]), json!(["GET", 200]), json!(["PUT", 200])]);
-    let statuses: Vec<Value> = env.journal("datagrid").await.iter().map(|r| json!([r["method"], r["status"]])).collect();
+    let statuses: Vec<Value> = env
+        .journal("arena")
+        .await
+        .iter()
+        .map(|r| json!([r["method"], r["status"]]))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            json!(["GET", 503]),
+            json!(["GET", 503]),
+            json!(["GET", 503]),
+            json!(["GET", 200]),
+            json!(["PUT", 200])
+        ]
+    );
+    let statuses: Vec<Value> = env
+        .journal("datagrid")
+        .await
+        .iter()
+        .map(|r| json!([r["method"], r["status"]]))
+        .collect();
     assert_eq!(statuses.iter().filter(|s| s[0] == "PATCH").count(), 3, "{statuses:?}");
     assert_eq!(env.upstream("arena", "8").await["metadata"], json!({"ok": true}));
 
@@ -568,8 +913,22 @@ async fn server_errors_back_off_then_recover_and_metrics_and_readiness_are_serve
         (ready.status() == 200).then_some(())
     })
     .await;
-    assert_eq!(http.get(format!("http://{admin_addr}/healthz")).send().await.unwrap().status(), 200);
-    let metrics = http.get(format!("http://{admin_addr}/metrics")).send().await.unwrap().text().await.unwrap();
+    assert_eq!(
+        http.get(format!("http://{admin_addr}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let metrics = http
+        .get(format!("http://{admin_addr}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     for needle in [
         "connection_operator_upstream_requests_total{provider=\"arena\",method=\"GET\",code=\"503\"} 3",
         "connection_operator_upstream_requests_total{provider=\"datagrid\",method=\"PATCH\",code=\"502\"} 2",
@@ -583,18 +942,33 @@ async fn server_errors_back_off_then_recover_and_metrics_and_readiness_are_serve
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_limited_account_is_left_alone_until_retry_after_and_others_proceed() {
     let env = Env::start().await;
-    env.seed("nango", "r1", json!({"provider_config_key": "x", "metadata": {}})).await;
-    env.seed("nango", "r2", json!({"provider_config_key": "x", "metadata": {}})).await;
+    env.seed("nango", "r1", json!({"provider_config_key": "x", "metadata": {}}))
+        .await;
+    env.seed("nango", "r2", json!({"provider_config_key": "x", "metadata": {}}))
+        .await;
     env.seed("arena", "9", json!({"metadata": {}})).await;
-    env.admin_put("nango", "faults", json!({"method": "GET", "path": "/connections/*", "status": 429, "retryAfter": 3, "count": 1})).await;
-    env.apply("r1", spec("nango", "r1", json!({"providerConfigKey": "x", "metadata": {"a": 1}}))).await;
+    env.admin_put(
+        "nango",
+        "faults",
+        json!({"method": "GET", "path": "/connections/*", "status": 429, "retryAfter": 3, "count": 1}),
+    )
+    .await;
+    env.apply(
+        "r1",
+        spec("nango", "r1", json!({"providerConfigKey": "x", "metadata": {"a": 1}})),
+    )
+    .await;
     let limited = env.ready_reason("r1", "RateLimited").await;
     let rl = condition(&limited, "RateLimited");
     assert_eq!((rl.status.as_str(), rl.reason.as_str()), ("True", "RetryAfter"));
     assert!(limited.status.as_ref().unwrap().retry_at.is_some());
     // Another Connection of the same account is held back without a request; another
     // provider is unaffected.
-    env.apply("r2", spec("nango", "r2", json!({"providerConfigKey": "x", "metadata": {"b": 1}}))).await;
+    env.apply(
+        "r2",
+        spec("nango", "r2", json!({"providerConfigKey": "x", "metadata": {"b": 1}})),
+    )
+    .await;
     env.apply("a", spec("arena", "9", json!({"metadata": {"c": 1}}))).await;
     env.ready_reason("a", "InSync").await;
     env.ready_reason("r1", "InSync").await;
@@ -603,88 +977,195 @@ async fn a_rate_limited_account_is_left_alone_until_retry_after_and_others_proce
     let journal = env.journal("nango").await;
     assert_eq!(journal[0]["status"], 429);
     let blocked_at = journal[0]["at"].as_f64().unwrap();
-    let too_early: Vec<&Value> = journal[1..].iter().filter(|r| r["at"].as_f64().unwrap() < blocked_at + 3.0).collect();
-    assert!(too_early.is_empty(), "requests before Retry-After elapsed: {too_early:?}");
+    let too_early: Vec<&Value> = journal[1..]
+        .iter()
+        .filter(|r| r["at"].as_f64().unwrap() < blocked_at + 3.0)
+        .collect();
+    assert!(
+        too_early.is_empty(),
+        "requests before Retry-After elapsed: {too_early:?}"
+    );
     assert_eq!(journal.iter().filter(|r| r["status"] == 429).count(), 1);
     let providers: Api<Provider> = Api::namespaced(env.client.clone(), NS);
     let nango = providers.get("nango").await.unwrap();
     assert!(nango.status.unwrap().rate_limit.unwrap().blocked_until.is_some());
-    assert!(env.metrics.encode().contains("connection_operator_rate_limited_total{provider=\"nango\"}"));
+    assert!(
+        env.metrics
+            .encode()
+            .contains("connection_operator_rate_limited_total{provider=\"nango\"}")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deletion_policies_clean_up_owned_keys_or_orphan() {
     let env = Env::start().await;
-    env.seed("nango", "del", json!({"provider_config_key": "x", "metadata": {"theirs": 1}})).await;
-    env.seed("mielto", "del", json!({"label": "L", "status": "active", "config": {"theirs": 1}})).await;
+    env.seed(
+        "nango",
+        "del",
+        json!({"provider_config_key": "x", "metadata": {"theirs": 1}}),
+    )
+    .await;
+    env.seed(
+        "mielto",
+        "del",
+        json!({"label": "L", "status": "active", "config": {"theirs": 1}}),
+    )
+    .await;
     env.seed("arena", "10", json!({"metadata": {"theirs": 1}})).await;
     env.seed("datagrid", "del", json!({"name": "Old"})).await;
-    env.seed("nango", "orphan", json!({"provider_config_key": "x", "metadata": {}})).await;
+    env.seed("nango", "orphan", json!({"provider_config_key": "x", "metadata": {}}))
+        .await;
     env.seed("arena", "11", json!({"metadata": {}})).await;
     let with_delete = |mut s: Value| {
         s["deletionPolicy"] = json!("Delete");
         s
     };
-    env.apply("n", with_delete(spec("nango", "del", json!({"providerConfigKey": "x", "metadata": {"mine": 1}})))).await;
-    env.apply("m", with_delete(spec("mielto", "del", json!({"label": "Mine", "config": {"mine": 1}})))).await;
-    env.apply("a", with_delete(spec("arena", "10", json!({"metadata": {"mine": 1}})))).await;
-    env.apply("d", with_delete(spec("datagrid", "del", json!({"name": "Mine"})))).await;
-    env.apply("gone", with_delete(spec("arena", "404", json!({"metadata": {"mine": 1}})))).await;
-    env.apply("o", spec("nango", "orphan", json!({"providerConfigKey": "x", "metadata": {"mine": 1}}))).await;
-    env.apply("switch", with_delete(spec("arena", "11", json!({"metadata": {"mine": 1}})))).await;
+    env.apply(
+        "n",
+        with_delete(spec(
+            "nango",
+            "del",
+            json!({"providerConfigKey": "x", "metadata": {"mine": 1}}),
+        )),
+    )
+    .await;
+    env.apply(
+        "m",
+        with_delete(spec("mielto", "del", json!({"label": "Mine", "config": {"mine": 1}}))),
+    )
+    .await;
+    env.apply("a", with_delete(spec("arena", "10", json!({"metadata": {"mine": 1}}))))
+        .await;
+    env.apply("d", with_delete(spec("datagrid", "del", json!({"name": "Mine"}))))
+        .await;
+    env.apply(
+        "gone",
+        with_delete(spec("arena", "404", json!({"metadata": {"mine": 1}}))),
+    )
+    .await;
+    env.apply(
+        "o",
+        spec(
+            "nango",
+            "orphan",
+            json!({"providerConfigKey": "x", "metadata": {"mine": 1}}),
+        ),
+    )
+    .await;
+    env.apply(
+        "switch",
+        with_delete(spec("arena", "11", json!({"metadata": {"mine": 1}}))),
+    )
+    .await;
     for name in ["n", "m", "a", "d", "o", "switch"] {
         env.ready_reason(name, "InSync").await;
     }
     env.ready_reason("gone", "UpstreamNotFound").await;
     for name in ["n", "m", "a", "d", "gone", "switch"] {
-        assert!(env.get(name).await.unwrap().finalizers().contains(&FINALIZER.to_string()), "{name}");
+        assert!(
+            env.get(name)
+                .await
+                .unwrap()
+                .finalizers()
+                .contains(&FINALIZER.to_string()),
+            "{name}"
+        );
     }
-    assert!(env.get("o").await.unwrap().finalizers().is_empty(), "Orphan needs no finalizer");
+    assert!(
+        env.get("o").await.unwrap().finalizers().is_empty(),
+        "Orphan needs no finalizer"
+    );
 
     for name in ["n", "m", "a", "d", "gone", "o"] {
         env.connections().delete(name, &DeleteParams::default()).await.unwrap();
     }
     for name in ["n", "m", "a", "d", "gone", "o"] {
-        eventually(&format!("{name} deleted"), || async { env.get(name).await.is_none().then_some(()) }).await;
+        eventually(&format!("{name} deleted"), || async {
+            env.get(name).await.is_none().then_some(())
+        })
+        .await;
     }
-    assert_eq!(env.upstream("nango", "del").await["metadata"], json!({"theirs": 1}), "only the owned key removed");
+    assert_eq!(
+        env.upstream("nango", "del").await["metadata"],
+        json!({"theirs": 1}),
+        "only the owned key removed"
+    );
     let m = env.upstream("mielto", "del").await;
     assert_eq!(m["config"], json!({"theirs": 1}));
     assert_eq!(m["label"], json!("Mine"), "label cannot be removed: orphaned");
     assert_eq!(env.upstream("arena", "10").await["metadata"], json!({"theirs": 1}));
     assert_eq!(env.upstream("datagrid", "del").await["name"], json!("Mine"));
-    assert_eq!(env.upstream("nango", "orphan").await["metadata"], json!({"mine": 1}), "Orphan leaves upstream alone");
+    assert_eq!(
+        env.upstream("nango", "orphan").await["metadata"],
+        json!({"mine": 1}),
+        "Orphan leaves upstream alone"
+    );
     let orphaned = env.events("d").await;
-    assert!(orphaned.iter().any(|(reason, note)| reason == "Orphaned" && note.contains("name")), "{orphaned:?}");
-    assert!(env.events("m").await.iter().any(|(reason, note)| reason == "Orphaned" && note.contains("label")));
+    assert!(
+        orphaned
+            .iter()
+            .any(|(reason, note)| reason == "Orphaned" && note.contains("name")),
+        "{orphaned:?}"
+    );
+    assert!(
+        env.events("m")
+            .await
+            .iter()
+            .any(|(reason, note)| reason == "Orphaned" && note.contains("label"))
+    );
 
     // Deleting with cleanup failing holds the Connection; switching to Orphan releases it.
-    env.admin_put("arena", "faults", json!({"method": "PUT", "path": "/v3/connections/*", "status": 503, "count": 100000})).await;
-    env.connections().delete("switch", &DeleteParams::default()).await.unwrap();
+    env.admin_put(
+        "arena",
+        "faults",
+        json!({"method": "PUT", "path": "/v3/connections/*", "status": 503, "count": 100000}),
+    )
+    .await;
+    env.connections()
+        .delete("switch", &DeleteParams::default())
+        .await
+        .unwrap();
     env.ready_reason("switch", "UpstreamUnavailable").await;
     assert!(env.get("switch").await.is_some());
     let patch = json!({"spec": {"deletionPolicy": "Orphan"}});
-    env.connections().patch("switch", &PatchParams::default(), &Patch::Merge(patch)).await.unwrap();
-    eventually("switch released", || async { env.get("switch").await.is_none().then_some(()) }).await;
+    env.connections()
+        .patch("switch", &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .unwrap();
+    eventually("switch released", || async {
+        env.get("switch").await.is_none().then_some(())
+    })
+    .await;
     assert_eq!(env.upstream("arena", "11").await["metadata"], json!({"mine": 1}));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn suspend_and_provider_problems_make_no_upstream_call() {
     let env = Env::start().await;
-    env.seed("nango", "s", json!({"provider_config_key": "x", "metadata": {}})).await;
+    env.seed("nango", "s", json!({"provider_config_key": "x", "metadata": {}}))
+        .await;
     let mut suspended = spec("nango", "s", json!({"providerConfigKey": "x", "metadata": {"a": 1}}));
     suspended["suspend"] = json!(true);
     env.apply("suspended", suspended).await;
-    env.apply("missing", json!({"providerRef": {"name": "nope"}, "connectionId": "s", "nango": {"providerConfigKey": "x"}})).await;
-    env.apply("mismatch", json!({"providerRef": {"name": "nango"}, "connectionId": "12", "arena": {"metadata": {"a": 1}}})).await;
+    env.apply(
+        "missing",
+        json!({"providerRef": {"name": "nope"}, "connectionId": "s", "nango": {"providerConfigKey": "x"}}),
+    )
+    .await;
+    env.apply(
+        "mismatch",
+        json!({"providerRef": {"name": "nango"}, "connectionId": "12", "arena": {"metadata": {"a": 1}}}),
+    )
+    .await;
     // A Provider whose Secret does not exist yet.
     let api: Api<Provider> = Api::namespaced(env.client.clone(), NS);
     let provider = json!({
         "apiVersion": "connection-operator.dev/v1alpha1", "kind": "Provider", "metadata": {"name": "later"},
         "spec": {"type": "nango", "baseUrl": env.providers.base_url("nango"), "credentialsRef": {"name": "later-credentials", "key": "token"}},
     });
-    api.patch("later", &PatchParams::apply("test"), &Patch::Apply(provider)).await.unwrap();
+    api.patch("later", &PatchParams::apply("test"), &Patch::Apply(provider))
+        .await
+        .unwrap();
     env.apply("not-ready", json!({"providerRef": {"name": "later"}, "connectionId": "s", "nango": {"providerConfigKey": "x", "metadata": {"b": 2}}})).await;
     // Through a ClusterProvider, whose Secret lives in a named namespace.
     let cluster: Api<ClusterProvider> = Api::all(env.client.clone());
@@ -692,42 +1173,87 @@ async fn suspend_and_provider_problems_make_no_upstream_call() {
         "apiVersion": "connection-operator.dev/v1alpha1", "kind": "ClusterProvider", "metadata": {"name": "shared-arena"},
         "spec": {"type": "arena", "baseUrl": env.providers.base_url("arena"), "credentialsRef": {"name": "arena-credentials", "namespace": NS, "key": "token"}},
     });
-    cluster.patch("shared-arena", &PatchParams::apply("test"), &Patch::Apply(cp)).await.unwrap();
+    cluster
+        .patch("shared-arena", &PatchParams::apply("test"), &Patch::Apply(cp))
+        .await
+        .unwrap();
     env.seed("arena", "13", json!({"metadata": {}})).await;
     env.apply("via-cluster", json!({"providerRef": {"kind": "ClusterProvider", "name": "shared-arena"}, "connectionId": "13", "arena": {"metadata": {"z": 1}}})).await;
 
     env.ready_reason("suspended", "Suspended").await;
     env.ready_reason("missing", "ProviderNotFound").await;
     let mismatch = env.ready_reason("mismatch", "ProviderMismatch").await;
-    assert!(condition(&mismatch, "Ready").message.contains("arena"), "{:?}", condition(&mismatch, "Ready"));
+    assert!(
+        condition(&mismatch, "Ready").message.contains("arena"),
+        "{:?}",
+        condition(&mismatch, "Ready")
+    );
     let not_ready = env.ready_reason("not-ready", "ProviderNotReady").await;
     assert!(condition(&not_ready, "Ready").message.contains("later-credentials"));
     env.ready_reason("via-cluster", "InSync").await;
     eventually("the ClusterProvider reports Ready", || async {
         let p = cluster.get("shared-arena").await.ok()?;
-        p.status?.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True").then_some(())
+        p.status?
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+            .then_some(())
     })
     .await;
     assert_eq!(env.upstream("arena", "13").await["metadata"], json!({"z": 1}));
-    assert!(env.journal("nango").await.is_empty(), "no upstream call for any of them");
+    assert!(
+        env.journal("nango").await.is_empty(),
+        "no upstream call for any of them"
+    );
 
     // Creating the missing Secret is enough: its watch brings the Connection back.
     let secrets: Api<Secret> = Api::namespaced(env.client.clone(), NS);
     let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "later-credentials"}, "stringData": {"token": TOKEN}});
-    secrets.patch("later-credentials", &PatchParams::apply("test"), &Patch::Apply(secret)).await.unwrap();
+    secrets
+        .patch("later-credentials", &PatchParams::apply("test"), &Patch::Apply(secret))
+        .await
+        .unwrap();
     env.ready_reason("not-ready", "InSync").await;
+    // Deleting the Provider is noticed at once (not at the next drift check).
+    api.delete("later", &DeleteParams::default()).await.unwrap();
+    env.ready_reason("not-ready", "ProviderNotFound").await;
     // Unsuspending syncs.
     let patch = json!({"spec": {"suspend": false}});
-    env.connections().patch("suspended", &PatchParams::default(), &Patch::Merge(patch)).await.unwrap();
+    env.connections()
+        .patch("suspended", &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .unwrap();
     env.ready_reason("suspended", "InSync").await;
     assert_eq!(env.upstream("nango", "s").await["metadata"], json!({"a": 1, "b": 2}));
+    // A spec change of a Provider makes its Connections read upstream again.
+    let before = env.journal("nango").await.len();
+    api.patch(
+        "nango",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"timeoutSeconds": 7}})),
+    )
+    .await
+    .unwrap();
+    eventually("a read after the spec change", || async {
+        (env.journal("nango").await.len() > before).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overlapping_keys_conflict_and_the_newer_connection_writes_nothing() {
     let env = Env::start().await;
-    env.seed("nango", "shared", json!({"provider_config_key": "x", "metadata": {}})).await;
-    env.apply("first", spec("nango", "shared", json!({"providerConfigKey": "x", "metadata": {"a": 1, "b": 1}}))).await;
+    env.seed("nango", "shared", json!({"provider_config_key": "x", "metadata": {}}))
+        .await;
+    env.apply(
+        "first",
+        spec(
+            "nango",
+            "shared",
+            json!({"providerConfigKey": "x", "metadata": {"a": 1, "b": 1}}),
+        ),
+    )
+    .await;
     env.ready_reason("first", "InSync").await;
     // creationTimestamp has second precision; make sure the second one is strictly newer.
     eventually("a new second", || async {
@@ -737,51 +1263,156 @@ async fn overlapping_keys_conflict_and_the_newer_connection_writes_nothing() {
     })
     .await;
     env.clear_journal("nango").await;
-    env.apply("second", spec("nango", "shared", json!({"providerConfigKey": "x", "metadata": {"b": 2, "c": 2}}))).await;
-    env.apply("third", spec("nango", "shared", json!({"providerConfigKey": "x", "metadata": {"z": 3}}))).await;
+    env.apply(
+        "second",
+        spec(
+            "nango",
+            "shared",
+            json!({"providerConfigKey": "x", "metadata": {"b": 2, "c": 2}}),
+        ),
+    )
+    .await;
+    env.apply(
+        "third",
+        spec(
+            "nango",
+            "shared",
+            json!({"providerConfigKey": "x", "metadata": {"z": 3}}),
+        ),
+    )
+    .await;
     let second = env.ready_reason("second", "Conflict").await;
-    assert_eq!(condition(&second, "Ready").message, "key(s) b already owned by Connection tenants/first");
+    assert_eq!(
+        condition(&second, "Ready").message,
+        "key(s) b already owned by Connection tenants/first"
+    );
     env.ready_reason("third", "InSync").await;
-    assert_eq!(env.upstream("nango", "shared").await["metadata"], json!({"a": 1, "b": 1, "z": 3}), "the newer one wrote nothing");
+    assert_eq!(
+        env.upstream("nango", "shared").await["metadata"],
+        json!({"a": 1, "b": 1, "z": 3}),
+        "the newer one wrote nothing"
+    );
 
     // When the older one goes away, the newer one takes the key.
-    env.connections().delete("first", &DeleteParams::default()).await.unwrap();
+    env.connections()
+        .delete("first", &DeleteParams::default())
+        .await
+        .unwrap();
     env.ready_reason("second", "InSync").await;
-    assert_eq!(env.upstream("nango", "shared").await["metadata"], json!({"a": 1, "b": 2, "c": 2, "z": 3}));
+    assert_eq!(
+        env.upstream("nango", "shared").await["metadata"],
+        json!({"a": 1, "b": 2, "c": 2, "z": 3})
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_lease_holder_reconciles_and_a_standby_takes_over() {
     use k8s_openapi::api::coordination::v1::Lease;
-    let env = Env::start_inner(None).await;
+    let env = Env::start_inner(None, 8).await;
     let leases: Api<Lease> = Api::namespaced(env.client.clone(), NS);
     let holder = || async { leases.get_opt("connection-operator").await.ok()??.spec?.holder_identity };
     let replica = |identity: &str, metrics: Arc<Metrics>| {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let lease = LeaseSettings { duration: 3, grace: 1, ..LeaseSettings::new(NS, identity) };
-        let config = RunConfig { namespace: None, concurrency: 4, timing: fast_timing() };
-        let task = tokio::spawn(controller::run_when_leading(env.client.clone(), config, lease, metrics, Readiness::default(), async move {
-            let _ = stopped.await;
-        }));
+        let lease = LeaseSettings {
+            duration: 3,
+            grace: 1,
+            ..LeaseSettings::new(NS, identity)
+        };
+        let config = RunConfig {
+            namespace: None,
+            concurrency: 4,
+            timing: fast_timing(),
+        };
+        let task = tokio::spawn(controller::run_when_leading(
+            env.client.clone(),
+            config,
+            lease,
+            metrics,
+            Readiness::default(),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
         (stop, task)
     };
     let (metrics_a, metrics_b) = (Arc::new(Metrics::new()), Arc::new(Metrics::new()));
     let (stop_a, task_a) = replica("replica-a", metrics_a.clone());
-    eventually("replica-a holds the Lease", || async { (holder().await.as_deref() == Some("replica-a")).then_some(()) }).await;
+    eventually("replica-a holds the Lease", || async {
+        (holder().await.as_deref() == Some("replica-a")).then_some(())
+    })
+    .await;
     let (_stop_b, _task_b) = replica("replica-b", metrics_b.clone());
 
     env.seed("arena", "20", json!({"metadata": {}})).await;
-    env.apply("one", spec("arena", "20", json!({"metadata": {"k": 1}}))).await;
+    env.apply("one", spec("arena", "20", json!({"metadata": {"k": 1}})))
+        .await;
     env.ready_reason("one", "InSync").await;
-    assert!(metrics_a.encode().contains("connection_operator_reconcile_total{"), "the leader reconciled");
-    assert!(!metrics_b.encode().contains("connection_operator_reconcile_total{"), "the standby did not");
+    assert!(
+        metrics_a.encode().contains("connection_operator_reconcile_total{"),
+        "the leader reconciled"
+    );
+    assert!(
+        !metrics_b.encode().contains("connection_operator_reconcile_total{"),
+        "the standby did not"
+    );
 
     // The leader stops (and releases the Lease); the standby takes over.
     stop_a.send(()).unwrap();
-    assert!(!task_a.await.unwrap().unwrap(), "stopped by shutdown, not by losing the Lease");
-    eventually("replica-b holds the Lease", || async { (holder().await.as_deref() == Some("replica-b")).then_some(()) }).await;
+    assert!(
+        !task_a.await.unwrap().unwrap(),
+        "stopped by shutdown, not by losing the Lease"
+    );
+    eventually("replica-b holds the Lease", || async {
+        (holder().await.as_deref() == Some("replica-b")).then_some(())
+    })
+    .await;
     env.seed("arena", "21", json!({"metadata": {}})).await;
-    env.apply("two", spec("arena", "21", json!({"metadata": {"k": 2}}))).await;
+    env.apply("two", spec("arena", "21", json!({"metadata": {"k": 2}})))
+        .await;
     env.ready_reason("two", "InSync").await;
-    assert!(metrics_b.encode().contains("connection_operator_reconcile_total{"), "the new leader reconciled");
+    assert!(
+        metrics_b.encode().contains("connection_operator_reconcile_total{"),
+        "the new leader reconciled"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_provider_account_cannot_take_every_worker() {
+    // Two workers: one provider account may hold only one of them.
+    let env = Env::start_inner(Some(fast_timing()), 2).await;
+    for id in ["s1", "s2", "s3", "s4"] {
+        env.seed("nango", id, json!({"provider_config_key": "x", "metadata": {}}))
+            .await;
+    }
+    env.seed("arena", "30", json!({"metadata": {}})).await;
+    // Every Nango answer takes 3 s (a provider at its limit, or a pacing wait).
+    env.admin_put(
+        "nango",
+        "faults",
+        json!({"path": "*", "latencyMs": 3000, "count": 1000}),
+    )
+    .await;
+    for id in ["s1", "s2", "s3", "s4"] {
+        env.apply(
+            id,
+            spec("nango", id, json!({"providerConfigKey": "x", "metadata": {"k": 1}})),
+        )
+        .await;
+    }
+    eventually("a Nango request under way", || async {
+        (!env.journal("nango").await.is_empty()).then_some(())
+    })
+    .await;
+    env.apply("fast", spec("arena", "30", json!({"metadata": {"k": 1}})))
+        .await;
+    env.ready_reason("fast", "InSync").await;
+    // Had the Nango Connections held both workers, the Are.na one would have waited for a
+    // whole Nango reconcile (a read and a write): at least three Nango requests by then.
+    let nango = env.journal("nango").await;
+    assert!(nango.len() <= 2, "the Are.na Connection waited behind Nango: {nango:?}");
+    assert!(
+        env.metrics
+            .encode()
+            .contains("connection_operator_reconcile_total{result=\"deferred\"}")
+    );
 }

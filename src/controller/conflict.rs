@@ -5,6 +5,7 @@
 //! never fight over a key upstream. Disjoint keys coexist.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -18,7 +19,11 @@ fn claimed_keys(conn: &Connection) -> BTreeSet<String> {
         Some(ProviderBlock::Nango(n)) => n.metadata.iter().flat_map(|m| m.keys().cloned()).collect(),
         Some(ProviderBlock::Arena(a)) => a.metadata.keys().cloned().collect(),
         Some(ProviderBlock::Mielto(m)) => {
-            let mut keys: BTreeSet<String> = m.config.iter().flat_map(|c| c.keys().map(|k| format!("config.{k}"))).collect();
+            let mut keys: BTreeSet<String> = m
+                .config
+                .iter()
+                .flat_map(|c| c.keys().map(|k| format!("config.{k}")))
+                .collect();
             if m.label.is_some() {
                 keys.insert("label".into());
             }
@@ -50,26 +55,29 @@ fn age(conn: &Connection) -> (Option<i64>, String, String) {
     (created, conn.namespace().unwrap_or_default(), conn.name_any())
 }
 
-/// The message of a `Conflict` when an older Connection claims one of `conn`'s keys.
-pub fn conflict(conn: &Connection, others: &[std::sync::Arc<Connection>]) -> Option<String> {
+/// The oldest Connection older than `conn` that claims one of its keys, with the contested
+/// keys.
+pub fn older_owner(conn: &Connection, others: &[Arc<Connection>]) -> Option<(Arc<Connection>, Vec<String>)> {
     let mine = claimed_keys(conn);
-    let mut older: Vec<&Connection> = others
+    let mut older: Vec<&Arc<Connection>> = others
         .iter()
-        .map(AsRef::as_ref)
         .filter(|o| o.metadata.uid != conn.metadata.uid && same_target(conn, o) && age(o) < age(conn))
         .collect();
     older.sort_by_key(|o| age(o));
     older.into_iter().find_map(|o| {
         let contested: Vec<String> = mine.intersection(&claimed_keys(o)).cloned().collect();
-        (!contested.is_empty()).then(|| {
-            format!(
-                "key(s) {} already owned by Connection {}/{}",
-                contested.join(", "),
-                o.namespace().unwrap_or_default(),
-                o.name_any()
-            )
-        })
+        (!contested.is_empty()).then(|| (o.clone(), contested))
     })
+}
+
+/// The `Conflict` message for `owner` holding `keys`.
+pub fn message(owner: &Connection, keys: &[String]) -> String {
+    format!(
+        "key(s) {} already owned by Connection {}/{}",
+        keys.join(", "),
+        owner.namespace().unwrap_or_default(),
+        owner.name_any()
+    )
 }
 
 /// Connections sharing `conn`'s upstream connection (but not `conn`), to re-reconcile when
@@ -87,7 +95,6 @@ pub fn siblings(store: &Store<Connection>, conn: &Connection) -> Vec<ObjectRef<C
 mod tests {
     use super::*;
     use serde_json::json;
-    use std::sync::Arc;
 
     fn conn(name: &str, created: &str, spec: serde_json::Value) -> Arc<Connection> {
         Arc::new(
@@ -107,10 +114,23 @@ mod tests {
         let new = conn("new", "2026-01-02T00:00:00Z", spec(json!({"b": 2, "c": 1})));
         let disjoint = conn("disjoint", "2026-01-03T00:00:00Z", spec(json!({"z": 1})));
         let all = vec![old.clone(), new.clone(), disjoint.clone()];
-        assert_eq!(conflict(&new, &all).unwrap(), "key(s) b already owned by Connection t/old");
+        let conflict =
+            |c: &Connection, all: &[Arc<Connection>]| older_owner(c, all).map(|(o, keys)| message(&o, &keys));
+        assert_eq!(
+            conflict(&new, &all).unwrap(),
+            "key(s) b already owned by Connection t/old"
+        );
         assert_eq!(conflict(&old, &all), None, "the older keeps its keys");
         assert_eq!(conflict(&disjoint, &all), None, "disjoint keys coexist");
-        let elsewhere = conn("elsewhere", "2026-01-03T00:00:00Z", json!({"providerRef": {"name": "p"}, "connectionId": "other", "nango": {"providerConfigKey": "k", "metadata": {"a": 1}}}));
-        assert_eq!(conflict(&elsewhere, &[old, elsewhere.clone()]), None, "another upstream connection");
+        let elsewhere = conn(
+            "elsewhere",
+            "2026-01-03T00:00:00Z",
+            json!({"providerRef": {"name": "p"}, "connectionId": "other", "nango": {"providerConfigKey": "k", "metadata": {"a": 1}}}),
+        );
+        assert_eq!(
+            conflict(&elsewhere, &[old, elsewhere.clone()]),
+            None,
+            "another upstream connection"
+        );
     }
 }

@@ -3,7 +3,8 @@
 //! an account shares its budget and its 429 block), the per-object backoff, metrics and
 //! the Event recorder.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kube::Client;
@@ -55,11 +56,25 @@ pub struct Context {
     pub timing: Timing,
     /// The controller's cache of Connections, for ownership conflicts between them.
     pub connections: Store<Connection>,
+    /// Reconciles of one provider account allowed at once (see [`Context::account_slot`]).
+    per_account: usize,
+    account_slots: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
 }
 
 impl Context {
-    pub fn new(client: Client, metrics: Arc<Metrics>, timing: Timing, connections: Store<Connection>) -> Self {
-        let reporter = Reporter { controller: FIELD_MANAGER.to_string(), instance: std::env::var("POD_NAME").ok() };
+    /// `concurrency` is the controller's worker count; one provider account may use at most
+    /// half of them.
+    pub fn new(
+        client: Client,
+        metrics: Arc<Metrics>,
+        timing: Timing,
+        connections: Store<Connection>,
+        concurrency: u16,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.to_string(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
         Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
@@ -69,6 +84,26 @@ impl Context {
             metrics,
             timing,
             connections,
+            per_account: usize::from(concurrency / 2).max(1),
+            account_slots: Mutex::default(),
         }
+    }
+
+    /// A slot to reconcile against the provider account `account`, if one is free now.
+    ///
+    /// Requests to a busy account wait for pacing tokens inside the worker (up to
+    /// `pacing::MAX_PACING_WAIT`); without a cap a burst of Connections of one account would
+    /// occupy every worker and starve the Connections of other providers (DESIGN.md "Error
+    /// policy": one rate-limited provider cannot starve the others). A reconcile that finds
+    /// no free slot requeues shortly instead of waiting.
+    pub fn account_slot(&self, account: &str) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let semaphore = {
+            let mut slots = self.account_slots.lock().unwrap_or_else(|e| e.into_inner());
+            slots
+                .entry(account.to_string())
+                .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(self.per_account)))
+                .clone()
+        };
+        semaphore.try_acquire_owned().ok()
     }
 }

@@ -24,8 +24,21 @@ pub fn event_type(reason: Reason) -> EventType {
 }
 
 /// Publish one Event; a failure is logged, never fatal (an Event is informational).
-pub async fn publish(recorder: &Recorder, reference: &ObjectReference, type_: EventType, reason: &str, action: &str, note: String) {
-    let event = Event { type_, reason: reason.to_string(), note: Some(note), action: action.to_string(), secondary: None };
+pub async fn publish(
+    recorder: &Recorder,
+    reference: &ObjectReference,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.to_string(),
+        note: Some(note),
+        action: action.to_string(),
+        secondary: None,
+    };
     if let Err(e) = recorder.publish(&event, reference).await {
         tracing::warn!(error = %e, reason, "cannot publish an Event");
     }

@@ -28,7 +28,13 @@ pub struct LeaseSettings {
 impl LeaseSettings {
     /// Lease `connection-operator` in `namespace`, 15 s valid, renewed 5 s before expiry.
     pub fn new(namespace: impl Into<String>, identity: impl Into<String>) -> Self {
-        LeaseSettings { name: "connection-operator".into(), namespace: namespace.into(), identity: identity.into(), duration: 15, grace: 5 }
+        LeaseSettings {
+            name: "connection-operator".into(),
+            namespace: namespace.into(),
+            identity: identity.into(),
+            duration: 15,
+            grace: 5,
+        }
     }
 }
 
@@ -90,7 +96,9 @@ pub async fn run_when_leading(
     Ok(lost)
 }
 
-async fn task_result(task: tokio::task::JoinHandle<Result<kube_lease_manager::LeaseManager, LeaseManagerError>>) -> Result<(), LeaseManagerError> {
+async fn task_result(
+    task: tokio::task::JoinHandle<Result<kube_lease_manager::LeaseManager, LeaseManagerError>>,
+) -> Result<(), LeaseManagerError> {
     match task.await {
         Ok(result) => result.map(drop),
         Err(_) => Ok(()),

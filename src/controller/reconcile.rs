@@ -25,7 +25,10 @@ use super::events::{self, CLEANUP_SKIPPED, DRIFT_CORRECTED, ORPHANED};
 use super::finalizer;
 use super::status::{self, Observation, Outcome, ProviderHealth};
 use crate::api::conditions::{self, READY, Reason};
-use crate::api::{ClusterProvider, Connection, DeletionPolicy, ManagementPolicy, Provider, ProviderConfig, ProviderKind, ProviderStatus};
+use crate::api::{
+    ClusterProvider, Connection, DeletionPolicy, ManagementPolicy, Provider, ProviderConfig, ProviderKind,
+    ProviderStatus,
+};
 use crate::diff::{self, Upstream, Write};
 use crate::providers::{self, ProviderClient, ProviderError, Target, Token};
 
@@ -86,6 +89,7 @@ pub async fn reconcile(conn: Arc<Connection>, ctx: Arc<Context>) -> Result<Actio
     let key = format!("{namespace}/{}", conn.name_any());
     let result = reconcile_connection(&conn, &ctx, &namespace, &key).await;
     let label = match &result {
+        Ok((Outcome::Deferred, _)) => "deferred",
         Ok((outcome, _)) => match outcome.reason() {
             Reason::InSync => "ok",
             other => other.as_str(),
@@ -105,7 +109,12 @@ pub fn error_policy(conn: Arc<Connection>, error: &Error, ctx: Arc<Context>) -> 
     Action::requeue(delay)
 }
 
-async fn reconcile_connection(conn: &Connection, ctx: &Context, namespace: &str, key: &str) -> Result<(Outcome, Action), Error> {
+async fn reconcile_connection(
+    conn: &Connection,
+    ctx: &Context,
+    namespace: &str,
+    key: &str,
+) -> Result<(Outcome, Action), Error> {
     let api: Api<Connection> = Api::namespaced(ctx.client.clone(), namespace);
     let deleting = conn.meta().deletion_timestamp.is_some();
     let policy = conn.spec.deletion_policy;
@@ -138,17 +147,29 @@ async fn reconcile_connection(conn: &Connection, ctx: &Context, namespace: &str,
     // Ownership: an older Connection of the same upstream connection keeps its keys; this
     // one writes nothing while they overlap. Observe never writes, so it never conflicts.
     if conn.spec.management_policy == ManagementPolicy::Manage {
-        let others: Vec<Arc<Connection>> = ctx
+        let mut others: Vec<Arc<Connection>> = ctx
             .connections
             .state()
             .into_iter()
             .filter(|o| o.spec.management_policy == ManagementPolicy::Manage)
             .collect();
-        if let Some(message) = conflict::conflict(conn, &others) {
-            let outcome = Outcome::Failed { reason: Reason::Conflict, message, retry_at: None };
-            write_status(conn, ctx, &api, observation(outcome.clone(), None)).await?;
-            ctx.backoffs.reset(key);
-            return Ok((outcome, Action::requeue(ctx.timing.terminal_requeue)));
+        while let Some((owner, keys)) = conflict::older_owner(conn, &others) {
+            // The cache may still hold an owner that was just deleted (its deletion is what
+            // brought us here): confirm with a fresh read before reporting a conflict.
+            let owner_api: Api<Connection> =
+                Api::namespaced(ctx.client.clone(), &owner.namespace().unwrap_or_default());
+            let live = owner_api.get_opt(&owner.name_any()).await?;
+            if live.is_some_and(|l| l.metadata.uid == owner.metadata.uid) {
+                let outcome = Outcome::Failed {
+                    reason: Reason::Conflict,
+                    message: conflict::message(&owner, &keys),
+                    retry_at: None,
+                };
+                write_status(conn, ctx, &api, observation(outcome.clone(), None)).await?;
+                ctx.backoffs.reset(key);
+                return Ok((outcome, Action::requeue(ctx.timing.terminal_requeue)));
+            }
+            others.retain(|o| o.metadata.uid != owner.metadata.uid);
         }
     }
 
@@ -159,7 +180,11 @@ async fn reconcile_connection(conn: &Connection, ctx: &Context, namespace: &str,
             if let Some((provider, health)) = &unresolved.provider {
                 update_provider_status(ctx, provider, health, None).await;
             }
-            let outcome = Outcome::Failed { reason: unresolved.reason, message: unresolved.message, retry_at: None };
+            let outcome = Outcome::Failed {
+                reason: unresolved.reason,
+                message: unresolved.message,
+                retry_at: None,
+            };
             write_status(conn, ctx, &api, observation(outcome.clone(), None)).await?;
             ctx.backoffs.reset(key);
             return Ok((outcome, Action::requeue(ctx.timing.terminal_requeue)));
@@ -170,6 +195,9 @@ async fn reconcile_connection(conn: &Connection, ctx: &Context, namespace: &str,
         write_status(conn, ctx, &api, observation(outcome.clone(), None)).await?;
         return Ok((outcome, Action::await_change()));
     }
+    let Some(_slot) = ctx.account_slot(&resolved.config.account_key()) else {
+        return Ok((Outcome::Deferred, deferred()));
+    };
     let provider_name = resolved.config.type_.as_str();
     let target = Target::for_connection(&conn.spec);
     let managed = conn.status.as_ref().map(|s| s.managed_keys.clone()).unwrap_or_default();
@@ -191,11 +219,20 @@ async fn reconcile_connection(conn: &Connection, ctx: &Context, namespace: &str,
 
     // Step 5: status.
     let health = match &outcome {
-        Outcome::Failed { reason: Reason::Unauthorized, message, .. } => Some(ProviderHealth::Unauthorized(message.clone())),
-        Outcome::Failed { reason: Reason::RateLimited, .. } => None,
+        Outcome::Failed {
+            reason: Reason::Unauthorized,
+            message,
+            ..
+        } => Some(ProviderHealth::Unauthorized(message.clone())),
+        Outcome::Failed {
+            reason: Reason::RateLimited,
+            ..
+        } => None,
         _ => Some(ProviderHealth::Ready),
     };
-    let pacer = ctx.pacers.get(&resolved.config.account_key(), resolved.config.rate_limit);
+    let pacer = ctx
+        .pacers
+        .get(&resolved.config.account_key(), resolved.config.rate_limit);
     if let Some(health) = health {
         update_provider_status(ctx, &resolved.provider, &health, Some(pacer.snapshot())).await;
     } else {
@@ -210,7 +247,15 @@ async fn reconcile_connection(conn: &Connection, ctx: &Context, namespace: &str,
     }
     if outcome == (Outcome::InSync { wrote: true }) {
         let reference = conn.object_ref(&());
-        events::publish(&ctx.recorder, &reference, EventType::Normal, DRIFT_CORRECTED, "Write", "upstream was updated to match the spec".into()).await;
+        events::publish(
+            &ctx.recorder,
+            &reference,
+            EventType::Normal,
+            DRIFT_CORRECTED,
+            "Write",
+            "upstream was updated to match the spec".into(),
+        )
+        .await;
     }
     write_status(conn, ctx, &api, observation(outcome.clone(), managed_keys)).await?;
 
@@ -229,7 +274,10 @@ async fn sync(
 ) -> Result<(Outcome, Option<Vec<String>>), ProviderError> {
     let upstream = read(ctx, resolved, target).await?;
     let Some(block) = conn.spec.block() else {
-        return Ok((mismatch("exactly one provider block (nango, mielto, arena or datagrid) must be set"), None));
+        return Ok((
+            mismatch("exactly one provider block (nango, mielto, arena or datagrid) must be set"),
+            None,
+        ));
     };
     let plan = match diff::plan(block, managed, &upstream) {
         Ok(plan) => plan,
@@ -247,13 +295,23 @@ async fn sync(
 }
 
 fn mismatch(message: &str) -> Outcome {
-    Outcome::Failed { reason: Reason::ProviderMismatch, message: message.to_string(), retry_at: None }
+    Outcome::Failed {
+        reason: Reason::ProviderMismatch,
+        message: message.to_string(),
+        retry_at: None,
+    }
 }
 
 /// Deletion with `deletionPolicy: Delete`: remove the managed keys upstream (a 404 means
 /// there is nothing left to remove), report fields the provider cannot remove, then
 /// release the finalizer.
-async fn delete(conn: &Connection, ctx: &Context, api: &Api<Connection>, namespace: &str, key: &str) -> Result<(Outcome, Action), Error> {
+async fn delete(
+    conn: &Connection,
+    ctx: &Context,
+    api: &Api<Connection>,
+    namespace: &str,
+    key: &str,
+) -> Result<(Outcome, Action), Error> {
     let reference = conn.object_ref(&());
     let resolved = match dereference(conn, ctx, namespace).await? {
         Ok(resolved) => resolved,
@@ -261,12 +319,24 @@ async fn delete(conn: &Connection, ctx: &Context, api: &Api<Connection>, namespa
             // Without its Provider nothing can be cleaned (e.g. the whole namespace is
             // being deleted); holding the Connection forever would block that deletion.
             let note = format!("{}; the managed keys are left upstream", unresolved.message);
-            events::publish(&ctx.recorder, &reference, EventType::Warning, CLEANUP_SKIPPED, "Delete", note).await;
+            events::publish(
+                &ctx.recorder,
+                &reference,
+                EventType::Warning,
+                CLEANUP_SKIPPED,
+                "Delete",
+                note,
+            )
+            .await;
             finalizer::remove(api, conn).await?;
             return Ok((Outcome::Deleting, Action::await_change()));
         }
         Err(unresolved) => {
-            let outcome = Outcome::Failed { reason: unresolved.reason, message: unresolved.message, retry_at: None };
+            let outcome = Outcome::Failed {
+                reason: unresolved.reason,
+                message: unresolved.message,
+                retry_at: None,
+            };
             return finish_failed_deletion(conn, ctx, api, key, outcome).await;
         }
     };
@@ -275,6 +345,9 @@ async fn delete(conn: &Connection, ctx: &Context, api: &Api<Connection>, namespa
         write_status(conn, ctx, api, deletion_observation(conn, Outcome::Suspended)).await?;
         return Ok((Outcome::Suspended, Action::await_change()));
     }
+    let Some(_slot) = ctx.account_slot(&resolved.config.account_key()) else {
+        return Ok((Outcome::Deferred, deferred()));
+    };
     let target = Target::for_connection(&conn.spec);
     let managed = conn.status.as_ref().map(|s| s.managed_keys.clone()).unwrap_or_default();
     let removed = async {
@@ -301,7 +374,13 @@ async fn delete(conn: &Connection, ctx: &Context, api: &Api<Connection>, namespa
     Ok((Outcome::Deleting, Action::await_change()))
 }
 
-async fn finish_failed_deletion(conn: &Connection, ctx: &Context, api: &Api<Connection>, key: &str, outcome: Outcome) -> Result<(Outcome, Action), Error> {
+async fn finish_failed_deletion(
+    conn: &Connection,
+    ctx: &Context,
+    api: &Api<Connection>,
+    key: &str,
+    outcome: Outcome,
+) -> Result<(Outcome, Action), Error> {
     write_status(conn, ctx, api, deletion_observation(conn, outcome.clone())).await?;
     let action = requeue(conn, ctx, key, &outcome);
     Ok((outcome, action))
@@ -321,24 +400,43 @@ fn requeue(conn: &Connection, ctx: &Context, key: &str, outcome: &Outcome) -> Ac
     match outcome {
         Outcome::InSync { .. } | Outcome::Drift { .. } => {
             ctx.backoffs.reset(key);
-            let interval = ctx.timing.drift_interval_override.unwrap_or_else(|| conn.spec.drift_interval());
+            let interval = ctx
+                .timing
+                .drift_interval_override
+                .unwrap_or_else(|| conn.spec.drift_interval());
             // Up to 10% jitter spreads the drift checks of Connections created together.
             let jitter_ms = (interval.as_millis() as u64 / 10).max(1);
             Action::requeue(interval + Duration::from_millis(rand::rng().random_range(0..=jitter_ms)))
         }
         Outcome::Suspended | Outcome::Deleting => Action::await_change(),
-        Outcome::Failed { reason: Reason::RateLimited, retry_at, .. } => {
+        Outcome::Deferred => deferred(),
+        Outcome::Failed {
+            reason: Reason::RateLimited,
+            retry_at,
+            ..
+        } => {
             // Requeue at retryAt (the pacer added jitter to it); never sleep in a worker.
-            let wait = retry_at.and_then(|at| at.duration_since(SystemTime::now()).ok()).unwrap_or_default();
+            let wait = retry_at
+                .and_then(|at| at.duration_since(SystemTime::now()).ok())
+                .unwrap_or_default();
             Action::requeue(wait.max(Duration::from_millis(100)))
         }
-        Outcome::Failed { reason: Reason::UpstreamUnavailable, .. } => Action::requeue(ctx.backoffs.next(key)),
+        Outcome::Failed {
+            reason: Reason::UpstreamUnavailable,
+            ..
+        } => Action::requeue(ctx.backoffs.next(key)),
         Outcome::Failed { .. } => {
             // Terminal: no retry loop; the watches bring it back when something changes.
             ctx.backoffs.reset(key);
             Action::requeue(ctx.timing.terminal_requeue)
         }
     }
+}
+
+/// The requeue of a reconcile deferred because its provider account is busy: soon, with
+/// jitter so that the deferred ones do not all come back at once.
+fn deferred() -> Action {
+    Action::requeue(Duration::from_millis(rand::rng().random_range(500..=1500)))
 }
 
 /// Step 1: the Provider (or ClusterProvider), its type against the Connection's block,
@@ -354,7 +452,12 @@ async fn dereference(conn: &Connection, ctx: &Context, namespace: &str) -> Resul
                     let config = ProviderConfig::from_provider(&p.spec, namespace);
                     (ProviderObject::Namespaced(p), config)
                 }
-                None => return Ok(Err(not_found(format!("Provider {namespace}/{} not found", reference.name)))),
+                None => {
+                    return Ok(Err(not_found(format!(
+                        "Provider {namespace}/{} not found",
+                        reference.name
+                    ))));
+                }
             }
         }
         ProviderKind::ClusterProvider => {
@@ -387,22 +490,38 @@ async fn dereference(conn: &Connection, ctx: &Context, namespace: &str) -> Resul
         Ok(token) => token,
         Err(message) => {
             let health = ProviderHealth::CredentialsMissing(message.clone());
-            return Ok(Err(Unresolved { reason: Reason::ProviderNotReady, message, provider: Some((provider, health)) }));
+            return Ok(Err(Unresolved {
+                reason: Reason::ProviderNotReady,
+                message,
+                provider: Some((provider, health)),
+            }));
         }
     };
     let pacer = ctx.pacers.get(&config.account_key(), config.rate_limit);
     match providers::client(&config, token, ctx.http.clone(), pacer) {
-        Ok(client) => Ok(Ok(Resolved { provider, config, client })),
+        Ok(client) => Ok(Ok(Resolved {
+            provider,
+            config,
+            client,
+        })),
         Err(e) => {
             let message = format!("the provider cannot be used: {e}");
             let health = ProviderHealth::CredentialsMissing(message.clone());
-            Ok(Err(Unresolved { reason: Reason::ProviderNotReady, message, provider: Some((provider, health)) }))
+            Ok(Err(Unresolved {
+                reason: Reason::ProviderNotReady,
+                message,
+                provider: Some((provider, health)),
+            }))
         }
     }
 }
 
 fn not_found(message: String) -> Unresolved {
-    Unresolved { reason: Reason::ProviderNotFound, message, provider: None }
+    Unresolved {
+        reason: Reason::ProviderNotFound,
+        message,
+        provider: None,
+    }
 }
 
 /// The token, or a message (naming the Secret and key, never the value) saying why not.
@@ -411,17 +530,31 @@ async fn read_token(ctx: &Context, config: &ProviderConfig) -> Result<Result<Tok
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &location.namespace);
     let secret = match api.get_opt(&location.name).await {
         Ok(Some(secret)) => secret,
-        Ok(None) => return Ok(Err(format!("Secret {}/{} not found", location.namespace, location.name))),
+        Ok(None) => {
+            return Ok(Err(format!(
+                "Secret {}/{} not found",
+                location.namespace, location.name
+            )));
+        }
         Err(kube::Error::Api(status)) if status.code == 403 => {
-            return Ok(Err(format!("Secret {}/{} cannot be read (forbidden)", location.namespace, location.name)));
+            return Ok(Err(format!(
+                "Secret {}/{} cannot be read (forbidden)",
+                location.namespace, location.name
+            )));
         }
         Err(e) => return Err(e.into()),
     };
     let bytes = secret.data.as_ref().and_then(|d| d.get(&location.key));
     match bytes.and_then(|b| Token::from_secret_bytes(&b.0)) {
         Some(token) => Ok(Ok(token)),
-        None if bytes.is_none() => Ok(Err(format!("Secret {}/{} has no key {}", location.namespace, location.name, location.key))),
-        None => Ok(Err(format!("Secret {}/{} key {} is empty or not UTF-8", location.namespace, location.name, location.key))),
+        None if bytes.is_none() => Ok(Err(format!(
+            "Secret {}/{} has no key {}",
+            location.namespace, location.name, location.key
+        ))),
+        None => Ok(Err(format!(
+            "Secret {}/{} key {} is empty or not UTF-8",
+            location.namespace, location.name, location.key
+        ))),
     }
 }
 
@@ -450,56 +583,99 @@ async fn send(ctx: &Context, resolved: &Resolved, target: &Target, write: &Write
 
 fn is_blocked(ctx: &Context, config: &ProviderConfig) -> bool {
     let pacer = ctx.pacers.get(&config.account_key(), config.rate_limit);
-    pacer.snapshot().blocked_until.is_some_and(|until| until > SystemTime::now())
+    pacer
+        .snapshot()
+        .blocked_until
+        .is_some_and(|until| until > SystemTime::now())
 }
 
-fn record(ctx: &Context, resolved: &Resolved, method: &str, error: Option<&ProviderError>, blocked_before: bool, started: Instant) {
+fn record(
+    ctx: &Context,
+    resolved: &Resolved,
+    method: &str,
+    error: Option<&ProviderError>,
+    blocked_before: bool,
+    started: Instant,
+) {
     let code = match error {
         None => "2xx".to_string(),
         // Refused by our own pacer: nothing was sent.
         Some(ProviderError::RateLimited { .. }) if blocked_before => return,
         Some(ProviderError::RateLimited { .. }) => "429".to_string(),
-        Some(ProviderError::Terminal { status, .. }) | Some(ProviderError::Unauthorized { status, .. }) => status.to_string(),
+        Some(ProviderError::Terminal { status, .. }) | Some(ProviderError::Unauthorized { status, .. }) => {
+            status.to_string()
+        }
         Some(ProviderError::NotFound { .. }) => "404".to_string(),
-        Some(ProviderError::Retryable { status: Some(status), .. }) => status.to_string(),
+        Some(ProviderError::Retryable {
+            status: Some(status), ..
+        }) => status.to_string(),
         Some(ProviderError::Retryable { status: None, .. }) => "error".to_string(),
     };
-    ctx.metrics.upstream_request(resolved.config.type_.as_str(), method, &code, started.elapsed());
+    ctx.metrics
+        .upstream_request(resolved.config.type_.as_str(), method, &code, started.elapsed());
 }
 
 /// Build the status, publish an Event on a Ready transition, and server-side apply the
 /// status only when it changed.
-async fn write_status(conn: &Connection, ctx: &Context, api: &Api<Connection>, observation: Observation) -> Result<(), Error> {
+async fn write_status(
+    conn: &Connection,
+    ctx: &Context,
+    api: &Api<Connection>,
+    observation: Observation,
+) -> Result<(), Error> {
     let current = conn.status.as_ref();
     let wanted = status::connection_status(current, &observation, Timestamp::now());
     if !status::connection_status_changed(current, &wanted) {
         return Ok(());
     }
-    let before = current.and_then(|s| conditions::find(&s.conditions, READY)).map(|c| (c.status.clone(), c.reason.clone()));
-    let after = conditions::find(&wanted.conditions, READY).map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()));
+    let before = current
+        .and_then(|s| conditions::find(&s.conditions, READY))
+        .map(|c| (c.status.clone(), c.reason.clone()));
+    let after =
+        conditions::find(&wanted.conditions, READY).map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()));
     let body = json!({
         "apiVersion": "connection-operator.dev/v1alpha1",
         "kind": "Connection",
         "metadata": {"name": conn.name_any()},
         "status": wanted,
     });
-    api.patch_status(&conn.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(body)).await?;
+    api.patch_status(
+        &conn.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(body),
+    )
+    .await?;
     if let Some((status, reason, message)) = after
         && before.as_ref() != Some(&(status.clone(), reason.clone()))
     {
         let kind = events::event_type(observation.outcome.reason());
-        events::publish(&ctx.recorder, &conn.object_ref(&()), kind, &reason, "Reconcile", message).await;
+        events::publish(
+            &ctx.recorder,
+            &conn.object_ref(&()),
+            kind,
+            &reason,
+            "Reconcile",
+            message,
+        )
+        .await;
     }
     Ok(())
 }
 
 fn status_ready(status: Option<&ProviderStatus>) -> Option<bool> {
-    status.and_then(|s| conditions::find(&s.conditions, READY)).map(|c| c.status == "True")
+    status
+        .and_then(|s| conditions::find(&s.conditions, READY))
+        .map(|c| c.status == "True")
 }
 
 /// Server-side apply the Provider's status when it changed. Failures are logged only: the
 /// Connection's own status is what this reconcile is about.
-async fn update_provider_status(ctx: &Context, provider: &ProviderObject, health: &ProviderHealth, snapshot: Option<providers::RateLimitSnapshot>) {
+async fn update_provider_status(
+    ctx: &Context,
+    provider: &ProviderObject,
+    health: &ProviderHealth,
+    snapshot: Option<providers::RateLimitSnapshot>,
+) {
     let current = provider.status();
     let wanted = status::provider_status(current, provider.generation(), health, snapshot, Timestamp::now());
     if !status::provider_status_changed(current, &wanted) {
@@ -510,12 +686,16 @@ async fn update_provider_status(ctx: &Context, provider: &ProviderObject, health
         ProviderObject::Namespaced(p) => {
             let api: Api<Provider> = Api::namespaced(ctx.client.clone(), &p.namespace().unwrap_or_default());
             let body = json!({"apiVersion": "connection-operator.dev/v1alpha1", "kind": "Provider", "metadata": {"name": p.name_any()}, "status": wanted});
-            api.patch_status(&p.name_any(), &params, &Patch::Apply(body)).await.map(drop)
+            api.patch_status(&p.name_any(), &params, &Patch::Apply(body))
+                .await
+                .map(drop)
         }
         ProviderObject::Cluster(p) => {
             let api: Api<ClusterProvider> = Api::all(ctx.client.clone());
             let body = json!({"apiVersion": "connection-operator.dev/v1alpha1", "kind": "ClusterProvider", "metadata": {"name": p.name_any()}, "status": wanted});
-            api.patch_status(&p.name_any(), &params, &Patch::Apply(body)).await.map(drop)
+            api.patch_status(&p.name_any(), &params, &Patch::Apply(body))
+                .await
+                .map(drop)
         }
     };
     if let Err(e) = result {

@@ -34,7 +34,14 @@ pub enum Outcome {
     /// Deletion in progress (cleanup upstream pending).
     Deleting,
     /// A failure with its Ready reason and a stable message; `retry_at` when rate limited.
-    Failed { reason: Reason, message: String, retry_at: Option<SystemTime> },
+    Failed {
+        reason: Reason,
+        message: String,
+        retry_at: Option<SystemTime>,
+    },
+    /// Not attempted: the provider account's reconcile slots were all busy. Status is not
+    /// touched; the Connection is requeued shortly.
+    Deferred,
 }
 
 impl Outcome {
@@ -48,7 +55,11 @@ impl Outcome {
             ProviderError::NotFound { .. } => (Reason::UpstreamNotFound, None),
             ProviderError::Unauthorized { .. } => (Reason::Unauthorized, None),
         };
-        Outcome::Failed { reason, message: e.to_string(), retry_at }
+        Outcome::Failed {
+            reason,
+            message: e.to_string(),
+            retry_at,
+        }
     }
 
     /// The `Ready` reason this outcome shows.
@@ -59,6 +70,8 @@ impl Outcome {
             Outcome::Suspended => Reason::Suspended,
             Outcome::Deleting => Reason::Deleting,
             Outcome::Failed { reason, .. } => *reason,
+            // Never written to status (see `Deferred`); the closest reason for logs.
+            Outcome::Deferred => Reason::RateLimited,
         }
     }
 }
@@ -76,7 +89,11 @@ pub struct Observation {
 
 /// Build the Connection status for `observation`, keeping from `previous` what this
 /// reconcile did not learn anew.
-pub fn connection_status(previous: Option<&ConnectionStatus>, observation: &Observation, now: Timestamp) -> ConnectionStatus {
+pub fn connection_status(
+    previous: Option<&ConnectionStatus>,
+    observation: &Observation,
+    now: Timestamp,
+) -> ConnectionStatus {
     let default = ConnectionStatus::default();
     let previous = previous.unwrap_or(&default);
     let now = truncate(now);
@@ -85,8 +102,12 @@ pub fn connection_status(previous: Option<&ConnectionStatus>, observation: &Obse
 
     let (ready, ready_message) = match outcome {
         Outcome::InSync { .. } => (true, "upstream matches the spec".to_string()),
-        Outcome::Drift { keys } => (false, format!("{} key(s) differ upstream: {}", keys.len(), keys.join(", "))),
+        Outcome::Drift { keys } => (
+            false,
+            format!("{} key(s) differ upstream: {}", keys.len(), keys.join(", ")),
+        ),
         Outcome::Suspended => (false, "reconciliation is suspended (spec.suspend)".to_string()),
+        Outcome::Deferred => (false, "waiting for a free slot of the provider account".to_string()),
         Outcome::Deleting => (false, "removing the managed keys upstream before deletion".to_string()),
         Outcome::Failed { message, .. } => (false, message.clone()),
     };
@@ -94,7 +115,7 @@ pub fn connection_status(previous: Option<&ConnectionStatus>, observation: &Obse
     // did; a suspended Connection made no attempt).
     let (synced, synced_message) = match outcome {
         Outcome::InSync { .. } | Outcome::Drift { .. } => (true, "the last reconcile succeeded".to_string()),
-        Outcome::Suspended | Outcome::Deleting => (false, ready_message.clone()),
+        Outcome::Suspended | Outcome::Deleting | Outcome::Deferred => (false, ready_message.clone()),
         Outcome::Failed { message, .. } => (false, message.clone()),
     };
     let retry_at = match outcome {
@@ -102,15 +123,50 @@ pub fn connection_status(previous: Option<&ConnectionStatus>, observation: &Obse
         _ => None,
     };
     let rate_limited = match retry_at {
-        Some(at) => (true, RETRY_AFTER, format!("the provider account is rate limited; retrying at {}", httpdate::fmt_http_date(at))),
-        None => (false, NOT_RATE_LIMITED, "the provider account is not rate limited".to_string()),
+        Some(at) => (
+            true,
+            RETRY_AFTER,
+            format!(
+                "the provider account is rate limited; retrying at {}",
+                httpdate::fmt_http_date(at)
+            ),
+        ),
+        None => (
+            false,
+            NOT_RATE_LIMITED,
+            "the provider account is not rate limited".to_string(),
+        ),
     };
 
     let reason = outcome.reason().as_str();
     let conditions = vec![
-        condition(&previous.conditions, READY, ready, reason, ready_message, generation, now),
-        condition(&previous.conditions, SYNCED, synced, reason, synced_message, generation, now),
-        condition(&previous.conditions, RATE_LIMITED, rate_limited.0, rate_limited.1, rate_limited.2, generation, now),
+        condition(
+            &previous.conditions,
+            READY,
+            ready,
+            reason,
+            ready_message,
+            generation,
+            now,
+        ),
+        condition(
+            &previous.conditions,
+            SYNCED,
+            synced,
+            reason,
+            synced_message,
+            generation,
+            now,
+        ),
+        condition(
+            &previous.conditions,
+            RATE_LIMITED,
+            rate_limited.0,
+            rate_limited.1,
+            rate_limited.2,
+            generation,
+            now,
+        ),
     ];
 
     let drift = match outcome {
@@ -132,11 +188,17 @@ pub fn connection_status(previous: Option<&ConnectionStatus>, observation: &Obse
     ConnectionStatus {
         observed_generation: generation,
         conditions,
-        managed_keys: observation.managed_keys.clone().unwrap_or_else(|| previous.managed_keys.clone()),
+        managed_keys: observation
+            .managed_keys
+            .clone()
+            .unwrap_or_else(|| previous.managed_keys.clone()),
         drift,
         last_sync_time,
         retry_at: retry_at.map(|at| Time(truncate(Timestamp::try_from(at).unwrap_or(now)))),
-        last_handled_reconcile_at: observation.requested_at.clone().or_else(|| previous.last_handled_reconcile_at.clone()),
+        last_handled_reconcile_at: observation
+            .requested_at
+            .clone()
+            .or_else(|| previous.last_handled_reconcile_at.clone()),
     }
 }
 
@@ -163,7 +225,11 @@ pub fn provider_status(
     let previous = previous.unwrap_or(&default);
     let now = truncate(now);
     let (ready, reason, message) = match health {
-        ProviderHealth::Ready => (true, CREDENTIALS_RESOLVED, "the credentials resolve and were accepted".to_string()),
+        ProviderHealth::Ready => (
+            true,
+            CREDENTIALS_RESOLVED,
+            "the credentials resolve and were accepted".to_string(),
+        ),
         ProviderHealth::CredentialsMissing(m) => (false, Reason::ProviderNotReady.as_str(), m.clone()),
         ProviderHealth::Unauthorized(m) => (false, Reason::Unauthorized.as_str(), m.clone()),
     };
@@ -171,14 +237,28 @@ pub fn provider_status(
         Some(s) if s != RateLimitSnapshot::default() => Some(RateLimitStatus {
             limit: s.limit,
             remaining: s.remaining,
-            reset_at: s.reset_at.and_then(|t| Timestamp::try_from(t).ok()).map(|t| Time(truncate(t))),
-            blocked_until: s.blocked_until.and_then(|t| Timestamp::try_from(t).ok()).map(|t| Time(truncate(t))),
+            reset_at: s
+                .reset_at
+                .and_then(|t| Timestamp::try_from(t).ok())
+                .map(|t| Time(truncate(t))),
+            blocked_until: s
+                .blocked_until
+                .and_then(|t| Timestamp::try_from(t).ok())
+                .map(|t| Time(truncate(t))),
         }),
         _ => previous.rate_limit.clone(),
     };
     ProviderStatus {
         observed_generation: generation,
-        conditions: vec![condition(&previous.conditions, READY, ready, reason, message, generation, now)],
+        conditions: vec![condition(
+            &previous.conditions,
+            READY,
+            ready,
+            reason,
+            message,
+            generation,
+            now,
+        )],
         rate_limit,
     }
 }
@@ -217,14 +297,29 @@ pub fn connection_status_changed(current: Option<&ConnectionStatus>, wanted: &Co
 
 /// One condition; `lastTransitionTime` is kept from `previous` while `status` is unchanged
 /// (Kubernetes API conventions for `metav1.Condition`).
-fn condition(previous: &[Condition], type_: &str, status: bool, reason: &str, message: String, generation: Option<i64>, now: Timestamp) -> Condition {
+fn condition(
+    previous: &[Condition],
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Condition {
     let status = if status { "True" } else { "False" }.to_string();
     let last_transition_time = previous
         .iter()
         .find(|c| c.type_ == type_ && c.status == status)
         .map(|c| c.last_transition_time.clone())
         .unwrap_or(Time(now));
-    Condition { type_: type_.to_string(), status, reason: reason.to_string(), message, observed_generation: generation, last_transition_time }
+    Condition {
+        type_: type_.to_string(),
+        status,
+        reason: reason.to_string(),
+        message,
+        observed_generation: generation,
+        last_transition_time,
+    }
 }
 
 /// Kubernetes serialises `metav1.Time` with second precision; building with the same
@@ -243,13 +338,21 @@ mod tests {
     }
 
     fn obs(outcome: Outcome) -> Observation {
-        Observation { generation: Some(2), outcome, managed_keys: Some(vec!["a".into()]), requested_at: None }
+        Observation {
+            generation: Some(2),
+            outcome,
+            managed_keys: Some(vec!["a".into()]),
+            requested_at: None,
+        }
     }
 
     #[test]
     fn rebuilding_the_same_outcome_needs_no_write() {
         let first = connection_status(None, &obs(Outcome::InSync { wrote: true }), ts(100));
-        assert_eq!(crate::api::conditions::find(&first.conditions, READY).unwrap().reason, "InSync");
+        assert_eq!(
+            crate::api::conditions::find(&first.conditions, READY).unwrap().reason,
+            "InSync"
+        );
         assert_eq!(first.last_sync_time, Some(Time(ts(100))));
         let again = connection_status(Some(&first), &obs(Outcome::InSync { wrote: false }), ts(200));
         assert!(!connection_status_changed(Some(&first), &again), "{again:?}");
@@ -259,10 +362,16 @@ mod tests {
     #[test]
     fn transitions_keep_times_and_carry_generation() {
         let first = connection_status(None, &obs(Outcome::InSync { wrote: true }), ts(100));
-        let e = ProviderError::Retryable { status: Some(503), message: "down".into() };
+        let e = ProviderError::Retryable {
+            status: Some(503),
+            message: "down".into(),
+        };
         let failed = connection_status(Some(&first), &obs(Outcome::from_provider_error(&e)), ts(200));
         let ready = crate::api::conditions::find(&failed.conditions, READY).unwrap();
-        assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "UpstreamUnavailable"));
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "UpstreamUnavailable")
+        );
         assert_eq!(ready.last_transition_time, Time(ts(200)));
         let rl = crate::api::conditions::find(&failed.conditions, RATE_LIMITED).unwrap();
         assert_eq!(rl.last_transition_time, Time(ts(100)), "RateLimited stayed False");
@@ -286,11 +395,31 @@ mod tests {
 
     #[test]
     fn provider_status_ignores_moving_counters() {
-        let snap = RateLimitSnapshot { limit: Some(60), remaining: Some(10), reset_at: None, blocked_until: None };
+        let snap = RateLimitSnapshot {
+            limit: Some(60),
+            remaining: Some(10),
+            reset_at: None,
+            blocked_until: None,
+        };
         let a = provider_status(None, Some(1), &ProviderHealth::Ready, Some(snap), ts(10));
-        let b = provider_status(Some(&a), Some(1), &ProviderHealth::Ready, Some(RateLimitSnapshot { remaining: Some(3), ..snap }), ts(20));
+        let b = provider_status(
+            Some(&a),
+            Some(1),
+            &ProviderHealth::Ready,
+            Some(RateLimitSnapshot {
+                remaining: Some(3),
+                ..snap
+            }),
+            ts(20),
+        );
         assert!(!provider_status_changed(Some(&a), &b));
-        let c = provider_status(Some(&a), Some(1), &ProviderHealth::Unauthorized("no".into()), Some(snap), ts(30));
+        let c = provider_status(
+            Some(&a),
+            Some(1),
+            &ProviderHealth::Unauthorized("no".into()),
+            Some(snap),
+            ts(30),
+        );
         assert!(provider_status_changed(Some(&a), &c));
     }
 }

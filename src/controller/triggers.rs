@@ -7,6 +7,7 @@
 //! Secrets are watched with a metadata-only watch: the controller never holds the data of
 //! Secrets it does not use, and reads the one it uses with a GET during the reconcile.
 
+use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 
@@ -24,7 +25,11 @@ use crate::api::{ClusterProvider, Connection, Provider, ProviderKind};
 fn connection_trigger(conn: &Connection) -> Option<u64> {
     let mut h = DefaultHasher::new();
     conn.metadata.generation.hash(&mut h);
-    conn.metadata.deletion_timestamp.as_ref().map(|t| t.0.as_second()).hash(&mut h);
+    conn.metadata
+        .deletion_timestamp
+        .as_ref()
+        .map(|t| t.0.as_second())
+        .hash(&mut h);
     conn.annotations().get(RECONCILE_REQUESTED_AT).hash(&mut h);
     conn.metadata.uid.hash(&mut h);
     Some(h.finish())
@@ -58,35 +63,87 @@ pub fn streams(
     impl Stream<Item = Result<PartialObjectMeta<Secret>, watcher::Error>> + Send + 'static,
 > {
     // `Api<PartialObjectMeta<_>>` makes metadata-only list and watch requests.
-    let (connections_api, providers_api, secrets_api): (Api<Connection>, Api<Provider>, Api<PartialObjectMeta<Secret>>) = match namespace {
-        Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
-        None => (Api::all(client.clone()), Api::all(client.clone()), Api::all(client.clone())),
+    let (connections_api, providers_api, secrets_api): (
+        Api<Connection>,
+        Api<Provider>,
+        Api<PartialObjectMeta<Secret>>,
+    ) = match namespace {
+        Some(ns) => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+        ),
+        None => (
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+        ),
     };
     let cluster_providers_api: Api<ClusterProvider> = Api::all(client.clone());
     let wc = watcher::Config::default();
 
-    let connection_changes = watcher(connections_api.clone(), wc.clone()).default_backoff().touched_objects();
+    let connection_changes = watcher(connections_api.clone(), wc.clone())
+        .default_backoff()
+        .touched_objects();
     let (connection_store, writer) = reflector::store();
     let connections = reflector::reflector(writer, watcher(connections_api, wc.clone()))
         .default_backoff()
         .applied_objects()
         .predicate_filter(connection_trigger, Default::default());
     let (provider_store, writer) = reflector::store();
-    let providers = reflector::reflector(writer, watcher(providers_api, wc.clone()))
-        .default_backoff()
-        .applied_objects()
-        .predicate_filter(predicates::generation, Default::default());
+    let providers = spec_changes(reflector::reflector(writer, watcher(providers_api, wc.clone())).default_backoff());
     let (cluster_provider_store, writer) = reflector::store();
-    let cluster_providers = reflector::reflector(writer, watcher(cluster_providers_api, wc.clone()))
-        .default_backoff()
-        .applied_objects()
-        .predicate_filter(predicates::generation, Default::default());
+    let cluster_providers =
+        spec_changes(reflector::reflector(writer, watcher(cluster_providers_api, wc.clone())).default_backoff());
     let secrets = watcher(secrets_api, wc)
         .default_backoff()
         .applied_objects()
         .predicate_filter(predicates::resource_version, Default::default())
         .boxed();
-    Triggers { connections, connection_changes, connection_store, providers, provider_store, cluster_providers, cluster_provider_store, secrets }
+    Triggers {
+        connections,
+        connection_changes,
+        connection_store,
+        providers,
+        provider_store,
+        cluster_providers,
+        cluster_provider_store,
+        secrets,
+    }
+}
+
+/// The objects of a watch whose spec changed (new generation) or that were deleted. Status
+/// writes (the operator's own Provider status updates) are skipped, so they do not make every
+/// Connection of the account read upstream again; a deleted Provider is passed on so its
+/// Connections report `ProviderNotFound` at once (kube-runtime's predicate filter would drop
+/// the deletion, whose generation is unchanged).
+fn spec_changes<K>(
+    events: impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: kube::Resource + Send + 'static,
+{
+    let mut seen: HashMap<String, Option<i64>> = HashMap::new();
+    events.flat_map(move |event| {
+        let out: Vec<Result<K, watcher::Error>> = match event {
+            Err(e) => vec![Err(e)],
+            Ok(watcher::Event::Apply(obj) | watcher::Event::InitApply(obj)) => {
+                let uid = obj.meta().uid.clone().unwrap_or_default();
+                let generation = obj.meta().generation;
+                if seen.insert(uid, generation) == Some(generation) {
+                    vec![]
+                } else {
+                    vec![Ok(obj)]
+                }
+            }
+            Ok(watcher::Event::Delete(obj)) => {
+                seen.remove(obj.meta().uid.as_deref().unwrap_or_default());
+                vec![Ok(obj)]
+            }
+            Ok(watcher::Event::Init | watcher::Event::InitDone) => vec![],
+        };
+        futures::stream::iter(out)
+    })
 }
 
 /// Connections referencing the Provider `provider`.
@@ -96,7 +153,11 @@ pub fn for_provider(connections: &Store<Connection>, provider: &Provider) -> Vec
     connections
         .state()
         .iter()
-        .filter(|c| c.namespace() == namespace && c.spec.provider_ref.kind == ProviderKind::Provider && c.spec.provider_ref.name == name)
+        .filter(|c| {
+            c.namespace() == namespace
+                && c.spec.provider_ref.kind == ProviderKind::Provider
+                && c.spec.provider_ref.name == name
+        })
         .map(|c| ObjectRef::from_obj(c.as_ref()))
         .collect()
 }
@@ -122,14 +183,16 @@ pub fn for_secret(
     let namespace = secret.namespace();
     let name = secret.name_any();
     let mut refs = Vec::new();
-    for p in providers.state().iter().filter(|p| p.namespace() == namespace && p.spec.credentials_ref.name == name) {
-        refs.extend(for_provider(connections, p));
-    }
-    for p in cluster_providers
+    for p in providers
         .state()
         .iter()
-        .filter(|p| Some(&p.spec.credentials_ref.namespace) == namespace.as_ref() && p.spec.credentials_ref.name == name)
+        .filter(|p| p.namespace() == namespace && p.spec.credentials_ref.name == name)
     {
+        refs.extend(for_provider(connections, p));
+    }
+    for p in cluster_providers.state().iter().filter(|p| {
+        Some(&p.spec.credentials_ref.namespace) == namespace.as_ref() && p.spec.credentials_ref.name == name
+    }) {
         refs.extend(for_cluster_provider(connections, p));
     }
     refs
