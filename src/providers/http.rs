@@ -250,6 +250,19 @@ pub(crate) fn rate_limit_reset(headers: &HeaderMap, now: SystemTime) -> Option<S
     })
 }
 
+
+/// Marks a request admitted by the pacer as finished when dropped.
+struct InFlight<'a> {
+    pacer: &'a AccountPacer,
+    bucket: &'a str,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.pacer.finished(self.bucket);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -322,17 +335,5 @@ mod tests {
         let shown = format!("{http:?}");
         assert!(!shown.contains("s3cr3t"), "{shown}");
         assert!(shown.contains("nango"));
-    }
-}
-
-/// Marks a request admitted by the pacer as finished when dropped.
-struct InFlight<'a> {
-    pacer: &'a AccountPacer,
-    bucket: &'a str,
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.pacer.finished(self.bucket);
     }
 }
