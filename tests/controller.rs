@@ -663,6 +663,80 @@ async fn in_sync_drift_checks_read_once_and_write_nothing() {
     );
 }
 
+/// Drift checks of a fleet of Nango and Datagrid Connections list the account (a few
+/// requests for all of them) instead of reading each one; drift seen in the list is
+/// confirmed with one GET before the write. Steady state reads no Provider or Secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_drift_checks_list_the_account_and_confirm_drift_with_one_get() {
+    const N: usize = 6;
+    let timing = Timing {
+        drift_interval_override: Some(Duration::from_millis(1500)),
+        ..fast_timing()
+    };
+    let env = Env::start_with(timing).await;
+    for i in 0..N {
+        env.seed("nango", &format!("n{i}"), json!({"provider_config_key": "crm", "metadata": {"theirs": i}}))
+            .await;
+        env.seed("datagrid", &format!("d{i}"), json!({"name": "old"})).await;
+        env.apply(
+            &format!("n{i}"),
+            spec("nango", &format!("n{i}"), json!({"providerConfigKey": "crm", "metadata": {"plan": "pro"}})),
+        )
+        .await;
+        env.apply(&format!("d{i}"), spec("datagrid", &format!("d{i}"), json!({"name": format!("D{i}")})))
+            .await;
+    }
+    for i in 0..N {
+        env.ready_reason(&format!("n{i}"), "InSync").await;
+        env.ready_reason(&format!("d{i}"), "InSync").await;
+    }
+    // Every Connection gets its first drift check within an interval and a half.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    env.clear_kube_journal().await;
+    for p in ["nango", "datagrid"] {
+        env.clear_journal(p).await;
+    }
+    // Three intervals of drift checks: 2 x N Connections checked about six times each.
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    for p in ["nango", "datagrid"] {
+        let journal = env.journal(p).await;
+        let lists = journal.iter().filter(|r| r["method"] == "GET" && r["path"] == "/connections").count();
+        let gets: Vec<&Value> = journal
+            .iter()
+            .filter(|r| r["method"] == "GET" && r["path"] != "/connections")
+            .collect();
+        assert!(gets.is_empty(), "{p}: drift checks read one by one: {gets:?}");
+        assert!(lists >= 1, "{p}: no list in three drift intervals: {journal:?}");
+        // At most one list per half interval (plus one in flight at the edges).
+        assert!(lists <= 7, "{p}: {lists} lists in three intervals: {journal:?}");
+        assert!(writes(&journal).is_empty(), "{p}: {journal:?}");
+    }
+    let kube = env.kube_journal().await;
+    let reads: Vec<&Value> = kube
+        .iter()
+        .filter(|r| {
+            let path = r["path"].as_str().unwrap_or_default();
+            r["method"] == "GET" && (path.contains("/secrets/") || path.contains("/providers/"))
+        })
+        .collect();
+    assert!(reads.is_empty(), "steady state reads Providers or Secrets: {reads:?}");
+
+    // Someone renames d3 upstream: the list shows it, one GET confirms, one PATCH fixes it.
+    env.clear_journal("datagrid").await;
+    env.seed("datagrid", "d3", json!({"name": "renamed"})).await;
+    eventually("d3 renamed back", || async {
+        (env.upstream("datagrid", "d3").await["name"] == "D3").then_some(())
+    })
+    .await;
+    let journal = env.journal("datagrid").await;
+    let touched: Vec<String> = journal
+        .iter()
+        .filter(|r| r["path"] != "/connections")
+        .map(|r| format!("{} {}", r["method"].as_str().unwrap(), r["path"].as_str().unwrap()))
+        .collect();
+    assert_eq!(touched, ["GET /connections/d3", "PATCH /connections/d3"], "{journal:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_errors_map_to_reasons_without_retry_loops_and_credentials_rotate_without_restart() {
     let logs = LogCapture::install();

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use connection_operator::api::{ConnectionSpec, ProviderConfig, ProviderSpec};
 use connection_operator::diff::{self, Plan, Write};
-use connection_operator::providers::{self, Pacers, ProviderClient, ProviderError, Target, Token};
+use connection_operator::providers::{self, Freshness, Pacers, ProviderClient, ProviderError, Target, Token};
 use connection_sandbox::providers::ProviderSandbox;
 use serde_json::{Value, json};
 
@@ -494,4 +494,98 @@ async fn connection_ids_are_sent_as_one_encoded_path_segment() {
     assert_eq!(client.read(&target).await.unwrap(), diff::Upstream::nango(Some(&json!({"a": 1}))));
     let journal = s.journal("nango").await;
     assert_eq!(journal[0]["path"], "/connections/acme%2Feu%201");
+}
+
+fn target(id: &str, provider_config_key: Option<&str>) -> Target {
+    Target { connection_id: id.to_string(), provider_config_key: provider_config_key.map(str::to_string) }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nango_identical_patches_share_one_request_and_a_404_batch_falls_back_to_single_writes() {
+    let s = Sandbox::start().await;
+    for id in ["a", "b", "c"] {
+        s.seed("nango", id, json!({"provider_config_key": "crm", "metadata": {"theirs": id}})).await;
+    }
+    // Every request takes 300 ms, so the later writes arrive while the first is in flight.
+    s.admin_put("nango", "faults", json!({"path": "*", "latencyMs": 300, "count": 100})).await;
+    let client = s.client("nango");
+    let write = Write::NangoPatch { metadata: json!({"plan": "pro"}).as_object().unwrap().clone() };
+    let spawn = |id: &'static str| {
+        let (client, write) = (client.clone(), write.clone());
+        tokio::spawn(async move { client.write(&target(id, Some("crm")), &write).await })
+    };
+    let first = spawn("a");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let rest = [spawn("b"), spawn("gone"), spawn("c")];
+    assert_eq!(first.await.unwrap(), Ok(()));
+    let [b, gone, c] = rest;
+    assert_eq!(b.await.unwrap(), Ok(()));
+    assert!(matches!(gone.await.unwrap(), Err(ProviderError::NotFound { .. })));
+    assert_eq!(c.await.unwrap(), Ok(()));
+
+    let patches: Vec<(Value, Value)> = s
+        .journal("nango")
+        .await
+        .iter()
+        .filter(|e| e["method"] == "PATCH")
+        .map(|e| (e["body"]["connection_id"].clone(), e["status"].clone()))
+        .collect();
+    assert_eq!(patches.len(), 5, "{patches:?}");
+    assert_eq!(patches[0], (json!("a"), json!(200)));
+    // The three that waited went out together; all-or-nothing, so one unknown id failed it.
+    let mut batched: Vec<&str> = patches[1].0.as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    batched.sort();
+    assert_eq!(batched, ["b", "c", "gone"]);
+    assert_eq!(patches[1].1, json!(404));
+    // Then one at a time.
+    let mut singles: Vec<(String, u64)> =
+        patches[2..].iter().map(|(id, st)| (id.as_str().unwrap().to_string(), st.as_u64().unwrap())).collect();
+    singles.sort();
+    assert_eq!(singles, [("b".to_string(), 200), ("c".to_string(), 200), ("gone".to_string(), 404)]);
+    for id in ["a", "b", "c"] {
+        assert_eq!(s.raw("nango", id).await["metadata"], json!({"theirs": id, "plan": "pro"}), "{id}");
+    }
+}
+
+#[tokio::test]
+async fn drift_checks_observe_nango_and_datagrid_through_one_list_while_it_is_fresh() {
+    let s = Sandbox::start().await;
+    for i in 0..150 {
+        s.seed("datagrid", &format!("dg{i:03}"), json!({"name": format!("Name {i}")})).await;
+    }
+    s.seed("nango", "n1", json!({"provider_config_key": "crm", "metadata": {"plan": "pro"}})).await;
+    s.seed("nango", "n1b", json!({"provider_config_key": "other", "metadata": null})).await;
+    let (datagrid, nango, arena) = (s.client("datagrid"), s.client("nango"), s.client("arena"));
+    let fresh = Freshness { not_before: SystemTime::UNIX_EPOCH, max_age: Duration::from_secs(60) };
+
+    for i in [0, 77, 149] {
+        let seen = datagrid.observe(&target(&format!("dg{i:03}"), None), fresh).await.unwrap();
+        assert_eq!(seen, Some(diff::Upstream::datagrid(&format!("Name {i}"))));
+    }
+    let seen = nango.observe(&target("n1", Some("crm")), fresh).await.unwrap();
+    assert_eq!(seen, Some(diff::Upstream::nango(Some(&json!({"plan": "pro"})))));
+    // Rows are per integration: the same id under another key is another connection.
+    assert_eq!(nango.observe(&target("n1", Some("other")), fresh).await.unwrap(), None);
+    assert_eq!(nango.observe(&target("n1b", Some("other")), fresh).await.unwrap(), Some(diff::Upstream::nango(None)));
+    // Arena has no list: the caller reads with a GET; nothing is sent.
+    assert_eq!(arena.observe(&target("12", None), fresh).await.unwrap(), None);
+
+    let paths = |journal: Vec<Value>| -> Vec<String> {
+        journal.iter().map(|e| format!("{} {}", e["method"].as_str().unwrap(), e["path"].as_str().unwrap())).collect()
+    };
+    // Two pages of 100 for 150 connections, one Nango list; no per-connection GET.
+    assert_eq!(paths(s.journal("datagrid").await), ["GET /connections", "GET /connections"]);
+    assert_eq!(paths(s.journal("nango").await), ["GET /connections"]);
+    assert!(s.journal("arena").await.is_empty());
+
+    // A snapshot older than the Connection's last write is not used: list again.
+    s.seed("datagrid", "dg005", json!({"name": "Changed"})).await;
+    let after_write = Freshness { not_before: SystemTime::now(), max_age: Duration::from_secs(60) };
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let seen = datagrid.observe(&target("dg005", None), after_write).await.unwrap();
+    assert_eq!(seen, Some(diff::Upstream::datagrid("Changed")));
+    assert_eq!(s.journal("datagrid").await.len(), 4);
+    // A connection the list does not have is left to a GET.
+    assert_eq!(datagrid.observe(&target("missing", None), after_write).await.unwrap(), None);
+    assert_eq!(s.journal("datagrid").await.len(), 4);
 }

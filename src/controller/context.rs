@@ -1,20 +1,24 @@
-//! What every reconcile shares: the Kubernetes client, one HTTP client for all providers
-//! (connection pooling), the pacers (one per provider account, so that every Connection of
-//! an account shares its budget and its 429 block), the per-object backoff, metrics and
-//! the Event recorder.
+//! What every reconcile shares: the Kubernetes client and the watch caches, one HTTP client
+//! for all providers (connection pooling), the pacers (one per provider account, so that
+//! every Connection of an account shares its budget and its 429 block), the provider
+//! clients (one per account, sharing its list snapshot and batched writes), the tokens read
+//! from Secrets, the per-object backoff, metrics and the Event recorder.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
+use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::Store;
 
 use super::backoff::{BackoffPolicy, Backoffs};
-use crate::api::Connection;
+use super::tokens::Tokens;
+use crate::api::{ClusterProvider, Connection, Provider};
 use crate::metrics::Metrics;
-use crate::providers::Pacers;
+use crate::providers::{Clients, Pacers, RequestObserver};
 
 /// The field manager of every write the operator makes (DESIGN.md "Reconcile semantics").
 pub const FIELD_MANAGER: &str = "connection-operator";
@@ -45,17 +49,32 @@ impl Default for Timing {
     }
 }
 
+/// The watch caches a reconcile reads instead of asking the API server.
+#[derive(Clone)]
+pub struct Caches {
+    pub connections: Store<Connection>,
+    pub providers: Store<Provider>,
+    pub cluster_providers: Store<ClusterProvider>,
+    /// Secret metadata (resourceVersion), to know when a cached token is still current.
+    pub secrets: Store<PartialObjectMeta<Secret>>,
+}
+
 /// Shared state of the reconciles.
 pub struct Context {
     pub client: Client,
     pub http: reqwest::Client,
     pub pacers: Pacers,
+    pub clients: Clients,
+    pub tokens: Tokens,
     pub backoffs: Backoffs,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
     pub timing: Timing,
     /// The controller's cache of Connections, for ownership conflicts between them.
     pub connections: Store<Connection>,
+    pub providers: Store<Provider>,
+    pub cluster_providers: Store<ClusterProvider>,
+    pub secrets: Store<PartialObjectMeta<Secret>>,
     /// Reconciles of one provider account allowed at once (see [`Context::account_slot`]).
     per_account: usize,
     account_slots: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
@@ -68,22 +87,36 @@ impl Context {
         client: Client,
         metrics: Arc<Metrics>,
         timing: Timing,
-        connections: Store<Connection>,
+        caches: Caches,
         concurrency: u16,
     ) -> Self {
         let reporter = Reporter {
             controller: FIELD_MANAGER.to_string(),
             instance: std::env::var("POD_NAME").ok(),
         };
+        let counted = metrics.clone();
+        let observer: RequestObserver = Arc::new(move |provider, method, status, took| {
+            let code = match status {
+                Some(s) if (200..300).contains(&s) => "2xx".to_string(),
+                Some(s) => s.to_string(),
+                None => "error".to_string(),
+            };
+            counted.upstream_request(provider, method.as_str(), &code, took);
+        });
         Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             http: reqwest::Client::new(),
             pacers: Pacers::default(),
+            clients: Clients::new(Some(observer)),
+            tokens: Tokens::default(),
             backoffs: Backoffs::new(timing.backoff),
             metrics,
             timing,
-            connections,
+            connections: caches.connections,
+            providers: caches.providers,
+            cluster_providers: caches.cluster_providers,
+            secrets: caches.secrets,
             per_account: usize::from(concurrency / 2).max(1),
             account_slots: Mutex::default(),
         }

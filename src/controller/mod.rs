@@ -15,6 +15,7 @@ mod finalizer;
 mod leader;
 mod reconcile;
 mod status;
+mod tokens;
 mod triggers;
 
 use std::future::Future;
@@ -95,13 +96,13 @@ pub async fn run(
     });
 
     let store = t.connection_store.clone();
-    let context = Arc::new(context::Context::new(
-        client,
-        metrics,
-        config.timing,
-        store.clone(),
-        config.concurrency,
-    ));
+    let caches = context::Caches {
+        connections: store.clone(),
+        providers: t.provider_store.clone(),
+        cluster_providers: t.cluster_provider_store.clone(),
+        secrets: t.secret_store.clone(),
+    };
+    let context = Arc::new(context::Context::new(client, metrics, config.timing, caches, config.concurrency));
     let by_sibling = store.clone();
     let (by_provider, by_cluster_provider) = (store.clone(), store.clone());
     let (secret_connections, secret_providers, secret_cluster_providers) = (

@@ -1,6 +1,8 @@
 //! One reconcile of a Connection, in named steps (Stackable style): `dereference` (Provider
-//! and credentials) → `read` (upstream GET) → `plan` (ownership-aware diff) → `write` (the
-//! minimum, Manage only) → `status` (built deterministically, written only when changed).
+//! and credentials, from the watch caches) → `read` (upstream GET, or for a drift check a row
+//! of the account's list snapshot) → `plan` (ownership-aware diff) → `write` (the minimum,
+//! Manage only, planned from a GET) → `status` (built deterministically, written only when
+//! changed).
 //! Deletion runs `dereference` → `read` → `plan_removal` → `write` → release the finalizer.
 //!
 //! Every provider failure is classified once (`ProviderError`) and mapped here to a Ready
@@ -15,6 +17,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use rand::Rng;
 use serde_json::json;
@@ -30,7 +33,7 @@ use crate::api::{
     ProviderStatus,
 };
 use crate::diff::{self, Upstream, Write};
-use crate::providers::{self, ProviderClient, ProviderError, Target, Token};
+use crate::providers::{self, Freshness, ProviderClient, ProviderError, Target, Token};
 
 /// Annotation that requests a reconcile now; its value is echoed in
 /// `status.lastHandledReconcileAt` (the Flux convention).
@@ -203,7 +206,8 @@ async fn reconcile_connection(
     let managed = conn.status.as_ref().map(|s| s.managed_keys.clone()).unwrap_or_default();
 
     // Steps 2-4: read, plan, write.
-    let result = sync(conn, ctx, &resolved, &target, &managed).await;
+    let freshness = drift_check(conn, ctx, requested_at.as_deref());
+    let result = sync(conn, &resolved, &target, &managed, freshness).await;
     let (outcome, managed_keys) = match result {
         Ok((outcome, managed_keys)) => (outcome, managed_keys),
         Err(e) => {
@@ -245,7 +249,10 @@ async fn reconcile_connection(
             update_provider_status(ctx, &resolved.provider, &health, Some(pacer.snapshot())).await;
         }
     }
-    if outcome == (Outcome::InSync { wrote: true }) {
+    let transitioned = write_status(conn, ctx, &api, observation(outcome.clone(), managed_keys)).await?;
+    // A write that also made the Connection Ready is told by the Ready event; one more
+    // Event per Connection would be one more API request each in a wave of thousands.
+    if outcome == (Outcome::InSync { wrote: true }) && !transitioned {
         let reference = conn.object_ref(&());
         events::publish(
             &ctx.recorder,
@@ -257,38 +264,90 @@ async fn reconcile_connection(
         )
         .await;
     }
-    write_status(conn, ctx, &api, observation(outcome.clone(), managed_keys)).await?;
 
     let action = requeue(conn, ctx, key, &outcome);
     Ok((outcome, action))
 }
 
+/// When this reconcile is only a drift check, what a list snapshot must satisfy to stand
+/// in for a GET (`None`: read the connection itself).
+///
+/// It is a drift check when the last reconcile of this generation succeeded (`Synced`) and
+/// no reconcile was requested since. The snapshot must postdate the last change of the
+/// status (a write shows there, seconds truncated, hence the extra second) and be at most
+/// half a drift interval old, so each Connection is looked at at least once per interval.
+fn drift_check(conn: &Connection, ctx: &Context, requested_at: Option<&str>) -> Option<Freshness> {
+    let status = conn.status.as_ref()?;
+    if status.observed_generation != conn.meta().generation
+        || requested_at != status.last_handled_reconcile_at.as_deref()
+    {
+        return None;
+    }
+    let synced = conditions::find(&status.conditions, conditions::SYNCED).filter(|c| c.status == "True")?;
+    let ready = conditions::find(&status.conditions, READY)?;
+    let last_change = [
+        Some(&synced.last_transition_time),
+        Some(&ready.last_transition_time),
+        status.last_sync_time.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|t| SystemTime::from(t.0))
+    .max()?;
+    let interval = ctx
+        .timing
+        .drift_interval_override
+        .unwrap_or_else(|| conn.spec.drift_interval());
+    Some(Freshness {
+        not_before: last_change + Duration::from_secs(1),
+        max_age: interval / 2,
+    })
+}
+
 /// Read upstream, plan, and (Manage) write the minimum. Returns the outcome and the keys
 /// owned afterwards (`None`: unchanged).
+///
+/// With `freshness` (a drift check) the upstream state may come from the account's list
+/// snapshot; a write is never planned from it: drift seen there is read again with a GET.
 async fn sync(
     conn: &Connection,
-    ctx: &Context,
     resolved: &Resolved,
     target: &Target,
     managed: &[String],
+    freshness: Option<Freshness>,
 ) -> Result<(Outcome, Option<Vec<String>>), ProviderError> {
-    let upstream = read(ctx, resolved, target).await?;
     let Some(block) = conn.spec.block() else {
         return Ok((
             mismatch("exactly one provider block (nango, mielto, arena or datagrid) must be set"),
             None,
         ));
     };
-    let plan = match diff::plan(block, managed, &upstream) {
+    let listed = match freshness {
+        Some(freshness) => observe(resolved, target, freshness).await?,
+        None => None,
+    };
+    let from_list = listed.is_some();
+    let upstream = match listed {
+        Some(upstream) => upstream,
+        None => read(resolved, target).await?,
+    };
+    let mut plan = match diff::plan(block, managed, &upstream) {
         Ok(plan) => plan,
         Err(e) => return Ok((mismatch(&e.to_string()), None)),
     };
+    if from_list && plan.write.is_some() && conn.spec.management_policy == ManagementPolicy::Manage {
+        let upstream = read(resolved, target).await?;
+        plan = match diff::plan(block, managed, &upstream) {
+            Ok(plan) => plan,
+            Err(e) => return Ok((mismatch(&e.to_string()), None)),
+        };
+    }
     match (conn.spec.management_policy, plan.write) {
         (_, None) => Ok((Outcome::InSync { wrote: false }, Some(plan.managed_keys))),
         // Observe reads and reports; it never writes and takes no new ownership.
         (ManagementPolicy::Observe, Some(_)) => Ok((Outcome::Drift { keys: plan.drift }, None)),
         (ManagementPolicy::Manage, Some(write)) => {
-            send(ctx, resolved, target, &write).await?;
+            send(resolved, target, &write).await?;
             Ok((Outcome::InSync { wrote: true }, Some(plan.managed_keys)))
         }
     }
@@ -351,10 +410,10 @@ async fn delete(
     let target = Target::for_connection(&conn.spec);
     let managed = conn.status.as_ref().map(|s| s.managed_keys.clone()).unwrap_or_default();
     let removed = async {
-        let upstream = read(ctx, &resolved, &target).await?;
+        let upstream = read(&resolved, &target).await?;
         let removal = diff::plan_removal(&managed, &upstream);
         if let Some(write) = &removal.write {
-            send(ctx, &resolved, &target, write).await?;
+            send(&resolved, &target, write).await?;
         }
         Ok::<_, ProviderError>(removal.orphaned)
     }
@@ -447,7 +506,16 @@ async fn dereference(conn: &Connection, ctx: &Context, namespace: &str) -> Resul
     let (provider, config) = match reference.kind {
         ProviderKind::Provider => {
             let api: Api<Provider> = Api::namespaced(ctx.client.clone(), namespace);
-            match api.get_opt(&reference.name).await? {
+            let cached = ctx
+                .providers
+                .get(&ObjectRef::new(&reference.name).within(namespace))
+                .map(|p| p.as_ref().clone());
+            // Not cached yet (the watch may lag a just-created Provider): ask.
+            let found = match cached {
+                Some(p) => Some(p),
+                None => api.get_opt(&reference.name).await?,
+            };
+            match found {
                 Some(p) => {
                     let config = ProviderConfig::from_provider(&p.spec, namespace);
                     (ProviderObject::Namespaced(p), config)
@@ -462,7 +530,15 @@ async fn dereference(conn: &Connection, ctx: &Context, namespace: &str) -> Resul
         }
         ProviderKind::ClusterProvider => {
             let api: Api<ClusterProvider> = Api::all(ctx.client.clone());
-            match api.get_opt(&reference.name).await? {
+            let cached = ctx
+                .cluster_providers
+                .get(&ObjectRef::new(&reference.name))
+                .map(|p| p.as_ref().clone());
+            let found = match cached {
+                Some(p) => Some(p),
+                None => api.get_opt(&reference.name).await?,
+            };
+            match found {
                 Some(p) => {
                     let config = ProviderConfig::from_cluster_provider(&p.spec);
                     (ProviderObject::Cluster(p), config)
@@ -498,7 +574,7 @@ async fn dereference(conn: &Connection, ctx: &Context, namespace: &str) -> Resul
         }
     };
     let pacer = ctx.pacers.get(&config.account_key(), config.rate_limit);
-    match providers::client(&config, token, ctx.http.clone(), pacer) {
+    match ctx.clients.get(&config, token, &ctx.http, pacer) {
         Ok(client) => Ok(Ok(Resolved {
             provider,
             config,
@@ -525,18 +601,28 @@ fn not_found(message: String) -> Unresolved {
 }
 
 /// The token, or a message (naming the Secret and key, never the value) saying why not.
+/// The Secret is read only when the watch shows a version other than the cached token's.
 async fn read_token(ctx: &Context, config: &ProviderConfig) -> Result<Result<Token, String>, Error> {
     let location = &config.credentials;
+    let watched = ctx
+        .secrets
+        .get(&ObjectRef::new(&location.name).within(&location.namespace))
+        .and_then(|s| s.metadata.resource_version.clone());
+    if let Some(token) = watched.as_deref().and_then(|v| ctx.tokens.current(location, v)) {
+        return Ok(Ok(token));
+    }
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &location.namespace);
     let secret = match api.get_opt(&location.name).await {
         Ok(Some(secret)) => secret,
         Ok(None) => {
+            ctx.tokens.forget(location);
             return Ok(Err(format!(
                 "Secret {}/{} not found",
                 location.namespace, location.name
             )));
         }
         Err(kube::Error::Api(status)) if status.code == 403 => {
+            ctx.tokens.forget(location);
             return Ok(Err(format!(
                 "Secret {}/{} cannot be read (forbidden)",
                 location.namespace, location.name
@@ -546,87 +632,62 @@ async fn read_token(ctx: &Context, config: &ProviderConfig) -> Result<Result<Tok
     };
     let bytes = secret.data.as_ref().and_then(|d| d.get(&location.key));
     match bytes.and_then(|b| Token::from_secret_bytes(&b.0)) {
-        Some(token) => Ok(Ok(token)),
-        None if bytes.is_none() => Ok(Err(format!(
-            "Secret {}/{} has no key {}",
-            location.namespace, location.name, location.key
-        ))),
-        None => Ok(Err(format!(
-            "Secret {}/{} key {} is empty or not UTF-8",
-            location.namespace, location.name, location.key
-        ))),
+        Some(token) => {
+            if let Some(version) = secret.metadata.resource_version {
+                ctx.tokens.remember(location, version, token.clone());
+            }
+            Ok(Ok(token))
+        }
+        None if bytes.is_none() => {
+            ctx.tokens.forget(location);
+            Ok(Err(format!(
+                "Secret {}/{} has no key {}",
+                location.namespace, location.name, location.key
+            )))
+        }
+        None => {
+            ctx.tokens.forget(location);
+            Ok(Err(format!(
+                "Secret {}/{} key {} is empty or not UTF-8",
+                location.namespace, location.name, location.key
+            )))
+        }
     }
 }
 
-/// Step 2: read upstream, counted in the metrics.
-async fn read(ctx: &Context, resolved: &Resolved, target: &Target) -> Result<Upstream, ProviderError> {
-    let started = Instant::now();
-    let blocked_before = is_blocked(ctx, &resolved.config);
-    let result = resolved.client.read(target).await;
-    record(ctx, resolved, "GET", result.as_ref().err(), blocked_before, started);
-    result
+/// Step 2: read upstream with a GET. (Requests are counted in the metrics by the clients'
+/// observer, as they are sent.)
+async fn read(resolved: &Resolved, target: &Target) -> Result<Upstream, ProviderError> {
+    resolved.client.read(target).await
 }
 
-/// Step 4: one write, counted in the metrics.
-async fn send(ctx: &Context, resolved: &Resolved, target: &Target, write: &Write) -> Result<(), ProviderError> {
-    let method = match write {
-        Write::NangoPatch { .. } | Write::DatagridPatch { .. } => "PATCH",
-        Write::NangoReplace { .. } => "POST",
-        Write::ArenaPut { .. } | Write::MieltoPut { .. } => "PUT",
-    };
-    let started = Instant::now();
-    let blocked_before = is_blocked(ctx, &resolved.config);
-    let result = resolved.client.write(target, write).await;
-    record(ctx, resolved, method, result.as_ref().err(), blocked_before, started);
-    result
-}
-
-fn is_blocked(ctx: &Context, config: &ProviderConfig) -> bool {
-    let pacer = ctx.pacers.get(&config.account_key(), config.rate_limit);
-    pacer
-        .snapshot()
-        .blocked_until
-        .is_some_and(|until| until > SystemTime::now())
-}
-
-fn record(
-    ctx: &Context,
+/// Step 2 of a drift check: the connection's row of the account's list snapshot, if the
+/// provider lists and the row is there.
+async fn observe(
     resolved: &Resolved,
-    method: &str,
-    error: Option<&ProviderError>,
-    blocked_before: bool,
-    started: Instant,
-) {
-    let code = match error {
-        None => "2xx".to_string(),
-        // Refused by our own pacer: nothing was sent.
-        Some(ProviderError::RateLimited { .. }) if blocked_before => return,
-        Some(ProviderError::RateLimited { .. }) => "429".to_string(),
-        Some(ProviderError::Terminal { status, .. }) | Some(ProviderError::Unauthorized { status, .. }) => {
-            status.to_string()
-        }
-        Some(ProviderError::NotFound { .. }) => "404".to_string(),
-        Some(ProviderError::Retryable {
-            status: Some(status), ..
-        }) => status.to_string(),
-        Some(ProviderError::Retryable { status: None, .. }) => "error".to_string(),
-    };
-    ctx.metrics
-        .upstream_request(resolved.config.type_.as_str(), method, &code, started.elapsed());
+    target: &Target,
+    freshness: Freshness,
+) -> Result<Option<Upstream>, ProviderError> {
+    resolved.client.observe(target, freshness).await
+}
+
+/// Step 4: one write (Nango may share its request with other Connections' identical ones).
+async fn send(resolved: &Resolved, target: &Target, write: &Write) -> Result<(), ProviderError> {
+    resolved.client.write(target, write).await
 }
 
 /// Build the status, publish an Event on a Ready transition, and server-side apply the
-/// status only when it changed.
+/// status only when it changed. True when a Ready transition Event was published.
 async fn write_status(
     conn: &Connection,
     ctx: &Context,
     api: &Api<Connection>,
     observation: Observation,
-) -> Result<(), Error> {
+) -> Result<bool, Error> {
     let current = conn.status.as_ref();
     let wanted = status::connection_status(current, &observation, Timestamp::now());
     if !status::connection_status_changed(current, &wanted) {
-        return Ok(());
+        return Ok(false);
     }
     let before = current
         .and_then(|s| conditions::find(&s.conditions, READY))
@@ -658,8 +719,9 @@ async fn write_status(
             message,
         )
         .await;
+        return Ok(true);
     }
-    Ok(())
+    Ok(false)
 }
 
 fn status_ready(status: Option<&ProviderStatus>) -> Option<bool> {

@@ -8,7 +8,7 @@ use futures::future::BoxFuture;
 use http::{HeaderMap, Method};
 use serde_json::{Value, json};
 
-use super::http::{Call, Dialect, Http, rate_limit_reset, retry_after};
+use super::http::{RequestObserver, Call, Dialect, Http, rate_limit_reset, retry_after};
 use super::{AccountPacer, ProviderClient, ProviderError, Target, Token, unexpected, unsupported};
 use crate::api::ProviderConfig;
 use crate::diff::{Upstream, Write};
@@ -24,8 +24,9 @@ impl Arena {
         token: Token,
         client: reqwest::Client,
         pacer: Arc<AccountPacer>,
+        observer: Option<RequestObserver>,
     ) -> Result<Self, ProviderError> {
-        Ok(Arena { http: Http::new(client, &config.base_url, token, config.timeout, pacer, Box::new(ArenaDialect))? })
+        Ok(Arena { http: Http::new(client, &config.base_url, token, config.timeout, pacer, Box::new(ArenaDialect))?.with_observer(observer) })
     }
 }
 

@@ -1,7 +1,9 @@
 //! Datagrid (REFERENCE.md §4): `GET`/`PATCH /connections/{id}` below the base URL (which
 //! includes `/v1`), optional `Datagrid-Teamspace` header. Limits are per teamspace, path
-//! and method, so each route has its own pacing bucket.
+//! and method, so each route has its own pacing bucket. Drift checks observe through the
+//! cursor-paged list `GET /connections` (`listing`).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -9,7 +11,8 @@ use futures::future::BoxFuture;
 use http::{HeaderMap, Method};
 use serde_json::{Value, json};
 
-use super::http::{Call, Dialect, Http, rate_limit_reset, retry_after, retry_after_ms};
+use super::http::{RequestObserver, Call, Dialect, Http, rate_limit_reset, retry_after, retry_after_ms};
+use super::listing::{Freshness, ListKey, Listing};
 use super::{AccountPacer, ProviderClient, ProviderError, Target, Token, unexpected, unsupported};
 use crate::api::ProviderConfig;
 use crate::diff::{Upstream, Write};
@@ -17,10 +20,14 @@ use crate::diff::{Upstream, Write};
 /// Pacing buckets: the templated route, which is the likelier limiter key (§4 [I]).
 const READ_BUCKET: &str = "GET /connections/{connection_id}";
 const WRITE_BUCKET: &str = "PATCH /connections/{connection_id}";
+const LIST_BUCKET: &str = "GET /connections";
+/// Rows per list page (the list accepts 1..100).
+const LIST_PAGE: &str = "100";
 
 #[derive(Debug)]
 pub(super) struct Datagrid {
     http: Http,
+    listing: Listing,
 }
 
 impl Datagrid {
@@ -29,12 +36,45 @@ impl Datagrid {
         token: Token,
         client: reqwest::Client,
         pacer: Arc<AccountPacer>,
+        observer: Option<RequestObserver>,
     ) -> Result<Self, ProviderError> {
-        let mut http = Http::new(client, &config.base_url, token, config.timeout, pacer, Box::new(DatagridDialect))?;
+        let mut http = Http::new(client, &config.base_url, token, config.timeout, pacer, Box::new(DatagridDialect))?.with_observer(observer);
         if let Some(teamspace) = &config.teamspace_id {
             http = http.with_header("datagrid-teamspace", teamspace)?;
         }
-        Ok(Datagrid { http })
+        Ok(Datagrid { http, listing: Listing::default() })
+    }
+
+    /// Every connection visible to the token (in the teamspace when one is set), following
+    /// the `after` cursor until `has_more` is false (REFERENCE.md §4 "List").
+    async fn list(&self) -> Result<HashMap<ListKey, Upstream>, ProviderError> {
+        let mut rows = HashMap::new();
+        let mut after: Option<String> = None;
+        loop {
+            let mut query = vec![("limit", LIST_PAGE)];
+            if let Some(cursor) = &after {
+                query.push(("after", cursor.as_str()));
+            }
+            let body = self
+                .http
+                .send(Call { method: Method::GET, bucket: LIST_BUCKET, segments: &["connections"], query: &query, body: None })
+                .await?;
+            let data = body.get("data").and_then(Value::as_array).ok_or_else(|| unexpected("the list has no data array"))?;
+            let mut last = None;
+            for item in data {
+                let (Some(id), Some(name)) =
+                    (item.get("id").and_then(Value::as_str), item.get("name").and_then(Value::as_str))
+                else {
+                    return Err(unexpected("a listed connection has no id or name"));
+                };
+                rows.insert((id.to_string(), None), Upstream::datagrid(name));
+                last = Some(id.to_string());
+            }
+            match (body.get("has_more").and_then(Value::as_bool), last) {
+                (Some(true), Some(last)) => after = Some(last),
+                _ => return Ok(rows),
+            }
+        }
     }
 }
 
@@ -54,6 +94,17 @@ impl ProviderClient for Datagrid {
             let name =
                 body.get("name").and_then(Value::as_str).ok_or_else(|| unexpected("the connection has no name"))?;
             Ok(Upstream::datagrid(name))
+        })
+    }
+
+    fn observe<'a>(
+        &'a self,
+        target: &'a Target,
+        freshness: Freshness,
+    ) -> BoxFuture<'a, Result<Option<Upstream>, ProviderError>> {
+        Box::pin(async move {
+            let key = (target.connection_id.clone(), None);
+            self.listing.observe(&key, freshness, || self.list()).await
         })
     }
 

@@ -46,6 +46,11 @@ pub(crate) struct Call<'a> {
     pub body: Option<Value>,
 }
 
+/// Told of every request actually sent (not of those the pacer refused): provider name,
+/// method, HTTP status (`None`: no answer) and duration. The controller counts them in its
+/// metrics, so a batched write or a list page counts once, as the provider sees it.
+pub type RequestObserver = Arc<dyn Fn(&'static str, &Method, Option<u16>, Duration) + Send + Sync>;
+
 /// An authenticated, paced HTTP client for one provider account.
 pub(crate) struct Http {
     client: reqwest::Client,
@@ -55,6 +60,7 @@ pub(crate) struct Http {
     pacer: Arc<AccountPacer>,
     headers: HeaderMap,
     dialect: Box<dyn Dialect>,
+    observer: Option<RequestObserver>,
 }
 
 impl std::fmt::Debug for Http {
@@ -81,7 +87,19 @@ impl Http {
         if base.cannot_be_a_base() {
             return Err(ProviderError::Terminal { status: 0, message: "invalid baseUrl: not a base URL".into() });
         }
-        Ok(Http { client, base, token, timeout, pacer, headers: HeaderMap::new(), dialect })
+        Ok(Http { client, base, token, timeout, pacer, headers: HeaderMap::new(), dialect, observer: None })
+    }
+
+    /// Report every request sent to `observer`.
+    pub(crate) fn with_observer(mut self, observer: Option<RequestObserver>) -> Self {
+        self.observer = observer;
+        self
+    }
+
+    fn observed(&self, method: &Method, status: Option<u16>, started: Instant) {
+        if let Some(observer) = &self.observer {
+            observer(self.dialect.name(), method, status, started.elapsed());
+        }
     }
 
     /// Add a header sent with every request (`X-Workspace-Id`, `Datagrid-Teamspace`).
@@ -140,11 +158,20 @@ impl Http {
             request = request.header(header::CONTENT_TYPE, "application/json").body(body.to_string());
         }
 
-        let response = request.send().await.map_err(|e| network_error(&e))?;
+        let started = Instant::now();
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(e) => {
+                self.observed(&call.method, None, started);
+                return Err(network_error(&e));
+            }
+        };
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         self.pacer.observe(call.bucket, self.rate_limit_headers(&headers), Instant::now(), SystemTime::now());
-        let bytes = response.bytes().await.map_err(|e| network_error(&e))?;
+        let bytes = response.bytes().await.map_err(|e| network_error(&e));
+        self.observed(&call.method, Some(status), started);
+        let bytes = bytes?;
         let body: Value =
             if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
         tracing::debug!(provider = self.dialect.name(), method = %call.method, path = url.path(), status, "provider request");

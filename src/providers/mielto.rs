@@ -9,7 +9,7 @@ use futures::future::BoxFuture;
 use http::{HeaderMap, Method};
 use serde_json::{Map, Value};
 
-use super::http::{Call, Dialect, Http, rate_limit_reset, retry_after, retry_after_ms};
+use super::http::{RequestObserver, Call, Dialect, Http, rate_limit_reset, retry_after, retry_after_ms};
 use super::{AccountPacer, ProviderClient, ProviderError, Target, Token, unexpected, unsupported};
 use crate::api::ProviderConfig;
 use crate::diff::{Upstream, Write};
@@ -25,8 +25,9 @@ impl Mielto {
         token: Token,
         client: reqwest::Client,
         pacer: Arc<AccountPacer>,
+        observer: Option<RequestObserver>,
     ) -> Result<Self, ProviderError> {
-        let mut http = Http::new(client, &config.base_url, token, config.timeout, pacer, Box::new(MieltoDialect))?;
+        let mut http = Http::new(client, &config.base_url, token, config.timeout, pacer, Box::new(MieltoDialect))?.with_observer(observer);
         if let Some(workspace) = &config.workspace_id {
             http = http.with_header("x-workspace-id", workspace)?;
         }

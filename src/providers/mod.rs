@@ -4,18 +4,23 @@
 //! error shapes (REFERENCE.md §1-4) and turns reads into the plan engine's [`Upstream`].
 
 mod arena;
+mod batch;
 mod datagrid;
 mod error;
 mod http;
+mod listing;
 mod mielto;
 mod nango;
 mod pacing;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
 
 pub use error::ProviderError;
+pub use http::RequestObserver;
+pub use listing::Freshness;
 pub use pacing::{AccountPacer, Pacers, RateLimitSnapshot};
 
 use crate::api::{ConnectionSpec, ProviderConfig, ProviderType};
@@ -72,6 +77,60 @@ pub trait ProviderClient: Send + Sync + std::fmt::Debug {
     fn read<'a>(&'a self, target: &'a Target) -> BoxFuture<'a, Result<Upstream, ProviderError>>;
     /// Apply one planned write.
     fn write<'a>(&'a self, target: &'a Target, write: &'a Write) -> BoxFuture<'a, Result<(), ProviderError>>;
+    /// Observe the connection for a drift check from a list of the whole account that
+    /// satisfies `freshness` (listing again if needed). `Ok(None)`: no row to offer (the
+    /// provider has no list, the list is unavailable or lacks the connection): `read` it.
+    fn observe<'a>(
+        &'a self,
+        _target: &'a Target,
+        _freshness: Freshness,
+    ) -> BoxFuture<'a, Result<Option<Upstream>, ProviderError>> {
+        Box::pin(async { Ok(None) })
+    }
+}
+
+/// One client per provider account, kept across reconciles so that its list snapshot and
+/// its pending batched writes are shared by all the account's Connections. A changed
+/// Provider, token or rate limit replaces the account's client.
+pub struct Clients {
+    accounts: Mutex<HashMap<String, Cached>>,
+    observer: Option<RequestObserver>,
+}
+
+struct Cached {
+    config: ProviderConfig,
+    token: Token,
+    pacer: Arc<AccountPacer>,
+    client: Arc<dyn ProviderClient>,
+}
+
+impl Clients {
+    /// Clients that report every request they send to `observer`.
+    pub fn new(observer: Option<RequestObserver>) -> Self {
+        Clients { accounts: Mutex::default(), observer }
+    }
+
+    /// The client of `config`'s account for `token` (see [`client`]).
+    pub fn get(
+        &self,
+        config: &ProviderConfig,
+        token: Token,
+        http: &reqwest::Client,
+        pacer: Arc<AccountPacer>,
+    ) -> Result<Arc<dyn ProviderClient>, ProviderError> {
+        let key = config.account_key();
+        let mut accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(cached) = accounts.get(&key)
+            && cached.config == *config
+            && cached.token == token
+            && Arc::ptr_eq(&cached.pacer, &pacer)
+        {
+            return Ok(cached.client.clone());
+        }
+        let made = observed_client(config, token.clone(), http.clone(), pacer.clone(), self.observer.clone())?;
+        accounts.insert(key, Cached { config: config.clone(), token, pacer, client: made.clone() });
+        Ok(made)
+    }
 }
 
 /// Build the client for a provider account. `http` is shared by all clients (connection
@@ -83,11 +142,22 @@ pub fn client(
     http: reqwest::Client,
     pacer: Arc<AccountPacer>,
 ) -> Result<Arc<dyn ProviderClient>, ProviderError> {
+    observed_client(config, token, http, pacer, None)
+}
+
+/// [`client`], reporting every request it sends to `observer`.
+pub fn observed_client(
+    config: &ProviderConfig,
+    token: Token,
+    http: reqwest::Client,
+    pacer: Arc<AccountPacer>,
+    observer: Option<RequestObserver>,
+) -> Result<Arc<dyn ProviderClient>, ProviderError> {
     Ok(match config.type_ {
-        ProviderType::Nango => Arc::new(nango::Nango::new(config, token, http, pacer)?),
-        ProviderType::Mielto => Arc::new(mielto::Mielto::new(config, token, http, pacer)?),
-        ProviderType::Arena => Arc::new(arena::Arena::new(config, token, http, pacer)?),
-        ProviderType::Datagrid => Arc::new(datagrid::Datagrid::new(config, token, http, pacer)?),
+        ProviderType::Nango => Arc::new(nango::Nango::new(config, token, http, pacer, observer)?),
+        ProviderType::Mielto => Arc::new(mielto::Mielto::new(config, token, http, pacer, observer)?),
+        ProviderType::Arena => Arc::new(arena::Arena::new(config, token, http, pacer, observer)?),
+        ProviderType::Datagrid => Arc::new(datagrid::Datagrid::new(config, token, http, pacer, observer)?),
     })
 }
 

@@ -1,6 +1,9 @@
 //! Nango (REFERENCE.md §1): `GET /connections/{id}?provider_config_key=K`, and
 //! `PATCH`/`POST /connections/metadata` with `{connection_id, provider_config_key, metadata}`.
+//! Drift checks observe through the list `GET /connections` (`listing`), and identical
+//! PATCHes of many connections share one request with an array of ids (`batch`).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -8,14 +11,22 @@ use futures::future::BoxFuture;
 use http::{HeaderMap, Method};
 use serde_json::{Value, json};
 
-use super::http::{Call, Dialect, Http, rate_limit_reset, retry_after};
+use super::http::{RequestObserver, Call, Dialect, Http, rate_limit_reset, retry_after};
+use super::batch::Coalescer;
+use super::listing::{Freshness, ListKey, Listing};
 use super::{AccountPacer, ProviderClient, ProviderError, Target, Token, unexpected, unsupported};
 use crate::api::ProviderConfig;
 use crate::diff::{Upstream, Write};
 
+/// Rows per list page (the list accepts 1..2000).
+const LIST_PAGE: usize = 1000;
+
 #[derive(Debug)]
 pub(super) struct Nango {
-    http: Http,
+    http: Arc<Http>,
+    listing: Listing,
+    /// PATCHes waiting to share a request, by integration and metadata body.
+    patches: Coalescer<(String, String)>,
 }
 
 impl Nango {
@@ -24,9 +35,60 @@ impl Nango {
         token: Token,
         client: reqwest::Client,
         pacer: Arc<AccountPacer>,
+        observer: Option<RequestObserver>,
     ) -> Result<Self, ProviderError> {
-        Ok(Nango { http: Http::new(client, &config.base_url, token, config.timeout, pacer, Box::new(NangoDialect))? })
+        let http = Http::new(client, &config.base_url, token, config.timeout, pacer, Box::new(NangoDialect))?.with_observer(observer);
+        Ok(Nango { http: Arc::new(http), listing: Listing::default(), patches: Coalescer::default() })
     }
+
+    /// Every connection of the account, all integrations, page by page. Rows never hold
+    /// credentials and listing never refreshes a token (REFERENCE.md §1 "List").
+    async fn list(&self) -> Result<HashMap<ListKey, Upstream>, ProviderError> {
+        let mut rows = HashMap::new();
+        let limit = LIST_PAGE.to_string();
+        for page in 0usize.. {
+            let page_text = page.to_string();
+            let body = self
+                .http
+                .send(Call {
+                    method: Method::GET,
+                    bucket: "",
+                    segments: &["connections"],
+                    query: &[("limit", &limit), ("page", &page_text)],
+                    body: None,
+                })
+                .await?;
+            let items = body
+                .get("connections")
+                .and_then(Value::as_array)
+                .ok_or_else(|| unexpected("the list has no connections array"))?;
+            for item in items {
+                let (Some(id), Some(key)) = (
+                    item.get("connection_id").and_then(Value::as_str),
+                    item.get("provider_config_key").and_then(Value::as_str),
+                ) else {
+                    return Err(unexpected("a listed connection has no connection_id or provider_config_key"));
+                };
+                rows.insert((id.to_string(), Some(key.to_string())), Upstream::nango(item.get("metadata")));
+            }
+            if items.len() < LIST_PAGE {
+                break;
+            }
+        }
+        Ok(rows)
+    }
+}
+
+/// One `PATCH /connections/metadata` for `ids` (a string for one, an array for several).
+async fn patch(http: Arc<Http>, key: String, metadata: Value, ids: Vec<String>) -> Result<(), ProviderError> {
+    let connection_id = match <[String; 1]>::try_from(ids) {
+        Ok([one]) => Value::String(one),
+        Err(many) => Value::from(many),
+    };
+    let body = json!({"connection_id": connection_id, "provider_config_key": key, "metadata": metadata});
+    http.send(Call { method: Method::PATCH, bucket: "", segments: &["connections", "metadata"], query: &[], body: Some(body) })
+        .await
+        .map(drop)
 }
 
 fn provider_config_key(target: &Target) -> Result<&str, ProviderError> {
@@ -60,23 +122,48 @@ impl ProviderClient for Nango {
         })
     }
 
+    fn observe<'a>(
+        &'a self,
+        target: &'a Target,
+        freshness: Freshness,
+    ) -> BoxFuture<'a, Result<Option<Upstream>, ProviderError>> {
+        Box::pin(async move {
+            let key = (target.connection_id.clone(), Some(provider_config_key(target)?.to_string()));
+            self.listing.observe(&key, freshness, || self.list()).await
+        })
+    }
+
     fn write<'a>(&'a self, target: &'a Target, write: &'a Write) -> BoxFuture<'a, Result<(), ProviderError>> {
         Box::pin(async move {
             // PATCH merges shallowly (and stores null); POST replaces: REFERENCE.md §1.
-            let (method, metadata) = match write {
-                Write::NangoPatch { metadata } => (Method::PATCH, metadata),
-                Write::NangoReplace { metadata } => (Method::POST, metadata),
-                other => return Err(unsupported("nango", other)),
-            };
-            let body = json!({
-                "connection_id": target.connection_id,
-                "provider_config_key": provider_config_key(target)?,
-                "metadata": metadata,
-            });
-            self.http
-                .send(Call { method, bucket: "", segments: &["connections", "metadata"], query: &[], body: Some(body) })
-                .await
-                .map(drop)
+            let key = provider_config_key(target)?.to_string();
+            match write {
+                Write::NangoPatch { metadata } => {
+                    let metadata = Value::Object(metadata.clone());
+                    let (http, batch_key) = (self.http.clone(), (key.clone(), metadata.to_string()));
+                    let send = move |ids| patch(http.clone(), key.clone(), metadata.clone(), ids);
+                    self.patches.write(batch_key, target.connection_id.clone(), send).await
+                }
+                // A replacement carries the keys of others too: never shared.
+                Write::NangoReplace { metadata } => {
+                    let body = json!({
+                        "connection_id": target.connection_id,
+                        "provider_config_key": key,
+                        "metadata": metadata,
+                    });
+                    self.http
+                        .send(Call {
+                            method: Method::POST,
+                            bucket: "",
+                            segments: &["connections", "metadata"],
+                            query: &[],
+                            body: Some(body),
+                        })
+                        .await
+                        .map(drop)
+                }
+                other => Err(unsupported("nango", other)),
+            }
         })
     }
 }
