@@ -129,6 +129,14 @@ impl Context {
     /// occupy every worker and starve the Connections of other providers (DESIGN.md "Error
     /// policy": one rate-limited provider cannot starve the others). A reconcile that finds
     /// no free slot requeues shortly instead of waiting.
+    /// Reconciles of `account` holding a slot now.
+    pub fn account_busy(&self, account: &str) -> usize {
+        let slots = self.account_slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots
+            .get(account)
+            .map_or(0, |s| self.per_account.saturating_sub(s.available_permits()))
+    }
+
     pub fn account_slot(&self, account: &str) -> Option<tokio::sync::OwnedSemaphorePermit> {
         let semaphore = {
             let mut slots = self.account_slots.lock().unwrap_or_else(|e| e.into_inner());

@@ -207,7 +207,14 @@ async fn reconcile_connection(
 
     // Steps 2-4: read, plan, write.
     let freshness = drift_check(conn, ctx, requested_at.as_deref());
-    let result = sync(conn, &resolved, &target, &managed, freshness).await;
+    let wait = match (freshness, conn.spec.management_policy) {
+        (None, ManagementPolicy::Manage) => budget_wait(ctx, &resolved.config),
+        _ => None,
+    };
+    let result = match wait {
+        Some(retry_at) => Err(ProviderError::RateLimited { retry_at }),
+        None => sync(conn, &resolved, &target, &managed, freshness).await,
+    };
     let (outcome, managed_keys) = match result {
         Ok((outcome, managed_keys)) => (outcome, managed_keys),
         Err(e) => {
@@ -302,6 +309,23 @@ fn drift_check(conn: &Connection, ctx: &Context, requested_at: Option<&str>) -> 
         not_before: last_change + Duration::from_secs(1),
         max_age: interval / 2,
     })
+}
+
+/// When the account's budget will cover a read and a write for every reconcile of the
+/// account under way (this one included); `None`: now. Starting a read that the budget
+/// cannot follow with its write would waste it: the Connection would need a second read
+/// in the next window (issue 7, rate-limited run).
+fn budget_wait(ctx: &Context, config: &ProviderConfig) -> Option<SystemTime> {
+    let account = config.account_key();
+    let pacer = ctx.pacers.get(&account, config.rate_limit);
+    let busy = ctx.account_busy(&account).max(1) as u32;
+    let (now, wall) = (Instant::now(), SystemTime::now());
+    let until = providers::sync_buckets(config.type_)
+        .iter()
+        .filter_map(|(bucket, per_sync)| pacer.available_at(bucket, f64::from(per_sync * busy), now, wall))
+        .max()?;
+    // Spread the reconciles that wait together.
+    Some(until + Duration::from_millis(rand::rng().random_range(0..=250)))
 }
 
 /// Read upstream, plan, and (Manage) write the minimum. Returns the outcome and the keys
@@ -495,7 +519,8 @@ fn requeue(conn: &Connection, ctx: &Context, key: &str, outcome: &Outcome) -> Ac
 /// The requeue of a reconcile deferred because its provider account is busy: soon, with
 /// jitter so that the deferred ones do not all come back at once.
 fn deferred() -> Action {
-    Action::requeue(Duration::from_millis(rand::rng().random_range(500..=1500)))
+    // A slot frees when a reconcile of the account ends, typically within a few requests.
+    Action::requeue(Duration::from_millis(rand::rng().random_range(100..=400)))
 }
 
 /// Step 1: the Provider (or ClusterProvider), its type against the Connection's block,

@@ -21,6 +21,8 @@ use crate::diff::{Upstream, Write};
 const READ_BUCKET: &str = "GET /connections/{connection_id}";
 const WRITE_BUCKET: &str = "PATCH /connections/{connection_id}";
 const LIST_BUCKET: &str = "GET /connections";
+/// What a read followed by a write takes (see `providers::sync_buckets`).
+pub(super) const SYNC_BUCKETS: &[(&str, u32)] = &[(READ_BUCKET, 1), (WRITE_BUCKET, 1)];
 /// Rows per list page (the list accepts 1..100).
 const LIST_PAGE: &str = "100";
 

@@ -89,6 +89,16 @@ pub trait ProviderClient: Send + Sync + std::fmt::Debug {
     }
 }
 
+/// The pacing buckets that one read followed by one write of `type_` takes a token from,
+/// with how many each: Datagrid limits each path and method on its own (REFERENCE.md §4),
+/// the others limit the whole account.
+pub fn sync_buckets(type_: ProviderType) -> &'static [(&'static str, u32)] {
+    match type_ {
+        ProviderType::Datagrid => datagrid::SYNC_BUCKETS,
+        ProviderType::Nango | ProviderType::Mielto | ProviderType::Arena => &[("", 2)],
+    }
+}
+
 /// One client per provider account, kept across reconciles so that its list snapshot and
 /// its pending batched writes are shared by all the account's Connections. A changed
 /// Provider, token or rate limit replaces the account's client.

@@ -80,6 +80,9 @@ struct TokenBucket {
     /// Requests admitted and not yet finished. A response's `X-RateLimit-Remaining` does
     /// not know about them, yet each will consume one of those remaining requests.
     in_flight: u32,
+    /// The latest `X-RateLimit-Reset` seen: a later one means the provider opened a new
+    /// window.
+    reset_seen: Option<SystemTime>,
 }
 
 impl TokenBucket {
@@ -92,6 +95,7 @@ impl TokenBucket {
             updated: now,
             not_before: None,
             in_flight: 0,
+            reset_seen: None,
         }
     }
 
@@ -156,6 +160,24 @@ impl AccountPacer {
         Admission::After(wait)
     }
 
+    /// When `bucket` will have `needed` tokens (capped at its capacity), without taking any;
+    /// `None`: now. A reconcile that will read and then write asks before its read, so
+    /// that the read is not spent on a write the budget then refuses (which would cost a
+    /// second read later: two requests of a scarce budget for one write).
+    pub fn available_at(&self, bucket: &str, needed: f64, now: Instant, wall: SystemTime) -> Option<SystemTime> {
+        let mut state = self.lock();
+        let blocked = state.blocked_until.filter(|until| *until > wall);
+        let spec = self.spec;
+        let b = state.buckets.entry(bucket.to_string()).or_insert_with(|| TokenBucket::new(spec, now));
+        let own = b.not_before.filter(|until| *until > wall);
+        if let Some(until) = blocked.max(own) {
+            return Some(until);
+        }
+        b.refill(now);
+        let needed = needed.min(b.capacity);
+        (b.tokens < needed).then(|| wall + Duration::from_secs_f64((needed - b.tokens) / b.per_second))
+    }
+
     /// Tighten the bucket from the headers of a response: never more tokens than the
     /// provider says remain, never a faster rate than its limit, and no request before the
     /// reset once nothing remains.
@@ -172,12 +194,25 @@ impl AccountPacer {
             b.per_second = b.per_second.min(limit as f64 / window.as_secs_f64());
             b.capacity = b.capacity.min(limit as f64);
         }
+        let new_window = match (b.reset_seen, reset_at) {
+            (Some(seen), Some(reset)) => reset > seen,
+            _ => false,
+        };
+        if let Some(reset) = reset_at {
+            b.reset_seen = Some(b.reset_seen.map_or(reset, |seen| seen.max(reset)));
+        }
         if let Some(remaining) = headers.remaining {
             // The other requests still in flight were admitted against an older count: they
             // will use up part of what remains (otherwise a burst of concurrent requests
             // overshoots the limit by the concurrency and collects that many 429s).
             let others = b.in_flight.saturating_sub(1);
-            b.tokens = b.tokens.min(remaining as f64 - f64::from(others));
+            let left = remaining as f64 - f64::from(others);
+            if new_window {
+                // A fresh window's allowance is there to use now (up to the burst), not to
+                // be trickled out at the refill rate.
+                b.tokens = b.tokens.max(left.min(b.capacity));
+            }
+            b.tokens = b.tokens.min(left);
             if remaining == 0 {
                 // `X-RateLimit-Reset` has whole-second resolution and Nango floors it
                 // (REFERENCE.md §1), so the window may reset up to a second after it.
@@ -243,6 +278,51 @@ impl Pacers {
         }
         accounts.insert(key.to_string(), fresh.clone());
         fresh
+    }
+}
+
+#[cfg(test)]
+mod available_tests {
+    use super::*;
+
+    #[test]
+    fn available_at_waits_for_enough_tokens_without_taking_them() {
+        let pacer = AccountPacer::new(RateLimitSpec { requests_per_minute: 60, burst: 3 });
+        let (now, wall) = (Instant::now(), SystemTime::UNIX_EPOCH + Duration::from_secs(1_000));
+        assert_eq!(pacer.available_at("", 2.0, now, wall), None);
+        assert_eq!(pacer.available_at("", 2.0, now, wall), None, "asking takes nothing");
+        assert_eq!(pacer.admit("", now, wall), Admission::After(Duration::ZERO));
+        assert_eq!(pacer.admit("", now, wall), Admission::After(Duration::ZERO));
+        // One token left, one per second: the second one in a second.
+        assert_eq!(pacer.available_at("", 2.0, now, wall), Some(wall + Duration::from_secs(1)));
+        // More than the bucket holds is asked as a full bucket.
+        assert_eq!(pacer.available_at("", 10.0, now, wall), Some(wall + Duration::from_secs(2)));
+        pacer.block_until(wall + Duration::from_secs(30));
+        assert_eq!(pacer.available_at("", 1.0, now, wall), Some(wall + Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn a_new_window_refills_the_bucket_up_to_the_burst() {
+        let pacer = AccountPacer::new(RateLimitSpec { requests_per_minute: 60, burst: 5 });
+        let (now, wall) = (Instant::now(), SystemTime::UNIX_EPOCH + Duration::from_secs(1_000));
+        let headers = |remaining, reset| RateLimitHeaders {
+            limit: Some(100),
+            remaining: Some(remaining),
+            reset: Some(wall + Duration::from_secs(reset)),
+            window: Some(Duration::from_secs(60)),
+        };
+        for _ in 0..5 {
+            assert!(matches!(pacer.admit("", now, wall), Admission::After(_)));
+            pacer.observe("", headers(90, 60), now, wall);
+            pacer.finished("");
+        }
+        assert!(pacer.available_at("", 5.0, now, wall).is_some(), "the burst is spent");
+        // Same window: the refill rate still applies.
+        pacer.observe("", headers(89, 60), now, wall);
+        assert!(pacer.available_at("", 5.0, now, wall).is_some());
+        // The provider reports a new window: its allowance is usable at once, up to the burst.
+        pacer.observe("", headers(99, 120), now, wall);
+        assert_eq!(pacer.available_at("", 5.0, now, wall), None);
     }
 }
 
