@@ -217,6 +217,13 @@ async fn reconcile_connection(
     };
     let (outcome, managed_keys) = match result {
         Ok((outcome, managed_keys)) => (outcome, managed_keys),
+        // A drift check the account's budget cannot afford now is postponed, not failed:
+        // the Connection was in sync and nothing says otherwise, so its status stays.
+        Err(ProviderError::RateLimited { retry_at }) if freshness.is_some() => {
+            ctx.metrics.rate_limited(provider_name);
+            let wait = retry_at.duration_since(SystemTime::now()).unwrap_or_default();
+            return Ok((Outcome::Deferred, Action::requeue(wait.max(Duration::from_millis(100)))));
+        }
         Err(e) => {
             if let ProviderError::RateLimited { .. } = e {
                 ctx.metrics.rate_limited(provider_name);
