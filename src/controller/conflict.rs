@@ -49,10 +49,14 @@ fn same_target(a: &Connection, b: &Connection) -> bool {
         && a.spec.block().map(|b| b.provider_type()) == b.spec.block().map(|b| b.provider_type())
 }
 
-/// Ordering key: older first, then namespace/name.
-fn age(conn: &Connection) -> (Option<i64>, String, String) {
+/// Ordering key: older first; among those created in the same second (creationTimestamp
+/// has whole seconds), one that already owns keys upstream before one that owns none, so
+/// that a newer Connection applied within that second cannot take them over; then
+/// namespace/name.
+fn age(conn: &Connection) -> (Option<i64>, bool, String, String) {
     let created = conn.metadata.creation_timestamp.as_ref().map(|t| t.0.as_second());
-    (created, conn.namespace().unwrap_or_default(), conn.name_any())
+    let owns_nothing = conn.status.as_ref().is_none_or(|s| s.managed_keys.is_empty());
+    (created, owns_nothing, conn.namespace().unwrap_or_default(), conn.name_any())
 }
 
 /// The oldest Connection older than `conn` that claims one of its keys, with the contested
@@ -122,6 +126,15 @@ mod tests {
         );
         assert_eq!(conflict(&old, &all), None, "the older keeps its keys");
         assert_eq!(conflict(&disjoint, &all), None, "disjoint keys coexist");
+        // Created in the same second: the one that already owns the keys keeps them, even
+        // if its name sorts after the other's.
+        let mut owner = (*conn("zz-owner", "2026-01-05T00:00:00Z", spec(json!({"a": 1})))).clone();
+        owner.status = Some(serde_json::from_value(json!({"managedKeys": ["a"]})).unwrap());
+        let owner = Arc::new(owner);
+        let late = conn("aa-late", "2026-01-05T00:00:00Z", spec(json!({"a": 2})));
+        let both = vec![owner.clone(), late.clone()];
+        assert_eq!(conflict(&late, &both).unwrap(), "key(s) a already owned by Connection t/zz-owner");
+        assert_eq!(conflict(&owner, &both), None);
         let elsewhere = conn(
             "elsewhere",
             "2026-01-03T00:00:00Z",

@@ -12,12 +12,16 @@ use std::sync::Mutex;
 use crate::api::CredentialsLocation;
 use crate::providers::Token;
 
+/// Secret namespace, name and key.
+type Location = (String, String, String);
+
 #[derive(Default)]
 pub struct Tokens {
-    cache: Mutex<HashMap<(String, String, String), (String, Token)>>,
+    /// The token of each location, with the Secret resourceVersion it was read at.
+    cache: Mutex<HashMap<Location, (String, Token)>>,
 }
 
-fn key(location: &CredentialsLocation) -> (String, String, String) {
+fn key(location: &CredentialsLocation) -> Location {
     (location.namespace.clone(), location.name.clone(), location.key.clone())
 }
 
