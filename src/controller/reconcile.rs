@@ -32,7 +32,7 @@ use crate::api::{
     ClusterProvider, Connection, DeletionPolicy, ManagementPolicy, Provider, ProviderConfig, ProviderKind,
     ProviderStatus,
 };
-use crate::diff::{self, Upstream, Write};
+use crate::diff;
 use crate::providers::{self, Freshness, ProviderClient, ProviderError, Target, Token};
 
 /// Annotation that requests a reconcile now; its value is echoed in
@@ -74,6 +74,9 @@ impl ProviderObject {
 struct Resolved {
     provider: ProviderObject,
     config: ProviderConfig,
+    /// `config.account_key()`, computed once per reconcile.
+    account: String,
+    pacer: Arc<providers::AccountPacer>,
     client: Arc<dyn ProviderClient>,
 }
 
@@ -198,7 +201,7 @@ async fn reconcile_connection(
         write_status(conn, ctx, &api, observation(outcome.clone(), None)).await?;
         return Ok((outcome, Action::await_change()));
     }
-    let Some(_slot) = ctx.account_slot(&resolved.config.account_key()) else {
+    let Some(_slot) = ctx.account_slot(&resolved.account) else {
         return Ok((Outcome::Deferred, deferred()));
     };
     let provider_name = resolved.config.type_.as_str();
@@ -208,7 +211,7 @@ async fn reconcile_connection(
     // Steps 2-4: read, plan, write.
     let freshness = drift_check(conn, ctx, requested_at.as_deref());
     let wait = match (freshness, conn.spec.management_policy) {
-        (None, ManagementPolicy::Manage) => budget_wait(ctx, &resolved.config),
+        (None, ManagementPolicy::Manage) => budget_wait(ctx, &resolved),
         _ => None,
     };
     let result = match wait {
@@ -248,9 +251,7 @@ async fn reconcile_connection(
         } => None,
         _ => Some(ProviderHealth::Ready),
     };
-    let pacer = ctx
-        .pacers
-        .get(&resolved.config.account_key(), resolved.config.rate_limit);
+    let pacer = &resolved.pacer;
     if let Some(health) = health {
         update_provider_status(ctx, &resolved.provider, &health, Some(pacer.snapshot())).await;
     } else {
@@ -308,10 +309,7 @@ fn drift_check(conn: &Connection, ctx: &Context, requested_at: Option<&str>) -> 
     .flatten()
     .map(|t| SystemTime::from(t.0))
     .max()?;
-    let interval = ctx
-        .timing
-        .drift_interval_override
-        .unwrap_or_else(|| conn.spec.drift_interval());
+    let interval = drift_interval(conn, ctx);
     Some(Freshness {
         not_before: last_change + Duration::from_secs(1),
         max_age: interval / 2,
@@ -322,17 +320,22 @@ fn drift_check(conn: &Connection, ctx: &Context, requested_at: Option<&str>) -> 
 /// account under way (this one included); `None`: now. Starting a read that the budget
 /// cannot follow with its write would waste it: the Connection would need a second read
 /// in the next window (issue 7, rate-limited run).
-fn budget_wait(ctx: &Context, config: &ProviderConfig) -> Option<SystemTime> {
-    let account = config.account_key();
-    let pacer = ctx.pacers.get(&account, config.rate_limit);
-    let busy = ctx.account_busy(&account).max(1) as u32;
+fn budget_wait(ctx: &Context, resolved: &Resolved) -> Option<SystemTime> {
+    let busy = ctx.account_busy(&resolved.account).max(1) as u32;
     let (now, wall) = (Instant::now(), SystemTime::now());
-    let until = providers::sync_buckets(config.type_)
+    let until = providers::sync_buckets(resolved.config.type_)
         .iter()
-        .filter_map(|(bucket, per_sync)| pacer.available_at(bucket, f64::from(per_sync * busy), now, wall))
+        .filter_map(|(bucket, per_sync)| resolved.pacer.available_at(bucket, f64::from(per_sync * busy), now, wall))
         .max()?;
     // Spread the reconciles that wait together.
     Some(until + Duration::from_millis(rand::rng().random_range(0..=250)))
+}
+
+/// The Connection's drift interval (replaced by the test-only override when set).
+fn drift_interval(conn: &Connection, ctx: &Context) -> Duration {
+    ctx.timing
+        .drift_interval_override
+        .unwrap_or_else(|| conn.spec.drift_interval())
 }
 
 /// Read upstream, plan, and (Manage) write the minimum. Returns the outcome and the keys
@@ -354,31 +357,31 @@ async fn sync(
         ));
     };
     let listed = match freshness {
-        Some(freshness) => observe(resolved, target, freshness).await?,
+        Some(freshness) => resolved.client.observe(target, freshness).await?,
         None => None,
     };
     let from_list = listed.is_some();
     let upstream = match listed {
         Some(upstream) => upstream,
-        None => read(resolved, target).await?,
+        None => resolved.client.read(target).await?,
     };
-    let mut plan = match diff::plan(block, managed, &upstream) {
+    let mut plan = diff::plan(block, managed, &upstream);
+    if from_list
+        && plan.as_ref().is_ok_and(|p| p.write.is_some())
+        && conn.spec.management_policy == ManagementPolicy::Manage
+    {
+        plan = diff::plan(block, managed, &resolved.client.read(target).await?);
+    }
+    let plan = match plan {
         Ok(plan) => plan,
         Err(e) => return Ok((mismatch(&e.to_string()), None)),
     };
-    if from_list && plan.write.is_some() && conn.spec.management_policy == ManagementPolicy::Manage {
-        let upstream = read(resolved, target).await?;
-        plan = match diff::plan(block, managed, &upstream) {
-            Ok(plan) => plan,
-            Err(e) => return Ok((mismatch(&e.to_string()), None)),
-        };
-    }
     match (conn.spec.management_policy, plan.write) {
         (_, None) => Ok((Outcome::InSync { wrote: false }, Some(plan.managed_keys))),
         // Observe reads and reports; it never writes and takes no new ownership.
         (ManagementPolicy::Observe, Some(_)) => Ok((Outcome::Drift { keys: plan.drift }, None)),
         (ManagementPolicy::Manage, Some(write)) => {
-            send(resolved, target, &write).await?;
+            resolved.client.write(target, &write).await?;
             Ok((Outcome::InSync { wrote: true }, Some(plan.managed_keys)))
         }
     }
@@ -435,16 +438,16 @@ async fn delete(
         write_status(conn, ctx, api, deletion_observation(conn, Outcome::Suspended)).await?;
         return Ok((Outcome::Suspended, Action::await_change()));
     }
-    let Some(_slot) = ctx.account_slot(&resolved.config.account_key()) else {
+    let Some(_slot) = ctx.account_slot(&resolved.account) else {
         return Ok((Outcome::Deferred, deferred()));
     };
     let target = Target::for_connection(&conn.spec);
     let managed = conn.status.as_ref().map(|s| s.managed_keys.clone()).unwrap_or_default();
     let removed = async {
-        let upstream = read(&resolved, &target).await?;
+        let upstream = resolved.client.read(&target).await?;
         let removal = diff::plan_removal(&managed, &upstream);
         if let Some(write) = &removal.write {
-            send(&resolved, &target, write).await?;
+            resolved.client.write(&target, write).await?;
         }
         Ok::<_, ProviderError>(removal.orphaned)
     }
@@ -490,10 +493,7 @@ fn requeue(conn: &Connection, ctx: &Context, key: &str, outcome: &Outcome) -> Ac
     match outcome {
         Outcome::InSync { .. } | Outcome::Drift { .. } => {
             ctx.backoffs.reset(key);
-            let interval = ctx
-                .timing
-                .drift_interval_override
-                .unwrap_or_else(|| conn.spec.drift_interval());
+            let interval = drift_interval(conn, ctx);
             // Up to 10% jitter spreads the drift checks of Connections created together.
             let jitter_ms = (interval.as_millis() as u64 / 10).max(1);
             Action::requeue(interval + Duration::from_millis(rand::rng().random_range(0..=jitter_ms)))
@@ -605,11 +605,14 @@ async fn dereference(conn: &Connection, ctx: &Context, namespace: &str) -> Resul
             }));
         }
     };
-    let pacer = ctx.pacers.get(&config.account_key(), config.rate_limit);
-    match ctx.clients.get(&config, token, &ctx.http, pacer) {
+    let account = config.account_key();
+    let pacer = ctx.pacers.get(&account, config.rate_limit);
+    match ctx.clients.get(&config, token, &ctx.http, pacer.clone()) {
         Ok(client) => Ok(Ok(Resolved {
             provider,
             config,
+            account,
+            pacer,
             client,
         })),
         Err(e) => {
@@ -643,18 +646,18 @@ async fn read_token(ctx: &Context, config: &ProviderConfig) -> Result<Result<Tok
     if let Some(token) = watched.as_deref().and_then(|v| ctx.tokens.current(location, v)) {
         return Ok(Ok(token));
     }
+    // Whatever is cached is not current: read the Secret, and keep only what it yields now.
+    ctx.tokens.forget(location);
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &location.namespace);
     let secret = match api.get_opt(&location.name).await {
         Ok(Some(secret)) => secret,
         Ok(None) => {
-            ctx.tokens.forget(location);
             return Ok(Err(format!(
                 "Secret {}/{} not found",
                 location.namespace, location.name
             )));
         }
         Err(kube::Error::Api(status)) if status.code == 403 => {
-            ctx.tokens.forget(location);
             return Ok(Err(format!(
                 "Secret {}/{} cannot be read (forbidden)",
                 location.namespace, location.name
@@ -670,42 +673,15 @@ async fn read_token(ctx: &Context, config: &ProviderConfig) -> Result<Result<Tok
             }
             Ok(Ok(token))
         }
-        None if bytes.is_none() => {
-            ctx.tokens.forget(location);
-            Ok(Err(format!(
-                "Secret {}/{} has no key {}",
-                location.namespace, location.name, location.key
-            )))
-        }
-        None => {
-            ctx.tokens.forget(location);
-            Ok(Err(format!(
-                "Secret {}/{} key {} is empty or not UTF-8",
-                location.namespace, location.name, location.key
-            )))
-        }
+        None if bytes.is_none() => Ok(Err(format!(
+            "Secret {}/{} has no key {}",
+            location.namespace, location.name, location.key
+        ))),
+        None => Ok(Err(format!(
+            "Secret {}/{} key {} is empty or not UTF-8",
+            location.namespace, location.name, location.key
+        ))),
     }
-}
-
-/// Step 2: read upstream with a GET. (Requests are counted in the metrics by the clients'
-/// observer, as they are sent.)
-async fn read(resolved: &Resolved, target: &Target) -> Result<Upstream, ProviderError> {
-    resolved.client.read(target).await
-}
-
-/// Step 2 of a drift check: the connection's row of the account's list snapshot, if the
-/// provider lists and the row is there.
-async fn observe(
-    resolved: &Resolved,
-    target: &Target,
-    freshness: Freshness,
-) -> Result<Option<Upstream>, ProviderError> {
-    resolved.client.observe(target, freshness).await
-}
-
-/// Step 4: one write (Nango may share its request with other Connections' identical ones).
-async fn send(resolved: &Resolved, target: &Target, write: &Write) -> Result<(), ProviderError> {
-    resolved.client.write(target, write).await
 }
 
 /// Build the status, publish an Event on a Ready transition, and server-side apply the

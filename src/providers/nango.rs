@@ -79,14 +79,21 @@ impl Nango {
     }
 }
 
-/// One `PATCH /connections/metadata` for `ids` (a string for one, an array for several).
-async fn patch(http: Arc<Http>, key: String, metadata: Value, ids: Vec<String>) -> Result<(), ProviderError> {
+/// One `PATCH` or `POST /connections/metadata` for `ids` (a string for one, an array for
+/// several).
+async fn send_metadata(
+    http: &Http,
+    method: Method,
+    ids: Vec<String>,
+    key: &str,
+    metadata: Value,
+) -> Result<(), ProviderError> {
     let connection_id = match <[String; 1]>::try_from(ids) {
         Ok([one]) => Value::String(one),
         Err(many) => Value::from(many),
     };
     let body = json!({"connection_id": connection_id, "provider_config_key": key, "metadata": metadata});
-    http.send(Call { method: Method::PATCH, bucket: "", segments: &["connections", "metadata"], query: &[], body: Some(body) })
+    http.send(Call { method, bucket: "", segments: &["connections", "metadata"], query: &[], body: Some(body) })
         .await
         .map(drop)
 }
@@ -141,26 +148,16 @@ impl ProviderClient for Nango {
                 Write::NangoPatch { metadata } => {
                     let metadata = Value::Object(metadata.clone());
                     let (http, batch_key) = (self.http.clone(), (key.clone(), metadata.to_string()));
-                    let send = move |ids| patch(http.clone(), key.clone(), metadata.clone(), ids);
+                    let send = move |ids| {
+                        let (http, key, metadata) = (http.clone(), key.clone(), metadata.clone());
+                        async move { send_metadata(&http, Method::PATCH, ids, &key, metadata).await }
+                    };
                     self.patches.write(batch_key, target.connection_id.clone(), send).await
                 }
                 // A replacement carries the keys of others too: never shared.
                 Write::NangoReplace { metadata } => {
-                    let body = json!({
-                        "connection_id": target.connection_id,
-                        "provider_config_key": key,
-                        "metadata": metadata,
-                    });
-                    self.http
-                        .send(Call {
-                            method: Method::POST,
-                            bucket: "",
-                            segments: &["connections", "metadata"],
-                            query: &[],
-                            body: Some(body),
-                        })
-                        .await
-                        .map(drop)
+                    let ids = vec![target.connection_id.clone()];
+                    send_metadata(&self.http, Method::POST, ids, &key, Value::Object(metadata.clone())).await
                 }
                 other => Err(unsupported("nango", other)),
             }

@@ -113,6 +113,15 @@ struct State {
     last: RateLimitSnapshot,
 }
 
+impl State {
+    /// Until when the account (after a 429) or `bucket` (after `Remaining: 0`) is closed.
+    fn blocked(&self, bucket: &str, wall: SystemTime) -> Option<SystemTime> {
+        let account = self.blocked_until.filter(|until| *until > wall);
+        let own = self.buckets.get(bucket).and_then(|b| b.not_before).filter(|until| *until > wall);
+        account.max(own)
+    }
+}
+
 /// Pacing state of one provider account, shared by every client of that account.
 #[derive(Debug)]
 pub struct AccountPacer {
@@ -166,13 +175,11 @@ impl AccountPacer {
     /// second read later: two requests of a scarce budget for one write).
     pub fn available_at(&self, bucket: &str, needed: f64, now: Instant, wall: SystemTime) -> Option<SystemTime> {
         let mut state = self.lock();
-        let blocked = state.blocked_until.filter(|until| *until > wall);
-        let spec = self.spec;
-        let b = state.buckets.entry(bucket.to_string()).or_insert_with(|| TokenBucket::new(spec, now));
-        let own = b.not_before.filter(|until| *until > wall);
-        if let Some(until) = blocked.max(own) {
+        if let Some(until) = state.blocked(bucket, wall) {
             return Some(until);
         }
+        let spec = self.spec;
+        let b = state.buckets.entry(bucket.to_string()).or_insert_with(|| TokenBucket::new(spec, now));
         b.refill(now);
         let needed = needed.min(b.capacity);
         (b.tokens < needed).then(|| wall + Duration::from_secs_f64((needed - b.tokens) / b.per_second))
@@ -228,10 +235,7 @@ impl AccountPacer {
     /// request that waited for its token, since a 429 or `Remaining: 0` may have come in
     /// meanwhile.
     pub fn blocked(&self, bucket: &str, wall: SystemTime) -> Option<SystemTime> {
-        let state = self.lock();
-        let account = state.blocked_until.filter(|until| *until > wall);
-        let own = state.buckets.get(bucket).and_then(|b| b.not_before).filter(|until| *until > wall);
-        account.max(own)
+        self.lock().blocked(bucket, wall)
     }
 
     /// A request admitted by [`AccountPacer::admit`] has finished (answered, failed or
