@@ -64,11 +64,7 @@ pub fn query_param(query: &str, name: &str) -> Option<String> {
 pub fn is_watch(path: &str, query: &str) -> bool {
     let flag = query_param(query, "watch").is_some_and(|v| matches!(v.as_str(), "1" | "t" | "T" | "true" | "TRUE" | "True"));
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let legacy = match segs.as_slice() {
-        ["api", _, "watch", ..] => true,
-        ["apis", _, _, "watch", ..] => true,
-        _ => false,
-    };
+    let legacy = matches!(segs.as_slice(), ["api", _, "watch", ..] | ["apis", _, _, "watch", ..]);
     flag || legacy
 }
 
