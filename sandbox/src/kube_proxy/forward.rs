@@ -15,7 +15,7 @@ use http_body_util::BodyExt;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::upstream::Upstream;
+use super::upstream::{Upstream, error_chain};
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1), plus the
 /// de-facto `Proxy-Connection` and `Keep-Alive`.
@@ -93,13 +93,7 @@ pub async fn forward(upstream: &Upstream, parts: Parts, body: Body, watch: Optio
 /// `Status`, as kube-apiserver's own proxying answers an unreachable backend, so clients
 /// treat it as retryable.
 fn unreachable(e: &reqwest::Error) -> Response {
-    let mut chain = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        chain.push_str(": ");
-        chain.push_str(&s.to_string());
-        source = s.source();
-    }
+    let chain = error_chain(e);
     tracing::warn!(error = %chain, "upstream request failed");
     let status = json!({
         "kind": "Status",

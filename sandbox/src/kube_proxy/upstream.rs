@@ -39,8 +39,8 @@ pub enum UpstreamError {
     Base64 { field: &'static str, source: base64::DecodeError },
     #[error("{field} holds no PEM certificate")]
     NoCertificate { field: &'static str },
-    #[error("{field}: {source}")]
-    Pem { field: &'static str, source: reqwest::Error },
+    #[error("{field}: {detail}")]
+    Pem { field: &'static str, detail: String },
     #[error("the user has a client certificate without a key, or a key without a certificate")]
     HalfIdentity,
     #[error("the user authenticates with {0}, which the proxy does not support (use a client certificate or a token)")]
@@ -49,8 +49,9 @@ pub enum UpstreamError {
     UnsupportedCluster(&'static str),
     #[error("the user's token is not a valid HTTP header value")]
     BadToken,
+    /// The TLS settings were refused (e.g. a key type rustls does not support).
     #[error("building the upstream HTTP client: {0}")]
-    Client(reqwest::Error),
+    Client(String),
 }
 
 /// The subset of a kubeconfig the proxy reads (clientcmd's `Config`); other fields are ignored.
@@ -219,7 +220,7 @@ impl Upstream {
                 // PKCS#8, SEC1 ("EC PRIVATE KEY") and PKCS#1 keys.
                 cert.push(b'\n');
                 cert.extend_from_slice(&key);
-                Some(reqwest::Identity::from_pem(&cert).map_err(|source| UpstreamError::Pem { field: "client-certificate/client-key", source })?)
+                Some(reqwest::Identity::from_pem(&cert).map_err(|e| UpstreamError::Pem { field: "client-certificate/client-key", detail: error_chain(&e) })?)
             }
             (None, None) => None,
             _ => return Err(UpstreamError::HalfIdentity),
@@ -227,7 +228,7 @@ impl Upstream {
         let roots = match ca {
             Some(pem) => {
                 let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                    .map_err(|source| UpstreamError::Pem { field: "certificate-authority", source })?;
+                    .map_err(|e| UpstreamError::Pem { field: "certificate-authority", detail: error_chain(&e) })?;
                 if certs.is_empty() {
                     return Err(UpstreamError::NoCertificate { field: "certificate-authority" });
                 }
@@ -255,8 +256,8 @@ impl Upstream {
             None => builder(),
         }
         .build()
-        .map_err(UpstreamError::Client)?;
-        let bare = builder().build().map_err(UpstreamError::Client)?;
+        .map_err(|e| UpstreamError::Client(error_chain(&e)))?;
+        let bare = builder().build().map_err(|e| UpstreamError::Client(error_chain(&e)))?;
         Ok(Self { base, own, bare, token })
     }
 
@@ -275,6 +276,22 @@ impl Upstream {
     pub fn authorization(&self) -> Option<&HeaderValue> {
         self.token.as_ref()
     }
+}
+
+/// An error with its causes, `a: b: c`: reqwest's own message ("builder error", "error
+/// sending request") names none of what went wrong.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let next = s.to_string();
+        if !text.ends_with(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = s.source();
+    }
+    text
 }
 
 /// PEM bytes from a `*-data` field (base64, which wins, as in client-go) or a file path.
