@@ -19,7 +19,7 @@ mod forward;
 mod journal;
 mod kubeconfig;
 mod server;
-pub mod upstream;
+mod upstream;
 mod watches;
 
 use std::net::SocketAddr;

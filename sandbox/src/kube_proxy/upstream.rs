@@ -240,7 +240,8 @@ impl Upstream {
             let b = reqwest::Client::builder()
                 // Loopback or a cluster address: never through an HTTP(S)_PROXY of the environment.
                 .no_proxy()
-                // Redirects and compression are the client's business; the proxy relays bytes.
+                // Redirects are the client's business; the proxy relays bytes (and reqwest,
+                // built without its compression features, decodes no Content-Encoding).
                 .redirect(reqwest::redirect::Policy::none())
                 // One upstream connection per relayed watch, like an HTTP/1.1 client has.
                 .http1_only()
