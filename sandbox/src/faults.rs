@@ -64,6 +64,28 @@ pub enum FaultError {
     BadPath,
 }
 
+/// Why a `PUT /_sandbox/faults` body was refused.
+#[derive(Debug, Error)]
+pub enum FaultsBodyError {
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+    #[error("{0}")]
+    Invalid(#[from] FaultError),
+}
+
+/// Parse and validate a `PUT /_sandbox/faults` body: one fault object or an array of them.
+/// Nothing is queued unless every fault is valid.
+pub fn parse_body(body: &[u8]) -> Result<Vec<Fault>, FaultsBodyError> {
+    let faults = match serde_json::from_slice::<Value>(body)? {
+        Value::Array(items) => items.into_iter().map(serde_json::from_value).collect::<Result<Vec<Fault>, _>>()?,
+        one => vec![serde_json::from_value(one)?],
+    };
+    for fault in &faults {
+        fault.validate()?;
+    }
+    Ok(faults)
+}
+
 impl Fault {
     pub fn validate(&self) -> Result<(), FaultError> {
         if let Some(status) = self.status

@@ -23,6 +23,19 @@ enum Command {
         #[arg(long)]
         kubeconfig: PathBuf,
     },
+    /// Serve a fault-injecting, journaling proxy (the emulator's /_sandbox/ admin API) in front
+    /// of the API server of a kubeconfig, and write a kubeconfig for the proxy.
+    KubeProxy {
+        /// Kubeconfig of the API server to proxy (current context: server, CA, client
+        /// certificate or token).
+        #[arg(long)]
+        upstream_kubeconfig: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:0")]
+        addr: SocketAddr,
+        /// Where to write a kubeconfig (no credentials) pointing at the proxy.
+        #[arg(long)]
+        kubeconfig: PathBuf,
+    },
     /// Serve the four provider emulators under /nango, /mielto, /arena and /datagrid/v1.
     Providers {
         #[arg(long, default_value = "127.0.0.1:0")]
@@ -38,6 +51,9 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Kube { addr, kubeconfig } => connection_sandbox::kube::run(addr, &kubeconfig).await,
+        Command::KubeProxy { upstream_kubeconfig, addr, kubeconfig } => {
+            Ok(connection_sandbox::kube_proxy::run(&upstream_kubeconfig, addr, &kubeconfig).await?)
+        }
         Command::Providers { addr } => connection_sandbox::providers::run(addr).await,
     }
 }

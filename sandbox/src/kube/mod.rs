@@ -11,7 +11,7 @@
 //! `kubeconfig`, `api_error`. Fault injection is the sandbox-wide `crate::faults`.
 //! `crd/` (schema engine) and `patch/` (patch engines) are pure libraries called by `rest`.
 
-mod api_error;
+pub(crate) mod api_error;
 mod authz;
 mod builtin_decode;
 pub mod crd;
@@ -60,7 +60,8 @@ pub async fn run(addr: SocketAddr, kubeconfig: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// SIGINT or SIGTERM (SIGINT only off Unix).
+pub(crate) async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::api_error::{ApiError, GroupKind};
 use super::crd::table;
-use crate::faults::{Fault, Faults};
+use crate::faults::{self, Faults};
 use super::field_error::FieldError;
 use super::request::{self, Query, Representation, ResourcePath};
 use super::resources::{Registry, ResourceType};
@@ -583,18 +583,10 @@ fn admin_api(shared: &Arc<Shared>, method: &Method, path: &str, body: &[u8]) -> 
             ok(json!({}))
         }
         (&Method::PUT, "faults") => {
-            let parsed: Result<Vec<Fault>, String> = match serde_json::from_slice::<Value>(body) {
-                Ok(Value::Array(items)) => items.into_iter().map(|i| serde_json::from_value(i).map_err(|e| e.to_string())).collect(),
-                Ok(one) => serde_json::from_value(one).map(|f| vec![f]).map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
-            let faults = match parsed {
+            let faults = match faults::parse_body(body) {
                 Ok(f) => f,
-                Err(e) => return bad(e),
+                Err(e) => return bad(e.to_string()),
             };
-            if let Some(e) = faults.iter().find_map(|f| f.validate().err()) {
-                return bad(e.to_string());
-            }
             // The kube server answers through axum and cannot cut a connection mid-request.
             if faults.iter().any(|f| f.reset) {
                 return bad("reset is not supported by the Kubernetes emulator".into());
