@@ -8,15 +8,19 @@
 //! - [`cluster`]: a Kubernetes API to test against (the real control plane or the
 //!   emulator), with a namespace per test, the CRDs installed once, kubectl and a kube-rs
 //!   client.
+//! - [`instrumented`]: the API behind a journal and fault injection (the emulator's own
+//!   admin API, or a kube-proxy in front of the real control plane).
 //! - [`kubectl`]: running the real kubectl.
 //! - [`wait`]: polling with a generous bound (tests assert states, never durations).
 
 pub mod cluster;
 pub mod control_plane;
+pub mod instrumented;
 pub mod kubectl;
 pub mod tools;
 pub mod wait;
 
 pub use cluster::{Backend, Cluster, TestNamespace};
 pub use control_plane::ControlPlane;
+pub use instrumented::Instrumented;
 pub use kubectl::{Kubectl, Output};
