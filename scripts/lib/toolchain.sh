@@ -77,7 +77,12 @@ tc_wrapper() {
         go mod edit -require="helm.sh/helm/v4@$version" -tool=helm.sh/helm/v4/cmd/helm
         ;;
     esac
-    go mod tidy >/dev/null
+    # Quiet unless it fails: it lists every module it downloads.
+    if ! go mod tidy >"$dir/.tidy.log" 2>&1; then
+      tail -n 20 "$dir/.tidy.log" >&2
+      tc_die "go mod tidy failed for the $component $version wrapper (log: $dir/.tidy.log)"
+    fi
+    rm -f "$dir/.tidy.log"
   )
 }
 
