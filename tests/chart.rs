@@ -147,10 +147,13 @@ fn the_real_api_server_accepts_every_rendered_object() {
     let cluster_wide = json!({"replicas": 2, "leaderElection": {"enabled": true}, "metrics": {"serviceMonitor": monitor}});
     let mut one_namespace = operator_calls::values(Scope::OneNamespace, &tenancy, true);
     one_namespace["metrics"] = json!({"serviceMonitor": monitor});
-    for (values, kinds) in [
-        (cluster_wide, vec!["CustomResourceDefinition", "Deployment", "ServiceAccount", "Service", "PodDisruptionBudget", "ServiceMonitor", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"]),
-        (one_namespace, vec!["CustomResourceDefinition", "Deployment", "ServiceAccount", "Service", "PodDisruptionBudget", "ServiceMonitor", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"]),
-    ] {
+    // Both renderings hold every kind: Roles for the Lease (and, for one namespace, the
+    // watched namespaces), ClusterRoles for everything (or the ClusterProviders).
+    let kinds = [
+        "CustomResourceDefinition", "Deployment", "ServiceAccount", "Service", "PodDisruptionBudget", "ServiceMonitor", "ClusterRole",
+        "ClusterRoleBinding", "Role", "RoleBinding",
+    ];
+    for values in [cluster_wide, one_namespace] {
         let file = helm.values_file(&values);
         let rendered = helm.ok(&["template", &release.name, &chart(), "--namespace", release.namespace(), "--include-crds", "-f", &file.to_string_lossy()]);
         let documents = rendered.split("\n---").filter(|d| d.contains("kind:")).count();
