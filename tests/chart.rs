@@ -1,176 +1,120 @@
-//! The Helm chart (`charts/connection-operator`), the emulator's RBAC enforcement it is proved
-//! against, and the Argo CD health check (`docs/argocd-health.lua`).
+//! The Helm chart (`charts/connection-operator`) on the real control plane with the real
+//! helm CLI, and the Argo CD health check (`docs/argocd-health.lua`).
 //!
-//! - The real Helm library (helm-sdkpy in `.tools/venv`, driven by `tests/helm/chart_drive.py`)
-//!   lints the chart and installs, upgrades and uninstalls it into the Kubernetes emulator;
-//!   the real kubectl reads the objects back.
-//! - values.schema.json (and the template guard) reject bad values.
-//! - With RBAC enforced, a token of the chart's ServiceAccount makes every Kubernetes call the
-//!   operator makes (through kube-rs, kube-runtime's event Recorder and kube-lease-manager, the
-//!   libraries the operator uses) without a 403; removing any single verb of any rule makes
-//!   one of those calls fail with 403.
+//! - `helm lint --strict` passes; values.schema.json and the template guards reject bad
+//!   values (`helm template`, no cluster).
+//! - `helm template | kubectl apply --dry-run=server`: the real API server validates every
+//!   rendered object, cluster-wide and for one watched namespace.
+//! - install / upgrade / rollback / uninstall with helm into a namespace labelled
+//!   `pod-security.kubernetes.io/enforce=restricted`: the replicaset controller's Pod is
+//!   admitted by PodSecurity (nothing runs it: there is no kubelet), and a deliberately
+//!   weakened pod spec is refused.
+//! - RBAC, judged by the real authorizer: a TokenRequest token of the chart's ServiceAccount
+//!   runs the operator (`controller::run`, recording every API call and the server's answer)
+//!   until all four providers' Connections are in sync, with no 401 or 403, and every verb
+//!   the chart grants is one the operator used; taking any single verb away makes one of the
+//!   operator's calls (replayed through the libraries the operator uses) fail with 403; the
+//!   operator binary, run as the ServiceAccount with a verb taken away, reports the 403.
 //! - The Lua health check runs in a Lua 5.1 interpreter (Argo CD uses gopher-lua, Lua 5.1)
 //!   against sample statuses.
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::Arc;
-use std::time::Duration;
+#[path = "helm/operator_calls.rs"]
+mod operator_calls;
+#[path = "helm/operator_process.rs"]
+mod operator_process;
+#[path = "helm/release.rs"]
+mod release;
+#[path = "helm/tenancy.rs"]
+mod tenancy;
 
-use connection_sandbox::kube::KubeSandbox;
-use k8s_openapi::api::core::v1::{ObjectReference, Secret};
-use kube::api::{Api, ListParams, Patch, PatchParams, WatchParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::{Client, Config};
+use std::path::Path;
+use std::sync::Arc;
+
+use connection_testkit::wait::{eventually, eventually_blocking};
+use connection_testkit::{Cluster, Helm};
 use serde_json::{Value, json};
 
-const KUBECTL: &str = "/usr/bin/kubectl";
-const RELEASE: &str = "co";
-const RELEASE_NS: &str = "connection-operator";
-const FULLNAME: &str = "co-connection-operator";
-/// Where the examples' Providers, Secrets and Connections live.
-const TENANTS: &str = "tenants";
-/// Where the ClusterProvider's Secret lives (examples/providers.yaml).
-const PLATFORM: &str = "platform";
+use operator_calls::{Scope, await_authorizer, grants, release_roles};
+use operator_process::OperatorProcess;
+use release::{Release, chart_dir};
+use tenancy::Tenancy;
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn chart_dir() -> PathBuf {
-    root().join("charts/connection-operator")
+fn chart() -> String {
+    chart_dir().to_string_lossy().into_owned()
 }
 
-/// The test tools installed by `scripts/bootstrap` (`.tools/` at the workspace root, or
-/// `$CONNECTION_OPERATOR_TOOLS`).
-fn tools_dir() -> PathBuf {
-    let dir = std::env::var_os("CONNECTION_OPERATOR_TOOLS").map(PathBuf::from).unwrap_or_else(|| root().join(".tools"));
-    assert!(dir.is_dir(), "test tools not found at {}: run scripts/bootstrap first", dir.display());
-    dir
-}
-
-/// One emulator with its admin kubeconfig and a scratch directory (Helm's HOME).
-struct Cluster {
-    sandbox: KubeSandbox,
-    dir: tempfile::TempDir,
-}
-
-impl Cluster {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        let sandbox = KubeSandbox::start(addr, &dir.path().join("kubeconfig")).expect("start the Kubernetes emulator");
-        Self { sandbox, dir }
-    }
-
-    fn kubeconfig(&self) -> &Path {
-        self.sandbox.kubeconfig()
-    }
-
-    /// Run kubectl as the admin.
-    fn kubectl(&self, args: &[&str]) -> Output {
-        self.kubectl_stdin(args, None)
-    }
-
-    fn kubectl_stdin(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        use std::io::Write;
-        let mut cmd = Command::new(KUBECTL);
-        cmd.arg("--kubeconfig").arg(self.kubeconfig()).args(args);
-        cmd.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
-        let mut child = cmd.spawn().expect("run kubectl");
-        if let Some(text) = stdin {
-            child.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("write kubectl stdin");
-        }
-        drop(child.stdin.take());
-        child.wait_with_output().expect("kubectl output")
-    }
-
-    #[track_caller]
-    fn kubectl_ok(&self, args: &[&str]) -> String {
-        let out = self.kubectl(args);
-        assert!(out.status.success(), "kubectl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    #[track_caller]
-    fn get_json(&self, args: &[&str]) -> Value {
-        let mut full = vec!["get"];
-        full.extend_from_slice(args);
-        full.extend_from_slice(&["-o", "json"]);
-        serde_json::from_str(&self.kubectl_ok(&full)).expect("kubectl printed JSON")
-    }
-
-    /// `kubectl get` of a single object that must not exist.
-    #[track_caller]
-    fn assert_absent(&self, args: &[&str]) {
-        let mut full = vec!["get"];
-        full.extend_from_slice(args);
-        let out = self.kubectl(&full);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success() && stderr.contains("NotFound"), "{args:?} should be absent: {stderr}");
-    }
-
-    /// One Helm action through the driver; Ok(result JSON) or Err(Helm's error).
-    fn helm(&self, action: &str, values: Option<Value>) -> Result<Value, String> {
-        let mut cmd = Command::new(tools_dir().join("venv/bin/python"));
-        cmd.arg(root().join("tests/helm/chart_drive.py")).arg(self.kubeconfig()).args([RELEASE_NS, action, RELEASE]);
-        if action != "uninstall" {
-            cmd.arg(chart_dir());
-            if let Some(v) = values {
-                cmd.arg(v.to_string());
-            }
-        }
-        // Helm keeps caches and config under HOME: keep them out of the real one.
-        cmd.env("HOME", self.dir.path()).env_remove("KUBECONFIG");
-        let out = cmd.output().expect("run the Helm driver");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        if out.status.success() {
-            Ok(serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("helm {action} printed no JSON ({e}): {stdout}")))
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
-    }
-
-    #[track_caller]
-    fn helm_ok(&self, action: &str, values: Option<Value>) -> Value {
-        self.helm(action, values).unwrap_or_else(|e| panic!("helm {action} failed: {e}"))
-    }
-
-    fn namespace(&self, ns: &str) {
-        self.kubectl_ok(&["create", "namespace", ns]);
-    }
-}
+const CRDS: [&str; 3] = ["connections.connection-operator.dev", "providers.connection-operator.dev", "clusterproviders.connection-operator.dev"];
 
 // ---------------------------------------------------------------------------------------
-// Lint, CRDs, install / upgrade / uninstall, hardening, schema.
+// Lint, schema, CRDs: no cluster.
+
+/// Values that switch on every optional part of the chart.
+fn everything_on() -> Value {
+    json!({"replicas": 2, "leaderElection": {"enabled": true},
+           "operator": {"watchNamespaces": ["tenants"], "logFormat": "text"},
+           "rbac": {"secretNamespaces": ["platform"]},
+           "metrics": {"serviceMonitor": {"enabled": true, "labels": {"release": "prometheus"}}}})
+}
 
 #[test]
-fn chart_lints_without_errors() {
-    let out = Command::new(tools_dir().join("venv/bin/python"))
-        .arg(root().join("tests/helm/chart_drive.py"))
-        .args(["lint"])
-        .arg(chart_dir())
-        .env("HOME", tempfile::tempdir().expect("tempdir").path())
-        .output()
-        .expect("run the Helm driver");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "helm lint reported errors: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    let result: Value = serde_json::from_str(stdout.trim()).expect("lint JSON");
-    assert_eq!(result["TotalChartsLinted"], 1, "{result}");
-    assert!(result["Errors"].is_null(), "{result}");
+fn chart_lints_strictly() {
+    let helm = Helm::offline();
+    for values in [json!({}), everything_on()] {
+        let file = helm.values_file(&values);
+        let out = helm.ok(&["lint", "--strict", &chart(), "-f", &file.to_string_lossy()]);
+        assert!(out.contains("1 chart(s) linted, 0 chart(s) failed"), "{values}: {out}");
+        assert!(!out.contains("[WARNING]") && !out.contains("[ERROR]"), "{values}: {out}");
+    }
+    // The lint checks the values against the schema. (It does not catch a template's
+    // `fail`: Helm's lint mode only logs it, so the guards are tested with `helm template`.)
+    let file = helm.values_file(&json!({"replica": 1}));
+    let out = helm.run(&["lint", "--strict", &chart(), "-f", &file.to_string_lossy()]);
+    assert!(!out.ok && out.stdout.contains("[ERROR] values.yaml: - at '': additional properties 'replica' not allowed"), "{}{}", out.stdout, out.stderr);
+}
+
+#[test]
+fn values_schema_and_template_guards_reject_bad_values() {
+    let helm = Helm::offline();
+    let template = |values: &Value| {
+        let file = helm.values_file(values);
+        helm.run(&["template", "co", &chart(), "--namespace", "connection-operator", "-f", &file.to_string_lossy()])
+    };
+    for (values, expected) in [
+        (json!({"replicas": 2}), "at '/leaderElection/enabled': value must be true"),
+        (json!({"operator": {"logFormat": "xml"}}), "at '/operator/logFormat': value must be one of 'json', 'text'"),
+        (json!({"operator": {"concurrency": 0}}), "at '/operator/concurrency': minimum: got 0, want 1"),
+        (json!({"operator": {"watchNamespaces": ["a", "b"]}}), "at '/operator/watchNamespaces': maxItems: got 2, want 1"),
+        (json!({"operator": {"watchNamespaces": ["Not_A_Namespace"]}}), "at '/operator/watchNamespaces/0'"),
+        (json!({"replica": 1}), "additional properties 'replica' not allowed"),
+        (json!({"leaderElection": {"enabled": "yes"}}), "at '/leaderElection/enabled': got string, want boolean"),
+    ] {
+        let out = template(&values);
+        assert!(!out.ok, "{values} must be rejected: {}", out.stdout);
+        assert!(out.stderr.contains("values don't meet the specifications of the schema"), "{values}: {}", out.stderr);
+        assert!(out.stderr.contains(expected), "{values}: expected {expected:?} in {}", out.stderr);
+    }
+    let out = template(&json!({"metrics": {"service": {"enabled": false}, "serviceMonitor": {"enabled": true}}}));
+    assert!(!out.ok && out.stderr.contains("metrics.serviceMonitor.enabled requires metrics.service.enabled"), "{}", out.stderr);
+    // The good values render.
+    for values in [json!({}), everything_on()] {
+        let out = template(&values);
+        assert!(out.ok, "{values}: {}", out.stderr);
+    }
 }
 
 #[test]
 fn chart_crds_are_the_top_level_crds() {
-    let top = std::fs::read_dir(root().join("crds")).expect("crds/").map(|e| e.expect("entry").file_name()).collect::<Vec<_>>();
-    let chart = std::fs::read_dir(chart_dir().join("crds")).expect("chart crds/").map(|e| e.expect("entry").file_name()).collect::<Vec<_>>();
-    let (mut top, mut chart) = (top, chart);
-    top.sort();
-    chart.sort();
-    assert_eq!(top, chart, "the chart's crds/ must hold the same files as crds/");
+    let names = |dir: &Path| {
+        let mut names: Vec<_> = std::fs::read_dir(dir).expect("crds directory").map(|e| e.expect("entry").file_name()).collect();
+        names.sort();
+        names
+    };
+    let top = names(&root().join("crds"));
+    assert_eq!(top, names(&chart_dir().join("crds")), "the chart's crds/ must hold the same files as crds/");
     for name in top {
         let a = std::fs::read(root().join("crds").join(&name)).expect("read");
         let b = std::fs::read(chart_dir().join("crds").join(&name)).expect("read");
@@ -178,13 +122,74 @@ fn chart_crds_are_the_top_level_crds() {
     }
 }
 
-/// The container and pod hardening the chart promises, read back from the server.
+// ---------------------------------------------------------------------------------------
+// The real API server judges what the chart renders.
+
+/// The ServiceMonitor kind, so the chart's ServiceMonitor can be dry-run (see the file).
+fn install_servicemonitor_crd(cluster: &Cluster) {
+    let _guard = cluster.control_plane().map(|plane| plane.lock("servicemonitor-crd"));
+    let crd = root().join("tests/helm/servicemonitor-crd.yaml");
+    let kubectl = cluster.kubectl();
+    kubectl.ok(&["apply", "--server-side", "--field-manager=chart-tests", "-f", &crd.to_string_lossy()]);
+    kubectl.ok(&["wait", "--for=condition=Established", "--timeout=120s", "crd/servicemonitors.monitoring.coreos.com"]);
+}
+
+#[test]
+fn the_real_api_server_accepts_every_rendered_object() {
+    let cluster = Cluster::real();
+    cluster.install_crds();
+    install_servicemonitor_crd(&cluster);
+    let release = Release::new(&cluster);
+    let tenancy = Tenancy::new(&cluster);
+    let kubectl = cluster.kubectl();
+    let helm = cluster.helm();
+    let monitor = json!({"enabled": true, "labels": {"release": "prometheus"}});
+    let cluster_wide = json!({"replicas": 2, "leaderElection": {"enabled": true}, "metrics": {"serviceMonitor": monitor}});
+    let mut one_namespace = operator_calls::values(Scope::OneNamespace, &tenancy, true);
+    one_namespace["metrics"] = json!({"serviceMonitor": monitor});
+    // Both renderings hold every kind: Roles for the Lease (and, for one namespace, the
+    // watched namespaces), ClusterRoles for everything (or the ClusterProviders).
+    let kinds = [
+        "CustomResourceDefinition", "Deployment", "ServiceAccount", "Service", "PodDisruptionBudget", "ServiceMonitor", "ClusterRole",
+        "ClusterRoleBinding", "Role", "RoleBinding",
+    ];
+    for values in [cluster_wide, one_namespace] {
+        let file = helm.values_file(&values);
+        let rendered = helm.ok(&["template", &release.name, &chart(), "--namespace", release.namespace(), "--include-crds", "-f", &file.to_string_lossy()]);
+        let documents = rendered.split("\n---").filter(|d| d.contains("kind:")).count();
+        for kind in &kinds {
+            assert!(rendered.contains(&format!("\nkind: {kind}\n")), "{values}: no {kind} rendered");
+        }
+        let out = kubectl.run(&["apply", "--dry-run=server", "-f", "-"], Some(&rendered));
+        assert!(out.ok, "the API server refused the chart rendered with {values}:\n{}", out.stderr);
+        let accepted = out.stdout.lines().filter(|l| l.ends_with("(server dry run)")).count();
+        assert_eq!(accepted, documents, "{values}: every object is accepted:\n{}", out.stdout);
+        // No warning about any object: the Deployment's pod template meets the restricted
+        // profile of its namespace (PodSecurity checks workload templates too, as warnings),
+        // and nothing is deprecated. (Client-side apply of CRDs that exist already warns about
+        // their missing last-applied annotation: not the chart's concern.)
+        let warnings: Vec<&str> = release::warnings(&out.stderr).into_iter().filter(|w| !w.contains("last-applied-configuration")).collect();
+        assert!(warnings.is_empty(), "{values}: {}", warnings.join("\n"));
+    }
+    // The same dry run tells a weakened pod template apart (a warning on the Deployment;
+    // the Pods themselves are refused, see below).
+    let file = helm.values_file(&weakened());
+    let rendered = helm.ok(&["template", &release.name, &chart(), "--namespace", release.namespace(), "-f", &file.to_string_lossy()]);
+    let out = kubectl.run(&["apply", "--dry-run=server", "-f", "-"], Some(&rendered));
+    assert!(out.ok, "{}", out.stderr);
+    assert!(out.stderr.contains("would violate PodSecurity \"restricted:latest\""), "{}", out.stderr);
+}
+
+// ---------------------------------------------------------------------------------------
+// Install, upgrade, rollback, uninstall; PodSecurity.
+
+/// The container and pod hardening the chart promises, in a Deployment's pod template or a Pod.
 #[track_caller]
-fn assert_hardened(deploy: &Value) {
-    let pod = &deploy["spec"]["template"]["spec"];
+fn assert_hardened(pod: &Value, service_account: &str) {
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{pod}");
+    assert_eq!(pod["securityContext"]["runAsUser"], 65532, "{pod}");
     assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault", "{pod}");
-    assert_eq!(pod["serviceAccountName"], FULLNAME);
+    assert_eq!(pod["serviceAccountName"], service_account);
     let containers = pod["containers"].as_array().expect("containers");
     assert_eq!(containers.len(), 1);
     let c = &containers[0];
@@ -204,22 +209,13 @@ fn assert_hardened(deploy: &Value) {
     assert!(c["resources"]["requests"]["cpu"].is_string() && c["resources"]["limits"]["memory"].is_string(), "{c}");
 }
 
-fn args_of(deploy: &Value) -> Vec<String> {
-    deploy["spec"]["template"]["spec"]["containers"][0]["args"]
-        .as_array()
-        .expect("args")
-        .iter()
-        .map(|a| a.as_str().unwrap_or_default().to_string())
-        .collect()
-}
-
-/// Every rule of the chart's RBAC objects: no wildcards, Secrets read-only.
+/// Every rule of an RBAC object: no wildcards, Secrets read-only.
 #[track_caller]
 fn assert_least_privilege(role: &Value) {
     for rule in role["rules"].as_array().expect("rules") {
         for field in ["apiGroups", "resources", "verbs"] {
             let items = rule[field].as_array().expect(field);
-            assert!(!items.is_empty() && items.iter().all(|v| v != "*" && !v.as_str().unwrap_or("*").contains('*')), "wildcard in {rule}");
+            assert!(!items.is_empty() && items.iter().all(|v| !v.as_str().unwrap_or("*").contains('*')), "wildcard in {rule}");
         }
         if rule["resources"].as_array().unwrap().iter().any(|r| r == "secrets") {
             let verbs = rule["verbs"].as_array().unwrap();
@@ -228,526 +224,615 @@ fn assert_least_privilege(role: &Value) {
     }
 }
 
-#[test]
-fn chart_installs_upgrades_and_uninstalls_with_hardened_objects() {
-    let cluster = Cluster::start();
-    cluster.namespace(RELEASE_NS);
+/// The release's Pods (as the replicaset controller created them, i.e. as admitted).
+fn pods(release: &Release) -> Vec<Value> {
+    let selector = format!("app.kubernetes.io/instance={}", release.name);
+    let list = release.get(&["pods", "--namespace", release.namespace(), "-l", &selector]);
+    list["items"].as_array().cloned().unwrap_or_default()
+}
 
-    let installed = cluster.helm_ok("install", None);
+/// The ReplicaSet of the Deployment's current spec, once the deployment controller has seen
+/// that spec (right after a helm upgrade or rollback it may still be working on the last).
+fn current_replica_set(release: &Release) -> Option<Value> {
+    let deploy = release.get_here("deployment", &release.fullname);
+    if deploy["status"]["observedGeneration"] != deploy["metadata"]["generation"] {
+        return None;
+    }
+    let revision = deploy["metadata"]["annotations"]["deployment.kubernetes.io/revision"].as_str()?.to_string();
+    let selector = format!("app.kubernetes.io/instance={}", release.name);
+    let list = release.get(&["replicasets", "--namespace", release.namespace(), "-l", &selector]);
+    list["items"].as_array()?.iter().find(|rs| {
+        rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == revision.as_str()
+            && rs["spec"]["template"]["spec"] == deploy["spec"]["template"]["spec"]
+    }).cloned()
+}
+
+/// Wait until PodSecurity admitted at least one Pod of the Deployment's current ReplicaSet
+/// (a rolling update never completes here: no Pod ever becomes available, so the counts of
+/// old and new Pods are the deployment controller's business); those Pods.
+fn admitted_pods(release: &Release) -> Vec<Value> {
+    eventually_blocking(&format!("an admitted Pod of the current ReplicaSet of {}", release.fullname), || {
+        let rs = current_replica_set(release)?;
+        let hash = rs["metadata"]["labels"]["pod-template-hash"].as_str()?.to_string();
+        let pods: Vec<Value> = pods(release).into_iter().filter(|p| p["metadata"]["labels"]["pod-template-hash"] == hash.as_str()).collect();
+        (!pods.is_empty()).then_some(pods)
+    })
+}
+
+/// Values that weaken the pod: an unconfined AppArmor profile (through the chart's
+/// `podAnnotations`), which the restricted profile (and already the baseline) forbids.
+fn weakened() -> Value {
+    json!({"podAnnotations": {"container.apparmor.security.beta.kubernetes.io/operator": "unconfined"}})
+}
+
+#[test]
+fn chart_installs_upgrades_rolls_back_and_uninstalls_in_a_restricted_namespace() {
+    // A control plane of its own: no CRDs until Helm installs them from the chart's crds/.
+    let cluster = Cluster::real_dedicated();
+    let release = Release::new(&cluster);
+    for crd in CRDS {
+        assert!(!release.exists(&["crd", crd]), "{crd} before the install");
+    }
+    let ns = release.namespace().to_string();
+    let full = release.fullname.clone();
+
+    let installed = release.install(&json!({}));
     assert_eq!(installed["version"], 1, "{installed}");
     assert_eq!(installed["info"]["status"], "deployed", "{installed}");
     assert!(installed["info"]["notes"].as_str().unwrap_or_default().contains("Watching: all namespaces"), "{installed}");
+    for crd in CRDS {
+        let crd = release.get(&["crd", crd]);
+        let established = crd["status"]["conditions"].as_array().into_iter().flatten().any(|c| c["type"] == "Established" && c["status"] == "True");
+        assert!(established, "{crd}");
+    }
 
     // The standard labels on every object.
+    let metrics_service = format!("{full}-metrics");
     for args in [
-        vec!["deployment", FULLNAME, "-n", RELEASE_NS],
-        vec!["serviceaccount", FULLNAME, "-n", RELEASE_NS],
-        vec!["service", &format!("{FULLNAME}-metrics"), "-n", RELEASE_NS],
-        vec!["poddisruptionbudget", FULLNAME, "-n", RELEASE_NS],
-        vec!["clusterrole", FULLNAME],
-        vec!["clusterrolebinding", FULLNAME],
+        vec!["deployment", &full, "--namespace", &ns],
+        vec!["serviceaccount", &full, "--namespace", &ns],
+        vec!["service", &metrics_service, "--namespace", &ns],
+        vec!["poddisruptionbudget", &full, "--namespace", &ns],
+        vec!["clusterrole", &full],
+        vec!["clusterrolebinding", &full],
     ] {
-        let obj = cluster.get_json(&args);
+        let obj = release.get(&args);
         let labels = &obj["metadata"]["labels"];
         assert_eq!(labels["app.kubernetes.io/name"], "connection-operator", "{args:?}: {labels}");
-        assert_eq!(labels["app.kubernetes.io/instance"], RELEASE, "{args:?}");
+        assert_eq!(labels["app.kubernetes.io/instance"], release.name.as_str(), "{args:?}");
         assert_eq!(labels["app.kubernetes.io/managed-by"], "Helm", "{args:?}");
         assert_eq!(labels["app.kubernetes.io/version"], "0.1.0", "{args:?}");
         assert_eq!(labels["app.kubernetes.io/part-of"], "connection-operator", "{args:?}");
     }
 
-    let deploy = cluster.get_json(&["deployment", FULLNAME, "-n", RELEASE_NS]);
-    assert_hardened(&deploy);
+    let deploy = release.get_here("deployment", &full);
+    assert_hardened(&deploy["spec"]["template"]["spec"], &full);
     assert_eq!(deploy["spec"]["replicas"], 1);
-    assert_eq!(args_of(&deploy), ["run", "--metrics-addr=0.0.0.0:8080", "--concurrency=16", "--log-format=json"]);
-    let svc = cluster.get_json(&["service", &format!("{FULLNAME}-metrics"), "-n", RELEASE_NS]);
+    assert_eq!(release.deployment_args(), ["run", "--metrics-addr=0.0.0.0:8080", "--concurrency=16", "--log-format=json"]);
+    let svc = release.get_here("service", &metrics_service);
     assert_eq!(svc["spec"]["ports"][0]["targetPort"], "metrics");
     assert_eq!(svc["spec"]["selector"], deploy["spec"]["selector"]["matchLabels"]);
-    let pdb = cluster.get_json(&["poddisruptionbudget", FULLNAME, "-n", RELEASE_NS]);
+    let pdb = release.get_here("poddisruptionbudget", &full);
     assert_eq!(pdb["spec"]["selector"], deploy["spec"]["selector"]);
-    let role = cluster.get_json(&["clusterrole", FULLNAME]);
-    assert_least_privilege(&role);
-    let binding = cluster.get_json(&["clusterrolebinding", FULLNAME]);
-    assert_eq!(binding["subjects"], json!([{"kind": "ServiceAccount", "name": FULLNAME, "namespace": RELEASE_NS}]));
-    // No Lease RBAC without leader election; no ServiceMonitor unless asked for.
-    cluster.assert_absent(&["role", &format!("{FULLNAME}-leader-election"), "-n", RELEASE_NS]);
-    for crd in ["connections", "providers", "clusterproviders"] {
-        cluster.get_json(&["crd", &format!("{crd}.connection-operator.dev")]);
-    }
+    assert_least_privilege(&release.get(&["clusterrole", &full]));
+    let binding = release.get(&["clusterrolebinding", &full]);
+    assert_eq!(binding["subjects"], json!([{"kind": "ServiceAccount", "name": full, "namespace": ns}]));
+    // No Lease RBAC without leader election.
+    assert!(!release.exists(&["role", &format!("{full}-leader-election"), "--namespace", &ns]));
+
+    // The replicaset controller's Pod was admitted by the restricted namespace, hardened as
+    // the template says. (It stays Pending: nothing schedules it.)
+    let pods = admitted_pods(&release);
+    assert_eq!(pods.len(), 1, "{pods:?}");
+    assert_hardened(&pods[0]["spec"], &full);
+    assert_eq!(pods[0]["metadata"]["ownerReferences"][0]["kind"], "ReplicaSet");
 
     // Upgrade: two replicas with leader election, text logs, lower concurrency.
     let values = json!({"replicas": 2, "leaderElection": {"enabled": true}, "operator": {"concurrency": 4, "logFormat": "text"}});
-    let upgraded = cluster.helm_ok("upgrade", Some(values));
+    let upgraded = release.upgrade(&values);
     assert_eq!(upgraded["version"], 2, "{upgraded}");
-    let deploy = cluster.get_json(&["deployment", FULLNAME, "-n", RELEASE_NS]);
-    assert_hardened(&deploy);
+    let deploy = release.get_here("deployment", &full);
+    assert_hardened(&deploy["spec"]["template"]["spec"], &full);
     assert_eq!(deploy["spec"]["replicas"], 2);
-    assert_eq!(args_of(&deploy), ["run", "--metrics-addr=0.0.0.0:8080", "--concurrency=4", "--log-format=text", "--leader-election"]);
-    let lease_role = cluster.get_json(&["role", &format!("{FULLNAME}-leader-election"), "-n", RELEASE_NS]);
+    assert_eq!(release.deployment_args(), ["run", "--metrics-addr=0.0.0.0:8080", "--concurrency=4", "--log-format=text", "--leader-election"]);
+    let lease_role = release.get_here("role", &format!("{full}-leader-election"));
     assert_eq!(lease_role["rules"], json!([{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "patch"]}]));
-    cluster.get_json(&["rolebinding", &format!("{FULLNAME}-leader-election"), "-n", RELEASE_NS]);
+    release.get_here("rolebinding", &format!("{full}-leader-election"));
+    let pods = admitted_pods(&release);
+    assert!(pods[0]["spec"]["containers"][0]["args"].as_array().unwrap().contains(&json!("--leader-election")), "{pods:?}");
 
-    // Back to one replica without leader election: the Lease RBAC goes away. (Explicit
-    // values: an upgrade with none reuses the release's.)
-    cluster.helm_ok("upgrade", Some(json!({"replicas": 1, "leaderElection": {"enabled": false}})));
-    cluster.assert_absent(&["role", &format!("{FULLNAME}-leader-election"), "-n", RELEASE_NS]);
+    // Rollback to the first revision: its objects come back, the Lease RBAC goes.
+    release.rollback(1);
+    let history = release.history();
+    assert_eq!(history.len(), 3, "{history:?}");
+    assert_eq!(history[2]["status"], "deployed");
+    assert_eq!(history[2]["description"], "Rollback to 1");
+    assert_eq!(release.get_here("deployment", &full)["spec"]["replicas"], 1);
+    assert_eq!(release.deployment_args(), ["run", "--metrics-addr=0.0.0.0:8080", "--concurrency=16", "--log-format=json"]);
+    assert!(!release.exists(&["role", &format!("{full}-leader-election"), "--namespace", &ns]));
+    assert!(!release.exists(&["rolebinding", &format!("{full}-leader-election"), "--namespace", &ns]));
+    let pods = admitted_pods(&release);
+    assert!(!pods[0]["spec"]["containers"][0]["args"].as_array().unwrap().contains(&json!("--leader-election")), "{pods:?}");
 
-    cluster.helm_ok("uninstall", None);
-    cluster.assert_absent(&["deployment", FULLNAME, "-n", RELEASE_NS]);
-    cluster.assert_absent(&["serviceaccount", FULLNAME, "-n", RELEASE_NS]);
-    cluster.assert_absent(&["service", &format!("{FULLNAME}-metrics"), "-n", RELEASE_NS]);
-    cluster.assert_absent(&["poddisruptionbudget", FULLNAME, "-n", RELEASE_NS]);
-    cluster.assert_absent(&["clusterrole", FULLNAME]);
-    cluster.assert_absent(&["clusterrolebinding", FULLNAME]);
+    release.uninstall();
+    for args in [
+        vec!["deployment", &full, "--namespace", &ns],
+        vec!["serviceaccount", &full, "--namespace", &ns],
+        vec!["service", &metrics_service, "--namespace", &ns],
+        vec!["poddisruptionbudget", &full, "--namespace", &ns],
+        vec!["clusterrole", &full],
+        vec!["clusterrolebinding", &full],
+    ] {
+        assert!(!release.exists(&args), "{args:?} survived the uninstall");
+    }
+    let secrets = release.get(&["secrets", "--namespace", &ns, "-l", "owner=helm"]);
+    assert_eq!(secrets["items"], json!([]), "the release's history is gone: {secrets}");
+    // The garbage collector takes the ReplicaSets and Pods the Deployment owned.
+    eventually_blocking("the ReplicaSets and Pods collected", || {
+        let selector = format!("app.kubernetes.io/instance={}", release.name);
+        let left = release.get(&["replicasets,pods", "--namespace", &ns, "-l", &selector]);
+        left["items"].as_array().is_some_and(|i| i.is_empty()).then_some(())
+    });
     // Helm never deletes what it installed from crds/ (it would delete every Connection).
-    cluster.get_json(&["crd", "connections.connection-operator.dev"]);
+    for crd in CRDS {
+        assert!(release.exists(&["crd", crd]), "{crd} was deleted by the uninstall");
+    }
+}
+
+#[test]
+fn pod_security_refuses_the_pods_of_a_weakened_pod_spec() {
+    let cluster = Cluster::real();
+    cluster.install_crds();
+    let release = Release::new(&cluster);
+    // The Deployment itself is accepted (enforce applies to Pods); the API server warns.
+    let out = release.helm_chart("install", &weakened(), &[]);
+    assert!(out.ok, "{}", out.stderr);
+    // (helm logs the warning with its quotes escaped.)
+    assert!(out.stderr.contains("would violate PodSecurity") && out.stderr.contains("restricted:latest"), "{}", out.stderr);
+    // The replicaset controller's Pod is refused.
+    let failure = eventually_blocking("the ReplicaSet to report FailedCreate", || {
+        let rs = current_replica_set(&release)?;
+        rs["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == "ReplicaFailure" && c["reason"] == "FailedCreate").cloned()
+    });
+    let message = failure["message"].as_str().unwrap_or_default();
+    assert!(message.contains("is forbidden: violates PodSecurity \"restricted:latest\": forbidden AppArmor profile"), "{failure}");
+    assert!(pods(&release).is_empty(), "no Pod may have been admitted: {:?}", pods(&release));
+
+    // The chart's own pod spec, in the same namespace, is admitted.
+    release.upgrade(&json!({}));
+    let admitted = admitted_pods(&release);
+    assert!(admitted[0]["metadata"]["annotations"]["container.apparmor.security.beta.kubernetes.io/operator"].is_null(), "{}", admitted[0]);
 }
 
 #[test]
 fn watching_one_namespace_grants_roles_there_and_clusterproviders_only_cluster_wide() {
-    let cluster = Cluster::start();
-    for ns in [RELEASE_NS, TENANTS, PLATFORM] {
-        cluster.namespace(ns);
-    }
-    let values = json!({"operator": {"watchNamespaces": [TENANTS]}, "rbac": {"secretNamespaces": [PLATFORM]}});
-    let installed = cluster.helm_ok("install", Some(values));
-    assert!(installed["info"]["notes"].as_str().unwrap_or_default().contains("Watching: namespace tenants"), "{installed}");
-    let deploy = cluster.get_json(&["deployment", FULLNAME, "-n", RELEASE_NS]);
-    assert!(args_of(&deploy).contains(&format!("--namespace={TENANTS}")), "{deploy}");
-    cluster.assert_absent(&["clusterrole", FULLNAME]);
-    let cluster_role = cluster.get_json(&["clusterrole", &format!("{FULLNAME}-clusterproviders")]);
+    let cluster = Cluster::real();
+    cluster.install_crds();
+    let tenancy = Tenancy::new(&cluster);
+    let release = Release::new(&cluster);
+    let full = release.fullname.clone();
+    let installed = release.install(&operator_calls::values(Scope::OneNamespace, &tenancy, false));
+    let notes = installed["info"]["notes"].as_str().unwrap_or_default();
+    assert!(notes.contains(&format!("Watching: namespace {}.", tenancy.tenants())), "{installed}");
+    assert!(release.deployment_args().contains(&format!("--namespace={}", tenancy.tenants())));
+    assert!(!release.exists(&["clusterrole", &full]));
+    let cluster_role = release.get(&["clusterrole", &format!("{full}-clusterproviders")]);
     let resources: Vec<&Value> = cluster_role["rules"].as_array().unwrap().iter().flat_map(|r| r["resources"].as_array().unwrap()).collect();
     assert_eq!(resources, [&json!("clusterproviders"), &json!("clusterproviders/status")]);
-    let role = cluster.get_json(&["role", FULLNAME, "-n", TENANTS]);
+    let role = release.get(&["role", &full, "--namespace", tenancy.tenants()]);
     assert_least_privilege(&role);
-    assert_eq!(cluster.get_json(&["rolebinding", FULLNAME, "-n", TENANTS])["roleRef"]["name"], FULLNAME);
-    let secrets = cluster.get_json(&["role", &format!("{FULLNAME}-secrets"), "-n", PLATFORM]);
+    assert_eq!(release.get(&["rolebinding", &full, "--namespace", tenancy.tenants()])["roleRef"]["name"], full.as_str());
+    let secrets = release.get(&["role", &format!("{full}-secrets"), "--namespace", tenancy.platform()]);
     assert_eq!(secrets["rules"], json!([{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]));
-    cluster.assert_absent(&["role", FULLNAME, "-n", PLATFORM]);
-}
-
-#[test]
-fn values_schema_rejects_bad_values() {
-    let cluster = Cluster::start();
-    cluster.namespace(RELEASE_NS);
-    for (values, expected) in [
-        (json!({"replicas": 2}), "at '/leaderElection/enabled': value must be true"),
-        (json!({"operator": {"logFormat": "xml"}}), "at '/operator/logFormat': value must be one of 'json', 'text'"),
-        (json!({"operator": {"concurrency": 0}}), "/operator/concurrency"),
-        (json!({"operator": {"watchNamespaces": ["a", "b"]}}), "/operator/watchNamespaces"),
-        (json!({"operator": {"watchNamespaces": ["Not_A_Namespace"]}}), "/operator/watchNamespaces/0"),
-        (json!({"replica": 1}), "additional properties 'replica' not allowed"),
-        (json!({"leaderElection": {"enabled": "yes"}}), "/leaderElection/enabled"),
-    ] {
-        let err = cluster.helm("install", Some(values.clone())).expect_err(&format!("{values} must be rejected"));
-        assert!(err.contains("values don't meet the specifications of the schema"), "{values}: {err}");
-        assert!(err.contains(expected), "{values}: expected {expected:?} in {err}");
-    }
-    // Nothing was installed by the rejected attempts.
-    cluster.assert_absent(&["deployment", FULLNAME, "-n", RELEASE_NS]);
-    let secrets = cluster.get_json(&["secrets", "-n", RELEASE_NS, "-l", "owner=helm"]);
-    assert_eq!(secrets["items"], json!([]), "{secrets}");
-    // The good values install.
-    cluster.helm_ok("install", Some(json!({"replicas": 2, "leaderElection": {"enabled": true}})));
+    assert!(!release.exists(&["role", &full, "--namespace", tenancy.platform()]));
+    let pods = admitted_pods(&release);
+    assert_hardened(&pods[0]["spec"], &full);
 }
 
 // ---------------------------------------------------------------------------------------
-// RBAC enforcement in the emulator, over HTTP.
+// The operator itself, authenticated as the chart's ServiceAccount.
 
-async fn admin(cluster: &Cluster, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
-    let resp = reqwest::Client::new()
-        .request(method, format!("{}/_sandbox/{path}", cluster.sandbox.url()))
-        .json(&body)
-        .send()
-        .await
-        .expect("admin request");
-    let code = resp.status().as_u16();
-    (code, resp.json().await.expect("admin JSON"))
-}
-
-/// Turn enforcement on and mint a token (and kubeconfig) for `ns/name`.
-async fn enforce_and_mint(cluster: &Cluster, ns: &str, name: &str) -> (String, String) {
-    let (code, body) = admin(cluster, reqwest::Method::PUT, "rbac", json!({"enforce": true})).await;
-    assert_eq!((code, &body), (200, &json!({"enforce": true})));
-    let (code, body) = admin(cluster, reqwest::Method::POST, "tokens", json!({"serviceAccount": format!("{ns}/{name}")})).await;
-    assert_eq!(code, 200, "{body}");
-    assert_eq!(body["user"], format!("system:serviceaccount:{ns}:{name}"));
-    (body["token"].as_str().expect("token").to_string(), body["kubeconfig"].as_str().expect("kubeconfig").to_string())
-}
-
-async fn get_with(cluster: &Cluster, token: Option<&str>, path: &str) -> (u16, Value) {
-    let mut req = reqwest::Client::new().get(format!("{}{path}", cluster.sandbox.url()));
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
+/// Wait until the real authorizer grants the ServiceAccount every verb of the release's
+/// roles (RBAC sees new Roles through an informer, a moment after Helm created them).
+async fn await_release_rbac(release: &Release<'_>, tenancy: &Tenancy, scope: Scope, user: &str) {
+    let admin = release.cluster.client().await;
+    for role in release_roles(release, scope, tenancy) {
+        await_authorizer(&admin, user, &grants(&role), role["metadata"]["namespace"].as_str(), true).await;
     }
-    let resp = req.send().await.expect("request");
-    let code = resp.status().as_u16();
-    (code, resp.json().await.expect("JSON body"))
+}
+
+/// Install the chart for `scope`, start the provider emulators with one upstream connection
+/// per provider, and run `controller::run` with a TokenRequest token of the chart's
+/// ServiceAccount: every Connection (three through namespaced Providers, one through a
+/// ClusterProvider whose Secret lives elsewhere, one with deletionPolicy Delete that is then
+/// deleted) reaches its end state, and the API server refused none of the operator's calls.
+/// Cluster-wide, the operator also runs with leader election (`run_when_leading`, as
+/// `--leader-election` does), so the Lease Role is exercised too.
+async fn operator_runs_without_a_denial(cluster: &Cluster, scope: Scope) {
+    use connection_operator::admin::Readiness;
+    use connection_operator::controller::{self, LeaseSettings, RunConfig};
+    use connection_operator::metrics::Metrics;
+    use connection_sandbox::providers::ProviderSandbox;
+
+    let tenancy = Tenancy::new(cluster);
+    let release = Release::new(cluster);
+    let leader_election = scope == Scope::AllNamespaces;
+    release.install(&operator_calls::values(scope, &tenancy, leader_election));
+    let tenants = tenancy.tenants().to_string();
+
+    let providers = ProviderSandbox::start("127.0.0.1:0".parse().unwrap()).await.expect("provider emulators");
+    let http = reqwest::Client::new();
+    for (p, id, state) in [
+        ("nango", "acme", json!({"provider_config_key": "salesforce", "metadata": {"theirs": "webhook-1"}})),
+        ("mielto", "acme", json!({"label": "Old", "status": "inactive", "config": {"theirs": 7}})),
+        ("arena", "4242", json!({"metadata": {"theirs": true}})),
+        ("datagrid", "acme", json!({"name": "Old name"})),
+    ] {
+        let r = http.put(format!("{}/_sandbox/connections/{id}", providers.base_url(p))).json(&state).send().await.expect("seed");
+        assert!(r.status().is_success(), "seed {p}: {}", r.status());
+    }
+    for p in ["nango", "mielto", "arena"] {
+        tenancy.secret(&tenants, &format!("{p}-credentials"), "tok-chart-rbac");
+        tenancy.provider(p, &providers.base_url(p));
+    }
+    tenancy.secret(tenancy.platform(), "datagrid-credentials", "tok-chart-rbac");
+    tenancy.datagrid_cluster_provider(&providers.base_url("datagrid"));
+    tenancy.connection("n", json!({"providerRef": {"name": "nango"}, "connectionId": "acme", "nango": {"providerConfigKey": "salesforce", "metadata": {"region": "eu"}}}));
+    tenancy.connection("m", json!({"providerRef": {"name": "mielto"}, "connectionId": "acme", "mielto": {"label": "Acme", "status": "active", "config": {"channel": "#a"}}, "deletionPolicy": "Delete"}));
+    tenancy.connection("a", json!({"providerRef": {"name": "arena"}, "connectionId": "4242", "arena": {"metadata": {"reviewed": true}}}));
+    tenancy.connection("d", json!({"providerRef": {"kind": "ClusterProvider", "name": tenancy.cluster_provider}, "connectionId": "acme", "datagrid": {"name": "Acme Drive"}}));
+
+    let account = cluster.service_account(release.namespace(), &release.fullname);
+    await_release_rbac(&release, &tenancy, scope, &account.user).await;
+    let (client, calls) = account.recorded_client().await;
+    let config = RunConfig {
+        namespace: (scope == Scope::OneNamespace).then(|| tenants.clone()),
+        concurrency: 4,
+        ..RunConfig::default()
+    };
+    let (metrics, readiness) = (Arc::new(Metrics::new()), Readiness::default());
+    let operator = if leader_election {
+        let lease = LeaseSettings::new(release.namespace(), "connection-operator-0");
+        tokio::spawn(async move {
+            if let Err(e) = controller::run_when_leading(client, config, lease, metrics, readiness, std::future::pending()).await {
+                panic!("leader election failed: {e}");
+            }
+        })
+    } else {
+        tokio::spawn(controller::run(client, config, metrics, readiness, std::future::pending()))
+    };
+
+    for name in ["n", "m", "a", "d"] {
+        eventually(&format!("Connection {name} Ready=True InSync"), || async { tenancy.in_sync(name).then_some(()) }).await;
+    }
+    let upstream: Value = http.get(format!("{}/_sandbox/connections/acme", providers.base_url("nango"))).send().await.unwrap().json().await.unwrap();
+    assert_eq!(upstream["metadata"], json!({"theirs": "webhook-1", "region": "eu"}));
+    let m = tenancy.get_connection("m");
+    assert_eq!(m["metadata"]["finalizers"], json!(["connection-operator.dev/cleanup"]), "the operator added its finalizer");
+    // Deleting with deletionPolicy Delete: cleanup upstream, then the finalizer is released.
+    tenancy.kubectl().ok(&["delete", "connection", "m", "--namespace", &tenants, "--wait=false"]);
+    eventually("Connection m deleted", || async {
+        let out = tenancy.kubectl().run_async(&["get", "connection", "m", "--namespace", &tenants, "--ignore-not-found", "-o", "name"], None).await;
+        (out.ok && out.stdout.trim().is_empty()).then_some(())
+    })
+    .await;
+    let mielto: Value = http.get(format!("{}/_sandbox/connections/acme", providers.base_url("mielto"))).send().await.unwrap().json().await.unwrap();
+    assert_eq!(mielto["config"], json!({"theirs": 7}), "the owned key was removed upstream");
+    if leader_election {
+        let lease = release.get_here("lease", operator_calls::LEASE);
+        assert_eq!(lease["spec"]["holderIdentity"], "connection-operator-0", "{lease}");
+    }
+    assert!(!operator.is_finished(), "the operator stopped early");
+    operator.abort();
+    let _ = operator.await;
+
+    // What the API server answered the operator: never 401 or 403.
+    let recorded = calls.calls();
+    assert!(recorded.len() >= 20, "the operator's calls were recorded: {recorded:?}");
+    let denied: Vec<String> = recorded.iter().filter(|c| c.denied()).map(ToString::to_string).collect();
+    assert!(denied.is_empty(), "the API server refused the operator:\n{}", denied.join("\n"));
+    // Events were published by the ServiceAccount.
+    let events = release.get(&["events.v1.events.k8s.io", "--namespace", &tenants]);
+    let items = events["items"].as_array().cloned().unwrap_or_default();
+    assert!(items.iter().any(|e| e["reportingController"] == "connection-operator" && e["reason"] == "InSync"), "no InSync Event: {events}");
+
+    // And the other way round: the operator used every (verb, group, resource) the chart
+    // grants, except the Event patch, which kube-runtime's Recorder sends only when the same
+    // Event repeats within minutes, and the Provider/ClusterProvider get, which the controller
+    // sends only when a Connection is reconciled before its Provider reached the watch cache
+    // (both checked by the verb-by-verb tests).
+    let used: Vec<(String, String, String)> = recorded.iter().filter(|c| c.code.is_some()).map(|c| (c.verb.clone(), c.group.clone(), c.resource.clone())).collect();
+    for role in release_roles(&release, scope, &tenancy) {
+        for grant in grants(&role) {
+            if (grant.0 == "patch" && grant.2 == "events") || (grant.0 == "get" && (grant.2 == "providers" || grant.2 == "clusterproviders")) {
+                continue;
+            }
+            assert!(used.contains(&grant), "the chart grants {grant:?} in {}, which the operator never used: {used:?}", role["metadata"]["name"]);
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rbac_enforcement_authorizes_service_account_tokens_like_kube_apiserver() {
-    let cluster = Cluster::start();
-    cluster.kubectl_ok(&["apply", "-f", root().join("crds/connection-operator.dev.yaml").to_str().unwrap()]);
-    cluster.namespace("ops");
-    cluster.namespace("t");
-    let conns = "/apis/connection-operator.dev/v1alpha1/connections";
-
-    // Off by default: any token, or none, is served.
-    assert_eq!(get_with(&cluster, None, conns).await.0, 200);
-    let (token, kubeconfig) = enforce_and_mint(&cluster, "ops", "op").await;
-    assert_eq!(get_with(&cluster, None, conns).await.0, 200, "no credentials: the insecure port's full access");
-    let (code, status) = admin(&cluster, reqwest::Method::POST, "tokens", json!({"serviceAccount": "op"})).await;
-    assert_eq!(code, 400, "{status}");
-
-    // Authentication: an unknown token, or a token whose ServiceAccount does not exist (yet),
-    // is 401. No token at all is the insecure port's full access (kubectl and Helm send none
-    // over plain HTTP).
-    let unauthorized = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": "Unauthorized", "reason": "Unauthorized", "code": 401});
-    assert_eq!(get_with(&cluster, None, conns).await.0, 200);
-    assert_eq!(get_with(&cluster, Some("sandbox-not-a-token"), conns).await, (401, unauthorized.clone()));
-    assert_eq!(get_with(&cluster, Some(&token), conns).await, (401, unauthorized));
-    cluster.kubectl_ok(&["create", "serviceaccount", "op", "-n", "ops"]);
-
-    // Authenticated, no binding: 403 worded as kube-apiserver words it.
-    let (code, status) = get_with(&cluster, Some(&token), conns).await;
-    assert_eq!(code, 403);
-    assert_eq!(
-        status,
-        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-               "message": "connections.connection-operator.dev is forbidden: User \"system:serviceaccount:ops:op\" cannot list resource \"connections\" in API group \"connection-operator.dev\" at the cluster scope",
-               "reason": "Forbidden", "details": {"group": "connection-operator.dev", "kind": "connections"}, "code": 403})
-    );
-    // The admin token is always allowed.
-    assert_eq!(get_with(&cluster, Some(cluster.sandbox.token()), conns).await.0, 200);
-
-    // A Role in "t" lets the SA list and patch Connections there, nothing else.
-    let role = r#"
-apiVersion: rbac.authorization.k8s.io/v1
-kind: Role
-metadata: {name: conn-reader, namespace: t}
-rules:
-- {apiGroups: [connection-operator.dev], resources: [connections], verbs: [list, get]}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata: {name: conn-reader, namespace: t}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: conn-reader}
-subjects: [{kind: ServiceAccount, name: op, namespace: ops}]
-"#;
-    let out = cluster.kubectl_stdin(&["apply", "-f", "-"], Some(role));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(get_with(&cluster, Some(&token), "/apis/connection-operator.dev/v1alpha1/namespaces/t/connections").await.0, 200);
-    assert_eq!(get_with(&cluster, Some(&token), conns).await.0, 403, "a Role grants nothing at the cluster scope");
-    let (code, status) = get_with(&cluster, Some(&token), "/apis/connection-operator.dev/v1alpha1/namespaces/ops/connections").await;
-    assert_eq!(code, 403);
-    assert!(status["message"].as_str().unwrap().ends_with("in the namespace \"ops\""), "{status}");
-    let (code, status) = get_with(&cluster, Some(&token), "/api/v1/namespaces/t/secrets/x").await;
-    assert_eq!(code, 403);
-    assert_eq!(
-        status["message"],
-        "secrets \"x\" is forbidden: User \"system:serviceaccount:ops:op\" cannot get resource \"secrets\" in API group \"\" in the namespace \"t\""
-    );
-    assert_eq!(status["details"], json!({"name": "x", "kind": "secrets"}));
-
-    // The minted kubeconfig works for kube-rs clients (which send the token over HTTP).
-    let kc = Kubeconfig::from_yaml(&kubeconfig).expect("minted kubeconfig parses");
-    let client = Client::try_from(Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.expect("config")).expect("client");
-    let ar = api_resource("Connection", "connections");
-    Api::<DynamicObject>::namespaced_with(client.clone(), "t", &ar).list(&ListParams::default()).await.expect("allowed in t");
-    let denied = Api::<DynamicObject>::namespaced_with(client.clone(), "t", &ar).delete("x", &Default::default()).await.expect_err("delete is not granted");
-    assert!(denied.to_string().contains("cannot delete resource \"connections\" in API group \"connection-operator.dev\" in the namespace \"t\""), "{denied}");
-
-    // Every denial is on record, in order.
-    let (_, snapshot) = admin(&cluster, reqwest::Method::GET, "rbac", Value::Null).await;
-    let denials = snapshot["denials"].as_array().expect("denials");
-    assert_eq!(
-        denials[0],
-        json!({"user": "system:serviceaccount:ops:op", "verb": "list", "group": "connection-operator.dev", "resource": "connections", "namespace": null, "name": null})
-    );
-    assert_eq!(denials.last().expect("a denial")["verb"], "delete");
-    assert_eq!(
-        snapshot["allowed"],
-        json!([{"user": "system:serviceaccount:ops:op", "verb": "list", "group": "connection-operator.dev", "resource": "connections"}])
-    );
-
-    // Deleting the ServiceAccount invalidates its token.
-    cluster.kubectl_ok(&["delete", "serviceaccount", "op", "-n", "ops"]);
-    assert_eq!(get_with(&cluster, Some(&token), "/apis/connection-operator.dev/v1alpha1/namespaces/t/connections").await.0, 401);
-    // Enforcement off again: everything is served.
-    admin(&cluster, reqwest::Method::PUT, "rbac", json!({"enforce": false})).await;
-    assert_eq!(get_with(&cluster, Some("sandbox-not-a-token"), conns).await.0, 200);
+async fn operator_as_the_chart_service_account_reconciles_cluster_wide_without_a_denial() {
+    // A cluster-wide operator would reconcile other tests' Connections on a shared control
+    // plane; Helm installs the CRDs here.
+    let cluster = Cluster::real_dedicated();
+    operator_runs_without_a_denial(&cluster, Scope::AllNamespaces).await;
 }
 
-// ---------------------------------------------------------------------------------------
-// The chart's RBAC against the operator's Kubernetes calls.
-
-/// How the operator runs: cluster-wide or in one namespace.
-#[derive(Clone, Copy)]
-enum Scope {
-    AllNamespaces,
-    Namespace(&'static str),
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_as_the_chart_service_account_reconciles_one_namespace_without_a_denial() {
+    let cluster = Cluster::real();
+    cluster.install_crds();
+    operator_runs_without_a_denial(&cluster, Scope::OneNamespace).await;
 }
 
-fn api_resource(kind: &str, plural: &str) -> ApiResource {
-    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("connection-operator.dev", "v1alpha1", kind), plural)
-}
+/// Install the chart for `scope` (with leader election) and replay the operator's calls as
+/// the ServiceAccount: all succeed; then take each verb away in turn.
+async fn chart_rbac_grants_exactly_the_operator_calls(scope: Scope) {
+    let cluster = Cluster::real();
+    cluster.install_crds();
+    let tenancy = Tenancy::new(&cluster);
+    let release = Release::new(&cluster);
+    release.install(&operator_calls::values(scope, &tenancy, true));
+    operator_calls::seed(&tenancy);
+    let account = cluster.service_account(release.namespace(), &release.fullname);
+    await_release_rbac(&release, &tenancy, scope, &account.user).await;
+    let client = account.client().await;
+    let lease_namespace = Some(release.namespace());
 
-/// A call that failed: whether the API server said 403, and what it said.
-#[derive(Debug)]
-struct Failure {
-    call: String,
-    forbidden: bool,
-    message: String,
-}
-
-fn failure(call: &str, e: &kube::Error) -> Failure {
-    let forbidden = matches!(e, kube::Error::Api(s) if s.code == 403);
-    Failure { call: call.to_string(), forbidden, message: e.to_string() }
-}
-
-/// Every Kubernetes call the operator makes, made as `client` through the libraries the
-/// operator uses. Returns the calls that failed.
-async fn operator_calls(client: &Client, scope: Scope, leader_election: bool) -> Vec<Failure> {
-    let mut failures = Vec::new();
-    let mut check = |call: &str, r: Result<(), kube::Error>| {
-        if let Err(e) = r {
-            failures.push(failure(call, &e));
-        }
-    };
-    let conn_ar = api_resource("Connection", "connections");
-    let prov_ar = api_resource("Provider", "providers");
-    let cp_ar = api_resource("ClusterProvider", "clusterproviders");
-    let (conns_watch, provs_watch, secrets_watch): (Api<DynamicObject>, Api<DynamicObject>, Api<Secret>) = match scope {
-        Scope::AllNamespaces => (Api::all_with(client.clone(), &conn_ar), Api::all_with(client.clone(), &prov_ar), Api::all(client.clone())),
-        Scope::Namespace(ns) => (
-            Api::namespaced_with(client.clone(), ns, &conn_ar),
-            Api::namespaced_with(client.clone(), ns, &prov_ar),
-            Api::namespaced(client.clone(), ns),
-        ),
-    };
-    let conns: Api<DynamicObject> = Api::namespaced_with(client.clone(), TENANTS, &conn_ar);
-    let provs: Api<DynamicObject> = Api::namespaced_with(client.clone(), TENANTS, &prov_ar);
-    let cps: Api<DynamicObject> = Api::all_with(client.clone(), &cp_ar);
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), TENANTS);
-    let platform_secrets: Api<Secret> = Api::namespaced(client.clone(), PLATFORM);
-    let wp = WatchParams::default().timeout(1);
-    let lp = ListParams::default();
-    let ssa = PatchParams::apply("connection-operator").force();
-
-    // The controller's watches (kube-runtime watcher: list, then watch) and the metadata-only
-    // Secret watch.
-    check("list connections", conns_watch.list(&lp).await.map(drop));
-    check("watch connections", conns_watch.watch(&wp, "0").await.map(drop));
-    check("list providers", provs_watch.list(&lp).await.map(drop));
-    check("watch providers", provs_watch.watch(&wp, "0").await.map(drop));
-    check("list clusterproviders", cps.list(&lp).await.map(drop));
-    check("watch clusterproviders", cps.watch(&wp, "0").await.map(drop));
-    check("list secret metadata", secrets_watch.list_metadata(&lp).await.map(drop));
-    check("watch secret metadata", secrets_watch.watch_metadata(&wp, "0").await.map(drop));
-    // Reconcile: dereference the provider and read its credentials.
-    check("get provider", provs.get("nango").await.map(drop));
-    check("get clusterprovider", cps.get("datagrid").await.map(drop));
-    check("get secret", secrets.get("nango-credentials").await.map(drop));
-    check("get clusterprovider secret", platform_secrets.get("datagrid-credentials").await.map(drop));
-    // Finalizer (deletionPolicy Delete) by merge patch, and status by server-side apply.
-    let finalizer = json!({"metadata": {"finalizers": ["connection-operator.dev/cleanup"]}});
-    check("patch connection finalizer", conns.patch("acme-slack", &PatchParams::default(), &Patch::Merge(&finalizer)).await.map(drop));
-    let status = |kind: &str| json!({"apiVersion": "connection-operator.dev/v1alpha1", "kind": kind, "status": {"observedGeneration": 1}});
-    check("apply connection status", conns.patch_status("acme-salesforce", &ssa, &Patch::Apply(status("Connection"))).await.map(drop));
-    check("apply provider status", provs.patch_status("nango", &ssa, &Patch::Apply(status("Provider"))).await.map(drop));
-    check("apply clusterprovider status", cps.patch_status("datagrid", &ssa, &Patch::Apply(status("ClusterProvider"))).await.map(drop));
-    // Events through kube-runtime's Recorder: the first is created, a repeat is patched.
-    let recorder = Recorder::new(client.clone(), Reporter { controller: "connection-operator".into(), instance: None });
-    let reference = ObjectReference {
-        api_version: Some("connection-operator.dev/v1alpha1".into()),
-        kind: Some("Connection".into()),
-        name: Some("acme-salesforce".into()),
-        namespace: Some(TENANTS.into()),
-        ..Default::default()
-    };
-    let event = Event { type_: EventType::Normal, reason: "Synced".into(), note: Some("in sync".into()), action: "Reconcile".into(), secondary: None };
-    check("create event", recorder.publish(&event, &reference).await);
-    check("patch event", recorder.publish(&event, &reference).await);
-    // Leader election through kube-lease-manager: build (get, create) and acquire (patch).
-    if leader_election {
-        let acquired = async {
-            let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), "connection-operator")
-                .with_namespace(RELEASE_NS)
-                .with_duration(15)
-                .with_grace(5)
-                .build()
-                .await?;
-            let leading = manager.changed().await?;
-            manager.release().await?;
-            Ok::<bool, kube_lease_manager::LeaseManagerError>(leading)
-        };
-        let call = "acquire lease";
-        match tokio::time::timeout(Duration::from_secs(60), acquired).await {
-            Ok(Ok(true)) => {}
-            Ok(Ok(false)) => failures.push(Failure { call: call.into(), forbidden: false, message: "not leading".into() }),
-            Ok(Err(kube_lease_manager::LeaseManagerError::KubeError(e))) => failures.push(failure(call, &e)),
-            Ok(Err(e)) => failures.push(Failure { call: call.into(), forbidden: false, message: e.to_string() }),
-            Err(_) => failures.push(Failure { call: call.into(), forbidden: false, message: "timed out".into() }),
-        }
-    }
-    failures
-}
-
-/// Apply the examples (namespace tenants, Secrets, Providers, a ClusterProvider, Connections)
-/// as the admin.
-fn seed_examples(cluster: &Cluster) {
-    for file in ["secrets.yaml", "providers.yaml", "connections.yaml"] {
-        cluster.kubectl_ok(&["apply", "-f", root().join("examples").join(file).to_str().unwrap()]);
-    }
-    // The ClusterProvider's Secret (examples/providers.yaml points at platform/datagrid-credentials).
-    let out = cluster.kubectl(&["get", "secret", "datagrid-credentials", "-n", PLATFORM]);
-    if !out.status.success() {
-        cluster.kubectl_ok(&["create", "secret", "generic", "datagrid-credentials", "-n", PLATFORM, "--from-literal=token=dg-test"]);
-    }
-}
-
-async fn service_account_client(cluster: &Cluster) -> Client {
-    let (_, kubeconfig) = enforce_and_mint(cluster, RELEASE_NS, FULLNAME).await;
-    let kc = Kubeconfig::from_yaml(&kubeconfig).expect("minted kubeconfig parses");
-    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.expect("kube config");
-    Client::try_from(config).expect("kube client")
-}
-
-fn describe(failures: &[Failure]) -> String {
-    failures.iter().map(|f| format!("{}: {}", f.call, f.message)).collect::<Vec<_>>().join("\n")
-}
-
-fn calls(failures: &[Failure]) -> Vec<&str> {
-    failures.iter().map(|f| f.call.as_str()).collect()
-}
-
-/// The role objects of the release, as (kubectl args, object).
-fn release_roles(cluster: &Cluster, scope: Scope) -> Vec<(Vec<String>, Value)> {
-    let mut targets: Vec<Vec<String>> = Vec::new();
-    // The Lease Role exists only with leader election.
-    let lease_role = format!("{FULLNAME}-leader-election");
-    let found = cluster.kubectl(&["get", "role", &lease_role, "-n", RELEASE_NS, "--ignore-not-found", "-o", "name"]);
-    if !found.stdout.is_empty() {
-        targets.push(vec!["role".into(), lease_role, "-n".into(), RELEASE_NS.into()]);
-    }
+    let failures = operator_calls::replay(&client, scope, &tenancy, lease_namespace).await;
+    assert!(failures.is_empty(), "the chart's ServiceAccount got errors:\n{}", operator_calls::describe(&failures));
     match scope {
-        Scope::AllNamespaces => targets.push(vec!["clusterrole".into(), FULLNAME.into()]),
-        Scope::Namespace(ns) => {
-            targets.push(vec!["clusterrole".into(), format!("{FULLNAME}-clusterproviders")]);
-            targets.push(vec!["role".into(), FULLNAME.into(), "-n".into(), ns.into()]);
-            targets.push(vec!["role".into(), format!("{FULLNAME}-secrets"), "-n".into(), PLATFORM.into()]);
+        Scope::AllNamespaces => {
+            // Without leader election there is no Lease RBAC, and the Lease calls are forbidden.
+            release.upgrade(&operator_calls::values(scope, &tenancy, false));
+            let admin = cluster.client().await;
+            let lease_verbs: Vec<_> = ["get", "create", "patch"].iter().map(|v| (v.to_string(), "coordination.k8s.io".to_string(), "leases".to_string())).collect();
+            await_authorizer(&admin, &account.user, &lease_verbs, lease_namespace, false).await;
+            let failures = operator_calls::replay(&client, scope, &tenancy, lease_namespace).await;
+            assert_eq!(operator_calls::calls(&failures), ["acquire lease"], "{}", operator_calls::describe(&failures));
+            assert!(failures[0].forbidden, "{}", operator_calls::describe(&failures));
+            let failures = operator_calls::replay(&client, scope, &tenancy, None).await;
+            assert!(failures.is_empty(), "{}", operator_calls::describe(&failures));
+            release.upgrade(&operator_calls::values(scope, &tenancy, true));
+            await_release_rbac(&release, &tenancy, scope, &account.user).await;
+        }
+        Scope::OneNamespace => {
+            // Cluster-wide calls are exactly what this mode does not grant.
+            let failures = operator_calls::replay(&client, Scope::AllNamespaces, &tenancy, None).await;
+            assert!(failures.iter().all(|f| f.forbidden), "{}", operator_calls::describe(&failures));
+            assert_eq!(
+                operator_calls::calls(&failures),
+                ["list connections", "watch connections", "list providers", "watch providers", "list secret metadata", "watch secret metadata"]
+            );
         }
     }
-    targets
-        .into_iter()
-        .map(|t| {
-            let args: Vec<&str> = t.iter().map(String::as_str).collect();
-            let obj = cluster.get_json(&args);
-            (t, obj)
-        })
-        .collect()
-}
-
-/// A kube-rs client with the admin's kubeconfig (fast enough to rewrite roles in a loop).
-async fn admin_client(cluster: &Cluster) -> Client {
-    let kc = Kubeconfig::read_from(cluster.kubeconfig()).expect("admin kubeconfig");
-    Client::try_from(Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.expect("config")).expect("client")
-}
-
-/// Replace a Role or ClusterRole (given as JSON, without resourceVersion) as the admin.
-async fn replace_role(admin: &Client, role: &Value) {
-    let kind = role["kind"].as_str().expect("kind");
-    let gvk = GroupVersionKind::gvk("rbac.authorization.k8s.io", "v1", kind);
-    let name = role["metadata"]["name"].as_str().expect("name");
-    let api: Api<DynamicObject> = match role["metadata"]["namespace"].as_str() {
-        Some(ns) => Api::namespaced_with(admin.clone(), ns, &ApiResource::from_gvk_with_plural(&gvk, "roles")),
-        None => Api::all_with(admin.clone(), &ApiResource::from_gvk_with_plural(&gvk, "clusterroles")),
-    };
-    let obj: DynamicObject = serde_json::from_value(role.clone()).expect("role decodes");
-    api.replace(name, &Default::default(), &obj).await.unwrap_or_else(|e| panic!("replace {name}: {e}"));
-}
-
-/// Without one verb of one rule, some operator call must fail with 403.
-async fn assert_every_verb_is_needed(cluster: &Cluster, client: &Client, scope: Scope) {
-    let admin = admin_client(cluster).await;
-    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(admin.clone(), RELEASE_NS);
-    for (_, mut role) in release_roles(cluster, scope) {
-        // Replaced unconditionally: the role changes on every round.
-        role["metadata"].as_object_mut().expect("metadata").remove("resourceVersion");
-        let rules = role["rules"].as_array().expect("rules").clone();
-        for (i, rule) in rules.iter().enumerate() {
-            for verb in rule["verbs"].as_array().expect("verbs") {
-                let mut reduced = role.clone();
-                let remaining: Vec<&Value> = rule["verbs"].as_array().unwrap().iter().filter(|v| *v != verb).collect();
-                let mut new_rules = rules.clone();
-                if remaining.is_empty() {
-                    new_rules.remove(i);
-                } else {
-                    new_rules[i]["verbs"] = json!(remaining);
-                }
-                reduced["rules"] = json!(new_rules);
-                replace_role(&admin, &reduced).await;
-                // A first start: the operator creates its Lease when there is none.
-                if let Err(e) = leases.delete("connection-operator", &Default::default()).await {
-                    assert!(matches!(&e, kube::Error::Api(s) if s.code == 404), "delete the Lease: {e}");
-                }
-                let failures = operator_calls(client, scope, true).await;
-                let what = format!("{verb} on {} in {}", rule["resources"], role["metadata"]["name"]);
-                assert!(!failures.is_empty(), "the operator needs {what}, yet every call succeeded without it");
-                assert!(failures.iter().all(|f| f.forbidden), "only 403s expected without {what}:\n{}", describe(&failures));
-                // Put the role back as the chart rendered it.
-                replace_role(&admin, &role).await;
-            }
-        }
-    }
-    let failures = operator_calls(client, scope, true).await;
-    assert!(failures.is_empty(), "after restoring the chart's RBAC:\n{}", describe(&failures));
+    operator_calls::assert_every_verb_is_needed(&release, &tenancy, &client, &account.user, scope).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chart_rbac_grants_exactly_the_operator_calls_cluster_wide() {
-    let cluster = Cluster::start();
-    cluster.namespace(RELEASE_NS);
-    cluster.helm_ok("install", Some(json!({"leaderElection": {"enabled": true}})));
-    for ns in [TENANTS, PLATFORM] {
-        cluster.namespace(ns);
-    }
-    seed_examples(&cluster);
-    let client = service_account_client(&cluster).await;
-
-    let failures = operator_calls(&client, Scope::AllNamespaces, true).await;
-    assert!(failures.is_empty(), "the chart's ServiceAccount got errors:\n{}", describe(&failures));
-    // Without leader election there is no Lease RBAC, and the Lease calls are forbidden.
-    cluster.helm_ok("upgrade", Some(json!({"leaderElection": {"enabled": false}})));
-    let failures = operator_calls(&client, Scope::AllNamespaces, true).await;
-    assert_eq!(calls(&failures), ["acquire lease"], "{}", describe(&failures));
-    assert!(failures[0].forbidden, "{}", describe(&failures));
-    let failures = operator_calls(&client, Scope::AllNamespaces, false).await;
-    assert!(failures.is_empty(), "{}", describe(&failures));
-
-    cluster.helm_ok("upgrade", Some(json!({"leaderElection": {"enabled": true}})));
-    assert_every_verb_is_needed(&cluster, &client, Scope::AllNamespaces).await;
+    // Only calls are replayed (no operator reconciles anything): the shared control plane
+    // is fine, with the release's cluster-scoped names unique.
+    chart_rbac_grants_exactly_the_operator_calls(Scope::AllNamespaces).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chart_rbac_grants_exactly_the_operator_calls_in_one_namespace() {
-    let cluster = Cluster::start();
-    for ns in [RELEASE_NS, TENANTS, PLATFORM] {
-        cluster.namespace(ns);
+    chart_rbac_grants_exactly_the_operator_calls(Scope::OneNamespace).await;
+}
+
+/// The Role in the watched namespace without `verb` on `resource` (as rendered otherwise).
+fn without(role: &Value, resource: &str, verb: &str) -> Value {
+    let mut reduced = role.clone();
+    for rule in reduced["rules"].as_array_mut().expect("rules") {
+        if rule["resources"].as_array().unwrap().iter().any(|r| r == resource) {
+            let verbs: Vec<Value> = rule["verbs"].as_array().unwrap().iter().filter(|v| *v != verb).cloned().collect();
+            rule["verbs"] = json!(verbs);
+        }
     }
-    let values = json!({"leaderElection": {"enabled": true}, "operator": {"watchNamespaces": [TENANTS]}, "rbac": {"secretNamespaces": [PLATFORM]}});
-    cluster.helm_ok("install", Some(values));
-    seed_examples(&cluster);
-    let client = service_account_client(&cluster).await;
-    let scope = Scope::Namespace(TENANTS);
-    let failures = operator_calls(&client, scope, true).await;
-    assert!(failures.is_empty(), "the chart's ServiceAccount got errors:\n{}", describe(&failures));
-    // Cluster-wide calls are exactly what this mode does not grant.
-    let failures = operator_calls(&client, Scope::AllNamespaces, false).await;
-    assert!(failures.iter().all(|f| f.forbidden), "{}", describe(&failures));
-    assert_eq!(calls(&failures), ["list connections", "watch connections", "list providers", "watch providers", "list secret metadata", "watch secret metadata"]);
-    assert_every_verb_is_needed(&cluster, &client, scope).await;
+    reduced["rules"] = json!(reduced["rules"].as_array().unwrap().iter().filter(|r| !r["verbs"].as_array().unwrap().is_empty()).cloned().collect::<Vec<_>>());
+    reduced
+}
+
+/// The operator binary, started as the chart's pod would start it (the Deployment's args,
+/// the ServiceAccount's token), with one verb taken from the chart's Role: it reports the
+/// real authorizer's 403 where an operator's user looks (the Connection's Ready condition
+/// and an Event; its log and metrics), and recovers once the verb is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_reports_the_403_of_a_verb_the_chart_did_not_grant() {
+    use connection_sandbox::providers::ProviderSandbox;
+
+    let cluster = Cluster::real();
+    cluster.install_crds();
+    let tenancy = Tenancy::new(&cluster);
+    let release = Release::new(&cluster);
+    release.install(&operator_calls::values(Scope::OneNamespace, &tenancy, false));
+    let tenants = tenancy.tenants().to_string();
+    let providers = ProviderSandbox::start("127.0.0.1:0".parse().unwrap()).await.expect("provider emulators");
+    let seeded = reqwest::Client::new()
+        .put(format!("{}/_sandbox/connections/acme", providers.base_url("nango")))
+        .json(&json!({"provider_config_key": "salesforce", "metadata": {}}))
+        .send()
+        .await
+        .expect("seed");
+    assert!(seeded.status().is_success());
+    const TOKEN: &str = "tok-chart-never-logged";
+    tenancy.secret(&tenants, "nango-credentials", TOKEN);
+    tenancy.provider("nango", &providers.base_url("nango"));
+    tenancy.connection("n", json!({"providerRef": {"name": "nango"}, "connectionId": "acme", "nango": {"providerConfigKey": "salesforce", "metadata": {"region": "eu"}}}));
+
+    let account = cluster.service_account(release.namespace(), &release.fullname);
+    await_release_rbac(&release, &tenancy, Scope::OneNamespace, &account.user).await;
+    let admin = cluster.client().await;
+    let role = release.get(&["role", &release.fullname, "--namespace", &tenants]);
+    let grant = |verb: &str, group: &str, resource: &str| vec![(verb.to_string(), group.to_string(), resource.to_string())];
+
+    // 1. No `get` on Secrets: the credentials cannot be read.
+    operator_calls::replace_role(&admin, &without(&role, "secrets", "get")).await;
+    await_authorizer(&admin, &account.user, &grant("get", "", "secrets"), Some(&tenants), false).await;
+    let mut operator = OperatorProcess::start(account.kubeconfig(), &release.deployment_args());
+    let expected = format!("Secret {tenants}/nango-credentials cannot be read (forbidden)");
+    let ready = eventually("Connection n to report the forbidden Secret", || async {
+        tenancy.ready("n").filter(|r| r["reason"] == "ProviderNotReady")
+    })
+    .await;
+    assert_eq!(ready["status"], "False", "{ready}");
+    assert!(ready["message"].as_str().unwrap_or_default().contains(&expected), "{ready}");
+    let event = eventually("a Warning Event about it", || async {
+        let events = release.get(&["events.v1.events.k8s.io", "--namespace", &tenants]);
+        events["items"].as_array()?.iter().find(|e| e["reason"] == "ProviderNotReady" && e["regarding"]["name"] == "n").cloned()
+    })
+    .await;
+    assert_eq!(event["type"], "Warning", "{event}");
+    assert!(event["note"].as_str().unwrap_or_default().contains(&expected), "{event}");
+
+    // 2. `get` back, no `patch` on connections/status: the status cannot be written, which
+    // the operator logs (with the API server's own words) and counts.
+    operator_calls::replace_role(&admin, &without(&role, "connections/status", "patch")).await;
+    await_authorizer(&admin, &account.user, &grant("get", "", "secrets"), Some(&tenants), true).await;
+    await_authorizer(&admin, &account.user, &grant("patch", "connection-operator.dev", "connections/status"), Some(&tenants), false).await;
+    // A Secret change makes the Connection reconcile at once (the rotation watch).
+    tenancy.kubectl().ok(&["annotate", "secret", "nango-credentials", "--namespace", &tenants, "rotated=1"]);
+    let forbidden = format!(
+        "cannot patch resource \\\"connections/status\\\" in API group \\\"connection-operator.dev\\\" in the namespace \\\"{tenants}\\\""
+    );
+    let logged = eventually("the operator to log the forbidden status patch", || async {
+        operator.log().into_iter().find(|l| l.contains("reconcile failed") && l.contains(&forbidden))
+    })
+    .await;
+    let record: Value = serde_json::from_str(&logged).expect("a JSON log line");
+    assert_eq!(record["level"], "WARN", "{record}");
+    assert_eq!(record["connection"], format!("{tenants}/n"), "{record}");
+    assert!(record["error"].as_str().unwrap_or_default().contains(&format!("User \"{}\"", account.user)), "{record}");
+    let admin_url = operator.admin_url().expect("the operator logged its metrics address");
+    let metrics = reqwest::get(format!("{admin_url}/metrics")).await.expect("metrics").text().await.expect("metrics text");
+    assert!(operator_process::counter(&metrics, "connection_operator_reconcile_total{result=\"error\"}") >= 1.0, "{metrics}");
+    // The status still says what the operator could write last.
+    assert_eq!(tenancy.ready("n").expect("Ready")["reason"], "ProviderNotReady");
+
+    // 3. The chart's Role back: the next retry succeeds.
+    operator_calls::replace_role(&admin, &role).await;
+    await_authorizer(&admin, &account.user, &grant("patch", "connection-operator.dev", "connections/status"), Some(&tenants), true).await;
+    eventually("Connection n in sync once the verb is back", || async { tenancy.in_sync("n").then_some(()) }).await;
+    assert!(operator.running(), "the operator kept running through the 403s");
+    let log = operator.log();
+    assert!(log.iter().all(|l| !l.contains(TOKEN) && !l.contains(account.token())), "a credential reached the log");
+}
+
+// ---------------------------------------------------------------------------------------
+// The emulator's RBAC enforcement (still used by the sandbox's own tiers), measured against
+// the real authorizer.
+
+/// The API server's answer to one call: `{"code": 200}`, or the Status it refused with.
+fn answer<T>(result: Result<T, kube::Error>) -> Value {
+    match result {
+        Ok(_) => json!({"code": 200}),
+        Err(kube::Error::Api(status)) => json!({"code": status.code, "reason": status.reason, "message": status.message, "details": status.details}),
+        Err(other) => json!({"error": other.to_string()}),
+    }
+}
+
+/// A fixed scenario of a ServiceAccount `op` in `ops` and a Role in `t`, on `cluster`; every
+/// answer, named. The token comes from TokenRequest on the real server, from the emulator's
+/// admin API (with its RBAC enforcement switched on) on the emulator.
+async fn authorizer_answers(cluster: &Cluster, ops: &str, t: &str) -> Vec<(&'static str, Value)> {
+    use kube::api::{Api, ListParams};
+    use kube::core::DynamicObject;
+
+    let kubectl = cluster.kubectl();
+    kubectl.ok(&["create", "serviceaccount", "op", "--namespace", ops]);
+    let (client, _account) = match cluster.emulator_sandbox() {
+        None => {
+            let account = cluster.service_account(ops, "op");
+            (account.client().await, Some(account))
+        }
+        Some(sandbox) => {
+            let http = reqwest::Client::new();
+            let on = http.put(format!("{}/_sandbox/rbac", sandbox.url())).json(&json!({"enforce": true})).send().await.expect("enforce RBAC");
+            assert!(on.status().is_success());
+            let minted: Value = http
+                .post(format!("{}/_sandbox/tokens", sandbox.url()))
+                .json(&json!({"serviceAccount": format!("{ops}/op")}))
+                .send()
+                .await
+                .expect("mint a token")
+                .json()
+                .await
+                .expect("minted JSON");
+            let kubeconfig = kube::config::Kubeconfig::from_yaml(minted["kubeconfig"].as_str().expect("kubeconfig")).expect("minted kubeconfig");
+            let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.expect("config");
+            (kube::Client::try_from(config).expect("client"), None)
+        }
+    };
+    let ar = operator_calls::api_resource("Connection", "connections");
+    let all: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+    let in_t: Api<DynamicObject> = Api::namespaced_with(client.clone(), t, &ar);
+    let in_ops: Api<DynamicObject> = Api::namespaced_with(client.clone(), ops, &ar);
+    let secrets_in_t: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), t);
+    let lp = ListParams::default();
+    let mut answers = vec![("no binding: list connections everywhere", answer(all.list(&lp).await))];
+
+    kubectl.apply(&format!(
+        r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {{name: conn-reader, namespace: {t}}}
+rules:
+- {{apiGroups: [connection-operator.dev], resources: [connections], verbs: [list, get]}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: conn-reader, namespace: {t}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: conn-reader}}
+subjects: [{{kind: ServiceAccount, name: op, namespace: {ops}}}]
+"#
+    ));
+    // The real authorizer sees the new Role a moment later.
+    eventually("the Role to take effect", || async { in_t.list(&lp).await.ok().map(drop) }).await;
+    answers.push(("Role in t: list connections in t", answer(in_t.list(&lp).await)));
+    answers.push(("Role in t: list connections everywhere", answer(all.list(&lp).await)));
+    answers.push(("Role in t: list connections in ops", answer(in_ops.list(&lp).await)));
+    answers.push(("Role in t: get a Secret in t", answer(secrets_in_t.get("x").await)));
+    answers.push(("Role in t: delete a connection in t", answer(in_t.delete("x", &Default::default()).await)));
+
+    // Deleting the ServiceAccount invalidates its token.
+    kubectl.ok(&["delete", "serviceaccount", "op", "--namespace", ops]);
+    let refused = eventually("the token to stop authenticating", || async {
+        let answer = answer(in_t.list(&lp).await);
+        (answer["code"] == 401).then_some(answer)
+    })
+    .await;
+    answers.push(("ServiceAccount deleted: list connections in t", refused));
+    answers
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_emulator_authorizes_service_account_tokens_like_the_real_api_server() {
+    let real = Cluster::real();
+    real.install_crds();
+    let (ops, t) = (real.namespace("ops"), real.namespace("t"));
+    let expected = authorizer_answers(&real, ops.name(), t.name()).await;
+    let user = format!("system:serviceaccount:{}:op", ops.name());
+    // What the real server says, so that the comparison below compares something.
+    assert_eq!(expected[0].1["code"], 403, "{expected:?}");
+    assert_eq!(
+        expected[0].1["message"],
+        format!("connections.connection-operator.dev is forbidden: User \"{user}\" cannot list resource \"connections\" in API group \"connection-operator.dev\" at the cluster scope")
+    );
+    assert_eq!(expected[1].1, json!({"code": 200}));
+    assert_eq!(expected[5].1["code"], 403, "{expected:?}");
+
+    let emulator = Cluster::emulator();
+    emulator.install_crds();
+    for ns in [ops.name(), t.name()] {
+        emulator.kubectl().ok(&["create", "namespace", ns]);
+    }
+    let actual = authorizer_answers(&emulator, ops.name(), t.name()).await;
+    for ((what, real), (_, emulated)) in expected.iter().zip(&actual) {
+        assert_eq!(emulated, real, "{what}: the emulator answers {emulated}, the real API server {real}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -845,156 +930,4 @@ fn install_doc_embeds_the_health_check_verbatim() {
     let doc = std::fs::read_to_string(root().join("docs/install.md")).expect("docs/install.md");
     let indented: String = script.lines().map(|l| if l.is_empty() { "\n".to_string() } else { format!("    {l}\n") }).collect();
     assert!(doc.contains(&indented), "docs/install.md must embed docs/argocd-health.lua (indented 4 spaces) in its argocd-cm example");
-}
-
-// ---------------------------------------------------------------------------------------
-// The operator itself, authenticated as the chart's ServiceAccount.
-
-/// Create `obj` (JSON) as the admin.
-fn create_as_admin(cluster: &Cluster, obj: Value) {
-    let out = cluster.kubectl_stdin(&["create", "-f", "-"], Some(&obj.to_string()));
-    assert!(out.status.success(), "create {obj}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// Install the chart for `scope`, start the provider emulators with one upstream connection
-/// per provider, and run `controller::run` with the ServiceAccount's token: every Connection
-/// (three through namespaced Providers, one through a ClusterProvider whose Secret lives
-/// elsewhere, one with deletionPolicy Delete that is then deleted) reaches its end state and
-/// the emulator refused nothing. Cluster-wide, the operator also runs with leader election
-/// (`run_when_leading`, as `--leader-election` does), so the Lease Role is exercised too.
-async fn operator_runs_without_a_denial(scope: Scope) {
-    use connection_operator::admin::Readiness;
-    use connection_operator::controller::{self, LeaseSettings, RunConfig};
-    use connection_operator::metrics::Metrics;
-    use connection_sandbox::providers::ProviderSandbox;
-
-    let cluster = Cluster::start();
-    for ns in [RELEASE_NS, TENANTS, PLATFORM] {
-        cluster.namespace(ns);
-    }
-    let (values, namespace) = match scope {
-        Scope::AllNamespaces => (json!({"leaderElection": {"enabled": true}}), None),
-        Scope::Namespace(ns) => (json!({"operator": {"watchNamespaces": [ns]}, "rbac": {"secretNamespaces": [PLATFORM]}}), Some(ns.to_string())),
-    };
-    cluster.helm_ok("install", Some(values));
-
-    let providers = ProviderSandbox::start("127.0.0.1:0".parse().unwrap()).await.expect("provider emulators");
-    let http = reqwest::Client::new();
-    for (p, id, state) in [
-        ("nango", "acme", json!({"provider_config_key": "salesforce", "metadata": {"theirs": "webhook-1"}})),
-        ("mielto", "acme", json!({"label": "Old", "status": "inactive", "config": {"theirs": 7}})),
-        ("arena", "4242", json!({"metadata": {"theirs": true}})),
-        ("datagrid", "acme", json!({"name": "Old name"})),
-    ] {
-        let r = http.put(format!("{}/_sandbox/connections/{id}", providers.base_url(p))).json(&state).send().await.expect("seed");
-        assert!(r.status().is_success(), "seed {p}: {}", r.status());
-    }
-    for (ns, name) in [(TENANTS, "nango-credentials"), (TENANTS, "mielto-credentials"), (TENANTS, "arena-credentials"), (PLATFORM, "datagrid-credentials")] {
-        create_as_admin(&cluster, json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": ns}, "stringData": {"token": "tok-chart-rbac"}}));
-    }
-    for p in ["nango", "mielto", "arena"] {
-        create_as_admin(&cluster, json!({"apiVersion": "connection-operator.dev/v1alpha1", "kind": "Provider", "metadata": {"name": p, "namespace": TENANTS},
-            "spec": {"type": p, "baseUrl": providers.base_url(p), "credentialsRef": {"name": format!("{p}-credentials"), "key": "token"}, "timeoutSeconds": 5}}));
-    }
-    create_as_admin(&cluster, json!({"apiVersion": "connection-operator.dev/v1alpha1", "kind": "ClusterProvider", "metadata": {"name": "datagrid"},
-        "spec": {"type": "datagrid", "baseUrl": providers.base_url("datagrid"), "credentialsRef": {"name": "datagrid-credentials", "namespace": PLATFORM, "key": "token"}, "timeoutSeconds": 5}}));
-    let connection = |name: &str, spec: Value| json!({"apiVersion": "connection-operator.dev/v1alpha1", "kind": "Connection", "metadata": {"name": name, "namespace": TENANTS}, "spec": spec});
-    create_as_admin(&cluster, connection("n", json!({"providerRef": {"name": "nango"}, "connectionId": "acme", "nango": {"providerConfigKey": "salesforce", "metadata": {"region": "eu"}}})));
-    create_as_admin(&cluster, connection("m", json!({"providerRef": {"name": "mielto"}, "connectionId": "acme", "mielto": {"label": "Acme", "status": "active", "config": {"channel": "#a"}}, "deletionPolicy": "Delete"})));
-    create_as_admin(&cluster, connection("a", json!({"providerRef": {"name": "arena"}, "connectionId": "4242", "arena": {"metadata": {"reviewed": true}}})));
-    create_as_admin(&cluster, connection("d", json!({"providerRef": {"kind": "ClusterProvider", "name": "datagrid"}, "connectionId": "acme", "datagrid": {"name": "Acme Drive"}})));
-
-    let client = service_account_client(&cluster).await;
-    let config = RunConfig { namespace, concurrency: 4, ..RunConfig::default() };
-    let (metrics, readiness) = (Arc::new(Metrics::new()), Readiness::default());
-    let operator = match scope {
-        Scope::AllNamespaces => {
-            let lease = LeaseSettings::new(RELEASE_NS, "connection-operator-0");
-            tokio::spawn(async move {
-                if let Err(e) = controller::run_when_leading(client, config, lease, metrics, readiness, std::future::pending()).await {
-                    panic!("leader election failed: {e}");
-                }
-            })
-        }
-        Scope::Namespace(_) => tokio::spawn(controller::run(client, config, metrics, readiness, std::future::pending())),
-    };
-
-    let in_sync = |name: &str| {
-        let c = cluster.get_json(&["connection", name, "-n", TENANTS]);
-        let ready = c["status"]["conditions"].as_array().into_iter().flatten().find(|x| x["type"] == "Ready").cloned();
-        ready.is_some_and(|r| r["status"] == "True" && r["reason"] == "InSync" && r["observedGeneration"] == c["metadata"]["generation"])
-    };
-    for name in ["n", "m", "a", "d"] {
-        poll(&format!("Connection {name} Ready=True InSync"), || in_sync(name)).await;
-    }
-    let upstream: Value = http.get(format!("{}/_sandbox/connections/acme", providers.base_url("nango"))).send().await.unwrap().json().await.unwrap();
-    assert_eq!(upstream["metadata"], json!({"theirs": "webhook-1", "region": "eu"}));
-    let m = cluster.get_json(&["connection", "m", "-n", TENANTS]);
-    assert_eq!(m["metadata"]["finalizers"], json!(["connection-operator.dev/cleanup"]), "the operator added its finalizer");
-    // Deleting with deletionPolicy Delete: cleanup upstream, then the finalizer is released.
-    cluster.kubectl_ok(&["delete", "connection", "m", "-n", TENANTS, "--wait=false"]);
-    poll("Connection m deleted", || !cluster.kubectl(&["get", "connection", "m", "-n", TENANTS]).status.success()).await;
-    let mielto: Value = http.get(format!("{}/_sandbox/connections/acme", providers.base_url("mielto"))).send().await.unwrap().json().await.unwrap();
-    assert_eq!(mielto["config"], json!({"theirs": 7}), "the owned key was removed upstream");
-    // Events were published by the ServiceAccount.
-    let events = cluster.get_json(&["events.v1.events.k8s.io", "-n", TENANTS]);
-    assert!(events["items"].as_array().is_some_and(|e| !e.is_empty()), "no Events: {events}");
-
-    if let Scope::AllNamespaces = scope {
-        let lease = cluster.get_json(&["lease", "connection-operator", "-n", RELEASE_NS]);
-        assert_eq!(lease["spec"]["holderIdentity"], "connection-operator-0", "{lease}");
-    }
-    assert!(!operator.is_finished(), "the operator stopped early");
-    operator.abort();
-    let (_, snapshot) = admin(&cluster, reqwest::Method::GET, "rbac", Value::Null).await;
-    assert_eq!(snapshot["enforce"], true);
-    assert_eq!(snapshot["denials"], json!([]), "the operator was refused something");
-
-    // And the other way round: the operator used every (verb, resource) the chart grants,
-    // except the Event patch, which kube-runtime's Recorder sends only when the same Event
-    // repeats within minutes, and the Provider/ClusterProvider get, which the controller
-    // sends only when a Connection is reconciled before its Provider reached the watch
-    // cache (both checked by the verb-by-verb tests).
-    let used: Vec<(String, String, String)> = snapshot["allowed"]
-        .as_array()
-        .expect("allowed")
-        .iter()
-        .map(|a| (a["verb"].as_str().unwrap().to_string(), a["group"].as_str().unwrap().to_string(), a["resource"].as_str().unwrap().to_string()))
-        .collect();
-    for (_, role) in release_roles(&cluster, scope) {
-        for rule in role["rules"].as_array().expect("rules") {
-            for group in rule["apiGroups"].as_array().unwrap() {
-                for resource in rule["resources"].as_array().unwrap() {
-                    for verb in rule["verbs"].as_array().unwrap() {
-                        let grant = (verb.as_str().unwrap().to_string(), group.as_str().unwrap().to_string(), resource.as_str().unwrap().to_string());
-                        if (grant.0 == "patch" && grant.2 == "events")
-                            || (grant.0 == "get" && (grant.2 == "providers" || grant.2 == "clusterproviders"))
-                        {
-                            continue;
-                        }
-                        assert!(used.contains(&grant), "the chart grants {grant:?} in {}, which the operator never used: {used:?}", role["metadata"]["name"]);
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Poll `probe` every 200 ms for at most a generous minute and a half.
-async fn poll(what: &str, mut probe: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    while !probe() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn operator_as_the_chart_service_account_reconciles_cluster_wide_without_a_denial() {
-    operator_runs_without_a_denial(Scope::AllNamespaces).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn operator_as_the_chart_service_account_reconciles_one_namespace_without_a_denial() {
-    operator_runs_without_a_denial(Scope::Namespace(TENANTS)).await;
 }

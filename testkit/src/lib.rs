@@ -10,17 +10,25 @@
 //!   client.
 //! - [`instrumented`]: the API behind a journal and fault injection (the emulator's own
 //!   admin API, or a kube-proxy in front of the real control plane).
-//! - [`kubectl`]: running the real kubectl.
+//! - [`kubectl`]: running the real kubectl; [`helm`]: the real helm CLI.
+//! - [`service_account`]: acting as a ServiceAccount (TokenRequest token, kubeconfig);
+//!   [`api_calls`]: a client that records every call and the server's answer.
 //! - [`wait`]: polling with a generous bound (tests assert states, never durations).
 
+pub mod api_calls;
 pub mod cluster;
 pub mod control_plane;
+pub mod helm;
 pub mod instrumented;
 pub mod kubectl;
+pub mod service_account;
 pub mod tools;
 pub mod wait;
 
+pub use api_calls::{ApiCall, ApiCalls};
 pub use cluster::{Backend, Cluster, TestNamespace};
 pub use control_plane::ControlPlane;
+pub use helm::Helm;
 pub use instrumented::Instrumented;
 pub use kubectl::{Kubectl, Output};
+pub use service_account::ServiceAccountCredentials;
