@@ -11,12 +11,14 @@
 //! - [`instrumented`]: the API behind a journal and fault injection (the emulator's own
 //!   admin API, or a kube-proxy in front of the real control plane).
 //! - [`kubectl`]: running the real kubectl.
+//! - [`providers`]: the provider emulators in-process, with their admin API as helpers.
 //! - [`wait`]: polling with a generous bound (tests assert states, never durations).
 
 pub mod cluster;
 pub mod control_plane;
 pub mod instrumented;
 pub mod kubectl;
+pub mod providers;
 pub mod tools;
 pub mod wait;
 
