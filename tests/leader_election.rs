@@ -1,31 +1,30 @@
-//! Leader election end to end (issue 6): two `connection-operator run --leader-election`
-//! processes against one Kubernetes API emulator and one set of provider sandboxes, as two
-//! replicas of the Deployment would run (each with POD_NAMESPACE and its own POD_NAME, which
-//! name the Lease's namespace and the holder identity, see src/main.rs).
+//! Leader election end to end on the REAL control plane: two
+//! `connection-operator run --leader-election --namespace NS` processes, as two replicas of
+//! the Deployment would run, against the run's shared kube-apiserver (a namespace of the
+//! test's own) and one set of provider sandboxes. Each replica has its own POD_NAME (the
+//! holder identity); no POD_NAMESPACE, so the `coordination.k8s.io/v1` Lease lives in the
+//! `--namespace` (src/main.rs).
 //!
-//! What is asserted: exactly one replica holds the `coordination.k8s.io/v1` Lease; only that
-//! replica talks to the provider (its own /metrics counts upstream requests, the other's
-//! counts none) and a spec change through kubectl gives exactly one upstream write in the
-//! provider journal; after the leader is SIGKILLed (so it never releases the Lease) the other
-//! replica takes the Lease once it expires and writes the next change, again exactly once.
-//! Waits poll with a generous bound; nothing asserts on durations.
-
-#[path = "e2e_support/mod.rs"]
-mod e2e_support;
-#[path = "../examples/demo/stack.rs"]
-mod stack;
+//! What is asserted: exactly one replica holds the Lease (read with kube-rs:
+//! `holderIdentity`); only that replica talks to the provider (its own /metrics counts
+//! upstream requests, the other's counts none) and a spec change through kubectl gives
+//! exactly one upstream write in the provider journal; after the leader is SIGKILLed (so it
+//! never releases the Lease) the other replica takes the Lease once it expires (15 s) and
+//! writes the next change, again exactly once. Waits poll with a generous bound; nothing
+//! asserts on durations.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::Duration;
 
-use e2e_support::*;
+use connection_operator::api::Connection;
+use connection_testkit::providers::{Providers, writes};
+use connection_testkit::wait::{GENEROUS, POLL};
+use connection_testkit::{Cluster, TestNamespace};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
-const NS: &str = "leader";
 /// The Lease the binary holds (controller::LeaseSettings::new).
 const LEASE: &str = "connection-operator";
 const CONN: &str = "drive";
@@ -39,17 +38,27 @@ struct Replica {
 }
 
 impl Replica {
-    fn start(world: &World, dir: &Path, name: &'static str) -> Replica {
+    fn start(kubeconfig: &Path, namespace: &str, dir: &Path, name: &'static str) -> Replica {
         let log = dir.join(format!("{name}.log"));
         let file = std::fs::File::create(&log).expect("create the replica log");
         let err = file.try_clone().expect("clone the log handle");
-        let child = Command::new(operator())
-            .args(["run", "--metrics-addr", "127.0.0.1:0", "--log-format", "text", "--leader-election", "--concurrency", "4"])
-            .env("KUBECONFIG", world.stack.kubeconfig())
-            // What the Deployment passes through the downward API.
-            .env("POD_NAMESPACE", NS)
+        let child = Command::new(env!("CARGO_BIN_EXE_connection-operator"))
+            .args([
+                "run",
+                "--metrics-addr",
+                "127.0.0.1:0",
+                "--log-format",
+                "text",
+                "--leader-election",
+            ])
+            .args(["--namespace", namespace, "--concurrency", "4"])
+            .env("KUBECONFIG", kubeconfig)
+            // What the Deployment passes through the downward API; the Lease's namespace
+            // comes from --namespace here.
             .env("POD_NAME", name)
+            .env_remove("POD_NAMESPACE")
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::from(file))
             .stderr(Stdio::from(err))
@@ -71,7 +80,8 @@ impl Replica {
 
     /// The address of /metrics, from the startup log line (the port is chosen by the OS).
     async fn metrics_addr(&mut self) -> String {
-        poll(&format!("{} to serve /metrics", self.name), GENEROUS, || {
+        let what = format!("{} to serve /metrics", self.name);
+        poll(&what, || {
             self.assert_alive();
             let text = self.log_text();
             let line = text.lines().find(|l| l.contains("serving /metrics"))?;
@@ -100,105 +110,227 @@ fn strip_ansi(text: &str) -> String {
     out
 }
 
-/// Poll a synchronous check every 250 ms until it returns Some, failing after `bound`.
-async fn poll<T>(what: &str, bound: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + bound;
+/// Poll a synchronous check until it returns Some, failing after [`GENEROUS`].
+async fn poll<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + GENEROUS;
     loop {
         if let Some(value) = check() {
             return value;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {GENEROUS:?} waiting for {what}"
+        );
+        tokio::time::sleep(POLL).await;
     }
 }
 
 /// Sum of `connection_operator_upstream_requests_total` samples on a replica's /metrics.
 async fn upstream_requests(addr: &str) -> u64 {
-    let text = reqwest::get(format!("http://{addr}/metrics")).await.expect("GET /metrics").text().await.expect("metrics body");
+    let text = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics body");
     text.lines()
         .filter(|l| l.starts_with("connection_operator_upstream_requests_total{"))
-        .map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()).unwrap_or_else(|| panic!("bad sample: {l}")) as u64)
+        .map(|l| {
+            l.rsplit(' ')
+                .next()
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or_else(|| panic!("bad sample: {l}")) as u64
+        })
         .sum()
 }
 
-async fn holder(world: &World) -> Option<String> {
-    let leases: Api<Lease> = Api::namespaced(world.client.clone(), NS);
-    let lease = leases.get_opt(LEASE).await.expect("get the Lease")?;
-    lease.spec?.holder_identity.filter(|h| !h.is_empty())
+struct World {
+    cluster: Cluster,
+    ns: TestNamespace,
+    client: kube::Client,
+    providers: Providers,
 }
 
-/// `kubectl patch` the Connection's Datagrid name, wait until it is Ready for the new
-/// generation and upstream carries the name, and return the provider's writes since
-/// the journal was cleared.
-async fn change_and_collect_writes(world: &World, name: &str) -> Vec<Value> {
-    world.stack.clear_journal("datagrid").await.expect("clear the journal");
-    let patch = json!({"spec": {"datagrid": {"name": name}}}).to_string();
-    world.kubectl(&["patch", "connection", "-n", NS, CONN, "--type", "merge", "-p", &patch]).await;
-    world.wait_all_ready(NS, 1).await;
-    world
-        .eventually("upstream to carry the change", || async {
-            (world.upstream("datagrid", ID).await["name"] == name).then_some(())
-        })
-        .await;
-    writes(&world.journal("datagrid").await).into_iter().cloned().collect()
+impl World {
+    async fn lease(&self) -> Option<Lease> {
+        let leases: Api<Lease> = Api::namespaced(self.client.clone(), self.ns.name());
+        leases.get_opt(LEASE).await.expect("get the Lease")
+    }
+
+    async fn holder(&self) -> Option<String> {
+        self.lease().await?.spec?.holder_identity.filter(|h| !h.is_empty())
+    }
+
+    /// Wait until the Connection is Ready=True for its current generation.
+    async fn wait_ready(&self, replicas: &mut [&mut Replica]) {
+        let api: Api<Connection> = Api::namespaced(self.client.clone(), self.ns.name());
+        let deadline = tokio::time::Instant::now() + GENEROUS;
+        loop {
+            for r in replicas.iter_mut() {
+                r.assert_alive();
+            }
+            let conn = api.get(CONN).await.expect("get the Connection");
+            let ready = conn.status.as_ref().and_then(|s| {
+                let current = s.observed_generation == conn.metadata.generation;
+                let ready = s.conditions.iter().find(|c| c.type_ == "Ready")?;
+                Some(current && ready.status == "True")
+            });
+            if ready == Some(true) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{CONN} not Ready: {:?}",
+                conn.status
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// `kubectl patch` the Connection's Datagrid name, wait until it is Ready for the new
+    /// generation and upstream carries the name, and return the provider's writes since
+    /// the journal was cleared.
+    async fn change_and_collect_writes(&self, name: &str, replicas: &mut [&mut Replica]) -> Vec<Value> {
+        self.providers.clear_journal("datagrid").await;
+        let patch = json!({"spec": {"datagrid": {"name": name}}}).to_string();
+        let out = self
+            .ns
+            .kubectl()
+            .run_async(&["patch", "connection", CONN, "--type", "merge", "-p", &patch], None)
+            .await;
+        assert!(out.ok, "kubectl patch: {}", out.stderr);
+        self.wait_ready(replicas).await;
+        let deadline = tokio::time::Instant::now() + GENEROUS;
+        while self.providers.upstream("datagrid", ID).await["name"] != name {
+            assert!(tokio::time::Instant::now() < deadline, "upstream never carried {name}");
+            tokio::time::sleep(POLL).await;
+        }
+        writes(&self.providers.journal("datagrid").await)
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_replica_leads_and_the_other_takes_over_after_sigkill() {
-    let world = World::start(&[NS]).await;
+    let cluster = Cluster::real();
+    cluster.install_crds();
+    let ns = cluster.namespace("leader");
+    let client = cluster.client().await;
+    let providers = Providers::start().await;
+    let world = World {
+        ns,
+        client,
+        providers,
+        cluster,
+    };
     let dir = tempfile::tempdir().expect("tempdir");
-    world.stack.provider_rate_limit("datagrid", 0, 60.0).await.expect("disable the sandbox limit");
-    world.apply_provider(NS, "datagrid", "rateLimit: {requestsPerMinute: 100000, burst: 1000}").await;
-    world.seed("datagrid", ID, json!({"name": "v1"})).await;
-    world.apply(&connection_yaml(NS, CONN, "datagrid", ID, "{name: v1}", "")).await;
 
-    let mut a = Replica::start(&world, dir.path(), "replica-a");
-    let mut b = Replica::start(&world, dir.path(), "replica-b");
+    world.providers.rate_limit("datagrid", 0, 60.0).await;
+    let manifest = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: datagrid-credentials}}\nstringData: {{token: t0k3n-datagrid}}\n---\n\
+         apiVersion: connection-operator.dev/v1alpha1\nkind: Provider\nmetadata: {{name: datagrid}}\nspec:\n  type: datagrid\n  baseUrl: {}\n  credentialsRef: {{name: datagrid-credentials, key: token}}\n  rateLimit: {{requestsPerMinute: 100000, burst: 1000}}\n---\n\
+         apiVersion: connection-operator.dev/v1alpha1\nkind: Connection\nmetadata: {{name: {CONN}}}\nspec:\n  providerRef: {{name: datagrid}}\n  connectionId: \"{ID}\"\n  datagrid: {{name: v1}}\n",
+        world.providers.base_url("datagrid")
+    );
+    world.providers.seed("datagrid", ID, json!({"name": "v1"})).await;
+    let out = world
+        .ns
+        .kubectl()
+        .run_async(&["apply", "-f", "-"], Some(&manifest))
+        .await;
+    assert!(out.ok, "kubectl apply: {}", out.stderr);
+
+    let kubeconfig = world.cluster.kubeconfig();
+    let mut a = Replica::start(&kubeconfig, world.ns.name(), dir.path(), "replica-a");
+    let mut b = Replica::start(&kubeconfig, world.ns.name(), dir.path(), "replica-b");
     let addr_a = a.metrics_addr().await;
     let addr_b = b.metrics_addr().await;
 
     // Exactly one holder, and it is one of the two replicas.
-    let first = world.eventually("a replica to hold the Lease", || async { holder(&world).await }).await;
+    let deadline = tokio::time::Instant::now() + GENEROUS;
+    let first = loop {
+        a.assert_alive();
+        b.assert_alive();
+        if let Some(holder) = world.holder().await {
+            break holder;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no replica took the Lease");
+        tokio::time::sleep(POLL).await;
+    };
     let (mut leader, mut follower, leader_addr, follower_addr) = match first.as_str() {
         "replica-a" => (a, b, addr_a, addr_b),
         "replica-b" => (b, a, addr_b, addr_a),
         other => panic!("unexpected Lease holder {other:?}"),
     };
-    world.wait_all_ready(NS, 1).await;
+    let lease = world.lease().await.expect("the Lease").spec.expect("a Lease spec");
+    assert_eq!(lease.lease_duration_seconds, Some(15), "{lease:?}");
+    assert!(lease.renew_time.is_some() && lease.acquire_time.is_some(), "{lease:?}");
+    let transitions = lease.lease_transitions.unwrap_or(0);
+    world.wait_ready(&mut [&mut leader, &mut follower]).await;
 
     // A spec change gives one write upstream, not one per replica.
-    let written = change_and_collect_writes(&world, "v2").await;
+    let written = world
+        .change_and_collect_writes("v2", &mut [&mut leader, &mut follower])
+        .await;
     assert_eq!(written.len(), 1, "one upstream write per change: {written:?}");
     assert_eq!(written[0]["method"], "PATCH");
     assert_eq!(written[0]["body"], json!({"name": "v2"}));
     leader.assert_alive();
     follower.assert_alive();
-    assert_eq!(holder(&world).await.as_deref(), Some(leader.name), "the Lease stayed with the leader");
+    assert_eq!(
+        world.holder().await.as_deref(),
+        Some(leader.name),
+        "the Lease stayed with the leader"
+    );
     // Only the leader talks to the provider; the follower never started its controller.
-    assert!(upstream_requests(&leader_addr).await >= 2, "the leader read and wrote upstream");
-    assert_eq!(upstream_requests(&follower_addr).await, 0, "the follower must not call the provider");
-    assert!(!follower.log_text().contains("leading; starting the controller"), "{}", follower.log_text());
+    assert!(
+        upstream_requests(&leader_addr).await >= 2,
+        "the leader read and wrote upstream"
+    );
+    assert_eq!(
+        upstream_requests(&follower_addr).await,
+        0,
+        "the follower must not call the provider"
+    );
+    assert!(
+        !follower.log_text().contains("leading; starting the controller"),
+        "{}",
+        follower.log_text()
+    );
 
     // SIGKILL: the leader cannot release the Lease, so the follower must wait for it to
-    // expire and then take it.
+    // expire and then take it. kube-lease-manager counts the transition with a write of its
+    // own after the one that sets the holder, so both are waited for.
     leader.child.kill().await.expect("SIGKILL the leader");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    let taken = loop {
+    let deadline = tokio::time::Instant::now() + GENEROUS;
+    loop {
         follower.assert_alive();
-        if let Some(h) = holder(&world).await.filter(|h| h == follower.name) {
-            break h;
+        let lease = world.lease().await.and_then(|l| l.spec);
+        let holder = lease.as_ref().and_then(|l| l.holder_identity.as_deref());
+        let counted = lease.as_ref().and_then(|l| l.lease_transitions).unwrap_or(0) > transitions;
+        if holder == Some(follower.name) && counted {
+            break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "the follower did not take the Lease\n{}", follower.log_text());
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
-    assert_eq!(taken, follower.name);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the follower did not take the Lease (a transition counted): {lease:?}\n{}",
+            follower.log_text()
+        );
+        tokio::time::sleep(POLL).await;
+    }
 
     // The new leader writes the next change, exactly once.
-    let written = change_and_collect_writes(&world, "v3").await;
+    let written = world.change_and_collect_writes("v3", &mut [&mut follower]).await;
     assert_eq!(written.len(), 1, "one upstream write after the takeover: {written:?}");
     assert_eq!(written[0]["method"], "PATCH");
     assert_eq!(written[0]["body"], json!({"name": "v3"}));
-    assert!(upstream_requests(&follower_addr).await >= 2, "the new leader read and wrote upstream");
-    assert!(follower.log_text().contains("leading; starting the controller"), "{}", follower.log_text());
+    assert!(
+        upstream_requests(&follower_addr).await >= 2,
+        "the new leader read and wrote upstream"
+    );
+    assert!(
+        follower.log_text().contains("leading; starting the controller"),
+        "{}",
+        follower.log_text()
+    );
     follower.assert_alive();
 }

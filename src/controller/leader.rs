@@ -36,6 +36,16 @@ impl LeaseSettings {
             grace: 5,
         }
     }
+
+    /// The field manager of this replica's Lease writes: one per identity. kube-lease-manager
+    /// takes a free Lease with a server-side apply of `holderIdentity` (without force), so
+    /// when two replicas race for it the second apply is refused with a 409 conflict because
+    /// another manager owns that field. Under one shared manager both applies succeed, both
+    /// replicas read themselves as the holder, and both run the controller until the next
+    /// renewal (seen with two replicas started at once on a real API server).
+    pub fn field_manager(&self) -> String {
+        format!("{}-{}", super::FIELD_MANAGER, self.identity)
+    }
 }
 
 /// Wait for the Lease, then run the controller until `shutdown` or until the Lease is lost.
@@ -57,7 +67,7 @@ pub async fn run_when_leading(
         .with_identity(&lease.identity)
         .with_duration(duration)
         .with_grace(grace)
-        .with_field_manager(super::FIELD_MANAGER)
+        .with_field_manager(lease.field_manager())
         .build()
         .await?;
     let (mut leading, task) = manager.watch().await;

@@ -13,6 +13,7 @@
 //! - [`kubectl`]: running the real kubectl; [`helm`]: the real helm CLI.
 //! - [`service_account`]: acting as a ServiceAccount (TokenRequest token, kubeconfig);
 //!   [`api_calls`]: a client that records every call and the server's answer.
+//! - [`providers`]: the provider emulators in-process, with their admin API as helpers.
 //! - [`wait`]: polling with a generous bound (tests assert states, never durations).
 
 pub mod api_calls;
@@ -21,6 +22,7 @@ pub mod control_plane;
 pub mod helm;
 pub mod instrumented;
 pub mod kubectl;
+pub mod providers;
 pub mod service_account;
 pub mod tools;
 pub mod wait;
