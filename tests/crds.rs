@@ -430,11 +430,14 @@ fn assert_admitted(kubectl: &Kubectl, manifest: &str) {
     assert!(!out.stderr.contains("Warning"), "{manifest}: {}", out.stderr);
 }
 
-/// A CRD name of this test's own (cluster-scoped objects are shared by every test).
-fn unique_group(cluster: &Cluster) -> String {
-    let namespace = cluster.namespace("crd-probe");
-    // The namespace is only a source of a unique suffix; it is deleted on drop.
-    format!("{}.probe.connection-operator.dev", namespace.name())
+/// An API group of this test's own: CRDs are cluster-scoped and shared by every test.
+fn unique_group() -> String {
+    use rand::Rng;
+    let suffix: String = {
+        let mut rng = rand::rng();
+        (0..8).map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.random_range(0..36)])).collect()
+    };
+    format!("g{suffix}.probe.connection-operator.dev")
 }
 
 /// kube-apiserver compiles a CEL rule against the CEL type of its node; a map whose values
@@ -442,7 +445,7 @@ fn unique_group(cluster: &Cluster) -> String {
 /// `spec.arena.metadata` (schemars puts `default: {}` there, so the server reports it while
 /// checking the default); without a default the server says so at the rule.
 fn a_rule_without_a_cel_type_makes_the_crd_invalid(cluster: Cluster) {
-    let group = unique_group(&cluster);
+    let group = unique_group();
     let old_rule = json!([{
         "rule": "self.all(k, size(k) <= 40 && k.matches('^[A-Za-z0-9_]{1,40}$'))",
         "message": "Are.na metadata keys must match ^[A-Za-z0-9_]{1,40}$"
@@ -482,7 +485,7 @@ fn a_rule_without_a_cel_type_makes_the_crd_invalid(cluster: Cluster) {
 /// Formats Kubernetes does not know earn a warning when a CRD introduces them (schemars'
 /// `uint32` did), and only then.
 fn unrecognized_formats_are_warned_about_once(cluster: Cluster) {
-    let group = unique_group(&cluster);
+    let group = unique_group();
     let crd = json!({
         "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
         "metadata": {"name": format!("things.{group}")},
@@ -565,6 +568,7 @@ fn connection_rules_refuse_with_the_servers_message(cluster: Cluster) {
             "spec.nango.providerConfigKey: Invalid value: \"\": spec.nango.providerConfigKey in body should be at least 1 chars long".into(),
         ]),
         (spec(json!({"nango": {"providerConfigKey": long(256)}})), vec!["spec.nango.providerConfigKey: Too long: may not be more than 255 bytes".into(), NOT_CHECKED.into()]),
+        (dg(json!({"managementPolicy": "Observe", "suspend": 1})), vec!["spec.suspend: Invalid value: \"integer\": spec.suspend in body must be of type boolean: \"integer\"".into(), NOT_CHECKED.into()]),
         // Mielto.
         (spec(json!({"mielto": {"label": long(256)}})), vec!["spec.mielto.label: Too long: may not be more than 255 bytes".into(), NOT_CHECKED.into()]),
         (spec(json!({"mielto": {"status": "paused"}})), vec!["spec.mielto.status: Unsupported value: \"paused\": supported values: \"active\", \"inactive\", \"testing\", \"error\", \"expired\", \"null\"".into(), NOT_CHECKED.into()]),
@@ -588,6 +592,8 @@ fn connection_rules_refuse_with_the_servers_message(cluster: Cluster) {
         let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
         assert_refused(&kubectl, "apply", &manifest("Connection", &name(), spec), &expected);
     }
+    let no_spec = json!({"apiVersion": API_VERSION, "kind": "Connection", "metadata": {"name": name()}}).to_string();
+    assert_refused(&kubectl, "apply", &no_spec, &["spec: Required value", NOT_CHECKED]);
 
     let admitted = [
         json!({"providerRef": {"name": "n"}, "connectionId": r#"a,.;:=+~[b]|@${c} "d" 'e' \f/g_h-1"#,
@@ -658,6 +664,12 @@ fn provider_rules_refuse_with_the_servers_message(cluster: Cluster) {
             (spec(json!({"credentialsRef": without(&credentials, "key")})), vec!["spec.credentialsRef.key: Required value".into(), NOT_CHECKED.into()]),
             (spec(json!({"credentialsRef": with(&credentials, "name", "")})), vec!["spec.credentialsRef.name: Invalid value: \"\": spec.credentialsRef.name in body should be at least 1 chars long".into()]),
             (spec(json!({"credentialsRef": with(&credentials, "key", &"k".repeat(254))})), vec!["spec.credentialsRef.key: Too long: may not be more than 253 bytes".into(), NOT_CHECKED.into()]),
+            (spec(json!({"credentialsRef": with(&credentials, "name", &"s".repeat(254))})), vec!["spec.credentialsRef.name: Too long: may not be more than 253 bytes".into(), NOT_CHECKED.into()]),
+            (spec(json!({"credentialsRef": with(&credentials, "key", "")})), vec!["spec.credentialsRef.key: Invalid value: \"\": spec.credentialsRef.key in body should be at least 1 chars long".into()]),
+            (spec(json!({"insecure": "yes"})), vec!["spec.insecure: Invalid value: \"string\": spec.insecure in body must be of type boolean: \"string\"".into(), NOT_CHECKED.into()]),
+            (spec(json!({"type": "mielto", "workspaceId": "w".repeat(256)})), vec!["spec.workspaceId: Too long: may not be more than 255 bytes".into(), NOT_CHECKED.into()]),
+            (spec(json!({"type": "datagrid", "teamspaceId": ""})), vec!["spec.teamspaceId: Invalid value: \"\": spec.teamspaceId in body should be at least 1 chars long".into()]),
+            (spec(json!({"timeoutSeconds": "30"})), vec!["spec.timeoutSeconds: Invalid value: \"string\": spec.timeoutSeconds in body must be of type integer: \"string\"".into(), NOT_CHECKED.into()]),
             (spec(json!({"timeoutSeconds": 0})), vec!["spec.timeoutSeconds: Invalid value: 0: spec.timeoutSeconds in body should be greater than or equal to 1".into()]),
             (spec(json!({"timeoutSeconds": 301})), vec!["spec.timeoutSeconds: Invalid value: 301: spec.timeoutSeconds in body should be less than or equal to 300".into()]),
             (spec(json!({"rateLimit": {"requestsPerMinute": 0}})), vec!["spec.rateLimit.requestsPerMinute: Invalid value: 0: spec.rateLimit.requestsPerMinute in body should be greater than or equal to 1".into()]),
@@ -673,6 +685,10 @@ fn provider_rules_refuse_with_the_servers_message(cluster: Cluster) {
                 vec!["spec.credentialsRef.namespace: Required value".into(), NOT_CHECKED.into()],
             ));
             refused.push((
+                spec(json!({"credentialsRef": with(&credentials, "namespace", "")})),
+                vec!["spec.credentialsRef.namespace: Invalid value: \"\": spec.credentialsRef.namespace in body should be at least 1 chars long".into()],
+            ));
+            refused.push((
                 spec(json!({"credentialsRef": with(&credentials, "namespace", &"x".repeat(64))})),
                 vec!["spec.credentialsRef.namespace: Too long: may not be more than 63 bytes".into(), NOT_CHECKED.into()],
             ));
@@ -681,6 +697,8 @@ fn provider_rules_refuse_with_the_servers_message(cluster: Cluster) {
             let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
             assert_refused(&kubectl, "apply", &manifest(kind, &name(), spec), &expected);
         }
+        let no_spec = json!({"apiVersion": API_VERSION, "kind": kind, "metadata": {"name": name()}}).to_string();
+        assert_refused(&kubectl, "apply", &no_spec, &["spec: Required value", NOT_CHECKED]);
         let admitted = [
             spec(json!({})),
             spec(json!({"baseUrl": "https://api.nango.dev"})),
