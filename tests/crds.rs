@@ -502,6 +502,7 @@ fn unrecognized_formats_are_warned_about_once(cluster: Cluster) {
     })
     .to_string();
     let kubectl = cluster.kubectl();
+    let _cleanup = DeleteOnDrop { kubectl: kubectl.clone(), what: vec!["crd".into(), format!("things.{group}")] };
     let first = kubectl.run(&["apply", "-f", "-"], Some(&crd));
     assert!(first.ok, "{}", first.stderr);
     // In schema walk order, which follows Go map iteration on the server: sorted here.
@@ -510,7 +511,20 @@ fn unrecognized_formats_are_warned_about_once(cluster: Cluster) {
     assert_eq!(warnings, ["Warning: unrecognized format \"uint32\"", "Warning: unrecognized format \"weird\""]);
     let again = kubectl.run(&["apply", "-f", "-"], Some(&crd));
     assert!(again.ok && !again.stderr.contains("Warning"), "{}", again.stderr);
-    kubectl.ok(&["delete", "crd", &format!("things.{group}"), "--wait=false"]);
+}
+
+/// Deletes a cluster-scoped object when the test ends, passed or not.
+struct DeleteOnDrop {
+    kubectl: Kubectl,
+    what: Vec<String>,
+}
+
+impl Drop for DeleteOnDrop {
+    fn drop(&mut self) {
+        let mut args = vec!["delete", "--wait=false", "--ignore-not-found"];
+        args.extend(self.what.iter().map(String::as_str));
+        let _ = self.kubectl.run(&args, None);
+    }
 }
 
 fn connection_rules_refuse_with_the_servers_message(cluster: Cluster) {
@@ -712,10 +726,9 @@ fn provider_rules_refuse_with_the_servers_message(cluster: Cluster) {
         ];
         for spec in admitted {
             let name = name();
+            let _cleanup = (kind == "ClusterProvider")
+                .then(|| DeleteOnDrop { kubectl: kubectl.clone(), what: vec!["clusterprovider".into(), name.clone()] });
             assert_admitted(&kubectl, &manifest(kind, &name, spec));
-            if kind == "ClusterProvider" {
-                kubectl.ok(&["delete", "clusterprovider", &name, "--wait=false"]);
-            }
         }
     }
 }
@@ -749,6 +762,7 @@ fn immutable_fields_refuse_apply_and_replace(cluster: Cluster) {
         );
     }
     let cluster_provider = format!("{}-cp", ns.name());
+    let _cleanup = DeleteOnDrop { kubectl: cluster.kubectl(), what: vec!["clusterprovider".into(), cluster_provider.clone()] };
     for (kind, name, credentials) in [
         ("Provider", "p".to_string(), json!({"name": "s", "key": "token"})),
         ("ClusterProvider", cluster_provider.clone(), json!({"name": "s", "namespace": ns.name(), "key": "token"})),
@@ -762,7 +776,6 @@ fn immutable_fields_refuse_apply_and_replace(cluster: Cluster) {
             assert_refused(&kubectl, verb, &provider("arena", 60), &["spec.type: Invalid value: \"arena\": type is immutable"]);
         }
     }
-    kubectl.ok(&["delete", "clusterprovider", &cluster_provider, "--wait=false"]);
 }
 
 /// The examples, in namespaces of the test's own (and a ClusterProvider name of its own):
@@ -772,6 +785,7 @@ fn examples_apply_with_defaults_and_printer_columns(cluster: Cluster) {
     let tenants = cluster.namespace("crd-tenants");
     let platform = cluster.namespace("crd-platform");
     let datagrid = format!("{}-datagrid", tenants.name());
+    let _cleanup = DeleteOnDrop { kubectl: cluster.kubectl(), what: vec!["clusterprovider".into(), datagrid.clone()] };
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
     for file in ["secrets.yaml", "providers.yaml", "connections.yaml"] {
         let text = std::fs::read_to_string(root.join(file)).unwrap();
@@ -842,7 +856,6 @@ fn examples_apply_with_defaults_and_printer_columns(cluster: Cluster) {
     assert!(names.contains(&format!("clusterprovider.connection-operator.dev/{datagrid}")), "{names}");
     assert!(names.contains("connection.connection-operator.dev/acme-drive"), "{names}");
     assert!(names.contains("provider.connection-operator.dev/nango"), "{names}");
-    cluster.kubectl().ok(&["delete", "clusterprovider", &datagrid, "--wait=false"]);
 }
 
 fn kubectl_explain_shows_the_field_docs(cluster: Cluster) {
