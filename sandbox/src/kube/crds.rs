@@ -16,15 +16,15 @@ use super::resources::{Custom, NameRule, Registry, ResourceType, View};
 pub const CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
 
 /// Validate a CRD write and compile every served version (a version that does not compile
-/// makes the CRD invalid rather than half-served).
-pub fn admit(crd_obj: &mut Value, old: Option<&Value>) -> Result<(), ApiError> {
+/// makes the CRD invalid rather than half-served). Ok: the `Warning`s to send.
+pub fn admit(crd_obj: &mut Value, old: Option<&Value>) -> Result<Vec<String>, ApiError> {
     let name = crd_obj["metadata"]["name"].as_str().unwrap_or("").to_string();
     let invalid = |causes| ApiError::invalid(super::api_error::GroupKind { group: "apiextensions.k8s.io".into(), kind: "CustomResourceDefinition".into() }, &name, causes);
     crd::validate_crd(crd_obj, old).map_err(invalid)?;
     for v in served_versions(crd_obj) {
         CompiledVersion::compile(crd_obj, &v).map_err(invalid)?;
     }
-    Ok(())
+    Ok(crd::crd_warnings(crd_obj, old))
 }
 
 fn served_versions(crd_obj: &Value) -> Vec<String> {

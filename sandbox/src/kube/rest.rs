@@ -208,7 +208,7 @@ fn admit(rt: &ResourceType, obj: &mut Value, old: Option<&Value>, opts: &WriteOp
         return Err(invalid(errs));
     }
     if rt.group == "apiextensions.k8s.io" && rt.plural == "customresourcedefinitions" {
-        crds::admit(obj, old)?;
+        warnings.extend(crds::admit(obj, old)?);
     }
     if let Some(custom) = &rt.custom {
         warnings = custom.compiled.admit_object(obj, old, opts.field_validation).map_err(|e| match e {

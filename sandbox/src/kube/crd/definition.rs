@@ -217,18 +217,6 @@ fn validate_versions(crd: &Value, errs: &mut Vec<FieldError>) {
         ));
         return;
     }
-    let storage = vs.iter().filter(|v| v["storage"] == true).count();
-    if storage != 1 {
-        errs.push(FieldError::invalid(
-            "spec.versions",
-            &Value::Array(
-                vs.iter()
-                    .map(|v| json!({"name": v["name"], "storage": v["storage"]}))
-                    .collect(),
-            ),
-            "must have exactly one version marked as storage version",
-        ));
-    }
     if !vs.iter().any(|v| v["served"] == true) {
         errs.push(FieldError::invalid(
             "spec.versions",
@@ -236,10 +224,23 @@ fn validate_versions(crd: &Value, errs: &mut Vec<FieldError>) {
             "must have at least one served version",
         ));
     }
+    // apiextensions converts v1 to its internal version by hoisting what every version has
+    // identical (schema, subresources, printer columns) to the top of the spec; it validates
+    // and reports it there, once (`spec.validation.openAPIV3Schema`,
+    // `spec.additionalPrinterColumns[0]`).
+    let identical = |key: &str| vs.iter().all(|v| v.get(key) == vs[0].get(key));
+    let hoisted = Hoisted {
+        schema: identical("schema"),
+        subresources: identical("subresources"),
+        columns: identical("additionalPrinterColumns"),
+        selectable_fields: identical("selectableFields"),
+    };
     let mut seen = HashSet::new();
+    let mut unique = true;
     for (i, v) in vs.iter().enumerate() {
         let path = format!("spec.versions[{i}]");
         let vname = v["name"].as_str().unwrap_or("");
+        unique &= seen.insert(vname);
         if vname.is_empty() {
             errs.push(FieldError::required(format!("{path}.name"), ""));
         } else {
@@ -251,87 +252,194 @@ fn validate_versions(crd: &Value, errs: &mut Vec<FieldError>) {
                     &e.join(","),
                 ));
             }
-            if !seen.insert(vname) {
-                errs.push(FieldError::duplicate(format!("{path}.name"), &json!(vname)));
-            }
         }
-        let schema_path = format!("{path}.schema.openAPIV3Schema");
         match v.pointer("/schema/openAPIV3Schema") {
             Some(s) if s.is_object() => {
-                validate_structural(s, Level::Root, &schema_path, errs);
-                let (_, cel_errs) = cel::compile(s, &schema_path);
-                errs.extend(cel_errs);
+                if !hoisted.schema {
+                    validate_schema(s, &format!("{path}.schema.openAPIV3Schema"), errs);
+                } else if i == 0 {
+                    validate_schema(s, "spec.validation.openAPIV3Schema", errs);
+                }
             }
-            _ => errs.push(FieldError::required(schema_path, "schemas are required")),
+            _ => errs.push(FieldError::required(format!("{path}.schema.openAPIV3Schema"), "")),
         }
-        validate_printer_columns(v, &path, errs);
-        if v.pointer("/subresources/scale").is_some() {
-            for field in ["specReplicasPath", "statusReplicasPath"] {
-                if v.pointer(&format!("/subresources/scale/{field}"))
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .is_empty()
-                {
-                    errs.push(FieldError::required(
-                        format!("{path}.subresources.scale.{field}"),
-                        "",
-                    ));
+        if !hoisted.subresources {
+            validate_subresources(v, &format!("{path}.subresources"), errs);
+        } else if i == 0 {
+            validate_subresources(v, "spec.subresources", errs);
+        }
+        if !hoisted.columns {
+            validate_printer_columns(v, &format!("{path}.additionalPrinterColumns"), errs);
+        } else if i == 0 {
+            validate_printer_columns(v, "spec.additionalPrinterColumns", errs);
+        }
+    }
+    if !unique {
+        errs.push(versions_invalid(vs, &hoisted, "must contain unique version names"));
+    }
+    if vs.iter().filter(|v| v["storage"] == true).count() != 1 {
+        errs.push(versions_invalid(vs, &hoisted, "must have exactly one version marked as storage version"));
+    }
+}
+
+/// Which per-version fields the conversion to the internal version hoisted to the spec.
+struct Hoisted {
+    schema: bool,
+    subresources: bool,
+    columns: bool,
+    selectable_fields: bool,
+}
+
+/// `field.Invalid(spec.versions, spec.Versions, detail)`: the bad value is the internal
+/// versions list, printed as JSON of the Go structs (no JSON tags: Go field names; fields
+/// hoisted to the spec are null). A version's own schema or subresources are shown in their
+/// v1 form, not the internal one (documented in docs/sandbox.md).
+fn versions_invalid(vs: &[Value], hoisted: &Hoisted, detail: &str) -> FieldError {
+    let rendered: Vec<String> = vs
+        .iter()
+        .map(|v| {
+            let or_null = |keep: bool, value: Value| if keep { value } else { Value::Null };
+            let columns = v["additionalPrinterColumns"].as_array().map(|cols| {
+                Value::Array(
+                    cols.iter()
+                        .map(|c| {
+                            json!({"Name": c["name"].as_str().unwrap_or(""), "Type": c["type"].as_str().unwrap_or(""),
+                                   "Format": c["format"].as_str().unwrap_or(""), "Description": c["description"].as_str().unwrap_or(""),
+                                   "Priority": c["priority"].as_i64().unwrap_or(0), "JSONPath": c["jsonPath"].as_str().unwrap_or("")})
+                        })
+                        .collect(),
+                )
+            });
+            let fields = [
+                ("Name", json!(v["name"].as_str().unwrap_or(""))),
+                ("Served", json!(v["served"].as_bool().unwrap_or(false))),
+                ("Storage", json!(v["storage"].as_bool().unwrap_or(false))),
+                ("Deprecated", json!(v["deprecated"].as_bool().unwrap_or(false))),
+                ("DeprecationWarning", v.get("deprecationWarning").cloned().unwrap_or(Value::Null)),
+                ("Schema", or_null(!hoisted.schema, v.get("schema").map(|s| json!({"OpenAPIV3Schema": s["openAPIV3Schema"]})).unwrap_or(Value::Null))),
+                ("Subresources", or_null(!hoisted.subresources, v.get("subresources").cloned().unwrap_or(Value::Null))),
+                ("AdditionalPrinterColumns", or_null(!hoisted.columns, columns.unwrap_or(Value::Null))),
+                ("SelectableFields", or_null(!hoisted.selectable_fields, v.get("selectableFields").cloned().unwrap_or(Value::Null))),
+            ];
+            let body: Vec<String> = fields.iter().map(|(k, v)| format!("{k:?}:{}", go_json(v))).collect();
+            format!("{{{}}}", body.join(","))
+        })
+        .collect();
+    FieldError {
+        reason: "FieldValueInvalid",
+        field: "spec.versions".into(),
+        message: format!("Invalid value: [{}]: {detail}", rendered.join(",")),
+    }
+}
+
+/// Go's `json.Marshal` of an unstructured value, as apimachinery 1.37 prints a complex bad
+/// value: object keys sorted, `<`, `>`, `&` escaped.
+fn go_json(v: &Value) -> String {
+    fn sorted(v: &Value) -> Value {
+        match v {
+            Value::Object(map) => {
+                let ordered: std::collections::BTreeMap<&String, Value> = map.iter().map(|(k, v)| (k, sorted(v))).collect();
+                Value::Object(ordered.into_iter().map(|(k, v)| (k.clone(), v)).collect())
+            }
+            Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+            other => other.clone(),
+        }
+    }
+    sorted(v)
+        .to_string()
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+}
+
+/// One `openAPIV3Schema`, in the server's order: structural rules (with the defaults'
+/// schema validation); only when those pass, CEL on the defaults; only when that passes
+/// too, the rules are compiled (a CEL context is built from a valid schema only).
+fn validate_schema(s: &Value, schema_path: &str, errs: &mut Vec<FieldError>) {
+    let before = errs.len();
+    validate_structural(s, Level::Root, schema_path, errs);
+    if errs.len() > before {
+        return;
+    }
+    let default_errs = cel::default_errors(s, schema_path);
+    if !default_errs.is_empty() {
+        errs.extend(default_errs);
+        return;
+    }
+    let (_, cel_errs) = cel::compile(s, schema_path);
+    errs.extend(cel_errs);
+}
+
+/// apiextensions `ValidateCustomResourceDefinitionSubresources`: scale's replica paths.
+fn validate_subresources(v: &Value, path: &str, errs: &mut Vec<FieldError>) {
+    let Some(scale) = v.pointer("/subresources/scale") else {
+        return;
+    };
+    for (field, under) in [("specReplicasPath", ".spec."), ("statusReplicasPath", ".status.")] {
+        let fp = format!("{path}.scale.{field}");
+        match scale[field].as_str().unwrap_or("") {
+            "" => errs.push(FieldError::required(fp, "")),
+            p => {
+                if let Some(e) = simple_json_path_error(p, &fp) {
+                    errs.push(e);
+                } else if !p.starts_with(under) {
+                    errs.push(FieldError::invalid(fp, &json!(p), &format!("should be a json path under {}", &under[..under.len() - 1])));
                 }
             }
         }
     }
+    if let Some(p) = scale["labelSelectorPath"].as_str().filter(|p| !p.is_empty()) {
+        let fp = format!("{path}.scale.labelSelectorPath");
+        if let Some(e) = simple_json_path_error(p, &fp) {
+            errs.push(e);
+        } else if !p.starts_with(".spec.") && !p.starts_with(".status.") {
+            errs.push(FieldError::invalid(fp, &json!(p), "should be a json path under either .spec or .status"));
+        }
+    }
 }
 
+/// apiextensions `validateSimpleJSONPath`.
+fn simple_json_path_error(p: &str, path: &str) -> Option<FieldError> {
+    if p.is_empty() {
+        Some(FieldError::invalid(path, &json!(p), "must not be empty"))
+    } else if !p.starts_with('.') {
+        Some(FieldError::invalid(path, &json!(p), "must be a simple json path starting with ."))
+    } else {
+        None
+    }
+}
+
+/// apiextensions `ValidateCustomResourceColumnDefinition`; `path` is the list's
+/// (`spec.versions[0].additionalPrinterColumns` or, hoisted, `spec.additionalPrinterColumns`).
+/// The internal type's field is `JSONPath`, hence that path segment.
 fn validate_printer_columns(v: &Value, path: &str, errs: &mut Vec<FieldError>) {
     let Some(cols) = v["additionalPrinterColumns"].as_array() else {
         return;
     };
     // Sorted, as `sets.String.List()` lists them in the server's message.
-    const TYPES: &[&str] = &["boolean", "date", "integer", "number", "string"];
-    const FORMATS: &[&str] = &[
-        "byte",
-        "date",
-        "date-time",
-        "double",
-        "float",
-        "int32",
-        "int64",
-        "password",
-    ];
+    const TYPES: &str = "boolean,date,integer,number,string";
+    const FORMATS: &str = "byte,date,date-time,double,float,int32,int64,password";
     for (i, c) in cols.iter().enumerate() {
-        let cp = format!("{path}.additionalPrinterColumns[{i}]");
+        let cp = format!("{path}[{i}]");
         if c["name"].as_str().unwrap_or("").is_empty() {
             errs.push(FieldError::required(format!("{cp}.name"), ""));
         }
-        match c["type"].as_str() {
-            None | Some("") => errs.push(FieldError::required(format!("{cp}.type"), "")),
-            Some(t) if !TYPES.contains(&t) => {
-                errs.push(FieldError::not_supported(
-                    format!("{cp}.type"),
-                    &json!(t),
-                    &TYPES.iter().map(|t| json!(t)).collect::<Vec<_>>(),
-                ));
+        match c["type"].as_str().unwrap_or("") {
+            "" => errs.push(FieldError::required(format!("{cp}.type"), &format!("must be one of {TYPES}"))),
+            t if !TYPES.split(',').any(|x| x == t) => {
+                errs.push(FieldError::invalid(format!("{cp}.type"), &json!(t), &format!("must be one of {TYPES}")))
             }
             _ => {}
         }
         if let Some(f) = c["format"].as_str()
             && !f.is_empty()
-            && !FORMATS.contains(&f)
+            && !FORMATS.split(',').any(|x| x == f)
         {
-            errs.push(FieldError::not_supported(
-                format!("{cp}.format"),
-                &json!(f),
-                &FORMATS.iter().map(|t| json!(t)).collect::<Vec<_>>(),
-            ));
+            errs.push(FieldError::invalid(format!("{cp}.format"), &json!(f), &format!("must be one of {FORMATS}")));
         }
         match c["jsonPath"].as_str().unwrap_or("") {
-            "" => errs.push(FieldError::required(format!("{cp}.jsonPath"), "")),
-            p if !p.starts_with('.') => errs.push(FieldError::invalid(
-                format!("{cp}.jsonPath"),
-                &json!(p),
-                "must be a simple json path starting with .",
-            )),
-            _ => {}
+            "" => errs.push(FieldError::required(format!("{cp}.JSONPath"), "")),
+            p => errs.extend(simple_json_path_error(p, &format!("{cp}.JSONPath"))),
         }
     }
 }
@@ -427,11 +535,11 @@ fn validate_default(
     let mut pruned_copy = default.clone();
     let pruned = prune::prune_value(&mut pruned_copy, s);
     if !pruned.is_empty() {
-        errs.push(FieldError::invalid(
-            path,
-            default,
-            &format!("must not have unknown fields: {}", pruned.join(", ")),
-        ));
+        errs.push(FieldError {
+            reason: "FieldValueInvalid",
+            field: path.to_owned(),
+            message: format!("Invalid value: {}: must not have unknown fields", go_json(default)),
+        });
     }
     for mut e in validate::validate_value(s, default) {
         e.field = if e.field.is_empty() {
@@ -755,10 +863,16 @@ mod tests {
         let mut c = crd();
         let v = c["spec"]["versions"][0].clone();
         c["spec"]["versions"] = json!([v.clone(), v]);
-        let e = errors(&c, None);
-        assert!(e[0].starts_with("spec.versions: Invalid value: "), "{e:?}");
-        assert!(e[0].ends_with("must have exactly one version marked as storage version"));
-        assert_eq!(e[1], r#"spec.versions[1].name: Duplicate value: "v1""#);
+        // The real server's words (kube-apiserver 1.37.2): the internal versions as JSON,
+        // the identical schemas hoisted to spec.validation (so `"Schema":null`).
+        let version = r#"{"Name":"v1","Served":true,"Storage":true,"Deprecated":false,"DeprecationWarning":null,"Schema":null,"Subresources":null,"AdditionalPrinterColumns":null,"SelectableFields":null}"#;
+        assert_eq!(
+            errors(&c, None),
+            [
+                format!("spec.versions: Invalid value: [{version},{version}]: must contain unique version names"),
+                format!("spec.versions: Invalid value: [{version},{version}]: must have exactly one version marked as storage version"),
+            ]
+        );
     }
 
     #[test]
@@ -775,11 +889,11 @@ mod tests {
         assert_eq!(
             errors(&c, None),
             vec![
-                "spec.versions[0].schema.openAPIV3Schema.properties[metadata]: Forbidden: must not specify anything other than name and generateName, but metadata is implicitly specified",
-                "spec.versions[0].schema.openAPIV3Schema.properties[spec].type: Required value: must not be empty for specified object fields",
-                "spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[list].items: Required value: must be specified",
-                "spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[tags].uniqueItems: Forbidden: uniqueItems cannot be set to true since the runtime complexity becomes quadratic",
-                "spec.versions[0].schema.openAPIV3Schema.properties[status].additionalProperties: Forbidden: additionalProperties and properties are mutual exclusive",
+                "spec.validation.openAPIV3Schema.properties[metadata]: Forbidden: must not specify anything other than name and generateName, but metadata is implicitly specified",
+                "spec.validation.openAPIV3Schema.properties[spec].type: Required value: must not be empty for specified object fields",
+                "spec.validation.openAPIV3Schema.properties[spec].properties[list].items: Required value: must be specified",
+                "spec.validation.openAPIV3Schema.properties[spec].properties[tags].uniqueItems: Forbidden: uniqueItems cannot be set to true since the runtime complexity becomes quadratic",
+                "spec.validation.openAPIV3Schema.properties[status].additionalProperties: Forbidden: additionalProperties and properties are mutual exclusive",
             ]
         );
         let mut no_schema = crd();
@@ -789,7 +903,7 @@ mod tests {
             .remove("schema");
         assert_eq!(
             errors(&no_schema, None),
-            vec!["spec.versions[0].schema.openAPIV3Schema: Required value: schemas are required"]
+            vec!["spec.versions[0].schema.openAPIV3Schema: Required value"]
         );
     }
 
@@ -805,9 +919,9 @@ mod tests {
         assert_eq!(
             errors(&c, None),
             vec![
-                r#"spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[size].default: Invalid value: "string": must be of type integer: "string""#,
-                r#"spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[mode].default: Unsupported value: "c": supported values: "a", "b""#,
-                r#"spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[policy].default: Invalid value: map[string]interface {}{"x":1, "y":2}: must not have unknown fields: y"#,
+                r#"spec.validation.openAPIV3Schema.properties[spec].properties[size].default: Invalid value: "string":  in body must be of type integer: "string""#,
+                r#"spec.validation.openAPIV3Schema.properties[spec].properties[mode].default: Unsupported value: "c": supported values: "a", "b""#,
+                r#"spec.validation.openAPIV3Schema.properties[spec].properties[policy].default: Invalid value: {"x":1,"y":2}: must not have unknown fields"#,
             ]
         );
     }
@@ -824,9 +938,9 @@ mod tests {
         assert_eq!(
             errors(&c, None),
             vec![
-                "spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[n].allOf[0].default: Forbidden: must be undefined to be structural",
-                "spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[n].allOf[0].properties[f].type: Forbidden: must be empty to be structural",
-                "spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[n].not.x-kubernetes-validations: Forbidden: must be empty to be structural",
+                "spec.validation.openAPIV3Schema.properties[spec].properties[n].allOf[0].default: Forbidden: must be undefined to be structural",
+                "spec.validation.openAPIV3Schema.properties[spec].properties[n].allOf[0].properties[f].type: Forbidden: must be empty to be structural",
+                "spec.validation.openAPIV3Schema.properties[spec].properties[n].not.x-kubernetes-validations: Forbidden: must be empty to be structural",
             ]
         );
     }
@@ -838,7 +952,11 @@ mod tests {
             json!([{"rule": "self.size >"}]);
         let e = errors(&c, None);
         assert_eq!(e.len(), 1);
-        assert!(e[0].starts_with("spec.versions[0].schema.openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule: Invalid value: apiextensions.ValidationRule{Rule:\"self.size >\""), "{}", e[0]);
+        assert!(
+            e[0].starts_with(r#"spec.validation.openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule: Invalid value: {"Rule":"self.size \u003e","Message":"","MessageExpression":"","Reason":null,"FieldPath":"","OptionalOldSelf":null}: compilation failed: ERROR: <input>:1:12: Syntax error:"#),
+            "{}",
+            e[0]
+        );
     }
 
     #[test]
@@ -865,8 +983,108 @@ mod tests {
         assert_eq!(
             errors(&c, None),
             vec![
-                r#"spec.versions[0].additionalPrinterColumns[0].type: Unsupported value: "list": supported values: "boolean", "date", "integer", "number", "string""#,
-                "spec.versions[0].additionalPrinterColumns[0].jsonPath: Required value",
+                r#"spec.additionalPrinterColumns[0].type: Invalid value: "list": must be one of boolean,date,integer,number,string"#,
+                "spec.additionalPrinterColumns[0].JSONPath: Required value",
+            ]
+        );
+    }
+
+    // Each expectation below is what kube-apiserver 1.37.2 answered for the same CRD.
+
+    #[test]
+    fn per_version_schemas_are_reported_per_version() {
+        let mut c = crd();
+        let mut v2 = c["spec"]["versions"][0].clone();
+        v2["name"] = json!("v2");
+        v2["storage"] = json!(false);
+        v2["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["size"]["default"] = json!("big");
+        c["spec"]["versions"].as_array_mut().unwrap().push(v2);
+        assert_eq!(
+            errors(&c, None),
+            vec![r#"spec.versions[1].schema.openAPIV3Schema.properties[spec].properties[size].default: Invalid value: "string":  in body must be of type integer: "string""#]
+        );
+    }
+
+    #[test]
+    fn rules_need_a_cel_type() {
+        let rule = json!([{"rule": "self.all(k, k.size() < 5)"}]);
+        let untyped_map = |default: Option<Value>| {
+            let mut m = json!({"type": "object", "additionalProperties": {"x-kubernetes-preserve-unknown-fields": true},
+                               "x-kubernetes-validations": rule});
+            if let Some(d) = default {
+                m["default"] = d;
+            }
+            let mut c = crd();
+            c["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["m"] = m;
+            c
+        };
+        let at = "spec.validation.openAPIV3Schema.properties[spec].properties[m]";
+        assert_eq!(
+            errors(&untyped_map(None), None),
+            vec![format!("{at}.x-kubernetes-validations: Internal error: internal error: failed to construct type information for x-kubernetes-validations rules: unable to convert structural schema to CEL declarations")]
+        );
+        assert_eq!(
+            errors(&untyped_map(Some(json!({}))), None),
+            vec![format!("{at}.default: Invalid value: \"object\": rule compiler initialization error: failed to convert to declType for CEL validation rules")]
+        );
+        // A typed map, int-or-string values, a typed list: fine.
+        for values in [json!({"type": "string"}), json!({"x-kubernetes-int-or-string": true})] {
+            let mut c = untyped_map(Some(json!({})));
+            c["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["m"]["additionalProperties"] = values;
+            assert_eq!(errors(&c, None), Vec::<String>::new());
+        }
+        let mut untyped_items = crd();
+        untyped_items["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["l"] =
+            json!({"type": "array", "items": {"x-kubernetes-preserve-unknown-fields": true}, "x-kubernetes-validations": [{"rule": "size(self) < 3"}]});
+        assert_eq!(errors(&untyped_items, None).len(), 1);
+    }
+
+    #[test]
+    fn defaults_must_pass_the_rules() {
+        let mut c = crd();
+        c["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["d"] = json!({
+            "type": "object", "default": {"x": 7},
+            "properties": {"x": {"type": "integer", "x-kubernetes-validations": [{"rule": "self < 5", "message": "x too big"}]}}
+        });
+        assert_eq!(
+            errors(&c, None),
+            vec!["spec.validation.openAPIV3Schema.properties[spec].properties[d].default.x: Invalid value: 7: x too big"]
+        );
+        c["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["d"]["default"] = json!({"x": 4});
+        assert_eq!(errors(&c, None), Vec::<String>::new());
+    }
+
+    #[test]
+    fn undefined_fields_also_on_preserve_unknown_objects() {
+        let mut c = crd();
+        c["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["n"] = json!({
+            "type": "object", "x-kubernetes-preserve-unknown-fields": true, "x-kubernetes-validations": [{"rule": "self.a == 1"}]
+        });
+        let e = errors(&c, None);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with(r#"spec.validation.openAPIV3Schema.properties[spec].properties[n].x-kubernetes-validations[0].rule: Invalid value: {"Rule":"self.a == 1","Message":"","MessageExpression":"","Reason":null,"FieldPath":"","OptionalOldSelf":null}: compilation failed: ERROR: <input>:1:5: undefined field 'a'"#),
+            "{}",
+            e[0]
+        );
+    }
+
+    #[test]
+    fn printer_columns_and_scale_paths() {
+        let mut c = crd();
+        c["spec"]["versions"][0]["additionalPrinterColumns"] = json!([{"name": "", "type": "", "jsonPath": "x", "format": "weird"}]);
+        c["spec"]["versions"][0]["subresources"] =
+            json!({"scale": {"specReplicasPath": "spec.r", "statusReplicasPath": ".spec.x", "labelSelectorPath": ".foo"}});
+        assert_eq!(
+            errors(&c, None),
+            vec![
+                r#"spec.subresources.scale.specReplicasPath: Invalid value: "spec.r": must be a simple json path starting with ."#,
+                r#"spec.subresources.scale.statusReplicasPath: Invalid value: ".spec.x": should be a json path under .status"#,
+                r#"spec.subresources.scale.labelSelectorPath: Invalid value: ".foo": should be a json path under either .spec or .status"#,
+                "spec.additionalPrinterColumns[0].name: Required value",
+                "spec.additionalPrinterColumns[0].type: Required value: must be one of boolean,date,integer,number,string",
+                r#"spec.additionalPrinterColumns[0].format: Invalid value: "weird": must be one of byte,date,date-time,double,float,int32,int64,password"#,
+                r#"spec.additionalPrinterColumns[0].JSONPath: Invalid value: "x": must be a simple json path starting with ."#,
             ]
         );
     }

@@ -3,7 +3,8 @@
 //!
 //! INTERFACE CONTRACT between the store and this engine (keep the signatures stable):
 //! - `validate_crd(crd, old)`: admission of a CRD object itself (structural schema rules,
-//!   names, versions, CEL rules that compile).
+//!   names, versions, CEL rules that compile and have a CEL type, CEL on defaults).
+//! - `crd_warnings(crd, old)`: the `Warning`s of a CRD write (unrecognized formats).
 //! - `CompiledVersion::compile(crd, version)`: prepare one served version for admission.
 //! - `CompiledVersion::admit(obj, old, validation)`: defaulting, pruning (or Strict/Warn
 //!   handling of unknown fields), structural validation and CEL rules (transition rules only
@@ -31,12 +32,14 @@ mod prune;
 mod schema;
 pub mod table;
 mod validate;
+mod warnings;
 
 use serde_json::Value;
 
 use super::field_error::FieldError;
 
 pub use definition::validate_crd;
+pub use warnings::crd_warnings;
 
 /// The `fieldValidation` query parameter. kube-apiserver's default when absent is `Warn`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -192,7 +195,7 @@ impl CompiledVersion {
             errs.push(FieldError {
                 reason: "FieldValueInvalid",
                 field: "<nil>".into(),
-                message: "Invalid value: \"null\": some validation rules were not checked because the object was invalid; correct the existing errors to complete validation".into(),
+                message: "Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation".into(),
             });
         } else {
             let outcome = cel::evaluate(&self.rules, &self.schema, obj, old);

@@ -164,7 +164,7 @@ fn project_rules_evaluate() {
     assert_eq!(
         invalid(v.admit_object(&mut two, None, FieldValidation::Strict)),
         vec![
-            r#"spec: Invalid value: "object": exactly one provider block (nango, mielto, arena, datagrid) must be set"#
+            r#"spec: Invalid value: exactly one provider block (nango, mielto, arena, datagrid) must be set"#
         ]
     );
 
@@ -175,7 +175,7 @@ fn project_rules_evaluate() {
         invalid(v.admit_object(&mut big, None, FieldValidation::Strict)),
         vec![
             "spec.arena.metadata: Too many: 51: must have at most 50 items",
-            r#"<nil>: Invalid value: "null": some validation rules were not checked because the object was invalid; correct the existing errors to complete validation"#,
+            r#"<nil>: Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation"#,
         ]
     );
 
@@ -185,14 +185,14 @@ fn project_rules_evaluate() {
         invalid(v.admit_object(&mut long_value, None, FieldValidation::Strict)),
         vec![
             "spec.arena.metadata.key: Too long: may not be more than 2000 bytes",
-            r#"<nil>: Invalid value: "null": some validation rules were not checked because the object was invalid; correct the existing errors to complete validation"#,
+            r#"<nil>: Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation"#,
         ]
     );
     let mut bad_key = obj(json!({"connectionId": "c", "arena": {"metadata": {"bad key": "v"}}}));
     assert_eq!(
         invalid(v.admit_object(&mut bad_key, None, FieldValidation::Strict)),
         vec![
-            r#"spec.arena.metadata: Invalid value: "object": metadata keys must match ^[A-Za-z0-9_]{1,40}$"#
+            r#"spec.arena.metadata: Invalid value: metadata keys must match ^[A-Za-z0-9_]{1,40}$"#
         ]
     );
 
@@ -200,7 +200,7 @@ fn project_rules_evaluate() {
     let mut changed = obj(json!({"connectionId": "d", "nango": {"integrationId": "gh"}}));
     assert_eq!(
         invalid(v.admit_object(&mut changed, Some(&old), FieldValidation::Strict)),
-        vec![r#"spec.connectionId: Invalid value: "string": connectionId is immutable"#]
+        vec![r#"spec.connectionId: Invalid value: "d": connectionId is immutable"#]
     );
     let mut same = old.clone();
     assert!(
@@ -220,7 +220,7 @@ fn blocking_schema_errors_skip_cel() {
             r#"spec.connectionId: Invalid value: "": spec.connectionId in body should be at least 1 chars long"#,
             "spec.nango.integrationId: Required value",
             r#"spec.deletionPolicy: Unsupported value: "Keep": supported values: "Delete", "Orphan""#,
-            r#"<nil>: Invalid value: "null": some validation rules were not checked because the object was invalid; correct the existing errors to complete validation"#,
+            r#"<nil>: Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation"#,
         ]
     );
     // A plain `Invalid value` (minLength) does not block the rules.
@@ -229,7 +229,7 @@ fn blocking_schema_errors_skip_cel() {
         invalid(v.admit_object(&mut o, None, FieldValidation::Strict)),
         vec![
             r#"spec.connectionId: Invalid value: "": spec.connectionId in body should be at least 1 chars long"#,
-            r#"spec: Invalid value: "object": exactly one provider block (nango, mielto, arena, datagrid) must be set"#,
+            r#"spec: Invalid value: exactly one provider block (nango, mielto, arena, datagrid) must be set"#,
         ]
     );
     let mut o = obj(json!({"connectionId": 7, "nango": {"integrationId": "gh"}, "mielto": {}}));
@@ -238,7 +238,7 @@ fn blocking_schema_errors_skip_cel() {
         errs,
         vec![
             r#"spec.connectionId: Invalid value: "integer": spec.connectionId in body must be of type string: "integer""#,
-            r#"<nil>: Invalid value: "null": some validation rules were not checked because the object was invalid; correct the existing errors to complete validation"#,
+            r#"<nil>: Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation"#,
         ]
     );
     let mut missing = json!({"apiVersion": "connection-operator.dev/v1alpha1", "kind": "Connection", "metadata": {"name": "x"}});
@@ -246,7 +246,7 @@ fn blocking_schema_errors_skip_cel() {
         invalid(v.admit_object(&mut missing, None, FieldValidation::Strict)),
         vec![
             "spec: Required value",
-            r#"<nil>: Invalid value: "null": some validation rules were not checked because the object was invalid; correct the existing errors to complete validation"#
+            r#"<nil>: Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation"#
         ]
     );
 }
@@ -277,7 +277,7 @@ fn updates_ratchet_unchanged_invalid_values() {
     assert_eq!(
         warnings,
         vec![
-            r#"spec: Invalid value: "object": exactly one provider block (nango, mielto, arena, datagrid) must be set"#
+            r#"spec: Invalid value: exactly one provider block (nango, mielto, arena, datagrid) must be set"#
         ]
     );
     // Touching spec re-evaluates the spec rule; the untouched enum value stays ratcheted.
@@ -286,7 +286,7 @@ fn updates_ratchet_unchanged_invalid_values() {
     assert_eq!(
         invalid(v.admit_object(&mut touched, Some(&old), FieldValidation::Strict)),
         vec![
-            r#"spec: Invalid value: "object": exactly one provider block (nango, mielto, arena, datagrid) must be set"#
+            r#"spec: Invalid value: exactly one provider block (nango, mielto, arena, datagrid) must be set"#
         ]
     );
     let mut worse = old.clone();
@@ -295,7 +295,7 @@ fn updates_ratchet_unchanged_invalid_values() {
         invalid(v.admit_object(&mut worse, Some(&old), FieldValidation::Strict)),
         vec![
             r#"spec.deletionPolicy: Unsupported value: "Never": supported values: "Delete", "Orphan""#,
-            r#"<nil>: Invalid value: "null": some validation rules were not checked because the object was invalid; correct the existing errors to complete validation"#,
+            r#"<nil>: Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation"#,
         ]
     );
     // The same object is refused on create.

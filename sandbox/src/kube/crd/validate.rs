@@ -77,13 +77,30 @@ pub(super) fn validate_value(s: &Value, v: &Value) -> Vec<FieldError> {
     errs
 }
 
-/// kube-openapi's subject of a message: the path, or nothing at the root.
+/// kube-openapi's subject of a message: `<path> in body `, also for an empty path (a
+/// schema `default` validated on its own reads ` in body must be of type integer`).
 fn subject(path: &str) -> String {
-    if path.is_empty() {
-        String::new()
-    } else {
-        format!("{path} in body ")
+    format!("{path} in body ")
+}
+
+fn length_or_pattern_error(s: &Value, text: &str, v: &Value, path: &str) -> Option<FieldError> {
+    // kube-openapi counts characters (runes), not bytes, although apimachinery's
+    // `Too long` message says bytes.
+    let chars = text.chars().count() as u64;
+    if let Some(max) = limit(s, "maxLength")
+        && chars > max
+    {
+        return Some(FieldError::too_long(path, max as usize));
     }
+    if let Some(min) = limit(s, "minLength")
+        && chars < min
+    {
+        return Some(FieldError::invalid(path, v, &format!("{}should be at least {min} chars long", subject(path))));
+    }
+    // An uncompilable pattern is refused at CRD admission; never here.
+    let pattern = s.get("pattern").and_then(Value::as_str)?;
+    let re = Regex::new(pattern).ok()?;
+    (!re.is_match(text)).then(|| FieldError::invalid(path, v, &format!("{}should match '{pattern}'", subject(path))))
 }
 
 /// Go's `%v` of a float64 bound (`1`, `1.5`).
@@ -174,34 +191,10 @@ fn limit(s: &Value, key: &str) -> Option<u64> {
 }
 
 fn string_checks(s: &Value, text: &str, v: &Value, path: &str, errs: &mut Vec<FieldError>) {
-    // kube-openapi counts characters (runes), not bytes, although apimachinery's
-    // `Too long` message says bytes.
-    let chars = text.chars().count() as u64;
-    if let Some(max) = limit(s, "maxLength")
-        && chars > max
-    {
-        errs.push(FieldError::too_long(path, max as usize));
-    }
-    if let Some(min) = limit(s, "minLength")
-        && chars < min
-    {
-        errs.push(FieldError::invalid(
-            path,
-            v,
-            &format!("{}should be at least {min} chars long", subject(path)),
-        ));
-    }
-    if let Some(pattern) = s.get("pattern").and_then(Value::as_str) {
-        // An uncompilable pattern is refused at CRD admission; never here.
-        if let Ok(re) = Regex::new(pattern)
-            && !re.is_match(text)
-        {
-            errs.push(FieldError::invalid(
-                path,
-                v,
-                &format!("{}should match '{pattern}'", subject(path)),
-            ));
-        }
+    // kube-openapi's stringValidator stops at its first failure (maxLength, minLength,
+    // pattern); formats are another validator's.
+    if let Some(e) = length_or_pattern_error(s, text, v, path) {
+        errs.push(e);
     }
     if let Some(format) = s.get("format").and_then(Value::as_str)
         && formats::check(format, text) == Some(false)
