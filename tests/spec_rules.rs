@@ -195,10 +195,22 @@ fn render_policy(release: &str, set: &[&str]) -> String {
 /// `kubectl apply --dry-run=server` of a bad Connection in `ns` until the policy (loaded by
 /// the API server from its own watch) refuses it.
 fn wait_until_enforced(ns: &TestNamespace) {
+    wait_for_policy(ns, true);
+}
+
+/// The API server learns of policies through an informer, so a deleted policy keeps
+/// denying for a moment: wait until a probe in `ns` is admitted again.
+fn wait_until_not_enforced(ns: &TestNamespace) {
+    wait_for_policy(ns, false);
+}
+
+fn wait_for_policy(ns: &TestNamespace, enforced: bool) {
     let probe = connection("probe", arena_spec(json!({"probe-key": 1}))).to_string();
-    eventually_blocking("the admission policy to be enforced", || {
+    let what = if enforced { "the admission policy to be enforced" } else { "the deleted admission policy to stop denying" };
+    eventually_blocking(what, || {
         let out = ns.kubectl().run(&["apply", "--dry-run=server", "-f", "-"], Some(&probe));
-        (!out.ok && out.stderr.contains("ValidatingAdmissionPolicy")).then_some(())
+        let denied = !out.ok && out.stderr.contains("ValidatingAdmissionPolicy");
+        (denied == enforced).then_some(())
     });
 }
 
@@ -263,6 +275,7 @@ fn real_admission_policy_refuses_bad_keys_at_kubectl_apply() {
 
     // Bound to the watched namespaces when the operator watches some.
     cluster.kubectl().ok_with(&["delete", "-f", "-"], Some(&render_policy(release, &[])));
+    wait_until_not_enforced(&ns);
     let watched = cluster.namespace("vap-watched");
     let elsewhere = cluster.namespace("vap-elsewhere");
     let scoped = render_policy("scoped", &[&format!("operator.watchNamespaces={{{}}}", watched.name())]);
