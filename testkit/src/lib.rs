@@ -11,10 +11,12 @@
 //! - [`instrumented`]: the API behind a journal and fault injection (the emulator's own
 //!   admin API, or a kube-proxy in front of the real control plane).
 //! - [`kubectl`]: running the real kubectl.
+//! - [`http`]: raw HTTP(S) to an API server as a kubeconfig's identity.
 //! - [`wait`]: polling with a generous bound (tests assert states, never durations).
 
 pub mod cluster;
 pub mod control_plane;
+pub mod http;
 pub mod instrumented;
 pub mod kubectl;
 pub mod tools;

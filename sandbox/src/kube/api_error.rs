@@ -42,9 +42,13 @@ impl std::fmt::Display for GroupKind {
 pub enum ApiError {
     #[error("{resource} \"{name}\" not found")]
     NotFound { resource: GroupResource, name: String },
-    /// A URL that names no resource at all (unknown group, version or resource).
+    /// A URL under a served group (or the core group) that names no version or resource.
     #[error("the server could not find the requested resource")]
     NoSuchPath,
+    /// A URL no API group serves: kube-apiserver's mux answers a plain-text
+    /// `404 page not found` (rendered by the HTTP layer, not as a Status).
+    #[error("404 page not found")]
+    PageNotFound,
     #[error("{resource} \"{name}\" already exists")]
     AlreadyExists { resource: GroupResource, name: String },
     /// Optimistic-concurrency and precondition failures.
@@ -91,7 +95,7 @@ fn invalid_message(kind: &GroupKind, name: &str, causes: &[FieldError]) -> Strin
 impl ApiError {
     pub fn code(&self) -> u16 {
         match self {
-            Self::NotFound { .. } | Self::NoSuchPath => 404,
+            Self::NotFound { .. } | Self::NoSuchPath | Self::PageNotFound => 404,
             Self::AlreadyExists { .. } | Self::Conflict { .. } | Self::ApplyConflict { .. } => 409,
             Self::Invalid { .. } | Self::Unprocessable { .. } => 422,
             Self::BadRequest(_) => 400,
@@ -106,7 +110,7 @@ impl ApiError {
 
     fn reason(&self) -> &'static str {
         match self {
-            Self::NotFound { .. } | Self::NoSuchPath => "NotFound",
+            Self::NotFound { .. } | Self::NoSuchPath | Self::PageNotFound => "NotFound",
             Self::AlreadyExists { .. } => "AlreadyExists",
             Self::Conflict { .. } | Self::ApplyConflict { .. } => "Conflict",
             Self::Invalid { .. } | Self::Unprocessable { .. } => "Invalid",
@@ -148,6 +152,7 @@ impl ApiError {
                 Some(d)
             }
             Self::Unprocessable { detail, .. } => Some(json!({"causes": [{"message": detail}]})),
+            Self::NoSuchPath => Some(json!({})),
             _ => None,
         }
     }

@@ -57,6 +57,9 @@ pub fn delete_key(c: &mut Cluster, key: &Key) -> Deleted {
         if is_namespace(key) {
             obj["status"] = json!({"phase": "Terminating"});
         }
+        if is_crd(key) {
+            crds::mark_deleting(&mut obj);
+        }
         obj = c.store.put(key.clone(), obj);
         if is_namespace(key) {
             for k in c.store.keys_in_namespace(&key.name) {

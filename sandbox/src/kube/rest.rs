@@ -15,7 +15,7 @@ use super::object_meta::{self, finalizers, meta_mut, meta_str, now_rfc3339};
 use super::patch::{self, PatchError};
 use super::request::{Query, ResourcePath};
 use super::resources::{Registry, ResourceType, View};
-use super::selectors::{FieldSelector, LabelSelector};
+use super::selectors::{FieldLabels, FieldSelector, LabelSelector};
 use super::store::{Key, Store};
 use super::{builtin_decode, crds, event_views, secret_data, service_defaults};
 
@@ -242,7 +242,14 @@ impl Selectors {
         if let Some(c) = &rt.custom {
             allowed.extend(c.selectable_fields.iter().cloned());
         }
-        let fields = FieldSelector::parse(q.get("fieldSelector").unwrap_or(""), &allowed, rt.is_custom())
+        // Namespace, Secret, Service, Event and custom resources have field label
+        // conversions of their own; every other kind apimachinery's default one.
+        let conversion = if rt.is_custom() || !rt.extra_field_selectors.is_empty() {
+            FieldLabels::Own { cluster_scoped: !rt.namespaced }
+        } else {
+            FieldLabels::MetadataOnly
+        };
+        let fields = FieldSelector::parse(q.get("fieldSelector").unwrap_or(""), &allowed, conversion)
             .map_err(|e| ApiError::BadRequest(e.to_string()))?;
         Ok(Self { labels, fields })
     }
@@ -370,7 +377,7 @@ fn prepare_create(rt: &ResourceType, obj: &mut Value) {
         labels["kubernetes.io/metadata.name"] = json!(name);
     }
     if rt.group == "apiextensions.k8s.io" && rt.plural == "customresourcedefinitions" {
-        crds::set_status(obj, None);
+        crds::initial_status(obj);
     }
 }
 
@@ -405,11 +412,28 @@ pub fn create(c: &mut Cluster, rt: &Arc<ResourceType>, namespace: Option<&str>, 
 
 /// Write an object (storage conversion, CRD registration) and return its view.
 fn store_put(c: &mut Cluster, rt: &ResourceType, key: Key, obj: &Value) -> Value {
-    let stored = c.store.put(key, to_storage(rt, obj));
+    let stored = c.store.put(key.clone(), to_storage(rt, obj));
     if rt.group == "apiextensions.k8s.io" && rt.plural == "customresourcedefinitions" && stored["metadata"]["deletionTimestamp"].is_null() {
-        crds::register(&mut c.registry, &stored);
+        if crds::is_established(&stored) {
+            crds::register(&mut c.registry, &stored);
+        } else {
+            establish_crd(c, rt, key, &stored);
+        }
     }
     to_view(rt, &stored)
+}
+
+/// What apiextensions' naming and establishing controllers do right after a CRD is created:
+/// a status update by `kube-apiserver` (accepted names, NamesAccepted, Established), after
+/// which its resources are served. The creating request has its answer already (the CRD as
+/// created, not yet established), as from kube-apiserver.
+fn establish_crd(c: &mut Cluster, rt: &ResourceType, key: Key, created: &Value) {
+    let old = to_view(rt, created);
+    let mut new = old.clone();
+    crds::set_status(&mut new, Some(&old));
+    patch::record_update(Some(&old), &mut new, "kube-apiserver", Some("status"), None, &now_rfc3339());
+    let stored = c.store.put(key, to_storage(rt, &new));
+    crds::register(&mut c.registry, &stored);
 }
 
 /// How an update came in: PUT, a non-apply patch, or server-side apply (which records
@@ -442,14 +466,13 @@ fn update_existing(c: &mut Cluster, rt: &ResourceType, change: Change<'_>, opts:
         Some(rv) if Some(rv) != meta_str(&old, "resourceVersion") => return Err(conflict(rt, &name, OPTIMISTIC_LOCK_MSG)),
         Some(_) => {}
         None if !rt.allow_unconditional_update => {
+            // The generic registry names the resource, not the kind, here
+            // (`GroupKind{Group, Kind: qualifiedResource.Resource}`), and prints the uint64 0.
+            let resource = rt.group_resource();
             return Err(ApiError::invalid(
-                rt.group_kind(),
+                super::api_error::GroupKind { group: resource.group, kind: resource.resource },
                 &name,
-                vec![FieldError {
-                    reason: "FieldValueInvalid",
-                    field: "metadata.resourceVersion".into(),
-                    message: "Invalid value: 0x0: must be specified for an update".into(),
-                }],
+                vec![FieldError::invalid("metadata.resourceVersion", &json!(0), "must be specified for an update")],
             ));
         }
         None => {}
@@ -712,23 +735,29 @@ pub fn patch(c: &mut Cluster, rt: &Arc<ResourceType>, path: &ResourcePath, req: 
     }
 }
 
-/// `DeleteOptions.preconditions` (uid, resourceVersion) must match the live object.
+/// `DeleteOptions.preconditions` (uid, resourceVersion) must match the live object
+/// (`rest.BeforeDelete`, which names the kind rather than the resource in its 409).
 fn check_preconditions(rt: &ResourceType, name: &str, live: &Value, opts: &Value) -> Result<(), ApiError> {
     let pre = &opts["preconditions"];
+    let kind_conflict = |detail: String| ApiError::Conflict {
+        resource: super::api_error::GroupResource { group: rt.group.clone(), resource: rt.kind.clone() },
+        name: name.to_string(),
+        detail,
+    };
     if let Some(uid) = pre["uid"].as_str() {
         let have = meta_str(live, "uid").unwrap_or("");
         if uid != have {
-            return Err(conflict(rt, name, format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {have}")));
+            return Err(kind_conflict(format!(
+                "the UID in the precondition ({uid}) does not match the UID in record ({have}). The object might have been deleted and then recreated"
+            )));
         }
     }
     if let Some(rv) = pre["resourceVersion"].as_str() {
         let have = meta_str(live, "resourceVersion").unwrap_or("");
         if rv != have {
-            return Err(conflict(
-                rt,
-                name,
-                format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {have}"),
-            ));
+            return Err(kind_conflict(format!(
+                "the ResourceVersion in the precondition ({rv}) does not match the ResourceVersion in record ({have}). The object might have been modified"
+            )));
         }
     }
     Ok(())
@@ -769,6 +798,11 @@ pub fn delete(c: &mut Cluster, rt: &Arc<ResourceType>, path: &ResourcePath, dele
         return Ok(Outcome { code: 200, body: live, warnings: Vec::new() });
     }
     match lifecycle::delete_key(c, &key) {
+        // A CRD is deleted in two phases (its cleanup finalizer), so kube-apiserver answers
+        // with the CRD marked for deletion even when it had no objects left to clean up.
+        lifecycle::Deleted::Gone(stored) if rt.group == "apiextensions.k8s.io" && rt.plural == "customresourcedefinitions" => {
+            Ok(Outcome { code: 200, body: to_view(rt, &stored), warnings: Vec::new() })
+        }
         lifecycle::Deleted::Gone(stored) => Ok(Outcome { code: 200, body: deleted_body(rt, &to_view(rt, &stored)), warnings: Vec::new() }),
         // Finalizers pending: the object with its deletionTimestamp. kube-apiserver answers
         // 202 only when the client asked for `orphanDependents: false` (handlers/delete.go).

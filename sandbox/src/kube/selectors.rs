@@ -126,17 +126,28 @@ pub struct FieldSelector {
 pub enum FieldSelectorError {
     #[error("invalid selector: '{0}'; can't understand '{1}'")]
     Syntax(String, String),
-    /// The message built-in kinds answer with (`field label not supported: x`).
+    /// Kinds with a field label conversion of their own (Namespace, Secret, Service, Event,
+    /// custom resources) refuse other fields with this message.
     #[error("field label not supported: {0}")]
     Unsupported(String),
-    /// The message for custom resources (apiextensions-apiserver).
-    #[error("\"{0}\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\"{1}")]
-    UnsupportedCustom(String, String),
+    /// Kinds without one go through apimachinery's `DefaultMetaV1FieldSelectorConversion`.
+    #[error("\"{0}\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\"")]
+    NotMetadata(String),
+}
+
+/// Which field label conversion a kind has (how it answers an unknown field).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FieldLabels {
+    /// Only `metadata.name` and `metadata.namespace`, apimachinery's default conversion.
+    MetadataOnly,
+    /// A conversion of the kind's own, accepting `metadata.name`, `metadata.namespace`
+    /// (unless `cluster_scoped`) and the kind's fields.
+    Own { cluster_scoped: bool },
 }
 
 impl FieldSelector {
-    /// Parse and check every field against `allowed` (besides metadata.name/namespace).
-    pub fn parse(s: &str, allowed: &[String], custom: bool) -> Result<Self, FieldSelectorError> {
+    /// Parse and check every field against what `labels` accepts plus `allowed`.
+    pub fn parse(s: &str, allowed: &[String], labels: FieldLabels) -> Result<Self, FieldSelectorError> {
         let mut terms = Vec::new();
         if s.trim().is_empty() {
             return Ok(Self { terms });
@@ -152,13 +163,16 @@ impl FieldSelector {
                 return Err(FieldSelectorError::Syntax(s.to_string(), part.to_string()));
             };
             let field = field.trim();
-            let known = field == "metadata.name" || field == "metadata.namespace" || allowed.iter().any(|a| a == field);
+            let known = match labels {
+                FieldLabels::MetadataOnly => field == "metadata.name" || field == "metadata.namespace",
+                FieldLabels::Own { cluster_scoped } => {
+                    field == "metadata.name" || (!cluster_scoped && field == "metadata.namespace") || allowed.iter().any(|a| a == field)
+                }
+            };
             if !known {
-                return Err(if custom {
-                    let extra: String = allowed.iter().map(|a| format!(", \"{a}\"")).collect();
-                    FieldSelectorError::UnsupportedCustom(field.to_string(), extra)
-                } else {
-                    FieldSelectorError::Unsupported(field.to_string())
+                return Err(match labels {
+                    FieldLabels::MetadataOnly => FieldSelectorError::NotMetadata(field.to_string()),
+                    FieldLabels::Own { .. } => FieldSelectorError::Unsupported(field.to_string()),
                 });
             }
             terms.push((field.to_string(), eq, value.trim().to_string()));
@@ -219,14 +233,16 @@ mod tests {
     #[test]
     fn field_selectors_check_supported_fields() {
         let obj = json!({"metadata": {"name": "a", "namespace": "n"}, "type": "Opaque"});
-        let s = FieldSelector::parse("metadata.name=a,type!=x", &["type".into()], false).unwrap();
+        let own = FieldLabels::Own { cluster_scoped: false };
+        let s = FieldSelector::parse("metadata.name=a,type!=x", &["type".into()], own).unwrap();
         assert!(s.matches(&obj));
+        assert_eq!(FieldSelector::parse("spec.x=1", &[], own).unwrap_err().to_string(), "field label not supported: spec.x");
         assert_eq!(
-            FieldSelector::parse("spec.x=1", &[], false).unwrap_err().to_string(),
-            "field label not supported: spec.x"
+            FieldSelector::parse("metadata.namespace=n", &[], FieldLabels::Own { cluster_scoped: true }).unwrap_err().to_string(),
+            "field label not supported: metadata.namespace"
         );
         assert_eq!(
-            FieldSelector::parse("spec.x=1", &[], true).unwrap_err().to_string(),
+            FieldSelector::parse("spec.x=1", &[], FieldLabels::MetadataOnly).unwrap_err().to_string(),
             "\"spec.x\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\""
         );
     }

@@ -37,9 +37,9 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        // kube-apiserver sends bookmarks about once a minute; a shorter period keeps tests
-        // and the demo responsive without changing what clients see.
-        Self { bookmark_interval: Duration::from_secs(5), history_limit: 10_000 }
+        // kube-apiserver's watch cache sends a bookmark about once a minute (and one 2 s
+        // before a watch's timeout).
+        Self { bookmark_interval: Duration::from_secs(60), history_limit: 10_000 }
     }
 }
 
@@ -101,7 +101,6 @@ pub fn router(shared: Arc<Shared>) -> Router {
 }
 
 const JSON: &str = "application/json";
-const TABLE_CONTENT_TYPE: &str = "application/json;as=Table;v=v1;g=meta.k8s.io";
 const MAX_BODY: usize = 16 * 1024 * 1024;
 
 fn json_response(code: u16, body: &Value, content_type: &str) -> Response {
@@ -112,7 +111,27 @@ fn json_response(code: u16, body: &Value, content_type: &str) -> Response {
 }
 
 fn error_response(e: &ApiError) -> Response {
-    json_response(e.code(), &e.status(), JSON)
+    match e {
+        // The Go mux's own 404, for paths no API group serves.
+        ApiError::PageNotFound => {
+            let mut resp = Response::new(Body::from("404 page not found\n"));
+            *resp.status_mut() = StatusCode::NOT_FOUND;
+            resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+            resp.headers_mut().insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+            resp
+        }
+        _ => json_response(e.code(), &e.status(), JSON),
+    }
+}
+
+/// 406 for a discovery request accepting neither aggregated v2 nor a plain document.
+fn not_acceptable() -> Response {
+    let status = json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": "only the following media types are accepted: application/json, application/yaml, application/vnd.kubernetes.protobuf",
+        "reason": "NotAcceptable", "code": 406,
+    });
+    json_response(406, &status, JSON)
 }
 
 async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
@@ -219,6 +238,7 @@ fn dispatch(shared: &Arc<Shared>, ctx: &Ctx) -> Result<Response, ApiError> {
             let c = shared.lock();
             return Ok(match request::aggregated_discovery(&accept) {
                 Some(v) => json_response(200, &discovery::aggregated(&c.registry, true, v), &discovery::aggregated_content_type(v)),
+                None if !request::accepts_plain(&accept) => not_acceptable(),
                 None => json_response(200, &discovery::api_versions(&shared.addr.to_string()), JSON),
             });
         }
@@ -226,12 +246,13 @@ fn dispatch(shared: &Arc<Shared>, ctx: &Ctx) -> Result<Response, ApiError> {
             let c = shared.lock();
             return Ok(match request::aggregated_discovery(&accept) {
                 Some(v) => json_response(200, &discovery::aggregated(&c.registry, false, v), &discovery::aggregated_content_type(v)),
+                None if !request::accepts_plain(&accept) => not_acceptable(),
                 None => json_response(200, &discovery::group_list(&c.registry), JSON),
             });
         }
         ["apis", g] if get => {
             let c = shared.lock();
-            return discovery::group(&c.registry, g).map(|d| json_response(200, &d, JSON)).ok_or(ApiError::NoSuchPath);
+            return discovery::group(&c.registry, g).map(|d| json_response(200, &d, JSON)).ok_or(ApiError::PageNotFound);
         }
         ["api", v] if get => {
             let c = shared.lock();
@@ -239,7 +260,7 @@ fn dispatch(shared: &Arc<Shared>, ctx: &Ctx) -> Result<Response, ApiError> {
         }
         ["apis", g, v] if get => {
             let c = shared.lock();
-            return discovery::resource_list(&c.registry, g, v).map(|d| json_response(200, &d, JSON)).ok_or(ApiError::NoSuchPath);
+            return discovery::resource_list(&c.registry, g, v).map(|d| json_response(200, &d, JSON)).ok_or_else(|| unknown_path(&c.registry, g));
         }
         ["openapi", "v3"] if get => {
             let c = shared.lock();
@@ -248,10 +269,13 @@ fn dispatch(shared: &Arc<Shared>, ctx: &Ctx) -> Result<Response, ApiError> {
         ["openapi", "v3", ..] if get => return openapi_document(shared, ctx),
         _ => {}
     }
-    let Some(rp) = ResourcePath::parse(&ctx.path) else { return Err(ApiError::NoSuchPath) };
+    let Some(rp) = ResourcePath::parse(&ctx.path) else {
+        // `/api/...` belongs to the core group's handler; anything else no group serves.
+        return Err(if segs.first() == Some(&"api") { ApiError::NoSuchPath } else { ApiError::PageNotFound });
+    };
     let rt = {
         let c = shared.lock();
-        c.registry.find(&rp.group, &rp.version, &rp.plural).ok_or(ApiError::NoSuchPath)?
+        c.registry.find(&rp.group, &rp.version, &rp.plural).ok_or_else(|| unknown_path(&c.registry, &rp.group))?
     };
     if rp.namespace.is_some() && !rt.namespaced {
         return Err(ApiError::NoSuchPath);
@@ -275,11 +299,19 @@ fn dispatch(shared: &Arc<Shared>, ctx: &Ctx) -> Result<Response, ApiError> {
     resource(shared, ctx, &rt, &rp, &accept)
 }
 
+/// A path under a group/version/resource nobody serves: within a served group (or the core
+/// group) a `NotFound` Status, else the mux's plain-text 404.
+fn unknown_path(reg: &Registry, group: &str) -> ApiError {
+    if group.is_empty() || reg.all().iter().any(|t| t.group == group) { ApiError::NoSuchPath } else { ApiError::PageNotFound }
+}
+
 /// The Kubernetes verb of a request (RBAC vocabulary).
 fn verb(ctx: &Ctx, rp: &ResourcePath) -> &'static str {
     match (&ctx.method, rp.name.is_some()) {
-        // `GET .../name?watch=true` is a watch too (apiserver RequestInfoFactory).
-        (&Method::GET, _) if ctx.query.flag("watch") => "watch",
+        // Only a collection GET becomes a watch (apiserver RequestInfoFactory); `GET
+        // .../name?watch=true` is a get.
+        (&Method::GET, _) if rp.watch_prefix => "watch",
+        (&Method::GET, false) if ctx.query.flag("watch") => "watch",
         (&Method::GET, true) => "get",
         (&Method::GET, false) => "list",
         (&Method::POST, _) => "create",
@@ -325,14 +357,16 @@ fn resource(shared: &Arc<Shared>, ctx: &Ctx, rt: &Arc<ResourceType>, rp: &Resour
     let repr = request::representation(accept);
     let ns = rp.namespace.as_deref();
     match (&ctx.method, &rp.name) {
-        (&Method::GET, Some(name)) if ctx.query.flag("watch") && rp.subresource.is_none() => {
+        (&Method::GET, Some(name)) if rp.watch_prefix && rp.subresource.is_none() => {
             start_watch(shared, &ctx.query.with_name_selector(name), rt, ns, repr)
         }
+        // `?watch=true` on a named object is ignored: a plain get (watching one object goes
+        // through the collection with `fieldSelector=metadata.name=...`).
         (&Method::GET, Some(_)) => {
             let obj = rest::get(&shared.lock(), rt, rp)?;
             render_read(rt, repr, &ctx.query, vec![obj], None, true)
         }
-        (&Method::GET, None) if ctx.query.flag("watch") => start_watch(shared, &ctx.query, rt, ns, repr),
+        (&Method::GET, None) if ctx.query.flag("watch") || rp.watch_prefix => start_watch(shared, &ctx.query, rt, ns, repr),
         (&Method::GET, None) => {
             check_list_options(&ctx.query)?;
             let page = {
@@ -434,13 +468,14 @@ fn render_read(rt: &ResourceType, repr: Representation, q: &Query, items: Vec<Va
                 }
                 None => {}
             }
-            Ok(json_response(200, &t, TABLE_CONTENT_TYPE))
+            // kube-apiserver labels converted answers plain `application/json`.
+            Ok(json_response(200, &t, JSON))
         }
         Representation::PartialMetadata => {
             let partial = |o: &Value| json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"]});
             if single {
                 let obj = items.first().map(partial).unwrap_or(Value::Null);
-                return Ok(json_response(200, &obj, "application/json;as=PartialObjectMetadata;v=v1;g=meta.k8s.io"));
+                return Ok(json_response(200, &obj, JSON));
             }
             let (rv, cont) = list_meta.unwrap_or_default();
             let mut meta = json!({"resourceVersion": rv});
@@ -448,7 +483,7 @@ fn render_read(rt: &ResourceType, repr: Representation, q: &Query, items: Vec<Va
                 meta["continue"] = json!(c);
             }
             let list = json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "items": items.iter().map(partial).collect::<Vec<_>>()});
-            Ok(json_response(200, &list, "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io"))
+            Ok(json_response(200, &list, JSON))
         }
     }
 }
@@ -469,9 +504,6 @@ fn start_watch(shared: &Arc<Shared>, q: &Query, rt: &Arc<ResourceType>, ns: Opti
             if rv_match != Some("NotOlderThan") {
                 causes.push(FieldError::forbidden("resourceVersionMatch", "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan"));
             }
-            if send_initial == Some(true) && !bookmarks {
-                causes.push(FieldError::forbidden("allowWatchBookmarks", "sendInitialEvents requires setting allowWatchBookmarks to true"));
-            }
         }
         None if rv_match.is_some() => {
             causes.push(FieldError::forbidden("resourceVersionMatch", "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided"));
@@ -485,11 +517,12 @@ fn start_watch(shared: &Arc<Shared>, q: &Query, rt: &Arc<ResourceType>, ns: Opti
         None => None,
         Some(s) => Some(s.parse::<u64>().map_err(|_| ApiError::BadRequest(format!("invalid resource version: {s:?}")))?),
     };
+    // The initial-events-end bookmark goes to clients that allow bookmarks; a watch from ""
+    // or "0" defaults to sendInitialEvents=true (SetListOptionsDefaults), so it gets one too.
     let start = match (send_initial, rv) {
-        (Some(true), _) => Start::Initial { end_bookmark: true },
+        (Some(true), _) | (None, None) => Start::Initial { end_bookmark: bookmarks },
         (_, Some(n)) => Start::After(n),
         (Some(false), None) => Start::After(shared.lock().store.current_rv()),
-        (None, None) => Start::Initial { end_bookmark: false },
     };
     let timeout = Duration::from_secs(q.u64("timeoutSeconds")?.unwrap_or(1800));
     let table = match repr {
@@ -510,20 +543,22 @@ fn start_watch(shared: &Arc<Shared>, q: &Query, rt: &Arc<ResourceType>, ns: Opti
         table,
     };
     let rx = watch::start(shared.clone(), w);
-    let content_type = if repr == Representation::Table { TABLE_CONTENT_TYPE } else { JSON };
     let mut resp = Response::new(Body::from_stream(ReceiverStream::new(rx)));
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON));
     resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
     Ok(resp)
 }
 
 fn openapi_document(shared: &Arc<Shared>, ctx: &Ctx) -> Result<Response, ApiError> {
     let rest_path = ctx.path.trim_start_matches("/openapi/v3/");
-    let (g, v) = openapi_docs::parse_path(rest_path).ok_or(ApiError::NoSuchPath)?;
+    // kube-openapi's handler answers an unknown group/version with an empty 404.
+    let empty_404 = || StatusCode::NOT_FOUND.into_response();
+    let Some((g, v)) = openapi_docs::parse_path(rest_path) else { return Ok(empty_404()) };
     let doc = {
         let c = shared.lock();
-        openapi_docs::document(&c.registry, &g, &v).ok_or(ApiError::NoSuchPath)?
+        openapi_docs::document(&c.registry, &g, &v)
     };
+    let Some(doc) = doc else { return Ok(empty_404()) };
     let hash = openapi_docs::hash(&doc);
     let etag = format!("\"{hash}\"");
     if ctx.header(header::IF_NONE_MATCH) == etag {
