@@ -28,6 +28,13 @@ fn setup(backend: Backend, prefix: &str) -> (Kube, TestNamespace) {
     (k, ns)
 }
 
+/// Whether `text` says what kube-apiserver says (`real`). On the emulator, the text its CRD
+/// engine (`sandbox/src/kube/crd`, maintained separately) still produces instead
+/// (`emulator_until_fixed`) is accepted too: docs/sandbox.md lists each such difference.
+fn says(backend: Backend, text: &str, real: &str, emulator_until_fixed: &str) -> bool {
+    text.contains(real) || (backend == Backend::Emulator && text.contains(emulator_until_fixed))
+}
+
 /// A random lower-case suffix for cluster-scoped names on the shared control plane.
 fn unique() -> String {
     use rand::Rng;
@@ -271,7 +278,12 @@ fn explain_prints_field_descriptions_from_the_schema(backend: Backend) {
         resources.lines().find(|l| l.starts_with("widgets")).unwrap_or_else(|| panic!("{resources}")).split_whitespace().collect();
     assert_eq!(row, ["widgets", "wdg", "example.com/v1", "true", "Widget"], "{resources}");
     let crds = k.kubectl(&["get", "crd", "widgets.example.com"]).ok().to_string();
-    assert!(crds.lines().next().is_some_and(|h| h.split_whitespace().eq(["NAME", "CREATED", "AT"])), "{crds}");
+    let header = crds.lines().next().unwrap_or_default().split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(says(backend, &header, "NAME SCOPE VERSIONS CREATED AT", "NAME CREATED AT"), "{crds}");
+    if header.contains("SCOPE") {
+        let row: Vec<&str> = crds.lines().nth(1).unwrap_or_default().split_whitespace().collect();
+        assert_eq!(&row[..3], ["widgets.example.com", "Namespaced", "v1(storage)"], "{crds}");
+    }
 
     let top = k.kubectl(&["explain", "wdg"]).ok().to_string();
     assert!(top.contains("KIND:") && top.contains("Widget"), "{top}");
@@ -465,37 +477,47 @@ struct Invalid {
     what: &'static str,
     spec: &'static str,
     expect: &'static [&'static str],
+    /// (kube-apiserver's text, the emulator's CRD engine's text until it is fixed).
+    expect_either: Option<(&'static str, &'static str)>,
 }
 
 fn invalid_objects_are_rejected_naming_the_field_or_rule(backend: Backend) {
     let (k, ns) = setup(backend, "invalid");
     let n = ns.name();
     let cases = [
-        Invalid { what: "type", spec: "  size: small\n  replicas: lots\n", expect: &["spec.replicas", "must be of type integer"] },
+        Invalid { what: "type", spec: "  size: small\n  replicas: lots\n", expect: &["spec.replicas", "must be of type integer"], expect_either: None },
         Invalid {
             what: "enum",
             spec: "  size: huge\n",
             expect: &["spec.size", "Unsupported value: \"huge\"", "supported values", "\"small\""],
+            expect_either: None,
         },
-        Invalid { what: "pattern", spec: "  size: small\n  color: Blue1\n", expect: &["spec.color", "should match '^[a-z]+$'"] },
+        Invalid { what: "pattern", spec: "  size: small\n  color: Blue1\n", expect: &["spec.color", "should match '^[a-z]+$'"], expect_either: None },
         Invalid {
             what: "maxLength",
             spec: "  size: small\n  description: this text is far longer than twenty bytes\n",
             expect: &["spec.description", "Too long", "20"],
+            expect_either: None,
         },
-        Invalid { what: "maxProperties", spec: "  size: small\n  tags: {a: x, b: x, c: x, d: x}\n", expect: &["spec.tags", "Too many: 4", "at most 3"] },
-        Invalid { what: "maximum", spec: "  size: small\n  replicas: 11\n", expect: &["spec.replicas", "less than or equal to 10"] },
-        Invalid { what: "minimum", spec: "  size: small\n  replicas: -1\n", expect: &["spec.replicas", "greater than or equal to 0"] },
-        Invalid { what: "required", spec: "  replicas: 2\n", expect: &["spec.size", "Required value"] },
+        Invalid { what: "maxProperties", spec: "  size: small\n  tags: {a: x, b: x, c: x, d: x}\n", expect: &["spec.tags", "Too many: 4", "at most 3"], expect_either: None },
+        Invalid { what: "maximum", spec: "  size: small\n  replicas: 11\n", expect: &["spec.replicas", "less than or equal to 10"], expect_either: None },
+        Invalid { what: "minimum", spec: "  size: small\n  replicas: -1\n", expect: &["spec.replicas", "greater than or equal to 0"], expect_either: None },
+        Invalid { what: "required", spec: "  replicas: 2\n", expect: &["spec.size", "Required value"], expect_either: None },
         Invalid {
             what: "CEL rule",
             spec: "  size: small\n  replicas: 2\n  minReplicas: 5\n",
-            expect: &["spec: Invalid value: \"object\": minReplicas must not exceed replicas"],
+            // A failed rule on an object or array omits the value (1.37).
+            expect: &[],
+            expect_either: Some((
+                "spec: Invalid value: minReplicas must not exceed replicas",
+                "spec: Invalid value: \"object\": minReplicas must not exceed replicas",
+            )),
         },
         Invalid {
             what: "CEL messageExpression and reason",
             spec: "  size: small\n  tags: {Bad: one, ok: two}\n",
             expect: &["spec.tags: Forbidden: tag keys must be lower-case letters; 2 keys given"],
+            expect_either: None,
         },
     ];
     let mut failures = Vec::new();
@@ -506,7 +528,12 @@ fn invalid_objects_are_rejected_naming_the_field_or_rule(backend: Backend) {
             failures.push(format!("{}: accepted: {}", case.what, run.stdout));
             continue;
         }
-        let missing: Vec<_> = case.expect.iter().filter(|e| !run.stderr.contains(**e)).collect();
+        let mut missing: Vec<_> = case.expect.iter().filter(|e| !run.stderr.contains(**e)).collect();
+        if let Some((real, emulator)) = &case.expect_either
+            && !says(backend, &run.stderr, real, emulator)
+        {
+            missing.push(real);
+        }
         if !missing.is_empty() || !run.stderr.contains("is invalid") {
             failures.push(format!("{}: stderr lacks {missing:?} / \"is invalid\": {}", case.what, run.stderr));
         }
@@ -629,7 +656,16 @@ fn invalid_crds_are_rejected_naming_the_field(backend: Backend) {
     let untyped = k.apply(&bad_crd(&group, "              properties:\n                size:\n                  type: string\n"), &[]);
     let err = untyped.fails();
     assert!(err.contains(&format!("CustomResourceDefinition \"{name}\" is invalid")), "{err}");
-    assert!(err.contains("spec.versions[0].schema.openAPIV3Schema.properties[spec].type: Required value"), "{err}");
+    // A single version's schema is validated as the internal `spec.validation` (1.37).
+    assert!(
+        says(
+            backend,
+            err,
+            "spec.validation.openAPIV3Schema.properties[spec].type: Required value: must not be empty for specified object fields",
+            "spec.versions[0].schema.openAPIV3Schema.properties[spec].type: Required value",
+        ),
+        "{err}"
+    );
 
     // A CEL rule that does not compile.
     let cel = k.apply(
@@ -637,8 +673,16 @@ fn invalid_crds_are_rejected_naming_the_field(backend: Backend) {
         &[],
     );
     let err = cel.fails();
-    assert!(err.contains("spec.versions[0].schema.openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule"), "{err}");
-    assert!(err.contains("compilation failed"), "{err}");
+    assert!(
+        says(
+            backend,
+            err,
+            "spec.validation.openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule: Invalid value: {\"Rule\":\"self.nonsense(\"",
+            "spec.versions[0].schema.openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule: Invalid value: apiextensions.ValidationRule{",
+        ),
+        "{err}"
+    );
+    assert!(err.contains("compilation failed: ERROR: <input>:1:15: Syntax error"), "{err}");
 
     // Neither was stored, and a valid CRD still goes through.
     let get = k.kubectl(&["get", "crd", &name]);
@@ -701,15 +745,32 @@ spec:
     );
     let applied = k.apply(&manifests, &[]);
     assert_eq!(applied.ok().lines().count(), 5, "{applied:?}");
-    // Re-applying is a no-op for every kind.
+    // Re-applying changes nothing. kubectl still reports the PodDisruptionBudget
+    // "configured": its selector has `patchStrategy: replace` in the OpenAPI document, so
+    // kubectl's patch always carries it, and the server finds nothing to change.
+    let pdb_rv = k.kubectl(&["get", "pdb", "web", "-n", ns, "-o", "jsonpath={.metadata.resourceVersion}"]).ok().to_string();
     let again = k.apply(&manifests, &[]);
-    assert!(again.ok().lines().all(|l| l.ends_with(" unchanged")), "{again:?}");
+    let lines: Vec<&str> = again.ok().lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "deployment.apps/web unchanged",
+            "service/web unchanged",
+            "role.rbac.authorization.k8s.io/reader unchanged",
+            "rolebinding.rbac.authorization.k8s.io/reader unchanged",
+            "poddisruptionbudget.policy/web configured",
+        ],
+        "{again:?}"
+    );
+    assert_eq!(k.kubectl(&["get", "pdb", "web", "-n", ns, "-o", "jsonpath={.metadata.resourceVersion}"]).ok(), pdb_rv);
 
-    // (kind, name, header, leading cells of the row) as kube-apiserver 1.37 prints them.
+    // (kind, name, header, leading cells of the row) as kube-apiserver 1.37 prints them. The
+    // Deployment's UP-TO-DATE and AVAILABLE depend on kube-controller-manager's progress (the
+    // emulator runs no deployment controller), so only READY is checked.
     let tables: [(&str, &str, &[&str], &[&str]); 7] = [
         ("deployment", "web", &["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"], &["web", "0/2"]),
         ("configmap", "settings", &["NAME", "DATA", "AGE"], &["settings", "2"]),
-        ("serviceaccount", "robot", &["NAME", "SECRETS", "AGE"], &["robot", "0"]),
+        ("serviceaccount", "robot", &["NAME", "AGE"], &["robot"]),
         ("service", "web", &["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"], &["web", "ClusterIP"]),
         ("role", "reader", &["NAME", "CREATED", "AT"], &["reader"]),
         ("rolebinding", "reader", &["NAME", "ROLE", "AGE"], &["reader", "Role/reader"]),
@@ -726,7 +787,10 @@ spec:
         let mut lines = out.lines();
         let got_header: Vec<&str> = lines.next().unwrap_or_default().split_whitespace().collect();
         let got_row: Vec<&str> = lines.next().unwrap_or_default().split_whitespace().collect();
-        if got_header != header || !got_row.starts_with(cells) {
+        // The emulator's Table columns come from its CRD engine's tables (maintained
+        // separately); its ServiceAccount Table still has 1.33's SECRETS column.
+        let emulator_until_fixed = backend == Backend::Emulator && kind == "serviceaccount" && got_header == ["NAME", "SECRETS", "AGE"];
+        if (got_header != header || !got_row.starts_with(cells)) && !emulator_until_fixed {
             failures.push(format!("{kind}:\n{out}"));
         }
     }
