@@ -33,8 +33,11 @@ mod secret_data;
 mod selectors;
 mod server;
 mod service_defaults;
+mod storage_version_hash;
 mod store;
 mod watch;
+mod workload_defaults;
+mod zero_values;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -17,7 +17,7 @@ use super::request::{Query, ResourcePath};
 use super::resources::{Registry, ResourceType, View};
 use super::selectors::{FieldLabels, FieldSelector, LabelSelector};
 use super::store::{Key, Store};
-use super::{builtin_decode, crds, event_views, secret_data, service_defaults};
+use super::{builtin_decode, crds, event_views, secret_data, service_defaults, workload_defaults, zero_values};
 
 /// Everything the API server holds: the objects and the resource types being served.
 pub struct Cluster {
@@ -52,7 +52,7 @@ pub fn key_for(rt: &ResourceType, namespace: Option<&str>, name: &str) -> Key {
 
 /// The stored object as the resource type presents it.
 pub fn to_view(rt: &ResourceType, stored: &Value) -> Value {
-    match rt.view {
+    let mut v = match rt.view {
         View::EventsV1 => event_views::to_events_v1(stored),
         View::Plain => {
             let mut v = stored.clone();
@@ -60,7 +60,11 @@ pub fn to_view(rt: &ResourceType, stored: &Value) -> Value {
             v["kind"] = json!(rt.kind);
             v
         }
+    };
+    if !rt.is_custom() {
+        zero_values::fill(&rt.group, &rt.kind, &mut v);
     }
+    v
 }
 
 fn to_storage(rt: &ResourceType, obj: &Value) -> Value {
@@ -167,9 +171,13 @@ fn check_body_namespace(rt: &ResourceType, obj: &mut Value, namespace: Option<&s
 
 /// Admission shared by create and update: metadata, per-kind strategies and, for custom
 /// resources, the CRD schema (defaulting, pruning, validation, CEL).
-fn admit(rt: &ResourceType, obj: &mut Value, old: Option<&Value>, opts: &WriteOptions, revision: u64) -> Result<Vec<String>, ApiError> {
-    // Built-in kinds are decoded into their types first (unknown fields, wrong types).
+fn admit(rt: &ResourceType, obj: &mut Value, old: Option<&Value>, opts: &WriteOptions) -> Result<Vec<String>, ApiError> {
+    // Built-in kinds are decoded into their types first (unknown fields, wrong types), which
+    // sets their defaults.
     let mut warnings = if rt.is_custom() { Vec::new() } else { builtin_decode::decode(rt, obj, opts.field_validation)? };
+    if rt.group == "apps" && rt.kind == "Deployment" {
+        workload_defaults::default_deployment(obj);
+    }
     let name = meta_str(obj, "name").unwrap_or("").to_string();
     let invalid = |causes: Vec<FieldError>| ApiError::invalid(rt.group_kind(), &name, causes);
     let mut errs = if old.is_none() {
@@ -197,9 +205,8 @@ fn admit(rt: &ResourceType, obj: &mut Value, old: Option<&Value>, opts: &WriteOp
             errs.extend(secret_data::validate_update(old, obj));
         }
     }
-    if rt.storage_group.is_empty() && rt.storage_plural == "services" {
-        // Addresses are numbered by the global revision: unique per create, no allocator state.
-        service_defaults::default_service(obj, old, || service_defaults::cluster_ip(revision));
+    if is_service(rt) {
+        service_defaults::default_service(obj);
     }
     if let Some(old) = old.filter(|_| rt.storage_group.is_empty() && ["secrets", "configmaps"].contains(&rt.storage_plural.as_str())) {
         errs.extend(secret_data::validate_immutable(old, obj));
@@ -218,6 +225,20 @@ fn admit(rt: &ResourceType, obj: &mut Value, old: Option<&Value>, opts: &WriteOp
         })?;
     }
     Ok(warnings)
+}
+
+fn is_service(rt: &ResourceType) -> bool {
+    rt.storage_group.is_empty() && rt.storage_plural == "services"
+}
+
+/// What a registry sets after admission and field ownership: a Service's allocated
+/// addresses. Addresses are numbered by the global revision: unique per create, no
+/// allocator state.
+fn allocate(c: &Cluster, rt: &ResourceType, obj: &mut Value, old: Option<&Value>) {
+    if is_service(rt) {
+        let revision = c.store.current_rv();
+        service_defaults::allocate(obj, old, || service_defaults::cluster_ip(revision));
+    }
 }
 
 pub fn get(c: &Cluster, rt: &ResourceType, path: &ResourcePath) -> Result<Value, ApiError> {
@@ -396,13 +417,14 @@ pub fn create(c: &mut Cluster, rt: &Arc<ResourceType>, namespace: Option<&str>, 
     check_namespace(c, rt, namespace, true, &name)?;
     prepare_create(rt, &mut obj);
     init_meta(rt, &mut obj);
-    let warnings = admit(rt, &mut obj, None, opts, c.store.current_rv())?;
+    let warnings = admit(rt, &mut obj, None, opts)?;
     let key = key_for(rt, namespace, &name);
     if c.store.get(&key).is_some() {
         return Err(ApiError::AlreadyExists { resource: rt.group_resource(), name });
     }
     object_meta::drop_empty_meta(&mut obj);
     patch::record_update(None, &mut obj, &opts.field_manager, None, rt.schema(), &now_rfc3339());
+    allocate(c, rt, &mut obj, None);
     let body = if opts.dry_run { obj } else { store_put(c, rt, key, &obj) };
     if !opts.dry_run && rt.group.is_empty() && rt.plural == "namespaces" {
         lifecycle::namespace_created(c, &name);
@@ -539,7 +561,7 @@ fn update_existing(c: &mut Cluster, rt: &ResourceType, change: Change<'_>, opts:
     if rt.group == "apiextensions.k8s.io" && rt.plural == "customresourcedefinitions" {
         crds::set_status(&mut new, Some(&old));
     }
-    let warnings = admit(rt, &mut new, Some(&old), opts, c.store.current_rv())?;
+    let warnings = admit(rt, &mut new, Some(&old), opts)?;
     object_meta::drop_empty_meta(&mut new);
     if rt.tracks_generation {
         let changed = if rt.status_subresource {
@@ -563,6 +585,7 @@ fn update_existing(c: &mut Cluster, rt: &ResourceType, change: Change<'_>, opts:
     if kind != UpdateKind::Apply && new != old {
         patch::record_update(Some(&old), &mut new, &opts.field_manager, subresource, rt.schema(), &now_rfc3339());
     }
+    allocate(c, rt, &mut new, Some(&old));
     // An update that changes nothing is not written: same resourceVersion, no watch event
     // (etcd3 store GuaranteedUpdate skips identical bytes).
     if new == old {
@@ -708,8 +731,9 @@ pub fn patch(c: &mut Cluster, rt: &Arc<ResourceType>, path: &ResourcePath, req: 
                     check_type(rt, &mut new)?;
                     prepare_create(rt, &mut new);
                     init_meta(rt, &mut new);
-                    let warnings = admit(rt, &mut new, None, opts, c.store.current_rv())?;
+                    let warnings = admit(rt, &mut new, None, opts)?;
                     object_meta::drop_empty_meta(&mut new);
+                    allocate(c, rt, &mut new, None);
                     let body = if opts.dry_run { new } else { store_put(c, rt, key, &new) };
                     Ok(Outcome { code: 201, body, warnings })
                 }

@@ -23,6 +23,9 @@ KINDS = [  # (group/version index key, kind, root component)
     ('api/v1', 'ServiceAccount', 'io.k8s.api.core.v1.ServiceAccount'),
     ('api/v1', 'Service', 'io.k8s.api.core.v1.Service'),
     ('api/v1', 'Event', 'io.k8s.api.core.v1.Event'),
+    # events.k8s.io/v1 shares the kind name (and storage); its fields (regarding, note,
+    # deprecated*) do not collide with core/v1's.
+    ('apis/events.k8s.io/v1', 'Event', 'io.k8s.api.events.v1.Event'),
     ('apis/coordination.k8s.io/v1', 'Lease', 'io.k8s.api.coordination.v1.Lease'),
     ('apis/apps/v1', 'Deployment', 'io.k8s.api.apps.v1.Deployment'),
     ('apis/rbac.authorization.k8s.io/v1', 'Role', 'io.k8s.api.rbac.v1.Role'),
@@ -63,7 +66,7 @@ for gv, kind, root in KINDS:
             if child and child not in stack:
                 walk(child, cpath, stack + [child])
     walk(root, '', [root])
-    fields[kind] = dict(sorted(table.items()))
+    fields[kind] = dict(sorted({**fields.get(kind, {}), **table}.items()))
     # Every component of the kind's document with its x-kubernetes-* extensions.
     for name, schema in schemas.items():
         entry = {}
