@@ -61,10 +61,10 @@ pub enum ApiError {
     Invalid { kind: GroupKind, name: String, causes: Vec<FieldError> },
     #[error("{0}")]
     BadRequest(String),
-    /// 422 from a patch that could not be applied (`NewGenericServerResponse`): a fixed
-    /// message with the reason in `details.causes`.
+    /// 422 from a JSON patch that could not be applied (`NewGenericServerResponse`): a fixed
+    /// message and empty details.
     #[error("{message}")]
-    Unprocessable { message: String, detail: String },
+    Unprocessable { message: String },
     #[error("{message}")]
     Forbidden { resource: GroupResource, name: String, message: String },
     #[error("the server does not allow this method on the requested resource")]
@@ -141,9 +141,16 @@ impl ApiError {
             // apimachinery `NewApplyConflict`: only the causes, no name or kind.
             Self::ApplyConflict { causes, .. } => Some(json!({"causes": causes})),
             Self::Invalid { kind, name, causes } => {
-                let mut d = json!({"name": name, "kind": kind.kind});
+                // StatusDetails' name, group and kind are omitempty.
+                let mut d = json!({});
+                if !name.is_empty() {
+                    d["name"] = json!(name);
+                }
                 if !kind.group.is_empty() {
                     d["group"] = json!(kind.group);
+                }
+                if !kind.kind.is_empty() {
+                    d["kind"] = json!(kind.kind);
                 }
                 d["causes"] = causes
                     .iter()
@@ -151,7 +158,8 @@ impl ApiError {
                     .collect();
                 Some(d)
             }
-            Self::Unprocessable { detail, .. } => Some(json!({"causes": [{"message": detail}]})),
+            // kube-apiserver drops the JSON patch's own error here: empty details.
+            Self::Unprocessable { .. } => Some(json!({})),
             Self::NoSuchPath => Some(json!({})),
             _ => None,
         }

@@ -14,6 +14,7 @@
 pub(crate) mod api_error;
 mod authz;
 mod builtin_decode;
+mod builtin_validation;
 pub mod crd;
 mod crds;
 mod discovery;

@@ -3,7 +3,8 @@
 
 use std::collections::HashMap;
 
-use super::api_error::ApiError;
+use super::api_error::{ApiError, GroupKind};
+use super::field_error::FieldError;
 use super::crd::FieldValidation;
 use super::crd::table::IncludeObject;
 
@@ -102,24 +103,37 @@ impl Query {
         matches!(self.get(key), Some("true" | "1"))
     }
 
-    pub fn dry_run(&self) -> Result<bool, ApiError> {
+    /// `?dryRun=`; anything but `All` is refused like apimachinery's `ValidateDryRun` (a 422
+    /// on the request's options kind, e.g. `CreateOptions`).
+    pub fn dry_run(&self, options_kind: &str) -> Result<bool, ApiError> {
         match self.get("dryRun") {
             None | Some("") => Ok(false),
             Some("All") => Ok(true),
-            Some(other) => Err(ApiError::BadRequest(format!(
-                "Invalid dry run value: dryRun: Unsupported value: \"{other}\": supported values: \"All\""
-            ))),
+            Some(other) => Err(options_invalid(
+                options_kind,
+                FieldError {
+                    reason: "FieldValueNotSupported",
+                    field: "dryRun".into(),
+                    message: format!("Unsupported value: [{other:?}]: supported values: \"All\""),
+                },
+            )),
         }
     }
 
-    pub fn field_validation(&self) -> Result<FieldValidation, ApiError> {
+    /// `?fieldValidation=`.
+    pub fn field_validation(&self, options_kind: &str) -> Result<FieldValidation, ApiError> {
         match self.get("fieldValidation") {
             None | Some("") | Some("Warn") => Ok(FieldValidation::Warn),
             Some("Strict") => Ok(FieldValidation::Strict),
             Some("Ignore") => Ok(FieldValidation::Ignore),
-            Some(other) => Err(ApiError::BadRequest(format!(
-                "fieldValidation: Unsupported value: \"{other}\": supported values: \"Ignore\", \"Strict\", \"Warn\""
-            ))),
+            Some(other) => Err(options_invalid(
+                options_kind,
+                FieldError::not_supported(
+                    "fieldValidation",
+                    &serde_json::json!(other),
+                    &[serde_json::json!(""), serde_json::json!("Ignore"), serde_json::json!("Strict"), serde_json::json!("Warn")],
+                ),
+            )),
         }
     }
 
@@ -143,6 +157,11 @@ impl Query {
                 .map_err(|_| ApiError::BadRequest(format!("invalid value for {key}: {v:?}"))),
         }
     }
+}
+
+/// A 422 on the request's options (`CreateOptions.meta.k8s.io "" is invalid: ...`).
+fn options_invalid(kind: &str, cause: FieldError) -> ApiError {
+    ApiError::invalid(GroupKind { group: "meta.k8s.io".into(), kind: kind.into() }, "", vec![cause])
 }
 
 /// The response representation a client asked for in `Accept`.

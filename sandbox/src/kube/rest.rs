@@ -17,7 +17,7 @@ use super::request::{Query, ResourcePath};
 use super::resources::{Registry, ResourceType, View};
 use super::selectors::{FieldLabels, FieldSelector, LabelSelector};
 use super::store::{Key, Store};
-use super::{builtin_decode, crds, event_views, secret_data, service_defaults, workload_defaults, zero_values};
+use super::{builtin_decode, builtin_validation, crds, event_views, secret_data, service_defaults, workload_defaults, zero_values};
 
 /// Everything the API server holds: the objects and the resource types being served.
 pub struct Cluster {
@@ -122,6 +122,9 @@ fn check_type(rt: &ResourceType, obj: &mut Value) -> Result<(), ApiError> {
     if !obj.is_object() {
         return Err(ApiError::BadRequest("the object provided is not a JSON object".into()));
     }
+    if !rt.is_custom() {
+        decodable_as(rt, obj)?;
+    }
     match obj["kind"].as_str() {
         Some(k) if k == rt.kind => {}
         Some(k) if !k.is_empty() => {
@@ -147,6 +150,42 @@ fn check_type(rt: &ResourceType, obj: &mut Value) -> Result<(), ApiError> {
         return Err(ApiError::BadRequest("metadata must be an object".into()));
     }
     Ok(())
+}
+
+/// kube-apiserver's typed decoder on a body naming another kind or version of a built-in
+/// endpoint (`transformDecodeError`): the scheme has no such kind in that version, or no
+/// conversion from that kind to the endpoint's.
+fn decodable_as(rt: &ResourceType, obj: &Value) -> Result<(), ApiError> {
+    let kind = obj["kind"].as_str().filter(|k| !k.is_empty()).unwrap_or(&rt.kind);
+    let api_version = obj["apiVersion"].as_str().filter(|v| !v.is_empty()).unwrap_or("");
+    let version = api_version.rsplit('/').next().unwrap_or("");
+    if kind == rt.kind && (api_version.is_empty() || api_version == rt.api_version()) {
+        return Ok(());
+    }
+    let cannot = |detail: String| {
+        let shown_version = if api_version.is_empty() { rt.version.as_str() } else { version };
+        ApiError::BadRequest(format!("{kind} in version {shown_version:?} cannot be handled as a {}: {detail}", rt.kind))
+    };
+    // Every built-in kind the emulator serves is v1 of its group.
+    let registry = Registry::default();
+    let known = registry.all().iter().find(|t| t.kind == kind && (api_version.is_empty() || t.api_version() == api_version)).cloned();
+    match known {
+        Some(other) if other.kind != rt.kind || other.group != rt.group => {
+            let internal_package = |group: &str| match group.split('.').next().unwrap_or("") {
+                "" => "core".to_string(),
+                "rbac" => "rbac".to_string(),
+                first => first.to_string(),
+            };
+            Err(cannot(format!(
+                "converting ({}.{kind}) to ({}.{}): unknown conversion",
+                other.version,
+                internal_package(&rt.group),
+                rt.kind
+            )))
+        }
+        Some(_) => Ok(()),
+        None => Err(cannot(format!("no kind {kind:?} is registered for version {api_version:?} in scheme \"pkg/runtime/scheme.go:111\""))),
+    }
 }
 
 /// The namespace in the body must match the URL's; an absent one is filled in.
@@ -210,6 +249,9 @@ fn admit(rt: &ResourceType, obj: &mut Value, old: Option<&Value>, opts: &WriteOp
     }
     if let Some(old) = old.filter(|_| rt.storage_group.is_empty() && ["secrets", "configmaps"].contains(&rt.storage_plural.as_str())) {
         errs.extend(secret_data::validate_immutable(old, obj));
+    }
+    if !rt.is_custom() {
+        errs.extend(builtin_validation::validate(&rt.group, &rt.kind, obj, old));
     }
     if !errs.is_empty() {
         return Err(invalid(errs));
@@ -294,14 +336,17 @@ pub struct Page {
 fn encode_continue(rv: &str, ns: &str, name: &str) -> String {
     use base64::Engine;
     let raw = json!({"v": "meta.k8s.io/v1", "rv": rv.parse::<u64>().unwrap_or(0), "start": format!("{ns}/{name}\u{0}")});
-    base64::engine::general_purpose::URL_SAFE.encode(raw.to_string())
+    // base64.RawURLEncoding, as storage.EncodeContinue.
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw.to_string())
 }
 
 fn decode_continue(token: &str) -> Result<(String, String, String), ApiError> {
     use base64::Engine;
-    let bad = || ApiError::BadRequest("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)".into());
-    let raw = base64::engine::general_purpose::URL_SAFE.decode(token).map_err(|_| bad())?;
-    let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
+    // storage.DecodeContinue's errors, behind the list's "invalid continue token: ".
+    let invalid = |detail: String| ApiError::BadRequest(format!("invalid continue token: continue key is not valid: {detail}"));
+    let bad = || invalid("incorrect encoded start resourceVersion (version meta.k8s.io/v1)".into());
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).map_err(|e| invalid(e.to_string()))?;
+    let v: Value = serde_json::from_slice(&raw).map_err(|e| invalid(e.to_string()))?;
     let start = v["start"].as_str().ok_or_else(bad)?.trim_end_matches('\u{0}');
     let (ns, name) = start.split_once('/').ok_or_else(bad)?;
     Ok((v["rv"].as_u64().ok_or_else(bad)?.to_string(), ns.to_string(), name.to_string()))
@@ -674,7 +719,11 @@ fn patch_error(e: PatchError) -> ApiError {
     let message = e.to_string();
     match e {
         PatchError::BadRequest(m) => ApiError::BadRequest(m),
-        PatchError::Invalid(detail) => ApiError::Unprocessable { message: patch::JSON_PATCH_REJECTED_MESSAGE.to_string(), detail },
+        PatchError::Invalid(detail) => {
+            // The client learns nothing more from kube-apiserver; the log keeps the reason.
+            tracing::debug!(%detail, "JSON patch rejected");
+            ApiError::Unprocessable { message: patch::JSON_PATCH_REJECTED_MESSAGE.to_string() }
+        }
         PatchError::Conflict(conflicts) => {
             // The Display of the error is structured-merge-diff's message; each conflict is a
             // `FieldManagerConflict` cause.
@@ -754,6 +803,12 @@ pub fn patch(c: &mut Cluster, rt: &Arc<ResourceType>, path: &ResourcePath, req: 
                 _ => patch::strategic_merge_patch(&old, &doc, &rt.kind),
             }
             .map_err(patch_error)?;
+            // A patched object its type cannot hold is the patch's fault: a 422 naming the
+            // patched object (handlers/patch.go), not the create/update decoding 400.
+            if let Some(detail) = builtin_decode::type_error(rt, &new) {
+                let cause = FieldError::invalid("patch", &json!(builtin_validation::go_json(&new)), &detail);
+                return Err(ApiError::invalid(super::api_error::GroupKind { group: String::new(), kind: String::new() }, "", vec![cause]));
+            }
             update_existing(c, rt, Change { key, old, new, subresource: sub, kind: UpdateKind::Patch }, opts)
         }
     }

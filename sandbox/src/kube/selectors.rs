@@ -86,7 +86,11 @@ impl LabelSelector {
             } else if let Some((k, set)) = p.split_once(" in ") {
                 (k.trim().to_string(), LabelOp::In(parse_set(set)?))
             } else if p.contains(' ') || p.contains('(') {
-                return Err(SelectorError(format!("found '{p}', expected: in, notin, =, ==, !=, gt, lt")));
+                // apimachinery's lexer reads the key, then reports the next token.
+                let is_ident = |c: char| c.is_ascii_alphanumeric() || "-_./".contains(c);
+                let rest = p.trim_start_matches(is_ident).trim_start();
+                let found = if rest.starts_with('(') { "(" } else { &rest[..rest.find(|c: char| !is_ident(c)).unwrap_or(rest.len())] };
+                return Err(SelectorError(format!("found '{found}', expected: in, notin, =, ==, !=, gt, lt")));
             } else {
                 (p.to_string(), LabelOp::Exists)
             };
@@ -225,6 +229,10 @@ mod tests {
 
     #[test]
     fn malformed_label_selectors_are_rejected() {
+        assert_eq!(
+            LabelSelector::parse("a b").unwrap_err().to_string(),
+            "unable to parse requirement: found 'b', expected: in, notin, =, ==, !=, gt, lt"
+        );
         assert!(LabelSelector::parse("app in web").is_err());
         assert!(LabelSelector::parse("a,,b").is_err());
         assert!(LabelSelector::parse("bad key").is_err());

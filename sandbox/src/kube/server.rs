@@ -190,7 +190,9 @@ impl Ctx {
 
     /// The field manager of a write: `?fieldManager=`, else the user agent's product name,
     /// as kube-apiserver derives it (`prefixFromUserAgent`).
-    fn write_options(&self, apply: bool) -> Result<WriteOptions, ApiError> {
+    /// `options_kind`: the request's options type (`CreateOptions`, `UpdateOptions`,
+    /// `PatchOptions`), named by its validation errors.
+    fn write_options(&self, apply: bool, options_kind: &str) -> Result<WriteOptions, ApiError> {
         let explicit = self.query.get("fieldManager").unwrap_or("").to_string();
         if explicit.len() > 128 {
             return Err(ApiError::invalid(
@@ -206,7 +208,11 @@ impl Ctx {
         } else {
             explicit
         };
-        Ok(WriteOptions { dry_run: self.query.dry_run()?, field_manager, field_validation: self.query.field_validation()? })
+        Ok(WriteOptions {
+            dry_run: self.query.dry_run(options_kind)?,
+            field_manager,
+            field_validation: self.query.field_validation(options_kind)?,
+        })
     }
 
     fn json_body(&self) -> Result<Value, ApiError> {
@@ -222,6 +228,28 @@ impl Ctx {
             return serde_yaml::from_slice(&self.body).map_err(|e| ApiError::BadRequest(format!("error decoding YAML: {e}")));
         }
         serde_json::from_slice(&self.body).map_err(|e| ApiError::BadRequest(format!("couldn't get version/kind; json parse error: {e}")))
+    }
+
+    /// [`Ctx::json_body`] for a write to `rt`: an undecodable body is "unrecognized" as that
+    /// type, with a summary of its first bytes (`transformDecodeError`, `summarizeData`).
+    fn body_for(&self, rt: &ResourceType) -> Result<Value, ApiError> {
+        self.json_body().map_err(|e| match e {
+            ApiError::BadRequest(detail) if detail.starts_with("couldn't get version/kind") => {
+                const MAX: usize = 30;
+                let data = &self.body[..];
+                let summary = match data.first() {
+                    None => "<empty>".to_string(),
+                    Some(b'{') if data.len() > MAX => format!("{} ...", String::from_utf8_lossy(&data[..MAX])),
+                    Some(b'{') => String::from_utf8_lossy(data).into_owned(),
+                    Some(_) => {
+                        let hex: String = data.iter().take(MAX).map(|b| format!("{b:02x}")).collect();
+                        if data.len() > MAX { format!("{hex} ...") } else { hex }
+                    }
+                };
+                ApiError::BadRequest(format!("the object provided is unrecognized (must be of type {}): {detail} ({summary})", rt.kind))
+            }
+            other => other,
+        })
     }
 }
 
@@ -382,20 +410,20 @@ fn resource(shared: &Arc<Shared>, ctx: &Ctx, rt: &Arc<ResourceType>, rp: &Resour
             }
         }
         (&Method::POST, None) => {
-            let opts = ctx.write_options(false)?;
-            let body = ctx.json_body()?;
+            let opts = ctx.write_options(false, "CreateOptions")?;
+            let body = ctx.body_for(rt)?;
             let out = rest::create(&mut shared.lock(), rt, ns, body, &opts)?;
             Ok(outcome_response(out))
         }
         (&Method::PUT, Some(_)) => {
-            let opts = ctx.write_options(false)?;
-            let body = ctx.json_body()?;
+            let opts = ctx.write_options(false, "UpdateOptions")?;
+            let body = ctx.body_for(rt)?;
             let out = rest::update(&mut shared.lock(), rt, rp, body, &opts)?;
             Ok(outcome_response(out))
         }
         (&Method::PATCH, Some(_)) => {
             let patch_type = PatchType::from_content_type(ctx.header(header::CONTENT_TYPE), rt.is_custom())?;
-            let opts = ctx.write_options(patch_type == PatchType::Apply)?;
+            let opts = ctx.write_options(patch_type == PatchType::Apply, "PatchOptions")?;
             let force = ctx.query.flag("force");
             // apimachinery ValidatePatchOptions, checked before the object is looked up: 422.
             let patch_options_invalid = |e: FieldError| {
@@ -416,12 +444,12 @@ fn resource(shared: &Arc<Shared>, ctx: &Ctx, rt: &Arc<ResourceType>, rp: &Resour
             if let Some(p) = ctx.query.get("propagationPolicy") {
                 opts["propagationPolicy"] = json!(p);
             }
-            let dry_run = ctx.query.dry_run()? || opts["dryRun"].as_array().is_some_and(|a| a.iter().any(|v| v == "All"));
+            let dry_run = ctx.query.dry_run("DeleteOptions")? || opts["dryRun"].as_array().is_some_and(|a| a.iter().any(|v| v == "All"));
             let out = rest::delete(&mut shared.lock(), rt, rp, &opts, dry_run)?;
             Ok(outcome_response(out))
         }
         (&Method::DELETE, None) => {
-            let dry_run = ctx.query.dry_run()?;
+            let dry_run = ctx.query.dry_run("DeleteOptions")?;
             let list = rest::delete_collection(&mut shared.lock(), rt, ns, &ctx.query, dry_run)?;
             Ok(json_response(200, &list, JSON))
         }
@@ -437,6 +465,13 @@ fn list_options_invalid(causes: Vec<FieldError>) -> ApiError {
 fn check_list_options(q: &Query) -> Result<(), ApiError> {
     if q.get("sendInitialEvents").is_some() {
         return Err(list_options_invalid(vec![FieldError::forbidden("sendInitialEvents", "sendInitialEvents is forbidden for list")]));
+    }
+    let rv_match = q.get("resourceVersionMatch").filter(|m| !m.is_empty());
+    if rv_match.is_some() && q.get("resourceVersion").is_none_or(str::is_empty) {
+        return Err(list_options_invalid(vec![FieldError::forbidden(
+            "resourceVersionMatch",
+            "resourceVersionMatch is forbidden unless resourceVersion is provided",
+        )]));
     }
     match q.get("resourceVersionMatch") {
         None | Some("") | Some("NotOlderThan") | Some("Exact") => Ok(()),
