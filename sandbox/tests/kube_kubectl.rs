@@ -827,6 +827,49 @@ fn edit_changes_the_object_and_owns_what_it_changed(backend: Backend) {
     assert!(err.contains("conflict with \"kubectl-edit\"") && err.contains(".spec.size"), "{err}");
 }
 
+fn service_account_tokens_from_token_requests_are_authorized_by_rbac(backend: Backend) {
+    let k = Kube::start(backend);
+    let ns_guard = k.namespace("tokens");
+    let ns = ns_guard.name();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    if let Some(emulator) = k.cluster().emulator_sandbox() {
+        // kube-apiserver always authorizes; the emulator only once told to (its admin API).
+        let url = format!("{}/_sandbox/rbac", emulator.url());
+        let status = runtime.block_on(async {
+            reqwest::Client::new().put(&url).json(&serde_json::json!({"enforce": true})).send().await.expect("PUT /_sandbox/rbac").status()
+        });
+        assert!(status.is_success(), "PUT /_sandbox/rbac: {status}");
+    }
+    k.kubectl(&["create", "serviceaccount", "robot", "-n", ns]).ok();
+    k.kubectl(&["create", "configmap", "settings", "-n", ns, "--from-literal=a=b"]).ok();
+    k.kubectl(&["create", "role", "reader", "-n", ns, "--verb=get", "--resource=configmaps"]).ok();
+    k.kubectl(&["create", "rolebinding", "reader", "-n", ns, "--role=reader", &format!("--serviceaccount={ns}:robot")]).ok();
+
+    // TokenRequest (`kubectl create token`), then requests with that token alone (raw HTTP:
+    // over the emulator's plain HTTP kubectl sends no bearer token).
+    let token = k.kubectl(&["create", "token", "robot", "-n", ns, "--duration=1h"]).ok().trim().to_string();
+    assert!(token.len() > 16, "{token}");
+    let too_short = k.kubectl(&["create", "token", "robot", "-n", ns, "--duration=1m"]);
+    assert!(too_short.fails().contains("may not specify a duration less than 10 minutes"), "{too_short:?}");
+    let robot = connection_testkit::http::ApiClient::admin(k.cluster()).with_token(&token);
+    let get = |path: String| {
+        runtime.block_on(async {
+            let resp = robot.request(reqwest::Method::GET, &path).send().await.expect("request");
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.expect("JSON"))
+        })
+    };
+    let (status, cm) = get(format!("/api/v1/namespaces/{ns}/configmaps/settings"));
+    assert_eq!((status, cm["data"]["a"].as_str()), (200, Some("b")), "{cm}");
+    let (status, denied) = get(format!("/api/v1/namespaces/{ns}/secrets"));
+    assert_eq!(status, 403, "{denied}");
+    assert_eq!(
+        denied["message"],
+        format!("secrets is forbidden: User \"system:serviceaccount:{ns}:robot\" cannot list resource \"secrets\" in API group \"\" in the namespace \"{ns}\"")
+    );
+    assert_eq!(denied["details"], serde_json::json!({"kind": "secrets"}));
+}
+
 fn deleting_the_crd_deletes_its_objects(backend: Backend) {
     // The Widget CRD is shared by every other case on the shared control plane: this case
     // deletes it on a control plane of its own.
@@ -869,6 +912,7 @@ tests_on_both_backends!(
     invalid_crds_are_rejected_naming_the_field,
     built_in_kinds_are_created_by_kubectl_and_print_the_server_columns,
     edit_changes_the_object_and_owns_what_it_changed,
+    service_account_tokens_from_token_requests_are_authorized_by_rbac,
     deleting_the_crd_deletes_its_objects,
 );
 

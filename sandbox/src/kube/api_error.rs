@@ -160,7 +160,7 @@ impl ApiError {
             }
             // kube-apiserver drops the JSON patch's own error here: empty details.
             Self::Unprocessable { .. } => Some(json!({})),
-            Self::NoSuchPath => Some(json!({})),
+            Self::NoSuchPath | Self::MethodNotAllowed => Some(json!({})),
             _ => None,
         }
     }

@@ -90,6 +90,17 @@ pub fn resource_list(reg: &Registry, group: &str, version: &str) -> Option<Value
                 "verbs": ["get", "patch", "update"],
             }));
         }
+        if serves_token_requests(t) {
+            resources.push(json!({
+                "name": "serviceaccounts/token",
+                "singularName": "",
+                "namespaced": true,
+                "group": "authentication.k8s.io",
+                "version": "v1",
+                "kind": "TokenRequest",
+                "verbs": ["create"],
+            }));
+        }
     }
     if resources.is_empty() {
         return None;
@@ -126,7 +137,16 @@ fn aggregated_resource(t: &ResourceType) -> Value {
     if t.status_subresource {
         r["subresources"] = json!([{"subresource": "status", "responseKind": kind, "verbs": ["get", "patch", "update"]}]);
     }
+    if serves_token_requests(t) {
+        let token_kind = json!({"group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest"});
+        r["subresources"] = json!([{"subresource": "token", "responseKind": token_kind, "verbs": ["create"]}]);
+    }
     r
+}
+
+/// ServiceAccounts have the `token` subresource (TokenRequest).
+fn serves_token_requests(t: &ResourceType) -> bool {
+    t.group.is_empty() && t.plural == "serviceaccounts"
 }
 
 fn aggregated_group(reg: &Registry, group: &str, versions: &[String]) -> Value {

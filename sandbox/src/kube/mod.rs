@@ -36,6 +36,7 @@ mod server;
 mod service_defaults;
 mod storage_version_hash;
 mod store;
+mod token_request;
 mod watch;
 mod workload_defaults;
 mod zero_values;

@@ -127,6 +127,15 @@ fn check_type(rt: &ResourceType, obj: &mut Value) -> Result<(), ApiError> {
     }
     match obj["kind"].as_str() {
         Some(k) if k == rt.kind => {}
+        // apiextensions validates the kind of an unstructured body like a field.
+        Some(k) if !k.is_empty() && rt.is_custom() => {
+            let name = meta_str(obj, "name").unwrap_or("").to_string();
+            return Err(ApiError::invalid(
+                super::api_error::GroupKind { group: rt.group.clone(), kind: k.to_string() },
+                &name,
+                vec![FieldError::invalid("kind", &json!(k), &format!("must be {}", rt.kind))],
+            ));
+        }
         Some(k) if !k.is_empty() => {
             return Err(ApiError::BadRequest(format!(
                 "the object provided is unrecognized (must be of type {}): kind {k} does not match",
@@ -402,8 +411,11 @@ pub fn list(c: &Cluster, rt: &ResourceType, namespace: Option<&str>, q: &Query) 
 
 pub fn list_body(rt: &ResourceType, page: Page) -> Value {
     let mut meta = json!({"resourceVersion": page.resource_version});
-    if let Some(t) = page.continue_token {
-        meta["continue"] = json!(t);
+    match page.continue_token {
+        Some(t) => meta["continue"] = json!(t),
+        // An unstructured list (custom resources) always carries `continue`.
+        None if rt.is_custom() => meta["continue"] = json!(""),
+        None => {}
     }
     if let Some(r) = page.remaining {
         meta["remainingItemCount"] = json!(r);
@@ -842,12 +854,9 @@ fn check_preconditions(rt: &ResourceType, name: &str, live: &Value, opts: &Value
     Ok(())
 }
 
-/// The response to a delete that removed the object: custom resources return the object,
-/// built-in kinds a `Success` Status (the generic registry's `ReturnDeletedObject`).
+/// The response to a delete that removed the object: a `Success` Status naming it (the
+/// generic registry without `ReturnDeletedObject`, custom resources included).
 fn deleted_body(rt: &ResourceType, gone: &Value) -> Value {
-    if rt.is_custom() {
-        return gone.clone();
-    }
     let mut details = json!({"name": meta_str(gone, "name").unwrap_or(""), "kind": rt.plural, "uid": meta_str(gone, "uid").unwrap_or("")});
     if !rt.group.is_empty() {
         details["group"] = json!(rt.group);
@@ -920,5 +929,9 @@ pub fn delete_collection(c: &mut Cluster, rt: &Arc<ResourceType>, namespace: Opt
         };
         items.push(to_view(rt, &stored));
     }
-    Ok(json!({"kind": rt.list_kind(), "apiVersion": rt.api_version(), "metadata": {"resourceVersion": c.store.current_rv().to_string()}, "items": items}))
+    let mut meta = json!({"resourceVersion": c.store.current_rv().to_string()});
+    if rt.is_custom() {
+        meta["continue"] = json!("");
+    }
+    Ok(json!({"kind": rt.list_kind(), "apiVersion": rt.api_version(), "metadata": meta, "items": items}))
 }

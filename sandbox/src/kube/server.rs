@@ -24,7 +24,7 @@ use super::resources::{Registry, ResourceType};
 use super::rest::{self, Cluster, Outcome, PatchRequest, PatchType, Selectors, WriteOptions};
 use super::store::Store;
 use super::watch::{self, Start, TableMode, WatchRequest};
-use super::{authz, discovery, kubeconfig, openapi_docs, protobuf, rbac};
+use super::{authz, discovery, kubeconfig, openapi_docs, protobuf, rbac, token_request};
 
 /// Tunables of the emulator (tests shorten the bookmark interval).
 #[derive(Clone, Debug)]
@@ -308,9 +308,24 @@ fn dispatch(shared: &Arc<Shared>, ctx: &Ctx) -> Result<Response, ApiError> {
     if rp.namespace.is_some() && !rt.namespaced {
         return Err(ApiError::NoSuchPath);
     }
+    // A namespaced resource addressed without a namespace: only the cluster-wide list and
+    // watch exist. kube-apiserver's routes answer the rest; apiextensions' handler knows
+    // no such path at all.
+    if rt.namespaced && rp.namespace.is_none() && (rp.name.is_some() || ctx.method == Method::POST) {
+        return Err(match (rt.is_custom(), rp.name.is_some()) {
+            (true, _) => ApiError::PageNotFound,
+            (false, true) => ApiError::NoSuchPath,
+            (false, false) => ApiError::MethodNotAllowed,
+        });
+    }
     match rp.subresource.as_deref() {
         None => {}
         Some("status") if rt.status_subresource => {}
+        Some("token") if rt.group.is_empty() && rt.plural == "serviceaccounts" => {}
+        // apiextensions' handler looks the object up for any subresource it does not serve.
+        Some(_) if rt.is_custom() => {
+            return Err(ApiError::NotFound { resource: rt.group_resource(), name: rp.name.clone().unwrap_or_default() });
+        }
         Some(_) => return Err(ApiError::NoSuchPath),
     }
     {
@@ -408,6 +423,13 @@ fn resource(shared: &Arc<Shared>, ctx: &Ctx, rt: &Arc<ResourceType>, rp: &Resour
                     render_read(rt, repr, &ctx.query, page.items, Some(meta), false)
                 }
             }
+        }
+        (&Method::POST, Some(name)) if rp.subresource.as_deref() == Some("token") => {
+            let body = if ctx.body.iter().all(u8::is_ascii_whitespace) { json!({}) } else { ctx.json_body()? };
+            let c = shared.lock();
+            let sa = rest::get(&c, rt, &ResourcePath { subresource: None, ..rp.clone() }).ok();
+            let answer = token_request::create(&shared.rbac, ns.unwrap_or(""), name, sa.as_ref(), &body)?;
+            Ok(json_response(201, &answer, JSON))
         }
         (&Method::POST, None) => {
             let opts = ctx.write_options(false, "CreateOptions")?;
