@@ -452,6 +452,21 @@ async fn namespace_deletion_terminates_and_removes_contents(backend: Backend) {
     assert_eq!(refused.status, 403);
     assert!(refused.body["message"].as_str().unwrap().contains("because it is being terminated"), "{}", refused.body);
     assert_eq!(api.get(&format!("/api/v1/namespaces/{doomed}")).await.status, 200);
+    // The namespace controller reports what holds the namespace back.
+    let ns_path = format!("/api/v1/namespaces/{doomed}");
+    let conditions = connection_testkit::wait::eventually("the namespace's remaining-content conditions", || async {
+        let ns = api.get(&ns_path).await.body;
+        let conditions = ns["status"]["conditions"].as_array().cloned().unwrap_or_default();
+        conditions.iter().any(|c| c["type"] == "NamespaceFinalizersRemaining" && c["status"] == "True").then_some(conditions)
+    })
+    .await;
+    let condition = |ty: &str| conditions.iter().find(|c| c["type"] == ty).cloned().unwrap_or_else(|| panic!("no {ty}: {conditions:?}"));
+    assert_eq!(condition("NamespaceContentRemaining")["message"], "Some resources are remaining: configmaps. has 1 resource instances");
+    assert_eq!(
+        condition("NamespaceFinalizersRemaining")["message"],
+        "Some content in the namespace has finalizers remaining: example.com/hold in 1 resource instances"
+    );
+    assert_eq!(condition("NamespaceDeletionContentFailure")["reason"], "ContentDeleted");
     let release = api.patch(&format!("{cms}/held"), "application/merge-patch+json", json!({"metadata": {"finalizers": null}})).await;
     assert_eq!(release.status, 200, "{}", release.body);
     api.until_status(&format!("/api/v1/namespaces/{doomed}"), 404).await;
