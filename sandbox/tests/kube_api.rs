@@ -423,10 +423,17 @@ async fn finalizers_hold_deletion_until_released(backend: Backend) {
         .await;
     assert_eq!(add.status, 422, "{}", add.body);
 
+    // Releasing the last finalizer deletes the object as it was last stored (the DELETED
+    // event still lists the finalizer); the answer is the patched object, never stored, at
+    // the last stored resourceVersion.
+    let last_rv = api.get(&format!("{cms}/held")).await.body["metadata"]["resourceVersion"].clone();
     let release = api.patch(&format!("{cms}/held"), "application/merge-patch+json", json!({"metadata": {"finalizers": []}})).await;
     assert_eq!(release.status, 200, "{}", release.body);
+    assert!(release.body["metadata"]["finalizers"].is_null(), "{}", release.body);
+    assert_eq!(release.body["metadata"]["resourceVersion"], last_rv);
     let ev = w.next_change().await.unwrap();
     assert_eq!(ev["type"], "DELETED");
+    assert_eq!(ev["object"]["metadata"]["finalizers"], json!(["example.com/hold"]), "{ev}");
     assert_eq!(api.get(&format!("{cms}/held")).await.status, 404);
 }
 
@@ -545,8 +552,9 @@ async fn streaming_list_and_bookmarks(backend: Backend) {
     assert_eq!(short.next_own().await.unwrap()["type"], "ADDED");
     assert!(short.next_own().await.is_none());
 
-    // From a version, with bookmarks: one BOOKMARK about 2 s before the timeout (so the client
-    // resumes from the newest version), then the end.
+    // From a version, with bookmarks: a BOOKMARK about 2 s before the timeout (so the client
+    // resumes from the newest version; kube-apiserver's watch cache, working in 1 s buckets,
+    // may send it twice), then the end.
     let mut last = api.watch(&format!("{cms}?watch=true&resourceVersion={rv}&timeoutSeconds=4&allowWatchBookmarks=true")).await;
     let mut kinds = Vec::new();
     while let Some(ev) = last.next().await {
@@ -554,7 +562,7 @@ async fn streaming_list_and_bookmarks(backend: Backend) {
         assert!(ev["object"]["metadata"]["resourceVersion"].is_string(), "{ev}");
         kinds.push(ev["type"].as_str().unwrap().to_string());
     }
-    assert_eq!(kinds, ["BOOKMARK"]);
+    assert!(!kinds.is_empty() && kinds.iter().all(|k| k == "BOOKMARK"), "{kinds:?}");
 }
 
 async fn events_are_visible_in_both_api_groups(backend: Backend) {

@@ -652,10 +652,12 @@ fn update_existing(c: &mut Cluster, rt: &ResourceType, change: Change<'_>, opts:
         return Ok(Outcome { code: 200, body: new, warnings });
     }
     let body = if !new["metadata"]["deletionTimestamp"].is_null() && finalizers(&new).is_empty() {
-        // The last finalizer is gone: the object is deleted now.
-        let gone = c.store.remove(&key, to_storage(rt, &new));
+        // The last finalizer is gone: the object is deleted now, as it was last stored
+        // (`deleteWithoutFinalizers`: the DELETED event still lists the finalizers). The
+        // answer is the update's result, never stored, at the last stored resourceVersion.
+        c.store.remove(&key, to_storage(rt, &old));
         lifecycle::settle(c);
-        to_view(rt, &gone)
+        new
     } else {
         store_put(c, rt, key, &new)
     };
