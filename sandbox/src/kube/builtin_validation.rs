@@ -107,10 +107,10 @@ fn secret(obj: &Value) -> Vec<FieldError> {
     let has = |k: &str| data.contains_key(k);
     let required = |k: &str| FieldError::required(format!("data[{k}]"), "");
     match obj["type"].as_str().unwrap_or("") {
-        "kubernetes.io/service-account-token" => {
-            if obj["metadata"]["annotations"]["kubernetes.io/service-account.name"].as_str().is_none_or(str::is_empty) {
-                errs.push(FieldError::required("metadata.annotations[kubernetes.io/service-account.name]", ""));
-            }
+        "kubernetes.io/service-account-token"
+            if obj["metadata"]["annotations"]["kubernetes.io/service-account.name"].as_str().is_none_or(str::is_empty) =>
+        {
+            errs.push(FieldError::required("metadata.annotations[kubernetes.io/service-account.name]", ""));
         }
         "kubernetes.io/dockercfg" if !has(".dockercfg") => errs.push(required(".dockercfg")),
         "kubernetes.io/dockerconfigjson" if !has(".dockerconfigjson") => errs.push(required(".dockerconfigjson")),

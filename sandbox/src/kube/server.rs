@@ -557,11 +557,10 @@ fn start_watch(shared: &Arc<Shared>, q: &Query, rt: &Arc<ResourceType>, ns: Opti
     // apimachinery ValidateListOptions for watches (the WatchList feature).
     let mut causes = Vec::new();
     match send_initial {
-        Some(_) => {
-            if rv_match != Some("NotOlderThan") {
-                causes.push(FieldError::forbidden("resourceVersionMatch", "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan"));
-            }
+        Some(_) if rv_match != Some("NotOlderThan") => {
+            causes.push(FieldError::forbidden("resourceVersionMatch", "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan"));
         }
+        Some(_) => {}
         None if rv_match.is_some() => {
             causes.push(FieldError::forbidden("resourceVersionMatch", "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided"));
         }
