@@ -583,8 +583,11 @@ async fn kube_api_failing_30_percent_then_converges() {
     const N: usize = 20;
     let world = datagrid_world("flaky", N).await;
     let ns = world.ns.clone();
-    // Upstream writes take a moment, so the operator is still mid-wave (and all its status
-    // writes are still to come) when the API starts failing.
+    // Every request of the operator's fails at random from before the wave (kubectl goes to
+    // the API server directly, so the wave itself gets through): its watches, status
+    // writes, Events and Secret reads all meet the faults. (On the emulator kubectl shared
+    // the faulty door, so the wave had to be applied first, and a fast operator could finish
+    // it before the faults were on.) Upstream writes take a moment, so the wave lasts.
     world
         .stack
         .provider_faults(
@@ -593,13 +596,11 @@ async fn kube_api_failing_30_percent_then_converges() {
         )
         .await
         .unwrap();
-    world.apply(&datagrid_wave(&ns, "flaky", N, "v2")).await;
-    // Every path of the operator's (kubectl goes to the API server directly), so watches,
-    // status writes, Events and Secret reads all fail at random.
     world
         .kube
         .faults(&json!({"path": "*", "status": 500, "probability": 0.3}))
         .await;
+    world.apply(&datagrid_wave(&ns, "flaky", N, "v2")).await;
     // The faults stay on until every change has reached upstream.
     world
         .eventually("every change to reach upstream under API faults", || async {
@@ -656,6 +657,11 @@ async fn provider_fault_case(fault: Value, count: usize, provider_extra: &str) -
     world.seed("datagrid", "conn_fault", json!({"name": "before"})).await;
     world.stack.provider_faults("datagrid", &fault).await.unwrap();
     world.start_operator();
+    // Created once the operator is ready, as a user's Connection would be: at start-up a
+    // Connection the operator already caches can get a second reconcile right after the
+    // first (the Provider's first listing maps to it), an upstream attempt outside the
+    // backoff this test measures.
+    world.wait_operator_ready().await;
     world
         .apply(&connection_yaml(
             &ns,
@@ -708,9 +714,10 @@ async fn provider_fault_case(fault: Value, count: usize, provider_extra: &str) -
         let floor = 0.9 * f64::from(1u32 << k);
         assert!(
             pair[1] - pair[0] >= floor,
-            "attempt {} came {:.3}s after the previous one (backoff floor {floor}s): {journal:#?}",
+            "attempt {} came {:.3}s after the previous one (backoff floor {floor}s): {journal:#?}\n{}",
             k + 2,
-            pair[1] - pair[0]
+            pair[1] - pair[0],
+            world.operator_log_tail()
         );
     }
     reasons

@@ -236,6 +236,20 @@ impl World {
         }
     }
 
+    /// Wait until the operator answers `/readyz` with 200 (its caches have synced): where
+    /// it serves comes from its startup log line (`serving /metrics, ... addr=HOST:PORT`).
+    pub async fn wait_operator_ready(&self) {
+        let http = reqwest::Client::new();
+        self.eventually("the operator to be ready (/readyz)", || async {
+            let log = strip_ansi(&self.operator_log());
+            let line = log.lines().find(|l| l.contains("serving /metrics"))?;
+            let addr = line.split_whitespace().find_map(|w| w.strip_prefix("addr="))?;
+            let response = http.get(format!("http://{addr}/readyz")).send().await.ok()?;
+            response.status().is_success().then_some(())
+        })
+        .await;
+    }
+
     pub fn operator_log_tail(&self) -> String {
         let Some(path) = self.stack.operator_log() else {
             return String::from("(no operator running)");
@@ -295,6 +309,25 @@ impl Drop for World {
             }
         }
     }
+}
+
+/// The operator's text log may carry ANSI styling (field names in italics); drop every
+/// `ESC [ ... letter` sequence.
+pub fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 pub fn provider_yaml(namespace: &str, provider: &str, base_url: &str, extra_spec: &str) -> String {
