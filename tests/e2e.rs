@@ -512,11 +512,13 @@ const WATCH_CACHE_FRESH: Duration = Duration::from_secs(75);
 /// every real cluster), watches are served from the cache's event window and never reach
 /// etcd, so compacting etcd (`POST /v3/kv/compaction` on etcd's gateway) changes nothing a
 /// watch sees; only the window does. (Without the watch cache, `--watch-cache=false`, a
-/// compacted version gives "The resourceVersion for the provided watch is too old.")
+/// compacted version gives etcd3's "The resourceVersion for the provided watch is too
+/// old.") What compaction does expire is a paginated LIST's `continue` token: see
+/// `a_real_410_from_etcd_compaction_restarts_the_initial_list`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_410_from_the_watch_cache_relists_and_reconciles() {
     const N: usize = 5;
-    let world = World::real_on(connection_testkit::Cluster::real_dedicated(), "cache410").await;
+    let world = World::real_dedicated("cache410").await;
     let world = datagrid_world_on(world, "cache", N, Some(WATCH_ERRORS_LOG)).await;
     let ns = world.ns.clone();
     let held = hold_connection_watches(&world).await;
@@ -574,6 +576,120 @@ async fn a_real_410_from_the_watch_cache_relists_and_reconciles() {
         world.operator_log_tail()
     );
 }
+
+/// A genuine 410 from etcd compaction, on a control plane of this test's own. The operator
+/// starts with more Connections than one page of its initial LIST (kube-rs lists 500 at a
+/// time), so each of its two Connection watchers asks for a second page with a `continue`
+/// token pinned to the first page's revision. The kube-proxy holds each of those LISTs
+/// [`COMPACTION_HOLD`]; once both second pages are on their way (so both first pages have
+/// been answered), etcd's history is compacted past that revision the way kube-apiserver's
+/// own compactor does (every `--etcd-compaction-interval`), and the test waits until the API
+/// server answers a `continue` token of its own from before the compaction with 410 Expired
+/// "The provided continue parameter is too old" (straight from etcd, once the watch cache
+/// has dropped its older list snapshots). Released, the operator's second pages get the
+/// same answer; it starts its list over and reconciles every Connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_410_from_etcd_compaction_restarts_the_initial_list() {
+    /// One more than a page of kube-rs's watcher (`watcher::Config::page_size`, 500).
+    const N: usize = 501;
+    let mut world = World::real_dedicated("compact").await;
+    let ns = world.ns.clone();
+    world
+        .stack
+        .provider_rate_limit("datagrid", 0, 60.0)
+        .await
+        .expect("disable the sandbox limit");
+    world
+        .apply_provider(&ns, "datagrid", "rateLimit: {requestsPerMinute: 100000, burst: 1000}")
+        .await;
+    for i in 0..N {
+        let k = runtime_test_name(i);
+        world
+            .seed(
+                "datagrid",
+                &format!("conn_compact_{k}"),
+                json!({"name": format!("v1-{k}")}),
+            )
+            .await;
+    }
+    world.apply(&datagrid_wave(&ns, "compact", N, "v1")).await;
+
+    // The first four GETs of the collection are the two watchers' first and second pages
+    // (a second page is asked for only once its first page is answered).
+    let connections = world.connections_path();
+    let hold = COMPACTION_HOLD.as_millis() as u64;
+    world
+        .kube
+        .faults(&json!({"method": "GET", "path": connections, "latencyMs": hold, "count": 4}))
+        .await;
+    world.start_operator_logging(Some(WATCH_ERRORS_LOG));
+    let second_pages = |journal: &[Value]| {
+        journal
+            .iter()
+            .filter(|e| {
+                e["path"] == connections.as_str() && e["query"].as_str().is_some_and(|q| q.contains("continue="))
+            })
+            .count()
+    };
+    world
+        .eventually("both second pages of the initial lists to be on their way", || async {
+            (second_pages(&world.kube.journal().await) >= 2).then_some(())
+        })
+        .await;
+    let kubectl = world.cluster.kubectl();
+    let first_page = format!("{connections}?limit=1");
+    let page: Value = serde_json::from_str(&kubectl.run_async(&["get", "--raw", &first_page], None).await.stdout)
+        .expect("a first page");
+    let token = page["metadata"]["continue"]
+        .as_str()
+        .expect("a continue token")
+        .to_string();
+    let etcd = world.cluster.control_plane().expect("a real control plane").etcd();
+    let revision = etcd.bump().await;
+    etcd.compact(revision).await;
+    let second_page = format!("{connections}?limit=1&continue={token}");
+    let expired = world
+        .eventually(
+            "the API server to expire continue tokens from before the compaction",
+            || async {
+                let out = kubectl.run_async(&["get", "--raw", &second_page], None).await;
+                (!out.ok && out.stderr.contains("continue parameter is too old")).then_some(out.stderr)
+            },
+        )
+        .await;
+    eprintln!("the API server's answer: {}", expired.trim());
+
+    world.wait_all_ready(&ns, N).await;
+    let log = world.operator_log();
+    assert!(
+        log.contains("The provided continue parameter is too old"),
+        "the operator never met the compaction's 410 (were its second pages released, after {COMPACTION_HOLD:?}, \
+         before the API server noticed the compaction?):\n{}",
+        world.operator_log_tail()
+    );
+    // It listed again from the start: more first pages than the two watchers' first lists.
+    let journal = world.kube.journal().await;
+    let first_pages = journal
+        .iter()
+        .filter(|e| {
+            e["path"] == connections.as_str()
+                && e["query"]
+                    .as_str()
+                    .is_some_and(|q| !q.contains("continue=") && !q.contains("watch=true"))
+        })
+        .count();
+    assert!(
+        first_pages > 2,
+        "{first_pages} first pages: the list was not started over"
+    );
+    // Upstream already matched: starting over cost reads, no writes.
+    assert!(writes(&world.journal("datagrid").await).is_empty());
+}
+
+/// How long the kube-proxy holds each of the operator's initial LIST pages in the
+/// compaction test: long enough for kube-apiserver to notice the compaction (its cacher
+/// polls the compacted revision every 15 s) before the second pages reach it.
+const COMPACTION_HOLD: Duration = Duration::from_secs(40);
 
 /// 30% of Kubernetes API requests fail with 500 while the operator works through a wave of
 /// changes: it does not crash, every change reaches upstream once, and status converges
@@ -771,6 +887,22 @@ fn fixed_windows(arrivals: &[f64], window: f64) -> usize {
     windows
 }
 
+/// How far a Nango storm is, from its journal: requests, 429s, and the span from the first
+/// request to the last (for failure messages).
+fn nango_progress(journal: &[Value]) -> String {
+    let arrivals: Vec<f64> = journal.iter().filter_map(|e| e["at"].as_f64()).collect();
+    let span = match (arrivals.first(), arrivals.last()) {
+        (Some(first), Some(last)) => last - first,
+        _ => 0.0,
+    };
+    let limited = journal.iter().filter(|e| e["status"] == 429).count();
+    let writes = journal.iter().filter(|e| e["method"] == "PATCH").count();
+    format!(
+        "{} requests ({writes} PATCH, {limited} 429) over {span:.1}s",
+        journal.len()
+    )
+}
+
 /// A 429 storm across 500 Connections of one Nango account whose real limit is far below
 /// what the Provider declares (Nango's documented fixed 60 s window, REFERENCE.md §1, with
 /// a 350-request limit): the operator paces itself from the rate-limit headers instead of
@@ -838,6 +970,7 @@ async fn rate_limit_storm_across_500_connections_of_one_account() {
             (journal.len() >= LIMIT as usize || journal.iter().any(|e| e["status"] == 429)).then_some(())
         })
         .await;
+    let at_budget = nango_progress(&world.journal("nango").await);
 
     // Other providers, applied in the middle of the storm, converge before it is over.
     world
@@ -872,6 +1005,7 @@ async fn rate_limit_storm_across_500_connections_of_one_account() {
             (calm.len() == 10 && calm.iter().all(|c| is_ready_current(c))).then_some(())
         })
         .await;
+    let at_calm = nango_progress(&world.journal("nango").await);
     let storm_ready = world
         .connections(&ns)
         .await
@@ -880,7 +1014,9 @@ async fn rate_limit_storm_across_500_connections_of_one_account() {
         .count();
     assert!(
         storm_ready < N,
-        "the other providers converged only after the Nango storm ({storm_ready} of {N} Ready)"
+        "the other providers converged only after the Nango storm ({storm_ready} of {N} Ready); Nango requests when \
+         the budget was spent: {at_budget}; when the others were Ready: {at_calm}\n{}",
+        world.operator_log_tail()
     );
     // Meanwhile the blocked Nango Connections say so.
     let limited = world

@@ -10,11 +10,13 @@
 //!   client.
 //! - [`instrumented`]: the API behind a journal and fault injection (the emulator's own
 //!   admin API, or a kube-proxy in front of the real control plane).
+//! - [`etcd`]: a real control plane's etcd, to compact its history as kube-apiserver would.
 //! - [`kubectl`]: running the real kubectl.
 //! - [`wait`]: polling with a generous bound (tests assert states, never durations).
 
 pub mod cluster;
 pub mod control_plane;
+pub mod etcd;
 pub mod instrumented;
 pub mod kubectl;
 pub mod tools;

@@ -17,7 +17,8 @@ use std::time::Duration;
 use connection_operator::api::Connection;
 use connection_operator::api::conditions::READY;
 use connection_testkit::{Cluster, Instrumented, TestNamespace};
-use kube::api::ListParams;
+use futures::StreamExt as _;
+use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::Value;
 
@@ -48,6 +49,8 @@ pub struct World {
     pub kube: Instrumented,
     /// Flags the operator runs with: `--namespace NS` on the shared control plane.
     operator_args: Vec<String>,
+    /// The cluster is this world's alone and goes away with it (nothing to clean up).
+    cluster_is_ours: bool,
     // Declared after `stack` and `kube`: the operator and the proxy stop before the
     // namespace is deleted and before a dedicated control plane goes down.
     namespace: Option<TestNamespace>,
@@ -60,17 +63,21 @@ impl World {
     /// A namespace `<prefix>-<random>` of the run's shared control plane, the CRDs
     /// installed; the operator (not started yet) will watch only that namespace.
     pub async fn real(prefix: &str) -> World {
-        World::real_on(Cluster::real(), prefix).await
+        World::in_own_namespace(Cluster::real(), false, prefix).await
     }
 
-    /// [`World::real`] on `cluster` (e.g. a dedicated control plane, for a test that must
-    /// be alone with the API server's watch cache).
-    pub async fn real_on(cluster: Cluster, prefix: &str) -> World {
+    /// [`World::real`] on a control plane of this test's own, for a test that must be alone
+    /// with the API server (its watch cache, its etcd).
+    pub async fn real_dedicated(prefix: &str) -> World {
+        World::in_own_namespace(Cluster::real_dedicated(), true, prefix).await
+    }
+
+    async fn in_own_namespace(cluster: Cluster, cluster_is_ours: bool, prefix: &str) -> World {
         cluster.install_crds();
         let namespace = cluster.namespace(&format!("e2e-{prefix}"));
         let ns = namespace.name().to_string();
         let operator_args = vec!["--namespace".to_string(), ns.clone()];
-        World::assemble(cluster, Some(namespace), ns, operator_args).await
+        World::assemble(cluster, cluster_is_ours, Some(namespace), ns, operator_args).await
     }
 
     /// A control plane of this test's own with `namespaces` created and the CRDs installed,
@@ -89,13 +96,14 @@ impl World {
     async fn with_namespaces(cluster: Cluster, namespaces: &[&str]) -> World {
         cluster.install_crds();
         let ns = namespaces.first().expect("at least one namespace").to_string();
-        let world = World::assemble(cluster, None, ns, Vec::new()).await;
+        let world = World::assemble(cluster, true, None, ns, Vec::new()).await;
         world.stack.create_namespaces(namespaces).await.expect("namespaces");
         world
     }
 
     async fn assemble(
         cluster: Cluster,
+        cluster_is_ours: bool,
         namespace: Option<TestNamespace>,
         ns: String,
         operator_args: Vec<String>,
@@ -120,6 +128,7 @@ impl World {
             ns,
             kube,
             operator_args,
+            cluster_is_ours,
             namespace,
             cluster,
             _dir: dir,
@@ -296,18 +305,30 @@ impl Drop for World {
     fn drop(&mut self) {
         self.stack.kill_operator_now();
         // With the operator gone, its finalizers would keep the namespace Terminating on the
-        // shared control plane for the rest of the run: remove them (one kubectl patch).
-        if let Some(namespace) = &self.namespace {
-            let kubectl = namespace.kubectl();
-            let listed = kubectl.run(&["get", "connections", "-o", "name"], None);
-            let names: Vec<&str> = listed.stdout.lines().filter(|l| !l.is_empty()).collect();
-            if listed.ok && !names.is_empty() {
-                let mut args = vec!["patch"];
-                args.extend(&names);
-                args.extend(["--type", "merge", "-p", r#"{"metadata":{"finalizers":null}}"#]);
-                let _ = kubectl.run(&args, None);
-            }
+        // shared control plane for the rest of the run: remove them. (Teardown, not part of
+        // any test: through kube-rs, 16 at a time, since kubectl's client-side rate limit
+        // makes a `kubectl patch` of 500 Connections take minutes.)
+        let Some(namespace) = &self.namespace else { return };
+        if self.cluster_is_ours {
+            return;
         }
+        let api: Api<Connection> = Api::namespaced(self.client.clone(), namespace.name());
+        let cleanup = async move {
+            let Ok(list) = api.list_metadata(&ListParams::default()).await else {
+                return;
+            };
+            let unfinalize = Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}}));
+            futures::stream::iter(list.items.iter().map(ResourceExt::name_any))
+                .for_each_concurrent(16, |name| {
+                    let (api, unfinalize) = (&api, &unfinalize);
+                    async move {
+                        let _ = api.patch_metadata(&name, &PatchParams::default(), unfinalize).await;
+                    }
+                })
+                .await;
+        };
+        // Drop is synchronous; the tests run on a multi-threaded runtime.
+        tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(cleanup));
     }
 }
 
