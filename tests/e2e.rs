@@ -398,16 +398,19 @@ async fn sigkill_mid_wave_of_200_changes_then_restart() {
 /// streams (a 410 among them) at debug.
 const WATCH_ERRORS_LOG: &str = "info,connection_operator::controller=debug";
 
-/// Hold the operator's list and watch of Connections (every attempt answered 503 by the
-/// kube-proxy) after ending every watch; returns once the operator's other watches have
-/// resumed and a Connections watch attempt has failed, with the resourceVersions those
-/// attempts resume from.
-async fn hold_connection_watches(world: &World) -> BTreeSet<String> {
+/// Hold the operator's list and watch of Connections after ending every watch: `hold` is
+/// the kube-proxy fault on their GETs (a status to fail every attempt, or a latency to keep
+/// the resumed watches waiting). Returns once the operator's other watches have resumed and
+/// `attempts` Connections watch requests have arrived, with the resourceVersions they resume
+/// from.
+async fn hold_connection_watches(world: &World, hold: Value, attempts: usize) -> BTreeSet<String> {
     let connections = world.connections_path();
-    world
-        .kube
-        .faults(&json!({"method": "GET", "path": connections, "status": 503, "count": 1_000_000}))
-        .await;
+    let mut fault = json!({"method": "GET", "path": connections});
+    fault
+        .as_object_mut()
+        .expect("an object")
+        .extend(hold.as_object().expect("an object").clone());
+    world.kube.faults(&fault).await;
     world.kube.clear_journal().await;
     world.kube.drop_watches().await;
     let ns = &world.ns;
@@ -429,8 +432,8 @@ async fn hold_connection_watches(world: &World) -> BTreeSet<String> {
                         .collect()
                 };
                 let resumed = others.iter().all(|p| !watches(p).is_empty());
-                let held: BTreeSet<String> = watches(&connections).into_iter().collect();
-                (resumed && !held.is_empty()).then_some(held)
+                let held = watches(&connections);
+                (resumed && held.len() >= attempts).then(|| held.into_iter().collect())
             },
         )
         .await
@@ -477,7 +480,7 @@ async fn assert_relisted(world: &World) {
 async fn dropped_and_expired_watches_still_reconcile() {
     const N: usize = 5;
     let world = datagrid_world_on(World::real("watch").await, "watch", N, Some(WATCH_ERRORS_LOG)).await;
-    let held = hold_connection_watches(&world).await;
+    let held = hold_connection_watches(&world, json!({"status": 503, "count": 1_000_000}), 1).await;
     world.kube.expire_watches().await;
     world.apply(&datagrid_wave(&world.ns, "watch", N, "v2")).await;
     release_connection_watches(&world).await;
@@ -493,6 +496,28 @@ async fn dropped_and_expired_watches_still_reconcile() {
     );
 }
 
+/// 120 events on Connections: server-side apply of `filler-000..119` in `fillers`' namespace,
+/// each with the annotation `churn: <round>` (created in the first round).
+async fn churn(fillers: &kube::Api<connection_operator::api::Connection>, round: usize) {
+    use futures::StreamExt as _;
+    let params = kube::api::PatchParams::apply("e2e-churn").force();
+    futures::stream::iter(0..120)
+        .for_each_concurrent(16, |i| {
+            let name = format!("filler-{i:03}");
+            let object = json!({
+                "apiVersion": "connection-operator.dev/v1alpha1",
+                "kind": "Connection",
+                "metadata": {"name": name, "annotations": {"churn": round.to_string()}},
+                "spec": {"providerRef": {"name": "datagrid"}, "connectionId": format!("conn_filler_{i:03}"), "datagrid": {"name": "x"}},
+            });
+            let params = &params;
+            async move {
+                fillers.patch(&name, params, &kube::api::Patch::Apply(object)).await.expect("churn");
+            }
+        })
+        .await;
+}
+
 /// How long kube-apiserver's watch cache keeps every event of a resource, however many
 /// (`DefaultEventFreshDuration` in k8s.io/apiserver's cacher: the 1 min bookmark frequency
 /// plus 15 s): within it the cache grows (up to 102,400 events) rather than forget a
@@ -500,13 +525,18 @@ async fn dropped_and_expired_watches_still_reconcile() {
 /// full.
 const WATCH_CACHE_FRESH: Duration = Duration::from_secs(75);
 
+/// How long the resumed watches wait in the kube-proxy in the watch-cache test: the fresh
+/// window, then enough for rounds of churn to push their version out of the cache.
+const WATCH_CACHE_HOLD: Duration = Duration::from_secs(120);
+
 /// A genuine 410 from the real API server, on a control plane of this test's own: the
-/// operator's Connections watches are held down (503 from the kube-proxy) while the wave of
-/// changes is applied; then the watch cache is made to forget their resourceVersion (wait
-/// out its fresh window, then more Connection events than it holds, elsewhere in the
-/// cluster) until the API server itself answers a watch from that version with `too old
-/// resource version` (checked with kubectl). Released, the operator's watch meets that 410,
-/// relists, and reconciles every change with one write.
+/// operator's Connections watches are ended and their resumed requests held in the
+/// kube-proxy ([`WATCH_CACHE_HOLD`]) while the wave of changes is applied; meanwhile the
+/// watch cache is made to forget their resourceVersion (wait out its fresh window, then
+/// more Connection events than it holds, elsewhere in the cluster) until the API server
+/// itself answers a watch from that version with `too old resource version` (checked with
+/// kubectl). Released, the operator's watches meet that 410, relist, and reconcile every
+/// change with one write.
 ///
 /// Why the watch cache and not etcd compaction: with the watch cache on (the default, and
 /// every real cluster), watches are served from the cache's event window and never reach
@@ -521,42 +551,40 @@ async fn a_real_410_from_the_watch_cache_relists_and_reconciles() {
     let world = World::real_dedicated("cache410").await;
     let world = datagrid_world_on(world, "cache", N, Some(WATCH_ERRORS_LOG)).await;
     let ns = world.ns.clone();
-    let held = hold_connection_watches(&world).await;
+    // Both Connection watchers' resumed watches wait in the proxy long enough for the cache
+    // to forget their version (a 503 instead would leave the operator in kube-rs's retry
+    // backoff, up to 30 s a step, after so long an outage).
+    let hold = json!({"latencyMs": WATCH_CACHE_HOLD.as_millis() as u64, "count": 2});
+    let held = hold_connection_watches(&world, hold, 2).await;
     world.apply(&datagrid_wave(&ns, "cache", N, "v2")).await;
 
-    // Other Connections (in a namespace the operator does not watch) churn the cache.
+    // Other Connections (in a namespace the operator does not watch) churn the cache once
+    // its fresh window has passed. The churn is scenery, not a change under test: it goes
+    // through kube-rs, 16 requests at a time (kubectl's client-side rate limit would make
+    // each round of 120 writes take half a minute).
     let filler = world.cluster.namespace("filler");
-    let fillers = documents((0..120).map(|i| {
-        connection_yaml(
-            filler.name(),
-            &format!("filler-{i:03}"),
-            "datagrid",
-            &format!("conn_filler_{i:03}"),
-            "{name: x}",
-            "",
-        )
-    }));
+    let fillers: kube::Api<connection_operator::api::Connection> =
+        kube::Api::namespaced(world.client.clone(), filler.name());
     tokio::time::sleep(WATCH_CACHE_FRESH).await;
-    world.apply(&fillers).await;
     let kubectl = world.cluster.kubectl();
     let mut round = 0;
     let expired = world
         .eventually("the API server to answer a watch from the held versions with 410", || {
             round += 1;
-            let (kubectl, held, ns, filler) = (kubectl.clone(), held.clone(), ns.clone(), filler.name().to_string());
+            let (kubectl, held, ns, fillers) = (kubectl.clone(), held.clone(), ns.clone(), fillers.clone());
             let round = round;
             async move {
                 for rv in &held {
-                    let url = format!("/apis/connection-operator.dev/v1alpha1/namespaces/{ns}/connections?watch=true&resourceVersion={rv}&timeoutSeconds=1");
+                    let url = format!(
+                        "/apis/connection-operator.dev/v1alpha1/namespaces/{ns}/connections?watch=true&resourceVersion={rv}&timeoutSeconds=1"
+                    );
                     let out = kubectl.run_async(&["get", "--raw", &url], None).await;
                     let first = out.stdout.lines().next().unwrap_or_default().to_string();
                     if first.contains(r#""code":410"#) {
                         return Some(first);
                     }
                 }
-                // Not yet: 120 more events.
-                let annotation = format!("churn={round}");
-                kubectl.run_async(&["annotate", "connections", "--all", "-n", &filler, "--overwrite", &annotation], None).await;
+                churn(&fillers, round).await;
                 None
             }
         })
@@ -564,7 +592,7 @@ async fn a_real_410_from_the_watch_cache_relists_and_reconciles() {
     assert!(expired.contains("too old resource version"), "{expired}");
     eprintln!("the API server's answer: {expired}");
 
-    release_connection_watches(&world).await;
+    // The held watches reach the API server when their hold ends, and meet the 410.
     world.wait_all_ready(&ns, N).await;
     assert_wave_applied_once(&world, "cache", N, "v2").await;
     assert_relisted(&world).await;
@@ -572,7 +600,8 @@ async fn a_real_410_from_the_watch_cache_relists_and_reconciles() {
     assert!(
         held.iter()
             .any(|rv| log.contains(&format!("too old resource version: {rv}"))),
-        "the operator never met the real 410 for {held:?}:\n{}",
+        "the operator never met the real 410 for {held:?} (did the hold of {WATCH_CACHE_HOLD:?} end before the \
+         API server forgot the version?):\n{}",
         world.operator_log_tail()
     );
 }
