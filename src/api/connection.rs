@@ -270,7 +270,11 @@ impl MieltoStatus {
 #[serde(rename_all = "camelCase")]
 pub struct ArenaSpec {
     /// Metadata keys to keep upstream: at most 50 keys matching `^[A-Za-z0-9_]{1,40}$`, each
-    /// value a string (at most 2000 characters), a number or a boolean.
+    /// value a string (at most 2000 characters), a number or a boolean. The key pattern is
+    /// checked by the operator (Ready=False, reason InvalidSpec, nothing sent upstream) and,
+    /// when the chart's admission policy is installed, at `kubectl apply`; not by this
+    /// schema, because Kubernetes cannot type a CEL rule on a map whose values may be any
+    /// scalar.
     #[serde(default)]
     #[schemars(schema_with = "schema::arena_metadata")]
     pub metadata: JsonObject,

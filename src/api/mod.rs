@@ -5,6 +5,7 @@ pub mod conditions;
 mod connection;
 mod provider;
 mod schema;
+pub mod validate;
 
 pub use connection::*;
 pub use provider::*;
@@ -12,9 +13,17 @@ pub use provider::*;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-/// Every CRD of the operator, in a stable order.
+/// Every CRD of the operator, in a stable order, as kube-apiserver should see it (integer
+/// formats it knows: [`schema::kubernetes_integer_formats`]).
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![Connection::crd(), Provider::crd(), ClusterProvider::crd()]
+    [Connection::crd(), Provider::crd(), ClusterProvider::crd()]
+        .into_iter()
+        .map(|crd| {
+            let mut value = serde_json::to_value(&crd).expect("a CRD serializes");
+            schema::kubernetes_integer_formats(&mut value);
+            serde_json::from_value(value).expect("formats do not change the CRD's shape")
+        })
+        .collect()
 }
 
 /// Every CRD as multi-document YAML: what `connection-operator crd` prints and what

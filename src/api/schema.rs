@@ -19,15 +19,19 @@ pub fn free_form_object(_: &mut SchemaGenerator) -> Schema {
 /// scalar (string of at most 2000 characters, number or boolean). REFERENCE.md §3 "Write
 /// semantics".
 ///
-/// Structural schemas allow neither `propertyNames` nor a typed "any scalar" node, so:
-/// the key pattern is a CEL rule on the map; the values are untyped nodes (allowed with
-/// `x-kubernetes-preserve-unknown-fields`) whose value validations only bite on the JSON
-/// type they apply to: `maxLength` limits strings, and the contradictory `minProperties: 1` /
-/// `maxProperties: 0` and `minItems: 1` / `maxItems: 0` reject every object and every array.
-/// The key rule checks `size(k)` first, as production CRDs do for map keys, and the map is
-/// bounded by `maxProperties`, which keeps the apiserver's static CEL cost estimate in budget.
-/// (A CEL `type(v)` check would read better but the CEL engine of the Kubernetes emulator,
-/// kube-cel, does not implement `type()`.)
+/// Structural schemas allow neither `propertyNames` nor a typed "any scalar" node, so the
+/// values are untyped nodes (allowed with `x-kubernetes-preserve-unknown-fields`) whose value
+/// validations only bite on the JSON type they apply to: `maxLength` limits strings, and the
+/// contradictory `minProperties: 1` / `maxProperties: 0` and `minItems: 1` / `maxItems: 0`
+/// reject every object and every array. The map is bounded by `maxProperties`.
+///
+/// The key pattern cannot be checked here: kube-apiserver only compiles a CEL rule on a
+/// node it can give a CEL type, and a map whose values have no `type` has none
+/// (`SchemaDeclType` returns nil; the CRD is refused with "failed to convert to declType
+/// for CEL validation rules"). The controller checks the keys before any upstream request
+/// ([`super::validate`], `Ready=False` reason `InvalidSpec`), and the chart's
+/// ValidatingAdmissionPolicy refuses them at `kubectl apply` (its CEL sees the object
+/// untyped).
 pub fn arena_metadata(_: &mut SchemaGenerator) -> Schema {
     json_schema!({
         "type": "object",
@@ -39,13 +43,7 @@ pub fn arena_metadata(_: &mut SchemaGenerator) -> Schema {
             "maxProperties": 0,
             "minItems": 1,
             "maxItems": 0
-        },
-        "x-kubernetes-validations": [
-            {
-                "rule": "self.all(k, size(k) <= 40 && k.matches('^[A-Za-z0-9_]{1,40}$'))",
-                "message": "Are.na metadata keys must match ^[A-Za-z0-9_]{1,40}$"
-            }
-        ]
+        }
     })
 }
 
@@ -61,4 +59,32 @@ pub fn conditions(generator: &mut SchemaGenerator) -> Schema {
     object.insert("x-kubernetes-list-type".into(), "map".into());
     object.insert("x-kubernetes-list-map-keys".into(), serde_json::json!(["type"]));
     schema
+}
+
+/// Rewrite schemars' unsigned integer formats as the ones Kubernetes knows.
+///
+/// schemars marks `u32`/`u64` fields `format: uint32`/`uint64`, which kube-apiserver does not
+/// recognize (`kubectl apply` prints `Warning: unrecognized format "uint32"`); OpenAPI and
+/// Kubernetes know `int32` and `int64`. The sign is kept as `minimum: 0` (schemars already
+/// writes it, or a higher one from `range(min = ..)`).
+pub fn kubernetes_integer_formats(node: &mut serde_json::Value) {
+    use serde_json::Value;
+    match node {
+        Value::Object(map) => {
+            let format = match map.get("format").and_then(Value::as_str) {
+                Some("uint32" | "uint16" | "uint8") => Some("int32"),
+                Some("uint64" | "uint") => Some("int64"),
+                _ => None,
+            };
+            if let Some(format) = format {
+                map.insert("format".into(), format.into());
+                if !map.get("minimum").and_then(Value::as_f64).is_some_and(|m| m >= 0.0) {
+                    map.insert("minimum".into(), 0.into());
+                }
+            }
+            map.values_mut().for_each(kubernetes_integer_formats);
+        }
+        Value::Array(items) => items.iter_mut().for_each(kubernetes_integer_formats),
+        _ => {}
+    }
 }

@@ -28,6 +28,7 @@ use super::events::{self, CLEANUP_SKIPPED, DRIFT_CORRECTED, ORPHANED};
 use super::finalizer;
 use super::status::{self, Observation, Outcome, ProviderHealth};
 use crate::api::conditions::{self, READY, Reason};
+use crate::api::validate;
 use crate::api::{
     ClusterProvider, Connection, DeletionPolicy, ManagementPolicy, Provider, ProviderConfig, ProviderKind,
     ProviderStatus,
@@ -149,6 +150,19 @@ async fn reconcile_connection(
         managed_keys,
         requested_at: requested_at.clone(),
     };
+
+    // Rules the CRD schema cannot hold (`api::validate`): terminal, before any upstream
+    // request, like a provider's own refusal of the values.
+    if let Err(invalid) = validate::validate_spec(&conn.spec) {
+        let outcome = Outcome::Failed {
+            reason: Reason::InvalidSpec,
+            message: invalid.to_string(),
+            retry_at: None,
+        };
+        write_status(conn, ctx, &api, observation(outcome.clone(), None)).await?;
+        let action = requeue(conn, ctx, key, &outcome);
+        return Ok((outcome, action));
+    }
 
     // Ownership: an older Connection of the same upstream connection keeps its keys; this
     // one writes nothing while they overlap. Observe never writes, so it never conflicts.
