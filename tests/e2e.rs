@@ -1035,6 +1035,7 @@ async fn rate_limit_storm_across_500_connections_of_one_account() {
         })
         .await;
     let at_calm = nango_progress(&world.journal("nango").await);
+    eprintln!("Nango when the budget was spent: {at_budget}; when the others were Ready: {at_calm}");
     let storm_ready = world
         .connections(&ns)
         .await
