@@ -40,6 +40,12 @@ pub enum Computed {
     EventCount,
     EventType,
     EventReason,
+    /// A CRD's served versions, the storage one marked `(storage)`, comma-separated.
+    CrdVersions,
+    /// A CRD's short names, comma-separated.
+    CrdShortNames,
+    /// Whether a CRD's `Established` condition is `True`.
+    CrdEstablished,
 }
 
 fn col(name: &str, type_: &str, priority: i64, description: &str, c: Computed) -> Column {
@@ -351,6 +357,24 @@ pub(super) fn columns(kind: &str) -> Vec<Column> {
             ),
             age(),
         ],
+        // apiextensions-apiserver's own table convertor for CRDs (1.37).
+        "CustomResourceDefinition" => vec![
+            name(),
+            col("Scope", "string", 0, "Cluster/Namespaced", Text("/spec/scope")),
+            col("Versions", "string", 0, "Served versions", CrdVersions),
+            Column::computed(
+                "Created At",
+                "date",
+                "",
+                0,
+                CREATION_TIMESTAMP_DESCRIPTION,
+                CreatedAt,
+            ),
+            col("Group", "string", 1, "API group", Text("/spec/group")),
+            col("Kind", "string", 1, "CustomResource kind", Text("/spec/names/kind")),
+            col("ShortNames", "string", 1, "Short names", CrdShortNames),
+            col("Established", "boolean", 1, "Established status", CrdEstablished),
+        ],
         _ => vec![
             name(),
             Column::computed(
@@ -473,6 +497,35 @@ pub(super) fn cell(c: &Computed, obj: &Value, now: DateTime<Utc>) -> Value {
                 .unwrap_or_default();
             s(list.join(","))
         }
+        CrdVersions => {
+            let served: Vec<String> = obj
+                .pointer("/spec/versions")
+                .and_then(Value::as_array)
+                .map(|vs| {
+                    vs.iter()
+                        .filter(|v| v["served"] == true)
+                        .map(|v| match v["storage"] == true {
+                            true => format!("{}(storage)", text(v, "/name")),
+                            false => text(v, "/name").to_owned(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            s(served.join(","))
+        }
+        CrdShortNames => {
+            let names: Vec<&str> = obj
+                .pointer("/spec/names/shortNames")
+                .and_then(Value::as_array)
+                .map(|ns| ns.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            s(names.join(","))
+        }
+        CrdEstablished => Value::Bool(
+            obj.pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Established" && c["status"] == "True")),
+        ),
         Selector(p) => s(selector(obj.pointer(p))),
         RoleRef => s(format!(
             "{}/{}",
@@ -685,12 +738,20 @@ mod tests {
             json!(["op", "1/2", 2, 0, "2d", "op", "op:1", "app=op"])
         );
         assert_eq!(rows("Lease", json!({"metadata": {"name": "l", "creationTimestamp": CREATED}, "spec": {"holderIdentity": "pod-a"}})).1, json!(["l", "pod-a", "2d"]));
+        // As kube-apiserver 1.37.2 answers `kubectl get crd -o wide`.
         let (names, cells) = rows(
             "CustomResourceDefinition",
-            json!({"metadata": {"name": "x.y.z", "creationTimestamp": "2024-01-01T01:02:03+01:00"}}),
+            json!({"metadata": {"name": "things.y.z", "creationTimestamp": "2024-01-01T01:02:03+01:00"},
+                "spec": {"group": "y.z", "scope": "Namespaced", "names": {"kind": "Thing", "shortNames": ["th", "thg"]},
+                    "versions": [{"name": "v1", "served": true, "storage": false}, {"name": "v2", "served": true, "storage": true},
+                        {"name": "v3", "served": false, "storage": false}]},
+                "status": {"conditions": [{"type": "NamesAccepted", "status": "True"}, {"type": "Established", "status": "True"}]}}),
         );
-        assert_eq!(names, vec!["Name", "Created At"]);
-        assert_eq!(cells, json!(["x.y.z", "2024-01-01T00:02:03Z"]));
+        assert_eq!(names, vec!["Name", "Scope", "Versions", "Created At", "Group", "Kind", "ShortNames", "Established"]);
+        assert_eq!(cells, json!(["things.y.z", "Namespaced", "v1,v2(storage)", "2024-01-01T00:02:03Z", "y.z", "Thing", "th,thg", true]));
+        let (_, cells) = rows("CustomResourceDefinition", json!({"metadata": {"name": "new.y.z"}, "spec": {"versions": []}}));
+        assert_eq!(cells[7], json!(false), "not established before its status is written");
+        assert_eq!(rows("Widget", json!({"metadata": {"name": "w", "creationTimestamp": CREATED}})).0, vec!["Name", "Created At"]);
         let rb = json!({"metadata": {"name": "rb", "creationTimestamp": CREATED}, "roleRef": {"kind": "ClusterRole", "name": "edit"},
             "subjects": [{"kind": "ServiceAccount", "name": "op", "namespace": "sys"}, {"kind": "User", "name": "alice"}]});
         assert_eq!(
