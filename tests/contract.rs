@@ -33,17 +33,9 @@ fn prism_bin() -> PathBuf {
     prism
 }
 
-/// The official documents live beside the repository (`../shared/providers/openapi`), or
-/// where `CONNECTION_OPERATOR_PROVIDER_DOCS` says.
+/// The provider's own API description (`providers/openapi/`, see `providers/README.md`).
 fn official_document(file: &str) -> PathBuf {
-    let dir = std::env::var_os("CONNECTION_OPERATOR_PROVIDER_DOCS").map(PathBuf::from).unwrap_or_else(|| {
-        workspace_root()
-            .ancestors()
-            .map(|a| a.join("shared/providers/openapi"))
-            .find(|d| d.is_dir())
-            .expect("no shared/providers/openapi beside the workspace; set CONNECTION_OPERATOR_PROVIDER_DOCS")
-    });
-    dir.join(file)
+    connection_testkit::tools::provider_document(file)
 }
 
 struct Contract {

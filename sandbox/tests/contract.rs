@@ -49,7 +49,7 @@
 //!   the upstream URL's path prefix.
 //!
 //! Needs Prism from `scripts/bootstrap` (`.tools/`, or `CONNECTION_OPERATOR_TOOLS`) and the
-//! official documents in `shared/providers/openapi/` beside the repository.
+//! providers' own API descriptions in `providers/openapi/` (see `providers/README.md`).
 
 // The modules live in contract/ (a test crate root resolves `mod` paths beside itself).
 #[path = "contract/exchange.rs"]

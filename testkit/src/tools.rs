@@ -10,6 +10,14 @@ pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("testkit/ sits in the workspace root").to_path_buf()
 }
 
+/// A provider's own API description, e.g. `nango.yaml`, from `providers/openapi/` (origin
+/// and licence in `providers/README.md`). Panics naming the path when it is missing.
+pub fn provider_document(file: &str) -> PathBuf {
+    let document = workspace_root().join("providers/openapi").join(file);
+    assert!(document.is_file(), "provider API description {} is missing", document.display());
+    document
+}
+
 /// The directory holding the built tools.
 pub fn bin_dir() -> PathBuf {
     std::env::var_os("CONNECTION_OPERATOR_TOOLS_BIN")

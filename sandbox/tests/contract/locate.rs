@@ -33,32 +33,8 @@ pub fn stdin_guard() -> PathBuf {
     workspace_root().join("scripts/contract/until-stdin-closes")
 }
 
-/// The official document `file` (e.g. `nango.yaml`) from `shared/providers/openapi/`.
-///
-/// The documents live beside the repository (`<root>/../shared/providers/openapi`, the path the
-/// design documents use), never inside it, so that nobody edits them by accident. A checkout in
-/// a nested worktree (`<parent>/wt/<name>`) finds them one level further up, hence the walk up
-/// the ancestors. `CONNECTION_OPERATOR_PROVIDER_DOCS` overrides the search.
+/// The provider's own API description `file` (e.g. `nango.yaml`), kept in the repository
+/// (`providers/openapi/`; origin and licence in `providers/README.md`).
 pub fn official_document(file: &str) -> PathBuf {
-    let dir = match std::env::var_os("CONNECTION_OPERATOR_PROVIDER_DOCS") {
-        Some(dir) => PathBuf::from(dir),
-        None => workspace_root()
-            .ancestors()
-            .map(|a| a.join("shared/providers/openapi"))
-            .find(|candidate| candidate.is_dir())
-            .unwrap_or_else(|| {
-                panic!(
-                    "no shared/providers/openapi folder beside {} or any of its ancestors; set \
-                     CONNECTION_OPERATOR_PROVIDER_DOCS to the folder holding the official documents",
-                    workspace_root().display()
-                )
-            }),
-    };
-    let document = dir.join(file);
-    assert!(
-        document.is_file(),
-        "official document {} is missing",
-        document.display()
-    );
-    document
+    connection_testkit::tools::provider_document(file)
 }
