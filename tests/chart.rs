@@ -153,9 +153,15 @@ fn the_real_api_server_accepts_every_rendered_object() {
         "CustomResourceDefinition", "Deployment", "ServiceAccount", "Service", "PodDisruptionBudget", "ServiceMonitor", "ClusterRole",
         "ClusterRoleBinding", "Role", "RoleBinding",
     ];
+    // Rendered for the cluster's release, as Argo CD does (`helm template` alone assumes its
+    // own default release, and the chart renders release-dependent CEL).
+    let kube_version = kubectl.server_version();
     for values in [cluster_wide, one_namespace] {
         let file = helm.values_file(&values);
-        let rendered = helm.ok(&["template", &release.name, &chart(), "--namespace", release.namespace(), "--include-crds", "-f", &file.to_string_lossy()]);
+        let rendered = helm.ok(&[
+            "template", &release.name, &chart(), "--namespace", release.namespace(), "--include-crds", "--kube-version", &kube_version, "-f",
+            &file.to_string_lossy(),
+        ]);
         let documents = rendered.split("\n---").filter(|d| d.contains("kind:")).count();
         for kind in &kinds {
             assert!(rendered.contains(&format!("\nkind: {kind}\n")), "{values}: no {kind} rendered");
@@ -174,7 +180,8 @@ fn the_real_api_server_accepts_every_rendered_object() {
     // The same dry run tells a weakened pod template apart (a warning on the Deployment;
     // the Pods themselves are refused, see below).
     let file = helm.values_file(&weakened());
-    let rendered = helm.ok(&["template", &release.name, &chart(), "--namespace", release.namespace(), "-f", &file.to_string_lossy()]);
+    let rendered =
+        helm.ok(&["template", &release.name, &chart(), "--namespace", release.namespace(), "--kube-version", &kube_version, "-f", &file.to_string_lossy()]);
     let out = kubectl.run(&["apply", "--dry-run=server", "-f", "-"], Some(&rendered));
     assert!(out.ok, "{}", out.stderr);
     assert!(out.stderr.contains("would violate PodSecurity \"restricted:latest\""), "{}", out.stderr);

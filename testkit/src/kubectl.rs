@@ -77,6 +77,14 @@ impl Kubectl {
         out.stdout
     }
 
+    /// The API server's release (`v1.37.2`): what Argo CD passes to `helm template
+    /// --kube-version`, so that a chart renders for the cluster it will be applied to.
+    pub fn server_version(&self) -> String {
+        let out: serde_json::Value =
+            serde_json::from_str(&self.ok(&["version", "-o", "json"])).expect("kubectl version -o json");
+        out["serverVersion"]["gitVersion"].as_str().expect("serverVersion.gitVersion").to_owned()
+    }
+
     /// `kubectl apply -f -` of `manifest`, which must succeed.
     pub fn apply(&self, manifest: &str) -> String {
         self.ok_with(&["apply", "-f", "-"], Some(manifest))
