@@ -1,4 +1,5 @@
-//! What makes a Connection reconcile (DESIGN.md "Triggers"): its own changes (generation,
+//! What makes a Connection reconcile (docs/controller.md, "Reconcile"): its own changes
+//! (generation,
 //! deletion, the `reconcile-requested-at` annotation; not its status, so writing status
 //! does not trigger another upstream read), changes of the Provider or ClusterProvider it
 //! references (spec only), changes of the Secret those reference (credential rotation
