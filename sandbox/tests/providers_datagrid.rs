@@ -1,4 +1,5 @@
-//! The Datagrid emulator over HTTP (REFERENCE.md §4): read, rename, the cursor-paged list,
+//! The Datagrid emulator over HTTP (docs/providers.md, Datagrid): read, rename, the cursor-paged
+//! list,
 //! teamspace scoping, auth, and the sliding window per teamspace + route + method.
 
 mod providers_support;
