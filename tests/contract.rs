@@ -86,8 +86,7 @@ impl Contract {
         let spec: ProviderSpec = serde_json::from_value(spec).unwrap();
         let config = ProviderConfig::from_provider(&spec, "tenants");
         let pacer = Pacers::default().get(&config.account_key(), config.rate_limit);
-        // A Nango secret key looks like a UUIDv4 (docs/providers.md, Nango
-        // `invalid_secret_key_format`).
+        // A Nango secret key looks like a UUIDv4 (`invalid_secret_key_format`, docs/providers.md).
         providers::client(&config, Token::new("7f4c2a4e-9b1d-4c3e-8f6a-2d5b9e0c1a37"), reqwest::Client::new(), pacer)
             .unwrap()
     }

@@ -1,6 +1,5 @@
 //! The benchmark report (the fields bench/README.md lists), the floor it is judged against,
-//! the targets,
-//! and the Markdown rendering. Pure.
+//! the targets, and the Markdown rendering. Pure.
 
 use std::collections::BTreeMap;
 

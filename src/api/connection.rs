@@ -17,9 +17,9 @@ use super::schema;
 pub type JsonObject = Map<String, Value>;
 
 /// Nango validates `connection_id` with `^[a-zA-Z0-9,.;:=+~[\]|@${}"'\\/_ -]+$`
-/// (docs/providers.md, Nango,
-/// helpers/validation.ts); checking it at admission gives a clear `kubectl apply` error
-/// instead of an upstream 400. In the CEL string, `\\` is one regex backslash and `\'` a quote.
+/// (docs/providers.md, Nango, helpers/validation.ts); checking it at admission gives a clear
+/// `kubectl apply` error instead of an upstream 400. In the CEL string, `\\` is one regex
+/// backslash and `\'` a quote.
 const NANGO_CONNECTION_ID_RULE: &str =
     r#"!has(self.nango) || self.connectionId.matches('^[a-zA-Z0-9,.;:=+~\\[\\]|@${}"\'\\\\/_ -]+$')"#;
 

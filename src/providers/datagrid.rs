@@ -1,6 +1,5 @@
 //! Datagrid (docs/providers.md, Datagrid): `GET`/`PATCH /connections/{id}` below the base URL
-//! (which
-//! includes `/v1`), optional `Datagrid-Teamspace` header. Limits are per teamspace, path
+//! (which includes `/v1`), optional `Datagrid-Teamspace` header. Limits are per teamspace, path
 //! and method, so each route has its own pacing bucket. Drift checks observe through the
 //! cursor-paged list `GET /connections` (`listing`).
 

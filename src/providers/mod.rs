@@ -91,8 +91,7 @@ pub trait ProviderClient: Send + Sync + std::fmt::Debug {
 
 /// The pacing buckets that one read followed by one write of `type_` takes a token from,
 /// with how many each: Datagrid limits each path and method on its own (docs/providers.md,
-/// Datagrid),
-/// the others limit the whole account.
+/// Datagrid), the others limit the whole account.
 pub fn sync_buckets(type_: ProviderType) -> &'static [(&'static str, u32)] {
     match type_ {
         ProviderType::Datagrid => datagrid::SYNC_BUCKETS,

@@ -116,9 +116,8 @@ async fn document_invalid_requests_are_rejected_by_prism_and_emulator() {
     // Prism coerces the path segment with JavaScript's Number(), so `5.0` and `1e3` pass as
     // integers and are forwarded; the emulator reads the id as a literal integer and answers
     // 400. The PUT documents 400 (Prism checks the body); the GET lists no 400 although the
-    // server validates every request against the document (docs/providers.md, Are.na), so there it
-    // is
-    // an undocumented status whose body we check against Error.
+    // server validates every request against the document (docs/providers.md, Are.na), so
+    // there it is an undocumented status whose body we check against Error.
     for id in ["98765.0", "1e3"] {
         let path = format!("/v3/connections/{id}");
         let put = contract
@@ -197,8 +196,7 @@ async fn writes_without_credentials_are_rejected_by_prism_and_emulator() {
 }
 
 /// Rules the schema cannot express: the key pattern `^[A-Za-z0-9_]{1,40}$` (docs/providers.md,
-/// Are.na
-/// [C] aredotna/cli), 50 keys counted on the merged result and 32 KB in total ([D] prose;
+/// Are.na [C] aredotna/cli), 50 keys counted on the merged result and 32 KB in total ([D] prose;
 /// where to count is [I]). Prism forwards these; the emulator answers the documented 422
 /// Error ("the request was well-formed but contained semantic errors"), and Prism checks it.
 #[tokio::test]
@@ -278,8 +276,8 @@ async fn rate_limit_conforms_to_rate_limit_error() {
     let limited = contract.forwarded(&read).await;
     limited.assert_conforms(429);
     assert_eq!(limited.body["error"]["type"], "rate_limit_exceeded");
-    // The documented 429 headers; `X-RateLimit-Remaining` is not one of them (docs/providers.md,
-    // Are.na).
+    // The documented 429 headers; `X-RateLimit-Remaining` is not one of them
+    // (docs/providers.md, Are.na).
     for header in [
         "retry-after",
         "x-ratelimit-limit",

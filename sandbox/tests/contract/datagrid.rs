@@ -121,9 +121,8 @@ async fn wrong_token_is_an_undocumented_401() {
         .assert_undocumented_status(401);
 }
 
-/// Choices where Datagrid documents nothing (docs/providers.md, Datagrid [I]): the document allows
-/// any
-/// string `name` and extra keys. The emulator ignores extra keys (200, conforming) and
+/// Choices where Datagrid documents nothing (docs/providers.md, Datagrid [I]): the document
+/// allows any string `name` and extra keys. The emulator ignores extra keys (200, conforming) and
 /// rejects a blank name with 400, a status the operation does not list, so Prism relays it
 /// with the status warning; its body reuses the `RateLimitError` envelope fields.
 #[tokio::test]

@@ -87,9 +87,8 @@ async fn reads_conform_to_connection_full_and_the_list_schema() {
 
 /// Disagreement: `ConnectionFull.metadata` is `type: object` in the document, but the server
 /// returns `data.metadata || null`, so `null` for a connection whose metadata was never set
-/// (docs/providers.md, Nango [C] formatters/connection.ts). The emulator follows the server, and
-/// Prism
-/// reports exactly that one violation and nothing else. The list endpoint documents
+/// (docs/providers.md, Nango [C] formatters/connection.ts). The emulator follows the server,
+/// and Prism reports exactly that one violation and nothing else. The list endpoint documents
 /// `object|null` and so accepts the same `null`.
 #[tokio::test]
 async fn never_set_metadata_is_null_which_only_the_list_schema_allows() {
@@ -337,10 +336,10 @@ async fn not_found_conforms_to_std_error() {
 
 /// 401 for an unknown key and 429 are not listed on these operations, so Prism relays them
 /// with the status warning only. Their bodies as Nango's server sends them (docs/providers.md,
-/// Nango [C]) do not fit
-/// the document's StdError, whose `additionalProperties: false` forbids the server's extra
-/// fields (`payload` on auth errors, `method` and `path` on 429). The emulator follows the
-/// server; the check below pins that only those fields are outside StdError.
+/// Nango [C]) do not fit the document's StdError, whose `additionalProperties: false` forbids
+/// the server's extra fields (`payload` on auth errors, `method` and `path` on 429). The
+/// emulator follows the server; the check below pins that only those fields are outside
+/// StdError.
 #[tokio::test]
 async fn auth_and_rate_limit_errors_are_undocumented_statuses() {
     let contract = with_connections(&[("acme", json!({}))]).await;

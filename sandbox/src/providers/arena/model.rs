@@ -14,8 +14,7 @@ pub struct Connection {
     pub position: i64,
     pub pinned: bool,
     /// `None` until metadata was ever set (the schema allows `null`); `Some({})` once every key
-    /// was deleted through a merge (undocumented; clients normalise both: docs/providers.md,
-    /// Are.na).
+    /// was deleted through a merge (undocumented; clients normalise both, docs/providers.md).
     pub metadata: Option<Map<String, Value>>,
     pub connected_at: DateTime<Utc>,
     /// `EmbeddedUser` object, or `null` (the schema allows both).

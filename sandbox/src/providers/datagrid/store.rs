@@ -1,6 +1,5 @@
-//! Datagrid's connections and the cursor-paged list (docs/providers.md, Datagrid). Pure: handlers
-//! call
-//! these under one lock.
+//! Datagrid's connections and the cursor-paged list (docs/providers.md, Datagrid). Pure:
+//! handlers call these under one lock.
 
 use std::collections::BTreeMap;
 

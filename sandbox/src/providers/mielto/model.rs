@@ -237,8 +237,7 @@ impl Connection {
 
     /// Applies a validated PUT the way the FastAPI/SQLModel update pattern does
     /// (`model_dump(exclude_unset=True)` then `setattr`, docs/providers.md, Mielto): omitted
-    /// fields stay,
-    /// a supplied `config` replaces the whole object.
+    /// fields stay, a supplied `config` replaces the whole object.
     ///
     /// Explicit `null` (undocumented, our choice): `label: null` clears the label, because
     /// `ConnectionRead.label` is nullable; `config: null` and `status: null` are ignored,

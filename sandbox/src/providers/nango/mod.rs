@@ -1,7 +1,7 @@
 //! The Nango emulator (docs/providers.md, Nango; official `nango.yaml`): reading one
-//! connection, the
-//! connection list, and the metadata merge (PATCH) and replace (POST), with Nango's strict
-//! validation, its `{"error":{...}}` envelope, and its per-account fixed-window limit.
+//! connection, the connection list, and the metadata merge (PATCH) and replace (POST), with
+//! Nango's strict validation, its `{"error":{...}}` envelope, and its per-account
+//! fixed-window limit.
 //!
 //! Choices where the sources leave the behaviour open:
 //! - Validation messages are zod v3's (the `invalid_string`/"Invalid" of Nango's own
