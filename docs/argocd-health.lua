@@ -13,7 +13,7 @@
 
 local hs = {}
 
--- Reasons of Ready=False that retrying will not fix (DESIGN.md "Error policy": terminal).
+-- Reasons of Ready=False that retrying will not fix (terminal failures, docs/controller.md).
 local terminal = {
   InvalidSpec = true,
   Unauthorized = true,

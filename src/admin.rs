@@ -1,4 +1,4 @@
-//! The admin HTTP server (INTERFACES.md `--metrics-addr`): `/metrics` (Prometheus text),
+//! The admin HTTP server (docs/interfaces.md `--metrics-addr`): `/metrics` (Prometheus text),
 //! `/healthz` (the process serves) and `/readyz` (the controller's caches have synced).
 
 use std::net::SocketAddr;

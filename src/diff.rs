@@ -1,18 +1,19 @@
 //! Ownership-aware plan: (spec, managed keys, upstream) -> minimal provider calls. Pure.
 //!
 //! The resource owns the keys in its spec plus the keys recorded in `status.managedKeys`
-//! (DESIGN.md "Reconcile semantics", step 3). Keys it owned but no longer declares are
-//! removed upstream; keys nobody declared (written by the customer's application) are never
-//! touched. The write is the smallest the provider allows (step 4):
+//! (docs/api.md, "Ownership"). Keys it owned but no longer declares are removed upstream;
+//! keys nobody declared (written by the customer's application) are never touched. The
+//! write is the smallest the provider allows:
 //! - Nango: `PATCH` with the changed keys only; when a key must go, `POST` (replace) of the
 //!   freshly read object with the changes applied and the removed keys left out, because a
-//!   PATCH stores `null` instead of deleting (REFERENCE.md §1 "Write semantics").
+//!   PATCH stores `null` instead of deleting (docs/providers.md, Nango).
 //! - Are.na: `PUT` with the changed keys and `null` for each removed key, which Are.na
-//!   deletes (REFERENCE.md §3 "Write semantics").
+//!   deletes (docs/providers.md, Are.na).
 //! - Mielto: `PUT` with `label`/`status` when they changed, and the whole `config` (the
 //!   freshly read one with the owned keys updated or removed) when it changed, because a
-//!   supplied config replaces the stored one whole and `null` must never be sent (§2).
-//! - Datagrid: `PATCH` of `name` (§4), the only mutable field.
+//!   supplied config replaces the stored one whole and `null` must never be sent
+//!   (docs/providers.md, Mielto).
+//! - Datagrid: `PATCH` of `name`, the only mutable field (docs/providers.md, Datagrid).
 //!
 //! Comparison is done on normalised values: Nango `null` metadata equals `{}`; Are.na
 //! absent, `null` and `{}` are equal; numbers compare as JSON numbers (`1 == 1.0`), so a
@@ -38,7 +39,7 @@ pub enum Upstream {
 }
 
 impl Upstream {
-    /// Nango metadata as read (`null` when never set, REFERENCE.md §1).
+    /// Nango metadata as read (`null` when never set, docs/providers.md, Nango).
     pub fn nango(metadata: Option<&Value>) -> Self {
         Upstream::Nango { metadata: object_or_empty(metadata) }
     }
@@ -53,7 +54,7 @@ impl Upstream {
     }
 
     /// Are.na metadata as read: absent, `null` and `{}` are equal, and a `null` value is
-    /// an absent key (a `null` deletes the key, REFERENCE.md §3).
+    /// an absent key (a `null` deletes the key, docs/providers.md, Are.na).
     pub fn arena(metadata: Option<&Value>) -> Self {
         let mut metadata = object_or_empty(metadata);
         metadata.retain(|_, v| !v.is_null());
@@ -259,7 +260,7 @@ fn plan_mielto(
     let (changed, removed) = key_changes(want_config, owned_config, config);
 
     // label and status are set when declared and differ; they cannot be unset (never send
-    // null, REFERENCE.md §2), so dropping them from the spec only ends the ownership.
+    // null, docs/providers.md, Mielto), so dropping them from the spec only ends the ownership.
     let new_label = want.label.filter(|l| Some(*l) != label);
     let new_status = want.status.filter(|s| Some(*s) != status);
     let new_config = (!changed.is_empty() || !removed.is_empty()).then(|| {
@@ -349,7 +350,7 @@ mod tests {
         NangoSpec { provider_config_key: "salesforce".into(), metadata: Some(obj(metadata)) }
     }
 
-    /// The provider's real merge semantics (REFERENCE.md §1-4), to check plans end to end.
+    /// The provider's real merge semantics (docs/providers.md), to check plans end to end.
     fn apply(upstream: &Upstream, write: &Write) -> Upstream {
         match (upstream.clone(), write) {
             (Upstream::Nango { mut metadata }, Write::NangoPatch { metadata: patch }) => {

@@ -1,7 +1,7 @@
 //! connection-operator: reconciles connections at SaaS integration providers
 //! (Nango, Mielto, Are.na, Datagrid) from `Connection` custom resources.
 //!
-//! Module map (see ../shared/design/DESIGN.md, "Repository layout"):
+//! Module map (ARCHITECTURE.md, "Code map"):
 //! - `api`: the CRD types.
 //! - `diff`: the pure, ownership-aware plan engine.
 //! - `providers`: one client per provider behind one trait, sharing an HTTP layer.

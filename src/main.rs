@@ -1,4 +1,4 @@
-//! The `connection-operator` command line (see ../shared/design/INTERFACES.md).
+//! The `connection-operator` command line (see docs/interfaces.md).
 
 use std::io::Write;
 use std::process::ExitCode;

@@ -1,4 +1,4 @@
-//! Prometheus metrics (DESIGN.md "Observability"), served by `admin` at `/metrics`.
+//! Prometheus metrics (docs/controller.md, "Metrics"), served by `admin` at `/metrics`.
 
 use std::time::Duration;
 

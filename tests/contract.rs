@@ -1,6 +1,6 @@
 //! The provider clients' traffic through Prism (proxy mode, `--errors`) configured with each
-//! provider's official OpenAPI document, in front of the provider emulator (DESIGN.md
-//! "Testing tiers", 2): every request the operator sends, and every answer it relies on,
+//! provider's official OpenAPI document, in front of the provider emulator (README.md,
+//! "Test tiers"): every request the operator sends, and every answer it relies on,
 //! must satisfy a contract nobody here wrote. With `--errors` Prism refuses a request that
 //! violates the document (422, never forwarded) and turns a non-conforming response into an
 //! error, so a clean sync plus the emulator's journal showing each request answered proves
@@ -86,7 +86,7 @@ impl Contract {
         let spec: ProviderSpec = serde_json::from_value(spec).unwrap();
         let config = ProviderConfig::from_provider(&spec, "tenants");
         let pacer = Pacers::default().get(&config.account_key(), config.rate_limit);
-        // A Nango secret key looks like a UUIDv4 (REFERENCE.md §1 `invalid_secret_key_format`).
+        // A Nango secret key looks like a UUIDv4 (`invalid_secret_key_format`, docs/providers.md).
         providers::client(&config, Token::new("7f4c2a4e-9b1d-4c3e-8f6a-2d5b9e0c1a37"), reqwest::Client::new(), pacer)
             .unwrap()
     }

@@ -1,4 +1,4 @@
-//! End-to-end tier (DESIGN.md "Testing tiers" 4; issues 5 and 11): the REAL Kubernetes
+//! End-to-end tier (README.md, "How it is tested"): the REAL Kubernetes
 //! control plane (kube-apiserver + etcd + kube-controller-manager, `connection_testkit`),
 //! the provider sandboxes on loopback, the compiled `connection-operator` binary as a
 //! separate process, and the real kubectl as the only way Connections are created or
@@ -792,7 +792,7 @@ async fn kube_api_failing_30_percent_then_converges() {
 
 /// One Datagrid Connection whose first `count` upstream requests fail as `fault` says:
 /// the Connection reports the failure, backs off (attempts spaced by at least the backoff
-/// floor: 1 s doubling, DESIGN.md "Error policy"), then converges with one read and one
+/// floor: 1 s doubling, docs/controller.md), then converges with one read and one
 /// write. Returns the reasons seen while waiting.
 async fn provider_fault_case(fault: Value, count: usize, provider_extra: &str) -> BTreeSet<String> {
     let mut world = World::real("fault").await;
@@ -933,7 +933,7 @@ fn nango_progress(journal: &[Value]) -> String {
 }
 
 /// A 429 storm across 500 Connections of one Nango account whose real limit is far below
-/// what the Provider declares (Nango's documented fixed 60 s window, REFERENCE.md §1, with
+/// what the Provider declares (Nango's documented fixed 60 s window, docs/providers.md, Nango, with
 /// a 350-request limit): the operator paces itself from the rate-limit headers instead of
 /// hammering (at most one 429 per limiter window in total), Connections of other providers applied during the storm
 /// converge while the Nango account is still blocked, and every Nango Connection converges

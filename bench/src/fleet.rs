@@ -5,7 +5,7 @@
 //! needs exactly one read and one write per Connection (the floor). Seeds also carry a key
 //! nobody declares (a customer's webhook id), which the operator must leave alone. All
 //! Connections of one provider want the same change where the provider allows batching
-//! (Nango: one PATCH with an array of `connection_id`s, REFERENCE.md §1).
+//! (Nango: one PATCH with an array of `connection_id`s, docs/providers.md, Nango).
 
 use serde_json::{Value, json};
 
@@ -38,7 +38,7 @@ impl Kind {
     }
 
     /// A bearer token the emulator accepts. Nango requires a UUIDv4-shaped secret key
-    /// (REFERENCE.md §1, `invalid_secret_key_format`).
+    /// (docs/providers.md, Nango, `invalid_secret_key_format`).
     fn token(self) -> &'static str {
         match self {
             Kind::Nango => "00000000-0000-4000-8000-000000000000",
@@ -67,7 +67,7 @@ impl Member {
         format!("bench-{}-{:05}", self.kind.name(), self.index)
     }
 
-    /// The upstream connection id. Are.na ids are decimal integers (REFERENCE.md §3).
+    /// The upstream connection id. Are.na ids are decimal integers (docs/providers.md, Are.na).
     pub fn upstream_id(&self) -> String {
         match self.kind {
             Kind::Nango => format!("bench-{}", self.index),
@@ -77,7 +77,7 @@ impl Member {
         }
     }
 
-    /// The raw upstream state before the operator runs (admin API shape, INTERFACES.md).
+    /// The raw upstream state before the operator runs (admin API shape, docs/interfaces.md).
     pub fn seed(&self) -> Value {
         let i = self.index;
         match self.kind {

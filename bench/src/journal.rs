@@ -1,4 +1,4 @@
-//! Reading the emulators' request journals (INTERFACES.md): provider journals
+//! Reading the emulators' request journals (docs/interfaces.md): provider journals
 //! (`<prefix>/_sandbox/requests`) and the Kubernetes emulator's (`/_sandbox/requests`).
 //! Pure: counting and attribution only, so it is unit-tested on literal entries.
 
@@ -37,7 +37,7 @@ impl Upstream {
     }
 
     /// The upstream connection ids a write targets. Nango names them in the body, one id
-    /// or an array (REFERENCE.md §1); the others in the last path segment.
+    /// or an array (docs/providers.md, Nango); the others in the last path segment.
     pub fn write_targets(&self, kind: Kind) -> Vec<String> {
         if self.is_read() {
             return Vec::new();

@@ -1,4 +1,4 @@
-//! `bench`: the scale benchmark of issue 7.
+//! `bench`: the scale benchmark (its targets: `report::Report::judge`; bench/README.md).
 //!
 //! `cargo run --release -p bench -- --connections N --out FILE` starts the Kubernetes and
 //! provider emulators in-process, builds and runs the operator binary as a separate process,
@@ -67,7 +67,7 @@ struct Cli {
     #[arg(long, default_value_t = 100)]
     rate_limit: u32,
     /// The rate-limited provider's window, in seconds. Every provider documents a 60 s
-    /// window (REFERENCE.md), and the operator rightly assumes it where headers do not say.
+    /// window (docs/providers.md), and the operator rightly assumes it where headers do not say.
     #[arg(long, default_value_t = 60.0)]
     rate_window_seconds: f64,
     /// Bound on each wait for convergence (a failure bound, not a measurement).

@@ -1,5 +1,5 @@
-//! The benchmark report (issue 7's fields), the floor it is judged against, the targets,
-//! and the Markdown rendering. Pure.
+//! The benchmark report (the fields bench/README.md lists), the floor it is judged against,
+//! the targets, and the Markdown rendering. Pure.
 
 use std::collections::BTreeMap;
 
@@ -124,7 +124,8 @@ fn target(name: &'static str, target: String, value: f64, met: bool) -> Target {
 }
 
 impl Report {
-    /// Issue 7's targets, judged on this report. A value the run could not measure is
+    /// The scale targets (convergence, calls per Connection, steady state, latency, memory),
+    /// judged on this report. A value the run could not measure is
     /// listed with `met: null`.
     pub fn judge(&mut self) {
         let mut t = vec![

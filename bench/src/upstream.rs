@@ -1,4 +1,4 @@
-//! The harness's side of the provider emulators: their admin API (INTERFACES.md, "Provider
+//! The harness's side of the provider emulators: their admin API (docs/interfaces.md, "Provider
 //! sandbox admin API") for seeding, latency, rate limits and the request journals.
 
 use std::collections::BTreeMap;

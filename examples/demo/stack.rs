@@ -334,7 +334,7 @@ impl Stack {
         Ok(())
     }
 
-    // ---- provider sandbox admin API (INTERFACES.md) ----
+    // ---- provider sandbox admin API (docs/interfaces.md) ----
 
     /// `PUT <base>/_sandbox/connections/{id}` with the provider's raw read shape.
     pub async fn seed(&self, provider: &str, id: &str, state: &Value) -> Result<Value, StackError> {

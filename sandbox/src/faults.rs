@@ -1,5 +1,5 @@
 //! Fault injection shared by the provider emulators and the Kubernetes emulator
-//! (`PUT /_sandbox/faults` on either, INTERFACES.md): queued rules that make the next
+//! (`PUT /_sandbox/faults` on either, docs/interfaces.md): queued rules that make the next
 //! matching requests fail in a chosen way (a status, a raw body, latency, a `Retry-After`,
 //! or an abrupt connection reset), optionally at random (`probability`), so retry and
 //! backoff paths can be tested against a real socket.

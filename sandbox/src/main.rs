@@ -1,4 +1,4 @@
-//! The `connection-sandbox` command line (see ../shared/design/INTERFACES.md).
+//! The `connection-sandbox` command line (see docs/interfaces.md).
 //! Each subcommand binds its address, prints one line `listening on http://ADDR` once ready,
 //! and serves until SIGINT/SIGTERM.
 

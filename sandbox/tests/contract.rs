@@ -1,6 +1,6 @@
 //! Contract tier: each provider emulator behind Prism (`@stoplight/prism-cli` 5.16, proxy
 //! mode, `--errors`) configured with the provider's official OpenAPI document, so that a
-//! contract nobody here wrote judges the emulators (DESIGN.md, test tier 2).
+//! contract nobody here wrote judges the emulators (README.md, "Test tiers").
 //!
 //! What the tests show, per provider:
 //! - valid requests reach the emulator and its answers conform to the document: with
@@ -10,17 +10,17 @@
 //!   (proxy mode always answers them with 422, its UNPROCESSABLE_ENTITY problem, whatever
 //!   status the provider uses) and rejected by the emulator too when sent directly, with the
 //!   provider's own status, whose body is then checked against the documented error schema;
-//! - requests the document allows but the real server rejects (REFERENCE.md [C]/[D] rules the
-//!   schema cannot express) reach the emulator, whose rejection must conform to the
+//! - requests the document allows but the real server rejects (rules the schema cannot
+//!   express, [C]/[D] in docs/providers.md) reach the emulator, whose rejection must conform to the
 //!   documented error response;
 //! - error statuses an operation does not document are relayed with only Prism's "unable to
 //!   match the returned status code" warning; their bodies are checked against the
 //!   document's error schema where one exists.
 //!
-//! Where the document and REFERENCE.md disagree, the test says so at that spot and follows
-//! the documented server behaviour (REFERENCE.md [C] facts).
+//! Where the document and docs/providers.md disagree, the test says so at that spot and
+//! follows the server's behaviour as docs/providers.md records it ([C] facts).
 //!
-//! Findings (document vs REFERENCE.md vs emulator; each is explained at its test):
+//! Findings (document vs docs/providers.md vs emulator; each is explained at its test):
 //! - Prism's proxy answers every request violation with 422; the providers use 400 (Nango,
 //!   Are.na; Datagrid by our choice) or 422 (Mielto, FastAPI). Non-JSON bodies: Prism puts a
 //!   415 inside its 422; Nango and Datagrid answer 415, Mielto 422, Are.na 400.

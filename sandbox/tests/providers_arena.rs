@@ -1,4 +1,4 @@
-//! The Are.na v3 emulator over HTTP (REFERENCE.md §3, `openapi/arena.json`): every test
+//! The Are.na v3 emulator over HTTP (docs/providers.md, Are.na, `openapi/arena.json`): every test
 //! starts the provider sandbox on a free loopback port and talks to it with reqwest.
 
 mod providers_support;

@@ -1,5 +1,6 @@
-//! The Datagrid emulator over HTTP (REFERENCE.md §4): read, rename, the cursor-paged list,
-//! teamspace scoping, auth, and the sliding window per teamspace + route + method.
+//! The Datagrid emulator over HTTP (docs/providers.md, Datagrid): read, rename, the
+//! cursor-paged list, teamspace scoping, auth, and the sliding window per teamspace, route and
+//! method.
 
 mod providers_support;
 

@@ -1,5 +1,5 @@
-//! The Mielto emulator over HTTP (REFERENCE.md §2, `openapi/mielto.yaml`): every test starts
-//! the provider sandbox on a free loopback port and talks to it with reqwest.
+//! The Mielto emulator over HTTP (docs/providers.md, Mielto, `openapi/mielto.yaml`): every
+//! test starts the provider sandbox on a free loopback port and talks to it with reqwest.
 
 mod providers_support;
 

@@ -1,4 +1,4 @@
-//! The Nango emulator over HTTP (REFERENCE.md §1): reads, list, metadata merge/replace,
+//! The Nango emulator over HTTP (docs/providers.md, Nango): reads, list, metadata merge/replace,
 //! strict validation, errors, auth and the per-account fixed-window rate limit.
 
 mod providers_support;

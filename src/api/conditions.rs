@@ -3,7 +3,7 @@
 //!
 //! Conditions follow the Kubernetes API conventions for `metav1.Condition`: one entry per
 //! `type`, `lastTransitionTime` changes only when `status` changes, and messages are stable
-//! (no request ids, no timestamps except retry times; DESIGN.md "Reconcile semantics") so an
+//! (no request ids, no timestamps except retry times; docs/api.md, "Status") so an
 //! unchanged failure does not rewrite status.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -17,7 +17,7 @@ pub const SYNCED: &str = "Synced";
 /// `RateLimited`: the provider account is blocked until `status.retryAt`.
 pub const RATE_LIMITED: &str = "RateLimited";
 
-/// Reasons used on the `Ready` condition (DESIGN.md "Reconcile semantics").
+/// Reasons used on the `Ready` condition (docs/api.md, "Status").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reason {
     InSync,

@@ -1,5 +1,5 @@
 //! The `Connection` custom resource: the settings one customer's connection should carry
-//! at one provider (DESIGN.md "API", "Connection").
+//! at one provider (docs/api.md, "Connection").
 
 // kube-derive's repeated `printcolumn(type_ = ...)` trips this lint; the attributes are distinct.
 #![allow(clippy::duplicated_attributes)]
@@ -16,9 +16,10 @@ use super::schema;
 /// Free-form JSON object as stored by the providers.
 pub type JsonObject = Map<String, Value>;
 
-/// Nango validates `connection_id` with `^[a-zA-Z0-9,.;:=+~[\]|@${}"'\\/_ -]+$` (REFERENCE.md §1,
-/// helpers/validation.ts); checking it at admission gives a clear `kubectl apply` error
-/// instead of an upstream 400. In the CEL string, `\\` is one regex backslash and `\'` a quote.
+/// Nango validates `connection_id` with `^[a-zA-Z0-9,.;:=+~[\]|@${}"'\\/_ -]+$`
+/// (docs/providers.md, Nango, helpers/validation.ts); checking it at admission gives a clear
+/// `kubectl apply` error instead of an upstream 400. In the CEL string, `\\` is one regex
+/// backslash and `\'` a quote.
 const NANGO_CONNECTION_ID_RULE: &str =
     r#"!has(self.nango) || self.connectionId.matches('^[a-zA-Z0-9,.;:=+~\\[\\]|@${}"\'\\\\/_ -]+$')"#;
 
@@ -208,7 +209,7 @@ pub enum ProviderKind {
     ClusterProvider,
 }
 
-/// Nango connection metadata (REFERENCE.md §1).
+/// Nango connection metadata (docs/providers.md, Nango).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct NangoSpec {
@@ -223,7 +224,7 @@ pub struct NangoSpec {
     pub metadata: Option<JsonObject>,
 }
 
-/// Mielto connection settings (REFERENCE.md §2).
+/// Mielto connection settings (docs/providers.md, Mielto).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct MieltoSpec {
@@ -265,7 +266,7 @@ impl MieltoStatus {
     }
 }
 
-/// Are.na connection metadata (REFERENCE.md §3).
+/// Are.na connection metadata (docs/providers.md, Are.na).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ArenaSpec {
@@ -280,7 +281,7 @@ pub struct ArenaSpec {
     pub metadata: JsonObject,
 }
 
-/// Datagrid connection settings (REFERENCE.md §4): only the name is mutable.
+/// Datagrid connection settings (docs/providers.md, Datagrid): only the name is mutable.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct DatagridSpec {

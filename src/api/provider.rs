@@ -1,5 +1,5 @@
 //! The `Provider` (namespaced) and `ClusterProvider` (cluster-scoped) custom resources: one
-//! upstream account at an integration provider (DESIGN.md "API", "Provider / ClusterProvider").
+//! upstream account at an integration provider (docs/api.md, "Provider and ClusterProvider").
 
 // kube-derive's repeated `printcolumn(type_ = ...)` trips this lint; the attributes are distinct.
 #![allow(clippy::duplicated_attributes)]
@@ -160,8 +160,8 @@ impl ProviderType {
         }
     }
 
-    /// The public API endpoint used when `baseUrl` is not set (REFERENCE.md, base of each
-    /// section; Mielto's API lives under `/api/v1` below it, Datagrid's base includes `/v1`).
+    /// The public API endpoint used when `baseUrl` is not set (docs/providers.md, "Default
+    /// base URLs"; Mielto's API lives under `/api/v1` below it, Datagrid's base includes `/v1`).
     pub fn default_base_url(self) -> &'static str {
         match self {
             ProviderType::Nango => "https://api.nango.dev",
@@ -171,7 +171,7 @@ impl ProviderType {
         }
     }
 
-    /// The documented default request budget per minute (REFERENCE.md "Rate limits"):
+    /// The documented default request budget per minute (docs/providers.md, "Default budgets"):
     /// Nango 200/min (free and self-hosted), Are.na 30/min (guest tier, the safe floor),
     /// Datagrid 200/min per path and method, Mielto undocumented (60/min, conservative).
     pub fn default_requests_per_minute(self) -> u32 {

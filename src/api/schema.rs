@@ -16,8 +16,7 @@ pub fn free_form_object(_: &mut SchemaGenerator) -> Schema {
 }
 
 /// Are.na connection metadata: at most 50 keys, each `^[A-Za-z0-9_]{1,40}$`, each value a
-/// scalar (string of at most 2000 characters, number or boolean). REFERENCE.md §3 "Write
-/// semantics".
+/// scalar (string of at most 2000 characters, number or boolean): docs/providers.md, Are.na.
 ///
 /// Structural schemas allow neither `propertyNames` nor a typed "any scalar" node, so the
 /// values are untyped nodes (allowed with `x-kubernetes-preserve-unknown-fields`) whose value

@@ -12,7 +12,7 @@
 
 use super::ConnectionSpec;
 
-/// Are.na metadata keys (REFERENCE.md §3 "Write semantics"): 1 to 40 ASCII letters, digits
+/// Are.na metadata keys (docs/providers.md, Are.na): 1 to 40 ASCII letters, digits
 /// or underscores.
 pub const ARENA_METADATA_KEY_PATTERN: &str = "^[A-Za-z0-9_]{1,40}$";
 

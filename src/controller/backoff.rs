@@ -1,7 +1,7 @@
 //! Per-object exponential backoff for retryable failures, kept by the operator because
-//! kube-runtime's `error_policy` never learns about successes (STYLE.md "kube 5 notes";
-//! kaniop keeps one backoff per ObjectRef the same way). DESIGN.md "Error policy": 1 s
-//! doubling to 5 min, with jitter, reset on success.
+//! kube-runtime's `error_policy` never learns about successes, so it cannot reset a delay
+//! (kaniop keeps one backoff per ObjectRef the same way): 1 s doubling to 5 min, with
+//! jitter, reset on success (docs/controller.md, "Reconcile").
 
 use std::collections::HashMap;
 use std::sync::Mutex;

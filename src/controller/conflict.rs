@@ -1,4 +1,4 @@
-//! Ownership conflicts between Connections (issue 5): two Connections of the same upstream
+//! Ownership conflicts between Connections: two Connections of the same upstream
 //! connection (same `providerRef` and `connectionId`) that declare an overlapping key. The
 //! older one (creationTimestamp, then namespace/name) keeps the key; the newer one reports
 //! `Ready=False` reason `Conflict` and writes nothing while in conflict, so two resources can

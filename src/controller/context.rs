@@ -20,11 +20,12 @@ use crate::api::{ClusterProvider, Connection, Provider};
 use crate::metrics::Metrics;
 use crate::providers::{Clients, Pacers, RequestObserver};
 
-/// The field manager of every write the operator makes (DESIGN.md "Reconcile semantics").
+/// The field manager of every write the operator makes, so its fields are told apart from
+/// those `kubectl` or other controllers set.
 pub const FIELD_MANAGER: &str = "connection-operator";
 
 /// Time constants of the error policy and the drift timer. Production uses
-/// [`Timing::default`] (DESIGN.md "Error policy"); tests shorten them through the library
+/// [`Timing::default`] (docs/controller.md, "Reconcile"); tests shorten them through the library
 /// API (there is no command-line flag for them) so that they assert on counts and states
 /// without waiting minutes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -126,8 +127,8 @@ impl Context {
     ///
     /// Requests to a busy account wait for pacing tokens inside the worker (up to
     /// `pacing::MAX_PACING_WAIT`); without a cap a burst of Connections of one account would
-    /// occupy every worker and starve the Connections of other providers (DESIGN.md "Error
-    /// policy": one rate-limited provider cannot starve the others). A reconcile that finds
+    /// occupy every worker and starve the Connections of other providers (one rate-limited
+    /// provider must not starve the others). A reconcile that finds
     /// no free slot requeues shortly instead of waiting.
     /// Reconciles of `account` holding a slot now.
     pub fn account_busy(&self, account: &str) -> usize {

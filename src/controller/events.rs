@@ -1,4 +1,4 @@
-//! Kubernetes Events, published on state transitions only (DESIGN.md "Observability"): a
+//! Kubernetes Events, published on state transitions only (docs/controller.md, "Events"): a
 //! Connection whose state does not change produces no Event, so steady state costs no
 //! Kubernetes writes. The Event reason is the `Ready` reason (Stackable: the error category
 //! becomes the Event reason). Notes carry status messages, never credentials.

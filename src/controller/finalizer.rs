@@ -1,4 +1,4 @@
-//! The cleanup finalizer (DESIGN.md "Deletion"): present only while `deletionPolicy` is
+//! The cleanup finalizer (docs/controller.md, "Deletion"): present only while `deletionPolicy` is
 //! `Delete`, so that deleting an `Orphan` Connection never blocks. Patches carry the
 //! resourceVersion they were computed from (see [`set`]).
 

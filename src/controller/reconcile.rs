@@ -6,7 +6,7 @@
 //! Deletion runs `dereference` → `read` → `plan_removal` → `write` → release the finalizer.
 //!
 //! Every provider failure is classified once (`ProviderError`) and mapped here to a Ready
-//! reason and a requeue (DESIGN.md "Error policy"); a reconcile never sleeps waiting for a
+//! reason and a requeue (docs/controller.md, "Reconcile"); a reconcile never sleeps waiting for a
 //! rate-limited provider, it returns and requeues at `retryAt`.
 
 use std::sync::Arc;
@@ -131,7 +131,7 @@ async fn reconcile_connection(
             return Ok((Outcome::Deleting, Action::await_change()));
         }
         if policy == DeletionPolicy::Orphan {
-            // Switching to Orphan while deleting releases the Connection (DESIGN.md "Deletion").
+            // Switching to Orphan while deleting releases the Connection (docs/controller.md).
             finalizer::remove(&api, conn).await?;
             ctx.backoffs.reset(key);
             return Ok((Outcome::Deleting, Action::await_change()));
@@ -333,7 +333,7 @@ fn drift_check(conn: &Connection, ctx: &Context, requested_at: Option<&str>) -> 
 /// When the account's budget will cover a read and a write for every reconcile of the
 /// account under way (this one included); `None`: now. Starting a read that the budget
 /// cannot follow with its write would waste it: the Connection would need a second read
-/// in the next window (issue 7, rate-limited run).
+/// in the next window, spending a scarce budget twice on reads for one write.
 fn budget_wait(ctx: &Context, resolved: &Resolved) -> Option<SystemTime> {
     let busy = ctx.account_busy(&resolved.account).max(1) as u32;
     let (now, wall) = (Instant::now(), SystemTime::now());
@@ -502,7 +502,7 @@ fn deletion_observation(conn: &Connection, outcome: Outcome) -> Observation {
     }
 }
 
-/// When to look again (DESIGN.md "Error policy"), and the per-object backoff bookkeeping.
+/// When to look again (docs/controller.md, "Reconcile"), and the per-object backoff bookkeeping.
 fn requeue(conn: &Connection, ctx: &Context, key: &str, outcome: &Outcome) -> Action {
     match outcome {
         Outcome::InSync { .. } | Outcome::Drift { .. } => {

@@ -1,9 +1,9 @@
 //! Deterministic status building (linkerd2 policy-controller style): the whole status is
 //! computed from the outcome of one reconcile and the previous status, then compared with
 //! the current one ignoring `lastTransitionTime`; it is written only when it differs, so in
-//! steady state a drift check costs zero Kubernetes writes (DESIGN.md "Reconcile
-//! semantics", step 5). Messages are stable: no request ids, no timestamps except retry
-//! times.
+//! steady state a drift check costs zero Kubernetes writes (an unchanged status is never
+//! written, so the operator's own writes never wake it). Messages are stable: no request
+//! ids, no timestamps except retry times.
 
 use std::time::SystemTime;
 
@@ -14,10 +14,10 @@ use crate::api::conditions::{RATE_LIMITED, READY, Reason, SYNCED};
 use crate::api::{ConnectionStatus, ProviderStatus, RateLimitStatus};
 use crate::providers::{ProviderError, RateLimitSnapshot};
 
-/// Reason of `RateLimited=True` (DESIGN.md "API", Connection status example).
+/// Reason of `RateLimited=True`: the provider said when to retry (docs/api.md, "Status").
 pub const RETRY_AFTER: &str = "RetryAfter";
-/// Reason of `RateLimited=False`. DESIGN.md names no reason for it; conditions are always
-/// present (Kubernetes API conventions: set them on the first visit).
+/// Reason of `RateLimited=False`: conditions are always present (Kubernetes API
+/// conventions: set them on the first visit), and a condition needs a reason.
 pub const NOT_RATE_LIMITED: &str = "NotRateLimited";
 /// Reason of a Provider's `Ready=True`.
 pub const CREDENTIALS_RESOLVED: &str = "CredentialsResolved";
@@ -46,7 +46,7 @@ pub enum Outcome {
 
 impl Outcome {
     /// The failure outcome of a provider error: each class maps to one reason
-    /// (DESIGN.md "Condition reasons", "Error policy").
+    /// (docs/controller.md, "Reconcile").
     pub fn from_provider_error(e: &ProviderError) -> Self {
         let (reason, retry_at) = match e {
             ProviderError::Terminal { .. } => (Reason::InvalidSpec, None),
@@ -175,7 +175,7 @@ pub fn connection_status(
         // A failed or skipped attempt learnt nothing new about upstream.
         _ => previous.drift.clone(),
     };
-    // "Last time upstream was changed or found changed" (DESIGN.md "API"): a write, newly
+    // "Last time upstream was changed or found changed" (docs/api.md, "Status"): a write, newly
     // found drift, or the first time the Connection was seen in sync.
     let found_changed = matches!(outcome, Outcome::Drift { keys } if *keys != previous.drift);
     let first_sync = matches!(outcome, Outcome::InSync { .. }) && previous.last_sync_time.is_none();

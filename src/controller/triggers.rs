@@ -1,6 +1,6 @@
-//! What makes a Connection reconcile (DESIGN.md "Triggers"): its own changes (generation,
-//! deletion, the `reconcile-requested-at` annotation; not its status, so writing status
-//! does not trigger another upstream read), changes of the Provider or ClusterProvider it
+//! What makes a Connection reconcile (docs/controller.md, "Reconcile"): its own changes
+//! (generation, deletion, the `reconcile-requested-at` annotation; not its status, so writing
+//! status does not trigger another upstream read), changes of the Provider or ClusterProvider it
 //! references (spec only), changes of the Secret those reference (credential rotation
 //! without restart), and the drift timer (the requeue after each reconcile).
 //!

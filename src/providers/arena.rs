@@ -1,4 +1,4 @@
-//! Are.na v3 (REFERENCE.md §3): `GET`/`PUT /v3/connections/{id}` with `{metadata}`; a
+//! Are.na v3 (docs/providers.md, Are.na): `GET`/`PUT /v3/connections/{id}` with `{metadata}`; a
 //! `null` value deletes a key.
 
 use std::sync::Arc;
@@ -91,8 +91,7 @@ impl Dialect for ArenaDialect {
     }
 
     /// The 429 body's `error.retry_after` (seconds), `X-RateLimit-Reset` and `Retry-After`
-    /// (REFERENCE.md §3 and "Cross-provider notes"): the latest of those present, so none of
-    /// them is undercut.
+    /// (docs/providers.md, Are.na): the latest of those present, so none of them is undercut.
     fn retry_at(&self, headers: &HeaderMap, body: &Value, now: SystemTime) -> Option<SystemTime> {
         let from_body = body
             .pointer("/error/retry_after")

@@ -1,6 +1,6 @@
-//! Write coalescing (issue 7): when many Connections need the same change at once (a fleet
+//! Write coalescing for fleets: when many Connections need the same change at once (a fleet
 //! moved to a new plan), Nango takes one `PATCH /connections/metadata` with an array of
-//! `connection_id`s instead of one request each (REFERENCE.md §1 "Multiple ids").
+//! `connection_id`s instead of one request each (docs/providers.md, Nango).
 //!
 //! There is no waiting for company: the first write of a body goes out at once; writes of
 //! the same body that arrive while it is in flight are sent together right after it. The

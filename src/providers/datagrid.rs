@@ -1,5 +1,5 @@
-//! Datagrid (REFERENCE.md §4): `GET`/`PATCH /connections/{id}` below the base URL (which
-//! includes `/v1`), optional `Datagrid-Teamspace` header. Limits are per teamspace, path
+//! Datagrid (docs/providers.md, Datagrid): `GET`/`PATCH /connections/{id}` below the base URL
+//! (which includes `/v1`), optional `Datagrid-Teamspace` header. Limits are per teamspace, path
 //! and method, so each route has its own pacing bucket. Drift checks observe through the
 //! cursor-paged list `GET /connections` (`listing`).
 
@@ -17,7 +17,7 @@ use super::{AccountPacer, ProviderClient, ProviderError, Target, Token, unexpect
 use crate::api::ProviderConfig;
 use crate::diff::{Upstream, Write};
 
-/// Pacing buckets: the templated route, which is the likelier limiter key (§4 [I]).
+/// Pacing buckets: the templated route, the likelier limiter key (docs/providers.md, Datagrid [I]).
 const READ_BUCKET: &str = "GET /connections/{connection_id}";
 const WRITE_BUCKET: &str = "PATCH /connections/{connection_id}";
 const LIST_BUCKET: &str = "GET /connections";
@@ -48,7 +48,7 @@ impl Datagrid {
     }
 
     /// Every connection visible to the token (in the teamspace when one is set), following
-    /// the `after` cursor until `has_more` is false (REFERENCE.md §4 "List").
+    /// the `after` cursor until `has_more` is false (docs/providers.md, Datagrid).
     async fn list(&self) -> Result<HashMap<ListKey, Upstream>, ProviderError> {
         let mut rows = HashMap::new();
         let mut after: Option<String> = None;

@@ -1,5 +1,5 @@
-//! Provider errors, classified once (STYLE.md "Typed errors"): the controller maps each
-//! class to a condition reason and a requeue without looking at messages.
+//! Provider errors, classified once, here, so that no other code matches on statuses or
+//! messages: the controller maps each class to a condition reason and a requeue.
 //!
 //! Messages come from the provider's own error body and are kept stable (no request ids):
 //! an unchanged failure must not rewrite status. Tokens never appear in them.
@@ -29,7 +29,7 @@ pub enum ProviderError {
 }
 
 impl ProviderError {
-    /// The `Ready` condition reason for this failure (DESIGN.md "Reconcile semantics").
+    /// The `Ready` condition reason for this failure (docs/controller.md, "Reconcile").
     pub fn reason(&self) -> crate::api::conditions::Reason {
         use crate::api::conditions::Reason;
         match self {
@@ -62,7 +62,8 @@ pub(crate) fn classify(status: u16, message: String) -> ProviderError {
     match status {
         401 | 403 => ProviderError::Unauthorized { status, message },
         404 => ProviderError::NotFound { message },
-        // 408 and 409 are transient (Stainless retry policy, REFERENCE.md §4), as is 5xx.
+        // 408 and 409 are transient, as Datagrid's generated SDKs treat them (docs/providers.md),
+        // as is 5xx.
         408 | 409 | 500..=599 => ProviderError::Retryable { status: Some(status), message },
         _ => ProviderError::Terminal { status, message },
     }

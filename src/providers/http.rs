@@ -31,14 +31,14 @@ const DEFAULT_BLOCK: Duration = Duration::from_secs(60);
 /// Shortest block after a 429, whatever the hints say.
 const MIN_BLOCK: Duration = Duration::from_secs(1);
 /// Up to this much jitter is added to a block, so that many controllers (or requeued
-/// Connections) do not all return at the same instant (DESIGN.md "Error policy").
+/// Connections) do not all return at the same instant and collect another 429 together.
 const MAX_BLOCK_JITTER_MS: u64 = 250;
 
 /// One request to send.
 pub(crate) struct Call<'a> {
     pub method: Method,
     /// Pacing bucket: `""` for providers limited per account; Datagrid passes method and
-    /// templated path, as its limits are per path and method (REFERENCE.md §4).
+    /// templated path, as its limits are per path and method (docs/providers.md, Datagrid).
     pub bucket: &'a str,
     /// Path segments below the base URL, each percent-encoded on its own (ids may hold `/`).
     pub segments: &'a [&'a str],
@@ -260,7 +260,7 @@ pub(crate) fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<System
     httpdate::parse_http_date(value).ok()
 }
 
-/// `retry-after-ms` (Stainless SDKs, REFERENCE.md §4).
+/// `retry-after-ms` (Stainless SDKs, docs/providers.md, Datagrid).
 pub(crate) fn retry_after_ms(headers: &HeaderMap, now: SystemTime) -> Option<SystemTime> {
     let ms: f64 = header_str(headers, "retry-after-ms")?.parse().ok()?;
     (ms.is_finite() && ms >= 0.0).then(|| now + Duration::from_secs_f64((ms / 1000.0).min(86_400.0)))

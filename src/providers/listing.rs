@@ -1,4 +1,4 @@
-//! List-based observation for drift checks (issue 7): instead of one `GET` per Connection
+//! List-based observation for drift checks of large fleets: instead of one `GET` per Connection
 //! every drift interval, a provider client that can list (Nango `GET /connections`,
 //! Datagrid's cursor-paged list) keeps one snapshot of every connection of the account and
 //! answers drift checks from it while it is fresh enough.

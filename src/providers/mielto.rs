@@ -1,5 +1,5 @@
-//! Mielto (REFERENCE.md §2): `GET`/`PUT /api/v1/connections/{id}` below the base URL, with
-//! the optional `X-Workspace-Id` header. The PUT carries only the fields that change and
+//! Mielto (docs/providers.md, Mielto): `GET`/`PUT /api/v1/connections/{id}` below the base URL,
+//! with the optional `X-Workspace-Id` header. The PUT carries only the fields that change and
 //! never `null` (whether `null` clears a field is undocumented).
 
 use std::sync::Arc;

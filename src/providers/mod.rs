@@ -1,7 +1,7 @@
 //! Clients for the four providers behind one trait, sharing one HTTP layer (`http`):
 //! bearer authentication, timeouts, pacing per account, the account-wide block after a 429
 //! and error classification (`error`). Each provider module knows its paths, bodies and
-//! error shapes (REFERENCE.md §1-4) and turns reads into the plan engine's [`Upstream`].
+//! error shapes (docs/providers.md) and turns reads into the plan engine's [`Upstream`].
 
 mod arena;
 mod batch;
@@ -90,8 +90,8 @@ pub trait ProviderClient: Send + Sync + std::fmt::Debug {
 }
 
 /// The pacing buckets that one read followed by one write of `type_` takes a token from,
-/// with how many each: Datagrid limits each path and method on its own (REFERENCE.md §4),
-/// the others limit the whole account.
+/// with how many each: Datagrid limits each path and method on its own (docs/providers.md,
+/// Datagrid), the others limit the whole account.
 pub fn sync_buckets(type_: ProviderType) -> &'static [(&'static str, u32)] {
     match type_ {
         ProviderType::Datagrid => datagrid::SYNC_BUCKETS,

@@ -1,4 +1,4 @@
-//! Nango (REFERENCE.md §1): `GET /connections/{id}?provider_config_key=K`, and
+//! Nango (docs/providers.md, Nango): `GET /connections/{id}?provider_config_key=K`, and
 //! `PATCH`/`POST /connections/metadata` with `{connection_id, provider_config_key, metadata}`.
 //! Drift checks observe through the list `GET /connections` (`listing`), and identical
 //! PATCHes of many connections share one request with an array of ids (`batch`).
@@ -42,7 +42,7 @@ impl Nango {
     }
 
     /// Every connection of the account, all integrations, page by page. Rows never hold
-    /// credentials and listing never refreshes a token (REFERENCE.md §1 "List").
+    /// credentials and listing never refreshes a token (docs/providers.md, Nango).
     async fn list(&self) -> Result<HashMap<ListKey, Upstream>, ProviderError> {
         let mut rows = HashMap::new();
         let limit = LIST_PAGE.to_string();
@@ -110,7 +110,7 @@ impl ProviderClient for Nango {
         Box::pin(async move {
             let key = provider_config_key(target)?;
             // No other query parameter: refresh flags could trigger an OAuth refresh, and
-            // the query is validated strictly (REFERENCE.md §1 "Side effects of GET").
+            // the query is validated strictly (docs/providers.md, Nango).
             let body = self
                 .http
                 .send(Call {
@@ -142,7 +142,7 @@ impl ProviderClient for Nango {
 
     fn write<'a>(&'a self, target: &'a Target, write: &'a Write) -> BoxFuture<'a, Result<(), ProviderError>> {
         Box::pin(async move {
-            // PATCH merges shallowly (and stores null); POST replaces: REFERENCE.md §1.
+            // PATCH merges shallowly (and stores null); POST replaces: docs/providers.md, Nango.
             let key = provider_config_key(target)?.to_string();
             match write {
                 Write::NangoPatch { metadata } => {
@@ -189,13 +189,13 @@ impl Dialect for NangoDialect {
     }
 
     /// `Retry-After` is `floor(msBeforeNext/1000)` and can be `0`: then (and when it is
-    /// missing) the window's `X-RateLimit-Reset` says when to come back (REFERENCE.md §1).
+    /// missing) the window's `X-RateLimit-Reset` says when to come back (docs/providers.md, Nango).
     fn retry_at(&self, headers: &HeaderMap, _: &Value, now: SystemTime) -> Option<SystemTime> {
         let hint = match retry_after(headers, now) {
             Some(at) if at > now => Some(at),
             zero_or_none => rate_limit_reset(headers, now).or(zero_or_none),
         };
-        // Both hints are floored to whole seconds (REFERENCE.md §1: `Retry-After` =
+        // Both hints are floored to whole seconds (docs/providers.md, Nango: `Retry-After` =
         // floor(msBeforeNext/1000), `X-RateLimit-Reset` in unix seconds), so the window can
         // reset up to a second later: retrying at the hint itself collects more 429s.
         hint.map(|at| at + NANGO_HINT_ROUNDING)

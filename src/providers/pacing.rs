@@ -1,5 +1,5 @@
-//! Client-side pacing of one provider account (DESIGN.md "Client-side pacing", "Error
-//! policy"): token buckets seeded from `spec.rateLimit` or the documented default, tightened
+//! Client-side pacing of one provider account (docs/api.md, "Rate limits"): token buckets
+//! seeded from `spec.rateLimit` or the documented default, tightened
 //! by the `X-RateLimit-*` headers the provider returns, and an account-wide block after a
 //! 429 during which no request is sent at all.
 //!
@@ -14,7 +14,7 @@ use crate::api::RateLimitSpec;
 
 /// Longest a request waits for a pacing token. A longer wait is reported as rate limited
 /// instead, so a reconcile never sleeps long and one busy account cannot starve the
-/// others (DESIGN.md "Error policy").
+/// others (a worker never sleeps long on one account while others wait).
 pub const MAX_PACING_WAIT: Duration = Duration::from_secs(2);
 
 /// Resolution of `X-RateLimit-Reset` (unix seconds).
@@ -222,7 +222,7 @@ impl AccountPacer {
             b.tokens = b.tokens.min(left);
             if remaining == 0 {
                 // `X-RateLimit-Reset` has whole-second resolution and Nango floors it
-                // (REFERENCE.md §1), so the window may reset up to a second after it.
+                // (docs/providers.md, Nango), so the window may reset up to a second after it.
                 b.not_before = reset_at.map(|r| r + RESET_RESOLUTION).filter(|r| *r > wall);
             }
         }

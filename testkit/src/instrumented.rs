@@ -1,5 +1,5 @@
 //! The Kubernetes API as one test's operator sees it, with the `/_sandbox/` admin API of
-//! docs/sandbox.md (request journal, faults, dropped and expired watches): the emulator
+//! docs/interfaces.md (request journal, faults, dropped and expired watches): the emulator
 //! serves that API itself; in front of the real control plane a `kube-proxy`
 //! (`connection_sandbox::kube_proxy`) serves it and forwards everything else. A test
 //! written against this handle runs unchanged on both.

@@ -1,5 +1,5 @@
 //! The four provider emulators (`connection_sandbox::providers`) in-process on a loopback
-//! port, with their `/_sandbox/` admin API (docs/sandbox.md) as test helpers: seed an
+//! port, with their `/_sandbox/` admin API (docs/interfaces.md) as test helpers: seed an
 //! upstream connection, read its stored state, the request journal, faults, accepted
 //! tokens, the sandbox's own rate limit. Every helper panics on a failed admin call: that is
 //! a broken test setup, never the behaviour under test.

@@ -1,4 +1,4 @@
-//! The Kubernetes API emulator (see ../shared/design/KUBE-EMULATOR.md): kube-apiserver's
+//! The Kubernetes API emulator (see docs/kube-emulator.md): kube-apiserver's
 //! REST, watch, discovery and OpenAPI surface over an in-memory store, strict where the
 //! real server is strict.
 //!

@@ -1,4 +1,4 @@
-//! The resource types the server knows: the built-in kinds of KUBE-EMULATOR.md and one entry
+//! The resource types the server knows: the built-in kinds of docs/kube-emulator.md and one entry
 //! per served version of every established CRD. Discovery, routing and the store all read
 //! this registry.
 
@@ -111,7 +111,7 @@ struct Builtin {
     field_selectors: &'static [&'static str],
 }
 
-/// The built-in kinds KUBE-EMULATOR.md lists, with the names, short names, categories and
+/// The built-in kinds docs/kube-emulator.md lists, with the names, short names, categories and
 /// strategy flags of kube-apiserver 1.33 (`kubectl api-resources -o wide`).
 const BUILTINS: &[Builtin] = &[
     Builtin { group: "", kind: "Namespace", plural: "namespaces", namespaced: false, short_names: &["ns"], categories: &[], status: true, create_on_update: false, generation: false, name_rule: NameRule::DnsLabel, field_selectors: &["status.phase"] },

@@ -1,5 +1,5 @@
 //! The proxy's `/_sandbox/` admin API: the Kubernetes emulator's endpoints with the
-//! emulator's semantics and answer shapes (docs/sandbox.md), so a test written against the
+//! emulator's semantics and answer shapes (docs/interfaces.md), so a test written against the
 //! emulator's admin API runs unchanged against the proxy in front of a real API server.
 //! The emulator's RBAC switch and token minting have no equivalent here: the real server
 //! always authorizes, and ServiceAccount tokens come from its TokenRequest API.

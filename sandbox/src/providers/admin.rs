@@ -1,4 +1,4 @@
-//! The admin API under `<prefix>/_sandbox/` (INTERFACES.md): seeding raw state, the request
+//! The admin API under `<prefix>/_sandbox/` (docs/interfaces.md): seeding raw state, the request
 //! journal, rate-limit configuration, faults and accepted tokens. Admin requests bypass the
 //! pipeline: they are not journaled, authenticated, limited or faulted. Admin errors are
 //! `{"message": ...}` with 400 or 404.

@@ -1,6 +1,6 @@
 //! Stateful emulators of the Nango, Mielto, Are.na and Datagrid APIs
-//! (../shared/providers/REFERENCE.md), served on one port under path prefixes
-//! (INTERFACES.md): `/nango`, `/mielto`, `/arena`, `/datagrid/v1`.
+//! (docs/providers.md), served on one port under path prefixes
+//! (docs/interfaces.md): `/nango`, `/mielto`, `/arena`, `/datagrid/v1`.
 //!
 //! # Running
 //! - [`run`] serves them for `connection-sandbox providers --addr ADDR`.
@@ -70,7 +70,7 @@ pub use rate_limit::{Bucket, Decision, RateLimit, WindowKind};
 pub use server::ConnectionReset;
 pub use tokens::{Access, Tokens};
 
-/// All four emulators under their prefixes (INTERFACES.md).
+/// All four emulators under their prefixes (docs/interfaces.md).
 pub fn app() -> Router {
     Router::new()
         .nest("/nango", nango::router())

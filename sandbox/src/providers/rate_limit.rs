@@ -1,5 +1,5 @@
-//! Rate limiters: a fixed window (Nango: rate-limiter-flexible with `duration: 60`,
-//! REFERENCE.md §1) and a sliding window (Datagrid, REFERENCE.md §4). Pure: every call takes
+//! Rate limiters: a fixed window (Nango: rate-limiter-flexible with `duration: 60`) and a
+//! sliding window (Datagrid), as docs/providers.md describes them. Pure: every call takes
 //! the current time, so the arithmetic is unit-tested without sleeping.
 
 use std::collections::{HashMap, VecDeque};

@@ -1,4 +1,4 @@
-//! Accepted bearer tokens. Without configuration any token is accepted (INTERFACES.md);
+//! Accepted bearer tokens. Without configuration any token is accepted (docs/interfaces.md);
 //! once tokens are configured only those are; read-only tokens may read but not write.
 
 use std::collections::HashSet;

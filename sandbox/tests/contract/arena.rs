@@ -1,4 +1,4 @@
-//! Are.na v3 (`arena.json`, REFERENCE.md §3) behind Prism.
+//! Are.na v3 (`arena.json`, docs/providers.md, Are.na) behind Prism.
 
 use reqwest::Method;
 use serde_json::{Map, Value, json};
@@ -31,7 +31,7 @@ fn many_keys(count: usize, prefix: &str) -> Value {
 async fn get_and_put_conform_to_connection() {
     let contract = with_connection().await;
 
-    // Reading needs no token (the document's security lists `{}`; REFERENCE.md §3).
+    // Reading needs no token (the document's security lists `{}`; docs/providers.md, Are.na).
     let anonymous = contract.forwarded(&Call::get(PATH)).await;
     anonymous.assert_conforms(200);
     assert_eq!(
@@ -43,7 +43,7 @@ async fn get_and_put_conform_to_connection() {
         .await
         .assert_conforms(200);
 
-    // Merge: keys added and overwritten, `null` removes (REFERENCE.md §3 [D]).
+    // Merge: keys added and overwritten, `null` removes (docs/providers.md, Are.na [D]).
     let merge = json!({"metadata": {"status": "reviewed", "featured": true, "score": null}});
     let put = contract
         .forwarded(&Call::put(PATH, merge).bearer(TOKEN))
@@ -55,7 +55,7 @@ async fn get_and_put_conform_to_connection() {
     );
 
     // The document makes `metadata` optional and allows other top-level keys; what the
-    // server does then is undocumented (REFERENCE.md §3). The emulator treats both as a
+    // server does then is undocumented (docs/providers.md, Are.na). The emulator treats both as a
     // merge of nothing.
     for nothing in [json!({}), json!({"metadata": {}, "note": "ignored"})] {
         let put = contract
@@ -81,7 +81,7 @@ async fn get_and_put_conform_to_connection() {
 }
 
 /// Every response carries an `ETag`, and a GET with a matching `If-None-Match` answers 304
-/// (REFERENCE.md §3 [D], the caching section of the docs). The document lists no 304 for
+/// (docs/providers.md, Are.na [D], the caching section of the docs). The document lists no 304 for
 /// the operation, so Prism relays it with the status warning only.
 #[tokio::test]
 async fn conditional_get_is_an_undocumented_304() {
@@ -105,10 +105,10 @@ async fn document_invalid_requests_are_rejected_by_prism_and_emulator() {
     let doc = &contract.document;
 
     // Are.na validates requests against its OpenAPI file and answers 400 in its Error
-    // envelope (REFERENCE.md §3); Prism's proxy answers 422.
+    // envelope (docs/providers.md, Are.na); Prism's proxy answers 422.
     //
     // Disagreement: the rendered docs call the path id "The Connection ID or slug", the
-    // document says integer. REFERENCE.md §3 says use integers, and so does the emulator.
+    // document says integer. We use integers (docs/providers.md, Are.na), and so does the emulator.
     let slug = Call::get("/v3/connections/my-connection");
     let direct = contract.rejected_by_both(&slug, &["path", "id"], 400).await;
     doc.assert_conforms("Error", &direct.body);
@@ -116,8 +116,8 @@ async fn document_invalid_requests_are_rejected_by_prism_and_emulator() {
     // Prism coerces the path segment with JavaScript's Number(), so `5.0` and `1e3` pass as
     // integers and are forwarded; the emulator reads the id as a literal integer and answers
     // 400. The PUT documents 400 (Prism checks the body); the GET lists no 400 although the
-    // server validates every request against the document (REFERENCE.md §3), so there it is
-    // an undocumented status whose body we check against Error.
+    // server validates every request against the document (docs/providers.md, Are.na), so
+    // there it is an undocumented status whose body we check against Error.
     for id in ["98765.0", "1e3"] {
         let path = format!("/v3/connections/{id}");
         let put = contract
@@ -195,8 +195,8 @@ async fn writes_without_credentials_are_rejected_by_prism_and_emulator() {
     doc.assert_conforms("Error", &direct.body);
 }
 
-/// Rules the schema cannot express: the key pattern `^[A-Za-z0-9_]{1,40}$` (REFERENCE.md §3
-/// [C] aredotna/cli), 50 keys counted on the merged result and 32 KB in total ([D] prose;
+/// Rules the schema cannot express: the key pattern `^[A-Za-z0-9_]{1,40}$` (docs/providers.md,
+/// Are.na [C] aredotna/cli), 50 keys counted on the merged result and 32 KB in total ([D] prose;
 /// where to count is [I]). Prism forwards these; the emulator answers the documented 422
 /// Error ("the request was well-formed but contained semantic errors"), and Prism checks it.
 #[tokio::test]
@@ -255,7 +255,7 @@ async fn not_found_unauthorized_and_forbidden_conform_to_error() {
     unauthorized.assert_conforms(401);
     assert_eq!(unauthorized.body["code"], 401);
 
-    // A read-scoped token may read, and gets 403 on a write (REFERENCE.md §3 [D]).
+    // A read-scoped token may read, and gets 403 on a write (docs/providers.md, Are.na [D]).
     contract
         .forwarded(&Call::get(PATH).bearer("arena-read-only"))
         .await
@@ -276,7 +276,8 @@ async fn rate_limit_conforms_to_rate_limit_error() {
     let limited = contract.forwarded(&read).await;
     limited.assert_conforms(429);
     assert_eq!(limited.body["error"]["type"], "rate_limit_exceeded");
-    // The documented 429 headers; `X-RateLimit-Remaining` is not one of them (REFERENCE.md §3).
+    // The documented 429 headers; `X-RateLimit-Remaining` is not one of them
+    // (docs/providers.md, Are.na).
     for header in [
         "retry-after",
         "x-ratelimit-limit",

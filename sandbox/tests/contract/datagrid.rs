@@ -1,4 +1,4 @@
-//! Datagrid (`datagrid.yaml`, REFERENCE.md §4) behind Prism.
+//! Datagrid (`datagrid.yaml`, docs/providers.md, Datagrid) behind Prism.
 
 use serde_json::json;
 
@@ -83,7 +83,7 @@ async fn not_found_and_rate_limit_conform() {
     let contract = with_connection("conn_contract").await;
 
     // 404 is documented without a body schema, so Prism accepts any body; a connection of
-    // another teamspace gets the same 404 as a missing one (REFERENCE.md §4).
+    // another teamspace gets the same 404 as a missing one (docs/providers.md, Datagrid).
     let missing = contract
         .forwarded(&Call::get("/connections/conn_missing").bearer(TOKEN))
         .await;
@@ -113,7 +113,7 @@ async fn not_found_and_rate_limit_conform() {
 async fn wrong_token_is_an_undocumented_401() {
     let contract = with_connection("conn_contract").await;
     contract.set_tokens(&[TOKEN], &[]).await;
-    // The document lists no 401; REFERENCE.md §4 leaves its body undocumented [I].
+    // The document lists no 401, and its body is undocumented ([I], docs/providers.md, Datagrid).
     let stranger = Call::get("/connections/conn_contract").bearer("someone-else");
     contract
         .forwarded(&stranger)
@@ -121,8 +121,8 @@ async fn wrong_token_is_an_undocumented_401() {
         .assert_undocumented_status(401);
 }
 
-/// Choices where Datagrid documents nothing (REFERENCE.md §4 [I]): the document allows any
-/// string `name` and extra keys. The emulator ignores extra keys (200, conforming) and
+/// Choices where Datagrid documents nothing (docs/providers.md, Datagrid [I]): the document
+/// allows any string `name` and extra keys. The emulator ignores extra keys (200, conforming) and
 /// rejects a blank name with 400, a status the operation does not list, so Prism relays it
 /// with the status warning; its body reuses the `RateLimitError` envelope fields.
 #[tokio::test]
@@ -148,7 +148,7 @@ async fn extra_keys_are_ignored_and_a_blank_name_is_an_undocumented_400() {
 }
 
 /// Disagreement: the SDK types `valid` as `bool|null` and `value` as `str|null`
-/// (REFERENCE.md §4 [C] types/connection.py), the document as non-nullable boolean and
+/// (docs/providers.md, Datagrid [C] types/connection.py), the document as non-nullable boolean and
 /// string. The emulator leaves them out when unknown, which both accept.
 #[tokio::test]
 async fn unknown_valid_and_value_are_omitted_not_null() {
@@ -187,7 +187,7 @@ async fn unknown_valid_and_value_are_omitted_not_null() {
 }
 
 /// `Datagrid-Teamspace` scopes what a key sees; a connection of another teamspace gets the
-/// documented 404, like a missing one (REFERENCE.md §4 [D]).
+/// documented 404, like a missing one (docs/providers.md, Datagrid [D]).
 #[tokio::test]
 async fn other_teamspace_gets_the_documented_404() {
     let contract = Contract::start(Provider::Datagrid).await;
@@ -213,7 +213,7 @@ async fn other_teamspace_gets_the_documented_404() {
 }
 
 /// `datagrid.yaml` documents only GET and PATCH of one connection, so the cursor-paged list
-/// (REFERENCE.md §4 [D]) is outside this tier: Prism answers it itself with its
+/// (docs/providers.md, Datagrid [D]) is outside this tier: Prism answers it itself with its
 /// NO_PATH_MATCHED 404 and forwards nothing. `providers_datagrid` covers the list.
 #[tokio::test]
 async fn the_list_is_not_in_the_document() {

@@ -29,7 +29,7 @@ pub enum Provider {
 
 impl Provider {
     /// The name `ProviderSandbox::base_url` knows; the official documents' paths start
-    /// below that base URL (INTERFACES.md).
+    /// below that base URL (docs/interfaces.md).
     fn name(self) -> &'static str {
         match self {
             Provider::Nango => "nango",
@@ -191,7 +191,7 @@ impl Contract {
         direct
     }
 
-    /// Seed a connection's raw state (INTERFACES.md: `PUT /_sandbox/connections/{id}`).
+    /// Seed a connection's raw state (docs/interfaces.md: `PUT /_sandbox/connections/{id}`).
     pub async fn seed(&self, id: &str, state: Value) {
         self.admin(
             Method::PUT,
@@ -216,7 +216,7 @@ impl Contract {
             .await;
     }
 
-    /// Queue a fault (INTERFACES.md `PUT /_sandbox/faults`): the emulator answers the next
+    /// Queue a fault (docs/interfaces.md `PUT /_sandbox/faults`): the emulator answers the next
     /// matching request with it instead of running the handler.
     pub async fn inject_fault(&self, fault: Value) {
         self.admin(Method::PUT, "/_sandbox/faults", Some(fault))

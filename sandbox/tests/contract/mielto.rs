@@ -1,4 +1,4 @@
-//! Mielto (`mielto.yaml`, REFERENCE.md §2) behind Prism.
+//! Mielto (`mielto.yaml`, docs/providers.md, Mielto) behind Prism.
 
 use reqwest::Method;
 use serde_json::json;
@@ -34,7 +34,7 @@ async fn get_and_put_conform_to_connection_read() {
     let with_flag = Call::get(format!("{PATH}?include_credentials=false")).bearer(TOKEN);
     contract.forwarded(&with_flag).await.assert_conforms(200);
 
-    // PUT replaces each supplied top-level field, `config` whole (REFERENCE.md §2 [I]).
+    // PUT replaces each supplied top-level field, `config` whole (docs/providers.md, Mielto [I]).
     let update =
         json!({"label": "Escalations", "config": {"channel": "#urgent"}, "status": "testing"});
     let put = contract
@@ -55,7 +55,7 @@ async fn get_and_put_conform_to_connection_read() {
 
 /// `ConnectionUpdate` allows `null` for every field, while `ConnectionRead` requires a
 /// non-null `status` and types `config` as an object: whatever the emulator does with
-/// explicit nulls (REFERENCE.md §2 leaves it open [I]), what it answers must still be a
+/// explicit nulls (undocumented, [I] in docs/providers.md, Mielto), what it answers must still be a
 /// valid ConnectionRead.
 #[tokio::test]
 async fn explicit_nulls_still_answer_a_valid_connection_read() {
@@ -144,7 +144,7 @@ async fn missing_credentials_are_rejected_by_prism_and_emulator() {
 }
 
 /// Disagreement: Mielto documents `X-API-Key: <key>` as an alternative to the bearer token
-/// (REFERENCE.md §2 [D], DualAuthScheme), but the document declares DualAuthScheme as
+/// (docs/providers.md, Mielto [D], DualAuthScheme), but the document declares DualAuthScheme as
 /// `http`/`bearer` only. The emulator follows the server and accepts the header; Prism,
 /// following the document, refuses such a request itself as unauthenticated.
 #[tokio::test]
@@ -176,7 +176,7 @@ async fn not_found_conforms() {
 }
 
 /// `X-Workspace-Id` is a documented optional header; a connection of another workspace is
-/// as invisible as a missing one (REFERENCE.md §2 [D], 404 documented without a schema).
+/// as invisible as a missing one (docs/providers.md, Mielto [D], 404 documented without a schema).
 #[tokio::test]
 async fn workspace_header_scopes_connections() {
     let contract = Contract::start(Provider::Mielto).await;
@@ -202,8 +202,8 @@ async fn workspace_header_scopes_connections() {
     assert_eq!(other.body, json!({"detail": "Connection not found"}));
 }
 
-/// Mielto documents no 401, 403 or 429 on these operations (REFERENCE.md §2: the SDK maps
-/// those statuses, their bodies are undocumented). Prism relays them with the status warning
+/// Mielto documents no 401, 403 or 429 on these operations (its SDK maps those statuses, their
+/// bodies are undocumented: docs/providers.md, Mielto). Prism relays them with the status warning
 /// only; the bodies are FastAPI's `{"detail": "<text>"}`, the shape of the SDK's ErrorResponse.
 #[tokio::test]
 async fn auth_and_rate_limit_errors_are_undocumented_statuses() {
@@ -243,7 +243,7 @@ async fn auth_and_rate_limit_errors_are_undocumented_statuses() {
 /// Prism reads the document's `boolean` query parameter as exactly `true` or `false`;
 /// FastAPI (pydantic's lax mode) also takes `1`, `yes`, `on`, `0`, `off` and any case. The
 /// emulator follows FastAPI, so these requests are valid for the server and refused by Prism
-/// (REFERENCE.md §2 does not list them; this is the framework's documented behaviour [I]).
+/// (Mielto documents none of this; it is the framework's documented behaviour [I]).
 #[tokio::test]
 async fn pydantic_booleans_beyond_true_and_false_are_refused_only_by_prism() {
     let contract = with_connection().await;

@@ -1,11 +1,11 @@
-//! Nango (`nango.yaml`, REFERENCE.md §1) behind Prism.
+//! Nango (`nango.yaml`, docs/providers.md, Nango) behind Prism.
 
 use serde_json::{Value, json};
 
 use crate::exchange::Call;
 use crate::fixture::{Contract, Provider};
 
-/// Nango secret keys look like UUIDv4 (REFERENCE.md §1, `invalid_secret_key_format`).
+/// Nango secret keys look like UUIDv4 (docs/providers.md, Nango, `invalid_secret_key_format`).
 const TOKEN: &str = "5b0f7c1e-2d3a-4c5b-8e6f-7a8b9c0d1e2f";
 const KEY: &str = "github-prod";
 
@@ -40,7 +40,7 @@ async fn reads_conform_to_connection_full_and_the_list_schema() {
     read.assert_conforms(200);
     assert_eq!(read.body["metadata"], json!({"plan": "pro"}));
 
-    // The node SDK's getMetadata sends the three booleans as `false` (REFERENCE.md §1).
+    // The node SDK's getMetadata sends the three booleans as `false` (docs/providers.md, Nango).
     let sdk = "&force_refresh=false&refresh_token=false&refresh_github_app_jwt_token=false";
     contract
         .forwarded(&get("acme", sdk))
@@ -87,8 +87,8 @@ async fn reads_conform_to_connection_full_and_the_list_schema() {
 
 /// Disagreement: `ConnectionFull.metadata` is `type: object` in the document, but the server
 /// returns `data.metadata || null`, so `null` for a connection whose metadata was never set
-/// (REFERENCE.md §1 [C] formatters/connection.ts). The emulator follows the server, and Prism
-/// reports exactly that one violation and nothing else. The list endpoint documents
+/// (docs/providers.md, Nango [C] formatters/connection.ts). The emulator follows the server,
+/// and Prism reports exactly that one violation and nothing else. The list endpoint documents
 /// `object|null` and so accepts the same `null`.
 #[tokio::test]
 async fn never_set_metadata_is_null_which_only_the_list_schema_allows() {
@@ -155,7 +155,7 @@ async fn metadata_writes_conform_and_echo_the_request() {
     read.assert_conforms(200);
     assert_eq!(read.body["metadata"], json!({"plan": "team"}));
 
-    // An empty id array passes validation and updates nothing (REFERENCE.md §1 [C]).
+    // An empty id array passes validation and updates nothing (docs/providers.md, Nango [C]).
     let nobody =
         json!({"connection_id": [], "provider_config_key": KEY, "metadata": {"plan": "gone"}});
     let patched = contract
@@ -182,7 +182,7 @@ async fn document_invalid_requests_are_rejected_by_prism_and_emulator() {
     let doc = &contract.document;
 
     // Nango validates with zod and answers 400 `invalid_query_params` / `invalid_body`
-    // (REFERENCE.md §1); Prism's proxy answers any request violation with 422.
+    // (docs/providers.md, Nango); Prism's proxy answers any request violation with 422.
     let no_key = Call::get("/connections/acme").bearer(TOKEN);
     // Prism reports a missing required parameter at its parent location.
     let direct = contract.rejected_by_both(&no_key, &["query"], 400).await;
@@ -235,7 +235,7 @@ async fn document_invalid_requests_are_rejected_by_prism_and_emulator() {
     doc.assert_conforms("StdError", &direct.body);
 
     // A non-JSON body: Prism reports the 415 inside its 422; Nango answers 415
-    // `invalid_content_type` (REFERENCE.md §1 [C] json.middleware.ts).
+    // `invalid_content_type` (docs/providers.md, Nango [C] json.middleware.ts).
     let text = Call::new(Method::PATCH, "/connections/metadata")
         .raw_body("text/plain", "x")
         .bearer(TOKEN);
@@ -264,7 +264,7 @@ async fn missing_credentials_are_rejected_by_prism_and_emulator() {
     assert_only_extra_fields_outside_std_error(&contract.document, &direct.body, &["payload"]);
 }
 
-/// Rules the document cannot express (REFERENCE.md §1 [C]): the strict query and body, the
+/// Rules the document cannot express (docs/providers.md, Nango [C]): the strict query and body, the
 /// id patterns, an unknown integration. Prism forwards these requests; the emulator rejects
 /// them, and Prism checks the rejection against the documented 400 (StdError on the GET, an
 /// open `{message}` object on the metadata writes, so there the StdError check is ours).
@@ -335,10 +335,11 @@ async fn not_found_conforms_to_std_error() {
 }
 
 /// 401 for an unknown key and 429 are not listed on these operations, so Prism relays them
-/// with the status warning only. Their bodies as REFERENCE.md §1 [C] gives them do not fit
-/// the document's StdError, whose `additionalProperties: false` forbids the server's extra
-/// fields (`payload` on auth errors, `method` and `path` on 429). The emulator follows the
-/// server; the check below pins that only those fields are outside StdError.
+/// with the status warning only. Their bodies as Nango's server sends them (docs/providers.md,
+/// Nango [C]) do not fit the document's StdError, whose `additionalProperties: false` forbids
+/// the server's extra fields (`payload` on auth errors, `method` and `path` on 429). The
+/// emulator follows the server; the check below pins that only those fields are outside
+/// StdError.
 #[tokio::test]
 async fn auth_and_rate_limit_errors_are_undocumented_statuses() {
     let contract = with_connections(&[("acme", json!({}))]).await;
@@ -393,7 +394,7 @@ fn assert_only_extra_fields_outside_std_error(
     doc.assert_conforms("StdError", &trimmed);
 }
 
-/// 403 `forbidden` (REFERENCE.md §1 [C] scope.middleware.ts, getConnection.ts): a key
+/// 403 `forbidden` (docs/providers.md, Nango [C] scope.middleware.ts, getConnection.ts): a key
 /// without `connections:update` writing, and `force_refresh`/`refresh_token` asked of a key
 /// without `connections:read_credentials`. No operation lists 403; the body is StdError.
 #[tokio::test]
@@ -429,7 +430,7 @@ async fn missing_scopes_are_undocumented_403s_in_std_error() {
     );
 }
 
-/// Connection ids may hold the punctuation Nango's id pattern allows (REFERENCE.md §1
+/// Connection ids may hold the punctuation Nango's id pattern allows (docs/providers.md, Nango
 /// `^[a-zA-Z0-9,.;:=+~[\]|@${}"'\\/_ -]+$`), percent-encoded in the path; Prism must
 /// forward them unchanged and the emulator find the connection.
 #[tokio::test]

@@ -1,4 +1,4 @@
-//! Are.na's two error bodies (REFERENCE.md §3, `openapi/arena.json`): the generic `Error`
+//! Are.na's two error bodies (docs/providers.md, Are.na, `openapi/arena.json`): the generic `Error`
 //! envelope `{"error","code","details":{"message","errors"?}}` used for 400, 401, 403, 404,
 //! 408 and 422, and the distinct `RateLimitError` body of a 429.
 

@@ -1,5 +1,5 @@
 //! Are.na v3 connection metadata: validation of the PUT body against `MetadataInput` and the
-//! documented rules, and the merge (REFERENCE.md §3, `openapi/arena.json`).
+//! documented rules, and the merge (docs/providers.md, Are.na, `openapi/arena.json`).
 //!
 //! Which status each rule gets (the docs give 400 for "invalid request parameters", validated
 //! "against this OpenAPI specification", and 422 for "well-formed request that could not be

@@ -1,4 +1,4 @@
-//! Are.na v3 emulator (REFERENCE.md §3, `openapi/arena.json`), served under `/arena`:
+//! Are.na v3 emulator (docs/providers.md, Are.na, `openapi/arena.json`), served under `/arena`:
 //! `GET` and `PUT /v3/connections/{id}`.
 //!
 //! Order of checks, following a Rails app that validates requests against its OpenAPI file
@@ -21,7 +21,7 @@
 //! `If-None-Match` matches answers 304 without a body (and still counts toward the limit).
 //! Error answers carry `Cache-Control: no-cache` and no `ETag`.
 //!
-//! Choices where the docs are silent (REFERENCE.md §3 marks them [I]):
+//! Choices where the docs are silent ([I] in docs/providers.md, Are.na):
 //! - Every token is a `free`-tier account (120/min, one fixed window per token); anonymous
 //!   callers share one `guest` window (30/min). An admin override sets the limit and window
 //!   of both. `Retry-After` and `retry_after` are the whole seconds until the window resets

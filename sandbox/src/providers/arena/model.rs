@@ -1,5 +1,5 @@
 //! Are.na's stored connection, its seed shape and the `Connection` response
-//! (`EmbeddedConnection` + `can` + `_links`, `openapi/arena.json`; REFERENCE.md §3).
+//! (`EmbeddedConnection` + `can` + `_links`, `openapi/arena.json`; docs/providers.md, Are.na).
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value, json};
@@ -14,7 +14,7 @@ pub struct Connection {
     pub position: i64,
     pub pinned: bool,
     /// `None` until metadata was ever set (the schema allows `null`); `Some({})` once every key
-    /// was deleted through a merge (REFERENCE.md §3 leaves this open; clients normalise both).
+    /// was deleted through a merge (undocumented; clients normalise both, docs/providers.md).
     pub metadata: Option<Map<String, Value>>,
     pub connected_at: DateTime<Utc>,
     /// `EmbeddedUser` object, or `null` (the schema allows both).

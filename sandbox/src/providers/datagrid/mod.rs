@@ -1,10 +1,10 @@
-//! The Datagrid emulator (REFERENCE.md §4, official `datagrid.yaml`): read, rename and list
+//! The Datagrid emulator (docs/providers.md, Datagrid; `datagrid.yaml`): read, rename and list
 //! connections, scoped by the `Datagrid-Teamspace` header, with the 60-second sliding
 //! window per teamspace + templated path + method.
 //!
 //! Datagrid documents only its 404 description and the 429 `RateLimitError` body. For the
 //! other errors we reuse the `RateLimitError` envelope (`status_code`, `error`, `message`,
-//! `retryable`), which REFERENCE.md §4 marks as the likely shape [I].
+//! `retryable`), the likely shape ([I] in docs/providers.md, Datagrid).
 //!
 //! Other choices where Datagrid documents nothing:
 //! - `Datagrid-Teamspace` is honoured for every key (the real server ignores it for
@@ -43,7 +43,7 @@ pub fn router() -> Router {
     mount(Datagrid::default())
 }
 
-/// 200 requests per 60-second sliding window (REFERENCE.md §4, rate-limits.md).
+/// 200 requests per 60-second sliding window (docs/providers.md, Datagrid).
 const DEFAULT_LIMIT: RateLimit = RateLimit::per_minute(200);
 const TEAMSPACE_HEADER: &str = "datagrid-teamspace";
 const NOT_FOUND: &str = "Not found. The requested connection does not exist, or the authenticated user does not have permission to access it.";
@@ -94,7 +94,7 @@ fn teamspace(headers: &HeaderMap) -> Option<String> {
 }
 
 /// The route template a path belongs to: limits are kept per templated route, not per
-/// concrete path (REFERENCE.md §4 [I], the likelier reading).
+/// concrete path (docs/providers.md, Datagrid [I], the likelier reading).
 fn route_template(path: &str) -> &'static str {
     match path.trim_end_matches('/') {
         "/connections" => "/connections",

@@ -1,5 +1,5 @@
-//! Datagrid's connections and the cursor-paged list (REFERENCE.md §4). Pure: handlers call
-//! these under one lock.
+//! Datagrid's connections and the cursor-paged list (docs/providers.md, Datagrid). Pure:
+//! handlers call these under one lock.
 
 use std::collections::BTreeMap;
 
@@ -149,7 +149,7 @@ impl Store {
     }
 
     /// A connection of another teamspace is indistinguishable from a missing one
-    /// (REFERENCE.md §4: 404 for both).
+    /// (docs/providers.md, Datagrid: 404 for both).
     pub fn get(&self, id: &str, teamspace: Option<&str>) -> Option<&Connection> {
         self.connections.get(id).filter(|c| c.visible_to(teamspace))
     }

@@ -1,4 +1,4 @@
-//! Mielto emulator (REFERENCE.md §2, `openapi/mielto.yaml`), served under `/mielto`:
+//! Mielto emulator (docs/providers.md, Mielto, `openapi/mielto.yaml`), served under `/mielto`:
 //! `GET` and `PUT /api/v1/connections/{connection_id}`.
 //!
 //! Mielto is a FastAPI app, so every error body is FastAPI's: `{"detail": "<text>"}` for
@@ -87,7 +87,7 @@ fn workspace(headers: &HeaderMap) -> String {
 }
 
 /// The credential of the `DualAuthScheme`: `Authorization: Bearer <token>` first, else
-/// `X-API-Key` ("alternative to Authorization header", REFERENCE.md §2).
+/// `X-API-Key` ("alternative to Authorization header", docs/providers.md, Mielto).
 /// `Err(())` when an Authorization header is present in another scheme and no API key is.
 fn credential(headers: &HeaderMap) -> Result<Option<String>, ()> {
     let bearer = tokens::bearer(headers);

@@ -1,5 +1,5 @@
 //! Mielto's stored connection, its seed shape and its `ConnectionRead` rendering
-//! (`openapi/mielto.yaml`, REFERENCE.md §2).
+//! (`openapi/mielto.yaml`, docs/providers.md, Mielto).
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value, json};
@@ -236,8 +236,8 @@ impl Connection {
     }
 
     /// Applies a validated PUT the way the FastAPI/SQLModel update pattern does
-    /// (`model_dump(exclude_unset=True)` then `setattr`, REFERENCE.md §2): omitted fields stay,
-    /// a supplied `config` replaces the whole object.
+    /// (`model_dump(exclude_unset=True)` then `setattr`, docs/providers.md, Mielto): omitted
+    /// fields stay, a supplied `config` replaces the whole object.
     ///
     /// Explicit `null` (undocumented, our choice): `label: null` clears the label, because
     /// `ConnectionRead.label` is nullable; `config: null` and `status: null` are ignored,

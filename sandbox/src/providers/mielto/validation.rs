@@ -1,7 +1,7 @@
 //! FastAPI/pydantic-v2 request validation of Mielto's `ConnectionUpdate` body.
 //!
-//! Mielto is a FastAPI app (REFERENCE.md §2: "Mintlify pages generated from a FastAPI OpenAPI
-//! file", `HTTPValidationError`), so a schema violation is a 422
+//! Mielto is a FastAPI app (its reference pages are generated from FastAPI's OpenAPI output
+//! and name `HTTPValidationError`; docs/providers.md, Mielto), so a schema violation is a 422
 //! `{"detail":[{"type","loc","msg","input","ctx"?}]}` exactly as FastAPI renders pydantic v2
 //! errors (FastAPI drops pydantic's `url` key). The body is read the way
 //! `fastapi.routing.get_request_handler` reads it:

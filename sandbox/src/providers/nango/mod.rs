@@ -1,6 +1,7 @@
-//! The Nango emulator (REFERENCE.md §1, official `nango.yaml`): reading one connection, the
-//! connection list, and the metadata merge (PATCH) and replace (POST), with Nango's strict
-//! validation, its `{"error":{...}}` envelope, and its per-account fixed-window limit.
+//! The Nango emulator (docs/providers.md, Nango; official `nango.yaml`): reading one
+//! connection, the connection list, and the metadata merge (PATCH) and replace (POST), with
+//! Nango's strict validation, its `{"error":{...}}` envelope, and its per-account
+//! fixed-window limit.
 //!
 //! Choices where the sources leave the behaviour open:
 //! - Validation messages are zod v3's (the `invalid_string`/"Invalid" of Nango's own
@@ -46,7 +47,7 @@ pub fn router() -> Router {
     mount(Nango::default())
 }
 
-/// The self-hosted default and the Free plan: 200 requests per minute (REFERENCE.md §1).
+/// The self-hosted default and the Free plan: 200 requests per minute (docs/providers.md, Nango).
 const DEFAULT_LIMIT: RateLimit = RateLimit::per_minute(200);
 
 #[derive(Default)]
@@ -98,7 +99,7 @@ impl Provider for Nango {
             .route("/connections/metadata", get(get_named_metadata).patch(patch_metadata).post(post_metadata))
             .route("/connection/metadata", get(get_named_metadata).patch(patch_metadata).post(post_metadata))
             .route("/connections/{id}", get(get_connection))
-            // Deprecated path, still served (REFERENCE.md §1).
+            // Deprecated path, still served (docs/providers.md, Nango).
             .route("/connection/{id}", get(get_connection))
             .fallback(not_found_route)
             .method_not_allowed_fallback(not_found_route)
@@ -226,7 +227,7 @@ fn read_connection(nango: &Nango, id: &str, raw_query: Option<&str>) -> Response
     }
     if query.wants_credentials {
         // Refreshing or returning tokens needs `connections:read_credentials`, which the
-        // emulated key does not have (REFERENCE.md §1, getConnection.ts).
+        // emulated key does not have (docs/providers.md, Nango, getConnection.ts).
         return error(
             StatusCode::FORBIDDEN,
             "forbidden",
@@ -291,7 +292,7 @@ fn write_metadata(nango: &Nango, raw_query: Option<&str>, headers: &HeaderMap, b
 
 /// The body as Express's `json()` parser leaves it: without a `Content-Type` (or empty) it
 /// is `{}`; in strict mode only an object or array parses. How Nango answers malformed JSON
-/// is not documented; we answer 400 `invalid_body` with a message (see the final report).
+/// is not documented; we answer 400 `invalid_body` with a message (docs/providers.md, Nango).
 #[allow(clippy::result_large_err, reason = "an axum Response is the natural rejection of an HTTP check, built at most once per request")]
 fn json_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, Response> {
     if !headers.contains_key(header::CONTENT_TYPE) || body.iter().all(u8::is_ascii_whitespace) {

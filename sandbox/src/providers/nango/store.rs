@@ -1,4 +1,4 @@
-//! Nango's connection state and the read shapes built from it (REFERENCE.md §1). Pure: the
+//! Nango's connection state and the read shapes built from it (docs/providers.md, Nango). Pure: the
 //! handlers call these under one lock, so a failed write changes nothing.
 
 use std::collections::{BTreeMap, HashMap};
@@ -158,7 +158,7 @@ impl Store {
     }
 
     /// Apply a validated metadata write to every listed connection, or to none: every id is
-    /// looked up first and the first missing one is returned (REFERENCE.md §1).
+    /// looked up first and the first missing one is returned (docs/providers.md, Nango).
     pub fn write_metadata(&mut self, write: &MetadataWrite, mode: WriteMode, now: &str) -> Result<(), String> {
         if let Some(missing) = write.connection_ids.iter().find(|id| {
             self.connections
@@ -224,7 +224,7 @@ fn raw(c: &Connection) -> Value {
     })
 }
 
-/// `ConnectionFull` with every field REFERENCE.md §1 lists. `credentials` is `{}`: the
+/// `ConnectionFull` with every field Nango's GET returns. `credentials` is `{}`: the
 /// emulated key has `connections:read`, not `read_credentials`, so nothing is refreshed.
 fn full(c: &Connection) -> Value {
     json!({

@@ -1,4 +1,4 @@
-//! Validation of Nango requests, as the server's zod schemas do it (REFERENCE.md §1): the
+//! Validation of Nango requests, as the server's zod schemas do it (docs/providers.md, Nango): the
 //! strict metadata body, the strict empty query on writes, and the queries of the two reads.
 //! Pure: input in, typed request or zod-like issues out.
 
@@ -211,7 +211,7 @@ pub fn connection_id_param(id: &str) -> Result<(), Vec<Issue>> {
     if issues.is_empty() { Ok(()) } else { Err(issues) }
 }
 
-/// Query of `GET /connections` (REFERENCE.md §1: connectionId, search, integrationId,
+/// Query of `GET /connections` (docs/providers.md, Nango; connectionId, search, integrationId,
 /// tags[k], limit 1..2000, page; plus the deprecated end-user filters).
 #[derive(Debug, Default, PartialEq)]
 pub struct ListQuery {

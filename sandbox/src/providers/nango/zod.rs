@@ -1,6 +1,6 @@
 //! Validation issues shaped like Nango's: the server validates with zod (v3) and answers
 //! `{"error":{"code":"invalid_body"|…,"errors":[{"code","message","path"}]}}`
-//! (`zodErrorToHTTP`, REFERENCE.md §1). These helpers reproduce zod v3's issue codes and
+//! (`zodErrorToHTTP`, docs/providers.md, Nango). These helpers reproduce zod v3's issue codes and
 //! messages for the checks Nango's schemas use.
 
 use std::sync::LazyLock;
