@@ -346,7 +346,7 @@ mod tests {
     }
 
     fn nango(metadata: Value) -> NangoSpec {
-        NangoSpec { provider_config_key: "salesforce".into(), metadata: Some(obj(metadata)) }
+        NangoSpec { provider_config_key: "salesforce".into(), metadata: Some(obj(metadata)), metadata_from: vec![] }
     }
 
     /// The provider's real merge semantics (REFERENCE.md §1-4), to check plans end to end.
@@ -384,7 +384,7 @@ mod tests {
 
     #[test]
     fn in_sync_nango_plans_nothing_and_null_equals_empty() {
-        let spec = NangoSpec { provider_config_key: "k".into(), metadata: None };
+        let spec = NangoSpec { provider_config_key: "k".into(), metadata: None, metadata_from: vec![] };
         let p = plan(ProviderBlock::Nango(&spec), &[], &Upstream::nango(Some(&Value::Null))).unwrap();
         assert_eq!(p, Plan::default());
         let spec = nango(json!({"a": 1}));
@@ -430,7 +430,7 @@ mod tests {
 
     #[test]
     fn arena_put_carries_changes_and_null_for_removed_keys() {
-        let spec = ArenaSpec { metadata: obj(json!({"reviewed": true, "score": 0.95})) };
+        let spec = ArenaSpec { metadata: obj(json!({"reviewed": true, "score": 0.95})), metadata_from: vec![] };
         let up = Upstream::arena(Some(&json!({"reviewed": false, "score": 0.95, "old": "x", "theirs": 1})));
         let p = plan(ProviderBlock::Arena(&spec), &keys(&["old", "reviewed"]), &up).unwrap();
         assert_eq!(p.write, Some(Write::ArenaPut { metadata: obj(json!({"reviewed": true, "old": null})) }));
@@ -439,7 +439,7 @@ mod tests {
 
     #[test]
     fn arena_absent_null_and_empty_metadata_are_equal() {
-        let spec = ArenaSpec { metadata: Map::new() };
+        let spec = ArenaSpec { metadata: Map::new(), metadata_from: vec![] };
         for raw in [None, Some(Value::Null), Some(json!({})), Some(json!({"k": null}))] {
             let p = plan(ProviderBlock::Arena(&spec), &keys(&["k"]), &Upstream::arena(raw.as_ref())).unwrap();
             assert_eq!(p, Plan::default(), "{raw:?}");
@@ -452,6 +452,7 @@ mod tests {
             label: Some("Acme".into()),
             status: Some(MieltoStatus::Active),
             config: Some(obj(json!({"channel": "#ops"}))),
+            config_from: vec![],
         };
         let up =
             Upstream::mielto(Some("Acme"), Some("inactive"), Some(&json!({"channel": "#old", "old": 1, "theirs": 2})));
@@ -466,7 +467,7 @@ mod tests {
         );
         assert_eq!(p.drift, keys(&["config.channel", "config.old", "status"]));
         assert_eq!(p.managed_keys, keys(&["config.channel", "label", "status"]));
-        let only_label = MieltoSpec { label: Some("New".into()), status: None, config: None };
+        let only_label = MieltoSpec { label: Some("New".into()), status: None, config: None, config_from: vec![] };
         let p = plan(ProviderBlock::Mielto(&only_label), &[], &up).unwrap();
         assert_eq!(p.write, Some(Write::MieltoPut { label: Some("New".into()), status: None, config: None }));
     }
@@ -605,12 +606,12 @@ mod tests {
         prop_oneof![
             (prop::option::of(map_of(any_json())), key_list(), prop::option::of(map_of(any_json()))).prop_map(
                 |(want, managed, up)| {
-                    let spec = NangoSpec { provider_config_key: "k".into(), metadata: want };
+                    let spec = NangoSpec { provider_config_key: "k".into(), metadata: want, metadata_from: vec![] };
                     Case::Nango(spec, managed, Upstream::nango(up.map(Value::Object).as_ref()))
                 }
             ),
             (map_of(scalar()), key_list(), map_of(scalar())).prop_map(|(want, managed, up)| {
-                Case::Arena(ArenaSpec { metadata: want }, managed, Upstream::arena(Some(&Value::Object(up))))
+                Case::Arena(ArenaSpec { metadata: want, metadata_from: vec![] }, managed, Upstream::arena(Some(&Value::Object(up))))
             }),
             (
                 prop::option::of("[AB]"),
@@ -620,7 +621,7 @@ mod tests {
                 (prop::option::of("[AB]"), prop::option::of("active|inactive"), map_of(any_json())),
             )
                 .prop_map(|(label, status, config, managed, (ul, us, uc))| {
-                    let spec = MieltoSpec { label, status, config };
+                    let spec = MieltoSpec { label, status, config, config_from: vec![] };
                     Case::Mielto(
                         spec,
                         managed,

@@ -49,7 +49,7 @@ impl Datagrid {
 
     /// Every connection visible to the token (in the teamspace when one is set), following
     /// the `after` cursor until `has_more` is false (REFERENCE.md §4 "List").
-    async fn list(&self) -> Result<HashMap<ListKey, Upstream>, ProviderError> {
+    async fn list_rows(&self) -> Result<HashMap<ListKey, Upstream>, ProviderError> {
         let mut rows = HashMap::new();
         let mut after: Option<String> = None;
         loop {
@@ -99,6 +99,14 @@ impl ProviderClient for Datagrid {
         })
     }
 
+    fn list(&self) -> BoxFuture<'_, Result<Option<Vec<(ListKey, Upstream)>>, ProviderError>> {
+        Box::pin(async move {
+            let mut rows: Vec<(ListKey, Upstream)> = self.list_rows().await?.into_iter().collect();
+            rows.sort_by(|a, b| a.0.cmp(&b.0));
+            Ok(Some(rows))
+        })
+    }
+
     fn observe<'a>(
         &'a self,
         target: &'a Target,
@@ -106,7 +114,7 @@ impl ProviderClient for Datagrid {
     ) -> BoxFuture<'a, Result<Option<Upstream>, ProviderError>> {
         Box::pin(async move {
             let key = (target.connection_id.clone(), None);
-            self.listing.observe(&key, freshness, || self.list()).await
+            self.listing.observe(&key, freshness, || self.list_rows()).await
         })
     }
 
