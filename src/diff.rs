@@ -292,6 +292,104 @@ fn plan_mielto(
     Plan { write, drift, managed_keys }
 }
 
+/// What a plan does to one key, for people (`connection-operator plan`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Change {
+    /// The key is not upstream and will be set.
+    Add { new: Value },
+    /// The key is upstream with another value.
+    Update { old: Value, new: Value },
+    /// An owned key no longer declared, still upstream: it will be removed.
+    Remove { old: Value },
+}
+
+/// A plan, key by key (names as in `status.managedKeys`), sorted by key.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Description {
+    /// Keys the write sets, changes or removes: exactly [`Plan::drift`].
+    pub changes: Vec<(String, Change)>,
+    /// Declared keys that already have their value upstream.
+    pub unchanged: Vec<String>,
+    /// Upstream keys this Connection neither declares nor owns: left alone.
+    pub foreign: Vec<String>,
+}
+
+/// Describe, key by key, what [`plan`] does with the same inputs.
+pub fn describe(desired: ProviderBlock<'_>, managed: &[String], upstream: &Upstream) -> Result<Description, ProviderMismatch> {
+    let owned: BTreeSet<&str> = managed.iter().map(String::as_str).collect();
+    let mut out = Description::default();
+    // A flat map of wanted keys against a flat map of upstream keys; `prefix` names them.
+    let maps = |want: &JsonObject, up: &JsonObject, prefix: &str, out: &mut Description| {
+        let owned_here = owned.iter().filter_map(|k| k.strip_prefix(prefix)).filter(|k| prefix.is_empty() || !k.is_empty());
+        let (changed, removed) = key_changes(want, owned_here, up);
+        for (k, v) in want {
+            let name = format!("{prefix}{k}");
+            if changed.contains(&k.as_str()) {
+                let change = match up.get(k) {
+                    Some(old) => Change::Update { old: old.clone(), new: v.clone() },
+                    None => Change::Add { new: v.clone() },
+                };
+                out.changes.push((name, change));
+            } else {
+                out.unchanged.push(name);
+            }
+        }
+        for k in removed {
+            out.changes.push((format!("{prefix}{k}"), Change::Remove { old: up[k].clone() }));
+        }
+        for k in up.keys() {
+            let name = format!("{prefix}{k}");
+            if !want.contains_key(k) && !owned.contains(name.as_str()) {
+                out.foreign.push(name);
+            }
+        }
+    };
+    match (desired, upstream) {
+        (ProviderBlock::Nango(spec), Upstream::Nango { metadata }) => {
+            maps(&spec.metadata.clone().unwrap_or_default(), metadata, "", &mut out);
+        }
+        (ProviderBlock::Arena(spec), Upstream::Arena { metadata }) => {
+            let want: JsonObject =
+                spec.metadata.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), v.clone())).collect();
+            maps(&want, metadata, "", &mut out);
+        }
+        (ProviderBlock::Mielto(spec), Upstream::Mielto { label, status, config }) => {
+            maps(&spec.config.clone().unwrap_or_default(), config, MIELTO_CONFIG_PREFIX, &mut out);
+            let fields = [
+                ("label", spec.label.as_deref(), label.as_deref()),
+                ("status", spec.status.map(|s| s.as_str()), status.as_deref()),
+            ];
+            for (name, want, up) in fields {
+                match (want, up) {
+                    (Some(w), Some(u)) if w == u => out.unchanged.push(name.into()),
+                    (Some(w), Some(u)) => out.changes.push((name.into(), Change::Update { old: u.into(), new: w.into() })),
+                    (Some(w), None) => out.changes.push((name.into(), Change::Add { new: w.into() })),
+                    // Not declared: left alone (never unset, REFERENCE.md §2), owned or not.
+                    (None, Some(_)) => out.foreign.push(name.into()),
+                    (None, None) => {}
+                }
+            }
+        }
+        (ProviderBlock::Datagrid(spec), Upstream::Datagrid { name }) => {
+            if spec.name == *name {
+                out.unchanged.push("name".into());
+            } else {
+                out.changes.push(("name".into(), Change::Update { old: name.as_str().into(), new: spec.name.as_str().into() }));
+            }
+        }
+        (desired, upstream) => {
+            return Err(ProviderMismatch {
+                desired: desired.provider_type().as_str(),
+                upstream: upstream.provider_type().as_str(),
+            });
+        }
+    }
+    out.changes.sort_by(|a, b| a.0.cmp(&b.0));
+    out.unchanged.sort();
+    out.foreign.sort();
+    Ok(out)
+}
+
 fn subset(from: &JsonObject, keys: &[&str]) -> JsonObject {
     keys.iter().map(|k| ((*k).to_string(), from[*k].clone())).collect()
 }
@@ -510,6 +608,29 @@ mod tests {
         assert_eq!(r, Removal { write: None, orphaned: keys(&["name"]) });
     }
 
+    #[test]
+    fn describe_names_old_and_new_values_and_foreign_keys() {
+        let spec = nango(json!({"region": "eu", "tier": 2, "same": true}));
+        let up = Upstream::nango(Some(&json!({"region": "us", "same": true, "old": 1, "webhook": "w"})));
+        let d = describe(ProviderBlock::Nango(&spec), &keys(&["old", "region"]), &up).unwrap();
+        assert_eq!(
+            d.changes,
+            vec![
+                ("old".to_string(), Change::Remove { old: json!(1) }),
+                ("region".to_string(), Change::Update { old: json!("us"), new: json!("eu") }),
+                ("tier".to_string(), Change::Add { new: json!(2) }),
+            ]
+        );
+        assert_eq!(d.unchanged, keys(&["same"]));
+        assert_eq!(d.foreign, keys(&["webhook"]));
+        let m = MieltoSpec { label: Some("New".into()), status: None, config: Some(obj(json!({"a": 1}))), config_from: vec![] };
+        let up = Upstream::mielto(Some("Old"), Some("active"), Some(&json!({"a": 1, "theirs": 2})));
+        let d = describe(ProviderBlock::Mielto(&m), &[], &up).unwrap();
+        assert_eq!(d.changes, vec![("label".to_string(), Change::Update { old: json!("Old"), new: json!("New") })]);
+        assert_eq!(d.unchanged, keys(&["config.a"]));
+        assert_eq!(d.foreign, keys(&["config.theirs", "status"]));
+    }
+
     // ---- property tests -------------------------------------------------------------
 
     fn key() -> impl Strategy<Value = String> {
@@ -644,6 +765,19 @@ mod tests {
             prop_assert_eq!(second.write, None);
             prop_assert!(second.drift.is_empty());
             prop_assert_eq!(second.managed_keys, first.managed_keys);
+        }
+
+        /// The description names exactly the keys the plan changes.
+        #[test]
+        fn description_matches_the_plan(case in case()) {
+            let p = plan(case.block(), &case.managed(), case.upstream()).unwrap();
+            let d = describe(case.block(), &case.managed(), case.upstream()).unwrap();
+            let described: Vec<String> = d.changes.iter().map(|(k, _)| k.clone()).collect();
+            prop_assert_eq!(described, p.drift.clone());
+            prop_assert_eq!(d.changes.is_empty(), p.write.is_none());
+            for (k, _) in &d.changes {
+                prop_assert!(!d.unchanged.contains(k) && !d.foreign.contains(k));
+            }
         }
 
         /// Keys neither declared nor owned are never touched.
