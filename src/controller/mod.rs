@@ -8,7 +8,7 @@
 //! - `finalizer`, `events`, `context`.
 
 mod backoff;
-mod conflict;
+pub mod conflict;
 mod context;
 mod events;
 mod finalizer;
