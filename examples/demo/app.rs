@@ -1,6 +1,7 @@
-//! The demo's flow: start the local stack, install the CRDs, apply `examples/`, run the
-//! operator, and show the Connections converging; then either return (`--exit-when-ready`)
-//! or keep running and tell the newcomer what to try.
+//! The demo's flow: start the local stack (the emulator, or a cluster given by a
+//! kubeconfig), install the CRDs, apply `examples/`, run the operator, and show the
+//! Connections converging; then either return (`--exit-when-ready`) or keep running and tell
+//! the newcomer what to try.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -11,13 +12,16 @@ use connection_operator::api::Connection;
 use kube::Api;
 use kube::api::ListParams;
 
-use super::stack::{Stack, StackError, StackOptions};
+use super::stack::{EXAMPLE_NAMESPACES, KubeTarget, Stack, StackError, StackOptions, kubectl};
 use super::table::{HEADER, LiveTable, render};
 
 #[derive(Clone, Debug)]
 pub struct DemoOptions {
     pub providers_addr: SocketAddr,
-    pub kube_addr: SocketAddr,
+    /// The emulator (default) or a cluster.
+    pub kube: KubeTarget,
+    /// The kubectl binary; `None`: `.tools/bin/kubectl`, else `kubectl` on PATH.
+    pub kubectl: Option<PathBuf>,
     /// Return as soon as every Connection is Ready (for scripts and the tests).
     pub exit_when_ready: bool,
     /// With `exit_when_ready`: give up after this long.
@@ -29,6 +33,14 @@ pub struct DemoOptions {
     pub repo_root: PathBuf,
 }
 
+/// Unique per run, even for two runs within one second in one process (the tests).
+fn unix_nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
     #[error(transparent)]
@@ -36,7 +48,10 @@ pub enum DemoError {
     #[error("cannot build the operator with cargo: {0}")]
     Build(String),
     #[error("the operator exited ({status}); its log is {log}")]
-    OperatorExited { status: std::process::ExitStatus, log: String },
+    OperatorExited {
+        status: std::process::ExitStatus,
+        log: String,
+    },
     #[error("not every Connection was Ready after {timeout:?}: {pending}")]
     Timeout { timeout: Duration, pending: String },
     #[error("listing Connections: {0}")]
@@ -54,18 +69,37 @@ pub enum Ended {
 
 /// Run the demo until every Connection is Ready (`exit_when_ready`) or `shutdown` completes.
 pub async fn run(options: DemoOptions, shutdown: impl Future<Output = ()>) -> Result<Ended, DemoError> {
+    let kubectl = match &options.kubectl {
+        Some(path) => path.clone(),
+        None => kubectl::find(&options.repo_root).map_err(StackError::from)?,
+    };
     let mut stack = Stack::start(StackOptions {
         providers_addr: options.providers_addr,
-        kube_addr: options.kube_addr,
+        kube: options.kube.clone(),
+        kubectl: kubectl.clone(),
         workdir: options.workdir.clone(),
         repo_root: options.repo_root.clone(),
     })
     .await?;
-    println!("Kubernetes API emulator  {}", stack.kube.url());
-    println!("provider sandboxes       {} (/nango /mielto /arena /datagrid/v1)", stack.providers_url());
+    match &stack.emulator {
+        Some(emulator) => println!("Kubernetes API emulator  {}", emulator.url()),
+        None => println!(
+            "Kubernetes API           {} (kubeconfig {})",
+            stack.kube_url(),
+            stack.kubeconfig().display()
+        ),
+    }
+    println!("kubectl                  {}", kubectl.display());
+    println!(
+        "provider sandboxes       {} (/nango /mielto /arena /datagrid/v1)",
+        stack.providers_url()
+    );
 
     println!("installing crds/, creating namespaces, seeding upstream, applying examples/ ...");
     stack.prepare_examples().await?;
+    // This run's reconcile request: only a status that handled it counts as Ready.
+    let token = format!("demo-{}-{}", unix_nanos(), std::process::id());
+    stack.request_example_reconciles(&token).await?;
 
     let binary = match &options.operator_bin {
         Some(path) => path.clone(),
@@ -75,28 +109,45 @@ pub async fn run(options: DemoOptions, shutdown: impl Future<Output = ()>) -> Re
     println!("operator                 {} (log: {log})", binary.display());
     println!();
 
-    let result = watch(&stack, &options, &log, shutdown).await;
+    let result = watch(&stack, &options, &token, &log, shutdown).await;
     // A clean stop either way: SIGTERM, then SIGKILL if it lingers; the emulators stop when
     // `stack` is dropped.
     stack.stop_operator(Duration::from_secs(10)).await?;
     result
 }
 
-async fn watch(stack: &Stack, options: &DemoOptions, log: &str, shutdown: impl Future<Output = ()>) -> Result<Ended, DemoError> {
-    let api: Api<Connection> = Api::all(stack.client().await?);
-    let mut table = LiveTable::default();
+async fn watch(
+    stack: &Stack,
+    options: &DemoOptions,
+    token: &str,
+    log: &str,
+    shutdown: impl Future<Output = ()>,
+) -> Result<Ended, DemoError> {
+    let client = stack.client().await?;
+    // The example namespaces only: on a shared cluster, other Connections are not the demo's.
+    let apis: Vec<Api<Connection>> = EXAMPLE_NAMESPACES
+        .iter()
+        .map(|ns| Api::namespaced(client.clone(), ns))
+        .collect();
+    let mut table = LiveTable::expecting(stack.example_connections()?, Some(token.to_string()));
     let deadline = tokio::time::Instant::now() + options.timeout;
     let mut told = false;
     tokio::pin!(shutdown);
     println!("{}", render(HEADER));
     loop {
         if let Some(status) = stack.operator_exited() {
-            return Err(DemoError::OperatorExited { status, log: log.to_string() });
+            return Err(DemoError::OperatorExited {
+                status,
+                log: log.to_string(),
+            });
         }
         // Polling a full list keeps the table exact even across watch faults the
         // newcomer may inject into the emulator.
-        let list = api.list(&ListParams::default()).await?;
-        for line in table.update(&list.items) {
+        let mut listed = Vec::new();
+        for api in &apis {
+            listed.extend(api.list(&ListParams::default()).await?.items);
+        }
+        for line in table.update(&listed) {
             println!("{line}");
         }
         if table.all_ready() && !told {
@@ -108,19 +159,18 @@ async fn watch(stack: &Stack, options: &DemoOptions, log: &str, shutdown: impl F
             print_next_steps(stack);
         }
         if !told && tokio::time::Instant::now() >= deadline {
-            let pending: Vec<String> = table
-                .rows()
-                .filter(|r| !r.is_ready())
-                .map(|r| match r.ready.as_str() {
-                    "" => format!("{}/{} (no status yet)", r.namespace, r.name),
-                    ready => format!("{}/{} (Ready={ready} {})", r.namespace, r.name, r.reason),
-                })
-                .collect();
+            let pending = table.pending();
             if options.exit_when_ready {
-                return Err(DemoError::Timeout { timeout: options.timeout, pending: pending.join(", ") });
+                return Err(DemoError::Timeout {
+                    timeout: options.timeout,
+                    pending: pending.join(", "),
+                });
             }
             told = true;
-            println!("\nstill waiting for: {}; see the operator log {log}", pending.join(", "));
+            println!(
+                "\nstill waiting for: {}; see the operator log {log}",
+                pending.join(", ")
+            );
             print_next_steps(stack);
         }
         tokio::select! {
@@ -134,12 +184,24 @@ fn print_next_steps(stack: &Stack) {
     let kubeconfig = stack.kubeconfig().display();
     let nango = stack.base_url("nango");
     let mielto = stack.base_url("mielto");
+    let stopping = if stack.emulator.is_some() {
+        "Ctrl-C stops everything."
+    } else {
+        "Ctrl-C stops the operator and the provider sandboxes;\n\
+         the example objects stay in the cluster. To remove them, run `kubectl delete -f examples/`\n\
+         while the demo still runs (the operator removes the finalizers of its Connections)."
+    };
+    // `.tools/bin` is not on a newcomer's PATH; say which kubectl the demo used.
+    let path = match stack.options.kubectl.parent() {
+        Some(dir) if dir.ends_with(".tools/bin") => format!("  export PATH={}:$PATH\n", dir.display()),
+        _ => String::new(),
+    };
     println!(
         r#"
-every example Connection is Ready. The stack keeps running; Ctrl-C stops everything.
+every example Connection is Ready. The stack keeps running; {stopping}
 In another terminal:
 
-  export KUBECONFIG={kubeconfig}
+{path}  export KUBECONFIG={kubeconfig}
   kubectl get connections -A -w                  # this table, live
   kubectl describe connection -n tenants acme-salesforce
 
@@ -169,7 +231,14 @@ async fn build_operator(repo_root: &Path) -> Result<PathBuf, DemoError> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut command = tokio::process::Command::new(&cargo);
     command
-        .args(["build", "--bin", "connection-operator", "--message-format", "json-render-diagnostics", "--manifest-path"])
+        .args([
+            "build",
+            "--bin",
+            "connection-operator",
+            "--message-format",
+            "json-render-diagnostics",
+            "--manifest-path",
+        ])
         .arg(repo_root.join("Cargo.toml"))
         .stderr(std::process::Stdio::inherit());
     if !cfg!(debug_assertions) {

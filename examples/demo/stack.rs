@@ -1,13 +1,15 @@
-//! The whole system on loopback: the Kubernetes API emulator and the provider sandboxes
-//! (in-process, from `connection-sandbox`), the real `/usr/bin/kubectl` pointed at the
-//! emulator, and the `connection-operator` binary as a child process.
+//! The whole system on loopback: a Kubernetes API (the emulator, in-process, or any cluster
+//! a kubeconfig names), the provider sandboxes (in-process, from `connection-sandbox`), the
+//! real kubectl, and the `connection-operator` binary as a child process.
 //!
 //! Shared by the demo (`examples/demo.rs`) and the end-to-end tests (`tests/e2e.rs`
 //! includes this file), so the tests exercise exactly what a newcomer runs.
 //!
-//! The emulators are started in-process because they are test fixtures, while the operator
+//! The sandboxes are started in-process because they are test fixtures, while the operator
 //! runs as its own process: that is the artefact users deploy, and killing it with SIGKILL
-//! must leave the emulators' state intact, as a real cluster's would.
+//! must leave the cluster's and the providers' state intact. Against a real cluster the
+//! provider sandboxes still listen on loopback: the operator runs on this machine too, so
+//! the Providers' `baseUrl: http://127.0.0.1:...` reach them.
 #![allow(dead_code, reason = "the demo and the tests each use part of the stack")]
 
 use std::net::SocketAddr;
@@ -18,11 +20,14 @@ use std::time::Duration;
 use connection_sandbox::kube::KubeSandbox;
 use connection_sandbox::providers::ProviderSandbox;
 use serde_json::{Value, json};
-use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, Command};
 
-/// The real kubectl (a dispatcher that runs the kubectl matching the server's minor).
-pub const KUBECTL: &str = "/usr/bin/kubectl";
+// A child module, so every file that includes this one (the demo, tests/e2e.rs,
+// tests/leader_election.rs) gets it without a declaration of its own.
+#[path = "kubectl.rs"]
+pub mod kubectl;
+
+use kubectl::{Kubectl, KubectlError};
 
 /// The base URL host and port written in `examples/providers.yaml`; the demo serves the
 /// provider sandboxes there by default, so `kubectl apply -f examples/` works unchanged.
@@ -34,20 +39,47 @@ pub const EXAMPLE_NAMESPACES: [&str; 2] = ["tenants", "platform"];
 /// The four provider types, in the order the demo lists them.
 pub const PROVIDERS: [&str; 4] = ["nango", "mielto", "arena", "datagrid"];
 
+/// The CRDs in `crds/`, waited for by name (not `crd --all`: a real cluster has others).
+pub const CRDS: [&str; 3] = [
+    "crd/connections.connection-operator.dev",
+    "crd/providers.connection-operator.dev",
+    "crd/clusterproviders.connection-operator.dev",
+];
+
 #[derive(Debug, thiserror::Error)]
 pub enum StackError {
     #[error("cannot start the {what}: {source}")]
     Start { what: &'static str, source: anyhow::Error },
     #[error("cannot run {program}: {source}")]
     Spawn { program: String, source: std::io::Error },
-    #[error("`kubectl {args}` failed ({status}): {stderr}")]
-    Kubectl { args: String, status: std::process::ExitStatus, stderr: String },
+    #[error(transparent)]
+    Kubectl(#[from] KubectlError),
     #[error("sandbox admin request {method} {url} failed: {detail}")]
-    Admin { method: &'static str, url: String, detail: String },
+    Admin {
+        method: &'static str,
+        url: String,
+        detail: String,
+    },
     #[error("{path}: {source}")]
     File { path: PathBuf, source: std::io::Error },
     #[error("kube client: {0}")]
     Client(String),
+}
+
+/// The Kubernetes API the stack works against.
+#[derive(Clone, Debug)]
+pub enum KubeTarget {
+    /// Start the in-process emulator on this address (port 0: any free port).
+    Emulator(SocketAddr),
+    /// An existing cluster (the real control plane of `scripts/control-plane`, kind, a
+    /// cloud cluster).
+    Cluster {
+        /// What kubectl and the stack's own reads use (an admin's kubeconfig).
+        kubeconfig: PathBuf,
+        /// The operator's KUBECONFIG when it is not `kubeconfig` (the tests put a
+        /// fault-injecting kube-proxy between the operator and the API server).
+        operator_kubeconfig: Option<PathBuf>,
+    },
 }
 
 /// Where things are and how the stack binds.
@@ -56,23 +88,13 @@ pub struct StackOptions {
     /// Provider sandboxes' address (port 0: any free port; the example manifests are then
     /// applied with their baseUrl rewritten to it).
     pub providers_addr: SocketAddr,
-    pub kube_addr: SocketAddr,
-    /// Holds the kubeconfig, the operator log and rewritten manifests.
+    pub kube: KubeTarget,
+    /// The kubectl binary (see `kubectl::find`).
+    pub kubectl: PathBuf,
+    /// Holds the emulator's kubeconfig, the operator logs and rewritten manifests.
     pub workdir: PathBuf,
     /// The repository root (holds `crds/` and `examples/`).
     pub repo_root: PathBuf,
-}
-
-impl StackOptions {
-    /// Free ports everywhere: what tests use, so they can run in parallel.
-    pub fn ephemeral(workdir: &Path) -> Self {
-        StackOptions {
-            providers_addr: "127.0.0.1:0".parse().expect("literal address"),
-            kube_addr: "127.0.0.1:0".parse().expect("literal address"),
-            workdir: workdir.to_path_buf(),
-            repo_root: repo_root(),
-        }
-    }
 }
 
 /// The workspace root, where `crds/` and `examples/` live.
@@ -81,9 +103,12 @@ pub fn repo_root() -> PathBuf {
 }
 
 pub struct Stack {
-    pub kube: KubeSandbox,
+    /// The emulator, when the stack started one.
+    pub emulator: Option<KubeSandbox>,
     pub providers: ProviderSandbox,
     pub options: StackOptions,
+    kubectl: Kubectl,
+    operator_kubeconfig: PathBuf,
     http: reqwest::Client,
     // Behind a lock so that status reads and waits can check it through `&Stack`.
     operator: std::sync::Mutex<Option<Operator>>,
@@ -98,21 +123,79 @@ pub struct Operator {
 }
 
 impl Stack {
-    /// Start both emulators. Must run inside a multi-threaded tokio runtime (the provider
-    /// sandboxes are served by it; the Kubernetes emulator brings its own thread).
+    /// Start the provider sandboxes, and the emulator unless the target is a cluster. Must
+    /// run inside a multi-threaded tokio runtime (the provider sandboxes are served by it;
+    /// the Kubernetes emulator brings its own thread).
     pub async fn start(options: StackOptions) -> Result<Stack, StackError> {
-        std::fs::create_dir_all(&options.workdir).map_err(|source| StackError::File { path: options.workdir.clone(), source })?;
-        let kubeconfig = options.workdir.join("kubeconfig");
-        let kube = KubeSandbox::start(options.kube_addr, &kubeconfig)
-            .map_err(|source| StackError::Start { what: "Kubernetes API emulator", source })?;
+        std::fs::create_dir_all(&options.workdir).map_err(|source| StackError::File {
+            path: options.workdir.clone(),
+            source,
+        })?;
+        let (emulator, kubeconfig, operator_kubeconfig) = match &options.kube {
+            KubeTarget::Emulator(addr) => {
+                let kubeconfig = options.workdir.join("kubeconfig");
+                let emulator = KubeSandbox::start(*addr, &kubeconfig).map_err(|source| StackError::Start {
+                    what: "Kubernetes API emulator",
+                    source,
+                })?;
+                (Some(emulator), kubeconfig.clone(), kubeconfig)
+            }
+            KubeTarget::Cluster {
+                kubeconfig,
+                operator_kubeconfig,
+            } => {
+                // Say so now rather than through kubectl's first error.
+                std::fs::metadata(kubeconfig).map_err(|source| StackError::File {
+                    path: kubeconfig.clone(),
+                    source,
+                })?;
+                (
+                    None,
+                    kubeconfig.clone(),
+                    operator_kubeconfig.clone().unwrap_or_else(|| kubeconfig.clone()),
+                )
+            }
+        };
         let providers = ProviderSandbox::start(options.providers_addr)
             .await
-            .map_err(|e| StackError::Start { what: "provider sandboxes", source: e.into() })?;
-        Ok(Stack { kube, providers, options, http: reqwest::Client::new(), operator: std::sync::Mutex::new(None), started: 0 })
+            .map_err(|e| StackError::Start {
+                what: "provider sandboxes",
+                source: e.into(),
+            })?;
+        let kubectl = Kubectl {
+            program: options.kubectl.clone(),
+            kubeconfig,
+        };
+        Ok(Stack {
+            emulator,
+            providers,
+            options,
+            kubectl,
+            operator_kubeconfig,
+            http: reqwest::Client::new(),
+            operator: std::sync::Mutex::new(None),
+            started: 0,
+        })
     }
 
+    /// The kubeconfig kubectl and the stack's reads use.
     pub fn kubeconfig(&self) -> &Path {
-        self.kube.kubeconfig()
+        &self.kubectl.kubeconfig
+    }
+
+    /// The API server's URL, as the kubeconfig's current context names it.
+    pub fn kube_url(&self) -> String {
+        if let Some(emulator) = &self.emulator {
+            return emulator.url();
+        }
+        let server = || -> Option<String> {
+            let config = kube::config::Kubeconfig::read_from(self.kubeconfig()).ok()?;
+            let context = config.current_context.as_deref()?;
+            let context = config.contexts.iter().find(|c| c.name == context)?.context.as_ref()?;
+            let cluster = config.clusters.iter().find(|c| c.name == context.cluster)?;
+            cluster.cluster.as_ref()?.server.clone()
+        };
+        server().unwrap_or_else(|| format!("(the current context of {})", self.kubeconfig().display()))
     }
 
     /// `http://ADDR` of the provider sandboxes (each provider under its prefix).
@@ -124,44 +207,23 @@ impl Stack {
         self.providers.base_url(provider)
     }
 
-    /// Run kubectl against the emulator; its stdout on success.
+    /// Run kubectl; its stdout on success.
     pub async fn kubectl(&self, args: &[&str]) -> Result<String, StackError> {
         self.kubectl_with_stdin(args, None).await
     }
 
     /// Run kubectl with `input` on its stdin (for `apply -f -`).
     pub async fn kubectl_with_stdin(&self, args: &[&str], input: Option<&str>) -> Result<String, StackError> {
-        let mut command = Command::new(KUBECTL);
-        command
-            .arg("--kubeconfig")
-            .arg(self.kubeconfig())
-            .args(args)
-            .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let mut child = command.spawn().map_err(|source| StackError::Spawn { program: KUBECTL.into(), source })?;
-        if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
-            stdin.write_all(text.as_bytes()).await.map_err(|source| StackError::Spawn { program: KUBECTL.into(), source })?;
-            // Dropping stdin closes it, so kubectl sees the end of the manifest.
-        }
-        let output = child.wait_with_output().await.map_err(|source| StackError::Spawn { program: KUBECTL.into(), source })?;
-        if output.status.success() {
-            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-        } else {
-            Err(StackError::Kubectl {
-                args: args.join(" "),
-                status: output.status,
-                stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
-            })
-        }
+        Ok(self.kubectl.run(args, input).await?)
     }
 
     /// `kubectl apply -f crds/`, then wait until the CRDs are established.
     pub async fn install_crds(&self) -> Result<(), StackError> {
         let crds = self.options.repo_root.join("crds");
         self.kubectl(&["apply", "-f", &crds.to_string_lossy()]).await?;
-        self.kubectl(&["wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"]).await?;
+        let mut wait = vec!["wait", "--for=condition=Established", "--timeout=60s"];
+        wait.extend(CRDS);
+        self.kubectl(&wait).await?;
         Ok(())
     }
 
@@ -184,12 +246,26 @@ impl Stack {
             return Ok(examples);
         }
         let copy = self.options.workdir.join("examples");
-        std::fs::create_dir_all(&copy).map_err(|source| StackError::File { path: copy.clone(), source })?;
-        let entries = std::fs::read_dir(&examples).map_err(|source| StackError::File { path: examples.clone(), source })?;
+        std::fs::create_dir_all(&copy).map_err(|source| StackError::File {
+            path: copy.clone(),
+            source,
+        })?;
+        let entries = std::fs::read_dir(&examples).map_err(|source| StackError::File {
+            path: examples.clone(),
+            source,
+        })?;
         for entry in entries {
-            let path = entry.map_err(|source| StackError::File { path: examples.clone(), source })?.path();
+            let path = entry
+                .map_err(|source| StackError::File {
+                    path: examples.clone(),
+                    source,
+                })?
+                .path();
             if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
-                let text = std::fs::read_to_string(&path).map_err(|source| StackError::File { path: path.clone(), source })?;
+                let text = std::fs::read_to_string(&path).map_err(|source| StackError::File {
+                    path: path.clone(),
+                    source,
+                })?;
                 let target = copy.join(path.file_name().expect("a file from read_dir has a name"));
                 std::fs::write(&target, text.replace(EXAMPLES_PROVIDERS_URL, &actual))
                     .map_err(|source| StackError::File { path: target, source })?;
@@ -202,6 +278,39 @@ impl Stack {
     pub async fn apply_examples(&self) -> Result<String, StackError> {
         let dir = self.examples_dir()?;
         self.kubectl(&["apply", "-f", &dir.to_string_lossy()]).await
+    }
+
+    /// (namespace, name) of every Connection in `examples/connections.yaml`.
+    pub fn example_connections(&self) -> Result<Vec<(String, String)>, StackError> {
+        let path = self.options.repo_root.join("examples/connections.yaml");
+        let text = std::fs::read_to_string(&path).map_err(|source| StackError::File {
+            path: path.clone(),
+            source,
+        })?;
+        let mut keys = Vec::new();
+        for document in serde_yaml::Deserializer::from_str(&text) {
+            let doc = <Value as serde::Deserialize>::deserialize(document).map_err(|e| StackError::File {
+                path: path.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+            })?;
+            if doc["kind"] == "Connection" {
+                let field = |f: &str| doc["metadata"][f].as_str().unwrap_or_default().to_string();
+                keys.push((field("namespace"), field("name")));
+            }
+        }
+        Ok(keys)
+    }
+
+    /// Stamp `connection-operator.dev/reconcile-requested-at: <token>` on the example
+    /// Connections (`kubectl annotate -f examples/connections.yaml`): the operator echoes the
+    /// value it handled in `status.lastHandledReconcileAt`, so the demo can tell this run's
+    /// reconciles from the status an earlier run left in a long-lived cluster.
+    pub async fn request_example_reconciles(&self, token: &str) -> Result<(), StackError> {
+        let file = self.examples_dir()?.join("connections.yaml");
+        let annotation = format!("connection-operator.dev/reconcile-requested-at={token}");
+        self.kubectl(&["annotate", "--overwrite", "-f", &file.to_string_lossy(), &annotation])
+            .await?;
+        Ok(())
     }
 
     /// Everything up to (not including) the operator: CRDs, namespaces, the upstream
@@ -229,12 +338,22 @@ impl Stack {
 
     /// `PUT <base>/_sandbox/connections/{id}` with the provider's raw read shape.
     pub async fn seed(&self, provider: &str, id: &str, state: &Value) -> Result<Value, StackError> {
-        self.admin(reqwest::Method::PUT, &format!("{}/_sandbox/connections/{id}", self.base_url(provider)), Some(state)).await
+        self.admin(
+            reqwest::Method::PUT,
+            &format!("{}/_sandbox/connections/{id}", self.base_url(provider)),
+            Some(state),
+        )
+        .await
     }
 
     /// The raw stored upstream state of a connection.
     pub async fn upstream(&self, provider: &str, id: &str) -> Result<Value, StackError> {
-        self.admin(reqwest::Method::GET, &format!("{}/_sandbox/connections/{id}", self.base_url(provider)), None).await
+        self.admin(
+            reqwest::Method::GET,
+            &format!("{}/_sandbox/connections/{id}", self.base_url(provider)),
+            None,
+        )
+        .await
     }
 
     /// The journal of API requests a provider received, oldest first.
@@ -242,32 +361,55 @@ impl Stack {
         let url = format!("{}/_sandbox/requests", self.base_url(provider));
         match self.admin(reqwest::Method::GET, &url, None).await? {
             Value::Array(entries) => Ok(entries),
-            other => Err(StackError::Admin { method: "GET", url, detail: format!("expected an array, got {other}") }),
+            other => Err(StackError::Admin {
+                method: "GET",
+                url,
+                detail: format!("expected an array, got {other}"),
+            }),
         }
     }
 
     pub async fn clear_journal(&self, provider: &str) -> Result<(), StackError> {
-        self.admin(reqwest::Method::DELETE, &format!("{}/_sandbox/requests", self.base_url(provider)), None).await.map(drop)
+        self.admin(
+            reqwest::Method::DELETE,
+            &format!("{}/_sandbox/requests", self.base_url(provider)),
+            None,
+        )
+        .await
+        .map(drop)
     }
 
     /// Queue faults (`PUT <base>/_sandbox/faults`, an object or an array).
     pub async fn provider_faults(&self, provider: &str, faults: &Value) -> Result<(), StackError> {
-        self.admin(reqwest::Method::PUT, &format!("{}/_sandbox/faults", self.base_url(provider)), Some(faults)).await.map(drop)
+        self.admin(
+            reqwest::Method::PUT,
+            &format!("{}/_sandbox/faults", self.base_url(provider)),
+            Some(faults),
+        )
+        .await
+        .map(drop)
     }
 
     pub async fn clear_provider_faults(&self, provider: &str) -> Result<(), StackError> {
-        self.admin(reqwest::Method::DELETE, &format!("{}/_sandbox/faults", self.base_url(provider)), None).await.map(drop)
+        self.admin(
+            reqwest::Method::DELETE,
+            &format!("{}/_sandbox/faults", self.base_url(provider)),
+            None,
+        )
+        .await
+        .map(drop)
     }
 
     /// `PUT <base>/_sandbox/rate-limit` `{"limit": N, "windowSeconds": S}`.
     pub async fn provider_rate_limit(&self, provider: &str, limit: u32, window_seconds: f64) -> Result<(), StackError> {
         let body = json!({"limit": limit, "windowSeconds": window_seconds});
-        self.admin(reqwest::Method::PUT, &format!("{}/_sandbox/rate-limit", self.base_url(provider)), Some(&body)).await.map(drop)
-    }
-
-    /// A request to the Kubernetes emulator's admin API (`/_sandbox/...`).
-    pub async fn kube_admin(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> Result<Value, StackError> {
-        self.admin(method, &format!("{}{path}", self.kube.url()), body).await
+        self.admin(
+            reqwest::Method::PUT,
+            &format!("{}/_sandbox/rate-limit", self.base_url(provider)),
+            Some(&body),
+        )
+        .await
+        .map(drop)
     }
 
     async fn admin(&self, method: reqwest::Method, url: &str, body: Option<&Value>) -> Result<Value, StackError> {
@@ -278,7 +420,11 @@ impl Stack {
             "DELETE" => "DELETE",
             _ => "request",
         };
-        let fail = |detail: String| StackError::Admin { method: name, url: url.to_string(), detail };
+        let fail = |detail: String| StackError::Admin {
+            method: name,
+            url: url.to_string(),
+            detail,
+        };
         let mut request = self.http.request(method, url);
         if let Some(body) = body {
             request = request.json(body);
@@ -297,25 +443,53 @@ impl Stack {
 
     // ---- the operator process ----
 
-    /// Start `connection-operator run` against the emulator, logging (text) to
-    /// `<workdir>/operator-<n>.log`. `extra` adds flags (e.g. `--concurrency 8`).
+    /// Start `connection-operator run` with the operator's kubeconfig, logging (text) to
+    /// `<workdir>/operator-<n>.log`. `extra` adds flags (e.g. `--namespace NS`).
     pub fn start_operator(&mut self, binary: &Path, extra: &[&str]) -> Result<PathBuf, StackError> {
+        self.start_operator_logging(binary, extra, None)
+    }
+
+    /// [`Stack::start_operator`] with `RUST_LOG=rust_log` (default: the environment's
+    /// `RUST_LOG`, else `info`).
+    pub fn start_operator_logging(
+        &mut self,
+        binary: &Path,
+        extra: &[&str],
+        rust_log: Option<&str>,
+    ) -> Result<PathBuf, StackError> {
         self.started += 1;
         let log = self.options.workdir.join(format!("operator-{}.log", self.started));
-        let file = std::fs::File::create(&log).map_err(|source| StackError::File { path: log.clone(), source })?;
-        let err = file.try_clone().map_err(|source| StackError::File { path: log.clone(), source })?;
+        let file = std::fs::File::create(&log).map_err(|source| StackError::File {
+            path: log.clone(),
+            source,
+        })?;
+        let err = file.try_clone().map_err(|source| StackError::File {
+            path: log.clone(),
+            source,
+        })?;
         let child = Command::new(binary)
             .args(["run", "--metrics-addr", "127.0.0.1:0", "--log-format", "text"])
             .args(extra)
-            .env("KUBECONFIG", self.kubeconfig())
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .env("KUBECONFIG", &self.operator_kubeconfig)
+            .env(
+                "RUST_LOG",
+                rust_log
+                    .map(str::to_string)
+                    .unwrap_or_else(|| std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into())),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::from(file))
             .stderr(Stdio::from(err))
             .kill_on_drop(true)
             .spawn()
-            .map_err(|source| StackError::Spawn { program: binary.display().to_string(), source })?;
-        *self.lock_operator() = Some(Operator { child, log: log.clone() });
+            .map_err(|source| StackError::Spawn {
+                program: binary.display().to_string(),
+                source,
+            })?;
+        *self.lock_operator() = Some(Operator {
+            child,
+            log: log.clone(),
+        });
         Ok(log)
     }
 
@@ -332,9 +506,19 @@ impl Stack {
     /// reap it.
     pub async fn kill_operator(&self) -> Result<(), StackError> {
         if let Some(mut op) = self.take_operator() {
-            op.child.kill().await.map_err(|source| StackError::Spawn { program: "kill".into(), source })?;
+            op.child.kill().await.map_err(|source| StackError::Spawn {
+                program: "kill".into(),
+                source,
+            })?;
         }
         Ok(())
+    }
+
+    /// SIGKILL the operator without waiting for it (from a `Drop`; tokio reaps it).
+    pub fn kill_operator_now(&self) {
+        if let Some(mut op) = self.take_operator() {
+            let _ = op.child.start_kill();
+        }
     }
 
     /// SIGTERM the operator and wait up to `grace` for it to exit, then SIGKILL.
@@ -345,7 +529,10 @@ impl Stack {
                 let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status().await;
             }
             if tokio::time::timeout(grace, op.child.wait()).await.is_err() {
-                op.child.kill().await.map_err(|source| StackError::Spawn { program: "kill".into(), source })?;
+                op.child.kill().await.map_err(|source| StackError::Spawn {
+                    program: "kill".into(),
+                    source,
+                })?;
             }
         }
         Ok(())
@@ -353,17 +540,20 @@ impl Stack {
 
     /// Whether the operator has exited (crashed) since it was started.
     pub fn operator_exited(&self) -> Option<std::process::ExitStatus> {
-        self.lock_operator().as_mut().and_then(|op| op.child.try_wait().ok().flatten())
+        self.lock_operator()
+            .as_mut()
+            .and_then(|op| op.child.try_wait().ok().flatten())
     }
 
     pub fn operator_log(&self) -> Option<PathBuf> {
         self.lock_operator().as_ref().map(|op| op.log.clone())
     }
 
-    /// A kube-rs client for the emulator, for reading state (tests and the demo's table
-    /// watch); every change goes through kubectl.
+    /// A kube-rs client with the stack's kubeconfig, for reading state (tests and the demo's
+    /// table); every change goes through kubectl.
     pub async fn client(&self) -> Result<kube::Client, StackError> {
-        let kubeconfig = kube::config::Kubeconfig::read_from(self.kubeconfig()).map_err(|e| StackError::Client(e.to_string()))?;
+        let kubeconfig =
+            kube::config::Kubeconfig::read_from(self.kubeconfig()).map_err(|e| StackError::Client(e.to_string()))?;
         let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
             .await
             .map_err(|e| StackError::Client(e.to_string()))?;
@@ -393,6 +583,10 @@ pub fn example_upstreams() -> Vec<(&'static str, &'static str, Value)> {
             json!({"metadata": {"reviewed": true, "score": 0.95, "reviewer": "ops_team", "importedFrom": "csv"}}),
         ),
         // In the teamspace the ClusterProvider names (`teamspaceId: ts_acme`).
-        ("datagrid", "conn_01HACME", json!({"name": "Google Drive", "teamspace_id": "ts_acme"})),
+        (
+            "datagrid",
+            "conn_01HACME",
+            json!({"name": "Google Drive", "teamspace_id": "ts_acme"}),
+        ),
     ]
 }

@@ -19,18 +19,25 @@ pub struct Row {
     /// `True`, `False`, `Unknown`, or empty before the operator has written status.
     pub ready: String,
     pub reason: String,
-    /// Whether the status describes the current spec (observedGeneration == generation).
+    /// Whether the status describes the current spec (observedGeneration == generation)
+    /// and, when a reconcile was requested, comes from a reconcile that handled it.
     pub current: bool,
 }
 
 impl Row {
-    pub fn of(conn: &Connection) -> Row {
+    /// The row of `conn`; `requested` is the `reconcile-requested-at` value the status must
+    /// have handled to count as current (the demo stamps one per run, so that against a
+    /// cluster that kept the Connections of an earlier run, their old Ready status does not
+    /// pass for this run's).
+    pub fn of(conn: &Connection, requested: Option<&str>) -> Row {
         let status = conn.status.as_ref();
         let ready = status.and_then(|s| s.conditions.iter().find(|c| c.type_ == READY));
-        let current = match (status.and_then(|s| s.observed_generation), conn.metadata.generation) {
+        let generation_current = match (status.and_then(|s| s.observed_generation), conn.metadata.generation) {
             (Some(observed), Some(generation)) => observed >= generation,
             _ => false,
         };
+        let handled = status.and_then(|s| s.last_handled_reconcile_at.as_deref());
+        let current = generation_current && requested.is_none_or(|r| handled == Some(r));
         let connection_id = conn.spec.connection_id.clone();
         Row {
             namespace: conn.namespace().unwrap_or_default(),
@@ -73,24 +80,50 @@ pub fn render_row(row: &Row) -> String {
         (false, true) => row.reason.clone(),
         (false, false) => format!("{} (updating)", row.reason),
     };
-    render([&row.namespace, &row.name, &row.provider, &row.connection_id, ready, &reason])
+    render([
+        &row.namespace,
+        &row.name,
+        &row.provider,
+        &row.connection_id,
+        ready,
+        &reason,
+    ])
 }
+
+/// (namespace, name) of a Connection.
+pub type Key = (String, String);
 
 /// The last row printed per Connection; yields the rows that changed.
 #[derive(Default)]
 pub struct LiveTable {
-    shown: BTreeMap<(String, String), Row>,
+    shown: BTreeMap<Key, Row>,
+    /// The Connections whose readiness the table waits for (empty: every one shown).
+    expected: Vec<Key>,
+    /// The `reconcile-requested-at` value the expected ones must have handled.
+    requested: Option<String>,
 }
 
 impl LiveTable {
+    /// A table that is ready once every `expected` Connection is Ready for its current
+    /// generation and has handled the reconcile `requested` (other Connections are shown
+    /// but not waited for).
+    pub fn expecting(expected: Vec<Key>, requested: Option<String>) -> Self {
+        LiveTable {
+            shown: BTreeMap::new(),
+            expected,
+            requested,
+        }
+    }
+
     /// Update from a full listing; returns the lines to print (changed or new rows, and
     /// deletions), in a stable order.
     pub fn update(&mut self, connections: &[Connection]) -> Vec<String> {
         let mut lines = Vec::new();
         let mut seen = BTreeMap::new();
         for conn in connections {
-            let row = Row::of(conn);
-            seen.insert((row.namespace.clone(), row.name.clone()), row);
+            let key = (conn.namespace().unwrap_or_default(), conn.name_any());
+            let requested = self.requested.as_deref().filter(|_| self.expected.contains(&key));
+            seen.insert(key, Row::of(conn, requested));
         }
         for (key, row) in &seen {
             if self.shown.get(key) != Some(row) {
@@ -99,7 +132,14 @@ impl LiveTable {
         }
         for (key, row) in &self.shown {
             if !seen.contains_key(key) {
-                lines.push(render([&row.namespace, &row.name, &row.provider, &row.connection_id, "-", "Deleted"]));
+                lines.push(render([
+                    &row.namespace,
+                    &row.name,
+                    &row.provider,
+                    &row.connection_id,
+                    "-",
+                    "Deleted",
+                ]));
             }
         }
         self.shown = seen;
@@ -110,8 +150,35 @@ impl LiveTable {
         self.shown.values()
     }
 
-    /// Every Connection is Ready for its current generation (and there is at least one).
+    /// Every expected Connection (without expectations: every one shown, and there is at
+    /// least one) is Ready for its current generation.
     pub fn all_ready(&self) -> bool {
-        !self.shown.is_empty() && self.shown.values().all(Row::is_ready)
+        if self.expected.is_empty() {
+            return !self.shown.is_empty() && self.shown.values().all(Row::is_ready);
+        }
+        self.expected
+            .iter()
+            .all(|key| self.shown.get(key).is_some_and(Row::is_ready))
+    }
+
+    /// What is not Ready yet, as `namespace/name (why)`.
+    pub fn pending(&self) -> Vec<String> {
+        let describe = |row: &Row| match row.ready.as_str() {
+            "" => format!("{}/{} (no status yet)", row.namespace, row.name),
+            // Ready, but for an older spec or before this run's reconcile request.
+            "True" => format!("{}/{} (Ready=True {} (updating))", row.namespace, row.name, row.reason),
+            ready => format!("{}/{} (Ready={ready} {})", row.namespace, row.name, row.reason),
+        };
+        if self.expected.is_empty() {
+            return self.shown.values().filter(|r| !r.is_ready()).map(describe).collect();
+        }
+        self.expected
+            .iter()
+            .filter_map(|key| match self.shown.get(key) {
+                None => Some(format!("{}/{} (not created)", key.0, key.1)),
+                Some(row) if !row.is_ready() => Some(describe(row)),
+                Some(_) => None,
+            })
+            .collect()
     }
 }

@@ -1,9 +1,13 @@
-//! kube-rs tier: kube 5 (client and runtime) against the Kubernetes emulator over HTTP,
-//! exercising what an operator relies on: `Controller` + `watcher` (paged and streaming
-//! initial lists), recovery after dropped watches and after 410 Gone, the finalizer helper,
-//! status server-side apply, `Recorder` events and Leases. Each test starts its own emulator
-//! process and installs the Widget test CRD (`fixtures/widget-crd.yaml`) through kube-rs.
+//! kube-rs tier: kube 5 (client and runtime) against the real control plane and against the
+//! Kubernetes emulator, exercising what an operator relies on: `Controller` + `watcher`
+//! (paged and streaming initial lists), recovery after dropped watches and after 410 Gone,
+//! the finalizer helper, status server-side apply, `Recorder` events and Leases. Every case
+//! runs on both (`real::*`, `emulator::*`) in a namespace of its own, with the Widget test
+//! CRD (`fixtures/widget-crd.yaml`) installed through kube-rs. Dropped watches, 410s and
+//! failed requests come from the `/_sandbox/` admin API: the emulator's own, or a
+//! kube-proxy in front of kube-apiserver (testkit's `Instrumented`).
 
+#[macro_use]
 #[path = "kube_support/mod.rs"]
 mod kube_support;
 
@@ -16,15 +20,14 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::{
     api::{
         coordination::v1::{Lease, LeaseSpec},
-        core::v1::{Event as CoreEvent, Namespace},
+        core::v1::Event as CoreEvent,
         events::v1::Event as EventsV1Event,
     },
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
 use kube::{
-    Api, Client, Config, CustomResource, Resource, ResourceExt,
+    Api, Client, CustomResource, Resource, ResourceExt,
     api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams, WatchEvent, WatchParams},
-    config::{KubeConfigOptions, Kubeconfig},
     runtime::{
         Controller,
         controller::{self, Action},
@@ -35,7 +38,7 @@ use kube::{
         watcher,
     },
 };
-use kube_support::{Emulator, GENEROUS};
+use kube_support::{Backend, GENEROUS, Instrumented, Kube, TestNamespace};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -62,63 +65,56 @@ struct WidgetStatus {
     phase: Option<String>,
 }
 
-/// A running emulator with a kube-rs client for it.
+/// One case's Kubernetes API with a kube-rs client, the Widget CRD and a namespace of its
+/// own. Fields drop in order: the namespace goes before the cluster it lives in.
 struct Harness {
-    emu: Emulator,
+    ns: TestNamespace,
     client: Client,
-    http: reqwest::Client,
+    /// The `/_sandbox/` admin API the client goes through, for the cases that inject faults
+    /// or end watches (the emulator's own, or a kube-proxy in front of kube-apiserver).
+    instrumented: Option<Instrumented>,
+    kube: Kube,
 }
 
 impl Harness {
-    /// Start an emulator, connect kube-rs through the kubeconfig it wrote, install the Widget
-    /// CRD (waiting for Established) and create namespace `ns`.
-    async fn start(ns: &str) -> Self {
-        let emu = Emulator::start();
-        let kubeconfig = Kubeconfig::read_from(emu.kubeconfig()).expect("read kubeconfig");
-        let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-            .await
-            .expect("kubeconfig to kube::Config");
-        let client = Client::try_from(config).expect("kube client");
+    /// The backend, a kube-rs client as the admin, the Widget CRD installed through kube-rs
+    /// (server-side apply, waiting for Established) and a namespace `<prefix>-<random>`.
+    async fn start(backend: Backend, prefix: &str) -> Self {
+        let kube = Kube::start(backend);
+        let client = kube.client().await;
+        Self::install_crd(&kube, &client).await;
+        let ns = kube.namespace(prefix);
+        Self { ns, client, instrumented: None, kube }
+    }
 
+    /// [`Harness::start`] with the client going through the `/_sandbox/` admin API's door.
+    async fn instrumented(backend: Backend, prefix: &str) -> Self {
+        let mut h = Self::start(backend, prefix).await;
+        let instrumented = h.kube.instrumented();
+        h.client = connection_testkit::cluster::client_for(instrumented.kubeconfig()).await;
+        h.instrumented = Some(instrumented);
+        h
+    }
+
+    async fn install_crd(kube: &Kube, client: &Client) {
+        let _guard = kube.cluster().control_plane().map(|plane| plane.lock("widget-crd"));
         let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
         let yaml = std::fs::read_to_string(kube_support::fixture("widget-crd.yaml")).expect("fixture");
         let crd: CustomResourceDefinition = serde_yaml::from_str(&yaml).expect("CRD fixture");
-        crds.create(&PostParams::default(), &crd).await.expect("create CRD");
-        within(await_condition(crds, "widgets.example.com", conditions::is_crd_established()))
-            .await
-            .expect("CRD established");
-
-        let namespaces: Api<Namespace> = Api::all(client.clone());
-        let namespace = Namespace { metadata: ObjectMeta { name: Some(ns.into()), ..Default::default() }, ..Default::default() };
-        namespaces.create(&PostParams::default(), &namespace).await.expect("create namespace");
-        Self { emu, client, http: reqwest::Client::new() }
+        crds.patch("widgets.example.com", &PatchParams::apply("kube-tiers").force(), &Patch::Apply(&crd)).await.expect("apply CRD");
+        within(await_condition(crds, "widgets.example.com", conditions::is_crd_established())).await.expect("CRD established");
     }
 
-    fn widgets(&self, ns: &str) -> Api<Widget> {
-        Api::namespaced(self.client.clone(), ns)
+    fn ns(&self) -> &str {
+        self.ns.name()
     }
 
-    /// PUT a fault (`/_sandbox/faults`, INTERFACES.md) for the next matching requests.
-    async fn inject_fault(&self, fault: serde_json::Value) {
-        let resp = self
-            .http
-            .put(format!("{}/_sandbox/faults", self.emu.base_url()))
-            .json(&fault)
-            .send()
-            .await
-            .expect("admin request");
-        assert!(resp.status().is_success(), "PUT /_sandbox/faults: {}", resp.status());
+    fn widgets(&self) -> Api<Widget> {
+        Api::namespaced(self.client.clone(), self.ns())
     }
 
-    /// POST to an admin endpoint under `/_sandbox/` (fault injection).
-    async fn admin_post(&self, path: &str) {
-        let resp = self
-            .http
-            .post(format!("{}{path}", self.emu.base_url()))
-            .send()
-            .await
-            .expect("admin request");
-        assert!(resp.status().is_success(), "POST {path}: {}", resp.status());
+    fn admin(&self) -> &Instrumented {
+        self.instrumented.as_ref().expect("a Harness::instrumented case")
     }
 }
 
@@ -128,9 +124,9 @@ fn widget(name: &str, size: &str) -> Widget {
     w
 }
 
-/// Bound any wait on the emulator by [`GENEROUS`], failing the test instead of hanging.
+/// Bound any wait on the API server by [`GENEROUS`], failing the test instead of hanging.
 async fn within<F: std::future::Future>(fut: F) -> F::Output {
-    tokio::time::timeout(GENEROUS, fut).await.expect("timed out waiting on the emulator")
+    tokio::time::timeout(GENEROUS, fut).await.expect("timed out waiting on the API server")
 }
 
 /// Poll `probe` every 100 ms until it returns `Some`, for at most [`GENEROUS`].
@@ -162,9 +158,10 @@ type Seen = Arc<Mutex<Vec<(String, String)>>>;
 
 /// Run a Controller over Widgets in `ns` with watcher config `wc`, and check that it sees a
 /// create, an update and a delete.
-async fn controller_sees_lifecycle(ns: &str, wc: watcher::Config) {
-    let h = Harness::start(ns).await;
-    let api = h.widgets(ns);
+async fn controller_sees_lifecycle(backend: Backend, prefix: &str, wc: watcher::Config) {
+    let h = Harness::start(backend, prefix).await;
+    let ns = h.ns();
+    let api = h.widgets();
     let seen: Seen = Arc::default();
     let controller = Controller::new(api.clone(), wc).with_config(controller::Config::default().concurrency(2));
     let store = controller.store();
@@ -206,14 +203,12 @@ async fn controller_sees_lifecycle(ns: &str, wc: watcher::Config) {
     run.abort();
 }
 
-#[tokio::test]
-async fn controller_with_paged_lists_sees_create_update_delete() {
-    controller_sees_lifecycle("paged", watcher::Config::default()).await;
+async fn controller_with_paged_lists_sees_create_update_delete(backend: Backend) {
+    controller_sees_lifecycle(backend, "paged", watcher::Config::default()).await;
 }
 
-#[tokio::test]
-async fn controller_with_streaming_lists_sees_create_update_delete() {
-    controller_sees_lifecycle("streaming", watcher::Config::default().streaming_lists()).await;
+async fn controller_with_streaming_lists_sees_create_update_delete(backend: Backend) {
+    controller_sees_lifecycle(backend, "streaming", watcher::Config::default().streaming_lists()).await;
 }
 
 /// Events a raw `watcher` stream delivered, as (kind, name) with kind one of
@@ -256,29 +251,30 @@ async fn journal_has(journal: &Journal, what: &str, kind: &'static str, name: &s
     .await
 }
 
-async fn watcher_recovers(ns: &str, wc: watcher::Config) {
-    let h = Harness::start(ns).await;
-    let api = h.widgets(ns);
+async fn watcher_recovers(backend: Backend, prefix: &str, wc: watcher::Config) {
+    let h = Harness::instrumented(backend, prefix).await;
+    let api = h.widgets();
     let (journal, task) = spawn_journal(api.clone(), wc);
     journal_has(&journal, "the initial list", "InitDone", "").await;
 
     api.create(&PostParams::default(), &widget("before-drop", "small")).await.expect("create");
     journal_has(&journal, "the first create", "Apply", "before-drop").await;
 
-    // The emulator ends every open watch; the watcher resumes from its last resourceVersion
-    // and misses nothing written afterwards.
-    h.admin_post("/_sandbox/watches/drop").await;
+    // Every open watch ends (the emulator, or the kube-proxy in front of kube-apiserver,
+    // ends it); the watcher resumes from its last resourceVersion and misses nothing
+    // written afterwards.
+    h.admin().drop_watches().await;
     api.create(&PostParams::default(), &widget("after-drop", "small")).await.expect("create");
     journal_has(&journal, "a create after the watches were dropped", "Apply", "after-drop").await;
     api.delete("before-drop", &DeleteParams::default()).await.expect("delete");
     journal_has(&journal, "a delete after the watches were dropped", "Delete", "before-drop").await;
 
-    // `expire` compacts the history and arms a one-shot 410 for the next watch resuming
-    // from a version issued before it, so the resumed watch fails with an in-stream 410
-    // Expired and the watcher must re-list (a new Init ... InitDone), then keep watching.
+    // `expire` arms a 410 for the next watch resuming from an older version, so the
+    // resumed watch fails with an in-stream 410 Expired and the watcher must re-list (a new
+    // Init ... InitDone), then keep watching.
     let done_before = journal.lock().unwrap().iter().filter(|(k, _)| *k == "InitDone").count();
-    h.admin_post("/_sandbox/watches/expire").await;
-    h.admin_post("/_sandbox/watches/drop").await;
+    h.admin().expire_watches().await;
+    h.admin().drop_watches().await;
     eventually("a complete re-list after 410 Gone", || {
         let done = journal.lock().unwrap().iter().filter(|(k, _)| *k == "InitDone").count();
         async move { (done > done_before).then_some(()) }
@@ -298,21 +294,17 @@ async fn watcher_recovers(ns: &str, wc: watcher::Config) {
     task.abort();
 }
 
-#[tokio::test]
-async fn paged_watcher_recovers_after_dropped_watches_and_410() {
-    watcher_recovers("recover-paged", watcher::Config::default()).await;
+async fn paged_watcher_recovers_after_dropped_watches_and_410(backend: Backend) {
+    watcher_recovers(backend, "recover-paged", watcher::Config::default()).await;
 }
 
-#[tokio::test]
-async fn streaming_watcher_recovers_after_dropped_watches_and_410() {
-    watcher_recovers("recover-streaming", watcher::Config::default().streaming_lists()).await;
+async fn streaming_watcher_recovers_after_dropped_watches_and_410(backend: Backend) {
+    watcher_recovers(backend, "recover-streaming", watcher::Config::default().streaming_lists()).await;
 }
 
-#[tokio::test]
-async fn watches_follow_label_and_field_selectors() {
-    let ns = "selectors";
-    let h = Harness::start(ns).await;
-    let api = h.widgets(ns);
+async fn watches_follow_label_and_field_selectors(backend: Backend) {
+    let h = Harness::start(backend, "selectors").await;
+    let api = h.widgets();
     let (journal, task) = spawn_journal(api.clone(), watcher::Config::default().labels("tier=gold"));
     journal_has(&journal, "the initial list", "InitDone", "").await;
 
@@ -363,11 +355,9 @@ async fn watches_follow_label_and_field_selectors() {
     }
 }
 
-#[tokio::test]
-async fn writes_honour_generate_name_dry_run_and_preconditions() {
-    let ns = "writes";
-    let h = Harness::start(ns).await;
-    let api = h.widgets(ns);
+async fn writes_honour_generate_name_dry_run_and_preconditions(backend: Backend) {
+    let h = Harness::start(backend, "writes").await;
+    let api = h.widgets();
 
     // generateName: the server completes the name.
     let mut w = Widget::new("", WidgetSpec { size: "small".into(), replicas: None });
@@ -417,11 +407,9 @@ const FINALIZER: &str = "example.com/cleanup";
 /// Context of the finalizer test's controller: the Widget API and the names cleaned up.
 type FinalizerCtx = (Api<Widget>, Arc<Mutex<Vec<String>>>);
 
-#[tokio::test]
-async fn finalizer_helper_adds_and_removes_its_finalizer() {
-    let ns = "finalizer";
-    let h = Harness::start(ns).await;
-    let api = h.widgets(ns);
+async fn finalizer_helper_adds_and_removes_its_finalizer(backend: Backend) {
+    let h = Harness::start(backend, "finalizer").await;
+    let api = h.widgets();
     let cleanups: Arc<Mutex<Vec<String>>> = Arc::default();
     let ctx = Arc::new((api.clone(), cleanups.clone()));
     let run = tokio::spawn(
@@ -465,13 +453,12 @@ async fn finalizer_helper_adds_and_removes_its_finalizer() {
     run.abort();
 }
 
-#[tokio::test]
-async fn controller_retries_through_injected_api_failures() {
-    let ns = "faults";
-    let h = Harness::start(ns).await;
-    let api = h.widgets(ns);
+async fn controller_retries_through_injected_api_failures(backend: Backend) {
+    let h = Harness::instrumented(backend, "faults").await;
+    let ns = h.ns();
+    let api = h.widgets();
     // The next two PATCHes of any Widget in the namespace fail with 500.
-    h.inject_fault(json!({
+    h.admin().faults(&json!({
         "method": "PATCH",
         "path": format!("/apis/example.com/v1/namespaces/{ns}/widgets/*"),
         "status": 500,
@@ -514,11 +501,9 @@ async fn controller_retries_through_injected_api_failures() {
     run.abort();
 }
 
-#[tokio::test]
-async fn status_apply_keeps_generation_and_unchanged_apply_is_a_no_op() {
-    let ns = "status-apply";
-    let h = Harness::start(ns).await;
-    let api = h.widgets(ns);
+async fn status_apply_keeps_generation_and_unchanged_apply_is_a_no_op(backend: Backend) {
+    let h = Harness::start(backend, "status-apply").await;
+    let api = h.widgets();
     let created = api.create(&PostParams::default(), &widget("w1", "small")).await.expect("create");
     assert_eq!(created.metadata.generation, Some(1));
     let rv0 = created.resource_version().expect("resourceVersion");
@@ -578,11 +563,10 @@ async fn status_apply_keeps_generation_and_unchanged_apply_is_a_no_op() {
     assert_eq!(seen[0], rv1);
 }
 
-#[tokio::test]
-async fn recorder_events_are_visible_as_core_and_events_k8s_io() {
-    let ns = "events";
-    let h = Harness::start(ns).await;
-    let api = h.widgets(ns);
+async fn recorder_events_are_visible_as_core_and_events_k8s_io(backend: Backend) {
+    let h = Harness::start(backend, "events").await;
+    let ns = h.ns();
+    let api = h.widgets();
     let w = api.create(&PostParams::default(), &widget("w1", "small")).await.expect("create");
     let recorder = Recorder::new(
         h.client.clone(),
@@ -629,7 +613,7 @@ async fn recorder_events_are_visible_as_core_and_events_k8s_io() {
     assert_eq!(core.count, None);
 
     // `kubectl get events` (core/v1, as a Table) lists what the Recorder wrote.
-    let table = h.emu.kubectl(&["get", "events", "-n", ns]).ok().to_string();
+    let table = h.kube.kubectl(&["get", "events", "-n", ns]).ok().to_string();
     let row = table
         .lines()
         .find(|l| l.contains("Reconciled"))
@@ -637,10 +621,9 @@ async fn recorder_events_are_visible_as_core_and_events_k8s_io() {
     assert!(row.contains("Normal") && row.contains("widget/w1") && row.contains("widget is in shape"), "{row}");
 }
 
-#[tokio::test]
-async fn leases_can_be_created_updated_and_managed() {
-    let ns = "leases";
-    let h = Harness::start(ns).await;
+async fn leases_can_be_created_updated_and_managed(backend: Backend) {
+    let h = Harness::start(backend, "leases").await;
+    let ns = h.ns();
     let leases: Api<Lease> = Api::namespaced(h.client.clone(), ns);
 
     // Plain create and optimistic-concurrency update.
@@ -672,3 +655,17 @@ async fn leases_can_be_created_updated_and_managed() {
     let released = leases.get("leader").await.expect("lease");
     assert_eq!(released.spec.as_ref().and_then(|s| s.holder_identity.as_deref()), None);
 }
+
+async_tests_on_both_backends!(
+    controller_with_paged_lists_sees_create_update_delete,
+    controller_with_streaming_lists_sees_create_update_delete,
+    paged_watcher_recovers_after_dropped_watches_and_410,
+    streaming_watcher_recovers_after_dropped_watches_and_410,
+    watches_follow_label_and_field_selectors,
+    writes_honour_generate_name_dry_run_and_preconditions,
+    finalizer_helper_adds_and_removes_its_finalizer,
+    controller_retries_through_injected_api_failures,
+    status_apply_keeps_generation_and_unchanged_apply_is_a_no_op,
+    recorder_events_are_visible_as_core_and_events_k8s_io,
+    leases_can_be_created_updated_and_managed,
+);

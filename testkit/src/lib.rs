@@ -10,7 +10,9 @@
 //!   client.
 //! - [`instrumented`]: the API behind a journal and fault injection (the emulator's own
 //!   admin API, or a kube-proxy in front of the real control plane).
+//! - [`etcd`]: a real control plane's etcd, to compact its history as kube-apiserver would.
 //! - [`kubectl`]: running the real kubectl; [`helm`]: the real helm CLI.
+//! - [`http`]: raw HTTP(S) to an API server as a kubeconfig's identity.
 //! - [`service_account`]: acting as a ServiceAccount (TokenRequest token, kubeconfig);
 //!   [`api_calls`]: a client that records every call and the server's answer.
 //! - [`providers`]: the provider emulators in-process, with their admin API as helpers.
@@ -19,7 +21,9 @@
 pub mod api_calls;
 pub mod cluster;
 pub mod control_plane;
+pub mod etcd;
 pub mod helm;
+pub mod http;
 pub mod instrumented;
 pub mod kubectl;
 pub mod providers;

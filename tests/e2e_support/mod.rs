@@ -1,8 +1,13 @@
-//! Harness of the end-to-end tier: each test starts its own stack (the Kubernetes API
-//! emulator and the provider sandboxes on 127.0.0.1 port 0, see `examples/demo/stack.rs`),
-//! runs the compiled `connection-operator` binary as a child process, and creates or changes
-//! Connections only with the real kubectl. Reads (status polls) use kube-rs, which changes
-//! nothing; upstream state and request counts come from the sandboxes' admin API.
+//! Harness of the end-to-end tier: each test gets its own stack on the REAL control plane
+//! (`connection_testkit::Cluster`): a namespace of its own on the run's shared control plane
+//! (or, for the examples with their fixed namespaces and ClusterProvider, a control plane of
+//! its own), the provider sandboxes on 127.0.0.1 port 0 (see `examples/demo/stack.rs`), and
+//! the compiled `connection-operator` binary as a child process whose KUBECONFIG is a
+//! kube-proxy in front of the API server (`Cluster::instrumented`: journal, faults, dropped
+//! and expired watches). Connections are created or changed only with the real kubectl
+//! (`.tools/bin/kubectl`, admin kubeconfig, not through the proxy). Reads (status polls) use
+//! kube-rs with the admin kubeconfig, which changes nothing; upstream state and request
+//! counts come from the sandboxes' admin API.
 #![allow(dead_code, reason = "each test uses part of the harness")]
 
 use std::collections::BTreeMap;
@@ -11,16 +16,20 @@ use std::time::Duration;
 
 use connection_operator::api::Connection;
 use connection_operator::api::conditions::READY;
-use kube::api::ListParams;
+use connection_testkit::{Cluster, Instrumented, TestNamespace};
+use futures::StreamExt as _;
+use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::Value;
 
-use crate::stack::{Stack, StackOptions};
+use crate::stack::{KubeTarget, Stack, StackOptions};
 
 /// The operator under test: this package's binary, or `E2E_OPERATOR_BIN` (e.g. a release
 /// build, or a build of another branch when checking the harness).
 pub fn operator() -> std::path::PathBuf {
-    std::env::var_os("E2E_OPERATOR_BIN").map(Into::into).unwrap_or_else(|| env!("CARGO_BIN_EXE_connection-operator").into())
+    std::env::var_os("E2E_OPERATOR_BIN")
+        .map(Into::into)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_connection-operator").into())
 }
 
 /// The bound of every wait: generous, because the machine is shared; a wait ends as soon as
@@ -32,40 +41,137 @@ const POLL: Duration = Duration::from_millis(250);
 
 pub struct World {
     pub stack: Stack,
+    /// Reads with the admin kubeconfig (never through the proxy, so never faulted).
     pub client: kube::Client,
-    // Kept for its Drop: removes the kubeconfig, rewritten manifests and operator logs.
+    /// The namespace the test works in (and the operator watches, on the shared plane).
+    pub ns: String,
+    /// The operator's way to the API server: its journal, faults and watch controls.
+    pub kube: Instrumented,
+    /// Flags the operator runs with: `--namespace NS` on the shared control plane.
+    operator_args: Vec<String>,
+    /// The cluster is this world's alone and goes away with it (nothing to clean up).
+    cluster_is_ours: bool,
+    // Declared after `stack` and `kube`: the operator and the proxy stop before the
+    // namespace is deleted and before a dedicated control plane goes down.
+    namespace: Option<TestNamespace>,
+    pub cluster: Cluster,
+    // Kept for its Drop: removes rewritten manifests and operator logs.
     _dir: tempfile::TempDir,
 }
 
 impl World {
-    /// A fresh stack with the CRDs installed and the namespaces created; no operator yet.
-    pub async fn start(namespaces: &[&str]) -> World {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let stack = Stack::start(StackOptions::ephemeral(dir.path())).await.expect("start the stack");
-        stack.install_crds().await.expect("kubectl apply -f crds/");
-        stack.create_namespaces(namespaces).await.expect("namespaces");
-        let client = stack.client().await.expect("kube client");
-        World { stack, client, _dir: dir }
+    /// A namespace `<prefix>-<random>` of the run's shared control plane, the CRDs
+    /// installed; the operator (not started yet) will watch only that namespace.
+    pub async fn real(prefix: &str) -> World {
+        World::in_own_namespace(Cluster::real(), false, prefix).await
     }
 
+    /// [`World::real`] on a control plane of this test's own, for a test that must be alone
+    /// with the API server (its watch cache, its etcd).
+    pub async fn real_dedicated(prefix: &str) -> World {
+        World::in_own_namespace(Cluster::real_dedicated(), true, prefix).await
+    }
+
+    async fn in_own_namespace(cluster: Cluster, cluster_is_ours: bool, prefix: &str) -> World {
+        cluster.install_crds();
+        let namespace = cluster.namespace(&format!("e2e-{prefix}"));
+        let ns = namespace.name().to_string();
+        let operator_args = vec!["--namespace".to_string(), ns.clone()];
+        World::assemble(cluster, cluster_is_ours, Some(namespace), ns, operator_args).await
+    }
+
+    /// A control plane of this test's own with `namespaces` created and the CRDs installed,
+    /// for fixed names (the examples' `tenants`, `platform` and ClusterProvider `datagrid`);
+    /// the operator will watch every namespace. [`World::ns`] is the first of `namespaces`.
+    pub async fn dedicated(namespaces: &[&str]) -> World {
+        World::with_namespaces(Cluster::real_dedicated(), namespaces).await
+    }
+
+    /// The Kubernetes API emulator with `namespaces`, for the tests not yet moved to the
+    /// real control plane (`tests/leader_election.rs`); otherwise as [`World::dedicated`].
+    pub async fn start(namespaces: &[&str]) -> World {
+        World::with_namespaces(Cluster::emulator(), namespaces).await
+    }
+
+    async fn with_namespaces(cluster: Cluster, namespaces: &[&str]) -> World {
+        cluster.install_crds();
+        let ns = namespaces.first().expect("at least one namespace").to_string();
+        let world = World::assemble(cluster, true, None, ns, Vec::new()).await;
+        world.stack.create_namespaces(namespaces).await.expect("namespaces");
+        world
+    }
+
+    async fn assemble(
+        cluster: Cluster,
+        cluster_is_ours: bool,
+        namespace: Option<TestNamespace>,
+        ns: String,
+        operator_args: Vec<String>,
+    ) -> World {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kube = cluster.instrumented();
+        let options = StackOptions {
+            providers_addr: "127.0.0.1:0".parse().expect("literal address"),
+            kube: KubeTarget::Cluster {
+                kubeconfig: cluster.kubeconfig(),
+                operator_kubeconfig: Some(kube.kubeconfig().to_path_buf()),
+            },
+            kubectl: connection_testkit::tools::kubectl(),
+            workdir: dir.path().to_path_buf(),
+            repo_root: crate::stack::repo_root(),
+        };
+        let stack = Stack::start(options).await.expect("start the stack");
+        let client = stack.client().await.expect("kube client");
+        World {
+            stack,
+            client,
+            ns,
+            kube,
+            operator_args,
+            cluster_is_ours,
+            namespace,
+            cluster,
+            _dir: dir,
+        }
+    }
+
+    /// Start the operator binary (`--concurrency 16`, plus `--namespace NS` on the shared
+    /// control plane).
     pub fn start_operator(&mut self) {
-        self.stack.start_operator(&operator(), &["--concurrency", "16"]).expect("start the operator");
+        self.start_operator_logging(None);
+    }
+
+    /// [`World::start_operator`] with `RUST_LOG=rust_log`.
+    pub fn start_operator_logging(&mut self, rust_log: Option<&str>) {
+        let mut args: Vec<&str> = vec!["--concurrency", "16"];
+        args.extend(self.operator_args.iter().map(String::as_str));
+        self.stack
+            .start_operator_logging(&operator(), &args, rust_log)
+            .expect("start the operator");
+    }
+
+    /// The operator's log so far (empty before it started).
+    pub fn operator_log(&self) -> String {
+        self.stack
+            .operator_log()
+            .and_then(|path| std::fs::read_to_string(path).ok())
+            .unwrap_or_default()
+    }
+
+    /// The path of this world's Connections collection, as the operator lists and watches it.
+    pub fn connections_path(&self) -> String {
+        format!(
+            "/apis/connection-operator.dev/v1alpha1/namespaces/{}/connections",
+            self.ns
+        )
     }
 
     /// `kubectl apply -f -` with `yaml`.
     pub async fn apply(&self, yaml: &str) -> String {
-        self.stack.kubectl_with_stdin(&["apply", "-f", "-"], Some(yaml)).await.expect("kubectl apply")
-    }
-
-    /// `kubectl apply -f -`, retried while the Kubernetes API is failing on purpose.
-    pub async fn apply_retrying(&self, yaml: &str) {
-        for attempt in 1..=30 {
-            match self.stack.kubectl_with_stdin(&["apply", "-f", "-"], Some(yaml)).await {
-                Ok(_) => return,
-                Err(e) if attempt < 30 => eprintln!("kubectl apply attempt {attempt} failed (expected under faults): {e}"),
-                Err(e) => panic!("kubectl apply kept failing: {e}"),
-            }
-        }
+        self.stack
+            .kubectl_with_stdin(&["apply", "-f", "-"], Some(yaml))
+            .await
+            .expect("kubectl apply")
     }
 
     pub async fn kubectl(&self, args: &[&str]) -> String {
@@ -77,20 +183,11 @@ impl World {
         api.list(&ListParams::default()).await.expect("list Connections").items
     }
 
-    /// [`World::connections`], retried while the API fails on purpose.
-    pub async fn connections_retrying(&self, namespace: &str) -> Vec<Connection> {
-        let api: Api<Connection> = Api::namespaced(self.client.clone(), namespace);
-        for _ in 0..100 {
-            if let Ok(list) = api.list(&ListParams::default()).await {
-                return list.items;
-            }
-        }
-        panic!("listing Connections failed 100 times in a row");
-    }
-
     pub async fn connection(&self, namespace: &str, name: &str) -> Connection {
         let api: Api<Connection> = Api::namespaced(self.client.clone(), namespace);
-        api.get(name).await.unwrap_or_else(|e| panic!("get Connection {namespace}/{name}: {e}"))
+        api.get(name)
+            .await
+            .unwrap_or_else(|e| panic!("get Connection {namespace}/{name}: {e}"))
     }
 
     /// Wait until every Connection of `namespace` (at least `count`) is Ready=True for its
@@ -100,14 +197,24 @@ impl World {
         loop {
             self.assert_operator_alive();
             let list = self.connections(namespace).await;
-            let not_ready: Vec<String> =
-                list.iter().filter(|c| !is_ready_current(c)).map(|c| format!("{} {:?}", c.name_any(), ready(c))).collect();
+            let not_ready: Vec<String> = list
+                .iter()
+                .filter(|c| !is_ready_current(c))
+                .map(|c| format!("{} {:?}", c.name_any(), ready(c)))
+                .collect();
             if list.len() >= count && not_ready.is_empty() {
                 return list;
             }
-            let last = format!("{} of {count} listed; not ready: {}", list.len(), not_ready.iter().take(5).cloned().collect::<Vec<_>>().join("; "));
+            let last = format!(
+                "{} of {count} listed; not ready: {}",
+                list.len(),
+                not_ready.iter().take(5).cloned().collect::<Vec<_>>().join("; ")
+            );
             if tokio::time::Instant::now() >= deadline {
-                panic!("Connections in {namespace} not all Ready within {GENEROUS:?}: {last}\n{}", self.operator_log_tail());
+                panic!(
+                    "Connections in {namespace} not all Ready within {GENEROUS:?}: {last}\n{}",
+                    self.operator_log_tail()
+                );
             }
             tokio::time::sleep(POLL).await;
         }
@@ -138,8 +245,24 @@ impl World {
         }
     }
 
+    /// Wait until the operator answers `/readyz` with 200 (its caches have synced): where
+    /// it serves comes from its startup log line (`serving /metrics, ... addr=HOST:PORT`).
+    pub async fn wait_operator_ready(&self) {
+        let http = reqwest::Client::new();
+        self.eventually("the operator to be ready (/readyz)", || async {
+            let log = strip_ansi(&self.operator_log());
+            let line = log.lines().find(|l| l.contains("serving /metrics"))?;
+            let addr = line.split_whitespace().find_map(|w| w.strip_prefix("addr="))?;
+            let response = http.get(format!("http://{addr}/readyz")).send().await.ok()?;
+            response.status().is_success().then_some(())
+        })
+        .await;
+    }
+
     pub fn operator_log_tail(&self) -> String {
-        let Some(path) = self.stack.operator_log() else { return String::from("(no operator running)") };
+        let Some(path) = self.stack.operator_log() else {
+            return String::from("(no operator running)");
+        };
         let text = std::fs::read_to_string(&path).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         let tail = lines[lines.len().saturating_sub(40)..].join("\n");
@@ -152,22 +275,88 @@ impl World {
     }
 
     pub async fn upstream(&self, provider: &str, id: &str) -> Value {
-        self.stack.upstream(provider, id).await.unwrap_or_else(|e| panic!("upstream {provider} {id}: {e}"))
+        self.stack
+            .upstream(provider, id)
+            .await
+            .unwrap_or_else(|e| panic!("upstream {provider} {id}: {e}"))
     }
 
     pub async fn seed(&self, provider: &str, id: &str, state: Value) {
-        self.stack.seed(provider, id, &state).await.unwrap_or_else(|e| panic!("seed {provider} {id}: {e}"));
+        self.stack
+            .seed(provider, id, &state)
+            .await
+            .unwrap_or_else(|e| panic!("seed {provider} {id}: {e}"));
     }
 
     /// A Provider in `namespace` named like its type, pointing at the sandbox, with a
     /// Secret, pacing generous enough not to matter unless `rate_limit` says otherwise.
     pub async fn apply_provider(&self, namespace: &str, provider: &str, extra_spec: &str) {
-        self.apply(&provider_yaml(namespace, provider, &self.stack.base_url(provider), extra_spec)).await;
+        self.apply(&provider_yaml(
+            namespace,
+            provider,
+            &self.stack.base_url(provider),
+            extra_spec,
+        ))
+        .await;
     }
 }
 
+impl Drop for World {
+    fn drop(&mut self) {
+        self.stack.kill_operator_now();
+        // With the operator gone, its finalizers would keep the namespace Terminating on the
+        // shared control plane for the rest of the run: remove them. (Teardown, not part of
+        // any test: through kube-rs, 16 at a time, since kubectl's client-side rate limit
+        // makes a `kubectl patch` of 500 Connections take minutes.)
+        let Some(namespace) = &self.namespace else { return };
+        if self.cluster_is_ours {
+            return;
+        }
+        let api: Api<Connection> = Api::namespaced(self.client.clone(), namespace.name());
+        let cleanup = async move {
+            let Ok(list) = api.list_metadata(&ListParams::default()).await else {
+                return;
+            };
+            let unfinalize = Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}}));
+            futures::stream::iter(list.items.iter().map(ResourceExt::name_any))
+                .for_each_concurrent(16, |name| {
+                    let (api, unfinalize) = (&api, &unfinalize);
+                    async move {
+                        let _ = api.patch_metadata(&name, &PatchParams::default(), unfinalize).await;
+                    }
+                })
+                .await;
+        };
+        // Drop is synchronous; the tests run on a multi-threaded runtime.
+        tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(cleanup));
+    }
+}
+
+/// The operator's text log may carry ANSI styling (field names in italics); drop every
+/// `ESC [ ... letter` sequence.
+pub fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 pub fn provider_yaml(namespace: &str, provider: &str, base_url: &str, extra_spec: &str) -> String {
-    let extra = if extra_spec.is_empty() { String::new() } else { format!("\n  {extra_spec}") };
+    let extra = if extra_spec.is_empty() {
+        String::new()
+    } else {
+        format!("\n  {extra_spec}")
+    };
     format!(
         "apiVersion: v1\nkind: Secret\nmetadata: {{name: {provider}-credentials, namespace: {namespace}}}\nstringData: {{token: t0k3n-{provider}}}\n---\n\
          apiVersion: connection-operator.dev/v1alpha1\nkind: Provider\nmetadata: {{name: {provider}, namespace: {namespace}}}\nspec:\n  type: {provider}\n  baseUrl: {base_url}\n  credentialsRef: {{name: {provider}-credentials, key: token}}{extra}\n"
@@ -177,7 +366,11 @@ pub fn provider_yaml(namespace: &str, provider: &str, base_url: &str, extra_spec
 /// A Connection manifest; `block` is the provider block's YAML flow mapping, e.g.
 /// `{name: Acme}` for Datagrid.
 pub fn connection_yaml(namespace: &str, name: &str, provider: &str, id: &str, block: &str, extra_spec: &str) -> String {
-    let extra = if extra_spec.is_empty() { String::new() } else { format!("\n  {extra_spec}") };
+    let extra = if extra_spec.is_empty() {
+        String::new()
+    } else {
+        format!("\n  {extra_spec}")
+    };
     format!(
         "apiVersion: connection-operator.dev/v1alpha1\nkind: Connection\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec:\n  providerRef: {{name: {provider}}}\n  connectionId: \"{id}\"\n  {provider}: {block}{extra}\n"
     )

@@ -42,9 +42,13 @@ impl std::fmt::Display for GroupKind {
 pub enum ApiError {
     #[error("{resource} \"{name}\" not found")]
     NotFound { resource: GroupResource, name: String },
-    /// A URL that names no resource at all (unknown group, version or resource).
+    /// A URL under a served group (or the core group) that names no version or resource.
     #[error("the server could not find the requested resource")]
     NoSuchPath,
+    /// A URL no API group serves: kube-apiserver's mux answers a plain-text
+    /// `404 page not found` (rendered by the HTTP layer, not as a Status).
+    #[error("404 page not found")]
+    PageNotFound,
     #[error("{resource} \"{name}\" already exists")]
     AlreadyExists { resource: GroupResource, name: String },
     /// Optimistic-concurrency and precondition failures.
@@ -57,10 +61,10 @@ pub enum ApiError {
     Invalid { kind: GroupKind, name: String, causes: Vec<FieldError> },
     #[error("{0}")]
     BadRequest(String),
-    /// 422 from a patch that could not be applied (`NewGenericServerResponse`): a fixed
-    /// message with the reason in `details.causes`.
+    /// 422 from a JSON patch that could not be applied (`NewGenericServerResponse`): a fixed
+    /// message and empty details.
     #[error("{message}")]
-    Unprocessable { message: String, detail: String },
+    Unprocessable { message: String },
     #[error("{message}")]
     Forbidden { resource: GroupResource, name: String, message: String },
     #[error("the server does not allow this method on the requested resource")]
@@ -91,7 +95,7 @@ fn invalid_message(kind: &GroupKind, name: &str, causes: &[FieldError]) -> Strin
 impl ApiError {
     pub fn code(&self) -> u16 {
         match self {
-            Self::NotFound { .. } | Self::NoSuchPath => 404,
+            Self::NotFound { .. } | Self::NoSuchPath | Self::PageNotFound => 404,
             Self::AlreadyExists { .. } | Self::Conflict { .. } | Self::ApplyConflict { .. } => 409,
             Self::Invalid { .. } | Self::Unprocessable { .. } => 422,
             Self::BadRequest(_) => 400,
@@ -106,7 +110,7 @@ impl ApiError {
 
     fn reason(&self) -> &'static str {
         match self {
-            Self::NotFound { .. } | Self::NoSuchPath => "NotFound",
+            Self::NotFound { .. } | Self::NoSuchPath | Self::PageNotFound => "NotFound",
             Self::AlreadyExists { .. } => "AlreadyExists",
             Self::Conflict { .. } | Self::ApplyConflict { .. } => "Conflict",
             Self::Invalid { .. } | Self::Unprocessable { .. } => "Invalid",
@@ -137,9 +141,16 @@ impl ApiError {
             // apimachinery `NewApplyConflict`: only the causes, no name or kind.
             Self::ApplyConflict { causes, .. } => Some(json!({"causes": causes})),
             Self::Invalid { kind, name, causes } => {
-                let mut d = json!({"name": name, "kind": kind.kind});
+                // StatusDetails' name, group and kind are omitempty.
+                let mut d = json!({});
+                if !name.is_empty() {
+                    d["name"] = json!(name);
+                }
                 if !kind.group.is_empty() {
                     d["group"] = json!(kind.group);
+                }
+                if !kind.kind.is_empty() {
+                    d["kind"] = json!(kind.kind);
                 }
                 d["causes"] = causes
                     .iter()
@@ -147,7 +158,9 @@ impl ApiError {
                     .collect();
                 Some(d)
             }
-            Self::Unprocessable { detail, .. } => Some(json!({"causes": [{"message": detail}]})),
+            // kube-apiserver drops the JSON patch's own error here: empty details.
+            Self::Unprocessable { .. } => Some(json!({})),
+            Self::NoSuchPath | Self::MethodNotAllowed => Some(json!({})),
             _ => None,
         }
     }

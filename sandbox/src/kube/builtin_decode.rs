@@ -101,6 +101,11 @@ fn remove_path(obj: &mut Value, path: &str) {
     }
 }
 
+/// Why `obj` cannot be decoded into `rt`'s type (a field of the wrong type), if it cannot.
+pub fn type_error(rt: &ResourceType, obj: &Value) -> Option<String> {
+    typed_round_trip(&rt.group, &rt.kind, obj)?.err()
+}
+
 /// Decode `obj` (in the view of `rt`); returns the `Warning`s to send.
 pub fn decode(rt: &ResourceType, obj: &mut Value, validation: FieldValidation) -> Result<Vec<String>, ApiError> {
     let Some(result) = typed_round_trip(&rt.group, &rt.kind, obj) else { return Ok(Vec::new()) };

@@ -64,17 +64,30 @@ fn accepted_names(crd_obj: &Value) -> Value {
     names
 }
 
-/// What the apiextensions controllers write: the cleanup finalizer, accepted names,
-/// NamesAccepted and Established conditions, storedVersions. Done synchronously, so a CRD
-/// is established as soon as its create returns (`kubectl wait --for condition=established`
-/// succeeds at once).
+/// The status a CRD is created with (the strategy's `PrepareForCreate`): no conditions yet,
+/// empty accepted names, the storage version recorded. The naming and establishing
+/// controllers fill the rest in right after ([`set_status`]).
+pub fn initial_status(crd_obj: &mut Value) {
+    let stored: Vec<Value> = storage_version(crd_obj).map(Value::String).into_iter().collect();
+    crd_obj["status"] = json!({
+        "conditions": null,
+        "acceptedNames": {"plural": "", "kind": ""},
+        "storedVersions": stored,
+    });
+}
+
+/// Whether the CRD has its Established condition (its resources are served).
+pub fn is_established(crd_obj: &Value) -> bool {
+    crd_obj["status"]["conditions"]
+        .as_array()
+        .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Established" && c["status"] == "True"))
+}
+
+/// What the apiextensions controllers write: accepted names, NamesAccepted and Established
+/// conditions, storedVersions. The emulator writes it right after the create (as a second
+/// write by `kube-apiserver` on the status subresource), so a CRD is established before
+/// any other request sees it.
 pub fn set_status(crd_obj: &mut Value, old: Option<&Value>) {
-    let fins = crd_obj["metadata"]["finalizers"].as_array().cloned().unwrap_or_default();
-    if crd_obj["metadata"]["deletionTimestamp"].is_null() && !fins.iter().any(|f| f == CLEANUP_FINALIZER) {
-        let mut fins = fins;
-        fins.push(json!(CLEANUP_FINALIZER));
-        crd_obj["metadata"]["finalizers"] = Value::Array(fins);
-    }
     let now = now_rfc3339();
     // Keep the transition time of a condition whose status did not change.
     let since = |ty: &str| {
@@ -90,14 +103,46 @@ pub fn set_status(crd_obj: &mut Value, old: Option<&Value>) {
         && !stored.iter().any(|s| s == &json!(v)) {
             stored.push(json!(v));
         }
+    let mut conditions = vec![
+        json!({"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "message": "no conflicts found", "lastTransitionTime": since("NamesAccepted")}),
+        json!({"type": "Established", "status": "True", "reason": "InitialNamesAccepted", "message": "the initial names have been accepted", "lastTransitionTime": since("Established")}),
+    ];
+    // The Terminating condition a delete adds stays until the CRD is gone.
+    if let Some(terminating) = old
+        .and_then(|o| o["status"]["conditions"].as_array())
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Terminating"))
+    {
+        conditions.push(terminating.clone());
+    }
     crd_obj["status"] = json!({
-        "conditions": [
-            {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "message": "no conflicts found", "lastTransitionTime": since("NamesAccepted")},
-            {"type": "Established", "status": "True", "reason": "InitialNamesAccepted", "message": "the initial names have been accepted", "lastTransitionTime": since("Established")},
-        ],
+        "conditions": conditions,
         "acceptedNames": accepted_names(crd_obj),
         "storedVersions": stored,
     });
+}
+
+/// What the first delete of a CRD does (its registry's `Delete`): the deletion timestamp,
+/// the cleanup finalizer (whose controller deletes the custom resources, then removes it)
+/// and a Terminating condition.
+pub fn mark_deleting(crd_obj: &mut Value) {
+    let fins = crd_obj["metadata"]["finalizers"].as_array().cloned().unwrap_or_default();
+    if !fins.iter().any(|f| f == CLEANUP_FINALIZER) {
+        let mut fins = fins;
+        fins.push(json!(CLEANUP_FINALIZER));
+        crd_obj["metadata"]["finalizers"] = Value::Array(fins);
+    }
+    let terminating = json!({
+        "type": "Terminating", "status": "True", "lastTransitionTime": now_rfc3339(),
+        "reason": "InstanceDeletionPending",
+        "message": "CustomResourceDefinition marked for deletion; CustomResource deletion will begin soon",
+    });
+    match crd_obj["status"]["conditions"].as_array_mut() {
+        Some(cs) => {
+            cs.retain(|c| c["type"] != "Terminating");
+            cs.push(terminating);
+        }
+        None => crd_obj["status"]["conditions"] = json!([terminating]),
+    }
 }
 
 /// Serve (or re-serve) every served version of an established CRD.
@@ -188,10 +233,18 @@ mod tests {
     #[test]
     fn status_and_registration() {
         let mut crd_obj = sample();
-        set_status(&mut crd_obj, None);
+        initial_status(&mut crd_obj);
+        assert_eq!(crd_obj["status"]["storedVersions"], json!(["v1"]));
+        assert!(!is_established(&crd_obj));
+        let created = crd_obj.clone();
+        set_status(&mut crd_obj, Some(&created));
+        assert!(is_established(&crd_obj));
         assert_eq!(crd_obj["status"]["acceptedNames"]["singular"], "thing");
         assert_eq!(crd_obj["status"]["storedVersions"], json!(["v1"]));
+        assert!(crd_obj["metadata"]["finalizers"].is_null(), "the cleanup finalizer comes with the first delete");
+        mark_deleting(&mut crd_obj);
         assert_eq!(crd_obj["metadata"]["finalizers"], json!([CLEANUP_FINALIZER]));
+        assert_eq!(crd_obj["status"]["conditions"][2]["type"], "Terminating");
         let mut reg = Registry::default();
         register(&mut reg, &crd_obj);
         let t = reg.find("g.dev", "v1", "things").unwrap();

@@ -1,12 +1,14 @@
 //! Discovery documents: the plain `APIVersions` / `APIGroupList` / `APIGroup` /
 //! `APIResourceList` forms and the aggregated `APIGroupDiscoveryList` (apidiscovery.k8s.io
-//! v2 and v2beta1) kubectl 1.27+ asks for first.
+//! v2; v2beta1 is only built for the unit tests' sake, 1.37 serves v2 alone) kubectl asks
+//! for first.
 
 use std::sync::Arc;
 
 use serde_json::{Value, json};
 
 use super::resources::{Registry, ResourceType, version_priority_cmp};
+use super::storage_version_hash::storage_version_hash;
 
 /// Non-core groups in order of first appearance, each with its versions by priority.
 fn groups(reg: &Registry) -> Vec<(String, Vec<String>)> {
@@ -71,6 +73,13 @@ pub fn resource_list(reg: &Registry, group: &str, version: &str) -> Option<Value
         if !t.categories.is_empty() {
             r["categories"] = json!(t.categories);
         }
+        let (storage_group, storage_version) = match t.storage_api_version.rsplit_once('/') {
+            // apiextensions still stores CRDs as v1beta1.
+            Some(("apiextensions.k8s.io", _)) if !t.is_custom() => ("apiextensions.k8s.io", "v1beta1"),
+            Some(gv) => gv,
+            None => ("", t.storage_api_version.as_str()),
+        };
+        r["storageVersionHash"] = json!(storage_version_hash(storage_group, storage_version, &t.kind));
         resources.push(r);
         if t.status_subresource {
             resources.push(json!({
@@ -81,16 +90,37 @@ pub fn resource_list(reg: &Registry, group: &str, version: &str) -> Option<Value
                 "verbs": ["get", "patch", "update"],
             }));
         }
+        if serves_token_requests(t) {
+            resources.push(json!({
+                "name": "serviceaccounts/token",
+                "singularName": "",
+                "namespaced": true,
+                "group": "authentication.k8s.io",
+                "version": "v1",
+                "kind": "TokenRequest",
+                "verbs": ["create"],
+            }));
+        }
     }
     if resources.is_empty() {
         return None;
     }
-    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
+    // The core group's list carries no apiVersion (kube-apiserver's legacy root handler).
+    Some(if group.is_empty() {
+        json!({"kind": "APIResourceList", "groupVersion": version, "resources": resources})
+    } else {
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": format!("{group}/{version}"), "resources": resources})
+    })
 }
 
 fn aggregated_resource(t: &ResourceType) -> Value {
-    let kind = json!({"group": t.group, "version": t.version, "kind": t.kind});
+    // Built-in kinds leave the group and version of their own group/version empty; custom
+    // resources (apiextensions' discovery controller) spell them out.
+    let kind = if t.is_custom() {
+        json!({"group": t.group, "version": t.version, "kind": t.kind})
+    } else {
+        json!({"group": "", "version": "", "kind": t.kind})
+    };
     let mut r = json!({
         "resource": t.plural,
         "responseKind": kind,
@@ -107,7 +137,16 @@ fn aggregated_resource(t: &ResourceType) -> Value {
     if t.status_subresource {
         r["subresources"] = json!([{"subresource": "status", "responseKind": kind, "verbs": ["get", "patch", "update"]}]);
     }
+    if serves_token_requests(t) {
+        let token_kind = json!({"group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest"});
+        r["subresources"] = json!([{"subresource": "token", "responseKind": token_kind, "verbs": ["create"]}]);
+    }
     r
+}
+
+/// ServiceAccounts have the `token` subresource (TokenRequest).
+fn serves_token_requests(t: &ResourceType) -> bool {
+    t.group.is_empty() && t.plural == "serviceaccounts"
 }
 
 fn aggregated_group(reg: &Registry, group: &str, versions: &[String]) -> Value {
@@ -118,7 +157,7 @@ fn aggregated_group(reg: &Registry, group: &str, versions: &[String]) -> Value {
             json!({"version": v, "resources": resources, "freshness": "Current"})
         })
         .collect();
-    let mut metadata = json!({"creationTimestamp": null});
+    let mut metadata = json!({});
     if !group.is_empty() {
         metadata["name"] = json!(group);
     }

@@ -57,6 +57,9 @@ pub fn delete_key(c: &mut Cluster, key: &Key) -> Deleted {
         if is_namespace(key) {
             obj["status"] = json!({"phase": "Terminating"});
         }
+        if is_crd(key) {
+            crds::mark_deleting(&mut obj);
+        }
         obj = c.store.put(key.clone(), obj);
         if is_namespace(key) {
             for k in c.store.keys_in_namespace(&key.name) {
@@ -97,6 +100,9 @@ pub fn settle(c: &mut Cluster) {
                 c.store.list(&g, &p, None).next().is_none()
             };
             if !empty {
+                if is_namespace(&key) {
+                    report_remaining_content(c, &key, obj);
+                }
                 continue;
             }
             // Drop the system finalizer the respective controller owns.
@@ -121,5 +127,70 @@ pub fn settle(c: &mut Cluster) {
         if !progressed {
             break;
         }
+    }
+}
+
+/// The condition types the namespace controller maintains on a terminating namespace, with
+/// the reason and message of their "all is well" (False) state.
+const NAMESPACE_CONDITIONS: &[(&str, &str, &str)] = &[
+    ("NamespaceDeletionDiscoveryFailure", "ResourcesDiscovered", "All resources successfully discovered"),
+    ("NamespaceDeletionGroupVersionParsingFailure", "ParsedGroupVersions", "All legacy kube types successfully parsed"),
+    ("NamespaceDeletionContentFailure", "ContentDeleted", "All content successfully deleted, may be waiting on finalization"),
+    ("NamespaceContentRemaining", "ContentRemoved", "All content successfully removed"),
+    ("NamespaceFinalizersRemaining", "ContentHasNoFinalizers", "All content-preserving finalizers finished"),
+];
+
+/// What the namespace controller reports on a namespace whose content is held back by
+/// finalizers (`namespaceConditionUpdater`): which resources remain and which finalizers
+/// hold them, each condition's transition time kept while its status stays.
+fn report_remaining_content(c: &mut Cluster, key: &Key, mut ns: Value) {
+    let mut by_resource: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut by_finalizer: std::collections::BTreeMap<String, usize> = Default::default();
+    for k in c.store.keys_in_namespace(&key.name) {
+        *by_resource.entry(format!("{}.{}", k.plural, k.group)).or_default() += 1;
+        if let Some(o) = c.store.get(&k) {
+            for f in finalizers(o) {
+                *by_finalizer.entry(f).or_default() += 1;
+            }
+        }
+    }
+    let remaining = |counts: &std::collections::BTreeMap<String, usize>, format: fn(&str, usize) -> String| {
+        let mut parts: Vec<String> = counts.iter().map(|(name, n)| format(name, *n)).collect();
+        parts.sort();
+        parts.join(", ")
+    };
+    let now = now_rfc3339();
+    let old: Vec<Value> = ns["status"]["conditions"].as_array().cloned().unwrap_or_default();
+    let conditions: Vec<Value> = NAMESPACE_CONDITIONS
+        .iter()
+        .map(|(ty, ok_reason, ok_message)| {
+            let (status, reason, message) = match *ty {
+                "NamespaceContentRemaining" if !by_resource.is_empty() => (
+                    "True",
+                    "SomeResourcesRemain".to_string(),
+                    format!("Some resources are remaining: {}", remaining(&by_resource, |r, n| format!("{r} has {n} resource instances"))),
+                ),
+                "NamespaceFinalizersRemaining" if !by_finalizer.is_empty() => (
+                    "True",
+                    "SomeFinalizersRemain".to_string(),
+                    format!(
+                        "Some content in the namespace has finalizers remaining: {}",
+                        remaining(&by_finalizer, |f, n| format!("{f} in {n} resource instances"))
+                    ),
+                ),
+                _ => ("False", ok_reason.to_string(), ok_message.to_string()),
+            };
+            let since = old
+                .iter()
+                .find(|o| o["type"] == *ty && o["status"] == status)
+                .and_then(|o| o["lastTransitionTime"].as_str())
+                .unwrap_or(&now)
+                .to_string();
+            json!({"type": ty, "status": status, "lastTransitionTime": since, "reason": reason, "message": message})
+        })
+        .collect();
+    if ns["status"]["conditions"] != json!(conditions) {
+        ns["status"]["conditions"] = json!(conditions);
+        c.store.put(key.clone(), ns);
     }
 }

@@ -14,6 +14,7 @@
 pub(crate) mod api_error;
 mod authz;
 mod builtin_decode;
+mod builtin_validation;
 pub mod crd;
 mod crds;
 mod discovery;
@@ -33,8 +34,12 @@ mod secret_data;
 mod selectors;
 mod server;
 mod service_defaults;
+mod storage_version_hash;
 mod store;
+mod token_request;
 mod watch;
+mod workload_defaults;
+mod zero_values;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -76,26 +76,39 @@ pub fn validate_create_meta(obj: &Value, rule: NameRule) -> Vec<FieldError> {
 
 const QUALIFIED_NAME_MSG: &str = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
 
-/// apimachinery `IsQualifiedName`: an optional DNS-subdomain prefix and `/`, then a name of
-/// at most 63 characters. Used for label and annotation keys.
+const LABEL_KEY_FORMAT_MSG: &str = "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
+
+/// apimachinery 1.37 `content.IsLabelKey` (`IsQualifiedName`): an optional DNS-subdomain
+/// prefix and `/`, then a name of at most 63 bytes. Used for label and annotation keys.
 fn qualified_name_errors(key: &str) -> Vec<String> {
-    let (prefix, name) = match key.rsplit_once('/') {
-        Some((p, n)) => (Some(p), n),
-        None => (None, key),
+    let parts: Vec<&str> = key.split('/').collect();
+    let (prefix, name) = match parts.as_slice() {
+        [name] => (None, *name),
+        [prefix, name] => (Some(*prefix), *name),
+        _ => {
+            return vec![format!(
+                "a valid label key {LABEL_KEY_FORMAT_MSG} with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"
+            )];
+        }
     };
     let mut out = Vec::new();
     if let Some(p) = prefix {
         if p.is_empty() {
             out.push("prefix part must be non-empty".to_string());
-        } else if !is_dns_subdomain(p) {
-            out.push(format!("prefix part {DNS1123_SUBDOMAIN_MSG}"));
+        } else {
+            if p.len() > 253 {
+                out.push("prefix part must be no more than 253 bytes".to_string());
+            }
+            if !is_dns_subdomain(p) {
+                out.push(format!("prefix part {DNS1123_SUBDOMAIN_MSG}"));
+            }
         }
     }
     if name.is_empty() {
         out.push("name part must be non-empty".to_string());
     } else {
         if name.len() > 63 {
-            out.push("name part must be no more than 63 characters".to_string());
+            out.push("name part must be no more than 63 bytes".to_string());
         }
         let b = name.as_bytes();
         let ok = b.iter().all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(c))
@@ -108,15 +121,22 @@ fn qualified_name_errors(key: &str) -> Vec<String> {
     out
 }
 
-/// Annotation keys are qualified names (values are free text).
+/// Annotation keys are qualified names (case-insensitively); keys and values together may
+/// not exceed 256 KiB (`TotalAnnotationSizeLimitB`).
 pub fn validate_annotations(annotations: &Value) -> Vec<FieldError> {
     let Some(map) = annotations.as_object() else { return Vec::new() };
-    map.keys()
-        .flat_map(|k| qualified_name_errors(k).into_iter().map(move |m| FieldError::invalid("metadata.annotations", &json!(k), &m)))
-        .collect()
+    let mut errs: Vec<FieldError> = map
+        .keys()
+        .flat_map(|k| qualified_name_errors(&k.to_lowercase()).into_iter().map(move |m| FieldError::invalid("metadata.annotations", &json!(k), &m)))
+        .collect();
+    let size: usize = map.iter().map(|(k, v)| k.len() + v.as_str().map_or(0, str::len)).sum();
+    if size > 256 * 1024 {
+        errs.push(FieldError { reason: "FieldValueTooLong", field: "metadata.annotations".into(), message: "Too long: may not be more than 262144 bytes".into() });
+    }
+    errs
 }
 
-/// Label keys are qualified names; values at most 63 characters, alphanumerics with `-_.`
+/// Label keys are qualified names; values at most 63 bytes, alphanumerics with `-_.`
 /// inside (apimachinery `IsValidLabelValue`).
 pub fn validate_labels(labels: &Value) -> Vec<FieldError> {
     let mut errs = Vec::new();
@@ -132,7 +152,7 @@ pub fn validate_labels(labels: &Value) -> Vec<FieldError> {
         let ok_chars = s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
         let ok_ends = s.is_empty() || (s.as_bytes()[0].is_ascii_alphanumeric() && s.as_bytes()[s.len() - 1].is_ascii_alphanumeric());
         if s.len() > 63 {
-            errs.push(FieldError::invalid("metadata.labels".to_string(), v, "must be no more than 63 characters"));
+            errs.push(FieldError::invalid("metadata.labels".to_string(), v, "must be no more than 63 bytes"));
         }
         if !ok_chars || !ok_ends {
             errs.push(FieldError::invalid(

@@ -43,7 +43,34 @@ pub fn document(reg: &Registry, group: &str, version: &str) -> Option<Value> {
     if docs.is_empty() {
         return None;
     }
-    Some(group_version_document(group, version, &docs))
+    let mut doc = group_version_document(group, version, &docs);
+    publish_builtin_extensions(&mut doc);
+    Some(doc)
+}
+
+/// Give the built-in components exactly the x-kubernetes-* extensions kube-apiserver
+/// publishes on them and their properties (list and map types, patch strategies and merge
+/// keys, unions): kubectl builds its client-side apply patches from them. k8s-openapi's
+/// schemas carry only some, a few of them not kube-apiserver's (`x-kubernetes-int-or-string`).
+fn publish_builtin_extensions(doc: &mut Value) {
+    let Some(schemas) = doc.pointer_mut("/components/schemas").and_then(Value::as_object_mut) else { return };
+    let is_ext = |k: &str| k.starts_with("x-kubernetes-") && k != "x-kubernetes-group-version-kind";
+    for (name, schema) in schemas.iter_mut() {
+        let Some(published) = super::patch::builtin_component_extensions(name) else { continue };
+        let Some(component) = schema.as_object_mut() else { continue };
+        component.retain(|k, _| !is_ext(k));
+        if let Some(Value::Object(own)) = published.get("") {
+            component.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        let Some(Value::Object(props)) = component.get_mut("properties") else { continue };
+        for (prop, prop_schema) in props.iter_mut() {
+            let Some(p) = prop_schema.as_object_mut() else { continue };
+            p.retain(|k, _| !is_ext(k));
+            if let Some(Value::Object(ext)) = published.get(prop.as_str()) {
+                p.extend(ext.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+        }
+    }
 }
 
 /// Uppercase hex of a stable hash of the document (kube-apiserver uses SHA-512; any stable

@@ -1,5 +1,5 @@
 //! Decoding of `application/vnd.kubernetes.protobuf` request bodies. kubectl's generator
-//! commands (`kubectl create namespace|configmap|secret|serviceaccount`) and Helm's release
+//! commands (`kubectl create namespace|configmap|secret|serviceaccount|token`) and Helm's release
 //! storage send built-in objects as protobuf (client-go typed clients prefer it), so the
 //! emulator decodes the kinds those tools write. The envelope is `k8s\0` + `runtime.Unknown`
 //! (k8s.io/apimachinery/pkg/runtime/generated.proto); field numbers below are those of
@@ -203,6 +203,29 @@ const DELETE_OPTIONS: &[Field] = &[
     Field(5, "dryRun", Kind::RepeatedStr),
 ];
 
+/// authentication/v1 TokenRequest (`kubectl create token`).
+const TOKEN_REQUEST: &[Field] = &[
+    Field(1, "metadata", Kind::Msg(OBJECT_META)),
+    Field(
+        2,
+        "spec",
+        Kind::Msg(&[
+            Field(1, "audiences", Kind::RepeatedStr),
+            Field(4, "expirationSeconds", Kind::Int),
+            Field(
+                3,
+                "boundObjectRef",
+                Kind::Msg(&[
+                    Field(1, "kind", Kind::Str),
+                    Field(2, "apiVersion", Kind::Str),
+                    Field(3, "name", Kind::Str),
+                    Field(4, "uid", Kind::Str),
+                ]),
+            ),
+        ]),
+    ),
+];
+
 fn schema_for(api_version: &str, kind: &str) -> Option<&'static [Field]> {
     match (api_version, kind) {
         ("v1", "Namespace") => Some(NAMESPACE),
@@ -214,6 +237,7 @@ fn schema_for(api_version: &str, kind: &str) -> Option<&'static [Field]> {
         ("rbac.authorization.k8s.io/v1", "Role" | "ClusterRole") => Some(ROLE),
         ("rbac.authorization.k8s.io/v1", "RoleBinding" | "ClusterRoleBinding") => Some(ROLE_BINDING),
         ("v1" | "meta.k8s.io/v1", "DeleteOptions") => Some(DELETE_OPTIONS),
+        ("authentication.k8s.io/v1", "TokenRequest") => Some(TOKEN_REQUEST),
         _ => None,
     }
 }

@@ -3,7 +3,8 @@
 
 use std::collections::HashMap;
 
-use super::api_error::ApiError;
+use super::api_error::{ApiError, GroupKind};
+use super::field_error::FieldError;
 use super::crd::FieldValidation;
 use super::crd::table::IncludeObject;
 
@@ -16,6 +17,9 @@ pub struct ResourcePath {
     pub plural: String,
     pub name: Option<String>,
     pub subresource: Option<String>,
+    /// The deprecated `/api/v1/watch/...` form: a watch of the collection, or of one object
+    /// when the path names it.
+    pub watch_prefix: bool,
 }
 
 /// Subresources of a namespace object, which must not be read as `namespaces/{ns}/{resource}`.
@@ -31,6 +35,10 @@ impl ResourcePath {
             _ => return None,
         };
         let mut parts: Vec<String> = rest.iter().map(|s| percent_decode(s)).collect();
+        let watch_prefix = parts.len() > 1 && parts[0] == "watch";
+        if watch_prefix {
+            parts.remove(0);
+        }
         if parts.is_empty() || parts.iter().any(String::is_empty) {
             return None;
         }
@@ -49,6 +57,7 @@ impl ResourcePath {
             plural: parts[0].clone(),
             name: parts.get(1).cloned(),
             subresource: parts.get(2).cloned(),
+            watch_prefix,
         })
     }
 }
@@ -73,8 +82,8 @@ impl Query {
         Self(map)
     }
 
-    /// This query with `metadata.name=NAME` added to its field selector (a watch addressed to
-    /// one object's URL is a watch of its collection selected by name).
+    /// This query with `metadata.name=NAME` added to its field selector (a `/watch/` path
+    /// naming one object is a watch of its collection selected by name).
     pub fn with_name_selector(&self, name: &str) -> Self {
         let mut map = self.0.clone();
         let term = format!("metadata.name={name}");
@@ -94,24 +103,37 @@ impl Query {
         matches!(self.get(key), Some("true" | "1"))
     }
 
-    pub fn dry_run(&self) -> Result<bool, ApiError> {
+    /// `?dryRun=`; anything but `All` is refused like apimachinery's `ValidateDryRun` (a 422
+    /// on the request's options kind, e.g. `CreateOptions`).
+    pub fn dry_run(&self, options_kind: &str) -> Result<bool, ApiError> {
         match self.get("dryRun") {
             None | Some("") => Ok(false),
             Some("All") => Ok(true),
-            Some(other) => Err(ApiError::BadRequest(format!(
-                "Invalid dry run value: dryRun: Unsupported value: \"{other}\": supported values: \"All\""
-            ))),
+            Some(other) => Err(options_invalid(
+                options_kind,
+                FieldError {
+                    reason: "FieldValueNotSupported",
+                    field: "dryRun".into(),
+                    message: format!("Unsupported value: [{other:?}]: supported values: \"All\""),
+                },
+            )),
         }
     }
 
-    pub fn field_validation(&self) -> Result<FieldValidation, ApiError> {
+    /// `?fieldValidation=`.
+    pub fn field_validation(&self, options_kind: &str) -> Result<FieldValidation, ApiError> {
         match self.get("fieldValidation") {
             None | Some("") | Some("Warn") => Ok(FieldValidation::Warn),
             Some("Strict") => Ok(FieldValidation::Strict),
             Some("Ignore") => Ok(FieldValidation::Ignore),
-            Some(other) => Err(ApiError::BadRequest(format!(
-                "fieldValidation: Unsupported value: \"{other}\": supported values: \"Ignore\", \"Strict\", \"Warn\""
-            ))),
+            Some(other) => Err(options_invalid(
+                options_kind,
+                FieldError::not_supported(
+                    "fieldValidation",
+                    &serde_json::json!(other),
+                    &[serde_json::json!(""), serde_json::json!("Ignore"), serde_json::json!("Strict"), serde_json::json!("Warn")],
+                ),
+            )),
         }
     }
 
@@ -135,6 +157,11 @@ impl Query {
                 .map_err(|_| ApiError::BadRequest(format!("invalid value for {key}: {v:?}"))),
         }
     }
+}
+
+/// A 422 on the request's options (`CreateOptions.meta.k8s.io "" is invalid: ...`).
+fn options_invalid(kind: &str, cause: FieldError) -> ApiError {
+    ApiError::invalid(GroupKind { group: "meta.k8s.io".into(), kind: kind.into() }, "", vec![cause])
 }
 
 /// The response representation a client asked for in `Accept`.
@@ -165,22 +192,28 @@ pub fn representation(accept: &str) -> Representation {
     Representation::Plain
 }
 
-/// Which aggregated discovery version the client accepts, if any (v2 preferred; kubectl
-/// 1.27-1.29 only know v2beta1).
+/// Which aggregated discovery version the client accepts, if any. kube-apiserver 1.37 serves
+/// only v2 (the v2beta1 type is removed, feature AggregatedDiscoveryRemoveBetaType).
 pub fn aggregated_discovery(accept: &str) -> Option<&'static str> {
-    let wants = |v: &str| {
-        accept.split(',').any(|alt| {
+    let wants_v2 = accept.split(',').any(|alt| {
+        let p: Vec<&str> = alt.split(';').map(str::trim).collect();
+        p.contains(&"g=apidiscovery.k8s.io") && p.contains(&"as=APIGroupDiscoveryList") && p.contains(&"v=v2")
+    });
+    wants_v2.then_some("v2")
+}
+
+/// Whether `accept` allows a plain (unconverted) JSON, YAML or protobuf answer: no header,
+/// a wildcard, or one of those media types without an `as=` conversion.
+pub fn accepts_plain(accept: &str) -> bool {
+    accept.trim().is_empty()
+        || accept.split(',').any(|alt| {
             let p: Vec<&str> = alt.split(';').map(str::trim).collect();
-            p.contains(&"g=apidiscovery.k8s.io") && p.contains(&"as=APIGroupDiscoveryList") && p.contains(&v)
+            let plain_media = matches!(
+                p[0],
+                "*/*" | "application/*" | "application/json" | "application/yaml" | "application/vnd.kubernetes.protobuf"
+            );
+            plain_media && !p.iter().any(|param| param.starts_with("as="))
         })
-    };
-    if wants("v=v2") {
-        Some("v2")
-    } else if wants("v=v2beta1") {
-        Some("v2beta1")
-    } else {
-        None
-    }
 }
 
 #[cfg(test)]
@@ -199,6 +232,9 @@ mod tests {
         assert_eq!((cr.group.as_str(), cr.subresource.as_deref()), ("g.dev", Some("status")));
         assert_eq!(ResourcePath::parse("/apis/g.dev/v1/things").unwrap().namespace, None);
         assert!(ResourcePath::parse("/apis/g.dev").is_none());
+        let w = ResourcePath::parse("/api/v1/watch/namespaces/a/secrets/s").unwrap();
+        assert!(w.watch_prefix);
+        assert_eq!((w.namespace.as_deref(), w.plural.as_str(), w.name.as_deref()), (Some("a"), "secrets", Some("s")));
     }
 
     #[test]
@@ -214,8 +250,11 @@ mod tests {
         );
         assert_eq!(
             aggregated_discovery("application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json"),
-            Some("v2beta1")
+            None
         );
+        assert!(accepts_plain("application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json"));
+        assert!(!accepts_plain("application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList"));
+        assert!(accepts_plain(""));
         assert_eq!(aggregated_discovery("application/json"), None);
     }
 }

@@ -15,9 +15,9 @@ use super::object_meta::{self, finalizers, meta_mut, meta_str, now_rfc3339};
 use super::patch::{self, PatchError};
 use super::request::{Query, ResourcePath};
 use super::resources::{Registry, ResourceType, View};
-use super::selectors::{FieldSelector, LabelSelector};
+use super::selectors::{FieldLabels, FieldSelector, LabelSelector};
 use super::store::{Key, Store};
-use super::{builtin_decode, crds, event_views, secret_data, service_defaults};
+use super::{builtin_decode, builtin_validation, crds, event_views, secret_data, service_defaults, workload_defaults, zero_values};
 
 /// Everything the API server holds: the objects and the resource types being served.
 pub struct Cluster {
@@ -52,7 +52,7 @@ pub fn key_for(rt: &ResourceType, namespace: Option<&str>, name: &str) -> Key {
 
 /// The stored object as the resource type presents it.
 pub fn to_view(rt: &ResourceType, stored: &Value) -> Value {
-    match rt.view {
+    let mut v = match rt.view {
         View::EventsV1 => event_views::to_events_v1(stored),
         View::Plain => {
             let mut v = stored.clone();
@@ -60,7 +60,11 @@ pub fn to_view(rt: &ResourceType, stored: &Value) -> Value {
             v["kind"] = json!(rt.kind);
             v
         }
+    };
+    if !rt.is_custom() {
+        zero_values::fill(&rt.group, &rt.kind, &mut v);
     }
+    v
 }
 
 fn to_storage(rt: &ResourceType, obj: &Value) -> Value {
@@ -118,8 +122,20 @@ fn check_type(rt: &ResourceType, obj: &mut Value) -> Result<(), ApiError> {
     if !obj.is_object() {
         return Err(ApiError::BadRequest("the object provided is not a JSON object".into()));
     }
+    if !rt.is_custom() {
+        decodable_as(rt, obj)?;
+    }
     match obj["kind"].as_str() {
         Some(k) if k == rt.kind => {}
+        // apiextensions validates the kind of an unstructured body like a field.
+        Some(k) if !k.is_empty() && rt.is_custom() => {
+            let name = meta_str(obj, "name").unwrap_or("").to_string();
+            return Err(ApiError::invalid(
+                super::api_error::GroupKind { group: rt.group.clone(), kind: k.to_string() },
+                &name,
+                vec![FieldError::invalid("kind", &json!(k), &format!("must be {}", rt.kind))],
+            ));
+        }
         Some(k) if !k.is_empty() => {
             return Err(ApiError::BadRequest(format!(
                 "the object provided is unrecognized (must be of type {}): kind {k} does not match",
@@ -145,6 +161,42 @@ fn check_type(rt: &ResourceType, obj: &mut Value) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// kube-apiserver's typed decoder on a body naming another kind or version of a built-in
+/// endpoint (`transformDecodeError`): the scheme has no such kind in that version, or no
+/// conversion from that kind to the endpoint's.
+fn decodable_as(rt: &ResourceType, obj: &Value) -> Result<(), ApiError> {
+    let kind = obj["kind"].as_str().filter(|k| !k.is_empty()).unwrap_or(&rt.kind);
+    let api_version = obj["apiVersion"].as_str().filter(|v| !v.is_empty()).unwrap_or("");
+    let version = api_version.rsplit('/').next().unwrap_or("");
+    if kind == rt.kind && (api_version.is_empty() || api_version == rt.api_version()) {
+        return Ok(());
+    }
+    let cannot = |detail: String| {
+        let shown_version = if api_version.is_empty() { rt.version.as_str() } else { version };
+        ApiError::BadRequest(format!("{kind} in version {shown_version:?} cannot be handled as a {}: {detail}", rt.kind))
+    };
+    // Every built-in kind the emulator serves is v1 of its group.
+    let registry = Registry::default();
+    let known = registry.all().iter().find(|t| t.kind == kind && (api_version.is_empty() || t.api_version() == api_version)).cloned();
+    match known {
+        Some(other) if other.kind != rt.kind || other.group != rt.group => {
+            let internal_package = |group: &str| match group.split('.').next().unwrap_or("") {
+                "" => "core".to_string(),
+                "rbac" => "rbac".to_string(),
+                first => first.to_string(),
+            };
+            Err(cannot(format!(
+                "converting ({}.{kind}) to ({}.{}): unknown conversion",
+                other.version,
+                internal_package(&rt.group),
+                rt.kind
+            )))
+        }
+        Some(_) => Ok(()),
+        None => Err(cannot(format!("no kind {kind:?} is registered for version {api_version:?} in scheme \"pkg/runtime/scheme.go:111\""))),
+    }
+}
+
 /// The namespace in the body must match the URL's; an absent one is filled in.
 fn check_body_namespace(rt: &ResourceType, obj: &mut Value, namespace: Option<&str>) -> Result<(), ApiError> {
     if !rt.namespaced {
@@ -167,9 +219,13 @@ fn check_body_namespace(rt: &ResourceType, obj: &mut Value, namespace: Option<&s
 
 /// Admission shared by create and update: metadata, per-kind strategies and, for custom
 /// resources, the CRD schema (defaulting, pruning, validation, CEL).
-fn admit(rt: &ResourceType, obj: &mut Value, old: Option<&Value>, opts: &WriteOptions, revision: u64) -> Result<Vec<String>, ApiError> {
-    // Built-in kinds are decoded into their types first (unknown fields, wrong types).
+fn admit(rt: &ResourceType, obj: &mut Value, old: Option<&Value>, opts: &WriteOptions) -> Result<Vec<String>, ApiError> {
+    // Built-in kinds are decoded into their types first (unknown fields, wrong types), which
+    // sets their defaults.
     let mut warnings = if rt.is_custom() { Vec::new() } else { builtin_decode::decode(rt, obj, opts.field_validation)? };
+    if rt.group == "apps" && rt.kind == "Deployment" {
+        workload_defaults::default_deployment(obj);
+    }
     let name = meta_str(obj, "name").unwrap_or("").to_string();
     let invalid = |causes: Vec<FieldError>| ApiError::invalid(rt.group_kind(), &name, causes);
     let mut errs = if old.is_none() {
@@ -197,12 +253,14 @@ fn admit(rt: &ResourceType, obj: &mut Value, old: Option<&Value>, opts: &WriteOp
             errs.extend(secret_data::validate_update(old, obj));
         }
     }
-    if rt.storage_group.is_empty() && rt.storage_plural == "services" {
-        // Addresses are numbered by the global revision: unique per create, no allocator state.
-        service_defaults::default_service(obj, old, || service_defaults::cluster_ip(revision));
+    if is_service(rt) {
+        service_defaults::default_service(obj);
     }
     if let Some(old) = old.filter(|_| rt.storage_group.is_empty() && ["secrets", "configmaps"].contains(&rt.storage_plural.as_str())) {
         errs.extend(secret_data::validate_immutable(old, obj));
+    }
+    if !rt.is_custom() {
+        errs.extend(builtin_validation::validate(&rt.group, &rt.kind, obj, old));
     }
     if !errs.is_empty() {
         return Err(invalid(errs));
@@ -218,6 +276,20 @@ fn admit(rt: &ResourceType, obj: &mut Value, old: Option<&Value>, opts: &WriteOp
         })?;
     }
     Ok(warnings)
+}
+
+fn is_service(rt: &ResourceType) -> bool {
+    rt.storage_group.is_empty() && rt.storage_plural == "services"
+}
+
+/// What a registry sets after admission and field ownership: a Service's allocated
+/// addresses. Addresses are numbered by the global revision: unique per create, no
+/// allocator state.
+fn allocate(c: &Cluster, rt: &ResourceType, obj: &mut Value, old: Option<&Value>) {
+    if is_service(rt) {
+        let revision = c.store.current_rv();
+        service_defaults::allocate(obj, old, || service_defaults::cluster_ip(revision));
+    }
 }
 
 pub fn get(c: &Cluster, rt: &ResourceType, path: &ResourcePath) -> Result<Value, ApiError> {
@@ -242,7 +314,14 @@ impl Selectors {
         if let Some(c) = &rt.custom {
             allowed.extend(c.selectable_fields.iter().cloned());
         }
-        let fields = FieldSelector::parse(q.get("fieldSelector").unwrap_or(""), &allowed, rt.is_custom())
+        // Namespace, Secret, Service, Event and custom resources have field label
+        // conversions of their own; every other kind apimachinery's default one.
+        let conversion = if rt.is_custom() || !rt.extra_field_selectors.is_empty() {
+            FieldLabels::Own { cluster_scoped: !rt.namespaced }
+        } else {
+            FieldLabels::MetadataOnly
+        };
+        let fields = FieldSelector::parse(q.get("fieldSelector").unwrap_or(""), &allowed, conversion)
             .map_err(|e| ApiError::BadRequest(e.to_string()))?;
         Ok(Self { labels, fields })
     }
@@ -266,14 +345,17 @@ pub struct Page {
 fn encode_continue(rv: &str, ns: &str, name: &str) -> String {
     use base64::Engine;
     let raw = json!({"v": "meta.k8s.io/v1", "rv": rv.parse::<u64>().unwrap_or(0), "start": format!("{ns}/{name}\u{0}")});
-    base64::engine::general_purpose::URL_SAFE.encode(raw.to_string())
+    // base64.RawURLEncoding, as storage.EncodeContinue.
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw.to_string())
 }
 
 fn decode_continue(token: &str) -> Result<(String, String, String), ApiError> {
     use base64::Engine;
-    let bad = || ApiError::BadRequest("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)".into());
-    let raw = base64::engine::general_purpose::URL_SAFE.decode(token).map_err(|_| bad())?;
-    let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
+    // storage.DecodeContinue's errors, behind the list's "invalid continue token: ".
+    let invalid = |detail: String| ApiError::BadRequest(format!("invalid continue token: continue key is not valid: {detail}"));
+    let bad = || invalid("incorrect encoded start resourceVersion (version meta.k8s.io/v1)".into());
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).map_err(|e| invalid(e.to_string()))?;
+    let v: Value = serde_json::from_slice(&raw).map_err(|e| invalid(e.to_string()))?;
     let start = v["start"].as_str().ok_or_else(bad)?.trim_end_matches('\u{0}');
     let (ns, name) = start.split_once('/').ok_or_else(bad)?;
     Ok((v["rv"].as_u64().ok_or_else(bad)?.to_string(), ns.to_string(), name.to_string()))
@@ -329,8 +411,11 @@ pub fn list(c: &Cluster, rt: &ResourceType, namespace: Option<&str>, q: &Query) 
 
 pub fn list_body(rt: &ResourceType, page: Page) -> Value {
     let mut meta = json!({"resourceVersion": page.resource_version});
-    if let Some(t) = page.continue_token {
-        meta["continue"] = json!(t);
+    match page.continue_token {
+        Some(t) => meta["continue"] = json!(t),
+        // An unstructured list (custom resources) always carries `continue`.
+        None if rt.is_custom() => meta["continue"] = json!(""),
+        None => {}
     }
     if let Some(r) = page.remaining {
         meta["remainingItemCount"] = json!(r);
@@ -370,7 +455,7 @@ fn prepare_create(rt: &ResourceType, obj: &mut Value) {
         labels["kubernetes.io/metadata.name"] = json!(name);
     }
     if rt.group == "apiextensions.k8s.io" && rt.plural == "customresourcedefinitions" {
-        crds::set_status(obj, None);
+        crds::initial_status(obj);
     }
 }
 
@@ -389,13 +474,14 @@ pub fn create(c: &mut Cluster, rt: &Arc<ResourceType>, namespace: Option<&str>, 
     check_namespace(c, rt, namespace, true, &name)?;
     prepare_create(rt, &mut obj);
     init_meta(rt, &mut obj);
-    let warnings = admit(rt, &mut obj, None, opts, c.store.current_rv())?;
+    let warnings = admit(rt, &mut obj, None, opts)?;
     let key = key_for(rt, namespace, &name);
     if c.store.get(&key).is_some() {
         return Err(ApiError::AlreadyExists { resource: rt.group_resource(), name });
     }
     object_meta::drop_empty_meta(&mut obj);
     patch::record_update(None, &mut obj, &opts.field_manager, None, rt.schema(), &now_rfc3339());
+    allocate(c, rt, &mut obj, None);
     let body = if opts.dry_run { obj } else { store_put(c, rt, key, &obj) };
     if !opts.dry_run && rt.group.is_empty() && rt.plural == "namespaces" {
         lifecycle::namespace_created(c, &name);
@@ -405,11 +491,28 @@ pub fn create(c: &mut Cluster, rt: &Arc<ResourceType>, namespace: Option<&str>, 
 
 /// Write an object (storage conversion, CRD registration) and return its view.
 fn store_put(c: &mut Cluster, rt: &ResourceType, key: Key, obj: &Value) -> Value {
-    let stored = c.store.put(key, to_storage(rt, obj));
+    let stored = c.store.put(key.clone(), to_storage(rt, obj));
     if rt.group == "apiextensions.k8s.io" && rt.plural == "customresourcedefinitions" && stored["metadata"]["deletionTimestamp"].is_null() {
-        crds::register(&mut c.registry, &stored);
+        if crds::is_established(&stored) {
+            crds::register(&mut c.registry, &stored);
+        } else {
+            establish_crd(c, rt, key, &stored);
+        }
     }
     to_view(rt, &stored)
+}
+
+/// What apiextensions' naming and establishing controllers do right after a CRD is created:
+/// a status update by `kube-apiserver` (accepted names, NamesAccepted, Established), after
+/// which its resources are served. The creating request has its answer already (the CRD as
+/// created, not yet established), as from kube-apiserver.
+fn establish_crd(c: &mut Cluster, rt: &ResourceType, key: Key, created: &Value) {
+    let old = to_view(rt, created);
+    let mut new = old.clone();
+    crds::set_status(&mut new, Some(&old));
+    patch::record_update(Some(&old), &mut new, "kube-apiserver", Some("status"), None, &now_rfc3339());
+    let stored = c.store.put(key, to_storage(rt, &new));
+    crds::register(&mut c.registry, &stored);
 }
 
 /// How an update came in: PUT, a non-apply patch, or server-side apply (which records
@@ -442,14 +545,13 @@ fn update_existing(c: &mut Cluster, rt: &ResourceType, change: Change<'_>, opts:
         Some(rv) if Some(rv) != meta_str(&old, "resourceVersion") => return Err(conflict(rt, &name, OPTIMISTIC_LOCK_MSG)),
         Some(_) => {}
         None if !rt.allow_unconditional_update => {
+            // The generic registry names the resource, not the kind, here
+            // (`GroupKind{Group, Kind: qualifiedResource.Resource}`), and prints the uint64 0.
+            let resource = rt.group_resource();
             return Err(ApiError::invalid(
-                rt.group_kind(),
+                super::api_error::GroupKind { group: resource.group, kind: resource.resource },
                 &name,
-                vec![FieldError {
-                    reason: "FieldValueInvalid",
-                    field: "metadata.resourceVersion".into(),
-                    message: "Invalid value: 0x0: must be specified for an update".into(),
-                }],
+                vec![FieldError::invalid("metadata.resourceVersion", &json!(0), "must be specified for an update")],
             ));
         }
         None => {}
@@ -516,7 +618,7 @@ fn update_existing(c: &mut Cluster, rt: &ResourceType, change: Change<'_>, opts:
     if rt.group == "apiextensions.k8s.io" && rt.plural == "customresourcedefinitions" {
         crds::set_status(&mut new, Some(&old));
     }
-    let warnings = admit(rt, &mut new, Some(&old), opts, c.store.current_rv())?;
+    let warnings = admit(rt, &mut new, Some(&old), opts)?;
     object_meta::drop_empty_meta(&mut new);
     if rt.tracks_generation {
         let changed = if rt.status_subresource {
@@ -540,6 +642,7 @@ fn update_existing(c: &mut Cluster, rt: &ResourceType, change: Change<'_>, opts:
     if kind != UpdateKind::Apply && new != old {
         patch::record_update(Some(&old), &mut new, &opts.field_manager, subresource, rt.schema(), &now_rfc3339());
     }
+    allocate(c, rt, &mut new, Some(&old));
     // An update that changes nothing is not written: same resourceVersion, no watch event
     // (etcd3 store GuaranteedUpdate skips identical bytes).
     if new == old {
@@ -549,10 +652,12 @@ fn update_existing(c: &mut Cluster, rt: &ResourceType, change: Change<'_>, opts:
         return Ok(Outcome { code: 200, body: new, warnings });
     }
     let body = if !new["metadata"]["deletionTimestamp"].is_null() && finalizers(&new).is_empty() {
-        // The last finalizer is gone: the object is deleted now.
-        let gone = c.store.remove(&key, to_storage(rt, &new));
+        // The last finalizer is gone: the object is deleted now, as it was last stored
+        // (`deleteWithoutFinalizers`: the DELETED event still lists the finalizers). The
+        // answer is the update's result, never stored, at the last stored resourceVersion.
+        c.store.remove(&key, to_storage(rt, &old));
         lifecycle::settle(c);
-        to_view(rt, &gone)
+        new
     } else {
         store_put(c, rt, key, &new)
     };
@@ -628,7 +733,11 @@ fn patch_error(e: PatchError) -> ApiError {
     let message = e.to_string();
     match e {
         PatchError::BadRequest(m) => ApiError::BadRequest(m),
-        PatchError::Invalid(detail) => ApiError::Unprocessable { message: patch::JSON_PATCH_REJECTED_MESSAGE.to_string(), detail },
+        PatchError::Invalid(detail) => {
+            // The client learns nothing more from kube-apiserver; the log keeps the reason.
+            tracing::debug!(%detail, "JSON patch rejected");
+            ApiError::Unprocessable { message: patch::JSON_PATCH_REJECTED_MESSAGE.to_string() }
+        }
         PatchError::Conflict(conflicts) => {
             // The Display of the error is structured-merge-diff's message; each conflict is a
             // `FieldManagerConflict` cause.
@@ -685,8 +794,9 @@ pub fn patch(c: &mut Cluster, rt: &Arc<ResourceType>, path: &ResourcePath, req: 
                     check_type(rt, &mut new)?;
                     prepare_create(rt, &mut new);
                     init_meta(rt, &mut new);
-                    let warnings = admit(rt, &mut new, None, opts, c.store.current_rv())?;
+                    let warnings = admit(rt, &mut new, None, opts)?;
                     object_meta::drop_empty_meta(&mut new);
+                    allocate(c, rt, &mut new, None);
                     let body = if opts.dry_run { new } else { store_put(c, rt, key, &new) };
                     Ok(Outcome { code: 201, body, warnings })
                 }
@@ -707,39 +817,48 @@ pub fn patch(c: &mut Cluster, rt: &Arc<ResourceType>, path: &ResourcePath, req: 
                 _ => patch::strategic_merge_patch(&old, &doc, &rt.kind),
             }
             .map_err(patch_error)?;
+            // A patched object its type cannot hold is the patch's fault: a 422 naming the
+            // patched object (handlers/patch.go), not the create/update decoding 400.
+            if let Some(detail) = builtin_decode::type_error(rt, &new) {
+                let cause = FieldError::invalid("patch", &json!(builtin_validation::go_json(&new)), &detail);
+                return Err(ApiError::invalid(super::api_error::GroupKind { group: String::new(), kind: String::new() }, "", vec![cause]));
+            }
             update_existing(c, rt, Change { key, old, new, subresource: sub, kind: UpdateKind::Patch }, opts)
         }
     }
 }
 
-/// `DeleteOptions.preconditions` (uid, resourceVersion) must match the live object.
+/// `DeleteOptions.preconditions` (uid, resourceVersion) must match the live object
+/// (`rest.BeforeDelete`, which names the kind rather than the resource in its 409).
 fn check_preconditions(rt: &ResourceType, name: &str, live: &Value, opts: &Value) -> Result<(), ApiError> {
     let pre = &opts["preconditions"];
+    let kind_conflict = |detail: String| ApiError::Conflict {
+        resource: super::api_error::GroupResource { group: rt.group.clone(), resource: rt.kind.clone() },
+        name: name.to_string(),
+        detail,
+    };
     if let Some(uid) = pre["uid"].as_str() {
         let have = meta_str(live, "uid").unwrap_or("");
         if uid != have {
-            return Err(conflict(rt, name, format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {have}")));
+            return Err(kind_conflict(format!(
+                "the UID in the precondition ({uid}) does not match the UID in record ({have}). The object might have been deleted and then recreated"
+            )));
         }
     }
     if let Some(rv) = pre["resourceVersion"].as_str() {
         let have = meta_str(live, "resourceVersion").unwrap_or("");
         if rv != have {
-            return Err(conflict(
-                rt,
-                name,
-                format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {have}"),
-            ));
+            return Err(kind_conflict(format!(
+                "the ResourceVersion in the precondition ({rv}) does not match the ResourceVersion in record ({have}). The object might have been modified"
+            )));
         }
     }
     Ok(())
 }
 
-/// The response to a delete that removed the object: custom resources return the object,
-/// built-in kinds a `Success` Status (the generic registry's `ReturnDeletedObject`).
+/// The response to a delete that removed the object: a `Success` Status naming it (the
+/// generic registry without `ReturnDeletedObject`, custom resources included).
 fn deleted_body(rt: &ResourceType, gone: &Value) -> Value {
-    if rt.is_custom() {
-        return gone.clone();
-    }
     let mut details = json!({"name": meta_str(gone, "name").unwrap_or(""), "kind": rt.plural, "uid": meta_str(gone, "uid").unwrap_or("")});
     if !rt.group.is_empty() {
         details["group"] = json!(rt.group);
@@ -769,6 +888,11 @@ pub fn delete(c: &mut Cluster, rt: &Arc<ResourceType>, path: &ResourcePath, dele
         return Ok(Outcome { code: 200, body: live, warnings: Vec::new() });
     }
     match lifecycle::delete_key(c, &key) {
+        // A CRD is deleted in two phases (its cleanup finalizer), so kube-apiserver answers
+        // with the CRD marked for deletion even when it had no objects left to clean up.
+        lifecycle::Deleted::Gone(stored) if rt.group == "apiextensions.k8s.io" && rt.plural == "customresourcedefinitions" => {
+            Ok(Outcome { code: 200, body: to_view(rt, &stored), warnings: Vec::new() })
+        }
         lifecycle::Deleted::Gone(stored) => Ok(Outcome { code: 200, body: deleted_body(rt, &to_view(rt, &stored)), warnings: Vec::new() }),
         // Finalizers pending: the object with its deletionTimestamp. kube-apiserver answers
         // 202 only when the client asked for `orphanDependents: false` (handlers/delete.go).
@@ -807,5 +931,9 @@ pub fn delete_collection(c: &mut Cluster, rt: &Arc<ResourceType>, namespace: Opt
         };
         items.push(to_view(rt, &stored));
     }
-    Ok(json!({"kind": rt.list_kind(), "apiVersion": rt.api_version(), "metadata": {"resourceVersion": c.store.current_rv().to_string()}, "items": items}))
+    let mut meta = json!({"resourceVersion": c.store.current_rv().to_string()});
+    if rt.is_custom() {
+        meta["continue"] = json!("");
+    }
+    Ok(json!({"kind": rt.list_kind(), "apiVersion": rt.api_version(), "metadata": meta, "items": items}))
 }

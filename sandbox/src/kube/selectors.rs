@@ -86,7 +86,11 @@ impl LabelSelector {
             } else if let Some((k, set)) = p.split_once(" in ") {
                 (k.trim().to_string(), LabelOp::In(parse_set(set)?))
             } else if p.contains(' ') || p.contains('(') {
-                return Err(SelectorError(format!("found '{p}', expected: in, notin, =, ==, !=, gt, lt")));
+                // apimachinery's lexer reads the key, then reports the next token.
+                let is_ident = |c: char| c.is_ascii_alphanumeric() || "-_./".contains(c);
+                let rest = p.trim_start_matches(is_ident).trim_start();
+                let found = if rest.starts_with('(') { "(" } else { &rest[..rest.find(|c: char| !is_ident(c)).unwrap_or(rest.len())] };
+                return Err(SelectorError(format!("found '{found}', expected: in, notin, =, ==, !=, gt, lt")));
             } else {
                 (p.to_string(), LabelOp::Exists)
             };
@@ -126,17 +130,28 @@ pub struct FieldSelector {
 pub enum FieldSelectorError {
     #[error("invalid selector: '{0}'; can't understand '{1}'")]
     Syntax(String, String),
-    /// The message built-in kinds answer with (`field label not supported: x`).
+    /// Kinds with a field label conversion of their own (Namespace, Secret, Service, Event,
+    /// custom resources) refuse other fields with this message.
     #[error("field label not supported: {0}")]
     Unsupported(String),
-    /// The message for custom resources (apiextensions-apiserver).
-    #[error("\"{0}\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\"{1}")]
-    UnsupportedCustom(String, String),
+    /// Kinds without one go through apimachinery's `DefaultMetaV1FieldSelectorConversion`.
+    #[error("\"{0}\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\"")]
+    NotMetadata(String),
+}
+
+/// Which field label conversion a kind has (how it answers an unknown field).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FieldLabels {
+    /// Only `metadata.name` and `metadata.namespace`, apimachinery's default conversion.
+    MetadataOnly,
+    /// A conversion of the kind's own, accepting `metadata.name`, `metadata.namespace`
+    /// (unless `cluster_scoped`) and the kind's fields.
+    Own { cluster_scoped: bool },
 }
 
 impl FieldSelector {
-    /// Parse and check every field against `allowed` (besides metadata.name/namespace).
-    pub fn parse(s: &str, allowed: &[String], custom: bool) -> Result<Self, FieldSelectorError> {
+    /// Parse and check every field against what `labels` accepts plus `allowed`.
+    pub fn parse(s: &str, allowed: &[String], labels: FieldLabels) -> Result<Self, FieldSelectorError> {
         let mut terms = Vec::new();
         if s.trim().is_empty() {
             return Ok(Self { terms });
@@ -152,13 +167,16 @@ impl FieldSelector {
                 return Err(FieldSelectorError::Syntax(s.to_string(), part.to_string()));
             };
             let field = field.trim();
-            let known = field == "metadata.name" || field == "metadata.namespace" || allowed.iter().any(|a| a == field);
+            let known = match labels {
+                FieldLabels::MetadataOnly => field == "metadata.name" || field == "metadata.namespace",
+                FieldLabels::Own { cluster_scoped } => {
+                    field == "metadata.name" || (!cluster_scoped && field == "metadata.namespace") || allowed.iter().any(|a| a == field)
+                }
+            };
             if !known {
-                return Err(if custom {
-                    let extra: String = allowed.iter().map(|a| format!(", \"{a}\"")).collect();
-                    FieldSelectorError::UnsupportedCustom(field.to_string(), extra)
-                } else {
-                    FieldSelectorError::Unsupported(field.to_string())
+                return Err(match labels {
+                    FieldLabels::MetadataOnly => FieldSelectorError::NotMetadata(field.to_string()),
+                    FieldLabels::Own { .. } => FieldSelectorError::Unsupported(field.to_string()),
                 });
             }
             terms.push((field.to_string(), eq, value.trim().to_string()));
@@ -211,6 +229,10 @@ mod tests {
 
     #[test]
     fn malformed_label_selectors_are_rejected() {
+        assert_eq!(
+            LabelSelector::parse("a b").unwrap_err().to_string(),
+            "unable to parse requirement: found 'b', expected: in, notin, =, ==, !=, gt, lt"
+        );
         assert!(LabelSelector::parse("app in web").is_err());
         assert!(LabelSelector::parse("a,,b").is_err());
         assert!(LabelSelector::parse("bad key").is_err());
@@ -219,14 +241,16 @@ mod tests {
     #[test]
     fn field_selectors_check_supported_fields() {
         let obj = json!({"metadata": {"name": "a", "namespace": "n"}, "type": "Opaque"});
-        let s = FieldSelector::parse("metadata.name=a,type!=x", &["type".into()], false).unwrap();
+        let own = FieldLabels::Own { cluster_scoped: false };
+        let s = FieldSelector::parse("metadata.name=a,type!=x", &["type".into()], own).unwrap();
         assert!(s.matches(&obj));
+        assert_eq!(FieldSelector::parse("spec.x=1", &[], own).unwrap_err().to_string(), "field label not supported: spec.x");
         assert_eq!(
-            FieldSelector::parse("spec.x=1", &[], false).unwrap_err().to_string(),
-            "field label not supported: spec.x"
+            FieldSelector::parse("metadata.namespace=n", &[], FieldLabels::Own { cluster_scoped: true }).unwrap_err().to_string(),
+            "field label not supported: metadata.namespace"
         );
         assert_eq!(
-            FieldSelector::parse("spec.x=1", &[], true).unwrap_err().to_string(),
+            FieldSelector::parse("spec.x=1", &[], FieldLabels::MetadataOnly).unwrap_err().to_string(),
             "\"spec.x\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\""
         );
     }

@@ -24,7 +24,7 @@ use super::resources::{Registry, ResourceType};
 use super::rest::{self, Cluster, Outcome, PatchRequest, PatchType, Selectors, WriteOptions};
 use super::store::Store;
 use super::watch::{self, Start, TableMode, WatchRequest};
-use super::{authz, discovery, kubeconfig, openapi_docs, protobuf, rbac};
+use super::{authz, discovery, kubeconfig, openapi_docs, protobuf, rbac, token_request};
 
 /// Tunables of the emulator (tests shorten the bookmark interval).
 #[derive(Clone, Debug)]
@@ -37,9 +37,9 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        // kube-apiserver sends bookmarks about once a minute; a shorter period keeps tests
-        // and the demo responsive without changing what clients see.
-        Self { bookmark_interval: Duration::from_secs(5), history_limit: 10_000 }
+        // kube-apiserver's watch cache sends a bookmark about once a minute (and one 2 s
+        // before a watch's timeout).
+        Self { bookmark_interval: Duration::from_secs(60), history_limit: 10_000 }
     }
 }
 
@@ -101,7 +101,6 @@ pub fn router(shared: Arc<Shared>) -> Router {
 }
 
 const JSON: &str = "application/json";
-const TABLE_CONTENT_TYPE: &str = "application/json;as=Table;v=v1;g=meta.k8s.io";
 const MAX_BODY: usize = 16 * 1024 * 1024;
 
 fn json_response(code: u16, body: &Value, content_type: &str) -> Response {
@@ -112,7 +111,27 @@ fn json_response(code: u16, body: &Value, content_type: &str) -> Response {
 }
 
 fn error_response(e: &ApiError) -> Response {
-    json_response(e.code(), &e.status(), JSON)
+    match e {
+        // The Go mux's own 404, for paths no API group serves.
+        ApiError::PageNotFound => {
+            let mut resp = Response::new(Body::from("404 page not found\n"));
+            *resp.status_mut() = StatusCode::NOT_FOUND;
+            resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+            resp.headers_mut().insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+            resp
+        }
+        _ => json_response(e.code(), &e.status(), JSON),
+    }
+}
+
+/// 406 for a discovery request accepting neither aggregated v2 nor a plain document.
+fn not_acceptable() -> Response {
+    let status = json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": "only the following media types are accepted: application/json, application/yaml, application/vnd.kubernetes.protobuf",
+        "reason": "NotAcceptable", "code": 406,
+    });
+    json_response(406, &status, JSON)
 }
 
 async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
@@ -171,7 +190,9 @@ impl Ctx {
 
     /// The field manager of a write: `?fieldManager=`, else the user agent's product name,
     /// as kube-apiserver derives it (`prefixFromUserAgent`).
-    fn write_options(&self, apply: bool) -> Result<WriteOptions, ApiError> {
+    /// `options_kind`: the request's options type (`CreateOptions`, `UpdateOptions`,
+    /// `PatchOptions`), named by its validation errors.
+    fn write_options(&self, apply: bool, options_kind: &str) -> Result<WriteOptions, ApiError> {
         let explicit = self.query.get("fieldManager").unwrap_or("").to_string();
         if explicit.len() > 128 {
             return Err(ApiError::invalid(
@@ -187,7 +208,11 @@ impl Ctx {
         } else {
             explicit
         };
-        Ok(WriteOptions { dry_run: self.query.dry_run()?, field_manager, field_validation: self.query.field_validation()? })
+        Ok(WriteOptions {
+            dry_run: self.query.dry_run(options_kind)?,
+            field_manager,
+            field_validation: self.query.field_validation(options_kind)?,
+        })
     }
 
     fn json_body(&self) -> Result<Value, ApiError> {
@@ -204,6 +229,28 @@ impl Ctx {
         }
         serde_json::from_slice(&self.body).map_err(|e| ApiError::BadRequest(format!("couldn't get version/kind; json parse error: {e}")))
     }
+
+    /// [`Ctx::json_body`] for a write to `rt`: an undecodable body is "unrecognized" as that
+    /// type, with a summary of its first bytes (`transformDecodeError`, `summarizeData`).
+    fn body_for(&self, rt: &ResourceType) -> Result<Value, ApiError> {
+        self.json_body().map_err(|e| match e {
+            ApiError::BadRequest(detail) if detail.starts_with("couldn't get version/kind") => {
+                const MAX: usize = 30;
+                let data = &self.body[..];
+                let summary = match data.first() {
+                    None => "<empty>".to_string(),
+                    Some(b'{') if data.len() > MAX => format!("{} ...", String::from_utf8_lossy(&data[..MAX])),
+                    Some(b'{') => String::from_utf8_lossy(data).into_owned(),
+                    Some(_) => {
+                        let hex: String = data.iter().take(MAX).map(|b| format!("{b:02x}")).collect();
+                        if data.len() > MAX { format!("{hex} ...") } else { hex }
+                    }
+                };
+                ApiError::BadRequest(format!("the object provided is unrecognized (must be of type {}): {detail} ({summary})", rt.kind))
+            }
+            other => other,
+        })
+    }
 }
 
 fn dispatch(shared: &Arc<Shared>, ctx: &Ctx) -> Result<Response, ApiError> {
@@ -219,6 +266,7 @@ fn dispatch(shared: &Arc<Shared>, ctx: &Ctx) -> Result<Response, ApiError> {
             let c = shared.lock();
             return Ok(match request::aggregated_discovery(&accept) {
                 Some(v) => json_response(200, &discovery::aggregated(&c.registry, true, v), &discovery::aggregated_content_type(v)),
+                None if !request::accepts_plain(&accept) => not_acceptable(),
                 None => json_response(200, &discovery::api_versions(&shared.addr.to_string()), JSON),
             });
         }
@@ -226,12 +274,13 @@ fn dispatch(shared: &Arc<Shared>, ctx: &Ctx) -> Result<Response, ApiError> {
             let c = shared.lock();
             return Ok(match request::aggregated_discovery(&accept) {
                 Some(v) => json_response(200, &discovery::aggregated(&c.registry, false, v), &discovery::aggregated_content_type(v)),
+                None if !request::accepts_plain(&accept) => not_acceptable(),
                 None => json_response(200, &discovery::group_list(&c.registry), JSON),
             });
         }
         ["apis", g] if get => {
             let c = shared.lock();
-            return discovery::group(&c.registry, g).map(|d| json_response(200, &d, JSON)).ok_or(ApiError::NoSuchPath);
+            return discovery::group(&c.registry, g).map(|d| json_response(200, &d, JSON)).ok_or(ApiError::PageNotFound);
         }
         ["api", v] if get => {
             let c = shared.lock();
@@ -239,7 +288,7 @@ fn dispatch(shared: &Arc<Shared>, ctx: &Ctx) -> Result<Response, ApiError> {
         }
         ["apis", g, v] if get => {
             let c = shared.lock();
-            return discovery::resource_list(&c.registry, g, v).map(|d| json_response(200, &d, JSON)).ok_or(ApiError::NoSuchPath);
+            return discovery::resource_list(&c.registry, g, v).map(|d| json_response(200, &d, JSON)).ok_or_else(|| unknown_path(&c.registry, g));
         }
         ["openapi", "v3"] if get => {
             let c = shared.lock();
@@ -248,17 +297,35 @@ fn dispatch(shared: &Arc<Shared>, ctx: &Ctx) -> Result<Response, ApiError> {
         ["openapi", "v3", ..] if get => return openapi_document(shared, ctx),
         _ => {}
     }
-    let Some(rp) = ResourcePath::parse(&ctx.path) else { return Err(ApiError::NoSuchPath) };
+    let Some(rp) = ResourcePath::parse(&ctx.path) else {
+        // `/api/...` belongs to the core group's handler; anything else no group serves.
+        return Err(if segs.first() == Some(&"api") { ApiError::NoSuchPath } else { ApiError::PageNotFound });
+    };
     let rt = {
         let c = shared.lock();
-        c.registry.find(&rp.group, &rp.version, &rp.plural).ok_or(ApiError::NoSuchPath)?
+        c.registry.find(&rp.group, &rp.version, &rp.plural).ok_or_else(|| unknown_path(&c.registry, &rp.group))?
     };
     if rp.namespace.is_some() && !rt.namespaced {
         return Err(ApiError::NoSuchPath);
     }
+    // A namespaced resource addressed without a namespace: only the cluster-wide list and
+    // watch exist. kube-apiserver's routes answer the rest; apiextensions' handler knows
+    // no such path at all.
+    if rt.namespaced && rp.namespace.is_none() && (rp.name.is_some() || ctx.method == Method::POST) {
+        return Err(match (rt.is_custom(), rp.name.is_some()) {
+            (true, _) => ApiError::PageNotFound,
+            (false, true) => ApiError::NoSuchPath,
+            (false, false) => ApiError::MethodNotAllowed,
+        });
+    }
     match rp.subresource.as_deref() {
         None => {}
         Some("status") if rt.status_subresource => {}
+        Some("token") if rt.group.is_empty() && rt.plural == "serviceaccounts" => {}
+        // apiextensions' handler looks the object up for any subresource it does not serve.
+        Some(_) if rt.is_custom() => {
+            return Err(ApiError::NotFound { resource: rt.group_resource(), name: rp.name.clone().unwrap_or_default() });
+        }
         Some(_) => return Err(ApiError::NoSuchPath),
     }
     {
@@ -275,11 +342,19 @@ fn dispatch(shared: &Arc<Shared>, ctx: &Ctx) -> Result<Response, ApiError> {
     resource(shared, ctx, &rt, &rp, &accept)
 }
 
+/// A path under a group/version/resource nobody serves: within a served group (or the core
+/// group) a `NotFound` Status, else the mux's plain-text 404.
+fn unknown_path(reg: &Registry, group: &str) -> ApiError {
+    if group.is_empty() || reg.all().iter().any(|t| t.group == group) { ApiError::NoSuchPath } else { ApiError::PageNotFound }
+}
+
 /// The Kubernetes verb of a request (RBAC vocabulary).
 fn verb(ctx: &Ctx, rp: &ResourcePath) -> &'static str {
     match (&ctx.method, rp.name.is_some()) {
-        // `GET .../name?watch=true` is a watch too (apiserver RequestInfoFactory).
-        (&Method::GET, _) if ctx.query.flag("watch") => "watch",
+        // Only a collection GET becomes a watch (apiserver RequestInfoFactory); `GET
+        // .../name?watch=true` is a get.
+        (&Method::GET, _) if rp.watch_prefix => "watch",
+        (&Method::GET, false) if ctx.query.flag("watch") => "watch",
         (&Method::GET, true) => "get",
         (&Method::GET, false) => "list",
         (&Method::POST, _) => "create",
@@ -325,14 +400,16 @@ fn resource(shared: &Arc<Shared>, ctx: &Ctx, rt: &Arc<ResourceType>, rp: &Resour
     let repr = request::representation(accept);
     let ns = rp.namespace.as_deref();
     match (&ctx.method, &rp.name) {
-        (&Method::GET, Some(name)) if ctx.query.flag("watch") && rp.subresource.is_none() => {
+        (&Method::GET, Some(name)) if rp.watch_prefix && rp.subresource.is_none() => {
             start_watch(shared, &ctx.query.with_name_selector(name), rt, ns, repr)
         }
+        // `?watch=true` on a named object is ignored: a plain get (watching one object goes
+        // through the collection with `fieldSelector=metadata.name=...`).
         (&Method::GET, Some(_)) => {
             let obj = rest::get(&shared.lock(), rt, rp)?;
             render_read(rt, repr, &ctx.query, vec![obj], None, true)
         }
-        (&Method::GET, None) if ctx.query.flag("watch") => start_watch(shared, &ctx.query, rt, ns, repr),
+        (&Method::GET, None) if ctx.query.flag("watch") || rp.watch_prefix => start_watch(shared, &ctx.query, rt, ns, repr),
         (&Method::GET, None) => {
             check_list_options(&ctx.query)?;
             let page = {
@@ -347,21 +424,28 @@ fn resource(shared: &Arc<Shared>, ctx: &Ctx, rt: &Arc<ResourceType>, rp: &Resour
                 }
             }
         }
+        (&Method::POST, Some(name)) if rp.subresource.as_deref() == Some("token") => {
+            let body = if ctx.body.iter().all(u8::is_ascii_whitespace) { json!({}) } else { ctx.json_body()? };
+            let c = shared.lock();
+            let sa = rest::get(&c, rt, &ResourcePath { subresource: None, ..rp.clone() }).ok();
+            let answer = token_request::create(&shared.rbac, ns.unwrap_or(""), name, sa.as_ref(), &body)?;
+            Ok(json_response(201, &answer, JSON))
+        }
         (&Method::POST, None) => {
-            let opts = ctx.write_options(false)?;
-            let body = ctx.json_body()?;
+            let opts = ctx.write_options(false, "CreateOptions")?;
+            let body = ctx.body_for(rt)?;
             let out = rest::create(&mut shared.lock(), rt, ns, body, &opts)?;
             Ok(outcome_response(out))
         }
         (&Method::PUT, Some(_)) => {
-            let opts = ctx.write_options(false)?;
-            let body = ctx.json_body()?;
+            let opts = ctx.write_options(false, "UpdateOptions")?;
+            let body = ctx.body_for(rt)?;
             let out = rest::update(&mut shared.lock(), rt, rp, body, &opts)?;
             Ok(outcome_response(out))
         }
         (&Method::PATCH, Some(_)) => {
             let patch_type = PatchType::from_content_type(ctx.header(header::CONTENT_TYPE), rt.is_custom())?;
-            let opts = ctx.write_options(patch_type == PatchType::Apply)?;
+            let opts = ctx.write_options(patch_type == PatchType::Apply, "PatchOptions")?;
             let force = ctx.query.flag("force");
             // apimachinery ValidatePatchOptions, checked before the object is looked up: 422.
             let patch_options_invalid = |e: FieldError| {
@@ -382,12 +466,12 @@ fn resource(shared: &Arc<Shared>, ctx: &Ctx, rt: &Arc<ResourceType>, rp: &Resour
             if let Some(p) = ctx.query.get("propagationPolicy") {
                 opts["propagationPolicy"] = json!(p);
             }
-            let dry_run = ctx.query.dry_run()? || opts["dryRun"].as_array().is_some_and(|a| a.iter().any(|v| v == "All"));
+            let dry_run = ctx.query.dry_run("DeleteOptions")? || opts["dryRun"].as_array().is_some_and(|a| a.iter().any(|v| v == "All"));
             let out = rest::delete(&mut shared.lock(), rt, rp, &opts, dry_run)?;
             Ok(outcome_response(out))
         }
         (&Method::DELETE, None) => {
-            let dry_run = ctx.query.dry_run()?;
+            let dry_run = ctx.query.dry_run("DeleteOptions")?;
             let list = rest::delete_collection(&mut shared.lock(), rt, ns, &ctx.query, dry_run)?;
             Ok(json_response(200, &list, JSON))
         }
@@ -403,6 +487,13 @@ fn list_options_invalid(causes: Vec<FieldError>) -> ApiError {
 fn check_list_options(q: &Query) -> Result<(), ApiError> {
     if q.get("sendInitialEvents").is_some() {
         return Err(list_options_invalid(vec![FieldError::forbidden("sendInitialEvents", "sendInitialEvents is forbidden for list")]));
+    }
+    let rv_match = q.get("resourceVersionMatch").filter(|m| !m.is_empty());
+    if rv_match.is_some() && q.get("resourceVersion").is_none_or(str::is_empty) {
+        return Err(list_options_invalid(vec![FieldError::forbidden(
+            "resourceVersionMatch",
+            "resourceVersionMatch is forbidden unless resourceVersion is provided",
+        )]));
     }
     match q.get("resourceVersionMatch") {
         None | Some("") | Some("NotOlderThan") | Some("Exact") => Ok(()),
@@ -434,13 +525,14 @@ fn render_read(rt: &ResourceType, repr: Representation, q: &Query, items: Vec<Va
                 }
                 None => {}
             }
-            Ok(json_response(200, &t, TABLE_CONTENT_TYPE))
+            // kube-apiserver labels converted answers plain `application/json`.
+            Ok(json_response(200, &t, JSON))
         }
         Representation::PartialMetadata => {
             let partial = |o: &Value| json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"]});
             if single {
                 let obj = items.first().map(partial).unwrap_or(Value::Null);
-                return Ok(json_response(200, &obj, "application/json;as=PartialObjectMetadata;v=v1;g=meta.k8s.io"));
+                return Ok(json_response(200, &obj, JSON));
             }
             let (rv, cont) = list_meta.unwrap_or_default();
             let mut meta = json!({"resourceVersion": rv});
@@ -448,7 +540,7 @@ fn render_read(rt: &ResourceType, repr: Representation, q: &Query, items: Vec<Va
                 meta["continue"] = json!(c);
             }
             let list = json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "items": items.iter().map(partial).collect::<Vec<_>>()});
-            Ok(json_response(200, &list, "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io"))
+            Ok(json_response(200, &list, JSON))
         }
     }
 }
@@ -465,14 +557,10 @@ fn start_watch(shared: &Arc<Shared>, q: &Query, rt: &Arc<ResourceType>, ns: Opti
     // apimachinery ValidateListOptions for watches (the WatchList feature).
     let mut causes = Vec::new();
     match send_initial {
-        Some(_) => {
-            if rv_match != Some("NotOlderThan") {
-                causes.push(FieldError::forbidden("resourceVersionMatch", "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan"));
-            }
-            if send_initial == Some(true) && !bookmarks {
-                causes.push(FieldError::forbidden("allowWatchBookmarks", "sendInitialEvents requires setting allowWatchBookmarks to true"));
-            }
+        Some(_) if rv_match != Some("NotOlderThan") => {
+            causes.push(FieldError::forbidden("resourceVersionMatch", "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan"));
         }
+        Some(_) => {}
         None if rv_match.is_some() => {
             causes.push(FieldError::forbidden("resourceVersionMatch", "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided"));
         }
@@ -485,11 +573,12 @@ fn start_watch(shared: &Arc<Shared>, q: &Query, rt: &Arc<ResourceType>, ns: Opti
         None => None,
         Some(s) => Some(s.parse::<u64>().map_err(|_| ApiError::BadRequest(format!("invalid resource version: {s:?}")))?),
     };
+    // The initial-events-end bookmark goes to clients that allow bookmarks; a watch from ""
+    // or "0" defaults to sendInitialEvents=true (SetListOptionsDefaults), so it gets one too.
     let start = match (send_initial, rv) {
-        (Some(true), _) => Start::Initial { end_bookmark: true },
+        (Some(true), _) | (None, None) => Start::Initial { end_bookmark: bookmarks },
         (_, Some(n)) => Start::After(n),
         (Some(false), None) => Start::After(shared.lock().store.current_rv()),
-        (None, None) => Start::Initial { end_bookmark: false },
     };
     let timeout = Duration::from_secs(q.u64("timeoutSeconds")?.unwrap_or(1800));
     let table = match repr {
@@ -510,20 +599,22 @@ fn start_watch(shared: &Arc<Shared>, q: &Query, rt: &Arc<ResourceType>, ns: Opti
         table,
     };
     let rx = watch::start(shared.clone(), w);
-    let content_type = if repr == Representation::Table { TABLE_CONTENT_TYPE } else { JSON };
     let mut resp = Response::new(Body::from_stream(ReceiverStream::new(rx)));
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON));
     resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
     Ok(resp)
 }
 
 fn openapi_document(shared: &Arc<Shared>, ctx: &Ctx) -> Result<Response, ApiError> {
     let rest_path = ctx.path.trim_start_matches("/openapi/v3/");
-    let (g, v) = openapi_docs::parse_path(rest_path).ok_or(ApiError::NoSuchPath)?;
+    // kube-openapi's handler answers an unknown group/version with an empty 404.
+    let empty_404 = || StatusCode::NOT_FOUND.into_response();
+    let Some((g, v)) = openapi_docs::parse_path(rest_path) else { return Ok(empty_404()) };
     let doc = {
         let c = shared.lock();
-        openapi_docs::document(&c.registry, &g, &v).ok_or(ApiError::NoSuchPath)?
+        openapi_docs::document(&c.registry, &g, &v)
     };
+    let Some(doc) = doc else { return Ok(empty_404()) };
     let hash = openapi_docs::hash(&doc);
     let etag = format!("\"{hash}\"");
     if ctx.header(header::IF_NONE_MATCH) == etag {

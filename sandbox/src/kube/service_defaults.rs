@@ -1,12 +1,14 @@
 //! What kube-apiserver's Service registry does that clients see: defaults (`type`,
-//! `sessionAffinity`, port `protocol` and `targetPort`, IP family fields) and a cluster IP
-//! allocated from the service CIDR (10.96.0.0/12), kept across updates that omit it
-//! (`patchAllocatedValues`). No proxying happens; the address is only recorded.
+//! `sessionAffinity`, `internalTrafficPolicy`, port `protocol` and `targetPort`), owned by
+//! the writer, and, after field ownership is recorded, a cluster IP allocated from the
+//! service CIDR (10.96.0.0/12, kubeadm's default) and the IP family fields, kept across
+//! updates that omit them (`patchAllocatedValues`). No proxying happens; the address is
+//! only recorded.
 
 use serde_json::{Value, json};
 
-/// Apply Service defaults; `next_ip` allocates a cluster IP for a new ClusterIP service.
-pub fn default_service(obj: &mut Value, old: Option<&Value>, next_ip: impl FnOnce() -> String) {
+/// Apply the Service defaults of its decoder (`SetDefaults_Service`): owned by the writer.
+pub fn default_service(obj: &mut Value) {
     if !obj["spec"].is_object() {
         obj["spec"] = json!({});
     }
@@ -27,12 +29,24 @@ pub fn default_service(obj: &mut Value, old: Option<&Value>, next_ip: impl FnOnc
             }
         }
     }
-    if spec["type"] == "ExternalName" {
+    if spec["type"] != "ExternalName" && spec["internalTrafficPolicy"].is_null() {
+        spec["internalTrafficPolicy"] = json!("Cluster");
+    }
+}
+
+/// What the Service registry allocates after admission (`BeforeCreate`/`patchAllocatedValues`),
+/// which therefore belongs to no field manager: the cluster IP (from `next_ip`) and the IP
+/// family fields, kept across updates that leave them out.
+pub fn allocate(obj: &mut Value, old: Option<&Value>, next_ip: impl FnOnce() -> String) {
+    if obj["status"].is_null() {
+        obj["status"] = json!({"loadBalancer": {}});
+    }
+    let spec = &mut obj["spec"];
+    if !spec.is_object() || spec["type"] == "ExternalName" {
         return;
     }
-    // Allocated values survive updates that leave them out.
     if let Some(old) = old {
-        for f in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy", "internalTrafficPolicy"] {
+        for f in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
             if spec[f].is_null() && !old["spec"][f].is_null() {
                 spec[f] = old["spec"][f].clone();
             }
@@ -49,12 +63,6 @@ pub fn default_service(obj: &mut Value, old: Option<&Value>, next_ip: impl FnOnc
     }
     if spec["ipFamilyPolicy"].is_null() {
         spec["ipFamilyPolicy"] = json!("SingleStack");
-    }
-    if spec["internalTrafficPolicy"].is_null() {
-        spec["internalTrafficPolicy"] = json!("Cluster");
-    }
-    if obj["status"].is_null() {
-        obj["status"] = json!({"loadBalancer": {}});
     }
 }
 
@@ -73,16 +81,21 @@ mod tests {
     #[test]
     fn defaults_and_keeps_the_allocated_ip() {
         let mut svc = json!({"spec": {"ports": [{"port": 80}]}});
-        default_service(&mut svc, None, || cluster_ip(0));
-        assert_eq!(svc["spec"]["clusterIP"], "10.96.0.2");
-        assert_eq!(svc["spec"]["clusterIPs"], json!(["10.96.0.2"]));
+        default_service(&mut svc);
+        assert!(svc["spec"]["clusterIP"].is_null(), "allocation comes after the defaults");
         assert_eq!(svc["spec"]["ports"][0], json!({"port": 80, "protocol": "TCP", "targetPort": 80}));
         assert_eq!(svc["spec"]["type"], "ClusterIP");
+        assert_eq!(svc["spec"]["internalTrafficPolicy"], "Cluster");
+        allocate(&mut svc, None, || cluster_ip(0));
+        assert_eq!(svc["spec"]["clusterIP"], "10.96.0.2");
+        assert_eq!(svc["spec"]["clusterIPs"], json!(["10.96.0.2"]));
         let mut update = json!({"spec": {"ports": [{"port": 81}]}});
-        default_service(&mut update, Some(&svc), || unreachable!("no new allocation"));
+        default_service(&mut update);
+        allocate(&mut update, Some(&svc), || unreachable!("no new allocation"));
         assert_eq!(update["spec"]["clusterIP"], "10.96.0.2");
         let mut headless = json!({"spec": {"clusterIP": "None"}});
-        default_service(&mut headless, None, || unreachable!());
+        default_service(&mut headless);
+        allocate(&mut headless, None, || unreachable!());
         assert_eq!(headless["spec"]["clusterIPs"], json!(["None"]));
         assert_eq!(cluster_ip(300), "10.96.1.46");
     }

@@ -84,7 +84,7 @@ impl Renderer {
     }
 
     fn bookmark(&self, rv: u64, initial_end: bool) -> Value {
-        let mut meta = json!({"resourceVersion": rv.to_string(), "creationTimestamp": null});
+        let mut meta = json!({"resourceVersion": rv.to_string()});
         if initial_end {
             meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
@@ -169,20 +169,23 @@ pub fn start(shared: Arc<Shared>, w: WatchRequest) -> mpsc::Receiver<Line> {
                     return;
                 }
         }
-        let deadline = tokio::time::sleep(w.timeout);
-        tokio::pin!(deadline);
-        let mut tick = tokio::time::interval(bookmark_every);
-        tick.tick().await;
+        let started = tokio::time::Instant::now();
+        let deadline = started + w.timeout;
+        // The watch cache's schedule (cacheWatcher.nextBookmarkTime): a bookmark every
+        // `bookmark_every`, and one 2 s before the watch times out, so the client resumes
+        // from the newest version; none at the timeout itself.
+        let pre_timeout = deadline.checked_sub(Duration::from_secs(2));
+        let mut next_bookmark = if w.bookmarks { next_bookmark_time(started, bookmark_every, pre_timeout) } else { None };
         loop {
             tokio::select! {
-                _ = &mut deadline => {
-                    // kube-apiserver sends a last bookmark before closing a watch at its
-                    // timeout (KEP-956), so the client resumes from the newest version.
-                    if w.bookmarks {
-                        let rv = bookmark_rv(&shared, &sub, last_rv);
-                        let _ = tx.send(Ok(line("BOOKMARK", r.bookmark(rv, false)))).await;
+                _ = tokio::time::sleep_until(deadline) => break,
+                _ = tokio::time::sleep_until(next_bookmark.unwrap_or(deadline)), if next_bookmark.is_some() => {
+                    let rv = bookmark_rv(&shared, &sub, last_rv);
+                    last_rv = rv;
+                    if tx.send(Ok(line("BOOKMARK", r.bookmark(rv, false)))).await.is_err() {
+                        break;
                     }
-                    break;
+                    next_bookmark = next_bookmark_time(tokio::time::Instant::now(), bookmark_every, pre_timeout);
                 }
                 _ = cancel.cancelled() => break,
                 _ = tx.closed() => break,
@@ -201,17 +204,22 @@ pub fn start(shared: Arc<Shared>, w: WatchRequest) -> mpsc::Receiver<Line> {
                     // cache terminates slow watchers; the client resumes from its last version.
                     Err(broadcast::error::RecvError::Lagged(_)) | Err(broadcast::error::RecvError::Closed) => break,
                 },
-                _ = tick.tick(), if w.bookmarks => {
-                    let rv = bookmark_rv(&shared, &sub, last_rv);
-                    last_rv = rv;
-                    if tx.send(Ok(line("BOOKMARK", r.bookmark(rv, false)))).await.is_err() {
-                        break;
-                    }
-                }
             }
         }
     });
     rx
+}
+
+/// When the next periodic bookmark is due: `every` from `now`, but not after `pre_timeout`;
+/// none once that moment has passed.
+fn next_bookmark_time(
+    now: tokio::time::Instant,
+    every: Duration,
+    pre_timeout: Option<tokio::time::Instant>,
+) -> Option<tokio::time::Instant> {
+    let Some(pre_timeout) = pre_timeout else { return Some(now + every) };
+    let at = (now + every).min(pre_timeout);
+    (at > now).then_some(at)
 }
 
 /// The revision a bookmark may claim: the store's, but only when no event is queued for this

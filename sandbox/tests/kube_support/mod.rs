@@ -1,11 +1,14 @@
-//! Shared harness of the client tiers (kubectl, kube-rs, Helm) against the Kubernetes
-//! emulator. Each test starts its own emulator process (`connection-sandbox kube` on
-//! 127.0.0.1 port 0), so tests are independent under nextest's process-per-test model; each
-//! test also works in its own namespace so a shared emulator would work the same way.
+//! Shared harness of the client tiers (kubectl, kube-rs, raw HTTP, Helm). Every case is
+//! written once as `fn case(backend: Backend)` and runs twice: on the real control plane
+//! (kube-apiserver 1.37.2, shared by the run; a test works in namespaces of its own) and on
+//! the emulator (a fresh one per test). [`tests_on_both_backends!`] and
+//! [`async_tests_on_both_backends!`] emit the two tests, `real::case` and `emulator::case`,
+//! so the emulator is measured against the real server by the same assertions.
 //!
-//! Included by each tier's test file with `#[path = "kube_support/mod.rs"] mod kube_support;`,
-//! so a helper one tier does not use is dead code in that binary (hence the `allow`).
-#![allow(dead_code)]
+//! Included by each tier's test file with `#[macro_use] #[path = "kube_support/mod.rs"] mod
+//! kube_support;`, so a helper one tier does not use is dead code in that binary (hence the
+//! `allow`).
+#![allow(dead_code, unused_macros)]
 
 use std::{
     io::{BufRead, BufReader, Read, Write},
@@ -16,120 +19,114 @@ use std::{
     time::Duration,
 };
 
-/// The real kubectl: a dispatcher that asks the server's `/version` and runs the kubectl of
-/// that minor (1.27-1.33).
-pub const KUBECTL: &str = "/usr/bin/kubectl";
+pub use connection_testkit::{Backend, Cluster, Instrumented, TestNamespace};
+
+/// For each `fn NAME(backend: Backend)` named, the tests `emulator::NAME` and `real::NAME`.
+macro_rules! tests_on_both_backends {
+    ($($name:ident),+ $(,)?) => {
+        /// The cases on the emulator (one per test).
+        mod emulator {
+            $( #[test] fn $name() { super::$name(connection_testkit::Backend::Emulator) } )+
+        }
+        /// The same cases on the real control plane.
+        mod real {
+            $( #[test] fn $name() { super::$name(connection_testkit::Backend::Real) } )+
+        }
+    };
+}
+
+/// [`tests_on_both_backends!`] for `async fn NAME(backend: Backend)`.
+macro_rules! async_tests_on_both_backends {
+    ($($name:ident),+ $(,)?) => {
+        /// The cases on the emulator (one per test).
+        mod emulator {
+            $( #[tokio::test] async fn $name() { super::$name(connection_testkit::Backend::Emulator).await } )+
+        }
+        /// The same cases on the real control plane.
+        mod real {
+            $( #[tokio::test] async fn $name() { super::$name(connection_testkit::Backend::Real).await } )+
+        }
+    };
+}
 
 /// How long a test waits for something that should happen promptly (a line of output, an
 /// object to appear). Generous on purpose: the machine is shared, and a wait that ends early
 /// because the condition holds costs nothing.
-pub const GENEROUS: Duration = Duration::from_secs(60);
+pub const GENEROUS: Duration = connection_testkit::wait::GENEROUS;
 
 /// Path of a fixture under `sandbox/tests/fixtures/`.
 pub fn fixture(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(rel)
 }
 
-/// The test tools installed by `scripts/bootstrap` (`.tools/` at the workspace root, or
-/// `$CONNECTION_OPERATOR_TOOLS`).
-pub fn tools_dir() -> PathBuf {
-    let dir = std::env::var_os("CONNECTION_OPERATOR_TOOLS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools"));
-    assert!(
-        dir.is_dir(),
-        "test tools not found at {}: run scripts/bootstrap first",
-        dir.display()
-    );
-    dir
+/// One Kubernetes API (the real control plane or an emulator) with a scratch directory for
+/// kubectl's discovery cache and Helm's state, so no test sees another's caches.
+pub struct Kube {
+    cluster: Cluster,
+    scratch: tempfile::TempDir,
 }
 
-/// One running emulator process with its kubeconfig; killed on drop.
-pub struct Emulator {
-    child: Child,
-    dir: tempfile::TempDir,
-    addr: String,
-}
-
-impl Emulator {
-    /// Start `connection-sandbox kube --addr 127.0.0.1:0 --kubeconfig FILE` and wait for its
-    /// `listening on http://ADDR` line (printed after the kubeconfig is written).
-    pub fn start() -> Self {
-        Self::start_with_env(&[])
+impl Kube {
+    /// The run's shared control plane, or a fresh emulator.
+    pub fn start(backend: Backend) -> Self {
+        Self::on(Cluster::of(backend))
     }
 
-    /// [`Emulator::start`] with extra environment variables (e.g. `RUST_LOG`). The emulator's
-    /// log (stderr) goes to a file, printed when the test fails ([`Emulator::log`]).
-    pub fn start_with_env(env: &[(&str, &str)]) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let kubeconfig = dir.path().join("kubeconfig");
-        let log = std::fs::File::create(dir.path().join("emulator.log")).expect("log file");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_connection-sandbox"))
-            .args(["kube", "--addr", "127.0.0.1:0", "--kubeconfig"])
-            .arg(&kubeconfig)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("spawn connection-sandbox kube");
-        let stdout = child.stdout.take().expect("piped stdout");
-        // Read the first line on a thread, so an emulator that never gets ready fails the
-        // test after GENEROUS instead of hanging it; the thread then keeps draining stdout
-        // so the emulator never blocks on a full pipe.
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            let mut lines = BufReader::new(stdout);
-            let mut first = String::new();
-            let _ = lines.read_line(&mut first);
-            let _ = tx.send(first);
-            let _ = std::io::copy(&mut lines, &mut std::io::sink());
-        });
-        let first = rx.recv_timeout(GENEROUS).unwrap_or_default();
-        let Some(addr) = first.trim().strip_prefix("listening on http://").map(str::to_string) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            let log = std::fs::read_to_string(dir.path().join("emulator.log")).unwrap_or_default();
-            panic!("unexpected first line from the emulator: {first:?}\n--- emulator log ---\n{log}");
-        };
-        assert!(kubeconfig.is_file(), "the emulator did not write {}", kubeconfig.display());
-        Self { child, dir, addr }
+    /// A control plane of this test's own (a test that deletes cluster-scoped objects other
+    /// tests use, such as the Widget CRD), or a fresh emulator.
+    pub fn dedicated(backend: Backend) -> Self {
+        Self::on(match backend {
+            Backend::Real => Cluster::real_dedicated(),
+            Backend::Emulator => Cluster::emulator(),
+        })
     }
 
-    /// `127.0.0.1:PORT`.
-    pub fn addr(&self) -> &str {
-        &self.addr
+    fn on(cluster: Cluster) -> Self {
+        Self { cluster, scratch: tempfile::tempdir().expect("tempdir") }
     }
 
-    pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+    pub fn backend(&self) -> Backend {
+        self.cluster.backend()
+    }
+
+    pub fn is_real(&self) -> bool {
+        self.backend() == Backend::Real
+    }
+
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
     }
 
     pub fn kubeconfig(&self) -> PathBuf {
-        self.dir.path().join("kubeconfig")
+        self.cluster.kubeconfig()
     }
 
-    /// Everything the emulator logged so far.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("emulator.log")).unwrap_or_default()
-    }
-
-    /// A scratch directory that lives as long as the emulator.
+    /// A scratch directory that lives as long as this handle.
     pub fn scratch(&self) -> &Path {
-        self.dir.path()
+        self.scratch.path()
     }
 
-    /// A `kubectl` command with this emulator's kubeconfig and a private discovery cache
-    /// (so no state leaks between tests through `~/.kube/cache`).
+    /// A namespace of this test's own (`<prefix>-<random>`), deleted when dropped.
+    pub fn namespace(&self, prefix: &str) -> TestNamespace {
+        self.cluster.namespace(prefix)
+    }
+
+    /// A kube-rs client as the admin.
+    pub async fn client(&self) -> kube::Client {
+        self.cluster.client().await
+    }
+
+    /// A `kubectl` command (the real one, `.tools/bin/kubectl`) with this cluster's
+    /// kubeconfig and a private discovery cache and HOME.
     pub fn kubectl_cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(KUBECTL);
+        let mut cmd = Command::new(connection_testkit::tools::kubectl());
         cmd.args(args)
             .arg("--kubeconfig")
             .arg(self.kubeconfig())
             .arg("--cache-dir")
-            .arg(self.dir.path().join("kube-cache"))
+            .arg(self.scratch().join("kube-cache"))
             .env_remove("KUBECONFIG")
-            .env("HOME", self.dir.path());
+            .env("HOME", self.scratch());
         cmd
     }
 
@@ -148,7 +145,8 @@ impl Emulator {
             .spawn()
             .expect("spawn kubectl");
         let mut stdin = child.stdin.take().expect("piped stdin");
-        stdin.write_all(input.as_bytes()).expect("write kubectl stdin");
+        // kubectl may exit before reading stdin (a usage error); its output says why.
+        let _ = stdin.write_all(input.as_bytes());
         drop(stdin);
         let out = child.wait_with_output().expect("wait for kubectl");
         Run {
@@ -166,23 +164,26 @@ impl Emulator {
         self.kubectl_stdin(&args, yaml)
     }
 
-    /// Install the Widget test CRD and wait until kubectl can use it.
+    /// Install the Widget test CRD (`fixtures/widget-crd.yaml`) and wait until it is
+    /// Established and served. On the shared control plane it is installed once, under a
+    /// cross-process lock, and left there for the other tests.
     pub fn install_widget_crd(&self) {
+        let _guard = self.cluster.control_plane().map(|plane| plane.lock("widget-crd"));
         let crd = fixture("widget-crd.yaml");
-        self.kubectl(&["apply", "-f", crd.to_str().expect("utf-8 path")]).ok();
-        self.kubectl(&[
-            "wait",
-            "--for=condition=Established",
-            "crd/widgets.example.com",
-            "--timeout=60s",
-        ])
-        .ok();
+        self.kubectl(&["apply", "--server-side", "--force-conflicts", "--field-manager=kube-tiers", "-f", crd.to_str().expect("utf-8 path")])
+            .ok();
+        self.kubectl(&["wait", "--for=condition=Established", "crd/widgets.example.com", "--timeout=120s"]).ok();
+        // Established comes before discovery lists the resource; kubectl needs both.
+        eventually("discovery to list widgets.example.com", || {
+            let run = self.kubectl(&["get", "--raw", "/apis/example.com/v1"]);
+            (run.status.success() && run.stdout.contains("\"widgets\"")).then_some(())
+        });
     }
 
-    /// Create a namespace for one test.
-    pub fn namespace(&self, name: &str) -> String {
-        self.kubectl(&["create", "namespace", name]).ok();
-        name.to_string()
+    /// A handle with the `/_sandbox/` admin API (faults, journal, dropped and expired
+    /// watches): the emulator's own, or a kube-proxy in front of the real control plane.
+    pub fn instrumented(&self) -> Instrumented {
+        self.cluster.instrumented()
     }
 
     /// Start a long-running kubectl (e.g. `get -w`) whose stdout lines are read on demand.
@@ -204,16 +205,6 @@ impl Emulator {
             s
         });
         Stream { child, lines: rx, stderr: Some(stderr) }
-    }
-}
-
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if thread::panicking() {
-            eprintln!("--- emulator log ---\n{}", self.log());
-        }
     }
 }
 
@@ -267,8 +258,7 @@ impl Run {
     #[track_caller]
     pub fn json(&self) -> serde_json::Value {
         let out = self.ok();
-        serde_json::from_str(out)
-            .unwrap_or_else(|e| panic!("kubectl {:?} printed no JSON ({e}): {out}", self.args))
+        serde_json::from_str(out).unwrap_or_else(|e| panic!("kubectl {:?} printed no JSON ({e}): {out}", self.args))
     }
 }
 
@@ -343,13 +333,108 @@ impl Drop for Stream {
 
 /// Poll `probe` until it returns `Some`, for at most [`GENEROUS`].
 #[track_caller]
-pub fn eventually<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = std::time::Instant::now() + GENEROUS;
-    loop {
-        if let Some(v) = probe() {
-            return v;
+pub fn eventually<T>(what: &str, probe: impl FnMut() -> Option<T>) -> T {
+    connection_testkit::wait::eventually_blocking(what, probe)
+}
+
+/// The real kubectl at its `scripts/bootstrap` place, as a constant for the tests that
+/// build their own `Command` (kube_proxy.rs); the tiers use [`Kube::kubectl_cmd`], which
+/// honours `CONNECTION_OPERATOR_TOOLS_BIN`.
+pub const KUBECTL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../.tools/bin/kubectl");
+
+/// A separate `connection-sandbox kube` process (the binary, with its own log): for the
+/// emulator-only test of what the emulator logs, and for kube_proxy.rs. Killed on drop.
+pub struct Emulator {
+    child: Child,
+    dir: tempfile::TempDir,
+    addr: String,
+}
+
+impl Emulator {
+    /// [`Emulator::start_with_env`] without extra variables.
+    pub fn start() -> Self {
+        Self::start_with_env(&[])
+    }
+
+    /// Start `connection-sandbox kube --addr 127.0.0.1:0 --kubeconfig FILE` with extra
+    /// environment variables (e.g. `RUST_LOG`), its stderr in a log file; wait for its
+    /// `listening on http://ADDR` line (printed after the kubeconfig is written).
+    pub fn start_with_env(env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kubeconfig = dir.path().join("kubeconfig");
+        let log = std::fs::File::create(dir.path().join("emulator.log")).expect("log file");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_connection-sandbox"))
+            .args(["kube", "--addr", "127.0.0.1:0", "--kubeconfig"])
+            .arg(&kubeconfig)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("spawn connection-sandbox kube");
+        let stdout = child.stdout.take().expect("piped stdout");
+        // Read the first line on a thread, so an emulator that never gets ready fails the
+        // test instead of hanging it; the thread then keeps draining stdout.
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            let mut lines = BufReader::new(stdout);
+            let mut first = String::new();
+            let _ = lines.read_line(&mut first);
+            let _ = tx.send(first);
+            let _ = std::io::copy(&mut lines, &mut std::io::sink());
+        });
+        let first = rx.recv_timeout(GENEROUS).unwrap_or_default();
+        let Some(addr) = first.trim().strip_prefix("listening on http://").map(str::to_string) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            let log = std::fs::read_to_string(dir.path().join("emulator.log")).unwrap_or_default();
+            panic!("unexpected first line from the emulator: {first:?}\n--- emulator log ---\n{log}");
+        };
+        Self { child, dir, addr }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("kubeconfig")
+    }
+
+    /// Everything the emulator logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("emulator.log")).unwrap_or_default()
+    }
+
+    /// kubectl against this process, with a private cache and HOME.
+    pub fn kubectl(&self, args: &[&str]) -> Run {
+        let out = Command::new(connection_testkit::tools::kubectl())
+            .args(args)
+            .arg("--kubeconfig")
+            .arg(self.kubeconfig())
+            .arg("--cache-dir")
+            .arg(self.dir.path().join("kube-cache"))
+            .env_remove("KUBECONFIG")
+            .env("HOME", self.dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run kubectl");
+        Run {
+            args: args.iter().map(|s| s.to_string()).collect(),
+            status: out.status,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
-        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if thread::panicking() {
+            eprintln!("--- emulator log ---\n{}", self.log());
+        }
     }
 }

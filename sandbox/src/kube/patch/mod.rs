@@ -20,8 +20,8 @@
 //!   types (`x-kubernetes-map-type: atomic`); untyped (`x-kubernetes-preserve-unknown-fields`)
 //!   values merge maps granularly and lists atomically; a custom resource's `metadata` is
 //!   typed as ObjectMeta (finalizers a set, ownerReferences keyed by uid, labels a map);
-//! - built-in kinds use the list types and merge keys in `builtin.rs` (pod containers, env,
-//!   ports, volumes, conditions, finalizers...); other built-in lists are atomic;
+//! - built-in kinds use the list types and merge keys kube-apiserver publishes
+//!   (`builtin.rs`, `builtin_fields.json`); other built-in lists are atomic;
 //! - merge order of keyed lists, pruning of fields the applier stopped applying unless
 //!   someone else owns them, conflicts with every other manager's changed fields (409 listing
 //!   each field, exact kube-apiserver message), `force` moving ownership, shared ownership
@@ -178,6 +178,12 @@ pub fn server_side_apply(
 /// kubectl reads matches what the server does.
 pub fn builtin_field_extensions(kind: &str, path: &str) -> serde_json::Map<String, Value> {
     builtin::openapi_extensions(kind, path)
+}
+
+/// The x-kubernetes-* extensions kube-apiserver publishes on OpenAPI component `name` (key
+/// "") and its properties; `None` for a component it does not publish.
+pub fn builtin_component_extensions(name: &str) -> Option<&'static serde_json::Map<String, Value>> {
+    builtin::component_extensions(name)
 }
 
 /// Record in `new.metadata.managedFields` that `manager` set the fields that differ between

@@ -221,6 +221,8 @@ impl Ctx<'_> {
             }
             let field_path = child_path(path, key);
             let merged = match (original.shift_remove(key), value) {
+                // `patchStrategy:"replace"` on a struct (`mergeMapHandler`): no merge.
+                (Some(Value::Object(_)), Value::Object(_)) if builtin::replaces_whole(self.kind, &field_path) => clean(value),
                 (Some(Value::Object(live)), Value::Object(p)) => {
                     Value::Object(self.merge_map(live, p, &field_path)?)
                 }
