@@ -198,6 +198,18 @@ pub fn merge(spec: &ConnectionSpec, namespace: &str, fetched: &[Fetched]) -> Res
             keyed_origins.insert(format!("{prefix}{key}"), origin);
         }
     }
+    // The fields beside the maps (Mielto's label and status, Datagrid's name) are always
+    // inline.
+    if let Some(m) = spec.mielto.as_ref() {
+        for (key, set) in [("label", m.label.is_some()), ("status", m.status.is_some())] {
+            if set {
+                keyed_origins.insert(key.to_string(), Origin::Inline);
+            }
+        }
+    }
+    if spec.datagrid.is_some() {
+        keyed_origins.insert("name".to_string(), Origin::Inline);
+    }
     // A Nango block whose metadata was absent and gained nothing stays absent (`null` and
     // `{}` plan the same; keeping the spec as written keeps it comparable).
     if let Some(n) = spec.nango.as_mut()
@@ -348,6 +360,9 @@ mod tests {
         assert_eq!(Desired::inline(&bare).spec, bare);
         let dg = spec(json!({"providerRef": {"name": "d"}, "connectionId": "c", "datagrid": {"name": "x"}}));
         assert_eq!(Desired::inline(&dg).spec, dg);
+        assert_eq!(Desired::inline(&dg).origins["name"], Origin::Inline);
+        let m = spec(json!({"providerRef": {"name": "m"}, "connectionId": "c", "mielto": {"label": "L", "status": "active"}}));
+        assert_eq!(Desired::inline(&m).origins.keys().collect::<Vec<_>>(), ["label", "status"]);
     }
 
     #[test]

@@ -194,10 +194,79 @@ pub fn unique_name(id: &str, taken: &mut BTreeSet<String>) -> String {
 
 /// The manifests as one YAML stream.
 pub fn to_yaml_stream(imported: &[Imported]) -> String {
-    imported
-        .iter()
-        .map(|i| format!("---\n{}", serde_yaml::to_string(&i.manifest).unwrap_or_default()))
-        .collect()
+    imported.iter().map(|i| format!("---\n{}", to_yaml(&i.manifest))).collect()
+}
+
+/// `value` (a JSON object) as block YAML that every YAML reader takes back as the same JSON,
+/// kubectl's included. kubectl reads YAML 1.1, where an unquoted `n`, `no`, `on` or `y` is a
+/// boolean, `0755` an octal number and `2024-01-01` may be a timestamp; a YAML 1.2 writer
+/// (serde_yaml) leaves such keys and values bare, and an imported key `n` would come back as
+/// `false`. So a string is written bare only when it starts with a letter, holds nothing but
+/// letters, digits, `_`, `.`, `/`, `-` and inner spaces, and is not one of those words;
+/// every other string is double-quoted (JSON escapes are YAML escapes). Nested arrays and
+/// the objects in them are written in flow style with every string quoted.
+pub fn to_yaml(value: &Value) -> String {
+    let mut out = String::new();
+    match value {
+        Value::Object(map) if !map.is_empty() => block_mapping(&mut out, map, 0),
+        other => {
+            out.push_str(&flow(other));
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn block_mapping(out: &mut String, map: &Map<String, Value>, indent: usize) {
+    for (key, value) in map {
+        out.push_str(&" ".repeat(indent));
+        out.push_str(&plain_or_quoted(key));
+        out.push(':');
+        match value {
+            Value::Object(inner) if !inner.is_empty() => {
+                out.push('\n');
+                block_mapping(out, inner, indent + 2);
+            }
+            Value::String(s) => {
+                out.push(' ');
+                out.push_str(&plain_or_quoted(s));
+                out.push('\n');
+            }
+            other => {
+                out.push(' ');
+                out.push_str(&flow(other));
+                out.push('\n');
+            }
+        }
+    }
+}
+
+/// Flow style: JSON with spaces after `,` and `:` (JSON is YAML; the spaces keep YAML 1.1
+/// readers from taking `a:b` for one scalar).
+fn flow(value: &Value) -> String {
+    match value {
+        Value::Array(items) => format!("[{}]", items.iter().map(flow).collect::<Vec<_>>().join(", ")),
+        Value::Object(map) => {
+            let entries: Vec<String> = map.iter().map(|(k, v)| format!("{}: {}", quoted(k), flow(v))).collect();
+            format!("{{{}}}", entries.join(", "))
+        }
+        Value::String(s) => quoted(s),
+        scalar => scalar.to_string(),
+    }
+}
+
+fn quoted(s: &str) -> String {
+    Value::String(s.to_string()).to_string()
+}
+
+fn plain_or_quoted(s: &str) -> String {
+    const RESERVED: [&str; 10] = ["y", "n", "yes", "no", "on", "off", "true", "false", "null", "nan"];
+    let mut chars = s.chars();
+    let safe = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '/' | '-' | ' '))
+        && !s.ends_with(' ')
+        && !RESERVED.contains(&s.to_ascii_lowercase().as_str());
+    if safe { s.to_string() } else { quoted(s) }
 }
 
 /// Write one `<name>.yaml` per manifest into `dir` (created if needed). Nothing is written
@@ -211,7 +280,7 @@ pub fn write_files(dir: &Path, imported: &[Imported]) -> Result<Vec<String>, Imp
     }
     let mut written = Vec::new();
     for (path, i) in paths.iter().zip(imported) {
-        let text = serde_yaml::to_string(&i.manifest).unwrap_or_default();
+        let text = to_yaml(&i.manifest);
         std::fs::write(path, text).map_err(|e| ImportError::Io(path.display().to_string(), e))?;
         written.push(path.display().to_string());
     }
@@ -245,6 +314,29 @@ mod tests {
         assert_eq!(block(None, &mielto), json!({"status": "active"}));
         assert_eq!(block(None, &Upstream::arena(None)), json!({"metadata": {}}));
         assert_eq!(block(None, &Upstream::datagrid("D")), json!({"name": "D"}));
+    }
+
+    #[test]
+    fn yaml_output_means_the_same_to_yaml_1_1_readers() {
+        let manifest = json!({
+            "apiVersion": "connection-operator.dev/v1alpha1",
+            "metadata": {"name": "acme-sf", "namespace": "tenants"},
+            "spec": {"connectionId": "4242", "nango": {"providerConfigKey": "Sales Force", "metadata": {
+                "n": 1.5, "on": "off", "Yes": "NO", "mode": "0755", "when": "2024-01-01", "time": "1:20",
+                "empty": {}, "none": null, "list": [1, "y", {"k": "a: b"}, []], "text": "line\nbreak \"q\"",
+                "url": "http://x/y?z=1#f", "pad": "trailing ", "lead": " x", "tilde": "~", "star": "*ref",
+                "account.Name": "Account.Name", "unicode": "café", "big": 1e300, "neg": -3}}}
+        });
+        let yaml = to_yaml(&manifest);
+        assert!(yaml.starts_with("apiVersion: connection-operator.dev/v1alpha1\nmetadata:\n  name: acme-sf\n"), "{yaml}");
+        for line in ["      \"n\": 1.5", "      \"on\": \"off\"", "      \"Yes\": \"NO\"", "      mode: \"0755\"", "      when: \"2024-01-01\"",
+            "      time: \"1:20\"", "      empty: {}", "      list: [1, \"y\", {\"k\": \"a: b\"}, []]", "    providerConfigKey: Sales Force",
+            "  connectionId: \"4242\"", "      account.Name: Account.Name"] {
+            assert!(yaml.lines().any(|l| l == line), "no line {line:?} in\n{yaml}");
+        }
+        // What a YAML 1.2 reader takes back is the manifest itself.
+        let back: Value = serde_yaml::from_str(&yaml).unwrap();
+        assert_eq!(back, manifest);
     }
 
     #[test]

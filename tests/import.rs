@@ -5,8 +5,8 @@
 
 mod cli_support;
 
-use cli_support::{Env, writes};
-use connection_testkit::providers::PROVIDERS;
+use cli_support::Env;
+use connection_testkit::providers::{PROVIDERS, writes};
 use serde_json::{Value, json};
 
 fn docs(stream: &str) -> Vec<Value> {
@@ -17,7 +17,10 @@ fn docs(stream: &str) -> Vec<Value> {
 async fn imported_manifests_applied_back_are_ready_with_zero_upstream_writes() {
     let env = Env::start("import-roundtrip").await;
     let p = &env.providers;
-    p.seed("nango", "acme-sf", json!({"provider_config_key": "salesforce", "metadata": {"region": "eu", "mapping": {"a": [1, 2]}, "n": 1.5}})).await;
+    // Keys and values a YAML 1.1 reader (kubectl) would take for booleans, octal numbers or
+    // timestamps if they were written bare.
+    let tricky = json!({"region": "eu", "mapping": {"a": [1, 2]}, "n": 1.5, "on": "off", "mode": "0755", "when": "2024-01-01", "y": [true, "no"]});
+    p.seed("nango", "acme-sf", json!({"provider_config_key": "salesforce", "metadata": tricky})).await;
     p.seed("nango", "acme_sf", json!({"provider_config_key": "hubspot", "metadata": null})).await;
     p.seed("nango", "Beta Corp 7", json!({"provider_config_key": "hubspot", "metadata": {"tier": "gold"}})).await;
     p.seed("datagrid", "conn_01A", json!({"name": "Acme Drive"})).await;
@@ -56,7 +59,7 @@ async fn imported_manifests_applied_back_are_ready_with_zero_upstream_writes() {
     assert_eq!(nango_docs[0]["spec"]["connectionId"], "Beta Corp 7");
     assert_eq!(
         nango_docs[1]["spec"]["nango"],
-        json!({"providerConfigKey": "salesforce", "metadata": {"region": "eu", "mapping": {"a": [1, 2]}, "n": 1.5}})
+        json!({"providerConfigKey": "salesforce", "metadata": tricky})
     );
     assert_eq!(
         nango_docs[2]["spec"],
@@ -130,6 +133,13 @@ async fn bad_import_requests_are_clear_errors_that_write_nothing() {
     let run = env.run(&["import", "--provider", "broken", "-n", &ns, "--ids", "101"], None).await;
     assert_eq!(run.code, 1);
     assert_eq!(run.stderr.trim(), format!("error: Secret {ns}/arena-credentials has no key nokey"));
+
+    // A provider nobody answers at: the reason, nothing printed.
+    env.provider("down", "nango", json!({"baseUrl": "http://127.0.0.1:9/nango"})).await;
+    let run = env.run(&["import", "--provider", "down", "-n", &ns], None).await;
+    assert_eq!(run.code, 1);
+    assert_eq!(run.stderr.trim(), "error: reading upstream: the provider is unavailable: cannot connect to the provider");
+    assert!(run.stdout.is_empty());
 
     // --out never overwrites: a second import into the same directory writes nothing.
     let out = tempfile::tempdir().unwrap();

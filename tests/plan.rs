@@ -8,8 +8,8 @@
 
 mod cli_support;
 
-use cli_support::{Env, Run, writes, yaml_stream};
-use connection_testkit::providers::PROVIDERS;
+use cli_support::{Env, Run, yaml_stream};
+use connection_testkit::providers::{PROVIDERS, writes};
 use serde_json::{Value, json};
 
 const SECRET_VALUE: &str = "sk-live-4f1c9a7e2b-do-not-print";
@@ -138,9 +138,19 @@ async fn plan_shows_the_exact_keys_exits_2_then_0_once_applied_and_1_when_invali
     let mut too_fast = spec(json!({"region": "eu"}));
     too_fast["driftInterval"] = json!("5s");
     let moved = json!({"providerRef": {"name": "nango"}, "connectionId": "acme-2", "nango": {"providerConfigKey": "salesforce"}});
-    let input = yaml_stream(&[env.connection("fast", too_fast), env.connection("acme", moved)]);
+    // The same ConfigMap twice: the one loop shared settings can express, refused by a CRD rule.
+    let twice = json!({"providerRef": {"name": "nango"}, "connectionId": "acme-3",
+        "nango": {"providerConfigKey": "salesforce", "metadataFrom": [{"configMapRef": {"name": "defaults"}}, {"configMapRef": {"name": "defaults", "optional": true}}]}});
+    let input = yaml_stream(&[env.connection("fast", too_fast), env.connection("acme", moved), env.connection("twice", twice.clone())]);
     let run = env.run(&["plan", "-f", "-"], Some(&input)).await;
     assert_eq!(run.code, 1, "{run:?}");
+    // What kubectl apply would be told, word for word.
+    let refused = env.kubectl().run_async(&["apply", "-f", "-"], Some(&yaml_stream(&[env.connection("twice", twice)]))).await;
+    assert!(!refused.ok, "kubectl apply accepted the same ConfigMap twice");
+    let refused = refused.stderr;
+    let crd_message = "spec.nango.metadataFrom: Invalid value: each ConfigMap and each Secret may be referenced only once";
+    assert!(refused.contains(crd_message), "{refused}");
+    assert!(run.stdout.contains(crd_message), "{}", run.stdout);
     assert!(run.stdout.contains("spec.driftInterval: Invalid value: \"5s\": driftInterval must be at least 30s"), "{}", run.stdout);
     assert!(run.stdout.contains("connectionId is immutable; create a new Connection for another upstream connection"), "{}", run.stdout);
     assert!(env.providers.journal("nango").await.is_empty(), "an invalid manifest is not planned upstream");

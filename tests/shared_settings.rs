@@ -15,7 +15,8 @@ mod cli_support;
 
 use std::sync::{Arc, Mutex};
 
-use cli_support::{Env, TOKEN, writes};
+use cli_support::{Env, TOKEN};
+use connection_testkit::providers::writes;
 use connection_testkit::wait::eventually;
 use k8s_openapi::api::events::v1::Event;
 use kube::Api;
@@ -207,6 +208,15 @@ async fn secret_values_go_upstream_and_nowhere_else() {
     })
     .await;
 
+    // A provider error that echoes what was sent shows `(secret)` in its place.
+    const ECHOED: &str = "whsec-third-91be07d4-echoed-value";
+    let echo = format!(r#"{{"error": {{"code": "invalid_request", "message": "webhookSecret {ECHOED} is not accepted"}}}}"#);
+    p.faults("nango", json!({"path": "/connections/metadata", "status": 422, "body": echo})).await;
+    env.secret("signing", json!({"webhookSecret": ECHOED})).await;
+    let refused = env.ready_reason("signed", "InvalidSpec").await;
+    let message = refused.status.as_ref().unwrap().conditions.iter().find(|c| c.type_ == "Ready").unwrap().message.clone();
+    assert!(message.contains("webhookSecret (secret) is not accepted"), "{message}");
+
     // Naming the Provider's own credentials Secret would send the token: refused, unsent.
     env.apply(
         "leaky",
@@ -222,15 +232,17 @@ async fn secret_values_go_upstream_and_nowhere_else() {
     );
     assert!(p.journal("arena").await.is_empty(), "nothing was sent to Are.na");
 
-    // Nowhere else: statuses, Events, logs.
+    // Nowhere else: statuses, Events, logs, metrics.
     let events: Api<Event> = Api::namespaced(env.client.clone(), env.ns());
     let events = serde_json::to_string(&events.list(&Default::default()).await.unwrap().items).unwrap();
     assert!(events.contains("InSync"), "the Events were read: {events}");
     let statuses = env.kubectl().run_async(&["get", "connections", "-o", "json"], None).await.stdout;
     let text = logs.text();
     assert!(text.contains("provider request"), "the logs were captured");
-    for (place, content) in [("status", &statuses), ("Events", &events), ("logs", &text)] {
-        for secret in [VALUE, ROTATED, TOKEN] {
+    let metrics = env.metrics.encode();
+    assert!(metrics.contains("connection_operator_upstream_requests_total"), "the metrics were read");
+    for (place, content) in [("status", &statuses), ("Events", &events), ("logs", &text), ("metrics", &metrics)] {
+        for secret in [VALUE, ROTATED, ECHOED, TOKEN] {
             assert!(!content.contains(secret), "a Secret value is in the {place}");
         }
     }

@@ -17,7 +17,6 @@ use connection_operator::api::Connection;
 use connection_operator::controller::{self, BackoffPolicy, RunConfig, Timing};
 use connection_operator::metrics::Metrics;
 use connection_testkit::providers::{PROVIDERS, Providers};
-use connection_testkit::wait::eventually;
 use connection_testkit::{Cluster, Kubectl, TestNamespace};
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
@@ -171,13 +170,21 @@ impl Env {
 
     /// Wait until `name`'s Ready condition has `reason` for its current generation.
     pub async fn ready_reason(&self, name: &str, reason: &str) -> Connection {
-        let what = format!("{name} Ready reason {reason}");
-        eventually(&what, || async {
-            let c = self.get(name).await?;
-            let ready = c.status.as_ref()?.conditions.iter().find(|c| c.type_ == "Ready")?;
-            (ready.reason == reason && ready.observed_generation == c.metadata.generation).then_some(c.clone())
-        })
-        .await
+        let last = Mutex::new(String::from("no Ready condition"));
+        let deadline = tokio::time::Instant::now() + connection_testkit::wait::GENEROUS;
+        loop {
+            if let Some(c) = self.get(name).await {
+                let ready = c.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
+                if let Some(ready) = ready {
+                    if ready.reason == reason && ready.observed_generation == c.metadata.generation {
+                        return c;
+                    }
+                    *last.lock().unwrap() = format!("{}: {} (observedGeneration {:?})", ready.reason, ready.message, ready.observed_generation);
+                }
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{name} never reached Ready reason {reason}; last seen {}", last.lock().unwrap());
+            tokio::time::sleep(connection_testkit::wait::POLL).await;
+        }
     }
 
     /// The `connection-operator` binary with `args` (and `stdin`), KUBECONFIG the admin's.
@@ -218,9 +225,4 @@ pub async fn run_binary(program: &str, args: &[&str], stdin: Option<&str>, kubec
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
-}
-
-/// Requests in a journal that are not reads.
-pub fn writes(journal: &[Value]) -> Vec<Value> {
-    connection_testkit::providers::writes(journal)
 }
