@@ -869,6 +869,17 @@ fn kubectl_explain_shows_the_field_docs(cluster: Cluster) {
     assert!(policy.contains("Observe"), "{policy}");
     let base_url = kubectl.ok(&["explain", "clusterprovider.spec.baseUrl"]);
     assert!(base_url.contains("loopback"), "{base_url}");
+    // Shared settings and the Mielto API key scheme.
+    let from = kubectl.ok(&["explain", "connection.spec.nango.metadataFrom"]);
+    for words in ["envFrom", "inline wins", "ReferenceNotFound", "configMapRef", "secretRef"] {
+        assert!(from.contains(words), "{words:?} missing from:\n{from}");
+    }
+    let config_from = kubectl.ok(&["explain", "connection.spec.mielto.configFrom.secretRef"]);
+    assert!(config_from.contains("never shown") && config_from.contains("optional"), "{config_from}");
+    let auth = kubectl.ok(&["explain", "provider.spec.auth"]);
+    assert!(auth.contains("X-API-Key") && auth.contains("ApiKey"), "{auth}");
+    let secret_keys = kubectl.ok(&["explain", "connection.status.secretKeys"]);
+    assert!(secret_keys.contains("names only"), "{secret_keys}");
 }
 
 /// The status write path of the controller: server-side apply of the status subresource with

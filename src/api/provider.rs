@@ -196,7 +196,9 @@ impl ProviderType {
     }
 }
 
-/// How a provider account's token is sent.
+/// How the token is sent: `Bearer` (the default, `Authorization: Bearer <token>`, every
+/// provider) or, for type mielto only, `ApiKey` (`X-API-Key: <token>` and no Authorization
+/// header, Mielto's alternative scheme).
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum ProviderAuth {
     /// `Authorization: Bearer <token>` (every provider).
