@@ -14,9 +14,11 @@
 //! declared, hence owned once managed: remove the keys your application writes itself
 //! before switching to `Manage`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use kube::Api;
+use kube::api::ListParams;
 use serde_json::{Map, Value, json};
 
 use crate::api::{Connection, ManagementPolicy, MieltoStatus, ProviderKind};
@@ -61,10 +63,13 @@ pub enum ImportError {
 pub struct Imported {
     pub name: String,
     pub manifest: Value,
+    /// Keys left out of the manifest: their values came from a Secret (see [`import`]).
+    pub withheld: Vec<String>,
 }
 
 /// Read the account's connections and build their manifests, sorted by id.
 pub async fn import(client: kube::Client, options: &ImportOptions) -> Result<Vec<Imported>, ImportError> {
+    let lookup_client = client.clone();
     let lookup = ApiLookup::new(client);
     let provider_ref = match options.provider_kind {
         ProviderKind::Provider => json!({"name": options.provider_name}),
@@ -116,11 +121,13 @@ pub async fn import(client: kube::Client, options: &ImportOptions) -> Result<Vec
         }
     };
 
+    let secret = secret_keys(&lookup_client, options).await;
     let mut taken = BTreeSet::new();
     let mut out = Vec::new();
     for ((id, integration), upstream) in rows {
         let name = unique_name(&id, &mut taken);
-        let block = block(integration.as_deref(), &upstream);
+        let mut block = block(integration.as_deref(), &upstream);
+        let withheld = secret.get(&id).map(|keys| withhold(&mut block, keys)).unwrap_or_default();
         let mut spec = Map::new();
         spec.insert("providerRef".into(), provider_ref.clone());
         spec.insert("connectionId".into(), id.clone().into());
@@ -132,9 +139,55 @@ pub async fn import(client: kube::Client, options: &ImportOptions) -> Result<Vec
             "metadata": {"name": name, "namespace": options.namespace},
             "spec": spec,
         });
-        out.push(Imported { name, manifest });
+        out.push(Imported { name, manifest, withheld });
     }
     Ok(out)
+}
+
+/// Per connection id, the keys whose upstream values came from a Secret, as the Connections
+/// of this Provider record them (`status.secretKeys`). Such a value must not end up in a
+/// manifest (and so in Git): it is left out. Best effort: Connections that cannot be listed
+/// withhold nothing.
+async fn secret_keys(client: &kube::Client, options: &ImportOptions) -> BTreeMap<String, BTreeSet<String>> {
+    let listed = match options.provider_kind {
+        // A ClusterProvider serves every namespace.
+        ProviderKind::ClusterProvider => match Api::<Connection>::all(client.clone()).list(&ListParams::default()).await {
+            Ok(list) => Ok(list),
+            Err(_) => Api::<Connection>::namespaced(client.clone(), &options.namespace).list(&ListParams::default()).await,
+        },
+        ProviderKind::Provider => Api::<Connection>::namespaced(client.clone(), &options.namespace).list(&ListParams::default()).await,
+    };
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for conn in listed.map(|l| l.items).unwrap_or_default() {
+        let same_provider = conn.spec.provider_ref.kind == options.provider_kind
+            && conn.spec.provider_ref.name == options.provider_name
+            && (options.provider_kind == ProviderKind::ClusterProvider || conn.metadata.namespace.as_deref() == Some(&options.namespace));
+        if let (true, Some(status)) = (same_provider, conn.status.as_ref()) {
+            out.entry(conn.spec.connection_id.clone()).or_default().extend(status.secret_keys.iter().cloned());
+        }
+    }
+    out
+}
+
+/// Remove `keys` (named as in `status.managedKeys`: `config.<key>` for Mielto) from a
+/// provider block; the keys removed.
+fn withhold(block: &mut Value, keys: &BTreeSet<String>) -> Vec<String> {
+    let mut removed = Vec::new();
+    for key in keys {
+        let (map, inner) = match key.strip_prefix("config.") {
+            Some(inner) if block.get("config").is_some() => ("config", inner),
+            _ => ("metadata", key.as_str()),
+        };
+        if let Some(Value::Object(m)) = block.get_mut(map)
+            && m.remove(inner).is_some()
+        {
+            removed.push(key.clone());
+            if m.is_empty() && map != "metadata" {
+                block.as_object_mut().map(|b| b.remove(map));
+            }
+        }
+    }
+    removed
 }
 
 /// The provider block that declares `upstream` as it is.
@@ -340,13 +393,27 @@ mod tests {
     }
 
     #[test]
+    fn secret_sourced_keys_are_withheld() {
+        let keys: BTreeSet<String> = ["apiKey".to_string(), "config.signing".to_string(), "absent".to_string()].into();
+        let mut nango = json!({"providerConfigKey": "k", "metadata": {"apiKey": "v", "region": "eu"}});
+        assert_eq!(withhold(&mut nango, &keys), ["apiKey"]);
+        assert_eq!(nango, json!({"providerConfigKey": "k", "metadata": {"region": "eu"}}));
+        let mut mielto = json!({"label": "L", "config": {"signing": "v"}});
+        assert_eq!(withhold(&mut mielto, &keys), ["config.signing"]);
+        assert_eq!(mielto, json!({"label": "L"}));
+        let mut arena = json!({"metadata": {"apiKey": "v"}});
+        withhold(&mut arena, &keys);
+        assert_eq!(arena, json!({"metadata": {}}));
+    }
+
+    #[test]
     fn files_are_never_overwritten() {
         let dir = tempfile::tempdir().unwrap();
-        let one = vec![Imported { name: "a".into(), manifest: json!({"kind": "Connection"}) }];
+        let one = vec![Imported { name: "a".into(), manifest: json!({"kind": "Connection"}), withheld: vec![] }];
         assert_eq!(write_files(dir.path(), &one).unwrap().len(), 1);
         let two = vec![
-            Imported { name: "b".into(), manifest: json!({"kind": "Connection"}) },
-            Imported { name: "a".into(), manifest: json!({"kind": "Changed"}) },
+            Imported { name: "b".into(), manifest: json!({"kind": "Connection"}), withheld: vec![] },
+            Imported { name: "a".into(), manifest: json!({"kind": "Changed"}), withheld: vec![] },
         ];
         let err = write_files(dir.path(), &two).unwrap_err();
         assert!(err.to_string().contains("a.yaml"), "{err}");

@@ -302,6 +302,13 @@ fn import_command(args: ImportArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    for i in imported.iter().filter(|i| !i.withheld.is_empty()) {
+        eprintln!(
+            "{}: left out {} (upstream values from a Secret, as recorded by an existing Connection; use metadataFrom/configFrom with a secretRef)",
+            i.name,
+            i.withheld.join(", ")
+        );
+    }
     match &args.out {
         None => {
             let _ = std::io::stdout().write_all(import::to_yaml_stream(&imported).as_bytes());

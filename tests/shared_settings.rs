@@ -208,6 +208,14 @@ async fn secret_values_go_upstream_and_nowhere_else() {
     })
     .await;
 
+    // Importing the connection (to adopt it elsewhere) leaves the Secret-sourced key out.
+    let ns = env.ns().to_string();
+    let imported = env.run(&["import", "--provider", "nango", "-n", &ns, "--ids", "s1"], None).await;
+    assert_eq!(imported.code, 0, "{imported:?}");
+    assert!(imported.stdout.contains("plain: \"yes\""), "{}", imported.stdout);
+    assert!(!imported.stdout.contains(ROTATED) && !imported.stdout.contains("webhookSecret"), "{}", imported.stdout);
+    assert!(imported.stderr.contains("s1: left out webhookSecret (upstream values from a Secret"), "{}", imported.stderr);
+
     // A provider error that echoes what was sent shows `(secret)` in its place.
     const ECHOED: &str = "whsec-third-91be07d4-echoed-value";
     let echo = format!(r#"{{"error": {{"code": "invalid_request", "message": "webhookSecret {ECHOED} is not accepted"}}}}"#);
