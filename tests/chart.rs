@@ -929,7 +929,7 @@ fn argocd_health_check_maps_connection_status() {
     let suspended = connection(1, json!({"observedGeneration": 1, "conditions": [ready("False", "Suspended", "suspended by spec.suspend", 1)]}));
     assert_eq!(health(&suspended), ("Suspended".into(), "suspended by spec.suspend".into()));
 
-    for reason in ["InvalidSpec", "Unauthorized", "UpstreamNotFound", "ProviderNotFound", "ProviderMismatch", "DriftDetected"] {
+    for reason in ["InvalidSpec", "Unauthorized", "UpstreamNotFound", "ProviderNotFound", "ProviderMismatch", "ReferenceNotFound", "DriftDetected"] {
         let failed = connection(1, json!({"observedGeneration": 1, "conditions": [ready("False", reason, "the provider said no", 1)]}));
         assert_eq!(health(&failed), ("Degraded".into(), format!("{reason}: the provider said no")), "{reason}");
     }

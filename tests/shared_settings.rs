@@ -108,7 +108,13 @@ async fn a_shared_config_map_change_reaches_every_connection_with_one_write_each
         .then_some(())
     })
     .await;
-    for name in ["a11", "a12", "m1", "n1"] {
+    // Every reconcile finished: its status owns the new key (written after the upstream write).
+    for (name, key) in [("a11", "sla"), ("a12", "sla"), ("m1", "config.sla"), ("n1", "sla")] {
+        eventually(&format!("{name} owns {key}"), || async {
+            let status = env.get(name).await?.status?;
+            status.managed_keys.iter().any(|k| k == key).then_some(())
+        })
+        .await;
         env.ready_reason(name, "InSync").await;
     }
     // One write per Connection, carrying only what changed.
@@ -124,7 +130,29 @@ async fn a_shared_config_map_change_reaches_every_connection_with_one_write_each
     let body_of = |id: &str| arena_writes.iter().find(|e| e["path"].as_str().unwrap().ends_with(id)).unwrap()["body"].clone();
     assert_eq!(body_of("/11"), json!({"metadata": {"region": "us", "sla": "24h"}}));
     assert_eq!(body_of("/12"), json!({"metadata": {"region": "us", "sla": "24h"}}));
-    assert_eq!(env.get("a11").await.unwrap().status.unwrap().managed_keys, ["own", "region", "sla", "tier"]);
+    eventually("sla owned", || async {
+        let status = env.get("a11").await?.status?;
+        (status.managed_keys == ["own", "region", "sla", "tier"]).then_some(())
+    })
+    .await;
+
+    // A key that leaves the ConfigMap is owned, so it is removed upstream; foreign keys stay.
+    env.config_map("tenant-defaults", json!({"region": "us", "tier": "gold"})).await;
+    eventually("sla removed upstream", || async {
+        let a11 = p.upstream("arena", "11").await["metadata"].clone();
+        let m1 = p.upstream("mielto", "m1").await["config"].clone();
+        (a11 == json!({"theirs": 1, "own": true, "region": "us", "tier": "gold"})
+            && m1 == json!({"theirs": true, "region": "us", "tier": "gold"}))
+        .then_some(())
+    })
+    .await;
+    // The status follows the write.
+    eventually("sla no longer owned", || async {
+        let status = env.get("a11").await?.status?;
+        (status.managed_keys == ["own", "region", "tier"]).then_some(())
+    })
+    .await;
+    env.ready_reason("a11", "InSync").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
