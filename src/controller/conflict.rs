@@ -104,8 +104,10 @@ pub fn older_owner(mine: &Claim, others: &[Claim]) -> Option<(Arc<Connection>, V
     let mut older: Vec<&Claim> = others
         .iter()
         .filter(|o| {
-            !(o.conn.metadata.uid.is_some() && o.conn.metadata.uid == conn.metadata.uid)
-                && !(o.conn.name_any() == conn.name_any() && o.conn.namespace() == conn.namespace())
+            let same_uid = o.conn.metadata.uid.is_some() && o.conn.metadata.uid == conn.metadata.uid;
+            let same_name = o.conn.name_any() == conn.name_any() && o.conn.namespace() == conn.namespace();
+            !same_uid
+                && !same_name
                 && same_target(mine, o)
                 && age(&o.conn) < age(conn)
         })

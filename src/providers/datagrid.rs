@@ -12,6 +12,7 @@ use http::{HeaderMap, Method};
 use serde_json::{Value, json};
 
 use super::http::{RequestObserver, Call, Dialect, Http, rate_limit_reset, retry_after, retry_after_ms};
+use super::AccountConnections;
 use super::listing::{Freshness, ListKey, Listing};
 use super::{AccountPacer, ProviderClient, ProviderError, Target, Token, unexpected, unsupported};
 use crate::api::ProviderConfig;
@@ -99,7 +100,7 @@ impl ProviderClient for Datagrid {
         })
     }
 
-    fn list(&self) -> BoxFuture<'_, Result<Option<Vec<(ListKey, Upstream)>>, ProviderError>> {
+    fn list(&self) -> BoxFuture<'_, Result<Option<AccountConnections>, ProviderError>> {
         Box::pin(async move {
             let mut rows: Vec<(ListKey, Upstream)> = self.list_rows().await?.into_iter().collect();
             rows.sort_by(|a, b| a.0.cmp(&b.0));

@@ -20,6 +20,9 @@ use futures::future::BoxFuture;
 
 pub use error::ProviderError;
 pub use listing::ListKey;
+
+/// Every connection of an account with its upstream state, by [`ListKey`] (what `list` answers).
+pub type AccountConnections = Vec<(ListKey, Upstream)>;
 pub use http::RequestObserver;
 pub use listing::Freshness;
 pub use pacing::{AccountPacer, Pacers, RateLimitSnapshot};
@@ -99,7 +102,7 @@ pub trait ProviderClient: Send + Sync + std::fmt::Debug {
     }
     /// Every connection of the account, listed afresh (`connection-operator import`).
     /// `Ok(None)`: the provider has no list of the account's connections (Mielto, Are.na).
-    fn list(&self) -> BoxFuture<'_, Result<Option<Vec<(ListKey, Upstream)>>, ProviderError>> {
+    fn list(&self) -> BoxFuture<'_, Result<Option<AccountConnections>, ProviderError>> {
         Box::pin(async { Ok(None) })
     }
 }

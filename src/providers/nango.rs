@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use super::http::{RequestObserver, Call, Dialect, Http, rate_limit_reset, retry_after};
 use super::batch::Coalescer;
+use super::AccountConnections;
 use super::listing::{Freshness, ListKey, Listing};
 use super::{AccountPacer, ProviderClient, ProviderError, Target, Token, unexpected, unsupported};
 use crate::api::ProviderConfig;
@@ -129,7 +130,7 @@ impl ProviderClient for Nango {
         })
     }
 
-    fn list(&self) -> BoxFuture<'_, Result<Option<Vec<(ListKey, Upstream)>>, ProviderError>> {
+    fn list(&self) -> BoxFuture<'_, Result<Option<AccountConnections>, ProviderError>> {
         Box::pin(async move {
             let mut rows: Vec<(ListKey, Upstream)> = self.list_rows().await?.into_iter().collect();
             rows.sort_by(|a, b| a.0.cmp(&b.0));
