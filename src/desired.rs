@@ -330,7 +330,8 @@ mod tests {
                             "mielto": {"label": "L", "configFrom": [{"configMapRef": {"name": "cm", "optional": true}}]}}));
         let d = merge(&m, "ns", &[data(&[("channel", "#ops")])]).unwrap();
         assert_eq!(d.spec.mielto.as_ref().unwrap().config, Some(serde_json::from_value(json!({"channel": "#ops"})).unwrap()));
-        assert_eq!(d.origins.keys().collect::<Vec<_>>(), ["config.channel"]);
+        assert_eq!(d.origins.keys().collect::<Vec<_>>(), ["config.channel", "label"]);
+        assert_eq!(d.origins["label"], Origin::Inline);
         let d = merge(&m, "ns", &[Fetched::NotFound]).unwrap();
         assert_eq!(d.spec.mielto.as_ref().unwrap().config, None);
     }
