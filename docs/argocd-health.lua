@@ -20,6 +20,9 @@ local terminal = {
   UpstreamNotFound = true,
   ProviderNotFound = true,
   ProviderMismatch = true,
+  -- A ConfigMap or Secret of metadataFrom/configFrom that does not exist (Argo CD applies
+  -- ConfigMaps and Secrets before custom resources, so one still missing is a mistake).
+  ReferenceNotFound = true,
   -- Observe mode reports drift and never writes: someone must reconcile by hand.
   DriftDetected = true,
 }

@@ -293,6 +293,104 @@ fn plan_mielto(
     Plan { write, drift, managed_keys }
 }
 
+/// What a plan does to one key, for people (`connection-operator plan`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Change {
+    /// The key is not upstream and will be set.
+    Add { new: Value },
+    /// The key is upstream with another value.
+    Update { old: Value, new: Value },
+    /// An owned key no longer declared, still upstream: it will be removed.
+    Remove { old: Value },
+}
+
+/// A plan, key by key (names as in `status.managedKeys`), sorted by key.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Description {
+    /// Keys the write sets, changes or removes: exactly [`Plan::drift`].
+    pub changes: Vec<(String, Change)>,
+    /// Declared keys that already have their value upstream.
+    pub unchanged: Vec<String>,
+    /// Upstream keys this Connection neither declares nor owns: left alone.
+    pub foreign: Vec<String>,
+}
+
+/// Describe, key by key, what [`plan`] does with the same inputs.
+pub fn describe(desired: ProviderBlock<'_>, managed: &[String], upstream: &Upstream) -> Result<Description, ProviderMismatch> {
+    let owned: BTreeSet<&str> = managed.iter().map(String::as_str).collect();
+    let mut out = Description::default();
+    // A flat map of wanted keys against a flat map of upstream keys; `prefix` names them.
+    let maps = |want: &JsonObject, up: &JsonObject, prefix: &str, out: &mut Description| {
+        let owned_here = owned.iter().filter_map(|k| k.strip_prefix(prefix)).filter(|k| prefix.is_empty() || !k.is_empty());
+        let (changed, removed) = key_changes(want, owned_here, up);
+        for (k, v) in want {
+            let name = format!("{prefix}{k}");
+            if changed.contains(&k.as_str()) {
+                let change = match up.get(k) {
+                    Some(old) => Change::Update { old: old.clone(), new: v.clone() },
+                    None => Change::Add { new: v.clone() },
+                };
+                out.changes.push((name, change));
+            } else {
+                out.unchanged.push(name);
+            }
+        }
+        for k in removed {
+            out.changes.push((format!("{prefix}{k}"), Change::Remove { old: up[k].clone() }));
+        }
+        for k in up.keys() {
+            let name = format!("{prefix}{k}");
+            if !want.contains_key(k) && !owned.contains(name.as_str()) {
+                out.foreign.push(name);
+            }
+        }
+    };
+    match (desired, upstream) {
+        (ProviderBlock::Nango(spec), Upstream::Nango { metadata }) => {
+            maps(&spec.metadata.clone().unwrap_or_default(), metadata, "", &mut out);
+        }
+        (ProviderBlock::Arena(spec), Upstream::Arena { metadata }) => {
+            let want: JsonObject =
+                spec.metadata.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), v.clone())).collect();
+            maps(&want, metadata, "", &mut out);
+        }
+        (ProviderBlock::Mielto(spec), Upstream::Mielto { label, status, config }) => {
+            maps(&spec.config.clone().unwrap_or_default(), config, MIELTO_CONFIG_PREFIX, &mut out);
+            let fields = [
+                ("label", spec.label.as_deref(), label.as_deref()),
+                ("status", spec.status.map(|s| s.as_str()), status.as_deref()),
+            ];
+            for (name, want, up) in fields {
+                match (want, up) {
+                    (Some(w), Some(u)) if w == u => out.unchanged.push(name.into()),
+                    (Some(w), Some(u)) => out.changes.push((name.into(), Change::Update { old: u.into(), new: w.into() })),
+                    (Some(w), None) => out.changes.push((name.into(), Change::Add { new: w.into() })),
+                    // Not declared: left alone (never unset, REFERENCE.md §2), owned or not.
+                    (None, Some(_)) => out.foreign.push(name.into()),
+                    (None, None) => {}
+                }
+            }
+        }
+        (ProviderBlock::Datagrid(spec), Upstream::Datagrid { name }) => {
+            if spec.name == *name {
+                out.unchanged.push("name".into());
+            } else {
+                out.changes.push(("name".into(), Change::Update { old: name.as_str().into(), new: spec.name.as_str().into() }));
+            }
+        }
+        (desired, upstream) => {
+            return Err(ProviderMismatch {
+                desired: desired.provider_type().as_str(),
+                upstream: upstream.provider_type().as_str(),
+            });
+        }
+    }
+    out.changes.sort_by(|a, b| a.0.cmp(&b.0));
+    out.unchanged.sort();
+    out.foreign.sort();
+    Ok(out)
+}
+
 fn subset(from: &JsonObject, keys: &[&str]) -> JsonObject {
     keys.iter().map(|k| ((*k).to_string(), from[*k].clone())).collect()
 }
@@ -347,7 +445,7 @@ mod tests {
     }
 
     fn nango(metadata: Value) -> NangoSpec {
-        NangoSpec { provider_config_key: "salesforce".into(), metadata: Some(obj(metadata)) }
+        NangoSpec { provider_config_key: "salesforce".into(), metadata: Some(obj(metadata)), metadata_from: vec![] }
     }
 
     /// The provider's real merge semantics (docs/providers.md), to check plans end to end.
@@ -385,7 +483,7 @@ mod tests {
 
     #[test]
     fn in_sync_nango_plans_nothing_and_null_equals_empty() {
-        let spec = NangoSpec { provider_config_key: "k".into(), metadata: None };
+        let spec = NangoSpec { provider_config_key: "k".into(), metadata: None, metadata_from: vec![] };
         let p = plan(ProviderBlock::Nango(&spec), &[], &Upstream::nango(Some(&Value::Null))).unwrap();
         assert_eq!(p, Plan::default());
         let spec = nango(json!({"a": 1}));
@@ -431,7 +529,7 @@ mod tests {
 
     #[test]
     fn arena_put_carries_changes_and_null_for_removed_keys() {
-        let spec = ArenaSpec { metadata: obj(json!({"reviewed": true, "score": 0.95})) };
+        let spec = ArenaSpec { metadata: obj(json!({"reviewed": true, "score": 0.95})), metadata_from: vec![] };
         let up = Upstream::arena(Some(&json!({"reviewed": false, "score": 0.95, "old": "x", "theirs": 1})));
         let p = plan(ProviderBlock::Arena(&spec), &keys(&["old", "reviewed"]), &up).unwrap();
         assert_eq!(p.write, Some(Write::ArenaPut { metadata: obj(json!({"reviewed": true, "old": null})) }));
@@ -440,7 +538,7 @@ mod tests {
 
     #[test]
     fn arena_absent_null_and_empty_metadata_are_equal() {
-        let spec = ArenaSpec { metadata: Map::new() };
+        let spec = ArenaSpec { metadata: Map::new(), metadata_from: vec![] };
         for raw in [None, Some(Value::Null), Some(json!({})), Some(json!({"k": null}))] {
             let p = plan(ProviderBlock::Arena(&spec), &keys(&["k"]), &Upstream::arena(raw.as_ref())).unwrap();
             assert_eq!(p, Plan::default(), "{raw:?}");
@@ -453,6 +551,7 @@ mod tests {
             label: Some("Acme".into()),
             status: Some(MieltoStatus::Active),
             config: Some(obj(json!({"channel": "#ops"}))),
+            config_from: vec![],
         };
         let up =
             Upstream::mielto(Some("Acme"), Some("inactive"), Some(&json!({"channel": "#old", "old": 1, "theirs": 2})));
@@ -467,7 +566,7 @@ mod tests {
         );
         assert_eq!(p.drift, keys(&["config.channel", "config.old", "status"]));
         assert_eq!(p.managed_keys, keys(&["config.channel", "label", "status"]));
-        let only_label = MieltoSpec { label: Some("New".into()), status: None, config: None };
+        let only_label = MieltoSpec { label: Some("New".into()), status: None, config: None, config_from: vec![] };
         let p = plan(ProviderBlock::Mielto(&only_label), &[], &up).unwrap();
         assert_eq!(p.write, Some(Write::MieltoPut { label: Some("New".into()), status: None, config: None }));
     }
@@ -508,6 +607,29 @@ mod tests {
         assert_eq!(r.orphaned, keys(&["label", "status"]));
         let r = plan_removal(&keys(&["name"]), &Upstream::datagrid("x"));
         assert_eq!(r, Removal { write: None, orphaned: keys(&["name"]) });
+    }
+
+    #[test]
+    fn describe_names_old_and_new_values_and_foreign_keys() {
+        let spec = nango(json!({"region": "eu", "tier": 2, "same": true}));
+        let up = Upstream::nango(Some(&json!({"region": "us", "same": true, "old": 1, "webhook": "w"})));
+        let d = describe(ProviderBlock::Nango(&spec), &keys(&["old", "region"]), &up).unwrap();
+        assert_eq!(
+            d.changes,
+            vec![
+                ("old".to_string(), Change::Remove { old: json!(1) }),
+                ("region".to_string(), Change::Update { old: json!("us"), new: json!("eu") }),
+                ("tier".to_string(), Change::Add { new: json!(2) }),
+            ]
+        );
+        assert_eq!(d.unchanged, keys(&["same"]));
+        assert_eq!(d.foreign, keys(&["webhook"]));
+        let m = MieltoSpec { label: Some("New".into()), status: None, config: Some(obj(json!({"a": 1}))), config_from: vec![] };
+        let up = Upstream::mielto(Some("Old"), Some("active"), Some(&json!({"a": 1, "theirs": 2})));
+        let d = describe(ProviderBlock::Mielto(&m), &[], &up).unwrap();
+        assert_eq!(d.changes, vec![("label".to_string(), Change::Update { old: json!("Old"), new: json!("New") })]);
+        assert_eq!(d.unchanged, keys(&["config.a"]));
+        assert_eq!(d.foreign, keys(&["config.theirs", "status"]));
     }
 
     // ---- property tests -------------------------------------------------------------
@@ -606,12 +728,12 @@ mod tests {
         prop_oneof![
             (prop::option::of(map_of(any_json())), key_list(), prop::option::of(map_of(any_json()))).prop_map(
                 |(want, managed, up)| {
-                    let spec = NangoSpec { provider_config_key: "k".into(), metadata: want };
+                    let spec = NangoSpec { provider_config_key: "k".into(), metadata: want, metadata_from: vec![] };
                     Case::Nango(spec, managed, Upstream::nango(up.map(Value::Object).as_ref()))
                 }
             ),
             (map_of(scalar()), key_list(), map_of(scalar())).prop_map(|(want, managed, up)| {
-                Case::Arena(ArenaSpec { metadata: want }, managed, Upstream::arena(Some(&Value::Object(up))))
+                Case::Arena(ArenaSpec { metadata: want, metadata_from: vec![] }, managed, Upstream::arena(Some(&Value::Object(up))))
             }),
             (
                 prop::option::of("[AB]"),
@@ -621,7 +743,7 @@ mod tests {
                 (prop::option::of("[AB]"), prop::option::of("active|inactive"), map_of(any_json())),
             )
                 .prop_map(|(label, status, config, managed, (ul, us, uc))| {
-                    let spec = MieltoSpec { label, status, config };
+                    let spec = MieltoSpec { label, status, config, config_from: vec![] };
                     Case::Mielto(
                         spec,
                         managed,
@@ -644,6 +766,19 @@ mod tests {
             prop_assert_eq!(second.write, None);
             prop_assert!(second.drift.is_empty());
             prop_assert_eq!(second.managed_keys, first.managed_keys);
+        }
+
+        /// The description names exactly the keys the plan changes.
+        #[test]
+        fn description_matches_the_plan(case in case()) {
+            let p = plan(case.block(), &case.managed(), case.upstream()).unwrap();
+            let d = describe(case.block(), &case.managed(), case.upstream()).unwrap();
+            let described: Vec<String> = d.changes.iter().map(|(k, _)| k.clone()).collect();
+            prop_assert_eq!(described, p.drift.clone());
+            prop_assert_eq!(d.changes.is_empty(), p.write.is_none());
+            for (k, _) in &d.changes {
+                prop_assert!(!d.unchanged.contains(k) && !d.foreign.contains(k));
+            }
         }
 
         /// Keys neither declared nor owned are never touched.

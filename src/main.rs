@@ -6,7 +6,10 @@ use std::process::ExitCode;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use connection_operator::api::{ManagementPolicy, ProviderKind};
+use connection_operator::import::{self, ImportOptions};
+use connection_operator::plan::{self, Format};
 use connection_operator::admin::{self, Readiness};
 use connection_operator::controller::{self, LeaseSettings, RunConfig};
 use connection_operator::metrics::Metrics;
@@ -23,6 +26,15 @@ struct Cli {
 enum Command {
     /// Run the controller against the cluster from KUBECONFIG or the in-cluster config.
     Run(RunArgs),
+    /// Show what the operator would do for the Connections in some manifests, without doing
+    /// it: keys it would set, change or remove (old and new values), keys it leaves alone,
+    /// conflicts, and the upstream requests. Writes nothing, upstream or to Kubernetes.
+    /// Exit status: 0 nothing would change, 2 something would, 1 an error.
+    Plan(PlanArgs),
+    /// Write Connection manifests whose spec is the current upstream state of a provider
+    /// account's connections (a YAML stream on stdout, or one file per Connection with
+    /// --out). Applying them changes nothing upstream.
+    Import(ImportArgs),
     /// Print every CRD as multi-document YAML (what `crds/` holds).
     Crd,
     /// Print the version.
@@ -54,9 +66,76 @@ struct RunArgs {
     drift_interval_override_seconds: Option<f64>,
 }
 
+#[derive(clap::Args)]
+struct PlanArgs {
+    /// Manifests: files, directories (their .yaml/.yml/.json files) or `-` for standard
+    /// input (e.g. `kustomize build overlay | connection-operator plan -f -`). Repeatable.
+    #[arg(short = 'f', long = "filename", required = true, num_args = 1.., action = clap::ArgAction::Append)]
+    files: Vec<String>,
+    /// The kubeconfig to use (default: KUBECONFIG, ~/.kube/config or in-cluster).
+    #[arg(long)]
+    kubeconfig: Option<std::path::PathBuf>,
+    /// Namespace of manifests that name none (default: the kubeconfig context's).
+    #[arg(short = 'n', long)]
+    namespace: Option<String>,
+    /// Output format; markdown is ready to post as a pull-request comment.
+    #[arg(short = 'o', long, value_enum, default_value_t = Format::Text)]
+    output: Format,
+}
+
+#[derive(clap::Args)]
+struct ImportArgs {
+    /// The Provider to import from (in --namespace), or `clusterprovider/NAME`.
+    #[arg(long)]
+    provider: String,
+    /// Namespace of the Provider and of the Connections written (default: the kubeconfig
+    /// context's).
+    #[arg(short = 'n', long)]
+    namespace: Option<String>,
+    /// Only these connection ids; required for Mielto and Are.na, which cannot list.
+    #[arg(long, value_delimiter = ',')]
+    ids: Vec<String>,
+    /// managementPolicy of the Connections: Observe (nothing is written until you switch to
+    /// Manage) or Manage.
+    #[arg(long, value_enum, default_value_t = Policy::Observe)]
+    policy: Policy,
+    /// Write one <name>.yaml per Connection into this directory instead of stdout (existing
+    /// files are never overwritten).
+    #[arg(long)]
+    out: Option<std::path::PathBuf>,
+    /// The kubeconfig to use (default: KUBECONFIG, ~/.kube/config or in-cluster).
+    #[arg(long)]
+    kubeconfig: Option<std::path::PathBuf>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Policy {
+    #[value(name = "Observe")]
+    Observe,
+    #[value(name = "Manage")]
+    Manage,
+}
+
+/// The name the binary answers to as a kubectl plugin (`kubectl connection plan ...`):
+/// kubectl runs `kubectl-connection plan ...` found on PATH (a symlink to this binary).
+const PLUGIN_NAME: &str = "kubectl-connection";
+
+fn parse_cli() -> Cli {
+    let invoked_as = std::env::args_os()
+        .next()
+        .and_then(|a| std::path::Path::new(&a).file_name().map(|n| n.to_string_lossy().into_owned()));
+    if invoked_as.as_deref() == Some(PLUGIN_NAME) {
+        let command = Cli::command().name("kubectl connection").bin_name("kubectl connection");
+        return Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit());
+    }
+    Cli::parse()
+}
+
 fn main() -> ExitCode {
-    match Cli::parse().command {
+    match parse_cli().command {
         Command::Run(args) => run(args),
+        Command::Plan(args) => plan_command(args),
+        Command::Import(args) => import_command(args),
         Command::Crd => match connection_operator::api::crds_yaml() {
             Ok(yaml) => {
                 // A closed pipe (`| head`) is not worth a panic.
@@ -139,6 +218,115 @@ async fn serve(args: RunArgs) -> anyhow::Result<()> {
         anyhow::bail!("lost the leader Lease");
     }
     Ok(())
+}
+
+/// A client for `kubeconfig` (else the usual inference), with its default namespace.
+async fn cli_client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<(kube::Client, String)> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| anyhow::anyhow!("cannot read the kubeconfig {}: {e}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default()).await?
+        }
+        None => kube::Config::infer().await?,
+    };
+    let namespace = config.default_namespace.clone();
+    Ok((kube::Client::try_from(config)?, namespace))
+}
+
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Runtime::new() {
+        Ok(runtime) => Some(runtime),
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            None
+        }
+    }
+}
+
+fn plan_command(args: PlanArgs) -> ExitCode {
+    let Some(runtime) = runtime() else { return ExitCode::FAILURE };
+    let documents = match plan::read(&args.files, &mut std::io::stdin().lock()) {
+        Ok(documents) => documents,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let report = runtime.block_on(async {
+        let (client, namespace) = cli_client(args.kubeconfig.as_deref()).await?;
+        let namespace = args.namespace.clone().unwrap_or(namespace);
+        Ok::<_, anyhow::Error>(plan::plan(client, &namespace, documents).await)
+    });
+    match report {
+        Ok(report) => {
+            let _ = std::io::stdout().write_all(report.render(args.output).as_bytes());
+            ExitCode::from(report.exit_code())
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn import_command(args: ImportArgs) -> ExitCode {
+    let Some(runtime) = runtime() else { return ExitCode::FAILURE };
+    let (provider_kind, provider_name) = match args.provider.split_once('/') {
+        Some((kind, name)) if kind.eq_ignore_ascii_case("clusterprovider") => (ProviderKind::ClusterProvider, name),
+        Some((kind, name)) if kind.eq_ignore_ascii_case("provider") => (ProviderKind::Provider, name),
+        Some(_) => {
+            eprintln!("error: --provider is NAME, provider/NAME or clusterprovider/NAME");
+            return ExitCode::from(1);
+        }
+        None => (ProviderKind::Provider, args.provider.as_str()),
+    };
+    let result = runtime.block_on(async {
+        let (client, namespace) = cli_client(args.kubeconfig.as_deref()).await?;
+        let options = ImportOptions {
+            provider_kind,
+            provider_name: provider_name.to_string(),
+            namespace: args.namespace.clone().unwrap_or(namespace),
+            ids: args.ids.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
+            policy: match args.policy {
+                Policy::Observe => ManagementPolicy::Observe,
+                Policy::Manage => ManagementPolicy::Manage,
+            },
+        };
+        Ok::<_, anyhow::Error>(import::import(client, &options).await?)
+    });
+    let imported = match result {
+        Ok(imported) => imported,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    for i in imported.iter().filter(|i| !i.withheld.is_empty()) {
+        eprintln!(
+            "{}: left out {} (upstream values from a Secret, as recorded by an existing Connection; use metadataFrom/configFrom with a secretRef)",
+            i.name,
+            i.withheld.join(", ")
+        );
+    }
+    match &args.out {
+        None => {
+            let _ = std::io::stdout().write_all(import::to_yaml_stream(&imported).as_bytes());
+        }
+        Some(dir) => match import::write_files(dir, &imported) {
+            Ok(written) => {
+                for path in written {
+                    eprintln!("wrote {path}");
+                }
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(1);
+            }
+        },
+    }
+    eprintln!("imported {} Connection(s)", imported.len());
+    ExitCode::SUCCESS
 }
 
 /// SIGINT or SIGTERM (what Kubernetes sends a terminating pod).

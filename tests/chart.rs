@@ -216,7 +216,7 @@ fn assert_hardened(pod: &Value, service_account: &str) {
     assert!(c["resources"]["requests"]["cpu"].is_string() && c["resources"]["limits"]["memory"].is_string(), "{c}");
 }
 
-/// Every rule of an RBAC object: no wildcards, Secrets read-only.
+/// Every rule of an RBAC object: no wildcards, Secrets and ConfigMaps read-only.
 #[track_caller]
 fn assert_least_privilege(role: &Value) {
     for rule in role["rules"].as_array().expect("rules") {
@@ -224,9 +224,9 @@ fn assert_least_privilege(role: &Value) {
             let items = rule[field].as_array().expect(field);
             assert!(!items.is_empty() && items.iter().all(|v| !v.as_str().unwrap_or("*").contains('*')), "wildcard in {rule}");
         }
-        if rule["resources"].as_array().unwrap().iter().any(|r| r == "secrets") {
+        if rule["resources"].as_array().unwrap().iter().any(|r| r == "secrets" || r == "configmaps") {
             let verbs = rule["verbs"].as_array().unwrap();
-            assert!(verbs.iter().all(|v| ["get", "list", "watch"].contains(&v.as_str().unwrap_or_default())), "Secrets must be read-only: {rule}");
+            assert!(verbs.iter().all(|v| ["get", "list", "watch"].contains(&v.as_str().unwrap_or_default())), "Secrets and ConfigMaps must be read-only: {rule}");
         }
     }
 }
@@ -486,7 +486,13 @@ async fn operator_runs_without_a_denial(cluster: &Cluster, scope: Scope) {
     tenancy.datagrid_cluster_provider(&providers.base_url("datagrid"));
     tenancy.connection("n", json!({"providerRef": {"name": "nango"}, "connectionId": "acme", "nango": {"providerConfigKey": "salesforce", "metadata": {"region": "eu"}}}));
     tenancy.connection("m", json!({"providerRef": {"name": "mielto"}, "connectionId": "acme", "mielto": {"label": "Acme", "status": "active", "config": {"channel": "#a"}}, "deletionPolicy": "Delete"}));
-    tenancy.connection("a", json!({"providerRef": {"name": "arena"}, "connectionId": "4242", "arena": {"metadata": {"reviewed": true}}}));
+    // Shared settings from a ConfigMap (its metadata watch and its read).
+    tenancy.config_map(&tenants, "arena-defaults", json!({"tier": "gold"}));
+    tenancy.connection(
+        "a",
+        json!({"providerRef": {"name": "arena"}, "connectionId": "4242",
+               "arena": {"metadata": {"reviewed": true}, "metadataFrom": [{"configMapRef": {"name": "arena-defaults"}}]}}),
+    );
     tenancy.connection("d", json!({"providerRef": {"kind": "ClusterProvider", "name": tenancy.cluster_provider}, "connectionId": "acme", "datagrid": {"name": "Acme Drive"}}));
 
     let account = cluster.service_account(release.namespace(), &release.fullname);
@@ -514,6 +520,8 @@ async fn operator_runs_without_a_denial(cluster: &Cluster, scope: Scope) {
     }
     let upstream: Value = http.get(format!("{}/_sandbox/connections/acme", providers.base_url("nango"))).send().await.unwrap().json().await.unwrap();
     assert_eq!(upstream["metadata"], json!({"theirs": "webhook-1", "region": "eu"}));
+    let arena: Value = http.get(format!("{}/_sandbox/connections/4242", providers.base_url("arena"))).send().await.unwrap().json().await.unwrap();
+    assert_eq!(arena["metadata"], json!({"theirs": true, "reviewed": true, "tier": "gold"}), "the ConfigMap's key reached Are.na");
     let m = tenancy.get_connection("m");
     assert_eq!(m["metadata"]["finalizers"], json!(["connection-operator.dev/cleanup"]), "the operator added its finalizer");
     // Deleting with deletionPolicy Delete: cleanup upstream, then the finalizer is released.
@@ -611,7 +619,16 @@ async fn chart_rbac_grants_exactly_the_operator_calls(scope: Scope) {
             assert!(failures.iter().all(|f| f.forbidden), "{}", operator_calls::describe(&failures));
             assert_eq!(
                 operator_calls::calls(&failures),
-                ["list connections", "watch connections", "list providers", "watch providers", "list secret metadata", "watch secret metadata"]
+                [
+                    "list connections",
+                    "watch connections",
+                    "list providers",
+                    "watch providers",
+                    "list secret metadata",
+                    "watch secret metadata",
+                    "list configmap metadata",
+                    "watch configmap metadata"
+                ]
             );
         }
     }
@@ -919,7 +936,7 @@ fn argocd_health_check_maps_connection_status() {
     let suspended = connection(1, json!({"observedGeneration": 1, "conditions": [ready("False", "Suspended", "suspended by spec.suspend", 1)]}));
     assert_eq!(health(&suspended), ("Suspended".into(), "suspended by spec.suspend".into()));
 
-    for reason in ["InvalidSpec", "Unauthorized", "UpstreamNotFound", "ProviderNotFound", "ProviderMismatch", "DriftDetected"] {
+    for reason in ["InvalidSpec", "Unauthorized", "UpstreamNotFound", "ProviderNotFound", "ProviderMismatch", "ReferenceNotFound", "DriftDetected"] {
         let failed = connection(1, json!({"observedGeneration": 1, "conditions": [ready("False", reason, "the provider said no", 1)]}));
         assert_eq!(health(&failed), ("Degraded".into(), format!("{reason}: the provider said no")), "{reason}");
     }

@@ -85,10 +85,10 @@ impl Contract {
         spec.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
         let spec: ProviderSpec = serde_json::from_value(spec).unwrap();
         let config = ProviderConfig::from_provider(&spec, "tenants");
-        let pacer = Pacers::default().get(&config.account_key(), config.rate_limit);
         // A Nango secret key looks like a UUIDv4 (`invalid_secret_key_format`, docs/providers.md).
-        providers::client(&config, Token::new("7f4c2a4e-9b1d-4c3e-8f6a-2d5b9e0c1a37"), reqwest::Client::new(), pacer)
-            .unwrap()
+        let token = Token::new("7f4c2a4e-9b1d-4c3e-8f6a-2d5b9e0c1a37");
+        let pacer = Pacers::default().get(&config.account_key(&token), config.rate_limit);
+        providers::client(&config, token, reqwest::Client::new(), pacer).unwrap()
     }
 
     fn admin_url(&self, path: &str) -> String {

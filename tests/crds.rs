@@ -327,7 +327,7 @@ fn provider_rules() {
 fn examples_are_admitted_and_deserialize() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
     let mut seen = std::collections::BTreeMap::<String, usize>::new();
-    for file in ["secrets.yaml", "providers.yaml", "connections.yaml"] {
+    for file in ["secrets.yaml", "shared-settings.yaml", "providers.yaml", "connections.yaml", "pull-request/acme-salesforce.yaml"] {
         let text = std::fs::read_to_string(root.join(file)).unwrap();
         for doc in serde_yaml::Deserializer::from_str(&text) {
             let object = serde_json::to_value(serde_yaml::Value::deserialize(doc).unwrap()).unwrap();
@@ -355,8 +355,9 @@ fn examples_are_admitted_and_deserialize() {
             *seen.entry(kind).or_default() += 1;
         }
     }
-    assert_eq!(seen.get("Connection"), Some(&4), "one Connection per provider: {seen:?}");
-    assert_eq!(seen.get("Secret"), Some(&4));
+    assert_eq!(seen.get("Connection"), Some(&5), "one Connection per provider and the pull request's: {seen:?}");
+    assert_eq!(seen.get("Secret"), Some(&5), "one per provider account and one of shared settings");
+    assert_eq!(seen.get("ConfigMap"), Some(&1));
     assert_eq!(seen.get("Provider").copied().unwrap_or(0) + seen.get("ClusterProvider").copied().unwrap_or(0), 4);
 }
 
@@ -787,7 +788,7 @@ fn examples_apply_with_defaults_and_printer_columns(cluster: Cluster) {
     let datagrid = format!("{}-datagrid", tenants.name());
     let _cleanup = DeleteOnDrop { kubectl: cluster.kubectl(), what: vec!["clusterprovider".into(), datagrid.clone()] };
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
-    for file in ["secrets.yaml", "providers.yaml", "connections.yaml"] {
+    for file in ["secrets.yaml", "shared-settings.yaml", "providers.yaml", "connections.yaml"] {
         let text = std::fs::read_to_string(root.join(file)).unwrap();
         let mut docs = Vec::new();
         for doc in serde_yaml::Deserializer::from_str(&text) {
@@ -869,6 +870,17 @@ fn kubectl_explain_shows_the_field_docs(cluster: Cluster) {
     assert!(policy.contains("Observe"), "{policy}");
     let base_url = kubectl.ok(&["explain", "clusterprovider.spec.baseUrl"]);
     assert!(base_url.contains("loopback"), "{base_url}");
+    // Shared settings and the Mielto API key scheme.
+    let from = kubectl.ok(&["explain", "connection.spec.nango.metadataFrom"]);
+    for words in ["envFrom", "inline wins", "ReferenceNotFound", "configMapRef", "secretRef"] {
+        assert!(from.contains(words), "{words:?} missing from:\n{from}");
+    }
+    let config_from = kubectl.ok(&["explain", "connection.spec.mielto.configFrom.secretRef"]);
+    assert!(config_from.contains("never shown") && config_from.contains("optional"), "{config_from}");
+    let auth = kubectl.ok(&["explain", "provider.spec.auth"]);
+    assert!(auth.contains("X-API-Key") && auth.contains("ApiKey"), "{auth}");
+    let secret_keys = kubectl.ok(&["explain", "connection.status.secretKeys"]);
+    assert!(secret_keys.contains("names only"), "{secret_keys}");
 }
 
 /// The status write path of the controller: server-side apply of the status subresource with

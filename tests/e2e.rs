@@ -146,14 +146,16 @@ async fn examples_become_ready_and_foreign_keys_survive() {
     assert_eq!(
         nango["metadata"],
         json!({"accountRegion": "eu", "webhookSubscriptionId": "whsub_123",
-               "fieldMapping": {"company": "Account.Name", "owner": "Account.OwnerId"}}),
+               "fieldMapping": {"company": "Account.Name", "owner": "Account.OwnerId"},
+               "supportTier": "standard", "dataRetentionDays": "90", "webhookSigningKey": "replace-with-a-signing-key"}),
     );
     let mielto = world.upstream("mielto", "conn_acme_slack").await;
     assert_eq!(mielto["label"], "Acme Slack");
     assert_eq!(mielto["status"], "active");
     assert_eq!(
         mielto["config"],
-        json!({"channel": "#acme-alerts", "digest": "daily", "installedBy": "U024BE7LH"})
+        json!({"channel": "#acme-alerts", "digest": "daily", "installedBy": "U024BE7LH",
+               "supportTier": "standard", "dataRetentionDays": "90"})
     );
     let arena = world.upstream("arena", "98765").await;
     assert_eq!(
@@ -260,9 +262,11 @@ async fn demo_with_kubeconfig_exits_when_every_example_is_ready() {
             "00000000-0000-4000-8000-000000000000",
             "replace-with-a-mielto-api-key",
             "replace-with-an-arena-token",
+            "replace-with-a-signing-key",
         ] {
             assert!(!log.contains(token), "a credential leaked into the operator log");
         }
+        assert_demo_planned_the_pull_request(dir.path());
         let tokens = handled_tokens(&client).await;
         assert_eq!(tokens.len(), 4, "{tokens:?}");
         let distinct: BTreeSet<&Option<String>> = tokens.values().collect();
@@ -300,6 +304,28 @@ async fn demo_on_the_embedded_emulator_exits_when_every_example_is_ready() {
     .await
     .expect("the demo ends with every Connection Ready");
     assert_eq!(ended, app::Ended::Ready);
+    assert_demo_planned_the_pull_request(dir.path());
+}
+
+/// What the demo's `connection-operator plan` of `examples/pull-request/` printed: before
+/// applying, the two keys it changes (exit 2, checked by the demo itself); after, nothing to
+/// do (exit 0). The Secret-sourced value is in neither.
+fn assert_demo_planned_the_pull_request(workdir: &std::path::Path) {
+    let before = std::fs::read_to_string(workdir.join(app::PLAN_BEFORE)).expect("the plan before applying");
+    for line in [
+        "    ~ accountRegion   \"eu\" -> \"us\"   [inline]",
+        "    + crmSyncEnabled  true   [inline]",
+        "    unchanged: dataRetentionDays, fieldMapping, supportTier, webhookSigningKey",
+        "    left alone (not owned): webhookSubscriptionId",
+        "Plan: 1 to change (1 upstream write), 0 unchanged, 0 errors.",
+    ] {
+        assert!(before.lines().any(|l| l == line), "no line {line:?} in:\n{before}");
+    }
+    let after = std::fs::read_to_string(workdir.join(app::PLAN_AFTER)).expect("the plan after applying");
+    assert!(after.ends_with("Plan: 0 to change (0 upstream writes), 1 unchanged, 0 errors.\n"), "{after}");
+    for text in [&before, &after] {
+        assert!(!text.contains("replace-with-a-signing-key"), "the Secret value was printed:\n{text}");
+    }
 }
 
 /// The demo fails (does not hang) when the Connections cannot become Ready: here the

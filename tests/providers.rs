@@ -39,7 +39,7 @@ impl Sandbox {
     }
 
     fn client_for(&self, config: &ProviderConfig, token: &str) -> Arc<dyn ProviderClient> {
-        let pacer = self.pacers.get(&config.account_key(), config.rate_limit);
+        let pacer = self.pacers.get(&config.account_key(&Token::new(token)), config.rate_limit);
         providers::client(config, Token::new(token), self.http.clone(), pacer).unwrap()
     }
 

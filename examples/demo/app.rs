@@ -56,6 +56,8 @@ pub enum DemoError {
     Timeout { timeout: Duration, pending: String },
     #[error("listing Connections: {0}")]
     List(#[from] kube::Error),
+    #[error("connection-operator plan: {0}")]
+    Plan(String),
 }
 
 /// How the demo ended.
@@ -109,7 +111,7 @@ pub async fn run(options: DemoOptions, shutdown: impl Future<Output = ()>) -> Re
     println!("operator                 {} (log: {log})", binary.display());
     println!();
 
-    let result = watch(&stack, &options, &token, &log, shutdown).await;
+    let result = watch(&stack, &options, &binary, &token, &log, shutdown).await;
     // A clean stop either way: SIGTERM, then SIGKILL if it lingers; the emulators stop when
     // `stack` is dropped.
     stack.stop_operator(Duration::from_secs(10)).await?;
@@ -119,6 +121,7 @@ pub async fn run(options: DemoOptions, shutdown: impl Future<Output = ()>) -> Re
 async fn watch(
     stack: &Stack,
     options: &DemoOptions,
+    binary: &Path,
     token: &str,
     log: &str,
     shutdown: impl Future<Output = ()>,
@@ -152,11 +155,12 @@ async fn watch(
         }
         if table.all_ready() && !told {
             told = true;
+            plan_a_pull_request(stack, options, binary, &client).await?;
             if options.exit_when_ready {
                 println!("\nevery Connection is Ready");
                 return Ok(Ended::Ready);
             }
-            print_next_steps(stack);
+            print_next_steps(stack, binary);
         }
         if !told && tokio::time::Instant::now() >= deadline {
             let pending = table.pending();
@@ -171,7 +175,7 @@ async fn watch(
                 "\nstill waiting for: {}; see the operator log {log}",
                 pending.join(", ")
             );
-            print_next_steps(stack);
+            print_next_steps(stack, binary);
         }
         tokio::select! {
             _ = &mut shutdown => return Ok(Ended::Interrupted),
@@ -180,7 +184,73 @@ async fn watch(
     }
 }
 
-fn print_next_steps(stack: &Stack) {
+/// The changed example the demo plans, applies and plans again.
+pub const PULL_REQUEST: &str = "examples/pull-request/acme-salesforce.yaml";
+/// Where the demo keeps what `plan` printed before and after applying [`PULL_REQUEST`].
+pub const PLAN_BEFORE: &str = "plan-before.txt";
+pub const PLAN_AFTER: &str = "plan-after.txt";
+
+/// What a reviewer sees before a change merges: `connection-operator plan` of a changed
+/// example (exit 2, the keys it would change), then the change applied with kubectl and
+/// planned again (exit 0: nothing left to do). Both outputs are kept in the workdir.
+async fn plan_a_pull_request(stack: &Stack, options: &DemoOptions, binary: &Path, client: &kube::Client) -> Result<(), DemoError> {
+    let file = options.repo_root.join(PULL_REQUEST);
+    let file_arg = file.to_string_lossy().into_owned();
+    println!("
+a pull request changes acme-salesforce ({PULL_REQUEST}); before it merges:
+");
+    println!("$ connection-operator plan -f {PULL_REQUEST}");
+    let before = plan(stack, binary, &file_arg, 2, &options.workdir.join(PLAN_BEFORE)).await?;
+    print!("{before}");
+    let api: Api<Connection> = Api::namespaced(client.clone(), "tenants");
+    let generation = api.get("acme-salesforce").await?.metadata.generation;
+    println!("
+$ kubectl apply -f {PULL_REQUEST}");
+    print!("{}", stack.kubectl(&["apply", "-f", &file_arg]).await?);
+    // In sync at the new generation: the operator did what the plan said.
+    let deadline = tokio::time::Instant::now() + options.timeout;
+    loop {
+        let conn = api.get("acme-salesforce").await?;
+        let applied = conn.metadata.generation != generation;
+        let ready = conn.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
+        if applied && ready.is_some_and(|r| r.reason == "InSync" && r.observed_generation == conn.metadata.generation) {
+            break;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(DemoError::Plan("acme-salesforce did not reach InSync after applying the pull request".into()));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!("
+$ connection-operator plan -f {PULL_REQUEST}     # applied: nothing left to do");
+    let after = plan(stack, binary, &file_arg, 0, &options.workdir.join(PLAN_AFTER)).await?;
+    print!("{after}");
+    Ok(())
+}
+
+/// `connection-operator plan -f file` with the stack's kubeconfig; its output (also written
+/// to `keep`), which must end with exit status `expected`.
+async fn plan(stack: &Stack, binary: &Path, file: &str, expected: i32, keep: &Path) -> Result<String, DemoError> {
+    let output = tokio::process::Command::new(binary)
+        .args(["plan", "-f", file, "--kubeconfig"])
+        .arg(stack.kubeconfig())
+        .output()
+        .await
+        .map_err(|e| DemoError::Plan(format!("cannot run {}: {e}", binary.display())))?;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let _ = std::fs::write(keep, &stdout);
+    if output.status.code() != Some(expected) {
+        return Err(DemoError::Plan(format!(
+            "exited with {} (expected {expected}):\n{stdout}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        )));
+    }
+    Ok(stdout)
+}
+
+fn print_next_steps(stack: &Stack, binary: &Path) {
+    let bin = binary.display();
     let kubeconfig = stack.kubeconfig().display();
     let nango = stack.base_url("nango");
     let mielto = stack.base_url("mielto");
@@ -221,6 +291,13 @@ In another terminal:
   curl -s -X PUT {mielto}/_sandbox/faults -H 'content-type: application/json' \
     -d '{{"path":"*","status":503,"count":3}}'
   curl -s {mielto}/_sandbox/requests             # what the operator sent
+
+  # review a change before applying it (exit 0: nothing to do, 2: changes, 1: errors)
+  {bin} plan -f examples/connections.yaml -o markdown
+  # change a shared setting: every Connection using it is updated upstream
+  kubectl patch configmap -n tenants plan-defaults --type merge -p '{{"data":{{"supportTier":"gold"}}}}'
+  # write manifests for what a provider account already holds (Observe until you switch)
+  {bin} import --provider nango -n tenants
 "#
     );
 }

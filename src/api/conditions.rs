@@ -34,6 +34,9 @@ pub enum Reason {
     Deleting,
     /// An older Connection of the same upstream connection already owns a declared key.
     Conflict,
+    /// A ConfigMap or Secret of `metadataFrom`/`configFrom` that is not `optional` is
+    /// missing (or cannot be read).
+    ReferenceNotFound,
 }
 
 impl Reason {
@@ -53,6 +56,7 @@ impl Reason {
             Reason::UpstreamUnavailable => "UpstreamUnavailable",
             Reason::Deleting => "Deleting",
             Reason::Conflict => "Conflict",
+            Reason::ReferenceNotFound => "ReferenceNotFound",
         }
     }
 }

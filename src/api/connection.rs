@@ -151,6 +151,17 @@ impl ConnectionSpec {
             .max(MIN_DRIFT_INTERVAL)
     }
 
+    /// The `metadataFrom` (Nango, Are.na) or `configFrom` (Mielto) list of the provider
+    /// block; empty for Datagrid, whose only field is its name.
+    pub fn sources(&self) -> &[MetadataSource] {
+        match self.block() {
+            Some(ProviderBlock::Nango(n)) => &n.metadata_from,
+            Some(ProviderBlock::Mielto(m)) => &m.config_from,
+            Some(ProviderBlock::Arena(a)) => &a.metadata_from,
+            Some(ProviderBlock::Datagrid(_)) | None => &[],
+        }
+    }
+
     /// The provider block that is set, if exactly one is (admission guarantees it).
     pub fn block(&self) -> Option<ProviderBlock<'_>> {
         let blocks = [
@@ -222,6 +233,17 @@ pub struct NangoSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "schema::free_form_object")]
     pub metadata: Option<JsonObject>,
+    /// ConfigMaps and Secrets (in the Connection's namespace) whose data keys become metadata
+    /// keys, in the shape of a Pod's `envFrom`: each data key is one top-level key with its
+    /// value as a string. Merged in order (a later source wins a key), then `metadata` on top
+    /// (inline wins). Keys from a source are owned like inline keys. A change of a source
+    /// rolls out to every Connection using it. A missing source that is not `optional` is
+    /// `Ready=False` reason `ReferenceNotFound`; values from a Secret never appear in status,
+    /// Events, logs or `connection-operator plan` output.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    #[x_kube(validation = Rule::new(SOURCES_UNIQUE_RULE).message(SOURCES_UNIQUE_MESSAGE))]
+    pub metadata_from: Vec<MetadataSource>,
 }
 
 /// Mielto connection settings (docs/providers.md, Mielto).
@@ -240,6 +262,15 @@ pub struct MieltoSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "schema::free_form_object")]
     pub config: Option<JsonObject>,
+    /// ConfigMaps and Secrets (in the Connection's namespace) whose data keys become top-level
+    /// `config` keys (string values), in the shape of a Pod's `envFrom`. Merged in order (a
+    /// later source wins a key), then `config` on top (inline wins). Keys from a source are
+    /// owned like inline keys; a missing source that is not `optional` is `Ready=False` reason
+    /// `ReferenceNotFound`; values from a Secret are never shown.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    #[x_kube(validation = Rule::new(SOURCES_UNIQUE_RULE).message(SOURCES_UNIQUE_MESSAGE))]
+    pub config_from: Vec<MetadataSource>,
 }
 
 /// Mielto's `ConnectionStatus` enum.
@@ -279,6 +310,15 @@ pub struct ArenaSpec {
     #[serde(default)]
     #[schemars(schema_with = "schema::arena_metadata")]
     pub metadata: JsonObject,
+    /// ConfigMaps and Secrets (in the Connection's namespace) whose data keys become metadata
+    /// keys (string values), in the shape of a Pod's `envFrom`. Merged in order (a later source
+    /// wins a key), then `metadata` on top (inline wins). The merged keys follow the rules
+    /// above (checked by the operator: `InvalidSpec`); a missing source that is not `optional`
+    /// is `Ready=False` reason `ReferenceNotFound`; values from a Secret are never shown.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    #[x_kube(validation = Rule::new(SOURCES_UNIQUE_RULE).message(SOURCES_UNIQUE_MESSAGE))]
+    pub metadata_from: Vec<MetadataSource>,
 }
 
 /// Datagrid connection settings (docs/providers.md, Datagrid): only the name is mutable.
@@ -288,6 +328,67 @@ pub struct DatagridSpec {
     /// Display name of the connection. Not removed on deletion.
     #[schemars(length(min = 1, max = 255))]
     pub name: String,
+}
+
+/// Each ConfigMap and each Secret at most once in one list: a second mention could only
+/// shadow the first, which is a mistake rather than an intent (see `desired`).
+const SOURCES_UNIQUE_RULE: &str = "self.all(a, self.filter(b, (has(a.configMapRef) && has(b.configMapRef) && a.configMapRef.name == b.configMapRef.name) || (has(a.secretRef) && has(b.secretRef) && a.secretRef.name == b.secretRef.name)).size() <= 1)";
+const SOURCES_UNIQUE_MESSAGE: &str = "each ConfigMap and each Secret may be referenced only once";
+
+/// One source of shared keys, in the shape of a Pod's `envFrom` entry: exactly one of
+/// `configMapRef` and `secretRef`. Every key of the object's `data` becomes one key, its
+/// value a string (a ConfigMap's `binaryData` is ignored; a Secret's values must be UTF-8).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.configMapRef) != has(self.secretRef)").message("set exactly one of configMapRef and secretRef"))]
+pub struct MetadataSource {
+    /// A ConfigMap in the Connection's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map_ref: Option<SourceRef>,
+    /// A Secret in the Connection's namespace. Its values are never shown (status, Events,
+    /// logs and plan output print `(secret)`); its key names are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SourceRef>,
+}
+
+/// The kind of object a [`MetadataSource`] names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SourceKind {
+    ConfigMap,
+    Secret,
+}
+
+impl SourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::ConfigMap => "ConfigMap",
+            SourceKind::Secret => "Secret",
+        }
+    }
+}
+
+impl MetadataSource {
+    /// The object this entry names (admission guarantees exactly one of the two).
+    pub fn reference(&self) -> Option<(SourceKind, &SourceRef)> {
+        match (&self.config_map_ref, &self.secret_ref) {
+            (Some(r), None) => Some((SourceKind::ConfigMap, r)),
+            (None, Some(r)) => Some((SourceKind::Secret, r)),
+            _ => None,
+        }
+    }
+}
+
+/// A ConfigMap or Secret named in `metadataFrom`/`configFrom`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceRef {
+    /// Name of the object, in the Connection's namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// When true a missing object contributes no keys; when false (the default) the
+    /// Connection is `Ready=False` reason `ReferenceNotFound` until it exists.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub optional: bool,
 }
 
 /// Whether the controller writes upstream.
@@ -324,6 +425,11 @@ pub struct ConnectionStatus {
     /// Upstream keys this Connection owns (written by it and not yet removed).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub managed_keys: Vec<String>,
+    /// The keys of `managedKeys` whose value comes from a Secret (`metadataFrom` /
+    /// `configFrom`): names only, so that `connection-operator plan` can hide their old values
+    /// upstream too. Values never appear in status.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_keys: Vec<String>,
     /// Keys that differ upstream from the spec (Observe mode).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub drift: Vec<String>,

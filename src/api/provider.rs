@@ -19,6 +19,8 @@ const BASE_URL_MESSAGE: &str =
     "baseUrl must use https:// (plain http:// only for loopback hosts, or with insecure: true)";
 const WORKSPACE_RULE: &str = "!has(self.workspaceId) || self.type == 'mielto'";
 const TEAMSPACE_RULE: &str = "!has(self.teamspaceId) || self.type == 'datagrid'";
+const AUTH_RULE: &str = "!has(self.auth) || self.auth == 'Bearer' || self.type == 'mielto'";
+const AUTH_MESSAGE: &str = "auth: ApiKey (X-API-Key) applies only to type mielto";
 
 /// An upstream account at an integration provider, usable by Connections in its namespace.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -43,7 +45,8 @@ const TEAMSPACE_RULE: &str = "!has(self.teamspaceId) || self.type == 'datagrid'"
 #[x_kube(
     validation = Rule::new(BASE_URL_RULE).message(BASE_URL_MESSAGE).field_path(".baseUrl"),
     validation = Rule::new(WORKSPACE_RULE).message("workspaceId applies only to type mielto").field_path(".workspaceId"),
-    validation = Rule::new(TEAMSPACE_RULE).message("teamspaceId applies only to type datagrid").field_path(".teamspaceId")
+    validation = Rule::new(TEAMSPACE_RULE).message("teamspaceId applies only to type datagrid").field_path(".teamspaceId"),
+    validation = Rule::new(AUTH_RULE).message(AUTH_MESSAGE).field_path(".auth")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ProviderSpec {
@@ -69,6 +72,10 @@ pub struct ProviderSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 255))]
     pub teamspace_id: Option<String>,
+    /// How the token is sent: `Bearer` (the default, `Authorization: Bearer <token>`) or,
+    /// for Mielto only, `ApiKey` (`X-API-Key: <token>` and no Authorization header).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<ProviderAuth>,
     /// Client-side pacing; defaults to the provider's documented limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimitSpec>,
@@ -100,7 +107,8 @@ pub struct ProviderSpec {
 #[x_kube(
     validation = Rule::new(BASE_URL_RULE).message(BASE_URL_MESSAGE).field_path(".baseUrl"),
     validation = Rule::new(WORKSPACE_RULE).message("workspaceId applies only to type mielto").field_path(".workspaceId"),
-    validation = Rule::new(TEAMSPACE_RULE).message("teamspaceId applies only to type datagrid").field_path(".teamspaceId")
+    validation = Rule::new(TEAMSPACE_RULE).message("teamspaceId applies only to type datagrid").field_path(".teamspaceId"),
+    validation = Rule::new(AUTH_RULE).message(AUTH_MESSAGE).field_path(".auth")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterProviderSpec {
@@ -126,6 +134,10 @@ pub struct ClusterProviderSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 255))]
     pub teamspace_id: Option<String>,
+    /// How the token is sent: `Bearer` (the default, `Authorization: Bearer <token>`) or,
+    /// for Mielto only, `ApiKey` (`X-API-Key: <token>` and no Authorization header).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<ProviderAuth>,
     /// Client-side pacing; defaults to the provider's documented limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimitSpec>,
@@ -182,6 +194,18 @@ impl ProviderType {
             ProviderType::Datagrid => 200,
         }
     }
+}
+
+/// How the token is sent: `Bearer` (the default, `Authorization: Bearer <token>`, every
+/// provider) or, for type mielto only, `ApiKey` (`X-API-Key: <token>` and no Authorization
+/// header, Mielto's alternative scheme).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ProviderAuth {
+    /// `Authorization: Bearer <token>` (every provider).
+    #[default]
+    Bearer,
+    /// `X-API-Key: <token>`, without an Authorization header (Mielto's alternative scheme).
+    ApiKey,
 }
 
 /// A key of a Secret in the Provider's own namespace.
@@ -279,17 +303,20 @@ pub struct ProviderConfig {
     pub credentials: CredentialsLocation,
     pub workspace_id: Option<String>,
     pub teamspace_id: Option<String>,
+    pub auth: ProviderAuth,
     pub rate_limit: RateLimitSpec,
     pub timeout: Duration,
 }
 
 impl ProviderConfig {
+    #[allow(clippy::too_many_arguments)]
     fn build(
         type_: ProviderType,
         base_url: &Option<String>,
         credentials: CredentialsLocation,
         workspace_id: &Option<String>,
         teamspace_id: &Option<String>,
+        auth: Option<ProviderAuth>,
         rate_limit: Option<RateLimitSpec>,
         timeout_seconds: u32,
     ) -> Self {
@@ -303,6 +330,7 @@ impl ProviderConfig {
             credentials,
             workspace_id: workspace_id.clone(),
             teamspace_id: teamspace_id.clone(),
+            auth: auth.unwrap_or_default(),
             rate_limit: rate_limit.unwrap_or(RateLimitSpec {
                 requests_per_minute: type_.default_requests_per_minute(),
                 burst: default_burst(),
@@ -326,6 +354,7 @@ impl ProviderConfig {
             credentials,
             &s.workspace_id,
             &s.teamspace_id,
+            s.auth,
             s.rate_limit,
             s.timeout_seconds,
         )
@@ -344,24 +373,68 @@ impl ProviderConfig {
             credentials,
             &s.workspace_id,
             &s.teamspace_id,
+            s.auth,
             s.rate_limit,
             s.timeout_seconds,
         )
     }
 
-    /// Identity of the upstream account for pacing: every Connection using the same
-    /// endpoint, token and scope shares one budget (Datagrid's is per teamspace).
-    pub fn account_key(&self) -> String {
-        let c = &self.credentials;
+    /// Identity of the upstream account: every Provider and ClusterProvider with the same
+    /// provider type, API endpoint (normalised: scheme and host lower-cased, default port and
+    /// trailing slash dropped), workspace/teamspace and token is one account, whichever
+    /// Secret holds the token. Connections of one account share one pacing budget and are
+    /// checked against each other by the Conflict rule.
+    ///
+    /// The token enters as [`crate::providers::Token::fingerprint`], a keyed hash whose key is
+    /// random per process, so the key identifies the token without revealing it; like the
+    /// token it is never logged.
+    pub fn account_key(&self, token: &crate::providers::Token) -> String {
         format!(
-            "{}|{}|{}/{}/{}|{}|{}",
+            "{}|{}|{}|{}|{:016x}",
             self.type_.as_str(),
-            self.base_url,
-            c.namespace,
-            c.name,
-            c.key,
+            normalized_base_url(&self.base_url),
             self.workspace_id.as_deref().unwrap_or(""),
-            self.teamspace_id.as_deref().unwrap_or("")
+            self.teamspace_id.as_deref().unwrap_or(""),
+            token.fingerprint()
         )
+    }
+}
+
+/// `baseUrl` as one account is known under whichever way it is written: the URL parser's
+/// normal form (lower-case scheme and host, no default port), without a trailing slash.
+pub fn normalized_base_url(base_url: &str) -> String {
+    let normal = url::Url::parse(base_url).map(|u| u.to_string()).unwrap_or_else(|_| base_url.to_string());
+    normal.trim_end_matches('/').to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::Token;
+
+    fn config(spec: serde_json::Value, namespace: &str) -> ProviderConfig {
+        ProviderConfig::from_provider(&serde_json::from_value(spec).unwrap(), namespace)
+    }
+
+    #[test]
+    fn one_account_whatever_secret_holds_the_token() {
+        let a = config(
+            serde_json::json!({"type": "mielto", "baseUrl": "https://API.Mielto.com:443/", "credentialsRef": {"name": "a", "key": "token"}, "workspaceId": "ws"}),
+            "team-a",
+        );
+        let b = config(
+            serde_json::json!({"type": "mielto", "baseUrl": "https://api.mielto.com", "credentialsRef": {"name": "b", "key": "apiKey"}, "workspaceId": "ws", "auth": "ApiKey", "rateLimit": {"requestsPerMinute": 5}}),
+            "team-b",
+        );
+        let token = Token::new("tok-1");
+        assert_eq!(a.account_key(&token), b.account_key(&Token::new("tok-1")));
+        assert_ne!(a.account_key(&token), a.account_key(&Token::new("tok-2")), "another token is another account");
+        let other_workspace = ProviderConfig { workspace_id: Some("ws2".into()), ..a.clone() };
+        assert_ne!(a.account_key(&token), other_workspace.account_key(&token));
+        let other_host = ProviderConfig { base_url: "https://eu.mielto.com".into(), ..a.clone() };
+        assert_ne!(a.account_key(&token), other_host.account_key(&token));
+        assert!(!a.account_key(&token).contains("tok-1"), "the token itself is not in the key");
+        assert_eq!(b.auth, ProviderAuth::ApiKey);
+        assert_eq!(a.auth, ProviderAuth::Bearer);
     }
 }

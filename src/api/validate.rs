@@ -16,6 +16,10 @@ use super::ConnectionSpec;
 /// or underscores.
 pub const ARENA_METADATA_KEY_PATTERN: &str = "^[A-Za-z0-9_]{1,40}$";
 
+/// Are.na's bounds (REFERENCE.md §3), also the CRD schema's for the inline map.
+const MAX_ARENA_KEYS: usize = 50;
+const MAX_ARENA_VALUE_CHARS: usize = 2000;
+
 /// How many characters of an offending key a message shows: keys are unbounded in length,
 /// and a condition message may not exceed 32768 bytes (metav1.Condition). With at most 50
 /// keys (the schema's `maxProperties`) the message stays below 3000 characters.
@@ -27,6 +31,12 @@ pub enum SpecError {
     /// Are.na metadata keys outside [`ARENA_METADATA_KEY_PATTERN`], sorted.
     #[error("Are.na metadata keys must match ^[A-Za-z0-9_]{{1,40}}$: {}", shown(.0))]
     ArenaMetadataKeys(Vec<String>),
+    /// More than 50 keys once `metadataFrom` is merged in (the schema bounds the inline map).
+    #[error("Are.na metadata holds {0} keys once metadataFrom is merged in; at most 50 are allowed")]
+    ArenaMetadataCount(usize),
+    /// String values longer than 2000 characters once `metadataFrom` is merged in.
+    #[error("Are.na metadata values may hold at most 2000 characters: {}", shown(.0))]
+    ArenaMetadataValues(Vec<String>),
 }
 
 /// Whether `key` may be an Are.na metadata key ([`ARENA_METADATA_KEY_PATTERN`]).
@@ -42,6 +52,21 @@ pub fn validate_spec(spec: &ConnectionSpec) -> Result<(), SpecError> {
             // Byte order, as CEL's `sort()` orders strings: the same message either way.
             bad.sort();
             return Err(SpecError::ArenaMetadataKeys(bad));
+        }
+        // Schema constraints for inline keys; keys merged in from metadataFrom (the
+        // controller validates the merged spec too) are only checked here.
+        if arena.metadata.len() > MAX_ARENA_KEYS {
+            return Err(SpecError::ArenaMetadataCount(arena.metadata.len()));
+        }
+        let mut long: Vec<String> = arena
+            .metadata
+            .iter()
+            .filter(|(_, v)| v.as_str().is_some_and(|s| s.chars().count() > MAX_ARENA_VALUE_CHARS))
+            .map(|(k, _)| k.clone())
+            .collect();
+        if !long.is_empty() {
+            long.sort();
+            return Err(SpecError::ArenaMetadataValues(long));
         }
     }
     Ok(())
@@ -104,6 +129,15 @@ mod tests {
             err.to_string(),
             r#"Are.na metadata keys must match ^[A-Za-z0-9_]{1,40}$: "Z-", "a.b", "bad-key", "x y""#
         );
+    }
+
+    #[test]
+    fn merged_metadata_is_bounded_like_the_inline_map() {
+        let many: serde_json::Map<String, serde_json::Value> = (0..51).map(|i| (format!("k{i}"), json!("v"))).collect();
+        assert_eq!(validate_spec(&arena(serde_json::Value::Object(many))), Err(SpecError::ArenaMetadataCount(51)));
+        let err = validate_spec(&arena(json!({"ok": "x", "long": "y".repeat(2001)}))).unwrap_err();
+        assert_eq!(err.to_string(), r#"Are.na metadata values may hold at most 2000 characters: "long""#);
+        assert_eq!(validate_spec(&arena(json!({"ok": "é".repeat(2000)}))), Ok(()));
     }
 
     #[test]

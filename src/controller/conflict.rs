@@ -1,8 +1,17 @@
 //! Ownership conflicts between Connections: two Connections of the same upstream
-//! connection (same `providerRef` and `connectionId`) that declare an overlapping key. The
-//! older one (creationTimestamp, then namespace/name) keeps the key; the newer one reports
+//! connection through the same upstream account that declare an overlapping key. The older
+//! one (creationTimestamp, then namespace/name) keeps the key; the newer one reports
 //! `Ready=False` reason `Conflict` and writes nothing while in conflict, so two resources can
 //! never fight over a key upstream. Disjoint keys coexist.
+//!
+//! "The same account" is [`crate::api::ProviderConfig::account_key`]: two Providers,
+//! or a Provider and a ClusterProvider, that reach one account with one token are one. A
+//! Connection whose account is not known yet (never resolved) is compared by its
+//! `providerRef` instead. A Connection's keys are the ones it declares once its shared
+//! settings are merged in (when known) or inline, plus `status.managedKeys`.
+//!
+//! Used by the controller (accounts and declared keys remembered from each reconcile) and by
+//! `connection-operator plan` (both resolved on the spot).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -10,20 +19,37 @@ use std::sync::Arc;
 use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
 
-use crate::api::{Connection, ProviderBlock, ProviderKind};
+use crate::api::{Connection, ConnectionSpec, ProviderBlock, ProviderKind};
 
-/// The upstream keys a Connection declares or owns, named as in `status.managedKeys`
-/// (Mielto config keys are prefixed `config.`, as the plan engine names them).
-fn claimed_keys(conn: &Connection) -> BTreeSet<String> {
-    let mut keys: BTreeSet<String> = match conn.spec.block() {
+/// What one Connection claims upstream.
+#[derive(Clone, Debug)]
+pub struct Claim {
+    pub conn: Arc<Connection>,
+    /// Its account key, when resolved.
+    pub account: Option<String>,
+    /// The keys it declares or owns, named as in `status.managedKeys`.
+    pub keys: BTreeSet<String>,
+}
+
+impl Claim {
+    /// `declared`: the keys of its merged spec, when resolved (else the inline ones).
+    pub fn new(conn: Arc<Connection>, account: Option<String>, declared: Option<BTreeSet<String>>) -> Claim {
+        let mut keys = declared.unwrap_or_else(|| declared_keys(&conn.spec));
+        keys.extend(conn.status.iter().flat_map(|s| s.managed_keys.iter().cloned()));
+        Claim { conn, account, keys }
+    }
+}
+
+/// The upstream keys a spec declares, named as in `status.managedKeys` (Mielto config keys
+/// are prefixed `config.`, as the plan engine names them). Pass a merged spec
+/// ([`crate::desired::Desired::spec`]) to include the keys of its shared settings.
+pub fn declared_keys(spec: &ConnectionSpec) -> BTreeSet<String> {
+    match spec.block() {
         Some(ProviderBlock::Nango(n)) => n.metadata.iter().flat_map(|m| m.keys().cloned()).collect(),
         Some(ProviderBlock::Arena(a)) => a.metadata.keys().cloned().collect(),
         Some(ProviderBlock::Mielto(m)) => {
-            let mut keys: BTreeSet<String> = m
-                .config
-                .iter()
-                .flat_map(|c| c.keys().map(|k| format!("config.{k}")))
-                .collect();
+            let mut keys: BTreeSet<String> =
+                m.config.iter().flat_map(|c| c.keys().map(|k| format!("config.{k}"))).collect();
             if m.label.is_some() {
                 keys.insert("label".into());
             }
@@ -34,43 +60,62 @@ fn claimed_keys(conn: &Connection) -> BTreeSet<String> {
         }
         Some(ProviderBlock::Datagrid(_)) => ["name".to_string()].into(),
         None => BTreeSet::new(),
-    };
-    keys.extend(conn.status.iter().flat_map(|s| s.managed_keys.iter().cloned()));
-    keys
+    }
+}
+
+/// Whether `a` and `b` name the same upstream connection (id, provider type, and Nango's
+/// integration), whatever the account.
+fn same_connection(a: &Connection, b: &Connection) -> bool {
+    a.spec.connection_id == b.spec.connection_id
+        && a.spec.block().map(|b| b.provider_type()) == b.spec.block().map(|b| b.provider_type())
+        && a.spec.nango.as_ref().map(|n| &n.provider_config_key) == b.spec.nango.as_ref().map(|n| &n.provider_config_key)
 }
 
 /// Whether `a` and `b` target the same upstream connection through the same account.
-fn same_target(a: &Connection, b: &Connection) -> bool {
-    let (ra, rb) = (&a.spec.provider_ref, &b.spec.provider_ref);
-    ra.kind == rb.kind
-        && ra.name == rb.name
-        && (ra.kind == ProviderKind::ClusterProvider || a.namespace() == b.namespace())
-        && a.spec.connection_id == b.spec.connection_id
-        && a.spec.block().map(|b| b.provider_type()) == b.spec.block().map(|b| b.provider_type())
+fn same_target(a: &Claim, b: &Claim) -> bool {
+    if !same_connection(&a.conn, &b.conn) {
+        return false;
+    }
+    match (&a.account, &b.account) {
+        (Some(x), Some(y)) => x == y,
+        _ => {
+            let (ra, rb) = (&a.conn.spec.provider_ref, &b.conn.spec.provider_ref);
+            ra.kind == rb.kind
+                && ra.name == rb.name
+                && (ra.kind == ProviderKind::ClusterProvider || a.conn.namespace() == b.conn.namespace())
+        }
+    }
 }
 
 /// Ordering key: older first; among those created in the same second (creationTimestamp
 /// has whole seconds), one that already owns keys upstream before one that owns none, so
 /// that a newer Connection applied within that second cannot take them over; then
-/// namespace/name.
-fn age(conn: &Connection) -> (Option<i64>, bool, String, String) {
+/// namespace/name. A Connection not created yet (`plan` of a new manifest) is the newest.
+fn age(conn: &Connection) -> (bool, Option<i64>, bool, String, String) {
     let created = conn.metadata.creation_timestamp.as_ref().map(|t| t.0.as_second());
     let owns_nothing = conn.status.as_ref().is_none_or(|s| s.managed_keys.is_empty());
-    (created, owns_nothing, conn.namespace().unwrap_or_default(), conn.name_any())
+    (created.is_none(), created, owns_nothing, conn.namespace().unwrap_or_default(), conn.name_any())
 }
 
-/// The oldest Connection older than `conn` that claims one of its keys, with the contested
+/// The oldest Connection older than `mine` that claims one of its keys, with the contested
 /// keys.
-pub fn older_owner(conn: &Connection, others: &[Arc<Connection>]) -> Option<(Arc<Connection>, Vec<String>)> {
-    let mine = claimed_keys(conn);
-    let mut older: Vec<&Arc<Connection>> = others
+pub fn older_owner(mine: &Claim, others: &[Claim]) -> Option<(Arc<Connection>, Vec<String>)> {
+    let conn = &mine.conn;
+    let mut older: Vec<&Claim> = others
         .iter()
-        .filter(|o| o.metadata.uid != conn.metadata.uid && same_target(conn, o) && age(o) < age(conn))
+        .filter(|o| {
+            let same_uid = o.conn.metadata.uid.is_some() && o.conn.metadata.uid == conn.metadata.uid;
+            let same_name = o.conn.name_any() == conn.name_any() && o.conn.namespace() == conn.namespace();
+            !same_uid
+                && !same_name
+                && same_target(mine, o)
+                && age(&o.conn) < age(conn)
+        })
         .collect();
-    older.sort_by_key(|o| age(o));
+    older.sort_by_key(|o| age(&o.conn));
     older.into_iter().find_map(|o| {
-        let contested: Vec<String> = mine.intersection(&claimed_keys(o)).cloned().collect();
-        (!contested.is_empty()).then(|| (o.clone(), contested))
+        let contested: Vec<String> = mine.keys.intersection(&o.keys).cloned().collect();
+        (!contested.is_empty()).then(|| (o.conn.clone(), contested))
     })
 }
 
@@ -84,13 +129,14 @@ pub fn message(owner: &Connection, keys: &[String]) -> String {
     )
 }
 
-/// Connections sharing `conn`'s upstream connection (but not `conn`), to re-reconcile when
-/// it changes or goes away.
+/// Connections of `conn`'s upstream connection id (but not `conn`), through any Provider,
+/// to re-reconcile when it changes or goes away: whether they share its account is known
+/// only once they are resolved.
 pub fn siblings(store: &Store<Connection>, conn: &Connection) -> Vec<ObjectRef<Connection>> {
     store
         .state()
         .iter()
-        .filter(|o| o.metadata.uid != conn.metadata.uid && same_target(conn, o))
+        .filter(|o| o.metadata.uid != conn.metadata.uid && same_connection(conn, o))
         .map(|o| ObjectRef::from_obj(o.as_ref()))
         .collect()
 }
@@ -118,8 +164,10 @@ mod tests {
         let new = conn("new", "2026-01-02T00:00:00Z", spec(json!({"b": 2, "c": 1})));
         let disjoint = conn("disjoint", "2026-01-03T00:00:00Z", spec(json!({"z": 1})));
         let all = vec![old.clone(), new.clone(), disjoint.clone()];
-        let conflict =
-            |c: &Connection, all: &[Arc<Connection>]| older_owner(c, all).map(|(o, keys)| message(&o, &keys));
+        let conflict = |c: &Arc<Connection>, all: &[Arc<Connection>]| {
+            let claims: Vec<Claim> = all.iter().map(|o| Claim::new(o.clone(), None, None)).collect();
+            older_owner(&Claim::new(c.clone(), None, None), &claims).map(|(o, keys)| message(&o, &keys))
+        };
         assert_eq!(
             conflict(&new, &all).unwrap(),
             "key(s) b already owned by Connection t/old"
@@ -145,5 +193,30 @@ mod tests {
             None,
             "another upstream connection"
         );
+    }
+
+    #[test]
+    fn one_account_through_two_providers_is_one_target() {
+        let spec = |provider: &str, keys: serde_json::Value| json!({"providerRef": {"name": provider}, "connectionId": "c", "mielto": {"config": keys}});
+        let old = conn("old", "2026-01-01T00:00:00Z", spec("team-a", json!({"x": 1})));
+        let new = conn("new", "2026-01-02T00:00:00Z", spec("team-b", json!({"x": 2, "y": 1})));
+        let claim = |c: &Arc<Connection>, account: &str| Claim::new(c.clone(), Some(account.into()), None);
+        let (owner, keys) = older_owner(&claim(&new, "acct-1"), &[claim(&old, "acct-1")]).unwrap();
+        assert_eq!(message(&owner, &keys), "key(s) config.x already owned by Connection t/old");
+        assert!(older_owner(&claim(&new, "acct-1"), &[claim(&old, "acct-2")]).is_none(), "two accounts");
+        // Unresolved: compared by providerRef, which differs.
+        assert!(older_owner(&Claim::new(new.clone(), None, None), &[claim(&old, "acct-1")]).is_none());
+        // Keys from shared settings count once resolved.
+        let declared: BTreeSet<String> = ["config.fromCm".to_string()].into();
+        let with_source = Claim::new(old.clone(), Some("acct-1".into()), Some(declared));
+        let newer = Claim::new(conn("n2", "2026-01-03T00:00:00Z", spec("team-b", json!({"fromCm": 1}))), Some("acct-1".into()), None);
+        assert!(older_owner(&newer, &[with_source]).is_some());
+        // A manifest not created yet is the newest, even against a later creationTimestamp.
+        let mut planned = (*conn("planned", "2026-01-01T00:00:00Z", spec("team-a", json!({"x": 3})))).clone();
+        planned.metadata.creation_timestamp = None;
+        planned.metadata.uid = None;
+        let planned = Arc::new(planned);
+        assert!(older_owner(&claim(&planned, "acct-1"), &[claim(&new, "acct-1")]).is_some());
+        assert!(older_owner(&claim(&new, "acct-1"), &[claim(&planned, "acct-1")]).is_none());
     }
 }

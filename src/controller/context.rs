@@ -8,13 +8,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Client;
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::Store;
 
 use super::backoff::{BackoffPolicy, Backoffs};
+use super::lookup::Sources;
 use super::tokens::Tokens;
 use crate::api::{ClusterProvider, Connection, Provider};
 use crate::metrics::Metrics;
@@ -58,6 +59,16 @@ pub struct Caches {
     pub cluster_providers: Store<ClusterProvider>,
     /// Secret metadata (resourceVersion), to know when a cached token is still current.
     pub secrets: Store<PartialObjectMeta<Secret>>,
+    /// ConfigMap metadata (resourceVersion), to know when cached shared settings are current.
+    pub config_maps: Store<PartialObjectMeta<ConfigMap>>,
+}
+
+/// What the last reconcile of a Connection resolved, for the Conflict rule between
+/// Connections: its account key and the keys its merged spec declares.
+#[derive(Clone, Debug)]
+pub struct Resolution {
+    pub account: String,
+    pub declared: std::collections::BTreeSet<String>,
 }
 
 /// Shared state of the reconciles.
@@ -76,6 +87,11 @@ pub struct Context {
     pub providers: Store<Provider>,
     pub cluster_providers: Store<ClusterProvider>,
     pub secrets: Store<PartialObjectMeta<Secret>>,
+    pub config_maps: Store<PartialObjectMeta<ConfigMap>>,
+    /// Data of the ConfigMaps and Secrets that shared settings reference.
+    pub sources: Sources,
+    /// The last resolution of each Connection, by uid.
+    resolutions: Mutex<HashMap<String, Resolution>>,
     /// Reconciles of one provider account allowed at once (see [`Context::account_slot`]).
     per_account: usize,
     account_slots: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
@@ -118,9 +134,34 @@ impl Context {
             providers: caches.providers,
             cluster_providers: caches.cluster_providers,
             secrets: caches.secrets,
+            config_maps: caches.config_maps,
+            sources: Sources::default(),
+            resolutions: Mutex::default(),
             per_account: usize::from(concurrency / 2).max(1),
             account_slots: Mutex::default(),
         }
+    }
+
+    /// Remember what a Connection resolved to (see [`Resolution`]).
+    pub fn remember_resolution(&self, uid: &str, resolution: Resolution) {
+        let mut all = self.resolutions.lock().unwrap_or_else(|e| e.into_inner());
+        // Entries of deleted Connections are never looked up again; drop them now and then.
+        if all.len() > 64 && all.len() > 2 * self.connections.state().len() {
+            let live: std::collections::HashSet<String> =
+                self.connections.state().iter().filter_map(|c| c.metadata.uid.clone()).collect();
+            all.retain(|uid, _| live.contains(uid));
+        }
+        all.insert(uid.to_string(), resolution);
+    }
+
+    /// Forget a Connection's resolution (it is being deleted).
+    pub fn forget_resolution(&self, uid: &str) {
+        self.resolutions.lock().unwrap_or_else(|e| e.into_inner()).remove(uid);
+    }
+
+    /// The last resolution of the Connection `uid`, if any.
+    pub fn resolution(&self, uid: &str) -> Option<Resolution> {
+        self.resolutions.lock().unwrap_or_else(|e| e.into_inner()).get(uid).cloned()
     }
 
     /// A slot to reconcile against the provider account `account`, if one is free now.

@@ -8,11 +8,12 @@
 //! - `finalizer`, `events`, `context`.
 
 mod backoff;
-mod conflict;
+pub mod conflict;
 mod context;
 mod events;
 mod finalizer;
 mod leader;
+mod lookup;
 mod reconcile;
 mod status;
 mod tokens;
@@ -101,6 +102,7 @@ pub async fn run(
         providers: t.provider_store.clone(),
         cluster_providers: t.cluster_provider_store.clone(),
         secrets: t.secret_store.clone(),
+        config_maps: t.config_map_store.clone(),
     };
     let context = Arc::new(context::Context::new(client, metrics, config.timing, caches, config.concurrency));
     let by_sibling = store.clone();
@@ -110,6 +112,7 @@ pub async fn run(
         t.provider_store.clone(),
         t.cluster_provider_store.clone(),
     );
+    let config_map_connections = store.clone();
     Controller::for_stream(t.connections, t.connection_store)
         .with_config(kube::runtime::controller::Config::default().concurrency(config.concurrency))
         .watches_stream(t.connection_changes, move |c| conflict::siblings(&by_sibling, &c))
@@ -120,6 +123,7 @@ pub async fn run(
         .watches_stream(t.secrets, move |s| {
             triggers::for_secret(&secret_connections, &secret_providers, &secret_cluster_providers, &s)
         })
+        .watches_stream(t.config_maps, move |cm| triggers::for_config_map(&config_map_connections, &cm))
         .graceful_shutdown_on(shutdown)
         .run(reconcile::reconcile, reconcile::error_policy, context)
         .for_each(|result| async move {

@@ -1,40 +1,40 @@
-//! One reconcile of a Connection, in named steps (Stackable style): `dereference` (Provider
-//! and credentials, from the watch caches) → `read` (upstream GET, or for a drift check a row
-//! of the account's list snapshot) → `plan` (ownership-aware diff) → `write` (the minimum,
-//! Manage only, planned from a GET) → `status` (built deterministically, written only when
-//! changed).
+//! One reconcile of a Connection, in named steps (Stackable style): `desired` (the spec's
+//! own rules, its shared settings merged in) → `dereference` (Provider and credentials, from
+//! the watch caches) → `read` (upstream GET, or for a drift check a row of the account's list
+//! snapshot) → `plan` (ownership-aware diff) → `write` (the minimum, Manage only, planned
+//! from a GET) → `status` (built deterministically, written only when changed).
 //! Deletion runs `dereference` → `read` → `plan_removal` → `write` → release the finalizer.
+//!
+//! `desired` and `dereference` are `resolve`'s, which `connection-operator plan` runs too (with
+//! plain API reads instead of the watch caches), and the plan is `diff::plan` for both.
 //!
 //! Every provider failure is classified once (`ProviderError`) and mapped here to a Ready
 //! reason and a requeue (docs/controller.md, "Reconcile"); a reconcile never sleeps waiting for a
-//! rate-limited provider, it returns and requeues at `retryAt`.
+//! rate-limited provider, it returns and requeues at `retryAt`. Values that came from a
+//! Secret are kept out of every message (`Desired::redact`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use rand::Rng;
 use serde_json::json;
 
-use super::conflict;
-use super::context::{Context, FIELD_MANAGER};
+use super::conflict::{self, Claim};
+use super::context::{Context, FIELD_MANAGER, Resolution};
 use super::events::{self, CLEANUP_SKIPPED, DRIFT_CORRECTED, ORPHANED};
 use super::finalizer;
 use super::status::{self, Observation, Outcome, ProviderHealth};
 use crate::api::conditions::{self, READY, Reason};
-use crate::api::validate;
-use crate::api::{
-    ClusterProvider, Connection, DeletionPolicy, ManagementPolicy, Provider, ProviderConfig, ProviderKind,
-    ProviderStatus,
-};
+use crate::api::{ClusterProvider, Connection, DeletionPolicy, ManagementPolicy, Provider, ProviderStatus};
+use crate::desired::Desired;
 use crate::diff;
-use crate::providers::{self, Freshness, ProviderClient, ProviderError, Target, Token};
+use crate::providers::{self, Freshness, ProviderClient, ProviderError, Target};
+use crate::resolve::{self, Account, ProviderObject};
 
 /// Annotation that requests a reconcile now; its value is echoed in
 /// `status.lastHandledReconcileAt` (the Flux convention).
@@ -49,44 +49,26 @@ pub enum Error {
     NoNamespace,
 }
 
-/// The Provider or ClusterProvider a Connection resolved to.
-enum ProviderObject {
-    Namespaced(Provider),
-    Cluster(ClusterProvider),
-}
-
-impl ProviderObject {
-    fn status(&self) -> Option<&ProviderStatus> {
-        match self {
-            ProviderObject::Namespaced(p) => p.status.as_ref(),
-            ProviderObject::Cluster(p) => p.status.as_ref(),
-        }
-    }
-
-    fn generation(&self) -> Option<i64> {
-        match self {
-            ProviderObject::Namespaced(p) => p.meta().generation,
-            ProviderObject::Cluster(p) => p.meta().generation,
-        }
-    }
-}
-
 /// A resolved provider account, ready to be called.
 struct Resolved {
-    provider: ProviderObject,
-    config: ProviderConfig,
-    /// `config.account_key()`, computed once per reconcile.
-    account: String,
+    account: Account,
     pacer: Arc<providers::AccountPacer>,
     client: Arc<dyn ProviderClient>,
 }
 
-/// Why `dereference` stopped: a Ready reason with its message, and what to tell the
-/// Provider about its credentials.
+/// Why `dereference` or `desired` stopped: a Ready reason with its message, and what to tell
+/// the Provider about its credentials.
 struct Unresolved {
     reason: Reason,
     message: String,
     provider: Option<(ProviderObject, ProviderHealth)>,
+}
+
+impl From<resolve::Unresolved> for Unresolved {
+    fn from(u: resolve::Unresolved) -> Self {
+        let provider = u.provider.map(|p| (p, ProviderHealth::CredentialsMissing(u.message.clone())));
+        Unresolved { reason: u.reason, message: u.message, provider }
+    }
 }
 
 /// Entry point called by kube-runtime.
@@ -144,36 +126,55 @@ async fn reconcile_connection(
     }
 
     let requested_at = conn.annotations().get(RECONCILE_REQUESTED_AT).cloned();
-    let observation = |outcome: Outcome, managed_keys: Option<Vec<String>>| Observation {
-        generation: conn.meta().generation,
-        outcome,
-        managed_keys,
-        requested_at: requested_at.clone(),
+    let observation = |outcome: Outcome, managed_keys: Option<Vec<String>>, secret_keys: Option<Vec<String>>| {
+        Observation {
+            generation: conn.meta().generation,
+            outcome,
+            managed_keys,
+            secret_keys,
+            requested_at: requested_at.clone(),
+        }
+    };
+    let stop = |unresolved: Unresolved| stop(conn, ctx, &api, key, observation(Outcome::Deferred, None, None), unresolved);
+
+    // Rules the CRD schema cannot hold (`api::validate`) and the shared settings: terminal,
+    // before any upstream request, like a provider's own refusal of the values.
+    let desired = match resolve::desired(conn, namespace, ctx).await? {
+        Ok(desired) => desired,
+        Err(unresolved) => return stop(unresolved.into()).await,
     };
 
-    // Rules the CRD schema cannot hold (`api::validate`): terminal, before any upstream
-    // request, like a provider's own refusal of the values.
-    if let Err(invalid) = validate::validate_spec(&conn.spec) {
-        let outcome = Outcome::Failed {
-            reason: Reason::InvalidSpec,
-            message: invalid.to_string(),
-            retry_at: None,
-        };
-        write_status(conn, ctx, &api, observation(outcome.clone(), None)).await?;
-        let action = requeue(conn, ctx, key, &outcome);
-        return Ok((outcome, action));
+    // Step 1: dereference.
+    let resolved = match dereference(conn, ctx, namespace).await? {
+        Ok(resolved) => resolved,
+        Err(unresolved) => return stop(unresolved).await,
+    };
+    if let Some(refused) = resolve::credentials_loop(&desired, &resolved.account, namespace) {
+        return stop(refused.into()).await;
+    }
+    let declared = conflict::declared_keys(&desired.spec);
+    if let Some(uid) = &conn.metadata.uid {
+        let resolution = Resolution { account: resolved.account.key.clone(), declared: declared.clone() };
+        ctx.remember_resolution(uid, resolution);
     }
 
-    // Ownership: an older Connection of the same upstream connection keeps its keys; this
-    // one writes nothing while they overlap. Observe never writes, so it never conflicts.
+    // Ownership: an older Connection of the same upstream connection through the same account
+    // keeps its keys; this one writes nothing while they overlap. Observe never writes, so it
+    // never conflicts.
     if conn.spec.management_policy == ManagementPolicy::Manage {
-        let mut others: Vec<Arc<Connection>> = ctx
+        let mine = Claim::new(Arc::new(conn.clone()), Some(resolved.account.key.clone()), Some(declared));
+        let mut others: Vec<Claim> = ctx
             .connections
             .state()
             .into_iter()
             .filter(|o| o.spec.management_policy == ManagementPolicy::Manage)
+            .map(|o| {
+                let resolution = o.metadata.uid.as_deref().and_then(|uid| ctx.resolution(uid));
+                let (account, declared) = resolution.map(|r| (r.account, r.declared)).unzip();
+                Claim::new(o, account, declared)
+            })
             .collect();
-        while let Some((owner, keys)) = conflict::older_owner(conn, &others) {
+        while let Some((owner, keys)) = conflict::older_owner(&mine, &others) {
             // The cache may still hold an owner that was just deleted (its deletion is what
             // brought us here): confirm with a fresh read before reporting a conflict.
             let owner_api: Api<Connection> =
@@ -185,40 +186,23 @@ async fn reconcile_connection(
                     message: conflict::message(&owner, &keys),
                     retry_at: None,
                 };
-                write_status(conn, ctx, &api, observation(outcome.clone(), None)).await?;
+                write_status(conn, ctx, &api, observation(outcome.clone(), None, None)).await?;
                 ctx.backoffs.reset(key);
                 return Ok((outcome, Action::requeue(ctx.timing.terminal_requeue)));
             }
-            others.retain(|o| o.metadata.uid != owner.metadata.uid);
+            others.retain(|o| o.conn.metadata.uid != owner.metadata.uid);
         }
     }
 
-    // Step 1: dereference.
-    let resolved = match dereference(conn, ctx, namespace).await? {
-        Ok(resolved) => resolved,
-        Err(unresolved) => {
-            if let Some((provider, health)) = &unresolved.provider {
-                update_provider_status(ctx, provider, health, None).await;
-            }
-            let outcome = Outcome::Failed {
-                reason: unresolved.reason,
-                message: unresolved.message,
-                retry_at: None,
-            };
-            write_status(conn, ctx, &api, observation(outcome.clone(), None)).await?;
-            ctx.backoffs.reset(key);
-            return Ok((outcome, Action::requeue(ctx.timing.terminal_requeue)));
-        }
-    };
     if conn.spec.suspend {
         let outcome = Outcome::Suspended;
-        write_status(conn, ctx, &api, observation(outcome.clone(), None)).await?;
+        write_status(conn, ctx, &api, observation(outcome.clone(), None, None)).await?;
         return Ok((outcome, Action::await_change()));
     }
-    let Some(_slot) = ctx.account_slot(&resolved.account) else {
+    let Some(_slot) = ctx.account_slot(&resolved.account.key) else {
         return Ok((Outcome::Deferred, deferred()));
     };
-    let provider_name = resolved.config.type_.as_str();
+    let provider_name = resolved.account.config.type_.as_str();
     let target = Target::for_connection(&conn.spec);
     let managed = conn.status.as_ref().map(|s| s.managed_keys.clone()).unwrap_or_default();
 
@@ -230,7 +214,7 @@ async fn reconcile_connection(
     };
     let result = match wait {
         Some(retry_at) => Err(ProviderError::RateLimited { retry_at }),
-        None => sync(conn, &resolved, &target, &managed, freshness).await,
+        None => sync(conn, &desired, &resolved, &target, &managed, freshness).await,
     };
     let (outcome, managed_keys) = match result {
         Ok((outcome, managed_keys)) => (outcome, managed_keys),
@@ -245,9 +229,12 @@ async fn reconcile_connection(
             if let ProviderError::RateLimited { .. } = e {
                 ctx.metrics.rate_limited(provider_name);
             }
-            (Outcome::from_provider_error(&e), None)
+            (redacted(Outcome::from_provider_error(&e), &desired), None)
         }
     };
+    let secret_keys = managed_keys
+        .as_ref()
+        .map(|keys| keys.iter().filter(|k| desired.is_secret(k)).cloned().collect::<Vec<_>>());
     if outcome == (Outcome::InSync { wrote: true }) {
         ctx.metrics.drift_corrected(provider_name);
     }
@@ -266,19 +253,21 @@ async fn reconcile_connection(
         _ => Some(ProviderHealth::Ready),
     };
     let pacer = &resolved.pacer;
+    let provider = &resolved.account.provider;
     if let Some(health) = health {
-        update_provider_status(ctx, &resolved.provider, &health, Some(pacer.snapshot())).await;
+        update_provider_status(ctx, provider, &health, Some(pacer.snapshot())).await;
     } else {
         // A new block is worth recording even without a fresh authentication outcome.
-        let health = match status_ready(resolved.provider.status()) {
+        let health = match status_ready(provider.status()) {
             Some(false) => None,
             _ => Some(ProviderHealth::Ready),
         };
         if let Some(health) = health {
-            update_provider_status(ctx, &resolved.provider, &health, Some(pacer.snapshot())).await;
+            update_provider_status(ctx, provider, &health, Some(pacer.snapshot())).await;
         }
     }
-    let transitioned = write_status(conn, ctx, &api, observation(outcome.clone(), managed_keys)).await?;
+    let transitioned =
+        write_status(conn, ctx, &api, observation(outcome.clone(), managed_keys, secret_keys)).await?;
     // A write that also made the Connection Ready is told by the Ready event; one more
     // Event per Connection would be one more API request each in a wave of thousands.
     if outcome == (Outcome::InSync { wrote: true }) && !transitioned {
@@ -294,6 +283,26 @@ async fn reconcile_connection(
         .await;
     }
 
+    let action = requeue(conn, ctx, key, &outcome);
+    Ok((outcome, action))
+}
+
+/// A step that cannot go on: its reason on the status, terminal (nothing is retried before
+/// the Connection, its Provider, its Secret or its shared settings change, or the safety
+/// requeue). `observation` gives everything but the outcome.
+async fn stop(
+    conn: &Connection,
+    ctx: &Context,
+    api: &Api<Connection>,
+    key: &str,
+    observation: Observation,
+    unresolved: Unresolved,
+) -> Result<(Outcome, Action), Error> {
+    if let Some((provider, health)) = &unresolved.provider {
+        update_provider_status(ctx, provider, health, None).await;
+    }
+    let outcome = Outcome::Failed { reason: unresolved.reason, message: unresolved.message, retry_at: None };
+    write_status(conn, ctx, api, Observation { outcome: outcome.clone(), ..observation }).await?;
     let action = requeue(conn, ctx, key, &outcome);
     Ok((outcome, action))
 }
@@ -335,9 +344,9 @@ fn drift_check(conn: &Connection, ctx: &Context, requested_at: Option<&str>) -> 
 /// cannot follow with its write would waste it: the Connection would need a second read
 /// in the next window, spending a scarce budget twice on reads for one write.
 fn budget_wait(ctx: &Context, resolved: &Resolved) -> Option<SystemTime> {
-    let busy = ctx.account_busy(&resolved.account).max(1) as u32;
+    let busy = ctx.account_busy(&resolved.account.key).max(1) as u32;
     let (now, wall) = (Instant::now(), SystemTime::now());
-    let until = providers::sync_buckets(resolved.config.type_)
+    let until = providers::sync_buckets(resolved.account.config.type_)
         .iter()
         .filter_map(|(bucket, per_sync)| resolved.pacer.available_at(bucket, f64::from(per_sync * busy), now, wall))
         .max()?;
@@ -359,12 +368,13 @@ fn drift_interval(conn: &Connection, ctx: &Context) -> Duration {
 /// snapshot; a write is never planned from it: drift seen there is read again with a GET.
 async fn sync(
     conn: &Connection,
+    desired: &Desired,
     resolved: &Resolved,
     target: &Target,
     managed: &[String],
     freshness: Option<Freshness>,
 ) -> Result<(Outcome, Option<Vec<String>>), ProviderError> {
-    let Some(block) = conn.spec.block() else {
+    let Some(block) = desired.spec.block() else {
         return Ok((
             mismatch("exactly one provider block (nango, mielto, arena or datagrid) must be set"),
             None,
@@ -452,7 +462,7 @@ async fn delete(
         write_status(conn, ctx, api, deletion_observation(conn, Outcome::Suspended)).await?;
         return Ok((Outcome::Suspended, Action::await_change()));
     }
-    let Some(_slot) = ctx.account_slot(&resolved.account) else {
+    let Some(_slot) = ctx.account_slot(&resolved.account.key) else {
         return Ok((Outcome::Deferred, deferred()));
     };
     let target = Target::for_connection(&conn.spec);
@@ -478,6 +488,9 @@ async fn delete(
     }
     finalizer::remove(api, conn).await?;
     ctx.backoffs.reset(key);
+    if let Some(uid) = &conn.metadata.uid {
+        ctx.forget_resolution(uid);
+    }
     Ok((Outcome::Deleting, Action::await_change()))
 }
 
@@ -498,6 +511,7 @@ fn deletion_observation(conn: &Connection, outcome: Outcome) -> Observation {
         generation: conn.meta().generation,
         outcome,
         managed_keys: None,
+        secret_keys: None,
         requested_at: conn.annotations().get(RECONCILE_REQUESTED_AT).cloned(),
     }
 }
@@ -545,156 +559,33 @@ fn deferred() -> Action {
 }
 
 /// Step 1: the Provider (or ClusterProvider), its type against the Connection's block,
-/// and the token from the referenced Secret (read on every reconcile, so a rotated
-/// credential is used at once; only this one Secret is read).
+/// and the token from the referenced Secret (`resolve::account` with the watch caches), then
+/// the account's pacer and client.
 async fn dereference(conn: &Connection, ctx: &Context, namespace: &str) -> Result<Result<Resolved, Unresolved>, Error> {
-    let reference = &conn.spec.provider_ref;
-    let (provider, config) = match reference.kind {
-        ProviderKind::Provider => {
-            let api: Api<Provider> = Api::namespaced(ctx.client.clone(), namespace);
-            let cached = ctx
-                .providers
-                .get(&ObjectRef::new(&reference.name).within(namespace))
-                .map(|p| p.as_ref().clone());
-            // Not cached yet (the watch may lag a just-created Provider): ask.
-            let found = match cached {
-                Some(p) => Some(p),
-                None => api.get_opt(&reference.name).await?,
-            };
-            match found {
-                Some(p) => {
-                    let config = ProviderConfig::from_provider(&p.spec, namespace);
-                    (ProviderObject::Namespaced(p), config)
-                }
-                None => {
-                    return Ok(Err(not_found(format!(
-                        "Provider {namespace}/{} not found",
-                        reference.name
-                    ))));
-                }
-            }
-        }
-        ProviderKind::ClusterProvider => {
-            let api: Api<ClusterProvider> = Api::all(ctx.client.clone());
-            let cached = ctx
-                .cluster_providers
-                .get(&ObjectRef::new(&reference.name))
-                .map(|p| p.as_ref().clone());
-            let found = match cached {
-                Some(p) => Some(p),
-                None => api.get_opt(&reference.name).await?,
-            };
-            match found {
-                Some(p) => {
-                    let config = ProviderConfig::from_cluster_provider(&p.spec);
-                    (ProviderObject::Cluster(p), config)
-                }
-                None => return Ok(Err(not_found(format!("ClusterProvider {} not found", reference.name)))),
-            }
-        }
+    let account = match resolve::account(conn, namespace, ctx).await? {
+        Ok(account) => account,
+        Err(unresolved) => return Ok(Err(unresolved.into())),
     };
-    if let Some(block) = conn.spec.block()
-        && block.provider_type() != config.type_
-    {
-        return Ok(Err(Unresolved {
-            reason: Reason::ProviderMismatch,
-            message: format!(
-                "the Connection has a {} block but {:?} {} is of type {}",
-                block.provider_type().as_str(),
-                reference.kind,
-                reference.name,
-                config.type_.as_str()
-            ),
-            provider: None,
-        }));
-    }
-    let token = match read_token(ctx, &config).await? {
-        Ok(token) => token,
-        Err(message) => {
-            let health = ProviderHealth::CredentialsMissing(message.clone());
-            return Ok(Err(Unresolved {
-                reason: Reason::ProviderNotReady,
-                message,
-                provider: Some((provider, health)),
-            }));
-        }
-    };
-    let account = config.account_key();
-    let pacer = ctx.pacers.get(&account, config.rate_limit);
-    match ctx.clients.get(&config, token, &ctx.http, pacer.clone()) {
-        Ok(client) => Ok(Ok(Resolved {
-            provider,
-            config,
-            account,
-            pacer,
-            client,
-        })),
+    let config = &account.config;
+    let pacer = ctx.pacers.get_for(&account.key, &account.provider.describe(), config.rate_limit);
+    match ctx.clients.get(&account.key, config, account.token.clone(), &ctx.http, pacer.clone()) {
+        Ok(client) => Ok(Ok(Resolved { account, pacer, client })),
         Err(e) => {
             let message = format!("the provider cannot be used: {e}");
             let health = ProviderHealth::CredentialsMissing(message.clone());
-            Ok(Err(Unresolved {
-                reason: Reason::ProviderNotReady,
-                message,
-                provider: Some((provider, health)),
-            }))
+            Ok(Err(Unresolved { reason: Reason::ProviderNotReady, message, provider: Some((account.provider, health)) }))
         }
     }
 }
 
-fn not_found(message: String) -> Unresolved {
-    Unresolved {
-        reason: Reason::ProviderNotFound,
-        message,
-        provider: None,
-    }
-}
-
-/// The token, or a message (naming the Secret and key, never the value) saying why not.
-/// The Secret is read only when the watch shows a version other than the cached token's.
-async fn read_token(ctx: &Context, config: &ProviderConfig) -> Result<Result<Token, String>, Error> {
-    let location = &config.credentials;
-    let watched = ctx
-        .secrets
-        .get(&ObjectRef::new(&location.name).within(&location.namespace))
-        .and_then(|s| s.metadata.resource_version.clone());
-    if let Some(token) = watched.as_deref().and_then(|v| ctx.tokens.current(location, v)) {
-        return Ok(Ok(token));
-    }
-    // Whatever is cached is not current: read the Secret, and keep only what it yields now.
-    ctx.tokens.forget(location);
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &location.namespace);
-    let secret = match api.get_opt(&location.name).await {
-        Ok(Some(secret)) => secret,
-        Ok(None) => {
-            return Ok(Err(format!(
-                "Secret {}/{} not found",
-                location.namespace, location.name
-            )));
+/// A failure outcome without the values that came from Secrets (a provider's message may
+/// quote what it was sent).
+fn redacted(outcome: Outcome, desired: &Desired) -> Outcome {
+    match outcome {
+        Outcome::Failed { reason, message, retry_at } => {
+            Outcome::Failed { reason, message: desired.redact(&message), retry_at }
         }
-        Err(kube::Error::Api(status)) if status.code == 403 => {
-            return Ok(Err(format!(
-                "Secret {}/{} cannot be read (forbidden)",
-                location.namespace, location.name
-            )));
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let bytes = secret.data.as_ref().and_then(|d| d.get(&location.key));
-    match bytes.and_then(|b| Token::from_secret_bytes(&b.0)) {
-        Some(token) => {
-            if let Some(version) = secret.metadata.resource_version {
-                ctx.tokens.remember(location, version, token.clone());
-            }
-            Ok(Ok(token))
-        }
-        None if bytes.is_none() => Ok(Err(format!(
-            "Secret {}/{} has no key {}",
-            location.namespace, location.name, location.key
-        ))),
-        None => Ok(Err(format!(
-            "Secret {}/{} key {} is empty or not UTF-8",
-            location.namespace, location.name, location.key
-        ))),
+        other => other,
     }
 }
 

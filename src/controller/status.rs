@@ -83,6 +83,8 @@ pub struct Observation {
     pub outcome: Outcome,
     /// The keys owned after this reconcile; `None` keeps the previous list (no plan made).
     pub managed_keys: Option<Vec<String>>,
+    /// Which of `managed_keys` come from Secrets (names only); given with `managed_keys`.
+    pub secret_keys: Option<Vec<String>>,
     /// The `reconcile-requested-at` annotation handled by this reconcile, if any.
     pub requested_at: Option<String>,
 }
@@ -192,6 +194,11 @@ pub fn connection_status(
             .managed_keys
             .clone()
             .unwrap_or_else(|| previous.managed_keys.clone()),
+        secret_keys: match (&observation.managed_keys, &observation.secret_keys) {
+            (Some(_), Some(secret)) => secret.clone(),
+            (Some(_), None) => Vec::new(),
+            (None, _) => previous.secret_keys.clone(),
+        },
         drift,
         last_sync_time,
         retry_at: retry_at.map(|at| Time(truncate(Timestamp::try_from(at).unwrap_or(now)))),
@@ -342,6 +349,7 @@ mod tests {
             generation: Some(2),
             outcome,
             managed_keys: Some(vec!["a".into()]),
+            secret_keys: None,
             requested_at: None,
         }
     }

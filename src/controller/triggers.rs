@@ -16,14 +16,15 @@ use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Api, Client, ResourceExt};
 
 use super::reconcile::RECONCILE_REQUESTED_AT;
-use crate::api::{ClusterProvider, Connection, Provider, ProviderKind};
+use crate::api::{ClusterProvider, Connection, Provider, ProviderKind, SourceKind};
+use crate::desired;
 
 /// The hash of what makes a Connection worth reconciling when it changes.
 fn connection_trigger(conn: &Connection) -> Option<u64> {
@@ -40,7 +41,7 @@ fn connection_trigger(conn: &Connection) -> Option<u64> {
 }
 
 /// The watch streams and the caches they fill.
-pub struct Triggers<C, CC, P, CP, S> {
+pub struct Triggers<C, CC, P, CP, S, M> {
     pub connections: C,
     /// Every change of any Connection (deletions included), to re-reconcile the other
     /// Connections of the same upstream connection (ownership conflicts).
@@ -52,6 +53,8 @@ pub struct Triggers<C, CC, P, CP, S> {
     pub cluster_provider_store: Store<ClusterProvider>,
     pub secrets: S,
     pub secret_store: Store<PartialObjectMeta<Secret>>,
+    pub config_maps: M,
+    pub config_map_store: Store<PartialObjectMeta<ConfigMap>>,
 }
 
 /// Build the watch streams, scoped to `namespace` when given (ClusterProviders are
@@ -66,19 +69,23 @@ pub fn streams(
     impl Stream<Item = Result<Provider, watcher::Error>> + Send + 'static,
     impl Stream<Item = Result<ClusterProvider, watcher::Error>> + Send + 'static,
     impl Stream<Item = Result<PartialObjectMeta<Secret>, watcher::Error>> + Send + 'static,
+    impl Stream<Item = Result<PartialObjectMeta<ConfigMap>, watcher::Error>> + Send + 'static,
 > {
     // `Api<PartialObjectMeta<_>>` makes metadata-only list and watch requests.
-    let (connections_api, providers_api, secrets_api): (
+    let (connections_api, providers_api, secrets_api, config_maps_api): (
         Api<Connection>,
         Api<Provider>,
         Api<PartialObjectMeta<Secret>>,
+        Api<PartialObjectMeta<ConfigMap>>,
     ) = match namespace {
         Some(ns) => (
             Api::namespaced(client.clone(), ns),
             Api::namespaced(client.clone(), ns),
             Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
         ),
         None => (
+            Api::all(client.clone()),
             Api::all(client.clone()),
             Api::all(client.clone()),
             Api::all(client.clone()),
@@ -105,9 +112,16 @@ pub fn streams(
             .default_backoff(),
     );
     let (secret_store, writer) = reflector::store();
-    let secrets = reflector::reflector(writer, watcher(secrets_api, wc).modify(drop_managed_fields))
+    // Deletions too: a deleted Secret or ConfigMap of shared settings is `ReferenceNotFound`.
+    let secrets = reflector::reflector(writer, watcher(secrets_api, wc.clone()).modify(drop_managed_fields))
         .default_backoff()
-        .applied_objects()
+        .touched_objects()
+        .predicate_filter(predicates::resource_version, Default::default())
+        .boxed();
+    let (config_map_store, writer) = reflector::store();
+    let config_maps = reflector::reflector(writer, watcher(config_maps_api, wc).modify(drop_managed_fields))
+        .default_backoff()
+        .touched_objects()
         .predicate_filter(predicates::resource_version, Default::default())
         .boxed();
     Triggers {
@@ -120,6 +134,8 @@ pub fn streams(
         cluster_provider_store,
         secrets,
         secret_store,
+        config_maps,
+        config_map_store,
     }
 }
 
@@ -188,7 +204,27 @@ pub fn for_cluster_provider(connections: &Store<Connection>, provider: &ClusterP
         .collect()
 }
 
-/// Connections whose Provider or ClusterProvider takes its token from `secret`.
+/// Connections in `namespace` whose shared settings read the `kind` object `name`.
+fn for_source(connections: &Store<Connection>, kind: SourceKind, namespace: Option<&String>, name: &str) -> Vec<ObjectRef<Connection>> {
+    connections
+        .state()
+        .iter()
+        .filter(|c| {
+            c.namespace().as_ref() == namespace
+                && desired::references(&c.spec).iter().any(|(k, n, _)| *k == kind && n == name)
+        })
+        .map(|c| ObjectRef::from_obj(c.as_ref()))
+        .collect()
+}
+
+/// Connections whose shared settings read the ConfigMap `config_map` (created, changed or
+/// deleted).
+pub fn for_config_map(connections: &Store<Connection>, config_map: &PartialObjectMeta<ConfigMap>) -> Vec<ObjectRef<Connection>> {
+    for_source(connections, SourceKind::ConfigMap, config_map.namespace().as_ref(), &config_map.name_any())
+}
+
+/// Connections whose Provider or ClusterProvider takes its token from `secret`, or whose
+/// shared settings read it.
 pub fn for_secret(
     connections: &Store<Connection>,
     providers: &Store<Provider>,
@@ -210,5 +246,6 @@ pub fn for_secret(
     }) {
         refs.extend(for_cluster_provider(connections, p));
     }
+    refs.extend(for_source(connections, SourceKind::Secret, namespace.as_ref(), &name));
     refs
 }

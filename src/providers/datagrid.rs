@@ -12,6 +12,7 @@ use http::{HeaderMap, Method};
 use serde_json::{Value, json};
 
 use super::http::{RequestObserver, Call, Dialect, Http, rate_limit_reset, retry_after, retry_after_ms};
+use super::AccountConnections;
 use super::listing::{Freshness, ListKey, Listing};
 use super::{AccountPacer, ProviderClient, ProviderError, Target, Token, unexpected, unsupported};
 use crate::api::ProviderConfig;
@@ -49,7 +50,7 @@ impl Datagrid {
 
     /// Every connection visible to the token (in the teamspace when one is set), following
     /// the `after` cursor until `has_more` is false (docs/providers.md, Datagrid).
-    async fn list(&self) -> Result<HashMap<ListKey, Upstream>, ProviderError> {
+    async fn list_rows(&self) -> Result<HashMap<ListKey, Upstream>, ProviderError> {
         let mut rows = HashMap::new();
         let mut after: Option<String> = None;
         loop {
@@ -99,6 +100,14 @@ impl ProviderClient for Datagrid {
         })
     }
 
+    fn list(&self) -> BoxFuture<'_, Result<Option<AccountConnections>, ProviderError>> {
+        Box::pin(async move {
+            let mut rows: Vec<(ListKey, Upstream)> = self.list_rows().await?.into_iter().collect();
+            rows.sort_by(|a, b| a.0.cmp(&b.0));
+            Ok(Some(rows))
+        })
+    }
+
     fn observe<'a>(
         &'a self,
         target: &'a Target,
@@ -106,7 +115,7 @@ impl ProviderClient for Datagrid {
     ) -> BoxFuture<'a, Result<Option<Upstream>, ProviderError>> {
         Box::pin(async move {
             let key = (target.connection_id.clone(), None);
-            self.listing.observe(&key, freshness, || self.list()).await
+            self.listing.observe(&key, freshness, || self.list_rows()).await
         })
     }
 

@@ -59,6 +59,8 @@ pub(crate) struct Http {
     timeout: Duration,
     pacer: Arc<AccountPacer>,
     headers: HeaderMap,
+    /// `X-API-Key` instead of `Authorization: Bearer` (Mielto's `auth: ApiKey`).
+    api_key_header: bool,
     dialect: Box<dyn Dialect>,
     observer: Option<RequestObserver>,
 }
@@ -87,7 +89,7 @@ impl Http {
         if base.cannot_be_a_base() {
             return Err(ProviderError::Terminal { status: 0, message: "invalid baseUrl: not a base URL".into() });
         }
-        Ok(Http { client, base, token, timeout, pacer, headers: HeaderMap::new(), dialect, observer: None })
+        Ok(Http { client, base, token, timeout, pacer, headers: HeaderMap::new(), api_key_header: false, dialect, observer: None })
     }
 
     /// Report every request sent to `observer`.
@@ -100,6 +102,12 @@ impl Http {
         if let Some(observer) = &self.observer {
             observer(self.dialect.name(), method, status, started.elapsed());
         }
+    }
+
+    /// Send the token as `X-API-Key: <token>` and no `Authorization` header.
+    pub(crate) fn with_api_key_header(mut self) -> Self {
+        self.api_key_header = true;
+        self
     }
 
     /// Add a header sent with every request (`X-Workspace-Id`, `Datagrid-Teamspace`).
@@ -152,8 +160,12 @@ impl Http {
             .request(call.method.clone(), url.clone())
             .timeout(self.timeout)
             .headers(self.headers.clone())
-            .header(header::ACCEPT, "application/json")
-            .header(header::AUTHORIZATION, self.authorization()?);
+            .header(header::ACCEPT, "application/json");
+        request = if self.api_key_header {
+            request.header(HeaderName::from_static("x-api-key"), self.api_key()?)
+        } else {
+            request.header(header::AUTHORIZATION, self.authorization()?)
+        };
         if let Some(body) = &call.body {
             request = request.header(header::CONTENT_TYPE, "application/json").body(body.to_string());
         }
@@ -210,6 +222,16 @@ impl Http {
                 status: 0,
                 message: "the token holds characters not allowed in an HTTP header".into(),
             }
+        })?;
+        value.set_sensitive(true);
+        Ok(value)
+    }
+
+    /// The bare token for `X-API-Key`, marked sensitive like the Authorization header.
+    fn api_key(&self) -> Result<HeaderValue, ProviderError> {
+        let mut value = HeaderValue::from_str(self.token.expose()).map_err(|_| ProviderError::Unauthorized {
+            status: 0,
+            message: "the token holds characters not allowed in an HTTP header".into(),
         })?;
         value.set_sensitive(true);
         Ok(value)

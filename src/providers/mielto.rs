@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use super::http::{RequestObserver, Call, Dialect, Http, rate_limit_reset, retry_after, retry_after_ms};
 use super::{AccountPacer, ProviderClient, ProviderError, Target, Token, unexpected, unsupported};
-use crate::api::ProviderConfig;
+use crate::api::{ProviderAuth, ProviderConfig};
 use crate::diff::{Upstream, Write};
 
 #[derive(Debug)]
@@ -30,6 +30,9 @@ impl Mielto {
         let mut http = Http::new(client, &config.base_url, token, config.timeout, pacer, Box::new(MieltoDialect))?.with_observer(observer);
         if let Some(workspace) = &config.workspace_id {
             http = http.with_header("x-workspace-id", workspace)?;
+        }
+        if config.auth == ProviderAuth::ApiKey {
+            http = http.with_api_key_header();
         }
         Ok(Mielto { http })
     }
@@ -139,6 +142,47 @@ impl Dialect for MieltoDialect {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// The request head a client sends, captured by a one-shot HTTP server on loopback.
+    async fn captured_head(auth: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = socket.read(&mut buf).await.unwrap();
+                assert!(n > 0, "the client closed before sending its head");
+                head.extend_from_slice(&buf[..n]);
+            }
+            let body = r#"{"label": "L", "status": "active", "config": {}}"#;
+            let answer = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+            socket.write_all(answer.as_bytes()).await.unwrap();
+            String::from_utf8(head).unwrap()
+        });
+        let spec: crate::api::ProviderSpec = serde_json::from_value(json!({
+            "type": "mielto", "baseUrl": base, "credentialsRef": {"name": "s", "key": "k"}, "auth": auth,
+        }))
+        .unwrap();
+        let config = ProviderConfig::from_provider(&spec, "ns");
+        let pacer = Arc::new(AccountPacer::new(config.rate_limit));
+        let client = Mielto::new(&config, Token::new("key-7c1e"), reqwest::Client::new(), pacer, None).unwrap();
+        let target = Target { connection_id: "c1".into(), provider_config_key: None };
+        client.read(&target).await.unwrap();
+        server.await.unwrap().to_ascii_lowercase()
+    }
+
+    #[tokio::test]
+    async fn api_key_auth_sends_x_api_key_and_no_authorization() {
+        let head = captured_head("ApiKey").await;
+        assert!(head.contains("\r\nx-api-key: key-7c1e\r\n"), "{head}");
+        assert!(!head.contains("authorization:"), "{head}");
+        let head = captured_head("Bearer").await;
+        assert!(head.contains("\r\nauthorization: bearer key-7c1e\r\n"), "{head}");
+        assert!(!head.contains("x-api-key"), "{head}");
+    }
 
     #[test]
     fn fastapi_details_become_messages() {

@@ -19,6 +19,10 @@ use std::sync::{Arc, Mutex};
 use futures::future::BoxFuture;
 
 pub use error::ProviderError;
+pub use listing::ListKey;
+
+/// Every connection of an account with its upstream state, by [`ListKey`] (what `list` answers).
+pub type AccountConnections = Vec<(ListKey, Upstream)>;
 pub use http::RequestObserver;
 pub use listing::Freshness;
 pub use pacing::{AccountPacer, Pacers, RateLimitSnapshot};
@@ -45,6 +49,15 @@ impl Token {
 
     pub(crate) fn expose(&self) -> &str {
         &self.0
+    }
+
+    /// Identifies the token within this process without revealing it: SipHash keyed with
+    /// random keys drawn once per process (so it cannot be reversed or compared offline).
+    /// Two Providers holding the same token are one account ([`ProviderConfig::account_key`]).
+    pub fn fingerprint(&self) -> u64 {
+        use std::hash::BuildHasher;
+        static KEYS: std::sync::OnceLock<std::collections::hash_map::RandomState> = std::sync::OnceLock::new();
+        KEYS.get_or_init(std::collections::hash_map::RandomState::new).hash_one(&self.0)
     }
 }
 
@@ -87,6 +100,37 @@ pub trait ProviderClient: Send + Sync + std::fmt::Debug {
     ) -> BoxFuture<'a, Result<Option<Upstream>, ProviderError>> {
         Box::pin(async { Ok(None) })
     }
+    /// Every connection of the account, listed afresh (`connection-operator import`).
+    /// `Ok(None)`: the provider has no list of the account's connections (Mielto, Are.na).
+    fn list(&self) -> BoxFuture<'_, Result<Option<AccountConnections>, ProviderError>> {
+        Box::pin(async { Ok(None) })
+    }
+}
+
+/// The request a planned write is sent as, for people: `PATCH /connections/metadata`.
+pub fn write_request(write: &Write, target: &Target) -> String {
+    let id = &target.connection_id;
+    match write {
+        Write::NangoPatch { .. } => "PATCH /connections/metadata".into(),
+        Write::NangoReplace { .. } => "POST /connections/metadata".into(),
+        Write::ArenaPut { .. } => format!("PUT /v3/connections/{id}"),
+        Write::MieltoPut { .. } => format!("PUT /api/v1/connections/{id}"),
+        Write::DatagridPatch { .. } => format!("PATCH /connections/{id}"),
+    }
+}
+
+/// The request that reads one connection, for people: `GET /v3/connections/98765`.
+pub fn read_request(type_: ProviderType, target: &Target) -> String {
+    let id = &target.connection_id;
+    match type_ {
+        ProviderType::Nango => format!(
+            "GET /connections/{id}?provider_config_key={}",
+            target.provider_config_key.as_deref().unwrap_or_default()
+        ),
+        ProviderType::Mielto => format!("GET /api/v1/connections/{id}"),
+        ProviderType::Arena => format!("GET /v3/connections/{id}"),
+        ProviderType::Datagrid => format!("GET /connections/{id}"),
+    }
 }
 
 /// The pacing buckets that one read followed by one write of `type_` takes a token from,
@@ -120,27 +164,40 @@ impl Clients {
         Clients { accounts: Mutex::default(), observer }
     }
 
-    /// The client of `config`'s account for `token` (see [`client`]).
+    /// The client of the account `account` (`config.account_key(&token)`) for `config` (see
+    /// [`client`]). Providers of one account share its client (its list snapshot and batched
+    /// writes) as long as they agree on what the client is built from besides where the token
+    /// is stored and the rate limit (the pacer is the account's either way).
     pub fn get(
         &self,
+        account: &str,
         config: &ProviderConfig,
         token: Token,
         http: &reqwest::Client,
         pacer: Arc<AccountPacer>,
     ) -> Result<Arc<dyn ProviderClient>, ProviderError> {
-        let key = config.account_key();
+        let shape = client_shape(config);
+        let key = format!("{account}|{}|{:?}", shape.timeout.as_millis(), shape.auth);
         let mut accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(cached) = accounts.get(&key)
-            && cached.config == *config
+            && cached.config == shape
             && cached.token == token
             && Arc::ptr_eq(&cached.pacer, &pacer)
         {
             return Ok(cached.client.clone());
         }
         let made = observed_client(config, token.clone(), http.clone(), pacer.clone(), self.observer.clone())?;
-        accounts.insert(key, Cached { config: config.clone(), token, pacer, client: made.clone() });
+        accounts.insert(key, Cached { config: shape, token, pacer, client: made.clone() });
         Ok(made)
     }
+}
+
+/// What a client is built from, without the token's location and the rate limit.
+fn client_shape(config: &ProviderConfig) -> ProviderConfig {
+    let mut shape = config.clone();
+    shape.credentials = crate::api::CredentialsLocation { namespace: String::new(), name: String::new(), key: String::new() };
+    shape.rate_limit = crate::api::RateLimitSpec { requests_per_minute: 1, burst: 1 };
+    shape
 }
 
 /// Build the client for a provider account. `http` is shared by all clients (connection

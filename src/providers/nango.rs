@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use super::http::{RequestObserver, Call, Dialect, Http, rate_limit_reset, retry_after};
 use super::batch::Coalescer;
+use super::AccountConnections;
 use super::listing::{Freshness, ListKey, Listing};
 use super::{AccountPacer, ProviderClient, ProviderError, Target, Token, unexpected, unsupported};
 use crate::api::ProviderConfig;
@@ -43,7 +44,7 @@ impl Nango {
 
     /// Every connection of the account, all integrations, page by page. Rows never hold
     /// credentials and listing never refreshes a token (docs/providers.md, Nango).
-    async fn list(&self) -> Result<HashMap<ListKey, Upstream>, ProviderError> {
+    async fn list_rows(&self) -> Result<HashMap<ListKey, Upstream>, ProviderError> {
         let mut rows = HashMap::new();
         let limit = LIST_PAGE.to_string();
         for page in 0usize.. {
@@ -129,6 +130,14 @@ impl ProviderClient for Nango {
         })
     }
 
+    fn list(&self) -> BoxFuture<'_, Result<Option<AccountConnections>, ProviderError>> {
+        Box::pin(async move {
+            let mut rows: Vec<(ListKey, Upstream)> = self.list_rows().await?.into_iter().collect();
+            rows.sort_by(|a, b| a.0.cmp(&b.0));
+            Ok(Some(rows))
+        })
+    }
+
     fn observe<'a>(
         &'a self,
         target: &'a Target,
@@ -136,7 +145,7 @@ impl ProviderClient for Nango {
     ) -> BoxFuture<'a, Result<Option<Upstream>, ProviderError>> {
         Box::pin(async move {
             let key = (target.connection_id.clone(), Some(provider_config_key(target)?.to_string()));
-            self.listing.observe(&key, freshness, || self.list()).await
+            self.listing.observe(&key, freshness, || self.list_rows()).await
         })
     }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::authorization::v1::{ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ObjectReference, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Secret};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchParams};
 use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -64,15 +64,21 @@ pub fn calls(failures: &[Failure]) -> Vec<&str> {
 }
 
 /// What the replayed calls touch, created as the admin: the nango Provider and its Secret,
-/// the ClusterProvider and its Secret in platform, Connections `acme-salesforce` and
-/// `acme-slack`. Nothing reconciles them (no operator runs).
+/// the ClusterProvider and its Secret in platform, the ConfigMap `tenant-defaults`,
+/// Connections `acme-salesforce` (which reads it) and `acme-slack`. Nothing reconciles them
+/// (no operator runs).
 pub fn seed(tenancy: &Tenancy) {
     let tenants = tenancy.tenants();
     tenancy.secret(tenants, "nango-credentials", "tok-replay");
     tenancy.secret(tenancy.platform(), "datagrid-credentials", "tok-replay");
     tenancy.provider("nango", "http://127.0.0.1:9/nango");
     tenancy.datagrid_cluster_provider("http://127.0.0.1:9/datagrid/v1");
-    tenancy.connection("acme-salesforce", json!({"providerRef": {"name": "nango"}, "connectionId": "acme-salesforce-1", "nango": {"providerConfigKey": "salesforce"}}));
+    tenancy.config_map(tenants, "tenant-defaults", json!({"tier": "gold"}));
+    tenancy.connection(
+        "acme-salesforce",
+        json!({"providerRef": {"name": "nango"}, "connectionId": "acme-salesforce-1",
+               "nango": {"providerConfigKey": "salesforce", "metadataFrom": [{"configMapRef": {"name": "tenant-defaults"}}]}}),
+    );
     tenancy.connection("acme-slack", json!({"providerRef": {"name": "nango"}, "connectionId": "acme-slack-1", "nango": {"providerConfigKey": "slack"}, "deletionPolicy": "Delete"}));
 }
 
@@ -89,14 +95,22 @@ pub async fn replay(client: &Client, scope: Scope, tenancy: &Tenancy, lease_name
     let conn_ar = api_resource("Connection", "connections");
     let prov_ar = api_resource("Provider", "providers");
     let cp_ar = api_resource("ClusterProvider", "clusterproviders");
-    let (conns_watch, provs_watch, secrets_watch): (Api<DynamicObject>, Api<DynamicObject>, Api<Secret>) = match scope {
-        Scope::AllNamespaces => (Api::all_with(client.clone(), &conn_ar), Api::all_with(client.clone(), &prov_ar), Api::all(client.clone())),
+    #[allow(clippy::type_complexity)]
+    let (conns_watch, provs_watch, secrets_watch, config_maps_watch): (Api<DynamicObject>, Api<DynamicObject>, Api<Secret>, Api<ConfigMap>) = match scope {
+        Scope::AllNamespaces => (
+            Api::all_with(client.clone(), &conn_ar),
+            Api::all_with(client.clone(), &prov_ar),
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+        ),
         Scope::OneNamespace => (
             Api::namespaced_with(client.clone(), tenants, &conn_ar),
             Api::namespaced_with(client.clone(), tenants, &prov_ar),
             Api::namespaced(client.clone(), tenants),
+            Api::namespaced(client.clone(), tenants),
         ),
     };
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), tenants);
     let conns: Api<DynamicObject> = Api::namespaced_with(client.clone(), tenants, &conn_ar);
     let provs: Api<DynamicObject> = Api::namespaced_with(client.clone(), tenants, &prov_ar);
     let cps: Api<DynamicObject> = Api::all_with(client.clone(), &cp_ar);
@@ -116,11 +130,16 @@ pub async fn replay(client: &Client, scope: Scope, tenancy: &Tenancy, lease_name
     check("watch clusterproviders", cps.watch(&wp, "0").await.map(drop));
     check("list secret metadata", secrets_watch.list_metadata(&lp).await.map(drop));
     check("watch secret metadata", secrets_watch.watch_metadata(&wp, "0").await.map(drop));
+    // The metadata-only ConfigMap watch of shared settings (metadataFrom/configFrom).
+    check("list configmap metadata", config_maps_watch.list_metadata(&lp).await.map(drop));
+    check("watch configmap metadata", config_maps_watch.watch_metadata(&wp, "0").await.map(drop));
     // Reconcile: dereference the provider (on a watch-cache miss) and read its credentials.
     check("get provider", provs.get("nango").await.map(drop));
     check("get clusterprovider", cps.get(&tenancy.cluster_provider).await.map(drop));
     check("get secret", secrets.get("nango-credentials").await.map(drop));
     check("get clusterprovider secret", platform_secrets.get("datagrid-credentials").await.map(drop));
+    // A referenced ConfigMap of shared settings, read when its resourceVersion changed.
+    check("get configmap", config_maps.get("tenant-defaults").await.map(drop));
     // The cleanup finalizer (deletionPolicy Delete) by merge patch, added and released.
     let finalizers = |list: Value| json!({"metadata": {"finalizers": list}});
     check(

@@ -45,6 +45,12 @@ impl Tenancy {
         self.create(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace}, "stringData": {"token": token}}));
     }
 
+    /// A ConfigMap of shared settings.
+    #[track_caller]
+    pub fn config_map(&self, namespace: &str, name: &str, data: Value) {
+        self.create(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": namespace}, "data": data}));
+    }
+
     /// Provider `<type>` in tenants, its token in Secret `<type>-credentials` there.
     #[track_caller]
     pub fn provider(&self, type_: &str, base_url: &str) {
