@@ -365,7 +365,7 @@ pub fn describe(desired: ProviderBlock<'_>, managed: &[String], upstream: &Upstr
                     (Some(w), Some(u)) if w == u => out.unchanged.push(name.into()),
                     (Some(w), Some(u)) => out.changes.push((name.into(), Change::Update { old: u.into(), new: w.into() })),
                     (Some(w), None) => out.changes.push((name.into(), Change::Add { new: w.into() })),
-                    // Not declared: left alone (never unset, REFERENCE.md §2), owned or not.
+                    // Not declared: left alone (never unset, docs/providers.md, Mielto), owned or not.
                     (None, Some(_)) => out.foreign.push(name.into()),
                     (None, None) => {}
                 }

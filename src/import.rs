@@ -1,5 +1,5 @@
 //! `connection-operator import`: Connection manifests whose spec is the current upstream
-//! state of a provider account's connections, to adopt existing connections (issue 14).
+//! state of a provider account's connections, to adopt existing connections.
 //!
 //! The account is a Provider (or ClusterProvider) of the cluster, resolved with its
 //! credentials exactly as the controller resolves it (`resolve::account`). Nango and Datagrid

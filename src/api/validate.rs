@@ -16,7 +16,7 @@ use super::ConnectionSpec;
 /// or underscores.
 pub const ARENA_METADATA_KEY_PATTERN: &str = "^[A-Za-z0-9_]{1,40}$";
 
-/// Are.na's bounds (REFERENCE.md §3), also the CRD schema's for the inline map.
+/// Are.na's bounds (docs/providers.md, Are.na), also the CRD schema's for the inline map.
 const MAX_ARENA_KEYS: usize = 50;
 const MAX_ARENA_VALUE_CHARS: usize = 2000;
 

@@ -1,5 +1,5 @@
 //! `connection-operator plan`: what the operator would do for the Connections of some
-//! manifests, without doing it (issue 14).
+//! manifests, without doing it.
 //!
 //! For each Connection of the input: the cluster's own CRD validates it (a server-side dry
 //! run: `create` when it does not exist, else `replace` of the live object, so immutability

@@ -137,7 +137,7 @@ async fn metadata_writes_conform_and_echo_the_request() {
         patched.assert_conforms(200);
         assert_eq!(
             patched.body, merge,
-            "PATCH echoes the request body (REFERENCE.md §1)"
+            "PATCH echoes the request body (docs/providers.md, Nango)"
         );
 
         let replace = json!({"connection_id": ["acme", "beta"], "provider_config_key": KEY, "metadata": {"plan": "team"}});
@@ -147,7 +147,7 @@ async fn metadata_writes_conform_and_echo_the_request() {
         posted.assert_conforms(201);
         assert_eq!(
             posted.body, replace,
-            "POST echoes the request body (REFERENCE.md §1)"
+            "POST echoes the request body (docs/providers.md, Nango)"
         );
     }
 
