@@ -43,11 +43,7 @@ impl ProviderClient for Arena {
                     body: None,
                 })
                 .await?;
-            if !body.is_object() {
-                return Err(unexpected("the connection is not a JSON object"));
-            }
-            // Absent, null and {} are the same empty metadata.
-            Ok(Upstream::arena(body.get("metadata")))
+            connection(&body)
         })
     }
 
@@ -68,6 +64,15 @@ impl ProviderClient for Arena {
                 .map(drop)
         })
     }
+}
+
+/// The connection of a `GET /v3/connections/{id}` body. Absent, null and {} are the same
+/// empty metadata.
+pub(super) fn connection(body: &Value) -> Result<Upstream, ProviderError> {
+    if !body.is_object() {
+        return Err(unexpected("the connection is not a JSON object"));
+    }
+    Ok(Upstream::arena(body.get("metadata")))
 }
 
 /// `{"error": "Not Found", "code": 404, "details": {"message"}}`, except 429:

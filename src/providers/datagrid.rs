@@ -50,7 +50,7 @@ impl Datagrid {
     /// Every connection visible to the token (in the teamspace when one is set), following
     /// the `after` cursor until `has_more` is false (REFERENCE.md §4 "List").
     async fn list(&self) -> Result<HashMap<ListKey, Upstream>, ProviderError> {
-        let mut rows = HashMap::new();
+        let mut pages = ListPages::default();
         let mut after: Option<String> = None;
         loop {
             let mut query = vec![("limit", LIST_PAGE)];
@@ -61,23 +61,45 @@ impl Datagrid {
                 .http
                 .send(Call { method: Method::GET, bucket: LIST_BUCKET, segments: &["connections"], query: &query, body: None })
                 .await?;
-            let data = body.get("data").and_then(Value::as_array).ok_or_else(|| unexpected("the list has no data array"))?;
-            let mut last = None;
-            for item in data {
-                let (Some(id), Some(name)) =
-                    (item.get("id").and_then(Value::as_str), item.get("name").and_then(Value::as_str))
-                else {
-                    return Err(unexpected("a listed connection has no id or name"));
-                };
-                rows.insert((id.to_string(), None), Upstream::datagrid(name));
-                last = Some(id.to_string());
-            }
-            match (body.get("has_more").and_then(Value::as_bool), last) {
-                (Some(true), Some(last)) => after = Some(last),
-                _ => return Ok(rows),
+            match pages.take(&body)? {
+                Some(cursor) => after = Some(cursor),
+                None => return Ok(pages.rows),
             }
         }
     }
+}
+
+/// The rows of a list, page by page, following the `after` cursor (the last row's id)
+/// while `has_more` (REFERENCE.md §4 "List").
+#[derive(Default)]
+pub(super) struct ListPages {
+    pub(super) rows: HashMap<ListKey, Upstream>,
+}
+
+impl ListPages {
+    /// Take one page's body; `Ok(Some(cursor))`: the page `after` it is to be read.
+    pub(super) fn take(&mut self, body: &Value) -> Result<Option<String>, ProviderError> {
+        let data = body.get("data").and_then(Value::as_array).ok_or_else(|| unexpected("the list has no data array"))?;
+        let mut last = None;
+        for item in data {
+            let (Some(id), Some(name)) = (item.get("id").and_then(Value::as_str), item.get("name").and_then(Value::as_str))
+            else {
+                return Err(unexpected("a listed connection has no id or name"));
+            };
+            self.rows.insert((id.to_string(), None), Upstream::datagrid(name));
+            last = Some(id.to_string());
+        }
+        Ok(match (body.get("has_more").and_then(Value::as_bool), last) {
+            (Some(true), Some(last)) => Some(last),
+            _ => None,
+        })
+    }
+}
+
+/// The connection of a `GET /connections/{id}` body.
+pub(super) fn connection(body: &Value) -> Result<Upstream, ProviderError> {
+    let name = body.get("name").and_then(Value::as_str).ok_or_else(|| unexpected("the connection has no name"))?;
+    Ok(Upstream::datagrid(name))
 }
 
 impl ProviderClient for Datagrid {
@@ -93,9 +115,7 @@ impl ProviderClient for Datagrid {
                     body: None,
                 })
                 .await?;
-            let name =
-                body.get("name").and_then(Value::as_str).ok_or_else(|| unexpected("the connection has no name"))?;
-            Ok(Upstream::datagrid(name))
+            connection(&body)
         })
     }
 

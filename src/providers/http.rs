@@ -27,9 +27,9 @@ pub(crate) trait Dialect: Send + Sync {
 }
 
 /// Fallback block after a 429 that names no retry time: one documented window.
-const DEFAULT_BLOCK: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_BLOCK: Duration = Duration::from_secs(60);
 /// Shortest block after a 429, whatever the hints say.
-const MIN_BLOCK: Duration = Duration::from_secs(1);
+pub(crate) const MIN_BLOCK: Duration = Duration::from_secs(1);
 /// Up to this much jitter is added to a block, so that many controllers (or requeued
 /// Connections) do not all return at the same instant (DESIGN.md "Error policy").
 const MAX_BLOCK_JITTER_MS: u64 = 250;
@@ -168,39 +168,21 @@ impl Http {
         };
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        self.pacer.observe(call.bucket, self.rate_limit_headers(&headers), Instant::now(), SystemTime::now());
+        let limits = rate_limit_headers(&headers, SystemTime::now(), self.dialect.default_window());
+        self.pacer.observe(call.bucket, limits, Instant::now(), SystemTime::now());
         let bytes = response.bytes().await.map_err(|e| network_error(&e));
         self.observed(&call.method, Some(status), started);
         let bytes = bytes?;
-        let body: Value =
-            if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
         tracing::debug!(provider = self.dialect.name(), method = %call.method, path = url.path(), status, "provider request");
-
-        if (200..300).contains(&status) {
-            if !bytes.is_empty() && body.is_null() {
-                return Err(ProviderError::Retryable {
-                    status: Some(status),
-                    message: "the provider answered with a body that is not JSON".into(),
-                });
+        match interpret(self.dialect.as_ref(), status, &headers, &bytes, SystemTime::now()) {
+            Err(ProviderError::RateLimited { retry_at }) => {
+                let retry_at = retry_at + Duration::from_millis(rand::rng().random_range(0..=MAX_BLOCK_JITTER_MS));
+                self.pacer.block_until(retry_at);
+                tracing::info!(provider = self.dialect.name(), retry_at = %httpdate::fmt_http_date(retry_at), "rate limited; account blocked");
+                Err(ProviderError::RateLimited { retry_at })
             }
-            return Ok(body);
+            other => other,
         }
-        if status == 429 {
-            let now = SystemTime::now();
-            // A hint of "now" (Nango's floored `Retry-After: 0` with a reset in the current
-            // second) still blocks briefly; no hint at all blocks for a whole window.
-            let retry_at = match self.dialect.retry_at(&headers, &body, now) {
-                Some(at) => at.max(now + MIN_BLOCK),
-                None => now + DEFAULT_BLOCK,
-            };
-            let retry_at = retry_at + Duration::from_millis(rand::rng().random_range(0..=MAX_BLOCK_JITTER_MS));
-            self.pacer.block_until(retry_at);
-            tracing::info!(provider = self.dialect.name(), retry_at = %httpdate::fmt_http_date(retry_at), "rate limited; account blocked");
-            return Err(ProviderError::RateLimited { retry_at });
-        }
-        let message =
-            self.dialect.error_message(status, &body).map(|m| truncate(&m)).unwrap_or_else(|| format!("HTTP {status}"));
-        Err(classify(status, message))
     }
 
     /// `Bearer <token>`, marked sensitive so that HTTP-level tracing never prints it.
@@ -214,18 +196,53 @@ impl Http {
         value.set_sensitive(true);
         Ok(value)
     }
+}
 
-    fn rate_limit_headers(&self, headers: &HeaderMap) -> RateLimitHeaders {
-        RateLimitHeaders {
-            limit: header_u64(headers, "x-ratelimit-limit"),
-            remaining: header_u64(headers, "x-ratelimit-remaining"),
-            reset: rate_limit_reset(headers, SystemTime::now()),
-            window: header_str(headers, "x-ratelimit-window")
-                .and_then(|w| w.parse::<f64>().ok())
-                .filter(|w| w.is_finite() && *w > 0.0)
-                .map(Duration::from_secs_f64)
-                .or(self.dialect.default_window()),
+/// What an answer says, from its status, headers and body alone: the JSON body of a 2xx
+/// (`null` when empty), or the classified failure. A 429 is `RateLimited` at the time its
+/// hints give (at least [`MIN_BLOCK`] from `now`), before the caller adds jitter and blocks
+/// the account. Pure, so that every provider's answers can be fuzzed (fuzz/).
+pub(crate) fn interpret(
+    dialect: &dyn Dialect,
+    status: u16,
+    headers: &HeaderMap,
+    bytes: &[u8],
+    now: SystemTime,
+) -> Result<Value, ProviderError> {
+    let body: Value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(bytes).unwrap_or(Value::Null) };
+    if (200..300).contains(&status) {
+        if !bytes.is_empty() && body.is_null() {
+            return Err(ProviderError::Retryable {
+                status: Some(status),
+                message: "the provider answered with a body that is not JSON".into(),
+            });
         }
+        return Ok(body);
+    }
+    if status == 429 {
+        // A hint of "now" (Nango's floored `Retry-After: 0` with a reset in the current
+        // second) still blocks briefly; no hint at all blocks for a whole window.
+        let retry_at = match dialect.retry_at(headers, &body, now) {
+            Some(at) => at.max(now + MIN_BLOCK),
+            None => now + DEFAULT_BLOCK,
+        };
+        return Err(ProviderError::RateLimited { retry_at });
+    }
+    let message = dialect.error_message(status, &body).map(|m| truncate(&m)).unwrap_or_else(|| format!("HTTP {status}"));
+    Err(classify(status, message))
+}
+
+/// The `X-RateLimit-*` headers of an answer; `default_window` when it names no window.
+pub(crate) fn rate_limit_headers(headers: &HeaderMap, now: SystemTime, default_window: Option<Duration>) -> RateLimitHeaders {
+    RateLimitHeaders {
+        limit: header_u64(headers, "x-ratelimit-limit"),
+        remaining: header_u64(headers, "x-ratelimit-remaining"),
+        reset: rate_limit_reset(headers, now),
+        window: header_str(headers, "x-ratelimit-window")
+            .and_then(|w| w.parse::<f64>().ok())
+            .filter(|w| w.is_finite() && *w > 0.0)
+            .map(Duration::from_secs_f64)
+            .or(default_window),
     }
 }
 
@@ -276,7 +293,6 @@ pub(crate) fn rate_limit_reset(headers: &HeaderMap, now: SystemTime) -> Option<S
         SystemTime::UNIX_EPOCH + Duration::from_secs(value)
     })
 }
-
 
 /// Marks a request admitted by the pacer as finished when dropped.
 struct InFlight<'a> {

@@ -44,7 +44,7 @@ impl Nango {
     /// Every connection of the account, all integrations, page by page. Rows never hold
     /// credentials and listing never refreshes a token (REFERENCE.md §1 "List").
     async fn list(&self) -> Result<HashMap<ListKey, Upstream>, ProviderError> {
-        let mut rows = HashMap::new();
+        let mut pages = ListPages::new(LIST_PAGE);
         let limit = LIST_PAGE.to_string();
         for page in 0usize.. {
             let page_text = page.to_string();
@@ -58,25 +58,52 @@ impl Nango {
                     body: None,
                 })
                 .await?;
-            let items = body
-                .get("connections")
-                .and_then(Value::as_array)
-                .ok_or_else(|| unexpected("the list has no connections array"))?;
-            for item in items {
-                let (Some(id), Some(key)) = (
-                    item.get("connection_id").and_then(Value::as_str),
-                    item.get("provider_config_key").and_then(Value::as_str),
-                ) else {
-                    return Err(unexpected("a listed connection has no connection_id or provider_config_key"));
-                };
-                rows.insert((id.to_string(), Some(key.to_string())), Upstream::nango(item.get("metadata")));
-            }
-            if items.len() < LIST_PAGE {
+            if !pages.take(&body)? {
                 break;
             }
         }
-        Ok(rows)
+        Ok(pages.rows)
     }
+}
+
+/// The rows of a list, page by page: `limit`/`page` offset pages, the first short one being
+/// the last (REFERENCE.md §1 "List").
+pub(super) struct ListPages {
+    page_size: usize,
+    pub(super) rows: HashMap<ListKey, Upstream>,
+}
+
+impl ListPages {
+    pub(super) fn new(page_size: usize) -> Self {
+        ListPages { page_size, rows: HashMap::new() }
+    }
+
+    /// Take one page's body; `Ok(true)`: the next page is to be read.
+    pub(super) fn take(&mut self, body: &Value) -> Result<bool, ProviderError> {
+        let items = body
+            .get("connections")
+            .and_then(Value::as_array)
+            .ok_or_else(|| unexpected("the list has no connections array"))?;
+        for item in items {
+            let (Some(id), Some(key)) = (
+                item.get("connection_id").and_then(Value::as_str),
+                item.get("provider_config_key").and_then(Value::as_str),
+            ) else {
+                return Err(unexpected("a listed connection has no connection_id or provider_config_key"));
+            };
+            self.rows.insert((id.to_string(), Some(key.to_string())), Upstream::nango(item.get("metadata")));
+        }
+        Ok(items.len() >= self.page_size)
+    }
+}
+
+/// The connection of a `GET /connections/{id}` body. `metadata` is null when never set;
+/// `Upstream::nango` treats it as {}.
+pub(super) fn connection(body: &Value) -> Result<Upstream, ProviderError> {
+    if !body.is_object() {
+        return Err(unexpected("the connection is not a JSON object"));
+    }
+    Ok(Upstream::nango(body.get("metadata")))
 }
 
 /// One `PATCH` or `POST /connections/metadata` for `ids` (a string for one, an array for
@@ -121,11 +148,7 @@ impl ProviderClient for Nango {
                     body: None,
                 })
                 .await?;
-            if !body.is_object() {
-                return Err(unexpected("the connection is not a JSON object"));
-            }
-            // `metadata` is null when never set; Upstream::nango treats it as {}.
-            Ok(Upstream::nango(body.get("metadata")))
+            connection(&body)
         })
     }
 
