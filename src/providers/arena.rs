@@ -8,7 +8,7 @@ use futures::future::BoxFuture;
 use http::{HeaderMap, Method};
 use serde_json::{Value, json};
 
-use super::http::{RequestObserver, Call, Dialect, Http, rate_limit_reset, retry_after};
+use super::http::{Call, Dialect, Http, RequestObserver, after_seconds, rate_limit_reset, retry_after};
 use super::{AccountPacer, ProviderClient, ProviderError, Target, Token, unexpected, unsupported};
 use crate::api::ProviderConfig;
 use crate::diff::{Upstream, Write};
@@ -99,11 +99,7 @@ impl Dialect for ArenaDialect {
     /// (REFERENCE.md §3 and "Cross-provider notes"): the latest of those present, so none of
     /// them is undercut.
     fn retry_at(&self, headers: &HeaderMap, body: &Value, now: SystemTime) -> Option<SystemTime> {
-        let from_body = body
-            .pointer("/error/retry_after")
-            .and_then(Value::as_f64)
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(|s| now + Duration::from_secs_f64(s.min(86_400.0)));
+        let from_body = body.pointer("/error/retry_after").and_then(Value::as_f64).and_then(|s| after_seconds(s, now));
         [from_body, rate_limit_reset(headers, now), retry_after(headers, now)].into_iter().flatten().max()
     }
 

@@ -267,30 +267,45 @@ fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
     header_str(headers, name).and_then(|v| v.parse().ok())
 }
 
+/// Longest wait any provider hint is honoured for: a bogus or hostile header (a far-future
+/// date, a reset years away) must not park the account for longer than a day.
+pub(crate) const MAX_HINT: Duration = Duration::from_secs(86_400);
+
+/// `at`, but never past [`MAX_HINT`] from `now`.
+fn capped(at: SystemTime, now: SystemTime) -> SystemTime {
+    at.min(now + MAX_HINT)
+}
+
+/// `now` plus `seconds` (finite and not negative), at most [`MAX_HINT`] on.
+pub(crate) fn after_seconds(seconds: f64, now: SystemTime) -> Option<SystemTime> {
+    (seconds.is_finite() && seconds >= 0.0).then(|| now + Duration::from_secs_f64(seconds.min(MAX_HINT.as_secs_f64())))
+}
+
 /// `Retry-After`: delay-seconds (fractions tolerated) or an HTTP date (RFC 9110 §10.2.3).
-/// `None` when absent or unparsable; `Some(now)` for `0`.
+/// `None` when absent or unparsable; `Some(now)` for `0`; at most [`MAX_HINT`] on.
 pub(crate) fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<SystemTime> {
     let value = header_str(headers, "retry-after")?;
     if let Ok(seconds) = value.parse::<f64>() {
-        return (seconds.is_finite() && seconds >= 0.0).then(|| now + Duration::from_secs_f64(seconds.min(86_400.0)));
+        return after_seconds(seconds, now);
     }
-    httpdate::parse_http_date(value).ok()
+    httpdate::parse_http_date(value).ok().map(|at| capped(at, now))
 }
 
 /// `retry-after-ms` (Stainless SDKs, REFERENCE.md §4).
 pub(crate) fn retry_after_ms(headers: &HeaderMap, now: SystemTime) -> Option<SystemTime> {
     let ms: f64 = header_str(headers, "retry-after-ms")?.parse().ok()?;
-    (ms.is_finite() && ms >= 0.0).then(|| now + Duration::from_secs_f64((ms / 1000.0).min(86_400.0)))
+    after_seconds(ms / 1000.0, now)
 }
 
 /// `X-RateLimit-Reset`, documented as unix seconds; a small number is read as a delay in
-/// seconds, so a provider that sends a delta cannot make us hammer it.
+/// seconds, so a provider that sends a delta cannot make us hammer it. At most
+/// [`MAX_HINT`] on, whatever the number (one past the clock's range included).
 pub(crate) fn rate_limit_reset(headers: &HeaderMap, now: SystemTime) -> Option<SystemTime> {
     let value = header_u64(headers, "x-ratelimit-reset")?;
     Some(if value < 1_000_000_000 {
-        now + Duration::from_secs(value)
+        now + Duration::from_secs(value.min(MAX_HINT.as_secs()))
     } else {
-        SystemTime::UNIX_EPOCH + Duration::from_secs(value)
+        SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(value)).map_or(now + MAX_HINT, |at| capped(at, now))
     })
 }
 
@@ -341,6 +356,33 @@ mod tests {
             rate_limit_reset(&headers(&[("x-ratelimit-reset", "42")]), now),
             Some(now + Duration::from_secs(42))
         );
+    }
+
+    /// Found by the `response` fuzz target (docs/fuzzing.md): a 429 with
+    /// `X-RateLimit-Reset: 1700000` (read as a delay) blocked the account for 20 days; a
+    /// reset past the clock's range panicked.
+    #[test]
+    fn every_hint_is_capped_at_a_day() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let day = now + MAX_HINT;
+        for reset in ["1700000", "999999999", "4000000000", "18446744073709551615"] {
+            assert_eq!(rate_limit_reset(&headers(&[("x-ratelimit-reset", reset)]), now), Some(day), "{reset}");
+        }
+        let far = httpdate::fmt_http_date(now + Duration::from_secs(10 * 86_400));
+        assert_eq!(retry_after(&headers(&[("retry-after", &far)]), now), Some(day));
+        assert_eq!(retry_after(&headers(&[("retry-after", "1e300")]), now), Some(day));
+        assert_eq!(retry_after_ms(&headers(&[("retry-after-ms", "1e300")]), now), Some(day));
+        let limited = |dialect: &dyn Dialect, pairs: &[(&'static str, &str)]| {
+            match interpret(dialect, 429, &headers(pairs), b"", now) {
+                Err(ProviderError::RateLimited { retry_at }) => retry_at,
+                other => panic!("{other:?}"),
+            }
+        };
+        let nango = super::super::nango::NangoDialect;
+        let at = limited(&nango, &[("retry-after", "0"), ("x-ratelimit-reset", "1700000")]);
+        assert!(at <= day + Duration::from_secs(1), "{at:?}");
+        let datagrid = super::super::datagrid::DatagridDialect;
+        assert_eq!(limited(&datagrid, &[("x-ratelimit-reset", "18446744073709551615")]), day);
     }
 
     #[test]
