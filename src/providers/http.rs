@@ -228,7 +228,12 @@ pub(crate) fn interpret(
         };
         return Err(ProviderError::RateLimited { retry_at });
     }
-    let message = dialect.error_message(status, &body).map(|m| truncate(&m)).unwrap_or_else(|| format!("HTTP {status}"));
+    // A blank message (`"message": ""`) says nothing: the status is said instead.
+    let message = dialect
+        .error_message(status, &body)
+        .filter(|m| !m.trim().is_empty())
+        .map(|m| truncate(&m))
+        .unwrap_or_else(|| format!("HTTP {status}"));
     Err(classify(status, message))
 }
 
@@ -383,6 +388,23 @@ mod tests {
         assert!(at <= day + Duration::from_secs(1), "{at:?}");
         let datagrid = super::super::datagrid::DatagridDialect;
         assert_eq!(limited(&datagrid, &[("x-ratelimit-reset", "18446744073709551615")]), day);
+    }
+
+    /// Found by the `response` fuzz target: a 500 with `{"error": {"code": ""}}` made an
+    /// error whose message (status condition, Event) was empty.
+    #[test]
+    fn a_blank_provider_message_reads_as_the_status() {
+        let now = SystemTime::UNIX_EPOCH;
+        let nango = super::super::nango::NangoDialect;
+        let arena = super::super::arena::ArenaDialect;
+        for (dialect, status, body) in [
+            (&nango as &dyn Dialect, 500, &br#"{"error":{"code":""}}"#[..]),
+            (&nango, 400, br#"{"error":{"message":"  "}}"#),
+            (&arena, 404, br#"{"details":{"message":""}}"#),
+        ] {
+            let err = interpret(dialect, status, &HeaderMap::new(), body, now).unwrap_err();
+            assert_eq!(err, classify(status, format!("HTTP {status}")), "{}", String::from_utf8_lossy(body));
+        }
     }
 
     #[test]
