@@ -536,6 +536,22 @@ mod tests {
         assert_eq!(p.managed_keys, keys(&["reviewed", "score"]));
     }
 
+    /// Found by the `plan` fuzz target (docs/fuzzing.md): without serde_json's exact float
+    /// parsing, `6.480922892492762e-307` written to a provider read back one unit in the
+    /// last place off, so the plan wrote the same key on every reconcile.
+    #[test]
+    fn a_float_written_and_read_back_is_in_sync() {
+        for x in [6.480922892492762e-307, 0.1, 1e300, -2.2250738585072014e-308, 5e-324] {
+            let spec = ArenaSpec { metadata: obj(json!({ "x": x })), metadata_from: vec![] };
+            let first = plan(ProviderBlock::Arena(&spec), &[], &Upstream::arena(None)).unwrap();
+            let Some(Write::ArenaPut { metadata }) = &first.write else { panic!("{first:?}") };
+            let wire: Value = serde_json::from_slice(&serde_json::to_vec(metadata).unwrap()).unwrap();
+            let up = Upstream::arena(Some(&wire));
+            let second = plan(ProviderBlock::Arena(&spec), &first.managed_keys, &up).unwrap();
+            assert!(second.in_sync() && second.write.is_none(), "{x:e}: {second:?}");
+        }
+    }
+
     #[test]
     fn arena_absent_null_and_empty_metadata_are_equal() {
         let spec = ArenaSpec { metadata: Map::new(), metadata_from: vec![] };

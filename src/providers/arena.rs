@@ -8,7 +8,7 @@ use futures::future::BoxFuture;
 use http::{HeaderMap, Method};
 use serde_json::{Value, json};
 
-use super::http::{RequestObserver, Call, Dialect, Http, rate_limit_reset, retry_after};
+use super::http::{Call, Dialect, Http, RequestObserver, after_seconds, rate_limit_reset, retry_after};
 use super::{AccountPacer, ProviderClient, ProviderError, Target, Token, unexpected, unsupported};
 use crate::api::ProviderConfig;
 use crate::diff::{Upstream, Write};
@@ -43,11 +43,7 @@ impl ProviderClient for Arena {
                     body: None,
                 })
                 .await?;
-            if !body.is_object() {
-                return Err(unexpected("the connection is not a JSON object"));
-            }
-            // Absent, null and {} are the same empty metadata.
-            Ok(Upstream::arena(body.get("metadata")))
+            connection(&body)
         })
     }
 
@@ -68,6 +64,15 @@ impl ProviderClient for Arena {
                 .map(drop)
         })
     }
+}
+
+/// The connection of a `GET /v3/connections/{id}` body. Absent, null and {} are the same
+/// empty metadata.
+pub(super) fn connection(body: &Value) -> Result<Upstream, ProviderError> {
+    if !body.is_object() {
+        return Err(unexpected("the connection is not a JSON object"));
+    }
+    Ok(Upstream::arena(body.get("metadata")))
 }
 
 /// `{"error": "Not Found", "code": 404, "details": {"message"}}`, except 429:
@@ -93,11 +98,7 @@ impl Dialect for ArenaDialect {
     /// The 429 body's `error.retry_after` (seconds), `X-RateLimit-Reset` and `Retry-After`
     /// (docs/providers.md, Are.na): the latest of those present, so none of them is undercut.
     fn retry_at(&self, headers: &HeaderMap, body: &Value, now: SystemTime) -> Option<SystemTime> {
-        let from_body = body
-            .pointer("/error/retry_after")
-            .and_then(Value::as_f64)
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(|s| now + Duration::from_secs_f64(s.min(86_400.0)));
+        let from_body = body.pointer("/error/retry_after").and_then(Value::as_f64).and_then(|s| after_seconds(s, now));
         [from_body, rate_limit_reset(headers, now), retry_after(headers, now)].into_iter().flatten().max()
     }
 

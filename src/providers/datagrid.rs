@@ -3,7 +3,7 @@
 //! and method, so each route has its own pacing bucket. Drift checks observe through the
 //! cursor-paged list `GET /connections` (`listing`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -51,7 +51,7 @@ impl Datagrid {
     /// Every connection visible to the token (in the teamspace when one is set), following
     /// the `after` cursor until `has_more` is false (docs/providers.md, Datagrid).
     async fn list_rows(&self) -> Result<HashMap<ListKey, Upstream>, ProviderError> {
-        let mut rows = HashMap::new();
+        let mut pages = ListPages::default();
         let mut after: Option<String> = None;
         loop {
             let mut query = vec![("limit", LIST_PAGE)];
@@ -62,23 +62,53 @@ impl Datagrid {
                 .http
                 .send(Call { method: Method::GET, bucket: LIST_BUCKET, segments: &["connections"], query: &query, body: None })
                 .await?;
-            let data = body.get("data").and_then(Value::as_array).ok_or_else(|| unexpected("the list has no data array"))?;
-            let mut last = None;
-            for item in data {
-                let (Some(id), Some(name)) =
-                    (item.get("id").and_then(Value::as_str), item.get("name").and_then(Value::as_str))
-                else {
-                    return Err(unexpected("a listed connection has no id or name"));
-                };
-                rows.insert((id.to_string(), None), Upstream::datagrid(name));
-                last = Some(id.to_string());
-            }
-            match (body.get("has_more").and_then(Value::as_bool), last) {
-                (Some(true), Some(last)) => after = Some(last),
-                _ => return Ok(rows),
+            match pages.take(&body)? {
+                Some(cursor) => after = Some(cursor),
+                None => return Ok(pages.rows),
             }
         }
     }
+}
+
+/// The rows of a list, page by page, following the `after` cursor (the last row's id)
+/// while `has_more` (docs/providers.md, Datagrid).
+#[derive(Default)]
+pub(super) struct ListPages {
+    pub(super) rows: HashMap<ListKey, Upstream>,
+    /// The cursors followed so far.
+    cursors: HashSet<String>,
+}
+
+impl ListPages {
+    /// Take one page's body; `Ok(Some(cursor))`: the page `after` it is to be read. A
+    /// cursor already followed is refused: a server that ignores `after` (or cycles) would
+    /// otherwise be listed for ever (the list is then unavailable for a while and drift
+    /// checks use single reads, listing.rs).
+    pub(super) fn take(&mut self, body: &Value) -> Result<Option<String>, ProviderError> {
+        let data = body.get("data").and_then(Value::as_array).ok_or_else(|| unexpected("the list has no data array"))?;
+        let mut last = None;
+        for item in data {
+            let (Some(id), Some(name)) = (item.get("id").and_then(Value::as_str), item.get("name").and_then(Value::as_str))
+            else {
+                return Err(unexpected("a listed connection has no id or name"));
+            };
+            self.rows.insert((id.to_string(), None), Upstream::datagrid(name));
+            last = Some(id.to_string());
+        }
+        match (body.get("has_more").and_then(Value::as_bool), last) {
+            (Some(true), Some(last)) if !self.cursors.insert(last.clone()) => {
+                Err(unexpected("the list cursor does not move on"))
+            }
+            (Some(true), Some(last)) => Ok(Some(last)),
+            _ => Ok(None),
+        }
+    }
+}
+
+/// The connection of a `GET /connections/{id}` body.
+pub(super) fn connection(body: &Value) -> Result<Upstream, ProviderError> {
+    let name = body.get("name").and_then(Value::as_str).ok_or_else(|| unexpected("the connection has no name"))?;
+    Ok(Upstream::datagrid(name))
 }
 
 impl ProviderClient for Datagrid {
@@ -94,9 +124,7 @@ impl ProviderClient for Datagrid {
                     body: None,
                 })
                 .await?;
-            let name =
-                body.get("name").and_then(Value::as_str).ok_or_else(|| unexpected("the connection has no name"))?;
-            Ok(Upstream::datagrid(name))
+            connection(&body)
         })
     }
 
@@ -162,5 +190,34 @@ impl Dialect for DatagridDialect {
 
     fn default_window(&self) -> Option<Duration> {
         Some(Duration::from_secs(60))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Found by the `datagrid_list` fuzz target (docs/fuzzing.md): a server that ignores
+    /// `after` and serves the same page with `has_more` was listed for ever.
+    #[test]
+    fn a_cursor_that_does_not_move_ends_the_listing() {
+        let page = json!({"data": [{"id": "a", "name": "A"}], "has_more": true});
+        let mut pages = ListPages::default();
+        assert_eq!(pages.take(&page).unwrap().as_deref(), Some("a"));
+        assert!(matches!(pages.take(&page), Err(ProviderError::Retryable { status: None, .. })));
+        // A cycle of two pages is caught as well.
+        let (one, two) = (
+            json!({"data": [{"id": "b", "name": "B"}], "has_more": true}),
+            json!({"data": [{"id": "c", "name": "C"}], "has_more": true}),
+        );
+        let mut pages = ListPages::default();
+        assert_eq!(pages.take(&one).unwrap().as_deref(), Some("b"));
+        assert_eq!(pages.take(&two).unwrap().as_deref(), Some("c"));
+        assert!(pages.take(&one).is_err());
+        // The last page ends it whatever it repeats.
+        let last = json!({"data": [{"id": "c", "name": "C2"}], "has_more": false});
+        assert_eq!(pages.take(&last).unwrap(), None);
+        assert_eq!(pages.rows[&("c".to_string(), None)], Upstream::datagrid("C2"));
     }
 }

@@ -43,7 +43,7 @@ impl ProviderError {
 }
 
 /// Longest provider message kept, so a verbose body cannot bloat status and events.
-const MAX_MESSAGE: usize = 300;
+pub(crate) const MAX_MESSAGE: usize = 300;
 
 pub(crate) fn truncate(message: &str) -> String {
     if message.len() <= MAX_MESSAGE {

@@ -27,9 +27,9 @@ pub(crate) trait Dialect: Send + Sync {
 }
 
 /// Fallback block after a 429 that names no retry time: one documented window.
-const DEFAULT_BLOCK: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_BLOCK: Duration = Duration::from_secs(60);
 /// Shortest block after a 429, whatever the hints say.
-const MIN_BLOCK: Duration = Duration::from_secs(1);
+pub(crate) const MIN_BLOCK: Duration = Duration::from_secs(1);
 /// Up to this much jitter is added to a block, so that many controllers (or requeued
 /// Connections) do not all return at the same instant and collect another 429 together.
 const MAX_BLOCK_JITTER_MS: u64 = 250;
@@ -180,39 +180,21 @@ impl Http {
         };
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        self.pacer.observe(call.bucket, self.rate_limit_headers(&headers), Instant::now(), SystemTime::now());
+        let limits = rate_limit_headers(&headers, SystemTime::now(), self.dialect.default_window());
+        self.pacer.observe(call.bucket, limits, Instant::now(), SystemTime::now());
         let bytes = response.bytes().await.map_err(|e| network_error(&e));
         self.observed(&call.method, Some(status), started);
         let bytes = bytes?;
-        let body: Value =
-            if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
         tracing::debug!(provider = self.dialect.name(), method = %call.method, path = url.path(), status, "provider request");
-
-        if (200..300).contains(&status) {
-            if !bytes.is_empty() && body.is_null() {
-                return Err(ProviderError::Retryable {
-                    status: Some(status),
-                    message: "the provider answered with a body that is not JSON".into(),
-                });
+        match interpret(self.dialect.as_ref(), status, &headers, &bytes, SystemTime::now()) {
+            Err(ProviderError::RateLimited { retry_at }) => {
+                let retry_at = retry_at + Duration::from_millis(rand::rng().random_range(0..=MAX_BLOCK_JITTER_MS));
+                self.pacer.block_until(retry_at);
+                tracing::info!(provider = self.dialect.name(), retry_at = %httpdate::fmt_http_date(retry_at), "rate limited; account blocked");
+                Err(ProviderError::RateLimited { retry_at })
             }
-            return Ok(body);
+            other => other,
         }
-        if status == 429 {
-            let now = SystemTime::now();
-            // A hint of "now" (Nango's floored `Retry-After: 0` with a reset in the current
-            // second) still blocks briefly; no hint at all blocks for a whole window.
-            let retry_at = match self.dialect.retry_at(&headers, &body, now) {
-                Some(at) => at.max(now + MIN_BLOCK),
-                None => now + DEFAULT_BLOCK,
-            };
-            let retry_at = retry_at + Duration::from_millis(rand::rng().random_range(0..=MAX_BLOCK_JITTER_MS));
-            self.pacer.block_until(retry_at);
-            tracing::info!(provider = self.dialect.name(), retry_at = %httpdate::fmt_http_date(retry_at), "rate limited; account blocked");
-            return Err(ProviderError::RateLimited { retry_at });
-        }
-        let message =
-            self.dialect.error_message(status, &body).map(|m| truncate(&m)).unwrap_or_else(|| format!("HTTP {status}"));
-        Err(classify(status, message))
     }
 
     /// `Bearer <token>`, marked sensitive so that HTTP-level tracing never prints it.
@@ -236,18 +218,58 @@ impl Http {
         value.set_sensitive(true);
         Ok(value)
     }
+}
 
-    fn rate_limit_headers(&self, headers: &HeaderMap) -> RateLimitHeaders {
-        RateLimitHeaders {
-            limit: header_u64(headers, "x-ratelimit-limit"),
-            remaining: header_u64(headers, "x-ratelimit-remaining"),
-            reset: rate_limit_reset(headers, SystemTime::now()),
-            window: header_str(headers, "x-ratelimit-window")
-                .and_then(|w| w.parse::<f64>().ok())
-                .filter(|w| w.is_finite() && *w > 0.0)
-                .map(Duration::from_secs_f64)
-                .or(self.dialect.default_window()),
+/// What an answer says, from its status, headers and body alone: the JSON body of a 2xx
+/// (`null` when empty), or the classified failure. A 429 is `RateLimited` at the time its
+/// hints give (at least [`MIN_BLOCK`] from `now`), before the caller adds jitter and blocks
+/// the account. Pure, so that every provider's answers can be fuzzed (fuzz/).
+pub(crate) fn interpret(
+    dialect: &dyn Dialect,
+    status: u16,
+    headers: &HeaderMap,
+    bytes: &[u8],
+    now: SystemTime,
+) -> Result<Value, ProviderError> {
+    let body: Value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(bytes).unwrap_or(Value::Null) };
+    if (200..300).contains(&status) {
+        if !bytes.is_empty() && body.is_null() {
+            return Err(ProviderError::Retryable {
+                status: Some(status),
+                message: "the provider answered with a body that is not JSON".into(),
+            });
         }
+        return Ok(body);
+    }
+    if status == 429 {
+        // A hint of "now" (Nango's floored `Retry-After: 0` with a reset in the current
+        // second) still blocks briefly; no hint at all blocks for a whole window.
+        let retry_at = match dialect.retry_at(headers, &body, now) {
+            Some(at) => at.max(now + MIN_BLOCK),
+            None => now + DEFAULT_BLOCK,
+        };
+        return Err(ProviderError::RateLimited { retry_at });
+    }
+    // A blank message (`"message": ""`) says nothing: the status is said instead.
+    let message = dialect
+        .error_message(status, &body)
+        .filter(|m| !m.trim().is_empty())
+        .map(|m| truncate(&m))
+        .unwrap_or_else(|| format!("HTTP {status}"));
+    Err(classify(status, message))
+}
+
+/// The `X-RateLimit-*` headers of an answer; `default_window` when it names no window.
+pub(crate) fn rate_limit_headers(headers: &HeaderMap, now: SystemTime, default_window: Option<Duration>) -> RateLimitHeaders {
+    RateLimitHeaders {
+        limit: header_u64(headers, "x-ratelimit-limit"),
+        remaining: header_u64(headers, "x-ratelimit-remaining"),
+        reset: rate_limit_reset(headers, now),
+        window: header_str(headers, "x-ratelimit-window")
+            .and_then(|w| w.parse::<f64>().ok())
+            .filter(|w| w.is_finite() && *w > 0.0)
+            .map(Duration::from_secs_f64)
+            .or(default_window),
     }
 }
 
@@ -272,33 +294,47 @@ fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
     header_str(headers, name).and_then(|v| v.parse().ok())
 }
 
+/// Longest wait any provider hint is honoured for: a bogus or hostile header (a far-future
+/// date, a reset years away) must not park the account for longer than a day.
+pub(crate) const MAX_HINT: Duration = Duration::from_secs(86_400);
+
+/// `at`, but never past [`MAX_HINT`] from `now`.
+fn capped(at: SystemTime, now: SystemTime) -> SystemTime {
+    at.min(now + MAX_HINT)
+}
+
+/// `now` plus `seconds` (finite and not negative), at most [`MAX_HINT`] on.
+pub(crate) fn after_seconds(seconds: f64, now: SystemTime) -> Option<SystemTime> {
+    (seconds.is_finite() && seconds >= 0.0).then(|| now + Duration::from_secs_f64(seconds.min(MAX_HINT.as_secs_f64())))
+}
+
 /// `Retry-After`: delay-seconds (fractions tolerated) or an HTTP date (RFC 9110 §10.2.3).
-/// `None` when absent or unparsable; `Some(now)` for `0`.
+/// `None` when absent or unparsable; `Some(now)` for `0`; at most [`MAX_HINT`] on.
 pub(crate) fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<SystemTime> {
     let value = header_str(headers, "retry-after")?;
     if let Ok(seconds) = value.parse::<f64>() {
-        return (seconds.is_finite() && seconds >= 0.0).then(|| now + Duration::from_secs_f64(seconds.min(86_400.0)));
+        return after_seconds(seconds, now);
     }
-    httpdate::parse_http_date(value).ok()
+    httpdate::parse_http_date(value).ok().map(|at| capped(at, now))
 }
 
 /// `retry-after-ms` (Stainless SDKs, docs/providers.md, Datagrid).
 pub(crate) fn retry_after_ms(headers: &HeaderMap, now: SystemTime) -> Option<SystemTime> {
     let ms: f64 = header_str(headers, "retry-after-ms")?.parse().ok()?;
-    (ms.is_finite() && ms >= 0.0).then(|| now + Duration::from_secs_f64((ms / 1000.0).min(86_400.0)))
+    after_seconds(ms / 1000.0, now)
 }
 
 /// `X-RateLimit-Reset`, documented as unix seconds; a small number is read as a delay in
-/// seconds, so a provider that sends a delta cannot make us hammer it.
+/// seconds, so a provider that sends a delta cannot make us hammer it. At most
+/// [`MAX_HINT`] on, whatever the number (one past the clock's range included).
 pub(crate) fn rate_limit_reset(headers: &HeaderMap, now: SystemTime) -> Option<SystemTime> {
     let value = header_u64(headers, "x-ratelimit-reset")?;
     Some(if value < 1_000_000_000 {
-        now + Duration::from_secs(value)
+        now + Duration::from_secs(value.min(MAX_HINT.as_secs()))
     } else {
-        SystemTime::UNIX_EPOCH + Duration::from_secs(value)
+        SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(value)).map_or(now + MAX_HINT, |at| capped(at, now))
     })
 }
-
 
 /// Marks a request admitted by the pacer as finished when dropped.
 struct InFlight<'a> {
@@ -347,6 +383,50 @@ mod tests {
             rate_limit_reset(&headers(&[("x-ratelimit-reset", "42")]), now),
             Some(now + Duration::from_secs(42))
         );
+    }
+
+    /// Found by the `response` fuzz target (docs/fuzzing.md): a 429 with
+    /// `X-RateLimit-Reset: 1700000` (read as a delay) blocked the account for 20 days; a
+    /// reset past the clock's range panicked.
+    #[test]
+    fn every_hint_is_capped_at_a_day() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let day = now + MAX_HINT;
+        for reset in ["1700000", "999999999", "4000000000", "18446744073709551615"] {
+            assert_eq!(rate_limit_reset(&headers(&[("x-ratelimit-reset", reset)]), now), Some(day), "{reset}");
+        }
+        let far = httpdate::fmt_http_date(now + Duration::from_secs(10 * 86_400));
+        assert_eq!(retry_after(&headers(&[("retry-after", &far)]), now), Some(day));
+        assert_eq!(retry_after(&headers(&[("retry-after", "1e300")]), now), Some(day));
+        assert_eq!(retry_after_ms(&headers(&[("retry-after-ms", "1e300")]), now), Some(day));
+        let limited = |dialect: &dyn Dialect, pairs: &[(&'static str, &str)]| {
+            match interpret(dialect, 429, &headers(pairs), b"", now) {
+                Err(ProviderError::RateLimited { retry_at }) => retry_at,
+                other => panic!("{other:?}"),
+            }
+        };
+        let nango = super::super::nango::NangoDialect;
+        let at = limited(&nango, &[("retry-after", "0"), ("x-ratelimit-reset", "1700000")]);
+        assert!(at <= day + Duration::from_secs(1), "{at:?}");
+        let datagrid = super::super::datagrid::DatagridDialect;
+        assert_eq!(limited(&datagrid, &[("x-ratelimit-reset", "18446744073709551615")]), day);
+    }
+
+    /// Found by the `response` fuzz target: a 500 with `{"error": {"code": ""}}` made an
+    /// error whose message (status condition, Event) was empty.
+    #[test]
+    fn a_blank_provider_message_reads_as_the_status() {
+        let now = SystemTime::UNIX_EPOCH;
+        let nango = super::super::nango::NangoDialect;
+        let arena = super::super::arena::ArenaDialect;
+        for (dialect, status, body) in [
+            (&nango as &dyn Dialect, 500, &br#"{"error":{"code":""}}"#[..]),
+            (&nango, 400, br#"{"error":{"message":"  "}}"#),
+            (&arena, 404, br#"{"details":{"message":""}}"#),
+        ] {
+            let err = interpret(dialect, status, &HeaderMap::new(), body, now).unwrap_err();
+            assert_eq!(err, classify(status, format!("HTTP {status}")), "{}", String::from_utf8_lossy(body));
+        }
     }
 
     #[test]

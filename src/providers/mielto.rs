@@ -51,14 +51,7 @@ impl ProviderClient for Mielto {
                     body: None,
                 })
                 .await?;
-            if !body.is_object() {
-                return Err(unexpected("the connection is not a JSON object"));
-            }
-            Ok(Upstream::mielto(
-                body.get("label").and_then(Value::as_str),
-                body.get("status").and_then(Value::as_str),
-                body.get("config"),
-            ))
+            connection(&body)
         })
     }
 
@@ -89,6 +82,18 @@ impl ProviderClient for Mielto {
                 .map(drop)
         })
     }
+}
+
+/// The connection of a `GET /api/v1/connections/{id}` body.
+pub(super) fn connection(body: &Value) -> Result<Upstream, ProviderError> {
+    if !body.is_object() {
+        return Err(unexpected("the connection is not a JSON object"));
+    }
+    Ok(Upstream::mielto(
+        body.get("label").and_then(Value::as_str),
+        body.get("status").and_then(Value::as_str),
+        body.get("config"),
+    ))
 }
 
 /// FastAPI error bodies: `{"detail": "..."}`, `{"detail": [{"loc", "msg"}]}` (422) or

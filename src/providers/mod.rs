@@ -7,6 +7,8 @@ mod arena;
 mod batch;
 mod datagrid;
 mod error;
+#[cfg(fuzzing)]
+pub mod fuzzing;
 mod http;
 mod listing;
 mod mielto;

@@ -45,7 +45,7 @@ impl Nango {
     /// Every connection of the account, all integrations, page by page. Rows never hold
     /// credentials and listing never refreshes a token (docs/providers.md, Nango).
     async fn list_rows(&self) -> Result<HashMap<ListKey, Upstream>, ProviderError> {
-        let mut rows = HashMap::new();
+        let mut pages = ListPages::new(LIST_PAGE);
         let limit = LIST_PAGE.to_string();
         for page in 0usize.. {
             let page_text = page.to_string();
@@ -59,25 +59,61 @@ impl Nango {
                     body: None,
                 })
                 .await?;
-            let items = body
-                .get("connections")
-                .and_then(Value::as_array)
-                .ok_or_else(|| unexpected("the list has no connections array"))?;
-            for item in items {
-                let (Some(id), Some(key)) = (
-                    item.get("connection_id").and_then(Value::as_str),
-                    item.get("provider_config_key").and_then(Value::as_str),
-                ) else {
-                    return Err(unexpected("a listed connection has no connection_id or provider_config_key"));
-                };
-                rows.insert((id.to_string(), Some(key.to_string())), Upstream::nango(item.get("metadata")));
-            }
-            if items.len() < LIST_PAGE {
+            if !pages.take(&body)? {
                 break;
             }
         }
-        Ok(rows)
+        Ok(pages.rows)
     }
+}
+
+/// The rows of a list, page by page: `limit`/`page` offset pages, the first short one being
+/// the last (docs/providers.md, Nango).
+pub(super) struct ListPages {
+    page_size: usize,
+    pub(super) rows: HashMap<ListKey, Upstream>,
+}
+
+impl ListPages {
+    pub(super) fn new(page_size: usize) -> Self {
+        ListPages { page_size, rows: HashMap::new() }
+    }
+
+    /// Take one page's body; `Ok(true)`: the next page is to be read. A full page that
+    /// brings no connection not already listed is refused: a server that ignores `page`
+    /// would otherwise be listed for ever (the list is then unavailable for a while and
+    /// drift checks use single reads, listing.rs).
+    pub(super) fn take(&mut self, body: &Value) -> Result<bool, ProviderError> {
+        let items = body
+            .get("connections")
+            .and_then(Value::as_array)
+            .ok_or_else(|| unexpected("the list has no connections array"))?;
+        let mut new = false;
+        for item in items {
+            let (Some(id), Some(key)) = (
+                item.get("connection_id").and_then(Value::as_str),
+                item.get("provider_config_key").and_then(Value::as_str),
+            ) else {
+                return Err(unexpected("a listed connection has no connection_id or provider_config_key"));
+            };
+            let row = self.rows.insert((id.to_string(), Some(key.to_string())), Upstream::nango(item.get("metadata")));
+            new |= row.is_none();
+        }
+        let more = items.len() >= self.page_size;
+        if more && !new {
+            return Err(unexpected("a full list page repeats connections already listed"));
+        }
+        Ok(more)
+    }
+}
+
+/// The connection of a `GET /connections/{id}` body. `metadata` is null when never set;
+/// `Upstream::nango` treats it as {}.
+pub(super) fn connection(body: &Value) -> Result<Upstream, ProviderError> {
+    if !body.is_object() {
+        return Err(unexpected("the connection is not a JSON object"));
+    }
+    Ok(Upstream::nango(body.get("metadata")))
 }
 
 /// One `PATCH` or `POST /connections/metadata` for `ids` (a string for one, an array for
@@ -122,11 +158,7 @@ impl ProviderClient for Nango {
                     body: None,
                 })
                 .await?;
-            if !body.is_object() {
-                return Err(unexpected("the connection is not a JSON object"));
-            }
-            // `metadata` is null when never set; Upstream::nango treats it as {}.
-            Ok(Upstream::nango(body.get("metadata")))
+            connection(&body)
         })
     }
 
@@ -222,6 +254,32 @@ const NANGO_HINT_ROUNDING: Duration = Duration::from_secs(1);
 mod tests {
     use super::*;
     use http::{HeaderName, HeaderValue};
+
+    /// Found by the `nango_list` fuzz target (docs/fuzzing.md): a server that ignores
+    /// `page` and serves the same full page was listed for ever.
+    #[test]
+    fn a_full_page_of_nothing_new_ends_the_listing() {
+        let page = serde_json::json!({"connections": [
+            {"connection_id": "a", "provider_config_key": "k"},
+            {"connection_id": "b", "provider_config_key": "k", "metadata": {"x": 1}},
+        ]});
+        let mut pages = ListPages::new(2);
+        assert!(pages.take(&page).unwrap());
+        assert!(matches!(pages.take(&page), Err(ProviderError::Retryable { status: None, .. })));
+        // One row repeated within a page is not enough to read on either.
+        let same = serde_json::json!({"connections": [
+            {"connection_id": "c", "provider_config_key": "k"},
+            {"connection_id": "c", "provider_config_key": "k"},
+        ]});
+        let mut pages = ListPages::new(2);
+        assert!(pages.take(&same).unwrap(), "the page brought c");
+        assert!(pages.take(&same).is_err());
+        // A short page ends it as before, repeated rows or not.
+        let short = serde_json::json!({"connections": [{"connection_id": "a", "provider_config_key": "k"}]});
+        assert!(!pages.take(&short).unwrap());
+        assert!(!pages.take(&short).unwrap());
+        assert_eq!(pages.rows.len(), 2);
+    }
 
     #[test]
     fn retry_after_zero_falls_back_to_reset() {

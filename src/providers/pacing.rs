@@ -182,7 +182,10 @@ impl AccountPacer {
         let b = state.buckets.entry(bucket.to_string()).or_insert_with(|| TokenBucket::new(spec, now));
         b.refill(now);
         let needed = needed.min(b.capacity);
-        (b.tokens < needed).then(|| wall + Duration::from_secs_f64((needed - b.tokens) / b.per_second))
+        // Refills leave rounding residues (2 tokens less 1e-16): a wait that rounds to
+        // nothing is none.
+        let wait = Duration::from_secs_f64((needed - b.tokens).max(0.0) / b.per_second);
+        (!wait.is_zero()).then(|| wall + wait)
     }
 
     /// Tighten the bucket from the headers of a response: never more tokens than the
@@ -313,6 +316,24 @@ impl Pacers {
 #[cfg(test)]
 mod available_tests {
     use super::*;
+
+    /// Found by the `rate_limits` fuzz target (docs/fuzzing.md): after refills at 10/min
+    /// the bucket held 2 tokens less a rounding residue, and `available_at` answered "at
+    /// now" (`Some(wall)`) instead of `None`.
+    #[test]
+    fn a_rounding_residue_is_no_wait() {
+        let pacer = AccountPacer::new(RateLimitSpec { requests_per_minute: 10, burst: 5 });
+        let (start, wall0) = (Instant::now(), SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+        for ms in [0, 5_000, 7_000, 12_000, 12_000, 12_000] {
+            let (now, wall) = (start + Duration::from_millis(ms), wall0 + Duration::from_millis(ms));
+            assert!(matches!(pacer.admit("", now, wall), Admission::After(_)));
+            pacer.observe("", RateLimitHeaders::default(), now, wall);
+            pacer.finished("");
+            if let Some(at) = pacer.available_at("", 2.0, now, wall) {
+                assert!(at > wall, "available at {at:?}, not later than now ({ms} ms)");
+            }
+        }
+    }
 
     #[test]
     fn available_at_waits_for_enough_tokens_without_taking_them() {
