@@ -15,8 +15,9 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::Store;
 
 use super::backoff::{BackoffPolicy, Backoffs};
+use super::conflict::TargetIndex;
 use super::tokens::Tokens;
-use crate::api::{ClusterProvider, Connection, Provider};
+use crate::api::{ClusterProvider, Provider};
 use crate::metrics::Metrics;
 use crate::providers::{Clients, Pacers, RequestObserver};
 
@@ -52,7 +53,8 @@ impl Default for Timing {
 /// The watch caches a reconcile reads instead of asking the API server.
 #[derive(Clone)]
 pub struct Caches {
-    pub connections: Store<Connection>,
+    /// The Connection cache, by upstream connection.
+    pub connection_targets: TargetIndex,
     pub providers: Store<Provider>,
     pub cluster_providers: Store<ClusterProvider>,
     /// Secret metadata (resourceVersion), to know when a cached token is still current.
@@ -70,8 +72,9 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
     pub timing: Timing,
-    /// The controller's cache of Connections, for ownership conflicts between them.
-    pub connections: Store<Connection>,
+    /// The controller's cache of Connections by upstream connection, for ownership
+    /// conflicts between them.
+    pub connection_targets: TargetIndex,
     pub providers: Store<Provider>,
     pub cluster_providers: Store<ClusterProvider>,
     pub secrets: Store<PartialObjectMeta<Secret>>,
@@ -113,7 +116,7 @@ impl Context {
             backoffs: Backoffs::new(timing.backoff),
             metrics,
             timing,
-            connections: caches.connections,
+            connection_targets: caches.connection_targets,
             providers: caches.providers,
             cluster_providers: caches.cluster_providers,
             secrets: caches.secrets,

@@ -168,8 +168,8 @@ async fn reconcile_connection(
     // one writes nothing while they overlap. Observe never writes, so it never conflicts.
     if conn.spec.management_policy == ManagementPolicy::Manage {
         let mut others: Vec<Arc<Connection>> = ctx
-            .connections
-            .state()
+            .connection_targets
+            .candidates(conn)
             .into_iter()
             .filter(|o| o.spec.management_policy == ManagementPolicy::Manage)
             .collect();
