@@ -139,6 +139,7 @@ fn main() -> anyhow::Result<()> {
         std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     }
     let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let load_at_start = report::load_average();
     eprintln!("bench: building the operator and the sandboxes");
     let binaries = operator::build()?;
     let backend = match cli.control_plane {
@@ -159,7 +160,8 @@ fn main() -> anyhow::Result<()> {
     drop(runtime);
     drop(backend);
 
-    let report = build_report(&settings, cli.control_plane, started_at, &main, rate_limited);
+    let mut report = build_report(&settings, cli.control_plane, started_at, &main, rate_limited);
+    report.load_average = (load_at_start, report::load_average());
     let json = serde_json::to_string_pretty(&report)?;
     std::fs::write(&cli.out, json + "\n").with_context(|| format!("writing {}", cli.out.display()))?;
     let markdown = report.markdown();
@@ -208,6 +210,7 @@ fn build_report(s: &Settings, control_plane: ControlPlaneKind, started_at: Strin
         peak_rss_mb: main.usage.peak_rss_mb,
         cpu_seconds: main.usage.cpu_seconds,
         processes: main.processes.clone(),
+        load_average: (f64::NAN, f64::NAN),
         targets: Vec::new(),
     };
     report.judge();

@@ -182,6 +182,15 @@ pub struct Report {
     /// or `kube_apiserver`, `etcd`, `kube_controller_manager`.
     pub processes: BTreeMap<String, crate::procs::ProcessUsage>,
     pub targets: Vec<Target>,
+    /// `/proc/loadavg`'s 1-minute figure at the start and the end (Markdown only: whatever
+    /// else ran on the machine shares its cores with the benchmark).
+    #[serde(skip)]
+    pub load_average: (f64, f64),
+}
+
+/// The 1-minute load average (`/proc/loadavg`), or NaN.
+pub fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg").ok().and_then(|s| s.split_whitespace().next()?.parse().ok()).unwrap_or(f64::NAN)
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -253,6 +262,7 @@ impl Report {
             ("commit".into(), format!("{}{}", self.commit, if self.dirty { " (dirty)" } else { "" })),
             ("started_at".into(), self.started_at.clone()),
             ("cpus".into(), self.cpus.to_string()),
+            ("load average, 1 min (start / end)".into(), format!("{:.2} / {:.2}", self.load_average.0, self.load_average.1)),
             ("control_plane / shards".into(), format!("{} / {}", self.control_plane, self.shards)),
             ("connections".into(), self.connections.to_string()),
             ("providers".into(), self.providers.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", ")),
