@@ -55,6 +55,19 @@ impl Upstream {
     }
 }
 
+impl Upstream {
+    /// Whether this request reads or writes one of `ids` (a read names its connection in
+    /// the last path segment; a list names none).
+    pub fn concerns(&self, kind: Kind, ids: &std::collections::HashSet<String>) -> bool {
+        if self.is_read() {
+            let path = self.path.split('?').next().unwrap_or_default();
+            path.rsplit('/').next().is_some_and(|id| ids.contains(id))
+        } else {
+            self.write_targets(kind).iter().any(|id| ids.contains(id))
+        }
+    }
+}
+
 /// Request counts of one provider (or a sum of several).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Traffic {
@@ -205,6 +218,18 @@ mod tests {
         assert_eq!(first["a"], 2.0);
         assert_eq!(first["b"], 2.0);
         assert!(first_writes(Kind::Nango, &entries, 2.5).get("a").is_none());
+    }
+
+    #[test]
+    fn requests_concerning_some_connections() {
+        let ids: std::collections::HashSet<String> = ["7".to_owned(), "b".to_owned()].into();
+        let e = |v: Value| entry(v);
+        assert!(e(json!({"method": "GET", "path": "/v3/connections/7", "at": 1.0})).concerns(Kind::Arena, &ids));
+        assert!(!e(json!({"method": "GET", "path": "/v3/connections/8", "at": 1.0})).concerns(Kind::Arena, &ids));
+        assert!(!e(json!({"method": "GET", "path": "/connection", "at": 1.0})).concerns(Kind::Nango, &ids), "a list names none");
+        let batch = e(json!({"method": "PATCH", "path": "/connections/metadata", "at": 1.0, "body": {"connection_id": ["a", "b"]}}));
+        assert!(batch.concerns(Kind::Nango, &ids));
+        assert!(!e(json!({"method": "PUT", "path": "/v3/connections/8", "at": 1.0})).concerns(Kind::Arena, &ids));
     }
 
     #[test]

@@ -26,7 +26,8 @@ pub fn rate_bound_seconds(calls: u64, limit: u64, window: f64) -> f64 {
 }
 
 /// The floor of a change wave, in ms: its upstream requests (`by_account`, one entry per
-/// provider account) each take `latency_ms`; at most `concurrency` reconciles run at once,
+/// provider account: the requests reading or writing a changed connection) each take
+/// `latency_ms`; at most `concurrency` reconciles run at once,
 /// and at most `per_account` of them against one account; a changed Connection needs a read
 /// then a write in sequence. So the wave cannot finish before
 /// `max(total x latency / concurrency, max over accounts of requests x latency / per_account, 2 x latency)`.

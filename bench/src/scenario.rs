@@ -3,7 +3,7 @@
 //! steady state → single changes → change wave) and the rate-limited run.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, HashSet},
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
@@ -410,7 +410,15 @@ async fn change_wave(env: &Environment, s: &Settings, changed: &[Member]) -> any
     }
     let writes: u64 = traffic.values().map(|t| t.writes).sum();
     let reads: u64 = traffic.values().map(|t| t.reads).sum();
-    let by_account: Vec<u64> = traffic.values().map(Traffic::total).collect();
+    // The wave's own requests: those reading or writing a changed connection (drift checks
+    // of other Connections falling in the window are not the wave's).
+    let by_account: Vec<u64> = journals
+        .iter()
+        .map(|(kind, entries)| {
+            let ids: HashSet<String> = changed.iter().filter(|m| m.kind == *kind).map(Member::upstream_id).collect();
+            entries.iter().filter(|e| e.concerns(*kind, &ids)).count() as u64
+        })
+        .collect();
     let floor_ms = report::wave_floor_ms(&by_account, s.latency_ms as f64, u64::from(s.concurrency), s.per_account_concurrency());
     Ok(ChangeWave {
         changed: changed.len() as u64,
