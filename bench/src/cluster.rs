@@ -4,17 +4,20 @@
 //! [`Tracker`].
 
 use std::{
+    path::Path,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use anyhow::Context;
+use connection_testkit::http::ApiClient;
 use serde_json::{Value, json};
 use thiserror::Error;
 
 use crate::{
-    fleet::{GROUP_VERSION, NAMESPACE},
+    fleet::GROUP_VERSION,
     journal::{BENCH_USER_AGENT, KubeRequest},
+    kube_metrics::{self, Counts},
     readiness::Tracker,
 };
 
@@ -26,35 +29,62 @@ pub enum ApiError {
     Transport { method: String, path: String, source: reqwest::Error },
 }
 
+/// The harness's client of one Kubernetes API (the emulator or a real kube-apiserver, as the
+/// kubeconfig's identity), bound to the namespace of one run. It counts its own requests the
+/// way kube-apiserver's metrics name them, so they can be told from the operator's.
 #[derive(Clone)]
 pub struct Cluster {
-    http: reqwest::Client,
-    base: String,
-    token: String,
-}
-
-/// Where the Connections of the fleet live.
-pub fn connections_path() -> String {
-    format!("/apis/{GROUP_VERSION}/namespaces/{NAMESPACE}/connections")
-}
-
-pub fn providers_path() -> String {
-    format!("/apis/{GROUP_VERSION}/namespaces/{NAMESPACE}/providers")
+    api: ApiClient,
+    namespace: String,
+    own: Arc<Mutex<Counts>>,
 }
 
 impl Cluster {
-    pub fn new(base: String, token: String) -> anyhow::Result<Cluster> {
-        // Loopback only: a proxy from the environment must not see these requests.
-        let http = reqwest::Client::builder().user_agent(BENCH_USER_AGENT).no_proxy().build()?;
-        Ok(Cluster { http, base, token })
+    pub fn new(kubeconfig: &Path, namespace: &str) -> anyhow::Result<Cluster> {
+        let api = ApiClient::from_kubeconfig(kubeconfig).with_context(|| format!("a client for {}", kubeconfig.display()))?;
+        Ok(Cluster { api, namespace: namespace.to_owned(), own: Arc::default() })
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// Where the Connections of the run live.
+    pub fn connections_path(&self) -> String {
+        format!("/apis/{GROUP_VERSION}/namespaces/{}/connections", self.namespace)
+    }
+
+    pub fn providers_path(&self) -> String {
+        format!("/apis/{GROUP_VERSION}/namespaces/{}/providers", self.namespace)
+    }
+
+    pub fn secrets_path(&self) -> String {
+        format!("/api/v1/namespaces/{}/secrets", self.namespace)
+    }
+
+    /// The harness's own requests so far, by (group, resource, verb).
+    pub fn own_requests(&self) -> Counts {
+        self.own.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn count(&self, method: &str, path_and_query: &str, content_type: &str) {
+        let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
+        if let Some(key) = kube_metrics::classify(method, path, query, content_type) {
+            *self.own.lock().unwrap_or_else(|p| p.into_inner()).entry(key).or_default() += 1;
+        }
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.api.request(method, path).header(reqwest::header::USER_AGENT, BENCH_USER_AGENT)
     }
 
     async fn send(&self, method: reqwest::Method, path: &str, content_type: &str, body: Option<&Value>) -> Result<Value, ApiError> {
-        let mut request = self.http.request(method.clone(), format!("{}{path}", self.base)).bearer_auth(&self.token);
+        let mut request = self.request(method.clone(), path);
         if let Some(body) = body {
             request = request.header("content-type", content_type).body(body.to_string());
         }
         let transport = |source| ApiError::Transport { method: method.to_string(), path: path.to_owned(), source };
+        self.count(method.as_str(), path, content_type);
         let response = request.send().await.map_err(transport)?;
         let status = response.status().as_u16();
         let text = response.text().await.map_err(transport)?;
@@ -68,6 +98,15 @@ impl Cluster {
         self.send(reqwest::Method::GET, path, "", None).await
     }
 
+    /// A non-JSON document (kube-apiserver's `/metrics`).
+    pub async fn get_text(&self, path: &str) -> anyhow::Result<String> {
+        let response = self.request(reqwest::Method::GET, path).send().await.with_context(|| format!("GET {path}"))?;
+        let status = response.status();
+        let text = response.text().await?;
+        anyhow::ensure!(status.is_success(), "GET {path}: HTTP {status}: {text}");
+        Ok(text)
+    }
+
     pub async fn create(&self, collection: &str, object: &Value) -> Result<Value, ApiError> {
         self.send(reqwest::Method::POST, collection, "application/json", Some(object)).await
     }
@@ -79,24 +118,26 @@ impl Cluster {
         self.send(reqwest::Method::PATCH, &path, "application/apply-patch+yaml", Some(object)).await
     }
 
-    /// Create every CRD of the multi-document `yaml` and wait until Connections are served.
+    /// Apply every CRD of the multi-document `yaml` (creating or updating: a control plane
+    /// given by the user may have them already) and wait until Connections are served.
     pub async fn install_crds(&self, yaml: &str) -> anyhow::Result<()> {
         for document in serde_yaml::Deserializer::from_str(yaml) {
             let crd: Value = serde::Deserialize::deserialize(document).context("parsing the CRD YAML")?;
             if crd.is_null() {
                 continue;
             }
-            self.create("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", &crd).await?;
+            self.apply("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", &crd).await?;
         }
         poll(Duration::from_secs(60), "the Connection CRD to be served", || async {
-            self.get(&connections_path()).await.is_ok()
+            self.get(&self.connections_path()).await.is_ok()
         })
         .await
     }
 
+    /// Create the run's namespace (a fresh name: it must not exist).
     pub async fn create_namespace(&self) -> anyhow::Result<()> {
-        self.create("/api/v1/namespaces", &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}))
-            .await?;
+        let namespace = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.namespace}});
+        self.create("/api/v1/namespaces", &namespace).await?;
         Ok(())
     }
 
@@ -137,7 +178,7 @@ impl Cluster {
         let mut continue_token = String::new();
         loop {
             let resume = if continue_token.is_empty() { String::new() } else { format!("&continue={continue_token}") };
-            let page = self.get(&format!("{}?limit=500{resume}", connections_path())).await?;
+            let page = self.get(&format!("{}?limit=500{resume}", self.connections_path())).await?;
             let items = page["items"].as_array().cloned().unwrap_or_default();
             let mut t = tracker.lock().unwrap_or_else(|p| p.into_inner());
             items.iter().for_each(|item| t.observe(item));
@@ -151,8 +192,16 @@ impl Cluster {
 
     /// Follow one watch; the resourceVersion to resume from, or `None` to re-list.
     async fn watch_from(&self, rv: &str, tracker: &Mutex<Tracker>) -> Option<String> {
-        let url = format!("{}{}?watch=true&allowWatchBookmarks=true&timeoutSeconds=300&resourceVersion={rv}", self.base, connections_path());
-        let mut response = self.http.get(url).bearer_auth(&self.token).send().await.ok()?;
+        let path = format!("{}?watch=true&allowWatchBookmarks=true&timeoutSeconds=300&resourceVersion={rv}", self.connections_path());
+        // kube-apiserver counts a WATCH when it ends; so does the harness.
+        struct Ended<'a>(&'a Cluster, &'a str);
+        impl Drop for Ended<'_> {
+            fn drop(&mut self) {
+                self.0.count("GET", self.1, "");
+            }
+        }
+        let _ended = Ended(self, &path);
+        let mut response = self.request(reqwest::Method::GET, &path).send().await.ok()?;
         if !response.status().is_success() {
             return None;
         }

@@ -9,7 +9,6 @@
 
 use serde_json::{Value, json};
 
-pub const NAMESPACE: &str = "bench";
 pub const GROUP_VERSION: &str = "connection-operator.dev/v1alpha1";
 
 /// The four provider types, in the order Connections are spread over them.
@@ -47,10 +46,12 @@ impl Kind {
     }
 }
 
-/// Which spec a Connection carries: the one of the initial wave, or the one of the change wave.
+/// Which spec a Connection carries: the one of the initial wave, the `k`-th single change of
+/// the trickle, or the one of the change wave. All differ from each other and from the seed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Wave {
     Initial,
+    Trickle(u32),
     Changed,
 }
 
@@ -97,23 +98,27 @@ impl Member {
     /// The provider block of the spec for `wave`.
     fn block(&self, wave: Wave) -> Value {
         let i = self.index;
-        let changed = wave == Wave::Changed;
+        let (plan, digest, score, name) = match wave {
+            Wave::Initial => ("pro".to_owned(), "daily".to_owned(), 1, format!("Bench {i}")),
+            Wave::Changed => ("enterprise".to_owned(), "hourly".to_owned(), 2, format!("Bench {i} v2")),
+            Wave::Trickle(k) => (format!("trial-{k}"), format!("every-{k}"), 1000 + i64::from(k), format!("Bench {i} t{k}")),
+        };
         match self.kind {
             Kind::Nango => json!({
                 "providerConfigKey": "bench",
-                "metadata": {"region": "eu", "plan": if changed { "enterprise" } else { "pro" }},
+                "metadata": {"region": "eu", "plan": plan},
             }),
             Kind::Mielto => json!({
                 "label": format!("Bench {i}"), "status": "active",
-                "config": {"channel": format!("#bench-{i}"), "digest": if changed { "hourly" } else { "daily" }},
+                "config": {"channel": format!("#bench-{i}"), "digest": digest},
             }),
-            Kind::Arena => json!({"metadata": {"reviewed": true, "score": if changed { 2 } else { 1 }}}),
-            Kind::Datagrid => json!({"name": if changed { format!("Bench {i} v2") } else { format!("Bench {i}") }}),
+            Kind::Arena => json!({"metadata": {"reviewed": true, "score": score}}),
+            Kind::Datagrid => json!({"name": name}),
         }
     }
 
-    /// The whole Connection manifest, as server-side applied.
-    pub fn connection(&self, wave: Wave, drift_interval_seconds: u64) -> Value {
+    /// The whole Connection manifest in `namespace`, as server-side applied.
+    pub fn connection(&self, namespace: &str, wave: Wave, drift_interval_seconds: u64) -> Value {
         let mut spec = json!({
             "providerRef": {"name": self.kind.name()},
             "connectionId": self.upstream_id(),
@@ -123,7 +128,7 @@ impl Member {
         json!({
             "apiVersion": GROUP_VERSION,
             "kind": "Connection",
-            "metadata": {"name": self.name(), "namespace": NAMESPACE},
+            "metadata": {"name": self.name(), "namespace": namespace},
             "spec": spec,
         })
     }
@@ -145,12 +150,12 @@ pub struct Budget {
 /// operator's pacing is not what the run measures.
 pub const UNLIMITED: Budget = Budget { requests_per_minute: 100_000, burst: 10_000 };
 
-/// The Provider of `kind`, pointing at the sandbox at `base_url`.
-pub fn provider(kind: Kind, base_url: &str, budget: Budget) -> Value {
+/// The Provider of `kind` in `namespace`, pointing at the sandbox at `base_url`.
+pub fn provider(namespace: &str, kind: Kind, base_url: &str, budget: Budget) -> Value {
     json!({
         "apiVersion": GROUP_VERSION,
         "kind": "Provider",
-        "metadata": {"name": kind.name(), "namespace": NAMESPACE},
+        "metadata": {"name": kind.name(), "namespace": namespace},
         "spec": {
             "type": kind.name(),
             "baseUrl": base_url,
@@ -164,12 +169,12 @@ fn secret_name(kind: Kind) -> String {
     format!("{}-credentials", kind.name())
 }
 
-/// The Secret holding the token of `kind`'s account.
-pub fn secret(kind: Kind) -> Value {
+/// The Secret in `namespace` holding the token of `kind`'s account.
+pub fn secret(namespace: &str, kind: Kind) -> Value {
     json!({
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {"name": secret_name(kind), "namespace": NAMESPACE},
+        "metadata": {"name": secret_name(kind), "namespace": namespace},
         "type": "Opaque",
         "stringData": {"token": kind.token()},
     })
@@ -193,9 +198,16 @@ mod tests {
     #[test]
     fn every_seed_differs_from_both_waves_and_waves_differ() {
         for member in members(8, &Kind::ALL) {
-            let initial = member.connection(Wave::Initial, 30);
-            let changed = member.connection(Wave::Changed, 30);
+            let initial = member.connection("b", Wave::Initial, 30);
+            let changed = member.connection("b", Wave::Changed, 30);
+            let trickles = [member.connection("b", Wave::Trickle(0), 30), member.connection("b", Wave::Trickle(1), 30)];
             assert_ne!(initial, changed, "{}", member.name());
+            for t in &trickles {
+                assert_ne!(t, &initial, "{}", member.name());
+                assert_ne!(t, &changed, "{}", member.name());
+            }
+            assert_ne!(trickles[0], trickles[1], "successive single changes differ");
+            assert_eq!(initial["metadata"]["namespace"], "b");
             assert_eq!(initial["spec"]["connectionId"], member.upstream_id());
             assert_eq!(initial["spec"]["driftInterval"], "30s");
             assert!(initial["spec"][member.kind.name()].is_object());
@@ -206,8 +218,9 @@ mod tests {
 
     #[test]
     fn provider_points_at_its_secret() {
-        let p = provider(Kind::Arena, "http://127.0.0.1:1/arena", UNLIMITED);
-        assert_eq!(p["spec"]["credentialsRef"]["name"], secret(Kind::Arena)["metadata"]["name"]);
+        let p = provider("b", Kind::Arena, "http://127.0.0.1:1/arena", UNLIMITED);
+        assert_eq!(p["spec"]["credentialsRef"]["name"], secret("b", Kind::Arena)["metadata"]["name"]);
+        assert_eq!(p["metadata"]["namespace"], "b");
         assert_eq!(p["spec"]["rateLimit"]["requestsPerMinute"], 100_000);
         assert_eq!(Kind::parse("datagrid"), Some(Kind::Datagrid));
         assert_eq!(Kind::parse("github"), None);

@@ -2,7 +2,7 @@
 //! (`<prefix>/_sandbox/requests`) and the Kubernetes emulator's (`/_sandbox/requests`).
 //! Pure: counting and attribution only, so it is unit-tested on literal entries.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -51,6 +51,19 @@ impl Upstream {
             Kind::Mielto | Kind::Arena | Kind::Datagrid => {
                 self.path.rsplit('/').next().filter(|s| !s.is_empty()).map(str::to_owned).into_iter().collect()
             }
+        }
+    }
+}
+
+impl Upstream {
+    /// Whether this request reads or writes one of `ids` (a read names its connection in
+    /// the last path segment; a list names none).
+    pub fn concerns(&self, kind: Kind, ids: &std::collections::HashSet<String>) -> bool {
+        if self.is_read() {
+            let path = self.path.split('?').next().unwrap_or_default();
+            path.rsplit('/').next().is_some_and(|id| ids.contains(id))
+        } else {
+            self.write_targets(kind).iter().any(|id| ids.contains(id))
         }
     }
 }
@@ -106,6 +119,8 @@ pub fn first_writes(kind: Kind, entries: &[Upstream], since: f64) -> HashMap<Str
 pub struct KubeRequest {
     pub method: String,
     #[serde(default)]
+    pub path: String,
+    #[serde(default)]
     pub query: String,
     #[serde(default, rename = "userAgent")]
     pub user_agent: Option<String>,
@@ -116,37 +131,45 @@ impl KubeRequest {
         self.user_agent.as_deref() == Some(BENCH_USER_AGENT)
     }
 
-    fn is_write(&self) -> bool {
-        !matches!(self.method.as_str(), "GET" | "HEAD")
-    }
-
-    fn is_watch(&self) -> bool {
-        self.query.split('&').any(|kv| kv == "watch=true" || kv == "watch=1")
+    /// The verb as kube-apiserver's metrics name it (the journal has no content type, so
+    /// an apply counts as PATCH); the HTTP method when the path names no resource.
+    fn verb(&self) -> String {
+        crate::kube_metrics::classify(&self.method, &self.path, &self.query, "").map_or_else(|| self.method.clone(), |(_, _, verb)| verb)
     }
 }
 
 /// The operator's Kubernetes requests (everything not sent by the harness).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct KubeTraffic {
     pub requests: u64,
     pub writes: u64,
     pub watches: u64,
+    pub by_verb: BTreeMap<String, u64>,
 }
 
 impl KubeTraffic {
+    /// From the operator's requests by verb (`kube_metrics::operator_by_verb`).
+    pub fn from_verbs(by_verb: BTreeMap<String, u64>) -> KubeTraffic {
+        let count = |pred: &dyn Fn(&str) -> bool| by_verb.iter().filter(|(v, _)| pred(v)).map(|(_, n)| n).sum();
+        KubeTraffic {
+            requests: by_verb.values().sum(),
+            writes: count(&|v| crate::kube_metrics::WRITE_VERBS.contains(&v)),
+            watches: count(&|v| v == "WATCH"),
+            by_verb,
+        }
+    }
+
     /// `None` when the journal does not name user agents: the operator's requests could
     /// not be told apart from the harness's, and a wrong number is worse than none.
     pub fn of(entries: &[KubeRequest]) -> Option<KubeTraffic> {
         if entries.iter().any(|e| e.user_agent.is_none()) {
             return None;
         }
-        let mut t = KubeTraffic::default();
+        let mut by_verb: BTreeMap<String, u64> = BTreeMap::new();
         for e in entries.iter().filter(|e| !e.is_bench()) {
-            t.requests += 1;
-            t.writes += u64::from(e.is_write());
-            t.watches += u64::from(e.is_watch());
+            *by_verb.entry(e.verb()).or_default() += 1;
         }
-        Some(t)
+        Some(KubeTraffic::from_verbs(by_verb))
     }
 }
 
@@ -198,6 +221,18 @@ mod tests {
     }
 
     #[test]
+    fn requests_concerning_some_connections() {
+        let ids: std::collections::HashSet<String> = ["7".to_owned(), "b".to_owned()].into();
+        let e = |v: Value| entry(v);
+        assert!(e(json!({"method": "GET", "path": "/v3/connections/7", "at": 1.0})).concerns(Kind::Arena, &ids));
+        assert!(!e(json!({"method": "GET", "path": "/v3/connections/8", "at": 1.0})).concerns(Kind::Arena, &ids));
+        assert!(!e(json!({"method": "GET", "path": "/connection", "at": 1.0})).concerns(Kind::Nango, &ids), "a list names none");
+        let batch = e(json!({"method": "PATCH", "path": "/connections/metadata", "at": 1.0, "body": {"connection_id": ["a", "b"]}}));
+        assert!(batch.concerns(Kind::Nango, &ids));
+        assert!(!e(json!({"method": "PUT", "path": "/v3/connections/8", "at": 1.0})).concerns(Kind::Arena, &ids));
+    }
+
+    #[test]
     fn path_providers_target_the_last_segment() {
         let put = entry(json!({"method": "PUT", "path": "/v3/connections/100001", "status": 200, "at": 1.0}));
         assert_eq!(put.write_targets(Kind::Arena), ["100001"]);
@@ -207,14 +242,18 @@ mod tests {
 
     #[test]
     fn kube_traffic_excludes_the_harness_and_needs_user_agents() {
-        let req = |m: &str, q: &str, ua: &str| KubeRequest { method: m.into(), query: q.into(), user_agent: Some(ua.into()) };
+        let path = "/apis/connection-operator.dev/v1alpha1/namespaces/b/connections";
+        let req = |m: &str, p: &str, q: &str, ua: &str| KubeRequest { method: m.into(), path: p.into(), query: q.into(), user_agent: Some(ua.into()) };
         let entries = vec![
-            req("PATCH", "fieldManager=bench", BENCH_USER_AGENT),
-            req("GET", "watch=true&resourceVersion=1", "kube-rs"),
-            req("PATCH", "fieldManager=connection-operator", ""),
+            req("PATCH", &format!("{path}/x"), "fieldManager=bench", BENCH_USER_AGENT),
+            req("GET", path, "watch=true&resourceVersion=1", "kube-rs"),
+            req("PATCH", &format!("{path}/x/status"), "fieldManager=connection-operator", ""),
+            req("GET", path, "limit=500", "kube-rs"),
         ];
-        assert_eq!(KubeTraffic::of(&entries), Some(KubeTraffic { requests: 2, writes: 1, watches: 1 }));
-        let anonymous = vec![KubeRequest { method: "GET".into(), query: String::new(), user_agent: None }];
+        let t = KubeTraffic::of(&entries).unwrap();
+        assert_eq!((t.requests, t.writes, t.watches), (3, 1, 1));
+        assert_eq!(t.by_verb, BTreeMap::from([("LIST".into(), 1), ("PATCH".into(), 1), ("WATCH".into(), 1)]));
+        let anonymous = vec![KubeRequest { method: "GET".into(), path: String::new(), query: String::new(), user_agent: None }];
         assert_eq!(KubeTraffic::of(&anonymous), None);
     }
 

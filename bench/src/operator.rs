@@ -1,7 +1,7 @@
 //! The operator under test, as a separate process: built with the harness's own profile
-//! (so a release benchmark measures a release operator), started against the emulator's
-//! kubeconfig, and measured from `/proc` (proc(5): `VmHWM` in `status`, `utime`/`stime` in
-//! `stat`).
+//! (so a release benchmark measures a release operator, next to a release
+//! `connection-sandbox`), started against the control plane's kubeconfig, and measured from
+//! `/proc` (`procs`).
 
 use std::{
     net::SocketAddr,
@@ -12,35 +12,49 @@ use std::{
 
 use anyhow::Context;
 
-use crate::{cluster::poll, scenario::Settings};
+use crate::{
+    cluster::poll,
+    procs::{self, Usage},
+    scenario::Settings,
+};
+
+/// The binaries a run uses, built with the harness's profile.
+pub struct Binaries {
+    pub operator: PathBuf,
+    pub sandbox: PathBuf,
+}
 
 /// The profile this harness was built with; the operator is built with the same one.
 fn profile() -> &'static str {
     if cfg!(debug_assertions) { "dev" } else { "release" }
 }
 
-/// `cargo build -p connection-operator` with the harness's profile, then the path of the
-/// binary, which cargo puts next to the harness's own binary. Always asking cargo (a no-op
-/// when up to date) keeps a stale operator from being measured.
-pub fn build() -> anyhow::Result<PathBuf> {
+/// `cargo build` of `connection-operator` and `connection-sandbox` with the harness's
+/// profile, then the paths of the binaries, which cargo puts next to the harness's own
+/// binary. Always asking cargo (a no-op when up to date) keeps a stale operator from being
+/// measured.
+pub fn build() -> anyhow::Result<Binaries> {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("bench/ has a parent")?;
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
         .args(["build", "--quiet", "--profile", profile(), "-p", "connection-operator", "--bin", "connection-operator"])
+        .args(["-p", "connection-sandbox", "--bin", "connection-sandbox"])
         .arg("--manifest-path")
         .arg(workspace.join("Cargo.toml"))
         .status()
         .context("running cargo build for the operator")?;
-    anyhow::ensure!(status.success(), "cargo build -p connection-operator failed ({status})");
+    anyhow::ensure!(status.success(), "cargo build -p connection-operator -p connection-sandbox failed ({status})");
     let own = std::env::current_exe()?;
     let mut dir = own.parent().context("the harness binary has a directory")?.to_path_buf();
     // Test binaries live one level down, in `deps/`.
     if dir.ends_with("deps") {
         dir.pop();
     }
-    let binary = dir.join("connection-operator");
-    anyhow::ensure!(binary.is_file(), "cargo built the operator but {} is missing", binary.display());
-    Ok(binary)
+    let binaries = Binaries { operator: dir.join("connection-operator"), sandbox: dir.join("connection-sandbox") };
+    for binary in [&binaries.operator, &binaries.sandbox] {
+        anyhow::ensure!(binary.is_file(), "cargo built it but {} is missing", binary.display());
+    }
+    Ok(binaries)
 }
 
 /// A running operator. Killed when dropped.
@@ -50,12 +64,13 @@ pub struct Operator {
 }
 
 impl Operator {
-    pub fn start(binary: &Path, kubeconfig: &Path, settings: &Settings, log: &Path) -> anyhow::Result<Operator> {
+    /// `connection-operator run --namespace NAMESPACE` against `kubeconfig`.
+    pub fn start(binary: &Path, kubeconfig: &Path, namespace: &str, settings: &Settings, log: &Path) -> anyhow::Result<Operator> {
         let metrics_addr = free_port()?;
         let log_file = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
         let mut command = Command::new(binary);
         command
-            .args(["run", "--namespace", crate::fleet::NAMESPACE, "--log-format", "json"])
+            .args(["run", "--namespace", namespace, "--log-format", "json"])
             .arg("--metrics-addr")
             .arg(metrics_addr.to_string())
             .arg("--concurrency")
@@ -100,10 +115,7 @@ impl Operator {
 
     /// Peak resident set size (MiB) and CPU time (s) so far.
     pub fn usage(&self) -> anyhow::Result<Usage> {
-        let pid = self.pid();
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-        parse_usage(&status, &stat, clock_ticks())
+        procs::usage(self.pid())
     }
 }
 
@@ -114,64 +126,7 @@ impl Drop for Operator {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Usage {
-    pub peak_rss_mb: f64,
-    pub cpu_seconds: f64,
-}
-
-/// From `/proc/PID/status` (`VmHWM: N kB`) and `/proc/PID/stat` (fields 14 and 15, counted
-/// after the parenthesised command name, which may itself contain spaces).
-fn parse_usage(status: &str, stat: &str, ticks_per_second: f64) -> anyhow::Result<Usage> {
-    let hwm_kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .context("no VmHWM in /proc/PID/status")?;
-    let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).context("malformed /proc/PID/stat")?;
-    // after_name starts with field 3 (state); utime and stime are fields 14 and 15.
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i - 3).and_then(|f| f.parse::<f64>().ok()).context("missing CPU field in /proc/PID/stat");
-    Ok(Usage { peak_rss_mb: hwm_kb / 1024.0, cpu_seconds: (ticks(14)? + ticks(15)?) / ticks_per_second })
-}
-
-/// `sysconf(_SC_CLK_TCK)` through getconf(1); 100 (the Linux USER_HZ) if unavailable.
-fn clock_ticks() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
 fn free_port() -> anyhow::Result<SocketAddr> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(listener.local_addr()?)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_proc_status_and_stat() {
-        let status = "Name:\tconnection-oper\nVmPeak:\t  900000 kB\nVmHWM:\t   51200 kB\nVmRSS:\t 40000 kB\n";
-        let stat = "4242 (connection oper) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 8 0 100 0";
-        let usage = parse_usage(status, stat, 100.0).unwrap();
-        assert_eq!(usage, Usage { peak_rss_mb: 50.0, cpu_seconds: 3.0 });
-        assert!(parse_usage("Name: x\n", stat, 100.0).is_err());
-    }
-
-    #[test]
-    fn reads_this_process() {
-        let pid = std::process::id();
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-        let usage = parse_usage(&status, &stat, clock_ticks()).unwrap();
-        assert!(usage.peak_rss_mb > 0.0);
-        assert!(usage.cpu_seconds >= 0.0);
-    }
 }

@@ -1,25 +1,28 @@
-//! The benchmark's phases, each against fresh emulators and a separately running operator:
-//! the main run (initial wave → steady state → change wave) and the rate-limited run.
+//! The benchmark's phases, each in a namespace of its own on the control plane, with fresh
+//! provider sandboxes and a separately running operator: the main run (initial wave →
+//! steady state → single changes → change wave) and the rate-limited run.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, HashSet},
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use anyhow::Context;
-use connection_sandbox::kube::KubeSandbox;
 use futures::{StreamExt, TryStreamExt, stream};
 use serde_json::Value;
 
 use crate::{
-    cluster::{self, Cluster, connections_path, providers_path},
+    backend::{Backend, ControlPlaneKind},
+    cluster::{self, Cluster},
     fleet::{self, Budget, Kind, Member, Wave},
     journal::{self, KubeTraffic, Traffic},
-    operator::{Operator, Usage},
+    kube_metrics::{self, Counts},
+    operator::{Binaries, Operator},
+    procs::{self, ProcessUsage, Usage},
     readiness::Tracker,
-    report::{self, ChangeWave, ProviderCounts, RateLimited, Steady},
+    report::{self, ChangeWave, ProviderCounts, RateLimited, SingleChange, Steady},
     upstream::Upstreams,
 };
 
@@ -38,9 +41,16 @@ pub struct Settings {
     /// state below the CRD's 30 s minimum.
     pub drift_override_seconds: Option<f64>,
     pub steady_intervals: u32,
+    /// Single changes per second, and for how long, while the fleet is in steady state.
+    pub trickle_per_second: f64,
+    pub trickle_seconds: f64,
     pub change_fraction: f64,
     pub timeout: Duration,
     pub operator_log: PathBuf,
+    /// Namespaces of this invocation start with it (`<prefix>` for the main run,
+    /// `<prefix>-limited` for the rate-limited one): fresh names, so a control plane given
+    /// by the user can hold earlier runs.
+    pub namespace_prefix: String,
 }
 
 impl Settings {
@@ -48,61 +58,89 @@ impl Settings {
     pub fn effective_drift_seconds(&self) -> f64 {
         self.drift_override_seconds.unwrap_or(self.drift_interval_seconds as f64)
     }
+
+    /// Reconciles one provider account may run at once: the operator gives one account at
+    /// most half of its workers (`Context::account_slot` in src/controller/context.rs).
+    pub fn per_account_concurrency(&self) -> u64 {
+        u64::from(self.concurrency / 2).max(1)
+    }
+
+    fn log(&self, what: &str) -> PathBuf {
+        self.operator_log.with_extension(format!("{what}.log"))
+    }
 }
 
-/// Emulators set up for one run: CRDs, namespace, Secrets, Providers, upstream latency and
-/// limits, and a watch on the Connections.
+/// Where the Kubernetes request count of a span starts: the emulator's journal was cleared,
+/// or kube-apiserver's counter and the harness's own count as they were.
+enum KubeMark {
+    Journal,
+    Metrics { apiserver: Counts, harness: Counts },
+}
+
+/// One run's environment on the control plane: CRDs, a namespace of its own, Secrets,
+/// Providers, the provider sandboxes (their own process) with latency and limits, and a
+/// watch on the Connections.
 struct Environment {
     cluster: Cluster,
     upstreams: Upstreams,
     tracker: Arc<Mutex<Tracker>>,
     watch: tokio::task::JoinHandle<()>,
     kubeconfig: PathBuf,
-    // Dropped last: the emulator and the directory holding its kubeconfig.
-    _kube: KubeSandbox,
-    _dir: tempfile::TempDir,
+    control_plane: ControlPlaneKind,
 }
 
 impl Environment {
-    async fn start(binary: &Path, kinds: &[Kind], latency_ms: u64, limit: Option<(u32, f64)>, budget: Budget) -> anyhow::Result<Environment> {
-        let dir = tempfile::tempdir()?;
-        let kubeconfig = dir.path().join("kubeconfig");
-        let kube = KubeSandbox::start(([127, 0, 0, 1], 0).into(), &kubeconfig)?;
-        let cluster = Cluster::new(kube.url(), kube.token().to_owned())?;
-        cluster.install_crds(&crds_yaml(binary)?).await?;
+    async fn start(
+        binaries: &Binaries,
+        backend: &Backend,
+        namespace: &str,
+        s: &Settings,
+        kinds: &[Kind],
+        limit: Option<(u32, f64)>,
+        budget: Budget,
+    ) -> anyhow::Result<Environment> {
+        let kubeconfig = backend.kubeconfig().to_path_buf();
+        let cluster = Cluster::new(&kubeconfig, namespace)?;
+        cluster.install_crds(&crds_yaml(&binaries.operator)?).await?;
         cluster.create_namespace().await?;
-        let upstreams = Upstreams::start().await?;
+        let upstreams = Upstreams::start(&binaries.sandbox, &s.log(&format!("{namespace}.providers")))?;
         for kind in Kind::ALL {
             let (limit, window) = limit.unwrap_or((0, 60.0));
             upstreams.set_rate_limit(kind, limit, window).await?;
-            upstreams.set_latency(kind, latency_ms).await?;
+            upstreams.set_latency(kind, s.latency_ms).await?;
         }
         for &kind in kinds {
-            cluster.create(&format!("/api/v1/namespaces/{}/secrets", fleet::NAMESPACE), &fleet::secret(kind)).await?;
-            cluster.apply(&providers_path(), &fleet::provider(kind, &upstreams.base_url(kind), budget)).await?;
+            cluster.create(&cluster.secrets_path(), &fleet::secret(namespace, kind)).await?;
+            cluster.apply(&cluster.providers_path(), &fleet::provider(namespace, kind, &upstreams.base_url(kind), budget)).await?;
         }
         let tracker = Arc::new(Mutex::new(Tracker::default()));
         let watch = cluster.spawn_watch(tracker.clone());
-        Ok(Environment { cluster, upstreams, tracker, watch, kubeconfig, _kube: kube, _dir: dir })
+        Ok(Environment { cluster, upstreams, tracker, watch, kubeconfig, control_plane: backend.kind })
     }
 
     /// Server-side apply every member's Connection for `wave`; the unix time each apply was
     /// sent and the generation it produced, by name.
     async fn apply(&self, members: &[Member], wave: Wave, drift: u64) -> anyhow::Result<HashMap<String, (f64, i64)>> {
-        let path = connections_path();
+        let path = self.cluster.connections_path();
         stream::iter(members)
             .map(|m| {
                 let path = &path;
                 async move {
-                    let sent = unix_now();
-                    let applied = self.cluster.apply(path, &m.connection(wave, drift)).await?;
-                    let generation = applied.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1);
+                    let (sent, generation) = self.apply_one(path, m, wave, drift).await?;
                     anyhow::Ok((m.name(), (sent, generation)))
                 }
             })
             .buffer_unordered(APPLY_PARALLELISM)
             .try_collect()
             .await
+    }
+
+    /// Apply one Connection: when it was sent, and the generation it produced.
+    async fn apply_one(&self, path: &str, m: &Member, wave: Wave, drift: u64) -> anyhow::Result<(f64, i64)> {
+        let sent = unix_now();
+        let applied = self.cluster.apply(path, &m.connection(self.cluster.namespace(), wave, drift)).await?;
+        let generation = applied.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1);
+        Ok((sent, generation))
     }
 
     /// Wait until every applied Connection is Ready for the generation its apply produced.
@@ -119,7 +157,7 @@ impl Environment {
             wanted.iter().find(|(name, g)| !tracker.converged(name, *g)).map(|(name, _)| name.to_string())
         };
         let status = match &laggard {
-            Some(name) => self.cluster.get(&format!("{}/{name}", connections_path())).await.map(|c| c["status"].to_string()).unwrap_or_default(),
+            Some(name) => self.cluster.get(&format!("{}/{name}", self.cluster.connections_path())).await.map(|c| c["status"].to_string()).unwrap_or_default(),
             None => String::new(),
         };
         result.with_context(|| format!("{} of {} Connections Ready; {} has status {status}", done(), wanted.len(), laggard.unwrap_or_default()))
@@ -130,13 +168,37 @@ impl Environment {
         Ok((journals.iter().map(|(k, e)| (*k, Traffic::of(e))).collect(), journals))
     }
 
-    async fn kube_traffic(&self) -> anyhow::Result<Option<KubeTraffic>> {
-        Ok(KubeTraffic::of(&self.cluster.journal().await?))
+    /// Start a span: clear the provider journals and mark the Kubernetes request count.
+    async fn mark(&self) -> anyhow::Result<KubeMark> {
+        self.upstreams.clear_journals().await?;
+        match self.control_plane {
+            ControlPlaneKind::Emulator => {
+                self.cluster.clear_journal().await?;
+                Ok(KubeMark::Journal)
+            }
+            ControlPlaneKind::Real => {
+                Ok(KubeMark::Metrics { apiserver: self.apiserver_counts().await?, harness: self.cluster.own_requests() })
+            }
+        }
     }
 
-    async fn clear_journals(&self) -> anyhow::Result<()> {
-        self.upstreams.clear_journals().await?;
-        self.cluster.clear_journal().await
+    async fn apiserver_counts(&self) -> anyhow::Result<Counts> {
+        let text = self.cluster.get_text("/metrics").await.context("reading kube-apiserver's /metrics")?;
+        let counts = kube_metrics::parse(&text);
+        anyhow::ensure!(!counts.is_empty(), "kube-apiserver's /metrics has no apiserver_request_total");
+        Ok(counts)
+    }
+
+    /// The operator's Kubernetes requests since `mark` (`None`: not attributable).
+    async fn kube_traffic(&self, mark: &KubeMark) -> anyhow::Result<Option<KubeTraffic>> {
+        match mark {
+            KubeMark::Journal => Ok(KubeTraffic::of(&self.cluster.journal().await?)),
+            KubeMark::Metrics { apiserver, harness } => {
+                let apiserver = kube_metrics::delta(&self.apiserver_counts().await?, apiserver);
+                let harness = kube_metrics::delta(&self.cluster.own_requests(), harness);
+                Ok(Some(KubeTraffic::from_verbs(kube_metrics::operator_by_verb(&apiserver, &harness))))
+            }
+        }
     }
 }
 
@@ -164,38 +226,54 @@ pub struct MainRun {
     pub initial_kube: Option<KubeTraffic>,
     pub counts: BTreeMap<Kind, u64>,
     pub steady: Steady,
+    pub single_change: SingleChange,
     pub change_wave: ChangeWave,
+    /// The operator's own usage over its whole life.
     pub usage: Usage,
+    /// Every process of the run, from the operator's start to the end of the change wave.
+    pub processes: BTreeMap<String, ProcessUsage>,
 }
 
-pub async fn main_run(binary: &Path, s: &Settings) -> anyhow::Result<MainRun> {
+pub async fn main_run(binaries: &Binaries, backend: &Backend, s: &Settings) -> anyhow::Result<MainRun> {
     let members = fleet::members(s.connections, &s.kinds);
     let mut counts: BTreeMap<Kind, u64> = BTreeMap::new();
     for m in &members {
         *counts.entry(m.kind).or_default() += 1;
     }
-    let env = Environment::start(binary, &s.kinds, s.latency_ms, None, fleet::UNLIMITED).await?;
+    let namespace = s.namespace_prefix.clone();
+    let env = Environment::start(binaries, backend, &namespace, s, &s.kinds, None, fleet::UNLIMITED).await?;
     env.upstreams.seed(&members).await?;
-    env.clear_journals().await?;
-    let mut operator = Operator::start(binary, &env.kubeconfig, s, &s.operator_log)?;
+    let mut operator = Operator::start(&binaries.operator, &env.kubeconfig, &namespace, s, &s.operator_log)?;
+    let mut processes = backend.processes();
+    processes.extend([
+        ("operator".to_owned(), operator.pid()),
+        ("provider_sandboxes".to_owned(), env.upstreams.pid()),
+        ("bench".to_owned(), std::process::id()),
+    ]);
+    let span = procs::Span::start(&processes);
     operator.wait_ready().await?;
 
     eprintln!("bench: applying {} Connections", members.len());
+    let mark = env.mark().await?;
     let start = Instant::now();
     let applied = env.apply(&members, Wave::Initial, s.drift_interval_seconds).await?;
     env.converge(&applied, s.timeout).await.context("initial wave")?;
     let converge_seconds = start.elapsed().as_secs_f64();
     eprintln!("bench: initial wave converged in {converge_seconds:.2} s");
     let (initial, _) = env.traffic(&s.kinds).await?;
-    let initial_kube = env.kube_traffic().await?;
-    env.clear_journals().await?;
+    let initial_kube = env.kube_traffic(&mark).await?;
 
     let steady = steady_state(&env, s, &counts).await?;
+    let single_change = trickle(&env, s, &members).await?;
 
     let changed: Vec<Member> = members.iter().filter(|m| is_changed(m.index, s.change_fraction)).cloned().collect();
     let change_wave = change_wave(&env, s, &changed).await?;
     let usage = operator.usage()?;
-    Ok(MainRun { converge_seconds, initial, initial_kube, counts, steady, change_wave, usage })
+    let mut processes = span.finish();
+    if let Some(op) = processes.get_mut("operator") {
+        (op.cpu_seconds, op.peak_rss_mb, op.peak_reset) = (usage.cpu_seconds, usage.peak_rss_mb, false);
+    }
+    Ok(MainRun { converge_seconds, initial, initial_kube, counts, steady, single_change, change_wave, usage, processes })
 }
 
 /// Every `round(1 / fraction)`-th Connection changes.
@@ -207,12 +285,12 @@ fn is_changed(index: usize, fraction: f64) -> bool {
 async fn steady_state(env: &Environment, s: &Settings, counts: &BTreeMap<Kind, u64>) -> anyhow::Result<Steady> {
     let length = Duration::from_secs_f64(s.effective_drift_seconds() * f64::from(s.steady_intervals));
     eprintln!("bench: steady state for {:.0} s", length.as_secs_f64());
+    let mark = env.mark().await?;
     let start = Instant::now();
     tokio::time::sleep(length).await;
     let seconds = start.elapsed().as_secs_f64();
     let (traffic, _) = env.traffic(&s.kinds).await?;
-    let kube = env.kube_traffic().await?;
-    env.clear_journals().await?;
+    let kube = env.kube_traffic(&mark).await?;
     let intervals = seconds / s.effective_drift_seconds();
     let total: u64 = counts.values().sum();
     let mut sum = Traffic::default();
@@ -226,20 +304,102 @@ async fn steady_state(env: &Environment, s: &Settings, counts: &BTreeMap<Kind, u
         intervals,
         upstream_reads_per_connection_per_interval: sum.reads as f64 / total.max(1) as f64 / intervals,
         upstream_writes: sum.writes,
-        kube_writes: kube.map(|k| k.writes),
-        kube_requests: kube.map(|k| k.requests),
+        kube_writes: kube.as_ref().map(|k| k.writes),
+        kube_requests: kube.as_ref().map(|k| k.requests),
         reads_per_connection_per_interval_by_provider: by_provider,
     })
 }
 
+/// The members the trickle changes, one after the other: the providers in turn, spread over
+/// the fleet, each at most once (so every upstream write names one change).
+fn trickle_members(members: &[Member], count: usize, kinds: &[Kind]) -> Vec<Member> {
+    let by_kind: Vec<Vec<&Member>> = kinds.iter().map(|k| members.iter().filter(|m| m.kind == *k).collect()).collect();
+    let count = count.min(members.len());
+    let mut picked = Vec::with_capacity(count);
+    let mut taken = vec![0usize; kinds.len()];
+    let mut k = 0;
+    while picked.len() < count {
+        let group = &by_kind[k % kinds.len()];
+        let per_kind = count.div_ceil(kinds.len()).max(1);
+        let step = (group.len() / per_kind).max(1);
+        let j = taken[k % kinds.len()];
+        if j < group.len() {
+            let index = (j * step + step / 2).min(group.len() - 1);
+            let member = group[index];
+            if !picked.iter().any(|p: &Member| p.index == member.index) {
+                picked.push(member.clone());
+            }
+            taken[k % kinds.len()] += 1;
+        }
+        k += 1;
+        if k > 4 * count + 4 * kinds.len() {
+            break;
+        }
+    }
+    picked
+}
+
+/// Single changes trickled at `trickle_per_second` for `trickle_seconds` while the rest of
+/// the fleet is in steady state. Each change is applied on schedule (not waiting for the
+/// previous one); its latency runs from the moment its apply is sent to the arrival of the
+/// first successful upstream write naming its connection (provider journal); the upstream
+/// round trip it needs is the one read that must precede the write (read, plan, write), i.e.
+/// the sandbox's `latency_ms`.
+async fn trickle(env: &Environment, s: &Settings, members: &[Member]) -> anyhow::Result<SingleChange> {
+    let wanted = (s.trickle_per_second * s.trickle_seconds).round().max(0.0) as usize;
+    let picks = trickle_members(members, wanted, &s.kinds);
+    eprintln!("bench: {} single changes at {}/s", picks.len(), s.trickle_per_second);
+    if picks.is_empty() {
+        return Ok(SingleChange::default());
+    }
+    env.mark().await?;
+    let path = env.cluster.connections_path();
+    let period = Duration::from_secs_f64(1.0 / s.trickle_per_second.max(1e-3));
+    let start = tokio::time::Instant::now();
+    let sends = picks.iter().enumerate().map(|(k, m)| {
+        let path = &path;
+        async move {
+            tokio::time::sleep_until(start + period * k as u32).await;
+            let before = Instant::now();
+            let (sent, generation) = env.apply_one(path, m, Wave::Trickle(k as u32), s.drift_interval_seconds).await?;
+            anyhow::Ok((m.clone(), sent, generation, before.elapsed().as_secs_f64() * 1000.0))
+        }
+    });
+    let done: Vec<(Member, f64, i64, f64)> = futures::future::try_join_all(sends).await?;
+    let seconds = start.elapsed().as_secs_f64();
+    let applied: HashMap<String, (f64, i64)> = done.iter().map(|(m, sent, g, _)| (m.name(), (*sent, *g))).collect();
+    env.converge(&applied, s.timeout).await.context("single changes")?;
+    let (_, journals) = env.traffic(&s.kinds).await?;
+    let mut latencies = Vec::new();
+    let mut reads = 0u64;
+    for (m, sent, _, _) in &done {
+        let entries = journals.get(&m.kind).map(Vec::as_slice).unwrap_or_default();
+        let id = m.upstream_id();
+        if let Some(&at) = journal::first_writes(m.kind, entries, *sent).get(&id) {
+            latencies.push((at - sent) * 1000.0);
+            reads += entries.iter().filter(|e| e.is_read() && e.at >= *sent && e.at <= at && e.path.rsplit('/').next() == Some(id.as_str())).count() as u64;
+        }
+    }
+    let apply_ms: Vec<f64> = done.iter().map(|d| d.3).collect();
+    Ok(SingleChange::from_latencies(
+        done.len() as u64,
+        s.trickle_per_second,
+        seconds,
+        &latencies,
+        s.latency_ms as f64,
+        journal::quantile(&apply_ms, 0.99).unwrap_or(f64::NAN),
+        reads,
+    ))
+}
+
 async fn change_wave(env: &Environment, s: &Settings, changed: &[Member]) -> anyhow::Result<ChangeWave> {
     eprintln!("bench: changing {} Connections", changed.len());
+    env.mark().await?;
     let start = Instant::now();
     let applied = env.apply(changed, Wave::Changed, s.drift_interval_seconds).await?;
     env.converge(&applied, s.timeout).await.context("change wave")?;
     let converge_seconds = start.elapsed().as_secs_f64();
     let (traffic, journals) = env.traffic(&s.kinds).await?;
-    env.clear_journals().await?;
     let mut latencies = Vec::with_capacity(changed.len());
     for m in changed {
         let Some(&(sent, _)) = applied.get(&m.name()) else { continue };
@@ -250,6 +410,16 @@ async fn change_wave(env: &Environment, s: &Settings, changed: &[Member]) -> any
     }
     let writes: u64 = traffic.values().map(|t| t.writes).sum();
     let reads: u64 = traffic.values().map(|t| t.reads).sum();
+    // The wave's own requests: those reading or writing a changed connection (drift checks
+    // of other Connections falling in the window are not the wave's).
+    let by_account: Vec<u64> = journals
+        .iter()
+        .map(|(kind, entries)| {
+            let ids: HashSet<String> = changed.iter().filter(|m| m.kind == *kind).map(Member::upstream_id).collect();
+            entries.iter().filter(|e| e.concerns(*kind, &ids)).count() as u64
+        })
+        .collect();
+    let floor_ms = report::wave_floor_ms(&by_account, s.latency_ms as f64, u64::from(s.concurrency), s.per_account_concurrency());
     Ok(ChangeWave {
         changed: changed.len() as u64,
         p50_ms: journal::quantile(&latencies, 0.5).unwrap_or(f64::NAN),
@@ -259,6 +429,7 @@ async fn change_wave(env: &Environment, s: &Settings, changed: &[Member]) -> any
         upstream_reads: reads,
         converge_seconds,
         without_write: (changed.len() - latencies.len()) as u64,
+        floor_ms,
     })
 }
 
@@ -273,15 +444,16 @@ pub struct RateLimitSettings {
 /// `connections` Connections of one provider whose upstream allows `limit` requests per
 /// `window_seconds`; the Provider declares the same budget (`requestsPerMinute` scaled from
 /// the window, and `burst` = the whole window's allowance, which a fixed window grants at once).
-pub async fn rate_limited_run(binary: &Path, s: &Settings, r: &RateLimitSettings) -> anyhow::Result<RateLimited> {
+pub async fn rate_limited_run(binaries: &Binaries, backend: &Backend, s: &Settings, r: &RateLimitSettings) -> anyhow::Result<RateLimited> {
     let members = fleet::members(r.connections, &[r.kind]);
     let per_minute = (f64::from(r.limit) * 60.0 / r.window_seconds).floor().max(1.0) as u32;
     let budget = Budget { requests_per_minute: per_minute, burst: r.limit.clamp(1, 10_000) };
-    let env = Environment::start(binary, &[r.kind], s.latency_ms, Some((r.limit, r.window_seconds)), budget).await?;
+    let namespace = format!("{}-limited", s.namespace_prefix);
+    let env = Environment::start(binaries, backend, &namespace, s, &[r.kind], Some((r.limit, r.window_seconds)), budget).await?;
     env.upstreams.seed(&members).await?;
-    env.clear_journals().await?;
-    let log = s.operator_log.with_extension("rate-limited.log");
-    let mut operator = Operator::start(binary, &env.kubeconfig, s, &log)?;
+    env.mark().await?;
+    let log = s.log("rate-limited");
+    let mut operator = Operator::start(&binaries.operator, &env.kubeconfig, &namespace, s, &log)?;
     operator.wait_ready().await?;
     eprintln!("bench: rate-limited run, {} {} Connections at {} / {} s", members.len(), r.kind.name(), r.limit, r.window_seconds);
     let start = Instant::now();
@@ -328,5 +500,24 @@ mod tests {
         let changed = (0..1000).filter(|&i| is_changed(i, 0.10)).count();
         assert_eq!(changed, 100);
         assert_eq!((0..10).filter(|&i| is_changed(i, 1.0)).count(), 10);
+    }
+
+    #[test]
+    fn trickle_takes_turns_over_providers_and_never_repeats() {
+        let fleet = fleet::members(1000, &Kind::ALL);
+        let picks = trickle_members(&fleet, 120, &Kind::ALL);
+        assert_eq!(picks.len(), 120);
+        for kind in Kind::ALL {
+            assert_eq!(picks.iter().filter(|m| m.kind == kind).count(), 30, "{kind:?}");
+        }
+        let mut indices: Vec<usize> = picks.iter().map(|m| m.index).collect();
+        indices.sort_unstable();
+        indices.dedup();
+        assert_eq!(indices.len(), 120);
+        assert!(indices.last().unwrap() > &900, "spread over the fleet: {indices:?}");
+        // A fleet smaller than the trickle: each member once.
+        let small = fleet::members(6, &Kind::ALL);
+        assert_eq!(trickle_members(&small, 120, &Kind::ALL).len(), 6);
+        assert!(trickle_members(&small, 0, &Kind::ALL).is_empty());
     }
 }

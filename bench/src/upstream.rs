@@ -1,35 +1,50 @@
-//! The harness's side of the provider emulators: their admin API (docs/interfaces.md, "Provider
-//! sandbox admin API") for seeding, latency, rate limits and the request journals.
+//! The harness's side of the provider emulators, run as their own process
+//! (`connection-sandbox providers`, so their CPU and memory are measured apart from the
+//! harness's): their admin API (docs/interfaces.md, "Provider sandbox admin API") for
+//! seeding, latency, rate limits and the request journals.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, path::Path};
 
 use anyhow::Context;
-use connection_sandbox::providers::ProviderSandbox;
 use futures::{StreamExt, TryStreamExt, stream};
 use serde_json::{Value, json};
 
 use crate::{
     fleet::{Kind, Member},
     journal::Upstream,
+    procs::Sandbox,
 };
 
 /// How many admin requests the harness keeps in flight while seeding.
 const SEED_PARALLELISM: usize = 32;
 
 pub struct Upstreams {
-    sandbox: ProviderSandbox,
+    sandbox: Sandbox,
     http: reqwest::Client,
 }
 
 impl Upstreams {
-    pub async fn start() -> anyhow::Result<Upstreams> {
-        let sandbox = ProviderSandbox::start(([127, 0, 0, 1], 0).into()).await.context("starting the provider sandbox")?;
+    /// `connection-sandbox providers` on a free loopback port, logging to `log`.
+    pub fn start(sandbox_binary: &Path, log: &Path) -> anyhow::Result<Upstreams> {
+        let sandbox = Sandbox::start(sandbox_binary, &["providers", "--addr", "127.0.0.1:0"], log).context("starting the provider sandboxes")?;
         let http = reqwest::Client::builder().no_proxy().build()?;
         Ok(Upstreams { sandbox, http })
     }
 
+    pub fn pid(&self) -> u32 {
+        self.sandbox.pid()
+    }
+
+    /// The base URL a Provider's `baseUrl` holds (the sandbox serves the four emulators
+    /// under these prefixes; Datagrid's includes its `/v1`).
     pub fn base_url(&self, kind: Kind) -> String {
-        self.sandbox.base_url(kind.name())
+        let prefix = match kind {
+            Kind::Nango => "/nango",
+            Kind::Mielto => "/mielto",
+            Kind::Arena => "/arena",
+            Kind::Datagrid => "/datagrid/v1",
+        };
+        format!("{}{prefix}", self.sandbox.url)
     }
 
     async fn admin(&self, method: reqwest::Method, kind: Kind, path: &str, body: Option<Value>) -> anyhow::Result<Value> {

@@ -1,30 +1,89 @@
-//! The benchmark command works end to end at a small scale: the harness binary starts the
-//! emulators, builds and runs the operator binary, and writes a report whose fields are all
-//! present and consistent with each other. No timing is asserted (the numbers are the
-//! benchmark's output, not a test's pass criterion); counts and structure are.
+//! The benchmark command works end to end at a small scale, on the emulator and on the real
+//! control plane: the harness binary starts the sandboxes, builds and runs the operator
+//! binary, and writes a report whose fields are all present and consistent with each other.
+//! No timing is asserted (the numbers are the benchmark's output, not a test's pass
+//! criterion); counts, structure and causality are.
 
-use std::process::Command;
+use std::process::{Command, Output};
 
 use serde_json::Value;
 
 const CONNECTIONS: u64 = 24;
 const RATE_LIMITED_CONNECTIONS: u64 = 4;
+/// Single changes: 2 per second for 3 s.
+const SINGLE_CHANGES: u64 = 6;
 
-#[test]
-fn small_run_writes_a_complete_consistent_report() {
+/// Run the bench binary with `args` (plus `--out`); its report and its output.
+fn bench(args: &[&str]) -> (Value, Output, String) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("report.json");
     let output = Command::new(env!("CARGO_BIN_EXE_bench"))
-        .args(["--connections", &CONNECTIONS.to_string(), "--out"])
+        .args(args)
+        .arg("--out")
         .arg(&out)
-        .args(["--drift-interval-override-seconds", "3", "--steady-intervals", "2"])
-        .args(["--rate-limited-connections", &RATE_LIMITED_CONNECTIONS.to_string(), "--rate-limit", "8", "--rate-window-seconds", "60"])
-        .args(["--timeout-seconds", "300"])
+        .args(["--trickle-per-second", "2", "--trickle-seconds", "3", "--timeout-seconds", "300"])
         .output()
         .expect("running the bench binary");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "bench failed: {stderr}");
     let report: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let markdown = std::fs::read_to_string(out.with_extension("md")).unwrap();
+    (report, output, markdown)
+}
+
+/// The fields of the real-control-plane runs, on either control plane.
+fn check_real_plane_fields(report: &Value, control_plane: &str, processes: &[&str]) {
+    assert_eq!(report["control_plane"], control_plane);
+    assert_eq!(report["shards"], 1);
+    let latency = report["config"]["upstream_latency_ms"].as_f64().unwrap();
+
+    let single = &report["single_change"];
+    assert_eq!(single["changes"], SINGLE_CHANGES, "{single}");
+    assert_eq!(single["without_write"], 0, "every single change was written upstream: {single}");
+    assert_eq!(single["upstream_round_trip_ms"].as_f64().unwrap(), latency);
+    // A change's upstream write can only arrive after the read it needs was answered.
+    let (p99, over) = (single["p99_ms"].as_f64().unwrap(), single["p99_over_upstream_ms"].as_f64().unwrap());
+    assert!(p99 >= latency, "{single}");
+    assert!((p99 - latency - over).abs() < 1e-6, "{single}");
+    assert!(single["reads_per_change"].as_f64().unwrap() >= 1.0, "each change read its connection first: {single}");
+
+    let wave = &report["change_wave"];
+    let floor = wave["floor_ms"].as_f64().unwrap();
+    assert!(floor >= 2.0 * latency, "a read then a write: {wave}");
+    assert!(wave["p50_ms"].as_f64().unwrap() >= latency, "{wave}");
+
+    let all = report["processes"].as_object().unwrap();
+    for name in processes {
+        let p = &all.get(*name).unwrap_or_else(|| panic!("no processes.{name}: {all:?}"));
+        assert!(p["cpu_seconds"].as_f64().unwrap() >= 0.0 && p["peak_rss_mb"].as_f64().unwrap() > 0.0, "{name}: {p}");
+    }
+    assert_eq!(all["operator"]["cpu_seconds"], report["cpu_seconds"], "the top-level figures are the operator's");
+    assert_eq!(all["operator"]["peak_rss_mb"], report["peak_rss_mb"]);
+    assert!(all["operator"]["cpu_seconds"].as_f64().unwrap() > 0.0);
+
+    let by_verb = report["kube_requests_by_verb"].as_object().unwrap();
+    let requests = report["kube_requests_per_connection"].as_f64().unwrap() * report["connections"].as_f64().unwrap();
+    let summed: u64 = by_verb.values().map(|v| v.as_u64().unwrap()).sum();
+    assert!(summed > 0 && (summed as f64 - requests).abs() < 1e-6, "{by_verb:?} vs {requests}");
+}
+
+#[test]
+fn small_run_writes_a_complete_consistent_report() {
+    let (report, output, markdown) = bench(&[
+        "--connections",
+        &CONNECTIONS.to_string(),
+        "--drift-interval-override-seconds",
+        "3",
+        "--steady-intervals",
+        "2",
+        "--rate-limited-connections",
+        &RATE_LIMITED_CONNECTIONS.to_string(),
+        "--rate-limit",
+        "8",
+        "--rate-window-seconds",
+        "10",
+    ]);
+    check_real_plane_fields(&report, "emulator", &["operator", "provider_sandboxes", "bench", "kube_emulator"]);
 
     assert_eq!(report["connections"], CONNECTIONS);
     let providers = report["providers"].as_object().unwrap();
@@ -76,7 +135,31 @@ fn small_run_writes_a_complete_consistent_report() {
     assert!(report["targets"].as_array().unwrap().len() >= 10);
     assert_eq!(report["commit"].as_str().unwrap().len(), 40);
 
-    let markdown = std::fs::read_to_string(out.with_extension("md")).unwrap();
     assert!(markdown.contains("| converge_seconds |"), "{markdown}");
+    assert!(markdown.contains("| single_change.p50 / p99_over_upstream_ms |"), "{markdown}");
     assert!(String::from_utf8_lossy(&output.stdout).contains("| floor_seconds |"));
+}
+
+/// `--control-plane real` on the run's control plane (`CONNECTION_OPERATOR_CONTROL_PLANE`,
+/// or one of its own): Kubernetes requests come from kube-apiserver's metrics, and the
+/// control plane's processes are measured.
+#[test]
+fn tiny_run_on_the_real_control_plane() {
+    let (report, _, markdown) = bench(&[
+        "--control-plane",
+        "real",
+        "--connections",
+        "8",
+        "--drift-interval-override-seconds",
+        "2",
+        "--steady-intervals",
+        "1",
+        "--rate-limited-provider",
+        "none",
+    ]);
+    assert_eq!(report["connections"], 8);
+    assert!(report["rate_limited"].is_null());
+    assert!(report["kube_requests_by_verb"].as_object().unwrap().contains_key("APPLY"), "status is applied: {}", report["kube_requests_by_verb"]);
+    check_real_plane_fields(&report, "real", &["operator", "provider_sandboxes", "bench", "kube_apiserver", "etcd"]);
+    assert!(markdown.contains("| control_plane / shards | real / 1 |"), "{markdown}");
 }

@@ -12,14 +12,127 @@
 //!
 //! Used by the controller (accounts and declared keys remembered from each reconcile) and by
 //! `connection-operator plan` (both resolved on the spot).
+//!
+//! The candidates of a Connection come from a [`TargetIndex`] (Connections by upstream
+//! connection id and provider type), not from a scan of every cached Connection, so the
+//! check costs the same at 100,000 Connections as at 10.
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, RwLock};
 
 use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
 
-use crate::api::{Connection, ConnectionSpec, ProviderBlock, ProviderKind};
+use crate::api::{Connection, ConnectionSpec, ProviderBlock, ProviderKind, ProviderType};
+
+/// What every Connection of one upstream connection has in common, whatever its provider
+/// reference: the connection id and the provider type. (Coarser than [`same_target`], which
+/// still decides among the candidates.)
+type TargetKey = (String, Option<ProviderType>);
+
+fn target_key(conn: &Connection) -> TargetKey {
+    (conn.spec.connection_id.clone(), conn.spec.block().map(|b| b.provider_type()))
+}
+
+/// The cached Connections indexed by [`TargetKey`], kept up to date from the same watch
+/// events as the cache itself ([`TargetIndex::apply`]) and resolved through it, so a lookup
+/// returns what the cache holds now.
+#[derive(Clone)]
+pub struct TargetIndex {
+    store: Store<Connection>,
+    inner: Arc<RwLock<Index>>,
+}
+
+#[derive(Default)]
+struct Index {
+    by_target: HashMap<TargetKey, Vec<ObjectRef<Connection>>>,
+    keys: HashMap<ObjectRef<Connection>, TargetKey>,
+    /// Objects of a re-list under way (`Init` .. `InitDone`), which then replace the index,
+    /// as they replace the cache.
+    relist: Option<Vec<(ObjectRef<Connection>, TargetKey)>>,
+}
+
+impl Index {
+    fn insert(&mut self, object: ObjectRef<Connection>, key: TargetKey) {
+        if self.keys.get(&object) == Some(&key) {
+            return;
+        }
+        self.remove(&object);
+        self.by_target.entry(key.clone()).or_default().push(object.clone());
+        self.keys.insert(object, key);
+    }
+
+    fn remove(&mut self, object: &ObjectRef<Connection>) {
+        let Some(key) = self.keys.remove(object) else { return };
+        if let Some(objects) = self.by_target.get_mut(&key) {
+            objects.retain(|o| o != object);
+            if objects.is_empty() {
+                self.by_target.remove(&key);
+            }
+        }
+    }
+}
+
+/// The index's name for a Connection (name and namespace only: what the cache is keyed by).
+fn object_ref(conn: &Connection) -> ObjectRef<Connection> {
+    let object = ObjectRef::new(&conn.name_any());
+    match conn.namespace() {
+        Some(namespace) => object.within(&namespace),
+        None => object,
+    }
+}
+
+impl TargetIndex {
+    /// An empty index resolving through `store` (the Connection cache).
+    pub fn new(store: Store<Connection>) -> Self {
+        TargetIndex {
+            store,
+            inner: Arc::default(),
+        }
+    }
+
+    /// Follow one event of the watch that fills the cache.
+    pub fn apply(&self, event: &watcher::Event<Connection>) {
+        let mut index = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        match event {
+            watcher::Event::Apply(conn) => index.insert(object_ref(conn), target_key(conn)),
+            watcher::Event::Delete(conn) => index.remove(&object_ref(conn)),
+            watcher::Event::Init => index.relist = Some(Vec::new()),
+            watcher::Event::InitApply(conn) => {
+                let entry = (object_ref(conn), target_key(conn));
+                index.relist.get_or_insert_with(Vec::new).push(entry);
+            }
+            watcher::Event::InitDone => {
+                let listed = index.relist.take().unwrap_or_default();
+                *index = Index::default();
+                for (object, key) in listed {
+                    index.insert(object, key);
+                }
+            }
+        }
+    }
+
+    /// The cached Connections that may share `conn`'s upstream connection (`conn` included
+    /// when cached).
+    pub fn candidates(&self, conn: &Connection) -> Vec<Arc<Connection>> {
+        let objects: Vec<ObjectRef<Connection>> = {
+            let index = self.inner.read().unwrap_or_else(|e| e.into_inner());
+            index.by_target.get(&target_key(conn)).cloned().unwrap_or_default()
+        };
+        objects.iter().filter_map(|o| self.store.get(o)).collect()
+    }
+
+    /// Connections sharing `conn`'s upstream connection (but not `conn`), to re-reconcile
+    /// when it changes or goes away.
+    pub fn siblings(&self, conn: &Connection) -> Vec<ObjectRef<Connection>> {
+        self.candidates(conn)
+            .iter()
+            .filter(|o| o.metadata.uid != conn.metadata.uid && same_connection(conn, o))
+            .map(|o| ObjectRef::from_obj(o.as_ref()))
+            .collect()
+    }
+}
 
 /// What one Connection claims upstream.
 #[derive(Clone, Debug)]
@@ -129,18 +242,6 @@ pub fn message(owner: &Connection, keys: &[String]) -> String {
     )
 }
 
-/// Connections of `conn`'s upstream connection id (but not `conn`), through any Provider,
-/// to re-reconcile when it changes or goes away: whether they share its account is known
-/// only once they are resolved.
-pub fn siblings(store: &Store<Connection>, conn: &Connection) -> Vec<ObjectRef<Connection>> {
-    store
-        .state()
-        .iter()
-        .filter(|o| o.metadata.uid != conn.metadata.uid && same_connection(conn, o))
-        .map(|o| ObjectRef::from_obj(o.as_ref()))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,5 +319,72 @@ mod tests {
         let planned = Arc::new(planned);
         assert!(older_owner(&claim(&planned, "acct-1"), &[claim(&new, "acct-1")]).is_some());
         assert!(older_owner(&claim(&new, "acct-1"), &[claim(&planned, "acct-1")]).is_none());
+    }
+
+    /// Apply `event` to a cache and to the index, as the watch does.
+    fn feed(
+        writer: &mut kube::runtime::reflector::store::Writer<Connection>,
+        index: &TargetIndex,
+        event: watcher::Event<Connection>,
+    ) {
+        writer.apply_watcher_event(&event);
+        index.apply(&event);
+    }
+
+    fn names(conns: &[Arc<Connection>]) -> Vec<String> {
+        let mut names: Vec<String> = conns.iter().map(|c| c.name_any()).collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn the_index_finds_the_connections_of_one_upstream_connection_and_follows_the_watch() {
+        let (store, mut writer) = kube::runtime::reflector::store::<Connection>();
+        let index = TargetIndex::new(store);
+        let nango = |name: &str, id: &str, provider: &str| {
+            conn(
+                name,
+                "2026-01-01T00:00:00Z",
+                json!({"providerRef": {"name": provider}, "connectionId": id, "nango": {"providerConfigKey": "k", "metadata": {"a": 1}}}),
+            )
+        };
+        let (a, b, other_id) = (nango("a", "c1", "p"), nango("b", "c1", "p"), nango("x", "c2", "p"));
+        let other_provider = nango("y", "c1", "q");
+        let arena = conn(
+            "z",
+            "2026-01-01T00:00:00Z",
+            json!({"providerRef": {"name": "p"}, "connectionId": "c1", "arena": {"metadata": {"a": 1}}}),
+        );
+        feed(&mut writer, &index, watcher::Event::Init);
+        for c in [&a, &b, &other_id, &other_provider, &arena] {
+            feed(&mut writer, &index, watcher::Event::InitApply((**c).clone()));
+        }
+        assert!(index.candidates(&a).is_empty(), "nothing is indexed before the list is complete");
+        feed(&mut writer, &index, watcher::Event::InitDone);
+
+        // Same id and type: candidates; the provider reference is left to `same_target`.
+        assert_eq!(names(&index.candidates(&a)), ["a", "b", "y"]);
+        let siblings: Vec<String> = index.siblings(&a).into_iter().map(|o| o.name).collect();
+        // Through any Provider: whether they share an account is known once they are resolved.
+        assert_eq!(siblings, ["b", "y"], "another id or another type is not a sibling");
+        assert_eq!(names(&index.candidates(&arena)), ["z"]);
+        let claims: Vec<Claim> = index.candidates(&b).into_iter().map(|c| Claim::new(c, None, None)).collect();
+        assert_eq!(older_owner(&Claim::new(b.clone(), None, None), &claims).map(|(o, _)| o.name_any()), Some("a".into()));
+
+        // Deletions and updates are followed.
+        feed(&mut writer, &index, watcher::Event::Delete((*a).clone()));
+        assert_eq!(names(&index.candidates(&b)), ["b", "y"]);
+        let a2 = nango("a", "c1", "p");
+        feed(&mut writer, &index, watcher::Event::Apply((*a2).clone()));
+        feed(&mut writer, &index, watcher::Event::Apply((*a2).clone()));
+        assert_eq!(names(&index.candidates(&b)), ["a", "b", "y"], "applied twice, indexed once");
+
+        // A re-list replaces the index: what it no longer lists is gone.
+        feed(&mut writer, &index, watcher::Event::Init);
+        feed(&mut writer, &index, watcher::Event::InitApply((*b).clone()));
+        feed(&mut writer, &index, watcher::Event::InitDone);
+        assert_eq!(names(&index.candidates(&b)), ["b"]);
+        assert!(index.siblings(&b).is_empty());
+        assert!(index.candidates(&other_id).is_empty());
     }
 }

@@ -15,6 +15,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::Store;
 
 use super::backoff::{BackoffPolicy, Backoffs};
+use super::conflict::TargetIndex;
 use super::lookup::Sources;
 use super::tokens::Tokens;
 use crate::api::{ClusterProvider, Connection, Provider};
@@ -55,6 +56,8 @@ impl Default for Timing {
 #[derive(Clone)]
 pub struct Caches {
     pub connections: Store<Connection>,
+    /// The same cache, by upstream connection.
+    pub connection_targets: TargetIndex,
     pub providers: Store<Provider>,
     pub cluster_providers: Store<ClusterProvider>,
     /// Secret metadata (resourceVersion), to know when a cached token is still current.
@@ -82,8 +85,10 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
     pub timing: Timing,
-    /// The controller's cache of Connections, for ownership conflicts between them.
+    /// The controller's cache of Connections.
     pub connections: Store<Connection>,
+    /// The same cache by upstream connection, for ownership conflicts between them.
+    pub connection_targets: TargetIndex,
     pub providers: Store<Provider>,
     pub cluster_providers: Store<ClusterProvider>,
     pub secrets: Store<PartialObjectMeta<Secret>>,
@@ -131,6 +136,7 @@ impl Context {
             metrics,
             timing,
             connections: caches.connections,
+            connection_targets: caches.connection_targets,
             providers: caches.providers,
             cluster_providers: caches.cluster_providers,
             secrets: caches.secrets,

@@ -99,13 +99,14 @@ pub async fn run(
     let store = t.connection_store.clone();
     let caches = context::Caches {
         connections: store.clone(),
+        connection_targets: t.connection_targets.clone(),
         providers: t.provider_store.clone(),
         cluster_providers: t.cluster_provider_store.clone(),
         secrets: t.secret_store.clone(),
         config_maps: t.config_map_store.clone(),
     };
     let context = Arc::new(context::Context::new(client, metrics, config.timing, caches, config.concurrency));
-    let by_sibling = store.clone();
+    let by_sibling = t.connection_targets.clone();
     let (by_provider, by_cluster_provider) = (store.clone(), store.clone());
     let (secret_connections, secret_providers, secret_cluster_providers) = (
         store.clone(),
@@ -115,7 +116,7 @@ pub async fn run(
     let config_map_connections = store.clone();
     Controller::for_stream(t.connections, t.connection_store)
         .with_config(kube::runtime::controller::Config::default().concurrency(config.concurrency))
-        .watches_stream(t.connection_changes, move |c| conflict::siblings(&by_sibling, &c))
+        .watches_stream(t.connection_changes, move |c| by_sibling.siblings(&c))
         .watches_stream(t.providers, move |p| triggers::for_provider(&by_provider, &p))
         .watches_stream(t.cluster_providers, move |p| {
             triggers::for_cluster_provider(&by_cluster_provider, &p)

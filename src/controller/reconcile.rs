@@ -164,8 +164,8 @@ async fn reconcile_connection(
     if conn.spec.management_policy == ManagementPolicy::Manage {
         let mine = Claim::new(Arc::new(conn.clone()), Some(resolved.account.key.clone()), Some(declared));
         let mut others: Vec<Claim> = ctx
-            .connections
-            .state()
+            .connection_targets
+            .candidates(conn)
             .into_iter()
             .filter(|o| o.spec.management_policy == ManagementPolicy::Manage)
             .map(|o| {

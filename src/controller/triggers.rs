@@ -22,6 +22,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Api, Client, ResourceExt};
 
+use super::conflict::TargetIndex;
 use super::reconcile::RECONCILE_REQUESTED_AT;
 use crate::api::{ClusterProvider, Connection, Provider, ProviderKind, SourceKind};
 use crate::desired;
@@ -47,6 +48,8 @@ pub struct Triggers<C, CC, P, CP, S, M> {
     /// Connections of the same upstream connection (ownership conflicts).
     pub connection_changes: CC,
     pub connection_store: Store<Connection>,
+    /// The cached Connections by upstream connection (ownership conflicts).
+    pub connection_targets: TargetIndex,
     pub providers: P,
     pub provider_store: Store<Provider>,
     pub cluster_providers: CP,
@@ -98,7 +101,14 @@ pub fn streams(
         .default_backoff()
         .touched_objects();
     let (connection_store, writer) = reflector::store();
+    let connection_targets = TargetIndex::new(connection_store.clone());
+    let indexed = connection_targets.clone();
     let connections = reflector::reflector(writer, watcher(connections_api, wc.clone()).modify(drop_managed_fields))
+        .inspect(move |event| {
+            if let Ok(event) = event {
+                indexed.apply(event);
+            }
+        })
         .default_backoff()
         .applied_objects()
         .predicate_filter(connection_trigger, Default::default());
@@ -128,6 +138,7 @@ pub fn streams(
         connections,
         connection_changes,
         connection_store,
+        connection_targets,
         providers,
         provider_store,
         cluster_providers,
