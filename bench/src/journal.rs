@@ -217,7 +217,7 @@ mod tests {
         let first = first_writes(Kind::Nango, &entries, 0.0);
         assert_eq!(first["a"], 2.0);
         assert_eq!(first["b"], 2.0);
-        assert!(first_writes(Kind::Nango, &entries, 2.5).get("a").is_none());
+        assert!(!first_writes(Kind::Nango, &entries, 2.5).contains_key("a"));
     }
 
     #[test]

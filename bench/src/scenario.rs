@@ -279,7 +279,7 @@ pub async fn main_run(binaries: &Binaries, backend: &Backend, s: &Settings) -> a
 /// Every `round(1 / fraction)`-th Connection changes.
 fn is_changed(index: usize, fraction: f64) -> bool {
     let every = (1.0 / fraction.clamp(1e-6, 1.0)).round().max(1.0) as usize;
-    index % every == 0
+    index.is_multiple_of(every)
 }
 
 async fn steady_state(env: &Environment, s: &Settings, counts: &BTreeMap<Kind, u64>) -> anyhow::Result<Steady> {

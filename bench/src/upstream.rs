@@ -91,7 +91,7 @@ impl Upstreams {
 
     pub async fn journal(&self, kind: Kind) -> anyhow::Result<Vec<Upstream>> {
         let value = self.admin(reqwest::Method::GET, kind, "requests", None).await?;
-        Ok(serde_json::from_value(value).context("parsing a provider journal")?)
+        serde_json::from_value(value).context("parsing a provider journal")
     }
 
     /// Every provider's journal, by provider.
