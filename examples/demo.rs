@@ -67,10 +67,7 @@ async fn main() -> ExitCode {
     let options = app::DemoOptions {
         providers_addr: cli.providers_addr,
         kube: match cli.kubeconfig {
-            Some(kubeconfig) => stack::KubeTarget::Cluster {
-                kubeconfig,
-                operator_kubeconfig: None,
-            },
+            Some(kubeconfig) => stack::KubeTarget::Cluster { kubeconfig, operator_kubeconfig: None },
             None => stack::KubeTarget::Emulator(cli.kube_addr),
         },
         kubectl: None,

@@ -140,10 +140,22 @@ pub fn merge(spec: &ConnectionSpec, namespace: &str, fetched: &[Fetched]) -> Res
             Fetched::Found(data) => data,
             Fetched::NotFound if *optional => continue,
             Fetched::NotFound => {
-                return Err(ReferenceError::NotFound { kind: *kind, namespace: namespace.into(), name: name.clone(), field, index });
+                return Err(ReferenceError::NotFound {
+                    kind: *kind,
+                    namespace: namespace.into(),
+                    name: name.clone(),
+                    field,
+                    index,
+                });
             }
             Fetched::Forbidden => {
-                return Err(ReferenceError::Forbidden { kind: *kind, namespace: namespace.into(), name: name.clone(), field, index });
+                return Err(ReferenceError::Forbidden {
+                    kind: *kind,
+                    namespace: namespace.into(),
+                    name: name.clone(),
+                    field,
+                    index,
+                });
             }
         };
         for (key, bytes) in data.iter() {
@@ -226,7 +238,11 @@ pub fn merge(spec: &ConnectionSpec, namespace: &str, fetched: &[Fetched]) -> Res
 impl Desired {
     /// A spec without sources: every key inline.
     pub fn inline(spec: &ConnectionSpec) -> Desired {
-        merge(spec, "", &[]).unwrap_or_else(|_| Desired { spec: spec.clone(), origins: BTreeMap::new(), secret_values: vec![] })
+        merge(spec, "", &[]).unwrap_or_else(|_| Desired {
+            spec: spec.clone(),
+            origins: BTreeMap::new(),
+            secret_values: vec![],
+        })
     }
 
     /// The desired keys (named as in `status.managedKeys`) whose value comes from a Secret.
@@ -314,7 +330,8 @@ mod tests {
 
     #[test]
     fn optional_sources_may_be_missing_and_required_ones_may_not() {
-        let s = nango(json!([{"configMapRef": {"name": "a", "optional": true}}, {"secretRef": {"name": "b"}}]), json!({}));
+        let s =
+            nango(json!([{"configMapRef": {"name": "a", "optional": true}}, {"secretRef": {"name": "b"}}]), json!({}));
         let err = merge(&s, "ns", &[Fetched::NotFound, Fetched::NotFound]).unwrap_err();
         assert_eq!(err.to_string(), "Secret ns/b not found (metadataFrom[1])");
         assert!(err.is_missing());
@@ -329,7 +346,10 @@ mod tests {
         let m = spec(json!({"providerRef": {"name": "m"}, "connectionId": "c",
                             "mielto": {"label": "L", "configFrom": [{"configMapRef": {"name": "cm", "optional": true}}]}}));
         let d = merge(&m, "ns", &[data(&[("channel", "#ops")])]).unwrap();
-        assert_eq!(d.spec.mielto.as_ref().unwrap().config, Some(serde_json::from_value(json!({"channel": "#ops"})).unwrap()));
+        assert_eq!(
+            d.spec.mielto.as_ref().unwrap().config,
+            Some(serde_json::from_value(json!({"channel": "#ops"})).unwrap())
+        );
         assert_eq!(d.origins.keys().collect::<Vec<_>>(), ["config.channel", "label"]);
         assert_eq!(d.origins["label"], Origin::Inline);
         let d = merge(&m, "ns", &[Fetched::NotFound]).unwrap();
@@ -338,7 +358,10 @@ mod tests {
 
     #[test]
     fn duplicates_and_binary_secrets_are_refused() {
-        let s = nango(json!([{"configMapRef": {"name": "a"}}, {"configMapRef": {"name": "a", "optional": true}}]), json!({}));
+        let s = nango(
+            json!([{"configMapRef": {"name": "a"}}, {"configMapRef": {"name": "a", "optional": true}}]),
+            json!({}),
+        );
         let err = merge(&s, "ns", &[data(&[]), data(&[])]).unwrap_err();
         assert_eq!(err.to_string(), "ConfigMap a is referenced more than once in metadataFrom");
         // A ConfigMap and a Secret of the same name are two objects.
@@ -357,19 +380,23 @@ mod tests {
         let d = Desired::inline(&s);
         assert_eq!(d.spec, s);
         assert_eq!(d.origins["a"], Origin::Inline);
-        let bare = spec(json!({"providerRef": {"name": "n"}, "connectionId": "c", "nango": {"providerConfigKey": "k"}}));
+        let bare =
+            spec(json!({"providerRef": {"name": "n"}, "connectionId": "c", "nango": {"providerConfigKey": "k"}}));
         assert_eq!(Desired::inline(&bare).spec, bare);
         let dg = spec(json!({"providerRef": {"name": "d"}, "connectionId": "c", "datagrid": {"name": "x"}}));
         assert_eq!(Desired::inline(&dg).spec, dg);
         assert_eq!(Desired::inline(&dg).origins["name"], Origin::Inline);
-        let m = spec(json!({"providerRef": {"name": "m"}, "connectionId": "c", "mielto": {"label": "L", "status": "active"}}));
+        let m = spec(
+            json!({"providerRef": {"name": "m"}, "connectionId": "c", "mielto": {"label": "L", "status": "active"}}),
+        );
         assert_eq!(Desired::inline(&m).origins.keys().collect::<Vec<_>>(), ["label", "status"]);
     }
 
     #[test]
     fn redaction_hides_secret_values_in_text() {
         let s = nango(json!([{"secretRef": {"name": "keys"}}]), json!({}));
-        let d = merge(&s, "ns", &[data(&[("apiKey", "sk-live-123"), ("short", "eu"), ("quoted", "a\"b-long")])]).unwrap();
+        let d =
+            merge(&s, "ns", &[data(&[("apiKey", "sk-live-123"), ("short", "eu"), ("quoted", "a\"b-long")])]).unwrap();
         assert_eq!(d.redact("value sk-live-123 refused"), "value (secret) refused");
         assert_eq!(d.redact("region eu"), "region eu", "short values are left alone");
         assert_eq!(d.redact(r#"{"quoted":"a\"b-long"}"#), r#"{"quoted":"(secret)"}"#);

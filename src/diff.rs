@@ -316,12 +316,17 @@ pub struct Description {
 }
 
 /// Describe, key by key, what [`plan`] does with the same inputs.
-pub fn describe(desired: ProviderBlock<'_>, managed: &[String], upstream: &Upstream) -> Result<Description, ProviderMismatch> {
+pub fn describe(
+    desired: ProviderBlock<'_>,
+    managed: &[String],
+    upstream: &Upstream,
+) -> Result<Description, ProviderMismatch> {
     let owned: BTreeSet<&str> = managed.iter().map(String::as_str).collect();
     let mut out = Description::default();
     // A flat map of wanted keys against a flat map of upstream keys; `prefix` names them.
     let maps = |want: &JsonObject, up: &JsonObject, prefix: &str, out: &mut Description| {
-        let owned_here = owned.iter().filter_map(|k| k.strip_prefix(prefix)).filter(|k| prefix.is_empty() || !k.is_empty());
+        let owned_here =
+            owned.iter().filter_map(|k| k.strip_prefix(prefix)).filter(|k| prefix.is_empty() || !k.is_empty());
         let (changed, removed) = key_changes(want, owned_here, up);
         for (k, v) in want {
             let name = format!("{prefix}{k}");
@@ -363,7 +368,9 @@ pub fn describe(desired: ProviderBlock<'_>, managed: &[String], upstream: &Upstr
             for (name, want, up) in fields {
                 match (want, up) {
                     (Some(w), Some(u)) if w == u => out.unchanged.push(name.into()),
-                    (Some(w), Some(u)) => out.changes.push((name.into(), Change::Update { old: u.into(), new: w.into() })),
+                    (Some(w), Some(u)) => {
+                        out.changes.push((name.into(), Change::Update { old: u.into(), new: w.into() }))
+                    }
                     (Some(w), None) => out.changes.push((name.into(), Change::Add { new: w.into() })),
                     // Not declared: left alone (never unset, docs/providers.md, Mielto), owned or not.
                     (None, Some(_)) => out.foreign.push(name.into()),
@@ -375,7 +382,10 @@ pub fn describe(desired: ProviderBlock<'_>, managed: &[String], upstream: &Upstr
             if spec.name == *name {
                 out.unchanged.push("name".into());
             } else {
-                out.changes.push(("name".into(), Change::Update { old: name.as_str().into(), new: spec.name.as_str().into() }));
+                out.changes.push((
+                    "name".into(),
+                    Change::Update { old: name.as_str().into(), new: spec.name.as_str().into() },
+                ));
             }
         }
         (desired, upstream) => {
@@ -640,7 +650,12 @@ mod tests {
         );
         assert_eq!(d.unchanged, keys(&["same"]));
         assert_eq!(d.foreign, keys(&["webhook"]));
-        let m = MieltoSpec { label: Some("New".into()), status: None, config: Some(obj(json!({"a": 1}))), config_from: vec![] };
+        let m = MieltoSpec {
+            label: Some("New".into()),
+            status: None,
+            config: Some(obj(json!({"a": 1}))),
+            config_from: vec![],
+        };
         let up = Upstream::mielto(Some("Old"), Some("active"), Some(&json!({"a": 1, "theirs": 2})));
         let d = describe(ProviderBlock::Mielto(&m), &[], &up).unwrap();
         assert_eq!(d.changes, vec![("label".to_string(), Change::Update { old: json!("Old"), new: json!("New") })]);
@@ -749,7 +764,11 @@ mod tests {
                 }
             ),
             (map_of(scalar()), key_list(), map_of(scalar())).prop_map(|(want, managed, up)| {
-                Case::Arena(ArenaSpec { metadata: want, metadata_from: vec![] }, managed, Upstream::arena(Some(&Value::Object(up))))
+                Case::Arena(
+                    ArenaSpec { metadata: want, metadata_from: vec![] },
+                    managed,
+                    Upstream::arena(Some(&Value::Object(up))),
+                )
             }),
             (
                 prop::option::of("[AB]"),

@@ -96,7 +96,8 @@ pub async fn import(client: kube::Client, options: &ImportOptions) -> Result<Vec
             let rows: Vec<(ListKey, Upstream)> =
                 listed.into_iter().filter(|((id, _), _)| wanted.is_empty() || wanted.contains(id.as_str())).collect();
             let found: BTreeSet<&str> = rows.iter().map(|((id, _), _)| id.as_str()).collect();
-            let missing: Vec<String> = wanted.iter().filter(|id| !found.contains(**id)).map(|id| id.to_string()).collect();
+            let missing: Vec<String> =
+                wanted.iter().filter(|id| !found.contains(**id)).map(|id| id.to_string()).collect();
             if !missing.is_empty() {
                 return Err(ImportError::NotFound(missing));
             }
@@ -151,17 +152,24 @@ pub async fn import(client: kube::Client, options: &ImportOptions) -> Result<Vec
 async fn secret_keys(client: &kube::Client, options: &ImportOptions) -> BTreeMap<String, BTreeSet<String>> {
     let listed = match options.provider_kind {
         // A ClusterProvider serves every namespace.
-        ProviderKind::ClusterProvider => match Api::<Connection>::all(client.clone()).list(&ListParams::default()).await {
-            Ok(list) => Ok(list),
-            Err(_) => Api::<Connection>::namespaced(client.clone(), &options.namespace).list(&ListParams::default()).await,
-        },
-        ProviderKind::Provider => Api::<Connection>::namespaced(client.clone(), &options.namespace).list(&ListParams::default()).await,
+        ProviderKind::ClusterProvider => {
+            match Api::<Connection>::all(client.clone()).list(&ListParams::default()).await {
+                Ok(list) => Ok(list),
+                Err(_) => {
+                    Api::<Connection>::namespaced(client.clone(), &options.namespace).list(&ListParams::default()).await
+                }
+            }
+        }
+        ProviderKind::Provider => {
+            Api::<Connection>::namespaced(client.clone(), &options.namespace).list(&ListParams::default()).await
+        }
     };
     let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for conn in listed.map(|l| l.items).unwrap_or_default() {
         let same_provider = conn.spec.provider_ref.kind == options.provider_kind
             && conn.spec.provider_ref.name == options.provider_name
-            && (options.provider_kind == ProviderKind::ClusterProvider || conn.metadata.namespace.as_deref() == Some(&options.namespace));
+            && (options.provider_kind == ProviderKind::ClusterProvider
+                || conn.metadata.namespace.as_deref() == Some(&options.namespace));
         if let (true, Some(status)) = (same_provider, conn.status.as_ref()) {
             out.entry(conn.spec.connection_id.clone()).or_default().extend(status.secret_keys.iter().cloned());
         }
@@ -359,7 +367,10 @@ mod tests {
     #[test]
     fn blocks_declare_upstream_as_it_is() {
         let nango = Upstream::nango(Some(&json!({"a": 1, "nested": {"b": [1]}})));
-        assert_eq!(block(Some("salesforce"), &nango), json!({"providerConfigKey": "salesforce", "metadata": {"a": 1, "nested": {"b": [1]}}}));
+        assert_eq!(
+            block(Some("salesforce"), &nango),
+            json!({"providerConfigKey": "salesforce", "metadata": {"a": 1, "nested": {"b": [1]}}})
+        );
         assert_eq!(block(Some("k"), &Upstream::nango(None)), json!({"providerConfigKey": "k"}));
         let mielto = Upstream::mielto(Some("L"), Some("paused"), Some(&json!({"c": true})));
         assert_eq!(block(None, &mielto), json!({"label": "L", "config": {"c": true}}));
@@ -381,10 +392,23 @@ mod tests {
                 "account.Name": "Account.Name", "unicode": "café", "big": 1e300, "neg": -3}}}
         });
         let yaml = to_yaml(&manifest);
-        assert!(yaml.starts_with("apiVersion: connection-operator.dev/v1alpha1\nmetadata:\n  name: acme-sf\n"), "{yaml}");
-        for line in ["      \"n\": 1.5", "      \"on\": \"off\"", "      \"Yes\": \"NO\"", "      mode: \"0755\"", "      when: \"2024-01-01\"",
-            "      time: \"1:20\"", "      empty: {}", "      list: [1, \"y\", {\"k\": \"a: b\"}, []]", "    providerConfigKey: Sales Force",
-            "  connectionId: \"4242\"", "      account.Name: Account.Name"] {
+        assert!(
+            yaml.starts_with("apiVersion: connection-operator.dev/v1alpha1\nmetadata:\n  name: acme-sf\n"),
+            "{yaml}"
+        );
+        for line in [
+            "      \"n\": 1.5",
+            "      \"on\": \"off\"",
+            "      \"Yes\": \"NO\"",
+            "      mode: \"0755\"",
+            "      when: \"2024-01-01\"",
+            "      time: \"1:20\"",
+            "      empty: {}",
+            "      list: [1, \"y\", {\"k\": \"a: b\"}, []]",
+            "    providerConfigKey: Sales Force",
+            "  connectionId: \"4242\"",
+            "      account.Name: Account.Name",
+        ] {
             assert!(yaml.lines().any(|l| l == line), "no line {line:?} in\n{yaml}");
         }
         // What a YAML 1.2 reader takes back is the manifest itself.

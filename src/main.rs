@@ -7,12 +7,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-use connection_operator::api::{ManagementPolicy, ProviderKind};
-use connection_operator::import::{self, ImportOptions};
-use connection_operator::plan::{self, Format};
 use connection_operator::admin::{self, Readiness};
+use connection_operator::api::{ManagementPolicy, ProviderKind};
 use connection_operator::controller::{self, LeaseSettings, RunConfig};
+use connection_operator::import::{self, ImportOptions};
 use connection_operator::metrics::Metrics;
+use connection_operator::plan::{self, Format};
 use connection_operator::telemetry::{self, LogFormat};
 
 #[derive(Parser)]
@@ -179,11 +179,7 @@ async fn serve(args: RunArgs) -> anyhow::Result<()> {
     let listener = admin::bind(args.metrics_addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "serving /metrics, /healthz, /readyz");
     tokio::spawn(admin::serve(listener, metrics.clone(), readiness.clone()));
-    let mut config = RunConfig {
-        namespace: args.namespace,
-        concurrency: args.concurrency,
-        ..RunConfig::default()
-    };
+    let mut config = RunConfig { namespace: args.namespace, concurrency: args.concurrency, ..RunConfig::default() };
     config.timing.drift_interval_override = args
         .drift_interval_override_seconds
         .filter(|s| s.is_finite() && *s > 0.0)
@@ -197,10 +193,8 @@ async fn serve(args: RunArgs) -> anyhow::Result<()> {
         controller::run(client, config, metrics, readiness, shutdown_signal()).await;
         return Ok(());
     }
-    let namespace = std::env::var("POD_NAMESPACE")
-        .ok()
-        .or_else(|| config.namespace.clone())
-        .unwrap_or_else(|| "default".into());
+    let namespace =
+        std::env::var("POD_NAMESPACE").ok().or_else(|| config.namespace.clone()).unwrap_or_else(|| "default".into());
     let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "connection-operator".into());
         format!("{host}-{:08x}", rand::random::<u32>())

@@ -64,16 +64,8 @@ impl Metrics {
         let rate_limited = Family::<ProviderLabels, Counter>::default();
         let drift_corrections = Family::<ProviderLabels, Counter>::default();
         registry.register("reconcile", "Reconciles of Connections by result", reconciles.clone());
-        registry.register(
-            "reconcile_duration_seconds",
-            "Duration of one reconcile",
-            reconcile_duration.clone(),
-        );
-        registry.register(
-            "upstream_requests",
-            "Requests sent to providers",
-            upstream_requests.clone(),
-        );
+        registry.register("reconcile_duration_seconds", "Duration of one reconcile", reconcile_duration.clone());
+        registry.register("upstream_requests", "Requests sent to providers", upstream_requests.clone());
         registry.register(
             "upstream_request_duration_seconds",
             "Duration of one provider request",
@@ -102,43 +94,26 @@ impl Metrics {
 
     /// One finished reconcile (`result`: `ok` or a Ready reason such as `RateLimited`).
     pub fn reconciled(&self, result: &str, took: Duration) {
-        self.reconciles
-            .get_or_create(&ResultLabels {
-                result: result.to_string(),
-            })
-            .inc();
+        self.reconciles.get_or_create(&ResultLabels { result: result.to_string() }).inc();
         self.reconcile_duration.observe(took.as_secs_f64());
     }
 
     /// One provider request; `code` is the HTTP status, or `error` when none came back.
     pub fn upstream_request(&self, provider: &str, method: &str, code: &str, took: Duration) {
-        let labels = RequestLabels {
-            provider: provider.to_string(),
-            method: method.to_string(),
-            code: code.to_string(),
-        };
+        let labels =
+            RequestLabels { provider: provider.to_string(), method: method.to_string(), code: code.to_string() };
         self.upstream_requests.get_or_create(&labels).inc();
         self.upstream_duration
-            .get_or_create(&ProviderLabels {
-                provider: provider.to_string(),
-            })
+            .get_or_create(&ProviderLabels { provider: provider.to_string() })
             .observe(took.as_secs_f64());
     }
 
     pub fn rate_limited(&self, provider: &str) {
-        self.rate_limited
-            .get_or_create(&ProviderLabels {
-                provider: provider.to_string(),
-            })
-            .inc();
+        self.rate_limited.get_or_create(&ProviderLabels { provider: provider.to_string() }).inc();
     }
 
     pub fn drift_corrected(&self, provider: &str) {
-        self.drift_corrections
-            .get_or_create(&ProviderLabels {
-                provider: provider.to_string(),
-            })
-            .inc();
+        self.drift_corrections.get_or_create(&ProviderLabels { provider: provider.to_string() }).inc();
     }
 
     /// The OpenMetrics text exposition.

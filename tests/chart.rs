@@ -47,7 +47,11 @@ fn chart() -> String {
     chart_dir().to_string_lossy().into_owned()
 }
 
-const CRDS: [&str; 3] = ["connections.connection-operator.dev", "providers.connection-operator.dev", "clusterproviders.connection-operator.dev"];
+const CRDS: [&str; 3] = [
+    "connections.connection-operator.dev",
+    "providers.connection-operator.dev",
+    "clusterproviders.connection-operator.dev",
+];
 
 // ---------------------------------------------------------------------------------------
 // Lint, schema, CRDs: no cluster.
@@ -73,7 +77,12 @@ fn chart_lints_strictly() {
     // `fail`: Helm's lint mode only logs it, so the guards are tested with `helm template`.)
     let file = helm.values_file(&json!({"replica": 1}));
     let out = helm.run(&["lint", "--strict", &chart(), "-f", &file.to_string_lossy()]);
-    assert!(!out.ok && out.stdout.contains("[ERROR] values.yaml: - at '': additional properties 'replica' not allowed"), "{}{}", out.stdout, out.stderr);
+    assert!(
+        !out.ok && out.stdout.contains("[ERROR] values.yaml: - at '': additional properties 'replica' not allowed"),
+        "{}{}",
+        out.stdout,
+        out.stderr
+    );
 }
 
 #[test]
@@ -87,7 +96,10 @@ fn values_schema_and_template_guards_reject_bad_values() {
         (json!({"replicas": 2}), "at '/leaderElection/enabled': value must be true"),
         (json!({"operator": {"logFormat": "xml"}}), "at '/operator/logFormat': value must be one of 'json', 'text'"),
         (json!({"operator": {"concurrency": 0}}), "at '/operator/concurrency': minimum: got 0, want 1"),
-        (json!({"operator": {"watchNamespaces": ["a", "b"]}}), "at '/operator/watchNamespaces': maxItems: got 2, want 1"),
+        (
+            json!({"operator": {"watchNamespaces": ["a", "b"]}}),
+            "at '/operator/watchNamespaces': maxItems: got 2, want 1",
+        ),
         (json!({"operator": {"watchNamespaces": ["Not_A_Namespace"]}}), "at '/operator/watchNamespaces/0'"),
         (json!({"replica": 1}), "additional properties 'replica' not allowed"),
         (json!({"leaderElection": {"enabled": "yes"}}), "at '/leaderElection/enabled': got string, want boolean"),
@@ -98,7 +110,11 @@ fn values_schema_and_template_guards_reject_bad_values() {
         assert!(out.stderr.contains(expected), "{values}: expected {expected:?} in {}", out.stderr);
     }
     let out = template(&json!({"metrics": {"service": {"enabled": false}, "serviceMonitor": {"enabled": true}}}));
-    assert!(!out.ok && out.stderr.contains("metrics.serviceMonitor.enabled requires metrics.service.enabled"), "{}", out.stderr);
+    assert!(
+        !out.ok && out.stderr.contains("metrics.serviceMonitor.enabled requires metrics.service.enabled"),
+        "{}",
+        out.stderr
+    );
     // The good values render.
     for values in [json!({}), everything_on()] {
         let out = template(&values);
@@ -109,7 +125,8 @@ fn values_schema_and_template_guards_reject_bad_values() {
 #[test]
 fn chart_crds_are_the_top_level_crds() {
     let names = |dir: &Path| {
-        let mut names: Vec<_> = std::fs::read_dir(dir).expect("crds directory").map(|e| e.expect("entry").file_name()).collect();
+        let mut names: Vec<_> =
+            std::fs::read_dir(dir).expect("crds directory").map(|e| e.expect("entry").file_name()).collect();
         names.sort();
         names
     };
@@ -144,14 +161,23 @@ fn the_real_api_server_accepts_every_rendered_object() {
     let kubectl = cluster.kubectl();
     let helm = cluster.helm();
     let monitor = json!({"enabled": true, "labels": {"release": "prometheus"}});
-    let cluster_wide = json!({"replicas": 2, "leaderElection": {"enabled": true}, "metrics": {"serviceMonitor": monitor}});
+    let cluster_wide =
+        json!({"replicas": 2, "leaderElection": {"enabled": true}, "metrics": {"serviceMonitor": monitor}});
     let mut one_namespace = operator_calls::values(Scope::OneNamespace, &tenancy, true);
     one_namespace["metrics"] = json!({"serviceMonitor": monitor});
     // Both renderings hold every kind: Roles for the Lease (and, for one namespace, the
     // watched namespaces), ClusterRoles for everything (or the ClusterProviders).
     let kinds = [
-        "CustomResourceDefinition", "Deployment", "ServiceAccount", "Service", "PodDisruptionBudget", "ServiceMonitor", "ClusterRole",
-        "ClusterRoleBinding", "Role", "RoleBinding",
+        "CustomResourceDefinition",
+        "Deployment",
+        "ServiceAccount",
+        "Service",
+        "PodDisruptionBudget",
+        "ServiceMonitor",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
     ];
     // Rendered for the cluster's release, as Argo CD does (`helm template` alone assumes its
     // own default release, and the chart renders release-dependent CEL).
@@ -159,7 +185,15 @@ fn the_real_api_server_accepts_every_rendered_object() {
     for values in [cluster_wide, one_namespace] {
         let file = helm.values_file(&values);
         let rendered = helm.ok(&[
-            "template", &release.name, &chart(), "--namespace", release.namespace(), "--include-crds", "--kube-version", &kube_version, "-f",
+            "template",
+            &release.name,
+            &chart(),
+            "--namespace",
+            release.namespace(),
+            "--include-crds",
+            "--kube-version",
+            &kube_version,
+            "-f",
             &file.to_string_lossy(),
         ]);
         let documents = rendered.split("\n---").filter(|d| d.contains("kind:")).count();
@@ -174,14 +208,24 @@ fn the_real_api_server_accepts_every_rendered_object() {
         // profile of its namespace (PodSecurity checks workload templates too, as warnings),
         // and nothing is deprecated. (Client-side apply of CRDs that exist already warns about
         // their missing last-applied annotation: not the chart's concern.)
-        let warnings: Vec<&str> = release::warnings(&out.stderr).into_iter().filter(|w| !w.contains("last-applied-configuration")).collect();
+        let warnings: Vec<&str> =
+            release::warnings(&out.stderr).into_iter().filter(|w| !w.contains("last-applied-configuration")).collect();
         assert!(warnings.is_empty(), "{values}: {}", warnings.join("\n"));
     }
     // The same dry run tells a weakened pod template apart (a warning on the Deployment;
     // the Pods themselves are refused, see below).
     let file = helm.values_file(&weakened());
-    let rendered =
-        helm.ok(&["template", &release.name, &chart(), "--namespace", release.namespace(), "--kube-version", &kube_version, "-f", &file.to_string_lossy()]);
+    let rendered = helm.ok(&[
+        "template",
+        &release.name,
+        &chart(),
+        "--namespace",
+        release.namespace(),
+        "--kube-version",
+        &kube_version,
+        "-f",
+        &file.to_string_lossy(),
+    ]);
     let out = kubectl.run(&["apply", "--dry-run=server", "-f", "-"], Some(&rendered));
     assert!(out.ok, "{}", out.stderr);
     assert!(out.stderr.contains("would violate PodSecurity \"restricted:latest\""), "{}", out.stderr);
@@ -222,11 +266,17 @@ fn assert_least_privilege(role: &Value) {
     for rule in role["rules"].as_array().expect("rules") {
         for field in ["apiGroups", "resources", "verbs"] {
             let items = rule[field].as_array().expect(field);
-            assert!(!items.is_empty() && items.iter().all(|v| !v.as_str().unwrap_or("*").contains('*')), "wildcard in {rule}");
+            assert!(
+                !items.is_empty() && items.iter().all(|v| !v.as_str().unwrap_or("*").contains('*')),
+                "wildcard in {rule}"
+            );
         }
         if rule["resources"].as_array().unwrap().iter().any(|r| r == "secrets" || r == "configmaps") {
             let verbs = rule["verbs"].as_array().unwrap();
-            assert!(verbs.iter().all(|v| ["get", "list", "watch"].contains(&v.as_str().unwrap_or_default())), "Secrets and ConfigMaps must be read-only: {rule}");
+            assert!(
+                verbs.iter().all(|v| ["get", "list", "watch"].contains(&v.as_str().unwrap_or_default())),
+                "Secrets and ConfigMaps must be read-only: {rule}"
+            );
         }
     }
 }
@@ -248,10 +298,14 @@ fn current_replica_set(release: &Release) -> Option<Value> {
     let revision = deploy["metadata"]["annotations"]["deployment.kubernetes.io/revision"].as_str()?.to_string();
     let selector = format!("app.kubernetes.io/instance={}", release.name);
     let list = release.get(&["replicasets", "--namespace", release.namespace(), "-l", &selector]);
-    list["items"].as_array()?.iter().find(|rs| {
-        rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == revision.as_str()
-            && rs["spec"]["template"]["spec"] == deploy["spec"]["template"]["spec"]
-    }).cloned()
+    list["items"]
+        .as_array()?
+        .iter()
+        .find(|rs| {
+            rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == revision.as_str()
+                && rs["spec"]["template"]["spec"] == deploy["spec"]["template"]["spec"]
+        })
+        .cloned()
 }
 
 /// Wait until PodSecurity admitted at least one Pod of the Deployment's current ReplicaSet
@@ -261,7 +315,10 @@ fn admitted_pods(release: &Release) -> Vec<Value> {
     eventually_blocking(&format!("an admitted Pod of the current ReplicaSet of {}", release.fullname), || {
         let rs = current_replica_set(release)?;
         let hash = rs["metadata"]["labels"]["pod-template-hash"].as_str()?.to_string();
-        let pods: Vec<Value> = pods(release).into_iter().filter(|p| p["metadata"]["labels"]["pod-template-hash"] == hash.as_str()).collect();
+        let pods: Vec<Value> = pods(release)
+            .into_iter()
+            .filter(|p| p["metadata"]["labels"]["pod-template-hash"] == hash.as_str())
+            .collect();
         (!pods.is_empty()).then_some(pods)
     })
 }
@@ -286,10 +343,17 @@ fn chart_installs_upgrades_rolls_back_and_uninstalls_in_a_restricted_namespace()
     let installed = release.install(&json!({}));
     assert_eq!(installed["version"], 1, "{installed}");
     assert_eq!(installed["info"]["status"], "deployed", "{installed}");
-    assert!(installed["info"]["notes"].as_str().unwrap_or_default().contains("Watching: all namespaces"), "{installed}");
+    assert!(
+        installed["info"]["notes"].as_str().unwrap_or_default().contains("Watching: all namespaces"),
+        "{installed}"
+    );
     for crd in CRDS {
         let crd = release.get(&["crd", crd]);
-        let established = crd["status"]["conditions"].as_array().into_iter().flatten().any(|c| c["type"] == "Established" && c["status"] == "True");
+        let established = crd["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Established" && c["status"] == "True");
         assert!(established, "{crd}");
     }
 
@@ -315,7 +379,10 @@ fn chart_installs_upgrades_rolls_back_and_uninstalls_in_a_restricted_namespace()
     let deploy = release.get_here("deployment", &full);
     assert_hardened(&deploy["spec"]["template"]["spec"], &full);
     assert_eq!(deploy["spec"]["replicas"], 1);
-    assert_eq!(release.deployment_args(), ["run", "--metrics-addr=0.0.0.0:8080", "--concurrency=16", "--log-format=json"]);
+    assert_eq!(
+        release.deployment_args(),
+        ["run", "--metrics-addr=0.0.0.0:8080", "--concurrency=16", "--log-format=json"]
+    );
     let svc = release.get_here("service", &metrics_service);
     assert_eq!(svc["spec"]["ports"][0]["targetPort"], "metrics");
     assert_eq!(svc["spec"]["selector"], deploy["spec"]["selector"]["matchLabels"]);
@@ -341,12 +408,21 @@ fn chart_installs_upgrades_rolls_back_and_uninstalls_in_a_restricted_namespace()
     let deploy = release.get_here("deployment", &full);
     assert_hardened(&deploy["spec"]["template"]["spec"], &full);
     assert_eq!(deploy["spec"]["replicas"], 2);
-    assert_eq!(release.deployment_args(), ["run", "--metrics-addr=0.0.0.0:8080", "--concurrency=4", "--log-format=text", "--leader-election"]);
+    assert_eq!(
+        release.deployment_args(),
+        ["run", "--metrics-addr=0.0.0.0:8080", "--concurrency=4", "--log-format=text", "--leader-election"]
+    );
     let lease_role = release.get_here("role", &format!("{full}-leader-election"));
-    assert_eq!(lease_role["rules"], json!([{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "patch"]}]));
+    assert_eq!(
+        lease_role["rules"],
+        json!([{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "patch"]}])
+    );
     release.get_here("rolebinding", &format!("{full}-leader-election"));
     let pods = admitted_pods(&release);
-    assert!(pods[0]["spec"]["containers"][0]["args"].as_array().unwrap().contains(&json!("--leader-election")), "{pods:?}");
+    assert!(
+        pods[0]["spec"]["containers"][0]["args"].as_array().unwrap().contains(&json!("--leader-election")),
+        "{pods:?}"
+    );
 
     // Rollback to the first revision: its objects come back, the Lease RBAC goes.
     release.rollback(1);
@@ -355,11 +431,17 @@ fn chart_installs_upgrades_rolls_back_and_uninstalls_in_a_restricted_namespace()
     assert_eq!(history[2]["status"], "deployed");
     assert_eq!(history[2]["description"], "Rollback to 1");
     assert_eq!(release.get_here("deployment", &full)["spec"]["replicas"], 1);
-    assert_eq!(release.deployment_args(), ["run", "--metrics-addr=0.0.0.0:8080", "--concurrency=16", "--log-format=json"]);
+    assert_eq!(
+        release.deployment_args(),
+        ["run", "--metrics-addr=0.0.0.0:8080", "--concurrency=16", "--log-format=json"]
+    );
     assert!(!release.exists(&["role", &format!("{full}-leader-election"), "--namespace", &ns]));
     assert!(!release.exists(&["rolebinding", &format!("{full}-leader-election"), "--namespace", &ns]));
     let pods = admitted_pods(&release);
-    assert!(!pods[0]["spec"]["containers"][0]["args"].as_array().unwrap().contains(&json!("--leader-election")), "{pods:?}");
+    assert!(
+        !pods[0]["spec"]["containers"][0]["args"].as_array().unwrap().contains(&json!("--leader-election")),
+        "{pods:?}"
+    );
 
     release.uninstall();
     for args in [
@@ -395,20 +477,35 @@ fn pod_security_refuses_the_pods_of_a_weakened_pod_spec() {
     let out = release.helm_chart("install", &weakened(), &[]);
     assert!(out.ok, "{}", out.stderr);
     // (helm logs the warning with its quotes escaped.)
-    assert!(out.stderr.contains("would violate PodSecurity") && out.stderr.contains("restricted:latest"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("would violate PodSecurity") && out.stderr.contains("restricted:latest"),
+        "{}",
+        out.stderr
+    );
     // The replicaset controller's Pod is refused.
     let failure = eventually_blocking("the ReplicaSet to report FailedCreate", || {
         let rs = current_replica_set(&release)?;
-        rs["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == "ReplicaFailure" && c["reason"] == "FailedCreate").cloned()
+        rs["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .find(|c| c["type"] == "ReplicaFailure" && c["reason"] == "FailedCreate")
+            .cloned()
     });
     let message = failure["message"].as_str().unwrap_or_default();
-    assert!(message.contains("is forbidden: violates PodSecurity \"restricted:latest\": forbidden AppArmor profile"), "{failure}");
+    assert!(
+        message.contains("is forbidden: violates PodSecurity \"restricted:latest\": forbidden AppArmor profile"),
+        "{failure}"
+    );
     assert!(pods(&release).is_empty(), "no Pod may have been admitted: {:?}", pods(&release));
 
     // The chart's own pod spec, in the same namespace, is admitted.
     release.upgrade(&json!({}));
     let admitted = admitted_pods(&release);
-    assert!(admitted[0]["metadata"]["annotations"]["container.apparmor.security.beta.kubernetes.io/operator"].is_null(), "{}", admitted[0]);
+    assert!(
+        admitted[0]["metadata"]["annotations"]["container.apparmor.security.beta.kubernetes.io/operator"].is_null(),
+        "{}",
+        admitted[0]
+    );
 }
 
 #[test]
@@ -424,11 +521,15 @@ fn watching_one_namespace_grants_roles_there_and_clusterproviders_only_cluster_w
     assert!(release.deployment_args().contains(&format!("--namespace={}", tenancy.tenants())));
     assert!(!release.exists(&["clusterrole", &full]));
     let cluster_role = release.get(&["clusterrole", &format!("{full}-clusterproviders")]);
-    let resources: Vec<&Value> = cluster_role["rules"].as_array().unwrap().iter().flat_map(|r| r["resources"].as_array().unwrap()).collect();
+    let resources: Vec<&Value> =
+        cluster_role["rules"].as_array().unwrap().iter().flat_map(|r| r["resources"].as_array().unwrap()).collect();
     assert_eq!(resources, [&json!("clusterproviders"), &json!("clusterproviders/status")]);
     let role = release.get(&["role", &full, "--namespace", tenancy.tenants()]);
     assert_least_privilege(&role);
-    assert_eq!(release.get(&["rolebinding", &full, "--namespace", tenancy.tenants()])["roleRef"]["name"], full.as_str());
+    assert_eq!(
+        release.get(&["rolebinding", &full, "--namespace", tenancy.tenants()])["roleRef"]["name"],
+        full.as_str()
+    );
     let secrets = release.get(&["role", &format!("{full}-secrets"), "--namespace", tenancy.platform()]);
     assert_eq!(secrets["rules"], json!([{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]));
     assert!(!release.exists(&["role", &full, "--namespace", tenancy.platform()]));
@@ -475,7 +576,12 @@ async fn operator_runs_without_a_denial(cluster: &Cluster, scope: Scope) {
         ("arena", "4242", json!({"metadata": {"theirs": true}})),
         ("datagrid", "acme", json!({"name": "Old name"})),
     ] {
-        let r = http.put(format!("{}/_sandbox/connections/{id}", providers.base_url(p))).json(&state).send().await.expect("seed");
+        let r = http
+            .put(format!("{}/_sandbox/connections/{id}", providers.base_url(p)))
+            .json(&state)
+            .send()
+            .await
+            .expect("seed");
         assert!(r.status().is_success(), "seed {p}: {}", r.status());
     }
     for p in ["nango", "mielto", "arena"] {
@@ -507,7 +613,9 @@ async fn operator_runs_without_a_denial(cluster: &Cluster, scope: Scope) {
     let operator = if leader_election {
         let lease = LeaseSettings::new(release.namespace(), "connection-operator-0");
         tokio::spawn(async move {
-            if let Err(e) = controller::run_when_leading(client, config, lease, metrics, readiness, std::future::pending()).await {
+            if let Err(e) =
+                controller::run_when_leading(client, config, lease, metrics, readiness, std::future::pending()).await
+            {
                 panic!("leader election failed: {e}");
             }
         })
@@ -516,22 +624,55 @@ async fn operator_runs_without_a_denial(cluster: &Cluster, scope: Scope) {
     };
 
     for name in ["n", "m", "a", "d"] {
-        eventually(&format!("Connection {name} Ready=True InSync"), || async { tenancy.in_sync(name).then_some(()) }).await;
+        eventually(&format!("Connection {name} Ready=True InSync"), || async { tenancy.in_sync(name).then_some(()) })
+            .await;
     }
-    let upstream: Value = http.get(format!("{}/_sandbox/connections/acme", providers.base_url("nango"))).send().await.unwrap().json().await.unwrap();
+    let upstream: Value = http
+        .get(format!("{}/_sandbox/connections/acme", providers.base_url("nango")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(upstream["metadata"], json!({"theirs": "webhook-1", "region": "eu"}));
-    let arena: Value = http.get(format!("{}/_sandbox/connections/4242", providers.base_url("arena"))).send().await.unwrap().json().await.unwrap();
-    assert_eq!(arena["metadata"], json!({"theirs": true, "reviewed": true, "tier": "gold"}), "the ConfigMap's key reached Are.na");
+    let arena: Value = http
+        .get(format!("{}/_sandbox/connections/4242", providers.base_url("arena")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        arena["metadata"],
+        json!({"theirs": true, "reviewed": true, "tier": "gold"}),
+        "the ConfigMap's key reached Are.na"
+    );
     let m = tenancy.get_connection("m");
-    assert_eq!(m["metadata"]["finalizers"], json!(["connection-operator.dev/cleanup"]), "the operator added its finalizer");
+    assert_eq!(
+        m["metadata"]["finalizers"],
+        json!(["connection-operator.dev/cleanup"]),
+        "the operator added its finalizer"
+    );
     // Deleting with deletionPolicy Delete: cleanup upstream, then the finalizer is released.
     tenancy.kubectl().ok(&["delete", "connection", "m", "--namespace", &tenants, "--wait=false"]);
     eventually("Connection m deleted", || async {
-        let out = tenancy.kubectl().run_async(&["get", "connection", "m", "--namespace", &tenants, "--ignore-not-found", "-o", "name"], None).await;
+        let out = tenancy
+            .kubectl()
+            .run_async(&["get", "connection", "m", "--namespace", &tenants, "--ignore-not-found", "-o", "name"], None)
+            .await;
         (out.ok && out.stdout.trim().is_empty()).then_some(())
     })
     .await;
-    let mielto: Value = http.get(format!("{}/_sandbox/connections/acme", providers.base_url("mielto"))).send().await.unwrap().json().await.unwrap();
+    let mielto: Value = http
+        .get(format!("{}/_sandbox/connections/acme", providers.base_url("mielto")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(mielto["config"], json!({"theirs": 7}), "the owned key was removed upstream");
     if leader_election {
         let lease = release.get_here("lease", operator_calls::LEASE);
@@ -549,20 +690,33 @@ async fn operator_runs_without_a_denial(cluster: &Cluster, scope: Scope) {
     // Events were published by the ServiceAccount.
     let events = release.get(&["events.v1.events.k8s.io", "--namespace", &tenants]);
     let items = events["items"].as_array().cloned().unwrap_or_default();
-    assert!(items.iter().any(|e| e["reportingController"] == "connection-operator" && e["reason"] == "InSync"), "no InSync Event: {events}");
+    assert!(
+        items.iter().any(|e| e["reportingController"] == "connection-operator" && e["reason"] == "InSync"),
+        "no InSync Event: {events}"
+    );
 
     // And the other way round: the operator used every (verb, group, resource) the chart
     // grants, except the Event patch, which kube-runtime's Recorder sends only when the same
     // Event repeats within minutes, and the Provider/ClusterProvider get, which the controller
     // sends only when a Connection is reconciled before its Provider reached the watch cache
     // (both checked by the verb-by-verb tests).
-    let used: Vec<(String, String, String)> = recorded.iter().filter(|c| c.code.is_some()).map(|c| (c.verb.clone(), c.group.clone(), c.resource.clone())).collect();
+    let used: Vec<(String, String, String)> = recorded
+        .iter()
+        .filter(|c| c.code.is_some())
+        .map(|c| (c.verb.clone(), c.group.clone(), c.resource.clone()))
+        .collect();
     for role in release_roles(&release, scope, &tenancy) {
         for grant in grants(&role) {
-            if (grant.0 == "patch" && grant.2 == "events") || (grant.0 == "get" && (grant.2 == "providers" || grant.2 == "clusterproviders")) {
+            if (grant.0 == "patch" && grant.2 == "events")
+                || (grant.0 == "get" && (grant.2 == "providers" || grant.2 == "clusterproviders"))
+            {
                 continue;
             }
-            assert!(used.contains(&grant), "the chart grants {grant:?} in {}, which the operator never used: {used:?}", role["metadata"]["name"]);
+            assert!(
+                used.contains(&grant),
+                "the chart grants {grant:?} in {}, which the operator never used: {used:?}",
+                role["metadata"]["name"]
+            );
         }
     }
 }
@@ -603,7 +757,10 @@ async fn chart_rbac_grants_exactly_the_operator_calls(scope: Scope) {
             // Without leader election there is no Lease RBAC, and the Lease calls are forbidden.
             release.upgrade(&operator_calls::values(scope, &tenancy, false));
             let admin = cluster.client().await;
-            let lease_verbs: Vec<_> = ["get", "create", "patch"].iter().map(|v| (v.to_string(), "coordination.k8s.io".to_string(), "leases".to_string())).collect();
+            let lease_verbs: Vec<_> = ["get", "create", "patch"]
+                .iter()
+                .map(|v| (v.to_string(), "coordination.k8s.io".to_string(), "leases".to_string()))
+                .collect();
             await_authorizer(&admin, &account.user, &lease_verbs, lease_namespace, false).await;
             let failures = operator_calls::replay(&client, scope, &tenancy, lease_namespace).await;
             assert_eq!(operator_calls::calls(&failures), ["acquire lease"], "{}", operator_calls::describe(&failures));
@@ -656,7 +813,15 @@ fn without(role: &Value, resource: &str, verb: &str) -> Value {
             rule["verbs"] = json!(verbs);
         }
     }
-    reduced["rules"] = json!(reduced["rules"].as_array().unwrap().iter().filter(|r| !r["verbs"].as_array().unwrap().is_empty()).cloned().collect::<Vec<_>>());
+    reduced["rules"] = json!(
+        reduced["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| !r["verbs"].as_array().unwrap().is_empty())
+            .cloned()
+            .collect::<Vec<_>>()
+    );
     reduced
 }
 
@@ -691,7 +856,8 @@ async fn the_operator_reports_the_403_of_a_verb_the_chart_did_not_grant() {
     await_release_rbac(&release, &tenancy, Scope::OneNamespace, &account.user).await;
     let admin = cluster.client().await;
     let role = release.get(&["role", &release.fullname, "--namespace", &tenants]);
-    let grant = |verb: &str, group: &str, resource: &str| vec![(verb.to_string(), group.to_string(), resource.to_string())];
+    let grant =
+        |verb: &str, group: &str, resource: &str| vec![(verb.to_string(), group.to_string(), resource.to_string())];
 
     // 1. No `get` on Secrets: the credentials cannot be read.
     operator_calls::replace_role(&admin, &without(&role, "secrets", "get")).await;
@@ -706,7 +872,11 @@ async fn the_operator_reports_the_403_of_a_verb_the_chart_did_not_grant() {
     assert!(ready["message"].as_str().unwrap_or_default().contains(&expected), "{ready}");
     let event = eventually("a Warning Event about it", || async {
         let events = release.get(&["events.v1.events.k8s.io", "--namespace", &tenants]);
-        events["items"].as_array()?.iter().find(|e| e["reason"] == "ProviderNotReady" && e["regarding"]["name"] == "n").cloned()
+        events["items"]
+            .as_array()?
+            .iter()
+            .find(|e| e["reason"] == "ProviderNotReady" && e["regarding"]["name"] == "n")
+            .cloned()
     })
     .await;
     assert_eq!(event["type"], "Warning", "{event}");
@@ -716,7 +886,14 @@ async fn the_operator_reports_the_403_of_a_verb_the_chart_did_not_grant() {
     // the operator logs (with the API server's own words) and counts.
     operator_calls::replace_role(&admin, &without(&role, "connections/status", "patch")).await;
     await_authorizer(&admin, &account.user, &grant("get", "", "secrets"), Some(&tenants), true).await;
-    await_authorizer(&admin, &account.user, &grant("patch", "connection-operator.dev", "connections/status"), Some(&tenants), false).await;
+    await_authorizer(
+        &admin,
+        &account.user,
+        &grant("patch", "connection-operator.dev", "connections/status"),
+        Some(&tenants),
+        false,
+    )
+    .await;
     // A Secret change makes the Connection reconcile at once (the rotation watch).
     tenancy.kubectl().ok(&["annotate", "secret", "nango-credentials", "--namespace", &tenants, "rotated=1"]);
     let forbidden = format!(
@@ -731,14 +908,25 @@ async fn the_operator_reports_the_403_of_a_verb_the_chart_did_not_grant() {
     assert_eq!(record["connection"], format!("{tenants}/n"), "{record}");
     assert!(record["error"].as_str().unwrap_or_default().contains(&format!("User \"{}\"", account.user)), "{record}");
     let admin_url = operator.admin_url().expect("the operator logged its metrics address");
-    let metrics = reqwest::get(format!("{admin_url}/metrics")).await.expect("metrics").text().await.expect("metrics text");
-    assert!(operator_process::counter(&metrics, "connection_operator_reconcile_total{result=\"error\"}") >= 1.0, "{metrics}");
+    let metrics =
+        reqwest::get(format!("{admin_url}/metrics")).await.expect("metrics").text().await.expect("metrics text");
+    assert!(
+        operator_process::counter(&metrics, "connection_operator_reconcile_total{result=\"error\"}") >= 1.0,
+        "{metrics}"
+    );
     // The status still says what the operator could write last.
     assert_eq!(tenancy.ready("n").expect("Ready")["reason"], "ProviderNotReady");
 
     // 3. The chart's Role back: the next retry succeeds.
     operator_calls::replace_role(&admin, &role).await;
-    await_authorizer(&admin, &account.user, &grant("patch", "connection-operator.dev", "connections/status"), Some(&tenants), true).await;
+    await_authorizer(
+        &admin,
+        &account.user,
+        &grant("patch", "connection-operator.dev", "connections/status"),
+        Some(&tenants),
+        true,
+    )
+    .await;
     eventually("Connection n in sync once the verb is back", || async { tenancy.in_sync("n").then_some(()) }).await;
     assert!(operator.running(), "the operator kept running through the 403s");
     let log = operator.log();
@@ -753,7 +941,9 @@ async fn the_operator_reports_the_403_of_a_verb_the_chart_did_not_grant() {
 fn answer<T>(result: Result<T, kube::Error>) -> Value {
     match result {
         Ok(_) => json!({"code": 200}),
-        Err(kube::Error::Api(status)) => json!({"code": status.code, "reason": status.reason, "message": status.message, "details": status.details}),
+        Err(kube::Error::Api(status)) => {
+            json!({"code": status.code, "reason": status.reason, "message": status.message, "details": status.details})
+        }
         Err(other) => json!({"error": other.to_string()}),
     }
 }
@@ -774,7 +964,12 @@ async fn authorizer_answers(cluster: &Cluster, ops: &str, t: &str) -> Vec<(&'sta
         }
         Some(sandbox) => {
             let http = reqwest::Client::new();
-            let on = http.put(format!("{}/_sandbox/rbac", sandbox.url())).json(&json!({"enforce": true})).send().await.expect("enforce RBAC");
+            let on = http
+                .put(format!("{}/_sandbox/rbac", sandbox.url()))
+                .json(&json!({"enforce": true}))
+                .send()
+                .await
+                .expect("enforce RBAC");
             assert!(on.status().is_success());
             let minted: Value = http
                 .post(format!("{}/_sandbox/tokens", sandbox.url()))
@@ -785,7 +980,8 @@ async fn authorizer_answers(cluster: &Cluster, ops: &str, t: &str) -> Vec<(&'sta
                 .json()
                 .await
                 .expect("minted JSON");
-            let kubeconfig = kube::config::Kubeconfig::from_yaml(minted["kubeconfig"].as_str().expect("kubeconfig")).expect("minted kubeconfig");
+            let kubeconfig = kube::config::Kubeconfig::from_yaml(minted["kubeconfig"].as_str().expect("kubeconfig"))
+                .expect("minted kubeconfig");
             let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.expect("config");
             (kube::Client::try_from(config).expect("client"), None)
         }
@@ -843,7 +1039,9 @@ async fn the_emulator_authorizes_service_account_tokens_like_the_real_api_server
     assert_eq!(expected[0].1["code"], 403, "{expected:?}");
     assert_eq!(
         expected[0].1["message"],
-        format!("connections.connection-operator.dev is forbidden: User \"{user}\" cannot list resource \"connections\" in API group \"connection-operator.dev\" at the cluster scope")
+        format!(
+            "connections.connection-operator.dev is forbidden: User \"{user}\" cannot list resource \"connections\" in API group \"connection-operator.dev\" at the cluster scope"
+        )
     );
     assert_eq!(expected[1].1, json!({"code": 200}));
     assert_eq!(expected[5].1["code"], 403, "{expected:?}");
@@ -911,40 +1109,64 @@ fn argocd_health_check_maps_connection_status() {
     no_status.as_object_mut().unwrap().remove("status");
     assert_eq!(health(&no_status).0, "Progressing");
 
-    let in_sync = connection(2, json!({"observedGeneration": 2, "conditions": [ready("True", "InSync", "in sync", 2)]}));
+    let in_sync =
+        connection(2, json!({"observedGeneration": 2, "conditions": [ready("True", "InSync", "in sync", 2)]}));
     assert_eq!(health(&in_sync), ("Healthy".into(), "in sync".into()));
 
     let stale = connection(3, json!({"observedGeneration": 2, "conditions": [ready("True", "InSync", "in sync", 2)]}));
     assert_eq!(health(&stale), ("Progressing".into(), "Waiting for the operator to observe generation 3".into()));
-    let stale_condition = connection(3, json!({"observedGeneration": 3, "conditions": [ready("True", "InSync", "in sync", 2)]}));
+    let stale_condition =
+        connection(3, json!({"observedGeneration": 3, "conditions": [ready("True", "InSync", "in sync", 2)]}));
     assert_eq!(health(&stale_condition).0, "Progressing");
     let no_ready = connection(1, json!({"observedGeneration": 1, "conditions": []}));
     assert_eq!(health(&no_ready).0, "Progressing");
 
-    let limited = connection(1, json!({"observedGeneration": 1, "conditions": [
-        ready("False", "RateLimited", "rate limited", 1),
-        {"type": "RateLimited", "status": "True", "reason": "RetryAfter", "message": "rate limited, retrying at 2026-01-01T00:01:00Z", "observedGeneration": 1}
-    ]}));
+    let limited = connection(
+        1,
+        json!({"observedGeneration": 1, "conditions": [
+            ready("False", "RateLimited", "rate limited", 1),
+            {"type": "RateLimited", "status": "True", "reason": "RetryAfter", "message": "rate limited, retrying at 2026-01-01T00:01:00Z", "observedGeneration": 1}
+        ]}),
+    );
     assert_eq!(health(&limited), ("Progressing".into(), "rate limited, retrying at 2026-01-01T00:01:00Z".into()));
     // Rate limited while otherwise failing transiently: still progressing.
-    let limited_retry = connection(1, json!({"observedGeneration": 1, "conditions": [
-        ready("False", "UpstreamUnavailable", "503", 1),
-        {"type": "RateLimited", "status": "True", "reason": "RetryAfter", "message": "retrying", "observedGeneration": 1}
-    ]}));
+    let limited_retry = connection(
+        1,
+        json!({"observedGeneration": 1, "conditions": [
+            ready("False", "UpstreamUnavailable", "503", 1),
+            {"type": "RateLimited", "status": "True", "reason": "RetryAfter", "message": "retrying", "observedGeneration": 1}
+        ]}),
+    );
     assert_eq!(health(&limited_retry).0, "Progressing");
 
-    let suspended = connection(1, json!({"observedGeneration": 1, "conditions": [ready("False", "Suspended", "suspended by spec.suspend", 1)]}));
+    let suspended = connection(
+        1,
+        json!({"observedGeneration": 1, "conditions": [ready("False", "Suspended", "suspended by spec.suspend", 1)]}),
+    );
     assert_eq!(health(&suspended), ("Suspended".into(), "suspended by spec.suspend".into()));
 
-    for reason in ["InvalidSpec", "Unauthorized", "UpstreamNotFound", "ProviderNotFound", "ProviderMismatch", "ReferenceNotFound", "DriftDetected"] {
-        let failed = connection(1, json!({"observedGeneration": 1, "conditions": [ready("False", reason, "the provider said no", 1)]}));
+    for reason in [
+        "InvalidSpec",
+        "Unauthorized",
+        "UpstreamNotFound",
+        "ProviderNotFound",
+        "ProviderMismatch",
+        "ReferenceNotFound",
+        "DriftDetected",
+    ] {
+        let failed = connection(
+            1,
+            json!({"observedGeneration": 1, "conditions": [ready("False", reason, "the provider said no", 1)]}),
+        );
         assert_eq!(health(&failed), ("Degraded".into(), format!("{reason}: the provider said no")), "{reason}");
     }
     for reason in ["UpstreamUnavailable", "ProviderNotReady", "Deleting"] {
-        let transient = connection(1, json!({"observedGeneration": 1, "conditions": [ready("False", reason, "retrying", 1)]}));
+        let transient =
+            connection(1, json!({"observedGeneration": 1, "conditions": [ready("False", reason, "retrying", 1)]}));
         assert_eq!(health(&transient), ("Progressing".into(), "retrying".into()), "{reason}");
     }
-    let unknown = connection(1, json!({"observedGeneration": 1, "conditions": [ready("Unknown", "Reconciling", "", 1)]}));
+    let unknown =
+        connection(1, json!({"observedGeneration": 1, "conditions": [ready("Unknown", "Reconciling", "", 1)]}));
     assert_eq!(health(&unknown), ("Progressing".into(), "Reconciling".into()));
 }
 
@@ -952,6 +1174,10 @@ fn argocd_health_check_maps_connection_status() {
 fn install_doc_embeds_the_health_check_verbatim() {
     let script = std::fs::read_to_string(root().join("docs/argocd-health.lua")).expect("script");
     let doc = std::fs::read_to_string(root().join("docs/install.md")).expect("docs/install.md");
-    let indented: String = script.lines().map(|l| if l.is_empty() { "\n".to_string() } else { format!("    {l}\n") }).collect();
-    assert!(doc.contains(&indented), "docs/install.md must embed docs/argocd-health.lua (indented 4 spaces) in its argocd-cm example");
+    let indented: String =
+        script.lines().map(|l| if l.is_empty() { "\n".to_string() } else { format!("    {l}\n") }).collect();
+    assert!(
+        doc.contains(&indented),
+        "docs/install.md must embed docs/argocd-health.lua (indented 4 spaces) in its argocd-cm example"
+    );
 }

@@ -115,10 +115,7 @@ impl Drop for Env {
         self.controller.abort();
         let kubectl = self.cluster.kubectl();
         for name in self.cluster_providers.lock().unwrap().iter() {
-            let _ = kubectl.run(
-                &["delete", "clusterprovider", name, "--wait=false", "--ignore-not-found"],
-                None,
-            );
+            let _ = kubectl.run(&["delete", "clusterprovider", name, "--wait=false", "--ignore-not-found"], None);
         }
         if std::thread::panicking() {
             // A failed test may leave a finalizer no operator will ever release, which would
@@ -126,16 +123,7 @@ impl Drop for Env {
             let ns = self.ns.kubectl();
             let names = ns.run(&["get", "connections", "-o", "name"], None).stdout;
             for name in names.lines().filter(|l| !l.is_empty()) {
-                let _ = ns.run(
-                    &[
-                        "patch",
-                        name,
-                        "--type=merge",
-                        "-p",
-                        r#"{"metadata":{"finalizers":null}}"#,
-                    ],
-                    None,
-                );
+                let _ = ns.run(&["patch", name, "--type=merge", "-p", r#"{"metadata":{"finalizers":null}}"#], None);
             }
         }
     }
@@ -143,10 +131,7 @@ impl Drop for Env {
 
 fn fast_timing() -> Timing {
     Timing {
-        backoff: BackoffPolicy {
-            base: Duration::from_millis(100),
-            max: Duration::from_secs(2),
-        },
+        backoff: BackoffPolicy { base: Duration::from_millis(100), max: Duration::from_secs(2) },
         // Long enough that a terminal failure is never retried during a test.
         terminal_requeue: Duration::from_secs(3600),
         drift_interval_override: None,
@@ -177,11 +162,7 @@ impl Env {
         let readiness = Readiness::default();
         let controller = match timing {
             Some(timing) => {
-                let config = RunConfig {
-                    namespace: Some(ns.name().to_string()),
-                    concurrency,
-                    timing,
-                };
+                let config = RunConfig { namespace: Some(ns.name().to_string()), concurrency, timing };
                 tokio::spawn(controller::run(
                     operator_client.clone(),
                     config,
@@ -224,9 +205,7 @@ impl Env {
         let api: Api<Secret> = Api::namespaced(self.client.clone(), self.ns());
         let secret =
             json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": {"token": token}});
-        api.patch(name, &PatchParams::apply("test").force(), &Patch::Apply(secret))
-            .await
-            .unwrap();
+        api.patch(name, &PatchParams::apply("test").force(), &Patch::Apply(secret)).await.unwrap();
     }
 
     async fn provider(&self, name: &str, type_: &str) {
@@ -236,9 +215,7 @@ impl Env {
             "metadata": {"name": name},
             "spec": {"type": type_, "baseUrl": self.providers.base_url(type_), "credentialsRef": {"name": format!("{type_}-credentials"), "key": "token"}, "timeoutSeconds": 5},
         });
-        api.patch(name, &PatchParams::apply("test").force(), &Patch::Apply(provider))
-            .await
-            .unwrap();
+        api.patch(name, &PatchParams::apply("test").force(), &Patch::Apply(provider)).await.unwrap();
     }
 
     /// A ClusterProvider name unique to this test (they are cluster-scoped), deleted on drop.
@@ -251,18 +228,12 @@ impl Env {
     /// Create or update a Connection from its spec (server-side apply as a user would).
     async fn apply(&self, name: &str, spec: Value) {
         let conn = json!({"apiVersion": "connection-operator.dev/v1alpha1", "kind": "Connection", "metadata": {"name": name}, "spec": spec});
-        self.connections()
-            .patch(name, &PatchParams::apply("test").force(), &Patch::Apply(conn))
-            .await
-            .unwrap();
+        self.connections().patch(name, &PatchParams::apply("test").force(), &Patch::Apply(conn)).await.unwrap();
     }
 
     async fn annotate_reconcile(&self, name: &str, value: &str) {
         let patch = json!({"metadata": {"annotations": {RECONCILE_REQUESTED_AT: value}}});
-        self.connections()
-            .patch(name, &PatchParams::default(), &Patch::Merge(patch))
-            .await
-            .unwrap();
+        self.connections().patch(name, &PatchParams::default(), &Patch::Merge(patch)).await.unwrap();
     }
 
     async fn get(&self, name: &str) -> Option<Connection> {
@@ -316,13 +287,7 @@ impl Env {
         list.items
             .into_iter()
             .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-            .map(|e| {
-                (
-                    e.reason.unwrap_or_default(),
-                    e.note.unwrap_or_default(),
-                    e.series.map_or(1, |s| s.count),
-                )
-            })
+            .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default(), e.series.map_or(1, |s| s.count)))
             .collect()
     }
 
@@ -333,10 +298,7 @@ impl Env {
         let what = format!("a {reason} Event about {name} saying {note:?}");
         eventually(&what, || async {
             let events = self.events(name).await;
-            events
-                .iter()
-                .any(|(r, n, _)| r == reason && n.contains(note))
-                .then_some(events)
+            events.iter().any(|(r, n, _)| r == reason && n.contains(note)).then_some(events)
         })
         .await
     }
@@ -364,46 +326,23 @@ fn spec(p: &str, id: &str, block: Value) -> Value {
 on_real!(create_change_and_remove_keys_for_every_provider_keeping_foreign_keys);
 async fn create_change_and_remove_keys_for_every_provider_keeping_foreign_keys(backend: Backend) {
     let env = Env::start(backend).await;
-    env.seed(
-        "nango",
-        "acme",
-        json!({"provider_config_key": "salesforce", "metadata": {"theirs": "webhook-1"}}),
-    )
-    .await;
-    env.seed(
-        "mielto",
-        "acme",
-        json!({"label": "Old", "status": "inactive", "config": {"theirs": 7}}),
-    )
-    .await;
+    env.seed("nango", "acme", json!({"provider_config_key": "salesforce", "metadata": {"theirs": "webhook-1"}})).await;
+    env.seed("mielto", "acme", json!({"label": "Old", "status": "inactive", "config": {"theirs": 7}})).await;
     env.seed("arena", "4242", json!({"metadata": {"theirs": true}})).await;
     env.seed("datagrid", "acme", json!({"name": "Old name"})).await;
 
     env.apply(
         "n",
-        spec(
-            "nango",
-            "acme",
-            json!({"providerConfigKey": "salesforce", "metadata": {"region": "eu", "tier": 2}}),
-        ),
+        spec("nango", "acme", json!({"providerConfigKey": "salesforce", "metadata": {"region": "eu", "tier": 2}})),
     )
     .await;
     env.apply(
         "m",
-        spec(
-            "mielto",
-            "acme",
-            json!({"label": "Acme", "status": "active", "config": {"channel": "#a", "depth": 1}}),
-        ),
+        spec("mielto", "acme", json!({"label": "Acme", "status": "active", "config": {"channel": "#a", "depth": 1}})),
     )
     .await;
-    env.apply(
-        "a",
-        spec("arena", "4242", json!({"metadata": {"reviewed": true, "score": 0.5}})),
-    )
-    .await;
-    env.apply("d", spec("datagrid", "acme", json!({"name": "Acme Drive"})))
-        .await;
+    env.apply("a", spec("arena", "4242", json!({"metadata": {"reviewed": true, "score": 0.5}}))).await;
+    env.apply("d", spec("datagrid", "acme", json!({"name": "Acme Drive"}))).await;
     for name in ["n", "m", "a", "d"] {
         let c = env.ready_reason(name, "InSync").await;
         assert_eq!(condition(&c, "Ready").status, "True");
@@ -416,10 +355,7 @@ async fn create_change_and_remove_keys_for_every_provider_keeping_foreign_keys(b
         json!({"theirs": "webhook-1", "region": "eu", "tier": 2})
     );
     let m = env.upstream("mielto", "acme").await;
-    assert_eq!(
-        (m["label"].clone(), m["status"].clone()),
-        (json!("Acme"), json!("active"))
-    );
+    assert_eq!((m["label"].clone(), m["status"].clone()), (json!("Acme"), json!("active")));
     assert_eq!(m["config"], json!({"theirs": 7, "channel": "#a", "depth": 1}));
     assert_eq!(
         env.upstream("arena", "4242").await["metadata"],
@@ -430,42 +366,20 @@ async fn create_change_and_remove_keys_for_every_provider_keeping_foreign_keys(b
     assert_eq!(n.status.unwrap().managed_keys, ["region", "tier"]);
 
     // A spec change propagates; a key removed from the spec is removed upstream.
-    env.apply(
-        "n",
-        spec(
-            "nango",
-            "acme",
-            json!({"providerConfigKey": "salesforce", "metadata": {"region": "us"}}),
-        ),
-    )
-    .await;
-    env.apply(
-        "m",
-        spec(
-            "mielto",
-            "acme",
-            json!({"label": "Acme 2", "status": "active", "config": {"channel": "#b"}}),
-        ),
-    )
-    .await;
-    env.apply("a", spec("arena", "4242", json!({"metadata": {"reviewed": false}})))
+    env.apply("n", spec("nango", "acme", json!({"providerConfigKey": "salesforce", "metadata": {"region": "us"}})))
         .await;
-    env.apply("d", spec("datagrid", "acme", json!({"name": "Acme Drive 2"})))
+    env.apply("m", spec("mielto", "acme", json!({"label": "Acme 2", "status": "active", "config": {"channel": "#b"}})))
         .await;
+    env.apply("a", spec("arena", "4242", json!({"metadata": {"reviewed": false}}))).await;
+    env.apply("d", spec("datagrid", "acme", json!({"name": "Acme Drive 2"}))).await;
     for name in ["n", "m", "a", "d"] {
         env.ready_reason(name, "InSync").await;
     }
-    assert_eq!(
-        env.upstream("nango", "acme").await["metadata"],
-        json!({"theirs": "webhook-1", "region": "us"})
-    );
+    assert_eq!(env.upstream("nango", "acme").await["metadata"], json!({"theirs": "webhook-1", "region": "us"}));
     let m = env.upstream("mielto", "acme").await;
     assert_eq!(m["label"], json!("Acme 2"));
     assert_eq!(m["config"], json!({"theirs": 7, "channel": "#b"}));
-    assert_eq!(
-        env.upstream("arena", "4242").await["metadata"],
-        json!({"theirs": true, "reviewed": false})
-    );
+    assert_eq!(env.upstream("arena", "4242").await["metadata"], json!({"theirs": true, "reviewed": false}));
     assert_eq!(env.upstream("datagrid", "acme").await["name"], json!("Acme Drive 2"));
     assert_eq!(env.get("n").await.unwrap().status.unwrap().managed_keys, ["region"]);
     assert_eq!(env.get("a").await.unwrap().status.unwrap().managed_keys, ["reviewed"]);
@@ -477,11 +391,7 @@ async fn create_change_and_remove_keys_for_every_provider_keeping_foreign_keys(b
     assert_eq!(
         events,
         [
-            (
-                "DriftCorrected".to_string(),
-                "upstream was updated to match the spec".to_string(),
-                1
-            ),
+            ("DriftCorrected".to_string(), "upstream was updated to match the spec".to_string(), 1),
             ("InSync".to_string(), "upstream matches the spec".to_string(), 1)
         ],
     );
@@ -490,29 +400,10 @@ async fn create_change_and_remove_keys_for_every_provider_keeping_foreign_keys(b
 on_real!(drift_is_corrected_in_manage_and_only_reported_in_observe);
 async fn drift_is_corrected_in_manage_and_only_reported_in_observe(backend: Backend) {
     let env = Env::start(backend).await;
-    env.seed(
-        "nango",
-        "drift",
-        json!({"provider_config_key": "hubspot", "metadata": {}}),
-    )
-    .await;
-    env.seed("arena", "77", json!({"metadata": {"x": "y", "theirs": 1}}))
-        .await;
-    env.seed(
-        "mielto",
-        "obs",
-        json!({"label": "L", "status": "active", "config": {"k": 1}}),
-    )
-    .await;
-    env.apply(
-        "manage",
-        spec(
-            "nango",
-            "drift",
-            json!({"providerConfigKey": "hubspot", "metadata": {"a": 1}}),
-        ),
-    )
-    .await;
+    env.seed("nango", "drift", json!({"provider_config_key": "hubspot", "metadata": {}})).await;
+    env.seed("arena", "77", json!({"metadata": {"x": "y", "theirs": 1}})).await;
+    env.seed("mielto", "obs", json!({"label": "L", "status": "active", "config": {"k": 1}})).await;
+    env.apply("manage", spec("nango", "drift", json!({"providerConfigKey": "hubspot", "metadata": {"a": 1}}))).await;
     let mut observe = spec("arena", "77", json!({"metadata": {"x": "y"}}));
     observe["managementPolicy"] = json!("Observe");
     env.apply("observe", observe).await;
@@ -528,14 +419,8 @@ async fn drift_is_corrected_in_manage_and_only_reported_in_observe(backend: Back
     assert!(writes(&env.journal("mielto").await).is_empty());
 
     // Someone changes upstream; a requested reconcile notices.
-    env.seed(
-        "nango",
-        "drift",
-        json!({"provider_config_key": "hubspot", "metadata": {"a": 2, "theirs": true}}),
-    )
-    .await;
-    env.seed("arena", "77", json!({"metadata": {"x": "z", "theirs": 1}}))
-        .await;
+    env.seed("nango", "drift", json!({"provider_config_key": "hubspot", "metadata": {"a": 2, "theirs": true}})).await;
+    env.seed("arena", "77", json!({"metadata": {"x": "z", "theirs": 1}})).await;
     env.clear_journal("arena").await;
     env.annotate_reconcile("manage", "2026-01-01T00:00:00Z").await;
     env.annotate_reconcile("observe", "2026-01-01T00:00:00Z").await;
@@ -561,11 +446,7 @@ async fn drift_is_corrected_in_manage_and_only_reported_in_observe(backend: Back
     assert_eq!(condition(&observe, "Ready").reason, "DriftDetected");
     assert_eq!(condition(&observe, "Ready").status, "False");
     assert_eq!(observe.status.as_ref().unwrap().drift, ["x"]);
-    assert_eq!(
-        env.upstream("arena", "77").await["metadata"],
-        json!({"x": "z", "theirs": 1}),
-        "Observe writes nothing"
-    );
+    assert_eq!(env.upstream("arena", "77").await["metadata"], json!({"x": "z", "theirs": 1}), "Observe writes nothing");
     let arena = env.journal("arena").await;
     assert!(writes(&arena).is_empty(), "{arena:?}");
     env.event("observe", "DriftDetected", "").await;
@@ -573,38 +454,15 @@ async fn drift_is_corrected_in_manage_and_only_reported_in_observe(backend: Back
 
 on_both!(in_sync_drift_checks_read_once_and_write_nothing);
 async fn in_sync_drift_checks_read_once_and_write_nothing(backend: Backend) {
-    let timing = Timing {
-        drift_interval_override: Some(Duration::from_millis(1500)),
-        ..fast_timing()
-    };
+    let timing = Timing { drift_interval_override: Some(Duration::from_millis(1500)), ..fast_timing() };
     let env = Env::start_with(backend, timing).await;
-    env.seed(
-        "nango",
-        "s",
-        json!({"provider_config_key": "github", "metadata": {"k": "v"}}),
-    )
-    .await;
-    env.seed(
-        "mielto",
-        "s",
-        json!({"label": "L", "status": "active", "config": {"k": "v"}}),
-    )
-    .await;
+    env.seed("nango", "s", json!({"provider_config_key": "github", "metadata": {"k": "v"}})).await;
+    env.seed("mielto", "s", json!({"label": "L", "status": "active", "config": {"k": "v"}})).await;
     env.seed("arena", "1", json!({"metadata": {"k": "v"}})).await;
     env.seed("datagrid", "s", json!({"name": "N"})).await;
-    env.apply(
-        "n",
-        spec(
-            "nango",
-            "s",
-            json!({"providerConfigKey": "github", "metadata": {"k": "v"}}),
-        ),
-    )
-    .await;
-    env.apply("m", spec("mielto", "s", json!({"label": "L", "config": {"k": "v"}})))
-        .await;
-    env.apply("a", spec("arena", "1", json!({"metadata": {"k": "v"}})))
-        .await;
+    env.apply("n", spec("nango", "s", json!({"providerConfigKey": "github", "metadata": {"k": "v"}}))).await;
+    env.apply("m", spec("mielto", "s", json!({"label": "L", "config": {"k": "v"}}))).await;
+    env.apply("a", spec("arena", "1", json!({"metadata": {"k": "v"}}))).await;
     env.apply("d", spec("datagrid", "s", json!({"name": "N"}))).await;
     for name in ["n", "m", "a", "d"] {
         env.ready_reason(name, "InSync").await;
@@ -643,15 +501,8 @@ async fn in_sync_drift_checks_read_once_and_write_nothing(backend: Backend) {
     let kube = env.kube.journal().await;
     for (p, journal) in journals {
         let second_at = journal[1]["at"].as_f64().unwrap();
-        let first_check: Vec<&Value> = journal
-            .iter()
-            .filter(|r| r["at"].as_f64().unwrap() < second_at)
-            .collect();
-        assert_eq!(
-            first_check.len(),
-            1,
-            "{p}: one upstream read per drift check: {journal:?}"
-        );
+        let first_check: Vec<&Value> = journal.iter().filter(|r| r["at"].as_f64().unwrap() < second_at).collect();
+        assert_eq!(first_check.len(), 1, "{p}: one upstream read per drift check: {journal:?}");
         assert_eq!(first_check[0]["method"], "GET", "{p}");
         assert!(writes(&journal).is_empty(), "{p}: no upstream write: {journal:?}");
     }
@@ -661,10 +512,7 @@ async fn in_sync_drift_checks_read_once_and_write_nothing(backend: Backend) {
         .iter()
         .filter(|r| !(r["method"] == "GET" && r["query"].as_str().unwrap_or_default().contains("watch=true")))
         .collect();
-    assert!(
-        requests.is_empty(),
-        "no Kubernetes request in steady state: {requests:?}"
-    );
+    assert!(requests.is_empty(), "no Kubernetes request in steady state: {requests:?}");
 }
 
 on_real!(fleet_drift_checks_list_the_account_and_confirm_drift_with_one_get);
@@ -673,33 +521,17 @@ on_real!(fleet_drift_checks_list_the_account_and_confirm_drift_with_one_get);
 /// confirmed with one GET before the write. Steady state reads no Provider or Secret.
 async fn fleet_drift_checks_list_the_account_and_confirm_drift_with_one_get(backend: Backend) {
     const N: usize = 6;
-    let timing = Timing {
-        drift_interval_override: Some(Duration::from_millis(1500)),
-        ..fast_timing()
-    };
+    let timing = Timing { drift_interval_override: Some(Duration::from_millis(1500)), ..fast_timing() };
     let env = Env::start_with(backend, timing).await;
     for i in 0..N {
-        env.seed(
-            "nango",
-            &format!("n{i}"),
-            json!({"provider_config_key": "crm", "metadata": {"theirs": i}}),
-        )
-        .await;
+        env.seed("nango", &format!("n{i}"), json!({"provider_config_key": "crm", "metadata": {"theirs": i}})).await;
         env.seed("datagrid", &format!("d{i}"), json!({"name": "old"})).await;
         env.apply(
             &format!("n{i}"),
-            spec(
-                "nango",
-                &format!("n{i}"),
-                json!({"providerConfigKey": "crm", "metadata": {"plan": "pro"}}),
-            ),
+            spec("nango", &format!("n{i}"), json!({"providerConfigKey": "crm", "metadata": {"plan": "pro"}})),
         )
         .await;
-        env.apply(
-            &format!("d{i}"),
-            spec("datagrid", &format!("d{i}"), json!({"name": format!("D{i}")})),
-        )
-        .await;
+        env.apply(&format!("d{i}"), spec("datagrid", &format!("d{i}"), json!({"name": format!("D{i}")}))).await;
     }
     for i in 0..N {
         env.ready_reason(&format!("n{i}"), "InSync").await;
@@ -715,14 +547,9 @@ async fn fleet_drift_checks_list_the_account_and_confirm_drift_with_one_get(back
     tokio::time::sleep(Duration::from_millis(4500)).await;
     for p in ["nango", "datagrid"] {
         let journal = env.journal(p).await;
-        let lists = journal
-            .iter()
-            .filter(|r| r["method"] == "GET" && r["path"] == "/connections")
-            .count();
-        let gets: Vec<&Value> = journal
-            .iter()
-            .filter(|r| r["method"] == "GET" && r["path"] != "/connections")
-            .collect();
+        let lists = journal.iter().filter(|r| r["method"] == "GET" && r["path"] == "/connections").count();
+        let gets: Vec<&Value> =
+            journal.iter().filter(|r| r["method"] == "GET" && r["path"] != "/connections").collect();
         assert!(gets.is_empty(), "{p}: drift checks read one by one: {gets:?}");
         assert!(lists >= 1, "{p}: no list in three drift intervals: {journal:?}");
         // At most one list per half interval (plus one in flight at the edges).
@@ -742,10 +569,8 @@ async fn fleet_drift_checks_list_the_account_and_confirm_drift_with_one_get(back
     // Someone renames d3 upstream: the list shows it, one GET confirms, one PATCH fixes it.
     env.clear_journal("datagrid").await;
     env.seed("datagrid", "d3", json!({"name": "renamed"})).await;
-    eventually("d3 renamed back", || async {
-        (env.upstream("datagrid", "d3").await["name"] == "D3").then_some(())
-    })
-    .await;
+    eventually("d3 renamed back", || async { (env.upstream("datagrid", "d3").await["name"] == "D3").then_some(()) })
+        .await;
     let journal = env.journal("datagrid").await;
     let touched: Vec<String> = journal
         .iter()
@@ -761,20 +586,10 @@ async fn upstream_errors_map_to_reasons_without_retry_loops_and_credentials_rota
     let env = Env::start(backend).await;
 
     // 404: the connection does not exist upstream (Nango: in an existing integration).
-    env.seed("nango", "known", json!({"provider_config_key": "x", "metadata": {}}))
-        .await;
-    env.apply(
-        "n404",
-        spec(
-            "nango",
-            "ghost",
-            json!({"providerConfigKey": "x", "metadata": {"a": 1}}),
-        ),
-    )
-    .await;
+    env.seed("nango", "known", json!({"provider_config_key": "x", "metadata": {}})).await;
+    env.apply("n404", spec("nango", "ghost", json!({"providerConfigKey": "x", "metadata": {"a": 1}}))).await;
     env.apply("m404", spec("mielto", "ghost", json!({"label": "L"}))).await;
-    env.apply("a404", spec("arena", "999", json!({"metadata": {"a": 1}})))
-        .await;
+    env.apply("a404", spec("arena", "999", json!({"metadata": {"a": 1}}))).await;
     env.apply("d404", spec("datagrid", "ghost", json!({"name": "N"}))).await;
     for name in ["n404", "m404", "a404", "d404"] {
         env.ready_reason(name, "UpstreamNotFound").await;
@@ -790,14 +605,7 @@ async fn upstream_errors_map_to_reasons_without_retry_loops_and_credentials_rota
             r#"{"error":{"code":"invalid_body","message":"region is not allowed"}}"#,
             "invalid_body: region is not allowed",
         ),
-        (
-            "mielto",
-            "PUT",
-            "/api/v1/connections/*",
-            422,
-            r#"{"detail":"label is reserved"}"#,
-            "label is reserved",
-        ),
+        ("mielto", "PUT", "/api/v1/connections/*", 422, r#"{"detail":"label is reserved"}"#, "label is reserved"),
         (
             "arena",
             "PUT",
@@ -806,46 +614,21 @@ async fn upstream_errors_map_to_reasons_without_retry_loops_and_credentials_rota
             r#"{"error":"Unprocessable","details":{"message":"score is out of range"}}"#,
             "score is out of range",
         ),
-        (
-            "datagrid",
-            "PATCH",
-            "/connections/*",
-            422,
-            r#"{"message":"name is taken"}"#,
-            "name is taken",
-        ),
+        ("datagrid", "PATCH", "/connections/*", 422, r#"{"message":"name is taken"}"#, "name is taken"),
     ];
-    env.seed("nango", "bad", json!({"provider_config_key": "x", "metadata": {}}))
-        .await;
-    env.seed(
-        "mielto",
-        "bad",
-        json!({"label": "Old", "status": "active", "config": {}}),
-    )
-    .await;
+    env.seed("nango", "bad", json!({"provider_config_key": "x", "metadata": {}})).await;
+    env.seed("mielto", "bad", json!({"label": "Old", "status": "active", "config": {}})).await;
     env.seed("arena", "5", json!({"metadata": {}})).await;
     env.seed("datagrid", "bad", json!({"name": "Old"})).await;
     for (p, method, path, status, body, _) in rejections {
         env.providers
-            .faults(
-                p,
-                json!({"method": method, "path": path, "status": status, "body": body, "count": 1000}),
-            )
+            .faults(p, json!({"method": method, "path": path, "status": status, "body": body, "count": 1000}))
             .await;
         env.clear_journal(p).await;
     }
-    env.apply(
-        "n422",
-        spec(
-            "nango",
-            "bad",
-            json!({"providerConfigKey": "x", "metadata": {"region": "eu"}}),
-        ),
-    )
-    .await;
+    env.apply("n422", spec("nango", "bad", json!({"providerConfigKey": "x", "metadata": {"region": "eu"}}))).await;
     env.apply("m422", spec("mielto", "bad", json!({"label": "New"}))).await;
-    env.apply("a422", spec("arena", "5", json!({"metadata": {"score": 2}})))
-        .await;
+    env.apply("a422", spec("arena", "5", json!({"metadata": {"score": 2}}))).await;
     env.apply("d422", spec("datagrid", "bad", json!({"name": "New"}))).await;
     let mut counts = Vec::new();
     for ((p, _, _, _, _, message), name) in rejections.iter().zip(["n422", "m422", "a422", "d422"]) {
@@ -861,27 +644,16 @@ async fn upstream_errors_map_to_reasons_without_retry_loops_and_credentials_rota
     }
 
     // 401/403: the provider stops accepting the token...
-    env.seed("nango", "auth", json!({"provider_config_key": "x", "metadata": {}}))
-        .await;
-    env.seed(
-        "mielto",
-        "auth",
-        json!({"label": "L", "status": "active", "config": {}}),
-    )
-    .await;
+    env.seed("nango", "auth", json!({"provider_config_key": "x", "metadata": {}})).await;
+    env.seed("mielto", "auth", json!({"label": "L", "status": "active", "config": {}})).await;
     env.seed("arena", "6", json!({"metadata": {}})).await;
     env.seed("datagrid", "auth", json!({"name": "N"})).await;
     for p in PROVIDERS {
         env.providers.accept_tokens(p, &["tok-rotated-credential-b81d"]).await;
     }
-    env.apply(
-        "n401",
-        spec("nango", "auth", json!({"providerConfigKey": "x", "metadata": {"a": 1}})),
-    )
-    .await;
+    env.apply("n401", spec("nango", "auth", json!({"providerConfigKey": "x", "metadata": {"a": 1}}))).await;
     env.apply("m401", spec("mielto", "auth", json!({"label": "M"}))).await;
-    env.apply("a401", spec("arena", "6", json!({"metadata": {"a": 1}})))
-        .await;
+    env.apply("a401", spec("arena", "6", json!({"metadata": {"a": 1}}))).await;
     env.apply("d401", spec("datagrid", "auth", json!({"name": "D"}))).await;
     for name in ["n401", "m401", "a401", "d401"] {
         env.ready_reason(name, "Unauthorized").await;
@@ -889,18 +661,13 @@ async fn upstream_errors_map_to_reasons_without_retry_loops_and_credentials_rota
     let providers: Api<Provider> = Api::namespaced(env.client.clone(), env.ns());
     eventually("the Provider reports Unauthorized", || async {
         let p = providers.get("nango").await.ok()?;
-        p.status?
-            .conditions
-            .iter()
-            .any(|c| c.type_ == "Ready" && c.reason == "Unauthorized")
-            .then_some(())
+        p.status?.conditions.iter().any(|c| c.type_ == "Ready" && c.reason == "Unauthorized").then_some(())
     })
     .await;
 
     // ...and the rotated credential in the Secret is picked up without a restart.
     for p in PROVIDERS {
-        env.secret(&format!("{p}-credentials"), "tok-rotated-credential-b81d")
-            .await;
+        env.secret(&format!("{p}-credentials"), "tok-rotated-credential-b81d").await;
     }
     for name in ["n401", "m401", "a401", "d401"] {
         env.ready_reason(name, "InSync").await;
@@ -912,10 +679,7 @@ async fn upstream_errors_map_to_reasons_without_retry_loops_and_credentials_rota
     // rotation reconciled them once more, as a Secret change should, and then they passed).
     for (p, before) in counts {
         let after = env.journal(p).await;
-        let rejected = after
-            .iter()
-            .filter(|r| r["status"] == 400 || r["status"] == 422)
-            .count();
+        let rejected = after.iter().filter(|r| r["status"] == 400 || r["status"] == 422).count();
         assert_eq!(rejected, 1, "{p}: {before} requests then {}: {after:?}", after.len());
     }
     for name in ["n422", "m422", "a422", "d422"] {
@@ -928,22 +692,13 @@ async fn upstream_errors_map_to_reasons_without_retry_loops_and_credentials_rota
     for secret in [TOKEN, "tok-rotated-credential-b81d"] {
         assert!(!text.contains(secret), "a credential reached the log");
         let all = env.connections().list(&Default::default()).await.unwrap();
-        assert!(
-            !serde_json::to_string(&all).unwrap().contains(secret),
-            "a credential reached a status"
-        );
+        assert!(!serde_json::to_string(&all).unwrap().contains(secret), "a credential reached a status");
         let events: Api<CoreEvent> = Api::namespaced(env.client.clone(), env.ns());
         let events = events.list(&Default::default()).await.unwrap();
         assert!(!events.items.is_empty());
-        assert!(
-            !serde_json::to_string(&events).unwrap().contains(secret),
-            "a credential reached an Event"
-        );
+        assert!(!serde_json::to_string(&events).unwrap().contains(secret), "a credential reached an Event");
         let providers = providers.list(&Default::default()).await.unwrap();
-        assert!(
-            !serde_json::to_string(&providers).unwrap().contains(secret),
-            "a credential reached a Provider status"
-        );
+        assert!(!serde_json::to_string(&providers).unwrap().contains(secret), "a credential reached a Provider status");
     }
 }
 
@@ -957,44 +712,22 @@ async fn server_errors_back_off_then_recover_and_metrics_and_readiness_are_serve
     env.seed("arena", "8", json!({"metadata": {}})).await;
     env.seed("datagrid", "flaky", json!({"name": "Old"})).await;
     env.providers
-        .faults(
-            "arena",
-            json!({"method": "GET", "path": "/v3/connections/*", "status": 503, "count": 3}),
-        )
+        .faults("arena", json!({"method": "GET", "path": "/v3/connections/*", "status": 503, "count": 3}))
         .await;
     env.providers
-        .faults(
-            "datagrid",
-            json!({"method": "PATCH", "path": "/connections/*", "status": 502, "count": 2}),
-        )
+        .faults("datagrid", json!({"method": "PATCH", "path": "/connections/*", "status": 502, "count": 2}))
         .await;
-    env.apply("a", spec("arena", "8", json!({"metadata": {"ok": true}})))
-        .await;
+    env.apply("a", spec("arena", "8", json!({"metadata": {"ok": true}}))).await;
     env.apply("d", spec("datagrid", "flaky", json!({"name": "New"}))).await;
     env.ready_reason("a", "InSync").await;
     env.ready_reason("d", "InSync").await;
-    let statuses: Vec<Value> = env
-        .journal("arena")
-        .await
-        .iter()
-        .map(|r| json!([r["method"], r["status"]]))
-        .collect();
+    let statuses: Vec<Value> = env.journal("arena").await.iter().map(|r| json!([r["method"], r["status"]])).collect();
     assert_eq!(
         statuses,
-        [
-            json!(["GET", 503]),
-            json!(["GET", 503]),
-            json!(["GET", 503]),
-            json!(["GET", 200]),
-            json!(["PUT", 200])
-        ]
+        [json!(["GET", 503]), json!(["GET", 503]), json!(["GET", 503]), json!(["GET", 200]), json!(["PUT", 200])]
     );
-    let statuses: Vec<Value> = env
-        .journal("datagrid")
-        .await
-        .iter()
-        .map(|r| json!([r["method"], r["status"]]))
-        .collect();
+    let statuses: Vec<Value> =
+        env.journal("datagrid").await.iter().map(|r| json!([r["method"], r["status"]])).collect();
     assert_eq!(statuses.iter().filter(|s| s[0] == "PATCH").count(), 3, "{statuses:?}");
     assert_eq!(env.upstream("arena", "8").await["metadata"], json!({"ok": true}));
 
@@ -1004,22 +737,8 @@ async fn server_errors_back_off_then_recover_and_metrics_and_readiness_are_serve
         (ready.status() == 200).then_some(())
     })
     .await;
-    assert_eq!(
-        http.get(format!("http://{admin_addr}/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    let metrics = http
-        .get(format!("http://{admin_addr}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    assert_eq!(http.get(format!("http://{admin_addr}/healthz")).send().await.unwrap().status(), 200);
+    let metrics = http.get(format!("http://{admin_addr}/metrics")).send().await.unwrap().text().await.unwrap();
     for needle in [
         "connection_operator_upstream_requests_total{provider=\"arena\",method=\"GET\",code=\"503\"} 3",
         "connection_operator_upstream_requests_total{provider=\"datagrid\",method=\"PATCH\",code=\"502\"} 2",
@@ -1033,33 +752,20 @@ async fn server_errors_back_off_then_recover_and_metrics_and_readiness_are_serve
 on_real!(a_rate_limited_account_is_left_alone_until_retry_after_and_others_proceed);
 async fn a_rate_limited_account_is_left_alone_until_retry_after_and_others_proceed(backend: Backend) {
     let env = Env::start(backend).await;
-    env.seed("nango", "r1", json!({"provider_config_key": "x", "metadata": {}}))
-        .await;
-    env.seed("nango", "r2", json!({"provider_config_key": "x", "metadata": {}}))
-        .await;
+    env.seed("nango", "r1", json!({"provider_config_key": "x", "metadata": {}})).await;
+    env.seed("nango", "r2", json!({"provider_config_key": "x", "metadata": {}})).await;
     env.seed("arena", "9", json!({"metadata": {}})).await;
     env.providers
-        .faults(
-            "nango",
-            json!({"method": "GET", "path": "/connections/*", "status": 429, "retryAfter": 3, "count": 1}),
-        )
+        .faults("nango", json!({"method": "GET", "path": "/connections/*", "status": 429, "retryAfter": 3, "count": 1}))
         .await;
-    env.apply(
-        "r1",
-        spec("nango", "r1", json!({"providerConfigKey": "x", "metadata": {"a": 1}})),
-    )
-    .await;
+    env.apply("r1", spec("nango", "r1", json!({"providerConfigKey": "x", "metadata": {"a": 1}}))).await;
     let limited = env.ready_reason("r1", "RateLimited").await;
     let rl = condition(&limited, "RateLimited");
     assert_eq!((rl.status.as_str(), rl.reason.as_str()), ("True", "RetryAfter"));
     assert!(limited.status.as_ref().unwrap().retry_at.is_some());
     // Another Connection of the same account is held back without a request; another
     // provider is unaffected.
-    env.apply(
-        "r2",
-        spec("nango", "r2", json!({"providerConfigKey": "x", "metadata": {"b": 1}})),
-    )
-    .await;
+    env.apply("r2", spec("nango", "r2", json!({"providerConfigKey": "x", "metadata": {"b": 1}}))).await;
     env.apply("a", spec("arena", "9", json!({"metadata": {"c": 1}}))).await;
     env.ready_reason("a", "InSync").await;
     env.ready_reason("r1", "InSync").await;
@@ -1068,162 +774,77 @@ async fn a_rate_limited_account_is_left_alone_until_retry_after_and_others_proce
     let journal = env.journal("nango").await;
     assert_eq!(journal[0]["status"], 429);
     let blocked_at = journal[0]["at"].as_f64().unwrap();
-    let too_early: Vec<&Value> = journal[1..]
-        .iter()
-        .filter(|r| r["at"].as_f64().unwrap() < blocked_at + 3.0)
-        .collect();
-    assert!(
-        too_early.is_empty(),
-        "requests before Retry-After elapsed: {too_early:?}"
-    );
+    let too_early: Vec<&Value> = journal[1..].iter().filter(|r| r["at"].as_f64().unwrap() < blocked_at + 3.0).collect();
+    assert!(too_early.is_empty(), "requests before Retry-After elapsed: {too_early:?}");
     assert_eq!(journal.iter().filter(|r| r["status"] == 429).count(), 1);
     let providers: Api<Provider> = Api::namespaced(env.client.clone(), env.ns());
     let nango = providers.get("nango").await.unwrap();
     assert!(nango.status.unwrap().rate_limit.unwrap().blocked_until.is_some());
-    assert!(
-        env.metrics
-            .encode()
-            .contains("connection_operator_rate_limited_total{provider=\"nango\"}")
-    );
+    assert!(env.metrics.encode().contains("connection_operator_rate_limited_total{provider=\"nango\"}"));
 }
 
 on_both!(deletion_policies_clean_up_owned_keys_or_orphan);
 async fn deletion_policies_clean_up_owned_keys_or_orphan(backend: Backend) {
     let env = Env::start(backend).await;
-    env.seed(
-        "nango",
-        "del",
-        json!({"provider_config_key": "x", "metadata": {"theirs": 1}}),
-    )
-    .await;
-    env.seed(
-        "mielto",
-        "del",
-        json!({"label": "L", "status": "active", "config": {"theirs": 1}}),
-    )
-    .await;
+    env.seed("nango", "del", json!({"provider_config_key": "x", "metadata": {"theirs": 1}})).await;
+    env.seed("mielto", "del", json!({"label": "L", "status": "active", "config": {"theirs": 1}})).await;
     env.seed("arena", "10", json!({"metadata": {"theirs": 1}})).await;
     env.seed("datagrid", "del", json!({"name": "Old"})).await;
-    env.seed("nango", "orphan", json!({"provider_config_key": "x", "metadata": {}}))
-        .await;
+    env.seed("nango", "orphan", json!({"provider_config_key": "x", "metadata": {}})).await;
     env.seed("arena", "11", json!({"metadata": {}})).await;
     let with_delete = |mut s: Value| {
         s["deletionPolicy"] = json!("Delete");
         s
     };
-    env.apply(
-        "n",
-        with_delete(spec(
-            "nango",
-            "del",
-            json!({"providerConfigKey": "x", "metadata": {"mine": 1}}),
-        )),
-    )
-    .await;
-    env.apply(
-        "m",
-        with_delete(spec("mielto", "del", json!({"label": "Mine", "config": {"mine": 1}}))),
-    )
-    .await;
-    env.apply("a", with_delete(spec("arena", "10", json!({"metadata": {"mine": 1}}))))
-        .await;
-    env.apply("d", with_delete(spec("datagrid", "del", json!({"name": "Mine"}))))
-        .await;
-    env.apply(
-        "gone",
-        with_delete(spec("arena", "404", json!({"metadata": {"mine": 1}}))),
-    )
-    .await;
-    env.apply(
-        "o",
-        spec(
-            "nango",
-            "orphan",
-            json!({"providerConfigKey": "x", "metadata": {"mine": 1}}),
-        ),
-    )
-    .await;
-    env.apply(
-        "switch",
-        with_delete(spec("arena", "11", json!({"metadata": {"mine": 1}}))),
-    )
-    .await;
+    env.apply("n", with_delete(spec("nango", "del", json!({"providerConfigKey": "x", "metadata": {"mine": 1}})))).await;
+    env.apply("m", with_delete(spec("mielto", "del", json!({"label": "Mine", "config": {"mine": 1}})))).await;
+    env.apply("a", with_delete(spec("arena", "10", json!({"metadata": {"mine": 1}})))).await;
+    env.apply("d", with_delete(spec("datagrid", "del", json!({"name": "Mine"})))).await;
+    env.apply("gone", with_delete(spec("arena", "404", json!({"metadata": {"mine": 1}})))).await;
+    env.apply("o", spec("nango", "orphan", json!({"providerConfigKey": "x", "metadata": {"mine": 1}}))).await;
+    env.apply("switch", with_delete(spec("arena", "11", json!({"metadata": {"mine": 1}})))).await;
     for name in ["n", "m", "a", "d", "o", "switch"] {
         env.ready_reason(name, "InSync").await;
     }
     env.ready_reason("gone", "UpstreamNotFound").await;
     for name in ["n", "m", "a", "d", "gone", "switch"] {
-        assert!(
-            env.get(name)
-                .await
-                .unwrap()
-                .finalizers()
-                .contains(&FINALIZER.to_string()),
-            "{name}"
-        );
+        assert!(env.get(name).await.unwrap().finalizers().contains(&FINALIZER.to_string()), "{name}");
     }
-    assert!(
-        env.get("o").await.unwrap().finalizers().is_empty(),
-        "Orphan needs no finalizer"
-    );
+    assert!(env.get("o").await.unwrap().finalizers().is_empty(), "Orphan needs no finalizer");
 
     for name in ["n", "m", "a", "d", "gone", "o"] {
         env.connections().delete(name, &DeleteParams::default()).await.unwrap();
     }
     for name in ["n", "m", "a", "d", "gone", "o"] {
-        eventually(&format!("{name} deleted"), || async {
-            env.get(name).await.is_none().then_some(())
-        })
-        .await;
+        eventually(&format!("{name} deleted"), || async { env.get(name).await.is_none().then_some(()) }).await;
     }
-    assert_eq!(
-        env.upstream("nango", "del").await["metadata"],
-        json!({"theirs": 1}),
-        "only the owned key removed"
-    );
+    assert_eq!(env.upstream("nango", "del").await["metadata"], json!({"theirs": 1}), "only the owned key removed");
     let m = env.upstream("mielto", "del").await;
     assert_eq!(m["config"], json!({"theirs": 1}));
     assert_eq!(m["label"], json!("Mine"), "label cannot be removed: orphaned");
     assert_eq!(env.upstream("arena", "10").await["metadata"], json!({"theirs": 1}));
     assert_eq!(env.upstream("datagrid", "del").await["name"], json!("Mine"));
-    assert_eq!(
-        env.upstream("nango", "orphan").await["metadata"],
-        json!({"mine": 1}),
-        "Orphan leaves upstream alone"
-    );
+    assert_eq!(env.upstream("nango", "orphan").await["metadata"], json!({"mine": 1}), "Orphan leaves upstream alone");
     env.event("d", "Orphaned", "name").await;
     env.event("m", "Orphaned", "label").await;
 
     // Deleting with cleanup failing holds the Connection; switching to Orphan releases it.
     env.providers
-        .faults(
-            "arena",
-            json!({"method": "PUT", "path": "/v3/connections/*", "status": 503, "count": 100000}),
-        )
+        .faults("arena", json!({"method": "PUT", "path": "/v3/connections/*", "status": 503, "count": 100000}))
         .await;
-    env.connections()
-        .delete("switch", &DeleteParams::default())
-        .await
-        .unwrap();
+    env.connections().delete("switch", &DeleteParams::default()).await.unwrap();
     env.ready_reason("switch", "UpstreamUnavailable").await;
     assert!(env.get("switch").await.is_some());
     let patch = json!({"spec": {"deletionPolicy": "Orphan"}});
-    env.connections()
-        .patch("switch", &PatchParams::default(), &Patch::Merge(patch))
-        .await
-        .unwrap();
-    eventually("switch released", || async {
-        env.get("switch").await.is_none().then_some(())
-    })
-    .await;
+    env.connections().patch("switch", &PatchParams::default(), &Patch::Merge(patch)).await.unwrap();
+    eventually("switch released", || async { env.get("switch").await.is_none().then_some(()) }).await;
     assert_eq!(env.upstream("arena", "11").await["metadata"], json!({"mine": 1}));
 }
 
 on_both!(suspend_and_provider_problems_make_no_upstream_call);
 async fn suspend_and_provider_problems_make_no_upstream_call(backend: Backend) {
     let env = Env::start(backend).await;
-    env.seed("nango", "s", json!({"provider_config_key": "x", "metadata": {}}))
-        .await;
+    env.seed("nango", "s", json!({"provider_config_key": "x", "metadata": {}})).await;
     let mut suspended = spec("nango", "s", json!({"providerConfigKey": "x", "metadata": {"a": 1}}));
     suspended["suspend"] = json!(true);
     env.apply("suspended", suspended).await;
@@ -1243,9 +864,7 @@ async fn suspend_and_provider_problems_make_no_upstream_call(backend: Backend) {
         "apiVersion": "connection-operator.dev/v1alpha1", "kind": "Provider", "metadata": {"name": "later"},
         "spec": {"type": "nango", "baseUrl": env.providers.base_url("nango"), "credentialsRef": {"name": "later-credentials", "key": "token"}},
     });
-    api.patch("later", &PatchParams::apply("test"), &Patch::Apply(provider))
-        .await
-        .unwrap();
+    api.patch("later", &PatchParams::apply("test"), &Patch::Apply(provider)).await.unwrap();
     env.apply("not-ready", json!({"providerRef": {"name": "later"}, "connectionId": "s", "nango": {"providerConfigKey": "x", "metadata": {"b": 2}}})).await;
     // Through a ClusterProvider, whose Secret lives in a named namespace (another one of
     // this test's: the operator watches Secrets of its own namespace only, so this one is
@@ -1262,87 +881,50 @@ async fn suspend_and_provider_problems_make_no_upstream_call(backend: Backend) {
         "apiVersion": "connection-operator.dev/v1alpha1", "kind": "ClusterProvider", "metadata": {"name": shared_arena},
         "spec": {"type": "arena", "baseUrl": env.providers.base_url("arena"), "credentialsRef": {"name": "shared-arena", "namespace": credentials.name(), "key": "token"}},
     });
-    cluster
-        .patch(&shared_arena, &PatchParams::apply("test"), &Patch::Apply(cp))
-        .await
-        .unwrap();
+    cluster.patch(&shared_arena, &PatchParams::apply("test"), &Patch::Apply(cp)).await.unwrap();
     env.seed("arena", "13", json!({"metadata": {}})).await;
     env.apply("via-cluster", json!({"providerRef": {"kind": "ClusterProvider", "name": shared_arena}, "connectionId": "13", "arena": {"metadata": {"z": 1}}})).await;
 
     env.ready_reason("suspended", "Suspended").await;
     env.ready_reason("missing", "ProviderNotFound").await;
     let mismatch = env.ready_reason("mismatch", "ProviderMismatch").await;
-    assert!(
-        condition(&mismatch, "Ready").message.contains("arena"),
-        "{:?}",
-        condition(&mismatch, "Ready")
-    );
+    assert!(condition(&mismatch, "Ready").message.contains("arena"), "{:?}", condition(&mismatch, "Ready"));
     let not_ready = env.ready_reason("not-ready", "ProviderNotReady").await;
     assert!(condition(&not_ready, "Ready").message.contains("later-credentials"));
     env.ready_reason("via-cluster", "InSync").await;
     eventually("the ClusterProvider reports Ready", || async {
         let p = cluster.get(&shared_arena).await.ok()?;
-        p.status?
-            .conditions
-            .iter()
-            .any(|c| c.type_ == "Ready" && c.status == "True")
-            .then_some(())
+        p.status?.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True").then_some(())
     })
     .await;
     assert_eq!(env.upstream("arena", "13").await["metadata"], json!({"z": 1}));
-    assert!(
-        env.journal("nango").await.is_empty(),
-        "no upstream call for any of them"
-    );
+    assert!(env.journal("nango").await.is_empty(), "no upstream call for any of them");
 
     // Creating the missing Secret is enough: its watch brings the Connection back.
     let secrets: Api<Secret> = Api::namespaced(env.client.clone(), env.ns());
     let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "later-credentials"}, "stringData": {"token": TOKEN}});
-    secrets
-        .patch("later-credentials", &PatchParams::apply("test"), &Patch::Apply(secret))
-        .await
-        .unwrap();
+    secrets.patch("later-credentials", &PatchParams::apply("test"), &Patch::Apply(secret)).await.unwrap();
     env.ready_reason("not-ready", "InSync").await;
     // Deleting the Provider is noticed at once (not at the next drift check).
     api.delete("later", &DeleteParams::default()).await.unwrap();
     env.ready_reason("not-ready", "ProviderNotFound").await;
     // Unsuspending syncs.
     let patch = json!({"spec": {"suspend": false}});
-    env.connections()
-        .patch("suspended", &PatchParams::default(), &Patch::Merge(patch))
-        .await
-        .unwrap();
+    env.connections().patch("suspended", &PatchParams::default(), &Patch::Merge(patch)).await.unwrap();
     env.ready_reason("suspended", "InSync").await;
     assert_eq!(env.upstream("nango", "s").await["metadata"], json!({"a": 1, "b": 2}));
     // A spec change of a Provider makes its Connections read upstream again.
     let before = env.journal("nango").await.len();
-    api.patch(
-        "nango",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"timeoutSeconds": 7}})),
-    )
-    .await
-    .unwrap();
-    eventually("a read after the spec change", || async {
-        (env.journal("nango").await.len() > before).then_some(())
-    })
-    .await;
+    api.patch("nango", &PatchParams::default(), &Patch::Merge(json!({"spec": {"timeoutSeconds": 7}}))).await.unwrap();
+    eventually("a read after the spec change", || async { (env.journal("nango").await.len() > before).then_some(()) })
+        .await;
 }
 
 on_real!(overlapping_keys_conflict_and_the_newer_connection_writes_nothing);
 async fn overlapping_keys_conflict_and_the_newer_connection_writes_nothing(backend: Backend) {
     let env = Env::start(backend).await;
-    env.seed("nango", "shared", json!({"provider_config_key": "x", "metadata": {}}))
-        .await;
-    env.apply(
-        "first",
-        spec(
-            "nango",
-            "shared",
-            json!({"providerConfigKey": "x", "metadata": {"a": 1, "b": 1}}),
-        ),
-    )
-    .await;
+    env.seed("nango", "shared", json!({"provider_config_key": "x", "metadata": {}})).await;
+    env.apply("first", spec("nango", "shared", json!({"providerConfigKey": "x", "metadata": {"a": 1, "b": 1}}))).await;
     env.ready_reason("first", "InSync").await;
     // creationTimestamp has second precision; make sure the second one is strictly newer.
     eventually("a new second", || async {
@@ -1352,29 +934,10 @@ async fn overlapping_keys_conflict_and_the_newer_connection_writes_nothing(backe
     })
     .await;
     env.clear_journal("nango").await;
-    env.apply(
-        "second",
-        spec(
-            "nango",
-            "shared",
-            json!({"providerConfigKey": "x", "metadata": {"b": 2, "c": 2}}),
-        ),
-    )
-    .await;
-    env.apply(
-        "third",
-        spec(
-            "nango",
-            "shared",
-            json!({"providerConfigKey": "x", "metadata": {"z": 3}}),
-        ),
-    )
-    .await;
+    env.apply("second", spec("nango", "shared", json!({"providerConfigKey": "x", "metadata": {"b": 2, "c": 2}}))).await;
+    env.apply("third", spec("nango", "shared", json!({"providerConfigKey": "x", "metadata": {"z": 3}}))).await;
     let second = env.ready_reason("second", "Conflict").await;
-    assert_eq!(
-        condition(&second, "Ready").message,
-        format!("key(s) b already owned by Connection {}/first", env.ns())
-    );
+    assert_eq!(condition(&second, "Ready").message, format!("key(s) b already owned by Connection {}/first", env.ns()));
     env.ready_reason("third", "InSync").await;
     assert_eq!(
         env.upstream("nango", "shared").await["metadata"],
@@ -1383,15 +946,9 @@ async fn overlapping_keys_conflict_and_the_newer_connection_writes_nothing(backe
     );
 
     // When the older one goes away, the newer one takes the key.
-    env.connections()
-        .delete("first", &DeleteParams::default())
-        .await
-        .unwrap();
+    env.connections().delete("first", &DeleteParams::default()).await.unwrap();
     env.ready_reason("second", "InSync").await;
-    assert_eq!(
-        env.upstream("nango", "shared").await["metadata"],
-        json!({"a": 1, "b": 2, "c": 2, "z": 3})
-    );
+    assert_eq!(env.upstream("nango", "shared").await["metadata"], json!({"a": 1, "b": 2, "c": 2, "z": 3}));
 }
 
 on_both!(only_the_lease_holder_reconciles_and_a_standby_takes_over);
@@ -1402,16 +959,8 @@ async fn only_the_lease_holder_reconciles_and_a_standby_takes_over(backend: Back
     let holder = || async { leases.get_opt("connection-operator").await.ok()??.spec?.holder_identity };
     let replica = |identity: &str, metrics: Arc<Metrics>| {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let lease = LeaseSettings {
-            duration: 3,
-            grace: 1,
-            ..LeaseSettings::new(env.ns(), identity)
-        };
-        let config = RunConfig {
-            namespace: Some(env.ns().to_string()),
-            concurrency: 4,
-            timing: fast_timing(),
-        };
+        let lease = LeaseSettings { duration: 3, grace: 1, ..LeaseSettings::new(env.ns(), identity) };
+        let config = RunConfig { namespace: Some(env.ns().to_string()), concurrency: 4, timing: fast_timing() };
         let task = tokio::spawn(controller::run_when_leading(
             env.operator_client.clone(),
             config,
@@ -1441,11 +990,7 @@ async fn only_the_lease_holder_reconciles_and_a_standby_takes_over(backend: Back
         .managed_fields
         .iter()
         .flatten()
-        .filter(|f| {
-            f.fields_v1
-                .as_ref()
-                .is_some_and(|v| v.0.to_string().contains("f:holderIdentity"))
-        })
+        .filter(|f| f.fields_v1.as_ref().is_some_and(|v| v.0.to_string().contains("f:holderIdentity")))
         .filter_map(|f| f.manager.clone())
         .collect();
     assert_eq!(
@@ -1460,14 +1005,7 @@ async fn only_the_lease_holder_reconciles_and_a_standby_takes_over(backend: Back
         "spec": {"holderIdentity": "replica-b", "acquireTime": now, "renewTime": now, "leaseDurationSeconds": 3},
     });
     let manager_b = LeaseSettings::new(env.ns(), "replica-b").field_manager();
-    match leases
-        .patch(
-            "connection-operator",
-            &PatchParams::apply(&manager_b),
-            &Patch::Apply(take),
-        )
-        .await
-    {
+    match leases.patch("connection-operator", &PatchParams::apply(&manager_b), &Patch::Apply(take)).await {
         Err(kube::Error::Api(status)) => {
             assert_eq!((status.code, status.reason.as_str()), (409, "Conflict"), "{status:?}")
         }
@@ -1477,36 +1015,22 @@ async fn only_the_lease_holder_reconciles_and_a_standby_takes_over(backend: Back
     let (_stop_b, _task_b) = replica("replica-b", metrics_b.clone());
 
     env.seed("arena", "20", json!({"metadata": {}})).await;
-    env.apply("one", spec("arena", "20", json!({"metadata": {"k": 1}})))
-        .await;
+    env.apply("one", spec("arena", "20", json!({"metadata": {"k": 1}}))).await;
     env.ready_reason("one", "InSync").await;
-    assert!(
-        metrics_a.encode().contains("connection_operator_reconcile_total{"),
-        "the leader reconciled"
-    );
-    assert!(
-        !metrics_b.encode().contains("connection_operator_reconcile_total{"),
-        "the standby did not"
-    );
+    assert!(metrics_a.encode().contains("connection_operator_reconcile_total{"), "the leader reconciled");
+    assert!(!metrics_b.encode().contains("connection_operator_reconcile_total{"), "the standby did not");
 
     // The leader stops (and releases the Lease); the standby takes over.
     stop_a.send(()).unwrap();
-    assert!(
-        !task_a.await.unwrap().unwrap(),
-        "stopped by shutdown, not by losing the Lease"
-    );
+    assert!(!task_a.await.unwrap().unwrap(), "stopped by shutdown, not by losing the Lease");
     eventually("replica-b holds the Lease", || async {
         (holder().await.as_deref() == Some("replica-b")).then_some(())
     })
     .await;
     env.seed("arena", "21", json!({"metadata": {}})).await;
-    env.apply("two", spec("arena", "21", json!({"metadata": {"k": 2}})))
-        .await;
+    env.apply("two", spec("arena", "21", json!({"metadata": {"k": 2}}))).await;
     env.ready_reason("two", "InSync").await;
-    assert!(
-        metrics_b.encode().contains("connection_operator_reconcile_total{"),
-        "the new leader reconciled"
-    );
+    assert!(metrics_b.encode().contains("connection_operator_reconcile_total{"), "the new leader reconciled");
 }
 
 on_real!(a_slow_provider_account_cannot_take_every_worker);
@@ -1514,35 +1038,20 @@ async fn a_slow_provider_account_cannot_take_every_worker(backend: Backend) {
     // Two workers: one provider account may hold only one of them.
     let env = Env::start_inner(backend, Some(fast_timing()), 2).await;
     for id in ["s1", "s2", "s3", "s4"] {
-        env.seed("nango", id, json!({"provider_config_key": "x", "metadata": {}}))
-            .await;
+        env.seed("nango", id, json!({"provider_config_key": "x", "metadata": {}})).await;
     }
     env.seed("arena", "30", json!({"metadata": {}})).await;
     // Every Nango answer takes 3 s (a provider at its limit, or a pacing wait).
-    env.providers
-        .faults("nango", json!({"path": "*", "latencyMs": 3000, "count": 1000}))
-        .await;
+    env.providers.faults("nango", json!({"path": "*", "latencyMs": 3000, "count": 1000})).await;
     for id in ["s1", "s2", "s3", "s4"] {
-        env.apply(
-            id,
-            spec("nango", id, json!({"providerConfigKey": "x", "metadata": {"k": 1}})),
-        )
-        .await;
+        env.apply(id, spec("nango", id, json!({"providerConfigKey": "x", "metadata": {"k": 1}}))).await;
     }
-    eventually("a Nango request under way", || async {
-        (!env.journal("nango").await.is_empty()).then_some(())
-    })
-    .await;
-    env.apply("fast", spec("arena", "30", json!({"metadata": {"k": 1}})))
-        .await;
+    eventually("a Nango request under way", || async { (!env.journal("nango").await.is_empty()).then_some(()) }).await;
+    env.apply("fast", spec("arena", "30", json!({"metadata": {"k": 1}}))).await;
     env.ready_reason("fast", "InSync").await;
     // Had the Nango Connections held both workers, the Are.na one would have waited for a
     // whole Nango reconcile (a read and a write): at least three Nango requests by then.
     let nango = env.journal("nango").await;
     assert!(nango.len() <= 2, "the Are.na Connection waited behind Nango: {nango:?}");
-    assert!(
-        env.metrics
-            .encode()
-            .contains("connection_operator_reconcile_total{result=\"deferred\"}")
-    );
+    assert!(env.metrics.encode().contains("connection_operator_reconcile_total{result=\"deferred\"}"));
 }

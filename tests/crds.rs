@@ -327,7 +327,13 @@ fn provider_rules() {
 fn examples_are_admitted_and_deserialize() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
     let mut seen = std::collections::BTreeMap::<String, usize>::new();
-    for file in ["secrets.yaml", "shared-settings.yaml", "providers.yaml", "connections.yaml", "pull-request/acme-salesforce.yaml"] {
+    for file in [
+        "secrets.yaml",
+        "shared-settings.yaml",
+        "providers.yaml",
+        "connections.yaml",
+        "pull-request/acme-salesforce.yaml",
+    ] {
         let text = std::fs::read_to_string(root.join(file)).unwrap();
         for doc in serde_yaml::Deserializer::from_str(&text) {
             let object = serde_json::to_value(serde_yaml::Value::deserialize(doc).unwrap()).unwrap();
@@ -705,7 +711,10 @@ fn provider_rules_refuse_with_the_servers_message(cluster: Cluster) {
             ));
             refused.push((
                 spec(json!({"credentialsRef": with(&credentials, "namespace", &"x".repeat(64))})),
-                vec!["spec.credentialsRef.namespace: Too long: may not be more than 63 bytes".into(), NOT_CHECKED.into()],
+                vec![
+                    "spec.credentialsRef.namespace: Too long: may not be more than 63 bytes".into(),
+                    NOT_CHECKED.into(),
+                ],
             ));
         }
         for (spec, expected) in refused {
@@ -740,41 +749,65 @@ fn immutable_fields_refuse_apply_and_replace(cluster: Cluster) {
     let ns = with_crds(&cluster, "crd-immutable");
     let kubectl = ns.kubectl();
     let conn = |spec: Value| manifest("Connection", "c", spec);
-    assert_admitted(&kubectl, &conn(json!({"providerRef": {"name": "p"}, "connectionId": "c1", "datagrid": {"name": "x"}})));
-    assert_admitted(&kubectl, &conn(json!({"providerRef": {"name": "p"}, "connectionId": "c1", "datagrid": {"name": "renamed"}})));
+    assert_admitted(
+        &kubectl,
+        &conn(json!({"providerRef": {"name": "p"}, "connectionId": "c1", "datagrid": {"name": "x"}})),
+    );
+    assert_admitted(
+        &kubectl,
+        &conn(json!({"providerRef": {"name": "p"}, "connectionId": "c1", "datagrid": {"name": "renamed"}})),
+    );
     for verb in ["apply", "replace"] {
         assert_refused(
             &kubectl,
             verb,
             &conn(json!({"providerRef": {"name": "p"}, "connectionId": "c2", "datagrid": {"name": "x"}})),
-            &["spec.connectionId: Invalid value: \"c2\": connectionId is immutable; create a new Connection for another upstream connection"],
+            &[
+                "spec.connectionId: Invalid value: \"c2\": connectionId is immutable; create a new Connection for another upstream connection",
+            ],
         );
         assert_refused(
             &kubectl,
             verb,
             &conn(json!({"providerRef": {"name": "q"}, "connectionId": "c1", "datagrid": {"name": "x"}})),
-            &["spec.providerRef: Invalid value: providerRef is immutable; create a new Connection to use another provider account"],
+            &[
+                "spec.providerRef: Invalid value: providerRef is immutable; create a new Connection to use another provider account",
+            ],
         );
         assert_refused(
             &kubectl,
             verb,
-            &conn(json!({"providerRef": {"name": "p", "kind": "ClusterProvider"}, "connectionId": "c1", "datagrid": {"name": "x"}})),
-            &["spec.providerRef: Invalid value: providerRef is immutable; create a new Connection to use another provider account"],
+            &conn(
+                json!({"providerRef": {"name": "p", "kind": "ClusterProvider"}, "connectionId": "c1", "datagrid": {"name": "x"}}),
+            ),
+            &[
+                "spec.providerRef: Invalid value: providerRef is immutable; create a new Connection to use another provider account",
+            ],
         );
     }
     let cluster_provider = format!("{}-cp", ns.name());
-    let _cleanup = DeleteOnDrop { kubectl: cluster.kubectl(), what: vec!["clusterprovider".into(), cluster_provider.clone()] };
+    let _cleanup =
+        DeleteOnDrop { kubectl: cluster.kubectl(), what: vec!["clusterprovider".into(), cluster_provider.clone()] };
     for (kind, name, credentials) in [
         ("Provider", "p".to_string(), json!({"name": "s", "key": "token"})),
         ("ClusterProvider", cluster_provider.clone(), json!({"name": "s", "namespace": ns.name(), "key": "token"})),
     ] {
         let provider = |type_: &str, timeout: u32| {
-            manifest(kind, &name, json!({"type": type_, "credentialsRef": credentials.clone(), "timeoutSeconds": timeout}))
+            manifest(
+                kind,
+                &name,
+                json!({"type": type_, "credentialsRef": credentials.clone(), "timeoutSeconds": timeout}),
+            )
         };
         assert_admitted(&kubectl, &provider("nango", 30));
         assert_admitted(&kubectl, &provider("nango", 60));
         for verb in ["apply", "replace"] {
-            assert_refused(&kubectl, verb, &provider("arena", 60), &["spec.type: Invalid value: \"arena\": type is immutable"]);
+            assert_refused(
+                &kubectl,
+                verb,
+                &provider("arena", 60),
+                &["spec.type: Invalid value: \"arena\": type is immutable"],
+            );
         }
     }
 }
@@ -843,12 +876,20 @@ fn examples_apply_with_defaults_and_printer_columns(cluster: Cluster) {
     assert_eq!(arena["spec"]["rateLimit"], json!({"requestsPerMinute": 120, "burst": 5}));
     assert_admitted(
         &kubectl,
-        &manifest("Provider", "paced", json!({"type": "arena", "credentialsRef": {"name": "s", "key": "k"}, "rateLimit": {"requestsPerMinute": 5}})),
+        &manifest(
+            "Provider",
+            "paced",
+            json!({"type": "arena", "credentialsRef": {"name": "s", "key": "k"}, "rateLimit": {"requestsPerMinute": 5}}),
+        ),
     );
     assert_eq!(get(&["get", "provider", "paced", "-o", "json"])["spec"]["rateLimit"]["burst"], 10);
     assert_admitted(
         &kubectl,
-        &manifest("Connection", "empty-arena", json!({"providerRef": {"name": "arena"}, "connectionId": "7", "arena": {}})),
+        &manifest(
+            "Connection",
+            "empty-arena",
+            json!({"providerRef": {"name": "arena"}, "connectionId": "7", "arena": {}}),
+        ),
     );
     assert_eq!(get(&["get", "conn", "empty-arena", "-o", "json"])["spec"]["arena"], json!({"metadata": {}}));
 
@@ -943,8 +984,9 @@ fn kubectl_apply_of_crds_dir(cluster: Cluster) {
         let lines: Vec<&str> = out.stdout.lines().collect();
         assert_eq!(
             lines,
-            ["connections", "providers", "clusterproviders"]
-                .map(|p| format!("customresourcedefinition.apiextensions.k8s.io/{p}.connection-operator.dev {expected}")),
+            ["connections", "providers", "clusterproviders"].map(|p| format!(
+                "customresourcedefinition.apiextensions.k8s.io/{p}.connection-operator.dev {expected}"
+            )),
             "{}",
             out.stdout
         );

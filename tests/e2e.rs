@@ -65,23 +65,11 @@ async fn datagrid_world(prefix: &str, n: usize) -> World {
 /// [`datagrid_world`] on a given world, the operator logging with `RUST_LOG=rust_log`.
 async fn datagrid_world_on(mut world: World, prefix: &str, n: usize, rust_log: Option<&str>) -> World {
     let ns = world.ns.clone();
-    world
-        .stack
-        .provider_rate_limit("datagrid", 0, 60.0)
-        .await
-        .expect("disable the sandbox limit");
-    world
-        .apply_provider(&ns, "datagrid", "rateLimit: {requestsPerMinute: 100000, burst: 1000}")
-        .await;
+    world.stack.provider_rate_limit("datagrid", 0, 60.0).await.expect("disable the sandbox limit");
+    world.apply_provider(&ns, "datagrid", "rateLimit: {requestsPerMinute: 100000, burst: 1000}").await;
     for i in 0..n {
         let k = runtime_test_name(i);
-        world
-            .seed(
-                "datagrid",
-                &format!("conn_{prefix}_{k}"),
-                json!({"name": format!("v1-{k}")}),
-            )
-            .await;
+        world.seed("datagrid", &format!("conn_{prefix}_{k}"), json!({"name": format!("v1-{k}")})).await;
     }
     world.start_operator_logging(rust_log);
     world.apply(&datagrid_wave(&ns, prefix, n, "v1")).await;
@@ -97,25 +85,14 @@ async fn assert_wave_applied_once(world: &World, prefix: &str, n: usize, version
     for i in 0..n {
         let k = runtime_test_name(i);
         let id = format!("conn_{prefix}_{k}");
-        assert_eq!(
-            world.upstream("datagrid", &id).await["name"],
-            format!("{version}-{k}"),
-            "{id} upstream"
-        );
+        assert_eq!(world.upstream("datagrid", &id).await["name"], format!("{version}-{k}"), "{id} upstream");
         let entries = for_id(&journal, &id);
         let patches: Vec<&&Value> = entries.iter().filter(|e| e["method"] == "PATCH").collect();
         for p in &patches {
-            assert_eq!(
-                p["body"]["name"],
-                format!("{version}-{k}"),
-                "{id}: a PATCH carried a stale value: {p}"
-            );
+            assert_eq!(p["body"]["name"], format!("{version}-{k}"), "{id}: a PATCH carried a stale value: {p}");
         }
         let applied = patches.iter().filter(|e| e["status"] == 200).count();
-        assert_eq!(
-            applied, 1,
-            "{id}: expected exactly one applied PATCH, journal: {entries:?}"
-        );
+        assert_eq!(applied, 1, "{id}: expected exactly one applied PATCH, journal: {entries:?}");
     }
 }
 
@@ -131,10 +108,7 @@ async fn examples_become_ready_and_foreign_keys_survive() {
     let mut world = World::dedicated(&stack::EXAMPLE_NAMESPACES).await;
     world.stack.seed_example_upstreams().await.expect("seed");
     let applied = world.stack.apply_examples().await.expect("kubectl apply -f examples/");
-    assert!(
-        applied.contains("connection.connection-operator.dev/acme-salesforce created"),
-        "{applied}"
-    );
+    assert!(applied.contains("connection.connection-operator.dev/acme-salesforce created"), "{applied}");
     world.start_operator();
     let ready = world.wait_all_ready("tenants", 4).await;
     for conn in &ready {
@@ -162,10 +136,7 @@ async fn examples_become_ready_and_foreign_keys_survive() {
         arena["metadata"],
         json!({"reviewed": true, "score": 0.95, "reviewer": "ops_team", "importedFrom": "csv"})
     );
-    assert!(
-        writes(&world.journal("arena").await).is_empty(),
-        "Observe mode must never write"
-    );
+    assert!(writes(&world.journal("arena").await).is_empty(), "Observe mode must never write");
     assert_eq!(world.upstream("datagrid", "conn_01HACME").await["name"], "Acme Drive");
 
     // A spec change through kubectl reaches upstream with exactly one write.
@@ -184,10 +155,7 @@ async fn examples_become_ready_and_foreign_keys_survive() {
         ])
         .await;
     world.wait_all_ready("tenants", 4).await;
-    assert_eq!(
-        world.upstream("datagrid", "conn_01HACME").await["name"],
-        "Acme Drive (EU)"
-    );
+    assert_eq!(world.upstream("datagrid", "conn_01HACME").await["name"], "Acme Drive (EU)");
     let journal = world.journal("datagrid").await;
     let written: Vec<&Value> = writes(&journal);
     assert_eq!(written.len(), 1, "{journal:?}");
@@ -224,12 +192,7 @@ async fn handled_tokens(client: &kube::Client) -> BTreeMap<String, Option<String
     let list = api.list(&Default::default()).await.expect("list Connections");
     list.items
         .iter()
-        .map(|c| {
-            (
-                kube::ResourceExt::name_any(c),
-                c.status.as_ref().and_then(|s| s.last_handled_reconcile_at.clone()),
-            )
-        })
+        .map(|c| (kube::ResourceExt::name_any(c), c.status.as_ref().and_then(|s| s.last_handled_reconcile_at.clone())))
         .collect()
 }
 
@@ -242,20 +205,14 @@ async fn handled_tokens(client: &kube::Client) -> BTreeMap<String, Option<String
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_with_kubeconfig_exits_when_every_example_is_ready() {
     let cluster = connection_testkit::Cluster::real_dedicated();
-    let kube = stack::KubeTarget::Cluster {
-        kubeconfig: cluster.kubeconfig(),
-        operator_kubeconfig: None,
-    };
+    let kube = stack::KubeTarget::Cluster { kubeconfig: cluster.kubeconfig(), operator_kubeconfig: None };
     let client = cluster.client().await;
     let mut runs = Vec::new();
     for run in 1..=2 {
         let dir = tempfile::tempdir().expect("tempdir");
-        let ended = app::run(
-            demo_options(kube.clone(), dir.path(), operator(), GENEROUS),
-            std::future::pending(),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("run {run}: the demo ends with every Connection Ready: {e}"));
+        let ended = app::run(demo_options(kube.clone(), dir.path(), operator(), GENEROUS), std::future::pending())
+            .await
+            .unwrap_or_else(|e| panic!("run {run}: the demo ends with every Connection Ready: {e}"));
         assert_eq!(ended, app::Ended::Ready);
         let log = std::fs::read_to_string(dir.path().join("operator-1.log")).expect("the operator log");
         for token in [
@@ -270,24 +227,12 @@ async fn demo_with_kubeconfig_exits_when_every_example_is_ready() {
         let tokens = handled_tokens(&client).await;
         assert_eq!(tokens.len(), 4, "{tokens:?}");
         let distinct: BTreeSet<&Option<String>> = tokens.values().collect();
-        assert_eq!(
-            distinct.len(),
-            1,
-            "every example Connection handled this run's request: {tokens:?}"
-        );
-        let token = tokens
-            .values()
-            .next()
-            .cloned()
-            .flatten()
-            .expect("a handled reconcile request");
+        assert_eq!(distinct.len(), 1, "every example Connection handled this run's request: {tokens:?}");
+        let token = tokens.values().next().cloned().flatten().expect("a handled reconcile request");
         assert!(token.starts_with("demo-"), "{token}");
         runs.push(token);
     }
-    assert_ne!(
-        runs[0], runs[1],
-        "the second run must wait for its own reconciles, not the first run's status"
-    );
+    assert_ne!(runs[0], runs[1], "the second run must wait for its own reconciles, not the first run's status");
 }
 
 /// The demo's default (`cargo run --example demo -- --exit-when-ready`, the README's first
@@ -297,12 +242,9 @@ async fn demo_with_kubeconfig_exits_when_every_example_is_ready() {
 async fn demo_on_the_embedded_emulator_exits_when_every_example_is_ready() {
     let dir = tempfile::tempdir().expect("tempdir");
     let kube = stack::KubeTarget::Emulator("127.0.0.1:0".parse().unwrap());
-    let ended = app::run(
-        demo_options(kube, dir.path(), operator(), GENEROUS),
-        std::future::pending(),
-    )
-    .await
-    .expect("the demo ends with every Connection Ready");
+    let ended = app::run(demo_options(kube, dir.path(), operator(), GENEROUS), std::future::pending())
+        .await
+        .expect("the demo ends with every Connection Ready");
     assert_eq!(ended, app::Ended::Ready);
     assert_demo_planned_the_pull_request(dir.path());
 }
@@ -336,15 +278,8 @@ async fn demo_times_out_when_not_ready() {
     let dir = tempfile::tempdir().expect("tempdir");
     let sleeper = dir.path().join("sleeper.sh");
     std::fs::write(&sleeper, "#!/bin/sh\nexec sleep 600\n").expect("write");
-    std::process::Command::new("chmod")
-        .arg("+x")
-        .arg(&sleeper)
-        .status()
-        .expect("chmod");
-    let kube = stack::KubeTarget::Cluster {
-        kubeconfig: cluster.kubeconfig(),
-        operator_kubeconfig: None,
-    };
+    std::process::Command::new("chmod").arg("+x").arg(&sleeper).status().expect("chmod");
+    let kube = stack::KubeTarget::Cluster { kubeconfig: cluster.kubeconfig(), operator_kubeconfig: None };
     match app::run(
         demo_options(kube, &dir.path().join("work"), sleeper, Duration::from_secs(3)),
         std::future::pending(),
@@ -353,10 +288,7 @@ async fn demo_times_out_when_not_ready() {
     {
         Err(app::DemoError::Timeout { pending, .. }) => {
             for name in ["acme-salesforce", "acme-slack", "acme-reading-list", "acme-drive"] {
-                assert!(
-                    pending.contains(&format!("tenants/{name} (no status yet)")),
-                    "{pending}"
-                );
+                assert!(pending.contains(&format!("tenants/{name} (no status yet)")), "{pending}");
             }
         }
         other => panic!("expected a timeout, got {other:?}"),
@@ -390,12 +322,7 @@ async fn sigkill_mid_wave_of_200_changes_then_restart() {
     let (applied, seen) = tokio::join!(world.apply(&wave), async {
         let seen = world
             .eventually("the wave to be under way", || async {
-                let sent = world
-                    .journal("datagrid")
-                    .await
-                    .iter()
-                    .filter(|e| e["method"] == "PATCH")
-                    .count();
+                let sent = world.journal("datagrid").await.iter().filter(|e| e["method"] == "PATCH").count();
                 (sent >= 20).then_some(sent)
             })
             .await;
@@ -403,16 +330,8 @@ async fn sigkill_mid_wave_of_200_changes_then_restart() {
         seen
     });
     assert_eq!(applied.matches("configured").count(), N, "{applied}");
-    let at_kill = world
-        .journal("datagrid")
-        .await
-        .iter()
-        .filter(|e| e["method"] == "PATCH")
-        .count();
-    assert!(
-        at_kill < N,
-        "the kill must land mid-wave: {at_kill} of {N} writes already sent (first seen {seen})"
-    );
+    let at_kill = world.journal("datagrid").await.iter().filter(|e| e["method"] == "PATCH").count();
+    assert!(at_kill < N, "the kill must land mid-wave: {at_kill} of {N} writes already sent (first seen {seen})");
     world.stack.clear_provider_faults("datagrid").await.unwrap();
 
     world.start_operator();
@@ -432,10 +351,7 @@ const WATCH_ERRORS_LOG: &str = "info,connection_operator::controller=debug";
 async fn hold_connection_watches(world: &World, hold: Value, attempts: usize) -> BTreeSet<String> {
     let connections = world.connections_path();
     let mut fault = json!({"method": "GET", "path": connections});
-    fault
-        .as_object_mut()
-        .expect("an object")
-        .extend(hold.as_object().expect("an object").clone());
+    fault.as_object_mut().expect("an object").extend(hold.as_object().expect("an object").clone());
     world.kube.faults(&fault).await;
     world.kube.clear_journal().await;
     world.kube.drop_watches().await;
@@ -446,32 +362,25 @@ async fn hold_connection_watches(world: &World, hold: Value, attempts: usize) ->
         format!("/api/v1/namespaces/{ns}/secrets"),
     ];
     world
-        .eventually(
-            "the other watches to resume and a Connections watch to fail",
-            || async {
-                let journal = world.kube.journal().await;
-                let watches = |path: &str| -> Vec<String> {
-                    journal
-                        .iter()
-                        .filter(|e| e["path"] == path && e["query"].as_str().is_some_and(|q| q.contains("watch=true")))
-                        .filter_map(|e| query_param(e["query"].as_str()?, "resourceVersion"))
-                        .collect()
-                };
-                let resumed = others.iter().all(|p| !watches(p).is_empty());
-                let held = watches(&connections);
-                (resumed && held.len() >= attempts).then(|| held.into_iter().collect())
-            },
-        )
+        .eventually("the other watches to resume and a Connections watch to fail", || async {
+            let journal = world.kube.journal().await;
+            let watches = |path: &str| -> Vec<String> {
+                journal
+                    .iter()
+                    .filter(|e| e["path"] == path && e["query"].as_str().is_some_and(|q| q.contains("watch=true")))
+                    .filter_map(|e| query_param(e["query"].as_str()?, "resourceVersion"))
+                    .collect()
+            };
+            let resumed = others.iter().all(|p| !watches(p).is_empty());
+            let held = watches(&connections);
+            (resumed && held.len() >= attempts).then(|| held.into_iter().collect())
+        })
         .await
 }
 
 /// A query parameter's value (kube-rs writes plain values, no escaping needed here).
 fn query_param(query: &str, name: &str) -> Option<String> {
-    query
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_string())
+    query.split('&').filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
 }
 
 /// Release the hold: the operator's Connections watches resume from their old versions.
@@ -515,8 +424,7 @@ async fn dropped_and_expired_watches_still_reconcile() {
     assert_relisted(&world).await;
     let log = world.operator_log();
     assert!(
-        held.iter()
-            .any(|rv| log.contains(&format!("too old resource version: {rv}"))),
+        held.iter().any(|rv| log.contains(&format!("too old resource version: {rv}"))),
         "the operator never met the 410 for {held:?}:\n{}",
         world.operator_log_tail()
     );
@@ -624,8 +532,7 @@ async fn a_real_410_from_the_watch_cache_relists_and_reconciles() {
     assert_relisted(&world).await;
     let log = world.operator_log();
     assert!(
-        held.iter()
-            .any(|rv| log.contains(&format!("too old resource version: {rv}"))),
+        held.iter().any(|rv| log.contains(&format!("too old resource version: {rv}"))),
         "the operator never met the real 410 for {held:?} (did the hold of {WATCH_CACHE_HOLD:?} end before the \
          API server forgot the version?):\n{}",
         world.operator_log_tail()
@@ -649,23 +556,11 @@ async fn a_real_410_from_etcd_compaction_restarts_the_initial_list() {
     const N: usize = 501;
     let mut world = World::real_dedicated("compact").await;
     let ns = world.ns.clone();
-    world
-        .stack
-        .provider_rate_limit("datagrid", 0, 60.0)
-        .await
-        .expect("disable the sandbox limit");
-    world
-        .apply_provider(&ns, "datagrid", "rateLimit: {requestsPerMinute: 100000, burst: 1000}")
-        .await;
+    world.stack.provider_rate_limit("datagrid", 0, 60.0).await.expect("disable the sandbox limit");
+    world.apply_provider(&ns, "datagrid", "rateLimit: {requestsPerMinute: 100000, burst: 1000}").await;
     for i in 0..N {
         let k = runtime_test_name(i);
-        world
-            .seed(
-                "datagrid",
-                &format!("conn_compact_{k}"),
-                json!({"name": format!("v1-{k}")}),
-            )
-            .await;
+        world.seed("datagrid", &format!("conn_compact_{k}"), json!({"name": format!("v1-{k}")})).await;
     }
     world.apply(&datagrid_wave(&ns, "compact", N, "v1")).await;
 
@@ -673,10 +568,7 @@ async fn a_real_410_from_etcd_compaction_restarts_the_initial_list() {
     // (a second page is asked for only once its first page is answered).
     let connections = world.connections_path();
     let hold = COMPACTION_HOLD.as_millis() as u64;
-    world
-        .kube
-        .faults(&json!({"method": "GET", "path": connections, "latencyMs": hold, "count": 4}))
-        .await;
+    world.kube.faults(&json!({"method": "GET", "path": connections, "latencyMs": hold, "count": 4})).await;
     world.start_operator_logging(Some(WATCH_ERRORS_LOG));
     let second_pages = |journal: &[Value]| {
         journal
@@ -695,22 +587,16 @@ async fn a_real_410_from_etcd_compaction_restarts_the_initial_list() {
     let first_page = format!("{connections}?limit=1");
     let page: Value = serde_json::from_str(&kubectl.run_async(&["get", "--raw", &first_page], None).await.stdout)
         .expect("a first page");
-    let token = page["metadata"]["continue"]
-        .as_str()
-        .expect("a continue token")
-        .to_string();
+    let token = page["metadata"]["continue"].as_str().expect("a continue token").to_string();
     let etcd = world.cluster.control_plane().expect("a real control plane").etcd();
     let revision = etcd.bump().await;
     etcd.compact(revision).await;
     let second_page = format!("{connections}?limit=1&continue={token}");
     let expired = world
-        .eventually(
-            "the API server to expire continue tokens from before the compaction",
-            || async {
-                let out = kubectl.run_async(&["get", "--raw", &second_page], None).await;
-                (!out.ok && out.stderr.contains("continue parameter is too old")).then_some(out.stderr)
-            },
-        )
+        .eventually("the API server to expire continue tokens from before the compaction", || async {
+            let out = kubectl.run_async(&["get", "--raw", &second_page], None).await;
+            (!out.ok && out.stderr.contains("continue parameter is too old")).then_some(out.stderr)
+        })
         .await;
     eprintln!("the API server's answer: {}", expired.trim());
 
@@ -728,15 +614,10 @@ async fn a_real_410_from_etcd_compaction_restarts_the_initial_list() {
         .iter()
         .filter(|e| {
             e["path"] == connections.as_str()
-                && e["query"]
-                    .as_str()
-                    .is_some_and(|q| !q.contains("continue=") && !q.contains("watch=true"))
+                && e["query"].as_str().is_some_and(|q| !q.contains("continue=") && !q.contains("watch=true"))
         })
         .count();
-    assert!(
-        first_pages > 2,
-        "{first_pages} first pages: the list was not started over"
-    );
+    assert!(first_pages > 2, "{first_pages} first pages: the list was not started over");
     // Upstream already matched: starting over cost reads, no writes.
     assert!(writes(&world.journal("datagrid").await).is_empty());
 }
@@ -767,10 +648,7 @@ async fn kube_api_failing_30_percent_then_converges() {
         )
         .await
         .unwrap();
-    world
-        .kube
-        .faults(&json!({"path": "*", "status": 500, "probability": 0.3}))
-        .await;
+    world.kube.faults(&json!({"path": "*", "status": 500, "probability": 0.3})).await;
     world.apply(&datagrid_wave(&ns, "flaky", N, "v2")).await;
     // The faults stay on until every change has reached upstream.
     world
@@ -778,12 +656,7 @@ async fn kube_api_failing_30_percent_then_converges() {
             let mut done = 0;
             for i in 0..N {
                 let k = runtime_test_name(i);
-                if world
-                    .stack
-                    .upstream("datagrid", &format!("conn_flaky_{k}"))
-                    .await
-                    .ok()?["name"]
-                    == format!("v2-{k}")
+                if world.stack.upstream("datagrid", &format!("conn_flaky_{k}")).await.ok()?["name"] == format!("v2-{k}")
                 {
                     done += 1;
                 }
@@ -799,12 +672,7 @@ async fn kube_api_failing_30_percent_then_converges() {
             log.contains("injected fault").then_some(())
         })
         .await;
-    let not_ready_under_faults = world
-        .connections(&ns)
-        .await
-        .iter()
-        .filter(|c| !is_ready_current(c))
-        .count();
+    let not_ready_under_faults = world.connections(&ns).await.iter().filter(|c| !is_ready_current(c)).count();
     world.assert_operator_alive();
     world.kube.clear_faults().await;
     world.wait_all_ready(&ns, N).await;
@@ -833,16 +701,7 @@ async fn provider_fault_case(fault: Value, count: usize, provider_extra: &str) -
     // first (the Provider's first listing maps to it), an upstream attempt outside the
     // backoff this test measures.
     world.wait_operator_ready().await;
-    world
-        .apply(&connection_yaml(
-            &ns,
-            "fault",
-            "datagrid",
-            "conn_fault",
-            "{name: after}",
-            "",
-        ))
-        .await;
+    world.apply(&connection_yaml(&ns, "fault", "datagrid", "conn_fault", "{name: after}", "")).await;
 
     let mut reasons = BTreeSet::new();
     let deadline = tokio::time::Instant::now() + GENEROUS;
@@ -866,21 +725,12 @@ async fn provider_fault_case(fault: Value, count: usize, provider_extra: &str) -
 
     let journal = world.journal("datagrid").await;
     // Faults apply to the first `count` requests; then one read and one write suffice.
-    assert_eq!(
-        journal.len(),
-        count + 2,
-        "requests beyond what the backoff allows: {journal:#?}"
-    );
-    let tail: Vec<(&str, &Value)> = journal[count..]
-        .iter()
-        .map(|e| (e["method"].as_str().unwrap_or(""), &e["status"]))
-        .collect();
+    assert_eq!(journal.len(), count + 2, "requests beyond what the backoff allows: {journal:#?}");
+    let tail: Vec<(&str, &Value)> =
+        journal[count..].iter().map(|e| (e["method"].as_str().unwrap_or(""), &e["status"])).collect();
     assert_eq!(tail, vec![("GET", &json!(200)), ("PATCH", &json!(200))], "{journal:#?}");
     // Backoff: attempt k+1 comes at least 0.9 * 2^(k-1) s after attempt k (jitter only adds).
-    let arrivals: Vec<f64> = journal[..=count]
-        .iter()
-        .map(|e| e["at"].as_f64().expect("at"))
-        .collect();
+    let arrivals: Vec<f64> = journal[..=count].iter().map(|e| e["at"].as_f64().expect("at")).collect();
     for (k, pair) in arrivals.windows(2).enumerate() {
         let floor = 0.9 * f64::from(1u32 << k);
         assert!(
@@ -902,12 +752,8 @@ async fn provider_503_burst_backs_off_then_converges() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provider_latency_past_client_timeout_backs_off_then_converges() {
-    let reasons = provider_fault_case(
-        json!({"path": "*", "latencyMs": 4000, "count": 2}),
-        2,
-        "timeoutSeconds: 1",
-    )
-    .await;
+    let reasons =
+        provider_fault_case(json!({"path": "*", "latencyMs": 4000, "count": 2}), 2, "timeoutSeconds: 1").await;
     assert!(reasons.contains("UpstreamUnavailable"), "{reasons:?}");
 }
 
@@ -952,10 +798,7 @@ fn nango_progress(journal: &[Value]) -> String {
     };
     let limited = journal.iter().filter(|e| e["status"] == 429).count();
     let writes = journal.iter().filter(|e| e["method"] == "PATCH").count();
-    format!(
-        "{} requests ({writes} PATCH, {limited} 429) over {span:.1}s",
-        journal.len()
-    )
+    format!("{} requests ({writes} PATCH, {limited} 429) over {span:.1}s", journal.len())
 }
 
 /// A 429 storm across 500 Connections of one Nango account whose real limit is far below
@@ -978,9 +821,7 @@ async fn rate_limit_storm_across_500_connections_of_one_account() {
     world.stack.provider_rate_limit("arena", 0, 60.0).await.unwrap();
     // The Provider claims far more than the account allows, so only the upstream's
     // answers (headers and 429s) can slow the operator down.
-    world
-        .apply_provider(&ns, "nango", "rateLimit: {requestsPerMinute: 100000, burst: 1000}")
-        .await;
+    world.apply_provider(&ns, "nango", "rateLimit: {requestsPerMinute: 100000, burst: 1000}").await;
     world.apply_provider(&ns, "datagrid", "").await;
     world.apply_provider(&ns, "arena", "").await;
     for i in 0..N {
@@ -995,12 +836,8 @@ async fn rate_limit_storm_across_500_connections_of_one_account() {
             .await;
     }
     for i in 0..5 {
-        world
-            .seed("datagrid", &format!("conn_calm_{i}"), json!({"name": "old"}))
-            .await;
-        world
-            .seed("arena", &format!("{}", 1000 + i), json!({"metadata": {"seen": false}}))
-            .await;
+        world.seed("datagrid", &format!("conn_calm_{i}"), json!({"name": "old"})).await;
+        world.seed("arena", &format!("{}", 1000 + i), json!({"metadata": {"seen": false}})).await;
     }
     let mut world = world;
     world.start_operator();
@@ -1053,10 +890,7 @@ async fn rate_limit_storm_across_500_connections_of_one_account() {
     world
         .eventually("the other providers' Connections to be Ready", || async {
             let list = world.connections(&ns).await;
-            let calm: Vec<_> = list
-                .iter()
-                .filter(|c| kube::ResourceExt::name_any(*c).starts_with("calm-"))
-                .collect();
+            let calm: Vec<_> = list.iter().filter(|c| kube::ResourceExt::name_any(*c).starts_with("calm-")).collect();
             (calm.len() == 10 && calm.iter().all(|c| is_ready_current(c))).then_some(())
         })
         .await;
@@ -1086,20 +920,14 @@ async fn rate_limit_storm_across_500_connections_of_one_account() {
     world.wait_all_ready(&ns, N + 10).await;
     for i in (0..N).step_by(25) {
         let k = runtime_test_name(i);
-        assert_eq!(
-            world.upstream("nango", &format!("storm-{k}")).await["metadata"],
-            json!({"tier": "pro"})
-        );
+        assert_eq!(world.upstream("nango", &format!("storm-{k}")).await["metadata"], json!({"tier": "pro"}));
     }
     let journal = world.journal("nango").await;
     let arrivals: Vec<f64> = journal.iter().map(|e| e["at"].as_f64().expect("at")).collect();
     let windows = fixed_windows(&arrivals, WINDOW);
     let too_many = journal.iter().filter(|e| e["status"] == 429).count();
     let counts = by_status(&journal);
-    assert!(
-        windows >= 2,
-        "the storm must have outlasted one limiter window: {counts:?}"
-    );
+    assert!(windows >= 2, "the storm must have outlasted one limiter window: {counts:?}");
     let first = arrivals.first().copied().unwrap_or_default();
     let times: Vec<String> = journal
         .iter()
@@ -1116,17 +944,11 @@ async fn rate_limit_storm_across_500_connections_of_one_account() {
         .iter()
         .filter(|e| e["method"] == "PATCH" && e["status"] == 200)
         .flat_map(|e| match &e["body"]["connection_id"] {
-            Value::Array(ids) => ids
-                .iter()
-                .map(|id| id.as_str().unwrap_or_default().to_string())
-                .collect(),
+            Value::Array(ids) => ids.iter().map(|id| id.as_str().unwrap_or_default().to_string()).collect(),
             id => vec![id.as_str().unwrap_or_default().to_string()],
         })
         .collect();
-    let requests = journal
-        .iter()
-        .filter(|e| e["method"] == "PATCH" && e["status"] == 200)
-        .count();
+    let requests = journal.iter().filter(|e| e["method"] == "PATCH" && e["status"] == 200).count();
     written.sort();
     let before = written.len();
     written.dedup();
@@ -1143,9 +965,7 @@ async fn external_writer_keys_survive_a_wave_of_changes() {
     let mut world = World::real("ext").await;
     let ns = world.ns.clone();
     world.stack.provider_rate_limit("arena", 0, 60.0).await.unwrap();
-    world
-        .apply_provider(&ns, "arena", "rateLimit: {requestsPerMinute: 100000, burst: 1000}")
-        .await;
+    world.apply_provider(&ns, "arena", "rateLimit: {requestsPerMinute: 100000, burst: 1000}").await;
     let id = |i: usize| format!("{}", 5000 + i);
     let wave = |version: &str| {
         documents((0..N).map(|i| {
@@ -1160,9 +980,7 @@ async fn external_writer_keys_survive_a_wave_of_changes() {
         }))
     };
     for i in 0..N {
-        world
-            .seed("arena", &id(i), json!({"metadata": {"owned": "v1", "n": i}}))
-            .await;
+        world.seed("arena", &id(i), json!({"metadata": {"owned": "v1", "n": i}})).await;
     }
     world.start_operator();
     world.apply(&wave("v1")).await;
@@ -1209,10 +1027,7 @@ async fn external_writer_keys_survive_a_wave_of_changes() {
     world.wait_all_ready(&ns, N).await;
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let (rounds, last_written) = writer.await.expect("writer");
-    assert!(
-        rounds >= 2,
-        "the writer must have overlapped the wave ({rounds} rounds)"
-    );
+    assert!(rounds >= 2, "the writer must have overlapped the wave ({rounds} rounds)");
     for i in 0..N {
         let metadata = world.upstream("arena", &id(i)).await["metadata"].clone();
         assert_eq!(metadata["owned"], "v2", "{metadata}");
@@ -1240,13 +1055,7 @@ async fn overlapping_keys_conflict_newer_loses_disjoint_coexist() {
     let ns = world.ns.clone();
     world.stack.provider_rate_limit("nango", 0, 60.0).await.unwrap();
     world.apply_provider(&ns, "nango", "").await;
-    world
-        .seed(
-            "nango",
-            "shared",
-            json!({"provider_config_key": "salesforce", "metadata": {"app": "kept"}}),
-        )
-        .await;
+    world.seed("nango", "shared", json!({"provider_config_key": "salesforce", "metadata": {"app": "kept"}})).await;
     world.start_operator();
     let conn = |name: &str, metadata: &str| {
         connection_yaml(
@@ -1272,10 +1081,7 @@ async fn overlapping_keys_conflict_newer_loses_disjoint_coexist() {
             }
         })
         .await;
-    assert!(
-        message.contains("older"),
-        "the Conflict message must name the other Connection: {message}"
-    );
+    assert!(message.contains("older"), "the Conflict message must name the other Connection: {message}");
     world
         .eventually("the disjoint Connection to be Ready", || async {
             is_ready_current(&world.connection(&ns, "disjoint").await).then_some(())
@@ -1289,9 +1095,6 @@ async fn overlapping_keys_conflict_newer_loses_disjoint_coexist() {
     assert_eq!(metadata["color"], "red", "{metadata}");
     assert_eq!(metadata["app"], "kept", "{metadata}");
     for w in writes(&world.journal("nango").await) {
-        assert_ne!(
-            w["body"]["metadata"]["region"], "us",
-            "the newer Connection wrote a contested key: {w}"
-        );
+        assert_ne!(w["body"]["metadata"]["region"], "us", "the newer Connection wrote a contested key: {w}");
     }
 }

@@ -10,7 +10,11 @@ use connection_testkit::providers::{PROVIDERS, writes};
 use serde_json::{Value, json};
 
 fn docs(stream: &str) -> Vec<Value> {
-    connection_operator::plan::parse("import", stream).expect("import printed YAML").into_iter().map(|d| d.object).collect()
+    connection_operator::plan::parse("import", stream)
+        .expect("import printed YAML")
+        .into_iter()
+        .map(|d| d.object)
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -25,7 +29,12 @@ async fn imported_manifests_applied_back_are_ready_with_zero_upstream_writes() {
     p.seed("nango", "Beta Corp 7", json!({"provider_config_key": "hubspot", "metadata": {"tier": "gold"}})).await;
     p.seed("datagrid", "conn_01A", json!({"name": "Acme Drive"})).await;
     p.seed("datagrid", "conn_01B", json!({"name": "Beta Drive"})).await;
-    p.seed("mielto", "conn_slack", json!({"label": "Slack", "status": "active", "config": {"channel": "#ops", "n": {"deep": true}}})).await;
+    p.seed(
+        "mielto",
+        "conn_slack",
+        json!({"label": "Slack", "status": "active", "config": {"channel": "#ops", "n": {"deep": true}}}),
+    )
+    .await;
     p.seed("mielto", "conn_bare", json!({"label": "Bare", "status": "inactive"})).await;
     p.seed("arena", "101", json!({"metadata": {"reviewed": true, "score": 0.5, "by": "ops"}})).await;
     p.seed("arena", "102", json!({"metadata": null})).await;
@@ -47,7 +56,20 @@ async fn imported_manifests_applied_back_are_ready_with_zero_upstream_writes() {
     let out = tempfile::tempdir().unwrap();
     let out_dir = out.path().join("arena");
     let arena = env
-        .run(&["import", "--provider", &format!("clusterprovider/{arena_cp}"), "-n", &ns, "--ids", "101,102", "--out", out_dir.to_str().unwrap()], None)
+        .run(
+            &[
+                "import",
+                "--provider",
+                &format!("clusterprovider/{arena_cp}"),
+                "-n",
+                &ns,
+                "--ids",
+                "101,102",
+                "--out",
+                out_dir.to_str().unwrap(),
+            ],
+            None,
+        )
         .await;
     assert_eq!(arena.code, 0, "{arena:?}");
     assert!(arena.stdout.is_empty(), "with --out nothing goes to stdout");
@@ -57,10 +79,7 @@ async fn imported_manifests_applied_back_are_ready_with_zero_upstream_writes() {
     let names: Vec<&str> = nango_docs.iter().map(|d| d["metadata"]["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["beta-corp-7", "acme-sf", "acme-sf-2"], "sorted by id; unique DNS names");
     assert_eq!(nango_docs[0]["spec"]["connectionId"], "Beta Corp 7");
-    assert_eq!(
-        nango_docs[1]["spec"]["nango"],
-        json!({"providerConfigKey": "salesforce", "metadata": tricky})
-    );
+    assert_eq!(nango_docs[1]["spec"]["nango"], json!({"providerConfigKey": "salesforce", "metadata": tricky}));
     assert_eq!(
         nango_docs[2]["spec"],
         json!({"providerRef": {"name": "nango"}, "connectionId": "acme_sf", "managementPolicy": "Observe",
@@ -72,7 +91,10 @@ async fn imported_manifests_applied_back_are_ready_with_zero_upstream_writes() {
     assert_eq!(datagrid_docs[0]["spec"]["datagrid"], json!({"name": "Acme Drive"}));
     let mielto_docs = docs(&mielto.stdout);
     assert_eq!(mielto_docs[0]["spec"]["mielto"], json!({"label": "Bare", "status": "inactive"}));
-    assert_eq!(mielto_docs[1]["spec"]["mielto"], json!({"label": "Slack", "status": "active", "config": {"channel": "#ops", "n": {"deep": true}}}));
+    assert_eq!(
+        mielto_docs[1]["spec"]["mielto"],
+        json!({"label": "Slack", "status": "active", "config": {"channel": "#ops", "n": {"deep": true}}})
+    );
     let arena_101 = std::fs::read_to_string(out_dir.join("101.yaml")).unwrap();
     let arena_101 = &docs(&arena_101)[0];
     assert_eq!(arena_101["spec"]["providerRef"], json!({"kind": "ClusterProvider", "name": arena_cp}));
@@ -138,7 +160,10 @@ async fn bad_import_requests_are_clear_errors_that_write_nothing() {
     env.provider("down", "nango", json!({"baseUrl": "http://127.0.0.1:9/nango"})).await;
     let run = env.run(&["import", "--provider", "down", "-n", &ns], None).await;
     assert_eq!(run.code, 1);
-    assert_eq!(run.stderr.trim(), "error: reading upstream: the provider is unavailable: cannot connect to the provider");
+    assert_eq!(
+        run.stderr.trim(),
+        "error: reading upstream: the provider is unavailable: cannot connect to the provider"
+    );
     assert!(run.stdout.is_empty());
 
     // --out never overwrites: a second import into the same directory writes nothing.

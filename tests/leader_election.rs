@@ -43,14 +43,7 @@ impl Replica {
         let file = std::fs::File::create(&log).expect("create the replica log");
         let err = file.try_clone().expect("clone the log handle");
         let child = Command::new(env!("CARGO_BIN_EXE_connection-operator"))
-            .args([
-                "run",
-                "--metrics-addr",
-                "127.0.0.1:0",
-                "--log-format",
-                "text",
-                "--leader-election",
-            ])
+            .args(["run", "--metrics-addr", "127.0.0.1:0", "--log-format", "text", "--leader-election"])
             .args(["--namespace", namespace, "--concurrency", "4"])
             .env("KUBECONFIG", kubeconfig)
             // What the Deployment passes through the downward API; the Lease's namespace
@@ -117,29 +110,19 @@ async fn poll<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
         if let Some(value) = check() {
             return value;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {GENEROUS:?} waiting for {what}"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "timed out after {GENEROUS:?} waiting for {what}");
         tokio::time::sleep(POLL).await;
     }
 }
 
 /// Sum of `connection_operator_upstream_requests_total` samples on a replica's /metrics.
 async fn upstream_requests(addr: &str) -> u64 {
-    let text = reqwest::get(format!("http://{addr}/metrics"))
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("metrics body");
+    let text =
+        reqwest::get(format!("http://{addr}/metrics")).await.expect("GET /metrics").text().await.expect("metrics body");
     text.lines()
         .filter(|l| l.starts_with("connection_operator_upstream_requests_total{"))
         .map(|l| {
-            l.rsplit(' ')
-                .next()
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or_else(|| panic!("bad sample: {l}")) as u64
+            l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()).unwrap_or_else(|| panic!("bad sample: {l}")) as u64
         })
         .sum()
 }
@@ -178,11 +161,7 @@ impl World {
             if ready == Some(true) {
                 return;
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{CONN} not Ready: {:?}",
-                conn.status
-            );
+            assert!(tokio::time::Instant::now() < deadline, "{CONN} not Ready: {:?}", conn.status);
             tokio::time::sleep(POLL).await;
         }
     }
@@ -193,11 +172,8 @@ impl World {
     async fn change_and_collect_writes(&self, name: &str, replicas: &mut [&mut Replica]) -> Vec<Value> {
         self.providers.clear_journal("datagrid").await;
         let patch = json!({"spec": {"datagrid": {"name": name}}}).to_string();
-        let out = self
-            .ns
-            .kubectl()
-            .run_async(&["patch", "connection", CONN, "--type", "merge", "-p", &patch], None)
-            .await;
+        let out =
+            self.ns.kubectl().run_async(&["patch", "connection", CONN, "--type", "merge", "-p", &patch], None).await;
         assert!(out.ok, "kubectl patch: {}", out.stderr);
         self.wait_ready(replicas).await;
         let deadline = tokio::time::Instant::now() + GENEROUS;
@@ -216,12 +192,7 @@ async fn one_replica_leads_and_the_other_takes_over_after_sigkill() {
     let ns = cluster.namespace("leader");
     let client = cluster.client().await;
     let providers = Providers::start().await;
-    let world = World {
-        ns,
-        client,
-        providers,
-        cluster,
-    };
+    let world = World { ns, client, providers, cluster };
     let dir = tempfile::tempdir().expect("tempdir");
 
     world.providers.rate_limit("datagrid", 0, 60.0).await;
@@ -232,11 +203,7 @@ async fn one_replica_leads_and_the_other_takes_over_after_sigkill() {
         world.providers.base_url("datagrid")
     );
     world.providers.seed("datagrid", ID, json!({"name": "v1"})).await;
-    let out = world
-        .ns
-        .kubectl()
-        .run_async(&["apply", "-f", "-"], Some(&manifest))
-        .await;
+    let out = world.ns.kubectl().run_async(&["apply", "-f", "-"], Some(&manifest)).await;
     assert!(out.ok, "kubectl apply: {}", out.stderr);
 
     let kubeconfig = world.cluster.kubeconfig();
@@ -268,34 +235,17 @@ async fn one_replica_leads_and_the_other_takes_over_after_sigkill() {
     world.wait_ready(&mut [&mut leader, &mut follower]).await;
 
     // A spec change gives one write upstream, not one per replica.
-    let written = world
-        .change_and_collect_writes("v2", &mut [&mut leader, &mut follower])
-        .await;
+    let written = world.change_and_collect_writes("v2", &mut [&mut leader, &mut follower]).await;
     assert_eq!(written.len(), 1, "one upstream write per change: {written:?}");
     assert_eq!(written[0]["method"], "PATCH");
     assert_eq!(written[0]["body"], json!({"name": "v2"}));
     leader.assert_alive();
     follower.assert_alive();
-    assert_eq!(
-        world.holder().await.as_deref(),
-        Some(leader.name),
-        "the Lease stayed with the leader"
-    );
+    assert_eq!(world.holder().await.as_deref(), Some(leader.name), "the Lease stayed with the leader");
     // Only the leader talks to the provider; the follower never started its controller.
-    assert!(
-        upstream_requests(&leader_addr).await >= 2,
-        "the leader read and wrote upstream"
-    );
-    assert_eq!(
-        upstream_requests(&follower_addr).await,
-        0,
-        "the follower must not call the provider"
-    );
-    assert!(
-        !follower.log_text().contains("leading; starting the controller"),
-        "{}",
-        follower.log_text()
-    );
+    assert!(upstream_requests(&leader_addr).await >= 2, "the leader read and wrote upstream");
+    assert_eq!(upstream_requests(&follower_addr).await, 0, "the follower must not call the provider");
+    assert!(!follower.log_text().contains("leading; starting the controller"), "{}", follower.log_text());
 
     // SIGKILL: the leader cannot release the Lease, so the follower must wait for it to
     // expire and then take it. kube-lease-manager counts the transition with a write of its
@@ -323,14 +273,7 @@ async fn one_replica_leads_and_the_other_takes_over_after_sigkill() {
     assert_eq!(written.len(), 1, "one upstream write after the takeover: {written:?}");
     assert_eq!(written[0]["method"], "PATCH");
     assert_eq!(written[0]["body"], json!({"name": "v3"}));
-    assert!(
-        upstream_requests(&follower_addr).await >= 2,
-        "the new leader read and wrote upstream"
-    );
-    assert!(
-        follower.log_text().contains("leading; starting the controller"),
-        "{}",
-        follower.log_text()
-    );
+    assert!(upstream_requests(&follower_addr).await >= 2, "the new leader read and wrote upstream");
+    assert!(follower.log_text().contains("leading; starting the controller"), "{}", follower.log_text());
     follower.assert_alive();
 }

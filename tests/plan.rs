@@ -15,12 +15,18 @@ use serde_json::{Value, json};
 const SECRET_VALUE: &str = "sk-live-4f1c9a7e2b-do-not-print";
 
 fn parse(run: &Run) -> Value {
-    serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("plan -o json printed no JSON ({e}):\n{}\n{}", run.stdout, run.stderr))
+    serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("plan -o json printed no JSON ({e}):\n{}\n{}", run.stdout, run.stderr))
 }
 
 /// The connection entry of a JSON report named `name`.
 fn entry<'a>(report: &'a Value, name: &str) -> &'a Value {
-    report["connections"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap_or_else(|| panic!("no {name} in {report:#}"))
+    report["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {report:#}"))
 }
 
 async fn assert_no_upstream_write(env: &Env) {
@@ -31,13 +37,24 @@ async fn assert_no_upstream_write(env: &Env) {
 }
 
 fn assert_secret_absent(run: &Run) {
-    assert!(!run.stdout.contains(SECRET_VALUE) && !run.stderr.contains(SECRET_VALUE), "a Secret value was printed:\n{}\n{}", run.stdout, run.stderr);
+    assert!(
+        !run.stdout.contains(SECRET_VALUE) && !run.stderr.contains(SECRET_VALUE),
+        "a Secret value was printed:\n{}\n{}",
+        run.stdout,
+        run.stderr
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_shows_the_exact_keys_exits_2_then_0_once_applied_and_1_when_invalid() {
     let env = Env::start("plan-keys").await;
-    env.providers.seed("nango", "acme", json!({"provider_config_key": "salesforce", "metadata": {"region": "us", "webhook": "w1"}})).await;
+    env.providers
+        .seed(
+            "nango",
+            "acme",
+            json!({"provider_config_key": "salesforce", "metadata": {"region": "us", "webhook": "w1"}}),
+        )
+        .await;
     env.config_map("defaults", json!({"supportTier": "gold"})).await;
     env.secret("acme-keys", json!({"apiKey": SECRET_VALUE})).await;
     let dir = tempfile::tempdir().unwrap();
@@ -46,7 +63,11 @@ async fn plan_shows_the_exact_keys_exits_2_then_0_once_applied_and_1_when_invali
                "nango": {"providerConfigKey": "salesforce", "metadata": metadata,
                          "metadataFrom": [{"configMapRef": {"name": "defaults"}}, {"secretRef": {"name": "acme-keys"}}]}})
     };
-    let changed = Env::manifest_file(dir.path(), "acme.yaml", &[env.connection("acme", spec(json!({"region": "eu", "tier": 2})))]);
+    let changed = Env::manifest_file(
+        dir.path(),
+        "acme.yaml",
+        &[env.connection("acme", spec(json!({"region": "eu", "tier": 2})))],
+    );
 
     // A changed manifest: exactly these keys, old and new values, and exit 2.
     let run = env.run(&["plan", "-f", &changed, "-o", "json"], None).await;
@@ -65,7 +86,10 @@ async fn plan_shows_the_exact_keys_exits_2_then_0_once_applied_and_1_when_invali
         ])
     );
     assert_eq!(acme["foreign"], json!(["webhook"]));
-    assert_eq!(acme["requests"], json!(["GET /connections/acme?provider_config_key=salesforce", "PATCH /connections/metadata"]));
+    assert_eq!(
+        acme["requests"],
+        json!(["GET /connections/acme?provider_config_key=salesforce", "PATCH /connections/metadata"])
+    );
     assert_eq!(acme["provider"], format!("Provider {}/nango (nango)", env.ns()));
     assert_eq!(report["exitCode"], 2);
     // The same plan as text and as Markdown, the Secret value hidden in both.
@@ -78,7 +102,11 @@ async fn plan_shows_the_exact_keys_exits_2_then_0_once_applied_and_1_when_invali
     let markdown = env.run(&["plan", "-f", &changed, "--output", "markdown"], None).await;
     assert_eq!(markdown.code, 2);
     assert_secret_absent(&markdown);
-    assert!(markdown.stdout.contains("| + | <code>apiKey</code> | _(absent)_ | <code>(secret)</code> | Secret/acme-keys |"), "{}", markdown.stdout);
+    assert!(
+        markdown.stdout.contains("| + | <code>apiKey</code> | _(absent)_ | <code>(secret)</code> | Secret/acme-keys |"),
+        "{}",
+        markdown.stdout
+    );
     // Planning read upstream (one GET per run) and wrote nothing, upstream or to Kubernetes.
     let journal = env.providers.journal("nango").await;
     assert_eq!(journal.len(), 3, "{journal:?}");
@@ -128,10 +156,15 @@ async fn plan_shows_the_exact_keys_exits_2_then_0_once_applied_and_1_when_invali
     // status remembers which keys came from a Secret).
     let without_secret = json!({"providerRef": {"name": "nango"}, "connectionId": "acme",
         "nango": {"providerConfigKey": "salesforce", "metadata": {"region": "eu", "tier": 2}, "metadataFrom": [{"configMapRef": {"name": "defaults"}}]}});
-    let run = env.run(&["plan", "-f", "-", "-o", "json"], Some(&yaml_stream(&[env.connection("acme", without_secret)]))).await;
+    let run = env
+        .run(&["plan", "-f", "-", "-o", "json"], Some(&yaml_stream(&[env.connection("acme", without_secret)])))
+        .await;
     assert_eq!(run.code, 2, "{run:?}");
     assert_secret_absent(&run);
-    assert_eq!(entry(&parse(&run), "acme")["changes"], json!([{"key": "apiKey", "action": "remove", "old": "(secret)", "new": null, "from": null}]));
+    assert_eq!(
+        entry(&parse(&run), "acme")["changes"],
+        json!([{"key": "apiKey", "action": "remove", "old": "(secret)", "new": null, "from": null}])
+    );
 
     // Invalid manifests: the CRD's own message, exit 1, nothing planned upstream.
     env.providers.clear_journal("nango").await;
@@ -141,18 +174,32 @@ async fn plan_shows_the_exact_keys_exits_2_then_0_once_applied_and_1_when_invali
     // The same ConfigMap twice: the one loop shared settings can express, refused by a CRD rule.
     let twice = json!({"providerRef": {"name": "nango"}, "connectionId": "acme-3",
         "nango": {"providerConfigKey": "salesforce", "metadataFrom": [{"configMapRef": {"name": "defaults"}}, {"configMapRef": {"name": "defaults", "optional": true}}]}});
-    let input = yaml_stream(&[env.connection("fast", too_fast), env.connection("acme", moved), env.connection("twice", twice.clone())]);
+    let input = yaml_stream(&[
+        env.connection("fast", too_fast),
+        env.connection("acme", moved),
+        env.connection("twice", twice.clone()),
+    ]);
     let run = env.run(&["plan", "-f", "-"], Some(&input)).await;
     assert_eq!(run.code, 1, "{run:?}");
     // What kubectl apply would be told, word for word.
-    let refused = env.kubectl().run_async(&["apply", "-f", "-"], Some(&yaml_stream(&[env.connection("twice", twice)]))).await;
+    let refused =
+        env.kubectl().run_async(&["apply", "-f", "-"], Some(&yaml_stream(&[env.connection("twice", twice)]))).await;
     assert!(!refused.ok, "kubectl apply accepted the same ConfigMap twice");
     let refused = refused.stderr;
-    let crd_message = "spec.nango.metadataFrom: Invalid value: each ConfigMap and each Secret may be referenced only once";
+    let crd_message =
+        "spec.nango.metadataFrom: Invalid value: each ConfigMap and each Secret may be referenced only once";
     assert!(refused.contains(crd_message), "{refused}");
     assert!(run.stdout.contains(crd_message), "{}", run.stdout);
-    assert!(run.stdout.contains("spec.driftInterval: Invalid value: \"5s\": driftInterval must be at least 30s"), "{}", run.stdout);
-    assert!(run.stdout.contains("connectionId is immutable; create a new Connection for another upstream connection"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("spec.driftInterval: Invalid value: \"5s\": driftInterval must be at least 30s"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("connectionId is immutable; create a new Connection for another upstream connection"),
+        "{}",
+        run.stdout
+    );
     assert!(env.providers.journal("nango").await.is_empty(), "an invalid manifest is not planned upstream");
     assert_no_upstream_write(&env).await;
 }
@@ -165,7 +212,10 @@ async fn bad_input_gets_a_clear_error_and_the_rest_is_still_planned() {
     // A Provider nobody answers at, and one whose Secret lacks the key it names.
     env.provider("down", "arena", json!({"baseUrl": "http://127.0.0.1:9/arena"})).await;
     env.provider("nokey", "arena", json!({"credentialsRef": {"name": "arena-credentials", "key": "missing"}})).await;
-    let ok = env.connection("good", json!({"providerRef": {"name": "datagrid"}, "connectionId": "dg-1", "datagrid": {"name": "New"}}));
+    let ok = env.connection(
+        "good",
+        json!({"providerRef": {"name": "datagrid"}, "connectionId": "dg-1", "datagrid": {"name": "New"}}),
+    );
     let arena = |provider: &str, extra: Value| {
         let mut block = json!({"metadata": {"k": 1}});
         block.as_object_mut().unwrap().extend(extra.as_object().cloned().unwrap_or_default());
@@ -188,20 +238,44 @@ async fn bad_input_gets_a_clear_error_and_the_rest_is_still_planned() {
     // Nothing is lost: the good Connection is planned in full.
     let good = entry(&report, "good");
     assert_eq!(good["verdict"], "change");
-    assert_eq!(good["changes"], json!([{"key": "name", "action": "change", "old": "Old", "new": "New", "from": "inline"}]));
-    let error = |name: &str| (entry(&report, name)["reason"].as_str().unwrap().to_string(), entry(&report, name)["message"].as_str().unwrap().to_string());
+    assert_eq!(
+        good["changes"],
+        json!([{"key": "name", "action": "change", "old": "Old", "new": "New", "from": "inline"}])
+    );
+    let error = |name: &str| {
+        (
+            entry(&report, name)["reason"].as_str().unwrap().to_string(),
+            entry(&report, name)["message"].as_str().unwrap().to_string(),
+        )
+    };
     assert_eq!(error("no-provider"), ("ProviderNotFound".into(), format!("Provider {ns}/nope not found")));
-    assert_eq!(error("unreachable"), ("UpstreamUnavailable".into(), "the provider is unavailable: cannot connect to the provider".into()));
+    assert_eq!(
+        error("unreachable"),
+        ("UpstreamUnavailable".into(), "the provider is unavailable: cannot connect to the provider".into())
+    );
     assert_eq!(
         error("loop"),
-        ("InvalidSpec".into(), format!("metadataFrom names Secret {ns}/arena-credentials, which holds the API token of Provider {ns}/arena; the token is never sent as metadata"))
+        (
+            "InvalidSpec".into(),
+            format!(
+                "metadataFrom names Secret {ns}/arena-credentials, which holds the API token of Provider {ns}/arena; the token is never sent as metadata"
+            )
+        )
     );
-    assert_eq!(error("no-key"), ("ProviderNotReady".into(), format!("Secret {ns}/arena-credentials has no key missing")));
-    assert_eq!(error("no-configmap"), ("ReferenceNotFound".into(), format!("ConfigMap {ns}/absent not found (metadataFrom[0])")));
+    assert_eq!(
+        error("no-key"),
+        ("ProviderNotReady".into(), format!("Secret {ns}/arena-credentials has no key missing"))
+    );
+    assert_eq!(
+        error("no-configmap"),
+        ("ReferenceNotFound".into(), format!("ConfigMap {ns}/absent not found (metadataFrom[0])"))
+    );
     assert_eq!(report["skipped"], json!([format!("<stdin>#7: Deployment {ns}/web (not a Connection)")]));
     assert_eq!(
         report["errors"],
-        json!([format!("<stdin>#8: Connection {ns}/future has apiVersion connection-operator.dev/v1beta1; connection-operator serves connection-operator.dev/v1alpha1")])
+        json!([format!(
+            "<stdin>#8: Connection {ns}/future has apiVersion connection-operator.dev/v1beta1; connection-operator serves connection-operator.dev/v1alpha1"
+        )])
     );
     assert!(!run.stdout.contains(cli_support::TOKEN), "the token was printed");
     assert_no_upstream_write(&env).await;
@@ -228,20 +302,44 @@ async fn plan_reports_a_conflict_through_another_provider_of_the_same_account() 
     // A second Provider of the Mielto account: another Secret holding the same token, the
     // API key sent as X-API-Key.
     env.secret("team-b-key", json!({"apiKey": cli_support::TOKEN})).await;
-    env.provider("mielto-b", "mielto", json!({"credentialsRef": {"name": "team-b-key", "key": "apiKey"}, "auth": "ApiKey"})).await;
-    env.apply("first", json!({"providerRef": {"name": "mielto"}, "connectionId": "shared", "mielto": {"config": {"channel": "#a"}}})).await;
+    env.provider(
+        "mielto-b",
+        "mielto",
+        json!({"credentialsRef": {"name": "team-b-key", "key": "apiKey"}, "auth": "ApiKey"}),
+    )
+    .await;
+    env.apply(
+        "first",
+        json!({"providerRef": {"name": "mielto"}, "connectionId": "shared", "mielto": {"config": {"channel": "#a"}}}),
+    )
+    .await;
     let second = |config: Value| {
-        env.connection("second", json!({"providerRef": {"name": "mielto-b"}, "connectionId": "shared", "mielto": {"config": config}}))
+        env.connection(
+            "second",
+            json!({"providerRef": {"name": "mielto-b"}, "connectionId": "shared", "mielto": {"config": config}}),
+        )
     };
-    let run = env.run(&["plan", "-f", "-", "-o", "json"], Some(&yaml_stream(&[second(json!({"channel": "#b", "digest": "daily"}))]))).await;
+    let run = env
+        .run(
+            &["plan", "-f", "-", "-o", "json"],
+            Some(&yaml_stream(&[second(json!({"channel": "#b", "digest": "daily"}))])),
+        )
+        .await;
     assert_eq!(run.code, 1, "{run:?}");
     let report = parse(&run);
     assert_eq!(entry(&report, "second")["reason"], "Conflict");
-    assert_eq!(entry(&report, "second")["message"], format!("key(s) config.channel already owned by Connection {}/first", env.ns()));
+    assert_eq!(
+        entry(&report, "second")["message"],
+        format!("key(s) config.channel already owned by Connection {}/first", env.ns())
+    );
     // Disjoint keys coexist: a plan, and a read sent with the X-API-Key scheme the sandbox accepted.
-    let run = env.run(&["plan", "-f", "-", "-o", "json"], Some(&yaml_stream(&[second(json!({"digest": "daily"}))]))).await;
+    let run =
+        env.run(&["plan", "-f", "-", "-o", "json"], Some(&yaml_stream(&[second(json!({"digest": "daily"}))]))).await;
     assert_eq!(run.code, 2, "{run:?}");
-    assert_eq!(entry(&parse(&run), "second")["changes"], json!([{"key": "config.digest", "action": "add", "old": null, "new": "daily", "from": "inline"}]));
+    assert_eq!(
+        entry(&parse(&run), "second")["changes"],
+        json!([{"key": "config.digest", "action": "add", "old": null, "new": "daily", "from": "inline"}])
+    );
     assert_no_upstream_write(&env).await;
 }
 
@@ -255,18 +353,27 @@ async fn kubectl_connection_plan_runs_the_plugin_found_on_path() {
     )]);
     // kubectl finds plugins as `kubectl-<name>` on PATH: a symlink to the binary.
     let bin = tempfile::tempdir().unwrap();
-    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_connection-operator"), bin.path().join("kubectl-connection")).unwrap();
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_connection-operator"), bin.path().join("kubectl-connection"))
+        .unwrap();
     let kubectl = connection_testkit::tools::kubectl();
     let kubectl = kubectl.to_str().unwrap();
     let kubeconfig = env.cluster.kubeconfig();
-    let run = cli_support::run_binary(kubectl, &["connection", "plan", "-f", "-"], Some(&manifest), &kubeconfig, Some(bin.path())).await;
+    let run = cli_support::run_binary(
+        kubectl,
+        &["connection", "plan", "-f", "-"],
+        Some(&manifest),
+        &kubeconfig,
+        Some(bin.path()),
+    )
+    .await;
     assert_eq!(run.code, 2, "{run:?}");
     let direct = env.run(&["plan", "-f", "-"], Some(&manifest)).await;
     assert_eq!(run.stdout, direct.stdout, "the plugin prints what the binary prints");
     assert!(run.stdout.contains("~ reviewed  false -> true   [inline]"), "{}", run.stdout);
     let listed = cli_support::run_binary(kubectl, &["plugin", "list"], None, &kubeconfig, Some(bin.path())).await;
     assert!(listed.stdout.contains("kubectl-connection"), "{listed:?}");
-    let help = cli_support::run_binary(kubectl, &["connection", "plan", "--help"], None, &kubeconfig, Some(bin.path())).await;
+    let help =
+        cli_support::run_binary(kubectl, &["connection", "plan", "--help"], None, &kubeconfig, Some(bin.path())).await;
     assert_eq!(help.code, 0, "{help:?}");
     assert!(help.stdout.contains("Usage: kubectl connection plan"), "{}", help.stdout);
     assert_no_upstream_write(&env).await;

@@ -76,13 +76,17 @@ async fn a_shared_config_map_change_reaches_every_connection_with_one_write_each
     env.apply("a11", json!({"providerRef": {"name": "arena"}, "connectionId": "11", "arena": {"metadata": {"own": true}, "metadataFrom": from}})).await;
     // Inline wins over the shared value.
     env.apply("a12", json!({"providerRef": {"name": "arena"}, "connectionId": "12", "arena": {"metadata": {"tier": "bronze"}, "metadataFrom": from}})).await;
-    env.apply("m1", json!({"providerRef": {"name": "mielto"}, "connectionId": "m1", "mielto": {"configFrom": from}})).await;
+    env.apply("m1", json!({"providerRef": {"name": "mielto"}, "connectionId": "m1", "mielto": {"configFrom": from}}))
+        .await;
     env.apply("n1", json!({"providerRef": {"name": "nango"}, "connectionId": "n1", "nango": {"providerConfigKey": "crm", "metadataFrom": from}})).await;
     env.start_operator();
     for name in ["a11", "a12", "m1", "n1"] {
         env.ready_reason(name, "InSync").await;
     }
-    assert_eq!(p.upstream("arena", "11").await["metadata"], json!({"theirs": 1, "own": true, "region": "eu", "tier": "gold"}));
+    assert_eq!(
+        p.upstream("arena", "11").await["metadata"],
+        json!({"theirs": 1, "own": true, "region": "eu", "tier": "gold"})
+    );
     assert_eq!(p.upstream("arena", "12").await["metadata"], json!({"region": "eu", "tier": "bronze"}));
     assert_eq!(p.upstream("mielto", "m1").await["config"], json!({"theirs": true, "region": "eu", "tier": "gold"}));
     assert_eq!(p.upstream("nango", "n1").await["metadata"], json!({"region": "eu", "tier": "gold"}));
@@ -127,7 +131,8 @@ async fn a_shared_config_map_change_reaches_every_connection_with_one_write_each
     written.sort();
     assert_eq!(written, ["arena/11", "arena/12", "mielto/m1", "nango/n1"]);
     let arena_writes = writes(&p.journal("arena").await);
-    let body_of = |id: &str| arena_writes.iter().find(|e| e["path"].as_str().unwrap().ends_with(id)).unwrap()["body"].clone();
+    let body_of =
+        |id: &str| arena_writes.iter().find(|e| e["path"].as_str().unwrap().ends_with(id)).unwrap()["body"].clone();
     assert_eq!(body_of("/11"), json!({"metadata": {"region": "us", "sla": "24h"}}));
     assert_eq!(body_of("/12"), json!({"metadata": {"region": "us", "sla": "24h"}}));
     eventually("sla owned", || async {
@@ -242,15 +247,21 @@ async fn secret_values_go_upstream_and_nowhere_else() {
     assert_eq!(imported.code, 0, "{imported:?}");
     assert!(imported.stdout.contains("plain: \"yes\""), "{}", imported.stdout);
     assert!(!imported.stdout.contains(ROTATED) && !imported.stdout.contains("webhookSecret"), "{}", imported.stdout);
-    assert!(imported.stderr.contains("s1: left out webhookSecret (upstream values from a Secret"), "{}", imported.stderr);
+    assert!(
+        imported.stderr.contains("s1: left out webhookSecret (upstream values from a Secret"),
+        "{}",
+        imported.stderr
+    );
 
     // A provider error that echoes what was sent shows `(secret)` in its place.
     const ECHOED: &str = "whsec-third-91be07d4-echoed-value";
-    let echo = format!(r#"{{"error": {{"code": "invalid_request", "message": "webhookSecret {ECHOED} is not accepted"}}}}"#);
+    let echo =
+        format!(r#"{{"error": {{"code": "invalid_request", "message": "webhookSecret {ECHOED} is not accepted"}}}}"#);
     p.faults("nango", json!({"path": "/connections/metadata", "status": 422, "body": echo})).await;
     env.secret("signing", json!({"webhookSecret": ECHOED})).await;
     let refused = env.ready_reason("signed", "InvalidSpec").await;
-    let message = refused.status.as_ref().unwrap().conditions.iter().find(|c| c.type_ == "Ready").unwrap().message.clone();
+    let message =
+        refused.status.as_ref().unwrap().conditions.iter().find(|c| c.type_ == "Ready").unwrap().message.clone();
     assert!(message.contains("webhookSecret (secret) is not accepted"), "{message}");
 
     // Naming the Provider's own credentials Secret would send the token: refused, unsent.
@@ -264,7 +275,10 @@ async fn secret_values_go_upstream_and_nowhere_else() {
     let ready = leaky.status.as_ref().unwrap().conditions.iter().find(|c| c.type_ == "Ready").unwrap().message.clone();
     assert_eq!(
         ready,
-        format!("metadataFrom names Secret {0}/arena-credentials, which holds the API token of Provider {0}/arena; the token is never sent as metadata", env.ns())
+        format!(
+            "metadataFrom names Secret {0}/arena-credentials, which holds the API token of Provider {0}/arena; the token is never sent as metadata",
+            env.ns()
+        )
     );
     assert!(p.journal("arena").await.is_empty(), "nothing was sent to Are.na");
 
@@ -324,11 +338,24 @@ async fn two_providers_of_one_account_share_the_conflict_rule_and_one_budget() {
     env.secret("arena-b-key", json!({"token": TOKEN})).await;
     let slow = json!({"requestsPerMinute": 1, "burst": 2});
     env.provider("arena-a", "arena", json!({"rateLimit": slow})).await;
-    env.provider("arena-b", "arena", json!({"rateLimit": slow, "credentialsRef": {"name": "arena-b-key", "key": "token"}})).await;
+    env.provider(
+        "arena-b",
+        "arena",
+        json!({"rateLimit": slow, "credentialsRef": {"name": "arena-b-key", "key": "token"}}),
+    )
+    .await;
     p.clear_journal("arena").await;
-    env.apply("paced-a", json!({"providerRef": {"name": "arena-a"}, "connectionId": "41", "arena": {"metadata": {"k": 1}}})).await;
+    env.apply(
+        "paced-a",
+        json!({"providerRef": {"name": "arena-a"}, "connectionId": "41", "arena": {"metadata": {"k": 1}}}),
+    )
+    .await;
     env.ready_reason("paced-a", "InSync").await;
-    env.apply("paced-b", json!({"providerRef": {"name": "arena-b"}, "connectionId": "42", "arena": {"metadata": {"k": 2}}})).await;
+    env.apply(
+        "paced-b",
+        json!({"providerRef": {"name": "arena-b"}, "connectionId": "42", "arena": {"metadata": {"k": 2}}}),
+    )
+    .await;
     let paced = env.ready_reason("paced-b", "RateLimited").await;
     assert!(paced.status.as_ref().unwrap().retry_at.is_some());
     let journal = p.journal("arena").await;

@@ -207,7 +207,8 @@ fn wait_until_not_enforced(ns: &TestNamespace) {
 
 fn wait_for_policy(ns: &TestNamespace, enforced: bool) {
     let probe = connection("probe", arena_spec(json!({"probe-key": 1}))).to_string();
-    let what = if enforced { "the admission policy to be enforced" } else { "the deleted admission policy to stop denying" };
+    let what =
+        if enforced { "the admission policy to be enforced" } else { "the deleted admission policy to stop denying" };
     eventually_blocking(what, || {
         let out = ns.kubectl().run(&["apply", "--dry-run=server", "-f", "-"], Some(&probe));
         let denied = !out.ok && out.stderr.contains("ValidatingAdmissionPolicy");
@@ -299,7 +300,14 @@ fn real_admission_policy_refuses_bad_keys_at_kubectl_apply() {
     // Keys already stored are let through (the operator can still update the object, e.g.
     // drop its finalizer); a new bad key is refused, named alone.
     kubectl.ok(&["label", "connection", "legacy", "touched=yes"]);
-    kubectl.ok(&["patch", "connection", "legacy", "--type=merge", "-p", r#"{"metadata":{"finalizers":["example.com/hold"]}}"#]);
+    kubectl.ok(&[
+        "patch",
+        "connection",
+        "legacy",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":["example.com/hold"]}}"#,
+    ]);
     kubectl.ok(&["patch", "connection", "legacy", "--type=merge", "-p", r#"{"metadata":{"finalizers":null}}"#]);
     let more = arena_spec(json!({"old-key": 1, "new-key": 2}));
     let out = apply(&kubectl, "legacy", more);

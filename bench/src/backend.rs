@@ -45,8 +45,9 @@ impl Backend {
         let dir = tempfile::tempdir()?;
         let kubeconfig = dir.path().join("kubeconfig");
         let kubeconfig_arg = kubeconfig.to_string_lossy().into_owned();
-        let sandbox = Sandbox::start(sandbox_binary, &["kube", "--addr", "127.0.0.1:0", "--kubeconfig", &kubeconfig_arg], log)
-            .context("starting the Kubernetes emulator")?;
+        let sandbox =
+            Sandbox::start(sandbox_binary, &["kube", "--addr", "127.0.0.1:0", "--kubeconfig", &kubeconfig_arg], log)
+                .context("starting the Kubernetes emulator")?;
         Ok(Backend {
             kind: ControlPlaneKind::Emulator,
             kubeconfig,
@@ -64,7 +65,15 @@ impl Backend {
     pub fn real(kubeconfig: Option<PathBuf>) -> anyhow::Result<Backend> {
         let backend = |kubeconfig: PathBuf, origin: String, plane: Option<ControlPlane>| {
             let processes = kubeconfig.parent().map(control_plane_processes).unwrap_or_default();
-            Backend { kind: ControlPlaneKind::Real, kubeconfig, processes, origin, _emulator: None, _plane: plane, _dir: None }
+            Backend {
+                kind: ControlPlaneKind::Real,
+                kubeconfig,
+                processes,
+                origin,
+                _emulator: None,
+                _plane: plane,
+                _dir: None,
+            }
         };
         if let Some(kubeconfig) = kubeconfig {
             anyhow::ensure!(kubeconfig.is_file(), "--kubeconfig {} is not a file", kubeconfig.display());
@@ -73,7 +82,11 @@ impl Backend {
         }
         if let Some(dir) = std::env::var_os(SHARED_ENV) {
             let kubeconfig = Path::new(&dir).join("kubeconfig");
-            anyhow::ensure!(kubeconfig.is_file(), "{SHARED_ENV}={} has no kubeconfig: start it with scripts/control-plane up DIR", kubeconfig.display());
+            anyhow::ensure!(
+                kubeconfig.is_file(),
+                "{SHARED_ENV}={} has no kubeconfig: start it with scripts/control-plane up DIR",
+                kubeconfig.display()
+            );
             return Ok(backend(kubeconfig, format!("{SHARED_ENV}={}", Path::new(&dir).display()), None));
         }
         eprintln!("bench: starting a dedicated control plane (scripts/control-plane up)");
@@ -114,6 +127,9 @@ mod tests {
     #[test]
     fn reads_the_control_plane_pids_file() {
         let pids = parse_pids("etcd 10\nkube-apiserver 11\nkube-controller-manager 12\nwatchdog 13\ngarbage\n");
-        assert_eq!(pids, [("etcd".to_owned(), 10), ("kube_apiserver".to_owned(), 11), ("kube_controller_manager".to_owned(), 12)]);
+        assert_eq!(
+            pids,
+            [("etcd".to_owned(), 10), ("kube_apiserver".to_owned(), 11), ("kube_controller_manager".to_owned(), 12)]
+        );
     }
 }

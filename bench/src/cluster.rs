@@ -41,7 +41,8 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn new(kubeconfig: &Path, namespace: &str) -> anyhow::Result<Cluster> {
-        let api = ApiClient::from_kubeconfig(kubeconfig).with_context(|| format!("a client for {}", kubeconfig.display()))?;
+        let api =
+            ApiClient::from_kubeconfig(kubeconfig).with_context(|| format!("a client for {}", kubeconfig.display()))?;
         Ok(Cluster { api, namespace: namespace.to_owned(), own: Arc::default() })
     }
 
@@ -78,7 +79,13 @@ impl Cluster {
         self.api.request(method, path).header(reqwest::header::USER_AGENT, BENCH_USER_AGENT)
     }
 
-    async fn send(&self, method: reqwest::Method, path: &str, content_type: &str, body: Option<&Value>) -> Result<Value, ApiError> {
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        content_type: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, ApiError> {
         let mut request = self.request(method.clone(), path);
         if let Some(body) = body {
             request = request.header("content-type", content_type).body(body.to_string());
@@ -185,14 +192,23 @@ impl Cluster {
             drop(t);
             match page.pointer("/metadata/continue").and_then(Value::as_str) {
                 Some(token) if !token.is_empty() => continue_token = token.to_owned(),
-                _ => return Ok(page.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("0").to_owned()),
+                _ => {
+                    return Ok(page
+                        .pointer("/metadata/resourceVersion")
+                        .and_then(Value::as_str)
+                        .unwrap_or("0")
+                        .to_owned());
+                }
             }
         }
     }
 
     /// Follow one watch; the resourceVersion to resume from, or `None` to re-list.
     async fn watch_from(&self, rv: &str, tracker: &Mutex<Tracker>) -> Option<String> {
-        let path = format!("{}?watch=true&allowWatchBookmarks=true&timeoutSeconds=300&resourceVersion={rv}", self.connections_path());
+        let path = format!(
+            "{}?watch=true&allowWatchBookmarks=true&timeoutSeconds=300&resourceVersion={rv}",
+            self.connections_path()
+        );
         // kube-apiserver counts a WATCH when it ends; so does the harness.
         struct Ended<'a>(&'a Cluster, &'a str);
         impl Drop for Ended<'_> {

@@ -101,7 +101,9 @@ impl Member {
         let (plan, digest, score, name) = match wave {
             Wave::Initial => ("pro".to_owned(), "daily".to_owned(), 1, format!("Bench {i}")),
             Wave::Changed => ("enterprise".to_owned(), "hourly".to_owned(), 2, format!("Bench {i} v2")),
-            Wave::Trickle(k) => (format!("trial-{k}"), format!("every-{k}"), 1000 + i64::from(k), format!("Bench {i} t{k}")),
+            Wave::Trickle(k) => {
+                (format!("trial-{k}"), format!("every-{k}"), 1000 + i64::from(k), format!("Bench {i} t{k}"))
+            }
         };
         match self.kind {
             Kind::Nango => json!({

@@ -134,7 +134,8 @@ impl KubeRequest {
     /// The verb as kube-apiserver's metrics name it (the journal has no content type, so
     /// an apply counts as PATCH); the HTTP method when the path names no resource.
     fn verb(&self) -> String {
-        crate::kube_metrics::classify(&self.method, &self.path, &self.query, "").map_or_else(|| self.method.clone(), |(_, _, verb)| verb)
+        crate::kube_metrics::classify(&self.method, &self.path, &self.query, "")
+            .map_or_else(|| self.method.clone(), |(_, _, verb)| verb)
     }
 }
 
@@ -226,8 +227,13 @@ mod tests {
         let e = |v: Value| entry(v);
         assert!(e(json!({"method": "GET", "path": "/v3/connections/7", "at": 1.0})).concerns(Kind::Arena, &ids));
         assert!(!e(json!({"method": "GET", "path": "/v3/connections/8", "at": 1.0})).concerns(Kind::Arena, &ids));
-        assert!(!e(json!({"method": "GET", "path": "/connection", "at": 1.0})).concerns(Kind::Nango, &ids), "a list names none");
-        let batch = e(json!({"method": "PATCH", "path": "/connections/metadata", "at": 1.0, "body": {"connection_id": ["a", "b"]}}));
+        assert!(
+            !e(json!({"method": "GET", "path": "/connection", "at": 1.0})).concerns(Kind::Nango, &ids),
+            "a list names none"
+        );
+        let batch = e(
+            json!({"method": "PATCH", "path": "/connections/metadata", "at": 1.0, "body": {"connection_id": ["a", "b"]}}),
+        );
         assert!(batch.concerns(Kind::Nango, &ids));
         assert!(!e(json!({"method": "PUT", "path": "/v3/connections/8", "at": 1.0})).concerns(Kind::Arena, &ids));
     }
@@ -243,7 +249,12 @@ mod tests {
     #[test]
     fn kube_traffic_excludes_the_harness_and_needs_user_agents() {
         let path = "/apis/connection-operator.dev/v1alpha1/namespaces/b/connections";
-        let req = |m: &str, p: &str, q: &str, ua: &str| KubeRequest { method: m.into(), path: p.into(), query: q.into(), user_agent: Some(ua.into()) };
+        let req = |m: &str, p: &str, q: &str, ua: &str| KubeRequest {
+            method: m.into(),
+            path: p.into(),
+            query: q.into(),
+            user_agent: Some(ua.into()),
+        };
         let entries = vec![
             req("PATCH", &format!("{path}/x"), "fieldManager=bench", BENCH_USER_AGENT),
             req("GET", path, "watch=true&resourceVersion=1", "kube-rs"),
@@ -253,7 +264,8 @@ mod tests {
         let t = KubeTraffic::of(&entries).unwrap();
         assert_eq!((t.requests, t.writes, t.watches), (3, 1, 1));
         assert_eq!(t.by_verb, BTreeMap::from([("LIST".into(), 1), ("PATCH".into(), 1), ("WATCH".into(), 1)]));
-        let anonymous = vec![KubeRequest { method: "GET".into(), path: String::new(), query: String::new(), user_agent: None }];
+        let anonymous =
+            vec![KubeRequest { method: "GET".into(), path: String::new(), query: String::new(), user_agent: None }];
         assert_eq!(KubeTraffic::of(&anonymous), None);
     }
 

@@ -27,7 +27,9 @@ pub const OPERATOR_GROUP: &str = "connection-operator.dev";
 /// Secrets (metadata watch, token reads) and Events. (No Leases: the benchmark runs one
 /// replica without leader election, and Leases are also the control plane's own heartbeat.)
 pub fn in_operator_scope(group: &str, resource: &str) -> bool {
-    group == OPERATOR_GROUP || (group.is_empty() && matches!(resource, "secrets" | "events")) || (group == "events.k8s.io" && resource == "events")
+    group == OPERATOR_GROUP
+        || (group.is_empty() && matches!(resource, "secrets" | "events"))
+        || (group == "events.k8s.io" && resource == "events")
 }
 
 /// `apiserver_request_total` of a Prometheus text exposition, summed by (group, resource, verb).
@@ -49,7 +51,8 @@ fn parse_labels(text: &str) -> BTreeMap<String, String> {
     let mut labels = BTreeMap::new();
     let mut chars = text.chars().peekable();
     loop {
-        let key: String = chars.by_ref().take_while(|&c| c != '=').collect::<String>().trim_start_matches(',').trim().to_owned();
+        let key: String =
+            chars.by_ref().take_while(|&c| c != '=').collect::<String>().trim_start_matches(',').trim().to_owned();
         if key.is_empty() || chars.next() != Some('"') {
             break;
         }
@@ -73,7 +76,11 @@ fn parse_labels(text: &str) -> BTreeMap<String, String> {
 /// `after - before`, entry by entry (a counter never decreases; a restart would, and is
 /// clamped to 0).
 pub fn delta(after: &Counts, before: &Counts) -> Counts {
-    after.iter().map(|(k, v)| (k.clone(), v.saturating_sub(before.get(k).copied().unwrap_or(0)))).filter(|(_, v)| *v > 0).collect()
+    after
+        .iter()
+        .map(|(k, v)| (k.clone(), v.saturating_sub(before.get(k).copied().unwrap_or(0))))
+        .filter(|(_, v)| *v > 0)
+        .collect()
 }
 
 /// The operator's requests by verb: the API server's count minus the harness's, within the
@@ -161,7 +168,11 @@ apiserver_request_duration_seconds_bucket{verb="GET",le="0.1"} 99
         assert_eq!(d.len(), 3);
         let harness: Counts = [(key(OPERATOR_GROUP, "connections", "APPLY"), 20)].into();
         let by_verb = operator_by_verb(&d, &harness);
-        assert_eq!(by_verb, BTreeMap::from([("APPLY".to_owned(), 5), ("GET".to_owned(), 1)]), "leases are the control plane's own");
+        assert_eq!(
+            by_verb,
+            BTreeMap::from([("APPLY".to_owned(), 5), ("GET".to_owned(), 1)]),
+            "leases are the control plane's own"
+        );
         // A counter that went down (restart) does not produce a huge difference.
         assert!(delta(&before, &after).is_empty());
     }
@@ -172,15 +183,27 @@ apiserver_request_duration_seconds_bucket{verb="GET",le="0.1"} 99
             classify(m, p, q, ct).map(|(g, r, v)| format!("{g}/{r}/{v}"))
         }
         let conns = "/apis/connection-operator.dev/v1alpha1/namespaces/b/connections";
-        assert_eq!(c("PATCH", &format!("{conns}/x"), "fieldManager=bench", "application/apply-patch+yaml").unwrap(), "connection-operator.dev/connections/APPLY");
-        assert_eq!(c("PATCH", &format!("{conns}/x/status"), "", "application/merge-patch+json").unwrap(), "connection-operator.dev/connections/PATCH");
+        assert_eq!(
+            c("PATCH", &format!("{conns}/x"), "fieldManager=bench", "application/apply-patch+yaml").unwrap(),
+            "connection-operator.dev/connections/APPLY"
+        );
+        assert_eq!(
+            c("PATCH", &format!("{conns}/x/status"), "", "application/merge-patch+json").unwrap(),
+            "connection-operator.dev/connections/PATCH"
+        );
         assert_eq!(c("GET", conns, "limit=500", "").unwrap(), "connection-operator.dev/connections/LIST");
-        assert_eq!(c("GET", conns, "watch=true&resourceVersion=5", "").unwrap(), "connection-operator.dev/connections/WATCH");
+        assert_eq!(
+            c("GET", conns, "watch=true&resourceVersion=5", "").unwrap(),
+            "connection-operator.dev/connections/WATCH"
+        );
         assert_eq!(c("GET", &format!("{conns}/x"), "", "").unwrap(), "connection-operator.dev/connections/GET");
         assert_eq!(c("POST", "/api/v1/namespaces/b/secrets", "", "application/json").unwrap(), "/secrets/POST");
         assert_eq!(c("POST", "/api/v1/namespaces", "", "application/json").unwrap(), "/namespaces/POST");
         assert_eq!(c("GET", "/api/v1/namespaces/b", "", "").unwrap(), "/namespaces/GET");
-        assert_eq!(c("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", "", "").unwrap(), "apiextensions.k8s.io/customresourcedefinitions/POST");
+        assert_eq!(
+            c("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", "", "").unwrap(),
+            "apiextensions.k8s.io/customresourcedefinitions/POST"
+        );
         assert_eq!(c("GET", "/metrics", "", ""), None);
         assert_eq!(c("GET", "/apis/connection-operator.dev/v1alpha1", "", ""), None);
         assert!(in_operator_scope("", "events") && in_operator_scope("events.k8s.io", "events"));

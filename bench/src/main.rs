@@ -103,13 +103,21 @@ fn main() -> anyhow::Result<()> {
     let kinds = cli
         .providers
         .iter()
-        .map(|p| Kind::parse(p).with_context(|| format!("unknown provider {p:?}: expected nango, mielto, arena or datagrid")))
+        .map(|p| {
+            Kind::parse(p).with_context(|| format!("unknown provider {p:?}: expected nango, mielto, arena or datagrid"))
+        })
         .collect::<anyhow::Result<Vec<_>>>()?;
     anyhow::ensure!(!kinds.is_empty(), "--providers names no provider");
     anyhow::ensure!(cli.connections > 0, "--connections must be at least 1");
     anyhow::ensure!(cli.change_percent > 0.0 && cli.change_percent <= 100.0, "--change-percent must be in (0, 100]");
-    anyhow::ensure!(cli.trickle_per_second > 0.0 && cli.trickle_seconds >= 0.0, "--trickle-per-second must be positive, --trickle-seconds not negative");
-    anyhow::ensure!(cli.kubeconfig.is_none() || cli.control_plane == ControlPlaneKind::Real, "--kubeconfig needs --control-plane real");
+    anyhow::ensure!(
+        cli.trickle_per_second > 0.0 && cli.trickle_seconds >= 0.0,
+        "--trickle-per-second must be positive, --trickle-seconds not negative"
+    );
+    anyhow::ensure!(
+        cli.kubeconfig.is_none() || cli.control_plane == ControlPlaneKind::Real,
+        "--kubeconfig needs --control-plane real"
+    );
     let rate_limited = match cli.rate_limited_provider.as_str() {
         "none" => None,
         name => Some(RateLimitSettings {
@@ -143,20 +151,28 @@ fn main() -> anyhow::Result<()> {
     eprintln!("bench: building the operator and the sandboxes");
     let binaries = operator::build()?;
     let backend = match cli.control_plane {
-        ControlPlaneKind::Emulator => Backend::emulator(&binaries.sandbox, &settings.operator_log.with_extension("kube-emulator.log"))?,
+        ControlPlaneKind::Emulator => {
+            Backend::emulator(&binaries.sandbox, &settings.operator_log.with_extension("kube-emulator.log"))?
+        }
         ControlPlaneKind::Real => Backend::real(cli.kubeconfig.clone())?,
     };
-    eprintln!("bench: control plane {} ({}), namespace {}", backend.kind.name(), backend.origin, settings.namespace_prefix);
+    eprintln!(
+        "bench: control plane {} ({}), namespace {}",
+        backend.kind.name(),
+        backend.origin,
+        settings.namespace_prefix
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let (main, rate_limited) = runtime.block_on(async {
-        let main = scenario::main_run(&binaries, &backend, &settings).await?;
-        let rate_limited = match &rate_limited {
-            Some(r) => Some(scenario::rate_limited_run(&binaries, &backend, &settings, r).await?),
-            None => None,
-        };
-        anyhow::Ok((main, rate_limited))
-    })
-    .with_context(|| format!("benchmark failed; the operator's log is {}", settings.operator_log.display()))?;
+    let (main, rate_limited) = runtime
+        .block_on(async {
+            let main = scenario::main_run(&binaries, &backend, &settings).await?;
+            let rate_limited = match &rate_limited {
+                Some(r) => Some(scenario::rate_limited_run(&binaries, &backend, &settings, r).await?),
+                None => None,
+            };
+            anyhow::Ok((main, rate_limited))
+        })
+        .with_context(|| format!("benchmark failed; the operator's log is {}", settings.operator_log.display()))?;
     drop(runtime);
     drop(backend);
 
@@ -171,7 +187,13 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn build_report(s: &Settings, control_plane: ControlPlaneKind, started_at: String, main: &scenario::MainRun, rate_limited: Option<report::RateLimited>) -> Report {
+fn build_report(
+    s: &Settings,
+    control_plane: ControlPlaneKind,
+    started_at: String,
+    main: &scenario::MainRun,
+    rate_limited: Option<report::RateLimited>,
+) -> Report {
     let n = s.connections as f64;
     let reads: u64 = main.initial.values().map(|t| t.reads).sum();
     let writes: u64 = main.initial.values().map(|t| t.writes).sum();
@@ -221,7 +243,13 @@ fn build_report(s: &Settings, control_plane: ControlPlaneKind, started_at: Strin
 fn commit() -> (String, bool) {
     let workspace = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
     let git = |args: &[&str]| {
-        Command::new("git").arg("-C").arg(workspace).args(args).output().ok().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        Command::new("git")
+            .arg("-C")
+            .arg(workspace)
+            .args(args)
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
     };
     let commit = git(&["rev-parse", "HEAD"]).filter(|c| !c.is_empty()).unwrap_or_else(|| "unknown".into());
     let dirty = git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());

@@ -65,7 +65,13 @@ pub struct Operator {
 
 impl Operator {
     /// `connection-operator run --namespace NAMESPACE` against `kubeconfig`.
-    pub fn start(binary: &Path, kubeconfig: &Path, namespace: &str, settings: &Settings, log: &Path) -> anyhow::Result<Operator> {
+    pub fn start(
+        binary: &Path,
+        kubeconfig: &Path,
+        namespace: &str,
+        settings: &Settings,
+        log: &Path,
+    ) -> anyhow::Result<Operator> {
         let metrics_addr = free_port()?;
         let log_file = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
         let mut command = Command::new(binary);

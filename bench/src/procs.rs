@@ -32,7 +32,8 @@ pub struct ProcessUsage {
 
 /// The usage of `pid` so far.
 pub fn usage(pid: u32) -> anyhow::Result<Usage> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).with_context(|| format!("/proc/{pid}/status"))?;
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).with_context(|| format!("/proc/{pid}/status"))?;
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("/proc/{pid}/stat"))?;
     parse_usage(&status, &stat, clock_ticks())
 }
@@ -49,7 +50,8 @@ pub fn parse_usage(status: &str, stat: &str, ticks_per_second: f64) -> anyhow::R
     let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).context("malformed /proc/PID/stat")?;
     // after_name starts with field 3 (state); utime and stime are fields 14 and 15.
     let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i - 3).and_then(|f| f.parse::<f64>().ok()).context("missing CPU field in /proc/PID/stat");
+    let ticks =
+        |i: usize| fields.get(i - 3).and_then(|f| f.parse::<f64>().ok()).context("missing CPU field in /proc/PID/stat");
     Ok(Usage { peak_rss_mb: hwm_kb / 1024.0, cpu_seconds: (ticks(14)? + ticks(15)?) / ticks_per_second })
 }
 
@@ -90,7 +92,10 @@ impl Span {
             .iter()
             .filter_map(|(name, &(pid, cpu0, reset))| {
                 let u = usage(pid).ok()?;
-                Some((name.clone(), ProcessUsage { cpu_seconds: u.cpu_seconds - cpu0, peak_rss_mb: u.peak_rss_mb, peak_reset: reset }))
+                Some((
+                    name.clone(),
+                    ProcessUsage { cpu_seconds: u.cpu_seconds - cpu0, peak_rss_mb: u.peak_rss_mb, peak_reset: reset },
+                ))
             })
             .collect()
     }
@@ -120,7 +125,12 @@ impl Sandbox {
         let Some(url) = line.trim().strip_prefix("listening on ") else {
             let _ = child.kill();
             let status = child.wait()?;
-            anyhow::bail!("{} {} printed {line:?} and exited ({status}); see {}", binary.display(), args.join(" "), log.display());
+            anyhow::bail!(
+                "{} {} printed {line:?} and exited ({status}); see {}",
+                binary.display(),
+                args.join(" "),
+                log.display()
+            );
         };
         Ok(Sandbox { url: url.to_owned(), child })
     }

@@ -113,7 +113,15 @@ pub struct SingleChange {
 }
 
 impl SingleChange {
-    pub fn from_latencies(changes: u64, per_second: f64, seconds: f64, latencies: &[f64], round_trip_ms: f64, apply_p99_ms: f64, reads: u64) -> SingleChange {
+    pub fn from_latencies(
+        changes: u64,
+        per_second: f64,
+        seconds: f64,
+        latencies: &[f64],
+        round_trip_ms: f64,
+        apply_p99_ms: f64,
+        reads: u64,
+    ) -> SingleChange {
         let q = |v: &[f64], q: f64| crate::journal::quantile(v, q).unwrap_or(f64::NAN);
         let over: Vec<f64> = latencies.iter().map(|l| l - round_trip_ms).collect();
         SingleChange {
@@ -191,7 +199,10 @@ pub struct Report {
 
 /// The 1-minute load average (`/proc/loadavg`), or NaN.
 pub fn load_average() -> f64 {
-    std::fs::read_to_string("/proc/loadavg").ok().and_then(|s| s.split_whitespace().next()?.parse().ok()).unwrap_or(f64::NAN)
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f64::NAN)
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -214,15 +225,40 @@ impl Report {
         let real = self.control_plane == "real";
         let converge_limit = if real { 90.0 } else { 60.0 };
         let mut t = vec![
-            target("converge_vs_floor", format!("<= 2 x floor ({:.1} s)", 2.0 * self.floor_seconds), self.converge_seconds, self.converge_seconds <= 2.0 * self.floor_seconds),
-            target("converge_seconds", format!("<= {converge_limit} s"), self.converge_seconds, self.converge_seconds <= converge_limit),
-            target("upstream_writes_per_connection", "<= 1.05".into(), self.upstream_writes_per_connection, self.upstream_writes_per_connection <= 1.05),
-            target("upstream_reads_per_connection", "<= 1.05".into(), self.upstream_reads_per_connection, self.upstream_reads_per_connection <= 1.05),
+            target(
+                "converge_vs_floor",
+                format!("<= 2 x floor ({:.1} s)", 2.0 * self.floor_seconds),
+                self.converge_seconds,
+                self.converge_seconds <= 2.0 * self.floor_seconds,
+            ),
+            target(
+                "converge_seconds",
+                format!("<= {converge_limit} s"),
+                self.converge_seconds,
+                self.converge_seconds <= converge_limit,
+            ),
+            target(
+                "upstream_writes_per_connection",
+                "<= 1.05".into(),
+                self.upstream_writes_per_connection,
+                self.upstream_writes_per_connection <= 1.05,
+            ),
+            target(
+                "upstream_reads_per_connection",
+                "<= 1.05".into(),
+                self.upstream_reads_per_connection,
+                self.upstream_reads_per_connection <= 1.05,
+            ),
         ];
         let kube_limit = if real { 2.2 } else { 3.0 };
         t.push(match self.kube_requests_per_connection {
             Some(v) => target("kube_requests_per_connection", format!("<= {kube_limit}"), v, v <= kube_limit),
-            None => Target { name: "kube_requests_per_connection", target: format!("<= {kube_limit}"), value: "unmeasured".into(), met: None },
+            None => Target {
+                name: "kube_requests_per_connection",
+                target: format!("<= {kube_limit}"),
+                value: "unmeasured".into(),
+                met: None,
+            },
         });
         let s = &self.steady;
         t.push(target("steady_upstream_writes", "0".into(), s.upstream_writes as f64, s.upstream_writes == 0));
@@ -238,7 +274,11 @@ impl Report {
         ));
         for provider in ["nango", "datagrid"] {
             if let Some(&v) = s.reads_per_connection_per_interval_by_provider.get(provider) {
-                let name = if provider == "nango" { "steady_nango_reads_per_connection_per_interval" } else { "steady_datagrid_reads_per_connection_per_interval" };
+                let name = if provider == "nango" {
+                    "steady_nango_reads_per_connection_per_interval"
+                } else {
+                    "steady_datagrid_reads_per_connection_per_interval"
+                };
                 t.push(target(name, "<= 0.05 (list-based observation)".into(), v, v <= 0.05));
             }
         }
@@ -248,13 +288,33 @@ impl Report {
             t.push(target("single_change_p99_over_upstream_ms", format!("<= {limit}"), v, v <= limit));
         }
         let c = &self.change_wave;
-        t.push(target("change_wave_p99_vs_floor", format!("<= 2 x floor ({:.0} ms)", 2.0 * c.floor_ms), c.p99_ms, c.p99_ms <= 2.0 * c.floor_ms));
+        t.push(target(
+            "change_wave_p99_vs_floor",
+            format!("<= 2 x floor ({:.0} ms)", 2.0 * c.floor_ms),
+            c.p99_ms,
+            c.p99_ms <= 2.0 * c.floor_ms,
+        ));
         if let Some(r) = &self.rate_limited {
-            t.push(target("rate_limited_achieved_vs_ideal", format!("<= 1.1 x ideal ({:.1} s)", 1.1 * r.ideal_seconds), r.achieved_seconds, r.achieved_seconds <= 1.1 * r.ideal_seconds));
-            t.push(target("rate_limited_429_per_window", "<= 1".into(), r.http_429_per_window, r.http_429_per_window <= 1.0));
+            t.push(target(
+                "rate_limited_achieved_vs_ideal",
+                format!("<= 1.1 x ideal ({:.1} s)", 1.1 * r.ideal_seconds),
+                r.achieved_seconds,
+                r.achieved_seconds <= 1.1 * r.ideal_seconds,
+            ));
+            t.push(target(
+                "rate_limited_429_per_window",
+                "<= 1".into(),
+                r.http_429_per_window,
+                r.http_429_per_window <= 1.0,
+            ));
         }
         let (rss_limit, at) = if self.connections > 10_000 { (600.0, "100,000") } else { (150.0, "10,000") };
-        t.push(target("peak_rss_mb", format!("<= {rss_limit} (at {at})"), self.peak_rss_mb, self.peak_rss_mb <= rss_limit));
+        t.push(target(
+            "peak_rss_mb",
+            format!("<= {rss_limit} (at {at})"),
+            self.peak_rss_mb,
+            self.peak_rss_mb <= rss_limit,
+        ));
         self.targets = t;
     }
 
@@ -264,19 +324,37 @@ impl Report {
             ("commit".into(), format!("{}{}", self.commit, if self.dirty { " (dirty)" } else { "" })),
             ("started_at".into(), self.started_at.clone()),
             ("cpus".into(), self.cpus.to_string()),
-            ("load average, 1 min (start / end)".into(), format!("{:.2} / {:.2}", self.load_average.0, self.load_average.1)),
+            (
+                "load average, 1 min (start / end)".into(),
+                format!("{:.2} / {:.2}", self.load_average.0, self.load_average.1),
+            ),
             ("control_plane / shards".into(), format!("{} / {}", self.control_plane, self.shards)),
             ("connections".into(), self.connections.to_string()),
-            ("providers".into(), self.providers.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", ")),
-            ("upstream latency / concurrency".into(), format!("{} ms / {}", self.config.upstream_latency_ms, self.config.operator_concurrency)),
+            (
+                "providers".into(),
+                self.providers.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", "),
+            ),
+            (
+                "upstream latency / concurrency".into(),
+                format!("{} ms / {}", self.config.upstream_latency_ms, self.config.operator_concurrency),
+            ),
             ("converge_seconds".into(), format!("{:.2}", self.converge_seconds)),
             ("floor_seconds".into(), format!("{:.2}", self.floor_seconds)),
             ("upstream_reads_per_connection".into(), format!("{:.3}", self.upstream_reads_per_connection)),
             ("upstream_writes_per_connection".into(), format!("{:.3}", self.upstream_writes_per_connection)),
-            ("kube_requests_per_connection".into(), self.kube_requests_per_connection.map_or("unmeasured".into(), |v| format!("{v:.3}"))),
-            ("kube_requests_by_verb".into(), self.kube_requests_by_verb.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", ")),
+            (
+                "kube_requests_per_connection".into(),
+                self.kube_requests_per_connection.map_or("unmeasured".into(), |v| format!("{v:.3}")),
+            ),
+            (
+                "kube_requests_by_verb".into(),
+                self.kube_requests_by_verb.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", "),
+            ),
             ("steady.seconds / intervals".into(), format!("{:.1} / {:.2}", self.steady.seconds, self.steady.intervals)),
-            ("steady.upstream_reads_per_connection_per_interval".into(), format!("{:.3}", self.steady.upstream_reads_per_connection_per_interval)),
+            (
+                "steady.upstream_reads_per_connection_per_interval".into(),
+                format!("{:.3}", self.steady.upstream_reads_per_connection_per_interval),
+            ),
             ("steady.upstream_writes".into(), self.steady.upstream_writes.to_string()),
             ("steady.kube_writes".into(), self.steady.kube_writes.map_or("unmeasured".into(), |v| v.to_string())),
         ];
@@ -285,24 +363,51 @@ impl Report {
         }
         let sc = &self.single_change;
         rows.extend([
-            ("single_change.changes (per second, seconds)".into(), format!("{} ({} /s, {:.1} s)", sc.changes, sc.per_second, sc.seconds)),
-            ("single_change.p50_ms / p99_ms / max_ms".into(), format!("{:.0} / {:.0} / {:.0}", sc.p50_ms, sc.p99_ms, sc.max_ms)),
+            (
+                "single_change.changes (per second, seconds)".into(),
+                format!("{} ({} /s, {:.1} s)", sc.changes, sc.per_second, sc.seconds),
+            ),
+            (
+                "single_change.p50_ms / p99_ms / max_ms".into(),
+                format!("{:.0} / {:.0} / {:.0}", sc.p50_ms, sc.p99_ms, sc.max_ms),
+            ),
             ("single_change.upstream_round_trip_ms".into(), format!("{:.0}", sc.upstream_round_trip_ms)),
-            ("single_change.p50 / p99_over_upstream_ms".into(), format!("{:.0} / {:.0}", sc.p50_over_upstream_ms, sc.p99_over_upstream_ms)),
-            ("single_change.apply_p99_ms / reads_per_change".into(), format!("{:.0} / {:.2}", sc.apply_p99_ms, sc.reads_per_change)),
+            (
+                "single_change.p50 / p99_over_upstream_ms".into(),
+                format!("{:.0} / {:.0}", sc.p50_over_upstream_ms, sc.p99_over_upstream_ms),
+            ),
+            (
+                "single_change.apply_p99_ms / reads_per_change".into(),
+                format!("{:.0} / {:.2}", sc.apply_p99_ms, sc.reads_per_change),
+            ),
         ]);
         let c = &self.change_wave;
         rows.extend([
             ("change_wave.changed".into(), c.changed.to_string()),
-            ("change_wave.p50_ms / p99_ms / max_ms".into(), format!("{:.0} / {:.0} / {:.0}", c.p50_ms, c.p99_ms, c.max_ms)),
+            (
+                "change_wave.p50_ms / p99_ms / max_ms".into(),
+                format!("{:.0} / {:.0} / {:.0}", c.p50_ms, c.p99_ms, c.max_ms),
+            ),
             ("change_wave.floor_ms".into(), format!("{:.0}", c.floor_ms)),
             ("change_wave.converge_seconds".into(), format!("{:.2}", c.converge_seconds)),
-            ("change_wave.writes_per_changed_connection / upstream_reads".into(), format!("{:.3} / {}", c.writes_per_changed_connection, c.upstream_reads)),
+            (
+                "change_wave.writes_per_changed_connection / upstream_reads".into(),
+                format!("{:.3} / {}", c.writes_per_changed_connection, c.upstream_reads),
+            ),
         ]);
         if let Some(r) = &self.rate_limited {
             rows.extend([
-                ("rate_limited.setup".into(), format!("{}: {} Connections, {} requests / {} s", r.provider, r.connections, r.limit, r.window_seconds)),
-                ("rate_limited.ideal_seconds / achieved_seconds".into(), format!("{:.2} / {:.2}", r.ideal_seconds, r.achieved_seconds)),
+                (
+                    "rate_limited.setup".into(),
+                    format!(
+                        "{}: {} Connections, {} requests / {} s",
+                        r.provider, r.connections, r.limit, r.window_seconds
+                    ),
+                ),
+                (
+                    "rate_limited.ideal_seconds / achieved_seconds".into(),
+                    format!("{:.2} / {:.2}", r.ideal_seconds, r.achieved_seconds),
+                ),
                 ("rate_limited.http_429 (per window)".into(), format!("{} ({:.2})", r.http_429, r.http_429_per_window)),
             ]);
         }
@@ -312,7 +417,10 @@ impl Report {
         ]);
         for (name, p) in &self.processes {
             let peak = if p.peak_reset || name == "operator" { "" } else { " (since process start)" };
-            rows.push((format!("processes.{name} cpu_seconds / peak_rss_mb"), format!("{:.2} / {:.1}{peak}", p.cpu_seconds, p.peak_rss_mb)));
+            rows.push((
+                format!("processes.{name} cpu_seconds / peak_rss_mb"),
+                format!("{:.2} / {:.1}{peak}", p.cpu_seconds, p.peak_rss_mb),
+            ));
         }
         let mut out = String::from("| metric | value |\n|---|---|\n");
         for (k, v) in rows {
@@ -355,7 +463,13 @@ mod tests {
 
     #[test]
     fn judging_marks_missed_and_unmeasured_targets() {
-        let mut r = Report { converge_seconds: 70.0, floor_seconds: 25.0, upstream_reads_per_connection: 1.0, upstream_writes_per_connection: 1.0, ..Report::default() };
+        let mut r = Report {
+            converge_seconds: 70.0,
+            floor_seconds: 25.0,
+            upstream_reads_per_connection: 1.0,
+            upstream_writes_per_connection: 1.0,
+            ..Report::default()
+        };
         r.steady.reads_per_connection_per_interval_by_provider.insert("nango".into(), 1.0);
         r.control_plane = "emulator";
         r.change_wave.floor_ms = 2500.0;
@@ -363,7 +477,10 @@ mod tests {
         r.judge();
         let met = |name: &str| r.targets.iter().find(|t| t.name == name).unwrap().met;
         assert_eq!(met("change_wave_p99_vs_floor"), Some(false));
-        assert!(r.targets.iter().all(|t| t.name != "single_change_p99_over_upstream_ms"), "no single changes, no target");
+        assert!(
+            r.targets.iter().all(|t| t.name != "single_change_p99_over_upstream_ms"),
+            "no single changes, no target"
+        );
         assert_eq!(met("converge_vs_floor"), Some(false));
         assert_eq!(met("converge_seconds"), Some(false));
         assert_eq!(met("upstream_writes_per_connection"), Some(true));

@@ -111,7 +111,9 @@ impl Environment {
         }
         for &kind in kinds {
             cluster.create(&cluster.secrets_path(), &fleet::secret(namespace, kind)).await?;
-            cluster.apply(&cluster.providers_path(), &fleet::provider(namespace, kind, &upstreams.base_url(kind), budget)).await?;
+            cluster
+                .apply(&cluster.providers_path(), &fleet::provider(namespace, kind, &upstreams.base_url(kind), budget))
+                .await?;
         }
         let tracker = Arc::new(Mutex::new(Tracker::default()));
         let watch = cluster.spawn_watch(tracker.clone());
@@ -147,7 +149,8 @@ impl Environment {
     async fn converge(&self, applied: &HashMap<String, (f64, i64)>, bound: Duration) -> anyhow::Result<()> {
         let wanted: Vec<(&str, i64)> = applied.iter().map(|(name, (_, g))| (name.as_str(), *g)).collect();
         let done = || self.tracker.lock().unwrap_or_else(|p| p.into_inner()).count_converged(wanted.iter().copied());
-        let result = cluster::poll(bound, "every Connection to be Ready", || std::future::ready(done() == wanted.len())).await;
+        let result =
+            cluster::poll(bound, "every Connection to be Ready", || std::future::ready(done() == wanted.len())).await;
         if result.is_ok() {
             return Ok(());
         }
@@ -157,13 +160,28 @@ impl Environment {
             wanted.iter().find(|(name, g)| !tracker.converged(name, *g)).map(|(name, _)| name.to_string())
         };
         let status = match &laggard {
-            Some(name) => self.cluster.get(&format!("{}/{name}", self.cluster.connections_path())).await.map(|c| c["status"].to_string()).unwrap_or_default(),
+            Some(name) => self
+                .cluster
+                .get(&format!("{}/{name}", self.cluster.connections_path()))
+                .await
+                .map(|c| c["status"].to_string())
+                .unwrap_or_default(),
             None => String::new(),
         };
-        result.with_context(|| format!("{} of {} Connections Ready; {} has status {status}", done(), wanted.len(), laggard.unwrap_or_default()))
+        result.with_context(|| {
+            format!(
+                "{} of {} Connections Ready; {} has status {status}",
+                done(),
+                wanted.len(),
+                laggard.unwrap_or_default()
+            )
+        })
     }
 
-    async fn traffic(&self, kinds: &[Kind]) -> anyhow::Result<(BTreeMap<Kind, Traffic>, BTreeMap<Kind, Vec<journal::Upstream>>)> {
+    async fn traffic(
+        &self,
+        kinds: &[Kind],
+    ) -> anyhow::Result<(BTreeMap<Kind, Traffic>, BTreeMap<Kind, Vec<journal::Upstream>>)> {
         let journals = self.upstreams.journals(kinds).await?;
         Ok((journals.iter().map(|(k, e)| (*k, Traffic::of(e))).collect(), journals))
     }
@@ -176,9 +194,10 @@ impl Environment {
                 self.cluster.clear_journal().await?;
                 Ok(KubeMark::Journal)
             }
-            ControlPlaneKind::Real => {
-                Ok(KubeMark::Metrics { apiserver: self.apiserver_counts().await?, harness: self.cluster.own_requests() })
-            }
+            ControlPlaneKind::Real => Ok(KubeMark::Metrics {
+                apiserver: self.apiserver_counts().await?,
+                harness: self.cluster.own_requests(),
+            }),
         }
     }
 
@@ -211,7 +230,11 @@ impl Drop for Environment {
 /// The CRDs exactly as the operator binary under test renders them.
 fn crds_yaml(binary: &Path) -> anyhow::Result<String> {
     let output = std::process::Command::new(binary).arg("crd").output().context("running connection-operator crd")?;
-    anyhow::ensure!(output.status.success(), "connection-operator crd failed: {}", String::from_utf8_lossy(&output.stderr));
+    anyhow::ensure!(
+        output.status.success(),
+        "connection-operator crd failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     Ok(String::from_utf8(output.stdout)?)
 }
 
@@ -273,7 +296,17 @@ pub async fn main_run(binaries: &Binaries, backend: &Backend, s: &Settings) -> a
     if let Some(op) = processes.get_mut("operator") {
         (op.cpu_seconds, op.peak_rss_mb, op.peak_reset) = (usage.cpu_seconds, usage.peak_rss_mb, false);
     }
-    Ok(MainRun { converge_seconds, initial, initial_kube, counts, steady, single_change, change_wave, usage, processes })
+    Ok(MainRun {
+        converge_seconds,
+        initial,
+        initial_kube,
+        counts,
+        steady,
+        single_change,
+        change_wave,
+        usage,
+        processes,
+    })
 }
 
 /// Every `round(1 / fraction)`-th Connection changes.
@@ -297,7 +330,9 @@ async fn steady_state(env: &Environment, s: &Settings, counts: &BTreeMap<Kind, u
     traffic.values().for_each(|t| sum.add(*t));
     let by_provider = traffic
         .iter()
-        .map(|(k, t)| (k.name().to_owned(), t.reads as f64 / counts.get(k).copied().unwrap_or(1).max(1) as f64 / intervals))
+        .map(|(k, t)| {
+            (k.name().to_owned(), t.reads as f64 / counts.get(k).copied().unwrap_or(1).max(1) as f64 / intervals)
+        })
         .collect();
     Ok(Steady {
         seconds,
@@ -377,7 +412,12 @@ async fn trickle(env: &Environment, s: &Settings, members: &[Member]) -> anyhow:
         let id = m.upstream_id();
         if let Some(&at) = journal::first_writes(m.kind, entries, *sent).get(&id) {
             latencies.push((at - sent) * 1000.0);
-            reads += entries.iter().filter(|e| e.is_read() && e.at >= *sent && e.at <= at && e.path.rsplit('/').next() == Some(id.as_str())).count() as u64;
+            reads += entries
+                .iter()
+                .filter(|e| {
+                    e.is_read() && e.at >= *sent && e.at <= at && e.path.rsplit('/').next() == Some(id.as_str())
+                })
+                .count() as u64;
         }
     }
     let apply_ms: Vec<f64> = done.iter().map(|d| d.3).collect();
@@ -419,7 +459,8 @@ async fn change_wave(env: &Environment, s: &Settings, changed: &[Member]) -> any
             entries.iter().filter(|e| e.concerns(*kind, &ids)).count() as u64
         })
         .collect();
-    let floor_ms = report::wave_floor_ms(&by_account, s.latency_ms as f64, u64::from(s.concurrency), s.per_account_concurrency());
+    let floor_ms =
+        report::wave_floor_ms(&by_account, s.latency_ms as f64, u64::from(s.concurrency), s.per_account_concurrency());
     Ok(ChangeWave {
         changed: changed.len() as u64,
         p50_ms: journal::quantile(&latencies, 0.5).unwrap_or(f64::NAN),
@@ -444,18 +485,31 @@ pub struct RateLimitSettings {
 /// `connections` Connections of one provider whose upstream allows `limit` requests per
 /// `window_seconds`; the Provider declares the same budget (`requestsPerMinute` scaled from
 /// the window, and `burst` = the whole window's allowance, which a fixed window grants at once).
-pub async fn rate_limited_run(binaries: &Binaries, backend: &Backend, s: &Settings, r: &RateLimitSettings) -> anyhow::Result<RateLimited> {
+pub async fn rate_limited_run(
+    binaries: &Binaries,
+    backend: &Backend,
+    s: &Settings,
+    r: &RateLimitSettings,
+) -> anyhow::Result<RateLimited> {
     let members = fleet::members(r.connections, &[r.kind]);
     let per_minute = (f64::from(r.limit) * 60.0 / r.window_seconds).floor().max(1.0) as u32;
     let budget = Budget { requests_per_minute: per_minute, burst: r.limit.clamp(1, 10_000) };
     let namespace = format!("{}-limited", s.namespace_prefix);
-    let env = Environment::start(binaries, backend, &namespace, s, &[r.kind], Some((r.limit, r.window_seconds)), budget).await?;
+    let env =
+        Environment::start(binaries, backend, &namespace, s, &[r.kind], Some((r.limit, r.window_seconds)), budget)
+            .await?;
     env.upstreams.seed(&members).await?;
     env.mark().await?;
     let log = s.log("rate-limited");
     let mut operator = Operator::start(&binaries.operator, &env.kubeconfig, &namespace, s, &log)?;
     operator.wait_ready().await?;
-    eprintln!("bench: rate-limited run, {} {} Connections at {} / {} s", members.len(), r.kind.name(), r.limit, r.window_seconds);
+    eprintln!(
+        "bench: rate-limited run, {} {} Connections at {} / {} s",
+        members.len(),
+        r.kind.name(),
+        r.limit,
+        r.window_seconds
+    );
     let start = Instant::now();
     let applied = env.apply(&members, Wave::Initial, s.drift_interval_seconds).await?;
     env.converge(&applied, s.timeout).await.context("rate-limited run")?;
@@ -463,7 +517,13 @@ pub async fn rate_limited_run(binaries: &Binaries, backend: &Backend, s: &Settin
     let (traffic, _) = env.traffic(&[r.kind]).await?;
     let t = traffic.get(&r.kind).copied().unwrap_or_default();
     let calls = 2 * members.len() as u64;
-    let ideal_seconds = report::floor_seconds(calls, 2, s.latency_ms as f64 / 1000.0, u64::from(s.concurrency), Some((u64::from(r.limit), r.window_seconds)));
+    let ideal_seconds = report::floor_seconds(
+        calls,
+        2,
+        s.latency_ms as f64 / 1000.0,
+        u64::from(s.concurrency),
+        Some((u64::from(r.limit), r.window_seconds)),
+    );
     let windows = (achieved_seconds / r.window_seconds).ceil().max(1.0);
     drop(operator);
     Ok(RateLimited {
@@ -486,7 +546,10 @@ pub fn initial_by_provider(run: &MainRun) -> BTreeMap<String, ProviderCounts> {
         .iter()
         .map(|(k, &n)| {
             let t = run.initial.get(k).copied().unwrap_or_default();
-            (k.name().to_owned(), ProviderCounts { connections: n, reads: t.reads, writes: t.writes, http_429: t.http_429 })
+            (
+                k.name().to_owned(),
+                ProviderCounts { connections: n, reads: t.reads, writes: t.writes, http_429: t.http_429 },
+            )
         })
         .collect()
 }

@@ -26,7 +26,8 @@ pub struct Upstreams {
 impl Upstreams {
     /// `connection-sandbox providers` on a free loopback port, logging to `log`.
     pub fn start(sandbox_binary: &Path, log: &Path) -> anyhow::Result<Upstreams> {
-        let sandbox = Sandbox::start(sandbox_binary, &["providers", "--addr", "127.0.0.1:0"], log).context("starting the provider sandboxes")?;
+        let sandbox = Sandbox::start(sandbox_binary, &["providers", "--addr", "127.0.0.1:0"], log)
+            .context("starting the provider sandboxes")?;
         let http = reqwest::Client::builder().no_proxy().build()?;
         Ok(Upstreams { sandbox, http })
     }
@@ -47,7 +48,13 @@ impl Upstreams {
         format!("{}{prefix}", self.sandbox.url)
     }
 
-    async fn admin(&self, method: reqwest::Method, kind: Kind, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+    async fn admin(
+        &self,
+        method: reqwest::Method,
+        kind: Kind,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
         let url = format!("{}/_sandbox/{path}", self.base_url(kind));
         let mut request = self.http.request(method.clone(), &url);
         if let Some(body) = body {

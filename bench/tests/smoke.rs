@@ -100,7 +100,10 @@ fn small_run_writes_a_complete_consistent_report() {
     for (name, p) in by_provider {
         assert_eq!(p["connections"], providers[name], "{name}");
     }
-    assert!(report["kube_requests_per_connection"].as_f64().unwrap() > 0.0, "the operator's kube requests are attributed");
+    assert!(
+        report["kube_requests_per_connection"].as_f64().unwrap() > 0.0,
+        "the operator's kube requests are attributed"
+    );
 
     let converge = report["converge_seconds"].as_f64().unwrap();
     let floor = report["floor_seconds"].as_f64().unwrap();
@@ -159,7 +162,11 @@ fn tiny_run_on_the_real_control_plane() {
     ]);
     assert_eq!(report["connections"], 8);
     assert!(report["rate_limited"].is_null());
-    assert!(report["kube_requests_by_verb"].as_object().unwrap().contains_key("APPLY"), "status is applied: {}", report["kube_requests_by_verb"]);
+    assert!(
+        report["kube_requests_by_verb"].as_object().unwrap().contains_key("APPLY"),
+        "status is applied: {}",
+        report["kube_requests_by_verb"]
+    );
     check_real_plane_fields(&report, "real", &["operator", "provider_sandboxes", "bench", "kube_apiserver", "etcd"]);
     assert!(markdown.contains("| control_plane / shards | real / 1 |"), "{markdown}");
 }

@@ -35,10 +35,7 @@ pub struct DemoOptions {
 
 /// Unique per run, even for two runs within one second in one process (the tests).
 fn unix_nanos() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,10 +45,7 @@ pub enum DemoError {
     #[error("cannot build the operator with cargo: {0}")]
     Build(String),
     #[error("the operator exited ({status}); its log is {log}")]
-    OperatorExited {
-        status: std::process::ExitStatus,
-        log: String,
-    },
+    OperatorExited { status: std::process::ExitStatus, log: String },
     #[error("not every Connection was Ready after {timeout:?}: {pending}")]
     Timeout { timeout: Duration, pending: String },
     #[error("listing Connections: {0}")]
@@ -85,17 +79,10 @@ pub async fn run(options: DemoOptions, shutdown: impl Future<Output = ()>) -> Re
     .await?;
     match &stack.emulator {
         Some(emulator) => println!("Kubernetes API emulator  {}", emulator.url()),
-        None => println!(
-            "Kubernetes API           {} (kubeconfig {})",
-            stack.kube_url(),
-            stack.kubeconfig().display()
-        ),
+        None => println!("Kubernetes API           {} (kubeconfig {})", stack.kube_url(), stack.kubeconfig().display()),
     }
     println!("kubectl                  {}", kubectl.display());
-    println!(
-        "provider sandboxes       {} (/nango /mielto /arena /datagrid/v1)",
-        stack.providers_url()
-    );
+    println!("provider sandboxes       {} (/nango /mielto /arena /datagrid/v1)", stack.providers_url());
 
     println!("installing crds/, creating namespaces, seeding upstream, applying examples/ ...");
     stack.prepare_examples().await?;
@@ -128,10 +115,7 @@ async fn watch(
 ) -> Result<Ended, DemoError> {
     let client = stack.client().await?;
     // The example namespaces only: on a shared cluster, other Connections are not the demo's.
-    let apis: Vec<Api<Connection>> = EXAMPLE_NAMESPACES
-        .iter()
-        .map(|ns| Api::namespaced(client.clone(), ns))
-        .collect();
+    let apis: Vec<Api<Connection>> = EXAMPLE_NAMESPACES.iter().map(|ns| Api::namespaced(client.clone(), ns)).collect();
     let mut table = LiveTable::expecting(stack.example_connections()?, Some(token.to_string()));
     let deadline = tokio::time::Instant::now() + options.timeout;
     let mut told = false;
@@ -139,10 +123,7 @@ async fn watch(
     println!("{}", render(HEADER));
     loop {
         if let Some(status) = stack.operator_exited() {
-            return Err(DemoError::OperatorExited {
-                status,
-                log: log.to_string(),
-            });
+            return Err(DemoError::OperatorExited { status, log: log.to_string() });
         }
         // Polling a full list keeps the table exact even across watch faults the
         // newcomer may inject into the emulator.
@@ -165,16 +146,10 @@ async fn watch(
         if !told && tokio::time::Instant::now() >= deadline {
             let pending = table.pending();
             if options.exit_when_ready {
-                return Err(DemoError::Timeout {
-                    timeout: options.timeout,
-                    pending: pending.join(", "),
-                });
+                return Err(DemoError::Timeout { timeout: options.timeout, pending: pending.join(", ") });
             }
             told = true;
-            println!(
-                "\nstill waiting for: {}; see the operator log {log}",
-                pending.join(", ")
-            );
+            println!("\nstill waiting for: {}; see the operator log {log}", pending.join(", "));
             print_next_steps(stack, binary);
         }
         tokio::select! {
@@ -193,19 +168,28 @@ pub const PLAN_AFTER: &str = "plan-after.txt";
 /// What a reviewer sees before a change merges: `connection-operator plan` of a changed
 /// example (exit 2, the keys it would change), then the change applied with kubectl and
 /// planned again (exit 0: nothing left to do). Both outputs are kept in the workdir.
-async fn plan_a_pull_request(stack: &Stack, options: &DemoOptions, binary: &Path, client: &kube::Client) -> Result<(), DemoError> {
+async fn plan_a_pull_request(
+    stack: &Stack,
+    options: &DemoOptions,
+    binary: &Path,
+    client: &kube::Client,
+) -> Result<(), DemoError> {
     let file = options.repo_root.join(PULL_REQUEST);
     let file_arg = file.to_string_lossy().into_owned();
-    println!("
+    println!(
+        "
 a pull request changes acme-salesforce ({PULL_REQUEST}); before it merges:
-");
+"
+    );
     println!("$ connection-operator plan -f {PULL_REQUEST}");
     let before = plan(stack, binary, &file_arg, 2, &options.workdir.join(PLAN_BEFORE)).await?;
     print!("{before}");
     let api: Api<Connection> = Api::namespaced(client.clone(), "tenants");
     let generation = api.get("acme-salesforce").await?.metadata.generation;
-    println!("
-$ kubectl apply -f {PULL_REQUEST}");
+    println!(
+        "
+$ kubectl apply -f {PULL_REQUEST}"
+    );
     print!("{}", stack.kubectl(&["apply", "-f", &file_arg]).await?);
     // In sync at the new generation: the operator did what the plan said.
     let deadline = tokio::time::Instant::now() + options.timeout;
@@ -221,8 +205,10 @@ $ kubectl apply -f {PULL_REQUEST}");
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    println!("
-$ connection-operator plan -f {PULL_REQUEST}     # applied: nothing left to do");
+    println!(
+        "
+$ connection-operator plan -f {PULL_REQUEST}     # applied: nothing left to do"
+    );
     let after = plan(stack, binary, &file_arg, 0, &options.workdir.join(PLAN_AFTER)).await?;
     print!("{after}");
     Ok(())

@@ -20,11 +20,7 @@ pub enum KubectlError {
     #[error("cannot run {program}: {source}")]
     Spawn { program: String, source: std::io::Error },
     #[error("`kubectl {args}` failed ({status}): {stderr}")]
-    Failed {
-        args: String,
-        status: std::process::ExitStatus,
-        stderr: String,
-    },
+    Failed { args: String, status: std::process::ExitStatus, stderr: String },
 }
 
 /// `.tools/bin/kubectl` under `repo_root` when present, else `kubectl` from `PATH`.
@@ -38,9 +34,7 @@ pub fn find(repo_root: &Path) -> Result<PathBuf, KubectlError> {
         .flat_map(std::env::split_paths)
         .map(|dir| dir.join("kubectl"))
         .find(|candidate| is_executable(candidate))
-        .ok_or_else(|| KubectlError::NotFound {
-            tools: tools.display().to_string(),
-        })
+        .ok_or_else(|| KubectlError::NotFound { tools: tools.display().to_string() })
 }
 
 fn is_executable(path: &Path) -> bool {
@@ -68,24 +62,16 @@ impl Kubectl {
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .map_err(|source| KubectlError::Spawn {
-                program: program(),
-                source,
-            })?;
+            .map_err(|source| KubectlError::Spawn { program: program(), source })?;
         if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
             stdin
                 .write_all(text.as_bytes())
                 .await
-                .map_err(|source| KubectlError::Spawn {
-                    program: program(),
-                    source,
-                })?;
+                .map_err(|source| KubectlError::Spawn { program: program(), source })?;
             // Dropping stdin closes it, so kubectl sees the end of the manifest.
         }
-        let output = child.wait_with_output().await.map_err(|source| KubectlError::Spawn {
-            program: program(),
-            source,
-        })?;
+        let output =
+            child.wait_with_output().await.map_err(|source| KubectlError::Spawn { program: program(), source })?;
         if output.status.success() {
             Ok(String::from_utf8_lossy(&output.stdout).into_owned())
         } else {

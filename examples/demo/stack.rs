@@ -55,11 +55,7 @@ pub enum StackError {
     #[error(transparent)]
     Kubectl(#[from] KubectlError),
     #[error("sandbox admin request {method} {url} failed: {detail}")]
-    Admin {
-        method: &'static str,
-        url: String,
-        detail: String,
-    },
+    Admin { method: &'static str, url: String, detail: String },
     #[error("{path}: {source}")]
     File { path: PathBuf, source: std::io::Error },
     #[error("kube client: {0}")]
@@ -127,45 +123,26 @@ impl Stack {
     /// run inside a multi-threaded tokio runtime (the provider sandboxes are served by it;
     /// the Kubernetes emulator brings its own thread).
     pub async fn start(options: StackOptions) -> Result<Stack, StackError> {
-        std::fs::create_dir_all(&options.workdir).map_err(|source| StackError::File {
-            path: options.workdir.clone(),
-            source,
-        })?;
+        std::fs::create_dir_all(&options.workdir)
+            .map_err(|source| StackError::File { path: options.workdir.clone(), source })?;
         let (emulator, kubeconfig, operator_kubeconfig) = match &options.kube {
             KubeTarget::Emulator(addr) => {
                 let kubeconfig = options.workdir.join("kubeconfig");
-                let emulator = KubeSandbox::start(*addr, &kubeconfig).map_err(|source| StackError::Start {
-                    what: "Kubernetes API emulator",
-                    source,
-                })?;
+                let emulator = KubeSandbox::start(*addr, &kubeconfig)
+                    .map_err(|source| StackError::Start { what: "Kubernetes API emulator", source })?;
                 (Some(emulator), kubeconfig.clone(), kubeconfig)
             }
-            KubeTarget::Cluster {
-                kubeconfig,
-                operator_kubeconfig,
-            } => {
+            KubeTarget::Cluster { kubeconfig, operator_kubeconfig } => {
                 // Say so now rather than through kubectl's first error.
-                std::fs::metadata(kubeconfig).map_err(|source| StackError::File {
-                    path: kubeconfig.clone(),
-                    source,
-                })?;
-                (
-                    None,
-                    kubeconfig.clone(),
-                    operator_kubeconfig.clone().unwrap_or_else(|| kubeconfig.clone()),
-                )
+                std::fs::metadata(kubeconfig)
+                    .map_err(|source| StackError::File { path: kubeconfig.clone(), source })?;
+                (None, kubeconfig.clone(), operator_kubeconfig.clone().unwrap_or_else(|| kubeconfig.clone()))
             }
         };
         let providers = ProviderSandbox::start(options.providers_addr)
             .await
-            .map_err(|e| StackError::Start {
-                what: "provider sandboxes",
-                source: e.into(),
-            })?;
-        let kubectl = Kubectl {
-            program: options.kubectl.clone(),
-            kubeconfig,
-        };
+            .map_err(|e| StackError::Start { what: "provider sandboxes", source: e.into() })?;
+        let kubectl = Kubectl { program: options.kubectl.clone(), kubeconfig };
         Ok(Stack {
             emulator,
             providers,
@@ -246,26 +223,14 @@ impl Stack {
             return Ok(examples);
         }
         let copy = self.options.workdir.join("examples");
-        std::fs::create_dir_all(&copy).map_err(|source| StackError::File {
-            path: copy.clone(),
-            source,
-        })?;
-        let entries = std::fs::read_dir(&examples).map_err(|source| StackError::File {
-            path: examples.clone(),
-            source,
-        })?;
+        std::fs::create_dir_all(&copy).map_err(|source| StackError::File { path: copy.clone(), source })?;
+        let entries =
+            std::fs::read_dir(&examples).map_err(|source| StackError::File { path: examples.clone(), source })?;
         for entry in entries {
-            let path = entry
-                .map_err(|source| StackError::File {
-                    path: examples.clone(),
-                    source,
-                })?
-                .path();
+            let path = entry.map_err(|source| StackError::File { path: examples.clone(), source })?.path();
             if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
-                let text = std::fs::read_to_string(&path).map_err(|source| StackError::File {
-                    path: path.clone(),
-                    source,
-                })?;
+                let text =
+                    std::fs::read_to_string(&path).map_err(|source| StackError::File { path: path.clone(), source })?;
                 let target = copy.join(path.file_name().expect("a file from read_dir has a name"));
                 std::fs::write(&target, text.replace(EXAMPLES_PROVIDERS_URL, &actual))
                     .map_err(|source| StackError::File { path: target, source })?;
@@ -283,10 +248,7 @@ impl Stack {
     /// (namespace, name) of every Connection in `examples/connections.yaml`.
     pub fn example_connections(&self) -> Result<Vec<(String, String)>, StackError> {
         let path = self.options.repo_root.join("examples/connections.yaml");
-        let text = std::fs::read_to_string(&path).map_err(|source| StackError::File {
-            path: path.clone(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(&path).map_err(|source| StackError::File { path: path.clone(), source })?;
         let mut keys = Vec::new();
         for document in serde_yaml::Deserializer::from_str(&text) {
             let doc = <Value as serde::Deserialize>::deserialize(document).map_err(|e| StackError::File {
@@ -308,8 +270,7 @@ impl Stack {
     pub async fn request_example_reconciles(&self, token: &str) -> Result<(), StackError> {
         let file = self.examples_dir()?.join("connections.yaml");
         let annotation = format!("connection-operator.dev/reconcile-requested-at={token}");
-        self.kubectl(&["annotate", "--overwrite", "-f", &file.to_string_lossy(), &annotation])
-            .await?;
+        self.kubectl(&["annotate", "--overwrite", "-f", &file.to_string_lossy(), &annotation]).await?;
         Ok(())
     }
 
@@ -338,22 +299,13 @@ impl Stack {
 
     /// `PUT <base>/_sandbox/connections/{id}` with the provider's raw read shape.
     pub async fn seed(&self, provider: &str, id: &str, state: &Value) -> Result<Value, StackError> {
-        self.admin(
-            reqwest::Method::PUT,
-            &format!("{}/_sandbox/connections/{id}", self.base_url(provider)),
-            Some(state),
-        )
-        .await
+        self.admin(reqwest::Method::PUT, &format!("{}/_sandbox/connections/{id}", self.base_url(provider)), Some(state))
+            .await
     }
 
     /// The raw stored upstream state of a connection.
     pub async fn upstream(&self, provider: &str, id: &str) -> Result<Value, StackError> {
-        self.admin(
-            reqwest::Method::GET,
-            &format!("{}/_sandbox/connections/{id}", self.base_url(provider)),
-            None,
-        )
-        .await
+        self.admin(reqwest::Method::GET, &format!("{}/_sandbox/connections/{id}", self.base_url(provider)), None).await
     }
 
     /// The journal of API requests a provider received, oldest first.
@@ -361,55 +313,35 @@ impl Stack {
         let url = format!("{}/_sandbox/requests", self.base_url(provider));
         match self.admin(reqwest::Method::GET, &url, None).await? {
             Value::Array(entries) => Ok(entries),
-            other => Err(StackError::Admin {
-                method: "GET",
-                url,
-                detail: format!("expected an array, got {other}"),
-            }),
+            other => Err(StackError::Admin { method: "GET", url, detail: format!("expected an array, got {other}") }),
         }
     }
 
     pub async fn clear_journal(&self, provider: &str) -> Result<(), StackError> {
-        self.admin(
-            reqwest::Method::DELETE,
-            &format!("{}/_sandbox/requests", self.base_url(provider)),
-            None,
-        )
-        .await
-        .map(drop)
+        self.admin(reqwest::Method::DELETE, &format!("{}/_sandbox/requests", self.base_url(provider)), None)
+            .await
+            .map(drop)
     }
 
     /// Queue faults (`PUT <base>/_sandbox/faults`, an object or an array).
     pub async fn provider_faults(&self, provider: &str, faults: &Value) -> Result<(), StackError> {
-        self.admin(
-            reqwest::Method::PUT,
-            &format!("{}/_sandbox/faults", self.base_url(provider)),
-            Some(faults),
-        )
-        .await
-        .map(drop)
+        self.admin(reqwest::Method::PUT, &format!("{}/_sandbox/faults", self.base_url(provider)), Some(faults))
+            .await
+            .map(drop)
     }
 
     pub async fn clear_provider_faults(&self, provider: &str) -> Result<(), StackError> {
-        self.admin(
-            reqwest::Method::DELETE,
-            &format!("{}/_sandbox/faults", self.base_url(provider)),
-            None,
-        )
-        .await
-        .map(drop)
+        self.admin(reqwest::Method::DELETE, &format!("{}/_sandbox/faults", self.base_url(provider)), None)
+            .await
+            .map(drop)
     }
 
     /// `PUT <base>/_sandbox/rate-limit` `{"limit": N, "windowSeconds": S}`.
     pub async fn provider_rate_limit(&self, provider: &str, limit: u32, window_seconds: f64) -> Result<(), StackError> {
         let body = json!({"limit": limit, "windowSeconds": window_seconds});
-        self.admin(
-            reqwest::Method::PUT,
-            &format!("{}/_sandbox/rate-limit", self.base_url(provider)),
-            Some(&body),
-        )
-        .await
-        .map(drop)
+        self.admin(reqwest::Method::PUT, &format!("{}/_sandbox/rate-limit", self.base_url(provider)), Some(&body))
+            .await
+            .map(drop)
     }
 
     async fn admin(&self, method: reqwest::Method, url: &str, body: Option<&Value>) -> Result<Value, StackError> {
@@ -420,11 +352,7 @@ impl Stack {
             "DELETE" => "DELETE",
             _ => "request",
         };
-        let fail = |detail: String| StackError::Admin {
-            method: name,
-            url: url.to_string(),
-            detail,
-        };
+        let fail = |detail: String| StackError::Admin { method: name, url: url.to_string(), detail };
         let mut request = self.http.request(method, url);
         if let Some(body) = body {
             request = request.json(body);
@@ -459,14 +387,8 @@ impl Stack {
     ) -> Result<PathBuf, StackError> {
         self.started += 1;
         let log = self.options.workdir.join(format!("operator-{}.log", self.started));
-        let file = std::fs::File::create(&log).map_err(|source| StackError::File {
-            path: log.clone(),
-            source,
-        })?;
-        let err = file.try_clone().map_err(|source| StackError::File {
-            path: log.clone(),
-            source,
-        })?;
+        let file = std::fs::File::create(&log).map_err(|source| StackError::File { path: log.clone(), source })?;
+        let err = file.try_clone().map_err(|source| StackError::File { path: log.clone(), source })?;
         let child = Command::new(binary)
             .args(["run", "--metrics-addr", "127.0.0.1:0", "--log-format", "text"])
             .args(extra)
@@ -482,14 +404,8 @@ impl Stack {
             .stderr(Stdio::from(err))
             .kill_on_drop(true)
             .spawn()
-            .map_err(|source| StackError::Spawn {
-                program: binary.display().to_string(),
-                source,
-            })?;
-        *self.lock_operator() = Some(Operator {
-            child,
-            log: log.clone(),
-        });
+            .map_err(|source| StackError::Spawn { program: binary.display().to_string(), source })?;
+        *self.lock_operator() = Some(Operator { child, log: log.clone() });
         Ok(log)
     }
 
@@ -506,10 +422,7 @@ impl Stack {
     /// reap it.
     pub async fn kill_operator(&self) -> Result<(), StackError> {
         if let Some(mut op) = self.take_operator() {
-            op.child.kill().await.map_err(|source| StackError::Spawn {
-                program: "kill".into(),
-                source,
-            })?;
+            op.child.kill().await.map_err(|source| StackError::Spawn { program: "kill".into(), source })?;
         }
         Ok(())
     }
@@ -529,10 +442,7 @@ impl Stack {
                 let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status().await;
             }
             if tokio::time::timeout(grace, op.child.wait()).await.is_err() {
-                op.child.kill().await.map_err(|source| StackError::Spawn {
-                    program: "kill".into(),
-                    source,
-                })?;
+                op.child.kill().await.map_err(|source| StackError::Spawn { program: "kill".into(), source })?;
             }
         }
         Ok(())
@@ -540,9 +450,7 @@ impl Stack {
 
     /// Whether the operator has exited (crashed) since it was started.
     pub fn operator_exited(&self) -> Option<std::process::ExitStatus> {
-        self.lock_operator()
-            .as_mut()
-            .and_then(|op| op.child.try_wait().ok().flatten())
+        self.lock_operator().as_mut().and_then(|op| op.child.try_wait().ok().flatten())
     }
 
     pub fn operator_log(&self) -> Option<PathBuf> {
@@ -583,10 +491,6 @@ pub fn example_upstreams() -> Vec<(&'static str, &'static str, Value)> {
             json!({"metadata": {"reviewed": true, "score": 0.95, "reviewer": "ops_team", "importedFrom": "csv"}}),
         ),
         // In the teamspace the ClusterProvider names (`teamspaceId: ts_acme`).
-        (
-            "datagrid",
-            "conn_01HACME",
-            json!({"name": "Google Drive", "teamspace_id": "ts_acme"}),
-        ),
+        ("datagrid", "conn_01HACME", json!({"name": "Google Drive", "teamspace_id": "ts_acme"})),
     ]
 }

@@ -80,14 +80,7 @@ pub fn render_row(row: &Row) -> String {
         (false, true) => row.reason.clone(),
         (false, false) => format!("{} (updating)", row.reason),
     };
-    render([
-        &row.namespace,
-        &row.name,
-        &row.provider,
-        &row.connection_id,
-        ready,
-        &reason,
-    ])
+    render([&row.namespace, &row.name, &row.provider, &row.connection_id, ready, &reason])
 }
 
 /// (namespace, name) of a Connection.
@@ -108,11 +101,7 @@ impl LiveTable {
     /// generation and has handled the reconcile `requested` (other Connections are shown
     /// but not waited for).
     pub fn expecting(expected: Vec<Key>, requested: Option<String>) -> Self {
-        LiveTable {
-            shown: BTreeMap::new(),
-            expected,
-            requested,
-        }
+        LiveTable { shown: BTreeMap::new(), expected, requested }
     }
 
     /// Update from a full listing; returns the lines to print (changed or new rows, and
@@ -132,14 +121,7 @@ impl LiveTable {
         }
         for (key, row) in &self.shown {
             if !seen.contains_key(key) {
-                lines.push(render([
-                    &row.namespace,
-                    &row.name,
-                    &row.provider,
-                    &row.connection_id,
-                    "-",
-                    "Deleted",
-                ]));
+                lines.push(render([&row.namespace, &row.name, &row.provider, &row.connection_id, "-", "Deleted"]));
             }
         }
         self.shown = seen;
@@ -156,9 +138,7 @@ impl LiveTable {
         if self.expected.is_empty() {
             return !self.shown.is_empty() && self.shown.values().all(Row::is_ready);
         }
-        self.expected
-            .iter()
-            .all(|key| self.shown.get(key).is_some_and(Row::is_ready))
+        self.expected.iter().all(|key| self.shown.get(key).is_some_and(Row::is_ready))
     }
 
     /// What is not Ready yet, as `namespace/name (why)`.

@@ -24,7 +24,10 @@ fuzz_target!(|data: &[u8]| {
         .filter_map(|p| p.get("connections")?.as_array())
         .flatten()
         .filter_map(|row| {
-            Some((row.get("connection_id")?.as_str()?.to_string(), Some(row.get("provider_config_key")?.as_str()?.to_string())))
+            Some((
+                row.get("connection_id")?.as_str()?.to_string(),
+                Some(row.get("provider_config_key")?.as_str()?.to_string()),
+            ))
         })
         .collect();
     let mut list = NangoListPages::new(PAGE_SIZE);

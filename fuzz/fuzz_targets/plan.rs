@@ -169,7 +169,13 @@ fuzz_target!(|data: &[u8]| {
         Some(write) => over_the_wire(&apply(&upstream, write)),
         None => upstream.clone(),
     };
-    assert_eq!(first.write.is_none(), first.drift.is_empty(), "drift {:?} and write {:?} disagree", first.drift, first.write);
+    assert_eq!(
+        first.write.is_none(),
+        first.drift.is_empty(),
+        "drift {:?} and write {:?} disagree",
+        first.drift,
+        first.write
+    );
 
     // Foreign keys: untouched, none added.
     let (before_map, after_map) = (keyed(&upstream), keyed(&after));
@@ -183,7 +189,11 @@ fuzz_target!(|data: &[u8]| {
     }
     // Fields the spec does not declare are left as they are.
     match (&upstream, &after, block) {
-        (Upstream::Mielto { label, status, .. }, Upstream::Mielto { label: l, status: s, .. }, ProviderBlock::Mielto(spec)) => {
+        (
+            Upstream::Mielto { label, status, .. },
+            Upstream::Mielto { label: l, status: s, .. },
+            ProviderBlock::Mielto(spec),
+        ) => {
             assert!(spec.label.is_some() || label == l, "undeclared label changed");
             assert!(spec.status.is_some() || status == s, "undeclared status changed");
         }

@@ -34,7 +34,8 @@ fuzz_target!(|data: &[u8]| {
     let mut answer: Vec<&[u8]> = Vec::new();
     let mut answers = 0;
     for line in lines.chain(std::iter::once(&b""[..])) {
-        if let Some(ms) = line.strip_prefix(b"+").and_then(|n| std::str::from_utf8(n).ok()?.trim().parse::<u32>().ok()) {
+        if let Some(ms) = line.strip_prefix(b"+").and_then(|n| std::str::from_utf8(n).ok()?.trim().parse::<u32>().ok())
+        {
             elapsed += Duration::from_millis(u64::from(ms));
             continue;
         }

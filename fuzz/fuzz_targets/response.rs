@@ -59,7 +59,11 @@ fuzz_target!(|data: &[u8]| {
                 };
                 // The message goes to status and Events: bounded, and never empty.
                 assert!(!message.is_empty(), "{provider:?}: empty message for {err:?}");
-                assert!(message.len() <= MAX_MESSAGE + '…'.len_utf8(), "{provider:?}: message of {} bytes", message.len());
+                assert!(
+                    message.len() <= MAX_MESSAGE + '…'.len_utf8(),
+                    "{provider:?}: message of {} bytes",
+                    message.len()
+                );
             }
         }
     }

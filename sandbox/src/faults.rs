@@ -114,10 +114,7 @@ impl Fault {
     }
 
     fn matches(&self, method: &str, path: &str) -> bool {
-        let method_ok = self
-            .method
-            .as_deref()
-            .is_none_or(|m| m == "*" || m.eq_ignore_ascii_case(method));
+        let method_ok = self.method.as_deref().is_none_or(|m| m == "*" || m.eq_ignore_ascii_case(method));
         let path_ok = match self.path.strip_suffix('*') {
             Some(prefix) => path.starts_with(prefix),
             None => self.path == path,
@@ -239,7 +236,10 @@ mod tests {
     fn rejects_faults_that_cannot_apply() {
         assert_eq!(fault(serde_json::json!({"path": "/x"})).validate(), Err(FaultError::DoesNothing));
         assert_eq!(fault(serde_json::json!({"path": "/x", "status": 42})).validate(), Err(FaultError::BadStatus(42)));
-        assert_eq!(fault(serde_json::json!({"path": "/x", "status": 500, "count": 0})).validate(), Err(FaultError::ZeroCount));
+        assert_eq!(
+            fault(serde_json::json!({"path": "/x", "status": 500, "count": 0})).validate(),
+            Err(FaultError::ZeroCount)
+        );
         assert_eq!(fault(serde_json::json!({"path": "x", "reset": true})).validate(), Err(FaultError::BadPath));
         assert!(serde_json::from_value::<Fault>(serde_json::json!({"path": "/x", "statuss": 1})).is_err());
     }

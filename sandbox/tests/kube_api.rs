@@ -48,7 +48,14 @@ impl Api {
         format!("/api/v1/namespaces/{}/{plural}", self.ns())
     }
 
-    async fn call(&self, method: Method, path: &str, content_type: &str, body: Option<String>, accept: Option<&str>) -> Reply {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: Option<String>,
+        accept: Option<&str>,
+    ) -> Reply {
         let mut req = self.http.request(method, path);
         if let Some(b) = body {
             req = req.header("content-type", content_type).body(b);
@@ -86,7 +93,13 @@ impl Api {
         self.watch_as(path_and_query, "application/json").await
     }
     async fn watch_as(&self, path_and_query: &str, accept: &str) -> WatchReader {
-        let resp = self.http.request(Method::GET, path_and_query).header("accept", accept).send().await.expect("watch request");
+        let resp = self
+            .http
+            .request(Method::GET, path_and_query)
+            .header("accept", accept)
+            .send()
+            .await
+            .expect("watch request");
         assert_eq!(resp.status(), 200, "{path_and_query}");
         WatchReader { resp, buf: Vec::new() }
     }
@@ -113,7 +126,10 @@ impl WatchReader {
                 let line: Vec<u8> = self.buf.drain(..=pos).collect();
                 return Some(serde_json::from_slice(&line).expect("watch line is JSON"));
             }
-            match tokio::time::timeout(Duration::from_secs(60), self.resp.chunk()).await.expect("watch event within 60s") {
+            match tokio::time::timeout(Duration::from_secs(60), self.resp.chunk())
+                .await
+                .expect("watch event within 60s")
+            {
                 Ok(Some(chunk)) => self.buf.extend_from_slice(&chunk),
                 _ => return None,
             }
@@ -194,12 +210,15 @@ async fn version_health_and_plain_discovery(backend: Backend) {
     assert_eq!(ns["namespaced"], false);
     let groups = api.get("/apis").await.body;
     let names: Vec<&str> = groups["groups"].as_array().unwrap().iter().map(|g| g["name"].as_str().unwrap()).collect();
-    for g in ["apps", "coordination.k8s.io", "events.k8s.io", "rbac.authorization.k8s.io", "policy", "apiextensions.k8s.io"] {
+    for g in
+        ["apps", "coordination.k8s.io", "events.k8s.io", "rbac.authorization.k8s.io", "policy", "apiextensions.k8s.io"]
+    {
         assert!(names.contains(&g), "{g} in {names:?}");
     }
     let apps = api.get("/apis/apps/v1").await.body;
     assert_eq!(apps["groupVersion"], "apps/v1");
-    let deployments = apps["resources"].as_array().unwrap().iter().find(|r| r["name"] == "deployments").expect("deployments");
+    let deployments =
+        apps["resources"].as_array().unwrap().iter().find(|r| r["name"] == "deployments").expect("deployments");
     assert_eq!(deployments["shortNames"], json!(["deploy"]));
     assert_eq!(deployments["kind"], "Deployment");
     assert_eq!(api.get("/apis/apps").await.body["preferredVersion"]["version"], "v1");
@@ -222,7 +241,8 @@ async fn aggregated_discovery_matches_the_accept_header(backend: Backend) {
     let r = api.get_as("/apis", v2).await;
     assert_eq!(r.headers["content-type"], "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList");
     assert_eq!(r.body["kind"], "APIGroupDiscoveryList");
-    let crd_group = r.body["items"].as_array().unwrap().iter().find(|g| g["metadata"]["name"] == "apiextensions.k8s.io").unwrap();
+    let crd_group =
+        r.body["items"].as_array().unwrap().iter().find(|g| g["metadata"]["name"] == "apiextensions.k8s.io").unwrap();
     let crds = &crd_group["versions"][0]["resources"][0];
     assert_eq!(crds["resource"], "customresourcedefinitions");
     assert_eq!(crds["scope"], "Cluster");
@@ -231,7 +251,13 @@ async fn aggregated_discovery_matches_the_accept_header(backend: Backend) {
     assert_eq!(r.body["apiVersion"], "apidiscovery.k8s.io/v2");
     let core = &r.body["items"][0]["versions"][0];
     assert_eq!(core["version"], "v1");
-    assert!(core["resources"].as_array().unwrap().iter().any(|r| r["resource"] == "configmaps" && r["shortNames"] == json!(["cm"])));
+    assert!(
+        core["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["resource"] == "configmaps" && r["shortNames"] == json!(["cm"]))
+    );
     // v2beta1 is no longer served (1.33 still did): with a plain fallback the plain document
     // comes, without one a 406.
     let beta = "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList";
@@ -271,7 +297,10 @@ async fn create_get_list_and_errors_like_kube_apiserver(backend: Backend) {
     let bad_name = api.post(&cms, cm("Bad_Name", json!({}))).await;
     assert_eq!(bad_name.status, 422);
     assert!(
-        bad_name.body["message"].as_str().unwrap().starts_with("ConfigMap \"Bad_Name\" is invalid: metadata.name: Invalid value: \"Bad_Name\""),
+        bad_name.body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("ConfigMap \"Bad_Name\" is invalid: metadata.name: Invalid value: \"Bad_Name\""),
         "{}",
         bad_name.body
     );
@@ -281,10 +310,9 @@ async fn create_get_list_and_errors_like_kube_apiserver(backend: Backend) {
     let r = api.post(&cms, bad_label).await;
     assert_eq!(r.status, 422);
     assert!(
-        r.body["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("ConfigMap \"labelled\" is invalid: metadata.labels: Invalid value: \"bad key\": name part must consist of"),
+        r.body["message"].as_str().unwrap().starts_with(
+            "ConfigMap \"labelled\" is invalid: metadata.labels: Invalid value: \"bad key\": name part must consist of"
+        ),
         "{}",
         r.body
     );
@@ -347,14 +375,23 @@ async fn selectors_pagination_and_cluster_wide_lists(backend: Backend) {
     assert_eq!(names(&api.get(&mine("tier%20in%20(be,db)")).await.body), ["b", "d"]);
     assert_eq!(names(&api.get(&mine("tier!%3Dfe,app")).await.body), ["b", "d"]);
     assert_eq!(names(&api.get(&mine("!tier")).await.body), Vec::<String>::new());
-    assert_eq!(names(&api.get(&format!("{}&fieldSelector=metadata.namespace%3D{two}", mine(""))).await.body), ["c", "d"]);
-    assert_eq!(names(&api.get(&format!("/api/v1/namespaces/{one}/configmaps?fieldSelector=metadata.name!%3Da")).await.body), ["b"]);
+    assert_eq!(
+        names(&api.get(&format!("{}&fieldSelector=metadata.namespace%3D{two}", mine(""))).await.body),
+        ["c", "d"]
+    );
+    assert_eq!(
+        names(&api.get(&format!("/api/v1/namespaces/{one}/configmaps?fieldSelector=metadata.name!%3Da")).await.body),
+        ["b"]
+    );
     // Kinds without field selectors of their own answer with apimachinery's default
     // conversion; those with some (Secret, Namespace, Service, Event, custom resources) with
     // their own.
     let bad = api.get("/api/v1/configmaps?fieldSelector=spec.foo%3D1").await;
     assert_eq!(bad.status, 400);
-    assert_eq!(bad.body["message"], "\"spec.foo\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\"");
+    assert_eq!(
+        bad.body["message"],
+        "\"spec.foo\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\""
+    );
     let bad = api.get("/api/v1/secrets?fieldSelector=spec.foo%3D1").await;
     assert_eq!(bad.status, 400);
     assert_eq!(bad.body["message"], "field label not supported: spec.foo");
@@ -387,7 +424,9 @@ async fn selectors_pagination_and_cluster_wide_lists(backend: Backend) {
 async fn secrets_merge_string_data_and_default_their_type(backend: Backend) {
     let api = start(backend);
     let secrets = api.core("secrets");
-    let r = api.post(&secrets, json!({"metadata": {"name": "s"}, "stringData": {"token": "abc"}, "data": {"other": "eA=="}})).await;
+    let r = api
+        .post(&secrets, json!({"metadata": {"name": "s"}, "stringData": {"token": "abc"}, "data": {"other": "eA=="}}))
+        .await;
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(r.body["data"], json!({"other": "eA==", "token": "YWJj"}));
     assert_eq!(r.body["type"], "Opaque");
@@ -419,7 +458,11 @@ async fn finalizers_hold_deletion_until_released(backend: Backend) {
 
     // Adding a finalizer while deleting is forbidden.
     let add = api
-        .patch(&format!("{cms}/held"), "application/merge-patch+json", json!({"metadata": {"finalizers": ["example.com/hold", "x.io/y"]}}))
+        .patch(
+            &format!("{cms}/held"),
+            "application/merge-patch+json",
+            json!({"metadata": {"finalizers": ["example.com/hold", "x.io/y"]}}),
+        )
         .await;
     assert_eq!(add.status, 422, "{}", add.body);
 
@@ -427,7 +470,9 @@ async fn finalizers_hold_deletion_until_released(backend: Backend) {
     // event still lists the finalizer); the answer is the patched object, never stored, at
     // the last stored resourceVersion.
     let last_rv = api.get(&format!("{cms}/held")).await.body["metadata"]["resourceVersion"].clone();
-    let release = api.patch(&format!("{cms}/held"), "application/merge-patch+json", json!({"metadata": {"finalizers": []}})).await;
+    let release = api
+        .patch(&format!("{cms}/held"), "application/merge-patch+json", json!({"metadata": {"finalizers": []}}))
+        .await;
     assert_eq!(release.status, 200, "{}", release.body);
     assert!(release.body["metadata"]["finalizers"].is_null(), "{}", release.body);
     assert_eq!(release.body["metadata"]["resourceVersion"], last_rv);
@@ -440,7 +485,9 @@ async fn finalizers_hold_deletion_until_released(backend: Backend) {
 async fn namespace_deletion_terminates_and_removes_contents(backend: Backend) {
     let api = start(backend);
     let doomed = format!("doomed-{}", unique());
-    let r = api.post("/api/v1/namespaces", json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": doomed}})).await;
+    let r = api
+        .post("/api/v1/namespaces", json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": doomed}}))
+        .await;
     assert_eq!(r.status, 201, "{}", r.body);
     let cms = format!("/api/v1/namespaces/{doomed}/configmaps");
     let mut held = cm("held", json!({}));
@@ -464,17 +511,27 @@ async fn namespace_deletion_terminates_and_removes_contents(backend: Backend) {
     let conditions = connection_testkit::wait::eventually("the namespace's remaining-content conditions", || async {
         let ns = api.get(&ns_path).await.body;
         let conditions = ns["status"]["conditions"].as_array().cloned().unwrap_or_default();
-        conditions.iter().any(|c| c["type"] == "NamespaceFinalizersRemaining" && c["status"] == "True").then_some(conditions)
+        conditions
+            .iter()
+            .any(|c| c["type"] == "NamespaceFinalizersRemaining" && c["status"] == "True")
+            .then_some(conditions)
     })
     .await;
-    let condition = |ty: &str| conditions.iter().find(|c| c["type"] == ty).cloned().unwrap_or_else(|| panic!("no {ty}: {conditions:?}"));
-    assert_eq!(condition("NamespaceContentRemaining")["message"], "Some resources are remaining: configmaps. has 1 resource instances");
+    let condition = |ty: &str| {
+        conditions.iter().find(|c| c["type"] == ty).cloned().unwrap_or_else(|| panic!("no {ty}: {conditions:?}"))
+    };
+    assert_eq!(
+        condition("NamespaceContentRemaining")["message"],
+        "Some resources are remaining: configmaps. has 1 resource instances"
+    );
     assert_eq!(
         condition("NamespaceFinalizersRemaining")["message"],
         "Some content in the namespace has finalizers remaining: example.com/hold in 1 resource instances"
     );
     assert_eq!(condition("NamespaceDeletionContentFailure")["reason"], "ContentDeleted");
-    let release = api.patch(&format!("{cms}/held"), "application/merge-patch+json", json!({"metadata": {"finalizers": null}})).await;
+    let release = api
+        .patch(&format!("{cms}/held"), "application/merge-patch+json", json!({"metadata": {"finalizers": null}}))
+        .await;
     assert_eq!(release.status, 200, "{}", release.body);
     api.until_status(&format!("/api/v1/namespaces/{doomed}"), 404).await;
 }
@@ -515,10 +572,12 @@ async fn watch_selectors_turn_leaving_objects_into_deleted(backend: Backend) {
     let rv = created.body["metadata"]["resourceVersion"].as_str().unwrap().to_string();
     let mut w = api.watch(&format!("{cms}?watch=true&labelSelector=watch%3Dme&resourceVersion={rv}")).await;
     api.post(&cms, cm("other", json!({}))).await;
-    api.patch(&format!("{cms}/sel"), "application/merge-patch+json", json!({"metadata": {"labels": {"watch": "no"}}})).await;
+    api.patch(&format!("{cms}/sel"), "application/merge-patch+json", json!({"metadata": {"labels": {"watch": "no"}}}))
+        .await;
     let ev = w.next().await.unwrap();
     assert_eq!((ev["type"].as_str(), ev["object"]["metadata"]["name"].as_str()), (Some("DELETED"), Some("sel")));
-    api.patch(&format!("{cms}/sel"), "application/merge-patch+json", json!({"metadata": {"labels": {"watch": "me"}}})).await;
+    api.patch(&format!("{cms}/sel"), "application/merge-patch+json", json!({"metadata": {"labels": {"watch": "me"}}}))
+        .await;
     assert_eq!(w.next().await.unwrap()["type"], "ADDED");
 }
 
@@ -529,7 +588,11 @@ async fn streaming_list_and_bookmarks(backend: Backend) {
     let invalid = api.get(&format!("{cms}?watch=true&sendInitialEvents=true")).await;
     assert_eq!(invalid.status, 422);
     assert_eq!(invalid.body["details"]["kind"], "ListOptions");
-    let mut w = api.watch(&format!("{cms}?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true")).await;
+    let mut w = api
+        .watch(&format!(
+            "{cms}?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true"
+        ))
+        .await;
     let ev = w.next_own().await.unwrap();
     assert_eq!((ev["type"].as_str(), ev["object"]["metadata"]["name"].as_str()), (Some("ADDED"), Some("s1")));
     let end = w.next().await.unwrap();
@@ -555,7 +618,8 @@ async fn streaming_list_and_bookmarks(backend: Backend) {
     // From a version, with bookmarks: a BOOKMARK about 2 s before the timeout (so the client
     // resumes from the newest version; kube-apiserver's watch cache, working in 1 s buckets,
     // may send it twice), then the end.
-    let mut last = api.watch(&format!("{cms}?watch=true&resourceVersion={rv}&timeoutSeconds=4&allowWatchBookmarks=true")).await;
+    let mut last =
+        api.watch(&format!("{cms}?watch=true&resourceVersion={rv}&timeoutSeconds=4&allowWatchBookmarks=true")).await;
     let mut kinds = Vec::new();
     while let Some(ev) = last.next().await {
         if is_root_ca(&ev["object"]) {
@@ -672,7 +736,11 @@ async fn crds_are_served_once_established(backend: Backend) {
     let api = &g.api;
     let list = api.get(&format!("/apis/{}/v1", g.group)).await.body;
     let res = &list["resources"].as_array().unwrap();
-    assert!(res.iter().any(|r| r["name"] == "gizmos" && r["shortNames"] == json!(["gz"]) && r["categories"] == json!(["all"])), "{list}");
+    assert!(
+        res.iter()
+            .any(|r| r["name"] == "gizmos" && r["shortNames"] == json!(["gz"]) && r["categories"] == json!(["all"])),
+        "{list}"
+    );
     assert!(res.iter().any(|r| r["name"] == "gizmos/status"), "{list}");
     let agg = api.get_as("/apis", "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList").await.body;
     assert!(agg["items"].as_array().unwrap().iter().any(|item| item["metadata"]["name"] == g.group.as_str()));
@@ -700,7 +768,10 @@ async fn crds_are_served_once_established(backend: Backend) {
     assert_eq!(r.status, 422, "{}", r.body);
     assert_eq!(
         r.body["message"],
-        format!("gizmos.{} \"g1\" is invalid: metadata.resourceVersion: Invalid value: 0: must be specified for an update", g.group)
+        format!(
+            "gizmos.{} \"g1\" is invalid: metadata.resourceVersion: Invalid value: 0: must be specified for an update",
+            g.group
+        )
     );
     assert_eq!(r.body["details"]["kind"], "gizmos");
     let r = api.put(&format!("{gizmos}/nope"), g.gizmo("nope", 1)).await;
@@ -719,7 +790,11 @@ async fn status_subresource_and_generation(backend: Backend) {
 
     // Status through /status: generation unchanged, spec changes ignored.
     let st = api
-        .patch(&format!("{gizmos}/s/status"), "application/merge-patch+json", json!({"spec": {"size": 9}, "status": {"phase": "Ready"}}))
+        .patch(
+            &format!("{gizmos}/s/status"),
+            "application/merge-patch+json",
+            json!({"spec": {"size": 9}, "status": {"phase": "Ready"}}),
+        )
         .await;
     assert_eq!(st.status, 200, "{}", st.body);
     assert_eq!(st.body["status"]["phase"], "Ready");
@@ -728,12 +803,18 @@ async fn status_subresource_and_generation(backend: Backend) {
 
     // Main resource: status ignored, spec change bumps generation.
     let main = api
-        .patch(&format!("{gizmos}/s"), "application/merge-patch+json", json!({"spec": {"size": 3}, "status": {"phase": "Hacked"}}))
+        .patch(
+            &format!("{gizmos}/s"),
+            "application/merge-patch+json",
+            json!({"spec": {"size": 3}, "status": {"phase": "Hacked"}}),
+        )
         .await;
     assert_eq!(main.body["status"]["phase"], "Ready");
     assert_eq!(main.body["metadata"]["generation"], 2);
     // Metadata-only change: no generation bump.
-    let labels = api.patch(&format!("{gizmos}/s"), "application/merge-patch+json", json!({"metadata": {"labels": {"a": "b"}}})).await;
+    let labels = api
+        .patch(&format!("{gizmos}/s"), "application/merge-patch+json", json!({"metadata": {"labels": {"a": "b"}}}))
+        .await;
     assert_eq!(labels.body["metadata"]["generation"], 2);
 
     // Status apply without metadata (controller-rs style): accepted, no generation bump, and
@@ -751,23 +832,41 @@ async fn status_subresource_and_generation(backend: Backend) {
     api.post(&gizmos, g.gizmo("marker", 1)).await;
     assert_eq!(w.next_change().await.unwrap()["object"]["metadata"]["name"], "marker", "no event for the no-op apply");
     let wrong = api
-        .patch(&apply_url, "application/apply-patch+yaml", json!({"apiVersion": g.api_version(), "kind": "Gizmo", "metadata": {"name": "other"}}))
+        .patch(
+            &apply_url,
+            "application/apply-patch+yaml",
+            json!({"apiVersion": g.api_version(), "kind": "Gizmo", "metadata": {"name": "other"}}),
+        )
         .await;
     assert_eq!(wrong.status, 400);
 
-    let smp = api.patch(&format!("{gizmos}/s"), "application/strategic-merge-patch+json", json!({"spec": {"size": 4}})).await;
+    let smp =
+        api.patch(&format!("{gizmos}/s"), "application/strategic-merge-patch+json", json!({"spec": {"size": 4}})).await;
     assert_eq!(smp.status, 415);
     assert_eq!(smp.body["reason"], "UnsupportedMediaType");
 
     let no_manager = api.patch(&format!("{gizmos}/s"), "application/apply-patch+yaml", g.gizmo("s", 5)).await;
     assert_eq!(no_manager.status, 422);
-    assert_eq!(no_manager.body["message"], "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch");
+    assert_eq!(
+        no_manager.body["message"],
+        "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch"
+    );
 
     // dryRun=All answers with the result and stores nothing.
-    let dry = api.patch(&format!("{gizmos}/s?dryRun=All"), "application/merge-patch+json", json!({"spec": {"size": 7}})).await;
+    let dry = api
+        .patch(&format!("{gizmos}/s?dryRun=All"), "application/merge-patch+json", json!({"spec": {"size": 7}}))
+        .await;
     assert_eq!(dry.body["spec"]["size"], 7);
     assert_eq!(api.get(&format!("{gizmos}/s")).await.body["spec"]["size"], 3);
-    let dry_create = api.call(Method::POST, &format!("{gizmos}?dryRun=All"), "application/json", Some(g.gizmo("ghost", 1).to_string()), None).await;
+    let dry_create = api
+        .call(
+            Method::POST,
+            &format!("{gizmos}?dryRun=All"),
+            "application/json",
+            Some(g.gizmo("ghost", 1).to_string()),
+            None,
+        )
+        .await;
     assert_eq!(dry_create.status, 201);
     assert_eq!(api.get(&format!("{gizmos}/ghost")).await.status, 404);
 }
@@ -781,7 +880,8 @@ async fn tables_and_openapi_for_custom_resources(backend: Backend) {
     // The converted answer is labelled plain JSON.
     assert_eq!(table.headers["content-type"], "application/json");
     assert_eq!(table.body["kind"], "Table");
-    let cols: Vec<&str> = table.body["columnDefinitions"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    let cols: Vec<&str> =
+        table.body["columnDefinitions"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
     assert!(cols.contains(&"Size"), "{cols:?}");
     assert_eq!(table.body["rows"][0]["object"]["metadata"]["name"], "t1");
     assert!(table.body["metadata"]["resourceVersion"].is_string());
@@ -852,7 +952,13 @@ async fn create_on_update_and_delete_collection_follow_the_kind(backend: Backend
 
     // Preconditions on delete.
     let r = api
-        .call(Method::DELETE, &format!("{cms}/y1"), "application/json", Some(json!({"preconditions": {"uid": "nope"}}).to_string()), None)
+        .call(
+            Method::DELETE,
+            &format!("{cms}/y1"),
+            "application/json",
+            Some(json!({"preconditions": {"uid": "nope"}}).to_string()),
+            None,
+        )
         .await;
     assert_eq!(r.status, 409);
     let uid = api.get(&format!("{cms}/y1")).await.body["metadata"]["uid"].as_str().unwrap().to_string();
@@ -873,7 +979,9 @@ async fn metadata_only_reads_and_watches(backend: Backend) {
     assert_eq!(list.body["kind"], "PartialObjectMetadataList");
     assert_eq!(list.body["items"][0]["metadata"]["name"], "m");
     assert!(list.body["items"][0].get("data").is_none());
-    let mut w = api.watch_as(&format!("{secrets}?watch=true"), "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1").await;
+    let mut w = api
+        .watch_as(&format!("{secrets}?watch=true"), "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1")
+        .await;
     let ev = w.next().await.unwrap();
     assert_eq!(ev["object"]["kind"], "PartialObjectMetadata");
     assert_eq!(ev["object"]["metadata"]["name"], "m");
@@ -885,7 +993,9 @@ async fn built_in_kinds_prune_or_refuse_unknown_fields(backend: Backend) {
     let cms = api.core("configmaps");
     let mut obj = cm("u", json!({"a": "b"}));
     obj["spec"] = json!({"oops": 1});
-    let strict = api.call(Method::POST, &format!("{cms}?fieldValidation=Strict"), "application/json", Some(obj.to_string()), None).await;
+    let strict = api
+        .call(Method::POST, &format!("{cms}?fieldValidation=Strict"), "application/json", Some(obj.to_string()), None)
+        .await;
     assert_eq!(strict.status, 400);
     assert_eq!(
         strict.body["message"],
@@ -897,7 +1007,12 @@ async fn built_in_kinds_prune_or_refuse_unknown_fields(backend: Backend) {
     assert!(warned.body.get("spec").is_none());
     let bad_type = api.post(&cms, json!({"metadata": {"name": "t"}, "data": {"a": 1}})).await;
     assert_eq!(bad_type.status, 400);
-    assert!(bad_type.body["message"].as_str().unwrap().starts_with("ConfigMap in version \"v1\" cannot be handled as a ConfigMap:"));
+    assert!(
+        bad_type.body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("ConfigMap in version \"v1\" cannot be handled as a ConfigMap:")
+    );
 }
 
 async fn immutable_data_and_malformed_patches_are_refused(backend: Backend) {
@@ -908,10 +1023,25 @@ async fn immutable_data_and_malformed_patches_are_refused(backend: Backend) {
     api.post(&cms, obj).await;
     let change = api.patch(&format!("{cms}/frozen"), "application/merge-patch+json", json!({"data": {"a": "c"}})).await;
     assert_eq!(change.status, 422);
-    assert!(change.body["message"].as_str().unwrap().contains("data: Forbidden: field is immutable when `immutable` is set"), "{}", change.body);
-    let labels = api.patch(&format!("{cms}/frozen"), "application/merge-patch+json", json!({"metadata": {"labels": {"x": "y"}}})).await;
+    assert!(
+        change.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("data: Forbidden: field is immutable when `immutable` is set"),
+        "{}",
+        change.body
+    );
+    let labels = api
+        .patch(&format!("{cms}/frozen"), "application/merge-patch+json", json!({"metadata": {"labels": {"x": "y"}}}))
+        .await;
     assert_eq!(labels.status, 200, "metadata stays writable");
-    let root = api.patch(&format!("{cms}/frozen"), "application/json-patch+json", json!([{"op": "replace", "path": "", "value": [1]}])).await;
+    let root = api
+        .patch(
+            &format!("{cms}/frozen"),
+            "application/json-patch+json",
+            json!([{"op": "replace", "path": "", "value": [1]}]),
+        )
+        .await;
     assert!(root.status == 400 || root.status == 422, "{} {}", root.status, root.body);
     assert_eq!(api.get(&format!("{cms}/frozen")).await.body["data"]["a"], "b");
 }
@@ -919,12 +1049,14 @@ async fn immutable_data_and_malformed_patches_are_refused(backend: Backend) {
 async fn services_get_defaults_and_keep_their_cluster_ip(backend: Backend) {
     let api = start(backend);
     let services = api.core("services");
-    let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}, "spec": {"ports": [{"port": 80}]}});
+    let svc =
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}, "spec": {"ports": [{"port": 80}]}});
     let created = api.post(&services, svc.clone()).await;
     assert_eq!(created.status, 201, "{}", created.body);
     // Allocated from the cluster's service range (a setting: 10.0.0.0/24 on the test control
     // plane, 10.96.0.0/12 in the emulator, kubeadm's default).
-    let ip: std::net::Ipv4Addr = created.body["spec"]["clusterIP"].as_str().unwrap().parse().expect("an IPv4 clusterIP");
+    let ip: std::net::Ipv4Addr =
+        created.body["spec"]["clusterIP"].as_str().unwrap().parse().expect("an IPv4 clusterIP");
     assert_eq!(created.body["spec"]["clusterIPs"], json!([ip.to_string()]));
     assert_eq!(created.body["spec"]["type"], "ClusterIP");
     assert_eq!(created.body["spec"]["ports"][0]["targetPort"], 80);
@@ -944,7 +1076,12 @@ async fn table_watches_and_watches_of_one_object(backend: Backend) {
     let cms = api.core("configmaps");
     api.post(&cms, cm("t1", json!({}))).await;
     api.post(&cms, cm("t2", json!({}))).await;
-    let mut w = api.watch_as(&format!("{cms}?watch=true&includeObject=Object"), "application/json;as=Table;v=v1;g=meta.k8s.io,application/json").await;
+    let mut w = api
+        .watch_as(
+            &format!("{cms}?watch=true&includeObject=Object"),
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
+        )
+        .await;
     // One row per event; only the first event carries the column definitions.
     let mut rows = Vec::new();
     for i in 0..3 {
@@ -965,7 +1102,12 @@ async fn table_watches_and_watches_of_one_object(backend: Backend) {
     // `?watch=true` on an object's own URL is a plain get; one object is watched through its
     // collection, selected by name.
     let plain = api.get(&format!("{cms}/t2?watch=true")).await;
-    assert_eq!((plain.body["kind"].as_str(), plain.body["metadata"]["name"].as_str()), (Some("ConfigMap"), Some("t2")), "{}", plain.body);
+    assert_eq!(
+        (plain.body["kind"].as_str(), plain.body["metadata"]["name"].as_str()),
+        (Some("ConfigMap"), Some("t2")),
+        "{}",
+        plain.body
+    );
     let mut one = api.watch(&format!("{cms}?watch=true&fieldSelector=metadata.name%3Dt2")).await;
     let ev = one.next().await.unwrap();
     assert_eq!(ev["object"]["metadata"]["name"], "t2");
@@ -1020,7 +1162,8 @@ mod emulator_only {
         assert_eq!(w.next().await.unwrap()["object"]["metadata"]["name"], "w2");
 
         // After expiry, an old version gets an in-stream ERROR 410 (not an HTTP error).
-        let expire = api.call(Method::POST, "/_sandbox/watches/expire", "application/json", Some("{}".into()), None).await;
+        let expire =
+            api.call(Method::POST, "/_sandbox/watches/expire", "application/json", Some("{}".into()), None).await;
         assert_eq!(expire.status, 200);
         let mut old = api.watch(&format!("{cms}?watch=true&resourceVersion={rv0}")).await;
         let ev = old.next().await.unwrap();
@@ -1059,18 +1202,46 @@ mod emulator_only {
         assert_eq!(api.get("/api/v1/namespaces").await.status, 503);
         assert_eq!(api.get("/api/v1/namespaces/default").await.status, 503);
         assert_eq!(api.get("/api/v1/namespaces").await.status, 200);
-        api.call(Method::PUT, "/_sandbox/faults", "application/json", Some(json!({"path": "*", "status": 500, "probability": 1.0}).to_string()), None)
-            .await;
+        api.call(
+            Method::PUT,
+            "/_sandbox/faults",
+            "application/json",
+            Some(json!({"path": "*", "status": 500, "probability": 1.0}).to_string()),
+            None,
+        )
+        .await;
         assert_eq!(api.get("/version").await.status, 500);
         let cleared = api.call(Method::DELETE, "/_sandbox/faults", "", None, None).await;
         assert_eq!(cleared.status, 200);
         assert_eq!(api.get("/version").await.status, 200);
-        let invalid = api.call(Method::PUT, "/_sandbox/faults", "application/json", Some(json!({"path": "x", "status": 500}).to_string()), None).await;
-        assert_eq!(invalid.status, 400);
-        let reset = api.call(Method::PUT, "/_sandbox/faults", "application/json", Some(json!({"path": "*", "reset": true}).to_string()), None).await;
-        assert_eq!(reset.status, 400, "connection resets are a provider-emulator feature");
-        api.call(Method::PUT, "/_sandbox/faults", "application/json", Some(json!({"path": "/version", "status": 502, "body": "not json"}).to_string()), None)
+        let invalid = api
+            .call(
+                Method::PUT,
+                "/_sandbox/faults",
+                "application/json",
+                Some(json!({"path": "x", "status": 500}).to_string()),
+                None,
+            )
             .await;
+        assert_eq!(invalid.status, 400);
+        let reset = api
+            .call(
+                Method::PUT,
+                "/_sandbox/faults",
+                "application/json",
+                Some(json!({"path": "*", "reset": true}).to_string()),
+                None,
+            )
+            .await;
+        assert_eq!(reset.status, 400, "connection resets are a provider-emulator feature");
+        api.call(
+            Method::PUT,
+            "/_sandbox/faults",
+            "application/json",
+            Some(json!({"path": "/version", "status": 502, "body": "not json"}).to_string()),
+            None,
+        )
+        .await;
         let raw = api.get("/version").await;
         assert_eq!((raw.status.as_u16(), raw.body.as_str()), (502, Some("not json")));
     }

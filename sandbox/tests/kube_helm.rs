@@ -111,14 +111,26 @@ impl Chart {
     fn greeting_owner(&self) -> (String, String) {
         let cm = self
             .kube
-            .kubectl(&["get", "configmap", &format!("{}-config", self.release), "-n", self.ns(), "-o", "json", "--show-managed-fields"])
+            .kubectl(&[
+                "get",
+                "configmap",
+                &format!("{}-config", self.release),
+                "-n",
+                self.ns(),
+                "-o",
+                "json",
+                "--show-managed-fields",
+            ])
             .json();
         let owners: Vec<&Value> = cm["metadata"]["managedFields"]
             .as_array()
             .map(|mf| mf.iter().filter(|m| m["fieldsV1"]["f:data"]["f:greeting"].is_object()).collect())
             .unwrap_or_default();
         assert_eq!(owners.len(), 1, "exactly one manager must own data.greeting: {cm}");
-        (owners[0]["manager"].as_str().unwrap_or_default().to_string(), owners[0]["operation"].as_str().unwrap_or_default().to_string())
+        (
+            owners[0]["manager"].as_str().unwrap_or_default().to_string(),
+            owners[0]["operation"].as_str().unwrap_or_default().to_string(),
+        )
     }
 
     /// What revision 1's values (the chart's defaults) put on the server.
@@ -210,7 +222,10 @@ fn exercise_chart(backend: Backend, method: ApplyMethod) {
     let optional = c.kube.kubectl(&["get", "configmap", &format!("{release}-optional"), "-n", ns]);
     assert!(optional.fails().contains("not found"), "{optional:?}");
     assert_eq!(c.get_json(&["gadget", release, "-n", ns])["spec"]["size"], "large");
-    assert_eq!(c.release_secrets(), [(c.secret_name(1), "superseded".to_string()), (c.secret_name(2), "deployed".to_string())]);
+    assert_eq!(
+        c.release_secrets(),
+        [(c.secret_name(1), "superseded".to_string()), (c.secret_name(2), "deployed".to_string())]
+    );
     assert_eq!(c.greeting_owner(), ("helm".to_string(), operation.to_string()));
     let history = c.helm_json(&["history", release]);
     assert_eq!(history.as_array().map(Vec::len), Some(2), "{history}");

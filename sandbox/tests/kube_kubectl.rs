@@ -103,8 +103,12 @@ fn server_side_apply_conflicts_with_another_manager_unless_forced(backend: Backe
     let out = k.apply(&w, &["--server-side"]);
     assert!(out.ok().contains("widget.example.com/w1 serverside-applied"), "{out:?}");
     let obj = widget_json(&k, n, "w1");
-    let managers: Vec<&str> =
-        obj["metadata"]["managedFields"].as_array().expect("managedFields").iter().filter_map(|m| m["manager"].as_str()).collect();
+    let managers: Vec<&str> = obj["metadata"]["managedFields"]
+        .as_array()
+        .expect("managedFields")
+        .iter()
+        .filter_map(|m| m["manager"].as_str())
+        .collect();
     assert!(managers.contains(&"kubectl"), "{obj}");
 
     // Re-applying the same configuration is a no-op.
@@ -162,7 +166,9 @@ fn get_lists_across_namespaces_with_selectors_tables_and_formats(backend: Backen
     let (a, b) = (ns_a.name(), ns_b.name());
     // Every widget of this case carries `run=<a>`, so cluster-wide lists on the shared
     // control plane can be narrowed to this case's objects.
-    for (ns, name, tier, size) in [(a, "alpha", "gold", "small"), (a, "beta", "silver", "medium"), (b, "gamma", "bronze", "large")] {
+    for (ns, name, tier, size) in
+        [(a, "alpha", "gold", "small"), (a, "beta", "silver", "medium"), (b, "gamma", "bronze", "large")]
+    {
         let doc = format!(
             "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: {name}\n  namespace: {ns}\n  labels:\n    tier: {tier}\n    run: {a}\nspec:\n  size: {size}\n  replicas: 2\n"
         );
@@ -175,7 +181,8 @@ fn get_lists_across_namespaces_with_selectors_tables_and_formats(backend: Backen
     let mut lines = table.lines();
     let header: Vec<&str> = lines.next().expect("header").split_whitespace().collect();
     assert_eq!(header, ["NAME", "SIZE", "REPLICAS", "PHASE", "AGE"], "{table}");
-    let alpha: Vec<&str> = lines.find(|l| l.starts_with("alpha")).unwrap_or_else(|| panic!("{table}")).split_whitespace().collect();
+    let alpha: Vec<&str> =
+        lines.find(|l| l.starts_with("alpha")).unwrap_or_else(|| panic!("{table}")).split_whitespace().collect();
     // Phase is empty (no status yet), so the row is NAME SIZE REPLICAS AGE.
     assert_eq!(&alpha[..3], ["alpha", "small", "2"], "{table}");
     assert!(!table.contains("gamma"), "{table}");
@@ -267,8 +274,12 @@ fn explain_prints_field_descriptions_from_the_schema(backend: Backend) {
     assert!(field.contains("How big the widget is"), "{field}");
     // Discovery lists the resource with its short name; the CRD itself prints as a Table.
     let resources = k.kubectl(&["api-resources", "--api-group=example.com"]).ok().to_string();
-    let row: Vec<&str> =
-        resources.lines().find(|l| l.starts_with("widgets")).unwrap_or_else(|| panic!("{resources}")).split_whitespace().collect();
+    let row: Vec<&str> = resources
+        .lines()
+        .find(|l| l.starts_with("widgets"))
+        .unwrap_or_else(|| panic!("{resources}"))
+        .split_whitespace()
+        .collect();
     assert_eq!(row, ["widgets", "wdg", "example.com/v1", "true", "Widget"], "{resources}");
     let crds = k.kubectl(&["get", "crd", "widgets.example.com"]).ok().to_string();
     let header = crds.lines().next().unwrap_or_default().split_whitespace().collect::<Vec<_>>().join(" ");
@@ -305,7 +316,18 @@ fn status_patch_satisfies_wait_and_leaves_spec_and_generation(backend: Backend) 
 
     // The main resource ignores status; the status subresource ignores spec.
     k.kubectl(&["patch", "widget", "w1", "-n", n, "--type=merge", "-p", r#"{"status":{"phase":"Broken"}}"#]).ok();
-    k.kubectl(&["patch", "widget", "w1", "-n", n, "--subresource=status", "--type=merge", "-p", r#"{"spec":{"size":"large"}}"#]).ok();
+    k.kubectl(&[
+        "patch",
+        "widget",
+        "w1",
+        "-n",
+        n,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"size":"large"}}"#,
+    ])
+    .ok();
     let obj = widget_json(&k, n, "w1");
     assert_eq!(obj["status"]["phase"], "Running", "{obj}");
     assert_eq!(obj["spec"]["size"], "small", "{obj}");
@@ -357,7 +379,17 @@ fn delete_waits_for_finalizers_to_be_released(backend: Backend) {
 
     // Releasing the finalizer lets the deletion complete; a waiting kubectl sees it.
     let mut waiting = k.kubectl_stream(&["wait", "--for=delete", "widget/held", "-n", n, "--timeout=120s"]);
-    k.kubectl(&["patch", "widget", "held", "-n", n, "--type=json", "-p", r#"[{"op":"remove","path":"/metadata/finalizers"}]"#]).ok();
+    k.kubectl(&[
+        "patch",
+        "widget",
+        "held",
+        "-n",
+        n,
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+    ])
+    .ok();
     // kubectl prints "condition met" when it saw the deletion happen, and nothing (exit 0)
     // when the object was already gone by the time it looked.
     let (status, lines) = waiting.finish();
@@ -386,7 +418,16 @@ fn create_namespace_and_generic_secret(backend: Backend) {
     let dup = k.kubectl(&["create", "namespace", &team]);
     assert!(dup.fails().contains("AlreadyExists"), "{dup:?}");
 
-    let out = k.kubectl(&["create", "secret", "generic", "creds", "-n", &team, "--from-literal=user=alice", "--from-literal=role=admin"]);
+    let out = k.kubectl(&[
+        "create",
+        "secret",
+        "generic",
+        "creds",
+        "-n",
+        &team,
+        "--from-literal=user=alice",
+        "--from-literal=role=admin",
+    ]);
     assert!(out.ok().contains("secret/creds created"), "{out:?}");
     let secret = k.kubectl(&["get", "secret", "creds", "-n", &team, "-o", "json"]).json();
     assert_eq!(secret["type"], "Opaque");
@@ -474,21 +515,41 @@ fn invalid_objects_are_rejected_naming_the_field_or_rule(backend: Backend) {
     let (k, ns) = setup(backend, "invalid");
     let n = ns.name();
     let cases = [
-        Invalid { what: "type", spec: "  size: small\n  replicas: lots\n", expect: &["spec.replicas", "must be of type integer"] },
+        Invalid {
+            what: "type",
+            spec: "  size: small\n  replicas: lots\n",
+            expect: &["spec.replicas", "must be of type integer"],
+        },
         Invalid {
             what: "enum",
             spec: "  size: huge\n",
             expect: &["spec.size", "Unsupported value: \"huge\"", "supported values", "\"small\""],
         },
-        Invalid { what: "pattern", spec: "  size: small\n  color: Blue1\n", expect: &["spec.color", "should match '^[a-z]+$'"] },
+        Invalid {
+            what: "pattern",
+            spec: "  size: small\n  color: Blue1\n",
+            expect: &["spec.color", "should match '^[a-z]+$'"],
+        },
         Invalid {
             what: "maxLength",
             spec: "  size: small\n  description: this text is far longer than twenty bytes\n",
             expect: &["spec.description", "Too long", "20"],
         },
-        Invalid { what: "maxProperties", spec: "  size: small\n  tags: {a: x, b: x, c: x, d: x}\n", expect: &["spec.tags", "Too many: 4", "at most 3"] },
-        Invalid { what: "maximum", spec: "  size: small\n  replicas: 11\n", expect: &["spec.replicas", "less than or equal to 10"] },
-        Invalid { what: "minimum", spec: "  size: small\n  replicas: -1\n", expect: &["spec.replicas", "greater than or equal to 0"] },
+        Invalid {
+            what: "maxProperties",
+            spec: "  size: small\n  tags: {a: x, b: x, c: x, d: x}\n",
+            expect: &["spec.tags", "Too many: 4", "at most 3"],
+        },
+        Invalid {
+            what: "maximum",
+            spec: "  size: small\n  replicas: 11\n",
+            expect: &["spec.replicas", "less than or equal to 10"],
+        },
+        Invalid {
+            what: "minimum",
+            spec: "  size: small\n  replicas: -1\n",
+            expect: &["spec.replicas", "greater than or equal to 0"],
+        },
         Invalid { what: "required", spec: "  replicas: 2\n", expect: &["spec.size", "Required value"] },
         Invalid {
             what: "CEL rule",
@@ -523,7 +584,9 @@ fn invalid_objects_are_rejected_naming_the_field_or_rule(backend: Backend) {
     let bad_meta = [
         (
             "name",
-            format!("apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: Bad_Name\n  namespace: {n}\nspec:\n  size: small\n"),
+            format!(
+                "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: Bad_Name\n  namespace: {n}\nspec:\n  size: small\n"
+            ),
             &["metadata.name: Invalid value: \"Bad_Name\"", "RFC 1123"][..],
         ),
         (
@@ -582,12 +645,14 @@ fn unknown_fields_are_rejected_under_strict_and_pruned_otherwise(backend: Backen
     assert!(widget_json(&k, n, "w2")["spec"].get("extra").is_none());
 
     // Built-in kinds are decoded strictly too.
-    let cm = format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\n  namespace: {n}\ndata:\n  a: b\nbogus: 1\n");
+    let cm =
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\n  namespace: {n}\ndata:\n  a: b\nbogus: 1\n");
     let err = k.apply(&cm, &[]);
     let err = err.fails();
     assert!(err.contains("ConfigMap in version \"v1\" cannot be handled as a ConfigMap"), "{err}");
     assert!(err.contains("unknown field \"bogus\""), "{err}");
-    let wrong_type = format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\n  namespace: {n}\ndata:\n  a: [1]\n");
+    let wrong_type =
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\n  namespace: {n}\ndata:\n  a: [1]\n");
     let err = k.apply(&wrong_type, &[]);
     assert!(err.fails().contains("cannot be handled as a ConfigMap"), "{err:?}");
 }
@@ -630,7 +695,10 @@ fn invalid_crds_are_rejected_naming_the_field(backend: Backend) {
     let name = format!("bads.{group}");
     let _cleanup = DeleteOnDrop { kube: &k, args: vec!["crd".into(), name.clone()] };
     // Not structural: an object property without a type.
-    let untyped = k.apply(&bad_crd(&group, "              properties:\n                size:\n                  type: string\n"), &[]);
+    let untyped = k.apply(
+        &bad_crd(&group, "              properties:\n                size:\n                  type: string\n"),
+        &[],
+    );
     let err = untyped.fails();
     assert!(err.contains(&format!("CustomResourceDefinition \"{name}\" is invalid")), "{err}");
     // A single version's schema is validated as the internal `spec.validation` (1.37).
@@ -715,7 +783,8 @@ spec:
     // Re-applying changes nothing. kubectl still reports the PodDisruptionBudget
     // "configured": its selector has `patchStrategy: replace` in the OpenAPI document, so
     // kubectl's patch always carries it, and the server finds nothing to change.
-    let pdb_rv = k.kubectl(&["get", "pdb", "web", "-n", ns, "-o", "jsonpath={.metadata.resourceVersion}"]).ok().to_string();
+    let pdb_rv =
+        k.kubectl(&["get", "pdb", "web", "-n", ns, "-o", "jsonpath={.metadata.resourceVersion}"]).ok().to_string();
     let again = k.apply(&manifests, &[]);
     let lines: Vec<&str> = again.ok().lines().collect();
     assert_eq!(
@@ -756,7 +825,8 @@ spec:
         let got_row: Vec<&str> = lines.next().unwrap_or_default().split_whitespace().collect();
         // The emulator's Table columns come from its CRD engine's tables (maintained
         // separately); its ServiceAccount Table still has 1.33's SECRETS column.
-        let emulator_until_fixed = backend == Backend::Emulator && kind == "serviceaccount" && got_header == ["NAME", "SECRETS", "AGE"];
+        let emulator_until_fixed =
+            backend == Backend::Emulator && kind == "serviceaccount" && got_header == ["NAME", "SECRETS", "AGE"];
         if (got_header != header || !got_row.starts_with(cells)) && !emulator_until_fixed {
             failures.push(format!("{kind}:\n{out}"));
         }
@@ -803,14 +873,21 @@ fn service_account_tokens_from_token_requests_are_authorized_by_rbac(backend: Ba
         // kube-apiserver always authorizes; the emulator only once told to (its admin API).
         let url = format!("{}/_sandbox/rbac", emulator.url());
         let status = runtime.block_on(async {
-            reqwest::Client::new().put(&url).json(&serde_json::json!({"enforce": true})).send().await.expect("PUT /_sandbox/rbac").status()
+            reqwest::Client::new()
+                .put(&url)
+                .json(&serde_json::json!({"enforce": true}))
+                .send()
+                .await
+                .expect("PUT /_sandbox/rbac")
+                .status()
         });
         assert!(status.is_success(), "PUT /_sandbox/rbac: {status}");
     }
     k.kubectl(&["create", "serviceaccount", "robot", "-n", ns]).ok();
     k.kubectl(&["create", "configmap", "settings", "-n", ns, "--from-literal=a=b"]).ok();
     k.kubectl(&["create", "role", "reader", "-n", ns, "--verb=get", "--resource=configmaps"]).ok();
-    k.kubectl(&["create", "rolebinding", "reader", "-n", ns, "--role=reader", &format!("--serviceaccount={ns}:robot")]).ok();
+    k.kubectl(&["create", "rolebinding", "reader", "-n", ns, "--role=reader", &format!("--serviceaccount={ns}:robot")])
+        .ok();
 
     // TokenRequest (`kubectl create token`), then requests with that token alone (raw HTTP:
     // over the emulator's plain HTTP kubectl sends no bearer token).
@@ -832,7 +909,9 @@ fn service_account_tokens_from_token_requests_are_authorized_by_rbac(backend: Ba
     assert_eq!(status, 403, "{denied}");
     assert_eq!(
         denied["message"],
-        format!("secrets is forbidden: User \"system:serviceaccount:{ns}:robot\" cannot list resource \"secrets\" in API group \"\" in the namespace \"{ns}\"")
+        format!(
+            "secrets is forbidden: User \"system:serviceaccount:{ns}:robot\" cannot list resource \"secrets\" in API group \"\" in the namespace \"{ns}\""
+        )
     );
     assert_eq!(denied["details"], serde_json::json!({"kind": "secrets"}));
 }
@@ -895,12 +974,30 @@ mod emulator_only {
         let emu = Emulator::start_with_env(&[("RUST_LOG", "trace")]);
         emu.kubectl(&["create", "namespace", "vault"]).ok();
         let secret_value = "s3cr3t-v4lue";
-        emu.kubectl(&["create", "secret", "generic", "creds", "-n", "vault", &format!("--from-literal=password={secret_value}")]).ok();
+        emu.kubectl(&[
+            "create",
+            "secret",
+            "generic",
+            "creds",
+            "-n",
+            "vault",
+            &format!("--from-literal=password={secret_value}"),
+        ])
+        .ok();
         emu.kubectl(&["get", "secret", "creds", "-n", "vault", "-o", "json"]).json();
-        emu.kubectl(&["patch", "secret", "creds", "-n", "vault", "--type=merge", "-p", r#"{"stringData":{"password":"an0ther-s3cret"}}"#])
-            .ok();
-        let kubeconfig: Value =
-            serde_yaml::from_str(&std::fs::read_to_string(emu.kubeconfig()).expect("kubeconfig")).expect("kubeconfig yaml");
+        emu.kubectl(&[
+            "patch",
+            "secret",
+            "creds",
+            "-n",
+            "vault",
+            "--type=merge",
+            "-p",
+            r#"{"stringData":{"password":"an0ther-s3cret"}}"#,
+        ])
+        .ok();
+        let kubeconfig: Value = serde_yaml::from_str(&std::fs::read_to_string(emu.kubeconfig()).expect("kubeconfig"))
+            .expect("kubeconfig yaml");
         let token = kubeconfig["users"][0]["user"]["token"].as_str().expect("bearer token in kubeconfig").to_string();
         assert!(token.len() >= 16, "the kubeconfig token is too short to be a credential: {token:?}");
 

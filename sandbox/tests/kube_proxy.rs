@@ -49,13 +49,21 @@ struct Reply {
 fn start() -> Stack {
     let dir = tempfile::tempdir().expect("tempdir");
     let emulator = KubeSandbox::start(loopback(), &dir.path().join("emulator.kubeconfig")).expect("emulator starts");
-    let proxy = KubeProxy::start(emulator.kubeconfig(), loopback(), &dir.path().join("proxy.kubeconfig")).expect("proxy starts");
+    let proxy = KubeProxy::start(emulator.kubeconfig(), loopback(), &dir.path().join("proxy.kubeconfig"))
+        .expect("proxy starts");
     Stack { emulator, proxy, dir, http: reqwest::Client::new() }
 }
 
 impl Stack {
     /// A request to `base` (the proxy's or the emulator's URL) with an optional bearer token.
-    async fn send(&self, base: &str, method: Method, path: &str, body: Option<(&str, Value)>, token: Option<&str>) -> Reply {
+    async fn send(
+        &self,
+        base: &str,
+        method: Method,
+        path: &str,
+        body: Option<(&str, Value)>,
+        token: Option<&str>,
+    ) -> Reply {
         let mut req = self.http.request(method, format!("{base}{path}"));
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -79,31 +87,62 @@ impl Stack {
 
     /// Straight to the emulator, as its admin.
     async fn direct(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
-        self.send(&self.emulator.url(), method, path, body.map(|b| ("application/json", b)), Some(self.emulator.token())).await
+        self.send(
+            &self.emulator.url(),
+            method,
+            path,
+            body.map(|b| ("application/json", b)),
+            Some(self.emulator.token()),
+        )
+        .await
     }
 
     /// The proxy's admin API; asserts success.
     async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> Value {
-        let r = self.send(&self.proxy.url(), method.clone(), &format!("/_sandbox/{path}"), body.map(|b| ("application/json", b)), None).await;
+        let r = self
+            .send(
+                &self.proxy.url(),
+                method.clone(),
+                &format!("/_sandbox/{path}"),
+                body.map(|b| ("application/json", b)),
+                None,
+            )
+            .await;
         assert_eq!(r.status, 200, "{method} /_sandbox/{path}: {}", r.body);
         r.body
     }
 
     /// The emulator's admin API; asserts success.
     async fn emulator_admin(&self, method: Method, path: &str, body: Option<Value>) -> Value {
-        let r = self.send(&self.emulator.url(), method.clone(), &format!("/_sandbox/{path}"), body.map(|b| ("application/json", b)), None).await;
+        let r = self
+            .send(
+                &self.emulator.url(),
+                method.clone(),
+                &format!("/_sandbox/{path}"),
+                body.map(|b| ("application/json", b)),
+                None,
+            )
+            .await;
         assert_eq!(r.status, 200, "emulator {method} /_sandbox/{path}: {}", r.body);
         r.body
     }
 
     async fn namespace(&self, name: &str) {
-        let r = self.proxied(Method::POST, "/api/v1/namespaces", Some(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}))).await;
+        let r = self
+            .proxied(
+                Method::POST,
+                "/api/v1/namespaces",
+                Some(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})),
+            )
+            .await;
         assert_eq!(r.status, 201, "{}", r.body);
     }
 
     /// Create a ConfigMap straight on the emulator (not through the proxy); its resourceVersion.
     async fn create_cm_directly(&self, ns: &str, name: &str) -> String {
-        let r = self.direct(Method::POST, &format!("/api/v1/namespaces/{ns}/configmaps"), Some(cm(name, json!({"k": "v"})))).await;
+        let r = self
+            .direct(Method::POST, &format!("/api/v1/namespaces/{ns}/configmaps"), Some(cm(name, json!({"k": "v"}))))
+            .await;
         assert_eq!(r.status, 201, "{}", r.body);
         r.body["metadata"]["resourceVersion"].as_str().expect("resourceVersion").to_string()
     }
@@ -146,10 +185,17 @@ impl Watch {
                 let line: Vec<u8> = self.buf.drain(..=pos).collect();
                 return Next::Event(serde_json::from_slice(&line).expect("watch line is JSON"));
             }
-            match tokio::time::timeout(GENEROUS, self.resp.chunk()).await.expect("a watch event or the end of the stream") {
+            match tokio::time::timeout(GENEROUS, self.resp.chunk())
+                .await
+                .expect("a watch event or the end of the stream")
+            {
                 Ok(Some(chunk)) => self.buf.extend_from_slice(&chunk),
                 Ok(None) => {
-                    assert!(self.buf.is_empty(), "the stream ended inside an event: {:?}", String::from_utf8_lossy(&self.buf));
+                    assert!(
+                        self.buf.is_empty(),
+                        "the stream ended inside an event: {:?}",
+                        String::from_utf8_lossy(&self.buf)
+                    );
                     return Next::End;
                 }
                 Err(e) => panic!("the watch stream broke instead of ending: {e}"),
@@ -193,22 +239,40 @@ async fn forwards_reads_and_writes_with_their_bodies_and_statuses() {
     let got = s.proxied(Method::GET, &format!("{base}/a"), None).await;
     assert_eq!((got.status.as_u16(), &got.body["data"]["k"]), (200, &json!("one")));
 
-    let labelled = s.proxied(Method::POST, base, Some(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "b", "labels": {"pick": "yes"}}}))).await;
+    let labelled = s
+        .proxied(
+            Method::POST,
+            base,
+            Some(
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "b", "labels": {"pick": "yes"}}}),
+            ),
+        )
+        .await;
     assert_eq!(labelled.status, 201, "{}", labelled.body);
     let picked = s.proxied(Method::GET, &format!("{base}?labelSelector=pick%3Dyes"), None).await;
-    let names: Vec<&str> = picked.body["items"].as_array().expect("items").iter().filter_map(|i| i["metadata"]["name"].as_str()).collect();
+    let names: Vec<&str> =
+        picked.body["items"].as_array().expect("items").iter().filter_map(|i| i["metadata"]["name"].as_str()).collect();
     assert_eq!((picked.status.as_u16(), names), (200, vec!["b"]), "the query reaches the server");
 
     let patched = s.proxied(Method::PATCH, &format!("{base}/a"), Some(json!({"data": {"k": "two"}}))).await;
     assert_eq!((patched.status.as_u16(), &patched.body["data"]["k"]), (200, &json!("two")), "{}", patched.body);
 
     let failed_test = s
-        .send(&s.proxy.url(), Method::PATCH, &format!("{base}/a"), Some(("application/json-patch+json", json!([{"op": "test", "path": "/data/k", "value": "nope"}]))), None)
+        .send(
+            &s.proxy.url(),
+            Method::PATCH,
+            &format!("{base}/a"),
+            Some(("application/json-patch+json", json!([{"op": "test", "path": "/data/k", "value": "nope"}]))),
+            None,
+        )
         .await;
     assert_eq!(failed_test.status, 422, "{}", failed_test.body);
 
     let missing = s.proxied(Method::GET, &format!("{base}/zzz"), None).await;
-    assert_eq!((missing.status.as_u16(), missing.body["kind"].as_str(), missing.body["reason"].as_str()), (404, Some("Status"), Some("NotFound")));
+    assert_eq!(
+        (missing.status.as_u16(), missing.body["kind"].as_str(), missing.body["reason"].as_str()),
+        (404, Some("Status"), Some("NotFound"))
+    );
 
     let deleted = s.proxied(Method::DELETE, &format!("{base}/a"), None).await;
     assert_eq!(deleted.status, 200, "{}", deleted.body);
@@ -228,7 +292,11 @@ async fn watch_events_arrive_through_the_open_stream() {
     for name in ["first", "second"] {
         s.create_cm_directly("w", name).await;
         let ev = watch.event().await;
-        assert_eq!((ev["type"].as_str(), ev["object"]["metadata"]["name"].as_str()), (Some("ADDED"), Some(name)), "{ev}");
+        assert_eq!(
+            (ev["type"].as_str(), ev["object"]["metadata"]["name"].as_str()),
+            (Some("ADDED"), Some(name)),
+            "{ev}"
+        );
     }
 }
 
@@ -242,7 +310,13 @@ async fn the_journal_records_what_went_through_in_the_emulators_shape() {
     s.namespace("j").await;
     s.admin(Method::DELETE, "requests", None).await;
     s.emulator_admin(Method::DELETE, "requests", None).await;
-    let resp = s.http.get(format!("{}/api/v1/namespaces/j/configmaps?limit=5", s.proxy.url())).header("user-agent", "journal-test/1.0").send().await.expect("list");
+    let resp = s
+        .http
+        .get(format!("{}/api/v1/namespaces/j/configmaps?limit=5", s.proxy.url()))
+        .header("user-agent", "journal-test/1.0")
+        .send()
+        .await
+        .expect("list");
     assert_eq!(resp.status(), 200);
     s.proxied(Method::POST, "/api/v1/namespaces/j/configmaps", Some(cm("x", json!({})))).await;
     let mut watch = s.watch("/api/v1/namespaces/j/configmaps?watch=true").await;
@@ -252,7 +326,9 @@ async fn the_journal_records_what_went_through_in_the_emulators_shape() {
     let journal = s.admin(Method::GET, "requests", None).await;
     let seen: Vec<(&str, &str, &str)> = entries(&journal)
         .iter()
-        .map(|e| (e["method"].as_str().unwrap_or("?"), e["path"].as_str().unwrap_or("?"), e["query"].as_str().unwrap_or("?")))
+        .map(|e| {
+            (e["method"].as_str().unwrap_or("?"), e["path"].as_str().unwrap_or("?"), e["query"].as_str().unwrap_or("?"))
+        })
         .collect();
     assert_eq!(
         seen,
@@ -285,7 +361,13 @@ async fn a_queued_fault_is_answered_by_the_proxy_then_requests_pass_again() {
     s.namespace("f").await;
     s.create_cm_directly("f", "a").await;
     let path = "/api/v1/namespaces/f/configmaps/a";
-    let queued = s.admin(Method::PUT, "faults", Some(json!({"method": "GET", "path": path, "status": 503, "count": 2, "retryAfter": 1}))).await;
+    let queued = s
+        .admin(
+            Method::PUT,
+            "faults",
+            Some(json!({"method": "GET", "path": path, "status": 503, "count": 2, "retryAfter": 1})),
+        )
+        .await;
     assert_eq!(queued[0]["remaining"], 2, "{queued}");
     s.emulator_admin(Method::DELETE, "requests", None).await;
 
@@ -315,8 +397,18 @@ async fn a_queued_fault_is_answered_by_the_proxy_then_requests_pass_again() {
 async fn faults_cover_watches_and_take_the_emulators_options() {
     let s = start();
     s.namespace("fw").await;
-    s.admin(Method::PUT, "faults", Some(json!([{"path": "/api/v1/namespaces/fw/configmaps", "status": 500, "body": "not json"}]))).await;
-    let watch = s.http.get(format!("{}/api/v1/namespaces/fw/configmaps?watch=true", s.proxy.url())).send().await.expect("watch");
+    s.admin(
+        Method::PUT,
+        "faults",
+        Some(json!([{"path": "/api/v1/namespaces/fw/configmaps", "status": 500, "body": "not json"}])),
+    )
+    .await;
+    let watch = s
+        .http
+        .get(format!("{}/api/v1/namespaces/fw/configmaps?watch=true", s.proxy.url()))
+        .send()
+        .await
+        .expect("watch");
     assert_eq!(watch.status(), 500);
     assert_eq!(watch.text().await.expect("body"), "not json");
     // probability 0: queued, never fires.
@@ -325,8 +417,15 @@ async fn faults_cover_watches_and_take_the_emulators_options() {
     s.admin(Method::DELETE, "faults", None).await;
     assert_eq!(s.admin(Method::GET, "faults", None).await, json!([]));
 
-    for refused in [json!({"path": "/x"}), json!({"path": "/x", "status": 42}), json!({"path": "/x", "reset": true}), json!({"path": "/x", "statuss": 500})] {
-        let r = s.send(&s.proxy.url(), Method::PUT, "/_sandbox/faults", Some(("application/json", refused.clone())), None).await;
+    for refused in [
+        json!({"path": "/x"}),
+        json!({"path": "/x", "status": 42}),
+        json!({"path": "/x", "reset": true}),
+        json!({"path": "/x", "statuss": 500}),
+    ] {
+        let r = s
+            .send(&s.proxy.url(), Method::PUT, "/_sandbox/faults", Some(("application/json", refused.clone())), None)
+            .await;
         assert_eq!(r.status, 400, "{refused} is refused: {}", r.body);
     }
 }
@@ -340,17 +439,30 @@ async fn a_latency_fault_delays_the_real_answer() {
     let path = "/api/v1/namespaces/lat/configmaps/slow";
     s.admin(Method::PUT, "faults", Some(json!({"method": "GET", "path": path, "latencyMs": LATENCY_MS}))).await;
     let r = s.proxied(Method::GET, path, None).await;
-    assert_eq!((r.status.as_u16(), &r.body["metadata"]["name"]), (200, &json!("slow")), "the real answer after the delay: {}", r.body);
+    assert_eq!(
+        (r.status.as_u16(), &r.body["metadata"]["name"]),
+        (200, &json!("slow")),
+        "the real answer after the delay: {}",
+        r.body
+    );
     // The proxy journals on arrival, then waits, then forwards: the emulator's journal saw the
     // request at least the latency later (both clocks are this machine's; `at` is rounded to
     // the millisecond).
-    let arrived = entries(&s.admin(Method::GET, "requests", None).await).iter().find(|e| e["path"] == path).and_then(|e| e["at"].as_f64()).expect("journaled");
+    let arrived = entries(&s.admin(Method::GET, "requests", None).await)
+        .iter()
+        .find(|e| e["path"] == path)
+        .and_then(|e| e["at"].as_f64())
+        .expect("journaled");
     let forwarded = entries(&s.emulator_admin(Method::GET, "requests", None).await)
         .iter()
         .find(|e| e["path"] == path)
         .and_then(|e| e["at"].as_f64())
         .expect("reached the emulator");
-    assert!((forwarded - arrived) * 1000.0 >= LATENCY_MS as f64 - 1.0, "forwarded {forwarded} only {}ms after arrival {arrived}", (forwarded - arrived) * 1000.0);
+    assert!(
+        (forwarded - arrived) * 1000.0 >= LATENCY_MS as f64 - 1.0,
+        "forwarded {forwarded} only {}ms after arrival {arrived}",
+        (forwarded - arrived) * 1000.0
+    );
     // One use: the next request is not delayed again (the queue is empty).
     assert_eq!(s.admin(Method::GET, "faults", None).await, json!([]));
 }
@@ -398,11 +510,19 @@ async fn watches_expire_answers_the_next_resumed_watch_with_one_in_stream_410() 
     assert_eq!(expired.next().await, Next::End, "one event, then the end");
     assert_eq!(ev["type"], "ERROR");
     assert_eq!(
-        (ev["object"]["kind"].as_str(), ev["object"]["code"].as_i64(), ev["object"]["reason"].as_str(), ev["object"]["status"].as_str()),
+        (
+            ev["object"]["kind"].as_str(),
+            ev["object"]["code"].as_i64(),
+            ev["object"]["reason"].as_str(),
+            ev["object"]["status"].as_str()
+        ),
         (Some("Status"), Some(410), Some("Expired"), Some("Failure")),
         "{ev}"
     );
-    assert!(ev["object"]["message"].as_str().is_some_and(|m| m.starts_with(&format!("too old resource version: {rv} ("))), "{ev}");
+    assert!(
+        ev["object"]["message"].as_str().is_some_and(|m| m.starts_with(&format!("too old resource version: {rv} ("))),
+        "{ev}"
+    );
 
     // The emulator's own expiry has the same wire form.
     s.emulator_admin(Method::POST, "watches/expire", None).await;
@@ -412,14 +532,26 @@ async fn watches_expire_answers_the_next_resumed_watch_with_one_in_stream_410() 
         other => other,
     };
     assert_eq!(native.status, 200);
-    let shape = |v: &Value| (v["type"].clone(), v["object"]["kind"].clone(), v["object"]["apiVersion"].clone(), v["object"]["code"].clone(), v["object"]["reason"].clone());
+    let shape = |v: &Value| {
+        (
+            v["type"].clone(),
+            v["object"]["kind"].clone(),
+            v["object"]["apiVersion"].clone(),
+            v["object"]["code"].clone(),
+            v["object"]["reason"].clone(),
+        )
+    };
     assert_eq!(shape(&ev), shape(&native_ev), "proxy {ev} vs emulator {native_ev}");
 
     // Only once: the same resumed watch is relayed now.
     let mut resumed = s.watch(&watch_from(&rv)).await;
     s.create_cm_directly("e", "y").await;
     let next = resumed.event().await;
-    assert_eq!((next["type"].as_str(), next["object"]["metadata"]["name"].as_str()), (Some("ADDED"), Some("y")), "{next}");
+    assert_eq!(
+        (next["type"].as_str(), next["object"]["metadata"]["name"].as_str()),
+        (Some("ADDED"), Some("y")),
+        "{next}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -430,7 +562,13 @@ async fn watches_expire_answers_the_next_resumed_watch_with_one_in_stream_410() 
 async fn authorization_is_passed_through_and_the_proxys_identity_used_otherwise() {
     let s = start();
     s.namespace("authz").await;
-    let sa = s.proxied(Method::POST, "/api/v1/namespaces/authz/serviceaccounts", Some(json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "reader"}}))).await;
+    let sa = s
+        .proxied(
+            Method::POST,
+            "/api/v1/namespaces/authz/serviceaccounts",
+            Some(json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "reader"}})),
+        )
+        .await;
     assert_eq!(sa.status, 201, "{}", sa.body);
     s.emulator_admin(Method::PUT, "rbac", Some(json!({"enforce": true}))).await;
     let minted = s.emulator_admin(Method::POST, "tokens", Some(json!({"serviceAccount": "authz/reader"}))).await;
@@ -440,7 +578,11 @@ async fn authorization_is_passed_through_and_the_proxys_identity_used_otherwise(
     // The ServiceAccount's token reaches the server unchanged: RBAC judges the ServiceAccount.
     let denied = s.send(&s.proxy.url(), Method::GET, list, None, Some(&token)).await;
     assert_eq!((denied.status.as_u16(), denied.body["reason"].as_str()), (403, Some("Forbidden")), "{}", denied.body);
-    assert!(denied.body["message"].as_str().is_some_and(|m| m.contains("system:serviceaccount:authz:reader")), "{}", denied.body);
+    assert!(
+        denied.body["message"].as_str().is_some_and(|m| m.contains("system:serviceaccount:authz:reader")),
+        "{}",
+        denied.body
+    );
     let unknown = s.send(&s.proxy.url(), Method::GET, list, None, Some("not-a-token")).await;
     assert_eq!(unknown.status, 401, "an unknown token is not replaced by the proxy's: {}", unknown.body);
 
@@ -448,20 +590,32 @@ async fn authorization_is_passed_through_and_the_proxys_identity_used_otherwise(
     // which may grant the ServiceAccount a Role.
     let role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "reader"},
         "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list"]}]});
-    assert_eq!(s.proxied(Method::POST, "/apis/rbac.authorization.k8s.io/v1/namespaces/authz/roles", Some(role)).await.status, 201);
+    assert_eq!(
+        s.proxied(Method::POST, "/apis/rbac.authorization.k8s.io/v1/namespaces/authz/roles", Some(role)).await.status,
+        201
+    );
     let binding = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "reader"},
         "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": "authz"}],
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "reader"}});
-    assert_eq!(s.proxied(Method::POST, "/apis/rbac.authorization.k8s.io/v1/namespaces/authz/rolebindings", Some(binding)).await.status, 201);
+    assert_eq!(
+        s.proxied(Method::POST, "/apis/rbac.authorization.k8s.io/v1/namespaces/authz/rolebindings", Some(binding))
+            .await
+            .status,
+        201
+    );
     assert_eq!(s.send(&s.proxy.url(), Method::GET, list, None, Some(&token)).await.status, 200);
-    assert_eq!(s.send(&s.proxy.url(), Method::GET, "/api/v1/namespaces/authz/secrets", None, Some(&token)).await.status, 403);
+    assert_eq!(
+        s.send(&s.proxy.url(), Method::GET, "/api/v1/namespaces/authz/secrets", None, Some(&token)).await.status,
+        403
+    );
 
     // The emulator lets credential-less requests through, so to see that the proxy really
     // sends its kubeconfig's token, give a second proxy a token the emulator rejects.
     let text = std::fs::read_to_string(s.emulator.kubeconfig()).expect("emulator kubeconfig");
     let wrong = s.dir.path().join("wrong-token.kubeconfig");
     std::fs::write(&wrong, text.replace(s.emulator.token(), "sandbox-wrong")).expect("write kubeconfig");
-    let impostor = KubeProxy::start(&wrong, loopback(), &s.dir.path().join("impostor.kubeconfig")).expect("second proxy");
+    let impostor =
+        KubeProxy::start(&wrong, loopback(), &s.dir.path().join("impostor.kubeconfig")).expect("second proxy");
     let r = s.send(&impostor.url(), Method::GET, list, None, None).await;
     assert_eq!((r.status.as_u16(), r.body["reason"].as_str()), (401, Some("Unauthorized")), "{}", r.body);
     // ...and that a request's own token still wins over the proxy's.
@@ -476,7 +630,9 @@ async fn authorization_is_passed_through_and_the_proxys_identity_used_otherwise(
 #[derive(Clone, Debug, PartialEq)]
 enum Handshake {
     /// Completed; whether the client presented a certificate.
-    Done { client_certificate: bool },
+    Done {
+        client_certificate: bool,
+    },
     Failed(String),
 }
 
@@ -510,7 +666,10 @@ async fn tls_front(upstream: SocketAddr) -> TlsFront {
         .allow_unauthenticated()
         .build()
         .expect("client verifier");
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(tls_fixture("server.crt")).expect("server.crt").map(|c| c.expect("cert")).collect();
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(tls_fixture("server.crt"))
+        .expect("server.crt")
+        .map(|c| c.expect("cert"))
+        .collect();
     let key = PrivateKeyDer::from_pem_file(tls_fixture("server.key")).expect("server.key");
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -612,8 +771,17 @@ async fn https_upstream_with_the_kubeconfigs_ca_and_client_certificate() {
         std::fs::copy(tls_fixture(name), files.path().join(name)).expect("copy fixture");
     }
     let by_path = files.path().join("kubeconfig");
-    std::fs::write(&by_path, kubeconfig_text(&server, ", certificate-authority: ca.crt", "{client-certificate: client.crt, client-key: client-pkcs8.key}")).expect("write kubeconfig");
-    let proxy = KubeProxy::start(&by_path, loopback(), &s.dir.path().join("p2.kubeconfig")).expect("proxy with PKCS#8 key");
+    std::fs::write(
+        &by_path,
+        kubeconfig_text(
+            &server,
+            ", certificate-authority: ca.crt",
+            "{client-certificate: client.crt, client-key: client-pkcs8.key}",
+        ),
+    )
+    .expect("write kubeconfig");
+    let proxy =
+        KubeProxy::start(&by_path, loopback(), &s.dir.path().join("p2.kubeconfig")).expect("proxy with PKCS#8 key");
     let before = handshakes().len();
     let r = s.send(&proxy.url(), Method::GET, "/api/v1/namespaces/default", None, None).await;
     assert_eq!(r.status, 200, "{}", r.body);
@@ -628,13 +796,21 @@ async fn https_upstream_with_the_kubeconfigs_ca_and_client_certificate() {
         b64_file(&tls_fixture("rogue-client.key"))
     );
     let rogue_ca = format!(", certificate-authority-data: \"{}\"", b64_file(&tls_fixture("rogue-ca.crt")));
-    for (name, cluster_extra, user) in [("rogue-client", ca.as_str(), rogue_user.as_str()), ("rogue-ca", rogue_ca.as_str(), user.as_str())] {
+    for (name, cluster_extra, user) in
+        [("rogue-client", ca.as_str(), rogue_user.as_str()), ("rogue-ca", rogue_ca.as_str(), user.as_str())]
+    {
         let path = s.dir.path().join(format!("{name}.kubeconfig"));
         std::fs::write(&path, kubeconfig_text(&server, cluster_extra, user)).expect("write kubeconfig");
-        let proxy = KubeProxy::start(&path, loopback(), &s.dir.path().join(format!("{name}.out"))).expect("proxy starts");
+        let proxy =
+            KubeProxy::start(&path, loopback(), &s.dir.path().join(format!("{name}.out"))).expect("proxy starts");
         let before = handshakes().len();
         let r = s.send(&proxy.url(), Method::GET, "/api/v1/namespaces/default", None, None).await;
-        assert_eq!((r.status.as_u16(), r.body["kind"].as_str(), r.body["reason"].as_str()), (503, Some("Status"), Some("ServiceUnavailable")), "{name}: {}", r.body);
+        assert_eq!(
+            (r.status.as_u16(), r.body["kind"].as_str(), r.body["reason"].as_str()),
+            (503, Some("Status"), Some("ServiceUnavailable")),
+            "{name}: {}",
+            r.body
+        );
         let new = handshakes_after(before).await;
         assert!(new.iter().all(|h| matches!(h, Handshake::Failed(_))), "{name}: {new:?}");
     }
@@ -650,7 +826,9 @@ async fn kube_rs_lists_and_watches_through_the_proxy_and_relists_after_expiry() 
     s.namespace("krs").await;
     s.create_cm_directly("krs", "one").await;
     let kubeconfig = kube::config::Kubeconfig::read_from(s.proxy.kubeconfig()).expect("proxy kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default()).await.expect("config");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
+        .await
+        .expect("config");
     let client = kube::Client::try_from(config).expect("client");
     let api: Api<ConfigMap> = Api::namespaced(client, "krs");
     let listed = api.list(&ListParams::default()).await.expect("list through the proxy");
@@ -661,7 +839,9 @@ async fn kube_rs_lists_and_watches_through_the_proxy_and_relists_after_expiry() 
         let mut events = watcher(api, watcher::Config::default()).boxed();
         while let Some(item) = events.next().await {
             let sent = match item {
-                Ok(watcher::Event::Apply(cm) | watcher::Event::InitApply(cm)) => tx.send(Ok(cm.metadata.name.unwrap_or_default())),
+                Ok(watcher::Event::Apply(cm) | watcher::Event::InitApply(cm)) => {
+                    tx.send(Ok(cm.metadata.name.unwrap_or_default()))
+                }
                 Ok(_) => Ok(()),
                 Err(watcher::Error::WatchError(status)) => tx.send(Err(status.code)),
                 Err(_) => Ok(()),
@@ -742,7 +922,10 @@ async fn the_subcommand_serves_kubectl_and_stops_on_sigterm() {
         }
     });
     let first = rx.recv_timeout(GENEROUS).expect("a first line from kube-proxy");
-    let addr = first.strip_prefix("listening on http://").unwrap_or_else(|| panic!("unexpected first line {first:?}")).to_string();
+    let addr = first
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+        .to_string();
     let written = std::fs::read_to_string(&out).expect("kubeconfig written before the line");
     assert!(written.contains(&format!("server: http://{addr}\n")), "{written}");
 
@@ -768,18 +951,30 @@ async fn the_subcommand_serves_kubectl_and_stops_on_sigterm() {
     };
     run(vec!["create", "configmap", "via-proxy", "--from-literal=k=v", "-n", "default"]);
     assert_eq!(run(vec!["get", "configmap", "via-proxy", "-n", "default", "-o", "jsonpath={.data.k}"]), "v");
-    let journal: Value = http.get(format!("http://{addr}/_sandbox/requests")).send().await.expect("journal").json().await.expect("json");
+    let journal: Value =
+        http.get(format!("http://{addr}/_sandbox/requests")).send().await.expect("journal").json().await.expect("json");
     let created = entries(&journal)
         .iter()
         .find(|e| e["method"] == "POST" && e["path"] == "/api/v1/namespaces/default/configmaps")
         .unwrap_or_else(|| panic!("kubectl's create went through the proxy: {journal}"));
     assert!(created["userAgent"].as_str().is_some_and(|ua| ua.starts_with("kubectl")), "{created}");
     // kubectl sends no credentials over plain HTTP; the object exists upstream.
-    let upstream = http.get(format!("{}/api/v1/namespaces/default/configmaps/via-proxy", emulator.base_url())).send().await.expect("get");
+    let upstream = http
+        .get(format!("{}/api/v1/namespaces/default/configmaps/via-proxy", emulator.base_url()))
+        .send()
+        .await
+        .expect("get");
     assert_eq!(upstream.status(), 200);
 
     // SIGTERM with a watch open: the watch ends and the process exits cleanly.
-    let mut watch = Watch { resp: http.get(format!("http://{addr}/api/v1/namespaces/default/configmaps?watch=true")).send().await.expect("watch"), buf: Vec::new() };
+    let mut watch = Watch {
+        resp: http
+            .get(format!("http://{addr}/api/v1/namespaces/default/configmaps?watch=true"))
+            .send()
+            .await
+            .expect("watch"),
+        buf: Vec::new(),
+    };
     assert_eq!(watch.event().await["object"]["metadata"]["name"], "via-proxy");
     let term = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill -TERM");
     assert!(term.success());

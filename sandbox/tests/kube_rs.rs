@@ -101,8 +101,12 @@ impl Harness {
         let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
         let yaml = std::fs::read_to_string(kube_support::fixture("widget-crd.yaml")).expect("fixture");
         let crd: CustomResourceDefinition = serde_yaml::from_str(&yaml).expect("CRD fixture");
-        crds.patch("widgets.example.com", &PatchParams::apply("kube-tiers").force(), &Patch::Apply(&crd)).await.expect("apply CRD");
-        within(await_condition(crds, "widgets.example.com", conditions::is_crd_established())).await.expect("CRD established");
+        crds.patch("widgets.example.com", &PatchParams::apply("kube-tiers").force(), &Patch::Apply(&crd))
+            .await
+            .expect("apply CRD");
+        within(await_condition(crds, "widgets.example.com", conditions::is_crd_established()))
+            .await
+            .expect("CRD established");
     }
 
     fn ns(&self) -> &str {
@@ -188,9 +192,7 @@ async fn controller_sees_lifecycle(backend: Backend, prefix: &str, wc: watcher::
     api.create(&PostParams::default(), &widget("w1", "small")).await.expect("create");
     eventually("reconcile of the created widget", saw("small")).await;
 
-    api.patch("w1", &PatchParams::default(), &Patch::Merge(json!({"spec": {"size": "large"}})))
-        .await
-        .expect("patch");
+    api.patch("w1", &PatchParams::default(), &Patch::Merge(json!({"spec": {"size": "large"}}))).await.expect("patch");
     eventually("reconcile of the updated widget", saw("large")).await;
 
     api.delete("w1", &DeleteParams::default()).await.expect("delete");
@@ -379,9 +381,7 @@ async fn writes_honour_generate_name_dry_run_and_preconditions(backend: Backend)
     let mut stale = created.clone();
     let missing = api.patch("gen-missing", &PatchParams::default(), &Patch::Merge(json!({}))).await;
     assert!(matches!(missing, Err(kube::Error::Api(ref s)) if s.code == 404), "{missing:?}");
-    api.patch(&name, &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 3}})))
-        .await
-        .expect("patch");
+    api.patch(&name, &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 3}}))).await.expect("patch");
     stale.status = Some(WidgetStatus { phase: Some("Running".into()) });
     let conflict = api.replace_status(&name, &PostParams::default(), &stale).await;
     assert!(matches!(conflict, Err(kube::Error::Api(ref s)) if s.code == 409), "{conflict:?}");
@@ -458,13 +458,14 @@ async fn controller_retries_through_injected_api_failures(backend: Backend) {
     let ns = h.ns();
     let api = h.widgets();
     // The next two PATCHes of any Widget in the namespace fail with 500.
-    h.admin().faults(&json!({
-        "method": "PATCH",
-        "path": format!("/apis/example.com/v1/namespaces/{ns}/widgets/*"),
-        "status": 500,
-        "count": 2,
-    }))
-    .await;
+    h.admin()
+        .faults(&json!({
+            "method": "PATCH",
+            "path": format!("/apis/example.com/v1/namespaces/{ns}/widgets/*"),
+            "status": 500,
+            "count": 2,
+        }))
+        .await;
     let failures: Arc<Mutex<Vec<String>>> = Arc::default();
     let ctx = Arc::new((api.clone(), Arc::default()));
     let seen_failures = failures.clone();
@@ -508,11 +509,7 @@ async fn status_apply_keeps_generation_and_unchanged_apply_is_a_no_op(backend: B
     assert_eq!(created.metadata.generation, Some(1));
     let rv0 = created.resource_version().expect("resourceVersion");
 
-    let mut events = api
-        .watch(&WatchParams::default().fields("metadata.name=w1"), &rv0)
-        .await
-        .expect("watch")
-        .boxed();
+    let mut events = api.watch(&WatchParams::default().fields("metadata.name=w1"), &rv0).await.expect("watch").boxed();
 
     let status = json!({
         "apiVersion": "example.com/v1",
@@ -629,7 +626,11 @@ async fn leases_can_be_created_updated_and_managed(backend: Backend) {
     // Plain create and optimistic-concurrency update.
     let lease = Lease {
         metadata: ObjectMeta { name: Some("plain".into()), ..Default::default() },
-        spec: Some(LeaseSpec { holder_identity: Some("a".into()), lease_duration_seconds: Some(15), ..Default::default() }),
+        spec: Some(LeaseSpec {
+            holder_identity: Some("a".into()),
+            lease_duration_seconds: Some(15),
+            ..Default::default()
+        }),
     };
     let mut created = leases.create(&PostParams::default(), &lease).await.expect("create lease");
     created.spec.as_mut().expect("spec").holder_identity = Some("b".into());

@@ -49,7 +49,9 @@ async fn journal_records_api_requests_oldest_first() {
     env.api(Method::GET, "/connections/acme?provider_config_key=salesforce").send().await.unwrap();
     env.api(Method::PATCH, "/connections/metadata")
         .json(&json!({"connection_id": "acme", "provider_config_key": "salesforce", "metadata": {"b": 2}}))
-        .send().await.unwrap();
+        .send()
+        .await
+        .unwrap();
     env.http.get(env.url(LIST)).send().await.unwrap(); // 401: journaled too
     let after = providers_support::unix_now();
 
@@ -62,7 +64,10 @@ async fn journal_records_api_requests_oldest_first() {
     assert_eq!(journal[0]["body"], Value::Null);
     assert_eq!(journal[1]["method"], "PATCH");
     assert_eq!(journal[1]["query"], Value::Null);
-    assert_eq!(journal[1]["body"], json!({"connection_id": "acme", "provider_config_key": "salesforce", "metadata": {"b": 2}}));
+    assert_eq!(
+        journal[1]["body"],
+        json!({"connection_id": "acme", "provider_config_key": "salesforce", "metadata": {"b": 2}})
+    );
     assert_eq!(journal[2]["status"], 401);
     let at: Vec<f64> = journal.iter().map(|e| e["at"].as_f64().unwrap()).collect();
     assert!(at.windows(2).all(|w| w[0] <= w[1]), "oldest first: {at:?}");
@@ -76,7 +81,9 @@ async fn journal_records_api_requests_oldest_first() {
 #[tokio::test]
 async fn faults_answer_with_status_count_and_retry_after_then_stop() {
     let env = nango().await;
-    let queued = env.admin_put("faults", json!({"method": "GET", "path": LIST, "status": 503, "count": 2, "retryAfter": 7})).await;
+    let queued = env
+        .admin_put("faults", json!({"method": "GET", "path": LIST, "status": 503, "count": 2, "retryAfter": 7}))
+        .await;
     assert_eq!(queued.status(), 200);
     for _ in 0..2 {
         let response = env.api(Method::GET, LIST).send().await.unwrap();
@@ -92,15 +99,22 @@ async fn faults_answer_with_status_count_and_retry_after_then_stop() {
 #[tokio::test]
 async fn faults_match_by_method_and_path_prefix_in_queue_order() {
     let env = nango().await;
-    env.admin_put("faults", json!([
-        {"method": "PATCH", "path": "/connections/*", "status": 500},
-        {"path": "*", "status": 502},
-    ])).await;
+    env.admin_put(
+        "faults",
+        json!([
+            {"method": "PATCH", "path": "/connections/*", "status": 500},
+            {"path": "*", "status": 502},
+        ]),
+    )
+    .await;
     // GET does not match the PATCH fault, so the catch-all answers it.
     assert_eq!(env.api(Method::GET, LIST).send().await.unwrap().status(), 502);
-    let patch = env.api(Method::PATCH, "/connections/metadata")
+    let patch = env
+        .api(Method::PATCH, "/connections/metadata")
         .json(&json!({"connection_id": "acme", "provider_config_key": "salesforce", "metadata": {"x": 1}}))
-        .send().await.unwrap();
+        .send()
+        .await
+        .unwrap();
     assert_eq!(patch.status(), 500);
     assert_eq!(env.stored("acme").await["metadata"], json!({"a": 1}), "a faulted write changes nothing");
     let remaining: Value = env.http.get(env.url("/_sandbox/faults")).send().await.unwrap().json().await.unwrap();
@@ -110,8 +124,13 @@ async fn faults_match_by_method_and_path_prefix_in_queue_order() {
     assert_eq!(env.http.delete(env.url("/_sandbox/faults")).send().await.unwrap().status(), 204);
     assert_eq!(env.api(Method::GET, LIST).send().await.unwrap().status(), 200);
 
-    for bad in [json!({"path": LIST}), json!({"path": LIST, "status": 99}), json!({"path": LIST, "status": 500, "count": 0}),
-                json!({"path": LIST, "status": 500, "unknown": 1}), json!({"path": "connections", "reset": true})] {
+    for bad in [
+        json!({"path": LIST}),
+        json!({"path": LIST, "status": 99}),
+        json!({"path": LIST, "status": 500, "count": 0}),
+        json!({"path": LIST, "status": 500, "unknown": 1}),
+        json!({"path": "connections", "reset": true}),
+    ] {
         assert_eq!(env.admin_put("faults", bad.clone()).await.status(), 400, "{bad}");
     }
 }
@@ -153,7 +172,8 @@ async fn reset_aborts_the_connection_with_rst_and_no_response() {
     let mut stream = tokio::net::TcpStream::connect(env.sandbox.addr()).await.unwrap();
     stream.write_all(b"GET /nango/connections HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k\r\n\r\n").await.unwrap();
     let mut buf = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut buf)).await.expect("server never reset");
+    let read =
+        tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut buf)).await.expect("server never reset");
     let error = read.expect_err("expected a connection reset, got an orderly close");
     assert_eq!(error.kind(), std::io::ErrorKind::ConnectionReset);
     assert!(buf.is_empty(), "no response bytes before the reset");
@@ -208,10 +228,16 @@ async fn providers_are_isolated_under_their_prefixes() {
     let env = nango().await;
     let datagrid = env.sandbox.base_url("datagrid");
     assert!(datagrid.ends_with("/datagrid/v1"));
-    env.http.put(format!("{datagrid}/_sandbox/rate-limit")).json(&json!({"limit": 1, "windowSeconds": 60})).send().await.unwrap();
+    env.http
+        .put(format!("{datagrid}/_sandbox/rate-limit"))
+        .json(&json!({"limit": 1, "windowSeconds": 60}))
+        .send()
+        .await
+        .unwrap();
     // Nango keeps its own default limit and journal.
     assert_eq!(header(&env.api(Method::GET, LIST).send().await.unwrap(), "x-ratelimit-limit").as_deref(), Some("200"));
-    let datagrid_journal: Vec<Value> = env.http.get(format!("{datagrid}/_sandbox/requests")).send().await.unwrap().json().await.unwrap();
+    let datagrid_journal: Vec<Value> =
+        env.http.get(format!("{datagrid}/_sandbox/requests")).send().await.unwrap().json().await.unwrap();
     assert!(datagrid_journal.is_empty());
     let unknown = env.http.get(format!("http://{}/nothing-here", env.sandbox.addr())).send().await.unwrap();
     assert_eq!(unknown.status(), 404);

@@ -49,12 +49,7 @@ impl Arena {
     }
 
     async fn get(&self, id: &str) -> Response {
-        self.http
-            .get(self.conn(id))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap()
+        self.http.get(self.conn(id)).bearer_auth(TOKEN).send().await.unwrap()
     }
 }
 
@@ -100,10 +95,7 @@ async fn get_works_without_authentication_as_guest() {
     a.seed("1", json!({"metadata": {"a": 1}})).await;
     let r = a.http.get(a.conn("1")).send().await.unwrap();
     assert_eq!(header(&r, "x-ratelimit-tier").as_deref(), Some("guest"));
-    assert_eq!(
-        header(&r, "cache-control").as_deref(),
-        Some("max-age=300, public")
-    );
+    assert_eq!(header(&r, "cache-control").as_deref(), Some("max-age=300, public"));
     let (status, c) = body(r).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(c["can"], json!({"remove": false}));
@@ -119,13 +111,7 @@ async fn rate_limit_headers_are_on_every_response_and_never_remaining() {
     let free = a.get("1").await;
     let not_found = a.get("2").await;
     let bad_request = a.put("1").send().await.unwrap();
-    let unauthorized = a
-        .http
-        .put(a.conn("1"))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
+    let unauthorized = a.http.put(a.conn("1")).json(&json!({})).send().await.unwrap();
     for (r, limit, tier) in [
         (&guest, "30", "guest"),
         (&free, "120", "free"),
@@ -133,12 +119,7 @@ async fn rate_limit_headers_are_on_every_response_and_never_remaining() {
         (&bad_request, "120", "free"),
         (&unauthorized, "30", "guest"),
     ] {
-        assert_eq!(
-            header(r, "x-ratelimit-limit").as_deref(),
-            Some(limit),
-            "{}",
-            r.status()
-        );
+        assert_eq!(header(r, "x-ratelimit-limit").as_deref(), Some(limit), "{}", r.status());
         assert_eq!(header(r, "x-ratelimit-tier").as_deref(), Some(tier));
         assert_eq!(header(r, "x-ratelimit-window").as_deref(), Some("60"));
         let reset: u64 = header(r, "x-ratelimit-reset").unwrap().parse().unwrap();
@@ -146,62 +127,30 @@ async fn rate_limit_headers_are_on_every_response_and_never_remaining() {
         assert_eq!(header(r, "x-ratelimit-remaining"), None);
     }
     assert_eq!(
-        [
-            guest.status(),
-            free.status(),
-            not_found.status(),
-            bad_request.status(),
-            unauthorized.status()
-        ],
-        [
-            StatusCode::OK,
-            StatusCode::OK,
-            StatusCode::NOT_FOUND,
-            StatusCode::BAD_REQUEST,
-            StatusCode::UNAUTHORIZED
-        ]
+        [guest.status(), free.status(), not_found.status(), bad_request.status(), unauthorized.status()],
+        [StatusCode::OK, StatusCode::OK, StatusCode::NOT_FOUND, StatusCode::BAD_REQUEST, StatusCode::UNAUTHORIZED]
     );
 }
 
 #[tokio::test]
 async fn put_merges_and_null_deletes() {
     let a = Arena::start().await;
-    a.seed(
-        "5",
-        json!({"metadata": {"keep": "k", "change": 1, "drop": true}}),
-    )
-    .await;
-    let (status, c) = body(
-        a.put_json(
-            "5",
-            json!({"metadata": {"change": 2.5, "drop": null, "added": "new", "absent": null}}),
-        )
-        .await,
-    )
-    .await;
+    a.seed("5", json!({"metadata": {"keep": "k", "change": 1, "drop": true}})).await;
+    let (status, c) =
+        body(a.put_json("5", json!({"metadata": {"change": 2.5, "drop": null, "added": "new", "absent": null}})).await)
+            .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(
-        c["metadata"],
-        json!({"keep": "k", "change": 2.5, "added": "new"})
-    );
+    assert_eq!(c["metadata"], json!({"keep": "k", "change": 2.5, "added": "new"}));
     // Existing keys keep their place, new keys are appended.
     let keys: Vec<&String> = c["metadata"].as_object().unwrap().keys().collect();
     assert_eq!(keys, ["keep", "change", "added"]);
-    assert_eq!(
-        c["_links"]["self"]["href"],
-        format!("{}/v3/connections/5", a.base)
-    );
+    assert_eq!(c["_links"]["self"]["href"], format!("{}/v3/connections/5", a.base));
     assert_eq!(body(a.get("5").await).await.1["metadata"], c["metadata"]);
 
     // Idempotent: the same body again gives the same state.
-    let (_, again) = body(
-        a.put_json(
-            "5",
-            json!({"metadata": {"change": 2.5, "drop": null, "added": "new", "absent": null}}),
-        )
-        .await,
-    )
-    .await;
+    let (_, again) =
+        body(a.put_json("5", json!({"metadata": {"change": 2.5, "drop": null, "added": "new", "absent": null}})).await)
+            .await;
     assert_eq!(again, c);
 
     // A body without `metadata` changes nothing.
@@ -210,14 +159,8 @@ async fn put_merges_and_null_deletes() {
     assert_eq!(same["metadata"], c["metadata"]);
 
     // Deleting every key leaves an empty object.
-    let (_, emptied) = body(
-        a.put_json(
-            "5",
-            json!({"metadata": {"keep": null, "change": null, "added": null}}),
-        )
-        .await,
-    )
-    .await;
+    let (_, emptied) =
+        body(a.put_json("5", json!({"metadata": {"keep": null, "change": null, "added": null}})).await).await;
     assert_eq!(emptied["metadata"], json!({}));
 }
 
@@ -242,31 +185,18 @@ async fn non_integer_ids_are_400_and_unknown_ids_404() {
         assert_eq!(err["error"], "Bad Request");
         assert_eq!(err["code"], 400);
         assert_eq!(err["details"]["message"], "Invalid request parameters");
-        assert_eq!(
-            err["details"]["errors"][0],
-            format!("id must be an integer, got {id:?}")
-        );
+        assert_eq!(err["details"]["errors"][0], format!("id must be an integer, got {id:?}"));
         let r = a.put_json(id, json!({"metadata": {"a": 1}})).await;
         assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     }
-    let not_found = envelope(
-        404,
-        "Not Found",
-        "The resource you are looking for does not exist.",
-    );
-    assert_eq!(
-        body(a.get("2").await).await,
-        (StatusCode::NOT_FOUND, not_found.clone())
-    );
+    let not_found = envelope(404, "Not Found", "The resource you are looking for does not exist.");
+    assert_eq!(body(a.get("2").await).await, (StatusCode::NOT_FOUND, not_found.clone()));
     assert_eq!(
         body(a.put_json("2", json!({"metadata": {"a": 1}})).await).await,
         (StatusCode::NOT_FOUND, not_found.clone())
     );
     // An integer no connection can have is simply not found.
-    assert_eq!(
-        body(a.get("99999999999999999999").await).await,
-        (StatusCode::NOT_FOUND, not_found)
-    );
+    assert_eq!(body(a.get("99999999999999999999").await).await, (StatusCode::NOT_FOUND, not_found));
 }
 
 #[tokio::test]
@@ -274,41 +204,14 @@ async fn missing_body_is_400_body_is_required() {
     let a = Arena::start().await;
     let before = a.seed("1", json!({"metadata": {"a": 1}})).await;
     let expected = envelope(400, "Bad Request", "body is required");
-    assert_eq!(
-        body(a.put("1").send().await.unwrap()).await,
-        (StatusCode::BAD_REQUEST, expected.clone())
-    );
-    let r = a
-        .put("1")
-        .header("content-type", "application/json")
-        .body("")
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(body(a.put("1").send().await.unwrap()).await, (StatusCode::BAD_REQUEST, expected.clone()));
+    let r = a.put("1").header("content-type", "application/json").body("").send().await.unwrap();
     assert_eq!(body(r).await, (StatusCode::BAD_REQUEST, expected.clone()));
     // Rails parses only JSON bodies: any other content type looks like no body at all.
-    let r = a
-        .put("1")
-        .header("content-type", "text/plain")
-        .body(r#"{"metadata":{"a":2}}"#)
-        .send()
-        .await
-        .unwrap();
+    let r = a.put("1").header("content-type", "text/plain").body(r#"{"metadata":{"a":2}}"#).send().await.unwrap();
     assert_eq!(body(r).await, (StatusCode::BAD_REQUEST, expected));
-    let r = a
-        .put("1")
-        .header("content-type", "application/json")
-        .body("{nope")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        body(r).await,
-        (
-            StatusCode::BAD_REQUEST,
-            envelope(400, "Bad Request", "body is not valid JSON")
-        )
-    );
+    let r = a.put("1").header("content-type", "application/json").body("{nope").send().await.unwrap();
+    assert_eq!(body(r).await, (StatusCode::BAD_REQUEST, envelope(400, "Bad Request", "body is not valid JSON")));
     assert_eq!(a.raw("1").await, before);
 }
 
@@ -322,18 +225,9 @@ async fn schema_violations_are_400_and_change_nothing() {
             json!({"metadata": {"b": 2, "nested": {"x": 1}}}),
             "metadata.nested must be a string, number, boolean or null",
         ),
-        (
-            json!({"metadata": {"list": [1, 2]}}),
-            "metadata.list must be a string, number, boolean or null",
-        ),
-        (
-            json!({"metadata": {"long": "x".repeat(2001)}}),
-            "metadata.long must be at most 2000 characters",
-        ),
-        (
-            json!({"metadata": many}),
-            "metadata must have at most 50 keys",
-        ),
+        (json!({"metadata": {"list": [1, 2]}}), "metadata.list must be a string, number, boolean or null"),
+        (json!({"metadata": {"long": "x".repeat(2001)}}), "metadata.long must be at most 2000 characters"),
+        (json!({"metadata": many}), "metadata must have at most 50 keys"),
         (json!({"metadata": null}), "metadata must be an object"),
         (json!({"metadata": "a=1"}), "metadata must be an object"),
         (json!([{"metadata": {}}]), "body must be an object"),
@@ -349,11 +243,7 @@ async fn schema_violations_are_400_and_change_nothing() {
     }
     assert_eq!(a.raw("1").await, before);
     // The boundaries themselves are accepted.
-    let (status, _) = body(
-        a.put_json("1", json!({"metadata": {"long": "é".repeat(2000)}}))
-            .await,
-    )
-    .await;
+    let (status, _) = body(a.put_json("1", json!({"metadata": {"long": "é".repeat(2000)}})).await).await;
     assert_eq!(status, StatusCode::OK);
 }
 
@@ -365,57 +255,31 @@ async fn documented_rules_outside_the_schema_are_422_and_change_nothing() {
 
     // Keys must match ^[A-Za-z0-9_]{1,40}$.
     for key in ["has-dash", "with space", "ünï", &"k".repeat(41)] {
-        let (status, err) = body(
-            a.put_json("1", json!({"metadata": {"k0": null, key: 1}}))
-                .await,
-        )
-        .await;
+        let (status, err) = body(a.put_json("1", json!({"metadata": {"k0": null, key: 1}})).await).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{key}");
         assert_eq!(err["error"], "Unprocessable Entity");
         assert_eq!(err["code"], 422);
         assert_eq!(err["details"]["message"], "Metadata is invalid");
-        assert!(
-            err["details"]["errors"][0].as_str().unwrap().contains(key),
-            "{err}"
-        );
+        assert!(err["details"]["errors"][0].as_str().unwrap().contains(key), "{err}");
     }
 
     // At most 50 keys on the merged result, even when the request itself is small.
     let (status, err) = body(a.put_json("1", json!({"metadata": {"k50": 1}})).await).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(
-        err["details"]["errors"],
-        json!(["metadata would have 51 keys; at most 50 are allowed"])
-    );
+    assert_eq!(err["details"]["errors"], json!(["metadata would have 51 keys; at most 50 are allowed"]));
     assert_eq!(a.raw("1").await, before);
     // Replacing one key by another keeps 50 and is fine.
-    let (status, c) = body(
-        a.put_json("1", json!({"metadata": {"k0": null, "k50": 1}}))
-            .await,
-    )
-    .await;
+    let (status, c) = body(a.put_json("1", json!({"metadata": {"k0": null, "k50": 1}})).await).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(c["metadata"].as_object().unwrap().len(), 50);
 
     // At most 32 KB in total.
-    let big: Map<String, Value> = (0..16)
-        .map(|i| (format!("s{i}"), json!("x".repeat(2000))))
-        .collect();
+    let big: Map<String, Value> = (0..16).map(|i| (format!("s{i}"), json!("x".repeat(2000)))).collect();
     a.seed("2", json!({ "metadata": big })).await;
     let before = a.raw("2").await;
-    let (status, err) = body(
-        a.put_json("2", json!({"metadata": {"more": "y".repeat(1000)}}))
-            .await,
-    )
-    .await;
+    let (status, err) = body(a.put_json("2", json!({"metadata": {"more": "y".repeat(1000)}})).await).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(
-        err["details"]["errors"][0]
-            .as_str()
-            .unwrap()
-            .contains("at most 32768 bytes"),
-        "{err}"
-    );
+    assert!(err["details"]["errors"][0].as_str().unwrap().contains("at most 32768 bytes"), "{err}");
     assert_eq!(a.raw("2").await, before);
 }
 
@@ -430,68 +294,25 @@ async fn put_requires_a_write_token() {
         body(r).await,
         (
             StatusCode::UNAUTHORIZED,
-            envelope(
-                401,
-                "Unauthorized",
-                "Authentication is required to access this resource."
-            )
+            envelope(401, "Unauthorized", "Authentication is required to access this resource.")
         )
     );
 
-    a.admin_put("tokens", json!({"tokens": [TOKEN], "readOnly": ["reader"]}))
-        .await;
-    let r = a
-        .http
-        .put(a.conn("1"))
-        .bearer_auth("reader")
-        .json(&update)
-        .send()
-        .await
-        .unwrap();
+    a.admin_put("tokens", json!({"tokens": [TOKEN], "readOnly": ["reader"]})).await;
+    let r = a.http.put(a.conn("1")).bearer_auth("reader").json(&update).send().await.unwrap();
     assert_eq!(
         body(r).await,
-        (
-            StatusCode::FORBIDDEN,
-            envelope(
-                403,
-                "Forbidden",
-                "You do not have permission to access this resource."
-            )
-        )
+        (StatusCode::FORBIDDEN, envelope(403, "Forbidden", "You do not have permission to access this resource."))
     );
     let invalid = envelope(401, "Unauthorized", "The access token is invalid.");
-    let r = a
-        .http
-        .put(a.conn("1"))
-        .bearer_auth("forged")
-        .json(&update)
-        .send()
-        .await
-        .unwrap();
+    let r = a.http.put(a.conn("1")).bearer_auth("forged").json(&update).send().await.unwrap();
     assert_eq!(body(r).await, (StatusCode::UNAUTHORIZED, invalid.clone()));
     assert_eq!(a.raw("1").await, before);
 
     // Reads: a read token is fine (and may not remove), an unknown token is refused.
-    let (status, c) = body(
-        a.http
-            .get(a.conn("1"))
-            .bearer_auth("reader")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(
-        (status, c["can"].clone()),
-        (StatusCode::OK, json!({"remove": false}))
-    );
-    let r = a
-        .http
-        .get(a.conn("1"))
-        .bearer_auth("forged")
-        .send()
-        .await
-        .unwrap();
+    let (status, c) = body(a.http.get(a.conn("1")).bearer_auth("reader").send().await.unwrap()).await;
+    assert_eq!((status, c["can"].clone()), (StatusCode::OK, json!({"remove": false})));
+    let r = a.http.get(a.conn("1")).bearer_auth("forged").send().await.unwrap();
     assert_eq!(body(r).await, (StatusCode::UNAUTHORIZED, invalid));
 
     assert_eq!(a.put_json("1", update).await.status(), StatusCode::OK);
@@ -518,11 +339,7 @@ async fn default_tier_limits_are_30_for_guests_and_120_for_tokens() {
 
     // A token has its own bucket at the free tier.
     for i in 1..=120 {
-        assert_eq!(
-            a.get("1").await.status(),
-            StatusCode::OK,
-            "token request {i}"
-        );
+        assert_eq!(a.get("1").await.status(), StatusCode::OK, "token request {i}");
     }
     let r = a.get("1").await;
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
@@ -534,17 +351,10 @@ async fn default_tier_limits_are_30_for_guests_and_120_for_tokens() {
 async fn the_429_has_its_own_body_and_retry_after() {
     let a = Arena::start().await;
     a.seed("1", json!({"metadata": {"a": 1}})).await;
-    let r = a
-        .admin_put("rate-limit", json!({"limit": 2, "windowSeconds": 60}))
-        .await;
+    let r = a.admin_put("rate-limit", json!({"limit": 2, "windowSeconds": 60})).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(a.get("1").await.status(), StatusCode::OK);
-    assert_eq!(
-        a.put_json("1", json!({"metadata": {"a": 2}}))
-            .await
-            .status(),
-        StatusCode::OK
-    );
+    assert_eq!(a.put_json("1", json!({"metadata": {"a": 2}})).await.status(), StatusCode::OK);
     let r = a.put_json("1", json!({"metadata": {"a": 3}})).await;
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
     let retry_after: u64 = header(&r, "retry-after").unwrap().parse().unwrap();
@@ -557,18 +367,12 @@ async fn the_429_has_its_own_body_and_retry_after() {
     let (_, err) = body(r).await;
     let e = &err["error"];
     assert_eq!(e["type"], "rate_limit_exceeded");
-    assert_eq!(
-        e["message"],
-        "Rate limit of 2 requests per minute exceeded for free tier. Try again later."
-    );
+    assert_eq!(e["message"], "Rate limit of 2 requests per minute exceeded for free tier. Try again later.");
     assert_eq!(e["tier"], "free");
     assert_eq!(e["limit"], 2);
     assert_eq!(e["limit_window"], "1 minute");
     assert_eq!(e["retry_after"], retry_after);
-    assert_eq!(
-        e["current_status"]["limits"],
-        json!({"guest": 30, "free": 120, "premium": 300, "supporter": 600})
-    );
+    assert_eq!(e["current_status"]["limits"], json!({"guest": 30, "free": 120, "premium": 300, "supporter": 600}));
     assert!(e["suggestions"].as_array().is_some_and(|s| !s.is_empty()));
     assert!(e["headers_note"].is_string());
     // Not the generic envelope.
@@ -581,8 +385,7 @@ async fn the_429_has_its_own_body_and_retry_after() {
 async fn a_shortened_window_is_reported_and_reopens() {
     let a = Arena::start().await;
     a.seed("1", json!({})).await;
-    a.admin_put("rate-limit", json!({"limit": 1, "windowSeconds": 0.5}))
-        .await;
+    a.admin_put("rate-limit", json!({"limit": 1, "windowSeconds": 0.5})).await;
     let r = a.get("1").await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(header(&r, "x-ratelimit-window").as_deref(), Some("0.5"));
@@ -600,8 +403,7 @@ async fn a_shortened_window_is_reported_and_reopens() {
     assert!(reopened, "the window never reopened");
 
     // Limit 0 disables limiting: no 429 and no rate-limit headers.
-    a.admin_put("rate-limit", json!({"limit": 0, "windowSeconds": 60}))
-        .await;
+    a.admin_put("rate-limit", json!({"limit": 0, "windowSeconds": 60})).await;
     for _ in 0..40 {
         let r = a.http.get(a.conn("1")).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::OK);
@@ -614,32 +416,15 @@ async fn etag_and_cache_control_allow_revalidation() {
     let a = Arena::start().await;
     a.seed("1", json!({"metadata": {"a": 1}})).await;
     let r = a.get("1").await;
-    assert_eq!(
-        header(&r, "cache-control").as_deref(),
-        Some("private, no-cache")
-    );
+    assert_eq!(header(&r, "cache-control").as_deref(), Some("private, no-cache"));
     let etag = header(&r, "etag").expect("an ETag");
-    let r = a
-        .http
-        .get(a.conn("1"))
-        .bearer_auth(TOKEN)
-        .header("if-none-match", &etag)
-        .send()
-        .await
-        .unwrap();
+    let r = a.http.get(a.conn("1")).bearer_auth(TOKEN).header("if-none-match", &etag).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
     assert_eq!(header(&r, "etag").as_deref(), Some(etag.as_str()));
     assert!(r.bytes().await.unwrap().is_empty());
     // After a change the old ETag no longer matches.
     a.put_json("1", json!({"metadata": {"a": 2}})).await;
-    let r = a
-        .http
-        .get(a.conn("1"))
-        .bearer_auth(TOKEN)
-        .header("if-none-match", &etag)
-        .send()
-        .await
-        .unwrap();
+    let r = a.http.get(a.conn("1")).bearer_auth(TOKEN).header("if-none-match", &etag).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert_ne!(header(&r, "etag").as_deref(), Some(etag.as_str()));
 }
@@ -648,33 +433,19 @@ async fn etag_and_cache_control_allow_revalidation() {
 async fn faults_and_unknown_routes_use_the_error_envelope() {
     let a = Arena::start().await;
     a.seed("1", json!({"metadata": {"a": 1}})).await;
-    let r = a
-        .admin_put(
-            "faults",
-            json!({"method": "PUT", "path": "/v3/connections/*", "status": 503}),
-        )
-        .await;
+    let r = a.admin_put("faults", json!({"method": "PUT", "path": "/v3/connections/*", "status": 503})).await;
     assert_eq!(r.status(), StatusCode::OK);
     let r = a.put_json("1", json!({"metadata": {"a": 2}})).await;
     assert_eq!(
         body(r).await,
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            envelope(503, "Service Unavailable", "Service Unavailable")
-        )
+        (StatusCode::SERVICE_UNAVAILABLE, envelope(503, "Service Unavailable", "Service Unavailable"))
     );
     assert_eq!(a.raw("1").await["metadata"], json!({"a": 1}));
 
     let r = a.http.get(a.url("/v3/nothing")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert_eq!(body(r).await.1["code"], 404);
-    let r = a
-        .http
-        .delete(a.conn("1"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let r = a.http.delete(a.conn("1")).bearer_auth(TOKEN).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(body(r).await.1["code"], 405);
 }
@@ -693,24 +464,14 @@ async fn admin_seeding_is_strict_and_the_journal_records_api_calls() {
         let r = a.admin_put(&format!("connections/{id}"), bad.clone()).await;
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{id} {bad}");
     }
-    let raw = a
-        .seed("1", json!({"metadata": {"a": 1}, "pinned": true}))
-        .await;
+    let raw = a.seed("1", json!({"metadata": {"a": 1}, "pinned": true})).await;
     assert_eq!(raw["pinned"], true);
     assert_eq!(a.raw("1").await, raw);
 
     a.get("1").await;
     a.put_json("1", json!({"metadata": {"b": 2}})).await;
     a.get("x").await;
-    let journal: Value = a
-        .http
-        .get(a.url("/_sandbox/requests"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let journal: Value = a.http.get(a.url("/_sandbox/requests")).send().await.unwrap().json().await.unwrap();
     let seen: Vec<(Value, Value, Value)> = journal
         .as_array()
         .unwrap()

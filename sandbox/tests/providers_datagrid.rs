@@ -52,7 +52,8 @@ async fn reads_a_connection_in_the_documented_shape() {
 #[tokio::test]
 async fn another_teamspace_looks_exactly_like_a_missing_connection() {
     let env = datagrid().await;
-    let foreign = env.api(Method::GET, "/connections/conn_3").header("Datagrid-Teamspace", "ts_a").send().await.unwrap();
+    let foreign =
+        env.api(Method::GET, "/connections/conn_3").header("Datagrid-Teamspace", "ts_a").send().await.unwrap();
     let missing = env.api(Method::GET, "/connections/nope").header("Datagrid-Teamspace", "ts_a").send().await.unwrap();
     assert_eq!(foreign.status(), 404);
     let (foreign, missing) = (json_of(foreign).await, json_of(missing).await);
@@ -61,8 +62,13 @@ async fn another_teamspace_looks_exactly_like_a_missing_connection() {
     let own = env.api(Method::GET, "/connections/conn_3").header("Datagrid-Teamspace", "ts_b").send().await.unwrap();
     assert_eq!(own.status(), 200);
 
-    let rename = env.api(Method::PATCH, "/connections/conn_3").header("Datagrid-Teamspace", "ts_a")
-        .json(&json!({"name": "Hijack"})).send().await.unwrap();
+    let rename = env
+        .api(Method::PATCH, "/connections/conn_3")
+        .header("Datagrid-Teamspace", "ts_a")
+        .json(&json!({"name": "Hijack"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(rename.status(), 404);
     assert_eq!(env.stored("conn_3").await["name"], "Beta Drive");
 }
@@ -70,28 +76,47 @@ async fn another_teamspace_looks_exactly_like_a_missing_connection() {
 #[tokio::test]
 async fn patch_renames_and_validates_the_body() {
     let env = datagrid().await;
-    let (status, body) = json_of(env.api(Method::PATCH, "/connections/conn_1")
-        .json(&json!({"name": "Acme Drive EU", "ignored": 1})).send().await.unwrap()).await;
+    let (status, body) = json_of(
+        env.api(Method::PATCH, "/connections/conn_1")
+            .json(&json!({"name": "Acme Drive EU", "ignored": 1}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(body["name"], "Acme Drive EU");
     assert_eq!(body["object"], "connection");
     assert_eq!(env.stored("conn_1").await["name"], "Acme Drive EU");
 
     // Same name again: idempotent, same answer, updated_at unchanged.
-    let again = json_of(env.api(Method::PATCH, "/connections/conn_1")
-        .json(&json!({"name": "Acme Drive EU"})).send().await.unwrap()).await;
+    let again = json_of(
+        env.api(Method::PATCH, "/connections/conn_1").json(&json!({"name": "Acme Drive EU"})).send().await.unwrap(),
+    )
+    .await;
     assert_eq!(again, (StatusCode::OK, body));
 
     for bad in [json!({}), json!({"name": 5}), json!({"name": ""}), json!({"name": "  "}), json!(["name"])] {
-        let (status, body) = json_of(env.api(Method::PATCH, "/connections/conn_1").json(&bad).send().await.unwrap()).await;
+        let (status, body) =
+            json_of(env.api(Method::PATCH, "/connections/conn_1").json(&bad).send().await.unwrap()).await;
         assert_eq!(status, 400, "{bad}");
         assert_eq!(body["status_code"], 400);
     }
-    let malformed = env.api(Method::PATCH, "/connections/conn_1")
-        .header("content-type", "application/json").body("{").send().await.unwrap();
+    let malformed = env
+        .api(Method::PATCH, "/connections/conn_1")
+        .header("content-type", "application/json")
+        .body("{")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(malformed.status(), 400);
-    let text = env.api(Method::PATCH, "/connections/conn_1")
-        .header("content-type", "text/plain").body(r#"{"name":"x"}"#).send().await.unwrap();
+    let text = env
+        .api(Method::PATCH, "/connections/conn_1")
+        .header("content-type", "text/plain")
+        .body(r#"{"name":"x"}"#)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(text.status(), 415);
     assert_eq!(env.stored("conn_1").await["name"], "Acme Drive EU", "failed writes change nothing");
 
@@ -119,7 +144,8 @@ async fn list_pages_by_cursor_and_filters() {
             Some(a) => format!("/connections?limit=4&after={a}"),
             None => "/connections?limit=4".to_owned(),
         };
-        let (_, page) = json_of(env.api(Method::GET, &path).header("Datagrid-Teamspace", "ts_a").send().await.unwrap()).await;
+        let (_, page) =
+            json_of(env.api(Method::GET, &path).header("Datagrid-Teamspace", "ts_a").send().await.unwrap()).await;
         let page_ids = ids(&page);
         seen.extend(page_ids.clone());
         if page["has_more"] == false {
@@ -130,7 +156,10 @@ async fn list_pages_by_cursor_and_filters() {
     assert_eq!(seen, ["conn_1", "conn_2", "conn_4", "conn_5", "conn_6"]);
 
     let (_, before) = json_of(env.api(Method::GET, "/connections?limit=2&before=conn_5").send().await.unwrap()).await;
-    assert_eq!((ids(&before), before["has_more"].clone()), (vec!["conn_3".to_owned(), "conn_4".to_owned()], json!(true)));
+    assert_eq!(
+        (ids(&before), before["has_more"].clone()),
+        (vec!["conn_3".to_owned(), "conn_4".to_owned()], json!(true))
+    );
     let (_, slack) = json_of(env.api(Method::GET, "/connections?connector_id=slack").send().await.unwrap()).await;
     assert_eq!(ids(&slack), ["conn_2"]);
     for bad in ["limit=0", "limit=101", "limit=x", "after=conn_1&before=conn_2", "after=unknown"] {
@@ -149,9 +178,23 @@ async fn authentication_and_read_only_tokens() {
     assert_eq!(env.api(Method::GET, "/connections/conn_1").send().await.unwrap().status(), 401);
     let read = env.http.get(env.url("/connections/conn_1")).bearer_auth("dg-read").send().await.unwrap();
     assert_eq!(read.status(), 200);
-    let write = env.http.patch(env.url("/connections/conn_1")).bearer_auth("dg-read").json(&json!({"name": "x"})).send().await.unwrap();
+    let write = env
+        .http
+        .patch(env.url("/connections/conn_1"))
+        .bearer_auth("dg-read")
+        .json(&json!({"name": "x"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(write.status(), 403);
-    let write = env.http.patch(env.url("/connections/conn_1")).bearer_auth("dg-key").json(&json!({"name": "x"})).send().await.unwrap();
+    let write = env
+        .http
+        .patch(env.url("/connections/conn_1"))
+        .bearer_auth("dg-key")
+        .json(&json!({"name": "x"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(write.status(), 200);
 }
 
@@ -177,14 +220,22 @@ async fn sliding_window_per_teamspace_route_and_method() {
     assert_eq!(limited.status(), 429);
     assert_eq!(header(&limited, "x-ratelimit-remaining").as_deref(), Some("0"));
     assert!(header(&limited, "retry-after").is_some());
-    assert_eq!(limited.json::<Value>().await.unwrap(), json!({
+    assert_eq!(
+        limited.json::<Value>().await.unwrap(),
+        json!({
         "status_code": 429, "statusCode": 429, "error": "rate_limit_exceeded", "message": "Rate limit exceeded",
         "mitigation": "Implement exponential backoff and retry with delays", "retryable": true,
-        "details": {"reason": "Rate limit exceeded. Please retry after the current window resets."}}));
+        "details": {"reason": "Rate limit exceeded. Please retry after the current window resets."}})
+    );
 
     // Other method, other route, other teamspace: separate windows.
-    let patch = env.api(Method::PATCH, "/connections/conn_1").header("Datagrid-Teamspace", "ts_a")
-        .json(&json!({"name": "renamed"})).send().await.unwrap();
+    let patch = env
+        .api(Method::PATCH, "/connections/conn_1")
+        .header("Datagrid-Teamspace", "ts_a")
+        .json(&json!({"name": "renamed"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(patch.status(), 200);
     assert_eq!(header(&patch, "x-ratelimit-remaining").as_deref(), Some("1"));
     assert_eq!(get("/connections", "ts_a").await.unwrap().status(), 200);

@@ -10,7 +10,11 @@ use serde_json::{Value, json};
 async fn nango() -> Env {
     let env = Env::start("nango").await;
     env.seed("acme-1", json!({"provider_config_key": "salesforce"})).await;
-    env.seed("acme-2", json!({"provider_config_key": "salesforce", "metadata": {"region": "eu"}, "tags": {"Team": "a"}})).await;
+    env.seed(
+        "acme-2",
+        json!({"provider_config_key": "salesforce", "metadata": {"region": "eu"}, "tags": {"Team": "a"}}),
+    )
+    .await;
     env.seed("other-1", json!({"provider_config_key": "hubspot", "provider": "hubspot-v2"})).await;
     env
 }
@@ -40,8 +44,19 @@ async fn get_returns_connection_full_with_null_metadata_when_never_set() {
     assert_eq!(header(&response, "x-ratelimit-limit").as_deref(), Some("200"));
     let body: Value = response.json().await.unwrap();
     for field in [
-        "id", "connection_id", "provider_config_key", "provider", "errors", "metadata", "connection_config",
-        "tags", "created_at", "updated_at", "last_fetched_at", "credentials", "end_user",
+        "id",
+        "connection_id",
+        "provider_config_key",
+        "provider",
+        "errors",
+        "metadata",
+        "connection_config",
+        "tags",
+        "created_at",
+        "updated_at",
+        "last_fetched_at",
+        "credentials",
+        "end_user",
     ] {
         assert!(body.get(field).is_some(), "ConnectionFull lacks {field}: {body}");
     }
@@ -72,17 +87,29 @@ async fn get_rejects_bad_queries_unknown_integrations_and_missing_connections() 
 
     let (status, body) = get(&env, "/connections/acme-1").await;
     assert_eq!(status, 400);
-    assert_eq!(body["error"]["errors"], json!([{"code": "invalid_type", "message": "Required", "path": ["provider_config_key"]}]));
+    assert_eq!(
+        body["error"]["errors"],
+        json!([{"code": "invalid_type", "message": "Required", "path": ["provider_config_key"]}])
+    );
 
     let (status, body) = get(&env, "/connections/acme-1?provider_config_key=salesforce&force_refresh=yes").await;
     assert_eq!(status, 400);
     assert_eq!(body["error"]["errors"][0]["code"], "invalid_enum_value");
 
     let (status, body) = get(&env, "/connections/acme-1?provider_config_key=nope").await;
-    assert_eq!((status, body), (StatusCode::BAD_REQUEST, json!({"error": {"code": "unknown_provider_config", "message": "Provider does not exists"}})));
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::BAD_REQUEST,
+            json!({"error": {"code": "unknown_provider_config", "message": "Provider does not exists"}})
+        )
+    );
 
     let (status, body) = get(&env, "/connections/missing?provider_config_key=salesforce").await;
-    assert_eq!((status, body), (StatusCode::NOT_FOUND, json!({"error": {"code": "not_found", "message": "Failed to find connection"}})));
+    assert_eq!(
+        (status, body),
+        (StatusCode::NOT_FOUND, json!({"error": {"code": "not_found", "message": "Failed to find connection"}}))
+    );
 
     // A connection of another integration is not found under this one.
     let (status, _) = get(&env, "/connections/other-1?provider_config_key=salesforce").await;
@@ -131,22 +158,39 @@ async fn post_replaces_metadata_and_answers_201() {
 #[tokio::test]
 async fn an_unknown_id_fails_the_whole_write_with_the_exact_message() {
     let env = nango().await;
-    let (status, body) = patch(&env, "/connections/metadata",
-        json!({"connection_id": ["acme-1", "ghost"], "provider_config_key": "salesforce", "metadata": {"x": 1}})).await;
+    let (status, body) = patch(
+        &env,
+        "/connections/metadata",
+        json!({"connection_id": ["acme-1", "ghost"], "provider_config_key": "salesforce", "metadata": {"x": 1}}),
+    )
+    .await;
     assert_eq!(status, 404);
-    assert_eq!(body, json!({"error": {"code": "unknown_connection", "message":
-        "Connection with connection id ghost and provider config key salesforce not found. Please make sure the connection exists in the Nango dashboard. No actions were taken on any of the connections as a result of this failure."}}));
+    assert_eq!(
+        body,
+        json!({"error": {"code": "unknown_connection", "message":
+        "Connection with connection id ghost and provider config key salesforce not found. Please make sure the connection exists in the Nango dashboard. No actions were taken on any of the connections as a result of this failure."}})
+    );
     assert_eq!(env.stored("acme-1").await["metadata"], Value::Null, "nothing may be written");
 
-    let (status, body) = post(&env, "/connections/metadata",
-        json!({"connection_id": "ghost", "provider_config_key": "salesforce", "metadata": {}})).await;
+    let (status, body) = post(
+        &env,
+        "/connections/metadata",
+        json!({"connection_id": "ghost", "provider_config_key": "salesforce", "metadata": {}}),
+    )
+    .await;
     assert_eq!(status, 404);
-    assert_eq!(body["error"]["message"],
-        "Connection with connection id ghost and provider config key salesforce not found. Please make sure the connection exists in the Nango dashboard");
+    assert_eq!(
+        body["error"]["message"],
+        "Connection with connection id ghost and provider config key salesforce not found. Please make sure the connection exists in the Nango dashboard"
+    );
 
     // An unknown integration on a write is the same 404, not a 400.
-    let (status, body) = patch(&env, "/connections/metadata",
-        json!({"connection_id": "acme-1", "provider_config_key": "nope", "metadata": {}})).await;
+    let (status, body) = patch(
+        &env,
+        "/connections/metadata",
+        json!({"connection_id": "acme-1", "provider_config_key": "nope", "metadata": {}}),
+    )
+    .await;
     assert_eq!(status, 404);
     assert_eq!(body["error"]["code"], "unknown_connection");
 
@@ -161,41 +205,75 @@ async fn strict_body_and_query_reject_and_change_nothing() {
     let env = nango().await;
     let before = env.stored("acme-2").await;
 
-    let (status, body) = patch(&env, "/connections/metadata",
-        json!({"connection_id": "acme-2", "provider_config_key": "salesforce", "metadata": {"x": 1}, "extra": true})).await;
+    let (status, body) = patch(
+        &env,
+        "/connections/metadata",
+        json!({"connection_id": "acme-2", "provider_config_key": "salesforce", "metadata": {"x": 1}, "extra": true}),
+    )
+    .await;
     assert_eq!(status, 400);
-    assert_eq!(body, json!({"error": {"code": "invalid_body", "errors": [
-        {"code": "unrecognized_keys", "message": "Unrecognized key(s) in object: 'extra'", "path": []}]}}));
+    assert_eq!(
+        body,
+        json!({"error": {"code": "invalid_body", "errors": [
+        {"code": "unrecognized_keys", "message": "Unrecognized key(s) in object: 'extra'", "path": []}]}})
+    );
 
     let (status, body) = post(&env, "/connections/metadata", json!({"connection_id": "acme-2", "metadata": [1]})).await;
     assert_eq!(status, 400);
-    assert_eq!(body["error"]["errors"], json!([
+    assert_eq!(
+        body["error"]["errors"],
+        json!([
         {"code": "invalid_type", "message": "Required", "path": ["provider_config_key"]},
-        {"code": "invalid_type", "message": "Expected object, received array", "path": ["metadata"]}]));
+        {"code": "invalid_type", "message": "Expected object, received array", "path": ["metadata"]}])
+    );
 
-    let (status, body) = patch(&env, "/connections/metadata",
-        json!({"connection_id": 7, "provider_config_key": "salesforce", "metadata": null})).await;
+    let (status, body) = patch(
+        &env,
+        "/connections/metadata",
+        json!({"connection_id": 7, "provider_config_key": "salesforce", "metadata": null}),
+    )
+    .await;
     assert_eq!(status, 400);
-    assert_eq!(body["error"]["errors"], json!([
+    assert_eq!(
+        body["error"]["errors"],
+        json!([
         {"code": "invalid_union", "message": "Invalid input", "path": ["connection_id"]},
-        {"code": "invalid_type", "message": "Expected object, received null", "path": ["metadata"]}]));
+        {"code": "invalid_type", "message": "Expected object, received null", "path": ["metadata"]}])
+    );
 
     // The id and key patterns, the 255 limits, and empty strings.
-    let (status, body) = patch(&env, "/connections/metadata",
-        json!({"connection_id": "x".repeat(256), "provider_config_key": "sales/force", "metadata": {}})).await;
+    let (status, body) = patch(
+        &env,
+        "/connections/metadata",
+        json!({"connection_id": "x".repeat(256), "provider_config_key": "sales/force", "metadata": {}}),
+    )
+    .await;
     assert_eq!(status, 400);
-    assert_eq!(body["error"]["errors"], json!([
+    assert_eq!(
+        body["error"]["errors"],
+        json!([
         {"code": "too_big", "message": "String must contain at most 255 character(s)", "path": ["connection_id"]},
-        {"code": "invalid_string", "message": "Invalid", "path": ["provider_config_key"]}]));
-    let (status, body) = patch(&env, "/connections/metadata",
-        json!({"connection_id": "", "provider_config_key": "salesforce", "metadata": {}})).await;
+        {"code": "invalid_string", "message": "Invalid", "path": ["provider_config_key"]}])
+    );
+    let (status, body) = patch(
+        &env,
+        "/connections/metadata",
+        json!({"connection_id": "", "provider_config_key": "salesforce", "metadata": {}}),
+    )
+    .await;
     assert_eq!(status, 400);
-    assert_eq!(body["error"]["errors"][0], json!({"code": "invalid_string", "message": "Invalid", "path": ["connection_id"]}));
+    assert_eq!(
+        body["error"]["errors"][0],
+        json!({"code": "invalid_string", "message": "Invalid", "path": ["connection_id"]})
+    );
 
     // Any query string on a write is refused.
-    let response = env.api(Method::PATCH, "/connections/metadata?provider_config_key=salesforce")
+    let response = env
+        .api(Method::PATCH, "/connections/metadata?provider_config_key=salesforce")
         .json(&json!({"connection_id": "acme-2", "provider_config_key": "salesforce", "metadata": {"x": 1}}))
-        .send().await.unwrap();
+        .send()
+        .await
+        .unwrap();
     let (status, body) = json_of(response).await;
     assert_eq!(status, 400);
     assert_eq!(body["error"]["code"], "invalid_query_params");
@@ -206,25 +284,40 @@ async fn strict_body_and_query_reject_and_change_nothing() {
 #[tokio::test]
 async fn content_type_must_be_json() {
     let env = nango().await;
-    let response = env.api(Method::PATCH, "/connections/metadata")
+    let response = env
+        .api(Method::PATCH, "/connections/metadata")
         .header("content-type", "text/plain")
         .body(r#"{"connection_id":"acme-1","provider_config_key":"salesforce","metadata":{}}"#)
-        .send().await.unwrap();
-    assert_eq!(json_of(response).await, (StatusCode::UNSUPPORTED_MEDIA_TYPE, json!({"error": {
-        "code": "invalid_content_type", "message": "Content-Type header must be application/json"}})));
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        json_of(response).await,
+        (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            json!({"error": {
+        "code": "invalid_content_type", "message": "Content-Type header must be application/json"}})
+        )
+    );
 
     // Without a Content-Type the body is not parsed at all, so every field is missing.
-    let response = env.api(Method::POST, "/connections/metadata")
+    let response = env
+        .api(Method::POST, "/connections/metadata")
         .body(r#"{"connection_id":"acme-1","provider_config_key":"salesforce","metadata":{}}"#)
-        .send().await.unwrap();
+        .send()
+        .await
+        .unwrap();
     let (status, body) = json_of(response).await;
     assert_eq!(status, 400);
     assert_eq!(body["error"]["errors"].as_array().unwrap().len(), 3);
 
-    let response = env.api(Method::POST, "/connections/metadata")
+    let response = env
+        .api(Method::POST, "/connections/metadata")
         .header("content-type", "application/json")
         .body("{not json")
-        .send().await.unwrap();
+        .send()
+        .await
+        .unwrap();
     let (status, body) = json_of(response).await;
     assert_eq!(status, 400);
     assert_eq!(body["error"]["code"], "invalid_body");
@@ -240,12 +333,18 @@ async fn list_filters_and_pages_without_credentials() {
     assert_eq!(rows.len(), 3);
     for row in rows {
         assert!(row.get("credentials").is_none());
-        for field in ["id", "connection_id", "provider", "provider_config_key", "created", "metadata", "tags", "errors"] {
+        for field in ["id", "connection_id", "provider", "provider_config_key", "created", "metadata", "tags", "errors"]
+        {
             assert!(row.get(field).is_some(), "row lacks {field}");
         }
     }
     let ids = |body: &Value| -> Vec<String> {
-        body["connections"].as_array().unwrap().iter().map(|r| r["connection_id"].as_str().unwrap().to_owned()).collect()
+        body["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["connection_id"].as_str().unwrap().to_owned())
+            .collect()
     };
     assert_eq!(ids(&get(&env, "/connections?connectionId=acme-2").await.1), ["acme-2"]);
     assert_eq!(ids(&get(&env, "/connections?search=ACME").await.1), ["acme-1", "acme-2"]);
@@ -264,9 +363,15 @@ async fn list_filters_and_pages_without_credentials() {
 async fn authentication_errors_use_the_nango_envelope() {
     let env = nango().await;
     let response = env.http.get(env.url("/connections")).send().await.unwrap();
-    assert_eq!(json_of(response).await, (StatusCode::UNAUTHORIZED, json!({"error": {
+    assert_eq!(
+        json_of(response).await,
+        (
+            StatusCode::UNAUTHORIZED,
+            json!({"error": {
         "message": "Authentication failed. The request is missing the Authorization header.",
-        "code": "missing_auth_header", "payload": {}}})));
+        "code": "missing_auth_header", "payload": {}}})
+        )
+    );
     let response = env.http.get(env.url("/connections")).header("authorization", "Token abc").send().await.unwrap();
     assert_eq!(json_of(response).await.1["error"]["code"], "malformed_auth_header");
 
@@ -275,17 +380,39 @@ async fn authentication_errors_use_the_nango_envelope() {
     assert_eq!(status, 401);
     assert_eq!(body["error"]["code"], "unknown_account");
 
-    let read = env.http.get(env.url("/connections/acme-1?provider_config_key=salesforce")).bearer_auth("read-key").send().await.unwrap();
+    let read = env
+        .http
+        .get(env.url("/connections/acme-1?provider_config_key=salesforce"))
+        .bearer_auth("read-key")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(read.status(), 200);
-    let write = env.http.patch(env.url("/connections/metadata")).bearer_auth("read-key")
+    let write = env
+        .http
+        .patch(env.url("/connections/metadata"))
+        .bearer_auth("read-key")
         .json(&json!({"connection_id": "acme-1", "provider_config_key": "salesforce", "metadata": {"x": 1}}))
-        .send().await.unwrap();
-    assert_eq!(json_of(write).await, (StatusCode::FORBIDDEN, json!({"error": {
-        "code": "forbidden", "message": "Insufficient scope. Required: environment:connections:update"}})));
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        json_of(write).await,
+        (
+            StatusCode::FORBIDDEN,
+            json!({"error": {
+        "code": "forbidden", "message": "Insufficient scope. Required: environment:connections:update"}})
+        )
+    );
     assert_eq!(env.stored("acme-1").await["metadata"], Value::Null);
-    let write = env.http.patch(env.url("/connections/metadata")).bearer_auth("full-key")
+    let write = env
+        .http
+        .patch(env.url("/connections/metadata"))
+        .bearer_auth("full-key")
         .json(&json!({"connection_id": "acme-1", "provider_config_key": "salesforce", "metadata": {"x": 1}}))
-        .send().await.unwrap();
+        .send()
+        .await
+        .unwrap();
     assert_eq!(write.status(), 200);
 }
 
@@ -296,9 +423,12 @@ async fn fixed_window_is_shared_by_all_endpoints_of_an_account() {
     let before = unix_now().floor() as u64;
     let r1 = env.api(Method::GET, "/connections").send().await.unwrap();
     let r2 = env.api(Method::GET, "/connections/acme-1?provider_config_key=salesforce").send().await.unwrap();
-    let r3 = env.api(Method::PATCH, "/connections/metadata")
+    let r3 = env
+        .api(Method::PATCH, "/connections/metadata")
         .json(&json!({"connection_id": "acme-1", "provider_config_key": "salesforce", "metadata": {}}))
-        .send().await.unwrap();
+        .send()
+        .await
+        .unwrap();
     assert_eq!([r1.status(), r2.status(), r3.status()], [200, 200, 200]);
     assert_eq!(
         [r1.headers(), r2.headers(), r3.headers()].map(|h| h["x-ratelimit-remaining"].to_str().unwrap().to_owned()),
@@ -307,16 +437,21 @@ async fn fixed_window_is_shared_by_all_endpoints_of_an_account() {
     let reset = header_u64(&r1, "x-ratelimit-reset");
     assert!(reset >= before && reset <= before + 31, "reset {reset} is the window end in unix seconds");
 
-    let limited = env.api(Method::POST, "/connections/metadata")
+    let limited = env
+        .api(Method::POST, "/connections/metadata")
         .json(&json!({"connection_id": "acme-1", "provider_config_key": "salesforce", "metadata": {"x": 1}}))
-        .send().await.unwrap();
+        .send()
+        .await
+        .unwrap();
     assert_eq!(limited.status(), 429);
     assert_eq!(header(&limited, "x-ratelimit-remaining").as_deref(), Some("0"));
     assert_eq!(header(&limited, "x-ratelimit-limit").as_deref(), Some("3"));
     let retry_after = header_u64(&limited, "retry-after");
     assert!(retry_after <= 30);
-    assert_eq!(limited.json::<Value>().await.unwrap(),
-        json!({"error": {"code": "too_many_request", "method": "POST", "path": "/connections/metadata"}}));
+    assert_eq!(
+        limited.json::<Value>().await.unwrap(),
+        json!({"error": {"code": "too_many_request", "method": "POST", "path": "/connections/metadata"}})
+    );
     assert_eq!(env.stored("acme-1").await["metadata"], json!({}), "the limited write was not applied");
 
     // Another account has its own bucket.

@@ -100,8 +100,18 @@ mod tests {
     fn keys_follow_the_are_na_pattern() {
         let pattern = regex::Regex::new(ARENA_METADATA_KEY_PATTERN).unwrap();
         for key in [
-            "a", "A_1", "snake_case", "x".repeat(40).as_str(), "", "bad-key", "x y", "a.b", "é", "k\n",
-            "x".repeat(41).as_str(), "ÿ",
+            "a",
+            "A_1",
+            "snake_case",
+            "x".repeat(40).as_str(),
+            "",
+            "bad-key",
+            "x y",
+            "a.b",
+            "é",
+            "k\n",
+            "x".repeat(41).as_str(),
+            "ÿ",
         ] {
             assert_eq!(is_arena_metadata_key(key), pattern.is_match(key), "{key:?}");
         }
@@ -121,10 +131,7 @@ mod tests {
     #[test]
     fn the_message_names_every_offending_key_sorted() {
         let err = validate_spec(&arena(json!({"x y": 1, "ok": 2, "bad-key": true, "Z-": "v", "a.b": 1}))).unwrap_err();
-        assert_eq!(
-            err,
-            SpecError::ArenaMetadataKeys(vec!["Z-".into(), "a.b".into(), "bad-key".into(), "x y".into()])
-        );
+        assert_eq!(err, SpecError::ArenaMetadataKeys(vec!["Z-".into(), "a.b".into(), "bad-key".into(), "x y".into()]));
         assert_eq!(
             err.to_string(),
             r#"Are.na metadata keys must match ^[A-Za-z0-9_]{1,40}$: "Z-", "a.b", "bad-key", "x y""#

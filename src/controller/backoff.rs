@@ -20,10 +20,7 @@ pub struct BackoffPolicy {
 
 impl Default for BackoffPolicy {
     fn default() -> Self {
-        BackoffPolicy {
-            base: Duration::from_secs(1),
-            max: Duration::from_secs(300),
-        }
+        BackoffPolicy { base: Duration::from_secs(1), max: Duration::from_secs(300) }
     }
 }
 
@@ -45,10 +42,7 @@ pub struct Backoffs {
 
 impl Backoffs {
     pub fn new(policy: BackoffPolicy) -> Self {
-        Backoffs {
-            policy,
-            failures: Mutex::default(),
-        }
+        Backoffs { policy, failures: Mutex::default() }
     }
 
     /// Record one more failure of `key` and return how long to wait before retrying: the
@@ -74,12 +68,7 @@ impl Backoffs {
     /// How many consecutive failures `key` has had.
     #[cfg(test)]
     pub fn failures(&self, key: &str) -> u32 {
-        self.failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(key)
-            .copied()
-            .unwrap_or(0)
+        self.failures.lock().unwrap_or_else(|e| e.into_inner()).get(key).copied().unwrap_or(0)
     }
 }
 
@@ -97,20 +86,11 @@ mod tests {
 
     #[test]
     fn jitter_stays_within_ten_percent_and_success_resets() {
-        let b = Backoffs::new(BackoffPolicy {
-            base: Duration::from_secs(10),
-            max: Duration::from_secs(100),
-        });
+        let b = Backoffs::new(BackoffPolicy { base: Duration::from_secs(10), max: Duration::from_secs(100) });
         let first = b.next("ns/a");
-        assert!(
-            first >= Duration::from_secs(10) && first <= Duration::from_secs(11),
-            "{first:?}"
-        );
+        assert!(first >= Duration::from_secs(10) && first <= Duration::from_secs(11), "{first:?}");
         let second = b.next("ns/a");
-        assert!(
-            second >= Duration::from_secs(20) && second <= Duration::from_secs(22),
-            "{second:?}"
-        );
+        assert!(second >= Duration::from_secs(20) && second <= Duration::from_secs(22), "{second:?}");
         assert_eq!(b.failures("ns/a"), 2);
         assert_eq!(b.failures("ns/b"), 0, "per object");
         b.reset("ns/a");

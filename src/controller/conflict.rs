@@ -86,10 +86,7 @@ fn object_ref(conn: &Connection) -> ObjectRef<Connection> {
 impl TargetIndex {
     /// An empty index resolving through `store` (the Connection cache).
     pub fn new(store: Store<Connection>) -> Self {
-        TargetIndex {
-            store,
-            inner: Arc::default(),
-        }
+        TargetIndex { store, inner: Arc::default() }
     }
 
     /// Follow one event of the watch that fills the cache.
@@ -181,7 +178,8 @@ pub fn declared_keys(spec: &ConnectionSpec) -> BTreeSet<String> {
 fn same_connection(a: &Connection, b: &Connection) -> bool {
     a.spec.connection_id == b.spec.connection_id
         && a.spec.block().map(|b| b.provider_type()) == b.spec.block().map(|b| b.provider_type())
-        && a.spec.nango.as_ref().map(|n| &n.provider_config_key) == b.spec.nango.as_ref().map(|n| &n.provider_config_key)
+        && a.spec.nango.as_ref().map(|n| &n.provider_config_key)
+            == b.spec.nango.as_ref().map(|n| &n.provider_config_key)
 }
 
 /// Whether `a` and `b` target the same upstream connection through the same account.
@@ -219,10 +217,7 @@ pub fn older_owner(mine: &Claim, others: &[Claim]) -> Option<(Arc<Connection>, V
         .filter(|o| {
             let same_uid = o.conn.metadata.uid.is_some() && o.conn.metadata.uid == conn.metadata.uid;
             let same_name = o.conn.name_any() == conn.name_any() && o.conn.namespace() == conn.namespace();
-            !same_uid
-                && !same_name
-                && same_target(mine, o)
-                && age(&o.conn) < age(conn)
+            !same_uid && !same_name && same_target(mine, o) && age(&o.conn) < age(conn)
         })
         .collect();
     older.sort_by_key(|o| age(&o.conn));
@@ -269,10 +264,7 @@ mod tests {
             let claims: Vec<Claim> = all.iter().map(|o| Claim::new(o.clone(), None, None)).collect();
             older_owner(&Claim::new(c.clone(), None, None), &claims).map(|(o, keys)| message(&o, &keys))
         };
-        assert_eq!(
-            conflict(&new, &all).unwrap(),
-            "key(s) b already owned by Connection t/old"
-        );
+        assert_eq!(conflict(&new, &all).unwrap(), "key(s) b already owned by Connection t/old");
         assert_eq!(conflict(&old, &all), None, "the older keeps its keys");
         assert_eq!(conflict(&disjoint, &all), None, "disjoint keys coexist");
         // Created in the same second: the one that already owns the keys keeps them, even
@@ -289,11 +281,7 @@ mod tests {
             "2026-01-03T00:00:00Z",
             json!({"providerRef": {"name": "p"}, "connectionId": "other", "nango": {"providerConfigKey": "k", "metadata": {"a": 1}}}),
         );
-        assert_eq!(
-            conflict(&elsewhere, &[old, elsewhere.clone()]),
-            None,
-            "another upstream connection"
-        );
+        assert_eq!(conflict(&elsewhere, &[old, elsewhere.clone()]), None, "another upstream connection");
     }
 
     #[test]
@@ -310,7 +298,11 @@ mod tests {
         // Keys from shared settings count once resolved.
         let declared: BTreeSet<String> = ["config.fromCm".to_string()].into();
         let with_source = Claim::new(old.clone(), Some("acct-1".into()), Some(declared));
-        let newer = Claim::new(conn("n2", "2026-01-03T00:00:00Z", spec("team-b", json!({"fromCm": 1}))), Some("acct-1".into()), None);
+        let newer = Claim::new(
+            conn("n2", "2026-01-03T00:00:00Z", spec("team-b", json!({"fromCm": 1}))),
+            Some("acct-1".into()),
+            None,
+        );
         assert!(older_owner(&newer, &[with_source]).is_some());
         // A manifest not created yet is the newest, even against a later creationTimestamp.
         let mut planned = (*conn("planned", "2026-01-01T00:00:00Z", spec("team-a", json!({"x": 3})))).clone();
@@ -369,7 +361,10 @@ mod tests {
         assert_eq!(siblings, ["b", "y"], "another id or another type is not a sibling");
         assert_eq!(names(&index.candidates(&arena)), ["z"]);
         let claims: Vec<Claim> = index.candidates(&b).into_iter().map(|c| Claim::new(c, None, None)).collect();
-        assert_eq!(older_owner(&Claim::new(b.clone(), None, None), &claims).map(|(o, _)| o.name_any()), Some("a".into()));
+        assert_eq!(
+            older_owner(&Claim::new(b.clone(), None, None), &claims).map(|(o, _)| o.name_any()),
+            Some("a".into())
+        );
 
         // Deletions and updates are followed.
         feed(&mut writer, &index, watcher::Event::Delete((*a).clone()));

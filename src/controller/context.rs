@@ -105,17 +105,8 @@ pub struct Context {
 impl Context {
     /// `concurrency` is the controller's worker count; one provider account may use at most
     /// half of them.
-    pub fn new(
-        client: Client,
-        metrics: Arc<Metrics>,
-        timing: Timing,
-        caches: Caches,
-        concurrency: u16,
-    ) -> Self {
-        let reporter = Reporter {
-            controller: FIELD_MANAGER.to_string(),
-            instance: std::env::var("POD_NAME").ok(),
-        };
+    pub fn new(client: Client, metrics: Arc<Metrics>, timing: Timing, caches: Caches, concurrency: u16) -> Self {
+        let reporter = Reporter { controller: FIELD_MANAGER.to_string(), instance: std::env::var("POD_NAME").ok() };
         let counted = metrics.clone();
         let observer: RequestObserver = Arc::new(move |provider, method, status, took| {
             let code = match status {
@@ -180,9 +171,7 @@ impl Context {
     /// Reconciles of `account` holding a slot now.
     pub fn account_busy(&self, account: &str) -> usize {
         let slots = self.account_slots.lock().unwrap_or_else(|e| e.into_inner());
-        slots
-            .get(account)
-            .map_or(0, |s| self.per_account.saturating_sub(s.available_permits()))
+        slots.get(account).map_or(0, |s| self.per_account.saturating_sub(s.available_permits()))
     }
 
     pub fn account_slot(&self, account: &str) -> Option<tokio::sync::OwnedSemaphorePermit> {

@@ -32,13 +32,8 @@ pub async fn publish(
     action: &str,
     note: String,
 ) {
-    let event = Event {
-        type_,
-        reason: reason.to_string(),
-        note: Some(note),
-        action: action.to_string(),
-        secondary: None,
-    };
+    let event =
+        Event { type_, reason: reason.to_string(), note: Some(note), action: action.to_string(), secondary: None };
     if let Err(e) = recorder.publish(&event, reference).await {
         tracing::warn!(error = %e, reason, "cannot publish an Event");
     }

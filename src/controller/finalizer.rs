@@ -41,11 +41,6 @@ pub async fn remove(api: &Api<Connection>, conn: &Connection) -> Result<(), kube
 /// finalizer is never clobbered; the reconcile then retries with a fresh object.
 async fn set(api: &Api<Connection>, conn: &Connection, finalizers: Vec<String>) -> Result<(), kube::Error> {
     let body = json!({"metadata": {"resourceVersion": conn.resource_version(), "finalizers": finalizers}});
-    let params = PatchParams {
-        field_manager: Some(FIELD_MANAGER.to_string()),
-        ..Default::default()
-    };
-    api.patch(&conn.name_any(), &params, &Patch::Merge(body))
-        .await
-        .map(drop)
+    let params = PatchParams { field_manager: Some(FIELD_MANAGER.to_string()), ..Default::default() };
+    api.patch(&conn.name_any(), &params, &Patch::Merge(body)).await.map(drop)
 }

@@ -97,20 +97,18 @@ impl Context {
             return Ok(data);
         }
         let read = match kind {
-            SourceKind::ConfigMap => Api::<ConfigMap>::namespaced(self.client.clone(), namespace)
-                .get_opt(name)
-                .await
-                .map(|cm| {
+            SourceKind::ConfigMap => {
+                Api::<ConfigMap>::namespaced(self.client.clone(), namespace).get_opt(name).await.map(|cm| {
                     let version = cm.as_ref().and_then(|c| c.metadata.resource_version.clone());
                     (version, resolve::fetched_from_config_map(cm.as_ref()))
-                }),
-            SourceKind::Secret => Api::<Secret>::namespaced(self.client.clone(), namespace)
-                .get_opt(name)
-                .await
-                .map(|s| {
+                })
+            }
+            SourceKind::Secret => {
+                Api::<Secret>::namespaced(self.client.clone(), namespace).get_opt(name).await.map(|s| {
                     let version = s.as_ref().and_then(|s| s.metadata.resource_version.clone());
                     (version, resolve::fetched_from_secret(s.as_ref()))
-                }),
+                })
+            }
         };
         match read {
             Ok((Some(version), data)) => {
@@ -159,7 +157,11 @@ impl Context {
 }
 
 impl Lookup for Context {
-    fn provider<'a>(&'a self, namespace: &'a str, name: &'a str) -> BoxFuture<'a, Result<Option<Provider>, kube::Error>> {
+    fn provider<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Provider>, kube::Error>> {
         Box::pin(async move {
             let cached = self.providers.get(&ObjectRef::new(name).within(namespace)).map(|p| p.as_ref().clone());
             // Not cached yet (the watch may lag a just-created Provider): ask.
@@ -180,11 +182,19 @@ impl Lookup for Context {
         })
     }
 
-    fn token<'a>(&'a self, location: &'a CredentialsLocation) -> BoxFuture<'a, Result<Result<Token, String>, kube::Error>> {
+    fn token<'a>(
+        &'a self,
+        location: &'a CredentialsLocation,
+    ) -> BoxFuture<'a, Result<Result<Token, String>, kube::Error>> {
         Box::pin(self.read_token(location))
     }
 
-    fn source<'a>(&'a self, kind: SourceKind, namespace: &'a str, name: &'a str) -> BoxFuture<'a, Result<Fetched, kube::Error>> {
+    fn source<'a>(
+        &'a self,
+        kind: SourceKind,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Fetched, kube::Error>> {
         Box::pin(self.read_source(kind, namespace, name))
     }
 }

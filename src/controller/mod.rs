@@ -47,11 +47,7 @@ pub struct RunConfig {
 
 impl Default for RunConfig {
     fn default() -> Self {
-        RunConfig {
-            namespace: None,
-            concurrency: 16,
-            timing: Timing::default(),
-        }
+        RunConfig { namespace: None, concurrency: 16, timing: Timing::default() }
     }
 }
 
@@ -82,11 +78,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let t = triggers::streams(&client, config.namespace.as_deref());
-    let (connections, providers, cluster_providers) = (
-        t.connection_store.clone(),
-        t.provider_store.clone(),
-        t.cluster_provider_store.clone(),
-    );
+    let (connections, providers, cluster_providers) =
+        (t.connection_store.clone(), t.provider_store.clone(), t.cluster_provider_store.clone());
     tokio::spawn(async move {
         // `wait_until_ready` fails only when the writer is dropped (shutdown).
         let synced = synced(&connections).await && synced(&providers).await && synced(&cluster_providers).await;
@@ -108,19 +101,14 @@ pub async fn run(
     let context = Arc::new(context::Context::new(client, metrics, config.timing, caches, config.concurrency));
     let by_sibling = t.connection_targets.clone();
     let (by_provider, by_cluster_provider) = (store.clone(), store.clone());
-    let (secret_connections, secret_providers, secret_cluster_providers) = (
-        store.clone(),
-        t.provider_store.clone(),
-        t.cluster_provider_store.clone(),
-    );
+    let (secret_connections, secret_providers, secret_cluster_providers) =
+        (store.clone(), t.provider_store.clone(), t.cluster_provider_store.clone());
     let config_map_connections = store.clone();
     Controller::for_stream(t.connections, t.connection_store)
         .with_config(kube::runtime::controller::Config::default().concurrency(config.concurrency))
         .watches_stream(t.connection_changes, move |c| by_sibling.siblings(&c))
         .watches_stream(t.providers, move |p| triggers::for_provider(&by_provider, &p))
-        .watches_stream(t.cluster_providers, move |p| {
-            triggers::for_cluster_provider(&by_cluster_provider, &p)
-        })
+        .watches_stream(t.cluster_providers, move |p| triggers::for_cluster_provider(&by_cluster_provider, &p))
         .watches_stream(t.secrets, move |s| {
             triggers::for_secret(&secret_connections, &secret_providers, &secret_cluster_providers, &s)
         })

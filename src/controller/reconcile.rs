@@ -126,16 +126,16 @@ async fn reconcile_connection(
     }
 
     let requested_at = conn.annotations().get(RECONCILE_REQUESTED_AT).cloned();
-    let observation = |outcome: Outcome, managed_keys: Option<Vec<String>>, secret_keys: Option<Vec<String>>| {
-        Observation {
+    let observation =
+        |outcome: Outcome, managed_keys: Option<Vec<String>>, secret_keys: Option<Vec<String>>| Observation {
             generation: conn.meta().generation,
             outcome,
             managed_keys,
             secret_keys,
             requested_at: requested_at.clone(),
-        }
-    };
-    let stop = |unresolved: Unresolved| stop(conn, ctx, &api, key, observation(Outcome::Deferred, None, None), unresolved);
+        };
+    let stop =
+        |unresolved: Unresolved| stop(conn, ctx, &api, key, observation(Outcome::Deferred, None, None), unresolved);
 
     // Rules the CRD schema cannot hold (`api::validate`) and the shared settings: terminal,
     // before any upstream request, like a provider's own refusal of the values.
@@ -232,24 +232,18 @@ async fn reconcile_connection(
             (redacted(Outcome::from_provider_error(&e), &desired), None)
         }
     };
-    let secret_keys = managed_keys
-        .as_ref()
-        .map(|keys| keys.iter().filter(|k| desired.is_secret(k)).cloned().collect::<Vec<_>>());
+    let secret_keys =
+        managed_keys.as_ref().map(|keys| keys.iter().filter(|k| desired.is_secret(k)).cloned().collect::<Vec<_>>());
     if outcome == (Outcome::InSync { wrote: true }) {
         ctx.metrics.drift_corrected(provider_name);
     }
 
     // Step 5: status.
     let health = match &outcome {
-        Outcome::Failed {
-            reason: Reason::Unauthorized,
-            message,
-            ..
-        } => Some(ProviderHealth::Unauthorized(message.clone())),
-        Outcome::Failed {
-            reason: Reason::RateLimited,
-            ..
-        } => None,
+        Outcome::Failed { reason: Reason::Unauthorized, message, .. } => {
+            Some(ProviderHealth::Unauthorized(message.clone()))
+        }
+        Outcome::Failed { reason: Reason::RateLimited, .. } => None,
         _ => Some(ProviderHealth::Ready),
     };
     let pacer = &resolved.pacer;
@@ -266,8 +260,7 @@ async fn reconcile_connection(
             update_provider_status(ctx, provider, &health, Some(pacer.snapshot())).await;
         }
     }
-    let transitioned =
-        write_status(conn, ctx, &api, observation(outcome.clone(), managed_keys, secret_keys)).await?;
+    let transitioned = write_status(conn, ctx, &api, observation(outcome.clone(), managed_keys, secret_keys)).await?;
     // A write that also made the Connection Ready is told by the Ready event; one more
     // Event per Connection would be one more API request each in a wave of thousands.
     if outcome == (Outcome::InSync { wrote: true }) && !transitioned {
@@ -323,20 +316,14 @@ fn drift_check(conn: &Connection, ctx: &Context, requested_at: Option<&str>) -> 
     }
     let synced = conditions::find(&status.conditions, conditions::SYNCED).filter(|c| c.status == "True")?;
     let ready = conditions::find(&status.conditions, READY)?;
-    let last_change = [
-        Some(&synced.last_transition_time),
-        Some(&ready.last_transition_time),
-        status.last_sync_time.as_ref(),
-    ]
-    .into_iter()
-    .flatten()
-    .map(|t| SystemTime::from(t.0))
-    .max()?;
+    let last_change =
+        [Some(&synced.last_transition_time), Some(&ready.last_transition_time), status.last_sync_time.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(|t| SystemTime::from(t.0))
+            .max()?;
     let interval = drift_interval(conn, ctx);
-    Some(Freshness {
-        not_before: last_change + Duration::from_secs(1),
-        max_age: interval / 2,
-    })
+    Some(Freshness { not_before: last_change + Duration::from_secs(1), max_age: interval / 2 })
 }
 
 /// When the account's budget will cover a read and a write for every reconcile of the
@@ -356,9 +343,7 @@ fn budget_wait(ctx: &Context, resolved: &Resolved) -> Option<SystemTime> {
 
 /// The Connection's drift interval (replaced by the test-only override when set).
 fn drift_interval(conn: &Connection, ctx: &Context) -> Duration {
-    ctx.timing
-        .drift_interval_override
-        .unwrap_or_else(|| conn.spec.drift_interval())
+    ctx.timing.drift_interval_override.unwrap_or_else(|| conn.spec.drift_interval())
 }
 
 /// Read upstream, plan, and (Manage) write the minimum. Returns the outcome and the keys
@@ -375,10 +360,7 @@ async fn sync(
     freshness: Option<Freshness>,
 ) -> Result<(Outcome, Option<Vec<String>>), ProviderError> {
     let Some(block) = desired.spec.block() else {
-        return Ok((
-            mismatch("exactly one provider block (nango, mielto, arena or datagrid) must be set"),
-            None,
-        ));
+        return Ok((mismatch("exactly one provider block (nango, mielto, arena or datagrid) must be set"), None));
     };
     let listed = match freshness {
         Some(freshness) => resolved.client.observe(target, freshness).await?,
@@ -412,11 +394,7 @@ async fn sync(
 }
 
 fn mismatch(message: &str) -> Outcome {
-    Outcome::Failed {
-        reason: Reason::ProviderMismatch,
-        message: message.to_string(),
-        retry_at: None,
-    }
+    Outcome::Failed { reason: Reason::ProviderMismatch, message: message.to_string(), retry_at: None }
 }
 
 /// Deletion with `deletionPolicy: Delete`: remove the managed keys upstream (a 404 means
@@ -436,24 +414,12 @@ async fn delete(
             // Without its Provider nothing can be cleaned (e.g. the whole namespace is
             // being deleted); holding the Connection forever would block that deletion.
             let note = format!("{}; the managed keys are left upstream", unresolved.message);
-            events::publish(
-                &ctx.recorder,
-                &reference,
-                EventType::Warning,
-                CLEANUP_SKIPPED,
-                "Delete",
-                note,
-            )
-            .await;
+            events::publish(&ctx.recorder, &reference, EventType::Warning, CLEANUP_SKIPPED, "Delete", note).await;
             finalizer::remove(api, conn).await?;
             return Ok((Outcome::Deleting, Action::await_change()));
         }
         Err(unresolved) => {
-            let outcome = Outcome::Failed {
-                reason: unresolved.reason,
-                message: unresolved.message,
-                retry_at: None,
-            };
+            let outcome = Outcome::Failed { reason: unresolved.reason, message: unresolved.message, retry_at: None };
             return finish_failed_deletion(conn, ctx, api, key, outcome).await;
         }
     };
@@ -528,21 +494,12 @@ fn requeue(conn: &Connection, ctx: &Context, key: &str, outcome: &Outcome) -> Ac
         }
         Outcome::Suspended | Outcome::Deleting => Action::await_change(),
         Outcome::Deferred => deferred(),
-        Outcome::Failed {
-            reason: Reason::RateLimited,
-            retry_at,
-            ..
-        } => {
+        Outcome::Failed { reason: Reason::RateLimited, retry_at, .. } => {
             // Requeue at retryAt (the pacer added jitter to it); never sleep in a worker.
-            let wait = retry_at
-                .and_then(|at| at.duration_since(SystemTime::now()).ok())
-                .unwrap_or_default();
+            let wait = retry_at.and_then(|at| at.duration_since(SystemTime::now()).ok()).unwrap_or_default();
             Action::requeue(wait.max(Duration::from_millis(100)))
         }
-        Outcome::Failed {
-            reason: Reason::UpstreamUnavailable,
-            ..
-        } => Action::requeue(ctx.backoffs.next(key)),
+        Outcome::Failed { reason: Reason::UpstreamUnavailable, .. } => Action::requeue(ctx.backoffs.next(key)),
         Outcome::Failed { .. } => {
             // Terminal: no retry loop; the watches bring it back when something changes.
             ctx.backoffs.reset(key);
@@ -573,7 +530,11 @@ async fn dereference(conn: &Connection, ctx: &Context, namespace: &str) -> Resul
         Err(e) => {
             let message = format!("the provider cannot be used: {e}");
             let health = ProviderHealth::CredentialsMissing(message.clone());
-            Ok(Err(Unresolved { reason: Reason::ProviderNotReady, message, provider: Some((account.provider, health)) }))
+            Ok(Err(Unresolved {
+                reason: Reason::ProviderNotReady,
+                message,
+                provider: Some((account.provider, health)),
+            }))
         }
     }
 }
@@ -602,9 +563,8 @@ async fn write_status(
     if !status::connection_status_changed(current, &wanted) {
         return Ok(false);
     }
-    let before = current
-        .and_then(|s| conditions::find(&s.conditions, READY))
-        .map(|c| (c.status.clone(), c.reason.clone()));
+    let before =
+        current.and_then(|s| conditions::find(&s.conditions, READY)).map(|c| (c.status.clone(), c.reason.clone()));
     let after =
         conditions::find(&wanted.conditions, READY).map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()));
     let body = json!({
@@ -613,34 +573,19 @@ async fn write_status(
         "metadata": {"name": conn.name_any()},
         "status": wanted,
     });
-    api.patch_status(
-        &conn.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(body),
-    )
-    .await?;
+    api.patch_status(&conn.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(body)).await?;
     if let Some((status, reason, message)) = after
         && before.as_ref() != Some(&(status.clone(), reason.clone()))
     {
         let kind = events::event_type(observation.outcome.reason());
-        events::publish(
-            &ctx.recorder,
-            &conn.object_ref(&()),
-            kind,
-            &reason,
-            "Reconcile",
-            message,
-        )
-        .await;
+        events::publish(&ctx.recorder, &conn.object_ref(&()), kind, &reason, "Reconcile", message).await;
         return Ok(true);
     }
     Ok(false)
 }
 
 fn status_ready(status: Option<&ProviderStatus>) -> Option<bool> {
-    status
-        .and_then(|s| conditions::find(&s.conditions, READY))
-        .map(|c| c.status == "True")
+    status.and_then(|s| conditions::find(&s.conditions, READY)).map(|c| c.status == "True")
 }
 
 /// Server-side apply the Provider's status when it changed. Failures are logged only: the
@@ -661,16 +606,12 @@ async fn update_provider_status(
         ProviderObject::Namespaced(p) => {
             let api: Api<Provider> = Api::namespaced(ctx.client.clone(), &p.namespace().unwrap_or_default());
             let body = json!({"apiVersion": "connection-operator.dev/v1alpha1", "kind": "Provider", "metadata": {"name": p.name_any()}, "status": wanted});
-            api.patch_status(&p.name_any(), &params, &Patch::Apply(body))
-                .await
-                .map(drop)
+            api.patch_status(&p.name_any(), &params, &Patch::Apply(body)).await.map(drop)
         }
         ProviderObject::Cluster(p) => {
             let api: Api<ClusterProvider> = Api::all(ctx.client.clone());
             let body = json!({"apiVersion": "connection-operator.dev/v1alpha1", "kind": "ClusterProvider", "metadata": {"name": p.name_any()}, "status": wanted});
-            api.patch_status(&p.name_any(), &params, &Patch::Apply(body))
-                .await
-                .map(drop)
+            api.patch_status(&p.name_any(), &params, &Patch::Apply(body)).await.map(drop)
         }
     };
     if let Err(e) = result {

@@ -34,11 +34,7 @@ pub enum Outcome {
     /// Deletion in progress (cleanup upstream pending).
     Deleting,
     /// A failure with its Ready reason and a stable message; `retry_at` when rate limited.
-    Failed {
-        reason: Reason,
-        message: String,
-        retry_at: Option<SystemTime>,
-    },
+    Failed { reason: Reason, message: String, retry_at: Option<SystemTime> },
     /// Not attempted: the provider account's reconcile slots were all busy. Status is not
     /// touched; the Connection is requeued shortly.
     Deferred,
@@ -55,11 +51,7 @@ impl Outcome {
             ProviderError::NotFound { .. } => (Reason::UpstreamNotFound, None),
             ProviderError::Unauthorized { .. } => (Reason::Unauthorized, None),
         };
-        Outcome::Failed {
-            reason,
-            message: e.to_string(),
-            retry_at,
-        }
+        Outcome::Failed { reason, message: e.to_string(), retry_at }
     }
 
     /// The `Ready` reason this outcome shows.
@@ -104,10 +96,7 @@ pub fn connection_status(
 
     let (ready, ready_message) = match outcome {
         Outcome::InSync { .. } => (true, "upstream matches the spec".to_string()),
-        Outcome::Drift { keys } => (
-            false,
-            format!("{} key(s) differ upstream: {}", keys.len(), keys.join(", ")),
-        ),
+        Outcome::Drift { keys } => (false, format!("{} key(s) differ upstream: {}", keys.len(), keys.join(", "))),
         Outcome::Suspended => (false, "reconciliation is suspended (spec.suspend)".to_string()),
         Outcome::Deferred => (false, "waiting for a free slot of the provider account".to_string()),
         Outcome::Deleting => (false, "removing the managed keys upstream before deletion".to_string()),
@@ -128,47 +117,16 @@ pub fn connection_status(
         Some(at) => (
             true,
             RETRY_AFTER,
-            format!(
-                "the provider account is rate limited; retrying at {}",
-                httpdate::fmt_http_date(at)
-            ),
+            format!("the provider account is rate limited; retrying at {}", httpdate::fmt_http_date(at)),
         ),
-        None => (
-            false,
-            NOT_RATE_LIMITED,
-            "the provider account is not rate limited".to_string(),
-        ),
+        None => (false, NOT_RATE_LIMITED, "the provider account is not rate limited".to_string()),
     };
 
     let reason = outcome.reason().as_str();
     let conditions = vec![
-        condition(
-            &previous.conditions,
-            READY,
-            ready,
-            reason,
-            ready_message,
-            generation,
-            now,
-        ),
-        condition(
-            &previous.conditions,
-            SYNCED,
-            synced,
-            reason,
-            synced_message,
-            generation,
-            now,
-        ),
-        condition(
-            &previous.conditions,
-            RATE_LIMITED,
-            rate_limited.0,
-            rate_limited.1,
-            rate_limited.2,
-            generation,
-            now,
-        ),
+        condition(&previous.conditions, READY, ready, reason, ready_message, generation, now),
+        condition(&previous.conditions, SYNCED, synced, reason, synced_message, generation, now),
+        condition(&previous.conditions, RATE_LIMITED, rate_limited.0, rate_limited.1, rate_limited.2, generation, now),
     ];
 
     let drift = match outcome {
@@ -190,10 +148,7 @@ pub fn connection_status(
     ConnectionStatus {
         observed_generation: generation,
         conditions,
-        managed_keys: observation
-            .managed_keys
-            .clone()
-            .unwrap_or_else(|| previous.managed_keys.clone()),
+        managed_keys: observation.managed_keys.clone().unwrap_or_else(|| previous.managed_keys.clone()),
         secret_keys: match (&observation.managed_keys, &observation.secret_keys) {
             (Some(_), Some(secret)) => secret.clone(),
             (Some(_), None) => Vec::new(),
@@ -232,11 +187,7 @@ pub fn provider_status(
     let previous = previous.unwrap_or(&default);
     let now = truncate(now);
     let (ready, reason, message) = match health {
-        ProviderHealth::Ready => (
-            true,
-            CREDENTIALS_RESOLVED,
-            "the credentials resolve and were accepted".to_string(),
-        ),
+        ProviderHealth::Ready => (true, CREDENTIALS_RESOLVED, "the credentials resolve and were accepted".to_string()),
         ProviderHealth::CredentialsMissing(m) => (false, Reason::ProviderNotReady.as_str(), m.clone()),
         ProviderHealth::Unauthorized(m) => (false, Reason::Unauthorized.as_str(), m.clone()),
     };
@@ -244,28 +195,14 @@ pub fn provider_status(
         Some(s) if s != RateLimitSnapshot::default() => Some(RateLimitStatus {
             limit: s.limit,
             remaining: s.remaining,
-            reset_at: s
-                .reset_at
-                .and_then(|t| Timestamp::try_from(t).ok())
-                .map(|t| Time(truncate(t))),
-            blocked_until: s
-                .blocked_until
-                .and_then(|t| Timestamp::try_from(t).ok())
-                .map(|t| Time(truncate(t))),
+            reset_at: s.reset_at.and_then(|t| Timestamp::try_from(t).ok()).map(|t| Time(truncate(t))),
+            blocked_until: s.blocked_until.and_then(|t| Timestamp::try_from(t).ok()).map(|t| Time(truncate(t))),
         }),
         _ => previous.rate_limit.clone(),
     };
     ProviderStatus {
         observed_generation: generation,
-        conditions: vec![condition(
-            &previous.conditions,
-            READY,
-            ready,
-            reason,
-            message,
-            generation,
-            now,
-        )],
+        conditions: vec![condition(&previous.conditions, READY, ready, reason, message, generation, now)],
         rate_limit,
     }
 }
@@ -357,10 +294,7 @@ mod tests {
     #[test]
     fn rebuilding_the_same_outcome_needs_no_write() {
         let first = connection_status(None, &obs(Outcome::InSync { wrote: true }), ts(100));
-        assert_eq!(
-            crate::api::conditions::find(&first.conditions, READY).unwrap().reason,
-            "InSync"
-        );
+        assert_eq!(crate::api::conditions::find(&first.conditions, READY).unwrap().reason, "InSync");
         assert_eq!(first.last_sync_time, Some(Time(ts(100))));
         let again = connection_status(Some(&first), &obs(Outcome::InSync { wrote: false }), ts(200));
         assert!(!connection_status_changed(Some(&first), &again), "{again:?}");
@@ -370,16 +304,10 @@ mod tests {
     #[test]
     fn transitions_keep_times_and_carry_generation() {
         let first = connection_status(None, &obs(Outcome::InSync { wrote: true }), ts(100));
-        let e = ProviderError::Retryable {
-            status: Some(503),
-            message: "down".into(),
-        };
+        let e = ProviderError::Retryable { status: Some(503), message: "down".into() };
         let failed = connection_status(Some(&first), &obs(Outcome::from_provider_error(&e)), ts(200));
         let ready = crate::api::conditions::find(&failed.conditions, READY).unwrap();
-        assert_eq!(
-            (ready.status.as_str(), ready.reason.as_str()),
-            ("False", "UpstreamUnavailable")
-        );
+        assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "UpstreamUnavailable"));
         assert_eq!(ready.last_transition_time, Time(ts(200)));
         let rl = crate::api::conditions::find(&failed.conditions, RATE_LIMITED).unwrap();
         assert_eq!(rl.last_transition_time, Time(ts(100)), "RateLimited stayed False");
@@ -403,31 +331,17 @@ mod tests {
 
     #[test]
     fn provider_status_ignores_moving_counters() {
-        let snap = RateLimitSnapshot {
-            limit: Some(60),
-            remaining: Some(10),
-            reset_at: None,
-            blocked_until: None,
-        };
+        let snap = RateLimitSnapshot { limit: Some(60), remaining: Some(10), reset_at: None, blocked_until: None };
         let a = provider_status(None, Some(1), &ProviderHealth::Ready, Some(snap), ts(10));
         let b = provider_status(
             Some(&a),
             Some(1),
             &ProviderHealth::Ready,
-            Some(RateLimitSnapshot {
-                remaining: Some(3),
-                ..snap
-            }),
+            Some(RateLimitSnapshot { remaining: Some(3), ..snap }),
             ts(20),
         );
         assert!(!provider_status_changed(Some(&a), &b));
-        let c = provider_status(
-            Some(&a),
-            Some(1),
-            &ProviderHealth::Unauthorized("no".into()),
-            Some(snap),
-            ts(30),
-        );
+        let c = provider_status(Some(&a), Some(1), &ProviderHealth::Unauthorized("no".into()), Some(snap), ts(30));
         assert!(provider_status_changed(Some(&a), &c));
     }
 }

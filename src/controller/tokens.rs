@@ -29,10 +29,7 @@ impl Tokens {
     /// The token read from the Secret at `resource_version`, if that is what is cached.
     pub fn current(&self, location: &CredentialsLocation, resource_version: &str) -> Option<Token> {
         let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        cache
-            .get(&key(location))
-            .filter(|(version, _)| version == resource_version)
-            .map(|(_, token)| token.clone())
+        cache.get(&key(location)).filter(|(version, _)| version == resource_version).map(|(_, token)| token.clone())
     }
 
     /// Keep `token`, read from the Secret at `resource_version`.

@@ -31,11 +31,7 @@ use crate::desired;
 fn connection_trigger(conn: &Connection) -> Option<u64> {
     let mut h = DefaultHasher::new();
     conn.metadata.generation.hash(&mut h);
-    conn.metadata
-        .deletion_timestamp
-        .as_ref()
-        .map(|t| t.0.as_second())
-        .hash(&mut h);
+    conn.metadata.deletion_timestamp.as_ref().map(|t| t.0.as_second()).hash(&mut h);
     conn.annotations().get(RECONCILE_REQUESTED_AT).hash(&mut h);
     conn.metadata.uid.hash(&mut h);
     Some(h.finish())
@@ -87,19 +83,14 @@ pub fn streams(
             Api::namespaced(client.clone(), ns),
             Api::namespaced(client.clone(), ns),
         ),
-        None => (
-            Api::all(client.clone()),
-            Api::all(client.clone()),
-            Api::all(client.clone()),
-            Api::all(client.clone()),
-        ),
+        None => {
+            (Api::all(client.clone()), Api::all(client.clone()), Api::all(client.clone()), Api::all(client.clone()))
+        }
     };
     let cluster_providers_api: Api<ClusterProvider> = Api::all(client.clone());
     let wc = watcher::Config::default();
 
-    let connection_changes = watcher(connections_api.clone(), wc.clone())
-        .default_backoff()
-        .touched_objects();
+    let connection_changes = watcher(connections_api.clone(), wc.clone()).default_backoff().touched_objects();
     let (connection_store, writer) = reflector::store();
     let connection_targets = TargetIndex::new(connection_store.clone());
     let indexed = connection_targets.clone();
@@ -172,11 +163,7 @@ where
             Ok(watcher::Event::Apply(obj) | watcher::Event::InitApply(obj)) => {
                 let uid = obj.meta().uid.clone().unwrap_or_default();
                 let generation = obj.meta().generation;
-                if seen.insert(uid, generation) == Some(generation) {
-                    vec![]
-                } else {
-                    vec![Ok(obj)]
-                }
+                if seen.insert(uid, generation) == Some(generation) { vec![] } else { vec![Ok(obj)] }
             }
             Ok(watcher::Event::Delete(obj)) => {
                 seen.remove(obj.meta().uid.as_deref().unwrap_or_default());
@@ -216,7 +203,12 @@ pub fn for_cluster_provider(connections: &Store<Connection>, provider: &ClusterP
 }
 
 /// Connections in `namespace` whose shared settings read the `kind` object `name`.
-fn for_source(connections: &Store<Connection>, kind: SourceKind, namespace: Option<&String>, name: &str) -> Vec<ObjectRef<Connection>> {
+fn for_source(
+    connections: &Store<Connection>,
+    kind: SourceKind,
+    namespace: Option<&String>,
+    name: &str,
+) -> Vec<ObjectRef<Connection>> {
     connections
         .state()
         .iter()
@@ -230,7 +222,10 @@ fn for_source(connections: &Store<Connection>, kind: SourceKind, namespace: Opti
 
 /// Connections whose shared settings read the ConfigMap `config_map` (created, changed or
 /// deleted).
-pub fn for_config_map(connections: &Store<Connection>, config_map: &PartialObjectMeta<ConfigMap>) -> Vec<ObjectRef<Connection>> {
+pub fn for_config_map(
+    connections: &Store<Connection>,
+    config_map: &PartialObjectMeta<ConfigMap>,
+) -> Vec<ObjectRef<Connection>> {
     for_source(connections, SourceKind::ConfigMap, config_map.namespace().as_ref(), &config_map.name_any())
 }
 
@@ -245,11 +240,7 @@ pub fn for_secret(
     let namespace = secret.namespace();
     let name = secret.name_any();
     let mut refs = Vec::new();
-    for p in providers
-        .state()
-        .iter()
-        .filter(|p| p.namespace() == namespace && p.spec.credentials_ref.name == name)
-    {
+    for p in providers.state().iter().filter(|p| p.namespace() == namespace && p.spec.credentials_ref.name == name) {
         refs.extend(for_provider(connections, p));
     }
     for p in cluster_providers.state().iter().filter(|p| {

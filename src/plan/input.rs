@@ -39,7 +39,8 @@ pub fn read(paths: &[String], stdin: &mut dyn Read) -> Result<Vec<Document>, Inp
         }
         for file in files(Path::new(path))? {
             let shown = file.display().to_string();
-            let text = std::fs::read_to_string(&file).map_err(|source| InputError::Io { path: shown.clone(), source })?;
+            let text =
+                std::fs::read_to_string(&file).map_err(|source| InputError::Io { path: shown.clone(), source })?;
             documents.extend(parse(&shown, &text)?);
         }
     }
@@ -68,8 +69,10 @@ pub fn parse(name: &str, text: &str) -> Result<Vec<Document>, InputError> {
     let mut out = Vec::new();
     for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
         let origin = format!("{name}#{}", i + 1);
-        let yaml = serde_yaml::Value::deserialize(doc).map_err(|e| InputError::Parse { origin: origin.clone(), message: e.to_string() })?;
-        let object = serde_json::to_value(yaml).map_err(|e| InputError::Parse { origin: origin.clone(), message: e.to_string() })?;
+        let yaml = serde_yaml::Value::deserialize(doc)
+            .map_err(|e| InputError::Parse { origin: origin.clone(), message: e.to_string() })?;
+        let object = serde_json::to_value(yaml)
+            .map_err(|e| InputError::Parse { origin: origin.clone(), message: e.to_string() })?;
         match object {
             Value::Null => continue,
             Value::Object(_) if object["kind"] == "List" && object["items"].is_array() => {
@@ -103,7 +106,8 @@ mod tests {
 
     #[test]
     fn bad_documents_are_named() {
-        let err = parse("x.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\nkey: [unclosed\n").unwrap_err();
+        let err =
+            parse("x.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\nkey: [unclosed\n").unwrap_err();
         assert!(err.to_string().starts_with("x.yaml#2: not YAML or JSON"), "{err}");
         let err = parse("x.yaml", "just: a map\n").unwrap_err();
         assert_eq!(err.to_string(), "x.yaml#1: not a Kubernetes object (it needs apiVersion, kind and metadata.name)");

@@ -44,7 +44,10 @@ pub const FIELD_MANAGER: &str = "connection-operator-plan";
 const API_VERSION: &str = "connection-operator.dev/v1alpha1";
 
 fn connection_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("connection-operator.dev", "v1alpha1", "Connection"), "connections")
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("connection-operator.dev", "v1alpha1", "Connection"),
+        "connections",
+    )
 }
 
 /// Plan every Connection of `documents`; `default_namespace` for those without one.
@@ -55,7 +58,8 @@ pub async fn plan(client: Client, default_namespace: &str, documents: Vec<Docume
     for doc in documents {
         let namespace = doc.object["metadata"]["namespace"].as_str().unwrap_or(default_namespace).to_string();
         let name = doc.object["metadata"]["name"].as_str().unwrap_or_default().to_string();
-        let (api_version, kind) = (doc.object["apiVersion"].as_str().unwrap_or_default(), doc.object["kind"].as_str().unwrap_or_default());
+        let (api_version, kind) =
+            (doc.object["apiVersion"].as_str().unwrap_or_default(), doc.object["kind"].as_str().unwrap_or_default());
         match (api_version, kind) {
             (API_VERSION, "Connection") => connections.push((doc, namespace, name)),
             (_, "Connection") => report.input_errors.push(format!(
@@ -112,12 +116,11 @@ fn secret_of(object: &Value) -> Result<Secret, serde_json::Error> {
 /// The Connection as the API server would store it, validated by the cluster's CRD, and the
 /// live object (whose status holds the keys it owns) when it exists.
 async fn validated(client: &Client, doc: &Document, namespace: &str, name: &str) -> Result<Connection, String> {
-    let live = Api::<Connection>::namespaced(client.clone(), namespace)
-        .get_opt(name)
-        .await
-        .map_err(|e| api_message(&e))?;
+    let live =
+        Api::<Connection>::namespaced(client.clone(), namespace).get_opt(name).await.map_err(|e| api_message(&e))?;
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &connection_resource());
-    let mut object: DynamicObject = serde_json::from_value(doc.object.clone()).map_err(|e| format!("not a Connection: {e}"))?;
+    let mut object: DynamicObject =
+        serde_json::from_value(doc.object.clone()).map_err(|e| format!("not a Connection: {e}"))?;
     object.metadata.namespace = Some(namespace.to_string());
     let params = PostParams { dry_run: true, field_manager: Some(FIELD_MANAGER.into()) };
     let result = match &live {
@@ -128,8 +131,8 @@ async fn validated(client: &Client, doc: &Document, namespace: &str, name: &str)
         }
     };
     let admitted = result.map_err(|e| api_message(&e))?;
-    let mut conn: Connection =
-        serde_json::from_value(serde_json::to_value(admitted).map_err(|e| e.to_string())?).map_err(|e| format!("the admitted object does not decode: {e}"))?;
+    let mut conn: Connection = serde_json::from_value(serde_json::to_value(admitted).map_err(|e| e.to_string())?)
+        .map_err(|e| format!("the admitted object does not decode: {e}"))?;
     match &live {
         // The live object's identity and status (what the controller would see).
         Some(live) => {
@@ -216,7 +219,8 @@ async fn plan_one(
     let Some(block) = desired.spec.block() else {
         return planned.error("Invalid", "exactly one provider block (nango, mielto, arena or datagrid) must be set");
     };
-    let (plan, description) = match (diff::plan(block, &managed, &upstream), diff::describe(block, &managed, &upstream)) {
+    let (plan, description) = match (diff::plan(block, &managed, &upstream), diff::describe(block, &managed, &upstream))
+    {
         (Ok(p), Ok(d)) => (p, d),
         (Err(e), _) | (_, Err(e)) => return planned.error(Reason::ProviderMismatch.as_str(), e.to_string()),
     };
@@ -245,7 +249,9 @@ async fn plan_one(
 /// recorded in `status.secretKeys` for what is upstream).
 fn rows(description: &diff::Description, desired: &Desired, secret_keys: &[String]) -> Vec<KeyRow> {
     let hidden = |key: &str| secret_keys.iter().any(|k| k == key);
-    let shown = |key: &str, v: &Value| if hidden(key) { Value::String(crate::desired::SECRET_PLACEHOLDER.into()) } else { v.clone() };
+    let shown = |key: &str, v: &Value| {
+        if hidden(key) { Value::String(crate::desired::SECRET_PLACEHOLDER.into()) } else { v.clone() }
+    };
     description
         .changes
         .iter()
@@ -274,9 +280,12 @@ async fn conflict_with(
     // Every namespace when allowed (ClusterProviders serve them all), else this one.
     let all = match Api::<Connection>::all(client.clone()).list(&ListParams::default()).await {
         Ok(list) => list.items,
-        Err(_) => Api::<Connection>::namespaced(client.clone(), namespace).list(&ListParams::default()).await.ok()?.items,
+        Err(_) => {
+            Api::<Connection>::namespaced(client.clone(), namespace).list(&ListParams::default()).await.ok()?.items
+        }
     };
-    let mine = Claim::new(Arc::new(conn.clone()), Some(account.to_string()), Some(conflict::declared_keys(&desired.spec)));
+    let mine =
+        Claim::new(Arc::new(conn.clone()), Some(account.to_string()), Some(conflict::declared_keys(&desired.spec)));
     let mut others = Vec::new();
     for other in all {
         let same_id = other.spec.connection_id == conn.spec.connection_id;

@@ -181,7 +181,12 @@ impl Report {
     fn summary_line(&self) -> String {
         let s = self.summary();
         let mut parts = vec![
-            format!("{} to change ({} upstream write{})", s.change, s.upstream_writes, if s.upstream_writes == 1 { "" } else { "s" }),
+            format!(
+                "{} to change ({} upstream write{})",
+                s.change,
+                s.upstream_writes,
+                if s.upstream_writes == 1 { "" } else { "s" }
+            ),
             format!("{} unchanged", s.no_change),
         ];
         if s.drift > 0 {
@@ -240,11 +245,7 @@ impl Report {
                 out.push_str(&format!("    left alone (not owned): {}\n", c.foreign.join(", ")));
             }
             if !c.requests.is_empty() {
-                out.push_str(&format!(
-                    "    upstream: {} ({})\n",
-                    cost(c),
-                    c.requests.join(", ")
-                ));
+                out.push_str(&format!("    upstream: {} ({})\n", cost(c), c.requests.join(", ")));
             }
         }
         for f in &self.from_input {
@@ -292,7 +293,9 @@ impl Report {
                         "remove" => "−",
                         _ => "~",
                     };
-                    let cell = |v: &Option<Value>| v.as_ref().map(|v| md_code(&shown(v))).unwrap_or_else(|| "_(absent)_".into());
+                    let cell = |v: &Option<Value>| {
+                        v.as_ref().map(|v| md_code(&shown(v))).unwrap_or_else(|| "_(absent)_".into())
+                    };
                     out.push_str(&format!(
                         "| {sign} | {} | {} | {} | {} |\n",
                         md_code(&r.key),
@@ -304,7 +307,10 @@ impl Report {
                 out.push('\n');
             }
             if !c.unchanged.is_empty() {
-                out.push_str(&format!("Unchanged: {}\n\n", c.unchanged.iter().map(|k| md_code(k)).collect::<Vec<_>>().join(", ")));
+                out.push_str(&format!(
+                    "Unchanged: {}\n\n",
+                    c.unchanged.iter().map(|k| md_code(k)).collect::<Vec<_>>().join(", ")
+                ));
             }
             if !c.foreign.is_empty() {
                 out.push_str(&format!(
@@ -321,7 +327,10 @@ impl Report {
             }
         }
         if !self.from_input.is_empty() {
-            out.push_str(&format!("Used from the input instead of the cluster: {}\n\n", self.from_input.iter().map(|f| md_text(f)).collect::<Vec<_>>().join(", ")));
+            out.push_str(&format!(
+                "Used from the input instead of the cluster: {}\n\n",
+                self.from_input.iter().map(|f| md_text(f)).collect::<Vec<_>>().join(", ")
+            ));
         }
         if !self.skipped.is_empty() {
             out.push_str(&format!("Skipped (not Connections): {}\n\n", self.skipped.len()));
@@ -380,9 +389,27 @@ mod tests {
         p.policy = Some("Manage".into());
         p.verdict = Verdict::Change;
         p.changes = vec![
-            KeyRow { key: "region".into(), action: "change".into(), old: Some(json!("us")), new: Some(json!("eu")), from: Some("inline".into()) },
-            KeyRow { key: "apiKey".into(), action: "add".into(), old: None, new: Some(json!(SECRET_PLACEHOLDER)), from: Some("Secret/keys".into()) },
-            KeyRow { key: "old".into(), action: "remove".into(), old: Some(json!({"a": "x|y"})), new: None, from: None },
+            KeyRow {
+                key: "region".into(),
+                action: "change".into(),
+                old: Some(json!("us")),
+                new: Some(json!("eu")),
+                from: Some("inline".into()),
+            },
+            KeyRow {
+                key: "apiKey".into(),
+                action: "add".into(),
+                old: None,
+                new: Some(json!(SECRET_PLACEHOLDER)),
+                from: Some("Secret/keys".into()),
+            },
+            KeyRow {
+                key: "old".into(),
+                action: "remove".into(),
+                old: Some(json!({"a": "x|y"})),
+                new: None,
+                from: None,
+            },
         ];
         p.unchanged = vec!["same".into()];
         p.foreign = vec!["webhook".into()];
@@ -403,19 +430,32 @@ mod tests {
         assert_eq!(r.exit_code(), 2);
         r.connections.push(Planned::new("e", "ns", "bad").error("Invalid", "The Connection \"bad\" is invalid"));
         assert_eq!(r.exit_code(), 1);
-        assert_eq!(r.summary(), Summary { change: 1, no_change: 1, drift: 0, suspended: 0, error: 1, upstream_writes: 1 });
+        assert_eq!(
+            r.summary(),
+            Summary { change: 1, no_change: 1, drift: 0, suspended: 0, error: 1, upstream_writes: 1 }
+        );
     }
 
     #[test]
     fn text_shows_old_and_new_values_and_hides_secrets() {
         let r = Report { connections: vec![change()], ..Report::default() };
         let text = r.render(Format::Text);
-        assert!(text.contains("~ Connection tenants/acme via Provider tenants/nango (nango), connection acme-1: 3 key(s) to change"), "{text}");
+        assert!(
+            text.contains(
+                "~ Connection tenants/acme via Provider tenants/nango (nango), connection acme-1: 3 key(s) to change"
+            ),
+            "{text}"
+        );
         assert!(text.contains("~ region  \"us\" -> \"eu\"   [inline]"), "{text}");
         assert!(text.contains("+ apiKey  (secret)   [Secret/keys]"), "{text}");
         assert!(text.contains("- old     {\"a\":\"x|y\"} -> (removed)"), "{text}");
         assert!(text.contains("left alone (not owned): webhook"), "{text}");
-        assert!(text.contains("upstream: 1 read, 1 write (GET /connections/acme-1?provider_config_key=k, POST /connections/metadata)"), "{text}");
+        assert!(
+            text.contains(
+                "upstream: 1 read, 1 write (GET /connections/acme-1?provider_config_key=k, POST /connections/metadata)"
+            ),
+            "{text}"
+        );
         assert!(text.ends_with("Plan: 1 to change (1 upstream write), 0 unchanged, 0 errors.\n"), "{text}");
     }
 
@@ -423,7 +463,10 @@ mod tests {
     fn markdown_is_a_table_safe_for_pipes_and_json_carries_the_exit_code() {
         let r = Report { connections: vec![change()], ..Report::default() };
         let md = r.render(Format::Markdown);
-        assert!(md.contains("| ~ | <code>region</code> | <code>\"us\"</code> | <code>\"eu\"</code> | inline |"), "{md}");
+        assert!(
+            md.contains("| ~ | <code>region</code> | <code>\"us\"</code> | <code>\"eu\"</code> | inline |"),
+            "{md}"
+        );
         assert!(md.contains("<code>{\"a\":\"x&#124;y\"}</code> | _(removed)_ |"), "{md}");
         assert!(md.contains("| + | <code>apiKey</code> | _(absent)_ | <code>(secret)</code> | Secret/keys |"), "{md}");
         let json: Value = serde_json::from_str(&r.render(Format::Json)).unwrap();

@@ -26,7 +26,10 @@ impl Arena {
         pacer: Arc<AccountPacer>,
         observer: Option<RequestObserver>,
     ) -> Result<Self, ProviderError> {
-        Ok(Arena { http: Http::new(client, &config.base_url, token, config.timeout, pacer, Box::new(ArenaDialect))?.with_observer(observer) })
+        Ok(Arena {
+            http: Http::new(client, &config.base_url, token, config.timeout, pacer, Box::new(ArenaDialect))?
+                .with_observer(observer),
+        })
     }
 }
 

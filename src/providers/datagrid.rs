@@ -11,8 +11,8 @@ use futures::future::BoxFuture;
 use http::{HeaderMap, Method};
 use serde_json::{Value, json};
 
-use super::http::{RequestObserver, Call, Dialect, Http, rate_limit_reset, retry_after, retry_after_ms};
 use super::AccountConnections;
+use super::http::{Call, Dialect, Http, RequestObserver, rate_limit_reset, retry_after, retry_after_ms};
 use super::listing::{Freshness, ListKey, Listing};
 use super::{AccountPacer, ProviderClient, ProviderError, Target, Token, unexpected, unsupported};
 use crate::api::ProviderConfig;
@@ -41,7 +41,8 @@ impl Datagrid {
         pacer: Arc<AccountPacer>,
         observer: Option<RequestObserver>,
     ) -> Result<Self, ProviderError> {
-        let mut http = Http::new(client, &config.base_url, token, config.timeout, pacer, Box::new(DatagridDialect))?.with_observer(observer);
+        let mut http = Http::new(client, &config.base_url, token, config.timeout, pacer, Box::new(DatagridDialect))?
+            .with_observer(observer);
         if let Some(teamspace) = &config.teamspace_id {
             http = http.with_header("datagrid-teamspace", teamspace)?;
         }
@@ -60,7 +61,13 @@ impl Datagrid {
             }
             let body = self
                 .http
-                .send(Call { method: Method::GET, bucket: LIST_BUCKET, segments: &["connections"], query: &query, body: None })
+                .send(Call {
+                    method: Method::GET,
+                    bucket: LIST_BUCKET,
+                    segments: &["connections"],
+                    query: &query,
+                    body: None,
+                })
                 .await?;
             match pages.take(&body)? {
                 Some(cursor) => after = Some(cursor),
@@ -85,10 +92,12 @@ impl ListPages {
     /// otherwise be listed for ever (the list is then unavailable for a while and drift
     /// checks use single reads, listing.rs).
     pub(super) fn take(&mut self, body: &Value) -> Result<Option<String>, ProviderError> {
-        let data = body.get("data").and_then(Value::as_array).ok_or_else(|| unexpected("the list has no data array"))?;
+        let data =
+            body.get("data").and_then(Value::as_array).ok_or_else(|| unexpected("the list has no data array"))?;
         let mut last = None;
         for item in data {
-            let (Some(id), Some(name)) = (item.get("id").and_then(Value::as_str), item.get("name").and_then(Value::as_str))
+            let (Some(id), Some(name)) =
+                (item.get("id").and_then(Value::as_str), item.get("name").and_then(Value::as_str))
             else {
                 return Err(unexpected("a listed connection has no id or name"));
             };

@@ -38,7 +38,13 @@ impl Provider {
 
     /// An answer as `Http::send` reads it: the 2xx body, or the classified failure (a 429's
     /// `retry_at` before jitter).
-    pub fn interpret(self, status: u16, headers: &HeaderMap, body: &[u8], now: SystemTime) -> Result<Value, ProviderError> {
+    pub fn interpret(
+        self,
+        status: u16,
+        headers: &HeaderMap,
+        body: &[u8],
+        now: SystemTime,
+    ) -> Result<Value, ProviderError> {
         interpret(self.dialect(), status, headers, body, now)
     }
 

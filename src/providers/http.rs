@@ -89,7 +89,17 @@ impl Http {
         if base.cannot_be_a_base() {
             return Err(ProviderError::Terminal { status: 0, message: "invalid baseUrl: not a base URL".into() });
         }
-        Ok(Http { client, base, token, timeout, pacer, headers: HeaderMap::new(), api_key_header: false, dialect, observer: None })
+        Ok(Http {
+            client,
+            base,
+            token,
+            timeout,
+            pacer,
+            headers: HeaderMap::new(),
+            api_key_header: false,
+            dialect,
+            observer: None,
+        })
     }
 
     /// Report every request sent to `observer`.
@@ -260,7 +270,11 @@ pub(crate) fn interpret(
 }
 
 /// The `X-RateLimit-*` headers of an answer; `default_window` when it names no window.
-pub(crate) fn rate_limit_headers(headers: &HeaderMap, now: SystemTime, default_window: Option<Duration>) -> RateLimitHeaders {
+pub(crate) fn rate_limit_headers(
+    headers: &HeaderMap,
+    now: SystemTime,
+    default_window: Option<Duration>,
+) -> RateLimitHeaders {
     RateLimitHeaders {
         limit: header_u64(headers, "x-ratelimit-limit"),
         remaining: header_u64(headers, "x-ratelimit-remaining"),
@@ -399,11 +413,15 @@ mod tests {
         assert_eq!(retry_after(&headers(&[("retry-after", &far)]), now), Some(day));
         assert_eq!(retry_after(&headers(&[("retry-after", "1e300")]), now), Some(day));
         assert_eq!(retry_after_ms(&headers(&[("retry-after-ms", "1e300")]), now), Some(day));
-        let limited = |dialect: &dyn Dialect, pairs: &[(&'static str, &str)]| {
-            match interpret(dialect, 429, &headers(pairs), b"", now) {
-                Err(ProviderError::RateLimited { retry_at }) => retry_at,
-                other => panic!("{other:?}"),
-            }
+        let limited = |dialect: &dyn Dialect, pairs: &[(&'static str, &str)]| match interpret(
+            dialect,
+            429,
+            &headers(pairs),
+            b"",
+            now,
+        ) {
+            Err(ProviderError::RateLimited { retry_at }) => retry_at,
+            other => panic!("{other:?}"),
         };
         let nango = super::super::nango::NangoDialect;
         let at = limited(&nango, &[("retry-after", "0"), ("x-ratelimit-reset", "1700000")]);

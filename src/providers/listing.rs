@@ -155,12 +155,13 @@ mod tests {
         // A write after the snapshot was taken forces a new list.
         let after_write = Freshness { not_before: SystemTime::now(), max_age: Duration::from_secs(60) };
         std::thread::sleep(Duration::from_millis(2));
-        listing.observe(&key(), after_write, || async {
-            calls.fetch_add(1, Ordering::SeqCst);
-            Ok(rows("y"))
-        })
-        .await
-        .unwrap();
+        listing
+            .observe(&key(), after_write, || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Ok(rows("y"))
+            })
+            .await
+            .unwrap();
         assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 

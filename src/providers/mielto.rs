@@ -9,7 +9,7 @@ use futures::future::BoxFuture;
 use http::{HeaderMap, Method};
 use serde_json::{Map, Value};
 
-use super::http::{RequestObserver, Call, Dialect, Http, rate_limit_reset, retry_after, retry_after_ms};
+use super::http::{Call, Dialect, Http, RequestObserver, rate_limit_reset, retry_after, retry_after_ms};
 use super::{AccountPacer, ProviderClient, ProviderError, Target, Token, unexpected, unsupported};
 use crate::api::{ProviderAuth, ProviderConfig};
 use crate::diff::{Upstream, Write};
@@ -27,7 +27,8 @@ impl Mielto {
         pacer: Arc<AccountPacer>,
         observer: Option<RequestObserver>,
     ) -> Result<Self, ProviderError> {
-        let mut http = Http::new(client, &config.base_url, token, config.timeout, pacer, Box::new(MieltoDialect))?.with_observer(observer);
+        let mut http = Http::new(client, &config.base_url, token, config.timeout, pacer, Box::new(MieltoDialect))?
+            .with_observer(observer);
         if let Some(workspace) = &config.workspace_id {
             http = http.with_header("x-workspace-id", workspace)?;
         }
@@ -163,7 +164,10 @@ mod tests {
                 head.extend_from_slice(&buf[..n]);
             }
             let body = r#"{"label": "L", "status": "active", "config": {}}"#;
-            let answer = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
             socket.write_all(answer.as_bytes()).await.unwrap();
             String::from_utf8(head).unwrap()
         });

@@ -197,7 +197,8 @@ impl Clients {
 /// What a client is built from, without the token's location and the rate limit.
 fn client_shape(config: &ProviderConfig) -> ProviderConfig {
     let mut shape = config.clone();
-    shape.credentials = crate::api::CredentialsLocation { namespace: String::new(), name: String::new(), key: String::new() };
+    shape.credentials =
+        crate::api::CredentialsLocation { namespace: String::new(), name: String::new(), key: String::new() };
     shape.rate_limit = crate::api::RateLimitSpec { requests_per_minute: 1, burst: 1 };
     shape
 }

@@ -11,9 +11,9 @@ use futures::future::BoxFuture;
 use http::{HeaderMap, Method};
 use serde_json::{Value, json};
 
-use super::http::{RequestObserver, Call, Dialect, Http, rate_limit_reset, retry_after};
-use super::batch::Coalescer;
 use super::AccountConnections;
+use super::batch::Coalescer;
+use super::http::{Call, Dialect, Http, RequestObserver, rate_limit_reset, retry_after};
 use super::listing::{Freshness, ListKey, Listing};
 use super::{AccountPacer, ProviderClient, ProviderError, Target, Token, unexpected, unsupported};
 use crate::api::ProviderConfig;
@@ -38,7 +38,8 @@ impl Nango {
         pacer: Arc<AccountPacer>,
         observer: Option<RequestObserver>,
     ) -> Result<Self, ProviderError> {
-        let http = Http::new(client, &config.base_url, token, config.timeout, pacer, Box::new(NangoDialect))?.with_observer(observer);
+        let http = Http::new(client, &config.base_url, token, config.timeout, pacer, Box::new(NangoDialect))?
+            .with_observer(observer);
         Ok(Nango { http: Arc::new(http), listing: Listing::default(), patches: Coalescer::default() })
     }
 

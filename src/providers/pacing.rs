@@ -296,10 +296,9 @@ impl Pacers {
     /// that no Provider's limit is exceeded by the traffic of the others.
     pub fn get_for(&self, key: &str, source: &str, spec: RateLimitSpec) -> Arc<AccountPacer> {
         let mut accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
-        let paced = accounts.entry(key.to_string()).or_insert_with(|| Paced {
-            pacer: Arc::new(AccountPacer::new(spec)),
-            declared: HashMap::new(),
-        });
+        let paced = accounts
+            .entry(key.to_string())
+            .or_insert_with(|| Paced { pacer: Arc::new(AccountPacer::new(spec)), declared: HashMap::new() });
         paced.declared.insert(source.to_string(), spec);
         let effective = tightest(&paced.declared).unwrap_or(spec);
         if paced.pacer.spec != effective {

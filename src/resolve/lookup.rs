@@ -26,7 +26,9 @@ pub fn token_from_secret(secret: Option<&Secret>, location: &CredentialsLocation
         None if bytes.is_none() => {
             Err(format!("Secret {}/{} has no key {}", location.namespace, location.name, location.key))
         }
-        None => Err(format!("Secret {}/{} key {} is empty or not UTF-8", location.namespace, location.name, location.key)),
+        None => {
+            Err(format!("Secret {}/{} key {} is empty or not UTF-8", location.namespace, location.name, location.key))
+        }
     }
 }
 
@@ -35,12 +37,7 @@ pub fn fetched_from_config_map(config_map: Option<&ConfigMap>) -> Fetched {
     match config_map {
         None => Fetched::NotFound,
         Some(cm) => {
-            let data: SourceData = cm
-                .data
-                .iter()
-                .flatten()
-                .map(|(k, v)| (k.clone(), v.as_bytes().to_vec()))
-                .collect();
+            let data: SourceData = cm.data.iter().flatten().map(|(k, v)| (k.clone(), v.as_bytes().to_vec())).collect();
             Fetched::Found(Arc::new(data))
         }
     }
@@ -86,7 +83,11 @@ impl ApiLookup {
 }
 
 impl Lookup for ApiLookup {
-    fn provider<'a>(&'a self, namespace: &'a str, name: &'a str) -> BoxFuture<'a, Result<Option<Provider>, kube::Error>> {
+    fn provider<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Provider>, kube::Error>> {
         Box::pin(async move { Api::<Provider>::namespaced(self.client.clone(), namespace).get_opt(name).await })
     }
 
@@ -94,7 +95,10 @@ impl Lookup for ApiLookup {
         Box::pin(async move { Api::<ClusterProvider>::all(self.client.clone()).get_opt(name).await })
     }
 
-    fn token<'a>(&'a self, location: &'a CredentialsLocation) -> BoxFuture<'a, Result<Result<Token, String>, kube::Error>> {
+    fn token<'a>(
+        &'a self,
+        location: &'a CredentialsLocation,
+    ) -> BoxFuture<'a, Result<Result<Token, String>, kube::Error>> {
         Box::pin(async move {
             let api: Api<Secret> = Api::namespaced(self.client.clone(), &location.namespace);
             match api.get_opt(&location.name).await {
@@ -107,7 +111,12 @@ impl Lookup for ApiLookup {
         })
     }
 
-    fn source<'a>(&'a self, kind: SourceKind, namespace: &'a str, name: &'a str) -> BoxFuture<'a, Result<Fetched, kube::Error>> {
+    fn source<'a>(
+        &'a self,
+        kind: SourceKind,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Fetched, kube::Error>> {
         Box::pin(async move {
             if let Some(given) = self.overlay.get(&(kind, namespace.to_string(), name.to_string())) {
                 return Ok(given.clone());

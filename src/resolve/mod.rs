@@ -11,24 +11,36 @@ use kube::Resource;
 
 pub use lookup::{ApiLookup, fetched_from_config_map, fetched_from_secret, token_from_secret};
 
+use crate::api::Provider;
 use crate::api::conditions::Reason;
 use crate::api::validate;
 use crate::api::{
     ClusterProvider, Connection, CredentialsLocation, ProviderConfig, ProviderKind, ProviderStatus, SourceKind,
 };
-use crate::api::Provider;
 use crate::desired::{self, Desired, Fetched};
 use crate::providers::Token;
 
 /// Where a resolution reads the cluster's objects.
 pub trait Lookup: Send + Sync {
-    fn provider<'a>(&'a self, namespace: &'a str, name: &'a str) -> BoxFuture<'a, Result<Option<Provider>, kube::Error>>;
+    fn provider<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Provider>, kube::Error>>;
     fn cluster_provider<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<ClusterProvider>, kube::Error>>;
     /// The token of `location`, or a message (naming the Secret and key, never the value)
     /// saying why there is none.
-    fn token<'a>(&'a self, location: &'a CredentialsLocation) -> BoxFuture<'a, Result<Result<Token, String>, kube::Error>>;
+    fn token<'a>(
+        &'a self,
+        location: &'a CredentialsLocation,
+    ) -> BoxFuture<'a, Result<Result<Token, String>, kube::Error>>;
     /// The data of a ConfigMap or Secret of `metadataFrom`/`configFrom`.
-    fn source<'a>(&'a self, kind: SourceKind, namespace: &'a str, name: &'a str) -> BoxFuture<'a, Result<Fetched, kube::Error>>;
+    fn source<'a>(
+        &'a self,
+        kind: SourceKind,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Fetched, kube::Error>>;
 }
 
 /// The Provider or ClusterProvider a Connection resolved to.
@@ -57,7 +69,11 @@ impl ProviderObject {
     pub fn describe(&self) -> String {
         match self {
             ProviderObject::Namespaced(p) => {
-                format!("Provider {}/{}", p.meta().namespace.as_deref().unwrap_or_default(), p.meta().name.as_deref().unwrap_or_default())
+                format!(
+                    "Provider {}/{}",
+                    p.meta().namespace.as_deref().unwrap_or_default(),
+                    p.meta().name.as_deref().unwrap_or_default()
+                )
             }
             ProviderObject::Cluster(p) => format!("ClusterProvider {}", p.meta().name.as_deref().unwrap_or_default()),
         }

@@ -66,7 +66,16 @@ impl ApiCall {
             ("PATCH", _) => "patch",
             ("DELETE", true) => "delete",
             ("DELETE", false) => "deletecollection",
-            (other, _) => return ApiCall { verb: other.to_ascii_lowercase(), group: group.to_string(), resource, namespace, name, code: None },
+            (other, _) => {
+                return ApiCall {
+                    verb: other.to_ascii_lowercase(),
+                    group: group.to_string(),
+                    resource,
+                    namespace,
+                    name,
+                    code: None,
+                };
+            }
         };
         ApiCall { verb: verb.to_string(), group: group.to_string(), resource, namespace, name, code: None }
     }
@@ -188,7 +197,10 @@ mod tests {
     #[test]
     fn requests_read_as_rbac_attributes() {
         let g = "connection-operator.dev";
-        assert_eq!(of("GET", "/apis/connection-operator.dev/v1alpha1/connections?limit=500"), ("list".into(), g.into(), "connections".into(), None, None));
+        assert_eq!(
+            of("GET", "/apis/connection-operator.dev/v1alpha1/connections?limit=500"),
+            ("list".into(), g.into(), "connections".into(), None, None)
+        );
         assert_eq!(
             of("GET", "/apis/connection-operator.dev/v1alpha1/namespaces/t/connections?watch=true&resourceVersion=1"),
             ("watch".into(), g.into(), "connections".into(), s("t"), None)
@@ -197,10 +209,19 @@ mod tests {
             of("PATCH", "/apis/connection-operator.dev/v1alpha1/namespaces/t/connections/c/status?fieldManager=x"),
             ("patch".into(), g.into(), "connections/status".into(), s("t"), s("c"))
         );
-        assert_eq!(of("GET", "/api/v1/namespaces/t/secrets/s"), ("get".into(), "".into(), "secrets".into(), s("t"), s("s")));
+        assert_eq!(
+            of("GET", "/api/v1/namespaces/t/secrets/s"),
+            ("get".into(), "".into(), "secrets".into(), s("t"), s("s"))
+        );
         assert_eq!(of("GET", "/api/v1/namespaces/t"), ("get".into(), "".into(), "namespaces".into(), None, s("t")));
-        assert_eq!(of("POST", "/apis/events.k8s.io/v1/namespaces/t/events"), ("create".into(), "events.k8s.io".into(), "events".into(), s("t"), None));
-        assert_eq!(of("DELETE", "/api/v1/namespaces/t/secrets"), ("deletecollection".into(), "".into(), "secrets".into(), s("t"), None));
+        assert_eq!(
+            of("POST", "/apis/events.k8s.io/v1/namespaces/t/events"),
+            ("create".into(), "events.k8s.io".into(), "events".into(), s("t"), None)
+        );
+        assert_eq!(
+            of("DELETE", "/api/v1/namespaces/t/secrets"),
+            ("deletecollection".into(), "".into(), "secrets".into(), s("t"), None)
+        );
         assert_eq!(of("GET", "/version"), ("get".into(), "".into(), "/version".into(), None, None));
     }
 }

@@ -43,8 +43,9 @@ impl Cluster {
     /// A fresh emulator on a free loopback port (stopped on drop).
     pub fn emulator() -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
-        let sandbox = KubeSandbox::start("127.0.0.1:0".parse().expect("literal address"), &dir.path().join("kubeconfig"))
-            .expect("start the Kubernetes API emulator");
+        let sandbox =
+            KubeSandbox::start("127.0.0.1:0".parse().expect("literal address"), &dir.path().join("kubeconfig"))
+                .expect("start the Kubernetes API emulator");
         Cluster { inner: Inner::Emulator { sandbox, _dir: dir } }
     }
 
@@ -117,7 +118,14 @@ impl Cluster {
         let _guard = self.control_plane().map(|plane| plane.lock("crds"));
         let crds = crate::tools::workspace_root().join("crds");
         let kubectl = self.kubectl();
-        kubectl.ok(&["apply", "--server-side", "--force-conflicts", "--field-manager=testkit", "-f", &crds.to_string_lossy()]);
+        kubectl.ok(&[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager=testkit",
+            "-f",
+            &crds.to_string_lossy(),
+        ]);
         kubectl.ok(&[
             "wait",
             "--for=condition=Established",

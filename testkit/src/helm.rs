@@ -34,7 +34,11 @@ impl Helm {
 
     /// A file in this helm's own directory holding `values` (JSON is YAML), for `-f`.
     pub fn values_file(&self, values: &Value) -> PathBuf {
-        let file = tempfile::Builder::new().prefix("values-").suffix(".json").tempfile_in(self.home.path()).expect("values file");
+        let file = tempfile::Builder::new()
+            .prefix("values-")
+            .suffix(".json")
+            .tempfile_in(self.home.path())
+            .expect("values file");
         std::fs::write(file.path(), values.to_string()).expect("write a values file");
         // Kept until this helm's directory goes.
         file.into_temp_path().keep().expect("keep the values file")
@@ -63,10 +67,7 @@ impl Helm {
 
     /// Run helm; what it printed.
     pub fn run(&self, args: &[&str]) -> Output {
-        let out = self
-            .command(args)
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.program.display()));
+        let out = self.command(args).output().unwrap_or_else(|e| panic!("cannot run {}: {e}", self.program.display()));
         Output {
             ok: out.status.success(),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -88,7 +89,8 @@ impl Helm {
         let mut all = args.to_vec();
         all.extend_from_slice(&["-o", "json"]);
         let stdout = self.ok(&all);
-        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("helm {} printed no JSON ({e}): {stdout}", args.join(" ")))
+        serde_json::from_str(stdout.trim())
+            .unwrap_or_else(|e| panic!("helm {} printed no JSON ({e}): {stdout}", args.join(" ")))
     }
 
     /// Run, require failure; helm's error text.

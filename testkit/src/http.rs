@@ -47,8 +47,10 @@ impl ApiClient {
     /// token, the cluster's `certificate-authority-data`).
     pub fn from_kubeconfig(kubeconfig: &Path) -> Result<ApiClient, HttpSetupError> {
         let shown = kubeconfig.display().to_string();
-        let text = std::fs::read_to_string(kubeconfig).map_err(|source| HttpSetupError::Read { path: shown.clone(), source })?;
-        let config: Yaml = serde_yaml::from_str(&text).map_err(|source| HttpSetupError::Parse { path: shown, source })?;
+        let text = std::fs::read_to_string(kubeconfig)
+            .map_err(|source| HttpSetupError::Read { path: shown.clone(), source })?;
+        let config: Yaml =
+            serde_yaml::from_str(&text).map_err(|source| HttpSetupError::Parse { path: shown, source })?;
         let current = config["current-context"].as_str().ok_or(HttpSetupError::Missing("current-context"))?;
         let named = |list: &str, name: &str| -> Option<Yaml> {
             config[list].as_sequence()?.iter().find(|e| e["name"].as_str() == Some(name)).cloned()
@@ -57,7 +59,11 @@ impl ApiClient {
         let cluster_name = context["context"]["cluster"].as_str().ok_or(HttpSetupError::Missing("context cluster"))?;
         let cluster = named("clusters", cluster_name).ok_or(HttpSetupError::Missing("cluster"))?;
         let server = cluster["cluster"]["server"].as_str().ok_or(HttpSetupError::Missing("cluster server"))?;
-        let user = context["context"]["user"].as_str().and_then(|u| named("users", u)).map(|u| u["user"].clone()).unwrap_or(Yaml::Null);
+        let user = context["context"]["user"]
+            .as_str()
+            .and_then(|u| named("users", u))
+            .map(|u| u["user"].clone())
+            .unwrap_or(Yaml::Null);
 
         let roots = match decode(&cluster["cluster"]["certificate-authority-data"], "certificate-authority-data")? {
             Some(pem) => reqwest::Certificate::from_pem_bundle(&pem)
@@ -71,7 +77,10 @@ impl ApiClient {
                 // reqwest wants the key and the chain in one PEM buffer (SEC1, PKCS#8 or PKCS#1).
                 pem.push(b'\n');
                 pem.extend_from_slice(&key);
-                Some(reqwest::Identity::from_pem(&pem).map_err(|e| HttpSetupError::Pem { field: "client certificate/key", detail: e.to_string() })?)
+                Some(
+                    reqwest::Identity::from_pem(&pem)
+                        .map_err(|e| HttpSetupError::Pem { field: "client certificate/key", detail: e.to_string() })?,
+                )
             }
             _ => None,
         };
@@ -89,7 +98,12 @@ impl ApiClient {
     /// token): no client certificate, which kube-apiserver would authenticate first.
     pub fn with_token(&self, token: &str) -> ApiClient {
         let client = build(&self.roots, None).expect("an HTTP client without identity");
-        ApiClient { base: self.base.clone(), client, authorization: Some(format!("Bearer {token}")), roots: self.roots.clone() }
+        ApiClient {
+            base: self.base.clone(),
+            client,
+            authorization: Some(format!("Bearer {token}")),
+            roots: self.roots.clone(),
+        }
     }
 
     /// `https://127.0.0.1:PORT` or `http://...`.
@@ -117,7 +131,10 @@ fn decode(value: &Yaml, field: &'static str) -> Result<Option<Vec<u8>>, HttpSetu
     }
 }
 
-fn build(roots: &[reqwest::Certificate], identity: Option<reqwest::Identity>) -> Result<reqwest::Client, HttpSetupError> {
+fn build(
+    roots: &[reqwest::Certificate],
+    identity: Option<reqwest::Identity>,
+) -> Result<reqwest::Client, HttpSetupError> {
     // Loopback servers: never through an HTTP(S)_PROXY of the environment.
     let mut builder = reqwest::Client::builder().no_proxy();
     if !roots.is_empty() {

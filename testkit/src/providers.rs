@@ -21,10 +21,7 @@ impl Providers {
         let sandbox = ProviderSandbox::start("127.0.0.1:0".parse().expect("literal address"))
             .await
             .expect("start the provider sandboxes");
-        Providers {
-            sandbox,
-            http: reqwest::Client::new(),
-        }
+        Providers { sandbox, http: reqwest::Client::new() }
     }
 
     /// What a Provider's `spec.baseUrl` holds for `provider`.
@@ -48,28 +45,17 @@ impl Providers {
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
         assert!(status.is_success(), "{method} {url}: {status}: {text}");
-        if text.trim().is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        }
+        if text.trim().is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) }
     }
 
     /// Store `state` (the provider's raw read shape) as upstream connection `id`.
     pub async fn seed(&self, provider: &str, id: &str, state: Value) {
-        self.admin(
-            reqwest::Method::PUT,
-            provider,
-            &format!("connections/{id}"),
-            Some(&state),
-        )
-        .await;
+        self.admin(reqwest::Method::PUT, provider, &format!("connections/{id}"), Some(&state)).await;
     }
 
     /// The stored upstream state of connection `id`.
     pub async fn upstream(&self, provider: &str, id: &str) -> Value {
-        self.admin(reqwest::Method::GET, provider, &format!("connections/{id}"), None)
-            .await
+        self.admin(reqwest::Method::GET, provider, &format!("connections/{id}"), None).await
     }
 
     /// The provider's API request journal, oldest first.
@@ -86,8 +72,7 @@ impl Providers {
 
     /// Queue faults (one object or an array).
     pub async fn faults(&self, provider: &str, faults: Value) {
-        self.admin(reqwest::Method::PUT, provider, "faults", Some(&faults))
-            .await;
+        self.admin(reqwest::Method::PUT, provider, "faults", Some(&faults)).await;
     }
 
     pub async fn clear_faults(&self, provider: &str) {
@@ -96,20 +81,13 @@ impl Providers {
 
     /// Accept only `tokens` from now on.
     pub async fn accept_tokens(&self, provider: &str, tokens: &[&str]) {
-        self.admin(
-            reqwest::Method::PUT,
-            provider,
-            "tokens",
-            Some(&json!({"tokens": tokens})),
-        )
-        .await;
+        self.admin(reqwest::Method::PUT, provider, "tokens", Some(&json!({"tokens": tokens}))).await;
     }
 
     /// The sandbox's own rate limit: `limit` requests per `window_seconds` (0: none).
     pub async fn rate_limit(&self, provider: &str, limit: u32, window_seconds: f64) {
         let body = json!({"limit": limit, "windowSeconds": window_seconds});
-        self.admin(reqwest::Method::PUT, provider, "rate-limit", Some(&body))
-            .await;
+        self.admin(reqwest::Method::PUT, provider, "rate-limit", Some(&body)).await;
     }
 }
 

@@ -39,7 +39,10 @@ impl ServiceAccountCredentials {
         let calls = ApiCalls::default();
         let kubeconfig = kube::config::Kubeconfig::read_from(&self.kubeconfig).expect("read the kubeconfig");
         let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.expect("kubeconfig");
-        let client = kube::client::ClientBuilder::try_from(config).expect("kube client stack").with_layer(&calls.layer()).build();
+        let client = kube::client::ClientBuilder::try_from(config)
+            .expect("kube client stack")
+            .with_layer(&calls.layer())
+            .build();
         (client, calls)
     }
 }
@@ -49,9 +52,11 @@ impl Cluster {
     /// for two hours, and a kubeconfig holding it. Real control plane only: the emulator mints
     /// its tokens through its admin API instead.
     pub fn service_account(&self, namespace: &str, name: &str) -> ServiceAccountCredentials {
-        let plane = self.control_plane().expect("ServiceAccount tokens come from the real control plane's TokenRequest API");
+        let plane =
+            self.control_plane().expect("ServiceAccount tokens come from the real control plane's TokenRequest API");
         let kubectl = self.kubectl();
-        let token = kubectl.ok(&["create", "token", name, "--namespace", namespace, "--duration=2h"]).trim().to_string();
+        let token =
+            kubectl.ok(&["create", "token", name, "--namespace", namespace, "--duration=2h"]).trim().to_string();
         let admin = kube::config::Kubeconfig::read_from(self.kubeconfig()).expect("read the admin kubeconfig");
         let server = admin
             .clusters

@@ -56,8 +56,16 @@ fn service_account_tokens_are_judged_by_rbac() {
     assert!(!ok, "an unbound ServiceAccount must be refused");
     assert!(err.contains(&format!("system:serviceaccount:{}:reader", ns.name())) && err.contains("forbidden"), "{err}");
     kubectl.ok(&["create", "role", "read-cm", "--verb=list", "--resource=configmaps"]);
-    kubectl.ok(&["create", "rolebinding", "read-cm", "--role=read-cm", &format!("--serviceaccount={}:reader", ns.name())]);
-    eventually_blocking("the RoleBinding to take effect", || as_reader(&["get", "configmaps", "-n", ns.name()]).0.then_some(()));
+    kubectl.ok(&[
+        "create",
+        "rolebinding",
+        "read-cm",
+        "--role=read-cm",
+        &format!("--serviceaccount={}:reader", ns.name()),
+    ]);
+    eventually_blocking("the RoleBinding to take effect", || {
+        as_reader(&["get", "configmaps", "-n", ns.name()]).0.then_some(())
+    });
     let (ok, err) = as_reader(&["get", "secrets", "-n", ns.name()]);
     assert!(!ok && err.contains("forbidden"), "only the granted verb and resource: {err}");
 }

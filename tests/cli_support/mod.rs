@@ -117,14 +117,18 @@ impl Env {
 
     async fn apply_object(&self, object: Value) {
         let kubectl = self.kubectl();
-        let out = kubectl.run_async(&["apply", "--server-side", "--field-manager=test", "-f", "-"], Some(&object.to_string())).await;
+        let out = kubectl
+            .run_async(&["apply", "--server-side", "--field-manager=test", "-f", "-"], Some(&object.to_string()))
+            .await;
         assert!(out.ok, "kubectl apply {object}: {}", out.stderr);
     }
 
     /// A Secret with `string_data`.
     pub async fn secret(&self, name: &str, string_data: Value) {
-        self.apply_object(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": string_data}))
-            .await;
+        self.apply_object(
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": string_data}),
+        )
+        .await;
     }
 
     pub async fn config_map(&self, name: &str, data: Value) {
@@ -138,16 +142,23 @@ impl Env {
         let mut spec = json!({"type": type_, "baseUrl": self.providers.base_url(type_),
                               "credentialsRef": {"name": format!("{type_}-credentials"), "key": "token"}, "timeoutSeconds": 5});
         spec.as_object_mut().unwrap().extend(extra.as_object().cloned().unwrap_or_default());
-        self.apply_object(json!({"apiVersion": API_VERSION, "kind": "Provider", "metadata": {"name": name}, "spec": spec}))
-            .await;
+        self.apply_object(
+            json!({"apiVersion": API_VERSION, "kind": "Provider", "metadata": {"name": name}, "spec": spec}),
+        )
+        .await;
     }
 
     /// A ClusterProvider named after this test (`<ns>-<suffix>`), deleted on drop.
     pub async fn cluster_provider(&self, suffix: &str, spec: Value) -> String {
         let name = format!("{}-{suffix}", self.ns());
         self.cluster_scoped.lock().unwrap().push(("clusterprovider".into(), name.clone()));
-        let object = json!({"apiVersion": API_VERSION, "kind": "ClusterProvider", "metadata": {"name": name}, "spec": spec});
-        let out = self.cluster.kubectl().run_async(&["apply", "--server-side", "--field-manager=test", "-f", "-"], Some(&object.to_string())).await;
+        let object =
+            json!({"apiVersion": API_VERSION, "kind": "ClusterProvider", "metadata": {"name": name}, "spec": spec});
+        let out = self
+            .cluster
+            .kubectl()
+            .run_async(&["apply", "--server-side", "--field-manager=test", "-f", "-"], Some(&object.to_string()))
+            .await;
         assert!(out.ok, "{}", out.stderr);
         name
     }
@@ -179,10 +190,17 @@ impl Env {
                     if ready.reason == reason && ready.observed_generation == c.metadata.generation {
                         return c;
                     }
-                    *last.lock().unwrap() = format!("{}: {} (observedGeneration {:?})", ready.reason, ready.message, ready.observed_generation);
+                    *last.lock().unwrap() = format!(
+                        "{}: {} (observedGeneration {:?})",
+                        ready.reason, ready.message, ready.observed_generation
+                    );
                 }
             }
-            assert!(tokio::time::Instant::now() < deadline, "{name} never reached Ready reason {reason}; last seen {}", last.lock().unwrap());
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name} never reached Ready reason {reason}; last seen {}",
+                last.lock().unwrap()
+            );
             tokio::time::sleep(connection_testkit::wait::POLL).await;
         }
     }
@@ -206,9 +224,20 @@ pub fn yaml_stream(objects: &[Value]) -> String {
 }
 
 /// Run `program` with `args`, `KUBECONFIG=kubeconfig`, and `PATH` prefixed by `path_first`.
-pub async fn run_binary(program: &str, args: &[&str], stdin: Option<&str>, kubeconfig: &Path, path_first: Option<&Path>) -> Run {
+pub async fn run_binary(
+    program: &str,
+    args: &[&str],
+    stdin: Option<&str>,
+    kubeconfig: &Path,
+    path_first: Option<&Path>,
+) -> Run {
     let mut command = tokio::process::Command::new(program);
-    command.args(args).env("KUBECONFIG", kubeconfig).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    command
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     if let Some(dir) = path_first {
         let path = std::env::var("PATH").unwrap_or_default();
         command.env("PATH", format!("{}:{path}", dir.display()));

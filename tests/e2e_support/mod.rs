@@ -122,17 +122,7 @@ impl World {
         };
         let stack = Stack::start(options).await.expect("start the stack");
         let client = stack.client().await.expect("kube client");
-        World {
-            stack,
-            client,
-            ns,
-            kube,
-            operator_args,
-            cluster_is_ours,
-            namespace,
-            cluster,
-            _dir: dir,
-        }
+        World { stack, client, ns, kube, operator_args, cluster_is_ours, namespace, cluster, _dir: dir }
     }
 
     /// Start the operator binary (`--concurrency 16`, plus `--namespace NS` on the shared
@@ -145,33 +135,22 @@ impl World {
     pub fn start_operator_logging(&mut self, rust_log: Option<&str>) {
         let mut args: Vec<&str> = vec!["--concurrency", "16"];
         args.extend(self.operator_args.iter().map(String::as_str));
-        self.stack
-            .start_operator_logging(&operator(), &args, rust_log)
-            .expect("start the operator");
+        self.stack.start_operator_logging(&operator(), &args, rust_log).expect("start the operator");
     }
 
     /// The operator's log so far (empty before it started).
     pub fn operator_log(&self) -> String {
-        self.stack
-            .operator_log()
-            .and_then(|path| std::fs::read_to_string(path).ok())
-            .unwrap_or_default()
+        self.stack.operator_log().and_then(|path| std::fs::read_to_string(path).ok()).unwrap_or_default()
     }
 
     /// The path of this world's Connections collection, as the operator lists and watches it.
     pub fn connections_path(&self) -> String {
-        format!(
-            "/apis/connection-operator.dev/v1alpha1/namespaces/{}/connections",
-            self.ns
-        )
+        format!("/apis/connection-operator.dev/v1alpha1/namespaces/{}/connections", self.ns)
     }
 
     /// `kubectl apply -f -` with `yaml`.
     pub async fn apply(&self, yaml: &str) -> String {
-        self.stack
-            .kubectl_with_stdin(&["apply", "-f", "-"], Some(yaml))
-            .await
-            .expect("kubectl apply")
+        self.stack.kubectl_with_stdin(&["apply", "-f", "-"], Some(yaml)).await.expect("kubectl apply")
     }
 
     pub async fn kubectl(&self, args: &[&str]) -> String {
@@ -185,9 +164,7 @@ impl World {
 
     pub async fn connection(&self, namespace: &str, name: &str) -> Connection {
         let api: Api<Connection> = Api::namespaced(self.client.clone(), namespace);
-        api.get(name)
-            .await
-            .unwrap_or_else(|e| panic!("get Connection {namespace}/{name}: {e}"))
+        api.get(name).await.unwrap_or_else(|e| panic!("get Connection {namespace}/{name}: {e}"))
     }
 
     /// Wait until every Connection of `namespace` (at least `count`) is Ready=True for its
@@ -275,29 +252,17 @@ impl World {
     }
 
     pub async fn upstream(&self, provider: &str, id: &str) -> Value {
-        self.stack
-            .upstream(provider, id)
-            .await
-            .unwrap_or_else(|e| panic!("upstream {provider} {id}: {e}"))
+        self.stack.upstream(provider, id).await.unwrap_or_else(|e| panic!("upstream {provider} {id}: {e}"))
     }
 
     pub async fn seed(&self, provider: &str, id: &str, state: Value) {
-        self.stack
-            .seed(provider, id, &state)
-            .await
-            .unwrap_or_else(|e| panic!("seed {provider} {id}: {e}"));
+        self.stack.seed(provider, id, &state).await.unwrap_or_else(|e| panic!("seed {provider} {id}: {e}"));
     }
 
     /// A Provider in `namespace` named like its type, pointing at the sandbox, with a
     /// Secret, pacing generous enough not to matter unless `rate_limit` says otherwise.
     pub async fn apply_provider(&self, namespace: &str, provider: &str, extra_spec: &str) {
-        self.apply(&provider_yaml(
-            namespace,
-            provider,
-            &self.stack.base_url(provider),
-            extra_spec,
-        ))
-        .await;
+        self.apply(&provider_yaml(namespace, provider, &self.stack.base_url(provider), extra_spec)).await;
     }
 }
 
@@ -352,11 +317,7 @@ pub fn strip_ansi(text: &str) -> String {
 }
 
 pub fn provider_yaml(namespace: &str, provider: &str, base_url: &str, extra_spec: &str) -> String {
-    let extra = if extra_spec.is_empty() {
-        String::new()
-    } else {
-        format!("\n  {extra_spec}")
-    };
+    let extra = if extra_spec.is_empty() { String::new() } else { format!("\n  {extra_spec}") };
     format!(
         "apiVersion: v1\nkind: Secret\nmetadata: {{name: {provider}-credentials, namespace: {namespace}}}\nstringData: {{token: t0k3n-{provider}}}\n---\n\
          apiVersion: connection-operator.dev/v1alpha1\nkind: Provider\nmetadata: {{name: {provider}, namespace: {namespace}}}\nspec:\n  type: {provider}\n  baseUrl: {base_url}\n  credentialsRef: {{name: {provider}-credentials, key: token}}{extra}\n"
@@ -366,11 +327,7 @@ pub fn provider_yaml(namespace: &str, provider: &str, base_url: &str, extra_spec
 /// A Connection manifest; `block` is the provider block's YAML flow mapping, e.g.
 /// `{name: Acme}` for Datagrid.
 pub fn connection_yaml(namespace: &str, name: &str, provider: &str, id: &str, block: &str, extra_spec: &str) -> String {
-    let extra = if extra_spec.is_empty() {
-        String::new()
-    } else {
-        format!("\n  {extra_spec}")
-    };
+    let extra = if extra_spec.is_empty() { String::new() } else { format!("\n  {extra_spec}") };
     format!(
         "apiVersion: connection-operator.dev/v1alpha1\nkind: Connection\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec:\n  providerRef: {{name: {provider}}}\n  connectionId: \"{id}\"\n  {provider}: {block}{extra}\n"
     )

@@ -8,10 +8,10 @@ use std::time::Duration;
 use k8s_openapi::api::authorization::v1::{ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Secret};
+use kube::Client;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchParams};
 use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::Client;
 use serde_json::{Value, json};
 
 use super::release::Release;
@@ -96,7 +96,12 @@ pub async fn replay(client: &Client, scope: Scope, tenancy: &Tenancy, lease_name
     let prov_ar = api_resource("Provider", "providers");
     let cp_ar = api_resource("ClusterProvider", "clusterproviders");
     #[allow(clippy::type_complexity)]
-    let (conns_watch, provs_watch, secrets_watch, config_maps_watch): (Api<DynamicObject>, Api<DynamicObject>, Api<Secret>, Api<ConfigMap>) = match scope {
+    let (conns_watch, provs_watch, secrets_watch, config_maps_watch): (
+        Api<DynamicObject>,
+        Api<DynamicObject>,
+        Api<Secret>,
+        Api<ConfigMap>,
+    ) = match scope {
         Scope::AllNamespaces => (
             Api::all_with(client.clone(), &conn_ar),
             Api::all_with(client.clone(), &prov_ar),
@@ -144,19 +149,47 @@ pub async fn replay(client: &Client, scope: Scope, tenancy: &Tenancy, lease_name
     let finalizers = |list: Value| json!({"metadata": {"finalizers": list}});
     check(
         "add connection finalizer",
-        conns.patch("acme-slack", &PatchParams::default(), &Patch::Merge(&finalizers(json!(["connection-operator.dev/cleanup"])))).await.map(drop),
+        conns
+            .patch(
+                "acme-slack",
+                &PatchParams::default(),
+                &Patch::Merge(&finalizers(json!(["connection-operator.dev/cleanup"]))),
+            )
+            .await
+            .map(drop),
     );
-    check("release connection finalizer", conns.patch("acme-slack", &PatchParams::default(), &Patch::Merge(&finalizers(json!([])))).await.map(drop));
+    check(
+        "release connection finalizer",
+        conns.patch("acme-slack", &PatchParams::default(), &Patch::Merge(&finalizers(json!([])))).await.map(drop),
+    );
     // Status by server-side apply.
     let status = |kind: &str, name: &str| json!({"apiVersion": "connection-operator.dev/v1alpha1", "kind": kind, "metadata": {"name": name}, "status": {"observedGeneration": 1}});
-    check("apply connection status", conns.patch_status("acme-salesforce", &ssa, &Patch::Apply(status("Connection", "acme-salesforce"))).await.map(drop));
-    check("apply provider status", provs.patch_status("nango", &ssa, &Patch::Apply(status("Provider", "nango"))).await.map(drop));
+    check(
+        "apply connection status",
+        conns
+            .patch_status("acme-salesforce", &ssa, &Patch::Apply(status("Connection", "acme-salesforce")))
+            .await
+            .map(drop),
+    );
+    check(
+        "apply provider status",
+        provs.patch_status("nango", &ssa, &Patch::Apply(status("Provider", "nango"))).await.map(drop),
+    );
     check(
         "apply clusterprovider status",
-        cps.patch_status(&tenancy.cluster_provider, &ssa, &Patch::Apply(status("ClusterProvider", &tenancy.cluster_provider))).await.map(drop),
+        cps.patch_status(
+            &tenancy.cluster_provider,
+            &ssa,
+            &Patch::Apply(status("ClusterProvider", &tenancy.cluster_provider)),
+        )
+        .await
+        .map(drop),
     );
     // Events through kube-runtime's Recorder: the first is created, a repeat is patched.
-    let recorder = Recorder::new(client.clone(), Reporter { controller: "connection-operator".into(), instance: Some("replay".into()) });
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter { controller: "connection-operator".into(), instance: Some("replay".into()) },
+    );
     let reference = ObjectReference {
         api_version: Some("connection-operator.dev/v1alpha1".into()),
         kind: Some("Connection".into()),
@@ -164,7 +197,13 @@ pub async fn replay(client: &Client, scope: Scope, tenancy: &Tenancy, lease_name
         namespace: Some(tenants.into()),
         ..Default::default()
     };
-    let event = Event { type_: EventType::Normal, reason: "Synced".into(), note: Some("in sync".into()), action: "Reconcile".into(), secondary: None };
+    let event = Event {
+        type_: EventType::Normal,
+        reason: "Synced".into(),
+        note: Some("in sync".into()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
     check("create event", recorder.publish(&event, &reference).await);
     check("patch event", recorder.publish(&event, &reference).await);
     // Leader election through kube-lease-manager: build (get, create) and acquire (patch).
@@ -183,7 +222,9 @@ pub async fn replay(client: &Client, scope: Scope, tenancy: &Tenancy, lease_name
         let call = "acquire lease";
         match tokio::time::timeout(Duration::from_secs(120), acquired).await {
             Ok(Ok(true)) => {}
-            Ok(Ok(false)) => failures.push(Failure { call: call.into(), forbidden: false, message: "not leading".into() }),
+            Ok(Ok(false)) => {
+                failures.push(Failure { call: call.into(), forbidden: false, message: "not leading".into() })
+            }
             Ok(Err(kube_lease_manager::LeaseManagerError::KubeError(e))) => failures.push(failure(call, &e)),
             Ok(Err(e)) => failures.push(Failure { call: call.into(), forbidden: false, message: e.to_string() }),
             Err(_) => failures.push(Failure { call: call.into(), forbidden: false, message: "timed out".into() }),
@@ -205,13 +246,15 @@ pub fn release_roles(release: &Release, scope: Scope, tenancy: &Tenancy) -> Vec<
         Scope::OneNamespace => {
             targets.push(vec!["clusterrole".into(), format!("{}-clusterproviders", release.fullname)]);
             targets.push(vec!["role".into(), release.fullname.clone(), "--namespace".into(), tenancy.tenants().into()]);
-            targets.push(vec!["role".into(), format!("{}-secrets", release.fullname), "--namespace".into(), tenancy.platform().into()]);
+            targets.push(vec![
+                "role".into(),
+                format!("{}-secrets", release.fullname),
+                "--namespace".into(),
+                tenancy.platform().into(),
+            ]);
         }
     }
-    targets
-        .iter()
-        .map(|t| release.get(&t.iter().map(String::as_str).collect::<Vec<_>>()))
-        .collect()
+    targets.iter().map(|t| release.get(&t.iter().map(String::as_str).collect::<Vec<_>>())).collect()
 }
 
 /// Every (verb, group, resource) a role grants.
@@ -221,7 +264,11 @@ pub fn grants(role: &Value) -> Vec<(String, String, String)> {
         for group in rule["apiGroups"].as_array().expect("apiGroups") {
             for resource in rule["resources"].as_array().expect("resources") {
                 for verb in rule["verbs"].as_array().expect("verbs") {
-                    out.push((verb.as_str().unwrap().to_string(), group.as_str().unwrap().to_string(), resource.as_str().unwrap().to_string()));
+                    out.push((
+                        verb.as_str().unwrap().to_string(),
+                        group.as_str().unwrap().to_string(),
+                        resource.as_str().unwrap().to_string(),
+                    ));
                 }
             }
         }
@@ -246,7 +293,14 @@ pub async fn replace_role(admin: &Client, role: &Value) {
 
 /// Whether the real authorizer lets `user` do `verb` on `group`/`resource` (with its
 /// subresource) in `namespace` (None: cluster-wide), asked with a SubjectAccessReview.
-pub async fn allowed(admin: &Client, user: &str, verb: &str, group: &str, resource: &str, namespace: Option<&str>) -> bool {
+pub async fn allowed(
+    admin: &Client,
+    user: &str,
+    verb: &str,
+    group: &str,
+    resource: &str,
+    namespace: Option<&str>,
+) -> bool {
     let (resource, subresource) = match resource.split_once('/') {
         Some((r, s)) => (r.to_string(), Some(s.to_string())),
         None => (resource.to_string(), None),
@@ -267,24 +321,40 @@ pub async fn allowed(admin: &Client, user: &str, verb: &str, group: &str, resour
         },
         ..Default::default()
     };
-    let answer = Api::<SubjectAccessReview>::all(admin.clone()).create(&PostParams::default(), &review).await.expect("SubjectAccessReview");
+    let answer = Api::<SubjectAccessReview>::all(admin.clone())
+        .create(&PostParams::default(), &review)
+        .await
+        .expect("SubjectAccessReview");
     answer.status.is_some_and(|s| s.allowed)
 }
 
 /// Wait until the authorizer's answer for each of `grants` (in `namespace`) is `expected`:
 /// RBAC reads Roles through an informer, so a replaced Role takes effect a moment later.
-pub async fn await_authorizer(admin: &Client, user: &str, grants: &[(String, String, String)], namespace: Option<&str>, expected: bool) {
+pub async fn await_authorizer(
+    admin: &Client,
+    user: &str,
+    grants: &[(String, String, String)],
+    namespace: Option<&str>,
+    expected: bool,
+) {
     for (verb, group, resource) in grants {
-        connection_testkit::wait::eventually(&format!("the authorizer to answer {expected} for {verb} {group}/{resource}"), || async {
-            (allowed(admin, user, verb, group, resource, namespace).await == expected).then_some(())
-        })
+        connection_testkit::wait::eventually(
+            &format!("the authorizer to answer {expected} for {verb} {group}/{resource}"),
+            || async { (allowed(admin, user, verb, group, resource, namespace).await == expected).then_some(()) },
+        )
         .await;
     }
 }
 
 /// Without one verb of one rule, some call of [`replay`] must fail with 403 (and no call
 /// may fail otherwise); with the chart's rules back, none fails.
-pub async fn assert_every_verb_is_needed(release: &Release<'_>, tenancy: &Tenancy, client: &Client, user: &str, scope: Scope) {
+pub async fn assert_every_verb_is_needed(
+    release: &Release<'_>,
+    tenancy: &Tenancy,
+    client: &Client,
+    user: &str,
+    scope: Scope,
+) {
     let admin = release.cluster.client().await;
     let leases: Api<Lease> = Api::namespaced(admin.clone(), release.namespace());
     for role in release_roles(release, scope, tenancy) {
@@ -301,7 +371,8 @@ pub async fn assert_every_verb_is_needed(release: &Release<'_>, tenancy: &Tenanc
                     new_rules[i]["verbs"] = json!(remaining);
                 }
                 reduced["rules"] = json!(new_rules);
-                let removed: Vec<_> = grants(&json!({"rules": [rule]})).into_iter().filter(|g| g.0 == verb.as_str().unwrap()).collect();
+                let removed: Vec<_> =
+                    grants(&json!({"rules": [rule]})).into_iter().filter(|g| g.0 == verb.as_str().unwrap()).collect();
                 replace_role(&admin, &reduced).await;
                 await_authorizer(&admin, user, &removed, namespace.as_deref(), false).await;
                 // A first start: the operator creates its Lease when there is none.
@@ -311,7 +382,11 @@ pub async fn assert_every_verb_is_needed(release: &Release<'_>, tenancy: &Tenanc
                 let failures = replay(client, scope, tenancy, Some(release.namespace())).await;
                 let what = format!("{verb} on {} in {}", rule["resources"], role["metadata"]["name"]);
                 assert!(!failures.is_empty(), "the operator needs {what}, yet every call succeeded without it");
-                assert!(failures.iter().all(|f| f.forbidden), "only 403s expected without {what}:\n{}", describe(&failures));
+                assert!(
+                    failures.iter().all(|f| f.forbidden),
+                    "only 403s expected without {what}:\n{}",
+                    describe(&failures)
+                );
                 // Put the role back as the chart rendered it.
                 replace_role(&admin, &role).await;
                 await_authorizer(&admin, user, &removed, namespace.as_deref(), true).await;

@@ -21,7 +21,9 @@ impl OperatorProcess {
     pub fn start(kubeconfig: &Path, deployment_args: &[String]) -> Self {
         let args: Vec<String> = deployment_args
             .iter()
-            .map(|a| if a.starts_with("--metrics-addr=") { "--metrics-addr=127.0.0.1:0".to_string() } else { a.clone() })
+            .map(
+                |a| if a.starts_with("--metrics-addr=") { "--metrics-addr=127.0.0.1:0".to_string() } else { a.clone() },
+            )
             .collect();
         assert!(args.iter().any(|a| a == "--log-format=json"), "the chart logs JSON by default: {args:?}");
         let mut child = Command::new(env!("CARGO_BIN_EXE_connection-operator"))
@@ -79,8 +81,5 @@ impl Drop for OperatorProcess {
 
 /// The value of a counter line `name{labels} value` in Prometheus text, 0 when absent.
 pub fn counter(metrics: &str, series: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse::<f64>().ok()))
-        .unwrap_or(0.0)
+    metrics.lines().find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse::<f64>().ok())).unwrap_or(0.0)
 }

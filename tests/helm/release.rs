@@ -84,7 +84,8 @@ impl<'c> Release<'c> {
         assert!(out.ok, "helm {action} {values} failed:\n{}", out.stderr);
         let warnings = warnings(&out.stderr);
         assert!(warnings.is_empty(), "helm {action} {values}: the API server warned:\n{}", warnings.join("\n"));
-        serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| panic!("helm {action} printed no JSON ({e}): {}", out.stdout))
+        serde_json::from_str(out.stdout.trim())
+            .unwrap_or_else(|e| panic!("helm {action} printed no JSON ({e}): {}", out.stdout))
     }
 
     #[track_caller]

@@ -100,8 +100,13 @@ impl Drop for Tenancy {
         let tenants = self.tenants.name().to_string();
         let out = self.kubectl.run(&["get", "connections", "--namespace", &tenants, "-o", "name"], None);
         for name in out.stdout.lines().filter(|l| !l.is_empty()) {
-            let _ = self.kubectl.run(&["patch", name, "--namespace", &tenants, "--type=merge", "-p", r#"{"metadata":{"finalizers":null}}"#], None);
+            let _ = self.kubectl.run(
+                &["patch", name, "--namespace", &tenants, "--type=merge", "-p", r#"{"metadata":{"finalizers":null}}"#],
+                None,
+            );
         }
-        let _ = self.kubectl.run(&["delete", "clusterprovider", &self.cluster_provider, "--ignore-not-found", "--wait=false"], None);
+        let _ = self
+            .kubectl
+            .run(&["delete", "clusterprovider", &self.cluster_provider, "--ignore-not-found", "--wait=false"], None);
     }
 }

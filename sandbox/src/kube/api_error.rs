@@ -127,7 +127,8 @@ impl ApiError {
     fn details(&self) -> Option<Value> {
         let named = |r: &GroupResource, name: &str| {
             // `StatusDetails.name` is omitempty: a forbidden list names no object.
-            let mut d = if name.is_empty() { json!({"kind": r.resource}) } else { json!({"name": name, "kind": r.resource}) };
+            let mut d =
+                if name.is_empty() { json!({"kind": r.resource}) } else { json!({"name": name, "kind": r.resource}) };
             if !r.group.is_empty() {
                 d["group"] = json!(r.group);
             }

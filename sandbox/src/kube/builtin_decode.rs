@@ -38,7 +38,9 @@ fn typed_round_trip(group: &str, kind: &str, obj: &Value) -> Option<Result<Value
         ("rbac.authorization.k8s.io", "ClusterRole") => round_trip::<api::rbac::v1::ClusterRole>(obj),
         ("rbac.authorization.k8s.io", "ClusterRoleBinding") => round_trip::<api::rbac::v1::ClusterRoleBinding>(obj),
         ("policy", "PodDisruptionBudget") => round_trip::<api::policy::v1::PodDisruptionBudget>(obj),
-        ("apiextensions.k8s.io", "CustomResourceDefinition") => round_trip::<apiextensions::CustomResourceDefinition>(obj),
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => {
+            round_trip::<apiextensions::CustomResourceDefinition>(obj)
+        }
         _ => return None,
     })
 }
@@ -109,7 +111,13 @@ pub fn type_error(rt: &ResourceType, obj: &Value) -> Option<String> {
 /// Decode `obj` (in the view of `rt`); returns the `Warning`s to send.
 pub fn decode(rt: &ResourceType, obj: &mut Value, validation: FieldValidation) -> Result<Vec<String>, ApiError> {
     let Some(result) = typed_round_trip(&rt.group, &rt.kind, obj) else { return Ok(Vec::new()) };
-    let cannot = |detail: String| ApiError::BadRequest(format!("{kind} in version \"{v}\" cannot be handled as a {kind}: {detail}", kind = rt.kind, v = rt.version));
+    let cannot = |detail: String| {
+        ApiError::BadRequest(format!(
+            "{kind} in version \"{v}\" cannot be handled as a {kind}: {detail}",
+            kind = rt.kind,
+            v = rt.version
+        ))
+    };
     let decoded = result.map_err(cannot)?;
     let mut unknown = Vec::new();
     lost_paths(obj, &decoded, "", &mut unknown);
@@ -149,7 +157,10 @@ mod tests {
     fn unknown_fields_are_warned_and_pruned() {
         let mut d = deployment();
         let warnings = decode(&deployments(), &mut d, FieldValidation::Warn).unwrap();
-        assert_eq!(warnings, vec!["unknown field \"spec.template.spec.containers[0].imagee\"", "unknown field \"extra\""]);
+        assert_eq!(
+            warnings,
+            vec!["unknown field \"spec.template.spec.containers[0].imagee\"", "unknown field \"extra\""]
+        );
         assert!(d.get("extra").is_none());
         assert!(d["spec"]["template"]["spec"]["containers"][0].get("imagee").is_none());
         assert_eq!(d["metadata"]["creationTimestamp"], "2026-01-01T00:00:00Z");

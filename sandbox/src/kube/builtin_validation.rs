@@ -34,7 +34,10 @@ pub fn go_json(v: &Value) -> String {
         Value::Object(m) => {
             let mut keys: Vec<&String> = m.keys().collect();
             keys.sort();
-            let items: Vec<String> = keys.iter().map(|k| format!("{}:{}", go_json(&Value::String((*k).clone())), go_json(&m[k.as_str()]))).collect();
+            let items: Vec<String> = keys
+                .iter()
+                .map(|k| format!("{}:{}", go_json(&Value::String((*k).clone())), go_json(&m[k.as_str()])))
+                .collect();
             format!("{{{}}}", items.join(","))
         }
         Value::Array(a) => format!("[{}]", a.iter().map(go_json).collect::<Vec<_>>().join(",")),
@@ -56,7 +59,11 @@ fn or_null(v: &Value) -> String {
 }
 
 fn invalid_json(field: impl Into<String>, rendered: &str, detail: &str) -> FieldError {
-    FieldError { reason: "FieldValueInvalid", field: field.into(), message: format!("Invalid value: {rendered}: {detail}") }
+    FieldError {
+        reason: "FieldValueInvalid",
+        field: field.into(),
+        message: format!("Invalid value: {rendered}: {detail}"),
+    }
 }
 
 /// apimachinery `IsConfigMapKey` (ConfigMap and Secret keys).
@@ -93,7 +100,11 @@ fn config_map(obj: &Value) -> Vec<FieldError> {
     key_errors("data", &obj["data"], &mut errs);
     if let (Some(data), Some(binary)) = (obj["data"].as_object(), obj["binaryData"].as_object()) {
         for key in data.keys().filter(|k| binary.contains_key(*k)) {
-            errs.push(FieldError::invalid(format!("data[{key}]"), &Value::String(key.clone()), "duplicate of key present in binaryData"));
+            errs.push(FieldError::invalid(
+                format!("data[{key}]"),
+                &Value::String(key.clone()),
+                "duplicate of key present in binaryData",
+            ));
         }
     }
     key_errors("binaryData", &obj["binaryData"], &mut errs);
@@ -108,7 +119,9 @@ fn secret(obj: &Value) -> Vec<FieldError> {
     let required = |k: &str| FieldError::required(format!("data[{k}]"), "");
     match obj["type"].as_str().unwrap_or("") {
         "kubernetes.io/service-account-token"
-            if obj["metadata"]["annotations"]["kubernetes.io/service-account.name"].as_str().is_none_or(str::is_empty) =>
+            if obj["metadata"]["annotations"]["kubernetes.io/service-account.name"]
+                .as_str()
+                .is_none_or(str::is_empty) =>
         {
             errs.push(FieldError::required("metadata.annotations[kubernetes.io/service-account.name]", ""));
         }
@@ -182,7 +195,11 @@ fn service(obj: &Value) -> Vec<FieldError> {
                 ("TargetPort", "0".into()),
                 ("NodePort", "0".into()),
             ]);
-            errs.push(FieldError { reason: "FieldValueDuplicate", field: format!("spec.ports[{i}]"), message: format!("Duplicate value: {rendered}") });
+            errs.push(FieldError {
+                reason: "FieldValueDuplicate",
+                field: format!("spec.ports[{i}]"),
+                message: format!("Duplicate value: {rendered}"),
+            });
         } else {
             seen.push(key);
         }
@@ -213,7 +230,8 @@ fn selector_matches(selector: &Map<String, Value>, labels: &Value) -> bool {
     let expressions = selector.get("matchExpressions").and_then(Value::as_array).cloned().unwrap_or_default();
     let expressions_ok = expressions.iter().all(|e| {
         let key = e["key"].as_str().unwrap_or("");
-        let values: Vec<&str> = e["values"].as_array().map(|vs| vs.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+        let values: Vec<&str> =
+            e["values"].as_array().map(|vs| vs.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
         match e["operator"].as_str().unwrap_or("") {
             "In" => label(key).is_some_and(|v| values.contains(&v)),
             "NotIn" => label(key).is_none_or(|v| !values.contains(&v)),
@@ -242,7 +260,11 @@ fn deployment(obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
             let empty = s.get("matchLabels").and_then(Value::as_object).is_none_or(Map::is_empty)
                 && s.get("matchExpressions").and_then(Value::as_array).is_none_or(Vec::is_empty);
             if empty {
-                errs.push(invalid_json("spec.selector", &go_json(&spec["selector"]), "empty selector is invalid for deployment"));
+                errs.push(invalid_json(
+                    "spec.selector",
+                    &go_json(&spec["selector"]),
+                    "empty selector is invalid for deployment",
+                ));
             }
         }
     }
@@ -254,7 +276,11 @@ fn deployment(obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
             && s.get("matchExpressions").and_then(Value::as_array).is_none_or(Vec::is_empty)
     });
     if !selector_is_empty && !matches {
-        errs.push(invalid_json("spec.template.metadata.labels", &or_null(&template["metadata"]["labels"]), "`selector` does not match template `labels`"));
+        errs.push(invalid_json(
+            "spec.template.metadata.labels",
+            &or_null(&template["metadata"]["labels"]),
+            "`selector` does not match template `labels`",
+        ));
     }
     let containers = template["spec"]["containers"].as_array().cloned().unwrap_or_default();
     if containers.is_empty() {
@@ -269,14 +295,22 @@ fn deployment(obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
         }
     }
     if let Some(policy) = template["spec"]["restartPolicy"].as_str().filter(|p| *p != "Always") {
-        errs.push(FieldError::not_supported("spec.template.spec.restartPolicy", &Value::String(policy.into()), &[Value::String("Always".into())]));
+        errs.push(FieldError::not_supported(
+            "spec.template.spec.restartPolicy",
+            &Value::String(policy.into()),
+            &[Value::String("Always".into())],
+        ));
     }
     nonnegative("spec.minReadySeconds", &spec["minReadySeconds"], &mut errs);
     nonnegative("spec.revisionHistoryLimit", &spec["revisionHistoryLimit"], &mut errs);
     if let Some(deadline) = spec["progressDeadlineSeconds"].as_i64() {
         nonnegative("spec.progressDeadlineSeconds", &spec["progressDeadlineSeconds"], &mut errs);
         if deadline <= spec["minReadySeconds"].as_i64().unwrap_or(0) {
-            errs.push(FieldError::invalid("spec.progressDeadlineSeconds", &Value::from(deadline), "must be greater than minReadySeconds"));
+            errs.push(FieldError::invalid(
+                "spec.progressDeadlineSeconds",
+                &Value::from(deadline),
+                "must be greater than minReadySeconds",
+            ));
         }
     }
     if let Some(old) = old
@@ -327,13 +361,17 @@ mod tests {
         let pdb_obj = json!({"spec": {"minAvailable": 1, "maxUnavailable": 1}});
         assert_eq!(
             messages(&validate("policy", "PodDisruptionBudget", &pdb_obj, None)),
-            ["spec: Invalid value: {\"MinAvailable\":1,\"Selector\":null,\"MaxUnavailable\":1,\"UnhealthyPodEvictionPolicy\":null}: minAvailable and maxUnavailable cannot be both set"]
+            [
+                "spec: Invalid value: {\"MinAvailable\":1,\"Selector\":null,\"MaxUnavailable\":1,\"UnhealthyPodEvictionPolicy\":null}: minAvailable and maxUnavailable cannot be both set"
+            ]
         );
         let old = json!({"roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "r"}});
         let new = json!({"roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "other"}});
         assert_eq!(
             messages(&validate("rbac.authorization.k8s.io", "RoleBinding", &new, Some(&old))),
-            ["roleRef: Invalid value: {\"APIGroup\":\"rbac.authorization.k8s.io\",\"Kind\":\"Role\",\"Name\":\"other\"}: field is immutable"]
+            [
+                "roleRef: Invalid value: {\"APIGroup\":\"rbac.authorization.k8s.io\",\"Kind\":\"Role\",\"Name\":\"other\"}: field is immutable"
+            ]
         );
         let svc = json!({"spec": {"ports": [{"port": 80, "protocol": "TCP"}, {"port": 80, "protocol": "TCP"}]}});
         assert_eq!(
@@ -351,12 +389,20 @@ mod tests {
         let cm = json!({"data": {"bad key!": "v", "ok": "v"}});
         assert_eq!(
             messages(&validate("", "ConfigMap", &cm, None)),
-            ["data[bad key!]: Invalid value: \"bad key!\": a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')"]
+            [
+                "data[bad key!]: Invalid value: \"bad key!\": a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')"
+            ]
         );
         let tls = json!({"type": "kubernetes.io/tls", "data": {}});
-        assert_eq!(messages(&validate("", "Secret", &tls, None)), ["data[tls.crt]: Required value", "data[tls.key]: Required value"]);
+        assert_eq!(
+            messages(&validate("", "Secret", &tls, None)),
+            ["data[tls.crt]: Required value", "data[tls.key]: Required value"]
+        );
         let lease_obj = json!({"spec": {"leaseDurationSeconds": -1}});
-        assert_eq!(messages(&validate("coordination.k8s.io", "Lease", &lease_obj, None)), ["spec.leaseDurationSeconds: Invalid value: -1: must be greater than 0"]);
+        assert_eq!(
+            messages(&validate("coordination.k8s.io", "Lease", &lease_obj, None)),
+            ["spec.leaseDurationSeconds: Invalid value: -1: must be greater than 0"]
+        );
         assert_eq!(go_json(&json!({"b": 1, "a": "<x>"})), "{\"a\":\"\\u003cx\\u003e\",\"b\":1}");
     }
 }

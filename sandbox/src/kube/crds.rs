@@ -19,7 +19,16 @@ pub const CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io"
 /// makes the CRD invalid rather than half-served). Ok: the `Warning`s to send.
 pub fn admit(crd_obj: &mut Value, old: Option<&Value>) -> Result<Vec<String>, ApiError> {
     let name = crd_obj["metadata"]["name"].as_str().unwrap_or("").to_string();
-    let invalid = |causes| ApiError::invalid(super::api_error::GroupKind { group: "apiextensions.k8s.io".into(), kind: "CustomResourceDefinition".into() }, &name, causes);
+    let invalid = |causes| {
+        ApiError::invalid(
+            super::api_error::GroupKind {
+                group: "apiextensions.k8s.io".into(),
+                kind: "CustomResourceDefinition".into(),
+            },
+            &name,
+            causes,
+        )
+    };
     crd::validate_crd(crd_obj, old).map_err(invalid)?;
     for v in served_versions(crd_obj) {
         CompiledVersion::compile(crd_obj, &v).map_err(invalid)?;
@@ -96,13 +105,13 @@ pub fn set_status(crd_obj: &mut Value, old: Option<&Value>) {
             .and_then(|c| c["lastTransitionTime"].as_str().map(str::to_string))
             .unwrap_or_else(|| now.clone())
     };
-    let mut stored: Vec<Value> = old
-        .and_then(|o| o["status"]["storedVersions"].as_array().cloned())
-        .unwrap_or_default();
+    let mut stored: Vec<Value> =
+        old.and_then(|o| o["status"]["storedVersions"].as_array().cloned()).unwrap_or_default();
     if let Some(v) = storage_version(crd_obj)
-        && !stored.iter().any(|s| s == &json!(v)) {
-            stored.push(json!(v));
-        }
+        && !stored.iter().any(|s| s == &json!(v))
+    {
+        stored.push(json!(v));
+    }
     let mut conditions = vec![
         json!({"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "message": "no conflicts found", "lastTransitionTime": since("NamesAccepted")}),
         json!({"type": "Established", "status": "True", "reason": "InitialNamesAccepted", "message": "the initial names have been accepted", "lastTransitionTime": since("Established")}),
@@ -168,7 +177,11 @@ pub fn register(reg: &mut Registry, crd_obj: &Value) {
             .unwrap_or(Value::Null);
         let selectable_fields = vdef["selectableFields"]
             .as_array()
-            .map(|fs| fs.iter().filter_map(|f| f["jsonPath"].as_str().map(|p| p.trim_start_matches('.').to_string())).collect())
+            .map(|fs| {
+                fs.iter()
+                    .filter_map(|f| f["jsonPath"].as_str().map(|p| p.trim_start_matches('.').to_string()))
+                    .collect()
+            })
             .unwrap_or_default();
         types.push(Arc::new(ResourceType {
             group: group.clone(),

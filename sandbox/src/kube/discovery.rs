@@ -26,7 +26,11 @@ fn groups(reg: &Registry) -> Vec<(String, Vec<String>)> {
     out
 }
 
-fn types_of<'a>(reg: &'a Registry, group: &'a str, version: &'a str) -> impl Iterator<Item = &'a Arc<ResourceType>> + 'a {
+fn types_of<'a>(
+    reg: &'a Registry,
+    group: &'a str,
+    version: &'a str,
+) -> impl Iterator<Item = &'a Arc<ResourceType>> + 'a {
     reg.all().iter().filter(move |t| t.group == group && t.version == version)
 }
 
@@ -39,7 +43,8 @@ pub fn api_versions(server_addr: &str) -> Value {
 }
 
 fn group_versions(group: &str, versions: &[String]) -> Value {
-    let vs: Vec<Value> = versions.iter().map(|v| json!({"groupVersion": format!("{group}/{v}"), "version": v})).collect();
+    let vs: Vec<Value> =
+        versions.iter().map(|v| json!({"groupVersion": format!("{group}/{v}"), "version": v})).collect();
     json!({"name": group, "versions": vs, "preferredVersion": vs[0]})
 }
 
@@ -135,7 +140,8 @@ fn aggregated_resource(t: &ResourceType) -> Value {
         r["categories"] = json!(t.categories);
     }
     if t.status_subresource {
-        r["subresources"] = json!([{"subresource": "status", "responseKind": kind, "verbs": ["get", "patch", "update"]}]);
+        r["subresources"] =
+            json!([{"subresource": "status", "responseKind": kind, "verbs": ["get", "patch", "update"]}]);
     }
     if serves_token_requests(t) {
         let token_kind = json!({"group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest"});
@@ -191,7 +197,8 @@ mod tests {
     fn core_resources_carry_short_names_and_status() {
         let reg = Registry::default();
         let list = resource_list(&reg, "", "v1").unwrap();
-        let names: Vec<&str> = list["resources"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+        let names: Vec<&str> =
+            list["resources"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
         assert!(names.contains(&"namespaces/status"));
         let ns = list["resources"].as_array().unwrap().iter().find(|r| r["name"] == "namespaces").unwrap();
         assert_eq!(ns["shortNames"], json!(["ns"]));

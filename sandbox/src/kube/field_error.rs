@@ -70,7 +70,11 @@ fn with_detail(head: String, detail: &str) -> String {
 
 impl FieldError {
     pub fn required(field: impl Into<String>, detail: &str) -> Self {
-        Self { reason: "FieldValueRequired", field: field.into(), message: with_detail("Required value".into(), detail) }
+        Self {
+            reason: "FieldValueRequired",
+            field: field.into(),
+            message: with_detail("Required value".into(), detail),
+        }
     }
     pub fn invalid(field: impl Into<String>, value: &Value, detail: &str) -> Self {
         Self {
@@ -104,7 +108,11 @@ impl FieldError {
         }
     }
     pub fn too_long(field: impl Into<String>, max: usize) -> Self {
-        Self { reason: "FieldValueTooLong", field: field.into(), message: format!("Too long: may not be more than {max} {}", plural(max, "byte", "bytes")) }
+        Self {
+            reason: "FieldValueTooLong",
+            field: field.into(),
+            message: format!("Too long: may not be more than {max} {}", plural(max, "byte", "bytes")),
+        }
     }
     pub fn too_many(field: impl Into<String>, actual: usize, max: usize) -> Self {
         Self {
@@ -117,6 +125,10 @@ impl FieldError {
         Self { reason: "FieldValueForbidden", field: field.into(), message: with_detail("Forbidden".into(), detail) }
     }
     pub fn duplicate(field: impl Into<String>, value: &Value) -> Self {
-        Self { reason: "FieldValueDuplicate", field: field.into(), message: format!("Duplicate value: {}", render_value(value)) }
+        Self {
+            reason: "FieldValueDuplicate",
+            field: field.into(),
+            message: format!("Duplicate value: {}", render_value(value)),
+        }
     }
 }

@@ -30,7 +30,12 @@ fn is_crd(k: &Key) -> bool {
 /// What the ServiceAccount controller does for a new namespace: create its `default`
 /// ServiceAccount.
 pub fn namespace_created(c: &mut Cluster, namespace: &str) {
-    let key = Key { group: String::new(), plural: "serviceaccounts".into(), namespace: namespace.into(), name: "default".into() };
+    let key = Key {
+        group: String::new(),
+        plural: "serviceaccounts".into(),
+        namespace: namespace.into(),
+        name: "default".into(),
+    };
     if c.store.get(&key).is_some() {
         return;
     }
@@ -110,7 +115,8 @@ pub fn settle(c: &mut Cluster) {
             if is_namespace(&key) {
                 obj["spec"]["finalizers"] = json!([]);
             } else {
-                let rest: Vec<Value> = finalizers(&obj).into_iter().filter(|f| f != CLEANUP_FINALIZER).map(Value::String).collect();
+                let rest: Vec<Value> =
+                    finalizers(&obj).into_iter().filter(|f| f != CLEANUP_FINALIZER).map(Value::String).collect();
                 meta_mut(&mut obj).insert("finalizers".into(), Value::Array(rest));
             }
             super::object_meta::drop_empty_meta(&mut obj);
@@ -135,7 +141,11 @@ pub fn settle(c: &mut Cluster) {
 const NAMESPACE_CONDITIONS: &[(&str, &str, &str)] = &[
     ("NamespaceDeletionDiscoveryFailure", "ResourcesDiscovered", "All resources successfully discovered"),
     ("NamespaceDeletionGroupVersionParsingFailure", "ParsedGroupVersions", "All legacy kube types successfully parsed"),
-    ("NamespaceDeletionContentFailure", "ContentDeleted", "All content successfully deleted, may be waiting on finalization"),
+    (
+        "NamespaceDeletionContentFailure",
+        "ContentDeleted",
+        "All content successfully deleted, may be waiting on finalization",
+    ),
     ("NamespaceContentRemaining", "ContentRemoved", "All content successfully removed"),
     ("NamespaceFinalizersRemaining", "ContentHasNoFinalizers", "All content-preserving finalizers finished"),
 ];
@@ -168,7 +178,10 @@ fn report_remaining_content(c: &mut Cluster, key: &Key, mut ns: Value) {
                 "NamespaceContentRemaining" if !by_resource.is_empty() => (
                     "True",
                     "SomeResourcesRemain".to_string(),
-                    format!("Some resources are remaining: {}", remaining(&by_resource, |r, n| format!("{r} has {n} resource instances"))),
+                    format!(
+                        "Some resources are remaining: {}",
+                        remaining(&by_resource, |r, n| format!("{r} has {n} resource instances"))
+                    ),
                 ),
                 "NamespaceFinalizersRemaining" if !by_finalizer.is_empty() => (
                     "True",

@@ -19,7 +19,13 @@ fn is_dns_label(s: &str) -> bool {
 }
 
 fn is_dns_subdomain(s: &str) -> bool {
-    s.len() <= 253 && s.split('.').all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') && !l.starts_with('-') && !l.ends_with('-'))
+    s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        })
 }
 
 /// Problems with `name` under `rule`, as the messages kube-apiserver prints.
@@ -127,11 +133,19 @@ pub fn validate_annotations(annotations: &Value) -> Vec<FieldError> {
     let Some(map) = annotations.as_object() else { return Vec::new() };
     let mut errs: Vec<FieldError> = map
         .keys()
-        .flat_map(|k| qualified_name_errors(&k.to_lowercase()).into_iter().map(move |m| FieldError::invalid("metadata.annotations", &json!(k), &m)))
+        .flat_map(|k| {
+            qualified_name_errors(&k.to_lowercase())
+                .into_iter()
+                .map(move |m| FieldError::invalid("metadata.annotations", &json!(k), &m))
+        })
         .collect();
     let size: usize = map.iter().map(|(k, v)| k.len() + v.as_str().map_or(0, str::len)).sum();
     if size > 256 * 1024 {
-        errs.push(FieldError { reason: "FieldValueTooLong", field: "metadata.annotations".into(), message: "Too long: may not be more than 262144 bytes".into() });
+        errs.push(FieldError {
+            reason: "FieldValueTooLong",
+            field: "metadata.annotations".into(),
+            message: "Too long: may not be more than 262144 bytes".into(),
+        });
     }
     errs
 }
@@ -150,7 +164,8 @@ pub fn validate_labels(labels: &Value) -> Vec<FieldError> {
             continue;
         };
         let ok_chars = s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-        let ok_ends = s.is_empty() || (s.as_bytes()[0].is_ascii_alphanumeric() && s.as_bytes()[s.len() - 1].is_ascii_alphanumeric());
+        let ok_ends = s.is_empty()
+            || (s.as_bytes()[0].is_ascii_alphanumeric() && s.as_bytes()[s.len() - 1].is_ascii_alphanumeric());
         if s.len() > 63 {
             errs.push(FieldError::invalid("metadata.labels".to_string(), v, "must be no more than 63 bytes"));
         }

@@ -120,16 +120,26 @@ const POLICY_RULE: &[Field] = &[
     Field(5, "nonResourceURLs", Kind::RepeatedStr),
 ];
 
-const ROLE: &[Field] = &[Field(1, "metadata", Kind::Msg(OBJECT_META)), Field(2, "rules", Kind::RepeatedMsg(POLICY_RULE))];
+const ROLE: &[Field] =
+    &[Field(1, "metadata", Kind::Msg(OBJECT_META)), Field(2, "rules", Kind::RepeatedMsg(POLICY_RULE))];
 
 const ROLE_BINDING: &[Field] = &[
     Field(1, "metadata", Kind::Msg(OBJECT_META)),
     Field(
         2,
         "subjects",
-        Kind::RepeatedMsg(&[Field(1, "kind", Kind::Str), Field(2, "apiGroup", Kind::Str), Field(3, "name", Kind::Str), Field(4, "namespace", Kind::Str)]),
+        Kind::RepeatedMsg(&[
+            Field(1, "kind", Kind::Str),
+            Field(2, "apiGroup", Kind::Str),
+            Field(3, "name", Kind::Str),
+            Field(4, "namespace", Kind::Str),
+        ]),
     ),
-    Field(3, "roleRef", Kind::Msg(&[Field(1, "apiGroup", Kind::Str), Field(2, "kind", Kind::Str), Field(3, "name", Kind::Str)])),
+    Field(
+        3,
+        "roleRef",
+        Kind::Msg(&[Field(1, "apiGroup", Kind::Str), Field(2, "kind", Kind::Str), Field(3, "name", Kind::Str)]),
+    ),
 ];
 
 const SERVICE_PORT: &[Field] = &[
@@ -159,7 +169,11 @@ const LABEL_SELECTOR: &[Field] = &[
     Field(
         2,
         "matchExpressions",
-        Kind::RepeatedMsg(&[Field(1, "key", Kind::Str), Field(2, "operator", Kind::Str), Field(3, "values", Kind::RepeatedStr)]),
+        Kind::RepeatedMsg(&[
+            Field(1, "key", Kind::Str),
+            Field(2, "operator", Kind::Str),
+            Field(3, "values", Kind::RepeatedStr),
+        ]),
     ),
 ];
 
@@ -174,7 +188,12 @@ const CONTAINER: &[Field] = &[
     Field(
         6,
         "ports",
-        Kind::RepeatedMsg(&[Field(1, "name", Kind::Str), Field(2, "hostPort", Kind::Int), Field(3, "containerPort", Kind::Int), Field(4, "protocol", Kind::Str)]),
+        Kind::RepeatedMsg(&[
+            Field(1, "name", Kind::Str),
+            Field(2, "hostPort", Kind::Int),
+            Field(3, "containerPort", Kind::Int),
+            Field(4, "protocol", Kind::Str),
+        ]),
     ),
     Field(7, "env", Kind::RepeatedMsg(&[Field(1, "name", Kind::Str), Field(2, "value", Kind::Str)])),
     Field(14, "imagePullPolicy", Kind::Str),
@@ -189,10 +208,15 @@ const POD_SPEC: &[Field] = &[
 const DEPLOYMENT_SPEC: &[Field] = &[
     Field(1, "replicas", Kind::Int),
     Field(2, "selector", Kind::Msg(LABEL_SELECTOR)),
-    Field(3, "template", Kind::Msg(&[Field(1, "metadata", Kind::Msg(OBJECT_META)), Field(2, "spec", Kind::Msg(POD_SPEC))])),
+    Field(
+        3,
+        "template",
+        Kind::Msg(&[Field(1, "metadata", Kind::Msg(OBJECT_META)), Field(2, "spec", Kind::Msg(POD_SPEC))]),
+    ),
 ];
 
-const DEPLOYMENT: &[Field] = &[Field(1, "metadata", Kind::Msg(OBJECT_META)), Field(2, "spec", Kind::Msg(DEPLOYMENT_SPEC))];
+const DEPLOYMENT: &[Field] =
+    &[Field(1, "metadata", Kind::Msg(OBJECT_META)), Field(2, "spec", Kind::Msg(DEPLOYMENT_SPEC))];
 
 /// meta/v1 DeleteOptions (Helm deletes its release Secrets with a typed client).
 const DELETE_OPTIONS: &[Field] = &[
@@ -434,7 +458,8 @@ pub fn decode(body: &[u8]) -> Result<Value, ProtoError> {
             _ => {}
         }
     }
-    let schema = schema_for(&api_version, &kind).ok_or_else(|| ProtoError::Unsupported(format!("{api_version} {kind}")))?;
+    let schema =
+        schema_for(&api_version, &kind).ok_or_else(|| ProtoError::Unsupported(format!("{api_version} {kind}")))?;
     let mut obj = message(raw, schema)?;
     obj.insert("apiVersion".into(), json!(api_version));
     obj.insert("kind".into(), json!(kind));
@@ -449,9 +474,9 @@ mod tests {
     #[test]
     fn decodes_kubectl_create_namespace() {
         let body: &[u8] = &[
-            0x6b, 0x38, 0x73, 0x00, 0x0a, 0x0f, 0x0a, 0x02, 0x76, 0x31, 0x12, 0x09, 0x4e, 0x61, 0x6d, 0x65, 0x73, 0x70, 0x61, 0x63,
-            0x65, 0x12, 0x1b, 0x0a, 0x13, 0x0a, 0x03, 0x66, 0x6f, 0x6f, 0x12, 0x00, 0x1a, 0x00, 0x22, 0x00, 0x2a, 0x00, 0x32, 0x00,
-            0x38, 0x00, 0x42, 0x00, 0x12, 0x00, 0x1a, 0x02, 0x0a, 0x00, 0x1a, 0x00, 0x22, 0x00,
+            0x6b, 0x38, 0x73, 0x00, 0x0a, 0x0f, 0x0a, 0x02, 0x76, 0x31, 0x12, 0x09, 0x4e, 0x61, 0x6d, 0x65, 0x73, 0x70,
+            0x61, 0x63, 0x65, 0x12, 0x1b, 0x0a, 0x13, 0x0a, 0x03, 0x66, 0x6f, 0x6f, 0x12, 0x00, 0x1a, 0x00, 0x22, 0x00,
+            0x2a, 0x00, 0x32, 0x00, 0x38, 0x00, 0x42, 0x00, 0x12, 0x00, 0x1a, 0x02, 0x0a, 0x00, 0x1a, 0x00, 0x22, 0x00,
         ];
         let v = decode(body).unwrap();
         assert_eq!(v["kind"], "Namespace");
@@ -477,7 +502,10 @@ mod tests {
         let spec = [ld(1, &named), ld(1, &numbered), ld(4, b"ClusterIP")].concat();
         let raw = [ld(1, &ld(1, b"svc")), ld(2, &spec)].concat();
         let v = decode(&envelope("v1", "Service", &raw)).unwrap();
-        assert_eq!(v["spec"]["ports"], json!([{"name": "http", "port": 80, "targetPort": "web"}, {"port": 81, "targetPort": 90}]));
+        assert_eq!(
+            v["spec"]["ports"],
+            json!([{"name": "http", "port": 80, "targetPort": "web"}, {"port": 81, "targetPort": 90}])
+        );
         assert_eq!(v["spec"]["type"], "ClusterIP");
     }
 

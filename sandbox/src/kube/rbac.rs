@@ -56,7 +56,11 @@ impl ServiceAccountUser {
 
     /// `serviceaccount.MakeGroupNames` plus the group every authenticated user has.
     fn groups(&self) -> [String; 3] {
-        ["system:serviceaccounts".into(), format!("system:serviceaccounts:{}", self.namespace), "system:authenticated".into()]
+        [
+            "system:serviceaccounts".into(),
+            format!("system:serviceaccounts:{}", self.namespace),
+            "system:authenticated".into(),
+        ]
     }
 }
 
@@ -74,13 +78,19 @@ impl Policy {
     fn from_store(store: &Store, namespace: Option<&str>) -> Self {
         let name = |v: &Value| v["metadata"]["name"].as_str().unwrap_or_default().to_string();
         let mut p = Policy {
-            cluster_role_bindings: store.list(RBAC_GROUP, "clusterrolebindings", None).map(|(_, v)| v.clone()).collect(),
+            cluster_role_bindings: store
+                .list(RBAC_GROUP, "clusterrolebindings", None)
+                .map(|(_, v)| v.clone())
+                .collect(),
             cluster_roles: store.list(RBAC_GROUP, "clusterroles", None).map(|(_, v)| (name(v), v.clone())).collect(),
             ..Default::default()
         };
         if let Some(ns) = namespace {
             p.role_bindings = store.list(RBAC_GROUP, "rolebindings", Some(ns)).map(|(_, v)| v.clone()).collect();
-            p.roles = store.list(RBAC_GROUP, "roles", Some(ns)).map(|(_, v)| ((ns.to_string(), name(v)), v.clone())).collect();
+            p.roles = store
+                .list(RBAC_GROUP, "roles", Some(ns))
+                .map(|(_, v)| ((ns.to_string(), name(v)), v.clone()))
+                .collect();
         }
         p
     }
@@ -157,9 +167,8 @@ fn rule_allows(rule: &Value, req: &Request<'_>) -> bool {
         Some(sub) => format!("{}/{sub}", req.resource),
         None => req.resource.to_string(),
     };
-    let resource_ok = strings(&rule["resources"]).any(|r| {
-        r == "*" || r == combined || req.subresource.is_some_and(|sub| r.strip_prefix("*/") == Some(sub))
-    });
+    let resource_ok = strings(&rule["resources"])
+        .any(|r| r == "*" || r == combined || req.subresource.is_some_and(|sub| r.strip_prefix("*/") == Some(sub)));
     let mut names = strings(&rule["resourceNames"]).peekable();
     let name_ok = names.peek().is_none() || req.name.is_some_and(|n| names.any(|r| r == n));
     verb_ok && group_ok && resource_ok && name_ok
@@ -171,14 +180,23 @@ fn forbidden(user: &ServiceAccountUser, req: &Request<'_>) -> ApiError {
         Some(sub) => format!("{}/{sub}", req.resource),
         None => req.resource.to_string(),
     };
-    let who = format!("User \"{}\" cannot {} resource \"{resource}\" in API group \"{}\"", user.username(), req.verb, req.group);
+    let who = format!(
+        "User \"{}\" cannot {} resource \"{resource}\" in API group \"{}\"",
+        user.username(),
+        req.verb,
+        req.group
+    );
     let reason = match req.namespace {
         Some(ns) => format!("{who} in the namespace \"{ns}\""),
         None => format!("{who} at the cluster scope"),
     };
     let gr = GroupResource { group: req.group.to_string(), resource: req.resource.to_string() };
     let name = req.name.unwrap_or_default().to_string();
-    let message = if name.is_empty() { format!("{gr} is forbidden: {reason}") } else { format!("{gr} \"{name}\" is forbidden: {reason}") };
+    let message = if name.is_empty() {
+        format!("{gr} is forbidden: {reason}")
+    } else {
+        format!("{gr} \"{name}\" is forbidden: {reason}")
+    };
     ApiError::Forbidden { resource: gr, name, message }
 }
 
@@ -242,7 +260,9 @@ impl Rbac {
     /// when the token is used).
     pub fn mint(&self, namespace: &str, name: &str) -> String {
         let token = kubeconfig::new_token();
-        self.state().tokens.insert(token.clone(), ServiceAccountUser { namespace: namespace.into(), name: name.into() });
+        self.state()
+            .tokens
+            .insert(token.clone(), ServiceAccountUser { namespace: namespace.into(), name: name.into() });
         token
     }
 
@@ -310,7 +330,13 @@ mod tests {
         ServiceAccountUser { namespace: "ops".into(), name: "op".into() }
     }
 
-    fn req<'a>(verb: &'a str, resource: &'a str, sub: Option<&'a str>, ns: Option<&'a str>, name: Option<&'a str>) -> Request<'a> {
+    fn req<'a>(
+        verb: &'a str,
+        resource: &'a str,
+        sub: Option<&'a str>,
+        ns: Option<&'a str>,
+        name: Option<&'a str>,
+    ) -> Request<'a> {
         Request { verb, group: "connection-operator.dev", resource, subresource: sub, namespace: ns, name }
     }
 
@@ -331,7 +357,10 @@ mod tests {
 
     #[test]
     fn verbs_groups_and_resources_must_all_match() {
-        let p = cluster_policy(json!([{"apiGroups": ["connection-operator.dev"], "resources": ["connections"], "verbs": ["get", "list"]}]), sa_subject());
+        let p = cluster_policy(
+            json!([{"apiGroups": ["connection-operator.dev"], "resources": ["connections"], "verbs": ["get", "list"]}]),
+            sa_subject(),
+        );
         assert!(p.allows(&user(), &req("list", "connections", None, None, None)));
         assert!(p.allows(&user(), &req("get", "connections", None, Some("t"), Some("c"))));
         assert!(!p.allows(&user(), &req("watch", "connections", None, None, None)));
@@ -342,10 +371,14 @@ mod tests {
 
     #[test]
     fn subresources_need_their_own_rule() {
-        let p = cluster_policy(json!([{"apiGroups": ["connection-operator.dev"], "resources": ["connections"], "verbs": ["patch"]}]), sa_subject());
+        let p = cluster_policy(
+            json!([{"apiGroups": ["connection-operator.dev"], "resources": ["connections"], "verbs": ["patch"]}]),
+            sa_subject(),
+        );
         assert!(p.allows(&user(), &req("patch", "connections", None, Some("t"), Some("c"))));
         assert!(!p.allows(&user(), &req("patch", "connections", Some("status"), Some("t"), Some("c"))));
-        let p = cluster_policy(json!([{"apiGroups": ["*"], "resources": ["*/status"], "verbs": ["patch"]}]), sa_subject());
+        let p =
+            cluster_policy(json!([{"apiGroups": ["*"], "resources": ["*/status"], "verbs": ["patch"]}]), sa_subject());
         assert!(p.allows(&user(), &req("patch", "connections", Some("status"), Some("t"), Some("c"))));
         assert!(!p.allows(&user(), &req("patch", "connections", None, Some("t"), Some("c"))));
     }
@@ -366,7 +399,8 @@ mod tests {
     #[test]
     fn role_bindings_grant_only_in_their_namespace() {
         let mut p = Policy::default();
-        let rules = json!([{"apiGroups": ["connection-operator.dev"], "resources": ["connections"], "verbs": ["list"]}]);
+        let rules =
+            json!([{"apiGroups": ["connection-operator.dev"], "resources": ["connections"], "verbs": ["list"]}]);
         p.roles.insert(("t".into(), "r".into()), json!({"metadata": {"name": "r", "namespace": "t"}, "rules": rules}));
         p.role_bindings.push(json!({
             "metadata": {"name": "b", "namespace": "t"},
@@ -400,13 +434,21 @@ mod tests {
     #[test]
     fn service_account_subject_defaults_to_the_role_binding_namespace() {
         let mut p = Policy::default();
-        p.cluster_roles.insert("r".into(), json!({"rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]}));
+        p.cluster_roles
+            .insert("r".into(), json!({"rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]}));
         p.role_bindings.push(json!({
             "metadata": {"name": "b", "namespace": "ops"},
             "roleRef": {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": "r"},
             "subjects": [{"kind": "ServiceAccount", "name": "op"}]
         }));
-        let get = |ns| Request { verb: "get", group: "", resource: "secrets", subresource: None, namespace: Some(ns), name: Some("s") };
+        let get = |ns| Request {
+            verb: "get",
+            group: "",
+            resource: "secrets",
+            subresource: None,
+            namespace: Some(ns),
+            name: Some("s"),
+        };
         assert!(p.allows(&user(), &get("ops")));
         assert!(!p.allows(&user(), &get("t")));
     }
@@ -418,8 +460,13 @@ mod tests {
         assert!(!p.allows(&user(), &req("get", "connections", None, Some("t"), Some("c"))));
         // A ClusterRoleBinding cannot refer to a Role.
         let mut p = Policy::default();
-        p.roles.insert(("t".into(), "r".into()), json!({"rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]}));
-        p.cluster_role_bindings.push(json!({"roleRef": {"apiGroup": RBAC_GROUP, "kind": "Role", "name": "r"}, "subjects": [sa_subject()]}));
+        p.roles.insert(
+            ("t".into(), "r".into()),
+            json!({"rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]}),
+        );
+        p.cluster_role_bindings.push(
+            json!({"roleRef": {"apiGroup": RBAC_GROUP, "kind": "Role", "name": "r"}, "subjects": [sa_subject()]}),
+        );
         assert!(!p.allows(&user(), &req("get", "connections", None, Some("t"), Some("c"))));
     }
 
@@ -439,7 +486,14 @@ mod tests {
         assert_eq!(s["code"], 403);
         assert_eq!(s["reason"], "Forbidden");
         assert_eq!(s["details"], json!({"name": "c", "group": "connection-operator.dev", "kind": "connections"}));
-        let core = Request { verb: "get", group: "", resource: "secrets", subresource: None, namespace: Some("t"), name: Some("s") };
+        let core = Request {
+            verb: "get",
+            group: "",
+            resource: "secrets",
+            subresource: None,
+            namespace: Some("t"),
+            name: Some("s"),
+        };
         assert_eq!(
             forbidden(&user(), &core).to_string(),
             "secrets \"s\" is forbidden: User \"system:serviceaccount:ops:op\" cannot get resource \"secrets\" in API group \"\" in the namespace \"t\""

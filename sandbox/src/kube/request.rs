@@ -4,9 +4,9 @@
 use std::collections::HashMap;
 
 use super::api_error::{ApiError, GroupKind};
-use super::field_error::FieldError;
 use super::crd::FieldValidation;
 use super::crd::table::IncludeObject;
+use super::field_error::FieldError;
 
 /// `/api/v1/...` or `/apis/{group}/{version}/...` split into its parts.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -131,7 +131,12 @@ impl Query {
                 FieldError::not_supported(
                     "fieldValidation",
                     &serde_json::json!(other),
-                    &[serde_json::json!(""), serde_json::json!("Ignore"), serde_json::json!("Strict"), serde_json::json!("Warn")],
+                    &[
+                        serde_json::json!(""),
+                        serde_json::json!("Ignore"),
+                        serde_json::json!("Strict"),
+                        serde_json::json!("Warn"),
+                    ],
                 ),
             )),
         }
@@ -151,10 +156,7 @@ impl Query {
     pub fn u64(&self, key: &str) -> Result<Option<u64>, ApiError> {
         match self.get(key) {
             None | Some("") => Ok(None),
-            Some(v) => v
-                .parse()
-                .map(Some)
-                .map_err(|_| ApiError::BadRequest(format!("invalid value for {key}: {v:?}"))),
+            Some(v) => v.parse().map(Some).map_err(|_| ApiError::BadRequest(format!("invalid value for {key}: {v:?}"))),
         }
     }
 }
@@ -210,7 +212,11 @@ pub fn accepts_plain(accept: &str) -> bool {
             let p: Vec<&str> = alt.split(';').map(str::trim).collect();
             let plain_media = matches!(
                 p[0],
-                "*/*" | "application/*" | "application/json" | "application/yaml" | "application/vnd.kubernetes.protobuf"
+                "*/*"
+                    | "application/*"
+                    | "application/json"
+                    | "application/yaml"
+                    | "application/vnd.kubernetes.protobuf"
             );
             plain_media && !p.iter().any(|param| param.starts_with("as="))
         })
@@ -240,19 +246,27 @@ mod tests {
     #[test]
     fn negotiates_tables_and_discovery() {
         assert_eq!(
-            representation("application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"),
+            representation(
+                "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"
+            ),
             Representation::Table
         );
         assert_eq!(representation("application/json"), Representation::Plain);
         assert_eq!(
-            aggregated_discovery("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"),
+            aggregated_discovery(
+                "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"
+            ),
             Some("v2")
         );
         assert_eq!(
-            aggregated_discovery("application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json"),
+            aggregated_discovery(
+                "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json"
+            ),
             None
         );
-        assert!(accepts_plain("application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json"));
+        assert!(accepts_plain(
+            "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json"
+        ));
         assert!(!accepts_plain("application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList"));
         assert!(accepts_plain(""));
         assert_eq!(aggregated_discovery("application/json"), None);

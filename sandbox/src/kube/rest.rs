@@ -17,7 +17,10 @@ use super::request::{Query, ResourcePath};
 use super::resources::{Registry, ResourceType, View};
 use super::selectors::{FieldLabels, FieldSelector, LabelSelector};
 use super::store::{Key, Store};
-use super::{builtin_decode, builtin_validation, crds, event_views, secret_data, service_defaults, workload_defaults, zero_values};
+use super::{
+    builtin_decode, builtin_validation, crds, event_views, secret_data, service_defaults, workload_defaults,
+    zero_values,
+};
 
 /// Everything the API server holds: the objects and the resource types being served.
 pub struct Cluster {
@@ -87,10 +90,17 @@ fn conflict(rt: &ResourceType, name: &str, detail: impl Into<String>) -> ApiErro
     ApiError::Conflict { resource: rt.group_resource(), name: name.to_string(), detail: detail.into() }
 }
 
-const OPTIMISTIC_LOCK_MSG: &str = "the object has been modified; please apply your changes to the latest version and try again";
+const OPTIMISTIC_LOCK_MSG: &str =
+    "the object has been modified; please apply your changes to the latest version and try again";
 
 /// A namespaced request needs its namespace to exist; creates need it not to be terminating.
-fn check_namespace(c: &Cluster, rt: &ResourceType, namespace: Option<&str>, creating: bool, name: &str) -> Result<(), ApiError> {
+fn check_namespace(
+    c: &Cluster,
+    rt: &ResourceType,
+    namespace: Option<&str>,
+    creating: bool,
+    name: &str,
+) -> Result<(), ApiError> {
     if !rt.namespaced {
         return Ok(());
     }
@@ -173,11 +183,18 @@ fn decodable_as(rt: &ResourceType, obj: &Value) -> Result<(), ApiError> {
     }
     let cannot = |detail: String| {
         let shown_version = if api_version.is_empty() { rt.version.as_str() } else { version };
-        ApiError::BadRequest(format!("{kind} in version {shown_version:?} cannot be handled as a {}: {detail}", rt.kind))
+        ApiError::BadRequest(format!(
+            "{kind} in version {shown_version:?} cannot be handled as a {}: {detail}",
+            rt.kind
+        ))
     };
     // Every built-in kind the emulator serves is v1 of its group.
     let registry = Registry::default();
-    let known = registry.all().iter().find(|t| t.kind == kind && (api_version.is_empty() || t.api_version() == api_version)).cloned();
+    let known = registry
+        .all()
+        .iter()
+        .find(|t| t.kind == kind && (api_version.is_empty() || t.api_version() == api_version))
+        .cloned();
     match known {
         Some(other) if other.kind != rt.kind || other.group != rt.group => {
             let internal_package = |group: &str| match group.split('.').next().unwrap_or("") {
@@ -193,7 +210,9 @@ fn decodable_as(rt: &ResourceType, obj: &Value) -> Result<(), ApiError> {
             )))
         }
         Some(_) => Ok(()),
-        None => Err(cannot(format!("no kind {kind:?} is registered for version {api_version:?} in scheme \"pkg/runtime/scheme.go:111\""))),
+        None => Err(cannot(format!(
+            "no kind {kind:?} is registered for version {api_version:?} in scheme \"pkg/runtime/scheme.go:111\""
+        ))),
     }
 }
 
@@ -219,10 +238,16 @@ fn check_body_namespace(rt: &ResourceType, obj: &mut Value, namespace: Option<&s
 
 /// Admission shared by create and update: metadata, per-kind strategies and, for custom
 /// resources, the CRD schema (defaulting, pruning, validation, CEL).
-fn admit(rt: &ResourceType, obj: &mut Value, old: Option<&Value>, opts: &WriteOptions) -> Result<Vec<String>, ApiError> {
+fn admit(
+    rt: &ResourceType,
+    obj: &mut Value,
+    old: Option<&Value>,
+    opts: &WriteOptions,
+) -> Result<Vec<String>, ApiError> {
     // Built-in kinds are decoded into their types first (unknown fields, wrong types), which
     // sets their defaults.
-    let mut warnings = if rt.is_custom() { Vec::new() } else { builtin_decode::decode(rt, obj, opts.field_validation)? };
+    let mut warnings =
+        if rt.is_custom() { Vec::new() } else { builtin_decode::decode(rt, obj, opts.field_validation)? };
     if rt.group == "apps" && rt.kind == "Deployment" {
         workload_defaults::default_deployment(obj);
     }
@@ -236,17 +261,18 @@ fn admit(rt: &ResourceType, obj: &mut Value, old: Option<&Value>, opts: &WriteOp
         e
     };
     if let Some(old) = old
-        && !old["metadata"]["deletionTimestamp"].is_null() {
-            let before = finalizers(old);
-            let added: Vec<String> = finalizers(obj).into_iter().filter(|f| !before.contains(f)).collect();
-            if !added.is_empty() {
-                let list: Vec<String> = added.iter().map(|f| format!("{f:?}")).collect();
-                errs.push(FieldError::forbidden(
+        && !old["metadata"]["deletionTimestamp"].is_null()
+    {
+        let before = finalizers(old);
+        let added: Vec<String> = finalizers(obj).into_iter().filter(|f| !before.contains(f)).collect();
+        if !added.is_empty() {
+            let list: Vec<String> = added.iter().map(|f| format!("{f:?}")).collect();
+            errs.push(FieldError::forbidden(
                     "metadata.finalizers",
                     &format!("no new finalizers can be added if the object is being deleted, found new finalizers []string{{{}}}", list.join(", ")),
                 ));
-            }
         }
+    }
     if rt.storage_group.is_empty() && rt.storage_plural == "secrets" {
         errs.extend(secret_data::prepare(obj));
         if let Some(old) = old {
@@ -256,7 +282,9 @@ fn admit(rt: &ResourceType, obj: &mut Value, old: Option<&Value>, opts: &WriteOp
     if is_service(rt) {
         service_defaults::default_service(obj);
     }
-    if let Some(old) = old.filter(|_| rt.storage_group.is_empty() && ["secrets", "configmaps"].contains(&rt.storage_plural.as_str())) {
+    if let Some(old) =
+        old.filter(|_| rt.storage_group.is_empty() && ["secrets", "configmaps"].contains(&rt.storage_plural.as_str()))
+    {
         errs.extend(secret_data::validate_immutable(old, obj));
     }
     if !rt.is_custom() {
@@ -309,7 +337,8 @@ pub struct Selectors {
 
 impl Selectors {
     pub fn parse(rt: &ResourceType, q: &Query) -> Result<Self, ApiError> {
-        let labels = LabelSelector::parse(q.get("labelSelector").unwrap_or("")).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        let labels = LabelSelector::parse(q.get("labelSelector").unwrap_or(""))
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
         let mut allowed: Vec<String> = rt.extra_field_selectors.iter().map(|s| s.to_string()).collect();
         if let Some(c) = &rt.custom {
             allowed.extend(c.selectable_fields.iter().cloned());
@@ -344,7 +373,8 @@ pub struct Page {
 /// like the real ones (`{"v":"meta.k8s.io/v1","rv":N,"start":"..."}`).
 fn encode_continue(rv: &str, ns: &str, name: &str) -> String {
     use base64::Engine;
-    let raw = json!({"v": "meta.k8s.io/v1", "rv": rv.parse::<u64>().unwrap_or(0), "start": format!("{ns}/{name}\u{0}")});
+    let raw =
+        json!({"v": "meta.k8s.io/v1", "rv": rv.parse::<u64>().unwrap_or(0), "start": format!("{ns}/{name}\u{0}")});
     // base64.RawURLEncoding, as storage.EncodeContinue.
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw.to_string())
 }
@@ -352,7 +382,8 @@ fn encode_continue(rv: &str, ns: &str, name: &str) -> String {
 fn decode_continue(token: &str) -> Result<(String, String, String), ApiError> {
     use base64::Engine;
     // storage.DecodeContinue's errors, behind the list's "invalid continue token: ".
-    let invalid = |detail: String| ApiError::BadRequest(format!("invalid continue token: continue key is not valid: {detail}"));
+    let invalid =
+        |detail: String| ApiError::BadRequest(format!("invalid continue token: continue key is not valid: {detail}"));
     let bad = || invalid("incorrect encoded start resourceVersion (version meta.k8s.io/v1)".into());
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).map_err(|e| invalid(e.to_string()))?;
     let v: Value = serde_json::from_slice(&raw).map_err(|e| invalid(e.to_string()))?;
@@ -380,9 +411,10 @@ pub fn list(c: &Cluster, rt: &ResourceType, namespace: Option<&str>, q: &Query) 
     let mut remaining = 0u64;
     for (key, obj) in c.store.list(&rt.storage_group, &rt.storage_plural, scope) {
         if let Some((ns, name)) = &after
-            && (key.namespace.as_str(), key.name.as_str()) <= (ns.as_str(), name.as_str()) {
-                continue;
-            }
+            && (key.namespace.as_str(), key.name.as_str()) <= (ns.as_str(), name.as_str())
+        {
+            continue;
+        }
         let view = to_view(rt, obj);
         if !sel.matches(&view) {
             continue;
@@ -443,9 +475,10 @@ fn init_meta(rt: &ResourceType, obj: &mut Value) {
 /// subresource exists; namespaces start Active with the `kubernetes` finalizer.
 fn prepare_create(rt: &ResourceType, obj: &mut Value) {
     if rt.status_subresource
-        && let Some(m) = obj.as_object_mut() {
-            m.remove("status");
-        }
+        && let Some(m) = obj.as_object_mut()
+    {
+        m.remove("status");
+    }
     if rt.group.is_empty() && rt.plural == "namespaces" {
         obj["spec"] = json!({"finalizers": ["kubernetes"]});
         obj["status"] = json!({"phase": "Active"});
@@ -459,17 +492,24 @@ fn prepare_create(rt: &ResourceType, obj: &mut Value) {
     }
 }
 
-pub fn create(c: &mut Cluster, rt: &Arc<ResourceType>, namespace: Option<&str>, mut obj: Value, opts: &WriteOptions) -> Result<Outcome, ApiError> {
+pub fn create(
+    c: &mut Cluster,
+    rt: &Arc<ResourceType>,
+    namespace: Option<&str>,
+    mut obj: Value,
+    opts: &WriteOptions,
+) -> Result<Outcome, ApiError> {
     check_type(rt, &mut obj)?;
     if meta_str(&obj, "resourceVersion").is_some_and(|v| !v.is_empty()) {
         return Err(ApiError::BadRequest("resourceVersion should not be set on objects to be created".into()));
     }
     let mut name = meta_str(&obj, "name").unwrap_or("").to_string();
     if name.is_empty()
-        && let Some(prefix) = meta_str(&obj, "generateName").filter(|p| !p.is_empty()) {
-            name = object_meta::generate_name(prefix);
-            meta_mut(&mut obj).insert("name".into(), json!(name));
-        }
+        && let Some(prefix) = meta_str(&obj, "generateName").filter(|p| !p.is_empty())
+    {
+        name = object_meta::generate_name(prefix);
+        meta_mut(&mut obj).insert("name".into(), json!(name));
+    }
     check_body_namespace(rt, &mut obj, namespace)?;
     check_namespace(c, rt, namespace, true, &name)?;
     prepare_create(rt, &mut obj);
@@ -492,7 +532,10 @@ pub fn create(c: &mut Cluster, rt: &Arc<ResourceType>, namespace: Option<&str>, 
 /// Write an object (storage conversion, CRD registration) and return its view.
 fn store_put(c: &mut Cluster, rt: &ResourceType, key: Key, obj: &Value) -> Value {
     let stored = c.store.put(key.clone(), to_storage(rt, obj));
-    if rt.group == "apiextensions.k8s.io" && rt.plural == "customresourcedefinitions" && stored["metadata"]["deletionTimestamp"].is_null() {
+    if rt.group == "apiextensions.k8s.io"
+        && rt.plural == "customresourcedefinitions"
+        && stored["metadata"]["deletionTimestamp"].is_null()
+    {
         if crds::is_established(&stored) {
             crds::register(&mut c.registry, &stored);
         } else {
@@ -534,7 +577,12 @@ struct Change<'a> {
     kind: UpdateKind,
 }
 
-fn update_existing(c: &mut Cluster, rt: &ResourceType, change: Change<'_>, opts: &WriteOptions) -> Result<Outcome, ApiError> {
+fn update_existing(
+    c: &mut Cluster,
+    rt: &ResourceType,
+    change: Change<'_>,
+    opts: &WriteOptions,
+) -> Result<Outcome, ApiError> {
     let Change { key, old, mut new, subresource, kind } = change;
     let name = key.name.clone();
     if !new.is_object() {
@@ -542,7 +590,9 @@ fn update_existing(c: &mut Cluster, rt: &ResourceType, change: Change<'_>, opts:
         return Err(ApiError::BadRequest("the object provided is not a JSON object".into()));
     }
     match meta_str(&new, "resourceVersion").filter(|v| !v.is_empty()) {
-        Some(rv) if Some(rv) != meta_str(&old, "resourceVersion") => return Err(conflict(rt, &name, OPTIMISTIC_LOCK_MSG)),
+        Some(rv) if Some(rv) != meta_str(&old, "resourceVersion") => {
+            return Err(conflict(rt, &name, OPTIMISTIC_LOCK_MSG));
+        }
         Some(_) => {}
         None if !rt.allow_unconditional_update => {
             // The generic registry names the resource, not the kind, here
@@ -559,7 +609,11 @@ fn update_existing(c: &mut Cluster, rt: &ResourceType, change: Change<'_>, opts:
     if let Some(uid) = meta_str(&new, "uid").filter(|u| !u.is_empty()) {
         let old_uid = meta_str(&old, "uid").unwrap_or("");
         if uid != old_uid {
-            return Err(conflict(rt, &name, format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {old_uid}")));
+            return Err(conflict(
+                rt,
+                &name,
+                format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {old_uid}"),
+            ));
         }
     }
     if subresource == Some("status") {
@@ -599,16 +653,25 @@ fn update_existing(c: &mut Cluster, rt: &ResourceType, change: Change<'_>, opts:
     {
         let om = old["metadata"].clone();
         let m = meta_mut(&mut new);
-        for f in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "namespace", "name"] {
+        for f in [
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+            "namespace",
+            "name",
+        ] {
             match om.get(f) {
                 Some(v) => m.insert(f.into(), v.clone()),
                 None => m.remove(f),
             };
         }
         if !m.contains_key("managedFields")
-            && let Some(mf) = om.get("managedFields") {
-                m.insert("managedFields".into(), mf.clone());
-            }
+            && let Some(mf) = om.get("managedFields")
+        {
+            m.insert("managedFields".into(), mf.clone());
+        }
         m.insert("resourceVersion".into(), om["resourceVersion"].clone());
     }
     if rt.group.is_empty() && rt.plural == "namespaces" {
@@ -667,12 +730,20 @@ fn update_existing(c: &mut Cluster, rt: &ResourceType, change: Change<'_>, opts:
 fn check_name(obj: &Value, name: &str) -> Result<(), ApiError> {
     let body_name = meta_str(obj, "name").unwrap_or("");
     if body_name != name {
-        return Err(ApiError::BadRequest(format!("the name of the object ({body_name}) does not match the name on the URL ({name})")));
+        return Err(ApiError::BadRequest(format!(
+            "the name of the object ({body_name}) does not match the name on the URL ({name})"
+        )));
     }
     Ok(())
 }
 
-pub fn update(c: &mut Cluster, rt: &Arc<ResourceType>, path: &ResourcePath, mut obj: Value, opts: &WriteOptions) -> Result<Outcome, ApiError> {
+pub fn update(
+    c: &mut Cluster,
+    rt: &Arc<ResourceType>,
+    path: &ResourcePath,
+    mut obj: Value,
+    opts: &WriteOptions,
+) -> Result<Outcome, ApiError> {
     let name = path.name.as_deref().unwrap_or("");
     check_type(rt, &mut obj)?;
     check_name(&obj, name)?;
@@ -681,7 +752,12 @@ pub fn update(c: &mut Cluster, rt: &Arc<ResourceType>, path: &ResourcePath, mut 
     match c.store.get(&key) {
         Some(old) => {
             let old = to_view(rt, old);
-            update_existing(c, rt, Change { key, old, new: obj, subresource: path.subresource.as_deref(), kind: UpdateKind::Put }, opts)
+            update_existing(
+                c,
+                rt,
+                Change { key, old, new: obj, subresource: path.subresource.as_deref(), kind: UpdateKind::Put },
+                opts,
+            )
         }
         None if rt.allow_create_on_update && path.subresource.is_none() => {
             if meta_str(&obj, "resourceVersion").is_some_and(|v| !v.is_empty()) {
@@ -756,7 +832,13 @@ pub struct PatchRequest<'a> {
     pub force: bool,
 }
 
-pub fn patch(c: &mut Cluster, rt: &Arc<ResourceType>, path: &ResourcePath, req: PatchRequest<'_>, opts: &WriteOptions) -> Result<Outcome, ApiError> {
+pub fn patch(
+    c: &mut Cluster,
+    rt: &Arc<ResourceType>,
+    path: &ResourcePath,
+    req: PatchRequest<'_>,
+    opts: &WriteOptions,
+) -> Result<Outcome, ApiError> {
     let name = path.name.as_deref().unwrap_or("");
     let sub = path.subresource.as_deref();
     let key = key_for(rt, path.namespace.as_deref(), name);
@@ -768,7 +850,8 @@ pub fn patch(c: &mut Cluster, rt: &Arc<ResourceType>, path: &ResourcePath, req: 
     match req.patch_type {
         PatchType::Apply => {
             // The body is YAML (kubectl) or JSON (kube-rs); JSON is YAML.
-            let mut applied: Value = serde_yaml::from_slice(req.body).map_err(|e| ApiError::BadRequest(format!("error decoding YAML: {e}")))?;
+            let mut applied: Value = serde_yaml::from_slice(req.body)
+                .map_err(|e| ApiError::BadRequest(format!("error decoding YAML: {e}")))?;
             check_type(rt, &mut applied)?;
             check_body_namespace(rt, &mut applied, path.namespace.as_deref())?;
             // A configuration without metadata (kube-rs status applies send only apiVersion,
@@ -789,8 +872,16 @@ pub fn patch(c: &mut Cluster, rt: &Arc<ResourceType>, path: &ResourcePath, req: 
                     if sub.is_some() {
                         return Err(not_found(rt, name));
                     }
-                    let mut new = patch::server_side_apply(None, &applied, &opts.field_manager, None, req.force, rt.schema(), &now)
-                        .map_err(patch_error)?;
+                    let mut new = patch::server_side_apply(
+                        None,
+                        &applied,
+                        &opts.field_manager,
+                        None,
+                        req.force,
+                        rt.schema(),
+                        &now,
+                    )
+                    .map_err(patch_error)?;
                     check_type(rt, &mut new)?;
                     prepare_create(rt, &mut new);
                     init_meta(rt, &mut new);
@@ -801,8 +892,16 @@ pub fn patch(c: &mut Cluster, rt: &Arc<ResourceType>, path: &ResourcePath, req: 
                     Ok(Outcome { code: 201, body, warnings })
                 }
                 Some(old) => {
-                    let new = patch::server_side_apply(Some(&old), &applied, &opts.field_manager, sub, req.force, rt.schema(), &now)
-                        .map_err(patch_error)?;
+                    let new = patch::server_side_apply(
+                        Some(&old),
+                        &applied,
+                        &opts.field_manager,
+                        sub,
+                        req.force,
+                        rt.schema(),
+                        &now,
+                    )
+                    .map_err(patch_error)?;
                     update_existing(c, rt, Change { key, old, new, subresource: sub, kind: UpdateKind::Apply }, opts)
                 }
             }
@@ -821,7 +920,11 @@ pub fn patch(c: &mut Cluster, rt: &Arc<ResourceType>, path: &ResourcePath, req: 
             // patched object (handlers/patch.go), not the create/update decoding 400.
             if let Some(detail) = builtin_decode::type_error(rt, &new) {
                 let cause = FieldError::invalid("patch", &json!(builtin_validation::go_json(&new)), &detail);
-                return Err(ApiError::invalid(super::api_error::GroupKind { group: String::new(), kind: String::new() }, "", vec![cause]));
+                return Err(ApiError::invalid(
+                    super::api_error::GroupKind { group: String::new(), kind: String::new() },
+                    "",
+                    vec![cause],
+                ));
             }
             update_existing(c, rt, Change { key, old, new, subresource: sub, kind: UpdateKind::Patch }, opts)
         }
@@ -870,17 +973,28 @@ fn deleted_body(rt: &ResourceType, gone: &Value) -> Value {
 /// `propagationPolicy` is accepted; with no garbage collector here, Orphan and Foreground
 /// behave like Background (no `orphan`/`foregroundDeletion` finalizer is added, which would
 /// otherwise never be removed).
-pub fn delete(c: &mut Cluster, rt: &Arc<ResourceType>, path: &ResourcePath, delete_options: &Value, dry_run: bool) -> Result<Outcome, ApiError> {
+pub fn delete(
+    c: &mut Cluster,
+    rt: &Arc<ResourceType>,
+    path: &ResourcePath,
+    delete_options: &Value,
+    dry_run: bool,
+) -> Result<Outcome, ApiError> {
     let name = path.name.as_deref().unwrap_or("");
     check_namespace(c, rt, path.namespace.as_deref(), false, name)?;
     if let Some(p) = delete_options["propagationPolicy"].as_str()
-        && !["Orphan", "Background", "Foreground"].contains(&p) {
-            return Err(ApiError::invalid(
-                super::api_error::GroupKind { group: "meta.k8s.io".into(), kind: "DeleteOptions".into() },
-                "",
-                vec![FieldError::not_supported("propagationPolicy", &json!(p), &[json!("Foreground"), json!("Background"), json!("Orphan"), json!("nil")])],
-            ));
-        }
+        && !["Orphan", "Background", "Foreground"].contains(&p)
+    {
+        return Err(ApiError::invalid(
+            super::api_error::GroupKind { group: "meta.k8s.io".into(), kind: "DeleteOptions".into() },
+            "",
+            vec![FieldError::not_supported(
+                "propagationPolicy",
+                &json!(p),
+                &[json!("Foreground"), json!("Background"), json!("Orphan"), json!("nil")],
+            )],
+        ));
+    }
     let key = key_for(rt, path.namespace.as_deref(), name);
     let live = c.store.get(&key).map(|o| to_view(rt, o)).ok_or_else(|| not_found(rt, name))?;
     check_preconditions(rt, name, &live, delete_options)?;
@@ -890,10 +1004,14 @@ pub fn delete(c: &mut Cluster, rt: &Arc<ResourceType>, path: &ResourcePath, dele
     match lifecycle::delete_key(c, &key) {
         // A CRD is deleted in two phases (its cleanup finalizer), so kube-apiserver answers
         // with the CRD marked for deletion even when it had no objects left to clean up.
-        lifecycle::Deleted::Gone(stored) if rt.group == "apiextensions.k8s.io" && rt.plural == "customresourcedefinitions" => {
+        lifecycle::Deleted::Gone(stored)
+            if rt.group == "apiextensions.k8s.io" && rt.plural == "customresourcedefinitions" =>
+        {
             Ok(Outcome { code: 200, body: to_view(rt, &stored), warnings: Vec::new() })
         }
-        lifecycle::Deleted::Gone(stored) => Ok(Outcome { code: 200, body: deleted_body(rt, &to_view(rt, &stored)), warnings: Vec::new() }),
+        lifecycle::Deleted::Gone(stored) => {
+            Ok(Outcome { code: 200, body: deleted_body(rt, &to_view(rt, &stored)), warnings: Vec::new() })
+        }
         // Finalizers pending: the object with its deletionTimestamp. kube-apiserver answers
         // 202 only when the client asked for `orphanDependents: false` (handlers/delete.go).
         lifecycle::Deleted::Pending(stored) => {
@@ -905,7 +1023,13 @@ pub fn delete(c: &mut Cluster, rt: &Arc<ResourceType>, path: &ResourcePath, dele
 
 /// DELETE on a collection: every object matching the selectors; answers with the list of
 /// what was deleted (or is now deleting).
-pub fn delete_collection(c: &mut Cluster, rt: &Arc<ResourceType>, namespace: Option<&str>, q: &Query, dry_run: bool) -> Result<Value, ApiError> {
+pub fn delete_collection(
+    c: &mut Cluster,
+    rt: &Arc<ResourceType>,
+    namespace: Option<&str>,
+    q: &Query,
+    dry_run: bool,
+) -> Result<Value, ApiError> {
     if !rt.verbs.contains(&"deletecollection") {
         return Err(ApiError::MethodNotAllowed);
     }

@@ -56,9 +56,8 @@ fn parse_set(s: &str) -> Result<Vec<String>, SelectorError> {
 }
 
 fn check_key(key: &str) -> Result<(), SelectorError> {
-    let ok = !key.is_empty()
-        && key.len() <= 317
-        && key.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c));
+    let ok =
+        !key.is_empty() && key.len() <= 317 && key.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c));
     if ok { Ok(()) } else { Err(SelectorError(format!("invalid label key \"{key}\""))) }
 }
 
@@ -89,7 +88,11 @@ impl LabelSelector {
                 // apimachinery's lexer reads the key, then reports the next token.
                 let is_ident = |c: char| c.is_ascii_alphanumeric() || "-_./".contains(c);
                 let rest = p.trim_start_matches(is_ident).trim_start();
-                let found = if rest.starts_with('(') { "(" } else { &rest[..rest.find(|c: char| !is_ident(c)).unwrap_or(rest.len())] };
+                let found = if rest.starts_with('(') {
+                    "("
+                } else {
+                    &rest[..rest.find(|c: char| !is_ident(c)).unwrap_or(rest.len())]
+                };
                 return Err(SelectorError(format!("found '{found}', expected: in, notin, =, ==, !=, gt, lt")));
             } else {
                 (p.to_string(), LabelOp::Exists)
@@ -170,7 +173,9 @@ impl FieldSelector {
             let known = match labels {
                 FieldLabels::MetadataOnly => field == "metadata.name" || field == "metadata.namespace",
                 FieldLabels::Own { cluster_scoped } => {
-                    field == "metadata.name" || (!cluster_scoped && field == "metadata.namespace") || allowed.iter().any(|a| a == field)
+                    field == "metadata.name"
+                        || (!cluster_scoped && field == "metadata.namespace")
+                        || allowed.iter().any(|a| a == field)
                 }
             };
             if !known {
@@ -194,7 +199,9 @@ impl FieldSelector {
                 Value::String(s) => s.clone(),
                 Value::Null => String::new(),
                 // `source` on core events is selected by its component.
-                Value::Object(m) if field == "source" => m.get("component").and_then(Value::as_str).unwrap_or("").to_string(),
+                Value::Object(m) if field == "source" => {
+                    m.get("component").and_then(Value::as_str).unwrap_or("").to_string()
+                }
                 other => other.to_string(),
             };
             (have == *want) == *eq
@@ -244,9 +251,14 @@ mod tests {
         let own = FieldLabels::Own { cluster_scoped: false };
         let s = FieldSelector::parse("metadata.name=a,type!=x", &["type".into()], own).unwrap();
         assert!(s.matches(&obj));
-        assert_eq!(FieldSelector::parse("spec.x=1", &[], own).unwrap_err().to_string(), "field label not supported: spec.x");
         assert_eq!(
-            FieldSelector::parse("metadata.namespace=n", &[], FieldLabels::Own { cluster_scoped: true }).unwrap_err().to_string(),
+            FieldSelector::parse("spec.x=1", &[], own).unwrap_err().to_string(),
+            "field label not supported: spec.x"
+        );
+        assert_eq!(
+            FieldSelector::parse("metadata.namespace=n", &[], FieldLabels::Own { cluster_scoped: true })
+                .unwrap_err()
+                .to_string(),
             "field label not supported: metadata.namespace"
         );
         assert_eq!(

@@ -17,7 +17,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::api_error::{ApiError, GroupKind};
 use super::crd::table;
-use crate::faults::{self, Faults};
 use super::field_error::FieldError;
 use super::request::{self, Query, Representation, ResourcePath};
 use super::resources::{Registry, ResourceType};
@@ -25,6 +24,7 @@ use super::rest::{self, Cluster, Outcome, PatchRequest, PatchType, Selectors, Wr
 use super::store::Store;
 use super::watch::{self, Start, TableMode, WatchRequest};
 use super::{authz, discovery, kubeconfig, openapi_docs, protobuf, rbac, token_request};
+use crate::faults::{self, Faults};
 
 /// Tunables of the emulator (tests shorten the bookmark interval).
 #[derive(Clone, Debug)]
@@ -78,7 +78,8 @@ impl Shared {
     }
 
     fn record(&self, method: &Method, path: &str, query: &str, user_agent: &str) {
-        let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+        let at =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
         let entry = json!({"method": method.as_str(), "path": path, "query": query, "userAgent": user_agent, "at": (at * 1000.0).round() / 1000.0});
         self.requests.lock().unwrap_or_else(|p| p.into_inner()).push(entry);
     }
@@ -87,7 +88,8 @@ impl Shared {
 /// The namespaces every cluster starts with.
 fn seed_namespaces(c: &mut Cluster) {
     let ns_type = c.registry.namespace_type();
-    let opts = WriteOptions { dry_run: false, field_manager: "kube-apiserver".into(), field_validation: Default::default() };
+    let opts =
+        WriteOptions { dry_run: false, field_manager: "kube-apiserver".into(), field_validation: Default::default() };
     for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
         if let Err(e) = rest::create(c, &ns_type, None, obj, &opts) {
@@ -106,7 +108,8 @@ const MAX_BODY: usize = 16 * 1024 * 1024;
 fn json_response(code: u16, body: &Value, content_type: &str) -> Response {
     let mut resp = Response::new(Body::from(body.to_string()));
     *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_str(content_type).unwrap_or(HeaderValue::from_static(JSON)));
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_str(content_type).unwrap_or(HeaderValue::from_static(JSON)));
     resp
 }
 
@@ -225,9 +228,11 @@ impl Ctx {
         }
         let yaml = content_type.starts_with("application/yaml");
         if yaml {
-            return serde_yaml::from_slice(&self.body).map_err(|e| ApiError::BadRequest(format!("error decoding YAML: {e}")));
+            return serde_yaml::from_slice(&self.body)
+                .map_err(|e| ApiError::BadRequest(format!("error decoding YAML: {e}")));
         }
-        serde_json::from_slice(&self.body).map_err(|e| ApiError::BadRequest(format!("couldn't get version/kind; json parse error: {e}")))
+        serde_json::from_slice(&self.body)
+            .map_err(|e| ApiError::BadRequest(format!("couldn't get version/kind; json parse error: {e}")))
     }
 
     /// [`Ctx::json_body`] for a write to `rt`: an undecodable body is "unrecognized" as that
@@ -246,7 +251,10 @@ impl Ctx {
                         if data.len() > MAX { format!("{hex} ...") } else { hex }
                     }
                 };
-                ApiError::BadRequest(format!("the object provided is unrecognized (must be of type {}): {detail} ({summary})", rt.kind))
+                ApiError::BadRequest(format!(
+                    "the object provided is unrecognized (must be of type {}): {detail} ({summary})",
+                    rt.kind
+                ))
             }
             other => other,
         })
@@ -265,7 +273,11 @@ fn dispatch(shared: &Arc<Shared>, ctx: &Ctx) -> Result<Response, ApiError> {
         ["api"] if get => {
             let c = shared.lock();
             return Ok(match request::aggregated_discovery(&accept) {
-                Some(v) => json_response(200, &discovery::aggregated(&c.registry, true, v), &discovery::aggregated_content_type(v)),
+                Some(v) => json_response(
+                    200,
+                    &discovery::aggregated(&c.registry, true, v),
+                    &discovery::aggregated_content_type(v),
+                ),
                 None if !request::accepts_plain(&accept) => not_acceptable(),
                 None => json_response(200, &discovery::api_versions(&shared.addr.to_string()), JSON),
             });
@@ -273,22 +285,32 @@ fn dispatch(shared: &Arc<Shared>, ctx: &Ctx) -> Result<Response, ApiError> {
         ["apis"] if get => {
             let c = shared.lock();
             return Ok(match request::aggregated_discovery(&accept) {
-                Some(v) => json_response(200, &discovery::aggregated(&c.registry, false, v), &discovery::aggregated_content_type(v)),
+                Some(v) => json_response(
+                    200,
+                    &discovery::aggregated(&c.registry, false, v),
+                    &discovery::aggregated_content_type(v),
+                ),
                 None if !request::accepts_plain(&accept) => not_acceptable(),
                 None => json_response(200, &discovery::group_list(&c.registry), JSON),
             });
         }
         ["apis", g] if get => {
             let c = shared.lock();
-            return discovery::group(&c.registry, g).map(|d| json_response(200, &d, JSON)).ok_or(ApiError::PageNotFound);
+            return discovery::group(&c.registry, g)
+                .map(|d| json_response(200, &d, JSON))
+                .ok_or(ApiError::PageNotFound);
         }
         ["api", v] if get => {
             let c = shared.lock();
-            return discovery::resource_list(&c.registry, "", v).map(|d| json_response(200, &d, JSON)).ok_or(ApiError::NoSuchPath);
+            return discovery::resource_list(&c.registry, "", v)
+                .map(|d| json_response(200, &d, JSON))
+                .ok_or(ApiError::NoSuchPath);
         }
         ["apis", g, v] if get => {
             let c = shared.lock();
-            return discovery::resource_list(&c.registry, g, v).map(|d| json_response(200, &d, JSON)).ok_or_else(|| unknown_path(&c.registry, g));
+            return discovery::resource_list(&c.registry, g, v)
+                .map(|d| json_response(200, &d, JSON))
+                .ok_or_else(|| unknown_path(&c.registry, g));
         }
         ["openapi", "v3"] if get => {
             let c = shared.lock();
@@ -324,7 +346,10 @@ fn dispatch(shared: &Arc<Shared>, ctx: &Ctx) -> Result<Response, ApiError> {
         Some("token") if rt.group.is_empty() && rt.plural == "serviceaccounts" => {}
         // apiextensions' handler looks the object up for any subresource it does not serve.
         Some(_) if rt.is_custom() => {
-            return Err(ApiError::NotFound { resource: rt.group_resource(), name: rp.name.clone().unwrap_or_default() });
+            return Err(ApiError::NotFound {
+                resource: rt.group_resource(),
+                name: rp.name.clone().unwrap_or_default(),
+            });
         }
         Some(_) => return Err(ApiError::NoSuchPath),
     }
@@ -345,7 +370,11 @@ fn dispatch(shared: &Arc<Shared>, ctx: &Ctx) -> Result<Response, ApiError> {
 /// A path under a group/version/resource nobody serves: within a served group (or the core
 /// group) a `NotFound` Status, else the mux's plain-text 404.
 fn unknown_path(reg: &Registry, group: &str) -> ApiError {
-    if group.is_empty() || reg.all().iter().any(|t| t.group == group) { ApiError::NoSuchPath } else { ApiError::PageNotFound }
+    if group.is_empty() || reg.all().iter().any(|t| t.group == group) {
+        ApiError::NoSuchPath
+    } else {
+        ApiError::PageNotFound
+    }
 }
 
 /// The Kubernetes verb of a request (RBAC vocabulary).
@@ -396,7 +425,13 @@ fn outcome_response(o: Outcome) -> Response {
     resp
 }
 
-fn resource(shared: &Arc<Shared>, ctx: &Ctx, rt: &Arc<ResourceType>, rp: &ResourcePath, accept: &str) -> Result<Response, ApiError> {
+fn resource(
+    shared: &Arc<Shared>,
+    ctx: &Ctx,
+    rt: &Arc<ResourceType>,
+    rp: &ResourcePath,
+    accept: &str,
+) -> Result<Response, ApiError> {
     let repr = request::representation(accept);
     let ns = rp.namespace.as_deref();
     match (&ctx.method, &rp.name) {
@@ -409,7 +444,9 @@ fn resource(shared: &Arc<Shared>, ctx: &Ctx, rt: &Arc<ResourceType>, rp: &Resour
             let obj = rest::get(&shared.lock(), rt, rp)?;
             render_read(rt, repr, &ctx.query, vec![obj], None, true)
         }
-        (&Method::GET, None) if ctx.query.flag("watch") || rp.watch_prefix => start_watch(shared, &ctx.query, rt, ns, repr),
+        (&Method::GET, None) if ctx.query.flag("watch") || rp.watch_prefix => {
+            start_watch(shared, &ctx.query, rt, ns, repr)
+        }
         (&Method::GET, None) => {
             check_list_options(&ctx.query)?;
             let page = {
@@ -452,7 +489,10 @@ fn resource(shared: &Arc<Shared>, ctx: &Ctx, rt: &Arc<ResourceType>, rp: &Resour
                 ApiError::invalid(GroupKind { group: "meta.k8s.io".into(), kind: "PatchOptions".into() }, "", vec![e])
             };
             if ctx.query.get("force").is_some() && patch_type != PatchType::Apply {
-                return Err(patch_options_invalid(FieldError::forbidden("force", "may not be specified for non-apply patch")));
+                return Err(patch_options_invalid(FieldError::forbidden(
+                    "force",
+                    "may not be specified for non-apply patch",
+                )));
             }
             if patch_type == PatchType::Apply && opts.field_manager.is_empty() {
                 return Err(patch_options_invalid(FieldError::required("fieldManager", "is required for apply patch")));
@@ -466,7 +506,8 @@ fn resource(shared: &Arc<Shared>, ctx: &Ctx, rt: &Arc<ResourceType>, rp: &Resour
             if let Some(p) = ctx.query.get("propagationPolicy") {
                 opts["propagationPolicy"] = json!(p);
             }
-            let dry_run = ctx.query.dry_run("DeleteOptions")? || opts["dryRun"].as_array().is_some_and(|a| a.iter().any(|v| v == "All"));
+            let dry_run = ctx.query.dry_run("DeleteOptions")?
+                || opts["dryRun"].as_array().is_some_and(|a| a.iter().any(|v| v == "All"));
             let out = rest::delete(&mut shared.lock(), rt, rp, &opts, dry_run)?;
             Ok(outcome_response(out))
         }
@@ -486,7 +527,10 @@ fn list_options_invalid(causes: Vec<FieldError>) -> ApiError {
 /// apimachinery `ValidateListOptions` for plain lists.
 fn check_list_options(q: &Query) -> Result<(), ApiError> {
     if q.get("sendInitialEvents").is_some() {
-        return Err(list_options_invalid(vec![FieldError::forbidden("sendInitialEvents", "sendInitialEvents is forbidden for list")]));
+        return Err(list_options_invalid(vec![FieldError::forbidden(
+            "sendInitialEvents",
+            "sendInitialEvents is forbidden for list",
+        )]));
     }
     let rv_match = q.get("resourceVersionMatch").filter(|m| !m.is_empty());
     if rv_match.is_some() && q.get("resourceVersion").is_none_or(str::is_empty) {
@@ -506,7 +550,14 @@ fn check_list_options(q: &Query) -> Result<(), ApiError> {
 }
 
 /// A read answered as the plain object, a Table or PartialObjectMetadata.
-fn render_read(rt: &ResourceType, repr: Representation, q: &Query, items: Vec<Value>, list_meta: Option<(String, Option<String>)>, single: bool) -> Result<Response, ApiError> {
+fn render_read(
+    rt: &ResourceType,
+    repr: Representation,
+    q: &Query,
+    items: Vec<Value>,
+    list_meta: Option<(String, Option<String>)>,
+    single: bool,
+) -> Result<Response, ApiError> {
     match repr {
         Representation::Plain => Ok(json_response(200, &items.into_iter().next().unwrap_or(Value::Null), JSON)),
         Representation::Table => {
@@ -521,7 +572,8 @@ fn render_read(rt: &ResourceType, repr: Representation, q: &Query, items: Vec<Va
                     }
                 }
                 None if single => {
-                    t["metadata"]["resourceVersion"] = items.first().map(|o| o["metadata"]["resourceVersion"].clone()).unwrap_or(Value::Null);
+                    t["metadata"]["resourceVersion"] =
+                        items.first().map(|o| o["metadata"]["resourceVersion"].clone()).unwrap_or(Value::Null);
                 }
                 None => {}
             }
@@ -545,7 +597,13 @@ fn render_read(rt: &ResourceType, repr: Representation, q: &Query, items: Vec<Va
     }
 }
 
-fn start_watch(shared: &Arc<Shared>, q: &Query, rt: &Arc<ResourceType>, ns: Option<&str>, repr: Representation) -> Result<Response, ApiError> {
+fn start_watch(
+    shared: &Arc<Shared>,
+    q: &Query,
+    rt: &Arc<ResourceType>,
+    ns: Option<&str>,
+    repr: Representation,
+) -> Result<Response, ApiError> {
     let send_initial = match q.get("sendInitialEvents") {
         None | Some("") => None,
         Some("true") => Some(true),
@@ -558,11 +616,17 @@ fn start_watch(shared: &Arc<Shared>, q: &Query, rt: &Arc<ResourceType>, ns: Opti
     let mut causes = Vec::new();
     match send_initial {
         Some(_) if rv_match != Some("NotOlderThan") => {
-            causes.push(FieldError::forbidden("resourceVersionMatch", "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan"));
+            causes.push(FieldError::forbidden(
+                "resourceVersionMatch",
+                "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+            ));
         }
         Some(_) => {}
         None if rv_match.is_some() => {
-            causes.push(FieldError::forbidden("resourceVersionMatch", "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided"));
+            causes.push(FieldError::forbidden(
+                "resourceVersionMatch",
+                "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+            ));
         }
         None => {}
     }
@@ -571,7 +635,9 @@ fn start_watch(shared: &Arc<Shared>, q: &Query, rt: &Arc<ResourceType>, ns: Opti
     }
     let rv = match q.get("resourceVersion").filter(|s| !s.is_empty() && *s != "0") {
         None => None,
-        Some(s) => Some(s.parse::<u64>().map_err(|_| ApiError::BadRequest(format!("invalid resource version: {s:?}")))?),
+        Some(s) => {
+            Some(s.parse::<u64>().map_err(|_| ApiError::BadRequest(format!("invalid resource version: {s:?}")))?)
+        }
     };
     // The initial-events-end bookmark goes to clients that allow bookmarks; a watch from ""
     // or "0" defaults to sendInitialEvents=true (SetListOptionsDefaults), so it gets one too.
@@ -619,7 +685,8 @@ fn openapi_document(shared: &Arc<Shared>, ctx: &Ctx) -> Result<Response, ApiErro
     let etag = format!("\"{hash}\"");
     if ctx.header(header::IF_NONE_MATCH) == etag {
         let mut resp = StatusCode::NOT_MODIFIED.into_response();
-        resp.headers_mut().insert(header::ETAG, HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"\"")));
+        resp.headers_mut()
+            .insert(header::ETAG, HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"\"")));
         return Ok(resp);
     }
     let mut resp = json_response(200, &doc, JSON);
@@ -644,14 +711,17 @@ fn admin_api(shared: &Arc<Shared>, method: &Method, path: &str, body: &[u8]) -> 
             c.store.compact();
             ok(json!({"expiredBefore": c.store.current_rv().to_string()}))
         }
-        (&Method::GET, "requests") => ok(Value::Array(shared.requests.lock().unwrap_or_else(|p| p.into_inner()).clone())),
+        (&Method::GET, "requests") => {
+            ok(Value::Array(shared.requests.lock().unwrap_or_else(|p| p.into_inner()).clone()))
+        }
         (&Method::DELETE, "requests") => {
             shared.requests.lock().unwrap_or_else(|p| p.into_inner()).clear();
             ok(json!({}))
         }
         (&Method::GET, "faults") => ok(shared.faults.snapshot()),
         (&Method::GET, "rbac") => ok(shared.rbac.snapshot()),
-        (&Method::PUT, "rbac") => match serde_json::from_slice::<Value>(body).ok().and_then(|v| v["enforce"].as_bool()) {
+        (&Method::PUT, "rbac") => match serde_json::from_slice::<Value>(body).ok().and_then(|v| v["enforce"].as_bool())
+        {
             Some(enforce) => {
                 shared.rbac.set_enforce(enforce);
                 ok(json!({"enforce": enforce}))
@@ -659,12 +729,16 @@ fn admin_api(shared: &Arc<Shared>, method: &Method, path: &str, body: &[u8]) -> 
             None => bad("expected {\"enforce\": true|false}".into()),
         },
         (&Method::POST, "tokens") => {
-            let requested = serde_json::from_slice::<Value>(body).ok().and_then(|v| v["serviceAccount"].as_str().map(str::to_string));
+            let requested = serde_json::from_slice::<Value>(body)
+                .ok()
+                .and_then(|v| v["serviceAccount"].as_str().map(str::to_string));
             match requested.as_deref().and_then(rbac::parse_service_account) {
                 Some((ns, name)) => {
                     let token = shared.rbac.mint(ns, name);
                     let kubeconfig = kubeconfig::render(shared.addr, &token);
-                    ok(json!({"token": token, "user": format!("system:serviceaccount:{ns}:{name}"), "kubeconfig": kubeconfig}))
+                    ok(
+                        json!({"token": token, "user": format!("system:serviceaccount:{ns}:{name}"), "kubeconfig": kubeconfig}),
+                    )
                 }
                 None => bad("expected {\"serviceAccount\": \"namespace/name\"}".into()),
             }

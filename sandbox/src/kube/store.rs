@@ -68,7 +68,15 @@ pub struct Store {
 impl Store {
     pub fn new(history_limit: usize) -> Self {
         let (tx, _) = broadcast::channel(4096);
-        Self { rv: 0, objects: BTreeMap::new(), history: VecDeque::new(), history_limit, oldest_rv: 0, expire_next: None, tx }
+        Self {
+            rv: 0,
+            objects: BTreeMap::new(),
+            history: VecDeque::new(),
+            history_limit,
+            oldest_rv: 0,
+            expire_next: None,
+            tx,
+        }
     }
 
     pub fn current_rv(&self) -> u64 {
@@ -80,7 +88,12 @@ impl Store {
     }
 
     /// Objects of one storage location, in key order, optionally in one namespace.
-    pub fn list<'a>(&'a self, group: &str, plural: &str, namespace: Option<&str>) -> impl Iterator<Item = (&'a Key, &'a Value)> + 'a {
+    pub fn list<'a>(
+        &'a self,
+        group: &str,
+        plural: &str,
+        namespace: Option<&str>,
+    ) -> impl Iterator<Item = (&'a Key, &'a Value)> + 'a {
         let start = Key {
             group: group.to_string(),
             plural: plural.to_string(),

@@ -16,9 +16,18 @@ use super::rbac::Rbac;
 const DEFAULT_AUDIENCE: &str = "https://kubernetes.default.svc.cluster.local";
 
 /// `serviceaccount` exists (the caller looked it up); `body` is the TokenRequest sent.
-pub fn create(rbac: &Rbac, namespace: &str, name: &str, service_account: Option<&Value>, body: &Value) -> Result<Value, ApiError> {
+pub fn create(
+    rbac: &Rbac,
+    namespace: &str,
+    name: &str,
+    service_account: Option<&Value>,
+    body: &Value,
+) -> Result<Value, ApiError> {
     if service_account.is_none() {
-        return Err(ApiError::NotFound { resource: GroupResource { group: String::new(), resource: "serviceaccounts".into() }, name: name.into() });
+        return Err(ApiError::NotFound {
+            resource: GroupResource { group: String::new(), resource: "serviceaccounts".into() },
+            name: name.into(),
+        });
     }
     let spec = &body["spec"];
     let expiration = spec["expirationSeconds"].as_i64().unwrap_or(3600);

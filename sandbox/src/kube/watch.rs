@@ -17,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::api_error::ApiError;
 use super::crd::table::{self, Column, IncludeObject};
-use super::rest::{Selectors, to_view};
 use super::resources::ResourceType;
+use super::rest::{Selectors, to_view};
 use super::server::Shared;
 use super::store::{EventType, StoredEvent};
 
@@ -76,9 +76,10 @@ impl Renderer {
         // Only the first event of a Table watch carries the column definitions, so that
         // `kubectl get -w` prints its header once.
         if !self.first
-            && let Some(m) = out.as_object_mut() {
-                m.insert("columnDefinitions".into(), Value::Array(Vec::new()));
-            }
+            && let Some(m) = out.as_object_mut()
+        {
+            m.insert("columnDefinitions".into(), Value::Array(Vec::new()));
+        }
         self.first = false;
         out
     }
@@ -99,9 +100,11 @@ fn translate(w: &WatchRequest, ev: &StoredEvent) -> Option<(&'static str, Value)
         return None;
     }
     if let Some(ns) = &w.namespace
-        && rt.namespaced && &ev.key.namespace != ns {
-            return None;
-        }
+        && rt.namespaced
+        && &ev.key.namespace != ns
+    {
+        return None;
+    }
     let new = to_view(rt, &ev.object);
     let now_in = w.selectors.matches(&new);
     let was_in = ev.previous.as_ref().is_some_and(|p| w.selectors.matches(&to_view(rt, p)));
@@ -165,9 +168,10 @@ pub fn start(shared: Arc<Shared>, w: WatchRequest) -> mpsc::Receiver<Line> {
         for ev in replay {
             last_rv = ev.rv;
             if let Some((kind, obj)) = translate(&w, &ev)
-                && tx.send(Ok(line(kind, r.render(obj)))).await.is_err() {
-                    return;
-                }
+                && tx.send(Ok(line(kind, r.render(obj)))).await.is_err()
+            {
+                return;
+            }
         }
         let started = tokio::time::Instant::now();
         let deadline = started + w.timeout;
@@ -175,7 +179,8 @@ pub fn start(shared: Arc<Shared>, w: WatchRequest) -> mpsc::Receiver<Line> {
         // `bookmark_every`, and one 2 s before the watch times out, so the client resumes
         // from the newest version; none at the timeout itself.
         let pre_timeout = deadline.checked_sub(Duration::from_secs(2));
-        let mut next_bookmark = if w.bookmarks { next_bookmark_time(started, bookmark_every, pre_timeout) } else { None };
+        let mut next_bookmark =
+            if w.bookmarks { next_bookmark_time(started, bookmark_every, pre_timeout) } else { None };
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => break,

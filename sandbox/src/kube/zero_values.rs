@@ -95,7 +95,10 @@ mod tests {
     fn status_counters_and_structs() {
         let mut pdb = json!({"spec": {"minAvailable": 1}});
         fill("policy", "PodDisruptionBudget", &mut pdb);
-        assert_eq!(pdb["status"], json!({"disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 0, "expectedPods": 0}));
+        assert_eq!(
+            pdb["status"],
+            json!({"disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 0, "expectedPods": 0})
+        );
         let mut deploy = json!({"spec": {}});
         fill("apps", "Deployment", &mut deploy);
         assert_eq!(deploy["status"], json!({}));

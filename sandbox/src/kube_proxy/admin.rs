@@ -61,6 +61,9 @@ pub fn handle(proxy: &Proxy, method: &Method, path: &str, body: &[u8]) -> Respon
             StatusCode::NOT_FOUND,
             &json!({"error": "the kube proxy relays a real API server, which always enforces RBAC; mint ServiceAccount tokens with its TokenRequest API (kubectl create token)"}),
         ),
-        _ => json_response(StatusCode::NOT_FOUND, &json!({"error": format!("no admin endpoint {method} /_sandbox/{path}")})),
+        _ => json_response(
+            StatusCode::NOT_FOUND,
+            &json!({"error": format!("no admin endpoint {method} /_sandbox/{path}")}),
+        ),
     }
 }

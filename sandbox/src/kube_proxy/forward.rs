@@ -63,8 +63,10 @@ pub async fn forward(upstream: &Upstream, parts: Parts, body: Body, watch: Optio
     }
     // A request without Content-Length or Transfer-Encoding has no body (RFC 9112 §6.3);
     // sending an empty chunked one would change the request.
-    let has_body = parts.headers.contains_key(header::CONTENT_LENGTH) || parts.headers.contains_key(header::TRANSFER_ENCODING);
-    let mut request = upstream.client(own_credentials).request(parts.method, upstream.url(path_and_query)).headers(headers);
+    let has_body =
+        parts.headers.contains_key(header::CONTENT_LENGTH) || parts.headers.contains_key(header::TRANSFER_ENCODING);
+    let mut request =
+        upstream.client(own_credentials).request(parts.method, upstream.url(path_and_query)).headers(headers);
     if has_body {
         request = request.body(reqwest::Body::wrap_stream(body.into_data_stream()));
     }

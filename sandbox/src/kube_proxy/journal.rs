@@ -15,7 +15,8 @@ pub struct Journal {
 impl Journal {
     /// Record a request at its arrival, before any fault or the upstream answers it.
     pub fn record(&self, method: &str, path: &str, query: &str, user_agent: &str) {
-        let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+        let at =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
         let entry = json!({"method": method, "path": path, "query": query, "userAgent": user_agent, "at": (at * 1000.0).round() / 1000.0});
         self.lock().push(entry);
     }

@@ -46,19 +46,28 @@ pub enum ProxyError {
 }
 
 /// Everything up to serving: read the upstream kubeconfig, bind, write the proxy's kubeconfig.
-fn prepare(upstream_kubeconfig: &Path, addr: SocketAddr, out_kubeconfig: &Path) -> Result<(Arc<server::Proxy>, std::net::TcpListener), ProxyError> {
+fn prepare(
+    upstream_kubeconfig: &Path,
+    addr: SocketAddr,
+    out_kubeconfig: &Path,
+) -> Result<(Arc<server::Proxy>, std::net::TcpListener), ProxyError> {
     let upstream = upstream::Upstream::from_kubeconfig(upstream_kubeconfig)
         .map_err(|source| ProxyError::Upstream { path: upstream_kubeconfig.to_path_buf(), source })?;
     let listener = std::net::TcpListener::bind(addr).map_err(|source| ProxyError::Bind { addr, source })?;
     listener.set_nonblocking(true).map_err(|source| ProxyError::Bind { addr, source })?;
     let bound = listener.local_addr().map_err(|source| ProxyError::Bind { addr, source })?;
-    kubeconfig::write(out_kubeconfig, bound).map_err(|source| ProxyError::WriteKubeconfig { path: out_kubeconfig.to_path_buf(), source })?;
+    kubeconfig::write(out_kubeconfig, bound)
+        .map_err(|source| ProxyError::WriteKubeconfig { path: out_kubeconfig.to_path_buf(), source })?;
     Ok((Arc::new(server::Proxy::new(upstream)), listener))
 }
 
 /// Serve until `stop` completes; then end the relayed watches, so the graceful shutdown does
 /// not wait for streams that only end when their client goes away.
-async fn serve(proxy: Arc<server::Proxy>, listener: std::net::TcpListener, stop: impl Future<Output = ()> + Send + 'static) -> Result<(), ProxyError> {
+async fn serve(
+    proxy: Arc<server::Proxy>,
+    listener: std::net::TcpListener,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ProxyError> {
     let listener = tokio::net::TcpListener::from_std(listener).map_err(ProxyError::Serve)?;
     let on_stop = proxy.clone();
     axum::serve(listener, server::router(proxy))
@@ -99,7 +108,11 @@ impl KubeProxy {
         let (proxy, listener) = prepare(upstream_kubeconfig, addr, out_kubeconfig)?;
         let addr = listener.local_addr().map_err(|source| ProxyError::Bind { addr, source })?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(ProxyError::Runtime)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(ProxyError::Runtime)?;
         let thread = std::thread::Builder::new()
             .name(format!("kube-proxy-{}", addr.port()))
             .spawn(move || {

@@ -146,7 +146,8 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn from_kubeconfig(path: &Path) -> Result<Self, UpstreamError> {
-        let text = std::fs::read_to_string(path).map_err(|source| UpstreamError::Read { path: path.to_path_buf(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| UpstreamError::Read { path: path.to_path_buf(), source })?;
         let config: Kubeconfig =
             serde_yaml::from_str(&text).map_err(|source| UpstreamError::Parse { path: path.to_path_buf(), source })?;
         // Relative file references in a kubeconfig are relative to the kubeconfig's directory.
@@ -155,7 +156,8 @@ impl Upstream {
     }
 
     fn from_config(config: &Kubeconfig, dir: &Path) -> Result<Self, UpstreamError> {
-        let current = config.current_context.as_deref().filter(|c| !c.is_empty()).ok_or(UpstreamError::NoCurrentContext)?;
+        let current =
+            config.current_context.as_deref().filter(|c| !c.is_empty()).ok_or(UpstreamError::NoCurrentContext)?;
         let context = &config
             .contexts
             .iter()
@@ -171,7 +173,14 @@ impl Upstream {
         let anonymous = User::default();
         let user = match context.user.as_deref().filter(|u| !u.is_empty()) {
             None => &anonymous,
-            Some(name) => &config.users.iter().find(|u| u.name == name).ok_or_else(|| UpstreamError::MissingUser(name.to_string()))?.user,
+            Some(name) => {
+                &config
+                    .users
+                    .iter()
+                    .find(|u| u.name == name)
+                    .ok_or_else(|| UpstreamError::MissingUser(name.to_string()))?
+                    .user
+            }
         };
         let base = cluster.server.trim_end_matches('/').to_string();
         let url = url::Url::parse(&base).map_err(|_| UpstreamError::BadServer(cluster.server.clone()))?;
@@ -194,8 +203,18 @@ impl Upstream {
             return Err(UpstreamError::UnsupportedAuth("username/password"));
         }
 
-        let ca = data_or_file(cluster.certificate_authority_data.as_deref(), cluster.certificate_authority.as_deref(), dir, "certificate-authority")?;
-        let cert = data_or_file(user.client_certificate_data.as_deref(), user.client_certificate.as_deref(), dir, "client-certificate")?;
+        let ca = data_or_file(
+            cluster.certificate_authority_data.as_deref(),
+            cluster.certificate_authority.as_deref(),
+            dir,
+            "certificate-authority",
+        )?;
+        let cert = data_or_file(
+            user.client_certificate_data.as_deref(),
+            user.client_certificate.as_deref(),
+            dir,
+            "client-certificate",
+        )?;
         let key = data_or_file(user.client_key_data.as_deref(), user.client_key.as_deref(), dir, "client-key")?;
         let token = match (&user.token, &user.token_file) {
             (Some(t), _) if !t.is_empty() => Some(t.trim().to_string()),
@@ -220,7 +239,10 @@ impl Upstream {
                 // PKCS#8, SEC1 ("EC PRIVATE KEY") and PKCS#1 keys.
                 cert.push(b'\n');
                 cert.extend_from_slice(&key);
-                Some(reqwest::Identity::from_pem(&cert).map_err(|e| UpstreamError::Pem { field: "client-certificate/client-key", detail: error_chain(&e) })?)
+                Some(reqwest::Identity::from_pem(&cert).map_err(|e| UpstreamError::Pem {
+                    field: "client-certificate/client-key",
+                    detail: error_chain(&e),
+                })?)
             }
             (None, None) => None,
             _ => return Err(UpstreamError::HalfIdentity),
@@ -296,7 +318,12 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// PEM bytes from a `*-data` field (base64, which wins, as in client-go) or a file path.
-fn data_or_file(data: Option<&str>, file: Option<&Path>, dir: &Path, field: &'static str) -> Result<Option<Vec<u8>>, UpstreamError> {
+fn data_or_file(
+    data: Option<&str>,
+    file: Option<&Path>,
+    dir: &Path,
+    field: &'static str,
+) -> Result<Option<Vec<u8>>, UpstreamError> {
     if let Some(data) = data.filter(|d| !d.is_empty()) {
         let compact: String = data.split_whitespace().collect();
         return base64::engine::general_purpose::STANDARD
@@ -350,7 +377,10 @@ users:
     #[test]
     fn refuses_what_it_cannot_honour() {
         assert!(matches!(parse(&with_user("ftp://x", "{token: a}")), Err(UpstreamError::BadServer(_))));
-        assert!(matches!(parse(&with_user("https://x", "{exec: {command: aws}}")), Err(UpstreamError::UnsupportedAuth("exec"))));
+        assert!(matches!(
+            parse(&with_user("https://x", "{exec: {command: aws}}")),
+            Err(UpstreamError::UnsupportedAuth("exec"))
+        ));
         assert!(matches!(
             parse(&with_user("https://x", "{client-certificate-data: \"LS0t\"}")),
             Err(UpstreamError::HalfIdentity)

@@ -62,7 +62,8 @@ pub fn query_param(query: &str, name: &str) -> Option<String> {
 /// Whether a request is a watch: `?watch=` true in Go's `strconv.ParseBool` spelling, or the
 /// deprecated `/api/v1/watch/...`, `/apis/{g}/{v}/watch/...` paths.
 pub fn is_watch(path: &str, query: &str) -> bool {
-    let flag = query_param(query, "watch").is_some_and(|v| matches!(v.as_str(), "1" | "t" | "T" | "true" | "TRUE" | "True"));
+    let flag =
+        query_param(query, "watch").is_some_and(|v| matches!(v.as_str(), "1" | "t" | "T" | "true" | "TRUE" | "True"));
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     let legacy = matches!(segs.as_slice(), ["api", _, "watch", ..] | ["apis", _, _, "watch", ..]);
     flag || legacy

@@ -30,10 +30,7 @@ pub(super) fn router<P: Provider>(mounted: Arc<Mounted<P>>) -> Router {
             get(get_connection::<P>).put(put_connection::<P>).delete(delete_connection::<P>),
         )
         .route("/_sandbox/requests", get(get_requests::<P>).delete(delete_requests::<P>))
-        .route(
-            "/_sandbox/rate-limit",
-            get(get_rate_limit::<P>).put(put_rate_limit::<P>).delete(delete_rate_limit::<P>),
-        )
+        .route("/_sandbox/rate-limit", get(get_rate_limit::<P>).put(put_rate_limit::<P>).delete(delete_rate_limit::<P>))
         .route("/_sandbox/faults", get(get_faults::<P>).put(put_faults::<P>).delete(delete_faults::<P>))
         .route("/_sandbox/tokens", put(put_tokens::<P>).delete(delete_tokens::<P>))
         .with_state(mounted)
@@ -45,7 +42,10 @@ fn bad_request(message: impl std::fmt::Display) -> Response {
     (StatusCode::BAD_REQUEST, Json(json!({ "message": message.to_string() }))).into_response()
 }
 
-#[allow(clippy::result_large_err, reason = "an axum Response is the natural rejection of an HTTP check, built at most once per request")]
+#[allow(
+    clippy::result_large_err,
+    reason = "an axum Response is the natural rejection of an HTTP check, built at most once per request"
+)]
 fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, Response> {
     serde_json::from_slice(body).map_err(|e| bad_request(format!("invalid admin request body: {e}")))
 }

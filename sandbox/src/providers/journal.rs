@@ -41,14 +41,7 @@ struct Inner {
 pub struct Ticket(u64);
 
 impl Journal {
-    pub fn begin(
-        &self,
-        method: &str,
-        path: &str,
-        query: Option<&str>,
-        body: &[u8],
-        at: f64,
-    ) -> Ticket {
+    pub fn begin(&self, method: &str, path: &str, query: Option<&str>, body: &[u8], at: f64) -> Ticket {
         let mut inner = self.lock();
         let seq = inner.next_seq;
         inner.next_seq += 1;
@@ -91,8 +84,7 @@ fn body_value(body: &[u8]) -> Value {
     if body.is_empty() {
         return Value::Null;
     }
-    serde_json::from_slice(body)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
+    serde_json::from_slice(body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
 }
 
 #[cfg(test)]

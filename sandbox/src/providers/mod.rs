@@ -46,12 +46,12 @@
 //! `PUT/GET/DELETE /_sandbox/connections/{id}` (the id may contain `/`).
 
 mod admin;
+mod arena;
 mod datagrid;
 pub mod faults;
 mod journal;
 mod mielto;
 mod nango;
-mod arena;
 mod pipeline;
 mod plugin;
 mod rate_limit;
@@ -77,9 +77,7 @@ pub fn app() -> Router {
         .nest("/mielto", mielto::router())
         .nest("/arena", arena::router())
         .nest("/datagrid/v1", datagrid::router())
-        .fallback(|| async {
-            (StatusCode::NOT_FOUND, Json(json!({ "message": "no provider at this path" })))
-        })
+        .fallback(|| async { (StatusCode::NOT_FOUND, Json(json!({ "message": "no provider at this path" }))) })
 }
 
 /// Bind `addr`, print `listening on http://ADDR`, serve until SIGINT/SIGTERM.

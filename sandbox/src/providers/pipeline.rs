@@ -26,11 +26,7 @@ enum Outcome {
     Reset(Option<ConnectionReset>),
 }
 
-pub(super) async fn run<P: Provider>(
-    State(mounted): State<Arc<Mounted<P>>>,
-    request: Request,
-    next: Next,
-) -> Response {
+pub(super) async fn run<P: Provider>(State(mounted): State<Arc<Mounted<P>>>, request: Request, next: Next) -> Response {
     let at = unix_now();
     let (parts, body) = request.into_parts();
     let Ok(body) = axum::body::to_bytes(body, MAX_BODY).await else {
@@ -113,7 +109,5 @@ fn fault_response<P: Provider>(provider: &P, fault: &Fault, status: u16) -> Resp
 
 /// Now as unix seconds (fractional).
 pub(super) fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }

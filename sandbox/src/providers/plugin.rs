@@ -46,7 +46,10 @@ pub trait Provider: Send + Sync + 'static {
 
     /// Establish the caller, or answer with the provider's own 401/403. `tokens.check`
     /// classifies the presented credential (any is accepted unless tokens are configured).
-    #[allow(clippy::result_large_err, reason = "an axum Response is the natural rejection of an HTTP check, built at most once per request")]
+    #[allow(
+        clippy::result_large_err,
+        reason = "an axum Response is the natural rejection of an HTTP check, built at most once per request"
+    )]
     fn authenticate(&self, request: &Parts, tokens: &Tokens) -> Result<Caller, Response>;
 
     /// The rate-limit bucket this request counts in, with the provider's default limit,
@@ -98,8 +101,6 @@ pub(super) struct Mounted<P> {
 pub fn mount<P: Provider>(provider: P) -> Router {
     let provider = Arc::new(provider);
     let mounted = Arc::new(Mounted { provider: provider.clone(), controls: Controls::default() });
-    let api = provider
-        .routes()
-        .layer(axum::middleware::from_fn_with_state(mounted.clone(), pipeline::run::<P>));
+    let api = provider.routes().layer(axum::middleware::from_fn_with_state(mounted.clone(), pipeline::run::<P>));
     admin::router(mounted).merge(api)
 }

@@ -64,10 +64,8 @@ async fn serve_connection(stream: TcpStream, app: Router, shutdown: Cancellation
             Ok::<_, Infallible>(response.unwrap_or_else(|never| match never {}))
         }
     });
-    let connection = Box::pin(
-        hyper::server::conn::http1::Builder::new()
-            .serve_connection(TokioIo::new(stream), service),
-    );
+    let connection =
+        Box::pin(hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service));
     let mut connection = connection;
     tokio::select! {
         _ = connection.as_mut() => {}

@@ -44,10 +44,8 @@ struct Config {
 
 impl Tokens {
     pub fn set(&self, config: TokenConfig) {
-        *self.config.write().unwrap_or_else(|e| e.into_inner()) = Config {
-            full: config.tokens.into_iter().collect(),
-            read_only: config.read_only.into_iter().collect(),
-        };
+        *self.config.write().unwrap_or_else(|e| e.into_inner()) =
+            Config { full: config.tokens.into_iter().collect(), read_only: config.read_only.into_iter().collect() };
     }
 
     /// Classify `presented` (the bearer token or API key, if any) for a read or a write.

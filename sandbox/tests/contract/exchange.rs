@@ -15,12 +15,7 @@ pub struct Call {
 
 impl Call {
     pub fn new(method: Method, path: impl Into<String>) -> Call {
-        Call {
-            method,
-            path: path.into(),
-            headers: Vec::new(),
-            body: None,
-        }
+        Call { method, path: path.into(), headers: Vec::new(), body: None }
     }
     pub fn get(path: impl Into<String>) -> Call {
         Call::new(Method::GET, path)
@@ -59,26 +54,15 @@ impl Call {
             request = request.header(name, value);
         }
         if let Some((content_type, body)) = &self.body {
-            request = request
-                .header("content-type", content_type)
-                .body(body.clone());
+            request = request.header("content-type", content_type).body(body.clone());
         }
-        let response = request
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{} {url} failed: {e}", self.method));
+        let response = request.send().await.unwrap_or_else(|e| panic!("{} {url} failed: {e}", self.method));
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let bytes = response.bytes().await.expect("read response body");
         let text = String::from_utf8_lossy(&bytes).into_owned();
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Reply {
-            status,
-            headers,
-            body,
-            text,
-            what: format!("{} {url}", self.method),
-        }
+        Reply { status, headers, body, text, what: format!("{} {url}", self.method) }
     }
 }
 
@@ -147,9 +131,7 @@ impl Reply {
         let violations = self.violations();
         let only_status_warning = violations.len() == 1
             && violations[0]["severity"] == "Warning"
-            && violations[0]["message"]
-                .as_str()
-                .is_some_and(|m| m.contains(UNDOCUMENTED_STATUS));
+            && violations[0]["message"].as_str().is_some_and(|m| m.contains(UNDOCUMENTED_STATUS));
         assert!(
             self.status == status && only_status_warning && !self.is_prism_problem(),
             "{}: expected an undocumented {status} relayed with only the status warning, got {} \
@@ -208,11 +190,7 @@ impl Reply {
 
     /// The emulator answered `status` (used for direct calls, which Prism never sees).
     pub fn assert_status(&self, status: u16) -> &Reply {
-        assert_eq!(
-            self.status, status,
-            "{}: unexpected status; body: {}",
-            self.what, self.text
-        );
+        assert_eq!(self.status, status, "{}: unexpected status; body: {}", self.what, self.text);
         self
     }
 
@@ -222,8 +200,6 @@ impl Reply {
     }
 
     fn is_prism_problem(&self) -> bool {
-        self.body["type"]
-            .as_str()
-            .is_some_and(|t| t.starts_with("https://stoplight.io/prism/"))
+        self.body["type"].as_str().is_some_and(|t| t.starts_with("https://stoplight.io/prism/"))
     }
 }

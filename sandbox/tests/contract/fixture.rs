@@ -143,8 +143,7 @@ impl Contract {
         self.clear_journal().await;
         let reply = self.via_prism(call).await;
         let journal = self.journal().await;
-        let relayed = reply.is_prism_violations()
-            || journal.first().is_some_and(|e| e["status"] == reply.status);
+        let relayed = reply.is_prism_violations() || journal.first().is_some_and(|e| e["status"] == reply.status);
         assert!(
             journal.len() == 1
                 && journal[0]["method"] == call.method.as_str()
@@ -177,15 +176,8 @@ impl Contract {
     /// A request the official document makes invalid: Prism refuses it at `location`
     /// without forwarding it, and the emulator, sent the same request directly, rejects it
     /// with `emulator_status`. Returns the emulator's answer for further checks.
-    pub async fn rejected_by_both(
-        &self,
-        call: &Call,
-        location: &[&str],
-        emulator_status: u16,
-    ) -> Reply {
-        self.stopped_by_prism(call)
-            .await
-            .assert_prism_rejected(location);
+    pub async fn rejected_by_both(&self, call: &Call, location: &[&str], emulator_status: u16) -> Reply {
+        self.stopped_by_prism(call).await.assert_prism_rejected(location);
         let direct = self.direct(call).await;
         direct.assert_status(emulator_status);
         direct
@@ -193,34 +185,26 @@ impl Contract {
 
     /// Seed a connection's raw state (docs/interfaces.md: `PUT /_sandbox/connections/{id}`).
     pub async fn seed(&self, id: &str, state: Value) {
-        self.admin(
-            Method::PUT,
-            &format!("/_sandbox/connections/{id}"),
-            Some(state),
-        )
-        .await;
+        self.admin(Method::PUT, &format!("/_sandbox/connections/{id}"), Some(state)).await;
     }
 
     /// Only these bearer tokens are accepted; `read_only` ones may read but not write.
     pub async fn set_tokens(&self, tokens: &[&str], read_only: &[&str]) {
         let body = serde_json::json!({ "tokens": tokens, "readOnly": read_only });
-        self.admin(Method::PUT, "/_sandbox/tokens", Some(body))
-            .await;
+        self.admin(Method::PUT, "/_sandbox/tokens", Some(body)).await;
     }
 
     /// Allow `limit` requests per window of `window_seconds` (0 disables the limit); the
     /// override also starts every bucket afresh, so the next `limit` requests pass.
     pub async fn set_rate_limit(&self, limit: u32, window_seconds: f64) {
         let body = serde_json::json!({ "limit": limit, "windowSeconds": window_seconds });
-        self.admin(Method::PUT, "/_sandbox/rate-limit", Some(body))
-            .await;
+        self.admin(Method::PUT, "/_sandbox/rate-limit", Some(body)).await;
     }
 
     /// Queue a fault (docs/interfaces.md `PUT /_sandbox/faults`): the emulator answers the next
     /// matching request with it instead of running the handler.
     pub async fn inject_fault(&self, fault: Value) {
-        self.admin(Method::PUT, "/_sandbox/faults", Some(fault))
-            .await;
+        self.admin(Method::PUT, "/_sandbox/faults", Some(fault)).await;
     }
 
     pub async fn journal(&self) -> Vec<Value> {

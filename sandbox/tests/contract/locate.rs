@@ -5,10 +5,7 @@ use std::path::{Path, PathBuf};
 
 /// The workspace root (the parent of the `sandbox` package).
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the sandbox package sits inside the workspace")
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the sandbox package sits inside the workspace").to_path_buf()
 }
 
 /// `.tools/node/node_modules/.bin/prism`, under `CONNECTION_OPERATOR_TOOLS` if set, else under

@@ -22,10 +22,7 @@ async fn with_connections(connections: &[(&str, Value)]) -> Contract {
 }
 
 fn get(id: &str, query: &str) -> Call {
-    Call::get(format!(
-        "/connections/{id}?provider_config_key={KEY}{query}"
-    ))
-    .bearer(TOKEN)
+    Call::get(format!("/connections/{id}?provider_config_key={KEY}{query}")).bearer(TOKEN)
 }
 
 fn write(method: reqwest::Method, path: &str, body: Value) -> Call {
@@ -42,18 +39,13 @@ async fn reads_conform_to_connection_full_and_the_list_schema() {
 
     // The node SDK's getMetadata sends the three booleans as `false` (docs/providers.md, Nango).
     let sdk = "&force_refresh=false&refresh_token=false&refresh_github_app_jwt_token=false";
-    contract
-        .forwarded(&get("acme", sdk))
-        .await
-        .assert_conforms(200);
+    contract.forwarded(&get("acme", sdk)).await.assert_conforms(200);
 
     // The deprecated path still works and returns the same ConnectionFull.
     let legacy = Call::get(format!("/connection/acme?provider_config_key={KEY}")).bearer(TOKEN);
     contract.forwarded(&legacy).await.assert_conforms(200);
 
-    let list = contract
-        .forwarded(&Call::get("/connections?connectionId=acme").bearer(TOKEN))
-        .await;
+    let list = contract.forwarded(&Call::get("/connections?connectionId=acme").bearer(TOKEN)).await;
     list.assert_conforms(200);
     assert_eq!(list.body["connections"][0]["connection_id"], "acme");
 
@@ -71,16 +63,10 @@ async fn reads_conform_to_connection_full_and_the_list_schema() {
     read.assert_conforms(200);
     assert_eq!(read.body["tags"], json!({"env": "prod", "team": "core"}));
     for query in ["tags[env]=prod", "search=tagg", "limit=1"] {
-        let list = contract
-            .forwarded(&Call::get(format!("/connections?{query}")).bearer(TOKEN))
-            .await;
+        let list = contract.forwarded(&Call::get(format!("/connections?{query}")).bearer(TOKEN)).await;
         list.assert_conforms(200);
-        let ids: Vec<&Value> = list.body["connections"]
-            .as_array()
-            .expect("connections")
-            .iter()
-            .map(|c| &c["connection_id"])
-            .collect();
+        let ids: Vec<&Value> =
+            list.body["connections"].as_array().expect("connections").iter().map(|c| &c["connection_id"]).collect();
         assert_eq!(ids.len(), 1, "{query}: {ids:?}");
     }
 }
@@ -99,16 +85,8 @@ async fn never_set_metadata_is_null_which_only_the_list_schema_allows() {
     assert_eq!(direct.body["metadata"], Value::Null);
 
     let through_prism = contract.forwarded(&get("fresh", "")).await;
-    assert!(
-        through_prism.is_prism_violations(),
-        "{}",
-        through_prism.text
-    );
-    assert_eq!(
-        contract.journal().await[0]["status"],
-        200,
-        "the emulator answered 200"
-    );
+    assert!(through_prism.is_prism_violations(), "{}", through_prism.text);
+    assert_eq!(contract.journal().await[0]["status"], 200, "the emulator answered 200");
     let violations = through_prism.violations();
     assert!(
         violations.len() == 1
@@ -117,9 +95,7 @@ async fn never_set_metadata_is_null_which_only_the_list_schema_allows() {
         "expected only the metadata-null violation, got {violations:?}"
     );
 
-    let list = contract
-        .forwarded(&Call::get("/connections?connectionId=fresh").bearer(TOKEN))
-        .await;
+    let list = contract.forwarded(&Call::get("/connections?connectionId=fresh").bearer(TOKEN)).await;
     list.assert_conforms(200);
     assert_eq!(list.body["connections"][0]["metadata"], Value::Null);
 }
@@ -130,25 +106,17 @@ async fn metadata_writes_conform_and_echo_the_request() {
     let contract = with_connections(&[("acme", json!({"plan": "pro"})), ("beta", json!({}))]).await;
 
     for path in ["/connections/metadata", "/connection/metadata"] {
-        let merge = json!({"connection_id": "acme", "provider_config_key": KEY, "metadata": {"seats": 3, "plan": null}});
-        let patched = contract
-            .forwarded(&write(Method::PATCH, path, merge.clone()))
-            .await;
+        let merge =
+            json!({"connection_id": "acme", "provider_config_key": KEY, "metadata": {"seats": 3, "plan": null}});
+        let patched = contract.forwarded(&write(Method::PATCH, path, merge.clone())).await;
         patched.assert_conforms(200);
-        assert_eq!(
-            patched.body, merge,
-            "PATCH echoes the request body (docs/providers.md, Nango)"
-        );
+        assert_eq!(patched.body, merge, "PATCH echoes the request body (docs/providers.md, Nango)");
 
-        let replace = json!({"connection_id": ["acme", "beta"], "provider_config_key": KEY, "metadata": {"plan": "team"}});
-        let posted = contract
-            .forwarded(&write(Method::POST, path, replace.clone()))
-            .await;
+        let replace =
+            json!({"connection_id": ["acme", "beta"], "provider_config_key": KEY, "metadata": {"plan": "team"}});
+        let posted = contract.forwarded(&write(Method::POST, path, replace.clone())).await;
         posted.assert_conforms(201);
-        assert_eq!(
-            posted.body, replace,
-            "POST echoes the request body (docs/providers.md, Nango)"
-        );
+        assert_eq!(posted.body, replace, "POST echoes the request body (docs/providers.md, Nango)");
     }
 
     let read = contract.forwarded(&get("beta", "")).await;
@@ -156,21 +124,11 @@ async fn metadata_writes_conform_and_echo_the_request() {
     assert_eq!(read.body["metadata"], json!({"plan": "team"}));
 
     // An empty id array passes validation and updates nothing (docs/providers.md, Nango [C]).
-    let nobody =
-        json!({"connection_id": [], "provider_config_key": KEY, "metadata": {"plan": "gone"}});
-    let patched = contract
-        .forwarded(&write(
-            Method::PATCH,
-            "/connections/metadata",
-            nobody.clone(),
-        ))
-        .await;
+    let nobody = json!({"connection_id": [], "provider_config_key": KEY, "metadata": {"plan": "gone"}});
+    let patched = contract.forwarded(&write(Method::PATCH, "/connections/metadata", nobody.clone())).await;
     patched.assert_conforms(200);
     assert_eq!(patched.body, nobody);
-    contract
-        .forwarded(&write(Method::POST, "/connections/metadata", nobody))
-        .await
-        .assert_conforms(201);
+    contract.forwarded(&write(Method::POST, "/connections/metadata", nobody)).await.assert_conforms(201);
     let read = contract.forwarded(&get("beta", "")).await;
     assert_eq!(read.body["metadata"], json!({"plan": "team"}));
 }
@@ -190,29 +148,15 @@ async fn document_invalid_requests_are_rejected_by_prism_and_emulator() {
     doc.assert_conforms("StdError", &direct.body);
 
     let not_boolean = get("acme", "&force_refresh=maybe");
-    let direct = contract
-        .rejected_by_both(&not_boolean, &["query", "force_refresh"], 400)
-        .await;
+    let direct = contract.rejected_by_both(&not_boolean, &["query", "force_refresh"], 400).await;
     assert_eq!(direct.body["error"]["code"], "invalid_query_params");
     doc.assert_conforms("StdError", &direct.body);
 
     let bodies = [
-        (
-            json!({"connection_id": "acme", "provider_config_key": KEY, "metadata": []}),
-            vec!["body", "metadata"],
-        ),
-        (
-            json!({"connection_id": "acme", "provider_config_key": KEY, "metadata": null}),
-            vec!["body", "metadata"],
-        ),
-        (
-            json!({"connection_id": "acme", "provider_config_key": KEY}),
-            vec!["body"],
-        ),
-        (
-            json!({"connection_id": 42, "provider_config_key": KEY, "metadata": {}}),
-            vec!["body", "connection_id"],
-        ),
+        (json!({"connection_id": "acme", "provider_config_key": KEY, "metadata": []}), vec!["body", "metadata"]),
+        (json!({"connection_id": "acme", "provider_config_key": KEY, "metadata": null}), vec!["body", "metadata"]),
+        (json!({"connection_id": "acme", "provider_config_key": KEY}), vec!["body"]),
+        (json!({"connection_id": 42, "provider_config_key": KEY, "metadata": {}}), vec!["body", "connection_id"]),
         (
             json!({"connection_id": "acme", "provider_config_key": 7, "metadata": {}}),
             vec!["body", "provider_config_key"],
@@ -228,17 +172,13 @@ async fn document_invalid_requests_are_rejected_by_prism_and_emulator() {
     }
 
     let not_integer = Call::get("/connections?limit=many").bearer(TOKEN);
-    let direct = contract
-        .rejected_by_both(&not_integer, &["query", "limit"], 400)
-        .await;
+    let direct = contract.rejected_by_both(&not_integer, &["query", "limit"], 400).await;
     assert_eq!(direct.body["error"]["code"], "invalid_query_params");
     doc.assert_conforms("StdError", &direct.body);
 
     // A non-JSON body: Prism reports the 415 inside its 422; Nango answers 415
     // `invalid_content_type` (docs/providers.md, Nango [C] json.middleware.ts).
-    let text = Call::new(Method::PATCH, "/connections/metadata")
-        .raw_body("text/plain", "x")
-        .bearer(TOKEN);
+    let text = Call::new(Method::PATCH, "/connections/metadata").raw_body("text/plain", "x").bearer(TOKEN);
     let direct = contract.rejected_by_both(&text, &[], 415).await;
     assert_eq!(direct.body["error"]["code"], "invalid_content_type");
     doc.assert_conforms("StdError", &direct.body);
@@ -253,10 +193,7 @@ async fn document_invalid_requests_are_rejected_by_prism_and_emulator() {
 async fn missing_credentials_are_rejected_by_prism_and_emulator() {
     let contract = with_connections(&[("acme", json!({}))]).await;
     let anonymous = Call::get(format!("/connections/acme?provider_config_key={KEY}"));
-    contract
-        .stopped_by_prism(&anonymous)
-        .await
-        .assert_prism_unauthorized();
+    contract.stopped_by_prism(&anonymous).await.assert_prism_unauthorized();
     let direct = contract.direct(&anonymous).await;
     direct.assert_status(401);
     assert_eq!(direct.body["error"]["code"], "missing_auth_header");
@@ -291,15 +228,11 @@ async fn stricter_server_rules_reach_the_emulator_and_conform() {
         assert_eq!(rejected.body["error"]["code"], "invalid_query_params");
     }
 
-    let extra_key =
-        json!({"connection_id": "acme", "provider_config_key": KEY, "metadata": {}, "tags": {}});
+    let extra_key = json!({"connection_id": "acme", "provider_config_key": KEY, "metadata": {}, "tags": {}});
     let empty_id = json!({"connection_id": "", "provider_config_key": KEY, "metadata": {}});
-    let bad_key =
-        json!({"connection_id": "acme", "provider_config_key": "no/slash", "metadata": {}});
+    let bad_key = json!({"connection_id": "acme", "provider_config_key": "no/slash", "metadata": {}});
     for body in [extra_key, empty_id, bad_key] {
-        let rejected = contract
-            .forwarded(&write(Method::PATCH, "/connections/metadata", body.clone()))
-            .await;
+        let rejected = contract.forwarded(&write(Method::PATCH, "/connections/metadata", body.clone())).await;
         rejected.assert_conforms(400);
         assert_eq!(rejected.body["error"]["code"], "invalid_body", "{body}");
         doc.assert_conforms("StdError", &rejected.body);
@@ -326,9 +259,7 @@ async fn not_found_conforms_to_std_error() {
 
     // The metadata writes do not document 404; their `unknown_connection` body is StdError.
     let body = json!({"connection_id": ["acme", "ghost"], "provider_config_key": KEY, "metadata": {"a": 1}});
-    let missing = contract
-        .forwarded(&write(Method::PATCH, "/connections/metadata", body))
-        .await;
+    let missing = contract.forwarded(&write(Method::PATCH, "/connections/metadata", body)).await;
     missing.assert_undocumented_status(404);
     assert_eq!(missing.body["error"]["code"], "unknown_connection");
     doc.assert_conforms("StdError", &missing.body);
@@ -353,38 +284,21 @@ async fn auth_and_rate_limit_errors_are_undocumented_statuses() {
     assert_only_extra_fields_outside_std_error(doc, &denied.body, &["payload"]);
 
     contract.set_rate_limit(1, 60.0).await;
-    contract
-        .forwarded(&get("acme", ""))
-        .await
-        .assert_conforms(200);
+    contract.forwarded(&get("acme", "")).await.assert_conforms(200);
     let limited = contract.forwarded(&get("acme", "")).await;
     limited.assert_undocumented_status(429);
     assert_eq!(limited.body["error"]["code"], "too_many_request");
-    assert!(
-        limited.header("retry-after").is_some(),
-        "429 without Retry-After: {:?}",
-        limited.headers
-    );
+    assert!(limited.header("retry-after").is_some(), "429 without Retry-After: {:?}", limited.headers);
     assert_only_extra_fields_outside_std_error(doc, &limited.body, &["method", "path"]);
 }
 
 /// `body` carries the server's `extra` fields inside `error`, which StdError forbids, and is
 /// StdError apart from them.
-fn assert_only_extra_fields_outside_std_error(
-    doc: &crate::schema::Document,
-    body: &Value,
-    extra: &[&str],
-) {
+fn assert_only_extra_fields_outside_std_error(doc: &crate::schema::Document, body: &Value, extra: &[&str]) {
     for field in extra {
-        assert!(
-            body["error"].get(*field).is_some(),
-            "the server's {field} is missing from {body}"
-        );
+        assert!(body["error"].get(*field).is_some(), "the server's {field} is missing from {body}");
     }
-    assert!(
-        !doc.errors_against("StdError", body).is_empty(),
-        "{body} unexpectedly fits StdError"
-    );
+    assert!(!doc.errors_against("StdError", body).is_empty(), "{body} unexpectedly fits StdError");
     let mut trimmed = body.clone();
     if let Some(error) = trimmed["error"].as_object_mut() {
         for field in extra {
@@ -404,8 +318,7 @@ async fn missing_scopes_are_undocumented_403s_in_std_error() {
     let read_only = "7c9e6679-7425-40de-944b-e07fc1f90ae7";
     contract.set_tokens(&[TOKEN], &[read_only]).await;
 
-    let body =
-        json!({"connection_id": "acme", "provider_config_key": KEY, "metadata": {"plan": "free"}});
+    let body = json!({"connection_id": "acme", "provider_config_key": KEY, "metadata": {"plan": "free"}});
     let write = Call::patch("/connections/metadata", body).bearer(read_only);
     let forbidden = contract.forwarded(&write).await;
     forbidden.assert_undocumented_status(403);
@@ -413,9 +326,7 @@ async fn missing_scopes_are_undocumented_403s_in_std_error() {
     doc.assert_conforms("StdError", &forbidden.body);
 
     for flag in ["force_refresh", "refresh_token"] {
-        let refresh = contract
-            .forwarded(&get("acme", &format!("&{flag}=true")))
-            .await;
+        let refresh = contract.forwarded(&get("acme", &format!("&{flag}=true"))).await;
         refresh.assert_undocumented_status(403);
         assert_eq!(refresh.body["error"]["code"], "forbidden");
         doc.assert_conforms("StdError", &refresh.body);
@@ -423,11 +334,7 @@ async fn missing_scopes_are_undocumented_403s_in_std_error() {
 
     let read = contract.forwarded(&get("acme", "")).await;
     read.assert_conforms(200);
-    assert_eq!(
-        read.body["metadata"],
-        json!({"plan": "pro"}),
-        "the refused write changed nothing"
-    );
+    assert_eq!(read.body["metadata"], json!({"plan": "pro"}), "the refused write changed nothing");
 }
 
 /// Connection ids may hold the punctuation Nango's id pattern allows (docs/providers.md, Nango
@@ -435,32 +342,18 @@ async fn missing_scopes_are_undocumented_403s_in_std_error() {
 /// forward them unchanged and the emulator find the connection.
 #[tokio::test]
 async fn ids_with_allowed_punctuation_pass_through_prism() {
-    let ids = [
-        "user@example.com",
-        "org/team",
-        "a b",
-        "x|y",
-        "{tenant}",
-        "it's",
-    ];
+    let ids = ["user@example.com", "org/team", "a b", "x|y", "{tenant}", "it's"];
     let seeds: Vec<(&str, Value)> = ids.iter().map(|id| (*id, json!({"n": 1}))).collect();
     let contract = with_connections(&seeds).await;
     for id in ids {
-        let encoded: String = url::form_urlencoded::byte_serialize(id.as_bytes())
-            .collect::<String>()
-            .replace('+', "%20");
+        let encoded: String =
+            url::form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>().replace('+', "%20");
         let read = contract.via_prism(&get(&encoded, "")).await;
         read.assert_conforms(200);
         assert_eq!(read.body["connection_id"], id);
 
         let body = json!({"connection_id": id, "provider_config_key": KEY, "metadata": {"n": 2}});
-        let patched = contract
-            .forwarded(&write(
-                reqwest::Method::PATCH,
-                "/connections/metadata",
-                body.clone(),
-            ))
-            .await;
+        let patched = contract.forwarded(&write(reqwest::Method::PATCH, "/connections/metadata", body.clone())).await;
         patched.assert_conforms(200);
         assert_eq!(patched.body, body);
     }

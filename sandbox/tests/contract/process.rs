@@ -48,16 +48,9 @@ impl Logged {
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err))
             .kill_on_drop(true);
-        let mut child = command
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let mut child = command.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
         let stdin = child.stdin.take().expect("the guard's stdin is piped");
-        Logged {
-            child,
-            _stdin: stdin,
-            log: log.to_path_buf(),
-            name,
-        }
+        Logged { child, _stdin: stdin, log: log.to_path_buf(), name }
     }
 
     /// Poll the log until a line contains `marker`; return the rest of that line after the
@@ -71,10 +64,7 @@ impl Logged {
                 return line[at..].trim().to_string();
             }
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "{} exited ({status}) before printing {marker:?}; log:\n{text}",
-                    self.name
-                );
+                panic!("{} exited ({status}) before printing {marker:?}; log:\n{text}", self.name);
             }
             assert!(
                 tokio::time::Instant::now() < deadline,

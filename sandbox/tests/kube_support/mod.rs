@@ -170,8 +170,15 @@ impl Kube {
     pub fn install_widget_crd(&self) {
         let _guard = self.cluster.control_plane().map(|plane| plane.lock("widget-crd"));
         let crd = fixture("widget-crd.yaml");
-        self.kubectl(&["apply", "--server-side", "--force-conflicts", "--field-manager=kube-tiers", "-f", crd.to_str().expect("utf-8 path")])
-            .ok();
+        self.kubectl(&[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager=kube-tiers",
+            "-f",
+            crd.to_str().expect("utf-8 path"),
+        ])
+        .ok();
         self.kubectl(&["wait", "--for=condition=Established", "crd/widgets.example.com", "--timeout=120s"]).ok();
         // Established comes before discovery lists the resource; kubectl needs both.
         eventually("discovery to list widgets.example.com", || {

@@ -30,7 +30,8 @@ impl Env {
     }
 
     pub async fn seed(&self, id: &str, state: Value) {
-        let response = self.http.put(self.url(&format!("/_sandbox/connections/{id}"))).json(&state).send().await.unwrap();
+        let response =
+            self.http.put(self.url(&format!("/_sandbox/connections/{id}"))).json(&state).send().await.unwrap();
         assert_eq!(response.status(), 200, "seeding {id}: {}", response.text().await.unwrap());
     }
 
@@ -49,7 +50,8 @@ impl Env {
     }
 
     pub async fn rate_limit(&self, limit: u32, window_seconds: f64) {
-        let response = self.admin_put("rate-limit", serde_json::json!({"limit": limit, "windowSeconds": window_seconds})).await;
+        let response =
+            self.admin_put("rate-limit", serde_json::json!({"limit": limit, "windowSeconds": window_seconds})).await;
         assert_eq!(response.status(), 200);
     }
 }

@@ -53,41 +53,20 @@ fn col(name: &str, type_: &str, priority: i64, description: &str, c: Computed) -
 }
 
 fn name() -> Column {
-    Column::computed(
-        "Name",
-        "string",
-        "name",
-        0,
-        NAME_DESCRIPTION,
-        Computed::Name,
-    )
+    Column::computed("Name", "string", "name", 0, NAME_DESCRIPTION, Computed::Name)
 }
 
 fn age() -> Column {
-    col(
-        "Age",
-        "string",
-        0,
-        CREATION_TIMESTAMP_DESCRIPTION,
-        Computed::Age,
-    )
+    col("Age", "string", 0, CREATION_TIMESTAMP_DESCRIPTION, Computed::Age)
 }
 
 /// Columns of a built-in kind; the default table convertor's (Name, Created At) for the rest.
 pub(super) fn columns(kind: &str) -> Vec<Column> {
     use Computed::*;
     match kind {
-        "Namespace" => vec![
-            name(),
-            col(
-                "Status",
-                "string",
-                0,
-                "The status of the namespace",
-                Text("/status/phase"),
-            ),
-            age(),
-        ],
+        "Namespace" => {
+            vec![name(), col("Status", "string", 0, "The status of the namespace", Text("/status/phase")), age()]
+        }
         "Secret" => vec![
             name(),
             col(
@@ -130,13 +109,7 @@ pub(super) fn columns(kind: &str) -> Vec<Column> {
         ],
         "Deployment" => vec![
             name(),
-            col(
-                "Ready",
-                "string",
-                0,
-                "Number of the pod with ready state",
-                DeploymentReady,
-            ),
+            col("Ready", "string", 0, "Number of the pod with ready state", DeploymentReady),
             col(
                 "Up-to-date",
                 "string",
@@ -152,20 +125,8 @@ pub(super) fn columns(kind: &str) -> Vec<Column> {
                 Int("/status/availableReplicas"),
             ),
             age(),
-            col(
-                "Containers",
-                "string",
-                1,
-                "Names of each container in the template.",
-                Containers,
-            ),
-            col(
-                "Images",
-                "string",
-                1,
-                "Images referenced by each container in the template.",
-                Images,
-            ),
+            col("Containers", "string", 1, "Names of each container in the template.", Containers),
+            col("Images", "string", 1, "Images referenced by each container in the template.", Images),
             col(
                 "Selector",
                 "string",
@@ -196,13 +157,7 @@ pub(super) fn columns(kind: &str) -> Vec<Column> {
                 "This should be a short, machine understandable string that gives the reason for the transition into the object's current status.",
                 EventReason,
             ),
-            col(
-                "Object",
-                "string",
-                0,
-                "The object that this event is about.",
-                EventObject,
-            ),
+            col("Object", "string", 0, "The object that this event is about.", EventObject),
             col(
                 "Subobject",
                 "string",
@@ -217,13 +172,7 @@ pub(super) fn columns(kind: &str) -> Vec<Column> {
                 "The component reporting this event. Should be a short machine understandable string.",
                 EventSource,
             ),
-            col(
-                "Message",
-                "string",
-                0,
-                "A human-readable description of the status of this operation.",
-                EventMessage,
-            ),
+            col("Message", "string", 0, "A human-readable description of the status of this operation.", EventMessage),
             col(
                 "First Seen",
                 "string",
@@ -231,35 +180,15 @@ pub(super) fn columns(kind: &str) -> Vec<Column> {
                 "The time at which the event was first recorded. (Time of server receipt is in TypeMeta.)",
                 EventFirstSeen,
             ),
-            col(
-                "Count",
-                "string",
-                1,
-                "The number of times this event has occurred.",
-                EventCount,
-            ),
+            col("Count", "string", 1, "The number of times this event has occurred.", EventCount),
             Column::computed("Name", "string", "name", 1, NAME_DESCRIPTION, Name),
         ],
-        "Lease" => vec![
-            name(),
-            col(
-                "Holder",
-                "string",
-                0,
-                "The holder of the lease.",
-                Text("/spec/holderIdentity"),
-            ),
-            age(),
-        ],
+        "Lease" => {
+            vec![name(), col("Holder", "string", 0, "The holder of the lease.", Text("/spec/holderIdentity")), age()]
+        }
         "Service" => vec![
             name(),
-            col(
-                "Type",
-                "string",
-                0,
-                "type determines how the Service is exposed.",
-                Text("/spec/type"),
-            ),
+            col("Type", "string", 0, "type determines how the Service is exposed.", Text("/spec/type")),
             col(
                 "Cluster-IP",
                 "string",
@@ -274,13 +203,7 @@ pub(super) fn columns(kind: &str) -> Vec<Column> {
                 "List of IP addresses for which nodes in the cluster will also accept traffic for this service.",
                 ExternalIps,
             ),
-            col(
-                "Port(s)",
-                "string",
-                0,
-                "The list of ports that are exposed by this service.",
-                ServicePorts,
-            ),
+            col("Port(s)", "string", 0, "The list of ports that are exposed by this service.", ServicePorts),
             age(),
             col(
                 "Selector",
@@ -290,16 +213,9 @@ pub(super) fn columns(kind: &str) -> Vec<Column> {
                 Selector("/spec/selector"),
             ),
         ],
-        "Role" | "ClusterRole" => vec![
-            name(),
-            col(
-                "Created At",
-                "string",
-                0,
-                CREATION_TIMESTAMP_DESCRIPTION,
-                CreatedAt,
-            ),
-        ],
+        "Role" | "ClusterRole" => {
+            vec![name(), col("Created At", "string", 0, CREATION_TIMESTAMP_DESCRIPTION, CreatedAt)]
+        }
         "RoleBinding" | "ClusterRoleBinding" => vec![
             name(),
             col(
@@ -310,27 +226,9 @@ pub(super) fn columns(kind: &str) -> Vec<Column> {
                 RoleRef,
             ),
             age(),
-            col(
-                "Users",
-                "string",
-                1,
-                "Users in the roleBinding",
-                Subjects("User"),
-            ),
-            col(
-                "Groups",
-                "string",
-                1,
-                "Groups in the roleBinding",
-                Subjects("Group"),
-            ),
-            col(
-                "ServiceAccounts",
-                "string",
-                1,
-                "ServiceAccounts in the roleBinding",
-                Subjects("ServiceAccount"),
-            ),
+            col("Users", "string", 1, "Users in the roleBinding", Subjects("User")),
+            col("Groups", "string", 1, "Groups in the roleBinding", Subjects("Group")),
+            col("ServiceAccounts", "string", 1, "ServiceAccounts in the roleBinding", Subjects("ServiceAccount")),
         ],
         "PodDisruptionBudget" => vec![
             name(),
@@ -362,30 +260,13 @@ pub(super) fn columns(kind: &str) -> Vec<Column> {
             name(),
             col("Scope", "string", 0, "Cluster/Namespaced", Text("/spec/scope")),
             col("Versions", "string", 0, "Served versions", CrdVersions),
-            Column::computed(
-                "Created At",
-                "date",
-                "",
-                0,
-                CREATION_TIMESTAMP_DESCRIPTION,
-                CreatedAt,
-            ),
+            Column::computed("Created At", "date", "", 0, CREATION_TIMESTAMP_DESCRIPTION, CreatedAt),
             col("Group", "string", 1, "API group", Text("/spec/group")),
             col("Kind", "string", 1, "CustomResource kind", Text("/spec/names/kind")),
             col("ShortNames", "string", 1, "Short names", CrdShortNames),
             col("Established", "boolean", 1, "Established status", CrdEstablished),
         ],
-        _ => vec![
-            name(),
-            Column::computed(
-                "Created At",
-                "date",
-                "",
-                0,
-                CREATION_TIMESTAMP_DESCRIPTION,
-                CreatedAt,
-            ),
-        ],
+        _ => vec![name(), Column::computed("Created At", "date", "", 0, CREATION_TIMESTAMP_DESCRIPTION, CreatedAt)],
     }
 }
 
@@ -401,10 +282,7 @@ fn since(ts: &str, now: DateTime<Utc>) -> String {
 }
 
 fn first_text<'a>(obj: &'a Value, ptrs: &[&str]) -> &'a str {
-    ptrs.iter()
-        .map(|p| text(obj, p))
-        .find(|s| !s.is_empty())
-        .unwrap_or("")
+    ptrs.iter().map(|p| text(obj, p)).find(|s| !s.is_empty()).unwrap_or("")
 }
 
 /// `metav1.FormatLabelSelector` / `labels.FormatLabels`: `a=b,c=d` or `<none>`.
@@ -414,19 +292,13 @@ fn selector(v: Option<&Value>) -> String {
     };
     let labels = v.get("matchLabels").or(Some(v)).and_then(Value::as_object);
     let mut parts: Vec<String> = labels
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, val)| val.as_str().map(|s| format!("{k}={s}")))
-                .collect()
-        })
+        .map(|m| m.iter().filter_map(|(k, val)| val.as_str().map(|s| format!("{k}={s}"))).collect())
         .unwrap_or_default();
     if let Some(exprs) = v.get("matchExpressions").and_then(Value::as_array) {
         for e in exprs {
             let key = text(e, "/key");
-            let values: Vec<&str> = e["values"]
-                .as_array()
-                .map(|a| a.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
+            let values: Vec<&str> =
+                e["values"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
             parts.push(match text(e, "/operator") {
                 "In" => format!("{key} in ({})", values.join(",")),
                 "NotIn" => format!("{key} notin ({})", values.join(",")),
@@ -436,20 +308,12 @@ fn selector(v: Option<&Value>) -> String {
             });
         }
     }
-    if parts.is_empty() {
-        "<none>".to_owned()
-    } else {
-        parts.join(",")
-    }
+    if parts.is_empty() { "<none>".to_owned() } else { parts.join(",") }
 }
 
 fn event_first_seen(obj: &Value, now: DateTime<Utc>) -> String {
     let first = first_text(obj, &["/firstTimestamp", "/deprecatedFirstTimestamp"]);
-    if first.is_empty() {
-        since(text(obj, "/eventTime"), now)
-    } else {
-        since(first, now)
-    }
+    if first.is_empty() { since(text(obj, "/eventTime"), now) } else { since(first, now) }
 }
 
 pub(super) fn cell(c: &Computed, obj: &Value, now: DateTime<Utc>) -> Value {
@@ -458,15 +322,9 @@ pub(super) fn cell(c: &Computed, obj: &Value, now: DateTime<Utc>) -> Value {
     match c {
         Name => s(text(obj, "/metadata/name").to_owned()),
         Age => s(since(text(obj, "/metadata/creationTimestamp"), now)),
-        CreatedAt => s(
-            DateTime::parse_from_rfc3339(text(obj, "/metadata/creationTimestamp"))
-                .map(|t| {
-                    t.with_timezone(&Utc)
-                        .format("%Y-%m-%dT%H:%M:%SZ")
-                        .to_string()
-                })
-                .unwrap_or_default(),
-        ),
+        CreatedAt => s(DateTime::parse_from_rfc3339(text(obj, "/metadata/creationTimestamp"))
+            .map(|t| t.with_timezone(&Utc).format("%Y-%m-%dT%H:%M:%SZ").to_string())
+            .unwrap_or_default()),
         Text(p) => s(text(obj, p).to_owned()),
         Int(p) => json!(obj.pointer(p).and_then(Value::as_i64).unwrap_or(0)),
         Count(ps) => json!(
@@ -481,12 +339,8 @@ pub(super) fn cell(c: &Computed, obj: &Value, now: DateTime<Utc>) -> Value {
         ),
         DeploymentReady => s(format!(
             "{}/{}",
-            obj.pointer("/status/readyReplicas")
-                .and_then(Value::as_i64)
-                .unwrap_or(0),
-            obj.pointer("/spec/replicas")
-                .and_then(Value::as_i64)
-                .unwrap_or(1)
+            obj.pointer("/status/readyReplicas").and_then(Value::as_i64).unwrap_or(0),
+            obj.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1)
         )),
         Containers | Images => {
             let key = if *c == Containers { "name" } else { "image" };
@@ -527,11 +381,7 @@ pub(super) fn cell(c: &Computed, obj: &Value, now: DateTime<Utc>) -> Value {
                 .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Established" && c["status"] == "True")),
         ),
         Selector(p) => s(selector(obj.pointer(p))),
-        RoleRef => s(format!(
-            "{}/{}",
-            text(obj, "/roleRef/kind"),
-            text(obj, "/roleRef/name")
-        )),
+        RoleRef => s(format!("{}/{}", text(obj, "/roleRef/kind"), text(obj, "/roleRef/name"))),
         Subjects(kind) => {
             let list: Vec<String> = obj["subjects"]
                 .as_array()
@@ -563,11 +413,7 @@ pub(super) fn cell(c: &Computed, obj: &Value, now: DateTime<Utc>) -> Value {
                         .collect()
                 })
                 .unwrap_or_default();
-            s(if ports.is_empty() {
-                "<none>".to_owned()
-            } else {
-                ports.join(",")
-            })
+            s(if ports.is_empty() { "<none>".to_owned() } else { ports.join(",") })
         }
         ExternalIps => {
             let ips: Vec<&str> = obj
@@ -575,11 +421,7 @@ pub(super) fn cell(c: &Computed, obj: &Value, now: DateTime<Utc>) -> Value {
                 .and_then(Value::as_array)
                 .map(|a| a.iter().filter_map(Value::as_str).collect())
                 .unwrap_or_default();
-            s(if ips.is_empty() {
-                "<none>".to_owned()
-            } else {
-                ips.join(",")
-            })
+            s(if ips.is_empty() { "<none>".to_owned() } else { ips.join(",") })
         }
         IntOrStringOrNone(p) => s(match obj.pointer(p) {
             Some(Value::String(x)) => x.clone(),
@@ -588,60 +430,29 @@ pub(super) fn cell(c: &Computed, obj: &Value, now: DateTime<Utc>) -> Value {
         }),
         // Events: core/v1 field names first, then their events.k8s.io/v1 equivalents, since
         // both API versions are views of the same stored events.
-        EventLastSeen => s(
-            if let Some(series) = obj.get("series").filter(|x| x.is_object()) {
-                since(text(series, "/lastObservedTime"), now)
-            } else {
-                let last = first_text(obj, &["/lastTimestamp", "/deprecatedLastTimestamp"]);
-                if last.is_empty() {
-                    event_first_seen(obj, now)
-                } else {
-                    since(last, now)
-                }
-            },
-        ),
+        EventLastSeen => s(if let Some(series) = obj.get("series").filter(|x| x.is_object()) {
+            since(text(series, "/lastObservedTime"), now)
+        } else {
+            let last = first_text(obj, &["/lastTimestamp", "/deprecatedLastTimestamp"]);
+            if last.is_empty() { event_first_seen(obj, now) } else { since(last, now) }
+        }),
         EventFirstSeen => s(event_first_seen(obj, now)),
         EventType => s(text(obj, "/type").to_owned()),
         EventReason => s(text(obj, "/reason").to_owned()),
         EventObject => {
-            let target = obj
-                .get("involvedObject")
-                .or_else(|| obj.get("regarding"))
-                .cloned()
-                .unwrap_or(Value::Null);
+            let target = obj.get("involvedObject").or_else(|| obj.get("regarding")).cloned().unwrap_or(Value::Null);
             let kind = text(&target, "/kind").to_lowercase();
             let name = text(&target, "/name");
-            s(if name.is_empty() {
-                kind
-            } else {
-                format!("{kind}/{name}")
-            })
+            s(if name.is_empty() { kind } else { format!("{kind}/{name}") })
         }
         EventSubobject => {
-            let target = obj
-                .get("involvedObject")
-                .or_else(|| obj.get("regarding"))
-                .cloned()
-                .unwrap_or(Value::Null);
+            let target = obj.get("involvedObject").or_else(|| obj.get("regarding")).cloned().unwrap_or(Value::Null);
             s(text(&target, "/fieldPath").to_owned())
         }
         EventSource => {
-            let component = first_text(
-                obj,
-                &[
-                    "/source/component",
-                    "/reportingController",
-                    "/deprecatedSource/component",
-                ],
-            );
-            let host = first_text(
-                obj,
-                &[
-                    "/source/host",
-                    "/reportingInstance",
-                    "/deprecatedSource/host",
-                ],
-            );
+            let component =
+                first_text(obj, &["/source/component", "/reportingController", "/deprecatedSource/component"]);
+            let host = first_text(obj, &["/source/host", "/reportingInstance", "/deprecatedSource/host"]);
             s(match (component.is_empty(), host.is_empty()) {
                 (true, _) => String::new(),
                 (false, true) => component.to_owned(),
@@ -668,15 +479,10 @@ mod tests {
     use serde_json::json;
 
     fn rows(kind: &str, obj: serde_json::Value) -> (Vec<String>, serde_json::Value) {
-        let now = chrono::DateTime::parse_from_rfc3339("2024-01-03T00:00:00Z")
-            .unwrap()
-            .with_timezone(&chrono::Utc);
+        let now = chrono::DateTime::parse_from_rfc3339("2024-01-03T00:00:00Z").unwrap().with_timezone(&chrono::Utc);
         let cols = columns_for(None, "v1", kind);
         let t = render(&cols, &[obj], IncludeObject::Metadata, now);
-        (
-            cols.iter().map(|c| c.name.clone()).collect(),
-            t["rows"][0]["cells"].clone(),
-        )
+        (cols.iter().map(|c| c.name.clone()).collect(), t["rows"][0]["cells"].clone())
     }
 
     const CREATED: &str = "2024-01-01T00:00:00Z";
@@ -688,28 +494,18 @@ mod tests {
                 "Namespace",
                 json!({"metadata": {"name": "default", "creationTimestamp": CREATED}, "status": {"phase": "Active"}})
             ),
-            (
-                vec!["Name".into(), "Status".into(), "Age".into()],
-                json!(["default", "Active", "2d"])
-            )
+            (vec!["Name".into(), "Status".into(), "Age".into()], json!(["default", "Active", "2d"]))
         );
         assert_eq!(
             rows(
                 "Secret",
                 json!({"metadata": {"name": "s", "creationTimestamp": CREATED}, "type": "Opaque", "data": {"a": "eA==", "b": "eQ=="}})
             ),
-            (
-                vec!["Name".into(), "Type".into(), "Data".into(), "Age".into()],
-                json!(["s", "Opaque", 2, "2d"])
-            )
+            (vec!["Name".into(), "Type".into(), "Data".into(), "Age".into()], json!(["s", "Opaque", 2, "2d"]))
         );
         assert_eq!(rows("ConfigMap", json!({"metadata": {"name": "c", "creationTimestamp": CREATED}, "data": {"a": "1"}, "binaryData": {"b": "AA=="}})).1, json!(["c", 2, "2d"]));
         assert_eq!(
-            rows(
-                "ServiceAccount",
-                json!({"metadata": {"name": "default", "creationTimestamp": CREATED}})
-            )
-            .1,
+            rows("ServiceAccount", json!({"metadata": {"name": "default", "creationTimestamp": CREATED}})).1,
             json!(["default", 0, "2d"])
         );
     }
@@ -720,24 +516,16 @@ mod tests {
             "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "op"}}, "template": {"spec": {"containers": [{"name": "op", "image": "op:1"}]}}},
             "status": {"readyReplicas": 1, "updatedReplicas": 2}});
         let (names, cells) = rows("Deployment", dep);
+        assert_eq!(names, vec!["Name", "Ready", "Up-to-date", "Available", "Age", "Containers", "Images", "Selector"]);
+        assert_eq!(cells, json!(["op", "1/2", 2, 0, "2d", "op", "op:1", "app=op"]));
         assert_eq!(
-            names,
-            vec![
-                "Name",
-                "Ready",
-                "Up-to-date",
-                "Available",
-                "Age",
-                "Containers",
-                "Images",
-                "Selector"
-            ]
+            rows(
+                "Lease",
+                json!({"metadata": {"name": "l", "creationTimestamp": CREATED}, "spec": {"holderIdentity": "pod-a"}})
+            )
+            .1,
+            json!(["l", "pod-a", "2d"])
         );
-        assert_eq!(
-            cells,
-            json!(["op", "1/2", 2, 0, "2d", "op", "op:1", "app=op"])
-        );
-        assert_eq!(rows("Lease", json!({"metadata": {"name": "l", "creationTimestamp": CREATED}, "spec": {"holderIdentity": "pod-a"}})).1, json!(["l", "pod-a", "2d"]));
         // As kube-apiserver 1.37.2 answers `kubectl get crd -o wide`.
         let (names, cells) = rows(
             "CustomResourceDefinition",
@@ -747,17 +535,33 @@ mod tests {
                         {"name": "v3", "served": false, "storage": false}]},
                 "status": {"conditions": [{"type": "NamesAccepted", "status": "True"}, {"type": "Established", "status": "True"}]}}),
         );
-        assert_eq!(names, vec!["Name", "Scope", "Versions", "Created At", "Group", "Kind", "ShortNames", "Established"]);
-        assert_eq!(cells, json!(["things.y.z", "Namespaced", "v1,v2(storage)", "2024-01-01T00:02:03Z", "y.z", "Thing", "th,thg", true]));
-        let (_, cells) = rows("CustomResourceDefinition", json!({"metadata": {"name": "new.y.z"}, "spec": {"versions": []}}));
+        assert_eq!(
+            names,
+            vec!["Name", "Scope", "Versions", "Created At", "Group", "Kind", "ShortNames", "Established"]
+        );
+        assert_eq!(
+            cells,
+            json!([
+                "things.y.z",
+                "Namespaced",
+                "v1,v2(storage)",
+                "2024-01-01T00:02:03Z",
+                "y.z",
+                "Thing",
+                "th,thg",
+                true
+            ])
+        );
+        let (_, cells) =
+            rows("CustomResourceDefinition", json!({"metadata": {"name": "new.y.z"}, "spec": {"versions": []}}));
         assert_eq!(cells[7], json!(false), "not established before its status is written");
-        assert_eq!(rows("Widget", json!({"metadata": {"name": "w", "creationTimestamp": CREATED}})).0, vec!["Name", "Created At"]);
+        assert_eq!(
+            rows("Widget", json!({"metadata": {"name": "w", "creationTimestamp": CREATED}})).0,
+            vec!["Name", "Created At"]
+        );
         let rb = json!({"metadata": {"name": "rb", "creationTimestamp": CREATED}, "roleRef": {"kind": "ClusterRole", "name": "edit"},
             "subjects": [{"kind": "ServiceAccount", "name": "op", "namespace": "sys"}, {"kind": "User", "name": "alice"}]});
-        assert_eq!(
-            rows("RoleBinding", rb).1,
-            json!(["rb", "ClusterRole/edit", "2d", "alice", "", "sys/op"])
-        );
+        assert_eq!(rows("RoleBinding", rb).1, json!(["rb", "ClusterRole/edit", "2d", "alice", "", "sys/op"]));
     }
 
     #[test]
@@ -783,35 +587,13 @@ mod tests {
         );
         assert_eq!(
             cells,
-            json!([
-                "60s",
-                "Normal",
-                "Ready",
-                "connection/c1",
-                "",
-                "connection-operator",
-                "connected",
-                "60m",
-                3,
-                "e1"
-            ])
+            json!(["60s", "Normal", "Ready", "connection/c1", "", "connection-operator", "connected", "60m", 3, "e1"])
         );
         let new_api = json!({"metadata": {"name": "e2"}, "type": "Warning", "reason": "Failed", "regarding": {"kind": "Connection", "name": "c2"},
             "note": "boom", "reportingController": "ctl", "reportingInstance": "pod-1", "eventTime": "2024-01-02T23:58:00.000000Z"});
         assert_eq!(
             rows("Event", new_api).1,
-            json!([
-                "2m",
-                "Warning",
-                "Failed",
-                "connection/c2",
-                "",
-                "ctl, pod-1",
-                "boom",
-                "2m",
-                1,
-                "e2"
-            ])
+            json!(["2m", "Warning", "Failed", "connection/c2", "", "ctl, pod-1", "boom", "2m", 1, "e2"])
         );
     }
 }

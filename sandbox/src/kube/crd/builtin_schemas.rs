@@ -16,12 +16,7 @@ fn name_of<T: JsonSchema>(generator: &mut SchemaGenerator) -> String {
 
 /// Register the schema of a built-in kind; returns its component name, `None` for a kind
 /// the emulator does not serve.
-pub(super) fn register(
-    group: &str,
-    version: &str,
-    kind: &str,
-    generator: &mut SchemaGenerator,
-) -> Option<String> {
+pub(super) fn register(group: &str, version: &str, kind: &str, generator: &mut SchemaGenerator) -> Option<String> {
     let name = match (group, version, kind) {
         ("", "v1", "Namespace") => name_of::<api::core::v1::Namespace>(generator),
         ("", "v1", "Secret") => name_of::<api::core::v1::Secret>(generator),
@@ -30,23 +25,15 @@ pub(super) fn register(
         ("", "v1", "Service") => name_of::<api::core::v1::Service>(generator),
         ("", "v1", "Event") => name_of::<api::core::v1::Event>(generator),
         ("events.k8s.io", "v1", "Event") => name_of::<api::events::v1::Event>(generator),
-        ("coordination.k8s.io", "v1", "Lease") => {
-            name_of::<api::coordination::v1::Lease>(generator)
-        }
+        ("coordination.k8s.io", "v1", "Lease") => name_of::<api::coordination::v1::Lease>(generator),
         ("apps", "v1", "Deployment") => name_of::<api::apps::v1::Deployment>(generator),
         ("rbac.authorization.k8s.io", "v1", "Role") => name_of::<api::rbac::v1::Role>(generator),
-        ("rbac.authorization.k8s.io", "v1", "RoleBinding") => {
-            name_of::<api::rbac::v1::RoleBinding>(generator)
-        }
-        ("rbac.authorization.k8s.io", "v1", "ClusterRole") => {
-            name_of::<api::rbac::v1::ClusterRole>(generator)
-        }
+        ("rbac.authorization.k8s.io", "v1", "RoleBinding") => name_of::<api::rbac::v1::RoleBinding>(generator),
+        ("rbac.authorization.k8s.io", "v1", "ClusterRole") => name_of::<api::rbac::v1::ClusterRole>(generator),
         ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding") => {
             name_of::<api::rbac::v1::ClusterRoleBinding>(generator)
         }
-        ("policy", "v1", "PodDisruptionBudget") => {
-            name_of::<api::policy::v1::PodDisruptionBudget>(generator)
-        }
+        ("policy", "v1", "PodDisruptionBudget") => name_of::<api::policy::v1::PodDisruptionBudget>(generator),
         ("apiextensions.k8s.io", "v1", "CustomResourceDefinition") => {
             name_of::<apiextensions::CustomResourceDefinition>(generator)
         }
@@ -75,32 +62,18 @@ pub(super) fn annotate(kind: &str, root: &str, schemas: &mut Map<String, Value>)
 /// JSONSchemaProps) stop at the first repetition on the current path anyway.
 const MAX_DEPTH: usize = 16;
 
-fn annotate_definition(
-    kind: &str,
-    def: &str,
-    path: &str,
-    schemas: &mut Map<String, Value>,
-    stack: &mut Vec<String>,
-) {
-    let props: Vec<(String, Value)> = match schemas
-        .get(def)
-        .and_then(|d| d.get("properties"))
-        .and_then(Value::as_object)
-    {
-        Some(p) => p.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-        None => return,
-    };
-    for (prop, prop_schema) in props {
-        let field_path = if path.is_empty() {
-            prop.clone()
-        } else {
-            format!("{path}.{prop}")
+fn annotate_definition(kind: &str, def: &str, path: &str, schemas: &mut Map<String, Value>, stack: &mut Vec<String>) {
+    let props: Vec<(String, Value)> =
+        match schemas.get(def).and_then(|d| d.get("properties")).and_then(Value::as_object) {
+            Some(p) => p.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            None => return,
         };
+    for (prop, prop_schema) in props {
+        let field_path = if path.is_empty() { prop.clone() } else { format!("{path}.{prop}") };
         let ext = crate::kube::patch::builtin_field_extensions(kind, &field_path);
         if !ext.is_empty()
-            && let Some(Value::Object(target)) = schemas
-                .get_mut(def)
-                .and_then(|d| d.pointer_mut(&format!("/properties/{}", escape_pointer(&prop))))
+            && let Some(Value::Object(target)) =
+                schemas.get_mut(def).and_then(|d| d.pointer_mut(&format!("/properties/{}", escape_pointer(&prop))))
         {
             for (k, v) in ext {
                 target.entry(k).or_insert(v);
@@ -108,10 +81,7 @@ fn annotate_definition(
         }
         let (child, child_path) = match ref_name(&prop_schema) {
             Some(r) => (Some(r), field_path),
-            None => (
-                prop_schema.get("items").and_then(ref_name),
-                format!("{field_path}[]"),
-            ),
+            None => (prop_schema.get("items").and_then(ref_name), format!("{field_path}[]")),
         };
         if let Some(child) = child
             && stack.len() < MAX_DEPTH
@@ -126,15 +96,10 @@ fn annotate_definition(
 
 /// The component a schema refers to, directly or through kube-openapi's `allOf` wrapper.
 fn ref_name(s: &Value) -> Option<String> {
-    let r = s.get("$ref").or_else(|| {
-        s.get("allOf")
-            .and_then(Value::as_array)
-            .and_then(|a| a.first())
-            .and_then(|f| f.get("$ref"))
-    })?;
-    r.as_str()?
-        .strip_prefix("#/components/schemas/")
-        .map(str::to_owned)
+    let r = s
+        .get("$ref")
+        .or_else(|| s.get("allOf").and_then(Value::as_array).and_then(|a| a.first()).and_then(|f| f.get("$ref")))?;
+    r.as_str()?.strip_prefix("#/components/schemas/").map(str::to_owned)
 }
 
 /// RFC 6901 escaping of one JSON pointer segment.

@@ -59,24 +59,14 @@ struct Program(cel::parser::Expression);
 
 impl Program {
     fn compile(source: &str) -> Result<Self, cel::ParseErrors> {
-        cel::parser::Parser::new()
-            .enable_optional_syntax(true)
-            .parse(&optional_select_as_index(source))
-            .map(Program)
+        cel::parser::Parser::new().enable_optional_syntax(true).parse(&optional_select_as_index(source)).map(Program)
     }
 
     /// Evaluate. Both the rule and the values come from clients, so a panic inside the
     /// interpreter is turned into an evaluation error instead of taking the request down.
     fn execute(&self, ctx: &cel::Context<'_>) -> cel::ResolveResult {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            cel::Value::resolve(&self.0, ctx)
-        }))
-        .unwrap_or_else(|_| {
-            Err(cel::ExecutionError::function_error(
-                "cel",
-                "internal error while evaluating",
-            ))
-        })
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cel::Value::resolve(&self.0, ctx)))
+            .unwrap_or_else(|_| Err(cel::ExecutionError::function_error("cel", "internal error while evaluating")))
     }
 
     fn references(&self) -> cel::parser::ExpressionReferences<'_> {
@@ -111,8 +101,7 @@ fn optional_select_as_index(source: &str) -> String {
             None if c == '.' && chars.get(i + 1) == Some(&'?') => {
                 let start = i + 2;
                 let mut end = start;
-                while end < chars.len() && (chars[end].is_ascii_alphanumeric() || chars[end] == '_')
-                {
+                while end < chars.len() && (chars[end].is_ascii_alphanumeric() || chars[end] == '_') {
                     end += 1;
                 }
                 if end > start {
@@ -141,18 +130,14 @@ impl std::fmt::Debug for Rules {
 }
 
 /// Sorted, as the server lists them (`supportedValidationReason.List()`).
-const REASONS: &[&str] = &[
-    "FieldValueDuplicate",
-    "FieldValueForbidden",
-    "FieldValueInvalid",
-    "FieldValueRequired",
-];
+const REASONS: &[&str] = &["FieldValueDuplicate", "FieldValueForbidden", "FieldValueInvalid", "FieldValueRequired"];
 
 /// How kube-apiserver refuses a rule on a node without a CEL type when it compiles the CRD's
 /// rules (apiextensions `validation.go`, an `InternalError` cause).
 const UNTYPED_AT_COMPILE: &str = "Internal error: internal error: failed to construct type information for x-kubernetes-validations rules: unable to convert structural schema to CEL declarations";
 /// ... and when it runs them, i.e. on a `default` reaching the node (`cel/validation.go`).
-const UNTYPED_AT_RUNTIME: &str = "rule compiler initialization error: failed to convert to declType for CEL validation rules";
+const UNTYPED_AT_RUNTIME: &str =
+    "rule compiler initialization error: failed to convert to declType for CEL validation rules";
 
 /// Whether kube-apiserver can give `s` a CEL type, i.e. `SchemaDeclType`
 /// (k8s.io/apiserver/pkg/cel/common/schemas.go) is not nil: int-or-string is `dyn`; a
@@ -192,8 +177,8 @@ fn defaults_below(s: &Value, path: &str, errs: &mut Vec<FieldError>) {
     if let Some(default) = s.get("default").filter(|d| !d.is_null()) {
         let mut compile_errs = Errors::default();
         let node = compile_node(s, path, None, &mut compile_errs);
-        let compiles = compile_errs.definition.is_empty()
-            && compile_errs.compilation.iter().all(|e| e.reason == "InternalError");
+        let compiles =
+            compile_errs.definition.is_empty() && compile_errs.compilation.iter().all(|e| e.reason == "InternalError");
         if !node.is_empty() && compiles {
             let rules = Rules(Arc::new(node));
             let at = schema::join(path, "default");
@@ -292,7 +277,9 @@ fn compile_node(s: &Value, path: &str, uncorrelatable: Option<&str>, errs: &mut 
         return node;
     }
     for (i, (raw, field_path)) in rules.iter().zip(field_paths).enumerate() {
-        if let Some(rule) = compile_rule(raw, s, &schema::index(&vpath, i), uncorrelatable, field_path, &mut errs.compilation) {
+        if let Some(rule) =
+            compile_rule(raw, s, &schema::index(&vpath, i), uncorrelatable, field_path, &mut errs.compilation)
+        {
             node.rules.push(rule);
         }
     }
@@ -337,10 +324,8 @@ fn check_references(program: &Program, allowed_extra: &[String]) -> Option<Strin
 /// references include them.
 fn comprehension_vars(expr: &str) -> Vec<String> {
     static RE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
-        regex::Regex::new(
-            r"\.(?:all|exists|exists_one|existsOne|map|filter)\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*,",
-        )
-        .expect("static regex")
+        regex::Regex::new(r"\.(?:all|exists|exists_one|existsOne|map|filter)\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*,")
+            .expect("static regex")
     });
     RE.captures_iter(expr).map(|c| c[1].to_owned()).collect()
 }
@@ -354,9 +339,17 @@ fn check_rule_definition(raw: &Value, node_schema: &Value, path: &str, errs: &mu
     if text.trim().is_empty() {
         errs.push(FieldError::required(schema::join(path, "rule"), "rule is not specified"));
     } else if !message.is_empty() && message.trim().is_empty() {
-        errs.push(FieldError::invalid(schema::join(path, "message"), &json_str(message), "must be non-empty if specified"));
+        errs.push(FieldError::invalid(
+            schema::join(path, "message"),
+            &json_str(message),
+            "must be non-empty if specified",
+        ));
     } else if has_newlines(message.trim()) {
-        errs.push(FieldError::invalid(schema::join(path, "message"), &json_str(message), "must not contain line breaks"));
+        errs.push(FieldError::invalid(
+            schema::join(path, "message"),
+            &json_str(message),
+            "must not contain line breaks",
+        ));
     } else if has_newlines(text.trim()) && message.trim().is_empty() {
         errs.push(FieldError::required(
             schema::join(path, "message"),
@@ -418,11 +411,7 @@ fn compile_rule(
         message: format!(
             "Invalid value: {}: {}compilation failed: {e}",
             rule_go_repr(raw),
-            if what == "rule" {
-                ""
-            } else {
-                "messageExpression "
-            }
+            if what == "rule" { "" } else { "messageExpression " }
         ),
     };
     let program = match Program::compile(text) {
@@ -441,11 +430,7 @@ fn compile_rule(
         ));
         return None;
     }
-    if let Some(field) = undefined_field(
-        &program.0,
-        node_schema,
-        path.is_empty() || is_root_path(path),
-    ) {
+    if let Some(field) = undefined_field(&program.0, node_schema, path.is_empty() || is_root_path(path)) {
         errs.push(compile_error(
             "rule",
             &cel_go_error(text, undefined_field_offset(text, &field), &format!("undefined field '{field}'")),
@@ -457,9 +442,7 @@ fn compile_rule(
         errs.push(FieldError::invalid(
             rule_path,
             &json_str(text),
-            &format!(
-                "oldSelf cannot be used on the uncorrelatable portion of the schema within {u}"
-            ),
+            &format!("oldSelf cannot be used on the uncorrelatable portion of the schema within {u}"),
         ));
         return None;
     }
@@ -473,10 +456,7 @@ fn compile_rule(
         },
         None => None,
     };
-    let optional_old_self = raw
-        .get("optionalOldSelf")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let optional_old_self = raw.get("optionalOldSelf").and_then(Value::as_bool).unwrap_or(false);
     if optional_old_self && !uses_old_self {
         errs.push(FieldError::invalid(
             schema::join(path, "optionalOldSelf"),
@@ -487,9 +467,7 @@ fn compile_rule(
     Some(Rule {
         rule: text.trim().to_owned(),
         program,
-        message: message
-            .map(|m| m.trim().to_owned())
-            .filter(|m| !m.is_empty()),
+        message: message.map(|m| m.trim().to_owned()).filter(|m| !m.is_empty()),
         message_program,
         reason,
         field_path,
@@ -515,9 +493,8 @@ fn undefined_field_offset(text: &str, field: &str) -> usize {
     let Some(dot) = text.find(&format!(".{field}")) else {
         return 0;
     };
-    let chain_start = text[..dot]
-        .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
-        .map_or(0, |i| i + 1);
+    let chain_start =
+        text[..dot].rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.')).map_or(0, |i| i + 1);
     match text[..chain_start].strip_suffix("has(") {
         Some(head) => head.len() + 3,
         None => dot,
@@ -535,11 +512,7 @@ fn is_root_path(path: &str) -> bool {
 /// that an object does not declare (`self.replcias`, also on a preserve-unknown-fields
 /// object) is `undefined field`. Only chains rooted at `self`/`oldSelf` through declared
 /// object properties are checked; maps, int-or-string and lists are dynamic there.
-fn undefined_field(
-    expr: &cel::parser::Expression,
-    node_schema: &Value,
-    root: bool,
-) -> Option<String> {
+fn undefined_field(expr: &cel::parser::Expression, node_schema: &Value, root: bool) -> Option<String> {
     use cel::common::ast::{EntryExpr, Expr};
     let mut stack = vec![expr];
     while let Some(e) = stack.pop() {
@@ -555,13 +528,7 @@ fn undefined_field(
                 stack.extend(call.args.iter());
             }
             Expr::Comprehension(c) => {
-                stack.extend([
-                    &c.iter_range,
-                    &c.accu_init,
-                    &c.loop_cond,
-                    &c.loop_step,
-                    &c.result,
-                ]);
+                stack.extend([&c.iter_range, &c.accu_init, &c.loop_cond, &c.loop_step, &c.result]);
             }
             Expr::List(l) => stack.extend(l.elements.iter()),
             Expr::Map(m) => {
@@ -586,11 +553,7 @@ fn undefined_field(
 }
 
 /// Resolve `self.a.b…` against the schema; the first undeclared field, if any.
-fn check_select_chain(
-    e: &cel::parser::Expression,
-    node_schema: &Value,
-    root: bool,
-) -> Option<String> {
+fn check_select_chain(e: &cel::parser::Expression, node_schema: &Value, root: bool) -> Option<String> {
     use cel::common::ast::Expr;
     let mut fields = Vec::new();
     let mut cur = e;
@@ -624,10 +587,7 @@ fn check_select_chain(
         at_root = false;
         // Maps (a selection is a key lookup) and int-or-string are dynamic; selecting on a
         // scalar or a list is another error, not checked here.
-        if schema::int_or_string(s)
-            || schema::type_of(s) != "object"
-            || schema::additional_properties(s).is_some()
-        {
+        if schema::int_or_string(s) || schema::type_of(s) != "object" || schema::additional_properties(s).is_some() {
             return None;
         }
         if schema::embedded_resource(s) && matches!(f, "apiVersion" | "kind" | "metadata") {
@@ -799,13 +759,7 @@ fn walk(
         let before = old.map(|o| to_cel(o, Some(s)));
         let unchanged = old == Some(v);
         for rule in &node.rules {
-            let ctx = RuleCtx {
-                base,
-                s,
-                value: v,
-                path,
-                ratchet: unchanged && !rule.uses_old_self,
-            };
+            let ctx = RuleCtx { base, s, value: v, path, ratchet: unchanged && !rule.uses_old_self };
             evaluate_rule(&ctx, rule, &this, before.as_ref(), out);
         }
     }
@@ -829,8 +783,7 @@ fn walk(
                 let list_type = schema::list_type(s);
                 let old_items = old.and_then(Value::as_array);
                 for (i, item) in items.iter().enumerate() {
-                    let old_item =
-                        old_items.and_then(|olds| schema::correlate(&list_type, item, olds));
+                    let old_item = old_items.and_then(|olds| schema::correlate(&list_type, item, olds));
                     walk(base, cn, is, item, old_item, &schema::index(path, i), out);
                 }
             }
@@ -849,13 +802,7 @@ struct RuleCtx<'a, 'c> {
     ratchet: bool,
 }
 
-fn evaluate_rule(
-    at: &RuleCtx<'_, '_>,
-    rule: &Rule,
-    this: &cel::Value,
-    old: Option<&cel::Value>,
-    out: &mut Outcome,
-) {
+fn evaluate_rule(at: &RuleCtx<'_, '_>, rule: &Rule, this: &cel::Value, old: Option<&cel::Value>, out: &mut Outcome) {
     let (base, s, path) = (at.base, at.s, at.path);
     // Transition rules run only when there is a comparable old value, unless
     // `optionalOldSelf` asks for them on create too (then `oldSelf` is a CEL optional).
@@ -874,11 +821,7 @@ fn evaluate_rule(
         ctx.add_variable_from_value("oldSelf", o.clone());
     }
     let type_value = Value::String(schema::type_of(s).to_owned());
-    let default_message = || {
-        rule.message
-            .clone()
-            .unwrap_or_else(|| format!("failed rule: {}", rule.rule))
-    };
+    let default_message = || rule.message.clone().unwrap_or_else(|| format!("failed rule: {}", rule.rule));
     match rule.program.execute(&ctx) {
         Ok(cel::Value::Bool(true)) => {}
         Ok(cel::Value::Bool(false)) => {
@@ -886,9 +829,7 @@ fn evaluate_rule(
                 .message_program
                 .as_ref()
                 .and_then(|p| match p.execute(&ctx) {
-                    Ok(cel::Value::String(m)) if !m.trim().is_empty() && !m.contains('\n') => {
-                        Some(m.trim().to_owned())
-                    }
+                    Ok(cel::Value::String(m)) if !m.trim().is_empty() && !m.contains('\n') => Some(m.trim().to_owned()),
                     _ => None,
                 })
                 .unwrap_or_else(default_message);
@@ -901,14 +842,8 @@ fn evaluate_rule(
                 rule_failure(rule.reason.as_deref(), err_path, schema::type_of(s), at.value, &message),
             );
         }
-        Ok(_) => out.report(
-            at.ratchet,
-            FieldError::invalid(
-                shown_path(path),
-                &type_value,
-                "rule did not evaluate to a bool",
-            ),
-        ),
+        Ok(_) => out
+            .report(at.ratchet, FieldError::invalid(shown_path(path), &type_value, "rule did not evaluate to a bool")),
         Err(e) => {
             // `ruleErrorString`: the rule's message when it has one, else the rule text.
             let shown_rule = rule.message.as_deref().unwrap_or(&rule.rule);
@@ -922,10 +857,7 @@ fn evaluate_rule(
             } else {
                 format!("{} evaluating rule: {shown_rule}", lower_first(&text))
             };
-            out.report(
-                at.ratchet,
-                FieldError::invalid(shown_path(path), &type_value, &detail),
-            );
+            out.report(at.ratchet, FieldError::invalid(shown_path(path), &type_value, &detail));
         }
     }
 }
@@ -967,11 +899,7 @@ fn conversion_error(e: &cel::ExecutionError) -> Option<&'static str> {
 
 /// apimachinery prints the root (a nil `field.Path`) as `<nil>`.
 fn shown_path(path: &str) -> String {
-    if path.is_empty() {
-        "<nil>".to_owned()
-    } else {
-        path.to_owned()
-    }
+    if path.is_empty() { "<nil>".to_owned() } else { path.to_owned() }
 }
 
 /// cel-go's runtime errors start lower-case (`no such key: foo`).
@@ -1069,9 +997,8 @@ fn to_cel(v: &Value, s: Option<&Value>) -> cel::Value {
             cel::Value::List(Arc::new(items.iter().map(|i| to_cel(i, is)).collect()))
         }
         Value::Object(map) => {
-            let is_map = s.is_some_and(|s| {
-                schema::additional_properties(s).is_some() && schema::properties(s).is_none()
-            });
+            let is_map =
+                s.is_some_and(|s| schema::additional_properties(s).is_some() && schema::properties(s).is_none());
             let mut out = std::collections::HashMap::with_capacity(map.len());
             for (k, child) in map {
                 let cs = s.and_then(|s| schema::child(s, k)).filter(|c| !c.is_null());
@@ -1097,17 +1024,13 @@ fn parse_go_duration(s: &str) -> Option<chrono::Duration> {
     }
     let mut nanos: f64 = 0.0;
     while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
+        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
         if num_len == 0 {
             return None;
         }
         let n: f64 = rest[..num_len].parse().ok()?;
         rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
+        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
         let scale = match &rest[..unit_len] {
             "ns" => 1.0,
             "us" | "µs" => 1e3,
@@ -1132,11 +1055,7 @@ mod tests {
     fn run(root: &Value, obj: &Value, old: Option<&Value>) -> Vec<String> {
         let (rules, errs) = compile(root, "spec.versions[0].schema.openAPIV3Schema");
         assert!(errs.is_empty(), "{errs:?}");
-        evaluate(&rules, root, obj, old)
-            .errors
-            .iter()
-            .map(ToString::to_string)
-            .collect()
+        evaluate(&rules, root, obj, old).errors.iter().map(ToString::to_string).collect()
     }
 
     fn with_spec(spec: Value) -> Value {
@@ -1178,10 +1097,7 @@ mod tests {
         }}}));
         let new = json!({"spec": {"connectionId": "b"}});
         assert!(run(&s, &new, None).is_empty());
-        assert!(
-            run(&s, &new, Some(&json!({"spec": {}}))).is_empty(),
-            "no old value: not a transition"
-        );
+        assert!(run(&s, &new, Some(&json!({"spec": {}}))).is_empty(), "no old value: not a transition");
         assert!(run(&s, &new, Some(&json!({"spec": {"connectionId": "b"}}))).is_empty());
         assert_eq!(
             run(&s, &new, Some(&json!({"spec": {"connectionId": "a"}}))),
@@ -1200,9 +1116,7 @@ mod tests {
         assert!(run(&s, &json!({"spec": {"metadata": {"ok_key_1": "v"}}}), None).is_empty());
         assert_eq!(
             run(&s, &json!({"spec": {"metadata": {"bad-key": "v"}}}), None),
-            vec![
-                r#"spec.metadata: Invalid value: failed rule: self.all(k, k.matches('^[A-Za-z0-9_]{1,40}$'))"#
-            ]
+            vec![r#"spec.metadata: Invalid value: failed rule: self.all(k, k.matches('^[A-Za-z0-9_]{1,40}$'))"#]
         );
     }
 
@@ -1219,10 +1133,7 @@ mod tests {
         }));
         assert_eq!(
             run(&s, &json!({"spec": {"min": 200, "max": 150}}), None),
-            vec![
-                r#"spec: Invalid value: min 200 exceeds max 150"#,
-                "spec.max: Forbidden: too big"
-            ]
+            vec![r#"spec: Invalid value: min 200 exceeds max 150"#, "spec.max: Forbidden: too big"]
         );
         assert_eq!(
             run(&s, &json!({"spec": {"min": 1, "max": 42}}), None),
@@ -1232,17 +1143,11 @@ mod tests {
 
     #[test]
     fn optional_old_self_sees_none_on_create() {
-        let s = with_spec(
-            json!({"type": "object", "properties": {"x": {"type": "string",
-            "x-kubernetes-validations": [{"rule": "!oldSelf.hasValue() || oldSelf.value() == self", "optionalOldSelf": true, "message": "immutable"}]}}}),
-        );
+        let s = with_spec(json!({"type": "object", "properties": {"x": {"type": "string",
+            "x-kubernetes-validations": [{"rule": "!oldSelf.hasValue() || oldSelf.value() == self", "optionalOldSelf": true, "message": "immutable"}]}}}));
         assert!(run(&s, &json!({"spec": {"x": "a"}}), None).is_empty());
         assert_eq!(
-            run(
-                &s,
-                &json!({"spec": {"x": "a"}}),
-                Some(&json!({"spec": {"x": "b"}}))
-            ),
+            run(&s, &json!({"spec": {"x": "a"}}), Some(&json!({"spec": {"x": "b"}}))),
             vec![r#"spec.x: Invalid value: "a": immutable"#]
         );
     }
@@ -1256,11 +1161,7 @@ mod tests {
             "properties": {"spec": {"type": "object", "x-kubernetes-validations": [{"rule": "self.m.missing == 1"}],
                 "properties": {"m": {"type": "object", "additionalProperties": {"type": "integer"}}}}}});
         assert_eq!(
-            run(
-                &s,
-                &json!({"metadata": {"name": "x", "labels": {"a": "b"}}, "spec": {"m": {}}}),
-                None
-            ),
+            run(&s, &json!({"metadata": {"name": "x", "labels": {"a": "b"}}, "spec": {"m": {}}}), None),
             vec![
                 r#"<nil>: Invalid value: name must start with conn-"#,
                 r#"spec: Invalid value: "object": no such key: missing evaluating rule: self.m.missing == 1"#,
@@ -1270,11 +1171,7 @@ mod tests {
             {"rule": "self.organization == oldSelf.organization", "message": "spec.organization is immutable"}
         ], "properties": {"organization": {"type": "string"}}}));
         assert_eq!(
-            run(
-                &with_message,
-                &json!({"spec": {}}),
-                Some(&json!({"spec": {}}))
-            ),
+            run(&with_message, &json!({"spec": {}}), Some(&json!({"spec": {}}))),
             vec![
                 r#"spec: Invalid value: "object": no such key: organization evaluating rule: spec.organization is immutable"#
             ]
@@ -1290,10 +1187,7 @@ mod tests {
         }}));
         let old = json!({"spec": {"keyed": [{"name": "a", "v": 5}, {"name": "b", "v": 1}]}});
         let new = json!({"spec": {"keyed": [{"name": "b", "v": 2}, {"name": "a", "v": 4}]}});
-        assert_eq!(
-            run(&s, &new, Some(&old)),
-            vec![r#"spec.keyed[1].v: Invalid value: 4: may not decrease"#]
-        );
+        assert_eq!(run(&s, &new, Some(&old)), vec![r#"spec.keyed[1].v: Invalid value: 4: may not decrease"#]);
     }
 
     #[test]
@@ -1337,20 +1231,16 @@ mod tests {
         let shown: Vec<String> = errs.iter().map(ToString::to_string).collect();
         assert_eq!(
             shown,
-            [r#"o.properties[spec].x-kubernetes-validations[1].reason: Unsupported value: "Bogus": supported values: "FieldValueDuplicate", "FieldValueForbidden", "FieldValueInvalid", "FieldValueRequired""#]
+            [
+                r#"o.properties[spec].x-kubernetes-validations[1].reason: Unsupported value: "Bogus": supported values: "FieldValueDuplicate", "FieldValueForbidden", "FieldValueInvalid", "FieldValueRequired""#
+            ]
         );
     }
 
     #[test]
     fn optional_select_rewrite_skips_strings() {
-        assert_eq!(
-            optional_select_as_index("self.?a.orValue('x.?y')"),
-            "self[?'a'].orValue('x.?y')"
-        );
-        assert_eq!(
-            optional_select_as_index("self.?a.?b_1.hasValue()"),
-            "self[?'a'][?'b_1'].hasValue()"
-        );
+        assert_eq!(optional_select_as_index("self.?a.orValue('x.?y')"), "self[?'a'].orValue('x.?y')");
+        assert_eq!(optional_select_as_index("self.?a.?b_1.hasValue()"), "self[?'a'][?'b_1'].hasValue()");
     }
 
     #[test]
@@ -1359,14 +1249,8 @@ mod tests {
             {"rule": "self.?limit.orValue(10) <= 100", "message": "limit too high"}
         ], "properties": {"limit": {"type": "integer"}}}));
         assert_eq!(run(&s, &json!({"spec": {}}), None), Vec::<String>::new());
-        assert_eq!(
-            run(&s, &json!({"spec": {"limit": 5}}), None),
-            Vec::<String>::new()
-        );
-        assert_eq!(
-            run(&s, &json!({"spec": {"limit": 500}}), None),
-            vec![r#"spec: Invalid value: limit too high"#]
-        );
+        assert_eq!(run(&s, &json!({"spec": {"limit": 5}}), None), Vec::<String>::new());
+        assert_eq!(run(&s, &json!({"spec": {"limit": 500}}), None), vec![r#"spec: Invalid value: limit too high"#]);
     }
 
     #[test]
@@ -1445,13 +1329,14 @@ mod tests {
                 "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
             }}}});
         let (_, errs) = compile(&s, "spec.versions[0].schema.openAPIV3Schema");
-        let shown: Vec<String> = errs
-            .iter()
-            .map(|e| format!("{} | {}", e.field, e.message))
-            .collect();
+        let shown: Vec<String> = errs.iter().map(|e| format!("{} | {}", e.field, e.message)).collect();
         // What kube-apiserver 1.37.2 answers for the same schema (an object with
         // x-kubernetes-preserve-unknown-fields exposes its declared fields only).
-        let rule = |r: &str| format!(r#"{{"Rule":"{r}","Message":"","MessageExpression":"","Reason":null,"FieldPath":"","OptionalOldSelf":null}}"#);
+        let rule = |r: &str| {
+            format!(
+                r#"{{"Rule":"{r}","Message":"","MessageExpression":"","Reason":null,"FieldPath":"","OptionalOldSelf":null}}"#
+            )
+        };
         let base = "spec.versions[0].schema.openAPIV3Schema";
         assert_eq!(
             shown,
@@ -1462,7 +1347,9 @@ mod tests {
                 ),
                 format!(
                     "{base}.properties[spec].x-kubernetes-validations[2].rule | Invalid value: {}: compilation failed: ERROR: <input>:1:41: undefined field 'whatever'\n | self.labels.anything == 'x' && self.free.whatever == 1 && self.x__dash__y == 1\n | ........................................^",
-                    rule("self.labels.anything == 'x' \\u0026\\u0026 self.free.whatever == 1 \\u0026\\u0026 self.x__dash__y == 1")
+                    rule(
+                        "self.labels.anything == 'x' \\u0026\\u0026 self.free.whatever == 1 \\u0026\\u0026 self.x__dash__y == 1"
+                    )
                 ),
                 format!(
                     "{base}.x-kubernetes-validations[1].rule | Invalid value: {}: compilation failed: ERROR: <input>:1:14: undefined field 'labels'\n | self.metadata.labels.size() > 0\n | .............^",
@@ -1491,24 +1378,10 @@ mod tests {
             {"rule": "self.until > timestamp('2020-01-01T00:00:00Z')", "message": "too old"},
             {"rule": "self.every < duration('2h')", "message": "too long"}
         ], "properties": {"until": {"type": "string", "format": "date-time"}, "every": {"type": "string", "format": "duration"}}}));
-        assert!(
-            run(
-                &s,
-                &json!({"spec": {"until": "2024-01-01T00:00:00Z", "every": "90m"}}),
-                None
-            )
-            .is_empty()
-        );
+        assert!(run(&s, &json!({"spec": {"until": "2024-01-01T00:00:00Z", "every": "90m"}}), None).is_empty());
         assert_eq!(
-            run(
-                &s,
-                &json!({"spec": {"until": "2019-01-01T00:00:00Z", "every": "3h"}}),
-                None
-            ),
-            vec![
-                r#"spec: Invalid value: too old"#,
-                r#"spec: Invalid value: too long"#
-            ]
+            run(&s, &json!({"spec": {"until": "2019-01-01T00:00:00Z", "every": "3h"}}), None),
+            vec![r#"spec: Invalid value: too old"#, r#"spec: Invalid value: too long"#]
         );
     }
 }

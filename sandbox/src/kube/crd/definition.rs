@@ -13,13 +13,11 @@ use super::{cel, prune, schema, validate};
 use crate::kube::field_error::FieldError;
 
 const DNS1035_FMT: &str = "[a-z]([-a-z0-9]*[a-z0-9])?";
-const DNS1123_SUBDOMAIN_FMT: &str =
-    r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
+const DNS1123_SUBDOMAIN_FMT: &str = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
 
 /// apimachinery `IsDNS1035Label` messages, joined with "," as the CRD validation does.
 fn dns1035_errors(v: &str) -> Vec<String> {
-    static RE: LazyLock<Regex> =
-        LazyLock::new(|| Regex::new(&format!("^{DNS1035_FMT}$")).expect("static regex"));
+    static RE: LazyLock<Regex> = LazyLock::new(|| Regex::new(&format!("^{DNS1035_FMT}$")).expect("static regex"));
     let mut errs = Vec::new();
     if v.len() > 63 {
         errs.push("must be no more than 63 characters".to_owned());
@@ -59,37 +57,23 @@ pub fn validate_crd(crd: &Value, old: Option<&Value>) -> Result<(), Vec<FieldErr
     let name = str_at(crd, "/metadata/name");
 
     if name != format!("{plural}.{group}") {
-        errs.push(FieldError::invalid(
-            "metadata.name",
-            &json!(name),
-            "must be spec.names.plural+\".\"+spec.group",
-        ));
+        errs.push(FieldError::invalid("metadata.name", &json!(name), "must be spec.names.plural+\".\"+spec.group"));
     }
     if group.is_empty() {
         errs.push(FieldError::required("spec.group", ""));
     } else {
         let e = dns1123_subdomain_errors(group);
         if !e.is_empty() {
-            errs.push(FieldError::invalid(
-                "spec.group",
-                &json!(group),
-                &e.join(","),
-            ));
+            errs.push(FieldError::invalid("spec.group", &json!(group), &e.join(",")));
         } else if !group.contains('.') {
-            errs.push(FieldError::invalid(
-                "spec.group",
-                &json!(group),
-                "should be a domain with at least one dot",
-            ));
+            errs.push(FieldError::invalid("spec.group", &json!(group), "should be a domain with at least one dot"));
         }
     }
     match crd.pointer("/spec/scope").and_then(Value::as_str) {
         Some("Cluster" | "Namespaced") => {}
-        Some(other) => errs.push(FieldError::not_supported(
-            "spec.scope",
-            &json!(other),
-            &[json!("Cluster"), json!("Namespaced")],
-        )),
+        Some(other) => {
+            errs.push(FieldError::not_supported("spec.scope", &json!(other), &[json!("Cluster"), json!("Namespaced")]))
+        }
         None => errs.push(FieldError::required("spec.scope", "")),
     }
     if crd.pointer("/spec/preserveUnknownFields") == Some(&Value::Bool(true)) {
@@ -105,22 +89,12 @@ pub fn validate_crd(crd: &Value, old: Option<&Value>) -> Result<(), Vec<FieldErr
     if let Some(old) = old {
         for (field, ptr) in [("spec.scope", "/spec/scope"), ("spec.group", "/spec/group")] {
             if crd.pointer(ptr) != old.pointer(ptr) {
-                errs.push(FieldError::invalid(
-                    field,
-                    crd.pointer(ptr).unwrap_or(&Value::Null),
-                    "field is immutable",
-                ));
+                errs.push(FieldError::invalid(field, crd.pointer(ptr).unwrap_or(&Value::Null), "field is immutable"));
             }
         }
         // A version whose objects may still be stored cannot disappear from spec.versions.
-        let names: HashSet<&str> = versions(crd)
-            .iter()
-            .filter_map(|v| v["name"].as_str())
-            .collect();
-        if let Some(stored) = old
-            .pointer("/status/storedVersions")
-            .and_then(Value::as_array)
-        {
+        let names: HashSet<&str> = versions(crd).iter().filter_map(|v| v["name"].as_str()).collect();
+        if let Some(stored) = old.pointer("/status/storedVersions").and_then(Value::as_array) {
             for (i, sv) in stored.iter().enumerate() {
                 if let Some(s) = sv.as_str()
                     && !names.contains(s)
@@ -138,46 +112,31 @@ pub fn validate_crd(crd: &Value, old: Option<&Value>) -> Result<(), Vec<FieldErr
 }
 
 fn versions(crd: &Value) -> &[Value] {
-    crd.pointer("/spec/versions")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or(&[])
+    crd.pointer("/spec/versions").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[])
 }
 
 fn validate_names(crd: &Value, errs: &mut Vec<FieldError>) {
     let names = &crd["spec"]["names"];
     for field in ["plural", "singular"] {
         match names.get(field).and_then(Value::as_str) {
-            None | Some("") if field == "plural" => {
-                errs.push(FieldError::required("spec.names.plural", ""))
-            }
+            None | Some("") if field == "plural" => errs.push(FieldError::required("spec.names.plural", "")),
             None | Some("") => {}
             Some(v) => {
                 let e = dns1035_errors(v);
                 if !e.is_empty() {
-                    errs.push(FieldError::invalid(
-                        format!("spec.names.{field}"),
-                        &json!(v),
-                        &e.join(","),
-                    ));
+                    errs.push(FieldError::invalid(format!("spec.names.{field}"), &json!(v), &e.join(",")));
                 }
             }
         }
     }
     for field in ["kind", "listKind"] {
         match names.get(field).and_then(Value::as_str) {
-            None | Some("") if field == "kind" => {
-                errs.push(FieldError::required("spec.names.kind", ""))
-            }
+            None | Some("") if field == "kind" => errs.push(FieldError::required("spec.names.kind", "")),
             None | Some("") => {}
             Some(v) => {
                 let e = dns1035_errors(&v.to_lowercase());
                 if !e.is_empty() {
-                    errs.push(FieldError::invalid(
-                        format!("spec.names.{field}"),
-                        &json!(v),
-                        &e.join(","),
-                    ));
+                    errs.push(FieldError::invalid(format!("spec.names.{field}"), &json!(v), &e.join(",")));
                 }
             }
         }
@@ -186,22 +145,14 @@ fn validate_names(crd: &Value, errs: &mut Vec<FieldError>) {
         && !k.is_empty()
         && k == lk
     {
-        errs.push(FieldError::invalid(
-            "spec.names.listKind",
-            &json!(lk),
-            "kind and listKind must be different",
-        ));
+        errs.push(FieldError::invalid("spec.names.listKind", &json!(lk), "kind and listKind must be different"));
     }
     if let Some(shorts) = names["shortNames"].as_array() {
         for (i, s) in shorts.iter().enumerate() {
             let v = s.as_str().unwrap_or("");
             let e = dns1035_errors(v);
             if !e.is_empty() {
-                errs.push(FieldError::invalid(
-                    format!("spec.names.shortNames[{i}]"),
-                    s,
-                    &e.join(","),
-                ));
+                errs.push(FieldError::invalid(format!("spec.names.shortNames[{i}]"), s, &e.join(",")));
             }
         }
     }
@@ -218,11 +169,7 @@ fn validate_versions(crd: &Value, errs: &mut Vec<FieldError>) {
         return;
     }
     if !vs.iter().any(|v| v["served"] == true) {
-        errs.push(FieldError::invalid(
-            "spec.versions",
-            &json!(""),
-            "must have at least one served version",
-        ));
+        errs.push(FieldError::invalid("spec.versions", &json!(""), "must have at least one served version"));
     }
     // apiextensions converts v1 to its internal version by hoisting what every version has
     // identical (schema, subresources, printer columns) to the top of the spec; it validates
@@ -246,11 +193,7 @@ fn validate_versions(crd: &Value, errs: &mut Vec<FieldError>) {
         } else {
             let e = dns1035_errors(vname);
             if !e.is_empty() {
-                errs.push(FieldError::invalid(
-                    format!("{path}.name"),
-                    &json!(vname),
-                    &e.join(","),
-                ));
+                errs.push(FieldError::invalid(format!("{path}.name"), &json!(vname), &e.join(",")));
             }
         }
         match v.pointer("/schema/openAPIV3Schema") {
@@ -338,18 +281,15 @@ fn go_json(v: &Value) -> String {
     fn sorted(v: &Value) -> Value {
         match v {
             Value::Object(map) => {
-                let ordered: std::collections::BTreeMap<&String, Value> = map.iter().map(|(k, v)| (k, sorted(v))).collect();
+                let ordered: std::collections::BTreeMap<&String, Value> =
+                    map.iter().map(|(k, v)| (k, sorted(v))).collect();
                 Value::Object(ordered.into_iter().map(|(k, v)| (k.clone(), v)).collect())
             }
             Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
             other => other.clone(),
         }
     }
-    sorted(v)
-        .to_string()
-        .replace('<', "\\u003c")
-        .replace('>', "\\u003e")
-        .replace('&', "\\u0026")
+    sorted(v).to_string().replace('<', "\\u003c").replace('>', "\\u003e").replace('&', "\\u0026")
 }
 
 /// One `openAPIV3Schema`, in the server's order: structural rules (with the defaults'
@@ -383,7 +323,11 @@ fn validate_subresources(v: &Value, path: &str, errs: &mut Vec<FieldError>) {
                 if let Some(e) = simple_json_path_error(p, &fp) {
                     errs.push(e);
                 } else if !p.starts_with(under) {
-                    errs.push(FieldError::invalid(fp, &json!(p), &format!("should be a json path under {}", &under[..under.len() - 1])));
+                    errs.push(FieldError::invalid(
+                        fp,
+                        &json!(p),
+                        &format!("should be a json path under {}", &under[..under.len() - 1]),
+                    ));
                 }
             }
         }
@@ -454,30 +398,12 @@ fn validate_nested_value_validation(s: &Value, path: &str, errs: &mut Vec<FieldE
         ("title", "must be empty to be structural"),
         ("description", "must be empty to be structural"),
         ("nullable", "must be false to be structural"),
-        (
-            "x-kubernetes-preserve-unknown-fields",
-            "must be undefined to be structural",
-        ),
-        (
-            "x-kubernetes-embedded-resource",
-            "must be false to be structural",
-        ),
-        (
-            "x-kubernetes-int-or-string",
-            "must be false to be structural",
-        ),
-        (
-            "x-kubernetes-list-map-keys",
-            "must be empty to be structural",
-        ),
-        (
-            "x-kubernetes-list-type",
-            "must be undefined to be structural",
-        ),
-        (
-            "x-kubernetes-map-type",
-            "must be undefined to be structural",
-        ),
+        ("x-kubernetes-preserve-unknown-fields", "must be undefined to be structural"),
+        ("x-kubernetes-embedded-resource", "must be false to be structural"),
+        ("x-kubernetes-int-or-string", "must be false to be structural"),
+        ("x-kubernetes-list-map-keys", "must be empty to be structural"),
+        ("x-kubernetes-list-type", "must be undefined to be structural"),
+        ("x-kubernetes-map-type", "must be undefined to be structural"),
         ("x-kubernetes-validations", "must be empty to be structural"),
     ];
     for (key, detail) in FORBIDDEN {
@@ -493,11 +419,7 @@ fn validate_nested_value_validation(s: &Value, path: &str, errs: &mut Vec<FieldE
     }
     if let Some(props) = schema::properties(s) {
         for (k, p) in props {
-            validate_nested_value_validation(
-                p,
-                &schema::key(&schema::join(path, "properties"), k),
-                errs,
-            );
+            validate_nested_value_validation(p, &schema::key(&schema::join(path, "properties"), k), errs);
         }
     }
     if let Some(items) = schema::items(s) {
@@ -506,11 +428,7 @@ fn validate_nested_value_validation(s: &Value, path: &str, errs: &mut Vec<FieldE
     for keyword in ["allOf", "anyOf", "oneOf"] {
         if let Some(branches) = s.get(keyword).and_then(Value::as_array) {
             for (i, b) in branches.iter().enumerate() {
-                validate_nested_value_validation(
-                    b,
-                    &schema::index(&schema::join(path, keyword), i),
-                    errs,
-                );
+                validate_nested_value_validation(b, &schema::index(&schema::join(path, keyword), i), errs);
             }
         }
     }
@@ -521,13 +439,7 @@ fn validate_nested_value_validation(s: &Value, path: &str, errs: &mut Vec<FieldE
 
 /// A `default` must be pruned (no undeclared fields) and valid against its own schema,
 /// since the server stores it into objects as is.
-fn validate_default(
-    s: &Value,
-    default: &Value,
-    lvl: Level,
-    path: &str,
-    errs: &mut Vec<FieldError>,
-) {
+fn validate_default(s: &Value, default: &Value, lvl: Level, path: &str, errs: &mut Vec<FieldError>) {
     if lvl == Level::Root {
         errs.push(FieldError::forbidden(path, "must not be set at the root"));
         return;
@@ -542,11 +454,7 @@ fn validate_default(
         });
     }
     for mut e in validate::validate_value(s, default) {
-        e.field = if e.field.is_empty() {
-            path.to_owned()
-        } else {
-            format!("{path}.{}", e.field)
-        };
+        e.field = if e.field.is_empty() { path.to_owned() } else { format!("{path}.{}", e.field) };
         errs.push(e);
     }
 }
@@ -566,11 +474,7 @@ enum Level {
 fn validate_structural(s: &Value, lvl: Level, path: &str, errs: &mut Vec<FieldError>) {
     let t = schema::type_of(s);
     let child = |name: &str| schema::join(path, name);
-    if t.is_empty()
-        && !schema::embedded_resource(s)
-        && !schema::int_or_string(s)
-        && !schema::preserve_unknown(s)
-    {
+    if t.is_empty() && !schema::embedded_resource(s) && !schema::int_or_string(s) && !schema::preserve_unknown(s) {
         let detail = match lvl {
             Level::Root => "must not be empty at the root",
             Level::Item => "must not be empty for specified array items",
@@ -578,10 +482,7 @@ fn validate_structural(s: &Value, lvl: Level, path: &str, errs: &mut Vec<FieldEr
         };
         errs.push(FieldError::required(child("type"), detail));
     }
-    if !matches!(
-        t,
-        "" | "object" | "array" | "string" | "integer" | "number" | "boolean"
-    ) {
+    if !matches!(t, "" | "object" | "array" | "string" | "integer" | "number" | "boolean") {
         errs.push(FieldError::not_supported(
             child("type"),
             &json!(t),
@@ -589,11 +490,7 @@ fn validate_structural(s: &Value, lvl: Level, path: &str, errs: &mut Vec<FieldEr
         ));
     }
     if lvl == Level::Root && !t.is_empty() && t != "object" {
-        errs.push(FieldError::invalid(
-            child("type"),
-            &json!(t),
-            "must be object at the root",
-        ));
+        errs.push(FieldError::invalid(child("type"), &json!(t), "must be object at the root"));
     }
     if t == "array" && schema::items(s).is_none() {
         errs.push(FieldError::required(child("items"), "must be specified"));
@@ -612,8 +509,7 @@ fn validate_structural(s: &Value, lvl: Level, path: &str, errs: &mut Vec<FieldEr
                 &json!(t),
                 "must be object if x-kubernetes-embedded-resource is true",
             ));
-        } else if schema::properties(s).is_none_or(|p| p.is_empty()) && !schema::preserve_unknown(s)
-        {
+        } else if schema::properties(s).is_none_or(|p| p.is_empty()) && !schema::preserve_unknown(s) {
             errs.push(FieldError::required(
                 child("properties"),
                 "must not be empty if x-kubernetes-embedded-resource is true without x-kubernetes-preserve-unknown-fields",
@@ -621,11 +517,7 @@ fn validate_structural(s: &Value, lvl: Level, path: &str, errs: &mut Vec<FieldEr
         }
     }
     if schema::int_or_string(s) && !t.is_empty() {
-        errs.push(FieldError::invalid(
-            child("type"),
-            &json!(t),
-            "must be empty to be int-or-string",
-        ));
+        errs.push(FieldError::invalid(child("type"), &json!(t), "must be empty to be int-or-string"));
     }
     if schema::flag(s, "uniqueItems") {
         errs.push(FieldError::forbidden(
@@ -633,19 +525,9 @@ fn validate_structural(s: &Value, lvl: Level, path: &str, errs: &mut Vec<FieldEr
             "uniqueItems cannot be set to true since the runtime complexity becomes quadratic",
         ));
     }
-    for forbidden in [
-        "$ref",
-        "definitions",
-        "id",
-        "additionalItems",
-        "patternProperties",
-        "dependencies",
-    ] {
+    for forbidden in ["$ref", "definitions", "id", "additionalItems", "patternProperties", "dependencies"] {
         if s.get(forbidden).is_some() {
-            errs.push(FieldError::forbidden(
-                child(forbidden),
-                &format!("{forbidden} is not supported"),
-            ));
+            errs.push(FieldError::forbidden(child(forbidden), &format!("{forbidden} is not supported")));
         }
     }
     match s.get("additionalProperties") {
@@ -657,10 +539,7 @@ fn validate_structural(s: &Value, lvl: Level, path: &str, errs: &mut Vec<FieldEr
         }
         Some(extra) => {
             if lvl == Level::Root {
-                errs.push(FieldError::forbidden(
-                    child("additionalProperties"),
-                    "must not be used at the root",
-                ));
+                errs.push(FieldError::forbidden(child("additionalProperties"), "must not be used at the root"));
             }
             if schema::properties(s).is_some() {
                 errs.push(FieldError::forbidden(
@@ -709,9 +588,7 @@ fn validate_structural(s: &Value, lvl: Level, path: &str, errs: &mut Vec<FieldEr
     let int_or_string_any_of = |v: Option<&Value>| {
         schema::int_or_string(s)
             && v.and_then(Value::as_array).is_some_and(|a| {
-                a.len() == 2
-                    && a[0] == json!({"type": "integer"})
-                    && a[1] == json!({"type": "string"})
+                a.len() == 2 && a[0] == json!({"type": "integer"}) && a[1] == json!({"type": "string"})
             })
     };
     let skip_any_of = int_or_string_any_of(s.get("anyOf"));
@@ -745,11 +622,7 @@ fn validate_structural(s: &Value, lvl: Level, path: &str, errs: &mut Vec<FieldEr
     if let Some(pattern) = s.get("pattern").and_then(Value::as_str)
         && Regex::new(pattern).is_err()
     {
-        errs.push(FieldError::invalid(
-            child("pattern"),
-            &json!(pattern),
-            "must be a valid regular expression",
-        ));
+        errs.push(FieldError::invalid(child("pattern"), &json!(pattern), "must be a valid regular expression"));
     }
     if lvl == Level::Root {
         for meta_field in ["kind", "apiVersion"] {
@@ -769,9 +642,7 @@ fn validate_structural(s: &Value, lvl: Level, path: &str, errs: &mut Vec<FieldEr
             let constrains_more = meta.as_object().is_some_and(|m| {
                 m.iter().any(|(k, v)| match k.as_str() {
                     "type" | "description" | "title" => false,
-                    "properties" => v
-                        .as_object()
-                        .is_some_and(|p| p.keys().any(|k| k != "name" && k != "generateName")),
+                    "properties" => v.as_object().is_some_and(|p| p.keys().any(|k| k != "name" && k != "generateName")),
                     _ => true,
                 })
             });
@@ -816,12 +687,7 @@ mod tests {
     }
 
     fn errors(crd: &Value, old: Option<&Value>) -> Vec<String> {
-        validate_crd(crd, old)
-            .err()
-            .unwrap_or_default()
-            .iter()
-            .map(ToString::to_string)
-            .collect()
+        validate_crd(crd, old).err().unwrap_or_default().iter().map(ToString::to_string).collect()
     }
 
     #[test]
@@ -841,10 +707,7 @@ mod tests {
             e[0],
             r#"metadata.name: Invalid value: "widgets.other.com": must be spec.names.plural+"."+spec.group"#
         );
-        assert_eq!(
-            e[1],
-            r#"spec.scope: Unsupported value: "Global": supported values: "Cluster", "Namespaced""#
-        );
+        assert_eq!(e[1], r#"spec.scope: Unsupported value: "Global": supported values: "Cluster", "Namespaced""#);
         assert!(e[2].starts_with(r#"spec.names.plural: Invalid value: "Widgets": a DNS-1035 label must consist of lower case alphanumeric characters or '-'"#), "{}", e[2]);
         assert!(e[3].starts_with(r#"spec.names.shortNames[0]: Invalid value: "w_1""#));
         let mut dotless = crd();
@@ -852,9 +715,7 @@ mod tests {
         dotless["metadata"]["name"] = json!("widgets.example");
         assert_eq!(
             errors(&dotless, None),
-            vec![
-                r#"spec.group: Invalid value: "example": should be a domain with at least one dot"#
-            ]
+            vec![r#"spec.group: Invalid value: "example": should be a domain with at least one dot"#]
         );
     }
 
@@ -870,7 +731,9 @@ mod tests {
             errors(&c, None),
             [
                 format!("spec.versions: Invalid value: [{version},{version}]: must contain unique version names"),
-                format!("spec.versions: Invalid value: [{version},{version}]: must have exactly one version marked as storage version"),
+                format!(
+                    "spec.versions: Invalid value: [{version},{version}]: must have exactly one version marked as storage version"
+                ),
             ]
         );
     }
@@ -897,14 +760,8 @@ mod tests {
             ]
         );
         let mut no_schema = crd();
-        no_schema["spec"]["versions"][0]
-            .as_object_mut()
-            .expect("object")
-            .remove("schema");
-        assert_eq!(
-            errors(&no_schema, None),
-            vec!["spec.versions[0].schema.openAPIV3Schema: Required value"]
-        );
+        no_schema["spec"]["versions"][0].as_object_mut().expect("object").remove("schema");
+        assert_eq!(errors(&no_schema, None), vec!["spec.versions[0].schema.openAPIV3Schema: Required value"]);
     }
 
     #[test]
@@ -978,8 +835,7 @@ mod tests {
     #[test]
     fn printer_columns() {
         let mut c = crd();
-        c["spec"]["versions"][0]["additionalPrinterColumns"] =
-            json!([{"name": "X", "type": "list", "jsonPath": ""}]);
+        c["spec"]["versions"][0]["additionalPrinterColumns"] = json!([{"name": "X", "type": "list", "jsonPath": ""}]);
         assert_eq!(
             errors(&c, None),
             vec![
@@ -1001,7 +857,9 @@ mod tests {
         c["spec"]["versions"].as_array_mut().unwrap().push(v2);
         assert_eq!(
             errors(&c, None),
-            vec![r#"spec.versions[1].schema.openAPIV3Schema.properties[spec].properties[size].default: Invalid value: "string":  in body must be of type integer: "string""#]
+            vec![
+                r#"spec.versions[1].schema.openAPIV3Schema.properties[spec].properties[size].default: Invalid value: "string":  in body must be of type integer: "string""#
+            ]
         );
     }
 
@@ -1021,21 +879,25 @@ mod tests {
         let at = "spec.validation.openAPIV3Schema.properties[spec].properties[m]";
         assert_eq!(
             errors(&untyped_map(None), None),
-            vec![format!("{at}.x-kubernetes-validations: Internal error: internal error: failed to construct type information for x-kubernetes-validations rules: unable to convert structural schema to CEL declarations")]
+            vec![format!(
+                "{at}.x-kubernetes-validations: Internal error: internal error: failed to construct type information for x-kubernetes-validations rules: unable to convert structural schema to CEL declarations"
+            )]
         );
         assert_eq!(
             errors(&untyped_map(Some(json!({}))), None),
-            vec![format!("{at}.default: Invalid value: \"object\": rule compiler initialization error: failed to convert to declType for CEL validation rules")]
+            vec![format!(
+                "{at}.default: Invalid value: \"object\": rule compiler initialization error: failed to convert to declType for CEL validation rules"
+            )]
         );
         // A typed map, int-or-string values, a typed list: fine.
         for values in [json!({"type": "string"}), json!({"x-kubernetes-int-or-string": true})] {
             let mut c = untyped_map(Some(json!({})));
-            c["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["m"]["additionalProperties"] = values;
+            c["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["m"]["additionalProperties"] =
+                values;
             assert_eq!(errors(&c, None), Vec::<String>::new());
         }
         let mut untyped_items = crd();
-        untyped_items["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["l"] =
-            json!({"type": "array", "items": {"x-kubernetes-preserve-unknown-fields": true}, "x-kubernetes-validations": [{"rule": "size(self) < 3"}]});
+        untyped_items["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["l"] = json!({"type": "array", "items": {"x-kubernetes-preserve-unknown-fields": true}, "x-kubernetes-validations": [{"rule": "size(self) < 3"}]});
         assert_eq!(errors(&untyped_items, None).len(), 1);
     }
 
@@ -1048,9 +910,12 @@ mod tests {
         });
         assert_eq!(
             errors(&c, None),
-            vec!["spec.validation.openAPIV3Schema.properties[spec].properties[d].default.x: Invalid value: 7: x too big"]
+            vec![
+                "spec.validation.openAPIV3Schema.properties[spec].properties[d].default.x: Invalid value: 7: x too big"
+            ]
         );
-        c["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["d"]["default"] = json!({"x": 4});
+        c["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["d"]["default"] =
+            json!({"x": 4});
         assert_eq!(errors(&c, None), Vec::<String>::new());
     }
 
@@ -1072,9 +937,9 @@ mod tests {
     #[test]
     fn printer_columns_and_scale_paths() {
         let mut c = crd();
-        c["spec"]["versions"][0]["additionalPrinterColumns"] = json!([{"name": "", "type": "", "jsonPath": "x", "format": "weird"}]);
-        c["spec"]["versions"][0]["subresources"] =
-            json!({"scale": {"specReplicasPath": "spec.r", "statusReplicasPath": ".spec.x", "labelSelectorPath": ".foo"}});
+        c["spec"]["versions"][0]["additionalPrinterColumns"] =
+            json!([{"name": "", "type": "", "jsonPath": "x", "format": "weird"}]);
+        c["spec"]["versions"][0]["subresources"] = json!({"scale": {"specReplicasPath": "spec.r", "statusReplicasPath": ".spec.x", "labelSelectorPath": ".foo"}});
         assert_eq!(
             errors(&c, None),
             vec![

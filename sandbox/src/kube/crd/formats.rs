@@ -12,24 +12,19 @@ use regex::Regex;
 /// `Some(valid)` for a checked format, `None` when the server does not check it.
 pub(super) fn check(format: &str, s: &str) -> Option<bool> {
     static UUID: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r"(?i)^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$")
-            .expect("static regex")
+        Regex::new(r"(?i)^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$").expect("static regex")
     });
-    static MAC: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r"(?i)^([0-9a-f]{2}[:-]){5}[0-9a-f]{2}$").expect("static regex")
-    });
+    static MAC: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"(?i)^([0-9a-f]{2}[:-]){5}[0-9a-f]{2}$").expect("static regex"));
     static HOSTNAME: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(r"^[a-zA-Z0-9]([-a-zA-Z0-9]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([-a-zA-Z0-9]{0,61}[a-zA-Z0-9])?)*\.?$")
             .expect("static regex")
     });
-    static EMAIL: LazyLock<Regex> =
-        LazyLock::new(|| Regex::new(r"^[^@\s]+@[^@\s]+$").expect("static regex"));
+    static EMAIL: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[^@\s]+@[^@\s]+$").expect("static regex"));
     static DURATION: LazyLock<Regex> = LazyLock::new(|| {
         // strfmt.ParseDuration: Go durations, plus `<n> <unit>` with long unit names and d/w.
-        Regex::new(
-            r"^(?:[-+]?(?:[0-9]*(?:\.[0-9]*)?(?:ns|us|µs|ms|s|m|h|d|w))+|[0-9]+\s*(?:[a-zA-Zµ]+))$",
-        )
-        .expect("static regex")
+        Regex::new(r"^(?:[-+]?(?:[0-9]*(?:\.[0-9]*)?(?:ns|us|µs|ms|s|m|h|d|w))+|[0-9]+\s*(?:[a-zA-Zµ]+))$")
+            .expect("static regex")
     });
     static HEXCOLOR: LazyLock<Regex> =
         LazyLock::new(|| Regex::new(r"^#?([0-9a-fA-F]{3}|[0-9a-fA-F]{6})$").expect("static regex"));
@@ -66,11 +61,7 @@ fn cidr(s: &str) -> bool {
     let Ok(bits) = bits.parse::<u8>() else {
         return false;
     };
-    if addr.parse::<Ipv4Addr>().is_ok() {
-        bits <= 32
-    } else {
-        addr.parse::<Ipv6Addr>().is_ok() && bits <= 128
-    }
+    if addr.parse::<Ipv4Addr>().is_ok() { bits <= 32 } else { addr.parse::<Ipv6Addr>().is_ok() && bits <= 128 }
 }
 
 #[cfg(test)]
@@ -80,19 +71,13 @@ mod tests {
     #[test]
     fn checked_formats() {
         assert_eq!(check("date-time", "2024-01-02T03:04:05Z"), Some(true));
-        assert_eq!(
-            check("date-time", "2024-01-02T03:04:05.123+02:00"),
-            Some(true)
-        );
+        assert_eq!(check("date-time", "2024-01-02T03:04:05.123+02:00"), Some(true));
         assert_eq!(check("date-time", "yesterday"), Some(false));
         assert_eq!(check("date", "2024-02-30"), Some(false));
         assert_eq!(check("date", "2024-02-28"), Some(true));
         assert_eq!(check("byte", "aGVsbG8="), Some(true));
         assert_eq!(check("byte", "not base64!"), Some(false));
-        assert_eq!(
-            check("uuid", "0f8fad5b-d9cb-469f-a165-70867728950e"),
-            Some(true)
-        );
+        assert_eq!(check("uuid", "0f8fad5b-d9cb-469f-a165-70867728950e"), Some(true));
         assert_eq!(check("ipv4", "10.0.0.256"), Some(false));
         assert_eq!(check("cidr", "10.0.0.0/8"), Some(true));
         assert_eq!(check("hostname", "api.example.com"), Some(true));

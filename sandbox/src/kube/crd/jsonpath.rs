@@ -9,20 +9,14 @@ enum Step {
     Field(String),
     Index(i64),
     Wildcard,
-    Filter {
-        path: Vec<String>,
-        op: Option<(bool, Value)>,
-    },
+    Filter { path: Vec<String>, op: Option<(bool, Value)> },
 }
 
 /// Parse a path (with or without the `{...}` braces kubectl allows). `None` when the
 /// path is outside the supported subset.
 fn parse(path: &str) -> Option<Vec<Step>> {
     let p = path.trim();
-    let p = p
-        .strip_prefix('{')
-        .and_then(|x| x.strip_suffix('}'))
-        .unwrap_or(p);
+    let p = p.strip_prefix('{').and_then(|x| x.strip_suffix('}')).unwrap_or(p);
     let p = p.strip_prefix('$').unwrap_or(p);
     let chars: Vec<char> = p.chars().collect();
     let mut steps = Vec::new();
@@ -85,11 +79,7 @@ fn find_close(chars: &[char], open: usize) -> Option<usize> {
 fn unquote(s: &str) -> Option<String> {
     let s = s.trim();
     let q = s.chars().next()?;
-    if (q == '\'' || q == '"') && s.len() >= 2 && s.ends_with(q) {
-        Some(s[1..s.len() - 1].to_owned())
-    } else {
-        None
-    }
+    if (q == '\'' || q == '"') && s.len() >= 2 && s.ends_with(q) { Some(s[1..s.len() - 1].to_owned()) } else { None }
 }
 
 fn parse_bracket(inner: &str) -> Option<Step> {
@@ -111,11 +101,7 @@ fn parse_bracket(inner: &str) -> Option<Step> {
         (expr, None)
     };
     let rel = lhs.strip_prefix('@')?;
-    let path = rel
-        .split('.')
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect();
+    let path = rel.split('.').filter(|s| !s.is_empty()).map(str::to_owned).collect();
     Some(Step::Filter { path, op })
 }
 
@@ -181,18 +167,9 @@ mod tests {
         assert_eq!(find(&o, ".spec.list[1].n").unwrap(), vec![&json!("y")]);
         assert_eq!(find(&o, ".spec.list[-1].n").unwrap(), vec![&json!("y")]);
         assert_eq!(find(&o, ".spec['a.b']").unwrap(), vec![&json!(1)]);
-        assert_eq!(
-            find(&o, ".spec.list[*].n").unwrap(),
-            vec![&json!("x"), &json!("y")]
-        );
-        assert_eq!(
-            find(&o, r#".status.conditions[?(@.type=="Ready")].status"#).unwrap(),
-            vec![&json!("False")]
-        );
-        assert_eq!(
-            find(&o, ".status.conditions[?(@.type=='Synced')].status").unwrap(),
-            vec![&json!("True")]
-        );
+        assert_eq!(find(&o, ".spec.list[*].n").unwrap(), vec![&json!("x"), &json!("y")]);
+        assert_eq!(find(&o, r#".status.conditions[?(@.type=="Ready")].status"#).unwrap(), vec![&json!("False")]);
+        assert_eq!(find(&o, ".status.conditions[?(@.type=='Synced')].status").unwrap(), vec![&json!("True")]);
         assert!(find(&o, ".status.missing").unwrap().is_empty());
         assert_eq!(find(&o, "{.spec.list[0].n}").unwrap(), vec![&json!("x")]);
     }

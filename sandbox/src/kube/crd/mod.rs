@@ -61,10 +61,7 @@ pub enum AdmitError {
     /// strict decoding error: unknown field "spec.colour"`; the decoder refuses the body
     /// before any validation runs.
     #[error("{message}")]
-    StrictDecoding {
-        message: String,
-        unknown_fields: Vec<String>,
-    },
+    StrictDecoding { message: String, unknown_fields: Vec<String> },
 }
 
 /// `FieldError::reason` used by [`CompiledVersion::admit`] for a strict decoding failure
@@ -84,31 +81,21 @@ pub struct CompiledVersion {
 impl CompiledVersion {
     pub fn compile(crd: &Value, version: &str) -> Result<Self, Vec<FieldError>> {
         let versions = crd["spec"]["versions"].as_array();
-        let Some((i, v)) =
-            versions.and_then(|vs| vs.iter().enumerate().find(|(_, v)| v["name"] == version))
-        else {
+        let Some((i, v)) = versions.and_then(|vs| vs.iter().enumerate().find(|(_, v)| v["name"] == version)) else {
             return Err(vec![FieldError::not_supported(
                 "spec.versions",
                 &Value::String(version.to_owned()),
-                &versions
-                    .map(|vs| vs.iter().map(|v| v["name"].clone()).collect::<Vec<_>>())
-                    .unwrap_or_default(),
+                &versions.map(|vs| vs.iter().map(|v| v["name"].clone()).collect::<Vec<_>>()).unwrap_or_default(),
             )]);
         };
         let schema = v["schema"]["openAPIV3Schema"].clone();
-        let (rules, errs) = cel::compile(
-            &schema,
-            &format!("spec.versions[{i}].schema.openAPIV3Schema"),
-        );
+        let (rules, errs) = cel::compile(&schema, &format!("spec.versions[{i}].schema.openAPIV3Schema"));
         if !errs.is_empty() {
             return Err(errs);
         }
         Ok(Self {
             schema,
-            kind: crd["spec"]["names"]["kind"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
+            kind: crd["spec"]["names"]["kind"].as_str().unwrap_or_default().to_owned(),
             version: version.to_owned(),
             rules,
         })
@@ -127,17 +114,12 @@ impl CompiledVersion {
         old: Option<&Value>,
         validation: FieldValidation,
     ) -> Result<Vec<String>, Vec<FieldError>> {
-        self.admit_object(obj, old, validation)
-            .map_err(|e| match e {
-                AdmitError::Invalid(errs) => errs,
-                AdmitError::StrictDecoding { message, .. } => {
-                    vec![FieldError {
-                        reason: STRICT_DECODING_REASON,
-                        field: String::new(),
-                        message,
-                    }]
-                }
-            })
+        self.admit_object(obj, old, validation).map_err(|e| match e {
+            AdmitError::Invalid(errs) => errs,
+            AdmitError::StrictDecoding { message, .. } => {
+                vec![FieldError { reason: STRICT_DECODING_REASON, field: String::new(), message }]
+            }
+        })
     }
 
     /// What kube-apiserver does to a custom object on create/update, in its order: prune
@@ -156,10 +138,7 @@ impl CompiledVersion {
         if !unknown.is_empty() {
             match validation {
                 FieldValidation::Strict => {
-                    let listed: Vec<String> = unknown
-                        .iter()
-                        .map(|p| format!("unknown field {p:?}"))
-                        .collect();
+                    let listed: Vec<String> = unknown.iter().map(|p| format!("unknown field {p:?}")).collect();
                     return Err(AdmitError::StrictDecoding {
                         message: format!(
                             "{kind} in version {version:?} cannot be handled as a {kind}: strict decoding error: {}",
@@ -170,9 +149,7 @@ impl CompiledVersion {
                         unknown_fields: unknown,
                     });
                 }
-                FieldValidation::Warn => {
-                    warnings.extend(unknown.iter().map(|p| format!("unknown field {p:?}")))
-                }
+                FieldValidation::Warn => warnings.extend(unknown.iter().map(|p| format!("unknown field {p:?}"))),
                 FieldValidation::Ignore => {}
             }
         }
@@ -202,11 +179,7 @@ impl CompiledVersion {
             errs.extend(outcome.errors);
             warnings.extend(outcome.warnings);
         }
-        if errs.is_empty() {
-            Ok(warnings)
-        } else {
-            Err(AdmitError::Invalid(errs))
-        }
+        if errs.is_empty() { Ok(warnings) } else { Err(AdmitError::Invalid(errs)) }
     }
 }
 

@@ -62,9 +62,7 @@ fn camel(s: &str) -> String {
         .filter(|p| !p.is_empty())
         .map(|p| {
             let mut c = p.chars();
-            c.next()
-                .map(|f| f.to_uppercase().chain(c).collect::<String>())
-                .unwrap_or_default()
+            c.next().map(|f| f.to_uppercase().chain(c).collect::<String>()).unwrap_or_default()
         })
         .collect()
 }
@@ -81,11 +79,7 @@ pub fn group_version_document(group: &str, version: &str, resources: &[ResourceD
     let mut own: Map<String, Value> = Map::new();
     let mut builtin_kinds: Vec<(String, Value)> = Vec::new();
     let mut paths: Map<String, Value> = Map::new();
-    let names = Names {
-        status: &status,
-        patch: &patch,
-        delete_options: &delete_options,
-    };
+    let names = Names { status: &status, patch: &patch, delete_options: &delete_options };
 
     for r in resources {
         let kind_name = match &r.schema {
@@ -94,21 +88,17 @@ pub fn group_version_document(group: &str, version: &str, resources: &[ResourceD
                 own.insert(name.clone(), custom_kind_schema(s, r, &object_meta));
                 name
             }
-            None => {
-                match builtin_schemas::register(&r.group, &r.version, &r.kind, &mut generator) {
-                    Some(name) => {
-                        builtin_kinds.push((name.clone(), gvk(&r.group, &r.version, &r.kind)));
-                        name
-                    }
-                    None => continue,
+            None => match builtin_schemas::register(&r.group, &r.version, &r.kind, &mut generator) {
+                Some(name) => {
+                    builtin_kinds.push((name.clone(), gvk(&r.group, &r.version, &r.kind)));
+                    name
                 }
-            }
+                None => continue,
+            },
         };
         let list_name = format!("{kind_name}List");
         own.insert(list_name.clone(), list_schema(r, &kind_name, &list_meta));
-        add_paths(
-            &mut paths, group, version, r, &kind_name, &list_name, &names,
-        );
+        add_paths(&mut paths, group, version, r, &kind_name, &list_name, &names);
     }
 
     let mut schemas = generator.take_definitions(true);
@@ -147,23 +137,11 @@ fn custom_kind_schema(user: &Value, r: &ResourceDoc, object_meta: &str) -> Value
     s.entry("type").or_insert(json!("object"));
     let props = s.entry("properties").or_insert_with(|| json!({}));
     if let Value::Object(props) = props {
-        props.insert(
-            "apiVersion".into(),
-            json!({"type": "string", "description": API_VERSION_DESCRIPTION}),
-        );
-        props.insert(
-            "kind".into(),
-            json!({"type": "string", "description": KIND_DESCRIPTION}),
-        );
-        props.insert(
-            "metadata".into(),
-            wrapped_ref(object_meta, METADATA_DESCRIPTION),
-        );
+        props.insert("apiVersion".into(), json!({"type": "string", "description": API_VERSION_DESCRIPTION}));
+        props.insert("kind".into(), json!({"type": "string", "description": KIND_DESCRIPTION}));
+        props.insert("metadata".into(), wrapped_ref(object_meta, METADATA_DESCRIPTION));
     }
-    s.insert(
-        "x-kubernetes-group-version-kind".into(),
-        json!([gvk(&r.group, &r.version, &r.kind)]),
-    );
+    s.insert("x-kubernetes-group-version-kind".into(), json!([gvk(&r.group, &r.version, &r.kind)]));
     Value::Object(s)
 }
 
@@ -271,11 +249,7 @@ fn add_paths(
     list_name: &str,
     names: &Names<'_>,
 ) {
-    let root = if group.is_empty() {
-        format!("/api/{version}")
-    } else {
-        format!("/apis/{group}/{version}")
-    };
+    let root = if group.is_empty() { format!("/api/{version}") } else { format!("/apis/{group}/{version}") };
     let gv_camel = if group.is_empty() {
         format!("Core{}", camel(version))
     } else {
@@ -296,13 +270,7 @@ fn add_paths(
         "string",
     )];
     if r.namespaced {
-        common.insert(
-            0,
-            path_param(
-                "namespace",
-                "object name and auth scope, such as for teams and projects",
-            ),
-        );
+        common.insert(0, path_param("namespace", "object name and auth scope, such as for teams and projects"));
     }
     let ok = |schema: &str| json!({"200": {"description": "OK", "content": json_content(schema)}});
     let ok_created = |schema: &str| json!({"200": {"description": "OK", "content": json_content(schema)}, "201": {"description": "Created", "content": json_content(schema)}});
@@ -316,8 +284,7 @@ fn add_paths(
     // `apply` whenever the document offers it, so only built-in kinds list it (as
     // apiextensions' OpenAPI builder does).
     if r.schema.is_none() {
-        patch_types["application/strategic-merge-patch+json"] =
-            json!({"schema": schema_ref(names.patch)});
+        patch_types["application/strategic-merge-patch+json"] = json!({"schema": schema_ref(names.patch)});
     }
     let patch_body = json!({"content": patch_types, "required": true});
     let list_params = vec![
@@ -331,16 +298,8 @@ fn add_paths(
             "A selector to restrict the list of returned objects by their fields. Defaults to everything.",
             "string",
         ),
-        query(
-            "limit",
-            "limit is a maximum number of responses to return for a list call.",
-            "integer",
-        ),
-        query(
-            "continue",
-            "The continue option should be set when retrieving more results from the server.",
-            "string",
-        ),
+        query("limit", "limit is a maximum number of responses to return for a list call.", "integer"),
+        query("continue", "The continue option should be set when retrieving more results from the server.", "string"),
         query(
             "resourceVersion",
             "resourceVersion sets a constraint on what resource versions a request may be served from.",
@@ -554,26 +513,13 @@ mod tests {
             schema["x-kubernetes-group-version-kind"],
             json!([{"group": "connection-operator.dev", "version": "v1alpha1", "kind": "Connection"}])
         );
-        assert_eq!(
-            schema["description"],
-            "A connection at a SaaS integration provider."
-        );
-        assert_eq!(
-            schema["properties"]["spec"]["description"],
-            "Desired connection."
-        );
-        let meta_ref = schema["properties"]["metadata"]["allOf"][0]["$ref"]
-            .as_str()
-            .expect("metadata ref");
-        assert_eq!(
-            meta_ref,
-            "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
-        );
+        assert_eq!(schema["description"], "A connection at a SaaS integration provider.");
+        assert_eq!(schema["properties"]["spec"]["description"], "Desired connection.");
+        let meta_ref = schema["properties"]["metadata"]["allOf"][0]["$ref"].as_str().expect("metadata ref");
+        assert_eq!(meta_ref, "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta");
         let meta = resolve(&doc, meta_ref);
         assert!(
-            meta["properties"]["labels"]["description"]
-                .as_str()
-                .is_some_and(|d| d.starts_with("Map of string keys"))
+            meta["properties"]["labels"]["description"].as_str().is_some_and(|d| d.starts_with("Map of string keys"))
         );
         // Every $ref in the document resolves.
         let text = doc.to_string();
@@ -595,24 +541,14 @@ mod tests {
                 .iter()
                 .any(|p| p["name"] == "fieldValidation" && p["in"] == "query")
         );
-        let patch_types: Vec<&String> = patch["requestBody"]["content"]
-            .as_object()
-            .expect("content")
-            .keys()
-            .collect();
+        let patch_types: Vec<&String> = patch["requestBody"]["content"].as_object().expect("content").keys().collect();
         assert_eq!(
             patch_types,
-            vec![
-                "application/apply-patch+yaml",
-                "application/json-patch+json",
-                "application/merge-patch+json"
-            ],
+            vec!["application/apply-patch+yaml", "application/json-patch+json", "application/merge-patch+json"],
             "no strategic merge patch for custom resources"
         );
         assert!(doc["paths"]["/apis/connection-operator.dev/v1alpha1/namespaces/{namespace}/connections/{name}/status"]["patch"].is_object());
-        assert!(
-            doc["paths"]["/apis/connection-operator.dev/v1alpha1/connections"]["get"].is_object()
-        );
+        assert!(doc["paths"]["/apis/connection-operator.dev/v1alpha1/connections"]["get"].is_object());
         assert_eq!(
             doc["components"]["schemas"]["dev.connection-operator.v1alpha1.ConnectionList"]["x-kubernetes-group-version-kind"]
                 [0]["kind"],
@@ -640,18 +576,10 @@ mod tests {
         };
         let doc = group_version_document("", "v1", &[secret, ns]);
         let s = &doc["components"]["schemas"]["io.k8s.api.core.v1.Secret"];
-        assert_eq!(
-            s["x-kubernetes-group-version-kind"],
-            json!([{"group": "", "version": "v1", "kind": "Secret"}])
-        );
-        assert_eq!(
-            s["properties"]["data"]["additionalProperties"]["format"],
-            "byte"
-        );
+        assert_eq!(s["x-kubernetes-group-version-kind"], json!([{"group": "", "version": "v1", "kind": "Secret"}]));
+        assert_eq!(s["properties"]["data"]["additionalProperties"]["format"], "byte");
         assert!(
-            s["properties"]["metadata"]["allOf"][0]["$ref"]
-                .as_str()
-                .is_some_and(|r| r.ends_with("meta.v1.ObjectMeta"))
+            s["properties"]["metadata"]["allOf"][0]["$ref"].as_str().is_some_and(|r| r.ends_with("meta.v1.ObjectMeta"))
         );
         assert!(
             doc["paths"]["/api/v1/namespaces/{namespace}/secrets/{name}"]["patch"]["parameters"]
@@ -667,8 +595,8 @@ mod tests {
                 .is_object()
         );
         assert!(doc["components"]["schemas"]["io.k8s.api.core.v1.NamespaceSpec"].is_object());
-        let finalizers = &doc["components"]["schemas"]["io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"]
-            ["properties"]["finalizers"];
+        let finalizers = &doc["components"]["schemas"]["io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"]["properties"]
+            ["finalizers"];
         assert_eq!(finalizers["x-kubernetes-patch-strategy"], "merge");
         assert_eq!(finalizers["x-kubernetes-list-type"], "set");
     }

@@ -28,13 +28,7 @@ pub(super) fn prune_value(value: &mut Value, schema: &Value) -> Vec<String> {
     pruned
 }
 
-fn prune(
-    value: &mut Value,
-    schema: Option<&Value>,
-    path: &str,
-    resource_root: bool,
-    pruned: &mut Vec<String>,
-) {
+fn prune(value: &mut Value, schema: Option<&Value>, path: &str, resource_root: bool, pruned: &mut Vec<String>) {
     match value {
         Value::Object(map) => {
             let Some(s) = schema else {
@@ -54,11 +48,8 @@ fn prune(
                 }
                 if meta_root && k == "metadata" {
                     if let Some(Value::Object(meta)) = map.get_mut("metadata") {
-                        let unknown: Vec<String> = meta
-                            .keys()
-                            .filter(|f| !OBJECT_META_FIELDS.contains(&f.as_str()))
-                            .cloned()
-                            .collect();
+                        let unknown: Vec<String> =
+                            meta.keys().filter(|f| !OBJECT_META_FIELDS.contains(&f.as_str())).cloned().collect();
                         for f in unknown {
                             meta.remove(&f);
                             pruned.push(schema::join(&child_path, &f));
@@ -85,13 +76,7 @@ fn prune(
         Value::Array(items) => {
             if let Some(item_schema) = schema.and_then(schema::items) {
                 for (i, item) in items.iter_mut().enumerate() {
-                    prune(
-                        item,
-                        Some(item_schema),
-                        &schema::index(path, i),
-                        false,
-                        pruned,
-                    );
+                    prune(item, Some(item_schema), &schema::index(path, i), false, pruned);
                 }
             }
         }
@@ -109,8 +94,7 @@ pub(super) fn prune_non_nullable_nulls(value: &mut Value, schema: &Value) {
             let keys: Vec<String> = map.keys().cloned().collect();
             for k in keys {
                 if let Some(prop) = schema::property(schema, &k) {
-                    if map[&k].is_null() && !schema::nullable(prop) && prop.get("default").is_none()
-                    {
+                    if map[&k].is_null() && !schema::nullable(prop) && prop.get("default").is_none() {
                         map.remove(&k);
                     } else if let Some(v) = map.get_mut(&k) {
                         prune_non_nullable_nulls(v, prop);

@@ -76,11 +76,7 @@ pub(super) fn list_type(schema: &Value) -> ListType {
             schema
                 .get("x-kubernetes-list-map-keys")
                 .and_then(Value::as_array)
-                .map(|ks| {
-                    ks.iter()
-                        .filter_map(|k| k.as_str().map(str::to_owned))
-                        .collect()
-                })
+                .map(|ks| ks.iter().filter_map(|k| k.as_str().map(str::to_owned)).collect())
                 .unwrap_or_default(),
         ),
         _ => ListType::Atomic,
@@ -90,17 +86,11 @@ pub(super) fn list_type(schema: &Value) -> ListType {
 /// The old counterpart of a list item, as the apiserver correlates them for transition
 /// rules and ratcheting: by key for `map` lists, by value for `set` lists, none for atomic
 /// lists.
-pub(super) fn correlate<'a>(
-    list_type: &ListType,
-    item: &Value,
-    olds: &'a [Value],
-) -> Option<&'a Value> {
+pub(super) fn correlate<'a>(list_type: &ListType, item: &Value, olds: &'a [Value]) -> Option<&'a Value> {
     match list_type {
         ListType::Atomic => None,
         ListType::Set => olds.iter().find(|o| *o == item),
-        ListType::Map(keys) => olds
-            .iter()
-            .find(|o| keys.iter().all(|k| o.get(k) == item.get(k))),
+        ListType::Map(keys) => olds.iter().find(|o| keys.iter().all(|k| o.get(k) == item.get(k))),
     }
 }
 
@@ -120,11 +110,7 @@ pub(super) fn json_type_name(v: &Value) -> &'static str {
 
 /// Dotted child path as `field.Path.Child` prints it: `spec.foo`.
 pub(super) fn join(path: &str, name: &str) -> String {
-    if path.is_empty() {
-        name.to_owned()
-    } else {
-        format!("{path}.{name}")
-    }
+    if path.is_empty() { name.to_owned() } else { format!("{path}.{name}") }
 }
 
 /// Index path as `field.Path.Index` prints it: `spec.items[2]`.
@@ -177,14 +163,9 @@ mod tests {
     #[test]
     fn list_types_and_paths() {
         assert_eq!(list_type(&json!({"type": "array"})), ListType::Atomic);
+        assert_eq!(list_type(&json!({"x-kubernetes-list-type": "set"})), ListType::Set);
         assert_eq!(
-            list_type(&json!({"x-kubernetes-list-type": "set"})),
-            ListType::Set
-        );
-        assert_eq!(
-            list_type(
-                &json!({"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]})
-            ),
+            list_type(&json!({"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]})),
             ListType::Map(vec!["type".into()])
         );
         assert_eq!(join("", "spec"), "spec");

@@ -74,14 +74,7 @@ pub fn columns_for(crd: Option<&Value>, version: &str, kind: &str) -> Vec<Column
         .unwrap_or_else(|| {
             vec![json!({"name": "Age", "type": "date", "description": CREATION_TIMESTAMP_DESCRIPTION, "jsonPath": ".metadata.creationTimestamp"})]
         });
-    let mut cols = vec![Column::computed(
-        "Name",
-        "string",
-        "name",
-        0,
-        NAME_DESCRIPTION,
-        Computed::Name,
-    )];
+    let mut cols = vec![Column::computed("Name", "string", "name", 0, NAME_DESCRIPTION, Computed::Name)];
     for c in declared {
         let s = |k: &str| c[k].as_str().unwrap_or("").to_owned();
         let json_path = s("jsonPath");
@@ -105,12 +98,7 @@ pub fn columns_for(crd: Option<&Value>, version: &str, kind: &str) -> Vec<Column
 }
 
 /// A Table for `objects`; the caller fills `metadata.resourceVersion`/`continue`.
-pub fn render(
-    columns: &[Column],
-    objects: &[Value],
-    include: IncludeObject,
-    now: DateTime<Utc>,
-) -> Value {
+pub fn render(columns: &[Column], objects: &[Value], include: IncludeObject, now: DateTime<Utc>) -> Value {
     let defs: Vec<Value> = columns
         .iter()
         .map(|c| json!({"name": c.name, "type": c.type_, "format": c.format, "description": c.description, "priority": c.priority}))
@@ -139,19 +127,16 @@ fn cell(c: &Column, obj: &Value, now: DateTime<Utc>) -> Value {
         return builtin_columns::cell(computed, obj, now);
     }
     // apiextensions `tableconvertor`: only the first result is shown; nothing → null.
-    let Some(first) = jsonpath::find(obj, &c.json_path).and_then(|r| r.first().copied().cloned())
-    else {
+    let Some(first) = jsonpath::find(obj, &c.json_path).and_then(|r| r.first().copied().cloned()) else {
         return Value::Null;
     };
     match c.type_.as_str() {
         // String columns print whatever was found with Go's %v.
         "string" => Value::String(go_print(&first)),
         "integer" => match &first {
-            Value::Number(n) => n
-                .as_i64()
-                .map(Value::from)
-                .or_else(|| n.as_f64().map(|f| Value::from(f as i64)))
-                .unwrap_or(Value::Null),
+            Value::Number(n) => {
+                n.as_i64().map(Value::from).or_else(|| n.as_f64().map(|f| Value::from(f as i64))).unwrap_or(Value::Null)
+            }
             _ => Value::Null,
         },
         "number" => match &first {
@@ -182,19 +167,13 @@ pub(super) fn go_print(v: &Value) -> String {
         Value::Null => "<nil>".to_owned(),
         Value::String(s) => s.clone(),
         Value::Bool(_) | Value::Number(_) => v.to_string(),
-        Value::Array(items) => format!(
-            "[{}]",
-            items.iter().map(go_print).collect::<Vec<_>>().join(" ")
-        ),
+        Value::Array(items) => format!("[{}]", items.iter().map(go_print).collect::<Vec<_>>().join(" ")),
         Value::Object(map) => {
             let mut keys: Vec<&String> = map.keys().collect();
             keys.sort();
             format!(
                 "map[{}]",
-                keys.iter()
-                    .map(|k| format!("{k}:{}", go_print(&map[k.as_str()])))
-                    .collect::<Vec<_>>()
-                    .join(" ")
+                keys.iter().map(|k| format!("{k}:{}", go_print(&map[k.as_str()]))).collect::<Vec<_>>().join(" ")
             )
         }
     }
@@ -213,40 +192,24 @@ pub(super) fn human_duration(d: chrono::Duration) -> String {
     let minutes = d.num_minutes();
     if minutes < 10 {
         let s = seconds % 60;
-        return if s == 0 {
-            format!("{minutes}m")
-        } else {
-            format!("{minutes}m{s}s")
-        };
+        return if s == 0 { format!("{minutes}m") } else { format!("{minutes}m{s}s") };
     } else if minutes < 60 * 3 {
         return format!("{minutes}m");
     }
     let hours = d.num_hours();
     if hours < 8 {
         let m = minutes % 60;
-        return if m == 0 {
-            format!("{hours}h")
-        } else {
-            format!("{hours}h{m}m")
-        };
+        return if m == 0 { format!("{hours}h") } else { format!("{hours}h{m}m") };
     } else if hours < 48 {
         return format!("{hours}h");
     } else if hours < 24 * 8 {
         let h = hours % 24;
-        return if h == 0 {
-            format!("{}d", hours / 24)
-        } else {
-            format!("{}d{h}h", hours / 24)
-        };
+        return if h == 0 { format!("{}d", hours / 24) } else { format!("{}d{h}h", hours / 24) };
     } else if hours < 24 * 365 * 2 {
         return format!("{}d", hours / 24);
     } else if hours < 24 * 365 * 8 {
         let dy = (hours / 24) % 365;
-        return if dy == 0 {
-            format!("{}y", hours / 24 / 365)
-        } else {
-            format!("{}y{dy}d", hours / 24 / 365)
-        };
+        return if dy == 0 { format!("{}y", hours / 24 / 365) } else { format!("{}y{dy}d", hours / 24 / 365) };
     }
     format!("{}y", hours / 24 / 365)
 }
@@ -286,9 +249,7 @@ mod tests {
         let cols = columns_for(Some(&crd), "v1alpha1", "Connection");
         let names: Vec<&str> = cols.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, vec!["Name", "Provider", "Ready", "Age"]);
-        let now = DateTime::parse_from_rfc3339("2024-01-01T00:05:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
+        let now = DateTime::parse_from_rfc3339("2024-01-01T00:05:00Z").unwrap().with_timezone(&Utc);
         let obj = json!({"metadata": {"name": "c1", "namespace": "ns", "creationTimestamp": "2024-01-01T00:00:00Z"},
             "status": {"provider": "nango", "conditions": [{"type": "Ready", "status": "True"}]}});
         let bare = json!({"metadata": {"name": "c2", "creationTimestamp": "2024-01-01T00:04:55Z"}});
@@ -304,12 +265,7 @@ mod tests {
             t["rows"][0]["object"],
             json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"]})
         );
-        let full = render(
-            &cols,
-            std::slice::from_ref(&obj),
-            IncludeObject::Object,
-            now,
-        );
+        let full = render(&cols, std::slice::from_ref(&obj), IncludeObject::Object, now);
         assert_eq!(full["rows"][0]["object"], obj);
         let none = render(&cols, std::slice::from_ref(&obj), IncludeObject::None, now);
         assert_eq!(none["rows"][0]["object"], Value::Null);
@@ -323,18 +279,14 @@ mod tests {
             {"name": "On", "type": "boolean", "jsonPath": ".spec.on"},
             {"name": "Tags", "type": "string", "jsonPath": ".spec.tags"}
         ]}]}});
-        let v1: Vec<String> = columns_for(Some(&crd), "v1", "W")
-            .into_iter()
-            .map(|c| format!("{}:{}", c.name, c.type_))
-            .collect();
+        let v1: Vec<String> =
+            columns_for(Some(&crd), "v1", "W").into_iter().map(|c| format!("{}:{}", c.name, c.type_)).collect();
         assert_eq!(v1, vec!["Name:string", "Age:date"]);
         let cols = columns_for(Some(&crd), "v2", "W");
         assert_eq!(cols[1].priority, 1);
         let t = render(
             &cols,
-            &[
-                json!({"metadata": {"name": "w"}, "spec": {"replicas": 3, "on": true, "tags": ["a", "b"]}}),
-            ],
+            &[json!({"metadata": {"name": "w"}, "spec": {"replicas": 3, "on": true, "tags": ["a", "b"]}})],
             IncludeObject::Metadata,
             Utc::now(),
         );

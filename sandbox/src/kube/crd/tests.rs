@@ -100,9 +100,7 @@ fn the_connection_crd_itself_is_accepted() {
 #[test]
 fn valid_object_is_defaulted() {
     let mut o = obj(json!({"connectionId": "c", "datagrid": {}}));
-    let warnings = compiled()
-        .admit_object(&mut o, None, FieldValidation::Strict)
-        .expect("admitted");
+    let warnings = compiled().admit_object(&mut o, None, FieldValidation::Strict).expect("admitted");
     assert!(warnings.is_empty());
     assert_eq!(o["spec"]["deletionPolicy"], "Delete");
     assert_eq!(o["spec"]["datagrid"]["retries"], 3);
@@ -111,16 +109,11 @@ fn valid_object_is_defaulted() {
 #[test]
 fn unknown_fields_by_field_validation_mode() {
     let v = compiled();
-    let base = obj(
-        json!({"connectionId": "c", "nango": {"integrationId": "gh", "colour": "red"}, "zzz": 1}),
-    );
+    let base = obj(json!({"connectionId": "c", "nango": {"integrationId": "gh", "colour": "red"}, "zzz": 1}));
 
     let mut o = base.clone();
     match v.admit_object(&mut o, None, FieldValidation::Strict) {
-        Err(AdmitError::StrictDecoding {
-            message,
-            unknown_fields,
-        }) => {
+        Err(AdmitError::StrictDecoding { message, unknown_fields }) => {
             assert_eq!(
                 message,
                 r#"Connection in version "v1alpha1" cannot be handled as a Connection: strict decoding error: unknown field "spec.nango.colour", unknown field "spec.zzz""#
@@ -136,24 +129,12 @@ fn unknown_fields_by_field_validation_mode() {
     assert_eq!(errs[0].reason, STRICT_DECODING_REASON);
 
     let mut o = base.clone();
-    let warnings = v
-        .admit_object(&mut o, None, FieldValidation::Warn)
-        .expect("admitted");
-    assert_eq!(
-        warnings,
-        vec![
-            r#"unknown field "spec.nango.colour""#,
-            r#"unknown field "spec.zzz""#
-        ]
-    );
+    let warnings = v.admit_object(&mut o, None, FieldValidation::Warn).expect("admitted");
+    assert_eq!(warnings, vec![r#"unknown field "spec.nango.colour""#, r#"unknown field "spec.zzz""#]);
     assert!(o["spec"].get("zzz").is_none());
 
     let mut o = base;
-    assert_eq!(
-        v.admit_object(&mut o, None, FieldValidation::Ignore)
-            .expect("admitted"),
-        Vec::<String>::new()
-    );
+    assert_eq!(v.admit_object(&mut o, None, FieldValidation::Ignore).expect("admitted"), Vec::<String>::new());
     assert!(o["spec"]["nango"].get("colour").is_none());
 }
 
@@ -163,13 +144,10 @@ fn project_rules_evaluate() {
     let mut two = obj(json!({"connectionId": "c", "nango": {"integrationId": "gh"}, "mielto": {}}));
     assert_eq!(
         invalid(v.admit_object(&mut two, None, FieldValidation::Strict)),
-        vec![
-            r#"spec: Invalid value: exactly one provider block (nango, mielto, arena, datagrid) must be set"#
-        ]
+        vec![r#"spec: Invalid value: exactly one provider block (nango, mielto, arena, datagrid) must be set"#]
     );
 
-    let meta: serde_json::Map<String, Value> =
-        (0..51).map(|i| (format!("k{i}"), json!("v"))).collect();
+    let meta: serde_json::Map<String, Value> = (0..51).map(|i| (format!("k{i}"), json!("v"))).collect();
     let mut big = obj(json!({"connectionId": "c", "arena": {"metadata": meta}}));
     assert_eq!(
         invalid(v.admit_object(&mut big, None, FieldValidation::Strict)),
@@ -179,8 +157,7 @@ fn project_rules_evaluate() {
         ]
     );
 
-    let mut long_value =
-        obj(json!({"connectionId": "c", "arena": {"metadata": {"key": "x".repeat(2001)}}}));
+    let mut long_value = obj(json!({"connectionId": "c", "arena": {"metadata": {"key": "x".repeat(2001)}}}));
     assert_eq!(
         invalid(v.admit_object(&mut long_value, None, FieldValidation::Strict)),
         vec![
@@ -191,9 +168,7 @@ fn project_rules_evaluate() {
     let mut bad_key = obj(json!({"connectionId": "c", "arena": {"metadata": {"bad key": "v"}}}));
     assert_eq!(
         invalid(v.admit_object(&mut bad_key, None, FieldValidation::Strict)),
-        vec![
-            r#"spec.arena.metadata: Invalid value: metadata keys must match ^[A-Za-z0-9_]{1,40}$"#
-        ]
+        vec![r#"spec.arena.metadata: Invalid value: metadata keys must match ^[A-Za-z0-9_]{1,40}$"#]
     );
 
     let old = obj(json!({"connectionId": "c", "nango": {"integrationId": "gh"}}));
@@ -203,17 +178,13 @@ fn project_rules_evaluate() {
         vec![r#"spec.connectionId: Invalid value: "d": connectionId is immutable"#]
     );
     let mut same = old.clone();
-    assert!(
-        v.admit_object(&mut same, Some(&old), FieldValidation::Strict)
-            .is_ok()
-    );
+    assert!(v.admit_object(&mut same, Some(&old), FieldValidation::Strict).is_ok());
 }
 
 #[test]
 fn blocking_schema_errors_skip_cel() {
     let v = compiled();
-    let mut o =
-        obj(json!({"connectionId": "", "nango": {}, "mielto": {}, "deletionPolicy": "Keep"}));
+    let mut o = obj(json!({"connectionId": "", "nango": {}, "mielto": {}, "deletionPolicy": "Keep"}));
     assert_eq!(
         invalid(v.admit_object(&mut o, None, FieldValidation::Strict)),
         vec![
@@ -241,7 +212,8 @@ fn blocking_schema_errors_skip_cel() {
             r#"<nil>: Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation"#,
         ]
     );
-    let mut missing = json!({"apiVersion": "connection-operator.dev/v1alpha1", "kind": "Connection", "metadata": {"name": "x"}});
+    let mut missing =
+        json!({"apiVersion": "connection-operator.dev/v1alpha1", "kind": "Connection", "metadata": {"name": "x"}});
     assert_eq!(
         invalid(v.admit_object(&mut missing, None, FieldValidation::Strict)),
         vec![
@@ -255,10 +227,8 @@ fn blocking_schema_errors_skip_cel() {
 fn status_preserves_unknown_fields() {
     let v = compiled();
     let mut o = obj(json!({"connectionId": "c", "mielto": {}}));
-    o["status"] =
-        json!({"provider": "mielto", "conditions": [{"type": "Ready", "status": "True"}]});
-    v.admit_object(&mut o, None, FieldValidation::Strict)
-        .expect("admitted");
+    o["status"] = json!({"provider": "mielto", "conditions": [{"type": "Ready", "status": "True"}]});
+    v.admit_object(&mut o, None, FieldValidation::Strict).expect("admitted");
     assert_eq!(o["status"]["provider"], "mielto");
 }
 
@@ -266,9 +236,7 @@ fn status_preserves_unknown_fields() {
 fn updates_ratchet_unchanged_invalid_values() {
     let v = compiled();
     // Stored before the schema was tightened: a retired enum value and two provider blocks.
-    let old = obj(
-        json!({"connectionId": "c", "deletionPolicy": "Keep", "arena": {"channel": "x"}, "mielto": {}}),
-    );
+    let old = obj(json!({"connectionId": "c", "deletionPolicy": "Keep", "arena": {"channel": "x"}, "mielto": {}}));
     let mut update = old.clone();
     update["metadata"]["labels"] = json!({"team": "a"});
     let warnings = v
@@ -276,18 +244,14 @@ fn updates_ratchet_unchanged_invalid_values() {
         .expect("unchanged invalid values are ratcheted");
     assert_eq!(
         warnings,
-        vec![
-            r#"spec: Invalid value: exactly one provider block (nango, mielto, arena, datagrid) must be set"#
-        ]
+        vec![r#"spec: Invalid value: exactly one provider block (nango, mielto, arena, datagrid) must be set"#]
     );
     // Touching spec re-evaluates the spec rule; the untouched enum value stays ratcheted.
     let mut touched = old.clone();
     touched["spec"]["arena"]["channel"] = json!("y");
     assert_eq!(
         invalid(v.admit_object(&mut touched, Some(&old), FieldValidation::Strict)),
-        vec![
-            r#"spec: Invalid value: exactly one provider block (nango, mielto, arena, datagrid) must be set"#
-        ]
+        vec![r#"spec: Invalid value: exactly one provider block (nango, mielto, arena, datagrid) must be set"#]
     );
     let mut worse = old.clone();
     worse["spec"]["deletionPolicy"] = json!("Never");
@@ -300,8 +264,5 @@ fn updates_ratchet_unchanged_invalid_values() {
     );
     // The same object is refused on create.
     let mut fresh = old.clone();
-    assert_eq!(
-        invalid(v.admit_object(&mut fresh, None, FieldValidation::Strict)).len(),
-        2
-    );
+    assert_eq!(invalid(v.admit_object(&mut fresh, None, FieldValidation::Strict)).len(), 2);
 }

@@ -47,21 +47,11 @@ pub(super) fn validate_object(root: &Value, obj: &Value, old: Option<&Value>) ->
     if let Some(Value::Array(req)) = root_schema.get_mut("required") {
         req.retain(|r| !matches!(r.as_str(), Some("apiVersion" | "kind" | "metadata")));
     }
-    validate(
-        &root_schema,
-        &restricted,
-        old_restricted.as_ref(),
-        "",
-        &mut errs,
-    );
-    if let (Some(meta_schema), Some(meta)) =
-        (schema::property(root, "metadata"), map.get("metadata"))
-    {
+    validate(&root_schema, &restricted, old_restricted.as_ref(), "", &mut errs);
+    if let (Some(meta_schema), Some(meta)) = (schema::property(root, "metadata"), map.get("metadata")) {
         for field in ["name", "generateName"] {
             if let (Some(s), Some(v)) = (schema::property(meta_schema, field), meta.get(field)) {
-                let old_v = old
-                    .and_then(|o| o.get("metadata"))
-                    .and_then(|m| m.get(field));
+                let old_v = old.and_then(|o| o.get("metadata")).and_then(|m| m.get(field));
                 validate(s, v, old_v, &format!("metadata.{field}"), &mut errs);
             }
         }
@@ -105,11 +95,7 @@ fn length_or_pattern_error(s: &Value, text: &str, v: &Value, path: &str) -> Opti
 
 /// Go's `%v` of a float64 bound (`1`, `1.5`).
 fn num(v: f64) -> String {
-    if v.fract() == 0.0 && v.abs() < 1e21 {
-        format!("{v:.0}")
-    } else {
-        format!("{v}")
-    }
+    if v.fract() == 0.0 && v.abs() < 1e21 { format!("{v:.0}") } else { format!("{v}") }
 }
 
 fn validate(s: &Value, v: &Value, old: Option<&Value>, path: &str, errs: &mut Vec<FieldError>) {
@@ -174,13 +160,9 @@ fn type_ok(s: &Value, v: &Value, path: &str, errs: &mut Vec<FieldError>) -> bool
 fn json_eq(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| json_eq(p, q))
-        }
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| json_eq(p, q)),
         (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .all(|(k, p)| y.get(k).is_some_and(|q| json_eq(p, q)))
+            x.len() == y.len() && x.iter().all(|(k, p)| y.get(k).is_some_and(|q| json_eq(p, q)))
         }
         _ => a == b,
     }
@@ -199,11 +181,7 @@ fn string_checks(s: &Value, text: &str, v: &Value, path: &str, errs: &mut Vec<Fi
     if let Some(format) = s.get("format").and_then(Value::as_str)
         && formats::check(format, text) == Some(false)
     {
-        errs.push(FieldError::invalid(
-            path,
-            v,
-            &format!("{}must be of type {format}: {text:?}", subject(path)),
-        ));
+        errs.push(FieldError::invalid(path, v, &format!("{}must be of type {format}: {text:?}", subject(path))));
     }
 }
 
@@ -212,30 +190,18 @@ fn number_checks(s: &Value, n: f64, v: &Value, path: &str, errs: &mut Vec<FieldE
         && m > 0.0
         && (n / m).fract() != 0.0
     {
-        errs.push(FieldError::invalid(
-            path,
-            v,
-            &format!("{}should be a multiple of {}", subject(path), num(m)),
-        ));
+        errs.push(FieldError::invalid(path, v, &format!("{}should be a multiple of {}", subject(path), num(m))));
     }
     if let Some(max) = s.get("maximum").and_then(Value::as_f64) {
         if schema::flag(s, "exclusiveMaximum") {
             if n >= max {
-                errs.push(FieldError::invalid(
-                    path,
-                    v,
-                    &format!("{}should be less than {}", subject(path), num(max)),
-                ));
+                errs.push(FieldError::invalid(path, v, &format!("{}should be less than {}", subject(path), num(max))));
             }
         } else if n > max {
             errs.push(FieldError::invalid(
                 path,
                 v,
-                &format!(
-                    "{}should be less than or equal to {}",
-                    subject(path),
-                    num(max)
-                ),
+                &format!("{}should be less than or equal to {}", subject(path), num(max)),
             ));
         }
     }
@@ -252,23 +218,13 @@ fn number_checks(s: &Value, n: f64, v: &Value, path: &str, errs: &mut Vec<FieldE
             errs.push(FieldError::invalid(
                 path,
                 v,
-                &format!(
-                    "{}should be greater than or equal to {}",
-                    subject(path),
-                    num(min)
-                ),
+                &format!("{}should be greater than or equal to {}", subject(path), num(min)),
             ));
         }
     }
 }
 
-fn array_checks(
-    s: &Value,
-    items: &[Value],
-    old: Option<&Value>,
-    path: &str,
-    errs: &mut Vec<FieldError>,
-) {
+fn array_checks(s: &Value, items: &[Value], old: Option<&Value>, path: &str, errs: &mut Vec<FieldError>) {
     let len = items.len();
     if let Some(max) = limit(s, "maxItems")
         && len as u64 > max
@@ -284,18 +240,10 @@ fn array_checks(
             &format!("{}should have at least {min} items", subject(path)),
         ));
     }
-    if schema::flag(s, "uniqueItems")
-        && items
-            .iter()
-            .enumerate()
-            .any(|(i, a)| items[..i].iter().any(|b| json_eq(a, b)))
+    if schema::flag(s, "uniqueItems") && items.iter().enumerate().any(|(i, a)| items[..i].iter().any(|b| json_eq(a, b)))
     {
         // kube-openapi's DuplicateItems error carries no value, rendered as "".
-        errs.push(FieldError::invalid(
-            path,
-            &json!(""),
-            &format!("{}shouldn't contain duplicates", subject(path)),
-        ));
+        errs.push(FieldError::invalid(path, &json!(""), &format!("{}shouldn't contain duplicates", subject(path))));
     }
     if let Some(item_schema) = schema::items(s) {
         let list_type = schema::list_type(s);
@@ -351,11 +299,7 @@ fn object_checks(
 
 /// An `x-kubernetes-embedded-resource` object must carry its own `apiVersion` and `kind`
 /// (apiextensions `objectmeta.validateEmbeddedResource`).
-fn embedded_type_meta(
-    map: &serde_json::Map<String, Value>,
-    path: &str,
-    errs: &mut Vec<FieldError>,
-) {
+fn embedded_type_meta(map: &serde_json::Map<String, Value>, path: &str, errs: &mut Vec<FieldError>) {
     for field in ["apiVersion", "kind"] {
         let p = schema::join(path, field);
         match map.get(field) {
@@ -370,23 +314,13 @@ fn embedded_type_meta(
 }
 
 /// allOf/anyOf/oneOf/not, which structural schemas allow for value validations only.
-fn composition_checks(
-    s: &Value,
-    v: &Value,
-    old: Option<&Value>,
-    path: &str,
-    errs: &mut Vec<FieldError>,
-) {
+fn composition_checks(s: &Value, v: &Value, old: Option<&Value>, path: &str, errs: &mut Vec<FieldError>) {
     let branch_errors = |b: &Value| {
         let mut e = Vec::new();
         validate(b, v, old, path, &mut e);
         e
     };
-    let shown = if path.is_empty() {
-        "<nil>".to_owned()
-    } else {
-        path.to_owned()
-    };
+    let shown = if path.is_empty() { "<nil>".to_owned() } else { path.to_owned() };
     if let Some(all) = s.get("allOf").and_then(Value::as_array) {
         for b in all {
             errs.extend(branch_errors(b));
@@ -416,11 +350,7 @@ fn composition_checks(
     if let Some(not) = s.get("not")
         && branch_errors(not).is_empty()
     {
-        errs.push(FieldError::invalid(
-            path,
-            &json!(""),
-            &format!("{shown:?} must not validate the schema (not)"),
-        ));
+        errs.push(FieldError::invalid(path, &json!(""), &format!("{shown:?} must not validate the schema (not)")));
     }
 }
 
@@ -520,9 +450,7 @@ mod tests {
     #[test]
     fn type_errors_use_kube_openapi_wording_and_reason() {
         let errs = validate_object(
-            &spec_schema(
-                json!({"x": {"type": "integer"}, "n": {"type": "number"}, "o": {"type": "object"}}),
-            ),
+            &spec_schema(json!({"x": {"type": "integer"}, "n": {"type": "number"}, "o": {"type": "object"}})),
             &json!({"spec": {"x": "string", "n": 3, "o": []}}),
             None,
         );
@@ -536,9 +464,7 @@ mod tests {
         assert!(errs.iter().all(|e| e.reason == "FieldValueTypeInvalid"));
         assert_eq!(
             check(json!({"x": {"type": "integer"}}), json!({"x": 1.5})),
-            vec![
-                r#"spec.x: Invalid value: "number": spec.x in body must be of type integer: "number""#
-            ]
+            vec![r#"spec.x: Invalid value: "number": spec.x in body must be of type integer: "number""#]
         );
     }
 
@@ -553,10 +479,7 @@ mod tests {
             "short": {"type": "string", "minLength": 2}
         });
         assert_eq!(
-            check(
-                props,
-                json!({"req": {}, "mode": "x", "lvl": 3, "key": "A1", "long": "abcd", "short": "é"})
-            ),
+            check(props, json!({"req": {}, "mode": "x", "lvl": 3, "key": "A1", "long": "abcd", "short": "é"})),
             vec![
                 "spec.req.a: Required value",
                 r#"spec.mode: Unsupported value: "x": supported values: "Auto", "Manual""#,
@@ -606,23 +529,14 @@ mod tests {
             "n": {"type": "integer", "format": "int32"}
         });
         assert_eq!(
-            check(
-                props.clone(),
-                json!({"opt": null, "req": null, "port": true, "when": "soon", "n": 1})
-            ),
+            check(props.clone(), json!({"opt": null, "req": null, "port": true, "when": "soon", "n": 1})),
             vec![
                 r#"spec.req: Invalid value: "null": spec.req in body must be of type string: "null""#,
                 r#"spec.port: Invalid value: "boolean": spec.port in body must be of type integer,string: "boolean""#,
                 r#"spec.when: Invalid value: "soon": spec.when in body must be of type date-time: "soon""#,
             ]
         );
-        assert!(
-            check(
-                props,
-                json!({"port": "http", "when": "2024-01-01T00:00:00Z"})
-            )
-            .is_empty()
-        );
+        assert!(check(props, json!({"port": "http", "when": "2024-01-01T00:00:00Z"})).is_empty());
     }
 
     #[test]
@@ -636,13 +550,7 @@ mod tests {
             &json!({"apiVersion": "a/v1", "kind": "K", "metadata": {"name": "toolong", "labels": {"a": "b"}}}),
             None,
         ));
-        assert_eq!(
-            errs,
-            vec![
-                "spec: Required value",
-                "metadata.name: Too long: may not be more than 5 bytes"
-            ]
-        );
+        assert_eq!(errs, vec!["spec: Required value", "metadata.name: Too long: may not be more than 5 bytes"]);
     }
 
     #[test]
@@ -679,24 +587,15 @@ mod tests {
                 r#"spec.template.kind: Invalid value: "": must not be empty"#,
             ]
         );
-        assert!(
-            check(
-                props,
-                json!({"template": {"apiVersion": "v1", "kind": "Pod"}})
-            )
-            .is_empty()
-        );
+        assert!(check(props, json!({"template": {"apiVersion": "v1", "kind": "Pod"}})).is_empty());
     }
 
     #[test]
     fn any_of_and_one_of() {
-        let props =
-            json!({"x": {"type": "object", "oneOf": [{"required": ["a"]}, {"required": ["b"]}]}});
+        let props = json!({"x": {"type": "object", "oneOf": [{"required": ["a"]}, {"required": ["b"]}]}});
         assert_eq!(
             check(props.clone(), json!({"x": {"a": 1, "b": 2}})),
-            vec![
-                r#"spec.x: Invalid value: "": "spec.x" must validate one and only one schema (oneOf)"#
-            ]
+            vec![r#"spec.x: Invalid value: "": "spec.x" must validate one and only one schema (oneOf)"#]
         );
         assert!(check(props, json!({"x": {"a": 1}})).is_empty());
     }

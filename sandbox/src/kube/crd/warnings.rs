@@ -11,9 +11,32 @@ use super::schema;
 /// String formats kube-apiserver validates (`apiserver/validation/formats.go`, 1.37),
 /// compared with `-` removed as go-openapi normalizes them.
 const STRING_FORMATS: &[&str] = &[
-    "bsonobjectid", "uri", "email", "hostname", "ipv4", "ipv6", "cidr", "mac", "uuid", "uuid3", "uuid4",
-    "uuid5", "isbn", "isbn10", "isbn13", "creditcard", "ssn", "hexcolor", "rgbcolor", "byte", "password",
-    "date", "duration", "datetime", "k8sshortname", "k8slongname",
+    "bsonobjectid",
+    "uri",
+    "email",
+    "hostname",
+    "ipv4",
+    "ipv6",
+    "cidr",
+    "mac",
+    "uuid",
+    "uuid3",
+    "uuid4",
+    "uuid5",
+    "isbn",
+    "isbn10",
+    "isbn13",
+    "creditcard",
+    "ssn",
+    "hexcolor",
+    "rgbcolor",
+    "byte",
+    "password",
+    "date",
+    "duration",
+    "datetime",
+    "k8sshortname",
+    "k8slongname",
 ];
 
 /// The warnings for writing `crd` over `old` (`None`: a create).
@@ -152,7 +175,9 @@ mod tests {
         }));
         assert_eq!(
             crd_warnings(&sets, None),
-            ["x-kubernetes-list-type: set for items of type \"object\" is not supported by server-side apply or CEL validation rules"]
+            [
+                "x-kubernetes-list-type: set for items of type \"object\" is not supported by server-side apply or CEL validation rules"
+            ]
         );
     }
 }

@@ -28,11 +28,7 @@ fn without_managed_fields(obj: &Value) -> Value {
 
 /// Ownership changes of one write of `changed`/`removed` fields: every other entry loses
 /// them. Returns, per entry index, the fields it loses that were `changed` (the conflicts).
-fn take_from_others(
-    entries: &mut [Entry],
-    own: Option<usize>,
-    cmp: &Comparison,
-) -> Vec<(usize, FieldSet)> {
+fn take_from_others(entries: &mut [Entry], own: Option<usize>, cmp: &Comparison) -> Vec<(usize, FieldSet)> {
     let changed = cmp.changed();
     let mut lost = Vec::new();
     for (i, entry) in entries.iter_mut().enumerate() {
@@ -70,10 +66,7 @@ fn update_entries(
     let changed = cmp.changed();
     // The timestamp moves only when this write took fields (`managedFieldsUpdater`).
     if !changed.is_empty() {
-        match entries
-            .iter_mut()
-            .find(|e| e.is(manager, Operation::Update, &api_version, subresource))
-        {
+        match entries.iter_mut().find(|e| e.is(manager, Operation::Update, &api_version, subresource)) {
             Some(entry) => {
                 entry.set = entry.set.union(&changed);
                 entry.time = Some(now.to_owned());
@@ -105,16 +98,10 @@ pub fn record_update(
     }
     // Managed fields sent with the write replace the stored ones (that is how a client
     // edits them), except through a subresource or when they do not decode.
-    let sent = if subresource.is_none() {
-        managed_fields::decode(new).ok()
-    } else {
-        None
-    };
+    let sent = if subresource.is_none() { managed_fields::decode(new).ok() } else { None };
     let mut entries = match sent {
         Some(entries) if !entries.is_empty() => entries,
-        _ => old
-            .map(|o| managed_fields::decode(o).unwrap_or_default())
-            .unwrap_or_default(),
+        _ => old.map(|o| managed_fields::decode(o).unwrap_or_default()).unwrap_or_default(),
     };
     managed_fields::strip(new);
     // An existing object without managed fields stays untracked (`skipNonAppliedManager`).
@@ -127,15 +114,7 @@ pub fn record_update(
         (None, Some(_)) => Value::Object(Map::new()),
     };
     let node = Node::root(schema, text(new, "kind"));
-    update_entries(
-        &mut entries,
-        &old_value,
-        new,
-        &node,
-        manager,
-        subresource,
-        now,
-    );
+    update_entries(&mut entries, &old_value, new, &node, manager, subresource, now);
     managed_fields::cap_update_managers(&mut entries);
     managed_fields::encode_into(new, entries);
 }
@@ -151,20 +130,14 @@ pub fn server_side_apply(
     now: &str,
 ) -> Result<Value, PatchError> {
     if !applied.is_object() {
-        return Err(PatchError::BadRequest(
-            "the applied configuration must be a JSON object".into(),
-        ));
+        return Err(PatchError::BadRequest("the applied configuration must be a JSON object".into()));
     }
     if manager.is_empty() {
         // kube-apiserver: "PATCH with apply requires fieldManager" (the store normally checks).
-        return Err(PatchError::BadRequest(
-            "fieldManager is required for apply requests".into(),
-        ));
+        return Err(PatchError::BadRequest("fieldManager is required for apply requests".into()));
     }
     if managed_fields::raw(applied).is_some_and(|m| !m.is_null()) {
-        return Err(PatchError::BadRequest(
-            "metadata.managedFields must be nil".into(),
-        ));
+        return Err(PatchError::BadRequest("metadata.managedFields must be nil".into()));
     }
     let kind = if text(applied, "kind").is_empty() {
         live.map(|l| text(l, "kind")).unwrap_or_default()
@@ -175,11 +148,7 @@ pub fn server_side_apply(
     if let Some(why) = typed::config_error(applied, &node) {
         // kube-apiserver: `failed to create typed patch object (<ns>/<name>; <gvk>): <why>`.
         let api_version = text(applied, "apiVersion");
-        let gv = if api_version.contains('/') {
-            api_version.to_owned()
-        } else {
-            format!("/{api_version}")
-        };
+        let gv = if api_version.contains('/') { api_version.to_owned() } else { format!("/{api_version}") };
         let meta = applied.get("metadata").unwrap_or(&Value::Null);
         return Err(PatchError::BadRequest(format!(
             "failed to create typed patch object ({}/{}; {gv}, Kind={kind}): {why}",
@@ -188,9 +157,7 @@ pub fn server_side_apply(
         )));
     }
 
-    let live_value = live
-        .map(without_managed_fields)
-        .unwrap_or_else(|| Value::Object(Map::new()));
+    let live_value = live.map(without_managed_fields).unwrap_or_else(|| Value::Object(Map::new()));
     let original_entries = match live {
         Some(l) => managed_fields::decode(l).unwrap_or_default(),
         None => Vec::new(),
@@ -202,26 +169,14 @@ pub fn server_side_apply(
             Some(_) => Value::Object(Map::new()),
             None => builtin::zero_object(kind),
         };
-        update_entries(
-            &mut entries,
-            &zero,
-            &live_value,
-            &node,
-            BEFORE_FIRST_APPLY,
-            None,
-            now,
-        );
+        update_entries(&mut entries, &zero, &live_value, &node, BEFORE_FIRST_APPLY, None, now);
     }
 
     let api_version = text(applied, "apiVersion").to_owned();
     // The applier's set keeps `metadata.name` & co. until after the prune, so that the
     // metadata they live in counts as owned (kube-apiserver strips them on the way out).
-    let config_set =
-        managed_fields::ignore_reset_fields(&typed::to_field_set(applied, &node), subresource);
-    let own = match entries
-        .iter()
-        .position(|e| e.is(manager, Operation::Apply, &api_version, subresource))
-    {
+    let config_set = managed_fields::ignore_reset_fields(&typed::to_field_set(applied, &node), subresource);
+    let own = match entries.iter().position(|e| e.is(manager, Operation::Apply, &api_version, subresource)) {
         Some(i) => i,
         None => {
             entries.push(Entry {
@@ -264,14 +219,7 @@ pub fn server_side_apply(
         };
         let remaining: Vec<(usize, FieldSet)> = lost
             .iter()
-            .map(|(i, set)| {
-                (
-                    *i,
-                    allowed
-                        .as_ref()
-                        .map_or_else(|| set.clone(), |a| set.difference(a)),
-                )
-            })
+            .map(|(i, set)| (*i, allowed.as_ref().map_or_else(|| set.clone(), |a| set.difference(a))))
             .filter(|(_, set)| !set.is_empty())
             .collect();
         if !remaining.is_empty() {
@@ -307,15 +255,8 @@ pub fn server_side_apply(
 /// when a configuration without `metadata` follows one with labels (kube-apiserver's
 /// configurations always carry `metadata.name`, so there the object keeps its metadata).
 fn keep_identity(merged: &mut Value, live: &Value) {
-    const SYSTEM_METADATA: &[&str] = &[
-        "name",
-        "namespace",
-        "uid",
-        "resourceVersion",
-        "generation",
-        "creationTimestamp",
-        "deletionTimestamp",
-    ];
+    const SYSTEM_METADATA: &[&str] =
+        &["name", "namespace", "uid", "resourceVersion", "generation", "creationTimestamp", "deletionTimestamp"];
     let (Some(out), Some(live)) = (merged.as_object_mut(), live.as_object()) else {
         return;
     };
@@ -327,9 +268,7 @@ fn keep_identity(merged: &mut Value, live: &Value) {
     let Some(live_meta) = live.get("metadata").and_then(Value::as_object) else {
         return;
     };
-    let meta = out
-        .entry("metadata")
-        .or_insert_with(|| Value::Object(Map::new()));
+    let meta = out.entry("metadata").or_insert_with(|| Value::Object(Map::new()));
     if let Some(meta) = meta.as_object_mut() {
         for field in SYSTEM_METADATA {
             if let (false, Some(v)) = (meta.contains_key(*field), live_meta.get(*field)) {
@@ -348,26 +287,14 @@ fn prune(merged: &Value, entries: &[Entry], last_set: &FieldSet, node: &Node<'_>
     }
     let named = |set: &FieldSet| typed::ensure_named_fields_are_members(set, node);
     let last = named(last_set);
-    let managed = named(
-        &entries
-            .iter()
-            .fold(FieldSet::default(), |acc, e| acc.union(&e.set)),
-    );
+    let managed = named(&entries.iter().fold(FieldSet::default(), |acc, e| acc.union(&e.set)));
     let merged_set = named(&typed::to_field_set(merged, node));
 
     let pruned = typed::remove_items(merged, &last, node);
     let pruned_set = named(&typed::to_field_set(&pruned, node));
-    let owned_back = typed::remove_items(
-        merged,
-        &merged_set.difference(&pruned_set.union(&managed)),
-        node,
-    );
+    let owned_back = typed::remove_items(merged, &merged_set.difference(&pruned_set.union(&managed)), node);
     let owned_back_set = named(&typed::to_field_set(&owned_back, node));
-    typed::remove_items(
-        merged,
-        &merged_set.difference(&owned_back_set).intersection(&last),
-        node,
-    )
+    typed::remove_items(merged, &merged_set.difference(&owned_back_set).intersection(&last), node)
 }
 
 fn conflicts(entries: &[Entry], lost: &[(usize, FieldSet)]) -> Vec<Conflict> {
@@ -420,22 +347,13 @@ mod tests {
         json!({"apiVersion": "example.io/v1", "kind": "Widget", "metadata": {"name": "w", "namespace": "ns"}, "spec": spec})
     }
 
-    fn apply(
-        live: Option<&Value>,
-        cfg: &Value,
-        manager: &str,
-        force: bool,
-        now: &str,
-    ) -> Result<Value, PatchError> {
+    fn apply(live: Option<&Value>, cfg: &Value, manager: &str, force: bool, now: &str) -> Result<Value, PatchError> {
         let s = schema();
         server_side_apply(live, cfg, manager, None, force, Some(&s), now)
     }
 
     fn entries(obj: &Value) -> Vec<Value> {
-        obj["metadata"]["managedFields"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+        obj["metadata"]["managedFields"].as_array().cloned().unwrap_or_default()
     }
 
     /// Simulates the store's uid/resourceVersion stamping on create.
@@ -470,22 +388,10 @@ mod tests {
 
     #[test]
     fn fields_no_longer_applied_are_removed_unless_owned_elsewhere() {
-        let live = stored(
-            apply(
-                None,
-                &obj(json!({"x": "1", "y": "2", "nested": {"a": "1"}})),
-                "op",
-                false,
-                T1,
-            )
-            .unwrap(),
-        );
+        let live =
+            stored(apply(None, &obj(json!({"x": "1", "y": "2", "nested": {"a": "1"}})), "op", false, T1).unwrap());
         let out = apply(Some(&live), &obj(json!({"x": "1"})), "op", false, T2).unwrap();
-        assert_eq!(
-            out["spec"],
-            json!({"x": "1"}),
-            "y and the whole nested struct go"
-        );
+        assert_eq!(out["spec"], json!({"x": "1"}), "y and the whole nested struct go");
         assert_eq!(out["metadata"]["uid"], "u-1", "untracked metadata stays");
         assert_eq!(entries(&out)[0]["time"], T2);
 
@@ -497,20 +403,9 @@ mod tests {
 
     #[test]
     fn conflicting_value_is_409_and_force_moves_ownership() {
-        let live = stored(
-            apply(
-                None,
-                &obj(json!({"x": "1", "replicas": 1})),
-                "op",
-                false,
-                T1,
-            )
-            .unwrap(),
-        );
+        let live = stored(apply(None, &obj(json!({"x": "1", "replicas": 1})), "op", false, T1).unwrap());
         let err = apply(Some(&live), &obj(json!({"replicas": 3})), "hpa", false, T2).unwrap_err();
-        let PatchError::Conflict(conflicts) = &err else {
-            panic!("want a conflict, got {err:?}")
-        };
+        let PatchError::Conflict(conflicts) = &err else { panic!("want a conflict, got {err:?}") };
         assert_eq!(
             conflicts,
             &vec![Conflict {
@@ -519,10 +414,7 @@ mod tests {
                 cause: "conflict with \"op\"".into()
             }]
         );
-        assert_eq!(
-            err.to_string(),
-            "Apply failed with 1 conflict: conflict with \"op\": .spec.replicas"
-        );
+        assert_eq!(err.to_string(), "Apply failed with 1 conflict: conflict with \"op\": .spec.replicas");
 
         let forced = apply(Some(&live), &obj(json!({"replicas": 3})), "hpa", true, T2).unwrap();
         assert_eq!(forced["spec"]["replicas"], 3);
@@ -533,14 +425,7 @@ mod tests {
         assert_eq!(hpa["fieldsV1"], json!({"f:spec": {"f:replicas": {}}}));
 
         // Now "op" re-applying its old config conflicts with hpa instead.
-        let err = apply(
-            Some(&forced),
-            &obj(json!({"x": "1", "replicas": 1})),
-            "op",
-            false,
-            T3,
-        )
-        .unwrap_err();
+        let err = apply(Some(&forced), &obj(json!({"x": "1", "replicas": 1})), "op", false, T3).unwrap_err();
         assert!(matches!(err, PatchError::Conflict(c) if c[0].manager == "hpa"));
     }
 
@@ -551,50 +436,20 @@ mod tests {
         assert_eq!(out["spec"], live["spec"]);
         let es = entries(&out);
         assert_eq!(es.len(), 2);
-        assert!(
-            es.iter()
-                .all(|e| e["fieldsV1"] == json!({"f:spec": {"f:x": {}}}))
-        );
+        assert!(es.iter().all(|e| e["fieldsV1"] == json!({"f:spec": {"f:x": {}}})));
         // The object did not change, so the new entry carries no time (as kube-apiserver).
-        assert!(
-            es.iter()
-                .find(|e| e["manager"] == "other")
-                .unwrap()
-                .get("time")
-                .is_none()
-        );
+        assert!(es.iter().find(|e| e["manager"] == "other").unwrap().get("time").is_none());
     }
 
     #[test]
     fn apply_conflicts_with_fields_last_set_by_an_update() {
         let mut created = obj(json!({"x": "1"}));
-        record_update(
-            None,
-            &mut created,
-            "kubectl-create",
-            None,
-            Some(&schema()),
-            T1,
-        );
+        record_update(None, &mut created, "kubectl-create", None, Some(&schema()), T1);
         let created = stored(created);
         let mut patched = created.clone();
         patched["spec"]["replicas"] = json!(5);
-        record_update(
-            Some(&created),
-            &mut patched,
-            "kubectl-patch",
-            None,
-            Some(&schema()),
-            T2,
-        );
-        let err = apply(
-            Some(&patched),
-            &obj(json!({"x": "2", "replicas": 2})),
-            "op",
-            false,
-            T3,
-        )
-        .unwrap_err();
+        record_update(Some(&created), &mut patched, "kubectl-patch", None, Some(&schema()), T2);
+        let err = apply(Some(&patched), &obj(json!({"x": "2", "replicas": 2})), "op", false, T3).unwrap_err();
         assert_eq!(
             err.to_string(),
             format!(
@@ -602,16 +457,7 @@ mod tests {
             )
         );
         // Applying the values already there conflicts with nobody.
-        assert!(
-            apply(
-                Some(&patched),
-                &obj(json!({"x": "1", "replicas": 5})),
-                "op",
-                false,
-                T3
-            )
-            .is_ok()
-        );
+        assert!(apply(Some(&patched), &obj(json!({"x": "1", "replicas": 5})), "op", false, T3).is_ok());
     }
 
     #[test]
@@ -631,20 +477,10 @@ mod tests {
         let created = stored(created);
         let mut edited = created.clone();
         edited["spec"] = json!({"x": "9"});
-        record_update(
-            Some(&created),
-            &mut edited,
-            "kubectl-edit",
-            None,
-            Some(&s),
-            T2,
-        );
+        record_update(Some(&created), &mut edited, "kubectl-edit", None, Some(&s), T2);
         let es = entries(&edited);
         assert_eq!(es[0]["manager"], "kubectl-create");
-        assert_eq!(
-            es[0]["fieldsV1"],
-            json!({"f:metadata": {"f:labels": {".": {}, "f:app": {}}}, "f:spec": {}})
-        );
+        assert_eq!(es[0]["fieldsV1"], json!({"f:metadata": {"f:labels": {".": {}, "f:app": {}}}, "f:spec": {}}));
         assert_eq!(es[1]["manager"], "kubectl-edit");
         assert_eq!(es[1]["fieldsV1"], json!({"f:spec": {"f:x": {}}}));
 
@@ -660,22 +496,9 @@ mod tests {
         let live = stored(apply(None, &obj(json!({"x": "1"})), "op", false, T1).unwrap());
         let status_cfg = json!({"apiVersion": "example.io/v1", "kind": "Widget", "metadata": {"name": "w", "namespace": "ns"},
                                 "status": {"conditions": [{"type": "Ready", "status": "True"}]}});
-        let out = server_side_apply(
-            Some(&live),
-            &status_cfg,
-            "op",
-            Some("status"),
-            false,
-            Some(&s),
-            T2,
-        )
-        .unwrap();
+        let out = server_side_apply(Some(&live), &status_cfg, "op", Some("status"), false, Some(&s), T2).unwrap();
         let es = entries(&out);
-        assert_eq!(
-            es.len(),
-            2,
-            "one entry per (manager, operation, subresource): {es:?}"
-        );
+        assert_eq!(es.len(), 2, "one entry per (manager, operation, subresource): {es:?}");
         let status_entry = es.iter().find(|e| e.get("subresource").is_some()).unwrap();
         assert_eq!(status_entry["subresource"], "status");
         assert_eq!(
@@ -683,26 +506,14 @@ mod tests {
             json!({"f:status": {"f:conditions": {"k:{\"type\":\"Ready\"}": {".": {}, "f:status": {}, "f:type": {}}}}})
         );
         // Re-applying unchanged status is a no-op.
-        let again = server_side_apply(
-            Some(&out),
-            &status_cfg,
-            "op",
-            Some("status"),
-            false,
-            Some(&s),
-            T3,
-        )
-        .unwrap();
+        let again = server_side_apply(Some(&out), &status_cfg, "op", Some("status"), false, Some(&s), T3).unwrap();
         assert_eq!(again, out);
         // A main-resource apply never owns status.
         let with_status = obj(json!({"x": "1"}));
         let mut with_status = with_status;
         with_status["status"] = json!({"phase": "x"});
         let main = apply(Some(&out), &with_status, "op", false, T3).unwrap();
-        let main_entry = entries(&main)
-            .into_iter()
-            .find(|e| e.get("subresource").is_none())
-            .unwrap();
+        let main_entry = entries(&main).into_iter().find(|e| e.get("subresource").is_none()).unwrap();
         assert_eq!(main_entry["fieldsV1"], json!({"f:spec": {"f:x": {}}}));
     }
 
@@ -735,20 +546,8 @@ mod tests {
             b["status"]["conditions"],
             json!([{"type": "A", "status": "True"}, {"type": "B", "status": "False"}])
         );
-        let a2 = server_side_apply(
-            Some(&b),
-            &cfg(json!([])),
-            "ctl-a",
-            Some("status"),
-            false,
-            Some(&s),
-            T3,
-        )
-        .unwrap();
-        assert_eq!(
-            a2["status"]["conditions"],
-            json!([{"type": "B", "status": "False"}])
-        );
+        let a2 = server_side_apply(Some(&b), &cfg(json!([])), "ctl-a", Some("status"), false, Some(&s), T3).unwrap();
+        assert_eq!(a2["status"]["conditions"], json!([{"type": "B", "status": "False"}]));
     }
 
     #[test]
@@ -763,14 +562,7 @@ mod tests {
         // Updates to an untracked existing object stay untracked.
         let mut new = untracked.clone();
         new["spec"]["x"] = json!("3");
-        record_update(
-            Some(&untracked),
-            &mut new,
-            "kubectl-edit",
-            None,
-            Some(&schema()),
-            T1,
-        );
+        record_update(Some(&untracked), &mut new, "kubectl-edit", None, Some(&schema()), T1);
         assert!(new["metadata"].get("managedFields").is_none());
     }
 
@@ -779,23 +571,14 @@ mod tests {
         let live = stored(apply(None, &obj(json!({"x": "1"})), "op", false, T1).unwrap());
         let mut new = live.clone();
         new["metadata"]["managedFields"] = json!([{}]);
-        record_update(
-            Some(&live),
-            &mut new,
-            "kubectl-edit",
-            None,
-            Some(&schema()),
-            T2,
-        );
+        record_update(Some(&live), &mut new, "kubectl-edit", None, Some(&schema()), T2);
         assert!(new["metadata"].get("managedFields").is_none());
 
         let mut cfg = obj(json!({"x": "1"}));
         cfg["metadata"]["managedFields"] = json!([]);
         assert_eq!(
             apply(Some(&live), &cfg, "op", false, T2),
-            Err(PatchError::BadRequest(
-                "metadata.managedFields must be nil".into()
-            ))
+            Err(PatchError::BadRequest("metadata.managedFields must be nil".into()))
         );
     }
 
@@ -805,16 +588,9 @@ mod tests {
             json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
                    "spec": {"template": {"spec": {"containers": containers}}}})
         };
-        let live = server_side_apply(
-            None,
-            &dep(json!([{"name": "app", "image": "a:1"}])),
-            "helm",
-            None,
-            false,
-            None,
-            T1,
-        )
-        .unwrap();
+        let live =
+            server_side_apply(None, &dep(json!([{"name": "app", "image": "a:1"}])), "helm", None, false, None, T1)
+                .unwrap();
         let live = stored(live);
         let out = server_side_apply(
             Some(&live),
@@ -858,10 +634,7 @@ mod tests {
         let out = apply(Some(&live), &bare, "op", false, T2).unwrap();
         assert_eq!(out["metadata"]["name"], "w");
         assert_eq!(out["metadata"]["uid"], "u-1");
-        assert!(
-            out["metadata"].get("labels").is_none(),
-            "the label the applier stopped applying goes"
-        );
+        assert!(out["metadata"].get("labels").is_none(), "the label the applier stopped applying goes");
     }
 
     #[test]
@@ -890,14 +663,7 @@ mod tests {
     fn more_than_ten_updaters_fold_into_ancient_changes() {
         let s = schema();
         let mut live = obj(json!({}));
-        record_update(
-            None,
-            &mut live,
-            "creator",
-            None,
-            Some(&s),
-            "2026-11-22T00:00:00Z",
-        );
+        record_update(None, &mut live, "creator", None, Some(&s), "2026-11-22T00:00:00Z");
         for i in 0..11 {
             let mut next = live.clone();
             next["spec"][format!("f{i}")] = json!(i);
@@ -915,91 +681,38 @@ mod tests {
         let managers: Vec<&str> = es.iter().map(|e| e["manager"].as_str().unwrap()).collect();
         assert_eq!(es.len(), 10, "{managers:?}");
         // The bucket counts as an updater: "creator", "m00" and "m01" were folded into it.
-        let bucket = es
-            .iter()
-            .find(|e| e["manager"] == "ancient-changes")
-            .unwrap();
-        assert_eq!(
-            bucket["fieldsV1"],
-            json!({"f:spec": {".": {}, "f:f0": {}, "f:f1": {}}})
-        );
+        let bucket = es.iter().find(|e| e["manager"] == "ancient-changes").unwrap();
+        assert_eq!(bucket["fieldsV1"], json!({"f:spec": {".": {}, "f:f0": {}, "f:f1": {}}}));
         assert_eq!(bucket["time"], "2026-11-22T00:00:02Z");
-        assert!(
-            !managers
-                .iter()
-                .any(|m| ["creator", "m00", "m01"].contains(m))
-        );
+        assert!(!managers.iter().any(|m| ["creator", "m00", "m01"].contains(m)));
     }
 
     #[test]
     fn kubectl_server_side_apply_rewrites_the_client_side_annotation() {
         let mut live = obj(json!({"x": "1"}));
-        live["metadata"]["annotations"] =
-            json!({last_applied::ANNOTATION: "{\"old\":true}", "other": "kept"});
-        record_update(
-            None,
-            &mut live,
-            "kubectl-client-side-apply",
-            None,
-            Some(&schema()),
-            T1,
-        );
+        live["metadata"]["annotations"] = json!({last_applied::ANNOTATION: "{\"old\":true}", "other": "kept"});
+        record_update(None, &mut live, "kubectl-client-side-apply", None, Some(&schema()), T1);
         let live = stored(live);
         let cfg = obj(json!({"x": "1", "y": "2"}));
-        let out = server_side_apply(
-            Some(&live),
-            &cfg,
-            "kubectl",
-            None,
-            true,
-            Some(&schema()),
-            T2,
-        )
-        .unwrap();
+        let out = server_side_apply(Some(&live), &cfg, "kubectl", None, true, Some(&schema()), T2).unwrap();
         assert_eq!(
             out["metadata"]["annotations"][last_applied::ANNOTATION],
             r#"{"apiVersion":"example.io/v1","kind":"Widget","metadata":{"name":"w","namespace":"ns"},"spec":{"x":"1","y":"2"}}"#
         );
         assert_eq!(out["metadata"]["annotations"]["other"], "kept");
         // Stable from then on: re-applying is a no-op.
-        let again = server_side_apply(
-            Some(&out),
-            &cfg,
-            "kubectl",
-            None,
-            false,
-            Some(&schema()),
-            T3,
-        )
-        .unwrap();
+        let again = server_side_apply(Some(&out), &cfg, "kubectl", None, false, Some(&schema()), T3).unwrap();
         assert_eq!(again, out);
         // Other managers leave it alone.
-        let other =
-            server_side_apply(Some(&live), &cfg, "helm", None, true, Some(&schema()), T2).unwrap();
-        assert_eq!(
-            other["metadata"]["annotations"][last_applied::ANNOTATION],
-            "{\"old\":true}"
-        );
+        let other = server_side_apply(Some(&live), &cfg, "helm", None, true, Some(&schema()), T2).unwrap();
+        assert_eq!(other["metadata"]["annotations"][last_applied::ANNOTATION], "{\"old\":true}");
     }
 
     #[test]
     fn numerically_equal_values_change_nothing() {
         let live = stored(apply(None, &obj(json!({"replicas": 2})), "op", false, T1).unwrap());
-        assert_eq!(
-            apply(Some(&live), &obj(json!({"replicas": 2.0})), "op", false, T2).unwrap(),
-            live
-        );
-        assert_eq!(
-            apply(
-                Some(&live),
-                &obj(json!({"replicas": 2.0})),
-                "other",
-                false,
-                T2
-            )
-            .map(|_| ()),
-            Ok(())
-        );
+        assert_eq!(apply(Some(&live), &obj(json!({"replicas": 2.0})), "op", false, T2).unwrap(), live);
+        assert_eq!(apply(Some(&live), &obj(json!({"replicas": 2.0})), "other", false, T2).map(|_| ()), Ok(()));
     }
 
     #[test]
@@ -1008,14 +721,7 @@ mod tests {
         // reconcile; only the first status apply may write.
         let s = schema();
         let mut created = obj(json!({"x": "1"}));
-        record_update(
-            None,
-            &mut created,
-            "kubectl-client-side-apply",
-            None,
-            Some(&s),
-            T1,
-        );
+        record_update(None, &mut created, "kubectl-client-side-apply", None, Some(&s), T1);
         let created = stored(created);
         let mut with_finalizer = crate::kube::patch::json_patch(
             &created,
@@ -1023,59 +729,23 @@ mod tests {
                     {"op": "add", "path": "/metadata/finalizers", "value": ["example.io/cleanup"]}]),
         )
         .unwrap();
-        record_update(
-            Some(&created),
-            &mut with_finalizer,
-            "operator",
-            None,
-            Some(&s),
-            T1,
-        );
+        record_update(Some(&created), &mut with_finalizer, "operator", None, Some(&s), T1);
         let status = json!({"apiVersion": "example.io/v1", "kind": "Widget",
             "status": {"phase": "Ready", "conditions": [{"type": "Ready", "status": "True"}]}});
-        let first = server_side_apply(
-            Some(&with_finalizer),
-            &status,
-            "operator",
-            Some("status"),
-            true,
-            Some(&s),
-            T2,
-        )
-        .unwrap();
+        let first =
+            server_side_apply(Some(&with_finalizer), &status, "operator", Some("status"), true, Some(&s), T2).unwrap();
         assert_ne!(first, with_finalizer);
-        assert_eq!(
-            first["metadata"]["finalizers"],
-            json!(["example.io/cleanup"])
-        );
-        let second = server_side_apply(
-            Some(&first),
-            &status,
-            "operator",
-            Some("status"),
-            true,
-            Some(&s),
-            T3,
-        )
-        .unwrap();
+        assert_eq!(first["metadata"]["finalizers"], json!(["example.io/cleanup"]));
+        let second = server_side_apply(Some(&first), &status, "operator", Some("status"), true, Some(&s), T3).unwrap();
         assert_eq!(second, first);
         let managers: Vec<(String, String)> = entries(&first)
             .iter()
-            .map(|e| {
-                (
-                    e["manager"].as_str().unwrap().to_owned(),
-                    e["operation"].as_str().unwrap().to_owned(),
-                )
-            })
+            .map(|e| (e["manager"].as_str().unwrap().to_owned(), e["operation"].as_str().unwrap().to_owned()))
             .collect();
         assert_eq!(
             managers,
-            [
-                ("operator", "Apply"),
-                ("kubectl-client-side-apply", "Update"),
-                ("operator", "Update")
-            ]
-            .map(|(m, o)| (m.to_owned(), o.to_owned()))
+            [("operator", "Apply"), ("kubectl-client-side-apply", "Update"), ("operator", "Update")]
+                .map(|(m, o)| (m.to_owned(), o.to_owned()))
         );
     }
 
@@ -1088,66 +758,26 @@ mod tests {
         live["metadata"]["annotations"] = json!({
             last_applied::ANNOTATION: r#"{"apiVersion":"example.io/v1","kind":"Widget","metadata":{"name":"w","namespace":"ns"},"spec":{"x":"1","y":"2"}}"#
         });
-        record_update(
-            None,
-            &mut live,
-            "kubectl-client-side-apply",
-            None,
-            Some(&s),
-            T1,
-        );
+        record_update(None, &mut live, "kubectl-client-side-apply", None, Some(&s), T1);
         let live = stored(live);
         let mut patched = live.clone();
         patched["spec"]["y"] = json!("9");
-        record_update(
-            Some(&live),
-            &mut patched,
-            "kubectl-patch",
-            None,
-            Some(&s),
-            T2,
-        );
+        record_update(Some(&live), &mut patched, "kubectl-patch", None, Some(&s), T2);
 
         // x still matches the annotation: kubectl takes it without --force-conflicts.
-        let out = server_side_apply(
-            Some(&live),
-            &obj(json!({"x": "5"})),
-            "kubectl",
-            None,
-            false,
-            Some(&s),
-            T2,
-        )
-        .unwrap();
+        let out =
+            server_side_apply(Some(&live), &obj(json!({"x": "5"})), "kubectl", None, false, Some(&s), T2).unwrap();
         assert_eq!(out["spec"]["x"], "5");
         // y no longer matches it: a conflict, with kubectl-patch only.
-        let err = server_side_apply(
-            Some(&patched),
-            &obj(json!({"x": "5", "y": "3"})),
-            "kubectl",
-            None,
-            false,
-            Some(&s),
-            T3,
-        )
-        .unwrap_err();
+        let err =
+            server_side_apply(Some(&patched), &obj(json!({"x": "5", "y": "3"})), "kubectl", None, false, Some(&s), T3)
+                .unwrap_err();
         assert_eq!(
             err.to_string(),
             "Apply failed with 1 conflict: conflict with \"kubectl-patch\" using example.io/v1: .spec.y"
         );
         // Another manager gets no such allowance.
-        assert!(
-            server_side_apply(
-                Some(&live),
-                &obj(json!({"x": "5"})),
-                "helm",
-                None,
-                false,
-                Some(&s),
-                T2
-            )
-            .is_err()
-        );
+        assert!(server_side_apply(Some(&live), &obj(json!({"x": "5"})), "helm", None, false, Some(&s), T2).is_err());
     }
 
     #[test]
@@ -1155,22 +785,13 @@ mod tests {
         let mut cfg = obj(json!({}));
         cfg["metadata"]["finalizers"] = json!(["a.io/x"]);
         let out = apply(None, &cfg, "op", false, T1).unwrap();
-        assert_eq!(
-            entries(&out)[0]["fieldsV1"],
-            json!({"f:metadata": {"f:finalizers": {"v:\"a.io/x\"": {}}}})
-        );
+        assert_eq!(entries(&out)[0]["fieldsV1"], json!({"f:metadata": {"f:finalizers": {"v:\"a.io/x\"": {}}}}));
     }
 
     #[test]
     fn malformed_configurations_are_bad_requests() {
-        assert!(matches!(
-            apply(None, &json!([]), "op", false, T1),
-            Err(PatchError::BadRequest(_))
-        ));
-        assert!(matches!(
-            apply(None, &obj(json!({})), "", false, T1),
-            Err(PatchError::BadRequest(_))
-        ));
+        assert!(matches!(apply(None, &json!([]), "op", false, T1), Err(PatchError::BadRequest(_))));
+        assert!(matches!(apply(None, &obj(json!({})), "", false, T1), Err(PatchError::BadRequest(_))));
         let mut dup = obj(json!({}));
         dup["status"] = json!({"conditions": [{"type": "A"}, {"type": "A"}]});
         assert_eq!(
@@ -1209,8 +830,7 @@ mod properties {
             proptest::collection::vec(0..3i64, 0..3).prop_map(|v| json!(v)),
         ];
         leaf.prop_recursive(3, 24, 3, |inner| {
-            proptest::collection::btree_map("[abc]", inner, 1..4)
-                .prop_map(|m| Value::Object(m.into_iter().collect()))
+            proptest::collection::btree_map("[abc]", inner, 1..4).prop_map(|m| Value::Object(m.into_iter().collect()))
         })
     }
 
@@ -1223,12 +843,7 @@ mod properties {
         json!({"apiVersion": "example.io/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": spec})
     }
 
-    fn apply(
-        live: Option<&Value>,
-        spec: &Value,
-        manager: &str,
-        now: &str,
-    ) -> Result<Value, PatchError> {
+    fn apply(live: Option<&Value>, spec: &Value, manager: &str, now: &str) -> Result<Value, PatchError> {
         let s = schema();
         server_side_apply(live, &cfg(spec), manager, None, false, Some(&s), now)
     }
@@ -1253,11 +868,7 @@ mod properties {
         let names = proptest::sample::subsequence(vec!["p", "q", "r", "s"], 1..4).prop_shuffle();
         let tags = proptest::sample::subsequence(vec!["t1", "t2", "t3"], 1..3).prop_shuffle();
         (names, proptest::collection::vec(0..3i64, 4), tags).prop_map(|(names, vs, tags)| {
-            let items: Vec<Value> = names
-                .iter()
-                .zip(vs)
-                .map(|(n, v)| json!({"name": n, "v": v}))
-                .collect();
+            let items: Vec<Value> = names.iter().zip(vs).map(|(n, v)| json!({"name": n, "v": v})).collect();
             json!({"items": items, "tags": tags})
         })
     }

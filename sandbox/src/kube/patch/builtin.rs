@@ -43,7 +43,8 @@ struct Tables {
 fn tables() -> &'static Tables {
     static TABLES: OnceLock<Tables> = OnceLock::new();
     TABLES.get_or_init(|| {
-        let doc: Value = serde_json::from_str(include_str!("builtin_fields.json")).expect("builtin_fields.json is JSON");
+        let doc: Value =
+            serde_json::from_str(include_str!("builtin_fields.json")).expect("builtin_fields.json is JSON");
         let fields = doc["fields"]
             .as_object()
             .expect("fields")
@@ -67,7 +68,11 @@ fn tables() -> &'static Tables {
 /// the same for every kind (custom resources included), so `metadata.*` comes from any.
 fn extensions(kind: &str, path: &str) -> Option<&'static Map<String, Value>> {
     let t = tables();
-    let kind = if (path == "metadata" || path.starts_with("metadata.")) && !t.fields.contains_key(kind) { "ConfigMap" } else { kind };
+    let kind = if (path == "metadata" || path.starts_with("metadata.")) && !t.fields.contains_key(kind) {
+        "ConfigMap"
+    } else {
+        kind
+    };
     t.fields.get(kind)?.get(path)
 }
 
@@ -133,9 +138,7 @@ pub fn is_go_map(kind: &str, path: &str) -> bool {
     }
     matches!(
         (kind, path),
-        ("ConfigMap", "data" | "binaryData")
-            | ("Secret", "data" | "stringData")
-            | ("Service", "spec.selector")
+        ("ConfigMap", "data" | "binaryData") | ("Secret", "data" | "stringData") | ("Service", "spec.selector")
     )
 }
 
@@ -199,11 +202,17 @@ mod tests {
             list_type("Deployment", "spec.template.spec.containers[].ports"),
             ListType::Map(vec!["containerPort".into(), "protocol".into()])
         );
-        assert_eq!(list_type("Deployment", "spec.template.spec.containers[].volumeMounts"), ListType::Map(vec!["mountPath".into()]));
+        assert_eq!(
+            list_type("Deployment", "spec.template.spec.containers[].volumeMounts"),
+            ListType::Map(vec!["mountPath".into()])
+        );
         assert_eq!(list_type("Deployment", "spec.template.spec.containers[].args"), ListType::Atomic);
         assert_eq!(list_type("Role", "rules"), ListType::Atomic);
         assert_eq!(list_type("ServiceAccount", "secrets"), ListType::Map(vec!["name".into()]));
-        assert_eq!(patch_strategy("Deployment", "spec.template.spec.containers[].env"), PatchStrategy::MergeByKey("name"));
+        assert_eq!(
+            patch_strategy("Deployment", "spec.template.spec.containers[].env"),
+            PatchStrategy::MergeByKey("name")
+        );
         assert_eq!(patch_strategy("Deployment", "spec.template.spec.tolerations"), PatchStrategy::Replace);
         // A CRD's conditions are a keyed list for apply but have no patch strategy.
         assert_eq!(list_type("CustomResourceDefinition", "status.conditions"), ListType::Map(vec!["type".into()]));
@@ -231,7 +240,10 @@ mod tests {
             json!({"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"],
                    "x-kubernetes-patch-strategy": "merge,retainKeys", "x-kubernetes-patch-merge-key": "name"})
         );
-        assert_eq!(Value::Object(openapi_extensions("Deployment", "spec.strategy")), json!({"x-kubernetes-patch-strategy": "retainKeys"}));
+        assert_eq!(
+            Value::Object(openapi_extensions("Deployment", "spec.strategy")),
+            json!({"x-kubernetes-patch-strategy": "retainKeys"})
+        );
         assert!(openapi_extensions("Lease", "spec.strategy").is_empty(), "a Lease's strategy is a string");
         assert_eq!(
             Value::Object(openapi_extensions("Secret", "metadata.finalizers")),
@@ -240,7 +252,10 @@ mod tests {
         // The selector's atomicity is LabelSelector's, not the field's.
         assert!(openapi_extensions("Deployment", "spec.selector").is_empty());
         assert!(is_atomic_map("Deployment", "spec.selector"));
-        assert_eq!(Value::Object(openapi_extensions("PodDisruptionBudget", "spec.selector")), json!({"x-kubernetes-patch-strategy": "replace"}));
+        assert_eq!(
+            Value::Object(openapi_extensions("PodDisruptionBudget", "spec.selector")),
+            json!({"x-kubernetes-patch-strategy": "replace"})
+        );
         assert!(replaces_whole("PodDisruptionBudget", "spec.selector"));
         assert!(!replaces_whole("Deployment", "spec.selector"));
         assert_eq!(Value::Object(openapi_extensions("Role", "rules")), json!({"x-kubernetes-list-type": "atomic"}));
@@ -255,6 +270,9 @@ mod tests {
         // A Service selector is a plain map, but `+mapType=atomic`.
         assert!(is_atomic_map("Service", "spec.selector"));
         assert!(!ends_with_segment("spec.myselector", "selector"));
-        assert_eq!(component_extensions("io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector").map(|c| c[""].clone()), Some(json!({"x-kubernetes-map-type": "atomic"})));
+        assert_eq!(
+            component_extensions("io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector").map(|c| c[""].clone()),
+            Some(json!({"x-kubernetes-map-type": "atomic"}))
+        );
     }
 }

@@ -33,10 +33,7 @@ fn compare_values(a: &Value, b: &Value) -> Ordering {
         (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64()) {
             (Some(i), Some(j)) => i.cmp(&j),
             _ => {
-                let (f, g) = (
-                    x.as_f64().unwrap_or(f64::NAN),
-                    y.as_f64().unwrap_or(f64::NAN),
-                );
+                let (f, g) = (x.as_f64().unwrap_or(f64::NAN), y.as_f64().unwrap_or(f64::NAN));
                 f.partial_cmp(&g).unwrap_or(Ordering::Equal)
             }
         },
@@ -136,10 +133,8 @@ impl PathElement {
         match self {
             Self::Field(name) => format!("f:{name}"),
             Self::Key(fields) => {
-                let body: Vec<String> = fields
-                    .iter()
-                    .map(|(name, value)| format!("{}:{value}", Value::String(name.clone())))
-                    .collect();
+                let body: Vec<String> =
+                    fields.iter().map(|(name, value)| format!("{}:{value}", Value::String(name.clone()))).collect();
                 format!("k:{{{}}}", body.join(","))
             }
             Self::Value(json) => format!("v:{json}"),
@@ -148,31 +143,24 @@ impl PathElement {
     }
 
     fn decode(key: &str) -> Result<Self, String> {
-        let (prefix, rest) = key
-            .split_once(':')
-            .ok_or_else(|| format!("invalid path element {key:?}: missing type prefix"))?;
+        let (prefix, rest) =
+            key.split_once(':').ok_or_else(|| format!("invalid path element {key:?}: missing type prefix"))?;
         match prefix {
             "f" => Ok(Self::Field(rest.to_owned())),
             "k" => {
-                let parsed: Map<String, Value> = serde_json::from_str(rest)
-                    .map_err(|e| format!("invalid key path element {key:?}: {e}"))?;
-                let mut fields: Vec<(String, KeyValue)> =
-                    parsed.into_iter().map(|(k, v)| (k, KeyValue(v))).collect();
+                let parsed: Map<String, Value> =
+                    serde_json::from_str(rest).map_err(|e| format!("invalid key path element {key:?}: {e}"))?;
+                let mut fields: Vec<(String, KeyValue)> = parsed.into_iter().map(|(k, v)| (k, KeyValue(v))).collect();
                 fields.sort_by(|a, b| a.0.cmp(&b.0));
                 Ok(Self::Key(fields))
             }
             "v" => {
-                let parsed: Value = serde_json::from_str(rest)
-                    .map_err(|e| format!("invalid value path element {key:?}: {e}"))?;
+                let parsed: Value =
+                    serde_json::from_str(rest).map_err(|e| format!("invalid value path element {key:?}: {e}"))?;
                 Ok(Self::Value(KeyValue(parsed)))
             }
-            "i" => rest
-                .parse()
-                .map(Self::Index)
-                .map_err(|e| format!("invalid index path element {key:?}: {e}")),
-            other => Err(format!(
-                "invalid path element {key:?}: unknown prefix {other:?}"
-            )),
+            "i" => rest.parse().map(Self::Index).map_err(|e| format!("invalid index path element {key:?}: {e}")),
+            other => Err(format!("invalid path element {key:?}: unknown prefix {other:?}")),
         }
     }
 }
@@ -359,9 +347,7 @@ impl FieldSet {
                 continue;
             }
             let pe = PathElement::decode(key)?;
-            let body_obj = body
-                .as_object()
-                .ok_or_else(|| format!("fieldsV1 entry {key:?} must be an object"))?;
+            let body_obj = body.as_object().ok_or_else(|| format!("fieldsV1 entry {key:?} must be an object"))?;
             if body_obj.is_empty() {
                 set.members.insert(pe);
                 continue;
@@ -393,18 +379,10 @@ mod tests {
         let mut set = FieldSet::default();
         set.insert(&[f("metadata"), f("labels"), f("app")]);
         set.insert(&[f("spec"), f("x")]);
-        let ready = PathElement::key_of(
-            &json!({"type": "Ready", "status": "True"}),
-            &["type".into()],
-        )
-        .unwrap();
+        let ready = PathElement::key_of(&json!({"type": "Ready", "status": "True"}), &["type".into()]).unwrap();
         set.insert(&[f("status"), f("conditions"), ready.clone()]);
         set.insert(&[f("status"), f("conditions"), ready, f("status")]);
-        set.insert(&[
-            f("metadata"),
-            f("finalizers"),
-            PathElement::value_of(&json!("x")),
-        ]);
+        set.insert(&[f("metadata"), f("finalizers"), PathElement::value_of(&json!("x"))]);
         assert_eq!(
             set.to_fields_v1(),
             json!({
@@ -437,10 +415,7 @@ mod tests {
         set.insert(&[f("ports"), port(443)]);
         set.insert(&[f("ports"), port(80)]);
         let text = serde_json::to_string(&set.to_fields_v1()).unwrap();
-        assert_eq!(
-            text,
-            r#"{"f:ports":{"k:{\"port\":80}":{},"k:{\"port\":443}":{}}}"#
-        );
+        assert_eq!(text, r#"{"f:ports":{"k:{\"port\":80}":{},"k:{\"port\":443}":{}}}"#);
         // Numbers before strings, then booleans.
         assert!(PathElement::value_of(&json!(10)) < PathElement::value_of(&json!("1")));
         assert!(PathElement::value_of(&json!("z")) < PathElement::value_of(&json!(false)));
@@ -448,10 +423,7 @@ mod tests {
 
     #[test]
     fn values_compare_numerically_and_structurally() {
-        assert!(same_value(
-            &json!({"a": [1, {"b": 2.0}]}),
-            &json!({"a": [1.0, {"b": 2}]})
-        ));
+        assert!(same_value(&json!({"a": [1, {"b": 2.0}]}), &json!({"a": [1.0, {"b": 2}]})));
         assert!(!same_value(&json!({"a": 1}), &json!({"a": 1, "b": null})));
         assert!(!same_value(&json!([1, 2]), &json!([2, 1])));
         assert!(!same_value(&json!("1"), &json!(1)));
@@ -488,15 +460,8 @@ mod tests {
     fn paths_render_like_structured_merge_diff() {
         let key = PathElement::key_of(&json!({"name": "nginx"}), &["name".into()]).unwrap();
         let path = vec![f("spec"), f("containers"), key, f("image")];
-        assert_eq!(
-            path_string(&path),
-            r#".spec.containers[name="nginx"].image"#
-        );
-        let set_item = vec![
-            f("metadata"),
-            f("finalizers"),
-            PathElement::value_of(&json!("a/b")),
-        ];
+        assert_eq!(path_string(&path), r#".spec.containers[name="nginx"].image"#);
+        let set_item = vec![f("metadata"), f("finalizers"), PathElement::value_of(&json!("a/b"))];
         assert_eq!(path_string(&set_item), r#".metadata.finalizers[="a/b"]"#);
     }
 

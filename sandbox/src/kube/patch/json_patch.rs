@@ -24,26 +24,14 @@ fn invalid(message: String) -> PatchError {
 /// which addresses nothing the library can patch (it does not patch the root either).
 fn tokens(pointer: &str) -> Option<Vec<String>> {
     let rest = pointer.strip_prefix('/')?;
-    Some(
-        rest.split('/')
-            .map(|t| t.replace("~1", "/").replace("~0", "~"))
-            .collect(),
-    )
+    Some(rest.split('/').map(|t| t.replace("~1", "/").replace("~0", "~")).collect())
 }
 
 fn array_index(token: &str, len: usize, allow_end: bool) -> Result<usize, String> {
-    let idx: i64 = token
-        .parse()
-        .map_err(|_| format!("strconv.Atoi: parsing {token:?}: invalid syntax"))?;
-    let limit = if allow_end {
-        len
-    } else {
-        len.saturating_sub(1)
-    };
+    let idx: i64 = token.parse().map_err(|_| format!("strconv.Atoi: parsing {token:?}: invalid syntax"))?;
+    let limit = if allow_end { len } else { len.saturating_sub(1) };
     if idx < 0 || (idx as u64) > limit as u64 || (!allow_end && len == 0) {
-        return Err(format!(
-            "Unable to access invalid index: {idx}: {INVALID_INDEX}"
-        ));
+        return Err(format!("Unable to access invalid index: {idx}: {INVALID_INDEX}"));
     }
     Ok(idx as usize)
 }
@@ -70,18 +58,14 @@ fn get(doc: &mut Value, pointer: &str) -> Option<Value> {
     let (container, key) = parent(doc, pointer)?;
     match container {
         Value::Object(map) => map.get(&key).cloned(),
-        Value::Array(items) => items
-            .get(array_index(&key, items.len(), false).ok()?)
-            .cloned(),
+        Value::Array(items) => items.get(array_index(&key, items.len(), false).ok()?).cloned(),
         _ => None,
     }
 }
 
 fn add(doc: &mut Value, path: &str, value: Value) -> Result<(), PatchError> {
     let Some((container, key)) = parent(doc, path) else {
-        return Err(invalid(format!(
-            "add operation does not apply: doc is missing path: {path:?}: {MISSING}"
-        )));
+        return Err(invalid(format!("add operation does not apply: doc is missing path: {path:?}: {MISSING}")));
     };
     match container {
         Value::Object(map) => {
@@ -103,9 +87,7 @@ fn add(doc: &mut Value, path: &str, value: Value) -> Result<(), PatchError> {
 
 fn remove(doc: &mut Value, path: &str) -> Result<Value, PatchError> {
     let Some((container, key)) = parent(doc, path) else {
-        return Err(invalid(format!(
-            "remove operation does not apply: doc is missing path: {path:?}: {MISSING}"
-        )));
+        return Err(invalid(format!("remove operation does not apply: doc is missing path: {path:?}: {MISSING}")));
     };
     match container {
         Value::Object(map) => map.shift_remove(&key).ok_or_else(|| {
@@ -122,9 +104,7 @@ fn remove(doc: &mut Value, path: &str) -> Result<Value, PatchError> {
 
 fn replace(doc: &mut Value, path: &str, value: Value) -> Result<(), PatchError> {
     let Some((container, key)) = parent(doc, path) else {
-        return Err(invalid(format!(
-            "replace operation does not apply: doc is missing path: {path}: {MISSING}"
-        )));
+        return Err(invalid(format!("replace operation does not apply: doc is missing path: {path}: {MISSING}")));
     };
     let slot = match container {
         Value::Object(map) => map.get_mut(&key),
@@ -139,17 +119,13 @@ fn replace(doc: &mut Value, path: &str, value: Value) -> Result<(), PatchError> 
             *slot = value;
             Ok(())
         }
-        None => Err(invalid(format!(
-            "replace operation does not apply: doc is missing key: {path}: {MISSING}"
-        ))),
+        None => Err(invalid(format!("replace operation does not apply: doc is missing key: {path}: {MISSING}"))),
     }
 }
 
 fn test(doc: &mut Value, path: &str, expected: &Value) -> Result<(), PatchError> {
     let Some((container, key)) = parent(doc, path) else {
-        return Err(invalid(format!(
-            "test operation does not apply: is missing path: {path}: {MISSING}"
-        )));
+        return Err(invalid(format!("test operation does not apply: is missing path: {path}: {MISSING}")));
     };
     let actual = match container {
         // The library treats a missing member and a JSON null alike: both equal null.
@@ -161,13 +137,7 @@ fn test(doc: &mut Value, path: &str, expected: &Value) -> Result<(), PatchError>
         },
         _ => unreachable!("parent() only returns containers"),
     };
-    if actual == expected {
-        Ok(())
-    } else {
-        Err(invalid(format!(
-            "testing value {path} failed: {TEST_FAILED}"
-        )))
-    }
+    if actual == expected { Ok(()) } else { Err(invalid(format!("testing value {path} failed: {TEST_FAILED}"))) }
 }
 
 /// One decoded operation; fields are looked up lazily like the library does.
@@ -177,10 +147,7 @@ struct Operation<'p> {
 
 impl Operation<'_> {
     fn text(&self, field: &str) -> Result<&str, PatchError> {
-        self.raw
-            .get(field)
-            .and_then(Value::as_str)
-            .ok_or_else(|| invalid(format!("operation missing {field} field")))
+        self.raw.get(field).and_then(Value::as_str).ok_or_else(|| invalid(format!("operation missing {field} field")))
     }
 
     fn value(&self) -> Value {
@@ -188,11 +155,7 @@ impl Operation<'_> {
     }
 
     fn apply(&self, doc: &mut Value) -> Result<(), PatchError> {
-        let kind = self
-            .raw
-            .get("op")
-            .and_then(Value::as_str)
-            .unwrap_or("unknown");
+        let kind = self.raw.get("op").and_then(Value::as_str).unwrap_or("unknown");
         match kind {
             "add" => add(doc, self.text("path")?, self.value()),
             "remove" => remove(doc, self.text("path")?).map(drop),
@@ -205,10 +168,8 @@ impl Operation<'_> {
                         "move operation does not apply: doc is missing from path: {from}: {MISSING}"
                     )));
                 }
-                let moved = remove(doc, from)
-                    .map_err(|e| invalid(format!("error in move for path: '{from}': {e}")))?;
-                add(doc, path, moved)
-                    .map_err(|e| invalid(format!("error in move for path: '{path}': {e}")))
+                let moved = remove(doc, from).map_err(|e| invalid(format!("error in move for path: '{from}': {e}")))?;
+                add(doc, path, moved).map_err(|e| invalid(format!("error in move for path: '{path}': {e}")))
             }
             "copy" => {
                 let (from, path) = (self.text("from")?, self.text("path")?);
@@ -217,8 +178,7 @@ impl Operation<'_> {
                         "copy operation does not apply: doc is missing from path: {from}: {MISSING}"
                     )));
                 };
-                add(doc, path, copied)
-                    .map_err(|e| invalid(format!("error in copy for path: '{path}': {e}")))
+                add(doc, path, copied).map_err(|e| invalid(format!("error in copy for path: '{path}': {e}")))
             }
             other => Err(invalid(format!("Unexpected kind: {other}"))),
         }
@@ -284,11 +244,7 @@ mod tests {
                 json!([{"op": "add", "path": "/foo/1", "value": "qux"}]),
                 json!({"foo": ["bar", "qux", "baz"]}),
             ),
-            (
-                json!({"baz": "qux", "foo": "bar"}),
-                json!([{"op": "remove", "path": "/baz"}]),
-                json!({"foo": "bar"}),
-            ),
+            (json!({"baz": "qux", "foo": "bar"}), json!([{"op": "remove", "path": "/baz"}]), json!({"foo": "bar"})),
             (
                 json!({"foo": ["bar", "qux", "baz"]}),
                 json!([{"op": "remove", "path": "/foo/1"}]),
@@ -343,10 +299,7 @@ mod tests {
             {"op": "test", "path": "/metadata/finalizers", "value": null},
             {"op": "add", "path": "/metadata/finalizers", "value": ["x.io/cleanup"]}
         ]);
-        assert_eq!(
-            run(doc, patch).unwrap(),
-            json!({"metadata": {"name": "a", "finalizers": ["x.io/cleanup"]}})
-        );
+        assert_eq!(run(doc, patch).unwrap(), json!({"metadata": {"name": "a", "finalizers": ["x.io/cleanup"]}}));
     }
 
     #[test]
@@ -356,19 +309,14 @@ mod tests {
             {"op": "test", "path": "/metadata/finalizers/0", "value": "a"},
             {"op": "remove", "path": "/metadata/finalizers/0"}
         ]);
-        assert_eq!(
-            run(doc.clone(), remove_a).unwrap(),
-            json!({"metadata": {"finalizers": ["b"]}})
-        );
+        assert_eq!(run(doc.clone(), remove_a).unwrap(), json!({"metadata": {"finalizers": ["b"]}}));
         let stale = json!([
             {"op": "test", "path": "/metadata/finalizers/0", "value": "b"},
             {"op": "remove", "path": "/metadata/finalizers/0"}
         ]);
         assert_eq!(
             run(doc, stale),
-            Err(PatchError::Invalid(
-                "testing value /metadata/finalizers/0 failed: test failed".into()
-            ))
+            Err(PatchError::Invalid("testing value /metadata/finalizers/0 failed: test failed".into()))
         );
     }
 
@@ -376,14 +324,8 @@ mod tests {
     fn failures_are_invalid_with_library_messages() {
         let doc = json!({"a": {"b": 1}, "l": [1]});
         let cases = [
-            (
-                json!([{"op": "test", "path": "/a/b", "value": 2}]),
-                "testing value /a/b failed: test failed",
-            ),
-            (
-                json!([{"op": "test", "path": "/a/zz", "value": 1}]),
-                "testing value /a/zz failed: test failed",
-            ),
+            (json!([{"op": "test", "path": "/a/b", "value": 2}]), "testing value /a/b failed: test failed"),
+            (json!([{"op": "test", "path": "/a/zz", "value": 1}]), "testing value /a/zz failed: test failed"),
             (
                 json!([{"op": "test", "path": "/nope/x", "value": null}]),
                 "test operation does not apply: is missing path: /nope/x: missing value",
@@ -408,26 +350,16 @@ mod tests {
                 json!([{"op": "move", "from": "/zz", "path": "/a"}]),
                 "move operation does not apply: doc is missing from path: /zz: missing value",
             ),
-            (
-                json!([{"op": "frobnicate", "path": "/a"}]),
-                "Unexpected kind: frobnicate",
-            ),
+            (json!([{"op": "frobnicate", "path": "/a"}]), "Unexpected kind: frobnicate"),
             (json!([{"path": "/a"}]), "Unexpected kind: unknown"),
             (
                 json!([{"op": "test", "path": "/l/3", "value": null}]),
                 "error in test for path: '/l/3': Unable to access invalid index: 3: invalid index referenced",
             ),
-            (
-                json!([{"op": "add", "value": 1}]),
-                "operation missing path field",
-            ),
+            (json!([{"op": "add", "value": 1}]), "operation missing path field"),
         ];
         for (patch, want) in cases {
-            assert_eq!(
-                run(doc.clone(), patch.clone()),
-                Err(PatchError::Invalid(want.into())),
-                "patch {patch}"
-            );
+            assert_eq!(run(doc.clone(), patch.clone()), Err(PatchError::Invalid(want.into())), "patch {patch}");
         }
     }
 
@@ -443,9 +375,7 @@ mod tests {
     fn malformed_documents_are_bad_requests() {
         assert_eq!(
             run(json!({}), json!({"op": "add"})),
-            Err(PatchError::BadRequest(
-                "json: cannot unmarshal object into Go value of type jsonpatch.Patch".into()
-            ))
+            Err(PatchError::BadRequest("json: cannot unmarshal object into Go value of type jsonpatch.Patch".into()))
         );
         assert_eq!(
             run(json!({}), json!(["add"])),
@@ -457,20 +387,8 @@ mod tests {
 
     #[test]
     fn null_test_passes_on_explicit_null_and_fails_on_a_value() {
-        assert!(
-            run(
-                json!({"a": null}),
-                json!([{"op": "test", "path": "/a", "value": null}])
-            )
-            .is_ok()
-        );
-        assert!(
-            run(
-                json!({"a": 0}),
-                json!([{"op": "test", "path": "/a", "value": null}])
-            )
-            .is_err()
-        );
+        assert!(run(json!({"a": null}), json!([{"op": "test", "path": "/a", "value": null}])).is_ok());
+        assert!(run(json!({"a": 0}), json!([{"op": "test", "path": "/a", "value": null}])).is_err());
         assert!(run(json!({"a": 0}), json!([{"op": "test", "path": "/a"}])).is_err());
     }
 }

@@ -27,17 +27,11 @@ pub fn sync(merged: &mut Value, applied: &Value, manager: &str) {
         return;
     };
     let mut config = applied.clone();
-    if let Some(own) = config
-        .get_mut("metadata")
-        .and_then(|m| m.get_mut("annotations"))
-        .and_then(Value::as_object_mut)
+    if let Some(own) = config.get_mut("metadata").and_then(|m| m.get_mut("annotations")).and_then(Value::as_object_mut)
     {
         own.shift_remove(ANNOTATION);
     }
-    annotations.insert(
-        ANNOTATION.into(),
-        Value::String(sorted_keys(&config).to_string()),
-    );
+    annotations.insert(ANNOTATION.into(), Value::String(sorted_keys(&config).to_string()));
 }
 
 fn sorted_keys(value: &Value) -> Value {
@@ -45,11 +39,7 @@ fn sorted_keys(value: &Value) -> Value {
         Value::Object(map) => {
             let mut keys: Vec<&String> = map.keys().collect();
             keys.sort();
-            Value::Object(
-                keys.into_iter()
-                    .map(|k| (k.clone(), sorted_keys(&map[k])))
-                    .collect(),
-            )
+            Value::Object(keys.into_iter().map(|k| (k.clone(), sorted_keys(&map[k]))).collect())
         }
         Value::Array(items) => Value::Array(items.iter().map(sorted_keys).collect()),
         other => other.clone(),
@@ -60,17 +50,8 @@ fn sorted_keys(value: &Value) -> Value {
 /// those of the live object's last-applied annotation that still have the annotated value
 /// (`lastAppliedManager.allowedConflictsFromLastApplied`). None without a usable annotation.
 pub fn allowed_conflicts(live: &Value, node: &Node<'_>) -> Option<FieldSet> {
-    let text = live
-        .get("metadata")?
-        .get("annotations")?
-        .get(ANNOTATION)?
-        .as_str()?;
+    let text = live.get("metadata")?.get("annotations")?.get(ANNOTATION)?.as_str()?;
     let last: Value = serde_json::from_str(text).ok().filter(Value::is_object)?;
     let cmp = typed::compare(&last, live, node);
-    Some(
-        typed::to_field_set(&last, node)
-            .difference(&cmp.modified)
-            .difference(&cmp.added)
-            .difference(&cmp.removed),
-    )
+    Some(typed::to_field_set(&last, node).difference(&cmp.modified).difference(&cmp.added).difference(&cmp.removed))
 }

@@ -20,13 +20,7 @@ pub struct Entry {
 impl Entry {
     /// Whether this entry is the one (manager, operation, subresource) writes to. Appliers are
     /// identified without their apiVersion, updaters with it (`BuildManagerIdentifier`).
-    pub fn is(
-        &self,
-        manager: &str,
-        operation: Operation,
-        api_version: &str,
-        subresource: Option<&str>,
-    ) -> bool {
+    pub fn is(&self, manager: &str, operation: Operation, api_version: &str, subresource: Option<&str>) -> bool {
         self.manager == manager
             && self.operation == operation
             && self.subresource.as_deref() == subresource
@@ -112,8 +106,7 @@ pub fn decode(obj: &Value) -> Result<Vec<Entry>, String> {
 pub fn is_reset(obj: &Value) -> bool {
     match raw(obj) {
         Some(Value::Array(entries)) => {
-            entries.is_empty()
-                || (entries.len() == 1 && entries[0].as_object().is_some_and(Map::is_empty))
+            entries.is_empty() || (entries.len() == 1 && entries[0].as_object().is_some_and(Map::is_empty))
         }
         _ => false,
     }
@@ -144,10 +137,7 @@ pub fn encode_into(obj: &mut Value, mut entries: Vec<Entry>) {
     if entries.is_empty() {
         meta.remove("managedFields");
     } else {
-        meta.insert(
-            "managedFields".into(),
-            Value::Array(entries.iter().map(Entry::encode).collect()),
-        );
+        meta.insert("managedFields".into(), Value::Array(entries.iter().map(Entry::encode).collect()));
     }
 }
 
@@ -184,11 +174,7 @@ pub fn ignore_reset_fields(set: &FieldSet, subresource: Option<&str>) -> FieldSe
         for (pe, _) in set.children().filter(|(pe, _)| foreign(pe)) {
             ignored.insert(std::slice::from_ref(pe));
         }
-        for path in set
-            .paths()
-            .into_iter()
-            .filter(|p| p.len() == 1 && foreign(&p[0]))
-        {
+        for path in set.paths().into_iter().filter(|p| p.len() == 1 && foreign(&p[0])) {
             ignored.insert(&path);
         }
     } else {
@@ -216,12 +202,7 @@ const ANCIENT_CHANGES: &str = "ancient-changes";
 /// Merges the oldest `Update` entries into a per-apiVersion `ancient-changes` entry until at
 /// most `MAX_UPDATE_MANAGERS` remain; the bucket takes the time of the newest merged entry.
 pub fn cap_update_managers(entries: &mut Vec<Entry>) {
-    let updaters = |entries: &[Entry]| {
-        entries
-            .iter()
-            .filter(|e| e.operation == Operation::Update)
-            .count()
-    };
+    let updaters = |entries: &[Entry]| entries.iter().filter(|e| e.operation == Operation::Update).count();
     while updaters(entries) > MAX_UPDATE_MANAGERS {
         let oldest = entries
             .iter()
@@ -231,22 +212,15 @@ pub fn cap_update_managers(entries: &mut Vec<Entry>) {
             .map(|(i, _)| i);
         let Some(i) = oldest else { return };
         let merged = entries.remove(i);
-        match entries.iter_mut().find(|e| {
-            e.is(
-                ANCIENT_CHANGES,
-                Operation::Update,
-                &merged.api_version,
-                merged.subresource.as_deref(),
-            )
-        }) {
+        match entries
+            .iter_mut()
+            .find(|e| e.is(ANCIENT_CHANGES, Operation::Update, &merged.api_version, merged.subresource.as_deref()))
+        {
             Some(bucket) => {
                 bucket.set = bucket.set.union(&merged.set);
                 bucket.time = merged.time;
             }
-            None => entries.push(Entry {
-                manager: ANCIENT_CHANGES.to_owned(),
-                ..merged
-            }),
+            None => entries.push(Entry { manager: ANCIENT_CHANGES.to_owned(), ..merged }),
         }
     }
 }
@@ -277,34 +251,15 @@ mod tests {
                 entry("b", Operation::Update, "2026-01-01T00:00:02Z"),
                 entry("a", Operation::Update, "2026-01-01T00:00:02Z"),
                 entry("z", Operation::Apply, "2026-01-01T00:00:09Z"),
-                Entry {
-                    set: FieldSet::default(),
-                    ..entry("empty", Operation::Update, "2026-01-01T00:00:00Z")
-                },
+                Entry { set: FieldSet::default(), ..entry("empty", Operation::Update, "2026-01-01T00:00:00Z") },
             ],
         );
         let entries = raw(&obj).unwrap().as_array().unwrap();
-        let managers: Vec<&str> = entries
-            .iter()
-            .map(|e| e["manager"].as_str().unwrap())
-            .collect();
+        let managers: Vec<&str> = entries.iter().map(|e| e["manager"].as_str().unwrap()).collect();
         assert_eq!(managers, ["z", "a", "b"]);
         let keys: Vec<&String> = entries[0].as_object().unwrap().keys().collect();
-        assert_eq!(
-            keys,
-            [
-                "manager",
-                "operation",
-                "apiVersion",
-                "time",
-                "fieldsType",
-                "fieldsV1"
-            ]
-        );
-        assert_eq!(
-            decode(&obj).unwrap()[0],
-            entry("z", Operation::Apply, "2026-01-01T00:00:09Z")
-        );
+        assert_eq!(keys, ["manager", "operation", "apiVersion", "time", "fieldsType", "fieldsV1"]);
+        assert_eq!(decode(&obj).unwrap()[0], entry("z", Operation::Apply, "2026-01-01T00:00:09Z"));
     }
 
     #[test]
@@ -331,11 +286,7 @@ mod tests {
         set.insert(&[PathElement::field("apiVersion")]);
         set.insert(&[PathElement::field("metadata")]);
         set.insert(&[PathElement::field("metadata"), PathElement::field("name")]);
-        set.insert(&[
-            PathElement::field("metadata"),
-            PathElement::field("labels"),
-            PathElement::field("a"),
-        ]);
+        set.insert(&[PathElement::field("metadata"), PathElement::field("labels"), PathElement::field("a")]);
         set.insert(&[PathElement::field("spec"), PathElement::field("x")]);
         set.insert(&[PathElement::field("status"), PathElement::field("y")]);
         assert_eq!(

@@ -26,9 +26,7 @@ fn apply(target: &mut Value, patch: &Value) {
     if !target.is_object() {
         *target = Value::Object(Default::default());
     }
-    let Value::Object(target_map) = target else {
-        unreachable!("made an object above")
-    };
+    let Value::Object(target_map) = target else { unreachable!("made an object above") };
     for (key, value) in patch_map {
         if value.is_null() {
             target_map.shift_remove(key);
@@ -44,10 +42,7 @@ fn apply(target: &mut Value, patch: &Value) {
 fn without_nulls(value: &Value) -> Value {
     match value {
         Value::Object(map) => Value::Object(
-            map.iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| (k.clone(), without_nulls(v)))
-                .collect(),
+            map.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), without_nulls(v))).collect(),
         ),
         Value::Array(items) => Value::Array(items.iter().map(without_nulls).collect()),
         other => other.clone(),
@@ -64,39 +59,15 @@ mod tests {
     fn rfc7386_appendix_a_examples() {
         let cases = [
             (json!({"a": "b"}), json!({"a": "c"}), json!({"a": "c"})),
-            (
-                json!({"a": "b"}),
-                json!({"b": "c"}),
-                json!({"a": "b", "b": "c"}),
-            ),
+            (json!({"a": "b"}), json!({"b": "c"}), json!({"a": "b", "b": "c"})),
             (json!({"a": "b"}), json!({"a": null}), json!({})),
-            (
-                json!({"a": "b", "b": "c"}),
-                json!({"a": null}),
-                json!({"b": "c"}),
-            ),
+            (json!({"a": "b", "b": "c"}), json!({"a": null}), json!({"b": "c"})),
             (json!({"a": ["b"]}), json!({"a": "c"}), json!({"a": "c"})),
             (json!({"a": "c"}), json!({"a": ["b"]}), json!({"a": ["b"]})),
-            (
-                json!({"a": {"b": "c"}}),
-                json!({"a": {"b": "d", "c": null}}),
-                json!({"a": {"b": "d"}}),
-            ),
-            (
-                json!({"a": [{"b": "c"}]}),
-                json!({"a": [1]}),
-                json!({"a": [1]}),
-            ),
-            (
-                json!({"e": null}),
-                json!({"a": 1}),
-                json!({"e": null, "a": 1}),
-            ),
-            (
-                json!({}),
-                json!({"a": {"bb": {"ccc": null}}}),
-                json!({"a": {"bb": {}}}),
-            ),
+            (json!({"a": {"b": "c"}}), json!({"a": {"b": "d", "c": null}}), json!({"a": {"b": "d"}})),
+            (json!({"a": [{"b": "c"}]}), json!({"a": [1]}), json!({"a": [1]})),
+            (json!({"e": null}), json!({"a": 1}), json!({"e": null, "a": 1})),
+            (json!({}), json!({"a": {"bb": {"ccc": null}}}), json!({"a": {"bb": {}}})),
         ];
         for (live, patch, want) in cases {
             assert_eq!(merge_patch(&live, &patch).unwrap(), want, "patch {patch}");
@@ -114,8 +85,7 @@ mod tests {
 
     #[test]
     fn nulls_inside_patched_lists_are_pruned_like_kube_apiserver() {
-        let out =
-            merge_patch(&json!({"a": 1}), &json!({"l": [{"b": null, "c": 1}, null]})).unwrap();
+        let out = merge_patch(&json!({"a": 1}), &json!({"l": [{"b": null, "c": 1}, null]})).unwrap();
         assert_eq!(out, json!({"a": 1, "l": [{"c": 1}, null]}));
     }
 
@@ -129,10 +99,7 @@ mod tests {
     #[test]
     fn non_object_patches_are_bad_requests() {
         for patch in [json!(null), json!("x"), json!(1), json!([{"op": "add"}])] {
-            assert_eq!(
-                merge_patch(&json!({}), &patch),
-                Err(PatchError::BadRequest("Invalid JSON Patch".into()))
-            );
+            assert_eq!(merge_patch(&json!({}), &patch), Err(PatchError::BadRequest("Invalid JSON Patch".into())));
         }
     }
 }

@@ -71,8 +71,7 @@ use serde_json::Value;
 /// Message of the 422 Status kube-apiserver answers when a JSON patch does not apply (it
 /// builds it with `NewGenericServerResponse`); the `PatchError::Invalid` text is then the
 /// Status' single `details.causes[].message`.
-pub const JSON_PATCH_REJECTED_MESSAGE: &str =
-    "the server rejected our request due to an error in our request";
+pub const JSON_PATCH_REJECTED_MESSAGE: &str = "the server rejected our request due to an error in our request";
 
 /// Status cause `type` kube-apiserver gives each apply conflict.
 pub const CONFLICT_CAUSE_TYPE: &str = "FieldManagerConflict";
@@ -110,10 +109,7 @@ pub struct Conflict {
 /// kube-apiserver's conflict Status message (`getConflictMessage`).
 fn conflict_message(conflicts: &[Conflict]) -> String {
     if let [only] = conflicts {
-        return format!(
-            "Apply failed with 1 conflict: {}: {}",
-            only.cause, only.field
-        );
+        return format!("Apply failed with 1 conflict: {}: {}", only.cause, only.field);
     }
     // Grouped by manager, managers sorted; the causes already are.
     let mut lines = Vec::new();
@@ -126,11 +122,7 @@ fn conflict_message(conflicts: &[Conflict]) -> String {
         }
         lines.push(format!("- {}", c.field));
     }
-    format!(
-        "Apply failed with {} conflicts: {}",
-        conflicts.len(),
-        lines.join("\n")
-    )
+    format!("Apply failed with {} conflicts: {}", conflicts.len(), lines.join("\n"))
 }
 
 /// Operation recorded in a `managedFields` entry.

@@ -39,9 +39,7 @@ impl<'a> Node<'a> {
         match self {
             // kube-apiserver types a custom resource's `metadata` as ObjectMeta, whatever the
             // CRD schema says about it.
-            Node::CrdRoot(_, kind) if key == "metadata" => {
-                (Node::Builtin(kind.clone(), Rc::from("metadata")), true)
-            }
+            Node::CrdRoot(_, kind) if key == "metadata" => (Node::Builtin(kind.clone(), Rc::from("metadata")), true),
             Node::CrdRoot(schema, _) | Node::Crd(schema) => {
                 if let Some(prop) = schema.get("properties").and_then(|p| p.get(key)) {
                     return (Node::Crd(prop), true);
@@ -52,11 +50,7 @@ impl<'a> Node<'a> {
                 }
             }
             Node::Builtin(kind, path) => {
-                let child = if path.is_empty() {
-                    key.to_owned()
-                } else {
-                    format!("{path}.{key}")
-                };
+                let child = if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") };
                 let named = !builtin::is_go_map(kind, path);
                 (Node::Builtin(kind.clone(), Rc::from(child)), named)
             }
@@ -85,12 +79,7 @@ impl<'a> Node<'a> {
                         let keys = schema
                             .get("x-kubernetes-list-map-keys")
                             .and_then(Value::as_array)
-                            .map(|ks| {
-                                ks.iter()
-                                    .filter_map(Value::as_str)
-                                    .map(str::to_owned)
-                                    .collect()
-                            })
+                            .map(|ks| ks.iter().filter_map(Value::as_str).map(str::to_owned).collect())
                             .unwrap_or_default();
                         ListType::Map(keys)
                     }
@@ -139,22 +128,13 @@ mod tests {
         let (spec, named) = root.field("spec");
         assert!(named);
         assert_eq!(spec.field("tags").0.list_type(), ListType::Set);
-        assert_eq!(
-            spec.field("items").0.list_type(),
-            ListType::Map(vec!["name".into()])
-        );
+        assert_eq!(spec.field("items").0.list_type(), ListType::Map(vec!["name".into()]));
         assert_eq!(spec.field("plain").0.list_type(), ListType::Atomic);
         let (labels, _) = spec.field("labels");
-        assert!(
-            !labels.field("x").1,
-            "additionalProperties keys are not named fields"
-        );
+        assert!(!labels.field("x").1, "additionalProperties keys are not named fields");
         assert!(spec.field("ref").0.is_atomic_map());
         assert!(!spec.field("free").0.is_atomic_map());
-        assert!(matches!(
-            spec.field("free").0.field("anything").0,
-            Node::Deduced
-        ));
+        assert!(matches!(spec.field("free").0.field("anything").0, Node::Deduced));
         let (meta, _) = root.field("metadata");
         assert_eq!(meta.field("finalizers").0.list_type(), ListType::Set);
         assert!(!meta.field("labels").0.field("app").1);

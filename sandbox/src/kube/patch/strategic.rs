@@ -22,11 +22,7 @@ pub fn strategic_merge_patch(live: &Value, patch: &Value, kind: &str) -> Result<
     let (Value::Object(original), Value::Object(patch)) = (live, patch) else {
         return Err(bad(format!(
             "json: cannot unmarshal {} into Go value of type map[string]interface {{}}",
-            if patch.is_array() {
-                "array"
-            } else {
-                "non-object"
-            }
+            if patch.is_array() { "array" } else { "non-object" }
         )));
     };
     let ctx = Ctx { kind };
@@ -38,11 +34,7 @@ struct Ctx<'k> {
 }
 
 fn child_path(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{path}.{key}")
-    }
+    if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") }
 }
 
 /// A patch value without directives and nulls, for a field the live object lacks.
@@ -54,22 +46,13 @@ fn clean(value: &Value) -> Value {
                 .map(|(k, v)| (k.clone(), clean(v)))
                 .collect(),
         ),
-        Value::Array(items) => Value::Array(
-            items
-                .iter()
-                .filter(|item| item.get(PATCH).is_none())
-                .map(clean)
-                .collect(),
-        ),
+        Value::Array(items) => Value::Array(items.iter().filter(|item| item.get(PATCH).is_none()).map(clean).collect()),
         other => other.clone(),
     }
 }
 
 fn string_list(value: &Value, directive: &str) -> Result<Vec<Value>, PatchError> {
-    value
-        .as_array()
-        .cloned()
-        .ok_or_else(|| bad(format!("invalid patch: {directive} must be a list")))
+    value.as_array().cloned().ok_or_else(|| bad(format!("invalid patch: {directive} must be a list")))
 }
 
 /// How an item is identified in a list: its merge key's value, or itself for scalars.
@@ -88,36 +71,22 @@ fn index_in(list: &[Value], item: &Value, key: Option<&str>) -> Option<usize> {
 /// The order strategic merge patch gives a merged list (`normalizeElementOrder`): items
 /// named by `patch_order` in that order, the others in their `server_order` order, the two
 /// interleaved by their live positions (`mergeSortedSlice`).
-fn normalize_order(
-    merged: Vec<Value>,
-    patch_order: &[Value],
-    server_order: &[Value],
-    key: Option<&str>,
-) -> Vec<Value> {
-    let (mut from_patch, mut server_only): (Vec<Value>, Vec<Value>) = merged
-        .into_iter()
-        .partition(|item| index_in(patch_order, item, key).is_some());
+fn normalize_order(merged: Vec<Value>, patch_order: &[Value], server_order: &[Value], key: Option<&str>) -> Vec<Value> {
+    let (mut from_patch, mut server_only): (Vec<Value>, Vec<Value>) =
+        merged.into_iter().partition(|item| index_in(patch_order, item, key).is_some());
     from_patch.sort_by_key(|item| index_in(patch_order, item, key));
     server_only.sort_by_key(|item| index_in(server_order, item, key));
     let mut out = Vec::with_capacity(from_patch.len() + server_only.len());
-    let (mut left, mut right) = (
-        server_only.into_iter().peekable(),
-        from_patch.into_iter().peekable(),
-    );
+    let (mut left, mut right) = (server_only.into_iter().peekable(), from_patch.into_iter().peekable());
     loop {
         let take_left = match (left.peek(), right.peek()) {
             (None, None) => break,
             (Some(_), None) => true,
             (None, Some(_)) => false,
-            (Some(l), Some(r)) => {
-                match (
-                    index_in(server_order, l, key),
-                    index_in(server_order, r, key),
-                ) {
-                    (Some(li), Some(ri)) => li < ri,
-                    _ => false,
-                }
-            }
+            (Some(l), Some(r)) => match (index_in(server_order, l, key), index_in(server_order, r, key)) {
+                (Some(li), Some(ri)) => li < ri,
+                _ => false,
+            },
         };
         out.extend(if take_left { left.next() } else { right.next() });
     }
@@ -153,16 +122,9 @@ impl Ctx<'_> {
             // not listed are cleared, and the patch may only set listed fields
             // (`applyRetainKeysDirective`; nulls may name others, they clear them anyway).
             const BAD_RETAIN_KEYS: &str = "invalid patch format of retainKeys";
-            let keep: Vec<&Value> = retain
-                .as_array()
-                .ok_or_else(|| bad(BAD_RETAIN_KEYS))?
-                .iter()
-                .collect();
+            let keep: Vec<&Value> = retain.as_array().ok_or_else(|| bad(BAD_RETAIN_KEYS))?.iter().collect();
             let listed = |k: &str| keep.iter().any(|v| v.as_str() == Some(k));
-            if patch
-                .iter()
-                .any(|(k, v)| !k.starts_with('$') && !v.is_null() && !listed(k))
-            {
+            if patch.iter().any(|(k, v)| !k.starts_with('$') && !v.is_null() && !listed(k)) {
                 return Err(bad(BAD_RETAIN_KEYS));
             }
             original.retain(|k, _| listed(k));
@@ -190,17 +152,10 @@ impl Ctx<'_> {
                 (Some(items), Some(Value::Array(p))) => self.merge_list(items, p, &list_path)?,
                 (None, None) => continue,
                 (_, Some(other)) => {
-                    return Err(bad(format!(
-                        "invalid patch: {list} must be a list, got {other}"
-                    )));
+                    return Err(bad(format!("invalid patch: {list} must be a list, got {other}")));
                 }
             };
-            let ordered = normalize_order(
-                merged,
-                &order,
-                live.as_deref().unwrap_or_default(),
-                merge_key,
-            );
+            let ordered = normalize_order(merged, &order, live.as_deref().unwrap_or_default(), merge_key);
             original.insert(list.to_owned(), Value::Array(ordered));
             done.push(list);
         }
@@ -222,13 +177,11 @@ impl Ctx<'_> {
             let field_path = child_path(path, key);
             let merged = match (original.shift_remove(key), value) {
                 // `patchStrategy:"replace"` on a struct (`mergeMapHandler`): no merge.
-                (Some(Value::Object(_)), Value::Object(_)) if builtin::replaces_whole(self.kind, &field_path) => clean(value),
-                (Some(Value::Object(live)), Value::Object(p)) => {
-                    Value::Object(self.merge_map(live, p, &field_path)?)
+                (Some(Value::Object(_)), Value::Object(_)) if builtin::replaces_whole(self.kind, &field_path) => {
+                    clean(value)
                 }
-                (Some(Value::Array(live)), Value::Array(p)) => {
-                    Value::Array(self.merge_list(live, p, &field_path)?)
-                }
+                (Some(Value::Object(live)), Value::Object(p)) => Value::Object(self.merge_map(live, p, &field_path)?),
+                (Some(Value::Array(live)), Value::Array(p)) => Value::Array(self.merge_list(live, p, &field_path)?),
                 _ => clean(value),
             };
             original.insert(key.clone(), merged);
@@ -237,12 +190,7 @@ impl Ctx<'_> {
     }
 
     /// Merges a list by its patch strategy (`mergeSliceHandler`, `mergeSlice`).
-    fn merge_list(
-        &self,
-        live: Vec<Value>,
-        patch: &[Value],
-        path: &str,
-    ) -> Result<Vec<Value>, PatchError> {
+    fn merge_list(&self, live: Vec<Value>, patch: &[Value], path: &str) -> Result<Vec<Value>, PatchError> {
         if live.is_empty() && patch.is_empty() {
             return Ok(live);
         }
@@ -263,9 +211,7 @@ impl Ctx<'_> {
                 let mut replace = false;
                 for item in patch {
                     let Value::Object(p) = item else {
-                        return Err(bad(format!(
-                            "invalid patch: items of {path} must be objects, got {item}"
-                        )));
+                        return Err(bad(format!("invalid patch: items of {path} must be objects, got {item}")));
                     };
                     match p.get(PATCH).map(|d| d.as_str()) {
                         None => plain.push(p),
@@ -287,10 +233,7 @@ impl Ctx<'_> {
                     }
                 }
                 if replace {
-                    return Ok(plain
-                        .into_iter()
-                        .map(|p| clean(&Value::Object(p.clone())))
-                        .collect());
+                    return Ok(plain.into_iter().map(|p| clean(&Value::Object(p.clone()))).collect());
                 }
                 let server_order = live.clone();
                 let item_path = format!("{path}[]");
@@ -307,26 +250,15 @@ impl Ctx<'_> {
                         None => live.push(clean(&Value::Object((*p).clone()))),
                     }
                 }
-                let patch_order: Vec<Value> = plain
-                    .into_iter()
-                    .map(|p| Value::Object(p.clone()))
-                    .collect();
-                Ok(normalize_order(
-                    live,
-                    &patch_order,
-                    &server_order,
-                    Some(key),
-                ))
+                let patch_order: Vec<Value> = plain.into_iter().map(|p| Value::Object(p.clone())).collect();
+                Ok(normalize_order(live, &patch_order, &server_order, Some(key)))
             }
         }
     }
 }
 
 fn no_merge_key(item: &Map<String, Value>, key: &str) -> PatchError {
-    bad(format!(
-        "map: {} does not contain declared merge key: {key}",
-        go_format(&Value::Object(item.clone()))
-    ))
+    bad(format!("map: {} does not contain declared merge key: {key}", go_format(&Value::Object(item.clone()))))
 }
 
 /// A decoded JSON value as Go's `%v` prints it, as strategicpatch's error messages do:
@@ -335,17 +267,11 @@ fn go_format(value: &Value) -> String {
     match value {
         Value::Null => "<nil>".into(),
         Value::String(s) => s.clone(),
-        Value::Array(items) => format!(
-            "[{}]",
-            items.iter().map(go_format).collect::<Vec<_>>().join(" ")
-        ),
+        Value::Array(items) => format!("[{}]", items.iter().map(go_format).collect::<Vec<_>>().join(" ")),
         Value::Object(map) => {
             let mut keys: Vec<&String> = map.keys().collect();
             keys.sort();
-            let parts: Vec<String> = keys
-                .into_iter()
-                .map(|k| format!("{k}:{}", go_format(&map[k])))
-                .collect();
+            let parts: Vec<String> = keys.into_iter().map(|k| format!("{k}:{}", go_format(&map[k]))).collect();
             format!("map[{}]", parts.join(" "))
         }
         other => other.to_string(),
@@ -399,9 +325,8 @@ mod tests {
 
     #[test]
     fn patch_delete_and_replace_directives_in_lists() {
-        let out = patch(
-            json!({"spec": {"template": {"spec": {"containers": [{"name": "sidecar", "$patch": "delete"}]}}}}),
-        );
+        let out =
+            patch(json!({"spec": {"template": {"spec": {"containers": [{"name": "sidecar", "$patch": "delete"}]}}}}));
         let names: Vec<&str> = out["spec"]["template"]["spec"]["containers"]
             .as_array()
             .unwrap()
@@ -413,10 +338,7 @@ mod tests {
         let out = patch(
             json!({"spec": {"template": {"spec": {"containers": [{"name": "only", "image": "o"}, {"$patch": "replace"}]}}}}),
         );
-        assert_eq!(
-            out["spec"]["template"]["spec"]["containers"],
-            json!([{"name": "only", "image": "o"}])
-        );
+        assert_eq!(out["spec"]["template"]["spec"]["containers"], json!([{"name": "only", "image": "o"}]));
     }
 
     #[test]
@@ -426,37 +348,22 @@ mod tests {
         // A map-level delete leaves an empty map (only list items disappear).
         let out = patch(json!({"spec": {"strategy": {"$patch": "delete"}}}));
         assert_eq!(out["spec"]["strategy"], json!({}));
-        let err = strategic_merge_patch(
-            &deployment(),
-            &json!({"spec": {"$patch": "merge"}}),
-            "Deployment",
-        );
-        assert_eq!(
-            err,
-            Err(PatchError::BadRequest(
-                "unknown patch type: merge in map: map[$patch:merge]".into()
-            ))
-        );
+        let err = strategic_merge_patch(&deployment(), &json!({"spec": {"$patch": "merge"}}), "Deployment");
+        assert_eq!(err, Err(PatchError::BadRequest("unknown patch type: merge in map: map[$patch:merge]".into())));
     }
 
     #[test]
     fn retain_keys_clears_the_other_strategy_fields() {
         // kubectl apply switching a Deployment to Recreate sends exactly this.
-        let out = patch(
-            json!({"spec": {"strategy": {"$retainKeys": ["type"], "type": "Recreate", "rollingUpdate": null}}}),
-        );
+        let out =
+            patch(json!({"spec": {"strategy": {"$retainKeys": ["type"], "type": "Recreate", "rollingUpdate": null}}}));
         assert_eq!(out["spec"]["strategy"], json!({"type": "Recreate"}));
         let err = strategic_merge_patch(
             &deployment(),
             &json!({"spec": {"strategy": {"$retainKeys": ["type"], "other": 1}}}),
             "Deployment",
         );
-        assert_eq!(
-            err,
-            Err(PatchError::BadRequest(
-                "invalid patch format of retainKeys".into()
-            ))
-        );
+        assert_eq!(err, Err(PatchError::BadRequest("invalid patch format of retainKeys".into())));
     }
 
     #[test]
@@ -472,11 +379,7 @@ mod tests {
             .map(|c| c["name"].as_str().unwrap())
             .collect();
         assert_eq!(names, ["sidecar", "app"]);
-        assert!(
-            out["spec"]["template"]["spec"]
-                .get("$setElementOrder/containers")
-                .is_none()
-        );
+        assert!(out["spec"]["template"]["spec"].get("$setElementOrder/containers").is_none());
 
         // The patch's order wins for the items it names.
         let out = patch(json!({"metadata": {"finalizers": ["y", "x"]}}));
@@ -517,18 +420,14 @@ mod tests {
             }]
         }}}}));
         let app = &out["spec"]["template"]["spec"]["containers"][0];
-        assert_eq!(
-            app["env"],
-            json!([{"name": "D", "value": "4"}, {"name": "A", "value": "1"}])
-        );
+        assert_eq!(app["env"], json!([{"name": "D", "value": "4"}, {"name": "A", "value": "1"}]));
         assert!(app.get("$setElementOrder/env").is_none());
     }
 
     #[test]
     fn nulls_delete_and_new_fields_are_cleaned() {
-        let out = patch(
-            json!({"metadata": {"labels": {"a": null}}, "spec": {"paused": true, "extra": {"k": null, "j": 1}}}),
-        );
+        let out =
+            patch(json!({"metadata": {"labels": {"a": null}}, "spec": {"paused": true, "extra": {"k": null, "j": 1}}}));
         assert_eq!(out["metadata"]["labels"], json!({}));
         assert_eq!(out["spec"]["paused"], true);
         assert_eq!(out["spec"]["extra"], json!({"j": 1}));
@@ -547,9 +446,6 @@ mod tests {
                 "map: map[args:[a b] image:x] does not contain declared merge key: name".into()
             ))
         );
-        assert!(matches!(
-            strategic_merge_patch(&deployment(), &no_key, "Deployment"),
-            Err(PatchError::BadRequest(_))
-        ));
+        assert!(matches!(strategic_merge_patch(&deployment(), &no_key, "Deployment"), Err(PatchError::BadRequest(_))));
     }
 }

@@ -18,11 +18,7 @@ fn item_element(list_type: &ListType, index: usize, item: &Value) -> PathElement
 }
 
 fn elements(list_type: &ListType, items: &[Value]) -> Vec<PathElement> {
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, item)| item_element(list_type, i, item))
-        .collect()
+    items.iter().enumerate().map(|(i, item)| item_element(list_type, i, item)).collect()
 }
 
 /// Why an applied configuration cannot be typed (structured-merge-diff refuses it before
@@ -54,10 +50,7 @@ fn config_error_at(value: &Value, node: &Node<'_>, path: &mut Path) -> Option<St
                         ));
                     };
                     // A missing `protocol` has a schema default (see `PathElement::key_of`).
-                    if let Some(k) = keys
-                        .iter()
-                        .find(|k| !obj.contains_key(*k) && *k != "protocol")
-                    {
+                    if let Some(k) = keys.iter().find(|k| !obj.contains_key(*k) && *k != "protocol") {
                         return Some(format!(
                             "{at}: element {i}: associative list with keys has an element that omits key field {k:?} (and doesn't have default value)"
                         ));
@@ -170,13 +163,7 @@ fn compare_leaf(lhs: Option<&Value>, rhs: Option<&Value>, path: &Path, out: &mut
     }
 }
 
-fn compare_at(
-    lhs: Option<&Value>,
-    rhs: Option<&Value>,
-    node: &Node<'_>,
-    path: &mut Path,
-    out: &mut Comparison,
-) {
+fn compare_at(lhs: Option<&Value>, rhs: Option<&Value>, node: &Node<'_>, path: &mut Path, out: &mut Comparison) {
     // A null takes the form of the other side (structured-merge-diff: "nil is a wildcard"),
     // but unlike an absent field it does not make the whole map or list added or removed.
     let present = match (lhs, rhs) {
@@ -186,21 +173,16 @@ fn compare_at(
         (None, None) => unreachable!("compare needs at least one side"),
     };
     let kinds_match = match (lhs, rhs) {
-        (Some(l), Some(r)) => {
-            l.is_null() || r.is_null() || std::mem::discriminant(l) == std::mem::discriminant(r)
-        }
+        (Some(l), Some(r)) => l.is_null() || r.is_null() || std::mem::discriminant(l) == std::mem::discriminant(r),
         _ => true,
     };
     // Empty containers on both sides are compared as leaves, which keeps the empty/null
     // distinction (structured-merge-diff `emptyPromoteToLeaf`).
     let as_leaf = !kinds_match
         || match present {
-            Value::Object(_) => {
-                node.is_atomic_map() || (is_empty_container(lhs) && is_empty_container(rhs))
-            }
+            Value::Object(_) => node.is_atomic_map() || (is_empty_container(lhs) && is_empty_container(rhs)),
             Value::Array(_) => {
-                node.list_type() == ListType::Atomic
-                    || (is_empty_container(lhs) && is_empty_container(rhs))
+                node.list_type() == ListType::Atomic || (is_empty_container(lhs) && is_empty_container(rhs))
             }
             _ => true,
         };
@@ -468,14 +450,11 @@ mod tests {
     fn compare_reports_added_modified_removed() {
         let schema = crd();
         let node = Node::root(Some(&schema), "Thing");
-        let old =
-            json!({"spec": {"replicas": 1, "items": [{"name": "a", "v": "1"}, {"name": "b"}]}});
-        let new = json!({"metadata": {"labels": {"x": "y"}}, "spec": {"replicas": 2, "items": [{"name": "a", "v": "2"}]}});
+        let old = json!({"spec": {"replicas": 1, "items": [{"name": "a", "v": "1"}, {"name": "b"}]}});
+        let new =
+            json!({"metadata": {"labels": {"x": "y"}}, "spec": {"replicas": 2, "items": [{"name": "a", "v": "2"}]}});
         let cmp = compare(&old, &new, &node);
-        assert_eq!(
-            render(&cmp.added),
-            json!({"f:metadata": {".": {}, "f:labels": {".": {}, "f:x": {}}}})
-        );
+        assert_eq!(render(&cmp.added), json!({"f:metadata": {".": {}, "f:labels": {".": {}, "f:x": {}}}}));
         assert_eq!(
             render(&cmp.modified),
             json!({"f:spec": {"f:items": {"k:{\"name\":\"a\"}": {"f:v": {}}}, "f:replicas": {}}})
@@ -526,29 +505,14 @@ mod tests {
             PathElement::field("items"),
             PathElement::key_of(&json!({"name": "b"}), &["name".into()]).unwrap(),
         ]);
-        set.insert(&[
-            PathElement::field("metadata"),
-            PathElement::field("labels"),
-            PathElement::field("k"),
-        ]);
-        assert_eq!(
-            remove_items(&value, &set, &node),
-            json!({"spec": {"items": [{"name": "a"}]}, "metadata": {}})
-        );
+        set.insert(&[PathElement::field("metadata"), PathElement::field("labels"), PathElement::field("k")]);
+        assert_eq!(remove_items(&value, &set, &node), json!({"spec": {"items": [{"name": "a"}]}, "metadata": {}}));
         let ensured = ensure_named_fields_are_members(&set, &node);
         assert!(ensured.has_member(&PathElement::field("spec")));
         assert!(ensured.has_member(&PathElement::field("metadata")));
         let meta = ensured.child(&PathElement::field("metadata")).unwrap();
-        assert!(
-            meta.has_member(&PathElement::field("labels")),
-            "labels is an ObjectMeta field"
-        );
-        assert!(
-            !meta
-                .child(&PathElement::field("labels"))
-                .unwrap()
-                .has_member(&PathElement::field("x"))
-        );
+        assert!(meta.has_member(&PathElement::field("labels")), "labels is an ObjectMeta field");
+        assert!(!meta.child(&PathElement::field("labels")).unwrap().has_member(&PathElement::field("x")));
     }
 
     #[test]
@@ -556,10 +520,7 @@ mod tests {
         let schema = crd();
         let node = Node::root(Some(&schema), "Thing");
         let cfg = json!({"spec": {"items": [{"name": "a"}, {"name": "a"}]}});
-        assert_eq!(
-            config_error(&cfg, &node).unwrap(),
-            r#".spec.items: duplicate entries for key [name="a"]"#
-        );
+        assert_eq!(config_error(&cfg, &node).unwrap(), r#".spec.items: duplicate entries for key [name="a"]"#);
         assert!(config_error(&json!({"spec": {"args": ["a", "a"]}}), &node).is_none());
         assert_eq!(
             config_error(&json!({"spec": {"items": ["a"]}}), &node).unwrap(),
@@ -569,13 +530,7 @@ mod tests {
             config_error(&json!({"spec": {"items": [{"v": "1"}]}}), &node).unwrap(),
             r#".spec.items: element 0: associative list with keys has an element that omits key field "name" (and doesn't have default value)"#
         );
-        let ports = Node::Builtin(
-            "Deployment".into(),
-            "spec.template.spec.containers[]".into(),
-        );
-        assert!(
-            config_error(&json!({"ports": [{"containerPort": 80}]}), &ports).is_none(),
-            "protocol defaults"
-        );
+        let ports = Node::Builtin("Deployment".into(), "spec.template.spec.containers[]".into());
+        assert!(config_error(&json!({"ports": [{"containerPort": 80}]}), &ports).is_none(), "protocol defaults");
     }
 }

@@ -34,10 +34,7 @@ impl Tier {
 /// The generic envelope. `error` is the HTTP reason phrase, as in every documented example
 /// ("Not Found", "Forbidden", "Bad Request", "Unprocessable Entity").
 pub fn envelope(status: u16, message: &str, errors: &[String]) -> Value {
-    let reason = http::StatusCode::from_u16(status)
-        .ok()
-        .and_then(|s| s.canonical_reason())
-        .unwrap_or("Error");
+    let reason = http::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("Error");
     let mut details = json!({ "message": message });
     if !errors.is_empty() {
         details["errors"] = json!(errors);
@@ -57,11 +54,7 @@ pub fn unauthorized(token_presented: bool) -> Value {
 
 /// 403 for a write with a read-scoped token: the documented `ForbiddenResponse` example.
 pub fn forbidden() -> Value {
-    envelope(
-        403,
-        "You do not have permission to access this resource.",
-        &[],
-    )
+    envelope(403, "You do not have permission to access this resource.", &[])
 }
 
 /// 404 for an unknown connection id: the message of the documented generic example.
@@ -71,11 +64,7 @@ pub fn not_found() -> Value {
 
 /// 400 for an `{id}` that is not an integer (parameter validation against the OpenAPI file).
 pub fn invalid_id(raw: &str) -> Value {
-    envelope(
-        400,
-        "Invalid request parameters",
-        &[format!("id must be an integer, got {raw:?}")],
-    )
+    envelope(400, "Invalid request parameters", &[format!("id must be an integer, got {raw:?}")])
 }
 
 /// "N minute(s)" for `limit_window`, from the configured window in seconds.
@@ -93,11 +82,8 @@ fn window_words(window_seconds: f64) -> String {
 /// retry_after, suggestions`) plus the documented optional ones.
 pub fn rate_limited(tier: Tier, limit: u32, window_seconds: f64, retry_after: u64) -> Value {
     let t = tier.name();
-    let per = if window_seconds == 60.0 {
-        "per minute".to_string()
-    } else {
-        format!("per {}", window_words(window_seconds))
-    };
+    let per =
+        if window_seconds == 60.0 { "per minute".to_string() } else { format!("per {}", window_words(window_seconds)) };
     let (current, recommended, suggestions) = match tier {
         Tier::Guest => (
             "Guest (30 req/min)",
@@ -159,10 +145,7 @@ mod tests {
             envelope(400, "body is required", &[]),
             json!({"error": "Bad Request", "code": 400, "details": {"message": "body is required"}})
         );
-        assert_eq!(
-            envelope(422, "m", &["e".into()])["details"]["errors"],
-            json!(["e"])
-        );
+        assert_eq!(envelope(422, "m", &["e".into()])["details"]["errors"], json!(["e"]));
         assert_eq!(not_found()["error"], "Not Found");
     }
 
@@ -170,20 +153,10 @@ mod tests {
     fn rate_limit_body_has_every_required_field() {
         let b = rate_limited(Tier::Guest, 30, 60.0, 12);
         let e = &b["error"];
-        for k in [
-            "type",
-            "message",
-            "tier",
-            "limit",
-            "retry_after",
-            "suggestions",
-        ] {
+        for k in ["type", "message", "tier", "limit", "retry_after", "suggestions"] {
             assert!(e.get(k).is_some(), "{k}");
         }
-        assert_eq!(
-            e["message"],
-            "Rate limit of 30 requests per minute exceeded for guest tier. Try again later."
-        );
+        assert_eq!(e["message"], "Rate limit of 30 requests per minute exceeded for guest tier. Try again later.");
         assert_eq!(e["limit_window"], "1 minute");
         let b = rate_limited(Tier::Free, 2, 0.5, 1);
         assert_eq!(b["error"]["limit_window"], "0.5 seconds");

@@ -26,34 +26,20 @@ const MAX_KEY_CHARS: usize = 40;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Rejection {
     /// 400 with `details.message` and optional `details.errors`.
-    BadRequest {
-        message: String,
-        errors: Vec<String>,
-    },
+    BadRequest { message: String, errors: Vec<String> },
     /// 422 with `details.message` and `details.errors`.
-    Unprocessable {
-        message: String,
-        errors: Vec<String>,
-    },
+    Unprocessable { message: String, errors: Vec<String> },
 }
 
 fn bad_request(message: &str, errors: Vec<String>) -> Rejection {
-    Rejection::BadRequest {
-        message: message.to_string(),
-        errors,
-    }
+    Rejection::BadRequest { message: message.to_string(), errors }
 }
 
 /// Whether the `Content-Type` is JSON; Rails only parses JSON bodies into params, so any
 /// other body looks absent to the API.
 fn is_json_content_type(content_type: Option<&str>) -> bool {
     content_type.is_none_or(|ct| {
-        let essence = ct
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
+        let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
         essence == "application/json" || essence.ends_with("+json")
     })
 }
@@ -61,30 +47,20 @@ fn is_json_content_type(content_type: Option<&str>) -> bool {
 /// Parses and schema-validates a PUT body. `Ok(None)` is a valid body without `metadata`
 /// (nothing to change); `Ok(Some(patch))` a metadata patch that passed the schema (nulls
 /// included). The documented rules that need the stored state are checked by [`merge`].
-pub fn parse_put_body(
-    body: &[u8],
-    content_type: Option<&str>,
-) -> Result<Option<Map<String, Value>>, Rejection> {
+pub fn parse_put_body(body: &[u8], content_type: Option<&str>) -> Result<Option<Map<String, Value>>, Rejection> {
     if body.iter().all(u8::is_ascii_whitespace) || !is_json_content_type(content_type) {
         return Err(bad_request("body is required", Vec::new()));
     }
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|_| bad_request("body is not valid JSON", Vec::new()))?;
+    let value: Value = serde_json::from_slice(body).map_err(|_| bad_request("body is not valid JSON", Vec::new()))?;
     let Value::Object(mut top) = value else {
-        return Err(bad_request(
-            "Invalid request body",
-            vec!["body must be an object".into()],
-        ));
+        return Err(bad_request("Invalid request body", vec!["body must be an object".into()]));
     };
     // Unknown top-level keys are ignored: the request schema does not forbid them.
     let metadata = match top.remove("metadata") {
         None => return Ok(None),
         Some(Value::Object(m)) => m,
         Some(_) => {
-            return Err(bad_request(
-                "Invalid request body",
-                vec!["metadata must be an object".into()],
-            ));
+            return Err(bad_request("Invalid request body", vec!["metadata must be an object".into()]));
         }
     };
     let mut errors = Vec::new();
@@ -93,42 +69,32 @@ pub fn parse_put_body(
     }
     for (key, value) in &metadata {
         match value {
-            Value::String(s) if s.chars().count() > MAX_STRING_CHARS => errors.push(format!(
-                "metadata.{key} must be at most {MAX_STRING_CHARS} characters"
-            )),
-            Value::Array(_) | Value::Object(_) => errors.push(format!(
-                "metadata.{key} must be a string, number, boolean or null"
-            )),
+            Value::String(s) if s.chars().count() > MAX_STRING_CHARS => {
+                errors.push(format!("metadata.{key} must be at most {MAX_STRING_CHARS} characters"))
+            }
+            Value::Array(_) | Value::Object(_) => {
+                errors.push(format!("metadata.{key} must be a string, number, boolean or null"))
+            }
             _ => {}
         }
     }
-    if errors.is_empty() {
-        Ok(Some(metadata))
-    } else {
-        Err(bad_request("Invalid request body", errors))
-    }
+    if errors.is_empty() { Ok(Some(metadata)) } else { Err(bad_request("Invalid request body", errors)) }
 }
 
 fn valid_key(key: &str) -> bool {
-    (1..=MAX_KEY_CHARS).contains(&key.len())
-        && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    (1..=MAX_KEY_CHARS).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 /// Merges a schema-valid patch into the stored metadata: new keys are appended, existing keys
 /// overwritten in place, keys set to `null` removed (the documented merge semantics). Then
 /// checks the documented rules on the patch keys and on the merged result, so a rejected
 /// patch leaves nothing half-applied (the caller stores the result only on `Ok`).
-pub fn merge(
-    stored: Option<&Map<String, Value>>,
-    patch: &Map<String, Value>,
-) -> Result<Map<String, Value>, Rejection> {
+pub fn merge(stored: Option<&Map<String, Value>>, patch: &Map<String, Value>) -> Result<Map<String, Value>, Rejection> {
     let mut errors: Vec<String> = patch
         .keys()
         .filter(|k| !valid_key(k))
         .map(|k| {
-            format!(
-                "metadata key {k:?} is invalid: keys must be 1 to {MAX_KEY_CHARS} letters, digits or underscores"
-            )
+            format!("metadata key {k:?} is invalid: keys must be 1 to {MAX_KEY_CHARS} letters, digits or underscores")
         })
         .collect();
 
@@ -141,24 +107,16 @@ pub fn merge(
         }
     }
     if merged.len() > MAX_KEYS {
-        errors.push(format!(
-            "metadata would have {} keys; at most {MAX_KEYS} are allowed",
-            merged.len()
-        ));
+        errors.push(format!("metadata would have {} keys; at most {MAX_KEYS} are allowed", merged.len()));
     }
     let size = encoded_len(&merged);
     if size > MAX_TOTAL_BYTES {
-        errors.push(format!(
-            "metadata would be {size} bytes; at most {MAX_TOTAL_BYTES} bytes are allowed"
-        ));
+        errors.push(format!("metadata would be {size} bytes; at most {MAX_TOTAL_BYTES} bytes are allowed"));
     }
     if errors.is_empty() {
         Ok(merged)
     } else {
-        Err(Rejection::Unprocessable {
-            message: "Metadata is invalid".into(),
-            errors,
-        })
+        Err(Rejection::Unprocessable { message: "Metadata is invalid".into(), errors })
     }
 }
 
@@ -182,9 +140,7 @@ pub fn validate_stored(m: &Map<String, Value>) -> Result<(), String> {
     };
     match merge(None, &patch) {
         Ok(_) => Ok(()),
-        Err(Rejection::BadRequest { errors, .. } | Rejection::Unprocessable { errors, .. }) => {
-            Err(errors.join("; "))
-        }
+        Err(Rejection::BadRequest { errors, .. } | Rejection::Unprocessable { errors, .. }) => Err(errors.join("; ")),
     }
 }
 
@@ -206,11 +162,7 @@ mod tests {
 
     #[test]
     fn missing_or_non_json_body_is_body_is_required() {
-        for (body, ct) in [
-            (&b""[..], None),
-            (b"  \n", None),
-            (br#"{"metadata":{}}"#, Some("text/plain")),
-        ] {
+        for (body, ct) in [(&b""[..], None), (b"  \n", None), (br#"{"metadata":{}}"#, Some("text/plain"))] {
             let r = parse_put_body(body, ct).unwrap_err();
             assert_eq!(r, bad_request("body is required", vec![]));
         }
@@ -226,16 +178,12 @@ mod tests {
             json!({"metadata": {"a": [1]}}),
             json!({"metadata": {"a": "x".repeat(2001)}}),
         ] {
-            let r =
-                parse_put_body(body.to_string().as_bytes(), Some("application/json")).unwrap_err();
+            let r = parse_put_body(body.to_string().as_bytes(), Some("application/json")).unwrap_err();
             assert_eq!(status(&r), 400, "{body}");
         }
         let many: Map<String, Value> = (0..51).map(|i| (format!("k{i}"), Value::Null)).collect();
         let body = json!({ "metadata": many }).to_string();
-        assert_eq!(
-            status(&parse_put_body(body.as_bytes(), None).unwrap_err()),
-            400
-        );
+        assert_eq!(status(&parse_put_body(body.as_bytes(), None).unwrap_err()), 400);
         assert!(parse_put_body(b"{not json", None).is_err());
     }
 
@@ -255,10 +203,7 @@ mod tests {
         let stored = obj(json!({"a": 1, "b": "x", "c": true}));
         let patch = obj(json!({"b": "y", "c": null, "d": 0.5, "zz": null}));
         let merged = merge(Some(&stored), &patch).unwrap();
-        assert_eq!(
-            Value::Object(merged.clone()),
-            json!({"a": 1, "b": "y", "d": 0.5})
-        );
+        assert_eq!(Value::Object(merged.clone()), json!({"a": 1, "b": "y", "d": 0.5}));
         let keys: Vec<_> = merged.keys().cloned().collect();
         assert_eq!(keys, ["a", "b", "d"]);
     }
@@ -283,9 +228,7 @@ mod tests {
 
     #[test]
     fn total_size_is_limited() {
-        let stored: Map<String, Value> = (0..16)
-            .map(|i| (format!("k{i}"), json!("x".repeat(2000))))
-            .collect();
+        let stored: Map<String, Value> = (0..16).map(|i| (format!("k{i}"), json!("x".repeat(2000)))).collect();
         let r = merge(Some(&stored), &obj(json!({"more": "y".repeat(2000)}))).unwrap_err();
         assert_eq!(status(&r), 422);
         assert!(merge(Some(&stored), &obj(json!({"more": 1}))).is_ok());
@@ -298,9 +241,7 @@ mod tests {
         use rand::{Rng, SeedableRng, rngs::StdRng};
         let mut rng = StdRng::seed_from_u64(0x0a7e4a);
         let keys = ["a", "b", "c", "d", "e", "f"];
-        let value = |rng: &mut StdRng, allow_null: bool| match rng
-            .random_range(0..if allow_null { 5 } else { 4 })
-        {
+        let value = |rng: &mut StdRng, allow_null: bool| match rng.random_range(0..if allow_null { 5 } else { 4 }) {
             0 => json!(rng.random_range(-5..5)),
             1 => json!(rng.random_bool(0.5)),
             2 => json!(format!("s{}", rng.random_range(0..3))),

@@ -94,13 +94,8 @@ enum Auth {
 /// `authenticate` never rejects (see the module docs); a presented token that did not become
 /// the caller's credential was refused.
 fn auth(headers: &HeaderMap, caller: &Caller) -> Auth {
-    match (
-        &caller.credential,
-        headers.contains_key(header::AUTHORIZATION),
-    ) {
-        (Some(_), _) => Auth::Token {
-            read_only: caller.read_only,
-        },
+    match (&caller.credential, headers.contains_key(header::AUTHORIZATION)) {
+        (Some(_), _) => Auth::Token { read_only: caller.read_only },
         (None, true) => Auth::Invalid,
         (None, false) => Auth::Guest,
     }
@@ -112,41 +107,29 @@ fn json_response(status: StatusCode, body: &Value) -> Response {
 
 fn json_text_response(status: StatusCode, text: String) -> Response {
     let mut response = (status, text).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json; charset=utf-8"),
-    );
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
     response
 }
 
 fn error(status: StatusCode, body: &Value) -> Response {
     let mut response = json_response(status, body);
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
 }
 
 fn rejection(r: Rejection) -> Response {
     match r {
-        Rejection::BadRequest { message, errors } => error(
-            StatusCode::BAD_REQUEST,
-            &errors::envelope(400, &message, &errors),
-        ),
-        Rejection::Unprocessable { message, errors } => error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &errors::envelope(422, &message, &errors),
-        ),
+        Rejection::BadRequest { message, errors } => {
+            error(StatusCode::BAD_REQUEST, &errors::envelope(400, &message, &errors))
+        }
+        Rejection::Unprocessable { message, errors } => {
+            error(StatusCode::UNPROCESSABLE_ENTITY, &errors::envelope(422, &message, &errors))
+        }
     }
 }
 
 /// A 200 with the documented caching headers, or a 304 for a matching `If-None-Match`.
-fn ok(
-    body: &Value,
-    authenticated: bool,
-    request_headers: &HeaderMap,
-    conditional: bool,
-) -> Response {
+fn ok(body: &Value, authenticated: bool, request_headers: &HeaderMap, conditional: bool) -> Response {
     let text = body.to_string();
     let mut hasher = DefaultHasher::new();
     text.hash(&mut hasher);
@@ -160,10 +143,7 @@ fn ok(
             .map(|t| t.trim().trim_start_matches("W/"))
             .any(|t| t == "*" || t == etag.trim_start_matches("W/"));
     let mut response = if matches {
-        Response::builder()
-            .status(StatusCode::NOT_MODIFIED)
-            .body(Body::empty())
-            .unwrap_or_default()
+        Response::builder().status(StatusCode::NOT_MODIFIED).body(Body::empty()).unwrap_or_default()
     } else {
         json_text_response(StatusCode::OK, text)
     };
@@ -171,11 +151,7 @@ fn ok(
     if let Ok(v) = HeaderValue::from_str(&etag) {
         headers.insert(header::ETAG, v);
     }
-    let cache = if authenticated {
-        "private, no-cache"
-    } else {
-        "max-age=300, public"
-    };
+    let cache = if authenticated { "private, no-cache" } else { "max-age=300, public" };
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     response
 }
@@ -184,10 +160,7 @@ fn ok(
 /// real API answers `https://api.are.na/v3/connections/{id}`; here the base URL is
 /// `http://HOST/arena`).
 fn self_href(headers: &HeaderMap, original: &Uri, nested: &Uri, id: i64) -> String {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("localhost");
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("localhost");
     let prefix = original.path().strip_suffix(nested.path()).unwrap_or("");
     format!("http://{host}{prefix}/v3/connections/{id}")
 }
@@ -212,8 +185,7 @@ impl Unresolved {
 /// Resolves the `{id}` segment to a stored connection.
 fn lookup(arena: &Arena, raw: &str) -> Result<(i64, Connection), Unresolved> {
     let id = parse_id(raw).map_err(|()| Unresolved::BadId)?;
-    id.and_then(|id| arena.lock().get(&id).cloned().map(|c| (id, c)))
-        .ok_or(Unresolved::NotFound)
+    id.and_then(|id| arena.lock().get(&id).cloned().map(|c| (id, c))).ok_or(Unresolved::NotFound)
 }
 
 async fn get_connection(
@@ -252,9 +224,7 @@ async fn put_connection(
     if parse_id(&raw_id).is_err() {
         return error(StatusCode::BAD_REQUEST, &errors::invalid_id(&raw_id));
     }
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
     let patch = match metadata::parse_put_body(&body, content_type) {
         Ok(patch) => patch,
         Err(r) => return rejection(r),
@@ -288,27 +258,17 @@ async fn put_connection(
 }
 
 async fn route_not_found() -> Response {
-    error(
-        StatusCode::NOT_FOUND,
-        &errors::envelope(404, "The resource you are looking for does not exist.", &[]),
-    )
+    error(StatusCode::NOT_FOUND, &errors::envelope(404, "The resource you are looking for does not exist.", &[]))
 }
 
 async fn method_not_allowed() -> Response {
-    error(
-        StatusCode::METHOD_NOT_ALLOWED,
-        &errors::envelope(405, "The method is not allowed for this resource.", &[]),
-    )
+    error(StatusCode::METHOD_NOT_ALLOWED, &errors::envelope(405, "The method is not allowed for this resource.", &[]))
 }
 
 /// The tier of a request: `free` for a presented bearer token (the sandbox's accounts are
 /// free accounts), `guest` otherwise.
 fn tier_of(caller: &Caller) -> Tier {
-    if caller.credential.is_some() {
-        Tier::Free
-    } else {
-        Tier::Guest
-    }
+    if caller.credential.is_some() { Tier::Free } else { Tier::Guest }
 }
 
 fn seconds_header(seconds: f64) -> HeaderValue {
@@ -322,10 +282,7 @@ fn seconds_header(seconds: f64) -> HeaderValue {
 impl Provider for Arena {
     fn routes(self: Arc<Self>) -> Router {
         Router::new()
-            .route(
-                "/v3/connections/{id}",
-                get(get_connection).put(put_connection),
-            )
+            .route("/v3/connections/{id}", get(get_connection).put(put_connection))
             .method_not_allowed_fallback(method_not_allowed)
             .fallback(route_not_found)
             .with_state(self)
@@ -340,14 +297,8 @@ impl Provider for Arena {
             Bearer::Missing | Bearer::Malformed => None,
         };
         Ok(match tokens.check(token, write) {
-            Access::Granted { read_only } => Caller {
-                credential: token.map(str::to_string),
-                read_only,
-            },
-            Access::ReadOnlyWrite => Caller {
-                credential: token.map(str::to_string),
-                read_only: true,
-            },
+            Access::Granted { read_only } => Caller { credential: token.map(str::to_string), read_only },
+            Access::ReadOnlyWrite => Caller { credential: token.map(str::to_string), read_only: true },
             Access::Missing | Access::Unknown => Caller::default(),
         })
     }
@@ -358,10 +309,7 @@ impl Provider for Arena {
     fn bucket(&self, _request: &Parts, caller: &Caller) -> Option<Bucket> {
         let tier = tier_of(caller);
         Some(Bucket {
-            key: caller
-                .credential
-                .as_ref()
-                .map_or_else(|| "guest".to_string(), |t| format!("token:{t}")),
+            key: caller.credential.as_ref().map_or_else(|| "guest".to_string(), |t| format!("token:{t}")),
             kind: WindowKind::Fixed,
             default: RateLimit::per_minute(tier.per_minute()),
         })
@@ -371,18 +319,9 @@ impl Provider for Arena {
     /// `X-RateLimit-Remaining`, which Are.na does not document.
     fn rate_limit_headers(&self, decision: &Decision, caller: &Caller, headers: &mut HeaderMap) {
         headers.insert("x-ratelimit-limit", HeaderValue::from(decision.limit));
-        headers.insert(
-            "x-ratelimit-tier",
-            HeaderValue::from_static(tier_of(caller).name()),
-        );
-        headers.insert(
-            "x-ratelimit-window",
-            seconds_header(decision.window_seconds),
-        );
-        headers.insert(
-            "x-ratelimit-reset",
-            HeaderValue::from(decision.reset_at.ceil() as u64),
-        );
+        headers.insert("x-ratelimit-tier", HeaderValue::from_static(tier_of(caller).name()));
+        headers.insert("x-ratelimit-window", seconds_header(decision.window_seconds));
+        headers.insert("x-ratelimit-reset", HeaderValue::from(decision.reset_at.ceil() as u64));
     }
 
     /// The distinct `RateLimitError` body with `Retry-After` (whole seconds, at least 1).
@@ -391,19 +330,13 @@ impl Provider for Arena {
         let retry_after = decision.ms_before_next.div_ceil(1000).max(1);
         let body = errors::rate_limited(tier, decision.limit, decision.window_seconds, retry_after);
         let mut response = json_response(StatusCode::TOO_MANY_REQUESTS, &body);
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
         response
     }
 
     /// The generic envelope with the status's reason phrase.
     fn fault_body(&self, status: StatusCode) -> Value {
-        errors::envelope(
-            status.as_u16(),
-            status.canonical_reason().unwrap_or("Error"),
-            &[],
-        )
+        errors::envelope(status.as_u16(), status.canonical_reason().unwrap_or("Error"), &[])
     }
 
     fn seed(&self, id: &str, state: Value) -> Result<Value, String> {
@@ -411,8 +344,7 @@ impl Provider for Arena {
             Ok(Some(id)) => id,
             _ => return Err(format!("Are.na connection ids are integers, got {id:?}")),
         };
-        let connection =
-            Connection::from_seed(id, &state, Utc::now()).map_err(|e| e.to_string())?;
+        let connection = Connection::from_seed(id, &state, Utc::now()).map_err(|e| e.to_string())?;
         let raw = connection.to_raw();
         self.lock().insert(id, connection);
         Ok(raw)
@@ -424,9 +356,6 @@ impl Provider for Arena {
     }
 
     fn unseed(&self, id: &str) -> bool {
-        parse_id(id)
-            .ok()
-            .flatten()
-            .is_some_and(|id| self.lock().remove(&id).is_some())
+        parse_id(id).ok().flatten().is_some_and(|id| self.lock().remove(&id).is_some())
     }
 }

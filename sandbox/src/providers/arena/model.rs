@@ -29,10 +29,7 @@ pub enum SeedError {
     #[error("unknown seed field `{0}`")]
     UnknownField(String),
     #[error("seed field `{field}` must be {expected}")]
-    Invalid {
-        field: &'static str,
-        expected: &'static str,
-    },
+    Invalid { field: &'static str, expected: &'static str },
     #[error("seed metadata is invalid: {0}")]
     Metadata(String),
 }
@@ -56,22 +53,12 @@ impl Connection {
     /// stored `Metadata` schema and the documented rules.
     pub fn from_seed(id: i64, seed: &Value, now: DateTime<Utc>) -> Result<Self, SeedError> {
         let obj = seed.as_object().ok_or(SeedError::NotAnObject)?;
-        const KNOWN: [&str; 6] = [
-            "id",
-            "metadata",
-            "position",
-            "pinned",
-            "connected_at",
-            "connected_by",
-        ];
+        const KNOWN: [&str; 6] = ["id", "metadata", "position", "pinned", "connected_at", "connected_by"];
         if let Some(k) = obj.keys().find(|k| !KNOWN.contains(&k.as_str())) {
             return Err(SeedError::UnknownField(k.clone()));
         }
         if obj.get("id").is_some_and(|v| v.as_i64() != Some(id)) {
-            return Err(SeedError::Invalid {
-                field: "id",
-                expected: "the id in the path",
-            });
+            return Err(SeedError::Invalid { field: "id", expected: "the id in the path" });
         }
         let metadata = match obj.get("metadata") {
             None | Some(Value::Null) => None,
@@ -80,25 +67,19 @@ impl Connection {
                 Some(m.clone())
             }
             Some(_) => {
-                return Err(SeedError::Invalid {
-                    field: "metadata",
-                    expected: "an object or null",
-                });
+                return Err(SeedError::Invalid { field: "metadata", expected: "an object or null" });
             }
         };
         let position = match obj.get("position") {
             None => 1,
-            Some(v) => v.as_i64().filter(|p| *p >= 1).ok_or(SeedError::Invalid {
-                field: "position",
-                expected: "an integer of at least 1",
-            })?,
+            Some(v) => v
+                .as_i64()
+                .filter(|p| *p >= 1)
+                .ok_or(SeedError::Invalid { field: "position", expected: "an integer of at least 1" })?,
         };
         let pinned = match obj.get("pinned") {
             None => false,
-            Some(v) => v.as_bool().ok_or(SeedError::Invalid {
-                field: "pinned",
-                expected: "a boolean",
-            })?,
+            Some(v) => v.as_bool().ok_or(SeedError::Invalid { field: "pinned", expected: "a boolean" })?,
         };
         let connected_at = match obj.get("connected_at") {
             None => now,
@@ -106,10 +87,7 @@ impl Connection {
                 .as_str()
                 .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
                 .map(|t| t.with_timezone(&Utc))
-                .ok_or(SeedError::Invalid {
-                    field: "connected_at",
-                    expected: "an RFC 3339 date-time",
-                })?,
+                .ok_or(SeedError::Invalid { field: "connected_at", expected: "an RFC 3339 date-time" })?,
         };
         let connected_by = match obj.get("connected_by") {
             None => default_user(),
@@ -121,14 +99,7 @@ impl Connection {
                 });
             }
         };
-        Ok(Connection {
-            id,
-            position,
-            pinned,
-            metadata,
-            connected_at,
-            connected_by,
-        })
+        Ok(Connection { id, position, pinned, metadata, connected_at, connected_by })
     }
 
     /// The raw stored state for the admin API: the seed shape, every field present.
@@ -165,11 +136,8 @@ fn valid_embedded_user(v: &Value) -> bool {
     let Some(o) = v.as_object() else { return false };
     o.get("id").is_some_and(Value::is_i64)
         && o.get("type").and_then(Value::as_str) == Some("User")
-        && ["name", "slug", "initials"]
-            .iter()
-            .all(|k| o.get(*k).is_some_and(Value::is_string))
-        && o.get("avatar")
-            .is_some_and(|a| a.is_null() || a.is_string())
+        && ["name", "slug", "initials"].iter().all(|k| o.get(*k).is_some_and(Value::is_string))
+        && o.get("avatar").is_some_and(|a| a.is_null() || a.is_string())
 }
 
 /// Parses the `{id}` path segment. The OpenAPI document types it `integer`, so anything that is
@@ -189,9 +157,7 @@ mod tests {
 
     #[test]
     fn seed_defaults_and_response_shape() {
-        let now = DateTime::parse_from_rfc3339("2026-01-15T10:30:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
+        let now = DateTime::parse_from_rfc3339("2026-01-15T10:30:00Z").unwrap().with_timezone(&Utc);
         let c = Connection::from_seed(7, &json!({"metadata": {"a": 1}}), now).unwrap();
         let r = c.to_response("http://h/arena/v3/connections/7", true);
         assert_eq!(
@@ -222,16 +188,8 @@ mod tests {
         ] {
             assert!(Connection::from_seed(1, &bad, now).is_err(), "{bad}");
         }
-        let c = Connection::from_seed(
-            1,
-            &json!({"connected_by": null, "pinned": true, "position": 3}),
-            now,
-        )
-        .unwrap();
-        assert_eq!(
-            (c.connected_by.clone(), c.pinned, c.position),
-            (Value::Null, true, 3)
-        );
+        let c = Connection::from_seed(1, &json!({"connected_by": null, "pinned": true, "position": 3}), now).unwrap();
+        assert_eq!((c.connected_by.clone(), c.pinned, c.position), (Value::Null, true, 3));
     }
 
     #[test]

@@ -123,7 +123,11 @@ impl Provider for Datagrid {
         let write = !matches!(request.method, http::Method::GET | http::Method::HEAD);
         match tokens.check(token, write) {
             Access::Granted { read_only } => Ok(Caller { credential: token.map(str::to_owned), read_only }),
-            Access::Missing => Err(error(StatusCode::UNAUTHORIZED, "authentication_error", "Missing API key. Send it as `Authorization: Bearer <API key>`.")),
+            Access::Missing => Err(error(
+                StatusCode::UNAUTHORIZED,
+                "authentication_error",
+                "Missing API key. Send it as `Authorization: Bearer <API key>`.",
+            )),
             Access::Unknown => Err(error(StatusCode::UNAUTHORIZED, "authentication_error", "Invalid API key.")),
             Access::ReadOnlyWrite => Err(error(
                 StatusCode::FORBIDDEN,
@@ -225,7 +229,11 @@ async fn rename(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
     if !is_json {
-        return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "Content-Type must be application/json.");
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "Content-Type must be application/json.",
+        );
     }
     let Ok(body) = serde_json::from_slice::<Value>(&body) else {
         return bad_request("Request body must be valid JSON.");

@@ -91,10 +91,7 @@ fn workspace(headers: &HeaderMap) -> String {
 /// `Err(())` when an Authorization header is present in another scheme and no API key is.
 fn credential(headers: &HeaderMap) -> Result<Option<String>, ()> {
     let bearer = tokens::bearer(headers);
-    let api_key = headers
-        .get("x-api-key")
-        .and_then(|v| v.to_str().ok())
-        .map(|s| s.trim().to_string());
+    let api_key = headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(|s| s.trim().to_string());
     match (bearer, api_key) {
         (Bearer::Token(token), _) => Ok(Some(token.to_string())),
         (_, Some(key)) => Ok(Some(key)),
@@ -115,15 +112,12 @@ fn authorize(headers: &HeaderMap, caller: &Caller, write: bool) -> Option<Respon
     match (credential(headers), &caller.credential) {
         (Ok(None), _) => {
             let mut response = detail(StatusCode::UNAUTHORIZED, "Not authenticated");
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             Some(response)
         }
-        (Err(()), _) | (Ok(Some(_)), None) => Some(detail(
-            StatusCode::UNAUTHORIZED,
-            "Invalid authentication credentials",
-        )),
+        (Err(()), _) | (Ok(Some(_)), None) => {
+            Some(detail(StatusCode::UNAUTHORIZED, "Invalid authentication credentials"))
+        }
         (Ok(Some(_)), Some(_)) if write && caller.read_only => {
             Some(detail(StatusCode::FORBIDDEN, "Not enough permissions"))
         }
@@ -143,9 +137,7 @@ async fn get_connection(
     }
     // Starlette keeps the last value of a repeated query parameter.
     let query = query.unwrap_or_default();
-    let flag = url::form_urlencoded::parse(query.as_bytes())
-        .filter(|(k, _)| k == "include_credentials")
-        .last();
+    let flag = url::form_urlencoded::parse(query.as_bytes()).filter(|(k, _)| k == "include_credentials").last();
     if let Some((name, raw)) = flag {
         // The flag is validated, but ConnectionRead has no credential fields to add.
         if let Err(failure) = parse_bool_query(&name, &raw) {
@@ -166,17 +158,12 @@ async fn put_connection(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
     let raw = match decode_body(&body, content_type) {
         Ok(raw) => raw,
         Err(DecodeError::Invalid(failure)) => return unprocessable(&failure),
         Err(DecodeError::Unparseable) => {
-            return detail(
-                StatusCode::BAD_REQUEST,
-                "There was an error parsing the body",
-            );
+            return detail(StatusCode::BAD_REQUEST, "There was an error parsing the body");
         }
     };
     if let Some(refused) = authorize(&headers, &caller, true) {
@@ -208,10 +195,7 @@ async fn method_not_allowed() -> Response {
 impl Provider for Mielto {
     fn routes(self: Arc<Self>) -> Router {
         Router::new()
-            .route(
-                "/api/v1/connections/{connection_id}",
-                get(get_connection).put(put_connection),
-            )
+            .route("/api/v1/connections/{connection_id}", get(get_connection).put(put_connection))
             .method_not_allowed_fallback(method_not_allowed)
             .fallback(route_not_found)
             .with_state(self)
@@ -225,14 +209,8 @@ impl Provider for Mielto {
             return Ok(Caller::default());
         };
         Ok(match tokens.check(Some(&presented), write) {
-            Access::Granted { read_only } => Caller {
-                credential: Some(presented),
-                read_only,
-            },
-            Access::ReadOnlyWrite => Caller {
-                credential: Some(presented),
-                read_only: true,
-            },
+            Access::Granted { read_only } => Caller { credential: Some(presented), read_only },
+            Access::ReadOnlyWrite => Caller { credential: Some(presented), read_only: true },
             Access::Missing | Access::Unknown => Caller::default(),
         })
     }
@@ -242,23 +220,17 @@ impl Provider for Mielto {
         Some(Bucket {
             key: caller.credential.clone().unwrap_or_default(),
             kind: WindowKind::Fixed,
-            default: RateLimit {
-                limit: 0,
-                window_seconds: 60.0,
-            },
+            default: RateLimit { limit: 0, window_seconds: 60.0 },
         })
     }
 
     /// Mielto documents no rate-limit headers.
-    fn rate_limit_headers(&self, _decision: &Decision, _caller: &Caller, _headers: &mut HeaderMap) {
-    }
+    fn rate_limit_headers(&self, _decision: &Decision, _caller: &Caller, _headers: &mut HeaderMap) {}
 
     fn rate_limited(&self, _request: &Parts, decision: &Decision, _caller: &Caller) -> Response {
         let mut response = detail(StatusCode::TOO_MANY_REQUESTS, "Rate limit exceeded");
         let seconds = decision.ms_before_next.div_ceil(1000).max(1);
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         response
     }
 

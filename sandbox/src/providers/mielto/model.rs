@@ -36,11 +36,7 @@ impl ConnectionStatus {
     }
 
     pub fn as_str(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(v, _)| *v == self)
-            .map(|(_, n)| *n)
-            .unwrap_or("active")
+        Self::ALL.iter().find(|(v, _)| *v == self).map(|(_, n)| *n).unwrap_or("active")
     }
 
     /// pydantic v2's rendering of an enum's choices: `'a', 'b' or 'c'`.
@@ -52,15 +48,7 @@ impl ConnectionStatus {
 }
 
 /// `IntegrationType` enum of `mielto.yaml`.
-const INTEGRATION_TYPES: [&str; 7] = [
-    "connectors",
-    "mcp",
-    "tool",
-    "model",
-    "custom",
-    "storage",
-    "api",
-];
+const INTEGRATION_TYPES: [&str; 7] = ["connectors", "mcp", "tool", "model", "custom", "storage", "api"];
 
 /// One connection as the emulator stores it: every `ConnectionRead` property.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,10 +75,7 @@ pub enum SeedError {
     #[error("unknown seed field `{0}`")]
     UnknownField(String),
     #[error("seed field `{field}` must be {expected}")]
-    Invalid {
-        field: &'static str,
-        expected: &'static str,
-    },
+    Invalid { field: &'static str, expected: &'static str },
     #[error("seed field `id` ({0}) does not match the connection id in the path")]
     IdMismatch(String),
 }
@@ -127,20 +112,14 @@ impl Connection {
             match obj.get(field) {
                 None => Ok(default.to_string()),
                 Some(Value::String(s)) => Ok(s.clone()),
-                Some(_) => Err(SeedError::Invalid {
-                    field,
-                    expected: "a string",
-                }),
+                Some(_) => Err(SeedError::Invalid { field, expected: "a string" }),
             }
         };
         let nullable_string = |field: &'static str| -> Result<Option<String>, SeedError> {
             match obj.get(field) {
                 None | Some(Value::Null) => Ok(None),
                 Some(Value::String(s)) => Ok(Some(s.clone())),
-                Some(_) => Err(SeedError::Invalid {
-                    field,
-                    expected: "a string or null",
-                }),
+                Some(_) => Err(SeedError::Invalid { field, expected: "a string or null" }),
             }
         };
         let time = |field: &'static str| -> Result<DateTime<Utc>, SeedError> {
@@ -148,14 +127,8 @@ impl Connection {
                 None => Ok(now),
                 Some(Value::String(s)) => DateTime::parse_from_rfc3339(s)
                     .map(|t| t.with_timezone(&Utc))
-                    .map_err(|_| SeedError::Invalid {
-                        field,
-                        expected: "an RFC 3339 date-time",
-                    }),
-                Some(_) => Err(SeedError::Invalid {
-                    field,
-                    expected: "an RFC 3339 date-time",
-                }),
+                    .map_err(|_| SeedError::Invalid { field, expected: "an RFC 3339 date-time" }),
+                Some(_) => Err(SeedError::Invalid { field, expected: "an RFC 3339 date-time" }),
             }
         };
 
@@ -165,14 +138,8 @@ impl Connection {
             return Err(SeedError::IdMismatch(seed_id.to_string()));
         }
         let label = nullable_string("label")?;
-        if label
-            .as_ref()
-            .is_some_and(|l| l.chars().count() > LABEL_MAX_CHARS)
-        {
-            return Err(SeedError::Invalid {
-                field: "label",
-                expected: "at most 255 characters",
-            });
+        if label.as_ref().is_some_and(|l| l.chars().count() > LABEL_MAX_CHARS) {
+            return Err(SeedError::Invalid { field: "label", expected: "at most 255 characters" });
         }
         let integration_type = string("integration_type", "connectors")?;
         if !INTEGRATION_TYPES.contains(&integration_type.as_str()) {
@@ -183,22 +150,16 @@ impl Connection {
         }
         let status = match obj.get("status") {
             None => ConnectionStatus::Active,
-            Some(v) => v
-                .as_str()
-                .and_then(ConnectionStatus::parse)
-                .ok_or(SeedError::Invalid {
-                    field: "status",
-                    expected: "one of active, inactive, testing, error, expired",
-                })?,
+            Some(v) => v.as_str().and_then(ConnectionStatus::parse).ok_or(SeedError::Invalid {
+                field: "status",
+                expected: "one of active, inactive, testing, error, expired",
+            })?,
         };
         let config = match obj.get("config") {
             None => Map::new(),
             Some(Value::Object(m)) => m.clone(),
             Some(_) => {
-                return Err(SeedError::Invalid {
-                    field: "config",
-                    expected: "an object",
-                });
+                return Err(SeedError::Invalid { field: "config", expected: "an object" });
             }
         };
         Ok(Connection {
@@ -277,8 +238,7 @@ mod tests {
 
     #[test]
     fn seed_fills_every_required_read_field() {
-        let c =
-            Connection::from_seed("c1", &json!({"label": "L"}), t("2026-01-01T00:00:00Z")).unwrap();
+        let c = Connection::from_seed("c1", &json!({"label": "L"}), t("2026-01-01T00:00:00Z")).unwrap();
         let read = c.to_read();
         for f in [
             "integration",
@@ -337,12 +297,9 @@ mod tests {
 
     #[test]
     fn explicit_null_clears_label_but_not_config_or_status() {
-        let mut c = Connection::from_seed(
-            "c",
-            &json!({"label": "A", "config": {"a": 1}, "status": "testing"}),
-            Utc::now(),
-        )
-        .unwrap();
+        let mut c =
+            Connection::from_seed("c", &json!({"label": "A", "config": {"a": 1}, "status": "testing"}), Utc::now())
+                .unwrap();
         let u = parse_update(br#"{"label": null, "config": null, "status": null}"#, None).unwrap();
         assert!(c.apply(u, Utc::now()));
         assert_eq!(c.label, None);
@@ -352,9 +309,6 @@ mod tests {
 
     #[test]
     fn expected_list_matches_pydantic() {
-        assert_eq!(
-            ConnectionStatus::expected_list(),
-            "'active', 'inactive', 'testing', 'error' or 'expired'"
-        );
+        assert_eq!(ConnectionStatus::expected_list(), "'active', 'inactive', 'testing', 'error' or 'expired'");
     }
 }

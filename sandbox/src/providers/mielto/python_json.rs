@@ -31,9 +31,7 @@ impl Scanner {
     }
 
     fn starts_with(&self, i: usize, lit: &str) -> bool {
-        lit.chars()
-            .enumerate()
-            .all(|(k, c)| self.at(i + k) == Some(c))
+        lit.chars().enumerate().all(|(k, c)| self.at(i + k) == Some(c))
     }
 
     /// `scan_once`: a value starting exactly at `i`. `Err(None)` is Python's
@@ -142,9 +140,7 @@ impl Scanner {
                 return Err((i, "Expecting ':' delimiter"));
             }
             i = self.skip_ws(i + 1);
-            i = self
-                .value(i)
-                .map_err(|e| e.unwrap_or((i, "Expecting value")))?;
+            i = self.value(i).map_err(|e| e.unwrap_or((i, "Expecting value")))?;
             i = self.skip_ws(i);
             match self.at(i) {
                 Some('}') => return Ok(i + 1),
@@ -161,9 +157,7 @@ impl Scanner {
             return Ok(i + 1);
         }
         loop {
-            i = self
-                .value(i)
-                .map_err(|e| e.unwrap_or((i, "Expecting value")))?;
+            i = self.value(i).map_err(|e| e.unwrap_or((i, "Expecting value")))?;
             i = self.skip_ws(i);
             match self.at(i) {
                 Some(']') => return Ok(i + 1),
@@ -177,9 +171,7 @@ impl Scanner {
 /// The error `json.loads(text)` raises, or `None` when Python would accept the document
 /// (e.g. `NaN`, which Python's decoder allows and serde_json does not).
 pub(super) fn decode_error(text: &str) -> Option<Failure> {
-    let scanner = Scanner {
-        s: text.chars().collect(),
-    };
+    let scanner = Scanner { s: text.chars().collect() };
     let start = scanner.skip_ws(0);
     match scanner.value(start) {
         Err(None) => Some((start, "Expecting value")),
@@ -205,16 +197,8 @@ mod tests {
             ("{", 1, "Expecting property name enclosed in double quotes"),
             ("[1,", 3, "Expecting value"),
             (r#"{"a" 1}"#, 5, "Expecting ':' delimiter"),
-            (
-                "{a:1}",
-                1,
-                "Expecting property name enclosed in double quotes",
-            ),
-            (
-                r#"{"a":1,}"#,
-                7,
-                "Expecting property name enclosed in double quotes",
-            ),
+            ("{a:1}", 1, "Expecting property name enclosed in double quotes"),
+            (r#"{"a":1,}"#, 7, "Expecting property name enclosed in double quotes"),
             ("[1 2]", 3, "Expecting ',' delimiter"),
             ("\"abc", 0, "Unterminated string starting at"),
             ("{\"a\":\"\u{1}\"}", 6, "Invalid control character at"),
@@ -240,12 +224,7 @@ mod tests {
 
     #[test]
     fn accepts_what_python_accepts() {
-        for doc in [
-            r#"{"a": [1, -2.5e3, true, null, "x\n\u00e9"]}"#,
-            "NaN",
-            " [ ] ",
-            "-Infinity",
-        ] {
+        for doc in [r#"{"a": [1, -2.5e3, true, null, "x\n\u00e9"]}"#, "NaN", " [ ] ", "-Infinity"] {
             assert_eq!(decode_error(doc), None, "{doc:?}");
         }
     }

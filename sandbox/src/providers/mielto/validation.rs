@@ -66,12 +66,7 @@ fn item(kind: &str, loc: Vec<Value>, msg: &str, input: Value, ctx: Option<Value>
 /// type `application` with subtype `json` or `*+json` (parameters such as `charset` ignored).
 fn is_json_content_type(content_type: Option<&str>) -> bool {
     let Some(ct) = content_type else { return true };
-    let essence = ct
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     match essence.split_once('/') {
         Some(("application", sub)) => sub == "json" || sub.ends_with("+json"),
         _ => false,
@@ -105,9 +100,7 @@ pub fn decode_body(body: &[u8], content_type: Option<&str>) -> Result<RawBody, D
         return Ok(RawBody::Missing);
     }
     if !is_json_content_type(content_type) {
-        return Ok(RawBody::Undecoded(
-            String::from_utf8_lossy(body).into_owned(),
-        ));
+        return Ok(RawBody::Undecoded(String::from_utf8_lossy(body).into_owned()));
     }
     // `json.loads` on bytes decodes UTF-8 and drops a byte-order mark.
     let text = std::str::from_utf8(body).map_err(|_| DecodeError::Unparseable)?;
@@ -132,10 +125,7 @@ pub fn validate_update(raw: RawBody) -> Result<ConnectionUpdate, ValidationFailu
 
 /// Both steps at once.
 #[cfg(test)]
-pub fn parse_update(
-    body: &[u8],
-    content_type: Option<&str>,
-) -> Result<ConnectionUpdate, ValidationFailure> {
+pub fn parse_update(body: &[u8], content_type: Option<&str>) -> Result<ConnectionUpdate, ValidationFailure> {
     match decode_body(body, content_type) {
         Ok(raw) => validate_update(raw),
         Err(DecodeError::Invalid(failure)) => Err(failure),
@@ -144,13 +134,7 @@ pub fn parse_update(
 }
 
 fn missing_body() -> ValidationFailure {
-    ValidationFailure(vec![item(
-        "missing",
-        vec![json!("body")],
-        "Field required",
-        Value::Null,
-        None,
-    )])
+    ValidationFailure(vec![item("missing", vec![json!("body")], "Field required", Value::Null, None)])
 }
 
 fn not_an_object(input: Value) -> Value {
@@ -167,12 +151,8 @@ fn not_an_object(input: Value) -> Value {
 fn json_invalid(text: &str, serde_error: &serde_json::Error) -> ValidationFailure {
     // serde_json rejects a few documents Python accepts (NaN, Infinity, numbers beyond f64);
     // those are reported at serde_json's position as "Expecting value".
-    let (pos, python_msg) = python_json::decode_error(text).unwrap_or_else(|| {
-        (
-            char_offset(text, serde_error.line(), serde_error.column()),
-            "Expecting value",
-        )
-    });
+    let (pos, python_msg) = python_json::decode_error(text)
+        .unwrap_or_else(|| (char_offset(text, serde_error.line(), serde_error.column()), "Expecting value"));
     ValidationFailure(vec![item(
         "json_invalid",
         vec![json!("body"), json!(pos)],
@@ -203,9 +183,7 @@ fn validate_fields(fields: &Map<String, Value>) -> Result<ConnectionUpdate, Vali
     let label = match fields.get("label") {
         None => Field::Unset,
         Some(Value::Null) => Field::Set(None),
-        Some(Value::String(s)) if s.chars().count() <= LABEL_MAX_CHARS => {
-            Field::Set(Some(s.clone()))
-        }
+        Some(Value::String(s)) if s.chars().count() <= LABEL_MAX_CHARS => Field::Set(Some(s.clone())),
         Some(v @ Value::String(_)) => {
             errors.push(item(
                 "string_too_long",
@@ -217,13 +195,7 @@ fn validate_fields(fields: &Map<String, Value>) -> Result<ConnectionUpdate, Vali
             Field::Unset
         }
         Some(v) => {
-            errors.push(item(
-                "string_type",
-                loc("label"),
-                "Input should be a valid string",
-                v.clone(),
-                None,
-            ));
+            errors.push(item("string_type", loc("label"), "Input should be a valid string", v.clone(), None));
             Field::Unset
         }
     };
@@ -233,13 +205,7 @@ fn validate_fields(fields: &Map<String, Value>) -> Result<ConnectionUpdate, Vali
         Some(Value::Null) => Field::Set(None),
         Some(Value::Object(m)) => Field::Set(Some(m.clone())),
         Some(v) => {
-            errors.push(item(
-                "dict_type",
-                loc("config"),
-                "Input should be a valid dictionary",
-                v.clone(),
-                None,
-            ));
+            errors.push(item("dict_type", loc("config"), "Input should be a valid dictionary", v.clone(), None));
             Field::Unset
         }
     };
@@ -263,15 +229,7 @@ fn validate_fields(fields: &Map<String, Value>) -> Result<ConnectionUpdate, Vali
         },
     };
 
-    if errors.is_empty() {
-        Ok(ConnectionUpdate {
-            label,
-            config,
-            status,
-        })
-    } else {
-        Err(ValidationFailure(errors))
-    }
+    if errors.is_empty() { Ok(ConnectionUpdate { label, config, status }) } else { Err(ValidationFailure(errors)) }
 }
 
 /// Validates the optional `include_credentials` query flag of the GET like pydantic's lax
@@ -308,16 +266,10 @@ mod tests {
 
     #[test]
     fn full_update_is_parsed() {
-        let u = parse_update(
-            br#"{"label":"Acme","config":{"a":{"b":1}},"status":"inactive"}"#,
-            None,
-        )
-        .unwrap();
+        let u = parse_update(br#"{"label":"Acme","config":{"a":{"b":1}},"status":"inactive"}"#, None).unwrap();
         assert_eq!(u.label, Field::Set(Some("Acme".into())));
         assert_eq!(u.status, Field::Set(Some(ConnectionStatus::Inactive)));
-        let Field::Set(Some(cfg)) = u.config else {
-            panic!("config")
-        };
+        let Field::Set(Some(cfg)) = u.config else { panic!("config") };
         assert_eq!(Value::Object(cfg), json!({"a":{"b":1}}));
     }
 
@@ -326,10 +278,7 @@ mod tests {
         let ok = "é".repeat(255);
         assert!(parse_update(json!({ "label": ok }).to_string().as_bytes(), None).is_ok());
         let long = "a".repeat(256);
-        let d = detail(parse_update(
-            json!({ "label": long }).to_string().as_bytes(),
-            None,
-        ));
+        let d = detail(parse_update(json!({ "label": long }).to_string().as_bytes(), None));
         assert_eq!(d[0]["type"], "string_too_long");
         assert_eq!(d[0]["loc"], json!(["body", "label"]));
         assert_eq!(d[0]["msg"], "String should have at most 255 characters");
@@ -338,16 +287,10 @@ mod tests {
 
     #[test]
     fn wrong_types_are_reported_per_field_in_declaration_order() {
-        let d = detail(parse_update(
-            br#"{"status":"paused","config":[1],"label":5}"#,
-            None,
-        ));
+        let d = detail(parse_update(br#"{"status":"paused","config":[1],"label":5}"#, None));
         let types: Vec<_> = d.iter().map(|e| e["type"].as_str().unwrap()).collect();
         assert_eq!(types, ["string_type", "dict_type", "enum"]);
-        assert_eq!(
-            d[2]["msg"],
-            "Input should be 'active', 'inactive', 'testing', 'error' or 'expired'"
-        );
+        assert_eq!(d[2]["msg"], "Input should be 'active', 'inactive', 'testing', 'error' or 'expired'");
         assert_eq!(d[2]["input"], "paused");
         // FastAPI's key order.
         let keys: Vec<_> = d[2].as_object().unwrap().keys().cloned().collect();
@@ -357,22 +300,13 @@ mod tests {
     #[test]
     fn body_shapes_that_are_not_objects() {
         assert_eq!(detail(parse_update(b"", None))[0]["type"], "missing");
-        assert_eq!(
-            detail(parse_update(b"null", None))[0]["loc"],
-            json!(["body"])
-        );
+        assert_eq!(detail(parse_update(b"null", None))[0]["loc"], json!(["body"]));
         let d = detail(parse_update(b"[1,2]", None));
         assert_eq!(d[0]["type"], "model_attributes_type");
         let d = detail(parse_update(br#"{"label":"x"}"#, Some("text/plain")));
         assert_eq!(d[0]["type"], "model_attributes_type");
         assert_eq!(d[0]["input"], r#"{"label":"x"}"#);
-        assert!(
-            parse_update(
-                br#"{}"#,
-                Some("application/merge-patch+json; charset=utf-8")
-            )
-            .is_ok()
-        );
+        assert!(parse_update(br#"{}"#, Some("application/merge-patch+json; charset=utf-8")).is_ok());
     }
 
     #[test]
@@ -396,19 +330,14 @@ mod tests {
     #[test]
     fn byte_order_mark_is_dropped_and_non_utf8_is_unparseable() {
         assert!(parse_update("\u{feff}{\"label\":\"x\"}".as_bytes(), None).is_ok());
-        assert_eq!(
-            decode_body(b"{\"label\":\"\xff\"}", None),
-            Err(DecodeError::Unparseable)
-        );
+        assert_eq!(decode_body(b"{\"label\":\"\xff\"}", None), Err(DecodeError::Unparseable));
     }
 
     #[test]
     fn bool_query_accepts_pydantic_spellings() {
         assert!(parse_bool_query("include_credentials", "YES").unwrap());
         assert!(!parse_bool_query("include_credentials", "0").unwrap());
-        let d = parse_bool_query("include_credentials", "maybe")
-            .unwrap_err()
-            .0;
+        let d = parse_bool_query("include_credentials", "maybe").unwrap_err().0;
         assert_eq!(d[0]["loc"], json!(["query", "include_credentials"]));
         assert_eq!(d[0]["type"], "bool_parsing");
     }

@@ -79,10 +79,7 @@ fn invalid(code: &str, issues: Vec<Issue>) -> Response {
 
 /// Authentication errors carry an empty `payload` (NangoError via errorManager).
 fn auth_error(code: &str, message: &str) -> Response {
-    (
-        StatusCode::UNAUTHORIZED,
-        Json(json!({ "error": { "message": message, "code": code, "payload": {} } })),
-    )
+    (StatusCode::UNAUTHORIZED, Json(json!({ "error": { "message": message, "code": code, "payload": {} } })))
         .into_response()
 }
 
@@ -131,7 +128,10 @@ impl Provider for Nango {
                 ));
             }
             Bearer::Malformed => {
-                return Err(auth_error("malformed_auth_header", "Authentication failed. The Authorization header is malformed."));
+                return Err(auth_error(
+                    "malformed_auth_header",
+                    "Authentication failed. The Authorization header is malformed.",
+                ));
             }
             Bearer::Token(token) => token,
         };
@@ -261,7 +261,13 @@ async fn post_metadata(state: State<Arc<Nango>>, query: RawQuery, headers: Heade
 
 /// patchMetadata.ts / postMetadata.ts: empty query, strict body, every id looked up, then
 /// one write. Answers 200 (PATCH) or 201 (POST) echoing the request body.
-fn write_metadata(nango: &Nango, raw_query: Option<&str>, headers: &HeaderMap, body: &[u8], mode: WriteMode) -> Response {
+fn write_metadata(
+    nango: &Nango,
+    raw_query: Option<&str>,
+    headers: &HeaderMap,
+    body: &[u8],
+    mode: WriteMode,
+) -> Response {
     if let Err(issues) = validate::empty_query(raw_query) {
         return invalid("invalid_query_params", issues);
     }
@@ -293,7 +299,10 @@ fn write_metadata(nango: &Nango, raw_query: Option<&str>, headers: &HeaderMap, b
 /// The body as Express's `json()` parser leaves it: without a `Content-Type` (or empty) it
 /// is `{}`; in strict mode only an object or array parses. How Nango answers malformed JSON
 /// is not documented; we answer 400 `invalid_body` with a message (docs/providers.md, Nango).
-#[allow(clippy::result_large_err, reason = "an axum Response is the natural rejection of an HTTP check, built at most once per request")]
+#[allow(
+    clippy::result_large_err,
+    reason = "an axum Response is the natural rejection of an HTTP check, built at most once per request"
+)]
 fn json_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, Response> {
     if !headers.contains_key(header::CONTENT_TYPE) || body.iter().all(u8::is_ascii_whitespace) {
         return Ok(json!({}));

@@ -45,8 +45,7 @@ pub struct Store {
     integrations: HashMap<String, usize>,
 }
 
-const SEED_KEYS: [&str; 6] =
-    ["provider_config_key", "metadata", "provider", "tags", "connection_config", "created_at"];
+const SEED_KEYS: [&str; 6] = ["provider_config_key", "metadata", "provider", "tags", "connection_config", "created_at"];
 
 impl Store {
     /// Create or replace a connection from its raw state
@@ -149,10 +148,8 @@ impl Store {
 
     /// `GET /connections/{id}`: the `ConnectionFull` shape, marking the fetch time.
     pub fn fetch(&mut self, connection_id: &str, provider_config_key: &str, now: &str) -> Option<Value> {
-        let connection = self
-            .connections
-            .get_mut(connection_id)
-            .filter(|c| c.provider_config_key == provider_config_key)?;
+        let connection =
+            self.connections.get_mut(connection_id).filter(|c| c.provider_config_key == provider_config_key)?;
         connection.last_fetched_at = now.to_owned();
         Some(full(connection))
     }
@@ -161,9 +158,7 @@ impl Store {
     /// looked up first and the first missing one is returned (docs/providers.md, Nango).
     pub fn write_metadata(&mut self, write: &MetadataWrite, mode: WriteMode, now: &str) -> Result<(), String> {
         if let Some(missing) = write.connection_ids.iter().find(|id| {
-            self.connections
-                .get(id.as_str())
-                .is_none_or(|c| c.provider_config_key != write.provider_config_key)
+            self.connections.get(id.as_str()).is_none_or(|c| c.provider_config_key != write.provider_config_key)
         }) {
             return Err(missing.clone());
         }
@@ -194,9 +189,7 @@ impl Store {
                 query.search.as_ref().is_none_or(|s| c.connection_id.to_lowercase().contains(&s.to_lowercase()))
             })
             .filter(|c| query.integration_ids.as_ref().is_none_or(|ids| ids.contains(&c.provider_config_key)))
-            .filter(|c| {
-                query.tags.iter().all(|(k, v)| c.tags.get(k).and_then(Value::as_str) == Some(v.as_str()))
-            })
+            .filter(|c| query.tags.iter().all(|(k, v)| c.tags.get(k).and_then(Value::as_str) == Some(v.as_str())))
             // No connection here has an end user, so end-user filters match nothing.
             .filter(|_| query.end_user_id.is_none() && query.end_user_organization_id.is_none())
             .collect();

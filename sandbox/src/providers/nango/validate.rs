@@ -5,8 +5,7 @@
 use serde_json::{Map, Value};
 
 use super::zod::{
-    CONNECTION_ID, Issue, PROVIDER_CONFIG_KEY, StringCheck, check_string, invalid_type, path,
-    unrecognized_keys,
+    CONNECTION_ID, Issue, PROVIDER_CONFIG_KEY, StringCheck, check_string, invalid_type, path, unrecognized_keys,
 };
 
 /// A validated `PATCH`/`POST /connections/metadata` body.
@@ -61,12 +60,8 @@ pub fn metadata_body(body: &Value) -> Result<MetadataWrite, Vec<Issue>> {
         }
     };
 
-    let key_check = check_string(
-        fields.get("provider_config_key"),
-        &PROVIDER_CONFIG_KEY,
-        255,
-        &path(&["provider_config_key"]),
-    );
+    let key_check =
+        check_string(fields.get("provider_config_key"), &PROVIDER_CONFIG_KEY, 255, &path(&["provider_config_key"]));
     let provider_config_key = match key_check {
         StringCheck::Ok => fields.get("provider_config_key").and_then(Value::as_str).map(str::to_owned),
         other => {
@@ -187,10 +182,7 @@ pub fn get_query(raw: Option<&str>) -> Result<GetQuery, Vec<Issue>> {
     if !issues.is_empty() {
         return Err(issues);
     }
-    Ok(GetQuery {
-        provider_config_key: key.and_then(Value::as_str).unwrap_or_default().to_owned(),
-        wants_credentials,
-    })
+    Ok(GetQuery { provider_config_key: key.and_then(Value::as_str).unwrap_or_default().to_owned(), wants_credentials })
 }
 
 /// Boolean query flags are the strings `true`/`false` (zod enum).
@@ -292,11 +284,19 @@ fn number(value: Option<&Value>, name: &str, min: usize, max: usize, issues: &mu
         }
     };
     let Ok(n) = raw.trim().parse::<f64>() else {
-        issues.push(Issue { code: "invalid_type", message: "Expected number, received nan".into(), path: path(&[name]) });
+        issues.push(Issue {
+            code: "invalid_type",
+            message: "Expected number, received nan".into(),
+            path: path(&[name]),
+        });
         return None;
     };
     if n.fract() != 0.0 {
-        issues.push(Issue { code: "invalid_type", message: "Expected integer, received float".into(), path: path(&[name]) });
+        issues.push(Issue {
+            code: "invalid_type",
+            message: "Expected integer, received float".into(),
+            path: path(&[name]),
+        });
         return None;
     }
     if n < min as f64 {
@@ -329,10 +329,12 @@ mod tests {
 
     #[test]
     fn accepts_a_string_or_an_array_of_ids() {
-        let one = metadata_body(&json!({"connection_id": "a", "provider_config_key": "k", "metadata": {"x": 1}})).unwrap();
+        let one =
+            metadata_body(&json!({"connection_id": "a", "provider_config_key": "k", "metadata": {"x": 1}})).unwrap();
         assert_eq!(one.connection_ids, ["a"]);
         assert!(!one.many);
-        let many = metadata_body(&json!({"connection_id": ["a", "b"], "provider_config_key": "k", "metadata": {}})).unwrap();
+        let many =
+            metadata_body(&json!({"connection_id": ["a", "b"], "provider_config_key": "k", "metadata": {}})).unwrap();
         assert_eq!(many.connection_ids, ["a", "b"]);
         assert!(many.many);
         let none = metadata_body(&json!({"connection_id": [], "provider_config_key": "k", "metadata": {}})).unwrap();
@@ -346,10 +348,12 @@ mod tests {
         assert_eq!(issues[1].message, "Required");
         assert_eq!(issues[2].message, "Expected object, received null");
         assert_eq!(issues[3].message, "Unrecognized key(s) in object: 'extra', 'more'");
-        let issues = metadata_body(&json!({"connection_id": "", "provider_config_key": "", "metadata": []})).unwrap_err();
+        let issues =
+            metadata_body(&json!({"connection_id": "", "provider_config_key": "", "metadata": []})).unwrap_err();
         assert_eq!(codes(&issues), ["invalid_string", "invalid_string", "invalid_type"]);
         assert_eq!(issues[0].path, vec![json!("connection_id")]);
-        let issues = metadata_body(&json!({"connection_id": ["ok", ""], "provider_config_key": "k", "metadata": {}})).unwrap_err();
+        let issues = metadata_body(&json!({"connection_id": ["ok", ""], "provider_config_key": "k", "metadata": {}}))
+            .unwrap_err();
         assert_eq!(issues[0].path, vec![json!("connection_id"), json!(1)]);
         assert_eq!(codes(&metadata_body(&json!([])).unwrap_err()), ["invalid_type"]);
     }
@@ -367,7 +371,10 @@ mod tests {
         let q = get_query(Some("provider_config_key=k&force_refresh=false")).unwrap();
         assert!(!q.wants_credentials);
         assert!(get_query(Some("provider_config_key=k&refresh_token=true")).unwrap().wants_credentials);
-        assert_eq!(codes(&get_query(Some("force_refresh=yes&x=1")).unwrap_err()), ["invalid_type", "invalid_enum_value", "unrecognized_keys"]);
+        assert_eq!(
+            codes(&get_query(Some("force_refresh=yes&x=1")).unwrap_err()),
+            ["invalid_type", "invalid_enum_value", "unrecognized_keys"]
+        );
         let l = list_query(Some("integrationId=a,b&tags[Env]=prod&limit=5&page=2")).unwrap();
         assert_eq!(l.integration_ids, Some(vec!["a".to_owned(), "b".to_owned()]));
         assert_eq!(l.tags, vec![("env".to_owned(), "prod".to_owned())]);
