@@ -7,14 +7,27 @@
 //! - a key managed but no longer declared is gone afterwards;
 //! - the deletion plan removes exactly the managed keys, and is a fixed point too.
 //!
-//! Input: bytes read by `arbitrary` (keys from a small alphabet so that declared, managed and
-//! foreign keys collide; values of every JSON kind, numbers of every representation).
+//! The spec goes through `desired::merge` first, with `metadataFrom`/`configFrom` sources
+//! (ConfigMaps and Secrets, found, missing or forbidden, optional or not, named twice now
+//! and then) read after the rest of the case, so that older corpus inputs still decode:
+//! - the merge fails exactly when a source is named twice, a required one is missing or
+//!   forbidden, or a value is not UTF-8; otherwise inline keys win, a later source wins over
+//!   an earlier one, and every merged key has its origin recorded;
+//! - no Secret value of four characters or more survives `redact`;
+//! - the merged spec is what is planned, so source keys are owned like inline ones.
+//!
+//! Input: bytes read by `arbitrary` (keys from a small alphabet so that declared, managed,
+//! sourced and foreign keys collide; values of every JSON kind, numbers of every
+//! representation).
 #![no_main]
 
 use std::collections::BTreeSet;
 
 use arbitrary::{Arbitrary, Result, Unstructured};
-use connection_operator::api::{ArenaSpec, DatagridSpec, MieltoSpec, NangoSpec, ProviderBlock};
+use std::sync::Arc;
+
+use connection_operator::api::{ArenaSpec, ConnectionSpec, DatagridSpec, MieltoSpec, NangoSpec, ProviderBlock};
+use connection_operator::desired::{Fetched, ReferenceError, SECRET_PLACEHOLDER, merge};
 use connection_operator::diff::{Upstream, plan, plan_removal};
 use fuzzing::merge::{apply, keyed, over_the_wire};
 use libfuzzer_sys::fuzz_target;
@@ -73,6 +86,8 @@ fn short(u: &mut Unstructured<'_>, of: &[&str]) -> Result<String> {
 
 /// The spec as the API server hands it over (JSON), so the target follows the CRD types.
 struct Case {
+    /// The provider block's field in the Connection spec.
+    field: &'static str,
     spec: Value,
     managed: Vec<String>,
     upstream: Upstream,
@@ -89,11 +104,13 @@ fn case(u: &mut Unstructured<'_>) -> Result<Case> {
     };
     Ok(match u.int_in_range(0..=3)? {
         0 => Case {
+            field: "nango",
             spec: json!({"providerConfigKey": "k", "metadata": optional(u, |u| object(u, 2))?}),
             managed,
             upstream: Upstream::nango(Some(&upstream_object(u)?)),
         },
         1 => Case {
+            field: "arena",
             spec: json!({"metadata": object(u, 1)?}),
             managed,
             upstream: Upstream::arena(Some(&upstream_object(u)?)),
@@ -108,14 +125,147 @@ fn case(u: &mut Unstructured<'_>) -> Result<Case> {
             let label = optional(u, |u| short(u, &["A", "B", ""]))?;
             let status = optional(u, |u| short(u, &["active", "inactive", "unknown"]))?;
             let config = upstream_object(u)?;
-            Case { spec, managed, upstream: Upstream::mielto(label.as_deref(), status.as_deref(), Some(&config)) }
+            Case {
+                field: "mielto",
+                spec,
+                managed,
+                upstream: Upstream::mielto(label.as_deref(), status.as_deref(), Some(&config)),
+            }
         }
         _ => Case {
+            field: "datagrid",
             spec: json!({"name": short(u, &["A", "B", ""])?}),
             managed,
             upstream: Upstream::datagrid(&short(u, &["A", "B", ""])?),
         },
     })
+}
+
+/// One `metadataFrom`/`configFrom` entry and what reading it gave.
+struct Source {
+    secret: bool,
+    name: String,
+    optional: bool,
+    fetched: Fetched,
+}
+
+fn sources(u: &mut Unstructured<'_>) -> Result<Vec<Source>> {
+    (0..u.int_in_range(0..=3)?)
+        .map(|_| {
+            let (secret, name, optional) = (bool::arbitrary(u)?, short(u, &["s", "t"])?, bool::arbitrary(u)?);
+            let fetched = match u.int_in_range(0..=5)? {
+                0 => Fetched::NotFound,
+                1 => Fetched::Forbidden,
+                _ => {
+                    let mut data = std::collections::BTreeMap::new();
+                    for _ in 0..u.int_in_range(0..=4)? {
+                        let bytes = match u.int_in_range(0..=3)? {
+                            0 => b"x".to_vec(),
+                            1 => b"secret-value".to_vec(),
+                            2 => String::arbitrary(u)?.into_bytes(),
+                            _ => Vec::<u8>::arbitrary(u)?,
+                        };
+                        data.insert(key(u)?, bytes);
+                    }
+                    Fetched::Found(Arc::new(data))
+                }
+            };
+            Ok(Source { secret, name, optional, fetched })
+        })
+        .collect()
+}
+
+/// The merge's outcome, checked against the sources; the merged provider block on success.
+fn merged(case: &Case, sources: &[Source]) -> Option<Value> {
+    let mut block = case.spec.clone();
+    let list_field = if case.field == "mielto" { "configFrom" } else { "metadataFrom" };
+    if case.field != "datagrid" && !sources.is_empty() {
+        let list: Vec<Value> = sources
+            .iter()
+            .map(|s| {
+                let r = json!({"name": s.name, "optional": s.optional});
+                if s.secret { json!({"secretRef": r}) } else { json!({"configMapRef": r}) }
+            })
+            .collect();
+        block[list_field] = Value::Array(list);
+    }
+    let spec: ConnectionSpec = serde_json::from_value(json!({
+        "providerRef": {"name": "p"},
+        "connectionId": "c",
+        case.field: block,
+    }))
+    .unwrap();
+    // Datagrid has no sources: nothing is read for it.
+    let sources = if case.field == "datagrid" { &[][..] } else { sources };
+    let fetched: Vec<Fetched> = sources.iter().map(|s| s.fetched.clone()).collect();
+    let result = merge(&spec, "ns", &fetched);
+
+    let duplicate =
+        sources.iter().enumerate().any(|(i, s)| sources[..i].iter().any(|t| t.secret == s.secret && t.name == s.name));
+    // A forbidden source fails the merge even when optional: it may exist.
+    let missing = sources.iter().any(|s| match s.fetched {
+        Fetched::NotFound => !s.optional,
+        Fetched::Forbidden => true,
+        Fetched::Found(_) => false,
+    });
+    let not_text = sources.iter().any(|s| match &s.fetched {
+        Fetched::Found(data) => data.values().any(|v| std::str::from_utf8(v).is_err()),
+        _ => false,
+    });
+    let desired = match result {
+        Err(e) => {
+            match &e {
+                ReferenceError::Duplicate { .. } => assert!(duplicate, "{e}"),
+                ReferenceError::NotFound { .. } | ReferenceError::Forbidden { .. } => {
+                    assert!(!duplicate && missing, "{e}")
+                }
+                ReferenceError::NotText { .. } => assert!(!duplicate && not_text, "{e}"),
+            }
+            // Reported in list order: the first bad source fails the merge, whichever it is.
+            return None;
+        }
+        Ok(desired) => {
+            assert!(!duplicate && !missing && !not_text, "merged although a source is bad");
+            desired
+        }
+    };
+    let merged = serde_json::to_value(&desired.spec).unwrap()[case.field].clone();
+    let map_field = if case.field == "mielto" { "config" } else { "metadata" };
+    let prefix = if case.field == "mielto" { "config." } else { "" };
+    let inline = case.spec.get(map_field).and_then(Value::as_object);
+    let map = merged.get(map_field).and_then(Value::as_object);
+    // Expected: the sources in order, a later one winning, then the inline keys.
+    let mut want = Map::new();
+    for s in sources {
+        if let Fetched::Found(data) = &s.fetched {
+            for (k, v) in data.iter() {
+                want.insert(k.clone(), Value::String(String::from_utf8(v.clone()).unwrap()));
+            }
+        }
+    }
+    for (k, v) in inline.into_iter().flatten() {
+        want.insert(k.clone(), v.clone());
+    }
+    if case.field != "datagrid" {
+        assert_eq!(map.cloned().unwrap_or_default(), want, "merged {map_field}");
+        for k in want.keys() {
+            assert!(desired.origins.contains_key(&format!("{prefix}{k}")), "no origin for {k:?}");
+        }
+    }
+    // What a message echoes of a Secret value is hidden.
+    for s in sources.iter().filter(|s| s.secret) {
+        if let Fetched::Found(data) = &s.fetched {
+            for v in data.values().filter_map(|v| std::str::from_utf8(v).ok()) {
+                if v.chars().count() >= 4 && !v.contains('\0') {
+                    // The placeholder itself may spell part of a value ("cret"): look past it.
+                    let text = format!("upstream said: {v}.");
+                    let shown = desired.redact(&text).replace(SECRET_PLACEHOLDER, "\0");
+                    assert!(!shown.contains(v), "Secret value {v:?} shown: {shown:?}");
+                }
+            }
+        }
+    }
+    Some(merged)
 }
 
 /// The keyed map's key a managed key names (Mielto's `config.K` is config key K).
@@ -128,29 +278,32 @@ fn owned_key(upstream: &Upstream, managed: &str) -> Option<String> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(case) = case(&mut Unstructured::new(data)) else { return };
+    let mut u = Unstructured::new(data);
+    let Ok(case) = case(&mut u) else { return };
+    let Ok(sources) = sources(&mut u) else { return };
+    let Some(spec) = merged(&case, &sources) else { return };
     // What a reconcile reads: the stored state, over the wire.
     let upstream = over_the_wire(&case.upstream);
     let (nango, arena, mielto, datagrid): (NangoSpec, ArenaSpec, MieltoSpec, DatagridSpec);
     let (block, declared): (ProviderBlock<'_>, BTreeSet<String>) = match &upstream {
         Upstream::Nango { .. } => {
-            nango = serde_json::from_value(case.spec).unwrap();
+            nango = serde_json::from_value(spec).unwrap();
             let keys = nango.metadata.iter().flat_map(|m| m.keys().cloned()).collect();
             (ProviderBlock::Nango(&nango), keys)
         }
         Upstream::Arena { .. } => {
-            arena = serde_json::from_value(case.spec).unwrap();
+            arena = serde_json::from_value(spec).unwrap();
             // A null is no declaration (admission refuses it; the plan ignores it).
             let keys = arena.metadata.iter().filter(|(_, v)| !v.is_null()).map(|(k, _)| k.clone()).collect();
             (ProviderBlock::Arena(&arena), keys)
         }
         Upstream::Mielto { .. } => {
-            mielto = serde_json::from_value(case.spec).unwrap();
+            mielto = serde_json::from_value(spec).unwrap();
             let keys = mielto.config.iter().flat_map(|m| m.keys().cloned()).collect();
             (ProviderBlock::Mielto(&mielto), keys)
         }
         Upstream::Datagrid { .. } => {
-            datagrid = serde_json::from_value(case.spec).unwrap();
+            datagrid = serde_json::from_value(spec).unwrap();
             (ProviderBlock::Datagrid(&datagrid), BTreeSet::new())
         }
     };
