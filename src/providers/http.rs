@@ -282,7 +282,9 @@ pub(crate) fn rate_limit_headers(
         window: header_str(headers, "x-ratelimit-window")
             .and_then(|w| w.parse::<f64>().ok())
             .filter(|w| w.is_finite() && *w > 0.0)
-            .map(Duration::from_secs_f64)
+            // A window past the clock's range would panic; longer than a day means nothing
+            // to the pacer either (the same cap as every hint).
+            .map(|w| Duration::from_secs_f64(w.min(MAX_HINT.as_secs_f64())))
             .or(default_window),
     }
 }
@@ -397,6 +399,19 @@ mod tests {
             rate_limit_reset(&headers(&[("x-ratelimit-reset", "42")]), now),
             Some(now + Duration::from_secs(42))
         );
+    }
+
+    /// Found by the `rate_limits` fuzz target (docs/fuzzing.md): `X-RateLimit-Window: 1e300`
+    /// panicked (a float past `Duration`'s range).
+    #[test]
+    fn a_huge_rate_limit_window_is_capped_at_a_day() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        for (window, want) in
+            [("1e300", Some(MAX_HINT)), ("90000", Some(MAX_HINT)), ("60", Some(Duration::from_secs(60)))]
+        {
+            let read = rate_limit_headers(&headers(&[("x-ratelimit-window", window)]), now, None);
+            assert_eq!(read.window, want, "{window}");
+        }
     }
 
     /// Found by the `response` fuzz target (docs/fuzzing.md): a 429 with
