@@ -372,9 +372,7 @@ async fn sync(
         None => resolved.client.read(target).await?,
     };
     let mut plan = diff::plan(block, managed, &upstream);
-    if from_list
-        && plan.as_ref().is_ok_and(|p| p.write.is_some())
-        && conn.spec.management_policy == ManagementPolicy::Manage
+    if from_list && plan.as_ref().is_ok_and(|p| !p.in_sync()) && conn.spec.management_policy == ManagementPolicy::Manage
     {
         plan = diff::plan(block, managed, &resolved.client.read(target).await?);
     }
@@ -382,10 +380,12 @@ async fn sync(
         Ok(plan) => plan,
         Err(e) => return Ok((mismatch(&e.to_string()), None)),
     };
+    if plan.in_sync() {
+        return Ok((Outcome::InSync { wrote: false }, Some(plan.managed_keys)));
+    }
     match (conn.spec.management_policy, plan.write) {
-        (_, None) => Ok((Outcome::InSync { wrote: false }, Some(plan.managed_keys))),
         // Observe reads and reports; it never writes and takes no new ownership.
-        (ManagementPolicy::Observe, Some(_)) => Ok((Outcome::Drift { keys: plan.drift }, None)),
+        (ManagementPolicy::Observe, _) | (_, None) => Ok((Outcome::Drift { keys: plan.drift }, None)),
         (ManagementPolicy::Manage, Some(write)) => {
             resolved.client.write(target, &write).await?;
             Ok((Outcome::InSync { wrote: true }, Some(plan.managed_keys)))
@@ -601,20 +601,30 @@ async fn update_provider_status(
     if !status::provider_status_changed(current, &wanted) {
         return;
     }
-    let params = PatchParams::apply(FIELD_MANAGER).force();
+    // One code path for both kinds: only the API (namespaced or cluster-wide) differs.
     let result = match provider {
         ProviderObject::Namespaced(p) => {
             let api: Api<Provider> = Api::namespaced(ctx.client.clone(), &p.namespace().unwrap_or_default());
-            let body = json!({"apiVersion": "connection-operator.dev/v1alpha1", "kind": "Provider", "metadata": {"name": p.name_any()}, "status": wanted});
-            api.patch_status(&p.name_any(), &params, &Patch::Apply(body)).await.map(drop)
+            apply_status(&api, p, &wanted).await
         }
-        ProviderObject::Cluster(p) => {
-            let api: Api<ClusterProvider> = Api::all(ctx.client.clone());
-            let body = json!({"apiVersion": "connection-operator.dev/v1alpha1", "kind": "ClusterProvider", "metadata": {"name": p.name_any()}, "status": wanted});
-            api.patch_status(&p.name_any(), &params, &Patch::Apply(body)).await.map(drop)
-        }
+        ProviderObject::Cluster(p) => apply_status(&Api::<ClusterProvider>::all(ctx.client.clone()), p, &wanted).await,
     };
     if let Err(e) = result {
         tracing::warn!(error = %e, "cannot update the Provider status");
     }
+}
+
+/// Server-side apply `status` to `object` (a Provider or a ClusterProvider).
+async fn apply_status<K>(api: &Api<K>, object: &K, status: &ProviderStatus) -> Result<(), kube::Error>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let body = json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "metadata": {"name": object.name_any()},
+        "status": status,
+    });
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    api.patch_status(&object.name_any(), &params, &Patch::Apply(body)).await.map(drop)
 }
