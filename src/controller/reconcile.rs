@@ -363,7 +363,7 @@ async fn sync(
         return Ok((mismatch("exactly one provider block (nango, mielto, arena or datagrid) must be set"), None));
     };
     let listed = match freshness {
-        Some(freshness) => resolved.client.observe(target, freshness).await?,
+        Some(freshness) => resolved.client.read_listed(target, freshness).await?,
         None => None,
     };
     let from_list = listed.is_some();
