@@ -945,7 +945,7 @@ fn status_conditions_merge_per_type_under_server_side_apply(cluster: Cluster) {
         let now = k8s_openapi::jiff::Timestamp::from_second(1_700_000_000).unwrap();
         let mut status =
             ConnectionStatus { observed_generation: Some(1), managed_keys: vec!["name".into()], ..Default::default() };
-        conditions::set_condition(&mut status.conditions, conditions::READY, true, conditions::Reason::InSync, "", Some(1), now);
+        status.conditions = vec![conditions::condition(&[], conditions::READY, true, "InSync", "", Some(1), now)];
         let ours = json!({"apiVersion": API_VERSION, "kind": "Connection", "status": status});
         let params = PatchParams::apply("connection-operator").force();
         let first = api.patch_status("c", &params, &Patch::Apply(&ours)).await.expect("status apply");

@@ -559,16 +559,19 @@ async fn drift_checks_observe_nango_and_datagrid_through_one_list_while_it_is_fr
     let fresh = Freshness { not_before: SystemTime::UNIX_EPOCH, max_age: Duration::from_secs(60) };
 
     for i in [0, 77, 149] {
-        let seen = datagrid.observe(&target(&format!("dg{i:03}"), None), fresh).await.unwrap();
+        let seen = datagrid.read_listed(&target(&format!("dg{i:03}"), None), fresh).await.unwrap();
         assert_eq!(seen, Some(diff::Upstream::datagrid(&format!("Name {i}"))));
     }
-    let seen = nango.observe(&target("n1", Some("crm")), fresh).await.unwrap();
+    let seen = nango.read_listed(&target("n1", Some("crm")), fresh).await.unwrap();
     assert_eq!(seen, Some(diff::Upstream::nango(Some(&json!({"plan": "pro"})))));
     // Rows are per integration: the same id under another key is another connection.
-    assert_eq!(nango.observe(&target("n1", Some("other")), fresh).await.unwrap(), None);
-    assert_eq!(nango.observe(&target("n1b", Some("other")), fresh).await.unwrap(), Some(diff::Upstream::nango(None)));
+    assert_eq!(nango.read_listed(&target("n1", Some("other")), fresh).await.unwrap(), None);
+    assert_eq!(
+        nango.read_listed(&target("n1b", Some("other")), fresh).await.unwrap(),
+        Some(diff::Upstream::nango(None))
+    );
     // Arena has no list: the caller reads with a GET; nothing is sent.
-    assert_eq!(arena.observe(&target("12", None), fresh).await.unwrap(), None);
+    assert_eq!(arena.read_listed(&target("12", None), fresh).await.unwrap(), None);
 
     let paths = |journal: Vec<Value>| -> Vec<String> {
         journal.iter().map(|e| format!("{} {}", e["method"].as_str().unwrap(), e["path"].as_str().unwrap())).collect()
@@ -582,10 +585,10 @@ async fn drift_checks_observe_nango_and_datagrid_through_one_list_while_it_is_fr
     s.seed("datagrid", "dg005", json!({"name": "Changed"})).await;
     let after_write = Freshness { not_before: SystemTime::now(), max_age: Duration::from_secs(60) };
     tokio::time::sleep(Duration::from_millis(5)).await;
-    let seen = datagrid.observe(&target("dg005", None), after_write).await.unwrap();
+    let seen = datagrid.read_listed(&target("dg005", None), after_write).await.unwrap();
     assert_eq!(seen, Some(diff::Upstream::datagrid("Changed")));
     assert_eq!(s.journal("datagrid").await.len(), 4);
     // A connection the list does not have is left to a GET.
-    assert_eq!(datagrid.observe(&target("missing", None), after_write).await.unwrap(), None);
+    assert_eq!(datagrid.read_listed(&target("missing", None), after_write).await.unwrap(), None);
     assert_eq!(s.journal("datagrid").await.len(), 4);
 }

@@ -61,7 +61,7 @@ fuzz_target!(|data: &[u8]| {
         };
         if admitted {
             let limits = provider.rate_limit_headers(&headers(answer.drain(..)), wall);
-            pacer.observe("", limits, instant, wall);
+            pacer.record_headers("", limits, instant, wall);
             pacer.finished("");
         }
         answer.clear();

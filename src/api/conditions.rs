@@ -1,5 +1,5 @@
 //! Condition types and reasons shared by `Connection` and `Provider` status, and the
-//! deterministic helper that sets one condition in a list.
+//! deterministic builder of one condition.
 //!
 //! Conditions follow the Kubernetes API conventions for `metav1.Condition`: one entry per
 //! `type`, `lastTransitionTime` changes only when `status` changes, and messages are stable
@@ -61,48 +61,33 @@ impl Reason {
     }
 }
 
-/// Set (insert or update) the condition `type_` in `conditions`.
+/// The condition `type_` as it stands after this reconcile, given the `previous` list.
 ///
-/// `lastTransitionTime` is kept from the existing entry when `status` is unchanged, as the
-/// Kubernetes conventions require, so rebuilding the same state yields an identical list.
-/// Returns true when anything other than the transition time changed.
-pub fn set_condition(
-    conditions: &mut Vec<Condition>,
+/// `lastTransitionTime` is kept from the previous entry of the same type while `status` is
+/// unchanged, as the Kubernetes conventions require, so rebuilding the same state yields an
+/// identical condition. `reason` is a string: Provider and `RateLimited` conditions use
+/// reasons that are not [`Reason`]s.
+pub fn condition(
+    previous: &[Condition],
     type_: &str,
     status: bool,
-    reason: Reason,
+    reason: &str,
     message: impl Into<String>,
     observed_generation: Option<i64>,
     now: Timestamp,
-) -> bool {
+) -> Condition {
     let status = if status { "True" } else { "False" }.to_string();
-    let message = message.into();
-    match conditions.iter_mut().find(|c| c.type_ == type_) {
-        Some(existing) => {
-            let changed = existing.status != status
-                || existing.reason != reason.as_str()
-                || existing.message != message
-                || existing.observed_generation != observed_generation;
-            if existing.status != status {
-                existing.last_transition_time = Time(now);
-            }
-            existing.status = status;
-            existing.reason = reason.as_str().to_string();
-            existing.message = message;
-            existing.observed_generation = observed_generation;
-            changed
-        }
-        None => {
-            conditions.push(Condition {
-                type_: type_.to_string(),
-                status,
-                reason: reason.as_str().to_string(),
-                message,
-                observed_generation,
-                last_transition_time: Time(now),
-            });
-            true
-        }
+    let last_transition_time = find(previous, type_)
+        .filter(|c| c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or(Time(now));
+    Condition {
+        type_: type_.to_string(),
+        status,
+        reason: reason.to_string(),
+        message: message.into(),
+        observed_generation,
+        last_transition_time,
     }
 }
 
@@ -121,15 +106,18 @@ mod tests {
 
     #[test]
     fn transition_time_is_kept_while_status_is_unchanged() {
-        let mut list = Vec::new();
-        assert!(set_condition(&mut list, READY, false, Reason::RateLimited, "m", Some(1), ts(10)));
-        assert!(!set_condition(&mut list, READY, false, Reason::RateLimited, "m", Some(1), ts(20)));
-        assert_eq!(list[0].last_transition_time, Time(ts(10)));
-        assert!(set_condition(&mut list, READY, false, Reason::Unauthorized, "x", Some(1), ts(30)));
-        assert_eq!(list[0].last_transition_time, Time(ts(10)), "reason change is no transition");
-        assert!(set_condition(&mut list, READY, true, Reason::InSync, "", Some(2), ts(40)));
-        assert_eq!(list[0].last_transition_time, Time(ts(40)));
-        assert_eq!(list.len(), 1);
-        assert_eq!(find(&list, READY).unwrap().reason, "InSync");
+        let first = condition(&[], READY, false, Reason::RateLimited.as_str(), "m", Some(1), ts(10));
+        assert_eq!(first.last_transition_time, Time(ts(10)));
+        let same =
+            condition(std::slice::from_ref(&first), READY, false, Reason::RateLimited.as_str(), "m", Some(1), ts(20));
+        assert_eq!(same, first, "rebuilding the same state yields the same condition");
+        let other = condition(&[same], READY, false, Reason::Unauthorized.as_str(), "x", Some(1), ts(30));
+        assert_eq!(other.last_transition_time, Time(ts(10)), "reason change is no transition");
+        assert_eq!((other.reason.as_str(), other.message.as_str()), ("Unauthorized", "x"));
+        let flipped = condition(&[other], READY, true, Reason::InSync.as_str(), "", Some(2), ts(40));
+        assert_eq!(flipped.last_transition_time, Time(ts(40)));
+        assert_eq!(flipped.observed_generation, Some(2));
+        let elsewhere = condition(&[flipped], SYNCED, true, "x", "", Some(2), ts(50));
+        assert_eq!(elsewhere.last_transition_time, Time(ts(50)), "another type's time is not borrowed");
     }
 }

@@ -388,15 +388,48 @@ impl ProviderConfig {
     /// The token enters as [`crate::providers::Token::fingerprint`], a keyed hash whose key is
     /// random per process, so the key identifies the token without revealing it; like the
     /// token it is never logged.
-    pub fn account_key(&self, token: &crate::providers::Token) -> String {
-        format!(
+    pub fn account_key(&self, token: &crate::providers::Token) -> AccountKey {
+        AccountKey(format!(
             "{}|{}|{}|{}|{:016x}",
             self.type_.as_str(),
             normalized_base_url(&self.base_url),
             self.workspace_id.as_deref().unwrap_or(""),
             self.teamspace_id.as_deref().unwrap_or(""),
             token.fingerprint()
-        )
+        ))
+    }
+}
+
+/// The identity of an upstream account ([`ProviderConfig::account_key`]): every per-account
+/// state (pacer, client, reconcile slots) is keyed by it. Its string form
+/// (`type|baseUrl|workspace|teamspace|token fingerprint`) is what logs never show (it names
+/// the token's fingerprint) and what sharding hashes.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AccountKey(String);
+
+impl AccountKey {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for AccountKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Per-account maps and callers that take `&str` keep working.
+impl std::ops::Deref for AccountKey {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for AccountKey {
+    fn from(s: &str) -> Self {
+        AccountKey(s.to_string())
     }
 }
 
@@ -434,6 +467,9 @@ mod tests {
         let other_host = ProviderConfig { base_url: "https://eu.mielto.com".into(), ..a.clone() };
         assert_ne!(a.account_key(&token), other_host.account_key(&token));
         assert!(!a.account_key(&token).contains("tok-1"), "the token itself is not in the key");
+        let key = a.account_key(&token);
+        assert_eq!(key.to_string(), key.as_str(), "one string form");
+        assert_eq!(key.as_str().split('|').count(), 5, "type|baseUrl|workspace|teamspace|fingerprint: {key}");
         assert_eq!(b.auth, ProviderAuth::ApiKey);
         assert_eq!(a.auth, ProviderAuth::Bearer);
     }

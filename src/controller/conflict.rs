@@ -136,14 +136,18 @@ impl TargetIndex {
 pub struct Claim {
     pub conn: Arc<Connection>,
     /// Its account key, when resolved.
-    pub account: Option<String>,
+    pub account: Option<crate::api::AccountKey>,
     /// The keys it declares or owns, named as in `status.managedKeys`.
     pub keys: BTreeSet<String>,
 }
 
 impl Claim {
     /// `declared`: the keys of its merged spec, when resolved (else the inline ones).
-    pub fn new(conn: Arc<Connection>, account: Option<String>, declared: Option<BTreeSet<String>>) -> Claim {
+    pub fn new(
+        conn: Arc<Connection>,
+        account: Option<crate::api::AccountKey>,
+        declared: Option<BTreeSet<String>>,
+    ) -> Claim {
         let mut keys = declared.unwrap_or_else(|| declared_keys(&conn.spec));
         keys.extend(conn.status.iter().flat_map(|s| s.managed_keys.iter().cloned()));
         Claim { conn, account, keys }

@@ -70,7 +70,7 @@ pub struct Caches {
 /// Connections: its account key and the keys its merged spec declares.
 #[derive(Clone, Debug)]
 pub struct Resolution {
-    pub account: String,
+    pub account: crate::api::AccountKey,
     pub declared: std::collections::BTreeSet<String>,
 }
 

@@ -5,6 +5,11 @@
 //! from a GET) → `status` (built deterministically, written only when changed).
 //! Deletion runs `dereference` → `read` → `plan_removal` → `write` → release the finalizer.
 //!
+//! `Stages::run` is the list of stages; each returns its result or a typed `Stop` whose
+//! `reason()` is the Ready reason, and `Stages::stopped` writes what each stop shows. The
+//! decisions (`drift_check`, `budget_ready_at`, `next_attempt`, `provider_health`) are pure
+//! functions with their own unit tests.
+//!
 //! `desired` and `dereference` are `resolve`'s, which `connection-operator plan` runs too (with
 //! plain API reads instead of the watch caches), and the plan is `diff::plan` for both.
 //!
@@ -30,7 +35,9 @@ use super::events::{self, CLEANUP_SKIPPED, DRIFT_CORRECTED, ORPHANED};
 use super::finalizer;
 use super::status::{self, Observation, Outcome, ProviderHealth};
 use crate::api::conditions::{self, READY, Reason};
-use crate::api::{ClusterProvider, Connection, DeletionPolicy, ManagementPolicy, Provider, ProviderStatus};
+use crate::api::{
+    ClusterProvider, Connection, ConnectionStatus, DeletionPolicy, ManagementPolicy, Provider, ProviderStatus,
+};
 use crate::desired::Desired;
 use crate::diff;
 use crate::providers::{self, Freshness, ProviderClient, ProviderError, Target};
@@ -98,6 +105,72 @@ pub fn error_policy(conn: Arc<Connection>, error: &Error, ctx: Arc<Context>) -> 
     Action::requeue(delay)
 }
 
+/// Why the reconcile stopped before its `status` stage. Each stop has the Ready reason it
+/// shows (`reason`) and its own status write and requeue (`Stages::stopped`).
+enum Stop {
+    /// `desired` or `dereference` cannot go on: terminal until something referenced changes.
+    Unresolved(Box<Unresolved>),
+    /// An older Connection of the same upstream connection owns overlapping keys.
+    Conflict(String),
+    /// `spec.suspend`: no upstream call at all.
+    Suspended,
+    /// Every reconcile slot of the provider account is taken: try again shortly.
+    Busy,
+    /// A drift check the account's budget cannot afford before `retry_at`: postponed, not
+    /// failed (the Connection was in sync and nothing says otherwise, so its status stays).
+    Postponed { retry_at: SystemTime },
+    /// A Kubernetes API failure: the reconcile itself failed.
+    Kube(Error),
+}
+
+impl Stop {
+    /// The Ready reason this stop shows (or, for the stops that leave status alone, the
+    /// closest one for logs and metrics).
+    fn reason(&self) -> Reason {
+        match self {
+            Stop::Unresolved(u) => u.reason,
+            Stop::Conflict(_) => Reason::Conflict,
+            Stop::Suspended => Reason::Suspended,
+            Stop::Busy | Stop::Postponed { .. } => Outcome::Deferred.reason(),
+            Stop::Kube(_) => Reason::UpstreamUnavailable,
+        }
+    }
+}
+
+impl From<Error> for Stop {
+    fn from(e: Error) -> Self {
+        Stop::Kube(e)
+    }
+}
+
+impl From<kube::Error> for Stop {
+    fn from(e: kube::Error) -> Self {
+        Stop::Kube(e.into())
+    }
+}
+
+impl From<Unresolved> for Stop {
+    fn from(u: Unresolved) -> Self {
+        Stop::Unresolved(Box::new(u))
+    }
+}
+
+impl From<resolve::Unresolved> for Stop {
+    fn from(u: resolve::Unresolved) -> Self {
+        Unresolved::from(u).into()
+    }
+}
+
+/// What every stage of one reconcile of a Connection needs.
+struct Stages<'a> {
+    conn: &'a Connection,
+    ctx: &'a Context,
+    api: Api<Connection>,
+    namespace: &'a str,
+    key: &'a str,
+    requested_at: Option<String>,
+}
+
 async fn reconcile_connection(
     conn: &Connection,
     ctx: &Context,
@@ -105,63 +178,62 @@ async fn reconcile_connection(
     key: &str,
 ) -> Result<(Outcome, Action), Error> {
     let api: Api<Connection> = Api::namespaced(ctx.client.clone(), namespace);
-    let deleting = conn.meta().deletion_timestamp.is_some();
-    let policy = conn.spec.deletion_policy;
-
-    if deleting {
-        if !finalizer::has_finalizer(conn) {
-            return Ok((Outcome::Deleting, Action::await_change()));
-        }
-        if policy == DeletionPolicy::Orphan {
-            // Switching to Orphan while deleting releases the Connection (docs/controller.md).
-            finalizer::remove(&api, conn).await?;
-            ctx.backoffs.reset(key);
-            return Ok((Outcome::Deleting, Action::await_change()));
-        }
-        return delete(conn, ctx, &api, namespace, key).await;
+    if conn.meta().deletion_timestamp.is_some() {
+        return finalize(conn, ctx, &api, namespace, key).await;
     }
-    match policy {
+    match conn.spec.deletion_policy {
         DeletionPolicy::Delete => finalizer::add(&api, conn).await?,
         DeletionPolicy::Orphan => finalizer::remove(&api, conn).await?,
     }
-
     let requested_at = conn.annotations().get(RECONCILE_REQUESTED_AT).cloned();
-    let observation =
-        |outcome: Outcome, managed_keys: Option<Vec<String>>, secret_keys: Option<Vec<String>>| Observation {
-            generation: conn.meta().generation,
+    let stages = Stages { conn, ctx, api, namespace, key, requested_at };
+    match stages.run().await {
+        Ok(done) => Ok(done),
+        Err(stop) => stages.stopped(stop).await,
+    }
+}
+
+impl Stages<'_> {
+    /// The stages, in order; each either hands its result to the next or stops.
+    async fn run(&self) -> Result<(Outcome, Action), Stop> {
+        let desired = resolve::desired(self.conn, self.namespace, self.ctx).await??;
+        let resolved = dereference(self.conn, self.ctx, self.namespace).await?;
+        self.check_ownership(&desired, &resolved).await?;
+        if self.conn.spec.suspend {
+            return Err(Stop::Suspended);
+        }
+        let _slot = self.ctx.account_slot(&resolved.account.key).ok_or(Stop::Busy)?;
+        let (outcome, managed_keys) = self.read_plan_write(&desired, &resolved).await?;
+        Ok(self.status(&desired, &resolved, outcome, managed_keys).await?)
+    }
+
+    fn observation(&self, outcome: Outcome, managed_keys: Option<Vec<String>>) -> Observation {
+        Observation {
+            generation: self.conn.meta().generation,
             outcome,
             managed_keys,
-            secret_keys,
-            requested_at: requested_at.clone(),
-        };
-    let stop =
-        |unresolved: Unresolved| stop(conn, ctx, &api, key, observation(Outcome::Deferred, None, None), unresolved);
-
-    // Rules the CRD schema cannot hold (`api::validate`) and the shared settings: terminal,
-    // before any upstream request, like a provider's own refusal of the values.
-    let desired = match resolve::desired(conn, namespace, ctx).await? {
-        Ok(desired) => desired,
-        Err(unresolved) => return stop(unresolved.into()).await,
-    };
-
-    // Step 1: dereference.
-    let resolved = match dereference(conn, ctx, namespace).await? {
-        Ok(resolved) => resolved,
-        Err(unresolved) => return stop(unresolved).await,
-    };
-    if let Some(refused) = resolve::credentials_loop(&desired, &resolved.account, namespace) {
-        return stop(refused.into()).await;
-    }
-    let declared = conflict::declared_keys(&desired.spec);
-    if let Some(uid) = &conn.metadata.uid {
-        let resolution = Resolution { account: resolved.account.key.clone(), declared: declared.clone() };
-        ctx.remember_resolution(uid, resolution);
+            secret_keys: None,
+            requested_at: self.requested_at.clone(),
+        }
     }
 
-    // Ownership: an older Connection of the same upstream connection through the same account
-    // keeps its keys; this one writes nothing while they overlap. Observe never writes, so it
-    // never conflicts.
-    if conn.spec.management_policy == ManagementPolicy::Manage {
+    /// Credentials that would loop back through the Connection, then ownership: an older
+    /// Connection of the same upstream connection through the same account keeps its keys;
+    /// this one writes nothing while they overlap. Observe never writes, so it never
+    /// conflicts.
+    async fn check_ownership(&self, desired: &Desired, resolved: &Resolved) -> Result<(), Stop> {
+        let (conn, ctx) = (self.conn, self.ctx);
+        if let Some(refused) = resolve::credentials_loop(desired, &resolved.account, self.namespace) {
+            return Err(refused.into());
+        }
+        let declared = conflict::declared_keys(&desired.spec);
+        if let Some(uid) = &conn.metadata.uid {
+            let resolution = Resolution { account: resolved.account.key.clone(), declared: declared.clone() };
+            ctx.remember_resolution(uid, resolution);
+        }
+        if conn.spec.management_policy != ManagementPolicy::Manage {
+            return Ok(());
+        }
         let mine = Claim::new(Arc::new(conn.clone()), Some(resolved.account.key.clone()), Some(declared));
         let mut others: Vec<Claim> = ctx
             .connection_targets
@@ -181,123 +253,137 @@ async fn reconcile_connection(
                 Api::namespaced(ctx.client.clone(), &owner.namespace().unwrap_or_default());
             let live = owner_api.get_opt(&owner.name_any()).await?;
             if live.is_some_and(|l| l.metadata.uid == owner.metadata.uid) {
-                let outcome = Outcome::Failed {
-                    reason: Reason::Conflict,
-                    message: conflict::message(&owner, &keys),
-                    retry_at: None,
-                };
-                write_status(conn, ctx, &api, observation(outcome.clone(), None, None)).await?;
-                ctx.backoffs.reset(key);
-                return Ok((outcome, Action::requeue(ctx.timing.terminal_requeue)));
+                return Err(Stop::Conflict(conflict::message(&owner, &keys)));
             }
             others.retain(|o| o.conn.metadata.uid != owner.metadata.uid);
         }
+        Ok(())
     }
 
-    if conn.spec.suspend {
-        let outcome = Outcome::Suspended;
-        write_status(conn, ctx, &api, observation(outcome.clone(), None, None)).await?;
-        return Ok((outcome, Action::await_change()));
-    }
-    let Some(_slot) = ctx.account_slot(&resolved.account.key) else {
-        return Ok((Outcome::Deferred, deferred()));
-    };
-    let provider_name = resolved.account.config.type_.as_str();
-    let target = Target::for_connection(&conn.spec);
-    let managed = conn.status.as_ref().map(|s| s.managed_keys.clone()).unwrap_or_default();
-
-    // Steps 2-4: read, plan, write.
-    let freshness = drift_check(conn, ctx, requested_at.as_deref());
-    let wait = match (freshness, conn.spec.management_policy) {
-        (None, ManagementPolicy::Manage) => budget_wait(ctx, &resolved),
-        _ => None,
-    };
-    let result = match wait {
-        Some(retry_at) => Err(ProviderError::RateLimited { retry_at }),
-        None => sync(conn, &desired, &resolved, &target, &managed, freshness).await,
-    };
-    let (outcome, managed_keys) = match result {
-        Ok((outcome, managed_keys)) => (outcome, managed_keys),
-        // A drift check the account's budget cannot afford now is postponed, not failed:
-        // the Connection was in sync and nothing says otherwise, so its status stays.
-        Err(ProviderError::RateLimited { retry_at }) if freshness.is_some() => {
+    /// Read, plan, write (`sync`), after the budget check of a Manage reconcile. A drift
+    /// check the budget cannot afford is postponed; any other provider failure is the
+    /// outcome.
+    async fn read_plan_write(
+        &self,
+        desired: &Desired,
+        resolved: &Resolved,
+    ) -> Result<(Outcome, Option<Vec<String>>), Stop> {
+        let (conn, ctx) = (self.conn, self.ctx);
+        let provider_name = resolved.account.config.type_.as_str();
+        let target = Target::for_connection(&conn.spec);
+        let managed = conn.status.as_ref().map(|s| s.managed_keys.clone()).unwrap_or_default();
+        let freshness = drift_check(
+            conn.status.as_ref(),
+            conn.meta().generation,
+            self.requested_at.as_deref(),
+            drift_interval(conn, ctx),
+        );
+        let wait = match (freshness, conn.spec.management_policy) {
+            (None, ManagementPolicy::Manage) => budget_wait(ctx, resolved),
+            _ => None,
+        };
+        let result = match wait {
+            Some(retry_at) => Err(ProviderError::RateLimited { retry_at }),
+            None => sync(conn, desired, resolved, &target, &managed, freshness).await,
+        };
+        if let Err(ProviderError::RateLimited { retry_at }) = result {
             ctx.metrics.rate_limited(provider_name);
-            let wait = retry_at.duration_since(SystemTime::now()).unwrap_or_default();
-            return Ok((Outcome::Deferred, Action::requeue(wait.max(Duration::from_millis(100)))));
-        }
-        Err(e) => {
-            if let ProviderError::RateLimited { .. } = e {
-                ctx.metrics.rate_limited(provider_name);
+            if freshness.is_some() {
+                return Err(Stop::Postponed { retry_at });
             }
-            (redacted(Outcome::from_provider_error(&e), &desired), None)
         }
-    };
-    let secret_keys =
-        managed_keys.as_ref().map(|keys| keys.iter().filter(|k| desired.is_secret(k)).cloned().collect::<Vec<_>>());
-    if outcome == (Outcome::InSync { wrote: true }) {
-        ctx.metrics.drift_corrected(provider_name);
+        let (outcome, managed_keys) =
+            result.unwrap_or_else(|e| (redacted(Outcome::from_provider_error(&e), desired), None));
+        if outcome == (Outcome::InSync { wrote: true }) {
+            ctx.metrics.drift_corrected(provider_name);
+        }
+        Ok((outcome, managed_keys))
     }
 
-    // Step 5: status.
-    let health = match &outcome {
+    /// The Provider's health and the Connection's status, the Event of a correction, and
+    /// when to look again.
+    async fn status(
+        &self,
+        desired: &Desired,
+        resolved: &Resolved,
+        outcome: Outcome,
+        managed_keys: Option<Vec<String>>,
+    ) -> Result<(Outcome, Action), Error> {
+        let (conn, ctx) = (self.conn, self.ctx);
+        let provider = &resolved.account.provider;
+        if let Some(health) = provider_health(&outcome, status_ready(provider.status())) {
+            update_provider_status(ctx, provider, &health, Some(resolved.pacer.snapshot())).await;
+        }
+        let secret_keys =
+            managed_keys.as_ref().map(|keys| keys.iter().filter(|k| desired.is_secret(k)).cloned().collect::<Vec<_>>());
+        let observation = Observation { secret_keys, ..self.observation(outcome.clone(), managed_keys) };
+        let transitioned = write_status(conn, ctx, &self.api, observation).await?;
+        // A write that also made the Connection Ready is told by the Ready event; one more
+        // Event per Connection would be one more API request each in a wave of thousands.
+        if outcome == (Outcome::InSync { wrote: true }) && !transitioned {
+            let reference = conn.object_ref(&());
+            events::publish(
+                &ctx.recorder,
+                &reference,
+                EventType::Normal,
+                DRIFT_CORRECTED,
+                "Write",
+                "upstream was updated to match the spec".into(),
+            )
+            .await;
+        }
+        let action = requeue(conn, ctx, self.key, &outcome);
+        Ok((outcome, action))
+    }
+
+    /// A stage that cannot go on: its status (if any) and its requeue.
+    async fn stopped(&self, stop: Stop) -> Result<(Outcome, Action), Error> {
+        let (conn, ctx) = (self.conn, self.ctx);
+        let reason = stop.reason();
+        let (outcome, action) = match stop {
+            Stop::Kube(e) => return Err(e),
+            Stop::Busy => (Outcome::Deferred, deferred()),
+            Stop::Postponed { retry_at } => {
+                let wait = retry_at.duration_since(SystemTime::now()).unwrap_or_default();
+                (Outcome::Deferred, Action::requeue(wait.max(Duration::from_millis(100))))
+            }
+            Stop::Suspended => {
+                write_status(conn, ctx, &self.api, self.observation(Outcome::Suspended, None)).await?;
+                (Outcome::Suspended, Action::await_change())
+            }
+            Stop::Conflict(message) => {
+                let outcome = Outcome::Failed { reason, message, retry_at: None };
+                write_status(conn, ctx, &self.api, self.observation(outcome.clone(), None)).await?;
+                ctx.backoffs.reset(self.key);
+                (outcome, Action::requeue(ctx.timing.terminal_requeue))
+            }
+            // Terminal: nothing is retried before the Connection, its Provider, its Secret
+            // or its shared settings change, or the safety requeue.
+            Stop::Unresolved(unresolved) => {
+                if let Some((provider, health)) = &unresolved.provider {
+                    update_provider_status(ctx, provider, health, None).await;
+                }
+                let outcome = Outcome::Failed { reason, message: unresolved.message, retry_at: None };
+                write_status(conn, ctx, &self.api, self.observation(outcome.clone(), None)).await?;
+                let action = requeue(conn, ctx, self.key, &outcome);
+                (outcome, action)
+            }
+        };
+        Ok((outcome, action))
+    }
+}
+
+/// How the Provider looks after a reconcile with `outcome` (`None`: leave it). A rate limit
+/// says nothing about the credentials, but a new block is worth recording when the Provider
+/// is not already shown not Ready (`ready`: its current Ready status).
+fn provider_health(outcome: &Outcome, ready: Option<bool>) -> Option<ProviderHealth> {
+    match outcome {
         Outcome::Failed { reason: Reason::Unauthorized, message, .. } => {
             Some(ProviderHealth::Unauthorized(message.clone()))
         }
-        Outcome::Failed { reason: Reason::RateLimited, .. } => None,
+        Outcome::Failed { reason: Reason::RateLimited, .. } if ready == Some(false) => None,
         _ => Some(ProviderHealth::Ready),
-    };
-    let pacer = &resolved.pacer;
-    let provider = &resolved.account.provider;
-    if let Some(health) = health {
-        update_provider_status(ctx, provider, &health, Some(pacer.snapshot())).await;
-    } else {
-        // A new block is worth recording even without a fresh authentication outcome.
-        let health = match status_ready(provider.status()) {
-            Some(false) => None,
-            _ => Some(ProviderHealth::Ready),
-        };
-        if let Some(health) = health {
-            update_provider_status(ctx, provider, &health, Some(pacer.snapshot())).await;
-        }
     }
-    let transitioned = write_status(conn, ctx, &api, observation(outcome.clone(), managed_keys, secret_keys)).await?;
-    // A write that also made the Connection Ready is told by the Ready event; one more
-    // Event per Connection would be one more API request each in a wave of thousands.
-    if outcome == (Outcome::InSync { wrote: true }) && !transitioned {
-        let reference = conn.object_ref(&());
-        events::publish(
-            &ctx.recorder,
-            &reference,
-            EventType::Normal,
-            DRIFT_CORRECTED,
-            "Write",
-            "upstream was updated to match the spec".into(),
-        )
-        .await;
-    }
-
-    let action = requeue(conn, ctx, key, &outcome);
-    Ok((outcome, action))
-}
-
-/// A step that cannot go on: its reason on the status, terminal (nothing is retried before
-/// the Connection, its Provider, its Secret or its shared settings change, or the safety
-/// requeue). `observation` gives everything but the outcome.
-async fn stop(
-    conn: &Connection,
-    ctx: &Context,
-    api: &Api<Connection>,
-    key: &str,
-    observation: Observation,
-    unresolved: Unresolved,
-) -> Result<(Outcome, Action), Error> {
-    if let Some((provider, health)) = &unresolved.provider {
-        update_provider_status(ctx, provider, health, None).await;
-    }
-    let outcome = Outcome::Failed { reason: unresolved.reason, message: unresolved.message, retry_at: None };
-    write_status(conn, ctx, api, Observation { outcome: outcome.clone(), ..observation }).await?;
-    let action = requeue(conn, ctx, key, &outcome);
-    Ok((outcome, action))
 }
 
 /// When this reconcile is only a drift check, what a list snapshot must satisfy to stand
@@ -307,11 +393,14 @@ async fn stop(
 /// no reconcile was requested since. The snapshot must postdate the last change of the
 /// status (a write shows there, seconds truncated, hence the extra second) and be at most
 /// half a drift interval old, so each Connection is looked at at least once per interval.
-fn drift_check(conn: &Connection, ctx: &Context, requested_at: Option<&str>) -> Option<Freshness> {
-    let status = conn.status.as_ref()?;
-    if status.observed_generation != conn.meta().generation
-        || requested_at != status.last_handled_reconcile_at.as_deref()
-    {
+fn drift_check(
+    status: Option<&ConnectionStatus>,
+    generation: Option<i64>,
+    requested_at: Option<&str>,
+    interval: Duration,
+) -> Option<Freshness> {
+    let status = status?;
+    if status.observed_generation != generation || requested_at != status.last_handled_reconcile_at.as_deref() {
         return None;
     }
     let synced = conditions::find(&status.conditions, conditions::SYNCED).filter(|c| c.status == "True")?;
@@ -322,7 +411,6 @@ fn drift_check(conn: &Connection, ctx: &Context, requested_at: Option<&str>) -> 
             .flatten()
             .map(|t| SystemTime::from(t.0))
             .max()?;
-    let interval = drift_interval(conn, ctx);
     Some(Freshness { not_before: last_change + Duration::from_secs(1), max_age: interval / 2 })
 }
 
@@ -331,14 +419,27 @@ fn drift_check(conn: &Connection, ctx: &Context, requested_at: Option<&str>) -> 
 /// cannot follow with its write would waste it: the Connection would need a second read
 /// in the next window, spending a scarce budget twice on reads for one write.
 fn budget_wait(ctx: &Context, resolved: &Resolved) -> Option<SystemTime> {
-    let busy = ctx.account_busy(&resolved.account.key).max(1) as u32;
-    let (now, wall) = (Instant::now(), SystemTime::now());
-    let until = providers::sync_buckets(resolved.account.config.type_)
-        .iter()
-        .filter_map(|(bucket, per_sync)| resolved.pacer.available_at(bucket, f64::from(per_sync * busy), now, wall))
-        .max()?;
+    let busy = ctx.account_busy(&resolved.account.key);
+    let buckets = providers::sync_buckets(resolved.account.config.type_);
+    let until = budget_ready_at(&resolved.pacer, buckets, busy, Instant::now(), SystemTime::now())?;
     // Spread the reconciles that wait together.
     Some(until + Duration::from_millis(rand::rng().random_range(0..=250)))
+}
+
+/// When `pacer` has, in each of `buckets` (bucket, requests of one sync), the requests of
+/// `busy` reconciles (at least this one); `None`: now.
+fn budget_ready_at(
+    pacer: &providers::AccountPacer,
+    buckets: &[(&str, u32)],
+    busy: usize,
+    now: Instant,
+    wall: SystemTime,
+) -> Option<SystemTime> {
+    let busy = busy.max(1) as u32;
+    buckets
+        .iter()
+        .filter_map(|(bucket, per_sync)| pacer.available_at(bucket, f64::from(per_sync * busy), now, wall))
+        .max()
 }
 
 /// The Connection's drift interval (replaced by the test-only override when set).
@@ -363,7 +464,7 @@ async fn sync(
         return Ok((mismatch("exactly one provider block (nango, mielto, arena or datagrid) must be set"), None));
     };
     let listed = match freshness {
-        Some(freshness) => resolved.client.observe(target, freshness).await?,
+        Some(freshness) => resolved.client.read_listed(target, freshness).await?,
         None => None,
     };
     let from_list = listed.is_some();
@@ -372,9 +473,7 @@ async fn sync(
         None => resolved.client.read(target).await?,
     };
     let mut plan = diff::plan(block, managed, &upstream);
-    if from_list
-        && plan.as_ref().is_ok_and(|p| p.write.is_some())
-        && conn.spec.management_policy == ManagementPolicy::Manage
+    if from_list && plan.as_ref().is_ok_and(|p| !p.in_sync()) && conn.spec.management_policy == ManagementPolicy::Manage
     {
         plan = diff::plan(block, managed, &resolved.client.read(target).await?);
     }
@@ -382,10 +481,12 @@ async fn sync(
         Ok(plan) => plan,
         Err(e) => return Ok((mismatch(&e.to_string()), None)),
     };
+    if plan.in_sync() {
+        return Ok((Outcome::InSync { wrote: false }, Some(plan.managed_keys)));
+    }
     match (conn.spec.management_policy, plan.write) {
-        (_, None) => Ok((Outcome::InSync { wrote: false }, Some(plan.managed_keys))),
         // Observe reads and reports; it never writes and takes no new ownership.
-        (ManagementPolicy::Observe, Some(_)) => Ok((Outcome::Drift { keys: plan.drift }, None)),
+        (ManagementPolicy::Observe, _) | (_, None) => Ok((Outcome::Drift { keys: plan.drift }, None)),
         (ManagementPolicy::Manage, Some(write)) => {
             resolved.client.write(target, &write).await?;
             Ok((Outcome::InSync { wrote: true }, Some(plan.managed_keys)))
@@ -395,6 +496,27 @@ async fn sync(
 
 fn mismatch(message: &str) -> Outcome {
     Outcome::Failed { reason: Reason::ProviderMismatch, message: message.to_string(), retry_at: None }
+}
+
+/// A Connection being deleted: release it at once when it is not ours to clean (no
+/// finalizer, or `deletionPolicy: Orphan`), else clean upstream first (`delete`).
+async fn finalize(
+    conn: &Connection,
+    ctx: &Context,
+    api: &Api<Connection>,
+    namespace: &str,
+    key: &str,
+) -> Result<(Outcome, Action), Error> {
+    if !finalizer::has_finalizer(conn) {
+        return Ok((Outcome::Deleting, Action::await_change()));
+    }
+    if conn.spec.deletion_policy == DeletionPolicy::Orphan {
+        // Switching to Orphan while deleting releases the Connection (docs/controller.md).
+        finalizer::remove(api, conn).await?;
+        ctx.backoffs.reset(key);
+        return Ok((Outcome::Deleting, Action::await_change()));
+    }
+    delete(conn, ctx, api, namespace, key).await
 }
 
 /// Deletion with `deletionPolicy: Delete`: remove the managed keys upstream (a 404 means
@@ -408,9 +530,9 @@ async fn delete(
     key: &str,
 ) -> Result<(Outcome, Action), Error> {
     let reference = conn.object_ref(&());
-    let resolved = match dereference(conn, ctx, namespace).await? {
+    let resolved = match dereference(conn, ctx, namespace).await {
         Ok(resolved) => resolved,
-        Err(unresolved) if unresolved.reason == Reason::ProviderNotFound => {
+        Err(Stop::Unresolved(unresolved)) if unresolved.reason == Reason::ProviderNotFound => {
             // Without its Provider nothing can be cleaned (e.g. the whole namespace is
             // being deleted); holding the Connection forever would block that deletion.
             let note = format!("{}; the managed keys are left upstream", unresolved.message);
@@ -418,10 +540,14 @@ async fn delete(
             finalizer::remove(api, conn).await?;
             return Ok((Outcome::Deleting, Action::await_change()));
         }
-        Err(unresolved) => {
+        Err(Stop::Unresolved(unresolved)) => {
             let outcome = Outcome::Failed { reason: unresolved.reason, message: unresolved.message, retry_at: None };
             return finish_failed_deletion(conn, ctx, api, key, outcome).await;
         }
+        Err(Stop::Kube(e)) => return Err(e),
+        // `dereference` stops only unresolved or on a Kubernetes failure; anything else is
+        // tried again shortly.
+        Err(_) => return Ok((Outcome::Deferred, deferred())),
     };
     if conn.spec.suspend {
         // No upstream call at all while suspended; unsuspend or switch to Orphan to go on.
@@ -482,26 +608,54 @@ fn deletion_observation(conn: &Connection, outcome: Outcome) -> Observation {
     }
 }
 
-/// When to look again (docs/controller.md, "Reconcile"), and the per-object backoff bookkeeping.
-fn requeue(conn: &Connection, ctx: &Context, key: &str, outcome: &Outcome) -> Action {
+/// When to look again after `outcome` (docs/controller.md, "Reconcile").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Next {
+    /// The drift check, one drift interval on (with jitter); the backoff starts over.
+    DriftCheck,
+    /// Only when something changes.
+    AwaitChange,
+    /// Shortly (a busy account).
+    Soon,
+    /// At the provider's retry time.
+    RetryAt(Option<SystemTime>),
+    /// After the per-object backoff.
+    Backoff,
+    /// Terminal: the safety requeue only; the backoff starts over.
+    Terminal,
+}
+
+fn next_attempt(outcome: &Outcome) -> Next {
     match outcome {
-        Outcome::InSync { .. } | Outcome::Drift { .. } => {
+        Outcome::InSync { .. } | Outcome::Drift { .. } => Next::DriftCheck,
+        Outcome::Suspended | Outcome::Deleting => Next::AwaitChange,
+        Outcome::Deferred => Next::Soon,
+        Outcome::Failed { reason: Reason::RateLimited, retry_at, .. } => Next::RetryAt(*retry_at),
+        Outcome::Failed { reason: Reason::UpstreamUnavailable, .. } => Next::Backoff,
+        // No retry loop: the watches bring it back when something changes.
+        Outcome::Failed { .. } => Next::Terminal,
+    }
+}
+
+/// The requeue of `outcome`, and the per-object backoff bookkeeping.
+fn requeue(conn: &Connection, ctx: &Context, key: &str, outcome: &Outcome) -> Action {
+    match next_attempt(outcome) {
+        Next::DriftCheck => {
             ctx.backoffs.reset(key);
             let interval = drift_interval(conn, ctx);
             // Up to 10% jitter spreads the drift checks of Connections created together.
             let jitter_ms = (interval.as_millis() as u64 / 10).max(1);
             Action::requeue(interval + Duration::from_millis(rand::rng().random_range(0..=jitter_ms)))
         }
-        Outcome::Suspended | Outcome::Deleting => Action::await_change(),
-        Outcome::Deferred => deferred(),
-        Outcome::Failed { reason: Reason::RateLimited, retry_at, .. } => {
+        Next::AwaitChange => Action::await_change(),
+        Next::Soon => deferred(),
+        Next::RetryAt(retry_at) => {
             // Requeue at retryAt (the pacer added jitter to it); never sleep in a worker.
             let wait = retry_at.and_then(|at| at.duration_since(SystemTime::now()).ok()).unwrap_or_default();
             Action::requeue(wait.max(Duration::from_millis(100)))
         }
-        Outcome::Failed { reason: Reason::UpstreamUnavailable, .. } => Action::requeue(ctx.backoffs.next(key)),
-        Outcome::Failed { .. } => {
-            // Terminal: no retry loop; the watches bring it back when something changes.
+        Next::Backoff => Action::requeue(ctx.backoffs.next(key)),
+        Next::Terminal => {
             ctx.backoffs.reset(key);
             Action::requeue(ctx.timing.terminal_requeue)
         }
@@ -518,23 +672,17 @@ fn deferred() -> Action {
 /// Step 1: the Provider (or ClusterProvider), its type against the Connection's block,
 /// and the token from the referenced Secret (`resolve::account` with the watch caches), then
 /// the account's pacer and client.
-async fn dereference(conn: &Connection, ctx: &Context, namespace: &str) -> Result<Result<Resolved, Unresolved>, Error> {
-    let account = match resolve::account(conn, namespace, ctx).await? {
-        Ok(account) => account,
-        Err(unresolved) => return Ok(Err(unresolved.into())),
-    };
+async fn dereference(conn: &Connection, ctx: &Context, namespace: &str) -> Result<Resolved, Stop> {
+    let account = resolve::account(conn, namespace, ctx).await??;
     let config = &account.config;
     let pacer = ctx.pacers.get_for(&account.key, &account.provider.describe(), config.rate_limit);
     match ctx.clients.get(&account.key, config, account.token.clone(), &ctx.http, pacer.clone()) {
-        Ok(client) => Ok(Ok(Resolved { account, pacer, client })),
+        Ok(client) => Ok(Resolved { account, pacer, client }),
         Err(e) => {
             let message = format!("the provider cannot be used: {e}");
             let health = ProviderHealth::CredentialsMissing(message.clone());
-            Ok(Err(Unresolved {
-                reason: Reason::ProviderNotReady,
-                message,
-                provider: Some((account.provider, health)),
-            }))
+            Err(Unresolved { reason: Reason::ProviderNotReady, message, provider: Some((account.provider, health)) }
+                .into())
         }
     }
 }
@@ -601,20 +749,132 @@ async fn update_provider_status(
     if !status::provider_status_changed(current, &wanted) {
         return;
     }
-    let params = PatchParams::apply(FIELD_MANAGER).force();
+    // One code path for both kinds: only the API (namespaced or cluster-wide) differs.
     let result = match provider {
         ProviderObject::Namespaced(p) => {
             let api: Api<Provider> = Api::namespaced(ctx.client.clone(), &p.namespace().unwrap_or_default());
-            let body = json!({"apiVersion": "connection-operator.dev/v1alpha1", "kind": "Provider", "metadata": {"name": p.name_any()}, "status": wanted});
-            api.patch_status(&p.name_any(), &params, &Patch::Apply(body)).await.map(drop)
+            apply_status(&api, p, &wanted).await
         }
-        ProviderObject::Cluster(p) => {
-            let api: Api<ClusterProvider> = Api::all(ctx.client.clone());
-            let body = json!({"apiVersion": "connection-operator.dev/v1alpha1", "kind": "ClusterProvider", "metadata": {"name": p.name_any()}, "status": wanted});
-            api.patch_status(&p.name_any(), &params, &Patch::Apply(body)).await.map(drop)
-        }
+        ProviderObject::Cluster(p) => apply_status(&Api::<ClusterProvider>::all(ctx.client.clone()), p, &wanted).await,
     };
     if let Err(e) = result {
         tracing::warn!(error = %e, "cannot update the Provider status");
+    }
+}
+
+/// Server-side apply `status` to `object` (a Provider or a ClusterProvider).
+async fn apply_status<K>(api: &Api<K>, object: &K, status: &ProviderStatus) -> Result<(), kube::Error>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let body = json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "metadata": {"name": object.name_any()},
+        "status": status,
+    });
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    api.patch_status(&object.name_any(), &params, &Patch::Apply(body)).await.map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    use super::*;
+    use crate::api::RateLimitSpec;
+    use crate::api::conditions::{SYNCED, condition};
+    use crate::providers::AccountPacer;
+
+    const INTERVAL: Duration = Duration::from_secs(600);
+
+    fn at(s: i64) -> Timestamp {
+        Timestamp::from_second(s).unwrap()
+    }
+
+    /// The status of a Connection whose generation 3 was last found in sync at 1000 s.
+    fn synced(requested_at: Option<&str>) -> ConnectionStatus {
+        ConnectionStatus {
+            observed_generation: Some(3),
+            conditions: vec![
+                condition(&[], READY, true, "InSync", "", Some(3), at(900)),
+                condition(&[], SYNCED, true, "InSync", "", Some(3), at(950)),
+            ],
+            last_sync_time: Some(Time(at(1_000))),
+            last_handled_reconcile_at: requested_at.map(str::to_string),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_synced_generation_is_a_drift_check_after_its_last_change() {
+        let status = synced(None);
+        let freshness = drift_check(Some(&status), Some(3), None, INTERVAL).expect("a drift check");
+        assert_eq!(freshness.not_before, SystemTime::UNIX_EPOCH + Duration::from_secs(1_001));
+        assert_eq!(freshness.max_age, INTERVAL / 2);
+    }
+
+    #[test]
+    fn a_new_generation_a_request_or_a_failed_sync_reads_the_connection() {
+        let status = synced(Some("t1"));
+        assert!(drift_check(Some(&status), Some(3), Some("t1"), INTERVAL).is_some(), "handled request");
+        assert_eq!(drift_check(Some(&status), Some(3), Some("t2"), INTERVAL), None, "new request");
+        assert_eq!(drift_check(Some(&status), Some(4), Some("t1"), INTERVAL), None, "new generation");
+        assert_eq!(drift_check(None, Some(3), None, INTERVAL), None, "never reconciled");
+        let mut failed = synced(None);
+        failed.conditions[1] = condition(&[], SYNCED, false, "UpstreamUnavailable", "", Some(3), at(990));
+        assert_eq!(drift_check(Some(&failed), Some(3), None, INTERVAL), None, "last sync failed");
+    }
+
+    #[test]
+    fn the_budget_covers_a_read_and_a_write_for_every_busy_reconcile() {
+        let pacer = AccountPacer::new(RateLimitSpec { requests_per_minute: 60, burst: 6 });
+        let (now, wall) = (Instant::now(), SystemTime::UNIX_EPOCH + Duration::from_secs(1_000));
+        for _ in 0..2 {
+            pacer.admit("", now, wall);
+        }
+        // Four tokens left, one more per second.
+        let one_sync: &[(&str, u32)] = &[("", 2)];
+        assert_eq!(budget_ready_at(&pacer, one_sync, 0, now, wall), None, "this reconcile alone");
+        assert_eq!(budget_ready_at(&pacer, one_sync, 2, now, wall), None, "two syncs: four requests");
+        let three = budget_ready_at(&pacer, one_sync, 3, now, wall);
+        assert_eq!(three, Some(wall + Duration::from_secs(2)), "three syncs need two more tokens");
+        let buckets: &[(&str, u32)] = &[("", 1), ("PATCH", 1)];
+        assert_eq!(budget_ready_at(&pacer, buckets, 5, now, wall), Some(wall + Duration::from_secs(1)), "worst bucket");
+    }
+
+    #[test]
+    fn each_outcome_has_its_next_attempt() {
+        let failed = |reason, retry_at| Outcome::Failed { reason, message: String::new(), retry_at };
+        let retry = SystemTime::UNIX_EPOCH + Duration::from_secs(5);
+        assert_eq!(next_attempt(&Outcome::InSync { wrote: true }), Next::DriftCheck);
+        assert_eq!(next_attempt(&Outcome::Drift { keys: vec![] }), Next::DriftCheck);
+        assert_eq!(next_attempt(&Outcome::Suspended), Next::AwaitChange);
+        assert_eq!(next_attempt(&Outcome::Deleting), Next::AwaitChange);
+        assert_eq!(next_attempt(&Outcome::Deferred), Next::Soon);
+        assert_eq!(next_attempt(&failed(Reason::RateLimited, Some(retry))), Next::RetryAt(Some(retry)));
+        assert_eq!(next_attempt(&failed(Reason::UpstreamUnavailable, None)), Next::Backoff);
+        for terminal in [Reason::InvalidSpec, Reason::Unauthorized, Reason::ProviderNotFound, Reason::Conflict] {
+            assert_eq!(next_attempt(&failed(terminal, None)), Next::Terminal, "{terminal:?}");
+        }
+    }
+
+    #[test]
+    fn provider_health_follows_authentication_not_rate_limits() {
+        let failed = |reason| Outcome::Failed { reason, message: "m".into(), retry_at: None };
+        let refused = provider_health(&failed(Reason::Unauthorized), Some(true));
+        assert_eq!(refused, Some(ProviderHealth::Unauthorized("m".into())));
+        assert_eq!(provider_health(&failed(Reason::RateLimited), Some(false)), None, "stays not Ready");
+        assert_eq!(provider_health(&failed(Reason::RateLimited), Some(true)), Some(ProviderHealth::Ready));
+        assert_eq!(provider_health(&Outcome::InSync { wrote: false }, Some(false)), Some(ProviderHealth::Ready));
+    }
+
+    #[test]
+    fn each_stop_shows_its_reason() {
+        let unresolved = Unresolved { reason: Reason::ProviderNotFound, message: String::new(), provider: None };
+        assert_eq!(Stop::from(unresolved).reason(), Reason::ProviderNotFound);
+        assert_eq!(Stop::Conflict(String::new()).reason(), Reason::Conflict);
+        assert_eq!(Stop::Suspended.reason(), Reason::Suspended);
+        assert_eq!(Stop::Busy.reason(), Outcome::Deferred.reason());
     }
 }

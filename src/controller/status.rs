@@ -7,11 +7,11 @@
 
 use std::time::SystemTime;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
-use crate::api::conditions::{RATE_LIMITED, READY, Reason, SYNCED};
-use crate::api::{ConnectionStatus, ProviderStatus, RateLimitStatus};
+use crate::api::conditions::{RATE_LIMITED, READY, Reason, SYNCED, condition};
+use crate::api::{ConnectionStatus, ProviderStatus};
 use crate::providers::{ProviderError, RateLimitSnapshot};
 
 /// Reason of `RateLimited=True`: the provider said when to retry (docs/api.md, "Status").
@@ -41,17 +41,14 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// The failure outcome of a provider error: each class maps to one reason
-    /// (docs/controller.md, "Reconcile").
+    /// The failure outcome of a provider error, with the class's reason
+    /// ([`ProviderError::reason`]) and, when rate limited, when to retry.
     pub fn from_provider_error(e: &ProviderError) -> Self {
-        let (reason, retry_at) = match e {
-            ProviderError::Terminal { .. } => (Reason::InvalidSpec, None),
-            ProviderError::Retryable { .. } => (Reason::UpstreamUnavailable, None),
-            ProviderError::RateLimited { retry_at } => (Reason::RateLimited, Some(*retry_at)),
-            ProviderError::NotFound { .. } => (Reason::UpstreamNotFound, None),
-            ProviderError::Unauthorized { .. } => (Reason::Unauthorized, None),
+        let retry_at = match e {
+            ProviderError::RateLimited { retry_at } => Some(*retry_at),
+            _ => None,
         };
-        Outcome::Failed { reason, message: e.to_string(), retry_at }
+        Outcome::Failed { reason: e.reason(), message: e.to_string(), retry_at }
     }
 
     /// The `Ready` reason this outcome shows.
@@ -191,15 +188,8 @@ pub fn provider_status(
         ProviderHealth::CredentialsMissing(m) => (false, Reason::ProviderNotReady.as_str(), m.clone()),
         ProviderHealth::Unauthorized(m) => (false, Reason::Unauthorized.as_str(), m.clone()),
     };
-    let rate_limit = match snapshot {
-        Some(s) if s != RateLimitSnapshot::default() => Some(RateLimitStatus {
-            limit: s.limit,
-            remaining: s.remaining,
-            reset_at: s.reset_at.and_then(|t| Timestamp::try_from(t).ok()).map(|t| Time(truncate(t))),
-            blocked_until: s.blocked_until.and_then(|t| Timestamp::try_from(t).ok()).map(|t| Time(truncate(t))),
-        }),
-        _ => previous.rate_limit.clone(),
-    };
+    // A snapshot with nothing seen yet keeps what the status said.
+    let rate_limit = snapshot.and_then(|s| s.to_status()).or_else(|| previous.rate_limit.clone());
     ProviderStatus {
         observed_generation: generation,
         conditions: vec![condition(&previous.conditions, READY, ready, reason, message, generation, now)],
@@ -237,33 +227,6 @@ pub fn connection_status_changed(current: Option<&ConnectionStatus>, wanted: &Co
         s
     };
     current.map(normalise) != Some(normalise(wanted))
-}
-
-/// One condition; `lastTransitionTime` is kept from `previous` while `status` is unchanged
-/// (Kubernetes API conventions for `metav1.Condition`).
-fn condition(
-    previous: &[Condition],
-    type_: &str,
-    status: bool,
-    reason: &str,
-    message: String,
-    generation: Option<i64>,
-    now: Timestamp,
-) -> Condition {
-    let status = if status { "True" } else { "False" }.to_string();
-    let last_transition_time = previous
-        .iter()
-        .find(|c| c.type_ == type_ && c.status == status)
-        .map(|c| c.last_transition_time.clone())
-        .unwrap_or(Time(now));
-    Condition {
-        type_: type_.to_string(),
-        status,
-        reason: reason.to_string(),
-        message,
-        observed_generation: generation,
-        last_transition_time,
-    }
 }
 
 /// Kubernetes serialises `metav1.Time` with second precision; building with the same

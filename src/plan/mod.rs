@@ -284,8 +284,7 @@ async fn conflict_with(
             Api::<Connection>::namespaced(client.clone(), namespace).list(&ListParams::default()).await.ok()?.items
         }
     };
-    let mine =
-        Claim::new(Arc::new(conn.clone()), Some(account.to_string()), Some(conflict::declared_keys(&desired.spec)));
+    let mine = Claim::new(Arc::new(conn.clone()), Some(account.into()), Some(conflict::declared_keys(&desired.spec)));
     let mut others = Vec::new();
     for other in all {
         let same_id = other.spec.connection_id == conn.spec.connection_id;

@@ -1,6 +1,6 @@
 //! Datagrid (docs/providers.md, Datagrid): `GET`/`PATCH /connections/{id}` below the base URL
 //! (which includes `/v1`), optional `Datagrid-Teamspace` header. Limits are per teamspace, path
-//! and method, so each route has its own pacing bucket. Drift checks observe through the
+//! and method, so each route has its own pacing bucket. Drift checks read through the
 //! cursor-paged list `GET /connections` (`listing`).
 
 use std::collections::{HashMap, HashSet};
@@ -145,14 +145,14 @@ impl ProviderClient for Datagrid {
         })
     }
 
-    fn observe<'a>(
+    fn read_listed<'a>(
         &'a self,
         target: &'a Target,
         freshness: Freshness,
     ) -> BoxFuture<'a, Result<Option<Upstream>, ProviderError>> {
         Box::pin(async move {
             let key = (target.connection_id.clone(), None);
-            self.listing.observe(&key, freshness, || self.list_rows()).await
+            self.listing.row(&key, freshness, || self.list_rows()).await
         })
     }
 

@@ -191,7 +191,7 @@ impl Http {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let limits = rate_limit_headers(&headers, SystemTime::now(), self.dialect.default_window());
-        self.pacer.observe(call.bucket, limits, Instant::now(), SystemTime::now());
+        self.pacer.record_headers(call.bucket, limits, Instant::now(), SystemTime::now());
         let bytes = response.bytes().await.map_err(|e| network_error(&e));
         self.observed(&call.method, Some(status), started);
         let bytes = bytes?;

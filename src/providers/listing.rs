@@ -1,9 +1,9 @@
-//! List-based observation for drift checks of large fleets: instead of one `GET` per Connection
+//! List-based reads for drift checks of large fleets: instead of one `GET` per Connection
 //! every drift interval, a provider client that can list (Nango `GET /connections`,
 //! Datagrid's cursor-paged list) keeps one snapshot of every connection of the account and
 //! answers drift checks from it while it is fresh enough.
 //!
-//! A snapshot only ever *observes*: the controller re-reads with a `GET` before it writes
+//! A snapshot is only ever *read*: the controller re-reads with a `GET` before it writes
 //! anything planned from it (see `controller::reconcile`), so a stale row can cost a
 //! missed drift for one interval, never a clobbered key.
 
@@ -70,7 +70,7 @@ impl Listing {
     /// The row of `key` from a snapshot satisfying `freshness`, listing again with `list`
     /// when the current one does not. `Ok(None)`: no row (not listed, or the list is
     /// unavailable): the caller reads the connection with a `GET`.
-    pub(crate) async fn observe<F, Fut>(
+    pub(crate) async fn row<F, Fut>(
         &self,
         key: &ListKey,
         freshness: Freshness,
@@ -143,7 +143,7 @@ mod tests {
         let freshness = Freshness { not_before: SystemTime::UNIX_EPOCH, max_age: Duration::from_secs(60) };
         for _ in 0..5 {
             let row = listing
-                .observe(&key(), freshness, || async {
+                .row(&key(), freshness, || async {
                     calls.fetch_add(1, Ordering::SeqCst);
                     Ok(rows("x"))
                 })
@@ -156,7 +156,7 @@ mod tests {
         let after_write = Freshness { not_before: SystemTime::now(), max_age: Duration::from_secs(60) };
         std::thread::sleep(Duration::from_millis(2));
         listing
-            .observe(&key(), after_write, || async {
+            .row(&key(), after_write, || async {
                 calls.fetch_add(1, Ordering::SeqCst);
                 Ok(rows("y"))
             })
@@ -170,13 +170,13 @@ mod tests {
         let listing = Listing::default();
         let freshness = Freshness { not_before: SystemTime::UNIX_EPOCH, max_age: Duration::from_secs(60) };
         let limited = ProviderError::RateLimited { retry_at: SystemTime::now() };
-        let got = listing.observe(&key(), freshness, || async { Err(limited.clone()) }).await;
+        let got = listing.row(&key(), freshness, || async { Err(limited.clone()) }).await;
         assert_eq!(got, Err(limited));
         let forbidden = ProviderError::Unauthorized { status: 403, message: "missing scope".into() };
-        let got = listing.observe(&key(), freshness, || async { Err(forbidden) }).await;
+        let got = listing.row(&key(), freshness, || async { Err(forbidden) }).await;
         assert_eq!(got, Ok(None));
         // Unavailable for a while: no list is attempted.
-        let got = listing.observe(&key(), freshness, || async { panic!("listed again") }).await;
+        let got = listing.row(&key(), freshness, || async { panic!("listed again") }).await;
         assert_eq!(got, Ok(None));
     }
 }

@@ -92,10 +92,10 @@ pub trait ProviderClient: Send + Sync + std::fmt::Debug {
     fn read<'a>(&'a self, target: &'a Target) -> BoxFuture<'a, Result<Upstream, ProviderError>>;
     /// Apply one planned write.
     fn write<'a>(&'a self, target: &'a Target, write: &'a Write) -> BoxFuture<'a, Result<(), ProviderError>>;
-    /// Observe the connection for a drift check from a list of the whole account that
+    /// Read the connection for a drift check from a list of the whole account that
     /// satisfies `freshness` (listing again if needed). `Ok(None)`: no row to offer (the
     /// provider has no list, the list is unavailable or lacks the connection): `read` it.
-    fn observe<'a>(
+    fn read_listed<'a>(
         &'a self,
         _target: &'a Target,
         _freshness: Freshness,

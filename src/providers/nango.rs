@@ -1,6 +1,6 @@
 //! Nango (docs/providers.md, Nango): `GET /connections/{id}?provider_config_key=K`, and
 //! `PATCH`/`POST /connections/metadata` with `{connection_id, provider_config_key, metadata}`.
-//! Drift checks observe through the list `GET /connections` (`listing`), and identical
+//! Drift checks read through the list `GET /connections` (`listing`), and identical
 //! PATCHes of many connections share one request with an array of ids (`batch`).
 
 use std::collections::HashMap;
@@ -171,14 +171,14 @@ impl ProviderClient for Nango {
         })
     }
 
-    fn observe<'a>(
+    fn read_listed<'a>(
         &'a self,
         target: &'a Target,
         freshness: Freshness,
     ) -> BoxFuture<'a, Result<Option<Upstream>, ProviderError>> {
         Box::pin(async move {
             let key = (target.connection_id.clone(), Some(provider_config_key(target)?.to_string()));
-            self.listing.observe(&key, freshness, || self.list_rows()).await
+            self.listing.row(&key, freshness, || self.list_rows()).await
         })
     }
 

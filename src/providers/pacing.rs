@@ -191,7 +191,7 @@ impl AccountPacer {
     /// Tighten the bucket from the headers of a response: never more tokens than the
     /// provider says remain, never a faster rate than its limit, and no request before the
     /// reset once nothing remains.
-    pub fn observe(&self, bucket: &str, headers: RateLimitHeaders, now: Instant, wall: SystemTime) {
+    pub fn record_headers(&self, bucket: &str, headers: RateLimitHeaders, now: Instant, wall: SystemTime) {
         let mut state = self.lock();
         let spec = self.spec;
         let reset_at = headers.reset;
@@ -242,7 +242,7 @@ impl AccountPacer {
     }
 
     /// A request admitted by [`AccountPacer::admit`] has finished (answered, failed or
-    /// cancelled); call it after [`AccountPacer::observe`] of its answer.
+    /// cancelled); call it after [`AccountPacer::record_headers`] of its answer.
     pub fn finished(&self, bucket: &str) {
         if let Some(b) = self.lock().buckets.get_mut(bucket) {
             b.in_flight = b.in_flight.saturating_sub(1);
@@ -326,7 +326,7 @@ mod available_tests {
         for ms in [0, 5_000, 7_000, 12_000, 12_000, 12_000] {
             let (now, wall) = (start + Duration::from_millis(ms), wall0 + Duration::from_millis(ms));
             assert!(matches!(pacer.admit("", now, wall), Admission::After(_)));
-            pacer.observe("", RateLimitHeaders::default(), now, wall);
+            pacer.record_headers("", RateLimitHeaders::default(), now, wall);
             pacer.finished("");
             if let Some(at) = pacer.available_at("", 2.0, now, wall) {
                 assert!(at > wall, "available at {at:?}, not later than now ({ms} ms)");
@@ -362,15 +362,15 @@ mod available_tests {
         };
         for _ in 0..5 {
             assert!(matches!(pacer.admit("", now, wall), Admission::After(_)));
-            pacer.observe("", headers(90, 60), now, wall);
+            pacer.record_headers("", headers(90, 60), now, wall);
             pacer.finished("");
         }
         assert!(pacer.available_at("", 5.0, now, wall).is_some(), "the burst is spent");
         // Same window: the refill rate still applies.
-        pacer.observe("", headers(89, 60), now, wall);
+        pacer.record_headers("", headers(89, 60), now, wall);
         assert!(pacer.available_at("", 5.0, now, wall).is_some());
         // The provider reports a new window: its allowance is usable at once, up to the burst.
-        pacer.observe("", headers(99, 120), now, wall);
+        pacer.record_headers("", headers(99, 120), now, wall);
         assert_eq!(pacer.available_at("", 5.0, now, wall), None);
     }
 }
@@ -427,7 +427,7 @@ mod tests {
             reset: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(160)),
             window: Some(Duration::from_secs(60)),
         };
-        pacer.observe("", headers, t0, w0);
+        pacer.record_headers("", headers, t0, w0);
         assert_eq!(pacer.admit("", t0, w0), Admission::After(Duration::ZERO));
         // Now 0 tokens at 1/s (the provider's 60/min, not our 6000/min).
         assert_eq!(pacer.admit("", t0, w0), Admission::After(Duration::from_secs(1)));
@@ -446,7 +446,7 @@ mod tests {
             reset: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(130)),
             window: None,
         };
-        pacer.observe("PATCH", headers, t0, w0);
+        pacer.record_headers("PATCH", headers, t0, w0);
         // The header's whole second may be floored: the bucket waits one more second.
         let reset = SystemTime::UNIX_EPOCH + Duration::from_secs(131);
         assert_eq!(pacer.admit("PATCH", t0, w0), Admission::RateLimited(reset));
@@ -544,7 +544,7 @@ mod tests {
         // The first answer says 5 remain, but 9 other requests are still in flight: nothing
         // more may be sent until answers or the refill say otherwise.
         let headers = RateLimitHeaders { limit: Some(100), remaining: Some(5), reset: None, window: None };
-        pacer.observe("", headers, t0, w0);
+        pacer.record_headers("", headers, t0, w0);
         pacer.finished("");
         assert!(matches!(pacer.admit("", t0, w0), Admission::RateLimited(_)));
         // Finished requests stop counting: with nothing in flight, a later answer with 5
@@ -553,7 +553,7 @@ mod tests {
         for _ in 0..9 {
             pacer.finished("");
         }
-        pacer.observe("", RateLimitHeaders { remaining: Some(5), ..headers }, t0, w0);
+        pacer.record_headers("", RateLimitHeaders { remaining: Some(5), ..headers }, t0, w0);
         let later = t0 + Duration::from_secs(5);
         assert_eq!(pacer.admit("", later, w0), Admission::After(Duration::ZERO));
         assert_eq!(pacer.blocked("", w0), None);

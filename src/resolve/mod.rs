@@ -87,7 +87,7 @@ pub struct Account {
     pub config: ProviderConfig,
     pub token: Token,
     /// [`ProviderConfig::account_key`]: Providers of one upstream account share it.
-    pub key: String,
+    pub key: crate::api::AccountKey,
 }
 
 /// Why a Connection cannot be planned: a Ready reason with its message.
