@@ -7,9 +7,9 @@
 
 use serde_json::{Value, json};
 
+use super::cluster::Cluster;
 use super::crds::{self, CLEANUP_FINALIZER};
 use super::object_meta::{finalizers, meta_mut, now_rfc3339};
-use super::rest::Cluster;
 use super::store::Key;
 
 pub enum Deleted {

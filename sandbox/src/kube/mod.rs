@@ -15,6 +15,7 @@ pub(crate) mod api_error;
 mod authz;
 mod builtin_decode;
 mod builtin_validation;
+mod cluster;
 pub mod crd;
 mod crds;
 mod discovery;
@@ -34,6 +35,7 @@ mod secret_data;
 mod selectors;
 mod server;
 mod service_defaults;
+mod shared;
 mod storage_version_hash;
 mod store;
 mod token_request;
@@ -47,7 +49,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-pub use server::Options;
+pub use shared::Options;
 
 /// Bind `addr`, write a kubeconfig for it to `kubeconfig`, print `listening on http://ADDR`,
 /// serve until SIGINT/SIGTERM.
@@ -56,7 +58,7 @@ pub async fn run(addr: SocketAddr, kubeconfig: &Path) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let token = kubeconfig::new_token();
     kubeconfig::write(kubeconfig, addr, &token).with_context(|| format!("writing {}", kubeconfig.display()))?;
-    let shared = Arc::new(server::Shared::new(addr, Options::default()));
+    let shared = Arc::new(shared::Shared::new(addr, Options::default()));
     shared.rbac.set_admin_token(&token);
     println!("listening on http://{addr}");
     use std::io::Write;
@@ -111,7 +113,7 @@ impl KubeSandbox {
         let addr = std_listener.local_addr()?;
         let token = kubeconfig::new_token();
         kubeconfig::write(kubeconfig, addr, &token).with_context(|| format!("writing {}", kubeconfig.display()))?;
-        let shared = Arc::new(server::Shared::new(addr, options));
+        let shared = Arc::new(shared::Shared::new(addr, options));
         shared.rbac.set_admin_token(&token);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;

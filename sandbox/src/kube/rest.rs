@@ -8,6 +8,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::api_error::ApiError;
+use super::cluster::Cluster;
 use super::crd::{AdmitError, FieldValidation};
 use super::field_error::FieldError;
 use super::lifecycle;
@@ -16,17 +17,11 @@ use super::patch::{self, PatchError};
 use super::request::{Query, ResourcePath};
 use super::resources::{Registry, ResourceType, View};
 use super::selectors::{FieldLabels, FieldSelector, LabelSelector};
-use super::store::{Key, Store};
+use super::store::Key;
 use super::{
     builtin_decode, builtin_validation, crds, event_views, secret_data, service_defaults, workload_defaults,
     zero_values,
 };
-
-/// Everything the API server holds: the objects and the resource types being served.
-pub struct Cluster {
-    pub store: Store,
-    pub registry: Registry,
-}
 
 /// Options of a write request.
 #[derive(Clone, Debug)]

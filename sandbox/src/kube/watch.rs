@@ -19,7 +19,7 @@ use super::api_error::ApiError;
 use super::crd::table::{self, Column, IncludeObject};
 use super::resources::ResourceType;
 use super::rest::{Selectors, to_view};
-use super::server::Shared;
+use super::shared::Shared;
 use super::store::{EventType, StoredEvent};
 
 /// Where a watch starts.

@@ -9,7 +9,7 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use serde_json::{Value, json};
 
-use super::server::Proxy;
+use super::state::Proxy;
 use crate::faults;
 
 fn json_response(status: StatusCode, body: &Value) -> Response {

@@ -19,6 +19,7 @@ mod forward;
 mod journal;
 mod kubeconfig;
 mod server;
+mod state;
 mod upstream;
 mod watches;
 
@@ -50,7 +51,7 @@ fn prepare(
     upstream_kubeconfig: &Path,
     addr: SocketAddr,
     out_kubeconfig: &Path,
-) -> Result<(Arc<server::Proxy>, std::net::TcpListener), ProxyError> {
+) -> Result<(Arc<state::Proxy>, std::net::TcpListener), ProxyError> {
     let upstream = upstream::Upstream::from_kubeconfig(upstream_kubeconfig)
         .map_err(|source| ProxyError::Upstream { path: upstream_kubeconfig.to_path_buf(), source })?;
     let listener = std::net::TcpListener::bind(addr).map_err(|source| ProxyError::Bind { addr, source })?;
@@ -58,13 +59,13 @@ fn prepare(
     let bound = listener.local_addr().map_err(|source| ProxyError::Bind { addr, source })?;
     kubeconfig::write(out_kubeconfig, bound)
         .map_err(|source| ProxyError::WriteKubeconfig { path: out_kubeconfig.to_path_buf(), source })?;
-    Ok((Arc::new(server::Proxy::new(upstream)), listener))
+    Ok((Arc::new(state::Proxy::new(upstream)), listener))
 }
 
 /// Serve until `stop` completes; then end the relayed watches, so the graceful shutdown does
 /// not wait for streams that only end when their client goes away.
 async fn serve(
-    proxy: Arc<server::Proxy>,
+    proxy: Arc<state::Proxy>,
     listener: std::net::TcpListener,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ProxyError> {

@@ -12,28 +12,14 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 
-use super::journal::Journal;
-use super::upstream::Upstream;
-use super::watches::{self, Watches};
+use super::state::Proxy;
+use super::watches;
 use super::{admin, forward};
-use crate::faults::{Fault, Faults};
+use crate::faults::Fault;
 use crate::kube::api_error::ApiError;
 
 /// Admin request bodies are small JSON documents.
 const MAX_ADMIN_BODY: usize = 1024 * 1024;
-
-pub struct Proxy {
-    pub upstream: Upstream,
-    pub journal: Journal,
-    pub faults: Faults,
-    pub watches: Watches,
-}
-
-impl Proxy {
-    pub fn new(upstream: Upstream) -> Self {
-        Self { upstream, journal: Journal::default(), faults: Faults::default(), watches: Watches::default() }
-    }
-}
 
 pub fn router(proxy: Arc<Proxy>) -> Router {
     Router::new().fallback(handle).with_state(proxy)

@@ -51,6 +51,7 @@ mod datagrid;
 pub mod faults;
 mod journal;
 mod mielto;
+mod mounting;
 mod nango;
 mod pipeline;
 mod plugin;
@@ -65,7 +66,8 @@ use serde_json::json;
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
-pub use plugin::{Caller, Provider, mount};
+pub use mounting::mount;
+pub use plugin::{Caller, Provider};
 pub use rate_limit::{Bucket, Decision, RateLimit, WindowKind};
 pub use server::ConnectionReset;
 pub use tokens::{Access, Tokens};

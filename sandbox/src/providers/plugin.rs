@@ -1,6 +1,6 @@
 //! The contract between the framework and one provider module (see the module docs of
-//! `providers` for how to write one), and `mount`, which wraps a provider's API routes in
-//! the common pipeline and adds its admin API.
+//! `providers` for how to write one), and the per-provider controls the pipeline and the
+//! admin API share. `mounting` puts the pieces together.
 
 use std::sync::{Arc, RwLock};
 
@@ -9,10 +9,8 @@ use http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
 use super::{
-    admin,
     faults::Faults,
     journal::Journal,
-    pipeline,
     rate_limit::{Bucket, Decision, Limiter, RateLimit},
     tokens::Tokens,
 };
@@ -93,14 +91,4 @@ pub(super) struct Controls {
 pub(super) struct Mounted<P> {
     pub provider: Arc<P>,
     pub controls: Controls,
-}
-
-/// Build the router of one provider: its API routes behind the common pipeline (journal,
-/// faults, authentication, rate limit), plus the admin API under `/_sandbox/` (not
-/// journaled, not authenticated, not limited). Nest the result under the provider prefix.
-pub fn mount<P: Provider>(provider: P) -> Router {
-    let provider = Arc::new(provider);
-    let mounted = Arc::new(Mounted { provider: provider.clone(), controls: Controls::default() });
-    let api = provider.routes().layer(axum::middleware::from_fn_with_state(mounted.clone(), pipeline::run::<P>));
-    admin::router(mounted).merge(api)
 }

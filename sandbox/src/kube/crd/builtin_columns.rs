@@ -6,47 +6,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use super::table::{CREATION_TIMESTAMP_DESCRIPTION, Column, NAME_DESCRIPTION, human_duration};
-
-/// How a built-in column's cell is computed from the object.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Computed {
-    Name,
-    /// `translateTimestampSince(creationTimestamp)`.
-    Age,
-    /// `creationTimestamp` as RFC 3339 UTC (the default table convertor's `Created At`).
-    CreatedAt,
-    /// A string at a JSON pointer ("" when absent).
-    Text(&'static str),
-    /// An integer at a JSON pointer (0 when absent, like an unset int32 field).
-    Int(&'static str),
-    /// Number of entries of the maps/lists at these pointers.
-    Count(&'static [&'static str]),
-    DeploymentReady,
-    Containers,
-    Images,
-    Selector(&'static str),
-    RoleRef,
-    Subjects(&'static str),
-    ServicePorts,
-    ExternalIps,
-    IntOrStringOrNone(&'static str),
-    EventLastSeen,
-    EventFirstSeen,
-    EventObject,
-    EventSubobject,
-    EventSource,
-    EventMessage,
-    EventCount,
-    EventType,
-    EventReason,
-    /// A CRD's served versions, the storage one marked `(storage)`, comma-separated.
-    CrdVersions,
-    /// A CRD's short names, comma-separated.
-    CrdShortNames,
-    /// Whether a CRD's `Established` condition is `True`.
-    CrdEstablished,
-}
+use super::column::{CREATION_TIMESTAMP_DESCRIPTION, Column, Computed, NAME_DESCRIPTION, human_duration};
 
 fn col(name: &str, type_: &str, priority: i64, description: &str, c: Computed) -> Column {
     Column::computed(name, type_, "", priority, description, c)

@@ -23,6 +23,7 @@
 mod builtin_columns;
 mod builtin_schemas;
 mod cel;
+mod column;
 mod defaults;
 mod definition;
 mod formats;

@@ -7,42 +7,9 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use super::builtin_columns;
-pub use super::builtin_columns::Computed;
+use super::column::{CREATION_TIMESTAMP_DESCRIPTION, NAME_DESCRIPTION, human_duration};
+pub use super::column::{Column, Computed};
 use super::jsonpath;
-
-#[derive(Clone, Debug)]
-pub struct Column {
-    pub name: String,
-    pub type_: String,
-    pub format: String,
-    pub description: String,
-    pub priority: i64,
-    /// JSONPath into the object, e.g. `.spec.connectionId`; empty for built-in computed columns.
-    pub json_path: String,
-    /// How a built-in column's cell is computed (`None` for JSONPath columns).
-    pub computed: Option<Computed>,
-}
-
-impl Column {
-    pub(super) fn computed(
-        name: &str,
-        type_: &str,
-        format: &str,
-        priority: i64,
-        description: &str,
-        c: Computed,
-    ) -> Self {
-        Self {
-            name: name.to_owned(),
-            type_: type_.to_owned(),
-            format: format.to_owned(),
-            description: description.to_owned(),
-            priority,
-            json_path: String::new(),
-            computed: Some(c),
-        }
-    }
-}
 
 /// Whether rows carry the object (`includeObject=Object`), only its metadata
 /// (`Metadata`, the default: a PartialObjectMetadata) or nothing (`None`).
@@ -53,9 +20,6 @@ pub enum IncludeObject {
     Metadata,
     Object,
 }
-
-pub(super) const NAME_DESCRIPTION: &str = "Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names";
-pub(super) const CREATION_TIMESTAMP_DESCRIPTION: &str = "CreationTimestamp is a timestamp representing the server time when this object was created. It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. It is represented in RFC3339 form and is in UTC.\n\nPopulated by the system. Read-only. Null for lists. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata";
 
 /// Columns from a CRD version's `additionalPrinterColumns` (NAME first; AGE when the CRD
 /// declares none), or the default columns of a built-in kind.
@@ -177,41 +141,6 @@ pub(super) fn go_print(v: &Value) -> String {
             )
         }
     }
-}
-
-/// apimachinery `util/duration.HumanDuration`, the age format of `kubectl get`.
-pub(super) fn human_duration(d: chrono::Duration) -> String {
-    let seconds = d.num_seconds();
-    if seconds < -1 {
-        return "<invalid>".to_owned();
-    } else if seconds < 0 {
-        return "0s".to_owned();
-    } else if seconds < 60 * 2 {
-        return format!("{seconds}s");
-    }
-    let minutes = d.num_minutes();
-    if minutes < 10 {
-        let s = seconds % 60;
-        return if s == 0 { format!("{minutes}m") } else { format!("{minutes}m{s}s") };
-    } else if minutes < 60 * 3 {
-        return format!("{minutes}m");
-    }
-    let hours = d.num_hours();
-    if hours < 8 {
-        let m = minutes % 60;
-        return if m == 0 { format!("{hours}h") } else { format!("{hours}h{m}m") };
-    } else if hours < 48 {
-        return format!("{hours}h");
-    } else if hours < 24 * 8 {
-        let h = hours % 24;
-        return if h == 0 { format!("{}d", hours / 24) } else { format!("{}d{h}h", hours / 24) };
-    } else if hours < 24 * 365 * 2 {
-        return format!("{}d", hours / 24);
-    } else if hours < 24 * 365 * 8 {
-        let dy = (hours / 24) % 365;
-        return if dy == 0 { format!("{}y", hours / 24 / 365) } else { format!("{}y{dy}d", hours / 24 / 365) };
-    }
-    format!("{}y", hours / 24 / 365)
 }
 
 #[cfg(test)]

@@ -59,7 +59,8 @@ use self::{
     model::{Connection, parse_id},
 };
 use super::{
-    plugin::{Caller, Provider, mount},
+    mounting::mount,
+    plugin::{Caller, Provider},
     rate_limit::{Bucket, Decision, RateLimit, WindowKind},
     tokens::{self, Access, Bearer, Tokens},
 };

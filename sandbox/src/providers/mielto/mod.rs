@@ -24,6 +24,7 @@
 
 mod model;
 mod python_json;
+mod status;
 mod validation;
 
 use std::{
@@ -48,7 +49,8 @@ use self::{
     validation::{DecodeError, ValidationFailure, decode_body, parse_bool_query, validate_update},
 };
 use super::{
-    plugin::{Caller, Provider, mount},
+    mounting::mount,
+    plugin::{Caller, Provider},
     rate_limit::{Bucket, Decision, RateLimit, WindowKind},
     tokens::{self, Access, Bearer, Tokens},
 };

@@ -5,47 +5,13 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value, json};
 use thiserror::Error;
 
+use super::status::ConnectionStatus;
 use super::validation::{ConnectionUpdate, Field, LABEL_MAX_CHARS};
 
 /// Workspace of connections seeded without `workspace_id`, and of requests sent without
 /// `X-Workspace-Id`: the docs say the workspace "is normally derived from the API key", and
 /// the sandbox has one key-derived workspace.
 pub const DEFAULT_WORKSPACE: &str = "ws_sandbox";
-
-/// `ConnectionStatus` enum of `mielto.yaml`, in the schema's order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConnectionStatus {
-    Active,
-    Inactive,
-    Testing,
-    Error,
-    Expired,
-}
-
-impl ConnectionStatus {
-    const ALL: [(ConnectionStatus, &'static str); 5] = [
-        (Self::Active, "active"),
-        (Self::Inactive, "inactive"),
-        (Self::Testing, "testing"),
-        (Self::Error, "error"),
-        (Self::Expired, "expired"),
-    ];
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.iter().find(|(_, n)| *n == s).map(|(v, _)| *v)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        Self::ALL.iter().find(|(v, _)| *v == self).map(|(_, n)| *n).unwrap_or("active")
-    }
-
-    /// pydantic v2's rendering of an enum's choices: `'a', 'b' or 'c'`.
-    pub fn expected_list() -> String {
-        let quoted: Vec<String> = Self::ALL.iter().map(|(_, n)| format!("'{n}'")).collect();
-        let (last, rest) = quoted.split_last().expect("enum has members");
-        format!("{} or {last}", rest.join(", "))
-    }
-}
 
 /// `IntegrationType` enum of `mielto.yaml`.
 const INTEGRATION_TYPES: [&str; 7] = ["connectors", "mcp", "tool", "model", "custom", "storage", "api"];

@@ -15,7 +15,8 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{model::ConnectionStatus, python_json};
+use super::python_json;
+use super::status::ConnectionStatus;
 
 /// The `ConnectionUpdate` schema's `label` bound (`maxLength: 255`).
 pub const LABEL_MAX_CHARS: usize = 255;
