@@ -23,7 +23,7 @@ use serde_json::{Map, Value, json};
 
 use crate::api::{Connection, ManagementPolicy, MieltoStatus, ProviderKind};
 use crate::diff::Upstream;
-use crate::providers::{self, ListKey, Pacers, ProviderError, Target};
+use crate::providers::{Accounts, ListKey, ProviderError, Target};
 use crate::resolve::{self, ApiLookup};
 
 /// What to import.
@@ -82,13 +82,14 @@ pub async fn import(client: kube::Client, options: &ImportOptions) -> Result<Vec
         "spec": {"providerRef": provider_ref, "connectionId": "import"},
     }))
     .expect("a literal Connection");
-    let account = match resolve::account(&probe, &options.namespace, &lookup).await? {
-        Ok(account) => account,
-        Err(unresolved) => return Err(ImportError::Unresolved(unresolved.message)),
-    };
+    let accounts = Accounts::default();
+    let resolve::Resolved { account, handle } =
+        match resolve::account_handle(&probe, &options.namespace, &lookup, &accounts).await? {
+            Ok(resolved) => resolved,
+            Err(unresolved) => return Err(ImportError::Unresolved(unresolved.message)),
+        };
     let config = &account.config;
-    let pacer = Pacers::default().get(&account.key, config.rate_limit);
-    let client = providers::client(config, account.token.clone(), reqwest::Client::new(), pacer)?;
+    let client = handle.client;
     let wanted: BTreeSet<&str> = options.ids.iter().map(String::as_str).collect();
 
     let rows: Vec<(ListKey, Upstream)> = match client.list().await? {

@@ -5,6 +5,7 @@ use std::time::Duration;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -34,6 +35,7 @@ pub struct Metrics {
     upstream_duration: Family<ProviderLabels, Histogram>,
     rate_limited: Family<ProviderLabels, Counter>,
     drift_corrections: Family<ProviderLabels, Counter>,
+    provider_accounts: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -63,6 +65,7 @@ impl Metrics {
             Family::<ProviderLabels, Histogram>::new_with_constructor(duration_histogram as fn() -> Histogram);
         let rate_limited = Family::<ProviderLabels, Counter>::default();
         let drift_corrections = Family::<ProviderLabels, Counter>::default();
+        let provider_accounts = Gauge::default();
         registry.register("reconcile", "Reconciles of Connections by result", reconciles.clone());
         registry.register("reconcile_duration_seconds", "Duration of one reconcile", reconcile_duration.clone());
         registry.register("upstream_requests", "Requests sent to providers", upstream_requests.clone());
@@ -81,6 +84,11 @@ impl Metrics {
             "Writes that brought upstream back in line with the spec",
             drift_corrections.clone(),
         );
+        registry.register(
+            "provider_accounts",
+            "Provider accounts the operator keeps state for (pacer, clients, reconcile slots)",
+            provider_accounts.clone(),
+        );
         Metrics {
             registry,
             reconciles,
@@ -89,6 +97,7 @@ impl Metrics {
             upstream_duration,
             rate_limited,
             drift_corrections,
+            provider_accounts,
         }
     }
 
@@ -116,6 +125,11 @@ impl Metrics {
         self.drift_corrections.get_or_create(&ProviderLabels { provider: provider.to_string() }).inc();
     }
 
+    /// The number of provider accounts in the registry now.
+    pub fn provider_accounts(&self, accounts: usize) {
+        self.provider_accounts.set(i64::try_from(accounts).unwrap_or(i64::MAX));
+    }
+
     /// The OpenMetrics text exposition.
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -136,6 +150,7 @@ mod tests {
         m.upstream_request("nango", "GET", "200", Duration::from_millis(3));
         m.rate_limited("arena");
         m.drift_corrected("mielto");
+        m.provider_accounts(3);
         let text = m.encode();
         for needle in [
             "connection_operator_reconcile_total{result=\"ok\"} 1",
@@ -144,6 +159,7 @@ mod tests {
             "connection_operator_upstream_request_duration_seconds_count{provider=\"nango\"} 1",
             "connection_operator_rate_limited_total{provider=\"arena\"} 1",
             "connection_operator_drift_corrections_total{provider=\"mielto\"} 1",
+            "connection_operator_provider_accounts 3",
         ] {
             assert!(text.contains(needle), "{needle} missing in\n{text}");
         }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use connection_operator::api::{ConnectionSpec, ProviderConfig, ProviderSpec};
 use connection_operator::diff;
-use connection_operator::providers::{self, Pacers, ProviderClient, Target, Token};
+use connection_operator::providers::{self, AccountPacer, ProviderClient, Target, Token};
 use connection_sandbox::providers::ProviderSandbox;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -87,7 +87,7 @@ impl Contract {
         let config = ProviderConfig::from_provider(&spec, "tenants");
         // A Nango secret key looks like a UUIDv4 (`invalid_secret_key_format`, docs/providers.md).
         let token = Token::new("7f4c2a4e-9b1d-4c3e-8f6a-2d5b9e0c1a37");
-        let pacer = Pacers::default().get(&config.account_key(&token), config.rate_limit);
+        let pacer = Arc::new(AccountPacer::new(config.rate_limit));
         providers::client(&config, token, reqwest::Client::new(), pacer).unwrap()
     }
 

@@ -1055,3 +1055,36 @@ async fn a_slow_provider_account_cannot_take_every_worker(backend: Backend) {
     assert!(nango.len() <= 2, "the Are.na Connection waited behind Nango: {nango:?}");
     assert!(env.metrics.encode().contains("connection_operator_reconcile_total{result=\"deferred\"}"));
 }
+
+/// The `connection_operator_provider_accounts` gauge: the accounts the operator keeps
+/// state for.
+fn provider_accounts(metrics: &Metrics) -> Option<i64> {
+    let text = metrics.encode();
+    let line = text.lines().find(|l| l.starts_with("connection_operator_provider_accounts "))?;
+    line.rsplit(' ').next()?.parse().ok()
+}
+
+on_both!(an_account_is_dropped_when_its_last_provider_goes);
+async fn an_account_is_dropped_when_its_last_provider_goes(backend: Backend) {
+    let env = Env::start(backend).await;
+    // A second Provider of the Nango account: same type, endpoint and token.
+    env.provider("nango-b", "nango").await;
+    env.seed("nango", "a1", json!({"provider_config_key": "x", "metadata": {}})).await;
+    env.seed("nango", "b1", json!({"provider_config_key": "x", "metadata": {}})).await;
+    env.apply("a", spec("nango", "a1", json!({"providerConfigKey": "x", "metadata": {"k": 1}}))).await;
+    let through_b = json!({"providerRef": {"name": "nango-b"}, "connectionId": "b1", "nango": {"providerConfigKey": "x", "metadata": {"k": 2}}});
+    env.apply("b", through_b).await;
+    env.ready_reason("a", "InSync").await;
+    env.ready_reason("b", "InSync").await;
+    // The Providers of the other types are used by no Connection: never resolved.
+    assert_eq!(provider_accounts(&env.metrics), Some(1), "one account behind both Providers");
+
+    let providers: Api<Provider> = Api::namespaced(env.client.clone(), env.ns());
+    providers.delete("nango-b", &DeleteParams::default()).await.unwrap();
+    env.ready_reason("b", "ProviderNotFound").await;
+    assert_eq!(provider_accounts(&env.metrics), Some(1), "the account's other Provider still uses it");
+
+    providers.delete("nango", &DeleteParams::default()).await.unwrap();
+    env.ready_reason("a", "ProviderNotFound").await;
+    eventually("the account forgotten", || async { (provider_accounts(&env.metrics) == Some(0)).then_some(()) }).await;
+}

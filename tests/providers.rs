@@ -5,9 +5,9 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use connection_operator::api::{ConnectionSpec, ProviderConfig, ProviderSpec};
+use connection_operator::api::{ConnectionSpec, ProviderConfig, ProviderId, ProviderSpec};
 use connection_operator::diff::{self, Plan, Write};
-use connection_operator::providers::{self, Freshness, Pacers, ProviderClient, ProviderError, Target, Token};
+use connection_operator::providers::{self, Accounts, Freshness, ProviderClient, ProviderError, Target, Token};
 use connection_sandbox::providers::ProviderSandbox;
 use serde_json::{Value, json};
 
@@ -17,13 +17,14 @@ struct Sandbox {
     sandbox: ProviderSandbox,
     admin: reqwest::Client,
     http: reqwest::Client,
-    pacers: Pacers,
+    /// One registry, so clients of one account share its pacer as the operator's do.
+    accounts: Accounts,
 }
 
 impl Sandbox {
     async fn start() -> Self {
         let sandbox = ProviderSandbox::start("127.0.0.1:0".parse().unwrap()).await.expect("start the provider sandbox");
-        Sandbox { sandbox, admin: reqwest::Client::new(), http: reqwest::Client::new(), pacers: Pacers::default() }
+        Sandbox { sandbox, admin: reqwest::Client::new(), http: reqwest::Client::new(), accounts: Accounts::default() }
     }
 
     fn config(&self, provider: &str, extra: Value) -> ProviderConfig {
@@ -39,8 +40,12 @@ impl Sandbox {
     }
 
     fn client_for(&self, config: &ProviderConfig, token: &str) -> Arc<dyn ProviderClient> {
-        let pacer = self.pacers.get(&config.account_key(&Token::new(token)), config.rate_limit);
-        providers::client(config, Token::new(token), self.http.clone(), pacer).unwrap()
+        let token = Token::new(token);
+        // One user for every client: the latest rate limit is the account's, as a Provider's edit.
+        let user = ProviderId::Cluster { name: "test".into() };
+        let pacer = self.accounts.handle(&user, &config.account_key(&token), config, &token).unwrap().pacer;
+        // A fresh client each time (its own list snapshot), on the account's pacer.
+        providers::client(config, token, self.http.clone(), pacer).unwrap()
     }
 
     fn client(&self, provider: &str) -> Arc<dyn ProviderClient> {

@@ -60,7 +60,7 @@ impl Settings {
     }
 
     /// Reconciles one provider account may run at once: the operator gives one account at
-    /// most half of its workers (`Context::account_slot` in src/controller/context.rs).
+    /// most half of its workers (`AccountHandle::slot` in src/providers/accounts.rs).
     pub fn per_account_concurrency(&self) -> u64 {
         u64::from(self.concurrency / 2).max(1)
     }

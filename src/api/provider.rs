@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 use super::schema;
+use super::{ProviderKind, ProviderRef};
 
 /// Plain `http://` is only accepted for loopback hosts (the sandbox, a local proxy) unless
 /// the Provider says `insecure: true`: credentials must not cross a network in clear text.
@@ -287,7 +288,7 @@ pub struct RateLimitStatus {
 }
 
 /// Where a provider account's token lives.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct CredentialsLocation {
     pub namespace: String,
     pub name: String,
@@ -404,12 +405,80 @@ impl ProviderConfig {
 /// state (pacer, client, reconcile slots) is keyed by it. Its string form
 /// (`type|baseUrl|workspace|teamspace|token fingerprint`) is what logs never show (it names
 /// the token's fingerprint) and what sharding hashes.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AccountKey(String);
 
 impl AccountKey {
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// Everything but the fingerprint: a key reaches `Debug` output through the structs that
+/// hold it (a reconcile's resolution, an account handle), and the fingerprint, though not
+/// reversible, still tells whether two Providers hold the same token.
+impl std::fmt::Debug for AccountKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = self.0.rsplit_once('|').map_or("", |(rest, _fingerprint)| rest);
+        write!(f, "AccountKey({shown}|<fingerprint>)")
+    }
+}
+
+/// A Provider or ClusterProvider by name: what the account registry
+/// (`providers::Accounts`) counts an account's users by, so that an account is forgotten when
+/// the last object naming it goes.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ProviderId {
+    Namespaced { namespace: String, name: String },
+    Cluster { name: String },
+}
+
+impl ProviderId {
+    /// The object a Connection in `namespace` refers to with `reference`.
+    pub fn referenced(reference: &ProviderRef, namespace: &str) -> Self {
+        match reference.kind {
+            ProviderKind::Provider => {
+                ProviderId::Namespaced { namespace: namespace.to_string(), name: reference.name.clone() }
+            }
+            ProviderKind::ClusterProvider => ProviderId::Cluster { name: reference.name.clone() },
+        }
+    }
+
+    pub fn kind(&self) -> ProviderKind {
+        match self {
+            ProviderId::Namespaced { .. } => ProviderKind::Provider,
+            ProviderId::Cluster { .. } => ProviderKind::ClusterProvider,
+        }
+    }
+}
+
+/// `Provider ns/name` or `ClusterProvider name`, as messages name them.
+impl std::fmt::Display for ProviderId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProviderId::Namespaced { namespace, name } => write!(f, "Provider {namespace}/{name}"),
+            ProviderId::Cluster { name } => write!(f, "ClusterProvider {name}"),
+        }
+    }
+}
+
+impl std::fmt::Debug for ProviderId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
+impl Provider {
+    pub fn id(&self) -> ProviderId {
+        use kube::ResourceExt;
+        ProviderId::Namespaced { namespace: self.namespace().unwrap_or_default(), name: self.name_any() }
+    }
+}
+
+impl ClusterProvider {
+    pub fn id(&self) -> ProviderId {
+        use kube::ResourceExt;
+        ProviderId::Cluster { name: self.name_any() }
     }
 }
 
@@ -470,6 +539,10 @@ mod tests {
         let key = a.account_key(&token);
         assert_eq!(key.to_string(), key.as_str(), "one string form");
         assert_eq!(key.as_str().split('|').count(), 5, "type|baseUrl|workspace|teamspace|fingerprint: {key}");
+        let fingerprint = key.as_str().rsplit('|').next().unwrap();
+        let debug = format!("{key:?}");
+        assert!(!debug.contains(fingerprint), "Debug shows no fingerprint: {debug}");
+        assert!(debug.contains("mielto|https://api.mielto.com|ws|"), "{debug}");
         assert_eq!(b.auth, ProviderAuth::ApiKey);
         assert_eq!(a.auth, ProviderAuth::Bearer);
     }

@@ -1,10 +1,8 @@
-//! What every reconcile shares: the Kubernetes client and the watch caches, one HTTP client
-//! for all providers (connection pooling), the pacers (one per provider account, so that
-//! every Connection of an account shares its budget and its 429 block), the provider
-//! clients (one per account, sharing its list snapshot and batched writes), the tokens read
-//! from Secrets, the per-object backoff, metrics and the Event recorder.
+//! What every reconcile shares: the Kubernetes client and the watch caches, the provider
+//! accounts (`providers::Accounts`: per account its pacer, client and reconcile slots, and
+//! the tokens read from Secrets), the per-object backoff, metrics and the Event recorder.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,14 +11,14 @@ use kube::Client;
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
 
 use super::backoff::{BackoffPolicy, Backoffs};
 use super::conflict::TargetIndex;
 use super::lookup::Sources;
-use super::tokens::Tokens;
-use crate::api::{ClusterProvider, Connection, Provider};
+use crate::api::{ClusterProvider, Connection, Provider, ProviderId, ProviderKind};
 use crate::metrics::Metrics;
-use crate::providers::{Clients, Pacers, RequestObserver};
+use crate::providers::{Accounts, CountObserver, RequestObserver};
 
 /// The field manager of every write the operator makes, so its fields are told apart from
 /// those `kubectl` or other controllers set.
@@ -77,10 +75,8 @@ pub struct Resolution {
 /// Shared state of the reconciles.
 pub struct Context {
     pub client: Client,
-    pub http: reqwest::Client,
-    pub pacers: Pacers,
-    pub clients: Clients,
-    pub tokens: Tokens,
+    /// The provider accounts in use, and the tokens read from Secrets.
+    pub accounts: Accounts,
     pub backoffs: Backoffs,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
@@ -97,9 +93,6 @@ pub struct Context {
     pub sources: Sources,
     /// The last resolution of each Connection, by uid.
     resolutions: Mutex<HashMap<String, Resolution>>,
-    /// Reconciles of one provider account allowed at once (see [`Context::account_slot`]).
-    per_account: usize,
-    account_slots: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
 }
 
 impl Context {
@@ -116,13 +109,15 @@ impl Context {
             };
             counted.upstream_request(provider, method.as_str(), &code, took);
         });
+        let gauge = metrics.clone();
+        let accounts_counted: CountObserver = Arc::new(move |n| gauge.provider_accounts(n));
+        // One account may hold at most half the workers, so that one busy (rate-limited,
+        // slow) provider cannot starve the others.
+        let per_account = usize::from(concurrency / 2).max(1);
         Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
-            http: reqwest::Client::new(),
-            pacers: Pacers::default(),
-            clients: Clients::new(Some(observer)),
-            tokens: Tokens::default(),
+            accounts: Accounts::new(Some(observer), Some(accounts_counted), per_account),
             backoffs: Backoffs::new(timing.backoff),
             metrics,
             timing,
@@ -134,8 +129,6 @@ impl Context {
             config_maps: caches.config_maps,
             sources: Sources::default(),
             resolutions: Mutex::default(),
-            per_account: usize::from(concurrency / 2).max(1),
-            account_slots: Mutex::default(),
         }
     }
 
@@ -161,27 +154,35 @@ impl Context {
         self.resolutions.lock().unwrap_or_else(|e| e.into_inner()).get(uid).cloned()
     }
 
-    /// A slot to reconcile against the provider account `account`, if one is free now.
-    ///
-    /// Requests to a busy account wait for pacing tokens inside the worker (up to
-    /// `pacing::MAX_PACING_WAIT`); without a cap a burst of Connections of one account would
-    /// occupy every worker and starve the Connections of other providers (one rate-limited
-    /// provider must not starve the others). A reconcile that finds
-    /// no free slot requeues shortly instead of waiting.
-    /// Reconciles of `account` holding a slot now.
-    pub fn account_busy(&self, account: &str) -> usize {
-        let slots = self.account_slots.lock().unwrap_or_else(|e| e.into_inner());
-        slots.get(account).map_or(0, |s| self.per_account.saturating_sub(s.available_permits()))
+    /// A Provider watch event: a deleted Provider no longer holds its account; after a
+    /// relist (`InitDone`), the Providers no longer listed are forgotten too, since their
+    /// deletion may have happened while the watch was down.
+    pub fn provider_event(&self, event: &watcher::Event<Provider>) {
+        self.on_provider_event(event, ProviderKind::Provider, Provider::id, || {
+            self.providers.state().iter().map(|p| p.id()).collect()
+        });
     }
 
-    pub fn account_slot(&self, account: &str) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        let semaphore = {
-            let mut slots = self.account_slots.lock().unwrap_or_else(|e| e.into_inner());
-            slots
-                .entry(account.to_string())
-                .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(self.per_account)))
-                .clone()
-        };
-        semaphore.try_acquire_owned().ok()
+    /// [`Context::provider_event`] for ClusterProviders.
+    pub fn cluster_provider_event(&self, event: &watcher::Event<ClusterProvider>) {
+        self.on_provider_event(event, ProviderKind::ClusterProvider, ClusterProvider::id, || {
+            self.cluster_providers.state().iter().map(|p| p.id()).collect()
+        });
+    }
+
+    /// `listed` is read after the reflector applied the event, so on `InitDone` it is the
+    /// relisted state.
+    fn on_provider_event<K>(
+        &self,
+        event: &watcher::Event<K>,
+        kind: ProviderKind,
+        id: impl Fn(&K) -> ProviderId,
+        listed: impl FnOnce() -> HashSet<ProviderId>,
+    ) {
+        match event {
+            watcher::Event::Delete(object) => self.accounts.forget(&id(object)),
+            watcher::Event::InitDone => self.accounts.sweep(kind, &listed()),
+            watcher::Event::Apply(_) | watcher::Event::Init | watcher::Event::InitApply(_) => {}
+        }
     }
 }

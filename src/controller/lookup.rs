@@ -3,8 +3,8 @@
 //!
 //! - Providers and ClusterProviders: the watch cache (a `GET` only when not cached yet).
 //! - The token: read from its Secret with a `GET` only when the metadata watch shows a
-//!   `resourceVersion` other than the one the cached token came from (`tokens`); only the one
-//!   key is kept.
+//!   `resourceVersion` other than the one the cached token came from (kept by
+//!   `providers::Accounts`); only the one key is kept.
 //! - Shared settings (`metadataFrom`/`configFrom`): ConfigMaps and Secrets are watched by
 //!   metadata only; a referenced object is read with a `GET` when its `resourceVersion`
 //!   differs from the one its cached data was read at (or it is not in the watch cache yet),
@@ -135,11 +135,11 @@ impl Context {
             .secrets
             .get(&ObjectRef::new(&location.name).within(&location.namespace))
             .and_then(|s| s.metadata.resource_version.clone());
-        if let Some(token) = watched.as_deref().and_then(|v| self.tokens.current(location, v)) {
+        if let Some(token) = watched.as_deref().and_then(|v| self.accounts.token(location, v)) {
             return Ok(Ok(token));
         }
         // Whatever is cached is not current: read the Secret, and keep only what it yields now.
-        self.tokens.forget(location);
+        self.accounts.forget_token(location);
         let api: Api<Secret> = Api::namespaced(self.client.clone(), &location.namespace);
         let secret = match api.get_opt(&location.name).await {
             Ok(secret) => secret,
@@ -150,7 +150,7 @@ impl Context {
         };
         let token = resolve::token_from_secret(secret.as_ref(), location);
         if let (Ok(token), Some(version)) = (&token, secret.and_then(|s| s.metadata.resource_version)) {
-            self.tokens.remember(location, version, token.clone());
+            self.accounts.remember_token(location, version, token.clone());
         }
         Ok(token)
     }

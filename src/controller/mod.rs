@@ -16,7 +16,6 @@ mod leader;
 mod lookup;
 mod reconcile;
 mod status;
-mod tokens;
 mod triggers;
 
 use std::future::Future;
@@ -99,6 +98,19 @@ pub async fn run(
         config_maps: t.config_map_store.clone(),
     };
     let context = Arc::new(context::Context::new(client, metrics, config.timing, caches, config.concurrency));
+    // The account registry forgets the accounts of deleted Providers from these events.
+    let hook = context.clone();
+    let providers = triggers::spec_changes(t.providers.inspect(move |event| {
+        if let Ok(event) = event {
+            hook.provider_event(event);
+        }
+    }));
+    let hook = context.clone();
+    let cluster_providers = triggers::spec_changes(t.cluster_providers.inspect(move |event| {
+        if let Ok(event) = event {
+            hook.cluster_provider_event(event);
+        }
+    }));
     let by_sibling = t.connection_targets.clone();
     let (by_provider, by_cluster_provider) = (store.clone(), store.clone());
     let (secret_connections, secret_providers, secret_cluster_providers) =
@@ -107,8 +119,8 @@ pub async fn run(
     Controller::for_stream(t.connections, t.connection_store)
         .with_config(kube::runtime::controller::Config::default().concurrency(config.concurrency))
         .watches_stream(t.connection_changes, move |c| by_sibling.siblings(&c))
-        .watches_stream(t.providers, move |p| triggers::for_provider(&by_provider, &p))
-        .watches_stream(t.cluster_providers, move |p| triggers::for_cluster_provider(&by_cluster_provider, &p))
+        .watches_stream(providers, move |p| triggers::for_provider(&by_provider, &p))
+        .watches_stream(cluster_providers, move |p| triggers::for_cluster_provider(&by_cluster_provider, &p))
         .watches_stream(t.secrets, move |s| {
             triggers::for_secret(&secret_connections, &secret_providers, &secret_cluster_providers, &s)
         })

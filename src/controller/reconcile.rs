@@ -7,7 +7,7 @@
 //!
 //! `Stages::run` is the list of stages; each returns its result or a typed `Stop` whose
 //! `reason()` is the Ready reason, and `Stages::stopped` writes what each stop shows. The
-//! decisions (`drift_check`, `budget_ready_at`, `next_attempt`, `provider_health`) are pure
+//! decisions (`drift_check`, `next_attempt`, `provider_health`) are pure
 //! functions with their own unit tests.
 //!
 //! `desired` and `dereference` are `resolve`'s, which `connection-operator plan` runs too (with
@@ -40,8 +40,8 @@ use crate::api::{
 };
 use crate::desired::Desired;
 use crate::diff;
-use crate::providers::{self, Freshness, ProviderClient, ProviderError, Target};
-use crate::resolve::{self, Account, ProviderObject};
+use crate::providers::{self, Freshness, ProviderError, Target};
+use crate::resolve::{self, ProviderObject, Resolved};
 
 /// Annotation that requests a reconcile now; its value is echoed in
 /// `status.lastHandledReconcileAt` (the Flux convention).
@@ -54,13 +54,6 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error("the Connection has no namespace")]
     NoNamespace,
-}
-
-/// A resolved provider account, ready to be called.
-struct Resolved {
-    account: Account,
-    pacer: Arc<providers::AccountPacer>,
-    client: Arc<dyn ProviderClient>,
 }
 
 /// Why `dereference` or `desired` stopped: a Ready reason with its message, and what to tell
@@ -202,7 +195,7 @@ impl Stages<'_> {
         if self.conn.spec.suspend {
             return Err(Stop::Suspended);
         }
-        let _slot = self.ctx.account_slot(&resolved.account.key).ok_or(Stop::Busy)?;
+        let _slot = resolved.handle.slot().ok_or(Stop::Busy)?;
         let (outcome, managed_keys) = self.read_plan_write(&desired, &resolved).await?;
         Ok(self.status(&desired, &resolved, outcome, managed_keys).await?)
     }
@@ -279,7 +272,7 @@ impl Stages<'_> {
             drift_interval(conn, ctx),
         );
         let wait = match (freshness, conn.spec.management_policy) {
-            (None, ManagementPolicy::Manage) => budget_wait(ctx, resolved),
+            (None, ManagementPolicy::Manage) => budget_wait(resolved),
             _ => None,
         };
         let result = match wait {
@@ -312,7 +305,7 @@ impl Stages<'_> {
         let (conn, ctx) = (self.conn, self.ctx);
         let provider = &resolved.account.provider;
         if let Some(health) = provider_health(&outcome, status_ready(provider.status())) {
-            update_provider_status(ctx, provider, &health, Some(resolved.pacer.snapshot())).await;
+            update_provider_status(ctx, provider, &health, Some(resolved.handle.pacer.snapshot())).await;
         }
         let secret_keys =
             managed_keys.as_ref().map(|keys| keys.iter().filter(|k| desired.is_secret(k)).cloned().collect::<Vec<_>>());
@@ -418,28 +411,10 @@ fn drift_check(
 /// account under way (this one included); `None`: now. Starting a read that the budget
 /// cannot follow with its write would waste it: the Connection would need a second read
 /// in the next window, spending a scarce budget twice on reads for one write.
-fn budget_wait(ctx: &Context, resolved: &Resolved) -> Option<SystemTime> {
-    let busy = ctx.account_busy(&resolved.account.key);
-    let buckets = providers::sync_buckets(resolved.account.config.type_);
-    let until = budget_ready_at(&resolved.pacer, buckets, busy, Instant::now(), SystemTime::now())?;
+fn budget_wait(resolved: &Resolved) -> Option<SystemTime> {
+    let until = resolved.handle.budget_ready_at(Instant::now(), SystemTime::now())?;
     // Spread the reconciles that wait together.
     Some(until + Duration::from_millis(rand::rng().random_range(0..=250)))
-}
-
-/// When `pacer` has, in each of `buckets` (bucket, requests of one sync), the requests of
-/// `busy` reconciles (at least this one); `None`: now.
-fn budget_ready_at(
-    pacer: &providers::AccountPacer,
-    buckets: &[(&str, u32)],
-    busy: usize,
-    now: Instant,
-    wall: SystemTime,
-) -> Option<SystemTime> {
-    let busy = busy.max(1) as u32;
-    buckets
-        .iter()
-        .filter_map(|(bucket, per_sync)| pacer.available_at(bucket, f64::from(per_sync * busy), now, wall))
-        .max()
 }
 
 /// The Connection's drift interval (replaced by the test-only override when set).
@@ -464,18 +439,18 @@ async fn sync(
         return Ok((mismatch("exactly one provider block (nango, mielto, arena or datagrid) must be set"), None));
     };
     let listed = match freshness {
-        Some(freshness) => resolved.client.read_listed(target, freshness).await?,
+        Some(freshness) => resolved.handle.client.read_listed(target, freshness).await?,
         None => None,
     };
     let from_list = listed.is_some();
     let upstream = match listed {
         Some(upstream) => upstream,
-        None => resolved.client.read(target).await?,
+        None => resolved.handle.client.read(target).await?,
     };
     let mut plan = diff::plan(block, managed, &upstream);
     if from_list && plan.as_ref().is_ok_and(|p| !p.in_sync()) && conn.spec.management_policy == ManagementPolicy::Manage
     {
-        plan = diff::plan(block, managed, &resolved.client.read(target).await?);
+        plan = diff::plan(block, managed, &resolved.handle.client.read(target).await?);
     }
     let plan = match plan {
         Ok(plan) => plan,
@@ -488,7 +463,7 @@ async fn sync(
         // Observe reads and reports; it never writes and takes no new ownership.
         (ManagementPolicy::Observe, _) | (_, None) => Ok((Outcome::Drift { keys: plan.drift }, None)),
         (ManagementPolicy::Manage, Some(write)) => {
-            resolved.client.write(target, &write).await?;
+            resolved.handle.client.write(target, &write).await?;
             Ok((Outcome::InSync { wrote: true }, Some(plan.managed_keys)))
         }
     }
@@ -554,16 +529,16 @@ async fn delete(
         write_status(conn, ctx, api, deletion_observation(conn, Outcome::Suspended)).await?;
         return Ok((Outcome::Suspended, Action::await_change()));
     }
-    let Some(_slot) = ctx.account_slot(&resolved.account.key) else {
+    let Some(_slot) = resolved.handle.slot() else {
         return Ok((Outcome::Deferred, deferred()));
     };
     let target = Target::for_connection(&conn.spec);
     let managed = conn.status.as_ref().map(|s| s.managed_keys.clone()).unwrap_or_default();
     let removed = async {
-        let upstream = resolved.client.read(&target).await?;
+        let upstream = resolved.handle.client.read(&target).await?;
         let removal = diff::plan_removal(&managed, &upstream);
         if let Some(write) = &removal.write {
-            resolved.client.write(&target, write).await?;
+            resolved.handle.client.write(&target, write).await?;
         }
         Ok::<_, ProviderError>(removal.orphaned)
     }
@@ -670,21 +645,10 @@ fn deferred() -> Action {
 }
 
 /// Step 1: the Provider (or ClusterProvider), its type against the Connection's block,
-/// and the token from the referenced Secret (`resolve::account` with the watch caches), then
-/// the account's pacer and client.
+/// and the token from the referenced Secret (`resolve::account_handle` with the watch
+/// caches), then the account's shared state from the registry.
 async fn dereference(conn: &Connection, ctx: &Context, namespace: &str) -> Result<Resolved, Stop> {
-    let account = resolve::account(conn, namespace, ctx).await??;
-    let config = &account.config;
-    let pacer = ctx.pacers.get_for(&account.key, &account.provider.describe(), config.rate_limit);
-    match ctx.clients.get(&account.key, config, account.token.clone(), &ctx.http, pacer.clone()) {
-        Ok(client) => Ok(Resolved { account, pacer, client }),
-        Err(e) => {
-            let message = format!("the provider cannot be used: {e}");
-            let health = ProviderHealth::CredentialsMissing(message.clone());
-            Err(Unresolved { reason: Reason::ProviderNotReady, message, provider: Some((account.provider, health)) }
-                .into())
-        }
-    }
+    Ok(resolve::account_handle(conn, namespace, ctx, &ctx.accounts).await??)
 }
 
 /// A failure outcome without the values that came from Secrets (a provider's message may
@@ -782,9 +746,7 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     use super::*;
-    use crate::api::RateLimitSpec;
     use crate::api::conditions::{SYNCED, condition};
-    use crate::providers::AccountPacer;
 
     const INTERVAL: Duration = Duration::from_secs(600);
 
@@ -824,23 +786,6 @@ mod tests {
         let mut failed = synced(None);
         failed.conditions[1] = condition(&[], SYNCED, false, "UpstreamUnavailable", "", Some(3), at(990));
         assert_eq!(drift_check(Some(&failed), Some(3), None, INTERVAL), None, "last sync failed");
-    }
-
-    #[test]
-    fn the_budget_covers_a_read_and_a_write_for_every_busy_reconcile() {
-        let pacer = AccountPacer::new(RateLimitSpec { requests_per_minute: 60, burst: 6 });
-        let (now, wall) = (Instant::now(), SystemTime::UNIX_EPOCH + Duration::from_secs(1_000));
-        for _ in 0..2 {
-            pacer.admit("", now, wall);
-        }
-        // Four tokens left, one more per second.
-        let one_sync: &[(&str, u32)] = &[("", 2)];
-        assert_eq!(budget_ready_at(&pacer, one_sync, 0, now, wall), None, "this reconcile alone");
-        assert_eq!(budget_ready_at(&pacer, one_sync, 2, now, wall), None, "two syncs: four requests");
-        let three = budget_ready_at(&pacer, one_sync, 3, now, wall);
-        assert_eq!(three, Some(wall + Duration::from_secs(2)), "three syncs need two more tokens");
-        let buckets: &[(&str, u32)] = &[("", 1), ("PATCH", 1)];
-        assert_eq!(budget_ready_at(&pacer, buckets, 5, now, wall), Some(wall + Duration::from_secs(1)), "worst bucket");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //!
 //! Secrets are watched with a metadata-only watch: the controller never holds the data of
 //! Secrets it does not use, and reads the one it uses with a GET when its resourceVersion
-//! differs from the one its cached token was read at (`tokens`).
+//! differs from the one its cached token was read at (`providers::Accounts`).
 //!
 //! The caches drop `managedFields`, which nothing here reads and which would otherwise be
 //! most of the memory of 10,000 cached Connections.
@@ -46,8 +46,11 @@ pub struct Triggers<C, CC, P, CP, S, M> {
     pub connection_store: Store<Connection>,
     /// The cached Connections by upstream connection (ownership conflicts).
     pub connection_targets: TargetIndex,
+    /// The Provider watch's events, already applied to `provider_store` (the controller
+    /// sees deletions and relists in them before `spec_changes` turns them into triggers).
     pub providers: P,
     pub provider_store: Store<Provider>,
+    /// The ClusterProvider watch's events, as `providers`.
     pub cluster_providers: CP,
     pub cluster_provider_store: Store<ClusterProvider>,
     pub secrets: S,
@@ -65,8 +68,8 @@ pub fn streams(
 ) -> Triggers<
     impl Stream<Item = Result<Connection, watcher::Error>> + Send + 'static,
     impl Stream<Item = Result<Connection, watcher::Error>> + Send + 'static,
-    impl Stream<Item = Result<Provider, watcher::Error>> + Send + 'static,
-    impl Stream<Item = Result<ClusterProvider, watcher::Error>> + Send + 'static,
+    impl Stream<Item = Result<watcher::Event<Provider>, watcher::Error>> + Send + 'static,
+    impl Stream<Item = Result<watcher::Event<ClusterProvider>, watcher::Error>> + Send + 'static,
     impl Stream<Item = Result<PartialObjectMeta<Secret>, watcher::Error>> + Send + 'static,
     impl Stream<Item = Result<PartialObjectMeta<ConfigMap>, watcher::Error>> + Send + 'static,
 > {
@@ -104,14 +107,12 @@ pub fn streams(
         .applied_objects()
         .predicate_filter(connection_trigger, Default::default());
     let (provider_store, writer) = reflector::store();
-    let providers = spec_changes(
-        reflector::reflector(writer, watcher(providers_api, wc.clone()).modify(drop_managed_fields)).default_backoff(),
-    );
+    let providers =
+        reflector::reflector(writer, watcher(providers_api, wc.clone()).modify(drop_managed_fields)).default_backoff();
     let (cluster_provider_store, writer) = reflector::store();
-    let cluster_providers = spec_changes(
+    let cluster_providers =
         reflector::reflector(writer, watcher(cluster_providers_api, wc.clone()).modify(drop_managed_fields))
-            .default_backoff(),
-    );
+            .default_backoff();
     let (secret_store, writer) = reflector::store();
     // Deletions too: a deleted Secret or ConfigMap of shared settings is `ReferenceNotFound`.
     let secrets = reflector::reflector(writer, watcher(secrets_api, wc.clone()).modify(drop_managed_fields))
@@ -150,7 +151,7 @@ fn drop_managed_fields<K: kube::Resource>(object: &mut K) {
 /// Connection of the account read upstream again; a deleted Provider is passed on so its
 /// Connections report `ProviderNotFound` at once (kube-runtime's predicate filter would drop
 /// the deletion, whose generation is unchanged).
-fn spec_changes<K>(
+pub fn spec_changes<K>(
     events: impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
 ) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static
 where

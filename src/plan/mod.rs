@@ -36,7 +36,7 @@ use crate::api::{Connection, ManagementPolicy, SourceKind};
 use crate::controller::conflict::{self, Claim};
 use crate::desired::Desired;
 use crate::diff::{self, Change};
-use crate::providers::{self, Pacers, Target};
+use crate::providers::{self, Accounts, Target};
 use crate::resolve::{self, ApiLookup, Lookup};
 
 /// The field manager named in the dry runs (nothing is persisted under it).
@@ -87,10 +87,9 @@ pub async fn plan(client: Client, default_namespace: &str, documents: Vec<Docume
     if connections.is_empty() && report.input_errors.is_empty() {
         report.input_errors.push("the input holds no Connection".into());
     }
-    let pacers = Pacers::default();
-    let http = reqwest::Client::new();
+    let accounts = Accounts::default();
     for (doc, namespace, name) in connections {
-        let planned = plan_one(&client, &lookup, &pacers, &http, &doc, &namespace, &name).await;
+        let planned = plan_one(&client, &lookup, &accounts, &doc, &namespace, &name).await;
         report.connections.push(planned);
     }
     report
@@ -158,12 +157,10 @@ fn api_message(e: &kube::Error) -> String {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn plan_one(
     client: &Client,
     lookup: &ApiLookup,
-    pacers: &Pacers,
-    http: &reqwest::Client,
+    accounts: &Accounts,
     doc: &Document,
     namespace: &str,
     name: &str,
@@ -181,8 +178,9 @@ async fn plan_one(
         Ok(Err(u)) => return failed(planned, u),
         Err(e) => return planned.error("Error", api_message(&e)),
     };
-    let account = match resolve::account(&conn, namespace, lookup).await {
-        Ok(Ok(a)) => a,
+    let resolve::Resolved { account, handle } = match resolve::account_handle(&conn, namespace, lookup, accounts).await
+    {
+        Ok(Ok(r)) => r,
         Ok(Err(u)) => return failed(planned, u),
         Err(e) => return planned.error("Error", api_message(&e)),
     };
@@ -205,11 +203,7 @@ async fn plan_one(
     }
 
     let config = &account.config;
-    let pacer = pacers.get_for(&account.key, &account.provider.describe(), config.rate_limit);
-    let client = match providers::client(config, account.token.clone(), http.clone(), pacer) {
-        Ok(c) => c,
-        Err(e) => return planned.error(Reason::ProviderNotReady.as_str(), format!("the provider cannot be used: {e}")),
-    };
+    let client = handle.client;
     let target = Target::for_connection(&conn.spec);
     planned.requests.push(providers::read_request(config.type_, &target));
     let upstream = match client.read(&target).await {

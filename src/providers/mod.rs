@@ -3,6 +3,7 @@
 //! and error classification (`error`). Each provider module knows its paths, bodies and
 //! error shapes (docs/providers.md) and turns reads into the plan engine's [`Upstream`].
 
+mod accounts;
 mod arena;
 mod batch;
 mod datagrid;
@@ -15,8 +16,7 @@ mod mielto;
 mod nango;
 mod pacing;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
@@ -25,9 +25,10 @@ pub use listing::ListKey;
 
 /// Every connection of an account with its upstream state, by [`ListKey`] (what `list` answers).
 pub type AccountConnections = Vec<(ListKey, Upstream)>;
+pub use accounts::{AccountHandle, Accounts, CountObserver};
 pub use http::RequestObserver;
 pub use listing::Freshness;
-pub use pacing::{AccountPacer, Pacers, RateLimitSnapshot};
+pub use pacing::{AccountPacer, RateLimitSnapshot};
 
 use crate::api::{ConnectionSpec, ProviderConfig, ProviderType};
 use crate::diff::{Upstream, Write};
@@ -145,67 +146,8 @@ pub fn sync_buckets(type_: ProviderType) -> &'static [(&'static str, u32)] {
     }
 }
 
-/// One client per provider account, kept across reconciles so that its list snapshot and
-/// its pending batched writes are shared by all the account's Connections. A changed
-/// Provider, token or rate limit replaces the account's client.
-pub struct Clients {
-    accounts: Mutex<HashMap<String, Cached>>,
-    observer: Option<RequestObserver>,
-}
-
-struct Cached {
-    config: ProviderConfig,
-    token: Token,
-    pacer: Arc<AccountPacer>,
-    client: Arc<dyn ProviderClient>,
-}
-
-impl Clients {
-    /// Clients that report every request they send to `observer`.
-    pub fn new(observer: Option<RequestObserver>) -> Self {
-        Clients { accounts: Mutex::default(), observer }
-    }
-
-    /// The client of the account `account` (`config.account_key(&token)`) for `config` (see
-    /// [`client`]). Providers of one account share its client (its list snapshot and batched
-    /// writes) as long as they agree on what the client is built from besides where the token
-    /// is stored and the rate limit (the pacer is the account's either way).
-    pub fn get(
-        &self,
-        account: &str,
-        config: &ProviderConfig,
-        token: Token,
-        http: &reqwest::Client,
-        pacer: Arc<AccountPacer>,
-    ) -> Result<Arc<dyn ProviderClient>, ProviderError> {
-        let shape = client_shape(config);
-        let key = format!("{account}|{}|{:?}", shape.timeout.as_millis(), shape.auth);
-        let mut accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(cached) = accounts.get(&key)
-            && cached.config == shape
-            && cached.token == token
-            && Arc::ptr_eq(&cached.pacer, &pacer)
-        {
-            return Ok(cached.client.clone());
-        }
-        let made = observed_client(config, token.clone(), http.clone(), pacer.clone(), self.observer.clone())?;
-        accounts.insert(key, Cached { config: shape, token, pacer, client: made.clone() });
-        Ok(made)
-    }
-}
-
-/// What a client is built from, without the token's location and the rate limit.
-fn client_shape(config: &ProviderConfig) -> ProviderConfig {
-    let mut shape = config.clone();
-    shape.credentials =
-        crate::api::CredentialsLocation { namespace: String::new(), name: String::new(), key: String::new() };
-    shape.rate_limit = crate::api::RateLimitSpec { requests_per_minute: 1, burst: 1 };
-    shape
-}
-
 /// Build the client for a provider account. `http` is shared by all clients (connection
-/// pooling); `pacer` is the account's (from [`Pacers::get`] with
-/// [`ProviderConfig::account_key`]).
+/// pooling); `pacer` is the account's (an [`AccountHandle`]'s, from [`Accounts::handle`]).
 pub fn client(
     config: &ProviderConfig,
     token: Token,

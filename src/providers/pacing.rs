@@ -7,7 +7,7 @@
 //! sleeping; the HTTP layer passes the real clock.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::api::RateLimitSpec;
@@ -261,54 +261,15 @@ impl AccountPacer {
     pub fn snapshot(&self) -> RateLimitSnapshot {
         self.lock().last
     }
-}
 
-/// One pacer per provider account, so that every Connection of an account shares it.
-#[derive(Debug, Default)]
-pub struct Pacers {
-    accounts: Mutex<HashMap<String, Paced>>,
-}
-
-/// One account's pacer and the rate limit each Provider of the account declares.
-#[derive(Debug)]
-struct Paced {
-    pacer: Arc<AccountPacer>,
-    declared: HashMap<String, RateLimitSpec>,
-}
-
-/// The budget of an account whose Providers declare different limits: the lowest of each.
-fn tightest(declared: &HashMap<String, RateLimitSpec>) -> Option<RateLimitSpec> {
-    let rpm = declared.values().map(|s| s.requests_per_minute).min()?;
-    let burst = declared.values().map(|s| s.burst).min()?;
-    Some(RateLimitSpec { requests_per_minute: rpm, burst })
-}
-
-impl Pacers {
-    /// The pacer of the account named `key` (see `ProviderConfig::account_key`); a changed
-    /// `spec.rateLimit` starts a fresh pacer, keeping a running block.
-    pub fn get(&self, key: &str, spec: RateLimitSpec) -> Arc<AccountPacer> {
-        self.get_for(key, "", spec)
+    /// The budget this pacer was seeded with.
+    pub(super) fn spec(&self) -> RateLimitSpec {
+        self.spec
     }
 
-    /// The pacer of the account `key` as used through `source` (the Provider or
-    /// ClusterProvider, e.g. `Provider/ns/name`), which declares `spec`. Several Providers of
-    /// one account share one pacer, whose budget is the lowest they declare (per field), so
-    /// that no Provider's limit is exceeded by the traffic of the others.
-    pub fn get_for(&self, key: &str, source: &str, spec: RateLimitSpec) -> Arc<AccountPacer> {
-        let mut accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
-        let paced = accounts
-            .entry(key.to_string())
-            .or_insert_with(|| Paced { pacer: Arc::new(AccountPacer::new(spec)), declared: HashMap::new() });
-        paced.declared.insert(source.to_string(), spec);
-        let effective = tightest(&paced.declared).unwrap_or(spec);
-        if paced.pacer.spec != effective {
-            let fresh = Arc::new(AccountPacer::new(effective));
-            if let Some(until) = paced.pacer.lock().blocked_until {
-                fresh.block_until(until);
-            }
-            paced.pacer = fresh;
-        }
-        paced.pacer.clone()
+    /// The end of a running account-wide block (after a 429), if any.
+    pub(super) fn blocked_until(&self) -> Option<SystemTime> {
+        self.lock().blocked_until
     }
 }
 
@@ -467,36 +428,6 @@ mod tests {
         assert_eq!((status.limit, status.remaining), (Some(200), Some(3)));
         assert_eq!(status.reset_at.unwrap().0.as_second(), 1_700_000_000);
         assert_eq!(status.blocked_until, None);
-    }
-
-    #[test]
-    fn registry_shares_per_account_and_keeps_blocks_across_spec_changes() {
-        let pacers = Pacers::default();
-        let a = pacers.get("nango/x", spec(60, 1));
-        assert!(Arc::ptr_eq(&a, &pacers.get("nango/x", spec(60, 1))));
-        assert!(!Arc::ptr_eq(&a, &pacers.get("nango/y", spec(60, 1))));
-        let until = SystemTime::UNIX_EPOCH + Duration::from_secs(500);
-        a.block_until(until);
-        let b = pacers.get("nango/x", spec(120, 5));
-        assert_eq!(b.admit("", Instant::now(), SystemTime::UNIX_EPOCH), Admission::RateLimited(until));
-    }
-
-    #[test]
-    fn providers_of_one_account_share_the_tightest_budget() {
-        let pacers = Pacers::default();
-        let a = pacers.get_for("acct", "Provider/t1/a", spec(60, 10));
-        let b = pacers.get_for("acct", "ClusterProvider/b", spec(30, 20));
-        assert_eq!(b.spec, spec(30, 10), "the lowest of each field");
-        assert!(!Arc::ptr_eq(&a, &b), "a tighter declaration starts a fresh pacer");
-        assert!(Arc::ptr_eq(&b, &pacers.get_for("acct", "Provider/t1/a", spec(60, 10))), "then it is shared");
-        // A block seen through one Provider holds for the other.
-        let until = SystemTime::UNIX_EPOCH + Duration::from_secs(500);
-        b.block_until(until);
-        let again = pacers.get_for("acct", "ClusterProvider/b", spec(30, 20));
-        assert_eq!(again.admit("", Instant::now(), SystemTime::UNIX_EPOCH), Admission::RateLimited(until));
-        // Loosening one Provider's limit keeps the other's.
-        let loosened = pacers.get_for("acct", "ClusterProvider/b", spec(600, 20));
-        assert_eq!(loosened.spec, spec(60, 10));
     }
 
     proptest::proptest! {

@@ -15,10 +15,11 @@ use crate::api::Provider;
 use crate::api::conditions::Reason;
 use crate::api::validate;
 use crate::api::{
-    ClusterProvider, Connection, CredentialsLocation, ProviderConfig, ProviderKind, ProviderStatus, SourceKind,
+    ClusterProvider, Connection, CredentialsLocation, ProviderConfig, ProviderId, ProviderKind, ProviderStatus,
+    SourceKind,
 };
 use crate::desired::{self, Desired, Fetched};
-use crate::providers::Token;
+use crate::providers::{AccountHandle, Accounts, Token};
 
 /// Where a resolution reads the cluster's objects.
 pub trait Lookup: Send + Sync {
@@ -65,18 +66,17 @@ impl ProviderObject {
         }
     }
 
+    /// Which object it is.
+    pub fn id(&self) -> ProviderId {
+        match self {
+            ProviderObject::Namespaced(p) => p.id(),
+            ProviderObject::Cluster(p) => p.id(),
+        }
+    }
+
     /// `Provider ns/name` or `ClusterProvider name`.
     pub fn describe(&self) -> String {
-        match self {
-            ProviderObject::Namespaced(p) => {
-                format!(
-                    "Provider {}/{}",
-                    p.meta().namespace.as_deref().unwrap_or_default(),
-                    p.meta().name.as_deref().unwrap_or_default()
-                )
-            }
-            ProviderObject::Cluster(p) => format!("ClusterProvider {}", p.meta().name.as_deref().unwrap_or_default()),
-        }
+        self.id().to_string()
     }
 }
 
@@ -88,6 +88,14 @@ pub struct Account {
     pub token: Token,
     /// [`ProviderConfig::account_key`]: Providers of one upstream account share it.
     pub key: crate::api::AccountKey,
+}
+
+/// An account resolved and registered: its credentials, and its shared state from the
+/// registry.
+#[derive(Clone, Debug)]
+pub struct Resolved {
+    pub account: Account,
+    pub handle: AccountHandle,
 }
 
 /// Why a Connection cannot be planned: a Ready reason with its message.
@@ -181,6 +189,35 @@ pub async fn account(conn: &Connection, namespace: &str, lookup: &dyn Lookup) ->
             Ok(Ok(Account { provider, config, token, key }))
         }
         Err(message) => Ok(Err(Unresolved { reason: Reason::ProviderNotReady, message, provider: Some(provider) })),
+    }
+}
+
+/// [`account`], then its handle from `accounts`: the one way the controller, `plan` and
+/// `import` reach an account. A Provider found missing is forgotten by the registry (its
+/// deletion may have come while the watch was down); a client that cannot be built for it
+/// is `ProviderNotReady`, shown on the Provider too.
+pub async fn account_handle(
+    conn: &Connection,
+    namespace: &str,
+    lookup: &dyn Lookup,
+    accounts: &Accounts,
+) -> Resolution<Resolved> {
+    let account = match account(conn, namespace, lookup).await? {
+        Ok(account) => account,
+        Err(unresolved) => {
+            if unresolved.reason == Reason::ProviderNotFound {
+                accounts.forget(&ProviderId::referenced(&conn.spec.provider_ref, namespace));
+            }
+            return Ok(Err(unresolved));
+        }
+    };
+    match accounts.handle(&account.provider.id(), &account.key, &account.config, &account.token) {
+        Ok(handle) => Ok(Ok(Resolved { account, handle })),
+        Err(e) => Ok(Err(Unresolved {
+            reason: Reason::ProviderNotReady,
+            message: format!("the provider cannot be used: {e}"),
+            provider: Some(account.provider),
+        })),
     }
 }
 
