@@ -49,7 +49,8 @@ struct RunArgs {
     /// Watch only this namespace (default: all namespaces).
     #[arg(long)]
     namespace: Option<String>,
-    /// How many Connections are reconciled at once.
+    /// How many reconciles talk to providers at once (upstream requests in flight); twice
+    /// as many run, so that their Kubernetes writes overlap the upstream turns.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
     concurrency: u16,
     /// Log line format.

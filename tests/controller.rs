@@ -209,11 +209,16 @@ impl Env {
     }
 
     async fn provider(&self, name: &str, type_: &str) {
+        self.provider_with_secret(name, type_, &format!("{type_}-credentials")).await;
+    }
+
+    /// A Provider of `type_` on its emulator taking its token from the Secret `secret`.
+    async fn provider_with_secret(&self, name: &str, type_: &str, secret: &str) {
         let api: Api<Provider> = Api::namespaced(self.client.clone(), self.ns());
         let provider = json!({
             "apiVersion": "connection-operator.dev/v1alpha1", "kind": "Provider",
             "metadata": {"name": name},
-            "spec": {"type": type_, "baseUrl": self.providers.base_url(type_), "credentialsRef": {"name": format!("{type_}-credentials"), "key": "token"}, "timeoutSeconds": 5},
+            "spec": {"type": type_, "baseUrl": self.providers.base_url(type_), "credentialsRef": {"name": secret, "key": "token"}, "timeoutSeconds": 5},
         });
         api.patch(name, &PatchParams::apply("test").force(), &Patch::Apply(provider)).await.unwrap();
     }
@@ -1087,4 +1092,41 @@ async fn an_account_is_dropped_when_its_last_provider_goes(backend: Backend) {
     providers.delete("nango", &DeleteParams::default()).await.unwrap();
     env.ready_reason("a", "ProviderNotFound").await;
     eventually("the account forgotten", || async { (provider_accounts(&env.metrics) == Some(0)).then_some(()) }).await;
+}
+
+on_real!(upstream_turns_bound_the_requests_in_flight_across_accounts);
+async fn upstream_turns_bound_the_requests_in_flight_across_accounts(backend: Backend) {
+    // Two upstream turns (so four workers); each account may hold one of them.
+    let env = Env::start_inner(backend, Some(fast_timing()), 2).await;
+    // Four Are.na accounts (one token each), two Connections each.
+    let accounts = ["k1", "k2", "k3", "k4"];
+    for account in accounts {
+        let secret = format!("arena-{account}-credentials");
+        env.secret(&secret, &format!("tok-{account}")).await;
+        env.provider_with_secret(&format!("arena-{account}"), "arena", &secret).await;
+    }
+    // Every Are.na answer takes a while, so the requests of different accounts overlap
+    // unless something keeps them apart.
+    env.providers.faults("arena", json!({"path": "*", "latencyMs": 400, "count": 1000})).await;
+    let mut names = Vec::new();
+    for (i, account) in accounts.iter().enumerate() {
+        for j in 0..2 {
+            let id = format!("{}", 100 + i * 2 + j);
+            env.seed("arena", &id, json!({"metadata": {}})).await;
+            let name = format!("c-{account}-{j}");
+            let spec = json!({"providerRef": {"name": format!("arena-{account}")}, "connectionId": id, "arena": {"metadata": {"k": j}}});
+            env.apply(&name, spec).await;
+            names.push(name);
+        }
+    }
+    for name in &names {
+        env.ready_reason(name, "InSync").await;
+    }
+    let journal = env.journal("arena").await;
+    assert_eq!(writes(&journal).len(), names.len(), "one write each: {journal:?}");
+    // Without the operator-wide turns, the four accounts' reconciles (four workers, one
+    // slot per account) would have four requests in flight at once.
+    let most = env.providers.max_in_flight("arena").await;
+    assert!(most <= 2, "{most} Are.na requests in flight at once with --concurrency 2");
+    assert!(most >= 1);
 }

@@ -12,13 +12,14 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::backoff::{BackoffPolicy, Backoffs};
 use super::conflict::TargetIndex;
 use super::lookup::Sources;
 use crate::api::{ClusterProvider, Connection, Provider, ProviderId, ProviderKind};
 use crate::metrics::Metrics;
-use crate::providers::{Accounts, CountObserver, RequestObserver};
+use crate::providers::{AccountHandle, Accounts, CountObserver, RequestObserver};
 
 /// The field manager of every write the operator makes, so its fields are told apart from
 /// those `kubectl` or other controllers set.
@@ -93,11 +94,20 @@ pub struct Context {
     pub sources: Sources,
     /// The last resolution of each Connection, by uid.
     resolutions: Mutex<HashMap<String, Resolution>>,
+    /// The operator's upstream turns: `--concurrency` permits (see [`Context::upstream_slot`]).
+    upstream_turns: Arc<Semaphore>,
+}
+
+/// A reconcile's turn to talk to its provider: one of its account's slots and one of the
+/// operator's upstream turns, both given back when dropped.
+pub struct UpstreamTurn {
+    _account: OwnedSemaphorePermit,
+    _operator: OwnedSemaphorePermit,
 }
 
 impl Context {
-    /// `concurrency` is the controller's worker count; one provider account may use at most
-    /// half of them.
+    /// `concurrency` is the number of upstream turns (`--concurrency`); one provider account
+    /// may hold at most half of them.
     pub fn new(client: Client, metrics: Arc<Metrics>, timing: Timing, caches: Caches, concurrency: u16) -> Self {
         let reporter = Reporter { controller: FIELD_MANAGER.to_string(), instance: std::env::var("POD_NAME").ok() };
         let counted = metrics.clone();
@@ -129,6 +139,7 @@ impl Context {
             config_maps: caches.config_maps,
             sources: Sources::default(),
             resolutions: Mutex::default(),
+            upstream_turns: Arc::new(Semaphore::new(usize::from(concurrency).max(1))),
         }
     }
 
@@ -152,6 +163,19 @@ impl Context {
     /// The last resolution of the Connection `uid`, if any.
     pub fn resolution(&self, uid: &str) -> Option<Resolution> {
         self.resolutions.lock().unwrap_or_else(|e| e.into_inner()).get(uid).cloned()
+    }
+
+    /// A turn to talk to `account`'s provider, for the read → plan → write stage only (not
+    /// the Kubernetes writes after it): first one of the account's slots (`None` when none
+    /// is free: the reconcile requeues shortly), then one of the operator's `--concurrency`
+    /// upstream turns, waited for in arrival order. The controller runs twice as many
+    /// workers as turns (`controller::workers`), so the requests in flight upstream stay
+    /// within `--concurrency` across all accounts while status writes overlap them.
+    pub async fn upstream_slot(&self, account: &AccountHandle) -> Option<UpstreamTurn> {
+        let slot = account.slot()?;
+        // The semaphore is never closed.
+        let turn = self.upstream_turns.clone().acquire_owned().await.ok()?;
+        Some(UpstreamTurn { _account: slot, _operator: turn })
     }
 
     /// A Provider watch event: a deleted Provider no longer holds its account; after a

@@ -39,7 +39,8 @@ use crate::metrics::Metrics;
 pub struct RunConfig {
     /// Watch only this namespace (default: all).
     pub namespace: Option<String>,
-    /// Connections reconciled at once (kube-runtime's default is unbounded).
+    /// Reconciles talking to providers at once (`--concurrency`): the upstream turns. The
+    /// controller runs [`workers`] of them (kube-runtime's default is unbounded).
     pub concurrency: u16,
     pub timing: Timing,
 }
@@ -48,6 +49,16 @@ impl Default for RunConfig {
     fn default() -> Self {
         RunConfig { namespace: None, concurrency: 16, timing: Timing::default() }
     }
+}
+
+/// The kube-runtime workers for `concurrency` upstream turns: twice as many. A reconcile
+/// spends part of its time on Kubernetes (the status write, its Event, the finalizer) after
+/// its upstream turn; with as many workers as turns those writes would leave turns idle,
+/// with twice as many they overlap other reconciles' upstream turns, while
+/// `Context::upstream_slot` still keeps the requests in flight upstream within
+/// `concurrency`.
+pub fn workers(concurrency: u16) -> u16 {
+    concurrency.max(1).saturating_mul(2)
 }
 
 /// Wait until `store` has its first full list; false when its writer is gone.
@@ -117,7 +128,7 @@ pub async fn run(
         (store.clone(), t.provider_store.clone(), t.cluster_provider_store.clone());
     let config_map_connections = store.clone();
     Controller::for_stream(t.connections, t.connection_store)
-        .with_config(kube::runtime::controller::Config::default().concurrency(config.concurrency))
+        .with_config(kube::runtime::controller::Config::default().concurrency(workers(config.concurrency)))
         .watches_stream(t.connection_changes, move |c| by_sibling.siblings(&c))
         .watches_stream(providers, move |p| triggers::for_provider(&by_provider, &p))
         .watches_stream(cluster_providers, move |p| triggers::for_cluster_provider(&by_cluster_provider, &p))

@@ -195,8 +195,11 @@ impl Stages<'_> {
         if self.conn.spec.suspend {
             return Err(Stop::Suspended);
         }
-        let _slot = resolved.handle.slot().ok_or(Stop::Busy)?;
+        let turn = self.ctx.upstream_slot(&resolved.handle).await.ok_or(Stop::Busy)?;
         let (outcome, managed_keys) = self.read_plan_write(&desired, &resolved).await?;
+        // The status and Event writes are Kubernetes requests: another reconcile may talk
+        // to its provider meanwhile.
+        drop(turn);
         Ok(self.status(&desired, &resolved, outcome, managed_keys).await?)
     }
 
@@ -529,7 +532,7 @@ async fn delete(
         write_status(conn, ctx, api, deletion_observation(conn, Outcome::Suspended)).await?;
         return Ok((Outcome::Suspended, Action::await_change()));
     }
-    let Some(_slot) = resolved.handle.slot() else {
+    let Some(turn) = ctx.upstream_slot(&resolved.handle).await else {
         return Ok((Outcome::Deferred, deferred()));
     };
     let target = Target::for_connection(&conn.spec);
@@ -543,6 +546,7 @@ async fn delete(
         Ok::<_, ProviderError>(removal.orphaned)
     }
     .await;
+    drop(turn);
     match removed {
         Ok(orphaned) => {
             if !orphaned.is_empty() {

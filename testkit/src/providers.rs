@@ -66,6 +66,12 @@ impl Providers {
         }
     }
 
+    /// The most API requests `provider` served at once since its journal was cleared.
+    pub async fn max_in_flight(&self, provider: &str) -> u64 {
+        let answer = self.admin(reqwest::Method::GET, provider, "requests/in-flight", None).await;
+        answer["maxInFlight"].as_u64().unwrap_or_else(|| panic!("{provider} in-flight: {answer}"))
+    }
+
     pub async fn clear_journal(&self, provider: &str) {
         self.admin(reqwest::Method::DELETE, provider, "requests", None).await;
     }

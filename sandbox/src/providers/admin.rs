@@ -30,6 +30,7 @@ pub(super) fn router<P: Provider>(mounted: Arc<Mounted<P>>) -> Router {
             get(get_connection::<P>).put(put_connection::<P>).delete(delete_connection::<P>),
         )
         .route("/_sandbox/requests", get(get_requests::<P>).delete(delete_requests::<P>))
+        .route("/_sandbox/requests/in-flight", get(get_in_flight::<P>))
         .route("/_sandbox/rate-limit", get(get_rate_limit::<P>).put(put_rate_limit::<P>).delete(delete_rate_limit::<P>))
         .route("/_sandbox/faults", get(get_faults::<P>).put(put_faults::<P>).delete(delete_faults::<P>))
         .route("/_sandbox/tokens", put(put_tokens::<P>).delete(delete_tokens::<P>))
@@ -74,6 +75,10 @@ async fn delete_connection<P: Provider>(State(m): Shared<P>, Path(id): Path<Stri
 
 async fn get_requests<P: Provider>(State(m): Shared<P>) -> Response {
     Json(m.controls.journal.entries()).into_response()
+}
+
+async fn get_in_flight<P: Provider>(State(m): Shared<P>) -> Response {
+    Json(m.controls.journal.in_flight()).into_response()
 }
 
 async fn delete_requests<P: Provider>(State(m): Shared<P>) -> StatusCode {

@@ -1,5 +1,7 @@
 //! The request journal of one provider: every API request received (admin requests are
-//! not journaled), oldest first, so tests can count and inspect what the operator sent.
+//! not journaled), oldest first, so tests can count and inspect what the operator sent; and
+//! how many requests were in flight at once, so tests can check a client's concurrency
+//! without timing it.
 
 use std::sync::Mutex;
 
@@ -34,6 +36,29 @@ pub struct Journal {
 struct Inner {
     next_seq: u64,
     entries: Vec<Entry>,
+    in_flight: usize,
+    max_in_flight: usize,
+}
+
+/// Requests being served now and the most served at once since the journal was cleared, as
+/// served by `GET <prefix>/_sandbox/requests/in-flight`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InFlight {
+    pub in_flight: usize,
+    pub max_in_flight: usize,
+}
+
+/// A request counted as in flight until dropped: dropped with the request's future too,
+/// so a client that gives up mid-answer (a timeout during injected latency) is not counted
+/// forever.
+pub struct Serving<'a>(&'a Journal);
+
+impl Drop for Serving<'_> {
+    fn drop(&mut self) {
+        let mut inner = self.0.lock();
+        inner.in_flight = inner.in_flight.saturating_sub(1);
+    }
 }
 
 /// Handle to a journaled request, used to fill in its status once it is answered.
@@ -69,8 +94,24 @@ impl Journal {
         self.lock().entries.clone()
     }
 
+    /// Count a request as in flight until the returned guard is dropped.
+    pub fn serving(&self) -> Serving<'_> {
+        let mut inner = self.lock();
+        inner.in_flight += 1;
+        inner.max_in_flight = inner.max_in_flight.max(inner.in_flight);
+        Serving(self)
+    }
+
+    pub fn in_flight(&self) -> InFlight {
+        let inner = self.lock();
+        InFlight { in_flight: inner.in_flight, max_in_flight: inner.max_in_flight }
+    }
+
+    /// Forget the entries and the maximum so far (requests still in flight stay counted).
     pub fn clear(&self) {
-        self.lock().entries.clear();
+        let mut inner = self.lock();
+        inner.entries.clear();
+        inner.max_in_flight = inner.in_flight;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -104,6 +145,21 @@ mod tests {
         assert_eq!(entries[0].at, 1.0);
         assert_eq!(entries[1].body, serde_json::json!({"k": 1}));
         assert_eq!(entries[1].query.as_deref(), Some("x=1"));
+    }
+
+    #[test]
+    fn counts_requests_in_flight_and_the_most_at_once() {
+        let journal = Journal::default();
+        let (a, b) = (journal.serving(), journal.serving());
+        drop(a);
+        let c = journal.serving();
+        assert_eq!(journal.in_flight(), InFlight { in_flight: 2, max_in_flight: 2 });
+        drop((b, c));
+        assert_eq!(journal.in_flight(), InFlight { in_flight: 0, max_in_flight: 2 });
+        let d = journal.serving();
+        journal.clear();
+        assert_eq!(journal.in_flight(), InFlight { in_flight: 1, max_in_flight: 1 }, "cleared to what is in flight");
+        drop(d);
     }
 
     #[test]

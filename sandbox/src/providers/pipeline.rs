@@ -33,6 +33,7 @@ pub(super) async fn run<P: Provider>(State(mounted): State<Arc<Mounted<P>>>, req
         return StatusCode::PAYLOAD_TOO_LARGE.into_response();
     };
     let journal = &mounted.controls.journal;
+    let _serving = journal.serving();
     let ticket = journal.begin(parts.method.as_str(), parts.uri.path(), parts.uri.query(), &body, at);
     match respond(&mounted, parts, body, next).await {
         Outcome::Respond(response) => {
