@@ -167,12 +167,13 @@ impl Context {
 
     /// A turn to talk to `account`'s provider, for the read → plan → write stage only (not
     /// the Kubernetes writes after it): first one of the account's slots (`None` when none
-    /// is free: the reconcile requeues shortly), then one of the operator's `--concurrency`
-    /// upstream turns, waited for in arrival order. The controller runs twice as many
-    /// workers as turns (`controller::workers`), so the requests in flight upstream stay
-    /// within `--concurrency` across all accounts while status writes overlap them.
+    /// is free and the account's queue is full: the reconcile requeues shortly), then one of
+    /// the operator's `--concurrency` upstream turns, waited for in arrival order. The
+    /// controller runs twice as many workers as turns (`controller::workers`), so the
+    /// requests in flight upstream stay within `--concurrency` across all accounts while
+    /// status writes overlap them.
     pub async fn upstream_slot(&self, account: &AccountHandle) -> Option<UpstreamTurn> {
-        let slot = account.slot()?;
+        let slot = account.slot().await?;
         // The semaphore is never closed.
         let turn = self.upstream_turns.clone().acquire_owned().await.ok()?;
         Some(UpstreamTurn { _account: slot, _operator: turn })

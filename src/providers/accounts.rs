@@ -57,9 +57,11 @@ struct Entry {
     pacer: Arc<AccountPacer>,
     /// The rate limit each Provider of the account declares.
     declared: HashMap<ProviderId, RateLimitSpec>,
-    /// By what a client is built from besides the token ([`client_shape_key`]).
+    /// By what a client is built from besides the token (its timeout and authentication).
     clients: HashMap<String, Cached>,
     slots: Arc<Semaphore>,
+    /// Places to wait in for a slot.
+    queue: Arc<Semaphore>,
 }
 
 struct Cached {
@@ -79,6 +81,7 @@ pub struct AccountHandle {
     /// The account's client (its list snapshot and batched writes).
     pub client: Arc<dyn ProviderClient>,
     slots: Arc<Semaphore>,
+    queue: Arc<Semaphore>,
     capacity: usize,
 }
 
@@ -141,6 +144,7 @@ impl Accounts {
             declared: HashMap::new(),
             clients: HashMap::new(),
             slots: Arc::new(Semaphore::new(slots)),
+            queue: Arc::new(Semaphore::new(queue_places(slots))),
         });
         let pacer = entry.pacer_for(user, config.rate_limit);
         let client = entry.client_for(config, token, &self.http, &pacer, &self.observer);
@@ -150,6 +154,7 @@ impl Accounts {
             pacer,
             client,
             slots: entry.slots.clone(),
+            queue: entry.queue.clone(),
             capacity: slots,
         });
         self.count(state);
@@ -281,14 +286,24 @@ impl AccountHandle {
         &self.key
     }
 
-    /// One of the account's reconcile slots, if one is free now.
+    /// One of the account's reconcile slots: a free one at once, else after waiting in the
+    /// account's queue, first come first served; `None` when the queue is full too.
     ///
     /// Requests to a busy account wait for pacing tokens inside the worker (up to
     /// `pacing::MAX_PACING_WAIT`); without a cap a burst of Connections of one account would
-    /// occupy every worker and starve the Connections of other providers. A reconcile that
-    /// finds no free slot requeues shortly instead of waiting.
-    pub fn slot(&self) -> Option<OwnedSemaphorePermit> {
-        self.slots.clone().try_acquire_owned().ok()
+    /// occupy every worker and starve the Connections of other providers. So only a few
+    /// reconciles wait (they hold workers while they do: [`queue_places`]); the rest
+    /// requeue shortly. Without the queue every reconcile of a wave would requeue and retry
+    /// at random, and the oldest change could lose that lottery again and again; in the
+    /// queue the first to come is the first served (tokio's semaphore is fair, and a
+    /// released slot goes to a waiter before anyone new).
+    pub async fn slot(&self) -> Option<OwnedSemaphorePermit> {
+        if let Ok(free) = self.slots.clone().try_acquire_owned() {
+            return Some(free);
+        }
+        let _place = self.queue.clone().try_acquire_owned().ok()?;
+        // The semaphore is never closed.
+        self.slots.clone().acquire_owned().await.ok()
     }
 
     /// Reconciles of the account holding a slot now.
@@ -301,6 +316,12 @@ impl AccountHandle {
     pub fn budget_ready_at(&self, now: Instant, wall: SystemTime) -> Option<SystemTime> {
         budget_ready_at(&self.pacer, sync_buckets(self.type_), self.busy(), now, wall)
     }
+}
+
+/// Reconciles that may wait for one of an account's `slots`: half as many (at least one),
+/// enough to hand a freed slot on at once without holding many workers idle.
+fn queue_places(slots: usize) -> usize {
+    (slots / 2).max(1)
 }
 
 /// When `pacer` has, in each of `buckets` (bucket, requests of one sync), the requests of
@@ -322,6 +343,10 @@ fn budget_ready_at(
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
+
+    use std::task::Poll;
+
+    use futures::FutureExt;
 
     use super::*;
     use crate::api::ProviderSpec;
@@ -362,7 +387,7 @@ mod tests {
         let via_a = accounts.handle(&provider("t1", "a"), &key, &a, &token).unwrap();
         let via_b = accounts.handle(&provider("t2", "b"), &key, &b, &token).unwrap();
         assert!(Arc::ptr_eq(&via_a.pacer, &via_b.pacer) && Arc::ptr_eq(&via_a.client, &via_b.client));
-        let _held = via_a.slot().unwrap();
+        let _held = via_a.slot().now_or_never().flatten().unwrap();
         assert_eq!(via_b.busy(), 1, "one set of slots");
         accounts.remember_token(&a.credentials, "1".into(), token.clone());
         accounts.remember_token(&b.credentials, "1".into(), token.clone());
@@ -438,6 +463,38 @@ mod tests {
         accounts.forget(&provider("t2", "b"));
         let alone = accounts.handle(&provider("t1", "a"), &key, &a, &token).unwrap().pacer;
         assert_eq!(alone.spec(), spec(60, 10));
+    }
+
+    #[tokio::test]
+    async fn a_busy_account_queues_a_few_reconciles_in_order_and_turns_the_rest_away() {
+        let accounts = Accounts::new(None, None, 4);
+        let (token, a) = (Token::new("tok"), config("t1", "a", spec(60, 10)));
+        let handle = accounts.handle(&provider("t1", "a"), &a.account_key(&token), &a, &token).unwrap();
+        let mut held: Vec<_> = (0..4).map(|_| handle.slot().now_or_never().flatten().expect("a free slot")).collect();
+        assert_eq!(handle.busy(), 4);
+
+        // Two places in the queue (half the slots), taken in order; the next is turned away.
+        let mut first = Box::pin(handle.slot());
+        let mut second = Box::pin(handle.slot());
+        assert!(futures::poll!(&mut first).is_pending());
+        assert!(futures::poll!(&mut second).is_pending());
+        assert!(handle.slot().await.is_none(), "the queue is full");
+
+        // A freed slot goes to the first in the queue, not to a newcomer.
+        drop(held.pop());
+        assert!(handle.slot().await.is_none(), "no jumping the queue");
+        let Poll::Ready(Some(slot)) = futures::poll!(&mut first) else { panic!("the first waiter is served first") };
+        held.push(slot);
+        assert!(futures::poll!(&mut second).is_pending());
+
+        // Its place is free again: a newcomer queues behind the second.
+        let mut third = Box::pin(handle.slot());
+        assert!(futures::poll!(&mut third).is_pending());
+        drop(held.pop());
+        let Poll::Ready(Some(slot)) = futures::poll!(&mut second) else { panic!("then the second") };
+        assert!(futures::poll!(&mut third).is_pending());
+        drop(slot);
+        assert!(matches!(futures::poll!(&mut third), Poll::Ready(Some(_))), "then the third");
     }
 
     #[test]
