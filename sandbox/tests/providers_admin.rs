@@ -79,6 +79,38 @@ async fn journal_records_api_requests_oldest_first() {
 }
 
 #[tokio::test]
+async fn requests_in_flight_are_counted_with_the_most_at_once() {
+    let env = nango().await;
+    let in_flight = || async {
+        let answer = env.http.get(env.url("/_sandbox/requests/in-flight")).send().await.unwrap();
+        assert_eq!(answer.status(), 200);
+        let body: Value = answer.json().await.unwrap();
+        (body["inFlight"].as_u64().unwrap(), body["maxInFlight"].as_u64().unwrap())
+    };
+    assert_eq!(in_flight().await, (0, 0));
+    // Three slow answers at once; the count is read while they are under way.
+    env.admin_put("faults", json!({"method": "GET", "path": LIST, "latencyMs": 1000, "count": 3})).await;
+    let slow: Vec<_> = (0..3).map(|_| tokio::spawn(env.api(Method::GET, LIST).send())).collect();
+    let mut seen = (0, 0);
+    for _ in 0..100 {
+        seen = in_flight().await;
+        if seen.0 == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(seen, (3, 3), "three requests in flight together");
+    for request in slow {
+        assert_eq!(request.await.unwrap().unwrap().status(), 200);
+    }
+    assert_eq!(in_flight().await, (0, 3), "answered: none in flight, the most was three");
+    env.api(Method::GET, LIST).send().await.unwrap();
+    assert_eq!(in_flight().await, (0, 3), "one at a time adds nothing to the most");
+    assert_eq!(env.http.delete(env.url("/_sandbox/requests")).send().await.unwrap().status(), 204);
+    assert_eq!(in_flight().await, (0, 0), "clearing the journal starts the count again");
+}
+
+#[tokio::test]
 async fn faults_answer_with_status_count_and_retry_after_then_stop() {
     let env = nango().await;
     let queued = env
