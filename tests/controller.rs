@@ -1130,3 +1130,92 @@ async fn upstream_turns_bound_the_requests_in_flight_across_accounts(backend: Ba
     assert!(most <= 2, "{most} Are.na requests in flight at once with --concurrency 2");
     assert!(most >= 1);
 }
+
+/// Runs the case `$name(Backend)` as one test on the Kubernetes API emulator,
+/// `$name::emulator`, for cases that need a hook only the emulator has.
+macro_rules! on_emulator {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn emulator() {
+                super::$name(connection_testkit::Backend::Emulator).await
+            }
+        }
+    };
+}
+
+// A relist has to be forced for every watch of Connections at once: only the emulator can
+// expire them all (the kube-proxy expires one watch, kube-apiserver keeps a long history).
+on_emulator!(a_new_generation_seen_only_in_a_relist_is_reconciled_as_that_generation);
+async fn a_new_generation_seen_only_in_a_relist_is_reconciled_as_that_generation(backend: Backend) {
+    use futures::StreamExt;
+    let env = Env::start(backend).await;
+    // More Connections than one page of the operator's list (kube-rs lists 500 at a time), so
+    // that its relist has a second page to wait for. The fillers are suspended: no upstream
+    // call. The changed ones sort first, onto the first page.
+    const FILLERS: usize = 500;
+    let changed: Vec<String> = (0..6).map(|i| format!("a-{i}")).collect();
+    let drift = |block: Value| {
+        // A drift check must not come to the rescue while the test waits.
+        let mut s = spec("nango", "unused", block);
+        s["driftInterval"] = json!("1h");
+        s
+    };
+    for name in &changed {
+        env.seed("nango", name, json!({"provider_config_key": "x", "metadata": {"k": 1}})).await;
+        let mut s = drift(json!({"providerConfigKey": "x", "metadata": {"k": 1}}));
+        s["connectionId"] = json!(name);
+        env.apply(name, s).await;
+    }
+    futures::stream::iter(0..FILLERS)
+        .for_each_concurrent(16, |i| {
+            let env = &env;
+            async move {
+                let mut s = drift(json!({"providerConfigKey": "x"}));
+                s["connectionId"] = json!(format!("f-{i:03}"));
+                s["suspend"] = json!(true);
+                env.apply(&format!("f-{i:03}"), s).await;
+            }
+        })
+        .await;
+    eventually("every Connection reconciled for generation 1", || async {
+        let list = env.connections().list(&Default::default()).await.unwrap();
+        let done = list.items.iter().filter(|c| {
+            c.status
+                .as_ref()
+                .is_some_and(|s| s.observed_generation.is_some() && s.observed_generation == c.metadata.generation)
+        });
+        (done.count() == FILLERS + changed.len()).then_some(())
+    })
+    .await;
+    for name in &changed {
+        env.ready_reason(name, "InSync").await;
+    }
+
+    // The operator's watches end and cannot resume from their versions (the history is
+    // gone), and each request of its Connection watches and lists waits 2 s: the changes
+    // below happen while it watches nothing, so it sees them only in its relist, whose
+    // second page comes 2 s after the first.
+    let collection = format!("/apis/connection-operator.dev/v1alpha1/namespaces/{}/connections", env.ns());
+    env.kube.faults(&json!({"method": "GET", "path": collection, "latencyMs": 2000, "count": 8})).await;
+    env.kube.clear_journal().await;
+    env.kube.expire_watches().await;
+    env.kube.drop_watches().await;
+    for name in &changed {
+        let patch = json!({"spec": {"nango": {"metadata": {"k": 2}}}});
+        env.connections().patch(name, &PatchParams::default(), &Patch::Merge(patch)).await.unwrap();
+    }
+
+    for name in &changed {
+        let c = env.ready_reason(name, "InSync").await;
+        assert_eq!(c.metadata.generation, Some(2), "{name}");
+        assert_eq!(env.upstream("nango", name).await["metadata"], json!({"k": 2}), "{name}");
+    }
+    // The changes did reach the operator through a relist of more than one page (else this
+    // test proves nothing).
+    let journal = env.kube.journal().await;
+    let pages = journal
+        .iter()
+        .filter(|r| r["path"] == collection.as_str() && r["query"].as_str().is_some_and(|q| q.contains("continue=")));
+    assert!(pages.count() >= 1, "no second page of a Connection list: {journal:?}");
+}

@@ -340,7 +340,7 @@ async fn sigkill_mid_wave_of_200_changes_then_restart() {
 }
 
 /// The operator's logging in the watch tests: the controller logs the errors of its watch
-/// streams (a 410 among them) at debug.
+/// streams (a 410 among them) at info, its other controller events at debug.
 const WATCH_ERRORS_LOG: &str = "info,connection_operator::controller=debug";
 
 /// Hold the operator's list and watch of Connections after ending every watch: `hold` is

@@ -84,9 +84,15 @@ impl Operator {
         if let Some(seconds) = settings.drift_override_seconds {
             command.arg("--drift-interval-override-seconds").arg(seconds.to_string());
         }
+        // The operator's own default level (info) unless `BENCH_OPERATOR_LOG` says otherwise:
+        // at `warn` a healthy run logs nothing at all, not even its start, its cache sync or
+        // its watches' relists, and an empty log tells nothing about a run that went wrong.
+        match std::env::var_os("BENCH_OPERATOR_LOG") {
+            Some(filter) => command.env("RUST_LOG", filter),
+            None => command.env_remove("RUST_LOG"),
+        };
         let child = command
             .env("KUBECONFIG", kubeconfig)
-            .env("RUST_LOG", std::env::var("BENCH_OPERATOR_LOG").unwrap_or_else(|_| "warn".into()))
             .stdin(Stdio::null())
             .stdout(log_file.try_clone()?)
             .stderr(log_file)

@@ -138,6 +138,13 @@ fn small_run_writes_a_complete_consistent_report() {
     assert!(report["targets"].as_array().unwrap().len() >= 10);
     assert_eq!(report["commit"].as_str().unwrap().len(), 40);
 
+    // The operator logs at its default level: at least its start and its cache sync, so a
+    // run that goes wrong leaves something to read.
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let log = stderr.lines().find_map(|l| l.split("; operator log ").nth(1)).expect("the bench names the operator log");
+    let log = std::fs::read_to_string(log.trim()).unwrap();
+    assert!(log.contains("caches synced"), "the operator's log: {log:?}");
+
     assert!(markdown.contains("| converge_seconds |"), "{markdown}");
     assert!(markdown.contains("| single_change.p50 / p99_over_upstream_ms |"), "{markdown}");
     assert!(String::from_utf8_lossy(&output.stdout).contains("| floor_seconds |"));

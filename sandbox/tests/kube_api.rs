@@ -1117,6 +1117,49 @@ async fn table_watches_and_watches_of_one_object(backend: Backend) {
     assert_eq!((ev["type"].as_str(), ev["object"]["metadata"]["name"].as_str()), (Some("MODIFIED"), Some("t2")));
 }
 
+/// A watcher that stops reading while events keep coming is closed, the way the watch
+/// cache terminates a watcher it cannot keep up with; it never skips events to catch up
+/// (a client resuming from its last version would then miss them for good). Resuming
+/// from the last version delivered either continues without a gap or gets a 410.
+async fn a_watcher_that_stops_reading_is_closed_and_never_skips_events(backend: Backend) {
+    // More events than the socket buffers (a few MiB each way on loopback), the watch's
+    // own queue and the emulator's fan-out buffer (4096 events) hold together.
+    const UPDATES: usize = 8_000;
+    let api = start(backend);
+    let cms = api.core("configmaps");
+    let pad = "x".repeat(4 * 1024);
+    let created = api.post(&cms, cm("counter", json!({"n": "0"}))).await;
+    let rv0 = created.body["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    let mut w = api.watch(&format!("{cms}?watch=true&resourceVersion={rv0}")).await;
+    for n in 1..=UPDATES {
+        let put = api.put(&format!("{cms}/counter"), cm("counter", json!({"n": n.to_string(), "pad": pad}))).await;
+        assert_eq!(put.status, 200, "{}", put.body);
+    }
+    // Every update the stream delivers follows the previous one.
+    async fn read(w: &mut WatchReader, seen: &mut Vec<usize>, last_rv: &mut String) -> bool {
+        while let Some(ev) = w.next().await {
+            if ev["type"] == "ERROR" {
+                assert_eq!(ev["object"]["code"], 410, "{ev}");
+                return true;
+            }
+            if ev["object"]["metadata"]["name"] != "counter" {
+                continue;
+            }
+            let n: usize = ev["object"]["data"]["n"].as_str().unwrap().parse().unwrap();
+            assert_eq!(n, seen.last().map_or(1, |l| l + 1), "skipped from {:?} to {n}", seen.last());
+            seen.push(n);
+            *last_rv = ev["object"]["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+        }
+        false
+    }
+    let (mut seen, mut last_rv) = (Vec::new(), rv0);
+    read(&mut w, &mut seen, &mut last_rv).await;
+    assert!(seen.len() < UPDATES, "the slow watcher was never closed: it got all {UPDATES} updates");
+    let mut resumed = api.watch(&format!("{cms}?watch=true&resourceVersion={last_rv}&timeoutSeconds=5")).await;
+    let expired = read(&mut resumed, &mut seen, &mut last_rv).await;
+    assert!(expired || seen.len() == UPDATES, "resumed at {last_rv}: got up to {:?}", seen.last());
+}
+
 async_tests_on_both_backends!(
     version_health_and_plain_discovery,
     aggregated_discovery_matches_the_accept_header,
@@ -1139,6 +1182,7 @@ async_tests_on_both_backends!(
     immutable_data_and_malformed_patches_are_refused,
     services_get_defaults_and_keep_their_cluster_ip,
     table_watches_and_watches_of_one_object,
+    a_watcher_that_stops_reading_is_closed_and_never_skips_events,
 );
 
 /// The emulator's own admin API (`/_sandbox/`): emulator-only by nature. (The kube-proxy

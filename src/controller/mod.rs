@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use kube::Client;
-use kube::runtime::Controller;
+use kube::runtime::{Controller, controller};
 
 pub use backoff::BackoffPolicy;
 pub use context::{FIELD_MANAGER, Timing};
@@ -139,8 +139,16 @@ pub async fn run(
         .graceful_shutdown_on(shutdown)
         .run(reconcile::reconcile, reconcile::error_policy, context)
         .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "controller event");
+            match result {
+                // A failed watch resumes, or relists when it fell too far behind: each relist
+                // is a full list of its kind, worth seeing in a log at the default level.
+                Err(e @ controller::Error::QueueError(_)) => {
+                    tracing::info!(error = %e, "a watch failed; it resumes or relists")
+                }
+                // Failed reconciles are logged by `error_policy`; an object gone from the cache
+                // before its turn is routine.
+                Err(e) => tracing::debug!(error = %e, "controller event"),
+                Ok(_) => {}
             }
         })
         .await;

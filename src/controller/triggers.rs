@@ -8,6 +8,10 @@
 //! Secrets it does not use, and reads the one it uses with a GET when its resourceVersion
 //! differs from the one its cached token was read at (`providers::Accounts`).
 //!
+//! A reconcile reads its object from the cache, not from the event that woke it, so every
+//! watch passes on the objects of a relist only once its cache shows the whole list
+//! (`settled`).
+//!
 //! The caches drop `managedFields`, which nothing here reads and which would otherwise be
 //! most of the memory of 10,000 cached Connections.
 
@@ -96,36 +100,43 @@ pub fn streams(
     let connection_changes = watcher(connections_api.clone(), wc.clone()).default_backoff().touched_objects();
     let (connection_store, writer) = reflector::store();
     let connection_targets = TargetIndex::new(connection_store.clone());
-    let indexed = connection_targets.clone();
-    let connections = reflector::reflector(writer, watcher(connections_api, wc.clone()).modify(drop_managed_fields))
-        .inspect(move |event| {
-            if let Ok(event) = event {
-                indexed.apply(event);
-            }
-        })
-        .default_backoff()
-        .applied_objects()
-        .predicate_filter(connection_trigger, Default::default());
+    let connections = connection_triggers(
+        watcher(connections_api, wc.clone()).modify(drop_managed_fields),
+        writer,
+        connection_store.clone(),
+        connection_targets.clone(),
+    );
     let (provider_store, writer) = reflector::store();
-    let providers =
-        reflector::reflector(writer, watcher(providers_api, wc.clone()).modify(drop_managed_fields)).default_backoff();
+    let providers = settled(
+        reflector::reflector(writer, watcher(providers_api, wc.clone()).modify(drop_managed_fields)),
+        provider_store.clone(),
+    )
+    .default_backoff();
     let (cluster_provider_store, writer) = reflector::store();
-    let cluster_providers =
-        reflector::reflector(writer, watcher(cluster_providers_api, wc.clone()).modify(drop_managed_fields))
-            .default_backoff();
+    let cluster_providers = settled(
+        reflector::reflector(writer, watcher(cluster_providers_api, wc.clone()).modify(drop_managed_fields)),
+        cluster_provider_store.clone(),
+    )
+    .default_backoff();
     let (secret_store, writer) = reflector::store();
     // Deletions too: a deleted Secret or ConfigMap of shared settings is `ReferenceNotFound`.
-    let secrets = reflector::reflector(writer, watcher(secrets_api, wc.clone()).modify(drop_managed_fields))
-        .default_backoff()
-        .touched_objects()
-        .predicate_filter(predicates::resource_version, Default::default())
-        .boxed();
+    let secrets = settled(
+        reflector::reflector(writer, watcher(secrets_api, wc.clone()).modify(drop_managed_fields)),
+        secret_store.clone(),
+    )
+    .default_backoff()
+    .touched_objects()
+    .predicate_filter(predicates::resource_version, Default::default())
+    .boxed();
     let (config_map_store, writer) = reflector::store();
-    let config_maps = reflector::reflector(writer, watcher(config_maps_api, wc).modify(drop_managed_fields))
-        .default_backoff()
-        .touched_objects()
-        .predicate_filter(predicates::resource_version, Default::default())
-        .boxed();
+    let config_maps = settled(
+        reflector::reflector(writer, watcher(config_maps_api, wc).modify(drop_managed_fields)),
+        config_map_store.clone(),
+    )
+    .default_backoff()
+    .touched_objects()
+    .predicate_filter(predicates::resource_version, Default::default())
+    .boxed();
     Triggers {
         connections,
         connection_changes,
@@ -140,6 +151,61 @@ pub fn streams(
         config_maps,
         config_map_store,
     }
+}
+
+/// The Connections worth reconciling (`connection_trigger`) from the events of their watch,
+/// which fill `store` (through `writer`) and `index` on the way.
+fn connection_triggers(
+    events: impl Stream<Item = Result<watcher::Event<Connection>, watcher::Error>> + Send + 'static,
+    writer: reflector::store::Writer<Connection>,
+    store: Store<Connection>,
+    index: TargetIndex,
+) -> impl Stream<Item = Result<Connection, watcher::Error>> + Send + 'static {
+    let reflected = reflector::reflector(writer, events).inspect(move |event| {
+        if let Ok(event) = event {
+            index.apply(event);
+        }
+    });
+    settled(reflected, store)
+        .default_backoff()
+        .applied_objects()
+        .predicate_filter(connection_trigger, Default::default())
+}
+
+/// The events of a reflected watch, with the objects of a (re)list held back until the
+/// reflector's `store` shows the whole list: then each listed object comes as an `Apply`,
+/// right after `InitDone`.
+///
+/// A reconcile reads its object from the store, not from the event that triggered it. During
+/// a relist (after the watch fell too far behind, a 410 `Expired`) the reflector fills a
+/// buffer and only swaps it into the store at `InitDone`, so a trigger passed on at
+/// `InitApply` can start a reconcile that still finds the object as it was before the relist:
+/// a new generation seen only through the relist would be reconciled as the old one, found in
+/// sync, and never looked at again until the drift timer (the trigger's predicate has already
+/// recorded the new generation). A list of more than one page leaves plenty of time for
+/// that between its pages.
+fn settled<K>(
+    events: impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+    store: Store<K>,
+) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static
+where
+    K: kube::Resource + Clone + Send + Sync + 'static,
+    K::DynamicType: Eq + Hash + Clone + Send + Sync,
+{
+    type Events<K> = Box<dyn Iterator<Item = Result<watcher::Event<K>, watcher::Error>> + Send>;
+    events.flat_map(move |event| {
+        let out: Events<K> = match event {
+            Ok(watcher::Event::InitApply(_)) => Box::new(std::iter::empty()),
+            Ok(watcher::Event::InitDone) => {
+                // The store now holds exactly the listed objects (those of an interrupted
+                // relist included); each is cloned only when passed on.
+                let listed = store.state().into_iter().map(|obj| Ok(watcher::Event::Apply((*obj).clone())));
+                Box::new(std::iter::once(Ok(watcher::Event::InitDone)).chain(listed))
+            }
+            other => Box::new(std::iter::once(other)),
+        };
+        futures::stream::iter(out)
+    })
 }
 
 fn drop_managed_fields<K: kube::Resource>(object: &mut K) {
@@ -251,4 +317,74 @@ pub fn for_secret(
     }
     refs.extend(for_source(connections, SourceKind::Secret, namespace.as_ref(), &name));
     refs
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::FutureExt;
+    use futures::channel::mpsc;
+    use serde_json::json;
+
+    use super::*;
+
+    fn conn(name: &str, generation: i64) -> Connection {
+        serde_json::from_value(json!({
+            "apiVersion": "connection-operator.dev/v1alpha1", "kind": "Connection",
+            "metadata": {"name": name, "namespace": "t", "uid": name, "generation": generation},
+            "spec": {"providerRef": {"name": "p"}, "connectionId": name, "nango": {"providerConfigKey": "k"}},
+        }))
+        .unwrap()
+    }
+
+    /// Feeds watch events through the Connection triggers and records, for each trigger, its
+    /// name, its generation and the generation the store shows when the trigger comes out
+    /// (what a reconcile started by it would read).
+    struct Pipeline {
+        tx: mpsc::UnboundedSender<Result<watcher::Event<Connection>, watcher::Error>>,
+        triggers: futures::stream::BoxStream<'static, Result<Connection, watcher::Error>>,
+        store: Store<Connection>,
+    }
+
+    impl Pipeline {
+        fn new() -> Self {
+            let (tx, rx) = mpsc::unbounded();
+            let (store, writer) = reflector::store();
+            let index = TargetIndex::new(store.clone());
+            let triggers = connection_triggers(rx, writer, store.clone(), index).boxed();
+            Pipeline { tx, triggers, store }
+        }
+
+        /// Send `events` and take every trigger ready after each one, as the controller
+        /// would (it starts a reconcile as soon as a trigger comes out).
+        fn feed(&mut self, events: Vec<watcher::Event<Connection>>) -> Vec<(String, Option<i64>, Option<i64>)> {
+            let mut out = Vec::new();
+            for event in events {
+                self.tx.unbounded_send(Ok(event)).unwrap();
+                while let Some(Some(Ok(c))) = self.triggers.next().now_or_never() {
+                    let stored = self.store.get(&ObjectRef::from_obj(&c)).and_then(|s| s.metadata.generation);
+                    out.push((c.name_any(), c.metadata.generation, stored));
+                }
+            }
+            out
+        }
+    }
+
+    #[test]
+    fn a_generation_seen_first_in_a_relist_triggers_once_the_store_shows_it() {
+        use watcher::Event::{Apply, Init, InitApply, InitDone};
+        let mut p = Pipeline::new();
+        let mut first = p.feed(vec![Init, InitApply(conn("a", 1)), InitApply(conn("b", 1)), InitDone]);
+        first.sort();
+        assert_eq!(first, [("a".into(), Some(1), Some(1)), ("b".into(), Some(1), Some(1))]);
+        // A status write of the same generation wakes nothing.
+        assert_eq!(p.feed(vec![Apply(conn("a", 1))]), []);
+        // The watch fell behind and relists, in two pages: `a` has a new generation that only
+        // the relist shows. Between the pages the store still holds the old list.
+        let relist = p.feed(vec![Init, InitApply(conn("a", 2)), InitApply(conn("b", 1)), InitDone]);
+        assert_eq!(relist, [("a".into(), Some(2), Some(2))], "one trigger, read as the new generation");
+        // A relist that changed nothing wakes nothing.
+        assert_eq!(p.feed(vec![Init, InitApply(conn("a", 2)), InitApply(conn("b", 1)), InitDone]), []);
+        // Live changes still trigger at once.
+        assert_eq!(p.feed(vec![Apply(conn("b", 2))]), [("b".into(), Some(2), Some(2))]);
+    }
 }
