@@ -16,8 +16,12 @@
 //! - [`service_account`]: acting as a ServiceAccount (TokenRequest token, kubeconfig);
 //!   [`api_calls`]: a client that records every call and the server's answer.
 //! - [`providers`]: the provider emulators in-process, with their admin API as helpers.
+//! - [`prism`]: Prism checking traffic against a provider's official API description.
+//! - [`ansi`]: plain text from a styled log.
 //! - [`wait`]: polling with a generous bound (tests assert states, never durations).
 
+mod admin_api;
+pub mod ansi;
 pub mod api_calls;
 pub mod cluster;
 pub mod control_plane;
@@ -26,6 +30,7 @@ pub mod helm;
 pub mod http;
 pub mod instrumented;
 pub mod kubectl;
+pub mod prism;
 pub mod providers;
 pub mod service_account;
 pub mod tools;
