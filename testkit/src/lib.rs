@@ -19,6 +19,10 @@
 //! - [`prism`]: Prism checking traffic against a provider's official API description.
 //! - [`ansi`]: plain text from a styled log.
 //! - [`wait`]: polling with a generous bound (tests assert states, never durations).
+//!
+//! With the feature `operator` (the operator's own tiers and its demo turn it on):
+//! - [`operator_env`]: the operator in-process (`controller::run`) on a test namespace with
+//!   a Secret and Provider per provider type; [`log_capture`]: its log output.
 
 mod admin_api;
 pub mod ansi;
@@ -30,6 +34,10 @@ pub mod helm;
 pub mod http;
 pub mod instrumented;
 pub mod kubectl;
+#[cfg(feature = "operator")]
+pub mod log_capture;
+#[cfg(feature = "operator")]
+pub mod operator_env;
 pub mod prism;
 pub mod providers;
 pub mod service_account;
