@@ -23,12 +23,16 @@
 //! With the feature `operator` (the operator's own tiers and its demo turn it on):
 //! - [`operator_env`]: the operator in-process (`controller::run`) on a test namespace with
 //!   a Secret and Provider per provider type; [`log_capture`]: its log output.
+//! - [`demo`]: the local demo's stack and flow, shared by `examples/demo.rs` and the
+//!   end-to-end tier.
 
 mod admin_api;
 pub mod ansi;
 pub mod api_calls;
 pub mod cluster;
 pub mod control_plane;
+#[cfg(feature = "operator")]
+pub mod demo;
 pub mod etcd;
 pub mod helm;
 pub mod http;
