@@ -360,15 +360,16 @@ fn chart_installs_upgrades_rolls_back_and_uninstalls_in_a_restricted_namespace()
 
     // The standard labels on every object.
     let metrics_service = format!("{full}-metrics");
-    for args in [
+    let objects = [
         vec!["deployment", &full, "--namespace", &ns],
         vec!["serviceaccount", &full, "--namespace", &ns],
         vec!["service", &metrics_service, "--namespace", &ns],
         vec!["poddisruptionbudget", &full, "--namespace", &ns],
         vec!["clusterrole", &full],
         vec!["clusterrolebinding", &full],
-    ] {
-        let obj = release.get(&args);
+    ];
+    for args in &objects {
+        let obj = release.get(args);
         let labels = &obj["metadata"]["labels"];
         assert_eq!(labels["app.kubernetes.io/name"], "connection-operator", "{args:?}: {labels}");
         assert_eq!(labels["app.kubernetes.io/instance"], release.name.as_str(), "{args:?}");
@@ -445,15 +446,8 @@ fn chart_installs_upgrades_rolls_back_and_uninstalls_in_a_restricted_namespace()
     );
 
     release.uninstall();
-    for args in [
-        vec!["deployment", &full, "--namespace", &ns],
-        vec!["serviceaccount", &full, "--namespace", &ns],
-        vec!["service", &metrics_service, "--namespace", &ns],
-        vec!["poddisruptionbudget", &full, "--namespace", &ns],
-        vec!["clusterrole", &full],
-        vec!["clusterrolebinding", &full],
-    ] {
-        assert!(!release.exists(&args), "{args:?} survived the uninstall");
+    for args in &objects {
+        assert!(!release.exists(args), "{args:?} survived the uninstall");
     }
     let secrets = release.get(&["secrets", "--namespace", &ns, "-l", "owner=helm"]);
     assert_eq!(secrets["items"], json!([]), "the release's history is gone: {secrets}");

@@ -152,7 +152,7 @@ async fn examples_become_ready_and_foreign_keys_survive() {
     world.wait_all_ready("tenants", 4).await;
     assert_eq!(world.upstream("datagrid", "conn_01HACME").await["name"], "Acme Drive (EU)");
     let journal = world.journal("datagrid").await;
-    let written: Vec<&Value> = writes(&journal);
+    let written = writes(&journal);
     assert_eq!(written.len(), 1, "{journal:?}");
     assert_eq!(written[0]["body"], json!({"name": "Acme Drive (EU)"}));
 }

@@ -18,6 +18,7 @@ use std::process::Stdio;
 
 use connection_operator::api::Connection;
 use connection_testkit::ansi::strip_ansi;
+use connection_testkit::manifests::{connection_yaml, documents, provider_yaml};
 use connection_testkit::providers::{Providers, writes};
 use connection_testkit::wait::{eventually, until};
 use connection_testkit::{Cluster, TestNamespace};
@@ -168,12 +169,12 @@ async fn one_replica_leads_and_the_other_takes_over_after_sigkill() {
     let dir = tempfile::tempdir().expect("tempdir");
 
     world.providers.rate_limit("datagrid", 0, 60.0).await;
-    let manifest = format!(
-        "apiVersion: v1\nkind: Secret\nmetadata: {{name: datagrid-credentials}}\nstringData: {{token: t0k3n-datagrid}}\n---\n\
-         apiVersion: connection-operator.dev/v1alpha1\nkind: Provider\nmetadata: {{name: datagrid}}\nspec:\n  type: datagrid\n  baseUrl: {}\n  credentialsRef: {{name: datagrid-credentials, key: token}}\n  rateLimit: {{requestsPerMinute: 100000, burst: 1000}}\n---\n\
-         apiVersion: connection-operator.dev/v1alpha1\nkind: Connection\nmetadata: {{name: {CONN}}}\nspec:\n  providerRef: {{name: datagrid}}\n  connectionId: \"{ID}\"\n  datagrid: {{name: v1}}\n",
-        world.providers.base_url("datagrid")
-    );
+    let ns = world.ns.name();
+    let base_url = world.providers.base_url("datagrid");
+    let manifest = documents([
+        provider_yaml(ns, "datagrid", &base_url, "rateLimit: {requestsPerMinute: 100000, burst: 1000}"),
+        connection_yaml(ns, CONN, "datagrid", ID, "{name: v1}", ""),
+    ]);
     world.providers.seed("datagrid", ID, json!({"name": "v1"})).await;
     let out = world.ns.kubectl().run_async(&["apply", "-f", "-"], Some(&manifest)).await;
     assert!(out.ok, "kubectl apply: {}", out.stderr);

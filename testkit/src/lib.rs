@@ -11,7 +11,8 @@
 //! - [`instrumented`]: the API behind a journal and fault injection (the emulator's own
 //!   admin API, or a kube-proxy in front of the real control plane).
 //! - [`etcd`]: a real control plane's etcd, to compact its history as kube-apiserver would.
-//! - [`kubectl`]: running the real kubectl; [`helm`]: the real helm CLI.
+//! - [`kubectl`]: running the real kubectl; [`helm`]: the real helm CLI; [`manifests`]:
+//!   Provider, Secret and Connection manifests for tests that change the cluster with kubectl.
 //! - [`http`]: raw HTTP(S) to an API server as a kubeconfig's identity.
 //! - [`service_account`]: acting as a ServiceAccount (TokenRequest token, kubeconfig);
 //!   [`api_calls`]: a client that records every call and the server's answer.
@@ -40,6 +41,7 @@ pub mod instrumented;
 pub mod kubectl;
 #[cfg(feature = "operator")]
 pub mod log_capture;
+pub mod manifests;
 #[cfg(feature = "operator")]
 pub mod operator_env;
 pub mod prism;

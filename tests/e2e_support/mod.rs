@@ -33,6 +33,8 @@ pub fn operator() -> std::path::PathBuf {
 }
 
 pub use connection_testkit::ansi::strip_ansi;
+pub use connection_testkit::manifests::{connection_yaml, documents, provider_yaml};
+pub use connection_testkit::providers::writes;
 /// The bound of every wait (the kit's).
 pub use connection_testkit::wait::GENEROUS;
 
@@ -296,28 +298,6 @@ impl Drop for World {
     }
 }
 
-pub fn provider_yaml(namespace: &str, provider: &str, base_url: &str, extra_spec: &str) -> String {
-    let extra = if extra_spec.is_empty() { String::new() } else { format!("\n  {extra_spec}") };
-    format!(
-        "apiVersion: v1\nkind: Secret\nmetadata: {{name: {provider}-credentials, namespace: {namespace}}}\nstringData: {{token: t0k3n-{provider}}}\n---\n\
-         apiVersion: connection-operator.dev/v1alpha1\nkind: Provider\nmetadata: {{name: {provider}, namespace: {namespace}}}\nspec:\n  type: {provider}\n  baseUrl: {base_url}\n  credentialsRef: {{name: {provider}-credentials, key: token}}{extra}\n"
-    )
-}
-
-/// A Connection manifest; `block` is the provider block's YAML flow mapping, e.g.
-/// `{name: Acme}` for Datagrid.
-pub fn connection_yaml(namespace: &str, name: &str, provider: &str, id: &str, block: &str, extra_spec: &str) -> String {
-    let extra = if extra_spec.is_empty() { String::new() } else { format!("\n  {extra_spec}") };
-    format!(
-        "apiVersion: connection-operator.dev/v1alpha1\nkind: Connection\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec:\n  providerRef: {{name: {provider}}}\n  connectionId: \"{id}\"\n  {provider}: {block}{extra}\n"
-    )
-}
-
-/// Join manifests into one multi-document YAML.
-pub fn documents(docs: impl IntoIterator<Item = String>) -> String {
-    docs.into_iter().collect::<Vec<_>>().join("---\n")
-}
-
 /// The Ready condition as (status, reason, message).
 pub fn ready(conn: &Connection) -> Option<(String, String, String)> {
     let c = conn.status.as_ref()?.conditions.iter().find(|c| c.type_ == READY)?;
@@ -328,11 +308,6 @@ pub fn ready(conn: &Connection) -> Option<(String, String, String)> {
 pub fn is_ready_current(conn: &Connection) -> bool {
     let current = conn.status.as_ref().and_then(|s| s.observed_generation) == conn.metadata.generation;
     current && ready(conn).is_some_and(|(status, _, _)| status == "True")
-}
-
-/// Journal entries whose method is not GET (the writes), grouped by path + body id.
-pub fn writes(journal: &[Value]) -> Vec<&Value> {
-    journal.iter().filter(|e| e["method"] != "GET").collect()
 }
 
 /// Count journal entries by answered status (`null` → 0: reset or in flight).

@@ -17,12 +17,11 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use connection_sandbox::kube::KubeSandbox;
-
-use crate::providers::Providers;
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
 use super::kubectl::{Kubectl, KubectlError};
+use crate::providers::Providers;
 
 /// The base URL host and port written in `examples/providers.yaml`; the demo serves the
 /// provider sandboxes there by default, so `kubectl apply -f examples/` works unchanged.
@@ -30,9 +29,6 @@ pub const EXAMPLES_PROVIDERS_URL: &str = "http://127.0.0.1:8090";
 
 /// The namespaces the example manifests live in.
 pub const EXAMPLE_NAMESPACES: [&str; 2] = ["tenants", "platform"];
-
-/// The four provider types, in the order the demo lists them.
-pub const PROVIDERS: [&str; 4] = ["nango", "mielto", "arena", "datagrid"];
 
 /// The CRDs in `crds/`, waited for by name (not `crd --all`: a real cluster has others).
 pub const CRDS: [&str; 3] = [
