@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use connection_operator::api::Connection;
-use connection_testkit::ansi::strip_ansi;
 use connection_testkit::manifests::{connection_yaml, documents, provider_yaml};
+use connection_testkit::operator_log::{metrics_addr, strip_ansi};
 use connection_testkit::providers::{Providers, writes};
 use connection_testkit::wait::{eventually, until};
 use connection_testkit::{Cluster, TestNamespace};
@@ -78,16 +78,10 @@ impl Replica {
         let what = format!("{} to serve /metrics", self.name);
         eventually(&what, || {
             self.assert_alive();
-            std::future::ready(metrics_addr_in(&self.log_text()))
+            std::future::ready(metrics_addr(&self.log_text()))
         })
         .await
     }
-}
-
-/// The `addr=` of the log's `serving /metrics` line.
-fn metrics_addr_in(log: &str) -> Option<String> {
-    let line = log.lines().find(|l| l.contains("serving /metrics"))?;
-    line.split_whitespace().find_map(|w| w.strip_prefix("addr=")).map(str::to_string)
 }
 
 /// Sum of `connection_operator_upstream_requests_total` samples on a replica's /metrics.

@@ -18,7 +18,7 @@
 //!   [`api_calls`]: a client that records every call and the server's answer.
 //! - [`providers`]: the provider emulators in-process, with their admin API as helpers.
 //! - [`prism`]: Prism checking traffic against a provider's official API description.
-//! - [`ansi`]: plain text from a styled log.
+//! - [`operator_log`]: reading the operator binary's text log.
 //! - [`wait`]: polling with a generous bound (tests assert states, never durations).
 //!
 //! With the feature `operator` (the operator's own tiers and its demo turn it on):
@@ -28,7 +28,6 @@
 //!   end-to-end tier.
 
 mod admin_api;
-pub mod ansi;
 pub mod api_calls;
 pub mod cluster;
 pub mod control_plane;
@@ -44,6 +43,7 @@ pub mod log_capture;
 pub mod manifests;
 #[cfg(feature = "operator")]
 pub mod operator_env;
+pub mod operator_log;
 pub mod prism;
 pub mod providers;
 pub mod service_account;

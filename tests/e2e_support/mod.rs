@@ -32,7 +32,6 @@ pub fn operator() -> std::path::PathBuf {
         .unwrap_or_else(|| env!("CARGO_BIN_EXE_connection-operator").into())
 }
 
-pub use connection_testkit::ansi::strip_ansi;
 pub use connection_testkit::manifests::{connection_yaml, documents, provider_yaml};
 pub use connection_testkit::providers::writes;
 /// The bound of every wait (the kit's).
@@ -228,9 +227,7 @@ impl World {
     pub async fn wait_operator_ready(&self) {
         let http = reqwest::Client::new();
         self.eventually("the operator to be ready (/readyz)", || async {
-            let log = strip_ansi(&self.operator_log());
-            let line = log.lines().find(|l| l.contains("serving /metrics"))?;
-            let addr = line.split_whitespace().find_map(|w| w.strip_prefix("addr="))?;
+            let addr = connection_testkit::operator_log::metrics_addr(&self.operator_log())?;
             let response = http.get(format!("http://{addr}/readyz")).send().await.ok()?;
             response.status().is_success().then_some(())
         })
