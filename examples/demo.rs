@@ -4,14 +4,8 @@
 //! and the provider sandboxes on loopback, installs `crds/`, applies `examples/` with the
 //! real kubectl, runs the `connection-operator` binary and shows the Connections becoming
 //! Ready. `--exit-when-ready` exits 0 once they all are (non-zero after `--timeout`), for
-//! scripts; otherwise it keeps running until Ctrl-C and prints what to try next.
-
-#[path = "demo/app.rs"]
-mod app;
-#[path = "demo/stack.rs"]
-mod stack;
-#[path = "demo/table.rs"]
-mod table;
+//! scripts; otherwise it keeps running until Ctrl-C and prints what to try next. Its stack and
+//! flow live in the test kit (`connection_testkit::demo`), shared with the end-to-end tier.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,6 +13,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use connection_testkit::demo::{app, stack};
 
 #[derive(Parser)]
 #[command(

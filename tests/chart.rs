@@ -30,6 +30,7 @@ mod tenancy;
 use std::path::Path;
 use std::sync::Arc;
 
+use connection_testkit::providers::Providers;
 use connection_testkit::wait::{eventually, eventually_blocking};
 use connection_testkit::{Cluster, Helm};
 use serde_json::{Value, json};
@@ -359,15 +360,16 @@ fn chart_installs_upgrades_rolls_back_and_uninstalls_in_a_restricted_namespace()
 
     // The standard labels on every object.
     let metrics_service = format!("{full}-metrics");
-    for args in [
+    let objects = [
         vec!["deployment", &full, "--namespace", &ns],
         vec!["serviceaccount", &full, "--namespace", &ns],
         vec!["service", &metrics_service, "--namespace", &ns],
         vec!["poddisruptionbudget", &full, "--namespace", &ns],
         vec!["clusterrole", &full],
         vec!["clusterrolebinding", &full],
-    ] {
-        let obj = release.get(&args);
+    ];
+    for args in &objects {
+        let obj = release.get(args);
         let labels = &obj["metadata"]["labels"];
         assert_eq!(labels["app.kubernetes.io/name"], "connection-operator", "{args:?}: {labels}");
         assert_eq!(labels["app.kubernetes.io/instance"], release.name.as_str(), "{args:?}");
@@ -444,15 +446,8 @@ fn chart_installs_upgrades_rolls_back_and_uninstalls_in_a_restricted_namespace()
     );
 
     release.uninstall();
-    for args in [
-        vec!["deployment", &full, "--namespace", &ns],
-        vec!["serviceaccount", &full, "--namespace", &ns],
-        vec!["service", &metrics_service, "--namespace", &ns],
-        vec!["poddisruptionbudget", &full, "--namespace", &ns],
-        vec!["clusterrole", &full],
-        vec!["clusterrolebinding", &full],
-    ] {
-        assert!(!release.exists(&args), "{args:?} survived the uninstall");
+    for args in &objects {
+        assert!(!release.exists(args), "{args:?} survived the uninstall");
     }
     let secrets = release.get(&["secrets", "--namespace", &ns, "-l", "owner=helm"]);
     assert_eq!(secrets["items"], json!([]), "the release's history is gone: {secrets}");
@@ -560,29 +555,20 @@ async fn operator_runs_without_a_denial(cluster: &Cluster, scope: Scope) {
     use connection_operator::admin::Readiness;
     use connection_operator::controller::{self, LeaseSettings, RunConfig};
     use connection_operator::metrics::Metrics;
-    use connection_sandbox::providers::ProviderSandbox;
-
     let tenancy = Tenancy::new(cluster);
     let release = Release::new(cluster);
     let leader_election = scope == Scope::AllNamespaces;
     release.install(&operator_calls::values(scope, &tenancy, leader_election));
     let tenants = tenancy.tenants().to_string();
 
-    let providers = ProviderSandbox::start("127.0.0.1:0".parse().unwrap()).await.expect("provider emulators");
-    let http = reqwest::Client::new();
+    let providers = Providers::start().await;
     for (p, id, state) in [
         ("nango", "acme", json!({"provider_config_key": "salesforce", "metadata": {"theirs": "webhook-1"}})),
         ("mielto", "acme", json!({"label": "Old", "status": "inactive", "config": {"theirs": 7}})),
         ("arena", "4242", json!({"metadata": {"theirs": true}})),
         ("datagrid", "acme", json!({"name": "Old name"})),
     ] {
-        let r = http
-            .put(format!("{}/_sandbox/connections/{id}", providers.base_url(p)))
-            .json(&state)
-            .send()
-            .await
-            .expect("seed");
-        assert!(r.status().is_success(), "seed {p}: {}", r.status());
+        providers.seed(p, id, state).await;
     }
     for p in ["nango", "mielto", "arena"] {
         tenancy.secret(&tenants, &format!("{p}-credentials"), "tok-chart-rbac");
@@ -627,23 +613,9 @@ async fn operator_runs_without_a_denial(cluster: &Cluster, scope: Scope) {
         eventually(&format!("Connection {name} Ready=True InSync"), || async { tenancy.in_sync(name).then_some(()) })
             .await;
     }
-    let upstream: Value = http
-        .get(format!("{}/_sandbox/connections/acme", providers.base_url("nango")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let upstream = providers.upstream("nango", "acme").await;
     assert_eq!(upstream["metadata"], json!({"theirs": "webhook-1", "region": "eu"}));
-    let arena: Value = http
-        .get(format!("{}/_sandbox/connections/4242", providers.base_url("arena")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let arena = providers.upstream("arena", "4242").await;
     assert_eq!(
         arena["metadata"],
         json!({"theirs": true, "reviewed": true, "tier": "gold"}),
@@ -665,14 +637,7 @@ async fn operator_runs_without_a_denial(cluster: &Cluster, scope: Scope) {
         (out.ok && out.stdout.trim().is_empty()).then_some(())
     })
     .await;
-    let mielto: Value = http
-        .get(format!("{}/_sandbox/connections/acme", providers.base_url("mielto")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let mielto = providers.upstream("mielto", "acme").await;
     assert_eq!(mielto["config"], json!({"theirs": 7}), "the owned key was removed upstream");
     if leader_election {
         let lease = release.get_here("lease", operator_calls::LEASE);
@@ -831,22 +796,14 @@ fn without(role: &Value, resource: &str, verb: &str) -> Value {
 /// and an Event; its log and metrics), and recovers once the verb is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_reports_the_403_of_a_verb_the_chart_did_not_grant() {
-    use connection_sandbox::providers::ProviderSandbox;
-
     let cluster = Cluster::real();
     cluster.install_crds();
     let tenancy = Tenancy::new(&cluster);
     let release = Release::new(&cluster);
     release.install(&operator_calls::values(Scope::OneNamespace, &tenancy, false));
     let tenants = tenancy.tenants().to_string();
-    let providers = ProviderSandbox::start("127.0.0.1:0".parse().unwrap()).await.expect("provider emulators");
-    let seeded = reqwest::Client::new()
-        .put(format!("{}/_sandbox/connections/acme", providers.base_url("nango")))
-        .json(&json!({"provider_config_key": "salesforce", "metadata": {}}))
-        .send()
-        .await
-        .expect("seed");
-    assert!(seeded.status().is_success());
+    let providers = Providers::start().await;
+    providers.seed("nango", "acme", json!({"provider_config_key": "salesforce", "metadata": {}})).await;
     const TOKEN: &str = "tok-chart-never-logged";
     tenancy.secret(&tenants, "nango-credentials", TOKEN);
     tenancy.provider("nango", &providers.base_url("nango"));

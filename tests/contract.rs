@@ -6,82 +6,37 @@
 //! error, so a clean sync plus the emulator's journal showing each request answered proves
 //! both directions.
 
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::Arc;
-use std::time::Duration;
 
 use connection_operator::api::{ConnectionSpec, ProviderConfig, ProviderSpec};
 use connection_operator::diff;
 use connection_operator::providers::{self, AccountPacer, ProviderClient, Target, Token};
-use connection_sandbox::providers::ProviderSandbox;
+use connection_testkit::prism::Prism;
+use connection_testkit::providers::Providers;
+use connection_testkit::tools::provider_document;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-
-fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Prism from `scripts/bootstrap` (`CONNECTION_OPERATOR_TOOLS`, else `<root>/.tools`).
-fn prism_bin() -> PathBuf {
-    let tools = std::env::var_os("CONNECTION_OPERATOR_TOOLS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join(".tools"));
-    let prism = tools.join("node/node_modules/.bin/prism");
-    assert!(prism.exists(), "Prism is not installed at {}: run scripts/bootstrap", prism.display());
-    prism
-}
-
-/// The provider's own API description (`providers/openapi/`, see `providers/README.md`).
-fn official_document(file: &str) -> PathBuf {
-    connection_testkit::tools::provider_document(file)
-}
 
 struct Contract {
-    sandbox: ProviderSandbox,
     provider: &'static str,
-    prism_base: String,
+    /// The test's own requests to Prism.
     admin: reqwest::Client,
-    _prism: Child,
+    // Dropped in this order: Prism is killed before the emulators stop.
+    prism: Prism,
+    emulators: Providers,
 }
 
 impl Contract {
+    /// The emulators, with Prism in front of `provider`'s, judging by its own API description
+    /// `document` (`providers/openapi/`, see `providers/README.md`).
     async fn start(provider: &'static str, document: &str) -> Self {
-        let sandbox = ProviderSandbox::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
-        let upstream = sandbox.base_url(provider);
-        // Prism matches request paths against the document and forwards them to
-        // `<upstream><path>`; `--port 0` lets the kernel choose, and Prism prints it.
-        let mut prism = Command::new(prism_bin())
-            .arg("proxy")
-            .arg(official_document(document))
-            .arg(&upstream)
-            .args(["--errors", "--host", "127.0.0.1", "--port", "0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start prism");
-        let mut lines = BufReader::new(prism.stdout.take().unwrap()).lines();
-        let prism_base = tokio::time::timeout(Duration::from_secs(120), async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                if let Some(at) = line.find("Prism is listening on ") {
-                    return line[at + "Prism is listening on ".len()..].trim().trim_end_matches('/').to_string();
-                }
-            }
-            panic!("prism exited before listening");
-        })
-        .await
-        .expect("prism did not start within two minutes");
-        // Keep draining Prism's log so it never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Contract { sandbox, provider, prism_base, admin: reqwest::Client::new(), _prism: prism }
+        let emulators = Providers::start().await;
+        let prism = Prism::proxy(&provider_document(document), &emulators.base_url(provider)).await;
+        Contract { provider, admin: reqwest::Client::new(), prism, emulators }
     }
 
     /// A client whose baseUrl is Prism.
     fn client(&self, extra: Value) -> Arc<dyn ProviderClient> {
-        let mut spec =
-            json!({"type": self.provider, "baseUrl": self.prism_base, "credentialsRef": {"name": "s", "key": "token"}});
+        let mut spec = json!({"type": self.provider, "baseUrl": self.prism.base_url(), "credentialsRef": {"name": "s", "key": "token"}});
         spec.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
         let spec: ProviderSpec = serde_json::from_value(spec).unwrap();
         let config = ProviderConfig::from_provider(&spec, "tenants");
@@ -91,25 +46,19 @@ impl Contract {
         providers::client(&config, token, reqwest::Client::new(), pacer).unwrap()
     }
 
-    fn admin_url(&self, path: &str) -> String {
-        format!("{}/_sandbox/{path}", self.sandbox.base_url(self.provider))
-    }
-
     async fn seed(&self, id: &str, state: Value) {
-        let r = self.admin.put(self.admin_url(&format!("connections/{id}"))).json(&state).send().await.unwrap();
-        assert!(r.status().is_success(), "seed {id}: {}", r.text().await.unwrap());
+        self.emulators.seed(self.provider, id, state).await;
     }
 
     async fn raw(&self, id: &str) -> Value {
-        self.admin.get(self.admin_url(&format!("connections/{id}"))).send().await.unwrap().json().await.unwrap()
+        self.emulators.upstream(self.provider, id).await
     }
 
     /// `METHOD path status` of every request that reached the emulator.
     async fn journal(&self) -> Vec<String> {
-        let journal: Value = self.admin.get(self.admin_url("requests")).send().await.unwrap().json().await.unwrap();
-        journal
-            .as_array()
-            .unwrap()
+        self.emulators
+            .journal(self.provider)
+            .await
             .iter()
             .map(|e| format!("{} {} {}", e["method"].as_str().unwrap(), e["path"].as_str().unwrap(), e["status"]))
             .collect()
@@ -200,7 +149,7 @@ async fn datagrid_reads_and_renames_within_the_official_contract() {
     let before = c.journal().await.len();
     let refused = c
         .admin
-        .patch(format!("{}/connections/conn_1", c.prism_base))
+        .patch(format!("{}/connections/conn_1", c.prism.base_url()))
         .bearer_auth("k")
         .json(&json!({}))
         .send()

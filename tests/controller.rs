@@ -12,26 +12,23 @@
 //! (status, upstream data, finalizers, Events) and on counts in the request journals, never
 //! on durations; waits poll with a generous bound.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use connection_operator::admin;
 use connection_operator::admin::Readiness;
 use connection_operator::api::{ClusterProvider, Connection, Provider};
-use connection_operator::controller::{
-    self, BackoffPolicy, FINALIZER, LeaseSettings, RECONCILE_REQUESTED_AT, RunConfig, Timing,
-};
+use connection_operator::controller::{self, FINALIZER, LeaseSettings, RunConfig, Timing};
 use connection_operator::metrics::Metrics;
-use connection_testkit::providers::{PROVIDERS, Providers, writes};
-use connection_testkit::wait::{GENEROUS, POLL};
-use connection_testkit::{Backend, Cluster, Instrumented, TestNamespace};
+use connection_testkit::Backend;
+use connection_testkit::log_capture::LogCapture;
+use connection_testkit::operator_env::{Env, TOKEN, fast_timing};
+use connection_testkit::providers::{PROVIDERS, writes};
+use connection_testkit::wait::eventually;
 use k8s_openapi::api::core::v1::{Event as CoreEvent, Secret};
-use k8s_openapi::api::events::v1::Event;
 use kube::api::{DeleteParams, Patch, PatchParams};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, ResourceExt};
 use serde_json::{Value, json};
-
-const TOKEN: &str = "tok-3f9a7c1e-original-credential";
 
 /// Runs the case `$name(Backend)` as two tests, `$name::real` and `$name::emulator`.
 macro_rules! on_both {
@@ -60,256 +57,6 @@ macro_rules! on_real {
         }
     };
 }
-
-/// Captures the operator's log output (the process-wide tracing subscriber), to check that
-/// no credential ever reaches it.
-#[derive(Clone, Default)]
-struct LogCapture(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogCapture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl LogCapture {
-    fn install() -> Self {
-        let capture = LogCapture::default();
-        let writer = capture.clone();
-        // Debug level, so the provider request lines and error paths are included.
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter("debug,hyper=info,h2=info,tower=info,rustls=info")
-            .with_writer(move || writer.clone())
-            .try_init();
-        capture
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-struct Env {
-    /// The admin client: the test's own reads and writes (not in the journal).
-    client: Client,
-    /// The client the operator runs with (through `kube`, journaled).
-    operator_client: Client,
-    kube: Instrumented,
-    providers: Providers,
-    metrics: Arc<Metrics>,
-    readiness: Readiness,
-    controller: tokio::task::JoinHandle<()>,
-    /// ClusterProviders this test created (cluster-scoped: deleted on drop).
-    cluster_providers: Mutex<Vec<String>>,
-    // Dropped after the operator has stopped: the namespace goes last.
-    ns: TestNamespace,
-    cluster: Cluster,
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        self.controller.abort();
-        let kubectl = self.cluster.kubectl();
-        for name in self.cluster_providers.lock().unwrap().iter() {
-            let _ = kubectl.run(&["delete", "clusterprovider", name, "--wait=false", "--ignore-not-found"], None);
-        }
-        if std::thread::panicking() {
-            // A failed test may leave a finalizer no operator will ever release, which would
-            // keep its namespace Terminating on the shared control plane.
-            let ns = self.ns.kubectl();
-            let names = ns.run(&["get", "connections", "-o", "name"], None).stdout;
-            for name in names.lines().filter(|l| !l.is_empty()) {
-                let _ = ns.run(&["patch", name, "--type=merge", "-p", r#"{"metadata":{"finalizers":null}}"#], None);
-            }
-        }
-    }
-}
-
-fn fast_timing() -> Timing {
-    Timing {
-        backoff: BackoffPolicy { base: Duration::from_millis(100), max: Duration::from_secs(2) },
-        // Long enough that a terminal failure is never retried during a test.
-        terminal_requeue: Duration::from_secs(3600),
-        drift_interval_override: None,
-    }
-}
-
-impl Env {
-    async fn start(backend: Backend) -> Self {
-        Self::start_with(backend, fast_timing()).await
-    }
-
-    /// A namespace of the test's own on `backend` with the CRDs installed, a Secret and a
-    /// Provider per provider type (named after the type), and the controller running on it.
-    async fn start_with(backend: Backend, timing: Timing) -> Self {
-        Self::start_inner(backend, Some(timing), 8).await
-    }
-
-    async fn start_inner(backend: Backend, timing: Option<Timing>, concurrency: u16) -> Self {
-        let cluster = Cluster::of(backend);
-        cluster.install_crds();
-        let ns = cluster.namespace("controller");
-        let kube = cluster.instrumented();
-        let client = cluster.client().await;
-        let operator_client = connection_testkit::cluster::client_for(kube.kubeconfig()).await;
-        let providers = Providers::start().await;
-
-        let metrics = Arc::new(Metrics::new());
-        let readiness = Readiness::default();
-        let controller = match timing {
-            Some(timing) => {
-                let config = RunConfig { namespace: Some(ns.name().to_string()), concurrency, timing };
-                tokio::spawn(controller::run(
-                    operator_client.clone(),
-                    config,
-                    metrics.clone(),
-                    readiness.clone(),
-                    std::future::pending(),
-                ))
-            }
-            // The test runs its own controllers.
-            None => tokio::spawn(async {}),
-        };
-        let env = Env {
-            client,
-            operator_client,
-            kube,
-            providers,
-            metrics,
-            readiness,
-            controller,
-            cluster_providers: Mutex::default(),
-            ns,
-            cluster,
-        };
-        for p in PROVIDERS {
-            env.secret(&format!("{p}-credentials"), TOKEN).await;
-            env.provider(p, p).await;
-        }
-        env
-    }
-
-    fn ns(&self) -> &str {
-        self.ns.name()
-    }
-
-    fn connections(&self) -> Api<Connection> {
-        Api::namespaced(self.client.clone(), self.ns())
-    }
-
-    async fn secret(&self, name: &str, token: &str) {
-        let api: Api<Secret> = Api::namespaced(self.client.clone(), self.ns());
-        let secret =
-            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": {"token": token}});
-        api.patch(name, &PatchParams::apply("test").force(), &Patch::Apply(secret)).await.unwrap();
-    }
-
-    async fn provider(&self, name: &str, type_: &str) {
-        self.provider_with_secret(name, type_, &format!("{type_}-credentials")).await;
-    }
-
-    /// A Provider of `type_` on its emulator taking its token from the Secret `secret`.
-    async fn provider_with_secret(&self, name: &str, type_: &str, secret: &str) {
-        let api: Api<Provider> = Api::namespaced(self.client.clone(), self.ns());
-        let provider = json!({
-            "apiVersion": "connection-operator.dev/v1alpha1", "kind": "Provider",
-            "metadata": {"name": name},
-            "spec": {"type": type_, "baseUrl": self.providers.base_url(type_), "credentialsRef": {"name": secret, "key": "token"}, "timeoutSeconds": 5},
-        });
-        api.patch(name, &PatchParams::apply("test").force(), &Patch::Apply(provider)).await.unwrap();
-    }
-
-    /// A ClusterProvider name unique to this test (they are cluster-scoped), deleted on drop.
-    fn cluster_provider_name(&self, suffix: &str) -> String {
-        let name = format!("{}-{suffix}", self.ns());
-        self.cluster_providers.lock().unwrap().push(name.clone());
-        name
-    }
-
-    /// Create or update a Connection from its spec (server-side apply as a user would).
-    async fn apply(&self, name: &str, spec: Value) {
-        let conn = json!({"apiVersion": "connection-operator.dev/v1alpha1", "kind": "Connection", "metadata": {"name": name}, "spec": spec});
-        self.connections().patch(name, &PatchParams::apply("test").force(), &Patch::Apply(conn)).await.unwrap();
-    }
-
-    async fn annotate_reconcile(&self, name: &str, value: &str) {
-        let patch = json!({"metadata": {"annotations": {RECONCILE_REQUESTED_AT: value}}});
-        self.connections().patch(name, &PatchParams::default(), &Patch::Merge(patch)).await.unwrap();
-    }
-
-    async fn get(&self, name: &str) -> Option<Connection> {
-        self.connections().get_opt(name).await.unwrap()
-    }
-
-    /// Wait until the Connection's Ready condition has `reason` (for its current
-    /// generation) and return the Connection.
-    async fn ready_reason(&self, name: &str, reason: &str) -> Connection {
-        let deadline = tokio::time::Instant::now() + GENEROUS;
-        loop {
-            let c = self.get(name).await;
-            let found = c.as_ref().and_then(|c| {
-                let ready = c.status.as_ref()?.conditions.iter().find(|c| c.type_ == "Ready")?;
-                (ready.reason == reason && ready.observed_generation == c.metadata.generation).then_some(())
-            });
-            if let (Some(()), Some(c)) = (found, &c) {
-                return c.clone();
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out after {GENEROUS:?} waiting for {name} Ready reason {reason}; last status {:?}",
-                c.and_then(|c| c.status)
-            );
-            tokio::time::sleep(POLL).await;
-        }
-    }
-
-    async fn seed(&self, provider: &str, id: &str, state: Value) {
-        self.providers.seed(provider, id, state).await;
-    }
-
-    async fn upstream(&self, provider: &str, id: &str) -> Value {
-        self.providers.upstream(provider, id).await
-    }
-
-    /// The provider's request journal, oldest first.
-    async fn journal(&self, provider: &str) -> Vec<Value> {
-        self.providers.journal(provider).await
-    }
-
-    async fn clear_journal(&self, provider: &str) {
-        self.providers.clear_journal(provider).await;
-    }
-
-    /// Events about the Connection `name` (events.k8s.io/v1, what the operator's Recorder
-    /// writes), as (reason, note, count: repeats of one Event are one object with a series).
-    async fn events(&self, name: &str) -> Vec<(String, String, i32)> {
-        let api: Api<Event> = Api::namespaced(self.client.clone(), self.ns());
-        let list = api.list(&Default::default()).await.unwrap();
-        list.items
-            .into_iter()
-            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-            .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default(), e.series.map_or(1, |s| s.count)))
-            .collect()
-    }
-
-    /// Wait until the Events about `name` include one with `reason` whose note contains
-    /// `note`, and return them all. A Ready transition's Event is published right after the
-    /// status write that shows it, so a test that saw the status may still have to wait.
-    async fn event(&self, name: &str, reason: &str, note: &str) -> Vec<(String, String, i32)> {
-        let what = format!("a {reason} Event about {name} saying {note:?}");
-        eventually(&what, || async {
-            let events = self.events(name).await;
-            events.iter().any(|(r, n, _)| r == reason && n.contains(note)).then_some(events)
-        })
-        .await
-    }
-}
-
-use connection_testkit::wait::eventually;
 
 fn condition<'a>(c: &'a Connection, type_: &str) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
     c.status

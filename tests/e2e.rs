@@ -14,19 +14,14 @@
 //!
 //! Assertions are on final upstream state, conditions, and request counts from the provider
 //! and Kubernetes journals, never on durations; waits poll with a generous bound
-//! (`e2e_support::GENEROUS`).
+//! (`connection_testkit::wait::GENEROUS`).
 
-#[path = "../examples/demo/app.rs"]
-mod app;
 mod e2e_support;
-#[path = "../examples/demo/stack.rs"]
-mod stack;
-#[path = "../examples/demo/table.rs"]
-mod table;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use connection_testkit::demo::{app, stack};
 use e2e_support::*;
 use serde_json::{Value, json};
 
@@ -65,7 +60,7 @@ async fn datagrid_world(prefix: &str, n: usize) -> World {
 /// [`datagrid_world`] on a given world, the operator logging with `RUST_LOG=rust_log`.
 async fn datagrid_world_on(mut world: World, prefix: &str, n: usize, rust_log: Option<&str>) -> World {
     let ns = world.ns.clone();
-    world.stack.provider_rate_limit("datagrid", 0, 60.0).await.expect("disable the sandbox limit");
+    world.stack.providers.rate_limit("datagrid", 0, 60.0).await;
     world.apply_provider(&ns, "datagrid", "rateLimit: {requestsPerMinute: 100000, burst: 1000}").await;
     for i in 0..n {
         let k = runtime_test_name(i);
@@ -74,7 +69,7 @@ async fn datagrid_world_on(mut world: World, prefix: &str, n: usize, rust_log: O
     world.start_operator_logging(rust_log);
     world.apply(&datagrid_wave(&ns, prefix, n, "v1")).await;
     world.wait_all_ready(&ns, n).await;
-    world.stack.clear_journal("datagrid").await.expect("clear journal");
+    world.stack.providers.clear_journal("datagrid").await;
     world
 }
 
@@ -106,7 +101,7 @@ async fn assert_wave_applied_once(world: &World, prefix: &str, n: usize, version
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn examples_become_ready_and_foreign_keys_survive() {
     let mut world = World::dedicated(&stack::EXAMPLE_NAMESPACES).await;
-    world.stack.seed_example_upstreams().await.expect("seed");
+    world.stack.seed_example_upstreams().await;
     let applied = world.stack.apply_examples().await.expect("kubectl apply -f examples/");
     assert!(applied.contains("connection.connection-operator.dev/acme-salesforce created"), "{applied}");
     world.start_operator();
@@ -140,7 +135,7 @@ async fn examples_become_ready_and_foreign_keys_survive() {
     assert_eq!(world.upstream("datagrid", "conn_01HACME").await["name"], "Acme Drive");
 
     // A spec change through kubectl reaches upstream with exactly one write.
-    world.stack.clear_journal("datagrid").await.expect("clear");
+    world.stack.providers.clear_journal("datagrid").await;
     world
         .kubectl(&[
             "patch",
@@ -157,7 +152,7 @@ async fn examples_become_ready_and_foreign_keys_survive() {
     world.wait_all_ready("tenants", 4).await;
     assert_eq!(world.upstream("datagrid", "conn_01HACME").await["name"], "Acme Drive (EU)");
     let journal = world.journal("datagrid").await;
-    let written: Vec<&Value> = writes(&journal);
+    let written = writes(&journal);
     assert_eq!(written.len(), 1, "{journal:?}");
     assert_eq!(written[0]["body"], json!({"name": "Acme Drive (EU)"}));
 }
@@ -309,12 +304,9 @@ async fn sigkill_mid_wave_of_200_changes_then_restart() {
     // machine's speed.
     world
         .stack
-        .provider_faults(
-            "datagrid",
-            &json!({"method": "PATCH", "path": "/connections/*", "latencyMs": 1000, "count": 1000}),
-        )
-        .await
-        .unwrap();
+        .providers
+        .faults("datagrid", json!({"method": "PATCH", "path": "/connections/*", "latencyMs": 1000, "count": 1000}))
+        .await;
     // The wave is applied by kubectl while the operator already works on its first changes;
     // the kill comes as soon as 20 writes have been sent.
     let ns = world.ns.clone();
@@ -332,7 +324,7 @@ async fn sigkill_mid_wave_of_200_changes_then_restart() {
     assert_eq!(applied.matches("configured").count(), N, "{applied}");
     let at_kill = world.journal("datagrid").await.iter().filter(|e| e["method"] == "PATCH").count();
     assert!(at_kill < N, "the kill must land mid-wave: {at_kill} of {N} writes already sent (first seen {seen})");
-    world.stack.clear_provider_faults("datagrid").await.unwrap();
+    world.stack.providers.clear_faults("datagrid").await;
 
     world.start_operator();
     world.wait_all_ready(&ns, N).await;
@@ -556,7 +548,7 @@ async fn a_real_410_from_etcd_compaction_restarts_the_initial_list() {
     const N: usize = 501;
     let mut world = World::real_dedicated("compact").await;
     let ns = world.ns.clone();
-    world.stack.provider_rate_limit("datagrid", 0, 60.0).await.expect("disable the sandbox limit");
+    world.stack.providers.rate_limit("datagrid", 0, 60.0).await;
     world.apply_provider(&ns, "datagrid", "rateLimit: {requestsPerMinute: 100000, burst: 1000}").await;
     for i in 0..N {
         let k = runtime_test_name(i);
@@ -642,12 +634,9 @@ async fn kube_api_failing_30_percent_then_converges() {
     // it before the faults were on.) Upstream writes take a moment, so the wave lasts.
     world
         .stack
-        .provider_faults(
-            "datagrid",
-            &json!({"method": "PATCH", "path": "/connections/*", "latencyMs": 300, "count": 1000}),
-        )
-        .await
-        .unwrap();
+        .providers
+        .faults("datagrid", json!({"method": "PATCH", "path": "/connections/*", "latencyMs": 300, "count": 1000}))
+        .await;
     world.kube.faults(&json!({"path": "*", "status": 500, "probability": 0.3})).await;
     world.apply(&datagrid_wave(&ns, "flaky", N, "v2")).await;
     // The faults stay on until every change has reached upstream.
@@ -656,7 +645,8 @@ async fn kube_api_failing_30_percent_then_converges() {
             let mut done = 0;
             for i in 0..N {
                 let k = runtime_test_name(i);
-                if world.stack.upstream("datagrid", &format!("conn_flaky_{k}")).await.ok()?["name"] == format!("v2-{k}")
+                if world.stack.providers.upstream("datagrid", &format!("conn_flaky_{k}")).await["name"]
+                    == format!("v2-{k}")
                 {
                     done += 1;
                 }
@@ -691,10 +681,10 @@ async fn kube_api_failing_30_percent_then_converges() {
 async fn provider_fault_case(fault: Value, count: usize, provider_extra: &str) -> BTreeSet<String> {
     let mut world = World::real("fault").await;
     let ns = world.ns.clone();
-    world.stack.provider_rate_limit("datagrid", 0, 60.0).await.unwrap();
+    world.stack.providers.rate_limit("datagrid", 0, 60.0).await;
     world.apply_provider(&ns, "datagrid", provider_extra).await;
     world.seed("datagrid", "conn_fault", json!({"name": "before"})).await;
-    world.stack.provider_faults("datagrid", &fault).await.unwrap();
+    world.stack.providers.faults("datagrid", fault).await;
     world.start_operator();
     // Created once the operator is ready, as a user's Connection would be: at start-up a
     // Connection the operator already caches can get a second reconcile right after the
@@ -816,9 +806,9 @@ async fn rate_limit_storm_across_500_connections_of_one_account() {
     const WINDOW: f64 = 60.0;
     let world = World::real("storm").await;
     let ns = world.ns.clone();
-    world.stack.provider_rate_limit("nango", LIMIT, WINDOW).await.unwrap();
-    world.stack.provider_rate_limit("datagrid", 0, 60.0).await.unwrap();
-    world.stack.provider_rate_limit("arena", 0, 60.0).await.unwrap();
+    world.stack.providers.rate_limit("nango", LIMIT, WINDOW).await;
+    world.stack.providers.rate_limit("datagrid", 0, 60.0).await;
+    world.stack.providers.rate_limit("arena", 0, 60.0).await;
     // The Provider claims far more than the account allows, so only the upstream's
     // answers (headers and 429s) can slow the operator down.
     world.apply_provider(&ns, "nango", "rateLimit: {requestsPerMinute: 100000, burst: 1000}").await;
@@ -964,7 +954,7 @@ async fn external_writer_keys_survive_a_wave_of_changes() {
     const N: usize = 20;
     let mut world = World::real("ext").await;
     let ns = world.ns.clone();
-    world.stack.provider_rate_limit("arena", 0, 60.0).await.unwrap();
+    world.stack.providers.rate_limit("arena", 0, 60.0).await;
     world.apply_provider(&ns, "arena", "rateLimit: {requestsPerMinute: 100000, burst: 1000}").await;
     let id = |i: usize| format!("{}", 5000 + i);
     let wave = |version: &str| {
@@ -1053,7 +1043,7 @@ async fn external_writer_keys_survive_a_wave_of_changes() {
 async fn overlapping_keys_conflict_newer_loses_disjoint_coexist() {
     let mut world = World::real("conflict").await;
     let ns = world.ns.clone();
-    world.stack.provider_rate_limit("nango", 0, 60.0).await.unwrap();
+    world.stack.providers.rate_limit("nango", 0, 60.0).await;
     world.apply_provider(&ns, "nango", "").await;
     world.seed("nango", "shared", json!({"provider_config_key": "salesforce", "metadata": {"app": "kept"}})).await;
     world.start_operator();

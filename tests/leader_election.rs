@@ -17,8 +17,10 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use connection_operator::api::Connection;
+use connection_testkit::manifests::{connection_yaml, documents, provider_yaml};
+use connection_testkit::operator_log::{metrics_addr, strip_ansi};
 use connection_testkit::providers::{Providers, writes};
-use connection_testkit::wait::{GENEROUS, POLL};
+use connection_testkit::wait::{eventually, until};
 use connection_testkit::{Cluster, TestNamespace};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
@@ -74,44 +76,11 @@ impl Replica {
     /// The address of /metrics, from the startup log line (the port is chosen by the OS).
     async fn metrics_addr(&mut self) -> String {
         let what = format!("{} to serve /metrics", self.name);
-        poll(&what, || {
+        eventually(&what, || {
             self.assert_alive();
-            let text = self.log_text();
-            let line = text.lines().find(|l| l.contains("serving /metrics"))?;
-            let addr = line.split_whitespace().find_map(|w| w.strip_prefix("addr="))?;
-            Some(addr.to_string())
+            std::future::ready(metrics_addr(&self.log_text()))
         })
         .await
-    }
-}
-
-/// Log files may carry ANSI colour codes; drop every `ESC [ ... m` sequence.
-fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// Poll a synchronous check until it returns Some, failing after [`GENEROUS`].
-async fn poll<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + GENEROUS;
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out after {GENEROUS:?} waiting for {what}");
-        tokio::time::sleep(POLL).await;
     }
 }
 
@@ -147,23 +116,22 @@ impl World {
     /// Wait until the Connection is Ready=True for its current generation.
     async fn wait_ready(&self, replicas: &mut [&mut Replica]) {
         let api: Api<Connection> = Api::namespaced(self.client.clone(), self.ns.name());
-        let deadline = tokio::time::Instant::now() + GENEROUS;
-        loop {
+        until(&format!("{CONN} to be Ready"), || {
             for r in replicas.iter_mut() {
                 r.assert_alive();
             }
-            let conn = api.get(CONN).await.expect("get the Connection");
-            let ready = conn.status.as_ref().and_then(|s| {
-                let current = s.observed_generation == conn.metadata.generation;
-                let ready = s.conditions.iter().find(|c| c.type_ == "Ready")?;
-                Some(current && ready.status == "True")
-            });
-            if ready == Some(true) {
-                return;
+            let api = &api;
+            async move {
+                let conn = api.get(CONN).await.expect("get the Connection");
+                let ready = conn.status.as_ref().and_then(|s| {
+                    let current = s.observed_generation == conn.metadata.generation;
+                    let ready = s.conditions.iter().find(|c| c.type_ == "Ready")?;
+                    Some(current && ready.status == "True")
+                });
+                if ready == Some(true) { Ok(()) } else { Err(format!("{:?}", conn.status)) }
             }
-            assert!(tokio::time::Instant::now() < deadline, "{CONN} not Ready: {:?}", conn.status);
-            tokio::time::sleep(POLL).await;
-        }
+        })
+        .await
     }
 
     /// `kubectl patch` the Connection's Datagrid name, wait until it is Ready for the new
@@ -176,11 +144,10 @@ impl World {
             self.ns.kubectl().run_async(&["patch", "connection", CONN, "--type", "merge", "-p", &patch], None).await;
         assert!(out.ok, "kubectl patch: {}", out.stderr);
         self.wait_ready(replicas).await;
-        let deadline = tokio::time::Instant::now() + GENEROUS;
-        while self.providers.upstream("datagrid", ID).await["name"] != name {
-            assert!(tokio::time::Instant::now() < deadline, "upstream never carried {name}");
-            tokio::time::sleep(POLL).await;
-        }
+        eventually(&format!("upstream to carry {name}"), || async {
+            (self.providers.upstream("datagrid", ID).await["name"] == name).then_some(())
+        })
+        .await;
         writes(&self.providers.journal("datagrid").await)
     }
 }
@@ -196,12 +163,12 @@ async fn one_replica_leads_and_the_other_takes_over_after_sigkill() {
     let dir = tempfile::tempdir().expect("tempdir");
 
     world.providers.rate_limit("datagrid", 0, 60.0).await;
-    let manifest = format!(
-        "apiVersion: v1\nkind: Secret\nmetadata: {{name: datagrid-credentials}}\nstringData: {{token: t0k3n-datagrid}}\n---\n\
-         apiVersion: connection-operator.dev/v1alpha1\nkind: Provider\nmetadata: {{name: datagrid}}\nspec:\n  type: datagrid\n  baseUrl: {}\n  credentialsRef: {{name: datagrid-credentials, key: token}}\n  rateLimit: {{requestsPerMinute: 100000, burst: 1000}}\n---\n\
-         apiVersion: connection-operator.dev/v1alpha1\nkind: Connection\nmetadata: {{name: {CONN}}}\nspec:\n  providerRef: {{name: datagrid}}\n  connectionId: \"{ID}\"\n  datagrid: {{name: v1}}\n",
-        world.providers.base_url("datagrid")
-    );
+    let ns = world.ns.name();
+    let base_url = world.providers.base_url("datagrid");
+    let manifest = documents([
+        provider_yaml(ns, "datagrid", &base_url, "rateLimit: {requestsPerMinute: 100000, burst: 1000}"),
+        connection_yaml(ns, CONN, "datagrid", ID, "{name: v1}", ""),
+    ]);
     world.providers.seed("datagrid", ID, json!({"name": "v1"})).await;
     let out = world.ns.kubectl().run_async(&["apply", "-f", "-"], Some(&manifest)).await;
     assert!(out.ok, "kubectl apply: {}", out.stderr);
@@ -213,16 +180,12 @@ async fn one_replica_leads_and_the_other_takes_over_after_sigkill() {
     let addr_b = b.metrics_addr().await;
 
     // Exactly one holder, and it is one of the two replicas.
-    let deadline = tokio::time::Instant::now() + GENEROUS;
-    let first = loop {
+    let first = eventually("a replica to take the Lease", || {
         a.assert_alive();
         b.assert_alive();
-        if let Some(holder) = world.holder().await {
-            break holder;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no replica took the Lease");
-        tokio::time::sleep(POLL).await;
-    };
+        world.holder()
+    })
+    .await;
     let (mut leader, mut follower, leader_addr, follower_addr) = match first.as_str() {
         "replica-a" => (a, b, addr_a, addr_b),
         "replica-b" => (b, a, addr_b, addr_a),
@@ -251,22 +214,17 @@ async fn one_replica_leads_and_the_other_takes_over_after_sigkill() {
     // expire and then take it. kube-lease-manager counts the transition with a write of its
     // own after the one that sets the holder, so both are waited for.
     leader.child.kill().await.expect("SIGKILL the leader");
-    let deadline = tokio::time::Instant::now() + GENEROUS;
-    loop {
+    until("the follower to take the Lease (a transition counted)", || {
         follower.assert_alive();
-        let lease = world.lease().await.and_then(|l| l.spec);
-        let holder = lease.as_ref().and_then(|l| l.holder_identity.as_deref());
-        let counted = lease.as_ref().and_then(|l| l.lease_transitions).unwrap_or(0) > transitions;
-        if holder == Some(follower.name) && counted {
-            break;
+        let (world, name, log) = (&world, follower.name, follower.log_text());
+        async move {
+            let lease = world.lease().await.and_then(|l| l.spec);
+            let holder = lease.as_ref().and_then(|l| l.holder_identity.as_deref());
+            let counted = lease.as_ref().and_then(|l| l.lease_transitions).unwrap_or(0) > transitions;
+            if holder == Some(name) && counted { Ok(()) } else { Err(format!("{lease:?}\n{log}")) }
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the follower did not take the Lease (a transition counted): {lease:?}\n{}",
-            follower.log_text()
-        );
-        tokio::time::sleep(POLL).await;
-    }
+    })
+    .await;
 
     // The new leader writes the next change, exactly once.
     let written = world.change_and_collect_writes("v3", &mut [&mut follower]).await;

@@ -9,6 +9,7 @@
 mod cli_support;
 
 use cli_support::{Env, Run, yaml_stream};
+use connection_testkit::operator_env::TOKEN;
 use connection_testkit::providers::{PROVIDERS, writes};
 use serde_json::{Value, json};
 
@@ -277,7 +278,7 @@ async fn bad_input_gets_a_clear_error_and_the_rest_is_still_planned() {
             "<stdin>#8: Connection {ns}/future has apiVersion connection-operator.dev/v1beta1; connection-operator serves connection-operator.dev/v1alpha1"
         )])
     );
-    assert!(!run.stdout.contains(cli_support::TOKEN), "the token was printed");
+    assert!(!run.stdout.contains(TOKEN), "the token was printed");
     assert_no_upstream_write(&env).await;
 
     // Input that holds no Connection, that is not YAML, or that does not exist.
@@ -301,7 +302,7 @@ async fn plan_reports_a_conflict_through_another_provider_of_the_same_account() 
     env.providers.seed("mielto", "shared", json!({"label": "L", "config": {}})).await;
     // A second Provider of the Mielto account: another Secret holding the same token, the
     // API key sent as X-API-Key.
-    env.secret("team-b-key", json!({"apiKey": cli_support::TOKEN})).await;
+    env.secret("team-b-key", json!({"apiKey": TOKEN})).await;
     env.provider(
         "mielto-b",
         "mielto",

@@ -8,29 +8,37 @@ use std::time::{Duration, SystemTime};
 use connection_operator::api::{ConnectionSpec, ProviderConfig, ProviderId, ProviderSpec};
 use connection_operator::diff::{self, Plan, Write};
 use connection_operator::providers::{self, Accounts, Freshness, ProviderClient, ProviderError, Target, Token};
-use connection_sandbox::providers::ProviderSandbox;
+use connection_testkit::providers::Providers;
 use serde_json::{Value, json};
 
 const TOKEN: &str = "operator-test-token";
 
+/// The kit's provider emulators (seeding, journals, faults through their admin API: reached
+/// through `Deref`) and the operator's clients for them.
 struct Sandbox {
-    sandbox: ProviderSandbox,
-    admin: reqwest::Client,
+    providers: Providers,
+    /// The clients' HTTP client; also the test's own traffic as another caller.
     http: reqwest::Client,
     /// One registry, so clients of one account share its pacer as the operator's do.
     accounts: Accounts,
 }
 
+impl std::ops::Deref for Sandbox {
+    type Target = Providers;
+    fn deref(&self) -> &Providers {
+        &self.providers
+    }
+}
+
 impl Sandbox {
     async fn start() -> Self {
-        let sandbox = ProviderSandbox::start("127.0.0.1:0".parse().unwrap()).await.expect("start the provider sandbox");
-        Sandbox { sandbox, admin: reqwest::Client::new(), http: reqwest::Client::new(), accounts: Accounts::default() }
+        Sandbox { providers: Providers::start().await, http: reqwest::Client::new(), accounts: Accounts::default() }
     }
 
     fn config(&self, provider: &str, extra: Value) -> ProviderConfig {
         let mut spec = json!({
             "type": provider,
-            "baseUrl": self.sandbox.base_url(provider),
+            "baseUrl": self.base_url(provider),
             "credentialsRef": {"name": format!("{provider}-credentials"), "key": "token"},
             "timeoutSeconds": 5,
         });
@@ -50,41 +58,6 @@ impl Sandbox {
 
     fn client(&self, provider: &str) -> Arc<dyn ProviderClient> {
         self.client_for(&self.config(provider, json!({})), TOKEN)
-    }
-
-    fn admin_url(&self, provider: &str, path: &str) -> String {
-        format!("{}/_sandbox/{path}", self.sandbox.base_url(provider))
-    }
-
-    async fn admin_put(&self, provider: &str, path: &str, body: Value) {
-        let r = self.admin.put(self.admin_url(provider, path)).json(&body).send().await.unwrap();
-        assert!(r.status().is_success(), "admin PUT {path}: {} {}", r.status(), r.text().await.unwrap());
-    }
-
-    async fn seed(&self, provider: &str, id: &str, state: Value) {
-        self.admin_put(provider, &format!("connections/{id}"), state).await;
-    }
-
-    async fn raw(&self, provider: &str, id: &str) -> Value {
-        self.admin
-            .get(self.admin_url(provider, &format!("connections/{id}")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-
-    /// The API requests the emulator received, oldest first.
-    async fn journal(&self, provider: &str) -> Vec<Value> {
-        let journal: Value =
-            self.admin.get(self.admin_url(provider, "requests")).send().await.unwrap().json().await.unwrap();
-        journal.as_array().unwrap().clone()
-    }
-
-    async fn clear_journal(&self, provider: &str) {
-        self.admin.delete(self.admin_url(provider, "requests")).send().await.unwrap();
     }
 }
 
@@ -127,7 +100,7 @@ async fn arena_sync_puts_changed_keys_and_null_for_removed_ones_keeping_foreign_
     let journal = s.journal("arena").await;
     assert_eq!(methods(&journal), ["GET /v3/connections/98765 200", "PUT /v3/connections/98765 200"]);
     assert_eq!(journal[1]["body"], json!({"metadata": {"reviewed": true, "score": 0.95, "old": null}}));
-    assert_eq!(s.raw("arena", "98765").await["metadata"], json!({"reviewed": true, "score": 0.95, "theirs": 1}));
+    assert_eq!(s.upstream("arena", "98765").await["metadata"], json!({"reviewed": true, "score": 0.95, "theirs": 1}));
 
     // Steady state: one read, no write.
     s.clear_journal("arena").await;
@@ -154,7 +127,7 @@ async fn mielto_sync_puts_changed_fields_and_the_whole_config() {
     assert_eq!(methods(&journal), ["GET /api/v1/connections/c1 200", "PUT /api/v1/connections/c1 200"]);
     // label is unchanged, so not sent; config goes whole, foreign key included.
     assert_eq!(journal[1]["body"], json!({"status": "active", "config": {"channel": "#ops", "theirs": 2}}));
-    let raw = s.raw("mielto", "c1").await;
+    let raw = s.upstream("mielto", "c1").await;
     assert_eq!((raw["label"].clone(), raw["status"].clone()), (json!("Acme"), json!("active")));
     assert_eq!(raw["config"], json!({"channel": "#ops", "theirs": 2}));
 
@@ -207,13 +180,12 @@ async fn errors_are_classified_with_the_provider_message() {
     }
 
     // A server error is retryable.
-    s.admin_put("arena", "faults", json!({"method": "GET", "path": "/v3/connections/*", "status": 503, "count": 1}))
-        .await;
+    s.faults("arena", json!({"method": "GET", "path": "/v3/connections/*", "status": 503, "count": 1})).await;
     assert!(matches!(arena.read(&t("1")).await, Err(ProviderError::Retryable { status: Some(503), .. })));
     assert!(arena.read(&t("1")).await.is_ok(), "the fault was used up");
 
     // Refused credentials; the token never shows in the error.
-    s.admin_put("mielto", "tokens", json!({"tokens": ["the-right-one"]})).await;
+    s.accept_tokens("mielto", &["the-right-one"]).await;
     let err = mielto.read(&t("c")).await.unwrap_err();
     assert!(matches!(err, ProviderError::Unauthorized { status: 401 | 403, .. }), "{err:?}");
     assert!(!format!("{err} {err:?}").contains(TOKEN));
@@ -228,16 +200,10 @@ async fn network_failures_and_timeouts_are_retryable() {
     let t = Target { connection_id: "1".into(), provider_config_key: None };
     let client = s.client_for(&s.config("arena", json!({"timeoutSeconds": 1})), TOKEN);
 
-    s.admin_put("arena", "faults", json!({"method": "GET", "path": "/v3/connections/*", "reset": true, "count": 1}))
-        .await;
+    s.faults("arena", json!({"method": "GET", "path": "/v3/connections/*", "reset": true, "count": 1})).await;
     assert!(matches!(client.read(&t).await, Err(ProviderError::Retryable { status: None, .. })));
 
-    s.admin_put(
-        "arena",
-        "faults",
-        json!({"method": "GET", "path": "/v3/connections/*", "latencyMs": 3000, "count": 1}),
-    )
-    .await;
+    s.faults("arena", json!({"method": "GET", "path": "/v3/connections/*", "latencyMs": 3000, "count": 1})).await;
     match client.read(&t).await {
         Err(ProviderError::Retryable { status: None, message }) => assert_eq!(message, "the request timed out"),
         other => panic!("{other:?}"),
@@ -259,7 +225,7 @@ async fn after_a_429_the_account_sends_nothing_until_the_retry_time() {
     for id in ["1", "2"] {
         s.seed("arena", id, json!({"metadata": {}})).await;
     }
-    s.admin_put("arena", "rate-limit", json!({"limit": 1, "windowSeconds": 60})).await;
+    s.rate_limit("arena", 1, 60.0).await;
     let client = s.client("arena");
     let t = |id: &str| Target { connection_id: id.into(), provider_config_key: None };
 
@@ -295,9 +261,8 @@ async fn an_injected_429_retry_after_is_honoured_in_seconds_and_as_http_date() {
     let t = Target { connection_id: "c".into(), provider_config_key: None };
 
     let client = s.client("mielto");
-    s.admin_put(
+    s.faults(
         "mielto",
-        "faults",
         json!({"method": "GET", "path": "/api/v1/connections/*", "status": 429, "retryAfter": 120, "count": 1}),
     )
     .await;
@@ -314,7 +279,7 @@ async fn an_injected_429_retry_after_is_honoured_in_seconds_and_as_http_date() {
     // An HTTP date, on a fresh account.
     let date = SystemTime::now() + Duration::from_secs(300);
     let other = s.client_for(&s.config("mielto", json!({"credentialsRef": {"name": "b", "key": "token"}})), "b");
-    s.admin_put("mielto", "faults", json!({"method": "GET", "path": "/api/v1/connections/*", "status": 429, "retryAfter": httpdate::fmt_http_date(date), "count": 1})).await;
+    s.faults("mielto", json!({"method": "GET", "path": "/api/v1/connections/*", "status": 429, "retryAfter": httpdate::fmt_http_date(date), "count": 1})).await;
     match other.read(&t).await {
         Err(ProviderError::RateLimited { retry_at }) => {
             // HTTP dates have whole seconds.
@@ -366,7 +331,7 @@ async fn nango_sync_patches_changed_keys_and_replaces_to_remove_one() {
     );
     // Shallow merge: changed keys replaced, the rest untouched (maps compare regardless of order).
     assert_eq!(
-        s.raw("nango", "acme-1").await["metadata"],
+        s.upstream("nango", "acme-1").await["metadata"],
         json!({"region": "eu", "old": 1, "subscription": "s-1", "mapping": {"a": 1}})
     );
 
@@ -378,7 +343,7 @@ async fn nango_sync_patches_changed_keys_and_replaces_to_remove_one() {
     let journal = s.journal("nango").await;
     assert_eq!(methods(&journal), ["GET /connections/acme-1 200", "POST /connections/metadata 201"]);
     assert_eq!(
-        s.raw("nango", "acme-1").await["metadata"],
+        s.upstream("nango", "acme-1").await["metadata"],
         json!({"region": "eu", "subscription": "s-1", "mapping": {"a": 1}})
     );
 
@@ -391,7 +356,7 @@ async fn nango_sync_patches_changed_keys_and_replaces_to_remove_one() {
 async fn nango_never_set_metadata_equals_empty_and_unknown_connection_is_not_found() {
     let s = Sandbox::start().await;
     s.seed("nango", "fresh", json!({"provider_config_key": "hubspot"})).await;
-    assert_eq!(s.raw("nango", "fresh").await["metadata"], Value::Null);
+    assert_eq!(s.upstream("nango", "fresh").await["metadata"], Value::Null);
     let client = s.client("nango");
     let empty = spec(
         json!({"providerRef": {"name": "nango"}, "connectionId": "fresh", "nango": {"providerConfigKey": "hubspot"}}),
@@ -413,7 +378,7 @@ async fn nango_remaining_zero_holds_requests_until_the_reset_and_retry_after_zer
     let target = Target { connection_id: "a".into(), provider_config_key: Some("k".into()) };
 
     // Limit 1 per 60 s: the first answer says Remaining 0, so the second read is not sent.
-    s.admin_put("nango", "rate-limit", json!({"limit": 1, "windowSeconds": 60})).await;
+    s.rate_limit("nango", 1, 60.0).await;
     let client = s.client("nango");
     client.read(&target).await.unwrap();
     assert!(matches!(client.read(&target).await, Err(ProviderError::RateLimited { .. })));
@@ -421,14 +386,14 @@ async fn nango_remaining_zero_holds_requests_until_the_reset_and_retry_after_zer
 
     // Half-second window, consumed by someone else with the same key: Nango answers 429 with
     // Retry-After 0: the block follows X-RateLimit-Reset (at least a second), not a default minute.
-    s.admin_put("nango", "rate-limit", json!({"limit": 1, "windowSeconds": 0.5})).await;
+    s.rate_limit("nango", 1, 0.5).await;
     let other =
         s.client_for(&s.config("nango", json!({"credentialsRef": {"name": "o", "key": "token"}})), "shared-key");
-    let url = format!("{}/connections/a?provider_config_key=k", s.sandbox.base_url("nango"));
+    let url = format!("{}/connections/a?provider_config_key=k", s.base_url("nango"));
     let mut saw_zero = false;
     for _ in 0..20 {
         s.clear_journal("nango").await;
-        let consumed = s.admin.get(&url).bearer_auth("shared-key").send().await.unwrap();
+        let consumed = reqwest::Client::new().get(&url).bearer_auth("shared-key").send().await.unwrap();
         if consumed.status() != 200 {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
@@ -464,12 +429,12 @@ async fn datagrid_sync_patches_the_name_and_paces_each_route_separately() {
     let journal = s.journal("datagrid").await;
     assert_eq!(methods(&journal), ["GET /connections/conn_1 200", "PATCH /connections/conn_1 200"]);
     assert_eq!(journal[1]["body"], json!({"name": "Acme Drive"}));
-    assert_eq!(s.raw("datagrid", "conn_1").await["name"], "Acme Drive");
+    assert_eq!(s.upstream("datagrid", "conn_1").await["name"], "Acme Drive");
 
     // One request per route and method per minute: a second GET is held back (Remaining 0),
     // while the PATCH route still has its own budget.
     s.clear_journal("datagrid").await;
-    s.admin_put("datagrid", "rate-limit", json!({"limit": 1, "windowSeconds": 60})).await;
+    s.rate_limit("datagrid", 1, 60.0).await;
     let fresh = s.client_for(&s.config("datagrid", json!({"credentialsRef": {"name": "d2", "key": "token"}})), "d2");
     let target = Target::for_connection(&spec);
     fresh.read(&target).await.unwrap();
@@ -512,7 +477,7 @@ async fn nango_identical_patches_share_one_request_and_a_404_batch_falls_back_to
         s.seed("nango", id, json!({"provider_config_key": "crm", "metadata": {"theirs": id}})).await;
     }
     // Every request takes 300 ms, so the later writes arrive while the first is in flight.
-    s.admin_put("nango", "faults", json!({"path": "*", "latencyMs": 300, "count": 100})).await;
+    s.faults("nango", json!({"path": "*", "latencyMs": 300, "count": 100})).await;
     let client = s.client("nango");
     let write = Write::NangoPatch { metadata: json!({"plan": "pro"}).as_object().unwrap().clone() };
     let spawn = |id: &'static str| {
@@ -548,7 +513,7 @@ async fn nango_identical_patches_share_one_request_and_a_404_batch_falls_back_to
     singles.sort();
     assert_eq!(singles, [("b".to_string(), 200), ("c".to_string(), 200), ("gone".to_string(), 404)]);
     for id in ["a", "b", "c"] {
-        assert_eq!(s.raw("nango", id).await["metadata"], json!({"theirs": id, "plan": "pro"}), "{id}");
+        assert_eq!(s.upstream("nango", id).await["metadata"], json!({"theirs": id, "plan": "pro"}), "{id}");
     }
 }
 

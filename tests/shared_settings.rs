@@ -13,44 +13,14 @@
 
 mod cli_support;
 
-use std::sync::{Arc, Mutex};
-
-use cli_support::{Env, TOKEN};
+use cli_support::Env;
+use connection_testkit::log_capture::LogCapture;
+use connection_testkit::operator_env::TOKEN;
 use connection_testkit::providers::writes;
 use connection_testkit::wait::eventually;
 use k8s_openapi::api::events::v1::Event;
 use kube::Api;
 use serde_json::{Value, json};
-
-/// The process-wide tracing output, to check that no Secret value reaches a log line.
-#[derive(Clone, Default)]
-struct LogCapture(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogCapture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl LogCapture {
-    fn install() -> Self {
-        let capture = LogCapture::default();
-        let writer = capture.clone();
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter("debug,hyper=info,h2=info,tower=info,rustls=info")
-            .with_writer(move || writer.clone())
-            .try_init();
-        capture
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
 
 /// The ids a provider write addresses (Nango batches carry several).
 fn written_ids(entry: &Value) -> Vec<String> {

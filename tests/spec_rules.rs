@@ -12,17 +12,12 @@
 //!   manifest passes, keys already stored are let through on update, and with
 //!   `operator.watchNamespaces` the binding covers those namespaces only.
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use connection_operator::admin::Readiness;
 use connection_operator::api::validate::validate_spec;
 use connection_operator::api::{Connection, ConnectionSpec};
-use connection_operator::controller::{self, BackoffPolicy, RECONCILE_REQUESTED_AT, RunConfig, Timing};
-use connection_operator::metrics::Metrics;
-use connection_sandbox::providers::ProviderSandbox;
+use connection_operator::controller::RECONCILE_REQUESTED_AT;
+use connection_testkit::operator_env::{Env, fast_timing};
 use connection_testkit::wait::{eventually, eventually_blocking};
-use connection_testkit::{Cluster, Kubectl, Output, TestNamespace};
+use connection_testkit::{Backend, Cluster, Kubectl, Output, TestNamespace};
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
@@ -48,19 +43,12 @@ fn controller_message(spec: &Value) -> String {
 
 #[test]
 fn real_invalid_arena_keys_are_invalid_spec_without_upstream_requests() {
-    invalid_arena_keys_are_invalid_spec_without_upstream_requests(Cluster::real());
+    invalid_arena_keys_are_invalid_spec_without_upstream_requests(Backend::Real);
 }
 
 #[test]
 fn emulator_invalid_arena_keys_are_invalid_spec_without_upstream_requests() {
-    invalid_arena_keys_are_invalid_spec_without_upstream_requests(Cluster::emulator());
-}
-
-/// The Are.na sandbox's journal of requests (admin requests excluded).
-async fn arena_requests(http: &reqwest::Client, providers: &ProviderSandbox) -> Vec<Value> {
-    let url = format!("{}/_sandbox/requests", providers.base_url("arena"));
-    let journal: Value = http.get(&url).send().await.expect("journal").json().await.expect("journal JSON");
-    journal.as_array().expect("a list").clone()
+    invalid_arena_keys_are_invalid_spec_without_upstream_requests(Backend::Emulator);
 }
 
 /// The Connection once its Ready condition has `reason` for its current generation (and
@@ -79,53 +67,13 @@ fn condition<'a>(c: &'a Connection, type_: &str) -> &'a k8s_openapi::apimachiner
     c.status.as_ref().and_then(|s| s.conditions.iter().find(|x| x.type_ == type_)).expect("condition")
 }
 
-fn invalid_arena_keys_are_invalid_spec_without_upstream_requests(cluster: Cluster) {
-    cluster.install_crds();
-    let ns = cluster.namespace("spec-rules");
+fn invalid_arena_keys_are_invalid_spec_without_upstream_requests(backend: Backend) {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(async {
-        let client = cluster.client().await;
-        let providers = ProviderSandbox::start("127.0.0.1:0".parse().unwrap()).await.expect("provider sandbox");
-        let http = reqwest::Client::new();
-        let seeded = http
-            .put(format!("{}/_sandbox/connections/4242", providers.base_url("arena")))
-            .json(&json!({"metadata": {"theirs": true}}))
-            .send()
-            .await
-            .unwrap();
-        assert!(seeded.status().is_success());
-        let kubectl = ns.kubectl();
-        kubectl.apply(
-            &json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "arena-credentials"},
-                    "stringData": {"token": "tok-spec-rules-credential"}})
-            .to_string(),
-        );
-        kubectl.apply(
-            &json!({"apiVersion": API_VERSION, "kind": "Provider", "metadata": {"name": "arena"},
-                    "spec": {"type": "arena", "baseUrl": providers.base_url("arena"),
-                             "credentialsRef": {"name": "arena-credentials", "key": "token"}}})
-            .to_string(),
-        );
-
-        let metrics = Arc::new(Metrics::new());
-        let config = RunConfig {
-            namespace: Some(ns.name().to_string()),
-            concurrency: 4,
-            timing: Timing {
-                backoff: BackoffPolicy { base: Duration::from_millis(100), max: Duration::from_secs(2) },
-                // A terminal failure is never retried by the clock during the test.
-                terminal_requeue: Duration::from_secs(3600),
-                drift_interval_override: None,
-            },
-        };
-        let operator = tokio::spawn(controller::run(
-            client.clone(),
-            config,
-            metrics.clone(),
-            Readiness::default(),
-            std::future::pending(),
-        ));
-        let api: Api<Connection> = Api::namespaced(client.clone(), ns.name());
+        // A terminal failure is never retried by the clock during the test (fast_timing).
+        let env = Env::start_inner(backend, Some(fast_timing()), 4).await;
+        env.seed("arena", "4242", json!({"metadata": {"theirs": true}})).await;
+        let api = env.connections();
         let params = PatchParams::apply("spec-rules-test").force();
 
         // Bad keys: InvalidSpec naming them, and not one request to Are.na.
@@ -138,7 +86,7 @@ fn invalid_arena_keys_are_invalid_spec_without_upstream_requests(cluster: Cluste
         assert_eq!((ready_condition.status.as_str(), ready_condition.message.as_str()), ("False", message.as_str()));
         let synced = condition(&c, "Synced");
         assert_eq!((synced.status.as_str(), synced.message.as_str()), ("False", message.as_str()));
-        assert_eq!(arena_requests(&http, &providers).await, Vec::<Value>::new());
+        assert_eq!(env.journal("arena").await, Vec::<Value>::new());
 
         // A requested reconcile runs (its annotation is echoed) and still sends nothing.
         let annotate = json!({"metadata": {"annotations": {RECONCILE_REQUESTED_AT: "now-1"}}});
@@ -147,9 +95,9 @@ fn invalid_arena_keys_are_invalid_spec_without_upstream_requests(cluster: Cluste
             c.status.as_ref().and_then(|s| s.last_handled_reconcile_at.as_deref()) == Some("now-1")
         })
         .await;
-        assert_eq!(arena_requests(&http, &providers).await, Vec::<Value>::new());
+        assert_eq!(env.journal("arena").await, Vec::<Value>::new());
         // Terminal: handled as a result, not as an error retried with backoff.
-        let exposed = metrics.encode();
+        let exposed = env.metrics.encode();
         assert!(exposed.contains(r#"connection_operator_reconcile_total{result="InvalidSpec"}"#), "{exposed}");
         assert!(!exposed.contains(r#"result="error""#), "{exposed}");
 
@@ -158,18 +106,10 @@ fn invalid_arena_keys_are_invalid_spec_without_upstream_requests(cluster: Cluste
         api.patch("c", &params, &Patch::Apply(connection("c", fixed))).await.unwrap();
         let c = ready(&api, "c", "InSync", |_| true).await;
         assert_eq!(condition(&c, "Ready").status, "True");
-        let upstream: Value = http
-            .get(format!("{}/_sandbox/connections/4242", providers.base_url("arena")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let upstream = env.upstream("arena", "4242").await;
         assert_eq!(upstream["metadata"], json!({"theirs": true, "ok": 2, "good_key": "v"}), "{upstream}");
-        let requests = arena_requests(&http, &providers).await;
+        let requests = env.journal("arena").await;
         assert!(requests.iter().any(|r| r["method"] == "PUT"), "{requests:?}");
-        operator.abort();
     });
 }
 

@@ -56,10 +56,6 @@
 mod exchange;
 #[path = "contract/fixture.rs"]
 mod fixture;
-#[path = "contract/locate.rs"]
-mod locate;
-#[path = "contract/process.rs"]
-mod process;
 #[path = "contract/schema.rs"]
 mod schema;
 

@@ -12,8 +12,8 @@ mod kube_support;
 use std::time::Duration;
 
 use connection_testkit::http::ApiClient;
-use kube_support::{Backend, Kube, TestNamespace};
-use reqwest::{Method, StatusCode};
+use kube_support::{Backend, Kube, Reply, TestNamespace};
+use reqwest::Method;
 use serde_json::{Value, json};
 
 /// One case's API: a namespace of its own (dropped first), an HTTP client as the admin.
@@ -21,12 +21,6 @@ struct Api {
     ns: TestNamespace,
     http: ApiClient,
     kube: Kube,
-}
-
-struct Reply {
-    status: StatusCode,
-    headers: reqwest::header::HeaderMap,
-    body: Value,
 }
 
 /// The backend with a namespace `api-<random>` for the case.
@@ -63,12 +57,7 @@ impl Api {
         if let Some(a) = accept {
             req = req.header("accept", a);
         }
-        let resp = req.send().await.expect("request sent");
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let text = resp.text().await.expect("body");
-        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Reply { status, headers, body }
+        Reply::read(req.send().await.expect("request sent")).await
     }
     async fn get(&self, path: &str) -> Reply {
         self.call(Method::GET, path, "", None, None).await

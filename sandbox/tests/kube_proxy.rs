@@ -23,7 +23,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams};
 use kube::runtime::watcher;
-use kube_support::{Emulator, GENEROUS, KUBECTL, fixture};
+use kube_support::{Emulator, GENEROUS, KUBECTL, Reply, fixture};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio_rustls::rustls;
@@ -38,12 +38,6 @@ struct Stack {
     proxy: KubeProxy,
     dir: tempfile::TempDir,
     http: reqwest::Client,
-}
-
-struct Reply {
-    status: StatusCode,
-    headers: reqwest::header::HeaderMap,
-    body: Value,
 }
 
 fn start() -> Stack {
@@ -71,12 +65,7 @@ impl Stack {
         if let Some((content_type, b)) = body {
             req = req.header("content-type", content_type).body(b.to_string());
         }
-        let resp = req.send().await.expect("request sent");
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let text = resp.text().await.expect("body");
-        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Reply { status, headers, body }
+        Reply::read(req.send().await.expect("request sent")).await
     }
 
     /// Through the proxy, without credentials (the proxy adds its own).

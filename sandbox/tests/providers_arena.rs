@@ -1,31 +1,19 @@
 //! The Are.na v3 emulator over HTTP (docs/providers.md, Are.na, `openapi/arena.json`): every test
 //! starts the provider sandbox on a free loopback port and talks to it with reqwest.
 
+#[macro_use]
 mod providers_support;
 
-use std::ops::Deref;
-
-use providers_support::{Env, header};
+use providers_support::{header, method_path_status};
 use reqwest::{RequestBuilder, Response, StatusCode};
 use serde_json::{Map, Value, json};
 
 const TOKEN: &str = "arena-test-token";
 
-/// The shared fixture plus Are.na's API calls.
-struct Arena(Env);
-
-impl Deref for Arena {
-    type Target = Env;
-    fn deref(&self) -> &Env {
-        &self.0
-    }
-}
+// The shared fixture plus Are.na's API calls (below).
+provider_fixture!(Arena, "arena");
 
 impl Arena {
-    async fn start() -> Self {
-        Arena(Env::start("arena").await)
-    }
-
     fn conn(&self, id: &str) -> String {
         self.url(&format!("/v3/connections/{id}"))
     }
@@ -471,13 +459,8 @@ async fn admin_seeding_is_strict_and_the_journal_records_api_calls() {
     a.get("1").await;
     a.put_json("1", json!({"metadata": {"b": 2}})).await;
     a.get("x").await;
-    let journal: Value = a.http.get(a.url("/_sandbox/requests")).send().await.unwrap().json().await.unwrap();
-    let seen: Vec<(Value, Value, Value)> = journal
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| (e["method"].clone(), e["path"].clone(), e["status"].clone()))
-        .collect();
+    let journal = a.journal().await;
+    let seen = method_path_status(&journal);
     assert_eq!(
         seen,
         vec![

@@ -1,31 +1,19 @@
 //! The Mielto emulator over HTTP (docs/providers.md, Mielto, `openapi/mielto.yaml`): every
 //! test starts the provider sandbox on a free loopback port and talks to it with reqwest.
 
+#[macro_use]
 mod providers_support;
 
-use std::ops::Deref;
-
-use providers_support::Env;
+use providers_support::method_path_status;
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "mielto-test-key";
 
-/// The shared fixture plus Mielto's API calls.
-struct Mielto(Env);
-
-impl Deref for Mielto {
-    type Target = Env;
-    fn deref(&self) -> &Env {
-        &self.0
-    }
-}
+// The shared fixture plus Mielto's API calls (below).
+provider_fixture!(Mielto, "mielto");
 
 impl Mielto {
-    async fn start() -> Self {
-        Mielto(Env::start("mielto").await)
-    }
-
     /// Seeds and returns the stored state.
     async fn seed(&self, id: &str, state: Value) -> Value {
         self.0.seed(id, state).await;
@@ -493,13 +481,7 @@ async fn admin_seeding_is_strict_and_the_journal_records_api_calls() {
     m.seed("c", standard_seed()).await;
     m.put("c", json!({"label": "L"})).await;
     m.put("c", json!({"status": "bad"})).await;
-    let journal: Value = m.http.get(m.url("/_sandbox/requests")).send().await.unwrap().json().await.unwrap();
-    let seen: Vec<(Value, Value, Value)> = journal
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| (e["method"].clone(), e["path"].clone(), e["status"].clone()))
-        .collect();
+    let seen = method_path_status(&m.journal().await);
     assert_eq!(
         seen,
         vec![

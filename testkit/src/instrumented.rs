@@ -48,15 +48,7 @@ impl Instrumented {
     /// A request to the admin API; its JSON answer (`null` when empty). Panics on a non-2xx.
     pub async fn admin(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> Value {
         let url = format!("{}{path}", self.admin_url);
-        let mut request = reqwest::Client::new().request(method.clone(), &url);
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        let response = request.send().await.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
-        let status = response.status();
-        let text = response.text().await.unwrap_or_default();
-        assert!(status.is_success(), "{method} {url}: {status}: {text}");
-        if text.trim().is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) }
+        crate::admin_api::request(&reqwest::Client::new(), method, &url, body).await
     }
 
     /// The journal of Kubernetes API requests made through this handle, oldest first.

@@ -18,10 +18,22 @@ pub struct Providers {
 impl Providers {
     /// Serve all four emulators on a free loopback port (inside the caller's runtime).
     pub async fn start() -> Providers {
-        let sandbox = ProviderSandbox::start("127.0.0.1:0".parse().expect("literal address"))
+        Providers::start_on("127.0.0.1:0".parse().expect("literal address"))
             .await
-            .expect("start the provider sandboxes");
-        Providers { sandbox, http: reqwest::Client::new() }
+            .expect("start the provider sandboxes")
+    }
+
+    /// Serve all four emulators on `addr` (the demo's fixed port, which may be busy).
+    pub async fn start_on(addr: std::net::SocketAddr) -> anyhow::Result<Providers> {
+        let sandbox = ProviderSandbox::start(addr).await?;
+        // Loopback only: never route these requests through a proxy from the environment.
+        let http = reqwest::Client::builder().no_proxy().build().expect("http client");
+        Ok(Providers { sandbox, http })
+    }
+
+    /// Where the emulators listen (each provider under its prefix).
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.sandbox.addr()
     }
 
     /// What a Provider's `spec.baseUrl` holds for `provider`.
@@ -36,16 +48,7 @@ impl Providers {
 
     /// An admin request; its JSON answer (`null` when empty). Panics on a non-2xx.
     pub async fn admin(&self, method: reqwest::Method, provider: &str, path: &str, body: Option<&Value>) -> Value {
-        let url = self.admin_url(provider, path);
-        let mut request = self.http.request(method.clone(), &url);
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        let response = request.send().await.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
-        let status = response.status();
-        let text = response.text().await.unwrap_or_default();
-        assert!(status.is_success(), "{method} {url}: {status}: {text}");
-        if text.trim().is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) }
+        crate::admin_api::request(&self.http, method, &self.admin_url(provider, path), body).await
     }
 
     /// Store `state` (the provider's raw read shape) as upstream connection `id`.
@@ -88,6 +91,12 @@ impl Providers {
     /// Accept only `tokens` from now on.
     pub async fn accept_tokens(&self, provider: &str, tokens: &[&str]) {
         self.admin(reqwest::Method::PUT, provider, "tokens", Some(&json!({"tokens": tokens}))).await;
+    }
+
+    /// Accept only `tokens`, of which `read_only` may read but not write.
+    pub async fn accept_tokens_read_only(&self, provider: &str, tokens: &[&str], read_only: &[&str]) {
+        let body = json!({"tokens": tokens, "readOnly": read_only});
+        self.admin(reqwest::Method::PUT, provider, "tokens", Some(&body)).await;
     }
 
     /// The sandbox's own rate limit: `limit` requests per `window_seconds` (0: none).

@@ -11,21 +11,38 @@ pub const GENEROUS: Duration = Duration::from_secs(180);
 /// How often waits poll.
 pub const POLL: Duration = Duration::from_millis(200);
 
-/// Poll `check` until it returns `Some`, panicking with `what` (and the last value `check`
-/// described, if any) after [`GENEROUS`].
+/// Poll `check` until it returns `Ok`, panicking with `what` and the last `Err` (what was
+/// seen instead, for the failure message) after [`GENEROUS`].
+pub async fn until<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let deadline = tokio::time::Instant::now() + GENEROUS;
+    loop {
+        match check().await {
+            Ok(value) => return value,
+            Err(last) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out after {GENEROUS:?} waiting for {what}{}{last}",
+                if last.is_empty() { "" } else { "; last seen: " }
+            ),
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Poll `check` until it returns `Some`, panicking with `what` after [`GENEROUS`].
 pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + GENEROUS;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out after {GENEROUS:?} waiting for {what}");
-        tokio::time::sleep(POLL).await;
-    }
+    until(what, || {
+        let check = check();
+        async move { check.await.ok_or_else(String::new) }
+    })
+    .await
 }
 
 /// [`eventually`] for synchronous tests.

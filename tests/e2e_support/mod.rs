@@ -1,7 +1,7 @@
 //! Harness of the end-to-end tier: each test gets its own stack on the REAL control plane
 //! (`connection_testkit::Cluster`): a namespace of its own on the run's shared control plane
 //! (or, for the examples with their fixed namespaces and ClusterProvider, a control plane of
-//! its own), the provider sandboxes on 127.0.0.1 port 0 (see `examples/demo/stack.rs`), and
+//! its own), the provider sandboxes on 127.0.0.1 port 0 (see `connection_testkit::demo::stack`), and
 //! the compiled `connection-operator` binary as a child process whose KUBECONFIG is a
 //! kube-proxy in front of the API server (`Cluster::instrumented`: journal, faults, dropped
 //! and expired watches). Connections are created or changed only with the real kubectl
@@ -12,17 +12,17 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::time::Duration;
 
 use connection_operator::api::Connection;
 use connection_operator::api::conditions::READY;
+use connection_testkit::wait;
 use connection_testkit::{Cluster, Instrumented, TestNamespace};
 use futures::StreamExt as _;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::Value;
 
-use crate::stack::{KubeTarget, Stack, StackOptions};
+use connection_testkit::demo::stack::{self, KubeTarget, Stack, StackOptions};
 
 /// The operator under test: this package's binary, or `E2E_OPERATOR_BIN` (e.g. a release
 /// build, or a build of another branch when checking the harness).
@@ -32,12 +32,10 @@ pub fn operator() -> std::path::PathBuf {
         .unwrap_or_else(|| env!("CARGO_BIN_EXE_connection-operator").into())
 }
 
-/// The bound of every wait: generous, because the machine is shared; a wait ends as soon as
-/// its condition holds, so the bound costs nothing when things work.
-pub const GENEROUS: Duration = Duration::from_secs(180);
-
-/// Poll interval of waits.
-const POLL: Duration = Duration::from_millis(250);
+pub use connection_testkit::manifests::{connection_yaml, documents, provider_yaml};
+pub use connection_testkit::providers::writes;
+/// The bound of every wait (the kit's).
+pub use connection_testkit::wait::GENEROUS;
 
 pub struct World {
     pub stack: Stack,
@@ -118,7 +116,7 @@ impl World {
             },
             kubectl: connection_testkit::tools::kubectl(),
             workdir: dir.path().to_path_buf(),
-            repo_root: crate::stack::repo_root(),
+            repo_root: stack::repo_root(),
         };
         let stack = Stack::start(options).await.expect("start the stack");
         let client = stack.client().await.expect("kube client");
@@ -170,9 +168,8 @@ impl World {
     /// Wait until every Connection of `namespace` (at least `count`) is Ready=True for its
     /// current generation. Fails early if the operator process died.
     pub async fn wait_all_ready(&self, namespace: &str, count: usize) -> Vec<Connection> {
-        let deadline = tokio::time::Instant::now() + GENEROUS;
-        loop {
-            self.assert_operator_alive();
+        let what = format!("every Connection in {namespace} (at least {count}) to be Ready");
+        self.until(&what, || async {
             let list = self.connections(namespace).await;
             let not_ready: Vec<String> = list
                 .iter()
@@ -180,21 +177,15 @@ impl World {
                 .map(|c| format!("{} {:?}", c.name_any(), ready(c)))
                 .collect();
             if list.len() >= count && not_ready.is_empty() {
-                return list;
+                return Ok(list);
             }
-            let last = format!(
+            Err(format!(
                 "{} of {count} listed; not ready: {}",
                 list.len(),
                 not_ready.iter().take(5).cloned().collect::<Vec<_>>().join("; ")
-            );
-            if tokio::time::Instant::now() >= deadline {
-                panic!(
-                    "Connections in {namespace} not all Ready within {GENEROUS:?}: {last}\n{}",
-                    self.operator_log_tail()
-                );
-            }
-            tokio::time::sleep(POLL).await;
-        }
+            ))
+        })
+        .await
     }
 
     /// Poll `check` until it returns Some, failing with `what` after [`GENEROUS`].
@@ -203,17 +194,26 @@ impl World {
         F: FnMut() -> Fut,
         Fut: Future<Output = Option<T>>,
     {
-        let deadline = tokio::time::Instant::now() + GENEROUS;
-        loop {
+        self.until(what, || {
+            let check = check();
+            async move { check.await.ok_or_else(String::new) }
+        })
+        .await
+    }
+
+    /// [`wait::until`] that fails at once if the operator process died, and shows the end
+    /// of its log with what was last seen.
+    async fn until<T, F, Fut>(&self, what: &str, mut check: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, String>>,
+    {
+        wait::until(what, || {
             self.assert_operator_alive();
-            if let Some(value) = check().await {
-                return value;
-            }
-            if tokio::time::Instant::now() >= deadline {
-                panic!("timed out waiting for {what}\n{}", self.operator_log_tail());
-            }
-            tokio::time::sleep(POLL).await;
-        }
+            let check = check();
+            async move { check.await.map_err(|last| format!("{last}\n{}", self.operator_log_tail())) }
+        })
+        .await
     }
 
     pub fn assert_operator_alive(&self) {
@@ -227,9 +227,7 @@ impl World {
     pub async fn wait_operator_ready(&self) {
         let http = reqwest::Client::new();
         self.eventually("the operator to be ready (/readyz)", || async {
-            let log = strip_ansi(&self.operator_log());
-            let line = log.lines().find(|l| l.contains("serving /metrics"))?;
-            let addr = line.split_whitespace().find_map(|w| w.strip_prefix("addr="))?;
+            let addr = connection_testkit::operator_log::metrics_addr(&self.operator_log())?;
             let response = http.get(format!("http://{addr}/readyz")).send().await.ok()?;
             response.status().is_success().then_some(())
         })
@@ -248,15 +246,15 @@ impl World {
 
     /// The provider's API journal (not admin requests).
     pub async fn journal(&self, provider: &str) -> Vec<Value> {
-        self.stack.journal(provider).await.expect("journal")
+        self.stack.providers.journal(provider).await
     }
 
     pub async fn upstream(&self, provider: &str, id: &str) -> Value {
-        self.stack.upstream(provider, id).await.unwrap_or_else(|e| panic!("upstream {provider} {id}: {e}"))
+        self.stack.providers.upstream(provider, id).await
     }
 
     pub async fn seed(&self, provider: &str, id: &str, state: Value) {
-        self.stack.seed(provider, id, &state).await.unwrap_or_else(|e| panic!("seed {provider} {id}: {e}"));
+        self.stack.providers.seed(provider, id, state).await;
     }
 
     /// A Provider in `namespace` named like its type, pointing at the sandbox, with a
@@ -297,47 +295,6 @@ impl Drop for World {
     }
 }
 
-/// The operator's text log may carry ANSI styling (field names in italics); drop every
-/// `ESC [ ... letter` sequence.
-pub fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-pub fn provider_yaml(namespace: &str, provider: &str, base_url: &str, extra_spec: &str) -> String {
-    let extra = if extra_spec.is_empty() { String::new() } else { format!("\n  {extra_spec}") };
-    format!(
-        "apiVersion: v1\nkind: Secret\nmetadata: {{name: {provider}-credentials, namespace: {namespace}}}\nstringData: {{token: t0k3n-{provider}}}\n---\n\
-         apiVersion: connection-operator.dev/v1alpha1\nkind: Provider\nmetadata: {{name: {provider}, namespace: {namespace}}}\nspec:\n  type: {provider}\n  baseUrl: {base_url}\n  credentialsRef: {{name: {provider}-credentials, key: token}}{extra}\n"
-    )
-}
-
-/// A Connection manifest; `block` is the provider block's YAML flow mapping, e.g.
-/// `{name: Acme}` for Datagrid.
-pub fn connection_yaml(namespace: &str, name: &str, provider: &str, id: &str, block: &str, extra_spec: &str) -> String {
-    let extra = if extra_spec.is_empty() { String::new() } else { format!("\n  {extra_spec}") };
-    format!(
-        "apiVersion: connection-operator.dev/v1alpha1\nkind: Connection\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec:\n  providerRef: {{name: {provider}}}\n  connectionId: \"{id}\"\n  {provider}: {block}{extra}\n"
-    )
-}
-
-/// Join manifests into one multi-document YAML.
-pub fn documents(docs: impl IntoIterator<Item = String>) -> String {
-    docs.into_iter().collect::<Vec<_>>().join("---\n")
-}
-
 /// The Ready condition as (status, reason, message).
 pub fn ready(conn: &Connection) -> Option<(String, String, String)> {
     let c = conn.status.as_ref()?.conditions.iter().find(|c| c.type_ == READY)?;
@@ -348,11 +305,6 @@ pub fn ready(conn: &Connection) -> Option<(String, String, String)> {
 pub fn is_ready_current(conn: &Connection) -> bool {
     let current = conn.status.as_ref().and_then(|s| s.observed_generation) == conn.metadata.generation;
     current && ready(conn).is_some_and(|(status, _, _)| status == "True")
-}
-
-/// Journal entries whose method is not GET (the writes), grouped by path + body id.
-pub fn writes(journal: &[Value]) -> Vec<&Value> {
-    journal.iter().filter(|e| e["method"] != "GET").collect()
 }
 
 /// Count journal entries by answered status (`null` → 0: reset or in flight).

@@ -5,18 +5,15 @@
 //! Each test starts its own fixture. nextest (the runner of `scripts/test`) runs every test
 //! in its own process, so a process-wide `OnceCell` would not share a Prism between tests
 //! anyway; owning the fixture also keeps tests from seeing each other's admin settings
-//! (tokens, rate limits), and Prism ends with its test (see `process::Logged`). The price is
+//! (tokens, rate limits), and Prism ends with its test (see `connection_testkit::prism`). The price is
 //! one Prism start (about 1-3 s, more under load) per test.
 
-use std::ffi::OsStr;
-
-use connection_sandbox::providers::ProviderSandbox;
-use reqwest::Method;
+use connection_testkit::prism::Prism;
+use connection_testkit::providers::Providers;
+use connection_testkit::tools::provider_document;
 use serde_json::Value;
 
 use crate::exchange::{Call, Reply};
-use crate::locate::{official_document, prism_bin};
-use crate::process::{Logged, wait_until_serving};
 use crate::schema::Document;
 
 #[derive(Clone, Copy, Debug)]
@@ -28,7 +25,7 @@ pub enum Provider {
 }
 
 impl Provider {
-    /// The name `ProviderSandbox::base_url` knows; the official documents' paths start
+    /// The name `Providers::base_url` knows; the official documents' paths start
     /// below that base URL (docs/interfaces.md).
     fn name(self) -> &'static str {
         match self {
@@ -53,15 +50,12 @@ pub struct Contract {
     /// The official document, for checking bodies Prism does not see (schema.rs).
     pub document: Document,
     http: reqwest::Client,
+    provider: Provider,
     /// `http://ADDR/<prefix>` of the emulator.
     direct_base: String,
-    /// `http://127.0.0.1:PORT` of Prism; it appends the request path to the upstream URL.
-    prism_base: String,
-    // Dropped in this order: Prism is killed before the emulator stops, and its log folder
-    // goes last.
-    prism: Logged,
-    _emulator: ProviderSandbox,
-    _logs: tempfile::TempDir,
+    // Dropped in this order: Prism is killed before the emulator stops.
+    prism: Prism,
+    emulators: Providers,
 }
 
 /// When a test fails, show what Prism logged (requests, forwards, violations; Prism does not
@@ -79,7 +73,6 @@ impl Drop for Contract {
 
 impl Contract {
     pub async fn start(provider: Provider) -> Contract {
-        let logs = tempfile::tempdir().expect("temp dir for child logs");
         // Loopback only: never route these requests through a proxy from the environment.
         // The generous bound turns a request Prism never answers (it leaves a body that is not
         // valid JSON hanging) into a failure that names the request, not a stuck test.
@@ -88,47 +81,17 @@ impl Contract {
             .timeout(std::time::Duration::from_secs(120))
             .build()
             .expect("http client");
-
-        let emulator = ProviderSandbox::start(([127, 0, 0, 1], 0).into())
-            .await
-            .expect("start the provider emulators on a loopback port");
-        let direct_base = emulator.base_url(provider.name());
-
-        // The official document is used as it is: Prism matches request paths against the
-        // document's paths and ignores `servers` (Datagrid's `/v1` base path included), and
-        // it forwards to `<upstream><request path>`, keeping the upstream's own path prefix.
-        // `--port 0` lets the kernel pick a free port, which Prism then prints; that avoids
-        // the race of probing for a free port and handing it over.
-        let document_path = official_document(provider.document_file());
-        let args: [&OsStr; 8] = [
-            "proxy".as_ref(),
-            document_path.as_os_str(),
-            direct_base.as_ref(),
-            "--errors".as_ref(),
-            "--host".as_ref(),
-            "127.0.0.1".as_ref(),
-            "--port".as_ref(),
-            "0".as_ref(),
-        ];
-        let log = logs.path().join("prism.log");
-        let mut prism = Logged::spawn("prism proxy", &prism_bin(), args, &log);
-        let prism_base = prism.wait_for_line("Prism is listening on ").await;
-        wait_until_serving(&http, &format!("{prism_base}/"), &prism).await;
-
-        Contract {
-            document: Document::load(&document_path),
-            http,
-            direct_base,
-            prism_base,
-            prism,
-            _emulator: emulator,
-            _logs: logs,
-        }
+        let emulators = Providers::start().await;
+        let direct_base = emulators.base_url(provider.name());
+        // The official document is used as it is (Datagrid's `/v1` base path included).
+        let document_path = provider_document(provider.document_file());
+        let prism = Prism::proxy(&document_path, &direct_base).await;
+        Contract { document: Document::load(&document_path), http, provider, direct_base, prism, emulators }
     }
 
     /// Send `call` through Prism.
     pub async fn via_prism(&self, call: &Call) -> Reply {
-        call.send(&self.http, &self.prism_base).await
+        call.send(&self.http, self.prism.base_url()).await
     }
 
     /// Send `call` straight to the emulator.
@@ -185,52 +148,31 @@ impl Contract {
 
     /// Seed a connection's raw state (docs/interfaces.md: `PUT /_sandbox/connections/{id}`).
     pub async fn seed(&self, id: &str, state: Value) {
-        self.admin(Method::PUT, &format!("/_sandbox/connections/{id}"), Some(state)).await;
+        self.emulators.seed(self.provider.name(), id, state).await;
     }
 
     /// Only these bearer tokens are accepted; `read_only` ones may read but not write.
     pub async fn set_tokens(&self, tokens: &[&str], read_only: &[&str]) {
-        let body = serde_json::json!({ "tokens": tokens, "readOnly": read_only });
-        self.admin(Method::PUT, "/_sandbox/tokens", Some(body)).await;
+        self.emulators.accept_tokens_read_only(self.provider.name(), tokens, read_only).await;
     }
 
     /// Allow `limit` requests per window of `window_seconds` (0 disables the limit); the
     /// override also starts every bucket afresh, so the next `limit` requests pass.
     pub async fn set_rate_limit(&self, limit: u32, window_seconds: f64) {
-        let body = serde_json::json!({ "limit": limit, "windowSeconds": window_seconds });
-        self.admin(Method::PUT, "/_sandbox/rate-limit", Some(body)).await;
+        self.emulators.rate_limit(self.provider.name(), limit, window_seconds).await;
     }
 
     /// Queue a fault (docs/interfaces.md `PUT /_sandbox/faults`): the emulator answers the next
     /// matching request with it instead of running the handler.
     pub async fn inject_fault(&self, fault: Value) {
-        self.admin(Method::PUT, "/_sandbox/faults", Some(fault)).await;
+        self.emulators.faults(self.provider.name(), fault).await;
     }
 
     pub async fn journal(&self) -> Vec<Value> {
-        match self.admin(Method::GET, "/_sandbox/requests", None).await {
-            Value::Array(entries) => entries,
-            other => panic!("the request journal is not an array: {other}"),
-        }
+        self.emulators.journal(self.provider.name()).await
     }
 
     pub async fn clear_journal(&self) {
-        self.admin(Method::DELETE, "/_sandbox/requests", None).await;
-    }
-
-    async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> Value {
-        let mut call = Call::new(method, path);
-        if let Some(body) = body {
-            call = call.json(body);
-        }
-        let reply = self.direct(&call).await;
-        assert!(
-            (200..300).contains(&reply.status),
-            "admin {} {path} failed with {}: {}",
-            call.method,
-            reply.status,
-            reply.text
-        );
-        reply.body
+        self.emulators.clear_journal(self.provider.name()).await;
     }
 }

@@ -54,6 +54,24 @@ macro_rules! async_tests_on_both_backends {
 /// because the condition holds costs nothing.
 pub const GENEROUS: Duration = connection_testkit::wait::GENEROUS;
 
+/// An HTTP answer read whole: status, headers, and the body as JSON (a string when it is
+/// not JSON).
+pub struct Reply {
+    pub status: reqwest::StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: serde_json::Value,
+}
+
+impl Reply {
+    pub async fn read(response: reqwest::Response) -> Reply {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("body");
+        let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+        Reply { status, headers, body }
+    }
+}
+
 /// Path of a fixture under `sandbox/tests/fixtures/`.
 pub fn fixture(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(rel)

@@ -12,7 +12,8 @@ use connection_operator::api::Connection;
 use kube::Api;
 use kube::api::ListParams;
 
-use super::stack::{EXAMPLE_NAMESPACES, KubeTarget, Stack, StackError, StackOptions, kubectl};
+use super::kubectl;
+use super::stack::{EXAMPLE_NAMESPACES, KubeTarget, Stack, StackError, StackOptions};
 use super::table::{HEADER, LiveTable, render};
 
 #[derive(Clone, Debug)]

@@ -2,15 +2,14 @@
 //! a kubeconfig names), the provider sandboxes (in-process, from `connection-sandbox`), the
 //! real kubectl, and the `connection-operator` binary as a child process.
 //!
-//! Shared by the demo (`examples/demo.rs`) and the end-to-end tests (`tests/e2e.rs`
-//! includes this file), so the tests exercise exactly what a newcomer runs.
+//! Shared by the demo (`examples/demo.rs`) and the end-to-end tests (`tests/e2e.rs`), so the
+//! tests exercise exactly what a newcomer runs.
 //!
 //! The sandboxes are started in-process because they are test fixtures, while the operator
 //! runs as its own process: that is the artefact users deploy, and killing it with SIGKILL
 //! must leave the cluster's and the providers' state intact. Against a real cluster the
 //! provider sandboxes still listen on loopback: the operator runs on this machine too, so
 //! the Providers' `baseUrl: http://127.0.0.1:...` reach them.
-#![allow(dead_code, reason = "the demo and the tests each use part of the stack")]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,16 +17,11 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use connection_sandbox::kube::KubeSandbox;
-use connection_sandbox::providers::ProviderSandbox;
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
-// A child module, so every file that includes this one (the demo, tests/e2e.rs,
-// tests/leader_election.rs) gets it without a declaration of its own.
-#[path = "kubectl.rs"]
-pub mod kubectl;
-
-use kubectl::{Kubectl, KubectlError};
+use super::kubectl::{Kubectl, KubectlError};
+use crate::providers::Providers;
 
 /// The base URL host and port written in `examples/providers.yaml`; the demo serves the
 /// provider sandboxes there by default, so `kubectl apply -f examples/` works unchanged.
@@ -35,9 +29,6 @@ pub const EXAMPLES_PROVIDERS_URL: &str = "http://127.0.0.1:8090";
 
 /// The namespaces the example manifests live in.
 pub const EXAMPLE_NAMESPACES: [&str; 2] = ["tenants", "platform"];
-
-/// The four provider types, in the order the demo lists them.
-pub const PROVIDERS: [&str; 4] = ["nango", "mielto", "arena", "datagrid"];
 
 /// The CRDs in `crds/`, waited for by name (not `crd --all`: a real cluster has others).
 pub const CRDS: [&str; 3] = [
@@ -54,8 +45,6 @@ pub enum StackError {
     Spawn { program: String, source: std::io::Error },
     #[error(transparent)]
     Kubectl(#[from] KubectlError),
-    #[error("sandbox admin request {method} {url} failed: {detail}")]
-    Admin { method: &'static str, url: String, detail: String },
     #[error("{path}: {source}")]
     File { path: PathBuf, source: std::io::Error },
     #[error("kube client: {0}")]
@@ -95,17 +84,17 @@ pub struct StackOptions {
 
 /// The workspace root, where `crds/` and `examples/` live.
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    crate::tools::workspace_root()
 }
 
 pub struct Stack {
     /// The emulator, when the stack started one.
     pub emulator: Option<KubeSandbox>,
-    pub providers: ProviderSandbox,
+    /// The provider sandboxes with their admin API (seeding, journals, faults).
+    pub providers: Providers,
     pub options: StackOptions,
     kubectl: Kubectl,
     operator_kubeconfig: PathBuf,
-    http: reqwest::Client,
     // Behind a lock so that status reads and waits can check it through `&Stack`.
     operator: std::sync::Mutex<Option<Operator>>,
     /// How many operators were started, to name their log files.
@@ -139,9 +128,9 @@ impl Stack {
                 (None, kubeconfig.clone(), operator_kubeconfig.clone().unwrap_or_else(|| kubeconfig.clone()))
             }
         };
-        let providers = ProviderSandbox::start(options.providers_addr)
+        let providers = Providers::start_on(options.providers_addr)
             .await
-            .map_err(|e| StackError::Start { what: "provider sandboxes", source: e.into() })?;
+            .map_err(|source| StackError::Start { what: "provider sandboxes", source })?;
         let kubectl = Kubectl { program: options.kubectl.clone(), kubeconfig };
         Ok(Stack {
             emulator,
@@ -149,7 +138,6 @@ impl Stack {
             options,
             kubectl,
             operator_kubeconfig,
-            http: reqwest::Client::new(),
             operator: std::sync::Mutex::new(None),
             started: 0,
         })
@@ -279,7 +267,7 @@ impl Stack {
     pub async fn prepare_examples(&self) -> Result<(), StackError> {
         self.install_crds().await?;
         self.create_namespaces(&EXAMPLE_NAMESPACES).await?;
-        self.seed_example_upstreams().await?;
+        self.seed_example_upstreams().await;
         self.apply_examples().await?;
         Ok(())
     }
@@ -288,85 +276,10 @@ impl Stack {
     /// key no Connection declares (written by "the customer's application"), which the
     /// operator must leave alone. The Are.na one (Observe mode) already matches its spec,
     /// so it is Ready without any write; the others differ and get corrected.
-    pub async fn seed_example_upstreams(&self) -> Result<(), StackError> {
+    pub async fn seed_example_upstreams(&self) {
         for (provider, id, state) in example_upstreams() {
-            self.seed(provider, id, &state).await?;
+            self.providers.seed(provider, id, state).await;
         }
-        Ok(())
-    }
-
-    // ---- provider sandbox admin API (docs/interfaces.md) ----
-
-    /// `PUT <base>/_sandbox/connections/{id}` with the provider's raw read shape.
-    pub async fn seed(&self, provider: &str, id: &str, state: &Value) -> Result<Value, StackError> {
-        self.admin(reqwest::Method::PUT, &format!("{}/_sandbox/connections/{id}", self.base_url(provider)), Some(state))
-            .await
-    }
-
-    /// The raw stored upstream state of a connection.
-    pub async fn upstream(&self, provider: &str, id: &str) -> Result<Value, StackError> {
-        self.admin(reqwest::Method::GET, &format!("{}/_sandbox/connections/{id}", self.base_url(provider)), None).await
-    }
-
-    /// The journal of API requests a provider received, oldest first.
-    pub async fn journal(&self, provider: &str) -> Result<Vec<Value>, StackError> {
-        let url = format!("{}/_sandbox/requests", self.base_url(provider));
-        match self.admin(reqwest::Method::GET, &url, None).await? {
-            Value::Array(entries) => Ok(entries),
-            other => Err(StackError::Admin { method: "GET", url, detail: format!("expected an array, got {other}") }),
-        }
-    }
-
-    pub async fn clear_journal(&self, provider: &str) -> Result<(), StackError> {
-        self.admin(reqwest::Method::DELETE, &format!("{}/_sandbox/requests", self.base_url(provider)), None)
-            .await
-            .map(drop)
-    }
-
-    /// Queue faults (`PUT <base>/_sandbox/faults`, an object or an array).
-    pub async fn provider_faults(&self, provider: &str, faults: &Value) -> Result<(), StackError> {
-        self.admin(reqwest::Method::PUT, &format!("{}/_sandbox/faults", self.base_url(provider)), Some(faults))
-            .await
-            .map(drop)
-    }
-
-    pub async fn clear_provider_faults(&self, provider: &str) -> Result<(), StackError> {
-        self.admin(reqwest::Method::DELETE, &format!("{}/_sandbox/faults", self.base_url(provider)), None)
-            .await
-            .map(drop)
-    }
-
-    /// `PUT <base>/_sandbox/rate-limit` `{"limit": N, "windowSeconds": S}`.
-    pub async fn provider_rate_limit(&self, provider: &str, limit: u32, window_seconds: f64) -> Result<(), StackError> {
-        let body = json!({"limit": limit, "windowSeconds": window_seconds});
-        self.admin(reqwest::Method::PUT, &format!("{}/_sandbox/rate-limit", self.base_url(provider)), Some(&body))
-            .await
-            .map(drop)
-    }
-
-    async fn admin(&self, method: reqwest::Method, url: &str, body: Option<&Value>) -> Result<Value, StackError> {
-        let name: &'static str = match method.as_str() {
-            "GET" => "GET",
-            "PUT" => "PUT",
-            "POST" => "POST",
-            "DELETE" => "DELETE",
-            _ => "request",
-        };
-        let fail = |detail: String| StackError::Admin { method: name, url: url.to_string(), detail };
-        let mut request = self.http.request(method, url);
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        let response = request.send().await.map_err(|e| fail(e.to_string()))?;
-        let status = response.status();
-        let text = response.text().await.map_err(|e| fail(e.to_string()))?;
-        if !status.is_success() {
-            return Err(fail(format!("{status}: {text}")));
-        }
-        if text.trim().is_empty() {
-            return Ok(Value::Null);
-        }
-        serde_json::from_str(&text).map_err(|e| fail(format!("not JSON ({e}): {text}")))
     }
 
     // ---- the operator process ----

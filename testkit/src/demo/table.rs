@@ -1,7 +1,6 @@
 //! The demo's live table: one row per Connection state change, in the columns of
 //! `kubectl get connections -w` plus the namespace. Pure: the demo feeds it Connections and
 //! prints what it returns.
-#![allow(dead_code, reason = "the tests use part of it")]
 
 use std::collections::BTreeMap;
 
