@@ -95,6 +95,8 @@ pub struct Context {
     pub config_maps: Store<PartialObjectMeta<ConfigMap>>,
     /// Data of the ConfigMaps and Secrets that shared settings reference.
     pub sources: Sources,
+    /// Whether a Connection is this process's shard's (`--shards`).
+    pub shard_gate: super::shard_gate::ShardGate,
     /// The last resolution of each Connection, by uid.
     resolutions: Mutex<HashMap<String, Resolution>>,
     /// Reconciles of one provider account allowed at once (see [`Context::account_slot`]).
@@ -133,6 +135,7 @@ impl Context {
             secrets: caches.secrets,
             config_maps: caches.config_maps,
             sources: Sources::default(),
+            shard_gate: Default::default(),
             resolutions: Mutex::default(),
             per_account: usize::from(concurrency / 2).max(1),
             account_slots: Mutex::default(),

@@ -15,6 +15,8 @@ mod finalizer;
 mod leader;
 mod lookup;
 mod reconcile;
+pub mod shard;
+mod shard_gate;
 mod status;
 mod tokens;
 mod triggers;
@@ -31,6 +33,8 @@ pub use context::{FIELD_MANAGER, Timing};
 pub use finalizer::FINALIZER;
 pub use leader::{LeaseSettings, run_when_leading};
 pub use reconcile::RECONCILE_REQUESTED_AT;
+pub use shard::{SHARD_LABEL, Shard};
+pub use shard_gate::INVALID_SHARD_LABEL;
 
 use crate::admin::Readiness;
 use crate::metrics::Metrics;
@@ -77,6 +81,18 @@ pub async fn run(
     readiness: Readiness,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
+    run_shard(client, config, None, metrics, readiness, shutdown).await
+}
+
+/// [`run`] for the Connections of one shard's accounts (`None`: all of them).
+async fn run_shard(
+    client: Client,
+    config: RunConfig,
+    shard: Option<Shard>,
+    metrics: Arc<Metrics>,
+    readiness: Readiness,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
     let t = triggers::streams(&client, config.namespace.as_deref());
     let (connections, providers, cluster_providers) =
         (t.connection_store.clone(), t.provider_store.clone(), t.cluster_provider_store.clone());
@@ -98,7 +114,9 @@ pub async fn run(
         secrets: t.secret_store.clone(),
         config_maps: t.config_map_store.clone(),
     };
-    let context = Arc::new(context::Context::new(client, metrics, config.timing, caches, config.concurrency));
+    let mut context = context::Context::new(client, metrics, config.timing, caches, config.concurrency);
+    context.shard_gate = shard_gate::ShardGate::new(shard);
+    let context = Arc::new(context);
     let by_sibling = t.connection_targets.clone();
     let (by_provider, by_cluster_provider) = (store.clone(), store.clone());
     let (secret_connections, secret_providers, secret_cluster_providers) =
