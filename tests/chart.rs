@@ -58,7 +58,7 @@ const CRDS: [&str; 3] = [
 
 /// Values that switch on every optional part of the chart.
 fn everything_on() -> Value {
-    json!({"replicas": 2, "leaderElection": {"enabled": true},
+    json!({"replicas": 2, "leaderElection": {"enabled": true}, "sharding": {"replicas": 2, "standbys": 1},
            "operator": {"watchNamespaces": ["tenants"], "logFormat": "text"},
            "rbac": {"secretNamespaces": ["platform"]},
            "metrics": {"serviceMonitor": {"enabled": true, "labels": {"release": "prometheus"}}}})
@@ -103,6 +103,8 @@ fn values_schema_and_template_guards_reject_bad_values() {
         (json!({"operator": {"watchNamespaces": ["Not_A_Namespace"]}}), "at '/operator/watchNamespaces/0'"),
         (json!({"replica": 1}), "additional properties 'replica' not allowed"),
         (json!({"leaderElection": {"enabled": "yes"}}), "at '/leaderElection/enabled': got string, want boolean"),
+        (json!({"sharding": {"replicas": 0}}), "at '/sharding/replicas': minimum: got 0, want 1"),
+        (json!({"sharding": {"standbys": -1}}), "at '/sharding/standbys': minimum: got -1, want 0"),
     ] {
         let out = template(&values);
         assert!(!out.ok, "{values} must be rejected: {}", out.stdout);
@@ -120,6 +122,51 @@ fn values_schema_and_template_guards_reject_bad_values() {
         let out = template(&values);
         assert!(out.ok, "{values}: {}", out.stderr);
     }
+}
+
+/// The objects `helm template` renders with `values`, by kind.
+fn rendered(values: &Value) -> Vec<Value> {
+    let helm = Helm::offline();
+    let file = helm.values_file(values);
+    let out =
+        helm.ok(&["template", "co", &chart(), "--namespace", "connection-operator", "-f", &file.to_string_lossy()]);
+    out.split("\n---")
+        .filter_map(|doc| serde_yaml::from_str::<Value>(doc).ok())
+        .filter(|doc| doc.get("kind").is_some())
+        .collect()
+}
+
+fn of_kind<'a>(objects: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    objects.iter().filter(|o| o["kind"] == kind).collect()
+}
+
+#[test]
+fn sharding_renders_a_pod_per_shard_plus_standbys_and_nothing_when_off() {
+    // One shard is no sharding: the rendering is the default one, whatever the standbys.
+    let default = rendered(&json!({}));
+    assert_eq!(rendered(&json!({"sharding": {"replicas": 1, "standbys": 3}})), default);
+    let deployment = of_kind(&default, "Deployment")[0];
+    let args = deployment["spec"]["template"]["spec"]["containers"][0]["args"].as_array().expect("args").clone();
+    assert!(!args.iter().any(|a| a.as_str().is_some_and(|a| a.starts_with("--shards"))), "{args:?}");
+
+    let sharded = rendered(&json!({"sharding": {"replicas": 3, "standbys": 2}}));
+    let deployment = of_kind(&sharded, "Deployment")[0];
+    assert_eq!(deployment["spec"]["replicas"], 5, "three shards and two standbys");
+    let args = deployment["spec"]["template"]["spec"]["containers"][0]["args"].as_array().expect("args").clone();
+    assert!(args.contains(&json!("--shards=3")), "{args:?}");
+    // The shard Leases need the Lease Role, without --leader-election.
+    assert!(!args.contains(&json!("--leader-election")), "{args:?}");
+    let lease_roles: Vec<&Value> = of_kind(&sharded, "Role")
+        .into_iter()
+        .filter(|r| {
+            r["rules"].as_array().is_some_and(|rules| rules.iter().any(|rule| rule["resources"] == json!(["leases"])))
+        })
+        .collect();
+    assert_eq!(lease_roles.len(), 1, "{sharded:?}");
+    assert!(of_kind(&default, "Role").iter().all(|r| !r.to_string().contains("leases")), "no Lease Role when off");
+    // The `replicas` guard is about a single leader; shards have their own Leases.
+    let with_replicas = rendered(&json!({"replicas": 1, "sharding": {"replicas": 2, "standbys": 0}}));
+    assert_eq!(of_kind(&with_replicas, "Deployment")[0]["spec"]["replicas"], 2);
 }
 
 #[test]
