@@ -170,3 +170,34 @@ fn tiny_run_on_the_real_control_plane() {
     check_real_plane_fields(&report, "real", &["operator", "provider_sandboxes", "bench", "kube_apiserver", "etcd"]);
     assert!(markdown.contains("| control_plane / shards | real / 1 |"), "{markdown}");
 }
+
+/// `--shards 2` on the emulator: two operator processes, each provider account pinned to a
+/// shard, every Connection converged and every change written, each process measured.
+#[test]
+fn two_shards_share_a_small_run() {
+    let (report, _, markdown) = bench(&[
+        "--shards",
+        "2",
+        "--connections",
+        &CONNECTIONS.to_string(),
+        "--drift-interval-override-seconds",
+        "2",
+        "--steady-intervals",
+        "1",
+        "--rate-limited-provider",
+        "none",
+    ]);
+    assert_eq!(report["shards"], 2);
+    assert_eq!(report["connections"], CONNECTIONS);
+    assert_eq!(report["change_wave"]["without_write"], 0, "{}", report["change_wave"]);
+    assert_eq!(report["single_change"]["without_write"], 0, "{}", report["single_change"]);
+    let all = report["processes"].as_object().unwrap();
+    assert!(!all.contains_key("operator"), "{all:?}");
+    let shards: Vec<&Value> = ["operator-0", "operator-1"].iter().map(|n| &all[*n]).collect();
+    for p in &shards {
+        assert!(p["cpu_seconds"].as_f64().unwrap() > 0.0 && p["peak_rss_mb"].as_f64().unwrap() > 0.0, "measured: {p}");
+    }
+    let cpu: f64 = shards.iter().map(|p| p["cpu_seconds"].as_f64().unwrap()).sum();
+    assert!((report["cpu_seconds"].as_f64().unwrap() - cpu).abs() < 1e-9, "the top-level CPU is the sum");
+    assert!(markdown.contains("| control_plane / shards | emulator / 2 |"), "{markdown}");
+}
