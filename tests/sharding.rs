@@ -35,7 +35,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::events::v1::Event;
 use kube::Api;
 use kube::api::ListParams;
-use replica_support::{Replica, upstream_requests};
+use replica_support::{Replica, upstream_requests, upstream_samples};
 use serde_json::{Value, json};
 
 const SHARDS: u32 = 2;
@@ -137,11 +137,17 @@ impl World {
             if tokio::time::Instant::now() >= deadline {
                 let mut per_account = Vec::new();
                 for a in &self.accounts {
-                    per_account.push((a.provider.clone(), a.shard, a.journal().await.len()));
+                    let journal = a.journal().await;
+                    let statuses: Vec<Value> = journal.iter().map(|r| r["status"].clone()).collect();
+                    per_account.push((a.provider.clone(), a.shard, statuses));
+                }
+                let mut samples = Vec::new();
+                for (addr, _) in replicas {
+                    samples.push(upstream_samples(addr).await);
                 }
                 panic!(
                     "(shard, requests counted by its process, requests its accounts received): {seen:?}; \
-                     (account, shard, requests received): {per_account:?}"
+                     each process's samples: {samples:?}; (account, shard, statuses received): {per_account:?}"
                 );
             }
             tokio::time::sleep(POLL).await;

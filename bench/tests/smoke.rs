@@ -13,6 +13,10 @@ const RATE_LIMITED_CONNECTIONS: u64 = 4;
 /// Single changes: 2 per second for 3 s.
 const SINGLE_CHANGES: u64 = 6;
 
+/// A short steady state (one drift interval of 2 s) and no rate-limited run.
+const QUICK: [&str; 6] =
+    ["--drift-interval-override-seconds", "2", "--steady-intervals", "1", "--rate-limited-provider", "none"];
+
 /// Run the bench binary with `args` (plus `--out`); its report and its output.
 fn bench(args: &[&str]) -> (Value, Output, String) {
     let dir = tempfile::tempdir().unwrap();
@@ -148,18 +152,7 @@ fn small_run_writes_a_complete_consistent_report() {
 /// control plane's processes are measured.
 #[test]
 fn tiny_run_on_the_real_control_plane() {
-    let (report, _, markdown) = bench(&[
-        "--control-plane",
-        "real",
-        "--connections",
-        "8",
-        "--drift-interval-override-seconds",
-        "2",
-        "--steady-intervals",
-        "1",
-        "--rate-limited-provider",
-        "none",
-    ]);
+    let (report, _, markdown) = bench(&[&["--control-plane", "real", "--connections", "8"][..], &QUICK].concat());
     assert_eq!(report["connections"], 8);
     assert!(report["rate_limited"].is_null());
     assert!(
@@ -175,18 +168,8 @@ fn tiny_run_on_the_real_control_plane() {
 /// shard, every Connection converged and every change written, each process measured.
 #[test]
 fn two_shards_share_a_small_run() {
-    let (report, _, markdown) = bench(&[
-        "--shards",
-        "2",
-        "--connections",
-        &CONNECTIONS.to_string(),
-        "--drift-interval-override-seconds",
-        "2",
-        "--steady-intervals",
-        "1",
-        "--rate-limited-provider",
-        "none",
-    ]);
+    let connections = CONNECTIONS.to_string();
+    let (report, _, markdown) = bench(&[&["--shards", "2", "--connections", &connections][..], &QUICK].concat());
     assert_eq!(report["shards"], 2);
     assert_eq!(report["connections"], CONNECTIONS);
     assert_eq!(report["change_wave"]["without_write"], 0, "{}", report["change_wave"]);

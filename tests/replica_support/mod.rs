@@ -45,8 +45,9 @@ impl Replica {
         Replica { name: name.to_string(), child, log }
     }
 
+    /// The log so far (plain text: `NO_COLOR` keeps ANSI styling out of it).
     pub fn log_text(&self) -> String {
-        strip_ansi(&std::fs::read_to_string(&self.log).unwrap_or_default())
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     pub fn assert_alive(&mut self) {
@@ -69,24 +70,6 @@ impl Replica {
     }
 }
 
-/// Log files may carry ANSI colour codes; drop every `ESC [ ... m` sequence.
-fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// Poll a synchronous check until it returns Some, failing after [`GENEROUS`].
 pub async fn poll<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     let deadline = tokio::time::Instant::now() + GENEROUS;
@@ -99,12 +82,18 @@ pub async fn poll<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     }
 }
 
-/// Sum of `connection_operator_upstream_requests_total` samples on a replica's /metrics.
-pub async fn upstream_requests(addr: &str) -> u64 {
+/// The `connection_operator_upstream_requests_total` samples on a replica's /metrics.
+pub async fn upstream_samples(addr: &str) -> Vec<String> {
     let text =
         reqwest::get(format!("http://{addr}/metrics")).await.expect("GET /metrics").text().await.expect("metrics body");
-    text.lines()
-        .filter(|l| l.starts_with("connection_operator_upstream_requests_total{"))
+    text.lines().filter(|l| l.starts_with("connection_operator_upstream_requests_total{")).map(str::to_string).collect()
+}
+
+/// Sum of `connection_operator_upstream_requests_total` samples on a replica's /metrics.
+pub async fn upstream_requests(addr: &str) -> u64 {
+    upstream_samples(addr)
+        .await
+        .iter()
         .map(|l| {
             l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()).unwrap_or_else(|| panic!("bad sample: {l}")) as u64
         })
