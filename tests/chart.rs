@@ -169,6 +169,95 @@ fn sharding_renders_a_pod_per_shard_plus_standbys_and_nothing_when_off() {
     assert_eq!(of_kind(&with_replicas, "Deployment")[0]["spec"]["replicas"], 2);
 }
 
+/// The chart's shard-label policy for release `release` with `shards`, bound to `namespace`.
+fn shard_label_policy(cluster: &Cluster, release: &str, shards: u32, namespace: &str) -> String {
+    let helm = cluster.helm();
+    let values =
+        helm.values_file(&json!({"sharding": {"replicas": shards}, "operator": {"watchNamespaces": [namespace]}}));
+    let rendered = helm.ok(&[
+        "template",
+        release,
+        &chart(),
+        "--kube-version",
+        &cluster.kubectl().server_version(),
+        "-f",
+        &values.to_string_lossy(),
+    ]);
+    // `--show-only` fails on a template that renders nothing, so pick its documents.
+    rendered
+        .split("\n---\n")
+        .filter(|doc| doc.contains("templates/shard-label-policy.yaml"))
+        .collect::<Vec<_>>()
+        .join("\n---\n")
+}
+
+/// Deletes the policy when the test ends, however it ends: it is cluster-scoped.
+struct PolicyGuard<'a>(&'a Cluster, String);
+
+impl Drop for PolicyGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.kubectl().run(&["delete", "--ignore-not-found", "-f", "-"], Some(&self.1));
+    }
+}
+
+/// On the shared control plane, bound to the test's namespace: with sharding on, a Provider's
+/// shard label must name a shard at `kubectl apply`; a label already stored is let through
+/// when the shard count goes down.
+#[test]
+fn shard_label_policy_refuses_a_label_naming_no_shard() {
+    let cluster = Cluster::real();
+    cluster.install_crds();
+    let ns = cluster.namespace("shardvap");
+    let kubectl = ns.kubectl();
+    let release = ns.name().to_string();
+    let provider = |name: &str, label: Option<&str>| {
+        let labels = label.map(|l| json!({"connection-operator.dev/shard": l})).unwrap_or(json!({}));
+        json!({"apiVersion": "connection-operator.dev/v1alpha1", "kind": "Provider",
+               "metadata": {"name": name, "labels": labels},
+               "spec": {"type": "datagrid", "credentialsRef": {"name": "s", "key": "token"}}})
+        .to_string()
+    };
+    let apply = |name: &str, label: Option<&str>| kubectl.run(&["apply", "-f", "-"], Some(&provider(name, label)));
+    assert_eq!(shard_label_policy(&cluster, &release, 1, ns.name()), "", "nothing without sharding");
+
+    // Three shards first: a Provider on shard 2.
+    let three = shard_label_policy(&cluster, &release, 3, ns.name());
+    let _guard = PolicyGuard(&cluster, three.clone());
+    cluster.kubectl().apply(&three);
+    let probe = provider("probe", Some("3"));
+    eventually_blocking("the shard-label policy to be enforced", || {
+        let out = kubectl.run(&["apply", "--dry-run=server", "-f", "-"], Some(&probe));
+        (!out.ok && out.stderr.contains("ValidatingAdmissionPolicy")).then_some(())
+    });
+    let out = apply("legacy", Some("2"));
+    assert!(out.ok, "{}", out.stderr);
+
+    // Two shards: 2 names no shard any more.
+    let two = shard_label_policy(&cluster, &release, 2, ns.name());
+    cluster.kubectl().apply(&two);
+    eventually_blocking("the two-shard policy to be enforced", || {
+        let out = kubectl.run(&["apply", "--dry-run=server", "-f", "-"], Some(&provider("probe", Some("2"))));
+        (!out.ok && out.stderr.contains("0 to 1")).then_some(())
+    });
+    for (label, shown) in [("2", "\"2\""), ("x", "\"x\""), ("07", "\"07\""), ("", "\"\"")] {
+        let out = apply("bad", Some(label));
+        assert!(!out.ok, "{label:?} must be refused");
+        assert!(
+            out.stderr.contains(&format!("label connection-operator.dev/shard must name a shard, 0 to 1: {shown}")),
+            "{label:?}: {}",
+            out.stderr
+        );
+    }
+    for (name, label) in [("zero", Some("0")), ("one", Some("1")), ("unlabelled", None)] {
+        let out = apply(name, label);
+        assert!(out.ok, "{name}: {}", out.stderr);
+    }
+    // The stored label stays acceptable while unchanged; changing it to a bad one is refused.
+    kubectl.ok(&["label", "provider", "legacy", "touched=yes"]);
+    let out = kubectl.run(&["label", "--overwrite", "provider", "legacy", "connection-operator.dev/shard=5"], None);
+    assert!(!out.ok && out.stderr.contains("0 to 1: \"5\""), "{}", out.stderr);
+}
+
 #[test]
 fn chart_crds_are_the_top_level_crds() {
     let names = |dir: &Path| {
