@@ -85,7 +85,7 @@ pub async fn run_when_leading(
         Acquired::Shutdown => return Ok(false),
     };
     let name = &names[index];
-    let shard = (names.len() > 1).then(|| Shard { index: index as u32, count: names.len() as u32 });
+    let shard = (names.len() > 1).then_some(Shard { index: index as u32, count: names.len() as u32 });
     tracing::info!(lease = %name, identity = %lease.identity, shard = index, "leading; starting the controller");
     // Runs beside the controller in the same future (nothing outlives a dropped caller):
     // true when leadership is lost, false on shutdown. `leading` is dropped when it ends,
