@@ -60,7 +60,7 @@ impl Default for RunConfig {
 /// `Store::wait_until_ready` wakes only the last of several concurrent waiters (it sits on
 /// a oneshot receiver), and the controller itself waits on the Connection store, so the
 /// wait is re-polled periodically instead of relying on a wake-up.
-async fn synced<K: kube::Resource + Clone + 'static>(store: &kube::runtime::reflector::Store<K>) -> bool
+pub(super) async fn synced<K: kube::Resource + Clone + 'static>(store: &kube::runtime::reflector::Store<K>) -> bool
 where
     K::DynamicType: Eq + std::hash::Hash + Clone,
 {

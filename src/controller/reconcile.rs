@@ -180,8 +180,8 @@ async fn reconcile_connection(
 ) -> Result<(Outcome, Action), Error> {
     // Before anything is written for it: another shard's Connection is that process's
     // alone (finalizer, status, Events, upstream), so one process paces each account.
-    if let Some(owner) = ctx.shard_gate.owner_elsewhere(conn, namespace, ctx).await? {
-        tracing::trace!(connection = %key, shard = owner, "another shard's Connection");
+    if let Some(why) = ctx.shard_gate.not_mine(conn, namespace, ctx).await? {
+        tracing::trace!(connection = %key, ?why, "not this shard's Connection");
         return Ok((Outcome::OtherShard, Action::await_change()));
     }
     let api: Api<Connection> = Api::namespaced(ctx.client.clone(), namespace);

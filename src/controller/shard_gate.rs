@@ -1,6 +1,6 @@
 //! The one place a sharded process decides whether a Connection is its own (`--shards N`):
 //! before anything is written for it (finalizer, status, Event, upstream request), the
-//! reconcile asks [`ShardGate::owner_elsewhere`]. The decision is `shard::assign` over the
+//! reconcile asks [`ShardGate::not_mine`]. The decision is `shard::assign` over the
 //! watch caches: the Connection's Provider (or ClusterProvider) names the account, and the
 //! shard labels of every Provider of that account pin it.
 //!
@@ -22,6 +22,15 @@ use crate::resolve::Lookup;
 /// Reason of the Warning Event on a Provider whose shard label is ignored.
 pub const INVALID_SHARD_LABEL: &str = "InvalidShardLabel";
 
+/// Why a Connection is left alone by this process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotMine {
+    /// Its account is this shard's.
+    OtherShard(u32),
+    /// The watches are gone (the controller is stopping): nothing can be decided.
+    ShuttingDown,
+}
+
 /// This process's shard, and the bad labels it already reported.
 #[derive(Default)]
 pub struct ShardGate {
@@ -37,17 +46,23 @@ impl ShardGate {
         ShardGate { shard, warned: Mutex::default() }
     }
 
-    /// The shard owning `conn` when it is not this process's; `None` when it is ours (or
-    /// there is no sharding).
-    pub async fn owner_elsewhere(
+    /// Why `conn` is not this process's to write; `None` when it is (or there is no
+    /// sharding).
+    pub async fn not_mine(
         &self,
         conn: &Connection,
         namespace: &str,
         ctx: &Context,
-    ) -> Result<Option<u32>, kube::Error> {
+    ) -> Result<Option<NotMine>, kube::Error> {
         let Some(mine) = self.shard else { return Ok(None) };
+        // The shard labels come from the Provider caches: deciding before their first full
+        // list could miss a label and take another shard's account (the controller starts
+        // reconciling as soon as Connections arrive). Once synced this returns at once.
+        if !(super::synced(&ctx.providers).await && super::synced(&ctx.cluster_providers).await) {
+            return Ok(Some(NotMine::ShuttingDown));
+        }
         let owner = self.owner(conn, namespace, ctx, mine).await?;
-        Ok((owner != mine.index).then_some(owner))
+        Ok((owner != mine.index).then_some(NotMine::OtherShard(owner)))
     }
 
     async fn owner(&self, conn: &Connection, namespace: &str, ctx: &Context, mine: Shard) -> Result<u32, kube::Error> {
@@ -63,7 +78,12 @@ impl ShardGate {
             },
         };
         let key = shard::shard_key(&config);
-        let labelled = self.labelled_providers(ctx);
+        let mut labelled = self.labelled_providers(ctx);
+        // The Connection's own Provider counts even when the cache does not hold it yet (it
+        // was just read from the API server).
+        if let Some(label) = &label {
+            labelled.push((key.clone(), label.clone()));
+        }
         let owner = shard::assign(&key, labelled.iter().map(|(k, l)| (k.as_str(), Some(l.as_str()))), mine.count);
         if owner == mine.index
             && let Err(bad) = shard::parse_label(label.as_deref(), mine.count)
