@@ -25,7 +25,7 @@ pub const INVALID_SHARD_LABEL: &str = "InvalidShardLabel";
 /// Why a Connection is left alone by this process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NotMine {
-    /// Its account is this shard's.
+    /// Its account is on that shard.
     OtherShard(u32),
     /// The watches are gone (the controller is stopping): nothing can be decided.
     ShuttingDown,
