@@ -61,6 +61,18 @@ struct RunArgs {
     /// name with a random suffix.
     #[arg(long)]
     leader_election: bool,
+    /// Split the provider accounts over N shards, each guarded by its own Lease
+    /// `connection-operator-shard-<i>`: a process holds one shard's Lease and reconciles only
+    /// the Connections of that shard's accounts; run at least N replicas (more are standbys).
+    /// 1: no sharding. More than 1 implies --leader-election.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    shards: u32,
+    /// Test only: how long a Lease stays valid without renewal (default 15).
+    #[arg(long, hide = true)]
+    lease_duration_seconds: Option<u64>,
+    /// Test only: renew the Lease this long before it expires (default 5).
+    #[arg(long, hide = true)]
+    lease_grace_seconds: Option<u64>,
     /// Test and benchmark only: replace every Connection's driftInterval (whose admitted
     /// minimum is 30s) with this many seconds.
     #[arg(long, hide = true)]
@@ -188,9 +200,10 @@ async fn serve(args: RunArgs) -> anyhow::Result<()> {
     tracing::info!(
         namespace = config.namespace.as_deref().unwrap_or("<all>"),
         concurrency = config.concurrency,
+        shards = args.shards,
         "starting the controller"
     );
-    if !args.leader_election {
+    if !args.leader_election && args.shards == 1 {
         controller::run(client, config, metrics, readiness, shutdown_signal()).await;
         return Ok(());
     }
@@ -200,15 +213,11 @@ async fn serve(args: RunArgs) -> anyhow::Result<()> {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "connection-operator".into());
         format!("{host}-{:08x}", rand::random::<u32>())
     });
-    let lost = controller::run_when_leading(
-        client,
-        config,
-        LeaseSettings::new(namespace, identity),
-        metrics,
-        readiness,
-        shutdown_signal(),
-    )
-    .await?;
+    let mut lease = LeaseSettings::new(namespace, identity);
+    lease.duration = args.lease_duration_seconds.unwrap_or(lease.duration);
+    lease.grace = args.lease_grace_seconds.unwrap_or(lease.grace);
+    lease.shards = args.shards;
+    let lost = controller::run_when_leading(client, config, lease, metrics, readiness, shutdown_signal()).await?;
     if lost {
         anyhow::bail!("lost the leader Lease");
     }

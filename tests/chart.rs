@@ -59,7 +59,7 @@ const CRDS: [&str; 3] = [
 
 /// Values that switch on every optional part of the chart.
 fn everything_on() -> Value {
-    json!({"replicas": 2, "leaderElection": {"enabled": true},
+    json!({"replicas": 2, "leaderElection": {"enabled": true}, "sharding": {"replicas": 2, "standbys": 1},
            "operator": {"watchNamespaces": ["tenants"], "logFormat": "text"},
            "rbac": {"secretNamespaces": ["platform"]},
            "metrics": {"serviceMonitor": {"enabled": true, "labels": {"release": "prometheus"}}}})
@@ -104,6 +104,8 @@ fn values_schema_and_template_guards_reject_bad_values() {
         (json!({"operator": {"watchNamespaces": ["Not_A_Namespace"]}}), "at '/operator/watchNamespaces/0'"),
         (json!({"replica": 1}), "additional properties 'replica' not allowed"),
         (json!({"leaderElection": {"enabled": "yes"}}), "at '/leaderElection/enabled': got string, want boolean"),
+        (json!({"sharding": {"replicas": 0}}), "at '/sharding/replicas': minimum: got 0, want 1"),
+        (json!({"sharding": {"standbys": -1}}), "at '/sharding/standbys': minimum: got -1, want 0"),
     ] {
         let out = template(&values);
         assert!(!out.ok, "{values} must be rejected: {}", out.stdout);
@@ -121,6 +123,140 @@ fn values_schema_and_template_guards_reject_bad_values() {
         let out = template(&values);
         assert!(out.ok, "{values}: {}", out.stderr);
     }
+}
+
+/// The objects `helm template` renders with `values`, by kind.
+fn rendered(values: &Value) -> Vec<Value> {
+    let helm = Helm::offline();
+    let file = helm.values_file(values);
+    let out =
+        helm.ok(&["template", "co", &chart(), "--namespace", "connection-operator", "-f", &file.to_string_lossy()]);
+    out.split("\n---")
+        .filter_map(|doc| serde_yaml::from_str::<Value>(doc).ok())
+        .filter(|doc| doc.get("kind").is_some())
+        .collect()
+}
+
+fn of_kind<'a>(objects: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    objects.iter().filter(|o| o["kind"] == kind).collect()
+}
+
+#[test]
+fn sharding_renders_a_pod_per_shard_plus_standbys_and_nothing_when_off() {
+    // One shard is no sharding: the rendering is the default one, whatever the standbys.
+    let default = rendered(&json!({}));
+    assert_eq!(rendered(&json!({"sharding": {"replicas": 1, "standbys": 3}})), default);
+    let deployment = of_kind(&default, "Deployment")[0];
+    let args = deployment["spec"]["template"]["spec"]["containers"][0]["args"].as_array().expect("args").clone();
+    assert!(!args.iter().any(|a| a.as_str().is_some_and(|a| a.starts_with("--shards"))), "{args:?}");
+
+    let sharded = rendered(&json!({"sharding": {"replicas": 3, "standbys": 2}}));
+    let deployment = of_kind(&sharded, "Deployment")[0];
+    assert_eq!(deployment["spec"]["replicas"], 5, "three shards and two standbys");
+    let args = deployment["spec"]["template"]["spec"]["containers"][0]["args"].as_array().expect("args").clone();
+    assert!(args.contains(&json!("--shards=3")), "{args:?}");
+    // The shard Leases need the Lease Role, without --leader-election.
+    assert!(!args.contains(&json!("--leader-election")), "{args:?}");
+    let lease_roles: Vec<&Value> = of_kind(&sharded, "Role")
+        .into_iter()
+        .filter(|r| {
+            r["rules"].as_array().is_some_and(|rules| rules.iter().any(|rule| rule["resources"] == json!(["leases"])))
+        })
+        .collect();
+    assert_eq!(lease_roles.len(), 1, "{sharded:?}");
+    assert!(of_kind(&default, "Role").iter().all(|r| !r.to_string().contains("leases")), "no Lease Role when off");
+    // The `replicas` guard is about a single leader; shards have their own Leases.
+    let with_replicas = rendered(&json!({"replicas": 1, "sharding": {"replicas": 2, "standbys": 0}}));
+    assert_eq!(of_kind(&with_replicas, "Deployment")[0]["spec"]["replicas"], 2);
+}
+
+/// The chart's shard-label policy for release `release` with `shards`, bound to `namespace`.
+fn shard_label_policy(cluster: &Cluster, release: &str, shards: u32, namespace: &str) -> String {
+    let helm = cluster.helm();
+    let values =
+        helm.values_file(&json!({"sharding": {"replicas": shards}, "operator": {"watchNamespaces": [namespace]}}));
+    let rendered = helm.ok(&[
+        "template",
+        release,
+        &chart(),
+        "--kube-version",
+        &cluster.kubectl().server_version(),
+        "-f",
+        &values.to_string_lossy(),
+    ]);
+    // `--show-only` fails on a template that renders nothing, so pick its documents.
+    rendered
+        .split("\n---\n")
+        .filter(|doc| doc.contains("templates/shard-label-policy.yaml"))
+        .collect::<Vec<_>>()
+        .join("\n---\n")
+}
+
+/// Deletes the policy when the test ends, however it ends: it is cluster-scoped.
+struct PolicyGuard<'a>(&'a Cluster, String);
+
+impl Drop for PolicyGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.kubectl().run(&["delete", "--ignore-not-found", "-f", "-"], Some(&self.1));
+    }
+}
+
+/// On the shared control plane, bound to the test's namespace: with sharding on, a Provider's
+/// shard label must name a shard at `kubectl apply`; a label already stored is let through
+/// when the shard count goes down.
+#[test]
+fn shard_label_policy_refuses_a_label_naming_no_shard() {
+    let cluster = Cluster::real();
+    cluster.install_crds();
+    let ns = cluster.namespace("shardvap");
+    let kubectl = ns.kubectl();
+    let release = ns.name().to_string();
+    let provider = |name: &str, label: Option<&str>| {
+        let labels = label.map(|l| json!({"connection-operator.dev/shard": l})).unwrap_or(json!({}));
+        json!({"apiVersion": "connection-operator.dev/v1alpha1", "kind": "Provider",
+               "metadata": {"name": name, "labels": labels},
+               "spec": {"type": "datagrid", "credentialsRef": {"name": "s", "key": "token"}}})
+        .to_string()
+    };
+    let apply = |name: &str, label: Option<&str>| kubectl.run(&["apply", "-f", "-"], Some(&provider(name, label)));
+    assert_eq!(shard_label_policy(&cluster, &release, 1, ns.name()), "", "nothing without sharding");
+
+    // Three shards first: a Provider on shard 2.
+    let three = shard_label_policy(&cluster, &release, 3, ns.name());
+    let _guard = PolicyGuard(&cluster, three.clone());
+    cluster.kubectl().apply(&three);
+    let probe = provider("probe", Some("3"));
+    eventually_blocking("the shard-label policy to be enforced", || {
+        let out = kubectl.run(&["apply", "--dry-run=server", "-f", "-"], Some(&probe));
+        (!out.ok && out.stderr.contains("ValidatingAdmissionPolicy")).then_some(())
+    });
+    let out = apply("legacy", Some("2"));
+    assert!(out.ok, "{}", out.stderr);
+
+    // Two shards: 2 names no shard any more.
+    let two = shard_label_policy(&cluster, &release, 2, ns.name());
+    cluster.kubectl().apply(&two);
+    eventually_blocking("the two-shard policy to be enforced", || {
+        let out = kubectl.run(&["apply", "--dry-run=server", "-f", "-"], Some(&provider("probe", Some("2"))));
+        (!out.ok && out.stderr.contains("0 to 1")).then_some(())
+    });
+    for (label, shown) in [("2", "\"2\""), ("x", "\"x\""), ("07", "\"07\""), ("", "\"\"")] {
+        let out = apply("bad", Some(label));
+        assert!(!out.ok, "{label:?} must be refused");
+        assert!(
+            out.stderr.contains(&format!("label connection-operator.dev/shard must name a shard, 0 to 1: {shown}")),
+            "{label:?}: {}",
+            out.stderr
+        );
+    }
+    for (name, label) in [("zero", Some("0")), ("one", Some("1")), ("unlabelled", None)] {
+        let out = apply(name, label);
+        assert!(out.ok, "{name}: {}", out.stderr);
+    }
+    // The stored label stays acceptable while unchanged; changing it to a bad one is refused.
+    kubectl.ok(&["label", "provider", "legacy", "touched=yes"]);
+    let out = kubectl.run(&["label", "--overwrite", "provider", "legacy", "connection-operator.dev/shard=5"], None);
+    assert!(!out.ok && out.stderr.contains("0 to 1: \"5\""), "{}", out.stderr);
 }
 
 #[test]

@@ -13,88 +13,22 @@
 //! writes the next change, again exactly once. Waits poll with a generous bound; nothing
 //! asserts on durations.
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+mod replica_support;
 
 use connection_operator::api::Connection;
 use connection_testkit::manifests::{connection_yaml, documents, provider_yaml};
-use connection_testkit::operator_log::{metrics_addr, strip_ansi};
 use connection_testkit::providers::{Providers, writes};
 use connection_testkit::wait::{eventually, until};
 use connection_testkit::{Cluster, TestNamespace};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
+use replica_support::{Replica, upstream_requests};
 use serde_json::{Value, json};
-use tokio::process::{Child, Command};
 
 /// The Lease the binary holds (controller::LeaseSettings::new).
 const LEASE: &str = "connection-operator";
 const CONN: &str = "drive";
 const ID: &str = "conn_leader_drive";
-
-/// One replica: the operator binary as a child process, logging to a file.
-struct Replica {
-    name: &'static str,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Replica {
-    fn start(kubeconfig: &Path, namespace: &str, dir: &Path, name: &'static str) -> Replica {
-        let log = dir.join(format!("{name}.log"));
-        let file = std::fs::File::create(&log).expect("create the replica log");
-        let err = file.try_clone().expect("clone the log handle");
-        let child = Command::new(env!("CARGO_BIN_EXE_connection-operator"))
-            .args(["run", "--metrics-addr", "127.0.0.1:0", "--log-format", "text", "--leader-election"])
-            .args(["--namespace", namespace, "--concurrency", "4"])
-            .env("KUBECONFIG", kubeconfig)
-            // What the Deployment passes through the downward API; the Lease's namespace
-            // comes from --namespace here.
-            .env("POD_NAME", name)
-            .env_remove("POD_NAMESPACE")
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(file))
-            .stderr(Stdio::from(err))
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn connection-operator");
-        Replica { name, child, log }
-    }
-
-    fn log_text(&self) -> String {
-        strip_ansi(&std::fs::read_to_string(&self.log).unwrap_or_default())
-    }
-
-    fn assert_alive(&mut self) {
-        if let Some(status) = self.child.try_wait().expect("try_wait") {
-            panic!("replica {} exited: {status}\n{}", self.name, self.log_text());
-        }
-    }
-
-    /// The address of /metrics, from the startup log line (the port is chosen by the OS).
-    async fn metrics_addr(&mut self) -> String {
-        let what = format!("{} to serve /metrics", self.name);
-        eventually(&what, || {
-            self.assert_alive();
-            std::future::ready(metrics_addr(&self.log_text()))
-        })
-        .await
-    }
-}
-
-/// Sum of `connection_operator_upstream_requests_total` samples on a replica's /metrics.
-async fn upstream_requests(addr: &str) -> u64 {
-    let text =
-        reqwest::get(format!("http://{addr}/metrics")).await.expect("GET /metrics").text().await.expect("metrics body");
-    text.lines()
-        .filter(|l| l.starts_with("connection_operator_upstream_requests_total{"))
-        .map(|l| {
-            l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()).unwrap_or_else(|| panic!("bad sample: {l}")) as u64
-        })
-        .sum()
-}
 
 struct World {
     cluster: Cluster,
@@ -174,8 +108,8 @@ async fn one_replica_leads_and_the_other_takes_over_after_sigkill() {
     assert!(out.ok, "kubectl apply: {}", out.stderr);
 
     let kubeconfig = world.cluster.kubeconfig();
-    let mut a = Replica::start(&kubeconfig, world.ns.name(), dir.path(), "replica-a");
-    let mut b = Replica::start(&kubeconfig, world.ns.name(), dir.path(), "replica-b");
+    let mut a = Replica::start(&kubeconfig, world.ns.name(), dir.path(), "replica-a", &["--leader-election"]);
+    let mut b = Replica::start(&kubeconfig, world.ns.name(), dir.path(), "replica-b", &["--leader-election"]);
     let addr_a = a.metrics_addr().await;
     let addr_b = b.metrics_addr().await;
 
@@ -204,7 +138,7 @@ async fn one_replica_leads_and_the_other_takes_over_after_sigkill() {
     assert_eq!(written[0]["body"], json!({"name": "v2"}));
     leader.assert_alive();
     follower.assert_alive();
-    assert_eq!(world.holder().await.as_deref(), Some(leader.name), "the Lease stayed with the leader");
+    assert_eq!(world.holder().await.as_deref(), Some(leader.name.as_str()), "the Lease stayed with the leader");
     // Only the leader talks to the provider; the follower never started its controller.
     assert!(upstream_requests(&leader_addr).await >= 2, "the leader read and wrote upstream");
     assert_eq!(upstream_requests(&follower_addr).await, 0, "the follower must not call the provider");
@@ -216,12 +150,12 @@ async fn one_replica_leads_and_the_other_takes_over_after_sigkill() {
     leader.child.kill().await.expect("SIGKILL the leader");
     until("the follower to take the Lease (a transition counted)", || {
         follower.assert_alive();
-        let (world, name, log) = (&world, follower.name, follower.log_text());
+        let (world, name, log) = (&world, follower.name.clone(), follower.log_text());
         async move {
             let lease = world.lease().await.and_then(|l| l.spec);
             let holder = lease.as_ref().and_then(|l| l.holder_identity.as_deref());
             let counted = lease.as_ref().and_then(|l| l.lease_transitions).unwrap_or(0) > transitions;
-            if holder == Some(name) && counted { Ok(()) } else { Err(format!("{lease:?}\n{log}")) }
+            if holder == Some(name.as_str()) && counted { Ok(()) } else { Err(format!("{lease:?}\n{log}")) }
         }
     })
     .await;

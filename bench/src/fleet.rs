@@ -141,6 +141,9 @@ pub fn members(count: usize, kinds: &[Kind]) -> Vec<Member> {
     (0..count).map(|index| Member { index, kind: kinds[index % kinds.len()] }).collect()
 }
 
+/// The label pinning a Provider's account to a shard (`connection-operator run --shards`).
+pub const SHARD_LABEL: &str = "connection-operator.dev/shard";
+
 /// The client-side budget a Provider declares (`spec.rateLimit`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Budget {

@@ -131,6 +131,14 @@ impl KubeRequest {
         self.user_agent.as_deref() == Some(BENCH_USER_AGENT)
     }
 
+    /// Whether kube-apiserver's metrics would count it as the operator's
+    /// (`kube_metrics::in_operator_scope`): the shard Leases of `--shards` are left out on
+    /// both control planes. Paths naming no resource (discovery) count.
+    fn in_operator_scope(&self) -> bool {
+        crate::kube_metrics::classify(&self.method, &self.path, &self.query, "")
+            .is_none_or(|(group, resource, _)| crate::kube_metrics::in_operator_scope(&group, &resource))
+    }
+
     /// The verb as kube-apiserver's metrics name it (the journal has no content type, so
     /// an apply counts as PATCH); the HTTP method when the path names no resource.
     fn verb(&self) -> String {
@@ -139,7 +147,8 @@ impl KubeRequest {
     }
 }
 
-/// The operator's Kubernetes requests (everything not sent by the harness).
+/// The operator's Kubernetes requests (everything not sent by the harness, in the
+/// operator's scope).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct KubeTraffic {
     pub requests: u64,
@@ -167,7 +176,7 @@ impl KubeTraffic {
             return None;
         }
         let mut by_verb: BTreeMap<String, u64> = BTreeMap::new();
-        for e in entries.iter().filter(|e| !e.is_bench()) {
+        for e in entries.iter().filter(|e| !e.is_bench() && e.in_operator_scope()) {
             *by_verb.entry(e.verb()).or_default() += 1;
         }
         Some(KubeTraffic::from_verbs(by_verb))
@@ -260,6 +269,8 @@ mod tests {
             req("GET", path, "watch=true&resourceVersion=1", "kube-rs"),
             req("PATCH", &format!("{path}/x/status"), "fieldManager=connection-operator", ""),
             req("GET", path, "limit=500", "kube-rs"),
+            // A shard Lease renewal: not counted, as on the real control plane.
+            req("PATCH", "/apis/coordination.k8s.io/v1/namespaces/b/leases/connection-operator-shard-0", "", "kube-rs"),
         ];
         let t = KubeTraffic::of(&entries).unwrap();
         assert_eq!((t.requests, t.writes, t.watches), (3, 1, 1));

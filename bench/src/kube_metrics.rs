@@ -24,8 +24,9 @@ pub const WRITE_VERBS: [&str; 6] = ["POST", "PUT", "PATCH", "APPLY", "DELETE", "
 pub const OPERATOR_GROUP: &str = "connection-operator.dev";
 
 /// The resources the operator reads or writes in the benchmark: its own custom resources,
-/// Secrets (metadata watch, token reads) and Events. (No Leases: the benchmark runs one
-/// replica without leader election, and Leases are also the control plane's own heartbeat.)
+/// Secrets (metadata watch, token reads) and Events. (No Leases: they are also the control
+/// plane's own heartbeat, and with `--shards` the operator's renewals are a fixed cost per
+/// process, not per Connection.)
 pub fn in_operator_scope(group: &str, resource: &str) -> bool {
     group == OPERATOR_GROUP
         || (group.is_empty() && matches!(resource, "secrets" | "events"))

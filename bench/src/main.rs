@@ -93,6 +93,11 @@ struct Cli {
     /// window (docs/providers.md), and the operator rightly assumes it where headers do not say.
     #[arg(long, default_value_t = 60.0)]
     rate_window_seconds: f64,
+    /// Operator processes, one per shard (`connection-operator run --shards N`); each
+    /// provider's account is pinned to shard `i mod N` (i: its place in --providers) with the
+    /// shard label, so the accounts spread evenly. 1: one process, no sharding.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
+    shards: u32,
     /// Bound on each wait for convergence (a failure bound, not a measurement).
     #[arg(long, default_value_t = 900)]
     timeout_seconds: u64,
@@ -142,6 +147,7 @@ fn main() -> anyhow::Result<()> {
         timeout: Duration::from_secs(cli.timeout_seconds),
         operator_log,
         namespace_prefix: format!("bench-{}", chrono::Utc::now().format("%H%M%S")),
+        shards: cli.shards,
     };
     if let Some(parent) = cli.out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
@@ -205,7 +211,7 @@ fn build_report(
         started_at,
         cpus: std::thread::available_parallelism().map_or(1, usize::from),
         control_plane: control_plane.name(),
-        shards: 1,
+        shards: s.shards,
         connections: s.connections as u64,
         providers: main.counts.iter().map(|(k, v)| (k.name().to_owned(), *v)).collect(),
         config: Config {

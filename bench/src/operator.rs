@@ -64,13 +64,15 @@ pub struct Operator {
 }
 
 impl Operator {
-    /// `connection-operator run --namespace NAMESPACE` against `kubeconfig`.
-    pub fn start(
+    /// `connection-operator run --namespace NAMESPACE` against `kubeconfig`; with more than
+    /// one shard, `--shards N` and the holder identity `bench-operator-INDEX`.
+    fn start(
         binary: &Path,
         kubeconfig: &Path,
         namespace: &str,
         settings: &Settings,
         log: &Path,
+        index: u32,
     ) -> anyhow::Result<Operator> {
         let metrics_addr = free_port()?;
         let log_file = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
@@ -91,7 +93,12 @@ impl Operator {
             Some(filter) => command.env("RUST_LOG", filter),
             None => command.env_remove("RUST_LOG"),
         };
+        if settings.shards > 1 {
+            // The shard Leases live in --namespace (no POD_NAMESPACE).
+            command.arg("--shards").arg(settings.shards.to_string()).env("POD_NAME", format!("bench-operator-{index}"));
+        }
         let child = command
+            .env_remove("POD_NAMESPACE")
             .env("KUBECONFIG", kubeconfig)
             .stdin(Stdio::null())
             .stdout(log_file.try_clone()?)
@@ -128,6 +135,66 @@ impl Operator {
     /// Peak resident set size (MiB) and CPU time (s) so far.
     pub fn usage(&self) -> anyhow::Result<Usage> {
         procs::usage(self.pid())
+    }
+}
+
+/// The operator processes of a run: one per shard (`Settings::shards`).
+pub struct Operators(Vec<Operator>);
+
+impl Operators {
+    /// One process per shard; the first logs to `log`, shard process `i` > 0 next to it.
+    pub fn start(
+        binary: &Path,
+        kubeconfig: &Path,
+        namespace: &str,
+        settings: &Settings,
+        log: &Path,
+    ) -> anyhow::Result<Operators> {
+        let started = (0..settings.shards.max(1))
+            .map(|i| {
+                let log = if i == 0 { log.to_path_buf() } else { log.with_extension(format!("{i}.log")) };
+                Operator::start(binary, kubeconfig, namespace, settings, &log, i)
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Operators(started))
+    }
+
+    /// `operator` for a single process (as before sharding), else `operator-INDEX`.
+    fn names(&self) -> impl Iterator<Item = (String, &Operator)> {
+        let single = self.0.len() == 1;
+        self.0
+            .iter()
+            .enumerate()
+            .map(move |(i, o)| (if single { "operator".into() } else { format!("operator-{i}") }, o))
+    }
+
+    /// The processes by name, for the report's `processes`.
+    pub fn pids(&self) -> Vec<(String, u32)> {
+        self.names().map(|(name, o)| (name, o.pid())).collect()
+    }
+
+    /// Every process ready: each runs a shard's controller once its caches synced (a
+    /// process holds one shard's Lease, so N processes hold the N shards).
+    pub async fn wait_ready(&mut self) -> anyhow::Result<()> {
+        for operator in &mut self.0 {
+            operator.wait_ready().await?;
+        }
+        Ok(())
+    }
+
+    /// Each process's usage over its whole life, by name.
+    pub fn usages(&self) -> anyhow::Result<Vec<(String, Usage)>> {
+        self.names().map(|(name, o)| Ok((name, o.usage()?))).collect()
+    }
+
+    /// The operator's usage: with several processes, their CPU time and their peak RSS
+    /// summed (what the operator as a whole costs).
+    pub fn usage(&self) -> anyhow::Result<Usage> {
+        let all = self.usages()?;
+        Ok(Usage {
+            peak_rss_mb: all.iter().map(|(_, u)| u.peak_rss_mb).sum(),
+            cpu_seconds: all.iter().map(|(_, u)| u.cpu_seconds).sum(),
+        })
     }
 }
 

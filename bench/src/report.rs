@@ -163,7 +163,7 @@ pub struct Report {
     pub cpus: usize,
     /// `"real"` (kube-apiserver + etcd) or `"emulator"`.
     pub control_plane: &'static str,
-    /// Operator replicas sharing the fleet (no sharding yet: 1).
+    /// Operator processes sharing the fleet, one per shard (`--shards`).
     pub shards: u32,
     pub connections: u64,
     pub providers: BTreeMap<String, u64>,
@@ -183,7 +183,8 @@ pub struct Report {
     pub single_change: SingleChange,
     pub change_wave: ChangeWave,
     pub rate_limited: Option<RateLimited>,
-    /// The operator's own peak RSS and CPU time (also `processes.operator`).
+    /// The operator's own peak RSS and CPU time (also `processes.operator`; with several
+    /// shards, the sums over `processes.operator-<i>`).
     pub peak_rss_mb: f64,
     pub cpu_seconds: f64,
     /// Every process of the main run, from the operator's start to the end of the change
@@ -416,7 +417,7 @@ impl Report {
             ("cpu_seconds".into(), format!("{:.2}", self.cpu_seconds)),
         ]);
         for (name, p) in &self.processes {
-            let peak = if p.peak_reset || name == "operator" { "" } else { " (since process start)" };
+            let peak = if p.peak_reset || name.starts_with("operator") { "" } else { " (since process start)" };
             rows.push((
                 format!("processes.{name} cpu_seconds / peak_rss_mb"),
                 format!("{:.2} / {:.1}{peak}", p.cpu_seconds, p.peak_rss_mb),

@@ -19,7 +19,7 @@ use crate::{
     fleet::{self, Budget, Kind, Member, Wave},
     journal::{self, KubeTraffic, Traffic},
     kube_metrics::{self, Counts},
-    operator::{Binaries, Operator},
+    operator::{Binaries, Operators},
     procs::{self, ProcessUsage, Usage},
     readiness::Tracker,
     report::{self, ChangeWave, ProviderCounts, RateLimited, SingleChange, Steady},
@@ -51,6 +51,8 @@ pub struct Settings {
     /// `<prefix>-limited` for the rate-limited one): fresh names, so a control plane given
     /// by the user can hold earlier runs.
     pub namespace_prefix: String,
+    /// Operator processes, one per shard (`--shards`).
+    pub shards: u32,
 }
 
 impl Settings {
@@ -109,11 +111,14 @@ impl Environment {
             upstreams.set_rate_limit(kind, limit, window).await?;
             upstreams.set_latency(kind, s.latency_ms).await?;
         }
-        for &kind in kinds {
+        for (i, &kind) in kinds.iter().enumerate() {
             cluster.create(&cluster.secrets_path(), &fleet::secret(namespace, kind)).await?;
-            cluster
-                .apply(&cluster.providers_path(), &fleet::provider(namespace, kind, &upstreams.base_url(kind), budget))
-                .await?;
+            let mut provider = fleet::provider(namespace, kind, &upstreams.base_url(kind), budget);
+            if s.shards > 1 {
+                provider["metadata"]["labels"] =
+                    serde_json::json!({fleet::SHARD_LABEL: (i as u32 % s.shards).to_string()});
+            }
+            cluster.apply(&cluster.providers_path(), &provider).await?;
         }
         let tracker = Arc::new(Mutex::new(Tracker::default()));
         let watch = cluster.spawn_watch(tracker.clone());
@@ -266,15 +271,13 @@ pub async fn main_run(binaries: &Binaries, backend: &Backend, s: &Settings) -> a
     let namespace = s.namespace_prefix.clone();
     let env = Environment::start(binaries, backend, &namespace, s, &s.kinds, None, fleet::UNLIMITED).await?;
     env.upstreams.seed(&members).await?;
-    let mut operator = Operator::start(&binaries.operator, &env.kubeconfig, &namespace, s, &s.operator_log)?;
+    let mut operators = Operators::start(&binaries.operator, &env.kubeconfig, &namespace, s, &s.operator_log)?;
     let mut processes = backend.processes();
-    processes.extend([
-        ("operator".to_owned(), operator.pid()),
-        ("provider_sandboxes".to_owned(), env.upstreams.pid()),
-        ("bench".to_owned(), std::process::id()),
-    ]);
+    processes.extend(operators.pids());
+    processes
+        .extend([("provider_sandboxes".to_owned(), env.upstreams.pid()), ("bench".to_owned(), std::process::id())]);
     let span = procs::Span::start(&processes);
-    operator.wait_ready().await?;
+    operators.wait_ready().await?;
 
     eprintln!("bench: applying {} Connections", members.len());
     let mark = env.mark().await?;
@@ -291,11 +294,13 @@ pub async fn main_run(binaries: &Binaries, backend: &Backend, s: &Settings) -> a
 
     let changed: Vec<Member> = members.iter().filter(|m| is_changed(m.index, s.change_fraction)).cloned().collect();
     let change_wave = change_wave(&env, s, &changed).await?;
-    let usage = operator.usage()?;
     let mut processes = span.finish();
-    if let Some(op) = processes.get_mut("operator") {
-        (op.cpu_seconds, op.peak_rss_mb, op.peak_reset) = (usage.cpu_seconds, usage.peak_rss_mb, false);
+    for (name, usage) in operators.usages()? {
+        if let Some(op) = processes.get_mut(&name) {
+            (op.cpu_seconds, op.peak_rss_mb, op.peak_reset) = (usage.cpu_seconds, usage.peak_rss_mb, false);
+        }
     }
+    let usage = operators.usage()?;
     Ok(MainRun {
         converge_seconds,
         initial,
@@ -501,8 +506,8 @@ pub async fn rate_limited_run(
     env.upstreams.seed(&members).await?;
     env.mark().await?;
     let log = s.log("rate-limited");
-    let mut operator = Operator::start(&binaries.operator, &env.kubeconfig, &namespace, s, &log)?;
-    operator.wait_ready().await?;
+    let mut operators = Operators::start(&binaries.operator, &env.kubeconfig, &namespace, s, &log)?;
+    operators.wait_ready().await?;
     eprintln!(
         "bench: rate-limited run, {} {} Connections at {} / {} s",
         members.len(),
@@ -525,7 +530,7 @@ pub async fn rate_limited_run(
         Some((u64::from(r.limit), r.window_seconds)),
     );
     let windows = (achieved_seconds / r.window_seconds).ceil().max(1.0);
-    drop(operator);
+    drop(operators);
     Ok(RateLimited {
         provider: r.kind.name().to_owned(),
         connections: members.len() as u64,

@@ -13,6 +13,10 @@ const RATE_LIMITED_CONNECTIONS: u64 = 4;
 /// Single changes: 2 per second for 3 s.
 const SINGLE_CHANGES: u64 = 6;
 
+/// A short steady state (one drift interval of 2 s) and no rate-limited run.
+const QUICK: [&str; 6] =
+    ["--drift-interval-override-seconds", "2", "--steady-intervals", "1", "--rate-limited-provider", "none"];
+
 /// Run the bench binary with `args` (plus `--out`); its report and its output.
 fn bench(args: &[&str]) -> (Value, Output, String) {
     let dir = tempfile::tempdir().unwrap();
@@ -155,18 +159,7 @@ fn small_run_writes_a_complete_consistent_report() {
 /// control plane's processes are measured.
 #[test]
 fn tiny_run_on_the_real_control_plane() {
-    let (report, _, markdown) = bench(&[
-        "--control-plane",
-        "real",
-        "--connections",
-        "8",
-        "--drift-interval-override-seconds",
-        "2",
-        "--steady-intervals",
-        "1",
-        "--rate-limited-provider",
-        "none",
-    ]);
+    let (report, _, markdown) = bench(&[&["--control-plane", "real", "--connections", "8"][..], &QUICK].concat());
     assert_eq!(report["connections"], 8);
     assert!(report["rate_limited"].is_null());
     assert!(
@@ -176,4 +169,25 @@ fn tiny_run_on_the_real_control_plane() {
     );
     check_real_plane_fields(&report, "real", &["operator", "provider_sandboxes", "bench", "kube_apiserver", "etcd"]);
     assert!(markdown.contains("| control_plane / shards | real / 1 |"), "{markdown}");
+}
+
+/// `--shards 2` on the emulator: two operator processes, each provider account pinned to a
+/// shard, every Connection converged and every change written, each process measured.
+#[test]
+fn two_shards_share_a_small_run() {
+    let connections = CONNECTIONS.to_string();
+    let (report, _, markdown) = bench(&[&["--shards", "2", "--connections", &connections][..], &QUICK].concat());
+    assert_eq!(report["shards"], 2);
+    assert_eq!(report["connections"], CONNECTIONS);
+    assert_eq!(report["change_wave"]["without_write"], 0, "{}", report["change_wave"]);
+    assert_eq!(report["single_change"]["without_write"], 0, "{}", report["single_change"]);
+    let all = report["processes"].as_object().unwrap();
+    assert!(!all.contains_key("operator"), "{all:?}");
+    let shards: Vec<&Value> = ["operator-0", "operator-1"].iter().map(|n| &all[*n]).collect();
+    for p in &shards {
+        assert!(p["cpu_seconds"].as_f64().unwrap() > 0.0 && p["peak_rss_mb"].as_f64().unwrap() > 0.0, "measured: {p}");
+    }
+    let cpu: f64 = shards.iter().map(|p| p["cpu_seconds"].as_f64().unwrap()).sum();
+    assert!((report["cpu_seconds"].as_f64().unwrap() - cpu).abs() < 1e-9, "the top-level CPU is the sum");
+    assert!(markdown.contains("| control_plane / shards | emulator / 2 |"), "{markdown}");
 }

@@ -92,6 +92,8 @@ pub struct Context {
     pub config_maps: Store<PartialObjectMeta<ConfigMap>>,
     /// Data of the ConfigMaps and Secrets that shared settings reference.
     pub sources: Sources,
+    /// Whether a Connection is this process's shard's (`--shards`).
+    pub shard_gate: super::shard_gate::ShardGate,
     /// The last resolution of each Connection, by uid.
     resolutions: Mutex<HashMap<String, Resolution>>,
     /// The operator's upstream turns: `--concurrency` permits (see [`Context::upstream_slot`]).
@@ -138,6 +140,7 @@ impl Context {
             secrets: caches.secrets,
             config_maps: caches.config_maps,
             sources: Sources::default(),
+            shard_gate: Default::default(),
             resolutions: Mutex::default(),
             upstream_turns: Arc::new(Semaphore::new(usize::from(concurrency).max(1))),
         }

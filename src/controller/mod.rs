@@ -15,6 +15,8 @@ mod finalizer;
 mod leader;
 mod lookup;
 mod reconcile;
+pub mod shard;
+mod shard_gate;
 mod status;
 mod triggers;
 
@@ -30,6 +32,8 @@ pub use context::{FIELD_MANAGER, Timing};
 pub use finalizer::FINALIZER;
 pub use leader::{LeaseSettings, run_when_leading};
 pub use reconcile::RECONCILE_REQUESTED_AT;
+pub use shard::{SHARD_LABEL, Shard};
+pub use shard_gate::INVALID_SHARD_LABEL;
 
 use crate::admin::Readiness;
 use crate::metrics::Metrics;
@@ -66,7 +70,7 @@ pub fn workers(concurrency: u16) -> u16 {
 /// `Store::wait_until_ready` wakes only the last of several concurrent waiters (it sits on
 /// a oneshot receiver), and the controller itself waits on the Connection store, so the
 /// wait is re-polled periodically instead of relying on a wake-up.
-async fn synced<K: kube::Resource + Clone + 'static>(store: &kube::runtime::reflector::Store<K>) -> bool
+pub(super) async fn synced<K: kube::Resource + Clone + 'static>(store: &kube::runtime::reflector::Store<K>) -> bool
 where
     K::DynamicType: Eq + std::hash::Hash + Clone,
 {
@@ -83,6 +87,18 @@ where
 pub async fn run(
     client: Client,
     config: RunConfig,
+    metrics: Arc<Metrics>,
+    readiness: Readiness,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    run_shard(client, config, None, metrics, readiness, shutdown).await
+}
+
+/// [`run`] for the Connections of one shard's accounts (`None`: all of them).
+async fn run_shard(
+    client: Client,
+    config: RunConfig,
+    shard: Option<Shard>,
     metrics: Arc<Metrics>,
     readiness: Readiness,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
@@ -108,7 +124,9 @@ pub async fn run(
         secrets: t.secret_store.clone(),
         config_maps: t.config_map_store.clone(),
     };
-    let context = Arc::new(context::Context::new(client, metrics, config.timing, caches, config.concurrency));
+    let mut context = context::Context::new(client, metrics, config.timing, caches, config.concurrency);
+    context.shard_gate = shard_gate::ShardGate::new(shard);
+    let context = Arc::new(context);
     // The account registry forgets the accounts of deleted Providers from these events.
     let hook = context.clone();
     let providers = triggers::spec_changes(t.providers.inspect(move |event| {

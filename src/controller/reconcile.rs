@@ -79,6 +79,7 @@ pub async fn reconcile(conn: Arc<Connection>, ctx: Arc<Context>) -> Result<Actio
     let result = reconcile_connection(&conn, &ctx, &namespace, &key).await;
     let label = match &result {
         Ok((Outcome::Deferred, _)) => "deferred",
+        Ok((Outcome::OtherShard, _)) => "other_shard",
         Ok((outcome, _)) => match outcome.reason() {
             Reason::InSync => "ok",
             other => other.as_str(),
@@ -170,6 +171,12 @@ async fn reconcile_connection(
     namespace: &str,
     key: &str,
 ) -> Result<(Outcome, Action), Error> {
+    // Before anything is written for it: another shard's Connection is that process's
+    // alone (finalizer, status, Events, upstream), so one process paces each account.
+    if let Some(why) = ctx.shard_gate.not_mine(conn, namespace, ctx).await? {
+        tracing::trace!(connection = %key, ?why, "not this shard's Connection");
+        return Ok((Outcome::OtherShard, Action::await_change()));
+    }
     let api: Api<Connection> = Api::namespaced(ctx.client.clone(), namespace);
     if conn.meta().deletion_timestamp.is_some() {
         return finalize(conn, ctx, &api, namespace, key).await;
@@ -607,7 +614,9 @@ enum Next {
 fn next_attempt(outcome: &Outcome) -> Next {
     match outcome {
         Outcome::InSync { .. } | Outcome::Drift { .. } => Next::DriftCheck,
-        Outcome::Suspended | Outcome::Deleting => Next::AwaitChange,
+        // Another shard's: its own watches bring it back when its Provider's shard label
+        // changes; a takeover restarts the controller, which lists everything again.
+        Outcome::Suspended | Outcome::Deleting | Outcome::OtherShard => Next::AwaitChange,
         Outcome::Deferred => Next::Soon,
         Outcome::Failed { reason: Reason::RateLimited, retry_at, .. } => Next::RetryAt(*retry_at),
         Outcome::Failed { reason: Reason::UpstreamUnavailable, .. } => Next::Backoff,
@@ -800,6 +809,7 @@ mod tests {
         assert_eq!(next_attempt(&Outcome::Drift { keys: vec![] }), Next::DriftCheck);
         assert_eq!(next_attempt(&Outcome::Suspended), Next::AwaitChange);
         assert_eq!(next_attempt(&Outcome::Deleting), Next::AwaitChange);
+        assert_eq!(next_attempt(&Outcome::OtherShard), Next::AwaitChange);
         assert_eq!(next_attempt(&Outcome::Deferred), Next::Soon);
         assert_eq!(next_attempt(&failed(Reason::RateLimited, Some(retry))), Next::RetryAt(Some(retry)));
         assert_eq!(next_attempt(&failed(Reason::UpstreamUnavailable, None)), Next::Backoff);

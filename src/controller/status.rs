@@ -38,6 +38,9 @@ pub enum Outcome {
     /// Not attempted: the provider account's reconcile slots were all busy. Status is not
     /// touched; the Connection is requeued shortly.
     Deferred,
+    /// Not attempted: the Connection's account belongs to another shard (`--shards`), whose
+    /// process writes everything about it. Nothing is written.
+    OtherShard,
 }
 
 impl Outcome {
@@ -61,6 +64,8 @@ impl Outcome {
             Outcome::Failed { reason, .. } => *reason,
             // Never written to status (see `Deferred`); the closest reason for logs.
             Outcome::Deferred => Reason::RateLimited,
+            // Never written to status either; nothing is wrong with the Connection.
+            Outcome::OtherShard => Reason::InSync,
         }
     }
 }
@@ -96,6 +101,7 @@ pub fn connection_status(
         Outcome::Drift { keys } => (false, format!("{} key(s) differ upstream: {}", keys.len(), keys.join(", "))),
         Outcome::Suspended => (false, "reconciliation is suspended (spec.suspend)".to_string()),
         Outcome::Deferred => (false, "waiting for a free slot of the provider account".to_string()),
+        Outcome::OtherShard => (false, "reconciled by another shard".to_string()),
         Outcome::Deleting => (false, "removing the managed keys upstream before deletion".to_string()),
         Outcome::Failed { message, .. } => (false, message.clone()),
     };
@@ -103,7 +109,9 @@ pub fn connection_status(
     // did; a suspended Connection made no attempt).
     let (synced, synced_message) = match outcome {
         Outcome::InSync { .. } | Outcome::Drift { .. } => (true, "the last reconcile succeeded".to_string()),
-        Outcome::Suspended | Outcome::Deleting | Outcome::Deferred => (false, ready_message.clone()),
+        Outcome::Suspended | Outcome::Deleting | Outcome::Deferred | Outcome::OtherShard => {
+            (false, ready_message.clone())
+        }
         Outcome::Failed { message, .. } => (false, message.clone()),
     };
     let retry_at = match outcome {

@@ -223,14 +223,22 @@ pub fn spec_changes<K>(
 where
     K: kube::Resource + Send + 'static,
 {
-    let mut seen: HashMap<String, Option<i64>> = HashMap::new();
+    // The shard label counts as spec: it moves the account to another shard (`--shards`),
+    // whose process must then reconcile its Connections.
+    let mut seen: HashMap<String, (Option<i64>, Option<String>)> = HashMap::new();
     events.flat_map(move |event| {
         let out: Vec<Result<K, watcher::Error>> = match event {
             Err(e) => vec![Err(e)],
             Ok(watcher::Event::Apply(obj) | watcher::Event::InitApply(obj)) => {
                 let uid = obj.meta().uid.clone().unwrap_or_default();
-                let generation = obj.meta().generation;
-                if seen.insert(uid, generation) == Some(generation) { vec![] } else { vec![Ok(obj)] }
+                let label = obj.meta().labels.as_ref().and_then(|l| l.get(super::shard::SHARD_LABEL)).cloned();
+                let version = (obj.meta().generation, label);
+                if seen.get(&uid) == Some(&version) {
+                    vec![]
+                } else {
+                    seen.insert(uid, version);
+                    vec![Ok(obj)]
+                }
             }
             Ok(watcher::Event::Delete(obj)) => {
                 seen.remove(obj.meta().uid.as_deref().unwrap_or_default());

@@ -85,3 +85,18 @@ operator watches. Exactly the calls the controller makes, nothing more:
   resources: ["clusterproviders/status"]
   verbs: ["patch"]
 {{- end }}
+
+{{/*
+Shards (--shards): sharding.replicas, 1 when the block is absent.
+*/}}
+{{- define "connection-operator.shards" -}}
+{{- $sharding := .Values.sharding | default dict -}}
+{{- int (default 1 $sharding.replicas) -}}
+{{- end }}
+
+{{/*
+Whether the pods take Leases: leader election, or more than one shard.
+*/}}
+{{- define "connection-operator.usesLeases" -}}
+{{- if or .Values.leaderElection.enabled (gt (int (include "connection-operator.shards" .)) 1) }}true{{ end -}}
+{{- end }}
