@@ -18,6 +18,7 @@ mod procs;
 mod readiness;
 mod report;
 mod scenario;
+mod settings;
 mod upstream;
 
 use std::{path::PathBuf, process::Command, time::Duration};
@@ -29,7 +30,8 @@ use crate::{
     backend::{Backend, ControlPlaneKind},
     fleet::Kind,
     report::{Config, Report},
-    scenario::{RateLimitSettings, Settings},
+    scenario::RateLimitSettings,
+    settings::Settings,
 };
 
 #[derive(Parser, Debug)]

@@ -15,7 +15,7 @@ use anyhow::Context;
 use crate::{
     cluster::poll,
     procs::{self, Usage},
-    scenario::Settings,
+    settings::Settings,
 };
 
 /// The binaries a run uses, built with the harness's profile.
