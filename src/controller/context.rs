@@ -73,6 +73,39 @@ pub struct Resolution {
     pub declared: std::collections::BTreeSet<String>,
 }
 
+/// The last resolution of each Connection, by uid. Entries of Connections deleted without a
+/// reconcile seeing it (a finalizer removed by hand, a deletion while the operator was down)
+/// are never looked up again and are pruned against the cache now and then: each time the
+/// map has doubled since the last prune, so a reconcile costs O(1) amortised. Reading the
+/// whole cache on every reconcile would make each one O(Connections).
+struct Resolutions<V = Resolution> {
+    by_uid: HashMap<String, V>,
+    /// The size at which the next prune runs.
+    prune_at: usize,
+}
+
+impl<V> Default for Resolutions<V> {
+    fn default() -> Self {
+        Resolutions { by_uid: HashMap::new(), prune_at: 0 }
+    }
+}
+
+impl<V> Resolutions<V> {
+    /// Below this many entries nothing is pruned.
+    const FLOOR: usize = 64;
+
+    /// Remember `resolution` for `uid`, first pruning the entries whose uid `live` (the
+    /// cached Connections' uids, read only when a prune is due) does not hold.
+    fn remember(&mut self, uid: &str, resolution: V, live: impl FnOnce() -> HashSet<String>) {
+        if self.by_uid.len() >= self.prune_at.max(Self::FLOOR) {
+            let live = live();
+            self.by_uid.retain(|uid, _| live.contains(uid));
+            self.prune_at = 2 * self.by_uid.len();
+        }
+        self.by_uid.insert(uid.to_string(), resolution);
+    }
+}
+
 /// Shared state of the reconciles.
 pub struct Context {
     pub client: Client,
@@ -95,7 +128,7 @@ pub struct Context {
     /// Whether a Connection is this process's shard's (`--shards`).
     pub shard_gate: super::shard_gate::ShardGate,
     /// The last resolution of each Connection, by uid.
-    resolutions: Mutex<HashMap<String, Resolution>>,
+    resolutions: Mutex<Resolutions>,
     /// The operator's upstream turns: `--concurrency` permits (see [`Context::upstream_slot`]).
     upstream_turns: Arc<Semaphore>,
 }
@@ -149,23 +182,19 @@ impl Context {
     /// Remember what a Connection resolved to (see [`Resolution`]).
     pub fn remember_resolution(&self, uid: &str, resolution: Resolution) {
         let mut all = self.resolutions.lock().unwrap_or_else(|e| e.into_inner());
-        // Entries of deleted Connections are never looked up again; drop them now and then.
-        if all.len() > 64 && all.len() > 2 * self.connections.state().len() {
-            let live: std::collections::HashSet<String> =
-                self.connections.state().iter().filter_map(|c| c.metadata.uid.clone()).collect();
-            all.retain(|uid, _| live.contains(uid));
-        }
-        all.insert(uid.to_string(), resolution);
+        all.remember(uid, resolution, || {
+            self.connections.state().iter().filter_map(|c| c.metadata.uid.clone()).collect()
+        });
     }
 
     /// Forget a Connection's resolution (it is being deleted).
     pub fn forget_resolution(&self, uid: &str) {
-        self.resolutions.lock().unwrap_or_else(|e| e.into_inner()).remove(uid);
+        self.resolutions.lock().unwrap_or_else(|e| e.into_inner()).by_uid.remove(uid);
     }
 
     /// The last resolution of the Connection `uid`, if any.
     pub fn resolution(&self, uid: &str) -> Option<Resolution> {
-        self.resolutions.lock().unwrap_or_else(|e| e.into_inner()).get(uid).cloned()
+        self.resolutions.lock().unwrap_or_else(|e| e.into_inner()).by_uid.get(uid).cloned()
     }
 
     /// A turn to talk to `account`'s provider, for the read → plan → write stage only (not
@@ -212,5 +241,39 @@ impl Context {
             watcher::Event::InitDone => self.accounts.sweep(kind, &listed()),
             watcher::Event::Apply(_) | watcher::Event::Init | watcher::Event::InitApply(_) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::Resolutions;
+
+    #[test]
+    fn resolutions_read_the_cache_a_logarithmic_number_of_times_and_drop_the_deleted() {
+        let mut resolutions = Resolutions::<u32>::default();
+        let mut reads = 0;
+        let live: HashSet<String> = (0..10_000).map(|i| format!("uid-{i}")).collect();
+        for i in 0..10_000 {
+            resolutions.remember(&format!("uid-{i}"), i, || {
+                reads += 1;
+                live.clone()
+            });
+        }
+        assert_eq!(resolutions.by_uid.len(), 10_000);
+        // Prunes at 64, 128, ..., 8192: one read of the cache each time the map doubled.
+        assert_eq!(reads, 8, "the cache was read {reads} times for 10,000 reconciles");
+
+        // Every one deleted unseen but the first ten: the next prune forgets the others.
+        let survivors: HashSet<String> = (0..10).map(|i| format!("uid-{i}")).collect();
+        for i in 10_000..20_000 {
+            resolutions.remember(&format!("uid-{i}"), i, || {
+                (10_000..20_000).map(|j| format!("uid-{j}")).chain(survivors.iter().cloned()).collect()
+            });
+        }
+        assert!(resolutions.by_uid.contains_key("uid-3"));
+        assert!(!resolutions.by_uid.contains_key("uid-5000"), "a deleted Connection's resolution kept");
+        assert!(resolutions.by_uid.len() < 20_000);
     }
 }
