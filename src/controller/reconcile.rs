@@ -28,6 +28,7 @@ use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 use rand::Rng;
 use serde_json::json;
+use tracing::Instrument;
 
 use super::conflict::{self, Claim};
 use super::context::{Context, FIELD_MANAGER, Resolution};
@@ -72,7 +73,32 @@ impl From<resolve::Unresolved> for Unresolved {
 }
 
 /// Entry point called by kube-runtime.
+///
+/// kube-runtime polls every running reconcile inside its one runner task, so however many
+/// worker threads the runtime has, all reconciles would share one core (a 100,000-Connection
+/// run held the operator at one core of two for its whole converge). Each reconcile therefore
+/// runs as a task of its own; dropping this future (shutdown, a lost Lease) aborts that task,
+/// as dropping the reconcile did before, so nothing keeps writing after the controller stops.
 pub async fn reconcile(conn: Arc<Connection>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let mut task = AbortOnDrop(tokio::spawn(reconcile_on_a_worker(conn, ctx).in_current_span()));
+    match (&mut task.0).await {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // Only an abort cancels the task, and only this future's drop aborts it.
+        Err(_) => unreachable!("a reconcile task cancelled while awaited"),
+    }
+}
+
+/// A spawned task aborted when its handle is dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn reconcile_on_a_worker(conn: Arc<Connection>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
     let namespace = conn.namespace().ok_or(Error::NoNamespace)?;
     let key = format!("{namespace}/{}", conn.name_any());
