@@ -371,7 +371,13 @@ impl Stages<'_> {
         let reason = stop.reason();
         let (outcome, action) = match stop {
             Stop::Kube(e) => return Err(e),
-            Stop::Busy => (Outcome::Deferred, deferred()),
+            Stop::Busy => {
+                let interval = drift_interval(conn, ctx);
+                let routine =
+                    drift_check(conn.status.as_ref(), conn.meta().generation, self.requested_at.as_deref(), interval)
+                        .is_some();
+                (Outcome::Deferred, if routine { Action::requeue(deferred_drift_check(interval)) } else { deferred() })
+            }
             Stop::Postponed { retry_at } => {
                 let wait = retry_at.duration_since(SystemTime::now()).unwrap_or_default();
                 (Outcome::Deferred, Action::requeue(wait.max(Duration::from_millis(100))))
@@ -683,6 +689,19 @@ fn deferred() -> Action {
     Action::requeue(Duration::from_millis(rand::rng().random_range(100..=400)))
 }
 
+/// The requeue of a drift check deferred because its account is busy: later in its
+/// interval (a tenth to a fifth of it), not soon. A busy account is one whose demand exceeds
+/// what it may use at once; retried soon, routine drift checks would keep drawing against
+/// first reconciles and spec changes for the same slots, and under a sustained overload
+/// (100,000 Connections whose drift checks alone asked for more reconciles per second than
+/// the operator could run) a quarter of the fleet went unreconciled. Postponed, they leave
+/// the slots to the work a user is waiting for; the check still happens within its interval
+/// plus a fifth.
+fn deferred_drift_check(interval: Duration) -> Duration {
+    let ms = interval.as_millis() as u64;
+    Duration::from_millis(rand::rng().random_range(ms / 10..=(ms / 5).max(ms / 10 + 1)))
+}
+
 /// Step 1: the Provider (or ClusterProvider), its type against the Connection's block,
 /// and the token from the referenced Secret (`resolve::account_handle` with the watch
 /// caches), then the account's shared state from the registry.
@@ -804,6 +823,14 @@ mod tests {
             last_sync_time: Some(Time(at(1_000))),
             last_handled_reconcile_at: requested_at.map(str::to_string),
             ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_busy_accounts_drift_check_steps_aside_for_a_tenth_to_a_fifth_of_its_interval() {
+        for _ in 0..100 {
+            let delay = deferred_drift_check(INTERVAL);
+            assert!(delay >= INTERVAL / 10 && delay <= INTERVAL / 5, "{delay:?} for a drift interval of {INTERVAL:?}");
         }
     }
 
