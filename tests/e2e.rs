@@ -348,10 +348,13 @@ async fn hold_connection_watches(world: &World, hold: Value, attempts: usize) ->
     world.kube.clear_journal().await;
     world.kube.drop_watches().await;
     let ns = &world.ns;
+    // Every other watch the operator keeps (src/controller/triggers.rs): one that resumed
+    // after the expiry is armed would take it instead of a Connections watch.
     let others = [
         format!("/apis/connection-operator.dev/v1alpha1/namespaces/{ns}/providers"),
         "/apis/connection-operator.dev/v1alpha1/clusterproviders".to_string(),
         format!("/api/v1/namespaces/{ns}/secrets"),
+        format!("/api/v1/namespaces/{ns}/configmaps"),
     ];
     world
         .eventually("the other watches to resume and a Connections watch to fail", || async {
