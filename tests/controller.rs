@@ -878,22 +878,9 @@ async fn upstream_turns_bound_the_requests_in_flight_across_accounts(backend: Ba
     assert!(most >= 1);
 }
 
-/// Runs the case `$name(Backend)` as one test on the Kubernetes API emulator,
-/// `$name::emulator`, for cases that need a hook only the emulator has.
-macro_rules! on_emulator {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn emulator() {
-                super::$name(connection_testkit::Backend::Emulator).await
-            }
-        }
-    };
-}
-
-// A relist has to be forced for every watch of Connections at once: only the emulator can
-// expire them all (the kube-proxy expires one watch, kube-apiserver keeps a long history).
-on_emulator!(a_new_generation_seen_only_in_a_relist_is_reconciled_as_that_generation);
+// A relist has to be forced for both of the operator's Connection watches: the emulator's
+// expiry reaches every watch from before it, the kube-proxy's is asked for two of them.
+on_both!(a_new_generation_seen_only_in_a_relist_is_reconciled_as_that_generation);
 async fn a_new_generation_seen_only_in_a_relist_is_reconciled_as_that_generation(backend: Backend) {
     use futures::StreamExt;
     let env = Env::start(backend).await;
@@ -946,7 +933,7 @@ async fn a_new_generation_seen_only_in_a_relist_is_reconciled_as_that_generation
     let collection = format!("/apis/connection-operator.dev/v1alpha1/namespaces/{}/connections", env.ns());
     env.kube.faults(&json!({"method": "GET", "path": collection, "latencyMs": 2000, "count": 8})).await;
     env.kube.clear_journal().await;
-    env.kube.expire_watches().await;
+    env.kube.expire_watches_of(&collection, 2).await;
     env.kube.drop_watches().await;
     for name in &changed {
         let patch = json!({"spec": {"nango": {"metadata": {"k": 2}}}});
@@ -961,8 +948,15 @@ async fn a_new_generation_seen_only_in_a_relist_is_reconciled_as_that_generation
     // The changes did reach the operator through a relist of more than one page (else this
     // test proves nothing).
     let journal = env.kube.journal().await;
-    let pages = journal
-        .iter()
-        .filter(|r| r["path"] == collection.as_str() && r["query"].as_str().is_some_and(|q| q.contains("continue=")));
-    assert!(pages.count() >= 1, "no second page of a Connection list: {journal:?}");
+    let lists = |continued: bool| {
+        journal
+            .iter()
+            .filter(|r| r["method"] == "GET" && r["path"] == collection.as_str())
+            .filter_map(|r| r["query"].as_str())
+            .filter(|q| !q.contains("watch=") && q.contains("continue=") == continued)
+            .count()
+    };
+    assert!(lists(true) >= 1, "no second page of a Connection list: {journal:?}");
+    // Both Connection watches relisted: the one filling the cache among them.
+    assert!(lists(false) >= 2, "fewer than two relists of the Connections: {journal:?}");
 }

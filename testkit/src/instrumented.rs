@@ -81,6 +81,15 @@ impl Instrumented {
     pub async fn expire_watches(&self) {
         self.admin(reqwest::Method::POST, "/_sandbox/watches/expire", None).await;
     }
+
+    /// The next `count` watches of the collection `path` resuming from a resourceVersion see
+    /// an in-stream 410 Expired (a client may keep several watches of one collection). The
+    /// emulator's expiry is a compaction, which reaches every watch resuming from before it,
+    /// these included; the kube-proxy expires exactly these.
+    pub async fn expire_watches_of(&self, path: &str, count: u32) {
+        let body = self._proxy.as_ref().map(|_| serde_json::json!({"path": path, "count": count}));
+        self.admin(reqwest::Method::POST, "/_sandbox/watches/expire", body.as_ref()).await;
+    }
 }
 
 impl Cluster {

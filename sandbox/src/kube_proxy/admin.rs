@@ -10,6 +10,7 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::state::Proxy;
+use super::watches::Expiry;
 use crate::faults;
 
 fn json_response(status: StatusCode, body: &Value) -> Response {
@@ -29,8 +30,18 @@ pub fn handle(proxy: &Proxy, method: &Method, path: &str, body: &[u8]) -> Respon
             ok(json!({"dropped": true}))
         }
         (&Method::POST, "watches/expire") => {
-            proxy.watches.arm_expiry();
-            ok(json!({"expireNext": true}))
+            let expiry = if body.iter().all(u8::is_ascii_whitespace) {
+                Ok(Expiry::default())
+            } else {
+                serde_json::from_slice::<Expiry>(body)
+            };
+            match expiry {
+                Ok(expiry) => {
+                    proxy.watches.arm_expiry(expiry);
+                    ok(json!({"expireNext": true}))
+                }
+                Err(e) => bad(format!("watches/expire: {e}")),
+            }
         }
         (&Method::GET, "requests") => ok(proxy.journal.snapshot()),
         (&Method::DELETE, "requests") => {

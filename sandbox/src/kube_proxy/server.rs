@@ -47,7 +47,7 @@ async fn handle(State(proxy): State<Arc<Proxy>>, req: Request) -> Response {
     let watch = watches::is_watch(&path, &query);
     if watch {
         let rv = watches::query_param(&query, "resourceVersion").unwrap_or_default();
-        if proxy.watches.take_expiry(&rv) {
+        if proxy.watches.take_expiry(&path, &rv) {
             return watches::expired_answer(&rv);
         }
     }

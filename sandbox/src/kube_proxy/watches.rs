@@ -6,14 +6,16 @@
 //!   cancels it (ending those streams with a clean end of body, as the emulator does, so the
 //!   client sees a watch that ended and resumes from its last resourceVersion) and installs a
 //!   fresh one for the watches that follow.
-//! - Expire: one-shot. The next watch resuming from a resourceVersion (non-empty and not "0";
-//!   those mean "start from the current state") is answered by the proxy itself with one
-//!   in-stream `ERROR` event carrying a 410 `Expired` Status, the watch cache's answer to a
-//!   compacted version and the emulator's wire form. kube-rs and client-go relist on it; an
-//!   HTTP 410 at the start of the response would make kube-rs retry the same version.
+//! - Expire: one-shot by default. The next watch resuming from a resourceVersion (non-empty
+//!   and not "0"; those mean "start from the current state") is answered by the proxy itself
+//!   with one in-stream `ERROR` event carrying a 410 `Expired` Status, the watch cache's
+//!   answer to a compacted version and the emulator's wire form. kube-rs and client-go relist
+//!   on it; an HTTP 410 at the start of the response would make kube-rs retry the same
+//!   version. An [`Expiry`] may name the collection (`path`) and how many of its watches
+//!   (`count`) take it: a client may keep several watches of one collection, and the
+//!   emulator's expiry (a compaction) reaches all of them.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::body::Body;
 use axum::http::{HeaderValue, header};
@@ -26,7 +28,28 @@ use crate::kube::api_error::ApiError;
 #[derive(Default)]
 pub struct Watches {
     cancel: Mutex<CancellationToken>,
-    expire_armed: AtomicBool,
+    expiry: Mutex<Option<Expiry>>,
+}
+
+/// An armed expiry: the next `count` watches resuming from a resourceVersion, of the
+/// collection `path` when set, take it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expiry {
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default = "one")]
+    pub count: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl Default for Expiry {
+    fn default() -> Self {
+        Expiry { path: None, count: 1 }
+    }
 }
 
 impl Watches {
@@ -42,15 +65,26 @@ impl Watches {
         *t = CancellationToken::new();
     }
 
-    pub fn arm_expiry(&self) {
-        self.expire_armed.store(true, Ordering::SeqCst);
+    /// Arm `expiry`, replacing one still armed.
+    pub fn arm_expiry(&self, expiry: Expiry) {
+        *self.expiry.lock().unwrap_or_else(|p| p.into_inner()) = (expiry.count > 0).then_some(expiry);
     }
 
-    /// Whether a watch resuming from `resource_version` takes the armed expiry (disarming it).
-    pub fn take_expiry(&self, resource_version: &str) -> bool {
-        !resource_version.is_empty()
-            && resource_version != "0"
-            && self.expire_armed.compare_exchange(true, false, Ordering::SeqCst, Ordering::SeqCst).is_ok()
+    /// Whether a watch of `path` resuming from `resource_version` takes the armed expiry
+    /// (one of its `count`; the last disarms it).
+    pub fn take_expiry(&self, path: &str, resource_version: &str) -> bool {
+        if resource_version.is_empty() || resource_version == "0" {
+            return false;
+        }
+        let mut armed = self.expiry.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(expiry) = armed.as_mut().filter(|e| e.path.as_deref().is_none_or(|p| p == path)) else {
+            return false;
+        };
+        expiry.count -= 1;
+        if expiry.count == 0 {
+            *armed = None;
+        }
+        true
     }
 }
 
@@ -102,12 +136,24 @@ mod tests {
     #[test]
     fn expiry_is_one_shot_and_skips_fresh_watches() {
         let w = Watches::default();
-        assert!(!w.take_expiry("5"));
-        w.arm_expiry();
-        assert!(!w.take_expiry(""));
-        assert!(!w.take_expiry("0"));
-        assert!(w.take_expiry("5"));
-        assert!(!w.take_expiry("5"));
+        assert!(!w.take_expiry("/api/v1/pods", "5"));
+        w.arm_expiry(Expiry::default());
+        assert!(!w.take_expiry("/api/v1/pods", ""));
+        assert!(!w.take_expiry("/api/v1/pods", "0"));
+        assert!(w.take_expiry("/api/v1/pods", "5"));
+        assert!(!w.take_expiry("/api/v1/pods", "5"));
+    }
+
+    #[test]
+    fn an_expiry_for_a_path_is_taken_by_that_many_of_its_watches_only() {
+        let w = Watches::default();
+        w.arm_expiry(Expiry { path: Some("/api/v1/pods".into()), count: 2 });
+        assert!(!w.take_expiry("/api/v1/secrets", "5"), "another collection");
+        assert!(w.take_expiry("/api/v1/pods", "5"));
+        assert!(w.take_expiry("/api/v1/pods", "6"));
+        assert!(!w.take_expiry("/api/v1/pods", "7"), "two were asked for");
+        w.arm_expiry(Expiry { path: None, count: 0 });
+        assert!(!w.take_expiry("/api/v1/pods", "5"), "a count of zero arms nothing");
     }
 
     #[test]
