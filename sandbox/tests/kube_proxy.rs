@@ -543,6 +543,45 @@ async fn watches_expire_answers_the_next_resumed_watch_with_one_in_stream_410() 
     );
 }
 
+#[tokio::test]
+async fn an_expiry_aimed_at_a_collection_is_taken_by_that_many_of_its_resumed_watches() {
+    let s = start();
+    s.namespace("ea").await;
+    let rv = s.create_cm_directly("ea", "x").await;
+    let configmaps = "/api/v1/namespaces/ea/configmaps";
+    let secrets = "/api/v1/namespaces/ea/secrets";
+    let watch_from = |path: &str| format!("{path}?watch=true&resourceVersion={rv}");
+    let expired = |ev: &Value| ev["type"] == "ERROR" && ev["object"]["code"] == 410;
+
+    let refused = s
+        .send(
+            &s.proxy.url(),
+            Method::POST,
+            "/_sandbox/watches/expire",
+            Some(("application/json", json!({"path": configmaps, "count": 2, "every": true}))),
+            None,
+        )
+        .await;
+    assert_eq!(refused.status, 400, "an unknown field: {}", refused.body);
+
+    s.admin(Method::POST, "watches/expire", Some(json!({"path": configmaps, "count": 2}))).await;
+    // A resumed watch of another collection is relayed.
+    let mut other = s.watch(&watch_from(secrets)).await;
+    s.direct(Method::POST, secrets, Some(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}})))
+        .await;
+    let ev = other.event().await;
+    assert_eq!((ev["type"].as_str(), ev["object"]["metadata"]["name"].as_str()), (Some("ADDED"), Some("s")), "{ev}");
+    // Two resumed watches of the collection take it; the third is relayed.
+    for i in 0..2 {
+        let ev = s.watch(&watch_from(configmaps)).await.event().await;
+        assert!(expired(&ev), "watch {i}: {ev}");
+    }
+    let mut third = s.watch(&watch_from(configmaps)).await;
+    s.create_cm_directly("ea", "y").await;
+    let ev = third.event().await;
+    assert_eq!((ev["type"].as_str(), ev["object"]["metadata"]["name"].as_str()), (Some("ADDED"), Some("y")), "{ev}");
+}
+
 // ---------------------------------------------------------------------------------------
 // Identity
 // ---------------------------------------------------------------------------------------
